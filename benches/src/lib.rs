@@ -1,0 +1,1 @@
+//! Benchmarks live here (later issues).

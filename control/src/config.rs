@@ -1,0 +1,294 @@
+//! `rvs.toml`, the daemon's configuration file.
+//!
+//! Every table denies unknown keys, so a misspelt key is an error that names the key and the line
+//! (the toml crate reports both).
+
+use crate::model::{DestSpec, ServiceSpec, Timeouts};
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub eal: EalConfig,
+    pub ports: Vec<PortConfig>,
+    #[serde(default)]
+    pub workers: WorkersConfig,
+    #[serde(default)]
+    pub conntrack: ConntrackConfig,
+    #[serde(default)]
+    pub control: ControlConfig,
+    /// Services present at start, in the shape `rvsadm -S` saves.
+    #[serde(default)]
+    pub services: Vec<ServiceConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EalConfig {
+    /// Arguments passed to `rte_eal_init` (without the program name).
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortRole {
+    /// Faces the clients and holds the VIPs.
+    External,
+    /// Faces the real servers and holds the DIP.
+    Internal,
+    /// One-arm mode: clients and real servers behind the same port.
+    Both,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    /// A short name used in logs and counters, e.g. "ext".
+    pub name: String,
+    /// The DPDK device name: a PCI address ("0000:03:00.0") or a vdev name ("net_af_packet0").
+    pub device: String,
+    pub role: PortRole,
+    /// The port's own addresses in CIDR form ("192.0.2.1/24"); each makes its subnet directly
+    /// reachable through this port.
+    pub addresses: Vec<String>,
+    /// Next hop for destinations outside every port's subnets.
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+    #[serde(default = "default_ring_size")]
+    pub rx_ring: u16,
+    #[serde(default = "default_ring_size")]
+    pub tx_ring: u16,
+}
+
+fn default_mtu() -> u16 {
+    1500
+}
+
+fn default_ring_size() -> u16 {
+    1024
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkersConfig {
+    /// The lcores that run poll-mode workers; each gets one RX and one TX queue per port.
+    /// Empty: every lcore EAL was given except the main one (or the main one if alone).
+    #[serde(default)]
+    pub lcores: Vec<u32>,
+    /// Packet buffers per port mempool.
+    #[serde(default = "default_mbufs")]
+    pub mbufs_per_port: u32,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        WorkersConfig {
+            lcores: Vec::new(),
+            mbufs_per_port: default_mbufs(),
+        }
+    }
+}
+
+fn default_mbufs() -> u32 {
+    16383
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConntrackConfig {
+    /// Maximum number of concurrent connections.
+    #[serde(default = "default_capacity")]
+    pub capacity: u64,
+    #[serde(default)]
+    pub timeouts: Option<Timeouts>,
+}
+
+impl Default for ConntrackConfig {
+    fn default() -> Self {
+        ConntrackConfig {
+            capacity: default_capacity(),
+            timeouts: None,
+        }
+    }
+}
+
+fn default_capacity() -> u64 {
+    1 << 20
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    #[serde(default = "default_socket")]
+    pub socket: String,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            socket: default_socket(),
+        }
+    }
+}
+
+fn default_socket() -> String {
+    crate::proto::DEFAULT_SOCKET.to_string()
+}
+
+/// A service with its real servers, as listed in `rvs.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    #[serde(flatten)]
+    pub spec: ServiceSpec,
+    #[serde(default)]
+    pub dests: Vec<DestSpec>,
+}
+
+/// A port address parsed from CIDR notation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let (a, p) = s
+            .split_once('/')
+            .ok_or_else(|| format!("address {s:?} needs a prefix length, e.g. 192.0.2.1/24"))?;
+        let addr: Ipv4Addr = a.parse().map_err(|_| format!("bad IPv4 address {a:?}"))?;
+        let prefix_len: u8 = p
+            .parse()
+            .ok()
+            .filter(|n| *n <= 32)
+            .ok_or_else(|| format!("bad prefix length {p:?} in {s:?}"))?;
+        Ok(Cidr { addr, prefix_len })
+    }
+
+    pub fn mask(self) -> u32 {
+        if self.prefix_len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix_len)
+        }
+    }
+
+    pub fn contains(self, ip: Ipv4Addr) -> bool {
+        (u32::from(ip) & self.mask()) == (u32::from(self.addr) & self.mask())
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates; `origin` names the source in error messages.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        cfg.validate().map_err(|message| ConfigError::Invalid {
+            path: origin.to_string(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.ports.is_empty() {
+            return Err("ports: at least one port is needed".into());
+        }
+        for (i, p) in self.ports.iter().enumerate() {
+            if p.addresses.is_empty() {
+                return Err(format!("ports[{i}].addresses: at least one address is needed"));
+            }
+            for a in &p.addresses {
+                Cidr::parse(a).map_err(|e| format!("ports[{i}].addresses: {e}"))?;
+            }
+            if self.ports[..i].iter().any(|q| q.name == p.name) {
+                return Err(format!("ports[{i}].name: duplicate port name {:?}", p.name));
+            }
+            if p.mtu < 68 {
+                return Err(format!("ports[{i}].mtu: {} is below the IPv4 minimum 68", p.mtu));
+            }
+        }
+        let has_ext = self.ports.iter().any(|p| p.role != PortRole::Internal);
+        if !has_ext {
+            return Err("ports: no port with role \"external\" or \"both\" to hold the VIPs".into());
+        }
+        if self.conntrack.capacity == 0 {
+            return Err("conntrack.capacity: must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// The configuration rvsd runs on when started without `--config`: the lab of DESIGN.md, rvsd on
+/// net_af_packet over the veths `rvs-dext` (external) and `rvs-dint` (internal) in namespace `rvs-dir`.
+pub const DEFAULT_CONFIG: &str = include_str!("../../dataplane/rvs.toml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_config_is_valid() {
+        let cfg = Config::parse(DEFAULT_CONFIG, "default").unwrap();
+        assert_eq!(cfg.ports.len(), 2);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let text = "[[ports]]\nname = \"ext\"\ndevice = \"net_null0\"\nrole = \"both\"\naddresses = [\"192.0.2.1/24\"]\nmtux = 1500\n";
+        let err = Config::parse(text, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("mtux"), "{err}");
+        assert!(err.contains("line 6"), "{err}");
+    }
+
+    #[test]
+    fn missing_key_is_named() {
+        let text = "[[ports]]\nname = \"ext\"\nrole = \"both\"\naddresses = [\"192.0.2.1/24\"]\n";
+        let err = Config::parse(text, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("device"), "{err}");
+    }
+
+    #[test]
+    fn bad_address_is_named() {
+        let text = "[[ports]]\nname = \"ext\"\ndevice = \"x\"\nrole = \"both\"\naddresses = [\"192.0.2.1\"]\n";
+        let err = Config::parse(text, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("ports[0].addresses"), "{err}");
+    }
+
+    #[test]
+    fn cidr_contains() {
+        let c = Cidr::parse("192.0.2.1/24").unwrap();
+        assert!(c.contains("192.0.2.200".parse().unwrap()));
+        assert!(!c.contains("198.51.100.1".parse().unwrap()));
+    }
+}

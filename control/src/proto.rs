@@ -1,0 +1,123 @@
+//! The control protocol: one JSON request per line on the Unix socket, one JSON response per line.
+//!
+//! ```text
+//! -> {"version":1,"request":{"add_service":{...}}}
+//! <- {"version":1,"result":{"ok":null}}        or   {"version":1,"result":{"error":"..."}}
+//! ```
+//! A request with another version is refused, so old and new tools never misread each other.
+
+use crate::model::{ConnStatus, DestSpec, ServiceKey, ServiceSpec, ServiceStatus, Timeouts};
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest request line the daemon accepts, in bytes.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// The default control socket path.
+pub const DEFAULT_SOCKET: &str = "/run/rvs/rvs.sock";
+
+/// Environment variable that points rvsadm at another socket.
+pub const SOCKET_ENV: &str = "RVS_SOCKET";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestEnvelope {
+    pub version: u32,
+    pub request: Request,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResponseEnvelope {
+    pub version: u32,
+    pub result: Response,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Request {
+    /// `-A`
+    AddService(ServiceSpec),
+    /// `-E`: fields are replaced as given (rvsadm fills unspecified ones from the current state).
+    EditService(ServiceSpec),
+    /// `-D`
+    DelService(ServiceKey),
+    /// `-a`
+    AddDest { service: ServiceKey, dest: DestSpec },
+    /// `-e`
+    EditDest { service: ServiceKey, dest: DestSpec },
+    /// `-d`
+    DelDest {
+        service: ServiceKey,
+        addr: Ipv4Addr,
+        port: u16,
+    },
+    /// `-C`
+    Clear,
+    /// `-L`: all services, or one.
+    List { service: Option<ServiceKey> },
+    /// `-L -c`
+    ListConns,
+    /// `-Z`: all services, or one.
+    Zero { service: Option<ServiceKey> },
+    /// `--set tcp tcpfin udp` (0 leaves a value unchanged).
+    SetTimeouts(Timeouts),
+    /// `-L --timeout`
+    GetTimeouts,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Ok,
+    Error(String),
+    Services {
+        /// Connection table capacity, printed as `size=` in the `-L` header.
+        table_size: u64,
+        services: Vec<ServiceStatus>,
+    },
+    Conns(Vec<ConnStatus>),
+    Timeouts(Timeouts),
+}
+
+impl RequestEnvelope {
+    pub fn new(request: Request) -> Self {
+        RequestEnvelope {
+            version: PROTOCOL_VERSION,
+            request,
+        }
+    }
+}
+
+impl ResponseEnvelope {
+    pub fn new(result: Response) -> Self {
+        ResponseEnvelope {
+            version: PROTOCOL_VERSION,
+            result,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Protocol, SchedulerKind};
+
+    #[test]
+    fn request_round_trips_through_json() {
+        let req = RequestEnvelope::new(Request::AddService(ServiceSpec {
+            key: ServiceKey {
+                protocol: Protocol::Tcp,
+                addr: "198.51.100.1".parse().unwrap(),
+                port: 80,
+            },
+            scheduler: SchedulerKind::Rr,
+            persistence: None,
+            netmask: crate::model::default_netmask(),
+        }));
+        let line = serde_json::to_string(&req).unwrap();
+        assert!(!line.contains('\n'));
+        assert_eq!(serde_json::from_str::<RequestEnvelope>(&line).unwrap(), req);
+    }
+}

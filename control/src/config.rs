@@ -3,7 +3,7 @@
 //! Every table denies unknown keys, so a misspelt key is an error that names the key and the line
 //! (the toml crate reports both).
 
-use crate::model::{DestSpec, ServiceSpec, Timeouts};
+use crate::model::Timeouts;
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -33,9 +33,10 @@ pub struct Config {
     pub conntrack: ConntrackConfig,
     #[serde(default)]
     pub control: ControlConfig,
-    /// Services present at start, in the shape `rvsadm -S` saves.
+    /// Services present at start, as `rvsadm -S` saves them: one rvsadm command per line
+    /// (`-A -t 198.51.100.1:80 -s rr`, `-a -t 198.51.100.1:80 -r 192.0.2.2:80 -m -w 1`).
     #[serde(default)]
-    pub services: Vec<ServiceConfig>,
+    pub services: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -68,6 +69,9 @@ pub struct PortConfig {
     /// The port's own addresses in CIDR form ("192.0.2.1/24"); each makes its subnet directly
     /// reachable through this port.
     pub addresses: Vec<String>,
+    /// A MAC address to set on the port ("02:00:00:00:00:01"); the device's own when absent.
+    #[serde(default)]
+    pub mac: Option<String>,
     /// Next hop for destinations outside every port's subnets.
     #[serde(default)]
     pub gateway: Option<Ipv4Addr>,
@@ -154,14 +158,21 @@ fn default_socket() -> String {
     crate::proto::DEFAULT_SOCKET.to_string()
 }
 
-/// A service with its real servers, as listed in `rvs.toml`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceConfig {
-    #[serde(flatten)]
-    pub spec: ServiceSpec,
-    #[serde(default)]
-    pub dests: Vec<DestSpec>,
+/// Parses a MAC address written as six colon-separated hex bytes.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for byte in mac.iter_mut() {
+        *byte = parts
+            .next()
+            .filter(|p| p.len() == 2)
+            .and_then(|p| u8::from_str_radix(p, 16).ok())
+            .ok_or_else(|| format!("bad MAC address {s:?}, expected e.g. 02:00:00:00:00:01"))?;
+    }
+    if parts.next().is_some() {
+        return Err(format!("bad MAC address {s:?}, expected e.g. 02:00:00:00:00:01"));
+    }
+    Ok(mac)
 }
 
 /// A port address parsed from CIDR notation.
@@ -231,6 +242,9 @@ impl Config {
             for a in &p.addresses {
                 Cidr::parse(a).map_err(|e| format!("ports[{i}].addresses: {e}"))?;
             }
+            if let Some(mac) = &p.mac {
+                parse_mac(mac).map_err(|e| format!("ports[{i}].mac: {e}"))?;
+            }
             if self.ports[..i].iter().any(|q| q.name == p.name) {
                 return Err(format!("ports[{i}].name: duplicate port name {:?}", p.name));
             }
@@ -283,6 +297,14 @@ mod tests {
         let text = "[[ports]]\nname = \"ext\"\ndevice = \"x\"\nrole = \"both\"\naddresses = [\"192.0.2.1\"]\n";
         let err = Config::parse(text, "t.toml").unwrap_err().to_string();
         assert!(err.contains("ports[0].addresses"), "{err}");
+    }
+
+    #[test]
+    fn mac_parses_and_rejects() {
+        assert_eq!(parse_mac("02:00:00:00:0a:ff").unwrap(), [2, 0, 0, 0, 10, 255]);
+        for bad in ["02:00:00:00:00", "02:00:00:00:00:01:02", "2:0:0:0:0:1", "zz:00:00:00:00:01"] {
+            assert!(parse_mac(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,1 +1,193 @@
-fn main(){}
+//! rvsd: the rvs daemon. Reads rvs.toml, starts EAL, ports and one poll-mode worker per worker
+//! lcore, and serves the control socket until SIGINT or SIGTERM.
+
+use clap::Parser;
+use control::config::{Cidr, Config, DEFAULT_CONFIG};
+use dataplane::control::ControlServer;
+use dataplane::dpdk::{eal, port::Port, worker};
+use dataplane::pipeline::{Dataplane, DataplaneConfig, PortSetup};
+use dataplane::service::ServiceManager;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+#[derive(Parser, Debug)]
+#[command(name = "rvsd", version, about = "rvs: LVS VS/NAT load balancer on DPDK")]
+struct Args {
+    /// Configuration file; without it rvsd runs its embedded lab configuration
+    /// (print it with --print-default-config).
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Control socket path, overriding [control] socket.
+    #[arg(long)]
+    socket: Option<String>,
+    /// Extra EAL arguments, appended to [eal] args (e.g. "--no-huge -m 256").
+    #[arg(long, allow_hyphen_values = true)]
+    eal_args: Option<String>,
+    /// Check the configuration and exit.
+    #[arg(long)]
+    check: bool,
+    /// Print the embedded default configuration and exit.
+    #[arg(long)]
+    print_default_config: bool,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RVS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    if args.print_default_config {
+        print!("{DEFAULT_CONFIG}");
+        return ExitCode::SUCCESS;
+    }
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rvsd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(args: &Args) -> Result<Config, String> {
+    let mut cfg = match &args.config {
+        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None => Config::parse(DEFAULT_CONFIG, "embedded default config").map_err(|e| e.to_string())?,
+    };
+    if let Some(s) = &args.socket {
+        cfg.control.socket = s.clone();
+    }
+    if let Some(extra) = &args.eal_args {
+        cfg.eal.args.extend(extra.split_whitespace().map(str::to_owned));
+    }
+    Ok(cfg)
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let cfg = load_config(&args)?;
+    if args.check {
+        println!("configuration OK");
+        return Ok(());
+    }
+
+    // SAFETY: the handlers only store to an atomic, which is async-signal-safe.
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        unsafe {
+            signal_hook::low_level::register(sig, || worker::RUNNING.store(false, Ordering::Relaxed))
+        }
+        .map_err(|e| format!("cannot install a signal handler: {e}"))?;
+    }
+
+    eal::init(&cfg.eal.args).map_err(|e| e.to_string())?;
+    let main_lcore = eal::main_lcore();
+    let enabled = eal::enabled_lcores();
+    let lcores: Vec<u32> = if cfg.workers.lcores.is_empty() {
+        let others: Vec<u32> = enabled.iter().copied().filter(|&l| l != main_lcore).collect();
+        if others.is_empty() {
+            vec![main_lcore]
+        } else {
+            others
+        }
+    } else {
+        cfg.workers.lcores.clone()
+    };
+    if let Some(bad) = lcores.iter().find(|l| !enabled.contains(l)) {
+        return Err(format!(
+            "workers.lcores: lcore {bad} is not enabled in EAL (EAL has {enabled:?}; see -l in [eal] args)"
+        ));
+    }
+
+    let queues = lcores.len() as u16;
+    let mut ports = Vec::with_capacity(cfg.ports.len());
+    for p in &cfg.ports {
+        let port = Port::start(p, queues, cfg.workers.mbufs_per_port).map_err(|e| e.to_string())?;
+        tracing::info!(
+            port = %port.name, id = port.id, driver = %port.driver,
+            mac = %format_mac(&port.mac), "port started"
+        );
+        ports.push(port);
+    }
+    let ports = Arc::new(ports);
+
+    let setups = cfg
+        .ports
+        .iter()
+        .zip(ports.iter())
+        .map(|(pc, p)| PortSetup {
+            name: pc.name.clone(),
+            mac: p.mac,
+            role: pc.role,
+            // Validated when the configuration was loaded.
+            addrs: pc.addresses.iter().filter_map(|a| Cidr::parse(a).ok()).collect(),
+            gateway: pc.gateway,
+            mtu: pc.mtu,
+        })
+        .collect();
+    let dataplane = Dataplane::new(DataplaneConfig {
+        ports: setups,
+        conn_capacity: cfg.conntrack.capacity as usize,
+        timeouts: cfg.conntrack.timeouts.unwrap_or_default(),
+        workers: lcores.len(),
+    });
+
+    let mut manager = ServiceManager::new(dataplane.clone());
+    manager
+        .load_initial(&cfg.services)
+        .map_err(|e| format!("services in the configuration: {e}"))?;
+    let manager = Arc::new(Mutex::new(manager));
+
+    let server = ControlServer::bind(std::path::Path::new(&cfg.control.socket))
+        .map_err(|e| format!("control socket {}: {e}", cfg.control.socket))?;
+    let control_thread = std::thread::Builder::new()
+        .name("rvs-control".into())
+        .spawn(move || server.serve(manager, &worker::RUNNING))
+        .map_err(|e| format!("cannot start the control thread: {e}"))?;
+    tracing::info!(socket = %cfg.control.socket, workers = ?lcores, "rvsd ready");
+
+    let mut main_is_worker = None;
+    for (index, &lcore) in lcores.iter().enumerate() {
+        let setup = worker::WorkerSetup {
+            index,
+            queue: index as u16,
+            ports: ports.clone(),
+            dataplane: dataplane.clone(),
+        };
+        if lcore == main_lcore {
+            main_is_worker = Some(setup);
+        } else if let Err(e) = worker::launch(lcore, setup) {
+            worker::RUNNING.store(false, Ordering::Relaxed);
+            worker::wait_all();
+            return Err(e.to_string());
+        }
+    }
+    match main_is_worker {
+        Some(setup) => worker::run(setup),
+        None => {
+            while worker::RUNNING.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+
+    tracing::info!("shutting down");
+    worker::wait_all();
+    let _ = control_thread.join();
+    for p in ports.iter() {
+        p.stop();
+    }
+    eal::cleanup();
+    Ok(())
+}
+
+fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}

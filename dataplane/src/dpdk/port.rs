@@ -1,0 +1,163 @@
+//! Port set-up: one RX and one TX queue per worker, one mempool per port, RSS across the queues.
+
+use super::{errno_text, DpdkError};
+use control::config::PortConfig;
+use dpdk_sys as sys;
+use std::ffi::CString;
+
+/// RSS hash types rvs asks for: IPv4 addresses and TCP/UDP ports (rte_ethdev.h's RTE_ETH_RSS_*
+/// bits, which are macros bindgen cannot see). Whatever the port supports of these is used.
+const RSS_IPV4_L3_L4: u64 = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 7);
+
+/// A started DPDK port.
+pub struct Port {
+    pub name: String,
+    /// The DPDK port id.
+    pub id: u16,
+    pub mac: [u8; 6],
+    /// The mempool RX fills and rvs allocates generated packets (ARP requests) from.
+    pub pool: *mut sys::rte_mempool,
+    pub driver: String,
+}
+
+// SAFETY: the mempool pointer is DPDK's thread-safe pool; Port holds no thread-bound state.
+unsafe impl Send for Port {}
+unsafe impl Sync for Port {}
+
+impl Port {
+    /// Finds the device by name, configures `queues` RX/TX queue pairs and starts it.
+    pub fn start(cfg: &PortConfig, queues: u16, mbufs: u32) -> Result<Port, DpdkError> {
+        let err = |message: String| DpdkError::Port {
+            name: cfg.name.clone(),
+            message,
+        };
+        let dev = CString::new(cfg.device.as_str()).map_err(|_| err("bad device name".into()))?;
+        let mut id = 0u16;
+        // SAFETY: valid C string and out pointer.
+        if unsafe { sys::rte_eth_dev_get_port_by_name(dev.as_ptr(), &mut id) } != 0 {
+            return Err(err(format!(
+                "no DPDK device named {:?} (check the --vdev/-a arguments in [eal] args and that \
+                 the NIC is bound to a DPDK driver)",
+                cfg.device
+            )));
+        }
+
+        let mut info = sys::rte_eth_dev_info::default();
+        // SAFETY: valid port id and out pointer.
+        let ret = unsafe { sys::rte_eth_dev_info_get(id, &mut info) };
+        if ret != 0 {
+            return Err(err(format!("rte_eth_dev_info_get: {}", errno_text(ret))));
+        }
+        let driver = if info.driver_name.is_null() {
+            String::from("?")
+        } else {
+            // SAFETY: DPDK's static driver name string.
+            unsafe { std::ffi::CStr::from_ptr(info.driver_name) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        if queues > info.max_rx_queues || queues > info.max_tx_queues {
+            return Err(err(format!(
+                "{queues} workers need {queues} RX and TX queues, {driver} offers {} RX / {} TX \
+                 (for net_af_packet set qpairs={queues} in its --vdev)",
+                info.max_rx_queues, info.max_tx_queues
+            )));
+        }
+
+        let mut conf = sys::rte_eth_conf::default();
+        let rss = info.flow_type_rss_offloads & RSS_IPV4_L3_L4;
+        if queues > 1 && rss != 0 {
+            conf.rxmode.mq_mode = sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
+            conf.rx_adv_conf.rss_conf.rss_hf = rss;
+        }
+        // SAFETY: valid port id and configuration.
+        let ret = unsafe { sys::rte_eth_dev_configure(id, queues, queues, &conf) };
+        if ret != 0 {
+            return Err(err(format!("rte_eth_dev_configure: {}", errno_text(ret))));
+        }
+        let (mut nrx, mut ntx) = (cfg.rx_ring, cfg.tx_ring);
+        // SAFETY: valid port id and out pointers.
+        unsafe { sys::rte_eth_dev_adjust_nb_rx_tx_desc(id, &mut nrx, &mut ntx) };
+
+        // SAFETY: valid port id.
+        let socket = unsafe { sys::rte_eth_dev_socket_id(id) };
+        let socket = if socket < 0 { 0 } else { socket };
+        let pool_name = CString::new(format!("rvs_pool_{id}")).unwrap();
+        // SAFETY: valid arguments; DPDK copies the name.
+        let pool = unsafe {
+            sys::rte_pktmbuf_pool_create(
+                pool_name.as_ptr(),
+                mbufs,
+                256,
+                0,
+                sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
+                socket,
+            )
+        };
+        if pool.is_null() {
+            return Err(err(format!(
+                "cannot create a mempool of {mbufs} mbufs: {} (reserve more hugepages or lower \
+                 workers.mbufs_per_port)",
+                super::last_error()
+            )));
+        }
+
+        for q in 0..queues {
+            // SAFETY: valid port, queue index below the configured count, live mempool.
+            let ret = unsafe {
+                sys::rte_eth_rx_queue_setup(id, q, nrx, socket as u32, std::ptr::null(), pool)
+            };
+            if ret != 0 {
+                return Err(err(format!("rx queue {q}: {}", errno_text(ret))));
+            }
+            // SAFETY: as above.
+            let ret =
+                unsafe { sys::rte_eth_tx_queue_setup(id, q, ntx, socket as u32, std::ptr::null()) };
+            if ret != 0 {
+                return Err(err(format!("tx queue {q}: {}", errno_text(ret))));
+            }
+        }
+
+        if let Some(mac) = &cfg.mac {
+            let mut addr = sys::rte_ether_addr {
+                addr_bytes: control::config::parse_mac(mac).map_err(err)?,
+            };
+            // SAFETY: valid port id and address.
+            let ret = unsafe { sys::rte_eth_dev_default_mac_addr_set(id, &mut addr) };
+            if ret != 0 {
+                return Err(err(format!("cannot set MAC {mac}: {}", errno_text(ret))));
+            }
+        }
+        // Not every vdev can change its MTU (af_packet follows the kernel interface): keep going.
+        // SAFETY: valid port id.
+        let ret = unsafe { sys::rte_eth_dev_set_mtu(id, cfg.mtu) };
+        if ret != 0 {
+            tracing::warn!(port = %cfg.name, mtu = cfg.mtu, "cannot set MTU: {}", errno_text(ret));
+        }
+        // SAFETY: valid, configured port.
+        let ret = unsafe { sys::rte_eth_dev_start(id) };
+        if ret != 0 {
+            return Err(err(format!("rte_eth_dev_start: {}", errno_text(ret))));
+        }
+        // Promiscuous mode is not needed for our own MAC; broadcast ARP arrives regardless.
+        let mut mac = sys::rte_ether_addr::default();
+        // SAFETY: valid port id and out pointer.
+        unsafe { sys::rte_eth_macaddr_get(id, &mut mac) };
+        Ok(Port {
+            name: cfg.name.clone(),
+            id,
+            mac: mac.addr_bytes,
+            pool,
+            driver,
+        })
+    }
+
+    /// Stops and closes the port (at shutdown, after the workers are gone).
+    pub fn stop(&self) {
+        // SAFETY: valid port id; no worker uses the port any more.
+        unsafe {
+            sys::rte_eth_dev_stop(self.id);
+            sys::rte_eth_dev_close(self.id);
+        }
+    }
+}

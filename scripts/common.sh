@@ -1,0 +1,78 @@
+# shellcheck shell=bash
+# Helpers shared by the rvs scripts (sourced, not run).
+#
+# RVS_ROOT      the repository root
+# log/warn/die  messages on stderr, prefixed with the script's name
+# need_root     exit unless running as root
+# find_cargo    put cargo on PATH (it is preinstalled under ~/.cargo/bin; nothing is downloaded)
+# run_cargo     run cargo as the checkout's owner when started through sudo by that user, so
+#               target/ does not fill up with root-owned files; as the caller otherwise
+# fix_target_owner  give root-owned files under target/ back to the checkout's owner
+
+RVS_ROOT=${RVS_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+RVS_PROG=${RVS_PROG:-$(basename "$0")}
+
+log() { printf '%s: %s\n' "$RVS_PROG" "$*" >&2; }
+warn() { printf '%s: warning: %s\n' "$RVS_PROG" "$*" >&2; }
+die() {
+    printf '%s: error: %s\n' "$RVS_PROG" "$*" >&2
+    exit 1
+}
+
+need_root() {
+    [ "$(id -u)" -eq 0 ] || die "must run as root (try: sudo $0 $*)"
+}
+
+# The user who started us through sudo and owns the checkout, if any (else empty).
+builder_user() {
+    local u=${SUDO_USER:-}
+    [ -n "$u" ] && [ "$u" != root ] && [ "$(id -u)" -eq 0 ] || return 0
+    [ "$(stat -c %U "$RVS_ROOT")" = "$u" ] || return 0
+    local home
+    home=$(getent passwd "$u" | cut -d: -f6)
+    [ -n "$home" ] && [ -x "$home/.cargo/bin/cargo" ] || return 0
+    printf '%s\n' "$u"
+}
+
+find_cargo() {
+    local d u home
+    if ! command -v cargo >/dev/null 2>&1; then
+        for d in "${CARGO_HOME:-$HOME/.cargo}/bin" "$HOME/.cargo/bin" /root/.cargo/bin /usr/local/cargo/bin; do
+            if [ -x "$d/cargo" ]; then
+                PATH="$d:$PATH"
+                break
+            fi
+        done
+    fi
+    if ! command -v cargo >/dev/null 2>&1; then
+        u=$(builder_user)
+        if [ -n "$u" ]; then
+            home=$(getent passwd "$u" | cut -d: -f6)
+            PATH="$home/.cargo/bin:$PATH"
+            export RUSTUP_HOME=${RUSTUP_HOME:-$home/.rustup} CARGO_HOME=${CARGO_HOME:-$home/.cargo}
+        fi
+    fi
+    export PATH
+    command -v cargo >/dev/null 2>&1 ||
+        die "cargo not found (looked on PATH and in ~/.cargo/bin); install the Rust toolchain first"
+}
+
+run_cargo() {
+    local u home
+    u=$(builder_user)
+    if [ -n "$u" ]; then
+        home=$(getent passwd "$u" | cut -d: -f6)
+        (cd "$RVS_ROOT" && sudo -u "$u" -H env "PATH=$home/.cargo/bin:/usr/local/bin:/usr/bin:/bin" \
+            ${CI:+CI="$CI"} cargo "$@")
+    else
+        find_cargo
+        (cd "$RVS_ROOT" && cargo "$@")
+    fi
+}
+
+fix_target_owner() {
+    local owner
+    owner=$(stat -c %u:%g "$RVS_ROOT")
+    [ "$owner" != 0:0 ] && [ -d "$RVS_ROOT/target" ] || return 0
+    find "$RVS_ROOT/target" -user 0 -exec chown -h "$owner" {} + 2>/dev/null || true
+}

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Prepare a Debian 12 machine for building and testing rvs. Idempotent; run as root.
+#
+#  - installs the Debian packages rvs needs (apt-get update only when one is missing):
+#    DPDK (runtime + headers), libclang (bindgen), pkg-config, gcc, libpcap, and for the lab
+#    nginx, curl, socat, ethtool, iproute2 and nftables (nftables only for the lab's
+#    `--kernel` director, the kernel baseline);
+#  - reserves 2 MB hugepages (RVS_HUGEPAGES, default 1024) and mounts hugetlbfs on
+#    /dev/hugepages; fewer pages than asked is reported, not fatal;
+#  - checks that the Rust toolchain (cargo) is there; it is never downloaded.
+#
+# Environment: RVS_HUGEPAGES=N (0 skips the reservation), CI (no prompts either way).
+set -euo pipefail
+# shellcheck source=scripts/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+need_root "$@"
+
+HUGEPAGES=${RVS_HUGEPAGES:-1024}
+
+# Package list; an entry "a|b" is satisfied by either package (the first is installed).
+PACKAGES=(dpdk libdpdk-dev libclang-dev pkg-config gcc libc6-dev libpcap-dev
+    "nginx-light|nginx|nginx-core|nginx-full|nginx-extras" curl socat ethtool iproute2 nftables
+    ca-certificates)
+
+installed() {
+    [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]
+}
+
+missing=()
+for entry in "${PACKAGES[@]}"; do
+    ok=
+    IFS='|' read -r -a alts <<<"$entry"
+    for p in "${alts[@]}"; do
+        if installed "$p"; then
+            ok=1
+            break
+        fi
+    done
+    [ -n "$ok" ] || missing+=("${alts[0]}")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # Keep package scripts from starting services (nginx would listen on the host's port 80;
+    # the lab runs its own nginx inside namespaces). Only when no policy is there already.
+    policy=/usr/sbin/policy-rc.d
+    made_policy=
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        made_policy=1
+    fi
+    rc=0
+    {
+        apt-get update -q &&
+            apt-get install -y -q --no-install-recommends "${missing[@]}"
+    } </dev/null || rc=$?
+    if [ -n "$made_policy" ]; then
+        rm -f "$policy"
+    fi
+    [ "$rc" -eq 0 ] || die "apt-get failed (exit $rc) installing: ${missing[*]}"
+else
+    log "packages: all present"
+fi
+
+pkg-config --exists libdpdk || die "pkg-config does not find libdpdk after installing libdpdk-dev"
+log "DPDK $(pkg-config --modversion libdpdk)"
+
+# Hugepages: 2 MB pages via sysfs.
+hp=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
+if [ "$HUGEPAGES" -gt 0 ]; then
+    if [ -w "$hp" ]; then
+        have=$(cat "$hp")
+        if [ "$have" -lt "$HUGEPAGES" ]; then
+            echo "$HUGEPAGES" >"$hp" 2>/dev/null || warn "could not write $hp"
+            have=$(cat "$hp")
+        fi
+        if [ "$have" -lt "$HUGEPAGES" ]; then
+            warn "asked for $HUGEPAGES 2 MB hugepages, the kernel granted $have" \
+                "(rvsd can run with --eal-args '--no-huge -m 256', slower)"
+        else
+            log "hugepages: $have x 2 MB reserved"
+        fi
+    else
+        warn "$hp is not writable: no 2 MB hugepages reserved"
+    fi
+fi
+if ! awk '$2 == "/dev/hugepages" && $3 == "hugetlbfs" { found = 1 } END { exit !found }' /proc/mounts; then
+    mkdir -p /dev/hugepages
+    if mount -t hugetlbfs nodev /dev/hugepages; then
+        log "mounted hugetlbfs on /dev/hugepages"
+    else
+        warn "could not mount hugetlbfs on /dev/hugepages"
+    fi
+fi
+
+find_cargo
+log "$(cargo --version)"
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    warn "cargo fmt or cargo clippy missing: scripts/test.sh needs both (rustup component add rustfmt clippy)"
+fi
+log "setup done"

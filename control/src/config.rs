@@ -170,7 +170,9 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
             .ok_or_else(|| format!("bad MAC address {s:?}, expected e.g. 02:00:00:00:00:01"))?;
     }
     if parts.next().is_some() {
-        return Err(format!("bad MAC address {s:?}, expected e.g. 02:00:00:00:00:01"));
+        return Err(format!(
+            "bad MAC address {s:?}, expected e.g. 02:00:00:00:00:01"
+        ));
     }
     Ok(mac)
 }
@@ -237,7 +239,9 @@ impl Config {
         }
         for (i, p) in self.ports.iter().enumerate() {
             if p.addresses.is_empty() {
-                return Err(format!("ports[{i}].addresses: at least one address is needed"));
+                return Err(format!(
+                    "ports[{i}].addresses: at least one address is needed"
+                ));
             }
             for a in &p.addresses {
                 Cidr::parse(a).map_err(|e| format!("ports[{i}].addresses: {e}"))?;
@@ -249,13 +253,19 @@ impl Config {
                 return Err(format!("ports[{i}].name: duplicate port name {:?}", p.name));
             }
             if p.mtu < 68 {
-                return Err(format!("ports[{i}].mtu: {} is below the IPv4 minimum 68", p.mtu));
+                return Err(format!(
+                    "ports[{i}].mtu: {} is below the IPv4 minimum 68",
+                    p.mtu
+                ));
             }
         }
         let has_ext = self.ports.iter().any(|p| p.role != PortRole::Internal);
         if !has_ext {
-            return Err("ports: no port with role \"external\" or \"both\" to hold the VIPs".into());
+            return Err(
+                "ports: no port with role \"external\" or \"both\" to hold the VIPs".into(),
+            );
         }
+        crate::cli::parse_restore(&self.services).map_err(|e| format!("services: {}", e.0))?;
         if self.conntrack.capacity == 0 {
             return Err("conntrack.capacity: must be at least 1".into());
         }
@@ -301,10 +311,25 @@ mod tests {
 
     #[test]
     fn mac_parses_and_rejects() {
-        assert_eq!(parse_mac("02:00:00:00:0a:ff").unwrap(), [2, 0, 0, 0, 10, 255]);
-        for bad in ["02:00:00:00:00", "02:00:00:00:00:01:02", "2:0:0:0:0:1", "zz:00:00:00:00:01"] {
+        assert_eq!(
+            parse_mac("02:00:00:00:0a:ff").unwrap(),
+            [2, 0, 0, 0, 10, 255]
+        );
+        for bad in [
+            "02:00:00:00:00",
+            "02:00:00:00:00:01:02",
+            "2:0:0:0:0:1",
+            "zz:00:00:00:00:01",
+        ] {
             assert!(parse_mac(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn bad_service_line_is_named() {
+        let text = "services = \"\"\"\n-A -t 198.51.100.1:80 -s rr\n-a -t 198.51.100.1:80 -r 192.0.2.2:80 -g\n\"\"\"\n[[ports]]\nname = \"ext\"\ndevice = \"x\"\nrole = \"both\"\naddresses = [\"192.0.2.1/24\"]\n";
+        let err = Config::parse(text, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("services: line 2"), "{err}");
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //!
 //! Nothing here depends on DPDK, so `rvsadm` builds anywhere.
 
+pub mod cli;
+pub mod client;
 pub mod config;
+pub mod format;
 pub mod model;
 pub mod proto;

@@ -173,6 +173,20 @@ pub struct Stats {
     pub out_pkts: u64,
     pub in_bytes: u64,
     pub out_bytes: u64,
+    /// Per-second rates, as `--rate` prints them; `None` while the daemon does not measure them
+    /// (rvsadm then prints `-`, never a made-up number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rates: Option<Rates>,
+}
+
+/// Per-second rates over a recent window (connections, packets and bytes, in and out).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rates {
+    pub cps: u64,
+    pub in_pps: u64,
+    pub out_pps: u64,
+    pub in_bps: u64,
+    pub out_bps: u64,
 }
 
 /// A real server as `-L` reports it.

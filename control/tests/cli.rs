@@ -1,0 +1,830 @@
+//! rvsadm's grammar: ipvsadm 1.31's commands, options, matrix and messages, and rvs's own
+//! refusals and extensions.
+
+mod common;
+
+use common::{key, state};
+use control::cli::{
+    parse_args, parse_restore, Change, Command, DestEdit, ListCommand, ServiceEdit, Table,
+};
+use control::format::{self, ListFormat, View};
+use control::model::{
+    default_netmask, DestSpec, Forward, Protocol, SchedulerKind, ServiceKey, ServiceSpec, Timeouts,
+};
+use control::proto::Request;
+use std::net::Ipv4Addr;
+
+const VIP: &str = "198.51.100.1";
+
+fn parse(line: &str) -> Result<Command, String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    parse_args(&words).map(|i| i.command).map_err(|e| e.0)
+}
+
+fn err(line: &str) -> String {
+    match parse(line) {
+        Ok(command) => panic!("`{line}` parsed as {command:?}"),
+        Err(message) => message,
+    }
+}
+
+/// The request a change that needs no merging becomes.
+fn request(line: &str) -> Request {
+    match parse(line) {
+        Ok(Command::Change(Change::Apply(r))) => r,
+        other => panic!("`{line}`: {other:?}"),
+    }
+}
+
+fn vip(protocol: Protocol, port: u16) -> ServiceKey {
+    key(protocol, port)
+}
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+fn spec(port: u16, scheduler: SchedulerKind, persistence: Option<u32>) -> ServiceSpec {
+    ServiceSpec {
+        key: vip(Protocol::Tcp, port),
+        scheduler,
+        persistence,
+        netmask: default_netmask(),
+    }
+}
+
+fn dest(addr: &str, port: u16, weight: u32) -> DestSpec {
+    DestSpec {
+        addr: ip(addr),
+        port,
+        weight,
+        forward: Forward::Masq,
+        upper_threshold: 0,
+        lower_threshold: 0,
+    }
+}
+
+// --- services ---------------------------------------------------------------------------------
+
+#[test]
+fn add_service_defaults_to_wlc_not_persistent_host_mask() {
+    assert_eq!(
+        request(&format!("-A -t {VIP}:80")),
+        Request::AddService(spec(80, SchedulerKind::Wlc, None))
+    );
+}
+
+#[test]
+fn add_service_long_forms() {
+    assert_eq!(
+        request(&format!(
+            "--add-service --udp-service {VIP}:53 --scheduler rr --persistent 600 --netmask 255.255.255.0"
+        )),
+        Request::AddService(ServiceSpec {
+            key: vip(Protocol::Udp, 53),
+            scheduler: SchedulerKind::Rr,
+            persistence: Some(600),
+            netmask: ip("255.255.255.0"),
+        })
+    );
+}
+
+#[test]
+fn persistent_takes_an_optional_value() {
+    let persistence = |line: &str| match request(line) {
+        Request::AddService(s) => (s.persistence, s.scheduler),
+        other => panic!("{other:?}"),
+    };
+    let t = format!("-A -t {VIP}:80");
+    assert_eq!(
+        persistence(&format!("{t} -p")),
+        (Some(360), SchedulerKind::Wlc)
+    );
+    assert_eq!(
+        persistence(&format!("{t} -p 600")),
+        (Some(600), SchedulerKind::Wlc)
+    );
+    assert_eq!(
+        persistence(&format!("{t} -p600")),
+        (Some(600), SchedulerKind::Wlc)
+    );
+    assert_eq!(
+        persistence(&format!("{t} --persistent=600")),
+        (Some(600), SchedulerKind::Wlc)
+    );
+    assert_eq!(
+        persistence(&format!("{t} --persistent")),
+        (Some(360), SchedulerKind::Wlc)
+    );
+    // A following option is not taken as the value.
+    assert_eq!(
+        persistence(&format!("{t} -p -s rr")),
+        (Some(360), SchedulerKind::Rr)
+    );
+    assert_eq!(
+        persistence(&format!("{t} -p 2678400")),
+        (Some(2_678_400), SchedulerKind::Wlc)
+    );
+}
+
+#[test]
+fn persistent_timeout_range_is_1_to_31_days() {
+    let t = format!("-A -t {VIP}:80");
+    assert_eq!(
+        err(&format!("{t} -p 0")),
+        "invalid timeout value `0' specified"
+    );
+    assert_eq!(
+        err(&format!("{t} -p 2678401")),
+        "invalid timeout value `2678401' specified"
+    );
+    assert_eq!(
+        err(&format!("{t} -p soon")),
+        "invalid timeout value `soon' specified"
+    );
+}
+
+#[test]
+fn zero_port_only_for_persistent_services() {
+    assert_eq!(
+        err(&format!("-A -t {VIP}")),
+        "Zero port specified for non-persistent service"
+    );
+    assert_eq!(
+        err(&format!("-A -t {VIP}:0 -s rr")),
+        "Zero port specified for non-persistent service"
+    );
+    assert_eq!(
+        request(&format!("-A -t {VIP} -p")),
+        Request::AddService(spec(0, SchedulerKind::Wlc, Some(360)))
+    );
+}
+
+#[test]
+fn every_scheduler_name_and_an_unknown_one() {
+    for kind in SchedulerKind::ALL {
+        match request(&format!("-A -t {VIP}:80 -s {kind}")) {
+            Request::AddService(s) => assert_eq!(s.scheduler, kind),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        err(&format!("-A -t {VIP}:80 -s fancy")),
+        "Scheduler not found: 'fancy' (one of rr, wrr, lc, wlc, sed, nq, sh, dh, mh)"
+    );
+}
+
+#[test]
+fn netmask_must_be_an_address() {
+    assert_eq!(
+        err(&format!("-A -t {VIP}:80 -p -M 24")),
+        "illegal virtual server persistent mask specified"
+    );
+}
+
+#[test]
+fn delete_service() {
+    assert_eq!(
+        request(&format!("-D -u {VIP}:53")),
+        Request::DelService(vip(Protocol::Udp, 53))
+    );
+}
+
+#[test]
+fn edit_service_keeps_what_is_not_given() {
+    assert_eq!(
+        parse(&format!("-E -t {VIP}:80 -s rr")),
+        Ok(Command::Change(Change::EditService(ServiceEdit {
+            key: vip(Protocol::Tcp, 80),
+            scheduler: Some(SchedulerKind::Rr),
+            persistence: None,
+            netmask: None,
+        })))
+    );
+    // -E -p 0 (an rvsadm extension) turns persistence off; -A refuses 0.
+    assert_eq!(
+        parse(&format!("-E -t {VIP}:80 -p 0")),
+        Ok(Command::Change(Change::EditService(ServiceEdit {
+            key: vip(Protocol::Tcp, 80),
+            scheduler: None,
+            persistence: Some(0),
+            netmask: None,
+        })))
+    );
+}
+
+// --- service addresses ------------------------------------------------------------------------
+
+#[test]
+fn port_names_come_from_the_services_database() {
+    assert_eq!(
+        request(&format!("-A -t {VIP}:http -s rr")),
+        Request::AddService(spec(80, SchedulerKind::Rr, None))
+    );
+    match request(&format!("-D -u {VIP}:domain")) {
+        Request::DelService(k) => assert_eq!(k.port, 53),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn malformed_addresses() {
+    for bad in [
+        "12345",
+        ":80",
+        "198.51.100.1:99999",
+        "198.51.100.1:no-such-service-name",
+    ] {
+        assert_eq!(
+            err(&format!("-A -t {bad}")),
+            "illegal virtual server address[:port] specified",
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        err(&format!("-a -t {VIP}:80 -r 192.0.2.2:99999")),
+        "illegal real server address[:port] specified"
+    );
+}
+
+#[test]
+fn ipv6_is_refused_clearly() {
+    let message = "IPv6 is not supported by rvs yet";
+    assert_eq!(err("-A -t [2001:db8::1]:80"), message);
+    assert_eq!(err("-A -u 2001:db8::1"), message);
+    assert_eq!(err(&format!("-a -t {VIP}:80 -r [2001:db8::2]:80")), message);
+    assert_eq!(err("-A -f 1 -6"), err("-A -f 1"));
+    assert_eq!(err("-L -6"), message);
+}
+
+#[test]
+fn fwmark_services_are_refused_clearly() {
+    let message = err("-A -f 1 -s rr");
+    assert!(message.contains("firewall-mark"), "{message}");
+    assert_eq!(err("--add-service --fwmark-service 1"), message);
+}
+
+// --- real servers -----------------------------------------------------------------------------
+
+#[test]
+fn add_server_defaults_to_nat_weight_1_and_the_virtual_port() {
+    assert_eq!(
+        request(&format!("-a -t {VIP}:80 -r 192.0.2.2")),
+        Request::AddDest {
+            service: vip(Protocol::Tcp, 80),
+            dest: dest("192.0.2.2", 80, 1)
+        }
+    );
+    // Same with -r before -t, and with an explicit -m.
+    assert_eq!(
+        request(&format!("-a -r 192.0.2.2 -m -t {VIP}:80")),
+        request(&format!("-a -t {VIP}:80 -r 192.0.2.2"))
+    );
+}
+
+#[test]
+fn add_server_long_forms() {
+    assert_eq!(
+        request(&format!(
+            "--add-server --tcp-service {VIP}:80 --real-server 192.0.2.3:8080 --masquerading \
+             --weight 5 --u-threshold 100 --l-threshold 50"
+        )),
+        Request::AddDest {
+            service: vip(Protocol::Tcp, 80),
+            dest: DestSpec {
+                upper_threshold: 100,
+                lower_threshold: 50,
+                ..dest("192.0.2.3", 8080, 5)
+            }
+        }
+    );
+}
+
+#[test]
+fn direct_routing_and_tunneling_are_refused_never_treated_as_nat() {
+    let a = format!("-a -t {VIP}:80 -r 192.0.2.2");
+    for switch in ["-g", "--gatewaying"] {
+        let message = err(&format!("{a} {switch}"));
+        assert!(message.contains("masquerading (NAT, -m) only"), "{message}");
+        assert!(message.contains("-g"), "{message}");
+    }
+    for switch in ["-i", "--ipip"] {
+        let message = err(&format!("{a} {switch}"));
+        assert!(message.contains("masquerading (NAT, -m) only"), "{message}");
+        assert!(message.contains("-i"), "{message}");
+    }
+    assert_eq!(
+        err(&format!("-e -t {VIP}:80 -r 192.0.2.2 -g")),
+        err(&format!("{a} -g"))
+    );
+}
+
+#[test]
+fn weight_range() {
+    let a = format!("-a -t {VIP}:80 -r 192.0.2.2");
+    for ok in [0, 65535] {
+        match request(&format!("{a} -w {ok}")) {
+            Request::AddDest { dest, .. } => assert_eq!(dest.weight, ok),
+            other => panic!("{other:?}"),
+        }
+    }
+    for bad in ["65536", "-1", "x", "1.5"] {
+        assert_eq!(
+            err(&format!("{a} -w {bad}")),
+            "illegal weight specified",
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn thresholds() {
+    let a = format!("-a -t {VIP}:80 -r 192.0.2.2");
+    assert_eq!(
+        err(&format!("{a} -x many")),
+        "illegal u_threshold specified"
+    );
+    assert_eq!(err(&format!("{a} -y -3")), "illegal l_threshold specified");
+    assert_eq!(
+        err(&format!("{a} -x 10 -y 20")),
+        "the lower threshold (-y 20) is higher than the upper threshold (-x 10)"
+    );
+    assert_eq!(
+        err(&format!("{a} -y 5")),
+        "the lower threshold (-y 5) is higher than the upper threshold (-x 0)"
+    );
+    match request(&format!("{a} -x 20 -y 20")) {
+        Request::AddDest { dest, .. } => {
+            assert_eq!((dest.upper_threshold, dest.lower_threshold), (20, 20))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn edit_and_delete_server() {
+    assert_eq!(
+        parse(&format!("-e -t {VIP}:80 -r 192.0.2.2:8080 -w 0")),
+        Ok(Command::Change(Change::EditDest(DestEdit {
+            service: vip(Protocol::Tcp, 80),
+            addr: ip("192.0.2.2"),
+            port: 8080,
+            weight: Some(0),
+            upper_threshold: None,
+            lower_threshold: None,
+        })))
+    );
+    assert_eq!(
+        request(&format!("-d -t {VIP}:80 -r 192.0.2.2")),
+        Request::DelDest {
+            service: vip(Protocol::Tcp, 80),
+            addr: ip("192.0.2.2"),
+            port: 80
+        }
+    );
+}
+
+// --- the other commands -----------------------------------------------------------------------
+
+#[test]
+fn clear_zero_and_set() {
+    assert_eq!(request("-C"), Request::Clear);
+    assert_eq!(request("--clear"), Request::Clear);
+    assert_eq!(request("-Z"), Request::Zero { service: None });
+    assert_eq!(
+        request(&format!("--zero -t {VIP}:80")),
+        Request::Zero {
+            service: Some(vip(Protocol::Tcp, 80))
+        }
+    );
+    assert_eq!(
+        request("--set 900 0 300"),
+        Request::SetTimeouts(Timeouts {
+            tcp: 900,
+            tcp_fin: 0,
+            udp: 300
+        })
+    );
+}
+
+#[test]
+fn set_needs_three_valid_timeouts() {
+    assert_eq!(
+        err("--set 900 120"),
+        "--set option requires 3 timeout values"
+    );
+    assert_eq!(err("--set"), "--set option requires 3 timeout values");
+    assert_eq!(err("--set 900 120 300 60"), "unexpected argument 60");
+    assert_eq!(
+        err("--set 900 -1 300"),
+        "-1: unknown option\nTry `rvsadm -h' or 'rvsadm --help' for more information."
+    );
+    assert_eq!(
+        err("--set 900 soon 300"),
+        "invalid timeout value `soon' specified"
+    );
+    assert_eq!(
+        err("--set 900 120 2678401"),
+        "invalid timeout value `2678401' specified"
+    );
+}
+
+#[test]
+fn list_forms() {
+    let services = |service, view, exact, sort| {
+        Ok(Command::List(ListCommand::Services {
+            service,
+            format: ListFormat { view, exact, sort },
+        }))
+    };
+    assert_eq!(parse("-L"), services(None, View::Default, false, true));
+    assert_eq!(parse("-l -n"), services(None, View::Default, false, true));
+    assert_eq!(parse("-Ln"), services(None, View::Default, false, true));
+    assert_eq!(
+        parse("--list --numeric --stats"),
+        services(None, View::Stats, false, true)
+    );
+    assert_eq!(
+        parse("-L --rate --exact"),
+        services(None, View::Rate, true, true)
+    );
+    assert_eq!(
+        parse("-L -X --thresholds --nosort"),
+        services(None, View::Thresholds, true, false)
+    );
+    assert_eq!(
+        parse("-L --stats --rate"),
+        services(None, View::Stats, false, true)
+    );
+    assert_eq!(
+        parse("-L --sort"),
+        services(None, View::Default, false, true)
+    );
+    assert_eq!(
+        parse(&format!("-L -n -t {VIP}:80")),
+        services(Some(vip(Protocol::Tcp, 80)), View::Default, false, true)
+    );
+    assert_eq!(parse("-L -n -c"), Ok(Command::List(ListCommand::Conns)));
+    assert_eq!(parse("-Lnc"), Ok(Command::List(ListCommand::Conns)));
+    assert_eq!(
+        parse("-L --timeout"),
+        Ok(Command::List(ListCommand::Timeouts))
+    );
+}
+
+#[test]
+fn no_arguments_lists_the_table() {
+    let none: [&str; 0] = [];
+    let invocation = parse_args(&none).unwrap();
+    assert_eq!(invocation.command, parse("-L").unwrap());
+    assert_eq!(invocation.socket, None);
+}
+
+#[test]
+fn socket_option() {
+    let inv = parse_args(&["--socket", "/tmp/rvs.sock"]).unwrap();
+    assert_eq!(
+        (inv.command, inv.socket.as_deref()),
+        (parse("-L").unwrap(), Some("/tmp/rvs.sock"))
+    );
+    let inv = parse_args(&["-C", "--socket=/tmp/other.sock"]).unwrap();
+    assert_eq!(inv.socket.as_deref(), Some("/tmp/other.sock"));
+    assert_eq!(
+        parse_args(&["-C", "--socket", "/a", "--socket", "/b"])
+            .unwrap_err()
+            .0,
+        "multiple 'socket' options specified"
+    );
+}
+
+#[test]
+fn save_restore_help_version() {
+    assert_eq!(parse("-S"), Ok(Command::Save));
+    assert_eq!(parse("--save -n"), Ok(Command::Save));
+    assert_eq!(parse("-R"), Ok(Command::Restore));
+    assert_eq!(parse("-h"), Ok(Command::Help));
+    assert_eq!(parse("--help"), Ok(Command::Help));
+    assert_eq!(parse("-v"), Ok(Command::Version));
+    let usage = control::cli::usage();
+    assert!(usage.starts_with("rvsadm v"), "{usage}");
+    for needle in [
+        "--add-service     -A",
+        "-p [timeout]",
+        "--set tcp tcpfin udp",
+        "--socket",
+    ] {
+        assert!(usage.contains(needle), "{needle}");
+    }
+}
+
+// --- ipvsadm's messages -----------------------------------------------------------------------
+
+#[test]
+fn commands_and_options_follow_ipvsadm_s_matrix() {
+    let t = format!("-t {VIP}:80");
+    let cases: Vec<(String, &str)> = vec![
+        ("-A".into(), "You need to supply the 'service-address' option for the 'add-service' command"),
+        ("-E -s rr".into(), "You need to supply the 'service-address' option for the 'edit-service' command"),
+        ("-D".into(), "You need to supply the 'service-address' option for the 'delete-service' command"),
+        (format!("-a {t}"), "You need to supply the 'real-server' option for the 'add-server' command"),
+        (format!("-e {t} -w 3"), "You need to supply the 'real-server' option for the 'edit-server' command"),
+        ("-d -r 192.0.2.2".into(), "You need to supply the 'service-address' option for the 'delete-server' command"),
+        (format!("-A {t} -n"), "Illegal 'numeric' option with the 'add-service' command"),
+        (format!("-A {t} -r 192.0.2.2"), "Illegal 'real-server' option with the 'add-service' command"),
+        (format!("-A {t} -m"), "Illegal 'forwarding-method' option with the 'add-service' command"),
+        (format!("-A {t} -w 2"), "Illegal 'weight' option with the 'add-service' command"),
+        (format!("-E {t} -x 2"), "Illegal 'u-threshold' option with the 'edit-service' command"),
+        (format!("-D {t} -s rr"), "Illegal 'scheduler' option with the 'delete-service' command"),
+        (format!("-D {t} -p"), "Illegal 'persistent' option with the 'delete-service' command"),
+        ("-C -n".into(), "Illegal 'numeric' option with the 'flush' command"),
+        (format!("-C {t}"), "Illegal 'service-address' option with the 'flush' command"),
+        (format!("-a {t} -s rr"), "Illegal 'scheduler' option with the 'add-server' command"),
+        (format!("-a {t} -r 192.0.2.2 -p 10"), "Illegal 'persistent' option with the 'add-server' command"),
+        (format!("-a {t} -r 192.0.2.2 -M 255.0.0.0"), "Illegal 'netmask' option with the 'add-server' command"),
+        (format!("-a {t} -r 192.0.2.2 --stats"), "Illegal 'stats' option with the 'add-server' command"),
+        (format!("-d {t} -r 192.0.2.2 -w 1"), "Illegal 'weight' option with the 'delete-server' command"),
+        (format!("-d {t} -r 192.0.2.2 -m"), "Illegal 'forwarding-method' option with the 'delete-server' command"),
+        ("-L -s rr".into(), "Illegal 'scheduler' option with the 'list' command"),
+        ("-L -r 192.0.2.2".into(), "Illegal 'real-server' option with the 'list' command"),
+        ("-L -w 1".into(), "Illegal 'weight' option with the 'list' command"),
+        ("-Z -n".into(), "Illegal 'numeric' option with the 'zero' command"),
+        ("-Z --stats".into(), "Illegal 'stats' option with the 'zero' command"),
+        ("-S -c".into(), "Illegal 'connection' option with the 'save' command"),
+        (format!("-S {t}"), "Illegal 'service-address' option with the 'save' command"),
+        ("-S --nosort".into(), "Illegal 'nosort' option with the 'save' command"),
+        ("-R -n".into(), "Illegal 'numeric' option with the 'restore' command"),
+        ("--set 1 2 3 -n".into(), "Illegal 'numeric' option with the 'set' command"),
+        ("-h -n".into(), "Illegal 'numeric' option with the 'help' command"),
+        // The exclusive ones of -L: -c, a service, --timeout.
+        (format!("-L -c {t}"), "The option 'service-address' conflicts with the 'connection' option in the 'list' command"),
+        ("-L -c --timeout".into(), "The option 'timeout' conflicts with the 'connection' option in the 'list' command"),
+        (format!("-L --timeout {t}"), "The option 'timeout' conflicts with the 'service-address' option in the 'list' command"),
+        ("-L -c --stats".into(), "options conflicts in the list command"),
+        ("-L --timeout --rate".into(), "options conflicts in the list command"),
+        ("-L -c --thresholds".into(), "options conflicts in the list command"),
+    ];
+    for (line, message) in cases {
+        assert_eq!(err(&line), message, "{line}");
+    }
+}
+
+#[test]
+fn one_command_one_of_each_option() {
+    assert_eq!(
+        err(&format!("-A -D -t {VIP}:80")),
+        "multiple commands specified"
+    );
+    assert_eq!(err("-L -l"), "multiple commands specified");
+    assert_eq!(err("-L --list"), "multiple commands specified");
+    assert_eq!(err("-C -Z"), "multiple commands specified");
+    assert_eq!(
+        err(&format!("-A -t {VIP}:80 -u {VIP}:53")),
+        "multiple 'service-address' options specified"
+    );
+    assert_eq!(
+        err(&format!("-a -t {VIP}:80 -r 192.0.2.2 -m -m")),
+        "multiple 'forwarding-method' options specified"
+    );
+    assert_eq!(
+        err(&format!("-a -t {VIP}:80 -r 192.0.2.2 -m -g")),
+        "multiple 'forwarding-method' options specified"
+    );
+    assert_eq!(err("-L -n -n"), "multiple 'numeric' options specified");
+}
+
+#[test]
+fn unknown_options_missing_values_stray_arguments() {
+    let hint = "Try `rvsadm -h' or 'rvsadm --help' for more information.";
+    assert_eq!(
+        err("-L --frobnicate"),
+        format!("--frobnicate: unknown option\n{hint}")
+    );
+    assert_eq!(err("-Lq"), format!("-q: unknown option\n{hint}"));
+    assert_eq!(err("-A -t"), "-t: missing argument");
+    assert_eq!(err("-A --tcp-service"), "--tcp-service: missing argument");
+    assert_eq!(
+        err("-L --numeric=yes"),
+        "--numeric: option does not take an argument"
+    );
+    assert_eq!(err("-L extra"), "unexpected argument extra");
+    assert_eq!(err("-n"), format!("no command specified\n{hint}"));
+}
+
+#[test]
+fn options_ipvsadm_has_and_rvs_does_not() {
+    for (line, needle) in [
+        (format!("-A -t {VIP}:53 -o"), "one-packet"),
+        (
+            format!("-A -t {VIP}:80 -s sh -b sh-port"),
+            "scheduler flags",
+        ),
+        (format!("-A -t {VIP}:80 --pe sip"), "persistence engines"),
+        ("--start-daemon master".to_string(), "synchronisation"),
+        ("-L --daemon".to_string(), "synchronisation"),
+        ("-L --persistent-conn".to_string(), "persistent connections"),
+    ] {
+        let message = err(&line);
+        assert!(message.contains(needle), "{line}: {message}");
+    }
+}
+
+// --- -R ---------------------------------------------------------------------------------------
+
+#[test]
+fn restore_skips_comments_blank_lines_and_the_program_name() {
+    let input = "\
+# saved by rvsadm -S
+ipvsadm -A -t 198.51.100.1:80 -s rr   # the web
+
+rvsadm -a -t 198.51.100.1:80 -r 192.0.2.2:80 -m -w 1
+/sbin/ipvsadm -a -t 198.51.100.1:80 -r 192.0.2.3:80 -m -w 2
+ipvsadm
+-E -t 198.51.100.1:80 -s wrr
+";
+    let changes = parse_restore(input).unwrap();
+    let lines: Vec<usize> = changes.iter().map(|(n, _)| *n).collect();
+    assert_eq!(lines, [2, 4, 5, 7]);
+    assert_eq!(
+        changes[0].1,
+        Change::Apply(Request::AddService(spec(80, SchedulerKind::Rr, None)))
+    );
+    assert!(matches!(changes[3].1, Change::EditService(_)));
+}
+
+#[test]
+fn restore_names_the_first_bad_line() {
+    let input = "-A -t 198.51.100.1:80 -s rr\n\n-a -t 198.51.100.1:80 -r 192.0.2.2 -g\n-C -n\n";
+    assert_eq!(
+        parse_restore(input).unwrap_err().0,
+        "line 3: rvs implements masquerading (NAT, -m) only: -g (gatewaying, direct routing) is not supported"
+    );
+    assert_eq!(
+        parse_restore("-C\n-A -t 198.51.100.1:80 -s rr -s wrr\n")
+            .unwrap_err()
+            .0,
+        "line 2: multiple 'scheduler' options specified"
+    );
+}
+
+#[test]
+fn restore_accepts_changes_only() {
+    for line in ["-L", "-S", "-R", "-h", "-L -c"] {
+        assert_eq!(
+            parse_restore(&format!("-C\n{line}\n")).unwrap_err().0,
+            "line 2: only -A, -E, -D, -a, -e, -d, -C, -Z and --set can be restored",
+            "{line}"
+        );
+    }
+    assert_eq!(
+        parse_restore("-C --socket /tmp/x\n").unwrap_err().0,
+        "line 1: --socket is not allowed in restore input"
+    );
+}
+
+#[test]
+fn save_then_restore_gives_back_the_same_requests() {
+    let services = state();
+    let mut expected = Vec::new();
+    let mut sorted = services.clone();
+    sorted.sort_by_key(|s| s.spec.key);
+    for s in &sorted {
+        expected.push(Request::AddService(s.spec.clone()));
+        let mut dests: Vec<DestSpec> = s.dests.iter().map(|d| d.spec.clone()).collect();
+        dests.sort_by_key(|d| (d.addr, d.port));
+        for dest in dests {
+            expected.push(Request::AddDest {
+                service: s.spec.key,
+                dest,
+            });
+        }
+    }
+    let mut table = Table::default();
+    let replayed: Vec<Request> = parse_restore(&format::save(&services))
+        .unwrap()
+        .iter()
+        .map(|(_, change)| table.resolve(change).unwrap())
+        .collect();
+    assert_eq!(replayed, expected);
+}
+
+// --- merging -E / -e with the daemon's state --------------------------------------------------
+
+#[test]
+fn edit_service_merges_with_the_current_state() {
+    let mut table = Table::new(&state());
+    let edit = |line: &str| match parse(line) {
+        Ok(Command::Change(c)) => c,
+        other => panic!("{other:?}"),
+    };
+    // The UDP service is persistent 300 with a /24 mask: only the scheduler changes.
+    assert_eq!(
+        table.resolve(&edit(&format!("-E -u {VIP}:53 -s rr"))),
+        Ok(Request::EditService(ServiceSpec {
+            key: vip(Protocol::Udp, 53),
+            scheduler: SchedulerKind::Rr,
+            persistence: Some(300),
+            netmask: ip("255.255.255.0"),
+        }))
+    );
+    assert_eq!(
+        table.resolve(&edit(&format!("-E -t {VIP}:443 -p 0"))),
+        Ok(Request::EditService(spec(443, SchedulerKind::Sh, None)))
+    );
+    assert_eq!(
+        table
+            .resolve(&edit(&format!("-E -t {VIP}:8080 -s rr")))
+            .unwrap_err()
+            .0,
+        "No such service"
+    );
+}
+
+#[test]
+fn edit_server_merges_with_the_current_state() {
+    let mut table = Table::new(&state());
+    let edit = |line: &str| match parse(line) {
+        Ok(Command::Change(c)) => c,
+        other => panic!("{other:?}"),
+    };
+    // 192.0.2.2:53 has -x 100 -y 50 and weight 1.
+    assert_eq!(
+        table.resolve(&edit(&format!("-e -u {VIP}:53 -r 192.0.2.2 -w 7"))),
+        Ok(Request::EditDest {
+            service: vip(Protocol::Udp, 53),
+            dest: DestSpec {
+                upper_threshold: 100,
+                lower_threshold: 50,
+                ..dest("192.0.2.2", 53, 7)
+            }
+        })
+    );
+    assert_eq!(
+        table
+            .resolve(&edit(&format!("-e -u {VIP}:53 -r 192.0.2.2 -x 20")))
+            .unwrap_err()
+            .0,
+        "the lower threshold (-y 50) is higher than the upper threshold (-x 20)"
+    );
+    assert_eq!(
+        table
+            .resolve(&edit(&format!("-e -u {VIP}:54 -r 192.0.2.2 -w 1")))
+            .unwrap_err()
+            .0,
+        "Service not defined"
+    );
+    assert_eq!(
+        table
+            .resolve(&edit(&format!("-e -u {VIP}:53 -r 192.0.2.9 -w 1")))
+            .unwrap_err()
+            .0,
+        "No such destination"
+    );
+}
+
+#[test]
+fn restore_edits_see_services_added_earlier_in_the_same_input() {
+    let input = "\
+-A -t 198.51.100.1:8080 -s rr -p 60
+-a -t 198.51.100.1:8080 -r 192.0.2.2 -w 3
+-e -t 198.51.100.1:8080 -r 192.0.2.2 -x 9
+-E -t 198.51.100.1:8080 -s wrr
+-D -t 198.51.100.1:8080
+-E -t 198.51.100.1:8080 -s lc
+";
+    let changes = parse_restore(input).unwrap();
+    let mut table = Table::default();
+    let results: Vec<_> = changes.iter().map(|(_, c)| table.resolve(c)).collect();
+    assert_eq!(
+        results[2],
+        Ok(Request::EditDest {
+            service: vip(Protocol::Tcp, 8080),
+            dest: DestSpec {
+                upper_threshold: 9,
+                ..dest("192.0.2.2", 8080, 3)
+            }
+        })
+    );
+    assert_eq!(
+        results[3],
+        Ok(Request::EditService(spec(
+            8080,
+            SchedulerKind::Wrr,
+            Some(60)
+        )))
+    );
+    assert_eq!(results[5].clone().unwrap_err().0, "No such service");
+}
+
+#[test]
+fn edit_to_a_zero_port_service_keeps_it_persistent() {
+    let mut table = Table::default();
+    for line in ["-A -t 198.51.100.1:0 -p 30", "-E -t 198.51.100.1:0 -s rr"] {
+        let (_, change) = parse_restore(line).unwrap().remove(0);
+        table.resolve(&change).unwrap();
+    }
+    let (_, change) = parse_restore("-E -t 198.51.100.1 -p 0").unwrap().remove(0);
+    assert_eq!(
+        table.resolve(&change).unwrap_err().0,
+        "Zero port specified for non-persistent service"
+    );
+}

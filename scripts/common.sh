@@ -7,10 +7,18 @@
 # find_cargo    put cargo on PATH (it is preinstalled under ~/.cargo/bin; nothing is downloaded)
 # run_cargo     run cargo as the checkout's owner when started through sudo by that user, so
 #               target/ does not fill up with root-owned files; as the caller otherwise
+# root_cargo    run cargo as root (with the owner's toolchain when started through sudo)
 # fix_target_owner  give root-owned files under target/ back to the checkout's owner
 
 RVS_ROOT=${RVS_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 RVS_PROG=${RVS_PROG:-$(basename "$0")}
+
+# Root's tools (ip, ethtool, nginx) live in the sbin folders, which a plain PATH may lack.
+for _d in /usr/local/sbin /usr/sbin /sbin; do
+    case ":$PATH:" in *":$_d:"*) ;; *) PATH="$PATH:$_d" ;; esac
+done
+unset _d
+export PATH
 
 log() { printf '%s: %s\n' "$RVS_PROG" "$*" >&2; }
 warn() { printf '%s: warning: %s\n' "$RVS_PROG" "$*" >&2; }
@@ -20,7 +28,7 @@ die() {
 }
 
 need_root() {
-    [ "$(id -u)" -eq 0 ] || die "must run as root (try: sudo $0 $*)"
+    [ "$(id -u)" -eq 0 ] || die "must run as root (try: sudo $0)"
 }
 
 # The user who started us through sudo and owns the checkout, if any (else empty).
@@ -37,7 +45,7 @@ builder_user() {
 find_cargo() {
     local d u home
     if ! command -v cargo >/dev/null 2>&1; then
-        for d in "${CARGO_HOME:-$HOME/.cargo}/bin" "$HOME/.cargo/bin" /root/.cargo/bin /usr/local/cargo/bin; do
+        for d in "${CARGO_HOME:-${HOME:-/root}/.cargo}/bin" "${HOME:-/root}/.cargo/bin" /root/.cargo/bin /usr/local/cargo/bin; do
             if [ -x "$d/cargo" ]; then
                 PATH="$d:$PATH"
                 break
@@ -64,6 +72,21 @@ run_cargo() {
         home=$(getent passwd "$u" | cut -d: -f6)
         (cd "$RVS_ROOT" && sudo -u "$u" -H env "PATH=$home/.cargo/bin:/usr/local/bin:/usr/bin:/bin" \
             ${CI:+CI="$CI"} cargo "$@")
+    else
+        find_cargo
+        (cd "$RVS_ROOT" && cargo "$@")
+    fi
+}
+
+# Run cargo as root even when started through sudo (the lab tests need root), with the
+# checkout owner's toolchain in that case; build first with run_cargo so this only runs.
+root_cargo() {
+    local u home
+    u=$(builder_user)
+    if [ -n "$u" ]; then
+        home=$(getent passwd "$u" | cut -d: -f6)
+        (cd "$RVS_ROOT" && env "PATH=$home/.cargo/bin:$PATH" "RUSTUP_HOME=${RUSTUP_HOME:-$home/.rustup}" \
+            "CARGO_HOME=${CARGO_HOME:-$home/.cargo}" cargo "$@")
     else
         find_cargo
         (cd "$RVS_ROOT" && cargo "$@")

@@ -14,14 +14,13 @@ set -euo pipefail
 # shellcheck source=scripts/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-need_root "$@"
+need_root
 
 HUGEPAGES=${RVS_HUGEPAGES:-1024}
 
 # Package list; an entry "a|b" is satisfied by either package (the first is installed).
 PACKAGES=(dpdk libdpdk-dev libclang-dev pkg-config gcc libc6-dev libpcap-dev
-    "nginx-light|nginx|nginx-core|nginx-full|nginx-extras" curl socat ethtool iproute2 nftables
-    ca-certificates)
+    "nginx-light|nginx|nginx-core|nginx-full|nginx-extras" curl socat ethtool iproute2 nftables)
 
 installed() {
     [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]

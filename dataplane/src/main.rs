@@ -2,7 +2,9 @@
 //! lcore, and serves the control socket until SIGINT or SIGTERM.
 
 use clap::Parser;
+use control::cli;
 use control::config::{Cidr, Config, DEFAULT_CONFIG};
+use control::proto::{Request, Response};
 use dataplane::control::ControlServer;
 use dataplane::dpdk::{eal, port::Port, worker};
 use dataplane::pipeline::{Dataplane, DataplaneConfig, PortSetup};
@@ -13,7 +15,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 #[derive(Parser, Debug)]
-#[command(name = "rvsd", version, about = "rvs: LVS VS/NAT load balancer on DPDK")]
+#[command(
+    name = "rvsd",
+    version,
+    about = "rvs: LVS VS/NAT load balancer on DPDK"
+)]
 struct Args {
     /// Configuration file; without it rvsd runs its embedded lab configuration
     /// (print it with --print-default-config).
@@ -58,13 +64,17 @@ fn main() -> ExitCode {
 fn load_config(args: &Args) -> Result<Config, String> {
     let mut cfg = match &args.config {
         Some(path) => Config::load(path).map_err(|e| e.to_string())?,
-        None => Config::parse(DEFAULT_CONFIG, "embedded default config").map_err(|e| e.to_string())?,
+        None => {
+            Config::parse(DEFAULT_CONFIG, "embedded default config").map_err(|e| e.to_string())?
+        }
     };
     if let Some(s) = &args.socket {
         cfg.control.socket = s.clone();
     }
     if let Some(extra) = &args.eal_args {
-        cfg.eal.args.extend(extra.split_whitespace().map(str::to_owned));
+        cfg.eal
+            .args
+            .extend(extra.split_whitespace().map(str::to_owned));
     }
     Ok(cfg)
 }
@@ -79,7 +89,9 @@ fn run(args: Args) -> Result<(), String> {
     // SAFETY: the handlers only store to an atomic, which is async-signal-safe.
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         unsafe {
-            signal_hook::low_level::register(sig, || worker::RUNNING.store(false, Ordering::Relaxed))
+            signal_hook::low_level::register(sig, || {
+                worker::RUNNING.store(false, Ordering::Relaxed)
+            })
         }
         .map_err(|e| format!("cannot install a signal handler: {e}"))?;
     }
@@ -88,7 +100,11 @@ fn run(args: Args) -> Result<(), String> {
     let main_lcore = eal::main_lcore();
     let enabled = eal::enabled_lcores();
     let lcores: Vec<u32> = if cfg.workers.lcores.is_empty() {
-        let others: Vec<u32> = enabled.iter().copied().filter(|&l| l != main_lcore).collect();
+        let others: Vec<u32> = enabled
+            .iter()
+            .copied()
+            .filter(|&l| l != main_lcore)
+            .collect();
         if others.is_empty() {
             vec![main_lcore]
         } else {
@@ -124,7 +140,11 @@ fn run(args: Args) -> Result<(), String> {
             mac: p.mac,
             role: pc.role,
             // Validated when the configuration was loaded.
-            addrs: pc.addresses.iter().filter_map(|a| Cidr::parse(a).ok()).collect(),
+            addrs: pc
+                .addresses
+                .iter()
+                .filter_map(|a| Cidr::parse(a).ok())
+                .collect(),
             gateway: pc.gateway,
             mtu: pc.mtu,
         })
@@ -137,9 +157,7 @@ fn run(args: Args) -> Result<(), String> {
     });
 
     let mut manager = ServiceManager::new(dataplane.clone());
-    manager
-        .load_initial(&cfg.services)
-        .map_err(|e| format!("services in the configuration: {e}"))?;
+    apply_initial_services(&mut manager, &cfg.services)?;
     let manager = Arc::new(Mutex::new(manager));
 
     let server = ControlServer::bind(std::path::Path::new(&cfg.control.socket))
@@ -182,6 +200,24 @@ fn run(args: Args) -> Result<(), String> {
         p.stop();
     }
     eal::cleanup();
+    Ok(())
+}
+
+/// Applies the `services` of rvs.toml, rvsadm -S lines, as rvsadm -R would.
+fn apply_initial_services(manager: &mut ServiceManager, text: &str) -> Result<(), String> {
+    let changes = cli::parse_restore(text).map_err(|e| format!("services: {}", e.0))?;
+    for (line, change) in changes {
+        let current = match manager.handle(Request::List { service: None }) {
+            Response::Services { services, .. } => services,
+            _ => Vec::new(),
+        };
+        let request = cli::Table::new(&current)
+            .resolve(&change)
+            .map_err(|e| format!("services: line {line}: {}", e.0))?;
+        if let Response::Error(e) = manager.handle(request) {
+            return Err(format!("services: line {line}: {e}"));
+        }
+    }
     Ok(())
 }
 

@@ -233,13 +233,15 @@ fn assert_snat(frame: &[u8], cport: u16) {
 
 // ---- running rvsd ----
 
-/// Kills rvsd by PID when the test ends, whatever happens.
-struct Daemon(Child);
+/// Kills rvsd by PID when the test ends, whatever happens, and removes the runtime folder EAL
+/// leaves under /var/run/dpdk for its --file-prefix.
+struct Daemon(Child, String);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&self.1));
     }
 }
 
@@ -271,6 +273,14 @@ fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
 }
 
 fn run_rvsd(dir: &Path, input: &[Vec<u8>], services: &str, expected: usize) -> Vec<Vec<u8>> {
+    // Unique per rvsd, so tests running side by side do not share EAL runtime files.
+    let prefix = format!(
+        "rvs-pcap-{}",
+        dir.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .trim_start_matches('.')
+    );
     let rx = dir.join("in.pcap");
     let tx = dir.join("out.pcap");
     write_pcap(&rx, input);
@@ -281,7 +291,8 @@ services = """
 """
 
 [eal]
-args = ["-l", "0", "--no-huge", "-m", "256", "--in-memory", "--no-pci", "--log-level", "lib.eal:error",
+args = ["-l", "0", "--no-huge", "-m", "256", "--file-prefix", "{prefix}", "--no-pci",
+        "--log-level", "lib.eal:error",
         "--vdev=net_pcap0,rx_pcap={rx},tx_pcap={tx}"]
 
 [[ports]]
@@ -304,6 +315,7 @@ socket = "{sock}"
         rx = rx.display(),
         tx = tx.display(),
         sock = dir.join("rvs.sock").display(),
+        prefix = prefix,
     );
     let cfg_path = dir.join("rvs.toml");
     std::fs::write(&cfg_path, config).unwrap();
@@ -314,7 +326,7 @@ socket = "{sock}"
         .stdin(Stdio::null())
         .spawn()
         .expect("starting rvsd");
-    let mut daemon = Daemon(child);
+    let mut daemon = Daemon(child, prefix);
 
     // rx_pcap is consumed at once; wait until every expected frame is out (or give up), then
     // stop rvsd so the capture is closed cleanly.
@@ -373,7 +385,12 @@ fn one_arm_nat_walkthrough_over_net_pcap() {
         from_client(tcp((CLIENT, 40002), (VIP, 80), SYN, b"")),
         from_rs(RS1_MAC, tcp((RS1, 80), (CLIENT, 40001), SYN | ACK, b"")),
         from_rs(RS2_MAC, tcp((RS2, 80), (CLIENT, 40002), SYN | ACK, b"")),
-        from_client(tcp((CLIENT, 40001), (VIP, 80), PSH | ACK, b"GET / HTTP/1.0\r\n\r\n")),
+        from_client(tcp(
+            (CLIENT, 40001),
+            (VIP, 80),
+            PSH | ACK,
+            b"GET / HTTP/1.0\r\n\r\n",
+        )),
         from_client(tcp((CLIENT, 40003), (VIP, 80), SYN, b"")),
         udp_frame((CLIENT, 5353), (VIP, 53), b"no checksum", false),
         udp_frame((CLIENT, 5354), (VIP, 53), b"with checksum", true),
@@ -427,4 +444,51 @@ fn one_arm_nat_walkthrough_over_net_pcap() {
         assert_eq!(checksum(&[ip.l4]), 0, "ICMP checksum");
         assert!(ip.l4.ends_with(b"rvs-ping-payload"));
     }
+}
+
+fn arp_reply(sha: [u8; 6], spa: Ipv4Addr, tha: [u8; 6], tpa: Ipv4Addr) -> Vec<u8> {
+    let mut a = vec![0, 1, 0x08, 0, 6, 4, 0, 2];
+    a.extend_from_slice(&sha);
+    a.extend_from_slice(&spa.octets());
+    a.extend_from_slice(&tha);
+    a.extend_from_slice(&tpa.octets());
+    eth(tha, sha, 0x0806, &a)
+}
+
+/// A SYN towards a real server whose MAC rvsd does not know yet waits while rvsd asks for it by
+/// ARP, and goes out once the answer arrives.
+#[test]
+fn syn_waits_for_arp_resolution_of_the_real_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let syn = Tcp {
+        src: (CLIENT, 41000),
+        dst: (VIP, 80),
+        flags: SYN,
+        seq: 7,
+        payload: b"",
+    };
+    let input = vec![
+        arp_request(CLIENT_MAC, CLIENT, VIP),
+        tcp_frame(RVS_MAC, CLIENT_MAC, &syn),
+        arp_reply(RS1_MAC, RS1, RVS_MAC, DIP),
+    ];
+    let services = "-A -t 198.51.100.1:80 -s rr\n-a -t 198.51.100.1:80 -r 192.0.2.2:80 -m";
+    let out = run_rvsd(dir.path(), &input, services, 3);
+    assert_eq!(out.len(), 3, "rvsd sent {} frames, expected 3", out.len());
+    assert_arp_reply(&out[0], CLIENT_MAC, CLIENT, VIP);
+
+    let req = &out[1];
+    assert_macs(req, BROADCAST, RVS_MAC);
+    assert_eq!(&req[12..14], &[0x08, 0x06], "ARP ethertype");
+    let a = &req[14..];
+    assert_eq!(&a[6..8], &[0, 1], "ARP request opcode");
+    assert_eq!(&a[8..14], &RVS_MAC, "sender MAC");
+    assert_eq!(
+        &a[14..18],
+        &DIP.octets(),
+        "asks from the DIP, the port facing RS1"
+    );
+    assert_eq!(&a[24..28], &RS1.octets(), "asks for RS1");
+
+    assert_dnat(&out[2], RS1_MAC, RS1, 41000, SYN);
 }

@@ -118,16 +118,6 @@ impl Port {
             }
         }
 
-        if let Some(mac) = &cfg.mac {
-            let mut addr = sys::rte_ether_addr {
-                addr_bytes: control::config::parse_mac(mac).map_err(err)?,
-            };
-            // SAFETY: valid port id and address.
-            let ret = unsafe { sys::rte_eth_dev_default_mac_addr_set(id, &mut addr) };
-            if ret != 0 {
-                return Err(err(format!("cannot set MAC {mac}: {}", errno_text(ret))));
-            }
-        }
         // Not every vdev can change its MTU (af_packet follows the kernel interface): keep going.
         // SAFETY: valid port id.
         let ret = unsafe { sys::rte_eth_dev_set_mtu(id, cfg.mtu) };
@@ -139,14 +129,28 @@ impl Port {
         if ret != 0 {
             return Err(err(format!("rte_eth_dev_start: {}", errno_text(ret))));
         }
-        // Promiscuous mode is not needed for our own MAC; broadcast ARP arrives regardless.
-        let mut mac = sys::rte_ether_addr::default();
+        let mut hw = sys::rte_ether_addr::default();
         // SAFETY: valid port id and out pointer.
-        unsafe { sys::rte_eth_macaddr_get(id, &mut mac) };
+        unsafe { sys::rte_eth_macaddr_get(id, &mut hw) };
+        let mut mac = hw.addr_bytes;
+        if let Some(text) = &cfg.mac {
+            mac = control::config::parse_mac(text).map_err(err)?;
+            let mut addr = sys::rte_ether_addr { addr_bytes: mac };
+            // SAFETY: valid port id and address.
+            let ret = unsafe { sys::rte_eth_dev_default_mac_addr_set(id, &mut addr) };
+            if ret != 0 {
+                // The device cannot take the address (net_pcap, for one): rvs still uses it in
+                // the frames it writes, and promiscuous mode lets frames to it in.
+                tracing::warn!(port = %cfg.name, "cannot set MAC {text} on the device ({}); \
+                               using it in software with promiscuous mode", errno_text(ret));
+                // SAFETY: valid, started port.
+                unsafe { sys::rte_eth_promiscuous_enable(id) };
+            }
+        }
         Ok(Port {
             name: cfg.name.clone(),
             id,
-            mac: mac.addr_bytes,
+            mac,
             pool,
             driver,
         })

@@ -165,9 +165,8 @@ impl Loop {
         };
         let pipeline = &self.pipeline;
         // SAFETY: the port's mempool lives as long as the port.
-        let req = unsafe {
-            mbuf::alloc_with(p.pool, |buf| pipeline.arp_request(port, next_hop, buf))
-        };
+        let req =
+            unsafe { mbuf::alloc_with(p.pool, |buf| pipeline.arp_request(port, next_hop, buf)) };
         match req {
             Some(m) => self.queue_tx(port, m),
             None => self.pipeline.count_drop(DropReason::MbufAlloc),

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Run every rvs test: setup (packages, hugepages), rustfmt check, build, clippy, then all tests
+# (the namespace lab test dataplane/tests/lab.rs included: it needs root). Exits non-zero when any
+# step fails; every step runs, and a summary closes the output.
+#
+#   sudo scripts/test.sh
+#
+# RVS_SKIP_SETUP=1 skips scripts/setup.sh (already done); other variables (RVS_SKIP_LAB, ...)
+# reach the tests unchanged.
+set -euo pipefail
+# shellcheck source=scripts/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+need_root
+cd "$RVS_ROOT"
+
+if [ "${RVS_SKIP_SETUP:-}" != 1 ]; then
+    "$RVS_ROOT/scripts/setup.sh"
+fi
+trap fix_target_owner EXIT
+
+failed=()
+step() {
+    local name=$1
+    shift
+    log "==> $name"
+    local start=$SECONDS
+    if "$@"; then
+        log "<== $name: ok ($((SECONDS - start)) s)"
+    else
+        log "<== $name: FAILED ($((SECONDS - start)) s)"
+        failed+=("$name")
+    fi
+}
+
+run_tests() {
+    # The tests run as root (the lab needs network namespaces). Started through sudo by the
+    # checkout's owner, the owner builds them first, so that root only runs them.
+    if [ -n "$(builder_user)" ]; then
+        run_cargo test --workspace --no-run || return 1
+    fi
+    root_cargo test --workspace --no-fail-fast
+}
+
+step "cargo fmt --all -- --check" run_cargo fmt --all -- --check
+step "cargo build --workspace" run_cargo build --workspace
+step "cargo clippy --workspace --all-targets -- -D warnings" \
+    run_cargo clippy --workspace --all-targets -- -D warnings
+step "cargo test --workspace --no-fail-fast" run_tests
+
+if [ ${#failed[@]} -gt 0 ]; then
+    log "FAILED: ${failed[*]}"
+    exit 1
+fi
+log "all steps passed"

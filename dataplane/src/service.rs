@@ -1,0 +1,531 @@
+//! Virtual services and real servers: the control thread's master state and the immutable
+//! snapshot the workers read.
+//!
+//! [`ServiceManager`] (owned by the control thread) applies `control::proto` requests. Every
+//! request is checked completely before anything changes, so an error changes nothing. After a
+//! change it builds a new [`Snapshot`] and publishes it with arc-swap; workers load it once per
+//! burst.
+//!
+//! # Real-server slots
+//!
+//! Each real server gets a *slot id* for its lifetime (the identity `(service, RIP, rport)`;
+//! edits keep it, delete + add makes a new one). Everything counted about a real server is
+//! indexed by slot, outside the snapshot, so it survives snapshot rebuilds:
+//! - active/inactive connections: atomics in the connection table, changed only on state
+//!   changes and expiry (`conntrack::DestCounts`);
+//! - connections, packets and bytes: per-worker arrays in `stats` indexed by slot, written only
+//!   by their worker (no shared cache line is written per packet) and summed on read. `-Z` and
+//!   slot reuse record a baseline here instead of writing the workers' counters.
+//!
+//! A deleted real server's slot is retired (its connections are dropped at the next packet or
+//! aging pass) and is reused only once no snapshot still names it (its lease `Arc` is
+//! unshared) and its connections are gone, so a worker scheduling from an older snapshot can
+//! never charge a connection to a newer server.
+//!
+//! Old snapshots are kept here until no worker holds them, so their memory is freed on the
+//! control thread, never on a worker.
+
+#![warn(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+use crate::conntrack::ConnInfo;
+use crate::pipeline::Dataplane;
+use crate::sched::{self, SchedState, Scheduler};
+use control::model::{
+    ConnStatus, DestSpec, DestStatus, Protocol, ServiceKey, ServiceSpec, ServiceStatus, Stats,
+};
+use control::proto::{Request, Response};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+/// Real servers that can exist at once (over all services), including removed ones whose
+/// connections are still draining.
+pub const MAX_DESTS: usize = 16384;
+
+/// Largest `-w` weight, as ipvsadm.
+pub const MAX_WEIGHT: u32 = 65535;
+
+/// A real server as workers see it.
+#[derive(Debug, Clone)]
+pub struct Dest {
+    pub spec: DestSpec,
+    /// Index of its counters (see the module documentation).
+    pub slot: u32,
+    /// Shared with the manager; while any snapshot holds a copy, the slot is not reused.
+    _lease: Arc<()>,
+}
+
+impl Dest {
+    #[cfg(test)]
+    pub(crate) fn new(spec: DestSpec, slot: u32) -> Dest {
+        Dest {
+            spec,
+            slot,
+            _lease: Arc::new(()),
+        }
+    }
+}
+
+/// A virtual service as workers see it.
+#[derive(Debug)]
+pub struct Service {
+    pub spec: ServiceSpec,
+    pub dests: Vec<Dest>,
+    pub scheduler: Box<dyn Scheduler>,
+}
+
+/// An immutable view of all services, replaced as a whole on every change.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Sorted by `svc_key`, for binary search without hashing.
+    services: Vec<(u64, Service)>,
+    /// Sorted, deduplicated VIPs.
+    vips: Vec<Ipv4Addr>,
+    /// Increases with every published snapshot.
+    pub generation: u64,
+}
+
+fn svc_key(proto: u8, addr: Ipv4Addr, port: u16) -> u64 {
+    (u64::from(proto) << 48) | (u64::from(u32::from(addr)) << 16) | u64::from(port)
+}
+
+impl Snapshot {
+    /// The service for `proto` (IP protocol number), VIP and virtual port.
+    pub fn service(&self, proto: u8, vip: Ipv4Addr, port: u16) -> Option<&Service> {
+        let k = svc_key(proto, vip, port);
+        let i = self.services.binary_search_by_key(&k, |(k, _)| *k).ok()?;
+        self.services.get(i).map(|(_, s)| s)
+    }
+
+    /// True if some service uses `ip` as its VIP.
+    pub fn is_vip(&self, ip: Ipv4Addr) -> bool {
+        self.vips.binary_search(&ip).is_ok()
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = &Service> {
+        self.services.iter().map(|(_, s)| s)
+    }
+}
+
+#[derive(Debug)]
+struct DestState {
+    spec: DestSpec,
+    slot: u32,
+    lease: Arc<()>,
+}
+
+#[derive(Debug)]
+struct ServiceState {
+    spec: ServiceSpec,
+    dests: Vec<DestState>,
+    sched: Arc<SchedState>,
+    /// Traffic of real servers deleted from this service (since the last `-Z`).
+    removed_stats: Stats,
+}
+
+/// The control thread's master copy of services and real servers.
+pub struct ServiceManager {
+    dp: Arc<Dataplane>,
+    services: BTreeMap<ServiceKey, ServiceState>,
+    /// Slots never used yet start at `next_slot`; `free_slots` holds reusable ones.
+    next_slot: u32,
+    free_slots: Vec<u32>,
+    /// Deleted real servers whose slot waits for its snapshots and connections to go.
+    draining: Vec<(u32, Arc<()>)>,
+    /// Per-slot counter values at the last `-Z` or reuse.
+    baselines: Vec<Stats>,
+    /// Published snapshots some worker may still hold.
+    retained: Vec<Arc<Snapshot>>,
+    generation: u64,
+}
+
+fn add_stats(a: &mut Stats, b: &Stats) {
+    a.conns = a.conns.wrapping_add(b.conns);
+    a.in_pkts = a.in_pkts.wrapping_add(b.in_pkts);
+    a.out_pkts = a.out_pkts.wrapping_add(b.out_pkts);
+    a.in_bytes = a.in_bytes.wrapping_add(b.in_bytes);
+    a.out_bytes = a.out_bytes.wrapping_add(b.out_bytes);
+}
+
+fn sub_stats(a: &Stats, b: &Stats) -> Stats {
+    Stats {
+        conns: a.conns.saturating_sub(b.conns),
+        in_pkts: a.in_pkts.saturating_sub(b.in_pkts),
+        out_pkts: a.out_pkts.saturating_sub(b.out_pkts),
+        in_bytes: a.in_bytes.saturating_sub(b.in_bytes),
+        out_bytes: a.out_bytes.saturating_sub(b.out_bytes),
+        ..Default::default()
+    }
+}
+
+type Result<T> = std::result::Result<T, String>;
+
+impl ServiceManager {
+    pub fn new(dp: Arc<Dataplane>) -> ServiceManager {
+        ServiceManager {
+            dp,
+            services: BTreeMap::new(),
+            next_slot: 0,
+            free_slots: Vec::new(),
+            draining: Vec::new(),
+            baselines: vec![Stats::default(); MAX_DESTS],
+            retained: Vec::new(),
+            generation: 0,
+        }
+    }
+
+    /// Applies one control request.
+    pub fn handle(&mut self, req: Request) -> Response {
+        self.collect_garbage();
+        let changed = match req {
+            Request::AddService(spec) => self.add_service(&spec),
+            Request::EditService(spec) => self.edit_service(&spec),
+            Request::DelService(key) => self.del_service(&key),
+            Request::AddDest { service, dest } => self.add_dest(&service, &dest),
+            Request::EditDest { service, dest } => self.edit_dest(&service, &dest),
+            Request::DelDest {
+                service,
+                addr,
+                port,
+            } => self.del_dest(&service, addr, port),
+            Request::Clear => {
+                self.clear();
+                Ok(())
+            }
+            Request::Zero { service } => {
+                return self
+                    .zero(service.as_ref())
+                    .map_or_else(Response::Error, |()| Response::Ok)
+            }
+            Request::SetTimeouts(t) => {
+                self.dp.conns().timeouts().set(&t);
+                return Response::Ok;
+            }
+            Request::GetTimeouts => return Response::Timeouts(self.dp.conns().timeouts().get()),
+            Request::List { service } => return self.list(service.as_ref()),
+            Request::ListConns => return Response::Conns(self.list_conns()),
+        };
+        match changed {
+            Ok(()) => {
+                self.publish();
+                Response::Ok
+            }
+            Err(e) => Response::Error(e),
+        }
+    }
+
+    // --- checks ----------------------------------------------------------------------------
+
+    fn check_service_spec(spec: &ServiceSpec) -> Result<()> {
+        if spec.persistence.is_some() {
+            return Err("persistent services (-p) are not supported yet".into());
+        }
+        if spec.key.port == 0 {
+            return Err("Zero port specified for non-persistent service".into());
+        }
+        sched::check_supported(spec.scheduler).map_err(|e| e.to_string())
+    }
+
+    fn check_dest_spec(dest: &DestSpec) -> Result<()> {
+        if dest.weight > MAX_WEIGHT {
+            return Err(format!("illegal weight {} (0..{MAX_WEIGHT})", dest.weight));
+        }
+        if dest.lower_threshold > dest.upper_threshold {
+            return Err(format!(
+                "lower threshold {} is larger than upper threshold {}",
+                dest.lower_threshold, dest.upper_threshold
+            ));
+        }
+        Ok(())
+    }
+
+    /// `-r host` without a port means the virtual port.
+    fn dest_port(svc: &ServiceKey, port: u16) -> u16 {
+        if port == 0 {
+            svc.port
+        } else {
+            port
+        }
+    }
+
+    // --- changes (each checks everything first) -----------------------------------------------
+
+    fn add_service(&mut self, spec: &ServiceSpec) -> Result<()> {
+        Self::check_service_spec(spec)?;
+        if self.services.contains_key(&spec.key) {
+            return Err("Service already exists".into());
+        }
+        self.services.insert(
+            spec.key,
+            ServiceState {
+                spec: spec.clone(),
+                dests: Vec::new(),
+                sched: Arc::default(),
+                removed_stats: Stats::default(),
+            },
+        );
+        Ok(())
+    }
+
+    fn edit_service(&mut self, spec: &ServiceSpec) -> Result<()> {
+        let svc = self.services.get_mut(&spec.key).ok_or("No such service")?;
+        Self::check_service_spec(spec)?;
+        if svc.spec.scheduler != spec.scheduler {
+            svc.sched = Arc::default();
+        }
+        svc.spec = spec.clone();
+        Ok(())
+    }
+
+    fn del_service(&mut self, key: &ServiceKey) -> Result<()> {
+        let svc = self.services.remove(key).ok_or("No such service")?;
+        for d in svc.dests {
+            self.retire(d);
+        }
+        Ok(())
+    }
+
+    fn add_dest(&mut self, key: &ServiceKey, dest: &DestSpec) -> Result<()> {
+        let svc = self.services.get(key).ok_or("Service not defined")?;
+        let mut spec = dest.clone();
+        spec.port = Self::dest_port(key, spec.port);
+        Self::check_dest_spec(&spec)?;
+        if svc
+            .dests
+            .iter()
+            .any(|d| d.spec.addr == spec.addr && d.spec.port == spec.port)
+        {
+            return Err("Destination already exists".into());
+        }
+        let slot = self
+            .alloc_slot()
+            .ok_or_else(|| format!("too many real servers (at most {MAX_DESTS}, removed ones included until their connections end)"))?;
+        if let Some(svc) = self.services.get_mut(key) {
+            svc.dests.push(DestState {
+                spec,
+                slot,
+                lease: Arc::new(()),
+            });
+        }
+        Ok(())
+    }
+
+    fn edit_dest(&mut self, key: &ServiceKey, dest: &DestSpec) -> Result<()> {
+        let svc = self.services.get_mut(key).ok_or("Service not defined")?;
+        let mut spec = dest.clone();
+        spec.port = Self::dest_port(key, spec.port);
+        let d = svc
+            .dests
+            .iter_mut()
+            .find(|d| d.spec.addr == spec.addr && d.spec.port == spec.port)
+            .ok_or("No such destination")?;
+        Self::check_dest_spec(&spec)?;
+        d.spec = spec;
+        Ok(())
+    }
+
+    fn del_dest(&mut self, key: &ServiceKey, addr: Ipv4Addr, port: u16) -> Result<()> {
+        let svc = self.services.get_mut(key).ok_or("Service not defined")?;
+        let port = Self::dest_port(key, port);
+        let i = svc
+            .dests
+            .iter()
+            .position(|d| d.spec.addr == addr && d.spec.port == port)
+            .ok_or("No such destination")?;
+        let d = svc.dests.remove(i);
+        let gone = self.dest_stats(d.slot);
+        if let Some(svc) = self.services.get_mut(key) {
+            add_stats(&mut svc.removed_stats, &gone);
+        }
+        self.retire(d);
+        Ok(())
+    }
+
+    fn clear(&mut self) {
+        let services = std::mem::take(&mut self.services);
+        for (_, svc) in services {
+            for d in svc.dests {
+                self.retire(d);
+            }
+        }
+    }
+
+    fn zero(&mut self, key: Option<&ServiceKey>) -> Result<()> {
+        if let Some(k) = key {
+            if !self.services.contains_key(k) {
+                return Err("No such service".into());
+            }
+        }
+        let stats = self.dp.stats();
+        for (k, svc) in self.services.iter_mut() {
+            if key.is_some_and(|want| want != k) {
+                continue;
+            }
+            svc.removed_stats = Stats::default();
+            for d in &svc.dests {
+                if let Some(b) = self.baselines.get_mut(d.slot as usize) {
+                    *b = stats.slot_total(d.slot);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // --- slots ---------------------------------------------------------------------------------
+
+    fn alloc_slot(&mut self) -> Option<u32> {
+        let slot = match self.free_slots.pop() {
+            Some(s) => s,
+            None if (self.next_slot as usize) < MAX_DESTS => {
+                self.next_slot += 1;
+                self.next_slot - 1
+            }
+            None => return None,
+        };
+        self.dp.conns().revive_dest(slot);
+        if let Some(b) = self.baselines.get_mut(slot as usize) {
+            *b = self.dp.stats().slot_total(slot);
+        }
+        Some(slot)
+    }
+
+    fn retire(&mut self, d: DestState) {
+        self.dp.conns().retire_dest(d.slot);
+        self.draining.push((d.slot, d.lease));
+    }
+
+    /// Frees old snapshots no worker holds any more (here, not on a worker) and recycles the
+    /// slots of deleted real servers that nothing refers to.
+    fn collect_garbage(&mut self) {
+        self.retained.retain(|s| Arc::strong_count(s) > 1);
+        let conns = self.dp.conns();
+        let mut still = Vec::with_capacity(self.draining.len());
+        for (slot, lease) in self.draining.drain(..) {
+            let idle = conns
+                .dest(slot)
+                .is_some_and(|c| c.active() == 0 && c.inactive() == 0);
+            if Arc::strong_count(&lease) == 1 && idle {
+                self.free_slots.push(slot);
+            } else {
+                still.push((slot, lease));
+            }
+        }
+        self.draining = still;
+    }
+
+    /// Builds and publishes the snapshot of the current state.
+    fn publish(&mut self) {
+        self.generation += 1;
+        let mut services = Vec::with_capacity(self.services.len());
+        let mut vips = Vec::with_capacity(self.services.len());
+        for (key, svc) in &self.services {
+            let dests: Vec<Dest> = svc
+                .dests
+                .iter()
+                .map(|d| Dest {
+                    spec: d.spec.clone(),
+                    slot: d.slot,
+                    _lease: d.lease.clone(),
+                })
+                .collect();
+            // Every service's scheduler kind was checked when it was added or edited.
+            let Ok(scheduler) = sched::build(svc.spec.scheduler, &dests, &svc.sched) else {
+                continue;
+            };
+            services.push((
+                svc_key(key.protocol.ip_proto(), key.addr, key.port),
+                Service {
+                    spec: svc.spec.clone(),
+                    dests,
+                    scheduler,
+                },
+            ));
+            vips.push(key.addr);
+        }
+        services.sort_by_key(|(k, _)| *k);
+        vips.sort();
+        vips.dedup();
+        let old = self.dp.publish(Arc::new(Snapshot {
+            services,
+            vips,
+            generation: self.generation,
+        }));
+        self.retained.push(old);
+        self.collect_garbage();
+    }
+
+    // --- reports -------------------------------------------------------------------------------
+
+    fn dest_stats(&self, slot: u32) -> Stats {
+        let total = self.dp.stats().slot_total(slot);
+        match self.baselines.get(slot as usize) {
+            Some(b) => sub_stats(&total, b),
+            None => total,
+        }
+    }
+
+    fn status(&self, svc: &ServiceState) -> ServiceStatus {
+        let mut stats = svc.removed_stats;
+        let dests = svc
+            .dests
+            .iter()
+            .map(|d| {
+                let c = self.dp.conns().dest(d.slot);
+                let s = self.dest_stats(d.slot);
+                add_stats(&mut stats, &s);
+                DestStatus {
+                    spec: d.spec.clone(),
+                    active_conns: c.map_or(0, |c| c.active()),
+                    inactive_conns: c.map_or(0, |c| c.inactive()),
+                    stats: s,
+                }
+            })
+            .collect();
+        ServiceStatus {
+            spec: svc.spec.clone(),
+            dests,
+            stats,
+        }
+    }
+
+    fn list(&self, key: Option<&ServiceKey>) -> Response {
+        let services = match key {
+            Some(k) => match self.services.get(k) {
+                Some(s) => vec![self.status(s)],
+                None => return Response::Error("No such service".into()),
+            },
+            None => self.services.values().map(|s| self.status(s)).collect(),
+        };
+        Response::Services {
+            table_size: self.dp.conns().capacity() as u64,
+            services,
+        }
+    }
+
+    fn list_conns(&self) -> Vec<ConnStatus> {
+        let now = self.dp.now_ms();
+        let mut out = Vec::new();
+        self.dp.conns().for_each(|c: ConnInfo| {
+            let protocol = if c.proto == Protocol::Tcp.ip_proto() {
+                Protocol::Tcp
+            } else {
+                Protocol::Udp
+            };
+            out.push(ConnStatus {
+                protocol,
+                expires_in: u32::try_from(c.expires_ms.saturating_sub(now).div_ceil(1000))
+                    .unwrap_or(u32::MAX),
+                state: c.state.name().to_string(),
+                client: c.client,
+                virt: c.virt,
+                dest: c.real,
+            });
+        });
+        out
+    }
+}

@@ -4,7 +4,12 @@
 //! exported through generated C wrappers and callable under their own names; the `rvs_*` helpers in
 //! `wrapper.h` cover what DPDK only has as macros or struct fields.
 
-#![allow(non_upper_case_globals, non_camel_case_types, non_snake_case, dead_code)]
+#![allow(
+    non_upper_case_globals,
+    non_camel_case_types,
+    non_snake_case,
+    dead_code
+)]
 #![allow(clippy::all)]
 #![allow(unnecessary_transmutes, unsafe_op_in_unsafe_fn)]
 

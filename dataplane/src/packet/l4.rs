@@ -1,0 +1,353 @@
+//! TCP and UDP: ports, TCP flags, checksums, and the NAT rewrite of one endpoint.
+
+use super::checksum;
+use super::ipv4::{self, Ipv4Hdr, PROTO_TCP, PROTO_UDP};
+use super::{get16, put16, ParseError};
+use std::net::Ipv4Addr;
+
+pub const TCP_MIN_HDR: usize = 20;
+pub const UDP_HDR: usize = 8;
+const TCP_CSUM: usize = 16;
+const UDP_CSUM: usize = 6;
+
+/// TCP flag bits (the low byte of header word 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+
+    pub fn fin(self) -> bool {
+        self.0 & Self::FIN != 0
+    }
+    pub fn syn(self) -> bool {
+        self.0 & Self::SYN != 0
+    }
+    pub fn rst(self) -> bool {
+        self.0 & Self::RST != 0
+    }
+    pub fn ack(self) -> bool {
+        self.0 & Self::ACK != 0
+    }
+}
+
+/// The ports (and TCP flags) of a validated TCP or UDP header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct L4Hdr {
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+    /// Zero for UDP.
+    pub flags: TcpFlags,
+}
+
+impl L4Hdr {
+    /// Parses the TCP or UDP header at the start of `seg` (the IPv4 payload, padding excluded).
+    /// TCP: data offset >= 5 and within the segment. UDP: length field >= 8 and within the
+    /// segment.
+    pub fn parse(proto: u8, seg: &[u8]) -> Result<L4Hdr, ParseError> {
+        let sport = get16(seg, 0).ok_or(ParseError::Truncated)?;
+        let dport = get16(seg, 2).ok_or(ParseError::Truncated)?;
+        let flags = match proto {
+            PROTO_TCP => {
+                let doff = usize::from(*seg.get(12).ok_or(ParseError::Truncated)? >> 4) * 4;
+                if doff < TCP_MIN_HDR || doff > seg.len() {
+                    return Err(ParseError::BadHeaderLen);
+                }
+                TcpFlags(*seg.get(13).ok_or(ParseError::Truncated)?)
+            }
+            PROTO_UDP => {
+                let len = usize::from(get16(seg, 4).ok_or(ParseError::Truncated)?);
+                if len < UDP_HDR || len > seg.len() {
+                    return Err(ParseError::BadTotalLen);
+                }
+                TcpFlags(0)
+            }
+            _ => return Err(ParseError::Unsupported),
+        };
+        Ok(L4Hdr {
+            proto,
+            sport,
+            dport,
+            flags,
+        })
+    }
+}
+
+fn csum_offset(proto: u8) -> Option<usize> {
+    match proto {
+        PROTO_TCP => Some(TCP_CSUM),
+        PROTO_UDP => Some(UDP_CSUM),
+        _ => None,
+    }
+}
+
+/// Computes the TCP/UDP checksum of `seg` from scratch (the checksum field counts as zero).
+/// For UDP a computed 0 is returned as 0xffff.
+pub fn compute_checksum(proto: u8, src: Ipv4Addr, dst: Ipv4Addr, seg: &[u8]) -> Option<u16> {
+    let off = csum_offset(proto)?;
+    let len = u16::try_from(seg.len()).ok()?;
+    let before = seg.get(..off)?;
+    let after = seg.get(off + 2..)?;
+    let acc = checksum::pseudo_header_sum(src, dst, proto, len);
+    let c = !checksum::fold(checksum::sum(after, checksum::sum(before, acc)));
+    Some(if proto == PROTO_UDP {
+        checksum::udp_nonzero(c)
+    } else {
+        c
+    })
+}
+
+/// Reads the checksum field of `seg`.
+pub fn checksum_field(proto: u8, seg: &[u8]) -> Option<u16> {
+    get16(seg, csum_offset(proto)?)
+}
+
+/// Recomputes and stores the checksum of `seg`.
+pub fn fill_checksum(proto: u8, src: Ipv4Addr, dst: Ipv4Addr, seg: &mut [u8]) -> Option<()> {
+    let c = compute_checksum(proto, src, dst, seg)?;
+    put16(seg, csum_offset(proto)?, c)
+}
+
+/// Which endpoint of a packet a NAT rewrite changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Source address and port (SNAT: replies leave as VIP:vport).
+    Src,
+    /// Destination address and port (DNAT: client packets go to RIP:rport).
+    Dst,
+}
+
+/// Rewrites one endpoint (address and port) of the TCP/UDP packet `p` described by `ip`, and
+/// optionally decrements its TTL, updating the IP header checksum and the L4 checksum
+/// incrementally (RFC 1624). A UDP checksum of 0 (none) stays 0; a computed 0 becomes 0xffff.
+/// `None` if the packet is too short for the fields (nothing is written then).
+pub fn rewrite_endpoint(
+    p: &mut [u8],
+    ip: &Ipv4Hdr,
+    side: Side,
+    addr: Ipv4Addr,
+    port: u16,
+    dec_ttl: bool,
+) -> Option<()> {
+    let (addr_off, port_off) = match side {
+        Side::Src => (ipv4::OFF_SRC, 0),
+        Side::Dst => (ipv4::OFF_DST, 2),
+    };
+    let csum_off = csum_offset(ip.proto)?;
+    // Check every field is in range before writing anything.
+    let seg = ip.payload(p)?;
+    let old_port = get16(seg, port_off)?;
+    let old_l4 = get16(seg, csum_off)?;
+    if dec_ttl && ip.ttl == 0 {
+        return None;
+    }
+
+    let addr_delta = ipv4::replace_addr(p, addr_off, addr)?;
+    let mut ip_delta = addr_delta;
+    if dec_ttl {
+        let word = (u16::from(ip.ttl) << 8) | u16::from(ip.proto);
+        ip_delta += checksum::delta16(word, word - 0x100);
+        ipv4::set_ttl(p, ip.ttl - 1)?;
+    }
+    ipv4::adjust_header_checksum(p, ip_delta)?;
+
+    let seg = ip.payload_mut(p)?;
+    put16(seg, port_off, port)?;
+    let new_l4 = if ip.proto == PROTO_UDP && old_l4 == 0 {
+        0
+    } else {
+        let c = checksum::adjust(old_l4, addr_delta + checksum::delta16(old_port, port));
+        if ip.proto == PROTO_UDP {
+            checksum::udp_nonzero(c)
+        } else {
+            c
+        }
+    };
+    put16(seg, csum_off, new_l4)
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+mod tests {
+    use super::*;
+
+    const CIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
+    const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+    const RIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+
+    /// An IPv4 packet (no Ethernet) carrying TCP or UDP with a correct checksum.
+    pub(crate) fn packet(
+        proto: u8,
+        src: Ipv4Addr,
+        sport: u16,
+        dst: Ipv4Addr,
+        dport: u16,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let l4_len = if proto == PROTO_TCP { 20 } else { 8 } + payload.len();
+        let total = 20 + l4_len;
+        let mut p = vec![0u8; total];
+        ipv4::write_header(&mut p, total as u16, 64, proto, src, dst).unwrap();
+        let seg = &mut p[20..];
+        seg[0..2].copy_from_slice(&sport.to_be_bytes());
+        seg[2..4].copy_from_slice(&dport.to_be_bytes());
+        if proto == PROTO_TCP {
+            seg[4..8].copy_from_slice(&0x0102_0304u32.to_be_bytes());
+            seg[12] = 5 << 4;
+            seg[13] = TcpFlags::SYN;
+            seg[14..16].copy_from_slice(&64240u16.to_be_bytes());
+            seg[20..].copy_from_slice(payload);
+        } else {
+            seg[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+            seg[8..].copy_from_slice(payload);
+        }
+        fill_checksum(proto, src, dst, seg).unwrap();
+        p
+    }
+
+    fn l4_ok(p: &[u8]) -> bool {
+        let ip = Ipv4Hdr::parse(p).unwrap();
+        let seg = ip.payload(p).unwrap();
+        checksum_field(ip.proto, seg) == compute_checksum(ip.proto, ip.src, ip.dst, seg)
+    }
+
+    #[test]
+    fn parses_tcp_and_udp() {
+        let p = packet(PROTO_TCP, CIP, 40000, VIP, 80, b"hello");
+        let ip = Ipv4Hdr::parse(&p).unwrap();
+        let h = L4Hdr::parse(ip.proto, ip.payload(&p).unwrap()).unwrap();
+        assert_eq!((h.sport, h.dport), (40000, 80));
+        assert!(h.flags.syn() && !h.flags.ack() && !h.flags.rst() && !h.flags.fin());
+        let p = packet(PROTO_UDP, CIP, 5353, VIP, 53, b"q");
+        let ip = Ipv4Hdr::parse(&p).unwrap();
+        let h = L4Hdr::parse(ip.proto, ip.payload(&p).unwrap()).unwrap();
+        assert_eq!((h.sport, h.dport, h.flags), (5353, 53, TcpFlags(0)));
+    }
+
+    #[test]
+    fn rejects_short_and_bad_headers() {
+        let p = packet(PROTO_TCP, CIP, 1, VIP, 2, b"");
+        let seg = &p[20..];
+        for n in 0..20 {
+            assert!(L4Hdr::parse(PROTO_TCP, &seg[..n]).is_err(), "tcp len {n}");
+        }
+        let mut bad = seg.to_vec();
+        bad[12] = 4 << 4;
+        assert_eq!(L4Hdr::parse(PROTO_TCP, &bad), Err(ParseError::BadHeaderLen));
+        bad[12] = 6 << 4; // 24 bytes of header in a 20-byte segment
+        assert_eq!(L4Hdr::parse(PROTO_TCP, &bad), Err(ParseError::BadHeaderLen));
+
+        let p = packet(PROTO_UDP, CIP, 1, VIP, 2, b"abc");
+        let seg = &p[20..];
+        for n in 0..8 {
+            assert!(L4Hdr::parse(PROTO_UDP, &seg[..n]).is_err(), "udp len {n}");
+        }
+        let mut bad = seg.to_vec();
+        bad[4..6].copy_from_slice(&7u16.to_be_bytes());
+        assert_eq!(L4Hdr::parse(PROTO_UDP, &bad), Err(ParseError::BadTotalLen));
+        bad[4..6].copy_from_slice(&12u16.to_be_bytes());
+        assert_eq!(L4Hdr::parse(PROTO_UDP, &bad), Err(ParseError::BadTotalLen));
+        assert_eq!(L4Hdr::parse(1, seg), Err(ParseError::Unsupported));
+    }
+
+    #[test]
+    fn known_udp_checksum() {
+        // Independent reference: sum the pseudo header and segment by hand.
+        let p = packet(
+            PROTO_UDP,
+            Ipv4Addr::new(10, 0, 0, 1),
+            0x1234,
+            Ipv4Addr::new(10, 0, 0, 2),
+            0x5678,
+            &[0xab, 0xcd],
+        );
+        // words: 0a00 0001 0a00 0002 0011 000a | 1234 5678 000a (csum) abcd
+        let s: u32 =
+            0x0a00 + 0x0001 + 0x0a00 + 0x0002 + 0x0011 + 0x000a + 0x1234 + 0x5678 + 0x000a + 0xabcd;
+        let s = (s & 0xffff) + (s >> 16);
+        assert_eq!(checksum_field(PROTO_UDP, &p[20..]), Some(!(s as u16)));
+    }
+
+    #[test]
+    fn dnat_and_snat_match_recompute() {
+        for proto in [PROTO_TCP, PROTO_UDP] {
+            let mut p = packet(proto, CIP, 40000, VIP, 80, b"GET / HTTP/1.0\r\n\r\n");
+            let ip = Ipv4Hdr::parse(&p).unwrap();
+            rewrite_endpoint(&mut p, &ip, Side::Dst, RIP, 8080, true).unwrap();
+            let ip2 = Ipv4Hdr::parse(&p).expect("IP checksum still valid");
+            assert_eq!((ip2.dst, ip2.ttl), (RIP, 63));
+            assert_eq!(
+                L4Hdr::parse(proto, ip2.payload(&p).unwrap()).unwrap().dport,
+                8080
+            );
+            assert!(l4_ok(&p), "proto {proto}");
+
+            let mut r = packet(proto, RIP, 8080, CIP, 40000, b"HTTP/1.0 200 OK\r\n");
+            let ip = Ipv4Hdr::parse(&r).unwrap();
+            rewrite_endpoint(&mut r, &ip, Side::Src, VIP, 80, false).unwrap();
+            let ip2 = Ipv4Hdr::parse(&r).unwrap();
+            assert_eq!((ip2.src, ip2.ttl), (VIP, 64));
+            assert_eq!(
+                L4Hdr::parse(proto, ip2.payload(&r).unwrap()).unwrap().sport,
+                80
+            );
+            assert!(l4_ok(&r));
+        }
+    }
+
+    #[test]
+    fn udp_zero_checksum_stays_zero() {
+        let mut p = packet(PROTO_UDP, CIP, 5000, VIP, 53, b"x");
+        p[26..28].copy_from_slice(&[0, 0]);
+        let ip = Ipv4Hdr::parse(&p).unwrap();
+        rewrite_endpoint(&mut p, &ip, Side::Dst, RIP, 53, true).unwrap();
+        assert_eq!(&p[26..28], &[0, 0]);
+        assert_eq!(Ipv4Hdr::parse(&p).unwrap().dst, RIP);
+    }
+
+    #[test]
+    fn udp_computed_zero_is_written_ffff() {
+        // Search a payload word that makes the rewritten checksum come out as 0 (0xffff on the
+        // wire); the incremental path must agree with the recompute, which maps 0 to 0xffff.
+        let mut hit = false;
+        for w in 0..=0xffffu16 {
+            let mut p = packet(PROTO_UDP, CIP, 5000, VIP, 53, &w.to_be_bytes());
+            let ip = Ipv4Hdr::parse(&p).unwrap();
+            rewrite_endpoint(&mut p, &ip, Side::Dst, RIP, 5353, false).unwrap();
+            let c = checksum_field(PROTO_UDP, &p[20..]).unwrap();
+            assert_ne!(c, 0);
+            assert!(l4_ok(&p));
+            if c == 0xffff {
+                hit = true;
+                break;
+            }
+        }
+        assert!(hit, "some payload gives a computed zero");
+    }
+
+    #[test]
+    fn rewrite_of_truncated_packet_writes_nothing() {
+        let p = packet(PROTO_TCP, CIP, 40000, VIP, 80, b"");
+        let ip = Ipv4Hdr::parse(&p).unwrap();
+        for n in 0..p.len() {
+            let mut q = p[..n].to_vec();
+            let before = q.clone();
+            assert_eq!(
+                rewrite_endpoint(&mut q, &ip, Side::Dst, RIP, 1, true),
+                None,
+                "len {n}"
+            );
+            assert_eq!(q, before);
+        }
+    }
+}

@@ -1,0 +1,608 @@
+//! The connection table against a reference model (a plain HashMap), plus concurrency checks.
+
+use control::model::Timeouts;
+use dataplane::conntrack::{
+    tcp_transition, ConnState, ConnTable, Dir, Hit, InsertError, NewConn, TcpEvent, Tuple,
+};
+use proptest::prelude::*;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+
+fn tuple(proto: u8, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> Tuple {
+    Tuple {
+        proto,
+        src: src.0,
+        sport: src.1,
+        dst: dst.0,
+        dport: dst.1,
+    }
+}
+
+fn conn(proto: u8, client: u8, cport: u16, vip: u8, rs: u8, dest: u32) -> NewConn {
+    NewConn {
+        proto,
+        client: (Ipv4Addr::new(198, 51, 100, 10 + client), cport),
+        virt: (Ipv4Addr::new(198, 51, 100, 1 + vip), 80),
+        real: (Ipv4Addr::new(192, 0, 2, 2 + rs), 8080),
+        dest,
+        state: if proto == TCP {
+            ConnState::SynRecv
+        } else {
+            ConnState::Udp
+        },
+    }
+}
+
+#[test]
+fn insert_then_find_by_both_tuples() {
+    let t = ConnTable::new(16, 4, &Timeouts::default());
+    let c = conn(TCP, 0, 40000, 0, 0, 1);
+    let h = t.insert(&c, 1000).unwrap();
+    assert_eq!(h.dir, Dir::Inbound);
+    let inb = t.lookup(&c.inbound(), 1000).unwrap();
+    assert_eq!(
+        (inb.dir, inb.real, inb.virt, inb.client, inb.dest),
+        (Dir::Inbound, c.real, c.virt, c.client, 1)
+    );
+    let rep = t.lookup(&c.reply(), 1000).unwrap();
+    assert_eq!(rep.dir, Dir::Reply);
+    assert_eq!(rep.conn, inb.conn);
+    // Neither direction's reverse matches.
+    let rev = tuple(TCP, c.virt, c.client);
+    assert!(t.lookup(&rev, 1000).is_none());
+    assert!(t
+        .lookup(
+            &Tuple {
+                proto: UDP,
+                ..c.inbound()
+            },
+            1000
+        )
+        .is_none());
+    assert_eq!(t.len(), 1);
+    assert_eq!(
+        (t.dest(1).unwrap().active(), t.dest(1).unwrap().inactive()),
+        (1, 0)
+    );
+}
+
+#[test]
+fn duplicate_conflict_and_full() {
+    let t = ConnTable::new(2, 4, &Timeouts::default());
+    let a = conn(TCP, 0, 1000, 0, 0, 0);
+    let ha = t.insert(&a, 0).unwrap();
+    assert!(matches!(t.insert(&a, 0), Err(InsertError::Exists(h)) if h.conn == ha.conn));
+    // Same client ip:port through another VIP to the same real server: reply tuple taken.
+    let b = conn(TCP, 0, 1000, 1, 0, 0);
+    assert_eq!(t.insert(&b, 0), Err(InsertError::ReplyConflict));
+    t.insert(&conn(TCP, 1, 1000, 0, 0, 0), 0).unwrap();
+    assert_eq!(
+        t.insert(&conn(TCP, 2, 1000, 0, 0, 0), 0),
+        Err(InsertError::Full)
+    );
+    assert!(t.remove(ha.conn));
+    assert!(!t.remove(ha.conn), "second remove is a no-op");
+    t.insert(&conn(TCP, 2, 1000, 0, 0, 0), 0).unwrap();
+}
+
+#[test]
+fn stale_reference_cannot_touch_a_reused_entry() {
+    let t = ConnTable::new(1, 4, &Timeouts::default());
+    let a = t.insert(&conn(TCP, 0, 1, 0, 0, 0), 0).unwrap();
+    assert!(t.remove(a.conn));
+    let b = t.insert(&conn(TCP, 1, 2, 0, 0, 0), 0).unwrap();
+    assert!(!t.remove(a.conn));
+    assert_eq!(t.update(&a, Dir::Inbound, Some(TcpEvent::Rst), 0), None);
+    assert_eq!(
+        t.lookup(&conn(TCP, 1, 2, 0, 0, 0).inbound(), 0)
+            .unwrap()
+            .conn,
+        b.conn
+    );
+    assert_eq!(t.dest(0).unwrap().active(), 1);
+}
+
+#[test]
+fn state_changes_move_counts_and_timeouts() {
+    let t = ConnTable::new(8, 4, &Timeouts::default());
+    let c = conn(TCP, 0, 1, 0, 0, 2);
+    let h = t.insert(&c, 0).unwrap();
+    let d = t.dest(2).unwrap();
+    assert_eq!((d.active(), d.inactive()), (1, 0));
+    // SYN_RECV times out after 60 s.
+    assert!(t.lookup(&c.inbound(), 59_999).is_some());
+    assert_eq!(
+        t.update(&h, Dir::Inbound, Some(TcpEvent::Ack), 1000),
+        Some(ConnState::Established)
+    );
+    assert!(
+        t.lookup(&c.inbound(), 900_999).is_some(),
+        "ESTABLISHED lasts 900 s"
+    );
+    assert_eq!(
+        t.update(&h, Dir::Inbound, Some(TcpEvent::Fin), 2000),
+        Some(ConnState::CloseWait)
+    );
+    assert_eq!((d.active(), d.inactive()), (0, 1));
+    assert_eq!(
+        t.update(&h, Dir::Reply, Some(TcpEvent::Fin), 3000),
+        Some(ConnState::TimeWait)
+    );
+    assert_eq!((d.active(), d.inactive()), (0, 1));
+    assert!(
+        t.lookup(&c.reply(), 122_999).is_some(),
+        "TIME_WAIT lasts 120 s"
+    );
+    assert!(t.lookup(&c.reply(), 123_000).is_none(), "expired at 123 s");
+    assert_eq!((d.active(), d.inactive()), (0, 0));
+    assert!(t.is_empty());
+}
+
+#[test]
+fn refresh_keeps_a_busy_flow_alive() {
+    let t = ConnTable::new(
+        8,
+        4,
+        &Timeouts {
+            tcp: 10,
+            tcp_fin: 0,
+            udp: 3,
+        },
+    );
+    let c = conn(UDP, 0, 53, 0, 0, 0);
+    let h = t.insert(&c, 0).unwrap();
+    for now in (0..20_000).step_by(500) {
+        assert!(t.lookup(&c.inbound(), now).is_some(), "{now}");
+        t.update(&h, Dir::Inbound, None, now);
+    }
+    // Idle from 19.5 s: expires within 3 s (at most the refresh slack early).
+    assert!(t.lookup(&c.inbound(), 19_500 + 3000 - 188).is_some());
+    assert!(t.lookup(&c.inbound(), 19_500 + 3000).is_none());
+}
+
+#[test]
+fn retired_dest_drops_its_connections() {
+    let t = ConnTable::new(8, 4, &Timeouts::default());
+    let a = conn(UDP, 0, 1, 0, 0, 1);
+    let b = conn(UDP, 1, 1, 0, 1, 2);
+    t.insert(&a, 0).unwrap();
+    t.insert(&b, 0).unwrap();
+    t.retire_dest(1);
+    assert_eq!(
+        t.insert(&conn(UDP, 2, 1, 0, 0, 1), 0),
+        Err(InsertError::DestRetired)
+    );
+    assert!(
+        t.lookup(&a.reply(), 0).is_none(),
+        "dropped at the next packet"
+    );
+    assert!(t.lookup(&b.reply(), 0).is_some());
+    assert_eq!(t.dest(1).unwrap().inactive(), 0);
+    t.revive_dest(1);
+    t.insert(&conn(UDP, 2, 1, 0, 0, 1), 0).unwrap();
+}
+
+#[test]
+fn housekeeping_ages_in_bounded_slices() {
+    let t = ConnTable::new(64, 4, &Timeouts::default());
+    for i in 0..40 {
+        t.insert(&conn(UDP, i, 1, 0, 0, 0), 0).unwrap();
+    }
+    let slices = [t.slice(0, 2), t.slice(1, 2)];
+    assert_eq!(slices[0], 0..32);
+    assert_eq!(slices[1], 32..64);
+    let mut cursors = [0usize, 32];
+    // Not expired yet: nothing happens.
+    assert_eq!(
+        t.housekeeping(slices[0].clone(), &mut cursors[0], 64, 299_999),
+        0
+    );
+    let mut removed = 0;
+    let mut calls = 0;
+    while removed < 40 {
+        for w in 0..2 {
+            removed += t.housekeeping(slices[w].clone(), &mut cursors[w], 5, 300_000);
+        }
+        calls += 1;
+        assert!(calls <= 7, "each call looks at 5 entries");
+    }
+    assert!(t.is_empty());
+    assert_eq!(t.dest(0).unwrap().inactive(), 0);
+}
+
+// --- model-based property test ------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+enum Op {
+    Insert {
+        proto: bool,
+        client: u8,
+        cport: u16,
+        vip: u8,
+        rs: u8,
+        dest: u32,
+    },
+    Lookup {
+        k: usize,
+        reply: bool,
+    },
+    LookupRandom {
+        client: u8,
+        cport: u16,
+        vip: u8,
+    },
+    Update {
+        k: usize,
+        reply: bool,
+        ev: u8,
+    },
+    Remove {
+        k: usize,
+    },
+    Advance {
+        ms: u64,
+    },
+    Sweep,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (any::<bool>(), 0..4u8, 0..4u16, 0..2u8, 0..3u8, 0..3u32)
+            .prop_map(|(proto, client, cport, vip, rs, dest)| Op::Insert { proto, client, cport, vip, rs, dest }),
+        3 => (any::<usize>(), any::<bool>()).prop_map(|(k, reply)| Op::Lookup { k, reply }),
+        1 => (0..4u8, 0..4u16, 0..2u8).prop_map(|(client, cport, vip)| Op::LookupRandom { client, cport, vip }),
+        3 => (any::<usize>(), any::<bool>(), 0..5u8).prop_map(|(k, reply, ev)| Op::Update { k, reply, ev }),
+        1 => any::<usize>().prop_map(|k| Op::Remove { k }),
+        2 => prop_oneof![0..3000u64, 0..200_000u64].prop_map(|ms| Op::Advance { ms }),
+        1 => Just(Op::Sweep),
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct ModelConn {
+    c: NewConn,
+    hit: Hit,
+    state: ConnState,
+    expires: u64,
+}
+
+/// What the table promises, written down independently: connections by inbound tuple, and the
+/// reply tuple -> inbound tuple index.
+#[derive(Default)]
+struct Model {
+    conns: HashMap<Tuple, ModelConn>,
+    replies: HashMap<Tuple, Tuple>,
+}
+
+fn timeout_ms(s: ConnState) -> u64 {
+    let secs = match s {
+        ConnState::None => 2,
+        ConnState::Established => 900,
+        ConnState::SynSent
+        | ConnState::FinWait
+        | ConnState::TimeWait
+        | ConnState::Listen
+        | ConnState::SynAck => 120,
+        ConnState::SynRecv | ConnState::CloseWait => 60,
+        ConnState::Close => 10,
+        ConnState::LastAck => 30,
+        ConnState::Udp => 300,
+    };
+    secs * 1000
+}
+
+impl Model {
+    /// The inbound key of the connection `t` belongs to, and the direction.
+    fn find(&self, t: &Tuple) -> Option<(Tuple, Dir)> {
+        if self.conns.contains_key(t) {
+            return Some((*t, Dir::Inbound));
+        }
+        self.replies.get(t).map(|k| (*k, Dir::Reply))
+    }
+
+    fn remove(&mut self, k: &Tuple) -> Option<ModelConn> {
+        let mc = self.conns.remove(k)?;
+        self.replies.remove(&mc.c.reply());
+        Some(mc)
+    }
+
+    /// A lookup: an expired match is reaped and misses.
+    fn lookup(&mut self, t: &Tuple, now: u64) -> Option<(Tuple, Dir)> {
+        let (k, d) = self.find(t)?;
+        if self.conns[&k].expires <= now {
+            self.remove(&k);
+            return None;
+        }
+        Some((k, d))
+    }
+
+    /// The `n`-th connection in a stable order.
+    fn nth(&self, n: usize) -> Option<Tuple> {
+        let mut keys: Vec<Tuple> = self.conns.keys().copied().collect();
+        keys.sort_by_key(|t| (t.proto, t.src, t.sport, t.dst, t.dport));
+        keys.get(n % keys.len().max(1)).copied()
+    }
+
+    fn counts(&self, dest: u32) -> (u64, u64) {
+        let of = |active: bool| {
+            self.conns
+                .values()
+                .filter(|m| m.c.dest == dest && m.state.is_active() == active)
+                .count() as u64
+        };
+        (of(true), of(false))
+    }
+}
+
+const CAPACITY: usize = 12;
+
+fn run_ops(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let t = ConnTable::new(CAPACITY, 4, &Timeouts::default());
+    let mut m = Model::default();
+    let mut now = 1000u64;
+    for op in ops {
+        match op {
+            Op::Insert {
+                proto,
+                client,
+                cport,
+                vip,
+                rs,
+                dest,
+            } => {
+                let c = conn(if proto { TCP } else { UDP }, client, cport, vip, rs, dest);
+                let got = t.insert(&c, now);
+                m.lookup(&c.inbound(), now);
+                m.lookup(&c.reply(), now);
+                if let Some((k, _)) = m.find(&c.inbound()) {
+                    prop_assert!(
+                        matches!(got, Err(InsertError::Exists(h)) if h.conn == m.conns[&k].hit.conn),
+                        "{got:?}"
+                    );
+                } else if m.find(&c.reply()).is_some() {
+                    prop_assert_eq!(got, Err(InsertError::ReplyConflict));
+                } else if m.conns.len() == CAPACITY {
+                    prop_assert_eq!(got, Err(InsertError::Full));
+                } else {
+                    let hit = got.map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+                    prop_assert_eq!(
+                        (hit.dir, hit.real, hit.state),
+                        (Dir::Inbound, c.real, c.state)
+                    );
+                    let expires = now + timeout_ms(c.state);
+                    m.replies.insert(c.reply(), c.inbound());
+                    m.conns.insert(
+                        c.inbound(),
+                        ModelConn {
+                            c,
+                            hit,
+                            state: c.state,
+                            expires,
+                        },
+                    );
+                }
+            }
+            Op::Lookup { k, reply } => {
+                let Some(key) = m.nth(k) else { continue };
+                let mc = m.conns[&key].clone();
+                let tu = if reply { mc.c.reply() } else { mc.c.inbound() };
+                let got = t.lookup(&tu, now);
+                match m.lookup(&tu, now) {
+                    None => prop_assert!(got.is_none()),
+                    Some((k, dir)) => {
+                        let h =
+                            got.ok_or_else(|| TestCaseError::fail("missed a live connection"))?;
+                        let want = &m.conns[&k];
+                        prop_assert_eq!(h.dir, dir);
+                        prop_assert_eq!(
+                            (h.conn, h.state, h.client, h.virt, h.real, h.dest),
+                            (
+                                want.hit.conn,
+                                want.state,
+                                want.c.client,
+                                want.c.virt,
+                                want.c.real,
+                                want.c.dest
+                            )
+                        );
+                    }
+                }
+            }
+            Op::LookupRandom { client, cport, vip } => {
+                let c = conn(TCP, client, cport, vip, 0, 0);
+                let got = t.lookup(&c.inbound(), now).map(|h| h.conn);
+                let want = m
+                    .lookup(&c.inbound(), now)
+                    .map(|(k, _)| m.conns[&k].hit.conn);
+                prop_assert_eq!(got, want);
+            }
+            Op::Update { k, reply, ev } => {
+                let Some(key) = m.nth(k) else { continue };
+                let dir = if reply { Dir::Reply } else { Dir::Inbound };
+                let ev = [
+                    Some(TcpEvent::Syn),
+                    Some(TcpEvent::Fin),
+                    Some(TcpEvent::Ack),
+                    Some(TcpEvent::Rst),
+                    None,
+                ][ev as usize];
+                let mc = m.conns.get_mut(&key).unwrap();
+                let got = t.update(&mc.hit, dir, ev, now);
+                let new_state = match ev {
+                    Some(ev) if mc.c.proto == TCP => tcp_transition(mc.state, dir, ev),
+                    _ => mc.state,
+                };
+                prop_assert_eq!(got, Some(new_state));
+                let timeout = timeout_ms(new_state);
+                // The table skips refreshes smaller than min(timeout/16, 1 s).
+                if new_state != mc.state || now + timeout > mc.expires + (timeout / 16).min(1000) {
+                    mc.expires = now + timeout;
+                }
+                mc.state = new_state;
+            }
+            Op::Remove { k } => {
+                let Some(key) = m.nth(k) else { continue };
+                let mc = m.remove(&key).unwrap();
+                prop_assert!(t.remove(mc.hit.conn));
+                prop_assert!(!t.remove(mc.hit.conn));
+            }
+            Op::Advance { ms } => now += ms,
+            Op::Sweep => {
+                let mut cursor = 0;
+                t.housekeeping(0..CAPACITY, &mut cursor, CAPACITY, now);
+                let expired: Vec<Tuple> = m
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| c.expires <= now)
+                    .map(|(k, _)| *k)
+                    .collect();
+                for k in expired {
+                    m.remove(&k);
+                }
+            }
+        }
+        // After every step: size, per-dest counts and the full listing agree with the model.
+        prop_assert_eq!(t.len(), m.conns.len());
+        for d in 0..3 {
+            let c = t.dest(d).unwrap();
+            prop_assert_eq!((c.active(), c.inactive()), m.counts(d), "dest {}", d);
+        }
+        let mut listed = Vec::new();
+        t.for_each(|c| listed.push((c.client, c.virt, c.proto, c.state, c.expires_ms)));
+        let mut want: Vec<_> = m
+            .conns
+            .values()
+            .map(|c| (c.c.client, c.c.virt, c.c.proto, c.state, c.expires))
+            .collect();
+        listed.sort();
+        want.sort();
+        prop_assert_eq!(listed, want);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #[test]
+    fn table_matches_a_hashmap_model(ops in proptest::collection::vec(op(), 1..120)) {
+        run_ops(ops)?;
+    }
+}
+
+// --- concurrency ---------------------------------------------------------------------------------
+
+#[test]
+fn concurrent_workers_keep_counts_exact() {
+    let t = ConnTable::new(4096, 4, &Timeouts::default());
+    std::thread::scope(|s| {
+        for w in 0..4u8 {
+            let t = &t;
+            s.spawn(move || {
+                let mut live: Vec<Hit> = Vec::new();
+                for round in 0..20_000u32 {
+                    let c = NewConn {
+                        proto: TCP,
+                        client: (Ipv4Addr::new(198, 51, 100, 10 + w), (round % 600) as u16),
+                        virt: (Ipv4Addr::new(198, 51, 100, 1), 80),
+                        real: (Ipv4Addr::new(192, 0, 2, 2), 80),
+                        dest: u32::from(w % 2),
+                        state: ConnState::SynRecv,
+                    };
+                    match t.insert(&c, 0) {
+                        Ok(h) => live.push(h),
+                        Err(InsertError::Exists(_)) => {}
+                        Err(e) => panic!("{e:?}"),
+                    }
+                    // Readers and state changes from "other cores", on shared entries.
+                    if let Some(h) = t.lookup(&c.reply(), 0) {
+                        assert_eq!(h.client, c.client);
+                        let ev =
+                            [TcpEvent::Ack, TcpEvent::Fin, TcpEvent::Syn][(round % 3) as usize];
+                        t.update(&h, Dir::Reply, Some(ev), 0);
+                    }
+                    if live.len() > 300 {
+                        let h = live.swap_remove((round as usize * 7) % live.len());
+                        t.remove(h.conn);
+                    }
+                }
+                for h in live {
+                    t.remove(h.conn);
+                }
+            });
+        }
+    });
+    assert_eq!(t.len(), 0);
+    for d in 0..2 {
+        let c = t.dest(d).unwrap();
+        assert_eq!((c.active(), c.inactive()), (0, 0), "dest {d}");
+    }
+    let mut n = 0;
+    t.for_each(|_| n += 1);
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn readers_never_see_a_mixed_up_entry_while_writers_churn() {
+    // A tiny table so entries are reused constantly under the readers.
+    let t = ConnTable::new(8, 4, &Timeouts::default());
+    let mk = |i: u16| NewConn {
+        proto: UDP,
+        client: (Ipv4Addr::new(198, 51, 100, 10), i),
+        virt: (Ipv4Addr::new(198, 51, 100, 1), 53),
+        // The real port encodes the client port, so a reader can check consistency.
+        real: (Ipv4Addr::new(192, 0, 2, 2), 10_000 + i),
+        dest: 0,
+        state: ConnState::Udp,
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let (t, stop) = (&t, &stop);
+        s.spawn(move || {
+            for round in 0..50_000u16 {
+                let c = mk(round % 64);
+                if let Ok(h) = t.insert(&c, 0) {
+                    t.remove(h.conn);
+                }
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        s.spawn(move || {
+            let mut i = 0u16;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let c = mk(i % 64);
+                for tu in [c.inbound(), c.reply()] {
+                    if let Some(h) = t.lookup(&tu, 0) {
+                        assert_eq!(h.client, c.client);
+                        assert_eq!(h.real, c.real);
+                    }
+                }
+                i = i.wrapping_add(1);
+            }
+        });
+    });
+    assert!(t.is_empty());
+}
+
+#[test]
+fn sequential_ports_fill_the_table_to_capacity() {
+    // One client, one VIP, one real server: tuples differ in the client port only, the worst
+    // case for a weak hash. Every entry must be usable (no bucket overflows before capacity).
+    let cap = 1 << 16;
+    let t = ConnTable::new(cap, 4, &Timeouts::default());
+    for p in 0..cap {
+        let c = NewConn {
+            proto: TCP,
+            client: (Ipv4Addr::new(198, 51, 100, 10), p as u16),
+            virt: (Ipv4Addr::new(198, 51, 100, 1), 80),
+            real: (Ipv4Addr::new(192, 0, 2, 2), 80),
+            dest: 0,
+            state: ConnState::SynRecv,
+        };
+        t.insert(&c, 0)
+            .unwrap_or_else(|e| panic!("port {p}: {e:?}"));
+    }
+    assert_eq!(t.len(), cap);
+}

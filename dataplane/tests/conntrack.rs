@@ -78,14 +78,69 @@ fn duplicate_conflict_and_full() {
     // Same client ip:port through another VIP to the same real server: reply tuple taken.
     let b = conn(TCP, 0, 1000, 1, 0, 0);
     assert_eq!(t.insert(&b, 0), Err(InsertError::ReplyConflict));
-    t.insert(&conn(TCP, 1, 1000, 0, 0, 0), 0).unwrap();
+    let hc = t.insert(&conn(TCP, 1, 1000, 0, 0, 0), 0).unwrap();
+    // Established connections are never evicted: the table is full.
+    for h in [&ha, &hc] {
+        assert_eq!(
+            t.update(h, Dir::Inbound, Some(TcpEvent::Ack), 0),
+            Some(ConnState::Established)
+        );
+    }
     assert_eq!(
         t.insert(&conn(TCP, 2, 1000, 0, 0, 0), 0),
         Err(InsertError::Full)
     );
+    assert_eq!(t.evictions(), 0);
     assert!(t.remove(ha.conn));
     assert!(!t.remove(ha.conn), "second remove is a no-op");
     t.insert(&conn(TCP, 2, 1000, 0, 0, 0), 0).unwrap();
+}
+
+#[test]
+fn syn_recv_entries_are_evicted_first_when_full() {
+    let t = ConnTable::new(4, 4, &Timeouts::default());
+    let ack = |h: &Hit| t.update(h, Dir::Inbound, Some(TcpEvent::Ack), 0);
+    let est = t.insert(&conn(TCP, 0, 1, 0, 0, 0), 0).unwrap();
+    ack(&est);
+    let udp = t.insert(&conn(UDP, 1, 1, 0, 0, 0), 0).unwrap();
+    // Two half-open connections; the older one expires first.
+    t.insert(&conn(TCP, 2, 1, 0, 0, 1), 1000).unwrap();
+    t.insert(&conn(TCP, 3, 1, 0, 0, 1), 2000).unwrap();
+    // A SYN flood on a full table: each new SYN_RECV entry pushes out the oldest one.
+    let n1 = t.insert(&conn(TCP, 4, 1, 0, 0, 1), 3000).unwrap();
+    assert_eq!(t.evictions(), 1);
+    assert!(t
+        .lookup(&conn(TCP, 2, 1, 0, 0, 1).inbound(), 3000)
+        .is_none());
+    assert!(t
+        .lookup(&conn(TCP, 3, 1, 0, 0, 1).inbound(), 3000)
+        .is_some());
+    let n2 = t.insert(&conn(TCP, 5, 1, 0, 0, 1), 4000).unwrap();
+    assert_eq!(t.evictions(), 2);
+    assert!(t
+        .lookup(&conn(TCP, 3, 1, 0, 0, 1).inbound(), 4000)
+        .is_none());
+    // Established (and UDP) connections were never touched.
+    let got = t.lookup(&conn(TCP, 0, 1, 0, 0, 0).reply(), 4000).unwrap();
+    assert_eq!((got.conn, got.state), (est.conn, ConnState::Established));
+    assert_eq!(
+        t.lookup(&conn(UDP, 1, 1, 0, 0, 0).inbound(), 4000)
+            .unwrap()
+            .conn,
+        udp.conn
+    );
+    // Nothing half-open left: the table is full, new connections are refused.
+    ack(&n1);
+    ack(&n2);
+    assert_eq!(
+        t.insert(&conn(TCP, 6, 1, 0, 0, 1), 5000),
+        Err(InsertError::Full)
+    );
+    assert_eq!(t.evictions(), 2);
+    assert_eq!(t.len(), 4);
+    let (d0, d1) = (t.dest(0).unwrap(), t.dest(1).unwrap());
+    assert_eq!((d0.active(), d0.inactive()), (1, 1));
+    assert_eq!((d1.active(), d1.inactive()), (2, 0));
 }
 
 #[test]
@@ -343,6 +398,7 @@ fn run_ops(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let t = ConnTable::new(CAPACITY, 4, &Timeouts::default());
     let mut m = Model::default();
     let mut now = 1000u64;
+    let mut evictions = 0;
     for op in ops {
         match op {
             Op::Insert {
@@ -365,7 +421,57 @@ fn run_ops(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 } else if m.find(&c.reply()).is_some() {
                     prop_assert_eq!(got, Err(InsertError::ReplyConflict));
                 } else if m.conns.len() == CAPACITY {
-                    prop_assert_eq!(got, Err(InsertError::Full));
+                    // Full: an expired entry is reaped, else the SYN_RECV one that expires
+                    // first is evicted (ties: any of them), else the insert fails.
+                    let expired: Vec<Tuple> = m
+                        .conns
+                        .iter()
+                        .filter(|(_, c)| c.expires <= now)
+                        .map(|(k, _)| *k)
+                        .collect();
+                    let oldest_syn = m
+                        .conns
+                        .values()
+                        .filter(|c| c.state == ConnState::SynRecv)
+                        .map(|c| c.expires)
+                        .min();
+                    if expired.is_empty() && oldest_syn.is_none() {
+                        prop_assert_eq!(got, Err(InsertError::Full));
+                    } else {
+                        let hit = got.map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+                        let mut listed = std::collections::HashSet::new();
+                        t.for_each(|i| {
+                            listed.insert(tuple(i.proto, i.client, i.virt));
+                        });
+                        let gone: Vec<Tuple> = m
+                            .conns
+                            .keys()
+                            .filter(|k| !listed.contains(k))
+                            .copied()
+                            .collect();
+                        prop_assert_eq!(gone.len(), 1, "exactly one entry made room");
+                        let victim = m.conns[&gone[0]].clone();
+                        if expired.is_empty() {
+                            prop_assert_eq!(victim.state, ConnState::SynRecv);
+                            prop_assert_eq!(Some(victim.expires), oldest_syn);
+                            evictions += 1;
+                        } else {
+                            prop_assert!(expired.contains(&gone[0]));
+                        }
+                        prop_assert_eq!(t.evictions(), evictions);
+                        m.remove(&gone[0]);
+                        let expires = now + timeout_ms(c.state);
+                        m.replies.insert(c.reply(), c.inbound());
+                        m.conns.insert(
+                            c.inbound(),
+                            ModelConn {
+                                c,
+                                hit,
+                                state: c.state,
+                                expires,
+                            },
+                        );
+                    }
                 } else {
                     let hit = got.map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
                     prop_assert_eq!(

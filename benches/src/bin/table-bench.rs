@@ -1,0 +1,556 @@
+//! table-bench: the connection table's lookup, insert and remove costs beside DPDK's `rte_hash`
+//! (lock-free mode) and `DashMap`, at 1K..10M connections, with 1 and 2 threads, in one run.
+//!
+//! All three hold the same thing: N connections, each findable by two 5-tuples (inbound and
+//! reply), i.e. 2N keys. So per operation:
+//! - rvs `ConnTable`: `insert` of a `NewConn` (both tuples at once; it first checks neither is
+//!   taken), `lookup` of a tuple, remove = `lookup` of the inbound tuple + `remove`;
+//! - `rte_hash` created with `RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF |
+//!   RTE_HASH_EXTRA_FLAGS_MULTI_WRITER_ADD` (lock-free readers; writers serialised by its
+//!   internal lock), 16-byte keys, `rte_hash_crc` (SSE4.2) as DPDK applications use it: insert
+//!   = 2 `rte_hash_add_key_data`, lookup = `rte_hash_lookup_data`, remove = 2 x
+//!   (`rte_hash_del_key` + `rte_hash_free_key_with_position`, needed in LF mode to reuse the
+//!   slot);
+//! - `DashMap<Key, u32>` with its default hasher (SipHash-1-3): 2 `insert`, `get`, 2 `remove`.
+//!
+//! Threads split inserts and removes (contiguous halves) and each does `--lookups` random
+//! lookups (uniform over all 2N tuples) on the full table. Keys are made in chunks of 512
+//! outside the timed loops, so only the structures' own work is timed. Small tables repeat insert/remove
+//! cycles until about 1M operations were timed. Each figure is the best of `--reps` runs; per
+//! phase the time is the slowest thread's own (threads start each phase on a barrier).
+//! ns/op is per thread (what one core sees); the aggregate rate is in the second table.
+//!
+//! `--write-results FILE` replaces this benchmark's own section of FILE (between
+//! `<!-- table-bench:begin -->` and `<!-- table-bench:end -->`), leaving the rest alone.
+
+use clap::Parser;
+use control::model::Timeouts;
+use dashmap::DashMap;
+use dataplane::conntrack::{ConnState, ConnTable, NewConn, Tuple};
+use dpdk_sys as sys;
+use std::ffi::CString;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "table-bench",
+    about = "connection table vs rte_hash (LF) vs DashMap"
+)]
+struct Args {
+    /// Connections in the table (each is 2 keys).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1000,100000,1000000,10000000"
+    )]
+    sizes: Vec<usize>,
+    /// Thread counts.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    threads: Vec<usize>,
+    /// Random lookups per thread per run.
+    #[arg(long, default_value_t = 4_000_000)]
+    lookups: usize,
+    /// Runs per configuration; the best is reported.
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// EAL arguments for rte_hash (hugepages by default, as the table uses).
+    #[arg(
+        long,
+        default_value = "-l 0 --in-memory --no-pci --no-telemetry --log-level lib.eal:error",
+        allow_hyphen_values = true
+    )]
+    eal: String,
+    #[arg(long)]
+    no_rte_hash: bool,
+    #[arg(long)]
+    no_dashmap: bool,
+    /// Replace this benchmark's section of FILE (e.g. benches/RESULTS.md).
+    #[arg(long)]
+    write_results: Option<PathBuf>,
+}
+
+/// Connection `i`: client 198.51.100.x:1024.. (60000 ports per address, then
+/// 203.0.113.x), VIP 192.0.2.1:80, real server 192.0.2.(2 + i % 32):8080.
+fn conn(i: usize) -> NewConn {
+    let host = i / 60_000;
+    let client = if host < 256 {
+        Ipv4Addr::new(198, 51, 100, host as u8)
+    } else {
+        Ipv4Addr::new(203, 0, 113, (host - 256) as u8)
+    };
+    NewConn {
+        proto: 6,
+        client: (client, 1024 + (i % 60_000) as u16),
+        virt: (Ipv4Addr::new(192, 0, 2, 1), 80),
+        real: (Ipv4Addr::new(192, 0, 2, 2 + (i % 32) as u8), 8080),
+        dest: (i % 32) as u32,
+        state: ConnState::Established,
+    }
+}
+
+fn tuple(i: usize, reply: bool) -> Tuple {
+    let c = conn(i);
+    if reply {
+        c.reply()
+    } else {
+        c.inbound()
+    }
+}
+
+/// The 16-byte key rte_hash and DashMap store.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    src: u32,
+    dst: u32,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    pad: [u8; 3],
+}
+
+fn key(t: &Tuple) -> Key {
+    Key {
+        src: u32::from(t.src),
+        dst: u32::from(t.dst),
+        sport: t.sport,
+        dport: t.dport,
+        proto: t.proto,
+        pad: [0; 3],
+    }
+}
+
+/// The operations timed, on keys made beforehand (outside the timed loops).
+trait Table: Sync {
+    /// Inserts connection `c` (number `i`); false if refused.
+    fn insert(&self, c: &NewConn, i: usize) -> bool;
+    fn lookup(&self, t: &Tuple) -> bool;
+    fn remove(&self, c: &NewConn) -> bool;
+    fn thread_start(&self) {}
+    fn thread_end(&self) {}
+}
+
+struct Rvs(ConnTable);
+
+impl Table for Rvs {
+    fn insert(&self, c: &NewConn, _: usize) -> bool {
+        self.0.insert(c, 0).is_ok()
+    }
+    fn lookup(&self, t: &Tuple) -> bool {
+        self.0.lookup(t, 0).is_some()
+    }
+    fn remove(&self, c: &NewConn) -> bool {
+        match self.0.lookup(&c.inbound(), 0) {
+            Some(h) => self.0.remove(h.conn),
+            None => false,
+        }
+    }
+}
+
+struct RteHash(*mut sys::rte_hash);
+
+// SAFETY: rte_hash in RW_CONCURRENCY_LF + MULTI_WRITER_ADD mode is made for concurrent use
+// from EAL threads (each bench thread registers itself).
+unsafe impl Sync for RteHash {}
+
+static HASH_ID: AtomicUsize = AtomicUsize::new(0);
+
+impl RteHash {
+    fn new(keys: usize) -> Option<RteHash> {
+        let name = CString::new(format!("tb{}", HASH_ID.fetch_add(1, Ordering::Relaxed))).ok()?;
+        let params = sys::rte_hash_parameters {
+            name: name.as_ptr(),
+            entries: keys.max(8) as u32,
+            reserved: 0,
+            key_len: std::mem::size_of::<Key>() as u32,
+            hash_func: Some(sys::rte_hash_crc),
+            hash_func_init_val: 0,
+            socket_id: 0,
+            extra_flag: (sys::RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF
+                | sys::RTE_HASH_EXTRA_FLAGS_MULTI_WRITER_ADD) as u8,
+        };
+        // SAFETY: valid parameters; the name is copied by rte_hash_create.
+        let h = unsafe { sys::rte_hash_create(&params) };
+        (!h.is_null()).then_some(RteHash(h))
+    }
+
+    fn add(&self, t: &Tuple, v: usize) -> bool {
+        let k = key(t);
+        // SAFETY: a live table; the key is key_len bytes; the data is an opaque number.
+        unsafe { sys::rte_hash_add_key_data(self.0, (&k as *const Key).cast(), v as *mut _) == 0 }
+    }
+
+    fn del(&self, t: &Tuple) -> bool {
+        let k = key(t);
+        // SAFETY: as above. No reader runs during the remove phase, so the slot can be
+        // freed at once (LF mode keeps it until told).
+        unsafe {
+            let pos = sys::rte_hash_del_key(self.0, (&k as *const Key).cast());
+            pos >= 0 && sys::rte_hash_free_key_with_position(self.0, pos) == 0
+        }
+    }
+}
+
+impl Drop for RteHash {
+    fn drop(&mut self) {
+        // SAFETY: created by rte_hash_create, freed once, no user left.
+        unsafe { sys::rte_hash_free(self.0) };
+    }
+}
+
+impl Table for RteHash {
+    fn insert(&self, c: &NewConn, i: usize) -> bool {
+        self.add(&c.inbound(), i + 1) && self.add(&c.reply(), i + 1)
+    }
+    fn lookup(&self, t: &Tuple) -> bool {
+        let k = key(t);
+        let mut data = std::ptr::null_mut();
+        // SAFETY: as above.
+        unsafe { sys::rte_hash_lookup_data(self.0, (&k as *const Key).cast(), &mut data) >= 0 }
+    }
+    fn remove(&self, c: &NewConn) -> bool {
+        self.del(&c.inbound()) && self.del(&c.reply())
+    }
+    fn thread_start(&self) {
+        // SAFETY: registers this non-EAL thread with an lcore id (rte_hash's per-lcore free
+        // slot caches need one).
+        let r = unsafe { sys::rte_thread_register() };
+        assert_eq!(r, 0, "rte_thread_register failed");
+    }
+    fn thread_end(&self) {
+        // SAFETY: this thread registered itself in thread_start.
+        unsafe { sys::rte_thread_unregister() };
+    }
+}
+
+struct Dash(DashMap<Key, u32>);
+
+impl Table for Dash {
+    fn insert(&self, c: &NewConn, i: usize) -> bool {
+        self.0.insert(key(&c.inbound()), i as u32).is_none()
+            && self.0.insert(key(&c.reply()), i as u32).is_none()
+    }
+    fn lookup(&self, t: &Tuple) -> bool {
+        self.0.get(&key(t)).is_some()
+    }
+    fn remove(&self, c: &NewConn) -> bool {
+        self.0.remove(&key(&c.inbound())).is_some() && self.0.remove(&key(&c.reply())).is_some()
+    }
+}
+
+/// Keys are made in chunks of this many, then the chunk's operations are timed.
+const CHUNK: usize = 512;
+
+#[derive(Clone, Copy, Default)]
+struct Times {
+    /// ns per operation per thread: insert, lookup, remove.
+    ns: [f64; 3],
+    /// Aggregate million operations per second.
+    mops: [f64; 3],
+    failures: u64,
+}
+
+impl Times {
+    fn best(self, o: Times) -> Times {
+        let mut r = self;
+        for k in 0..3 {
+            if o.ns[k] < r.ns[k] {
+                r.ns[k] = o.ns[k];
+                r.mops[k] = o.mops[k];
+            }
+        }
+        r.failures = r.failures.max(o.failures);
+        r
+    }
+}
+
+/// One run: `cycles` x (insert all, [lookups on the last], remove all) with `threads` threads.
+fn run(table: &dyn Table, n: usize, threads: usize, lookups: usize, seed: u64) -> Times {
+    let cycles = (1_000_000 / n).max(1);
+    let barrier = Barrier::new(threads);
+    let slowest = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+    let failures = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (barrier, slowest, failures) = (&barrier, &slowest, &failures);
+            s.spawn(move || {
+                table.thread_start();
+                let mine = (n * t / threads)..(n * (t + 1) / threads);
+                let mut spent = [Duration::ZERO; 3];
+                let mut bad = 0u64;
+                let mut rng = seed ^ (0x9e37_79b9_7f4a_7c15 * (t as u64 + 1));
+                let mut conns: Vec<NewConn> = Vec::with_capacity(CHUNK);
+                let mut tuples: Vec<Tuple> = Vec::with_capacity(CHUNK);
+                for cycle in 0..cycles {
+                    barrier.wait();
+                    for start in mine.clone().step_by(CHUNK) {
+                        let idx = start..(start + CHUNK).min(mine.end);
+                        conns.clear();
+                        conns.extend(idx.clone().map(conn));
+                        let t0 = Instant::now();
+                        for (c, i) in conns.iter().zip(idx) {
+                            bad += u64::from(!table.insert(c, i));
+                        }
+                        spent[0] += t0.elapsed();
+                    }
+                    if cycle + 1 == cycles {
+                        barrier.wait();
+                        for done in (0..lookups).step_by(CHUNK) {
+                            tuples.clear();
+                            for _ in done..(done + CHUNK).min(lookups) {
+                                rng ^= rng << 13;
+                                rng ^= rng >> 7;
+                                rng ^= rng << 17;
+                                let i = ((u128::from(rng) * n as u128) >> 64) as usize;
+                                tuples.push(tuple(i, rng & 1 == 1));
+                            }
+                            let t0 = Instant::now();
+                            for t in &tuples {
+                                bad += u64::from(!table.lookup(t));
+                            }
+                            spent[1] += t0.elapsed();
+                        }
+                    }
+                    barrier.wait();
+                    for start in mine.clone().step_by(CHUNK) {
+                        conns.clear();
+                        conns.extend((start..(start + CHUNK).min(mine.end)).map(conn));
+                        let t0 = Instant::now();
+                        for c in &conns {
+                            bad += u64::from(!table.remove(c));
+                        }
+                        spent[2] += t0.elapsed();
+                    }
+                }
+                for (k, d) in spent.iter().enumerate() {
+                    slowest[k].fetch_max(d.as_nanos() as u64, Ordering::Relaxed);
+                }
+                failures.fetch_add(bad, Ordering::Relaxed);
+                table.thread_end();
+            });
+        }
+    });
+    let per_thread = [
+        (n / threads * cycles) as f64,
+        lookups as f64,
+        (n / threads * cycles) as f64,
+    ];
+    let mut r = Times {
+        failures: failures.load(Ordering::Relaxed),
+        ..Times::default()
+    };
+    for k in 0..3 {
+        let ns = slowest[k].load(Ordering::Relaxed) as f64;
+        r.ns[k] = ns / per_thread[k];
+        r.mops[k] = per_thread[k] * threads as f64 / ns * 1e3;
+    }
+    r
+}
+
+fn size_name(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n >= 1000 && n % 1000 == 0 => format!("{}K", n / 1000),
+        n => n.to_string(),
+    }
+}
+
+const NAMES: [&str; 3] = ["rvs ConnTable", "rte_hash LF", "DashMap"];
+const OPS: [&str; 3] = ["insert", "lookup", "remove"];
+
+struct Row {
+    n: usize,
+    threads: usize,
+    times: [Option<Times>; 3],
+}
+
+fn main() {
+    let args = Args::parse();
+    let started = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let loadavg = || {
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    let load_start = loadavg();
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_default();
+    println!("machine: nproc {nproc}, {cpu}; load average {load_start}");
+
+    let eal_ok = !args.no_rte_hash && {
+        let eal: Vec<String> = args.eal.split_whitespace().map(str::to_owned).collect();
+        match dataplane::dpdk::eal::init(&eal) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("table-bench: EAL failed ({e}); rte_hash skipped");
+                false
+            }
+        }
+    };
+
+    let mut rows = Vec::new();
+    let mut backing = String::new();
+    for &n in &args.sizes {
+        for &threads in &args.threads {
+            let mut times: [Option<Times>; 3] = [None, None, None];
+            for rep in 0..args.reps {
+                let seed = 0x1234_5678 + rep as u64;
+                // One structure alive at a time: the 10M ones take about 1 GB each.
+                let t = Rvs(ConnTable::new(n, 64, &Timeouts::default()));
+                if backing.is_empty() || n == *args.sizes.iter().max().unwrap_or(&n) {
+                    backing = format!(
+                        "{} entries: {} bytes ({:.1}/connection), {}",
+                        size_name(n),
+                        t.0.memory_bytes(),
+                        t.0.memory_bytes() as f64 / n as f64,
+                        t.0.backing()
+                    );
+                }
+                let r = run(&t, n, threads, args.lookups, seed);
+                drop(t);
+                times[0] = Some(times[0].map_or(r, |b| b.best(r)));
+                if eal_ok {
+                    match RteHash::new(2 * n) {
+                        Some(h) => {
+                            let r = run(&h, n, threads, args.lookups, seed);
+                            times[1] = Some(times[1].map_or(r, |b| b.best(r)));
+                        }
+                        None => eprintln!("rte_hash_create failed for {} keys", 2 * n),
+                    }
+                }
+                if !args.no_dashmap {
+                    let d = Dash(DashMap::with_capacity(2 * n));
+                    let r = run(&d, n, threads, args.lookups, seed);
+                    times[2] = Some(times[2].map_or(r, |b| b.best(r)));
+                }
+            }
+            let line: Vec<String> = (0..3)
+                .map(|k| {
+                    let cells: Vec<String> = times
+                        .iter()
+                        .map(|t| t.map_or("-".into(), |t| format!("{:.1}", t.ns[k])))
+                        .collect();
+                    format!("{} {}", OPS[k], cells.join(" / "))
+                })
+                .collect();
+            println!(
+                "{} entries, {} thread(s), ns/op ({}): {}",
+                size_name(n),
+                threads,
+                NAMES.join(" / "),
+                line.join("; ")
+            );
+            for (name, t) in NAMES.iter().zip(&times) {
+                if let Some(t) = t.filter(|t| t.failures > 0) {
+                    eprintln!("warning: {name}: {} failed operations", t.failures);
+                }
+            }
+            rows.push(Row { n, threads, times });
+        }
+    }
+    let load_end = loadavg();
+    println!("rvs table memory: {backing}");
+
+    let mut md = String::new();
+    md.push_str("| entries | threads | op |");
+    for name in NAMES {
+        md.push_str(&format!(" {name} ns/op |"));
+    }
+    md.push_str("\n|---|---|---|---|---|---|\n");
+    // Grouped by operation, then threads, so that each size sweep reads down a column.
+    for (k, op) in OPS.iter().enumerate() {
+        let mut by_threads: Vec<&Row> = rows.iter().collect();
+        by_threads.sort_by_key(|r| (r.threads, r.n));
+        for r in by_threads {
+            md.push_str(&format!("| {} | {} | {op} |", size_name(r.n), r.threads));
+            for t in &r.times {
+                md.push_str(&match t {
+                    Some(t) if t.failures == 0 => format!(" {:.1} |", t.ns[k]),
+                    Some(t) => format!(" {:.1} ({} failed) |", t.ns[k], t.failures),
+                    None => " - |".into(),
+                });
+            }
+            md.push('\n');
+        }
+    }
+    let mut agg = String::from("| entries | threads | op |");
+    for name in NAMES {
+        agg.push_str(&format!(" {name} Mops/s |"));
+    }
+    agg.push_str("\n|---|---|---|---|---|---|\n");
+    for (k, op) in OPS.iter().enumerate() {
+        for r in rows.iter().filter(|r| r.threads > 1) {
+            agg.push_str(&format!("| {} | {} | {op} |", size_name(r.n), r.threads));
+            for t in &r.times {
+                agg.push_str(&t.map_or(" - |".into(), |t| format!(" {:.1} |", t.mops[k])));
+            }
+            agg.push('\n');
+        }
+    }
+    let command = std::env::args()
+        .map(|a| {
+            if a.contains(' ') {
+                format!("\"{a}\"")
+            } else {
+                a
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    println!("\n{md}\n{agg}");
+
+    if let Some(path) = &args.write_results {
+        let section = format!(
+            "{BEGIN}\n## Connection table micro benchmark (table-bench)\n\n\
+             `{command}` — {started}, nproc {nproc}, {cpu}, load average {load_start} at start, \
+             {load_end} at the end (a shared machine: other builds and tests ran meanwhile, \
+             which hurts the 2-thread figures most)\n\n\
+             What is measured (see `benches/src/bin/table-bench.rs`): N connections, each \
+             findable by its inbound and its reply tuple, so 2N keys in every structure. \
+             insert = one connection (rvs: one `insert` of both tuples, after checking neither \
+             is taken; rte_hash / DashMap: two key inserts), lookup = one random tuple of the \
+             2N (a hit), remove = one connection by its tuples (rvs: lookup + remove; the \
+             others: two key deletes, for rte_hash LF also `rte_hash_free_key_with_position`). \
+             rte_hash: `RW_CONCURRENCY_LF | MULTI_WRITER_ADD`, 16-byte keys, `rte_hash_crc`, \
+             EAL `{eal}` (writers serialised by its lock; lock-free readers). DashMap 6, default \
+             hasher. ns/op is per thread (threads share the table; inserts and removes split \
+             between them, lookups uniform over all keys), best of {reps} runs. rvs table \
+             memory: {backing}.\n\n{md}\nAggregate throughput with 2 threads:\n\n{agg}\n{END}\n",
+            eal = args.eal,
+            reps = args.reps,
+        );
+        let old = std::fs::read_to_string(path).unwrap_or_default();
+        let new = match (old.find(BEGIN), old.find(END)) {
+            (Some(b), Some(e)) if e > b => {
+                let tail = &old[e + END.len()..];
+                format!("{}{}{}", &old[..b], section.trim_end(), tail)
+            }
+            _ if old.is_empty() => section,
+            _ => format!("{}\n\n{section}", old.trim_end()),
+        };
+        if let Err(e) = std::fs::write(path, new) {
+            eprintln!("table-bench: cannot write {}: {e}", path.display());
+            std::process::exit(1);
+        }
+        println!("results written to {}", path.display());
+    }
+}
+
+const BEGIN: &str = "<!-- table-bench:begin -->";
+const END: &str = "<!-- table-bench:end -->";

@@ -1,11 +1,21 @@
 //! Schedulers: which real server gets a new connection.
 //!
+//! One file per LVS scheduler, all behind [`Scheduler`]: rr, wrr, lc, wlc, sed, nq, sh, dh and
+//! mh (Maglev), each following the kernel's `ip_vs_<name>.c` (see `docs/schedulers.md` for
+//! the algorithms and where rvs differs).
+//!
 //! A [`Scheduler`] is built for one service from its real-server list each time a snapshot is
-//! built (so table-based schedulers such as sh/dh/mh can precompute from weights), and picks an
-//! index into that list. What must change per new connection lives in atomics, never behind a
-//! lock: a scheduler's own fields, or the service's [`SchedState`], which outlives snapshot
-//! rebuilds (rr keeps its position across an unrelated edit). Load-based schedulers (lc, wlc,
-//! sed, nq) read the live active/inactive counts through [`Dests`]; hashing ones use [`Flow`].
+//! built, on the control thread, so table-based schedulers (sh, dh, mh) precompute their tables
+//! there and never on a worker. It picks an index into that list. What must change per new
+//! connection lives in atomics, never behind a lock: the service's [`SchedState`], which
+//! outlives snapshot rebuilds (rr keeps its position across an unrelated edit; wrr resets its
+//! position only when the real-server list changes, as the kernel does). Load-based schedulers
+//! (lc, wlc, sed, nq) read the live active/inactive counts through [`Dests`]; hashing ones use
+//! [`Flow`].
+//!
+//! Every scheduler skips real servers with weight 0 and overloaded ones (`-x`/`-y`, see
+//! [`Dests::overloaded`]); sh and mh give such a server's connections to nobody unless their
+//! fallback flag is set. `pick` never allocates, locks or panics.
 
 #![warn(
     clippy::indexing_slicing,
@@ -14,11 +24,19 @@
     clippy::panic
 )]
 
+pub mod dh;
+pub mod lc;
+pub mod mh;
+pub mod nq;
 pub mod rr;
+pub mod sed;
+pub mod sh;
+pub mod wlc;
+pub mod wrr;
 
 use crate::conntrack::{ConnTable, DestCounts};
 use crate::service::Dest;
-use control::model::SchedulerKind;
+use control::model::{SchedulerKind, ServiceSpec};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -33,10 +51,93 @@ pub struct Flow {
 }
 
 /// Per-service scheduler state that survives snapshot rebuilds. Each scheduler decides what
-/// the word means (rr: index after the last server chosen).
+/// `cursor` means (rr: index after the last server chosen; wrr: position and current weight).
 #[derive(Debug, Default)]
 pub struct SchedState {
     pub cursor: AtomicU64,
+    /// Fingerprint of the real-server list (addresses, ports, weights, thresholds) the last
+    /// [`build`] saw; 0 before the first. Written by the control thread only.
+    pub built: AtomicU64,
+}
+
+impl SchedState {
+    /// Records the fingerprint of `dests`; true when it differs from the last build's (the
+    /// kernel's `add_dest`/`del_dest`/`upd_dest` hooks).
+    fn dests_changed(&self, dests: &[Dest]) -> bool {
+        let f = fingerprint(dests);
+        self.built.swap(f, Relaxed) != f
+    }
+}
+
+/// A non-zero digest of what a real-server list looks like to a scheduler.
+fn fingerprint(dests: &[Dest]) -> u64 {
+    let mut h = fmix64(dests.len() as u64 ^ 0x5ced_0001);
+    for d in dests {
+        let s = &d.spec;
+        for v in [
+            (u64::from(u32::from(s.addr)) << 16) | u64::from(s.port),
+            u64::from(s.weight),
+            (u64::from(s.upper_threshold) << 32) | u64::from(s.lower_threshold),
+        ] {
+            h = fmix64(h ^ v).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    h | 1
+}
+
+/// MurmurHash3's 64-bit finaliser: a fast bijective mixer with full avalanche.
+#[inline]
+pub fn fmix64(mut k: u64) -> u64 {
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    k ^= k >> 33;
+    k
+}
+
+/// Greatest common divisor (Euclid).
+pub(crate) fn gcd(mut a: u32, mut b: u32) -> u32 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// "No server" in the bucket tables of sh, dh and mh.
+pub(crate) const NO_DEST: u16 = u16::MAX;
+
+/// Buckets of the sh and dh tables.
+pub const HASH_BUCKETS: usize = 256;
+
+/// The sh/dh bucket table (the kernel's `ip_vs_sh_reassign`/`ip_vs_dh_reassign`): walking the
+/// real servers in order, round and round, each fills as many consecutive buckets as its
+/// weight (a weight-0 server still fills one, and is then skipped when picked); all buckets are
+/// empty without real servers.
+pub(crate) fn weighted_buckets(dests: &[Dest]) -> [u16; HASH_BUCKETS] {
+    let mut table = [NO_DEST; HASH_BUCKETS];
+    if dests.is_empty() {
+        return table;
+    }
+    let mut d = 0usize;
+    let mut count = 0u32;
+    for b in table.iter_mut() {
+        *b = d as u16;
+        count += 1;
+        if count >= dests.get(d).map_or(0, |x| x.spec.weight) {
+            d = (d + 1) % dests.len();
+            count = 0;
+        }
+    }
+    table
+}
+
+/// The sh/dh hash (the spec's, as the classic kernel `ip_vs_sh_hashkey`): the host-order
+/// address (plus the port, for sh-port) times 2654435761, plus the probe offset, modulo 256.
+#[inline]
+pub fn bucket_of(addr: Ipv4Addr, port: u16, offset: u32) -> usize {
+    let v = u32::from(addr).wrapping_add(u32::from(port));
+    (offset.wrapping_add(v.wrapping_mul(2_654_435_761)) as usize) & (HASH_BUCKETS - 1)
 }
 
 /// A service's real servers as a scheduler sees them: spec (weight, thresholds) plus the live
@@ -80,6 +181,12 @@ impl<'a> Dests<'a> {
         self.counts(i).map_or(0, DestCounts::inactive)
     }
 
+    /// The kernel's `ip_vs_dest_conn_overhead` (lc, wlc): `(active << 8) + inactive`.
+    pub fn overhead(&self, i: usize) -> u64 {
+        self.counts(i)
+            .map_or(0, |c| (c.active() << 8).saturating_add(c.inactive()))
+    }
+
     /// The `-x`/`-y` thresholds, with the kernel's hysteresis: overloaded once active +
     /// inactive reaches the upper threshold; cleared when it falls below the lower one, or
     /// below 3/4 of the upper one when no lower one is set.
@@ -87,36 +194,76 @@ impl<'a> Dests<'a> {
         let (Some(d), Some(c)) = (self.list.get(i), self.counts(i)) else {
             return true;
         };
-        let upper = u64::from(d.spec.upper_threshold);
-        if upper == 0 {
-            if c.overloaded.load(Relaxed) {
-                c.overloaded.store(false, Relaxed);
-            }
-            return false;
+        overloaded(d, c, c.active() + c.inactive())
+    }
+
+    /// Weight and connection counts of server `i` when it may get new connections (weight
+    /// above 0, not overloaded), reading its counters once: the load-based schedulers' loop.
+    #[inline]
+    pub fn load(&self, i: usize) -> Option<Load> {
+        let d = self.list.get(i)?;
+        if d.spec.weight == 0 {
+            return None;
         }
-        let total = c.active() + c.inactive();
-        if c.overloaded.load(Relaxed) {
-            let lower = u64::from(d.spec.lower_threshold);
-            let below = if lower > 0 {
-                total < lower
-            } else {
-                total * 4 < upper * 3
-            };
-            if below {
-                c.overloaded.store(false, Relaxed);
-            }
-            !below
-        } else if total >= upper {
-            c.overloaded.store(true, Relaxed);
-            true
-        } else {
-            false
+        let c = self.conns.dest(d.slot)?;
+        let (active, inactive) = (c.active(), c.inactive());
+        if overloaded(d, c, active + inactive) {
+            return None;
         }
+        Some(Load {
+            weight: d.spec.weight,
+            active,
+            inactive,
+        })
     }
 
     /// May get new connections: weight above 0 and not overloaded.
     pub fn available(&self, i: usize) -> bool {
         self.weight(i) > 0 && !self.overloaded(i)
+    }
+}
+
+/// What [`Dests::load`] reports about an available server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Load {
+    pub weight: u32,
+    pub active: u64,
+    pub inactive: u64,
+}
+
+impl Load {
+    /// The kernel's `ip_vs_dest_conn_overhead` (lc, wlc): `(active << 8) + inactive`.
+    #[inline]
+    pub fn overhead(&self) -> u64 {
+        (self.active << 8).saturating_add(self.inactive)
+    }
+}
+
+/// The threshold hysteresis of [`Dests::overloaded`] for a server with `total` connections.
+fn overloaded(d: &Dest, c: &DestCounts, total: u64) -> bool {
+    let upper = u64::from(d.spec.upper_threshold);
+    if upper == 0 {
+        if c.overloaded.load(Relaxed) {
+            c.overloaded.store(false, Relaxed);
+        }
+        return false;
+    }
+    if c.overloaded.load(Relaxed) {
+        let lower = u64::from(d.spec.lower_threshold);
+        let below = if lower > 0 {
+            total < lower
+        } else {
+            total * 4 < upper * 3
+        };
+        if below {
+            c.overloaded.store(false, Relaxed);
+        }
+        !below
+    } else if total >= upper {
+        c.overloaded.store(true, Relaxed);
+        true
+    } else {
+        false
     }
 }
 
@@ -131,23 +278,53 @@ pub trait Scheduler: Send + Sync + std::fmt::Debug {
 pub struct Unsupported(pub SchedulerKind);
 
 /// Refuses the kinds this build does not implement (never silently replaced by another).
+/// Every LVS scheduler is implemented now.
 pub fn check_supported(kind: SchedulerKind) -> Result<(), Unsupported> {
     match kind {
-        SchedulerKind::Rr => Ok(()),
-        other => Err(Unsupported(other)),
+        SchedulerKind::Rr
+        | SchedulerKind::Wrr
+        | SchedulerKind::Lc
+        | SchedulerKind::Wlc
+        | SchedulerKind::Sed
+        | SchedulerKind::Nq
+        | SchedulerKind::Sh
+        | SchedulerKind::Dh
+        | SchedulerKind::Mh => Ok(()),
     }
 }
 
-/// Builds the scheduler of one service for the real-server list `dests`.
+/// Checks a service's scheduler and its `-b` flags (sh-* flags need sh, mh-* flags mh).
+pub fn check_spec(spec: &ServiceSpec) -> Result<(), String> {
+    check_supported(spec.scheduler).map_err(|e| e.to_string())?;
+    match spec.sched_flags.incompatible_with(spec.scheduler) {
+        Some(flag) => Err(format!(
+            "scheduler flag '{flag}' does not apply to scheduler '{}'",
+            spec.scheduler
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Builds the scheduler of one service for the real-server list `dests` (on the control
+/// thread: tables are computed here).
 pub fn build(
-    kind: SchedulerKind,
-    _dests: &[Dest],
+    spec: &ServiceSpec,
+    dests: &[Dest],
     state: &Arc<SchedState>,
 ) -> Result<Box<dyn Scheduler>, Unsupported> {
-    check_supported(kind)?;
-    Ok(match kind {
+    check_supported(spec.scheduler)?;
+    let changed = state.dests_changed(dests);
+    let flags = spec.sched_flags;
+    Ok(match spec.scheduler {
         SchedulerKind::Rr => Box::new(rr::RoundRobin::new(state.clone())),
-        other => return Err(Unsupported(other)),
+        SchedulerKind::Wrr => Box::new(wrr::WeightedRoundRobin::new(dests, state.clone(), changed)),
+        SchedulerKind::Lc => Box::new(lc::LeastConnection),
+        SchedulerKind::Wlc => Box::new(wlc::WeightedLeastConnection),
+        SchedulerKind::Sed => Box::new(sed::ShortestExpectedDelay),
+        SchedulerKind::Nq => Box::new(nq::NeverQueue),
+        SchedulerKind::Sh => Box::new(sh::SourceHash::new(dests, flags.sh_port, flags.sh_fallback)),
+        SchedulerKind::Dh => Box::new(dh::DestinationHash::new(dests)),
+        SchedulerKind::Mh => Box::new(mh::Maglev::new(dests, flags.mh_port, flags.mh_fallback)),
     })
 }
 
@@ -161,7 +338,7 @@ pub fn build(
 pub(crate) mod tests {
     use super::*;
     use crate::conntrack::{ConnState, NewConn};
-    use control::model::{DestSpec, Timeouts};
+    use control::model::{DestSpec, SchedFlags, Timeouts};
 
     pub(crate) fn dest(last: u8, weight: u32, slot: u32) -> Dest {
         Dest::new(
@@ -186,17 +363,131 @@ pub(crate) mod tests {
         }
     }
 
-    #[test]
-    fn unsupported_kinds_are_refused_by_name() {
-        assert!(check_supported(SchedulerKind::Rr).is_ok());
-        let e = build(SchedulerKind::Wrr, &[], &Arc::default()).unwrap_err();
-        assert_eq!(e.to_string(), "scheduler 'wrr' is not supported yet");
-        for k in SchedulerKind::ALL
-            .into_iter()
-            .filter(|k| *k != SchedulerKind::Rr)
-        {
-            assert_eq!(check_supported(k), Err(Unsupported(k)));
+    pub(crate) fn spec_of(kind: SchedulerKind, flags: SchedFlags) -> ServiceSpec {
+        ServiceSpec {
+            key: control::model::ServiceKey {
+                protocol: control::model::Protocol::Tcp,
+                addr: Ipv4Addr::new(198, 51, 100, 1),
+                port: 80,
+            },
+            scheduler: kind,
+            persistence: None,
+            netmask: control::model::default_netmask(),
+            sched_flags: flags,
         }
+    }
+
+    /// Gives the real server in `slot` `active` more active and `inactive` more inactive
+    /// connections (from client ports that never repeat within one table).
+    pub(crate) fn load(table: &ConnTable, slot: u32, active: u64, inactive: u64) {
+        let before = table
+            .dest(slot)
+            .map(|d| (d.active(), d.inactive()))
+            .unwrap();
+        use std::sync::atomic::AtomicU16;
+        static PORT: AtomicU16 = AtomicU16::new(1);
+        for k in 0..active + inactive {
+            let c = NewConn {
+                proto: 6,
+                client: (
+                    Ipv4Addr::new(203, 0, 113, slot as u8),
+                    PORT.fetch_add(1, Relaxed),
+                ),
+                virt: (Ipv4Addr::new(198, 51, 100, 1), 80),
+                real: (Ipv4Addr::new(192, 0, 2, 2), 80),
+                dest: slot,
+                state: if k < active {
+                    ConnState::Established
+                } else {
+                    ConnState::TimeWait
+                },
+            };
+            table.insert(&c, 0).unwrap();
+        }
+        let d = table.dest(slot).unwrap();
+        assert_eq!(
+            (d.active(), d.inactive()),
+            (before.0 + active, before.1 + inactive)
+        );
+    }
+
+    #[test]
+    fn every_kind_is_supported_and_flags_must_fit_the_scheduler() {
+        for k in SchedulerKind::ALL {
+            assert_eq!(check_supported(k), Ok(()));
+            assert!(build(&spec_of(k, SchedFlags::default()), &[], &Arc::default()).is_ok());
+            assert_eq!(check_spec(&spec_of(k, SchedFlags::default())), Ok(()));
+        }
+        let sh_port = SchedFlags {
+            sh_port: true,
+            ..Default::default()
+        };
+        let mh_fallback = SchedFlags {
+            mh_fallback: true,
+            ..Default::default()
+        };
+        assert_eq!(check_spec(&spec_of(SchedulerKind::Sh, sh_port)), Ok(()));
+        assert_eq!(check_spec(&spec_of(SchedulerKind::Mh, mh_fallback)), Ok(()));
+        assert_eq!(
+            check_spec(&spec_of(SchedulerKind::Mh, sh_port)),
+            Err("scheduler flag 'sh-port' does not apply to scheduler 'mh'".into())
+        );
+        assert_eq!(
+            check_spec(&spec_of(SchedulerKind::Rr, mh_fallback)),
+            Err("scheduler flag 'mh-fallback' does not apply to scheduler 'rr'".into())
+        );
+    }
+
+    #[test]
+    fn overhead_is_active_shifted_plus_inactive() {
+        let table = ConnTable::new(64, 4, &Timeouts::default());
+        let list = [dest(2, 1, 0), dest(3, 1, 1)];
+        load(&table, 0, 2, 3);
+        let dests = Dests::new(&list, &table);
+        assert_eq!(dests.overhead(0), (2 << 8) + 3);
+        assert_eq!(dests.overhead(1), 0);
+        assert_eq!(dests.overhead(9), 0, "out of range");
+    }
+
+    #[test]
+    fn sh_dh_buckets_fill_by_weight_round_and_round() {
+        let list = [dest(2, 3, 0), dest(3, 0, 1), dest(4, 2, 2)];
+        let t = weighted_buckets(&list);
+        // 3 x A, 1 x B (weight 0 still takes one), 2 x C, then again from A.
+        assert_eq!(&t[..12], &[0, 0, 0, 1, 2, 2, 0, 0, 0, 1, 2, 2]);
+        assert_eq!(t[255], [0, 0, 0, 1, 2, 2][255 % 6]);
+        assert!(weighted_buckets(&[]).iter().all(|b| *b == NO_DEST));
+    }
+
+    #[test]
+    fn bucket_formula_is_the_specs() {
+        for a in [0u32, 1, 0xc633_640a, 0xffff_ffff, 0x0102_0304] {
+            let addr = Ipv4Addr::from(a);
+            assert_eq!(
+                bucket_of(addr, 0, 0),
+                (u64::from(a) * 2_654_435_761 % (1 << 32)) as usize & 255
+            );
+            assert_eq!(
+                bucket_of(addr, 8080, 3),
+                (3 + (u64::from(a.wrapping_add(8080)) * 2_654_435_761 % (1 << 32))) as usize & 255
+            );
+        }
+    }
+
+    #[test]
+    fn fingerprint_sees_weight_and_threshold_changes_only() {
+        let a = [dest(2, 1, 0), dest(3, 2, 1)];
+        let mut b = a.clone();
+        assert_eq!(fingerprint(&a), fingerprint(&b));
+        b[1].slot = 7;
+        assert_eq!(fingerprint(&a), fingerprint(&b), "slots do not matter");
+        b[1].spec.weight = 3;
+        assert_ne!(fingerprint(&a), fingerprint(&b));
+        let mut c = a.clone();
+        c[0].spec.upper_threshold = 5;
+        assert_ne!(fingerprint(&a), fingerprint(&c));
+        assert_ne!(fingerprint(&a), fingerprint(&a[..1]));
+        assert_ne!(fingerprint(&[]), 0);
     }
 
     #[test]

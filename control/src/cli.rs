@@ -9,8 +9,8 @@
 
 use crate::format::{ListFormat, View};
 use crate::model::{
-    default_netmask, DestSpec, Forward, Protocol, SchedulerKind, ServiceKey, ServiceSpec,
-    ServiceStatus, Timeouts,
+    default_netmask, DestSpec, Forward, Protocol, SchedFlags, SchedulerKind, ServiceKey,
+    ServiceSpec, ServiceStatus, Timeouts,
 };
 use crate::proto::Request;
 use std::collections::BTreeMap;
@@ -75,6 +75,8 @@ pub enum ListCommand {
     Conns,
     /// `--timeout`
     Timeouts,
+    /// `--counters` (an rvs extension): every dataplane counter by name.
+    Counters,
 }
 
 /// `-E`: the fields given on the command line; `None` keeps the current value.
@@ -85,6 +87,9 @@ pub struct ServiceEdit {
     /// `Some(0)` (`-p 0`, an rvsadm extension) turns persistence off.
     pub persistence: Option<u32>,
     pub netmask: Option<Ipv4Addr>,
+    /// `-b`: replaces the flags. Without it the flags are kept, less those that do not
+    /// belong to the (new) scheduler.
+    pub sched_flags: Option<SchedFlags>,
 }
 
 impl ServiceEdit {
@@ -100,6 +105,10 @@ impl ServiceEdit {
         if let Some(m) = self.netmask {
             spec.netmask = m;
         }
+        spec.sched_flags = match self.sched_flags {
+            Some(flags) => check_sched_flags(flags, spec.scheduler)?,
+            None => spec.sched_flags.retain_for(spec.scheduler),
+        };
         check_zero_port(&spec)?;
         Ok(spec)
     }
@@ -188,18 +197,20 @@ impl Cmd {
     /// ipvsadm's `commands_v_options` row, one mark per [`Opt`] in order:
     /// `+` required, `x` illegal, `1` at most one of the `1`s, `.` optional.
     fn matrix(self) -> &'static str {
-        //                          n c s s p M r f w x y t s r t n e
-        //                          u o v c e a e w e u l i t a h o x
-        //                          m n c h r s a d i t t m a t r s a
+        //                          n c s s p M r f w x y t s r t n e b c
+        //                          u o v c e a e w e u l i t a h o x   o
+        //                          m n c h r s a d i t t m a t r s a   u
         match self {
-            Cmd::AddService | Cmd::EditService => "xx+...xxxxxxxxxxx",
-            Cmd::DelService => "xx+xxxxxxxxxxxxxx",
-            Cmd::List => ".11xxxxxxxx1.....",
-            Cmd::AddServer | Cmd::EditServer => "xx+xxx+....xxxxxx",
-            Cmd::DelServer => "xx+xxx+xxxxxxxxxx",
-            Cmd::Save => ".xxxxxxxxxxxxxxxx",
-            Cmd::Zero => "xx.xxxxxxxxxxxxxx",
-            Cmd::Clear | Cmd::Set | Cmd::Restore | Cmd::Help | Cmd::Version => "xxxxxxxxxxxxxxxxx",
+            Cmd::AddService | Cmd::EditService => "xx+...xxxxxxxxxxx.x",
+            Cmd::DelService => "xx+xxxxxxxxxxxxxxxx",
+            Cmd::List => ".11xxxxxxxx1.....x1",
+            Cmd::AddServer | Cmd::EditServer => "xx+xxx+....xxxxxxxx",
+            Cmd::DelServer => "xx+xxx+xxxxxxxxxxxx",
+            Cmd::Save => ".xxxxxxxxxxxxxxxxxx",
+            Cmd::Zero => "xx.xxxxxxxxxxxxxxxx",
+            Cmd::Clear | Cmd::Set | Cmd::Restore | Cmd::Help | Cmd::Version => {
+                "xxxxxxxxxxxxxxxxxxx"
+            }
         }
     }
 }
@@ -224,9 +235,12 @@ enum Opt {
     Thresholds,
     NoSort,
     Exact,
+    SchedFlags,
+    /// rvs's own: `-L --counters`.
+    Counters,
 }
 
-const OPT_COUNT: usize = 17;
+const OPT_COUNT: usize = 19;
 
 const ALL_OPTS: [Opt; OPT_COUNT] = [
     Opt::Numeric,
@@ -246,6 +260,8 @@ const ALL_OPTS: [Opt; OPT_COUNT] = [
     Opt::Thresholds,
     Opt::NoSort,
     Opt::Exact,
+    Opt::SchedFlags,
+    Opt::Counters,
 ];
 
 impl Opt {
@@ -269,6 +285,8 @@ impl Opt {
             Opt::Thresholds => "thresholds",
             Opt::NoSort => "nosort",
             Opt::Exact => "exact",
+            Opt::SchedFlags => "sched-flags",
+            Opt::Counters => "counters",
         }
     }
 }
@@ -315,7 +333,6 @@ const NO_FWMARK: &str =
     "rvs does not support firewall-mark services (-f): give the service as -t or -u host:port";
 const NO_IPV6: &str = "IPv6 is not supported by rvs yet";
 const NO_OPS: &str = "rvs does not support one-packet scheduling (-o)";
-const NO_SCHED_FLAGS: &str = "rvs does not support scheduler flags (-b) yet";
 const NO_PE: &str = "rvs does not support persistence engines (--pe)";
 const NO_PERSISTENT_CONN: &str = "rvs does not report persistent connections (--persistent-conn)";
 const NO_SYNC: &str = "rvs has no connection synchronisation daemon \
@@ -364,7 +381,8 @@ const OPTIONS: &[OptDef] = &[
     def(Some('f'), "fwmark-service",  Arg::Required, Kind::Unsupported(NO_FWMARK)),
     def(Some('6'), "ipv6",            Arg::None,     Kind::Unsupported(NO_IPV6)),
     def(Some('o'), "ops",             Arg::None,     Kind::Unsupported(NO_OPS)),
-    def(Some('b'), "sched-flags",     Arg::Required, Kind::Unsupported(NO_SCHED_FLAGS)),
+    def(Some('b'), "sched-flags",     Arg::Required, Kind::Opt(Opt::SchedFlags)),
+    def(None,      "counters",        Arg::None,     Kind::Opt(Opt::Counters)),
     def(None,      "pe",              Arg::Required, Kind::Unsupported(NO_PE)),
     def(None,      "persistent-conn", Arg::None,     Kind::Unsupported(NO_PERSISTENT_CONN)),
     def(None,      "start-daemon",    Arg::Required, Kind::Unsupported(NO_SYNC)),
@@ -564,7 +582,7 @@ fn check_options(cmd: Cmd, raw: &Raw) -> Result<(), CliError> {
         }
     }
     if cmd == Cmd::List {
-        let what = raw.has(Opt::Connection) || raw.has(Opt::Timeout);
+        let what = raw.has(Opt::Connection) || raw.has(Opt::Timeout) || raw.has(Opt::Counters);
         let how = raw.has(Opt::Stats) || raw.has(Opt::Rate) || raw.has(Opt::Thresholds);
         if what && how {
             return fail("options conflicts in the list command");
@@ -584,11 +602,16 @@ fn build(cmd: Cmd, raw: &Raw) -> Result<Command, CliError> {
     let change = |request| Ok(Command::Change(Change::Apply(request)));
     match cmd {
         Cmd::AddService => {
+            let scheduler = scheduler(raw)?.unwrap_or(DEFAULT_SCHEDULER);
             let spec = ServiceSpec {
                 key: required_service(raw)?,
-                scheduler: scheduler(raw)?.unwrap_or(DEFAULT_SCHEDULER),
+                scheduler,
                 persistence: persistence(raw, 1)?,
                 netmask: netmask(raw)?.unwrap_or_else(default_netmask),
+                sched_flags: match sched_flags(raw)? {
+                    Some(flags) => check_sched_flags(flags, scheduler)?,
+                    None => SchedFlags::default(),
+                },
             };
             check_zero_port(&spec)?;
             change(Request::AddService(spec))
@@ -598,6 +621,7 @@ fn build(cmd: Cmd, raw: &Raw) -> Result<Command, CliError> {
             scheduler: scheduler(raw)?,
             persistence: persistence(raw, 0)?,
             netmask: netmask(raw)?,
+            sched_flags: sched_flags(raw)?,
         }))),
         Cmd::DelService => change(Request::DelService(required_service(raw)?)),
         Cmd::AddServer => {
@@ -652,6 +676,8 @@ fn build(cmd: Cmd, raw: &Raw) -> Result<Command, CliError> {
             ListCommand::Conns
         } else if raw.has(Opt::Timeout) {
             ListCommand::Timeouts
+        } else if raw.has(Opt::Counters) {
+            ListCommand::Counters
         } else {
             ListCommand::Services {
                 service: service(raw)?,
@@ -765,6 +791,39 @@ fn netmask(raw: &Raw) -> Result<Option<Ipv4Addr>, CliError> {
                 .map_err(|_| CliError("illegal virtual server persistent mask specified".into()))
         })
         .transpose()
+}
+
+/// `-b flag[,flag...]`, as ipvsadm's parse_sched_flags (checked against the scheduler by
+/// [`check_sched_flags`] once the scheduler is known).
+fn sched_flags(raw: &Raw) -> Result<Option<SchedFlags>, CliError> {
+    let Some(text) = raw.value(Opt::SchedFlags) else {
+        return Ok(None);
+    };
+    let mut flags = SchedFlags::default();
+    let mut names = text.split(',').filter(|n| !n.is_empty()).peekable();
+    if names.peek().is_none() {
+        return fail(format!("invalid scheduler flag `{text}'"));
+    }
+    for name in names {
+        if matches!(name, "flag-1" | "flag-2" | "flag-3") {
+            return fail(format!(
+                "rvs does not support the generic scheduler flag `{name}' \
+                 (only sh-fallback, sh-port, mh-fallback and mh-port)"
+            ));
+        }
+        if !flags.set(name) {
+            return fail(format!("invalid scheduler flag `{name}'"));
+        }
+    }
+    Ok(Some(flags))
+}
+
+/// The flags, if they all belong to `scheduler` (ipvsadm's "incompatible scheduler flag").
+fn check_sched_flags(flags: SchedFlags, scheduler: SchedulerKind) -> Result<SchedFlags, CliError> {
+    match flags.incompatible_with(scheduler) {
+        Some(flag) => fail(format!("incompatible scheduler flag `{flag}'")),
+        None => Ok(flags),
+    }
 }
 
 fn weight(raw: &Raw) -> Result<Option<u32>, CliError> {
@@ -1032,7 +1091,8 @@ impl Table {
             | Request::ListConns
             | Request::Zero { .. }
             | Request::SetTimeouts(_)
-            | Request::GetTimeouts => {}
+            | Request::GetTimeouts
+            | Request::Counters => {}
         }
     }
 }
@@ -1066,7 +1126,7 @@ pub fn usage() -> String {
     format!(
         "{version}\
 Usage:
-  rvsadm -A|E -t|u service-address [-s scheduler] [-p [timeout]] [-M netmask]
+  rvsadm -A|E -t|u service-address [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags]
   rvsadm -D -t|u service-address
   rvsadm -C
   rvsadm -R
@@ -1102,6 +1162,8 @@ Options:
                                       the default scheduler is {default}.
   --persistent   -p [timeout]         persistent service (default {persist} s; -E -p 0 turns it off)
   --netmask      -M netmask           persistent granularity mask
+  --sched-flags  -b flags             scheduler flags (comma-separated): sh-fallback,
+                                      sh-port (sh), mh-fallback, mh-port (mh)
   --real-server  -r server-address    server-address is host (and port)
   --masquerading -m                   masquerading (NAT), the only method rvs implements (default)
   --weight       -w weight            capacity of real server
@@ -1109,6 +1171,7 @@ Options:
   --l-threshold  -y lthreshold        lower threshold of connections
   --connection   -c                   output of current connections
   --timeout                           output of timeout (tcp tcpfin udp)
+  --counters                          output of rvsd's packet counters (rx, tx, drops by reason)
   --stats                             output of statistics information
   --rate                              output of rate information
   --exact        -X                   expand numbers (display exact values)
@@ -1119,7 +1182,7 @@ Options:
   --socket       PATH                 rvsd's control socket (default ${env}, else {socket})
 
 Not supported by rvs: -f (fwmark services), -g and -i (direct routing, tunneling), -6, -o,
--b, --pe, --persistent-conn and the connection sync daemon options.
+--pe, --persistent-conn and the connection sync daemon options.
 ",
         version = version(),
         schedulers = schedulers.join("|"),

@@ -80,6 +80,9 @@ pub fn save(services: &[ServiceStatus]) -> String {
         if spec.netmask != Ipv4Addr::BROADCAST {
             let _ = write!(out, " -M {}", spec.netmask);
         }
+        if !spec.sched_flags.is_empty() {
+            let _ = write!(out, " -b {}", spec.sched_flags.names().join(","));
+        }
         out.push('\n');
         for dest in ordered_dests(&service.dests, true) {
             let d = &dest.spec;
@@ -193,6 +196,9 @@ fn service_entry(out: &mut String, service: &ServiceStatus, format: &ListFormat)
         }
         View::Default | View::Thresholds => {
             let _ = write!(out, "{name} {}", spec.scheduler);
+            if !spec.sched_flags.is_empty() {
+                let _ = write!(out, " ({})", spec.sched_flags.names().join(","));
+            }
             if let Some(timeout) = spec.persistence {
                 let _ = write!(out, " persistent {timeout}");
                 if spec.netmask != Ipv4Addr::BROADCAST {

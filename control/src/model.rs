@@ -118,6 +118,89 @@ pub struct ServiceSpec {
     /// Persistence granularity (`-M`), as a netmask; 255.255.255.255 by default.
     #[serde(default = "default_netmask")]
     pub netmask: Ipv4Addr,
+    /// Scheduler flags (`-b`); left out of the JSON when none is set.
+    #[serde(default, skip_serializing_if = "SchedFlags::is_empty")]
+    pub sched_flags: SchedFlags,
+}
+
+/// The scheduler flags of `-b` (ipvsadm's `--sched-flags`): the sh and mh schedulers' options.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SchedFlags {
+    /// sh: a connection whose bucket's server is unavailable goes to another one.
+    pub sh_fallback: bool,
+    /// sh: hash the client's port too, not only its address.
+    pub sh_port: bool,
+    /// mh: as `sh_fallback`, for Maglev.
+    pub mh_fallback: bool,
+    /// mh: as `sh_port`, for Maglev.
+    pub mh_port: bool,
+}
+
+impl SchedFlags {
+    /// The flag names, in the order ipvsadm prints them.
+    pub const NAMES: [&'static str; 4] = ["sh-fallback", "sh-port", "mh-fallback", "mh-port"];
+
+    pub fn is_empty(&self) -> bool {
+        *self == SchedFlags::default()
+    }
+
+    /// The set flags' names in ipvsadm's order (`sh-fallback,sh-port` when joined with `,`).
+    pub fn names(&self) -> Vec<&'static str> {
+        let set = [
+            self.sh_fallback,
+            self.sh_port,
+            self.mh_fallback,
+            self.mh_port,
+        ];
+        Self::NAMES
+            .iter()
+            .zip(set)
+            .filter(|(_, on)| *on)
+            .map(|(n, _)| *n)
+            .collect()
+    }
+
+    /// Sets the flag called `name`; false if there is no such flag.
+    pub fn set(&mut self, name: &str) -> bool {
+        let flag = match name {
+            "sh-fallback" => &mut self.sh_fallback,
+            "sh-port" => &mut self.sh_port,
+            "mh-fallback" => &mut self.mh_fallback,
+            "mh-port" => &mut self.mh_port,
+            _ => return false,
+        };
+        *flag = true;
+        true
+    }
+
+    /// The scheduler a flag belongs to (`sh-*`: sh, `mh-*`: mh).
+    pub fn scheduler_of(name: &str) -> Option<SchedulerKind> {
+        match name {
+            "sh-fallback" | "sh-port" => Some(SchedulerKind::Sh),
+            "mh-fallback" | "mh-port" => Some(SchedulerKind::Mh),
+            _ => None,
+        }
+    }
+
+    /// The first set flag that does not belong to `scheduler`, if any.
+    pub fn incompatible_with(&self, scheduler: SchedulerKind) -> Option<&'static str> {
+        self.names()
+            .into_iter()
+            .find(|n| Self::scheduler_of(n) != Some(scheduler))
+    }
+
+    /// Only the flags that belong to `scheduler`.
+    pub fn retain_for(&self, scheduler: SchedulerKind) -> SchedFlags {
+        let sh = scheduler == SchedulerKind::Sh;
+        let mh = scheduler == SchedulerKind::Mh;
+        SchedFlags {
+            sh_fallback: self.sh_fallback && sh,
+            sh_port: self.sh_port && sh,
+            mh_fallback: self.mh_fallback && mh,
+            mh_port: self.mh_port && mh,
+        }
+    }
 }
 
 pub fn default_netmask() -> Ipv4Addr {
@@ -209,7 +292,9 @@ pub struct ServiceStatus {
 }
 
 /// Connection timeouts in seconds, as `--set tcp tcpfin udp` and `-L --timeout` use them.
+/// Unknown keys are refused (a misspelt `[conntrack.timeouts]` key in rvs.toml is an error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Timeouts {
     pub tcp: u32,
     pub tcp_fin: u32,

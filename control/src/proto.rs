@@ -65,6 +65,9 @@ pub enum Request {
     SetTimeouts(Timeouts),
     /// `-L --timeout`
     GetTimeouts,
+    /// Every dataplane counter by name (rx/tx per port, drops by reason, events, connection
+    /// table figures): an rvs extension, `{"version":1,"request":"counters"}`.
+    Counters,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,6 +82,8 @@ pub enum Response {
     },
     Conns(Vec<ConnStatus>),
     Timeouts(Timeouts),
+    /// `(name, value)` pairs, in a stable order (see `dataplane::stats::Stats::counters`).
+    Counters(Vec<(String, u64)>),
 }
 
 impl RequestEnvelope {
@@ -115,6 +120,7 @@ mod tests {
             scheduler: SchedulerKind::Rr,
             persistence: None,
             netmask: crate::model::default_netmask(),
+            sched_flags: Default::default(),
         }));
         let line = serde_json::to_string(&req).unwrap();
         assert!(!line.contains('\n'));

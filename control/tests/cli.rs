@@ -9,7 +9,8 @@ use control::cli::{
 };
 use control::format::{self, ListFormat, View};
 use control::model::{
-    default_netmask, DestSpec, Forward, Protocol, SchedulerKind, ServiceKey, ServiceSpec, Timeouts,
+    default_netmask, DestSpec, Forward, Protocol, SchedFlags, SchedulerKind, ServiceKey,
+    ServiceSpec, Timeouts,
 };
 use control::proto::Request;
 use std::net::Ipv4Addr;
@@ -50,6 +51,7 @@ fn spec(port: u16, scheduler: SchedulerKind, persistence: Option<u32>) -> Servic
         scheduler,
         persistence,
         netmask: default_netmask(),
+        sched_flags: Default::default(),
     }
 }
 
@@ -85,6 +87,7 @@ fn add_service_long_forms() {
             scheduler: SchedulerKind::Rr,
             persistence: Some(600),
             netmask: ip("255.255.255.0"),
+            sched_flags: Default::default(),
         })
     );
 }
@@ -199,6 +202,7 @@ fn edit_service_keeps_what_is_not_given() {
             scheduler: Some(SchedulerKind::Rr),
             persistence: None,
             netmask: None,
+            sched_flags: None,
         })))
     );
     // -E -p 0 (an rvsadm extension) turns persistence off; -A refuses 0.
@@ -209,7 +213,140 @@ fn edit_service_keeps_what_is_not_given() {
             scheduler: None,
             persistence: Some(0),
             netmask: None,
+            sched_flags: None,
         })))
+    );
+}
+
+// --- -b scheduler flags ----------------------------------------------------------------------
+
+fn flags_of(line: &str) -> SchedFlags {
+    match request(line) {
+        Request::AddService(s) => s.sched_flags,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn sched_flags_are_comma_separated_and_belong_to_their_scheduler() {
+    let sh_both = SchedFlags {
+        sh_fallback: true,
+        sh_port: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        flags_of(&format!("-A -t {VIP}:80 -s sh -b sh-fallback,sh-port")),
+        sh_both
+    );
+    // Option order does not matter (ipvsadm checks the flags after all options), nor does
+    // the flags' order; long forms work.
+    assert_eq!(
+        flags_of(&format!("-A -t {VIP}:80 -b sh-port,sh-fallback -s sh")),
+        sh_both
+    );
+    assert_eq!(
+        flags_of(&format!("-A -t {VIP}:80 --sched-flags=mh-port -s mh")),
+        SchedFlags {
+            mh_port: true,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        flags_of(&format!("-A -t {VIP}:80 -s mh --sched-flags mh-fallback")),
+        SchedFlags {
+            mh_fallback: true,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        flags_of(&format!("-A -t {VIP}:80 -s sh")),
+        SchedFlags::default()
+    );
+    // ipvsadm's messages.
+    assert_eq!(
+        err(&format!("-A -t {VIP}:80 -s mh -b sh-port")),
+        "incompatible scheduler flag `sh-port'"
+    );
+    assert_eq!(
+        err(&format!("-A -t {VIP}:80 -b mh-port")),
+        "incompatible scheduler flag `mh-port'",
+        "the default scheduler is wlc"
+    );
+    assert_eq!(
+        err(&format!("-A -t {VIP}:80 -s sh -b sh-port,fast")),
+        "invalid scheduler flag `fast'"
+    );
+    assert_eq!(
+        err(&format!("-A -t {VIP}:80 -s sh -b ,")),
+        "invalid scheduler flag `,'"
+    );
+    assert_eq!(
+        err(&format!("-a -t {VIP}:80 -r 192.0.2.2 -b sh-port")),
+        "Illegal 'sched-flags' option with the 'add-server' command"
+    );
+    assert_eq!(
+        err(&format!("-A -t {VIP}:80 -s sh -b sh-port -b sh-fallback")),
+        "multiple 'sched-flags' options specified"
+    );
+}
+
+#[test]
+fn edit_service_replaces_or_keeps_the_flags() {
+    let mut current = spec(80, SchedulerKind::Sh, None);
+    current.sched_flags.sh_port = true;
+    let edit = |line: &str| match parse(line) {
+        Ok(Command::Change(Change::EditService(e))) => e.apply(&current).map_err(|e| e.0),
+        other => panic!("{other:?}"),
+    };
+    // Not given: kept.
+    assert_eq!(
+        edit(&format!("-E -t {VIP}:80 -p 60")).unwrap().sched_flags,
+        current.sched_flags
+    );
+    // Given: replaced, and checked against the service's scheduler.
+    assert_eq!(
+        edit(&format!("-E -t {VIP}:80 -b sh-fallback"))
+            .unwrap()
+            .sched_flags,
+        SchedFlags {
+            sh_fallback: true,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        edit(&format!("-E -t {VIP}:80 -b mh-port")),
+        Err("incompatible scheduler flag `mh-port'".into())
+    );
+    // A new scheduler drops the flags that do not belong to it.
+    let to_rr = edit(&format!("-E -t {VIP}:80 -s rr")).unwrap();
+    assert_eq!(to_rr.scheduler, SchedulerKind::Rr);
+    assert!(to_rr.sched_flags.is_empty());
+    let to_mh = edit(&format!("-E -t {VIP}:80 -s mh -b mh-port")).unwrap();
+    assert_eq!(
+        to_mh.sched_flags,
+        SchedFlags {
+            mh_port: true,
+            ..Default::default()
+        }
+    );
+}
+
+#[test]
+fn sched_flags_survive_save_and_restore() {
+    let line = format!("-A -t {VIP}:80 -s sh -b sh-fallback,sh-port");
+    let Request::AddService(spec) = request(&line) else {
+        panic!()
+    };
+    let saved = format::save(&[control::model::ServiceStatus {
+        spec: spec.clone(),
+        dests: vec![],
+        stats: Default::default(),
+    }]);
+    assert_eq!(saved, format!("{line}\n"));
+    let restored = parse_restore(&saved).unwrap();
+    assert_eq!(
+        restored,
+        vec![(1, Change::Apply(Request::AddService(spec)))]
     );
 }
 
@@ -614,10 +751,7 @@ fn unknown_options_missing_values_stray_arguments() {
 fn options_ipvsadm_has_and_rvs_does_not() {
     for (line, needle) in [
         (format!("-A -t {VIP}:53 -o"), "one-packet"),
-        (
-            format!("-A -t {VIP}:80 -s sh -b sh-port"),
-            "scheduler flags",
-        ),
+        (format!("-A -t {VIP}:80 -s sh -b flag-1"), "flag-1"),
         (format!("-A -t {VIP}:80 --pe sip"), "persistence engines"),
         ("--start-daemon master".to_string(), "synchronisation"),
         ("-L --daemon".to_string(), "synchronisation"),
@@ -724,6 +858,7 @@ fn edit_service_merges_with_the_current_state() {
             scheduler: SchedulerKind::Rr,
             persistence: Some(300),
             netmask: ip("255.255.255.0"),
+            sched_flags: Default::default(),
         }))
     );
     assert_eq!(

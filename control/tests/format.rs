@@ -259,6 +259,40 @@ fn timeouts() {
     );
 }
 
+/// ipvsadm's print_sched_flags: ` (flags)` after the scheduler in -L, ` -b flags` at the end
+/// of the -A line in -S, sh-fallback before sh-port.
+#[test]
+fn scheduler_flags_in_list_and_save() {
+    let mut services = state();
+    let https = services
+        .iter_mut()
+        .find(|s| s.spec.key.port == 443)
+        .unwrap();
+    https.spec.sched_flags.sh_port = true;
+    https.spec.sched_flags.sh_fallback = true;
+    let list = format::list(4096, &services, &view(View::Default, false));
+    assert!(
+        list.lines()
+            .any(|l| l == "TCP  198.51.100.1:443 sh (sh-fallback,sh-port) persistent 360"),
+        "{list}"
+    );
+    let thresholds = format::list(4096, &services, &view(View::Thresholds, false));
+    assert!(
+        thresholds
+            .lines()
+            .any(|l| l == "TCP  198.51.100.1:443 sh (sh-fallback,sh-port) persistent 360"),
+        "{thresholds}"
+    );
+    let stats = format::list(4096, &services, &view(View::Stats, false));
+    assert!(!stats.contains("sh-port"), "{stats}");
+    let save = format::save(&services);
+    assert!(
+        save.lines()
+            .any(|l| l == "-A -t 198.51.100.1:443 -s sh -p 360 -b sh-fallback,sh-port"),
+        "{save}"
+    );
+}
+
 #[test]
 fn save_prints_replayable_sorted_commands() {
     assert_eq!(

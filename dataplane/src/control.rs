@@ -6,23 +6,34 @@
 //! mutex (the control plane's only lock, never touched by workers). Oversized, malformed,
 //! wrong-version or unknown requests get an error response; nothing a client sends can stop
 //! the daemon.
+//!
+//! The accepting thread also samples the counters for `--rate` every `stats::RATE_TICK_MS`
+//! ([`ServiceManager::tick`]), so the workers do nothing for rates.
+//!
+//! The socket is created with mode 0600 (under a tight umask, so it is never reachable by
+//! others, not even briefly) and is owned by the user running rvsd.
 
 use crate::service::ServiceManager;
 use control::proto::{
     RequestEnvelope, Response, ResponseEnvelope, MAX_REQUEST_BYTES, PROTOCOL_VERSION,
 };
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::{Duration, Instant};
 
 /// Clients served at once; more wait in the listen backlog.
 const MAX_CLIENTS: usize = 32;
 /// A client that sends nothing for this long is disconnected.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the accepting thread waits for a connection before it looks at `running` and the
+/// rate tick again.
+const POLL_MS: u64 = 50;
 
 pub struct ControlServer {
     path: PathBuf,
@@ -36,7 +47,14 @@ impl ControlServer {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        if path.exists() {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            // Never delete something that is not a socket (a mistyped path in the config).
+            if !meta.file_type().is_socket() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!("{} exists and is not a socket", path.display()),
+                ));
+            }
             if UnixStream::connect(path).is_ok() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::AddrInUse,
@@ -60,10 +78,38 @@ impl ControlServer {
         })
     }
 
-    /// Serves clients until `running` is cleared; then removes the socket file.
+    /// Serves clients until `running` is cleared; then removes the socket file. Also ticks the
+    /// service manager (rates) every `stats::RATE_TICK_MS`.
     pub fn serve(self, manager: Arc<Mutex<ServiceManager>>, running: &AtomicBool) {
         let clients = Arc::new(AtomicUsize::new(0));
+        let epoch = Instant::now();
+        let tick = Duration::from_millis(crate::stats::RATE_TICK_MS);
+        let mut next_tick = epoch;
         while running.load(Ordering::Relaxed) {
+            let mut wait = Duration::from_millis(POLL_MS);
+            if Instant::now() >= next_tick {
+                // Never wait here for a client's long request: try again a little later.
+                let guard = match manager.try_lock() {
+                    Ok(m) => Some(m),
+                    Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                    Err(TryLockError::WouldBlock) => None,
+                };
+                match guard {
+                    Some(mut m) => {
+                        let now = Instant::now();
+                        let ms = u64::try_from(now.duration_since(epoch).as_millis())
+                            .unwrap_or(u64::MAX);
+                        m.tick(ms);
+                        // Catch up without a burst of ticks after a stall.
+                        next_tick = (next_tick + tick).max(now);
+                    }
+                    None => wait = Duration::from_millis(5),
+                }
+            }
+            wait = wait.min(next_tick.saturating_duration_since(Instant::now()));
+            if !self.wait_for_client(wait) {
+                continue;
+            }
             match self.listener.accept() {
                 Ok((stream, _)) => {
                     if clients.load(Ordering::Relaxed) >= MAX_CLIENTS {
@@ -75,20 +121,19 @@ impl ControlServer {
                     }
                     clients.fetch_add(1, Ordering::Relaxed);
                     let manager = manager.clone();
-                    let clients = clients.clone();
+                    let count = clients.clone();
                     let spawned = std::thread::Builder::new()
                         .name("rvs-ctl-client".into())
                         .spawn(move || {
                             serve_client(stream, &manager);
-                            clients.fetch_sub(1, Ordering::Relaxed);
+                            count.fetch_sub(1, Ordering::Relaxed);
                         });
                     if let Err(e) = spawned {
+                        clients.fetch_sub(1, Ordering::Relaxed);
                         tracing::warn!("cannot start a control client thread: {e}");
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) => {
                     tracing::warn!("control socket accept: {e}");
                     std::thread::sleep(Duration::from_millis(20));
@@ -97,6 +142,26 @@ impl ControlServer {
         }
         let _ = std::fs::remove_file(&self.path);
     }
+
+    /// Waits up to `limit` (at most POLL_MS) for a connection; true when one may be there.
+    fn wait_for_client(&self, limit: Duration) -> bool {
+        let ms = limit.as_millis().min(u128::from(POLL_MS)) as i32;
+        let mut fd = libc::pollfd {
+            fd: self.listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the listener's open descriptor.
+        let n = unsafe { libc::poll(&mut fd, 1, ms) };
+        // On an error (EINTR from a signal) let accept() find out; it does not block.
+        n != 0
+    }
+}
+
+/// The manager, also after a client thread panicked while holding it (each request is checked
+/// completely before anything changes, so the state is still consistent).
+fn lock(manager: &Mutex<ServiceManager>) -> MutexGuard<'_, ServiceManager> {
+    manager.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn serve_client(stream: UnixStream, manager: &Mutex<ServiceManager>) {
@@ -156,10 +221,12 @@ pub fn handle_line(line: &[u8], manager: &Mutex<ServiceManager>) -> Response {
         Ok(e) => e,
         Err(e) => return Response::Error(format!("unknown or malformed request: {e}")),
     };
-    match manager.lock() {
-        Ok(mut m) => m.handle(envelope.request),
-        Err(_) => Response::Error("internal error: service state poisoned".into()),
-    }
+    let mut m = lock(manager);
+    // A bug in a request's handling must not take the control socket down with it.
+    catch_unwind(AssertUnwindSafe(|| m.handle(envelope.request))).unwrap_or_else(|_| {
+        tracing::error!("internal error while handling a control request");
+        Response::Error("internal error in rvsd while handling the request".into())
+    })
 }
 
 fn reply(mut stream: &UnixStream, response: &Response) -> std::io::Result<()> {

@@ -86,6 +86,14 @@ fn run(invocation: cli::Invocation) -> Result<(), Failure> {
             Response::Timeouts(t) => emit(&format::timeouts(&t)),
             other => Err(unexpected(&other)),
         },
+        Command::List(ListCommand::Counters) => match client.call(Request::Counters)? {
+            Response::Counters(c) => emit(
+                &c.iter()
+                    .map(|(name, value)| format!("{name} {value}\n"))
+                    .collect::<String>(),
+            ),
+            other => Err(unexpected(&other)),
+        },
     }
 }
 

@@ -70,6 +70,7 @@ pub fn state() -> Vec<ServiceStatus> {
                 scheduler: SchedulerKind::Wlc,
                 persistence: Some(300),
                 netmask: "255.255.255.0".parse().unwrap(),
+                sched_flags: Default::default(),
             },
             dests: vec![dest(
                 "192.0.2.2",
@@ -89,6 +90,7 @@ pub fn state() -> Vec<ServiceStatus> {
                 scheduler: SchedulerKind::Sh,
                 persistence: Some(360),
                 netmask: control::model::default_netmask(),
+                sched_flags: Default::default(),
             },
             dests: vec![dest(
                 "192.0.2.4",
@@ -108,6 +110,7 @@ pub fn state() -> Vec<ServiceStatus> {
                 scheduler: SchedulerKind::Rr,
                 persistence: None,
                 netmask: control::model::default_netmask(),
+                sched_flags: Default::default(),
             },
             dests: vec![
                 dest(

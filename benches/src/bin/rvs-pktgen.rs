@@ -1,0 +1,929 @@
+//! rvs-pktgen: the traffic generator of the memif benchmark (DESIGN.md, "Performance method").
+//!
+//! On one lcore it plays N clients on its external port and the real servers on its internal
+//! port. Client frames (UDP, or TCP opening each flow with a SYN) go to VIP:vport; what the DUT
+//! (rvsd, or testpmd io forwarding) delivers on the internal port is reflected back as the real
+//! server's answer (addresses and ports swapped, like testpmd's 5tswap); the replies arriving on
+//! the external port are checked (source VIP:vport, destination the client of the flow they
+//! carry, checksums) and timed. It reports delivered Mpps, loss and round-trip latency, as a
+//! human summary on stderr and one JSON line on stdout.
+//!
+//! Phases: warm-up (at least `--warmup` seconds and, without `--new-conns`, until every flow has
+//! been opened once, so the measurement sees established flows only), measurement (`--duration`
+//! seconds), drain (`--drain-ms`: no sending, replies still counted). Only frames sent during the
+//! measurement count: loss = sent - replies to them, whenever those arrive before the end.
+//!
+//! The ports are memif servers by default (`/tmp/rvs-bench/{ext,int}.sock`): start rvs-pktgen
+//! first, then the DUT as memif client on the same sockets. It waits for both links.
+
+use clap::{Parser, ValueEnum};
+use control::config::{PortConfig, PortRole};
+use dataplane::dpdk::{eal, port::Port};
+use dpdk_sys as sys;
+use hdrhistogram::Histogram;
+use rvs_benches::frame::{self, Generator, Mismatch, Proto, Reflected};
+use std::net::Ipv4Addr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Frames per rx/tx burst.
+const BURST: usize = 32;
+/// Tries for a reflected burst before what the DUT would not take is dropped (and counted):
+/// spinning longer would stop the client side from sending and receiving.
+const TX_TRIES: usize = 4;
+/// The real servers' subnet; ARP for its addresses (but the DIP) is answered on the internal port.
+const SERVER_NET: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 0);
+const DEFAULT_EAL: &[&str] = &[
+    "-l",
+    "1",
+    "--in-memory",
+    "--no-pci",
+    "--vdev=net_memif0,role=server,socket=/tmp/rvs-bench/ext.sock,socket-abstract=no,id=0,mac=02:00:00:00:01:01",
+    "--vdev=net_memif1,role=server,socket=/tmp/rvs-bench/int.sock,socket-abstract=no,id=0,mac=02:00:00:00:01:02",
+];
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ProtoArg {
+    Udp,
+    Tcp,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rvs-pktgen",
+    version,
+    about = "Traffic generator for the rvs memif benchmark: clients and real servers on two DPDK ports",
+    after_help = "EAL arguments go after `--`; without them: -l 1 --in-memory --no-pci and two memif \
+                  servers at /tmp/rvs-bench/ext.sock and int.sock (socket-abstract=no)."
+)]
+struct Args {
+    /// Concurrent flows (suffixes K, M: 10M). Flow i is client 198.51.100.(10 + i/60000), port
+    /// 1024 + i%60000; at most 14.7M.
+    #[arg(long, default_value = "1K", value_parser = parse_count)]
+    flows: u64,
+    #[arg(long, value_enum, default_value_t = ProtoArg::Udp)]
+    proto: ProtoArg,
+    /// Client packets per second (suffixes K, M); 0 sends as fast as the DUT takes them.
+    #[arg(long, default_value = "0", value_parser = parse_count)]
+    rate: u64,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Seconds before the measurement (longer if opening every flow takes longer).
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Milliseconds to wait for replies after the last measured frame.
+    #[arg(long, default_value_t = 500)]
+    drain_ms: u64,
+    /// Every frame opens a new flow (a TCP SYN or the first UDP datagram of a new client port),
+    /// walking the whole client space: measures new connections per second.
+    #[arg(long)]
+    new_conns: bool,
+    /// Frame size on the wire in bytes, FCS included (64 = a 60-byte frame in the buffer).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    #[arg(long, default_value = "198.51.100.1")]
+    vip: Ipv4Addr,
+    /// Virtual port; 9000 for UDP and 80 for TCP when not given.
+    #[arg(long)]
+    vport: Option<u16>,
+    /// The DUT's address on the real-server side (never answered by the server side's ARP).
+    #[arg(long, default_value = "192.0.2.1")]
+    dip: Ipv4Addr,
+    /// DPDK device of the client side.
+    #[arg(long, default_value = "net_memif0")]
+    ext_dev: String,
+    /// DPDK device of the real-server side.
+    #[arg(long, default_value = "net_memif1")]
+    int_dev: String,
+    /// The DUT's client-side MAC; given, it is not resolved by ARP (for testpmd, which forwards
+    /// frames unchanged and answers no ARP).
+    #[arg(long)]
+    dut_mac: Option<String>,
+    /// Do not check replies (addresses, flow, checksums): only time them.
+    #[arg(long)]
+    no_check: bool,
+    /// Seconds to wait for both links and the DUT's ARP answer.
+    #[arg(long, default_value_t = 30.0)]
+    link_timeout: f64,
+    /// After reporting, seconds to wait for the DUT to disconnect before closing the ports.
+    #[arg(long, default_value_t = 0.0)]
+    linger: f64,
+    /// Packet buffers per port mempool.
+    #[arg(long, default_value_t = 16383)]
+    mbufs: u32,
+    /// A label copied into the JSON line.
+    #[arg(long, default_value = "")]
+    label: String,
+    /// No progress lines on stderr.
+    #[arg(long, short)]
+    quiet: bool,
+    /// EAL arguments (after `--`).
+    #[arg(last = true, allow_hyphen_values = true)]
+    eal: Vec<String>,
+}
+
+/// "10M" -> 10_000_000, "1K" -> 1000, "1500" -> 1500.
+fn parse_count(s: &str) -> Result<u64, String> {
+    let (digits, mult) = match s.chars().last() {
+        Some('k' | 'K') => (&s[..s.len() - 1], 1_000),
+        Some('m' | 'M') => (&s[..s.len() - 1], 1_000_000),
+        _ => (s, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("bad count {s:?} (e.g. 1000, 100K, 10M)"))
+}
+
+/// Counters of one run. Only the lcore writes them; they are read at the end.
+#[derive(Default)]
+struct Counters {
+    /// Client frames sent, all phases.
+    sent: u64,
+    /// Client frames sent during the measurement window.
+    sent_win: u64,
+    /// Valid replies received, all phases.
+    rcvd: u64,
+    /// Valid replies to frames sent in the window.
+    rcvd_win: u64,
+    /// Replies that failed a check, by `Mismatch` (index in Mismatch::ALL).
+    mismatch: [u64; 7],
+    /// Frames from the DUT on the server side that could not be reflected, by kind.
+    server_mismatch: [u64; 7],
+    reflected: u64,
+    /// TCP segments the stateless server does not answer.
+    server_ignored: u64,
+    /// Reflected frames the DUT did not take (its RX ring full), dropped here.
+    server_tx_drop: u64,
+    /// Client bursts the DUT did not take whole (retried, so not lost).
+    client_tx_short: u64,
+    mbuf_alloc_fail: u64,
+    arp_answered: u64,
+    /// Frames neither IPv4 nor ARP, or ARP not for us.
+    other: u64,
+    /// Time (TSC) every flow had been opened once; 0 while not.
+    all_opened_at: u64,
+}
+
+fn mismatch_index(m: Mismatch) -> usize {
+    Mismatch::ALL.iter().position(|&x| x == m).unwrap_or(0)
+}
+
+struct Ports {
+    ext: Port,
+    int: Port,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rvs-pktgen: {e}");
+            // The script reads the JSON line whatever happened.
+            println!("{}", serde_json::json!({ "label": args.label, "error": e }));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn port_config(name: &str, device: &str) -> PortConfig {
+    PortConfig {
+        name: name.into(),
+        device: device.into(),
+        role: PortRole::Both,
+        addresses: Vec::new(),
+        mac: None,
+        gateway: None,
+        mtu: 1500,
+        rx_ring: 1024,
+        tx_ring: 1024,
+    }
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let proto = match args.proto {
+        ProtoArg::Udp => Proto::Udp,
+        ProtoArg::Tcp => Proto::Tcp,
+    };
+    let vport = args.vport.unwrap_or(match proto {
+        Proto::Udp => 9000,
+        Proto::Tcp => 80,
+    });
+    if args.flows == 0 || args.flows > u64::from(frame::MAX_FLOWS) {
+        return Err(format!(
+            "--flows must be 1..={} (the client address space)",
+            frame::MAX_FLOWS
+        ));
+    }
+    if !(args.duration > 0.0 && args.warmup >= 0.0 && args.link_timeout > 0.0) {
+        return Err("--duration must be > 0, --warmup >= 0, --link-timeout > 0".into());
+    }
+    let frame_len = args
+        .size
+        .checked_sub(4)
+        .filter(|l| (frame::MIN_FRAME..=frame::MAX_FRAME).contains(l))
+        .ok_or_else(|| {
+            format!(
+                "--size {} outside {}..={} (bytes on the wire, FCS included)",
+                args.size,
+                frame::MIN_FRAME + 4,
+                frame::MAX_FRAME + 4
+            )
+        })?;
+    let dut_mac = match &args.dut_mac {
+        Some(m) => Some(control::config::parse_mac(m).map_err(|e| format!("--dut-mac: {e}"))?),
+        None => None,
+    };
+
+    let eal_args: Vec<String> = if args.eal.is_empty() {
+        std::fs::create_dir_all("/tmp/rvs-bench")
+            .map_err(|e| format!("cannot create /tmp/rvs-bench: {e}"))?;
+        DEFAULT_EAL.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.eal.clone()
+    };
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    eal::init(&eal_args).map_err(|e| e.to_string())?;
+    let ext = Port::start(&port_config("ext", &args.ext_dev), 1, args.mbufs)
+        .map_err(|e| e.to_string())?;
+    let int = Port::start(&port_config("int", &args.int_dev), 1, args.mbufs)
+        .map_err(|e| e.to_string())?;
+    let ports = Ports { ext, int };
+    let result = bench(args, &ports, proto, vport, frame_len, dut_mac);
+    if let Ok(report) = &result {
+        println!("{report}");
+        // Flushed now: the script waits for this line before it stops the DUT.
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        linger(args, &ports);
+    }
+    ports.ext.stop();
+    ports.int.stop();
+    eal::cleanup();
+    result.map(|_| ())
+}
+
+/// Keeps the memif connections open (dropping whatever arrives) until the DUT has gone, so the
+/// DUT disconnects first: testpmd, as memif client, was seen to crash when its server went away.
+fn linger(args: &Args, ports: &Ports) {
+    let hz = eal::tsc_hz();
+    let deadline = eal::tsc() + (args.linger * hz as f64) as u64;
+    let mut rx = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
+    while eal::tsc() < deadline
+        && !STOP.load(Ordering::Relaxed)
+        && (link_up(ports.ext.id) || link_up(ports.int.id))
+    {
+        for id in [ports.ext.id, ports.int.id] {
+            // SAFETY: the port is started; queue 0 is ours; what arrives is ours to free.
+            unsafe {
+                let n = sys::rte_eth_rx_burst(id, 0, rx.as_mut_ptr(), BURST as u16);
+                if n > 0 {
+                    sys::rte_pktmbuf_free_bulk(rx.as_mut_ptr(), u32::from(n));
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+fn mac_text(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn link_up(port: u16) -> bool {
+    let mut link = sys::rte_eth_link::default();
+    // SAFETY: valid port id and out pointer.
+    let ret = unsafe { sys::rte_eth_link_get_nowait(port, &mut link) };
+    ret == 0 && link.link_status() != 0
+}
+
+/// Sends `frames` mbufs on `port`, retrying a few times; returns how many the port took and
+/// frees the rest.
+///
+/// # Safety
+/// Every pointer in `frames` must be a valid mbuf owned by the caller.
+unsafe fn send_all(port: u16, frames: &mut [*mut sys::rte_mbuf]) -> usize {
+    let mut sent = 0usize;
+    for _ in 0..TX_TRIES {
+        sent += usize::from(sys::rte_eth_tx_burst(
+            port,
+            0,
+            frames.as_mut_ptr().add(sent),
+            (frames.len() - sent) as u16,
+        ));
+        if sent == frames.len() {
+            return sent;
+        }
+    }
+    let rest = &mut frames[sent..];
+    sys::rte_pktmbuf_free_bulk(rest.as_mut_ptr(), rest.len() as u32);
+    sent
+}
+
+/// Allocates one frame from `pool` filled by `fill`, sends it on `port`.
+fn send_one(port: &Port, fill: impl FnOnce(&mut [u8]) -> usize) {
+    // SAFETY: the port's mempool lives as long as the port.
+    if let Some(m) = unsafe { dataplane::dpdk::mbuf::alloc_with(port.pool, fill) } {
+        let mut one = [m];
+        // SAFETY: m is a valid mbuf we own.
+        unsafe { send_all(port.id, &mut one) };
+    }
+}
+
+/// Whether the server side answers ARP for `ip`: the server subnet but its network, broadcast
+/// and the DUT's own address.
+fn is_server(ip: Ipv4Addr, dip: Ipv4Addr) -> bool {
+    let o = ip.octets();
+    u32::from(ip) & 0xffff_ff00 == u32::from(SERVER_NET) && o[3] != 0 && o[3] != 255 && ip != dip
+}
+
+/// Waits for both links, then learns the DUT's client-side MAC by ARP for the VIP.
+fn prepare(args: &Args, ports: &Ports, dut_mac: Option<[u8; 6]>) -> Result<[u8; 6], String> {
+    let hz = eal::tsc_hz();
+    let deadline = eal::tsc() + (args.link_timeout * hz as f64) as u64;
+    while !(link_up(ports.ext.id) && link_up(ports.int.id)) {
+        if STOP.load(Ordering::Relaxed) || eal::tsc() > deadline {
+            return Err(format!(
+                "links not up after {} s (ext {}, int {}): is the DUT running as memif client \
+                 on the same sockets?",
+                args.link_timeout,
+                if link_up(ports.ext.id) { "up" } else { "down" },
+                if link_up(ports.int.id) { "up" } else { "down" }
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    if let Some(mac) = dut_mac {
+        return Ok(mac);
+    }
+    let (client0, _) = frame::client_of(0);
+    let mut last_req = 0u64;
+    let mut rx = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
+    loop {
+        let now = eal::tsc();
+        if STOP.load(Ordering::Relaxed) || now > deadline {
+            return Err(format!(
+                "the DUT did not answer ARP for {} on {} within {} s",
+                args.vip, args.ext_dev, args.link_timeout
+            ));
+        }
+        if now - last_req > hz / 10 {
+            last_req = now;
+            let req = frame::Arp {
+                op: frame::ARP_REQUEST,
+                sha: ports.ext.mac,
+                spa: client0,
+                tha: [0; 6],
+                tpa: args.vip,
+            };
+            send_one(&ports.ext, |buf| {
+                frame::write_arp(buf, frame::BROADCAST, &req)
+            });
+        }
+        for (port, ours) in [(&ports.ext, true), (&ports.int, false)] {
+            // SAFETY: the port is started; queue 0 is ours.
+            let n = usize::from(unsafe { sys::rte_eth_rx_burst(port.id, 0, rx.as_mut_ptr(), 32) });
+            let mut found = None;
+            for &m in &rx[..n] {
+                // SAFETY: m came from rx_burst and is ours.
+                let f = unsafe { dataplane::dpdk::mbuf::data_mut(m) };
+                if let Some(a) = frame::parse_arp(f) {
+                    if ours && a.op == frame::ARP_REPLY && a.spa == args.vip {
+                        found = Some(a.sha);
+                    }
+                }
+                // The DUT may already ask for clients or servers: answer, as in the run.
+                let answer = if ours {
+                    frame::answer_arp(f, port.mac, frame::is_client)
+                } else {
+                    frame::answer_arp(f, port.mac, |ip| is_server(ip, args.dip))
+                };
+                if answer.is_some() {
+                    // SAFETY: valid single-segment mbuf.
+                    unsafe { sys::rvs_mbuf_set_len(m, frame::MIN_FRAME as u16) };
+                    let mut one = [m];
+                    // SAFETY: m is ours; send_all takes or frees it.
+                    unsafe { send_all(port.id, &mut one) };
+                } else {
+                    // SAFETY: ours to free.
+                    unsafe { sys::rte_pktmbuf_free(m) };
+                }
+            }
+            if let Some(mac) = found {
+                return Ok(mac);
+            }
+        }
+    }
+}
+
+fn bench(
+    args: &Args,
+    ports: &Ports,
+    proto: Proto,
+    vport: u16,
+    frame_len: usize,
+    dut_mac: Option<[u8; 6]>,
+) -> Result<String, String> {
+    let dut = prepare(args, ports, dut_mac)?;
+    let hz = eal::tsc_hz();
+    let gen = Generator::new(proto, frame_len, ports.ext.mac, dut, args.vip, vport)?;
+    // Latencies are recorded in TSC cycles, up to a minute.
+    let mut hist = Histogram::<u64>::new_with_bounds(1, hz.max(2) * 60, 3)
+        .map_err(|e| format!("histogram: {e}"))?;
+    let mut c = Counters::default();
+    let flows = args.flows as u32;
+    let check = !args.no_check;
+    let warmup = (args.warmup * hz as f64) as u64;
+    let window = (args.duration * hz as f64) as u64;
+    let drain = args.drain_ms * hz / 1000;
+    // Opening 10M flows takes a while; give up when it takes absurdly long.
+    let open_deadline = 600 * hz;
+
+    let start = eal::tsc();
+    // Measurement window [ws, we) once it started.
+    let mut ws: Option<u64> = None;
+    let mut we = u64::MAX;
+    let mut cursor: u32 = 0; // next flow (established) / next tuple (new-conns)
+    let mut opening = true; // first pass over the flows: TCP sends SYNs
+    let mut pending = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
+    let (mut p_head, mut p_len, mut p_tsc) = (0usize, 0usize, 0u64);
+    let mut rx = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
+    let mut out = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
+    let mut free = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
+    let mut next_report = start + hz;
+    let mut last_report = (start, 0u64, 0u64);
+
+    loop {
+        let now = eal::tsc();
+        if STOP.load(Ordering::Relaxed) && now < we {
+            // Interrupted: measure what was sent so far, then drain.
+            we = now;
+            ws.get_or_insert(now);
+        }
+        if ws.is_none() {
+            let opened = args.new_conns || c.all_opened_at != 0;
+            if now - start >= warmup && opened {
+                ws = Some(now);
+                we = now + window;
+            } else if now - start > open_deadline {
+                return Err(format!(
+                    "opening {} flows took more than {} s",
+                    flows,
+                    open_deadline / hz
+                ));
+            }
+        }
+        let sending = now < we;
+        if !sending && now >= we.saturating_add(drain) {
+            break;
+        }
+
+        // --- client side: send
+        if sending {
+            if p_len == 0 {
+                let allowed = if args.rate == 0 {
+                    BURST as u64
+                } else {
+                    let due = ((now - start) as u128 * args.rate as u128 / hz as u128) as u64;
+                    due.saturating_sub(c.sent).min(BURST as u64)
+                };
+                let n = allowed as usize;
+                // SAFETY: valid mempool; `pending` has room for BURST pointers.
+                if n > 0
+                    && unsafe {
+                        sys::rte_pktmbuf_alloc_bulk(ports.ext.pool, pending.as_mut_ptr(), n as u32)
+                    } == 0
+                {
+                    for &m in &pending[..n] {
+                        let (idx, syn) = if args.new_conns {
+                            let i = cursor;
+                            cursor = if cursor + 1 == frame::MAX_FLOWS {
+                                0
+                            } else {
+                                cursor + 1
+                            };
+                            (i, true)
+                        } else {
+                            let i = cursor;
+                            let syn = opening;
+                            cursor += 1;
+                            if cursor == flows {
+                                cursor = 0;
+                                if opening {
+                                    opening = false;
+                                    c.all_opened_at = now;
+                                }
+                            }
+                            (i, syn)
+                        };
+                        // SAFETY: a fresh mbuf from our pool; its data room (2048 bytes)
+                        // holds any frame Generator accepts (<= 1514).
+                        unsafe {
+                            let room = sys::rte_pktmbuf_tailroom(m) as usize;
+                            let buf = std::slice::from_raw_parts_mut(
+                                sys::rvs_mbuf_data(m) as *mut u8,
+                                room,
+                            );
+                            let len = gen.write(buf, idx, syn && proto == Proto::Tcp, now);
+                            sys::rvs_mbuf_set_len(m, len as u16);
+                        }
+                    }
+                    p_head = 0;
+                    p_len = n;
+                    p_tsc = now;
+                } else if n > 0 {
+                    c.mbuf_alloc_fail += 1;
+                }
+            }
+            if p_len > 0 {
+                // SAFETY: pending[p_head..p_head + p_len] are built mbufs we own.
+                let k = usize::from(unsafe {
+                    sys::rte_eth_tx_burst(
+                        ports.ext.id,
+                        0,
+                        pending.as_mut_ptr().add(p_head),
+                        p_len as u16,
+                    )
+                });
+                c.sent += k as u64;
+                if ws.is_some_and(|s| p_tsc >= s) && p_tsc < we {
+                    c.sent_win += k as u64;
+                }
+                if k < p_len {
+                    c.client_tx_short += 1;
+                }
+                p_head += k;
+                p_len -= k;
+            }
+        } else if p_len > 0 {
+            // Built but never sent before the window closed: not counted anywhere.
+            // SAFETY: ours to free.
+            unsafe { sys::rte_pktmbuf_free_bulk(pending.as_mut_ptr().add(p_head), p_len as u32) };
+            p_len = 0;
+        }
+
+        // --- server side: reflect what the DUT forwarded
+        // SAFETY: the port is started; queue 0 is ours.
+        let n = usize::from(unsafe {
+            sys::rte_eth_rx_burst(ports.int.id, 0, rx.as_mut_ptr(), BURST as u16)
+        });
+        if n > 0 {
+            let (mut n_out, mut n_free) = (0usize, 0usize);
+            for &m in &rx[..n] {
+                // SAFETY: m came from rx_burst and is ours until sent or freed.
+                let f = unsafe { dataplane::dpdk::mbuf::data_mut(m) };
+                let keep = if frame::is_arp(f) {
+                    match frame::answer_arp(f, ports.int.mac, |ip| is_server(ip, args.dip)) {
+                        Some(len) => {
+                            c.arp_answered += 1;
+                            // SAFETY: valid mbuf; the reply fits its data room.
+                            unsafe { sys::rvs_mbuf_set_len(m, len as u16) };
+                            true
+                        }
+                        None => {
+                            c.other += 1;
+                            false
+                        }
+                    }
+                } else {
+                    match frame::reflect(f, check) {
+                        Ok(Reflected::Reply) => {
+                            c.reflected += 1;
+                            true
+                        }
+                        Ok(Reflected::Ignored) => {
+                            c.server_ignored += 1;
+                            false
+                        }
+                        Err(e) => {
+                            c.server_mismatch[mismatch_index(e)] += 1;
+                            false
+                        }
+                    }
+                };
+                if keep {
+                    out[n_out] = m;
+                    n_out += 1;
+                } else {
+                    free[n_free] = m;
+                    n_free += 1;
+                }
+            }
+            if n_out > 0 {
+                // SAFETY: out[..n_out] are mbufs we own; send_all takes or frees them.
+                let sent = unsafe { send_all(ports.int.id, &mut out[..n_out]) };
+                c.server_tx_drop += (n_out - sent) as u64;
+            }
+            if n_free > 0 {
+                // SAFETY: ours to free.
+                unsafe { sys::rte_pktmbuf_free_bulk(free.as_mut_ptr(), n_free as u32) };
+            }
+        }
+
+        // --- client side: receive and check replies
+        // SAFETY: the port is started; queue 0 is ours.
+        let n = usize::from(unsafe {
+            sys::rte_eth_rx_burst(ports.ext.id, 0, rx.as_mut_ptr(), BURST as u16)
+        });
+        if n > 0 {
+            let now = eal::tsc();
+            let (mut n_out, mut n_free) = (0usize, 0usize);
+            for &m in &rx[..n] {
+                // SAFETY: m came from rx_burst and is ours until sent or freed.
+                let f = unsafe { dataplane::dpdk::mbuf::data_mut(m) };
+                if frame::is_arp(f) {
+                    if let Some(len) = frame::answer_arp(f, ports.ext.mac, frame::is_client) {
+                        c.arp_answered += 1;
+                        // SAFETY: valid mbuf; the reply fits its data room.
+                        unsafe { sys::rvs_mbuf_set_len(m, len as u16) };
+                        out[n_out] = m;
+                        n_out += 1;
+                        continue;
+                    }
+                    c.other += 1;
+                } else {
+                    let reply = if check {
+                        frame::check_reply(f, proto, args.vip, vport, true)
+                            .and_then(|r| {
+                                // Established flows only come from this run's flows.
+                                if !args.new_conns && r.flow >= flows {
+                                    Err(Mismatch::Destination)
+                                } else {
+                                    Ok(r)
+                                }
+                            })
+                            .map(|r| r.tsc48)
+                    } else {
+                        frame::read_tsc(f)
+                    };
+                    match reply {
+                        Ok(tsc48) => {
+                            c.rcvd += 1;
+                            if let Some(s) = ws {
+                                // In the window when sent in [ws, we), in 48-bit arithmetic.
+                                let since = tsc48.wrapping_sub(s) & frame::TSC_MASK;
+                                if since < we.saturating_sub(s) {
+                                    c.rcvd_win += 1;
+                                    let lat = now.wrapping_sub(tsc48) & frame::TSC_MASK;
+                                    hist.saturating_record(lat.max(1));
+                                }
+                            }
+                        }
+                        Err(e) => c.mismatch[mismatch_index(e)] += 1,
+                    }
+                }
+                free[n_free] = m;
+                n_free += 1;
+            }
+            if n_out > 0 {
+                // SAFETY: ARP replies we own; send_all takes or frees them.
+                unsafe { send_all(ports.ext.id, &mut out[..n_out]) };
+            }
+            if n_free > 0 {
+                // SAFETY: ours to free.
+                unsafe { sys::rte_pktmbuf_free_bulk(free.as_mut_ptr(), n_free as u32) };
+            }
+        }
+
+        if !args.quiet && now >= next_report {
+            let dt = (now - last_report.0) as f64 / hz as f64;
+            let phase = match ws {
+                None => "warmup",
+                Some(_) if now < we => "measure",
+                Some(_) => "drain",
+            };
+            eprintln!(
+                "rvs-pktgen: {:5.1}s {phase:7} sent {:.3} Mpps, replies {:.3} Mpps, mismatches {}, server-side drops {}",
+                (now - start) as f64 / hz as f64,
+                (c.sent - last_report.1) as f64 / dt / 1e6,
+                (c.rcvd - last_report.2) as f64 / dt / 1e6,
+                c.mismatch.iter().sum::<u64>() + c.server_mismatch.iter().sum::<u64>(),
+                c.server_tx_drop,
+            );
+            last_report = (now, c.sent, c.rcvd);
+            next_report = now + hz;
+        }
+    }
+
+    let ws = ws.unwrap_or(start);
+    let win_s = we.saturating_sub(ws) as f64 / hz as f64;
+    Ok(report(
+        args, ports, proto, vport, frame_len, dut, &c, &hist, hz, win_s, start, ws,
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(
+    args: &Args,
+    ports: &Ports,
+    proto: Proto,
+    vport: u16,
+    frame_len: usize,
+    dut: [u8; 6],
+    c: &Counters,
+    hist: &Histogram<u64>,
+    hz: u64,
+    win_s: f64,
+    start: u64,
+    ws: u64,
+) -> String {
+    let ns = |cycles: u64| cycles as f64 * 1e9 / hz as f64;
+    let lost = c.sent_win.saturating_sub(c.rcvd_win);
+    let loss_pct = if c.sent_win > 0 {
+        lost as f64 * 100.0 / c.sent_win as f64
+    } else {
+        0.0
+    };
+    let delivered = if win_s > 0.0 {
+        c.rcvd_win as f64 / win_s
+    } else {
+        0.0
+    };
+    let offered = if win_s > 0.0 {
+        c.sent_win as f64 / win_s
+    } else {
+        0.0
+    };
+    let q = |p: f64| ns(hist.value_at_quantile(p)) / 1000.0;
+    let (p50, p99, p999, max, mean) = if hist.is_empty() {
+        (0.0, 0.0, 0.0, 0.0, 0.0)
+    } else {
+        (
+            q(0.5),
+            q(0.99),
+            q(0.999),
+            ns(hist.max()) / 1000.0,
+            ns(hist.mean() as u64) / 1000.0,
+        )
+    };
+    let mismatches: u64 = c.mismatch.iter().sum();
+    let server_mismatches: u64 = c.server_mismatch.iter().sum();
+    let by_kind = |arr: &[u64; 7]| {
+        let mut m = serde_json::Map::new();
+        for (k, v) in Mismatch::ALL.iter().zip(arr) {
+            if *v > 0 {
+                m.insert(k.name().into(), (*v).into());
+            }
+        }
+        serde_json::Value::Object(m)
+    };
+    let open_s = if c.all_opened_at != 0 {
+        Some((c.all_opened_at - start) as f64 / hz as f64)
+    } else {
+        None
+    };
+    let stats = |p: &Port| {
+        let mut s = sys::rte_eth_stats::default();
+        // SAFETY: valid port id and out pointer.
+        unsafe { sys::rte_eth_stats_get(p.id, &mut s) };
+        serde_json::json!({
+            "ipackets": s.ipackets, "opackets": s.opackets, "imissed": s.imissed,
+            "ierrors": s.ierrors, "oerrors": s.oerrors, "rx_nombuf": s.rx_nombuf,
+        })
+    };
+
+    eprintln!(
+        "rvs-pktgen: {} {} flows{}, {} B frames, rate {}, {:.2} s measured (warm-up {:.2} s{})",
+        match proto {
+            Proto::Udp => "UDP",
+            Proto::Tcp => "TCP",
+        },
+        args.flows,
+        if args.new_conns {
+            " (new connection per frame)"
+        } else {
+            ""
+        },
+        args.size,
+        if args.rate == 0 {
+            "max".to_string()
+        } else {
+            format!("{} pps", args.rate)
+        },
+        win_s,
+        (ws - start) as f64 / hz as f64,
+        open_s
+            .map(|s| format!(", all flows opened after {s:.2} s"))
+            .unwrap_or_default(),
+    );
+    eprintln!(
+        "  sent {} ({:.3} Mpps), replies {} ({:.3} Mpps{}), lost {} ({:.4} %)",
+        c.sent_win,
+        offered / 1e6,
+        c.rcvd_win,
+        delivered / 1e6,
+        if args.new_conns {
+            " = new connections/s"
+        } else {
+            ""
+        },
+        lost,
+        loss_pct
+    );
+    eprintln!(
+        "  round trip latency: p50 {p50:.2} us, p99 {p99:.2} us, p99.9 {p999:.2} us, max {max:.2} us"
+    );
+    eprintln!(
+        "  mismatches: replies {mismatches}, server side {server_mismatches}; server-side tx drops {}, \
+         client bursts retried {}, ARP answered {}",
+        c.server_tx_drop, c.client_tx_short, c.arp_answered
+    );
+
+    serde_json::json!({
+        "label": args.label,
+        "proto": match proto { Proto::Udp => "udp", Proto::Tcp => "tcp" },
+        "flows": args.flows,
+        "new_conns": args.new_conns,
+        "size": args.size,
+        "frame_len": frame_len,
+        "rate": args.rate,
+        "vip": args.vip.to_string(),
+        "vport": vport,
+        "dut_mac": mac_text(&dut),
+        "checked": !args.no_check,
+        "window_s": win_s,
+        "warmup_s": (ws - start) as f64 / hz as f64,
+        "open_s": open_s,
+        "sent": c.sent_win,
+        "received": c.rcvd_win,
+        "lost": lost,
+        "loss_pct": loss_pct,
+        "offered_mpps": offered / 1e6,
+        "delivered_mpps": delivered / 1e6,
+        "latency_us": { "p50": p50, "p99": p99, "p999": p999, "max": max, "mean": mean,
+                        "samples": hist.len() },
+        "mismatches": mismatches,
+        "mismatch_kinds": by_kind(&c.mismatch),
+        "server_mismatches": server_mismatches,
+        "server_mismatch_kinds": by_kind(&c.server_mismatch),
+        "total": { "sent": c.sent, "received": c.rcvd, "reflected": c.reflected,
+                   "server_ignored": c.server_ignored, "server_tx_drop": c.server_tx_drop,
+                   "client_tx_short": c.client_tx_short, "mbuf_alloc_fail": c.mbuf_alloc_fail,
+                   "arp_answered": c.arp_answered, "other": c.other },
+        "port_stats": { "ext": stats(&ports.ext), "int": stats(&ports.int) },
+        "tsc_hz": hz,
+        "interrupted": STOP.load(Ordering::Relaxed),
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_take_suffixes() {
+        assert_eq!(parse_count("1500"), Ok(1500));
+        assert_eq!(parse_count("1K"), Ok(1000));
+        assert_eq!(parse_count("10M"), Ok(10_000_000));
+        assert_eq!(parse_count("100k"), Ok(100_000));
+        assert!(parse_count("x").is_err());
+        assert!(parse_count("M").is_err());
+        assert!(parse_count("").is_err());
+    }
+
+    #[test]
+    fn server_side_answers_arp_for_real_servers_only() {
+        let dip = Ipv4Addr::new(192, 0, 2, 1);
+        assert!(is_server(Ipv4Addr::new(192, 0, 2, 2), dip));
+        assert!(is_server(Ipv4Addr::new(192, 0, 2, 254), dip));
+        assert!(!is_server(dip, dip));
+        assert!(!is_server(Ipv4Addr::new(192, 0, 2, 255), dip));
+        assert!(!is_server(Ipv4Addr::new(192, 0, 3, 2), dip));
+        assert!(!is_server(Ipv4Addr::new(198, 51, 100, 1), dip));
+    }
+
+    #[test]
+    fn arguments_parse() {
+        let a = Args::try_parse_from([
+            "rvs-pktgen",
+            "--flows",
+            "10M",
+            "--proto",
+            "tcp",
+            "--new-conns",
+            "--",
+            "-l",
+            "1",
+        ])
+        .unwrap();
+        assert_eq!(a.flows, 10_000_000);
+        assert!(a.new_conns);
+        assert_eq!(a.eal, ["-l", "1"]);
+    }
+}

@@ -1,0 +1,867 @@
+//! rvs-pktgen's frames, on plain byte buffers (no DPDK here, so all of it is unit-tested):
+//! the client frames it sends to the VIP, the real-server reflection (testpmd's 5tswap plus a
+//! stateless TCP peer), the checks on the replies that come back, and ARP.
+//!
+//! Client frame layout (Ethernet II, IPv4 without options):
+//!
+//! ```text
+//! UDP: eth(14) ip(20) udp(8)  payload: tsc48(6) flow(4) zero padding
+//! TCP: eth(14) ip(20) tcp(20) payload: tsc48(6) [flow(4) when the frame has room] padding
+//! ```
+//!
+//! `tsc48` is the low 48 bits of the TSC when the frame was built (wraps after days at any real
+//! TSC rate), `flow` the flow index. A 60-byte TCP frame (64 on the wire) only has room for the
+//! timestamp, so TCP also carries the flow index in its sequence numbers: the client's ISN is the
+//! flow index, and the stateless server acknowledges `seq + payload (+1 for SYN)`, so every reply
+//! has `ack - 1 - payload_len == flow` (see [`reflect`]).
+
+use std::net::Ipv4Addr;
+
+pub const ETH_HLEN: usize = 14;
+pub const IP_HLEN: usize = 20;
+pub const UDP_HLEN: usize = 8;
+pub const TCP_HLEN: usize = 20;
+pub const ETHERTYPE_IPV4: u16 = 0x0800;
+pub const ETHERTYPE_ARP: u16 = 0x0806;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_ACK: u8 = 0x10;
+/// The shortest frame in a buffer: 64 bytes on the wire less the 4-byte FCS the NIC appends.
+pub const MIN_FRAME: usize = 60;
+/// The longest untagged frame for a 1500-byte MTU, without FCS.
+pub const MAX_FRAME: usize = 1514;
+/// Timestamps are carried in 48 bits.
+pub const TSC_MASK: u64 = (1 << 48) - 1;
+/// Payload bytes: the timestamp, then the flow index where there is room.
+const PAYLOAD_TSC: usize = 6;
+const PAYLOAD_FLOW: usize = 4;
+
+// Where the fields sit in a frame without IP options.
+const IP: usize = ETH_HLEN;
+const IP_SRC: usize = IP + 12;
+const IP_DST: usize = IP + 16;
+const L4: usize = IP + IP_HLEN;
+
+/// The client address space: flow `i` is client `198.51.100.(10 + i / 60000)`, source port
+/// `1024 + i % 60000`. Hosts .10 to .254 of the client subnet give 14.7M distinct flows.
+pub const CLIENT_FIRST: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
+pub const PORTS_PER_CLIENT: u32 = 60_000;
+pub const CLIENT_PORT_BASE: u16 = 1024;
+pub const CLIENT_HOSTS: u32 = 245;
+pub const MAX_FLOWS: u32 = CLIENT_HOSTS * PORTS_PER_CLIENT;
+
+/// The client address and port of flow `idx` (below [`MAX_FLOWS`]).
+pub fn client_of(idx: u32) -> (Ipv4Addr, u16) {
+    let host = u32::from(CLIENT_FIRST) + idx / PORTS_PER_CLIENT;
+    let port = CLIENT_PORT_BASE + (idx % PORTS_PER_CLIENT) as u16;
+    (Ipv4Addr::from(host), port)
+}
+
+/// The flow a client address and port belong to, if they are in the client space.
+pub fn flow_of(ip: Ipv4Addr, port: u16) -> Option<u32> {
+    let host = u32::from(ip).checked_sub(u32::from(CLIENT_FIRST))?;
+    let p = u32::from(port.checked_sub(CLIENT_PORT_BASE)?);
+    if host >= CLIENT_HOSTS || p >= PORTS_PER_CLIENT {
+        return None;
+    }
+    Some(host * PORTS_PER_CLIENT + p)
+}
+
+/// Whether `ip` is one of the client addresses (ARP for these is answered on the client side).
+pub fn is_client(ip: Ipv4Addr) -> bool {
+    u32::from(ip)
+        .checked_sub(u32::from(CLIENT_FIRST))
+        .is_some_and(|h| h < CLIENT_HOSTS)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Udp,
+    Tcp,
+}
+
+impl Proto {
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Udp => PROTO_UDP,
+            Proto::Tcp => PROTO_TCP,
+        }
+    }
+
+    fn l4_hlen(self) -> usize {
+        match self {
+            Proto::Udp => UDP_HLEN,
+            Proto::Tcp => TCP_HLEN,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Internet checksum (RFC 1071) helpers. Sums are kept unfolded in a u64 so a whole frame can be
+// added without carries getting lost.
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    match b.get(at..at + 2) {
+        Some(s) => u16::from_be_bytes([s[0], s[1]]),
+        None => 0,
+    }
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    match b.get(at..at + 4) {
+        Some(s) => u32::from_be_bytes([s[0], s[1], s[2], s[3]]),
+        None => 0,
+    }
+}
+
+fn put16(b: &mut [u8], at: usize, v: u16) {
+    if let Some(s) = b.get_mut(at..at + 2) {
+        s.copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+fn put32(b: &mut [u8], at: usize, v: u32) {
+    if let Some(s) = b.get_mut(at..at + 4) {
+        s.copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+/// Adds `data` as big-endian 16-bit words (an odd last byte is padded with zero).
+pub fn sum_bytes(mut sum: u64, data: &[u8]) -> u64 {
+    let mut words = data.chunks_exact(2);
+    for w in &mut words {
+        sum += u64::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [last] = words.remainder() {
+        sum += u64::from(*last) << 8;
+    }
+    sum
+}
+
+/// Folds a sum to 16 bits (without the final complement).
+pub fn fold(mut sum: u64) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// RFC 1624 eqn. 3: the checksum after a 16-bit word changed from `old` to `new`.
+fn csum_update(csum: u16, old: u16, new: u16) -> u16 {
+    !fold(u64::from(!csum) + u64::from(!old) + u64::from(new))
+}
+
+fn csum_update32(csum: u16, old: u32, new: u32) -> u16 {
+    let c = csum_update(csum, (old >> 16) as u16, (new >> 16) as u16);
+    csum_update(c, old as u16, new as u16)
+}
+
+/// The sum of the IPv4 pseudo header for a segment of `l4_len` bytes.
+fn pseudo_sum(src: &[u8], dst: &[u8], proto: u8, l4_len: usize) -> u64 {
+    sum_bytes(sum_bytes(0, src), dst) + u64::from(proto) + l4_len as u64
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client frames.
+
+/// Builds client frames from a template: everything but the client address, port, timestamp,
+/// flow index and TCP sequence numbers is written once, and both checksums start from the sum of
+/// the constant part so a frame costs a copy and a dozen additions.
+pub struct Generator {
+    proto: Proto,
+    len: usize,
+    payload_len: usize,
+    template: Vec<u8>,
+    /// Sum of the IPv4 header with source address and checksum zero.
+    ip_sum: u64,
+    /// Sum of pseudo header, L4 header and payload with every per-packet field zero.
+    l4_sum: u64,
+}
+
+impl Generator {
+    /// `len` is the frame length in the buffer (no FCS), [`MIN_FRAME`]..=[`MAX_FRAME`].
+    pub fn new(
+        proto: Proto,
+        len: usize,
+        src_mac: [u8; 6],
+        dst_mac: [u8; 6],
+        vip: Ipv4Addr,
+        vport: u16,
+    ) -> Result<Generator, String> {
+        if !(MIN_FRAME..=MAX_FRAME).contains(&len) {
+            return Err(format!(
+                "frame length {len} outside {MIN_FRAME}..={MAX_FRAME} bytes (without FCS)"
+            ));
+        }
+        let l4_len = len - L4;
+        let payload_len = l4_len - proto.l4_hlen();
+        let mut t = vec![0u8; len];
+        t[0..6].copy_from_slice(&dst_mac);
+        t[6..12].copy_from_slice(&src_mac);
+        put16(&mut t, 12, ETHERTYPE_IPV4);
+        t[IP] = 0x45;
+        put16(&mut t, IP + 2, (len - IP) as u16);
+        t[IP + 8] = 64; // TTL
+        t[IP + 9] = proto.number();
+        t[IP_DST..IP_DST + 4].copy_from_slice(&vip.octets());
+        put16(&mut t, L4 + 2, vport);
+        match proto {
+            Proto::Udp => put16(&mut t, L4 + 4, l4_len as u16),
+            Proto::Tcp => put16(&mut t, L4 + 14, 65535), // window
+        }
+        let ip_sum = sum_bytes(0, &t[IP..L4]);
+        let l4_sum = sum_bytes(
+            pseudo_sum(&[0; 4], &vip.octets(), proto.number(), l4_len),
+            &t[L4..],
+        );
+        Ok(Generator {
+            proto,
+            len,
+            payload_len,
+            template: t,
+            ip_sum,
+            l4_sum,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn payload_len(&self) -> usize {
+        self.payload_len
+    }
+
+    /// Writes the frame of flow `idx` into `buf` and returns its length, or 0 when `buf` is too
+    /// short. `syn` makes it the flow's opening SYN (TCP only).
+    pub fn write(&self, buf: &mut [u8], idx: u32, syn: bool, tsc: u64) -> usize {
+        let Some(f) = buf.get_mut(..self.len) else {
+            return 0;
+        };
+        f.copy_from_slice(&self.template);
+        let (ip, port) = client_of(idx);
+        let ip = ip.octets();
+        f[IP_SRC..IP_SRC + 4].copy_from_slice(&ip);
+        let ipw = u64::from(u16::from_be_bytes([ip[0], ip[1]]))
+            + u64::from(u16::from_be_bytes([ip[2], ip[3]]));
+        put16(f, IP + 10, !fold(self.ip_sum + ipw));
+
+        put16(f, L4, port);
+        let payload = L4 + self.proto.l4_hlen();
+        let tsc = tsc & TSC_MASK;
+        f[payload..payload + PAYLOAD_TSC].copy_from_slice(&tsc.to_be_bytes()[2..]);
+        // The tsc's three words sum to the same as its 48 bits folded.
+        let mut var = ipw + u64::from(port) + (tsc >> 32) + ((tsc >> 16) & 0xffff) + (tsc & 0xffff);
+        if self.payload_len >= PAYLOAD_TSC + PAYLOAD_FLOW {
+            put32(f, payload + PAYLOAD_TSC, idx);
+            var += u64::from(idx >> 16) + u64::from(idx & 0xffff);
+        }
+        match self.proto {
+            Proto::Udp => {
+                let c = !fold(self.l4_sum + var);
+                // 0 means "no checksum" in UDP; the same value is sent as all ones.
+                put16(f, L4 + 6, if c == 0 { 0xffff } else { c });
+            }
+            Proto::Tcp => {
+                // SYN: seq = flow index (the ISN). Later segments: seq = ISN + 1 and they
+                // acknowledge the server's SYN (the stateless server's ISN is 0).
+                let (seq, ack, flags) = if syn {
+                    (idx, 0u32, TCP_SYN)
+                } else {
+                    (idx.wrapping_add(1), 1u32, TCP_ACK)
+                };
+                put32(f, L4 + 4, seq);
+                put32(f, L4 + 8, ack);
+                let off_flags = 0x5000u16 | u16::from(flags);
+                put16(f, L4 + 12, off_flags);
+                var += u64::from(seq >> 16)
+                    + u64::from(seq & 0xffff)
+                    + u64::from(ack >> 16)
+                    + u64::from(ack & 0xffff)
+                    + u64::from(off_flags);
+                put16(f, L4 + 16, !fold(self.l4_sum + var));
+            }
+        }
+        self.len
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing what arrives.
+
+/// Why a frame was not what was expected; counted per kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mismatch {
+    /// Too short for its headers, or lengths that disagree.
+    Truncated,
+    /// Not IPv4, or IPv4 but neither TCP nor UDP, or not the protocol being sent.
+    Protocol,
+    /// IPv4 header or L4 checksum wrong.
+    Checksum,
+    /// Reply source is not VIP:vport.
+    Source,
+    /// Reply destination is not a client of this run.
+    Destination,
+    /// The flow index the reply carries is not its destination's.
+    Flow,
+    /// TCP flags are not what the server side sends (SYN-ACK or ACK).
+    Flags,
+}
+
+impl Mismatch {
+    pub const ALL: [Mismatch; 7] = [
+        Mismatch::Truncated,
+        Mismatch::Protocol,
+        Mismatch::Checksum,
+        Mismatch::Source,
+        Mismatch::Destination,
+        Mismatch::Flow,
+        Mismatch::Flags,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mismatch::Truncated => "truncated",
+            Mismatch::Protocol => "protocol",
+            Mismatch::Checksum => "checksum",
+            Mismatch::Source => "source",
+            Mismatch::Destination => "destination",
+            Mismatch::Flow => "flow",
+            Mismatch::Flags => "tcp_flags",
+        }
+    }
+}
+
+/// The L4 view of an IPv4 TCP/UDP frame.
+struct L4View {
+    proto: u8,
+    /// Offset of the L4 header.
+    l4: usize,
+    /// Offset of the payload.
+    payload: usize,
+    /// Offset one past the IP packet (frames may carry Ethernet padding beyond it).
+    end: usize,
+}
+
+fn ethertype(f: &[u8]) -> u16 {
+    be16(f, 12)
+}
+
+fn parse_l4(f: &[u8]) -> Result<L4View, Mismatch> {
+    if f.len() < L4 {
+        return Err(Mismatch::Truncated);
+    }
+    if ethertype(f) != ETHERTYPE_IPV4 || f[IP] >> 4 != 4 {
+        return Err(Mismatch::Protocol);
+    }
+    let ihl = usize::from(f[IP] & 0xf) * 4;
+    let total = usize::from(be16(f, IP + 2));
+    let end = IP + total;
+    if ihl < IP_HLEN || total < ihl || end > f.len() {
+        return Err(Mismatch::Truncated);
+    }
+    let l4 = IP + ihl;
+    let proto = f[IP + 9];
+    let hlen = match proto {
+        PROTO_UDP => UDP_HLEN,
+        PROTO_TCP => {
+            if end < l4 + TCP_HLEN {
+                return Err(Mismatch::Truncated);
+            }
+            let doff = usize::from(f[l4 + 12] >> 4) * 4;
+            if doff < TCP_HLEN {
+                return Err(Mismatch::Truncated);
+            }
+            doff
+        }
+        _ => return Err(Mismatch::Protocol),
+    };
+    if l4 + hlen > end {
+        return Err(Mismatch::Truncated);
+    }
+    Ok(L4View {
+        proto,
+        l4,
+        payload: l4 + hlen,
+        end,
+    })
+}
+
+/// Whether the IPv4 header and L4 checksums of a parsed frame are right.
+fn checksums_ok(f: &[u8], v: &L4View) -> bool {
+    let (Some(ip_hdr), Some(seg)) = (f.get(IP..v.l4), f.get(v.l4..v.end)) else {
+        return false;
+    };
+    if fold(sum_bytes(0, ip_hdr)) != 0xffff {
+        return false;
+    }
+    if v.proto == PROTO_UDP && be16(f, v.l4 + 6) == 0 {
+        return true; // sent without a checksum
+    }
+    let pseudo = pseudo_sum(
+        &f[IP_SRC..IP_SRC + 4],
+        &f[IP_DST..IP_DST + 4],
+        v.proto,
+        seg.len(),
+    );
+    fold(sum_bytes(pseudo, seg)) == 0xffff
+}
+
+/// What the server side did with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reflected {
+    /// Rewritten in place into the server's answer; send it back out of the same port.
+    Reply,
+    /// Not answered: a TCP segment the stateless server does not answer (RST, FIN, bare SYN-ACK).
+    Ignored,
+}
+
+/// The real-server side: turns a TCP/UDP frame into the server's answer in place, as testpmd's
+/// 5tswap does (MACs, IP addresses and L4 ports swapped; the checksums do not change because
+/// the sums are over the same words). TCP gets a stateless peer on top: a SYN is answered with
+/// SYN-ACK (seq 0, ack = seq + payload + 1), any other ACK segment with an ACK (seq = the
+/// acknowledgement it got, ack = seq + payload), with the checksum updated incrementally.
+/// With `verify`, the frame's checksums are checked first (what the DUT rewrote).
+pub fn reflect(f: &mut [u8], verify: bool) -> Result<Reflected, Mismatch> {
+    let v = parse_l4(f)?;
+    if verify && !checksums_ok(f, &v) {
+        return Err(Mismatch::Checksum);
+    }
+    for i in 0..6 {
+        f.swap(i, 6 + i);
+    }
+    for i in 0..4 {
+        f.swap(IP_SRC + i, IP_DST + i);
+    }
+    let l4 = v.l4;
+    f.swap(l4, l4 + 2);
+    f.swap(l4 + 1, l4 + 3);
+    if v.proto == PROTO_TCP {
+        let flags = f[l4 + 13];
+        let seq = be32(f, l4 + 4);
+        let ack = be32(f, l4 + 8);
+        let len = (v.end - v.payload) as u32;
+        let (new_seq, new_ack, new_flags) = if flags & 0x17 == TCP_SYN {
+            (0, seq.wrapping_add(len).wrapping_add(1), TCP_SYN | TCP_ACK)
+        } else if flags & 0x17 == TCP_ACK {
+            (ack, seq.wrapping_add(len), TCP_ACK)
+        } else {
+            return Ok(Reflected::Ignored);
+        };
+        let old_word = be16(f, l4 + 12);
+        let new_word = (old_word & 0xff00) | u16::from(new_flags);
+        let mut c = be16(f, l4 + 16);
+        c = csum_update32(c, seq, new_seq);
+        c = csum_update32(c, ack, new_ack);
+        c = csum_update(c, old_word, new_word);
+        put32(f, l4 + 4, new_seq);
+        put32(f, l4 + 8, new_ack);
+        put16(f, l4 + 12, new_word);
+        put16(f, l4 + 16, c);
+    }
+    Ok(Reflected::Reply)
+}
+
+/// A reply that passed the client-side checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    pub flow: u32,
+    /// The low 48 bits of the TSC the client frame was built at.
+    pub tsc48: u64,
+}
+
+/// The client side: checks a reply is from VIP:vport to the client of the flow it carries, with
+/// right checksums (when `verify`), and returns the flow and timestamp.
+pub fn check_reply(
+    f: &[u8],
+    proto: Proto,
+    vip: Ipv4Addr,
+    vport: u16,
+    verify: bool,
+) -> Result<Reply, Mismatch> {
+    let v = parse_l4(f)?;
+    if v.proto != proto.number() {
+        return Err(Mismatch::Protocol);
+    }
+    let payload_len = v.end - v.payload;
+    if payload_len < PAYLOAD_TSC {
+        return Err(Mismatch::Truncated);
+    }
+    if verify && !checksums_ok(f, &v) {
+        return Err(Mismatch::Checksum);
+    }
+    let src = Ipv4Addr::from(be32(f, IP_SRC));
+    if src != vip || be16(f, v.l4) != vport {
+        return Err(Mismatch::Source);
+    }
+    let dst = Ipv4Addr::from(be32(f, IP_DST));
+    let flow = flow_of(dst, be16(f, v.l4 + 2)).ok_or(Mismatch::Destination)?;
+    let p = v.payload;
+    let tsc48 = f[p..p + PAYLOAD_TSC]
+        .iter()
+        .fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+    if payload_len >= PAYLOAD_TSC + PAYLOAD_FLOW && be32(f, p + PAYLOAD_TSC) != flow {
+        return Err(Mismatch::Flow);
+    }
+    if v.proto == PROTO_TCP {
+        let flags = f[v.l4 + 13] & 0x17;
+        if flags != TCP_SYN | TCP_ACK && flags != TCP_ACK {
+            return Err(Mismatch::Flags);
+        }
+        let ack = be32(f, v.l4 + 8);
+        if ack.wrapping_sub(1).wrapping_sub(payload_len as u32) != flow {
+            return Err(Mismatch::Flow);
+        }
+    }
+    Ok(Reply { flow, tsc48 })
+}
+
+/// The timestamp of a client frame (as reflected and rewritten), without any other check.
+pub fn read_tsc(f: &[u8]) -> Result<u64, Mismatch> {
+    let v = parse_l4(f)?;
+    if v.end - v.payload < PAYLOAD_TSC {
+        return Err(Mismatch::Truncated);
+    }
+    Ok(f[v.payload..v.payload + PAYLOAD_TSC]
+        .iter()
+        .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// ARP (Ethernet/IPv4 only).
+
+pub const ARP_REQUEST: u16 = 1;
+pub const ARP_REPLY: u16 = 2;
+const ARP: usize = ETH_HLEN;
+const ARP_LEN: usize = 28;
+pub const BROADCAST: [u8; 6] = [0xff; 6];
+
+/// An ARP packet's fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arp {
+    pub op: u16,
+    pub sha: [u8; 6],
+    pub spa: Ipv4Addr,
+    pub tha: [u8; 6],
+    pub tpa: Ipv4Addr,
+}
+
+pub fn is_arp(f: &[u8]) -> bool {
+    f.len() >= ETH_HLEN && ethertype(f) == ETHERTYPE_ARP
+}
+
+pub fn parse_arp(f: &[u8]) -> Option<Arp> {
+    let a = f.get(ARP..ARP + ARP_LEN)?;
+    // Ethernet hardware, IPv4 protocol, 6- and 4-byte addresses.
+    if ethertype(f) != ETHERTYPE_ARP || a[0..6] != [0, 1, 8, 0, 6, 4] {
+        return None;
+    }
+    let mac = |at: usize| {
+        let mut m = [0u8; 6];
+        m.copy_from_slice(&a[at..at + 6]);
+        m
+    };
+    let ip = |at: usize| Ipv4Addr::new(a[at], a[at + 1], a[at + 2], a[at + 3]);
+    Some(Arp {
+        op: be16(a, 6),
+        sha: mac(8),
+        spa: ip(14),
+        tha: mac(18),
+        tpa: ip(24),
+    })
+}
+
+/// Writes an ARP frame (padded to [`MIN_FRAME`]) and returns its length, 0 if `buf` is short.
+pub fn write_arp(buf: &mut [u8], eth_dst: [u8; 6], a: &Arp) -> usize {
+    let Some(f) = buf.get_mut(..MIN_FRAME) else {
+        return 0;
+    };
+    f.fill(0);
+    f[0..6].copy_from_slice(&eth_dst);
+    f[6..12].copy_from_slice(&a.sha);
+    put16(f, 12, ETHERTYPE_ARP);
+    f[ARP..ARP + 6].copy_from_slice(&[0, 1, 8, 0, 6, 4]);
+    put16(f, ARP + 6, a.op);
+    f[ARP + 8..ARP + 14].copy_from_slice(&a.sha);
+    f[ARP + 14..ARP + 18].copy_from_slice(&a.spa.octets());
+    f[ARP + 18..ARP + 24].copy_from_slice(&a.tha);
+    f[ARP + 24..ARP + 28].copy_from_slice(&a.tpa.octets());
+    MIN_FRAME
+}
+
+/// If `f` is an ARP request for an address `ours` accepts, rewrites it in place into the reply
+/// from `mac` and returns the reply's length.
+pub fn answer_arp(f: &mut [u8], mac: [u8; 6], ours: impl Fn(Ipv4Addr) -> bool) -> Option<usize> {
+    let req = parse_arp(f)?;
+    if req.op != ARP_REQUEST || !ours(req.tpa) || req.spa == req.tpa {
+        return None;
+    }
+    let reply = Arp {
+        op: ARP_REPLY,
+        sha: mac,
+        spa: req.tpa,
+        tha: req.sha,
+        tpa: req.spa,
+    };
+    match write_arp(f, req.sha, &reply) {
+        0 => None,
+        n => Some(n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SRC: [u8; 6] = [2, 0, 0, 0, 1, 1];
+    const DST: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+
+    fn full_ok(f: &[u8]) -> bool {
+        let v = parse_l4(f).unwrap();
+        checksums_ok(f, &v)
+    }
+
+    /// What the DUT does: DNAT to a real server, as rvs would (full checksum recompute).
+    fn dnat(f: &mut [u8], rip: Ipv4Addr, rport: u16) {
+        let v = parse_l4(f).unwrap();
+        f[IP_DST..IP_DST + 4].copy_from_slice(&rip.octets());
+        put16(f, v.l4 + 2, rport);
+        recompute(f);
+    }
+
+    fn snat(f: &mut [u8], vip: Ipv4Addr, vport: u16) {
+        let v = parse_l4(f).unwrap();
+        f[IP_SRC..IP_SRC + 4].copy_from_slice(&vip.octets());
+        put16(f, v.l4, vport);
+        recompute(f);
+    }
+
+    fn recompute(f: &mut [u8]) {
+        let v = parse_l4(f).unwrap();
+        put16(f, IP + 10, 0);
+        let c = !fold(sum_bytes(0, &f[IP..v.l4]));
+        put16(f, IP + 10, c);
+        let at = if v.proto == PROTO_UDP {
+            v.l4 + 6
+        } else {
+            v.l4 + 16
+        };
+        put16(f, at, 0);
+        let pseudo = pseudo_sum(
+            &f[IP_SRC..IP_SRC + 4],
+            &f[IP_DST..IP_DST + 4],
+            v.proto,
+            v.end - v.l4,
+        );
+        let c = !fold(sum_bytes(pseudo, &f[v.l4..v.end]));
+        put16(f, at, c);
+    }
+
+    #[test]
+    fn flow_space_round_trips() {
+        for idx in [0, 1, 59_999, 60_000, 1_000_000, 9_999_999, MAX_FLOWS - 1] {
+            let (ip, port) = client_of(idx);
+            assert_eq!(flow_of(ip, port), Some(idx), "{idx}");
+            assert!(is_client(ip));
+        }
+        assert_eq!(client_of(0), (CLIENT_FIRST, 1024));
+        assert_eq!(client_of(MAX_FLOWS - 1).0, Ipv4Addr::new(198, 51, 100, 254));
+        assert_eq!(flow_of(Ipv4Addr::new(198, 51, 100, 9), 2000), None);
+        assert_eq!(flow_of(CLIENT_FIRST, 1023), None);
+        assert_eq!(flow_of(CLIENT_FIRST, 61_024), None);
+        assert!(!is_client(VIP));
+        assert!(!is_client(Ipv4Addr::new(198, 51, 100, 255)));
+    }
+
+    #[test]
+    fn generated_frames_have_right_checksums() {
+        for proto in [Proto::Udp, Proto::Tcp] {
+            for len in [60, 61, 64, 128, 1514] {
+                let g = Generator::new(proto, len, SRC, DST, VIP, 9000).unwrap();
+                let mut buf = vec![0u8; 2048];
+                for (idx, syn, tsc) in [
+                    (0, true, 0),
+                    (123_456, false, u64::MAX),
+                    (MAX_FLOWS - 1, true, 0x1234_5678_9abc_def0),
+                ] {
+                    assert_eq!(g.write(&mut buf, idx, syn, tsc), len);
+                    let f = &buf[..len];
+                    assert!(full_ok(f), "{proto:?} len {len} idx {idx}");
+                    let (ip, port) = client_of(idx);
+                    assert_eq!(Ipv4Addr::from(be32(f, IP_SRC)), ip);
+                    assert_eq!(be16(f, L4), port);
+                    assert_eq!(be16(f, L4 + 2), 9000);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn short_buffer_or_bad_length_is_refused() {
+        assert!(Generator::new(Proto::Udp, 59, SRC, DST, VIP, 1).is_err());
+        assert!(Generator::new(Proto::Udp, 1515, SRC, DST, VIP, 1).is_err());
+        let g = Generator::new(Proto::Udp, 60, SRC, DST, VIP, 1).unwrap();
+        assert_eq!(g.write(&mut [0u8; 59], 0, false, 0), 0);
+    }
+
+    /// Client -> DUT (DNAT) -> server reflection -> DUT (SNAT) -> client check, as with rvsd.
+    #[test]
+    fn round_trip_through_a_nat_passes_the_checks() {
+        let rip = Ipv4Addr::new(192, 0, 2, 3);
+        for proto in [Proto::Udp, Proto::Tcp] {
+            for len in [60, 64, 200] {
+                for syn in [true, false] {
+                    let g = Generator::new(proto, len, SRC, DST, VIP, 80).unwrap();
+                    let mut f = vec![0u8; len];
+                    let tsc = 0xabcd_0123_4567_89ab;
+                    g.write(&mut f, 777_777, syn, tsc);
+                    dnat(&mut f, rip, 8080);
+                    assert_eq!(reflect(&mut f, true), Ok(Reflected::Reply));
+                    assert!(full_ok(&f), "{proto:?} {len} {syn}");
+                    assert_eq!(Ipv4Addr::from(be32(&f, IP_SRC)), rip);
+                    assert_eq!(be16(&f, L4), 8080);
+                    assert_eq!(f[0..6], SRC);
+                    if proto == Proto::Tcp {
+                        let want = if syn { TCP_SYN | TCP_ACK } else { TCP_ACK };
+                        assert_eq!(f[L4 + 13], want);
+                    }
+                    snat(&mut f, VIP, 80);
+                    let r = check_reply(&f, proto, VIP, 80, true).unwrap();
+                    assert_eq!(
+                        r,
+                        Reply {
+                            flow: 777_777,
+                            tsc48: tsc & TSC_MASK
+                        }
+                    );
+                }
+            }
+        }
+    }
+
+    /// With testpmd io forwarding nothing is rewritten: the reflection alone makes a valid reply.
+    #[test]
+    fn plain_reflection_passes_the_checks() {
+        for proto in [Proto::Udp, Proto::Tcp] {
+            let g = Generator::new(proto, 60, SRC, DST, VIP, 9000).unwrap();
+            let mut f = vec![0u8; 60];
+            g.write(&mut f, 42, true, 99);
+            reflect(&mut f, true).unwrap();
+            assert_eq!(
+                check_reply(&f, proto, VIP, 9000, true),
+                Ok(Reply {
+                    flow: 42,
+                    tsc48: 99
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn mismatches_are_classified() {
+        let g = Generator::new(Proto::Udp, 64, SRC, DST, VIP, 9000).unwrap();
+        let mut f = vec![0u8; 64];
+        g.write(&mut f, 5, false, 1);
+        reflect(&mut f, false).unwrap();
+        let good = f.clone();
+
+        assert_eq!(
+            check_reply(&f, Proto::Tcp, VIP, 9000, true),
+            Err(Mismatch::Protocol)
+        );
+        assert_eq!(
+            check_reply(&f, Proto::Udp, VIP, 9001, true),
+            Err(Mismatch::Source)
+        );
+        assert_eq!(
+            check_reply(&f[..40], Proto::Udp, VIP, 9000, true),
+            Err(Mismatch::Truncated)
+        );
+
+        f[IP + 8] = 1; // TTL changed without a checksum update
+        assert_eq!(
+            check_reply(&f, Proto::Udp, VIP, 9000, true),
+            Err(Mismatch::Checksum)
+        );
+        assert!(check_reply(&f, Proto::Udp, VIP, 9000, false).is_ok());
+
+        let mut f = good.clone();
+        f[IP_DST + 3] = 200; // another client, whose flow index differs from the payload's
+        recompute(&mut f);
+        assert_eq!(
+            check_reply(&f, Proto::Udp, VIP, 9000, true),
+            Err(Mismatch::Flow)
+        );
+        f[IP_DST + 2] = 99;
+        recompute(&mut f);
+        assert_eq!(
+            check_reply(&f, Proto::Udp, VIP, 9000, true),
+            Err(Mismatch::Destination)
+        );
+
+        let mut f = good;
+        f[12] = 0x86;
+        assert_eq!(
+            check_reply(&f, Proto::Udp, VIP, 9000, true),
+            Err(Mismatch::Protocol)
+        );
+    }
+
+    #[test]
+    fn tcp_reset_is_not_answered_and_bad_flags_are_caught() {
+        let g = Generator::new(Proto::Tcp, 60, SRC, DST, VIP, 80).unwrap();
+        let mut f = vec![0u8; 60];
+        g.write(&mut f, 1, false, 0);
+        let mut rst = f.clone();
+        rst[L4 + 13] = 0x04;
+        recompute(&mut rst);
+        assert_eq!(reflect(&mut rst, true), Ok(Reflected::Ignored));
+        reflect(&mut f, true).unwrap();
+        f[L4 + 13] = TCP_ACK | 0x01; // FIN-ACK
+        recompute(&mut f);
+        assert_eq!(
+            check_reply(&f, Proto::Tcp, VIP, 80, true),
+            Err(Mismatch::Flags)
+        );
+    }
+
+    #[test]
+    fn arp_requests_for_our_addresses_are_answered() {
+        let peer = [2, 0, 0, 0, 0, 2];
+        let mut f = vec![0u8; 64];
+        let req = Arp {
+            op: ARP_REQUEST,
+            sha: peer,
+            spa: Ipv4Addr::new(198, 51, 100, 1),
+            tha: [0; 6],
+            tpa: Ipv4Addr::new(198, 51, 100, 11),
+        };
+        assert_eq!(write_arp(&mut f, BROADCAST, &req), 60);
+        let mut other = f.clone();
+        assert_eq!(answer_arp(&mut f, SRC, is_client), Some(60));
+        let reply = parse_arp(&f).unwrap();
+        assert_eq!(
+            reply,
+            Arp {
+                op: ARP_REPLY,
+                sha: SRC,
+                spa: req.tpa,
+                tha: peer,
+                tpa: req.spa
+            }
+        );
+        assert_eq!(f[0..6], peer);
+        assert_eq!(f[6..12], SRC);
+        // Not ours: left alone.
+        assert_eq!(answer_arp(&mut other, SRC, |_| false), None);
+        // A reply is not answered.
+        assert_eq!(answer_arp(&mut f, SRC, |_| true), None);
+        assert!(parse_arp(&f[..30]).is_none());
+    }
+}

@@ -39,14 +39,20 @@ RVS_SOCKET=${RVS_SOCKET:-/run/rvs/rvs.sock}  # control socket (rvsd --socket, rv
 RVS_LAB_DIR=${RVS_LAB_DIR:-/run/rvs-lab} # lab state: pid files, nginx configs, logs
 RVS_LAB_DIRECTOR=${RVS_LAB_DIRECTOR:-rvsd}   # rvsd | kernel
 RVS_LAB_SERVERS=${RVS_LAB_SERVERS:-2}    # real servers rvs-rs1..N at 192.0.2.2..N+1 (1..50)
+RVS_LAB_NS=${RVS_LAB_NS:-rvs}            # namespace prefix: PREFIX-cli, PREFIX-dir, ... (a second
+                                         # lab beside the default one: another prefix, RVS_LAB_DIR
+                                         # and RVS_SOCKET)
 RVS_READY_TIMEOUT=${RVS_READY_TIMEOUT:-60}   # seconds to wait for rvsd's socket
 NGINX=${NGINX:-nginx}
 SOCAT=${SOCAT:-socat}
 NGINX_USER=${RVS_LAB_NGINX_USER:-www-data}   # nginx worker user (master runs as root)
 
-NS_CLI=rvs-cli
-NS_DIR=rvs-dir
-NS_SW=rvs-sw
+case $RVS_LAB_NS in
+'' | *[!a-z0-9]*) echo "lab.sh: RVS_LAB_NS must be lower-case letters and digits" >&2; exit 1 ;;
+esac
+NS_CLI=$RVS_LAB_NS-cli
+NS_DIR=$RVS_LAB_NS-dir
+NS_SW=$RVS_LAB_NS-sw
 CLI_IP=198.51.100.10
 VIP=198.51.100.1
 DIP=192.0.2.1
@@ -70,7 +76,7 @@ init_servers() {
     local i
     for ((i = 1; i <= RVS_LAB_SERVERS; i++)); do
         RS_NAME+=("rs$i")
-        RS_NS+=("rvs-rs$i")
+        RS_NS+=("$RVS_LAB_NS-rs$i")
         RS_IP+=("192.0.2.$((i + 1))")
     done
 }
@@ -84,7 +90,7 @@ ns_exists() { [ -e "/run/netns/$1" ]; }
 # earlier run with more of them).
 lab_namespaces() {
     ip netns list 2>/dev/null | awk '{ print $1 }' |
-        grep -E '^rvs-(cli|dir|sw|rs[0-9]+)$' || true
+        grep -E "^$RVS_LAB_NS-(cli|dir|sw|rs[0-9]+)\$" || true
 }
 
 # Write a /proc/sys/net value inside a namespace; a missing key (no IPv6 in this kernel) is ok.
@@ -483,8 +489,8 @@ cmd_start() {
             # legacy memory): run a copy with a file prefix of its own instead.
             config=$RVS_LAB_DIR/rvs-no-huge.toml
             "$RVSD" --print-default-config |
-                sed 's/"--in-memory"/"--file-prefix=rvs-lab"/' >"$config"
-            echo /var/run/dpdk/rvs-lab >"$RVS_LAB_DIR/dpdk-runtime-dir"
+                sed "s/\"--in-memory\"/\"--file-prefix=$RVS_LAB_NS-lab\"/" >"$config"
+            echo "/var/run/dpdk/$RVS_LAB_NS-lab" >"$RVS_LAB_DIR/dpdk-runtime-dir"
         fi
         ;;
     esac

@@ -4,12 +4,16 @@
 #  - installs the Debian packages rvs needs (apt-get update only when one is missing):
 #    DPDK (runtime + headers), libclang (bindgen), pkg-config, gcc, libpcap, and for the lab
 #    nginx, curl, socat, ethtool, iproute2 and nftables (nftables only for the lab's
-#    `--kernel` director, the kernel baseline);
+#    `--kernel` director, the kernel baseline), wrk and hping3 (scripts/soak.sh,
+#    scripts/synflood.sh) and g++ (libFuzzer, for the fuzz smoke run);
 #  - reserves 2 MB hugepages (RVS_HUGEPAGES, default 1024) and mounts hugetlbfs on
 #    /dev/hugepages; fewer pages than asked is reported, not fatal;
-#  - checks that the Rust toolchain (cargo) is there; it is never downloaded.
+#  - checks that the Rust toolchain (cargo) is there; it is never downloaded;
+#  - installs cargo-fuzz from crates.io (`cargo install cargo-fuzz --locked`) when it is missing,
+#    for the fuzz smoke run of scripts/test.sh; a failure there is a warning, not an error.
 #
-# Environment: RVS_HUGEPAGES=N (0 skips the reservation), CI (no prompts either way).
+# Environment: RVS_HUGEPAGES=N (0 skips the reservation), RVS_NO_CARGO_FUZZ=1 (do not install
+# cargo-fuzz), CI (no prompts either way).
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -20,7 +24,8 @@ HUGEPAGES=${RVS_HUGEPAGES:-1024}
 
 # Package list; an entry "a|b" is satisfied by either package (the first is installed).
 PACKAGES=(dpdk libdpdk-dev libclang-dev pkg-config gcc libc6-dev libpcap-dev
-    "nginx-light|nginx|nginx-core|nginx-full|nginx-extras" curl socat ethtool iproute2 nftables)
+    "nginx-light|nginx|nginx-core|nginx-full|nginx-extras" curl socat ethtool iproute2 nftables
+    wrk hping3 g++)
 
 installed() {
     [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]
@@ -99,5 +104,11 @@ find_cargo
 log "$(cargo --version)"
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
     warn "cargo fmt or cargo clippy missing: scripts/test.sh needs both (rustup component add rustfmt clippy)"
+fi
+if [ "${RVS_NO_CARGO_FUZZ:-}" != 1 ] && ! run_cargo fuzz --version >/dev/null 2>&1; then
+    log "installing cargo-fuzz (cargo install cargo-fuzz --locked)"
+    run_cargo install cargo-fuzz --locked ||
+        warn "could not install cargo-fuzz: scripts/test.sh skips the fuzz smoke run" \
+            "(the corpus replay test still runs)"
 fi
 log "setup done"

@@ -7,8 +7,10 @@
 pub mod conntrack;
 pub mod control;
 pub mod dpdk;
+pub mod frag;
 pub mod neigh;
 pub mod packet;
+pub mod persist;
 pub mod pipeline;
 pub mod sched;
 pub mod service;

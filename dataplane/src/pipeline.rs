@@ -8,9 +8,13 @@
 //! let mut w = Worker::new(dp.clone(), worker_index);
 //! loop {
 //!     w.begin_burst(now_ms);                       // loads the service snapshot once per burst
-//!     for each frame: match w.process(in_port, &mut frame[..len]) {
-//!         Action::Tx(port) => send frame on port,  // rewritten in place, L2 filled in
+//!     // buf: the frame's bytes followed by the buffer's tailroom (mbuf data_len + tailroom)
+//!     for each frame: match w.process_buf(in_port, &mut buf, len) {
+//!         Action::Tx(port) => send buf[..len] on port,  // rewritten in place, L2 filled in
+//!         Action::Reply { port, len } => send buf[..len] on port, // a new frame (ICMP error)
+//!                                                  // built in the buffer; set the length first
 //!         Action::Hold { port, next_hop } => {     // next hop MAC unknown
+//!             w.count_event(Event::ArpRequests);
 //!             let n = w.arp_request(port, next_hop, &mut new_buf); send new_buf[..n] on port;
 //!             keep the frame; later w.fill_l2(port, next_hop, frame) -> true => send it
 //!         }
@@ -20,10 +24,18 @@
 //! }
 //! ```
 //!
-//! `process` counts rx and every drop; the caller counts what it sends with
-//! [`Worker::count_tx`] and its own drops with [`Worker::count_drop`]. The frame's length never
-//! changes (all rewrites are in place). `now_ms` is a monotonic millisecond clock shared by all
-//! workers (any epoch below 2^40 ms).
+//! `process(in_port, frame)` is `process_buf(in_port, frame, frame.len())`: no room to grow, so
+//! an ICMP error that does not fit in the frame itself is not sent (the drop is still counted).
+//!
+//! Accounting: `process_buf` counts rx and every drop; the caller counts what it sends with
+//! [`Worker::count_tx`], its own drops with [`Worker::count_drop`], frames it never hands to
+//! `process_buf` with [`Worker::count_rx`] + a drop, and the frames it generates (ARP requests)
+//! with [`Worker::count_event`]. Then, once nothing is held any more,
+//! `rx_packets + arp_requests + icmp_time_exceeded_sent + icmp_frag_needed_sent = tx_packets +
+//! sum(drop.*)`: a frame answered by an ICMP error counts as dropped (by its reason) and the
+//! error as generated. Apart from `Reply`, the frame's length never changes (all rewrites are in
+//! place). `now_ms` is a monotonic millisecond clock shared by all workers (any epoch below
+//! 2^40 ms).
 //!
 //! What `process` does with a frame:
 //! - ARP: learns the sender (on a connected subnet); answers requests for the port's own
@@ -35,11 +47,22 @@
 //!   inserted and the packet DNATed. Other TCP to a service without a connection is dropped.
 //! - Any other IPv4 not addressed to us is routed plainly between the ports (the real servers'
 //!   other traffic, as a director with ip_forward=1 does).
+//! - ICMP errors (types 3, 4, 11) quoting a tracked connection: rewritten as IPVS does (outer
+//!   address, quoted address and port, checksums) and sent on; to a VIP or our address about
+//!   nothing tracked: dropped (`icmp_unrelated`).
+//! - IPv4 fragments: the first one (offset 0) takes the normal path and its decision is
+//!   recorded; later ones follow it (`frag`); see docs/packet-verdicts.md.
 //!
 //! Routing: the port with the longest connected prefix holding the destination (next hop = the
 //! destination), else the first port with a gateway (next hop = the gateway). Forwarded and NATed
-//! packets get their TTL decremented; one that would leave with TTL 0 is dropped and counted
-//! (`ttl_expired`); generating ICMP time-exceeded and fragmentation-needed is a later step.
+//! packets get their TTL decremented; one that would leave with TTL 0 is dropped
+//! (`ttl_expired`) and answered with ICMP time exceeded; one larger than the egress MTU is
+//! dropped (`mtu_exceeded`) and, with DF set, answered with ICMP fragmentation needed. ICMP
+//! errors follow RFC 1812: never about an ICMP error, a non-first fragment, or from/to a group or
+//! special address; a per-worker token bucket ([`ICMP_RATE_PER_SEC`], burst [`ICMP_BURST`])
+//! limits them. They go back out of the ingress port to the frame's source MAC (the previous
+//! hop), from the packet's destination when that is a VIP or ours, else from the ingress port's
+//! address. Every verdict and its counter: docs/packet-verdicts.md.
 
 #![warn(
     clippy::indexing_slicing,
@@ -49,6 +72,7 @@
 )]
 
 use crate::conntrack::{ConnState, ConnTable, Dir, Hit, InsertError, NewConn, TcpEvent, Tuple};
+use crate::frag::{FragInsert, FragKey, FragTable, FragVerdict, FRAG_SLOTS};
 use crate::neigh::{ArpOutcome, NeighTable};
 use crate::packet::arp;
 use crate::packet::eth::{self, EthHdr};
@@ -56,16 +80,24 @@ use crate::packet::icmp::{self, IcmpHdr};
 use crate::packet::ipv4::{self, Ipv4Hdr, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::packet::l4::{self, L4Hdr, Side};
 use crate::packet::ParseError;
+use crate::persist::Persist;
 use crate::sched::{Dests, Flow};
 use crate::service::{Snapshot, MAX_DESTS};
 use crate::stats::{DropReason, Event, Stats, WorkerStats};
 use arc_swap::ArcSwap;
 use control::config::{Cidr, PortRole};
 use control::model::Timeouts;
+use std::cell::Cell;
 use std::net::Ipv4Addr;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+/// ICMP errors each worker may originate per second (as Linux's icmp_msgs_per_sec), so that no
+/// flood of expiring or oversized packets is amplified.
+pub const ICMP_RATE_PER_SEC: u64 = 1000;
+/// Token bucket depth of that limit.
+pub const ICMP_BURST: u64 = 50;
 
 /// Neighbour table slots.
 const NEIGH_CAPACITY: usize = 4096;
@@ -114,6 +146,9 @@ pub struct DataplaneConfig {
 pub enum Action {
     /// Send it on this port.
     Tx(u16),
+    /// Send `buf[..len]` on `port`: a frame rvs built in the buffer in place of the one
+    /// received (an ICMP error); its length differs from the received frame's.
+    Reply { port: u16, len: usize },
     /// The next hop's MAC is unknown: send an ARP request and keep the frame until
     /// `fill_l2` succeeds.
     Hold { port: u16, next_hop: Ipv4Addr },
@@ -136,6 +171,9 @@ pub struct Dataplane {
     gateway: Option<(u16, Ipv4Addr)>,
     neigh: NeighTable,
     conns: ConnTable,
+    /// Persistence templates (`-p`).
+    persist: Persist,
+    frags: FragTable,
     snapshot: ArcSwap<Snapshot>,
     stats: Stats,
     workers: usize,
@@ -190,6 +228,8 @@ impl Dataplane {
             gateway,
             neigh: NeighTable::new(NEIGH_CAPACITY),
             conns: ConnTable::new(cfg.conn_capacity, MAX_DESTS, &cfg.timeouts),
+            persist: Persist::new((cfg.conn_capacity / 4).clamp(1024, 1 << 22)),
+            frags: FragTable::new(FRAG_SLOTS),
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             ports,
             workers,
@@ -207,6 +247,16 @@ impl Dataplane {
 
     pub fn neigh(&self) -> &NeighTable {
         &self.neigh
+    }
+
+    /// The persistence templates (`-p`).
+    pub fn persist(&self) -> &Persist {
+        &self.persist
+    }
+
+    /// The fragment table (decisions for the later fragments of datagrams).
+    pub fn frags(&self) -> &FragTable {
+        &self.frags
     }
 
     pub fn stats(&self) -> &Stats {
@@ -268,6 +318,18 @@ pub struct Worker {
     now: u64,
     aging: Range<usize>,
     aging_cursor: usize,
+    /// ICMP error token bucket: (tokens, last refill in ms).
+    icmp_bucket: Cell<(u64, u64)>,
+    /// The ICMP error the path that dropped the current frame asks for.
+    pending_icmp: Cell<Option<PendingIcmp>>,
+}
+
+/// An ICMP error to send in place of the frame being dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PendingIcmp {
+    icmp_type: u8,
+    code: u8,
+    rest: u32,
 }
 
 impl std::fmt::Debug for Worker {
@@ -300,6 +362,8 @@ impl Worker {
             index,
             dp,
             now: 0,
+            icmp_bucket: Cell::new((ICMP_BURST, 0)),
+            pending_icmp: Cell::new(None),
         }
     }
 
@@ -315,6 +379,12 @@ impl Worker {
             // nothing on this thread.
             self.snap = arc_swap::Guard::into_inner(cur);
         }
+    }
+
+    /// The generation of the service snapshot this worker uses now (the one `begin_burst`
+    /// picked up); for tests and the snapshot-visibility benchmark.
+    pub fn snapshot_generation(&self) -> u64 {
+        self.snap.generation
     }
 
     /// Ages a bounded slice of this worker's share of the connection table.
@@ -341,18 +411,140 @@ impl Worker {
         self.stats().tx(port, n);
     }
 
-    /// Handles one frame received on `in_port`, rewriting it in place. See the module
-    /// documentation.
+    /// Counts a frame received on `port` that the caller does not hand to `process_buf` (it
+    /// counts its drop too).
+    pub fn count_rx(&self, port: u16) {
+        self.stats().rx(port);
+    }
+
+    /// Counts an event the caller saw (e.g. [`Event::ArpRequests`] for each ARP request it
+    /// builds).
+    pub fn count_event(&self, ev: Event) {
+        self.stats().event(ev);
+    }
+
+    /// Handles one frame received on `in_port`, rewriting it in place: `process_buf` with no
+    /// room past the frame. See the module documentation.
     pub fn process(&mut self, in_port: u16, frame: &mut [u8]) -> Action {
+        let len = frame.len();
+        self.process_buf(in_port, frame, len)
+    }
+
+    /// Handles the frame `buf[..len]` received on `in_port`; the bytes after `len` are room an
+    /// ICMP error built in place may grow into ([`Action::Reply`]). See the module
+    /// documentation.
+    pub fn process_buf(&mut self, in_port: u16, buf: &mut [u8], len: usize) -> Action {
         let st = self.stats();
         st.rx(in_port);
+        self.pending_icmp.set(None);
+        let Some(frame) = buf.get_mut(..len) else {
+            st.drop(DropReason::Truncated);
+            return Action::Drop;
+        };
         match self.classify(in_port, frame) {
             Ok(a) => a,
             Err(reason) => {
                 st.drop(reason);
-                Action::Drop
+                match self.pending_icmp.take() {
+                    Some(p) => self.icmp_error(in_port, buf, len, p),
+                    None => Action::Drop,
+                }
             }
         }
+    }
+
+    /// Builds the ICMP error `p` about the (unchanged) frame `buf[..len]` in its place, if
+    /// RFC 1812 and the rate limit allow.
+    fn icmp_error(&self, in_port: u16, buf: &mut [u8], len: usize, p: PendingIcmp) -> Action {
+        let Some(port) = self.dp.ports.get(usize::from(in_port)) else {
+            return Action::Drop;
+        };
+        let Some(frame) = buf.get(..len) else {
+            return Action::Drop;
+        };
+        let (Some(eth), Some(l3)) = (EthHdr::parse(frame), frame.get(eth::HDR_LEN..)) else {
+            return Action::Drop;
+        };
+        let Ok(ip) = Ipv4Hdr::parse_any(l3) else {
+            return Action::Drop;
+        };
+        // Never to a group or special address, never about ICMP errors or later fragments,
+        // never to ourselves.
+        if eth::is_multicast(&eth.src)
+            || self.dp.is_martian(ip.src)
+            || self.dp.is_local(ip.src)
+            || self.snap.is_vip(ip.src)
+            || !icmp::may_answer(l3, &ip)
+        {
+            return Action::Drop;
+        }
+        let src = if self.dp.is_local(ip.dst) || self.snap.is_vip(ip.dst) {
+            Some(ip.dst)
+        } else {
+            port.addrs
+                .iter()
+                .find(|c| c.contains(ip.src))
+                .or(port.addrs.first())
+                .map(|c| c.addr)
+        };
+        let Some(src) = src else {
+            return Action::Drop;
+        };
+        if !self.icmp_token() {
+            self.stats().event(Event::IcmpRateLimited);
+            return Action::Drop;
+        }
+        let spec = icmp::ErrorSpec {
+            icmp_type: p.icmp_type,
+            code: p.code,
+            rest: p.rest,
+            src,
+            src_mac: port.mac,
+        };
+        match icmp::build_error_in_place(buf, len, &ip, &spec) {
+            Some(n) => {
+                self.stats()
+                    .event(if p.icmp_type == icmp::TYPE_TIME_EXCEEDED {
+                        Event::IcmpTimeExceeded
+                    } else {
+                        Event::IcmpFragNeeded
+                    });
+                Action::Reply {
+                    port: in_port,
+                    len: n,
+                }
+            }
+            None => Action::Drop,
+        }
+    }
+
+    /// Takes one token from the ICMP error bucket, refilled at [`ICMP_RATE_PER_SEC`].
+    fn icmp_token(&self) -> bool {
+        let (mut tokens, mut last) = self.icmp_bucket.get();
+        let add = self
+            .now
+            .saturating_sub(last)
+            .saturating_mul(ICMP_RATE_PER_SEC)
+            / 1000;
+        if add > 0 || self.now < last {
+            tokens = tokens.saturating_add(add).min(ICMP_BURST);
+            last = self.now;
+        }
+        let ok = tokens > 0;
+        if ok {
+            tokens -= 1;
+        }
+        self.icmp_bucket.set((tokens, last));
+        ok
+    }
+
+    /// Asks `process_buf` to answer the frame being dropped with this ICMP error.
+    fn want_icmp(&self, icmp_type: u8, code: u8, rest: u32) {
+        self.pending_icmp.set(Some(PendingIcmp {
+            icmp_type,
+            code,
+            rest,
+        }));
     }
 
     /// Writes the L2 header for `next_hop` on `port` if its MAC is known now.
@@ -388,11 +580,15 @@ impl Worker {
             .ports
             .get(usize::from(in_port))
             .ok_or(DropReason::BadPort)?;
-        let eth = EthHdr::parse(frame).ok_or(DropReason::Malformed)?;
+        let eth = EthHdr::parse(frame).ok_or(DropReason::Truncated)?;
         match eth.ethertype {
             eth::ETHERTYPE_IPV4 => {
                 if eth.dst != port.mac {
-                    return Err(DropReason::NotForUs);
+                    return Err(if eth::is_multicast(&eth.dst) {
+                        DropReason::L2Multicast
+                    } else {
+                        DropReason::NotForUs
+                    });
                 }
                 self.ipv4(in_port, port, &eth, frame)
             }
@@ -436,13 +632,16 @@ impl Worker {
         hdr: &EthHdr,
         frame: &mut [u8],
     ) -> Result<Action, DropReason> {
-        let l3 = frame.get_mut(eth::HDR_LEN..).ok_or(DropReason::Malformed)?;
-        let ip = Ipv4Hdr::parse(l3).map_err(|e| match e {
-            ParseError::Fragment => DropReason::Fragment,
-            ParseError::BadChecksum => DropReason::BadChecksum,
-            _ => DropReason::Malformed,
-        })?;
-        if self.dp.is_martian(ip.src) || self.dp.is_martian(ip.dst) {
+        let l3 = frame.get_mut(eth::HDR_LEN..).ok_or(DropReason::Truncated)?;
+        let ip = Ipv4Hdr::parse_any(l3).map_err(ip_error)?;
+        // Our own addresses and the VIPs are never a source from outside (as Linux's martian
+        // source check): a land attack or a loop (found by fuzzing: an echo request from the
+        // VIP to the VIP was answered).
+        if self.dp.is_martian(ip.src)
+            || self.dp.is_martian(ip.dst)
+            || self.dp.is_local(ip.src)
+            || self.snap.is_vip(ip.src)
+        {
             return Err(DropReason::Martian);
         }
         if port.on_link(ip.src)
@@ -451,13 +650,189 @@ impl Worker {
         {
             self.dp.neigh.learn(in_port, ip.src, hdr.src);
         }
-        let ours = self.dp.is_local(ip.dst) || self.snap.is_vip(ip.dst);
+        if ip.has_options() {
+            // Options are kept as they are, as the kernel's NAT does.
+            self.stats().event(Event::IpOptions);
+        }
+        let vip = self.snap.is_vip(ip.dst);
+        let ours = vip || self.dp.is_local(ip.dst);
+        let tcp_udp = ip.proto == PROTO_TCP || ip.proto == PROTO_UDP;
+        if ip.is_fragment() {
+            if ours && !(vip && tcp_udp) {
+                // For rvs itself (a fragmented ping to a VIP, anything to the DIP): rvs
+                // reassembles nothing.
+                return Err(DropReason::Fragment);
+            }
+            if ip.frag_offset() != 0 {
+                return self.later_fragment(frame, &ip, ours);
+            }
+            if !tcp_udp {
+                return self.forward(frame, &ip);
+            }
+        }
         match ip.proto {
             PROTO_TCP | PROTO_UDP => self.tcp_udp(frame, &ip),
-            PROTO_ICMP if ours => self.icmp_local(in_port, port, hdr, frame, &ip),
+            PROTO_ICMP => self.icmp(in_port, port, hdr, frame, &ip, ours),
+            _ if vip => Err(DropReason::UnknownProto),
             _ if ours => Err(DropReason::Local),
             _ => self.forward(frame, &ip),
         }
+    }
+
+    /// A fragment at a non-zero offset: it follows the decision taken for its first fragment.
+    fn later_fragment(
+        &self,
+        frame: &mut [u8],
+        ip: &Ipv4Hdr,
+        ours: bool,
+    ) -> Result<Action, DropReason> {
+        if ip.proto == PROTO_TCP && ip.frag_offset() == 8 {
+            // RFC 1858: a TCP fragment at offset 8 can only mean to overwrite the TCP header.
+            return Err(DropReason::BadFragment);
+        }
+        let key = FragKey {
+            src: ip.src,
+            dst: ip.dst,
+            proto: ip.proto,
+            id: ip.id,
+        };
+        let (side, addr, dst, slot, dir) = match self.dp.frags.lookup(&key, self.now) {
+            Some(FragVerdict::Route) if !ours => return self.forward(frame, ip),
+            Some(FragVerdict::Dnat { addr, slot }) => (Side::Dst, addr, addr, slot, Dir::Inbound),
+            Some(FragVerdict::Snat { addr, slot }) => (Side::Src, addr, ip.dst, slot, Dir::Reply),
+            _ => return Err(DropReason::FragNoFirst),
+        };
+        if ip.ttl <= 1 {
+            return Err(DropReason::TtlExpired);
+        }
+        let (out, next_hop) = self.egress(dst, ip)?;
+        let l3 = frame.get_mut(eth::HDR_LEN..).ok_or(DropReason::Truncated)?;
+        let off = match side {
+            Side::Src => ipv4::OFF_SRC,
+            Side::Dst => ipv4::OFF_DST,
+        };
+        ipv4::rewrite_addr_dec_ttl(l3, off, addr).ok_or(DropReason::Malformed)?;
+        let st = self.stats();
+        if let Some(s) = st.slot(slot) {
+            let bytes = ip.total_len as u64;
+            match dir {
+                Dir::Inbound => {
+                    s.in_pkts.add(1);
+                    s.in_bytes.add(bytes);
+                }
+                Dir::Reply => {
+                    s.out_pkts.add(1);
+                    s.out_bytes.add(bytes);
+                }
+            }
+        }
+        st.event(Event::FragFollowed);
+        Ok(self.l2_out(frame, out, next_hop))
+    }
+
+    /// Records the decision for a first fragment's datagram.
+    fn record_fragment(&self, ip: &Ipv4Hdr, verdict: FragVerdict) {
+        if !ip.is_fragment() {
+            return;
+        }
+        let key = FragKey {
+            src: ip.src,
+            dst: ip.dst,
+            proto: ip.proto,
+            id: ip.id,
+        };
+        let st = self.stats();
+        st.event(Event::FragFirst);
+        match self.dp.frags.insert(&key, verdict, self.now) {
+            FragInsert::Stored => {}
+            FragInsert::Evicted | FragInsert::Busy => st.event(Event::FragEvicted),
+        }
+    }
+
+    /// ICMP not in fragments: errors about tracked connections are rewritten and sent on; the
+    /// rest to our addresses is answered (echo) or dropped; the rest is routed.
+    fn icmp(
+        &self,
+        in_port: u16,
+        port: &PortSetup,
+        hdr: &EthHdr,
+        frame: &mut [u8],
+        ip: &Ipv4Hdr,
+        ours: bool,
+    ) -> Result<Action, DropReason> {
+        let l3 = frame.get(eth::HDR_LEN..).ok_or(DropReason::Truncated)?;
+        let msg = ip.payload(l3).ok_or(DropReason::Truncated)?;
+        let h = IcmpHdr::parse(msg).map_err(|_| DropReason::Truncated)?;
+        if h.is_conn_error() {
+            if let Some(e) = icmp::parse_error(msg) {
+                // The quoted packet went the other way: its reversed tuple is the key.
+                let t = Tuple {
+                    proto: e.proto,
+                    src: e.dst,
+                    sport: e.dport,
+                    dst: e.src,
+                    dport: e.sport,
+                };
+                if let Some(hit) = self.dp.conns.lookup(&t, self.now) {
+                    if !icmp::checksum_ok(msg) {
+                        return Err(DropReason::BadChecksum);
+                    }
+                    return self.icmp_nat(frame, ip, &e, &hit);
+                }
+            }
+            if ours {
+                return Err(DropReason::IcmpUnrelated);
+            }
+            return self.forward(frame, ip);
+        }
+        if ours {
+            return self.icmp_local(in_port, port, hdr, frame, ip);
+        }
+        self.forward(frame, ip)
+    }
+
+    /// An ICMP error quoting a tracked connection, rewritten as the kernel's `ip_vs_nat_icmp`
+    /// does: on its way to the client (quoting a packet rvs sent to the real server) the outer
+    /// source and the quoted destination become VIP:vport; on its way to the real server
+    /// (quoting a reply rvs sent to the client) the outer destination and the quoted source
+    /// become RIP:rport.
+    fn icmp_nat(
+        &self,
+        frame: &mut [u8],
+        ip: &Ipv4Hdr,
+        e: &icmp::Embedded,
+        hit: &Hit,
+    ) -> Result<Action, DropReason> {
+        let (nat, dst) = match hit.dir {
+            Dir::Reply => (
+                icmp::ErrorNat {
+                    outer: Side::Src,
+                    outer_addr: hit.virt.0,
+                    inner: Side::Dst,
+                    inner_addr: hit.virt.0,
+                    inner_port: hit.virt.1,
+                },
+                ip.dst,
+            ),
+            Dir::Inbound => (
+                icmp::ErrorNat {
+                    outer: Side::Dst,
+                    outer_addr: hit.real.0,
+                    inner: Side::Src,
+                    inner_addr: hit.real.0,
+                    inner_port: hit.real.1,
+                },
+                hit.real.0,
+            ),
+        };
+        if ip.ttl <= 1 {
+            return Err(DropReason::TtlExpired);
+        }
+        let (out, next_hop) = self.egress(dst, ip)?;
+        let l3 = frame.get_mut(eth::HDR_LEN..).ok_or(DropReason::Truncated)?;
+        icmp::nat_error(l3, ip, e, &nat).ok_or(DropReason::Malformed)?;
+        self.stats().event(Event::IcmpNat);
+        Ok(self.l2_out(frame, out, next_hop))
     }
 
     fn icmp_local(
@@ -468,9 +843,9 @@ impl Worker {
         frame: &mut [u8],
         ip: &Ipv4Hdr,
     ) -> Result<Action, DropReason> {
-        let l3 = frame.get_mut(eth::HDR_LEN..).ok_or(DropReason::Malformed)?;
-        let msg = ip.payload(l3).ok_or(DropReason::Malformed)?;
-        let h = IcmpHdr::parse(msg).map_err(|_| DropReason::Malformed)?;
+        let l3 = frame.get_mut(eth::HDR_LEN..).ok_or(DropReason::Truncated)?;
+        let msg = ip.payload(l3).ok_or(DropReason::Truncated)?;
+        let h = IcmpHdr::parse(msg).map_err(|_| DropReason::Truncated)?;
         if h.icmp_type != icmp::TYPE_ECHO_REQUEST || h.code != 0 {
             return Err(DropReason::IcmpUnhandled);
         }
@@ -481,9 +856,9 @@ impl Worker {
     }
 
     fn tcp_udp(&self, frame: &mut [u8], ip: &Ipv4Hdr) -> Result<Action, DropReason> {
-        let l3 = frame.get(eth::HDR_LEN..).ok_or(DropReason::Malformed)?;
-        let seg = ip.payload(l3).ok_or(DropReason::Malformed)?;
-        let l4 = L4Hdr::parse(ip.proto, seg).map_err(|_| DropReason::Malformed)?;
+        let l3 = frame.get(eth::HDR_LEN..).ok_or(DropReason::Truncated)?;
+        let seg = ip.payload(l3).ok_or(DropReason::Truncated)?;
+        let l4 = L4Hdr::parse_ip(ip, seg).map_err(|e| l4_error(e, ip))?;
         let t = Tuple {
             proto: ip.proto,
             src: ip.src,
@@ -513,9 +888,11 @@ impl Worker {
         }
 
         if self.snap.is_vip(ip.dst) {
+            // A port-0 (persistent) service takes the ports no other service has.
             let svc = self
                 .snap
                 .service(ip.proto, ip.dst, l4.dport)
+                .or_else(|| self.snap.service(ip.proto, ip.dst, 0))
                 .ok_or(DropReason::NoService)?;
             if tcp && !new_syn {
                 return Err(DropReason::UnknownFlow);
@@ -526,11 +903,22 @@ impl Worker {
                 vip: ip.dst,
                 vport: l4.dport,
             };
-            let i = svc
-                .scheduler
-                .pick(&Dests::new(&svc.dests, conns), &flow)
-                .ok_or(DropReason::NoDest)?;
+            let dests = Dests::new(&svc.dests, conns);
+            let i = match svc.spec.persistence {
+                Some(timeout) => self
+                    .dp
+                    .persist
+                    .pick(svc, &dests, ip.proto, &flow, timeout, self.now),
+                None => svc.scheduler.pick(&dests, &flow),
+            }
+            .ok_or(DropReason::NoDest)?;
             let d = svc.dests.get(i).ok_or(DropReason::NoDest)?;
+            // A real server without a port (in a port-0 service) gets the client's port.
+            let rport = if d.spec.port == 0 {
+                l4.dport
+            } else {
+                d.spec.port
+            };
             let state = match ev {
                 Some(ev) => crate::conntrack::tcp_transition(ConnState::None, Dir::Inbound, ev),
                 None => ConnState::Udp,
@@ -539,7 +927,7 @@ impl Worker {
                 proto: ip.proto,
                 client: (ip.src, l4.sport),
                 virt: (ip.dst, l4.dport),
-                real: (d.spec.addr, d.spec.port),
+                real: (d.spec.addr, rport),
                 dest: d.slot,
                 state,
             };
@@ -555,7 +943,9 @@ impl Worker {
                     conns.update(&hit, hit.dir, ev, self.now);
                     hit
                 }
-                Err(InsertError::ReplyConflict) => return Err(DropReason::ConnConflict),
+                Err(InsertError::ReplyConflict | InsertError::Busy) => {
+                    return Err(DropReason::ConnConflict)
+                }
                 Err(InsertError::Full) => return Err(DropReason::TableFull),
                 Err(InsertError::DestRetired) => return Err(DropReason::NoDest),
             };
@@ -568,9 +958,9 @@ impl Worker {
     }
 
     /// DNAT (inbound) or SNAT (reply) of a tracked packet, TTL decremented, then out. A packet
-    /// that arrives with TTL <= 1 is dropped and counted as `ttl_expired`; rvs does not send
-    /// ICMP time exceeded for it yet, nor fragmentation-needed for one over the egress MTU
-    /// (dropped as `mtu_exceeded`).
+    /// that arrives with TTL <= 1 is dropped as `ttl_expired` (ICMP time exceeded back); one
+    /// over the egress MTU as `mtu_exceeded` (with DF: ICMP fragmentation needed back). A first
+    /// fragment's rewrite is recorded for the later fragments.
     fn nat(&self, frame: &mut [u8], ip: &Ipv4Hdr, hit: &Hit) -> Result<Action, DropReason> {
         let nat = match hit.dir {
             Dir::Inbound => Nat {
@@ -587,12 +977,26 @@ impl Worker {
             },
         };
         if ip.ttl <= 1 {
+            self.want_icmp(icmp::TYPE_TIME_EXCEEDED, icmp::CODE_TTL_EXCEEDED, 0);
             return Err(DropReason::TtlExpired);
         }
         let (out, next_hop) = self.egress(nat.dst, ip)?;
-        let l3 = frame.get_mut(eth::HDR_LEN..).ok_or(DropReason::Malformed)?;
+        let l3 = frame.get_mut(eth::HDR_LEN..).ok_or(DropReason::Truncated)?;
         l4::rewrite_endpoint(l3, ip, nat.side, nat.addr, nat.port, true)
             .ok_or(DropReason::Malformed)?;
+        self.record_fragment(
+            ip,
+            match hit.dir {
+                Dir::Inbound => FragVerdict::Dnat {
+                    addr: nat.addr,
+                    slot: hit.dest,
+                },
+                Dir::Reply => FragVerdict::Snat {
+                    addr: nat.addr,
+                    slot: hit.dest,
+                },
+            },
+        );
         let st = self.stats();
         let bytes = ip.total_len as u64;
         if let Some(s) = st.slot(hit.dest) {
@@ -615,20 +1019,25 @@ impl Worker {
     }
 
     /// Plain IPv4 routing with the TTL decremented. TTL <= 1 and over-MTU packets are dropped
-    /// and counted (`ttl_expired`, `mtu_exceeded`); the ICMP errors a router would send for
-    /// them are not generated yet.
+    /// and counted (`ttl_expired`, `mtu_exceeded`) and answered with the ICMP error a router
+    /// sends. A first fragment's decision (routed) is recorded for the later fragments.
     fn forward(&self, frame: &mut [u8], ip: &Ipv4Hdr) -> Result<Action, DropReason> {
         if ip.ttl <= 1 {
+            self.want_icmp(icmp::TYPE_TIME_EXCEEDED, icmp::CODE_TTL_EXCEEDED, 0);
             return Err(DropReason::TtlExpired);
         }
         let (out, next_hop) = self.egress(ip.dst, ip)?;
-        let l3 = frame.get_mut(eth::HDR_LEN..).ok_or(DropReason::Malformed)?;
+        let l3 = frame.get_mut(eth::HDR_LEN..).ok_or(DropReason::Truncated)?;
         ipv4::decrement_ttl(l3).ok_or(DropReason::Malformed)?;
+        if ip.frag_offset() == 0 {
+            self.record_fragment(ip, FragVerdict::Route);
+        }
         self.stats().event(Event::Forwarded);
         Ok(self.l2_out(frame, out, next_hop))
     }
 
-    /// Route lookup plus the egress MTU check.
+    /// Route lookup plus the egress MTU check (over it with DF set: ICMP fragmentation needed
+    /// with the egress MTU as next-hop MTU).
     fn egress(&self, dst: Ipv4Addr, ip: &Ipv4Hdr) -> Result<(u16, Ipv4Addr), DropReason> {
         let (out, next_hop) = self.dp.route(dst).ok_or(DropReason::NoRoute)?;
         let mtu = self
@@ -637,6 +1046,13 @@ impl Worker {
             .get(usize::from(out))
             .map_or(0, |p| usize::from(p.mtu));
         if ip.total_len > mtu {
+            if ip.dont_fragment() {
+                self.want_icmp(
+                    icmp::TYPE_DEST_UNREACH,
+                    icmp::CODE_FRAG_NEEDED,
+                    u32::try_from(mtu).unwrap_or(0) & 0xffff,
+                );
+            }
             return Err(DropReason::MtuExceeded);
         }
         Ok((out, next_hop))
@@ -653,5 +1069,27 @@ impl Worker {
             self.stats().event(Event::Held);
             Action::Hold { port, next_hop }
         }
+    }
+}
+
+/// The drop reason for an IPv4 header `Ipv4Hdr::parse_any` refused.
+fn ip_error(e: ParseError) -> DropReason {
+    match e {
+        ParseError::Truncated => DropReason::Truncated,
+        ParseError::BadVersion => DropReason::BadVersion,
+        ParseError::BadHeaderLen => DropReason::BadHeaderLen,
+        ParseError::BadTotalLen => DropReason::BadTotalLen,
+        ParseError::BadChecksum => DropReason::BadChecksum,
+        ParseError::Fragment => DropReason::Fragment,
+        ParseError::Unsupported => DropReason::Malformed,
+    }
+}
+
+/// The drop reason for a TCP/UDP header `L4Hdr::parse_ip` refused in the packet `ip`.
+fn l4_error(e: ParseError, ip: &Ipv4Hdr) -> DropReason {
+    match e {
+        _ if ip.is_fragment() => DropReason::BadFragment,
+        ParseError::Truncated => DropReason::Truncated,
+        _ => DropReason::Malformed,
     }
 }

@@ -35,8 +35,10 @@
 use crate::conntrack::ConnInfo;
 use crate::pipeline::Dataplane;
 use crate::sched::{self, SchedState, Scheduler};
+use crate::stats::{add_rates, RateEstimator, RATE_SAMPLES};
 use control::model::{
-    ConnStatus, DestSpec, DestStatus, Protocol, ServiceKey, ServiceSpec, ServiceStatus, Stats,
+    ConnStatus, DestSpec, DestStatus, Protocol, Rates, ServiceKey, ServiceSpec, ServiceStatus,
+    Stats,
 };
 use control::proto::{Request, Response};
 use std::collections::BTreeMap;
@@ -56,14 +58,18 @@ pub struct Dest {
     pub spec: DestSpec,
     /// Index of its counters (see the module documentation).
     pub slot: u32,
+    /// The last weight above 0 it had (its weight when added, if that was 0): the kernel's
+    /// `last_weight`, with which mh keeps a quiesced server's table slots.
+    pub last_weight: u32,
     /// Shared with the manager; while any snapshot holds a copy, the slot is not reused.
     _lease: Arc<()>,
 }
 
 impl Dest {
-    #[cfg(test)]
-    pub(crate) fn new(spec: DestSpec, slot: u32) -> Dest {
+    /// A real server outside any manager (tests and benchmarks): its slot is never reused.
+    pub fn new(spec: DestSpec, slot: u32) -> Dest {
         Dest {
+            last_weight: spec.weight,
             spec,
             slot,
             _lease: Arc::new(()),
@@ -116,6 +122,7 @@ impl Snapshot {
 struct DestState {
     spec: DestSpec,
     slot: u32,
+    last_weight: u32,
     lease: Arc<()>,
 }
 
@@ -142,7 +149,13 @@ pub struct ServiceManager {
     /// Published snapshots some worker may still hold.
     retained: Vec<Arc<Snapshot>>,
     generation: u64,
+    /// `--rate`: real servers' counters sampled by [`ServiceManager::tick`].
+    rates: RateEstimator<RateKey>,
 }
+
+/// A real server's identity for `--rate`: its slot and what it is, so that a reused slot
+/// starts a new history.
+type RateKey = (u32, ServiceKey, Ipv4Addr, u16);
 
 fn add_stats(a: &mut Stats, b: &Stats) {
     a.conns = a.conns.wrapping_add(b.conns);
@@ -176,6 +189,7 @@ impl ServiceManager {
             baselines: vec![Stats::default(); MAX_DESTS],
             retained: Vec::new(),
             generation: 0,
+            rates: RateEstimator::new(RATE_SAMPLES),
         }
     }
 
@@ -207,6 +221,7 @@ impl ServiceManager {
                 return Response::Ok;
             }
             Request::GetTimeouts => return Response::Timeouts(self.dp.conns().timeouts().get()),
+            Request::Counters => return Response::Counters(self.counters()),
             Request::List { service } => return self.list(service.as_ref()),
             Request::ListConns => return Response::Conns(self.list_conns()),
         };
@@ -219,16 +234,34 @@ impl ServiceManager {
         }
     }
 
+    /// The control thread's periodic work, every `stats::RATE_TICK_MS` at `now_ms` (a
+    /// monotonic clock): samples every real server's counters for `--rate` and frees old
+    /// snapshots. Never called by a worker.
+    pub fn tick(&mut self, now_ms: u64) {
+        self.collect_garbage();
+        let stats = self.dp.stats();
+        let totals: Vec<(RateKey, Stats)> = self
+            .services
+            .iter()
+            .flat_map(|(key, svc)| {
+                svc.dests.iter().map(move |d| {
+                    (
+                        (d.slot, *key, d.spec.addr, d.spec.port),
+                        stats.slot_total(d.slot),
+                    )
+                })
+            })
+            .collect();
+        self.rates.sample(now_ms, totals);
+    }
+
     // --- checks ----------------------------------------------------------------------------
 
     fn check_service_spec(spec: &ServiceSpec) -> Result<()> {
-        if spec.persistence.is_some() {
-            return Err("persistent services (-p) are not supported yet".into());
-        }
-        if spec.key.port == 0 {
+        if spec.key.port == 0 && spec.persistence.is_none() {
             return Err("Zero port specified for non-persistent service".into());
         }
-        sched::check_supported(spec.scheduler).map_err(|e| e.to_string())
+        sched::check_spec(spec)
     }
 
     fn check_dest_spec(dest: &DestSpec) -> Result<()> {
@@ -307,6 +340,7 @@ impl ServiceManager {
             .ok_or_else(|| format!("too many real servers (at most {MAX_DESTS}, removed ones included until their connections end)"))?;
         if let Some(svc) = self.services.get_mut(key) {
             svc.dests.push(DestState {
+                last_weight: spec.weight,
                 spec,
                 slot,
                 lease: Arc::new(()),
@@ -325,6 +359,9 @@ impl ServiceManager {
             .find(|d| d.spec.addr == spec.addr && d.spec.port == spec.port)
             .ok_or("No such destination")?;
         Self::check_dest_spec(&spec)?;
+        if spec.weight != 0 {
+            d.last_weight = spec.weight;
+        }
         d.spec = spec;
         Ok(())
     }
@@ -430,11 +467,12 @@ impl ServiceManager {
                 .map(|d| Dest {
                     spec: d.spec.clone(),
                     slot: d.slot,
+                    last_weight: d.last_weight,
                     _lease: d.lease.clone(),
                 })
                 .collect();
             // Every service's scheduler kind was checked when it was added or edited.
-            let Ok(scheduler) = sched::build(svc.spec.scheduler, &dests, &svc.sched) else {
+            let Ok(scheduler) = sched::build(&svc.spec, &dests, &svc.sched) else {
                 continue;
             };
             services.push((
@@ -471,12 +509,21 @@ impl ServiceManager {
 
     fn status(&self, svc: &ServiceState) -> ServiceStatus {
         let mut stats = svc.removed_stats;
+        // A service's rate is the sum of its real servers' rates (those measured already); a
+        // service without real servers carries no traffic.
+        let mut rates = svc.dests.is_empty().then(Rates::default);
         let dests = svc
             .dests
             .iter()
             .map(|d| {
                 let c = self.dp.conns().dest(d.slot);
-                let s = self.dest_stats(d.slot);
+                let mut s = self.dest_stats(d.slot);
+                s.rates = self
+                    .rates
+                    .rates(&(d.slot, svc.spec.key, d.spec.addr, d.spec.port));
+                if let Some(r) = &s.rates {
+                    rates = Some(rates.map_or(*r, |sum| add_rates(&sum, r)));
+                }
                 add_stats(&mut stats, &s);
                 DestStatus {
                     spec: d.spec.clone(),
@@ -486,6 +533,7 @@ impl ServiceManager {
                 }
             })
             .collect();
+        stats.rates = rates;
         ServiceStatus {
             spec: svc.spec.clone(),
             dests,
@@ -505,6 +553,19 @@ impl ServiceManager {
             table_size: self.dp.conns().capacity() as u64,
             services,
         }
+    }
+
+    /// Every dataplane counter (see `Stats::counters`) plus the connection table's figures:
+    /// `conntrack.entries`, `conntrack.capacity`, `conntrack.evictions`, and the fragment
+    /// table's `frag.capacity`.
+    fn counters(&self) -> Vec<(String, u64)> {
+        let mut c = self.dp.stats().counters();
+        let conns = self.dp.conns();
+        c.push(("conntrack.entries".into(), conns.len() as u64));
+        c.push(("conntrack.capacity".into(), conns.capacity() as u64));
+        c.push(("conntrack.evictions".into(), conns.evictions()));
+        c.push(("frag.capacity".into(), self.dp.frags().capacity() as u64));
+        c
     }
 
     fn list_conns(&self) -> Vec<ConnStatus> {

@@ -55,24 +55,48 @@ macro_rules! named_enum {
 named_enum! {
     /// Why a frame was dropped (or consumed without being sent on).
     DropReason {
-        /// Truncated or malformed Ethernet, ARP, IPv4, TCP, UDP or ICMP header.
+        /// A malformed Ethernet, ARP, TCP, UDP or ICMP header (a bad field value, e.g. TCP
+        /// data offset below 5 or a UDP length beyond the packet).
         Malformed = "malformed",
+        /// Shorter than the headers it announces (Ethernet, IPv4, TCP, UDP or ICMP header cut).
+        Truncated = "truncated",
+        /// Ethertype IPv4, but the IP version field is not 4.
+        BadVersion = "bad_version",
+        /// IPv4 IHL below 5, or a header longer than the frame.
+        BadHeaderLen = "bad_header_len",
+        /// IPv4 total length below the header length or beyond the frame.
+        BadTotalLen = "bad_total_len",
         /// An ethertype other than IPv4 and ARP (IPv6, LLDP, ...).
         NotIpv4 = "not_ipv4",
         /// An 802.1Q/802.1ad tagged frame: VLANs are not configured.
         Vlan = "vlan",
-        /// A frame for another MAC, or IPv4 to a broadcast/multicast MAC.
+        /// A unicast frame for another MAC.
         NotForUs = "not_for_us",
-        /// IPv4 header checksum does not verify.
+        /// IPv4 to a broadcast or multicast MAC (only ARP is taken from group addresses).
+        L2Multicast = "l2_multicast",
+        /// IPv4 header checksum does not verify (or the ICMP checksum of an ICMP error that
+        /// would be rewritten).
         BadChecksum = "bad_checksum",
-        /// An IPv4 fragment (not reassembled yet).
+        /// An IPv4 fragment addressed to rvs itself (rvs reassembles nothing for its own
+        /// addresses: fragmented pings to a VIP, ...).
         Fragment = "fragment",
-        /// Source or destination that is never routed (broadcast, multicast, 0/8, 127/8).
+        /// A non-first fragment whose first fragment was not seen (lost, dropped, not yet
+        /// arrived, or its decision expired): see `frag`.
+        FragNoFirst = "frag_no_first",
+        /// A fragment rvs refuses: a first fragment too short for its TCP/UDP header, or a TCP
+        /// fragment at offset 8 (RFC 1858 overlap attack).
+        BadFragment = "bad_fragment",
+        /// Source or destination that is never routed (broadcast, multicast, 0/8, 127/8), or a
+        /// source that is one of our addresses or a VIP.
         Martian = "martian",
         /// TCP/UDP/other to one of our own non-VIP addresses: rvs has no local stack.
         Local = "local",
         /// ICMP to our addresses other than echo request.
         IcmpUnhandled = "icmp_unhandled",
+        /// An ICMP error (type 3, 4, 11) to a VIP or our address about no tracked connection.
+        IcmpUnrelated = "icmp_unrelated",
+        /// A protocol other than TCP, UDP and ICMP to a VIP.
+        UnknownProto = "unknown_proto",
         /// To a VIP, but no service for that protocol and port.
         NoService = "no_service",
         /// A TCP packet other than SYN to a service, with no connection.
@@ -83,11 +107,13 @@ named_enum! {
         ConnConflict = "conn_conflict",
         /// No eligible real server (all weight 0, overloaded, or none).
         NoDest = "no_dest",
-        /// TTL would reach 0 on forwarding.
+        /// TTL would reach 0 on forwarding (an ICMP time exceeded is sent in its place unless
+        /// RFC 1812 forbids it or the rate limit holds it back: `icmp_time_exceeded_sent`).
         TtlExpired = "ttl_expired",
         /// No port's subnet holds the destination and no gateway is set.
         NoRoute = "no_route",
-        /// Larger than the egress port's MTU.
+        /// Larger than the egress port's MTU (with DF set, an ICMP fragmentation needed is sent
+        /// in its place, as for `ttl_expired`; without DF rvs does not fragment).
         MtuExceeded = "mtu_exceeded",
         /// The ingress port number is not configured.
         BadPort = "bad_port",
@@ -119,6 +145,25 @@ named_enum! {
         Forwarded = "forwarded",
         /// Returned `Action::Hold`: next hop MAC unknown.
         Held = "held",
+        /// ARP requests built by the worker (generated frames: sent, or dropped as counted).
+        ArpRequests = "arp_requests",
+        /// ICMP time exceeded built in place of a packet dropped as `ttl_expired`.
+        IcmpTimeExceeded = "icmp_time_exceeded_sent",
+        /// ICMP fragmentation needed built in place of a packet dropped as `mtu_exceeded`.
+        IcmpFragNeeded = "icmp_frag_needed_sent",
+        /// ICMP errors not sent because of the per-worker rate limit.
+        IcmpRateLimited = "icmp_rate_limited",
+        /// ICMP errors about a tracked connection, rewritten and sent on.
+        IcmpNat = "icmp_nat",
+        /// IPv4 packets with header options, handled with the options kept.
+        IpOptions = "ip_options",
+        /// First fragments whose decision was recorded for the later fragments.
+        FragFirst = "frag_first",
+        /// Later fragments that followed their first fragment's decision.
+        FragFollowed = "frag_followed",
+        /// Fragment decisions that replaced a live one (fragment table bucket full) or could
+        /// not be recorded (bucket busy).
+        FragEvicted = "frag_evicted",
     }
 }
 
@@ -284,6 +329,98 @@ impl Stats {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Rates (`-L --rate`)
+
+/// How often the control thread samples the counters for `--rate`, in milliseconds.
+pub const RATE_TICK_MS: u64 = 1000;
+
+/// Samples kept per real server: rates are measured between the oldest and the newest, so over
+/// the last `(RATE_SAMPLES - 1) * RATE_TICK_MS` = 4 s once that much history exists.
+pub const RATE_SAMPLES: usize = 5;
+
+/// `--rate` by sliding window, measured on the control thread, never on a worker.
+///
+/// Every [`RATE_TICK_MS`] the control thread reads each real server's counters (summed over the
+/// workers, without baselines, so `-Z` does not disturb them) and hands them to
+/// [`RateEstimator::sample`] with the time of the reading. A real server's rate is the difference
+/// between its newest and its oldest kept sample divided by the time between them: an exact
+/// average over the last few seconds, rather than the kernel's estimator (a 2 s tick feeding an
+/// exponentially weighted average). A real server with fewer than two samples has no rate yet
+/// (`None`; rvsadm prints `-`), so nothing reported is ever made up. Keys that a sample does not
+/// name are forgotten, so a deleted real server's history never leaks into a new one.
+#[derive(Debug, Clone)]
+pub struct RateEstimator<K> {
+    samples: usize,
+    series: std::collections::BTreeMap<K, std::collections::VecDeque<(u64, model::Stats)>>,
+}
+
+impl<K: Ord + Clone> RateEstimator<K> {
+    /// An estimator that keeps `samples` readings per key (at least two).
+    pub fn new(samples: usize) -> RateEstimator<K> {
+        RateEstimator {
+            samples: samples.max(2),
+            series: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// Records one reading per key at `now_ms` (a monotonic clock); keys not in `totals` are
+    /// forgotten. A reading that is not later than the key's previous one is ignored.
+    pub fn sample(&mut self, now_ms: u64, totals: impl IntoIterator<Item = (K, model::Stats)>) {
+        let mut next = std::collections::BTreeMap::new();
+        for (key, total) in totals {
+            let mut s = self.series.remove(&key).unwrap_or_default();
+            if s.back().is_none_or(|(t, _)| *t < now_ms) {
+                if s.len() >= self.samples {
+                    s.pop_front();
+                }
+                s.push_back((now_ms, total));
+            }
+            next.insert(key, s);
+        }
+        self.series = next;
+    }
+
+    /// The per-second rates of `key` over its kept window, or `None` before it has two samples.
+    pub fn rates(&self, key: &K) -> Option<model::Rates> {
+        let s = self.series.get(key)?;
+        let ((t0, a), (t1, b)) = (s.front()?, s.back()?);
+        let dt = t1.checked_sub(*t0).filter(|dt| *dt > 0)?;
+        let per_second = |from: u64, to: u64| -> u64 {
+            let delta = u128::from(to.saturating_sub(from));
+            let rate = (delta * 1000 + u128::from(dt) / 2) / u128::from(dt);
+            u64::try_from(rate).unwrap_or(u64::MAX)
+        };
+        Some(model::Rates {
+            cps: per_second(a.conns, b.conns),
+            in_pps: per_second(a.in_pkts, b.in_pkts),
+            out_pps: per_second(a.out_pkts, b.out_pkts),
+            in_bps: per_second(a.in_bytes, b.in_bytes),
+            out_bps: per_second(a.out_bytes, b.out_bytes),
+        })
+    }
+
+    /// Keys tracked now.
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+}
+
+/// `a + b`, column by column (saturating).
+pub fn add_rates(a: &model::Rates, b: &model::Rates) -> model::Rates {
+    model::Rates {
+        cps: a.cps.saturating_add(b.cps),
+        in_pps: a.in_pps.saturating_add(b.in_pps),
+        out_pps: a.out_pps.saturating_add(b.out_pps),
+        in_bps: a.in_bps.saturating_add(b.in_bps),
+        out_bps: a.out_bps.saturating_add(b.out_bps),
+    }
+}
+
 #[cfg(test)]
 #[allow(
     clippy::indexing_slicing,
@@ -293,6 +430,91 @@ impl Stats {
 )]
 mod tests {
     use super::*;
+
+    fn totals(conns: u64, pkts: u64, bytes: u64) -> model::Stats {
+        model::Stats {
+            conns,
+            in_pkts: pkts,
+            out_pkts: pkts / 2,
+            in_bytes: bytes,
+            out_bytes: bytes * 3,
+            rates: None,
+        }
+    }
+
+    #[test]
+    fn rates_need_two_samples_and_average_over_the_window() {
+        let mut e = RateEstimator::<u32>::new(3);
+        assert_eq!(e.rates(&7), None);
+        e.sample(10_000, [(7, totals(0, 0, 0))]);
+        assert_eq!(e.rates(&7), None, "one sample: no rate yet");
+        e.sample(11_000, [(7, totals(10, 1000, 64_000))]);
+        assert_eq!(
+            e.rates(&7),
+            Some(model::Rates {
+                cps: 10,
+                in_pps: 1000,
+                out_pps: 500,
+                in_bps: 64_000,
+                out_bps: 192_000
+            })
+        );
+        // 2 s window: (30 - 0) conns over 2 s.
+        e.sample(12_000, [(7, totals(30, 3000, 64_000))]);
+        assert_eq!(e.rates(&7).unwrap().cps, 15);
+        assert_eq!(e.rates(&7).unwrap().in_bps, 32_000);
+        // The oldest sample slides out: (40 - 10) over 11 s..13 s.
+        e.sample(13_000, [(7, totals(40, 3000, 64_000))]);
+        let r = e.rates(&7).unwrap();
+        assert_eq!((r.cps, r.in_pps, r.in_bps), (15, 1000, 0));
+        // Idle: the rate decays to zero once the window holds no traffic.
+        e.sample(14_000, [(7, totals(40, 3000, 64_000))]);
+        e.sample(15_000, [(7, totals(40, 3000, 64_000))]);
+        assert_eq!(e.rates(&7), Some(model::Rates::default()));
+    }
+
+    #[test]
+    fn rates_use_the_real_time_between_samples_and_round() {
+        let mut e = RateEstimator::<u32>::new(5);
+        e.sample(0, [(1, totals(0, 0, 0))]);
+        // A late tick (the control thread was busy): 3 conns over 1.5 s is 2/s.
+        e.sample(1_500, [(1, totals(3, 1, 0))]);
+        let r = e.rates(&1).unwrap();
+        assert_eq!(r.cps, 2);
+        assert_eq!(r.in_pps, 1, "0.67/s rounds to 1");
+        // A reading at the same instant is ignored rather than dividing by zero.
+        e.sample(1_500, [(1, totals(100, 100, 100))]);
+        assert_eq!(e.rates(&1).unwrap().cps, 2);
+    }
+
+    #[test]
+    fn forgotten_keys_start_afresh_and_counters_never_go_backwards() {
+        let mut e = RateEstimator::<u32>::new(5);
+        e.sample(0, [(1, totals(100, 0, 0)), (2, totals(5, 0, 0))]);
+        e.sample(1_000, [(1, totals(200, 0, 0))]);
+        assert_eq!(e.len(), 1, "key 2 was not sampled: forgotten");
+        assert_eq!(e.rates(&2), None);
+        e.sample(2_000, [(1, totals(300, 0, 0)), (2, totals(7, 0, 0))]);
+        assert_eq!(e.rates(&2), None, "a returning key has no history");
+        assert_eq!(e.rates(&1).unwrap().cps, 100);
+        // A counter lower than before (cannot happen with monotonic counters) gives 0, not a
+        // wrapped-around number.
+        let mut e = RateEstimator::<u32>::new(2);
+        e.sample(0, [(1, totals(50, 0, 0))]);
+        e.sample(1_000, [(1, totals(10, 0, 0))]);
+        assert_eq!(e.rates(&1).unwrap().cps, 0);
+        assert!(!e.is_empty());
+    }
+
+    #[test]
+    fn rates_of_huge_counters_do_not_overflow() {
+        let mut e = RateEstimator::<u32>::new(2);
+        e.sample(0, [(1, totals(0, 0, 0))]);
+        e.sample(1, [(1, totals(u64::MAX, 0, 0))]);
+        assert_eq!(e.rates(&1).unwrap().cps, u64::MAX);
+        let sum = add_rates(&e.rates(&1).unwrap(), &e.rates(&1).unwrap());
+        assert_eq!(sum.cps, u64::MAX);
+    }
 
     #[test]
     fn counters_sum_over_workers_and_are_named() {

@@ -35,8 +35,29 @@ const LAB_STATE_DIR: &str = "/run/rvs-lab";
 
 static LAB_LOCK: Mutex<()> = Mutex::new(());
 
-fn lab_lock() -> MutexGuard<'static, ()> {
-    LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+/// Serialises the scenarios: within this process (a mutex) and across processes (an flock on
+/// a file outside the lab's state folder), since the namespace names are global.
+struct LabLock {
+    _file: Option<fs::File>,
+    _guard: MutexGuard<'static, ()>,
+}
+
+fn lab_lock() -> LabLock {
+    let guard = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/run/rvs-lab.lock")
+        .ok();
+    if let Some(f) = &file {
+        // SAFETY: flock on an open descriptor we own; released when the file is closed.
+        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+    }
+    LabLock {
+        _file: file,
+        _guard: guard,
+    }
 }
 
 fn workspace_root() -> PathBuf {
@@ -299,6 +320,11 @@ struct Lab {
 
 impl Lab {
     fn up(kernel: bool) -> Lab {
+        Lab::up_with(kernel, RS.len())
+    }
+
+    /// A lab with `servers` real servers rvs-rs1.. at 192.0.2.2.. (RVS_LAB_SERVERS).
+    fn up_with(kernel: bool, servers: usize) -> Lab {
         let tmp = unique_tmp_dir("test");
         let lab = Lab {
             socket: tmp.join("rvs.sock"),
@@ -308,7 +334,7 @@ impl Lab {
             rvsd: None,
         };
         let args: &[&str] = if kernel { &["up", "--kernel"] } else { &["up"] };
-        let r = lab_script(args, &[]);
+        let r = lab_script(args, &[("RVS_LAB_SERVERS", &servers.to_string())]);
         assert!(r.status.success(), "{}", r.describe("scripts/lab.sh up"));
         lab
     }
@@ -845,4 +871,601 @@ fn rvsd_nat_walkthrough() {
         "rvsd must exit cleanly on SIGTERM, got {st}\n--- rvsd log ---\n{}",
         lab.rvsd_log_tail()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Live updates under load (issue 4): no request fails, and after each change new requests go
+// only to the real servers still eligible.
+
+/// One request of the load: when it was started and finished, and which real server answered
+/// (the body, "rsN") or why it failed.
+struct Shot {
+    start: Instant,
+    end: Instant,
+    answer: Result<String, String>,
+}
+
+/// One curl to `url` from the client namespace (a new TCP connection each time).
+fn curl_shot(url: &str) -> Shot {
+    let start = Instant::now();
+    let out = cmd("ip")
+        .args(["netns", "exec", "rvs-cli", "curl", "-sS", "--max-time", "5"])
+        .arg(url)
+        .stdin(Stdio::null())
+        .output();
+    let end = Instant::now();
+    let answer = match out {
+        Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).trim().to_owned()),
+        Ok(o) => Err(format!(
+            "{}: {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Err(e.to_string()),
+    };
+    Shot { start, end, answer }
+}
+
+/// `loops` curl loops against `url` until `stop` is set (each bounded to `max_each` requests).
+fn curl_load(
+    url: String,
+    loops: usize,
+    max_each: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<thread::JoinHandle<Vec<Shot>>> {
+    (0..loops)
+        .map(|_| {
+            let (url, stop) = (url.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut shots = Vec::new();
+                while !stop.load(Ordering::Relaxed) && shots.len() < max_each {
+                    shots.push(curl_shot(&url));
+                }
+                shots
+            })
+        })
+        .collect()
+}
+
+/// A change made under load: when it began and was done, and the servers eligible after it.
+struct Change {
+    what: String,
+    begin: Instant,
+    done: Instant,
+    eligible: Vec<&'static str>,
+}
+
+/// (weight, ActiveConn, InActConn) of real server `rip` in `rvsadm -L -n` output.
+fn rs_state(listing: &str, rip: &str) -> Option<(u32, u64, u64)> {
+    listing.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() == 6 && f[0] == "->" && f[1] == rip).then(|| {
+            (
+                f[3].parse().unwrap_or(u32::MAX),
+                f[4].parse().unwrap_or(u64::MAX),
+                f[5].parse().unwrap_or(u64::MAX),
+            )
+        })
+    })
+}
+
+/// Waits (bounded) until real server `rip` of `service` has no active connection: a quiesced
+/// server is drained before it is removed, as with ipvsadm (removing it drops its
+/// connections at once, by design).
+fn wait_drained(lab: &Lab, service: &str, rip: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let l = lab.adm(&["-L", "-n", "-t", service]);
+        match rs_state(&l, rip) {
+            Some((_, 0, _)) => return,
+            Some(_) => {}
+            None => panic!("{rip} not listed:\n{l}"),
+        }
+        assert!(Instant::now() < deadline, "{rip} not drained in 10 s:\n{l}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Under continuous curl load (four loops, about 10 s) the test quiesces one real server
+/// (-e -w 0), removes another (-d, after draining it), adds, edits and deletes other services,
+/// brings the servers back: no request fails, and every request started after a change and
+/// finished before the next one went to a server eligible then.
+#[test]
+fn live_updates_under_curl_load_lose_nothing() {
+    let _lock = lab_lock();
+    if prerequisites("live_updates_under_curl_load_lose_nothing", &[]).is_none() {
+        return;
+    }
+    let mut lab = Lab::up_with(false, 3);
+    lab.start_rvsd();
+    let web = format!("{VIP}:80");
+    let (rs1, rs2, rs3) = ("192.0.2.2:80", "192.0.2.3:80", "192.0.2.4:80");
+    lab.adm(&["-C"]);
+    lab.adm(&["-A", "-t", &web, "-s", "rr"]);
+    for rip in [rs1, rs2, rs3] {
+        lab.adm(&["-a", "-t", &web, "-r", rip, "-m", "-w", "1"]);
+    }
+    // Warm up ARP and the path before the load starts.
+    for _ in 0..3 {
+        curl_vip();
+    }
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = curl_load(format!("http://{VIP}/"), 4, 2000, stop.clone());
+    let hold = |d: u64| thread::sleep(Duration::from_millis(d));
+    let mut changes: Vec<Change> = Vec::new();
+    let t0 = Instant::now();
+    changes.push(Change {
+        what: "start".into(),
+        begin: t0,
+        done: t0,
+        eligible: vec!["rs1", "rs2", "rs3"],
+    });
+    let mut change = |what: &str, steps: &[&[&str]], eligible: &[&'static str]| {
+        let begin = Instant::now();
+        for args in steps {
+            lab.adm(args);
+        }
+        changes.push(Change {
+            what: what.into(),
+            begin,
+            done: Instant::now(),
+            eligible: eligible.to_vec(),
+        });
+    };
+    hold(1500);
+    change(
+        "rs2 weight 0",
+        &[&["-e", "-t", &web, "-r", rs2, "-w", "0"]],
+        &["rs1", "rs3"],
+    );
+    hold(1500);
+    let alt = format!("{VIP}:8080");
+    let udp = format!("{VIP}:{UDP_PORT}");
+    change(
+        "services added and edited",
+        &[
+            &["-A", "-t", &alt, "-s", "rr"],
+            &["-a", "-t", &alt, "-r", rs1, "-m"],
+            &["-E", "-t", &alt, "-M", "255.255.255.0"],
+            &["-A", "-u", &udp, "-s", "rr"],
+            &["-a", "-u", &udp, "-r", "192.0.2.3", "-m"],
+            &["-E", "-t", &web, "-s", "rr"],
+            &["-Z"],
+        ],
+        &["rs1", "rs3"],
+    );
+    // The new service works under the load (port 8080 on the VIP goes to rs1:80).
+    assert_eq!(
+        curl_shot(&format!("http://{alt}/")).answer.as_deref(),
+        Ok("rs1")
+    );
+    hold(1000);
+    change(
+        "rs3 weight 0",
+        &[&["-e", "-t", &web, "-r", rs3, "-w", "0"]],
+        &["rs1"],
+    );
+    wait_drained(&lab, &web, rs3);
+    change("rs3 removed", &[&["-d", "-t", &web, "-r", rs3]], &["rs1"]);
+    hold(1500);
+    change(
+        "rs2 weight 3, services deleted",
+        &[
+            &["-e", "-t", &web, "-r", rs2, "-w", "3"],
+            &["-D", "-t", &alt],
+            &["-D", "-u", &udp],
+        ],
+        &["rs1", "rs2"],
+    );
+    hold(1500);
+    change(
+        "rs3 added again",
+        &[&["-a", "-t", &web, "-r", rs3, "-m", "-w", "1"]],
+        &["rs1", "rs2", "rs3"],
+    );
+    hold(1500);
+    stop.store(true, Ordering::Relaxed);
+    let end = Instant::now();
+    let shots: Vec<Shot> = load
+        .into_iter()
+        .flat_map(|h| h.join().expect("load thread"))
+        .collect();
+
+    let at = |t: Instant| format!("{:.3}s", t.duration_since(t0).as_secs_f64());
+    let timeline: String = changes
+        .iter()
+        .map(|c| format!("  {} .. {}: {}\n", at(c.begin), at(c.done), c.what))
+        .collect();
+    let failed: Vec<String> = shots
+        .iter()
+        .filter_map(|s| {
+            s.answer
+                .as_ref()
+                .err()
+                .map(|e| format!("  {} .. {}: {e}", at(s.start), at(s.end)))
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed:\n{}\nchanges:\n{timeline}--- rvsd log ---\n{}",
+        failed.len(),
+        shots.len(),
+        failed.join("\n"),
+        lab.rvsd_log_tail()
+    );
+    assert!(
+        shots.len() >= 100,
+        "only {} requests in {:?}",
+        shots.len(),
+        end - t0
+    );
+
+    // Eligibility: a request started after change i was done and finished before change i+1
+    // began must have gone to a server eligible after change i; one that overlapped later
+    // changes may have gone to a server eligible in any of the phases it overlapped.
+    let mut per_phase: Vec<std::collections::BTreeMap<String, usize>> =
+        vec![Default::default(); changes.len()];
+    for s in &shots {
+        let answer = s.answer.as_ref().expect("checked above");
+        let Some(first) = changes.iter().rposition(|c| c.done <= s.start) else {
+            continue;
+        };
+        let last = changes
+            .iter()
+            .rposition(|c| c.begin < s.end)
+            .unwrap_or(first);
+        let allowed: Vec<&str> = changes[first..=last.max(first)]
+            .iter()
+            .flat_map(|c| c.eligible.iter().copied())
+            .collect();
+        assert!(
+            allowed.contains(&answer.as_str()),
+            "request {} .. {} went to {answer}, eligible: {allowed:?}\nchanges:\n{timeline}",
+            at(s.start),
+            at(s.end)
+        );
+        if last <= first {
+            *per_phase[first].entry(answer.clone()).or_default() += 1;
+        }
+    }
+    // And the eligible servers really shared the load: each got some of every phase.
+    for (c, seen) in changes.iter().zip(&per_phase) {
+        let total: usize = seen.values().sum();
+        if total >= 12 {
+            for rs in &c.eligible {
+                assert!(
+                    seen.get(*rs).copied().unwrap_or(0) > 0,
+                    "after '{}' {rs} got none of {total} requests: {seen:?}\nchanges:\n{timeline}",
+                    c.what
+                );
+            }
+        }
+    }
+    println!(
+        "{} requests, none failed; per phase: {:?}\nchanges:\n{timeline}",
+        shots.len(),
+        per_phase
+    );
+
+    // The counters and rates saw the traffic (-Z was given under load, so counts are since then).
+    let stats = lab.adm(&["-L", "-n", "--stats", "--exact", "-t", &web]);
+    let rates = lab.adm(&["-L", "-n", "--rate", "--exact", "-t", &web]);
+    let first_number = |text: &str, prefix: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no number after {prefix} in\n{text}"))
+    };
+    assert!(first_number(&stats, "TCP") > 0, "{stats}");
+    assert!(
+        first_number(&rates, "TCP") > 0,
+        "CPS measured under load:\n{rates}"
+    );
+    // -Z of that one service: its counters restart from zero (no new connection since the
+    // load stopped); the rates, measurements of the last seconds, stay.
+    lab.adm(&["-Z", "-t", &web]);
+    let zeroed = lab.adm(&["-L", "-n", "--stats", "--exact", "-t", &web]);
+    assert_eq!(first_number(&zeroed, "TCP"), 0, "{zeroed}");
+    let rates = lab.adm(&["-L", "-n", "--rate", "--exact", "-t", &web]);
+    assert!(first_number(&rates, "TCP") > 0, "rates after -Z:\n{rates}");
+    let listing = lab.adm(&["-L", "-n", "-t", &web]);
+    assert_eq!(rs_state(&listing, rs1).map(|s| s.0), Some(1), "{listing}");
+    assert_eq!(rs_state(&listing, rs2).map(|s| s.0), Some(3), "{listing}");
+    assert_eq!(rs_state(&listing, rs3).map(|s| s.0), Some(1), "{listing}");
+    assert!(
+        lab.rvsd_alive(),
+        "rvsd died\n--- rvsd log ---\n{}",
+        lab.rvsd_log_tail()
+    );
+    let st = lab.stop_rvsd();
+    assert!(st.success(), "rvsd exit: {st}");
+}
+
+/// A long download through a real server that is set to weight 0 mid-transfer (while other
+/// services and the other real server are added, edited and removed) completes intact; new
+/// requests meanwhile go to the other server.
+#[test]
+fn established_download_survives_weight_zero_and_other_changes() {
+    let _lock = lab_lock();
+    if prerequisites(
+        "established_download_survives_weight_zero_and_other_changes",
+        &[],
+    )
+    .is_none()
+    {
+        return;
+    }
+    let mut lab = Lab::up(false);
+    // A different file of the same name on each real server, so its content says who sent it.
+    const SIZE: usize = 3 << 20;
+    let content = |name: &str| -> Vec<u8> {
+        let mut x: u64 = name.bytes().fold(0x9e37_79b9_7f4a_7c15, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        (0..SIZE)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    for (name, _) in RS {
+        let path = Path::new(LAB_STATE_DIR).join(name).join("www/big.bin");
+        fs::write(&path, content(name)).expect("write the download");
+    }
+    lab.start_rvsd();
+    let web = format!("{VIP}:80");
+    lab.adm(&["-C"]);
+    lab.adm(&["-A", "-t", &web, "-s", "rr"]);
+    for (_, ip) in RS {
+        lab.adm(&["-a", "-t", &web, "-r", &format!("{ip}:80"), "-m"]);
+    }
+    for _ in 0..2 {
+        curl_vip();
+    }
+
+    // About 3 s at 1 MB/s.
+    let out = lab.tmp.join("download.bin");
+    let mut download = cmd("ip")
+        .args([
+            "netns",
+            "exec",
+            "rvs-cli",
+            "curl",
+            "-sS",
+            "--max-time",
+            "60",
+        ])
+        .args(["--limit-rate", "1M", "-o"])
+        .arg(&out)
+        .arg(format!("http://{VIP}/big.bin"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the download");
+    // Which real server carries it: the one with an active connection.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (busy, idle) = loop {
+        let l = lab.adm(&["-L", "-n"]);
+        let active: Vec<&(&str, &str)> = RS
+            .iter()
+            .filter(|(_, ip)| rs_state(&l, &format!("{ip}:80")).is_some_and(|s| s.1 > 0))
+            .collect();
+        if let [one] = active[..] {
+            let other = RS.iter().find(|r| r.0 != one.0).expect("two servers");
+            break (*one, *other);
+        }
+        assert!(Instant::now() < deadline, "no download in progress:\n{l}");
+        thread::sleep(Duration::from_millis(50));
+    };
+    let busy_rip = format!("{}:80", busy.1);
+    let idle_rip = format!("{}:80", idle.1);
+    thread::sleep(Duration::from_millis(300));
+
+    // Mid-transfer: the busy server to weight 0, other services come and go.
+    lab.adm(&["-e", "-t", &web, "-r", &busy_rip, "-w", "0"]);
+    for _ in 0..4 {
+        assert_eq!(
+            curl_vip(),
+            idle.0,
+            "new requests go to the server still eligible"
+        );
+    }
+    let alt = format!("{VIP}:8080");
+    lab.adm(&["-A", "-t", &alt, "-s", "rr"]);
+    lab.adm(&["-a", "-t", &alt, "-r", &idle_rip, "-m"]);
+    lab.adm(&["-E", "-t", &web, "-s", "rr"]);
+    lab.adm(&["-D", "-t", &alt]);
+    lab.adm(&["-d", "-t", &web, "-r", &idle_rip]);
+    let l = lab.adm(&["-L", "-n"]);
+    assert_eq!(
+        rs_state(&l, &busy_rip).map(|s| (s.0, s.1)),
+        Some((0, 1)),
+        "the download still runs on the quiesced server:\n{l}"
+    );
+    assert!(
+        download.try_wait().expect("try_wait curl").is_none(),
+        "the download ended before the changes were made: make it longer"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = download.try_wait().expect("try_wait curl") {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "download still running after 60 s"
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = download.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(status.success(), "download failed: {status}: {err}");
+    let got = fs::read(&out).expect("downloaded file");
+    assert_eq!(got.len(), SIZE, "download size");
+    assert!(
+        got == content(busy.0),
+        "the download's content differs from {}'s file",
+        busy.0
+    );
+
+    // Back to weight 1: it takes new requests again.
+    lab.adm(&["-e", "-t", &web, "-r", &busy_rip, "-w", "1"]);
+    assert_eq!(curl_vip(), busy.0);
+    assert!(lab.rvsd_alive(), "rvsd died\n{}", lab.rvsd_log_tail());
+    let st = lab.stop_rvsd();
+    assert!(st.success(), "rvsd exit: {st}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schedulers and persistence (issue 5).
+
+/// The service line and the (address, weight) of each real-server line of `rvsadm -L -n -t`.
+fn service_and_weights(listing: &str) -> (String, Vec<(String, u32)>) {
+    let mut lines = listing
+        .lines()
+        .skip_while(|l| !l.starts_with("TCP") && !l.starts_with("UDP"));
+    let service = lines.next().unwrap_or_default().to_owned();
+    let weights = lines
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 6 && f[0] == "->").then(|| (f[1].to_owned(), f[3].parse().unwrap_or(0)))
+        })
+        .collect();
+    (service, weights)
+}
+
+/// `-s wrr` with weights 2 and 1: the kernel's sequence. Its cycle is rs1 rs1 rs2; where it
+/// starts depends on the current weight `cw` the real-server changes left behind, exactly as
+/// in the kernel: adding rs1 (weight 2) and then rs2 (weight 1) leaves cw at 1, so the first
+/// pass is rs1 rs2; a new scheduler (`-E -s`) starts at the top of the cycle.
+#[test]
+fn rvsd_wrr_follows_the_kernel_sequence() {
+    let _lock = lab_lock();
+    if prerequisites("rvsd_wrr_follows_the_kernel_sequence", &[]).is_none() {
+        return;
+    }
+    let mut lab = Lab::up(false);
+    lab.start_rvsd();
+    let web = format!("{VIP}:80");
+    lab.adm(&["-C"]);
+    lab.adm(&["-A", "-t", &web, "-s", "wrr"]);
+    lab.adm(&["-a", "-t", &web, "-r", "192.0.2.2:80", "-m", "-w", "2"]);
+    lab.adm(&["-a", "-t", &web, "-r", "192.0.2.3:80", "-m", "-w", "1"]);
+    let (service, weights) = service_and_weights(&lab.adm(&["-L", "-n", "-t", &web]));
+    assert_eq!(service, format!("TCP  {web} wrr"));
+    assert_eq!(
+        weights,
+        [
+            ("192.0.2.2:80".to_owned(), 2),
+            ("192.0.2.3:80".to_owned(), 1)
+        ]
+    );
+
+    let http: Vec<String> = (0..8).map(|_| curl_vip()).collect();
+    assert_eq!(
+        http,
+        ["rs1", "rs2", "rs1", "rs1", "rs2", "rs1", "rs1", "rs2"],
+        "wrr 2:1 after adding the servers one by one\n--- rvsd log ---\n{}",
+        lab.rvsd_log_tail()
+    );
+    lab.adm(&["-E", "-t", &web, "-s", "rr"]);
+    lab.adm(&["-E", "-t", &web, "-s", "wrr"]);
+    let http: Vec<String> = (0..6).map(|_| curl_vip()).collect();
+    assert_eq!(
+        http,
+        ["rs1", "rs1", "rs2", "rs1", "rs1", "rs2"],
+        "wrr 2:1 from a fresh start\n--- rvsd log ---\n{}",
+        lab.rvsd_log_tail()
+    );
+    // Weight 0 quiesces rs1: only rs2 from now on.
+    lab.adm(&["-e", "-t", &web, "-r", "192.0.2.2:80", "-w", "0"]);
+    let http: Vec<String> = (0..3).map(|_| curl_vip()).collect();
+    assert_eq!(http, ["rs2", "rs2", "rs2"]);
+    assert!(lab.rvsd_alive(), "rvsd died\n{}", lab.rvsd_log_tail());
+    let st = lab.stop_rvsd();
+    assert!(st.success(), "rvsd exit: {st}");
+}
+
+/// `-p`: every connection of one client goes to one real server (rr would alternate), TCP
+/// and UDP; quiescing that server (weight 0) drops the template and moves the client.
+#[test]
+fn rvsd_persistence_keeps_a_client_on_one_server() {
+    let _lock = lab_lock();
+    if prerequisites("rvsd_persistence_keeps_a_client_on_one_server", &[]).is_none() {
+        return;
+    }
+    let mut lab = Lab::up(false);
+    lab.start_rvsd();
+    let web = format!("{VIP}:80");
+    let udp = format!("{VIP}:{UDP_PORT}");
+    lab.adm(&["-C"]);
+    lab.adm(&["-A", "-t", &web, "-s", "rr", "-p", "60"]);
+    lab.adm(&[
+        "-A",
+        "-u",
+        &udp,
+        "-s",
+        "rr",
+        "-p",
+        "60",
+        "-M",
+        "255.255.255.0",
+    ]);
+    for (_, ip) in RS {
+        lab.adm(&["-a", "-t", &web, "-r", &format!("{ip}:80"), "-m"]);
+        lab.adm(&["-a", "-u", &udp, "-r", &format!("{ip}:{UDP_PORT}"), "-m"]);
+    }
+    let listing = lab.adm(&["-L", "-n"]);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l == format!("TCP  {web} rr persistent 60")),
+        "{listing}"
+    );
+    assert!(
+        listing
+            .lines()
+            .any(|l| l == format!("UDP  {udp} rr persistent 60 mask 255.255.255.0")),
+        "{listing}"
+    );
+
+    let http: Vec<String> = (0..6).map(|_| curl_vip()).collect();
+    assert_eq!(
+        http,
+        vec![http[0].clone(); 6],
+        "one client, one server\n--- rvsd log ---\n{}",
+        lab.rvsd_log_tail()
+    );
+    let answers = udp_round_robin(4);
+    assert_eq!(answers, vec![answers[0].clone(); 4], "UDP from new ports");
+
+    // Quiesce the client's server: its template goes, the client moves to the other one and
+    // stays there.
+    let first_ip = RS
+        .iter()
+        .find(|(n, _)| *n == http[0])
+        .expect("a lab server")
+        .1;
+    let other = RS
+        .iter()
+        .find(|(n, _)| *n != http[0])
+        .expect("the other one")
+        .0;
+    lab.adm(&["-e", "-t", &web, "-r", &format!("{first_ip}:80"), "-w", "0"]);
+    let moved: Vec<String> = (0..3).map(|_| curl_vip()).collect();
+    assert_eq!(moved, [other, other, other]);
+    lab.adm(&["-e", "-t", &web, "-r", &format!("{first_ip}:80"), "-w", "1"]);
+    assert_eq!(curl_vip(), other, "the new template holds");
+    assert!(lab.rvsd_alive(), "rvsd died\n{}", lab.rvsd_log_tail());
+    let st = lab.stop_rvsd();
+    assert!(st.success(), "rvsd exit: {st}");
 }

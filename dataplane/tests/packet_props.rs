@@ -105,6 +105,7 @@ fn lab() -> (Lab, Worker) {
             scheduler: SchedulerKind::Rr,
             persistence: None,
             netmask: default_netmask(),
+            sched_flags: Default::default(),
         };
         assert_eq!(mgr.handle(Request::AddService(spec)), Response::Ok);
         let dest = DestSpec {

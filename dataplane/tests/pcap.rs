@@ -492,3 +492,68 @@ fn syn_waits_for_arp_resolution_of_the_real_server() {
 
     assert_dnat(&out[2], RS1_MAC, RS1, 41000, SYN);
 }
+
+/// ICMP errors rvs builds go out through the DPDK worker with their own length (the mbuf grows
+/// into its tailroom): time exceeded for a TTL-1 SYN to the VIP, fragmentation needed for a DF
+/// datagram over the port's MTU (1500), both from the VIP back to the client's MAC, quoting the
+/// packet as it arrived.
+#[test]
+fn icmp_errors_leave_through_the_worker_with_their_own_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ttl1 = tcp_frame(
+        RVS_MAC,
+        CLIENT_MAC,
+        &Tcp {
+            src: (CLIENT, 41000),
+            dst: (VIP, 80),
+            flags: SYN,
+            seq: 1,
+            payload: b"",
+        },
+    );
+    // TTL 1, header checksum again.
+    ttl1[22] = 1;
+    ttl1[24..26].copy_from_slice(&[0, 0]);
+    let c = checksum(&[&ttl1[14..34]]);
+    ttl1[24..26].copy_from_slice(&c.to_be_bytes());
+    let big = udp_frame((CLIENT, 5400), (VIP, 53), &[0x5a; 1572], true);
+    assert_eq!(big.len(), 14 + 1600);
+    let input = vec![
+        arp_request(CLIENT_MAC, CLIENT, VIP),
+        ttl1.clone(),
+        big.clone(),
+        icmp_echo(CLIENT, DIP, 9),
+    ];
+    let services = "-A -t 198.51.100.1:80 -s rr\n\
+                    -a -t 198.51.100.1:80 -r 192.0.2.2:80 -m -w 1\n\
+                    -A -u 198.51.100.1:53 -s rr\n\
+                    -a -u 198.51.100.1:53 -r 192.0.2.2:53 -m -w 1";
+    let out = run_rvsd(dir.path(), &input, services, 4);
+    assert_eq!(out.len(), 4, "rvsd sent {} frames, expected 4", out.len());
+    assert_arp_reply(&out[0], CLIENT_MAC, CLIENT, VIP);
+    for (frame, orig, ty, code, len) in [
+        (&out[1], &ttl1, 11u8, 0u8, 14 + 28 + 44),
+        (&out[2], &big, 3, 4, 14 + 576),
+    ] {
+        assert_eq!(frame.len(), len, "ICMP {ty}/{code} frame length");
+        assert_macs(frame, CLIENT_MAC, RVS_MAC);
+        let ip = parse_ip(frame);
+        assert_eq!((ip.src, ip.dst, ip.proto), (VIP, CLIENT, 1));
+        assert_eq!((ip.l4[0], ip.l4[1]), (ty, code));
+        assert_eq!(checksum(&[ip.l4]), 0, "ICMP checksum");
+        let quoted = &ip.l4[8..];
+        assert_eq!(
+            quoted,
+            &orig[14..14 + quoted.len()],
+            "quotes the packet as received"
+        );
+        if ty == 3 {
+            assert_eq!(&ip.l4[4..8], &[0, 0, 0x05, 0xdc], "next-hop MTU 1500");
+        }
+    }
+    assert_eq!(
+        parse_ip(&out[3]).src,
+        DIP,
+        "the echo reply closes the capture"
+    );
+}

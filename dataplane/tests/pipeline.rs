@@ -64,6 +64,7 @@ fn service(key: ServiceKey) -> ServiceSpec {
         scheduler: SchedulerKind::Rr,
         persistence: None,
         netmask: default_netmask(),
+        sched_flags: Default::default(),
     }
 }
 
@@ -563,8 +564,35 @@ fn full_table_is_counted() {
     let mut lab = Lab::new(2, None).with_neighbours();
     assert_eq!(lab.syn(1).0, Action::Tx(INT));
     assert_eq!(lab.syn(2).0, Action::Tx(INT));
+    // Both ESTABLISHED: nothing may be evicted, the new connection is dropped and counted.
+    for cport in [1, 2] {
+        let mut f = tcp_frame(EXT_MAC, CLIENT_MAC, (CIP, cport), (VIP, 80), ACK, b"");
+        assert_eq!(lab.send(EXT, &mut f), Action::Tx(INT));
+    }
     assert_eq!(lab.syn(3).0, Action::Drop);
     assert_eq!(lab.drops(DropReason::TableFull), 1);
+}
+
+#[test]
+fn full_table_evicts_half_open_connections_first() {
+    let mut lab = Lab::new(2, None).with_neighbours();
+    assert_eq!(lab.syn(1).0, Action::Tx(INT));
+    let mut f = tcp_frame(EXT_MAC, CLIENT_MAC, (CIP, 1), (VIP, 80), ACK, b"");
+    assert_eq!(lab.send(EXT, &mut f), Action::Tx(INT));
+    assert_eq!(lab.syn(2).0, Action::Tx(INT));
+    // A SYN flood on a full table: the SYN_RECV entry makes room, the ESTABLISHED one stays.
+    assert_eq!(lab.syn(3).0, Action::Tx(INT));
+    assert_eq!(lab.drops(DropReason::TableFull), 0);
+    let mut ports: Vec<(u16, String)> = lab
+        .conns()
+        .into_iter()
+        .map(|c| (c.client.1, c.state))
+        .collect();
+    ports.sort();
+    assert_eq!(
+        ports,
+        vec![(1, "ESTABLISHED".into()), (3, "SYN_RECV".into())]
+    );
 }
 
 #[test]
@@ -695,10 +723,11 @@ fn l2_filtering_and_other_ethertypes() {
             d(DropReason::Vlan),
             d(DropReason::NotIpv4),
             d(DropReason::NotForUs),
+            d(DropReason::L2Multicast),
             d(DropReason::BadPort),
             d(DropReason::Martian)
         ),
-        (1, 1, 2, 1, 2)
+        (1, 1, 1, 1, 1, 2)
     );
     assert!(lab.conns().is_empty());
 }
@@ -743,6 +772,8 @@ fn every_truncation_and_corruption_is_a_counted_drop() {
     }
     assert_eq!(all_drops(&lab), expected_drops, "every drop has a reason");
     assert!(lab.drops(DropReason::Malformed) > 0);
+    assert!(lab.drops(DropReason::Truncated) > 0);
+    assert!(lab.drops(DropReason::BadTotalLen) > 0);
 
     let syn = &frames[0];
     let fix = |f: &mut Vec<u8>| {
@@ -755,16 +786,16 @@ fn every_truncation_and_corruption_is_a_counted_drop() {
         }
     };
     // (byte, value) patches of the SYN frame, then the IP checksum is fixed up.
-    let cases: [(&[(usize, u8)], DropReason); 9] = [
-        (&[(14, 0x65)], DropReason::Malformed),        // version 6
-        (&[(14, 0x44)], DropReason::Malformed),        // IHL 4
-        (&[(14, 0x4f)], DropReason::Malformed),        // IHL 15: beyond the packet
-        (&[(16, 0), (17, 19)], DropReason::Malformed), // total length < IHL
-        (&[(16, 0x07), (17, 0xd0)], DropReason::Malformed), // total length 2000 > frame
-        (&[(20, 0x20)], DropReason::Fragment),         // MF
-        (&[(21, 0x10)], DropReason::Fragment),         // fragment offset
-        (&[(46, 0x40)], DropReason::Malformed),        // TCP data offset 4
-        (&[(46, 0xf0)], DropReason::Malformed),        // TCP data offset 15
+    // (Fragments have tests of their own in tests/hostile.rs.)
+    let cases: [(&[(usize, u8)], DropReason); 8] = [
+        (&[(14, 0x65)], DropReason::BadVersion),         // version 6
+        (&[(14, 0x44)], DropReason::BadHeaderLen),       // IHL 4
+        (&[(14, 0x4f)], DropReason::BadHeaderLen),       // IHL 15: beyond the packet
+        (&[(16, 0), (17, 19)], DropReason::BadTotalLen), // total length < IHL
+        (&[(16, 0x07), (17, 0xd0)], DropReason::BadTotalLen), // total length 2000 > frame
+        (&[(21, 0x10)], DropReason::FragNoFirst),        // a later fragment, no first seen
+        (&[(46, 0x40)], DropReason::Malformed),          // TCP data offset 4
+        (&[(46, 0xf0)], DropReason::Malformed),          // TCP data offset 15
     ];
     for (i, (patches, reason)) in cases.iter().enumerate() {
         let before = lab.drops(*reason);

@@ -35,6 +35,7 @@ fn svc(port: u16, scheduler: SchedulerKind) -> ServiceSpec {
         scheduler,
         persistence: None,
         netmask: default_netmask(),
+        sched_flags: Default::default(),
     }
 }
 
@@ -92,8 +93,10 @@ fn errors_are_ipvsadm_like_and_change_nothing() {
     let before = list(&mut mgr);
     let generation = dp.snapshot().generation;
 
-    let mut persistent = svc(81, SchedulerKind::Rr);
-    persistent.persistence = Some(300);
+    let mut sh_flag_on_rr = svc(81, SchedulerKind::Rr);
+    sh_flag_on_rr.sched_flags.sh_port = true;
+    let mut mh_flag_on_sh = svc(80, SchedulerKind::Sh);
+    mh_flag_on_sh.sched_flags.mh_fallback = true;
     let mut bad_thresholds = dest(RIP2, 80, 1);
     bad_thresholds.upper_threshold = 5;
     bad_thresholds.lower_threshold = 6;
@@ -103,28 +106,20 @@ fn errors_are_ipvsadm_like_and_change_nothing() {
             "Service already exists",
         ),
         (
-            Request::AddService(svc(81, SchedulerKind::Wrr)),
-            "scheduler 'wrr' is not supported yet",
-        ),
-        (
-            Request::AddService(svc(81, SchedulerKind::Mh)),
-            "scheduler 'mh' is not supported yet",
+            Request::AddService(sh_flag_on_rr),
+            "scheduler flag 'sh-port' does not apply to scheduler 'rr'",
         ),
         (
             Request::AddService(svc(0, SchedulerKind::Rr)),
             "Zero port specified for non-persistent service",
         ),
         (
-            Request::AddService(persistent.clone()),
-            "persistent services (-p) are not supported yet",
-        ),
-        (
             Request::EditService(svc(81, SchedulerKind::Rr)),
             "No such service",
         ),
         (
-            Request::EditService(svc(80, SchedulerKind::Wlc)),
-            "scheduler 'wlc' is not supported yet",
+            Request::EditService(mh_flag_on_sh),
+            "scheduler flag 'mh-fallback' does not apply to scheduler 'sh'",
         ),
         (Request::DelService(key(81)), "No such service"),
         (

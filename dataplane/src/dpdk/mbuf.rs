@@ -11,6 +11,26 @@ pub unsafe fn data_mut<'a>(m: *mut rte_mbuf) -> &'a mut [u8] {
     std::slice::from_raw_parts_mut(dpdk_sys::rvs_mbuf_data(m) as *mut u8, len)
 }
 
+/// The packet bytes of a single-segment mbuf followed by its tailroom, and the packet length:
+/// `(buf, len)` with `buf[..len]` the packet. For the pipeline's `process_buf`.
+///
+/// # Safety
+/// `m` must be a valid mbuf owned by the caller for the lifetime of the slice.
+pub unsafe fn data_with_room<'a>(m: *mut rte_mbuf) -> (&'a mut [u8], usize) {
+    let len = dpdk_sys::rvs_mbuf_data_len(m) as usize;
+    let room = dpdk_sys::rte_pktmbuf_tailroom(m) as usize;
+    let buf = std::slice::from_raw_parts_mut(dpdk_sys::rvs_mbuf_data(m) as *mut u8, len + room);
+    (buf, len)
+}
+
+/// Sets the length of a single-segment mbuf (at most its data length plus tailroom).
+///
+/// # Safety
+/// `m` must be a valid mbuf owned by the caller.
+pub unsafe fn set_len(m: *mut rte_mbuf, len: u16) {
+    dpdk_sys::rvs_mbuf_set_len(m, len);
+}
+
 /// # Safety
 /// `m` must be a valid mbuf.
 pub unsafe fn is_single_segment(m: *mut rte_mbuf) -> bool {

@@ -8,7 +8,7 @@ use super::eal;
 use super::mbuf;
 use super::port::Port;
 use crate::pipeline::{Action, Dataplane, Worker as Pipeline};
-use crate::stats::DropReason;
+use crate::stats::{DropReason, Event};
 use dpdk_sys as sys;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -105,12 +105,24 @@ impl Loop {
         // SAFETY: m came from rx_burst and is ours until sent or freed.
         unsafe {
             if !mbuf::is_single_segment(m) {
+                self.pipeline.count_rx(in_port);
                 self.pipeline.count_drop(DropReason::MultiSegment);
                 mbuf::free(m);
                 return;
             }
-            match self.pipeline.process(in_port, mbuf::data_mut(m)) {
+            let (buf, len) = mbuf::data_with_room(m);
+            match self.pipeline.process_buf(in_port, buf, len) {
                 Action::Tx(port) => self.queue_tx(port, m),
+                Action::Reply { port, len } => match u16::try_from(len) {
+                    Ok(len) => {
+                        mbuf::set_len(m, len);
+                        self.queue_tx(port, m);
+                    }
+                    Err(_) => {
+                        self.pipeline.count_drop(DropReason::Malformed);
+                        mbuf::free(m);
+                    }
+                },
                 Action::Hold { port, next_hop } => self.hold(m, port, next_hop, now_ms),
                 Action::Drop => mbuf::free(m),
             }
@@ -160,7 +172,10 @@ impl Loop {
         } else {
             self.arp_sent.push((port, next_hop, now_ms));
         }
+        // A generated frame: counted here, then sent or dropped as counted.
+        self.pipeline.count_event(Event::ArpRequests);
         let Some(p) = self.setup.ports.get(port as usize) else {
+            self.pipeline.count_drop(DropReason::NoRoute);
             return;
         };
         let pipeline = &self.pipeline;

@@ -1,18 +1,36 @@
-//! ICMP (RFC 792): echo request -> echo reply in place.
+//! ICMP (RFC 792): echo request -> echo reply in place; ICMP errors about NATed connections
+//! (the embedded header rewritten as IPVS does); ICMP errors rvs originates (time exceeded,
+//! fragmentation needed), built in place of the packet they are about.
 
 use super::checksum;
-use super::ipv4::{self, Ipv4Hdr};
-use super::{put, put16, ParseError};
+use super::ipv4::{self, Ipv4Hdr, PROTO_TCP, PROTO_UDP};
+use super::l4::Side;
+use super::{get16, get_ip, put, put16, put_ip, ParseError};
+use std::net::Ipv4Addr;
 
 pub const HDR_LEN: usize = 8;
 pub const TYPE_ECHO_REPLY: u8 = 0;
 pub const TYPE_DEST_UNREACH: u8 = 3;
+pub const TYPE_SOURCE_QUENCH: u8 = 4;
+pub const TYPE_REDIRECT: u8 = 5;
 pub const TYPE_ECHO_REQUEST: u8 = 8;
 pub const TYPE_TIME_EXCEEDED: u8 = 11;
+pub const TYPE_PARAM_PROBLEM: u8 = 12;
+/// Destination unreachable: fragmentation needed and DF set (RFC 792, RFC 1191).
+pub const CODE_FRAG_NEEDED: u8 = 4;
+/// Time exceeded: TTL exceeded in transit.
+pub const CODE_TTL_EXCEEDED: u8 = 0;
 const OFF_CSUM: usize = 2;
 
 /// TTL of the packets rvs originates.
 pub const DEFAULT_TTL: u8 = 64;
+
+/// The largest ICMP error rvs builds, IP header included (RFC 1812 4.3.2.3: as much of the
+/// original datagram as fits without exceeding 576 bytes).
+pub const MAX_ERROR_LEN: usize = 576;
+
+/// TOS of the ICMP errors rvs originates: precedence "internetwork control", as Linux sends.
+const ERROR_TOS: u8 = 0xc0;
 
 /// Type and code of an ICMP message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,11 +50,37 @@ impl IcmpHdr {
             _ => Err(ParseError::Truncated),
         }
     }
+
+    /// An ICMP error message (RFC 1812 4.3.2.7), which rvs never answers with an error of its
+    /// own: destination unreachable, source quench, redirect, time exceeded, parameter problem,
+    /// and, as Linux's `icmp_pointers` table has it, every type that is not a known query or
+    /// reply (1, 2, 6, 7, 9, 10, and all above 18). Only echo (0, 8), timestamp (13, 14),
+    /// information (15, 16) and address mask (17, 18) messages are not errors.
+    pub fn is_error(self) -> bool {
+        !matches!(
+            self.icmp_type,
+            TYPE_ECHO_REPLY | TYPE_ECHO_REQUEST | 13..=18
+        )
+    }
+
+    /// An error that IPVS relates to a connection: destination unreachable, source quench,
+    /// time exceeded (types 3, 4, 11).
+    pub fn is_conn_error(self) -> bool {
+        matches!(
+            self.icmp_type,
+            TYPE_DEST_UNREACH | TYPE_SOURCE_QUENCH | TYPE_TIME_EXCEEDED
+        )
+    }
 }
 
 /// Computes the checksum of the ICMP message `msg` from scratch.
 pub fn compute_checksum(msg: &[u8]) -> Option<u16> {
     checksum::checksum_skipping(msg, OFF_CSUM)
+}
+
+/// The ICMP message `msg` (its checksum field included) verifies.
+pub fn checksum_ok(msg: &[u8]) -> bool {
+    msg.len() >= HDR_LEN && checksum::fold(checksum::sum(msg, 0)) == 0xffff
 }
 
 /// Turns the echo request IPv4 packet `p` (described by `ip`) into its echo reply in place:
@@ -55,6 +99,225 @@ pub fn echo_reply_in_place(p: &mut [u8], ip: &Ipv4Hdr) -> Option<()> {
     ipv4::swap_addrs(p)?;
     ipv4::set_ttl(p, DEFAULT_TTL)?;
     ipv4::fill_header_checksum(p, ip.hdr_len)
+}
+
+// ---------------------------------------------------------------------------------------------
+// ICMP errors about connections
+
+/// The packet quoted in an ICMP error: its IPv4 header and the first 8 bytes of its TCP/UDP
+/// header (RFC 792 guarantees at least that much).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Embedded {
+    /// Header length of the quoted packet (options included).
+    pub hdr_len: usize,
+    pub proto: u8,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+/// Offset of the quoted IPv4 header in an ICMP error message.
+const EMB_OFF: usize = HDR_LEN;
+
+/// The TCP/UDP packet quoted by the ICMP error `msg` (types 3, 4, 11): `None` for other types,
+/// other protocols, a quote shorter than its IPv4 header plus 8 bytes, a quoted header that is
+/// not IPv4 with IHL >= 5, or a quoted non-first fragment (no ports in it). The quoted header's
+/// own checksum is not verified (a router may quote a header it found damaged).
+pub fn parse_error(msg: &[u8]) -> Option<Embedded> {
+    let h = IcmpHdr::parse(msg).ok()?;
+    if !h.is_conn_error() {
+        return None;
+    }
+    let emb = msg.get(EMB_OFF..)?;
+    let vihl = *emb.first()?;
+    let hdr_len = usize::from(vihl & 0x0f) * 4;
+    if vihl >> 4 != 4 || hdr_len < ipv4::MIN_HDR_LEN {
+        return None;
+    }
+    let l4 = emb.get(hdr_len..hdr_len.checked_add(8)?)?;
+    let frag = get16(emb, 6)?;
+    if frag & ipv4::FRAG_OFFSET_MASK != 0 {
+        return None;
+    }
+    let proto = *emb.get(9)?;
+    if proto != PROTO_TCP && proto != PROTO_UDP {
+        return None;
+    }
+    Some(Embedded {
+        hdr_len,
+        proto,
+        src: get_ip(emb, ipv4::OFF_SRC)?,
+        dst: get_ip(emb, ipv4::OFF_DST)?,
+        sport: get16(l4, 0)?,
+        dport: get16(l4, 2)?,
+    })
+}
+
+/// How an ICMP error about a NATed connection is rewritten (as the Linux kernel's
+/// `ip_vs_nat_icmp`): one outer address, and the matching address and port of the quoted
+/// packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorNat {
+    /// Which outer address changes: `Src` (error on its way to the client: becomes the VIP) or
+    /// `Dst` (on its way to the real server: becomes the RIP).
+    pub outer: Side,
+    pub outer_addr: Ipv4Addr,
+    /// Which endpoint of the quoted packet changes.
+    pub inner: Side,
+    pub inner_addr: Ipv4Addr,
+    pub inner_port: u16,
+}
+
+/// Rewrites the ICMP error IPv4 packet `p` (described by `ip`, quoting `e`) as `nat` says, and
+/// decrements its TTL. The outer IP checksum and the quoted IP checksum are updated
+/// incrementally; the quoted TCP/UDP checksum is updated incrementally when the quote holds it
+/// (a quoted UDP checksum of 0 stays 0); the ICMP checksum is recomputed over the whole message.
+/// `None` (and nothing written) if the packet is too short or its TTL is 0.
+pub fn nat_error(p: &mut [u8], ip: &Ipv4Hdr, e: &Embedded, nat: &ErrorNat) -> Option<()> {
+    if ip.ttl == 0 {
+        return None;
+    }
+    // Every offset relative to the IPv4 packet, checked before anything is written.
+    let msg_off = ip.hdr_len;
+    let emb = msg_off.checked_add(EMB_OFF)?;
+    let l4 = emb.checked_add(e.hdr_len)?;
+    let (inner_addr_off, inner_port_off) = match nat.inner {
+        Side::Src => (emb + ipv4::OFF_SRC, l4),
+        Side::Dst => (emb + ipv4::OFF_DST, l4 + 2),
+    };
+    let l4_csum_off = l4 + if e.proto == PROTO_TCP { 16 } else { 6 };
+    let end = ip.total_len;
+    if p.len() < end || l4 + 8 > end || emb + ipv4::MIN_HDR_LEN > end {
+        return None;
+    }
+    let outer_off = match nat.outer {
+        Side::Src => ipv4::OFF_SRC,
+        Side::Dst => ipv4::OFF_DST,
+    };
+
+    // Outer header: address and TTL.
+    let mut delta = ipv4::replace_addr(p, outer_off, nat.outer_addr)?;
+    let word = (u16::from(ip.ttl) << 8) | u16::from(ip.proto);
+    delta += checksum::delta16(word, word - 0x100);
+    ipv4::set_ttl(p, ip.ttl - 1)?;
+    ipv4::adjust_header_checksum(p, delta)?;
+
+    // Quoted header: address (and its header checksum), port, L4 checksum if quoted.
+    let old_addr = get_ip(p, inner_addr_off)?;
+    put_ip(p, inner_addr_off, nat.inner_addr)?;
+    let addr_delta = checksum::delta_ip(old_addr, nat.inner_addr);
+    let emb_hdr = p.get_mut(emb..)?;
+    ipv4::adjust_header_checksum(emb_hdr, addr_delta)?;
+    let old_port = get16(p, inner_port_off)?;
+    put16(p, inner_port_off, nat.inner_port)?;
+    if l4_csum_off + 2 <= end {
+        let old = get16(p, l4_csum_off)?;
+        if !(e.proto == PROTO_UDP && old == 0) {
+            let c = checksum::adjust(
+                old,
+                addr_delta + checksum::delta16(old_port, nat.inner_port),
+            );
+            let c = if e.proto == PROTO_UDP {
+                checksum::udp_nonzero(c)
+            } else {
+                c
+            };
+            put16(p, l4_csum_off, c)?;
+        }
+    }
+
+    let msg = p.get_mut(msg_off..end)?;
+    let c = compute_checksum(msg)?;
+    put16(msg, OFF_CSUM, c)
+}
+
+// ---------------------------------------------------------------------------------------------
+// ICMP errors rvs originates
+
+/// An ICMP error to build in place of the packet it is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorSpec {
+    pub icmp_type: u8,
+    pub code: u8,
+    /// The second word of the ICMP header: 0, or the next-hop MTU (in its low 16 bits) for
+    /// fragmentation needed (RFC 1191).
+    pub rest: u32,
+    /// Source address of the error.
+    pub src: Ipv4Addr,
+    pub src_mac: [u8; 6],
+}
+
+/// May rvs send an ICMP error about the IPv4 packet `p` (described by `ip`)? Not about a
+/// non-first fragment, nor about an ICMP error message (RFC 1812 4.3.2.7). The caller checks
+/// the addresses (no broadcast, multicast, loopback or zero source or destination).
+pub fn may_answer(p: &[u8], ip: &Ipv4Hdr) -> bool {
+    if ip.frag_offset() != 0 {
+        return false;
+    }
+    if ip.proto != ipv4::PROTO_ICMP {
+        return true;
+    }
+    match ip.payload(p).and_then(|m| IcmpHdr::parse(m).ok()) {
+        Some(h) => !h.is_error(),
+        None => false,
+    }
+}
+
+/// Turns the Ethernet frame `buf[..len]` (an IPv4 packet described by `ip` after a 14-byte
+/// Ethernet header) into the ICMP error `spec` about it, sent back to the frame's source MAC.
+/// `buf` may extend past `len` (room to grow). The error quotes as much of the packet as fits in
+/// [`MAX_ERROR_LEN`] and in `buf`, and at least its IP header and 8 more bytes (or the whole
+/// packet, if shorter). Returns the new frame length, or `None` (nothing written) when `buf` has
+/// no room for that minimum or the frame is not as `ip` describes it.
+pub fn build_error_in_place(
+    buf: &mut [u8],
+    len: usize,
+    ip: &Ipv4Hdr,
+    spec: &ErrorSpec,
+) -> Option<usize> {
+    const ETH: usize = super::eth::HDR_LEN;
+    const OUT: usize = ETH + ipv4::MIN_HDR_LEN + HDR_LEN;
+    if len > buf.len() || ETH + ip.total_len > len {
+        return None;
+    }
+    let orig_src_mac: [u8; 6] = super::array(buf, 6)?;
+    let min_quote = ip.total_len.min(ip.hdr_len + 8);
+    let quote = ip
+        .total_len
+        .min(MAX_ERROR_LEN - ipv4::MIN_HDR_LEN - HDR_LEN)
+        .min(buf.len().checked_sub(OUT)?);
+    if quote < min_quote {
+        return None;
+    }
+    buf.copy_within(ETH..ETH + quote, OUT);
+    let total = ipv4::MIN_HDR_LEN + HDR_LEN + quote;
+    let pkt = buf.get_mut(ETH..ETH + total)?;
+    ipv4::write_header_with(
+        pkt,
+        &ipv4::HeaderFields {
+            tos: ERROR_TOS,
+            total_len: u16::try_from(total).ok()?,
+            id: 0,
+            frag: 0,
+            ttl: DEFAULT_TTL,
+            proto: ipv4::PROTO_ICMP,
+            src: spec.src,
+            dst: ip.src,
+        },
+    )?;
+    let msg = pkt.get_mut(ipv4::MIN_HDR_LEN..)?;
+    put(msg, 0, &[spec.icmp_type, spec.code, 0, 0])?;
+    put(msg, 4, &spec.rest.to_be_bytes())?;
+    let c = compute_checksum(msg)?;
+    put16(msg, OFF_CSUM, c)?;
+    super::eth::EthHdr {
+        dst: orig_src_mac,
+        src: spec.src_mac,
+        ethertype: super::eth::ETHERTYPE_IPV4,
+    }
+    .write(buf)?;
+    Some(ETH + total)
 }
 
 #[cfg(test)]
@@ -101,6 +364,241 @@ mod tests {
         assert_eq!(&p[28..], b"abcdefgh");
         // An independent check: the whole message sums to 0xffff.
         assert_eq!(checksum::fold(checksum::sum(&p[20..], 0)), 0xffff);
+    }
+
+    const CIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
+    const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+    const RIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+
+    /// A UDP or TCP packet (no Ethernet) with correct checksums.
+    fn l4_packet(proto: u8, src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+        let l4_len = if proto == PROTO_TCP { 20 } else { 12 };
+        let total = 20 + l4_len;
+        let mut p = vec![0u8; total];
+        ipv4::write_header(&mut p, total as u16, 64, proto, src, dst).unwrap();
+        p[20..22].copy_from_slice(&sport.to_be_bytes());
+        p[22..24].copy_from_slice(&dport.to_be_bytes());
+        if proto == PROTO_TCP {
+            p[32] = 5 << 4;
+            p[33] = 0x02;
+        } else {
+            p[24..26].copy_from_slice(&(l4_len as u16).to_be_bytes());
+            p[28..32].copy_from_slice(b"data");
+        }
+        super::super::l4::fill_checksum(proto, src, dst, &mut p[20..]).unwrap();
+        p
+    }
+
+    /// An ICMP error from `from` to `to` quoting the first `quote` bytes of `orig`.
+    fn error_about(
+        from: Ipv4Addr,
+        to: Ipv4Addr,
+        ty: u8,
+        code: u8,
+        orig: &[u8],
+        quote: usize,
+    ) -> Vec<u8> {
+        let q = &orig[..quote.min(orig.len())];
+        let total = 20 + 8 + q.len();
+        let mut p = vec![0u8; total];
+        ipv4::write_header(&mut p, total as u16, 64, ipv4::PROTO_ICMP, from, to).unwrap();
+        p[20] = ty;
+        p[21] = code;
+        p[28..].copy_from_slice(q);
+        let c = compute_checksum(&p[20..]).unwrap();
+        p[22..24].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    fn sum_ok(b: &[u8]) -> bool {
+        checksum::fold(checksum::sum(b, 0)) == 0xffff
+    }
+
+    #[test]
+    fn parse_error_finds_the_quoted_ports() {
+        let orig = l4_packet(PROTO_UDP, CIP, 4000, RIP, 53);
+        let p = error_about(RIP, CIP, TYPE_DEST_UNREACH, 3, &orig, 28);
+        let ip = Ipv4Hdr::parse(&p).unwrap();
+        let e = parse_error(ip.payload(&p).unwrap()).unwrap();
+        assert_eq!(
+            e,
+            Embedded {
+                hdr_len: 20,
+                proto: PROTO_UDP,
+                src: CIP,
+                dst: RIP,
+                sport: 4000,
+                dport: 53
+            }
+        );
+        // Too short a quote, other types, other protocols, later fragments: nothing.
+        let short = error_about(RIP, CIP, TYPE_DEST_UNREACH, 3, &orig, 27);
+        assert_eq!(parse_error(&short[20..]), None);
+        let echo = error_about(RIP, CIP, TYPE_ECHO_REQUEST, 0, &orig, 28);
+        assert_eq!(parse_error(&echo[20..]), None);
+        let param = error_about(RIP, CIP, TYPE_PARAM_PROBLEM, 0, &orig, 28);
+        assert_eq!(parse_error(&param[20..]), None);
+        let mut other = orig.clone();
+        other[9] = 47;
+        let gre = error_about(RIP, CIP, TYPE_TIME_EXCEEDED, 0, &other, 28);
+        assert_eq!(parse_error(&gre[20..]), None);
+        let mut later = orig.clone();
+        later[6] = 0;
+        later[7] = 1;
+        let frag = error_about(RIP, CIP, TYPE_TIME_EXCEEDED, 0, &later, 28);
+        assert_eq!(parse_error(&frag[20..]), None);
+        let mut v6 = orig.clone();
+        v6[0] = 0x65;
+        let bad = error_about(RIP, CIP, TYPE_TIME_EXCEEDED, 0, &v6, 28);
+        assert_eq!(parse_error(&bad[20..]), None);
+        for n in 0..36 {
+            assert_eq!(parse_error(&p[20..20 + n]), None, "len {n}");
+        }
+    }
+
+    #[test]
+    fn nat_error_to_client_rewrites_outer_and_quoted_headers() {
+        // The real server's port unreachable about CIP:4000 -> RIP:5353 (what rvs sent it),
+        // on its way to the client: must look like it is about CIP:4000 -> VIP:53.
+        for (proto, quote) in [(PROTO_UDP, 28), (PROTO_TCP, 28), (PROTO_TCP, 40)] {
+            let orig = l4_packet(proto, CIP, 4000, RIP, 5353);
+            let mut p = error_about(RIP, CIP, TYPE_DEST_UNREACH, 3, &orig, quote);
+            let ip = Ipv4Hdr::parse(&p).unwrap();
+            let e = parse_error(ip.payload(&p).unwrap()).unwrap();
+            let nat = ErrorNat {
+                outer: Side::Src,
+                outer_addr: VIP,
+                inner: Side::Dst,
+                inner_addr: VIP,
+                inner_port: 53,
+            };
+            nat_error(&mut p, &ip, &e, &nat).unwrap();
+            let out = Ipv4Hdr::parse(&p).expect("outer checksum verifies");
+            assert_eq!((out.src, out.dst, out.ttl), (VIP, CIP, 63));
+            assert!(sum_ok(&p[20..]), "ICMP checksum verifies");
+            assert!(sum_ok(&p[28..48]), "quoted IP checksum verifies");
+            let expect = l4_packet(proto, CIP, 4000, VIP, 53);
+            assert_eq!(
+                &p[28..28 + quote],
+                &expect[..quote],
+                "{proto} quote {quote}"
+            );
+        }
+    }
+
+    #[test]
+    fn nat_error_to_real_server_and_udp_zero_checksum() {
+        // A client's port unreachable about VIP:53 -> CIP:4000 (a reply rvs sent), on its way
+        // to the real server: must quote RIP:5353 -> CIP:4000.
+        let mut orig = l4_packet(PROTO_UDP, VIP, 53, CIP, 4000);
+        let mut p = error_about(CIP, VIP, TYPE_DEST_UNREACH, 3, &orig, 48);
+        let ip = Ipv4Hdr::parse(&p).unwrap();
+        let e = parse_error(ip.payload(&p).unwrap()).unwrap();
+        let nat = ErrorNat {
+            outer: Side::Dst,
+            outer_addr: RIP,
+            inner: Side::Src,
+            inner_addr: RIP,
+            inner_port: 5353,
+        };
+        nat_error(&mut p, &ip, &e, &nat).unwrap();
+        let out = Ipv4Hdr::parse(&p).unwrap();
+        assert_eq!((out.src, out.dst), (CIP, RIP));
+        assert!(sum_ok(&p[20..]));
+        let expect = l4_packet(PROTO_UDP, RIP, 5353, CIP, 4000);
+        assert_eq!(&p[28..], &expect[..]);
+        // A quoted UDP checksum of 0 stays 0.
+        orig[26] = 0;
+        orig[27] = 0;
+        let mut p = error_about(CIP, VIP, TYPE_DEST_UNREACH, 3, &orig, 48);
+        let ip = Ipv4Hdr::parse(&p).unwrap();
+        let e = parse_error(ip.payload(&p).unwrap()).unwrap();
+        nat_error(&mut p, &ip, &e, &nat).unwrap();
+        assert_eq!(&p[54..56], &[0, 0]);
+        assert!(sum_ok(&p[20..]));
+        // Short buffers: nothing written.
+        let p = error_about(CIP, VIP, TYPE_DEST_UNREACH, 3, &orig, 48);
+        for n in 0..p.len() {
+            let mut q = p[..n].to_vec();
+            assert_eq!(nat_error(&mut q, &ip, &e, &nat), None);
+            assert_eq!(q, p[..n]);
+        }
+    }
+
+    #[test]
+    fn build_error_quotes_the_packet_and_checks_room() {
+        let orig = l4_packet(PROTO_TCP, CIP, 4000, VIP, 80);
+        let mut frame = vec![0xaa; 14];
+        frame[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0x10]);
+        frame.extend_from_slice(&orig);
+        let len = frame.len();
+        let ip = Ipv4Hdr::parse(&frame[14..]).unwrap();
+        let spec = ErrorSpec {
+            icmp_type: TYPE_DEST_UNREACH,
+            code: CODE_FRAG_NEEDED,
+            rest: 1400,
+            src: VIP,
+            src_mac: [2, 0, 0, 0, 1, 1],
+        };
+        // No room past the frame: a 40-byte packet needs 28 more bytes.
+        let mut tight = frame.clone();
+        assert_eq!(build_error_in_place(&mut tight, len, &ip, &spec), None);
+        assert_eq!(tight, frame, "nothing written");
+        let mut buf = frame.clone();
+        buf.resize(2048, 0);
+        let n = build_error_in_place(&mut buf, len, &ip, &spec).unwrap();
+        assert_eq!(n, 14 + 20 + 8 + 40);
+        assert_eq!(&buf[0..6], &[2, 0, 0, 0, 0, 0x10]);
+        assert_eq!(&buf[6..12], &[2, 0, 0, 0, 1, 1]);
+        let out = Ipv4Hdr::parse(&buf[14..n]).unwrap();
+        assert_eq!(
+            (out.src, out.dst, out.proto, out.ttl, out.total_len),
+            (VIP, CIP, ipv4::PROTO_ICMP, DEFAULT_TTL, 68)
+        );
+        assert!(sum_ok(&buf[34..n]));
+        assert_eq!(&buf[34..36], &[TYPE_DEST_UNREACH, CODE_FRAG_NEEDED]);
+        assert_eq!(&buf[38..42], &1400u32.to_be_bytes());
+        assert_eq!(&buf[42..n], &orig[..]);
+        // A long packet is quoted up to 576 bytes in all.
+        let mut big = vec![0u8; 14 + 1500];
+        big[14..14 + 20].copy_from_slice(&orig[..20]);
+        big[16..18].copy_from_slice(&1500u16.to_be_bytes());
+        ipv4::fill_header_checksum(&mut big[14..], 20).unwrap();
+        let ip = Ipv4Hdr::parse(&big[14..]).unwrap();
+        big.resize(2048, 0);
+        let n = build_error_in_place(&mut big, 14 + 1500, &ip, &spec).unwrap();
+        assert_eq!(n, 14 + MAX_ERROR_LEN);
+        // A frame shorter than the packet it claims: refused.
+        let mut short = frame.clone();
+        assert_eq!(build_error_in_place(&mut short[..30], 30, &ip, &spec), None);
+    }
+
+    #[test]
+    fn never_answer_errors_or_later_fragments() {
+        let orig = l4_packet(PROTO_UDP, CIP, 4000, RIP, 53);
+        let ip = Ipv4Hdr::parse(&orig).unwrap();
+        assert!(may_answer(&orig, &ip));
+        let err = error_about(RIP, CIP, TYPE_DEST_UNREACH, 3, &orig, 28);
+        assert!(!may_answer(&err, &Ipv4Hdr::parse(&err).unwrap()));
+        let echo = echo_request(CIP, VIP, 1, 1, b"x");
+        assert!(may_answer(&echo, &Ipv4Hdr::parse(&echo).unwrap()));
+        // Unknown and unassigned types count as errors, as in Linux (found by fuzzing: rvs
+        // answered a type 1 message with time exceeded).
+        for t in [1u8, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 19, 42, 255] {
+            let mut m = echo.clone();
+            m[20] = t;
+            assert!(!may_answer(&m, &Ipv4Hdr::parse(&m).unwrap()), "type {t}");
+        }
+        for t in [0u8, 8, 13, 14, 15, 16, 17, 18] {
+            let mut m = echo.clone();
+            m[20] = t;
+            assert!(may_answer(&m, &Ipv4Hdr::parse(&m).unwrap()), "type {t}");
+        }
+        let mut later = orig.clone();
+        later[6] = 0;
+        later[7] = 4;
+        ipv4::fill_header_checksum(&mut later, 20).unwrap();
+        assert!(!may_answer(&later, &Ipv4Hdr::parse_any(&later).unwrap()));
     }
 
     #[test]

@@ -9,15 +9,18 @@ pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 
+const OFF_TOS: usize = 1;
 const OFF_TOTAL_LEN: usize = 2;
+const OFF_ID: usize = 4;
 const OFF_FRAG: usize = 6;
 const OFF_TTL: usize = 8;
 const OFF_CSUM: usize = 10;
 pub const OFF_SRC: usize = 12;
 pub const OFF_DST: usize = 16;
 
-const FLAG_MF: u16 = 0x2000;
-const FRAG_OFFSET_MASK: u16 = 0x1fff;
+pub const FLAG_DF: u16 = 0x4000;
+pub const FLAG_MF: u16 = 0x2000;
+pub const FRAG_OFFSET_MASK: u16 = 0x1fff;
 
 /// The fields of a validated IPv4 header. Options, if any, are left as they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +33,10 @@ pub struct Ipv4Hdr {
     pub proto: u8,
     pub src: Ipv4Addr,
     pub dst: Ipv4Addr,
+    /// Identification (groups the fragments of one datagram).
+    pub id: u16,
+    /// The flags and fragment offset word: [`FLAG_DF`], [`FLAG_MF`], offset in 8-byte units.
+    pub frag: u16,
 }
 
 impl Ipv4Hdr {
@@ -37,6 +44,15 @@ impl Ipv4Hdr {
     /// after the packet): version 4, IHL >= 5, total length within `p` and covering the header,
     /// a correct header checksum, and no fragmentation.
     pub fn parse(p: &[u8]) -> Result<Ipv4Hdr, ParseError> {
+        let h = Ipv4Hdr::parse_any(p)?;
+        if h.is_fragment() {
+            return Err(ParseError::Fragment);
+        }
+        Ok(h)
+    }
+
+    /// As [`Ipv4Hdr::parse`], but fragments are accepted (see [`Ipv4Hdr::is_fragment`]).
+    pub fn parse_any(p: &[u8]) -> Result<Ipv4Hdr, ParseError> {
         let vihl = *p.first().ok_or(ParseError::Truncated)?;
         if vihl >> 4 != 4 {
             return Err(ParseError::BadVersion);
@@ -45,7 +61,12 @@ impl Ipv4Hdr {
         if hdr_len < MIN_HDR_LEN {
             return Err(ParseError::BadHeaderLen);
         }
-        let hdr = p.get(..hdr_len).ok_or(ParseError::Truncated)?;
+        let hdr = p.get(..hdr_len).ok_or(if p.len() < MIN_HDR_LEN {
+            ParseError::Truncated
+        } else {
+            // A whole minimal header, but its IHL points past the data.
+            ParseError::BadHeaderLen
+        })?;
         let total_len = usize::from(get16(hdr, OFF_TOTAL_LEN).ok_or(ParseError::Truncated)?);
         if total_len < hdr_len || total_len > p.len() {
             return Err(ParseError::BadTotalLen);
@@ -54,9 +75,6 @@ impl Ipv4Hdr {
             return Err(ParseError::BadChecksum);
         }
         let frag = get16(hdr, OFF_FRAG).ok_or(ParseError::Truncated)?;
-        if frag & (FLAG_MF | FRAG_OFFSET_MASK) != 0 {
-            return Err(ParseError::Fragment);
-        }
         let field = |off: usize| hdr.get(off).copied().ok_or(ParseError::Truncated);
         Ok(Ipv4Hdr {
             hdr_len,
@@ -65,7 +83,29 @@ impl Ipv4Hdr {
             proto: field(OFF_TTL + 1)?,
             src: get_ip(hdr, OFF_SRC).ok_or(ParseError::Truncated)?,
             dst: get_ip(hdr, OFF_DST).ok_or(ParseError::Truncated)?,
+            id: get16(hdr, OFF_ID).ok_or(ParseError::Truncated)?,
+            frag,
         })
+    }
+
+    /// A fragment: more fragments follow (MF) or the offset is not zero.
+    pub fn is_fragment(&self) -> bool {
+        self.frag & (FLAG_MF | FRAG_OFFSET_MASK) != 0
+    }
+
+    /// The fragment offset in bytes (0 for the first fragment and for whole datagrams).
+    pub fn frag_offset(&self) -> usize {
+        usize::from(self.frag & FRAG_OFFSET_MASK) * 8
+    }
+
+    /// Don't Fragment is set.
+    pub fn dont_fragment(&self) -> bool {
+        self.frag & FLAG_DF != 0
+    }
+
+    /// The header carries options (IHL > 5).
+    pub fn has_options(&self) -> bool {
+        self.hdr_len > MIN_HDR_LEN
     }
 
     /// The L4 payload of the packet `p` this header was parsed from (padding excluded).
@@ -123,6 +163,22 @@ pub fn replace_addr(p: &mut [u8], off: usize, addr: Ipv4Addr) -> Option<u32> {
     Some(checksum::delta_ip(old, addr))
 }
 
+/// Writes `addr` at `off` (OFF_SRC or OFF_DST), decrements the TTL and updates the header
+/// checksum incrementally; the payload is not touched (for fragments past the first, which
+/// carry no L4 header). `None` (nothing written) if the TTL is 0 or the header is short.
+pub fn rewrite_addr_dec_ttl(p: &mut [u8], off: usize, addr: Ipv4Addr) -> Option<()> {
+    if off != OFF_SRC && off != OFF_DST {
+        return None;
+    }
+    get_ip(p, off)?;
+    let word = get16(p, OFF_TTL)?;
+    let ttl = (word >> 8).checked_sub(1)?;
+    let new = (ttl << 8) | (word & 0xff);
+    let delta = replace_addr(p, off, addr)? + checksum::delta16(word, new);
+    put16(p, OFF_TTL, new)?;
+    adjust_header_checksum(p, delta)
+}
+
 /// Swaps source and destination (a sum-neutral change: the checksum stays valid).
 pub fn swap_addrs(p: &mut [u8]) -> Option<()> {
     let src = get_ip(p, OFF_SRC)?;
@@ -141,14 +197,47 @@ pub fn write_header(
     src: Ipv4Addr,
     dst: Ipv4Addr,
 ) -> Option<()> {
+    write_header_with(
+        p,
+        &HeaderFields {
+            tos: 0,
+            total_len,
+            id: 0,
+            frag: FLAG_DF,
+            ttl,
+            proto,
+            src,
+            dst,
+        },
+    )
+}
+
+/// The fields [`write_header_with`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderFields {
+    pub tos: u8,
+    pub total_len: u16,
+    pub id: u16,
+    /// Flags and fragment offset word.
+    pub frag: u16,
+    pub ttl: u8,
+    pub proto: u8,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+}
+
+/// Builds a 20-byte header (no options) from `f` into `p` with a correct checksum.
+pub fn write_header_with(p: &mut [u8], f: &HeaderFields) -> Option<()> {
     let hdr = p.get_mut(..MIN_HDR_LEN)?;
     hdr.fill(0);
-    put(hdr, 0, &[0x45, 0])?;
-    put16(hdr, OFF_TOTAL_LEN, total_len)?;
-    put16(hdr, OFF_FRAG, 0x4000)?;
-    put(hdr, OFF_TTL, &[ttl, proto])?;
-    put_ip(hdr, OFF_SRC, src)?;
-    put_ip(hdr, OFF_DST, dst)?;
+    put(hdr, 0, &[0x45])?;
+    put(hdr, OFF_TOS, &[f.tos])?;
+    put16(hdr, OFF_TOTAL_LEN, f.total_len)?;
+    put16(hdr, OFF_ID, f.id)?;
+    put16(hdr, OFF_FRAG, f.frag)?;
+    put(hdr, OFF_TTL, &[f.ttl, f.proto])?;
+    put_ip(hdr, OFF_SRC, f.src)?;
+    put_ip(hdr, OFF_DST, f.dst)?;
     fill_header_checksum(hdr, MIN_HDR_LEN)
 }
 
@@ -237,7 +326,7 @@ mod tests {
         );
         assert_eq!(with(&|p| p[0] = 0x44), Err(ParseError::BadHeaderLen));
         assert_eq!(with(&|p| p[0] = 0x40), Err(ParseError::BadHeaderLen));
-        assert_eq!(with(&|p| p[0] = 0x4f), Err(ParseError::Truncated)); // 60-byte header, 28 bytes
+        assert_eq!(with(&|p| p[0] = 0x4f), Err(ParseError::BadHeaderLen)); // 60-byte header, 28 bytes
         assert_eq!(
             with(&|p| {
                 p[2..4].copy_from_slice(&19u16.to_be_bytes());
@@ -273,6 +362,21 @@ mod tests {
             refill(p)
         })
         .is_ok()); // DF alone is fine
+        let mut frag = good.clone();
+        frag[6] = 0x20; // MF, offset 0: a first fragment
+        frag[4..6].copy_from_slice(&0xbeefu16.to_be_bytes());
+        refill(&mut frag);
+        let h = Ipv4Hdr::parse_any(&frag).unwrap();
+        assert!(h.is_fragment() && !h.dont_fragment());
+        assert_eq!((h.id, h.frag_offset()), (0xbeef, 0));
+        frag[6] = 0x00;
+        frag[7] = 3; // offset 24, last fragment
+        refill(&mut frag);
+        let h = Ipv4Hdr::parse_any(&frag).unwrap();
+        assert!(h.is_fragment());
+        assert_eq!(h.frag_offset(), 24);
+        let h = Ipv4Hdr::parse_any(&good).unwrap();
+        assert!(!h.is_fragment() && h.dont_fragment() && !h.has_options());
         for n in 0..20 {
             assert_eq!(
                 Ipv4Hdr::parse(&good[..n]),

@@ -50,6 +50,30 @@ impl L4Hdr {
     /// TCP: data offset >= 5 and within the segment. UDP: length field >= 8 and within the
     /// segment.
     pub fn parse(proto: u8, seg: &[u8]) -> Result<L4Hdr, ParseError> {
+        L4Hdr::parse_inner(proto, seg, true)
+    }
+
+    /// As [`L4Hdr::parse`], for the first fragment of a fragmented datagram, which holds only the
+    /// start of the L4 data: UDP's length field must be at least 8 but may exceed the segment;
+    /// TCP's whole header (options included) must still be in this fragment (RFC 1858).
+    pub fn parse_first_fragment(proto: u8, seg: &[u8]) -> Result<L4Hdr, ParseError> {
+        L4Hdr::parse_inner(proto, seg, false)
+    }
+
+    /// The L4 header of the packet `ip` describes, whose payload is `seg`: whole datagrams with
+    /// [`L4Hdr::parse`], first fragments with [`L4Hdr::parse_first_fragment`]. A non-first
+    /// fragment has no L4 header: `Err(ParseError::Fragment)`.
+    pub fn parse_ip(ip: &Ipv4Hdr, seg: &[u8]) -> Result<L4Hdr, ParseError> {
+        if !ip.is_fragment() {
+            L4Hdr::parse(ip.proto, seg)
+        } else if ip.frag_offset() == 0 {
+            L4Hdr::parse_first_fragment(ip.proto, seg)
+        } else {
+            Err(ParseError::Fragment)
+        }
+    }
+
+    fn parse_inner(proto: u8, seg: &[u8], whole: bool) -> Result<L4Hdr, ParseError> {
         let sport = get16(seg, 0).ok_or(ParseError::Truncated)?;
         let dport = get16(seg, 2).ok_or(ParseError::Truncated)?;
         let flags = match proto {
@@ -62,8 +86,11 @@ impl L4Hdr {
             }
             PROTO_UDP => {
                 let len = usize::from(get16(seg, 4).ok_or(ParseError::Truncated)?);
-                if len < UDP_HDR || len > seg.len() {
+                if len < UDP_HDR || (whole && len > seg.len()) {
                     return Err(ParseError::BadTotalLen);
+                }
+                if seg.len() < UDP_HDR {
+                    return Err(ParseError::Truncated);
                 }
                 TcpFlags(0)
             }

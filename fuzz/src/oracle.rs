@@ -1,0 +1,566 @@
+//! The fuzzing oracle for the rvs packet path, shared by the cargo-fuzz targets (fuzz/) and by
+//! the corpus replay test (dataplane/tests/fuzz_corpus.rs), which includes this file by path.
+//!
+//! An input is a sequence of operations, each a frame fed to one pipeline worker that keeps its
+//! state (connections, fragment decisions, neighbours) from one operation to the next:
+//!
+//! ```text
+//! op := ctrl:u8 len:u16be frame[len]      (len is cut to what is left)
+//! ctrl bit 0    ingress port (0 = ext, 1 = int)
+//! ctrl bit 1    fix up the IPv4, TCP/UDP and ICMP checksums before the frame goes in
+//! ctrl bit 2    set the destination MAC to the ingress port's
+//! ctrl bits 3-7 advance the clock by that many times 50 ms first
+//! ```
+//!
+//! For every frame the oracle checks what the pipeline did (see [`Harness::run_op`]): it never
+//! panics; every frame it sends has a valid IPv4 header checksum (recomputed here from scratch),
+//! a valid TCP/UDP or ICMP checksum wherever the input's was valid, a TTL one lower, and an
+//! address/port rewrite that the connection table (or, for fragments, the fragment table)
+//! explains; every ICMP error it builds is well formed and quotes the input. At the end the
+//! counters add up: rx + generated = tx + drops + held.
+//!
+//! The checksum code here is independent of the crate's.
+
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
+use control::cli::{parse_args, Change, Command};
+use control::config::{Cidr, PortRole};
+use control::model::Timeouts;
+use control::proto::Response;
+use dataplane::conntrack::{Dir, Tuple};
+use dataplane::frag::{FragKey, FragVerdict};
+use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, PortSetup, Worker};
+use dataplane::service::ServiceManager;
+use dataplane::stats::{DropReason, Event};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+pub const EXT_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
+pub const INT_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
+pub const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
+pub const RS1_MAC: [u8; 6] = [2, 0, 0, 0, 3, 2];
+pub const RS2_MAC: [u8; 6] = [2, 0, 0, 0, 3, 3];
+pub const EXT_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 100);
+pub const CIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
+pub const DIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+pub const RIP1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+pub const RIP2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
+/// The internal port's MTU: below 1500, so that DF packets from clients can exceed it.
+pub const INT_MTU: u16 = 1400;
+/// Operations per input at most.
+pub const MAX_OPS: usize = 24;
+/// Buffer handed to the pipeline: as a DPDK mbuf's data room.
+pub const ROOM: usize = 2048;
+
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+const ICMP: u8 = 1;
+
+/// RFC 1071, the plain way.
+pub fn csum(data: &[u8]) -> u16 {
+    let mut sum: u64 = 0;
+    for c in data.chunks(2) {
+        sum += u64::from(if c.len() == 2 {
+            u16::from_be_bytes([c[0], c[1]])
+        } else {
+            u16::from(c[0]) << 8
+        });
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn pseudo_sum(src: &[u8], dst: &[u8], proto: u8, seg: &[u8]) -> u16 {
+    let mut d = Vec::with_capacity(12 + seg.len());
+    d.extend_from_slice(src);
+    d.extend_from_slice(dst);
+    d.push(0);
+    d.push(proto);
+    d.extend_from_slice(&(seg.len() as u16).to_be_bytes());
+    d.extend_from_slice(seg);
+    csum(&d)
+}
+
+/// A parsed view of an Ethernet/IPv4 frame (only what the oracle needs), or None.
+#[derive(Debug, Clone)]
+struct Ip {
+    ihl: usize,
+    total: usize,
+    ttl: u8,
+    proto: u8,
+    id: u16,
+    frag: u16,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    /// The IPv4 packet (padding excluded).
+    pkt: Vec<u8>,
+}
+
+impl Ip {
+    fn parse(frame: &[u8]) -> Option<Ip> {
+        if frame.len() < 14 + 20 || frame[12..14] != [8, 0] {
+            return None;
+        }
+        let p = &frame[14..];
+        if p[0] >> 4 != 4 {
+            return None;
+        }
+        let ihl = usize::from(p[0] & 15) * 4;
+        let total = usize::from(u16::from_be_bytes([p[2], p[3]]));
+        if ihl < 20 || total < ihl || total > p.len() {
+            return None;
+        }
+        Some(Ip {
+            ihl,
+            total,
+            ttl: p[8],
+            proto: p[9],
+            id: u16::from_be_bytes([p[4], p[5]]),
+            frag: u16::from_be_bytes([p[6], p[7]]),
+            src: Ipv4Addr::new(p[12], p[13], p[14], p[15]),
+            dst: Ipv4Addr::new(p[16], p[17], p[18], p[19]),
+            pkt: p[..total].to_vec(),
+        })
+    }
+
+    fn header_ok(&self) -> bool {
+        csum(&self.pkt[..self.ihl]) == 0
+    }
+
+    fn payload(&self) -> &[u8] {
+        &self.pkt[self.ihl..self.total]
+    }
+
+    fn offset(&self) -> usize {
+        usize::from(self.frag & 0x1fff) * 8
+    }
+
+    fn is_fragment(&self) -> bool {
+        self.frag & 0x3fff != 0
+    }
+
+    /// Ports, when the payload starts with a TCP/UDP header (whole packet or first fragment).
+    fn ports(&self) -> Option<(u16, u16)> {
+        if (self.proto != TCP && self.proto != UDP) || self.offset() != 0 {
+            return None;
+        }
+        let s = self.payload();
+        (s.len() >= 4).then(|| {
+            (
+                u16::from_be_bytes([s[0], s[1]]),
+                u16::from_be_bytes([s[2], s[3]]),
+            )
+        })
+    }
+
+    /// Whether the TCP/UDP checksum over the IP payload verifies (UDP 0: no checksum, fine).
+    fn l4_ok(&self) -> Option<bool> {
+        let seg = self.payload();
+        match self.proto {
+            TCP if seg.len() >= 20 => {}
+            UDP if seg.len() >= 8 => {}
+            _ => return None,
+        }
+        if self.proto == UDP && seg[6] == 0 && seg[7] == 0 {
+            return Some(true);
+        }
+        Some(pseudo_sum(&self.pkt[12..16], &self.pkt[16..20], self.proto, seg) == 0)
+    }
+
+    fn icmp_ok(&self) -> bool {
+        self.payload().len() >= 8 && csum(self.payload()) == 0
+    }
+}
+
+/// Recomputes the checksums of an Ethernet/IPv4 frame in place, where its lengths allow.
+pub fn fix_checksums(frame: &mut [u8]) {
+    if frame.len() < 34 || frame[12..14] != [8, 0] || frame[14] >> 4 != 4 {
+        return;
+    }
+    let ihl = usize::from(frame[14] & 15) * 4;
+    let total = usize::from(u16::from_be_bytes([frame[16], frame[17]]));
+    if ihl < 20 || 14 + ihl > frame.len() {
+        return;
+    }
+    frame[24] = 0;
+    frame[25] = 0;
+    let c = csum(&frame[14..14 + ihl]);
+    frame[24..26].copy_from_slice(&c.to_be_bytes());
+    if total < ihl || 14 + total > frame.len() {
+        return;
+    }
+    let frag = u16::from_be_bytes([frame[20], frame[21]]);
+    if frag & 0x3fff != 0 {
+        return;
+    }
+    let proto = frame[23];
+    let (src, dst) = (
+        [frame[26], frame[27], frame[28], frame[29]],
+        [frame[30], frame[31], frame[32], frame[33]],
+    );
+    let seg = &mut frame[14 + ihl..14 + total];
+    match proto {
+        TCP if seg.len() >= 20 => {
+            seg[16] = 0;
+            seg[17] = 0;
+            let c = pseudo_sum(&src, &dst, TCP, seg);
+            seg[16..18].copy_from_slice(&c.to_be_bytes());
+        }
+        UDP if seg.len() >= 8 => {
+            seg[6] = 0;
+            seg[7] = 0;
+            let c = pseudo_sum(&src, &dst, UDP, seg);
+            let c = if c == 0 { 0xffff } else { c };
+            seg[6..8].copy_from_slice(&c.to_be_bytes());
+        }
+        ICMP if seg.len() >= 8 => {
+            seg[2] = 0;
+            seg[3] = 0;
+            let c = csum(seg);
+            seg[2..4].copy_from_slice(&c.to_be_bytes());
+        }
+        _ => {}
+    }
+}
+
+/// One director and one worker, as the fuzz targets drive them.
+pub struct Harness {
+    pub dp: Arc<Dataplane>,
+    pub w: Worker,
+    _mgr: ServiceManager,
+    pub now: u64,
+    held: u64,
+    /// Counter totals when the current input started: (rx + generated, tx + drops).
+    base: (u64, u64),
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Harness::new()
+    }
+}
+
+impl Harness {
+    /// ext 198.51.100.1/24 (VIP 198.51.100.100), int 192.0.2.1/24 with MTU 1400; TCP 80 and
+    /// UDP 53 on the VIP, rr over RS1 (80 / 5353) and RS2 (8080 / 53); the client and both
+    /// real servers known as neighbours.
+    pub fn new() -> Harness {
+        let ports = vec![
+            PortSetup {
+                name: "ext".into(),
+                mac: EXT_MAC,
+                role: PortRole::External,
+                addrs: vec![Cidr::parse("198.51.100.1/24").unwrap()],
+                gateway: None,
+                mtu: 1500,
+            },
+            PortSetup {
+                name: "int".into(),
+                mac: INT_MAC,
+                role: PortRole::Internal,
+                addrs: vec![Cidr::parse("192.0.2.1/24").unwrap()],
+                gateway: None,
+                mtu: INT_MTU,
+            },
+        ];
+        let dp = Dataplane::new(DataplaneConfig {
+            ports,
+            conn_capacity: 256,
+            timeouts: Timeouts::default(),
+            workers: 1,
+        });
+        let mut mgr = ServiceManager::new(dp.clone());
+        for line in [
+            "-A -t 198.51.100.100:80 -s rr",
+            "-a -t 198.51.100.100:80 -r 192.0.2.2:80 -m",
+            "-a -t 198.51.100.100:80 -r 192.0.2.3:8080 -m",
+            "-A -u 198.51.100.100:53 -s rr",
+            "-a -u 198.51.100.100:53 -r 192.0.2.2:5353 -m",
+            "-a -u 198.51.100.100:53 -r 192.0.2.3:53 -m",
+        ] {
+            let args: Vec<&str> = line.split_whitespace().collect();
+            let Ok(inv) = parse_args(&args) else {
+                panic!("setup: {line}");
+            };
+            let Command::Change(Change::Apply(req)) = inv.command else {
+                panic!("setup: {line}");
+            };
+            assert_eq!(mgr.handle(req), Response::Ok, "setup: {line}");
+        }
+        for (port, ip, mac) in [(0, CIP, CLIENT_MAC), (1, RIP1, RS1_MAC), (1, RIP2, RS2_MAC)] {
+            dp.neigh().learn(port, ip, mac);
+        }
+        Harness {
+            w: Worker::new(dp.clone(), 0),
+            _mgr: mgr,
+            dp,
+            now: 1_000_000,
+            held: 0,
+            base: (0, 0),
+        }
+    }
+
+    /// For a harness that runs input after input (the fuzz targets keep one per process, as a
+    /// fresh director costs milliseconds): moves the clock past every timeout, so that no
+    /// connection, fragment decision or rate-limit state of an earlier input is alive. True
+    /// while the clock has room for that (the pipeline's clock stays below 2^40 ms); make a
+    /// new harness when it returns false.
+    pub fn next_input(&mut self) -> bool {
+        // Longer than any connection timeout (TCP established: 900 s) and the fragment timeout.
+        self.now += 1_000_000;
+        self.now < 1 << 39
+    }
+
+    /// Runs every operation of `data` and checks the counters at the end.
+    pub fn run(&mut self, data: &[u8]) {
+        self.base = self.totals();
+        self.held = 0;
+        let mut rest = data;
+        let mut ops = 0;
+        while rest.len() >= 3 && ops < MAX_OPS {
+            let ctrl = rest[0];
+            let len = usize::from(u16::from_be_bytes([rest[1], rest[2]]));
+            let len = len.min(rest.len() - 3).min(ROOM);
+            let frame = &rest[3..3 + len];
+            rest = &rest[3 + len..];
+            self.run_op(ctrl, frame);
+            ops += 1;
+        }
+        self.check_accounting();
+    }
+
+    /// Feeds one frame and checks what came out.
+    pub fn run_op(&mut self, ctrl: u8, frame: &[u8]) {
+        let in_port = u16::from(ctrl & 1);
+        self.now += u64::from(ctrl >> 3) * 50;
+        let mut input = frame.to_vec();
+        if ctrl & 4 != 0 && input.len() >= 6 {
+            input[..6].copy_from_slice(if in_port == 0 { &EXT_MAC } else { &INT_MAC });
+        }
+        if ctrl & 2 != 0 {
+            fix_checksums(&mut input);
+        }
+        let len = input.len();
+        let mut buf = input.clone();
+        buf.resize(ROOM.max(len), 0xee);
+        self.w.begin_burst(self.now);
+        let action = self.w.process_buf(in_port, &mut buf, len);
+        match action {
+            Action::Drop => {}
+            Action::Tx(port) => {
+                assert!(port < 2, "tx port {port}");
+                self.w.count_tx(port, 1);
+                self.check_forwarded(&input, &buf[..len], false);
+            }
+            Action::Hold { port, .. } => {
+                assert!(port < 2, "hold port {port}");
+                self.held += 1;
+                self.check_forwarded(&input, &buf[..len], true);
+            }
+            Action::Reply { port, len: n } => {
+                assert_eq!(
+                    port, in_port,
+                    "ICMP errors go back where the packet came from"
+                );
+                assert!(n <= buf.len(), "reply length {n} within the buffer");
+                self.w.count_tx(port, 1);
+                check_icmp_error(&input, &buf[..n]);
+            }
+        }
+        self.w.housekeeping(self.now);
+    }
+
+    /// A frame sent on (Tx) or held for ARP: well formed, rewritten as the tables say.
+    fn check_forwarded(&self, input: &[u8], out: &[u8], held: bool) {
+        assert_eq!(out.len(), input.len());
+        if input.len() >= 14 && input[12..14] == [8, 6] {
+            return; // an ARP reply
+        }
+        let (Some(a), Some(b)) = (Ip::parse(input), Ip::parse(out)) else {
+            panic!("a forwarded frame is IPv4 in and out");
+        };
+        assert!(b.header_ok(), "IP header checksum of the output verifies");
+        assert_eq!(a.total, b.total, "total length unchanged");
+        if !held {
+            let mac = out[6..12] == EXT_MAC[..] || out[6..12] == INT_MAC[..];
+            assert!(mac, "source MAC is one of ours");
+        }
+        // Echo replies: addresses swapped, from us.
+        if a.proto == ICMP && b.src == a.dst && b.dst == a.src && a.src != a.dst {
+            assert!(b.icmp_ok(), "echo reply checksum");
+            return;
+        }
+        assert_eq!(b.ttl, a.ttl.wrapping_sub(1), "TTL decremented once");
+        assert_ne!(b.dst, VIP, "nothing leaves towards the VIP");
+        if a.offset() != 0 {
+            self.check_later_fragment(&a, &b);
+            return;
+        }
+        match (a.ports(), b.ports()) {
+            (Some((asp, adp)), Some((bsp, bdp))) => {
+                self.check_nat(&a, &b, (asp, adp), (bsp, bdp));
+                if !a.is_fragment() {
+                    if a.l4_ok() == Some(true) {
+                        assert_eq!(b.l4_ok(), Some(true), "L4 checksum still verifies");
+                    }
+                } else {
+                    // The first fragment's decision is recorded for the others.
+                    let key = FragKey {
+                        src: a.src,
+                        dst: a.dst,
+                        proto: a.proto,
+                        id: a.id,
+                    };
+                    let v = self.dp.frags().lookup(&key, self.now);
+                    assert!(v.is_some(), "first fragment recorded");
+                    self.check_later_fragment(&a, &b);
+                }
+            }
+            _ => {
+                if a.proto == ICMP {
+                    if a.icmp_ok() {
+                        assert!(b.icmp_ok(), "ICMP checksum still verifies");
+                    }
+                    if (a.src, a.dst) != (b.src, b.dst) {
+                        check_icmp_nat(&a, &b);
+                    }
+                } else {
+                    assert_eq!((a.src, a.dst), (b.src, b.dst), "other protocols unchanged");
+                    assert_eq!(a.payload(), b.payload());
+                }
+            }
+        }
+    }
+
+    /// TCP/UDP: unchanged, or a DNAT/SNAT that the connection table holds.
+    fn check_nat(&self, a: &Ip, b: &Ip, ap: (u16, u16), bp: (u16, u16)) {
+        let t = Tuple {
+            proto: a.proto,
+            src: a.src,
+            sport: ap.0,
+            dst: a.dst,
+            dport: ap.1,
+        };
+        if (a.src, ap.0, a.dst, ap.1) == (b.src, bp.0, b.dst, bp.1) {
+            assert_ne!(a.dst, VIP, "traffic to the VIP is never routed unchanged");
+            return;
+        }
+        let hit = self.dp.conns().lookup(&t, self.now);
+        let Some(hit) = hit else {
+            panic!("rewritten {t:?} -> {b:?} without a connection");
+        };
+        if (a.dst, ap.1) != (b.dst, bp.1) {
+            assert_eq!((a.src, ap.0), (b.src, bp.0), "DNAT keeps the source");
+            assert_eq!(hit.dir, Dir::Inbound);
+            assert_eq!(hit.virt, (a.dst, ap.1));
+            assert_eq!(hit.real, (b.dst, bp.1), "to the connection's real server");
+            assert_eq!(hit.client, (a.src, ap.0));
+        } else {
+            assert_eq!(hit.dir, Dir::Reply);
+            assert_eq!(hit.real, (a.src, ap.0));
+            assert_eq!(
+                hit.virt,
+                (b.src, bp.0),
+                "as the connection's virtual service"
+            );
+            assert_eq!(hit.client, (a.dst, ap.1));
+        }
+    }
+
+    /// A fragment's address rewrite is the one its first fragment got.
+    fn check_later_fragment(&self, a: &Ip, b: &Ip) {
+        if a.offset() != 0 {
+            assert_eq!(a.payload(), b.payload(), "fragment payload untouched");
+        }
+        if (a.src, a.dst) == (b.src, b.dst) {
+            return;
+        }
+        let key = FragKey {
+            src: a.src,
+            dst: a.dst,
+            proto: a.proto,
+            id: a.id,
+        };
+        match self.dp.frags().lookup(&key, self.now) {
+            Some(FragVerdict::Dnat { addr, .. }) => {
+                assert_eq!((b.src, b.dst), (a.src, addr), "DNAT as the first fragment")
+            }
+            Some(FragVerdict::Snat { addr, .. }) => {
+                assert_eq!((b.src, b.dst), (addr, a.dst), "SNAT as the first fragment")
+            }
+            v => panic!("fragment rewritten {a:?} -> {b:?} with verdict {v:?}"),
+        }
+    }
+
+    /// (rx + generated, tx + drops) now.
+    fn totals(&self) -> (u64, u64) {
+        let s = self.dp.stats();
+        let drops: u64 = DropReason::ALL.iter().map(|r| s.drops(*r)).sum();
+        let generated = s.events(Event::ArpRequests)
+            + s.events(Event::IcmpTimeExceeded)
+            + s.events(Event::IcmpFragNeeded);
+        (s.rx_packets() + generated, s.tx_packets() + drops)
+    }
+
+    /// Over the current input: rx + generated = tx + drops + held.
+    pub fn check_accounting(&self) {
+        let (a, b) = self.totals();
+        assert_eq!(
+            a - self.base.0,
+            b - self.base.1 + self.held,
+            "counters add up: rx + generated = tx + drops + held"
+        );
+    }
+}
+
+/// An ICMP error about a connection, rewritten: outer and quoted headers consistent.
+fn check_icmp_nat(a: &Ip, b: &Ip) {
+    assert!(b.icmp_ok(), "rewritten ICMP error checksum verifies");
+    let (qa, qb) = (&a.payload()[8..], &b.payload()[8..]);
+    let ihl = usize::from(qa[0] & 15) * 4;
+    if csum(&qa[..ihl]) == 0 {
+        assert_eq!(csum(&qb[..ihl]), 0, "quoted IP checksum still verifies");
+    }
+    if b.src != a.src {
+        // Towards the client: outer source and quoted destination became the VIP.
+        assert_eq!(b.src, VIP);
+        assert_eq!(&qb[16..20], &VIP.octets());
+    } else {
+        // Towards a real server: outer destination and quoted source became its address.
+        assert_eq!(&qb[12..16], &b.dst.octets());
+    }
+}
+
+/// An ICMP error rvs built: well formed, about the input, within 576 bytes.
+fn check_icmp_error(input: &[u8], out: &[u8]) {
+    let a = Ip::parse(input).expect("ICMP errors answer IPv4 packets");
+    let b = Ip::parse(out).expect("the ICMP error is IPv4");
+    assert!(b.header_ok());
+    assert_eq!(b.proto, ICMP);
+    assert!(b.total <= 576);
+    assert_eq!(out.len(), 14 + b.total);
+    assert!(b.icmp_ok(), "ICMP checksum");
+    let m = b.payload();
+    assert!(
+        matches!((m[0], m[1]), (11, 0) | (3, 4)),
+        "time exceeded or fragmentation needed"
+    );
+    assert_eq!(b.dst, a.src, "to the sender");
+    assert_eq!(&out[0..6], &input[6..12], "to the previous hop's MAC");
+    assert_eq!(a.offset(), 0, "never about a later fragment");
+    let q = &m[8..];
+    assert!(
+        q.len() >= a.total.min(a.ihl + 8),
+        "quotes the header and 8 bytes"
+    );
+    assert_eq!(q, &a.pkt[..q.len()], "quotes the packet as received");
+    if a.proto == ICMP && a.payload().len() >= 8 {
+        assert!(
+            matches!(a.payload()[0], 0 | 8 | 13..=18),
+            "never about an ICMP error"
+        );
+    }
+}

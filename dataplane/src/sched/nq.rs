@@ -2,6 +2,7 @@
 //! connection; when every one is busy, the least `(active + 1) / weight` (as sed).
 
 use super::sed::sed_overhead;
+use super::wlc::least_weighted;
 use super::{Dests, Flow, Scheduler};
 
 #[derive(Debug)]
@@ -9,23 +10,11 @@ pub struct NeverQueue;
 
 impl Scheduler for NeverQueue {
     fn pick(&self, dests: &Dests<'_>, _flow: &Flow) -> Option<usize> {
-        let mut least: Option<(usize, u64, u32)> = None;
-        for i in 0..dests.len() {
-            let Some(load) = dests.load(i) else {
-                continue;
-            };
-            if load.active == 0 {
-                return Some(i);
-            }
-            let doh = sed_overhead(&load);
-            let better = least.is_none_or(|(_, loh, lw)| {
-                u128::from(loh) * u128::from(load.weight) > u128::from(doh) * u128::from(lw)
-            });
-            if better {
-                least = Some((i, doh, load.weight));
-            }
-        }
-        least.map(|(i, _, _)| i)
+        // The kernel finds the idle server in the same pass as the sed minimum; two passes
+        // pick the same server and keep one copy of the weighted comparison.
+        (0..dests.len())
+            .find(|&i| dests.load(i).is_some_and(|l| l.active == 0))
+            .or_else(|| least_weighted(dests, sed_overhead))
     }
 }
 

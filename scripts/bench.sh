@@ -40,6 +40,9 @@
 #   help against other sessions' cgroups on a shared machine),
 #   RVS_BENCH_RETRIES (how often a point disturbed by other work is measured again, default 2),
 #   RVS_BENCH_COMMIT (what to report as the commit when the tree has no .git, e.g. an export).
+#   RVS_BENCH_KERNEL=0 skips the kernel baseline at the end (scripts/kernel-bench.sh: the same
+#   UDP flood through scripts/lab.sh with nftables and then rvsd as director); the plot
+#   (scripts/bench-plot.py, benches/bench.png) is drawn at the end when matplotlib is there.
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -688,3 +691,15 @@ last = next((i for i, l in enumerate(L) if l == "### Commands"), len(L))
 print("\n".join(L[first:last]))
 PY
 log "results written to $OUT (between its traffic-bench markers)"
+# The plot (benches/bench.png, linked from its own section of the results) when matplotlib is
+# there; scripts/bench-plot.py redraws it later otherwise.
+if python3 -c 'import matplotlib' 2>/dev/null; then
+    python3 "$RVS_ROOT/scripts/bench-plot.py" "$OUT" "$(dirname "$OUT")/bench.png" >&2 || warn "plot failed"
+else
+    log "no matplotlib: no plot (pip install matplotlib; python3 scripts/bench-plot.py)"
+fi
+# The kernel baseline over the namespace lab (its own section of the results): RVS_BENCH_KERNEL=0
+# leaves it out.
+if [ "${RVS_BENCH_KERNEL:-1}" != 0 ]; then
+    "$RVS_ROOT/scripts/kernel-bench.sh" --out "$OUT" >&2 || warn "kernel baseline failed (scripts/kernel-bench.sh)"
+fi

@@ -1,0 +1,305 @@
+//! pipeline-bench: the packet pipeline alone, without I/O: pre-built frames through
+//! `dataplane::pipeline::Worker::process` on one core, in nanoseconds (or, under callgrind,
+//! instructions) per packet.
+//!
+//! Setup: the real `Dataplane` and `ServiceManager` (no DPDK), an external port
+//! 198.51.100.1/24 holding the VIP 198.51.100.1:80 for TCP and UDP (round robin over four real
+//! servers 192.0.2.2-5:80 behind the internal port 192.0.2.1/24), neighbours known. Clients are
+//! rvs-pktgen's flow space (`frame::client_of`), frames are rvs-pktgen's (`frame::Generator`,
+//! 60 bytes without FCS, valid checksums).
+//!
+//! Per point (`--flows N`, `--proto`, `--path`):
+//!
+//! 1. warm-up: the table is filled with N flows (one packet per flow for UDP; SYN then ACK for
+//!    TCP), which leaves them established;
+//! 2. `--packets P` frames are built into one buffer (64-byte slots), outside the timing;
+//!    - `established`: data frames (TCP ACK / UDP) of flows drawn uniformly at random from the N;
+//!    - `new`: P flows not in the table (indices N..N+P): TCP SYNs / first UDP datagrams, each a
+//!      new connection (the table holds N+P slots, so none is refused);
+//! 3. the measured loop ([`measured`], never inlined so callgrind's `--toggle-collect` can
+//!    select it): `begin_burst` every 32 frames, then `process` on each frame in place. Every
+//!    frame must come out as `Tx` on the internal port, or the run fails.
+//!
+//! Natively the loop runs `--repeat` times (frames rebuilt between runs, outside the timing) and
+//! the best and median ns/packet are reported. Housekeeping (aging) is not in the loop.
+//! `--json` prints one JSON line per point.
+
+use clap::{Parser, ValueEnum};
+use control::config::{Cidr, PortRole};
+use control::model::{
+    default_netmask, DestSpec, Forward, Protocol, SchedulerKind, ServiceKey, ServiceSpec, Timeouts,
+};
+use control::proto::{Request, Response};
+use dataplane::conntrack::ConnTable;
+use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, PortSetup, Worker};
+use dataplane::service::ServiceManager;
+use rvs_benches::frame::{self, Generator, MAX_FLOWS, MIN_FRAME};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ProtoArg {
+    Udp,
+    Tcp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum PathArg {
+    /// Packets of flows already in the table.
+    Established,
+    /// Each packet a new flow (TCP SYN / first UDP datagram).
+    New,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pipeline-bench",
+    about = "Worker::process without I/O, ns per packet"
+)]
+struct Args {
+    /// Flows in the table before the measured packets.
+    #[arg(long, default_value_t = 1_000_000)]
+    flows: u32,
+    #[arg(long, value_enum, default_value_t = ProtoArg::Udp)]
+    proto: ProtoArg,
+    #[arg(long, value_enum, default_value_t = PathArg::Established)]
+    path: PathArg,
+    /// Measured packets per run.
+    #[arg(long, default_value_t = 1_000_000)]
+    packets: u32,
+    /// Measured runs (natively); 1 under callgrind.
+    #[arg(long, default_value_t = 5)]
+    repeat: u32,
+    /// Pin to this CPU.
+    #[arg(long)]
+    cpu: Option<usize>,
+    /// Print one JSON line.
+    #[arg(long)]
+    json: bool,
+}
+
+const EXT_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
+const INT_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
+const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
+const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+const VPORT: u16 = 80;
+const DESTS: u32 = 4;
+const BURST: usize = 32;
+const SLOT: usize = 64;
+const NOW_MS: u64 = 1_000;
+
+fn setup(capacity: usize) -> Arc<Dataplane> {
+    let dp = Dataplane::new(DataplaneConfig {
+        ports: vec![
+            PortSetup {
+                name: "ext".into(),
+                mac: EXT_MAC,
+                role: PortRole::External,
+                addrs: vec![Cidr::parse("198.51.100.1/24").expect("cidr")],
+                gateway: None,
+                mtu: 1500,
+            },
+            PortSetup {
+                name: "int".into(),
+                mac: INT_MAC,
+                role: PortRole::Internal,
+                addrs: vec![Cidr::parse("192.0.2.1/24").expect("cidr")],
+                gateway: None,
+                mtu: 1500,
+            },
+        ],
+        conn_capacity: capacity,
+        timeouts: Timeouts::default(),
+        workers: 1,
+    });
+    let mut mgr = ServiceManager::new(dp.clone());
+    let mut ok = |r: Request| match mgr.handle(r) {
+        Response::Ok => {}
+        other => panic!("setup refused: {other:?}"),
+    };
+    for protocol in [Protocol::Tcp, Protocol::Udp] {
+        let key = ServiceKey {
+            protocol,
+            addr: VIP,
+            port: VPORT,
+        };
+        ok(Request::AddService(ServiceSpec {
+            key,
+            scheduler: SchedulerKind::Rr,
+            persistence: None,
+            netmask: default_netmask(),
+            sched_flags: Default::default(),
+        }));
+        for d in 0..DESTS {
+            let addr = Ipv4Addr::from(u32::from(Ipv4Addr::new(192, 0, 2, 2)) + d);
+            dp.neigh().learn(1, addr, PEER_MAC);
+            ok(Request::AddDest {
+                service: key,
+                dest: DestSpec {
+                    addr,
+                    port: VPORT,
+                    weight: 1,
+                    forward: Forward::Masq,
+                    upper_threshold: 0,
+                    lower_threshold: 0,
+                },
+            });
+        }
+    }
+    // The service manager must outlive the workers' use of its snapshots: leak it.
+    std::mem::forget(mgr);
+    dp
+}
+
+/// xorshift64*: uniform flow picks without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u32) -> u32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let r = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        (((r >> 32) * u64::from(n)) >> 32) as u32
+    }
+}
+
+/// Fills the table with flows `0..n` (established).
+fn warm(w: &mut Worker, g: &Generator, proto: ProtoArg, n: u32) {
+    let mut buf = [0u8; SLOT];
+    for i in 0..n {
+        if (i as usize).is_multiple_of(BURST) {
+            w.begin_burst(NOW_MS);
+        }
+        let steps: &[bool] = match proto {
+            ProtoArg::Udp => &[false],
+            ProtoArg::Tcp => &[true, false],
+        };
+        for &syn in steps {
+            let len = g.write(&mut buf, i, syn, 0);
+            let a = w.process(0, &mut buf[..len]);
+            assert_eq!(a, Action::Tx(1), "warm-up flow {i} not forwarded");
+        }
+    }
+}
+
+/// Writes the measured frames into `frames` (one per `SLOT` bytes).
+fn build(frames: &mut [u8], g: &Generator, args: &Args, rng: &mut Rng) {
+    for (k, slot) in frames.chunks_exact_mut(SLOT).enumerate() {
+        let (idx, syn) = match args.path {
+            PathArg::Established => (rng.below(args.flows), false),
+            PathArg::New => (args.flows + k as u32, args.proto == ProtoArg::Tcp),
+        };
+        g.write(slot, idx, syn, 0);
+    }
+}
+
+/// The measured loop: every frame through the pipeline once. Returns how many came out as
+/// `Tx(1)`.
+#[inline(never)]
+fn measured(w: &mut Worker, frames: &mut [u8], len: usize) -> usize {
+    let mut tx = 0;
+    for (k, slot) in frames.chunks_exact_mut(SLOT).enumerate() {
+        if k.is_multiple_of(BURST) {
+            w.begin_burst(NOW_MS);
+        }
+        if w.process(0, &mut slot[..len]) == Action::Tx(1) {
+            tx += 1;
+        }
+    }
+    tx
+}
+
+fn pin(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and the syscall only touch it and this
+    // thread's affinity.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            eprintln!("pinning refused: {}", std::io::Error::last_os_error());
+        }
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Some(c) = args.cpu {
+        pin(c);
+    }
+    let flows = args.flows.max(1);
+    let packets = args.packets.max(1);
+    let extra = match args.path {
+        PathArg::Established => 0,
+        PathArg::New => packets.saturating_mul(args.repeat.max(1)),
+    };
+    if u64::from(flows) + u64::from(extra) > u64::from(MAX_FLOWS) {
+        eprintln!(
+            "flows + packets x repeat ({}) past the client space ({MAX_FLOWS})",
+            u64::from(flows) + u64::from(extra)
+        );
+        std::process::exit(2);
+    }
+    let capacity = (flows + extra) as usize;
+    let proto = match args.proto {
+        ProtoArg::Udp => frame::Proto::Udp,
+        ProtoArg::Tcp => frame::Proto::Tcp,
+    };
+    let g = Generator::new(proto, MIN_FRAME, PEER_MAC, EXT_MAC, VIP, VPORT).expect("generator");
+    let dp = setup(capacity);
+    let mut w = Worker::new(dp.clone(), 0);
+
+    let t0 = Instant::now();
+    warm(&mut w, &g, args.proto, flows);
+    let warm_s = t0.elapsed().as_secs_f64();
+
+    let mut frames = vec![0u8; packets as usize * SLOT];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut ns = Vec::new();
+    let mut built = Args { flows, ..args };
+    for r in 0..args.repeat.max(1) {
+        if args.path == PathArg::New {
+            built.flows = flows + r * packets;
+        }
+        build(&mut frames, &g, &built, &mut rng);
+        let t = Instant::now();
+        let tx = measured(&mut w, &mut frames, g.len());
+        let el = t.elapsed().as_nanos() as f64;
+        if tx != packets as usize {
+            eprintln!("only {tx} of {packets} measured frames forwarded");
+            std::process::exit(1);
+        }
+        ns.push(el / f64::from(packets));
+    }
+    ns.sort_by(f64::total_cmp);
+    let best = ns[0];
+    let median = ns[ns.len() / 2];
+    let path = match args.path {
+        PathArg::Established => "established",
+        PathArg::New => "new",
+    };
+    let p = match args.proto {
+        ProtoArg::Udp => "udp",
+        ProtoArg::Tcp => "tcp",
+    };
+    let table_mib = ConnTable::footprint(capacity) as f64 / (1 << 20) as f64;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "proto": p, "path": path, "flows": flows, "packets": packets,
+                "repeat": ns.len(), "ns_best": best, "ns_median": median,
+                "mpps_best": 1e3 / best, "warmup_s": warm_s, "table_mib": table_mib,
+                "conns": dp.conns().len(),
+            })
+        );
+    } else {
+        println!(
+            "{p} {path} flows={flows} packets={packets} runs={}: best {best:.1} ns/pkt \
+             ({:.2} Mpps), median {median:.1} ns/pkt; warm-up {warm_s:.1} s, table {table_mib:.0} MiB",
+            ns.len(),
+            1e3 / best
+        );
+    }
+}

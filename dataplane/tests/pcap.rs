@@ -6,8 +6,14 @@
 //! addresses, ports, TTL, checksums (against a full recompute written here, independent of the
 //! dataplane's code) and the round-robin order.
 //!
-//! The frames are built here by hand on purpose: the test must not share code with what it checks.
+//! The frames are built by tests/common, by hand on purpose: the test must not share code with
+//! what it checks.
 
+mod common;
+
+use common::{
+    arp, eth, inet_checksum, ipv4, l4_checksum, tcp_frame, udp_frame, ACK, ICMP, PSH, SYN,
+};
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -26,127 +32,26 @@ const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
 const RS1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const RS2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
 
-const SYN: u8 = 0x02;
-const ACK: u8 = 0x10;
-const PSH: u8 = 0x08;
-
-// ---- frame building (independent of the dataplane) ----
-
+/// The test's own checksum over several pieces (tests/common's, not the dataplane's).
 fn checksum(chunks: &[&[u8]]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut odd: Option<u8> = None;
-    for chunk in chunks {
-        for &b in *chunk {
-            match odd.take() {
-                Some(hi) => sum += u32::from(u16::from_be_bytes([hi, b])),
-                None => odd = Some(b),
-            }
-        }
-    }
-    if let Some(hi) = odd {
-        sum += u32::from(hi) << 8;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> Vec<u8> {
-    let mut p = Vec::with_capacity(12);
-    p.extend_from_slice(&src.octets());
-    p.extend_from_slice(&dst.octets());
-    p.extend_from_slice(&[0, proto]);
-    p.extend_from_slice(&(len as u16).to_be_bytes());
-    p
-}
-
-fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(14 + payload.len());
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&ethertype.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
+    inet_checksum(&chunks.concat())
 }
 
 fn arp_request(sha: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
-    let mut a = vec![0, 1, 0x08, 0, 6, 4, 0, 1];
-    a.extend_from_slice(&sha);
-    a.extend_from_slice(&spa.octets());
-    a.extend_from_slice(&[0; 6]);
-    a.extend_from_slice(&tpa.octets());
-    eth(BROADCAST, sha, 0x0806, &a)
+    eth(BROADCAST, sha, 0x0806, &arp(1, sha, spa, [0; 6], tpa))
 }
 
-fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload: &[u8]) -> Vec<u8> {
-    let total = 20 + payload.len();
-    let mut h = vec![0x45, 0];
-    h.extend_from_slice(&(total as u16).to_be_bytes());
-    h.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, proto, 0, 0]);
-    h.extend_from_slice(&src.octets());
-    h.extend_from_slice(&dst.octets());
-    let c = checksum(&[&h]);
-    h[10..12].copy_from_slice(&c.to_be_bytes());
-    h.extend_from_slice(payload);
-    h
+fn arp_reply(sha: [u8; 6], spa: Ipv4Addr, tha: [u8; 6], tpa: Ipv4Addr) -> Vec<u8> {
+    eth(tha, sha, 0x0806, &arp(2, sha, spa, tha, tpa))
 }
 
-struct Tcp {
-    src: (Ipv4Addr, u16),
-    dst: (Ipv4Addr, u16),
-    flags: u8,
-    seq: u32,
-    payload: &'static [u8],
-}
-
-fn tcp_frame(dst_mac: [u8; 6], src_mac: [u8; 6], t: &Tcp) -> Vec<u8> {
-    let mut s = Vec::new();
-    s.extend_from_slice(&t.src.1.to_be_bytes());
-    s.extend_from_slice(&t.dst.1.to_be_bytes());
-    s.extend_from_slice(&t.seq.to_be_bytes());
-    s.extend_from_slice(&0u32.to_be_bytes());
-    // Data offset 6 words: an MSS option rides along, and must come out untouched.
-    s.extend_from_slice(&[0x60, t.flags, 0xff, 0xff, 0, 0, 0, 0]);
-    s.extend_from_slice(&[2, 4, 0x05, 0xb4]);
-    s.extend_from_slice(t.payload);
-    let ph = pseudo_header(t.src.0, t.dst.0, 6, s.len());
-    let c = checksum(&[&ph, &s]);
-    s[16..18].copy_from_slice(&c.to_be_bytes());
-    eth(dst_mac, src_mac, 0x0800, &ipv4(t.src.0, t.dst.0, 6, &s))
-}
-
-fn udp_frame(
-    src: (Ipv4Addr, u16),
-    dst: (Ipv4Addr, u16),
-    payload: &[u8],
-    with_checksum: bool,
-) -> Vec<u8> {
-    let mut s = Vec::new();
-    s.extend_from_slice(&src.1.to_be_bytes());
-    s.extend_from_slice(&dst.1.to_be_bytes());
-    s.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    s.extend_from_slice(&[0, 0]);
-    s.extend_from_slice(payload);
-    if with_checksum {
-        let ph = pseudo_header(src.0, dst.0, 17, s.len());
-        let c = match checksum(&[&ph, &s]) {
-            0 => 0xffff,
-            c => c,
-        };
-        s[6..8].copy_from_slice(&c.to_be_bytes());
-    }
-    eth(RVS_MAC, CLIENT_MAC, 0x0800, &ipv4(src.0, dst.0, 17, &s))
+fn client_udp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), payload: &[u8], csum: bool) -> Vec<u8> {
+    udp_frame(RVS_MAC, CLIENT_MAC, src, dst, payload, csum)
 }
 
 fn icmp_echo(src: Ipv4Addr, dst: Ipv4Addr, id: u16) -> Vec<u8> {
-    let mut m = vec![8, 0, 0, 0];
-    m.extend_from_slice(&id.to_be_bytes());
-    m.extend_from_slice(&[0, 1]);
-    m.extend_from_slice(b"rvs-ping-payload");
-    let c = checksum(&[&m]);
-    m[2..4].copy_from_slice(&c.to_be_bytes());
-    eth(RVS_MAC, CLIENT_MAC, 0x0800, &ipv4(src, dst, 1, &m))
+    let msg = common::icmp_echo(8, id, 1, b"rvs-ping-payload");
+    eth(RVS_MAC, CLIENT_MAC, 0x0800, &ipv4(src, dst, ICMP, 64, &msg))
 }
 
 // ---- output parsing and checks ----
@@ -183,13 +88,14 @@ fn ports(ip: &Ip) -> (u16, u16) {
 }
 
 fn assert_l4_checksum(ip: &Ip) {
-    let ph = pseudo_header(ip.src, ip.dst, ip.proto, ip.l4.len());
-    if ip.proto == 17 && ip.l4[6..8] == [0, 0] {
+    let field = if ip.proto == 6 { 16 } else { 6 };
+    let stored = u16::from_be_bytes([ip.l4[field], ip.l4[field + 1]]);
+    if ip.proto == 17 && stored == 0 {
         return; // absent UDP checksum, checked by the caller where it matters
     }
     assert_eq!(
-        checksum(&[&ph, ip.l4]),
-        0,
+        l4_checksum(ip.src, ip.dst, ip.proto, ip.l4),
+        stored,
         "L4 checksum wrong (proto {})",
         ip.proto
     );
@@ -362,15 +268,13 @@ socket = "{sock}"
 #[test]
 fn one_arm_nat_walkthrough_over_net_pcap() {
     let dir = tempfile::tempdir().unwrap();
-    let tcp = |src, dst, flags, payload| Tcp {
-        src,
-        dst,
-        flags,
-        seq: 1000,
-        payload,
-    };
-    let from_client = |t: Tcp| tcp_frame(RVS_MAC, CLIENT_MAC, &t);
-    let from_rs = |mac, t: Tcp| tcp_frame(RVS_MAC, mac, &t);
+    // (source, destination, flags, payload) of a TCP segment, framed by its sender.
+    type Seg<'a> = ((Ipv4Addr, u16), (Ipv4Addr, u16), u8, &'a [u8]);
+    let tcp = |src, dst, flags, payload| -> Seg { (src, dst, flags, payload) };
+    let from_client =
+        |(src, dst, flags, payload): Seg| tcp_frame(RVS_MAC, CLIENT_MAC, src, dst, flags, payload);
+    let from_rs =
+        |mac, (src, dst, flags, payload): Seg| tcp_frame(RVS_MAC, mac, src, dst, flags, payload);
 
     let mut truncated = from_client(tcp((CLIENT, 40100), (VIP, 80), SYN, b""));
     truncated.truncate(30);
@@ -392,8 +296,8 @@ fn one_arm_nat_walkthrough_over_net_pcap() {
             b"GET / HTTP/1.0\r\n\r\n",
         )),
         from_client(tcp((CLIENT, 40003), (VIP, 80), SYN, b"")),
-        udp_frame((CLIENT, 5353), (VIP, 53), b"no checksum", false),
-        udp_frame((CLIENT, 5354), (VIP, 53), b"with checksum", true),
+        client_udp((CLIENT, 5353), (VIP, 53), b"no checksum", false),
+        client_udp((CLIENT, 5354), (VIP, 53), b"with checksum", true),
         icmp_echo(CLIENT, VIP, 7),
         // Dropped: an ACK of no known flow, a SYN to a port with no service, junk.
         from_client(tcp((CLIENT, 40009), (VIP, 80), ACK, b"")),
@@ -446,30 +350,14 @@ fn one_arm_nat_walkthrough_over_net_pcap() {
     }
 }
 
-fn arp_reply(sha: [u8; 6], spa: Ipv4Addr, tha: [u8; 6], tpa: Ipv4Addr) -> Vec<u8> {
-    let mut a = vec![0, 1, 0x08, 0, 6, 4, 0, 2];
-    a.extend_from_slice(&sha);
-    a.extend_from_slice(&spa.octets());
-    a.extend_from_slice(&tha);
-    a.extend_from_slice(&tpa.octets());
-    eth(tha, sha, 0x0806, &a)
-}
-
 /// A SYN towards a real server whose MAC rvsd does not know yet waits while rvsd asks for it by
 /// ARP, and goes out once the answer arrives.
 #[test]
 fn syn_waits_for_arp_resolution_of_the_real_server() {
     let dir = tempfile::tempdir().unwrap();
-    let syn = Tcp {
-        src: (CLIENT, 41000),
-        dst: (VIP, 80),
-        flags: SYN,
-        seq: 7,
-        payload: b"",
-    };
     let input = vec![
         arp_request(CLIENT_MAC, CLIENT, VIP),
-        tcp_frame(RVS_MAC, CLIENT_MAC, &syn),
+        tcp_frame(RVS_MAC, CLIENT_MAC, (CLIENT, 41000), (VIP, 80), SYN, b""),
         arp_reply(RS1_MAC, RS1, RVS_MAC, DIP),
     ];
     let services = "-A -t 198.51.100.1:80 -s rr\n-a -t 198.51.100.1:80 -r 192.0.2.2:80 -m";
@@ -500,23 +388,13 @@ fn syn_waits_for_arp_resolution_of_the_real_server() {
 #[test]
 fn icmp_errors_leave_through_the_worker_with_their_own_length() {
     let dir = tempfile::tempdir().unwrap();
-    let mut ttl1 = tcp_frame(
-        RVS_MAC,
-        CLIENT_MAC,
-        &Tcp {
-            src: (CLIENT, 41000),
-            dst: (VIP, 80),
-            flags: SYN,
-            seq: 1,
-            payload: b"",
-        },
-    );
+    let mut ttl1 = tcp_frame(RVS_MAC, CLIENT_MAC, (CLIENT, 41000), (VIP, 80), SYN, b"");
     // TTL 1, header checksum again.
     ttl1[22] = 1;
     ttl1[24..26].copy_from_slice(&[0, 0]);
     let c = checksum(&[&ttl1[14..34]]);
     ttl1[24..26].copy_from_slice(&c.to_be_bytes());
-    let big = udp_frame((CLIENT, 5400), (VIP, 53), &[0x5a; 1572], true);
+    let big = client_udp((CLIENT, 5400), (VIP, 53), &[0x5a; 1572], true);
     assert_eq!(big.len(), 14 + 1600);
     let input = vec![
         arp_request(CLIENT_MAC, CLIENT, VIP),

@@ -3,7 +3,8 @@
 #
 #  - installs the Debian packages rvs needs (apt-get update only when one is missing):
 #    DPDK (runtime + headers), libclang (bindgen), pkg-config, gcc, libpcap, and for the lab
-#    nginx, curl, socat, ethtool, iproute2 and nftables (nftables only for the lab's
+#    nginx with its stream module (the UDP service), curl, socat (a UDP client
+#    for manual checks), ethtool, iproute2 and nftables (nftables only for the lab's
 #    `--kernel` director, the kernel baseline), wrk and hping3 (scripts/soak.sh,
 #    scripts/synflood.sh) and g++ (libFuzzer, for the fuzz smoke run);
 #  - reserves 2 MB hugepages (RVS_HUGEPAGES, default 1024) and mounts hugetlbfs on
@@ -24,7 +25,8 @@ HUGEPAGES=${RVS_HUGEPAGES:-1024}
 
 # Package list; an entry "a|b" is satisfied by either package (the first is installed).
 PACKAGES=(dpdk libdpdk-dev libclang-dev pkg-config gcc libc6-dev libpcap-dev
-    "nginx-light|nginx|nginx-core|nginx-full|nginx-extras" curl socat ethtool iproute2 nftables
+    "nginx-light|nginx|nginx-core|nginx-full|nginx-extras" libnginx-mod-stream curl socat ethtool
+    iproute2 nftables
     wrk hping3 g++)
 
 installed() {

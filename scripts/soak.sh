@@ -48,7 +48,7 @@ CHURN=${RVS_SOAK_CHURN:-3}
 CONNS=${RVS_SOAK_CONNS:-6}
 CAPACITY=${RVS_SOAK_CAPACITY:-65536}
 KEEPALIVE_REQUESTS=${RVS_SOAK_KEEPALIVE_REQUESTS:-100000}
-for t in wrk curl socat ip; do
+for t in wrk curl ip; do
     command -v "$t" >/dev/null 2>&1 || die "missing $t (run scripts/setup.sh)"
 done
 

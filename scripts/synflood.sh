@@ -37,7 +37,7 @@ WRK_CONNS=${RVS_FLOOD_WRK_CONNS:-4}
 MIN_OK=${RVS_FLOOD_MIN_OK:-99}
 SLICE=${RVS_FLOOD_SLICE:-0.5}    # seconds per source address per hping3 process
 
-for t in hping3 wrk curl socat ip; do
+for t in hping3 wrk curl ip; do
     command -v "$t" >/dev/null 2>&1 || die "missing $t (run scripts/setup.sh)"
 done
 

@@ -877,9 +877,7 @@ impl Worker {
 
         if let Some(hit) = conns.lookup(&t, self.now) {
             // A SYN reusing the ports of a closed connection starts a new one (port reuse).
-            let reuse = hit.dir == Dir::Inbound
-                && new_syn
-                && matches!(hit.state, ConnState::TimeWait | ConnState::Close);
+            let reuse = hit.dir == Dir::Inbound && new_syn && yields_to_new_syn(hit.state);
             if !reuse {
                 conns.update(&hit, hit.dir, ev, self.now);
                 return self.nat(frame, ip, &hit);
@@ -931,7 +929,14 @@ impl Worker {
                 dest: d.slot,
                 state,
             };
-            let hit = match conns.insert(&nc, self.now) {
+            let mut inserted = conns.insert(&nc, self.now);
+            if new_syn
+                && inserted == Err(InsertError::ReplyConflict)
+                && self.reclaim_closed(&nc.reply())
+            {
+                inserted = conns.insert(&nc, self.now);
+            }
+            let hit = match inserted {
                 Ok(hit) => {
                     self.stats().event(Event::ConnCreated);
                     if let Some(s) = self.stats().slot(d.slot) {
@@ -955,6 +960,19 @@ impl Worker {
             return Err(DropReason::Local);
         }
         self.forward(frame, ip)
+    }
+
+    /// Removes the closed connection (TIME_WAIT, CLOSE) holding real-side tuple `reply`, so a
+    /// new SYN can take it: the client reuses its port for another virtual service that maps to
+    /// the same real server and port while the old connection lingers in the table. (The
+    /// kernel's newest-first lookup gives the new connection the replies too.) A live
+    /// connection keeps its tuple: true only if a closed one was removed.
+    fn reclaim_closed(&self, reply: &Tuple) -> bool {
+        let conns = &self.dp.conns;
+        match conns.lookup(reply, self.now) {
+            Some(old) if yields_to_new_syn(old.state) => conns.remove(old.conn),
+            _ => false,
+        }
     }
 
     /// DNAT (inbound) or SNAT (reply) of a tracked packet, TTL decremented, then out. A packet
@@ -1073,6 +1091,11 @@ impl Worker {
 }
 
 /// The drop reason for an IPv4 header `Ipv4Hdr::parse_any` refused.
+/// A closed connection gives its tuples up to a new SYN that needs them.
+fn yields_to_new_syn(state: ConnState) -> bool {
+    matches!(state, ConnState::TimeWait | ConnState::Close)
+}
+
 fn ip_error(e: ParseError) -> DropReason {
     match e {
         ParseError::Truncated => DropReason::Truncated,

@@ -2,7 +2,7 @@
 //! servers, configured with rvsadm exactly as the classic ipvsadm walk-through does.
 //!
 //! The lab is built by `scripts/lab.sh` (namespaces rvs-cli, rvs-dir, rvs-sw, rvs-rs1, rvs-rs2;
-//! documentation addresses only, see DESIGN.md). It needs root, iproute2, ethtool, nginx, socat,
+//! documentation addresses only, see DESIGN.md). It needs root, iproute2, ethtool, nginx (with its stream module),
 //! curl, nftables and 2 MB hugepages: `scripts/setup.sh` installs and reserves them.
 //! A missing prerequisite FAILS these tests. Set `RVS_SKIP_LAB=1` to skip them explicitly (a
 //! developer machine without root); `RVS_LAB_EAL_ARGS="--no-huge -m 256"` runs rvsd without
@@ -121,13 +121,11 @@ fn prerequisites(test: &str, extra_tools: &[&str]) -> Option<()> {
         "{test}: the lab needs root (network namespaces, af_packet): run `sudo scripts/test.sh`, \
          or set RVS_SKIP_LAB=1 to skip it explicitly"
     );
-    let mut missing: Vec<&str> = [
-        "bash", "ip", "ethtool", "ss", "nginx", "socat", "curl", "timeout",
-    ]
-    .into_iter()
-    .chain(extra_tools.iter().copied())
-    .filter(|t| find_tool(t).is_none())
-    .collect();
+    let mut missing: Vec<&str> = ["bash", "ip", "ethtool", "ss", "nginx", "curl", "timeout"]
+        .into_iter()
+        .chain(extra_tools.iter().copied())
+        .filter(|t| find_tool(t).is_none())
+        .collect();
     missing.dedup();
     assert!(
         missing.is_empty(),
@@ -467,6 +465,21 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        if thread::panicking() && self.rvsd_alive() {
+            // What rvsd saw, while it still runs: the failure's explanation is usually here.
+            for args in [&["-L", "--counters"][..], &["-L", "-n", "-c"][..]] {
+                let mut c = cmd(rvsadm_path());
+                c.args(args).env("RVS_SOCKET", &self.socket);
+                if let Ok(r) = run(c, Duration::from_secs(5)) {
+                    eprintln!(
+                        "--- rvsadm {} ---\n{}{}",
+                        args.join(" "),
+                        r.stdout,
+                        r.stderr
+                    );
+                }
+            }
+        }
         if let Some(mut child) = self.rvsd.take() {
             match stop_child(&mut child, Duration::from_secs(10)) {
                 Ok((st, killed)) => {
@@ -486,6 +499,10 @@ impl Drop for Lab {
             );
             if let Some(st) = lab_script_quiet("status") {
                 eprintln!("--- scripts/lab.sh status ---\n{}{}", st.stdout, st.stderr);
+            }
+            for (name, _) in RS {
+                let log = Path::new("/run/rvs-lab").join(name).join("error.log");
+                eprintln!("--- {} ---\n{}", log.display(), tail(&log, 10));
             }
         }
         lab_script_quiet("down");
@@ -755,8 +772,8 @@ fn lab_script_is_idempotent_and_cleans_up_after_failure() {
         .collect();
     assert_eq!(
         pids.len(),
-        4,
-        "nginx and socat in each real server: {pids:?}"
+        2,
+        "one nginx (HTTP and UDP) in each real server: {pids:?}"
     );
     assert!(
         pids.iter().all(|&p| pid_alive(p)),
@@ -906,25 +923,49 @@ fn curl_shot(url: &str) -> Shot {
     Shot { start, end, answer }
 }
 
-/// `loops` curl loops against `url` until `stop` is set (each bounded to `max_each` requests).
-fn curl_load(
-    url: String,
-    loops: usize,
-    max_each: usize,
+/// `loops` curl loops against `url`, each bounded to `max_each` requests, until
+/// [`CurlLoad::finish`]. Dropped unfinished (the test failed), it stops and joins its threads, so
+/// no curl outlives its lab and runs into the next test's.
+struct CurlLoad {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> Vec<thread::JoinHandle<Vec<Shot>>> {
-    (0..loops)
-        .map(|_| {
-            let (url, stop) = (url.clone(), stop.clone());
-            thread::spawn(move || {
-                let mut shots = Vec::new();
-                while !stop.load(Ordering::Relaxed) && shots.len() < max_each {
-                    shots.push(curl_shot(&url));
-                }
-                shots
+    threads: Vec<thread::JoinHandle<Vec<Shot>>>,
+}
+
+impl CurlLoad {
+    fn start(url: String, loops: usize, max_each: usize) -> CurlLoad {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..loops)
+            .map(|_| {
+                let (url, stop) = (url.clone(), stop.clone());
+                thread::spawn(move || {
+                    let mut shots = Vec::new();
+                    while !stop.load(Ordering::Relaxed) && shots.len() < max_each {
+                        shots.push(curl_shot(&url));
+                    }
+                    shots
+                })
             })
-        })
-        .collect()
+            .collect();
+        CurlLoad { stop, threads }
+    }
+
+    /// Stops the loops and returns every request they made.
+    fn finish(mut self) -> Vec<Shot> {
+        self.stop.store(true, Ordering::Relaxed);
+        std::mem::take(&mut self.threads)
+            .into_iter()
+            .flat_map(|h| h.join().expect("load thread"))
+            .collect()
+    }
+}
+
+impl Drop for CurlLoad {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for h in self.threads.drain(..) {
+            let _ = h.join();
+        }
+    }
 }
 
 /// A change made under load: when it began and was done, and the servers eligible after it.
@@ -990,8 +1031,7 @@ fn live_updates_under_curl_load_lose_nothing() {
         curl_vip();
     }
 
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load = curl_load(format!("http://{VIP}/"), 4, 2000, stop.clone());
+    let load = CurlLoad::start(format!("http://{VIP}/"), 4, 2000);
     let hold = |d: u64| thread::sleep(Duration::from_millis(d));
     let mut changes: Vec<Change> = Vec::new();
     let t0 = Instant::now();
@@ -1065,12 +1105,8 @@ fn live_updates_under_curl_load_lose_nothing() {
         &["rs1", "rs2", "rs3"],
     );
     hold(1500);
-    stop.store(true, Ordering::Relaxed);
     let end = Instant::now();
-    let shots: Vec<Shot> = load
-        .into_iter()
-        .flat_map(|h| h.join().expect("load thread"))
-        .collect();
+    let shots = load.finish();
 
     let at = |t: Instant| format!("{:.3}s", t.duration_since(t0).as_secs_f64());
     let timeline: String = changes
@@ -1214,8 +1250,9 @@ fn established_download_survives_weight_zero_and_other_changes() {
             .collect()
     };
     for (name, _) in RS {
-        let path = Path::new(LAB_STATE_DIR).join(name).join("www/big.bin");
-        fs::write(&path, content(name)).expect("write the download");
+        let dir = Path::new(LAB_STATE_DIR).join(name).join("www/slow");
+        fs::create_dir_all(&dir).expect("create www/slow");
+        fs::write(dir.join("big.bin"), content(name)).expect("write the download");
     }
     lab.start_rvsd();
     let web = format!("{VIP}:80");
@@ -1228,7 +1265,7 @@ fn established_download_survives_weight_zero_and_other_changes() {
         curl_vip();
     }
 
-    // About 3 s at 1 MB/s.
+    // About 3 s: the lab's nginx paces /slow/ at 1 MB/s.
     let out = lab.tmp.join("download.bin");
     let mut download = cmd("ip")
         .args([
@@ -1240,9 +1277,9 @@ fn established_download_survives_weight_zero_and_other_changes() {
             "--max-time",
             "60",
         ])
-        .args(["--limit-rate", "1M", "-o"])
+        .arg("-o")
         .arg(&out)
-        .arg(format!("http://{VIP}/big.bin"))
+        .arg(format!("http://{VIP}/slow/big.bin"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -1283,14 +1320,14 @@ fn established_download_survives_weight_zero_and_other_changes() {
     lab.adm(&["-D", "-t", &alt]);
     lab.adm(&["-d", "-t", &web, "-r", &idle_rip]);
     let l = lab.adm(&["-L", "-n"]);
+    assert!(
+        download.try_wait().expect("try_wait curl").is_none(),
+        "the download ended before the changes were made: make it longer"
+    );
     assert_eq!(
         rs_state(&l, &busy_rip).map(|s| (s.0, s.1)),
         Some((0, 1)),
         "the download still runs on the quiesced server:\n{l}"
-    );
-    assert!(
-        download.try_wait().expect("try_wait curl").is_none(),
-        "the download ended before the changes were made: make it longer"
     );
 
     let deadline = Instant::now() + Duration::from_secs(60);

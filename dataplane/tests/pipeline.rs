@@ -518,6 +518,52 @@ fn syn_on_time_wait_is_scheduled_afresh() {
     assert_eq!(check(&f).dst, RIP2);
 }
 
+/// A client reuses its port for a second virtual service that maps to the same real server
+/// and port: the real side sees one tuple for both. A closed first connection gives the tuple
+/// up (the SYN-ACK then leaves as the second service); a live one keeps it and the SYN is a
+/// counted drop.
+#[test]
+fn a_closed_connection_gives_its_real_tuple_to_a_new_syn() {
+    let mut lab = Lab::new(64, None).with_neighbours();
+    let alt = ServiceKey {
+        port: 8080,
+        ..web()
+    };
+    lab.ok(Request::AddService(service(alt)));
+    lab.ok(Request::AddDest {
+        service: alt,
+        dest: dest(RIP1, 80, 1),
+    });
+    let (a, f) = lab.syn(7000);
+    assert_eq!((a, check(&f).dst), (Action::Tx(INT), RIP1));
+    let mut ack = tcp_frame(EXT_MAC, CLIENT_MAC, (CIP, 7000), (VIP, 80), ACK, b"");
+    assert_eq!(lab.send(EXT, &mut ack), Action::Tx(INT));
+
+    // Live: the new SYN loses, the old connection's replies still leave as VIP:80.
+    let mut syn = tcp_frame(EXT_MAC, CLIENT_MAC, (CIP, 7000), (VIP, 8080), SYN, b"");
+    assert_eq!(lab.send(EXT, &mut syn), Action::Drop);
+    assert_eq!(lab.drops(DropReason::ConnConflict), 1);
+    let mut reply = tcp_frame(INT_MAC, RS1_MAC, (RIP1, 80), (CIP, 7000), ACK, b"");
+    assert_eq!(lab.send(INT, &mut reply), Action::Tx(EXT));
+    assert_eq!((check(&reply).src, check(&reply).sport), (VIP, 80));
+
+    // Closed: the SYN takes the tuple, and the real server's SYN-ACK leaves as VIP:8080.
+    let mut rst = tcp_frame(EXT_MAC, CLIENT_MAC, (CIP, 7000), (VIP, 80), RST, b"");
+    assert_eq!(lab.send(EXT, &mut rst), Action::Tx(INT));
+    let mut syn = tcp_frame(EXT_MAC, CLIENT_MAC, (CIP, 7000), (VIP, 8080), SYN, b"");
+    assert_eq!(lab.send(EXT, &mut syn), Action::Tx(INT));
+    assert_eq!((check(&syn).dst, check(&syn).dport), (RIP1, 80));
+    let mut syn_ack = tcp_frame(INT_MAC, RS1_MAC, (RIP1, 80), (CIP, 7000), SYN | ACK, b"");
+    assert_eq!(lab.send(INT, &mut syn_ack), Action::Tx(EXT));
+    assert_eq!((check(&syn_ack).src, check(&syn_ack).sport), (VIP, 8080));
+    assert_eq!(lab.drops(DropReason::ConnConflict), 1);
+    let c = lab.conns();
+    assert_eq!(
+        (c.len(), c[0].virt.1, c[0].state.as_str()),
+        (1, 8080, "SYN_RECV")
+    );
+}
+
 #[test]
 fn removed_server_drops_its_connections_and_weight_zero_keeps_them() {
     let mut lab = Lab::new(64, None).with_neighbours();

@@ -387,6 +387,22 @@ impl Worker {
         self.snap.generation
     }
 
+    /// Prefetches the connection-table lines that `frames` (one burst, before any of it is
+    /// handled) will look up: every bucket first, then every entry, so that the misses of a
+    /// table larger than the cache overlap across the burst instead of stalling each packet
+    /// twice. Frames that are not plain TCP/UDP over IPv4 are skipped. A hint: handling the
+    /// frames afterwards gives the same result with or without it.
+    pub fn prefetch_burst(&self, frames: &[&[u8]]) {
+        let conns = &self.dp.conns;
+        let mut started = [None; PREFETCH_BURST];
+        for (p, f) in started.iter_mut().zip(frames) {
+            *p = peek_tuple(f).map(|t| conns.prefetch_bucket(&t));
+        }
+        for p in started.iter().flatten() {
+            conns.prefetch_entry(p);
+        }
+    }
+
     /// Ages a bounded slice of this worker's share of the connection table.
     pub fn housekeeping(&mut self, now_ms: u64) {
         self.dp.conns.housekeeping(
@@ -1091,6 +1107,37 @@ impl Worker {
 }
 
 /// The drop reason for an IPv4 header `Ipv4Hdr::parse_any` refused.
+/// Frames of a burst [`Worker::prefetch_burst`] looks at (the rest are not prefetched).
+pub const PREFETCH_BURST: usize = 32;
+
+/// The 5-tuple of a TCP or UDP over IPv4 frame (no VLAN tag, not a later fragment), read
+/// without any validation: only a prefetch hint, the pipeline checks everything later.
+#[inline]
+fn peek_tuple(frame: &[u8]) -> Option<Tuple> {
+    let ip = frame.get(eth::HDR_LEN..)?;
+    let ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
+    let (&vihl, &proto) = (ip.first()?, ip.get(9)?);
+    let frag = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]);
+    if ethertype != eth::ETHERTYPE_IPV4
+        || (proto != PROTO_TCP && proto != PROTO_UDP)
+        || frag & ipv4::FRAG_OFFSET_MASK != 0
+    {
+        return None;
+    }
+    let addr = |o: usize| -> Option<Ipv4Addr> {
+        let b: [u8; 4] = ip.get(o..o + 4)?.try_into().ok()?;
+        Some(Ipv4Addr::from(b))
+    };
+    let l4 = ip.get(usize::from(vihl & 0x0f) * 4..)?;
+    Some(Tuple {
+        proto,
+        src: addr(ipv4::OFF_SRC)?,
+        sport: u16::from_be_bytes([*l4.first()?, *l4.get(1)?]),
+        dst: addr(ipv4::OFF_DST)?,
+        dport: u16::from_be_bytes([*l4.get(2)?, *l4.get(3)?]),
+    })
+}
+
 /// A closed connection gives its tuples up to a new SYN that needs them.
 fn yields_to_new_syn(state: ConnState) -> bool {
     matches!(state, ConnState::TimeWait | ConnState::Close)
@@ -1114,5 +1161,52 @@ fn l4_error(e: ParseError, ip: &Ipv4Hdr) -> DropReason {
         _ if ip.is_fragment() => DropReason::BadFragment,
         ParseError::Truncated => DropReason::Truncated,
         _ => DropReason::Malformed,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    /// Ethernet + IPv4 (IHL `ihl`) + the first 4 bytes of a TCP/UDP header.
+    fn frame(ethertype: u16, ihl: u8, proto: u8, frag: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend(ethertype.to_be_bytes());
+        let mut ip = vec![0u8; usize::from(ihl) * 4];
+        ip[0] = 0x40 | ihl;
+        ip[6..8].copy_from_slice(&frag.to_be_bytes());
+        ip[9] = proto;
+        ip[12..16].copy_from_slice(&[198, 51, 100, 10]);
+        ip[16..20].copy_from_slice(&[198, 51, 100, 1]);
+        f.extend(ip);
+        f.extend([0x1f, 0x40, 0x00, 0x50]); // 8000 -> 80
+        f
+    }
+
+    #[test]
+    fn peek_tuple_reads_plain_tcp_and_udp_only() {
+        let want = |proto| Tuple {
+            proto,
+            src: Ipv4Addr::new(198, 51, 100, 10),
+            sport: 8000,
+            dst: Ipv4Addr::new(198, 51, 100, 1),
+            dport: 80,
+        };
+        assert_eq!(peek_tuple(&frame(0x0800, 5, 6, 0)), Some(want(6)));
+        assert_eq!(peek_tuple(&frame(0x0800, 5, 17, 0)), Some(want(17)));
+        // Options move the ports; DF and a first fragment (MF) do not matter.
+        assert_eq!(peek_tuple(&frame(0x0800, 7, 6, 0x4000)), Some(want(6)));
+        assert_eq!(peek_tuple(&frame(0x0800, 5, 17, 0x2000)), Some(want(17)));
+        // Not a flow lookup: ICMP, a later fragment, VLAN-tagged, ARP.
+        assert_eq!(peek_tuple(&frame(0x0800, 5, 1, 0)), None);
+        assert_eq!(peek_tuple(&frame(0x0800, 5, 17, 0x2001)), None);
+        assert_eq!(peek_tuple(&frame(0x8100, 5, 6, 0)), None);
+        assert_eq!(peek_tuple(&frame(0x0806, 5, 6, 0)), None);
+        // Every truncation is a None, never a panic.
+        let f = frame(0x0800, 7, 6, 0);
+        for n in 0..f.len() {
+            assert_eq!(peek_tuple(&f[..n]), None, "{n} bytes");
+        }
     }
 }

@@ -17,8 +17,9 @@
 //!    - `new`: P flows not in the table (indices N..N+P): TCP SYNs / first UDP datagrams, each a
 //!      new connection (the table holds N+P slots, so none is refused);
 //! 3. the measured loop ([`measured`], never inlined so callgrind's `--toggle-collect` can
-//!    select it): `begin_burst` every 32 frames, then `process` on each frame in place. Every
-//!    frame must come out as `Tx` on the internal port, or the run fails.
+//!    select it): per burst of 32 frames `begin_burst`, `prefetch_burst` (as rvsd's worker
+//!    loop; `--no-prefetch` leaves it out), then `process` on each frame in place. Every frame
+//!    must come out as `Tx` on the internal port, or the run fails.
 //!
 //! Natively the loop runs `--repeat` times (frames rebuilt between runs, outside the timing) and
 //! the best and median ns/packet are reported. Housekeeping (aging) is not in the loop.
@@ -77,6 +78,10 @@ struct Args {
     /// Print one JSON line.
     #[arg(long)]
     json: bool,
+    /// Skip `Worker::prefetch_burst` before each burst (rvsd always calls it): shows what
+    /// the prefetch is worth.
+    #[arg(long)]
+    no_prefetch: bool,
 }
 
 const EXT_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
@@ -198,14 +203,22 @@ fn build(frames: &mut [u8], g: &Generator, args: &Args, rng: &mut Rng) {
 /// The measured loop: every frame through the pipeline once. Returns how many came out as
 /// `Tx(1)`.
 #[inline(never)]
-fn measured(w: &mut Worker, frames: &mut [u8], len: usize) -> usize {
+fn measured(w: &mut Worker, frames: &mut [u8], len: usize, prefetch: bool) -> usize {
     let mut tx = 0;
-    for (k, slot) in frames.chunks_exact_mut(SLOT).enumerate() {
-        if k.is_multiple_of(BURST) {
-            w.begin_burst(NOW_MS);
+    for burst in frames.chunks_mut(SLOT * BURST) {
+        w.begin_burst(NOW_MS);
+        if prefetch {
+            // As rvsd's worker loop does with each received burst.
+            let mut views: [&[u8]; BURST] = [&[]; BURST];
+            for (v, slot) in views.iter_mut().zip(burst.chunks_exact(SLOT)) {
+                *v = &slot[..len];
+            }
+            w.prefetch_burst(&views[..burst.len() / SLOT]);
         }
-        if w.process(0, &mut slot[..len]) == Action::Tx(1) {
-            tx += 1;
+        for slot in burst.chunks_exact_mut(SLOT) {
+            if w.process(0, &mut slot[..len]) == Action::Tx(1) {
+                tx += 1;
+            }
         }
     }
     tx
@@ -264,7 +277,7 @@ fn main() {
         }
         build(&mut frames, &g, &built, &mut rng);
         let t = Instant::now();
-        let tx = measured(&mut w, &mut frames, g.len());
+        let tx = measured(&mut w, &mut frames, g.len(), !args.no_prefetch);
         let el = t.elapsed().as_nanos() as f64;
         if tx != packets as usize {
             eprintln!("only {tx} of {packets} measured frames forwarded");
@@ -291,7 +304,7 @@ fn main() {
                 "proto": p, "path": path, "flows": flows, "packets": packets,
                 "repeat": ns.len(), "ns_best": best, "ns_median": median,
                 "mpps_best": 1e3 / best, "warmup_s": warm_s, "table_mib": table_mib,
-                "conns": dp.conns().len(),
+                "conns": dp.conns().len(), "prefetch": !args.no_prefetch,
             })
         );
     } else {

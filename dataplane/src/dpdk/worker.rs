@@ -88,6 +88,7 @@ impl Loop {
                 let n = unsafe {
                     sys::rte_eth_rx_burst(id, self.setup.queue, rx.as_mut_ptr(), BURST as u16)
                 } as usize;
+                self.prefetch(&rx[..n]);
                 for &m in &rx[..n] {
                     self.handle(in_port as u16, m, now_ms);
                 }
@@ -99,6 +100,18 @@ impl Loop {
             self.pipeline.housekeeping(now_ms);
         }
         self.drain();
+    }
+
+    /// Lets the pipeline prefetch the connection-table lines of the whole burst before it
+    /// handles the first packet (see `Worker::prefetch_burst`).
+    fn prefetch(&self, rx: &[*mut sys::rte_mbuf]) {
+        let mut frames: [&[u8]; BURST] = [&[]; BURST];
+        for (f, &m) in frames.iter_mut().zip(rx) {
+            // SAFETY: m came from rx_burst and is ours; this shared view of its (first
+            // segment's) bytes ends before `handle` touches the mbuf.
+            *f = unsafe { mbuf::data_mut(m) };
+        }
+        self.pipeline.prefetch_burst(&frames[..rx.len()]);
     }
 
     fn handle(&mut self, in_port: u16, m: *mut sys::rte_mbuf, now_ms: u64) {

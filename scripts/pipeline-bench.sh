@@ -69,14 +69,20 @@ for f in $FLOWS; do
     for proto in udp tcp; do
         for path in established new; do
             if [ $path = established ]; then opts=(--packets 1000000 --repeat 5); else opts=(--packets 500000 --repeat 3); fi
-            cmd=("$BIN" --flows "$n" --proto "$proto" --path "$path" "${opts[@]}" ${CPU:+--cpu "$CPU"} --json)
-            CMDS+=("${cmd[*]}")
-            log "native: $proto $path $f"
-            if line=$("${cmd[@]}"); then
-                printf '{"mode":"native","load":"%s",%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" "${line#\{}" >>"$REC"
-            else
-                printf '{"mode":"native","proto":"%s","path":"%s","flows":%s,"error":"exit %s"}\n' $proto $path "$n" $? >>"$REC"
-            fi
+            # UDP established once more without the burst prefetch: what it is worth.
+            variants=("")
+            [ "$proto/$path" = udp/established ] && variants+=(--no-prefetch)
+            for v in "${variants[@]}"; do
+                cmd=("$BIN" --flows "$n" --proto "$proto" --path "$path" "${opts[@]}" ${CPU:+--cpu "$CPU"} ${v:+"$v"} --json)
+                CMDS+=("${cmd[*]}")
+                log "native: $proto $path $f $v"
+                if line=$("${cmd[@]}"); then
+                    printf '{"mode":"native","load":"%s",%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" "${line#\{}" >>"$REC"
+                else
+                    printf '{"mode":"native","proto":"%s","path":"%s","flows":%s,"prefetch":%s,"error":"exit %s"}\n' \
+                        $proto $path "$n" "$([ -z "$v" ] && echo true || echo false)" $? >>"$REC"
+                fi
+            done
         done
     done
 done
@@ -124,24 +130,36 @@ L.append("Pre-built 60-byte frames (rvs-pktgen's, `benches/src/frame.rs`) throug
          "NAT rewrite and checksums included; every frame checked to come out as Tx on the "
          "internal port. ns/packet is wall time of the measured loop / packets (best and median "
          "of the runs); on a shared 2-core machine take the best. Instructions/packet come from "
-         "callgrind, counted only inside the measured loop, and do not depend on machine load.")
+         "callgrind, counted only inside the measured loop, and do not depend on machine load. "
+         "*prefetch*: `Worker::prefetch_burst` runs before each burst of 32, as in rvsd's worker "
+         "loop (the buckets of the whole burst, then their entries); *off* leaves it out. "
+         "Cycles/packet = ns best x the core clock pipeline-bench measured right after its runs "
+         "(a chain of dependent multiplies, 3 cycles each; turbo puts it above the TSC rate); "
+         "IPC = instructions / cycles.")
 L.append("")
-L.append("| proto | path | flows | ns/pkt best | ns/pkt median | Mpps (best) | instr/pkt (callgrind) | table MiB | warm-up s |")
-L.append("|---|---|---|---|---|---|---|---|---|")
-cg = {(r["proto"], r["path"], r["flows"]): r for r in recs if r["mode"] == "callgrind"}
+L.append("| proto | path | flows | prefetch | ns/pkt best | ns/pkt median | Mpps (best) | core GHz | cycles/pkt | instr/pkt (callgrind) | IPC | table MiB | warm-up s |")
+L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+cg = {(r["proto"], r["path"], r["flows"], r.get("prefetch", True)): r for r in recs if r["mode"] == "callgrind"}
 for r in recs:
     if r["mode"] != "native":
         continue
-    k = (r["proto"], r["path"], r["flows"])
+    k = (r["proto"], r["path"], r["flows"], r.get("prefetch", True))
+    pf = "on" if k[3] else "off"
     c = cg.get(k)
-    ipp = "not run"
+    ipp, ipc = "not run", ""
+    ok = c is not None and c.get("ir") and not c.get("error")
     if c is not None:
-        ipp = f"{c['ir'] / c['packets']:.0f}" if c.get("ir") and not c.get("error") else f"failed ({c.get('error', 'no totals')})"
+        ipp = f"{c['ir'] / c['packets']:.0f}" if ok else f"failed ({c.get('error', 'no totals')})"
     if r.get("error"):
-        L.append(f"| {k[0]} | {k[1]} | {fl(k[2])} | failed ({r['error']}) | | | {ipp} | | |")
-    else:
-        L.append(f"| {k[0]} | {k[1]} | {fl(k[2])} | {r['ns_best']:.1f} | {r['ns_median']:.1f} | "
-                 f"{r['mpps_best']:.2f} | {ipp} | {r['table_mib']:.0f} | {r['warmup_s']:.1f} |")
+        L.append(f"| {k[0]} | {k[1]} | {fl(k[2])} | {pf} | failed ({r['error']}) | | | | | {ipp} | | | |")
+        continue
+    ghz = r.get("clock_ghz")
+    cyc = r["ns_best"] * ghz if ghz else None
+    if ok and cyc:
+        ipc = f"{c['ir'] / c['packets'] / cyc:.1f}"
+    L.append(f"| {k[0]} | {k[1]} | {fl(k[2])} | {pf} | {r['ns_best']:.1f} | {r['ns_median']:.1f} | "
+             f"{r['mpps_best']:.2f} | {f'{ghz:.2f}' if ghz else ''} | {f'{cyc:.0f}' if cyc else ''} | "
+             f"{ipp} | {ipc} | {r['table_mib']:.0f} | {r['warmup_s']:.1f} |")
 L.append("")
 L.append("### Commands")
 L.append("")

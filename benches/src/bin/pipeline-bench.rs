@@ -224,6 +224,33 @@ fn measured(w: &mut Worker, frames: &mut [u8], len: usize, prefetch: bool) -> us
     tx
 }
 
+/// The core's clock in GHz right now, from a chain of dependent 64-bit multiplies (3 cycles
+/// each on current x86 cores): turns ns/packet into cycles/packet, and with callgrind's
+/// instruction count into instructions per cycle. (The TSC rate is not the core clock: turbo
+/// runs the core faster.) `None` off x86_64.
+fn core_ghz() -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        const ROUNDS: u64 = 20_000_000;
+        let mut x: u64 = 3;
+        let t = Instant::now();
+        for _ in 0..ROUNDS {
+            // SAFETY: register-only arithmetic.
+            unsafe {
+                std::arch::asm!(
+                    "imul {0}, {0}", "imul {0}, {0}", "imul {0}, {0}", "imul {0}, {0}",
+                    inout(reg) x,
+                    options(nomem, nostack, pure),
+                );
+            }
+        }
+        std::hint::black_box(x);
+        Some((ROUNDS * 4 * 3) as f64 / t.elapsed().as_nanos() as f64)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
 fn pin(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and the syscall only touch it and this
     // thread's affinity.
@@ -285,6 +312,7 @@ fn main() {
         }
         ns.push(el / f64::from(packets));
     }
+    let ghz = core_ghz();
     ns.sort_by(f64::total_cmp);
     let best = ns[0];
     let median = ns[ns.len() / 2];
@@ -304,7 +332,7 @@ fn main() {
                 "proto": p, "path": path, "flows": flows, "packets": packets,
                 "repeat": ns.len(), "ns_best": best, "ns_median": median,
                 "mpps_best": 1e3 / best, "warmup_s": warm_s, "table_mib": table_mib,
-                "conns": dp.conns().len(), "prefetch": !args.no_prefetch,
+                "conns": dp.conns().len(), "prefetch": !args.no_prefetch, "clock_ghz": ghz,
             })
         );
     } else {

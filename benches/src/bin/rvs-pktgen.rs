@@ -335,6 +335,16 @@ unsafe fn send_all(port: u16, frames: &mut [*mut sys::rte_mbuf]) -> usize {
     sent
 }
 
+/// The data of `m` and its tailroom, to answer an ARP request in place: the padded reply
+/// (60 bytes) is longer than a request without padding (the kernel's, 42 bytes over veth).
+///
+/// # Safety
+/// `m` must be a valid single-segment mbuf owned by the caller; no other slice of its data may
+/// be used while this one is.
+unsafe fn arp_room<'a>(m: *mut sys::rte_mbuf) -> &'a mut [u8] {
+    dataplane::dpdk::mbuf::data_with_room(m).0
+}
+
 /// Allocates one frame from `pool` filled by `fill`, sends it on `port`.
 fn send_one(port: &Port, fill: impl FnOnce(&mut [u8]) -> usize) {
     // SAFETY: the port's mempool lives as long as the port.
@@ -408,10 +418,12 @@ fn prepare(args: &Args, ports: &Ports, dut_mac: Option<[u8; 6]>) -> Result<[u8; 
                     }
                 }
                 // The DUT may already ask for clients or servers: answer, as in the run.
+                // SAFETY: as above; `f` is not used after this.
+                let room = unsafe { arp_room(m) };
                 let answer = if ours {
-                    frame::answer_arp(f, port.mac, frame::is_client)
+                    frame::answer_arp(room, port.mac, frame::is_client)
                 } else {
-                    frame::answer_arp(f, port.mac, |ip| is_server(ip, args.dip))
+                    frame::answer_arp(room, port.mac, |ip| is_server(ip, args.dip))
                 };
                 if answer.is_some() {
                     // SAFETY: valid single-segment mbuf.
@@ -588,7 +600,9 @@ fn bench(
                 // SAFETY: m came from rx_burst and is ours until sent or freed.
                 let f = unsafe { dataplane::dpdk::mbuf::data_mut(m) };
                 let keep = if frame::is_arp(f) {
-                    match frame::answer_arp(f, ports.int.mac, |ip| is_server(ip, args.dip)) {
+                    // SAFETY: as above; `f` is not used after this.
+                    let room = unsafe { arp_room(m) };
+                    match frame::answer_arp(room, ports.int.mac, |ip| is_server(ip, args.dip)) {
                         Some(len) => {
                             c.arp_answered += 1;
                             // SAFETY: valid mbuf; the reply fits its data room.
@@ -647,7 +661,9 @@ fn bench(
                 // SAFETY: m came from rx_burst and is ours until sent or freed.
                 let f = unsafe { dataplane::dpdk::mbuf::data_mut(m) };
                 if frame::is_arp(f) {
-                    if let Some(len) = frame::answer_arp(f, ports.ext.mac, frame::is_client) {
+                    // SAFETY: as above; `f` is not used after this.
+                    let room = unsafe { arp_room(m) };
+                    if let Some(len) = frame::answer_arp(room, ports.ext.mac, frame::is_client) {
                         c.arp_answered += 1;
                         // SAFETY: valid mbuf; the reply fits its data room.
                         unsafe { sys::rvs_mbuf_set_len(m, len as u16) };

@@ -46,6 +46,8 @@
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source=scripts/bench-common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench-common.sh"
 
 QUICK=
 OUT=$RVS_ROOT/benches/RESULTS.md
@@ -154,30 +156,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-forget_pid() {
-    local keep=() p
-    for p in "${PIDS[@]}"; do
-        [ "$p" = "$1" ] || keep+=("$p")
-    done
-    PIDS=("${keep[@]}")
-}
 
-# Sends SIGTERM to $1, waits up to $2 seconds, then SIGKILL. Sets STOP_RC.
-stop_pid() {
-    local pid=$1 secs=$2 i
-    STOP_RC=0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < secs * 10; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -KILL "$pid" 2>/dev/null || true
-        STOP_RC=137
-    fi
-    wait "$pid" 2>/dev/null || STOP_RC=$?
-    forget_pid "$pid"
-}
 
 EXT_SOCK=$WORK/ext.sock
 INT_SOCK=$WORK/int.sock
@@ -188,87 +167,8 @@ PG_EAL=(-l 1 --in-memory --no-pci
 DUT_VDEVS=("--vdev=net_memif0,role=client,socket=$EXT_SOCK,socket-abstract=no,id=0,mac=02:00:00:00:00:01"
     "--vdev=net_memif1,role=client,socket=$INT_SOCK,socket-abstract=no,id=0,mac=02:00:00:00:00:02")
 
-# rvsd's configuration for a table of $1 connections (written to $2).
-write_rvsd_config() {
-    local capacity=$1 file=$2 a
-    {
-        # Top-level keys first: after a [table] header they would belong to it.
-        cat <<'EOF'
-# written by scripts/bench.sh: rvsd on lcore 0, memif client on both ports; four real servers
-# per service, which rvs-pktgen's server side plays.
-services = """
--A -u 198.51.100.1:9000 -s rr
--a -u 198.51.100.1:9000 -r 192.0.2.2:9000 -m -w 1
--a -u 198.51.100.1:9000 -r 192.0.2.3:9000 -m -w 1
--a -u 198.51.100.1:9000 -r 192.0.2.4:9000 -m -w 1
--a -u 198.51.100.1:9000 -r 192.0.2.5:9000 -m -w 1
--A -t 198.51.100.1:80 -s rr
--a -t 198.51.100.1:80 -r 192.0.2.2:80 -m -w 1
--a -t 198.51.100.1:80 -r 192.0.2.3:80 -m -w 1
--a -t 198.51.100.1:80 -r 192.0.2.4:80 -m -w 1
--a -t 198.51.100.1:80 -r 192.0.2.5:80 -m -w 1
-"""
 
-EOF
-        echo '[eal]'
-        printf 'args = ["-l", "0", "--in-memory", "--no-pci"'
-        for a in "${DUT_VDEVS[@]}"; do printf ', "%s"' "$a"; done
-        printf ']\n\n'
-        cat <<EOF
-[[ports]]
-name = "ext"
-device = "net_memif0"
-role = "external"
-addresses = ["198.51.100.1/24"]
 
-[[ports]]
-name = "int"
-device = "net_memif1"
-role = "internal"
-addresses = ["192.0.2.1/24"]
-
-[workers]
-lcores = [0]
-
-[conntrack]
-capacity = $capacity
-
-[control]
-socket = "$WORK/rvs.sock"
-
-EOF
-    } >"$file"
-}
-
-# Counts like 10M -> 10000000.
-# Percent of all CPUs busy over one second (nothing of ours runs while this is measured).
-busy_pct() {
-    local a b
-    read -r -a a < <(head -n1 /proc/stat)
-    sleep 1
-    read -r -a b < <(head -n1 /proc/stat)
-    local total=0 idle i
-    for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
-    idle=$((b[4] - a[4] + b[5] - a[5]))
-    [ "$total" -gt 0 ] || total=1
-    echo $(((total - idle) * 100 / total))
-}
-
-# Two busy-polling processes own both cores during a point: anything else running (a build)
-# steals time slices from them and wrecks the figures. Wait a while for quiet; BUSY is what
-# was left (the report flags points measured on a busy machine).
-wait_quiet() {
-    local deadline=$((SECONDS + ${RVS_BENCH_QUIET_WAIT:-60})) warned=
-    while :; do
-        BUSY=$(busy_pct)
-        [ "$BUSY" -le 15 ] && return 0
-        ((SECONDS < deadline)) || break
-        [ -n "$warned" ] || log "other work is using ${BUSY}% of the CPUs: waiting for it to stop"
-        warned=1
-        sleep 2
-    done
-    warn "measuring on a busy machine (${BUSY}% of the CPUs used by other work)"
-}
 
 # "busy total" CPU ticks of the whole machine so far.
 machine_ticks() {
@@ -280,21 +180,7 @@ proc_ticks() {
     awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
-count() {
-    case $1 in
-    *[kK]) echo $((${1%?} * 1000)) ;;
-    *[mM]) echo $((${1%?} * 1000000)) ;;
-    *) echo "$1" ;;
-    esac
-}
 
-quote() {
-    local out='' a
-    for a in "$@"; do
-        if [[ $a =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then out+="$a "; else out+="'$a' "; fi
-    done
-    printf '%s' "${out% }"
-}
 
 # Appends one JSON record to $RECORDS: key=value pairs (values are strings), plus the pktgen's
 # JSON line from file $PG_JSON when there is one.
@@ -354,7 +240,7 @@ run_once() {
         return
     fi
 
-    wait_quiet
+    wait_quiet "${RVS_BENCH_QUIET_WAIT:-60}"
     rm -f "$EXT_SOCK" "$INT_SOCK"
     local pg_cmd=("${NICE_CMD[@]}" "$PKTGEN" "$@" --warmup "$WARMUP" --duration "$DURATION" --label "$tag"
         --link-timeout 60 --linger 20 -q)
@@ -386,7 +272,7 @@ run_once() {
             capacity=$((flows + flows / 4 + 65536))
         fi
         local conf=$WORK/$tag.rvs.toml
-        write_rvsd_config "$capacity" "$conf"
+        write_rvsd_config "$conf" "$WORK/rvs.sock" "$capacity" 0 "$(bench_services udp tcp)" "${DUT_VDEVS[@]}"
         cp "$conf" "$WORK/last-rvs.toml"
         dut_cmd=(env RVS_LOG=warn "${NICE_CMD[@]}" "$RVSD" --config "$conf")
     else
@@ -435,8 +321,8 @@ run_once() {
         # testpmd exits 0 on SIGTERM; rvsd exits 0 on SIGTERM.
         [ "$dut_rc" -eq 0 ] || dut_error="exit status $dut_rc at shutdown"
     else
-        wait "$dp" 2>/dev/null || dut_rc=$?
-        forget_pid "$dp"
+        stop_pid "$dp" 0
+        dut_rc=$STOP_RC
         dut_error="the DUT exited during the run (status $dut_rc): $(grep -v '^EAL:' "$dut_log" | tail -n 4 | tr '\n' ' ')"
     fi
     stop_pid "$pg" 25

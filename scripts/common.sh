@@ -9,6 +9,8 @@
 #               target/ does not fill up with root-owned files; as the caller otherwise
 # root_cargo    run cargo as root (with the owner's toolchain when started through sudo)
 # fix_target_owner  give root-owned files under target/ back to the checkout's owner
+# pid_alive     whether a PID is a live process (not a zombie)
+# wait_link_up  wait until an interface in a namespace is operationally up
 
 RVS_ROOT=${RVS_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 RVS_PROG=${RVS_PROG:-$(basename "$0")}
@@ -98,4 +100,26 @@ fix_target_owner() {
     owner=$(stat -c %u:%g "$RVS_ROOT")
     [ "$owner" != 0:0 ] && [ -d "$RVS_ROOT/target" ] || return 0
     find "$RVS_ROOT/target" -user 0 -exec chown -h "$owner" {} + 2>/dev/null || true
+}
+
+# Without forks: while benchmarks busy-poll both CPUs at -20, a shell gets little CPU time.
+pid_alive() {
+    local line st
+    read -r line 2>/dev/null <"/proc/$1/stat" || return 1
+    st=${line##*) }
+    st=${st%% *}
+    [ -n "$st" ] && [ "$st" != Z ]
+}
+
+# wait_link_up NS IFNAME: the kernel turns a veth's queue on a moment after its carrier (link
+# watch, up to 1 s); until then it drops what is sent.
+wait_link_up() {
+    local ns=$1 ifname=$2 i
+    for ((i = 0; i < 50; i++)); do
+        case $(ip -n "$ns" -o link show dev "$ifname") in
+        *" state UP "*) return 0 ;;
+        esac
+        sleep 0.1
+    done
+    die "$ifname in $ns did not come up"
 }

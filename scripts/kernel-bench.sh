@@ -54,6 +54,8 @@
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source=scripts/bench-common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench-common.sh"
 
 OUT=$RVS_ROOT/benches/RESULTS.md
 BUILD=1
@@ -116,6 +118,9 @@ VIP=198.51.100.1
 DIP=192.0.2.1
 SERVERS=(192.0.2.2 192.0.2.3 192.0.2.4 192.0.2.5)
 UDP_PORT=9000
+# The director's ends under rvsd (the generator's are the same on g-ext / g-int).
+DUT_VDEVS=("--vdev=net_af_packet0,iface=d-ext,framecnt=4096,qpairs=1"
+    "--vdev=net_af_packet1,iface=d-int,framecnt=4096,qpairs=1")
 if [ "$(nproc)" -ge 2 ]; then
     DUT_CPU=0
     GEN_CPU=1
@@ -137,39 +142,7 @@ RECORDS=$WORK/records.jsonl
 : >"$RECORDS"
 PIDS=()
 
-# Without forks: while rvs-pktgen and rvsd busy-poll both CPUs at -20, this shell gets
-# little CPU time.
-pid_alive() {
-    local line st
-    read -r line 2>/dev/null <"/proc/$1/stat" || return 1
-    st=${line##*) }
-    st=${st%% *}
-    [ -n "$st" ] && [ "$st" != Z ]
-}
 
-# SIGTERM, up to $2 seconds (default 5), then SIGKILL; reaps it when it is our child.
-# Sets STOP_RC.
-stop_pid() {
-    local pid=$1 secs=${2:-5} i
-    STOP_RC=0
-    if pid_alive "$pid"; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < secs * 10; i++)); do
-            pid_alive "$pid" || break
-            sleep 0.1
-        done
-        if pid_alive "$pid"; then
-            kill -KILL "$pid" 2>/dev/null || true
-            STOP_RC=137
-        fi
-    fi
-    wait "$pid" 2>/dev/null || STOP_RC=$?
-    local keep=() p
-    for p in "${PIDS[@]}"; do
-        [ "$p" = "$pid" ] || keep+=("$p")
-    done
-    PIDS=("${keep[@]}")
-}
 
 topo_down() {
     local ns pid
@@ -202,13 +175,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-quote() {
-    local out='' a
-    for a in "$@"; do
-        if [[ $a =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then out+="$a "; else out+="'$a' "; fi
-    done
-    printf '%s' "${out% }"
-}
 
 # x CMD...: run a setup command and log it in $CMDS (the section lists them).
 CMDS=/dev/null
@@ -222,16 +188,6 @@ ns_sysctl() {
     x ip netns exec "$1" sysctl -q -w "$2=$3" >/dev/null
 }
 
-wait_link_up() {
-    local ns=$1 ifname=$2 i
-    for ((i = 0; i < 50; i++)); do
-        case $(ip -n "$ns" -o link show dev "$ifname") in
-        *" state UP "*) return 0 ;;
-        esac
-        sleep 0.1
-    done
-    die "$ifname in $ns did not come up"
-}
 
 # An nftables netdev ingress chain that drops everything on the given devices of namespace $1:
 # af_packet's tap sees frames before that hook, so the DPDK process still gets them.
@@ -314,76 +270,9 @@ EOF
     wait_link_up "$NS_DUT" d-int
 }
 
-# Counts like 100K -> 100000.
-count() {
-    case $1 in
-    *[kK]) echo $((${1%?} * 1000)) ;;
-    *[mM]) echo $((${1%?} * 1000000)) ;;
-    *) echo "$1" ;;
-    esac
-}
 
-write_rvsd_config() {
-    local file=$1 sock=$2 capacity=$3 s
-    {
-        echo "# written by scripts/kernel-bench.sh: rvsd on lcore $DUT_CPU, net_af_packet on d-ext / d-int"
-        echo 'services = """'
-        echo "-A -u $VIP:$UDP_PORT -s rr"
-        for s in "${SERVERS[@]}"; do
-            echo "-a -u $VIP:$UDP_PORT -r $s:$UDP_PORT -m -w 1"
-        done
-        echo '"""'
-        cat <<EOF
 
-[eal]
-args = ["-l", "$DUT_CPU", "--in-memory", "--no-pci", "--vdev=net_af_packet0,iface=d-ext,framecnt=4096,qpairs=1", "--vdev=net_af_packet1,iface=d-int,framecnt=4096,qpairs=1"]
 
-[[ports]]
-name = "ext"
-device = "net_af_packet0"
-role = "external"
-addresses = ["$VIP/24"]
-
-[[ports]]
-name = "int"
-device = "net_af_packet1"
-role = "internal"
-addresses = ["$DIP/24"]
-
-[workers]
-lcores = [$DUT_CPU]
-
-[conntrack]
-capacity = $capacity
-
-[control]
-socket = "$sock"
-EOF
-    } >"$file"
-}
-
-# Percent of all CPUs busy over one second.
-busy_pct() {
-    local a b total=0 idle i
-    read -r -a a < <(head -n1 /proc/stat)
-    sleep 1
-    read -r -a b < <(head -n1 /proc/stat)
-    for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
-    idle=$((b[4] - a[4] + b[5] - a[5]))
-    [ "$total" -gt 0 ] || total=1
-    echo $(((total - idle) * 100 / total))
-}
-
-wait_quiet() {
-    local deadline=$((SECONDS + ${RVS_KB_QUIET_WAIT:-10}))
-    while :; do
-        BUSY=$(busy_pct)
-        [ "$BUSY" -le 15 ] && return 0
-        ((SECONDS < deadline)) || break
-        sleep 1
-    done
-    warn "measuring on a busy machine (${BUSY}% of the CPUs used by other work)"
-}
 
 # The CPU sampler (run with rvs-pktgen's niceness, or it would not get CPU time while two
 # processes busy-poll both CPUs): waits for rvs-pktgen's first "measure" progress line (it
@@ -445,13 +334,14 @@ run_point() {
     : >"$CMDS"
     local load BUSY=0 error='' dut_cmd=() rvsd_pid='' conf=''
     load=$(cut -d' ' -f1-3 /proc/loadavg)
-    wait_quiet
+    wait_quiet "${RVS_KB_QUIET_WAIT:-10}"
     log "$name: $mode director, $(quote --rate "$rate")"
     topo_up "$mode"
     if [ "$mode" = rvs ]; then
         conf=$WORK/$name.rvs.toml
         local sock=$WORK/$name.sock i
-        write_rvsd_config "$conf" "$sock" $((flows + flows / 4 + 65536))
+        write_rvsd_config "$conf" "$sock" $((flows + flows / 4 + 65536)) "$DUT_CPU" \
+            "$(bench_services udp)" "${DUT_VDEVS[@]}"
         cp "$conf" "$WORK/rvs.toml"
         dut_cmd=(ip netns exec "$NS_DUT" env RVS_LOG=warn "${NICE_CMD[@]}" "$RVSD" --config "$conf")
         "${dut_cmd[@]}" </dev/null >"$dut_log" 2>&1 &

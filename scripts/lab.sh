@@ -98,12 +98,6 @@ ns_sysctl() {
     ip netns exec "$ns" sh -c "f=/proc/sys/net/$key; [ ! -e \$f ] || echo $val > \$f"
 }
 
-pid_alive() {
-    local st
-    [ -r "/proc/$1/stat" ] || return 1
-    st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-    [ -n "$st" ] && [ "$st" != Z ]
-}
 
 # Track a process we started: a file per process holding "PID NAMESPACE COMM".
 track() {
@@ -234,16 +228,6 @@ veth() {
     ip -n "$ns_a" link add "$if_a" type veth peer name "$if_b" netns "$ns_b"
 }
 
-wait_link_up() {
-    local ns=$1 ifname=$2 i
-    for ((i = 0; i < 50; i++)); do
-        case $(ip -n "$ns" -o link show dev "$ifname") in
-        *" state UP "*) return 0 ;;
-        esac
-        sleep 0.1
-    done
-    die "$ifname in $ns did not come up"
-}
 
 offloads_off() {
     local ns=$1 ifname=$2

@@ -101,8 +101,9 @@ pub const ICMP_BURST: u64 = 50;
 
 /// Neighbour table slots.
 const NEIGH_CAPACITY: usize = 4096;
-/// Connection-table entries each worker ages per `housekeeping` call.
-const AGING_BUDGET: usize = 128;
+/// Each worker ages its whole share of the connection table once in this many milliseconds,
+/// a share of it in each millisecond (see `Worker::housekeeping`).
+pub const AGING_SWEEP_MS: u64 = 2000;
 
 /// One port as the pipeline sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -318,6 +319,8 @@ pub struct Worker {
     now: u64,
     aging: Range<usize>,
     aging_cursor: usize,
+    /// The millisecond of the last aging step.
+    aged_at: u64,
     /// ICMP error token bucket: (tokens, last refill in ms).
     icmp_bucket: Cell<(u64, u64)>,
     /// The ICMP error the path that dropped the current frame asks for.
@@ -357,6 +360,7 @@ impl Worker {
         let aging = dp.conns.slice(index, dp.workers);
         Worker {
             aging_cursor: aging.start,
+            aged_at: 0,
             aging,
             snap,
             index,
@@ -403,12 +407,24 @@ impl Worker {
         }
     }
 
-    /// Ages a bounded slice of this worker's share of the connection table.
+    /// Ages this worker's share of the connection table: once per millisecond, the share
+    /// of it due since the last step, so that all of it is looked at every `AGING_SWEEP_MS`
+    /// whatever the poll-loop rate. (A fixed number of entries per loop tied the sweep to how
+    /// fast the loop spins: an idle worker did little else, a busy one aged less often.)
+    /// Expired entries met by a lookup or an insert are removed there too.
     pub fn housekeeping(&mut self, now_ms: u64) {
+        if now_ms == self.aged_at {
+            return;
+        }
+        let elapsed = now_ms.saturating_sub(self.aged_at).min(AGING_SWEEP_MS);
+        self.aged_at = now_ms;
+        let share = (self.aging.len() as u64)
+            .saturating_mul(elapsed)
+            .div_ceil(AGING_SWEEP_MS);
         self.dp.conns.housekeeping(
             self.aging.clone(),
             &mut self.aging_cursor,
-            AGING_BUDGET,
+            usize::try_from(share).unwrap_or(usize::MAX),
             now_ms,
         );
     }

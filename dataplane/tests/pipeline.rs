@@ -590,6 +590,8 @@ fn removed_server_drops_its_connections_and_weight_zero_keeps_them() {
     let mut ack = tcp_frame(EXT_MAC, CLIENT_MAC, (CIP, 1), (VIP, 80), ACK, b"");
     assert_eq!(lab.send(EXT, &mut ack), Action::Drop);
     assert_eq!(lab.drops(DropReason::UnknownFlow), 1);
+    // One aging sweep of the table later (the next packet's housekeeping).
+    lab.now += dataplane::pipeline::AGING_SWEEP_MS;
     let mut reply = tcp_frame(INT_MAC, RS1_MAC, (RIP1, 80), (CIP, 3), ACK, b"");
     let a = lab.send(INT, &mut reply);
     // Not tracked any more: routed plainly, unrewritten (the kernel would do the same).

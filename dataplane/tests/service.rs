@@ -387,8 +387,10 @@ fn counters_survive_rebuilds_zero_and_slot_reuse() {
         "a slot in use is never handed out again"
     );
     assert_eq!(rs1(&mut mgr), Some((0, 0, 0, 0)));
-    w.begin_burst(30);
-    w.housekeeping(30);
+    // One aging sweep later.
+    let later = 30 + dataplane::pipeline::AGING_SWEEP_MS;
+    w.begin_burst(later);
+    w.housekeeping(later);
     assert_eq!(
         dp.conns().len(),
         0,

@@ -1,0 +1,134 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # STOP_RC and PIDS belong to the sourcing script
+# Shared by the traffic benchmarks (scripts/bench.sh, scripts/kernel-bench.sh); source it after
+# common.sh. The caller keeps the PIDs it started in the array PIDS.
+
+# Counts like 10M -> 10000000 (suffixes K, M).
+count() {
+    case $1 in
+    *[kK]) echo $((${1%?} * 1000)) ;;
+    *[mM]) echo $((${1%?} * 1000000)) ;;
+    *) echo "$1" ;;
+    esac
+}
+
+# The words of a command, quoted where the shell needs it: for the commands a section lists.
+quote() {
+    local out='' a
+    for a in "$@"; do
+        if [[ $a =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then out+="$a "; else out+="'$a' "; fi
+    done
+    printf '%s' "${out% }"
+}
+
+# SIGTERM to $1, up to $2 seconds (default 5), then SIGKILL; reaps it when it is our child and
+# drops it from PIDS. Sets STOP_RC.
+stop_pid() {
+    local pid=$1 secs=${2:-5} i keep=() p
+    STOP_RC=0
+    if pid_alive "$pid"; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < secs * 10; i++)); do
+            pid_alive "$pid" || break
+            sleep 0.1
+        done
+        if pid_alive "$pid"; then
+            kill -KILL "$pid" 2>/dev/null || true
+            STOP_RC=137
+        fi
+    fi
+    wait "$pid" 2>/dev/null || STOP_RC=$?
+    for p in "${PIDS[@]}"; do
+        [ "$p" = "$pid" ] || keep+=("$p")
+    done
+    PIDS=("${keep[@]}")
+}
+
+# Percent of all CPUs busy over one second (nothing of ours runs while this is measured).
+busy_pct() {
+    local a b total=0 idle i
+    read -r -a a < <(head -n1 /proc/stat)
+    sleep 1
+    read -r -a b < <(head -n1 /proc/stat)
+    for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
+    idle=$((b[4] - a[4] + b[5] - a[5]))
+    [ "$total" -gt 0 ] || total=1
+    echo $(((total - idle) * 100 / total))
+}
+
+# Two busy-polling processes own both cores during a point: anything else running (a build)
+# steals time slices from them and wrecks the figures. Waits up to $1 seconds for quiet; BUSY is
+# what was left (the reports flag points measured on a busy machine).
+wait_quiet() {
+    local deadline=$((SECONDS + $1)) warned=
+    while :; do
+        BUSY=$(busy_pct)
+        [ "$BUSY" -le 15 ] && return 0
+        ((SECONDS < deadline)) || break
+        [ -n "$warned" ] || log "other work is using ${BUSY}% of the CPUs: waiting for it to stop"
+        warned=1
+        sleep 1
+    done
+    warn "measuring on a busy machine (${BUSY}% of the CPUs used by other work)"
+}
+
+# rvsadm -S lines for each of PROTO... (udp, tcp): the benchmark's service on the VIP
+# 198.51.100.1 (UDP port 9000, TCP port 80), round robin over the four real servers
+# 192.0.2.2-5 that rvs-pktgen plays.
+bench_services() {
+    local p flag port s
+    for p in "$@"; do
+        case $p in
+        udp) flag=-u port=9000 ;;
+        tcp) flag=-t port=80 ;;
+        *) die "bench_services: unknown protocol $p" ;;
+        esac
+        echo "-A $flag 198.51.100.1:$port -s rr"
+        for s in 2 3 4 5; do
+            echo "-a $flag 198.51.100.1:$port -r 192.0.2.$s:$port -m -w 1"
+        done
+    done
+}
+
+# write_rvsd_config FILE SOCKET CAPACITY LCORE SERVICES EXT_VDEV INT_VDEV: rvsd's configuration
+# for a benchmark: one worker on LCORE, port ext on EXT_VDEV (a --vdev=NAME,... EAL argument;
+# VIP 198.51.100.1/24), port int on INT_VDEV (DIP 192.0.2.1/24), the services (rvsadm -S lines)
+# and a table of CAPACITY connections.
+write_rvsd_config() {
+    local file=$1 sock=$2 capacity=$3 lcore=$4 services=$5 ext=$6 int=$7
+    local ext_dev=${ext#--vdev=} int_dev=${int#--vdev=}
+    ext_dev=${ext_dev%%,*}
+    int_dev=${int_dev%%,*}
+    # Top-level keys first: after a [table] header they would belong to it.
+    cat >"$file" <<EOF
+# written by $RVS_PROG: rvsd on lcore $lcore, ports on $ext_dev and $int_dev; the real servers
+# are played by rvs-pktgen.
+services = """
+$services
+"""
+
+[eal]
+args = ["-l", "$lcore", "--in-memory", "--no-pci", "$ext", "$int"]
+
+[[ports]]
+name = "ext"
+device = "$ext_dev"
+role = "external"
+addresses = ["198.51.100.1/24"]
+
+[[ports]]
+name = "int"
+device = "$int_dev"
+role = "internal"
+addresses = ["192.0.2.1/24"]
+
+[workers]
+lcores = [$lcore]
+
+[conntrack]
+capacity = $capacity
+
+[control]
+socket = "$sock"
+EOF
+}

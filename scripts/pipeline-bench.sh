@@ -116,6 +116,25 @@ python3 - "$REC" "$OUT" "$(nproc)" "$CPU_MODEL" "$(date -u '+%Y-%m-%d %H:%M UTC'
 import json, sys
 rec_f, out, nproc, cpu, date, load0, load1, commit, argv, vg, cmds = sys.argv[1:]
 recs = [json.loads(l) for l in open(rec_f)]
+work = rec_f.rsplit("/", 1)[0]
+
+def profile(proto, path, flows, packets, top=12):
+    """Self instructions per packet by function (inlined code counted in its caller), from
+    callgrind_annotate on that point's run; None when it did not run."""
+    import re, subprocess
+    f = f"{work}/cg.{proto}.{path}.{flows}"
+    try:
+        txt = subprocess.run(["callgrind_annotate", "--inclusive=no", "--auto=no", "--threshold=100", f],
+                             capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    by = {}
+    for l in txt.splitlines():
+        m = re.match(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+(?:.*?):(\S+)", l)
+        if m and "TOTALS" not in l and "=>" not in l:
+            by[m.group(2)] = by.get(m.group(2), 0) + int(m.group(1).replace(",", ""))
+    rows = sorted(by.items(), key=lambda kv: -kv[1])[:top]
+    return [(fn, n / packets) for fn, n in rows]
 def fl(n):
     return f"{n // 1000000}M" if n % 1000000 == 0 else f"{n // 1000}K" if n % 1000 == 0 else str(n)
 L = ["## Pipeline without I/O (pipeline-bench)", ""]
@@ -161,6 +180,19 @@ for r in recs:
              f"{r['mpps_best']:.2f} | {f'{ghz:.2f}' if ghz else ''} | {f'{cyc:.0f}' if cyc else ''} | "
              f"{ipp} | {ipc} | {r['table_mib']:.0f} | {r['warmup_s']:.1f} |")
 L.append("")
+prof = [(r, profile(r["proto"], r["path"], r["flows"], r["packets"])) for r in recs
+        if r["mode"] == "callgrind" and r["proto"] == "udp" and not r.get("error")]
+prof = [(r, p) for r, p in prof if p and r["flows"] == max(x["flows"] for x, _ in prof)]
+if prof:
+    L.append("### Where the instructions go (callgrind, UDP)")
+    L.append("")
+    L.append("Self instructions per packet by function, code inlined into a function counted in it "
+             "(`callgrind_annotate --inclusive=no` on the runs above), the top ones:")
+    L.append("")
+    for r, p in prof:
+        L.append(f"{r['path']}, {fl(r['flows'])} flows: " +
+                 ", ".join(f"`{fn.split('::', 1)[-1]}` {n:.0f}" for fn, n in p))
+        L.append("")
 L.append("### Commands")
 L.append("")
 L.append("```")

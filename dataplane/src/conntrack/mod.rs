@@ -94,8 +94,10 @@
 //!
 //! # Aging
 //!
-//! Workers age the table in bounded slices ([`ConnTable::housekeeping`]); a lookup that meets an
-//! expired entry (or one whose real server was removed) removes it and misses. No timer thread.
+//! Workers age the table in bounded slices ([`ConnTable::housekeeping`]; the pipeline gives
+//! each worker's share a full sweep every 2 s, a part of it each millisecond), so an expired
+//! entry, or one whose real server was removed, is freed within a sweep; a lookup that meets
+//! one first removes it and misses. No timer thread.
 //!
 //! Times are milliseconds on the workers' clock (any epoch, below 2^40 ms).
 //!

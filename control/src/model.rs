@@ -22,6 +22,16 @@ impl Protocol {
         }
     }
 
+    /// The protocol of IP protocol number `p`: TCP for 6, UDP otherwise (rvs balances those
+    /// two only).
+    pub fn of_ip_proto(p: u8) -> Protocol {
+        if p == Protocol::Tcp.ip_proto() {
+            Protocol::Tcp
+        } else {
+            Protocol::Udp
+        }
+    }
+
     /// "TCP" / "UDP" as ipvsadm prints it.
     pub fn label(self) -> &'static str {
         match self {

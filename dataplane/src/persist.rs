@@ -70,6 +70,16 @@ impl Key {
         }
     }
 
+    /// The key `words` made.
+    fn from_words(a: u64, b: u32) -> Key {
+        Key {
+            proto: (b >> 16) as u8,
+            cnet: Ipv4Addr::from((a >> 32) as u32),
+            vip: Ipv4Addr::from(a as u32),
+            vport: b as u16,
+        }
+    }
+
     fn words(&self) -> (u64, u32) {
         (
             (u64::from(u32::from(self.cnet)) << 32) | u64::from(u32::from(self.vip)),
@@ -145,6 +155,30 @@ struct Found {
     expires_s: u32,
 }
 
+impl Entry {
+    /// The entry's target and expiry, read plainly: validate with the bucket's counter.
+    fn found(&self) -> Found {
+        let t = self.target.load(Ordering::Relaxed);
+        Found {
+            target: Target {
+                slot: (t >> 16) as u16,
+                rport: t as u16,
+                rip: Ipv4Addr::from(self.rip.load(Ordering::Relaxed)),
+            },
+            expires_s: self.expires_s.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A live template, as [`Persist::for_each`] reports it (`rvsadm -L -c` lists them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Template {
+    pub key: Key,
+    pub target: Target,
+    /// Expiry on the workers' clock, in ms (a whole second).
+    pub expires_ms: u64,
+}
+
 /// The template table, shared by all workers.
 pub struct Persist {
     buckets: Box<[Bucket]>,
@@ -201,21 +235,10 @@ impl Persist {
                 std::hint::spin_loop();
                 continue;
             }
-            let mut found = None;
-            for e in &bucket.entries {
-                if e.key_b.load(Ordering::Relaxed) == b && e.key_a.load(Ordering::Relaxed) == a {
-                    let t = e.target.load(Ordering::Relaxed);
-                    found = Some(Found {
-                        target: Target {
-                            slot: (t >> 16) as u16,
-                            rport: t as u16,
-                            rip: Ipv4Addr::from(e.rip.load(Ordering::Relaxed)),
-                        },
-                        expires_s: e.expires_s.load(Ordering::Relaxed),
-                    });
-                    break;
-                }
-            }
+            let found = bucket.entries.iter().find_map(|e| {
+                (e.key_b.load(Ordering::Relaxed) == b && e.key_a.load(Ordering::Relaxed) == a)
+                    .then(|| e.found())
+            });
             fence(Ordering::Acquire);
             if bucket.seq.load(Ordering::Relaxed) == s1 {
                 return found.filter(|f| live(f.expires_s, now_ms));
@@ -267,12 +290,7 @@ impl Persist {
             let eb = e.key_b.load(Ordering::Relaxed);
             let exp = e.expires_s.load(Ordering::Relaxed);
             if eb == b && e.key_a.load(Ordering::Relaxed) == a {
-                let t = e.target.load(Ordering::Relaxed);
-                let existing = Target {
-                    slot: (t >> 16) as u16,
-                    rport: t as u16,
-                    rip: Ipv4Addr::from(e.rip.load(Ordering::Relaxed)),
-                };
+                let existing = e.found().target;
                 if live(exp, now_ms) && keep(&existing) {
                     e.expires_s.store(exp.max(expires_s), Ordering::Relaxed);
                     return Some(existing);
@@ -332,6 +350,39 @@ impl Persist {
             // Another worker made the template first: follow it.
             Some(t) if t != target => Some(t.find(dests).unwrap_or(i)),
             _ => Some(i),
+        }
+    }
+
+    /// Calls `f` with every template live at `now_ms`, each read consistently (walks the whole
+    /// table: for reports). A bucket that writers keep busy is skipped.
+    pub fn for_each(&self, now_ms: u64, mut f: impl FnMut(Template)) {
+        for bucket in self.buckets.iter() {
+            let mut read = [None; WAYS];
+            let consistent = (0..TRIES).any(|_| {
+                let s1 = bucket.seq.load(Ordering::Acquire);
+                if s1 & 1 == 1 {
+                    std::hint::spin_loop();
+                    return false;
+                }
+                for (r, e) in read.iter_mut().zip(&bucket.entries) {
+                    let b = e.key_b.load(Ordering::Relaxed);
+                    *r = (b != 0).then(|| (e.key_a.load(Ordering::Relaxed), b, e.found()));
+                }
+                fence(Ordering::Acquire);
+                bucket.seq.load(Ordering::Relaxed) == s1
+            });
+            if !consistent {
+                continue;
+            }
+            for (a, b, found) in read.into_iter().flatten() {
+                if live(found.expires_s, now_ms) {
+                    f(Template {
+                        key: Key::from_words(a, b),
+                        target: found.target,
+                        expires_ms: u64::from(found.expires_s) * 1000,
+                    });
+                }
+            }
         }
     }
 

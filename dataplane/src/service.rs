@@ -572,11 +572,7 @@ impl ServiceManager {
         let now = self.dp.now_ms();
         let mut out = Vec::new();
         self.dp.conns().for_each(|c: ConnInfo| {
-            let protocol = if c.proto == Protocol::Tcp.ip_proto() {
-                Protocol::Tcp
-            } else {
-                Protocol::Udp
-            };
+            let protocol = Protocol::of_ip_proto(c.proto);
             out.push(ConnStatus {
                 protocol,
                 expires_in: u32::try_from(c.expires_ms.saturating_sub(now).div_ceil(1000))
@@ -585,6 +581,25 @@ impl ServiceManager {
                 client: c.client,
                 virt: c.virt,
                 dest: c.real,
+            });
+        });
+        // Persistence templates, as the kernel lists them: client network with port 0,
+        // state NONE (TCP) or UDP, the real server the clients stick to.
+        self.dp.persist().for_each(now, |t| {
+            let protocol = Protocol::of_ip_proto(t.key.proto);
+            out.push(ConnStatus {
+                protocol,
+                // Rounded down: a template's expiry is already rounded up to a whole second.
+                expires_in: u32::try_from(t.expires_ms.saturating_sub(now) / 1000)
+                    .unwrap_or(u32::MAX),
+                state: match protocol {
+                    Protocol::Tcp => "NONE",
+                    Protocol::Udp => "UDP",
+                }
+                .to_string(),
+                client: (t.key.cnet, 0),
+                virt: (t.key.vip, t.key.vport),
+                dest: (t.target.rip, t.target.rport),
             });
         });
         out

@@ -286,3 +286,60 @@ fn zero_port_needs_persistence() {
         Response::Error("Zero port specified for non-persistent service".into())
     );
 }
+
+/// `-L -c` lists the templates beside the connections, as the kernel does: the client network
+/// with port 0, state NONE (TCP) or UDP, the real server, seconds left.
+#[test]
+fn templates_are_listed_with_the_connections() {
+    let mut d = Director::new(key(Protocol::Tcp, 80), 60, "255.255.255.0", 80);
+    assert_eq!(d.tcp(client(10)), RIP1);
+    assert_eq!(d.tcp(client(11)), RIP1, "same /24, same template");
+    d.advance_s(5);
+    assert_eq!(d.tcp(client(12)), RIP1);
+    d.w.begin_burst(d.now);
+    let Response::Conns(all) = d.mgr.handle(Request::ListConns) else {
+        panic!("ListConns answers Conns");
+    };
+    let (templates, conns): (Vec<_>, Vec<_>) = all.iter().partition(|c| c.state == "NONE");
+    assert_eq!(conns.len(), 3, "{all:?}");
+    assert!(conns.iter().all(|c| c.state == "SYN_RECV"), "{all:?}");
+    assert_eq!(templates.len(), 1, "{all:?}");
+    let t = templates[0];
+    assert_eq!(
+        (t.protocol, t.client, t.virt, t.dest, t.expires_in),
+        (
+            Protocol::Tcp,
+            (Ipv4Addr::new(198, 51, 100, 0), 0),
+            (VIP, 80),
+            (RIP1, 80),
+            60
+        ),
+        "refreshed by the last connection"
+    );
+
+    // A UDP port-0 service: one template for every port, listed with virtual port 0.
+    let mut d = Director::new(key(Protocol::Udp, 0), 30, "255.255.255.255", 0);
+    assert_eq!(d.connect(Protocol::Udp, client(20), 53), (RIP1, 53));
+    assert_eq!(d.connect(Protocol::Udp, client(20), 123), (RIP1, 123));
+    let Response::Conns(all) = d.mgr.handle(Request::ListConns) else {
+        panic!("ListConns answers Conns");
+    };
+    let templates: Vec<_> = all.iter().filter(|c| c.client.1 == 0).collect();
+    assert_eq!(templates.len(), 1, "{all:?}");
+    assert_eq!(
+        (
+            templates[0].state.as_str(),
+            templates[0].client.0,
+            templates[0].virt,
+            templates[0].dest
+        ),
+        ("UDP", client(20), (VIP, 0), (RIP1, 0)),
+    );
+    // Past the timeout the template is not listed any more.
+    d.advance_s(31);
+    d.w.begin_burst(d.now);
+    let Response::Conns(all) = d.mgr.handle(Request::ListConns) else {
+        panic!("ListConns answers Conns");
+    };
+    assert!(all.iter().all(|c| c.client.1 != 0), "{all:?}");
+}

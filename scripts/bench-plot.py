@@ -17,6 +17,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+import results_section  # noqa: E402  (scripts/, beside this file)
+
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 src = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "benches", "RESULTS.md")
 out = sys.argv[2] if len(sys.argv) > 2 else os.path.join(root, "benches", "bench.png")
@@ -83,16 +85,10 @@ fig.savefig(out, dpi=100)
 print(f"wrote {out}")
 
 rel = os.path.relpath(out, os.path.dirname(os.path.abspath(src)))
-section = (
-    "<!-- bench-plot:begin -->\n## Plot of the traffic benchmark\n\n"
-    f"Written by `scripts/bench-plot.py` from the raw results below ({len(recs)} points).\n\n"
-    f"![throughput against flows; latency percentiles]({rel})\n<!-- bench-plot:end -->\n"
-)
-text = open(src).read()
-b, e = text.find("<!-- bench-plot:begin -->"), text.find("<!-- bench-plot:end -->")
-if b >= 0 and e > b:
-    text = text[:b] + section + text[e + len("<!-- bench-plot:end -->"):].lstrip("\n")
-else:
-    t = text.find("<!-- traffic-bench:begin -->")
-    text = text[:t] + section + "\n" + text[t:]
-open(src, "w").write(text)
+results_section.write(src, "bench-plot", [
+    "## Plot of the traffic benchmark",
+    "",
+    f"Written by `scripts/bench-plot.py` from the raw results below ({len(recs)} points).",
+    "",
+    f"![throughput against flows; latency percentiles]({rel})",
+], before="traffic-bench")

@@ -386,8 +386,9 @@ export M_DATE=$START_DATE M_NPROC M_CPU=$CPU M_KERNEL M_DPDK=$DPDK_VERSION M_COM
     M_COMMAND M_LOAD=$START_LOAD M_MODE=${QUICK:+quick} M_WARMUP=$WARMUP M_DURATION=$DURATION \
     M_FLOWS=$FLOWS M_LAT_RATE=$LAT_RATE M_NEWCONN_CAPACITY=$NEWCONN_CAPACITY M_WORK=$WORK \
     M_BINARIES M_NICE=$NICE
-python3 - "$RECORDS" "$OUT" <<'PY'
+PYTHONPATH="$RVS_ROOT/scripts" python3 - "$RECORDS" "$OUT" <<'PY'
 import json, os, sys
+import results_section
 recs = [json.loads(l) for l in open(sys.argv[1])]
 out = sys.argv[2]
 E = os.environ
@@ -557,20 +558,7 @@ for r in recs:
 L.append("```")
 # benches/RESULTS.md is shared with the micro benchmarks, each between its own markers: replace
 # this section, or append it, and leave the rest alone.
-BEGIN, END = "<!-- traffic-bench:begin -->", "<!-- traffic-bench:end -->"
-section = BEGIN + "\n" + "\n".join(L) + "\n" + END + "\n"
-try:
-    old = open(out).read()
-except FileNotFoundError:
-    old = ""
-b, e = old.find(BEGIN), old.find(END)
-if b >= 0 and e > b:
-    new = old[:b] + section + old[e + len(END):].lstrip("\n")
-elif old:
-    new = old.rstrip("\n") + "\n\n" + section
-else:
-    new = section
-open(out, "w").write(new)
+results_section.write(out, "traffic-bench", L)
 # The figures on stdout too: the tables and the failures, without the commands and raw data.
 first = next((i for i, l in enumerate(L) if l.startswith("### ")), 0)
 last = next((i for i, l in enumerate(L) if l == "### Commands"), len(L))

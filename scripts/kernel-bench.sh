@@ -507,8 +507,9 @@ M_DATE=$START_DATE M_LOAD=$START_LOAD M_END_LOAD="$(cut -d' ' -f1-3 /proc/loadav
     M_DURATION=$DURATION M_RATE_N="$(count "$RATE")" M_GEN_CPU=$GEN_CPU M_DUT_CPU=$DUT_CPU \
     M_NICE=$NICE M_ELAPSED=$ELAPSED \
     M_BINARIES="rvsd $(date -u -r "$RVSD" '+%Y-%m-%d %H:%M UTC'), rvs-pktgen $(date -u -r "$PKTGEN" '+%Y-%m-%d %H:%M UTC')" \
-    python3 - "$RECORDS" "$OUT" "$WORK/rvs.toml" <<'PY'
+    PYTHONPATH="$RVS_ROOT/scripts" python3 - "$RECORDS" "$OUT" "$WORK/rvs.toml" <<'PY'
 import json, os, sys
+import results_section
 E = os.environ
 recs = [json.loads(l) for l in open(sys.argv[1])]
 out, conf_path = sys.argv[2], sys.argv[3]
@@ -800,20 +801,7 @@ for r in recs:
     L.append(json.dumps({k: r.get(k) for k in ("point", "mode", "rate", "load", "busy_before", "error", "dut_error",
                                                 "cpu", "ifaces", "pktgen")}, separators=(",", ":")))
 L.append("```")
-BEGIN, END = "<!-- kernel-bench:begin -->", "<!-- kernel-bench:end -->"
-section = BEGIN + "\n" + "\n".join(L) + "\n" + END + "\n"
-try:
-    old = open(out).read()
-except FileNotFoundError:
-    old = ""
-b, e = old.find(BEGIN), old.find(END)
-if b >= 0 and e > b:
-    new = old[:b] + section + old[e + len(END):].lstrip("\n")
-elif old:
-    new = old.rstrip("\n") + "\n\n" + section
-else:
-    new = section
-open(out, "w").write(new)
+results_section.write(out, "kernel-bench", L)
 last = next((i for i, l in enumerate(L) if l == "### Commands"), len(L))
 print("\n".join(L[:last]))
 PY

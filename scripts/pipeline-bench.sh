@@ -110,10 +110,11 @@ fi
 
 CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
 COMMIT=$(git -C "$RVS_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-python3 - "$REC" "$OUT" "$(nproc)" "$CPU_MODEL" "$(date -u '+%Y-%m-%d %H:%M UTC')" "$LOAD_BEFORE" \
+PYTHONPATH="$RVS_ROOT/scripts" python3 - "$REC" "$OUT" "$(nproc)" "$CPU_MODEL" "$(date -u '+%Y-%m-%d %H:%M UTC')" "$LOAD_BEFORE" \
     "$(cut -d' ' -f1-3 /proc/loadavg)" "$COMMIT" "${ARGV[*]}" "$(valgrind --version 2>/dev/null || echo none)" \
     "$(printf '%s\n' "${CMDS[@]}")" <<'PY'
 import json, sys
+import results_section
 rec_f, out, nproc, cpu, date, load0, load1, commit, argv, vg, cmds = sys.argv[1:]
 recs = [json.loads(l) for l in open(rec_f)]
 work = rec_f.rsplit("/", 1)[0]
@@ -204,20 +205,7 @@ L.append("")
 L.append("```")
 L.extend(json.dumps(r, separators=(",", ":")) for r in recs)
 L.append("```")
-BEGIN, END = "<!-- pipeline-bench:begin -->", "<!-- pipeline-bench:end -->"
-section = BEGIN + "\n" + "\n".join(L) + "\n" + END + "\n"
-try:
-    old = open(out).read()
-except FileNotFoundError:
-    old = ""
-b, e = old.find(BEGIN), old.find(END)
-if b >= 0 and e > b:
-    new = old[:b] + section + old[e + len(END):].lstrip("\n")
-elif old:
-    new = old.rstrip("\n") + "\n\n" + section
-else:
-    new = section
-open(out, "w").write(new)
+results_section.write(out, "pipeline-bench", L)
 print("\n".join(L[:L.index("### Commands")]))
 PY
 log "results written to $OUT (between its pipeline-bench markers)"

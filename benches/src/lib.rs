@@ -4,3 +4,61 @@
 //! benchmark and writes `benches/RESULTS.md`.
 
 pub mod frame;
+
+/// Writes section `name` of the results file at `path` (`benches/RESULTS.md`, where every
+/// benchmark has its own part between `<!-- name:begin -->` and `<!-- name:end -->`):
+/// `body` gets the section's current text (`None` when there is none) and returns the new one,
+/// which replaces it, or is appended at the end. The rest of the file is left alone. The same
+/// rules as `scripts/results_section.py`, which the bench scripts use.
+pub fn write_results_section(
+    path: &std::path::Path,
+    name: &str,
+    body: impl FnOnce(Option<&str>) -> String,
+) -> std::io::Result<()> {
+    let (begin, end) = (
+        format!("<!-- {name}:begin -->"),
+        format!("<!-- {name}:end -->"),
+    );
+    let old = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    let found = old
+        .find(&begin)
+        .and_then(|b| old[b..].find(&end).map(|e| (b, b + e)));
+    let current = found.map(|(b, e)| old[b + begin.len()..e].trim_matches('\n'));
+    let section = format!("{begin}\n{}\n{end}\n", body(current).trim_matches('\n'));
+    let new = match found {
+        Some((b, e)) => {
+            let rest = old[e + end.len()..].trim_start_matches('\n');
+            let sep = if rest.is_empty() { "" } else { "\n" };
+            format!("{}{section}{sep}{rest}", &old[..b])
+        }
+        None if old.trim().is_empty() => section,
+        None => format!("{}\n\n{section}", old.trim_end()),
+    };
+    std::fs::write(path, new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_results_section;
+
+    #[test]
+    fn sections_are_replaced_appended_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("R.md");
+        write_results_section(&p, "a", |old| {
+            assert_eq!(old, None);
+            "one".into()
+        })
+        .unwrap();
+        write_results_section(&p, "b", |_| "two".into()).unwrap();
+        write_results_section(&p, "a", |old| format!("{}+1", old.unwrap())).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "<!-- a:begin -->\none+1\n<!-- a:end -->\n\n<!-- b:begin -->\ntwo\n<!-- b:end -->\n"
+        );
+    }
+}

@@ -319,31 +319,6 @@ fn maglev_remap() -> String {
     out
 }
 
-const BEGIN: &str = "<!-- sched-bench:begin -->";
-const END: &str = "<!-- sched-bench:end -->";
-
-/// Replaces the text between the markers in `path` (appends the section when missing).
-fn write_section(path: &str, body: &str) -> std::io::Result<()> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let section = format!("{BEGIN}\n{body}{END}");
-    let new = match (text.find(BEGIN), text.find(END)) {
-        (Some(b), Some(e)) if e > b => {
-            format!("{}{section}{}", &text[..b], &text[e + END.len()..])
-        }
-        _ => {
-            let sep = if text.is_empty() || text.ends_with("\n\n") {
-                ""
-            } else if text.ends_with('\n') {
-                "\n"
-            } else {
-                "\n\n"
-            };
-            format!("{text}{sep}{section}\n")
-        }
-    };
-    std::fs::write(path, new)
-}
-
 fn main() {
     let args = Args::parse();
     let (cpus, model) = machine();
@@ -373,7 +348,9 @@ fn main() {
     };
     print!("{body}");
     if let Some(path) = &args.write_results {
-        if let Err(e) = write_section(path, &body) {
+        let written =
+            rvs_benches::write_results_section(std::path::Path::new(path), "sched-bench", |_| body);
+        if let Err(e) = written {
             eprintln!("sched-bench: writing {path}: {e}");
             std::process::exit(1);
         }

@@ -415,13 +415,9 @@ fn main() {
     }
 }
 
-const BEGIN: &str = "<!-- snapshot-bench:begin -->";
-const END: &str = "<!-- snapshot-bench:end -->";
-
 /// Adds `entry` to this benchmark's section of `path` (created at the end when missing); an
-/// entry with the same title line replaces the old one. Nothing outside the markers changes.
+/// entry with the same title line replaces the old one. Nothing outside the section changes.
 fn write_section(path: &std::path::Path, entry: &str) {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
     let header = "## Snapshot visibility (snapshot-bench)\n\n\
         How long a service change takes to reach every worker: `ServiceManager::handle` of an \
         `EditDest` (rebuild + publish of the whole snapshot), then until the last worker's \
@@ -435,41 +431,23 @@ fn write_section(path: &std::path::Path, entry: &str) {
         kernel's RT throttling (`sched_rt_runtime_us` 950000 of 1000000) stops a spinning \
         SCHED_FIFO thread for 50 ms in every second, which is the ~50 ms maximum. rvsd's workers \
         are lcores that own their CPU, where neither happens.\n\n";
-    let (before, body, after) = match (text.find(BEGIN), text.find(END)) {
-        (Some(b), Some(e)) if b < e => (
-            text[..b].to_string(),
-            text[b + BEGIN.len()..e].to_string(),
-            text[e + END.len()..].to_string(),
-        ),
-        _ => {
-            let sep = if text.is_empty() || text.ends_with("\n\n") {
-                ""
-            } else if text.ends_with('\n') {
-                "\n"
-            } else {
-                "\n\n"
-            };
-            (format!("{text}{sep}"), String::new(), "\n".to_string())
-        }
-    };
     let title = entry.lines().next().unwrap_or_default();
-    // Keep other entries (split on the "### " titles), drop one with this title.
-    let mut entries: Vec<String> = Vec::new();
-    for chunk in body.split("\n### ") {
-        let chunk = chunk.trim_matches('\n');
-        let chunk = chunk.strip_prefix("### ").unwrap_or(chunk);
-        if chunk.is_empty() || chunk.starts_with("## ") {
-            continue;
+    rvs_benches::write_results_section(path, "snapshot-bench", |body| {
+        // Keep other entries (split on the "### " titles), drop one with this title.
+        let mut entries: Vec<String> = Vec::new();
+        for chunk in body.unwrap_or_default().split("\n### ") {
+            let chunk = chunk.trim_matches('\n');
+            let chunk = chunk.strip_prefix("### ").unwrap_or(chunk);
+            if chunk.is_empty() || chunk.starts_with("## ") {
+                continue;
+            }
+            let chunk = format!("### {chunk}\n");
+            if chunk.lines().next() != Some(title) {
+                entries.push(chunk);
+            }
         }
-        let chunk = format!("### {chunk}\n");
-        if chunk.lines().next() != Some(title) {
-            entries.push(chunk);
-        }
-    }
-    entries.push(entry.trim_end().to_string() + "\n");
-    let new = format!(
-        "{before}{BEGIN}\n{header}{}{END}{after}",
-        entries.join("\n")
-    );
-    std::fs::write(path, new).expect("write results");
+        entries.push(entry.trim_end().to_string() + "\n");
+        format!("{header}{}", entries.join("\n"))
+    })
+    .expect("write results");
 }

@@ -517,7 +517,7 @@ fn main() {
 
     if let Some(path) = &args.write_results {
         let section = format!(
-            "{BEGIN}\n## Connection table micro benchmark (table-bench)\n\n\
+            "## Connection table micro benchmark (table-bench)\n\n\
              `{command}` — {started}, nproc {nproc}, {cpu}, load average {load_start} at start, \
              {load_end} at the end (a shared machine: other builds and tests ran meanwhile, \
              which hurts the 2-thread figures most)\n\n\
@@ -531,26 +531,14 @@ fn main() {
              EAL `{eal}` (writers serialised by its lock; lock-free readers). DashMap 6, default \
              hasher. ns/op is per thread (threads share the table; inserts and removes split \
              between them, lookups uniform over all keys), best of {reps} runs. rvs table \
-             memory: {backing}.\n\n{md}\nAggregate throughput with 2 threads:\n\n{agg}\n{END}\n",
+             memory: {backing}.\n\n{md}\nAggregate throughput with 2 threads:\n\n{agg}\n",
             eal = args.eal,
             reps = args.reps,
         );
-        let old = std::fs::read_to_string(path).unwrap_or_default();
-        let new = match (old.find(BEGIN), old.find(END)) {
-            (Some(b), Some(e)) if e > b => {
-                let tail = &old[e + END.len()..];
-                format!("{}{}{}", &old[..b], section.trim_end(), tail)
-            }
-            _ if old.is_empty() => section,
-            _ => format!("{}\n\n{section}", old.trim_end()),
-        };
-        if let Err(e) = std::fs::write(path, new) {
+        if let Err(e) = rvs_benches::write_results_section(path, "table-bench", |_| section) {
             eprintln!("table-bench: cannot write {}: {e}", path.display());
             std::process::exit(1);
         }
         println!("results written to {}", path.display());
     }
 }
-
-const BEGIN: &str = "<!-- table-bench:begin -->";
-const END: &str = "<!-- table-bench:end -->";

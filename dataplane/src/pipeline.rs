@@ -676,11 +676,20 @@ impl Worker {
         {
             return Err(DropReason::Martian);
         }
-        if port.on_link(ip.src)
-            && !self.dp.is_local(ip.src)
-            && self.dp.neigh.lookup(in_port, ip.src) != Some(hdr.src)
-        {
-            self.dp.neigh.learn(in_port, ip.src, hdr.src);
+        // A sender on one of our links is learned as if it had sent ARP: from every packet
+        // that connection tracking does not handle, and from a TCP/UDP packet only when it
+        // finds no connection (`tcp_udp`): established flows skip the neighbour lookup.
+        let learn = || {
+            if port.on_link(ip.src)
+                && !self.dp.is_local(ip.src)
+                && self.dp.neigh.lookup(in_port, ip.src) != Some(hdr.src)
+            {
+                self.dp.neigh.learn(in_port, ip.src, hdr.src);
+            }
+        };
+        let tcp_udp = ip.proto == PROTO_TCP || ip.proto == PROTO_UDP;
+        if !tcp_udp || ip.frag_offset() != 0 {
+            learn();
         }
         if ip.has_options() {
             // Options are kept as they are, as the kernel's NAT does.
@@ -688,7 +697,6 @@ impl Worker {
         }
         let vip = self.snap.is_vip(ip.dst);
         let ours = vip || self.dp.is_local(ip.dst);
-        let tcp_udp = ip.proto == PROTO_TCP || ip.proto == PROTO_UDP;
         if ip.is_fragment() {
             if ours && !(vip && tcp_udp) {
                 // For rvs itself (a fragmented ping to a VIP, anything to the DIP): rvs
@@ -703,7 +711,7 @@ impl Worker {
             }
         }
         match ip.proto {
-            PROTO_TCP | PROTO_UDP => self.tcp_udp(frame, &ip),
+            PROTO_TCP | PROTO_UDP => self.tcp_udp(frame, &ip, learn),
             PROTO_ICMP => self.icmp(in_port, port, hdr, frame, &ip, ours),
             _ if vip => Err(DropReason::UnknownProto),
             _ if ours => Err(DropReason::Local),
@@ -887,7 +895,14 @@ impl Worker {
         Ok(Action::Tx(in_port))
     }
 
-    fn tcp_udp(&self, frame: &mut [u8], ip: &Ipv4Hdr) -> Result<Action, DropReason> {
+    /// A TCP or UDP packet (or first fragment): NAT by its connection, else a new one when it
+    /// opens one to a service, else routed. `learn_sender` runs unless it found a connection.
+    fn tcp_udp(
+        &self,
+        frame: &mut [u8],
+        ip: &Ipv4Hdr,
+        learn_sender: impl Fn(),
+    ) -> Result<Action, DropReason> {
         let l3 = frame.get(eth::HDR_LEN..).ok_or(DropReason::Truncated)?;
         let seg = ip.payload(l3).ok_or(DropReason::Truncated)?;
         let l4 = L4Hdr::parse_ip(ip, seg).map_err(|e| l4_error(e, ip))?;
@@ -916,6 +931,7 @@ impl Worker {
             }
             conns.remove(hit.conn);
         }
+        learn_sender();
 
         if self.snap.is_vip(ip.dst) {
             // A port-0 (persistent) service takes the ports no other service has.

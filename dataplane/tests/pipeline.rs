@@ -917,3 +917,19 @@ fn multiple_workers_share_connections() {
     assert_eq!(w2.process(INT, &mut r), Action::Tx(EXT));
     assert_eq!(check(&r).src, VIP);
 }
+
+/// Senders are learned from the packet that opens a connection (as from ARP): the reply to a
+/// client rvs never saw ARP from goes straight to its MAC, not on hold.
+#[test]
+fn the_first_packet_of_a_connection_teaches_the_client_mac() {
+    let mut lab = Lab::new(64, None);
+    lab.learn(INT, RIP1, RS1_MAC);
+    lab.learn(INT, RIP2, RS2_MAC);
+    let (a, f) = lab.syn(7000);
+    assert_eq!((a, check(&f).dst), (Action::Tx(INT), RIP1));
+    let mut syn_ack = tcp_frame(INT_MAC, RS1_MAC, (RIP1, 80), (CIP, 7000), SYN | ACK, b"");
+    assert_eq!(lab.send(INT, &mut syn_ack), Action::Tx(EXT));
+    let seen = check(&syn_ack);
+    assert_eq!((seen.dst_mac, seen.src_mac), (CLIENT_MAC, EXT_MAC));
+    assert_eq!((seen.src, seen.dst), (VIP, CIP));
+}

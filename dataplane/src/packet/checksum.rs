@@ -12,6 +12,18 @@ pub fn sum(data: &[u8], acc: u32) -> u32 {
     // words go in at once (half the additions of 16-bit ones): 2^16 = 1 modulo 0xffff, so a
     // word's high half folds back in as if it had been added on its own.
     let mut wide = u64::from(acc);
+    if let Ok(&[a0, a1, a2, a3, b0, b1, b2, b3, c0, c1, c2, c3, d0, d1, d2, d3, e0, e1, e2, e3]) =
+        <&[u8; 20]>::try_from(data)
+    {
+        // An IPv4 header without options, verified on every packet: five words, no loop.
+        wide += u64::from(u32::from_be_bytes([a0, a1, a2, a3]))
+            + u64::from(u32::from_be_bytes([b0, b1, b2, b3]))
+            + u64::from(u32::from_be_bytes([c0, c1, c2, c3]))
+            + u64::from(u32::from_be_bytes([d0, d1, d2, d3]))
+            + u64::from(u32::from_be_bytes([e0, e1, e2, e3]));
+        let folded = (wide & 0xffff_ffff) + (wide >> 32);
+        return fold_u32(((folded & 0xffff_ffff) + (folded >> 32)) as u32);
+    }
     let mut quads = data.chunks_exact(4);
     for q in quads.by_ref() {
         if let [a, b, c, d] = *q {

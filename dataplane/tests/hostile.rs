@@ -10,11 +10,10 @@ mod common;
 
 use common::*;
 use control::cli::{parse_args, Change, Command};
-use control::config::{Cidr, PortRole};
 use control::model::Timeouts;
 use control::proto::{Request, Response};
 use dataplane::pipeline::{
-    Action, Dataplane, DataplaneConfig, PortSetup, Worker, ICMP_BURST, ICMP_RATE_PER_SEC,
+    Action, Dataplane, DataplaneConfig, Worker, ICMP_BURST, ICMP_RATE_PER_SEC,
 };
 use dataplane::service::ServiceManager;
 use dataplane::stats::{DropReason, Event};
@@ -23,8 +22,7 @@ use std::sync::Arc;
 
 const EXT: u16 = 0;
 const INT: u16 = 1;
-const EXT_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
-const INT_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
+use common::director::{self, EXT_MAC, INT_MAC};
 const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 const RS1_MAC: [u8; 6] = [2, 0, 0, 0, 3, 2];
 const RS2_MAC: [u8; 6] = [2, 0, 0, 0, 3, 3];
@@ -59,24 +57,7 @@ impl Lab {
     /// Two-arm director (ext 198.51.100.1/24, int 192.0.2.1/24 with MTU `int_mtu`); TCP 80 and
     /// UDP 53 on the VIP, rr over RS1 and RS2 (port 80 / 5353); neighbours known.
     fn new(int_mtu: u16) -> Lab {
-        let ports = vec![
-            PortSetup {
-                name: "ext".into(),
-                mac: EXT_MAC,
-                role: PortRole::External,
-                addrs: vec![Cidr::parse("198.51.100.1/24").unwrap()],
-                gateway: None,
-                mtu: 1500,
-            },
-            PortSetup {
-                name: "int".into(),
-                mac: INT_MAC,
-                role: PortRole::Internal,
-                addrs: vec![Cidr::parse("192.0.2.1/24").unwrap()],
-                gateway: None,
-                mtu: int_mtu,
-            },
-        ];
+        let ports = director::two_arm_ports(None, int_mtu);
         let dp = Dataplane::new(DataplaneConfig {
             ports,
             conn_capacity: 1024,

@@ -4,14 +4,13 @@
 mod common;
 
 use common::*;
-use control::config::{Cidr, PortRole};
 use control::model::{
     default_netmask, DestSpec, Forward, Protocol, SchedulerKind, ServiceKey, ServiceSpec, Timeouts,
 };
 use control::proto::{Request, Response};
 use dataplane::packet::ipv4::Ipv4Hdr;
 use dataplane::packet::l4::{rewrite_endpoint, Side};
-use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, PortSetup, Worker};
+use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, Worker};
 use dataplane::service::ServiceManager;
 use dataplane::stats::DropReason;
 use proptest::prelude::*;
@@ -71,24 +70,7 @@ proptest! {
 
 fn lab() -> (Lab, Worker) {
     let dp = Dataplane::new(DataplaneConfig {
-        ports: vec![
-            PortSetup {
-                name: "ext".into(),
-                mac: [2, 0, 0, 0, 1, 1],
-                role: PortRole::External,
-                addrs: vec![Cidr::parse("198.51.100.1/24").unwrap()],
-                gateway: Some(Ipv4Addr::new(198, 51, 100, 254)),
-                mtu: 1500,
-            },
-            PortSetup {
-                name: "int".into(),
-                mac: [2, 0, 0, 0, 2, 1],
-                role: PortRole::Internal,
-                addrs: vec![Cidr::parse("192.0.2.1/24").unwrap()],
-                gateway: None,
-                mtu: 1500,
-            },
-        ],
+        ports: director::two_arm_ports(Some(Ipv4Addr::new(198, 51, 100, 254)), 1500),
         conn_capacity: 256,
         timeouts: Timeouts::default(),
         workers: 1,

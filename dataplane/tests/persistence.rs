@@ -6,20 +6,18 @@
 mod common;
 
 use common::*;
-use control::config::{Cidr, PortRole};
 use control::model::{
     default_netmask, DestSpec, Forward, Protocol, SchedulerKind, ServiceKey, ServiceSpec, Timeouts,
 };
 use control::proto::{Request, Response};
-use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, PortSetup, Worker};
+use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, Worker};
 use dataplane::service::ServiceManager;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 const EXT: u16 = 0;
 const INT: u16 = 1;
-const EXT_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
-const INT_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
+use common::director::{self, EXT_MAC};
 const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
@@ -62,24 +60,7 @@ impl Director {
     /// `netmask`, and real servers RIP1 and RIP2 (on `rport`).
     fn new(key: ServiceKey, timeout: u32, netmask: &str, rport: u16) -> Director {
         let dp = Dataplane::new(DataplaneConfig {
-            ports: vec![
-                PortSetup {
-                    name: "ext".into(),
-                    mac: EXT_MAC,
-                    role: PortRole::External,
-                    addrs: vec![Cidr::parse("198.51.100.1/24").unwrap()],
-                    gateway: None,
-                    mtu: 1500,
-                },
-                PortSetup {
-                    name: "int".into(),
-                    mac: INT_MAC,
-                    role: PortRole::Internal,
-                    addrs: vec![Cidr::parse("192.0.2.1/24").unwrap()],
-                    gateway: None,
-                    mtu: 1500,
-                },
-            ],
+            ports: director::two_arm_ports(None, 1500),
             conn_capacity: 4096,
             timeouts: Timeouts::default(),
             workers: 1,

@@ -4,12 +4,11 @@
 mod common;
 
 use common::*;
-use control::config::{Cidr, PortRole};
 use control::model::{
     default_netmask, DestSpec, Forward, Protocol, SchedulerKind, ServiceKey, ServiceSpec, Timeouts,
 };
 use control::proto::{Request, Response};
-use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, PortSetup, Worker};
+use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, Worker};
 use dataplane::service::ServiceManager;
 use dataplane::stats::{DropReason, Event};
 use std::net::Ipv4Addr;
@@ -17,8 +16,7 @@ use std::sync::Arc;
 
 const EXT: u16 = 0;
 const INT: u16 = 1;
-const EXT_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
-const INT_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
+use common::director::{self, EXT_MAC, INT_MAC};
 const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 const RS1_MAC: [u8; 6] = [2, 0, 0, 0, 3, 2];
 const RS2_MAC: [u8; 6] = [2, 0, 0, 0, 3, 3];
@@ -79,24 +77,7 @@ impl Lab {
     /// Two-arm director: ext 198.51.100.1/24, int 192.0.2.1/24; services web (TCP 80) and
     /// dns (UDP 53) on the VIP, both with RS1 and RS2.
     fn new(capacity: usize, gateway: Option<Ipv4Addr>) -> Lab {
-        let ports = vec![
-            PortSetup {
-                name: "ext".into(),
-                mac: EXT_MAC,
-                role: PortRole::External,
-                addrs: vec![Cidr::parse("198.51.100.1/24").unwrap()],
-                gateway,
-                mtu: 1500,
-            },
-            PortSetup {
-                name: "int".into(),
-                mac: INT_MAC,
-                role: PortRole::Internal,
-                addrs: vec![Cidr::parse("192.0.2.1/24").unwrap()],
-                gateway: None,
-                mtu: 1500,
-            },
-        ];
+        let ports = director::two_arm_ports(gateway, 1500);
         let dp = Dataplane::new(DataplaneConfig {
             ports,
             conn_capacity: capacity,

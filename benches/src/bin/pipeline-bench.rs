@@ -26,13 +26,12 @@
 //! `--json` prints one JSON line per point.
 
 use clap::{Parser, ValueEnum};
-use control::config::{Cidr, PortRole};
 use control::model::{
     default_netmask, DestSpec, Forward, Protocol, SchedulerKind, ServiceKey, ServiceSpec, Timeouts,
 };
 use control::proto::{Request, Response};
 use dataplane::conntrack::ConnTable;
-use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, PortSetup, Worker};
+use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, Worker};
 use dataplane::service::ServiceManager;
 use rvs_benches::frame::{self, Generator, MAX_FLOWS, MIN_FRAME};
 use std::net::Ipv4Addr;
@@ -84,8 +83,7 @@ struct Args {
     no_prefetch: bool,
 }
 
-const EXT_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
-const INT_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
+use rvs_benches::EXT_MAC;
 const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const VPORT: u16 = 80;
@@ -96,24 +94,7 @@ const NOW_MS: u64 = 1_000;
 
 fn setup(capacity: usize) -> Arc<Dataplane> {
     let dp = Dataplane::new(DataplaneConfig {
-        ports: vec![
-            PortSetup {
-                name: "ext".into(),
-                mac: EXT_MAC,
-                role: PortRole::External,
-                addrs: vec![Cidr::parse("198.51.100.1/24").expect("cidr")],
-                gateway: None,
-                mtu: 1500,
-            },
-            PortSetup {
-                name: "int".into(),
-                mac: INT_MAC,
-                role: PortRole::Internal,
-                addrs: vec![Cidr::parse("192.0.2.1/24").expect("cidr")],
-                gateway: None,
-                mtu: 1500,
-            },
-        ],
+        ports: rvs_benches::two_arm_ports(),
         conn_capacity: capacity,
         timeouts: Timeouts::default(),
         workers: 1,

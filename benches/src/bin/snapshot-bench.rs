@@ -17,12 +17,11 @@
 //! `<!-- snapshot-bench:begin -->` and `<!-- snapshot-bench:end -->`), leaving the rest alone.
 
 use clap::Parser;
-use control::config::{Cidr, PortRole};
 use control::model::{
     default_netmask, DestSpec, Forward, Protocol, SchedulerKind, ServiceKey, ServiceSpec, Timeouts,
 };
 use control::proto::{Request, Response};
-use dataplane::pipeline::{Dataplane, DataplaneConfig, PortSetup, Worker};
+use dataplane::pipeline::{Dataplane, DataplaneConfig, Worker};
 use dataplane::service::ServiceManager;
 use hdrhistogram::Histogram;
 use std::net::Ipv4Addr;
@@ -68,8 +67,7 @@ struct Args {
     write_results: Option<std::path::PathBuf>,
 }
 
-const EXT_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
-const INT_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
+use rvs_benches::EXT_MAC;
 const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const BURST: usize = 32;
@@ -235,24 +233,7 @@ fn main() {
     let services = args.services.max(1);
     let dests = args.dests.max(1);
     let dp = Dataplane::new(DataplaneConfig {
-        ports: vec![
-            PortSetup {
-                name: "ext".into(),
-                mac: EXT_MAC,
-                role: PortRole::External,
-                addrs: vec![Cidr::parse("198.51.100.1/24").expect("cidr")],
-                gateway: None,
-                mtu: 1500,
-            },
-            PortSetup {
-                name: "int".into(),
-                mac: INT_MAC,
-                role: PortRole::Internal,
-                addrs: vec![Cidr::parse("192.0.2.1/24").expect("cidr")],
-                gateway: None,
-                mtu: 1500,
-            },
-        ],
+        ports: rvs_benches::two_arm_ports(),
         conn_capacity: 1 << 16,
         timeouts: Timeouts::default(),
         workers,

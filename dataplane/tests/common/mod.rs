@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod director;
+
 use std::net::Ipv4Addr;
 
 pub const TCP: u8 = 6;

@@ -122,8 +122,8 @@ if [ -n "$BUILD" ]; then
         die "cargo build --release -p rvs-benches failed"
     if [ -n "$RUN_RVS" ]; then
         log "building rvsd (release)"
-        if ! run_cargo build --release -p dataplane --bin rvsd >&2; then
-            RVSD_BUILD_ERROR="cargo build --release -p dataplane --bin rvsd failed"
+        if ! run_cargo build --release -p rvsd --bin rvsd >&2; then
+            RVSD_BUILD_ERROR="cargo build --release -p rvsd --bin rvsd failed"
             warn "$RVSD_BUILD_ERROR: the rvs points are reported as failed"
         fi
     fi

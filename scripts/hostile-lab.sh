@@ -53,8 +53,8 @@ hl_init() {
 
 hl_binaries() {
     if [ -z "${RVSD:-}" ] || [ -z "${RVSADM:-}" ]; then
-        log "building release binaries (cargo build --release -p dataplane -p control)"
-        run_cargo build --release -p dataplane -p control
+        log "building release binaries (cargo build --release -p rvsd -p control)"
+        run_cargo build --release -p rvsd -p control
         fix_target_owner
         # Private copies: a rebuild of target/ during the run does not swap them underneath.
         mkdir -p "$HL_TMP/bin"

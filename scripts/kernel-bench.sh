@@ -101,7 +101,7 @@ PKTGEN=$RVS_ROOT/target/release/rvs-pktgen
 if [ -n "$BUILD" ]; then
     log "building rvs-pktgen, rvsd and rvsadm (release)"
     run_cargo build --release -p rvs-benches --bin rvs-pktgen >&2 || die "building rvs-pktgen failed"
-    run_cargo build --release -p dataplane --bin rvsd -p control --bin rvsadm >&2 ||
+    run_cargo build --release -p rvsd --bin rvsd -p control --bin rvsadm >&2 ||
         die "building rvsd / rvsadm failed"
     fix_target_owner
 fi

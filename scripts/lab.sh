@@ -461,8 +461,8 @@ cmd_up() {
 
 resolve_binaries() {
     if [ -z "$RVSD" ] || [ -z "$RVSADM" ]; then
-        log "building release binaries (cargo build --release -p dataplane -p control)"
-        run_cargo build --release -p dataplane -p control
+        log "building release binaries (cargo build --release -p rvsd -p control)"
+        run_cargo build --release -p rvsd -p control
         fix_target_owner
         RVSD=${RVSD:-$RVS_ROOT/target/release/rvsd}
         RVSADM=${RVSADM:-$RVS_ROOT/target/release/rvsadm}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run every rvs test: setup (packages, hugepages), rustfmt check, build, clippy, then all tests
-# (the namespace lab test dataplane/tests/lab.rs included: it needs root). Exits non-zero when any
+# (the namespace lab test rvsd/tests/lab.rs included: it needs root). Exits non-zero when any
 # step fails; every step runs, and a summary closes the output.
 #
 #   sudo scripts/test.sh

@@ -5,28 +5,10 @@
 
 pub mod frame;
 
-use control::config::{Cidr, PortRole};
-use dataplane::pipeline::PortSetup;
-
-/// MACs of the director in the benchmarks without DPDK (pipeline-bench, snapshot-bench).
-pub const EXT_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
-pub const INT_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
-
-/// The director of the benchmarks without DPDK: port `ext` 198.51.100.1/24 (the VIP's side)
-/// and port `int` 192.0.2.1/24 (the real servers'), no gateway, MTU 1500.
-pub fn two_arm_ports() -> Vec<PortSetup> {
-    let port = |name: &str, mac, role, addr: &str| PortSetup {
-        name: name.into(),
-        mac,
-        role,
-        addrs: vec![Cidr::parse(addr).expect("cidr")],
-        gateway: None,
-        mtu: 1500,
-    };
-    vec![
-        port("ext", EXT_MAC, PortRole::External, "198.51.100.1/24"),
-        port("int", INT_MAC, PortRole::Internal, "192.0.2.1/24"),
-    ]
+/// The director of the benchmarks without DPDK (pipeline-bench, snapshot-bench): testkit's
+/// two-arm director, no gateway, MTU 1500.
+pub fn two_arm_ports() -> Vec<dataplane::pipeline::PortSetup> {
+    testkit::director::two_arm_ports(None, 1500)
 }
 
 /// Writes section `name` of the results file at `path` (`benches/RESULTS.md`, where every

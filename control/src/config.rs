@@ -275,7 +275,7 @@ impl Config {
 
 /// The configuration rvsd runs on when started without `--config`: the lab of DESIGN.md, rvsd on
 /// net_af_packet over the veths `rvs-dext` (external) and `rvs-dint` (internal) in namespace `rvs-dir`.
-pub const DEFAULT_CONFIG: &str = include_str!("../../dataplane/rvs.toml");
+pub const DEFAULT_CONFIG: &str = include_str!("../../rvsd/rvs.toml");
 
 #[cfg(test)]
 mod tests {

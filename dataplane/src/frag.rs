@@ -18,13 +18,6 @@
 //! fragment; an insert into a full bucket replaces the entry closest to expiry. The capacity is
 //! fixed at start and nothing is allocated afterwards.
 
-#![warn(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use std::net::Ipv4Addr;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 

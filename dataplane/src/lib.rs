@@ -1,12 +1,21 @@
-//! rvsd: a DPDK layer-4 load balancer in the LVS VS/NAT mould.
+//! The rvs packet path, free of DPDK: everything a worker does with a frame works on plain byte
+//! buffers, so it is unit-tested, fuzzed and benchmarked on any machine. The daemon (`rvsd`)
+//! wraps it in DPDK ports and lcores.
 //!
-//! The packet logic (`packet`, `conntrack`, `sched`, `service`, `neigh`, `pipeline`) works on
-//! plain byte buffers and never touches DPDK, so it is unit-tested, fuzzed and benchmarked without
-//! a NIC. `dpdk` owns EAL, ports and the poll-mode workers; `control` serves the Unix socket.
+//! `packet` (typed views over byte slices), `conntrack` (the shared connection table), `sched`
+//! (LVS schedulers), `service` (snapshots the workers read), `neigh`, `frag`, `persist`,
+//! `pipeline` (classify -> lookup/schedule -> rewrite -> verdict) and `stats`.
+
+// The packet path never panics: no indexing, unwrap, expect or panic (clippy.toml allows them
+// in unit tests).
+#![warn(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 pub mod conntrack;
-pub mod control;
-pub mod dpdk;
 pub mod frag;
 pub mod neigh;
 pub mod packet;

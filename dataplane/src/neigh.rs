@@ -11,13 +11,6 @@
 //! Learning writes only when something changed, so a busy neighbour costs readers nothing but
 //! a shared cache line that stays clean.
 
-#![warn(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use crate::packet::arp::{self, Arp};
 use crate::packet::eth::{self, mac_from_u64, mac_to_u64};
 use std::hash::BuildHasher;

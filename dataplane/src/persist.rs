@@ -25,13 +25,6 @@
 //! When a bucket is full, the template that expires first is replaced (the kernel's table has
 //! no such limit).
 
-#![warn(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use crate::sched::{fmix64, Dests, Flow};
 use crate::service::Service;
 use std::net::Ipv4Addr;

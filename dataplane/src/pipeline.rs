@@ -64,13 +64,6 @@
 //! hop), from the packet's destination when that is a VIP or ours, else from the ingress port's
 //! address. Every verdict and its counter: docs/packet-verdicts.md.
 
-#![warn(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use crate::conntrack::{ConnState, ConnTable, Dir, Hit, InsertError, NewConn, TcpEvent, Tuple};
 use crate::frag::{FragInsert, FragKey, FragTable, FragVerdict, FRAG_SLOTS};
 use crate::neigh::{ArpOutcome, NeighTable};

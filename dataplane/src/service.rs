@@ -25,13 +25,6 @@
 //! Old snapshots are kept here until no worker holds them, so their memory is freed on the
 //! control thread, never on a worker.
 
-#![warn(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 use crate::conntrack::ConnInfo;
 use crate::pipeline::Dataplane;
 use crate::sched::{self, SchedState, Scheduler};

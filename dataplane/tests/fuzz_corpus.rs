@@ -6,17 +6,16 @@
 //! `cargo test -p dataplane --test fuzz_corpus -- --ignored write_seeds` rewrites the hand-made
 //! seed inputs (fuzz/corpus/<target>/seed-*) from the frame builders in tests/common.
 
-mod common;
 #[path = "../../fuzz/src/oracle.rs"]
 #[allow(dead_code)]
 mod oracle;
 #[path = "../../fuzz/src/packet.rs"]
 mod packet;
 
-use common::*;
 use oracle::{CIP, CLIENT_MAC, DIP, EXT_IP, EXT_MAC, INT_MAC, RIP1, RS1_MAC, VIP};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use testkit::*;
 
 fn corpus_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -6,9 +6,6 @@
 //! Frames are built and checked with tests/common (its own checksum code, independent of the
 //! crate's).
 
-mod common;
-
-use common::*;
 use control::cli::{parse_args, Change, Command};
 use control::model::Timeouts;
 use control::proto::{Request, Response};
@@ -19,10 +16,11 @@ use dataplane::service::ServiceManager;
 use dataplane::stats::{DropReason, Event};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use testkit::*;
 
 const EXT: u16 = 0;
 const INT: u16 = 1;
-use common::director::{self, EXT_MAC, INT_MAC};
+use testkit::director::{self, EXT_MAC, INT_MAC};
 const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 const RS1_MAC: [u8; 6] = [2, 0, 0, 0, 3, 2];
 const RS2_MAC: [u8; 6] = [2, 0, 0, 0, 3, 3];
@@ -253,7 +251,7 @@ fn df_over_mtu_gets_fragmentation_needed_and_plain_over_mtu_is_dropped() {
     let mut lab = Lab::new(1000);
     let payload = vec![0x5a; 1200];
     let seg = udp_seg(CIP, 4000, VIP, 53, &payload, true);
-    let pkt = ipv4(CIP, VIP, UDP, 64, &seg); // DF set by common::ipv4
+    let pkt = ipv4(CIP, VIP, UDP, 64, &seg); // DF set by testkit::ipv4
     let f = eth(EXT_MAC, CLIENT_MAC, 0x0800, &pkt);
     let (a, out) = lab.send(EXT, &f);
     assert_eq!(

@@ -1,9 +1,6 @@
 //! Property tests: every incremental rewrite equals a full recompute (computed independently in
 //! `common`), and no byte sequence makes the pipeline panic.
 
-mod common;
-
-use common::*;
 use control::model::{
     default_netmask, DestSpec, Forward, Protocol, SchedulerKind, ServiceKey, ServiceSpec, Timeouts,
 };
@@ -15,6 +12,7 @@ use dataplane::service::ServiceManager;
 use dataplane::stats::DropReason;
 use proptest::prelude::*;
 use std::net::Ipv4Addr;
+use testkit::*;
 
 fn ip() -> impl Strategy<Value = Ipv4Addr> {
     any::<u32>().prop_map(Ipv4Addr::from)

@@ -3,9 +3,6 @@
 //! them, group clients by netmask, and go when their server is removed or set to weight 0.
 //! The service's scheduler is rr, so without persistence consecutive connections alternate.
 
-mod common;
-
-use common::*;
 use control::model::{
     default_netmask, DestSpec, Forward, Protocol, SchedulerKind, ServiceKey, ServiceSpec, Timeouts,
 };
@@ -14,10 +11,11 @@ use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, Worker};
 use dataplane::service::ServiceManager;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use testkit::*;
 
 const EXT: u16 = 0;
 const INT: u16 = 1;
-use common::director::{self, EXT_MAC};
+use testkit::director::{self, EXT_MAC};
 const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);

@@ -1,9 +1,6 @@
 //! The packet path end to end on byte buffers: the LVS-NAT walk-through of DESIGN.md (client
 //! 198.51.100.10, VIP 198.51.100.1, DIP 192.0.2.1, real servers 192.0.2.2 and 192.0.2.3).
 
-mod common;
-
-use common::*;
 use control::model::{
     default_netmask, DestSpec, Forward, Protocol, SchedulerKind, ServiceKey, ServiceSpec, Timeouts,
 };
@@ -13,10 +10,11 @@ use dataplane::service::ServiceManager;
 use dataplane::stats::{DropReason, Event};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use testkit::*;
 
 const EXT: u16 = 0;
 const INT: u16 = 1;
-use common::director::{self, EXT_MAC, INT_MAC};
+use testkit::director::{self, EXT_MAC, INT_MAC};
 const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 const RS1_MAC: [u8; 6] = [2, 0, 0, 0, 3, 2];
 const RS2_MAC: [u8; 6] = [2, 0, 0, 0, 3, 3];

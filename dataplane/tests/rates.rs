@@ -2,9 +2,6 @@
 //! here) and reports per-second rates over a sliding window; nothing is reported before it is
 //! measured.
 
-mod common;
-
-use common::*;
 use control::config::{Cidr, PortRole};
 use control::format::{self, ListFormat, View};
 use control::model::{
@@ -17,6 +14,7 @@ use dataplane::service::ServiceManager;
 use dataplane::stats::{RATE_SAMPLES, RATE_TICK_MS};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use testkit::*;
 
 const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const PEER: [u8; 6] = [2, 0, 0, 0, 0, 2];

@@ -1,9 +1,6 @@
 //! ServiceManager: ipvsadm-like requests, errors that change nothing, counters that survive
 //! snapshot rebuilds.
 
-mod common;
-
-use common::*;
 use control::config::{Cidr, PortRole};
 use control::model::{
     default_netmask, DestSpec, Forward, Protocol, SchedulerKind, ServiceKey, ServiceSpec, Timeouts,
@@ -13,6 +10,7 @@ use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, PortSetup, Worker}
 use dataplane::service::ServiceManager;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use testkit::*;
 
 const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const PEER: [u8; 6] = [2, 0, 0, 0, 0, 2];

@@ -83,7 +83,7 @@ struct Args {
     no_prefetch: bool,
 }
 
-use rvs_benches::EXT_MAC;
+use testkit::director::EXT_MAC;
 const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const VPORT: u16 = 80;

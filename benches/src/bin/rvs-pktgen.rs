@@ -18,10 +18,10 @@
 
 use clap::{Parser, ValueEnum};
 use control::config::{PortConfig, PortRole};
-use dataplane::dpdk::{eal, port::Port};
 use dpdk_sys as sys;
 use hdrhistogram::Histogram;
 use rvs_benches::frame::{self, Generator, Mismatch, Proto, Reflected};
+use rvsd::dpdk::{eal, port::Port};
 use std::net::Ipv4Addr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -342,13 +342,13 @@ unsafe fn send_all(port: u16, frames: &mut [*mut sys::rte_mbuf]) -> usize {
 /// `m` must be a valid single-segment mbuf owned by the caller; no other slice of its data may
 /// be used while this one is.
 unsafe fn arp_room<'a>(m: *mut sys::rte_mbuf) -> &'a mut [u8] {
-    dataplane::dpdk::mbuf::data_with_room(m).0
+    rvsd::dpdk::mbuf::data_with_room(m).0
 }
 
 /// Allocates one frame from `pool` filled by `fill`, sends it on `port`.
 fn send_one(port: &Port, fill: impl FnOnce(&mut [u8]) -> usize) {
     // SAFETY: the port's mempool lives as long as the port.
-    if let Some(m) = unsafe { dataplane::dpdk::mbuf::alloc_with(port.pool, fill) } {
+    if let Some(m) = unsafe { rvsd::dpdk::mbuf::alloc_with(port.pool, fill) } {
         let mut one = [m];
         // SAFETY: m is a valid mbuf we own.
         unsafe { send_all(port.id, &mut one) };
@@ -411,7 +411,7 @@ fn prepare(args: &Args, ports: &Ports, dut_mac: Option<[u8; 6]>) -> Result<[u8; 
             let mut found = None;
             for &m in &rx[..n] {
                 // SAFETY: m came from rx_burst and is ours.
-                let f = unsafe { dataplane::dpdk::mbuf::data_mut(m) };
+                let f = unsafe { rvsd::dpdk::mbuf::data_mut(m) };
                 if let Some(a) = frame::parse_arp(f) {
                     if ours && a.op == frame::ARP_REPLY && a.spa == args.vip {
                         found = Some(a.sha);
@@ -598,7 +598,7 @@ fn bench(
             let (mut n_out, mut n_free) = (0usize, 0usize);
             for &m in &rx[..n] {
                 // SAFETY: m came from rx_burst and is ours until sent or freed.
-                let f = unsafe { dataplane::dpdk::mbuf::data_mut(m) };
+                let f = unsafe { rvsd::dpdk::mbuf::data_mut(m) };
                 let keep = if frame::is_arp(f) {
                     // SAFETY: as above; `f` is not used after this.
                     let room = unsafe { arp_room(m) };
@@ -659,7 +659,7 @@ fn bench(
             let (mut n_out, mut n_free) = (0usize, 0usize);
             for &m in &rx[..n] {
                 // SAFETY: m came from rx_burst and is ours until sent or freed.
-                let f = unsafe { dataplane::dpdk::mbuf::data_mut(m) };
+                let f = unsafe { rvsd::dpdk::mbuf::data_mut(m) };
                 if frame::is_arp(f) {
                     // SAFETY: as above; `f` is not used after this.
                     let room = unsafe { arp_room(m) };

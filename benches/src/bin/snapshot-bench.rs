@@ -67,7 +67,7 @@ struct Args {
     write_results: Option<std::path::PathBuf>,
 }
 
-use rvs_benches::EXT_MAC;
+use testkit::director::EXT_MAC;
 const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const BURST: usize = 32;

@@ -27,11 +27,9 @@ use clap::Parser;
 use control::model::Timeouts;
 use dashmap::DashMap;
 use dataplane::conntrack::{ConnState, ConnTable, NewConn, Tuple};
-use dpdk_sys as sys;
-use std::ffi::CString;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
@@ -151,79 +149,103 @@ impl Table for Rvs {
     }
 }
 
-struct RteHash(*mut sys::rte_hash);
+/// DPDK's lock-free `rte_hash`, to compare with (only with the `dpdk` feature).
+#[cfg(feature = "dpdk")]
+mod rte {
+    use super::{key, Key, NewConn, Table, Tuple};
+    use dpdk_sys as sys;
+    use std::ffi::CString;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-// SAFETY: rte_hash in RW_CONCURRENCY_LF + MULTI_WRITER_ADD mode is made for concurrent use
-// from EAL threads (each bench thread registers itself).
-unsafe impl Sync for RteHash {}
-
-static HASH_ID: AtomicUsize = AtomicUsize::new(0);
-
-impl RteHash {
-    fn new(keys: usize) -> Option<RteHash> {
-        let name = CString::new(format!("tb{}", HASH_ID.fetch_add(1, Ordering::Relaxed))).ok()?;
-        let params = sys::rte_hash_parameters {
-            name: name.as_ptr(),
-            entries: keys.max(8) as u32,
-            reserved: 0,
-            key_len: std::mem::size_of::<Key>() as u32,
-            hash_func: Some(sys::rte_hash_crc),
-            hash_func_init_val: 0,
-            socket_id: 0,
-            extra_flag: (sys::RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF
-                | sys::RTE_HASH_EXTRA_FLAGS_MULTI_WRITER_ADD) as u8,
-        };
-        // SAFETY: valid parameters; the name is copied by rte_hash_create.
-        let h = unsafe { sys::rte_hash_create(&params) };
-        (!h.is_null()).then_some(RteHash(h))
-    }
-
-    fn add(&self, t: &Tuple, v: usize) -> bool {
-        let k = key(t);
-        // SAFETY: a live table; the key is key_len bytes; the data is an opaque number.
-        unsafe { sys::rte_hash_add_key_data(self.0, (&k as *const Key).cast(), v as *mut _) == 0 }
-    }
-
-    fn del(&self, t: &Tuple) -> bool {
-        let k = key(t);
-        // SAFETY: as above. No reader runs during the remove phase, so the slot can be
-        // freed at once (LF mode keeps it until told).
-        unsafe {
-            let pos = sys::rte_hash_del_key(self.0, (&k as *const Key).cast());
-            pos >= 0 && sys::rte_hash_free_key_with_position(self.0, pos) == 0
+    /// Starts EAL for rte_hash; false (and a line saying why) when it cannot.
+    pub fn start_eal(args: &str) -> bool {
+        let eal: Vec<String> = args.split_whitespace().map(str::to_owned).collect();
+        match rvsd::dpdk::eal::init(&eal) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("table-bench: EAL failed ({e}); rte_hash skipped");
+                false
+            }
         }
     }
-}
 
-impl Drop for RteHash {
-    fn drop(&mut self) {
-        // SAFETY: created by rte_hash_create, freed once, no user left.
-        unsafe { sys::rte_hash_free(self.0) };
-    }
-}
+    pub struct RteHash(*mut sys::rte_hash);
 
-impl Table for RteHash {
-    fn insert(&self, c: &NewConn, i: usize) -> bool {
-        self.add(&c.inbound(), i + 1) && self.add(&c.reply(), i + 1)
+    // SAFETY: rte_hash in RW_CONCURRENCY_LF + MULTI_WRITER_ADD mode is made for concurrent use
+    // from EAL threads (each bench thread registers itself).
+    unsafe impl Sync for RteHash {}
+
+    static HASH_ID: AtomicUsize = AtomicUsize::new(0);
+
+    impl RteHash {
+        pub fn new(keys: usize) -> Option<RteHash> {
+            let name =
+                CString::new(format!("tb{}", HASH_ID.fetch_add(1, Ordering::Relaxed))).ok()?;
+            let params = sys::rte_hash_parameters {
+                name: name.as_ptr(),
+                entries: keys.max(8) as u32,
+                reserved: 0,
+                key_len: std::mem::size_of::<Key>() as u32,
+                hash_func: Some(sys::rte_hash_crc),
+                hash_func_init_val: 0,
+                socket_id: 0,
+                extra_flag: (sys::RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF
+                    | sys::RTE_HASH_EXTRA_FLAGS_MULTI_WRITER_ADD) as u8,
+            };
+            // SAFETY: valid parameters; the name is copied by rte_hash_create.
+            let h = unsafe { sys::rte_hash_create(&params) };
+            (!h.is_null()).then_some(RteHash(h))
+        }
+
+        fn add(&self, t: &Tuple, v: usize) -> bool {
+            let k = key(t);
+            // SAFETY: a live table; the key is key_len bytes; the data is an opaque number.
+            unsafe {
+                sys::rte_hash_add_key_data(self.0, (&k as *const Key).cast(), v as *mut _) == 0
+            }
+        }
+
+        fn del(&self, t: &Tuple) -> bool {
+            let k = key(t);
+            // SAFETY: as above. No reader runs during the remove phase, so the slot can be
+            // freed at once (LF mode keeps it until told).
+            unsafe {
+                let pos = sys::rte_hash_del_key(self.0, (&k as *const Key).cast());
+                pos >= 0 && sys::rte_hash_free_key_with_position(self.0, pos) == 0
+            }
+        }
     }
-    fn lookup(&self, t: &Tuple) -> bool {
-        let k = key(t);
-        let mut data = std::ptr::null_mut();
-        // SAFETY: as above.
-        unsafe { sys::rte_hash_lookup_data(self.0, (&k as *const Key).cast(), &mut data) >= 0 }
+
+    impl Drop for RteHash {
+        fn drop(&mut self) {
+            // SAFETY: created by rte_hash_create, freed once, no user left.
+            unsafe { sys::rte_hash_free(self.0) };
+        }
     }
-    fn remove(&self, c: &NewConn) -> bool {
-        self.del(&c.inbound()) && self.del(&c.reply())
-    }
-    fn thread_start(&self) {
-        // SAFETY: registers this non-EAL thread with an lcore id (rte_hash's per-lcore free
-        // slot caches need one).
-        let r = unsafe { sys::rte_thread_register() };
-        assert_eq!(r, 0, "rte_thread_register failed");
-    }
-    fn thread_end(&self) {
-        // SAFETY: this thread registered itself in thread_start.
-        unsafe { sys::rte_thread_unregister() };
+
+    impl Table for RteHash {
+        fn insert(&self, c: &NewConn, i: usize) -> bool {
+            self.add(&c.inbound(), i + 1) && self.add(&c.reply(), i + 1)
+        }
+        fn lookup(&self, t: &Tuple) -> bool {
+            let k = key(t);
+            let mut data = std::ptr::null_mut();
+            // SAFETY: as above.
+            unsafe { sys::rte_hash_lookup_data(self.0, (&k as *const Key).cast(), &mut data) >= 0 }
+        }
+        fn remove(&self, c: &NewConn) -> bool {
+            self.del(&c.inbound()) && self.del(&c.reply())
+        }
+        fn thread_start(&self) {
+            // SAFETY: registers this non-EAL thread with an lcore id (rte_hash's per-lcore free
+            // slot caches need one).
+            let r = unsafe { sys::rte_thread_register() };
+            assert_eq!(r, 0, "rte_thread_register failed");
+        }
+        fn thread_end(&self) {
+            // SAFETY: this thread registered itself in thread_start.
+            unsafe { sys::rte_thread_unregister() };
+        }
     }
 }
 
@@ -393,16 +415,12 @@ fn main() {
         .unwrap_or_default();
     println!("machine: nproc {nproc}, {cpu}; load average {load_start}");
 
-    let eal_ok = !args.no_rte_hash && {
-        let eal: Vec<String> = args.eal.split_whitespace().map(str::to_owned).collect();
-        match dataplane::dpdk::eal::init(&eal) {
-            Ok(()) => true,
-            Err(e) => {
-                eprintln!("table-bench: EAL failed ({e}); rte_hash skipped");
-                false
-            }
-        }
-    };
+    #[cfg(feature = "dpdk")]
+    let eal_ok = !args.no_rte_hash && rte::start_eal(&args.eal);
+    #[cfg(not(feature = "dpdk"))]
+    if !args.no_rte_hash {
+        eprintln!("table-bench: built without the dpdk feature; rte_hash skipped");
+    }
 
     let mut rows = Vec::new();
     let mut backing = String::new();
@@ -425,8 +443,9 @@ fn main() {
                 let r = run(&t, n, threads, args.lookups, seed);
                 drop(t);
                 times[0] = Some(times[0].map_or(r, |b| b.best(r)));
+                #[cfg(feature = "dpdk")]
                 if eal_ok {
-                    match RteHash::new(2 * n) {
+                    match rte::RteHash::new(2 * n) {
                         Some(h) => {
                             let r = run(&h, n, threads, args.lookups, seed);
                             times[1] = Some(times[1].map_or(r, |b| b.best(r)));

@@ -105,13 +105,6 @@
 //! `loom_model.rs` for how to run the model check. Figures against DPDK's `rte_hash` and
 //! `DashMap`: `benches/src/bin/table-bench.rs`, results in `benches/RESULTS.md`.
 
-#![warn(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 #[cfg(all(test, loom))]
 mod loom_model;
 mod mem;

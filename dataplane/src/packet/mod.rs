@@ -5,13 +5,6 @@
 //! input is an error value, never a panic. Offsets are relative to the start of the header the
 //! function is about (the Ethernet frame, the IPv4 packet, the L4 segment).
 
-#![warn(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 pub mod arp;
 pub mod checksum;
 pub mod eth;

@@ -17,13 +17,6 @@
 //! [`Dests::overloaded`]); sh and mh give such a server's connections to nobody unless their
 //! fallback flag is set. `pick` never allocates, locks or panics.
 
-#![warn(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
-
 pub mod dh;
 pub mod lc;
 pub mod mh;

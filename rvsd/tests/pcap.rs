@@ -9,16 +9,14 @@
 //! The frames are built by tests/common, by hand on purpose: the test must not share code with
 //! what it checks.
 
-mod common;
-
-use common::{
-    arp, eth, inet_checksum, ipv4, l4_checksum, tcp_frame, udp_frame, ACK, ICMP, PSH, SYN,
-};
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use testkit::{
+    arp, eth, inet_checksum, ipv4, l4_checksum, tcp_frame, udp_frame, ACK, ICMP, PSH, SYN,
+};
 
 const RVS_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const CLIENT_MAC: [u8; 6] = [0x02, 0xcc, 0, 0, 0, 0x10];
@@ -50,7 +48,7 @@ fn client_udp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), payload: &[u8], csum: 
 }
 
 fn icmp_echo(src: Ipv4Addr, dst: Ipv4Addr, id: u16) -> Vec<u8> {
-    let msg = common::icmp_echo(8, id, 1, b"rvs-ping-payload");
+    let msg = testkit::icmp_echo(8, id, 1, b"rvs-ping-payload");
     eth(RVS_MAC, CLIENT_MAC, 0x0800, &ipv4(src, dst, ICMP, 64, &msg))
 }
 

@@ -7,8 +7,8 @@
 use super::eal;
 use super::mbuf;
 use super::port::Port;
-use crate::pipeline::{Action, Dataplane, Worker as Pipeline};
-use crate::stats::{DropReason, Event};
+use dataplane::pipeline::{Action, Dataplane, Worker as Pipeline};
+use dataplane::stats::{DropReason, Event};
 use dpdk_sys as sys;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};

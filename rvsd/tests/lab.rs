@@ -342,7 +342,7 @@ impl Lab {
     fn start_rvsd(&mut self) {
         let rvsd = PathBuf::from(env!("CARGO_BIN_EXE_rvsd"));
         assert!(rvsd.is_file(), "rvsd binary missing: {}", rvsd.display());
-        let default = workspace_root().join("dataplane/rvs.toml");
+        let default = workspace_root().join("rvsd/rvs.toml");
         let text = fs::read_to_string(&default)
             .unwrap_or_else(|e| panic!("read {}: {e}", default.display()));
         let socket = self.socket.to_str().expect("utf-8 temp path");

@@ -1,7 +1,8 @@
-//! Frame builders and checkers for the dataplane tests, written independently of the crate's
-//! packet code (own checksum, own byte layout), so the tests compare against something else.
-
-#![allow(dead_code)]
+//! One test kit for rvs's tests, benchmarks and fuzz targets.
+//!
+//! Frame builders and checkers written independently of the dataplane's packet code (own
+//! checksum, own byte layout), so the tests compare against something else; and the two-arm
+//! director of DESIGN.md's lab plan (`director`).
 
 pub mod director;
 

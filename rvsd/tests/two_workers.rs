@@ -22,9 +22,6 @@
 //! Then the control socket lists the three connections as `rvsadm -L -n -c` would: all
 //! ESTABLISHED, and RS1 with 2 active connections, RS2 with 1.
 
-mod common;
-
-use common::{arp, check, eth, tcp_frame, ACK, SYN};
 use control::client::Client;
 use control::model::ConnStatus;
 use control::proto::{Request, Response};
@@ -34,6 +31,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use testkit::{arp, check, eth, tcp_frame, ACK, SYN};
 
 const RVS_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const CLIENT_MAC: [u8; 6] = [0x02, 0xcc, 0, 0, 0, 0x10];

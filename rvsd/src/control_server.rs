@@ -13,10 +13,10 @@
 //! The socket is created with mode 0600 (under a tight umask, so it is never reachable by
 //! others, not even briefly) and is owned by the user running rvsd.
 
-use crate::service::ServiceManager;
 use control::proto::{
     RequestEnvelope, Response, ResponseEnvelope, MAX_REQUEST_BYTES, PROTOCOL_VERSION,
 };
+use dataplane::service::ServiceManager;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -83,7 +83,7 @@ impl ControlServer {
     pub fn serve(self, manager: Arc<Mutex<ServiceManager>>, running: &AtomicBool) {
         let clients = Arc::new(AtomicUsize::new(0));
         let epoch = Instant::now();
-        let tick = Duration::from_millis(crate::stats::RATE_TICK_MS);
+        let tick = Duration::from_millis(dataplane::stats::RATE_TICK_MS);
         let mut next_tick = epoch;
         while running.load(Ordering::Relaxed) {
             let mut wait = Duration::from_millis(POLL_MS);

@@ -11,15 +11,15 @@
 //! The table is shared by all workers (RSS may hash a datagram's fragments onto other queues than
 //! its connection's packets; with `RTE_ETH_RSS_FRAG_IPV4` most NICs hash all fragments of one
 //! datagram by addresses alone, but nothing here relies on that). It is lock-free: every slot is
-//! a small sequence lock over atomic words. A writer takes a slot by moving its sequence number
-//! from even to odd with one compare-and-swap, and gives up (the decision is not recorded) if
-//! another writer holds it; a reader never waits: it retries once if a writer was busy in the
-//! slot and otherwise reports a miss. Entries expire [`FRAG_TIMEOUT_MS`] after the first
+//! a [`SeqSlot`]. A writer takes a slot with one compare-and-swap, only if nobody wrote it since
+//! it chose it, and gives up (the decision is not recorded) otherwise; a reader never waits: it
+//! retries once if a writer was busy in the slot and otherwise reports a miss. Entries expire [`FRAG_TIMEOUT_MS`] after the first
 //! fragment; an insert into a full bucket replaces the entry closest to expiry. The capacity is
 //! fixed at start and nothing is allocated afterwards.
 
+use crate::hash::{range, HashKey};
+use crate::seqlock::{SeqSlot, Words};
 use std::net::Ipv4Addr;
-use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 /// Slots in the table (a power of two): 2 MiB.
 pub const FRAG_SLOTS: usize = 1 << 16;
@@ -97,58 +97,40 @@ pub enum FragInsert {
     Busy,
 }
 
-#[derive(Debug, Default)]
-struct Slot {
-    /// Even: stable; odd: a writer is in the slot.
-    seq: AtomicU64,
-    addrs: AtomicU64,
+/// What a slot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    /// The key's addresses (see [`FragKey::addrs`]).
+    addrs: u64,
     /// proto << 56 | id << 40 | expiry (ms, 40 bits); 0 when empty.
-    rest: AtomicU64,
-    value: AtomicU64,
+    rest: u64,
+    /// The packed [`FragVerdict`].
+    value: u64,
 }
 
-impl Slot {
-    /// A consistent copy of (addrs, rest, value), or `None` while a writer is in the slot.
-    fn read(&self) -> Option<(u64, u64, u64)> {
-        for _ in 0..2 {
-            let s1 = self.seq.load(Ordering::Acquire);
-            if s1 & 1 == 1 {
-                continue;
-            }
-            let a = self.addrs.load(Ordering::Relaxed);
-            let r = self.rest.load(Ordering::Relaxed);
-            let v = self.value.load(Ordering::Relaxed);
-            fence(Ordering::Acquire);
-            if self.seq.load(Ordering::Relaxed) == s1 {
-                return Some((a, r, v));
-            }
-        }
-        None
-    }
-
-    /// Takes the slot for writing if it is stable at `seq`; returns the sequence to release.
-    fn lock(&self, seq: u64) -> bool {
-        seq & 1 == 0
-            && self
-                .seq
-                .compare_exchange(seq, seq + 1, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-    }
-
-    fn write_unlock(&self, seq: u64, addrs: u64, rest: u64, value: u64) {
-        fence(Ordering::Release);
-        self.addrs.store(addrs, Ordering::Relaxed);
-        self.rest.store(rest, Ordering::Relaxed);
-        self.value.store(value, Ordering::Relaxed);
-        self.seq.store(seq + 2, Ordering::Release);
+impl Entry {
+    /// Whether this is a (live or expired) entry of the datagram with these words.
+    fn is(&self, addrs: u64, want: u64) -> bool {
+        self.rest != 0 && self.addrs == addrs && self.rest & !TIME_MASK == want
     }
 }
+
+impl Words<3> for Entry {
+    fn to_words(&self) -> [u64; 3] {
+        [self.addrs, self.rest, self.value]
+    }
+    fn from_words([addrs, rest, value]: [u64; 3]) -> Self {
+        Entry { addrs, rest, value }
+    }
+}
+
+type Slot = SeqSlot<Entry, 3>;
 
 /// The shared fragment table.
 pub struct FragTable {
     slots: Box<[Slot]>,
     mask: usize,
-    seed: u64,
+    key: HashKey,
 }
 
 impl std::fmt::Debug for FragTable {
@@ -167,17 +149,12 @@ impl FragTable {
     /// A table of `slots` entries (rounded up to a power of two, at least [`BUCKET`]).
     pub fn new(slots: usize) -> FragTable {
         let n = slots.max(BUCKET).next_power_of_two();
-        // A per-table random seed, so that nobody can aim datagrams at one bucket.
-        let seed = {
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u64(n as u64);
-            h.finish()
-        };
+        // A per-table random key, so that nobody can aim datagrams at one bucket.
+        let [key] = HashKey::random();
         FragTable {
             slots: (0..n).map(|_| Slot::default()).collect(),
             mask: n - 1,
-            seed,
+            key,
         }
     }
 
@@ -186,12 +163,11 @@ impl FragTable {
     }
 
     fn home(&self, key: &FragKey) -> usize {
-        let mut x = key.addrs() ^ self.seed;
-        x ^= (u64::from(key.proto) << 16 | u64::from(key.id)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        x ^= x >> 31;
-        (x as usize) & self.mask
+        let h = self.key.hash(
+            key.addrs(),
+            (u64::from(key.proto) << 16) | u64::from(key.id),
+        );
+        range(h, self.slots.len())
     }
 
     fn slot(&self, home: usize, i: usize) -> Option<&Slot> {
@@ -205,44 +181,41 @@ impl FragTable {
         let want = key.rest(0);
         let expires = now_ms.saturating_add(FRAG_TIMEOUT_MS) & TIME_MASK;
         // Pick: the same key, else a free or expired slot, else the one that expires first.
-        let mut best: Option<(usize, u64, u64)> = None; // (index, seq, expiry)
+        let mut best = None; // (slot, version read, expiry)
         for i in 0..BUCKET {
             let Some(s) = self.slot(home, i) else {
                 continue;
             };
-            let seq = s.seq.load(Ordering::Acquire);
-            if seq & 1 == 1 {
+            let Some((e, version)) = s.read_versioned() else {
                 continue;
-            }
-            let a = s.addrs.load(Ordering::Relaxed);
-            let r = s.rest.load(Ordering::Relaxed);
-            if r != 0 && a == addrs && r & !TIME_MASK == want {
-                best = Some((i, seq, 0));
+            };
+            if e.is(addrs, want) {
+                best = Some((s, version, 0));
                 break;
             }
-            let exp = if r == 0 || expiry_of(r) <= now_ms {
+            let exp = if e.rest == 0 || expiry_of(e.rest) <= now_ms {
                 0
             } else {
-                expiry_of(r)
+                expiry_of(e.rest)
             };
-            if best.is_none_or(|(_, _, e)| exp < e) {
-                best = Some((i, seq, exp));
+            if best.is_none_or(|(_, _, b)| exp < b) {
+                best = Some((s, version, exp));
             }
         }
-        let Some((i, seq, exp)) = best else {
+        let Some((s, version, exp)) = best else {
             return FragInsert::Busy;
         };
-        let Some(s) = self.slot(home, i) else {
+        // Only if nobody wrote the slot since it was chosen.
+        let Some(mut g) = s.lock_at(version) else {
             return FragInsert::Busy;
         };
-        if !s.lock(seq) {
-            return FragInsert::Busy;
-        }
-        // Re-read under the lock: another writer may have changed the slot since.
-        let r = s.rest.load(Ordering::Relaxed);
-        let a = s.addrs.load(Ordering::Relaxed);
-        let live_other = r != 0 && expiry_of(r) > now_ms && !(a == addrs && r & !TIME_MASK == want);
-        s.write_unlock(seq, addrs, key.rest(expires.max(1)), verdict.pack());
+        let cur = g.get();
+        let live_other = cur.rest != 0 && expiry_of(cur.rest) > now_ms && !cur.is(addrs, want);
+        g.set(Entry {
+            addrs,
+            rest: key.rest(expires.max(1)),
+            value: verdict.pack(),
+        });
         if exp != 0 || live_other {
             FragInsert::Evicted
         } else {
@@ -256,11 +229,11 @@ impl FragTable {
         let addrs = key.addrs();
         let want = key.rest(0);
         for i in 0..BUCKET {
-            let Some((a, r, v)) = self.slot(home, i).and_then(Slot::read) else {
+            let Some(e) = self.slot(home, i).and_then(|s| s.read(2)) else {
                 continue;
             };
-            if r != 0 && a == addrs && r & !TIME_MASK == want && expiry_of(r) > now_ms {
-                return FragVerdict::unpack(v);
+            if e.is(addrs, want) && expiry_of(e.rest) > now_ms {
+                return FragVerdict::unpack(e.value);
             }
         }
         None
@@ -276,6 +249,7 @@ impl FragTable {
 )]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
     use std::sync::Arc;
 
     fn key(id: u16) -> FragKey {

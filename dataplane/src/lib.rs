@@ -15,12 +15,15 @@
     clippy::panic
 )]
 
+mod atomic;
 pub mod conntrack;
 pub mod frag;
+pub mod hash;
 pub mod neigh;
 pub mod packet;
 pub mod persist;
 pub mod pipeline;
 pub mod sched;
+pub mod seqlock;
 pub mod service;
 pub mod stats;

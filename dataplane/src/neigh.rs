@@ -1,7 +1,7 @@
 //! The neighbour table: (port, IPv4) -> MAC, shared by all workers, lock-free.
 //!
-//! Fixed capacity, open addressing with a short linear probe window. Each slot is a tiny
-//! seqlock: readers never wait (a read that overlaps a write retries a few times, then counts
+//! Fixed capacity, open addressing with a short linear probe window. Each slot is a
+//! [`SeqSlot`]: readers never wait (a read that overlaps a write retries a few times, then counts
 //! as a miss, which only means one more ARP request); writers take the slot with a
 //! compare-and-swap and give up rather than wait if another writer holds it (learning is best
 //! effort and happens again with the next packet). Entries are never deleted, only refreshed
@@ -11,11 +11,11 @@
 //! Learning writes only when something changed, so a busy neighbour costs readers nothing but
 //! a shared cache line that stays clean.
 
+use crate::hash::{range, HashKey};
 use crate::packet::arp::{self, Arp};
 use crate::packet::eth::{self, mac_from_u64, mac_to_u64};
-use std::hash::BuildHasher;
+use crate::seqlock::{SeqSlot, Words};
 use std::net::Ipv4Addr;
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 /// Slots probed per key.
 const WINDOW: usize = 8;
@@ -24,14 +24,26 @@ const READ_TRIES: usize = 4;
 /// Marks a used key word (so port 0 / 0.0.0.0 still differs from an empty slot).
 const USED: u64 = 1 << 63;
 
+/// What a slot holds: the key (0 when empty) and the MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Neighbour {
+    key: u64,
+    mac: u64,
+}
+
+impl Words<2> for Neighbour {
+    fn to_words(&self) -> [u64; 2] {
+        [self.key, self.mac]
+    }
+    fn from_words([key, mac]: [u64; 2]) -> Self {
+        Neighbour { key, mac }
+    }
+}
+
+/// One slot, never straddling a cache line.
 #[derive(Debug, Default)]
 #[repr(align(32))]
-struct Slot {
-    /// Even: stable. Odd: a writer is changing key/mac.
-    seq: AtomicU32,
-    key: AtomicU64,
-    mac: AtomicU64,
-}
+struct Slot(SeqSlot<Neighbour, 2>);
 
 /// What [`NeighTable::arp_input`] did with an ARP frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +60,7 @@ pub enum ArpOutcome {
 pub struct NeighTable {
     slots: Box<[Slot]>,
     mask: usize,
-    seed: u64,
+    key: HashKey,
 }
 
 fn key_of(port: u16, ip: Ipv4Addr) -> u64 {
@@ -59,37 +71,20 @@ impl NeighTable {
     /// A table of at least `capacity` slots (rounded up to a power of two, at least WINDOW).
     pub fn new(capacity: usize) -> NeighTable {
         let n = capacity.max(WINDOW).next_power_of_two();
+        let [key] = HashKey::random();
         NeighTable {
             slots: (0..n).map(|_| Slot::default()).collect(),
             mask: n - 1,
-            seed: std::collections::hash_map::RandomState::new().hash_one(0x6e65_6967_u64),
+            key,
         }
     }
 
     fn home(&self, key: u64) -> usize {
-        let h = (key ^ self.seed).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        (h >> 32) as usize & self.mask
+        range(self.key.hash(key, 0), self.slots.len())
     }
 
-    fn slot(&self, home: usize, i: usize) -> Option<&Slot> {
-        self.slots.get((home + i) & self.mask)
-    }
-
-    /// Reads a slot consistently: (key, mac), or `None` if a writer kept it busy.
-    fn read(slot: &Slot) -> Option<(u64, u64)> {
-        for _ in 0..READ_TRIES {
-            let s1 = slot.seq.load(Ordering::Acquire);
-            if s1 & 1 == 0 {
-                let key = slot.key.load(Ordering::Relaxed);
-                let mac = slot.mac.load(Ordering::Relaxed);
-                fence(Ordering::Acquire);
-                if slot.seq.load(Ordering::Relaxed) == s1 {
-                    return Some((key, mac));
-                }
-            }
-            std::hint::spin_loop();
-        }
-        None
+    fn slot(&self, home: usize, i: usize) -> Option<&SeqSlot<Neighbour, 2>> {
+        self.slots.get((home + i) & self.mask).map(|s| &s.0)
     }
 
     /// The MAC of `ip` on `port`, if known. Never blocks.
@@ -97,11 +92,11 @@ impl NeighTable {
         let key = key_of(port, ip);
         let home = self.home(key);
         for i in 0..WINDOW {
-            let (k, mac) = Self::read(self.slot(home, i)?)?;
-            if k == key {
-                return Some(mac_from_u64(mac));
+            let n = self.slot(home, i)?.read(READ_TRIES)?;
+            if n.key == key {
+                return Some(mac_from_u64(n.mac));
             }
-            if k == 0 {
+            if n.key == 0 {
                 return None;
             }
         }
@@ -115,23 +110,23 @@ impl NeighTable {
         let want = mac_to_u64(&mac);
         let home = self.home(key);
         // Find the key, else the first empty slot, else evict within the window (spread the
-        // victims by the hash so one hot window does not always lose the same entry).
+        // victims by the key so one hot window does not always lose the same entry).
         let mut target = None;
         for i in 0..WINDOW {
             let Some(slot) = self.slot(home, i) else {
                 return false;
             };
-            let Some((k, m)) = Self::read(slot) else {
+            let Some(n) = slot.read(READ_TRIES) else {
                 return false;
             };
-            if k == key {
-                if m == want {
+            if n.key == key {
+                if n.mac == want {
                     return true;
                 }
-                target = Some((slot, k));
+                target = Some((slot, n.key));
                 break;
             }
-            if k == 0 {
+            if n.key == 0 {
                 target = Some((slot, 0));
                 break;
             }
@@ -139,36 +134,24 @@ impl NeighTable {
         let (slot, expect) = match target {
             Some(t) => t,
             None => {
-                let Some(slot) = self.slot(
-                    home,
-                    (self.seed as usize ^ ip.octets()[3] as usize) % WINDOW,
-                ) else {
+                let Some(slot) = self.slot(home, (home ^ ip.octets()[3] as usize) % WINDOW) else {
                     return false;
                 };
-                let Some((k, _)) = Self::read(slot) else {
+                let Some(n) = slot.read(READ_TRIES) else {
                     return false;
                 };
-                (slot, k)
+                (slot, n.key)
             }
         };
-        let s = slot.seq.load(Ordering::Relaxed);
-        if s & 1 == 1
-            || slot
-                .seq
-                .compare_exchange(s, s.wrapping_add(1), Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-        {
+        let Some(mut g) = slot.lock(1) else {
+            return false;
+        };
+        // Another writer may have claimed the slot for another key since it was read.
+        if g.get().key != expect {
             return false;
         }
-        fence(Ordering::Release);
-        // Another writer may have claimed the slot for another key since it was read.
-        let ok = slot.key.load(Ordering::Relaxed) == expect;
-        if ok {
-            slot.key.store(key, Ordering::Relaxed);
-            slot.mac.store(want, Ordering::Relaxed);
-        }
-        slot.seq.store(s.wrapping_add(2), Ordering::Release);
-        ok
+        g.set(Neighbour { key, mac: want });
+        true
     }
 
     /// The ARP responder. Handles the ARP frame `frame` received on `port` (our MAC there:
@@ -206,9 +189,16 @@ impl NeighTable {
     pub fn entries(&self) -> Vec<(u16, Ipv4Addr, [u8; 6])> {
         self.slots
             .iter()
-            .filter_map(Self::read)
-            .filter(|(k, _)| *k != 0)
-            .map(|(k, m)| ((k >> 32) as u16, Ipv4Addr::from(k as u32), mac_from_u64(m)))
+            .filter_map(|s| s.0.read(READ_TRIES))
+            .filter(|n| n.key != 0)
+            .map(|n| {
+                let k = n.key;
+                (
+                    (k >> 32) as u16,
+                    Ipv4Addr::from(k as u32),
+                    mac_from_u64(n.mac),
+                )
+            })
             .collect()
     }
 }

@@ -15,23 +15,25 @@
 //!
 //! # The table
 //!
-//! Fixed capacity, allocated once: a power-of-two array of 128-byte buckets, each a sequence
-//! counter and [`WAYS`] entries of atomics. Lookups take no lock: they read the entries and
-//! validate what they read with the bucket's counter (a seqlock; a lookup that keeps meeting
-//! writers gives up after a few tries and counts as a miss). Writers (a new connection that
-//! needs a template, or refreshes one) take the bucket by compare-and-swap on the counter,
-//! and never wait long: after a bounded number of tries the template is simply not written
-//! (the connection is scheduled all the same). Nothing is allocated after [`Persist::new`].
+//! Fixed capacity, allocated once: a power-of-two array of 128-byte buckets, each a
+//! [`SeqSlot`] of [`WAYS`] entries. Lookups take no lock: they read the bucket's entries
+//! consistently (a lookup that keeps meeting writers gives up after a few tries and counts as a
+//! miss). Writers (a new connection that needs a template, or refreshes one) take the bucket
+//! with a compare-and-swap, and never wait long: after a bounded number of tries the template is
+//! simply not written (the connection is scheduled all the same). Nothing is allocated after [`Persist::new`].
 //! When a bucket is full, the template that expires first is replaced (the kernel's table has
 //! no such limit).
 
-use crate::sched::{fmix64, Dests, Flow};
+use crate::hash::{range, HashKey};
+use crate::sched::{Dests, Flow};
+use crate::seqlock::{SeqSlot, Words};
 use crate::service::Service;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 /// Entries per bucket (five 24-byte entries and the counter fill two cache lines).
 pub const WAYS: usize = 5;
+/// The words of a bucket's entries.
+const WORDS: usize = 3 * WAYS;
 
 /// Tries a lookup or a write makes before giving up on a busy bucket.
 const TRIES: usize = 32;
@@ -120,26 +122,57 @@ impl Target {
     }
 }
 
-#[derive(Debug, Default)]
+/// One template; all zero when empty.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Entry {
     /// cnet << 32 | vip
-    key_a: AtomicU64,
+    key_a: u64,
     /// USED | proto << 16 | vport; 0 when empty.
-    key_b: AtomicU32,
+    key_b: u32,
     /// slot << 16 | rport
-    target: AtomicU32,
-    rip: AtomicU32,
+    target: u32,
+    rip: u32,
     /// Expiry in seconds of the workers' clock (rounded up).
-    expires_s: AtomicU32,
+    expires_s: u32,
 }
 
+/// A bucket's entries, as its slot holds them: three words each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Ways([Entry; WAYS]);
+
+impl Words<WORDS> for Ways {
+    fn to_words(&self) -> [u64; WORDS] {
+        let mut w = [0; WORDS];
+        for (c, e) in w.chunks_exact_mut(3).zip(&self.0) {
+            c.copy_from_slice(&[
+                e.key_a,
+                (u64::from(e.key_b) << 32) | u64::from(e.target),
+                (u64::from(e.rip) << 32) | u64::from(e.expires_s),
+            ]);
+        }
+        w
+    }
+    fn from_words(w: [u64; WORDS]) -> Self {
+        let mut ways = [Entry::default(); WAYS];
+        for (e, c) in ways.iter_mut().zip(w.chunks_exact(3)) {
+            if let [a, b, c] = *c {
+                *e = Entry {
+                    key_a: a,
+                    key_b: (b >> 32) as u32,
+                    target: b as u32,
+                    rip: (c >> 32) as u32,
+                    expires_s: c as u32,
+                };
+            }
+        }
+        Ways(ways)
+    }
+}
+
+/// A bucket: two cache lines.
 #[derive(Debug, Default)]
 #[repr(align(64))]
-struct Bucket {
-    /// Even: stable; odd: a writer is changing the entries.
-    seq: AtomicU32,
-    entries: [Entry; WAYS],
-}
+struct Bucket(SeqSlot<Ways, WORDS>);
 
 /// A template as read from the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,16 +182,19 @@ struct Found {
 }
 
 impl Entry {
-    /// The entry's target and expiry, read plainly: validate with the bucket's counter.
+    fn is(&self, a: u64, b: u32) -> bool {
+        self.key_b == b && self.key_a == a
+    }
+
     fn found(&self) -> Found {
-        let t = self.target.load(Ordering::Relaxed);
+        let t = self.target;
         Found {
             target: Target {
                 slot: (t >> 16) as u16,
                 rport: t as u16,
-                rip: Ipv4Addr::from(self.rip.load(Ordering::Relaxed)),
+                rip: Ipv4Addr::from(self.rip),
             },
-            expires_s: self.expires_s.load(Ordering::Relaxed),
+            expires_s: self.expires_s,
         }
     }
 }
@@ -175,7 +211,7 @@ pub struct Template {
 /// The template table, shared by all workers.
 pub struct Persist {
     buckets: Box<[Bucket]>,
-    mask: usize,
+    key: HashKey,
 }
 
 impl std::fmt::Debug for Persist {
@@ -202,9 +238,10 @@ impl Persist {
     /// buckets; at least one bucket).
     pub fn new(capacity: usize) -> Persist {
         let buckets = capacity.div_ceil(WAYS).max(1).next_power_of_two();
+        let [key] = HashKey::random();
         Persist {
             buckets: (0..buckets).map(|_| Bucket::default()).collect(),
-            mask: buckets - 1,
+            key,
         }
     }
 
@@ -213,54 +250,20 @@ impl Persist {
         self.buckets.len() * WAYS
     }
 
-    fn bucket(&self, a: u64, b: u32) -> Option<&Bucket> {
-        let h = fmix64(a ^ u64::from(b).rotate_left(29));
-        self.buckets.get(h as usize & self.mask)
+    fn bucket(&self, a: u64, b: u32) -> Option<&SeqSlot<Ways, WORDS>> {
+        let h = self.key.hash(a, u64::from(b));
+        self.buckets.get(range(h, self.buckets.len())).map(|b| &b.0)
     }
 
     /// The live template of `key` at `now_ms`, without taking any lock.
     fn lookup(&self, key: &Key, now_ms: u64) -> Option<Found> {
         let (a, b) = key.words();
-        let bucket = self.bucket(a, b)?;
-        for _ in 0..TRIES {
-            let s1 = bucket.seq.load(Ordering::Acquire);
-            if s1 & 1 == 1 {
-                std::hint::spin_loop();
-                continue;
-            }
-            let found = bucket.entries.iter().find_map(|e| {
-                (e.key_b.load(Ordering::Relaxed) == b && e.key_a.load(Ordering::Relaxed) == a)
-                    .then(|| e.found())
-            });
-            fence(Ordering::Acquire);
-            if bucket.seq.load(Ordering::Relaxed) == s1 {
-                return found.filter(|f| live(f.expires_s, now_ms));
-            }
-        }
-        None
-    }
-
-    /// Takes the bucket for writing (bounded tries); the returned guard releases it.
-    fn lock<'a>(&self, bucket: &'a Bucket) -> Option<WriteGuard<'a>> {
-        for _ in 0..TRIES {
-            let s = bucket.seq.load(Ordering::Relaxed);
-            if s & 1 == 0
-                && bucket
-                    .seq
-                    .compare_exchange_weak(
-                        s,
-                        s.wrapping_add(1),
-                        Ordering::Acquire,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-            {
-                fence(Ordering::Release);
-                return Some(WriteGuard { bucket, seq: s });
-            }
-            std::hint::spin_loop();
-        }
-        None
+        let ways = self.bucket(a, b)?.read(TRIES)?;
+        ways.0
+            .iter()
+            .find(|e| e.is(a, b))
+            .map(Entry::found)
+            .filter(|f| live(f.expires_s, now_ms))
     }
 
     /// Writes `target` as the template of `key`, expiring at `expires_s`, unless the bucket
@@ -276,37 +279,51 @@ impl Persist {
         keep: impl Fn(&Target) -> bool,
     ) -> Option<Target> {
         let (a, b) = key.words();
-        let bucket = self.bucket(a, b)?;
-        let _guard = self.lock(bucket)?;
-        let mut victim: Option<(&Entry, u32)> = None;
-        for e in &bucket.entries {
-            let eb = e.key_b.load(Ordering::Relaxed);
-            let exp = e.expires_s.load(Ordering::Relaxed);
-            if eb == b && e.key_a.load(Ordering::Relaxed) == a {
+        let mut guard = self.bucket(a, b)?.lock(TRIES)?;
+        let mut ways = guard.get();
+        let written = Self::claim_in(&mut ways, (a, b), target, expires_s, now_ms, keep);
+        guard.set(ways);
+        written
+    }
+
+    /// `claim` on the entries of a bucket taken for writing.
+    fn claim_in(
+        ways: &mut Ways,
+        (a, b): (u64, u32),
+        target: Target,
+        expires_s: u32,
+        now_ms: u64,
+        keep: impl Fn(&Target) -> bool,
+    ) -> Option<Target> {
+        let mut victim: Option<(&mut Entry, u32)> = None;
+        for e in ways.0.iter_mut() {
+            if e.is(a, b) {
                 let existing = e.found().target;
-                if live(exp, now_ms) && keep(&existing) {
-                    e.expires_s.store(exp.max(expires_s), Ordering::Relaxed);
+                if live(e.expires_s, now_ms) && keep(&existing) {
+                    e.expires_s = e.expires_s.max(expires_s);
                     return Some(existing);
                 }
                 victim = Some((e, 0));
                 break;
             }
             // Prefer an empty or expired entry, else the one expiring first.
-            let rank = if eb == 0 || !live(exp, now_ms) {
+            let rank = if e.key_b == 0 || !live(e.expires_s, now_ms) {
                 0
             } else {
-                exp
+                e.expires_s
             };
-            if victim.is_none_or(|(_, r)| rank < r) {
+            if victim.as_ref().is_none_or(|(_, r)| rank < *r) {
                 victim = Some((e, rank));
             }
         }
         let (e, _) = victim?;
-        e.key_a.store(a, Ordering::Relaxed);
-        e.key_b.store(b, Ordering::Relaxed);
-        e.target.store(target.word(), Ordering::Relaxed);
-        e.rip.store(u32::from(target.rip), Ordering::Relaxed);
-        e.expires_s.store(expires_s, Ordering::Relaxed);
+        *e = Entry {
+            key_a: a,
+            key_b: b,
+            target: target.word(),
+            rip: u32::from(target.rip),
+            expires_s,
+        };
         Some(target)
     }
 
@@ -350,27 +367,14 @@ impl Persist {
     /// table: for reports). A bucket that writers keep busy is skipped.
     pub fn for_each(&self, now_ms: u64, mut f: impl FnMut(Template)) {
         for bucket in self.buckets.iter() {
-            let mut read = [None; WAYS];
-            let consistent = (0..TRIES).any(|_| {
-                let s1 = bucket.seq.load(Ordering::Acquire);
-                if s1 & 1 == 1 {
-                    std::hint::spin_loop();
-                    return false;
-                }
-                for (r, e) in read.iter_mut().zip(&bucket.entries) {
-                    let b = e.key_b.load(Ordering::Relaxed);
-                    *r = (b != 0).then(|| (e.key_a.load(Ordering::Relaxed), b, e.found()));
-                }
-                fence(Ordering::Acquire);
-                bucket.seq.load(Ordering::Relaxed) == s1
-            });
-            if !consistent {
+            let Some(ways) = bucket.0.read(TRIES) else {
                 continue;
-            }
-            for (a, b, found) in read.into_iter().flatten() {
+            };
+            for e in ways.0.iter().filter(|e| e.key_b != 0) {
+                let found = e.found();
                 if live(found.expires_s, now_ms) {
                     f(Template {
-                        key: Key::from_words(a, b),
+                        key: Key::from_words(e.key_a, e.key_b),
                         target: found.target,
                         expires_ms: u64::from(found.expires_s) * 1000,
                     });
@@ -379,29 +383,18 @@ impl Persist {
         }
     }
 
-    /// Templates live at `now_ms` (for tests and reports; walks the whole table).
+    /// Templates live at `now_ms` (for tests and reports; walks the whole table; a bucket that
+    /// writers keep busy is skipped).
     pub fn live_count(&self, now_ms: u64) -> usize {
-        self.buckets
-            .iter()
-            .flat_map(|b| b.entries.iter())
-            .filter(|e| {
-                e.key_b.load(Ordering::Relaxed) != 0
-                    && live(e.expires_s.load(Ordering::Relaxed), now_ms)
-            })
-            .count()
+        let mut n = 0;
+        self.for_each(now_ms, |_| n += 1);
+        n
     }
-}
 
-struct WriteGuard<'a> {
-    bucket: &'a Bucket,
-    seq: u32,
-}
-
-impl Drop for WriteGuard<'_> {
-    fn drop(&mut self) {
-        self.bucket
-            .seq
-            .store(self.seq.wrapping_add(2), Ordering::Release);
+    /// Takes bucket `i` for writing, as a writer would (tests).
+    #[cfg(test)]
+    fn lock_bucket(&self, i: usize) -> Option<crate::seqlock::SeqGuard<'_, Ways, WORDS>> {
+        self.buckets.get(i)?.0.lock(TRIES)
     }
 }
 
@@ -496,8 +489,7 @@ mod tests {
     fn a_busy_bucket_is_a_miss_not_a_wait() {
         let p = Persist::new(1);
         p.claim(&key(10, 80), target(1), 100, 0, |_| true);
-        let bucket = &p.buckets[0];
-        let guard = p.lock(bucket).unwrap();
+        let guard = p.lock_bucket(0).unwrap();
         assert_eq!(p.lookup(&key(10, 80), 0), None);
         assert_eq!(p.claim(&key(11, 80), target(1), 100, 0, |_| true), None);
         drop(guard);
@@ -514,10 +506,10 @@ mod tests {
                     let slot = (n % 7) as u16 + 1;
                     p.claim(&key(10, 80), target(slot), 1_000, 0, |_| false);
                 }
-                stop.store(true, Ordering::Relaxed);
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
             });
             s.spawn(|| {
-                while !stop.load(Ordering::Relaxed) {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     if let Some(f) = p.lookup(&key(10, 80), 0) {
                         // rip and slot were written together: they always agree.
                         assert_eq!(f.target, target(f.target.slot));

@@ -15,7 +15,7 @@
 //! threads start on shard 0 (so they contend on one Treiber stack and steal from the other),
 //! and the hash seeds are fixed.
 //!
-//! Each model runs twice (see `sync::AtomicU64`): with plain loads, where loom explores which
+//! Each model runs twice (see `crate::atomic::AtomicU64`): with plain loads, where loom explores which
 //! store each load reads (weak memory, `SeqCst` fences), and with every access to the table's
 //! words made a read-modify-write, which works around loom's incomplete partial-order
 //! reduction (it misses a thread's load racing another thread's load-then-CAS) so that all
@@ -34,45 +34,12 @@
 )]
 
 use super::*;
+use crate::atomic::{model, model_bounded};
 use control::model::Timeouts;
 use loom::sync::Arc;
 use loom::thread;
 
 const UDP: u8 = 17;
-
-/// Runs `f` under loom twice: loads as loads (stale reads explored), then loads as RMWs (all
-/// interleavings explored; see `sync::AtomicU64`).
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    model_bounded([Some(3), Some(3)], f)
-}
-
-/// As `model`, with preemption bounds for the plain and the RMW run (`None`: skip that run).
-fn model_bounded(bounds: [Option<usize>; 2], f: impl Fn() + Sync + Send + 'static) {
-    let f = std::sync::Arc::new(f);
-    for (rmw, bound) in [false, true].into_iter().zip(bounds) {
-        let Some(bound) = bound else {
-            continue;
-        };
-        super::sync::RMW_LOADS.with(|r| r.set(rmw));
-        let mut b = loom::model::Builder::new();
-        if b.preemption_bound.is_none() {
-            b.preemption_bound = Some(bound);
-        }
-        let f = f.clone();
-        let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let n2 = n.clone();
-        b.check(move || {
-            n2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            f()
-        });
-        if std::env::var_os("LOOM_VERBOSE").is_some() {
-            eprintln!(
-                "rmw loads {rmw}: {} executions",
-                n.load(std::sync::atomic::Ordering::Relaxed)
-            );
-        }
-    }
-}
 
 fn table(capacity: usize) -> Arc<ConnTable> {
     Arc::new(ConnTable::new(capacity, 2, &Timeouts::default()))

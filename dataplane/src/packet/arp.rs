@@ -58,6 +58,15 @@ impl Arp {
     }
 }
 
+/// Parses the ARP message of an Ethernet frame: `None` unless the frame's ethertype is ARP and
+/// the message is Ethernet/IPv4 (see [`Arp::parse`]).
+pub fn parse_frame(frame: &[u8]) -> Option<Arp> {
+    if EthHdr::parse(frame)?.ethertype != eth::ETHERTYPE_ARP {
+        return None;
+    }
+    Arp::parse(frame.get(eth::HDR_LEN..)?)
+}
+
 /// Turns the ARP request in `frame` into the reply "`req.tpa` is at `our_mac`", in place: the
 /// frame keeps its length (any padding is zeroed) and goes back to the requester.
 pub fn reply_in_place(frame: &mut [u8], req: &Arp, our_mac: [u8; 6]) -> Option<()> {
@@ -146,6 +155,16 @@ mod tests {
         assert_eq!(a.sha, REQ_MAC);
         assert_eq!(a.spa, Ipv4Addr::new(198, 51, 100, 10));
         assert_eq!(a.tpa, Ipv4Addr::new(198, 51, 100, 1));
+    }
+
+    #[test]
+    fn parses_frame_only_with_the_arp_ethertype() {
+        let mut f = request_bytes();
+        assert_eq!(parse_frame(&f), Arp::parse(&f[14..]));
+        assert!(parse_frame(&f).is_some());
+        assert_eq!(parse_frame(&f[..14 + LEN - 1]), None);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        assert_eq!(parse_frame(&f), None);
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub mod sh;
 pub mod wlc;
 pub mod wrr;
 
+pub use crate::hash::fmix64;
+
 use crate::conntrack::{ConnTable, DestCounts};
 use crate::service::Dest;
 use control::model::{SchedulerKind, ServiceSpec};
@@ -76,17 +78,6 @@ fn fingerprint(dests: &[Dest]) -> u64 {
         }
     }
     h | 1
-}
-
-/// MurmurHash3's 64-bit finaliser: a fast bijective mixer with full avalanche.
-#[inline]
-pub fn fmix64(mut k: u64) -> u64 {
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    k ^= k >> 33;
-    k
 }
 
 /// Greatest common divisor (Euclid).

@@ -1,0 +1,85 @@
+//! Aging, and the listing of live connections: the walks over the entry array.
+//!
+//! Workers age the table in bounded slices ([`ConnTable::housekeeping`]; the pipeline gives
+//! each worker's share a full sweep every 2 s, a part of it each millisecond), so an expired
+//! entry, or one whose real server was removed, is freed within a sweep; a lookup that meets
+//! one first removes it and misses. No timer thread. Only entries ever handed out are walked.
+
+use super::entry::{ep_split, expires_of, gen_of, live_state, EntryView};
+use super::{ConnInfo, ConnRef, ConnTable};
+use crate::atomic::Ordering;
+use std::ops::Range;
+
+impl ConnTable {
+    /// Entries ever handed out: the rest of the array has never held a connection.
+    pub(super) fn used(&self) -> usize {
+        self.bump.load(Ordering::Relaxed).min(self.capacity())
+    }
+
+    /// Ages up to `budget` entries of `range` (a worker's own slice, see [`ConnTable::slice`]),
+    /// resuming at `*cursor`: entries expired at `now` or whose real server was removed are
+    /// removed. Returns how many were removed.
+    pub fn housekeeping(
+        &self,
+        range: Range<usize>,
+        cursor: &mut usize,
+        budget: usize,
+        now: u64,
+    ) -> usize {
+        let used = self.used();
+        let range = range.start.min(used)..range.end.min(used);
+        if range.is_empty() {
+            return 0;
+        }
+        let mut removed = 0;
+        for _ in 0..budget.min(range.len()) {
+            if !range.contains(cursor) {
+                *cursor = range.start;
+            }
+            let idx = *cursor;
+            *cursor += 1;
+            let Some(e) = self.entry(idx as u32) else {
+                continue;
+            };
+            let m = e.meta.load(Ordering::Acquire);
+            if live_state(m).is_none() {
+                continue;
+            }
+            let dest = (e.virt.load(Ordering::Relaxed) >> 48) as u32;
+            if (expires_of(m) <= now || self.is_retired(dest))
+                && self.remove(ConnRef {
+                    idx: idx as u32,
+                    gen: gen_of(m),
+                })
+            {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Worker `index`'s share of the entries when `workers` workers age the table.
+    pub fn slice(&self, index: usize, workers: usize) -> Range<usize> {
+        let workers = workers.max(1);
+        let index = index % workers;
+        let n = self.capacity();
+        (n * index / workers)..(n * (index + 1) / workers)
+    }
+
+    /// Calls `f` for every live connection (for listing; not on the packet path).
+    pub fn for_each(&self, mut f: impl FnMut(ConnInfo)) {
+        for idx in 0..self.used() {
+            if let Some(v) = self.read(idx as u32).filter(EntryView::is_live) {
+                f(ConnInfo {
+                    proto: v.proto,
+                    state: v.state,
+                    expires_ms: expires_of(v.meta),
+                    dest: v.dest,
+                    client: ep_split(v.client),
+                    virt: ep_split(v.virt),
+                    real: ep_split(v.real),
+                });
+            }
+        }
+    }
+}

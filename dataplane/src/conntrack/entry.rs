@@ -1,0 +1,222 @@
+//! An entry: one connection's words, its meta word, and the seqlock read that validates them.
+//!
+//! The meta word is `generation 16 | state 8 | expiry 40` (ms). The state byte is 0 free;
+//! 1..=12 live (`ConnState` + 1); `0x80 | (ConnState + 1)` pending (fields complete, slots
+//! being claimed and checked, see `insert.rs`); 0xff busy (fields being written). All-zero
+//! memory is a free entry of generation 0.
+//!
+//! Readers validate what they read with the generation (a seqlock read: meta, fields, acquire
+//! fence, meta again; see [`ConnTable::read`]). Within a generation the fields are fixed once the
+//! entry is pending; only the state and the expiry move, by CAS on meta while readers go on (so
+//! an entry is not a `crate::seqlock::SeqSlot`: see that module's documentation). Only a live
+//! entry whose tuple matches the one looked up is ever returned, so a stale slot word or a
+//! reused entry reads as a miss, never as a wrong mapping.
+
+use super::state::{ConnState, Dir};
+use super::{ConnRef, ConnTable, Hit, Tuple};
+use crate::atomic::{fence, AtomicU64, Ordering};
+use std::net::Ipv4Addr;
+
+// --- the meta word ---------------------------------------------------------------------------
+
+pub(super) const EXP_BITS: u32 = 40;
+pub(super) const EXP_MAX: u64 = (1 << EXP_BITS) - 1;
+pub(super) const ST_FREE: u8 = 0;
+pub(super) const ST_BUSY: u8 = 0xff;
+pub(super) const ST_PENDING: u8 = 0x80;
+
+#[inline]
+pub(super) fn pack(gen: u16, state: u8, expires: u64) -> u64 {
+    (u64::from(gen) << 48) | (u64::from(state) << EXP_BITS) | expires.min(EXP_MAX)
+}
+#[inline]
+pub(super) fn gen_of(m: u64) -> u16 {
+    (m >> 48) as u16
+}
+#[inline]
+pub(super) fn state_of(m: u64) -> u8 {
+    (m >> EXP_BITS) as u8
+}
+#[inline]
+pub(super) fn expires_of(m: u64) -> u64 {
+    m & EXP_MAX
+}
+#[inline]
+pub(super) fn live_code(s: ConnState) -> u8 {
+    s as u8 + 1
+}
+#[inline]
+pub(super) fn pending_code(s: ConnState) -> u8 {
+    ST_PENDING | live_code(s)
+}
+/// The state of a live entry.
+#[inline]
+pub(super) fn live_state(m: u64) -> Option<ConnState> {
+    let c = state_of(m);
+    if c & ST_PENDING != 0 {
+        return None;
+    }
+    ConnState::from_u8(c.checked_sub(1)?)
+}
+/// The state of a pending entry.
+#[inline]
+pub(super) fn pending_state(m: u64) -> Option<ConnState> {
+    let c = state_of(m);
+    if c & ST_PENDING == 0 || c == ST_BUSY {
+        return None;
+    }
+    ConnState::from_u8((c & !ST_PENDING).checked_sub(1)?)
+}
+
+// --- endpoints: ip 32 | port 16; the protocol / dest slot in the top 16 bits ------------------
+
+pub(super) const EP_MASK: u64 = (1 << 48) - 1;
+
+#[inline]
+pub(super) fn ep(ip: Ipv4Addr, port: u16) -> u64 {
+    (u64::from(u32::from(ip)) << 16) | u64::from(port)
+}
+#[inline]
+pub(super) fn ep_split(v: u64) -> (Ipv4Addr, u16) {
+    (Ipv4Addr::from((v >> 16) as u32), v as u16)
+}
+
+/// One connection: 32 bytes, two per cache line.
+#[repr(C, align(32))]
+#[derive(Debug, Default)]
+pub(super) struct Entry {
+    pub(super) meta: AtomicU64,
+    /// proto << 48 | CIP:cport
+    pub(super) client: AtomicU64,
+    /// dest slot << 48 | VIP:vport
+    pub(super) virt: AtomicU64,
+    /// RIP:rport; while the entry is free, the free-list link (index + 1, 0 at the end).
+    pub(super) real: AtomicU64,
+}
+
+/// The fields of an entry, read consistently.
+#[derive(Clone, Copy)]
+pub(super) struct EntryView {
+    pub(super) meta: u64,
+    pub(super) state: ConnState,
+    pub(super) proto: u8,
+    pub(super) client: u64,
+    pub(super) virt: u64,
+    pub(super) real: u64,
+    pub(super) dest: u32,
+}
+
+impl EntryView {
+    /// Whether the entry's tuple in direction `dir` is `t`. Branch-free on `dir` (which
+    /// direction a lookup hits is unpredictable, and a mispredicted branch that waits for the
+    /// entry's cache miss would also throw away the next lookups' loads already in flight).
+    #[inline]
+    pub(super) fn matches(&self, dir: Dir, t: &Tuple) -> bool {
+        let reply = dir == Dir::Reply;
+        let src = select(reply, self.real, self.client);
+        let dst = select(reply, self.client, self.virt);
+        (self.proto == t.proto) & (src == ep(t.src, t.sport)) & (dst == ep(t.dst, t.dport))
+    }
+
+    #[inline]
+    pub(super) fn hit(&self, idx: u32, dir: Dir) -> Hit {
+        Hit {
+            conn: ConnRef {
+                idx,
+                gen: gen_of(self.meta),
+            },
+            dir,
+            state: self.state,
+            proto: self.proto,
+            dest: self.dest,
+            client: ep_split(self.client),
+            virt: ep_split(self.virt),
+            real: ep_split(self.real),
+        }
+    }
+
+    #[inline]
+    pub(super) fn is_live(&self) -> bool {
+        live_state(self.meta).is_some()
+    }
+
+    #[inline]
+    pub(super) fn tuple(&self, dir: Dir) -> Tuple {
+        let (src, dst) = match dir {
+            Dir::Inbound => (self.client, self.virt),
+            Dir::Reply => (self.real, self.client),
+        };
+        let (s, sp) = ep_split(src);
+        let (d, dp) = ep_split(dst);
+        Tuple {
+            proto: self.proto,
+            src: s,
+            sport: sp,
+            dst: d,
+            dport: dp,
+        }
+    }
+}
+
+/// `if c { a } else { b }` without a branch.
+#[inline]
+fn select(c: bool, a: u64, b: u64) -> u64 {
+    let m = u64::from(c).wrapping_neg();
+    (a & m) | (b & !m)
+}
+
+impl ConnTable {
+    /// Reads entry `idx` consistently (seqlock read); `None` unless it is live or pending.
+    #[inline]
+    pub(super) fn read(&self, idx: u32) -> Option<EntryView> {
+        let e = self.entry(idx)?;
+        let m1 = e.meta.load(Ordering::Acquire);
+        let c = state_of(m1);
+        if c == ST_FREE || c == ST_BUSY {
+            return None;
+        }
+        let client = e.client.load(Ordering::Relaxed);
+        let virt = e.virt.load(Ordering::Relaxed);
+        let real = e.real.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        let m2 = e.meta.load(Ordering::Relaxed);
+        if gen_of(m1) != gen_of(m2) {
+            return None;
+        }
+        // Within a generation the fields are fixed once pending; only the state and expiry
+        // move: take the later ones.
+        let state = live_state(m2).or_else(|| pending_state(m2))?;
+        Some(EntryView {
+            meta: m2,
+            state,
+            proto: (client >> 48) as u8,
+            client: client & EP_MASK,
+            virt: virt & EP_MASK,
+            real: real & EP_MASK,
+            dest: (virt >> 48) as u32,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_encoding_round_trips() {
+        for s in ConnState::ALL {
+            let m = pack(7, live_code(s), 123);
+            assert_eq!(live_state(m), Some(s));
+            assert_eq!(pending_state(m), None);
+            let p = pack(7, pending_code(s), 123);
+            assert_eq!(live_state(p), None);
+            assert_eq!(pending_state(p), Some(s));
+            assert_eq!((gen_of(p), expires_of(p)), (7, 123));
+        }
+        for c in [ST_FREE, ST_BUSY] {
+            assert_eq!(live_state(pack(1, c, 0)), None);
+            assert_eq!(pending_state(pack(1, c, 0)), None);
+        }
+        assert_eq!(expires_of(pack(0, 1, u64::MAX)), EXP_MAX);
+    }
+}

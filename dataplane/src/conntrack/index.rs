@@ -1,0 +1,209 @@
+//! The index: buckets of slot words, and where a tuple may live.
+//!
+//! A bucket is one 64-byte cache line of 8 slot words `tag 31 | dir 1 | entry index + 1 (32)`
+//! (0 = empty; the tag is never 0, so an empty slot never matches). A slot word names the entry
+//! and which of its two tuples it stands for.
+//!
+//! Each tuple has two candidate buckets (two independent keyed hashes, `crate::hash`, ranged by
+//! multiply-shift so any bucket count works). An insert takes the first bucket while fewer than
+//! [`FIRST_FIT`] (6) of its slots are taken, which at load 2/8 is nearly always, else the emptier
+//! of the two (two-choice balancing, which keeps both from filling up: without it a 10M table
+//! refused a few dozen inserts near capacity). Putting a tuple in its second bucket first sets
+//! the first bucket's overflow bit (for good); lookups read the second bucket only when that
+//! bit is set, so a hit reads one bucket line and one entry line, and a miss (the first lookup
+//! of every new connection) one bucket line. Both buckets full does not happen at this load
+//! short of an attack on the random per-process keys; if it does, a stale or SYN_RECV entry in
+//! those buckets is removed, else the insert fails `Full` (see `insert.rs`).
+
+use super::entry::EntryView;
+use super::state::Dir;
+use super::{ConnTable, Tuple};
+use crate::atomic::{AtomicU64, Ordering};
+use crate::hash::range;
+
+/// Slot words per bucket (a 64-byte line); fewer under loom to keep the model small.
+#[cfg(not(loom))]
+pub(super) const SLOTS: usize = 8;
+#[cfg(loom)]
+pub(super) const SLOTS: usize = 4;
+
+/// An insert takes its first bucket while fewer slots than this are taken there.
+pub const FIRST_FIT: usize = SLOTS - 2;
+
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub(super) struct Bucket {
+    /// 0 = empty; else tag 31 | dir 1 | entry index + 1 (32).
+    pub(super) slots: [AtomicU64; SLOTS],
+}
+
+/// Asks the CPU to bring the cache line holding `r` into all cache levels (no effect where
+/// there is no prefetch instruction).
+#[inline(always)]
+pub(super) fn prefetch<T>(r: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch only hints the cache; it reads nothing and never faults.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+            (r as *const T).cast::<i8>(),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = r;
+}
+
+#[inline]
+pub(super) fn slot_word(idx: u32, dir: Dir, tag: u32) -> u64 {
+    let d = match dir {
+        Dir::Inbound => 0,
+        Dir::Reply => 1,
+    };
+    (u64::from(tag) << 33) | (d << 32) | (u64::from(idx) + 1)
+}
+#[inline]
+pub(super) fn slot_tag(w: u64) -> u32 {
+    (w >> 33) as u32
+}
+#[inline]
+pub(super) fn slot_idx(w: u64) -> u32 {
+    (w as u32).wrapping_sub(1)
+}
+#[inline]
+pub(super) fn slot_dir(w: u64) -> Dir {
+    if w & (1 << 32) == 0 {
+        Dir::Inbound
+    } else {
+        Dir::Reply
+    }
+}
+
+/// Where a tuple may live: its first bucket, the hash that picks its second one (computed
+/// only when the first does not hold it), and the tag its slot words carry (never 0, so an
+/// empty slot never matches).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Place {
+    pub(super) b1: usize,
+    pub(super) h2: u64,
+    pub(super) tag: u32,
+}
+
+/// A tuple whose first bucket [`ConnTable::prefetch_bucket`] is bringing in: where to look
+/// in [`ConnTable::prefetch_entry`].
+#[derive(Debug, Clone, Copy)]
+pub struct Prefetched(pub(super) Place);
+
+/// The slot words of a bucket, and a bit per slot whose tag is `tag`: branch-free, so which
+/// slot holds the tuple costs no misprediction.
+#[inline]
+pub(super) fn scan(bucket: &Bucket, tag: u32) -> ([u64; SLOTS], u32) {
+    let mut words = [0u64; SLOTS];
+    let mut m = 0u32;
+    for (k, (s, w)) in bucket.slots.iter().zip(words.iter_mut()).enumerate() {
+        *w = s.load(Ordering::Acquire);
+        m |= u32::from(slot_tag(*w) == tag) << k;
+    }
+    (words, m)
+}
+
+/// The words of `scan`'s mask, in slot order.
+#[inline]
+pub(super) fn matching(words: &[u64; SLOTS], mut m: u32) -> impl Iterator<Item = u64> + '_ {
+    std::iter::from_fn(move || {
+        if m == 0 {
+            return None;
+        }
+        let k = m.trailing_zeros() as usize;
+        m &= m - 1;
+        words.get(k).copied()
+    })
+}
+
+impl ConnTable {
+    #[inline]
+    pub(super) fn place(&self, t: &Tuple) -> Place {
+        let a = (u64::from(u32::from(t.src)) << 32) | u64::from(u32::from(t.dst));
+        let b = (u64::from(t.sport) << 32) | (u64::from(t.dport) << 16) | u64::from(t.proto);
+        // Two independent hashes (the multiplies run in parallel): the high bits of each pick
+        // a bucket, the low bits of the first make the tag.
+        let [k1, k2] = &self.keys;
+        let (h1, h2) = (k1.hash(a, b), k2.hash(a, b));
+        Place {
+            b1: range(h1, self.storage.nbuckets),
+            h2,
+            tag: ((h1 as u32) >> 1) | 1,
+        }
+    }
+
+    /// `p`'s distinct candidate buckets, first choice first.
+    #[inline]
+    pub(super) fn buckets_of(&self, p: &Place) -> ([usize; 2], usize) {
+        let b2 = range(p.h2, self.storage.nbuckets);
+        ([p.b1, b2], if p.b1 == b2 { 1 } else { 2 })
+    }
+
+    /// The buckets that may hold `p`'s tuple: the first, and the second only if an insert
+    /// ever overflowed the first (see `overflow`).
+    #[inline]
+    pub(super) fn search_of(&self, p: &Place) -> ([usize; 2], usize) {
+        let (bs, n) = self.buckets_of(p);
+        (bs, if self.overflowed(p.b1) { n } else { 1 })
+    }
+
+    /// Whether an insert ever put a tuple whose first choice is bucket `b` in its second one.
+    #[inline]
+    pub(super) fn overflowed(&self, b: usize) -> bool {
+        self.overflow
+            .get(b / 64)
+            .is_some_and(|w| w.load(Ordering::Acquire) & (1 << (b % 64)) != 0)
+    }
+
+    pub(super) fn mark_overflow(&self, b: usize) {
+        if let Some(w) = self.overflow.get(b / 64) {
+            if w.load(Ordering::Relaxed) & (1 << (b % 64)) == 0 {
+                w.fetch_or(1 << (b % 64), Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// Finds an entry for `t` in its buckets: live ones only, or pending ones too. The second
+    /// bucket is only looked at when the first does not hold the tuple and has overflowed.
+    #[inline]
+    pub(super) fn find(
+        &self,
+        t: &Tuple,
+        p: &Place,
+        pending_too: bool,
+    ) -> Option<(u32, Dir, EntryView)> {
+        if let Some(r) = self.find_in(p.b1, t, p.tag, pending_too) {
+            return Some(r);
+        }
+        if !self.overflowed(p.b1) {
+            return None;
+        }
+        let b2 = range(p.h2, self.storage.nbuckets);
+        if b2 == p.b1 {
+            return None;
+        }
+        self.find_in(b2, t, p.tag, pending_too)
+    }
+
+    #[inline]
+    pub(super) fn find_in(
+        &self,
+        b: usize,
+        t: &Tuple,
+        tag: u32,
+        pending_too: bool,
+    ) -> Option<(u32, Dir, EntryView)> {
+        let (words, m) = scan(self.bucket(b)?, tag);
+        for w in matching(&words, m) {
+            let (idx, dir) = (slot_idx(w), slot_dir(w));
+            if let Some(v) = self.read(idx) {
+                if (pending_too || v.is_live()) && v.matches(dir, t) {
+                    return Some((idx, dir, v));
+                }
+            }
+        }
+        None
+    }
+}

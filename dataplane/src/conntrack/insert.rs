@@ -1,0 +1,363 @@
+//! The lock-free insert: one connection, both tuples, any worker, any time, with no lock.
+//!
+//! 1. take a free entry (per-thread free-list shard, see `free.rs`), mark it `BUSY` with a new
+//!    generation, write its fields, then mark it `PENDING` (release);
+//! 2. claim an empty slot for each tuple with a compare-and-swap from 0;
+//! 3. a `SeqCst` fence, then scan both tuples' buckets (the second one if the first's
+//!    overflow bit is set: a rival sets that bit before its own fence) for another entry with
+//!    the same tuple.
+//!    A `LIVE` one makes this insert lose (`Exists` / `ReplyConflict`). Of two `PENDING` ones
+//!    the lower entry index has priority: the lower one kills the higher with a CAS of the
+//!    other's meta (`PENDING -> FREE`), the higher one backs off by itself;
+//! 4. commit with one CAS of its own meta `PENDING -> LIVE`. That CAS fails only if a
+//!    higher-priority insert killed it; the loser then clears its slots and frees its entry.
+//!
+//! **Exactly one of two concurrent inserts of a tuple wins**: both claim a slot, then fence,
+//! then scan, so (store-buffering is forbidden across `SeqCst` fences) at least one sees the
+//! other. If both see each other, the priority order decides. If only the higher-priority one
+//! (lower index) sees the other, it kills it before its own commit, or finds it already
+//! `LIVE` and loses to it. If only the lower-priority one sees the other, it backs off. A
+//! commit and a kill are CASes on the same word, so they cannot both succeed. The entry with
+//! the lowest index among contenders is never killed, so some insert always completes: the
+//! algorithm is lock-free (not wait-free: a thread killed repeatedly gives up after
+//! `INSERT_ATTEMPTS` with [`InsertError::Busy`]). The loom model in `loom_model.rs` checks
+//! this exhaustively on a small table.
+//!
+//! An insert counts its connection in the real server's counters before its commit (so a
+//! removal, which needs the entry live, never counts down before this counted up), and takes
+//! the count back if it loses.
+//!
+//! When both buckets of a tuple are full (not at this load, short of an attack on the hash
+//! keys), the insert removes a stale entry there or evicts the SYN_RECV one that expires
+//! first, and tries once more; else it fails `Full`.
+
+use super::entry::{
+    ep, expires_of, gen_of, live_code, pack, pending_code, state_of, EntryView, EXP_MAX, ST_BUSY,
+    ST_FREE,
+};
+use super::index::{matching, scan, slot_dir, slot_idx, slot_word, Place, FIRST_FIT, SLOTS};
+use super::state::{ConnState, Dir};
+use super::{ConnRef, ConnTable, DestCounts, Hit, InsertError, NewConn, Tuple};
+use crate::atomic::{fence, AtomicU64, Ordering};
+
+/// Attempts of an insert that keeps being killed by concurrent inserts of the same tuple.
+const INSERT_ATTEMPTS: usize = 4;
+
+impl ConnTable {
+    /// A live or pending connection using `t` (stale live ones are removed on the way): the
+    /// error an insert of a connection with inbound tuple `inb` gets for it.
+    fn conflict(&self, t: &Tuple, p: &Place, inb: &Tuple, now: u64) -> Option<InsertError> {
+        for _ in 0..4 {
+            let (idx, _, v) = self.find(t, p, true)?;
+            if v.is_live() && self.stale(&v, now) {
+                self.remove(ConnRef {
+                    idx,
+                    gen: gen_of(v.meta),
+                });
+                continue;
+            }
+            return Some(Self::loss(inb, &v, idx));
+        }
+        None
+    }
+
+    /// What an insert of a connection with inbound tuple `inb` is told about a rival that holds
+    /// one of its tuples: the same connection (`Exists`) or another one (`ReplyConflict`).
+    fn loss(inb: &Tuple, v: &EntryView, idx: u32) -> InsertError {
+        if v.matches(Dir::Inbound, inb) {
+            InsertError::Exists(v.hit(idx, Dir::Inbound))
+        } else {
+            InsertError::ReplyConflict
+        }
+    }
+
+    /// Inserts a new connection (both tuples) at time `now`. Entries for either tuple that
+    /// are expired at `now` are removed first. Lock-free; see the module documentation.
+    pub fn insert(&self, c: &NewConn, now: u64) -> Result<Hit, InsertError> {
+        let dest = u16::try_from(c.dest)
+            .ok()
+            .and_then(|_| self.dest(c.dest))
+            .ok_or(InsertError::DestRetired)?;
+        if self.is_retired(c.dest) {
+            return Err(InsertError::DestRetired);
+        }
+        let (inb, rep) = (c.inbound(), c.reply());
+        let (pi, pr) = (self.place(&inb), self.place(&rep));
+        let client = (u64::from(c.proto) << 48) | ep(c.client.0, c.client.1);
+        let virt = (u64::from(c.dest) << 48) | ep(c.virt.0, c.virt.1);
+        let real = ep(c.real.0, c.real.1);
+        let expires = now
+            .saturating_add(u64::from(self.timeouts.get_ms(c.state)))
+            .min(EXP_MAX);
+
+        for _ in 0..INSERT_ATTEMPTS {
+            // What is there already, live or being inserted by another worker.
+            // (Both tuples are looked at, so expired entries of both are reaped.)
+            let (ci, cr) = (
+                self.conflict(&inb, &pi, &inb, now),
+                self.conflict(&rep, &pr, &inb, now),
+            );
+            if let Some(e) = ci.or(cr) {
+                return Err(e);
+            }
+
+            let idx = self.alloc(now).ok_or(InsertError::Full)?;
+            let Some(e) = self.entry(idx) else {
+                return Err(InsertError::Full);
+            };
+            // Seqlock write: busy with the next generation, fields, then pending (release).
+            let gen = gen_of(e.meta.load(Ordering::Relaxed)).wrapping_add(1);
+            e.meta.store(pack(gen, ST_BUSY, 0), Ordering::Relaxed);
+            fence(Ordering::Release);
+            e.client.store(client, Ordering::Relaxed);
+            e.virt.store(virt, Ordering::Relaxed);
+            e.real.store(real, Ordering::Relaxed);
+            let pending = pack(gen, pending_code(c.state), expires);
+            e.meta.store(pending, Ordering::Release);
+
+            let wi = slot_word(idx, Dir::Inbound, pi.tag);
+            let wr = slot_word(idx, Dir::Reply, pr.tag);
+            let Some(si) = self.claim_slot(&pi, wi, now) else {
+                self.release(idx, gen, [None, None], None);
+                return Err(InsertError::Full);
+            };
+            let Some(sr) = self.claim_slot(&pr, wr, now) else {
+                self.release(idx, gen, [Some(si), None], None);
+                return Err(InsertError::Full);
+            };
+            // Count before the commit, so that a removal (which needs the entry live) never
+            // counts down before this counted up.
+            dest.add(c.state, 1);
+
+            // Both slots are visible to everybody before we look for a rival: of two inserts
+            // of one tuple, at least one sees the other.
+            fence(Ordering::SeqCst);
+            if let Some(err) = self.settle(idx, [(&inb, &pi), (&rep, &pr)], now) {
+                self.release(idx, gen, [Some(si), Some(sr)], Some((dest, c.state)));
+                return Err(err);
+            }
+            let live = pack(gen, live_code(c.state), expires);
+            if e.meta
+                .compare_exchange(pending, live, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return Ok(Hit {
+                    conn: ConnRef { idx, gen },
+                    dir: Dir::Inbound,
+                    state: c.state,
+                    proto: c.proto,
+                    dest: c.dest,
+                    client: c.client,
+                    virt: c.virt,
+                    real: c.real,
+                });
+            }
+            // Killed by an insert of the same tuple with priority over us: undo, and look
+            // again (the winner is pending or live now).
+            self.release(idx, gen, [Some(si), Some(sr)], Some((dest, c.state)));
+        }
+        Err(InsertError::Busy)
+    }
+
+    /// Looks for rivals of pending entry `idx` (same tuple, other entry) in both tuples'
+    /// buckets: `Some(error)` if this insert must give way, `None` if it may commit (rivals
+    /// of lower priority were killed).
+    fn settle(&self, idx: u32, tuples: [(&Tuple, &Place); 2], now: u64) -> Option<InsertError> {
+        let inb = tuples[0].0;
+        for (t, p) in tuples {
+            // A rival in the second bucket set the overflow bit before its fence: after ours,
+            // either we see the bit or it sees our slot.
+            let (bs, n) = self.search_of(p);
+            for b in bs.iter().take(n) {
+                let Some(bucket) = self.bucket(*b) else {
+                    continue;
+                };
+                let (words, m) = scan(bucket, p.tag);
+                for w in matching(&words, m) {
+                    if slot_idx(w) == idx {
+                        continue;
+                    }
+                    let (oidx, odir) = (slot_idx(w), slot_dir(w));
+                    // A pending rival changes state once; a live one makes us lose.
+                    for _ in 0..4 {
+                        let Some(v) = self.read(oidx) else {
+                            break;
+                        };
+                        if !v.matches(odir, t) {
+                            break;
+                        }
+                        let ogen = gen_of(v.meta);
+                        if v.is_live() {
+                            if self.stale(&v, now) {
+                                self.remove(ConnRef {
+                                    idx: oidx,
+                                    gen: ogen,
+                                });
+                                break;
+                            }
+                            return Some(Self::loss(inb, &v, oidx));
+                        }
+                        if oidx < idx {
+                            // Its priority is higher: give way.
+                            return Some(Self::loss(inb, &v, oidx));
+                        }
+                        let Some(oe) = self.entry(oidx) else {
+                            break;
+                        };
+                        if oe
+                            .meta
+                            .compare_exchange(
+                                v.meta,
+                                pack(ogen, ST_FREE, 0),
+                                Ordering::AcqRel,
+                                Ordering::Acquire,
+                            )
+                            .is_ok()
+                        {
+                            break; // killed it; its owner cleans up
+                        }
+                        // It changed (committed, or was killed): look again.
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Undoes a pending insert: free (unless a rival killed it already), slots cleared,
+    /// counts taken back, entry back on the free list.
+    fn release(
+        &self,
+        idx: u32,
+        gen: u16,
+        slots: [Option<&AtomicU64>; 2],
+        counted: Option<(&DestCounts, ConnState)>,
+    ) {
+        let Some(e) = self.entry(idx) else {
+            return;
+        };
+        let mut m = e.meta.load(Ordering::Acquire);
+        while gen_of(m) == gen && state_of(m) != ST_FREE {
+            match e.meta.compare_exchange_weak(
+                m,
+                pack(gen, ST_FREE, 0),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(cur) => m = cur,
+            }
+        }
+        for s in slots.into_iter().flatten() {
+            s.store(0, Ordering::Release);
+        }
+        if let Some((d, st)) = counted {
+            d.add(st, -1);
+        }
+        self.push_free(idx);
+    }
+
+    /// Claims an empty slot for `word`: in `p`'s first bucket while it has fewer than
+    /// [`FIRST_FIT`] slots taken (lookups then read one bucket), else in the emptier of the two
+    /// (two-choice balancing, so that both never fill up at the table's load). When both are
+    /// full, reaps or evicts something there (see `make_room_in`) and tries once more. The scan
+    /// of a bucket starts at a slot picked by the entry index, so concurrent inserts into one
+    /// bucket mostly CAS different words.
+    fn claim_slot(&self, p: &Place, word: u64, now: u64) -> Option<&AtomicU64> {
+        let start = slot_idx(word) as usize;
+        let ([b1, b2], n) = self.buckets_of(p);
+        for round in 0..2 {
+            let order = if n == 2 && {
+                let u1 = self.taken(b1);
+                u1 >= FIRST_FIT && self.taken(b2) < u1
+            } {
+                [b2, b1]
+            } else {
+                [b1, b2]
+            };
+            for b in order.into_iter().take(n) {
+                if b != b1 {
+                    // Before the slot in the second bucket exists, lookups must be told to
+                    // look there.
+                    self.mark_overflow(b1);
+                }
+                if let Some(s) = self.claim_in(b, word, start) {
+                    return Some(s);
+                }
+            }
+            if round == 0 && !self.make_room_in(p, now) {
+                break;
+            }
+        }
+        None
+    }
+
+    /// Slots taken in bucket `b`.
+    fn taken(&self, b: usize) -> usize {
+        self.bucket(b).map_or(SLOTS, |bk| {
+            bk.slots
+                .iter()
+                .filter(|s| s.load(Ordering::Relaxed) != 0)
+                .count()
+        })
+    }
+
+    fn claim_in(&self, b: usize, word: u64, start: usize) -> Option<&AtomicU64> {
+        let bucket = self.bucket(b)?;
+        let (tail, head) = bucket.slots.split_at(start % SLOTS);
+        head.iter().chain(tail).find(|s| {
+            s.load(Ordering::Relaxed) == 0
+                && s.compare_exchange(0, word, Ordering::Release, Ordering::Relaxed)
+                    .is_ok()
+        })
+    }
+
+    /// Frees a slot in `p`'s buckets: removes a stale entry there, else evicts the SYN_RECV
+    /// one with the earliest expiry. False if neither exists.
+    fn make_room_in(&self, p: &Place, now: u64) -> bool {
+        let mut victim: Option<(u32, EntryView)> = None;
+        let (bs, n) = self.buckets_of(p);
+        for b in bs.iter().take(n) {
+            let Some(bucket) = self.bucket(*b) else {
+                continue;
+            };
+            for s in &bucket.slots {
+                let w = s.load(Ordering::Acquire);
+                if w == 0 {
+                    continue;
+                }
+                let Some(v) = self.read(slot_idx(w)).filter(EntryView::is_live) else {
+                    continue;
+                };
+                let r = ConnRef {
+                    idx: slot_idx(w),
+                    gen: gen_of(v.meta),
+                };
+                if self.stale(&v, now) {
+                    self.remove(r);
+                    return true;
+                }
+                if v.state == ConnState::SynRecv
+                    && victim.is_none_or(|(_, b)| expires_of(v.meta) < expires_of(b.meta))
+                {
+                    victim = Some((r.idx, v));
+                }
+            }
+        }
+        self.evict(victim)
+    }
+
+    pub(super) fn evict(&self, victim: Option<(u32, EntryView)>) -> bool {
+        let Some((idx, v)) = victim else {
+            return false;
+        };
+        let r = ConnRef {
+            idx,
+            gen: gen_of(v.meta),
+        };
+        if self.remove(r) {
+            self.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+        true
+    }
+}

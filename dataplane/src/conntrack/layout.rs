@@ -1,0 +1,156 @@
+//! Layout and memory per connection.
+//!
+//! One memory region, mapped once at start (`mem::Region`: 2 MiB hugepages where the pool has
+//! them, else transparent hugepages; prefaulted), holds two arrays:
+//!
+//! - **entries**, 32 bytes each (two per cache line, never straddling one): `meta` (generation
+//!   16 | state 8 | expiry 40 bits, in ms), `client` (proto | CIP | cport), `virt` (real-server
+//!   slot 16 | VIP | vport) and `real` (RIP | rport; the free-list link while free); see
+//!   `entry.rs`;
+//! - **buckets** of the index, one 64-byte cache line each, 8 slot words of `tag 31 | dir 1 |
+//!   entry index + 1 (32)` (the tag is never 0, so an empty slot never matches); see
+//!   `index.rs`. There are as many buckets as entries: 8 slots for the 2 tuples of a
+//!   connection, an average load of 2 of 8 at full capacity.
+//!
+//! Beside the region, one *overflow* bit per bucket (`index.rs`) and small per-real-server
+//! counters. So a connection costs [`BYTES_PER_CONN`] = 32 + 64 = **96 bytes, index included**
+//! (plus that one bit); 10M connections take 962 MB with 2 MiB-page rounding and the counters
+//! of 64 real servers (measured by `ten_million_connections_fit_in_1_5_gb` in
+//! `tests/conntrack_stress.rs`), under the 1.5 GB target. [`ConnTable::footprint`] computes the
+//! region's size and [`ConnTable::memory_bytes`] reports what a table holds.
+
+use super::entry::Entry;
+use super::index::Bucket;
+use super::mem;
+use super::{Backing, ConnTable};
+
+/// Most entries a table can hold: indices are 32-bit (and below 2^31).
+pub const MAX_CAPACITY: usize = 1 << 31;
+/// Bytes per connection, index included: a 32-byte entry and one 64-byte bucket per entry.
+pub const BYTES_PER_CONN: usize = 96;
+
+/// Buckets and entries: one mapped region, or (loom) two heap arrays of loom atomics.
+pub(super) struct Storage {
+    #[cfg(not(loom))]
+    region: mem::Region,
+    #[cfg(loom)]
+    buckets: Box<[Bucket]>,
+    #[cfg(loom)]
+    entries: Box<[Entry]>,
+    pub(super) nbuckets: usize,
+    pub(super) capacity: usize,
+}
+
+impl Storage {
+    pub(super) fn new(nbuckets: usize, capacity: usize) -> Storage {
+        #[cfg(not(loom))]
+        {
+            let bytes =
+                nbuckets * std::mem::size_of::<Bucket>() + capacity * std::mem::size_of::<Entry>();
+            Storage {
+                region: mem::Region::new(bytes),
+                nbuckets,
+                capacity,
+            }
+        }
+        #[cfg(loom)]
+        {
+            Storage {
+                buckets: (0..nbuckets).map(|_| Bucket::default()).collect(),
+                entries: (0..capacity).map(|_| Entry::default()).collect(),
+                nbuckets,
+                capacity,
+            }
+        }
+    }
+
+    #[inline]
+    pub(super) fn buckets(&self) -> &[Bucket] {
+        #[cfg(not(loom))]
+        // SAFETY: Bucket is atomics only, valid zeroed, 64-byte aligned at offset 0 of a
+        // page-aligned region sized in `new` for both arrays, which do not overlap.
+        unsafe {
+            self.region.slice(0, self.nbuckets)
+        }
+        #[cfg(loom)]
+        &self.buckets
+    }
+
+    #[inline]
+    pub(super) fn entries(&self) -> &[Entry] {
+        #[cfg(not(loom))]
+        // SAFETY: as above; the entries follow the buckets (a multiple of 64 bytes, so 32-byte
+        // aligned).
+        unsafe {
+            self.region
+                .slice(self.nbuckets * std::mem::size_of::<Bucket>(), self.capacity)
+        }
+        #[cfg(loom)]
+        &self.entries
+    }
+
+    pub(super) fn bytes(&self) -> usize {
+        #[cfg(not(loom))]
+        {
+            self.region.bytes()
+        }
+        #[cfg(loom)]
+        {
+            self.nbuckets * std::mem::size_of::<Bucket>()
+                + self.capacity * std::mem::size_of::<Entry>()
+        }
+    }
+
+    pub(super) fn backing(&self) -> Backing {
+        #[cfg(not(loom))]
+        {
+            self.region.backing()
+        }
+        #[cfg(loom)]
+        {
+            Backing::Heap
+        }
+    }
+}
+
+impl ConnTable {
+    pub(super) fn bucket_count(capacity: usize) -> usize {
+        capacity.max(1)
+    }
+
+    /// Bytes a table of `capacity` connections maps for its entries and index (rounded up to
+    /// whole 2 MiB pages when it is hugepage-backed), without building it.
+    pub fn footprint(capacity: usize) -> usize {
+        let capacity = capacity.clamp(1, MAX_CAPACITY);
+        Self::bucket_count(capacity) * std::mem::size_of::<Bucket>()
+            + capacity * std::mem::size_of::<Entry>()
+    }
+
+    #[inline]
+    pub(super) fn entry(&self, idx: u32) -> Option<&Entry> {
+        self.storage.entries().get(idx as usize)
+    }
+
+    #[inline]
+    pub(super) fn bucket(&self, b: usize) -> Option<&Bucket> {
+        self.storage.buckets().get(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_and_bucket_sizes_give_96_bytes_per_connection() {
+        assert_eq!(std::mem::size_of::<Entry>(), 32);
+        assert_eq!(std::mem::align_of::<Entry>(), 32);
+        assert_eq!(std::mem::size_of::<Bucket>(), 64);
+        assert_eq!(std::mem::align_of::<Bucket>(), 64);
+        for cap in [1, 12, 1000, 1 << 20, 10_000_000] {
+            assert_eq!(ConnTable::bucket_count(cap), cap);
+            assert_eq!(ConnTable::footprint(cap), cap * BYTES_PER_CONN);
+        }
+        const { assert!(BYTES_PER_CONN <= 128) };
+    }
+}

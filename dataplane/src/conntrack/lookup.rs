@@ -1,0 +1,72 @@
+//! Lookups, and the burst prefetch in front of them.
+//!
+//! Lookups never wait and write nothing (unless they meet an expired entry, which they remove,
+//! see `remove.rs`): they read slot words, then the entry's words, and validate with the
+//! generation (the seqlock read of `entry.rs`). Only a fully inserted (`LIVE`) entry is ever
+//! returned, and only if its tuple matches the one looked up, so a stale slot or a reused entry
+//! reads as a miss, never as a wrong mapping. A hit reads one bucket line and one entry line,
+//! a miss one bucket line (the second bucket only when the first overflowed, see `index.rs`).
+
+use super::entry::{expires_of, gen_of, EntryView};
+use super::index::{matching, prefetch, scan, slot_idx, Prefetched};
+use super::{ConnRef, ConnTable, Hit, Tuple};
+
+impl ConnTable {
+    /// Whether a live entry is dead in all but name: expired at `now` or its real server
+    /// removed.
+    #[inline]
+    pub(super) fn stale(&self, v: &EntryView, now: u64) -> bool {
+        expires_of(v.meta) <= now || self.is_retired(v.dest)
+    }
+
+    /// Burst prefetch, stage 1: starts loading `t`'s first bucket into the cache. A worker
+    /// calls this for every packet of a burst, then [`ConnTable::prefetch_entry`] with what it
+    /// returned for every packet, then handles them: the cache misses of a large table (a
+    /// bucket line, then an entry line, one after the other for each packet) overlap across
+    /// the burst instead of adding up. A hint only: it changes nothing and never faults.
+    #[inline]
+    pub fn prefetch_bucket(&self, t: &Tuple) -> Prefetched {
+        let p = self.place(t);
+        if let Some(b) = self.bucket(p.b1) {
+            prefetch(b);
+        }
+        Prefetched(p)
+    }
+
+    /// Burst prefetch, stage 2: starts loading the entries the tuple's first bucket points to
+    /// with its tag (nearly always one: its connection). Reads the bucket, so call it once
+    /// [`ConnTable::prefetch_bucket`] has had the rest of the burst to bring it in.
+    #[inline]
+    pub fn prefetch_entry(&self, p: &Prefetched) {
+        let Some(b) = self.bucket(p.0.b1) else {
+            return;
+        };
+        let (words, m) = scan(b, p.0.tag);
+        for w in matching(&words, m) {
+            if let Some(e) = self.entry(slot_idx(w)) {
+                prefetch(e);
+            }
+        }
+    }
+
+    /// Finds the connection a packet with tuple `t` belongs to, in either direction. An entry
+    /// found expired at `now`, or whose real server was removed, is removed and not returned.
+    /// Lock-free; never blocks.
+    #[inline]
+    pub fn lookup(&self, t: &Tuple, now: u64) -> Option<Hit> {
+        let p = self.place(t);
+        // A stale entry may hide a newer one for the same tuple behind it: remove and look
+        // again (bounded: each round removes one entry).
+        for _ in 0..4 {
+            let (idx, dir, v) = self.find(t, &p, false)?;
+            if !self.stale(&v, now) {
+                return Some(v.hit(idx, dir));
+            }
+            self.remove(ConnRef {
+                idx,
+                gen: gen_of(v.meta),
+            });
+        }
+        None
+    }
+}

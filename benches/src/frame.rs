@@ -15,6 +15,8 @@
 //! flow index, and the stateless server acknowledges `seq + payload (+1 for SYN)`, so every reply
 //! has `ack - 1 - payload_len == flow` (see [`reflect`]).
 
+use dataplane::packet::arp;
+use dataplane::packet::checksum::{self, adjust, delta16, delta32, pseudo_header_sum};
 use std::net::Ipv4Addr;
 
 pub const ETH_HLEN: usize = 14;
@@ -98,8 +100,7 @@ impl Proto {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Internet checksum (RFC 1071) helpers. Sums are kept unfolded in a u64 so a whole frame can be
-// added without carries getting lost.
+// Byte access.
 
 fn be16(b: &[u8], at: usize) -> u16 {
     match b.get(at..at + 2) {
@@ -127,56 +128,22 @@ fn put32(b: &mut [u8], at: usize, v: u32) {
     }
 }
 
-/// Adds `data` as big-endian 16-bit words (an odd last byte is padded with zero).
-pub fn sum_bytes(mut sum: u64, data: &[u8]) -> u64 {
-    let mut words = data.chunks_exact(2);
-    for w in &mut words {
-        sum += u64::from(u16::from_be_bytes([w[0], w[1]]));
-    }
-    if let [last] = words.remainder() {
-        sum += u64::from(*last) << 8;
-    }
-    sum
-}
-
-/// Folds a sum to 16 bits (without the final complement).
-pub fn fold(mut sum: u64) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
-}
-
-/// RFC 1624 eqn. 3: the checksum after a 16-bit word changed from `old` to `new`.
-fn csum_update(csum: u16, old: u16, new: u16) -> u16 {
-    !fold(u64::from(!csum) + u64::from(!old) + u64::from(new))
-}
-
-fn csum_update32(csum: u16, old: u32, new: u32) -> u16 {
-    let c = csum_update(csum, (old >> 16) as u16, (new >> 16) as u16);
-    csum_update(c, old as u16, new as u16)
-}
-
-/// The sum of the IPv4 pseudo header for a segment of `l4_len` bytes.
-fn pseudo_sum(src: &[u8], dst: &[u8], proto: u8, l4_len: usize) -> u64 {
-    sum_bytes(sum_bytes(0, src), dst) + u64::from(proto) + l4_len as u64
-}
-
 // ---------------------------------------------------------------------------------------------
 // Client frames.
 
 /// Builds client frames from a template: everything but the client address, port, timestamp,
 /// flow index and TCP sequence numbers is written once, and both checksums start from the sum of
-/// the constant part so a frame costs a copy and a dozen additions.
+/// the constant part so a frame costs a copy and a dozen additions (the dataplane's checksum
+/// code: [`checksum::sum`] and [`checksum::fold`]).
 pub struct Generator {
     proto: Proto,
     len: usize,
     payload_len: usize,
     template: Vec<u8>,
-    /// Sum of the IPv4 header with source address and checksum zero.
-    ip_sum: u64,
-    /// Sum of pseudo header, L4 header and payload with every per-packet field zero.
-    l4_sum: u64,
+    /// Folded sum of the IPv4 header with source address and checksum zero.
+    ip_sum: u32,
+    /// Folded sum of pseudo header, L4 header and payload with every per-packet field zero.
+    l4_sum: u32,
 }
 
 impl Generator {
@@ -210,10 +177,10 @@ impl Generator {
             Proto::Udp => put16(&mut t, L4 + 4, l4_len as u16),
             Proto::Tcp => put16(&mut t, L4 + 14, 65535), // window
         }
-        let ip_sum = sum_bytes(0, &t[IP..L4]);
-        let l4_sum = sum_bytes(
-            pseudo_sum(&[0; 4], &vip.octets(), proto.number(), l4_len),
+        let ip_sum = checksum::sum(&t[IP..L4], 0);
+        let l4_sum = checksum::sum(
             &t[L4..],
+            pseudo_header_sum(Ipv4Addr::UNSPECIFIED, vip, proto.number(), l4_len as u16),
         );
         Ok(Generator {
             proto,
@@ -247,25 +214,26 @@ impl Generator {
         let (ip, port) = client_of(idx);
         let ip = ip.octets();
         f[IP_SRC..IP_SRC + 4].copy_from_slice(&ip);
-        let ipw = u64::from(u16::from_be_bytes([ip[0], ip[1]]))
-            + u64::from(u16::from_be_bytes([ip[2], ip[3]]));
-        put16(f, IP + 10, !fold(self.ip_sum + ipw));
+        // Every per-packet term below is a 16-bit word: a u32 holds their sum unfolded.
+        let ipw = u32::from(u16::from_be_bytes([ip[0], ip[1]]))
+            + u32::from(u16::from_be_bytes([ip[2], ip[3]]));
+        put16(f, IP + 10, !checksum::fold(self.ip_sum + ipw));
 
         put16(f, L4, port);
         let payload = L4 + self.proto.l4_hlen();
         let tsc = tsc & TSC_MASK;
         f[payload..payload + PAYLOAD_TSC].copy_from_slice(&tsc.to_be_bytes()[2..]);
         // The tsc's three words sum to the same as its 48 bits folded.
-        let mut var = ipw + u64::from(port) + (tsc >> 32) + ((tsc >> 16) & 0xffff) + (tsc & 0xffff);
+        let tsc_sum = (tsc >> 32) + ((tsc >> 16) & 0xffff) + (tsc & 0xffff);
+        let mut var = ipw + u32::from(port) + tsc_sum as u32;
         if self.payload_len >= PAYLOAD_TSC + PAYLOAD_FLOW {
             put32(f, payload + PAYLOAD_TSC, idx);
-            var += u64::from(idx >> 16) + u64::from(idx & 0xffff);
+            var += (idx >> 16) + (idx & 0xffff);
         }
         match self.proto {
             Proto::Udp => {
-                let c = !fold(self.l4_sum + var);
-                // 0 means "no checksum" in UDP; the same value is sent as all ones.
-                put16(f, L4 + 6, if c == 0 { 0xffff } else { c });
+                let c = !checksum::fold(self.l4_sum + var);
+                put16(f, L4 + 6, checksum::udp_nonzero(c));
             }
             Proto::Tcp => {
                 // SYN: seq = flow index (the ISN). Later segments: seq = ISN + 1 and they
@@ -279,12 +247,9 @@ impl Generator {
                 put32(f, L4 + 8, ack);
                 let off_flags = 0x5000u16 | u16::from(flags);
                 put16(f, L4 + 12, off_flags);
-                var += u64::from(seq >> 16)
-                    + u64::from(seq & 0xffff)
-                    + u64::from(ack >> 16)
-                    + u64::from(ack & 0xffff)
-                    + u64::from(off_flags);
-                put16(f, L4 + 16, !fold(self.l4_sum + var));
+                var += (seq >> 16) + (seq & 0xffff) + (ack >> 16) + (ack & 0xffff);
+                var += u32::from(off_flags);
+                put16(f, L4 + 16, !checksum::fold(self.l4_sum + var));
             }
         }
         self.len
@@ -397,19 +362,21 @@ fn checksums_ok(f: &[u8], v: &L4View) -> bool {
     let (Some(ip_hdr), Some(seg)) = (f.get(IP..v.l4), f.get(v.l4..v.end)) else {
         return false;
     };
-    if fold(sum_bytes(0, ip_hdr)) != 0xffff {
+    if checksum::fold(checksum::sum(ip_hdr, 0)) != 0xffff {
         return false;
     }
     if v.proto == PROTO_UDP && be16(f, v.l4 + 6) == 0 {
         return true; // sent without a checksum
     }
-    let pseudo = pseudo_sum(
-        &f[IP_SRC..IP_SRC + 4],
-        &f[IP_DST..IP_DST + 4],
-        v.proto,
-        seg.len(),
-    );
-    fold(sum_bytes(pseudo, seg)) == 0xffff
+    let Ok(len) = u16::try_from(seg.len()) else {
+        return false;
+    };
+    let src = Ipv4Addr::from(be32(f, IP_SRC));
+    let dst = Ipv4Addr::from(be32(f, IP_DST));
+    checksum::fold(checksum::sum(
+        seg,
+        pseudo_header_sum(src, dst, v.proto, len),
+    )) == 0xffff
 }
 
 /// What the server side did with a frame.
@@ -455,10 +422,8 @@ pub fn reflect(f: &mut [u8], verify: bool) -> Result<Reflected, Mismatch> {
         };
         let old_word = be16(f, l4 + 12);
         let new_word = (old_word & 0xff00) | u16::from(new_flags);
-        let mut c = be16(f, l4 + 16);
-        c = csum_update32(c, seq, new_seq);
-        c = csum_update32(c, ack, new_ack);
-        c = csum_update(c, old_word, new_word);
+        let delta = delta32(seq, new_seq) + delta32(ack, new_ack) + delta16(old_word, new_word);
+        let c = adjust(be16(f, l4 + 16), delta);
         put32(f, l4 + 4, new_seq);
         put32(f, l4 + 8, new_ack);
         put16(f, l4 + 12, new_word);
@@ -533,85 +498,24 @@ pub fn read_tsc(f: &[u8]) -> Result<u64, Mismatch> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// ARP (Ethernet/IPv4 only).
+// ARP (Ethernet/IPv4 only), with the dataplane's parser and encoder (`packet::arp`).
 
-pub const ARP_REQUEST: u16 = 1;
-pub const ARP_REPLY: u16 = 2;
-const ARP: usize = ETH_HLEN;
-const ARP_LEN: usize = 28;
-pub const BROADCAST: [u8; 6] = [0xff; 6];
-
-/// An ARP packet's fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Arp {
-    pub op: u16,
-    pub sha: [u8; 6],
-    pub spa: Ipv4Addr,
-    pub tha: [u8; 6],
-    pub tpa: Ipv4Addr,
-}
-
+/// Whether `f` is an ARP frame.
 pub fn is_arp(f: &[u8]) -> bool {
     f.len() >= ETH_HLEN && ethertype(f) == ETHERTYPE_ARP
 }
 
-pub fn parse_arp(f: &[u8]) -> Option<Arp> {
-    let a = f.get(ARP..ARP + ARP_LEN)?;
-    // Ethernet hardware, IPv4 protocol, 6- and 4-byte addresses.
-    if ethertype(f) != ETHERTYPE_ARP || a[0..6] != [0, 1, 8, 0, 6, 4] {
-        return None;
-    }
-    let mac = |at: usize| {
-        let mut m = [0u8; 6];
-        m.copy_from_slice(&a[at..at + 6]);
-        m
-    };
-    let ip = |at: usize| Ipv4Addr::new(a[at], a[at + 1], a[at + 2], a[at + 3]);
-    Some(Arp {
-        op: be16(a, 6),
-        sha: mac(8),
-        spa: ip(14),
-        tha: mac(18),
-        tpa: ip(24),
-    })
-}
-
-/// Writes an ARP frame (padded to [`MIN_FRAME`]) and returns its length, 0 if `buf` is short.
-pub fn write_arp(buf: &mut [u8], eth_dst: [u8; 6], a: &Arp) -> usize {
-    let Some(f) = buf.get_mut(..MIN_FRAME) else {
-        return 0;
-    };
-    f.fill(0);
-    f[0..6].copy_from_slice(&eth_dst);
-    f[6..12].copy_from_slice(&a.sha);
-    put16(f, 12, ETHERTYPE_ARP);
-    f[ARP..ARP + 6].copy_from_slice(&[0, 1, 8, 0, 6, 4]);
-    put16(f, ARP + 6, a.op);
-    f[ARP + 8..ARP + 14].copy_from_slice(&a.sha);
-    f[ARP + 14..ARP + 18].copy_from_slice(&a.spa.octets());
-    f[ARP + 18..ARP + 24].copy_from_slice(&a.tha);
-    f[ARP + 24..ARP + 28].copy_from_slice(&a.tpa.octets());
-    MIN_FRAME
-}
-
-/// If `f` is an ARP request for an address `ours` accepts, rewrites it in place into the reply
-/// from `mac` and returns the reply's length.
+/// If `f` is an ARP request for an address `ours` accepts (and not a gratuitous one), rewrites
+/// it in place into the reply from `mac`, padded to [`MIN_FRAME`], and returns that length.
+/// `f` is the frame's buffer with its room: the reply may be longer than the request.
 pub fn answer_arp(f: &mut [u8], mac: [u8; 6], ours: impl Fn(Ipv4Addr) -> bool) -> Option<usize> {
-    let req = parse_arp(f)?;
-    if req.op != ARP_REQUEST || !ours(req.tpa) || req.spa == req.tpa {
+    let f = f.get_mut(..MIN_FRAME)?;
+    let req = arp::parse_frame(f)?;
+    if req.op != arp::OP_REQUEST || !ours(req.tpa) || req.spa == req.tpa {
         return None;
     }
-    let reply = Arp {
-        op: ARP_REPLY,
-        sha: mac,
-        spa: req.tpa,
-        tha: req.sha,
-        tpa: req.spa,
-    };
-    match write_arp(f, req.sha, &reply) {
-        0 => None,
-        n => Some(n),
-    }
+    arp::reply_in_place(f, &req, mac)?;
+    Some(MIN_FRAME)
 }
 
 #[cfg(test)]
@@ -622,9 +526,21 @@ mod tests {
     const DST: [u8; 6] = [2, 0, 0, 0, 0, 1];
     const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 
+    /// Both checksums right, by testkit's reference checksum (not the dataplane code the frames
+    /// are built and checked with); `checksums_ok` must say the same.
     fn full_ok(f: &[u8]) -> bool {
         let v = parse_l4(f).unwrap();
-        checksums_ok(f, &v)
+        let seg = &f[v.l4..v.end];
+        let stored = be16(seg, if v.proto == PROTO_UDP { 6 } else { 16 });
+        let (src, dst) = (
+            Ipv4Addr::from(be32(f, IP_SRC)),
+            Ipv4Addr::from(be32(f, IP_DST)),
+        );
+        let ok = testkit::inet_checksum(&f[IP..v.l4]) == 0
+            && ((v.proto == PROTO_UDP && stored == 0)
+                || testkit::l4_checksum(src, dst, v.proto, seg) == stored);
+        assert_eq!(checksums_ok(f, &v), ok);
+        ok
     }
 
     /// What the DUT does: DNAT to a real server, as rvs would (full checksum recompute).
@@ -642,24 +558,22 @@ mod tests {
         recompute(f);
     }
 
+    /// Both checksums recomputed with testkit's reference checksum.
     fn recompute(f: &mut [u8]) {
         let v = parse_l4(f).unwrap();
         put16(f, IP + 10, 0);
-        let c = !fold(sum_bytes(0, &f[IP..v.l4]));
+        let c = testkit::inet_checksum(&f[IP..v.l4]);
         put16(f, IP + 10, c);
         let at = if v.proto == PROTO_UDP {
             v.l4 + 6
         } else {
             v.l4 + 16
         };
-        put16(f, at, 0);
-        let pseudo = pseudo_sum(
-            &f[IP_SRC..IP_SRC + 4],
-            &f[IP_DST..IP_DST + 4],
-            v.proto,
-            v.end - v.l4,
+        let (src, dst) = (
+            Ipv4Addr::from(be32(f, IP_SRC)),
+            Ipv4Addr::from(be32(f, IP_DST)),
         );
-        let c = !fold(sum_bytes(pseudo, &f[v.l4..v.end]));
+        let c = testkit::l4_checksum(src, dst, v.proto, &f[v.l4..v.end]);
         put16(f, at, c);
     }
 
@@ -834,34 +748,41 @@ mod tests {
     #[test]
     fn arp_requests_for_our_addresses_are_answered() {
         let peer = [2, 0, 0, 0, 0, 2];
-        let mut f = vec![0u8; 64];
-        let req = Arp {
-            op: ARP_REQUEST,
-            sha: peer,
-            spa: Ipv4Addr::new(198, 51, 100, 1),
-            tha: [0; 6],
-            tpa: Ipv4Addr::new(198, 51, 100, 11),
-        };
-        assert_eq!(write_arp(&mut f, BROADCAST, &req), 60);
+        let (spa, tpa) = (
+            Ipv4Addr::new(198, 51, 100, 1),
+            Ipv4Addr::new(198, 51, 100, 11),
+        );
+        // The request as a kernel sends it (42 bytes), in a buffer with room for the reply.
+        let req = testkit::arp(arp::OP_REQUEST, peer, spa, [0; 6], tpa);
+        let mut f = [&[0xff; 6][..], &peer, &[0x08, 0x06], &req].concat();
+        assert_eq!(f.len(), 42);
+        f.resize(64, 0xee);
         let mut other = f.clone();
         assert_eq!(answer_arp(&mut f, SRC, is_client), Some(60));
-        let reply = parse_arp(&f).unwrap();
+        let reply = arp::parse_frame(&f).unwrap();
         assert_eq!(
             reply,
-            Arp {
-                op: ARP_REPLY,
+            arp::Arp {
+                op: arp::OP_REPLY,
                 sha: SRC,
-                spa: req.tpa,
+                spa: tpa,
                 tha: peer,
-                tpa: req.spa
+                tpa: spa
             }
         );
         assert_eq!(f[0..6], peer);
         assert_eq!(f[6..12], SRC);
+        // Byte for byte the reply testkit builds (padding zeroed).
+        let want = testkit::eth(peer, SRC, 0x0806, &testkit::arp(2, SRC, tpa, peer, spa));
+        assert_eq!(f[..60], want[..]);
         // Not ours: left alone.
         assert_eq!(answer_arp(&mut other, SRC, |_| false), None);
-        // A reply is not answered.
+        // A reply is not answered, nor a gratuitous request.
         assert_eq!(answer_arp(&mut f, SRC, |_| true), None);
-        assert!(parse_arp(&f[..30]).is_none());
+        let gratuitous = testkit::arp(arp::OP_REQUEST, peer, tpa, [0; 6], tpa);
+        let mut g = testkit::eth([0xff; 6], peer, 0x0806, &gratuitous);
+        assert_eq!(answer_arp(&mut g, SRC, |_| true), None);
+        assert!(arp::parse_frame(&f[..30]).is_none());
+        assert!(!is_arp(&f[..13]) && is_arp(&f));
     }
 }

@@ -18,6 +18,7 @@
 
 use clap::{Parser, ValueEnum};
 use control::config::{PortConfig, PortRole};
+use dataplane::packet::arp;
 use dpdk_sys as sys;
 use hdrhistogram::Histogram;
 use rvs_benches::frame::{self, Generator, Mismatch, Proto, Reflected};
@@ -394,15 +395,8 @@ fn prepare(args: &Args, ports: &Ports, dut_mac: Option<[u8; 6]>) -> Result<[u8; 
         }
         if now - last_req > hz / 10 {
             last_req = now;
-            let req = frame::Arp {
-                op: frame::ARP_REQUEST,
-                sha: ports.ext.mac,
-                spa: client0,
-                tha: [0; 6],
-                tpa: args.vip,
-            };
             send_one(&ports.ext, |buf| {
-                frame::write_arp(buf, frame::BROADCAST, &req)
+                arp::build_request(buf, ports.ext.mac, client0, args.vip)
             });
         }
         for (port, ours) in [(&ports.ext, true), (&ports.int, false)] {
@@ -412,8 +406,8 @@ fn prepare(args: &Args, ports: &Ports, dut_mac: Option<[u8; 6]>) -> Result<[u8; 
             for &m in &rx[..n] {
                 // SAFETY: m came from rx_burst and is ours.
                 let f = unsafe { rvsd::dpdk::mbuf::data_mut(m) };
-                if let Some(a) = frame::parse_arp(f) {
-                    if ours && a.op == frame::ARP_REPLY && a.spa == args.vip {
+                if let Some(a) = arp::parse_frame(f) {
+                    if ours && a.op == arp::OP_REPLY && a.spa == args.vip {
                         found = Some(a.sha);
                     }
                 }

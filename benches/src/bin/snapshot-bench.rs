@@ -21,6 +21,7 @@ use control::model::{
     default_netmask, DestSpec, Forward, Protocol, SchedulerKind, ServiceKey, ServiceSpec, Timeouts,
 };
 use control::proto::{Request, Response};
+use dataplane::packet::checksum::checksum;
 use dataplane::pipeline::{Dataplane, DataplaneConfig, Worker};
 use dataplane::service::ServiceManager;
 use hdrhistogram::Histogram;
@@ -92,17 +93,6 @@ fn dest(i: usize, port: u16, weight: u32) -> DestSpec {
 }
 
 // ---- frames (only for --load) ----
-
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    for c in data.chunks(2) {
-        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
 
 /// A client -> VIP:port TCP frame with `flags`, checksums right.
 fn tcp_frame(client: Ipv4Addr, cport: u16, port: u16, flags: u8) -> Vec<u8> {

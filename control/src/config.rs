@@ -1,12 +1,16 @@
 //! `rvs.toml`, the daemon's configuration file.
 //!
-//! Every table denies unknown keys, so a misspelt key is an error that names the key and the line
-//! (the toml crate reports both).
+//! Parsed once into typed values: addresses are [`Cidr`]s and MACs [`MacAddr`]s from the start,
+//! so nothing downstream parses them again. Every table denies unknown keys, so a misspelt key
+//! is an error. Every error names the key (its path, e.g. `ports[0].addresses[1]`) and, for what
+//! is wrong in the file's text, the line (the toml crate reports it); what is wrong across keys
+//! (a duplicate port name, no external port) is named by key alone.
 
 use crate::model::Timeouts;
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 use std::path::Path;
+use std::str::FromStr;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -68,10 +72,10 @@ pub struct PortConfig {
     pub role: PortRole,
     /// The port's own addresses in CIDR form ("192.0.2.1/24"); each makes its subnet directly
     /// reachable through this port.
-    pub addresses: Vec<String>,
+    pub addresses: Vec<Cidr>,
     /// A MAC address to set on the port ("02:00:00:00:00:01"); the device's own when absent.
     #[serde(default)]
-    pub mac: Option<String>,
+    pub mac: Option<MacAddr>,
     /// Next hop for destinations outside every port's subnets.
     #[serde(default)]
     pub gateway: Option<Ipv4Addr>,
@@ -158,27 +162,56 @@ fn default_socket() -> String {
     crate::proto::DEFAULT_SOCKET.to_string()
 }
 
-/// Parses a MAC address written as six colon-separated hex bytes.
-pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
-    let mut mac = [0u8; 6];
-    let mut parts = s.split(':');
-    for byte in mac.iter_mut() {
-        *byte = parts
-            .next()
-            .filter(|p| p.len() == 2)
-            .and_then(|p| u8::from_str_radix(p, 16).ok())
-            .ok_or_else(|| format!("bad MAC address {s:?}, expected e.g. 02:00:00:00:00:01"))?;
+/// A MAC address, written as six colon-separated hex bytes ("02:00:00:00:00:01").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MacAddr(pub [u8; 6]);
+
+impl FromStr for MacAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<MacAddr, String> {
+        let bad = || format!("bad MAC address {s:?}, expected e.g. 02:00:00:00:00:01");
+        let mut mac = [0u8; 6];
+        let mut parts = s.split(':');
+        for byte in mac.iter_mut() {
+            *byte = parts
+                .next()
+                .filter(|p| p.len() == 2)
+                .and_then(|p| u8::from_str_radix(p, 16).ok())
+                .ok_or_else(bad)?;
+        }
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(MacAddr(mac))
     }
-    if parts.next().is_some() {
-        return Err(format!(
-            "bad MAC address {s:?}, expected e.g. 02:00:00:00:00:01"
-        ));
+}
+
+impl TryFrom<String> for MacAddr {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<MacAddr, String> {
+        s.parse()
     }
-    Ok(mac)
+}
+
+impl From<MacAddr> for String {
+    fn from(m: MacAddr) -> String {
+        m.to_string()
+    }
+}
+
+impl std::fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
 }
 
 /// A port address parsed from CIDR notation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Cidr {
     pub addr: Ipv4Addr,
     pub prefix_len: u8,
@@ -211,6 +244,26 @@ impl Cidr {
     }
 }
 
+impl TryFrom<String> for Cidr {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Cidr, String> {
+        Cidr::parse(&s)
+    }
+}
+
+impl From<Cidr> for String {
+    fn from(c: Cidr) -> String {
+        c.to_string()
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -222,10 +275,20 @@ impl Config {
 
     /// Parses and validates; `origin` names the source in error messages.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: origin.to_string(),
-            message: e.to_string(),
-        })?;
+        let cfg: Config =
+            serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
+                // The key's path ("." for the document itself, e.g. a syntax error), then the
+                // toml crate's message with the line.
+                let key = e.path().to_string();
+                let message = match key.as_str() {
+                    "." => e.into_inner().to_string(),
+                    _ => format!("{key}: {}", e.into_inner()),
+                };
+                ConfigError::Parse {
+                    path: origin.to_string(),
+                    message,
+                }
+            })?;
         cfg.validate().map_err(|message| ConfigError::Invalid {
             path: origin.to_string(),
             message,
@@ -242,12 +305,6 @@ impl Config {
                 return Err(format!(
                     "ports[{i}].addresses: at least one address is needed"
                 ));
-            }
-            for a in &p.addresses {
-                Cidr::parse(a).map_err(|e| format!("ports[{i}].addresses: {e}"))?;
-            }
-            if let Some(mac) = &p.mac {
-                parse_mac(mac).map_err(|e| format!("ports[{i}].mac: {e}"))?;
             }
             if self.ports[..i].iter().any(|q| q.name == p.name) {
                 return Err(format!("ports[{i}].name: duplicate port name {:?}", p.name));
@@ -311,18 +368,62 @@ mod tests {
 
     #[test]
     fn mac_parses_and_rejects() {
-        assert_eq!(
-            parse_mac("02:00:00:00:0a:ff").unwrap(),
-            [2, 0, 0, 0, 10, 255]
-        );
+        let m: MacAddr = "02:00:00:00:0a:ff".parse().unwrap();
+        assert_eq!(m, MacAddr([2, 0, 0, 0, 10, 255]));
+        assert_eq!(m.to_string(), "02:00:00:00:0a:ff");
         for bad in [
             "02:00:00:00:00",
             "02:00:00:00:00:01:02",
             "2:0:0:0:0:1",
             "zz:00:00:00:00:01",
         ] {
-            assert!(parse_mac(bad).is_err(), "{bad}");
+            assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn addresses_and_mac_are_typed_and_bad_ones_name_key_and_line() {
+        let port = "[[ports]]\nname = \"ext\"\ndevice = \"x\"\nrole = \"both\"\n";
+        let text = format!(
+            "{port}addresses = [\"192.0.2.1/24\", \"198.51.100.1/25\"]\n\
+             mac = \"02:00:00:00:01:01\"\n"
+        );
+        let cfg = Config::parse(&text, "t.toml").unwrap();
+        let p = &cfg.ports[0];
+        assert_eq!(
+            p.addresses,
+            [
+                Cidr::parse("192.0.2.1/24").unwrap(),
+                Cidr::parse("198.51.100.1/25").unwrap()
+            ]
+        );
+        assert_eq!(p.addresses[1].to_string(), "198.51.100.1/25");
+        assert_eq!(p.mac, Some(MacAddr([2, 0, 0, 0, 1, 1])));
+        for (bad, key, line) in [
+            (
+                "addresses = [\"192.0.2.1/24\", \"192.0.2.1\"]\n",
+                "ports[0].addresses[1]",
+                "line 5",
+            ),
+            (
+                "addresses = [\"192.0.2.1/24\"]\nmac = \"02:00\"\n",
+                "ports[0].mac",
+                "line 6",
+            ),
+        ] {
+            let err = Config::parse(&format!("{port}{bad}"), "t.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(&format!("t.toml: {key}: ")), "{err}");
+            assert!(err.contains(line), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_config_serialises_and_parses_back_the_same() {
+        let cfg = Config::parse(DEFAULT_CONFIG, "default").unwrap();
+        let text = toml::to_string(&cfg).unwrap();
+        assert_eq!(Config::parse(&text, "again").unwrap(), cfg);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use control::cli;
-use control::config::{Cidr, Config, DEFAULT_CONFIG};
+use control::config::{Config, MacAddr, DEFAULT_CONFIG};
 use control::proto::{Request, Response};
 use dataplane::pipeline::{Dataplane, DataplaneConfig, PortSetup};
 use dataplane::service::ServiceManager;
@@ -125,7 +125,7 @@ fn run(args: Args) -> Result<(), String> {
         let port = Port::start(p, queues, cfg.workers.mbufs_per_port).map_err(|e| e.to_string())?;
         tracing::info!(
             port = %port.name, id = port.id, driver = %port.driver,
-            mac = %format_mac(&port.mac), "port started"
+            mac = %MacAddr(port.mac), "port started"
         );
         ports.push(port);
     }
@@ -139,12 +139,7 @@ fn run(args: Args) -> Result<(), String> {
             name: pc.name.clone(),
             mac: p.mac,
             role: pc.role,
-            // Validated when the configuration was loaded.
-            addrs: pc
-                .addresses
-                .iter()
-                .filter_map(|a| Cidr::parse(a).ok())
-                .collect(),
+            addrs: pc.addresses.clone(),
             gateway: pc.gateway,
             mtu: pc.mtu,
         })
@@ -219,11 +214,4 @@ fn apply_initial_services(manager: &mut ServiceManager, text: &str) -> Result<()
         }
     }
     Ok(())
-}
-
-fn format_mac(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }

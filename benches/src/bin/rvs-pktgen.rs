@@ -17,7 +17,7 @@
 //! first, then the DUT as memif client on the same sockets. It waits for both links.
 
 use clap::{Parser, ValueEnum};
-use control::config::{PortConfig, PortRole};
+use control::config::{MacAddr, PortConfig, PortRole};
 use dataplane::packet::arp;
 use dpdk_sys as sys;
 use hdrhistogram::Histogram;
@@ -241,7 +241,11 @@ fn run(args: &Args) -> Result<(), String> {
             )
         })?;
     let dut_mac = match &args.dut_mac {
-        Some(m) => Some(control::config::parse_mac(m).map_err(|e| format!("--dut-mac: {e}"))?),
+        Some(m) => Some(
+            m.parse::<MacAddr>()
+                .map_err(|e| format!("--dut-mac: {e}"))?
+                .0,
+        ),
         None => None,
     };
 
@@ -297,13 +301,6 @@ fn linger(args: &Args, ports: &Ports) {
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-}
-
-fn mac_text(m: &[u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 fn link_up(port: u16) -> bool {
@@ -864,7 +861,7 @@ fn report(
         "rate": args.rate,
         "vip": args.vip.to_string(),
         "vport": vport,
-        "dut_mac": mac_text(&dut),
+        "dut_mac": MacAddr(dut).to_string(),
         "checked": !args.no_check,
         "window_s": win_s,
         "warmup_s": (ws - start) as f64 / hz as f64,

@@ -133,15 +133,15 @@ impl Port {
         // SAFETY: valid port id and out pointer.
         unsafe { sys::rte_eth_macaddr_get(id, &mut hw) };
         let mut mac = hw.addr_bytes;
-        if let Some(text) = &cfg.mac {
-            mac = control::config::parse_mac(text).map_err(err)?;
+        if let Some(configured) = cfg.mac {
+            mac = configured.0;
             let mut addr = sys::rte_ether_addr { addr_bytes: mac };
             // SAFETY: valid port id and address.
             let ret = unsafe { sys::rte_eth_dev_default_mac_addr_set(id, &mut addr) };
             if ret != 0 {
                 // The device cannot take the address (net_pcap, for one): rvs still uses it in
                 // the frames it writes, and promiscuous mode lets frames to it in.
-                tracing::warn!(port = %cfg.name, "cannot set MAC {text} on the device ({}); \
+                tracing::warn!(port = %cfg.name, "cannot set MAC {configured} on the device ({}); \
                                using it in software with promiscuous mode", errno_text(ret));
                 // SAFETY: valid, started port.
                 unsafe { sys::rte_eth_promiscuous_enable(id) };

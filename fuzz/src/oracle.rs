@@ -19,7 +19,7 @@
 //! explains; every ICMP error it builds is well formed and quotes the input. At the end the
 //! counters add up: rx + generated = tx + drops + held.
 //!
-//! The checksum code here is independent of the crate's.
+//! The checksum used here (testkit's reference checksum) is independent of the crate's.
 
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
@@ -57,21 +57,8 @@ const TCP: u8 = 6;
 const UDP: u8 = 17;
 const ICMP: u8 = 1;
 
-/// RFC 1071, the plain way.
-pub fn csum(data: &[u8]) -> u16 {
-    let mut sum: u64 = 0;
-    for c in data.chunks(2) {
-        sum += u64::from(if c.len() == 2 {
-            u16::from_be_bytes([c[0], c[1]])
-        } else {
-            u16::from(c[0]) << 8
-        });
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+/// The reference checksum (RFC 1071, the plain way): testkit's, independent of the crate's.
+pub use testkit::inet_checksum as csum;
 
 fn pseudo_sum(src: &[u8], dst: &[u8], proto: u8, seg: &[u8]) -> u16 {
     let mut d = Vec::with_capacity(12 + seg.len());

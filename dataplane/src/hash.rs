@@ -41,9 +41,10 @@ impl HashKey {
             0xa409_3822_299f_31d0,
             0x082e_fa98_ec4e_6c89,
         ];
+        let word = |j: usize| FIXED.get(j % 4).copied().unwrap_or(0) ^ fmix64(j as u64 / 4);
         std::array::from_fn(|i| HashKey {
-            k0: FIXED[(2 * i) % 4] ^ fmix64(i as u64 / 2),
-            k1: FIXED[(2 * i + 1) % 4] ^ fmix64(i as u64 / 2),
+            k0: word(2 * i),
+            k1: word(2 * i + 1),
         })
     }
 

@@ -22,7 +22,7 @@
 //! reads a torn value and throws it away, which on plain memory would be a data race.
 //!
 //! Cost: a read is `N + 2` loads of one or two cache lines and two compares; a write a CAS and
-//! `N + 1` stores. The loom model (the `loom` tests below) checks that a reader never accepts a
+//! `N + 1` stores. The loom model (the `loom_model` tests below) checks that a reader never accepts a
 //! torn value, that writers exclude each other, and that of two writers at one version exactly
 //! one gets in; run it with
 //!
@@ -30,6 +30,10 @@
 //! RUSTFLAGS="--cfg loom" cargo test -p dataplane --lib --release \
 //!     --target-dir target/loom seqlock::loom
 //! ```
+//!
+//! (a second, each model run both ways of `crate::atomic::model`). Mutations checked by hand:
+//! dropping the reader's acquire fence or its second counter check, the writer's release fence,
+//! or the CAS that takes the slot each make a model fail.
 //!
 //! # Why the connection table's entries are not `SeqSlot`s
 //!
@@ -244,7 +248,7 @@ mod tests {
 /// The loom model; see the module documentation for the command.
 #[cfg(all(test, loom))]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
-mod loom {
+mod loom_model {
     use super::*;
     use crate::atomic::model;
     use loom::sync::Arc;

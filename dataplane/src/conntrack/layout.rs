@@ -21,7 +21,6 @@
 
 use super::entry::Entry;
 use super::index::Bucket;
-use super::mem;
 use super::{Backing, ConnTable};
 
 /// Most entries a table can hold: indices are 32-bit (and below 2^31).
@@ -32,7 +31,7 @@ pub const BYTES_PER_CONN: usize = 96;
 /// Buckets and entries: one mapped region, or (loom) two heap arrays of loom atomics.
 pub(super) struct Storage {
     #[cfg(not(loom))]
-    region: mem::Region,
+    region: super::mem::Region,
     #[cfg(loom)]
     buckets: Box<[Bucket]>,
     #[cfg(loom)]
@@ -48,7 +47,7 @@ impl Storage {
             let bytes =
                 nbuckets * std::mem::size_of::<Bucket>() + capacity * std::mem::size_of::<Entry>();
             Storage {
-                region: mem::Region::new(bytes),
+                region: super::mem::Region::new(bytes),
                 nbuckets,
                 capacity,
             }

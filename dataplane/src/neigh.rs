@@ -80,7 +80,8 @@ impl NeighTable {
     }
 
     fn home(&self, key: u64) -> usize {
-        range(self.key.hash(key, 0), self.slots.len())
+        // Neighbours are dense keys (a subnet's addresses): see `crate::hash`.
+        range(self.key.spread(key), self.slots.len())
     }
 
     fn slot(&self, home: usize, i: usize) -> Option<&SeqSlot<Neighbour, 2>> {

@@ -146,7 +146,7 @@ fn expiry_of(rest: u64) -> u64 {
 }
 
 impl FragTable {
-    /// A table of `slots` entries (rounded up to a power of two, at least [`BUCKET`]).
+    /// A table of `slots` entries (rounded up to a power of two, at least `BUCKET`).
     pub fn new(slots: usize) -> FragTable {
         let n = slots.max(BUCKET).next_power_of_two();
         // A per-table random key, so that nobody can aim datagrams at one bucket.

@@ -221,6 +221,12 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_never_straddles_a_cache_line() {
+        assert_eq!(std::mem::size_of::<Slot>(), 32);
+        assert_eq!(std::mem::align_of::<Slot>(), 32);
+    }
+
+    #[test]
     fn learn_lookup_update() {
         let t = NeighTable::new(64);
         let ip = Ipv4Addr::new(192, 0, 2, 2);

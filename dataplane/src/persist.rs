@@ -426,6 +426,12 @@ mod tests {
     }
 
     #[test]
+    fn a_bucket_is_two_cache_lines() {
+        assert_eq!(std::mem::size_of::<Bucket>(), 128);
+        assert_eq!(std::mem::align_of::<Bucket>(), 64);
+    }
+
+    #[test]
     fn claim_then_lookup_until_expiry() {
         let p = Persist::new(64);
         assert_eq!(p.lookup(&key(10, 80), 0), None);

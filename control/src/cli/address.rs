@@ -5,12 +5,20 @@ use super::{fail, number, CliError};
 use crate::model::Protocol;
 use std::net::{Ipv4Addr, Ipv6Addr, ToSocketAddrs};
 
+/// `host[:port]` as given on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct HostPort {
+    pub(super) addr: Ipv4Addr,
+    /// `None` when not given.
+    pub(super) port: Option<u16>,
+}
+
 /// `host[:port]` as ipvsadm's parse_service reads it: `Ok(None)` when malformed (the caller
-/// names what was malformed), the port `None` when not given.
+/// names what was malformed).
 pub(super) fn parse_host_port(
     text: &str,
     protocol: Protocol,
-) -> Result<Option<(Ipv4Addr, Option<u16>)>, CliError> {
+) -> Result<Option<HostPort>, CliError> {
     if text.starts_with('[') || text.parse::<Ipv6Addr>().is_ok() {
         return fail(NO_IPV6);
     }
@@ -32,7 +40,7 @@ pub(super) fn parse_host_port(
             None => return Ok(None),
         },
     };
-    Ok(Some((addr, port)))
+    Ok(Some(HostPort { addr, port }))
 }
 
 /// A host name's first IPv4 address.
@@ -122,10 +130,13 @@ ntp\t\t123/udp
     #[test]
     fn host_port_forms() {
         let p = |t| parse_host_port(t, Protocol::Tcp);
-        let a: Ipv4Addr = "192.0.2.2".parse().unwrap();
-        assert_eq!(p("192.0.2.2:8080"), Ok(Some((a, Some(8080)))));
-        assert_eq!(p("192.0.2.2"), Ok(Some((a, None))));
-        assert_eq!(p("192.0.2.2:0"), Ok(Some((a, Some(0)))));
+        let a = |port| HostPort {
+            addr: "192.0.2.2".parse().unwrap(),
+            port,
+        };
+        assert_eq!(p("192.0.2.2:8080"), Ok(Some(a(Some(8080)))));
+        assert_eq!(p("192.0.2.2"), Ok(Some(a(None))));
+        assert_eq!(p("192.0.2.2:0"), Ok(Some(a(Some(0)))));
         assert_eq!(p("192.0.2.2:65536"), Ok(None));
         assert_eq!(p("192.0.2.2:"), Ok(None));
         assert_eq!(p("12345"), Ok(None));
@@ -144,7 +155,10 @@ ntp\t\t123/udp
     fn host_names_resolve_to_ipv4() {
         assert_eq!(
             parse_host_port("localhost:80", Protocol::Tcp),
-            Ok(Some((Ipv4Addr::LOCALHOST, Some(80))))
+            Ok(Some(HostPort {
+                addr: Ipv4Addr::LOCALHOST,
+                port: Some(80)
+            }))
         );
     }
 }

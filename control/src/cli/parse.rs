@@ -1,6 +1,6 @@
 //! Checking the words of one call against ipvsadm's matrix and building the [`Command`].
 
-use super::address::parse_host_port;
+use super::address::{parse_host_port, HostPort};
 use super::command::{
     check_sched_flags, check_thresholds, check_zero_port, Change, Command, DestEdit, Invocation,
     ListCommand, ServiceEdit,
@@ -95,7 +95,7 @@ fn build(cmd: Cmd, raw: &Raw) -> Result<Command, CliError> {
             let spec = ServiceSpec {
                 key: required_service(raw)?,
                 scheduler,
-                persistence: persistence(raw, 1)?,
+                persistence: persistence(raw, ZeroPersistence::Illegal)?,
                 netmask: netmask(raw)?.unwrap_or_else(default_netmask),
                 sched_flags: match sched_flags(raw)? {
                     Some(flags) => check_sched_flags(flags, scheduler)?,
@@ -108,13 +108,17 @@ fn build(cmd: Cmd, raw: &Raw) -> Result<Command, CliError> {
         Cmd::EditService => Ok(Command::Change(Change::EditService(ServiceEdit {
             key: required_service(raw)?,
             scheduler: scheduler(raw)?,
-            persistence: persistence(raw, 0)?,
+            persistence: persistence(raw, ZeroPersistence::TurnsOff)?,
             netmask: netmask(raw)?,
             sched_flags: sched_flags(raw)?,
         }))),
         Cmd::DelService => change(Request::DelService(required_service(raw)?)),
         Cmd::AddServer => {
-            let (service, addr, port) = server(raw)?;
+            let RealServer {
+                service,
+                addr,
+                port,
+            } = server(raw)?;
             let dest = DestSpec {
                 addr,
                 port,
@@ -127,7 +131,11 @@ fn build(cmd: Cmd, raw: &Raw) -> Result<Command, CliError> {
             change(Request::AddDest { service, dest })
         }
         Cmd::EditServer => {
-            let (service, addr, port) = server(raw)?;
+            let RealServer {
+                service,
+                addr,
+                port,
+            } = server(raw)?;
             Ok(Command::Change(Change::EditDest(DestEdit {
                 service,
                 addr,
@@ -138,7 +146,11 @@ fn build(cmd: Cmd, raw: &Raw) -> Result<Command, CliError> {
             })))
         }
         Cmd::DelServer => {
-            let (service, addr, port) = server(raw)?;
+            let RealServer {
+                service,
+                addr,
+                port,
+            } = server(raw)?;
             change(Request::DelDest {
                 service,
                 addr,
@@ -208,7 +220,7 @@ fn service(raw: &Raw) -> Result<Option<ServiceKey>, CliError> {
         Protocol::Tcp
     };
     match parse_host_port(text, protocol)? {
-        Some((addr, port)) => Ok(Some(ServiceKey {
+        Some(HostPort { addr, port }) => Ok(Some(ServiceKey {
             protocol,
             addr,
             port: port.unwrap_or(0),
@@ -222,13 +234,20 @@ fn required_service(raw: &Raw) -> Result<ServiceKey, CliError> {
     Ok(service(raw)?.expect("the matrix requires a service"))
 }
 
+/// A real server as `-t/-u` and `-r` name it.
+struct RealServer {
+    service: ServiceKey,
+    addr: Ipv4Addr,
+    port: u16,
+}
+
 /// `-t/-u` and `-r` together; without a port, the real server takes the virtual port.
-fn server(raw: &Raw) -> Result<(ServiceKey, Ipv4Addr, u16), CliError> {
+fn server(raw: &Raw) -> Result<RealServer, CliError> {
     let key = required_service(raw)?;
     let text = raw
         .value(Opt::Server)
         .expect("the matrix requires a real server");
-    let Some((addr, port)) = parse_host_port(text, key.protocol)? else {
+    let Some(HostPort { addr, port }) = parse_host_port(text, key.protocol)? else {
         return fail("illegal real server address[:port] specified");
     };
     if let Some(long) = raw.long_name(Opt::Forward) {
@@ -242,7 +261,11 @@ fn server(raw: &Raw) -> Result<(ServiceKey, Ipv4Addr, u16), CliError> {
             ),
         }
     }
-    Ok((key, addr, port.unwrap_or(key.port)))
+    Ok(RealServer {
+        service: key,
+        addr,
+        port: port.unwrap_or(key.port),
+    })
 }
 
 fn scheduler(raw: &Raw) -> Result<Option<SchedulerKind>, CliError> {
@@ -261,12 +284,22 @@ fn scheduler(raw: &Raw) -> Result<Option<SchedulerKind>, CliError> {
     }
 }
 
-/// `-p [timeout]`: `None` when not given; `min` is 1 for `-A`, 0 for `-E` (where 0 turns
-/// persistence off).
-fn persistence(raw: &Raw, min: u32) -> Result<Option<u32>, CliError> {
+/// What `-p 0` means: an error for `-A`; for `-E` (an rvsadm extension), persistence off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ZeroPersistence {
+    Illegal,
+    TurnsOff,
+}
+
+/// `-p [timeout]`: `None` when not given.
+fn persistence(raw: &Raw, zero: ZeroPersistence) -> Result<Option<u32>, CliError> {
     if !raw.has(Opt::Persistent) {
         return Ok(None);
     }
+    let min = match zero {
+        ZeroPersistence::Illegal => 1,
+        ZeroPersistence::TurnsOff => 0,
+    };
     match raw.value(Opt::Persistent) {
         Some(v) => timeout_value(v, min).map(Some),
         None => Ok(Some(DEFAULT_PERSISTENCE)),

@@ -11,7 +11,14 @@ use std::collections::BTreeMap;
 /// added earlier in the same `-R` input.
 #[derive(Debug, Clone, Default)]
 pub struct Table {
-    services: BTreeMap<ServiceKey, (ServiceSpec, Vec<DestSpec>)>,
+    services: BTreeMap<ServiceKey, Entry>,
+}
+
+/// One service and its real servers.
+#[derive(Debug, Clone)]
+struct Entry {
+    spec: ServiceSpec,
+    dests: Vec<DestSpec>,
 }
 
 impl Table {
@@ -20,7 +27,11 @@ impl Table {
             .iter()
             .map(|s| {
                 let dests = s.dests.iter().map(|d| d.spec.clone()).collect();
-                (s.spec.key, (s.spec.clone(), dests))
+                let entry = Entry {
+                    spec: s.spec.clone(),
+                    dests,
+                };
+                (s.spec.key, entry)
             })
             .collect();
         Table { services }
@@ -32,18 +43,19 @@ impl Table {
         let request = match change {
             Change::Apply(request) => request.clone(),
             Change::EditService(edit) => {
-                let (current, _) = self
+                let entry = self
                     .services
                     .get(&edit.key)
                     .ok_or_else(|| CliError("No such service".into()))?;
-                Request::EditService(edit.apply(current)?)
+                Request::EditService(edit.apply(&entry.spec)?)
             }
             Change::EditDest(edit) => {
-                let (_, dests) = self
+                let entry = self
                     .services
                     .get(&edit.service)
                     .ok_or_else(|| CliError("Service not defined".into()))?;
-                let current = dests
+                let current = entry
+                    .dests
                     .iter()
                     .find(|d| d.addr == edit.addr && d.port == edit.port)
                     .ok_or_else(|| CliError("No such destination".into()))?;
@@ -60,20 +72,22 @@ impl Table {
     fn apply(&mut self, request: &Request) {
         match request {
             Request::AddService(spec) => {
-                self.services
-                    .entry(spec.key)
-                    .or_insert_with(|| (spec.clone(), Vec::new()));
+                self.services.entry(spec.key).or_insert_with(|| Entry {
+                    spec: spec.clone(),
+                    dests: Vec::new(),
+                });
             }
             Request::EditService(spec) => {
                 if let Some(entry) = self.services.get_mut(&spec.key) {
-                    entry.0 = spec.clone();
+                    entry.spec = spec.clone();
                 }
             }
             Request::DelService(key) => {
                 self.services.remove(key);
             }
             Request::AddDest { service, dest } | Request::EditDest { service, dest } => {
-                if let Some((_, dests)) = self.services.get_mut(service) {
+                if let Some(entry) = self.services.get_mut(service) {
+                    let dests = &mut entry.dests;
                     dests.retain(|d| (d.addr, d.port) != (dest.addr, dest.port));
                     dests.push(dest.clone());
                 }
@@ -83,8 +97,8 @@ impl Table {
                 addr,
                 port,
             } => {
-                if let Some((_, dests)) = self.services.get_mut(service) {
-                    dests.retain(|d| (d.addr, d.port) != (*addr, *port));
+                if let Some(entry) = self.services.get_mut(service) {
+                    entry.dests.retain(|d| (d.addr, d.port) != (*addr, *port));
                 }
             }
             Request::Clear => self.services.clear(),

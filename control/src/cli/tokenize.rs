@@ -7,10 +7,16 @@ use super::{fail, CliError};
 #[derive(Default)]
 pub(super) struct Raw {
     pub(super) cmd: Option<Cmd>,
-    /// Per [`Opt`]: the option as written (which of `-m/-g/-i`, `-t/-u`) and its value.
-    pub(super) given: [Option<(&'static OptDef, Option<String>)>; OPT_COUNT],
+    /// Per [`Opt`], indexed by its number.
+    pub(super) given: [Option<Given>; OPT_COUNT],
     pub(super) positional: Vec<String>,
     pub(super) socket: Option<String>,
+}
+
+/// An option as written (which of `-m/-g/-i`, `-t/-u`) and its value.
+pub(super) struct Given {
+    def: &'static OptDef,
+    value: Option<String>,
 }
 
 impl Raw {
@@ -27,7 +33,7 @@ impl Raw {
                 if slot.is_some() {
                     return fail(format!("multiple '{}' options specified", opt.name()));
                 }
-                *slot = Some((def, value));
+                *slot = Some(Given { def, value });
             }
             Kind::Socket => {
                 if self.socket.is_some() {
@@ -49,11 +55,11 @@ impl Raw {
     pub(super) fn value(&self, opt: Opt) -> Option<&str> {
         self.given[opt as usize]
             .as_ref()
-            .and_then(|(_, v)| v.as_deref())
+            .and_then(|g| g.value.as_deref())
     }
 
     pub(super) fn long_name(&self, opt: Opt) -> Option<&'static str> {
-        self.given[opt as usize].as_ref().map(|(d, _)| d.long)
+        self.given[opt as usize].as_ref().map(|g| g.def.long)
     }
 }
 

@@ -114,47 +114,38 @@ fn build(cmd: Cmd, raw: &Raw) -> Result<Command, CliError> {
         }))),
         Cmd::DelService => change(Request::DelService(required_service(raw)?)),
         Cmd::AddServer => {
-            let RealServer {
-                service,
-                addr,
-                port,
-            } = server(raw)?;
+            let real = server(raw)?;
             let dest = DestSpec {
-                addr,
-                port,
+                addr: real.addr,
+                port: real.port,
                 weight: weight(raw)?.unwrap_or(1),
                 forward: Forward::Masq,
                 upper_threshold: threshold(raw, Opt::UThreshold)?.unwrap_or(0),
                 lower_threshold: threshold(raw, Opt::LThreshold)?.unwrap_or(0),
             };
             check_thresholds(&dest)?;
-            change(Request::AddDest { service, dest })
+            change(Request::AddDest {
+                service: real.service,
+                dest,
+            })
         }
         Cmd::EditServer => {
-            let RealServer {
-                service,
-                addr,
-                port,
-            } = server(raw)?;
+            let real = server(raw)?;
             Ok(Command::Change(Change::EditDest(DestEdit {
-                service,
-                addr,
-                port,
+                service: real.service,
+                addr: real.addr,
+                port: real.port,
                 weight: weight(raw)?,
                 upper_threshold: threshold(raw, Opt::UThreshold)?,
                 lower_threshold: threshold(raw, Opt::LThreshold)?,
             })))
         }
         Cmd::DelServer => {
-            let RealServer {
-                service,
-                addr,
-                port,
-            } = server(raw)?;
+            let real = server(raw)?;
             change(Request::DelDest {
-                service,
-                addr,
-                port,
+                service: real.service,
+                addr: real.addr,
+                port: real.port,
             })
         }
         Cmd::Clear => change(Request::Clear),

@@ -28,7 +28,7 @@ pub mod wlc;
 pub mod wrr;
 
 use crate::conntrack::{ConnTable, DestCounts};
-use crate::service::Dest;
+use crate::service::dest::Dest;
 use control::model::{SchedulerKind, ServiceSpec};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

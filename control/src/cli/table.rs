@@ -107,7 +107,9 @@ impl Table {
             | Request::Zero { .. }
             | Request::SetTimeouts(_)
             | Request::GetTimeouts
-            | Request::Counters => {}
+            | Request::Counters
+            | Request::GetSysctls
+            | Request::SetSysctls(_) => {}
         }
     }
 }

@@ -16,6 +16,7 @@ use control::model::{
     Stats,
 };
 use control::proto::{Request, Response};
+use control::sysctl::IpvsSysctls;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -56,6 +57,8 @@ pub struct ServiceManager {
     generation: u64,
     /// `--rate`: real servers' counters sampled by [`ServiceManager::tick`].
     rates: RateEstimator<RateKey>,
+    /// The IPVS sysctls, published with every snapshot.
+    sysctls: IpvsSysctls,
 }
 
 /// A real server's identity for `--rate`: its slot and what it is, so that a reused slot
@@ -95,6 +98,7 @@ impl ServiceManager {
             retained: Vec::new(),
             generation: 0,
             rates: RateEstimator::new(RATE_SAMPLES),
+            sysctls: IpvsSysctls::default(),
         }
     }
 
@@ -129,6 +133,8 @@ impl ServiceManager {
             Request::Counters => return Response::Counters(self.counters()),
             Request::List { service } => return self.list(service.as_ref()),
             Request::ListConns => return Response::Conns(self.list_conns()),
+            Request::GetSysctls => return self.get_sysctls(),
+            Request::SetSysctls(pairs) => self.set_sysctls(&pairs),
         };
         match changed {
             Ok(()) => {
@@ -158,6 +164,32 @@ impl ServiceManager {
             })
             .collect();
         self.rates.sample(now_ms, totals);
+    }
+
+    fn get_sysctls(&self) -> Response {
+        Response::Sysctls(
+            self.sysctls
+                .list()
+                .into_iter()
+                .map(|(n, v)| (n.to_string(), v))
+                .collect(),
+        )
+    }
+
+    /// Sets every pair or, if one is refused, none.
+    fn set_sysctls(&mut self, pairs: &[(String, u32)]) -> Result<()> {
+        let mut next = self.sysctls;
+        for (name, value) in pairs {
+            next.set(name, *value).map_err(|e| e.to_string())?;
+        }
+        for (name, value) in pairs {
+            let old = self.sysctls.get(name).unwrap_or(*value);
+            if old != *value {
+                tracing::info!(sysctl = %name, old, new = *value, "IPVS sysctl changed");
+            }
+        }
+        self.sysctls = next;
+        Ok(())
     }
 
     // --- checks ----------------------------------------------------------------------------
@@ -380,9 +412,11 @@ impl ServiceManager {
                 scheduler,
             });
         }
-        let old = self
-            .dp
-            .publish(Arc::new(Snapshot::new(services, self.generation)));
+        let old = self.dp.publish(Arc::new(Snapshot::new(
+            services,
+            self.generation,
+            self.sysctls,
+        )));
         self.retained.push(old);
         self.collect_garbage();
     }

@@ -6,6 +6,7 @@
 use super::dest::Dest;
 use crate::sched::Scheduler;
 use control::model::ServiceSpec;
+use control::sysctl::IpvsSysctls;
 use std::net::Ipv4Addr;
 
 /// A virtual service as workers see it.
@@ -25,6 +26,8 @@ pub struct Snapshot {
     vips: Vec<Ipv4Addr>,
     /// Increases with every published snapshot.
     pub generation: u64,
+    /// The IPVS sysctls in force (`[ipvs]`, `rvsctl sysctl -w`).
+    pub sysctls: IpvsSysctls,
 }
 
 fn svc_key(proto: u8, addr: Ipv4Addr, port: u16) -> u64 {
@@ -33,7 +36,7 @@ fn svc_key(proto: u8, addr: Ipv4Addr, port: u16) -> u64 {
 
 impl Snapshot {
     /// Indexes `services` (one per key) by protocol, VIP and port; built on the control thread.
-    pub(super) fn new(services: Vec<Service>, generation: u64) -> Snapshot {
+    pub(super) fn new(services: Vec<Service>, generation: u64, sysctls: IpvsSysctls) -> Snapshot {
         let mut services: Vec<(u64, Service)> = services
             .into_iter()
             .map(|s| {
@@ -49,6 +52,7 @@ impl Snapshot {
             services,
             vips,
             generation,
+            sysctls,
         }
     }
 

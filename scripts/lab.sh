@@ -28,8 +28,8 @@
 # Every setting below can be overridden from the environment.
 set -euo pipefail
 umask 022
-# shellcheck source=scripts/common.sh
-. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source=scripts/lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 RVSD=${RVSD:-}                           # rvsd binary; empty: cargo build --release, target/release/rvsd
 RVSADM=${RVSADM:-}                       # rvsadm binary; empty: as above, target/release/rvsadm

@@ -24,8 +24,8 @@
 # FRAG_TIMEOUT (seconds to wait for each answer, 2), FRAG_EARLY (drop | answer).
 set -euo pipefail
 umask 022
-# shellcheck source=scripts/common.sh
-. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source=scripts/lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 RVS_LAB_NS=${RVS_LAB_NS:-rvs}
 RVS_LAB_DIR=${RVS_LAB_DIR:-/run/rvs-lab}

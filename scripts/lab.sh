@@ -392,7 +392,7 @@ cmd_up() {
     done
 
     # Offloads off on every veth end: with tx checksum offload the kernel hands out packets
-    # with partial checksums, which an af_packet reader passes on as they are.
+    # with partial checksums, which a raw-socket reader (af_packet, af_xdp) passes on as they are.
     offloads_off "$NS_CLI" eth0
     offloads_off "$NS_DIR" rvs-dext
     offloads_off "$NS_DIR" rvs-dint

@@ -358,6 +358,20 @@ impl Model {
         self.replies.get(t).map(|k| (*k, Dir::Reply))
     }
 
+    /// A connection the table took at `now`, as `hit`.
+    fn insert(&mut self, c: NewConn, hit: Hit, now: u64) {
+        self.replies.insert(c.reply(), c.inbound());
+        self.conns.insert(
+            c.inbound(),
+            ModelConn {
+                c,
+                hit,
+                state: c.state,
+                expires: now + timeout_ms(c.state),
+            },
+        );
+    }
+
     fn remove(&mut self, k: &Tuple) -> Option<ModelConn> {
         let mc = self.conns.remove(k)?;
         self.replies.remove(&mc.c.reply());
@@ -460,17 +474,7 @@ fn run_ops(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         }
                         prop_assert_eq!(t.evictions(), evictions);
                         m.remove(&gone[0]);
-                        let expires = now + timeout_ms(c.state);
-                        m.replies.insert(c.reply(), c.inbound());
-                        m.conns.insert(
-                            c.inbound(),
-                            ModelConn {
-                                c,
-                                hit,
-                                state: c.state,
-                                expires,
-                            },
-                        );
+                        m.insert(c, hit, now);
                     }
                 } else {
                     let hit = got.map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
@@ -478,17 +482,7 @@ fn run_ops(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         (hit.dir, hit.real, hit.state),
                         (Dir::Inbound, c.real, c.state)
                     );
-                    let expires = now + timeout_ms(c.state);
-                    m.replies.insert(c.reply(), c.inbound());
-                    m.conns.insert(
-                        c.inbound(),
-                        ModelConn {
-                            c,
-                            hit,
-                            state: c.state,
-                            expires,
-                        },
-                    );
+                    m.insert(c, hit, now);
                 }
             }
             Op::Lookup { k, reply } => {

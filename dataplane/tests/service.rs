@@ -1,73 +1,32 @@
 //! ServiceManager: ipvsadm-like requests, errors that change nothing, counters that survive
 //! snapshot rebuilds.
 
-use control::config::{Cidr, PortRole};
-use control::model::{
-    default_netmask, DestSpec, Forward, Protocol, SchedulerKind, ServiceKey, ServiceSpec, Timeouts,
-};
+use control::model::{Protocol, SchedulerKind, ServiceKey, ServiceSpec, Timeouts};
 use control::proto::{Request, Response};
-use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, PortSetup, Worker};
+use dataplane::pipeline::{Action, Dataplane, Worker};
 use dataplane::service::ServiceManager;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use testkit::director;
+use testkit::plan::{CIP, ONE_ARM_MAC as MAC, VIP};
+use testkit::services::{dest, service, tcp};
 use testkit::*;
 
-const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const PEER: [u8; 6] = [2, 0, 0, 0, 0, 2];
-const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
-const CIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
 const RIP1: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 21);
 const RIP2: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 22);
 
 fn key(port: u16) -> ServiceKey {
-    ServiceKey {
-        protocol: Protocol::Tcp,
-        addr: VIP,
-        port,
-    }
+    tcp(VIP, port)
 }
 
 fn svc(port: u16, scheduler: SchedulerKind) -> ServiceSpec {
-    ServiceSpec {
-        key: key(port),
-        scheduler,
-        persistence: None,
-        netmask: default_netmask(),
-        sched_flags: Default::default(),
-    }
-}
-
-fn dest(addr: Ipv4Addr, port: u16, weight: u32) -> DestSpec {
-    DestSpec {
-        addr,
-        port,
-        weight,
-        forward: Forward::Masq,
-        upper_threshold: 0,
-        lower_threshold: 0,
-    }
+    service(key(port), scheduler)
 }
 
 /// One-arm director (role both) with one neighbour MAC for everything.
 fn setup() -> (Arc<Dataplane>, ServiceManager) {
-    let dp = Dataplane::new(DataplaneConfig {
-        ports: vec![PortSetup {
-            name: "lan".into(),
-            mac: MAC,
-            role: PortRole::Both,
-            addrs: vec![Cidr::parse("198.51.100.1/24").unwrap()],
-            gateway: None,
-            mtu: 1500,
-        }],
-        conn_capacity: 128,
-        timeouts: Timeouts::default(),
-        workers: 1,
-    });
-    for ip in [CIP, RIP1, RIP2] {
-        dp.neigh().learn(0, ip, PEER);
-    }
-    let mgr = ServiceManager::new(dp.clone());
-    (dp, mgr)
+    director::one_arm(128, 1, &[CIP, RIP1, RIP2], PEER)
 }
 
 fn list(mgr: &mut ServiceManager) -> Response {

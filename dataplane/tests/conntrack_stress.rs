@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use testkit::plan::{nth_client, rip, VIP};
+use testkit::plan::{nth_conn, VIP};
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;
@@ -333,8 +333,8 @@ fn two_threads_churn_with_a_checker() {
     );
 }
 
-/// 10M connections: every one of them fits (no bucket overflows before capacity), and each
-/// is found by both tuples.
+/// 10M connections (distinct clients, 32 real servers): every one of them fits (no bucket
+/// overflows before capacity), and each is found by both tuples.
 #[test]
 #[ignore = "builds and fills a 10M-connection table (about 1 GB); run with --release --ignored"]
 fn ten_million_connections_fit_and_are_found() {
@@ -342,25 +342,16 @@ fn ten_million_connections_fit_and_are_found() {
     let t0 = Instant::now();
     let t = ConnTable::new(N, 64, &Timeouts::default());
     eprintln!("10M table ({}) built in {:?}", t.backing(), t0.elapsed());
-    // 10M distinct clients, 32 real servers.
-    let nc = |i: usize| NewConn {
-        proto: TCP,
-        client: nth_client(i),
-        virt: (VIP, 80),
-        real: (rip(1 + (i % 32) as u8), 80),
-        dest: (i % 32) as u32,
-        state: ConnState::Established,
-    };
     let t1 = Instant::now();
     for i in 0..N {
-        t.insert(&nc(i), 0)
+        t.insert(&nth_conn(i), 0)
             .unwrap_or_else(|e| panic!("connection {i}: {e:?}"));
     }
     eprintln!("filled in {:?}", t1.elapsed());
     assert_eq!(t.len(), N);
-    assert_eq!(t.insert(&nc(N), 0), Err(InsertError::Full));
+    assert_eq!(t.insert(&nth_conn(N), 0), Err(InsertError::Full));
     for i in (0..N).step_by(9973) {
-        let c = nc(i);
+        let c = nth_conn(i);
         assert_eq!(t.lookup(&c.inbound(), 0).unwrap().real, c.real);
         assert_eq!(t.lookup(&c.reply(), 0).unwrap().client, c.client);
     }

@@ -3,6 +3,7 @@
 //! the DIP, in LVS's words (CIP, VIP, DIP, RIP). More clients than one /24 holds go on to
 //! 203.0.113.0/24 ([`nth_client`]).
 
+use dataplane::conntrack::{ConnState, NewConn};
 use std::net::Ipv4Addr;
 
 /// The virtual IP, also the external port's address.
@@ -45,6 +46,19 @@ pub fn nth_client(i: usize) -> (Ipv4Addr, u16) {
         Ipv4Addr::new(203, 0, 113, (host - 256) as u8)
     };
     (ip, 1024 + (i % PORTS_PER_CLIENT) as u16)
+}
+
+/// Connection `i` of a table filled with [`nth_client`]s: to VIP:80, on real server
+/// `rip(1 + i % 32)`:80 (slot `i % 32`), ESTABLISHED.
+pub fn nth_conn(i: usize) -> NewConn {
+    NewConn {
+        proto: 6,
+        client: nth_client(i),
+        virt: (VIP, 80),
+        real: (rip(1 + (i % 32) as u8), 80),
+        dest: (i % 32) as u32,
+        state: ConnState::Established,
+    }
 }
 
 /// The one-arm director's MAC (rvsd's port in the DPDK tests, the port of `director::one_arm`).

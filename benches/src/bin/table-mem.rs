@@ -1,7 +1,7 @@
 //! table-mem: what the connection table costs in memory, measured on this process rather than
 //! computed. It reads /proc/self/status before the table is built, after it is built (its
-//! region is prefaulted then) and after `--conns` inserts (distinct clients, 32 real
-//! servers), and reports the growth per connection.
+//! region is prefaulted then) and after `--conns` inserts (testkit's `plan::nth_conn`: distinct
+//! clients, 32 real servers), and reports the growth per connection.
 //!
 //! Resident memory is VmRSS plus HugetlbPages: pages from the reserved hugepage pool
 //! (`MAP_HUGETLB`, the table's first choice) are not counted in VmRSS. VmHWM is VmRSS's peak.
@@ -13,9 +13,9 @@
 
 use clap::Parser;
 use control::model::Timeouts;
-use dataplane::conntrack::{ConnState, ConnTable, NewConn};
+use dataplane::conntrack::ConnTable;
 use std::time::Instant;
-use testkit::plan::{nth_client, rip, VIP};
+use testkit::plan::nth_conn;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -71,15 +71,6 @@ fn mb(bytes: u64) -> f64 {
 fn main() {
     let args = Args::parse();
     let n = args.conns;
-    let conn = |i: usize| NewConn {
-        proto: 6,
-        client: nth_client(i),
-        virt: (VIP, 80),
-        real: (rip(1 + (i % 32) as u8), 80),
-        dest: (i % 32) as u32,
-        state: ConnState::Established,
-    };
-
     let before = Mem::now();
     let t0 = Instant::now();
     let table = ConnTable::new(n, args.dests, &Timeouts::default());
@@ -88,7 +79,7 @@ fn main() {
     let t1 = Instant::now();
     for i in 0..n {
         table
-            .insert(&conn(i), 0)
+            .insert(&nth_conn(i), 0)
             .unwrap_or_else(|e| panic!("connection {i}: {e:?}"));
     }
     let filled_in = t1.elapsed();

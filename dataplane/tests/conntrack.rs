@@ -388,6 +388,15 @@ impl Model {
         Some((k, d))
     }
 
+    /// The connections expired at `now`.
+    fn expired(&self, now: u64) -> Vec<Tuple> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.expires <= now)
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
     /// The `n`-th connection in a stable order.
     fn nth(&self, n: usize) -> Option<Tuple> {
         let mut keys: Vec<Tuple> = self.conns.keys().copied().collect();
@@ -437,12 +446,7 @@ fn run_ops(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 } else if m.conns.len() == CAPACITY {
                     // Full: an expired entry is reaped, else the SYN_RECV one that expires
                     // first is evicted (ties: any of them), else the insert fails.
-                    let expired: Vec<Tuple> = m
-                        .conns
-                        .iter()
-                        .filter(|(_, c)| c.expires <= now)
-                        .map(|(k, _)| *k)
-                        .collect();
+                    let expired = m.expired(now);
                     let oldest_syn = m
                         .conns
                         .values()
@@ -553,12 +557,7 @@ fn run_ops(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Sweep => {
                 let mut cursor = 0;
                 t.housekeeping(0..CAPACITY, &mut cursor, CAPACITY, now);
-                let expired: Vec<Tuple> = m
-                    .conns
-                    .iter()
-                    .filter(|(_, c)| c.expires <= now)
-                    .map(|(k, _)| *k)
-                    .collect();
+                let expired = m.expired(now);
                 for k in expired {
                     m.remove(&k);
                 }

@@ -112,14 +112,11 @@ impl Lab {
     }
 
     fn dest_counts(&mut self, key: ServiceKey) -> Vec<(Ipv4Addr, u64, u64)> {
-        match self.mgr.handle(Request::List { service: Some(key) }) {
-            Response::Services { services, .. } => services[0]
-                .dests
-                .iter()
-                .map(|d| (d.spec.addr, d.active_conns, d.inactive_conns))
-                .collect(),
-            other => panic!("{other:?}"),
-        }
+        services::listed(&mut self.mgr, key)
+            .dests
+            .iter()
+            .map(|d| (d.spec.addr, d.active_conns, d.inactive_conns))
+            .collect()
     }
 }
 

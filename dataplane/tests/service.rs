@@ -225,13 +225,8 @@ fn list_edit_delete_clear() {
         }),
         Response::Ok
     );
-    let Response::Services { services, .. } = mgr.handle(Request::List {
-        service: Some(key(80)),
-    }) else {
-        panic!()
-    };
-    assert_eq!(services.len(), 1);
-    assert_eq!(services[0].dests[1].spec.weight, 5);
+    // Listed alone.
+    assert_eq!(services::listed(&mut mgr, key(80)).dests[1].spec.weight, 5);
     assert_eq!(
         mgr.handle(Request::DelDest {
             service: key(80),
@@ -305,12 +300,7 @@ fn counters_survive_rebuilds_zero_and_slot_reuse() {
     });
     w.begin_burst(20);
     let rs1 = |mgr: &mut ServiceManager| {
-        let Response::Services { services, .. } = mgr.handle(Request::List {
-            service: Some(key(80)),
-        }) else {
-            panic!()
-        };
-        services[0].dests.first().map(|d| {
+        services::listed(mgr, key(80)).dests.first().map(|d| {
             (
                 d.active_conns,
                 d.inactive_conns,
@@ -354,12 +344,8 @@ fn counters_survive_rebuilds_zero_and_slot_reuse() {
         "connections of the removed server are gone"
     );
     // The service's stats keep the deleted server's traffic.
-    let Response::Services { services, .. } = mgr.handle(Request::List {
-        service: Some(key(80)),
-    }) else {
-        panic!()
-    };
-    assert_eq!((services[0].stats.conns, services[0].stats.in_pkts), (1, 1));
+    let web = services::listed(&mut mgr, key(80));
+    assert_eq!((web.stats.conns, web.stats.in_pkts), (1, 1));
 
     // Once nothing refers to the old slot, it is reused, with fresh counters.
     mgr.handle(Request::AddDest {
@@ -375,12 +361,8 @@ fn counters_survive_rebuilds_zero_and_slot_reuse() {
         .map(|d| d.slot)
         .collect();
     assert_eq!(slots, [new_slot, old_slot]);
-    let Response::Services { services, .. } = mgr.handle(Request::List {
-        service: Some(key(80)),
-    }) else {
-        panic!()
-    };
-    let rs2 = &services[0].dests[1];
+    let web = services::listed(&mut mgr, key(80));
+    let rs2 = &web.dests[1];
     assert_eq!(
         (
             rs2.active_conns,

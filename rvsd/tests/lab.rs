@@ -102,8 +102,10 @@ fn cmd(program: impl AsRef<std::ffi::OsStr>) -> Command {
     c
 }
 
-/// Panics when a prerequisite is missing, so that CI cannot pass without running the lab.
-fn prerequisites(test: &str, extra_tools: &[&str]) {
+/// The start of every scenario: the lab's lock, then its prerequisites; a missing one is a
+/// panic, so that CI cannot pass without running the lab.
+fn lab_start(test: &str, extra_tools: &[&str]) -> LabLock {
+    let lock = lab_lock();
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     assert_eq!(
@@ -126,6 +128,7 @@ fn prerequisites(test: &str, extra_tools: &[&str]) {
         "{test}: {} is missing",
         lab_sh().display()
     );
+    lock
 }
 
 /// What a finished command left: exit status, stdout, stderr.
@@ -353,9 +356,19 @@ impl Lab {
         self.rvsd.as_ref().is_some_and(Rvsd::alive)
     }
 
-    /// Stops rvsd with SIGTERM (a panic unless it exits within 10 s) and returns how it exited.
-    fn stop_rvsd(&mut self) -> ExitStatus {
-        self.rvsd.take().expect("rvsd running").stop()
+    /// The end of a scenario: rvsd still runs, and exits cleanly within 10 s of SIGTERM.
+    fn stop_rvsd(&mut self) {
+        assert!(
+            self.rvsd_alive(),
+            "rvsd died\n--- rvsd log ---\n{}",
+            self.rvsd_log_tail()
+        );
+        let st = self.rvsd.take().expect("rvsd running").stop();
+        assert!(
+            st.success(),
+            "rvsd must exit cleanly on SIGTERM, got {st}\n--- rvsd log ---\n{}",
+            self.rvsd_log_tail()
+        );
     }
 
     /// rvsadm with this lab's socket; panics (with rvsd's log) when it fails.
@@ -601,13 +614,9 @@ fn check_listing(out: &str, services: &[Listed]) {
 }
 
 #[test]
-#[cfg_attr(
-    rvs_skip_lab,
-    ignore = "skipped: built with RVS_SKIP_LAB=1 (the lab needs root)"
-)]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
 fn lab_script_is_idempotent_and_cleans_up_after_failure() {
-    let _lock = lab_lock();
-    prerequisites("lab_script_is_idempotent_and_cleans_up_after_failure", &[]);
+    let _lock = lab_start("lab_script_is_idempotent_and_cleans_up_after_failure", &[]);
     struct Down;
     impl Drop for Down {
         fn drop(&mut self) {
@@ -682,13 +691,9 @@ fn lab_script_is_idempotent_and_cleans_up_after_failure() {
 /// The lab itself, with the Linux kernel as the director (nftables DNAT round-robin): proves
 /// the topology, nginx and the UDP service independently of rvsd.
 #[test]
-#[cfg_attr(
-    rvs_skip_lab,
-    ignore = "skipped: built with RVS_SKIP_LAB=1 (the lab needs root)"
-)]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
 fn kernel_director_lab_round_robin() {
-    let _lock = lab_lock();
-    prerequisites("kernel_director_lab_round_robin", &["nft"]);
+    let _lock = lab_start("kernel_director_lab_round_robin", &["nft"]);
     let _lab = Lab::up(true);
     let http: Vec<String> = (0..4).map(|_| curl_vip()).collect();
     assert_eq!(
@@ -705,13 +710,9 @@ fn kernel_director_lab_round_robin() {
 
 /// The LVS-NAT walk-through with rvsd and rvsadm.
 #[test]
-#[cfg_attr(
-    rvs_skip_lab,
-    ignore = "skipped: built with RVS_SKIP_LAB=1 (the lab needs root)"
-)]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
 fn rvsd_nat_walkthrough() {
-    let _lock = lab_lock();
-    prerequisites("rvsd_nat_walkthrough", &[]);
+    let _lock = lab_start("rvsd_nat_walkthrough", &[]);
     let rvsadm = rvsadm();
     assert!(rvsadm.is_file());
     let mut lab = Lab::up(false);
@@ -763,17 +764,7 @@ fn rvsd_nat_walkthrough() {
         &[listed("TCP", 80, 2), listed("UDP", UDP_PORT, 2)],
     );
 
-    assert!(
-        lab.rvsd_alive(),
-        "rvsd died\n--- rvsd log ---\n{}",
-        lab.rvsd_log_tail()
-    );
-    let st = lab.stop_rvsd();
-    assert!(
-        st.success(),
-        "rvsd must exit cleanly on SIGTERM, got {st}\n--- rvsd log ---\n{}",
-        lab.rvsd_log_tail()
-    );
+    lab.stop_rvsd();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -898,13 +889,9 @@ fn wait_drained(lab: &Lab, service: &str, rip: &str) {
 /// brings the servers back: no request fails, and every request started after a change and
 /// finished before the next one went to a server eligible then.
 #[test]
-#[cfg_attr(
-    rvs_skip_lab,
-    ignore = "skipped: built with RVS_SKIP_LAB=1 (the lab needs root)"
-)]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
 fn live_updates_under_curl_load_lose_nothing() {
-    let _lock = lab_lock();
-    prerequisites("live_updates_under_curl_load_lose_nothing", &[]);
+    let _lock = lab_start("live_updates_under_curl_load_lose_nothing", &[]);
     let mut lab = Lab::up_with(false, 3);
     lab.start_rvsd();
     let web = format!("{VIP}:80");
@@ -1098,26 +1085,16 @@ fn live_updates_under_curl_load_lose_nothing() {
     assert_eq!(rs_state(&listing, rs1).map(|s| s.0), Some(1), "{listing}");
     assert_eq!(rs_state(&listing, rs2).map(|s| s.0), Some(3), "{listing}");
     assert_eq!(rs_state(&listing, rs3).map(|s| s.0), Some(1), "{listing}");
-    assert!(
-        lab.rvsd_alive(),
-        "rvsd died\n--- rvsd log ---\n{}",
-        lab.rvsd_log_tail()
-    );
-    let st = lab.stop_rvsd();
-    assert!(st.success(), "rvsd exit: {st}");
+    lab.stop_rvsd();
 }
 
 /// A long download through a real server that is set to weight 0 mid-transfer (while other
 /// services and the other real server are added, edited and removed) completes intact; new
 /// requests meanwhile go to the other server.
 #[test]
-#[cfg_attr(
-    rvs_skip_lab,
-    ignore = "skipped: built with RVS_SKIP_LAB=1 (the lab needs root)"
-)]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
 fn established_download_survives_weight_zero_and_other_changes() {
-    let _lock = lab_lock();
-    prerequisites(
+    let _lock = lab_start(
         "established_download_survives_weight_zero_and_other_changes",
         &[],
     );
@@ -1245,9 +1222,7 @@ fn established_download_survives_weight_zero_and_other_changes() {
     // Back to weight 1: it takes new requests again.
     lab.adm(&["-e", "-t", &web, "-r", &busy_rip, "-w", "1"]);
     assert_eq!(curl_vip(), busy.0);
-    assert!(lab.rvsd_alive(), "rvsd died\n{}", lab.rvsd_log_tail());
-    let st = lab.stop_rvsd();
-    assert!(st.success(), "rvsd exit: {st}");
+    lab.stop_rvsd();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1273,13 +1248,9 @@ fn service_and_weights(listing: &str) -> (String, Vec<(String, u32)>) {
 /// in the kernel: adding rs1 (weight 2) and then rs2 (weight 1) leaves cw at 1, so the first
 /// pass is rs1 rs2; a new scheduler (`-E -s`) starts at the top of the cycle.
 #[test]
-#[cfg_attr(
-    rvs_skip_lab,
-    ignore = "skipped: built with RVS_SKIP_LAB=1 (the lab needs root)"
-)]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
 fn rvsd_wrr_follows_the_kernel_sequence() {
-    let _lock = lab_lock();
-    prerequisites("rvsd_wrr_follows_the_kernel_sequence", &[]);
+    let _lock = lab_start("rvsd_wrr_follows_the_kernel_sequence", &[]);
     let mut lab = Lab::up(false);
     lab.start_rvsd();
     let web = format!("{VIP}:80");
@@ -1317,21 +1288,15 @@ fn rvsd_wrr_follows_the_kernel_sequence() {
     lab.adm(&["-e", "-t", &web, "-r", "192.0.2.2:80", "-w", "0"]);
     let http: Vec<String> = (0..3).map(|_| curl_vip()).collect();
     assert_eq!(http, ["rs2", "rs2", "rs2"]);
-    assert!(lab.rvsd_alive(), "rvsd died\n{}", lab.rvsd_log_tail());
-    let st = lab.stop_rvsd();
-    assert!(st.success(), "rvsd exit: {st}");
+    lab.stop_rvsd();
 }
 
 /// `-p`: every connection of one client goes to one real server (rr would alternate), TCP
 /// and UDP; quiescing that server (weight 0) drops the template and moves the client.
 #[test]
-#[cfg_attr(
-    rvs_skip_lab,
-    ignore = "skipped: built with RVS_SKIP_LAB=1 (the lab needs root)"
-)]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
 fn rvsd_persistence_keeps_a_client_on_one_server() {
-    let _lock = lab_lock();
-    prerequisites("rvsd_persistence_keeps_a_client_on_one_server", &[]);
+    let _lock = lab_start("rvsd_persistence_keeps_a_client_on_one_server", &[]);
     let mut lab = Lab::up(false);
     lab.start_rvsd();
     let web = format!("{VIP}:80");
@@ -1394,7 +1359,5 @@ fn rvsd_persistence_keeps_a_client_on_one_server() {
     assert_eq!(moved, [other, other, other]);
     lab.adm(&["-e", "-t", &web, "-r", &format!("{first_ip}:80"), "-w", "1"]);
     assert_eq!(curl_vip(), other, "the new template holds");
-    assert!(lab.rvsd_alive(), "rvsd died\n{}", lab.rvsd_log_tail());
-    let st = lab.stop_rvsd();
-    assert!(st.success(), "rvsd exit: {st}");
+    lab.stop_rvsd();
 }

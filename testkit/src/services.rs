@@ -37,6 +37,17 @@ pub fn services(mgr: &mut ServiceManager) -> Vec<ServiceStatus> {
     }
 }
 
+/// The one service `key`, as `-L -t|-u` lists it.
+pub fn listed(mgr: &mut ServiceManager, key: ServiceKey) -> ServiceStatus {
+    match mgr.handle(Request::List { service: Some(key) }) {
+        Response::Services { mut services, .. } => {
+            assert_eq!(services.len(), 1, "{key} listed once");
+            services.remove(0)
+        }
+        other => panic!("List {key} answered {other:?}"),
+    }
+}
+
 /// Connections and persistence templates, as `-L -c` lists them.
 pub fn conns(mgr: &mut ServiceManager) -> Vec<ConnStatus> {
     match mgr.handle(Request::ListConns) {

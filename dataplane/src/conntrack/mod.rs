@@ -22,9 +22,9 @@
 //! Beside the region, one *overflow* bit per bucket (see below) and small per-real-server
 //! counters. So a connection costs [`BYTES_PER_CONN`] = 32 + 64 = **96 bytes, index included**
 //! (plus that one bit); 10M connections take 962 MB with 2 MiB-page rounding and the counters
-//! of 64 real servers (measured by `ten_million_connections_fit_in_1_5_gb` in
-//! `tests/conntrack_stress.rs`), under the 1.5 GB target. [`ConnTable::footprint`] computes the
-//! region's size and [`ConnTable::memory_bytes`] reports what a table holds.
+//! of 64 real servers (resident, as measured by `table-mem` in benches/), under the 1.5 GB
+//! target. [`ConnTable::footprint`] computes the region's size and [`ConnTable::memory_bytes`]
+//! reports what a table holds.
 //!
 //! Each tuple has two candidate buckets (two independent keyed hashes, ranged by multiply-
 //! shift so any bucket count works). An insert takes the first bucket while fewer than

@@ -271,7 +271,8 @@ pub trait Scheduler: Send + Sync + std::fmt::Debug {
 pub struct Unsupported(pub SchedulerKind);
 
 /// Refuses the kinds this build does not implement (never silently replaced by another).
-/// Every LVS scheduler is implemented now.
+/// Every kind rvsadm names is implemented: nine of LVS's schedulers (not yet lblc, lblcr, fo,
+/// ovf, twos).
 pub fn check_supported(kind: SchedulerKind) -> Result<(), Unsupported> {
     match kind {
         SchedulerKind::Rr

@@ -44,10 +44,10 @@
 #   UDP flood through scripts/lab.sh with nftables and then rvsd as director); the plot
 #   (scripts/bench-plot.py, benches/bench.png) is drawn at the end when matplotlib is there.
 set -euo pipefail
-# shellcheck source=scripts/common.sh
-. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-# shellcheck source=scripts/bench-common.sh
-. "$(dirname "${BASH_SOURCE[0]}")/bench-common.sh"
+# shellcheck source=scripts/lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source=scripts/lib/bench.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/bench.sh"
 
 QUICK=
 OUT=$RVS_ROOT/benches/RESULTS.md
@@ -71,7 +71,7 @@ while [ $# -gt 0 ]; do
     --duration) DURATION=$2; shift ;;
     --only) ONLY=$2; shift ;;
     -h | --help)
-        sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+        usage_header
         exit 0
         ;;
     *) die "unknown argument $1 (see --help)" ;;
@@ -156,8 +156,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-
-
 EXT_SOCK=$WORK/ext.sock
 INT_SOCK=$WORK/int.sock
 # Fixed, distinct, locally administered MACs: pktgen 02:..:01:0x, DUT 02:..:00:0x.
@@ -166,9 +164,6 @@ PG_EAL=(-l 1 --in-memory --no-pci
     "--vdev=net_memif1,role=server,socket=$INT_SOCK,socket-abstract=no,id=0,mac=02:00:00:00:01:02")
 DUT_VDEVS=("--vdev=net_memif0,role=client,socket=$EXT_SOCK,socket-abstract=no,id=0,mac=02:00:00:00:00:01"
     "--vdev=net_memif1,role=client,socket=$INT_SOCK,socket-abstract=no,id=0,mac=02:00:00:00:00:02")
-
-
-
 
 # "busy total" CPU ticks of the whole machine so far.
 machine_ticks() {
@@ -180,25 +175,10 @@ proc_ticks() {
     awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
-
-
 # Appends one JSON record to $RECORDS: key=value pairs (values are strings), plus the pktgen's
 # JSON line from file $PG_JSON when there is one.
 record() {
-    python3 - "$RECORDS" "${PG_JSON:-}" "$@" <<'PY'
-import json, sys
-path, pg = sys.argv[1], sys.argv[2]
-rec = dict(kv.split("=", 1) for kv in sys.argv[3:])
-if pg:
-    try:
-        lines = [l for l in open(pg) if l.startswith("{")]
-        if lines:
-            rec["pktgen"] = json.loads(lines[-1])
-    except (OSError, ValueError) as e:
-        rec.setdefault("error", "cannot read rvs-pktgen's result: %s" % e)
-with open(path, "a") as f:
-    f.write(json.dumps(rec) + "\n")
-PY
+    python3 "$RVS_LIB/traffic_bench.py" record "$RECORDS" "${PG_JSON:-}" "$@"
 }
 
 # run_point DUT NAME PKTGEN-ARGS...: one point. A point that other work disturbed (more than
@@ -210,7 +190,7 @@ run_point() {
     local attempt busy
     for ((attempt = 0; ; attempt++)); do
         run_once "$@"
-        busy=$(python3 -c 'import json, sys; print(int(json.loads(open(sys.argv[1]).readlines()[-1]).get("busy_during") or 0))' "$RECORDS")
+        busy=$(python3 "$RVS_LIB/traffic_bench.py" busy "$RECORDS")
         ((busy > 5 && attempt < RETRIES)) || break
         log "$1-$2: other work took ${busy}% of the CPU time: measuring again"
         sed -i '$ d' "$RECORDS"
@@ -332,20 +312,7 @@ run_once() {
         ${dut_error:+dut_error="$dut_error"} pktgen_rc="$STOP_RC" busy_before="$BUSY" busy_during="$other_pct" \
         dut_rss_mb="${dut_rss:-}"
     PG_JSON=
-    python3 - "$RECORDS" <<'PY' >&2
-import json, sys
-r = [json.loads(l) for l in open(sys.argv[1])][-1]
-p = r.get("pktgen", {})
-if "delivered_mpps" in p:
-    l = p["latency_us"]
-    print("  %s %s: %.3f Mpps, loss %.4f %%, p50 %.1f us, p99 %.1f us, mismatches %d%s" % (
-        r["dut"], r["point"], p["delivered_mpps"], p["loss_pct"], l["p50"], l["p99"],
-        p["mismatches"] + p["server_mismatches"],
-        ("; DUT: " + r["dut_error"]) if r.get("dut_error") else ""))
-else:
-    print("  %s %s: FAILED: %s %s" % (r["dut"], r["point"], p.get("error", r.get("error", "no result")),
-          r.get("dut_error", "")))
-PY
+    python3 "$RVS_LIB/traffic_bench.py" summary "$RECORDS" >&2
 }
 
 DUTS=()
@@ -377,193 +344,13 @@ else
         COMMIT="$COMMIT (with uncommitted changes)"
     fi
 fi
-M_BINARIES="rvsd $(date -u -r "$RVSD" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo missing), rvs-pktgen $(date -u -r "$PKTGEN" +%Y-%m-%dT%H:%M:%SZ)"
+BINARIES="rvsd $(date -u -r "$RVSD" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo missing), rvs-pktgen $(date -u -r "$PKTGEN" +%Y-%m-%dT%H:%M:%SZ)"
 mkdir -p "$(dirname "$OUT")"
-M_NPROC=$(nproc)
-M_KERNEL=$(uname -r)
-M_COMMAND=$(quote "${ARGV[@]}")
-export M_DATE=$START_DATE M_NPROC M_CPU=$CPU M_KERNEL M_DPDK=$DPDK_VERSION M_COMMIT=$COMMIT \
-    M_COMMAND M_LOAD=$START_LOAD M_MODE=${QUICK:+quick} M_WARMUP=$WARMUP M_DURATION=$DURATION \
-    M_FLOWS=$FLOWS M_LAT_RATE=$LAT_RATE M_NEWCONN_CAPACITY=$NEWCONN_CAPACITY M_WORK=$WORK \
-    M_BINARIES M_NICE=$NICE
-PYTHONPATH="$RVS_ROOT/scripts" python3 - "$RECORDS" "$OUT" <<'PY'
-import json, os, sys
-import results_section
-recs = [json.loads(l) for l in open(sys.argv[1])]
-out = sys.argv[2]
-E = os.environ
-meta = {
-    "date": E["M_DATE"], "nproc": E["M_NPROC"], "cpu": E["M_CPU"], "kernel": E["M_KERNEL"],
-    "dpdk": E["M_DPDK"], "commit": E["M_COMMIT"], "command": E["M_COMMAND"], "load": E["M_LOAD"],
-    "mode": E["M_MODE"] or "full", "warmup": E["M_WARMUP"], "duration": E["M_DURATION"],
-    "flows": E["M_FLOWS"], "lat_rate": E["M_LAT_RATE"], "newconn_capacity": E["M_NEWCONN_CAPACITY"],
-}
-by = {(r["dut"], r["point"]): r for r in recs}
-points = []
-for r in recs:
-    if r["point"] not in points:
-        points.append(r["point"])
-
-def res(dut, point):
-    r = by.get((dut, point))
-    if r is None:
-        return None, "not run"
-    p = r.get("pktgen") or {}
-    if "delivered_mpps" not in p:
-        why = p.get("error") or r.get("error") or r.get("dut_error") or "no result"
-        if r.get("dut_error") and r.get("dut_error") not in why:
-            why += "; DUT: " + r["dut_error"]
-        return None, why
-    return p, r.get("dut_error")
-
-failures = []
-def cells(dut, point, rate_unit=1e6):
-    p, why = res(dut, point)
-    if p is None:
-        if why != "not run":
-            failures.append("%s %s: %s" % (dut, point, why))
-            return ["FAILED", "", "", ""]
-        return ["not run", "", "", ""]
-    if why:
-        failures.append("%s %s (figures kept, measured before): %s" % (dut, point, why))
-    l = p["latency_us"]
-    mism = p["mismatches"] + p["server_mismatches"]
-    rate = "%.3f" % p["delivered_mpps"] if rate_unit == 1e6 else "{:,.0f}".format(p["delivered_mpps"] * 1e6)
-    lat = " / ".join("%.1f" % l[k] for k in ("p50", "p99", "p999", "max"))
-    rec = by[(dut, point)]
-    if int(rec.get("busy_before") or 0) > 15 or int(rec.get("busy_during") or 0) > 5:
-        rate += " (busy)"
-    return [rate, "%.3f" % p["loss_pct"], lat, str(mism)]
-
-def rss(point):
-    r = by.get(("rvs", point))
-    return (r or {}).get("dut_rss_mb") or "–"
-
-def ratio(point):
-    a, _ = res("rvs", point)
-    b, _ = res("testpmd", point)
-    if a is None or b is None or b["delivered_mpps"] == 0:
-        return "–"
-    return "%.2f" % (a["delivered_mpps"] / b["delivered_mpps"])
-
-L = []
-L.append("## Traffic benchmark: rvs-pktgen over memif")
-L.append("")
-L.append("Written by `scripts/bench.sh` between the traffic-bench markers; do not edit by hand, run the script again.")
-L.append("")
-disturbed = [r for r in recs if "pktgen" in r and (int(r.get("busy_before") or 0) > 15 or int(r.get("busy_during") or 0) > 5)]
-if disturbed:
-    L.append("**Warning: %d of %d points were measured while other work took CPU time from the benchmark** "
-             "(marked \"(busy)\"). Their figures are far below what rvs and testpmd do on a quiet machine "
-             "and say nothing about either; run the script again when nothing else runs." % (len(disturbed), len(recs)))
-    L.append("")
-L.append("| | |")
-L.append("| --- | --- |")
-L.append("| date (UTC) | %s |" % meta["date"])
-L.append("| machine | nproc %s, %s, kernel %s |" % (meta["nproc"], meta["cpu"], meta["kernel"]))
-L.append("| DPDK | %s (Debian packages) |" % meta["dpdk"])
-L.append("| rvs commit | %s |" % meta["commit"])
-L.append("| binaries built (UTC) | %s |" % E["M_BINARIES"])
-L.append("| command | `%s` |" % meta["command"])
-L.append("| run | %s: warm-up %s s (and until every flow is open), %s s measured per point |" % (meta["mode"], meta["warmup"], meta["duration"]))
-L.append("| load average at start | %s (other work on these 2 cores skews every figure) |" % meta["load"])
-L.append("| niceness of rvs-pktgen and the DUT | %s |" % E["M_NICE"])
-L.append("")
-L.append("Mpps: round trips per second (a client frame to the VIP and the real server's reply back to")
-L.append("the client), 64-byte frames on the wire (60 in the buffer). The DUT forwards each round trip")
-L.append("twice (client to server, server to client), so it moves 2x the figure. Loss: frames sent during")
-L.append("the measurement whose reply never came. Latency: round trip in microseconds, client to client,")
-L.append("through the DUT twice and rvs-pktgen's reflection once. As fast as the DUT takes frames, the")
-L.append("latency is mostly the memif rings filling up; the fixed-rate point shows it unloaded.")
-L.append("Mismatches: replies not from VIP:vport to the flow's client, bad checksums or TCP flags, and")
-L.append("frames reaching the real-server side that could not be answered.")
-L.append("")
-L.append("\"(busy)\": other work used more than 15 % of the CPUs just before that point or more than 5 %")
-L.append("during it (busy_before, busy_during in the raw results); its figures are low by an unknown amount.")
-L.append("rvsd peak RSS: VmHWM")
-L.append("of rvsd (heap, where the connection table lives; hugepages not included).")
-L.append("")
-L.append("Targets (DESIGN.md, per worker core): >= 10 Mpps forwarded at 1M established flows, >= 0.8x")
-L.append("testpmd io over the same transport, >= 1M new connections/s.")
-L.append("")
-hdr = ("| point | rvs Mpps | loss % | latency us p50 / p99 / p99.9 / max | mismatches | rvsd peak RSS MB "
-       "| testpmd Mpps | loss % | latency us p50 / p99 / p99.9 / max | mismatches | rvs / testpmd |")
-sep = "|" + " --- |" * 11
-def table(title, pts, unit=1e6, note=None):
-    pts = [p for p in pts if p in points]
-    if not pts:
-        return
-    L.append("### " + title)
-    L.append("")
-    if note:
-        L.append(note)
-        L.append("")
-    h = hdr if unit == 1e6 else hdr.replace("rvs Mpps", "rvs conn/s").replace("testpmd Mpps", "testpmd frames/s")
-    L.append(h)
-    L.append(sep)
-    for pt in pts:
-        L.append("| %s | %s | %s | %s | %s |" % (pt, " | ".join(cells("rvs", pt, unit)), rss(pt), " | ".join(cells("testpmd", pt, unit)), ratio(pt)))
-    L.append("")
-
-flows = meta["flows"].split()
-table("Established flows", ["%s-%s" % (pr, f) for pr in ("udp", "tcp") for f in flows],
-      note="Every flow is opened during the warm-up (TCP: SYN, SYN-ACK, then ACK segments); the measurement sees established flows only. Each flow gets a frame in turn.")
-table("New connections per second", ["udp-newconn", "tcp-newconn"], unit=1,
-      note="Every frame opens a new flow (TCP: a SYN answered with SYN-ACK; UDP: a new client port); a connection counts when its reply reached the client. rvsd's table holds %s connections here; testpmd just forwards the same frames." % meta["newconn_capacity"])
-table("Latency at a fixed rate", ["udp-1K-latency"],
-      note="UDP, 1K flows, %s client frames/s offered." % meta["lat_rate"])
-other = [p for p in points if not (p.endswith("newconn") or p.endswith("latency") or any(p == "%s-%s" % (pr, f) for pr in ("udp", "tcp") for f in flows))]
-table("Other", other)
-
-L.append("### Failures and notes")
-L.append("")
-if failures:
-    for f in failures:
-        L.append("- " + f)
-else:
-    L.append("- none: every point ran to the end.")
-for r in recs:
-    p = r.get("pktgen", {})
-    if p.get("interrupted"):
-        L.append("- %s %s: rvs-pktgen was interrupted before the end; figures cover what was measured." % (r["dut"], r["point"]))
-L.append("- rvs-pktgen runs on one core and does three frames' work per round trip (build, reflect, check) while testpmd io only forwards; at testpmd's rate the generator may be the limit, which flatters the rvs / testpmd ratio.")
-L.append("")
-L.append("### Commands")
-L.append("")
-L.append("Each point starts rvs-pktgen (memif servers), then the DUT (memif clients); the DUT is stopped with SIGTERM once rvs-pktgen has reported.")
-L.append("")
-for r in recs:
-    if "pktgen_cmd" in r:
-        L.append("- %s %s:" % (r["dut"], r["point"]))
-        L.append("  - DUT: `%s`" % r["dut_cmd"])
-        L.append("  - rvs-pktgen: `%s`" % r["pktgen_cmd"])
-L.append("")
-try:
-    conf = open(os.path.join(E["M_WORK"], "last-rvs.toml")).read()
-    L.append("rvsd's configuration (conntrack.capacity = flows x 1.25 + 65536 for the established-flow points, %s for the new-connection ones):" % meta["newconn_capacity"])
-    L.append("")
-    L.append("```toml")
-    L.append(conf.rstrip())
-    L.append("```")
-    L.append("")
-except OSError:
-    pass
-L.append("### Raw results")
-L.append("")
-L.append("rvs-pktgen's JSON line for every point, as it printed it:")
-L.append("")
-L.append("```")
-for r in recs:
-    L.append(json.dumps({"dut": r["dut"], "point": r["point"], "load": r.get("load"), "busy_before": r.get("busy_before"), "busy_during": r.get("busy_during"), "dut_rss_mb": r.get("dut_rss_mb"), "dut_error": r.get("dut_error"), "error": r.get("error"), "pktgen": r.get("pktgen")}, separators=(",", ":")))
-L.append("```")
-# benches/RESULTS.md is shared with the micro benchmarks, each between its own markers: replace
-# this section, or append it, and leave the rest alone.
-results_section.write(out, "traffic-bench", L)
-# The figures on stdout too: the tables and the failures, without the commands and raw data.
-first = next((i for i, l in enumerate(L) if l.startswith("### ")), 0)
-last = next((i for i, l in enumerate(L) if l == "### Commands"), len(L))
-print("\n".join(L[first:last]))
-PY
+python3 "$RVS_LIB/traffic_bench.py" report "$RECORDS" "$OUT" "$WORK/last-rvs.toml" \
+    date="$START_DATE" nproc="$(nproc)" cpu="$CPU" kernel="$(uname -r)" dpdk="$DPDK_VERSION" \
+    commit="$COMMIT" command="$(quote "${ARGV[@]}")" load="$START_LOAD" mode="${QUICK:+quick}" \
+    warmup="$WARMUP" duration="$DURATION" flows="$FLOWS" lat_rate="$LAT_RATE" \
+    newconn_capacity="$NEWCONN_CAPACITY" binaries="$BINARIES" nice="$NICE"
 log "results written to $OUT (between its traffic-bench markers)"
 # The plot (benches/bench.png, linked from its own section of the results) when matplotlib is
 # there; scripts/bench-plot.py redraws it later otherwise.

@@ -8,9 +8,10 @@
 #
 # The lab is removed afterwards, also when a step fails.
 set -euo pipefail
-# shellcheck source=scripts/common.sh
-. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source=scripts/lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
+case ${1:-} in -h | --help) usage_header; exit 0 ;; esac
 need_root
 "$RVS_ROOT/scripts/setup.sh"
 exec "$RVS_ROOT/scripts/lab.sh" demo "$@"

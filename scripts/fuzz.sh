@@ -14,8 +14,8 @@
 # RUSTC_BOOTSTRAP=1, which makes stable rustc accept them. One job, one process: the machine is
 # small. Exits non-zero when a target crashes.
 set -euo pipefail
-# shellcheck source=scripts/common.sh
-. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source=scripts/lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 TARGETS=(pipeline packet)
 
@@ -61,6 +61,7 @@ main() {
         run_target "$target" "$secs"
         ;;
     list) printf '%s\n' "${TARGETS[@]}" ;;
+    -h | --help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' ;;
     *)
         sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
         exit 2

@@ -52,10 +52,10 @@
 # Only these two namespaces and documentation addresses; namespaces, veths and processes (by
 # PID) are removed on exit, also on failure.
 set -euo pipefail
-# shellcheck source=scripts/common.sh
-. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-# shellcheck source=scripts/bench-common.sh
-. "$(dirname "${BASH_SOURCE[0]}")/bench-common.sh"
+# shellcheck source=scripts/lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source=scripts/lib/bench.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/bench.sh"
 
 OUT=$RVS_ROOT/benches/RESULTS.md
 BUILD=1
@@ -75,7 +75,7 @@ while [ $# -gt 0 ]; do
     --duration) DURATION=$2; shift ;;
     --only) ONLY=$2; shift ;;
     -h | --help)
-        sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+        usage_header
         exit 0
         ;;
     *) die "unknown argument: $1 (see --help)" ;;
@@ -142,8 +142,6 @@ RECORDS=$WORK/records.jsonl
 : >"$RECORDS"
 PIDS=()
 
-
-
 topo_down() {
     local ns pid
     for ns in "$NS_GEN" "$NS_DUT"; do
@@ -175,7 +173,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-
 # x CMD...: run a setup command and log it in $CMDS (the section lists them).
 CMDS=/dev/null
 x() {
@@ -187,7 +184,6 @@ x() {
 ns_sysctl() {
     x ip netns exec "$1" sysctl -q -w "$2=$3" >/dev/null
 }
-
 
 # An nftables netdev ingress chain that drops everything on the given devices of namespace $1:
 # af_packet's tap sees frames before that hook, so the DPDK process still gets them.
@@ -270,50 +266,6 @@ EOF
     wait_link_up "$NS_DUT" d-int
 }
 
-
-
-
-
-# The CPU sampler (run with rvs-pktgen's niceness, or it would not get CPU time while two
-# processes busy-poll both CPUs): waits for rvs-pktgen's first "measure" progress line (it
-# comes within a second of the measurement's start), then 0.2 s, and snapshots per-CPU times,
-# every process's CPU ticks and the kernel's backlog drops; again DURATION - 2 s later, so the
-# sample lies inside the measurement.
-cat >"$WORK/sampler.py" <<'PY'
-import json, os, sys, time
-log, pid, secs, out0, out1 = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], sys.argv[5]
-def snap(path):
-    s = {"t": time.monotonic(), "cpu": {}, "proc": {}, "softnet_dropped": 0}
-    for l in open("/proc/stat"):
-        f = l.split()
-        if f[0].startswith("cpu") and f[0] != "cpu":
-            s["cpu"][f[0]] = [int(v) for v in f[1:9]]
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                d = open("/proc/%s/stat" % p).read()
-                rest = d[d.rindex(")") + 2:].split()
-                s["proc"][p] = [d[d.index("(") + 1:d.rindex(")")], int(rest[11]) + int(rest[12])]
-            except (OSError, ValueError):
-                pass
-    for l in open("/proc/net/softnet_stat"):
-        s["softnet_dropped"] += int(l.split()[1], 16)
-    json.dump(s, open(path, "w"))
-seen = ""
-while os.path.exists("/proc/" + pid):
-    try:
-        seen = open(log, errors="replace").read()
-    except OSError:
-        pass
-    if " measure " in seen:
-        time.sleep(0.2)
-        snap(out0)
-        time.sleep(secs)
-        snap(out1)
-        break
-    time.sleep(0.05)
-PY
-
 # Interface counters of the four veth ends, as JSON lines.
 if_stats() {
     local ns
@@ -365,7 +317,9 @@ run_point() {
         "${pg_cmd[@]}" </dev/null >"$pg_out" 2>"$pg_log" &
         local pg=$!
         PIDS+=("$pg")
-        "${NICE_CMD[@]}" python3 "$WORK/sampler.py" "$pg_log" "$pg" $((DURATION - 2)) \
+        # The CPU sample (python3 at rvs-pktgen's niceness, or it would get no CPU time while
+        # two processes busy-poll both CPUs), DURATION - 2 s inside the measurement.
+        "${NICE_CMD[@]}" python3 "$RVS_LIB/kernel_bench.py" sample "$pg_log" "$pg" $((DURATION - 2)) \
             "$WORK/$name.snap0.json" "$WORK/$name.snap1.json" &
         local sampler=$!
         PIDS+=("$sampler")
@@ -398,81 +352,9 @@ run_point() {
         fi
     fi
     topo_down
-    P_MODE=$mode P_RATE=$rate P_LOAD=$load P_BUSY=$BUSY P_ERROR=$error P_DUT_ERROR=$dut_error \
-        P_PG_RC=$pg_rc P_PG_CMD="$(quote "${pg_cmd[@]}")" P_DUT_CMD="$(quote "${dut_cmd[@]}")" \
-        python3 - "$RECORDS" "$WORK" "$name" <<'PY'
-import json, os, sys
-records, work, name = sys.argv[1:]
-E = os.environ
-def load(path, lines=False):
-    try:
-        if lines:
-            ls = [l for l in open(path) if l.startswith("{")]
-            return json.loads(ls[-1]) if ls else None
-        return json.load(open(path))
-    except (OSError, ValueError):
-        return None
-def text(path):
-    try:
-        return open(path).read()
-    except OSError:
-        return None
-r = {"point": name, "mode": E["P_MODE"], "rate": E["P_RATE"], "load": E["P_LOAD"],
-     "busy_before": int(E["P_BUSY"]), "error": E["P_ERROR"], "dut_error": E["P_DUT_ERROR"],
-     "pktgen_rc": E["P_PG_RC"], "pktgen_cmd": E["P_PG_CMD"], "dut_cmd": E["P_DUT_CMD"]}
-r["pktgen"] = load(os.path.join(work, name + ".pktgen.json"), lines=True)
-r["setup"] = text(os.path.join(work, name + ".cmds"))
-r["rvsd_counters"] = text(os.path.join(work, name + ".counters"))
-a, b = load(os.path.join(work, name + ".snap0.json")), load(os.path.join(work, name + ".snap1.json"))
-if a and b:
-    cpus = {}
-    for c in sorted(b["cpu"]):
-        d = [y - x for x, y in zip(a["cpu"][c], b["cpu"][c])]
-        tot = sum(d) or 1
-        # user nice system idle iowait irq softirq steal
-        cpus[c] = {"usr": round(100.0 * (d[0] + d[1]) / tot, 1), "sys": round(100.0 * d[2] / tot, 1),
-                   "softirq": round(100.0 * (d[5] + d[6]) / tot, 1),
-                   "idle": round(100.0 * (d[3] + d[4]) / tot, 1), "steal": round(100.0 * d[7] / tot, 1)}
-    hz = os.sysconf("SC_CLK_TCK")
-    dt = b["t"] - a["t"]
-    procs = {}
-    for pid, (comm, t1) in b["proc"].items():
-        t0 = a["proc"].get(pid, [comm, t1])[1]
-        if t1 > t0:
-            procs.setdefault(comm, 0)
-            procs[comm] += (t1 - t0) / hz / dt * 100.0
-    ours = {k: round(v, 1) for k, v in procs.items() if k in ("rvs-pktgen", "rvsd") or k.startswith("ksoftirqd")}
-    other = round(sum(v for k, v in procs.items() if k not in ours), 1)
-    r["cpu"] = {"sample_s": round(dt, 2), "cpus": cpus, "procs": ours, "other_procs_pct": other,
-                "other_top": sorted(((round(v, 1), k) for k, v in procs.items() if k not in ours and v >= 2), reverse=True)[:4],
-                "softnet_dropped": b["softnet_dropped"] - a["softnet_dropped"]}
-i0, i1 = text(os.path.join(work, name + ".if0.json")), text(os.path.join(work, name + ".if1.json"))
-def ifs(t):
-    out = {}
-    for l in (t or "").splitlines():
-        l = l.strip()
-        if not l:
-            continue
-        try:
-            for e in json.loads(l):
-                s = e.get("stats64", {})
-                out[e["ifname"]] = {"rx": s.get("rx", {}).get("packets", 0), "rx_dropped": s.get("rx", {}).get("dropped", 0),
-                                    "tx": s.get("tx", {}).get("packets", 0), "tx_dropped": s.get("tx", {}).get("dropped", 0)}
-        except ValueError:
-            pass
-    return out
-f0, f1 = ifs(i0), ifs(i1)
-r["ifaces"] = {k: {c: f1[k][c] - f0.get(k, {}).get(c, 0) for c in f1[k]} for k in f1 if k != "lo"}
-with open(records, "a") as f:
-    f.write(json.dumps(r) + "\n")
-p = r["pktgen"] or {}
-if "delivered_mpps" in p:
-    print("  %s: offered %.0f/s, delivered %.0f/s, loss %.3f %%, mismatches %d, cpu %s" % (
-        name, p["offered_mpps"] * 1e6, p["delivered_mpps"] * 1e6, p["loss_pct"],
-        p["mismatches"] + p["server_mismatches"], json.dumps(r.get("cpu", {}).get("cpus"))), file=sys.stderr)
-else:
-    print("  %s: FAILED: %s %s %s" % (name, p.get("error", ""), r["error"], r["dut_error"]), file=sys.stderr)
-PY
+    python3 "$RVS_LIB/kernel_bench.py" record "$RECORDS" "$WORK" "$name" mode="$mode" rate="$rate" \
+        load="$load" busy_before="$BUSY" error="$error" dut_error="$dut_error" pktgen_rc="$pg_rc" \
+        pktgen_cmd="$(quote "${pg_cmd[@]}")" dut_cmd="$(quote "${dut_cmd[@]}")"
 }
 
 START_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
@@ -500,309 +382,12 @@ else
     fi
 fi
 mkdir -p "$(dirname "$OUT")"
-M_DATE=$START_DATE M_LOAD=$START_LOAD M_END_LOAD="$(cut -d' ' -f1-3 /proc/loadavg)" \
-    M_NPROC="$(nproc)" M_CPU="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)" \
-    M_KERNEL="$(uname -r)" M_DPDK="$(pkg-config --modversion libdpdk 2>/dev/null || echo unknown)" \
-    M_COMMIT=$COMMIT M_COMMAND="$(quote "${ARGV[@]}")" M_FLOWS=$FLOWS M_RATE=$RATE M_WARMUP=$WARMUP \
-    M_DURATION=$DURATION M_RATE_N="$(count "$RATE")" M_GEN_CPU=$GEN_CPU M_DUT_CPU=$DUT_CPU \
-    M_NICE=$NICE M_ELAPSED=$ELAPSED \
-    M_BINARIES="rvsd $(date -u -r "$RVSD" '+%Y-%m-%d %H:%M UTC'), rvs-pktgen $(date -u -r "$PKTGEN" '+%Y-%m-%d %H:%M UTC')" \
-    PYTHONPATH="$RVS_ROOT/scripts" python3 - "$RECORDS" "$OUT" "$WORK/rvs.toml" <<'PY'
-import json, os, sys
-import results_section
-E = os.environ
-recs = [json.loads(l) for l in open(sys.argv[1])]
-out, conf_path = sys.argv[2], sys.argv[3]
-by = {r["point"]: r for r in recs}
-gen, dut = "cpu%s" % E["M_GEN_CPU"], "cpu%s" % E["M_DUT_CPU"]
-DIRECTOR = {
-    "kernel": "kernel (nftables DNAT), softirq on the sender's CPU",
-    "kernel-rps": "kernel (nftables DNAT), RPS to CPU %s" % E["M_DUT_CPU"],
-    "rvs": "rvsd, 1 worker on lcore %s" % E["M_DUT_CPU"],
-}
-
-def pk(r):
-    p = r.get("pktgen") or {}
-    return p if "delivered_mpps" in p else None
-
-def busy(c):
-    return 100.0 - c["idle"]
-
-def counters(r):
-    """rvsd's counters (rvsadm -L -n --counters) as a dict."""
-    out = {}
-    for l in (r.get("rvsd_counters") or "").splitlines():
-        f = l.split()
-        if len(f) == 2 and f[1].isdigit():
-            out[f[0]] = int(f[1])
-    return out
-
-def ring_drops(r):
-    """Frames the kernel handed to d-ext's af_packet socket that rvsd never read (its ring was full)."""
-    c, i = counters(r), (r.get("ifaces") or {}).get("d-ext")
-    if "port.ext.rx_packets" not in c or not i:
-        return None
-    return max(0, i["rx"] - c["port.ext.rx_packets"])
-
-def limit(r):
-    """What limited this point, from loss and CPU time."""
-    p = pk(r)
-    if p is None:
-        return "failed"
-    c = (r.get("cpu") or {}).get("cpus", {})
-    g, d = c.get(gen), c.get(dut)
-    G, D = E["M_GEN_CPU"], E["M_DUT_CPU"]
-    notes = []
-    if r["rate"] != "0":
-        if p["loss_pct"] < 0.1 and p["offered_mpps"] * 1e6 >= 0.97 * float(E["M_RATE_N"]):
-            notes.append("takes the offered rate")
-        elif p["offered_mpps"] * 1e6 < 0.97 * float(E["M_RATE_N"]):
-            notes.append("generator could not offer the rate")
-        else:
-            notes.append("drops at this rate")
-        if r["mode"] == "kernel" and g and g["softirq"] + g["sys"] > 20:
-            notes.append("the kernel forwards in softirq on CPU %s (the generator's)" % G)
-    elif r["mode"] == "rvs":
-        if p["loss_pct"] >= 1.0:
-            rd = ring_drops(r)
-            notes.append("director-bound: rvsd delivered %.0f %% of what was offered%s" % (
-                100.0 - p["loss_pct"], "; its af_packet RX ring dropped %s frames" % "{:,}".format(rd) if rd else ""))
-            if d:
-                notes.append("CPU %s: %.0f %% usr (rvsd), %.0f %% sys + softirq (af_packet transmit: veth, delivery into rvs-pktgen's ring)" % (
-                    D, d["usr"], d["sys"] + d["softirq"]))
-            if g and busy(g) >= 95:
-                notes.append("CPU %s saturated too (rvs-pktgen; %.0f %% sys + softirq), so offered is the generator's ceiling" % (
-                    G, g["sys"] + g["softirq"]))
-        elif g and busy(g) >= 95:
-            notes.append("generator-bound: CPU %s %.0f %% busy, no loss: rvsd took all that was offered" % (G, busy(g)))
-        else:
-            notes.append("no saturated CPU found")
-    else:
-        if d and busy(d) >= 95 and d["softirq"] >= 50:
-            notes.append("director-bound: CPU %s %.0f %% in softirq (the kernel's forwarding)" % (D, d["softirq"]))
-            if g and g["idle"] > 20:
-                notes.append("rvs-pktgen blocks in poll() on its full af_packet TX ring (CPU %s %.0f %% idle): the kernel takes frames from it only as its socket's send buffer drains, i.e. as CPU %s forwards them; this back pressure keeps loss low" % (G, g["idle"], D))
-        elif p["loss_pct"] >= 1.0:
-            notes.append("director-bound: %.1f %% lost" % p["loss_pct"])
-        elif g and busy(g) >= 95:
-            notes.append("generator core saturated, shared: rvs-pktgen and, in softirq inside its sendto(), the kernel's forwarding (%.0f %% sys + softirq) on CPU %s; CPU %s %.0f %% idle" % (
-                g["sys"] + g["softirq"], G, D, d["idle"] if d else float("nan")))
-        else:
-            notes.append("no saturated CPU found")
-    if (r.get("cpu") or {}).get("other_procs_pct", 0) > 5:
-        notes.append("other work: %.0f %% of a CPU" % r["cpu"]["other_procs_pct"])
-    if r.get("busy_before", 0) > 15:
-        notes.append("machine %d %% busy before" % r["busy_before"])
-    return "; ".join(notes)
-
-def cpu_cell(r, cpu):
-    c = ((r.get("cpu") or {}).get("cpus") or {}).get(cpu)
-    if not c:
-        return "–"
-    return "%.0f / %.0f / %.0f / %.0f" % (c["usr"], c["sys"], c["softirq"], c["idle"])
-
-L = ["## Kernel baseline: kernel director vs rvsd, same generator, same veths (kernel-bench)", ""]
-L.append("Written by `scripts/kernel-bench.sh` between the kernel-bench markers; do not edit by hand, run the script again.")
-L.append("")
-L.append("| | |")
-L.append("| --- | --- |")
-L.append("| date (UTC) | %s |" % E["M_DATE"])
-L.append("| machine | nproc %s, %s, kernel %s |" % (E["M_NPROC"], E["M_CPU"], E["M_KERNEL"]))
-L.append("| DPDK | %s (Debian packages), net_af_packet (framecnt=4096, qpairs=1) on every veth end |" % E["M_DPDK"])
-L.append("| rvs commit | %s |" % E["M_COMMIT"])
-L.append("| binaries built | %s |" % E["M_BINARIES"])
-L.append("| command | `%s` (%s s in all) |" % (E["M_COMMAND"], E["M_ELAPSED"]))
-L.append("| load average | %s at start, %s at the end (a shared machine: other work skews every figure) |" % (E["M_LOAD"], E["M_END_LOAD"]))
-L.append("| traffic | UDP, %s flows (client 198.51.100.10, ports 1024..), 64-byte frames, to VIP 198.51.100.1:9000, round robin over 4 real servers 192.0.2.2-5:9000; warm-up %s s, %s s measured per point |" % (E["M_FLOWS"], E["M_WARMUP"], E["M_DURATION"]))
-L.append("| CPUs | rvs-pktgen: EAL `-l %s` (CPU %s). rvsd: EAL `-l %s`, worker lcore %s (CPU %s), busy-polling. kernel: softirq on CPU %s (where rvs-pktgen's sendto() runs) or, with RPS, on CPU %s. Niceness of rvs-pktgen and rvsd %s |" % (
-    E["M_GEN_CPU"], E["M_GEN_CPU"], E["M_DUT_CPU"], E["M_DUT_CPU"], E["M_DUT_CPU"], E["M_GEN_CPU"], E["M_DUT_CPU"], E["M_NICE"]))
-L.append("")
-L.append("Topology (rebuilt for each point): namespace `rvs-kb-gen` holds rvs-pktgen's two veth ends `g-ext` and "
-         "`g-int`; namespace `rvs-kb-dut` their peers `d-ext` (198.51.100.1/24, the VIP) and `d-int` (192.0.2.1/24, "
-         "the DIP). rvs-pktgen plays the clients on g-ext and the real servers on g-int (it reflects what arrives there "
-         "5-tuple-swapped and answers ARP), and checks every reply. Directors: **kernel** = ip_forward=1, rp_filter 0, "
-         "nftables `dnat to numgen inc mod 4 map {...}`, conntrack de-NATs the replies; **kernel-rps** = the same with "
-         "RPS (`rps_cpus`) on d-ext and d-int steering the forwarding to CPU %s, so the kernel, like rvsd, works on a "
-         "core of its own; **rvs** = rvsd on net_af_packet d-ext/d-int, `-A -u 198.51.100.1:9000 -s rr` and the 4 "
-         "real servers `-m`. Offloads off on every veth end. Where only a DPDK process should see the frames "
-         "(g-ext/g-int; d-ext/d-int under rvsd) an nftables netdev ingress chain drops them after af_packet took its "
-         "copy." % E["M_DUT_CPU"])
-L.append("")
-L.append("How veth works here, stated plainly: a frame sent on a veth is received by its peer in softirq on the "
-         "sending CPU, inside the sender's sendto(). Without RPS the kernel director's whole forwarding path (both "
-         "directions: rvs-pktgen sends the client frames and the servers' replies) runs on CPU %s, rvs-pktgen's core, "
-         "so generator and kernel director share one core and CPU %s stays idle: that point measures the two "
-         "together. With RPS, CPU %s only queues each frame to CPU %s's backlog, and CPU %s forwards it (ksoftirqd) and "
-         "delivers it into rvs-pktgen's receiving ring. rvsd busy-polls CPU %s; the copy of a frame into the "
-         "receiving af_packet ring is paid by the sender's CPU, so rvs-pktgen's core pays for frames to rvsd and "
-         "rvsd's core, inside its sendto(), for frames back to rvs-pktgen (as the kernel's core does with RPS)." % (
-             E["M_GEN_CPU"], E["M_DUT_CPU"], E["M_GEN_CPU"], E["M_DUT_CPU"], E["M_DUT_CPU"], E["M_DUT_CPU"]))
-L.append("")
-L.append("Round trips/s: replies that reached the client side, checked, per second of the measurement (a client "
-         "frame to the VIP, DNAT, the real server's reflected reply, de-NAT, back to the client); the director "
-         "forwards 2 frames per round trip. Offered: client frames/s sent. Loss: frames sent during the measurement "
-         "whose reply never came. At `--rate 0` rvs-pktgen sends as fast as its core can: what rvsd does not read "
-         "in time overflows its af_packet RX ring and is lost (offered - delivered), while the kernel director "
-         "slows the sender down instead (without RPS it forwards on the sender's own CPU; with RPS frames waiting "
-         "in CPU %s's backlog fill rvs-pktgen's socket send buffer, and rvs-pktgen blocks on its full TX ring). CPU columns: usr / sys / "
-         "softirq / idle %% of each CPU, sampled over the middle of the measurement." % E["M_DUT_CPU"])
-L.append("")
-L.append("| point | director | offered frames/s | delivered round trips/s | loss %% | latency us p50 / p99 | mismatches | CPU %s (gen) usr/sys/si/idle | CPU %s (DUT) usr/sys/si/idle | limit |" % (E["M_GEN_CPU"], E["M_DUT_CPU"]))
-L.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-failures = []
-for r in recs:
-    p = pk(r)
-    if p is None:
-        why = ((r.get("pktgen") or {}).get("error") or r.get("error") or "no result") + ((" " + r["dut_error"]) if r.get("dut_error") else "")
-        failures.append("%s: %s" % (r["point"], why))
-        L.append("| %s | %s | FAILED | | | | | | | %s |" % (r["point"], DIRECTOR[r["mode"]], why.replace("|", "/")))
-        continue
-    if r.get("dut_error"):
-        failures.append("%s (figures kept): %s" % (r["point"], r["dut_error"]))
-    l = p["latency_us"]
-    L.append("| %s | %s | %s | **%s** | %.3f | %.0f / %.0f | %d | %s | %s | %s |" % (
-        r["point"], DIRECTOR[r["mode"]], "{:,.0f}".format(p["offered_mpps"] * 1e6),
-        "{:,.0f}".format(p["delivered_mpps"] * 1e6), p["loss_pct"], l["p50"], l["p99"],
-        p["mismatches"] + p["server_mismatches"], cpu_cell(r, gen), cpu_cell(r, dut), limit(r)))
-L.append("")
-
-def dl(name):
-    r = by.get(name)
-    p = pk(r) if r else None
-    return p["delivered_mpps"] * 1e6 if p else None
-rv, k, kr = dl("rvs-max"), dl("kernel-max"), dl("kernel-rps-max")
-if rv and k:
-    L.append("**rvs / kernel delivered round trips/s, each as fast as it takes them: %.2f** (%s vs %s; the kernel "
-             "as veth runs it by default, forwarding in softirq on the generator's core, CPU %s, while CPU %s "
-             "idles)." % (rv / k, "{:,.0f}".format(rv), "{:,.0f}".format(k), E["M_GEN_CPU"], E["M_DUT_CPU"]))
-if rv and kr:
-    L.append("")
-    L.append("**rvs / kernel with RPS: %.2f** (%s vs %s; each director forwarding on CPU %s, a core of its own, "
-             "the like-for-like comparison)." % (rv / kr, "{:,.0f}".format(rv), "{:,.0f}".format(kr), E["M_DUT_CPU"]))
-L.append("")
-
-# What limits the figures, from the measurements.
-L.append("### What limits these figures")
-L.append("")
-notes = []
-for name in ("kernel-max", "kernel-rps-max", "rvs-max"):
-    r = by.get(name)
-    if r and pk(r):
-        notes.append("%s: %s." % (name, limit(r)))
-for r in recs:
-    p = pk(r)
-    if not p:
-        continue
-    ps = p.get("port_stats", {})
-    ifc = r.get("ifaces") or {}
-    t = p.get("total", {})
-    extra = []
-    # Where frames went missing over the whole point (warm-up and drain included), from
-    # rvs-pktgen's port counters and the veth ends' counters (a few ARP frames blur these).
-    def n(x):
-        return "{:,}".format(x)
-    if all(k in ifc for k in ("g-ext", "g-int", "d-ext", "d-int")) and "ext" in ps and "int" in ps:
-        gen_tx = max(0, ps["ext"]["opackets"] - ifc["g-ext"]["tx"]) + max(0, ps["int"]["opackets"] - ifc["g-int"]["tx"])
-        fwd = max(0, ifc["d-ext"]["rx"] - ifc["d-int"]["tx"])
-        rev = max(0, ifc["d-int"]["rx"] - ifc["d-ext"]["tx"])
-        missed = sum((ps.get(x) or {}).get("imissed", 0) for x in ("ext", "int"))
-        if gen_tx > 20:
-            extra.append("%s frames counted as sent by rvs-pktgen never reached the veth: the af_packet PMD counts a "
-                         "frame sent once it is in its TX ring and kicks the kernel with a non-blocking sendto(), which "
-                         "stops early while the socket's send buffer is full; what is still in the ring when "
-                         "rvs-pktgen stops sending is never transmitted (about one ring per port, as many in 3 s "
-                         "as in 8 s runs). An artifact of the run's end, counted in the loss column" % n(gen_tx))
-            if fwd <= 20 and rev <= 20:
-                extra.append("the director itself lost nothing (d-ext rx = d-int tx, d-int rx = d-ext tx)")
-        if fwd > 20:
-            rd = ring_drops(r) if r["mode"] == "rvs" else None
-            extra.append("the director forwarded %s fewer client frames than reached d-ext%s" % (
-                n(fwd), " (%s of them dropped by its af_packet RX ring)" % n(rd) if rd else ""))
-        if rev > 20:
-            extra.append("the director forwarded %s fewer replies than reached d-int" % n(rev))
-        if missed:
-            extra.append("rvs-pktgen's receive rings dropped %s (imissed)" % n(missed))
-    if t.get("server_tx_drop"):
-        extra.append("%s reflected frames not taken by g-int" % n(t["server_tx_drop"]))
-    if t.get("mbuf_alloc_fail"):
-        extra.append("%s mbuf allocation failures" % n(t["mbuf_alloc_fail"]))
-    sd = (r.get("cpu") or {}).get("softnet_dropped")
-    if sd:
-        extra.append("%s frames dropped by the kernel's backlog queues (softnet_stat, during the CPU sample)" % n(sd))
-    if extra:
-        notes.append("%s: %s." % (r["point"], "; ".join(extra)))
-for n in notes:
-    L.append("- " + n)
-L.append("- The transport is af_packet over veth for both directors: every frame is copied into and out of a "
-         "kernel ring and moved by a sendto() per burst, at a few hundred thousand frames/s per core. These are "
-         "not rvsd's figures over memif or a NIC (see the traffic benchmark), only a comparison with the kernel "
-         "over the same veths.")
-L.append("- rvs-pktgen does three frames' work per round trip (build, reflect, check) plus the kernel's transmit "
-         "path for two frames on its one core, so at `--rate 0` its offered rate is itself a ceiling; a point "
-         "whose loss is ~0 and whose generator CPU is ~100 % busy measured the generator, not the director.")
-if failures:
-    L.append("")
-    L.append("Failures:")
-    L.append("")
-    for f in failures:
-        L.append("- " + f)
-L.append("")
-L.append("### Commands")
-L.append("")
-L.append("Each point: its namespaces and veths are built (below), rvsd started when it is the director (and "
-         "its control socket awaited), then rvs-pktgen, which ends by itself; rvsd is stopped with SIGTERM, "
-         "the namespaces deleted.")
-L.append("")
-setups = {}
-for r in recs:
-    if r["mode"] not in setups and r.get("setup"):
-        setups[r["mode"]] = r["setup"].rstrip().splitlines()
-for mode, lines in setups.items():
-    if mode == "kernel-rps" and "kernel" in setups:
-        # Built the same way, plus RPS.
-        L.append("Setup for kernel-rps: as for kernel, then:")
-        lines = [l for l in lines if l not in setups["kernel"]]
-    else:
-        L.append("Setup for %s:" % mode)
-    L.append("")
-    L.append("```sh")
-    L.extend(lines)
-    L.append("```")
-    L.append("")
-for r in recs:
-    L.append("- %s:" % r["point"])
-    if r.get("dut_cmd"):
-        L.append("  - rvsd: `%s`" % r["dut_cmd"])
-    L.append("  - rvs-pktgen: `%s`" % r["pktgen_cmd"])
-L.append("")
-try:
-    conf = open(conf_path).read()
-    L.append("rvsd's configuration:")
-    L.append("")
-    L.append("```toml")
-    L.append(conf.rstrip())
-    L.append("```")
-    L.append("")
-except OSError:
-    pass
-for r in recs:
-    c = counters(r)
-    if c:
-        L.append("rvsd's counters (`rvsadm -L -n --counters`, the non-zero ones) at the end of %s: %s." % (
-            r["point"], ", ".join("%s %s" % (k, "{:,}".format(v)) for k, v in c.items() if v)))
-        L.append("")
-L.append("### Raw results")
-L.append("")
-L.append("Per point: rvs-pktgen's JSON line, the CPU sample (per-CPU %, our processes' and ksoftirqd's % of a CPU, "
-         "other processes' total) and the veth ends' packet counters over the whole point.")
-L.append("")
-L.append("```")
-for r in recs:
-    L.append(json.dumps({k: r.get(k) for k in ("point", "mode", "rate", "load", "busy_before", "error", "dut_error",
-                                                "cpu", "ifaces", "pktgen")}, separators=(",", ":")))
-L.append("```")
-results_section.write(out, "kernel-bench", L)
-last = next((i for i, l in enumerate(L) if l == "### Commands"), len(L))
-print("\n".join(L[:last]))
-PY
+python3 "$RVS_LIB/kernel_bench.py" report "$RECORDS" "$OUT" "$WORK/rvs.toml" \
+    date="$START_DATE" load="$START_LOAD" end_load="$(cut -d' ' -f1-3 /proc/loadavg)" \
+    nproc="$(nproc)" cpu="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)" \
+    kernel="$(uname -r)" dpdk="$(pkg-config --modversion libdpdk 2>/dev/null || echo unknown)" \
+    commit="$COMMIT" command="$(quote "${ARGV[@]}")" flows="$FLOWS" warmup="$WARMUP" \
+    duration="$DURATION" rate_n="$(count "$RATE")" gen_cpu="$GEN_CPU" dut_cpu="$DUT_CPU" \
+    nice="$NICE" elapsed="$ELAPSED" \
+    binaries="rvsd $(date -u -r "$RVSD" '+%Y-%m-%d %H:%M UTC'), rvs-pktgen $(date -u -r "$PKTGEN" '+%Y-%m-%d %H:%M UTC')"
 log "results written to $OUT (between its kernel-bench markers)"

@@ -28,8 +28,8 @@
 # Every setting below can be overridden from the environment.
 set -euo pipefail
 umask 022
-# shellcheck source=scripts/common.sh
-. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source=scripts/lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 RVSD=${RVSD:-}                           # rvsd binary; empty: cargo build --release, target/release/rvsd
 RVSADM=${RVSADM:-}                       # rvsadm binary; empty: as above, target/release/rvsadm
@@ -392,7 +392,7 @@ cmd_up() {
     done
 
     # Offloads off on every veth end: with tx checksum offload the kernel hands out packets
-    # with partial checksums, which an af_packet reader passes on as they are.
+    # with partial checksums, which a raw-socket reader (af_packet, af_xdp) passes on as they are.
     offloads_off "$NS_CLI" eth0
     offloads_off "$NS_DIR" rvs-dext
     offloads_off "$NS_DIR" rvs-dint

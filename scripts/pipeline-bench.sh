@@ -16,8 +16,8 @@
 # valgrind too: that is why the callgrind sweep stops at 1M flows by default (10M would take
 # tens of minutes of warm-up at valgrind's ~50x slowdown).
 set -euo pipefail
-# shellcheck source=scripts/common.sh
-. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source=scripts/lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 OUT=$RVS_ROOT/benches/RESULTS.md
 BUILD=1
@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
     --cg-flows) CG_FLOWS=$2; shift ;;
     --no-callgrind) CALLGRIND= ;;
     --cpu) CPU=$2; shift ;;
-    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h | --help) usage_header; exit 0 ;;
     *) die "unknown argument: $1" ;;
     esac
     shift
@@ -110,102 +110,9 @@ fi
 
 CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
 COMMIT=$(git -C "$RVS_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-PYTHONPATH="$RVS_ROOT/scripts" python3 - "$REC" "$OUT" "$(nproc)" "$CPU_MODEL" "$(date -u '+%Y-%m-%d %H:%M UTC')" "$LOAD_BEFORE" \
-    "$(cut -d' ' -f1-3 /proc/loadavg)" "$COMMIT" "${ARGV[*]}" "$(valgrind --version 2>/dev/null || echo none)" \
-    "$(printf '%s\n' "${CMDS[@]}")" <<'PY'
-import json, sys
-import results_section
-rec_f, out, nproc, cpu, date, load0, load1, commit, argv, vg, cmds = sys.argv[1:]
-recs = [json.loads(l) for l in open(rec_f)]
-work = rec_f.rsplit("/", 1)[0]
-
-def profile(proto, path, flows, packets, top=12):
-    """Self instructions per packet by function (inlined code counted in its caller), from
-    callgrind_annotate on that point's run; None when it did not run."""
-    import re, subprocess
-    f = f"{work}/cg.{proto}.{path}.{flows}"
-    try:
-        txt = subprocess.run(["callgrind_annotate", "--inclusive=no", "--auto=no", "--threshold=100", f],
-                             capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    by = {}
-    for l in txt.splitlines():
-        m = re.match(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+(?:.*?):(\S+)", l)
-        if m and "TOTALS" not in l and "=>" not in l:
-            by[m.group(2)] = by.get(m.group(2), 0) + int(m.group(1).replace(",", ""))
-    rows = sorted(by.items(), key=lambda kv: -kv[1])[:top]
-    return [(fn, n / packets) for fn, n in rows]
-def fl(n):
-    return f"{n // 1000000}M" if n % 1000000 == 0 else f"{n // 1000}K" if n % 1000 == 0 else str(n)
-L = ["## Pipeline without I/O (pipeline-bench)", ""]
-L.append(f"Written by `scripts/pipeline-bench.sh` (`{argv}`) on {date}, commit {commit}. Machine: "
-         f"{nproc} CPUs, {cpu}; load average {load0} before, {load1} after. {vg}.")
-L.append("")
-L.append("Pre-built 60-byte frames (rvs-pktgen's, `benches/src/frame.rs`) through "
-         "`dataplane::pipeline::Worker::process` on one core: no I/O, no mbufs, no aging "
-         "(housekeeping) in the loop. *established*: packets of flows drawn at random among the N "
-         "in the table (UDP datagrams, TCP ACKs); *new*: each packet a new flow (UDP, TCP SYN) "
-         "with N flows in the table at the start (the new flows stay: it ends with N + 1.5M). VIP 198.51.100.1:80, round robin over 4 real servers, "
-         "NAT rewrite and checksums included; every frame checked to come out as Tx on the "
-         "internal port. ns/packet is wall time of the measured loop / packets (best and median "
-         "of the runs); on a shared 2-core machine take the best. Instructions/packet come from "
-         "callgrind, counted only inside the measured loop, and do not depend on machine load. "
-         "*prefetch*: `Worker::prefetch_burst` runs before each burst of 32, as in rvsd's worker "
-         "loop (the buckets of the whole burst, then their entries); *off* leaves it out. "
-         "Cycles/packet = ns best x the core clock pipeline-bench measured right after its runs "
-         "(a chain of dependent multiplies, 3 cycles each; turbo puts it above the TSC rate); "
-         "IPC = instructions / cycles.")
-L.append("")
-L.append("| proto | path | flows | prefetch | ns/pkt best | ns/pkt median | Mpps (best) | core GHz | cycles/pkt | instr/pkt (callgrind) | IPC | table MiB | warm-up s |")
-L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-cg = {(r["proto"], r["path"], r["flows"], r.get("prefetch", True)): r for r in recs if r["mode"] == "callgrind"}
-for r in recs:
-    if r["mode"] != "native":
-        continue
-    k = (r["proto"], r["path"], r["flows"], r.get("prefetch", True))
-    pf = "on" if k[3] else "off"
-    c = cg.get(k)
-    ipp, ipc = "not run", ""
-    ok = c is not None and c.get("ir") and not c.get("error")
-    if c is not None:
-        ipp = f"{c['ir'] / c['packets']:.0f}" if ok else f"failed ({c.get('error', 'no totals')})"
-    if r.get("error"):
-        L.append(f"| {k[0]} | {k[1]} | {fl(k[2])} | {pf} | failed ({r['error']}) | | | | | {ipp} | | | |")
-        continue
-    ghz = r.get("clock_ghz")
-    cyc = r["ns_best"] * ghz if ghz else None
-    if ok and cyc:
-        ipc = f"{c['ir'] / c['packets'] / cyc:.1f}"
-    L.append(f"| {k[0]} | {k[1]} | {fl(k[2])} | {pf} | {r['ns_best']:.1f} | {r['ns_median']:.1f} | "
-             f"{r['mpps_best']:.2f} | {f'{ghz:.2f}' if ghz else ''} | {f'{cyc:.0f}' if cyc else ''} | "
-             f"{ipp} | {ipc} | {r['table_mib']:.0f} | {r['warmup_s']:.1f} |")
-L.append("")
-prof = [(r, profile(r["proto"], r["path"], r["flows"], r["packets"])) for r in recs
-        if r["mode"] == "callgrind" and r["proto"] == "udp" and not r.get("error")]
-prof = [(r, p) for r, p in prof if p and r["flows"] == max(x["flows"] for x, _ in prof)]
-if prof:
-    L.append("### Where the instructions go (callgrind, UDP)")
-    L.append("")
-    L.append("Self instructions per packet by function, code inlined into a function counted in it "
-             "(`callgrind_annotate --inclusive=no` on the runs above), the top ones:")
-    L.append("")
-    for r, p in prof:
-        L.append(f"{r['path']}, {fl(r['flows'])} flows: " +
-                 ", ".join(f"`{fn.split('::', 1)[-1]}` {n:.0f}" for fn, n in p))
-        L.append("")
-L.append("### Commands")
-L.append("")
-L.append("```")
-L.extend(c.replace(rec_f.rsplit("/", 1)[0], "$WORK") for c in cmds.splitlines())
-L.append("```")
-L.append("")
-L.append("### Raw results")
-L.append("")
-L.append("```")
-L.extend(json.dumps(r, separators=(",", ":")) for r in recs)
-L.append("```")
-results_section.write(out, "pipeline-bench", L)
-print("\n".join(L[:L.index("### Commands")]))
-PY
+printf '%s\n' "${CMDS[@]}" >"$WORK/commands"
+python3 "$RVS_LIB/pipeline_bench.py" report "$REC" "$OUT" "$WORK/commands" \
+    command="${ARGV[*]}" date="$(date -u '+%Y-%m-%d %H:%M UTC')" commit="$COMMIT" nproc="$(nproc)" \
+    cpu="$CPU_MODEL" load_before="$LOAD_BEFORE" load_after="$(cut -d' ' -f1-3 /proc/loadavg)" \
+    valgrind="$(valgrind --version 2>/dev/null || echo none)"
 log "results written to $OUT (between its pipeline-bench markers)"

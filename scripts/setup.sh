@@ -6,19 +6,22 @@
 #    nginx with its stream module (the UDP service), curl, socat (a UDP client
 #    for manual checks), ethtool, iproute2 and nftables (nftables only for the lab's
 #    `--kernel` director, the kernel baseline), wrk and hping3 (scripts/soak.sh,
-#    scripts/synflood.sh) and g++ (libFuzzer, for the fuzz smoke run);
+#    scripts/synflood.sh), g++ (libFuzzer, for the fuzz smoke run), python3 (the benchmark
+#    reports, the scripts' unit tests) and shellcheck (scripts/test.sh checks the scripts);
 #  - reserves 2 MB hugepages (RVS_HUGEPAGES, default 1024) and mounts hugetlbfs on
 #    /dev/hugepages; fewer pages than asked is reported, not fatal;
 #  - checks that the Rust toolchain (cargo) is there; it is never downloaded;
 #  - installs cargo-fuzz from crates.io (`cargo install cargo-fuzz --locked`) when it is missing,
-#    for the fuzz smoke run of scripts/test.sh; a failure there is a warning, not an error.
+#    for the fuzz smoke run of scripts/test.sh; a failure there is a warning here (that step of
+#    scripts/test.sh then fails).
 #
 # Environment: RVS_HUGEPAGES=N (0 skips the reservation), RVS_NO_CARGO_FUZZ=1 (do not install
 # cargo-fuzz), CI (no prompts either way).
 set -euo pipefail
-# shellcheck source=scripts/common.sh
-. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source=scripts/lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
+case ${1:-} in -h | --help) usage_header; exit 0 ;; esac
 need_root
 
 HUGEPAGES=${RVS_HUGEPAGES:-1024}
@@ -27,7 +30,7 @@ HUGEPAGES=${RVS_HUGEPAGES:-1024}
 PACKAGES=(dpdk libdpdk-dev libclang-dev pkg-config gcc libc6-dev libpcap-dev
     "nginx-light|nginx|nginx-core|nginx-full|nginx-extras" libnginx-mod-stream curl socat ethtool
     iproute2 nftables
-    wrk hping3 g++)
+    wrk hping3 g++ python3 shellcheck)
 
 installed() {
     [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]
@@ -110,7 +113,7 @@ fi
 if [ "${RVS_NO_CARGO_FUZZ:-}" != 1 ] && ! run_cargo fuzz --version >/dev/null 2>&1; then
     log "installing cargo-fuzz (cargo install cargo-fuzz --locked)"
     run_cargo install cargo-fuzz --locked ||
-        warn "could not install cargo-fuzz: scripts/test.sh skips the fuzz smoke run" \
-            "(the corpus replay test still runs)"
+        warn "could not install cargo-fuzz: the fuzz smoke run of scripts/test.sh will fail" \
+            "(RVS_FUZZ_SMOKE_SECONDS=0 leaves it out)"
 fi
 log "setup done"

@@ -6,7 +6,7 @@
 #   sudo scripts/soak.sh                      # 300 s
 #   sudo RVS_SOAK_SECONDS=60 scripts/soak.sh
 #
-# Builds a lab of its own (namespaces soak-cli, soak-dir, ...; scripts/hostile-lab.sh) with
+# Builds a lab of its own (namespaces soak-cli, soak-dir, ...; scripts/lib/hostile-lab.sh) with
 # three nginx real servers, and the service TCP 198.51.100.1:80 wrr over rs1, rs2, rs3. rs1 is
 # the stable server: it is reweighted (1..3) but never removed. rs2 and rs3 are removed,
 # re-added and reweighted, one change every RVS_SOAK_CHURN seconds (default 3). As an operator
@@ -38,9 +38,10 @@
 #      rx_packets + arp_requests + icmp_*_sent = tx_packets + sum(drop.*)
 #    (docs/packet-verdicts.md, "Accounting").
 set -euo pipefail
-# shellcheck source=scripts/hostile-lab.sh
-. "$(dirname "${BASH_SOURCE[0]}")/hostile-lab.sh"
+# shellcheck source=scripts/lib/hostile-lab.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/hostile-lab.sh"
 
+case ${1:-} in -h | --help) usage_header; exit 0 ;; esac
 need_root
 DURATION=${RVS_SOAK_SECONDS:-300}
 QUIESCE=${RVS_SOAK_QUIESCE:-1}

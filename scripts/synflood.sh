@@ -3,7 +3,7 @@
 #
 #   sudo scripts/synflood.sh
 #
-# Builds a lab of its own (namespaces synf-cli, synf-dir, ...; see scripts/hostile-lab.sh),
+# Builds a lab of its own (namespaces synf-cli, synf-dir, ...; see scripts/lib/hostile-lab.sh),
 # starts rvsd with a small connection table (RVS_FLOOD_CAPACITY, default 4096 entries) and the
 # service TCP 198.51.100.1:80 rr over the two nginx real servers. Then, from the client
 # namespace:
@@ -25,9 +25,10 @@
 # wrk's totals. Exit status 0 when wrk saw no errors and at least RVS_FLOOD_MIN_OK percent
 # (default 99) of the curls succeeded.
 set -euo pipefail
-# shellcheck source=scripts/hostile-lab.sh
-. "$(dirname "${BASH_SOURCE[0]}")/hostile-lab.sh"
+# shellcheck source=scripts/lib/hostile-lab.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/hostile-lab.sh"
 
+case ${1:-} in -h | --help) usage_header; exit 0 ;; esac
 need_root
 CAPACITY=${RVS_FLOOD_CAPACITY:-4096}
 SECONDS_FLOOD=${RVS_FLOOD_SECONDS:-30}

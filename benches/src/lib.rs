@@ -15,7 +15,7 @@ pub fn two_arm_ports() -> Vec<dataplane::pipeline::PortSetup> {
 /// benchmark has its own part between `<!-- name:begin -->` and `<!-- name:end -->`):
 /// `body` gets the section's current text (`None` when there is none) and returns the new one,
 /// which replaces it, or is appended at the end. The rest of the file is left alone. The same
-/// rules as `scripts/results_section.py`, which the bench scripts use.
+/// rules as `scripts/lib/results_section.py`, which the bench scripts use.
 pub fn write_results_section(
     path: &std::path::Path,
     name: &str,

@@ -63,8 +63,8 @@ impl fmt::Display for ServiceKey {
     }
 }
 
-/// The LVS schedulers (`-s`). Which ones the daemon implements is the daemon's business: it
-/// answers an unsupported one with an error.
+/// The schedulers `-s` names: nine of LVS's (not yet lblc, lblcr, fo, ovf, twos). Which ones
+/// the daemon implements is the daemon's business: it answers an unsupported one with an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SchedulerKind {

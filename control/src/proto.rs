@@ -68,6 +68,10 @@ pub enum Request {
     /// Every dataplane counter by name (rx/tx per port, drops by reason, events, connection
     /// table figures): an rvs extension, `{"version":1,"request":"counters"}`.
     Counters,
+    /// Every IPVS sysctl rvs honours with its value (`rvsctl sysctl`).
+    GetSysctls,
+    /// Sets IPVS sysctls (`rvsctl sysctl -w name=value ...`): all or none.
+    SetSysctls(Vec<(String, u32)>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,6 +88,8 @@ pub enum Response {
     Timeouts(Timeouts),
     /// `(name, value)` pairs, in a stable order (see `dataplane::stats::Stats::counters`).
     Counters(Vec<(String, u64)>),
+    /// `(name, value)` of every IPVS sysctl, in `control::sysctl::KNOBS` order.
+    Sysctls(Vec<(String, u32)>),
 }
 
 impl RequestEnvelope {

@@ -358,6 +358,20 @@ impl Model {
         self.replies.get(t).map(|k| (*k, Dir::Reply))
     }
 
+    /// A connection the table took at `now`, as `hit`.
+    fn insert(&mut self, c: NewConn, hit: Hit, now: u64) {
+        self.replies.insert(c.reply(), c.inbound());
+        self.conns.insert(
+            c.inbound(),
+            ModelConn {
+                c,
+                hit,
+                state: c.state,
+                expires: now + timeout_ms(c.state),
+            },
+        );
+    }
+
     fn remove(&mut self, k: &Tuple) -> Option<ModelConn> {
         let mc = self.conns.remove(k)?;
         self.replies.remove(&mc.c.reply());
@@ -372,6 +386,15 @@ impl Model {
             return None;
         }
         Some((k, d))
+    }
+
+    /// The connections expired at `now`.
+    fn expired(&self, now: u64) -> Vec<Tuple> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.expires <= now)
+            .map(|(k, _)| *k)
+            .collect()
     }
 
     /// The `n`-th connection in a stable order.
@@ -423,12 +446,7 @@ fn run_ops(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 } else if m.conns.len() == CAPACITY {
                     // Full: an expired entry is reaped, else the SYN_RECV one that expires
                     // first is evicted (ties: any of them), else the insert fails.
-                    let expired: Vec<Tuple> = m
-                        .conns
-                        .iter()
-                        .filter(|(_, c)| c.expires <= now)
-                        .map(|(k, _)| *k)
-                        .collect();
+                    let expired = m.expired(now);
                     let oldest_syn = m
                         .conns
                         .values()
@@ -460,17 +478,7 @@ fn run_ops(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         }
                         prop_assert_eq!(t.evictions(), evictions);
                         m.remove(&gone[0]);
-                        let expires = now + timeout_ms(c.state);
-                        m.replies.insert(c.reply(), c.inbound());
-                        m.conns.insert(
-                            c.inbound(),
-                            ModelConn {
-                                c,
-                                hit,
-                                state: c.state,
-                                expires,
-                            },
-                        );
+                        m.insert(c, hit, now);
                     }
                 } else {
                     let hit = got.map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
@@ -478,17 +486,7 @@ fn run_ops(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         (hit.dir, hit.real, hit.state),
                         (Dir::Inbound, c.real, c.state)
                     );
-                    let expires = now + timeout_ms(c.state);
-                    m.replies.insert(c.reply(), c.inbound());
-                    m.conns.insert(
-                        c.inbound(),
-                        ModelConn {
-                            c,
-                            hit,
-                            state: c.state,
-                            expires,
-                        },
-                    );
+                    m.insert(c, hit, now);
                 }
             }
             Op::Lookup { k, reply } => {
@@ -559,12 +557,7 @@ fn run_ops(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Sweep => {
                 let mut cursor = 0;
                 t.housekeeping(0..CAPACITY, &mut cursor, CAPACITY, now);
-                let expired: Vec<Tuple> = m
-                    .conns
-                    .iter()
-                    .filter(|(_, c)| c.expires <= now)
-                    .map(|(k, _)| *k)
-                    .collect();
+                let expired = m.expired(now);
                 for k in expired {
                     m.remove(&k);
                 }

@@ -3,14 +3,14 @@
 //! them, group clients by netmask, and go when their server is removed or set to weight 0.
 //! The service's scheduler is rr, so without persistence consecutive connections alternate.
 
-use control::model::{
-    default_netmask, DestSpec, Forward, Protocol, SchedulerKind, ServiceKey, ServiceSpec, Timeouts,
-};
+use control::model::{Protocol, SchedulerKind, ServiceKey, Timeouts};
 use control::proto::{Request, Response};
 use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, Worker};
 use dataplane::service::ServiceManager;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use testkit::plan::{client, RIP1, RIP2, VIP};
+use testkit::services::{self, dest, rvsadm, service};
 use testkit::*;
 
 const EXT: u16 = 0;
@@ -18,30 +18,11 @@ const INT: u16 = 1;
 use testkit::director::{self, EXT_MAC};
 const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 
-const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
-const RIP1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-const RIP2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
-
-fn client(last: u8) -> Ipv4Addr {
-    Ipv4Addr::new(198, 51, 100, last)
-}
-
 fn key(protocol: Protocol, port: u16) -> ServiceKey {
     ServiceKey {
         protocol,
         addr: VIP,
         port,
-    }
-}
-
-fn dest(addr: Ipv4Addr, port: u16, weight: u32) -> DestSpec {
-    DestSpec {
-        addr,
-        port,
-        weight,
-        forward: Forward::Masq,
-        upper_threshold: 0,
-        lower_threshold: 0,
     }
 }
 
@@ -77,19 +58,25 @@ impl Director {
             now: 1_000,
             next_port: 10_000,
         };
-        d.ok(Request::AddService(ServiceSpec {
-            key,
-            scheduler: SchedulerKind::Rr,
-            persistence: Some(timeout),
-            netmask: netmask.parse().unwrap(),
-            sched_flags: Default::default(),
-        }));
-        for rip in [RIP1, RIP2] {
-            d.ok(Request::AddDest {
-                service: key,
-                dest: dest(rip, rport, 1),
-            });
-        }
+        let vs = match key.protocol {
+            Protocol::Tcp => format!("-t {}:{}", key.addr, key.port),
+            Protocol::Udp => format!("-u {}:{}", key.addr, key.port),
+        };
+        // Without a port (`rport` 0) a real server takes the virtual port.
+        let rs = |rip: Ipv4Addr| match rport {
+            0 => rip.to_string(),
+            p => format!("{rip}:{p}"),
+        };
+        rvsadm(
+            &mut d.mgr,
+            &format!(
+                "-A {vs} -s rr -p {timeout} -M {netmask}\n\
+                 -a {vs} -r {} -m -w 1\n\
+                 -a {vs} -r {} -m -w 1",
+                rs(RIP1),
+                rs(RIP2)
+            ),
+        );
         d
     }
 
@@ -231,13 +218,7 @@ fn a_port_zero_service_takes_every_port_and_keeps_the_client_on_one_server() {
 fn a_port_zero_service_yields_to_a_service_on_the_port() {
     let mut d = Director::new(key(Protocol::Tcp, 0), 60, "255.255.255.255", 0);
     let web = key(Protocol::Tcp, 80);
-    d.ok(Request::AddService(ServiceSpec {
-        key: web,
-        scheduler: SchedulerKind::Rr,
-        persistence: None,
-        netmask: default_netmask(),
-        sched_flags: Default::default(),
-    }));
+    d.ok(Request::AddService(service(web, SchedulerKind::Rr)));
     d.ok(Request::AddDest {
         service: web,
         dest: dest(RIP2, 8080, 1),
@@ -253,13 +234,10 @@ fn a_port_zero_service_yields_to_a_service_on_the_port() {
 #[test]
 fn zero_port_needs_persistence() {
     let mut d = Director::new(key(Protocol::Tcp, 80), 60, "255.255.255.255", 80);
-    let r = d.mgr.handle(Request::AddService(ServiceSpec {
-        key: key(Protocol::Udp, 0),
-        scheduler: SchedulerKind::Rr,
-        persistence: None,
-        netmask: default_netmask(),
-        sched_flags: Default::default(),
-    }));
+    let r = d.mgr.handle(Request::AddService(service(
+        key(Protocol::Udp, 0),
+        SchedulerKind::Rr,
+    )));
     assert_eq!(
         r,
         Response::Error("Zero port specified for non-persistent service".into())
@@ -276,9 +254,7 @@ fn templates_are_listed_with_the_connections() {
     d.advance_s(5);
     assert_eq!(d.tcp(client(12)), RIP1);
     d.w.begin_burst(d.now);
-    let Response::Conns(all) = d.mgr.handle(Request::ListConns) else {
-        panic!("ListConns answers Conns");
-    };
+    let all = services::conns(&mut d.mgr);
     let (templates, conns): (Vec<_>, Vec<_>) = all.iter().partition(|c| c.state == "NONE");
     assert_eq!(conns.len(), 3, "{all:?}");
     assert!(conns.iter().all(|c| c.state == "SYN_RECV"), "{all:?}");
@@ -300,9 +276,7 @@ fn templates_are_listed_with_the_connections() {
     let mut d = Director::new(key(Protocol::Udp, 0), 30, "255.255.255.255", 0);
     assert_eq!(d.connect(Protocol::Udp, client(20), 53), (RIP1, 53));
     assert_eq!(d.connect(Protocol::Udp, client(20), 123), (RIP1, 123));
-    let Response::Conns(all) = d.mgr.handle(Request::ListConns) else {
-        panic!("ListConns answers Conns");
-    };
+    let all = services::conns(&mut d.mgr);
     let templates: Vec<_> = all.iter().filter(|c| c.client.1 == 0).collect();
     assert_eq!(templates.len(), 1, "{all:?}");
     assert_eq!(
@@ -317,8 +291,6 @@ fn templates_are_listed_with_the_connections() {
     // Past the timeout the template is not listed any more.
     d.advance_s(31);
     d.w.begin_burst(d.now);
-    let Response::Conns(all) = d.mgr.handle(Request::ListConns) else {
-        panic!("ListConns answers Conns");
-    };
+    let all = services::conns(&mut d.mgr);
     assert!(all.iter().all(|c| c.client.1 != 0), "{all:?}");
 }

@@ -1,67 +1,28 @@
 //! The packet path end to end on byte buffers: the LVS-NAT walk-through of DESIGN.md (client
 //! 198.51.100.10, VIP 198.51.100.1, DIP 192.0.2.1, real servers 192.0.2.2 and 192.0.2.3).
 
-use control::model::{
-    default_netmask, DestSpec, Forward, Protocol, SchedulerKind, ServiceKey, ServiceSpec, Timeouts,
-};
+use control::model::{SchedulerKind, ServiceKey, Timeouts};
 use control::proto::{Request, Response};
 use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, Worker};
 use dataplane::service::ServiceManager;
 use dataplane::stats::{DropReason, Event};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use testkit::plan::{BROADCAST as BCAST, CIP, CLIENT_MAC, DIP, RIP1, RIP2, RS1_MAC, RS2_MAC, VIP};
+use testkit::services::{self, dest, rvsadm, service, tcp, udp};
 use testkit::*;
 
 const EXT: u16 = 0;
 const INT: u16 = 1;
 use testkit::director::{self, EXT_MAC, INT_MAC};
-const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
-const RS1_MAC: [u8; 6] = [2, 0, 0, 0, 3, 2];
-const RS2_MAC: [u8; 6] = [2, 0, 0, 0, 3, 3];
 const GW_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
-const BCAST: [u8; 6] = [0xff; 6];
-
-const CIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
-const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
-const DIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-const RIP1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-const RIP2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
 
 fn web() -> ServiceKey {
-    ServiceKey {
-        protocol: Protocol::Tcp,
-        addr: VIP,
-        port: 80,
-    }
+    tcp(VIP, 80)
 }
 
 fn dns() -> ServiceKey {
-    ServiceKey {
-        protocol: Protocol::Udp,
-        addr: VIP,
-        port: 53,
-    }
-}
-
-fn dest(addr: Ipv4Addr, port: u16, weight: u32) -> DestSpec {
-    DestSpec {
-        addr,
-        port,
-        weight,
-        forward: Forward::Masq,
-        upper_threshold: 0,
-        lower_threshold: 0,
-    }
-}
-
-fn service(key: ServiceKey) -> ServiceSpec {
-    ServiceSpec {
-        key,
-        scheduler: SchedulerKind::Rr,
-        persistence: None,
-        netmask: default_netmask(),
-        sched_flags: Default::default(),
-    }
+    udp(VIP, 53)
 }
 
 struct Lab {
@@ -89,15 +50,15 @@ impl Lab {
             w,
             now: 1_000,
         };
-        for key in [web(), dns()] {
-            lab.ok(Request::AddService(service(key)));
-            for rip in [RIP1, RIP2] {
-                lab.ok(Request::AddDest {
-                    service: key,
-                    dest: dest(rip, key.port, 1),
-                });
-            }
-        }
+        rvsadm(
+            &mut lab.mgr,
+            "-A -t 198.51.100.1:80 -s rr\n\
+             -a -t 198.51.100.1:80 -r 192.0.2.2:80 -m -w 1\n\
+             -a -t 198.51.100.1:80 -r 192.0.2.3:80 -m -w 1\n\
+             -A -u 198.51.100.1:53 -s rr\n\
+             -a -u 198.51.100.1:53 -r 192.0.2.2:53 -m -w 1\n\
+             -a -u 198.51.100.1:53 -r 192.0.2.3:53 -m -w 1",
+        );
         lab
     }
 
@@ -147,21 +108,15 @@ impl Lab {
     }
 
     fn conns(&mut self) -> Vec<control::model::ConnStatus> {
-        match self.mgr.handle(Request::ListConns) {
-            Response::Conns(c) => c,
-            other => panic!("{other:?}"),
-        }
+        services::conns(&mut self.mgr)
     }
 
     fn dest_counts(&mut self, key: ServiceKey) -> Vec<(Ipv4Addr, u64, u64)> {
-        match self.mgr.handle(Request::List { service: Some(key) }) {
-            Response::Services { services, .. } => services[0]
-                .dests
-                .iter()
-                .map(|d| (d.spec.addr, d.active_conns, d.inactive_conns))
-                .collect(),
-            other => panic!("{other:?}"),
-        }
+        services::listed(&mut self.mgr, key)
+            .dests
+            .iter()
+            .map(|d| (d.spec.addr, d.active_conns, d.inactive_conns))
+            .collect()
     }
 }
 
@@ -197,11 +152,10 @@ fn arp_is_answered_for_our_addresses_and_vips() {
     );
     // A second VIP that is no port address: answered on the external port only.
     let vip2 = Ipv4Addr::new(198, 51, 100, 2);
-    lab.ok(Request::AddService(service(ServiceKey {
-        protocol: Protocol::Tcp,
-        addr: vip2,
-        port: 443,
-    })));
+    lab.ok(Request::AddService(service(
+        tcp(vip2, 443),
+        SchedulerKind::Rr,
+    )));
     let mut f = eth(
         BCAST,
         CLIENT_MAC,
@@ -508,7 +462,7 @@ fn a_closed_connection_gives_its_real_tuple_to_a_new_syn() {
         port: 8080,
         ..web()
     };
-    lab.ok(Request::AddService(service(alt)));
+    lab.ok(Request::AddService(service(alt, SchedulerKind::Rr)));
     lab.ok(Request::AddDest {
         service: alt,
         dest: dest(RIP1, 80, 1),

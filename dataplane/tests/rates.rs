@@ -2,96 +2,26 @@
 //! here) and reports per-second rates over a sliding window; nothing is reported before it is
 //! measured.
 
-use control::config::{Cidr, PortRole};
 use control::format::{self, ListFormat, View};
-use control::model::{
-    default_netmask, DestSpec, Forward, Protocol, Rates, SchedulerKind, ServiceKey, ServiceSpec,
-    ServiceStatus, Timeouts,
-};
-use control::proto::{Request, Response};
-use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, PortSetup, Worker};
+use control::model::Rates;
+use control::proto::Request;
+use dataplane::pipeline::{Action, Dataplane, Worker};
 use dataplane::service::ServiceManager;
 use dataplane::stats::{RATE_SAMPLES, RATE_TICK_MS};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use testkit::director;
+use testkit::plan::{CIP, ONE_ARM_MAC as MAC, VIP};
+use testkit::services::{ok, rvsadm, services, tcp};
 use testkit::*;
 
-const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const PEER: [u8; 6] = [2, 0, 0, 0, 0, 2];
-const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
-const CIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
 const RIP1: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 21);
 const RIP2: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 22);
 
-fn key(port: u16) -> ServiceKey {
-    ServiceKey {
-        protocol: Protocol::Tcp,
-        addr: VIP,
-        port,
-    }
-}
-
-fn ok(mgr: &mut ServiceManager, req: Request) {
-    assert_eq!(mgr.handle(req.clone()), Response::Ok, "{req:?}");
-}
-
-fn add_service(mgr: &mut ServiceManager, port: u16) {
-    ok(
-        mgr,
-        Request::AddService(ServiceSpec {
-            key: key(port),
-            scheduler: SchedulerKind::Rr,
-            persistence: None,
-            netmask: default_netmask(),
-            sched_flags: Default::default(),
-        }),
-    );
-}
-
-fn add_dest(mgr: &mut ServiceManager, port: u16, addr: Ipv4Addr) {
-    ok(
-        mgr,
-        Request::AddDest {
-            service: key(port),
-            dest: DestSpec {
-                addr,
-                port,
-                weight: 1,
-                forward: Forward::Masq,
-                upper_threshold: 0,
-                lower_threshold: 0,
-            },
-        },
-    );
-}
-
 /// One-arm director with `workers` workers and every peer's MAC known.
 fn setup(workers: usize) -> (Arc<Dataplane>, ServiceManager) {
-    let dp = Dataplane::new(DataplaneConfig {
-        ports: vec![PortSetup {
-            name: "lan".into(),
-            mac: MAC,
-            role: PortRole::Both,
-            addrs: vec![Cidr::parse("198.51.100.1/24").unwrap()],
-            gateway: None,
-            mtu: 1500,
-        }],
-        conn_capacity: 1024,
-        timeouts: Timeouts::default(),
-        workers,
-    });
-    for ip in [CIP, RIP1, RIP2] {
-        dp.neigh().learn(0, ip, PEER);
-    }
-    let mgr = ServiceManager::new(dp.clone());
-    (dp, mgr)
-}
-
-fn services(mgr: &mut ServiceManager) -> Vec<ServiceStatus> {
-    match mgr.handle(Request::List { service: None }) {
-        Response::Services { services, .. } => services,
-        other => panic!("{other:?}"),
-    }
+    director::one_arm(1024, workers, &[CIP, RIP1, RIP2], PEER)
 }
 
 /// (service rates, rates of each real server in order) of the service on `port`.
@@ -99,7 +29,7 @@ fn rates(mgr: &mut ServiceManager, port: u16) -> (Option<Rates>, Vec<Option<Rate
     let all = services(mgr);
     let s = all
         .iter()
-        .find(|s| s.spec.key == key(port))
+        .find(|s| s.spec.key == tcp(VIP, port))
         .expect("service listed");
     (
         s.stats.rates,
@@ -145,9 +75,12 @@ fn rates_are_measured_from_every_workers_counters_over_a_sliding_window() {
     assert_eq!(RATE_TICK_MS, 1000);
     assert_eq!(RATE_SAMPLES, 5, "a 4 s window");
     let (dp, mut mgr) = setup(2);
-    add_service(&mut mgr, 80);
-    add_dest(&mut mgr, 80, RIP1);
-    add_dest(&mut mgr, 80, RIP2);
+    rvsadm(
+        &mut mgr,
+        "-A -t 198.51.100.1:80 -s rr\n\
+         -a -t 198.51.100.1:80 -r 198.51.100.21:80 -m -w 1\n\
+         -a -t 198.51.100.1:80 -r 198.51.100.22:80 -m -w 1",
+    );
     let (s1, s2) = (slot(&dp, 80, RIP1), slot(&dp, 80, RIP2));
 
     // Nothing measured yet: no rate at all rather than a made-up zero.
@@ -196,9 +129,12 @@ fn rates_are_measured_from_every_workers_counters_over_a_sliding_window() {
 #[test]
 fn zero_keeps_rates_and_new_or_readded_servers_start_unmeasured() {
     let (dp, mut mgr) = setup(1);
-    add_service(&mut mgr, 80);
-    add_service(&mut mgr, 443);
-    add_dest(&mut mgr, 80, RIP1);
+    rvsadm(
+        &mut mgr,
+        "-A -t 198.51.100.1:80 -s rr\n\
+         -A -t 198.51.100.1:443 -s rr\n\
+         -a -t 198.51.100.1:80 -r 198.51.100.21:80 -m -w 1",
+    );
     let s1 = slot(&dp, 80, RIP1);
     mgr.tick(0);
     traffic(&dp, 0, s1, 2, 100, 1000);
@@ -216,7 +152,10 @@ fn zero_keeps_rates_and_new_or_readded_servers_start_unmeasured() {
 
     // A real server added now has no rate until it has been sampled twice; the service's rate
     // is what is measured.
-    add_dest(&mut mgr, 80, RIP2);
+    rvsadm(
+        &mut mgr,
+        "-a -t 198.51.100.1:80 -r 198.51.100.22:80 -m -w 1",
+    );
     assert_eq!(
         rates(&mut mgr, 80),
         (
@@ -230,43 +169,28 @@ fn zero_keeps_rates_and_new_or_readded_servers_start_unmeasured() {
     assert_eq!(rates(&mut mgr, 80).1[1], Some(Rates::default()));
 
     // Deleted and added again: a new real server, with no history of the old one.
-    ok(
-        &mut mgr,
-        Request::DelDest {
-            service: key(80),
-            addr: RIP1,
-            port: 80,
-        },
-    );
+    rvsadm(&mut mgr, "-d -t 198.51.100.1:80 -r 198.51.100.21:80");
     mgr.tick(4000);
-    add_dest(&mut mgr, 80, RIP1);
+    rvsadm(
+        &mut mgr,
+        "-a -t 198.51.100.1:80 -r 198.51.100.21:80 -m -w 1",
+    );
     mgr.tick(5000);
     let (_, dests) = rates(&mut mgr, 80);
     // Listed in the order added: RIP2, then the new RIP1.
     assert_eq!(dests, vec![Some(Rates::default()), None], "RIP1 is new");
     // Edits keep the history.
-    ok(
-        &mut mgr,
-        Request::EditDest {
-            service: key(80),
-            dest: DestSpec {
-                addr: RIP2,
-                port: 80,
-                weight: 5,
-                forward: Forward::Masq,
-                upper_threshold: 0,
-                lower_threshold: 0,
-            },
-        },
-    );
+    rvsadm(&mut mgr, "-e -t 198.51.100.1:80 -r 198.51.100.22:80 -w 5");
     assert_eq!(rates(&mut mgr, 80).1[0], Some(Rates::default()));
 }
 
 #[test]
 fn rates_follow_real_traffic_through_the_packet_path() {
     let (dp, mut mgr) = setup(1);
-    add_service(&mut mgr, 80);
-    add_dest(&mut mgr, 80, RIP1);
+    rvsadm(
+        &mut mgr,
+        "-A -t 198.51.100.1:80 -s rr\n-a -t 198.51.100.1:80 -r 198.51.100.21:80 -m -w 1",
+    );
     let mut w = Worker::new(dp.clone(), 0);
     mgr.tick(0);
     w.begin_burst(1);
@@ -294,8 +218,10 @@ fn rates_follow_real_traffic_through_the_packet_path() {
 #[test]
 fn rate_listing_prints_the_measured_rates() {
     let (dp, mut mgr) = setup(1);
-    add_service(&mut mgr, 80);
-    add_dest(&mut mgr, 80, RIP1);
+    rvsadm(
+        &mut mgr,
+        "-A -t 198.51.100.1:80 -s rr\n-a -t 198.51.100.1:80 -r 198.51.100.21:80 -m -w 1",
+    );
     let s1 = slot(&dp, 80, RIP1);
     let view = ListFormat {
         view: View::Rate,

@@ -143,7 +143,9 @@ proptest! {
 
     /// lc, wlc, sed, nq with every connection staying active: the counts end up near the
     /// ideal split (equal for lc, proportional to weight for the others): within 2
-    /// connections for lc and wlc, servers + 1 for sed and nq.
+    /// connections for lc, servers + 1 for wlc, sed and nq (each lighter server can be one
+    /// pick ahead of its share, and the heaviest then lags by their sum: weights 1,1,1,1,6
+    /// after 114 picks give 12,12,12,12,66 against 11.4 and 68.4).
     #[test]
     fn load_based_shares_follow_the_weights(
         weights in prop::collection::vec(1u32..=6, 1..6),
@@ -161,8 +163,8 @@ proptest! {
                 connect(&table, i as u32, k, true);
             }
             let tolerance = match kind {
-                SchedulerKind::Sed | SchedulerKind::Nq => weights.len() as f64 + 1.0,
-                _ => 2.0,
+                SchedulerKind::Lc => 2.0,
+                _ => weights.len() as f64 + 1.0,
             };
             for (c, w) in count.iter().zip(&weights) {
                 let ideal = if kind == SchedulerKind::Lc {

@@ -1,73 +1,32 @@
 //! ServiceManager: ipvsadm-like requests, errors that change nothing, counters that survive
 //! snapshot rebuilds.
 
-use control::config::{Cidr, PortRole};
-use control::model::{
-    default_netmask, DestSpec, Forward, Protocol, SchedulerKind, ServiceKey, ServiceSpec, Timeouts,
-};
+use control::model::{Protocol, SchedulerKind, ServiceKey, ServiceSpec, Timeouts};
 use control::proto::{Request, Response};
-use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, PortSetup, Worker};
+use dataplane::pipeline::{Action, Dataplane, Worker};
 use dataplane::service::ServiceManager;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use testkit::director;
+use testkit::plan::{CIP, ONE_ARM_MAC as MAC, VIP};
+use testkit::services::{dest, service, tcp};
 use testkit::*;
 
-const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const PEER: [u8; 6] = [2, 0, 0, 0, 0, 2];
-const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
-const CIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
 const RIP1: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 21);
 const RIP2: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 22);
 
 fn key(port: u16) -> ServiceKey {
-    ServiceKey {
-        protocol: Protocol::Tcp,
-        addr: VIP,
-        port,
-    }
+    tcp(VIP, port)
 }
 
 fn svc(port: u16, scheduler: SchedulerKind) -> ServiceSpec {
-    ServiceSpec {
-        key: key(port),
-        scheduler,
-        persistence: None,
-        netmask: default_netmask(),
-        sched_flags: Default::default(),
-    }
-}
-
-fn dest(addr: Ipv4Addr, port: u16, weight: u32) -> DestSpec {
-    DestSpec {
-        addr,
-        port,
-        weight,
-        forward: Forward::Masq,
-        upper_threshold: 0,
-        lower_threshold: 0,
-    }
+    service(key(port), scheduler)
 }
 
 /// One-arm director (role both) with one neighbour MAC for everything.
 fn setup() -> (Arc<Dataplane>, ServiceManager) {
-    let dp = Dataplane::new(DataplaneConfig {
-        ports: vec![PortSetup {
-            name: "lan".into(),
-            mac: MAC,
-            role: PortRole::Both,
-            addrs: vec![Cidr::parse("198.51.100.1/24").unwrap()],
-            gateway: None,
-            mtu: 1500,
-        }],
-        conn_capacity: 128,
-        timeouts: Timeouts::default(),
-        workers: 1,
-    });
-    for ip in [CIP, RIP1, RIP2] {
-        dp.neigh().learn(0, ip, PEER);
-    }
-    let mgr = ServiceManager::new(dp.clone());
-    (dp, mgr)
+    director::one_arm(128, 1, &[CIP, RIP1, RIP2], PEER)
 }
 
 fn list(mgr: &mut ServiceManager) -> Response {
@@ -266,13 +225,8 @@ fn list_edit_delete_clear() {
         }),
         Response::Ok
     );
-    let Response::Services { services, .. } = mgr.handle(Request::List {
-        service: Some(key(80)),
-    }) else {
-        panic!()
-    };
-    assert_eq!(services.len(), 1);
-    assert_eq!(services[0].dests[1].spec.weight, 5);
+    // Listed alone.
+    assert_eq!(services::listed(&mut mgr, key(80)).dests[1].spec.weight, 5);
     assert_eq!(
         mgr.handle(Request::DelDest {
             service: key(80),
@@ -346,12 +300,7 @@ fn counters_survive_rebuilds_zero_and_slot_reuse() {
     });
     w.begin_burst(20);
     let rs1 = |mgr: &mut ServiceManager| {
-        let Response::Services { services, .. } = mgr.handle(Request::List {
-            service: Some(key(80)),
-        }) else {
-            panic!()
-        };
-        services[0].dests.first().map(|d| {
+        services::listed(mgr, key(80)).dests.first().map(|d| {
             (
                 d.active_conns,
                 d.inactive_conns,
@@ -395,12 +344,8 @@ fn counters_survive_rebuilds_zero_and_slot_reuse() {
         "connections of the removed server are gone"
     );
     // The service's stats keep the deleted server's traffic.
-    let Response::Services { services, .. } = mgr.handle(Request::List {
-        service: Some(key(80)),
-    }) else {
-        panic!()
-    };
-    assert_eq!((services[0].stats.conns, services[0].stats.in_pkts), (1, 1));
+    let web = services::listed(&mut mgr, key(80));
+    assert_eq!((web.stats.conns, web.stats.in_pkts), (1, 1));
 
     // Once nothing refers to the old slot, it is reused, with fresh counters.
     mgr.handle(Request::AddDest {
@@ -416,12 +361,8 @@ fn counters_survive_rebuilds_zero_and_slot_reuse() {
         .map(|d| d.slot)
         .collect();
     assert_eq!(slots, [new_slot, old_slot]);
-    let Response::Services { services, .. } = mgr.handle(Request::List {
-        service: Some(key(80)),
-    }) else {
-        panic!()
-    };
-    let rs2 = &services[0].dests[1];
+    let web = services::listed(&mut mgr, key(80));
+    let rs2 = &web.dests[1];
     assert_eq!(
         (
             rs2.active_conns,

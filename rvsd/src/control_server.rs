@@ -27,7 +27,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
-/// Clients served at once; more wait in the listen backlog.
+/// Clients served at once; each further one is accepted, answered "too many control clients"
+/// and closed (none is left waiting in the listen backlog).
 const MAX_CLIENTS: usize = 32;
 /// A client that sends nothing for this long is disconnected.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);

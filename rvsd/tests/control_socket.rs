@@ -19,10 +19,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex, MutexGuard, OnceLock};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Arc, Barrier, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use testkit::daemon::{net_null, rvsadm_beside, Rvsd, RvsdConfig, VdevPort};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -30,46 +30,16 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("dataplane/ has a parent")
-        .to_path_buf()
+fn rvsd_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_rvsd"))
 }
 
-/// rvsadm from the same target directory as rvsd; built once if it is not there.
-fn rvsadm_path() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let rvsd = PathBuf::from(env!("CARGO_BIN_EXE_rvsd"));
-        let path = rvsd.with_file_name(format!("rvsadm{}", std::env::consts::EXE_SUFFIX));
-        if !path.is_file() {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let mut c = Command::new(cargo);
-            c.current_dir(workspace_root())
-                .args(["build", "-p", "control", "--bin", "rvsadm"]);
-            if rvsd.parent().and_then(|p| p.file_name()) == Some("release".as_ref()) {
-                c.arg("--release");
-            }
-            let st = c.status().expect("cargo build -p control --bin rvsadm");
-            assert!(st.success(), "cargo build -p control --bin rvsadm: {st}");
-        }
-        assert!(path.is_file(), "rvsadm not found at {}", path.display());
-        path
-    })
-    .clone()
-}
-
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-/// rvsd on a net_null port, with its socket in a temporary folder. Killed by PID on drop
-/// (also when the test panics); EAL's runtime folder is removed.
+/// rvsd on a net_null port, with its socket in a temporary folder (testkit's guard: killed by
+/// PID on drop, also when the test panics).
 struct Daemon {
-    child: Option<Child>,
-    prefix: String,
-    dir: tempfile::TempDir,
+    rvsd: Rvsd,
     socket: PathBuf,
-    log: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl Daemon {
@@ -77,123 +47,33 @@ impl Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("ctl").join("rvs.sock");
         let d = Daemon::start_at(dir, socket, services);
-        d.wait_ready();
+        d.rvsd.wait_ready(Duration::from_secs(30));
         d
     }
 
     /// Starts rvsd without waiting for its socket.
     fn start_at(dir: tempfile::TempDir, socket: PathBuf, services: &str) -> Daemon {
-        let prefix = format!(
-            "rvs-ctl-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let config = format!(
-            r#"
-services = """
-{services}
-"""
-
-[eal]
-args = ["-l", "0", "--no-huge", "-m", "256", "--file-prefix", "{prefix}", "--no-pci",
-        "--log-level", "lib.eal:error", "--vdev=net_null0,no-rx=1"]
-
-[[ports]]
-name = "lan"
-device = "net_null0"
-role = "both"
-addresses = ["198.51.100.1/24", "192.0.2.1/24"]
-
-[workers]
-lcores = [0]
-mbufs_per_port = 2047
-
-[conntrack]
-capacity = 1024
-
-[control]
-socket = "{socket}"
-"#,
-            socket = socket.display(),
-        );
-        let cfg = dir.path().join(format!("{prefix}.toml"));
-        std::fs::write(&cfg, config).expect("write config");
-        let log = dir.path().join(format!("{prefix}.log"));
-        let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_rvsd"))
-            .arg("--config")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("dup"))
-            .stderr(out)
-            .spawn()
-            .expect("start rvsd");
+        let config = RvsdConfig::new(&socket)
+            .port(VdevPort::one_arm(net_null(0)))
+            .services(services);
         Daemon {
-            child: Some(child),
-            prefix,
-            dir,
+            rvsd: Rvsd::start(rvsd_bin(), &config, dir.path()),
             socket,
-            log,
-        }
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        // Until it answers: a stale socket file may be there before rvsd replaces it.
-        while UnixStream::connect(&self.socket).is_err() {
-            assert!(
-                self.alive(),
-                "rvsd exited before creating its socket\n{}",
-                self.log_text()
-            );
-            assert!(
-                Instant::now() < deadline,
-                "no control socket after 30 s\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+            _dir: dir,
         }
     }
 
     fn alive(&self) -> bool {
-        // try_wait needs &mut; /proc tells without reaping.
-        let Some(c) = &self.child else { return false };
-        match std::fs::read_to_string(format!("/proc/{}/stat", c.id())) {
-            Ok(s) => s
-                .rsplit_once(") ")
-                .is_some_and(|(_, rest)| !rest.starts_with('Z')),
-            Err(_) => false,
-        }
+        self.rvsd.alive()
     }
 
     /// Waits (bounded) for rvsd to exit by itself.
     fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let child = self.child.as_mut().expect("rvsd started");
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(st) = child.try_wait().expect("try_wait") {
-                return st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "rvsd still running after {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self) -> ExitStatus {
-        let pid = self.child.as_ref().expect("rvsd started").id();
-        // SAFETY: kill(2) on our own child's PID.
-        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-        self.wait_exit(Duration::from_secs(10))
+        self.rvsd.wait_exit(within)
     }
 
     fn log_text(&self) -> String {
-        format!(
-            "--- rvsd log ---\n{}",
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        )
+        self.rvsd.log_text()
     }
 
     fn adm(&self, args: &[&str]) -> Adm {
@@ -201,7 +81,7 @@ socket = "{socket}"
     }
 
     fn adm_with_input(&self, args: &[&str], input: Option<&str>) -> Adm {
-        let mut child = Command::new(rvsadm_path())
+        let mut child = Command::new(rvsadm_beside(rvsd_bin()))
             .args(args)
             .env("RVS_SOCKET", &self.socket)
             .stdin(if input.is_some() {
@@ -248,20 +128,6 @@ socket = "{socket}"
 
     fn connect(&self) -> Conn {
         Conn::new(&self.socket)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&self.prefix));
-        if std::thread::panicking() {
-            eprintln!("{}", self.log_text());
-        }
-        let _ = &self.dir;
     }
 }
 
@@ -763,7 +629,7 @@ fn control_socket_is_private_and_survives_bad_clients() {
     // Still alive, still answering, and the socket goes with the daemon.
     assert!(d.alive(), "{}", d.log_text());
     assert_eq!(d.ok(&["-S"]), saved);
-    let st = d.stop();
+    let st = d.rvsd.stop();
     assert!(
         st.success(),
         "rvsd exit after SIGTERM: {st}\n{}",
@@ -795,7 +661,7 @@ fn socket_path_is_guarded() {
     drop(std::os::unix::net::UnixListener::bind(&stale).expect("bind"));
     assert!(is_socket(&stale));
     let d = Daemon::start_at(dir, stale.clone(), "");
-    d.wait_ready();
+    d.rvsd.wait_ready(Duration::from_secs(30));
     assert_eq!(
         d.ok(&["-L", "--timeout"]),
         "Timeout (tcp tcpfin udp): 900 120 300\n"

@@ -4,28 +4,32 @@
 //! The lab is built by `scripts/lab.sh` (namespaces rvs-cli, rvs-dir, rvs-sw, rvs-rs1, rvs-rs2;
 //! documentation addresses only, see DESIGN.md). It needs root, iproute2, ethtool, nginx (with its stream module),
 //! curl, nftables and 2 MB hugepages: `scripts/setup.sh` installs and reserves them.
-//! A missing prerequisite FAILS these tests. Set `RVS_SKIP_LAB=1` to skip them explicitly (a
-//! developer machine without root); `RVS_LAB_EAL_ARGS="--no-huge -m 256"` runs rvsd without
-//! hugepages.
+//! A missing prerequisite FAILS these tests. `RVS_SKIP_LAB=1 cargo test` skips them explicitly
+//! (a developer machine without root): rvsd's build script then compiles them with `--cfg
+//! rvs_skip_lab`, which marks each one `#[ignore]`, so the run reports them as ignored, not
+//! passed; `-- --include-ignored` runs them all the same. `RVS_LAB_EAL_ARGS="--no-huge -m 256"`
+//! runs rvsd without hugepages.
 //!
 //! rvsd is `CARGO_BIN_EXE_rvsd`; rvsadm is taken from the same target directory. When it is not
-//! there (`cargo test` builds the binaries of the package under test only), this test builds it
+//! there (`cargo test` builds the binaries of the package under test only), testkit builds it
 //! with `cargo build -p control --bin rvsadm`; `scripts/test.sh` runs `cargo build --workspace`
 //! first, so it is normally there already.
 //!
 //! The namespace names are fixed, so the scenarios run one at a time (a global lock), and each
-//! one tears its lab down and stops rvsd by PID in a Drop guard, also when it panics.
+//! one tears its lab down and stops rvsd by PID in a Drop guard (testkit's `Rvsd`), also when it
+//! panics.
 
 use std::fs;
 use std::io::{self, Read};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
+use testkit::daemon::{head_and_tail, rvsadm_beside, workspace_root, Launch, Rvsd};
 
 const VIP: &str = "198.51.100.1";
 const RS: [(&str, &str); 2] = [("rs1", "192.0.2.2"), ("rs2", "192.0.2.3")];
@@ -58,13 +62,6 @@ fn lab_lock() -> LabLock {
         _file: file,
         _guard: guard,
     }
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("dataplane/ has a parent")
-        .to_path_buf()
 }
 
 fn lab_sh() -> PathBuf {
@@ -105,21 +102,16 @@ fn cmd(program: impl AsRef<std::ffi::OsStr>) -> Command {
     c
 }
 
-/// `None` when the lab is skipped on purpose (RVS_SKIP_LAB=1); panics when a prerequisite is
-/// missing, so that CI cannot pass without running the lab.
-fn prerequisites(test: &str, extra_tools: &[&str]) -> Option<()> {
-    if std::env::var("RVS_SKIP_LAB").as_deref() == Ok("1") {
-        eprintln!(
-            "{test}: SKIPPED because RVS_SKIP_LAB=1 (the lab needs root and scripts/setup.sh)"
-        );
-        return None;
-    }
+/// The start of every scenario: the lab's lock, then its prerequisites; a missing one is a
+/// panic, so that CI cannot pass without running the lab.
+fn lab_start(test: &str, extra_tools: &[&str]) -> LabLock {
+    let lock = lab_lock();
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     assert_eq!(
         euid, 0,
         "{test}: the lab needs root (network namespaces, af_packet): run `sudo scripts/test.sh`, \
-         or set RVS_SKIP_LAB=1 to skip it explicitly"
+         or skip it explicitly with RVS_SKIP_LAB=1 cargo test"
     );
     let mut missing: Vec<&str> = ["bash", "ip", "ethtool", "ss", "nginx", "curl", "timeout"]
         .into_iter()
@@ -136,7 +128,7 @@ fn prerequisites(test: &str, extra_tools: &[&str]) -> Option<()> {
         "{test}: {} is missing",
         lab_sh().display()
     );
-    Some(())
+    lock
 }
 
 /// What a finished command left: exit status, stdout, stderr.
@@ -265,54 +257,11 @@ fn pid_alive(pid: u32) -> bool {
     }
 }
 
-fn signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: kill(2) on a PID we started ourselves.
-    unsafe {
-        libc::kill(pid as libc::pid_t, sig);
-    }
-}
-
-/// Stops a child: SIGTERM, `grace` to exit, then SIGKILL. Returns its exit status.
-fn stop_child(child: &mut Child, grace: Duration) -> io::Result<(ExitStatus, bool)> {
-    if let Some(st) = child.try_wait()? {
-        return Ok((st, false));
-    }
-    signal(child.id(), libc::SIGTERM);
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Some(st) = child.try_wait()? {
-            return Ok((st, false));
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    Ok((child.wait()?, true))
-}
-
-/// The end of a log, with its first lines too when it is long (EAL prints its error first and
-/// its usage text after it).
-fn tail(path: &Path, lines: usize) -> String {
-    let s = fs::read_to_string(path).unwrap_or_default();
-    let v: Vec<&str> = s.lines().collect();
-    let head = 15;
-    if v.len() <= lines + head {
-        return v.join("\n");
-    }
-    format!(
-        "{}\n[... {} lines ...]\n{}",
-        v[..head].join("\n"),
-        v.len() - head - lines,
-        v[v.len() - lines..].join("\n")
-    )
-}
-
 /// A lab that is always taken down: `scripts/lab.sh down` and rvsd stopped by PID on drop.
 struct Lab {
     tmp: PathBuf,
-    /// EAL's runtime folder when rvsd runs without --in-memory; removed on drop.
-    dpdk_runtime_dir: Option<PathBuf>,
     socket: PathBuf,
-    rvsd: Option<Child>,
+    rvsd: Option<Rvsd>,
     rvsd_log: PathBuf,
 }
 
@@ -328,7 +277,6 @@ impl Lab {
             socket: tmp.join("rvs.sock"),
             rvsd_log: tmp.join("rvsd.log"),
             tmp,
-            dpdk_runtime_dir: None,
             rvsd: None,
         };
         let args: &[&str] = if kernel { &["up", "--kernel"] } else { &["up"] };
@@ -353,12 +301,12 @@ impl Lab {
         let eal_args = std::env::var("RVS_LAB_EAL_ARGS").unwrap_or_default();
         // EAL refuses --no-huge together with --in-memory (--no-huge implies legacy memory):
         // without hugepages, give the process a file prefix of its own instead.
-        let text = if eal_args.contains("--no-huge") {
-            let prefix = format!("rvs-lab-test-{}", std::process::id());
-            self.dpdk_runtime_dir = Some(PathBuf::from("/var/run/dpdk").join(&prefix));
-            text.replace("\"--in-memory\"", &format!("\"--file-prefix={prefix}\""))
-        } else {
-            text
+        let file_prefix = eal_args
+            .contains("--no-huge")
+            .then(|| format!("rvs-lab-test-{}", std::process::id()));
+        let text = match &file_prefix {
+            Some(prefix) => text.replace("\"--in-memory\"", &format!("\"--file-prefix={prefix}\"")),
+            None => text,
         };
         let config = self.tmp.join("rvs.toml");
         fs::write(&config, text).expect("write config copy");
@@ -381,7 +329,6 @@ impl Lab {
             );
         }
 
-        let log = fs::File::create(&self.rvsd_log).expect("create rvsd log");
         let mut c = cmd("ip");
         c.args(["netns", "exec", "rvs-dir"])
             .arg(&rvsd)
@@ -393,59 +340,40 @@ impl Lab {
             c.arg(format!("--eal-args={eal_args}"));
         }
         // `ip netns exec` execs rvsd: the child's PID is rvsd's.
-        let child = c
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn ip netns exec rvs-dir rvsd");
-        self.rvsd = Some(child);
-
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if is_socket(&self.socket) {
-                break;
-            }
-            let child = self.rvsd.as_mut().expect("rvsd child");
-            if let Some(st) = child.try_wait().expect("try_wait rvsd") {
-                panic!(
-                    "rvsd exited ({st}) before creating {}\n--- rvsd log ---\n{}",
-                    self.socket.display(),
-                    tail(&self.rvsd_log, 40)
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "rvsd did not create {} within 60 s\n--- rvsd log ---\n{}",
-                self.socket.display(),
-                tail(&self.rvsd_log, 40)
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn rvsd_alive(&mut self) -> bool {
-        match self.rvsd.as_mut() {
-            Some(c) => c.try_wait().ok().flatten().is_none(),
-            None => false,
-        }
-    }
-
-    /// Stops rvsd with SIGTERM and returns how it exited.
-    fn stop_rvsd(&mut self) -> ExitStatus {
-        let mut child = self.rvsd.take().expect("rvsd running");
-        let (st, killed) = stop_child(&mut child, Duration::from_secs(10)).expect("stop rvsd");
-        assert!(
-            !killed,
-            "rvsd did not exit within 10 s of SIGTERM\n--- rvsd log ---\n{}",
-            tail(&self.rvsd_log, 40)
+        let rvsd = Rvsd::spawn(
+            c,
+            Launch {
+                socket: self.socket.clone(),
+                log: self.rvsd_log.clone(),
+                file_prefix,
+            },
         );
-        st
+        rvsd.wait_ready(Duration::from_secs(60));
+        self.rvsd = Some(rvsd);
+    }
+
+    fn rvsd_alive(&self) -> bool {
+        self.rvsd.as_ref().is_some_and(Rvsd::alive)
+    }
+
+    /// The end of a scenario: rvsd still runs, and exits cleanly within 10 s of SIGTERM.
+    fn stop_rvsd(&mut self) {
+        assert!(
+            self.rvsd_alive(),
+            "rvsd died\n--- rvsd log ---\n{}",
+            self.rvsd_log_tail()
+        );
+        let st = self.rvsd.take().expect("rvsd running").stop();
+        assert!(
+            st.success(),
+            "rvsd must exit cleanly on SIGTERM, got {st}\n--- rvsd log ---\n{}",
+            self.rvsd_log_tail()
+        );
     }
 
     /// rvsadm with this lab's socket; panics (with rvsd's log) when it fails.
     fn adm(&self, args: &[&str]) -> String {
-        let mut c = cmd(rvsadm_path());
+        let mut c = cmd(rvsadm());
         c.args(args).env("RVS_SOCKET", &self.socket);
         let r = run(c, Duration::from_secs(20))
             .unwrap_or_else(|e| panic!("rvsadm {}: {e}", args.join(" ")));
@@ -453,13 +381,13 @@ impl Lab {
             r.status.success(),
             "{}\n--- rvsd log ---\n{}",
             r.describe(&format!("rvsadm {}", args.join(" "))),
-            tail(&self.rvsd_log, 40)
+            self.rvsd_log_tail()
         );
         r.stdout
     }
 
     fn rvsd_log_tail(&self) -> String {
-        tail(&self.rvsd_log, 40)
+        head_and_tail(&self.rvsd_log, 15, 40)
     }
 }
 
@@ -468,7 +396,7 @@ impl Drop for Lab {
         if thread::panicking() && self.rvsd_alive() {
             // What rvsd saw, while it still runs: the failure's explanation is usually here.
             for args in [&["-L", "--counters"][..], &["-L", "-n", "-c"][..]] {
-                let mut c = cmd(rvsadm_path());
+                let mut c = cmd(rvsadm());
                 c.args(args).env("RVS_SOCKET", &self.socket);
                 if let Ok(r) = run(c, Duration::from_secs(5)) {
                     eprintln!(
@@ -480,73 +408,38 @@ impl Drop for Lab {
                 }
             }
         }
-        if let Some(mut child) = self.rvsd.take() {
-            match stop_child(&mut child, Duration::from_secs(10)) {
+        // Dropped while the test panics, the guard prints rvsd's log.
+        if let Some(mut rvsd) = self.rvsd.take() {
+            match rvsd.shutdown(Duration::from_secs(10)) {
                 Ok((st, killed)) => {
                     if killed {
-                        eprintln!("lab: rvsd (pid {}) ignored SIGTERM; killed", child.id());
+                        eprintln!("lab: rvsd (pid {}) ignored SIGTERM; killed", rvsd.pid());
                     } else if thread::panicking() {
                         eprintln!("lab: rvsd exited: {st}");
                     }
                 }
                 Err(e) => eprintln!("lab: stopping rvsd: {e}"),
             }
+        } else if thread::panicking() {
+            eprintln!("--- rvsd log ---\n{}", self.rvsd_log_tail());
         }
         if thread::panicking() {
-            eprintln!(
-                "--- rvsd log (last 40 lines) ---\n{}",
-                tail(&self.rvsd_log, 40)
-            );
             if let Some(st) = lab_script_quiet("status") {
                 eprintln!("--- scripts/lab.sh status ---\n{}{}", st.stdout, st.stderr);
             }
             for (name, _) in RS {
                 let log = Path::new("/run/rvs-lab").join(name).join("error.log");
-                eprintln!("--- {} ---\n{}", log.display(), tail(&log, 10));
+                eprintln!("--- {} ---\n{}", log.display(), head_and_tail(&log, 15, 10));
             }
         }
         lab_script_quiet("down");
-        if let Some(d) = &self.dpdk_runtime_dir {
-            let _ = fs::remove_dir_all(d);
-        }
         let _ = fs::remove_dir_all(&self.tmp);
     }
 }
 
-fn is_socket(p: &Path) -> bool {
-    use std::os::unix::fs::FileTypeExt;
-    fs::metadata(p)
-        .map(|m| m.file_type().is_socket())
-        .unwrap_or(false)
-}
-
-/// rvsadm from the same target directory as rvsd; built once if it is not there.
-fn rvsadm_path() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let rvsd = PathBuf::from(env!("CARGO_BIN_EXE_rvsd"));
-        let path = rvsd.with_file_name(format!("rvsadm{}", std::env::consts::EXE_SUFFIX));
-        if !path.is_file() {
-            let cargo = std::env::var_os("CARGO")
-                .or_else(|| option_env!("CARGO").map(Into::into))
-                .unwrap_or_else(|| "cargo".into());
-            let mut c = cmd(cargo);
-            c.current_dir(workspace_root())
-                .args(["build", "-p", "control", "--bin", "rvsadm"]);
-            if rvsd.parent().and_then(|p| p.file_name()) == Some("release".as_ref()) {
-                c.arg("--release");
-            }
-            let r = run(c, Duration::from_secs(1200)).expect("cargo build -p control --bin rvsadm");
-            assert!(
-                r.status.success(),
-                "{}",
-                r.describe("cargo build -p control --bin rvsadm")
-            );
-        }
-        assert!(path.is_file(), "rvsadm not found at {}", path.display());
-        path
-    })
-    .clone()
+/// rvsadm from the same target directory as rvsd.
+fn rvsadm() -> PathBuf {
+    rvsadm_beside(Path::new(env!("CARGO_BIN_EXE_rvsd")))
 }
 
 /// One HTTP request from the client namespace; the body, trimmed.
@@ -721,11 +614,9 @@ fn check_listing(out: &str, services: &[Listed]) {
 }
 
 #[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
 fn lab_script_is_idempotent_and_cleans_up_after_failure() {
-    let _lock = lab_lock();
-    if prerequisites("lab_script_is_idempotent_and_cleans_up_after_failure", &[]).is_none() {
-        return;
-    }
+    let _lock = lab_start("lab_script_is_idempotent_and_cleans_up_after_failure", &[]);
     struct Down;
     impl Drop for Down {
         fn drop(&mut self) {
@@ -800,11 +691,9 @@ fn lab_script_is_idempotent_and_cleans_up_after_failure() {
 /// The lab itself, with the Linux kernel as the director (nftables DNAT round-robin): proves
 /// the topology, nginx and the UDP service independently of rvsd.
 #[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
 fn kernel_director_lab_round_robin() {
-    let _lock = lab_lock();
-    if prerequisites("kernel_director_lab_round_robin", &["nft"]).is_none() {
-        return;
-    }
+    let _lock = lab_start("kernel_director_lab_round_robin", &["nft"]);
     let _lab = Lab::up(true);
     let http: Vec<String> = (0..4).map(|_| curl_vip()).collect();
     assert_eq!(
@@ -821,12 +710,10 @@ fn kernel_director_lab_round_robin() {
 
 /// The LVS-NAT walk-through with rvsd and rvsadm.
 #[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
 fn rvsd_nat_walkthrough() {
-    let _lock = lab_lock();
-    if prerequisites("rvsd_nat_walkthrough", &[]).is_none() {
-        return;
-    }
-    let rvsadm = rvsadm_path();
+    let _lock = lab_start("rvsd_nat_walkthrough", &[]);
+    let rvsadm = rvsadm();
     assert!(rvsadm.is_file());
     let mut lab = Lab::up(false);
     lab.start_rvsd();
@@ -877,21 +764,11 @@ fn rvsd_nat_walkthrough() {
         &[listed("TCP", 80, 2), listed("UDP", UDP_PORT, 2)],
     );
 
-    assert!(
-        lab.rvsd_alive(),
-        "rvsd died\n--- rvsd log ---\n{}",
-        lab.rvsd_log_tail()
-    );
-    let st = lab.stop_rvsd();
-    assert!(
-        st.success(),
-        "rvsd must exit cleanly on SIGTERM, got {st}\n--- rvsd log ---\n{}",
-        lab.rvsd_log_tail()
-    );
+    lab.stop_rvsd();
 }
 
 // ---------------------------------------------------------------------------------------------
-// Live updates under load (issue 4): no request fails, and after each change new requests go
+// Live updates under load: no request fails, and after each change new requests go
 // only to the real servers still eligible.
 
 /// One request of the load: when it was started and finished, and which real server answered
@@ -1012,11 +889,9 @@ fn wait_drained(lab: &Lab, service: &str, rip: &str) {
 /// brings the servers back: no request fails, and every request started after a change and
 /// finished before the next one went to a server eligible then.
 #[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
 fn live_updates_under_curl_load_lose_nothing() {
-    let _lock = lab_lock();
-    if prerequisites("live_updates_under_curl_load_lose_nothing", &[]).is_none() {
-        return;
-    }
+    let _lock = lab_start("live_updates_under_curl_load_lose_nothing", &[]);
     let mut lab = Lab::up_with(false, 3);
     lab.start_rvsd();
     let web = format!("{VIP}:80");
@@ -1210,29 +1085,19 @@ fn live_updates_under_curl_load_lose_nothing() {
     assert_eq!(rs_state(&listing, rs1).map(|s| s.0), Some(1), "{listing}");
     assert_eq!(rs_state(&listing, rs2).map(|s| s.0), Some(3), "{listing}");
     assert_eq!(rs_state(&listing, rs3).map(|s| s.0), Some(1), "{listing}");
-    assert!(
-        lab.rvsd_alive(),
-        "rvsd died\n--- rvsd log ---\n{}",
-        lab.rvsd_log_tail()
-    );
-    let st = lab.stop_rvsd();
-    assert!(st.success(), "rvsd exit: {st}");
+    lab.stop_rvsd();
 }
 
 /// A long download through a real server that is set to weight 0 mid-transfer (while other
 /// services and the other real server are added, edited and removed) completes intact; new
 /// requests meanwhile go to the other server.
 #[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
 fn established_download_survives_weight_zero_and_other_changes() {
-    let _lock = lab_lock();
-    if prerequisites(
+    let _lock = lab_start(
         "established_download_survives_weight_zero_and_other_changes",
         &[],
-    )
-    .is_none()
-    {
-        return;
-    }
+    );
     let mut lab = Lab::up(false);
     // A different file of the same name on each real server, so its content says who sent it.
     const SIZE: usize = 3 << 20;
@@ -1357,13 +1222,11 @@ fn established_download_survives_weight_zero_and_other_changes() {
     // Back to weight 1: it takes new requests again.
     lab.adm(&["-e", "-t", &web, "-r", &busy_rip, "-w", "1"]);
     assert_eq!(curl_vip(), busy.0);
-    assert!(lab.rvsd_alive(), "rvsd died\n{}", lab.rvsd_log_tail());
-    let st = lab.stop_rvsd();
-    assert!(st.success(), "rvsd exit: {st}");
+    lab.stop_rvsd();
 }
 
 // ---------------------------------------------------------------------------------------------
-// Schedulers and persistence (issue 5).
+// Schedulers and persistence.
 
 /// The service line and the (address, weight) of each real-server line of `rvsadm -L -n -t`.
 fn service_and_weights(listing: &str) -> (String, Vec<(String, u32)>) {
@@ -1385,11 +1248,9 @@ fn service_and_weights(listing: &str) -> (String, Vec<(String, u32)>) {
 /// in the kernel: adding rs1 (weight 2) and then rs2 (weight 1) leaves cw at 1, so the first
 /// pass is rs1 rs2; a new scheduler (`-E -s`) starts at the top of the cycle.
 #[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
 fn rvsd_wrr_follows_the_kernel_sequence() {
-    let _lock = lab_lock();
-    if prerequisites("rvsd_wrr_follows_the_kernel_sequence", &[]).is_none() {
-        return;
-    }
+    let _lock = lab_start("rvsd_wrr_follows_the_kernel_sequence", &[]);
     let mut lab = Lab::up(false);
     lab.start_rvsd();
     let web = format!("{VIP}:80");
@@ -1427,19 +1288,15 @@ fn rvsd_wrr_follows_the_kernel_sequence() {
     lab.adm(&["-e", "-t", &web, "-r", "192.0.2.2:80", "-w", "0"]);
     let http: Vec<String> = (0..3).map(|_| curl_vip()).collect();
     assert_eq!(http, ["rs2", "rs2", "rs2"]);
-    assert!(lab.rvsd_alive(), "rvsd died\n{}", lab.rvsd_log_tail());
-    let st = lab.stop_rvsd();
-    assert!(st.success(), "rvsd exit: {st}");
+    lab.stop_rvsd();
 }
 
 /// `-p`: every connection of one client goes to one real server (rr would alternate), TCP
 /// and UDP; quiescing that server (weight 0) drops the template and moves the client.
 #[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
 fn rvsd_persistence_keeps_a_client_on_one_server() {
-    let _lock = lab_lock();
-    if prerequisites("rvsd_persistence_keeps_a_client_on_one_server", &[]).is_none() {
-        return;
-    }
+    let _lock = lab_start("rvsd_persistence_keeps_a_client_on_one_server", &[]);
     let mut lab = Lab::up(false);
     lab.start_rvsd();
     let web = format!("{VIP}:80");
@@ -1502,7 +1359,5 @@ fn rvsd_persistence_keeps_a_client_on_one_server() {
     assert_eq!(moved, [other, other, other]);
     lab.adm(&["-e", "-t", &web, "-r", &format!("{first_ip}:80"), "-w", "1"]);
     assert_eq!(curl_vip(), other, "the new template holds");
-    assert!(lab.rvsd_alive(), "rvsd died\n{}", lab.rvsd_log_tail());
-    let st = lab.stop_rvsd();
-    assert!(st.success(), "rvsd exit: {st}");
+    lab.stop_rvsd();
 }

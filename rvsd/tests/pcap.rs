@@ -3,34 +3,24 @@
 //! A capture of ARP requests, client SYNs, data, real-server replies, UDP, ICMP echo and junk is
 //! fed to rvsd through `net_pcap`'s rx_pcap; everything rvsd sends lands in tx_pcap. One port and
 //! one worker keep the order of the capture, so every output frame is checked in sequence: MACs,
-//! addresses, ports, TTL, checksums (against a full recompute written here, independent of the
+//! addresses, ports, TTL, checksums (against a full recompute by testkit, independent of the
 //! dataplane's code) and the round-robin order.
 //!
-//! The frames are built by tests/common, by hand on purpose: the test must not share code with
-//! what it checks.
+//! The frames are built by testkit, by hand on purpose: the test must not share code with what
+//! it checks.
 
-use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use testkit::daemon::{net_pcap, Rvsd, RvsdConfig, VdevPort};
+use testkit::plan::{
+    BROADCAST, CIP, CLIENT_MAC, DIP, ONE_ARM_MAC, RIP1, RIP2, RS1_MAC, RS2_MAC, VIP,
+};
 use testkit::{
-    arp, eth, inet_checksum, ipv4, l4_checksum, tcp_frame, udp_frame, ACK, ICMP, PSH, SYN,
+    arp, eth, inet_checksum, ipv4, l4_checksum, pcap, tcp_frame, udp_frame, ACK, ICMP, PSH, SYN,
 };
 
-const RVS_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
-const CLIENT_MAC: [u8; 6] = [0x02, 0xcc, 0, 0, 0, 0x10];
-const RS1_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 0x02];
-const RS2_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 0x03];
-const BROADCAST: [u8; 6] = [0xff; 6];
-
-const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
-const DIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
-const RS1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-const RS2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
-
-/// The test's own checksum over several pieces (tests/common's, not the dataplane's).
+/// The test's own checksum over several pieces (testkit's, not the dataplane's).
 fn checksum(chunks: &[&[u8]]) -> u16 {
     inet_checksum(&chunks.concat())
 }
@@ -44,12 +34,17 @@ fn arp_reply(sha: [u8; 6], spa: Ipv4Addr, tha: [u8; 6], tpa: Ipv4Addr) -> Vec<u8
 }
 
 fn client_udp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), payload: &[u8], csum: bool) -> Vec<u8> {
-    udp_frame(RVS_MAC, CLIENT_MAC, src, dst, payload, csum)
+    udp_frame(ONE_ARM_MAC, CLIENT_MAC, src, dst, payload, csum)
 }
 
 fn icmp_echo(src: Ipv4Addr, dst: Ipv4Addr, id: u16) -> Vec<u8> {
     let msg = testkit::icmp_echo(8, id, 1, b"rvs-ping-payload");
-    eth(RVS_MAC, CLIENT_MAC, 0x0800, &ipv4(src, dst, ICMP, 64, &msg))
+    eth(
+        ONE_ARM_MAC,
+        CLIENT_MAC,
+        0x0800,
+        &ipv4(src, dst, ICMP, 64, &msg),
+    )
 }
 
 // ---- output parsing and checks ----
@@ -105,11 +100,11 @@ fn assert_macs(frame: &[u8], dst: [u8; 6], src: [u8; 6]) {
 }
 
 fn assert_arp_reply(frame: &[u8], to_mac: [u8; 6], to_ip: Ipv4Addr, for_ip: Ipv4Addr) {
-    assert_macs(frame, to_mac, RVS_MAC);
+    assert_macs(frame, to_mac, ONE_ARM_MAC);
     assert_eq!(&frame[12..14], &[0x08, 0x06], "ARP ethertype");
     let a = &frame[14..];
     assert_eq!(&a[6..8], &[0, 2], "ARP reply opcode");
-    assert_eq!(&a[8..14], &RVS_MAC, "sender MAC");
+    assert_eq!(&a[8..14], &ONE_ARM_MAC, "sender MAC");
     assert_eq!(&a[14..18], &for_ip.octets(), "sender IP");
     assert_eq!(&a[18..24], &to_mac, "target MAC");
     assert_eq!(&a[24..28], &to_ip.octets(), "target IP");
@@ -117,9 +112,9 @@ fn assert_arp_reply(frame: &[u8], to_mac: [u8; 6], to_ip: Ipv4Addr, for_ip: Ipv4
 
 /// Checks a client->real server frame after DNAT.
 fn assert_dnat(frame: &[u8], rs_mac: [u8; 6], rs: Ipv4Addr, cport: u16, flags: u8) {
-    assert_macs(frame, rs_mac, RVS_MAC);
+    assert_macs(frame, rs_mac, ONE_ARM_MAC);
     let ip = parse_ip(frame);
-    assert_eq!((ip.src, ip.dst, ip.ttl), (CLIENT, rs, 63), "{ip:?}");
+    assert_eq!((ip.src, ip.dst, ip.ttl), (CIP, rs, 63), "{ip:?}");
     assert_eq!(ports(&ip), (cport, 80));
     assert_eq!(ip.l4[13], flags, "TCP flags");
     assert_eq!(&ip.l4[20..24], &[2, 4, 0x05, 0xb4], "MSS option untouched");
@@ -128,139 +123,41 @@ fn assert_dnat(frame: &[u8], rs_mac: [u8; 6], rs: Ipv4Addr, cport: u16, flags: u
 
 /// Checks a real server->client frame after SNAT.
 fn assert_snat(frame: &[u8], cport: u16) {
-    assert_macs(frame, CLIENT_MAC, RVS_MAC);
+    assert_macs(frame, CLIENT_MAC, ONE_ARM_MAC);
     let ip = parse_ip(frame);
-    assert_eq!((ip.src, ip.dst, ip.ttl), (VIP, CLIENT, 63), "{ip:?}");
+    assert_eq!((ip.src, ip.dst, ip.ttl), (VIP, CIP, 63), "{ip:?}");
     assert_eq!(ports(&ip), (80, cport));
     assert_l4_checksum(&ip);
 }
 
 // ---- running rvsd ----
 
-/// Kills rvsd by PID when the test ends, whatever happens, and removes the runtime folder EAL
-/// leaves under /var/run/dpdk for its --file-prefix.
-struct Daemon(Child, String);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&self.1));
-    }
-}
-
-fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
-    let file = std::fs::File::create(path).unwrap();
-    let mut w = PcapWriter::new(file).unwrap();
-    for (i, f) in frames.iter().enumerate() {
-        w.write_packet(&PcapPacket::new(
-            Duration::from_micros(i as u64),
-            f.len() as u32,
-            f,
-        ))
-        .unwrap();
-    }
-}
-
-fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
-    let Ok(file) = std::fs::File::open(path) else {
-        return Vec::new();
-    };
-    let Ok(mut r) = PcapReader::new(file) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    while let Some(Ok(p)) = r.next_packet() {
-        out.push(p.data.into_owned());
-    }
-    out
-}
-
 fn run_rvsd(dir: &Path, input: &[Vec<u8>], services: &str, expected: usize) -> Vec<Vec<u8>> {
-    // Unique per rvsd, so tests running side by side do not share EAL runtime files.
-    let prefix = format!(
-        "rvs-pcap-{}",
-        dir.file_name()
-            .unwrap()
-            .to_string_lossy()
-            .trim_start_matches('.')
-    );
     let rx = dir.join("in.pcap");
     let tx = dir.join("out.pcap");
-    write_pcap(&rx, input);
-    let config = format!(
-        r#"
-services = """
-{services}
-"""
-
-[eal]
-args = ["-l", "0", "--no-huge", "-m", "256", "--file-prefix", "{prefix}", "--no-pci",
-        "--log-level", "lib.eal:error",
-        "--vdev=net_pcap0,rx_pcap={rx},tx_pcap={tx}"]
-
-[[ports]]
-name = "lan"
-device = "net_pcap0"
-role = "both"
-mac = "02:00:00:00:00:01"
-addresses = ["198.51.100.1/24", "192.0.2.1/24"]
-
-[workers]
-lcores = [0]
-mbufs_per_port = 2047
-
-[conntrack]
-capacity = 1024
-
-[control]
-socket = "{sock}"
-"#,
-        rx = rx.display(),
-        tx = tx.display(),
-        sock = dir.join("rvs.sock").display(),
-        prefix = prefix,
-    );
-    let cfg_path = dir.join("rvs.toml");
-    std::fs::write(&cfg_path, config).unwrap();
-
-    let child = Command::new(env!("CARGO_BIN_EXE_rvsd"))
-        .arg("--config")
-        .arg(&cfg_path)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("starting rvsd");
-    let mut daemon = Daemon(child, prefix);
+    pcap::write(&rx, input);
+    let config = RvsdConfig::new(dir.join("rvs.sock"))
+        .port(VdevPort::one_arm(net_pcap(0, &[&rx], &[&tx])).mac(ONE_ARM_MAC))
+        .services(services);
+    let mut rvsd = Rvsd::start(Path::new(env!("CARGO_BIN_EXE_rvsd")), &config, dir);
 
     // rx_pcap is consumed at once; wait until every expected frame is out (or give up), then
     // stop rvsd so the capture is closed cleanly.
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        if let Some(status) = daemon.0.try_wait().unwrap() {
-            panic!("rvsd exited early: {status}");
+        if let Some(status) = rvsd.try_wait() {
+            panic!("rvsd exited early: {status}\n{}", rvsd.log_tail(40));
         }
-        if read_pcap(&tx).len() >= expected {
+        if pcap::read(&tx).len() >= expected {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     // Give a wrongly extra frame a moment to show up, so "exactly N" is really checked.
     std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: plain kill(2) on our child's PID.
-    unsafe { libc::kill(daemon.0.id() as i32, libc::SIGTERM) };
-    let stop_deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = daemon.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < stop_deadline,
-            "rvsd ignored SIGTERM for 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = rvsd.stop();
     assert!(status.success(), "rvsd exit status after SIGTERM: {status}");
-    read_pcap(&tx)
+    pcap::read(&tx)
 }
 
 #[test]
@@ -269,42 +166,44 @@ fn one_arm_nat_walkthrough_over_net_pcap() {
     // (source, destination, flags, payload) of a TCP segment, framed by its sender.
     type Seg<'a> = ((Ipv4Addr, u16), (Ipv4Addr, u16), u8, &'a [u8]);
     let tcp = |src, dst, flags, payload| -> Seg { (src, dst, flags, payload) };
-    let from_client =
-        |(src, dst, flags, payload): Seg| tcp_frame(RVS_MAC, CLIENT_MAC, src, dst, flags, payload);
-    let from_rs =
-        |mac, (src, dst, flags, payload): Seg| tcp_frame(RVS_MAC, mac, src, dst, flags, payload);
+    let from_client = |(src, dst, flags, payload): Seg| {
+        tcp_frame(ONE_ARM_MAC, CLIENT_MAC, src, dst, flags, payload)
+    };
+    let from_rs = |mac, (src, dst, flags, payload): Seg| {
+        tcp_frame(ONE_ARM_MAC, mac, src, dst, flags, payload)
+    };
 
-    let mut truncated = from_client(tcp((CLIENT, 40100), (VIP, 80), SYN, b""));
+    let mut truncated = from_client(tcp((CIP, 40100), (VIP, 80), SYN, b""));
     truncated.truncate(30);
-    let mut bad_ihl = from_client(tcp((CLIENT, 40101), (VIP, 80), SYN, b""));
+    let mut bad_ihl = from_client(tcp((CIP, 40101), (VIP, 80), SYN, b""));
     bad_ihl[14] = 0x43;
 
     let input = vec![
-        arp_request(CLIENT_MAC, CLIENT, VIP),
-        arp_request(RS1_MAC, RS1, DIP),
-        arp_request(RS2_MAC, RS2, DIP),
-        from_client(tcp((CLIENT, 40001), (VIP, 80), SYN, b"")),
-        from_client(tcp((CLIENT, 40002), (VIP, 80), SYN, b"")),
-        from_rs(RS1_MAC, tcp((RS1, 80), (CLIENT, 40001), SYN | ACK, b"")),
-        from_rs(RS2_MAC, tcp((RS2, 80), (CLIENT, 40002), SYN | ACK, b"")),
+        arp_request(CLIENT_MAC, CIP, VIP),
+        arp_request(RS1_MAC, RIP1, DIP),
+        arp_request(RS2_MAC, RIP2, DIP),
+        from_client(tcp((CIP, 40001), (VIP, 80), SYN, b"")),
+        from_client(tcp((CIP, 40002), (VIP, 80), SYN, b"")),
+        from_rs(RS1_MAC, tcp((RIP1, 80), (CIP, 40001), SYN | ACK, b"")),
+        from_rs(RS2_MAC, tcp((RIP2, 80), (CIP, 40002), SYN | ACK, b"")),
         from_client(tcp(
-            (CLIENT, 40001),
+            (CIP, 40001),
             (VIP, 80),
             PSH | ACK,
             b"GET / HTTP/1.0\r\n\r\n",
         )),
-        from_client(tcp((CLIENT, 40003), (VIP, 80), SYN, b"")),
-        client_udp((CLIENT, 5353), (VIP, 53), b"no checksum", false),
-        client_udp((CLIENT, 5354), (VIP, 53), b"with checksum", true),
-        icmp_echo(CLIENT, VIP, 7),
+        from_client(tcp((CIP, 40003), (VIP, 80), SYN, b"")),
+        client_udp((CIP, 5353), (VIP, 53), b"no checksum", false),
+        client_udp((CIP, 5354), (VIP, 53), b"with checksum", true),
+        icmp_echo(CIP, VIP, 7),
         // Dropped: an ACK of no known flow, a SYN to a port with no service, junk.
-        from_client(tcp((CLIENT, 40009), (VIP, 80), ACK, b"")),
-        from_client(tcp((CLIENT, 40010), (VIP, 81), SYN, b"")),
+        from_client(tcp((CIP, 40009), (VIP, 80), ACK, b"")),
+        from_client(tcp((CIP, 40010), (VIP, 81), SYN, b"")),
         truncated,
         bad_ihl,
         vec![0u8; 10],
         // Last, so its reply shows everything before it went through.
-        icmp_echo(CLIENT, DIP, 8),
+        icmp_echo(CIP, DIP, 8),
     ];
     let services = "-A -t 198.51.100.1:80 -s rr\n\
                     -a -t 198.51.100.1:80 -r 192.0.2.2:80 -m -w 1\n\
@@ -315,33 +214,33 @@ fn one_arm_nat_walkthrough_over_net_pcap() {
     let out = run_rvsd(dir.path(), &input, services, 13);
     assert_eq!(out.len(), 13, "rvsd sent {} frames, expected 13", out.len());
 
-    assert_arp_reply(&out[0], CLIENT_MAC, CLIENT, VIP);
-    assert_arp_reply(&out[1], RS1_MAC, RS1, DIP);
-    assert_arp_reply(&out[2], RS2_MAC, RS2, DIP);
-    // Round robin: first connection to RS1, second to RS2, third to RS1 again.
-    assert_dnat(&out[3], RS1_MAC, RS1, 40001, SYN);
-    assert_dnat(&out[4], RS2_MAC, RS2, 40002, SYN);
+    assert_arp_reply(&out[0], CLIENT_MAC, CIP, VIP);
+    assert_arp_reply(&out[1], RS1_MAC, RIP1, DIP);
+    assert_arp_reply(&out[2], RS2_MAC, RIP2, DIP);
+    // Round robin: first connection to RIP1, second to RIP2, third to RIP1 again.
+    assert_dnat(&out[3], RS1_MAC, RIP1, 40001, SYN);
+    assert_dnat(&out[4], RS2_MAC, RIP2, 40002, SYN);
     assert_snat(&out[5], 40001);
     assert_snat(&out[6], 40002);
-    assert_dnat(&out[7], RS1_MAC, RS1, 40001, PSH | ACK);
+    assert_dnat(&out[7], RS1_MAC, RIP1, 40001, PSH | ACK);
     assert!(out[7].ends_with(b"GET / HTTP/1.0\r\n\r\n"), "payload kept");
-    assert_dnat(&out[8], RS1_MAC, RS1, 40003, SYN);
+    assert_dnat(&out[8], RS1_MAC, RIP1, 40003, SYN);
 
     // UDP: its own round robin; an absent checksum stays absent, a present one is right.
     let u1 = parse_ip(&out[9]);
-    assert_macs(&out[9], RS1_MAC, RVS_MAC);
-    assert_eq!((u1.src, u1.dst, ports(&u1)), (CLIENT, RS1, (5353, 5300)));
+    assert_macs(&out[9], RS1_MAC, ONE_ARM_MAC);
+    assert_eq!((u1.src, u1.dst, ports(&u1)), (CIP, RIP1, (5353, 5300)));
     assert_eq!(&u1.l4[6..8], &[0, 0], "UDP checksum 0 stays 0");
     let u2 = parse_ip(&out[10]);
-    assert_macs(&out[10], RS2_MAC, RVS_MAC);
-    assert_eq!((u2.src, u2.dst, ports(&u2)), (CLIENT, RS2, (5354, 5300)));
+    assert_macs(&out[10], RS2_MAC, ONE_ARM_MAC);
+    assert_eq!((u2.src, u2.dst, ports(&u2)), (CIP, RIP2, (5354, 5300)));
     assert_ne!(&u2.l4[6..8], &[0, 0]);
     assert_l4_checksum(&u2);
 
     for (frame, from) in [(&out[11], VIP), (&out[12], DIP)] {
-        assert_macs(frame, CLIENT_MAC, RVS_MAC);
+        assert_macs(frame, CLIENT_MAC, ONE_ARM_MAC);
         let ip = parse_ip(frame);
-        assert_eq!((ip.src, ip.dst, ip.proto), (from, CLIENT, 1));
+        assert_eq!((ip.src, ip.dst, ip.proto), (from, CIP, 1));
         assert_eq!(ip.l4[0], 0, "echo reply type");
         assert_eq!(checksum(&[ip.l4]), 0, "ICMP checksum");
         assert!(ip.l4.ends_with(b"rvs-ping-payload"));
@@ -354,29 +253,29 @@ fn one_arm_nat_walkthrough_over_net_pcap() {
 fn syn_waits_for_arp_resolution_of_the_real_server() {
     let dir = tempfile::tempdir().unwrap();
     let input = vec![
-        arp_request(CLIENT_MAC, CLIENT, VIP),
-        tcp_frame(RVS_MAC, CLIENT_MAC, (CLIENT, 41000), (VIP, 80), SYN, b""),
-        arp_reply(RS1_MAC, RS1, RVS_MAC, DIP),
+        arp_request(CLIENT_MAC, CIP, VIP),
+        tcp_frame(ONE_ARM_MAC, CLIENT_MAC, (CIP, 41000), (VIP, 80), SYN, b""),
+        arp_reply(RS1_MAC, RIP1, ONE_ARM_MAC, DIP),
     ];
     let services = "-A -t 198.51.100.1:80 -s rr\n-a -t 198.51.100.1:80 -r 192.0.2.2:80 -m";
     let out = run_rvsd(dir.path(), &input, services, 3);
     assert_eq!(out.len(), 3, "rvsd sent {} frames, expected 3", out.len());
-    assert_arp_reply(&out[0], CLIENT_MAC, CLIENT, VIP);
+    assert_arp_reply(&out[0], CLIENT_MAC, CIP, VIP);
 
     let req = &out[1];
-    assert_macs(req, BROADCAST, RVS_MAC);
+    assert_macs(req, BROADCAST, ONE_ARM_MAC);
     assert_eq!(&req[12..14], &[0x08, 0x06], "ARP ethertype");
     let a = &req[14..];
     assert_eq!(&a[6..8], &[0, 1], "ARP request opcode");
-    assert_eq!(&a[8..14], &RVS_MAC, "sender MAC");
+    assert_eq!(&a[8..14], &ONE_ARM_MAC, "sender MAC");
     assert_eq!(
         &a[14..18],
         &DIP.octets(),
-        "asks from the DIP, the port facing RS1"
+        "asks from the DIP, the port facing RIP1"
     );
-    assert_eq!(&a[24..28], &RS1.octets(), "asks for RS1");
+    assert_eq!(&a[24..28], &RIP1.octets(), "asks for RIP1");
 
-    assert_dnat(&out[2], RS1_MAC, RS1, 41000, SYN);
+    assert_dnat(&out[2], RS1_MAC, RIP1, 41000, SYN);
 }
 
 /// ICMP errors rvs builds go out through the DPDK worker with their own length (the mbuf grows
@@ -386,19 +285,19 @@ fn syn_waits_for_arp_resolution_of_the_real_server() {
 #[test]
 fn icmp_errors_leave_through_the_worker_with_their_own_length() {
     let dir = tempfile::tempdir().unwrap();
-    let mut ttl1 = tcp_frame(RVS_MAC, CLIENT_MAC, (CLIENT, 41000), (VIP, 80), SYN, b"");
+    let mut ttl1 = tcp_frame(ONE_ARM_MAC, CLIENT_MAC, (CIP, 41000), (VIP, 80), SYN, b"");
     // TTL 1, header checksum again.
     ttl1[22] = 1;
     ttl1[24..26].copy_from_slice(&[0, 0]);
     let c = checksum(&[&ttl1[14..34]]);
     ttl1[24..26].copy_from_slice(&c.to_be_bytes());
-    let big = client_udp((CLIENT, 5400), (VIP, 53), &[0x5a; 1572], true);
+    let big = client_udp((CIP, 5400), (VIP, 53), &[0x5a; 1572], true);
     assert_eq!(big.len(), 14 + 1600);
     let input = vec![
-        arp_request(CLIENT_MAC, CLIENT, VIP),
+        arp_request(CLIENT_MAC, CIP, VIP),
         ttl1.clone(),
         big.clone(),
-        icmp_echo(CLIENT, DIP, 9),
+        icmp_echo(CIP, DIP, 9),
     ];
     let services = "-A -t 198.51.100.1:80 -s rr\n\
                     -a -t 198.51.100.1:80 -r 192.0.2.2:80 -m -w 1\n\
@@ -406,15 +305,15 @@ fn icmp_errors_leave_through_the_worker_with_their_own_length() {
                     -a -u 198.51.100.1:53 -r 192.0.2.2:53 -m -w 1";
     let out = run_rvsd(dir.path(), &input, services, 4);
     assert_eq!(out.len(), 4, "rvsd sent {} frames, expected 4", out.len());
-    assert_arp_reply(&out[0], CLIENT_MAC, CLIENT, VIP);
+    assert_arp_reply(&out[0], CLIENT_MAC, CIP, VIP);
     for (frame, orig, ty, code, len) in [
         (&out[1], &ttl1, 11u8, 0u8, 14 + 28 + 44),
         (&out[2], &big, 3, 4, 14 + 576),
     ] {
         assert_eq!(frame.len(), len, "ICMP {ty}/{code} frame length");
-        assert_macs(frame, CLIENT_MAC, RVS_MAC);
+        assert_macs(frame, CLIENT_MAC, ONE_ARM_MAC);
         let ip = parse_ip(frame);
-        assert_eq!((ip.src, ip.dst, ip.proto), (VIP, CLIENT, 1));
+        assert_eq!((ip.src, ip.dst, ip.proto), (VIP, CIP, 1));
         assert_eq!((ip.l4[0], ip.l4[1]), (ty, code));
         assert_eq!(checksum(&[ip.l4]), 0, "ICMP checksum");
         let quoted = &ip.l4[8..];

@@ -25,53 +25,19 @@
 use control::client::Client;
 use control::model::ConnStatus;
 use control::proto::{Request, Response};
-use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
+use pcap_file::pcap::PcapWriter;
 use std::fs::File;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use testkit::{arp, check, eth, tcp_frame, ACK, SYN};
-
-const RVS_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
-const CLIENT_MAC: [u8; 6] = [0x02, 0xcc, 0, 0, 0, 0x10];
-const RS1_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 0x02];
-const RS2_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 0x03];
-const BROADCAST: [u8; 6] = [0xff; 6];
-
-const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
-const DIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
-const RS1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-const RS2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
+use testkit::daemon::{net_pcap, Rvsd, RvsdConfig, VdevPort};
+use testkit::plan::{
+    BROADCAST, CIP, CLIENT_MAC, DIP, ONE_ARM_MAC, RIP1, RIP2, RS1_MAC, RS2_MAC, VIP,
+};
+use testkit::{arp, check, eth, pcap, tcp_frame, ACK, SYN};
 
 /// `net_pcap`'s RX burst: it returns only once it has read this many frames (or hit the end).
 const BURST: usize = 32;
-
-/// Kills rvsd by PID when the test ends, whatever happens, and removes EAL's runtime folder.
-struct Daemon(Child, String);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&self.1));
-    }
-}
-
-fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
-    let Ok(file) = File::open(path) else {
-        return Vec::new();
-    };
-    let Ok(mut r) = PcapReader::new(file) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    while let Some(Ok(p)) = r.next_packet() {
-        out.push(p.data.into_owned());
-    }
-    out
-}
 
 /// One RX queue's pipe, held open for writing by the test.
 struct Feed {
@@ -100,31 +66,27 @@ impl Feed {
     /// Writes `frames` and filler up to a whole burst.
     fn phase(&mut self, frames: &[Vec<u8>]) {
         assert!(frames.len() <= BURST);
-        let filler = eth(RVS_MAC, CLIENT_MAC, 0x88b5, b"rvs two-worker test filler");
-        let all = frames
-            .iter()
-            .chain(std::iter::repeat_n(&filler, BURST - frames.len()));
-        for f in all {
-            self.sent += 1;
-            self.w
-                .write_packet(&PcapPacket::new(
-                    Duration::from_micros(self.sent as u64),
-                    f.len() as u32,
-                    f,
-                ))
-                .unwrap();
-        }
+        let filler = eth(
+            ONE_ARM_MAC,
+            CLIENT_MAC,
+            0x88b5,
+            b"rvs two-worker test filler",
+        );
+        let mut all = frames.to_vec();
+        all.resize(BURST, filler);
+        pcap::write_frames(&mut self.w, self.sent + 1, &all);
+        self.sent += BURST;
     }
 }
 
-fn wait_for(path: &Path, n: usize, daemon: &mut Daemon, what: &str) -> Vec<Vec<u8>> {
+fn wait_for(path: &Path, n: usize, rvsd: &mut Rvsd, what: &str) -> Vec<Vec<u8>> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let out = read_pcap(path);
+        let out = pcap::read(path);
         if out.len() >= n {
             return out;
         }
-        if let Some(status) = daemon.0.try_wait().unwrap() {
+        if let Some(status) = rvsd.try_wait() {
             panic!("rvsd exited early ({status}) waiting for {what}");
         }
         assert!(
@@ -141,20 +103,20 @@ fn arp_request(sha: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
 }
 
 fn client(cport: u16, flags: u8) -> Vec<u8> {
-    tcp_frame(RVS_MAC, CLIENT_MAC, (CLIENT, cport), (VIP, 80), flags, b"")
+    tcp_frame(ONE_ARM_MAC, CLIENT_MAC, (CIP, cport), (VIP, 80), flags, b"")
 }
 
 fn server(mac: [u8; 6], rs: Ipv4Addr, cport: u16, flags: u8) -> Vec<u8> {
-    tcp_frame(RVS_MAC, mac, (rs, 80), (CLIENT, cport), flags, b"")
+    tcp_frame(ONE_ARM_MAC, mac, (rs, 80), (CIP, cport), flags, b"")
 }
 
 /// A client packet after DNAT to `rs`.
 fn assert_dnat(f: &[u8], rs_mac: [u8; 6], rs: Ipv4Addr, cport: u16, flags: u8) {
     let s = check(f);
-    assert_eq!((s.dst_mac, s.src_mac), (rs_mac, RVS_MAC), "MACs");
+    assert_eq!((s.dst_mac, s.src_mac), (rs_mac, ONE_ARM_MAC), "MACs");
     assert_eq!(
         (s.src, s.sport, s.dst, s.dport),
-        (CLIENT, cport, rs, 80),
+        (CIP, cport, rs, 80),
         "{s:?}"
     );
     assert_eq!(f[14 + 20 + 13], flags, "TCP flags");
@@ -163,10 +125,10 @@ fn assert_dnat(f: &[u8], rs_mac: [u8; 6], rs: Ipv4Addr, cport: u16, flags: u8) {
 /// A real-server packet after SNAT back to the VIP.
 fn assert_snat(f: &[u8], cport: u16, flags: u8) {
     let s = check(f);
-    assert_eq!((s.dst_mac, s.src_mac), (CLIENT_MAC, RVS_MAC), "MACs");
+    assert_eq!((s.dst_mac, s.src_mac), (CLIENT_MAC, ONE_ARM_MAC), "MACs");
     assert_eq!(
         (s.src, s.sport, s.dst, s.dport),
-        (VIP, 80, CLIENT, cport),
+        (VIP, 80, CIP, cport),
         "{s:?}"
     );
     assert_eq!(f[14 + 20 + 13], flags, "TCP flags");
@@ -176,102 +138,59 @@ fn assert_snat(f: &[u8], cport: u16, flags: u8) {
 fn replies_are_handled_on_the_other_workers_queue() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let prefix = format!(
-        "rvs-2w-{}",
-        d.file_name()
-            .unwrap()
-            .to_string_lossy()
-            .trim_start_matches('.')
-    );
     let (rx0, rx1) = (d.join("rx0.pcap"), d.join("rx1.pcap"));
     let (tx0, tx1): (PathBuf, PathBuf) = (d.join("tx0.pcap"), d.join("tx1.pcap"));
     let mut q0 = Feed::open(&rx0);
     let mut q1 = Feed::open(&rx1);
     let sock = d.join("rvs.sock");
-    let config = format!(
-        r#"
-services = """
--A -t 198.51.100.1:80 -s rr
--a -t 198.51.100.1:80 -r 192.0.2.2:80 -m -w 1
--a -t 198.51.100.1:80 -r 192.0.2.3:80 -m -w 1
-"""
-
-[eal]
-args = ["-l", "0-1", "--no-huge", "-m", "256", "--file-prefix", "{prefix}", "--no-pci",
-        "--log-level", "lib.eal:error",
-        "--vdev=net_pcap0,rx_pcap={rx0},rx_pcap={rx1},tx_pcap={tx0},tx_pcap={tx1}"]
-
-[[ports]]
-name = "lan"
-device = "net_pcap0"
-role = "both"
-mac = "02:00:00:00:00:01"
-addresses = ["198.51.100.1/24", "192.0.2.1/24"]
-
-[workers]
-lcores = [0, 1]
-mbufs_per_port = 2047
-
-[conntrack]
-capacity = 1024
-
-[control]
-socket = "{sock}"
-"#,
-        rx0 = rx0.display(),
-        rx1 = rx1.display(),
-        tx0 = tx0.display(),
-        tx1 = tx1.display(),
-        sock = sock.display(),
-    );
-    let cfg = d.join("rvs.toml");
-    std::fs::write(&cfg, config).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_rvsd"))
-        .arg("--config")
-        .arg(&cfg)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("starting rvsd");
-    let mut daemon = Daemon(child, prefix);
+    let config = RvsdConfig::new(&sock)
+        .lcores(&[0, 1])
+        .port(VdevPort::one_arm(net_pcap(0, &[&rx0, &rx1], &[&tx0, &tx1])).mac(ONE_ARM_MAC))
+        .services(
+            "-A -t 198.51.100.1:80 -s rr\n\
+             -a -t 198.51.100.1:80 -r 192.0.2.2:80 -m -w 1\n\
+             -a -t 198.51.100.1:80 -r 192.0.2.3:80 -m -w 1",
+        );
+    let mut daemon = Rvsd::start(Path::new(env!("CARGO_BIN_EXE_rvsd")), &config, d);
 
     // 1. Worker 0: neighbours, then SYNs of A (40001) and B (40002).
     q0.phase(&[
-        arp_request(CLIENT_MAC, CLIENT, VIP),
-        arp_request(RS1_MAC, RS1, DIP),
-        arp_request(RS2_MAC, RS2, DIP),
+        arp_request(CLIENT_MAC, CIP, VIP),
+        arp_request(RS1_MAC, RIP1, DIP),
+        arp_request(RS2_MAC, RIP2, DIP),
         client(40001, SYN),
         client(40002, SYN),
     ]);
     let out0 = wait_for(&tx0, 5, &mut daemon, "phase 1 on queue 0");
-    assert_dnat(&out0[3], RS1_MAC, RS1, 40001, SYN);
-    assert_dnat(&out0[4], RS2_MAC, RS2, 40002, SYN);
+    assert_dnat(&out0[3], RS1_MAC, RIP1, 40001, SYN);
+    assert_dnat(&out0[4], RS2_MAC, RIP2, 40002, SYN);
 
     // 2. Worker 1: the replies of A and B (inserted by worker 0), and the SYN of C (40003).
     q1.phase(&[
-        server(RS1_MAC, RS1, 40001, SYN | ACK),
-        server(RS2_MAC, RS2, 40002, SYN | ACK),
+        server(RS1_MAC, RIP1, 40001, SYN | ACK),
+        server(RS2_MAC, RIP2, 40002, SYN | ACK),
         client(40003, SYN),
     ]);
     let out1 = wait_for(&tx1, 3, &mut daemon, "phase 2 on queue 1");
     assert_snat(&out1[0], 40001, SYN | ACK);
     assert_snat(&out1[1], 40002, SYN | ACK);
-    assert_dnat(&out1[2], RS1_MAC, RS1, 40003, SYN);
+    assert_dnat(&out1[2], RS1_MAC, RIP1, 40003, SYN);
 
     // 3. Worker 0: the client's ACKs of A and B, and C's reply (inserted by worker 1).
     q0.phase(&[
         client(40001, ACK),
         client(40002, ACK),
-        server(RS1_MAC, RS1, 40003, SYN | ACK),
+        server(RS1_MAC, RIP1, 40003, SYN | ACK),
     ]);
     let out0 = wait_for(&tx0, 8, &mut daemon, "phase 3 on queue 0");
-    assert_dnat(&out0[5], RS1_MAC, RS1, 40001, ACK);
-    assert_dnat(&out0[6], RS2_MAC, RS2, 40002, ACK);
+    assert_dnat(&out0[5], RS1_MAC, RIP1, 40001, ACK);
+    assert_dnat(&out0[6], RS2_MAC, RIP2, 40002, ACK);
     assert_snat(&out0[7], 40003, SYN | ACK);
 
     // 4. Worker 1: C's ACK.
     q1.phase(&[client(40003, ACK)]);
     let out1 = wait_for(&tx1, 4, &mut daemon, "phase 4 on queue 1");
-    assert_dnat(&out1[3], RS1_MAC, RS1, 40003, ACK);
+    assert_dnat(&out1[3], RS1_MAC, RIP1, 40003, ACK);
 
     // The one shared table: three ESTABLISHED connections, counted per real server.
     let mut c = Client::new(&sock);
@@ -281,9 +200,9 @@ socket = "{sock}"
     eprint!("{}", control::format::conns(&conns));
     conns.sort_by_key(|c| c.client.1);
     let want: Vec<(u16, &str, Ipv4Addr)> = vec![
-        (40001, "ESTABLISHED", RS1),
-        (40002, "ESTABLISHED", RS2),
-        (40003, "ESTABLISHED", RS1),
+        (40001, "ESTABLISHED", RIP1),
+        (40002, "ESTABLISHED", RIP2),
+        (40003, "ESTABLISHED", RIP1),
     ];
     let got: Vec<(u16, &str, Ipv4Addr)> = conns
         .iter()
@@ -291,7 +210,7 @@ socket = "{sock}"
         .collect();
     assert_eq!(got, want);
     for c in &conns {
-        assert_eq!((c.client.0, c.virt), (CLIENT, (VIP, 80)));
+        assert_eq!((c.client.0, c.virt), (CIP, (VIP, 80)));
         assert!(c.expires_in > 800, "ESTABLISHED: about 900 s left, {c:?}");
     }
     let Response::Services { services, .. } = c.call(Request::List { service: None }).unwrap()
@@ -303,24 +222,16 @@ socket = "{sock}"
         .iter()
         .map(|d| (d.spec.addr, d.active_conns, d.inactive_conns))
         .collect();
-    assert_eq!(counts, vec![(RS1, 2, 0), (RS2, 1, 0)]);
+    assert_eq!(counts, vec![(RIP1, 2, 0), (RIP2, 1, 0)]);
 
     // Nothing else came out: every filler frame was dropped.
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(read_pcap(&tx0).len(), 8);
-    assert_eq!(read_pcap(&tx1).len(), 4);
+    assert_eq!(pcap::read(&tx0).len(), 8);
+    assert_eq!(pcap::read(&tx1).len(), 4);
 
     // Stop: SIGTERM, then end both pipes so that workers blocked reading them return.
-    // SAFETY: plain kill(2) on our child's PID.
-    unsafe { libc::kill(daemon.0.id() as i32, libc::SIGTERM) };
+    daemon.terminate();
     drop((q0, q1));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = daemon.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "rvsd ignored SIGTERM for 10 s");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = daemon.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "rvsd exit status after SIGTERM: {status}");
 }

@@ -1,9 +1,14 @@
-//! The two-arm director most dataplane tests run: port `ext` (198.51.100.1/24, the VIPs'
-//! side) and port `int` (192.0.2.1/24, the real servers'), as DESIGN.md's lab plan.
+//! The directors the dataplane tests run. Most: two arms, port `ext` (198.51.100.1/24, the
+//! VIPs' side) and port `int` (192.0.2.1/24, the real servers'), as DESIGN.md's lab plan.
+//! Some: one arm, port `lan` with clients and real servers on 198.51.100.0/24.
 
+use crate::plan::{EXT_CIDR, INT_CIDR, ONE_ARM_MAC};
 use control::config::{Cidr, PortRole};
-use dataplane::pipeline::PortSetup;
+use control::model::Timeouts;
+use dataplane::pipeline::{Dataplane, DataplaneConfig, PortSetup};
+use dataplane::service::ServiceManager;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 pub const EXT_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
 pub const INT_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
@@ -15,7 +20,7 @@ pub fn two_arm_ports(ext_gateway: Option<Ipv4Addr>, int_mtu: u16) -> Vec<PortSet
             name: "ext".into(),
             mac: EXT_MAC,
             role: PortRole::External,
-            addrs: vec![Cidr::parse("198.51.100.1/24").expect("cidr")],
+            addrs: vec![Cidr::parse(EXT_CIDR).expect("cidr")],
             gateway: ext_gateway,
             mtu: 1500,
         },
@@ -23,9 +28,38 @@ pub fn two_arm_ports(ext_gateway: Option<Ipv4Addr>, int_mtu: u16) -> Vec<PortSet
             name: "int".into(),
             mac: INT_MAC,
             role: PortRole::Internal,
-            addrs: vec![Cidr::parse("192.0.2.1/24").expect("cidr")],
+            addrs: vec![Cidr::parse(INT_CIDR).expect("cidr")],
             gateway: None,
             mtu: int_mtu,
         },
     ]
+}
+
+/// A one-arm director (port 0, `lan`: role both, 198.51.100.1/24, MAC `ONE_ARM_MAC`) with a
+/// `capacity`-connection table, `workers` workers, no services, and every one of `peers` a
+/// known neighbour at `peer_mac`.
+pub fn one_arm(
+    capacity: usize,
+    workers: usize,
+    peers: &[Ipv4Addr],
+    peer_mac: [u8; 6],
+) -> (Arc<Dataplane>, ServiceManager) {
+    let dp = Dataplane::new(DataplaneConfig {
+        ports: vec![PortSetup {
+            name: "lan".into(),
+            mac: ONE_ARM_MAC,
+            role: PortRole::Both,
+            addrs: vec![Cidr::parse(EXT_CIDR).expect("cidr")],
+            gateway: None,
+            mtu: 1500,
+        }],
+        conn_capacity: capacity,
+        timeouts: Timeouts::default(),
+        workers,
+    });
+    for &ip in peers {
+        dp.neigh().learn(0, ip, peer_mac);
+    }
+    let mgr = ServiceManager::new(dp.clone());
+    (dp, mgr)
 }

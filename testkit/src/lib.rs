@@ -1,10 +1,16 @@
 //! One test kit for rvs's tests, benchmarks and fuzz targets.
 //!
-//! Frame builders and checkers written independently of the dataplane's packet code (own
-//! checksum, own byte layout), so the tests compare against something else; and the two-arm
-//! director of DESIGN.md's lab plan (`director`).
+//! Here: frame builders and checkers written independently of the dataplane's packet code
+//! (own checksum, own byte layout), so the tests compare against something else. Modules:
+//! `plan` (the address plan), `director` (the directors the dataplane tests run), `services`
+//! (the service manager driven with rvsadm lines), `pcap` (pcap files) and `daemon` (rvsd in
+//! a process guard, with an rvs.toml builder for vdev ports).
 
+pub mod daemon;
 pub mod director;
+pub mod pcap;
+pub mod plan;
+pub mod services;
 
 use std::net::Ipv4Addr;
 

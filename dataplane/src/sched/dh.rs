@@ -5,7 +5,7 @@
 
 use super::sh::lookup;
 use super::{weighted_buckets, Dests, Flow, Scheduler, HASH_BUCKETS};
-use crate::service::Dest;
+use crate::service::dest::Dest;
 
 #[derive(Debug)]
 pub struct DestinationHash {

@@ -35,7 +35,7 @@
 //! only about 1/N of the clients (see `docs/schedulers.md`).
 
 use super::{fmix64, gcd, Dests, Flow, Scheduler, NO_DEST};
-use crate::service::Dest;
+use crate::service::dest::Dest;
 use std::net::Ipv4Addr;
 
 /// Slots of the lookup table (a prime).

@@ -30,7 +30,7 @@ pub mod wrr;
 pub use crate::hash::fmix64;
 
 use crate::conntrack::{ConnTable, DestCounts};
-use crate::service::Dest;
+use crate::service::dest::Dest;
 use control::model::{SchedulerKind, ServiceSpec};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -262,7 +262,8 @@ pub trait Scheduler: Send + Sync + std::fmt::Debug {
 pub struct Unsupported(pub SchedulerKind);
 
 /// Refuses the kinds this build does not implement (never silently replaced by another).
-/// Every LVS scheduler is implemented now.
+/// Every kind rvsadm names is implemented: nine of LVS's schedulers (not yet lblc, lblcr, fo,
+/// ovf, twos).
 pub fn check_supported(kind: SchedulerKind) -> Result<(), Unsupported> {
     match kind {
         SchedulerKind::Rr

@@ -6,7 +6,7 @@
 //! buckets after it are probed (the kernel's `ip_vs_sh_get_fallback`) for an available one.
 
 use super::{bucket_of, weighted_buckets, Dests, Flow, Scheduler, HASH_BUCKETS, NO_DEST};
-use crate::service::Dest;
+use crate::service::dest::Dest;
 use std::net::Ipv4Addr;
 
 #[derive(Debug)]

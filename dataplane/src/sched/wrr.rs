@@ -19,7 +19,7 @@
 //! for weights 65535 and 1).
 
 use super::{gcd, Dests, Flow, SchedState, Scheduler};
-use crate::service::Dest;
+use crate::service::dest::Dest;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 

@@ -2,8 +2,9 @@
 
 A section sits between `<!-- NAME:begin -->` and `<!-- NAME:end -->`; writing it replaces
 that section, or adds it (at the end, or before the section `before`), and leaves the rest of
-the file alone. Used by the bench scripts' report code (scripts/bench.sh, kernel-bench.sh,
-pipeline-bench.sh, bench-plot.py), which find it on PYTHONPATH=scripts.
+the file alone. Used by the bench scripts' report modules (traffic_bench.py, kernel_bench.py,
+pipeline_bench.py, bench_plot.py, beside it in scripts/lib). The Rust benchmarks write their
+sections by the same rules (rvs_benches::write_results_section).
 """
 
 
@@ -12,7 +13,8 @@ def write(path, name, lines, before=None):
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     section = begin + "\n" + "\n".join(lines) + "\n" + end + "\n"
     try:
-        old = open(path).read()
+        with open(path) as f:
+            old = f.read()
     except FileNotFoundError:
         old = ""
     b, e = old.find(begin), old.find(end)

@@ -1,115 +1,28 @@
-//! Virtual services and real servers: the control thread's master state and the immutable
-//! snapshot the workers read.
+//! The control thread's side: the master copy of services and real servers, which applies
+//! `control::proto` requests and publishes a new [`Snapshot`] after each change.
 //!
-//! [`ServiceManager`] (owned by the control thread) applies `control::proto` requests. Every
-//! request is checked completely before anything changes, so an error changes nothing. After a
-//! change it builds a new [`Snapshot`] and publishes it with arc-swap; workers load it once per
-//! burst.
-//!
-//! # Real-server slots
-//!
-//! Each real server gets a *slot id* for its lifetime (the identity `(service, RIP, rport)`;
-//! edits keep it, delete + add makes a new one). Everything counted about a real server is
-//! indexed by slot, outside the snapshot, so it survives snapshot rebuilds:
-//! - active/inactive connections: atomics in the connection table, changed only on state
-//!   changes and expiry (`conntrack::DestCounts`);
-//! - connections, packets and bytes: per-worker arrays in `stats` indexed by slot, written only
-//!   by their worker (no shared cache line is written per packet) and summed on read. `-Z` and
-//!   slot reuse record a baseline here instead of writing the workers' counters.
-//!
-//! A deleted real server's slot is retired (its connections are dropped at the next packet or
-//! aging pass) and is reused only once no snapshot still names it (its lease `Arc` is
-//! unshared) and its connections are gone, so a worker scheduling from an older snapshot can
-//! never charge a connection to a newer server.
-//!
+//! Every request is checked completely before anything changes, so an error changes nothing.
 //! Old snapshots are kept here until no worker holds them, so their memory is freed on the
 //! control thread, never on a worker.
 
+use super::dest::{Dest, MAX_DESTS};
+use super::snapshot::{Service, Snapshot};
 use crate::conntrack::ConnInfo;
 use crate::pipeline::Dataplane;
-use crate::sched::{self, SchedState, Scheduler};
+use crate::sched::{self, SchedState};
 use crate::stats::{add_rates, RateEstimator, RATE_SAMPLES};
 use control::model::{
     ConnStatus, DestSpec, DestStatus, Protocol, Rates, ServiceKey, ServiceSpec, ServiceStatus,
     Stats,
 };
 use control::proto::{Request, Response};
+use control::sysctl::IpvsSysctls;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-/// Real servers that can exist at once (over all services), including removed ones whose
-/// connections are still draining.
-pub const MAX_DESTS: usize = 16384;
-
 /// Largest `-w` weight, as ipvsadm.
 pub const MAX_WEIGHT: u32 = 65535;
-
-/// A real server as workers see it.
-#[derive(Debug, Clone)]
-pub struct Dest {
-    pub spec: DestSpec,
-    /// Index of its counters (see the module documentation).
-    pub slot: u32,
-    /// The last weight above 0 it had (its weight when added, if that was 0): the kernel's
-    /// `last_weight`, with which mh keeps a quiesced server's table slots.
-    pub last_weight: u32,
-    /// Shared with the manager; while any snapshot holds a copy, the slot is not reused.
-    _lease: Arc<()>,
-}
-
-impl Dest {
-    /// A real server outside any manager (tests and benchmarks): its slot is never reused.
-    pub fn new(spec: DestSpec, slot: u32) -> Dest {
-        Dest {
-            last_weight: spec.weight,
-            spec,
-            slot,
-            _lease: Arc::new(()),
-        }
-    }
-}
-
-/// A virtual service as workers see it.
-#[derive(Debug)]
-pub struct Service {
-    pub spec: ServiceSpec,
-    pub dests: Vec<Dest>,
-    pub scheduler: Box<dyn Scheduler>,
-}
-
-/// An immutable view of all services, replaced as a whole on every change.
-#[derive(Debug, Default)]
-pub struct Snapshot {
-    /// Sorted by `svc_key`, for binary search without hashing.
-    services: Vec<(u64, Service)>,
-    /// Sorted, deduplicated VIPs.
-    vips: Vec<Ipv4Addr>,
-    /// Increases with every published snapshot.
-    pub generation: u64,
-}
-
-fn svc_key(proto: u8, addr: Ipv4Addr, port: u16) -> u64 {
-    (u64::from(proto) << 48) | (u64::from(u32::from(addr)) << 16) | u64::from(port)
-}
-
-impl Snapshot {
-    /// The service for `proto` (IP protocol number), VIP and virtual port.
-    pub fn service(&self, proto: u8, vip: Ipv4Addr, port: u16) -> Option<&Service> {
-        let k = svc_key(proto, vip, port);
-        let i = self.services.binary_search_by_key(&k, |(k, _)| *k).ok()?;
-        self.services.get(i).map(|(_, s)| s)
-    }
-
-    /// True if some service uses `ip` as its VIP.
-    pub fn is_vip(&self, ip: Ipv4Addr) -> bool {
-        self.vips.binary_search(&ip).is_ok()
-    }
-
-    pub fn services(&self) -> impl Iterator<Item = &Service> {
-        self.services.iter().map(|(_, s)| s)
-    }
-}
 
 #[derive(Debug)]
 struct DestState {
@@ -144,6 +57,8 @@ pub struct ServiceManager {
     generation: u64,
     /// `--rate`: real servers' counters sampled by [`ServiceManager::tick`].
     rates: RateEstimator<RateKey>,
+    /// The IPVS sysctls, published with every snapshot.
+    sysctls: IpvsSysctls,
 }
 
 /// A real server's identity for `--rate`: its slot and what it is, so that a reused slot
@@ -183,6 +98,7 @@ impl ServiceManager {
             retained: Vec::new(),
             generation: 0,
             rates: RateEstimator::new(RATE_SAMPLES),
+            sysctls: IpvsSysctls::default(),
         }
     }
 
@@ -217,6 +133,8 @@ impl ServiceManager {
             Request::Counters => return Response::Counters(self.counters()),
             Request::List { service } => return self.list(service.as_ref()),
             Request::ListConns => return Response::Conns(self.list_conns()),
+            Request::GetSysctls => return self.get_sysctls(),
+            Request::SetSysctls(pairs) => self.set_sysctls(&pairs),
         };
         match changed {
             Ok(()) => {
@@ -246,6 +164,32 @@ impl ServiceManager {
             })
             .collect();
         self.rates.sample(now_ms, totals);
+    }
+
+    fn get_sysctls(&self) -> Response {
+        Response::Sysctls(
+            self.sysctls
+                .list()
+                .into_iter()
+                .map(|(n, v)| (n.to_string(), v))
+                .collect(),
+        )
+    }
+
+    /// Sets every pair or, if one is refused, none.
+    fn set_sysctls(&mut self, pairs: &[(String, u32)]) -> Result<()> {
+        let mut next = self.sysctls;
+        for (name, value) in pairs {
+            next.set(name, *value).map_err(|e| e.to_string())?;
+        }
+        for (name, value) in pairs {
+            let old = self.sysctls.get(name).unwrap_or(*value);
+            if old != *value {
+                tracing::info!(sysctl = %name, old, new = *value, "IPVS sysctl changed");
+            }
+        }
+        self.sysctls = next;
+        Ok(())
     }
 
     // --- checks ----------------------------------------------------------------------------
@@ -452,40 +396,27 @@ impl ServiceManager {
     fn publish(&mut self) {
         self.generation += 1;
         let mut services = Vec::with_capacity(self.services.len());
-        let mut vips = Vec::with_capacity(self.services.len());
-        for (key, svc) in &self.services {
+        for svc in self.services.values() {
             let dests: Vec<Dest> = svc
                 .dests
                 .iter()
-                .map(|d| Dest {
-                    spec: d.spec.clone(),
-                    slot: d.slot,
-                    last_weight: d.last_weight,
-                    _lease: d.lease.clone(),
-                })
+                .map(|d| Dest::leased(d.spec.clone(), d.slot, d.last_weight, d.lease.clone()))
                 .collect();
             // Every service's scheduler kind was checked when it was added or edited.
             let Ok(scheduler) = sched::build(&svc.spec, &dests, &svc.sched) else {
                 continue;
             };
-            services.push((
-                svc_key(key.protocol.ip_proto(), key.addr, key.port),
-                Service {
-                    spec: svc.spec.clone(),
-                    dests,
-                    scheduler,
-                },
-            ));
-            vips.push(key.addr);
+            services.push(Service {
+                spec: svc.spec.clone(),
+                dests,
+                scheduler,
+            });
         }
-        services.sort_by_key(|(k, _)| *k);
-        vips.sort();
-        vips.dedup();
-        let old = self.dp.publish(Arc::new(Snapshot {
+        let old = self.dp.publish(Arc::new(Snapshot::new(
             services,
-            vips,
-            generation: self.generation,
-        }));
+            self.generation,
+            self.sysctls,
+        )));
         self.retained.push(old);
         self.collect_garbage();
     }

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # STOP_RC and PIDS belong to the sourcing script
 # Shared by the traffic benchmarks (scripts/bench.sh, scripts/kernel-bench.sh); source it after
-# common.sh. The caller keeps the PIDs it started in the array PIDS.
+# lib/common.sh. The caller keeps the PIDs it started in the array PIDS.
 
 # Counts like 10M -> 10000000 (suffixes K, M).
 count() {

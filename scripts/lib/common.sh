@@ -2,17 +2,22 @@
 # Helpers shared by the rvs scripts (sourced, not run).
 #
 # RVS_ROOT      the repository root
+# RVS_LIB       scripts/lib: these helpers and the Python modules the scripts run
 # log/warn/die  messages on stderr, prefixed with the script's name
 # need_root     exit unless running as root
 # find_cargo    put cargo on PATH (it is preinstalled under ~/.cargo/bin; nothing is downloaded)
 # run_cargo     run cargo as the checkout's owner when started through sudo by that user, so
-#               target/ does not fill up with root-owned files; as the caller otherwise
+#               target/ does not fill up with root-owned files (CI and PKG_CONFIG_LIBDIR/_PATH
+#               carried over); as the caller otherwise
 # root_cargo    run cargo as root (with the owner's toolchain when started through sudo)
 # fix_target_owner  give root-owned files under target/ back to the checkout's owner
 # pid_alive     whether a PID is a live process (not a zombie)
 # wait_link_up  wait until an interface in a namespace is operationally up
+# usage_header  print the calling script's header comment (its usage), for -h / --help
 
-RVS_ROOT=${RVS_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+RVS_ROOT=${RVS_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+# shellcheck disable=SC2034 # for the scripts that source this file
+RVS_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 RVS_PROG=${RVS_PROG:-$(basename "$0")}
 
 # Root's tools (ip, ethtool, nginx) live in the sbin folders, which a plain PATH may lack.
@@ -68,12 +73,16 @@ find_cargo() {
 }
 
 run_cargo() {
-    local u home
+    local u home v keep=()
     u=$(builder_user)
     if [ -n "$u" ]; then
         home=$(getent passwd "$u" | cut -d: -f6)
+        # sudo starts from a clean environment: carry over what the build must see.
+        for v in CI PKG_CONFIG_LIBDIR PKG_CONFIG_PATH; do
+            [ -z "${!v+set}" ] || keep+=("$v=${!v}")
+        done
         (cd "$RVS_ROOT" && sudo -u "$u" -H env "PATH=$home/.cargo/bin:/usr/local/bin:/usr/bin:/bin" \
-            ${CI:+CI="$CI"} cargo "$@")
+            "${keep[@]}" cargo "$@")
     else
         find_cargo
         (cd "$RVS_ROOT" && cargo "$@")
@@ -122,4 +131,10 @@ wait_link_up() {
         sleep 0.1
     done
     die "$ifname in $ns did not come up"
+}
+
+# The header comment of the running script, from its second line to `set -euo pipefail`,
+# without the comment signs.
+usage_header() {
+    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
 }

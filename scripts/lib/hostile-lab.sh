@@ -20,7 +20,7 @@
 # hl_cleanup            stop what hl_bg started, lab.sh down, remove HL_TMP
 # hl_exit               EXIT trap: hl_cleanup, keeping the exit status
 
-# shellcheck source=scripts/common.sh
+# shellcheck source=scripts/lib/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 HL_LAB=$RVS_ROOT/scripts/lab.sh

@@ -1,0 +1,151 @@
+//! rvsctl: what rvsd does that is not ipvsadm's language (rvsadm keeps that): IPVS sysctls,
+//! counters, version.
+//!
+//! Exit status: 0 done, 1 the daemon refused or could not be reached, 2 a usage error (nothing
+//! was sent).
+
+use clap::{Parser, Subcommand};
+use control::client::{socket_path, Client, ClientError};
+use control::proto::{Request, Response};
+use control::sysctl::{IpvsSysctls, PREFIX};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rvsctl",
+    version,
+    about = "rvsd's controls beyond ipvsadm's language"
+)]
+struct Args {
+    /// rvsd's control socket (default: $RVS_SOCKET, else /run/rvs/rvs.sock).
+    #[arg(long, global = true)]
+    socket: Option<String>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Show IPVS sysctls (all, or those named), or set them with -w, as sysctl(8) does.
+    Sysctl {
+        /// NAME=VALUE pairs to set (all are checked before any is applied).
+        #[arg(short = 'w', long = "write", value_name = "NAME=VALUE")]
+        write: Vec<String>,
+        /// Names to show (with or without the net.ipv4.vs. prefix).
+        names: Vec<String>,
+    },
+    /// Every dataplane counter, one `name value` a line.
+    Counters,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut client = Client::new(socket_path(
+        args.socket.as_deref(),
+        std::env::var_os(control::proto::SOCKET_ENV),
+    ));
+    match run(&mut client, args.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(m)) => {
+            eprintln!("rvsctl: {m}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(m)) => {
+            eprintln!("rvsctl: {m}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+enum Failure {
+    /// Bad arguments: nothing was sent.
+    Usage(String),
+    /// The daemon could not be reached, or refused.
+    Runtime(String),
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Failure {
+        Failure::Runtime(e.to_string())
+    }
+}
+
+fn run(client: &mut Client, command: Cmd) -> Result<(), Failure> {
+    match command {
+        Cmd::Sysctl { write, names } if !write.is_empty() => {
+            if !names.is_empty() {
+                return Err(Failure::Usage(
+                    "give either -w NAME=VALUE or names to show, not both".into(),
+                ));
+            }
+            // Checked here first (same table as the daemon's), so a typo sends nothing.
+            let mut check = IpvsSysctls::default();
+            let mut pairs = Vec::with_capacity(write.len());
+            for w in &write {
+                check
+                    .set_assignment(w)
+                    .map_err(|e| Failure::Usage(e.to_string()))?;
+                let (name, _) = w.split_once('=').unwrap_or((w, ""));
+                let name = name.trim();
+                let name = name.strip_prefix(PREFIX).unwrap_or(name).to_string();
+                let value = check
+                    .get(&name)
+                    .map_err(|e| Failure::Usage(e.to_string()))?;
+                pairs.push((name, value));
+            }
+            expect_ok(client.call(Request::SetSysctls(pairs.clone()))?)?;
+            for (name, value) in pairs {
+                println!("{PREFIX}{name} = {value}");
+            }
+            Ok(())
+        }
+        Cmd::Sysctl { names, .. } => {
+            let values = match client.call(Request::GetSysctls)? {
+                Response::Sysctls(v) => v,
+                other => return Err(unexpected(&other)),
+            };
+            let wanted: Vec<&str> = names
+                .iter()
+                .map(|n| n.strip_prefix(PREFIX).unwrap_or(n))
+                .collect();
+            for w in &wanted {
+                if !values.iter().any(|(n, _)| n == w) {
+                    // The daemon's list is the authority; the local table words the error.
+                    let e = IpvsSysctls::default().get(w).err();
+                    return Err(Failure::Usage(e.map_or_else(
+                        || format!("rvsd does not report {w}"),
+                        |e| e.to_string(),
+                    )));
+                }
+            }
+            for (name, value) in values {
+                if wanted.is_empty() || wanted.contains(&name.as_str()) {
+                    println!("{PREFIX}{name} = {value}");
+                }
+            }
+            Ok(())
+        }
+        Cmd::Counters => {
+            match client.call(Request::Counters)? {
+                Response::Counters(list) => {
+                    for (name, value) in list {
+                        println!("{name} {value}");
+                    }
+                }
+                other => return Err(unexpected(&other)),
+            }
+            Ok(())
+        }
+    }
+}
+
+fn expect_ok(r: Response) -> Result<(), Failure> {
+    match r {
+        Response::Ok => Ok(()),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn unexpected(r: &Response) -> Failure {
+    Failure::Runtime(format!("unexpected answer from rvsd: {r:?}"))
+}

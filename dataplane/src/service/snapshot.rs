@@ -1,0 +1,74 @@
+//! What workers read: an immutable view of all services, published by the
+//! [`ServiceManager`](super::ServiceManager) and loaded once per burst.
+//!
+//! Lookups are binary searches over sorted vectors: no hashing and no allocation on a worker.
+
+use super::dest::Dest;
+use crate::sched::Scheduler;
+use control::model::ServiceSpec;
+use control::sysctl::IpvsSysctls;
+use std::net::Ipv4Addr;
+
+/// A virtual service as workers see it.
+#[derive(Debug)]
+pub struct Service {
+    pub spec: ServiceSpec,
+    pub dests: Vec<Dest>,
+    pub scheduler: Box<dyn Scheduler>,
+}
+
+/// An immutable view of all services, replaced as a whole on every change.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Sorted by `svc_key`, for binary search without hashing.
+    services: Vec<(u64, Service)>,
+    /// Sorted, deduplicated VIPs.
+    vips: Vec<Ipv4Addr>,
+    /// Increases with every published snapshot.
+    pub generation: u64,
+    /// The IPVS sysctls in force (`[ipvs]`, `rvsctl sysctl -w`).
+    pub sysctls: IpvsSysctls,
+}
+
+fn svc_key(proto: u8, addr: Ipv4Addr, port: u16) -> u64 {
+    (u64::from(proto) << 48) | (u64::from(u32::from(addr)) << 16) | u64::from(port)
+}
+
+impl Snapshot {
+    /// Indexes `services` (one per key) by protocol, VIP and port; built on the control thread.
+    pub(super) fn new(services: Vec<Service>, generation: u64, sysctls: IpvsSysctls) -> Snapshot {
+        let mut services: Vec<(u64, Service)> = services
+            .into_iter()
+            .map(|s| {
+                let key = &s.spec.key;
+                (svc_key(key.protocol.ip_proto(), key.addr, key.port), s)
+            })
+            .collect();
+        services.sort_by_key(|(k, _)| *k);
+        let mut vips: Vec<Ipv4Addr> = services.iter().map(|(_, s)| s.spec.key.addr).collect();
+        vips.sort();
+        vips.dedup();
+        Snapshot {
+            services,
+            vips,
+            generation,
+            sysctls,
+        }
+    }
+
+    /// The service for `proto` (IP protocol number), VIP and virtual port.
+    pub fn service(&self, proto: u8, vip: Ipv4Addr, port: u16) -> Option<&Service> {
+        let k = svc_key(proto, vip, port);
+        let i = self.services.binary_search_by_key(&k, |(k, _)| *k).ok()?;
+        self.services.get(i).map(|(_, s)| s)
+    }
+
+    /// True if some service uses `ip` as its VIP.
+    pub fn is_vip(&self, ip: Ipv4Addr) -> bool {
+        self.vips.binary_search(&ip).is_ok()
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = &Service> {
+        self.services.iter().map(|(_, s)| s)
+    }
+}

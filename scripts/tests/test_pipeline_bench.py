@@ -1,0 +1,126 @@
+"""pipeline_bench: scripts/pipeline-bench.sh's report and its reading of callgrind_annotate."""
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+import unittest
+
+from tests import LIB  # noqa: F401  (scripts/lib on sys.path)
+import bench_records
+import pipeline_bench as pb
+
+META = {"command": "scripts/pipeline-bench.sh --cpu 1", "date": "2026-01-02 03:04 UTC", "commit": "abc1234",
+        "nproc": "2", "cpu": "Test CPU", "load_before": "0.1 0.2 0.3", "load_after": "0.4 0.5 0.6",
+        "valgrind": "valgrind-3.19.0"}
+
+ANNOTATE = """--------------------------------------------------------------------------------
+Ir
+--------------------------------------------------------------------------------
+63,000,000 (100.0%)  PROGRAM TOTALS
+
+--------------------------------------------------------------------------------
+Ir                   file:function
+--------------------------------------------------------------------------------
+20,000,000 (31.75%)  ???:dataplane::conntrack::Table::lookup [/x/pipeline-bench]
+10,000,000 (15.87%)  src/pipeline.rs:dataplane::pipeline::Worker::process
+ 5,000,000 ( 7.94%)  src/table.rs:dataplane::conntrack::Table::lookup
+   400,000 ( 0.63%)  => src/c.rs:callee (1x)
+     1,000 ( 0.00%)  ???:memcpy
+"""
+
+
+def native(proto, path, flows, prefetch=True, **kv):
+    r = {"mode": "native", "load": "1 1 1", "proto": proto, "path": path, "flows": flows, "prefetch": prefetch,
+         "packets": 1000000, "ns_best": 50.0, "ns_median": 55.5, "mpps_best": 20.0, "clock_ghz": 3.0,
+         "table_mib": 64.4, "warmup_s": 1.25}
+    r.update(kv)
+    return r
+
+
+def callgrind(proto, path, flows, **kv):
+    r = {"mode": "callgrind", "proto": proto, "path": path, "flows": flows, "packets": 100000, "ir": 30000000}
+    r.update(kv)
+    return r
+
+
+class AnnotateTest(unittest.TestCase):
+    def test_parse_annotate(self):
+        self.assertEqual(pb.parse_annotate(ANNOTATE), {
+            "dataplane::conntrack::Table::lookup": 25000000,
+            "dataplane::pipeline::Worker::process": 10000000,
+            "memcpy": 1000})
+
+    def test_per_packet_keeps_the_top(self):
+        by = {"a": 100, "b": 300, "c": 200}
+        self.assertEqual(pb.per_packet(by, 100), [("b", 3.0), ("c", 2.0), ("a", 1.0)])
+        self.assertEqual(pb.per_packet(by, 10, top=1), [("b", 30.0)])
+
+    def test_annotate_without_an_output_file_is_none(self):
+        with tempfile.TemporaryDirectory() as d:
+            profile = pb.annotate(d)
+            self.assertIsNone(profile(callgrind("udp", "new", 1000)))
+
+    def test_fl(self):
+        self.assertEqual([pb.fl(n) for n in (1000, 1000000, 10000000, 1500, 1234567, 999)],
+                         ["1K", "1M", "10M", "1500", "1234567", "999"])
+
+
+class ReportTest(unittest.TestCase):
+    RECS = [native("udp", "established", 1000),
+            native("udp", "established", 1000, prefetch=False, clock_ghz=None),
+            native("tcp", "new", 1000000, error="exit 101"),
+            callgrind("udp", "established", 1000),
+            callgrind("udp", "established", 1000000, ir=None),
+            callgrind("tcp", "new", 1000000, error="exit 1")]
+
+    def test_rows(self):
+        L = pb.report(self.RECS, META, ["/tmp/w/x --flows 1000", "valgrind --out=/tmp/w/cg"], work="/tmp/w")
+        self.assertEqual(L[2], "Written by `scripts/pipeline-bench.sh` (`scripts/pipeline-bench.sh --cpu 1`) on "
+                               "2026-01-02 03:04 UTC, commit abc1234. Machine: 2 CPUs, Test CPU; load average "
+                               "0.1 0.2 0.3 before, 0.4 0.5 0.6 after. valgrind-3.19.0.")
+        # 300 instructions per packet in 150 cycles (50 ns at 3 GHz).
+        self.assertIn("| udp | established | 1K | on | 50.0 | 55.5 | 20.00 | 3.00 | 150 | 300 | 2.0 | 64 | 1.2 |", L)
+        self.assertIn("| udp | established | 1K | off | 50.0 | 55.5 | 20.00 |  |  | not run |  | 64 | 1.2 |", L)
+        self.assertIn("| tcp | new | 1M | on | failed (exit 101) | | | | | failed (exit 1) | | | |", L)
+        self.assertNotIn("### Where the instructions go (callgrind, UDP)", L)
+        i = L.index("### Commands")
+        self.assertEqual(L[i + 2:i + 5], ["```", "$WORK/x --flows 1000", "valgrind --out=$WORK/cg"])
+        raw = [json.loads(l) for l in L[L.index("### Raw results"):] if l.startswith("{")]
+        self.assertEqual(raw, self.RECS)
+
+    def test_profile_of_the_largest_udp_callgrind_run(self):
+        recs = [callgrind("udp", "established", 1000), callgrind("udp", "new", 1000000),
+                callgrind("udp", "established", 1000000), callgrind("tcp", "new", 10000000)]
+        seen = []
+
+        def profile(r):
+            seen.append((r["path"], r["flows"]))
+            return [("dataplane::conntrack::Table::lookup", 250.4), ("memcpy", 1.0)]
+        L = pb.report(recs, META, [], profile=profile)
+        self.assertEqual(seen, [("established", 1000), ("new", 1000000), ("established", 1000000)])
+        i = L.index("### Where the instructions go (callgrind, UDP)")
+        self.assertEqual([l for l in L[i:L.index("### Commands")] if "flows:" in l], [
+            "new, 1M flows: `conntrack::Table::lookup` 250, `memcpy` 1",
+            "established, 1M flows: `conntrack::Table::lookup` 250, `memcpy` 1"])
+
+    def test_cli_report(self):
+        with tempfile.TemporaryDirectory() as d:
+            recs, out, cmds = (os.path.join(d, n) for n in ("records.jsonl", "RESULTS.md", "commands"))
+            for r in self.RECS:
+                bench_records.append(recs, r)
+            with open(cmds, "w") as f:
+                f.write("%s/bin --json\n\n" % d)
+            stdout = io.StringIO()
+            with contextlib.redirect_stdout(stdout):
+                pb.main(["report", recs, out, cmds] + ["%s=%s" % kv for kv in META.items()])
+            with open(out) as f:
+                text = f.read()
+        self.assertIn("```\n$WORK/bin --json\n```\n", text)
+        self.assertTrue(stdout.getvalue().startswith("## Pipeline without I/O (pipeline-bench)\n"))
+        self.assertNotIn("### Commands", stdout.getvalue())
+
+
+if __name__ == "__main__":
+    unittest.main()

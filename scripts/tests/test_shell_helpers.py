@@ -1,0 +1,111 @@
+"""The shell helpers of scripts/lib (common.sh, bench.sh), run through bash, and every entry
+point's -h / --help: each must find its helpers under scripts/lib and parse its arguments
+without doing anything else."""
+
+import os
+import subprocess
+import unittest
+
+from tests import LIB
+
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    tomllib = None
+
+SCRIPTS = os.path.dirname(LIB)
+ROOT = os.path.dirname(SCRIPTS)
+
+
+def bash(script, *args):
+    """Runs `script` in bash with lib/common.sh and lib/bench.sh sourced; returns stdout."""
+    src = '. "$1/common.sh"; . "$1/bench.sh"; shift; ' + script
+    env = {k: v for k, v in os.environ.items() if k not in ("RVS_ROOT", "RVS_PROG")}
+    r = subprocess.run(["bash", "-c", src, "test", LIB] + list(args), capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        raise AssertionError("bash failed (%d): %s" % (r.returncode, r.stderr))
+    return r.stdout
+
+
+class CommonTest(unittest.TestCase):
+    def test_paths(self):
+        self.assertEqual(bash('echo "$RVS_ROOT"; echo "$RVS_LIB"').splitlines(), [ROOT, LIB])
+
+
+class BenchHelpersTest(unittest.TestCase):
+    def test_count(self):
+        self.assertEqual(bash('for a in 10M 2k 1K 7; do count "$a"; done').split(), ["10000000", "2000", "1000", "7"])
+
+    def test_quote_quotes_only_what_the_shell_needs(self):
+        self.assertEqual(bash('quote "$@"', "rvsd", "--config", "/tmp/a b.toml", "--x=1,2", "*", ""),
+                         "rvsd --config '/tmp/a b.toml' --x=1,2 '*' ''")
+
+    def test_bench_services(self):
+        self.assertEqual(bash("bench_services udp tcp").splitlines(), [
+            "-A -u 198.51.100.1:9000 -s rr",
+            "-a -u 198.51.100.1:9000 -r 192.0.2.2:9000 -m -w 1",
+            "-a -u 198.51.100.1:9000 -r 192.0.2.3:9000 -m -w 1",
+            "-a -u 198.51.100.1:9000 -r 192.0.2.4:9000 -m -w 1",
+            "-a -u 198.51.100.1:9000 -r 192.0.2.5:9000 -m -w 1",
+            "-A -t 198.51.100.1:80 -s rr",
+            "-a -t 198.51.100.1:80 -r 192.0.2.2:80 -m -w 1",
+            "-a -t 198.51.100.1:80 -r 192.0.2.3:80 -m -w 1",
+            "-a -t 198.51.100.1:80 -r 192.0.2.4:80 -m -w 1",
+            "-a -t 198.51.100.1:80 -r 192.0.2.5:80 -m -w 1"])
+
+    @unittest.skipIf(tomllib is None, "tomllib needs Python 3.11")
+    def test_write_rvsd_config_is_the_toml_rvsd_reads(self):
+        text = bash('f=$(mktemp); write_rvsd_config "$f" /run/x.sock 1000 0 "$(bench_services udp)" "$@"; '
+                    'cat "$f"; rm -f "$f"',
+                    "--vdev=net_memif0,role=client,id=0", "--vdev=net_memif1,role=client,id=0")
+        c = tomllib.loads(text)
+        self.assertEqual(c["services"].strip().splitlines()[0], "-A -u 198.51.100.1:9000 -s rr")
+        self.assertEqual(c["eal"]["args"], ["-l", "0", "--in-memory", "--no-pci", "--vdev=net_memif0,role=client,id=0",
+                                            "--vdev=net_memif1,role=client,id=0"])
+        self.assertEqual([(p["name"], p["device"], p["role"], p["addresses"]) for p in c["ports"]], [
+            ("ext", "net_memif0", "external", ["198.51.100.1/24"]),
+            ("int", "net_memif1", "internal", ["192.0.2.1/24"])])
+        self.assertEqual((c["workers"]["lcores"], c["conntrack"]["capacity"], c["control"]["socket"]),
+                         ([0], 1000, "/run/x.sock"))
+
+
+class EntryPointsTest(unittest.TestCase):
+    # Each prints its usage and exits 0 before it needs root or touches anything.
+    HELP = ("bench.sh", "kernel-bench.sh", "pipeline-bench.sh", "lab.sh", "setup.sh", "demo.sh", "test.sh",
+            "soak.sh", "synflood.sh", "fuzz.sh", "bench-plot.py")
+
+    def run_script(self, name, *args):
+        return subprocess.run([os.path.join(SCRIPTS, name)] + list(args), capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=60)
+
+    def test_help(self):
+        for name in self.HELP:
+            for opt in ("-h", "--help"):
+                with self.subTest(script=name, opt=opt):
+                    r = self.run_script(name, opt)
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    self.assertEqual(r.stderr, "")
+                    self.assertGreater(len(r.stdout.splitlines()), 2)
+                    self.assertNotIn("#", r.stdout.splitlines()[0])
+
+    def test_every_entry_point_is_covered(self):
+        entry = sorted(f for f in os.listdir(SCRIPTS) if os.path.isfile(os.path.join(SCRIPTS, f)))
+        self.assertEqual(entry, sorted(self.HELP))
+
+    def test_unknown_arguments_are_refused(self):
+        for name in ("bench.sh", "kernel-bench.sh", "pipeline-bench.sh"):
+            with self.subTest(script=name):
+                r = self.run_script(name, "--no-such-option")
+                self.assertEqual(r.returncode, 1)
+                self.assertIn("--no-such-option", r.stderr)
+
+    def test_fuzz_list_and_usage(self):
+        r = self.run_script("fuzz.sh", "list")
+        self.assertEqual((r.returncode, r.stdout.split()), (0, ["pipeline", "packet"]))
+        r = self.run_script("fuzz.sh")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("scripts/fuzz.sh smoke", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

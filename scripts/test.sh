@@ -119,15 +119,16 @@ run_tests() {
     root_cargo test --workspace --no-fail-fast
 }
 
-# The loom model check of the connection table (dataplane/src/conntrack/loom_model.rs): about a
-# minute of tests after a release build of its own (target/loom, so the normal cache stays).
+# The loom model checks of the connection table (dataplane/src/conntrack/loom_model.rs) and of
+# the seqlock slot the small tables share (dataplane/src/seqlock.rs): about a minute of tests
+# after a release build of its own (target/loom, so the normal cache stays).
 loom_check() {
     if [ "${RVS_SKIP_LOOM:-}" = 1 ]; then
         skip "RVS_SKIP_LOOM=1"
         return 0
     fi
     run_cargo test --config 'build.rustflags=["--cfg", "loom"]' -p dataplane --lib --release \
-        --target-dir target/loom conntrack::loom
+        --target-dir target/loom -- conntrack::loom seqlock::loom
 }
 
 # dataplane, control and testkit, and the benchmarks without their dpdk feature, build and pass
@@ -164,7 +165,7 @@ cargo_step "cargo fmt --all -- --check" fmt_check
 cargo_step "cargo build --workspace" run_cargo build --workspace
 cargo_step "cargo clippy --workspace --all-targets -- -D warnings" clippy_check
 cargo_step "cargo test --workspace --no-fail-fast" run_tests
-cargo_step "loom model check (conntrack)" loom_check
+cargo_step "loom model checks (conntrack, seqlock)" loom_check
 cargo_step "without DPDK: dataplane, control, testkit, rvs-benches --no-default-features" nodpdk_check
 cargo_step "fuzz smoke run (scripts/fuzz.sh smoke)" fuzz_smoke
 

@@ -37,6 +37,10 @@ pub struct Config {
     pub conntrack: ConntrackConfig,
     #[serde(default)]
     pub control: ControlConfig,
+    /// IPVS sysctls (`net.ipv4.vs.*` without the prefix), e.g. `expire_nodest_conn = 1`;
+    /// unset ones keep the kernel's defaults (see `control::sysctl`).
+    #[serde(default)]
+    pub ipvs: crate::sysctl::IpvsSysctls,
     /// Services present at start, as `rvsadm -S` saves them: one rvsadm command per line
     /// (`-A -t 198.51.100.1:80 -s rr`, `-a -t 198.51.100.1:80 -r 192.0.2.2:80 -m -w 1`).
     #[serde(default)]
@@ -326,12 +330,13 @@ impl Config {
         if self.conntrack.capacity == 0 {
             return Err("conntrack.capacity: must be at least 1".into());
         }
+        self.ipvs.validate().map_err(|e| format!("ipvs.{e}"))?;
         Ok(())
     }
 }
 
 /// The configuration rvsd runs on when started without `--config`: the lab of DESIGN.md, rvsd on
-/// net_af_packet over the veths `rvs-dext` (external) and `rvs-dint` (internal) in namespace `rvs-dir`.
+/// net_af_xdp over the veths `rvs-dext` (external) and `rvs-dint` (internal) in namespace `rvs-dir`.
 pub const DEFAULT_CONFIG: &str = include_str!("../../rvsd/rvs.toml");
 
 #[cfg(test)]
@@ -350,6 +355,32 @@ mod tests {
         let err = Config::parse(text, "t.toml").unwrap_err().to_string();
         assert!(err.contains("mtux"), "{err}");
         assert!(err.contains("line 6"), "{err}");
+    }
+
+    #[test]
+    fn ipvs_sysctls_are_read_and_bad_ones_named_with_the_valid_ones() {
+        let port = "[[ports]]\nname = \"ext\"\ndevice = \"net_null0\"\nrole = \"both\"\naddresses = [\"192.0.2.1/24\"]\n";
+        let cfg = Config::parse(&format!("{port}[ipvs]\nexpire_nodest_conn = 1\n"), "t").unwrap();
+        assert_eq!(cfg.ipvs.expire_nodest_conn, 1);
+        assert_eq!(
+            cfg.ipvs.conn_reuse_mode, 1,
+            "unset knobs keep the kernel's default"
+        );
+        let err = Config::parse(&format!("{port}[ipvs]\nexpire_nodest = 1\n"), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("expire_nodest") && err.contains("expire_nodest_conn"),
+            "{err}"
+        );
+        assert!(err.contains("line 7"), "{err}");
+        let err = Config::parse(&format!("{port}[ipvs]\nsecure_tcp = 4\n"), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ipvs.secure_tcp") && err.contains("0..=3"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -41,6 +41,12 @@ pub struct ControlServer {
     listener: UnixListener,
 }
 
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 impl ControlServer {
     /// Binds the socket with mode 0600. A stale socket file left by a dead daemon is replaced;
     /// a live daemon on the same path is an error.
@@ -79,7 +85,8 @@ impl ControlServer {
         })
     }
 
-    /// Serves clients until `running` is cleared; then removes the socket file. Also ticks the
+    /// Serves clients until `running` is cleared; then removes the socket file (as dropping an
+    /// unserved server does). Also ticks the
     /// service manager (rates) every `stats::RATE_TICK_MS`.
     pub fn serve(self, manager: Arc<Mutex<ServiceManager>>, running: &AtomicBool) {
         let clients = Arc::new(AtomicUsize::new(0));
@@ -141,7 +148,7 @@ impl ControlServer {
                 }
             }
         }
-        let _ = std::fs::remove_file(&self.path);
+        // Dropping self removes the socket file.
     }
 
     /// Waits up to `limit` (at most POLL_MS) for a connection; true when one may be there.

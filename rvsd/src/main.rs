@@ -96,6 +96,11 @@ fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("cannot install a signal handler: {e}"))?;
     }
 
+    // The control socket is this daemon's single-instance lock: taken before EAL touches a
+    // device, so a second rvsd refuses without grabbing the ports of the one that runs.
+    let server = ControlServer::bind(std::path::Path::new(&cfg.control.socket))
+        .map_err(|e| format!("control socket {}: {e}", cfg.control.socket))?;
+
     eal::init(&cfg.eal.args).map_err(|e| e.to_string())?;
     let main_lcore = eal::main_lcore();
     let enabled = eal::enabled_lcores();
@@ -153,10 +158,17 @@ fn run(args: Args) -> Result<(), String> {
 
     let mut manager = ServiceManager::new(dataplane.clone());
     apply_initial_services(&mut manager, &cfg.services)?;
+    let sysctls = cfg
+        .ipvs
+        .list()
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value))
+        .collect();
+    if let Response::Error(e) = manager.handle(Request::SetSysctls(sysctls)) {
+        return Err(format!("ipvs: {e}"));
+    }
     let manager = Arc::new(Mutex::new(manager));
 
-    let server = ControlServer::bind(std::path::Path::new(&cfg.control.socket))
-        .map_err(|e| format!("control socket {}: {e}", cfg.control.socket))?;
     let control_thread = std::thread::Builder::new()
         .name("rvs-control".into())
         .spawn(move || server.serve(manager, &worker::RUNNING))

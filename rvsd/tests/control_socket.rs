@@ -641,15 +641,27 @@ fn control_socket_is_private_and_survives_bad_clients() {
 #[test]
 fn socket_path_is_guarded() {
     let _serial = serial();
-    // A second rvsd on a live socket refuses to start and leaves the first one alone.
+    // A second rvsd on a live socket refuses to start and leaves the first one alone; it
+    // refuses before EAL touches a device: its net_pcap port never opens its output file.
     let first = Daemon::start("");
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut second = Daemon::start_at(dir, first.socket.clone(), "");
+    let tx = dir.path().join("second-tx.pcap");
+    let config = RvsdConfig::new(&first.socket).port(VdevPort::one_arm(testkit::daemon::net_pcap(
+        0,
+        &[],
+        &[tx.as_path()],
+    )));
+    let mut second = Rvsd::start(rvsd_bin(), &config, dir.path());
     let st = second.wait_exit(Duration::from_secs(30));
     assert!(!st.success());
     assert!(
         second.log_text().contains("another rvsd is serving"),
         "{}",
+        second.log_text()
+    );
+    assert!(
+        !tx.exists(),
+        "the second rvsd probed its port before refusing: {}",
         second.log_text()
     );
     assert_eq!(first.ok(&["-S"]), "", "the first rvsd still answers");

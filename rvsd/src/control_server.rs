@@ -39,7 +39,12 @@ const POLL_MS: u64 = 50;
 pub struct ControlServer {
     path: PathBuf,
     listener: UnixListener,
+    device_counters: DeviceCounters,
 }
+
+/// The ports' own counters (DPDK's `rte_eth_stats`), appended to every `Counters` answer: the
+/// dataplane cannot see what the NIC lost before it.
+pub type DeviceCounters = Arc<dyn Fn() -> Vec<(String, u64)> + Send + Sync>;
 
 impl Drop for ControlServer {
     fn drop(&mut self) {
@@ -82,7 +87,14 @@ impl ControlServer {
         Ok(ControlServer {
             path: path.to_path_buf(),
             listener,
+            device_counters: Arc::new(Vec::new),
         })
+    }
+
+    /// Appends `counters()` to every `Counters` answer.
+    pub fn with_device_counters(mut self, counters: DeviceCounters) -> ControlServer {
+        self.device_counters = counters;
+        self
     }
 
     /// Serves clients until `running` is cleared; then removes the socket file (as dropping an
@@ -129,11 +141,12 @@ impl ControlServer {
                     }
                     clients.fetch_add(1, Ordering::Relaxed);
                     let manager = manager.clone();
+                    let device_counters = self.device_counters.clone();
                     let count = clients.clone();
                     let spawned = std::thread::Builder::new()
                         .name("rvs-ctl-client".into())
                         .spawn(move || {
-                            serve_client(stream, &manager);
+                            serve_client(stream, &manager, &*device_counters);
                             count.fetch_sub(1, Ordering::Relaxed);
                         });
                     if let Err(e) = spawned {
@@ -172,7 +185,11 @@ fn lock(manager: &Mutex<ServiceManager>) -> MutexGuard<'_, ServiceManager> {
     manager.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn serve_client(stream: UnixStream, manager: &Mutex<ServiceManager>) {
+fn serve_client(
+    stream: UnixStream,
+    manager: &Mutex<ServiceManager>,
+    device_counters: &(dyn Fn() -> Vec<(String, u64)> + Send + Sync),
+) {
     if stream.set_nonblocking(false).is_err()
         || stream.set_read_timeout(Some(IDLE_TIMEOUT)).is_err()
         || stream.set_write_timeout(Some(IDLE_TIMEOUT)).is_err()
@@ -201,7 +218,10 @@ fn serve_client(stream: UnixStream, manager: &Mutex<ServiceManager>) {
             );
             return;
         }
-        let response = handle_line(&line, manager);
+        let mut response = handle_line(&line, manager);
+        if let Response::Counters(list) = &mut response {
+            list.extend(device_counters());
+        }
         if reply(&stream, &response).is_err() {
             return;
         }

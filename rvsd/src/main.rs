@@ -169,6 +169,14 @@ fn run(args: Args) -> Result<(), String> {
     }
     let manager = Arc::new(Mutex::new(manager));
 
+    let port_list = ports.clone();
+    let server = server.with_device_counters(Arc::new(move || {
+        port_list
+            .iter()
+            .filter_map(Port::hw_counters)
+            .flatten()
+            .collect()
+    }));
     let control_thread = std::thread::Builder::new()
         .name("rvs-control".into())
         .spawn(move || server.serve(manager, &worker::RUNNING))

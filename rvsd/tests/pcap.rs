@@ -332,3 +332,58 @@ fn icmp_errors_leave_through_the_worker_with_their_own_length() {
         "the echo reply closes the capture"
     );
 }
+
+/// `rvsadm -L --counters` lists the port's own counters (DPDK's `rte_eth_stats`, what the NIC
+/// saw and lost before rvsd) beside rvs's: five frames in, five counted by both.
+#[test]
+fn device_counters_are_listed_beside_rvs_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = dir.path().join("in.pcap");
+    let tx = dir.path().join("out.pcap");
+    let input: Vec<Vec<u8>> = (0..5)
+        .map(|i| arp_request(CLIENT_MAC, CIP, Ipv4Addr::new(198, 51, 100, 200 + i)))
+        .collect();
+    pcap::write(&rx, &input);
+    let config = RvsdConfig::new(dir.path().join("rvs.sock"))
+        .port(VdevPort::one_arm(net_pcap(0, &[&rx], &[&tx])).mac(ONE_ARM_MAC));
+    let bin = Path::new(env!("CARGO_BIN_EXE_rvsd"));
+    let mut rvsd = Rvsd::start(bin, &config, dir.path());
+    rvsd.wait_ready(Duration::from_secs(30));
+    let value = |text: &str, name: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let out = std::process::Command::new(testkit::daemon::rvsadm_beside(bin))
+            .args(["-L", "--counters"])
+            .env("RVS_SOCKET", dir.path().join("rvs.sock"))
+            .output()
+            .expect("run rvsadm");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if value(&text, "port.lan.rx_packets") == Some(5) || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    rvsd.stop();
+    assert_eq!(value(&text, "port.lan.rx_packets"), Some(5), "{text}");
+    assert_eq!(value(&text, "port.lan.hw_rx_packets"), Some(5), "{text}");
+    for name in [
+        "hw_rx_missed",
+        "hw_rx_errors",
+        "hw_tx_errors",
+        "hw_rx_nombuf",
+    ] {
+        assert_eq!(
+            value(&text, &format!("port.lan.{name}")),
+            Some(0),
+            "{name}: {text}"
+        );
+    }
+}

@@ -156,6 +156,34 @@ impl Port {
         })
     }
 
+    /// The NIC's own counters (`rte_eth_stats`) as `(name, value)` pairs named after the port:
+    /// what the device received and sent, and what it lost before or after rvsd (`imissed`:
+    /// frames the receive ring had no room for; `rx_nombuf`: no mbuf to receive into;
+    /// `ierrors`/`oerrors`: bad frames and failed sends). None when the driver keeps none.
+    pub fn hw_counters(&self) -> Option<Vec<(String, u64)>> {
+        let mut st = sys::rte_eth_stats::default();
+        // SAFETY: valid port id and out pointer; rte_eth_stats_get is safe from any thread.
+        if unsafe { sys::rte_eth_stats_get(self.id, &mut st) } != 0 {
+            return None;
+        }
+        let name = &self.name;
+        Some(
+            [
+                ("hw_rx_packets", st.ipackets),
+                ("hw_tx_packets", st.opackets),
+                ("hw_rx_bytes", st.ibytes),
+                ("hw_tx_bytes", st.obytes),
+                ("hw_rx_missed", st.imissed),
+                ("hw_rx_errors", st.ierrors),
+                ("hw_tx_errors", st.oerrors),
+                ("hw_rx_nombuf", st.rx_nombuf),
+            ]
+            .into_iter()
+            .map(|(what, v)| (format!("port.{name}.{what}"), v))
+            .collect(),
+        )
+    }
+
     /// Stops and closes the port (at shutdown, after the workers are gone).
     pub fn stop(&self) {
         // SAFETY: valid port id; no worker uses the port any more.

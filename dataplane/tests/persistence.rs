@@ -7,7 +7,7 @@ use control::model::{
     default_netmask, DestSpec, Forward, Protocol, SchedulerKind, ServiceKey, ServiceSpec, Timeouts,
 };
 use control::proto::{Request, Response};
-use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, Worker};
+use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, Pipeline};
 use dataplane::service::ServiceManager;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -47,7 +47,7 @@ fn dest(addr: Ipv4Addr, port: u16, weight: u32) -> DestSpec {
 
 struct Director {
     dp: Arc<Dataplane>,
-    w: Worker,
+    w: Pipeline,
     mgr: ServiceManager,
     now: u64,
     next_port: u16,
@@ -69,7 +69,7 @@ impl Director {
         for rip in [RIP1, RIP2] {
             dp.neigh().learn(INT, rip, PEER_MAC);
         }
-        let w = Worker::new(dp.clone(), 0);
+        let w = Pipeline::new(dp.clone(), 0);
         let mut d = Director {
             mgr: ServiceManager::new(dp.clone()),
             dp,

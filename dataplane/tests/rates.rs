@@ -9,7 +9,7 @@ use control::model::{
     ServiceStatus, Timeouts,
 };
 use control::proto::{Request, Response};
-use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, PortSetup, Worker};
+use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, Pipeline, PortSetup};
 use dataplane::service::ServiceManager;
 use dataplane::stats::{RATE_SAMPLES, RATE_TICK_MS};
 use std::net::Ipv4Addr;
@@ -267,7 +267,7 @@ fn rates_follow_real_traffic_through_the_packet_path() {
     let (dp, mut mgr) = setup(1);
     add_service(&mut mgr, 80);
     add_dest(&mut mgr, 80, RIP1);
-    let mut w = Worker::new(dp.clone(), 0);
+    let mut w = Pipeline::new(dp.clone(), 0);
     mgr.tick(0);
     w.begin_burst(1);
     let mut bytes = 0u64;

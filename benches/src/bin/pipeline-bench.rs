@@ -1,6 +1,6 @@
-//! pipeline-bench: the packet pipeline alone, without I/O: pre-built frames through
-//! `dataplane::pipeline::Worker::process` on one core, in nanoseconds (or, under callgrind,
-//! instructions) per packet.
+//! pipeline-bench: the packet pipeline alone, without I/O: pre-built frames through the burst
+//! driver (`dataplane::driver::BurstDriver`, rvsd's worker loop on byte buffers instead of
+//! mbufs) on one core, in nanoseconds (or, under callgrind, instructions) per packet.
 //!
 //! Setup: the real `Dataplane` and `ServiceManager` (no DPDK), an external port
 //! 198.51.100.1/24 holding the VIP 198.51.100.1:80 for TCP and UDP (round robin over four real
@@ -12,18 +12,21 @@
 //!
 //! 1. warm-up: the table is filled with N flows (one packet per flow for UDP; SYN then ACK for
 //!    TCP), which leaves them established;
-//! 2. `--packets P` frames are built into one buffer (64-byte slots), outside the timing;
+//! 2. `--packets P` frames are built (64-byte buffers, in bursts of 32 as a NIC hands them
+//!    over), outside the timing;
 //!    - `established`: data frames (TCP ACK / UDP) of flows drawn uniformly at random from the N;
 //!    - `new`: P flows not in the table (indices N..N+P): TCP SYNs / first UDP datagrams, each a
 //!      new connection (the table holds N+P slots, so none is refused);
 //! 3. the measured loop ([`measured`], never inlined so callgrind's `--toggle-collect` can
-//!    select it): per burst of 32 frames `begin_burst`, `prefetch_burst` (as rvsd's worker
-//!    loop; `--no-prefetch` leaves it out), then `process` on each frame in place. Every frame
-//!    must come out as `Tx` on the internal port, or the run fails.
+//!    select it): per burst one poll loop of the driver, as rvsd's worker runs it: `begin`,
+//!    `rx_burst` (the burst's connection-table lines prefetched, then each frame through the
+//!    pipeline in place and into the TX batch; `--no-prefetch` hands the frames over one by
+//!    one with `rx_frame` instead), `finish` (the TX batch handed to a sink that keeps the
+//!    frames). Every frame must come out on the internal port, or the run fails.
 //!
 //! Natively the loop runs `--repeat` times (frames rebuilt between runs, outside the timing) and
-//! the best and median ns/packet are reported. Housekeeping (aging) is not in the loop.
-//! `--json` prints one JSON line per point.
+//! the best and median ns/packet are reported. The clock does not move, so `finish` ages
+//! nothing. `--json` prints one JSON line per point.
 
 use clap::{Parser, ValueEnum};
 use control::model::{
@@ -31,7 +34,8 @@ use control::model::{
 };
 use control::proto::{Request, Response};
 use dataplane::conntrack::ConnTable;
-use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, Worker};
+use dataplane::driver::{BurstDriver, ByteFrame, ByteIo, FrameBuf, BURST};
+use dataplane::pipeline::{Action, Dataplane, DataplaneConfig};
 use dataplane::service::ServiceManager;
 use rvs_benches::frame::{self, Generator, MAX_FLOWS, MIN_FRAME};
 use std::net::Ipv4Addr;
@@ -55,7 +59,7 @@ enum PathArg {
 #[derive(Parser, Debug)]
 #[command(
     name = "pipeline-bench",
-    about = "Worker::process without I/O, ns per packet"
+    about = "The pipeline through its burst driver without I/O, ns per packet"
 )]
 struct Args {
     /// Flows in the table before the measured packets.
@@ -77,8 +81,8 @@ struct Args {
     /// Print one JSON line.
     #[arg(long)]
     json: bool,
-    /// Skip `Worker::prefetch_burst` before each burst (rvsd always calls it): shows what
-    /// the prefetch is worth.
+    /// Hand frames to the driver one by one, without the prefetch of each burst (rvsd always
+    /// prefetches): shows what the prefetch is worth.
     #[arg(long)]
     no_prefetch: bool,
 }
@@ -88,7 +92,6 @@ const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const VPORT: u16 = 80;
 const DESTS: u32 = 4;
-const BURST: usize = 32;
 const SLOT: usize = 64;
 const NOW_MS: u64 = 1_000;
 
@@ -152,11 +155,13 @@ impl Rng {
 }
 
 /// Fills the table with flows `0..n` (established).
-fn warm(w: &mut Worker, g: &Generator, proto: ProtoArg, n: u32) {
+fn warm(d: &mut BurstDriver<ByteFrame>, io: &mut ByteIo, g: &Generator, proto: ProtoArg, n: u32) {
     let mut buf = [0u8; SLOT];
     for i in 0..n {
         if (i as usize).is_multiple_of(BURST) {
-            w.begin_burst(NOW_MS);
+            d.finish(io);
+            io.clear();
+            d.begin(NOW_MS);
         }
         let steps: &[bool] = match proto {
             ProtoArg::Udp => &[false],
@@ -164,45 +169,61 @@ fn warm(w: &mut Worker, g: &Generator, proto: ProtoArg, n: u32) {
         };
         for &syn in steps {
             let len = g.write(&mut buf, i, syn, 0);
-            let a = w.process(0, &mut buf[..len]);
+            let a = d.rx_frame(io, 0, ByteFrame::new(buf.to_vec(), len));
             assert_eq!(a, Action::Tx(1), "warm-up flow {i} not forwarded");
         }
     }
+    d.finish(io);
+    io.clear();
 }
 
-/// Writes the measured frames into `frames` (one per `SLOT` bytes).
-fn build(frames: &mut [u8], g: &Generator, args: &Args, rng: &mut Rng) {
-    for (k, slot) in frames.chunks_exact_mut(SLOT).enumerate() {
-        let (idx, syn) = match args.path {
-            PathArg::Established => (rng.below(args.flows), false),
-            PathArg::New => (args.flows + k as u32, args.proto == ProtoArg::Tcp),
-        };
-        g.write(slot, idx, syn, 0);
+/// Builds the measured frames into `bursts` of `BURST`, each frame in a `SLOT`-byte buffer,
+/// taking the buffers from `spare`.
+fn build(
+    bursts: &mut [Vec<ByteFrame>],
+    spare: &mut Vec<ByteFrame>,
+    g: &Generator,
+    args: &Args,
+    rng: &mut Rng,
+) {
+    let mut k = 0;
+    for burst in bursts.iter_mut() {
+        while burst.len() < BURST && k < args.packets {
+            let mut f = spare
+                .pop()
+                .unwrap_or_else(|| ByteFrame::new(vec![0; SLOT], 0));
+            let (idx, syn) = match args.path {
+                PathArg::Established => (rng.below(args.flows), false),
+                PathArg::New => (args.flows + k, args.proto == ProtoArg::Tcp),
+            };
+            let len = g.write(f.buf_mut(), idx, syn, 0);
+            assert!(f.set_len(len), "a frame fits its buffer");
+            burst.push(f);
+            k += 1;
+        }
     }
 }
 
-/// The measured loop: every frame through the pipeline once. Returns how many came out as
-/// `Tx(1)`.
+/// The measured loop: every burst through the driver, one poll loop each (the frames end up
+/// in `io`, the bursts empty).
 #[inline(never)]
-fn measured(w: &mut Worker, frames: &mut [u8], len: usize, prefetch: bool) -> usize {
-    let mut tx = 0;
-    for burst in frames.chunks_mut(SLOT * BURST) {
-        w.begin_burst(NOW_MS);
+fn measured(
+    d: &mut BurstDriver<ByteFrame>,
+    io: &mut ByteIo,
+    bursts: &mut [Vec<ByteFrame>],
+    prefetch: bool,
+) {
+    for burst in bursts {
+        d.begin(NOW_MS);
         if prefetch {
-            // As rvsd's worker loop does with each received burst.
-            let mut views: [&[u8]; BURST] = [&[]; BURST];
-            for (v, slot) in views.iter_mut().zip(burst.chunks_exact(SLOT)) {
-                *v = &slot[..len];
-            }
-            w.prefetch_burst(&views[..burst.len() / SLOT]);
-        }
-        for slot in burst.chunks_exact_mut(SLOT) {
-            if w.process(0, &mut slot[..len]) == Action::Tx(1) {
-                tx += 1;
+            d.rx_burst(io, 0, burst);
+        } else {
+            for f in burst.drain(..) {
+                d.rx_frame(io, 0, f);
             }
         }
+        d.finish(io);
     }
-    tx
 }
 
 /// The core's clock in GHz right now, from a chain of dependent 64-bit multiplies (3 cycles
@@ -269,28 +290,43 @@ fn main() {
     };
     let g = Generator::new(proto, MIN_FRAME, PEER_MAC, EXT_MAC, VIP, VPORT).expect("generator");
     let dp = setup(capacity);
-    let mut w = Worker::new(dp.clone(), 0);
+    let mut d = BurstDriver::new(dp.clone(), 0);
+    let mut io = ByteIo::new(0);
 
     let t0 = Instant::now();
-    warm(&mut w, &g, args.proto, flows);
+    warm(&mut d, &mut io, &g, args.proto, flows);
     let warm_s = t0.elapsed().as_secs_f64();
 
-    let mut frames = vec![0u8; packets as usize * SLOT];
+    let mut bursts: Vec<Vec<ByteFrame>> = (0..(packets as usize).div_ceil(BURST))
+        .map(|_| Vec::with_capacity(BURST))
+        .collect();
+    let mut spare = Vec::new();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut ns = Vec::new();
-    let mut built = Args { flows, ..args };
+    let mut built = Args {
+        flows,
+        packets,
+        ..args
+    };
     for r in 0..args.repeat.max(1) {
         if args.path == PathArg::New {
             built.flows = flows + r * packets;
         }
-        build(&mut frames, &g, &built, &mut rng);
+        build(&mut bursts, &mut spare, &g, &built, &mut rng);
+        // Room for every frame on the internal port: no growing inside the timing.
+        let mut on_int = std::mem::take(&mut spare);
+        on_int.reserve(packets as usize);
+        io.sent = vec![Vec::new(), on_int];
         let t = Instant::now();
-        let tx = measured(&mut w, &mut frames, g.len(), !args.no_prefetch);
+        measured(&mut d, &mut io, &mut bursts, !args.no_prefetch);
         let el = t.elapsed().as_nanos() as f64;
+        let tx = io.sent_on(1).len();
         if tx != packets as usize {
             eprintln!("only {tx} of {packets} measured frames forwarded");
             std::process::exit(1);
         }
+        // The frames' buffers are reused for the next run.
+        spare = io.sent.pop().unwrap_or_default();
         ns.push(el / f64::from(packets));
     }
     let ghz = core_ghz();

@@ -12,17 +12,17 @@
 //!
 //! 1. warm-up: the table is filled with N flows (one packet per flow for UDP; SYN then ACK for
 //!    TCP), which leaves them established;
-//! 2. `--packets P` frames are built (64-byte buffers, in bursts of 32 as a NIC hands them
-//!    over), outside the timing;
+//! 2. `--packets P` frames are built into 64-byte slots of one buffer, outside the timing;
 //!    - `established`: data frames (TCP ACK / UDP) of flows drawn uniformly at random from the N;
 //!    - `new`: P flows not in the table (indices N..N+P): TCP SYNs / first UDP datagrams, each a
 //!      new connection (the table holds N+P slots, so none is refused);
 //! 3. the measured loop ([`measured`], never inlined so callgrind's `--toggle-collect` can
-//!    select it): per burst one poll loop of the driver, as rvsd's worker runs it: `begin`,
-//!    `rx_burst` (the burst's connection-table lines prefetched, then each frame through the
-//!    pipeline in place and into the TX batch; `--no-prefetch` hands the frames over one by
-//!    one with `rx_frame` instead), `finish` (the TX batch handed to a sink that keeps the
-//!    frames). Every frame must come out on the internal port, or the run fails.
+//!    select it): per 32 frames one poll loop of the driver, as rvsd's worker runs it: the
+//!    burst's handles (a pointer to the slot and the length, as the NIC hands over mbuf
+//!    pointers), `begin`, `rx_burst` (the burst's connection-table lines prefetched, then each
+//!    frame through the pipeline in place and into the TX batch; `--no-prefetch` hands the
+//!    frames over one by one with `rx_frame` instead), `finish` (the TX batch handed to a sink
+//!    that counts it). Every frame must come out on the internal port, or the run fails.
 //!
 //! Natively the loop runs `--repeat` times (frames rebuilt between runs, outside the timing) and
 //! the best and median ns/packet are reported. The clock does not move, so `finish` ages
@@ -34,11 +34,12 @@ use control::model::{
 };
 use control::proto::{Request, Response};
 use dataplane::conntrack::ConnTable;
-use dataplane::driver::{BurstDriver, ByteFrame, ByteIo, FrameBuf, BURST};
+use dataplane::driver::{BurstDriver, FrameBuf, FrameIo, BURST};
 use dataplane::pipeline::{Action, Dataplane, DataplaneConfig};
 use dataplane::service::ServiceManager;
 use rvs_benches::frame::{self, Generator, MAX_FLOWS, MIN_FRAME};
 use std::net::Ipv4Addr;
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -154,71 +155,171 @@ impl Rng {
     }
 }
 
-/// Fills the table with flows `0..n` (established).
-fn warm(d: &mut BurstDriver<ByteFrame>, io: &mut ByteIo, g: &Generator, proto: ProtoArg, n: u32) {
-    let mut buf = [0u8; SLOT];
+/// The buffer every frame of a run lives in, `SLOT` bytes each, as mbufs' data in their pool.
+/// It lives as long as the process.
+struct Slab {
+    base: NonNull<u8>,
+    slots: usize,
+}
+
+impl Slab {
+    fn new(slots: usize) -> Slab {
+        let bytes = Box::leak(vec![0u8; slots * SLOT].into_boxed_slice());
+        Slab {
+            base: NonNull::from(bytes).cast(),
+            slots,
+        }
+    }
+
+    /// Slot `k`, to write a frame into.
+    ///
+    /// # Safety
+    /// No [`SlotFrame`] of slot `k` may be alive while the slice is.
+    unsafe fn slot_mut(&mut self, k: usize) -> &mut [u8] {
+        assert!(k < self.slots);
+        // SAFETY: slot k is inside the slab; the caller rules out other views of it.
+        unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(k * SLOT), SLOT) }
+    }
+
+    /// The frame of `len` bytes in slot `k`: a handle like an mbuf pointer, what the driver
+    /// moves around instead of the bytes.
+    ///
+    /// # Safety
+    /// At most one frame of slot `k` may be alive at a time, and no slice of `slot_mut`.
+    #[inline]
+    unsafe fn frame(&self, k: usize, len: usize) -> SlotFrame {
+        debug_assert!(k < self.slots && len <= SLOT);
+        SlotFrame {
+            // SAFETY: slot k is inside the slab.
+            slot: unsafe { NonNull::new_unchecked(self.base.as_ptr().add(k * SLOT)) },
+            len,
+        }
+    }
+}
+
+/// A frame in its slot of the [`Slab`].
+struct SlotFrame {
+    slot: NonNull<u8>,
+    len: usize,
+}
+
+// A frame is the only view of its slot while it lives (`Slab::frame`), and the slab is never
+// freed: its views borrow the frame.
+impl FrameBuf for SlotFrame {
+    fn data(&self) -> &[u8] {
+        // SAFETY: see above; len <= SLOT.
+        unsafe { std::slice::from_raw_parts(self.slot.as_ptr(), self.len) }
+    }
+
+    fn data_mut(&mut self) -> &mut [u8] {
+        // SAFETY: see above; len <= SLOT.
+        unsafe { std::slice::from_raw_parts_mut(self.slot.as_ptr(), self.len) }
+    }
+
+    fn data_with_room(&mut self) -> (&mut [u8], usize) {
+        // SAFETY: see above.
+        let buf = unsafe { std::slice::from_raw_parts_mut(self.slot.as_ptr(), SLOT) };
+        (buf, self.len)
+    }
+
+    fn set_len(&mut self, len: usize) -> bool {
+        let fits = len <= SLOT;
+        if fits {
+            self.len = len;
+        }
+        fits
+    }
+}
+
+/// Counts what is sent per port and lets the frames go (the slab keeps the bytes); allocates
+/// nothing.
+#[derive(Default)]
+struct Sink {
+    sent: [u64; 2],
+}
+
+impl FrameIo for Sink {
+    type Frame = SlotFrame;
+
+    fn alloc(&mut self, _port: u16) -> Option<SlotFrame> {
+        None
+    }
+
+    fn transmit(&mut self, port: u16, batch: &mut Vec<SlotFrame>) {
+        if let Some(n) = self.sent.get_mut(usize::from(port)) {
+            *n += batch.len() as u64;
+            batch.clear();
+        }
+    }
+
+    fn free(&mut self, _frame: SlotFrame) {}
+}
+
+/// Fills the table with flows `0..n` (established), a burst of flows per poll loop, in the
+/// first slots of `slab`.
+fn warm(
+    d: &mut BurstDriver<SlotFrame>,
+    io: &mut Sink,
+    slab: &mut Slab,
+    g: &Generator,
+    proto: ProtoArg,
+    n: u32,
+) {
+    let steps: &[bool] = match proto {
+        ProtoArg::Udp => &[false],
+        ProtoArg::Tcp => &[true, false],
+    };
+    let mut k = 0;
     for i in 0..n {
         if (i as usize).is_multiple_of(BURST) {
             d.finish(io);
-            io.clear();
             d.begin(NOW_MS);
+            k = 0;
         }
-        let steps: &[bool] = match proto {
-            ProtoArg::Udp => &[false],
-            ProtoArg::Tcp => &[true, false],
-        };
         for &syn in steps {
-            let len = g.write(&mut buf, i, syn, 0);
-            let a = d.rx_frame(io, 0, ByteFrame::new(buf.to_vec(), len));
+            // SAFETY: the frames of earlier loops are gone (sent), this loop's are in other
+            // slots.
+            let len = g.write(unsafe { slab.slot_mut(k) }, i, syn, 0);
+            let a = d.rx_frame(io, 0, unsafe { slab.frame(k, len) });
             assert_eq!(a, Action::Tx(1), "warm-up flow {i} not forwarded");
-        }
-    }
-    d.finish(io);
-    io.clear();
-}
-
-/// Builds the measured frames into `bursts` of `BURST`, each frame in a `SLOT`-byte buffer,
-/// taking the buffers from `spare`.
-fn build(
-    bursts: &mut [Vec<ByteFrame>],
-    spare: &mut Vec<ByteFrame>,
-    g: &Generator,
-    args: &Args,
-    rng: &mut Rng,
-) {
-    let mut k = 0;
-    for burst in bursts.iter_mut() {
-        while burst.len() < BURST && k < args.packets {
-            let mut f = spare
-                .pop()
-                .unwrap_or_else(|| ByteFrame::new(vec![0; SLOT], 0));
-            let (idx, syn) = match args.path {
-                PathArg::Established => (rng.below(args.flows), false),
-                PathArg::New => (args.flows + k, args.proto == ProtoArg::Tcp),
-            };
-            let len = g.write(f.buf_mut(), idx, syn, 0);
-            assert!(f.set_len(len), "a frame fits its buffer");
-            burst.push(f);
             k += 1;
         }
     }
+    d.finish(io);
 }
 
-/// The measured loop: every burst through the driver, one poll loop each (the frames end up
-/// in `io`, the bursts empty).
+/// Writes the measured frames into the first `args.packets` slots of `slab`.
+fn build(slab: &mut Slab, g: &Generator, args: &Args, rng: &mut Rng) {
+    for k in 0..args.packets {
+        let (idx, syn) = match args.path {
+            PathArg::Established => (rng.below(args.flows), false),
+            PathArg::New => (args.flows + k, args.proto == ProtoArg::Tcp),
+        };
+        // SAFETY: no frame is alive between runs.
+        g.write(unsafe { slab.slot_mut(k as usize) }, idx, syn, 0);
+    }
+}
+
+/// The measured loop: the frames of `slab`'s first `n` slots (`len` bytes each) through the
+/// driver, a burst of `BURST` handed over per poll loop, as the NIC hands over mbufs.
 #[inline(never)]
 fn measured(
-    d: &mut BurstDriver<ByteFrame>,
-    io: &mut ByteIo,
-    bursts: &mut [Vec<ByteFrame>],
+    d: &mut BurstDriver<SlotFrame>,
+    io: &mut Sink,
+    slab: &Slab,
+    n: usize,
+    len: usize,
     prefetch: bool,
 ) {
-    for burst in bursts {
+    let mut rx = Vec::with_capacity(BURST);
+    for first in (0..n).step_by(BURST) {
+        // SAFETY: each slot's frame is made once per run; the frames of earlier loops are gone.
+        rx.extend((first..n.min(first + BURST)).map(|k| unsafe { slab.frame(k, len) }));
         d.begin(NOW_MS);
         if prefetch {
-            d.rx_burst(io, 0, burst);
+            d.rx_burst(io, 0, &mut rx);
         } else {
-            for f in burst.drain(..) {
+            for f in rx.drain(..) {
                 d.rx_frame(io, 0, f);
             }
         }
@@ -291,16 +392,13 @@ fn main() {
     let g = Generator::new(proto, MIN_FRAME, PEER_MAC, EXT_MAC, VIP, VPORT).expect("generator");
     let dp = setup(capacity);
     let mut d = BurstDriver::new(dp.clone(), 0);
-    let mut io = ByteIo::new(0);
+    let mut io = Sink::default();
+    let mut slab = Slab::new((packets as usize).max(2 * BURST));
 
     let t0 = Instant::now();
-    warm(&mut d, &mut io, &g, args.proto, flows);
+    warm(&mut d, &mut io, &mut slab, &g, args.proto, flows);
     let warm_s = t0.elapsed().as_secs_f64();
 
-    let mut bursts: Vec<Vec<ByteFrame>> = (0..(packets as usize).div_ceil(BURST))
-        .map(|_| Vec::with_capacity(BURST))
-        .collect();
-    let mut spare = Vec::new();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut ns = Vec::new();
     let mut built = Args {
@@ -312,21 +410,22 @@ fn main() {
         if args.path == PathArg::New {
             built.flows = flows + r * packets;
         }
-        build(&mut bursts, &mut spare, &g, &built, &mut rng);
-        // Room for every frame on the internal port: no growing inside the timing.
-        let mut on_int = std::mem::take(&mut spare);
-        on_int.reserve(packets as usize);
-        io.sent = vec![Vec::new(), on_int];
+        build(&mut slab, &g, &built, &mut rng);
+        io = Sink::default();
         let t = Instant::now();
-        measured(&mut d, &mut io, &mut bursts, !args.no_prefetch);
+        measured(
+            &mut d,
+            &mut io,
+            &slab,
+            packets as usize,
+            g.len(),
+            !args.no_prefetch,
+        );
         let el = t.elapsed().as_nanos() as f64;
-        let tx = io.sent_on(1).len();
-        if tx != packets as usize {
-            eprintln!("only {tx} of {packets} measured frames forwarded");
+        if io.sent != [0, u64::from(packets)] {
+            eprintln!("only {} of {packets} measured frames forwarded", io.sent[1]);
             std::process::exit(1);
         }
-        // The frames' buffers are reused for the next run.
-        spare = io.sent.pop().unwrap_or_default();
         ns.push(el / f64::from(packets));
     }
     let ghz = core_ghz();

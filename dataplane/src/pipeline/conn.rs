@@ -1,6 +1,7 @@
 //! TCP and UDP: connection lookup, scheduling a real server for a new connection, and the
 //! DNAT/SNAT of tracked packets.
 
+use super::context::count_dest;
 use super::icmp_error::IcmpError;
 use super::{Action, Pipeline, Refusal};
 use crate::conntrack::{ConnState, Dir, Hit, InsertError, NewConn, TcpEvent, Tuple};
@@ -193,8 +194,9 @@ impl Pipeline {
                 },
             },
         );
-        self.count_dest(hit.dest, hit.dir, ip.total_len as u64);
-        self.stats().event(match hit.dir {
+        let st = self.stats();
+        count_dest(st, hit.dest, hit.dir, ip.total_len as u64);
+        st.event(match hit.dir {
             Dir::Inbound => Event::Dnat,
             Dir::Reply => Event::Snat,
         });

@@ -123,23 +123,6 @@ impl Pipeline {
         self.dp.stats.worker(self.index)
     }
 
-    /// Counts a packet of `bytes` NATed for real server `slot`, in direction `dir`.
-    pub(super) fn count_dest(&self, slot: u32, dir: Dir, bytes: u64) {
-        let Some(s) = self.stats().slot(slot) else {
-            return;
-        };
-        match dir {
-            Dir::Inbound => {
-                s.in_pkts.add(1);
-                s.in_bytes.add(bytes);
-            }
-            Dir::Reply => {
-                s.out_pkts.add(1);
-                s.out_bytes.add(bytes);
-            }
-        }
-    }
-
     /// Counts a drop the burst driver decided on (TX ring full, no buffer, ...).
     pub(crate) fn count_drop(&self, reason: DropReason) {
         self.stats().drop(reason);
@@ -217,6 +200,23 @@ impl Pipeline {
             .or(p.addrs.first())
             .map_or(Ipv4Addr::UNSPECIFIED, |c| c.addr);
         arp::build_request(buf, p.mac, src, target)
+    }
+}
+
+/// Counts in `st` a packet of `bytes` NATed for real server `slot`, in direction `dir`.
+pub(super) fn count_dest(st: &WorkerStats, slot: u32, dir: Dir, bytes: u64) {
+    let Some(s) = st.slot(slot) else {
+        return;
+    };
+    match dir {
+        Dir::Inbound => {
+            s.in_pkts.add(1);
+            s.in_bytes.add(bytes);
+        }
+        Dir::Reply => {
+            s.out_pkts.add(1);
+            s.out_bytes.add(bytes);
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The IPv4 stage: header checks, martians, sender learning, then by protocol; and fragments:
 //! a first fragment takes the normal path and its decision is recorded, later ones follow it.
 
+use super::context::count_dest;
 use super::{Action, Pipeline, PortSetup, Refusal};
 use crate::conntrack::Dir;
 use crate::frag::{FragInsert, FragKey, FragVerdict};
@@ -102,8 +103,9 @@ impl Pipeline {
             Side::Dst => ipv4::OFF_DST,
         };
         ipv4::rewrite_addr_dec_ttl(l3, off, addr).ok_or(DropReason::Malformed)?;
-        self.count_dest(slot, dir, ip.total_len as u64);
-        self.stats().event(Event::FragFollowed);
+        let st = self.stats();
+        count_dest(st, slot, dir, ip.total_len as u64);
+        st.event(Event::FragFollowed);
         Ok(self.l2_out(frame, out, next_hop))
     }
 

@@ -4,7 +4,8 @@
 //!
 //! `packet` (typed views over byte slices), `conntrack` (the shared connection table), `sched`
 //! (LVS schedulers), `service` (snapshots the workers read), `neigh`, `frag`, `persist`,
-//! `pipeline` (classify -> lookup/schedule -> rewrite -> verdict) and `stats`.
+//! `pipeline` (classify -> lookup/schedule -> rewrite -> verdict), `driver` (what a worker does
+//! with a burst, on any frame buffer) and `stats`.
 
 // The packet path never panics: no indexing, unwrap, expect or panic (clippy.toml allows them
 // in unit tests).
@@ -17,6 +18,7 @@
 
 mod atomic;
 pub mod conntrack;
+pub mod driver;
 pub mod frag;
 pub mod hash;
 pub mod neigh;

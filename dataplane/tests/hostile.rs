@@ -9,9 +9,8 @@
 use control::cli::{parse_args, Change, Command};
 use control::model::Timeouts;
 use control::proto::{Request, Response};
-use dataplane::pipeline::{
-    Action, Dataplane, DataplaneConfig, Worker, ICMP_BURST, ICMP_RATE_PER_SEC,
-};
+use dataplane::driver::{BurstDriver, ByteFrame, ByteIo};
+use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, ICMP_BURST, ICMP_RATE_PER_SEC};
 use dataplane::service::ServiceManager;
 use dataplane::stats::{DropReason, Event};
 use std::net::Ipv4Addr;
@@ -32,12 +31,13 @@ const DIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const RIP1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const RIP2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
 
-/// Buffer size the tests hand to `process_buf`, as a DPDK mbuf's data room (2048).
+/// Buffer size of the frames the tests hand to the driver, as a DPDK mbuf's data room (2048).
 const ROOM: usize = 2048;
 
 struct Lab {
     dp: Arc<Dataplane>,
-    w: Worker,
+    driver: BurstDriver<ByteFrame>,
+    io: ByteIo,
     mgr: ServiceManager,
     now: u64,
 }
@@ -63,7 +63,8 @@ impl Lab {
             workers: 1,
         });
         let mut lab = Lab {
-            w: Worker::new(dp.clone(), 0),
+            driver: BurstDriver::new(dp.clone(), 0),
+            io: ByteIo::new(ROOM),
             mgr: ServiceManager::new(dp.clone()),
             dp,
             now: 10_000,
@@ -94,25 +95,27 @@ impl Lab {
         lab
     }
 
-    /// Runs `frame` through the pipeline in a buffer with room to grow; returns the action and
-    /// the bytes to send (empty for Drop/Hold). Counts what is sent, as the DPDK worker does.
+    /// Runs `frame` through the burst driver in a buffer with room to grow; returns the
+    /// pipeline's action and the bytes sent for it (empty for Drop/Hold).
     fn send(&mut self, port: u16, frame: &[u8]) -> (Action, Vec<u8>) {
-        let mut buf = frame.to_vec();
-        buf.resize(ROOM.max(frame.len()), 0);
-        self.w.begin_burst(self.now);
-        let a = self.w.process_buf(port, &mut buf, frame.len());
-        self.w.housekeeping(self.now);
+        self.poll(port, ByteFrame::with_room(frame, ROOM))
+    }
+
+    /// One poll loop of the driver with `frame` received on `port`: the action and the bytes
+    /// sent for it, as the DPDK worker would send them.
+    fn poll(&mut self, port: u16, frame: ByteFrame) -> (Action, Vec<u8>) {
+        self.driver.begin(self.now);
+        let a = self.driver.rx_frame(&mut self.io, port, frame);
+        self.driver.finish(&mut self.io);
         let out = match a {
-            Action::Tx(p) => {
-                self.w.count_tx(p, 1);
-                buf[..frame.len()].to_vec()
-            }
-            Action::Reply { port: p, len } => {
-                self.w.count_tx(p, 1);
-                buf[..len].to_vec()
+            // Nothing else is queued on the port before the frame in the same loop.
+            Action::Tx(p) | Action::Reply { port: p, .. } => {
+                let sent = self.io.sent_on(p).first();
+                sent.expect("the frame was sent").bytes().to_vec()
             }
             _ => Vec::new(),
         };
+        self.io.clear();
         (a, out)
     }
 
@@ -126,6 +129,7 @@ impl Lab {
 
     /// rx + generated frames = tx + drops (nothing is held in these tests).
     fn assert_accounting(&self) {
+        assert_eq!(self.driver.held(), 0, "nothing held");
         let s = self.dp.stats();
         let drops: u64 = DropReason::ALL.iter().map(|r| s.drops(*r)).sum();
         let generated = s.events(Event::ArpRequests)
@@ -236,11 +240,11 @@ fn ttl_expiry_is_answered_with_time_exceeded() {
     let s = check(&out);
     assert_eq!((s.src, s.dst, s.dst_mac), (DIP, RIP1, RS1_MAC));
 
-    // Without room past the frame (process, not process_buf), nothing can be built: dropped.
+    // Without room past the frame, nothing can be built: dropped.
     let seg = tcp_seg(CIP, 4001, VIP, 80, SYN, b"");
-    let mut f = eth(EXT_MAC, CLIENT_MAC, 0x0800, &ipv4(CIP, VIP, TCP, 1, &seg));
-    lab.w.begin_burst(lab.now);
-    assert_eq!(lab.w.process(EXT, &mut f), Action::Drop);
+    let f = eth(EXT_MAC, CLIENT_MAC, 0x0800, &ipv4(CIP, VIP, TCP, 1, &seg));
+    let len = f.len();
+    assert_eq!(lab.poll(EXT, ByteFrame::new(f, len)).0, Action::Drop);
     assert_eq!(lab.drops(DropReason::TtlExpired), 3);
     assert_eq!(lab.events(Event::IcmpTimeExceeded), 2);
     lab.assert_accounting();

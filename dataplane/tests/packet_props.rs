@@ -7,7 +7,7 @@ use control::model::{
 use control::proto::{Request, Response};
 use dataplane::packet::ipv4::Ipv4Hdr;
 use dataplane::packet::l4::{rewrite_endpoint, Side};
-use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, Worker};
+use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, Pipeline};
 use dataplane::service::ServiceManager;
 use dataplane::stats::DropReason;
 use proptest::prelude::*;
@@ -66,7 +66,7 @@ proptest! {
     }
 }
 
-fn lab() -> (Lab, Worker) {
+fn lab() -> (Lab, Pipeline) {
     let dp = Dataplane::new(DataplaneConfig {
         ports: director::two_arm_ports(Some(Ipv4Addr::new(198, 51, 100, 254)), 1500),
         conn_capacity: 256,
@@ -103,7 +103,7 @@ fn lab() -> (Lab, Worker) {
     }
     dp.neigh()
         .learn(1, Ipv4Addr::new(192, 0, 2, 2), [2, 0, 0, 0, 3, 2]);
-    let mut w = Worker::new(dp.clone(), 0);
+    let mut w = Pipeline::new(dp.clone(), 0);
     w.begin_burst(1);
     (Lab { dp, _mgr: mgr }, w)
 }

@@ -5,7 +5,7 @@
 
 use control::model::{Protocol, SchedulerKind, ServiceKey, Timeouts};
 use control::proto::{Request, Response};
-use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, Worker};
+use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, Pipeline};
 use dataplane::service::ServiceManager;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ fn key(protocol: Protocol, port: u16) -> ServiceKey {
 
 struct Director {
     dp: Arc<Dataplane>,
-    w: Worker,
+    w: Pipeline,
     mgr: ServiceManager,
     now: u64,
     next_port: u16,
@@ -50,7 +50,7 @@ impl Director {
         for rip in [RIP1, RIP2] {
             dp.neigh().learn(INT, rip, PEER_MAC);
         }
-        let w = Worker::new(dp.clone(), 0);
+        let w = Pipeline::new(dp.clone(), 0);
         let mut d = Director {
             mgr: ServiceManager::new(dp.clone()),
             dp,

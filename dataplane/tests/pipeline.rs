@@ -3,7 +3,7 @@
 
 use control::model::{SchedulerKind, ServiceKey, Timeouts};
 use control::proto::{Request, Response};
-use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, Worker};
+use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, Pipeline};
 use dataplane::service::ServiceManager;
 use dataplane::stats::{DropReason, Event};
 use std::net::Ipv4Addr;
@@ -27,7 +27,7 @@ fn dns() -> ServiceKey {
 
 struct Lab {
     dp: Arc<Dataplane>,
-    w: Worker,
+    w: Pipeline,
     mgr: ServiceManager,
     now: u64,
 }
@@ -43,7 +43,7 @@ impl Lab {
             timeouts: Timeouts::default(),
             workers: 1,
         });
-        let w = Worker::new(dp.clone(), 0);
+        let w = Pipeline::new(dp.clone(), 0);
         let mut lab = Lab {
             mgr: ServiceManager::new(dp.clone()),
             dp,
@@ -841,7 +841,7 @@ fn hold_leaves_the_source_mac_and_fill_l2_completes_it() {
 fn multiple_workers_share_connections() {
     let mut lab = Lab::new(64, None).with_neighbours();
     let dp = lab.dp.clone();
-    let mut w2 = Worker::new(dp, 1);
+    let mut w2 = Pipeline::new(dp, 1);
     // Inbound on worker 0, reply on worker 1 (as RSS may spread them).
     let (a, _) = lab.syn(555);
     assert_eq!(a, Action::Tx(INT));

@@ -5,7 +5,7 @@
 use control::format::{self, ListFormat, View};
 use control::model::Rates;
 use control::proto::Request;
-use dataplane::pipeline::{Action, Dataplane, Worker};
+use dataplane::pipeline::{Action, Dataplane, Pipeline};
 use dataplane::service::ServiceManager;
 use dataplane::stats::{RATE_SAMPLES, RATE_TICK_MS};
 use std::net::Ipv4Addr;
@@ -191,7 +191,7 @@ fn rates_follow_real_traffic_through_the_packet_path() {
         &mut mgr,
         "-A -t 198.51.100.1:80 -s rr\n-a -t 198.51.100.1:80 -r 198.51.100.21:80 -m -w 1",
     );
-    let mut w = Worker::new(dp.clone(), 0);
+    let mut w = Pipeline::new(dp.clone(), 0);
     mgr.tick(0);
     w.begin_burst(1);
     let mut bytes = 0u64;

@@ -3,7 +3,7 @@
 
 use control::model::{Protocol, SchedulerKind, ServiceKey, ServiceSpec, Timeouts};
 use control::proto::{Request, Response};
-use dataplane::pipeline::{Action, Dataplane, Worker};
+use dataplane::pipeline::{Action, Dataplane, Pipeline};
 use dataplane::service::ServiceManager;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -274,7 +274,7 @@ fn timeouts_set_and_get() {
     );
 }
 
-fn syn(w: &mut Worker, cport: u16) -> Action {
+fn syn(w: &mut Pipeline, cport: u16) -> Action {
     let mut f = tcp_frame(MAC, PEER, (CIP, cport), (VIP, 80), SYN, b"");
     w.process(0, &mut f)
 }
@@ -282,7 +282,7 @@ fn syn(w: &mut Worker, cport: u16) -> Action {
 #[test]
 fn counters_survive_rebuilds_zero_and_slot_reuse() {
     let (dp, mut mgr) = setup();
-    let mut w = Worker::new(dp.clone(), 0);
+    let mut w = Pipeline::new(dp.clone(), 0);
     mgr.handle(Request::AddService(svc(80, SchedulerKind::Rr)));
     mgr.handle(Request::AddDest {
         service: key(80),
@@ -377,7 +377,7 @@ fn counters_survive_rebuilds_zero_and_slot_reuse() {
 #[test]
 fn list_conns_reports_state_and_expiry() {
     let (dp, mut mgr) = setup();
-    let mut w = Worker::new(dp.clone(), 0);
+    let mut w = Pipeline::new(dp.clone(), 0);
     mgr.handle(Request::AddService(svc(80, SchedulerKind::Rr)));
     mgr.handle(Request::AddDest {
         service: key(80),

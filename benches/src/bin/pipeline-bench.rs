@@ -1,6 +1,6 @@
-//! pipeline-bench: the packet pipeline alone, without I/O: pre-built frames through
-//! `dataplane::pipeline::Worker::process` on one core, in nanoseconds (or, under callgrind,
-//! instructions) per packet.
+//! pipeline-bench: the packet pipeline alone, without I/O: pre-built frames through the burst
+//! driver (`dataplane::driver::BurstDriver`, rvsd's worker loop on byte buffers instead of
+//! mbufs) on one core, in nanoseconds (or, under callgrind, instructions) per packet.
 //!
 //! Setup: the real `Dataplane` and `ServiceManager` (no DPDK), an external port
 //! 198.51.100.1/24 holding the VIP 198.51.100.1:80 for TCP and UDP (round robin over four real
@@ -12,18 +12,21 @@
 //!
 //! 1. warm-up: the table is filled with N flows (one packet per flow for UDP; SYN then ACK for
 //!    TCP), which leaves them established;
-//! 2. `--packets P` frames are built into one buffer (64-byte slots), outside the timing;
+//! 2. `--packets P` frames are built into 64-byte slots of one buffer, outside the timing;
 //!    - `established`: data frames (TCP ACK / UDP) of flows drawn uniformly at random from the N;
 //!    - `new`: P flows not in the table (indices N..N+P): TCP SYNs / first UDP datagrams, each a
 //!      new connection (the table holds N+P slots, so none is refused);
 //! 3. the measured loop ([`measured`], never inlined so callgrind's `--toggle-collect` can
-//!    select it): per burst of 32 frames `begin_burst`, `prefetch_burst` (as rvsd's worker
-//!    loop; `--no-prefetch` leaves it out), then `process` on each frame in place. Every frame
-//!    must come out as `Tx` on the internal port, or the run fails.
+//!    select it): per 32 frames one poll loop of the driver, as rvsd's worker runs it: the
+//!    burst's handles (a pointer to the slot and the length, as the NIC hands over mbuf
+//!    pointers), `begin`, `rx_burst` (the burst's connection-table lines prefetched, then each
+//!    frame through the pipeline in place and into the TX batch; `--no-prefetch` hands the
+//!    frames over one by one with `rx_frame` instead), `finish` (the TX batch handed to a sink
+//!    that counts it). Every frame must come out on the internal port, or the run fails.
 //!
 //! Natively the loop runs `--repeat` times (frames rebuilt between runs, outside the timing) and
-//! the best and median ns/packet are reported. Housekeeping (aging) is not in the loop.
-//! `--json` prints one JSON line per point.
+//! the best and median ns/packet are reported. The clock does not move, so `finish` ages
+//! nothing. `--json` prints one JSON line per point.
 
 use clap::{Parser, ValueEnum};
 use control::model::{
@@ -31,10 +34,12 @@ use control::model::{
 };
 use control::proto::{Request, Response};
 use dataplane::conntrack::ConnTable;
-use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, Worker};
+use dataplane::driver::{BurstDriver, FrameBuf, FrameIo, BURST};
+use dataplane::pipeline::{Action, Dataplane, DataplaneConfig};
 use dataplane::service::ServiceManager;
 use rvs_benches::frame::{self, Generator, MAX_FLOWS, MIN_FRAME};
 use std::net::Ipv4Addr;
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -55,7 +60,7 @@ enum PathArg {
 #[derive(Parser, Debug)]
 #[command(
     name = "pipeline-bench",
-    about = "Worker::process without I/O, ns per packet"
+    about = "The pipeline through its burst driver without I/O, ns per packet"
 )]
 struct Args {
     /// Flows in the table before the measured packets.
@@ -77,8 +82,8 @@ struct Args {
     /// Print one JSON line.
     #[arg(long)]
     json: bool,
-    /// Skip `Worker::prefetch_burst` before each burst (rvsd always calls it): shows what
-    /// the prefetch is worth.
+    /// Hand frames to the driver one by one, without the prefetch of each burst (rvsd always
+    /// prefetches): shows what the prefetch is worth.
     #[arg(long)]
     no_prefetch: bool,
 }
@@ -88,7 +93,6 @@ const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const VPORT: u16 = 80;
 const DESTS: u32 = 4;
-const BURST: usize = 32;
 const SLOT: usize = 64;
 const NOW_MS: u64 = 1_000;
 
@@ -151,58 +155,176 @@ impl Rng {
     }
 }
 
-/// Fills the table with flows `0..n` (established).
-fn warm(w: &mut Worker, g: &Generator, proto: ProtoArg, n: u32) {
-    let mut buf = [0u8; SLOT];
+/// The buffer every frame of a run lives in, `SLOT` bytes each, as mbufs' data in their pool.
+/// It lives as long as the process.
+struct Slab {
+    base: NonNull<u8>,
+    slots: usize,
+}
+
+impl Slab {
+    fn new(slots: usize) -> Slab {
+        let bytes = Box::leak(vec![0u8; slots * SLOT].into_boxed_slice());
+        Slab {
+            base: NonNull::from(bytes).cast(),
+            slots,
+        }
+    }
+
+    /// Slot `k`, to write a frame into.
+    ///
+    /// # Safety
+    /// No [`SlotFrame`] of slot `k` may be alive while the slice is.
+    unsafe fn slot_mut(&mut self, k: usize) -> &mut [u8] {
+        assert!(k < self.slots);
+        // SAFETY: slot k is inside the slab; the caller rules out other views of it.
+        unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(k * SLOT), SLOT) }
+    }
+
+    /// The frame of `len` bytes in slot `k`: a handle like an mbuf pointer, what the driver
+    /// moves around instead of the bytes.
+    ///
+    /// # Safety
+    /// At most one frame of slot `k` may be alive at a time, and no slice of `slot_mut`.
+    #[inline]
+    unsafe fn frame(&self, k: usize, len: usize) -> SlotFrame {
+        debug_assert!(k < self.slots && len <= SLOT);
+        SlotFrame {
+            // SAFETY: slot k is inside the slab.
+            slot: unsafe { NonNull::new_unchecked(self.base.as_ptr().add(k * SLOT)) },
+            len,
+        }
+    }
+}
+
+/// A frame in its slot of the [`Slab`].
+struct SlotFrame {
+    slot: NonNull<u8>,
+    len: usize,
+}
+
+// A frame is the only view of its slot while it lives (`Slab::frame`), and the slab is never
+// freed: its views borrow the frame.
+impl FrameBuf for SlotFrame {
+    fn data(&self) -> &[u8] {
+        // SAFETY: see above; len <= SLOT.
+        unsafe { std::slice::from_raw_parts(self.slot.as_ptr(), self.len) }
+    }
+
+    fn data_mut(&mut self) -> &mut [u8] {
+        // SAFETY: see above; len <= SLOT.
+        unsafe { std::slice::from_raw_parts_mut(self.slot.as_ptr(), self.len) }
+    }
+
+    fn data_with_room(&mut self) -> (&mut [u8], usize) {
+        // SAFETY: see above.
+        let buf = unsafe { std::slice::from_raw_parts_mut(self.slot.as_ptr(), SLOT) };
+        (buf, self.len)
+    }
+
+    fn set_len(&mut self, len: usize) -> bool {
+        let fits = len <= SLOT;
+        if fits {
+            self.len = len;
+        }
+        fits
+    }
+}
+
+/// Counts what is sent per port and lets the frames go (the slab keeps the bytes); allocates
+/// nothing.
+#[derive(Default)]
+struct Sink {
+    sent: [u64; 2],
+}
+
+impl FrameIo for Sink {
+    type Frame = SlotFrame;
+
+    fn alloc(&mut self, _port: u16) -> Option<SlotFrame> {
+        None
+    }
+
+    fn transmit(&mut self, port: u16, batch: &mut Vec<SlotFrame>) {
+        if let Some(n) = self.sent.get_mut(usize::from(port)) {
+            *n += batch.len() as u64;
+            batch.clear();
+        }
+    }
+
+    fn free(&mut self, _frame: SlotFrame) {}
+}
+
+/// Fills the table with flows `0..n` (established), a burst of flows per poll loop, in the
+/// first slots of `slab`.
+fn warm(
+    d: &mut BurstDriver<SlotFrame>,
+    io: &mut Sink,
+    slab: &mut Slab,
+    g: &Generator,
+    proto: ProtoArg,
+    n: u32,
+) {
+    let steps: &[bool] = match proto {
+        ProtoArg::Udp => &[false],
+        ProtoArg::Tcp => &[true, false],
+    };
+    let mut k = 0;
     for i in 0..n {
         if (i as usize).is_multiple_of(BURST) {
-            w.begin_burst(NOW_MS);
+            d.finish(io);
+            d.begin(NOW_MS);
+            k = 0;
         }
-        let steps: &[bool] = match proto {
-            ProtoArg::Udp => &[false],
-            ProtoArg::Tcp => &[true, false],
-        };
         for &syn in steps {
-            let len = g.write(&mut buf, i, syn, 0);
-            let a = w.process(0, &mut buf[..len]);
+            // SAFETY: the frames of earlier loops are gone (sent), this loop's are in other
+            // slots.
+            let len = g.write(unsafe { slab.slot_mut(k) }, i, syn, 0);
+            let a = d.rx_frame(io, 0, unsafe { slab.frame(k, len) });
             assert_eq!(a, Action::Tx(1), "warm-up flow {i} not forwarded");
+            k += 1;
         }
     }
+    d.finish(io);
 }
 
-/// Writes the measured frames into `frames` (one per `SLOT` bytes).
-fn build(frames: &mut [u8], g: &Generator, args: &Args, rng: &mut Rng) {
-    for (k, slot) in frames.chunks_exact_mut(SLOT).enumerate() {
+/// Writes the measured frames into the first `args.packets` slots of `slab`.
+fn build(slab: &mut Slab, g: &Generator, args: &Args, rng: &mut Rng) {
+    for k in 0..args.packets {
         let (idx, syn) = match args.path {
             PathArg::Established => (rng.below(args.flows), false),
-            PathArg::New => (args.flows + k as u32, args.proto == ProtoArg::Tcp),
+            PathArg::New => (args.flows + k, args.proto == ProtoArg::Tcp),
         };
-        g.write(slot, idx, syn, 0);
+        // SAFETY: no frame is alive between runs.
+        g.write(unsafe { slab.slot_mut(k as usize) }, idx, syn, 0);
     }
 }
 
-/// The measured loop: every frame through the pipeline once. Returns how many came out as
-/// `Tx(1)`.
+/// The measured loop: the frames of `slab`'s first `n` slots (`len` bytes each) through the
+/// driver, a burst of `BURST` handed over per poll loop, as the NIC hands over mbufs.
 #[inline(never)]
-fn measured(w: &mut Worker, frames: &mut [u8], len: usize, prefetch: bool) -> usize {
-    let mut tx = 0;
-    for burst in frames.chunks_mut(SLOT * BURST) {
-        w.begin_burst(NOW_MS);
+fn measured(
+    d: &mut BurstDriver<SlotFrame>,
+    io: &mut Sink,
+    slab: &Slab,
+    n: usize,
+    len: usize,
+    prefetch: bool,
+) {
+    let mut rx = Vec::with_capacity(BURST);
+    for first in (0..n).step_by(BURST) {
+        // SAFETY: each slot's frame is made once per run; the frames of earlier loops are gone.
+        rx.extend((first..n.min(first + BURST)).map(|k| unsafe { slab.frame(k, len) }));
+        d.begin(NOW_MS);
         if prefetch {
-            // As rvsd's worker loop does with each received burst.
-            let mut views: [&[u8]; BURST] = [&[]; BURST];
-            for (v, slot) in views.iter_mut().zip(burst.chunks_exact(SLOT)) {
-                *v = &slot[..len];
-            }
-            w.prefetch_burst(&views[..burst.len() / SLOT]);
-        }
-        for slot in burst.chunks_exact_mut(SLOT) {
-            if w.process(0, &mut slot[..len]) == Action::Tx(1) {
-                tx += 1;
+            d.rx_burst(io, 0, &mut rx);
+        } else {
+            for f in rx.drain(..) {
+                d.rx_frame(io, 0, f);
             }
         }
+        d.finish(io);
     }
-    tx
 }
 
 /// The core's clock in GHz right now, from a chain of dependent 64-bit multiplies (3 cycles
@@ -269,26 +391,39 @@ fn main() {
     };
     let g = Generator::new(proto, MIN_FRAME, PEER_MAC, EXT_MAC, VIP, VPORT).expect("generator");
     let dp = setup(capacity);
-    let mut w = Worker::new(dp.clone(), 0);
+    let mut d = BurstDriver::new(dp.clone(), 0);
+    let mut io = Sink::default();
+    let mut slab = Slab::new((packets as usize).max(2 * BURST));
 
     let t0 = Instant::now();
-    warm(&mut w, &g, args.proto, flows);
+    warm(&mut d, &mut io, &mut slab, &g, args.proto, flows);
     let warm_s = t0.elapsed().as_secs_f64();
 
-    let mut frames = vec![0u8; packets as usize * SLOT];
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut ns = Vec::new();
-    let mut built = Args { flows, ..args };
+    let mut built = Args {
+        flows,
+        packets,
+        ..args
+    };
     for r in 0..args.repeat.max(1) {
         if args.path == PathArg::New {
             built.flows = flows + r * packets;
         }
-        build(&mut frames, &g, &built, &mut rng);
+        build(&mut slab, &g, &built, &mut rng);
+        io = Sink::default();
         let t = Instant::now();
-        let tx = measured(&mut w, &mut frames, g.len(), !args.no_prefetch);
+        measured(
+            &mut d,
+            &mut io,
+            &slab,
+            packets as usize,
+            g.len(),
+            !args.no_prefetch,
+        );
         let el = t.elapsed().as_nanos() as f64;
-        if tx != packets as usize {
-            eprintln!("only {tx} of {packets} measured frames forwarded");
+        if io.sent != [0, u64::from(packets)] {
+            eprintln!("only {} of {packets} measured frames forwarded", io.sent[1]);
             std::process::exit(1);
         }
         ns.push(el / f64::from(packets));

@@ -1,7 +1,7 @@
 //! snapshot-bench: how long a service change takes to reach every worker.
 //!
-//! N worker threads run the worker loop's service-facing part (`Worker::begin_burst`, then
-//! optionally a burst of 32 established-flow packets through `Worker::process`, then
+//! N worker threads run the worker loop's service-facing part (`Pipeline::begin_burst`, then
+//! optionally a burst of 32 established-flow packets through `Pipeline::process`, then
 //! `housekeeping`) on the real `Dataplane` and `ServiceManager`, without DPDK. The main thread
 //! plays the control thread: it edits a real server's weight (`Request::EditDest`, which
 //! rebuilds and publishes the whole snapshot) many times, and for each update measures
@@ -12,7 +12,7 @@
 //! - `after return`: from `handle` returning until the last worker has it (0 when every worker
 //!   had it before `handle` returned).
 //!
-//! Workers record the time they first see a new generation (`Worker::snapshot_generation`).
+//! Workers record the time they first see a new generation (`Pipeline::snapshot_generation`).
 //! `--write-results FILE` replaces this benchmark's own section of FILE (between
 //! `<!-- snapshot-bench:begin -->` and `<!-- snapshot-bench:end -->`), leaving the rest alone.
 
@@ -22,7 +22,7 @@ use control::model::{
 };
 use control::proto::{Request, Response};
 use dataplane::packet::checksum::checksum;
-use dataplane::pipeline::{Dataplane, DataplaneConfig, Worker};
+use dataplane::pipeline::{Dataplane, DataplaneConfig, Pipeline};
 use dataplane::service::ServiceManager;
 use hdrhistogram::Histogram;
 use std::net::Ipv4Addr;
@@ -164,7 +164,7 @@ fn worker_loop(
     if let Some((nproc, fifo)) = pin {
         pin_to(index + 1, nproc, fifo);
     }
-    let mut w = Worker::new(dp, index);
+    let mut w = Pipeline::new(dp, index);
     // Each worker has its own 32 client flows to service 0, opened with a SYN.
     let client = Ipv4Addr::new(198, 51, 100, 10 + index as u8);
     let port = service_key(0).port;

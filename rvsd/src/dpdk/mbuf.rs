@@ -1,6 +1,93 @@
-//! Thin safe helpers over `rte_mbuf` pointers, for single-segment packets.
+//! `rte_mbuf` as the burst driver's frame buffer (an owned handle over the pointer), and thin
+//! helpers over raw mbuf pointers for rvs-pktgen; single-segment packets only.
 
+use dataplane::driver::FrameBuf;
 use dpdk_sys::{rte_mbuf, rte_mempool};
+use std::ptr::NonNull;
+
+/// An mbuf this worker owns, from `rte_eth_rx_burst` or its port's mempool, until it is handed
+/// to `rte_eth_tx_burst` or freed with [`Mbuf::free`]. Dropping it leaks the mbuf: the driver
+/// gives every frame back through its `FrameIo`.
+///
+/// Same layout as `*mut rte_mbuf`, so that a batch of them is the array `rte_eth_tx_burst`
+/// takes.
+#[repr(transparent)]
+pub struct Mbuf(NonNull<rte_mbuf>);
+
+impl Mbuf {
+    /// Takes ownership of `m`; None if it is null.
+    ///
+    /// # Safety
+    /// `m` must be a valid mbuf the caller owns and no longer uses.
+    pub unsafe fn from_raw(m: *mut rte_mbuf) -> Option<Mbuf> {
+        NonNull::new(m).map(Mbuf)
+    }
+
+    /// A new mbuf from `pool`, length 0; None when the pool is empty.
+    ///
+    /// # Safety
+    /// `pool` must be a valid mempool.
+    pub unsafe fn alloc(pool: *mut rte_mempool) -> Option<Mbuf> {
+        // SAFETY: a fresh mbuf from the pool is ours.
+        unsafe { Mbuf::from_raw(dpdk_sys::rte_pktmbuf_alloc(pool)) }
+    }
+
+    pub fn as_ptr(&self) -> *mut rte_mbuf {
+        self.0.as_ptr()
+    }
+
+    /// Gives the mbuf back to its pool.
+    pub fn free(self) {
+        // SAFETY: we own it, and `self` is gone afterwards.
+        unsafe { dpdk_sys::rte_pktmbuf_free(self.as_ptr()) }
+    }
+
+    fn data_len(&self) -> usize {
+        // SAFETY: we own a valid mbuf.
+        usize::from(unsafe { dpdk_sys::rvs_mbuf_data_len(self.as_ptr()) })
+    }
+
+    fn tailroom(&self) -> usize {
+        // SAFETY: we own a valid mbuf.
+        usize::from(unsafe { dpdk_sys::rte_pktmbuf_tailroom(self.as_ptr()) })
+    }
+}
+
+// The byte views borrow the handle, which owns the mbuf alone: no other view of it exists
+// while they live.
+impl FrameBuf for Mbuf {
+    fn data(&self) -> &[u8] {
+        // SAFETY: we own the mbuf; the view lives no longer than `&self`.
+        unsafe { data_mut(self.as_ptr()) }
+    }
+
+    fn data_mut(&mut self) -> &mut [u8] {
+        // SAFETY: we own the mbuf; `&mut self` makes the view exclusive while it lives.
+        unsafe { data_mut(self.as_ptr()) }
+    }
+
+    fn data_with_room(&mut self) -> (&mut [u8], usize) {
+        // SAFETY: as in `data_mut`.
+        unsafe { data_with_room(self.as_ptr()) }
+    }
+
+    fn set_len(&mut self, len: usize) -> bool {
+        let fits = len <= self.data_len() + self.tailroom();
+        match u16::try_from(len) {
+            Ok(len) if fits => {
+                // SAFETY: we own a valid single-segment mbuf; `len` is within its room.
+                unsafe { dpdk_sys::rvs_mbuf_set_len(self.as_ptr(), len) };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn is_contiguous(&self) -> bool {
+        // SAFETY: we own a valid mbuf.
+        unsafe { dpdk_sys::rvs_mbuf_nb_segs(self.as_ptr()) == 1 }
+    }
+}
 
 /// The packet bytes of a single-segment mbuf.
 ///
@@ -12,7 +99,7 @@ pub unsafe fn data_mut<'a>(m: *mut rte_mbuf) -> &'a mut [u8] {
 }
 
 /// The packet bytes of a single-segment mbuf followed by its tailroom, and the packet length:
-/// `(buf, len)` with `buf[..len]` the packet. For the pipeline's `process_buf`.
+/// `(buf, len)` with `buf[..len]` the packet.
 ///
 /// # Safety
 /// `m` must be a valid mbuf owned by the caller for the lifetime of the slice.
@@ -21,26 +108,6 @@ pub unsafe fn data_with_room<'a>(m: *mut rte_mbuf) -> (&'a mut [u8], usize) {
     let room = dpdk_sys::rte_pktmbuf_tailroom(m) as usize;
     let buf = std::slice::from_raw_parts_mut(dpdk_sys::rvs_mbuf_data(m) as *mut u8, len + room);
     (buf, len)
-}
-
-/// Sets the length of a single-segment mbuf (at most its data length plus tailroom).
-///
-/// # Safety
-/// `m` must be a valid mbuf owned by the caller.
-pub unsafe fn set_len(m: *mut rte_mbuf, len: u16) {
-    dpdk_sys::rvs_mbuf_set_len(m, len);
-}
-
-/// # Safety
-/// `m` must be a valid mbuf.
-pub unsafe fn is_single_segment(m: *mut rte_mbuf) -> bool {
-    dpdk_sys::rvs_mbuf_nb_segs(m) == 1
-}
-
-/// # Safety
-/// `m` must be a valid mbuf owned by the caller; it is gone afterwards.
-pub unsafe fn free(m: *mut rte_mbuf) {
-    dpdk_sys::rte_pktmbuf_free(m);
 }
 
 /// Allocates an mbuf and fills it with `len` bytes written by `fill` (which returns how many it

@@ -1,0 +1,487 @@
+//! The burst driver: what a worker does with the frames of one poll loop around
+//! [`Pipeline::process_buf`], for any kind of frame buffer. rvsd's DPDK worker runs it on mbufs;
+//! the tests, the fuzz targets and pipeline-bench run it on byte buffers ([`ByteFrame`],
+//! [`ByteIo`]), so every one of them runs the same caller logic.
+//!
+//! Per poll loop: [`BurstDriver::begin`] (the clock, the service snapshot), then
+//! [`BurstDriver::rx_burst`] with each port's received frames (the connection-table lines of
+//! each burst of [`BURST`] are prefetched before its first frame is handled), then
+//! [`BurstDriver::finish`]: frames held for ARP are retried, the per-port TX batches
+//! transmitted, and the worker's share of the connection table aged.
+//!
+//! Frames whose next hop has no MAC yet wait in a hold queue ([`HOLD_CAPACITY`] frames, at most
+//! [`HOLD_MS`] each) while ARP requests go out ([`ARP_RETRY_MS`] apart per next hop), as a
+//! kernel's neighbour queue does, so that the first SYN to a real server is not lost.
+//!
+//! No allocation (the batches and queues are sized at creation), no locks, no syscalls: the
+//! [`FrameIo`] decides what allocating and transmitting cost.
+//!
+//! Accounting: the pipeline counts every frame it is handed (rx) and every drop it decides; the
+//! driver counts a frame it cannot hand over (rx and `drop.multi_segment`), every frame sent
+//! (tx, per port), every frame it gives up (`drop.tx_full`, `drop.hold_queue_full`,
+//! `drop.neigh_unresolved`, `drop.mbuf_alloc`, ...) and every ARP request it generates
+//! (`arp_requests`). So, at any time,
+//! `rx_packets + arp_requests + icmp_time_exceeded_sent + icmp_frag_needed_sent = tx_packets +
+//! sum(drop.*) + held()`, where [`BurstDriver::held`] is the frames in the hold queue. Only
+//! [`BurstDriver::shutdown`] frees frames uncounted.
+//!
+//! ```
+//! use control::model::Timeouts;
+//! use dataplane::driver::{BurstDriver, ByteFrame, ByteIo};
+//! use dataplane::pipeline::{Dataplane, DataplaneConfig};
+//! use std::net::Ipv4Addr;
+//! use testkit::director::two_arm_ports;
+//!
+//! // Port 0 "ext" 198.51.100.1/24, port 1 "int" 192.0.2.1/24.
+//! let dp = Dataplane::new(DataplaneConfig {
+//!     ports: two_arm_ports(None, 1500),
+//!     conn_capacity: 1024,
+//!     timeouts: Timeouts::default(),
+//!     workers: 1,
+//! });
+//! let mut driver = BurstDriver::new(dp.clone(), 0);
+//! let mut io = ByteIo::new(2048);
+//!
+//! // A client asks for 198.51.100.1 on ext.
+//! let client = [2, 0, 0, 0, 0, 0x10];
+//! let (cip, ext_ip) = (Ipv4Addr::new(198, 51, 100, 10), Ipv4Addr::new(198, 51, 100, 1));
+//! let who_has = testkit::eth([0xff; 6], client, 0x0806, &testkit::arp(1, client, cip, [0; 6], ext_ip));
+//!
+//! // One poll loop: each port's burst (a frame on ext, nothing on int), then the loop's end.
+//! driver.begin(1_000);
+//! driver.rx_burst(&mut io, 0, &mut vec![ByteFrame::with_room(&who_has, 2048)]);
+//! driver.rx_burst(&mut io, 1, &mut Vec::new());
+//! driver.finish(&mut io);
+//!
+//! // The answer went out on ext, to the client.
+//! let reply = io.sent_on(0)[0].bytes();
+//! assert_eq!(&reply[..6], &client[..]);
+//! let s = dp.stats();
+//! assert_eq!((s.rx_packets(), s.tx_packets(), driver.held()), (1, 1, 0));
+//! ```
+
+use crate::pipeline::{Action, Dataplane, Pipeline, PREFETCH_BURST};
+use crate::stats::{DropReason, Event};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+/// Frames per received burst, as DESIGN.md says, and per prefetch.
+pub const BURST: usize = PREFETCH_BURST;
+/// Frames waiting for ARP resolution per worker.
+pub const HOLD_CAPACITY: usize = 64;
+/// How long a frame waits for its next hop before it is dropped.
+pub const HOLD_MS: u64 = 1000;
+/// Gap between ARP requests for the same next hop.
+pub const ARP_RETRY_MS: u64 = 200;
+
+/// A frame buffer the driver can hand to the pipeline: an mbuf in rvsd, [`ByteFrame`]
+/// elsewhere. Freeing is the [`FrameIo`]'s job, not `Drop`'s.
+pub trait FrameBuf {
+    /// The frame's bytes.
+    fn data(&self) -> &[u8];
+    /// The frame's bytes, to rewrite in place.
+    fn data_mut(&mut self) -> &mut [u8];
+    /// The frame's bytes followed by the room behind them in the buffer, and the frame's length:
+    /// `(buf, len)` with `buf[..len]` the frame.
+    fn data_with_room(&mut self) -> (&mut [u8], usize);
+    /// Sets the frame's length, within its bytes and room; false if the buffer cannot hold it.
+    fn set_len(&mut self, len: usize) -> bool;
+    /// Whether the frame is all in [`FrameBuf::data`] (a chained mbuf is not).
+    fn is_contiguous(&self) -> bool {
+        true
+    }
+}
+
+/// Where the driver gets new frames and sends frames: a port's mempool and TX queue in rvsd.
+pub trait FrameIo {
+    type Frame: FrameBuf;
+    /// An empty frame (length 0, its whole buffer room) to send on `port`, if one is free.
+    fn alloc(&mut self, port: u16) -> Option<Self::Frame>;
+    /// Transmits frames from the front of `batch` on `port`, removing those it took; what it
+    /// leaves was not sent (the driver frees and counts them).
+    fn transmit(&mut self, port: u16, batch: &mut Vec<Self::Frame>);
+    /// Gives a frame back.
+    fn free(&mut self, frame: Self::Frame);
+}
+
+/// A frame waiting for its next hop's MAC.
+struct Held<F> {
+    frame: F,
+    port: u16,
+    next_hop: Ipv4Addr,
+    since_ms: u64,
+}
+
+/// The last ARP request for a next hop that frames are held for.
+struct ArpSent {
+    port: u16,
+    next_hop: Ipv4Addr,
+    at_ms: u64,
+}
+
+/// One worker's pipeline with its TX batches and hold queue. See the module documentation.
+pub struct BurstDriver<F> {
+    pipeline: Pipeline,
+    now_ms: u64,
+    /// One TX batch per port, sent in `finish` or when full.
+    tx: Vec<Vec<F>>,
+    held: Vec<Held<F>>,
+    arp_sent: Vec<ArpSent>,
+}
+
+impl<F> std::fmt::Debug for BurstDriver<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BurstDriver")
+            .field("pipeline", &self.pipeline)
+            .field("held", &self.held.len())
+            .finish()
+    }
+}
+
+impl<F: FrameBuf> BurstDriver<F> {
+    /// The driver of worker `index` (see [`Pipeline::new`]).
+    pub fn new(dp: Arc<Dataplane>, index: usize) -> BurstDriver<F> {
+        let ports = dp.ports().len();
+        // Room for a burst from every port, one generated frame per received one, and every
+        // held frame released at once: a batch is only sent early if something is amiss.
+        let tx_cap = BURST * (ports + 1) + HOLD_CAPACITY;
+        BurstDriver {
+            pipeline: Pipeline::new(dp, index),
+            now_ms: 0,
+            tx: (0..ports).map(|_| Vec::with_capacity(tx_cap)).collect(),
+            held: Vec::with_capacity(HOLD_CAPACITY),
+            arp_sent: Vec::with_capacity(HOLD_CAPACITY),
+        }
+    }
+
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// Frames waiting for their next hop's MAC.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// The frames waiting for their next hop's MAC, oldest first until `finish` reorders them.
+    pub fn held_frames(&self) -> impl Iterator<Item = &F> {
+        self.held.iter().map(|h| &h.frame)
+    }
+
+    /// Starts a poll loop at `now_ms` (see [`Pipeline::begin_burst`]).
+    pub fn begin(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+        self.pipeline.begin_burst(now_ms);
+    }
+
+    /// Handles the frames received on `in_port` (all of `burst`, which is left empty),
+    /// [`BURST`] at a time: the connection-table lines of a burst are prefetched, then each
+    /// frame goes through the pipeline and on to a TX batch, the hold queue or back to `io`.
+    pub fn rx_burst<Io: FrameIo<Frame = F>>(
+        &mut self,
+        io: &mut Io,
+        in_port: u16,
+        burst: &mut Vec<F>,
+    ) {
+        while !burst.is_empty() {
+            let n = burst.len().min(BURST);
+            self.prefetch(burst.get(..n).unwrap_or_default());
+            for frame in burst.drain(..n) {
+                self.rx_frame(io, in_port, frame);
+            }
+        }
+    }
+
+    fn prefetch(&self, burst: &[F]) {
+        let mut views: [&[u8]; BURST] = [&[]; BURST];
+        for (v, f) in views.iter_mut().zip(burst) {
+            *v = f.data();
+        }
+        self.pipeline
+            .prefetch_burst(views.get(..burst.len()).unwrap_or(&views));
+    }
+
+    /// [`BurstDriver::rx_burst`] of one frame without the prefetch; returns what the pipeline
+    /// decided (tests check it).
+    #[inline]
+    pub fn rx_frame<Io: FrameIo<Frame = F>>(
+        &mut self,
+        io: &mut Io,
+        in_port: u16,
+        mut frame: F,
+    ) -> Action {
+        if !frame.is_contiguous() {
+            self.pipeline.count_rx(in_port);
+            self.pipeline.count_drop(DropReason::MultiSegment);
+            io.free(frame);
+            return Action::Drop;
+        }
+        let (buf, len) = frame.data_with_room();
+        let action = self.pipeline.process_buf(in_port, buf, len);
+        match action {
+            Action::Tx(port) => self.queue_tx(io, port, frame),
+            Action::Reply { port, len } => {
+                if frame.set_len(len) {
+                    self.queue_tx(io, port, frame);
+                } else {
+                    self.pipeline.count_drop(DropReason::Malformed);
+                    io.free(frame);
+                }
+            }
+            Action::Hold { port, next_hop } => self.hold(io, frame, port, next_hop),
+            Action::Drop => io.free(frame),
+        }
+        action
+    }
+
+    /// Ends a poll loop: retries the held frames (sent once their next hop is known, dropped
+    /// after [`HOLD_MS`]), transmits every TX batch, ages the connection table.
+    pub fn finish<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io) {
+        if !self.held.is_empty() {
+            self.retry_held(io);
+        }
+        self.flush(io);
+        self.pipeline.housekeeping(self.now_ms);
+    }
+
+    /// At shutdown: transmits what is batched and frees what is held (uncounted).
+    pub fn shutdown<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io) {
+        self.flush(io);
+        for h in self.held.drain(..) {
+            io.free(h.frame);
+        }
+        self.arp_sent.clear();
+    }
+
+    #[inline]
+    fn queue_tx<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io, port: u16, frame: F) {
+        let Some(batch) = self.tx.get_mut(usize::from(port)) else {
+            self.pipeline.count_drop(DropReason::NoRoute);
+            io.free(frame);
+            return;
+        };
+        if batch.len() == batch.capacity() {
+            transmit(&self.pipeline, io, port, batch);
+        }
+        batch.push(frame);
+    }
+
+    fn hold<Io: FrameIo<Frame = F>>(
+        &mut self,
+        io: &mut Io,
+        frame: F,
+        port: u16,
+        next_hop: Ipv4Addr,
+    ) {
+        if self.held.len() == HOLD_CAPACITY {
+            self.pipeline.count_drop(DropReason::HoldQueueFull);
+            io.free(frame);
+            return;
+        }
+        self.held.push(Held {
+            frame,
+            port,
+            next_hop,
+            since_ms: self.now_ms,
+        });
+        self.request_arp(io, port, next_hop);
+    }
+
+    /// Sends an ARP request for `next_hop` unless one went out less than [`ARP_RETRY_MS`] ago.
+    fn request_arp<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io, port: u16, next_hop: Ipv4Addr) {
+        let now = self.now_ms;
+        if let Some(sent) = self
+            .arp_sent
+            .iter_mut()
+            .find(|s| s.port == port && s.next_hop == next_hop)
+        {
+            if now.saturating_sub(sent.at_ms) < ARP_RETRY_MS {
+                return;
+            }
+            sent.at_ms = now;
+        } else {
+            self.arp_sent.push(ArpSent {
+                port,
+                next_hop,
+                at_ms: now,
+            });
+        }
+        // A generated frame: counted here, then sent or dropped as counted.
+        self.pipeline.count_event(Event::ArpRequests);
+        if usize::from(port) >= self.tx.len() {
+            self.pipeline.count_drop(DropReason::NoRoute);
+            return;
+        }
+        let Some(mut req) = io.alloc(port) else {
+            self.pipeline.count_drop(DropReason::MbufAlloc);
+            return;
+        };
+        let (buf, _) = req.data_with_room();
+        let n = self.pipeline.arp_request(port, next_hop, buf);
+        if n == 0 || !req.set_len(n) {
+            self.pipeline.count_drop(DropReason::MbufAlloc);
+            io.free(req);
+            return;
+        }
+        self.queue_tx(io, port, req);
+    }
+
+    fn retry_held<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io) {
+        let mut i = 0;
+        while let Some(h) = self.held.get_mut(i) {
+            let (port, next_hop) = (h.port, h.next_hop);
+            if self.pipeline.fill_l2(port, next_hop, h.frame.data_mut()) {
+                let h = self.held.swap_remove(i);
+                self.queue_tx(io, port, h.frame);
+            } else if self.now_ms.saturating_sub(h.since_ms) > HOLD_MS {
+                let h = self.held.swap_remove(i);
+                self.pipeline.count_drop(DropReason::NeighUnresolved);
+                io.free(h.frame);
+            } else {
+                self.request_arp(io, port, next_hop);
+                i += 1;
+            }
+        }
+        let held = &self.held;
+        self.arp_sent.retain(|s| {
+            held.iter()
+                .any(|h| h.port == s.port && h.next_hop == s.next_hop)
+        });
+    }
+
+    fn flush<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io) {
+        for (port, batch) in self.tx.iter_mut().enumerate() {
+            if !batch.is_empty() {
+                transmit(&self.pipeline, io, port as u16, batch);
+            }
+        }
+    }
+}
+
+/// Transmits `batch` on `port` and empties it: what `io` did not take is freed as `tx_full`.
+fn transmit<Io: FrameIo>(pipeline: &Pipeline, io: &mut Io, port: u16, batch: &mut Vec<Io::Frame>) {
+    let queued = batch.len();
+    io.transmit(port, batch);
+    let sent = queued.saturating_sub(batch.len());
+    pipeline.count_tx(port, sent as u64);
+    for frame in batch.drain(..) {
+        pipeline.count_drop(DropReason::TxFull);
+        io.free(frame);
+    }
+}
+
+/// A frame in a byte buffer: `buf[..len]` is the frame, the rest of `buf` room it may grow into
+/// (an ICMP error built in its place). For tests, fuzzing and benchmarks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ByteFrame {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl ByteFrame {
+    /// The frame `buf[..len]` (`len` cut to the buffer), the rest of `buf` its room.
+    pub fn new(buf: Vec<u8>, len: usize) -> ByteFrame {
+        let len = len.min(buf.len());
+        ByteFrame { buf, len }
+    }
+
+    /// A copy of `frame` in a zeroed buffer of `size` bytes (at least the frame's length).
+    pub fn with_room(frame: &[u8], size: usize) -> ByteFrame {
+        let mut buf = frame.to_vec();
+        buf.resize(size.max(frame.len()), 0);
+        ByteFrame::new(buf, frame.len())
+    }
+
+    /// The frame's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or(&self.buf)
+    }
+
+    /// The whole buffer (frame and room), to write a new frame into; see [`ByteFrame::set_len`].
+    pub fn buf_mut(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+}
+
+impl FrameBuf for ByteFrame {
+    fn data(&self) -> &[u8] {
+        self.bytes()
+    }
+
+    fn data_mut(&mut self) -> &mut [u8] {
+        let len = self.len.min(self.buf.len());
+        self.buf.split_at_mut(len).0
+    }
+
+    fn data_with_room(&mut self) -> (&mut [u8], usize) {
+        (&mut self.buf, self.len)
+    }
+
+    fn set_len(&mut self, len: usize) -> bool {
+        let fits = len <= self.buf.len();
+        if fits {
+            self.len = len;
+        }
+        fits
+    }
+}
+
+/// A [`FrameIo`] over [`ByteFrame`]s: keeps the frames transmitted on each port, in order;
+/// allocates zeroed frames of `room` bytes.
+#[derive(Debug)]
+pub struct ByteIo {
+    /// The frames transmitted so far on each port (take them out as they are checked).
+    pub sent: Vec<Vec<ByteFrame>>,
+    /// The buffer size of an allocated frame; 0: allocation fails.
+    pub room: usize,
+    /// At most this many frames taken per transmit call (as a full TX ring).
+    pub tx_limit: usize,
+}
+
+impl ByteIo {
+    pub fn new(room: usize) -> ByteIo {
+        ByteIo {
+            sent: Vec::new(),
+            room,
+            tx_limit: usize::MAX,
+        }
+    }
+
+    /// The frames transmitted on `port` so far.
+    pub fn sent_on(&self, port: u16) -> &[ByteFrame] {
+        self.sent.get(usize::from(port)).map_or(&[], |s| s)
+    }
+
+    /// Forgets the frames transmitted so far.
+    pub fn clear(&mut self) {
+        self.sent.iter_mut().for_each(Vec::clear);
+    }
+}
+
+impl FrameIo for ByteIo {
+    type Frame = ByteFrame;
+
+    fn alloc(&mut self, _port: u16) -> Option<ByteFrame> {
+        (self.room > 0).then(|| ByteFrame::new(vec![0; self.room], 0))
+    }
+
+    fn transmit(&mut self, port: u16, batch: &mut Vec<ByteFrame>) {
+        let port = usize::from(port);
+        if self.sent.len() <= port {
+            self.sent.resize_with(port + 1, Vec::new);
+        }
+        let Some(sent) = self.sent.get_mut(port) else {
+            return;
+        };
+        if batch.len() <= self.tx_limit {
+            sent.append(batch);
+        } else {
+            sent.extend(batch.drain(..self.tx_limit));
+        }
+    }
+
+    fn free(&mut self, _frame: ByteFrame) {}
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,296 @@
+//! The per-worker pipeline context: the service snapshot and clock of the current burst, the
+//! worker's share of connection aging, its ICMP error budget, and the per-frame entry points.
+
+use super::icmp_error::ICMP_BURST;
+use super::{Action, Dataplane, Refusal};
+use crate::conntrack::{Dir, Tuple};
+use crate::packet::arp;
+use crate::packet::eth;
+use crate::packet::ipv4::{self, PROTO_TCP, PROTO_UDP};
+use crate::service::Snapshot;
+use crate::stats::{DropReason, Event, WorkerStats};
+use std::net::Ipv4Addr;
+use std::ops::Range;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Each worker ages its whole share of the connection table once in this many milliseconds,
+/// a share of it in each millisecond (see [`Pipeline::housekeeping`]).
+pub const AGING_SWEEP_MS: u64 = 2000;
+
+/// Frames of a burst [`Pipeline::prefetch_burst`] looks at (the rest are not prefetched).
+pub const PREFETCH_BURST: usize = 32;
+
+/// One worker's view of the dataplane. Not shared: each worker thread owns one.
+pub struct Pipeline {
+    pub(super) dp: Arc<Dataplane>,
+    index: usize,
+    pub(super) snap: Arc<Snapshot>,
+    pub(super) now: u64,
+    aging: Range<usize>,
+    aging_cursor: usize,
+    /// The millisecond of the last aging step.
+    aged_at: u64,
+    /// ICMP error token bucket: (tokens, last refill in ms).
+    pub(super) icmp_bucket: (u64, u64),
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+impl Pipeline {
+    /// The pipeline of worker `index` of `dp.workers()` (an index past the last one shares
+    /// counters with another worker; it works, but the counts may lose updates).
+    pub fn new(dp: Arc<Dataplane>, index: usize) -> Pipeline {
+        let snap = dp.snapshot();
+        let aging = dp.conns.slice(index, dp.workers);
+        Pipeline {
+            aging_cursor: aging.start,
+            aged_at: 0,
+            aging,
+            snap,
+            index,
+            dp,
+            now: 0,
+            icmp_bucket: (ICMP_BURST, 0),
+        }
+    }
+
+    /// Starts a burst at `now_ms`: picks up a new service snapshot if one was published.
+    pub fn begin_burst(&mut self, now_ms: u64) {
+        if now_ms != self.now {
+            self.now = now_ms;
+            self.dp.clock_ms.fetch_max(now_ms, Ordering::Relaxed);
+        }
+        let cur = self.dp.snapshot.load();
+        if !Arc::ptr_eq(&cur, &self.snap) {
+            // The old snapshot is kept alive by the service manager, so dropping it here frees
+            // nothing on this thread.
+            self.snap = arc_swap::Guard::into_inner(cur);
+        }
+    }
+
+    /// The generation of the service snapshot this worker uses now (the one `begin_burst`
+    /// picked up); for tests and the snapshot-visibility benchmark.
+    pub fn snapshot_generation(&self) -> u64 {
+        self.snap.generation
+    }
+
+    /// Prefetches the connection-table lines that `frames` (one burst, before any of it is
+    /// handled) will look up: every bucket first, then every entry, so that the misses of a
+    /// table larger than the cache overlap across the burst instead of stalling each packet
+    /// twice. Frames that are not plain TCP/UDP over IPv4 are skipped. A hint: handling the
+    /// frames afterwards gives the same result with or without it.
+    pub fn prefetch_burst(&self, frames: &[&[u8]]) {
+        let conns = &self.dp.conns;
+        let mut started = [None; PREFETCH_BURST];
+        for (p, f) in started.iter_mut().zip(frames) {
+            *p = peek_tuple(f).map(|t| conns.prefetch_bucket(&t));
+        }
+        for p in started.iter().flatten() {
+            conns.prefetch_entry(p);
+        }
+    }
+
+    /// Ages this worker's share of the connection table: once per millisecond, the share
+    /// of it due since the last step, so that all of it is looked at every `AGING_SWEEP_MS`
+    /// whatever the poll-loop rate. (A fixed number of entries per loop tied the sweep to how
+    /// fast the loop spins: an idle worker did little else, a busy one aged less often.)
+    /// Expired entries met by a lookup or an insert are removed there too.
+    pub fn housekeeping(&mut self, now_ms: u64) {
+        if now_ms == self.aged_at {
+            return;
+        }
+        let elapsed = now_ms.saturating_sub(self.aged_at).min(AGING_SWEEP_MS);
+        self.aged_at = now_ms;
+        let share = (self.aging.len() as u64)
+            .saturating_mul(elapsed)
+            .div_ceil(AGING_SWEEP_MS);
+        self.dp.conns.housekeeping(
+            self.aging.clone(),
+            &mut self.aging_cursor,
+            usize::try_from(share).unwrap_or(usize::MAX),
+            now_ms,
+        );
+    }
+
+    pub(super) fn stats(&self) -> &WorkerStats {
+        self.dp.stats.worker(self.index)
+    }
+
+    /// Counts a drop the burst driver decided on (TX ring full, no buffer, ...).
+    pub(crate) fn count_drop(&self, reason: DropReason) {
+        self.stats().drop(reason);
+    }
+
+    /// Counts `n` frames sent on `port`.
+    pub(crate) fn count_tx(&self, port: u16, n: u64) {
+        self.stats().tx(port, n);
+    }
+
+    /// Counts a frame received on `port` that the driver does not hand to `process_buf` (it
+    /// counts its drop too).
+    pub(crate) fn count_rx(&self, port: u16) {
+        self.stats().rx(port);
+    }
+
+    /// Counts an event the driver saw (e.g. [`Event::ArpRequests`] for each ARP request it
+    /// builds).
+    pub(crate) fn count_event(&self, ev: Event) {
+        self.stats().event(ev);
+    }
+
+    /// Handles one frame received on `in_port`, rewriting it in place: `process_buf` with no
+    /// room past the frame. See the module documentation.
+    pub fn process(&mut self, in_port: u16, frame: &mut [u8]) -> Action {
+        let len = frame.len();
+        self.process_buf(in_port, frame, len)
+    }
+
+    /// Handles the frame `buf[..len]` received on `in_port`; the bytes after `len` are room an
+    /// ICMP error built in place may grow into ([`Action::Reply`]). See the module
+    /// documentation.
+    pub fn process_buf(&mut self, in_port: u16, buf: &mut [u8], len: usize) -> Action {
+        let st = self.stats();
+        st.rx(in_port);
+        let Some(frame) = buf.get_mut(..len) else {
+            st.drop(DropReason::Truncated);
+            return Action::Drop;
+        };
+        match self.classify(in_port, frame) {
+            Ok(a) => a,
+            Err(Refusal::Drop(reason)) => {
+                st.drop(reason);
+                Action::Drop
+            }
+            Err(Refusal::Answer(reason, error)) => {
+                st.drop(reason);
+                self.icmp_error(in_port, buf, len, error)
+            }
+        }
+    }
+
+    /// Writes the L2 header for `next_hop` on `port` if its MAC is known now.
+    pub fn fill_l2(&self, port: u16, next_hop: Ipv4Addr, frame: &mut [u8]) -> bool {
+        let (Some(p), Some(mac)) = (
+            self.dp.ports.get(usize::from(port)),
+            self.dp.neigh.lookup(port, next_hop),
+        ) else {
+            return false;
+        };
+        eth::set_macs(frame, &mac, &p.mac).is_some()
+    }
+
+    /// Writes an ARP request for `target` out of `port` into `buf` (from the port's address on
+    /// the target's subnet, else its first address). Returns the bytes written, 0 if `buf` is
+    /// too small (60 bytes are needed) or the port is unknown.
+    pub fn arp_request(&self, port: u16, target: Ipv4Addr, buf: &mut [u8]) -> usize {
+        let Some(p) = self.dp.ports.get(usize::from(port)) else {
+            return 0;
+        };
+        let src = p
+            .addrs
+            .iter()
+            .find(|c| c.contains(target))
+            .or(p.addrs.first())
+            .map_or(Ipv4Addr::UNSPECIFIED, |c| c.addr);
+        arp::build_request(buf, p.mac, src, target)
+    }
+}
+
+/// Counts in `st` a packet of `bytes` NATed for real server `slot`, in direction `dir`.
+pub(super) fn count_dest(st: &WorkerStats, slot: u32, dir: Dir, bytes: u64) {
+    let Some(s) = st.slot(slot) else {
+        return;
+    };
+    match dir {
+        Dir::Inbound => {
+            s.in_pkts.add(1);
+            s.in_bytes.add(bytes);
+        }
+        Dir::Reply => {
+            s.out_pkts.add(1);
+            s.out_bytes.add(bytes);
+        }
+    }
+}
+
+/// The 5-tuple of a TCP or UDP over IPv4 frame (no VLAN tag, not a later fragment), read
+/// without any validation: only a prefetch hint, the pipeline checks everything later.
+#[inline]
+fn peek_tuple(frame: &[u8]) -> Option<Tuple> {
+    let ip = frame.get(eth::HDR_LEN..)?;
+    let ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
+    let (&vihl, &proto) = (ip.first()?, ip.get(9)?);
+    let frag = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]);
+    if ethertype != eth::ETHERTYPE_IPV4
+        || (proto != PROTO_TCP && proto != PROTO_UDP)
+        || frag & ipv4::FRAG_OFFSET_MASK != 0
+    {
+        return None;
+    }
+    let addr = |o: usize| -> Option<Ipv4Addr> {
+        let b: [u8; 4] = ip.get(o..o + 4)?.try_into().ok()?;
+        Some(Ipv4Addr::from(b))
+    };
+    let l4 = ip.get(usize::from(vihl & 0x0f) * 4..)?;
+    Some(Tuple {
+        proto,
+        src: addr(ipv4::OFF_SRC)?,
+        sport: u16::from_be_bytes([*l4.first()?, *l4.get(1)?]),
+        dst: addr(ipv4::OFF_DST)?,
+        dport: u16::from_be_bytes([*l4.get(2)?, *l4.get(3)?]),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    /// Ethernet + IPv4 (IHL `ihl`) + the first 4 bytes of a TCP/UDP header.
+    fn frame(ethertype: u16, ihl: u8, proto: u8, frag: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend(ethertype.to_be_bytes());
+        let mut ip = vec![0u8; usize::from(ihl) * 4];
+        ip[0] = 0x40 | ihl;
+        ip[6..8].copy_from_slice(&frag.to_be_bytes());
+        ip[9] = proto;
+        ip[12..16].copy_from_slice(&[198, 51, 100, 10]);
+        ip[16..20].copy_from_slice(&[198, 51, 100, 1]);
+        f.extend(ip);
+        f.extend([0x1f, 0x40, 0x00, 0x50]); // 8000 -> 80
+        f
+    }
+
+    #[test]
+    fn peek_tuple_reads_plain_tcp_and_udp_only() {
+        let want = |proto| Tuple {
+            proto,
+            src: Ipv4Addr::new(198, 51, 100, 10),
+            sport: 8000,
+            dst: Ipv4Addr::new(198, 51, 100, 1),
+            dport: 80,
+        };
+        assert_eq!(peek_tuple(&frame(0x0800, 5, 6, 0)), Some(want(6)));
+        assert_eq!(peek_tuple(&frame(0x0800, 5, 17, 0)), Some(want(17)));
+        // Options move the ports; DF and a first fragment (MF) do not matter.
+        assert_eq!(peek_tuple(&frame(0x0800, 7, 6, 0x4000)), Some(want(6)));
+        assert_eq!(peek_tuple(&frame(0x0800, 5, 17, 0x2000)), Some(want(17)));
+        // Not a flow lookup: ICMP, a later fragment, VLAN-tagged, ARP.
+        assert_eq!(peek_tuple(&frame(0x0800, 5, 1, 0)), None);
+        assert_eq!(peek_tuple(&frame(0x0800, 5, 17, 0x2001)), None);
+        assert_eq!(peek_tuple(&frame(0x8100, 5, 6, 0)), None);
+        assert_eq!(peek_tuple(&frame(0x0806, 5, 6, 0)), None);
+        // Every truncation is a None, never a panic.
+        let f = frame(0x0800, 7, 6, 0);
+        for n in 0..f.len() {
+            assert_eq!(peek_tuple(&f[..n]), None, "{n} bytes");
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The ICMP errors rvs originates as a router (RFC 1812): time exceeded and fragmentation
+//! needed, built in place of the frame they answer, rate-limited per worker.
+
+use super::{Action, Pipeline};
+use crate::packet::eth::{self, EthHdr};
+use crate::packet::icmp;
+use crate::packet::ipv4::Ipv4Hdr;
+use crate::stats::Event;
+
+/// ICMP errors each worker may originate per second (as Linux's icmp_msgs_per_sec), so that no
+/// flood of expiring or oversized packets is amplified.
+pub const ICMP_RATE_PER_SEC: u64 = 1000;
+/// Token bucket depth of that limit.
+pub const ICMP_BURST: u64 = 50;
+
+/// An ICMP error to send in place of the frame being dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct IcmpError {
+    icmp_type: u8,
+    code: u8,
+    /// The header's second word (next-hop MTU for fragmentation needed).
+    rest: u32,
+}
+
+impl IcmpError {
+    /// Time to live exceeded in transit.
+    pub(super) const TTL_EXCEEDED: IcmpError = IcmpError {
+        icmp_type: icmp::TYPE_TIME_EXCEEDED,
+        code: icmp::CODE_TTL_EXCEEDED,
+        rest: 0,
+    };
+
+    /// Fragmentation needed and DF set, with the egress MTU as next-hop MTU.
+    pub(super) fn frag_needed(mtu: usize) -> IcmpError {
+        IcmpError {
+            icmp_type: icmp::TYPE_DEST_UNREACH,
+            code: icmp::CODE_FRAG_NEEDED,
+            rest: u32::try_from(mtu).unwrap_or(0) & 0xffff,
+        }
+    }
+}
+
+impl Pipeline {
+    /// Builds the ICMP error `p` about the (unchanged) frame `buf[..len]` in its place, if
+    /// RFC 1812 and the rate limit allow.
+    pub(super) fn icmp_error(
+        &mut self,
+        in_port: u16,
+        buf: &mut [u8],
+        len: usize,
+        p: IcmpError,
+    ) -> Action {
+        let Some(port) = self.dp.ports.get(usize::from(in_port)) else {
+            return Action::Drop;
+        };
+        let Some(frame) = buf.get(..len) else {
+            return Action::Drop;
+        };
+        let (Some(eth), Some(l3)) = (EthHdr::parse(frame), frame.get(eth::HDR_LEN..)) else {
+            return Action::Drop;
+        };
+        let Ok(ip) = Ipv4Hdr::parse_any(l3) else {
+            return Action::Drop;
+        };
+        // Never to a group or special address, never about ICMP errors or later fragments,
+        // never to ourselves.
+        if eth::is_multicast(&eth.src)
+            || self.dp.is_martian(ip.src)
+            || self.dp.is_local(ip.src)
+            || self.snap.is_vip(ip.src)
+            || !icmp::may_answer(l3, &ip)
+        {
+            return Action::Drop;
+        }
+        let src = if self.dp.is_local(ip.dst) || self.snap.is_vip(ip.dst) {
+            Some(ip.dst)
+        } else {
+            port.addrs
+                .iter()
+                .find(|c| c.contains(ip.src))
+                .or(port.addrs.first())
+                .map(|c| c.addr)
+        };
+        let Some(src) = src else {
+            return Action::Drop;
+        };
+        let src_mac = port.mac;
+        if !self.icmp_token() {
+            self.stats().event(Event::IcmpRateLimited);
+            return Action::Drop;
+        }
+        let spec = icmp::ErrorSpec {
+            icmp_type: p.icmp_type,
+            code: p.code,
+            rest: p.rest,
+            src,
+            src_mac,
+        };
+        match icmp::build_error_in_place(buf, len, &ip, &spec) {
+            Some(n) => {
+                self.stats()
+                    .event(if p.icmp_type == icmp::TYPE_TIME_EXCEEDED {
+                        Event::IcmpTimeExceeded
+                    } else {
+                        Event::IcmpFragNeeded
+                    });
+                Action::Reply {
+                    port: in_port,
+                    len: n,
+                }
+            }
+            None => Action::Drop,
+        }
+    }
+
+    /// Takes one token from the ICMP error bucket, refilled at [`ICMP_RATE_PER_SEC`].
+    fn icmp_token(&mut self) -> bool {
+        let (mut tokens, mut last) = self.icmp_bucket;
+        let add = self
+            .now
+            .saturating_sub(last)
+            .saturating_mul(ICMP_RATE_PER_SEC)
+            / 1000;
+        if add > 0 || self.now < last {
+            tokens = tokens.saturating_add(add).min(ICMP_BURST);
+            last = self.now;
+        }
+        let ok = tokens > 0;
+        if ok {
+            tokens -= 1;
+        }
+        self.icmp_bucket = (tokens, last);
+        ok
+    }
+}

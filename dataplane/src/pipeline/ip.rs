@@ -1,0 +1,148 @@
+//! The IPv4 stage: header checks, martians, sender learning, then by protocol; and fragments:
+//! a first fragment takes the normal path and its decision is recorded, later ones follow it.
+
+use super::context::count_dest;
+use super::{Action, Pipeline, PortSetup, Refusal};
+use crate::conntrack::Dir;
+use crate::frag::{FragInsert, FragKey, FragVerdict};
+use crate::packet::eth::{self, EthHdr};
+use crate::packet::ipv4::{self, Ipv4Hdr, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::packet::l4::Side;
+use crate::packet::ParseError;
+use crate::stats::{DropReason, Event};
+
+impl Pipeline {
+    /// An IPv4 frame for one of our MACs.
+    pub(super) fn ipv4(
+        &self,
+        in_port: u16,
+        port: &PortSetup,
+        hdr: &EthHdr,
+        frame: &mut [u8],
+    ) -> Result<Action, Refusal> {
+        let l3 = frame.get_mut(eth::HDR_LEN..).ok_or(DropReason::Truncated)?;
+        let ip = Ipv4Hdr::parse_any(l3).map_err(ip_error)?;
+        // Our own addresses and the VIPs are never a source from outside (as Linux's martian
+        // source check): a land attack or a loop (an echo request from the VIP to the VIP
+        // would be answered).
+        if self.dp.is_martian(ip.src)
+            || self.dp.is_martian(ip.dst)
+            || self.dp.is_local(ip.src)
+            || self.snap.is_vip(ip.src)
+        {
+            return Err(DropReason::Martian.into());
+        }
+        // A sender on one of our links is learned as if it had sent ARP: from every packet
+        // that connection tracking does not handle, and from a TCP/UDP packet only when it
+        // finds no connection (`tcp_udp`): established flows skip the neighbour lookup.
+        let learn = || {
+            if port.on_link(ip.src)
+                && !self.dp.is_local(ip.src)
+                && self.dp.neigh.lookup(in_port, ip.src) != Some(hdr.src)
+            {
+                self.dp.neigh.learn(in_port, ip.src, hdr.src);
+            }
+        };
+        let tcp_udp = ip.proto == PROTO_TCP || ip.proto == PROTO_UDP;
+        if !tcp_udp || ip.frag_offset() != 0 {
+            learn();
+        }
+        if ip.has_options() {
+            // Options are kept as they are, as the kernel's NAT does.
+            self.stats().event(Event::IpOptions);
+        }
+        let vip = self.snap.is_vip(ip.dst);
+        let ours = vip || self.dp.is_local(ip.dst);
+        if ip.is_fragment() {
+            if ours && !(vip && tcp_udp) {
+                // For rvs itself (a fragmented ping to a VIP, anything to the DIP): rvs
+                // reassembles nothing.
+                return Err(DropReason::Fragment.into());
+            }
+            if ip.frag_offset() != 0 {
+                return self.later_fragment(frame, &ip, ours);
+            }
+            if !tcp_udp {
+                return self.forward(frame, &ip);
+            }
+        }
+        match ip.proto {
+            PROTO_TCP | PROTO_UDP => self.tcp_udp(frame, &ip, learn),
+            PROTO_ICMP => self.icmp(in_port, port, hdr, frame, &ip, ours),
+            _ if vip => Err(DropReason::UnknownProto.into()),
+            _ if ours => Err(DropReason::Local.into()),
+            _ => self.forward(frame, &ip),
+        }
+    }
+
+    /// A fragment at a non-zero offset: it follows the decision taken for its first fragment.
+    fn later_fragment(
+        &self,
+        frame: &mut [u8],
+        ip: &Ipv4Hdr,
+        ours: bool,
+    ) -> Result<Action, Refusal> {
+        if ip.proto == PROTO_TCP && ip.frag_offset() == 8 {
+            // RFC 1858: a TCP fragment at offset 8 can only mean to overwrite the TCP header.
+            return Err(DropReason::BadFragment.into());
+        }
+        let key = frag_key(ip);
+        let (side, addr, dst, slot, dir) = match self.dp.frags.lookup(&key, self.now) {
+            Some(FragVerdict::Route) if !ours => return self.forward(frame, ip),
+            Some(FragVerdict::Dnat { addr, slot }) => (Side::Dst, addr, addr, slot, Dir::Inbound),
+            Some(FragVerdict::Snat { addr, slot }) => (Side::Src, addr, ip.dst, slot, Dir::Reply),
+            _ => return Err(DropReason::FragNoFirst.into()),
+        };
+        if ip.ttl <= 1 {
+            return Err(DropReason::TtlExpired.into());
+        }
+        let (out, next_hop) = self.egress(dst, ip)?;
+        let l3 = frame.get_mut(eth::HDR_LEN..).ok_or(DropReason::Truncated)?;
+        let off = match side {
+            Side::Src => ipv4::OFF_SRC,
+            Side::Dst => ipv4::OFF_DST,
+        };
+        ipv4::rewrite_addr_dec_ttl(l3, off, addr).ok_or(DropReason::Malformed)?;
+        let st = self.stats();
+        count_dest(st, slot, dir, ip.total_len as u64);
+        st.event(Event::FragFollowed);
+        Ok(self.l2_out(frame, out, next_hop))
+    }
+
+    /// Records the decision for a first fragment's datagram.
+    pub(super) fn record_fragment(&self, ip: &Ipv4Hdr, verdict: FragVerdict) {
+        if !ip.is_fragment() {
+            return;
+        }
+        let key = frag_key(ip);
+        let st = self.stats();
+        st.event(Event::FragFirst);
+        match self.dp.frags.insert(&key, verdict, self.now) {
+            FragInsert::Stored => {}
+            FragInsert::Evicted | FragInsert::Busy => st.event(Event::FragEvicted),
+        }
+    }
+}
+
+/// The drop reason for an IPv4 header `Ipv4Hdr::parse_any` refused.
+fn ip_error(e: ParseError) -> DropReason {
+    match e {
+        ParseError::Truncated => DropReason::Truncated,
+        ParseError::BadVersion => DropReason::BadVersion,
+        ParseError::BadHeaderLen => DropReason::BadHeaderLen,
+        ParseError::BadTotalLen => DropReason::BadTotalLen,
+        ParseError::BadChecksum => DropReason::BadChecksum,
+        ParseError::Fragment => DropReason::Fragment,
+        ParseError::Unsupported => DropReason::Malformed,
+    }
+}
+
+/// The datagram a fragment belongs to.
+fn frag_key(ip: &Ipv4Hdr) -> FragKey {
+    FragKey {
+        src: ip.src,
+        dst: ip.dst,
+        proto: ip.proto,
+        id: ip.id,
+    }
+}

@@ -1,0 +1,209 @@
+//! The state every worker shares: ports, routes, neighbours, connections, persistence
+//! templates, fragment decisions, the service snapshot and the counters.
+
+use crate::conntrack::ConnTable;
+use crate::frag::{FragTable, FRAG_SLOTS};
+use crate::neigh::NeighTable;
+use crate::persist::Persist;
+use crate::service::{Snapshot, MAX_DESTS};
+use crate::stats::Stats;
+use arc_swap::ArcSwap;
+use control::config::{Cidr, PortRole};
+use control::model::Timeouts;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Neighbour table slots.
+const NEIGH_CAPACITY: usize = 4096;
+
+/// One port as the pipeline sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSetup {
+    pub name: String,
+    pub mac: [u8; 6],
+    pub role: PortRole,
+    /// The port's own addresses; each makes its subnet directly reachable through the port.
+    pub addrs: Vec<Cidr>,
+    /// Next hop for destinations outside every port's subnets.
+    pub gateway: Option<Ipv4Addr>,
+    pub mtu: u16,
+}
+
+impl PortSetup {
+    pub(super) fn owns(&self, ip: Ipv4Addr) -> bool {
+        self.addrs.iter().any(|c| c.addr == ip)
+    }
+
+    pub(super) fn on_link(&self, ip: Ipv4Addr) -> bool {
+        self.addrs.iter().any(|c| c.contains(ip))
+    }
+
+    pub(super) fn holds_vips(&self) -> bool {
+        self.role != PortRole::Internal
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DataplaneConfig {
+    /// Index in this list = the port number `process` and `Action` use.
+    pub ports: Vec<PortSetup>,
+    pub conn_capacity: usize,
+    pub timeouts: Timeouts,
+    /// Number of workers (each calls `Pipeline::new` with its index `0..workers`).
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Route {
+    net: u32,
+    mask: u32,
+    port: u16,
+}
+
+/// Everything the workers share: ports, routes, neighbours, connections, services, counters.
+pub struct Dataplane {
+    pub(super) ports: Vec<PortSetup>,
+    /// Connected subnets, longest prefix first.
+    routes: Vec<Route>,
+    gateway: Option<(u16, Ipv4Addr)>,
+    pub(super) neigh: NeighTable,
+    pub(super) conns: ConnTable,
+    /// Persistence templates (`-p`).
+    pub(super) persist: Persist,
+    pub(super) frags: FragTable,
+    pub(super) snapshot: ArcSwap<Snapshot>,
+    pub(super) stats: Stats,
+    pub(super) workers: usize,
+    /// The latest `now_ms` a worker reported, for the control side (`-L -c` expiry times).
+    pub(super) clock_ms: AtomicU64,
+}
+
+impl std::fmt::Debug for Dataplane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dataplane")
+            .field("ports", &self.ports)
+            .field("conns", &self.conns)
+            .field("workers", &self.workers)
+            .finish()
+    }
+}
+
+impl Dataplane {
+    /// Sets up the shared state. Degenerate sizes are clamped (at least one worker, a
+    /// connection table of at least one entry); ports past `u16::MAX` are ignored.
+    pub fn new(cfg: DataplaneConfig) -> Arc<Dataplane> {
+        let mut ports = cfg.ports;
+        ports.truncate(usize::from(u16::MAX));
+        let mut routes: Vec<(u8, Route)> = Vec::new();
+        for (i, p) in ports.iter().enumerate() {
+            for c in &p.addrs {
+                let mask = c.mask();
+                routes.push((
+                    c.prefix_len,
+                    Route {
+                        net: u32::from(c.addr) & mask,
+                        mask,
+                        port: i as u16,
+                    },
+                ));
+            }
+        }
+        // Longest prefix first; equal prefixes keep port order.
+        routes.sort_by_key(|r| std::cmp::Reverse(r.0));
+        let gateway = ports
+            .iter()
+            .enumerate()
+            .find_map(|(i, p)| p.gateway.map(|g| (i as u16, g)));
+        let workers = cfg.workers.max(1);
+        Arc::new(Dataplane {
+            stats: Stats::new(
+                workers,
+                ports.iter().map(|p| p.name.clone()).collect(),
+                MAX_DESTS,
+            ),
+            routes: routes.into_iter().map(|(_, r)| r).collect(),
+            gateway,
+            neigh: NeighTable::new(NEIGH_CAPACITY),
+            conns: ConnTable::new(cfg.conn_capacity, MAX_DESTS, &cfg.timeouts),
+            persist: Persist::new((cfg.conn_capacity / 4).clamp(1024, 1 << 22)),
+            frags: FragTable::new(FRAG_SLOTS),
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            ports,
+            workers,
+            clock_ms: AtomicU64::new(0),
+        })
+    }
+
+    pub fn ports(&self) -> &[PortSetup] {
+        &self.ports
+    }
+
+    pub fn conns(&self) -> &ConnTable {
+        &self.conns
+    }
+
+    pub fn neigh(&self) -> &NeighTable {
+        &self.neigh
+    }
+
+    /// The persistence templates (`-p`).
+    pub fn persist(&self) -> &Persist {
+        &self.persist
+    }
+
+    /// The fragment table (decisions for the later fragments of datagrams).
+    pub fn frags(&self) -> &FragTable {
+        &self.frags
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// The current service snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Publishes a new service snapshot; returns the previous one.
+    pub(crate) fn publish(&self, s: Arc<Snapshot>) -> Arc<Snapshot> {
+        self.snapshot.swap(s)
+    }
+
+    /// The workers' clock as last seen by a worker (0 before the first burst).
+    pub fn now_ms(&self) -> u64 {
+        self.clock_ms.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn is_local(&self, ip: Ipv4Addr) -> bool {
+        self.ports.iter().any(|p| p.owns(ip))
+    }
+
+    /// Egress port and next hop for `dst`.
+    pub(super) fn route(&self, dst: Ipv4Addr) -> Option<(u16, Ipv4Addr)> {
+        let d = u32::from(dst);
+        self.routes
+            .iter()
+            .find(|r| d & r.mask == r.net)
+            .map(|r| (r.port, dst))
+            .or(self.gateway)
+    }
+
+    /// Never routed: unspecified, loopback, multicast, class E/broadcast, or the broadcast
+    /// address of one of our subnets.
+    pub(super) fn is_martian(&self, ip: Ipv4Addr) -> bool {
+        let o = ip.octets();
+        o[0] == 0
+            || o[0] == 127
+            || o[0] >= 224
+            || self
+                .routes
+                .iter()
+                .any(|r| r.mask < 0xffff_fffe && u32::from(ip) == r.net | !r.mask)
+    }
+}

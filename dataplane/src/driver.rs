@@ -13,16 +13,26 @@
 //! [`HOLD_MS`] each) while ARP requests go out ([`ARP_RETRY_MS`] apart per next hop), as a
 //! kernel's neighbour queue does, so that the first SYN to a real server is not lost.
 //!
+//! Later fragments that arrive before their datagram's first fragment has passed (the
+//! pipeline's [`Action::AwaitFirstFragment`]) wait the same way in a second queue of their own
+//! ([`FRAG_HOLD_CAPACITY`] frames, at most [`FRAG_HOLD_MS`] each): every poll loop offers them
+//! to [`Pipeline::retry_fragment`], which finds the decision once the first fragment has passed
+//! on any worker (the fragment table is shared), and they go out as their first fragment did.
+//! A fragment still waiting after [`FRAG_HOLD_MS`] is dropped as `frag_no_first`; one that
+//! finds the queue full as `frag_hold_full`. The kernel reassembles before its lookup and so
+//! takes fragments in any order; this gives rvs the same for the reordering seen in practice
+//! without reassembling anything.
+//!
 //! No allocation (the batches and queues are sized at creation), no locks, no syscalls: the
 //! [`FrameIo`] decides what allocating and transmitting cost.
 //!
 //! Accounting: the pipeline counts every frame it is handed (rx) and every drop it decides; the
 //! driver counts a frame it cannot hand over (rx and `drop.multi_segment`), every frame sent
 //! (tx, per port), every frame it gives up (`drop.tx_full`, `drop.hold_queue_full`,
-//! `drop.neigh_unresolved`, `drop.mbuf_alloc`, ...) and every ARP request it generates
-//! (`arp_requests`). So, at any time,
+//! `drop.neigh_unresolved`, `drop.frag_no_first` and `drop.frag_hold_full` for held fragments,
+//! `drop.mbuf_alloc`, ...) and every ARP request it generates (`arp_requests`). So, at any time,
 //! `rx_packets + arp_requests + icmp_time_exceeded_sent + icmp_frag_needed_sent = tx_packets +
-//! sum(drop.*) + held()`, where [`BurstDriver::held`] is the frames in the hold queue. Only
+//! sum(drop.*) + held()`, where [`BurstDriver::held`] is the frames in both hold queues. Only
 //! [`BurstDriver::shutdown`] frees frames uncounted.
 //!
 //! ```
@@ -62,6 +72,7 @@
 
 use crate::pipeline::{Action, Dataplane, Pipeline, PREFETCH_BURST};
 use crate::stats::{DropReason, Event};
+use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -73,6 +84,15 @@ pub const HOLD_CAPACITY: usize = 64;
 pub const HOLD_MS: u64 = 1000;
 /// Gap between ARP requests for the same next hop.
 pub const ARP_RETRY_MS: u64 = 200;
+/// Later fragments waiting for their first fragment, per worker.
+pub const FRAG_HOLD_CAPACITY: usize = 64;
+/// How long a later fragment waits for its first fragment's decision before it is dropped
+/// (`frag_no_first`). A sender puts a datagram's fragments on the wire back to back, so a
+/// first fragment overtaken on the way is microseconds to milliseconds behind; half a second
+/// covers that a hundred times over, while a fragment whose first is lost for good (or a
+/// flood of such fragments) gives its buffer back four times sooner than the fragment table
+/// forgets a decision ([`crate::frag::FRAG_TIMEOUT_MS`]), which a held fragment never needs.
+pub const FRAG_HOLD_MS: u64 = 500;
 
 /// A frame buffer the driver can hand to the pipeline: an mbuf in rvsd, [`ByteFrame`]
 /// elsewhere. Freeing is the [`FrameIo`]'s job, not `Drop`'s.
@@ -104,12 +124,92 @@ pub trait FrameIo {
     fn free(&mut self, frame: Self::Frame);
 }
 
-/// A frame waiting for its next hop's MAC.
-struct Held<F> {
+/// A frame waiting for something (`W`): its next hop's MAC, or its first fragment's decision.
+struct Held<F, W> {
     frame: F,
+    waits_for: W,
+    since_ms: u64,
+}
+
+/// What a frame in the ARP hold waits for: the MAC of `next_hop` on `port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct NextHop {
     port: u16,
     next_hop: Ipv4Addr,
-    since_ms: u64,
+}
+
+/// A bounded queue of frames that wait for something, each at most `max_wait_ms`; sized at
+/// creation, never grown. The driver has two: frames waiting for their next hop's MAC (the
+/// ARP hold) and later fragments waiting for their first fragment's decision (the fragment
+/// hold), each with its own room, so that a flood of one kind never takes the other's.
+struct HoldQueue<F, W> {
+    held: VecDeque<Held<F, W>>,
+    capacity: usize,
+    max_wait_ms: u64,
+}
+
+/// Whether a held frame has waited longer than its queue's `max_wait_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waited {
+    InTime,
+    Overdue,
+}
+
+impl<F, W: Copy> HoldQueue<F, W> {
+    fn new(capacity: usize, max_wait_ms: u64) -> Self {
+        HoldQueue {
+            held: VecDeque::with_capacity(capacity),
+            capacity,
+            max_wait_ms,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    fn frames(&self) -> impl Iterator<Item = &F> {
+        self.held.iter().map(|h| &h.frame)
+    }
+
+    /// Queues `frame` at `now_ms`; gives it back if the queue is full.
+    fn push(&mut self, frame: F, waits_for: W, now_ms: u64) -> Result<(), F> {
+        if self.held.len() >= self.capacity {
+            return Err(frame);
+        }
+        self.held.push_back(Held {
+            frame,
+            waits_for,
+            since_ms: now_ms,
+        });
+        Ok(())
+    }
+
+    /// Offers every held frame, oldest first, to `step`, saying whether it has waited too
+    /// long; a frame `step` gives back stays, in order. No allocation.
+    fn retry(&mut self, now_ms: u64, mut step: impl FnMut(F, W, Waited) -> Option<F>) {
+        for _ in 0..self.held.len() {
+            let Some(h) = self.held.pop_front() else {
+                break;
+            };
+            let waited = if now_ms.saturating_sub(h.since_ms) > self.max_wait_ms {
+                Waited::Overdue
+            } else {
+                Waited::InTime
+            };
+            if let Some(frame) = step(h.frame, h.waits_for, waited) {
+                self.held.push_back(Held { frame, ..h });
+            }
+        }
+    }
+
+    fn waits_for(&self) -> impl Iterator<Item = W> + '_ {
+        self.held.iter().map(|h| h.waits_for)
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = F> + '_ {
+        self.held.drain(..).map(|h| h.frame)
+    }
 }
 
 /// The last ARP request for a next hop that frames are held for.
@@ -125,7 +225,10 @@ pub struct BurstDriver<F> {
     now_ms: u64,
     /// One TX batch per port, sent in `finish` or when full.
     tx: Vec<Vec<F>>,
-    held: Vec<Held<F>>,
+    /// Frames waiting for their next hop's MAC.
+    arp_hold: HoldQueue<F, NextHop>,
+    /// Later fragments waiting for their first fragment's decision.
+    frag_hold: HoldQueue<F, ()>,
     arp_sent: Vec<ArpSent>,
 }
 
@@ -133,7 +236,8 @@ impl<F> std::fmt::Debug for BurstDriver<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BurstDriver")
             .field("pipeline", &self.pipeline)
-            .field("held", &self.held.len())
+            .field("arp_hold", &self.arp_hold.len())
+            .field("frag_hold", &self.frag_hold.len())
             .finish()
     }
 }
@@ -144,12 +248,13 @@ impl<F: FrameBuf> BurstDriver<F> {
         let ports = dp.ports().len();
         // Room for a burst from every port, one generated frame per received one, and every
         // held frame released at once: a batch is only sent early if something is amiss.
-        let tx_cap = BURST * (ports + 1) + HOLD_CAPACITY;
+        let tx_cap = BURST * (ports + 1) + HOLD_CAPACITY + FRAG_HOLD_CAPACITY;
         BurstDriver {
             pipeline: Pipeline::new(dp, index),
             now_ms: 0,
             tx: (0..ports).map(|_| Vec::with_capacity(tx_cap)).collect(),
-            held: Vec::with_capacity(HOLD_CAPACITY),
+            arp_hold: HoldQueue::new(HOLD_CAPACITY, HOLD_MS),
+            frag_hold: HoldQueue::new(FRAG_HOLD_CAPACITY, FRAG_HOLD_MS),
             arp_sent: Vec::with_capacity(HOLD_CAPACITY),
         }
     }
@@ -158,14 +263,19 @@ impl<F: FrameBuf> BurstDriver<F> {
         &self.pipeline
     }
 
-    /// Frames waiting for their next hop's MAC.
+    /// Frames held: waiting for their next hop's MAC or for their first fragment's decision.
     pub fn held(&self) -> usize {
-        self.held.len()
+        self.arp_hold.len() + self.frag_hold.len()
     }
 
-    /// The frames waiting for their next hop's MAC, oldest first until `finish` reorders them.
+    /// Later fragments waiting for their first fragment's decision.
+    pub fn held_fragments(&self) -> usize {
+        self.frag_hold.len()
+    }
+
+    /// The frames waiting for their next hop's MAC, oldest first.
     pub fn held_frames(&self) -> impl Iterator<Item = &F> {
-        self.held.iter().map(|h| &h.frame)
+        self.arp_hold.frames()
     }
 
     /// Starts a poll loop at `now_ms` (see [`Pipeline::begin_burst`]).
@@ -218,6 +328,13 @@ impl<F: FrameBuf> BurstDriver<F> {
         }
         let (buf, len) = frame.data_with_room();
         let action = self.pipeline.process_buf(in_port, buf, len);
+        self.dispatch(io, frame, action);
+        action
+    }
+
+    /// Does what the pipeline decided with `frame`.
+    #[inline]
+    fn dispatch<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io, mut frame: F, action: Action) {
         match action {
             Action::Tx(port) => self.queue_tx(io, port, frame),
             Action::Reply { port, len } => {
@@ -229,15 +346,20 @@ impl<F: FrameBuf> BurstDriver<F> {
                 }
             }
             Action::Hold { port, next_hop } => self.hold(io, frame, port, next_hop),
+            Action::AwaitFirstFragment => self.hold_fragment(io, frame),
             Action::Drop => io.free(frame),
         }
-        action
     }
 
-    /// Ends a poll loop: retries the held frames (sent once their next hop is known, dropped
-    /// after [`HOLD_MS`]), transmits every TX batch, ages the connection table.
+    /// Ends a poll loop: retries the held fragments (sent once their first fragment's decision
+    /// is recorded, dropped after [`FRAG_HOLD_MS`]) and the frames held for ARP (sent once
+    /// their next hop is known, dropped after [`HOLD_MS`]), transmits every TX batch, ages the
+    /// connection table.
     pub fn finish<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io) {
-        if !self.held.is_empty() {
+        if self.frag_hold.len() > 0 {
+            self.retry_fragments(io);
+        }
+        if self.arp_hold.len() > 0 {
             self.retry_held(io);
         }
         self.flush(io);
@@ -247,8 +369,8 @@ impl<F: FrameBuf> BurstDriver<F> {
     /// At shutdown: transmits what is batched and frees what is held (uncounted).
     pub fn shutdown<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io) {
         self.flush(io);
-        for h in self.held.drain(..) {
-            io.free(h.frame);
+        for frame in self.arp_hold.drain().chain(self.frag_hold.drain()) {
+            io.free(frame);
         }
         self.arp_sent.clear();
     }
@@ -273,18 +395,46 @@ impl<F: FrameBuf> BurstDriver<F> {
         port: u16,
         next_hop: Ipv4Addr,
     ) {
-        if self.held.len() == HOLD_CAPACITY {
+        if let Err(frame) = self
+            .arp_hold
+            .push(frame, NextHop { port, next_hop }, self.now_ms)
+        {
             self.pipeline.count_drop(DropReason::HoldQueueFull);
             io.free(frame);
             return;
         }
-        self.held.push(Held {
-            frame,
-            port,
-            next_hop,
-            since_ms: self.now_ms,
-        });
         self.request_arp(io, port, next_hop);
+    }
+
+    /// Holds a later fragment that came before its first fragment's decision.
+    fn hold_fragment<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io, frame: F) {
+        match self.frag_hold.push(frame, (), self.now_ms) {
+            Ok(()) => self.pipeline.count_event(Event::FragHeld),
+            Err(frame) => {
+                self.pipeline.count_drop(DropReason::FragHoldFull);
+                io.free(frame);
+            }
+        }
+    }
+
+    /// Offers every held fragment to the pipeline again: the decision its first fragment
+    /// recorded meanwhile (on any worker) sends it on; one that has waited more than
+    /// [`FRAG_HOLD_MS`] without is dropped as `frag_no_first`.
+    fn retry_fragments<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io) {
+        // Taken out for the walk (no allocation), so that the step may use the rest of self.
+        let mut hold = std::mem::replace(&mut self.frag_hold, HoldQueue::new(0, 0));
+        hold.retry(self.now_ms, |mut frame, (), waited| {
+            match (self.pipeline.retry_fragment(frame.data_mut()), waited) {
+                (Action::AwaitFirstFragment, Waited::InTime) => return Some(frame),
+                (Action::AwaitFirstFragment, Waited::Overdue) => {
+                    self.pipeline.count_drop(DropReason::FragNoFirst);
+                    io.free(frame);
+                }
+                (action, _) => self.dispatch(io, frame, action),
+            }
+            None
+        });
+        self.frag_hold = hold;
     }
 
     /// Sends an ARP request for `next_hop` unless one went out less than [`ARP_RETRY_MS`] ago.
@@ -326,26 +476,34 @@ impl<F: FrameBuf> BurstDriver<F> {
         self.queue_tx(io, port, req);
     }
 
+    /// Sends the held frames whose next hop is known now, drops those that waited more than
+    /// [`HOLD_MS`] (`neigh_unresolved`), asks again for the rest.
     fn retry_held<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io) {
-        let mut i = 0;
-        while let Some(h) = self.held.get_mut(i) {
-            let (port, next_hop) = (h.port, h.next_hop);
-            if self.pipeline.fill_l2(port, next_hop, h.frame.data_mut()) {
-                let h = self.held.swap_remove(i);
-                self.queue_tx(io, port, h.frame);
-            } else if self.now_ms.saturating_sub(h.since_ms) > HOLD_MS {
-                let h = self.held.swap_remove(i);
-                self.pipeline.count_drop(DropReason::NeighUnresolved);
-                io.free(h.frame);
-            } else {
-                self.request_arp(io, port, next_hop);
-                i += 1;
-            }
+        // Taken out for the walk (no allocation), so that the step may use the rest of self.
+        let mut hold = std::mem::replace(&mut self.arp_hold, HoldQueue::new(0, 0));
+        hold.retry(
+            self.now_ms,
+            |mut frame, NextHop { port, next_hop }, waited| {
+                if self.pipeline.fill_l2(port, next_hop, frame.data_mut()) {
+                    self.queue_tx(io, port, frame);
+                } else if waited == Waited::Overdue {
+                    self.pipeline.count_drop(DropReason::NeighUnresolved);
+                    io.free(frame);
+                } else {
+                    return Some(frame);
+                }
+                None
+            },
+        );
+        // Ask again (at most every ARP_RETRY_MS) for those still waiting.
+        for NextHop { port, next_hop } in hold.waits_for() {
+            self.request_arp(io, port, next_hop);
         }
-        let held = &self.held;
+        self.arp_hold = hold;
+        let hold = &self.arp_hold;
         self.arp_sent.retain(|s| {
-            held.iter()
-                .any(|h| h.port == s.port && h.next_hop == s.next_hop)
+            hold.waits_for()
+                .any(|w| w.port == s.port && w.next_hop == s.next_hop)
         });
     }
 

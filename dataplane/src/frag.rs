@@ -6,7 +6,9 @@
 //! later fragment with that key gets the same decision: the same address rewrite and so the same
 //! real server. The L4 checksum lives in the first fragment only and is adjusted there, as for a
 //! whole packet. A later fragment whose first fragment was not seen (lost, dropped, or overtaken
-//! in flight) finds no entry and is dropped and counted: rvs never guesses where it belongs.
+//! in flight) finds no entry: the burst driver holds it briefly and looks again every poll loop
+//! (see [`crate::driver`]), and drops and counts it if no decision comes: rvs never guesses
+//! where it belongs.
 //!
 //! The table is shared by all workers (RSS may hash a datagram's fragments onto other queues than
 //! its connection's packets; with `RTE_ETH_RSS_FRAG_IPV4` most NICs hash all fragments of one

@@ -73,8 +73,9 @@ named_enum! {
         /// An IPv4 fragment addressed to rvs itself (rvs reassembles nothing for its own
         /// addresses: fragmented pings to a VIP, ...).
         Fragment = "fragment",
-        /// A non-first fragment whose first fragment was not seen (lost, dropped, not yet
-        /// arrived, or its decision expired): see `frag`.
+        /// A non-first fragment whose first fragment's decision did not come while it was held
+        /// (lost, dropped, later than the hold's wait, or its decision expired): see `frag` and
+        /// `driver`.
         FragNoFirst = "frag_no_first",
         /// A fragment rvs refuses: a first fragment too short for its TCP/UDP header, or a TCP
         /// fragment at offset 8 (RFC 1858 overlap attack).
@@ -124,6 +125,9 @@ named_enum! {
         NeighUnresolved = "neigh_unresolved",
         /// The TX ring stayed full.
         TxFull = "tx_full",
+        /// A later fragment that arrived before its first fragment's decision, dropped because
+        /// the worker's fragment hold was full (see `driver`).
+        FragHoldFull = "frag_hold_full",
     }
 }
 
@@ -157,6 +161,10 @@ named_enum! {
         /// Fragment decisions that replaced a live one (fragment table bucket full) or could
         /// not be recorded (bucket busy).
         FragEvicted = "frag_evicted",
+        /// Later fragments that arrived before their first fragment's decision and were held
+        /// for it (then sent as `frag_followed`, or dropped as `frag_no_first` or
+        /// `frag_hold_full`).
+        FragHeld = "frag_held",
     }
 }
 

@@ -9,7 +9,7 @@
 use control::cli::{parse_args, Change, Command};
 use control::model::Timeouts;
 use control::proto::{Request, Response};
-use dataplane::driver::{BurstDriver, ByteFrame, ByteIo};
+use dataplane::driver::{BurstDriver, ByteFrame, ByteIo, FRAG_HOLD_CAPACITY, FRAG_HOLD_MS};
 use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, ICMP_BURST, ICMP_RATE_PER_SEC};
 use dataplane::service::ServiceManager;
 use dataplane::stats::{DropReason, Event};
@@ -125,6 +125,29 @@ impl Lab {
 
     fn events(&self, e: Event) -> u64 {
         self.dp.stats().events(e)
+    }
+
+    /// One poll loop of the driver with `frames` received on `port`: the frames sent on each
+    /// port.
+    fn burst(&mut self, port: u16, frames: &[Vec<u8>]) -> Vec<Vec<Vec<u8>>> {
+        self.driver.begin(self.now);
+        let mut rx: Vec<ByteFrame> = frames
+            .iter()
+            .map(|f| ByteFrame::with_room(f, ROOM))
+            .collect();
+        self.driver.rx_burst(&mut self.io, port, &mut rx);
+        self.driver.finish(&mut self.io);
+        let out = (0..2)
+            .map(|p| {
+                self.io
+                    .sent_on(p)
+                    .iter()
+                    .map(|f| f.bytes().to_vec())
+                    .collect()
+            })
+            .collect();
+        self.io.clear();
+        out
     }
 
     /// rx + generated frames = tx + drops (nothing is held in these tests).
@@ -611,33 +634,256 @@ fn check_ip_only(frame: &[u8]) {
 }
 
 #[test]
-fn fragments_without_their_first_are_dropped_and_never_guessed() {
+fn fragments_before_their_first_wait_for_it_a_while() {
     let mut lab = Lab::new(1500);
     let seg = udp_seg(CIP, 7100, VIP, 53, &[1u8; 200], true);
     let frags = fragments(CIP, VIP, UDP, 0x1234, &seg, 64);
-    // The last one first: nothing known yet.
+    // The last one first: nothing known yet, it is held.
     let f = eth(EXT_MAC, CLIENT_MAC, 0x0800, &frags[3]);
-    assert_eq!(lab.send(EXT, &f).0, Action::Drop);
-    assert_eq!(lab.drops(DropReason::FragNoFirst), 1);
-    // Then in order: all follow.
-    for p in &frags {
+    assert_eq!(lab.send(EXT, &f).0, Action::AwaitFirstFragment);
+    assert_eq!(lab.driver.held_fragments(), 1);
+    assert_eq!(lab.events(Event::FragHeld), 1);
+    // The first one's decision sends it on in the same poll loop, behind the first.
+    let out = lab.burst(EXT, &[eth(EXT_MAC, CLIENT_MAC, 0x0800, &frags[0])]);
+    let out = &out[usize::from(INT)];
+    assert_eq!(out.len(), 2);
+    let offsets: Vec<u16> = out
+        .iter()
+        .map(|f| u16::from_be_bytes([f[20], f[21]]) & 0x1fff)
+        .collect();
+    assert_eq!(
+        offsets,
+        [0, 3 * 8],
+        "the first fragment, then the held last one"
+    );
+    assert!(
+        out.iter().all(|f| addr_at(&f[14..], 16) != VIP),
+        "both DNATed"
+    );
+    assert_eq!(lab.driver.held_fragments(), 0);
+    for p in &frags[1..3] {
         let f = eth(EXT_MAC, CLIENT_MAC, 0x0800, p);
         assert_eq!(lab.send(EXT, &f).0, Action::Tx(INT));
     }
-    // After the fragment timeout the decision is gone.
+    assert_eq!(lab.events(Event::FragFollowed), 3);
+    assert_eq!(lab.drops(DropReason::FragNoFirst), 0);
+    lab.assert_accounting();
+
+    // After the fragment timeout the decision is gone: a later fragment waits
+    // FRAG_HOLD_MS for a new one, then is dropped.
     lab.now += dataplane::frag::FRAG_TIMEOUT_MS;
     let f = eth(EXT_MAC, CLIENT_MAC, 0x0800, &frags[2]);
-    assert_eq!(lab.send(EXT, &f).0, Action::Drop);
-    assert_eq!(lab.drops(DropReason::FragNoFirst), 2);
-    // A first fragment to a port with no service: dropped, and so are the others.
+    assert_eq!(lab.send(EXT, &f).0, Action::AwaitFirstFragment);
+    lab.now += FRAG_HOLD_MS;
+    lab.burst(EXT, &[]);
+    assert_eq!(lab.driver.held_fragments(), 1, "still within FRAG_HOLD_MS");
+    lab.now += 1;
+    lab.burst(EXT, &[]);
+    assert_eq!(lab.driver.held_fragments(), 0);
+    assert_eq!(lab.drops(DropReason::FragNoFirst), 1);
+    lab.assert_accounting();
+
+    // A first fragment to a port with no service: dropped, so its later fragments (before
+    // and after it) wait in vain.
     let seg = udp_seg(CIP, 7200, VIP, 54, &[1u8; 200], true);
     let frags = fragments(CIP, VIP, UDP, 0x2345, &seg, 64);
-    for p in &frags {
-        let f = eth(EXT_MAC, CLIENT_MAC, 0x0800, p);
-        assert_eq!(lab.send(EXT, &f).0, Action::Drop);
-    }
+    let order = [2, 0, 1, 3];
+    let actions: Vec<Action> = order
+        .iter()
+        .map(|&i| {
+            lab.send(EXT, &eth(EXT_MAC, CLIENT_MAC, 0x0800, &frags[i]))
+                .0
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            Action::AwaitFirstFragment,
+            Action::Drop,
+            Action::AwaitFirstFragment,
+            Action::AwaitFirstFragment
+        ]
+    );
     assert_eq!(lab.drops(DropReason::NoService), 1);
-    assert_eq!(lab.drops(DropReason::FragNoFirst), 5);
+    lab.now += FRAG_HOLD_MS + 1;
+    lab.burst(EXT, &[]);
+    assert_eq!(lab.drops(DropReason::FragNoFirst), 4);
+    assert_eq!(lab.events(Event::FragHeld), 5);
+    lab.assert_accounting();
+}
+
+#[test]
+fn a_full_fragment_hold_drops_and_counts_the_overflow() {
+    let mut lab = Lab::new(1500);
+    // Orphan fragments of as many datagrams as the hold has room for, and three more.
+    let orphans: Vec<Vec<u8>> = (0..FRAG_HOLD_CAPACITY as u16 + 3)
+        .map(|id| {
+            let seg = udp_seg(CIP, 7300, VIP, 53, &[2u8; 100], true);
+            let last = fragments(CIP, VIP, UDP, id, &seg, 64).pop().unwrap();
+            eth(EXT_MAC, CLIENT_MAC, 0x0800, &last)
+        })
+        .collect();
+    lab.burst(EXT, &orphans);
+    assert_eq!(lab.driver.held_fragments(), FRAG_HOLD_CAPACITY);
+    assert_eq!(lab.drops(DropReason::FragHoldFull), 3);
+    assert_eq!(lab.events(Event::FragHeld), FRAG_HOLD_CAPACITY as u64);
+    // The ARP hold is another queue: a frame for an unknown next hop is still held.
+    let seg = udp_seg(CIP, 1, Ipv4Addr::new(192, 0, 2, 77), 9, b"x", true);
+    let f = eth(
+        EXT_MAC,
+        CLIENT_MAC,
+        0x0800,
+        &ipv4(CIP, Ipv4Addr::new(192, 0, 2, 77), UDP, 64, &seg),
+    );
+    assert!(matches!(lab.send(EXT, &f).0, Action::Hold { .. }));
+    lab.now += dataplane::driver::HOLD_MS + 1;
+    lab.burst(EXT, &[]);
+    assert_eq!(lab.driver.held(), 0);
+    assert_eq!(
+        lab.drops(DropReason::FragNoFirst),
+        FRAG_HOLD_CAPACITY as u64
+    );
+    assert_eq!(lab.drops(DropReason::NeighUnresolved), 1);
+    lab.assert_accounting();
+}
+
+/// Every order of a datagram's `n` fragments (n! of them).
+fn orders(n: usize) -> Vec<Vec<usize>> {
+    if n == 0 {
+        return vec![Vec::new()];
+    }
+    let mut out = Vec::new();
+    for rest in orders(n - 1) {
+        for at in 0..=rest.len() {
+            let mut o = rest.clone();
+            o.insert(at, n - 1);
+            out.push(o);
+        }
+    }
+    out
+}
+
+/// How the fragments of one datagram reach the driver.
+#[derive(Debug, Clone, Copy)]
+enum Arrival {
+    /// All in one received burst (one poll loop).
+    OneBurst,
+    /// One per poll loop.
+    OnePerLoop,
+}
+
+/// Sends every order of the `n` fragments of datagrams from `src` (on `port`), each order a
+/// new datagram (ids from `first_id`), and checks that every fragment of each went out on
+/// `out_port`, rewritten as a whole datagram would have been: `want` gives the expected
+/// (source, destination) and (source port, destination port) of the reassembled datagram.
+#[allow(clippy::too_many_arguments)]
+fn every_order(
+    lab: &mut Lab,
+    n: usize,
+    arrival: Arrival,
+    (port, mac, out_port): (u16, [u8; 6], u16),
+    (src, sport): (Ipv4Addr, u16),
+    (dst, dport): (Ipv4Addr, u16),
+    first_id: u16,
+    want: ((Ipv4Addr, Ipv4Addr), (u16, u16)),
+) -> u16 {
+    let our_mac = if port == EXT { EXT_MAC } else { INT_MAC };
+    // Fragments of 64 bytes: n - 1 full ones and a shorter last one.
+    let data = vec![0x5a; 64 * (n - 1) + 12];
+    let seg = udp_seg(src, sport, dst, dport, &data, true);
+    let mut id = first_id;
+    for order in orders(n) {
+        let frags = fragments(src, dst, UDP, id, &seg, 64);
+        assert_eq!(frags.len(), n);
+        let frames: Vec<Vec<u8>> = order
+            .iter()
+            .map(|&i| eth(our_mac, mac, 0x0800, &frags[i]))
+            .collect();
+        let out: Vec<Vec<u8>> = match arrival {
+            Arrival::OneBurst => lab.burst(port, &frames).swap_remove(usize::from(out_port)),
+            Arrival::OnePerLoop => frames
+                .iter()
+                .flat_map(|f| {
+                    lab.burst(port, std::slice::from_ref(f))
+                        .swap_remove(usize::from(out_port))
+                })
+                .collect(),
+        };
+        let ctx = format!("{n} fragments {arrival:?} in order {order:?}");
+        assert_eq!(out.len(), n, "{ctx}: all sent");
+        assert_eq!(lab.driver.held_fragments(), 0, "{ctx}");
+        let ips: Vec<Vec<u8>> = out
+            .iter()
+            .map(|o| {
+                check_ip_only(o);
+                ip_of(o).to_vec()
+            })
+            .collect();
+        let (hdr, data) = reassemble(&ips);
+        let addrs = (addr_at(&hdr, 12), addr_at(&hdr, 16));
+        let ports = (
+            u16::from_be_bytes([data[0], data[1]]),
+            u16::from_be_bytes([data[2], data[3]]),
+        );
+        assert_eq!((addrs, ports), want, "{ctx}");
+        for f in &ips {
+            assert_eq!(
+                (addr_at(f, 12), addr_at(f, 16)),
+                addrs,
+                "{ctx}: every fragment"
+            );
+        }
+        assert_eq!(
+            u16::from_be_bytes([data[6], data[7]]),
+            l4_checksum(addrs.0, addrs.1, UDP, &data),
+            "{ctx}: the reassembled datagram's UDP checksum verifies"
+        );
+        id = id.wrapping_add(1);
+        // Datagrams a millisecond apart, so that the fragment table's entries expire.
+        lab.now += 1;
+    }
+    id
+}
+
+#[test]
+fn fragments_in_every_order_follow_their_first_fragment() {
+    let mut lab = Lab::new(1500);
+    // A whole datagram first opens the connection (rr: RS1) that the replies need.
+    let f = udp_frame(EXT_MAC, CLIENT_MAC, (CIP, 7400), (VIP, 53), b"hello", true);
+    assert_eq!(lab.send(EXT, &f).0, Action::Tx(INT));
+    let mut id = 1;
+    for n in [3, 7] {
+        for arrival in [Arrival::OneBurst, Arrival::OnePerLoop] {
+            // Client -> VIP: DNAT to RS1:5353.
+            id = every_order(
+                &mut lab,
+                n,
+                arrival,
+                (EXT, CLIENT_MAC, INT),
+                (CIP, 7400),
+                (VIP, 53),
+                id,
+                ((CIP, RIP1), (7400, 5353)),
+            );
+            // RS1 -> client: SNAT to VIP:53.
+            id = every_order(
+                &mut lab,
+                n,
+                arrival,
+                (INT, RS1_MAC, EXT),
+                (RIP1, 5353),
+                (CIP, 7400),
+                id,
+                ((VIP, CIP), (53, 7400)),
+            );
+        }
+    }
+    assert_eq!(lab.drops(DropReason::FragNoFirst), 0);
+    // Every fragment that came before its datagram's first fragment was held: as many as the
+    // first fragment's position, summed over every order (n! (n-1) / 2), both ways, both
+    // arrivals.
+    assert_eq!(lab.events(Event::FragHeld), 2 * 2 * (6 + 5040 * 3));
+    assert_eq!(lab.conn_count(), 1);
     lab.assert_accounting();
 }
 

@@ -18,7 +18,8 @@
 //! (recomputed here from scratch), a valid TCP/UDP or ICMP checksum wherever the input's was
 //! valid, a TTL one lower, and an address/port rewrite that the connection table (or, for
 //! fragments, the fragment table) explains; every ICMP error it builds is well formed and quotes
-//! the input. At the end the counters add up: rx + generated = tx + drops + held.
+//! the input. A later fragment held for its first fragment is checked the same way when it goes
+//! out. At the end the counters add up: rx + generated = tx + drops + held (both hold queues).
 //!
 //! The checksum used here (testkit's reference checksum) is independent of the crate's.
 
@@ -224,6 +225,9 @@ pub struct Harness {
     pub now: u64,
     /// Counter totals when the current input started: (rx + generated, tx + drops + held).
     base: (u64, u64),
+    /// The inputs of this input's later fragments held for their first fragment: checked as
+    /// forwarded frames when they come out.
+    awaiting: Vec<Vec<u8>>,
 }
 
 impl Default for Harness {
@@ -289,6 +293,7 @@ impl Harness {
             dp,
             now: 1_000_000,
             base: (0, 0),
+            awaiting: Vec::new(),
         }
     }
 
@@ -306,6 +311,7 @@ impl Harness {
     /// Runs every operation of `data` and checks the counters at the end.
     pub fn run(&mut self, data: &[u8]) {
         self.base = self.totals();
+        self.awaiting.clear();
         let mut rest = data;
         let mut ops = 0;
         while rest.len() >= 3 && ops < MAX_OPS {
@@ -337,6 +343,7 @@ impl Harness {
         let room = buf.len();
         self.driver.begin(self.now);
         let held = self.driver.held();
+        let held_frags = self.driver.held_fragments();
         let action = self
             .driver
             .rx_frame(&mut self.io, in_port, ByteFrame::new(buf, len));
@@ -348,7 +355,15 @@ impl Harness {
                 self.check_forwarded(&input, frame.bytes(), true);
             }
         }
+        if action == Action::AwaitFirstFragment {
+            let a = Ip::parse(&input).expect("only IPv4 waits for its first fragment");
+            assert!(a.offset() != 0, "only a later fragment waits for its first");
+            if self.driver.held_fragments() > held_frags {
+                self.awaiting.push(input.clone());
+            }
+        }
         self.driver.finish(&mut self.io);
+        self.check_released(action);
         // Nothing else is queued on a port before the frame in the same loop: its first frame
         // sent is this one (held frames released and ARP requests follow).
         let sent = |port: u16| {
@@ -356,7 +371,7 @@ impl Harness {
             f.expect("the frame was sent").bytes()
         };
         match action {
-            Action::Drop | Action::Hold { .. } => {}
+            Action::Drop | Action::Hold { .. } | Action::AwaitFirstFragment => {}
             Action::Tx(port) => {
                 assert!(port < 2, "tx port {port}");
                 self.check_forwarded(&input, sent(port), false);
@@ -373,6 +388,33 @@ impl Harness {
             }
         }
         self.io.clear();
+    }
+
+    /// Held fragments that went out in this poll loop (after the frame of the operation,
+    /// `action`): each rewritten as its first fragment was.
+    fn check_released(&mut self, action: Action) {
+        for port in 0..2u16 {
+            let own = matches!(action, Action::Tx(p) | Action::Reply { port: p, .. } if p == port);
+            for out in self.io.sent_on(port).iter().skip(usize::from(own)) {
+                let Some(b) = Ip::parse(out.bytes()) else {
+                    continue;
+                };
+                if b.offset() == 0 {
+                    continue;
+                }
+                let found = self.awaiting.iter().position(|input| {
+                    Ip::parse(input).is_some_and(|a| {
+                        (a.id, a.proto, a.frag) == (b.id, b.proto, b.frag)
+                            && (a.src == b.src || a.dst == b.dst)
+                            && a.payload() == b.payload()
+                    })
+                });
+                if let Some(i) = found {
+                    let input = self.awaiting.swap_remove(i);
+                    self.check_forwarded(&input, out.bytes(), false);
+                }
+            }
+        }
     }
 
     /// A frame sent on (Tx) or held for ARP: well formed, rewritten as the tables say.

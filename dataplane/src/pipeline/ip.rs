@@ -75,7 +75,8 @@ impl Pipeline {
         }
     }
 
-    /// A fragment at a non-zero offset: it follows the decision taken for its first fragment.
+    /// A fragment at a non-zero offset: it follows the decision taken for its first fragment,
+    /// or waits for it.
     fn later_fragment(
         &self,
         frame: &mut [u8],
@@ -91,7 +92,10 @@ impl Pipeline {
             Some(FragVerdict::Route) if !ours => return self.forward(frame, ip),
             Some(FragVerdict::Dnat { addr, slot }) => (Side::Dst, addr, addr, slot, Dir::Inbound),
             Some(FragVerdict::Snat { addr, slot }) => (Side::Src, addr, ip.dst, slot, Dir::Reply),
-            _ => return Err(DropReason::FragNoFirst.into()),
+            Some(FragVerdict::Route) => return Err(DropReason::FragNoFirst.into()),
+            // Overtaken by a later fragment of its own datagram, or lost: the caller holds the
+            // frame a while and offers it again (`retry_fragment`).
+            None => return Ok(Action::AwaitFirstFragment),
         };
         if ip.ttl <= 1 {
             return Err(DropReason::TtlExpired.into());
@@ -107,6 +111,32 @@ impl Pipeline {
         count_dest(st, slot, dir, ip.total_len as u64);
         st.event(Event::FragFollowed);
         Ok(self.l2_out(frame, out, next_hop))
+    }
+
+    /// A later fragment that [`Pipeline::process_buf`] answered with
+    /// [`Action::AwaitFirstFragment`], offered again (the frame as it was then): the recorded
+    /// decision now, if any (any worker's first fragment records it: the table is shared),
+    /// else `AwaitFirstFragment` again. Counts no rx (the frame was counted when it came in)
+    /// but every drop it decides.
+    pub fn retry_fragment(&mut self, frame: &mut [u8]) -> Action {
+        let parsed = frame
+            .get(eth::HDR_LEN..)
+            .map(|l3| Ipv4Hdr::parse_any(l3).map_err(ip_error));
+        let refusal = match parsed {
+            Some(Ok(ip)) => {
+                let ours = self.snap.is_vip(ip.dst) || self.dp.is_local(ip.dst);
+                match self.later_fragment(frame, &ip, ours) {
+                    Ok(action) => return action,
+                    Err(r) => r,
+                }
+            }
+            Some(Err(reason)) => reason.into(),
+            None => DropReason::Truncated.into(),
+        };
+        // A later fragment is never answered with an ICMP error (RFC 1812).
+        let (Refusal::Drop(reason) | Refusal::Answer(reason, _)) = refusal;
+        self.stats().drop(reason);
+        Action::Drop
     }
 
     /// Records the decision for a first fragment's datagram.

@@ -40,7 +40,8 @@
 //!   address, quoted address and port, checksums) and sent on; to a VIP or our address about
 //!   nothing tracked: dropped (`icmp_unrelated`).
 //! - IPv4 fragments: the first one (offset 0) takes the normal path and its decision is
-//!   recorded; later ones follow it (`frag`); see docs/packet-verdicts.md.
+//!   recorded; later ones follow it (`frag`), and one that comes before its first fragment's
+//!   decision is handed back to be held (`AwaitFirstFragment`); see docs/packet-verdicts.md.
 //!
 //! Routing: the port with the longest connected prefix holding the destination (next hop = the
 //! destination), else the first port with a gateway (next hop = the gateway). Forwarded and NATed
@@ -81,6 +82,11 @@ pub enum Action {
     /// The next hop's MAC is unknown: send an ARP request and keep the frame until
     /// `fill_l2` succeeds.
     Hold { port: u16, next_hop: Ipv4Addr },
+    /// A later fragment whose datagram has no recorded decision yet (its first fragment has
+    /// not passed): keep the frame, unchanged, and offer it to
+    /// [`Pipeline::retry_fragment`] on later poll loops until that returns something else;
+    /// whoever gives up on it counts it (`frag_no_first`).
+    AwaitFirstFragment,
     /// Free it (already counted).
     Drop,
 }

@@ -1361,3 +1361,32 @@ fn rvsd_persistence_keeps_a_client_on_one_server() {
     assert_eq!(curl_vip(), other, "the new template holds");
     lab.stop_rvsd();
 }
+
+/// Fragmented UDP both ways through rvsd, in every order `scripts/lab-fragments-check.sh`
+/// sends (kernel, in order, later fragments reversed, and the first fragment last each way):
+/// every datagram is answered, from the VIP, round robin, with the fragment counters as the
+/// script expects (`FRAG_EARLY=answer`: a fragment that comes before its first one waits for
+/// it).
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
+fn rvsd_fragments_in_any_order_are_answered() {
+    let _lock = lab_start("rvsd_fragments_in_any_order_are_answered", &["python3"]);
+    let mut lab = Lab::up(false);
+    lab.start_rvsd();
+    let mut c = cmd("bash");
+    c.arg(workspace_root().join("scripts/lab-fragments-check.sh"))
+        .env("RVS_SOCKET", &lab.socket)
+        .env("RVSADM", rvsadm())
+        .env("FRAG_EARLY", "answer")
+        .env("FRAG_COUNT", "2");
+    let r = run(c, Duration::from_secs(180))
+        .unwrap_or_else(|e| panic!("scripts/lab-fragments-check.sh: {e}"));
+    println!("{}", r.stdout);
+    assert!(
+        r.status.success(),
+        "{}\n--- rvsd log ---\n{}",
+        r.describe("FRAG_EARLY=answer scripts/lab-fragments-check.sh"),
+        lab.rvsd_log_tail()
+    );
+    lab.stop_rvsd();
+}

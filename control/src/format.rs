@@ -80,6 +80,10 @@ pub fn save(services: &[ServiceStatus]) -> String {
         if spec.netmask != Ipv4Addr::BROADCAST {
             let _ = write!(out, " -M {}", spec.netmask);
         }
+        // ipvsadm's order: -o before -b.
+        if spec.ops {
+            out.push_str(" -o");
+        }
         if !spec.sched_flags.is_empty() {
             let _ = write!(out, " -b {}", spec.sched_flags.names().join(","));
         }
@@ -204,6 +208,9 @@ fn service_entry(out: &mut String, service: &ServiceStatus, format: &ListFormat)
                 if spec.netmask != Ipv4Addr::BROADCAST {
                     let _ = write!(out, " mask {}", spec.netmask);
                 }
+            }
+            if spec.ops {
+                out.push_str(" ops");
             }
         }
     }

@@ -131,6 +131,29 @@ pub struct ServiceSpec {
     /// Scheduler flags (`-b`); left out of the JSON when none is set.
     #[serde(default, skip_serializing_if = "SchedFlags::is_empty")]
     pub sched_flags: SchedFlags,
+    /// One-packet scheduling (`-o`, UDP only): every datagram is scheduled on its own and no
+    /// connection is kept. Left out of the JSON when off, so that older peers read it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub ops: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Why a service spec cannot use one-packet scheduling, if it cannot: ipvsadm's rule (UDP
+/// only) and rvs's (a virtual port: replies are mapped back to the service by the real
+/// server's address and port alone, see docs/rvsadm.md).
+pub fn ops_refusal(spec: &ServiceSpec) -> Option<&'static str> {
+    if !spec.ops {
+        None
+    } else if spec.key.protocol != Protocol::Udp {
+        Some("One-Packet Scheduling is only for UDP virtual services")
+    } else if spec.key.port == 0 {
+        Some("One-Packet Scheduling needs a virtual port (not 0): rvs maps replies back to the service by the real server's address and port")
+    } else {
+        None
+    }
 }
 
 /// The scheduler flags of `-b` (ipvsadm's `--sched-flags`): the sh and mh schedulers' options.

@@ -127,6 +127,7 @@ mod tests {
             persistence: None,
             netmask: crate::model::default_netmask(),
             sched_flags: Default::default(),
+            ops: false,
         }));
         let line = serde_json::to_string(&req).unwrap();
         assert!(!line.contains('\n'));

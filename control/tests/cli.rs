@@ -52,6 +52,7 @@ fn spec(port: u16, scheduler: SchedulerKind, persistence: Option<u32>) -> Servic
         persistence,
         netmask: default_netmask(),
         sched_flags: Default::default(),
+        ops: false,
     }
 }
 
@@ -88,6 +89,7 @@ fn add_service_long_forms() {
             persistence: Some(600),
             netmask: ip("255.255.255.0"),
             sched_flags: Default::default(),
+            ops: false,
         })
     );
 }
@@ -203,6 +205,7 @@ fn edit_service_keeps_what_is_not_given() {
             persistence: None,
             netmask: None,
             sched_flags: None,
+            ops: false,
         })))
     );
     // -E -p 0 (an rvsadm extension) turns persistence off; -A refuses 0.
@@ -214,6 +217,7 @@ fn edit_service_keeps_what_is_not_given() {
             persistence: Some(0),
             netmask: None,
             sched_flags: None,
+            ops: false,
         })))
     );
 }
@@ -750,7 +754,6 @@ fn unknown_options_missing_values_stray_arguments() {
 #[test]
 fn options_ipvsadm_has_and_rvs_does_not() {
     for (line, needle) in [
-        (format!("-A -t {VIP}:53 -o"), "one-packet"),
         (format!("-A -t {VIP}:80 -s sh -b flag-1"), "flag-1"),
         (format!("-A -t {VIP}:80 --pe sip"), "persistence engines"),
         ("--start-daemon master".to_string(), "synchronisation"),
@@ -760,6 +763,87 @@ fn options_ipvsadm_has_and_rvs_does_not() {
         let message = err(&line);
         assert!(message.contains(needle), "{line}: {message}");
     }
+}
+
+// --- -o one-packet scheduling ----------------------------------------------------------------
+
+#[test]
+fn ops_is_a_udp_service_flag() {
+    for line in [
+        format!("-A -u {VIP}:53 -o"),
+        format!("-A --udp-service {VIP}:53 --ops"),
+    ] {
+        let Request::AddService(spec) = request(&line) else {
+            panic!("{line}")
+        };
+        assert!(spec.ops, "{line}");
+        assert_eq!(spec.scheduler, SchedulerKind::Wlc);
+    }
+    let Request::AddService(plain) = request(&format!("-A -u {VIP}:53 -s rr")) else {
+        panic!()
+    };
+    assert!(!plain.ops);
+    // ipvsadm's refusal, for -A and -E alike.
+    assert_eq!(
+        err(&format!("-A -t {VIP}:80 -o")),
+        "One-Packet Scheduling is only for UDP virtual services"
+    );
+    let mut current = spec(80, SchedulerKind::Rr, None);
+    let Ok(Command::Change(Change::EditService(edit))) = parse(&format!("-E -t {VIP}:80 -o"))
+    else {
+        panic!()
+    };
+    assert_eq!(
+        edit.apply(&current).unwrap_err().0,
+        "One-Packet Scheduling is only for UDP virtual services"
+    );
+    // -E -o turns it on; an -E without -o keeps it.
+    current.key.protocol = Protocol::Udp;
+    let on = edit.apply(&current).unwrap();
+    assert!(on.ops);
+    let Ok(Command::Change(Change::EditService(edit))) = parse(&format!("-E -u {VIP}:80 -s wrr"))
+    else {
+        panic!()
+    };
+    assert!(!edit.ops);
+    let kept = edit.apply(&on).unwrap();
+    assert!(kept.ops && kept.scheduler == SchedulerKind::Wrr);
+    // rvs needs a virtual port to map replies back.
+    assert!(err(&format!("-A -u {VIP}:0 -p 60 -o")).contains("virtual port"));
+    // Only -A and -E take it.
+    for (line, cmd) in [
+        (format!("-a -u {VIP}:53 -r 192.0.2.2 -o"), "add-server"),
+        (format!("-e -u {VIP}:53 -r 192.0.2.2 -o"), "edit-server"),
+        (format!("-D -u {VIP}:53 -o"), "delete-service"),
+        ("-L -o".to_string(), "list"),
+        ("-S -o".to_string(), "save"),
+    ] {
+        assert_eq!(
+            err(&line),
+            format!("Illegal 'ops' option with the '{cmd}' command"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn ops_survives_save_and_restore() {
+    let line = format!("-A -u {VIP}:53 -s rr -p 60 -o");
+    let Request::AddService(spec) = request(&line) else {
+        panic!()
+    };
+    assert!(spec.ops);
+    let saved = format::save(&[control::model::ServiceStatus {
+        spec: spec.clone(),
+        dests: vec![],
+        stats: Default::default(),
+    }]);
+    assert_eq!(saved, format!("{line}\n"));
+    let restored = parse_restore(&saved).unwrap();
+    assert_eq!(
+        restored,
+        vec![(1, Change::Apply(Request::AddService(spec)))]
+    );
 }
 
 // --- -R ---------------------------------------------------------------------------------------
@@ -859,6 +943,7 @@ fn edit_service_merges_with_the_current_state() {
             persistence: Some(300),
             netmask: ip("255.255.255.0"),
             sched_flags: Default::default(),
+            ops: false,
         }))
     );
     assert_eq!(

@@ -293,6 +293,46 @@ fn scheduler_flags_in_list_and_save() {
     );
 }
 
+/// ipvsadm 1.31's print_service_entry: ` ops` last on the -L line (after the scheduler flags
+/// and persistence), ` -o` before ` -b` on the -S line.
+#[test]
+fn one_packet_scheduling_in_list_and_save() {
+    let mut services = state();
+    let dns = services.iter_mut().find(|s| s.spec.key.port == 53).unwrap();
+    dns.spec.ops = true;
+    let list = format::list(4096, &services, &view(View::Default, false));
+    assert!(
+        list.lines()
+            .any(|l| l == "UDP  198.51.100.1:53 wlc persistent 300 mask 255.255.255.0 ops"),
+        "{list}"
+    );
+    let stats = format::list(4096, &services, &view(View::Stats, false));
+    assert!(!stats.contains("ops"), "{stats}");
+    let save = format::save(&services);
+    assert!(
+        save.lines()
+            .any(|l| l == "-A -u 198.51.100.1:53 -s wlc -p 300 -M 255.255.255.0 -o"),
+        "{save}"
+    );
+    // Without persistence and with scheduler flags: flags in brackets, then ops.
+    let dns = services.iter_mut().find(|s| s.spec.key.port == 53).unwrap();
+    dns.spec.persistence = None;
+    dns.spec.scheduler = control::model::SchedulerKind::Sh;
+    dns.spec.sched_flags.sh_port = true;
+    let list = format::list(4096, &services, &view(View::Default, false));
+    assert!(
+        list.lines()
+            .any(|l| l == "UDP  198.51.100.1:53 sh (sh-port) ops"),
+        "{list}"
+    );
+    let save = format::save(&services);
+    assert!(
+        save.lines()
+            .any(|l| l == "-A -u 198.51.100.1:53 -s sh -M 255.255.255.0 -o -b sh-port"),
+        "{save}"
+    );
+}
+
 #[test]
 fn save_prints_replayable_sorted_commands() {
     assert_eq!(

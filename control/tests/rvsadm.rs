@@ -135,6 +135,7 @@ fn edit_fetches_the_service_and_sends_it_merged() {
                 persistence: Some(300),
                 netmask: "255.255.255.0".parse().unwrap(),
                 sched_flags: Default::default(),
+                ops: false,
             })
         ]
     );

@@ -165,6 +165,9 @@ named_enum! {
         /// for it (then sent as `frag_followed`, or dropped as `frag_no_first` or
         /// `frag_hold_full`).
         FragHeld = "frag_held",
+        /// Datagrams to a one-packet scheduling (`-o`) service, each scheduled on its own and
+        /// DNATed without a connection.
+        OpsScheduled = "ops_scheduled",
     }
 }
 

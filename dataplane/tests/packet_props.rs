@@ -86,6 +86,7 @@ fn lab() -> (Lab, Pipeline) {
             persistence: None,
             netmask: default_netmask(),
             sched_flags: Default::default(),
+            ops: false,
         };
         assert_eq!(mgr.handle(Request::AddService(spec)), Response::Ok);
         let dest = DestSpec {

@@ -34,6 +34,7 @@ fn spec(kind: SchedulerKind, flags: SchedFlags) -> ServiceSpec {
         persistence: None,
         netmask: default_netmask(),
         sched_flags: flags,
+        ops: false,
     }
 }
 

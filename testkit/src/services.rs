@@ -80,6 +80,7 @@ pub fn service(key: ServiceKey, scheduler: SchedulerKind) -> ServiceSpec {
         persistence: None,
         netmask: default_netmask(),
         sched_flags: Default::default(),
+        ops: false,
     }
 }
 

@@ -120,6 +120,7 @@ fn setup(capacity: usize) -> Arc<Dataplane> {
             persistence: None,
             netmask: default_netmask(),
             sched_flags: Default::default(),
+            ops: false,
         }));
         for d in 0..DESTS {
             let addr = Ipv4Addr::from(u32::from(Ipv4Addr::new(192, 0, 2, 2)) + d);

@@ -66,6 +66,7 @@ fn spec(kind: SchedulerKind, persistence: Option<u32>) -> ServiceSpec {
         persistence,
         netmask: default_netmask(),
         sched_flags: SchedFlags::default(),
+        ops: false,
     }
 }
 

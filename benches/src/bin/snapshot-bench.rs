@@ -247,6 +247,7 @@ fn main() {
                 persistence: None,
                 netmask: default_netmask(),
                 sched_flags: Default::default(),
+                ops: false,
             }),
         );
         for d in 0..dests {

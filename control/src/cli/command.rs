@@ -3,7 +3,7 @@
 
 use super::{fail, CliError};
 use crate::format::ListFormat;
-use crate::model::{DestSpec, SchedFlags, SchedulerKind, ServiceKey, ServiceSpec};
+use crate::model::{ops_refusal, DestSpec, SchedFlags, SchedulerKind, ServiceKey, ServiceSpec};
 use crate::proto::Request;
 use std::net::Ipv4Addr;
 
@@ -73,6 +73,8 @@ pub struct ServiceEdit {
     /// `-b`: replaces the flags. Without it the flags are kept, less those that do not
     /// belong to the (new) scheduler.
     pub sched_flags: Option<SchedFlags>,
+    /// `-o` turns one-packet scheduling on; without it, it stays as it is.
+    pub ops: bool,
 }
 
 impl ServiceEdit {
@@ -92,7 +94,9 @@ impl ServiceEdit {
             Some(flags) => check_sched_flags(flags, spec.scheduler)?,
             None => spec.sched_flags.retain_for(spec.scheduler),
         };
+        spec.ops |= self.ops;
         check_zero_port(&spec)?;
+        check_ops(&spec)?;
         Ok(spec)
     }
 }
@@ -150,6 +154,13 @@ pub(super) fn check_zero_port(spec: &ServiceSpec) -> Result<(), CliError> {
         return fail("Zero port specified for non-persistent service");
     }
     Ok(())
+}
+
+pub(super) fn check_ops(spec: &ServiceSpec) -> Result<(), CliError> {
+    match ops_refusal(spec) {
+        Some(why) => fail(why),
+        None => Ok(()),
+    }
 }
 
 pub(super) fn check_thresholds(dest: &DestSpec) -> Result<(), CliError> {

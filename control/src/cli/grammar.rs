@@ -44,19 +44,19 @@ impl Cmd {
     /// ipvsadm's `commands_v_options` row, one mark per [`Opt`] in order:
     /// `+` required, `x` illegal, `1` at most one of the `1`s, `.` optional.
     pub(super) fn matrix(self) -> &'static str {
-        //                          n c s s p M r f w x y t s r t n e b c
-        //                          u o v c e a e w e u l i t a h o x   o
-        //                          m n c h r s a d i t t m a t r s a   u
+        //                          n c s s p M r f w x y t s r t n e o b c
+        //                          u o v c e a e w e u l i t a h o x p   o
+        //                          m n c h r s a d i t t m a t r s a s   u
         match self {
-            Cmd::AddService | Cmd::EditService => "xx+...xxxxxxxxxxx.x",
-            Cmd::DelService => "xx+xxxxxxxxxxxxxxxx",
-            Cmd::List => ".11xxxxxxxx1.....x1",
-            Cmd::AddServer | Cmd::EditServer => "xx+xxx+....xxxxxxxx",
-            Cmd::DelServer => "xx+xxx+xxxxxxxxxxxx",
-            Cmd::Save => ".xxxxxxxxxxxxxxxxxx",
-            Cmd::Zero => "xx.xxxxxxxxxxxxxxxx",
+            Cmd::AddService | Cmd::EditService => "xx+...xxxxxxxxxxx..x",
+            Cmd::DelService => "xx+xxxxxxxxxxxxxxxxx",
+            Cmd::List => ".11xxxxxxxx1.....xx1",
+            Cmd::AddServer | Cmd::EditServer => "xx+xxx+....xxxxxxxxx",
+            Cmd::DelServer => "xx+xxx+xxxxxxxxxxxxx",
+            Cmd::Save => ".xxxxxxxxxxxxxxxxxxx",
+            Cmd::Zero => "xx.xxxxxxxxxxxxxxxxx",
             Cmd::Clear | Cmd::Set | Cmd::Restore | Cmd::Help | Cmd::Version => {
-                "xxxxxxxxxxxxxxxxxxx"
+                "xxxxxxxxxxxxxxxxxxxx"
             }
         }
     }
@@ -82,12 +82,14 @@ pub(super) enum Opt {
     Thresholds,
     NoSort,
     Exact,
+    /// `-o`: one-packet scheduling (UDP services).
+    Ops,
     SchedFlags,
     /// rvs's own: `-L --counters`.
     Counters,
 }
 
-pub(super) const OPT_COUNT: usize = 19;
+pub(super) const OPT_COUNT: usize = 20;
 
 pub(super) const ALL_OPTS: [Opt; OPT_COUNT] = [
     Opt::Numeric,
@@ -107,6 +109,7 @@ pub(super) const ALL_OPTS: [Opt; OPT_COUNT] = [
     Opt::Thresholds,
     Opt::NoSort,
     Opt::Exact,
+    Opt::Ops,
     Opt::SchedFlags,
     Opt::Counters,
 ];
@@ -132,6 +135,7 @@ impl Opt {
             Opt::Thresholds => "thresholds",
             Opt::NoSort => "nosort",
             Opt::Exact => "exact",
+            Opt::Ops => "ops",
             Opt::SchedFlags => "sched-flags",
             Opt::Counters => "counters",
         }
@@ -179,7 +183,6 @@ const fn def(short: Option<char>, long: &'static str, arg: Arg, kind: Kind) -> O
 const NO_FWMARK: &str =
     "rvs does not support firewall-mark services (-f): give the service as -t or -u host:port";
 pub(super) const NO_IPV6: &str = "IPv6 is not supported by rvs yet";
-const NO_OPS: &str = "rvs does not support one-packet scheduling (-o)";
 const NO_PE: &str = "rvs does not support persistence engines (--pe)";
 const NO_PERSISTENT_CONN: &str = "rvs does not report persistent connections (--persistent-conn)";
 const NO_SYNC: &str = "rvs has no connection synchronisation daemon \
@@ -227,7 +230,7 @@ pub(super) const OPTIONS: &[OptDef] = &[
     def(None,      "socket",          Arg::Required, Kind::Socket),
     def(Some('f'), "fwmark-service",  Arg::Required, Kind::Unsupported(NO_FWMARK)),
     def(Some('6'), "ipv6",            Arg::None,     Kind::Unsupported(NO_IPV6)),
-    def(Some('o'), "ops",             Arg::None,     Kind::Unsupported(NO_OPS)),
+    def(Some('o'), "ops",             Arg::None,     Kind::Opt(Opt::Ops)),
     def(Some('b'), "sched-flags",     Arg::Required, Kind::Opt(Opt::SchedFlags)),
     def(None,      "counters",        Arg::None,     Kind::Opt(Opt::Counters)),
     def(None,      "pe",              Arg::Required, Kind::Unsupported(NO_PE)),

@@ -18,7 +18,7 @@ pub fn usage() -> String {
     format!(
         "{version}\
 Usage:
-  rvsadm -A|E -t|u service-address [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags]
+  rvsadm -A|E -t|u service-address [-s scheduler] [-p [timeout]] [-M netmask] [-o] [-b sched-flags]
   rvsadm -D -t|u service-address
   rvsadm -C
   rvsadm -R
@@ -54,6 +54,7 @@ Options:
                                       the default scheduler is {default}.
   --persistent   -p [timeout]         persistent service (default {persist} s; -E -p 0 turns it off)
   --netmask      -M netmask           persistent granularity mask
+  --ops          -o                   one-packet scheduling (UDP; -E -o turns it on)
   --sched-flags  -b flags             scheduler flags (comma-separated): sh-fallback,
                                       sh-port (sh), mh-fallback, mh-port (mh)
   --real-server  -r server-address    server-address is host (and port)
@@ -73,7 +74,7 @@ Options:
   --numeric      -n                   numeric output of addresses and ports (rvsadm always is)
   --socket       PATH                 rvsd's control socket (default ${env}, else {socket})
 
-Not supported by rvs: -f (fwmark services), -g and -i (direct routing, tunneling), -6, -o,
+Not supported by rvs: -f (fwmark services), -g and -i (direct routing, tunneling), -6,
 --pe, --persistent-conn and the connection sync daemon options.
 ",
         version = version(),

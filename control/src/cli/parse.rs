@@ -2,8 +2,8 @@
 
 use super::address::{parse_host_port, HostPort};
 use super::command::{
-    check_sched_flags, check_thresholds, check_zero_port, Change, Command, DestEdit, Invocation,
-    ListCommand, ServiceEdit,
+    check_ops, check_sched_flags, check_thresholds, check_zero_port, Change, Command, DestEdit,
+    Invocation, ListCommand, ServiceEdit,
 };
 use super::grammar::{Cmd, Opt, ALL_OPTS, TRY_HELP};
 use super::tokenize::{tokenize, Raw};
@@ -101,8 +101,10 @@ fn build(cmd: Cmd, raw: &Raw) -> Result<Command, CliError> {
                     Some(flags) => check_sched_flags(flags, scheduler)?,
                     None => SchedFlags::default(),
                 },
+                ops: raw.has(Opt::Ops),
             };
             check_zero_port(&spec)?;
+            check_ops(&spec)?;
             change(Request::AddService(spec))
         }
         Cmd::EditService => Ok(Command::Change(Change::EditService(ServiceEdit {
@@ -111,6 +113,7 @@ fn build(cmd: Cmd, raw: &Raw) -> Result<Command, CliError> {
             persistence: persistence(raw, ZeroPersistence::TurnsOff)?,
             netmask: netmask(raw)?,
             sched_flags: sched_flags(raw)?,
+            ops: raw.has(Opt::Ops),
         }))),
         Cmd::DelService => change(Request::DelService(required_service(raw)?)),
         Cmd::AddServer => {

@@ -71,6 +71,7 @@ pub fn state() -> Vec<ServiceStatus> {
                 persistence: Some(300),
                 netmask: "255.255.255.0".parse().unwrap(),
                 sched_flags: Default::default(),
+                ops: false,
             },
             dests: vec![dest(
                 "192.0.2.2",
@@ -91,6 +92,7 @@ pub fn state() -> Vec<ServiceStatus> {
                 persistence: Some(360),
                 netmask: control::model::default_netmask(),
                 sched_flags: Default::default(),
+                ops: false,
             },
             dests: vec![dest(
                 "192.0.2.4",
@@ -111,6 +113,7 @@ pub fn state() -> Vec<ServiceStatus> {
                 persistence: None,
                 netmask: control::model::default_netmask(),
                 sched_flags: Default::default(),
+                ops: false,
             },
             dests: vec![
                 dest(

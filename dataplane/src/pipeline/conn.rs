@@ -94,6 +94,15 @@ impl Pipeline {
             } else {
                 d.spec.port
             };
+            if svc.spec.ops && !tcp {
+                return self.one_packet(
+                    frame,
+                    ip,
+                    (ip.dst, l4.dport),
+                    (d.spec.addr, rport),
+                    d.slot,
+                );
+            }
             let state = match ev {
                 Some(ev) => crate::conntrack::tcp_transition(ConnState::None, Dir::Inbound, ev),
                 None => ConnState::Udp,
@@ -133,10 +142,47 @@ impl Pipeline {
             };
             return self.nat(frame, ip, &hit);
         }
+        if let Some(back) = self.snap.ops_reply(ip.proto, ip.src, l4.sport) {
+            // A real server's answer to a one-packet-scheduled datagram: no connection, the
+            // service is known by the real server's address and port alone.
+            let m = Mapping {
+                dir: Dir::Reply,
+                virt: (back.vip, back.vport),
+                real: (ip.src, l4.sport),
+                dest: back.slot,
+            };
+            return self.nat_to(frame, ip, &m);
+        }
         if self.dp.is_local(ip.dst) {
             return Err(DropReason::Local.into());
         }
         self.forward(frame, ip)
+    }
+
+    /// A datagram to a one-packet scheduling (`-o`) service, scheduled to `real`: DNATed
+    /// without a connection, counted as a connection of its real server (as the kernel's
+    /// one-packet connections are).
+    fn one_packet(
+        &self,
+        frame: &mut [u8],
+        ip: &Ipv4Hdr,
+        virt: (Ipv4Addr, u16),
+        real: (Ipv4Addr, u16),
+        slot: u32,
+    ) -> Result<Action, Refusal> {
+        let m = Mapping {
+            dir: Dir::Inbound,
+            virt,
+            real,
+            dest: slot,
+        };
+        let action = self.nat_to(frame, ip, &m)?;
+        let st = self.stats();
+        st.event(Event::OpsScheduled);
+        if let Some(s) = st.slot(slot) {
+            s.conns.add(1);
+        }
+        Ok(action)
     }
 
     /// Removes the closed connection (TIME_WAIT, CLOSE) holding real-side tuple `reply`, so a
@@ -157,6 +203,12 @@ impl Pipeline {
     /// over the egress MTU as `mtu_exceeded` (with DF: ICMP fragmentation needed back). A first
     /// fragment's rewrite is recorded for the later fragments.
     fn nat(&self, frame: &mut [u8], ip: &Ipv4Hdr, hit: &Hit) -> Result<Action, Refusal> {
+        self.nat_to(frame, ip, &Mapping::from(hit))
+    }
+
+    /// [`Pipeline::nat`] by a connection's ends, whether the table holds the connection or
+    /// not (one-packet scheduling).
+    fn nat_to(&self, frame: &mut [u8], ip: &Ipv4Hdr, hit: &Mapping) -> Result<Action, Refusal> {
         let nat = match hit.dir {
             Dir::Inbound => Nat {
                 side: Side::Dst,
@@ -201,6 +253,26 @@ impl Pipeline {
             Dir::Reply => Event::Snat,
         });
         Ok(self.l2_out(frame, out, next_hop))
+    }
+}
+
+/// What NAT needs of a connection: which way the packet goes, the connection's two ends on
+/// the director's side and its real server's slot.
+struct Mapping {
+    dir: Dir,
+    virt: (Ipv4Addr, u16),
+    real: (Ipv4Addr, u16),
+    dest: u32,
+}
+
+impl From<&Hit> for Mapping {
+    fn from(hit: &Hit) -> Mapping {
+        Mapping {
+            dir: hit.dir,
+            virt: hit.virt,
+            real: hit.real,
+            dest: hit.dest,
+        }
     }
 }
 

@@ -359,6 +359,7 @@ pub(crate) mod tests {
             persistence: None,
             netmask: control::model::default_netmask(),
             sched_flags: flags,
+            ops: false,
         }
     }
 

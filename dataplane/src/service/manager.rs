@@ -12,8 +12,8 @@ use crate::pipeline::Dataplane;
 use crate::sched::{self, SchedState};
 use crate::stats::{add_rates, RateEstimator, RATE_SAMPLES};
 use control::model::{
-    ConnStatus, DestSpec, DestStatus, Protocol, Rates, ServiceKey, ServiceSpec, ServiceStatus,
-    Stats,
+    ops_refusal, ConnStatus, DestSpec, DestStatus, Protocol, Rates, ServiceKey, ServiceSpec,
+    ServiceStatus, Stats,
 };
 use control::proto::{Request, Response};
 use control::sysctl::IpvsSysctls;
@@ -198,6 +198,9 @@ impl ServiceManager {
         if spec.key.port == 0 && spec.persistence.is_none() {
             return Err("Zero port specified for non-persistent service".into());
         }
+        if let Some(why) = ops_refusal(spec) {
+            return Err(why.into());
+        }
         sched::check_spec(spec)
     }
 
@@ -212,6 +215,31 @@ impl ServiceManager {
             ));
         }
         Ok(())
+    }
+
+    /// A real server of a one-packet scheduling service backs no other service of its
+    /// protocol: its replies match no connection and are mapped back to the service by its
+    /// address and port alone (the snapshot's `ops_reply`). The error for real server
+    /// `addr:port` in service `key` (one-packet scheduling if `ops`), if another service
+    /// has it.
+    fn ops_conflict(&self, key: &ServiceKey, ops: bool, addr: Ipv4Addr, port: u16) -> Result<()> {
+        let other = self.services.iter().find(|(k, svc)| {
+            *k != key
+                && k.protocol == key.protocol
+                && (ops || svc.spec.ops)
+                && svc
+                    .dests
+                    .iter()
+                    .any(|d| d.spec.addr == addr && d.spec.port == port)
+        });
+        match other {
+            Some((k, _)) => Err(format!(
+                "real server {addr}:{port} already backs {k}: a real server of a one-packet \
+                 scheduling service (-o) cannot back another virtual service (its replies match \
+                 no connection, so rvs tells the service by the real server's address and port)"
+            )),
+            None => Ok(()),
+        }
     }
 
     /// `-r host` without a port means the virtual port.
@@ -243,8 +271,14 @@ impl ServiceManager {
     }
 
     fn edit_service(&mut self, spec: &ServiceSpec) -> Result<()> {
-        let svc = self.services.get_mut(&spec.key).ok_or("No such service")?;
+        let svc = self.services.get(&spec.key).ok_or("No such service")?;
         Self::check_service_spec(spec)?;
+        if spec.ops && !svc.spec.ops {
+            for d in &svc.dests {
+                self.ops_conflict(&spec.key, true, d.spec.addr, d.spec.port)?;
+            }
+        }
+        let svc = self.services.get_mut(&spec.key).ok_or("No such service")?;
         if svc.spec.scheduler != spec.scheduler {
             svc.sched = Arc::default();
         }
@@ -272,6 +306,7 @@ impl ServiceManager {
         {
             return Err("Destination already exists".into());
         }
+        self.ops_conflict(key, svc.spec.ops, spec.addr, spec.port)?;
         let slot = self
             .alloc_slot()
             .ok_or_else(|| format!("too many real servers (at most {MAX_DESTS}, removed ones included until their connections end)"))?;

@@ -17,11 +17,26 @@ pub struct Service {
     pub scheduler: Box<dyn Scheduler>,
 }
 
+/// Where a real server's datagrams to clients come from, as clients must see them: the
+/// one-packet scheduling (`-o`) service the real server backs. OPS keeps no connection, so
+/// its replies are SNATed by this map alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpsReply {
+    pub vip: Ipv4Addr,
+    pub vport: u16,
+    /// The real server's stats slot.
+    pub slot: u32,
+}
+
 /// An immutable view of all services, replaced as a whole on every change.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     /// Sorted by `svc_key`, for binary search without hashing.
     services: Vec<(u64, Service)>,
+    /// The real servers of one-packet scheduling services by (protocol, RIP, rport), sorted
+    /// by that key (`svc_key` of the real server's end). The service manager lets a real
+    /// server of such a service back no other service, so each key has one answer.
+    ops_replies: Vec<(u64, OpsReply)>,
     /// Sorted, deduplicated VIPs.
     vips: Vec<Ipv4Addr>,
     /// Increases with every published snapshot.
@@ -48,8 +63,30 @@ impl Snapshot {
         let mut vips: Vec<Ipv4Addr> = services.iter().map(|(_, s)| s.spec.key.addr).collect();
         vips.sort();
         vips.dedup();
+        let mut ops_replies: Vec<(u64, OpsReply)> = services
+            .iter()
+            .filter(|(_, s)| s.spec.ops)
+            .flat_map(|(_, s)| {
+                let key = &s.spec.key;
+                s.dests.iter().map(move |d| {
+                    (
+                        svc_key(key.protocol.ip_proto(), d.spec.addr, d.spec.port),
+                        OpsReply {
+                            vip: key.addr,
+                            vport: key.port,
+                            slot: d.slot,
+                        },
+                    )
+                })
+            })
+            .collect();
+        // Stable: of two services claiming one real server (the manager refuses that), the
+        // first in key order answers.
+        ops_replies.sort_by_key(|(k, _)| *k);
+        ops_replies.dedup_by_key(|(k, _)| *k);
         Snapshot {
             services,
+            ops_replies,
             vips,
             generation,
             sysctls,
@@ -61,6 +98,20 @@ impl Snapshot {
         let k = svc_key(proto, vip, port);
         let i = self.services.binary_search_by_key(&k, |(k, _)| *k).ok()?;
         self.services.get(i).map(|(_, s)| s)
+    }
+
+    /// The one-packet scheduling service whose real server `rip:rport` is, for a datagram
+    /// from there that matches no connection.
+    pub fn ops_reply(&self, proto: u8, rip: Ipv4Addr, rport: u16) -> Option<&OpsReply> {
+        if self.ops_replies.is_empty() {
+            return None;
+        }
+        let k = svc_key(proto, rip, rport);
+        let i = self
+            .ops_replies
+            .binary_search_by_key(&k, |(k, _)| *k)
+            .ok()?;
+        self.ops_replies.get(i).map(|(_, r)| r)
     }
 
     /// True if some service uses `ip` as its VIP.

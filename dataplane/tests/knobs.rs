@@ -1,0 +1,207 @@
+//! Service flags and IPVS sysctls that change what the pipeline does with new flows: one-packet
+//! scheduling (`-o`), the flood defences (`drop_entry`, `drop_packet`, `secure_tcp`) and
+//! `schedule_icmp`. Each drives the pipeline of a two-arm director on byte frames.
+
+use control::proto::{Request, Response};
+use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, Pipeline};
+use dataplane::service::ServiceManager;
+use dataplane::stats::Event;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use testkit::director::{two_arm_ports, EXT_MAC, INT_MAC};
+use testkit::plan::{client, CIP, CLIENT_MAC, RIP1, RIP2, RS1_MAC, RS2_MAC, VIP};
+use testkit::services::{conns, listed, rvsadm, udp};
+use testkit::{check, udp_frame};
+
+const EXT: u16 = 0;
+const INT: u16 = 1;
+
+/// A two-arm director with one worker's pipeline, every host a known neighbour.
+struct Director {
+    dp: Arc<Dataplane>,
+    mgr: ServiceManager,
+    pipe: Pipeline,
+    now: u64,
+}
+
+impl Director {
+    fn new(capacity: usize, services: &str) -> Director {
+        let dp = Dataplane::new(DataplaneConfig {
+            ports: two_arm_ports(None, 1500),
+            conn_capacity: capacity,
+            timeouts: Default::default(),
+            workers: 1,
+        });
+        let mut mgr = ServiceManager::new(dp.clone());
+        rvsadm(&mut mgr, services);
+        for i in 0..=255 {
+            dp.neigh().learn(EXT, client(i), CLIENT_MAC);
+        }
+        dp.neigh().learn(INT, RIP1, RS1_MAC);
+        dp.neigh().learn(INT, RIP2, RS2_MAC);
+        Director {
+            pipe: Pipeline::new(dp.clone(), 0),
+            dp,
+            mgr,
+            now: 10_000,
+        }
+    }
+
+    /// One frame in its own burst at the director's clock.
+    fn send(&mut self, port: u16, frame: &mut [u8]) -> Action {
+        self.pipe.begin_burst(self.now);
+        self.pipe.process(port, frame)
+    }
+
+    fn events(&self, e: Event) -> u64 {
+        self.dp.stats().events(e)
+    }
+}
+
+// --- one-packet scheduling (-o) --------------------------------------------------------------
+
+const DNS: &str = "\
+-A -u 198.51.100.1:53 -s rr -o
+-a -u 198.51.100.1:53 -r 192.0.2.2:5353 -m
+-a -u 198.51.100.1:53 -r 192.0.2.3:5353 -m
+";
+
+#[test]
+fn ops_schedules_every_datagram_and_keeps_no_connection() {
+    let mut d = Director::new(1024, DNS);
+    let mut servers = Vec::new();
+    // One client port: without -o every datagram would follow the first one's connection.
+    for i in 0..6u8 {
+        let mut f = udp_frame(EXT_MAC, CLIENT_MAC, (CIP, 4000), (VIP, 53), &[i], true);
+        assert_eq!(d.send(EXT, &mut f), Action::Tx(INT));
+        let s = check(&f);
+        assert_eq!((s.src, s.sport, s.dport), (CIP, 4000, 5353));
+        servers.push(s.dst);
+
+        // The real server's answer goes back as from VIP:53, without a connection.
+        let rip = s.dst;
+        let mac = if rip == RIP1 { RS1_MAC } else { RS2_MAC };
+        let mut r = udp_frame(INT_MAC, mac, (rip, 5353), (CIP, 4000), b"answer", true);
+        assert_eq!(d.send(INT, &mut r), Action::Tx(EXT));
+        let s = check(&r);
+        assert_eq!((s.src, s.sport, s.dst, s.dport), (VIP, 53, CIP, 4000));
+        assert_eq!(s.dst_mac, CLIENT_MAC);
+    }
+    assert_eq!(servers, [RIP1, RIP2, RIP1, RIP2, RIP1, RIP2], "round robin");
+    assert!(conns(&mut d.mgr).is_empty(), "nothing in the table");
+    assert_eq!(d.dp.conns().len(), 0);
+    assert_eq!(d.events(Event::OpsScheduled), 6);
+    assert_eq!(d.events(Event::ConnCreated), 0);
+    assert_eq!((d.events(Event::Dnat), d.events(Event::Snat)), (6, 6));
+    // Each datagram counts as a connection of its real server, as the kernel's do.
+    let svc = listed(&mut d.mgr, udp(VIP, 53));
+    let per_server: Vec<(u64, u64, u64)> = svc
+        .dests
+        .iter()
+        .map(|x| (x.stats.conns, x.stats.in_pkts, x.stats.out_pkts))
+        .collect();
+    assert_eq!(per_server, [(3, 3, 3), (3, 3, 3)]);
+    assert!(svc
+        .dests
+        .iter()
+        .all(|x| x.active_conns + x.inactive_conns == 0));
+
+    // A datagram from a real server's other port, or from another host, is routed as it is.
+    let mut other = udp_frame(INT_MAC, RS1_MAC, (RIP1, 5354), (CIP, 4000), b"x", true);
+    assert_eq!(d.send(INT, &mut other), Action::Tx(EXT));
+    assert_eq!(check(&other).src, RIP1);
+}
+
+#[test]
+fn ops_without_the_flag_keeps_connections() {
+    let mut d = Director::new(1024, &DNS.replace(" -o", ""));
+    for i in 0..4u8 {
+        let mut f = udp_frame(EXT_MAC, CLIENT_MAC, (CIP, 4000), (VIP, 53), &[i], true);
+        assert_eq!(d.send(EXT, &mut f), Action::Tx(INT));
+        assert_eq!(check(&f).dst, RIP1, "the first datagram's connection");
+    }
+    assert_eq!(conns(&mut d.mgr).len(), 1);
+    assert_eq!(d.events(Event::OpsScheduled), 0);
+}
+
+#[test]
+fn ops_follows_edits_of_the_service() {
+    let mut d = Director::new(1024, &DNS.replace(" -o", ""));
+    let mut f = udp_frame(EXT_MAC, CLIENT_MAC, (CIP, 4000), (VIP, 53), b"a", true);
+    assert_eq!(d.send(EXT, &mut f), Action::Tx(INT));
+    assert_eq!(check(&f).dst, RIP1);
+    rvsadm(&mut d.mgr, "-E -u 198.51.100.1:53 -o");
+    assert!(listed(&mut d.mgr, udp(VIP, 53)).spec.ops);
+    // The connection made before -o still carries its flow...
+    let mut f = udp_frame(EXT_MAC, CLIENT_MAC, (CIP, 4000), (VIP, 53), b"b", true);
+    assert_eq!(d.send(EXT, &mut f), Action::Tx(INT));
+    assert_eq!(check(&f).dst, RIP1);
+    // ...new flows are scheduled datagram by datagram.
+    let dsts: Vec<Ipv4Addr> = (0..2)
+        .map(|_| {
+            let mut f = udp_frame(EXT_MAC, CLIENT_MAC, (CIP, 4001), (VIP, 53), b"c", true);
+            assert_eq!(d.send(EXT, &mut f), Action::Tx(INT));
+            check(&f).dst
+        })
+        .collect();
+    assert_eq!(dsts, [RIP2, RIP1]);
+    assert_eq!(conns(&mut d.mgr).len(), 1);
+}
+
+#[test]
+fn ops_refuses_what_its_replies_could_not_be_told_from() {
+    let mut d = Director::new(1024, DNS);
+    let refused = |d: &mut Director, line: &str| -> String {
+        let changes = control::cli::parse_restore(line).unwrap();
+        let mut table = control::cli::Table::new(&testkit::services::services(&mut d.mgr));
+        let request = table.resolve(&changes[0].1).unwrap();
+        match d.mgr.handle(request) {
+            Response::Error(e) => e,
+            other => panic!("{line}: {other:?}"),
+        }
+    };
+    // A real server of the OPS service in another service (another VIP or port).
+    rvsadm(
+        &mut d.mgr,
+        "-A -u 198.51.100.2:53 -s rr\n-A -u 198.51.100.1:54 -s rr",
+    );
+    for line in [
+        "-a -u 198.51.100.2:53 -r 192.0.2.2:5353 -m",
+        "-a -u 198.51.100.1:54 -r 192.0.2.2:5353 -m",
+    ] {
+        let e = refused(&mut d, line);
+        assert!(
+            e.contains("192.0.2.2:5353") && e.contains("UDP 198.51.100.1:53") && e.contains("-o"),
+            "{line}: {e}"
+        );
+    }
+    // Another port of the same host, and the same port over TCP, are other real servers.
+    rvsadm(
+        &mut d.mgr,
+        "-a -u 198.51.100.2:53 -r 192.0.2.2:5354 -m\n-A -t 198.51.100.1:53 -s rr\n\
+         -a -t 198.51.100.1:53 -r 192.0.2.2:5353 -m",
+    );
+    // Turning -o on for a service whose real server backs another one.
+    rvsadm(&mut d.mgr, "-a -u 198.51.100.1:54 -r 192.0.2.2:5354 -m");
+    let e = refused(&mut d, "-E -u 198.51.100.2:53 -o");
+    assert!(
+        e.contains("192.0.2.2:5354") && e.contains("UDP 198.51.100.1:54"),
+        "{e}"
+    );
+    assert!(
+        !listed(&mut d.mgr, udp(Ipv4Addr::new(198, 51, 100, 2), 53))
+            .spec
+            .ops
+    );
+    // TCP, straight over the control socket (rvsadm refuses it before it is sent).
+    let mut spec = testkit::services::service(
+        testkit::services::tcp(VIP, 8053),
+        control::model::SchedulerKind::Rr,
+    );
+    spec.ops = true;
+    let r = d.mgr.handle(Request::AddService(spec));
+    assert_eq!(
+        r,
+        Response::Error("One-Packet Scheduling is only for UDP virtual services".into())
+    );
+}

@@ -32,7 +32,7 @@ pub const KNOBS: &[Knob] = &[
     Knob { name: "drop_entry", default: 0, min: 0, max: 3,
         meaning: "defence: 0 never, 1 automatic, 2 on (set by automatic mode), 3 always: the aging sweep drops half-open (SYN_RECV, SYNACK) connections early" },
     Knob { name: "drop_packet", default: 0, min: 0, max: 3,
-        meaning: "defence: 0 never, 1 automatic, 2 on (set by automatic mode), 3 always: drop a share of new connections (see am_droprate)" },
+        meaning: "defence: 0 never, 1 automatic, 2 on (set by automatic mode), 3 always: drop a share of new connections (mode 3: see am_droprate; automatic: one of every amemthresh / (amemthresh - free entries))" },
     Knob { name: "expire_nodest_conn", default: 0, min: 0, max: 1,
         meaning: "0: connections of a removed real server keep flowing to it; 1: such a connection expires on its next packet (TCP: the client gets a RST)" },
     Knob { name: "expire_quiescent_template", default: 0, min: 0, max: 1,
@@ -42,7 +42,7 @@ pub const KNOBS: &[Knob] = &[
     Knob { name: "schedule_icmp", default: 0, min: 0, max: 1,
         meaning: "1: an ICMP error to a VIP about a flow with no connection is scheduled to a real server like the flow's first packet; 0: it is dropped" },
     Knob { name: "secure_tcp", default: 0, min: 0, max: 3,
-        meaning: "defence: 0 never, 1 automatic, 2 on (set by automatic mode), 3 always: half-open connections time out after SYN_RECV's timeout and only a client's ACK after the server's SYN-ACK makes them ESTABLISHED" },
+        meaning: "defence: 0 never, 1 automatic, 2 on (set by automatic mode), 3 always: the kernel's tcp_states_dos table: a client's ACK no longer makes a SYN_RECV connection ESTABLISHED (it keeps SYN_RECV's timeout); the server's SYN-ACK makes it SYNACK and the server's next packet ESTABLISHED" },
     Knob { name: "sloppy_tcp", default: 0, min: 0, max: 1,
         meaning: "1: any TCP packet (not only a SYN) to a service creates a connection, as after a failover without sync" },
 ];

@@ -128,6 +128,9 @@ named_enum! {
         /// A later fragment that arrived before its first fragment's decision, dropped because
         /// the worker's fragment hold was full (see `driver`).
         FragHoldFull = "frag_hold_full",
+        /// A new connection the `drop_packet` defence dropped (one of every `am_droprate`, or
+        /// of a rate from the table's fill in automatic mode).
+        DefenceDropPacket = "defence_drop_packet",
     }
 }
 
@@ -168,6 +171,9 @@ named_enum! {
         /// Datagrams to a one-packet scheduling (`-o`) service, each scheduled on its own and
         /// DNATed without a connection.
         OpsScheduled = "ops_scheduled",
+        /// Half-open connections (SYN_RECV, SYNACK) the `drop_entry` defence removed from
+        /// the table before their timeout.
+        DefenceDropEntry = "defence_drop_entry",
     }
 }
 
@@ -216,8 +222,14 @@ impl WorkerStats {
 
     #[inline]
     pub fn event(&self, ev: Event) {
+        self.event_n(ev, 1);
+    }
+
+    /// Counts `n` events at once.
+    #[inline]
+    pub fn event_n(&self, ev: Event, n: u64) {
         if let Some(c) = self.events.get(ev as usize) {
-            c.add(1);
+            c.add(n);
         }
     }
 

@@ -3,15 +3,15 @@
 //! `schedule_icmp`. Each drives the pipeline of a two-arm director on byte frames.
 
 use control::proto::{Request, Response};
-use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, Pipeline};
+use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, Pipeline, AGING_SWEEP_MS};
 use dataplane::service::ServiceManager;
-use dataplane::stats::Event;
+use dataplane::stats::{DropReason, Event};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use testkit::director::{two_arm_ports, EXT_MAC, INT_MAC};
 use testkit::plan::{client, CIP, CLIENT_MAC, RIP1, RIP2, RS1_MAC, RS2_MAC, VIP};
 use testkit::services::{conns, listed, rvsadm, udp};
-use testkit::{check, udp_frame};
+use testkit::{check, tcp_frame, udp_frame, ACK, SYN};
 
 const EXT: u16 = 0;
 const INT: u16 = 1;
@@ -47,10 +47,68 @@ impl Director {
         }
     }
 
+    fn sysctl(&mut self, name: &str, value: u32) {
+        let r = self
+            .mgr
+            .handle(Request::SetSysctls(vec![(name.into(), value)]));
+        assert_eq!(r, Response::Ok, "{name}={value}");
+    }
+
+    /// The control thread's second: samples the free entries the automatic defences go by.
+    fn tick(&mut self) {
+        self.mgr.tick(self.now);
+    }
+
     /// One frame in its own burst at the director's clock.
     fn send(&mut self, port: u16, frame: &mut [u8]) -> Action {
         self.pipe.begin_burst(self.now);
         self.pipe.process(port, frame)
+    }
+
+    fn drops(&self, r: DropReason) -> u64 {
+        self.dp.stats().drops(r)
+    }
+
+    /// A client's SYN to VIP:80 from port `port`.
+    fn syn(&mut self, port: u16) -> Action {
+        let mut f = tcp_frame(EXT_MAC, CLIENT_MAC, (CIP, port), (VIP, 80), SYN, b"");
+        self.send(EXT, &mut f)
+    }
+
+    /// A segment of the connection from client port `port`, either way (`to_client`: from
+    /// the real server it went to).
+    fn segment(&mut self, port: u16, flags: u8, to_client: bool) -> Action {
+        let c = conns(&mut self.mgr);
+        let conn = c
+            .iter()
+            .find(|c| c.client == (CIP, port))
+            .unwrap_or_else(|| panic!("no connection from port {port}: {c:?}"));
+        let mut f = if to_client {
+            let mac = if conn.dest.0 == RIP1 {
+                RS1_MAC
+            } else {
+                RS2_MAC
+            };
+            tcp_frame(INT_MAC, mac, conn.dest, (CIP, port), flags, b"")
+        } else {
+            tcp_frame(EXT_MAC, CLIENT_MAC, (CIP, port), (VIP, 80), flags, b"")
+        };
+        self.send(if to_client { INT } else { EXT }, &mut f)
+    }
+
+    /// The state of the connection from client port `port`, as `-L -c` names it.
+    fn state(&mut self, port: u16) -> Option<String> {
+        conns(&mut self.mgr)
+            .into_iter()
+            .find(|c| c.client == (CIP, port))
+            .map(|c| c.state)
+    }
+
+    /// One full aging sweep of the worker's share, after a burst (as the driver does).
+    fn age(&mut self) {
+        self.now += AGING_SWEEP_MS;
+        self.pipe.begin_burst(self.now);
+        self.pipe.housekeeping(self.now);
     }
 
     fn events(&self, e: Event) -> u64 {
@@ -204,4 +262,145 @@ fn ops_refuses_what_its_replies_could_not_be_told_from() {
         r,
         Response::Error("One-Packet Scheduling is only for UDP virtual services".into())
     );
+}
+
+// --- flood defences ---------------------------------------------------------------------------
+
+const WEB: &str = "\
+-A -t 198.51.100.1:80 -s rr
+-a -t 198.51.100.1:80 -r 192.0.2.2:80 -m
+-a -t 198.51.100.1:80 -r 192.0.2.3:80 -m
+-A -u 198.51.100.1:53 -s rr -o
+-a -u 198.51.100.1:53 -r 192.0.2.2:53 -m
+";
+
+/// A 64-entry table whose automatic defences act below 16 free entries.
+fn small_director() -> Director {
+    let mut d = Director::new(64, WEB);
+    assert_eq!(d.dp.conns().capacity(), 64);
+    d.sysctl("amemthresh", 16);
+    d
+}
+
+/// Opens `n` half-open connections from ports `first..`, then samples the free entries.
+fn fill(d: &mut Director, first: u16, n: u16) {
+    for p in first..first + n {
+        assert_eq!(d.syn(p), Action::Tx(INT), "SYN from {p}");
+    }
+    d.tick();
+}
+
+/// How many of `n` new connections (SYNs from ports `first..`, then UDP datagrams to the
+/// one-packet service) `drop_packet` drops, in order.
+fn dropped_of(d: &mut Director, first: u16, n: u16) -> Vec<u16> {
+    let mut out = Vec::new();
+    for p in first..first + n {
+        let a = if p % 2 == 0 {
+            d.syn(p)
+        } else {
+            let mut f = udp_frame(EXT_MAC, CLIENT_MAC, (CIP, p), (VIP, 53), b"q", true);
+            d.send(EXT, &mut f)
+        };
+        if a == Action::Drop {
+            out.push(p - first + 1);
+        }
+    }
+    out
+}
+
+#[test]
+fn drop_packet_in_each_mode() {
+    let mut d = small_director();
+    // 0: never.
+    assert!(dropped_of(&mut d, 1000, 20).is_empty());
+    // 3: one of every am_droprate new connections (TCP and UDP alike), whatever is free.
+    d.sysctl("drop_packet", 3);
+    d.sysctl("am_droprate", 5);
+    assert_eq!(dropped_of(&mut d, 2000, 20), [5, 10, 15, 20]);
+    assert_eq!(d.drops(DropReason::DefenceDropPacket), 4);
+    // Packets of existing connections are never dropped.
+    for _ in 0..10 {
+        assert_eq!(d.segment(1000, ACK, false), Action::Tx(INT));
+    }
+    // 1 and 2: only while fewer than amemthresh entries are free, at a rate from the fill.
+    for mode in [1, 2] {
+        let mut d = small_director();
+        d.sysctl("drop_packet", mode);
+        assert!(dropped_of(&mut d, 1000, 20).is_empty(), "mode {mode}: room");
+        // 10 TCP connections made above; 40 more leave 14 free: rate 16 / (16 - 14) = 8.
+        fill(&mut d, 3000, 40);
+        assert_eq!(d.dp.free_entries(), 14);
+        assert_eq!(dropped_of(&mut d, 4000, 16), [8, 16], "mode {mode}: rate 8");
+        assert_eq!(d.drops(DropReason::DefenceDropPacket), 2);
+    }
+}
+
+#[test]
+fn drop_entry_in_each_mode() {
+    for mode in [0, 1, 2, 3] {
+        let mut d = small_director();
+        d.sysctl("drop_entry", mode);
+        // One established connection, and half-open ones: SYN_RECV, and SYNACK (the
+        // secure table's state after the server's SYN-ACK).
+        assert_eq!(d.syn(1), Action::Tx(INT));
+        assert_eq!(d.segment(1, SYN | ACK, true), Action::Tx(EXT));
+        assert_eq!(d.segment(1, ACK, false), Action::Tx(INT));
+        assert_eq!(d.state(1).as_deref(), Some("ESTABLISHED"));
+        d.sysctl("secure_tcp", 3);
+        assert_eq!(d.syn(2), Action::Tx(INT));
+        assert_eq!(d.segment(2, SYN | ACK, true), Action::Tx(EXT));
+        assert_eq!(d.state(2).as_deref(), Some("SYNACK"));
+        d.sysctl("secure_tcp", 0);
+        fill(&mut d, 100, 10);
+        d.age();
+        let left = conns(&mut d.mgr).len();
+        match mode {
+            // Plenty free: the automatic modes leave them, as 0 does.
+            0..=2 => assert_eq!(left, 12, "mode {mode}"),
+            _ => {
+                assert_eq!(left, 1, "mode {mode}: only the established one");
+                assert_eq!(d.state(1).as_deref(), Some("ESTABLISHED"));
+                assert_eq!(d.events(Event::DefenceDropEntry), 11);
+            }
+        }
+        if mode == 1 || mode == 2 {
+            // 12 + 40 leave 12 free (< 16): the next sweep drops every half-open one.
+            fill(&mut d, 200, 40);
+            d.age();
+            assert_eq!(conns(&mut d.mgr).len(), 1, "mode {mode}: full enough");
+            assert_eq!(d.events(Event::DefenceDropEntry), 51);
+        }
+        if mode == 0 {
+            assert_eq!(d.events(Event::DefenceDropEntry), 0);
+        }
+    }
+}
+
+#[test]
+fn secure_tcp_in_each_mode() {
+    for mode in [0, 1, 2, 3] {
+        let mut d = small_director();
+        d.sysctl("secure_tcp", mode);
+        // A SYN then the client's ACK, the server silent (a spoofed handshake).
+        assert_eq!(d.syn(1), Action::Tx(INT));
+        assert_eq!(d.segment(1, ACK, false), Action::Tx(INT));
+        let secure = mode == 3;
+        let want = if secure { "SYN_RECV" } else { "ESTABLISHED" };
+        assert_eq!(d.state(1).as_deref(), Some(want), "mode {mode}");
+        // A real handshake.
+        assert_eq!(d.syn(2), Action::Tx(INT));
+        assert_eq!(d.segment(2, SYN | ACK, true), Action::Tx(EXT));
+        let want = if secure { "SYNACK" } else { "SYN_RECV" };
+        assert_eq!(d.state(2).as_deref(), Some(want), "mode {mode}");
+        assert_eq!(d.segment(2, ACK, false), Action::Tx(INT));
+        assert_eq!(d.segment(2, ACK, true), Action::Tx(EXT));
+        assert_eq!(d.state(2).as_deref(), Some("ESTABLISHED"), "mode {mode}");
+        if mode == 1 || mode == 2 {
+            // Fewer than amemthresh free: the secure table from the next burst on.
+            fill(&mut d, 100, 50);
+            assert_eq!(d.syn(3), Action::Tx(INT));
+            assert_eq!(d.segment(3, ACK, false), Action::Tx(INT));
+            assert_eq!(d.state(3).as_deref(), Some("SYN_RECV"), "mode {mode}: full");
+        }
+    }
 }

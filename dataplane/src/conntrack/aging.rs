@@ -3,12 +3,33 @@
 //! Workers age the table in bounded slices ([`ConnTable::housekeeping`]; the pipeline gives
 //! each worker's share a full sweep every 2 s, a part of it each millisecond), so an expired
 //! entry, or one whose real server was removed, is freed within a sweep; a lookup that meets
-//! one first removes it and misses. No timer thread. Only entries ever handed out are walked.
+//! one first removes it and misses. While the `drop_entry` defence is active the sweep also
+//! removes the half-open TCP connections it meets. No timer thread. Only entries ever handed
+//! out are walked.
 
 use super::entry::{ep_split, expires_of, gen_of, live_state, EntryView};
-use super::{ConnInfo, ConnRef, ConnTable};
+use super::{ConnInfo, ConnRef, ConnState, ConnTable};
 use crate::atomic::Ordering;
 use std::ops::Range;
+
+/// What the aging sweep does with half-open TCP connections that have not expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HalfOpen {
+    /// Left to their timeout.
+    #[default]
+    Keep,
+    /// Removed (`drop_entry`).
+    Drop,
+}
+
+/// What one aging step removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Aged {
+    /// Expired connections, and those of removed real servers.
+    pub expired: usize,
+    /// Half-open connections removed early ([`HalfOpen::Drop`]).
+    pub half_open: usize,
+}
 
 impl ConnTable {
     /// Entries ever handed out: the rest of the array has never held a connection.
@@ -26,12 +47,27 @@ impl ConnTable {
         budget: usize,
         now: u64,
     ) -> usize {
+        let aged = self.housekeeping_with(range, cursor, budget, now, HalfOpen::Keep);
+        aged.expired + aged.half_open
+    }
+
+    /// [`ConnTable::housekeeping`], and with [`HalfOpen::Drop`] (the `drop_entry` defence)
+    /// also removes the half-open TCP connections it meets (SYN_RECV, SYNACK) before their
+    /// time: a SYN flood's entries go within a sweep instead of after SYN_RECV's timeout.
+    pub fn housekeeping_with(
+        &self,
+        range: Range<usize>,
+        cursor: &mut usize,
+        budget: usize,
+        now: u64,
+        half_open: HalfOpen,
+    ) -> Aged {
+        let mut aged = Aged::default();
         let used = self.used();
         let range = range.start.min(used)..range.end.min(used);
         if range.is_empty() {
-            return 0;
+            return aged;
         }
-        let mut removed = 0;
         for _ in 0..budget.min(range.len()) {
             if !range.contains(cursor) {
                 *cursor = range.start;
@@ -42,20 +78,26 @@ impl ConnTable {
                 continue;
             };
             let m = e.meta.load(Ordering::Acquire);
-            if live_state(m).is_none() {
+            let Some(state) = live_state(m) else {
                 continue;
-            }
+            };
             let dest = (e.virt.load(Ordering::Relaxed) >> 48) as u32;
-            if (expires_of(m) <= now || self.is_retired(dest))
-                && self.remove(ConnRef {
-                    idx: idx as u32,
-                    gen: gen_of(m),
-                })
+            let conn = ConnRef {
+                idx: idx as u32,
+                gen: gen_of(m),
+            };
+            if expires_of(m) <= now || self.is_retired(dest) {
+                if self.remove(conn) {
+                    aged.expired += 1;
+                }
+            } else if half_open == HalfOpen::Drop
+                && matches!(state, ConnState::SynRecv | ConnState::SynAck)
+                && self.remove(conn)
             {
-                removed += 1;
+                aged.half_open += 1;
             }
         }
-        removed
+        aged
     }
 
     /// Worker `index`'s share of the entries when `workers` workers age the table.

@@ -49,11 +49,14 @@ mod mem;
 mod remove;
 pub mod state;
 
+pub use aging::{Aged, HalfOpen};
 pub use free::{EVICT_SCAN, SHARDS};
 pub use index::{Prefetched, FIRST_FIT};
 pub use layout::{BYTES_PER_CONN, MAX_CAPACITY};
 pub use mem::Backing;
-pub use state::{tcp_transition, ConnState, Dir, StateTimeouts, TcpEvent};
+pub use state::{
+    tcp_transition, tcp_transition_in, ConnState, Dir, StateTimeouts, TcpEvent, TcpTable,
+};
 
 use crate::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use crate::hash::HashKey;

@@ -13,7 +13,7 @@ use super::entry::{
     expires_of, gen_of, live_code, live_state, pack, EntryView, EP_MASK, EXP_MAX, ST_FREE,
 };
 use super::index::slot_word;
-use super::state::{tcp_transition, ConnState, Dir, TcpEvent};
+use super::state::{tcp_transition_in, ConnState, Dir, TcpEvent, TcpTable};
 use super::{ConnRef, ConnTable, Hit};
 use crate::atomic::Ordering;
 use crate::packet::ipv4::PROTO_TCP;
@@ -24,6 +24,18 @@ impl ConnTable {
     /// packet, or `None` if the connection is gone (expired or reused since the lookup) or not
     /// in yet (an `Exists` hit of an insert still in flight).
     pub fn update(&self, hit: &Hit, dir: Dir, ev: Option<TcpEvent>, now: u64) -> Option<ConnState> {
+        self.update_in(TcpTable::Normal, hit, dir, ev, now)
+    }
+
+    /// [`ConnTable::update`] with the TCP transition table `table` (`secure_tcp`).
+    pub fn update_in(
+        &self,
+        table: TcpTable,
+        hit: &Hit,
+        dir: Dir,
+        ev: Option<TcpEvent>,
+        now: u64,
+    ) -> Option<ConnState> {
         let e = self.entry(hit.conn.idx)?;
         let mut m = e.meta.load(Ordering::Acquire);
         // A CAS fails only when another worker changed the entry meanwhile; a few retries
@@ -34,7 +46,7 @@ impl ConnTable {
             }
             let st = live_state(m)?;
             let new_st = match ev {
-                Some(ev) if hit.proto == PROTO_TCP => tcp_transition(st, dir, ev),
+                Some(ev) if hit.proto == PROTO_TCP => tcp_transition_in(table, st, dir, ev),
                 _ => st,
             };
             let timeout = u64::from(self.timeouts.get_ms(new_st));

@@ -2,7 +2,9 @@
 //!
 //! The transition table is the kernel's (`ip_vs_proto_tcp.c`, as in
 //! `spec/lvs-semantics.md`): the packet's flags pick one event with priority
-//! rst > syn > fin > ack; a packet with none of them changes nothing.
+//! rst > syn > fin > ack; a packet with none of them changes nothing. While the `secure_tcp`
+//! defence is active, packets are applied with the kernel's `tcp_states_dos` table instead
+//! ([`TcpTable::Secure`]).
 
 use control::model;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
@@ -127,10 +129,9 @@ impl TcpEvent {
     }
 }
 
-// The spec's SA column never appears as a target state.
 use ConnState::{
     Close as CL, CloseWait as CW, Established as ES, FinWait as FW, LastAck as LA, Listen as LI,
-    SynRecv as SR, SynSent as SS, TimeWait as TW,
+    SynAck as SA, SynRecv as SR, SynSent as SS, TimeWait as TW,
 };
 
 /// `[event][from state]` for client -> server; columns NO ES SS SR FW TW CL CW LA LI SA.
@@ -149,12 +150,48 @@ const REPLY: [[ConnState; 11]; 4] = [
     /* rst */ [CL, CL, SS, CL, CL, TW, CL, CL, CL, CL, CL],
 ];
 
-/// The TCP state after a packet with event `ev` travelling `dir`. UDP (and any state outside
-/// the TCP table) is returned unchanged.
+/// The kernel's `tcp_states_dos` (INPUT and OUTPUT), verbatim: what `secure_tcp` switches to.
+/// A client's ACK no longer establishes a SYN_RECV connection (it stays half-open, with
+/// SYN_RECV's timeout, unless the server answered); the server's SYN-ACK makes it SYNACK, and
+/// the server's next packet ESTABLISHED.
+const INBOUND_SECURE: [[ConnState; 11]; 4] = [
+    /* syn */ [SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SA],
+    /* fin */ [CL, CW, SS, TW, TW, TW, CL, CW, LA, LI, SA],
+    /* ack */ [CL, ES, SS, SR, FW, TW, CL, CW, CL, LI, SA],
+    /* rst */ [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, CL],
+];
+
+/// The same for server -> client.
+const REPLY_SECURE: [[ConnState; 11]; 4] = [
+    /* syn */ [SS, ES, SS, SA, SS, SS, SS, SS, SS, LI, SA],
+    /* fin */ [TW, FW, SS, TW, FW, TW, CL, TW, LA, LI, TW],
+    /* ack */ [ES, ES, SS, ES, FW, TW, CL, CW, LA, ES, ES],
+    /* rst */ [CL, CL, SS, CL, CL, TW, CL, CL, CL, CL, CL],
+];
+
+/// Which transition table a packet is applied with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TcpTable {
+    /// The normal one (`spec/lvs-semantics.md`).
+    #[default]
+    Normal,
+    /// The kernel's `tcp_states_dos`, while the `secure_tcp` defence is active.
+    Secure,
+}
+
+/// The TCP state after a packet with event `ev` travelling `dir`, by the normal table. UDP (and
+/// any state outside the TCP table) is returned unchanged.
 pub fn tcp_transition(state: ConnState, dir: Dir, ev: TcpEvent) -> ConnState {
-    let table = match dir {
-        Dir::Inbound => &INBOUND,
-        Dir::Reply => &REPLY,
+    tcp_transition_in(TcpTable::Normal, state, dir, ev)
+}
+
+/// [`tcp_transition`] by the table `which`.
+pub fn tcp_transition_in(which: TcpTable, state: ConnState, dir: Dir, ev: TcpEvent) -> ConnState {
+    let table = match (which, dir) {
+        (TcpTable::Normal, Dir::Inbound) => &INBOUND,
+        (TcpTable::Normal, Dir::Reply) => &REPLY,
+        (TcpTable::Secure, Dir::Inbound) => &INBOUND_SECURE,
+        (TcpTable::Secure, Dir::Reply) => &REPLY_SECURE,
     };
     table
         .get(ev as usize)
@@ -236,6 +273,19 @@ mod tests {
   - server->client ack: ES ES SS ES FW TW CL CW LA ES ES
   - server->client rst: CL CL SS CL CL TW CL CL CL CL CL";
 
+    /// The kernel's `tcp_states_dos` (net/netfilter/ipvs/ip_vs_proto_tcp.c), INPUT and
+    /// OUTPUT, verbatim (the INPUT-ONLY rows are for connections without output, which rvs
+    /// does not track).
+    const DOS: &str = "
+  - client->server syn: SR ES ES SR SR SR SR SR SR SR SA
+  - client->server fin: CL CW SS TW TW TW CL CW LA LI SA
+  - client->server ack: CL ES SS SR FW TW CL CW CL LI SA
+  - client->server rst: CL CL CL SR CL CL CL CL LA LI CL
+  - server->client syn: SS ES SS SA SS SS SS SS SS LI SA
+  - server->client fin: TW FW SS TW FW TW CL TW LA LI TW
+  - server->client ack: ES ES SS ES FW TW CL CW LA ES ES
+  - server->client rst: CL CL SS CL CL TW CL CL CL CL CL";
+
     fn abbrev(s: &str) -> ConnState {
         match s {
             "NO" => ConnState::None,
@@ -255,12 +305,21 @@ mod tests {
 
     #[test]
     fn transition_table_is_the_spec() {
+        check_table(TcpTable::Normal, SPEC);
+    }
+
+    #[test]
+    fn secure_table_is_the_kernels_tcp_states_dos() {
+        check_table(TcpTable::Secure, DOS);
+    }
+
+    fn check_table(which: TcpTable, rows_text: &str) {
         let columns: Vec<ConnState> = "NO ES SS SR FW TW CL CW LA LI SA"
             .split(' ')
             .map(abbrev)
             .collect();
         let mut rows = 0;
-        for line in SPEC.lines().filter(|l| !l.trim().is_empty()) {
+        for line in rows_text.lines().filter(|l| !l.trim().is_empty()) {
             let (head, cells) = line
                 .trim()
                 .trim_start_matches("- ")
@@ -283,9 +342,9 @@ mod tests {
             assert_eq!(cells.len(), 11);
             for (from, to) in columns.iter().zip(&cells) {
                 assert_eq!(
-                    tcp_transition(*from, dir, ev),
+                    tcp_transition_in(which, *from, dir, ev),
                     *to,
-                    "{dir:?} {ev:?} from {from:?}"
+                    "{which:?} {dir:?} {ev:?} from {from:?}"
                 );
             }
             rows += 1;
@@ -334,6 +393,30 @@ mod tests {
             s = tcp_transition(s, dir, ev);
             assert_eq!(s, want);
         }
+    }
+
+    #[test]
+    fn a_secure_handshake_waits_for_the_server() {
+        use Dir::*;
+        let walk = |steps: &[(Dir, TcpEvent, ConnState)]| {
+            let mut s = ConnState::None;
+            for (dir, ev, want) in steps {
+                s = tcp_transition_in(TcpTable::Secure, s, *dir, *ev);
+                assert_eq!(s, *want, "{dir:?} {ev:?}");
+            }
+        };
+        // A spoofed SYN then ACK stays half-open: SYN_RECV, not ESTABLISHED.
+        walk(&[
+            (Inbound, TcpEvent::Syn, ConnState::SynRecv),
+            (Inbound, TcpEvent::Ack, ConnState::SynRecv),
+        ]);
+        // A real handshake: SYNACK once the server answers, ESTABLISHED at its next packet.
+        walk(&[
+            (Inbound, TcpEvent::Syn, ConnState::SynRecv),
+            (Reply, TcpEvent::Syn, ConnState::SynAck),
+            (Inbound, TcpEvent::Ack, ConnState::SynAck),
+            (Reply, TcpEvent::Ack, ConnState::Established),
+        ]);
     }
 
     #[test]

@@ -55,7 +55,7 @@ impl Pipeline {
             // A SYN reusing the ports of a closed connection starts a new one (port reuse).
             let reuse = hit.dir == Dir::Inbound && new_syn && yields_to_new_syn(hit.state);
             if !reuse {
-                conns.update(&hit, hit.dir, ev, self.now);
+                conns.update_in(self.defences.tcp_table, &hit, hit.dir, ev, self.now);
                 return self.nat(frame, ip, &hit);
             }
             conns.remove(hit.conn);
@@ -71,6 +71,9 @@ impl Pipeline {
                 .ok_or(DropReason::NoService)?;
             if tcp && !new_syn {
                 return Err(DropReason::UnknownFlow.into());
+            }
+            if self.drop_new_conn() {
+                return Err(DropReason::DefenceDropPacket.into());
             }
             let flow = Flow {
                 client: ip.src,
@@ -104,7 +107,12 @@ impl Pipeline {
                 );
             }
             let state = match ev {
-                Some(ev) => crate::conntrack::tcp_transition(ConnState::None, Dir::Inbound, ev),
+                Some(ev) => crate::conntrack::tcp_transition_in(
+                    self.defences.tcp_table,
+                    ConnState::None,
+                    Dir::Inbound,
+                    ev,
+                ),
                 None => ConnState::Udp,
             };
             let nc = NewConn {
@@ -131,7 +139,7 @@ impl Pipeline {
                     hit
                 }
                 Err(InsertError::Exists(hit)) => {
-                    conns.update(&hit, hit.dir, ev, self.now);
+                    conns.update_in(self.defences.tcp_table, &hit, hit.dir, ev, self.now);
                     hit
                 }
                 Err(InsertError::ReplyConflict | InsertError::Busy) => {

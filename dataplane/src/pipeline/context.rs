@@ -1,6 +1,7 @@
 //! The per-worker pipeline context: the service snapshot and clock of the current burst, the
 //! worker's share of connection aging, its ICMP error budget, and the per-frame entry points.
 
+use super::defence::Defences;
 use super::icmp_error::ICMP_BURST;
 use super::{Action, Dataplane, Refusal};
 use crate::conntrack::{Dir, Tuple};
@@ -9,6 +10,7 @@ use crate::packet::eth;
 use crate::packet::ipv4::{self, PROTO_TCP, PROTO_UDP};
 use crate::service::Snapshot;
 use crate::stats::{DropReason, Event, WorkerStats};
+use std::cell::Cell;
 use std::net::Ipv4Addr;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
@@ -33,6 +35,10 @@ pub struct Pipeline {
     aged_at: u64,
     /// ICMP error token bucket: (tokens, last refill in ms).
     pub(super) icmp_bucket: (u64, u64),
+    /// The flood defences in force this burst (`defence`).
+    pub(super) defences: Defences,
+    /// `drop_packet`'s countdown to the next new connection it drops.
+    pub(super) drop_countdown: Cell<u32>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -58,10 +64,13 @@ impl Pipeline {
             dp,
             now: 0,
             icmp_bucket: (ICMP_BURST, 0),
+            defences: Defences::default(),
+            drop_countdown: Cell::new(0),
         }
     }
 
-    /// Starts a burst at `now_ms`: picks up a new service snapshot if one was published.
+    /// Starts a burst at `now_ms`: picks up a new service snapshot if one was published, and
+    /// works out which flood defences act.
     pub fn begin_burst(&mut self, now_ms: u64) {
         if now_ms != self.now {
             self.now = now_ms;
@@ -73,6 +82,7 @@ impl Pipeline {
             // nothing on this thread.
             self.snap = arc_swap::Guard::into_inner(cur);
         }
+        self.update_defences();
     }
 
     /// The generation of the service snapshot this worker uses now (the one `begin_burst`
@@ -101,7 +111,8 @@ impl Pipeline {
     /// of it due since the last step, so that all of it is looked at every `AGING_SWEEP_MS`
     /// whatever the poll-loop rate. (A fixed number of entries per loop tied the sweep to how
     /// fast the loop spins: an idle worker did little else, a busy one aged less often.)
-    /// Expired entries met by a lookup or an insert are removed there too.
+    /// Expired entries met by a lookup or an insert are removed there too. While `drop_entry`
+    /// acts, half-open connections are removed too (`defence_drop_entry`).
     pub fn housekeeping(&mut self, now_ms: u64) {
         if now_ms == self.aged_at {
             return;
@@ -111,12 +122,17 @@ impl Pipeline {
         let share = (self.aging.len() as u64)
             .saturating_mul(elapsed)
             .div_ceil(AGING_SWEEP_MS);
-        self.dp.conns.housekeeping(
+        let aged = self.dp.conns.housekeeping_with(
             self.aging.clone(),
             &mut self.aging_cursor,
             usize::try_from(share).unwrap_or(usize::MAX),
             now_ms,
+            self.defences.half_open,
         );
+        if aged.half_open > 0 {
+            self.stats()
+                .event_n(Event::DefenceDropEntry, aged.half_open as u64);
+        }
     }
 
     pub(super) fn stats(&self) -> &WorkerStats {

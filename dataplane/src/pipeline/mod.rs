@@ -57,6 +57,7 @@
 mod classify;
 mod conn;
 mod context;
+mod defence;
 mod egress;
 mod icmp;
 mod icmp_error;

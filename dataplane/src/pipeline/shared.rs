@@ -77,6 +77,9 @@ pub struct Dataplane {
     pub(super) workers: usize,
     /// The latest `now_ms` a worker reported, for the control side (`-L -c` expiry times).
     pub(super) clock_ms: AtomicU64,
+    /// Free connection-table entries as last sampled ([`Dataplane::sample_free_entries`]),
+    /// for the flood defences' automatic mode.
+    free_entries: AtomicU64,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -116,6 +119,7 @@ impl Dataplane {
             .enumerate()
             .find_map(|(i, p)| p.gateway.map(|g| (i as u16, g)));
         let workers = cfg.workers.max(1);
+        let conns = ConnTable::new(cfg.conn_capacity, MAX_DESTS, &cfg.timeouts);
         Arc::new(Dataplane {
             stats: Stats::new(
                 workers,
@@ -125,7 +129,8 @@ impl Dataplane {
             routes: routes.into_iter().map(|(_, r)| r).collect(),
             gateway,
             neigh: NeighTable::new(NEIGH_CAPACITY),
-            conns: ConnTable::new(cfg.conn_capacity, MAX_DESTS, &cfg.timeouts),
+            free_entries: AtomicU64::new(conns.capacity() as u64),
+            conns,
             persist: Persist::new((cfg.conn_capacity / 4).clamp(1024, 1 << 22)),
             frags: FragTable::new(FRAG_SLOTS),
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
@@ -173,6 +178,21 @@ impl Dataplane {
     /// Publishes a new service snapshot; returns the previous one.
     pub(crate) fn publish(&self, s: Arc<Snapshot>) -> Arc<Snapshot> {
         self.snapshot.swap(s)
+    }
+
+    /// Samples how many connection-table entries are free (capacity - length) for the flood
+    /// defences (`drop_entry`, `drop_packet`, `secure_tcp` in automatic mode). The table's
+    /// length is the sum of every real-server slot's counts, too dear for a worker's burst, so
+    /// the control thread samples it: every second, as the kernel's defence timer does, and
+    /// after every sysctl change. Workers read the sample once per burst.
+    pub fn sample_free_entries(&self) {
+        let free = self.conns.capacity().saturating_sub(self.conns.len());
+        self.free_entries.store(free as u64, Ordering::Relaxed);
+    }
+
+    /// The last sample of [`Dataplane::sample_free_entries`] (the capacity before the first).
+    pub fn free_entries(&self) -> u64 {
+        self.free_entries.load(Ordering::Relaxed)
     }
 
     /// The workers' clock as last seen by a worker (0 before the first burst).

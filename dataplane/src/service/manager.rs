@@ -150,6 +150,7 @@ impl ServiceManager {
     /// snapshots. Never called by a worker.
     pub fn tick(&mut self, now_ms: u64) {
         self.collect_garbage();
+        self.dp.sample_free_entries();
         let stats = self.dp.stats();
         let totals: Vec<(RateKey, Stats)> = self
             .services
@@ -189,6 +190,8 @@ impl ServiceManager {
             }
         }
         self.sysctls = next;
+        // The defences' automatic mode starts from a fresh sample, not a second-old one.
+        self.dp.sample_free_entries();
         Ok(())
     }
 

@@ -174,6 +174,9 @@ named_enum! {
         /// Half-open connections (SYN_RECV, SYNACK) the `drop_entry` defence removed from
         /// the table before their timeout.
         DefenceDropEntry = "defence_drop_entry",
+        /// ICMP errors to a VIP about a flow with no connection that `schedule_icmp` scheduled
+        /// to a real server (a connection made for the flow, then the error NATed to it).
+        IcmpScheduled = "icmp_scheduled",
     }
 }
 

@@ -11,7 +11,10 @@ use std::sync::Arc;
 use testkit::director::{two_arm_ports, EXT_MAC, INT_MAC};
 use testkit::plan::{client, CIP, CLIENT_MAC, RIP1, RIP2, RS1_MAC, RS2_MAC, VIP};
 use testkit::services::{conns, listed, rvsadm, udp};
-use testkit::{check, tcp_frame, udp_frame, ACK, SYN};
+use testkit::{
+    check, eth, inet_checksum, ipv4, tcp_frame, tcp_seg, udp_frame, udp_seg, ACK, ICMP, SYN, TCP,
+    UDP,
+};
 
 const EXT: u16 = 0;
 const INT: u16 = 1;
@@ -403,4 +406,108 @@ fn secure_tcp_in_each_mode() {
             assert_eq!(d.state(3).as_deref(), Some("SYN_RECV"), "mode {mode}: full");
         }
     }
+}
+
+// --- schedule_icmp ----------------------------------------------------------------------------
+
+/// An ICMP error (type `ty`, code `code`) from the client to the VIP about a packet of
+/// `proto` that VIP:vport sent to CIP:cport.
+fn icmp_error_to_vip(ty: u8, code: u8, proto: u8, vport: u16, cport: u16) -> Vec<u8> {
+    let seg = if proto == TCP {
+        tcp_seg(VIP, vport, CIP, cport, SYN | ACK, b"")
+    } else {
+        udp_seg(VIP, vport, CIP, cport, b"answer", true)
+    };
+    let quoted = ipv4(VIP, CIP, proto, 64, &seg);
+    let mut m = vec![ty, code, 0, 0, 0, 0, 0, 0];
+    m.extend_from_slice(&quoted);
+    let c = inet_checksum(&m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    eth(EXT_MAC, CLIENT_MAC, 0x0800, &ipv4(CIP, VIP, ICMP, 64, &m))
+}
+
+#[test]
+fn schedule_icmp_off_drops_errors_about_untracked_flows() {
+    let mut d = Director::new(1024, WEB);
+    let mut f = icmp_error_to_vip(3, 3, TCP, 80, 5000);
+    assert_eq!(d.send(EXT, &mut f), Action::Drop);
+    assert_eq!(d.drops(DropReason::IcmpUnrelated), 1);
+    assert!(conns(&mut d.mgr).is_empty());
+}
+
+#[test]
+fn schedule_icmp_schedules_the_quoted_flow_and_nats_the_error_to_it() {
+    let mut d = Director::new(1024, WEB);
+    d.sysctl("schedule_icmp", 1);
+    // Types 3, 4 and 11, TCP and UDP: each flow gets a connection to the next real server
+    // (round robin), and the error goes there, rewritten as for a tracked connection.
+    let cases = [
+        (3, 3, TCP, 80, 5000, RIP1),
+        (4, 0, TCP, 80, 5001, RIP2),
+        (11, 0, TCP, 80, 5002, RIP1),
+    ];
+    for (ty, code, proto, vport, cport, rip) in cases {
+        let mut f = icmp_error_to_vip(ty, code, proto, vport, cport);
+        assert_eq!(d.send(EXT, &mut f), Action::Tx(INT), "type {ty}");
+        let s = check(&f);
+        assert_eq!(
+            (s.src, s.dst, s.proto),
+            (CIP, rip, ICMP),
+            "type {ty}: to the real server"
+        );
+        let quoted = &f[14 + 20 + 8..];
+        let q = check_quoted(quoted);
+        assert_eq!(
+            q,
+            (rip, 80, CIP, cport),
+            "type {ty}: quoted source is RIP:rport"
+        );
+        let c = conns(&mut d.mgr);
+        let conn = c.iter().find(|c| c.client == (CIP, cport)).unwrap();
+        assert_eq!((conn.virt, conn.dest), ((VIP, 80), (rip, 80)));
+        assert_eq!(conn.state, "NONE", "no packet of the flow seen yet");
+    }
+    // The connection is the flow's: the client's SYN that follows goes to the same server.
+    let mut syn = tcp_frame(EXT_MAC, CLIENT_MAC, (CIP, 5001), (VIP, 80), SYN, b"");
+    assert_eq!(d.send(EXT, &mut syn), Action::Tx(INT));
+    assert_eq!(check(&syn).dst, RIP2);
+    // UDP to the one-packet service: scheduled, NATed, nothing kept.
+    let mut f = icmp_error_to_vip(3, 3, UDP, 53, 6000);
+    assert_eq!(d.send(EXT, &mut f), Action::Tx(INT));
+    assert_eq!(check(&f).dst, RIP1);
+    assert!(conns(&mut d.mgr).iter().all(|c| c.client.1 != 6000));
+    assert_eq!(d.events(Event::IcmpScheduled), 4);
+    assert_eq!(d.events(Event::IcmpNat), 4);
+    assert_eq!(d.events(Event::ConnCreated), 3);
+    // No service for the quoted port: unrelated, as without schedule_icmp.
+    let mut f = icmp_error_to_vip(3, 3, TCP, 81, 5003);
+    assert_eq!(d.send(EXT, &mut f), Action::Drop);
+    assert_eq!(d.drops(DropReason::IcmpUnrelated), 1);
+    // A bad ICMP checksum makes no connection.
+    let mut f = icmp_error_to_vip(3, 3, TCP, 80, 5004);
+    let n = f.len();
+    f[n - 1] ^= 0xff;
+    assert_eq!(d.send(EXT, &mut f), Action::Drop);
+    assert_eq!(d.drops(DropReason::BadChecksum), 1);
+    assert!(conns(&mut d.mgr).iter().all(|c| c.client.1 != 5004));
+    // Other ICMP to the VIP is not scheduled: an echo request is answered.
+    let ping = testkit::icmp_echo(8, 1, 1, b"ping");
+    let mut f = eth(
+        EXT_MAC,
+        CLIENT_MAC,
+        0x0800,
+        &ipv4(CIP, VIP, ICMP, 64, &ping),
+    );
+    assert_eq!(d.send(EXT, &mut f), Action::Tx(EXT));
+    assert_eq!(d.events(Event::IcmpScheduled), 4);
+}
+
+/// The quoted packet's (source, source port, destination, destination port), its IP header
+/// checksum checked.
+fn check_quoted(q: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16) {
+    let ihl = usize::from(q[0] & 15) * 4;
+    assert_eq!(inet_checksum(&q[..ihl]), 0, "quoted IP header checksum");
+    let addr = |o: usize| Ipv4Addr::new(q[o], q[o + 1], q[o + 2], q[o + 3]);
+    let port = |o: usize| u16::from_be_bytes([q[ihl + o], q[ihl + o + 1]]);
+    (addr(12), port(0), addr(16), port(2))
 }

@@ -11,6 +11,7 @@ use crate::packet::ipv4::{Ipv4Hdr, PROTO_TCP};
 use crate::packet::l4::{self, L4Hdr, Side};
 use crate::packet::ParseError;
 use crate::sched::{Dests, Flow};
+use crate::service::Service;
 use crate::stats::{DropReason, Event};
 use std::net::Ipv4Addr;
 
@@ -63,48 +64,13 @@ impl Pipeline {
         learn_sender();
 
         if self.snap.is_vip(ip.dst) {
-            // A port-0 (persistent) service takes the ports no other service has.
-            let svc = self
-                .snap
-                .service(ip.proto, ip.dst, l4.dport)
-                .or_else(|| self.snap.service(ip.proto, ip.dst, 0))
-                .ok_or(DropReason::NoService)?;
+            let svc = self.service_for(&t)?;
             if tcp && !new_syn {
                 return Err(DropReason::UnknownFlow.into());
             }
-            if self.drop_new_conn() {
-                return Err(DropReason::DefenceDropPacket.into());
-            }
-            let flow = Flow {
-                client: ip.src,
-                cport: l4.sport,
-                vip: ip.dst,
-                vport: l4.dport,
-            };
-            let dests = Dests::new(&svc.dests, conns);
-            let i = match svc.spec.persistence {
-                Some(timeout) => self
-                    .dp
-                    .persist
-                    .pick(svc, &dests, ip.proto, &flow, timeout, self.now),
-                None => svc.scheduler.pick(&dests, &flow),
-            }
-            .ok_or(DropReason::NoDest)?;
-            let d = svc.dests.get(i).ok_or(DropReason::NoDest)?;
-            // A real server without a port (in a port-0 service) gets the client's port.
-            let rport = if d.spec.port == 0 {
-                l4.dport
-            } else {
-                d.spec.port
-            };
-            if svc.spec.ops && !tcp {
-                return self.one_packet(
-                    frame,
-                    ip,
-                    (ip.dst, l4.dport),
-                    (d.spec.addr, rport),
-                    d.slot,
-                );
+            let to = self.schedule(svc, &t)?;
+            if to.ops {
+                return self.one_packet(frame, ip, &to.inbound(&t));
             }
             let state = match ev {
                 Some(ev) => crate::conntrack::tcp_transition_in(
@@ -115,39 +81,7 @@ impl Pipeline {
                 ),
                 None => ConnState::Udp,
             };
-            let nc = NewConn {
-                proto: ip.proto,
-                client: (ip.src, l4.sport),
-                virt: (ip.dst, l4.dport),
-                real: (d.spec.addr, rport),
-                dest: d.slot,
-                state,
-            };
-            let mut inserted = conns.insert(&nc, self.now);
-            if new_syn
-                && inserted == Err(InsertError::ReplyConflict)
-                && self.reclaim_closed(&nc.reply())
-            {
-                inserted = conns.insert(&nc, self.now);
-            }
-            let hit = match inserted {
-                Ok(hit) => {
-                    self.stats().event(Event::ConnCreated);
-                    if let Some(s) = self.stats().slot(d.slot) {
-                        s.conns.add(1);
-                    }
-                    hit
-                }
-                Err(InsertError::Exists(hit)) => {
-                    conns.update_in(self.defences.tcp_table, &hit, hit.dir, ev, self.now);
-                    hit
-                }
-                Err(InsertError::ReplyConflict | InsertError::Busy) => {
-                    return Err(DropReason::ConnConflict.into())
-                }
-                Err(InsertError::Full) => return Err(DropReason::TableFull.into()),
-                Err(InsertError::DestRetired) => return Err(DropReason::NoDest.into()),
-            };
+            let hit = self.open(&to.conn(&t, state), new_syn, ev)?;
             return self.nat(frame, ip, &hit);
         }
         if let Some(back) = self.snap.ops_reply(ip.proto, ip.src, l4.sport) {
@@ -167,30 +101,95 @@ impl Pipeline {
         self.forward(frame, ip)
     }
 
-    /// A datagram to a one-packet scheduling (`-o`) service, scheduled to `real`: DNATed
+    /// A datagram to a one-packet scheduling (`-o`) service, scheduled as `m` says: DNATed
     /// without a connection, counted as a connection of its real server (as the kernel's
     /// one-packet connections are).
-    fn one_packet(
-        &self,
-        frame: &mut [u8],
-        ip: &Ipv4Hdr,
-        virt: (Ipv4Addr, u16),
-        real: (Ipv4Addr, u16),
-        slot: u32,
-    ) -> Result<Action, Refusal> {
-        let m = Mapping {
-            dir: Dir::Inbound,
-            virt,
-            real,
-            dest: slot,
-        };
-        let action = self.nat_to(frame, ip, &m)?;
+    fn one_packet(&self, frame: &mut [u8], ip: &Ipv4Hdr, m: &Mapping) -> Result<Action, Refusal> {
+        let action = self.nat_to(frame, ip, m)?;
         let st = self.stats();
         st.event(Event::OpsScheduled);
-        if let Some(s) = st.slot(slot) {
+        if let Some(s) = st.slot(m.dest) {
             s.conns.add(1);
         }
         Ok(action)
+    }
+
+    /// The service a new flow `t` (client -> VIP:vport) is for: the one of its port, else a
+    /// port-0 (persistent) service, which takes the ports no other service has.
+    pub(super) fn service_for(&self, t: &Tuple) -> Result<&Service, Refusal> {
+        self.snap
+            .service(t.proto, t.dst, t.dport)
+            .or_else(|| self.snap.service(t.proto, t.dst, 0))
+            .ok_or_else(|| DropReason::NoService.into())
+    }
+
+    /// A real server of `svc` for the new flow `t`, by persistence template or scheduler,
+    /// unless the `drop_packet` defence takes this new connection.
+    pub(super) fn schedule(&self, svc: &Service, t: &Tuple) -> Result<Scheduled, Refusal> {
+        if self.drop_new_conn() {
+            return Err(DropReason::DefenceDropPacket.into());
+        }
+        let flow = Flow {
+            client: t.src,
+            cport: t.sport,
+            vip: t.dst,
+            vport: t.dport,
+        };
+        let dests = Dests::new(&svc.dests, &self.dp.conns);
+        let i = match svc.spec.persistence {
+            Some(timeout) => self
+                .dp
+                .persist
+                .pick(svc, &dests, t.proto, &flow, timeout, self.now),
+            None => svc.scheduler.pick(&dests, &flow),
+        }
+        .ok_or(DropReason::NoDest)?;
+        let d = svc.dests.get(i).ok_or(DropReason::NoDest)?;
+        // A real server without a port (in a port-0 service) gets the client's port.
+        let rport = if d.spec.port == 0 {
+            t.dport
+        } else {
+            d.spec.port
+        };
+        Ok(Scheduled {
+            real: (d.spec.addr, rport),
+            slot: d.slot,
+            ops: svc.spec.ops && t.proto != PROTO_TCP,
+        })
+    }
+
+    /// Inserts the new connection `nc` and counts it; one that another worker inserted first
+    /// is taken as it is, with the packet's event `ev` applied. `syn`: a SYN may take the
+    /// tuple of a closed connection (port reuse).
+    pub(super) fn open(
+        &self,
+        nc: &NewConn,
+        syn: bool,
+        ev: Option<TcpEvent>,
+    ) -> Result<Hit, Refusal> {
+        let conns = &self.dp.conns;
+        let mut inserted = conns.insert(nc, self.now);
+        if syn && inserted == Err(InsertError::ReplyConflict) && self.reclaim_closed(&nc.reply()) {
+            inserted = conns.insert(nc, self.now);
+        }
+        match inserted {
+            Ok(hit) => {
+                self.stats().event(Event::ConnCreated);
+                if let Some(s) = self.stats().slot(nc.dest) {
+                    s.conns.add(1);
+                }
+                Ok(hit)
+            }
+            Err(InsertError::Exists(hit)) => {
+                conns.update_in(self.defences.tcp_table, &hit, hit.dir, ev, self.now);
+                Ok(hit)
+            }
+            Err(InsertError::ReplyConflict | InsertError::Busy) => {
+                Err(DropReason::ConnConflict.into())
+            }
+            Err(InsertError::Full) => Err(DropReason::TableFull.into()),
+            Err(InsertError::DestRetired) => Err(DropReason::NoDest.into()),
+        }
     }
 
     /// Removes the closed connection (TIME_WAIT, CLOSE) holding real-side tuple `reply`, so a
@@ -264,13 +263,47 @@ impl Pipeline {
     }
 }
 
+/// A real server scheduled for a new flow.
+pub(super) struct Scheduled {
+    /// The real server's address and port for this flow.
+    pub(super) real: (Ipv4Addr, u16),
+    /// Its stats slot.
+    pub(super) slot: u32,
+    /// One-packet scheduling: no connection is kept.
+    pub(super) ops: bool,
+}
+
+impl Scheduled {
+    /// The connection of the new flow `t` (client -> VIP:vport) to this real server.
+    pub(super) fn conn(&self, t: &Tuple, state: ConnState) -> NewConn {
+        NewConn {
+            proto: t.proto,
+            client: (t.src, t.sport),
+            virt: (t.dst, t.dport),
+            real: self.real,
+            dest: self.slot,
+            state,
+        }
+    }
+
+    /// The NAT of a packet of the new flow, for a flow that keeps no connection.
+    pub(super) fn inbound(&self, t: &Tuple) -> Mapping {
+        Mapping {
+            dir: Dir::Inbound,
+            virt: (t.dst, t.dport),
+            real: self.real,
+            dest: self.slot,
+        }
+    }
+}
+
 /// What NAT needs of a connection: which way the packet goes, the connection's two ends on
 /// the director's side and its real server's slot.
-struct Mapping {
-    dir: Dir,
-    virt: (Ipv4Addr, u16),
-    real: (Ipv4Addr, u16),
-    dest: u32,
+pub(super) struct Mapping {
+    pub(super) dir: Dir,
+    pub(super) virt: (Ipv4Addr, u16),
+    pub(super) real: (Ipv4Addr, u16),
+    pub(super) dest: u32,
 }
 
 impl From<&Hit> for Mapping {

@@ -1,11 +1,13 @@
 //! ICMP that is not in fragments: errors about tracked connections are rewritten (as the
-//! kernel's `ip_vs_nat_icmp`), echo requests to us answered, the rest dropped or routed.
+//! kernel's `ip_vs_nat_icmp`), errors to a VIP about untracked flows scheduled with
+//! `schedule_icmp`, echo requests to us answered, the rest dropped or routed.
 
+use super::conn::Mapping;
 use super::{Action, Pipeline, PortSetup, Refusal};
-use crate::conntrack::{Dir, Hit, Tuple};
+use crate::conntrack::{ConnState, Dir, Tuple};
 use crate::packet::eth::{self, EthHdr};
 use crate::packet::icmp::{self, IcmpHdr};
-use crate::packet::ipv4::Ipv4Hdr;
+use crate::packet::ipv4::{Ipv4Hdr, PROTO_TCP};
 use crate::packet::l4::Side;
 use crate::stats::{DropReason, Event};
 
@@ -38,7 +40,14 @@ impl Pipeline {
                     if !icmp::checksum_ok(msg) {
                         return Err(DropReason::BadChecksum.into());
                     }
-                    return self.icmp_nat(frame, ip, &e, &hit);
+                    return self.icmp_nat(frame, ip, &e, &Mapping::from(&hit));
+                }
+                if self.snap.sysctls.schedule_icmp != 0 && vip_to_vip(self, ip, &t) {
+                    if !icmp::checksum_ok(msg) {
+                        return Err(DropReason::BadChecksum.into());
+                    }
+                    let m = self.schedule_icmp(&t)?;
+                    return self.icmp_nat(frame, ip, &e, &m);
                 }
             }
             if ours {
@@ -54,6 +63,30 @@ impl Pipeline {
         self.forward(frame, ip)
     }
 
+    /// `schedule_icmp`: an ICMP error to a VIP about a packet of flow `t` (client -> VIP:vport,
+    /// the quoted packet reversed) that has no connection is scheduled as the flow's first
+    /// packet would be: a connection to the chosen real server (TCP in state NONE, UDP), with
+    /// no packet of the flow seen yet. A one-packet scheduling service keeps none.
+    fn schedule_icmp(&self, t: &Tuple) -> Result<Mapping, Refusal> {
+        // Nothing to schedule to: as with schedule_icmp=0.
+        let svc = self
+            .service_for(t)
+            .map_err(|_| Refusal::from(DropReason::IcmpUnrelated))?;
+        let to = self.schedule(svc, t)?;
+        let m = if to.ops {
+            to.inbound(t)
+        } else {
+            let state = if t.proto == PROTO_TCP {
+                ConnState::None
+            } else {
+                ConnState::Udp
+            };
+            Mapping::from(&self.open(&to.conn(t, state), false, None)?)
+        };
+        self.stats().event(Event::IcmpScheduled);
+        Ok(m)
+    }
+
     /// An ICMP error quoting a tracked connection, rewritten as the kernel's `ip_vs_nat_icmp`
     /// does: on its way to the client (quoting a packet rvs sent to the real server) the outer
     /// source and the quoted destination become VIP:vport; on its way to the real server
@@ -64,7 +97,7 @@ impl Pipeline {
         frame: &mut [u8],
         ip: &Ipv4Hdr,
         e: &icmp::Embedded,
-        hit: &Hit,
+        hit: &Mapping,
     ) -> Result<Action, Refusal> {
         let (nat, dst) = match hit.dir {
             Dir::Reply => (
@@ -117,4 +150,9 @@ impl Pipeline {
         self.stats().event(Event::EchoReplied);
         Ok(Action::Tx(in_port))
     }
+}
+
+/// An ICMP error to a VIP quoting a packet from a VIP (`t`, reversed, is client -> VIP:vport).
+fn vip_to_vip(p: &Pipeline, ip: &Ipv4Hdr, t: &Tuple) -> bool {
+    p.snap.is_vip(ip.dst) && p.snap.is_vip(t.dst)
 }

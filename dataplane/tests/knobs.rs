@@ -511,3 +511,61 @@ fn check_quoted(q: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16) {
     let port = |o: usize| u16::from_be_bytes([q[ihl + o], q[ihl + o + 1]]);
     (addr(12), port(0), addr(16), port(2))
 }
+
+// --- scheduler flags (-b) ----------------------------------------------------------------------
+
+/// Where SYNs from CIP's ports `ports` go (None: dropped), through the whole pipeline.
+fn servers_for(d: &mut Director, ports: std::ops::Range<u16>) -> Vec<Option<Ipv4Addr>> {
+    ports
+        .map(|p| {
+            let mut f = tcp_frame(EXT_MAC, CLIENT_MAC, (CIP, p), (VIP, 80), SYN, b"");
+            match d.send(EXT, &mut f) {
+                Action::Tx(INT) => Some(check(&f).dst),
+                Action::Drop => None,
+                other => panic!("port {p}: {other:?}"),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn sched_flags_reach_the_scheduler_through_the_service() {
+    for sched in ["sh", "mh"] {
+        let services = |flags: &str| {
+            format!(
+                "-A -t 198.51.100.1:80 -s {sched}{flags}\n\
+                 -a -t 198.51.100.1:80 -r 192.0.2.2:80 -m\n\
+                 -a -t 198.51.100.1:80 -r 192.0.2.3:80 -m\n"
+            )
+        };
+        // Without -port: one client, one server, whatever its source port.
+        let mut d = Director::new(1024, &services(""));
+        let plain = servers_for(&mut d, 1000..1040);
+        let home = plain[0].expect("scheduled");
+        assert!(plain.iter().all(|s| *s == Some(home)), "{sched}: {plain:?}");
+        // With it: the ports spread the client over both servers.
+        let mut d = Director::new(1024, &services(&format!(" -b {sched}-port")));
+        let spread = servers_for(&mut d, 1000..1040);
+        assert!(
+            spread.contains(&Some(RIP1)) && spread.contains(&Some(RIP2)),
+            "{sched}-port: {spread:?}"
+        );
+        // The client's server quiesced: nothing for it, unless -fallback.
+        let quiesce = format!("-e -t 198.51.100.1:80 -r {home}:80 -w 0");
+        let other = if home == RIP1 { RIP2 } else { RIP1 };
+        let mut d = Director::new(1024, &services(""));
+        rvsadm(&mut d.mgr, &quiesce);
+        assert_eq!(servers_for(&mut d, 2000..2004), [None; 4], "{sched}");
+        assert_eq!(d.drops(DropReason::NoDest), 4);
+        let mut d = Director::new(1024, &services(&format!(" -b {sched}-fallback")));
+        rvsadm(&mut d.mgr, &quiesce);
+        assert_eq!(
+            servers_for(&mut d, 2000..2004),
+            [Some(other); 4],
+            "{sched}-fallback"
+        );
+        // Back to its weight: back to its server.
+        rvsadm(&mut d.mgr, &quiesce.replace("-w 0", "-w 1"));
+        assert_eq!(servers_for(&mut d, 3000..3002), [Some(home); 2], "{sched}");
+    }
+}

@@ -337,9 +337,14 @@ fn edit_service_replaces_or_keeps_the_flags() {
 
 #[test]
 fn sched_flags_survive_save_and_restore() {
-    let line = format!("-A -t {VIP}:80 -s sh -b sh-fallback,sh-port");
-    let Request::AddService(spec) = request(&line) else {
-        panic!()
+    save_and_restore(&format!("-A -t {VIP}:80 -s sh -b sh-fallback,sh-port"));
+}
+
+/// `line` (an `-A`) as `-S` saves the service it adds is `line` itself, and `-R` of that adds
+/// the same service again; returns the service.
+fn save_and_restore(line: &str) -> ServiceSpec {
+    let Request::AddService(spec) = request(line) else {
+        panic!("{line}")
     };
     let saved = format::save(&[control::model::ServiceStatus {
         spec: spec.clone(),
@@ -350,8 +355,9 @@ fn sched_flags_survive_save_and_restore() {
     let restored = parse_restore(&saved).unwrap();
     assert_eq!(
         restored,
-        vec![(1, Change::Apply(Request::AddService(spec)))]
+        vec![(1, Change::Apply(Request::AddService(spec.clone())))]
     );
+    spec
 }
 
 // --- service addresses ------------------------------------------------------------------------
@@ -828,22 +834,7 @@ fn ops_is_a_udp_service_flag() {
 
 #[test]
 fn ops_survives_save_and_restore() {
-    let line = format!("-A -u {VIP}:53 -s rr -p 60 -o");
-    let Request::AddService(spec) = request(&line) else {
-        panic!()
-    };
-    assert!(spec.ops);
-    let saved = format::save(&[control::model::ServiceStatus {
-        spec: spec.clone(),
-        dests: vec![],
-        stats: Default::default(),
-    }]);
-    assert_eq!(saved, format!("{line}\n"));
-    let restored = parse_restore(&saved).unwrap();
-    assert_eq!(
-        restored,
-        vec![(1, Change::Apply(Request::AddService(spec)))]
-    );
+    assert!(save_and_restore(&format!("-A -u {VIP}:53 -s rr -p 60 -o")).ops);
 }
 
 // --- -R ---------------------------------------------------------------------------------------

@@ -772,21 +772,31 @@ enum Arrival {
     OnePerLoop,
 }
 
-/// Sends every order of the `n` fragments of datagrams from `src` (on `port`), each order a
-/// new datagram (ids from `first_id`), and checks that every fragment of each went out on
-/// `out_port`, rewritten as a whole datagram would have been: `want` gives the expected
-/// (source, destination) and (source port, destination port) of the reassembled datagram.
-#[allow(clippy::too_many_arguments)]
-fn every_order(
-    lab: &mut Lab,
-    n: usize,
-    arrival: Arrival,
-    (port, mac, out_port): (u16, [u8; 6], u16),
-    (src, sport): (Ipv4Addr, u16),
-    (dst, dport): (Ipv4Addr, u16),
-    first_id: u16,
+/// One way through the director for [`every_order`].
+struct Way {
+    /// Where the datagrams come in, from which MAC, and where they must go out.
+    port: u16,
+    mac: [u8; 6],
+    out_port: u16,
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    /// The (source, destination) addresses and ports of the datagram that must come out.
     want: ((Ipv4Addr, Ipv4Addr), (u16, u16)),
-) -> u16 {
+}
+
+/// Sends every order of the `n` fragments of datagrams along `way`, each order a new datagram
+/// (ids from `first_id`), and checks that every fragment of each went out on `way.out_port`,
+/// rewritten as a whole datagram would have been (`way.want`, the reassembled datagram's UDP
+/// checksum verifying). Returns the next unused id.
+fn every_order(lab: &mut Lab, n: usize, arrival: Arrival, way: &Way, first_id: u16) -> u16 {
+    let Way {
+        port,
+        mac,
+        out_port,
+        src: (src, sport),
+        dst: (dst, dport),
+        want,
+    } = *way;
     let our_mac = if port == EXT { EXT_MAC } else { INT_MAC };
     // Fragments of 64 bytes: n - 1 full ones and a shorter last one.
     let data = vec![0x5a; 64 * (n - 1) + 12];
@@ -851,31 +861,29 @@ fn fragments_in_every_order_follow_their_first_fragment() {
     // A whole datagram first opens the connection (rr: RS1) that the replies need.
     let f = udp_frame(EXT_MAC, CLIENT_MAC, (CIP, 7400), (VIP, 53), b"hello", true);
     assert_eq!(lab.send(EXT, &f).0, Action::Tx(INT));
+    // Client -> VIP: DNAT to RS1:5353; RS1 -> client: SNAT to VIP:53.
+    let request = Way {
+        port: EXT,
+        mac: CLIENT_MAC,
+        out_port: INT,
+        src: (CIP, 7400),
+        dst: (VIP, 53),
+        want: ((CIP, RIP1), (7400, 5353)),
+    };
+    let reply = Way {
+        port: INT,
+        mac: RS1_MAC,
+        out_port: EXT,
+        src: (RIP1, 5353),
+        dst: (CIP, 7400),
+        want: ((VIP, CIP), (53, 7400)),
+    };
     let mut id = 1;
     for n in [3, 7] {
         for arrival in [Arrival::OneBurst, Arrival::OnePerLoop] {
-            // Client -> VIP: DNAT to RS1:5353.
-            id = every_order(
-                &mut lab,
-                n,
-                arrival,
-                (EXT, CLIENT_MAC, INT),
-                (CIP, 7400),
-                (VIP, 53),
-                id,
-                ((CIP, RIP1), (7400, 5353)),
-            );
-            // RS1 -> client: SNAT to VIP:53.
-            id = every_order(
-                &mut lab,
-                n,
-                arrival,
-                (INT, RS1_MAC, EXT),
-                (RIP1, 5353),
-                (CIP, 7400),
-                id,
-                ((VIP, CIP), (53, 7400)),
-            );
+            for way in [&request, &reply] {
+                id = every_order(&mut lab, n, arrival, way, id);
+            }
         }
     }
     assert_eq!(lab.drops(DropReason::FragNoFirst), 0);

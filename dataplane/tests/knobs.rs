@@ -99,6 +99,16 @@ impl Director {
         self.send(if to_client { INT } else { EXT }, &mut f)
     }
 
+    /// A client's SYN from `port` and the real server's SYN-ACK, both passed on.
+    fn syn_and_answer(&mut self, port: u16) {
+        assert_eq!(self.syn(port), Action::Tx(INT), "SYN from {port}");
+        assert_eq!(
+            self.segment(port, SYN | ACK, true),
+            Action::Tx(EXT),
+            "SYN-ACK to {port}"
+        );
+    }
+
     /// The state of the connection from client port `port`, as `-L -c` names it.
     fn state(&mut self, port: u16) -> Option<String> {
         conns(&mut self.mgr)
@@ -345,13 +355,11 @@ fn drop_entry_in_each_mode() {
         d.sysctl("drop_entry", mode);
         // One established connection, and half-open ones: SYN_RECV, and SYNACK (the
         // secure table's state after the server's SYN-ACK).
-        assert_eq!(d.syn(1), Action::Tx(INT));
-        assert_eq!(d.segment(1, SYN | ACK, true), Action::Tx(EXT));
+        d.syn_and_answer(1);
         assert_eq!(d.segment(1, ACK, false), Action::Tx(INT));
         assert_eq!(d.state(1).as_deref(), Some("ESTABLISHED"));
         d.sysctl("secure_tcp", 3);
-        assert_eq!(d.syn(2), Action::Tx(INT));
-        assert_eq!(d.segment(2, SYN | ACK, true), Action::Tx(EXT));
+        d.syn_and_answer(2);
         assert_eq!(d.state(2).as_deref(), Some("SYNACK"));
         d.sysctl("secure_tcp", 0);
         fill(&mut d, 100, 10);
@@ -391,8 +399,7 @@ fn secure_tcp_in_each_mode() {
         let want = if secure { "SYN_RECV" } else { "ESTABLISHED" };
         assert_eq!(d.state(1).as_deref(), Some(want), "mode {mode}");
         // A real handshake.
-        assert_eq!(d.syn(2), Action::Tx(INT));
-        assert_eq!(d.segment(2, SYN | ACK, true), Action::Tx(EXT));
+        d.syn_and_answer(2);
         let want = if secure { "SYNACK" } else { "SYN_RECV" };
         assert_eq!(d.state(2).as_deref(), Some(want), "mode {mode}");
         assert_eq!(d.segment(2, ACK, false), Action::Tx(INT));

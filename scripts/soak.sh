@@ -215,7 +215,8 @@ done
 g() { hl_get "$OUT/counters" "$1"; }
 rx=$(g rx_packets)
 tx=$(g tx_packets)
-gen=$(($(g arp_requests) + $(g icmp_time_exceeded_sent) + $(g icmp_frag_needed_sent)))
+gen=$(($(g arp_requests) + $(g icmp_time_exceeded_sent) + $(g icmp_frag_needed_sent) \
+    + $(g icmp_port_unreach_sent) + $(g tcp_rst_sent)))
 drops=$(awk '$1 ~ /^drop\./ { s += $2 } END { print s + 0 }' "$OUT/counters")
 ok_rs1=$(awk '$1 == "SOAK" && $2 == "ok" && $3 == "rs1" { print $4 }' "$OUT/wrk.log")
 ok_other=$(awk '$1 == "SOAK" && $2 == "ok" && $3 != "rs1" { s += $4 } END { print s + 0 }' "$OUT/wrk.log")

@@ -326,7 +326,8 @@ fn lvs_nat_walk_through() {
     );
     assert_eq!(conns[0].expires_in, 900);
     assert_eq!(conns[0].virt, (VIP, 80));
-    assert_eq!(lab.dest_counts(web()), [(RIP1, 2, 0), (RIP2, 1, 0)]);
+    // ActiveConn counts ESTABLISHED only: the half-open ones are InActConn.
+    assert_eq!(lab.dest_counts(web()), [(RIP1, 1, 1), (RIP2, 0, 1)]);
 
     // --stats: RS1 saw 4 packets in (SYN, SYN retransmit none, ACK, GET = 3 + SYN of 40002) and 2 out.
     match lab.mgr.handle(Request::List {
@@ -363,7 +364,7 @@ fn lvs_nat_walk_through() {
     ] {
         assert!(matches!(lab.send(port, &mut f), Action::Tx(_)));
     }
-    assert_eq!(lab.dest_counts(web()), [(RIP1, 1, 1), (RIP2, 1, 0)]);
+    assert_eq!(lab.dest_counts(web()), [(RIP1, 0, 2), (RIP2, 0, 1)]);
     let stats = lab.dp.stats();
     assert_eq!(stats.events(Event::ConnCreated), 3);
     assert_eq!(stats.events(Event::Held), 1);
@@ -445,7 +446,7 @@ fn syn_on_time_wait_is_scheduled_afresh() {
         (c.len(), c[0].state.as_str(), c[0].dest.0),
         (1, "SYN_RECV", RIP2)
     );
-    assert_eq!(lab.dest_counts(web()), [(RIP1, 0, 0), (RIP2, 1, 0)]);
+    assert_eq!(lab.dest_counts(web()), [(RIP1, 0, 0), (RIP2, 0, 1)]);
     // A SYN on a live (SYN_RECV) connection is a retransmit: same server.
     let (_, f) = lab.syn(7000);
     assert_eq!(check(&f).dst, RIP2);
@@ -498,7 +499,7 @@ fn a_closed_connection_gives_its_real_tuple_to_a_new_syn() {
 }
 
 #[test]
-fn removed_server_drops_its_connections_and_weight_zero_keeps_them() {
+fn removed_and_quiesced_servers_keep_their_connections() {
     let mut lab = Lab::new(64, None).with_neighbours();
     let (_, a) = lab.syn(1); // RS1
     let (_, b) = lab.syn(2); // RS2
@@ -514,26 +515,24 @@ fn removed_server_drops_its_connections_and_weight_zero_keeps_them() {
     for p in 3..6 {
         assert_eq!(check(&lab.syn(p).1).dst, RIP1);
     }
-    // Remove RS1: its connections are dropped at once, both directions.
+    // Remove RS1 (expire_nodest_conn 0): its connections go on, both directions NATed.
     lab.ok(Request::DelDest {
         service: web(),
         addr: RIP1,
         port: 80,
     });
     let mut ack = tcp_frame(EXT_MAC, CLIENT_MAC, (CIP, 1), (VIP, 80), ACK, b"");
-    assert_eq!(lab.send(EXT, &mut ack), Action::Drop);
-    assert_eq!(lab.drops(DropReason::UnknownFlow), 1);
+    assert_eq!(lab.send(EXT, &mut ack), Action::Tx(INT));
+    assert_eq!(check(&ack).dst, RIP1);
     // One aging sweep of the table later (the next packet's housekeeping).
     lab.now += dataplane::pipeline::AGING_SWEEP_MS;
     let mut reply = tcp_frame(INT_MAC, RS1_MAC, (RIP1, 80), (CIP, 3), ACK, b"");
-    let a = lab.send(INT, &mut reply);
-    // Not tracked any more: routed plainly, unrewritten (the kernel would do the same).
-    assert_eq!(a, Action::Tx(EXT));
-    assert_eq!(check(&reply).src, RIP1);
-    // Aging removed the rest; only RS2's connection is left.
+    assert_eq!(lab.send(INT, &mut reply), Action::Tx(EXT));
+    assert_eq!((check(&reply).src, check(&reply).sport), (VIP, 80));
+    // Aging took nothing: RS1's four connections and RS2's are there.
     let c = lab.conns();
-    assert_eq!(c.len(), 1);
-    assert_eq!(c[0].dest.0, RIP2);
+    assert_eq!(c.len(), 5);
+    assert_eq!(c.iter().filter(|c| c.dest.0 == RIP1).count(), 4);
     // Nothing eligible (RS2 at weight 0): no_dest.
     let (a, _) = lab.syn(9);
     assert_eq!(a, Action::Drop);

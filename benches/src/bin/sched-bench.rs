@@ -22,7 +22,7 @@ use control::model::{
     ServiceSpec, Timeouts,
 };
 use dataplane::conntrack::{ConnState, ConnTable, NewConn};
-use dataplane::persist::Persist;
+use dataplane::persist::{Persist, Quiesced};
 use dataplane::sched::{self, mh, Dests, Flow, SchedState};
 use dataplane::service::{Dest, Service};
 use std::fmt::Write as _;
@@ -236,7 +236,7 @@ fn picks(args: &Args) -> String {
             let mut now = 1_000u64;
             if hit {
                 for f in &flows {
-                    persist.pick(&svc, &dests, 6, f, 360, now);
+                    persist.pick(&svc, &dests, 6, f, 360, Quiesced::Keep, now);
                 }
             }
             let ns = time_per_call(args.rounds, min, |k| {
@@ -252,7 +252,7 @@ fn picks(args: &Args) -> String {
                     }
                 };
                 now += u64::from(k.is_multiple_of(1024));
-                black_box(persist.pick(&svc, black_box(&dests), 6, &f, 360, now));
+                black_box(persist.pick(&svc, black_box(&dests), 6, &f, 360, Quiesced::Keep, now));
             });
             eprintln!("{label} {n}: {ns:.1} ns/pick");
             let _ = write!(row, " {ns:.1} |");

@@ -2,8 +2,9 @@
 //!
 //! Workers age the table in bounded slices ([`ConnTable::housekeeping`]; the pipeline gives
 //! each worker's share a full sweep every 2 s, a part of it each millisecond), so an expired
-//! entry, or one whose real server was removed, is freed within a sweep; a lookup that meets
-//! one first removes it and misses. No timer thread. Only entries ever handed out are walked.
+//! entry is freed within a sweep; a lookup that meets one first removes it and misses. No timer
+//! thread. Only entries ever handed out are walked. A removed real server's connections are
+//! not aged any faster: they end or time out like the others.
 
 use super::entry::{ep_split, expires_of, gen_of, live_state, EntryView};
 use super::{ConnInfo, ConnRef, ConnTable};
@@ -17,8 +18,8 @@ impl ConnTable {
     }
 
     /// Ages up to `budget` entries of `range` (a worker's own slice, see [`ConnTable::slice`]),
-    /// resuming at `*cursor`: entries expired at `now` or whose real server was removed are
-    /// removed. Returns how many were removed.
+    /// resuming at `*cursor`: entries expired at `now` are removed. Returns how many were
+    /// removed.
     pub fn housekeeping(
         &self,
         range: Range<usize>,
@@ -45,8 +46,7 @@ impl ConnTable {
             if live_state(m).is_none() {
                 continue;
             }
-            let dest = (e.virt.load(Ordering::Relaxed) >> 48) as u32;
-            if (expires_of(m) <= now || self.is_retired(dest))
+            if expires_of(m) <= now
                 && self.remove(ConnRef {
                     idx: idx as u32,
                     gen: gen_of(m),

@@ -1,5 +1,6 @@
-//! The ICMP errors rvs originates as a router (RFC 1812): time exceeded and fragmentation
-//! needed, built in place of the frame they answer, rate-limited per worker.
+//! The ICMP errors rvs originates as a router (RFC 1812): time exceeded, fragmentation needed
+//! and (as IPVS's `nat_icmp_send`) port unreachable, built in place of the frame they answer,
+//! rate-limited per worker.
 
 use super::{Action, Pipeline};
 use crate::packet::eth::{self, EthHdr};
@@ -20,6 +21,8 @@ pub(super) struct IcmpError {
     code: u8,
     /// The header's second word (next-hop MTU for fragmentation needed).
     rest: u32,
+    /// Counted when it is sent.
+    sent: Event,
 }
 
 impl IcmpError {
@@ -28,6 +31,16 @@ impl IcmpError {
         icmp_type: icmp::TYPE_TIME_EXCEEDED,
         code: icmp::CODE_TTL_EXCEEDED,
         rest: 0,
+        sent: Event::IcmpTimeExceeded,
+    };
+
+    /// Port unreachable: to a real server about a packet from its service port that matches
+    /// no connection (`nat_icmp_send`).
+    pub(super) const PORT_UNREACH: IcmpError = IcmpError {
+        icmp_type: icmp::TYPE_DEST_UNREACH,
+        code: icmp::CODE_PORT_UNREACH,
+        rest: 0,
+        sent: Event::IcmpPortUnreach,
     };
 
     /// Fragmentation needed and DF set, with the egress MTU as next-hop MTU.
@@ -36,6 +49,7 @@ impl IcmpError {
             icmp_type: icmp::TYPE_DEST_UNREACH,
             code: icmp::CODE_FRAG_NEEDED,
             rest: u32::try_from(mtu).unwrap_or(0) & 0xffff,
+            sent: Event::IcmpFragNeeded,
         }
     }
 }
@@ -98,12 +112,7 @@ impl Pipeline {
         };
         match icmp::build_error_in_place(buf, len, &ip, &spec) {
             Some(n) => {
-                self.stats()
-                    .event(if p.icmp_type == icmp::TYPE_TIME_EXCEEDED {
-                        Event::IcmpTimeExceeded
-                    } else {
-                        Event::IcmpFragNeeded
-                    });
+                self.stats().event(p.sent);
                 Action::Reply {
                     port: in_port,
                     len: n,

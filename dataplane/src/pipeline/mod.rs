@@ -60,6 +60,7 @@ mod egress;
 mod icmp;
 mod icmp_error;
 mod ip;
+mod reset;
 mod shared;
 
 pub use context::{Pipeline, AGING_SWEEP_MS, PREFETCH_BURST};
@@ -93,6 +94,9 @@ enum Refusal {
     /// Dropped, counted under this reason, and answered with this ICMP error where RFC 1812
     /// and the rate limit allow (`Pipeline::icmp_error`).
     Answer(DropReason, IcmpError),
+    /// A TCP segment dropped, counted under this reason, and answered with a RST from its
+    /// destination (`Pipeline::tcp_reset`).
+    Reset(DropReason),
 }
 
 impl From<DropReason> for Refusal {

@@ -25,17 +25,17 @@
 # script reloads the lab's nginx with that, so that connections are still open on a server when
 # it is removed) and says "Connection: close"; the next connection starts afresh.
 #
-# Why requests fail on a removed server: rvs drops a removed server's connections at once (the
-# kernel's expire_nodest_conn=1), so the client's next segments on such a connection go
-# nowhere; the client namespace sets net.ipv4.tcp_retries2=3 so that its TCP gives up after
-# about 3 s (instead of 15 min), wrk sees a read error and reconnects, and the new connection
-# is scheduled on a server that is there.
+# A removed server's connections go on to their end (expire_nodest_conn 0, the default), so
+# none should fail; with expire_nodest_conn 1 the client's next segment on such a connection is
+# answered with a RST, wrk sees a read error and reconnects, and the new connection is
+# scheduled on a server that is there. The client namespace sets net.ipv4.tcp_retries2=3 so
+# that a connection that does hang gives up after about 3 s (instead of 15 min).
 #
 # Checks (exit status 0 when all hold):
 #  - no failed request on rs1, no unattributed failure;
 #  - answers came from rs1 and from the churned servers;
 #  - rvsd's counters add up once the load has stopped:
-#      rx_packets + arp_requests + icmp_*_sent = tx_packets + sum(drop.*)
+#      rx_packets + arp_requests + icmp_*_sent + tcp_rst_sent = tx_packets + sum(drop.*)
 #    (docs/packet-verdicts.md, "Accounting").
 set -euo pipefail
 # shellcheck source=scripts/lib/hostile-lab.sh

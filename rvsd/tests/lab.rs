@@ -400,6 +400,21 @@ impl Lab {
         r.stdout
     }
 
+    /// The table cleared, then TCP VIP:80 rr over both real servers, warmed up by two requests
+    /// (ARP, the path); returns the service's address.
+    fn rr_web_service(&self) -> String {
+        let web = format!("{VIP}:80");
+        self.adm(&["-C"]);
+        self.adm(&["-A", "-t", &web, "-s", "rr"]);
+        for (_, ip) in RS {
+            self.adm(&["-a", "-t", &web, "-r", &format!("{ip}:80"), "-m"]);
+        }
+        for _ in 0..2 {
+            curl_vip();
+        }
+        web
+    }
+
     fn rvsd_log_tail(&self) -> String {
         head_and_tail(&self.rvsd_log, 15, 40)
     }
@@ -1139,15 +1154,7 @@ fn established_download_survives_weight_zero_and_other_changes() {
         fs::write(dir.join("big.bin"), content(name)).expect("write the download");
     }
     lab.start_rvsd();
-    let web = format!("{VIP}:80");
-    lab.adm(&["-C"]);
-    lab.adm(&["-A", "-t", &web, "-s", "rr"]);
-    for (_, ip) in RS {
-        lab.adm(&["-a", "-t", &web, "-r", &format!("{ip}:80"), "-m"]);
-    }
-    for _ in 0..2 {
-        curl_vip();
-    }
+    let web = lab.rr_web_service();
 
     // About 3 s: the lab's nginx paces /slow/ at 1 MB/s.
     let out = lab.tmp.join("download.bin");
@@ -1382,16 +1389,8 @@ fn removing_a_real_server_under_keepalive_load() {
     let _lock = lab_start("removing_a_real_server_under_keepalive_load", &["wrk"]);
     let mut lab = Lab::up(false);
     lab.start_rvsd();
-    let web = format!("{VIP}:80");
+    let web = lab.rr_web_service();
     let rs1 = "192.0.2.2:80";
-    lab.adm(&["-C"]);
-    lab.adm(&["-A", "-t", &web, "-s", "rr"]);
-    for (_, ip) in RS {
-        lab.adm(&["-a", "-t", &web, "-r", &format!("{ip}:80"), "-m"]);
-    }
-    for _ in 0..2 {
-        curl_vip();
-    }
     let ctx = |lab: &Lab| {
         format!(
             "\n--- rvsadm -L -n -c ---\n{}--- rvsd log ---\n{}",

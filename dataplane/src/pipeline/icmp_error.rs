@@ -2,7 +2,7 @@
 //! and (as IPVS's `nat_icmp_send`) port unreachable, built in place of the frame they answer,
 //! rate-limited per worker.
 
-use super::{Action, Pipeline};
+use super::{Action, Pipeline, PortSetup};
 use crate::packet::eth::{self, EthHdr};
 use crate::packet::icmp;
 use crate::packet::ipv4::Ipv4Hdr;
@@ -64,22 +64,15 @@ impl Pipeline {
         len: usize,
         p: IcmpError,
     ) -> Action {
-        let Some(port) = self.dp.ports.get(usize::from(in_port)) else {
+        let (Some((port, ip)), Some(l3)) = (
+            self.answerable(in_port, buf, len),
+            buf.get(eth::HDR_LEN..len),
+        ) else {
             return Action::Drop;
         };
-        let Some(frame) = buf.get(..len) else {
-            return Action::Drop;
-        };
-        let (Some(eth), Some(l3)) = (EthHdr::parse(frame), frame.get(eth::HDR_LEN..)) else {
-            return Action::Drop;
-        };
-        let Ok(ip) = Ipv4Hdr::parse_any(l3) else {
-            return Action::Drop;
-        };
-        // Never to a group or special address, never about ICMP errors or later fragments,
-        // never to ourselves.
-        if eth::is_multicast(&eth.src)
-            || self.dp.is_martian(ip.src)
+        // Never to a group (see `answerable`) or special address, never about ICMP errors or
+        // later fragments, never to ourselves.
+        if self.dp.is_martian(ip.src)
             || self.dp.is_local(ip.src)
             || self.snap.is_vip(ip.src)
             || !icmp::may_answer(l3, &ip)
@@ -120,6 +113,22 @@ impl Pipeline {
             }
             None => Action::Drop,
         }
+    }
+
+    /// The ingress port and the IPv4 header of the frame `buf[..len]` that an answer (an ICMP
+    /// error, a TCP RST) is to be built for; `None` when it has none, or when its source MAC is
+    /// a group address (no answer goes there).
+    pub(super) fn answerable(
+        &self,
+        in_port: u16,
+        buf: &[u8],
+        len: usize,
+    ) -> Option<(&PortSetup, Ipv4Hdr)> {
+        let port = self.dp.ports.get(usize::from(in_port))?;
+        let frame = buf.get(..len)?;
+        let hdr = EthHdr::parse(frame)?;
+        let ip = Ipv4Hdr::parse_any(frame.get(eth::HDR_LEN..)?).ok()?;
+        (!eth::is_multicast(&hdr.src)).then_some((port, ip))
     }
 
     /// Takes one token from the ICMP error bucket, refilled at [`ICMP_RATE_PER_SEC`].

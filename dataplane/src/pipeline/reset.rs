@@ -3,8 +3,6 @@
 //! retransmitting into nothing.
 
 use super::{Action, Pipeline};
-use crate::packet::eth::{self, EthHdr};
-use crate::packet::ipv4::Ipv4Hdr;
 use crate::packet::l4;
 use crate::stats::Event;
 
@@ -14,21 +12,9 @@ impl Pipeline {
     /// port to the frame's source MAC. Not rate-limited: one per connection rvs expired. `Drop`
     /// when the segment may not be answered (a RST, a fragment, a group source MAC).
     pub(super) fn tcp_reset(&self, in_port: u16, buf: &mut [u8], len: usize) -> Action {
-        let Some(port) = self.dp.ports.get(usize::from(in_port)) else {
+        let Some((port, ip)) = self.answerable(in_port, buf, len) else {
             return Action::Drop;
         };
-        let Some(frame) = buf.get(..len) else {
-            return Action::Drop;
-        };
-        let (Some(hdr), Some(l3)) = (EthHdr::parse(frame), frame.get(eth::HDR_LEN..)) else {
-            return Action::Drop;
-        };
-        let Ok(ip) = Ipv4Hdr::parse_any(l3) else {
-            return Action::Drop;
-        };
-        if eth::is_multicast(&hdr.src) {
-            return Action::Drop;
-        }
         match l4::build_rst_in_place(buf, len, &ip, port.mac) {
             Some(n) => {
                 self.stats().event(Event::TcpRstSent);

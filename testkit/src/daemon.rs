@@ -9,8 +9,9 @@
 //! tests.
 
 use crate::plan::{EXT_CIDR, INT_CIDR};
-use control::config::Config;
+use control::config::{Config, MacAddr};
 use std::io;
+use std::net::Ipv4Addr;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -121,6 +122,8 @@ pub struct RvsdConfig {
     services: String,
     socket: PathBuf,
     conntrack_capacity: u64,
+    /// `[[neighbours]]`: (port name, address, MAC).
+    neighbours: Vec<(String, Ipv4Addr, [u8; 6])>,
 }
 
 impl RvsdConfig {
@@ -139,7 +142,14 @@ impl RvsdConfig {
             services: String::new(),
             socket: socket.into(),
             conntrack_capacity: 1024,
+            neighbours: Vec::new(),
         }
+    }
+
+    /// A static neighbour: `addr` on port `port` is at `mac`.
+    pub fn neighbour(mut self, port: &str, addr: Ipv4Addr, mac: [u8; 6]) -> RvsdConfig {
+        self.neighbours.push((port.into(), addr, mac));
+        self
     }
 
     /// The worker lcores (EAL gets the same list).
@@ -199,8 +209,7 @@ impl RvsdConfig {
                 t.insert("device".into(), p.device().into());
                 t.insert("role".into(), p.role.into());
                 if let Some(m) = p.mac {
-                    let hex: Vec<String> = m.iter().map(|b| format!("{b:02x}")).collect();
-                    t.insert("mac".into(), hex.join(":").into());
+                    t.insert("mac".into(), MacAddr(m).to_string().into());
                 }
                 t.insert("addresses".into(), p.addresses.clone().into());
                 t.into()
@@ -237,6 +246,18 @@ impl RvsdConfig {
                 self.socket.to_str().expect("a UTF-8 socket path").into(),
             )]),
         );
+        let neighbours: Vec<toml::Value> = self
+            .neighbours
+            .iter()
+            .map(|(port, addr, mac)| {
+                table(vec![
+                    ("port", port.clone().into()),
+                    ("address", addr.to_string().into()),
+                    ("mac", MacAddr(*mac).to_string().into()),
+                ])
+            })
+            .collect();
+        doc.insert("neighbours".into(), neighbours.into());
         let text = toml::to_string(&doc).expect("TOML");
         if let Err(e) = Config::parse(&text, "testkit's rvs.toml") {
             panic!("{e}\n{text}");

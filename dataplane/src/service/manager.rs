@@ -97,6 +97,11 @@ fn sub_stats(a: &Stats, b: &Stats) -> Stats {
 
 type Result<T> = std::result::Result<T, String>;
 
+/// A change that needs no new snapshot, as its answer.
+fn ok_or_error(r: Result<()>) -> Response {
+    r.map_or_else(Response::Error, |()| Response::Ok)
+}
+
 impl ServiceManager {
     pub fn new(dp: Arc<Dataplane>) -> ServiceManager {
         ServiceManager {
@@ -131,11 +136,7 @@ impl ServiceManager {
                 self.clear();
                 Ok(())
             }
-            Request::Zero { service } => {
-                return self
-                    .zero(service.as_ref())
-                    .map_or_else(Response::Error, |()| Response::Ok)
-            }
+            Request::Zero { service } => return ok_or_error(self.zero(service.as_ref())),
             Request::SetTimeouts(t) => {
                 self.dp.conns().timeouts().set(&t);
                 return Response::Ok;
@@ -146,6 +147,11 @@ impl ServiceManager {
             Request::ListConns => return Response::Conns(self.list_conns()),
             Request::GetSysctls => return self.get_sysctls(),
             Request::SetSysctls(pairs) => self.set_sysctls(&pairs),
+            Request::ListNeighbours => return self.list_neighbours(),
+            Request::AddNeighbour(n) => return ok_or_error(self.add_neighbour(&n)),
+            Request::DelNeighbour { port, addr } => {
+                return ok_or_error(self.del_neighbour(&port, addr))
+            }
         };
         match changed {
             Ok(()) => {
@@ -175,6 +181,10 @@ impl ServiceManager {
             })
             .collect();
         self.rates.sample(now_ms, totals);
+    }
+
+    pub(super) fn dataplane(&self) -> &Arc<Dataplane> {
+        &self.dp
     }
 
     fn get_sysctls(&self) -> Response {

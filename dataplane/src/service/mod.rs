@@ -29,6 +29,7 @@
 
 pub mod dest;
 pub mod manager;
+mod neighbours;
 pub mod snapshot;
 
 pub use dest::{Dest, MAX_DESTS};

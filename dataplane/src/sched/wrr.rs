@@ -128,35 +128,14 @@ impl Scheduler for WeightedRoundRobin {
         if self.mw == 0 || dests.is_empty() {
             return None;
         }
-        let mut seen = self.state.cursor.load(Relaxed);
-        let mut choice = None;
-        for _ in 0..4 {
+        self.state.advance(|seen| {
             let (cl, cw) = unpack(seen);
-            let (c, next) = self.scan(dests, cl, cw);
-            choice = c;
-            if next == seen {
-                break;
-            }
-            match self
-                .state
-                .cursor
-                .compare_exchange(seen, next, Relaxed, Relaxed)
-            {
-                Ok(_) => break,
-                Err(cur) => seen = cur,
-            }
-        }
-        choice
+            self.scan(dests, cl, cw)
+        })
     }
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 mod tests {
     use super::*;
     use crate::conntrack::ConnTable;

@@ -3,13 +3,15 @@
 //! Here: frame builders and checkers written independently of the dataplane's packet code
 //! (own checksum, own byte layout), so the tests compare against something else. Modules:
 //! `plan` (the address plan), `director` (the directors the dataplane tests run), `services`
-//! (the service manager driven with rvsadm lines), `pcap` (pcap files) and `daemon` (rvsd in
-//! a process guard, with an rvs.toml builder for vdev ports).
+//! (the service manager driven with rvsadm lines), `sched` (what the scheduler tests and
+//! benchmarks schedule), `pcap` (pcap files) and `daemon` (rvsd in a process guard, with an
+//! rvs.toml builder for vdev ports).
 
 pub mod daemon;
 pub mod director;
 pub mod pcap;
 pub mod plan;
+pub mod sched;
 pub mod services;
 
 use std::net::Ipv4Addr;

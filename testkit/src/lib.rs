@@ -159,6 +159,11 @@ pub fn arp(op: u16, sha: [u8; 6], spa: Ipv4Addr, tha: [u8; 6], tpa: Ipv4Addr) ->
     a
 }
 
+/// A broadcast ARP request from `sha` (`spa`): who has `tpa`?
+pub fn arp_request(sha: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
+    eth([0xff; 6], sha, 0x0806, &arp(1, sha, spa, [0; 6], tpa))
+}
+
 pub fn tcp_frame(
     dst_mac: [u8; 6],
     src_mac: [u8; 6],

@@ -123,16 +123,7 @@ fn time_per_call(rounds: usize, min: Duration, mut f: impl FnMut(usize)) -> f64 
 
 fn machine() -> (usize, String) {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    (cpus, model)
+    (cpus, rvs_benches::cpu_model())
 }
 
 /// The 1-minute load average, to tell a quiet machine from a busy one.

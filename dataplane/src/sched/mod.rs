@@ -439,11 +439,16 @@ pub(crate) mod tests {
         }
     }
 
-    /// What `sched` picks for a new connection among `servers` (192.0.2.2, .3, ... in slots
-    /// 0, 1, ...), each with its connections in a fresh table.
-    pub(crate) fn pick_among(sched: &impl Scheduler, servers: &[Loaded]) -> Option<usize> {
+    /// Servers with these weights and no connections.
+    pub(crate) fn idle(weights: &[u32]) -> Vec<Loaded> {
+        weights.iter().map(|&w| loaded(w, 0, 0)).collect()
+    }
+
+    /// `servers` as a real-server list (192.0.2.2, .3, ... in slots 0, 1, ...) and a fresh
+    /// table holding their connections.
+    pub(crate) fn loaded_list(servers: &[Loaded]) -> (Vec<Dest>, ConnTable) {
         let table = ConnTable::new(1024, 8, &Timeouts::default());
-        let list: Vec<Dest> = (0u32..)
+        let list = (0u32..)
             .zip(servers)
             .map(|(slot, s)| {
                 load(&table, slot, s.active, s.inactive);
@@ -452,6 +457,12 @@ pub(crate) mod tests {
                 d
             })
             .collect();
+        (list, table)
+    }
+
+    /// What `sched` picks for a new connection among `servers` (see [`loaded_list`]).
+    pub(crate) fn pick_among(sched: &impl Scheduler, servers: &[Loaded]) -> Option<usize> {
+        let (list, table) = loaded_list(servers);
         sched.pick(&Dests::new(&list, &table), &flow(0))
     }
 

@@ -21,8 +21,9 @@ pub(super) fn least_by<K: Copy>(
             continue;
         };
         let k = key(&load);
-        if least.is_none_or(|(_, l)| less(k, l)) {
-            least = Some((i, k));
+        match least {
+            Some((_, l)) if !less(k, l) => {}
+            _ => least = Some((i, k)),
         }
     }
     least.map(|(i, _)| i)

@@ -49,16 +49,10 @@ CHURN=${RVS_SOAK_CHURN:-3}
 CONNS=${RVS_SOAK_CONNS:-6}
 CAPACITY=${RVS_SOAK_CAPACITY:-65536}
 KEEPALIVE_REQUESTS=${RVS_SOAK_KEEPALIVE_REQUESTS:-100000}
-for t in wrk curl ip; do
-    command -v "$t" >/dev/null 2>&1 || die "missing $t (run scripts/setup.sh)"
-done
+need_tools wrk curl ip
 
 export RVS_LAB_SERVERS=3
 hl_init soak
-trap hl_exit EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
 hl_binaries
 hl_config "$CAPACITY"
 hl_up
@@ -227,7 +221,7 @@ changes=$(grep -c ' ok ' "$OUT/churn.log" 2>/dev/null || echo 0)
 bad_changes=$(grep -c ' FAIL ' "$OUT/churn.log" 2>/dev/null || true)
 
 echo
-echo "== soak: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), ${DURATION}s"
+echo "== soak: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs ($(cpu_model)), ${DURATION}s"
 echo "wrk            $(awk '/requests in/ { print $1, "requests in", $4 }' "$OUT/wrk.log") $(awk '/^Requests\/sec/ { print "(" $2 " req/s)" }' "$OUT/wrk.log"); $(grep -E 'Socket errors|Non-2xx' "$OUT/wrk.log" | xargs)"
 echo "latency        $(awk '/^ +(50|90|99)%/ { printf "p%s %s ", $1, $2 }' "$OUT/wrk.log" | tr -d '%')"
 echo "answers        $(awk '$1 == "SOAK" && $2 == "ok" { printf "%s=%s ", $3, $4 }' "$OUT/wrk.log")"

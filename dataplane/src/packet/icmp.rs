@@ -323,12 +323,6 @@ pub fn build_error_in_place(
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;

@@ -61,22 +61,12 @@ ONLY='*'
 ARGV=("$0" "$@")
 while [ $# -gt 0 ]; do
     case $1 in
-    --quick) QUICK=1 ;;
-    --out) OUT=$2; shift ;;
-    --no-build) BUILD= ;;
-    --no-rvs) RUN_RVS= ;;
-    --no-testpmd) RUN_TESTPMD= ;;
-    --flows) FLOWS=$2; shift ;;
-    --warmup) WARMUP=$2; shift ;;
-    --duration) DURATION=$2; shift ;;
-    --only) ONLY=$2; shift ;;
-    -h | --help)
-        usage_header
-        exit 0
-        ;;
-    *) die "unknown argument $1 (see --help)" ;;
+    --quick) QUICK=1 OPT_WORDS=1 ;;
+    --no-rvs) RUN_RVS='' OPT_WORDS=1 ;;
+    --no-testpmd) RUN_TESTPMD='' OPT_WORDS=1 ;;
+    *) bench_option "$@" ;;
     esac
-    shift
+    shift "$OPT_WORDS"
 done
 if [ -n "$QUICK" ]; then
     FLOWS=${FLOWS:-1K 100K}
@@ -90,17 +80,12 @@ fi
 # Above the 14.7M client tuples rvs-pktgen walks, so the table never fills in those points.
 NEWCONN_CAPACITY=${RVS_BENCH_NEWCONN_CAPACITY:-16000000}
 LAT_RATE=500K
-NICE=${RVS_BENCH_NICE:--20}
 RETRIES=${RVS_BENCH_RETRIES:-2}
-NICE_CMD=()
-[ "$NICE" = 0 ] || NICE_CMD=(nice -n "$NICE")
+bench_nice
 
 need_root
 command -v python3 >/dev/null 2>&1 || die "python3 is needed to write the report"
-free_pages=$(awk '/^HugePages_Free/ {print $2}' /proc/meminfo)
-[ "${free_pages:-0}" -ge 256 ] ||
-    die "only ${free_pages:-0} free 2 MB hugepages (need 256+; run scripts/setup.sh)"
-mountpoint -q /dev/hugepages || die "hugetlbfs is not mounted on /dev/hugepages (run scripts/setup.sh)"
+need_hugepages
 
 TESTPMD=$(command -v dpdk-testpmd || true)
 if [ -n "$RUN_TESTPMD" ] && [ -z "$TESTPMD" ]; then
@@ -135,11 +120,7 @@ fi
 
 WORK=${RVS_BENCH_WORK:-/tmp/rvs-bench.$$}
 case $WORK in /tmp/?*) ;; *) die "RVS_BENCH_WORK must be a folder under /tmp (it is emptied)" ;; esac
-rm -rf "$WORK"
-mkdir -p "$WORK"
-RECORDS=$WORK/records.jsonl
-: >"$RECORDS"
-PIDS=()
+bench_work "$WORK"
 
 cleanup() {
     local p
@@ -334,21 +315,11 @@ done
 
 # ---------------------------------------------------------------------------------------------
 # The report.
-CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-DPDK_VERSION=$(pkg-config --modversion libdpdk 2>/dev/null || echo unknown)
-if [ -n "${RVS_BENCH_COMMIT:-}" ]; then
-    COMMIT=$RVS_BENCH_COMMIT
-else
-    COMMIT=$(git -C "$RVS_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-    if [ -n "$(git -C "$RVS_ROOT" status --porcelain 2>/dev/null)" ]; then
-        COMMIT="$COMMIT (with uncommitted changes)"
-    fi
-fi
 BINARIES="rvsd $(date -u -r "$RVSD" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo missing), rvs-pktgen $(date -u -r "$PKTGEN" +%Y-%m-%dT%H:%M:%SZ)"
 mkdir -p "$(dirname "$OUT")"
 python3 "$RVS_LIB/traffic_bench.py" report "$RECORDS" "$OUT" "$WORK/last-rvs.toml" \
-    date="$START_DATE" nproc="$(nproc)" cpu="$CPU" kernel="$(uname -r)" dpdk="$DPDK_VERSION" \
-    commit="$COMMIT" command="$(quote "${ARGV[@]}")" load="$START_LOAD" mode="${QUICK:+quick}" \
+    date="$START_DATE" nproc="$(nproc)" cpu="$(cpu_model)" kernel="$(uname -r)" dpdk="$(dpdk_version)" \
+    commit="$(bench_commit)" command="$(quote "${ARGV[@]}")" load="$START_LOAD" mode="${QUICK:+quick}" \
     warmup="$WARMUP" duration="$DURATION" flows="$FLOWS" lat_rate="$LAT_RATE" \
     newconn_capacity="$NEWCONN_CAPACITY" binaries="$BINARIES" nice="$NICE"
 log "results written to $OUT (between its traffic-bench markers)"

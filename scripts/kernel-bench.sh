@@ -67,33 +67,18 @@ ONLY='*'
 ARGV=("$0" "$@")
 while [ $# -gt 0 ]; do
     case $1 in
-    --out) OUT=$2; shift ;;
-    --no-build) BUILD= ;;
-    --flows) FLOWS=$2; shift ;;
-    --rate) RATE=$2; shift ;;
-    --warmup) WARMUP=$2; shift ;;
-    --duration) DURATION=$2; shift ;;
-    --only) ONLY=$2; shift ;;
-    -h | --help)
-        usage_header
-        exit 0
-        ;;
-    *) die "unknown argument: $1 (see --help)" ;;
+    --rate) RATE=$2 OPT_WORDS=2 ;;
+    *) bench_option "$@" ;;
     esac
-    shift
+    shift "$OPT_WORDS"
 done
 case $DURATION in '' | *[!0-9]*) die "--duration must be whole seconds" ;; esac
 [ "$DURATION" -ge 3 ] || die "--duration must be >= 3 (CPU time is sampled over duration - 2 s)"
 case $RATE in '' | *[!0-9KkMm]*) die "--rate must be a count (100K, 250000, 0)" ;; esac
 
 need_root
-for t in ip ethtool nft python3; do
-    command -v "$t" >/dev/null 2>&1 || die "$t not found (scripts/setup.sh)"
-done
-free_pages=$(awk '/^HugePages_Free/ {print $2}' /proc/meminfo)
-[ "${free_pages:-0}" -ge 256 ] ||
-    die "only ${free_pages:-0} free 2 MB hugepages (need 256+; run scripts/setup.sh)"
-mountpoint -q /dev/hugepages || die "hugetlbfs is not mounted on /dev/hugepages (run scripts/setup.sh)"
+need_tools ip ethtool nft python3
+need_hugepages
 
 RVSD=$RVS_ROOT/target/release/rvsd
 RVSADM=$RVS_ROOT/target/release/rvsadm
@@ -109,9 +94,7 @@ for b in "$PKTGEN" "$RVSD" "$RVSADM"; do
     [ -x "$b" ] || die "$b missing (build it or drop --no-build)"
 done
 
-NICE=${RVS_BENCH_NICE:--20}
-NICE_CMD=()
-[ "$NICE" = 0 ] || NICE_CMD=(nice -n "$NICE")
+bench_nice
 NS_GEN=rvs-kb-gen
 NS_DUT=rvs-kb-dut
 VIP=198.51.100.1
@@ -136,11 +119,7 @@ exec 9>/run/rvs-kernel-bench.lock
 flock -n 9 || die "another scripts/kernel-bench.sh is running (/run/rvs-kernel-bench.lock)"
 
 WORK=/tmp/rvs-kb.$$
-rm -rf "$WORK"
-mkdir -p "$WORK"
-RECORDS=$WORK/records.jsonl
-: >"$RECORDS"
-PIDS=()
+bench_work "$WORK"
 
 topo_down() {
     local ns pid
@@ -373,20 +352,11 @@ ELAPSED=$((SECONDS - T_START))
 
 # ---------------------------------------------------------------------------------------------
 # The report.
-if [ -n "${RVS_BENCH_COMMIT:-}" ]; then
-    COMMIT=$RVS_BENCH_COMMIT
-else
-    COMMIT=$(git -C "$RVS_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-    if [ -n "$(git -C "$RVS_ROOT" status --porcelain 2>/dev/null)" ]; then
-        COMMIT="$COMMIT (with uncommitted changes)"
-    fi
-fi
 mkdir -p "$(dirname "$OUT")"
 python3 "$RVS_LIB/kernel_bench.py" report "$RECORDS" "$OUT" "$WORK/rvs.toml" \
     date="$START_DATE" load="$START_LOAD" end_load="$(cut -d' ' -f1-3 /proc/loadavg)" \
-    nproc="$(nproc)" cpu="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)" \
-    kernel="$(uname -r)" dpdk="$(pkg-config --modversion libdpdk 2>/dev/null || echo unknown)" \
-    commit="$COMMIT" command="$(quote "${ARGV[@]}")" flows="$FLOWS" warmup="$WARMUP" \
+    nproc="$(nproc)" cpu="$(cpu_model)" kernel="$(uname -r)" dpdk="$(dpdk_version)" \
+    commit="$(bench_commit)" command="$(quote "${ARGV[@]}")" flows="$FLOWS" warmup="$WARMUP" \
     duration="$DURATION" rate_n="$(count "$RATE")" gen_cpu="$GEN_CPU" dut_cpu="$DUT_CPU" \
     nice="$NICE" elapsed="$ELAPSED" \
     binaries="rvsd $(date -u -r "$RVSD" '+%Y-%m-%d %H:%M UTC'), rvs-pktgen $(date -u -r "$PKTGEN" '+%Y-%m-%d %H:%M UTC')"

@@ -27,6 +27,8 @@ umask 022
 # shellcheck source=scripts/lib/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
+case ${1:-} in -h | --help) usage_header; exit 0 ;; esac
+
 RVS_LAB_NS=${RVS_LAB_NS:-rvs}
 RVS_LAB_DIR=${RVS_LAB_DIR:-/run/rvs-lab}
 RVS_SOCKET=${RVS_SOCKET:-/run/rvs/rvs.sock}

@@ -108,11 +108,10 @@ if [ -n "$CALLGRIND" ]; then
     done
 fi
 
-CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
 COMMIT=$(git -C "$RVS_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 printf '%s\n' "${CMDS[@]}" >"$WORK/commands"
 python3 "$RVS_LIB/pipeline_bench.py" report "$REC" "$OUT" "$WORK/commands" \
     command="${ARGV[*]}" date="$(date -u '+%Y-%m-%d %H:%M UTC')" commit="$COMMIT" nproc="$(nproc)" \
-    cpu="$CPU_MODEL" load_before="$LOAD_BEFORE" load_after="$(cut -d' ' -f1-3 /proc/loadavg)" \
+    cpu="$(cpu_model)" load_before="$LOAD_BEFORE" load_after="$(cut -d' ' -f1-3 /proc/loadavg)" \
     valgrind="$(valgrind --version 2>/dev/null || echo none)"
 log "results written to $OUT (between its pipeline-bench markers)"

@@ -25,17 +25,17 @@
 # script reloads the lab's nginx with that, so that connections are still open on a server when
 # it is removed) and says "Connection: close"; the next connection starts afresh.
 #
-# Why requests fail on a removed server: rvs drops a removed server's connections at once (the
-# kernel's expire_nodest_conn=1), so the client's next segments on such a connection go
-# nowhere; the client namespace sets net.ipv4.tcp_retries2=3 so that its TCP gives up after
-# about 3 s (instead of 15 min), wrk sees a read error and reconnects, and the new connection
-# is scheduled on a server that is there.
+# A removed server's connections go on to their end (expire_nodest_conn 0, the default), so
+# none should fail; with expire_nodest_conn 1 the client's next segment on such a connection is
+# answered with a RST, wrk sees a read error and reconnects, and the new connection is
+# scheduled on a server that is there. The client namespace sets net.ipv4.tcp_retries2=3 so
+# that a connection that does hang gives up after about 3 s (instead of 15 min).
 #
 # Checks (exit status 0 when all hold):
 #  - no failed request on rs1, no unattributed failure;
 #  - answers came from rs1 and from the churned servers;
 #  - rvsd's counters add up once the load has stopped:
-#      rx_packets + arp_requests + icmp_*_sent = tx_packets + sum(drop.*)
+#      rx_packets + arp_requests + icmp_*_sent + tcp_rst_sent = tx_packets + sum(drop.*)
 #    (docs/packet-verdicts.md, "Accounting").
 set -euo pipefail
 # shellcheck source=scripts/lib/hostile-lab.sh
@@ -49,16 +49,10 @@ CHURN=${RVS_SOAK_CHURN:-3}
 CONNS=${RVS_SOAK_CONNS:-6}
 CAPACITY=${RVS_SOAK_CAPACITY:-65536}
 KEEPALIVE_REQUESTS=${RVS_SOAK_KEEPALIVE_REQUESTS:-100000}
-for t in wrk curl ip; do
-    command -v "$t" >/dev/null 2>&1 || die "missing $t (run scripts/setup.sh)"
-done
+need_tools wrk curl ip
 
 export RVS_LAB_SERVERS=3
 hl_init soak
-trap hl_exit EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
 hl_binaries
 hl_config "$CAPACITY"
 hl_up
@@ -215,7 +209,8 @@ done
 g() { hl_get "$OUT/counters" "$1"; }
 rx=$(g rx_packets)
 tx=$(g tx_packets)
-gen=$(($(g arp_requests) + $(g icmp_time_exceeded_sent) + $(g icmp_frag_needed_sent)))
+gen=$(($(g arp_requests) + $(g icmp_time_exceeded_sent) + $(g icmp_frag_needed_sent) \
+    + $(g icmp_port_unreach_sent) + $(g tcp_rst_sent)))
 drops=$(awk '$1 ~ /^drop\./ { s += $2 } END { print s + 0 }' "$OUT/counters")
 ok_rs1=$(awk '$1 == "SOAK" && $2 == "ok" && $3 == "rs1" { print $4 }' "$OUT/wrk.log")
 ok_other=$(awk '$1 == "SOAK" && $2 == "ok" && $3 != "rs1" { s += $4 } END { print s + 0 }' "$OUT/wrk.log")
@@ -226,7 +221,7 @@ changes=$(grep -c ' ok ' "$OUT/churn.log" 2>/dev/null || echo 0)
 bad_changes=$(grep -c ' FAIL ' "$OUT/churn.log" 2>/dev/null || true)
 
 echo
-echo "== soak: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), ${DURATION}s"
+echo "== soak: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs ($(cpu_model)), ${DURATION}s"
 echo "wrk            $(awk '/requests in/ { print $1, "requests in", $4 }' "$OUT/wrk.log") $(awk '/^Requests\/sec/ { print "(" $2 " req/s)" }' "$OUT/wrk.log"); $(grep -E 'Socket errors|Non-2xx' "$OUT/wrk.log" | xargs)"
 echo "latency        $(awk '/^ +(50|90|99)%/ { printf "p%s %s ", $1, $2 }' "$OUT/wrk.log" | tr -d '%')"
 echo "answers        $(awk '$1 == "SOAK" && $2 == "ok" { printf "%s=%s ", $3, $4 }' "$OUT/wrk.log")"

@@ -38,15 +38,9 @@ WRK_CONNS=${RVS_FLOOD_WRK_CONNS:-4}
 MIN_OK=${RVS_FLOOD_MIN_OK:-99}
 SLICE=${RVS_FLOOD_SLICE:-0.5}    # seconds per source address per hping3 process
 
-for t in hping3 wrk curl ip; do
-    command -v "$t" >/dev/null 2>&1 || die "missing $t (run scripts/setup.sh)"
-done
+need_tools hping3 wrk curl ip
 
 hl_init synf
-trap hl_exit EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
 hl_binaries
 hl_config "$CAPACITY" "$CLI_IP"
 hl_up
@@ -145,7 +139,7 @@ wrk_p50=$(awk '/^ +50%/ { print $2 }' "$OUT/wrk.log")
 wrk_p99=$(awk '/^ +99%/ { print $2 }' "$OUT/wrk.log")
 
 echo
-echo "== SYN flood: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo))"
+echo "== SYN flood: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs ($(cpu_model)))"
 echo "flood           $sent SYNs in ${elapsed}s ($(awk -v s="$sent" -v e="$elapsed" 'BEGIN { printf "%.0f", s / e }')/s), sources 203.0.113.1-254"
 echo "conntrack       capacity $CAPACITY, max entries seen $max_entries, conns created $(d conns_created), SYN_RECV evictions $(d conntrack.evictions)"
 echo "rvsd rx/tx      rx $(d rx_packets), tx $(d tx_packets), dnat $(d dnat), snat $(d snat)"

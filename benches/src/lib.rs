@@ -11,6 +11,19 @@ pub fn two_arm_ports() -> Vec<dataplane::pipeline::PortSetup> {
     testkit::director::two_arm_ports(None, 1500)
 }
 
+/// The CPU's model name as `/proc/cpuinfo` gives it, for the results; "unknown CPU" without one.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
 /// Writes section `name` of the results file at `path` (`benches/RESULTS.md`, where every
 /// benchmark has its own part between `<!-- name:begin -->` and `<!-- name:end -->`):
 /// `body` gets the section's current text (`None` when there is none) and returns the new one,

@@ -41,10 +41,23 @@ pub struct Config {
     /// unset ones keep the kernel's defaults (see `control::sysctl`).
     #[serde(default)]
     pub ipvs: crate::sysctl::IpvsSysctls,
+    /// Static neighbours, for peers that answer no ARP (e.g. dpdk-testpmd reflecting traffic).
+    #[serde(default)]
+    pub neighbours: Vec<NeighbourConfig>,
     /// Services present at start, as `rvsadm -S` saves them: one rvsadm command per line
     /// (`-A -t 198.51.100.1:80 -s rr`, `-a -t 198.51.100.1:80 -r 192.0.2.2:80 -m -w 1`).
     #[serde(default)]
     pub services: String,
+}
+
+/// One `[[neighbours]]` entry: `address` on port `port` is at `mac`; learning never changes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeighbourConfig {
+    pub address: Ipv4Addr,
+    pub mac: MacAddr,
+    /// The port's `name`.
+    pub port: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -331,6 +344,19 @@ impl Config {
             return Err("conntrack.capacity: must be at least 1".into());
         }
         self.ipvs.validate().map_err(|e| format!("ipvs.{e}"))?;
+        for (i, n) in self.neighbours.iter().enumerate() {
+            if !self.ports.iter().any(|p| p.name == n.port) {
+                let names: Vec<&str> = self.ports.iter().map(|p| p.name.as_str()).collect();
+                return Err(format!(
+                    "neighbours[{i}].port: no port named {:?} (ports: {})",
+                    n.port,
+                    names.join(", ")
+                ));
+            }
+            if let Err(e) = crate::proto::check_neighbour(n.address, n.mac) {
+                return Err(format!("neighbours[{i}]: {e}"));
+            }
+        }
         Ok(())
     }
 }
@@ -381,6 +407,35 @@ mod tests {
             err.contains("ipvs.secure_tcp") && err.contains("0..=3"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn static_neighbours_are_read_and_checked() {
+        let port = "[[ports]]\nname = \"int\"\ndevice = \"net_null0\"\nrole = \"both\"\naddresses = [\"192.0.2.1/24\"]\n";
+        let good = "[[neighbours]]\naddress = \"192.0.2.9\"\nmac = \"02:00:00:00:00:09\"\nport = \"int\"\n";
+        let cfg = Config::parse(&format!("{port}{good}"), "t").unwrap();
+        assert_eq!(cfg.neighbours[0].mac, MacAddr([2, 0, 0, 0, 0, 9]));
+        let err = Config::parse(
+            &format!("{port}{}", good.replace("\"int\"", "\"ext\"")),
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("neighbours[0].port") && err.contains("int"),
+            "{err}"
+        );
+        let err = Config::parse(&format!("{port}{}", good.replace("02:00", "01:00")), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("neighbours[0]") && err.contains("unicast MAC"),
+            "{err}"
+        );
+        let err = Config::parse(&format!("{port}{}", good.replace("port =", "prot =")), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("prot"), "{err}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! ```
 //! A request with another version is refused, so old and new tools never misread each other.
 
+use crate::config::MacAddr;
 use crate::model::{ConnStatus, DestSpec, ServiceKey, ServiceSpec, ServiceStatus, Timeouts};
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
@@ -72,6 +73,34 @@ pub enum Request {
     GetSysctls,
     /// Sets IPVS sysctls (`rvsctl sysctl -w name=value ...`): all or none.
     SetSysctls(Vec<(String, u32)>),
+    /// Every neighbour entry, static and learnt (`rvsctl neigh`).
+    ListNeighbours,
+    /// Adds or replaces a static neighbour (`rvsctl neigh add ADDR lladdr MAC dev PORT`).
+    AddNeighbour(Neighbour),
+    /// Deletes a neighbour entry, static or learnt (`rvsctl neigh del ADDR dev PORT`).
+    DelNeighbour { port: String, addr: Ipv4Addr },
+}
+
+/// Whether `addr` at `mac` can be a static neighbour: a unicast address and MAC.
+pub fn check_neighbour(addr: Ipv4Addr, mac: MacAddr) -> Result<(), String> {
+    if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() {
+        return Err(format!("{addr} is not a unicast address"));
+    }
+    if mac.0 == [0; 6] || mac.0[0] & 1 != 0 {
+        return Err(format!("{mac} is not a unicast MAC"));
+    }
+    Ok(())
+}
+
+/// A neighbour entry: port name, address, MAC, and whether it is static.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Neighbour {
+    pub port: String,
+    pub addr: Ipv4Addr,
+    pub mac: MacAddr,
+    /// Configured (`[[neighbours]]`, `rvsctl neigh add`), not learnt.
+    #[serde(default)]
+    pub permanent: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +119,7 @@ pub enum Response {
     Counters(Vec<(String, u64)>),
     /// `(name, value)` of every IPVS sysctl, in `control::sysctl::KNOBS` order.
     Sysctls(Vec<(String, u32)>),
+    Neighbours(Vec<Neighbour>),
 }
 
 impl RequestEnvelope {

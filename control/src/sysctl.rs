@@ -34,7 +34,7 @@ pub const KNOBS: &[Knob] = &[
     Knob { name: "drop_packet", default: 0, min: 0, max: 3,
         meaning: "defence: 0 never, 1 automatic, 2 on (set by automatic mode), 3 always: drop a share of new connections (mode 3: see am_droprate; automatic: one of every amemthresh / (amemthresh - free entries))" },
     Knob { name: "expire_nodest_conn", default: 0, min: 0, max: 1,
-        meaning: "0: connections of a removed real server keep flowing to it; 1: such a connection expires on its next packet (TCP: the client gets a RST)" },
+        meaning: "0: connections of a removed real server keep flowing to it; 1: such a connection expires on the client's next packet (TCP: the client gets a RST)" },
     Knob { name: "expire_quiescent_template", default: 0, min: 0, max: 1,
         meaning: "1: a persistence template whose real server has weight 0 expires when next used; 0: it keeps sending its client there" },
     Knob { name: "nat_icmp_send", default: 0, min: 0, max: 1,

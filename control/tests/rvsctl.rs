@@ -30,6 +30,56 @@ fn bad_sysctl_writes_exit_2_listing_what_is_valid() {
         ),
         (&["sysctl", "-w", "sloppy_tcp=1", "sloppy_tcp"], "not both"),
         (&["bogus"], "bogus"),
+        (
+            &[
+                "neigh",
+                "add",
+                "192.0.2.300",
+                "lladdr",
+                "02:00:00:00:00:09",
+                "dev",
+                "int",
+            ],
+            "IPv4",
+        ),
+        (
+            &[
+                "neigh",
+                "add",
+                "192.0.2.9",
+                "lladdr",
+                "02:00:00:00:09",
+                "dev",
+                "int",
+            ],
+            "MAC",
+        ),
+        (
+            &[
+                "neigh",
+                "add",
+                "192.0.2.9",
+                "lladdr",
+                "01:00:5e:00:00:01",
+                "dev",
+                "int",
+            ],
+            "unicast MAC",
+        ),
+        (
+            &[
+                "neigh",
+                "add",
+                "255.255.255.255",
+                "lladdr",
+                "02:00:00:00:00:09",
+                "dev",
+                "int",
+            ],
+            "unicast address",
+        ),
+        (&["neigh", "add", "192.0.2.9", "dev", "int"], "usage"),
+        (&["neigh", "del", "192.0.2.9"], "usage"),
     ];
     let mut bad = Vec::new();
     for (args, needle) in cases {

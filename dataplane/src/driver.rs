@@ -31,8 +31,9 @@
 //! (tx, per port), every frame it gives up (`drop.tx_full`, `drop.hold_queue_full`,
 //! `drop.neigh_unresolved`, `drop.frag_no_first` and `drop.frag_hold_full` for held fragments,
 //! `drop.mbuf_alloc`, ...) and every ARP request it generates (`arp_requests`). So, at any time,
-//! `rx_packets + arp_requests + icmp_time_exceeded_sent + icmp_frag_needed_sent = tx_packets +
-//! sum(drop.*) + held()`, where [`BurstDriver::held`] is the frames in both hold queues. Only
+//! `rx_packets + generated = tx_packets + sum(drop.*) + held()`, where `generated` is the frames
+//! rvs built ([`crate::stats::Stats::generated`]: ARP requests, ICMP errors, TCP resets) and
+//! [`BurstDriver::held`] the frames in both hold queues. Only
 //! [`BurstDriver::shutdown`] frees frames uncounted.
 //!
 //! ```

@@ -97,7 +97,6 @@ pub fn fmix64(mut k: u64) -> u64 {
 }
 
 #[cfg(test)]
-#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -10,6 +10,11 @@
 //!
 //! Learning writes only when something changed, so a busy neighbour costs readers nothing but
 //! a shared cache line that stays clean.
+//!
+//! Static entries (rvs.toml's `[[neighbours]]`, `rvsctl neigh add`), for peers that answer no
+//! ARP (dpdk-testpmd reflecting traffic), are marked in the key word: learning never changes
+//! them and eviction passes them over. Deleting an entry (`rvsctl neigh del`) leaves a tombstone
+//! that readers step over (unlike an empty slot, it does not end a probe) and writers reuse.
 
 use crate::hash::{range, HashKey};
 use crate::packet::arp::{self, Arp};
@@ -23,12 +28,32 @@ const WINDOW: usize = 8;
 const READ_TRIES: usize = 4;
 /// Marks a used key word (so port 0 / 0.0.0.0 still differs from an empty slot).
 const USED: u64 = 1 << 63;
+/// Marks a static entry's key word.
+const STATIC: u64 = 1 << 62;
+/// A deleted entry: no (port, address) key has bit 61 set.
+const TOMBSTONE: u64 = USED | (1 << 61);
 
-/// What a slot holds: the key (0 when empty) and the MAC.
+/// What a slot holds: the key (0 when empty; with [`STATIC`] for a static entry) and the MAC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Neighbour {
     key: u64,
     mac: u64,
+}
+
+impl Neighbour {
+    /// The (port, address) key without the static mark.
+    fn id(&self) -> u64 {
+        self.key & !STATIC
+    }
+
+    fn is_static(&self) -> bool {
+        self.key & STATIC != 0
+    }
+
+    /// Free for a new key: empty or deleted.
+    fn is_free(&self) -> bool {
+        self.key == 0 || self.key == TOMBSTONE
+    }
 }
 
 impl Words<2> for Neighbour {
@@ -54,6 +79,31 @@ pub enum ArpOutcome {
     NotOurs,
     /// A reply or another opcode: learnt from, nothing to send.
     Consumed,
+}
+
+/// One entry as `rvsctl neigh` lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeighEntry {
+    pub port: u16,
+    pub ip: Ipv4Addr,
+    pub mac: [u8; 6],
+    /// Configured (`[[neighbours]]`, `rvsctl neigh add`), not learnt.
+    pub permanent: bool,
+}
+
+/// Why a static entry could not be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NeighError {
+    #[error("its slots in the neighbour table are all taken by static entries")]
+    Full,
+    #[error("the neighbour table is busy; try again")]
+    Busy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Learnt,
+    Static,
 }
 
 #[derive(Debug)]
@@ -94,7 +144,7 @@ impl NeighTable {
         let home = self.home(key);
         for i in 0..WINDOW {
             let n = self.slot(home, i)?.read(READ_TRIES)?;
-            if n.key == key {
+            if n.id() == key {
                 return Some(mac_from_u64(n.mac));
             }
             if n.key == 0 {
@@ -104,55 +154,117 @@ impl NeighTable {
         None
     }
 
-    /// Records that `ip` on `port` is at `mac`. Writes only if that is news. Returns whether the
-    /// table now holds it (false: a concurrent writer was busy with the slot; try next time).
+    /// Records that `ip` on `port` is at `mac`. Writes only if that is news; never changes a
+    /// static entry. Returns whether the table now holds it (false: a concurrent writer was
+    /// busy with the slot, try next time; or the key is static with another MAC).
     pub fn learn(&self, port: u16, ip: Ipv4Addr, mac: [u8; 6]) -> bool {
+        self.write(port, ip, mac, Kind::Learnt, 1).is_ok()
+    }
+
+    /// Adds or replaces the static entry `ip` on `port` at `mac` (the control thread's call).
+    pub fn add_static(&self, port: u16, ip: Ipv4Addr, mac: [u8; 6]) -> Result<(), NeighError> {
+        self.write(port, ip, mac, Kind::Static, 1000)
+    }
+
+    /// Deletes the entry of `ip` on `port`, static or learnt. False if there was none.
+    pub fn remove(&self, port: u16, ip: Ipv4Addr) -> bool {
         let key = key_of(port, ip);
-        let want = mac_to_u64(&mac);
         let home = self.home(key);
-        // Find the key, else the first empty slot, else evict within the window (spread the
-        // victims by the key so one hot window does not always lose the same entry).
-        let mut target = None;
         for i in 0..WINDOW {
             let Some(slot) = self.slot(home, i) else {
                 return false;
             };
             let Some(n) = slot.read(READ_TRIES) else {
-                return false;
+                continue;
             };
-            if n.key == key {
-                if n.mac == want {
-                    return true;
+            if n.key == 0 {
+                return false;
+            }
+            if n.id() == key {
+                let Some(mut g) = slot.lock(1000) else {
+                    return false;
+                };
+                if g.get().id() != key {
+                    return false;
+                }
+                g.set(Neighbour {
+                    key: TOMBSTONE,
+                    mac: 0,
+                });
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Learning and adding: find the key, else the first free slot, else evict a learnt entry
+    /// within the window (spread the victims by the address so one hot window does not always
+    /// lose the same entry). `tries`: how often to try for a slot another writer holds.
+    fn write(
+        &self,
+        port: u16,
+        ip: Ipv4Addr,
+        mac: [u8; 6],
+        kind: Kind,
+        tries: usize,
+    ) -> Result<(), NeighError> {
+        let key = key_of(port, ip);
+        let stored = match kind {
+            Kind::Learnt => key,
+            Kind::Static => key | STATIC,
+        };
+        let want = mac_to_u64(&mac);
+        let home = self.home(key);
+        let mut target = None;
+        let mut free = None;
+        for i in 0..WINDOW {
+            let slot = self.slot(home, i).ok_or(NeighError::Busy)?;
+            let n = slot.read(READ_TRIES).ok_or(NeighError::Busy)?;
+            if n.id() == key {
+                if kind == Kind::Learnt && n.is_static() {
+                    return if n.mac == want {
+                        Ok(())
+                    } else {
+                        Err(NeighError::Busy)
+                    };
+                }
+                if n.key == stored && n.mac == want {
+                    return Ok(());
                 }
                 target = Some((slot, n.key));
                 break;
             }
+            if n.is_free() && free.is_none() {
+                free = Some((slot, n.key));
+            }
             if n.key == 0 {
-                target = Some((slot, 0));
                 break;
             }
         }
-        let (slot, expect) = match target {
+        let (slot, expect) = match target.or(free) {
             Some(t) => t,
-            None => {
-                let Some(slot) = self.slot(home, (home ^ ip.octets()[3] as usize) % WINDOW) else {
-                    return false;
-                };
-                let Some(n) = slot.read(READ_TRIES) else {
-                    return false;
-                };
-                (slot, n.key)
-            }
+            None => self.victim(home, ip).ok_or(NeighError::Full)?,
         };
-        let Some(mut g) = slot.lock(1) else {
-            return false;
-        };
+        let mut g = slot.lock(tries).ok_or(NeighError::Busy)?;
         // Another writer may have claimed the slot for another key since it was read.
         if g.get().key != expect {
-            return false;
+            return Err(NeighError::Busy);
         }
-        g.set(Neighbour { key, mac: want });
-        true
+        g.set(Neighbour {
+            key: stored,
+            mac: want,
+        });
+        Ok(())
+    }
+
+    /// A learnt entry of the window to replace, starting at a place spread by the address.
+    fn victim(&self, home: usize, ip: Ipv4Addr) -> Option<(&SeqSlot<Neighbour, 2>, u64)> {
+        let start = (home ^ usize::from(ip.octets()[3])) % WINDOW;
+        (0..WINDOW).find_map(|i| {
+            let slot = self.slot(home, (start + i) % WINDOW)?;
+            let n = slot.read(READ_TRIES)?;
+            (!n.is_static()).then_some((slot, n.key))
+        })
     }
 
     /// The ARP responder. Handles the ARP frame `frame` received on `port` (our MAC there:
@@ -186,31 +298,26 @@ impl NeighTable {
         Some(ArpOutcome::Replied)
     }
 
-    /// Every entry, for diagnostics (not for the packet path).
-    pub fn entries(&self) -> Vec<(u16, Ipv4Addr, [u8; 6])> {
+    /// Every entry, for `rvsctl neigh` and diagnostics (not for the packet path).
+    pub fn entries(&self) -> Vec<NeighEntry> {
         self.slots
             .iter()
             .filter_map(|s| s.0.read(READ_TRIES))
-            .filter(|n| n.key != 0)
+            .filter(|n| !n.is_free())
             .map(|n| {
-                let k = n.key;
-                (
-                    (k >> 32) as u16,
-                    Ipv4Addr::from(k as u32),
-                    mac_from_u64(n.mac),
-                )
+                let k = n.id();
+                NeighEntry {
+                    port: (k >> 32) as u16,
+                    ip: Ipv4Addr::from(k as u32),
+                    mac: mac_from_u64(n.mac),
+                    permanent: n.is_static(),
+                }
             })
             .collect()
     }
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
@@ -236,7 +343,90 @@ mod tests {
         assert_eq!(t.lookup(0, ip), None, "per port");
         assert!(t.learn(1, ip, mac(2)));
         assert_eq!(t.lookup(1, ip), Some(mac(2)));
-        assert_eq!(t.entries(), vec![(1, ip, mac(2))]);
+        let entry = NeighEntry {
+            port: 1,
+            ip,
+            mac: mac(2),
+            permanent: false,
+        };
+        assert_eq!(t.entries(), vec![entry]);
+    }
+
+    #[test]
+    fn static_entries_win_over_learning_and_survive_eviction() {
+        let t = NeighTable::new(8);
+        let ip = Ipv4Addr::new(192, 0, 2, 9);
+        t.add_static(1, ip, mac(9)).unwrap();
+        assert!(
+            !t.learn(1, ip, mac(10)),
+            "learning a static entry's address changes nothing"
+        );
+        assert_eq!(t.lookup(1, ip), Some(mac(9)));
+        // Fill the whole table (one window) with learnt entries: the static one stays.
+        for i in 0..64u32 {
+            t.learn(1, Ipv4Addr::from(0xc000_0300 + i), mac(i));
+        }
+        assert_eq!(t.lookup(1, ip), Some(mac(9)));
+        let listed: Vec<_> = t.entries().into_iter().filter(|e| e.permanent).collect();
+        assert_eq!(
+            listed,
+            vec![NeighEntry {
+                port: 1,
+                ip,
+                mac: mac(9),
+                permanent: true
+            }]
+        );
+        // A static entry replaces a learnt one and is replaced by another static one.
+        let other = Ipv4Addr::new(192, 0, 2, 20);
+        t.remove(1, other);
+        assert!(t.learn(1, other, mac(1)));
+        t.add_static(1, other, mac(2)).unwrap();
+        assert_eq!(t.lookup(1, other), Some(mac(2)));
+        t.add_static(1, other, mac(3)).unwrap();
+        assert_eq!(t.lookup(1, other), Some(mac(3)));
+    }
+
+    #[test]
+    fn a_window_of_static_entries_refuses_one_more() {
+        let t = NeighTable::new(8);
+        for i in 0..8u32 {
+            t.add_static(0, Ipv4Addr::from(0xc000_0200 + i), mac(i))
+                .unwrap();
+        }
+        assert_eq!(
+            t.add_static(0, Ipv4Addr::new(192, 0, 2, 100), mac(100)),
+            Err(NeighError::Full)
+        );
+        assert!(!t.learn(0, Ipv4Addr::new(192, 0, 2, 101), mac(101)));
+        for i in 0..8u32 {
+            assert_eq!(t.lookup(0, Ipv4Addr::from(0xc000_0200 + i)), Some(mac(i)));
+        }
+    }
+
+    #[test]
+    fn removing_leaves_a_tombstone_that_lookups_step_over() {
+        let t = NeighTable::new(8);
+        // Eight keys in an eight-slot table: every probe passes the others' slots.
+        let ips: Vec<Ipv4Addr> = (0..8u32).map(|i| Ipv4Addr::from(0xc000_0200 + i)).collect();
+        for (i, ip) in ips.iter().enumerate() {
+            t.add_static(0, *ip, mac(i as u32)).unwrap();
+        }
+        assert!(t.remove(0, ips[0]));
+        assert!(!t.remove(0, ips[0]), "already gone");
+        assert_eq!(t.lookup(0, ips[0]), None);
+        for (i, ip) in ips.iter().enumerate().skip(1) {
+            assert_eq!(
+                t.lookup(0, *ip),
+                Some(mac(i as u32)),
+                "{ip} behind the tombstone"
+            );
+        }
+        assert_eq!(t.entries().len(), 7);
+        // The tombstone is reused.
+        t.add_static(0, Ipv4Addr::new(192, 0, 2, 100), mac(100))
+            .unwrap();
+        assert_eq!(t.lookup(0, Ipv4Addr::new(192, 0, 2, 100)), Some(mac(100)));
     }
 
     #[test]

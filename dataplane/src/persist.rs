@@ -3,15 +3,17 @@
 //! As the kernel's `ip_vs_sched_persist`, a new connection to a persistent service first looks
 //! for a template keyed by (protocol, client address & netmask, VIP, virtual port), the virtual
 //! port being 0 for a port-0 service (one template for all its ports). A template names a real
-//! server; it is used when that server is still in the service with a weight above 0 (an
-//! overloaded server keeps its persistent clients, as in the kernel). Otherwise the service's
-//! scheduler picks a server and the template is (re)written. A template expires `timeout`
-//! seconds after the last new connection that used it.
+//! server; it is used when that server is still in the service (an overloaded server keeps its
+//! persistent clients, as in the kernel). Otherwise the service's scheduler picks a server and
+//! the template is (re)written. A template expires `timeout` seconds after the last new
+//! connection that used it.
 //!
-//! A template whose server was removed or set to weight 0 is dropped: it no longer counts the
-//! next time it is looked up and is overwritten (the kernel's `ip_vs_check_template` with
-//! `expire_quiescent_template=1`). Setting the weight back above 0 before any new connection of
-//! that client revives it, as in the kernel, whose check is also made at lookup.
+//! A template whose server was removed is dropped: it no longer counts the next time it is
+//! looked up and is overwritten (the kernel's `ip_vs_check_template`). One whose server is at
+//! weight 0 (quiesced) follows `expire_quiescent_template` ([`Quiesced`]): with 0, the default,
+//! it keeps sending its clients there; with 1 it is dropped in the same way. Setting the weight
+//! back above 0 before any new connection of that client revives it, as in the kernel, whose
+//! check is also made at lookup.
 //!
 //! # The table
 //!
@@ -28,6 +30,7 @@ use crate::hash::{range, HashKey};
 use crate::sched::{Dests, Flow};
 use crate::seqlock::{SeqSlot, Words};
 use crate::service::Service;
+use control::sysctl::IpvsSysctls;
 use std::net::Ipv4Addr;
 
 /// Entries per bucket (five 24-byte entries and the counter fill two cache lines).
@@ -37,6 +40,26 @@ const WORDS: usize = 3 * WAYS;
 
 /// Tries a lookup or a write makes before giving up on a busy bucket.
 const TRIES: usize = 32;
+
+/// What a template whose real server is at weight 0 does (`expire_quiescent_template`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quiesced {
+    /// 0, the kernel's default: it keeps sending its clients to the quiesced server.
+    Keep,
+    /// 1: it expires when next used, and the client is scheduled afresh.
+    Expire,
+}
+
+impl Quiesced {
+    /// The mode `expire_quiescent_template` sets.
+    pub fn of(s: &IpvsSysctls) -> Quiesced {
+        if s.expire_quiescent_template != 0 {
+            Quiesced::Expire
+        } else {
+            Quiesced::Keep
+        }
+    }
+}
 
 /// What identifies a template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,14 +128,15 @@ impl Target {
         })
     }
 
-    /// The index of this server in `dests`, if it is there with a weight above 0.
-    fn find(&self, dests: &Dests<'_>) -> Option<usize> {
+    /// The index of this server in `dests`, if it is there and may keep its clients: any
+    /// weight with [`Quiesced::Keep`], above 0 with [`Quiesced::Expire`].
+    fn find(&self, dests: &Dests<'_>, quiesced: Quiesced) -> Option<usize> {
         (0..dests.len()).find(|&i| {
             dests.get(i).is_some_and(|d| {
                 d.slot == u32::from(self.slot)
                     && d.spec.addr == self.rip
                     && d.spec.port == self.rport
-                    && d.spec.weight > 0
+                    && (d.spec.weight > 0 || quiesced == Quiesced::Keep)
             })
         })
     }
@@ -328,8 +352,10 @@ impl Persist {
     }
 
     /// The real server (an index into `dests`) for a new connection `flow` (protocol `proto`)
-    /// to the persistent service `svc` with timeout `timeout_s`: its template's, else the
-    /// scheduler's pick, remembered. `None` when no server is eligible.
+    /// to the persistent service `svc` with timeout `timeout_s`: its template's (a quiesced
+    /// one's as `quiesced` says), else the scheduler's pick, remembered. `None` when no server
+    /// is eligible.
+    #[allow(clippy::too_many_arguments)] // the connection, its service and the knob: all used
     pub fn pick(
         &self,
         svc: &Service,
@@ -337,17 +363,17 @@ impl Persist {
         proto: u8,
         flow: &Flow,
         timeout_s: u32,
+        quiesced: Quiesced,
         now_ms: u64,
     ) -> Option<usize> {
         let key = Key::of(svc, proto, flow);
         let expires_s = expiry(now_ms, timeout_s);
+        let usable = |t: &Target| t.find(dests, quiesced).is_some();
         if let Some(found) = self.lookup(&key, now_ms) {
-            if let Some(i) = found.target.find(dests) {
+            if let Some(i) = found.target.find(dests, quiesced) {
                 if found.expires_s < expires_s {
                     // Refresh; a busy bucket only delays the refresh to the next connection.
-                    let _ = self.claim(&key, found.target, expires_s, now_ms, |t| {
-                        t.find(dests).is_some()
-                    });
+                    let _ = self.claim(&key, found.target, expires_s, now_ms, usable);
                 }
                 return Some(i);
             }
@@ -356,9 +382,9 @@ impl Persist {
         let Some(target) = Target::of(dests, i) else {
             return Some(i);
         };
-        match self.claim(&key, target, expires_s, now_ms, |t| t.find(dests).is_some()) {
+        match self.claim(&key, target, expires_s, now_ms, usable) {
             // Another worker made the template first: follow it.
-            Some(t) if t != target => Some(t.find(dests).unwrap_or(i)),
+            Some(t) if t != target => Some(t.find(dests, quiesced).unwrap_or(i)),
             _ => Some(i),
         }
     }

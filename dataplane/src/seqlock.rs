@@ -191,7 +191,6 @@ impl<T: Words<N>, const N: usize> Drop for SeqGuard<'_, T, N> {
 }
 
 #[cfg(all(test, not(loom)))]
-#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod tests {
     use super::*;
 

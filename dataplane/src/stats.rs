@@ -101,6 +101,15 @@ named_enum! {
         ConnConflict = "conn_conflict",
         /// No eligible real server (all weight 0, overloaded, or none).
         NoDest = "no_dest",
+        /// A client's TCP segment (not a SYN) of a connection whose real server was removed,
+        /// with `expire_nodest_conn` 1: the connection is expired and the segment answered with
+        /// a RST (`tcp_rst_sent`; a RST is not answered).
+        DestRemoved = "dest_removed",
+        /// TCP/UDP from a real server's service address and port (RIP:rport of a configured or
+        /// removed real server) that matches no connection: never routed to the client
+        /// un-NATed; with `nat_icmp_send` 1 answered with ICMP port unreachable
+        /// (`icmp_port_unreach_sent`; not to a TCP RST).
+        RsNoConn = "rs_no_conn",
         /// TTL would reach 0 on forwarding (an ICMP time exceeded is sent in its place unless
         /// RFC 1812 forbids it or the rate limit holds it back: `icmp_time_exceeded_sent`).
         TtlExpired = "ttl_expired",
@@ -151,6 +160,14 @@ named_enum! {
         IcmpTimeExceeded = "icmp_time_exceeded_sent",
         /// ICMP fragmentation needed built in place of a packet dropped as `mtu_exceeded`.
         IcmpFragNeeded = "icmp_frag_needed_sent",
+        /// ICMP port unreachable to a real server, built in place of a packet dropped as
+        /// `rs_no_conn` (`nat_icmp_send` 1).
+        IcmpPortUnreach = "icmp_port_unreach_sent",
+        /// TCP RST to a client, built in place of a segment dropped as `dest_removed`.
+        TcpRstSent = "tcp_rst_sent",
+        /// Connections expired on a client's packet because their real server was removed
+        /// (`expire_nodest_conn` 1); a UDP datagram or a SYN is then scheduled afresh.
+        NodestExpired = "nodest_expired",
         /// ICMP errors not sent because of the per-worker rate limit.
         IcmpRateLimited = "icmp_rate_limited",
         /// ICMP errors about a tracked connection, rewritten and sent on.
@@ -178,6 +195,19 @@ named_enum! {
         /// to a real server (a connection made for the flow, then the error NATed to it).
         IcmpScheduled = "icmp_scheduled",
     }
+}
+
+impl Event {
+    /// The events that count frames rvs builds itself (ARP requests, ICMP errors, TCP RSTs):
+    /// with them, `rx_packets + sum(generated) = tx_packets + sum(drop.*)` whenever nothing
+    /// is held (see [`Stats::generated`]).
+    pub const GENERATED: &'static [Event] = &[
+        Event::ArpRequests,
+        Event::IcmpTimeExceeded,
+        Event::IcmpFragNeeded,
+        Event::IcmpPortUnreach,
+        Event::TcpRstSent,
+    ];
 }
 
 /// Packets and bytes of one real server (a stats slot) seen by one worker.
@@ -297,6 +327,22 @@ impl Stats {
 
     pub fn events(&self, ev: Event) -> u64 {
         self.sum(|w| w.events.get(ev as usize).map_or(0, Counter::get))
+    }
+
+    /// Frames rvs built itself: the sum of the [`Event::GENERATED`] events.
+    pub fn generated(&self) -> u64 {
+        Event::GENERATED
+            .iter()
+            .map(|e| self.events(*e))
+            .fold(0, u64::wrapping_add)
+    }
+
+    /// Every drop, whatever its reason.
+    pub fn dropped(&self) -> u64 {
+        DropReason::ALL
+            .iter()
+            .map(|r| self.drops(*r))
+            .fold(0, u64::wrapping_add)
     }
 
     pub fn rx_packets(&self) -> u64 {

@@ -63,9 +63,10 @@ fn insert_then_find_by_both_tuples() {
         )
         .is_none());
     assert_eq!(t.len(), 1);
+    // SYN_RECV is half-open: inactive, as in the kernel.
     assert_eq!(
         (t.dest(1).unwrap().active(), t.dest(1).unwrap().inactive()),
-        (1, 0)
+        (0, 1)
     );
 }
 
@@ -157,7 +158,7 @@ fn stale_reference_cannot_touch_a_reused_entry() {
             .conn,
         b.conn
     );
-    assert_eq!(t.dest(0).unwrap().active(), 1);
+    assert_eq!(t.dest(0).unwrap().inactive(), 1);
 }
 
 #[test]
@@ -166,13 +167,14 @@ fn state_changes_move_counts_and_timeouts() {
     let c = conn(TCP, 0, 1, 0, 0, 2);
     let h = t.insert(&c, 0).unwrap();
     let d = t.dest(2).unwrap();
-    assert_eq!((d.active(), d.inactive()), (1, 0));
+    assert_eq!((d.active(), d.inactive()), (0, 1), "half-open: inactive");
     // SYN_RECV times out after 60 s.
     assert!(t.lookup(&c.inbound(), 59_999).is_some());
     assert_eq!(
         t.update(&h, Dir::Inbound, Some(TcpEvent::Ack), 1000),
         Some(ConnState::Established)
     );
+    assert_eq!((d.active(), d.inactive()), (1, 0), "ESTABLISHED: active");
     assert!(
         t.lookup(&c.inbound(), 900_999).is_some(),
         "ESTABLISHED lasts 900 s"
@@ -219,24 +221,52 @@ fn refresh_keeps_a_busy_flow_alive() {
 }
 
 #[test]
-fn retired_dest_drops_its_connections() {
+fn retired_dest_keeps_its_connections_until_they_end() {
     let t = ConnTable::new(8, 4, &Timeouts::default());
     let a = conn(UDP, 0, 1, 0, 0, 1);
     let b = conn(UDP, 1, 1, 0, 1, 2);
+    let c = conn(TCP, 3, 1, 0, 0, 1);
     t.insert(&a, 0).unwrap();
     t.insert(&b, 0).unwrap();
+    let hc = t.insert(&c, 0).unwrap();
     t.retire_dest(1);
+    assert!(t.dest_retired(1) && !t.dest_retired(2));
+    // No new connection for a removed real server.
     assert_eq!(
         t.insert(&conn(UDP, 2, 1, 0, 0, 1), 0),
         Err(InsertError::DestRetired)
     );
-    assert!(
-        t.lookup(&a.reply(), 0).is_none(),
-        "dropped at the next packet"
+    // Its connections go on, both ways, and their state changes still move the counts.
+    assert_eq!(t.lookup(&a.reply(), 1000).unwrap().dest, 1);
+    assert_eq!(t.lookup(&a.inbound(), 1000).unwrap().dest, 1);
+    assert_eq!(
+        t.update(&hc, Dir::Inbound, Some(TcpEvent::Ack), 1000),
+        Some(ConnState::Established)
     );
-    assert!(t.lookup(&b.reply(), 0).is_some());
-    assert_eq!(t.dest(1).unwrap().inactive(), 0);
+    assert_eq!(
+        (t.dest(1).unwrap().active(), t.dest(1).unwrap().inactive()),
+        (1, 1)
+    );
+    // Aging does not take them early: only their timeouts do.
+    let mut cursor = 0;
+    assert_eq!(t.housekeeping(t.slice(0, 1), &mut cursor, 8, 2000), 0);
+    assert_eq!(t.len(), 3);
+    assert_eq!(
+        t.housekeeping(t.slice(0, 1), &mut cursor, 8, 300_000),
+        2,
+        "UDP after 300 s"
+    );
+    assert_eq!(
+        (t.dest(1).unwrap().active(), t.dest(1).unwrap().inactive()),
+        (1, 0)
+    );
+    assert!(t.remove(hc.conn));
+    assert_eq!(
+        (t.dest(1).unwrap().active(), t.dest(1).unwrap().inactive()),
+        (0, 0)
+    );
     t.revive_dest(1);
+    assert!(!t.dest_retired(1));
     t.insert(&conn(UDP, 2, 1, 0, 0, 1), 0).unwrap();
 }
 

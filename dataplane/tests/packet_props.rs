@@ -1,10 +1,7 @@
 //! Property tests: every incremental rewrite equals a full recompute (computed independently in
 //! `common`), and no byte sequence makes the pipeline panic.
 
-use control::model::{
-    default_netmask, DestSpec, Forward, Protocol, SchedulerKind, ServiceKey, ServiceSpec, Timeouts,
-};
-use control::proto::{Request, Response};
+use control::model::Timeouts;
 use dataplane::packet::ipv4::Ipv4Hdr;
 use dataplane::packet::l4::{rewrite_endpoint, Side};
 use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, Pipeline};
@@ -12,6 +9,9 @@ use dataplane::service::ServiceManager;
 use dataplane::stats::DropReason;
 use proptest::prelude::*;
 use std::net::Ipv4Addr;
+use testkit::director::{self, EXT_MAC};
+use testkit::plan::{CIP, CLIENT_MAC, RIP1, RS1_MAC};
+use testkit::services::rvsadm;
 use testkit::*;
 
 fn ip() -> impl Strategy<Value = Ipv4Addr> {
@@ -66,6 +66,8 @@ proptest! {
     }
 }
 
+/// A two-arm director with rr services TCP VIP:80 and UDP VIP:53 on RIP1, which is a known
+/// neighbour.
 fn lab() -> (Lab, Pipeline) {
     let dp = Dataplane::new(DataplaneConfig {
         ports: director::two_arm_ports(Some(Ipv4Addr::new(198, 51, 100, 254)), 1500),
@@ -74,36 +76,14 @@ fn lab() -> (Lab, Pipeline) {
         workers: 1,
     });
     let mut mgr = ServiceManager::new(dp.clone());
-    for protocol in [Protocol::Tcp, Protocol::Udp] {
-        let key = ServiceKey {
-            protocol,
-            addr: Ipv4Addr::new(198, 51, 100, 1),
-            port: 80,
-        };
-        let spec = ServiceSpec {
-            key,
-            scheduler: SchedulerKind::Rr,
-            persistence: None,
-            netmask: default_netmask(),
-            sched_flags: Default::default(),
-            ops: false,
-        };
-        assert_eq!(mgr.handle(Request::AddService(spec)), Response::Ok);
-        let dest = DestSpec {
-            addr: Ipv4Addr::new(192, 0, 2, 2),
-            port: 80,
-            weight: 1,
-            forward: Forward::Masq,
-            upper_threshold: 0,
-            lower_threshold: 0,
-        };
-        assert_eq!(
-            mgr.handle(Request::AddDest { service: key, dest }),
-            Response::Ok
-        );
-    }
-    dp.neigh()
-        .learn(1, Ipv4Addr::new(192, 0, 2, 2), [2, 0, 0, 0, 3, 2]);
+    rvsadm(
+        &mut mgr,
+        "-A -t 198.51.100.1:80 -s rr\n\
+         -a -t 198.51.100.1:80 -r 192.0.2.2:80 -m -w 1\n\
+         -A -u 198.51.100.1:53 -s rr\n\
+         -a -u 198.51.100.1:53 -r 192.0.2.2:53 -m -w 1",
+    );
+    dp.neigh().learn(1, RIP1, RS1_MAC);
     let mut w = Pipeline::new(dp.clone(), 0);
     w.begin_burst(1);
     (Lab { dp, _mgr: mgr }, w)
@@ -114,30 +94,26 @@ struct Lab {
     _mgr: ServiceManager,
 }
 
+/// What the mutations start from: a client's frame of each kind, and a TCP SYN from it
+/// straight to a real server.
 fn seed_frames() -> Vec<Vec<u8>> {
-    let ext = [2, 0, 0, 0, 1, 1];
-    let cli = [2, 0, 0, 0, 0, 0x10];
-    let cip = Ipv4Addr::new(198, 51, 100, 10);
-    let vip = Ipv4Addr::new(198, 51, 100, 1);
-    vec![
-        tcp_frame(ext, cli, (cip, 1000), (vip, 80), SYN, b"hello"),
-        udp_frame(ext, cli, (cip, 1000), (vip, 80), b"hello", true),
-        eth(
-            ext,
-            cli,
-            0x0800,
-            &ipv4(cip, vip, ICMP, 64, &icmp_echo(8, 1, 2, b"data")),
-        ),
-        eth([0xff; 6], cli, 0x0806, &arp(1, cli, cip, [0; 6], vip)),
-        tcp_frame(
-            ext,
-            cli,
-            (cip, 1000),
-            (Ipv4Addr::new(192, 0, 2, 2), 22),
-            SYN,
-            b"",
-        ),
-    ]
+    let to_rip = tcp_frame(EXT_MAC, CLIENT_MAC, (CIP, 1000), (RIP1, 22), SYN, b"");
+    director::client_frames()
+        .into_iter()
+        .chain([to_rip])
+        .collect()
+}
+
+/// Whole, the seeds take the paths the mutations probe: forwarded to the real server (TCP,
+/// UDP, the SYN to RIP1) or answered on ext (ICMP echo, ARP).
+#[test]
+fn seed_frames_are_forwarded_or_answered() {
+    let actions: Vec<Action> = seed_frames()
+        .into_iter()
+        .map(|mut f| lab().1.process(0, &mut f))
+        .collect();
+    let (ext, int) = (Action::Tx(0), Action::Tx(1));
+    assert_eq!(actions, [int, int, ext, ext, int]);
 }
 
 proptest! {

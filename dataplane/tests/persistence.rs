@@ -1,6 +1,7 @@
 //! Persistence (`-p`, `-M`) end to end on byte buffers: templates keep a client on its real
 //! server across connections, expire `timeout` seconds after the last connection that used
-//! them, group clients by netmask, and go when their server is removed or set to weight 0.
+//! them, group clients by netmask, and go when their server is removed or, with
+//! `expire_quiescent_template` 1, set to weight 0.
 //! The service's scheduler is rr, so without persistence consecutive connections alternate.
 
 use control::model::{Protocol, SchedulerKind, ServiceKey, Timeouts};
@@ -156,8 +157,31 @@ fn netmask_groups_clients() {
 }
 
 #[test]
-fn weight_zero_drops_the_template() {
+fn weight_zero_keeps_the_template_by_default() {
+    // expire_quiescent_template 0 (the kernel's default): the client stays on its server.
     let mut d = Director::new(key(Protocol::Tcp, 80), 60, "255.255.255.255", 80);
+    assert_eq!(d.tcp(client(10)), RIP1);
+    d.ok(Request::EditDest {
+        service: key(Protocol::Tcp, 80),
+        dest: dest(RIP1, 80, 0),
+    });
+    for _ in 0..3 {
+        assert_eq!(
+            d.tcp(client(10)),
+            RIP1,
+            "quiesced server: the template holds"
+        );
+    }
+    assert_eq!(d.tcp(client(11)), RIP2, "a new client is not sent there");
+}
+
+#[test]
+fn weight_zero_drops_the_template_with_expire_quiescent_template() {
+    let mut d = Director::new(key(Protocol::Tcp, 80), 60, "255.255.255.255", 80);
+    d.ok(Request::SetSysctls(vec![(
+        "expire_quiescent_template".into(),
+        1,
+    )]));
     assert_eq!(d.tcp(client(10)), RIP1);
     d.ok(Request::EditDest {
         service: key(Protocol::Tcp, 80),

@@ -77,6 +77,13 @@ impl Lab {
         self.dp.stats().drops(r)
     }
 
+    /// Sends `frame` on `port`, which must drop it; the count of `reason` afterwards.
+    #[track_caller]
+    fn dropped(&mut self, port: u16, frame: &mut [u8], reason: DropReason) -> u64 {
+        assert_eq!(self.send(port, frame), Action::Drop);
+        self.drops(reason)
+    }
+
     /// Teaches the director a neighbour through an ARP reply.
     fn learn(&mut self, port: u16, ip: Ipv4Addr, mac: [u8; 6]) {
         let (our_mac, our_ip) = if port == EXT {
@@ -124,12 +131,7 @@ impl Lab {
 fn arp_is_answered_for_our_addresses_and_vips() {
     let mut lab = Lab::new(64, None);
     // Who has 198.51.100.1 (VIP and ext address)? On ext.
-    let mut f = eth(
-        BCAST,
-        CLIENT_MAC,
-        0x0806,
-        &arp(1, CLIENT_MAC, CIP, [0; 6], VIP),
-    );
+    let mut f = arp_request(CLIENT_MAC, CIP, VIP);
     assert_eq!(lab.send(EXT, &mut f), Action::Tx(EXT));
     let want = eth(
         CLIENT_MAC,
@@ -139,7 +141,7 @@ fn arp_is_answered_for_our_addresses_and_vips() {
     );
     assert_eq!(f, want);
     // The DIP on int, asked by a real server.
-    let mut f = eth(BCAST, RS1_MAC, 0x0806, &arp(1, RS1_MAC, RIP1, [0; 6], DIP));
+    let mut f = arp_request(RS1_MAC, RIP1, DIP);
     assert_eq!(lab.send(INT, &mut f), Action::Tx(INT));
     assert_eq!(
         f,
@@ -156,24 +158,13 @@ fn arp_is_answered_for_our_addresses_and_vips() {
         tcp(vip2, 443),
         SchedulerKind::Rr,
     )));
-    let mut f = eth(
-        BCAST,
-        CLIENT_MAC,
-        0x0806,
-        &arp(1, CLIENT_MAC, CIP, [0; 6], vip2),
-    );
+    let mut f = arp_request(CLIENT_MAC, CIP, vip2);
     assert_eq!(lab.send(EXT, &mut f), Action::Tx(EXT));
-    let mut f = eth(BCAST, RS1_MAC, 0x0806, &arp(1, RS1_MAC, RIP1, [0; 6], vip2));
+    let mut f = arp_request(RS1_MAC, RIP1, vip2);
     assert_eq!(lab.send(INT, &mut f), Action::Drop);
     // Not ours at all.
-    let mut f = eth(
-        BCAST,
-        CLIENT_MAC,
-        0x0806,
-        &arp(1, CLIENT_MAC, CIP, [0; 6], Ipv4Addr::new(198, 51, 100, 77)),
-    );
-    assert_eq!(lab.send(EXT, &mut f), Action::Drop);
-    assert_eq!(lab.drops(DropReason::ArpNotOurs), 2);
+    let mut f = arp_request(CLIENT_MAC, CIP, Ipv4Addr::new(198, 51, 100, 77));
+    assert_eq!(lab.dropped(EXT, &mut f, DropReason::ArpNotOurs), 2);
     assert_eq!(lab.dp.stats().events(Event::ArpReplied), 3);
     // Requests taught us the senders.
     assert_eq!(lab.dp.neigh().lookup(EXT, CIP), Some(CLIENT_MAC));
@@ -185,8 +176,7 @@ fn arp_is_answered_for_our_addresses_and_vips() {
         0x0806,
         &arp(1, CLIENT_MAC, CIP, [0; 6], VIP),
     );
-    assert_eq!(lab.send(EXT, &mut f), Action::Drop);
-    assert_eq!(lab.drops(DropReason::NotForUs), 1);
+    assert_eq!(lab.dropped(EXT, &mut f, DropReason::NotForUs), 1);
 }
 
 #[test]
@@ -222,8 +212,7 @@ fn icmp_echo_to_vip_and_dip_is_answered_in_place() {
         0x0800,
         &ipv4(CIP, VIP, ICMP, 64, &icmp_echo(0, 1, 1, b"")),
     );
-    assert_eq!(lab.send(EXT, &mut f), Action::Drop);
-    assert_eq!(lab.drops(DropReason::IcmpUnhandled), 1);
+    assert_eq!(lab.dropped(EXT, &mut f, DropReason::IcmpUnhandled), 1);
 }
 
 #[test]
@@ -249,10 +238,7 @@ fn lvs_nat_walk_through() {
     let mut buf = [0u8; 128];
     let n = lab.w.arp_request(INT, RIP1, &mut buf);
     assert_eq!(n, 60);
-    assert_eq!(
-        &buf[..60],
-        &eth(BCAST, INT_MAC, 0x0806, &arp(1, INT_MAC, DIP, [0; 6], RIP1))[..]
-    );
+    assert_eq!(&buf[..60], &arp_request(INT_MAC, DIP, RIP1)[..]);
     assert_eq!(lab.w.arp_request(INT, RIP1, &mut buf[..59]), 0);
     assert!(!lab.w.fill_l2(INT, RIP1, &mut syn1));
     lab.learn(INT, RIP1, RS1_MAC);
@@ -326,7 +312,8 @@ fn lvs_nat_walk_through() {
     );
     assert_eq!(conns[0].expires_in, 900);
     assert_eq!(conns[0].virt, (VIP, 80));
-    assert_eq!(lab.dest_counts(web()), [(RIP1, 2, 0), (RIP2, 1, 0)]);
+    // ActiveConn counts ESTABLISHED only: the half-open ones are InActConn.
+    assert_eq!(lab.dest_counts(web()), [(RIP1, 1, 1), (RIP2, 0, 1)]);
 
     // --stats: RS1 saw 4 packets in (SYN, SYN retransmit none, ACK, GET = 3 + SYN of 40002) and 2 out.
     match lab.mgr.handle(Request::List {
@@ -363,7 +350,7 @@ fn lvs_nat_walk_through() {
     ] {
         assert!(matches!(lab.send(port, &mut f), Action::Tx(_)));
     }
-    assert_eq!(lab.dest_counts(web()), [(RIP1, 1, 1), (RIP2, 1, 0)]);
+    assert_eq!(lab.dest_counts(web()), [(RIP1, 0, 2), (RIP2, 0, 1)]);
     let stats = lab.dp.stats();
     assert_eq!(stats.events(Event::ConnCreated), 3);
     assert_eq!(stats.events(Event::Held), 1);
@@ -379,12 +366,10 @@ fn unknown_tcp_flows_and_missing_services_are_dropped() {
     assert_eq!(lab.drops(DropReason::UnknownFlow), 5);
     // Port 8080 on the VIP has no service.
     let mut f = tcp_frame(EXT_MAC, CLIENT_MAC, (CIP, 5000), (VIP, 8080), SYN, b"");
-    assert_eq!(lab.send(EXT, &mut f), Action::Drop);
-    assert_eq!(lab.drops(DropReason::NoService), 1);
+    assert_eq!(lab.dropped(EXT, &mut f, DropReason::NoService), 1);
     // TCP to the DIP: nothing listens.
     let mut f = tcp_frame(INT_MAC, RS1_MAC, (RIP1, 5000), (DIP, 22), SYN, b"");
-    assert_eq!(lab.send(INT, &mut f), Action::Drop);
-    assert_eq!(lab.drops(DropReason::Local), 1);
+    assert_eq!(lab.dropped(INT, &mut f, DropReason::Local), 1);
     assert!(lab.conns().is_empty());
 }
 
@@ -445,7 +430,7 @@ fn syn_on_time_wait_is_scheduled_afresh() {
         (c.len(), c[0].state.as_str(), c[0].dest.0),
         (1, "SYN_RECV", RIP2)
     );
-    assert_eq!(lab.dest_counts(web()), [(RIP1, 0, 0), (RIP2, 1, 0)]);
+    assert_eq!(lab.dest_counts(web()), [(RIP1, 0, 0), (RIP2, 0, 1)]);
     // A SYN on a live (SYN_RECV) connection is a retransmit: same server.
     let (_, f) = lab.syn(7000);
     assert_eq!(check(&f).dst, RIP2);
@@ -474,8 +459,7 @@ fn a_closed_connection_gives_its_real_tuple_to_a_new_syn() {
 
     // Live: the new SYN loses, the old connection's replies still leave as VIP:80.
     let mut syn = tcp_frame(EXT_MAC, CLIENT_MAC, (CIP, 7000), (VIP, 8080), SYN, b"");
-    assert_eq!(lab.send(EXT, &mut syn), Action::Drop);
-    assert_eq!(lab.drops(DropReason::ConnConflict), 1);
+    assert_eq!(lab.dropped(EXT, &mut syn, DropReason::ConnConflict), 1);
     let mut reply = tcp_frame(INT_MAC, RS1_MAC, (RIP1, 80), (CIP, 7000), ACK, b"");
     assert_eq!(lab.send(INT, &mut reply), Action::Tx(EXT));
     assert_eq!((check(&reply).src, check(&reply).sport), (VIP, 80));
@@ -498,7 +482,7 @@ fn a_closed_connection_gives_its_real_tuple_to_a_new_syn() {
 }
 
 #[test]
-fn removed_server_drops_its_connections_and_weight_zero_keeps_them() {
+fn removed_and_quiesced_servers_keep_their_connections() {
     let mut lab = Lab::new(64, None).with_neighbours();
     let (_, a) = lab.syn(1); // RS1
     let (_, b) = lab.syn(2); // RS2
@@ -514,26 +498,24 @@ fn removed_server_drops_its_connections_and_weight_zero_keeps_them() {
     for p in 3..6 {
         assert_eq!(check(&lab.syn(p).1).dst, RIP1);
     }
-    // Remove RS1: its connections are dropped at once, both directions.
+    // Remove RS1 (expire_nodest_conn 0): its connections go on, both directions NATed.
     lab.ok(Request::DelDest {
         service: web(),
         addr: RIP1,
         port: 80,
     });
     let mut ack = tcp_frame(EXT_MAC, CLIENT_MAC, (CIP, 1), (VIP, 80), ACK, b"");
-    assert_eq!(lab.send(EXT, &mut ack), Action::Drop);
-    assert_eq!(lab.drops(DropReason::UnknownFlow), 1);
+    assert_eq!(lab.send(EXT, &mut ack), Action::Tx(INT));
+    assert_eq!(check(&ack).dst, RIP1);
     // One aging sweep of the table later (the next packet's housekeeping).
     lab.now += dataplane::pipeline::AGING_SWEEP_MS;
     let mut reply = tcp_frame(INT_MAC, RS1_MAC, (RIP1, 80), (CIP, 3), ACK, b"");
-    let a = lab.send(INT, &mut reply);
-    // Not tracked any more: routed plainly, unrewritten (the kernel would do the same).
-    assert_eq!(a, Action::Tx(EXT));
-    assert_eq!(check(&reply).src, RIP1);
-    // Aging removed the rest; only RS2's connection is left.
+    assert_eq!(lab.send(INT, &mut reply), Action::Tx(EXT));
+    assert_eq!((check(&reply).src, check(&reply).sport), (VIP, 80));
+    // Aging took nothing: RS1's four connections and RS2's are there.
     let c = lab.conns();
-    assert_eq!(c.len(), 1);
-    assert_eq!(c[0].dest.0, RIP2);
+    assert_eq!(c.len(), 5);
+    assert_eq!(c.iter().filter(|c| c.dest.0 == RIP1).count(), 4);
     // Nothing eligible (RS2 at weight 0): no_dest.
     let (a, _) = lab.syn(9);
     assert_eq!(a, Action::Drop);
@@ -630,8 +612,7 @@ fn plain_routing_between_ports() {
         0x0800,
         &ipv4(CIP, VIP, TCP, 1, &tcp_seg(CIP, 9, VIP, 80, SYN, b"")),
     );
-    assert_eq!(lab.send(EXT, &mut f), Action::Drop);
-    assert_eq!(lab.drops(DropReason::TtlExpired), 2);
+    assert_eq!(lab.dropped(EXT, &mut f, DropReason::TtlExpired), 2);
 }
 
 #[test]
@@ -645,8 +626,7 @@ fn no_route_without_gateway() {
         b"",
         true,
     );
-    assert_eq!(lab.send(INT, &mut f), Action::Drop);
-    assert_eq!(lab.drops(DropReason::NoRoute), 1);
+    assert_eq!(lab.dropped(INT, &mut f, DropReason::NoRoute), 1);
 }
 
 #[test]
@@ -716,22 +696,7 @@ fn l2_filtering_and_other_ethertypes() {
 #[test]
 fn every_truncation_and_corruption_is_a_counted_drop() {
     let mut lab = Lab::new(64, None).with_neighbours();
-    let frames = [
-        tcp_frame(EXT_MAC, CLIENT_MAC, (CIP, 1), (VIP, 80), SYN, b"payload"),
-        udp_frame(EXT_MAC, CLIENT_MAC, (CIP, 1), (VIP, 53), b"q", true),
-        eth(
-            EXT_MAC,
-            CLIENT_MAC,
-            0x0800,
-            &ipv4(CIP, VIP, ICMP, 64, &icmp_echo(8, 1, 1, b"abcdefgh")),
-        ),
-        eth(
-            BCAST,
-            CLIENT_MAC,
-            0x0806,
-            &arp(1, CLIENT_MAC, CIP, [0; 6], VIP),
-        ),
-    ];
+    let frames = director::client_frames();
     let all_drops = |lab: &Lab| -> u64 { DropReason::ALL.iter().map(|r| lab.drops(*r)).sum() };
     let mut expected_drops = all_drops(&lab);
     for f in &frames {
@@ -796,8 +761,7 @@ fn every_truncation_and_corruption_is_a_counted_drop() {
     // A bad IP checksum.
     let mut f = syn.clone();
     f[24] ^= 0xff;
-    assert_eq!(lab.send(EXT, &mut f), Action::Drop);
-    assert_eq!(lab.drops(DropReason::BadChecksum), 1);
+    assert_eq!(lab.dropped(EXT, &mut f, DropReason::BadChecksum), 1);
     assert!(lab.conns().is_empty());
 }
 

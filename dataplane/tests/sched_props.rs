@@ -10,84 +10,26 @@
 //!   and a scheduler that can pick (rr, wrr, lc, wlc, sed, nq, and sh/mh with their fallback
 //!   flag) always finds a server while one is available.
 
-use control::model::{
-    default_netmask, DestSpec, Forward, Protocol, SchedFlags, SchedulerKind, ServiceKey,
-    ServiceSpec, Timeouts,
-};
-use dataplane::conntrack::{ConnState, ConnTable, NewConn};
-use dataplane::sched::{self, Dests, Flow, SchedState, Scheduler};
+use control::model::{SchedFlags, SchedulerKind, Timeouts};
+use dataplane::conntrack::ConnTable;
+use dataplane::sched::{self, Dests, SchedState, Scheduler};
 use dataplane::service::Dest;
 use proptest::prelude::*;
-use std::net::Ipv4Addr;
 use std::sync::Arc;
-
-const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
-
-fn spec(kind: SchedulerKind, flags: SchedFlags) -> ServiceSpec {
-    ServiceSpec {
-        key: ServiceKey {
-            protocol: Protocol::Tcp,
-            addr: VIP,
-            port: 80,
-        },
-        scheduler: kind,
-        persistence: None,
-        netmask: default_netmask(),
-        sched_flags: flags,
-        ops: false,
-    }
-}
-
-fn dests(weights: &[u32]) -> Vec<Dest> {
-    weights
-        .iter()
-        .enumerate()
-        .map(|(i, &weight)| {
-            Dest::new(
-                DestSpec {
-                    addr: Ipv4Addr::new(192, 0, 2, 2 + i as u8),
-                    port: 80,
-                    weight,
-                    forward: Forward::Masq,
-                    upper_threshold: 0,
-                    lower_threshold: 0,
-                },
-                i as u32,
-            )
-        })
-        .collect()
-}
+use testkit::sched::{conn_on, real_servers, service_with, spread_flow as flow};
 
 fn build(kind: SchedulerKind, flags: SchedFlags, list: &[Dest]) -> Box<dyn Scheduler> {
-    sched::build(&spec(kind, flags), list, &Arc::new(SchedState::default())).unwrap()
+    sched::build(
+        &service_with(kind, flags),
+        list,
+        &Arc::new(SchedState::default()),
+    )
+    .unwrap()
 }
 
-fn flow(k: u32) -> Flow {
-    // Spread over the whole address space (a multiplicative hash of k).
-    let a = k.wrapping_mul(0x9e37_79b1) ^ 0x5bd1_e995;
-    Flow {
-        client: Ipv4Addr::from(a),
-        cport: (a >> 7) as u16 | 1024,
-        vip: VIP,
-        vport: 80,
-    }
-}
-
-/// One more connection for the server in `slot`, active or not.
-fn connect(table: &ConnTable, slot: u32, n: u32, active: bool) {
-    let c = NewConn {
-        proto: 6,
-        client: (Ipv4Addr::from(0xcb00_7100 + n), 1024 + (n % 60000) as u16),
-        virt: (VIP, 80),
-        real: (Ipv4Addr::new(192, 0, 2, 2 + slot as u8), 80),
-        dest: slot,
-        state: if active {
-            ConnState::Established
-        } else {
-            ConnState::TimeWait
-        },
-    };
-    table.insert(&c, 0).unwrap();
+/// One more connection (the `n`-th) for server `to`, active or not.
+fn connect(table: &ConnTable, to: &Dest, n: u32, active: bool) {
+    table.insert(&conn_on(to, n as usize, active), 0).unwrap();
 }
 
 fn gcd(a: u32, b: u32) -> u32 {
@@ -110,7 +52,7 @@ proptest! {
     ) {
         let g = weights.iter().copied().fold(0, gcd);
         prop_assume!(g > 0);
-        let list = dests(&weights);
+        let list = real_servers(&weights);
         let table = ConnTable::new(16, 16, &Timeouts::default());
         let s = build(SchedulerKind::Wrr, SchedFlags::default(), &list);
         let d = Dests::new(&list, &table);
@@ -129,7 +71,7 @@ proptest! {
     fn rr_shares_are_equal(weights in prop::collection::vec(0u32..=3, 1..8)) {
         let live = weights.iter().filter(|w| **w > 0).count();
         prop_assume!(live > 0);
-        let list = dests(&weights);
+        let list = real_servers(&weights);
         let table = ConnTable::new(16, 16, &Timeouts::default());
         let s = build(SchedulerKind::Rr, SchedFlags::default(), &list);
         let d = Dests::new(&list, &table);
@@ -154,14 +96,14 @@ proptest! {
     ) {
         let sum: u32 = weights.iter().sum();
         for kind in [SchedulerKind::Lc, SchedulerKind::Wlc, SchedulerKind::Sed, SchedulerKind::Nq] {
-            let list = dests(&weights);
+            let list = real_servers(&weights);
             let table = ConnTable::new(1024, 16, &Timeouts::default());
             let s = build(kind, SchedFlags::default(), &list);
             let mut count = vec![0u32; weights.len()];
             for k in 0..picks {
                 let i = s.pick(&Dests::new(&list, &table), &flow(k)).unwrap();
                 count[i] += 1;
-                connect(&table, i as u32, k, true);
+                connect(&table, &list[i], k, true);
             }
             let tolerance = match kind {
                 SchedulerKind::Lc => 2.0,
@@ -186,7 +128,7 @@ proptest! {
     #[test]
     fn hashing_shares_follow_the_weights(weights in prop::collection::vec(1u32..=8, 1..6)) {
         let sum: u32 = weights.iter().sum();
-        let list = dests(&weights);
+        let list = real_servers(&weights);
         let table = ConnTable::new(16, 16, &Timeouts::default());
         let d = Dests::new(&list, &table);
         for (kind, tolerance) in [(SchedulerKind::Sh, 0.05), (SchedulerKind::Mh, 0.02)] {
@@ -214,13 +156,13 @@ proptest! {
         servers in prop::collection::vec((0u32..=4, 0u32..=3, 0u32..=4), 1..7),
     ) {
         // (weight, upper threshold -x (0: none), connections already there)
-        let mut list = dests(&servers.iter().map(|s| s.0).collect::<Vec<_>>());
+        let mut list = real_servers(&servers.iter().map(|s| s.0).collect::<Vec<_>>());
         let table = ConnTable::new(1024, 16, &Timeouts::default());
         let mut n = 0;
         for (i, &(_, x, conns)) in servers.iter().enumerate() {
             list[i].spec.upper_threshold = x;
             for c in 0..conns {
-                connect(&table, i as u32, n, c.is_multiple_of(2));
+                connect(&table, &list[i], n, c.is_multiple_of(2));
                 n += 1;
             }
         }

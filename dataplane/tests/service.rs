@@ -309,15 +309,16 @@ fn counters_survive_rebuilds_zero_and_slot_reuse() {
             )
         })
     };
-    assert_eq!(rs1(&mut mgr), Some((3, 0, 3, 3)));
+    // Half-open (SYN_RECV) connections are InActConn.
+    assert_eq!(rs1(&mut mgr), Some((0, 3, 3, 3)));
     // -Z clears the traffic counters, not the connection counts.
     assert_eq!(mgr.handle(Request::Zero { service: None }), Response::Ok);
-    assert_eq!(rs1(&mut mgr), Some((3, 0, 0, 0)));
+    assert_eq!(rs1(&mut mgr), Some((0, 3, 0, 0)));
     assert_eq!(syn(&mut w, 100), Action::Tx(0));
-    assert_eq!(rs1(&mut mgr), Some((4, 0, 1, 1)));
+    assert_eq!(rs1(&mut mgr), Some((0, 4, 1, 1)));
 
     // Delete and re-add: a new real server whose counters start from zero; the old one's
-    // connections are dropped.
+    // connections go on until they end (here: SYN_RECV times out after 60 s).
     let old_slot = dp.snapshot().service(6, VIP, 80).unwrap().dests[0].slot;
     mgr.handle(Request::DelDest {
         service: key(80),
@@ -334,8 +335,13 @@ fn counters_survive_rebuilds_zero_and_slot_reuse() {
         "a slot in use is never handed out again"
     );
     assert_eq!(rs1(&mut mgr), Some((0, 0, 0, 0)));
-    // One aging sweep later.
-    let later = 30 + dataplane::pipeline::AGING_SWEEP_MS;
+    assert_eq!(
+        dp.conns().len(),
+        4,
+        "the removed server's connections go on"
+    );
+    // Timed out, and one aging sweep later.
+    let later = 20 + 60_000 + dataplane::pipeline::AGING_SWEEP_MS;
     w.begin_burst(later);
     w.housekeeping(later);
     assert_eq!(

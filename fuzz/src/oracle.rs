@@ -34,7 +34,6 @@ use dataplane::driver::{BurstDriver, ByteFrame, ByteIo};
 use dataplane::frag::{FragKey, FragVerdict};
 use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, PortSetup};
 use dataplane::service::ServiceManager;
-use dataplane::stats::{DropReason, Event};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -542,10 +541,7 @@ impl Harness {
     /// (rx + generated, tx + drops + held) now.
     fn totals(&self) -> (u64, u64) {
         let s = self.dp.stats();
-        let drops: u64 = DropReason::ALL.iter().map(|r| s.drops(*r)).sum();
-        let generated = s.events(Event::ArpRequests)
-            + s.events(Event::IcmpTimeExceeded)
-            + s.events(Event::IcmpFragNeeded);
+        let (drops, generated) = (s.dropped(), s.generated());
         let held = self.driver.held() as u64;
         (s.rx_packets() + generated, s.tx_packets() + drops + held)
     }

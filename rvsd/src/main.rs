@@ -167,6 +167,17 @@ fn run(args: Args) -> Result<(), String> {
     if let Response::Error(e) = manager.handle(Request::SetSysctls(sysctls)) {
         return Err(format!("ipvs: {e}"));
     }
+    for (i, n) in cfg.neighbours.iter().enumerate() {
+        let request = Request::AddNeighbour(control::proto::Neighbour {
+            port: n.port.clone(),
+            addr: n.address,
+            mac: n.mac,
+            permanent: true,
+        });
+        if let Response::Error(e) = manager.handle(request) {
+            return Err(format!("neighbours[{i}]: {e}"));
+        }
+    }
     let manager = Arc::new(Mutex::new(manager));
 
     let port_list = ports.clone();

@@ -29,7 +29,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
-use testkit::daemon::{head_and_tail, rvsadm_beside, workspace_root, Launch, Rvsd};
+use testkit::daemon::{
+    control_bin_beside, head_and_tail, rvsadm_beside, workspace_root, Launch, Rvsd,
+};
 
 const VIP: &str = "198.51.100.1";
 const RS: [(&str, &str); 2] = [("rs1", "192.0.2.2"), ("rs2", "192.0.2.3")];
@@ -373,17 +375,44 @@ impl Lab {
 
     /// rvsadm with this lab's socket; panics (with rvsd's log) when it fails.
     fn adm(&self, args: &[&str]) -> String {
-        let mut c = cmd(rvsadm());
+        self.control(rvsadm(), args)
+    }
+
+    /// rvsctl with this lab's socket; panics (with rvsd's log) when it fails.
+    fn ctl(&self, args: &[&str]) -> String {
+        self.control(rvsctl(), args)
+    }
+
+    fn control(&self, bin: PathBuf, args: &[&str]) -> String {
+        let name = bin
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let mut c = cmd(bin);
         c.args(args).env("RVS_SOCKET", &self.socket);
         let r = run(c, Duration::from_secs(20))
-            .unwrap_or_else(|e| panic!("rvsadm {}: {e}", args.join(" ")));
+            .unwrap_or_else(|e| panic!("{name} {}: {e}", args.join(" ")));
         assert!(
             r.status.success(),
             "{}\n--- rvsd log ---\n{}",
-            r.describe(&format!("rvsadm {}", args.join(" "))),
+            r.describe(&format!("{name} {}", args.join(" "))),
             self.rvsd_log_tail()
         );
         r.stdout
+    }
+
+    /// The table cleared, then TCP VIP:80 rr over both real servers, warmed up by two requests
+    /// (ARP, the path); returns the service's address.
+    fn rr_web_service(&self) -> String {
+        let web = format!("{VIP}:80");
+        self.adm(&["-C"]);
+        self.adm(&["-A", "-t", &web, "-s", "rr"]);
+        for (_, ip) in RS {
+            self.adm(&["-a", "-t", &web, "-r", &format!("{ip}:80"), "-m"]);
+        }
+        for _ in 0..2 {
+            curl_vip();
+        }
+        web
     }
 
     fn rvsd_log_tail(&self) -> String {
@@ -440,6 +469,11 @@ impl Drop for Lab {
 /// rvsadm from the same target directory as rvsd.
 fn rvsadm() -> PathBuf {
     rvsadm_beside(Path::new(env!("CARGO_BIN_EXE_rvsd")))
+}
+
+/// rvsctl (IPVS sysctls, counters) from the same target directory as rvsd.
+fn rvsctl() -> PathBuf {
+    control_bin_beside(Path::new(env!("CARGO_BIN_EXE_rvsd")), "rvsctl")
 }
 
 /// One HTTP request from the client namespace; the body, trimmed.
@@ -868,8 +902,8 @@ fn rs_state(listing: &str, rip: &str) -> Option<(u32, u64, u64)> {
 }
 
 /// Waits (bounded) until real server `rip` of `service` has no active connection: a quiesced
-/// server is drained before it is removed, as with ipvsadm (removing it drops its
-/// connections at once, by design).
+/// server is drained before it is removed, as operators do with ipvsadm (removed, its
+/// connections would go on to their end anyway: `expire_nodest_conn` 0).
 fn wait_drained(lab: &Lab, service: &str, rip: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -1120,15 +1154,7 @@ fn established_download_survives_weight_zero_and_other_changes() {
         fs::write(dir.join("big.bin"), content(name)).expect("write the download");
     }
     lab.start_rvsd();
-    let web = format!("{VIP}:80");
-    lab.adm(&["-C"]);
-    lab.adm(&["-A", "-t", &web, "-s", "rr"]);
-    for (_, ip) in RS {
-        lab.adm(&["-a", "-t", &web, "-r", &format!("{ip}:80"), "-m"]);
-    }
-    for _ in 0..2 {
-        curl_vip();
-    }
+    let web = lab.rr_web_service();
 
     // About 3 s: the lab's nginx paces /slow/ at 1 MB/s.
     let out = lab.tmp.join("download.bin");
@@ -1226,6 +1252,214 @@ fn established_download_survives_weight_zero_and_other_changes() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Removing a real server under keep-alive load (expire_nodest_conn).
+
+/// wrk's script: each connection sends a request every 10 ms (so that a connection lives the
+/// whole run: nginx closes one after 1000 requests); answers are counted per real server (the
+/// body, "rsN") and second (`os.time`), so the test can tell which server answered after a
+/// change; at the end, the answers, wrk's error counts and its request count, one `LAB` line
+/// each.
+const KEEPALIVE_LUA: &str = r#"
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) answers = {} end
+function delay() return 10 end
+function response(status, headers, body)
+    local s = (status == 200 and body and body:match("^(rs%d+)")) or ("bad-" .. tostring(status))
+    local k = s .. "@" .. os.time()
+    answers[k] = (answers[k] or 0) + 1
+end
+function done(summary, latency, requests)
+    local all = {}
+    for _, t in ipairs(threads) do
+        for k, v in pairs(t:get("answers") or {}) do all[k] = (all[k] or 0) + v end
+    end
+    for k, v in pairs(all) do
+        local s, sec = k:match("^(.-)@(%d+)$")
+        io.write(string.format("LAB answers %s %s %d\n", s, sec, v))
+    end
+    local e = summary.errors
+    io.write(string.format("LAB errors %d %d %d %d %d\n",
+        e.connect, e.read, e.write, e.status, e.timeout))
+    io.write(string.format("LAB requests %d\n", summary.requests))
+end
+"#;
+
+/// What one wrk run reported.
+#[derive(Debug, Default)]
+struct KeepAliveRun {
+    /// (server, unix second, answers).
+    answers: Vec<(String, u64, u64)>,
+    /// wrk's connect, read, write, status and timeout errors.
+    errors: [u64; 5],
+    requests: u64,
+    /// The second (unix time) at which the real server was removed.
+    removed_at: u64,
+}
+
+impl KeepAliveRun {
+    /// Answers of `server` in the seconds from `from` on.
+    fn answers_from(&self, server: &str, from: u64) -> u64 {
+        self.answers
+            .iter()
+            .filter(|(s, sec, _)| s == server && *sec >= from)
+            .map(|a| a.2)
+            .sum()
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// wrk from the client namespace, four keep-alive connections for 5 s (2 s timeout); after
+/// 2 s, `change` runs.
+fn keepalive_load(lab: &Lab, change: impl FnOnce()) -> KeepAliveRun {
+    let script = lab.tmp.join("keepalive.lua");
+    fs::write(&script, KEEPALIVE_LUA).expect("write the wrk script");
+    let mut c = cmd("ip");
+    c.args([
+        "netns",
+        "exec",
+        "rvs-cli",
+        "wrk",
+        "-t2",
+        "-c4",
+        "-d5s",
+        "--timeout",
+        "2s",
+    ])
+    .arg("-s")
+    .arg(&script)
+    .arg(format!("http://{VIP}/"));
+    let wrk = thread::spawn(move || run(c, Duration::from_secs(30)));
+    thread::sleep(Duration::from_secs(2));
+    change();
+    let removed_at = unix_now();
+    let r = wrk
+        .join()
+        .expect("wrk thread")
+        .unwrap_or_else(|e| panic!("wrk: {e}"));
+    assert!(r.status.success(), "{}", r.describe("wrk"));
+    let mut out = KeepAliveRun {
+        removed_at,
+        ..Default::default()
+    };
+    for line in r.stdout.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+        match f.get(..2) {
+            Some(["LAB", "answers"]) => out.answers.push((
+                f.get(2).map_or_else(String::new, |s| s.to_string()),
+                num(3).unwrap_or(0),
+                num(4).unwrap_or(0),
+            )),
+            Some(["LAB", "errors"]) => {
+                for (i, e) in out.errors.iter_mut().enumerate() {
+                    *e = num(2 + i).unwrap_or(u64::MAX);
+                }
+            }
+            Some(["LAB", "requests"]) => out.requests = num(2).unwrap_or(0),
+            _ => {}
+        }
+    }
+    assert!(out.requests > 0, "no LAB lines from wrk:\n{}", r.stdout);
+    println!("{out:?}");
+    out
+}
+
+/// A counter of `rvsadm -L --counters` (name value lines).
+fn counter(listing: &str, name: &str) -> u64 {
+    listing
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no counter {name} in\n{listing}"))
+}
+
+/// Under keep-alive load (wrk, four connections, two on each real server), `rvsadm -d` of one
+/// real server: with expire_nodest_conn 0 (the default) no request fails and none hangs, and
+/// the removed server's connections go on answering; with 1, its clients' connections are
+/// reset at their next request (wrk sees a socket error, not a timeout) and their new
+/// connections go to the remaining server.
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
+fn removing_a_real_server_under_keepalive_load() {
+    let _lock = lab_start("removing_a_real_server_under_keepalive_load", &["wrk"]);
+    let mut lab = Lab::up(false);
+    lab.start_rvsd();
+    let web = lab.rr_web_service();
+    let rs1 = "192.0.2.2:80";
+    let ctx = |lab: &Lab| {
+        format!(
+            "\n--- rvsadm -L -n -c ---\n{}--- rvsd log ---\n{}",
+            lab.adm(&["-L", "-n", "-c"]),
+            lab.rvsd_log_tail()
+        )
+    };
+
+    // expire_nodest_conn 0.
+    let run = keepalive_load(&lab, || {
+        lab.adm(&["-d", "-t", &web, "-r", rs1]);
+    });
+    let after = run.removed_at + 1;
+    assert_eq!(
+        run.errors,
+        [0; 5],
+        "no failed or hung request: {run:?}{}",
+        ctx(&lab)
+    );
+    assert!(
+        run.answers_from("rs1", after) > 0 && run.answers_from("rs2", after) > 0,
+        "both servers' connections answer after rs1's removal: {run:?}{}",
+        ctx(&lab)
+    );
+    assert!(run.answers.iter().all(|a| a.0.starts_with("rs")), "{run:?}");
+    let counters = lab.adm(&["-L", "--counters"]);
+    assert_eq!(counter(&counters, "tcp_rst_sent"), 0, "{counters}");
+    // Nothing was routed plainly: no real server's segment reached the client un-NATed.
+    assert_eq!(counter(&counters, "forwarded"), 0, "{counters}");
+
+    // expire_nodest_conn 1.
+    lab.adm(&["-a", "-t", &web, "-r", rs1, "-m"]);
+    lab.ctl(&["sysctl", "-w", "expire_nodest_conn=1"]);
+    assert_eq!(
+        lab.ctl(&["sysctl", "expire_nodest_conn"]).trim(),
+        "net.ipv4.vs.expire_nodest_conn = 1"
+    );
+    // New connections alternate between both servers again.
+    let both: Vec<String> = (0..2).map(|_| curl_vip()).collect();
+    assert!(both.contains(&"rs1".to_string()), "{both:?}");
+    let run = keepalive_load(&lab, || {
+        lab.adm(&["-d", "-t", &web, "-r", rs1]);
+    });
+    let [connect, read, write, status, timeout] = run.errors;
+    assert_eq!(
+        (connect, status, timeout),
+        (0, 0, 0),
+        "reset, not timed out: {run:?}{}",
+        ctx(&lab)
+    );
+    assert!(
+        (1..=4).contains(&(read + write)),
+        "rs1's connections are reset (a socket error each): {run:?}{}",
+        ctx(&lab)
+    );
+    // A response in flight at the removal may still arrive; nothing from rs1 after that.
+    let settled = run.removed_at + 2;
+    assert_eq!(run.answers_from("rs1", settled), 0, "{run:?}{}", ctx(&lab));
+    assert!(run.answers_from("rs2", settled) > 0, "{run:?}{}", ctx(&lab));
+    let counters = lab.adm(&["-L", "--counters"]);
+    assert!(counter(&counters, "tcp_rst_sent") >= 1, "{counters}");
+    assert!(counter(&counters, "drop.dest_removed") >= 1, "{counters}");
+    // rs1's retransmissions of answers it sent before the reset (their ACKs never reached it)
+    // match no connection any more: dropped (drop.rs_no_conn), never routed to the client.
+    assert_eq!(counter(&counters, "forwarded"), 0, "{counters}");
+    lab.stop_rvsd();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Schedulers and persistence.
 
 /// The service line and the (address, weight) of each real-server line of `rvsadm -L -n -t`.
@@ -1292,7 +1526,8 @@ fn rvsd_wrr_follows_the_kernel_sequence() {
 }
 
 /// `-p`: every connection of one client goes to one real server (rr would alternate), TCP
-/// and UDP; quiescing that server (weight 0) drops the template and moves the client.
+/// and UDP; quiescing that server (weight 0) keeps the client there, unless
+/// `expire_quiescent_template` is 1: then the template goes and the client moves.
 #[test]
 #[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
 fn rvsd_persistence_keeps_a_client_on_one_server() {
@@ -1342,8 +1577,8 @@ fn rvsd_persistence_keeps_a_client_on_one_server() {
     let answers = udp_round_robin(4);
     assert_eq!(answers, vec![answers[0].clone(); 4], "UDP from new ports");
 
-    // Quiesce the client's server: its template goes, the client moves to the other one and
-    // stays there.
+    // Quiesce the client's server: the template holds (expire_quiescent_template 0); with 1,
+    // it goes, and the client moves to the other one and stays there.
     let first_ip = RS
         .iter()
         .find(|(n, _)| *n == http[0])
@@ -1355,6 +1590,13 @@ fn rvsd_persistence_keeps_a_client_on_one_server() {
         .expect("the other one")
         .0;
     lab.adm(&["-e", "-t", &web, "-r", &format!("{first_ip}:80"), "-w", "0"]);
+    let stayed: Vec<String> = (0..3).map(|_| curl_vip()).collect();
+    assert_eq!(
+        stayed,
+        vec![http[0].clone(); 3],
+        "a quiesced server keeps its clients"
+    );
+    lab.ctl(&["sysctl", "-w", "expire_quiescent_template=1"]);
     let moved: Vec<String> = (0..3).map(|_| curl_vip()).collect();
     assert_eq!(moved, [other, other, other]);
     lab.adm(&["-e", "-t", &web, "-r", &format!("{first_ip}:80"), "-w", "1"]);

@@ -387,3 +387,37 @@ fn device_counters_are_listed_beside_rvs_counters() {
         );
     }
 }
+
+/// A static neighbour from rvs.toml's `[[neighbours]]` (a real server that answers no ARP, as
+/// dpdk-testpmd): the client's SYN goes straight to its MAC, with no ARP request first.
+#[test]
+fn a_configured_static_neighbour_needs_no_arp() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = dir.path().join("in.pcap");
+    let tx = dir.path().join("out.pcap");
+    pcap::write(
+        &rx,
+        &[tcp_frame(
+            ONE_ARM_MAC,
+            CLIENT_MAC,
+            (CIP, 41000),
+            (VIP, 80),
+            SYN,
+            b"",
+        )],
+    );
+    let config = RvsdConfig::new(dir.path().join("rvs.sock"))
+        .port(VdevPort::one_arm(net_pcap(0, &[&rx], &[&tx])).mac(ONE_ARM_MAC))
+        .neighbour("lan", RIP1, RS1_MAC)
+        .services("-A -t 198.51.100.1:80 -s rr\n-a -t 198.51.100.1:80 -r 192.0.2.2:80 -m");
+    let mut rvsd = Rvsd::start(Path::new(env!("CARGO_BIN_EXE_rvsd")), &config, dir.path());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pcap::read(&tx).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rvsd.stop().success());
+    let out = pcap::read(&tx);
+    assert_eq!(out.len(), 1, "exactly the SYN, no ARP request: {out:?}");
+    assert_dnat(&out[0], RS1_MAC, RIP1, 41000, SYN);
+}

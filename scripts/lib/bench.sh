@@ -1,7 +1,74 @@
 # shellcheck shell=bash
-# shellcheck disable=SC2034 # STOP_RC and PIDS belong to the sourcing script
+# shellcheck disable=SC2034 # STOP_RC, PIDS and the options' variables belong to the sourcing script
 # Shared by the traffic benchmarks (scripts/bench.sh, scripts/kernel-bench.sh); source it after
 # lib/common.sh. The caller keeps the PIDs it started in the array PIDS.
+
+# bench_option ARGS...: one of the options both benchmarks take, at $1: --out FILE (OUT),
+# --no-build (BUILD=), --flows LIST (FLOWS), --warmup S (WARMUP), --duration S (DURATION),
+# --only GLOB (ONLY), -h / --help (the usage, then exit 0); anything else is refused. Sets
+# OPT_WORDS to the number of words it took.
+bench_option() {
+    OPT_WORDS=2
+    case $1 in
+    --out) OUT=$2 ;;
+    --flows) FLOWS=$2 ;;
+    --warmup) WARMUP=$2 ;;
+    --duration) DURATION=$2 ;;
+    --only) ONLY=$2 ;;
+    --no-build) BUILD='' OPT_WORDS=1 ;;
+    -h | --help)
+        usage_header
+        exit 0
+        ;;
+    *) die "unknown argument: $1 (see --help)" ;;
+    esac
+}
+
+# NICE (RVS_BENCH_NICE, default -20) and NICE_CMD, the prefix that runs a benchmark's
+# processes at that niceness (empty for 0).
+bench_nice() {
+    NICE=${RVS_BENCH_NICE:--20}
+    NICE_CMD=()
+    [ "$NICE" = 0 ] || NICE_CMD=(nice -n "$NICE")
+}
+
+# Exit unless hugetlbfs is mounted on /dev/hugepages with 256 free 2 MB pages or more (what
+# the benchmark's DPDK processes take; scripts/setup.sh reserves them).
+need_hugepages() {
+    local free_pages
+    free_pages=$(awk '/^HugePages_Free/ {print $2}' /proc/meminfo)
+    [ "${free_pages:-0}" -ge 256 ] ||
+        die "only ${free_pages:-0} free 2 MB hugepages (need 256+; run scripts/setup.sh)"
+    mountpoint -q /dev/hugepages || die "hugetlbfs is not mounted on /dev/hugepages (run scripts/setup.sh)"
+}
+
+# bench_work DIR: DIR emptied (made), RECORDS its empty records file, PIDS empty.
+bench_work() {
+    rm -rf "$1"
+    mkdir -p "$1"
+    RECORDS=$1/records.jsonl
+    : >"$RECORDS"
+    PIDS=()
+}
+
+# The commit the figures are of: RVS_BENCH_COMMIT when set (a tree without .git), else HEAD's
+# short hash, marked when the tree has uncommitted changes.
+bench_commit() {
+    local c
+    if [ -n "${RVS_BENCH_COMMIT:-}" ]; then
+        printf '%s\n' "$RVS_BENCH_COMMIT"
+        return
+    fi
+    c=$(git -C "$RVS_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    if [ -n "$(git -C "$RVS_ROOT" status --porcelain 2>/dev/null)" ]; then
+        c="$c (with uncommitted changes)"
+    fi
+    printf '%s\n' "$c"
+}
+
+dpdk_version() {
+    pkg-config --modversion libdpdk 2>/dev/null || echo unknown
+}
 
 # Counts like 10M -> 10000000 (suffixes K, M).
 count() {

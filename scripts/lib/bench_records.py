@@ -1,10 +1,12 @@
 """The records the benchmark scripts keep while they run: one JSON object per line, one line
 per measured point, in a file under the run's work folder; and what the reports built from
-them share (KEY=VALUE arguments, the table about the run). Used by traffic_bench.py,
-kernel_bench.py and pipeline_bench.py.
+them share (KEY=VALUE arguments, the table about the run, code blocks, the raw results, the
+report subcommand). Used by traffic_bench.py, kernel_bench.py and pipeline_bench.py.
 """
 
 import json
+
+import results_section
 
 
 def parse_pairs(args):
@@ -60,3 +62,48 @@ def table(rows):
     """A two-column Markdown table without a header (what a report says about its run), from
     (label, value) pairs."""
     return ["| | |", "| --- | --- |"] + ["| %s | %s |" % row for row in rows]
+
+
+def code_block(lines, lang=""):
+    """`lines` as a fenced Markdown code block."""
+    return ["```" + lang] + list(lines) + ["```"]
+
+
+def rvsd_config(conf, intro="rvsd's configuration:"):
+    """The paragraph `intro` and rvsd's configuration file `conf` in a TOML block; nothing when
+    `conf` is None (it could not be read)."""
+    if conf is None:
+        return []
+    return [intro, ""] + code_block([conf.rstrip()], "toml") + [""]
+
+
+def raw_results(records, intro=None):
+    """A report's last part: `intro`, then each of `records` as one compact JSON line."""
+    L = ["### Raw results", ""]
+    if intro:
+        L += [intro, ""]
+    return L + code_block(json.dumps(r, separators=(",", ":")) for r in records)
+
+
+def up_to_commands(L):
+    """The lines of a report before its "### Commands" part: what is worth printing on the
+    console."""
+    return L[:next((i for i, l in enumerate(L) if l == "### Commands"), len(L))]
+
+
+def add_report_parser(sub, name, conf_help):
+    """The subcommand `report RECORDS OUT CONF KEY=VALUE...` that writes section `name`."""
+    a = sub.add_parser("report", help="write the %s section" % name)
+    a.add_argument("records")
+    a.add_argument("out")
+    a.add_argument("conf", help=conf_help)
+    a.add_argument("meta", nargs="*", metavar="KEY=VALUE")
+
+
+def write_report(args, name, report, console):
+    """Runs the report subcommand of [`add_report_parser`]: `report(records, pairs, conf)`
+    (conf None when the file cannot be read) becomes section `name` of OUT, and
+    `console(lines)` goes to stdout."""
+    L = report(read(args.records), parse_pairs(args.meta), read_text(args.conf))
+    results_section.write(args.out, name, L)
+    print(console(L))

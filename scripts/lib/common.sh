@@ -5,6 +5,8 @@
 # RVS_LIB       scripts/lib: these helpers and the Python modules the scripts run
 # log/warn/die  messages on stderr, prefixed with the script's name
 # need_root     exit unless running as root
+# need_tools    exit unless every command named is on PATH
+# cpu_model     the CPU's model name, for reports
 # find_cargo    put cargo on PATH (it is preinstalled under ~/.cargo/bin; nothing is downloaded)
 # run_cargo     run cargo as the checkout's owner when started through sudo by that user, so
 #               target/ does not fill up with root-owned files (CI and PKG_CONFIG_LIBDIR/_PATH
@@ -36,6 +38,17 @@ die() {
 
 need_root() {
     [ "$(id -u)" -eq 0 ] || die "must run as root (try: sudo $0)"
+}
+
+need_tools() {
+    local t
+    for t in "$@"; do
+        command -v "$t" >/dev/null 2>&1 || die "missing $t (run scripts/setup.sh)"
+    done
+}
+
+cpu_model() {
+    awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo
 }
 
 # The user who started us through sudo and owns the checkout, if any (else empty).

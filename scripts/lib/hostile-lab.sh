@@ -7,7 +7,8 @@
 # process they start is tracked by PID and stopped on exit, failure and Ctrl-C included; the
 # lab is removed by `lab.sh down`.
 #
-# hl_init PREFIX        settle the names (RVS_LAB_NS, RVS_LAB_DIR, RVS_SOCKET, HL_TMP)
+# hl_init PREFIX        settle the names (RVS_LAB_NS, RVS_LAB_DIR, RVS_SOCKET, HL_TMP); from
+#                       then on hl_exit runs on exit, Ctrl-C and SIGTERM included
 # hl_binaries           RVSD/RVSADM: as given, else built (cargo build --release) and copied
 # hl_config CAP [GW]    an rvsd config: the default one with conntrack.capacity CAP and, if
 #                       given, GW as the external port's gateway
@@ -42,6 +43,9 @@ hl_init() {
     # shellcheck disable=SC2034
     NS_DIR=$RVS_LAB_NS-dir
     HL_TMP=$(mktemp -d "/tmp/rvs-$RVS_LAB_NS.XXXXXX")
+    trap hl_exit EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
     chmod 755 "$HL_TMP"
     local others
     others=$(ip netns list 2>/dev/null | awk '{ print $1 }' | grep -E '^[a-z0-9]+-(cli|dir)$' |

@@ -25,7 +25,6 @@ import sys
 import time
 
 import bench_records
-import results_section
 
 # What kernel-bench.sh knows about a point when it records it.
 RECORD_FIELDS = ("mode", "rate", "load", "busy_before", "error", "dut_error", "pktgen_rc",
@@ -482,9 +481,7 @@ def report(recs, meta, conf=None):
         else:
             L.append("Setup for %s:" % mode)
         L.append("")
-        L.append("```sh")
-        L.extend(lines)
-        L.append("```")
+        L.extend(bench_records.code_block(lines, "sh"))
         L.append("")
     for r in recs:
         L.append("- %s:" % r["point"])
@@ -492,36 +489,24 @@ def report(recs, meta, conf=None):
             L.append("  - rvsd: `%s`" % r["dut_cmd"])
         L.append("  - rvs-pktgen: `%s`" % r["pktgen_cmd"])
     L.append("")
-    if conf is not None:
-        L.append("rvsd's configuration:")
-        L.append("")
-        L.append("```toml")
-        L.append(conf.rstrip())
-        L.append("```")
-        L.append("")
+    L.extend(bench_records.rvsd_config(conf))
     for r in recs:
         c = counters(r)
         if c:
             L.append("rvsd's counters (`rvsadm -L -n --counters`, the non-zero ones) at the end of %s: %s." % (
                 r["point"], ", ".join("%s %s" % (k, "{:,}".format(v)) for k, v in c.items() if v)))
             L.append("")
-    L.append("### Raw results")
-    L.append("")
-    L.append("Per point: rvs-pktgen's JSON line, the CPU sample (per-CPU %, our processes' and ksoftirqd's % of a CPU, "
-             "other processes' total) and the veth ends' packet counters over the whole point.")
-    L.append("")
-    L.append("```")
-    for r in recs:
-        L.append(json.dumps({k: r.get(k) for k in ("point", "mode", "rate", "load", "busy_before", "error", "dut_error",
-                                                    "cpu", "ifaces", "pktgen")}, separators=(",", ":")))
-    L.append("```")
+    L.extend(bench_records.raw_results(
+        ({k: r.get(k) for k in ("point", "mode", "rate", "load", "busy_before", "error", "dut_error", "cpu", "ifaces",
+                                "pktgen")} for r in recs),
+        "Per point: rvs-pktgen's JSON line, the CPU sample (per-CPU %, our processes' and ksoftirqd's % of a CPU, "
+        "other processes' total) and the veth ends' packet counters over the whole point."))
     return L
 
 
 def console(L):
     """The part of the section worth printing: everything up to the commands."""
-    last = next((i for i, l in enumerate(L) if l == "### Commands"), len(L))
-    return "\n".join(L[:last])
+    return "\n".join(bench_records.up_to_commands(L))
 
 
 def main(argv):
@@ -538,11 +523,7 @@ def main(argv):
     a.add_argument("work")
     a.add_argument("name")
     a.add_argument("fields", nargs="*", metavar="KEY=VALUE")
-    a = sub.add_parser("report", help="write the kernel-bench section")
-    a.add_argument("records")
-    a.add_argument("out")
-    a.add_argument("conf", help="rvsd's configuration (may not exist)")
-    a.add_argument("meta", nargs="*", metavar="KEY=VALUE")
+    bench_records.add_report_parser(sub, "kernel-bench", "rvsd's configuration (may not exist)")
     args = ap.parse_args(argv)
 
     if args.cmd == "sample":
@@ -552,10 +533,7 @@ def main(argv):
         bench_records.append(args.records, r)
         print(point_summary(r), file=sys.stderr)
     else:
-        conf = bench_records.read_text(args.conf)
-        L = report(bench_records.read(args.records), bench_records.parse_pairs(args.meta), conf)
-        results_section.write(args.out, "kernel-bench", L)
-        print(console(L))
+        bench_records.write_report(args, "kernel-bench", report, console)
     return 0
 
 

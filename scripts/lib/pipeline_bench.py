@@ -11,7 +11,6 @@ REPORT_FIELDS; the table also goes to stdout. The callgrind output files sit bes
 """
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -126,15 +125,9 @@ def report(recs, meta, commands, profile=lambda r: None, work=None):
             L.append("")
     L.append("### Commands")
     L.append("")
-    L.append("```")
-    L.extend(c.replace(work, "$WORK") if work else c for c in commands)
-    L.append("```")
+    L.extend(bench_records.code_block(c.replace(work, "$WORK") if work else c for c in commands))
     L.append("")
-    L.append("### Raw results")
-    L.append("")
-    L.append("```")
-    L.extend(json.dumps(r, separators=(",", ":")) for r in recs)
-    L.append("```")
+    L.extend(bench_records.raw_results(recs))
     return L
 
 
@@ -155,7 +148,7 @@ def main(argv):
     L = report(bench_records.read(args.records), bench_records.parse_pairs(args.meta), commands,
                annotate(work), work)
     results_section.write(args.out, "pipeline-bench", L)
-    print("\n".join(L[:L.index("### Commands")]))
+    print("\n".join(bench_records.up_to_commands(L)))
     return 0
 
 

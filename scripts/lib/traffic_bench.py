@@ -17,11 +17,9 @@ KEY=VALUE pairs are the fields of REPORT_FIELDS.
 """
 
 import argparse
-import json
 import sys
 
 import bench_records
-import results_section
 
 # What the report's header says about the run, given by bench.sh.
 REPORT_FIELDS = ("date", "nproc", "cpu", "kernel", "dpdk", "commit", "command", "load", "mode",
@@ -227,30 +225,19 @@ def report(recs, meta, conf=None):
             L.append("  - DUT: `%s`" % r["dut_cmd"])
             L.append("  - rvs-pktgen: `%s`" % r["pktgen_cmd"])
     L.append("")
-    if conf is not None:
-        L.append("rvsd's configuration (conntrack.capacity = flows x 1.25 + 65536 for the established-flow points, %s for the new-connection ones):" % meta["newconn_capacity"])
-        L.append("")
-        L.append("```toml")
-        L.append(conf.rstrip())
-        L.append("```")
-        L.append("")
-    L.append("### Raw results")
-    L.append("")
-    L.append("rvs-pktgen's JSON line for every point, as it printed it:")
-    L.append("")
-    L.append("```")
-    for r in recs:
-        L.append(json.dumps({"dut": r["dut"], "point": r["point"], "load": r.get("load"), "busy_before": r.get("busy_before"), "busy_during": r.get("busy_during"), "dut_rss_mb": r.get("dut_rss_mb"), "dut_error": r.get("dut_error"), "error": r.get("error"), "pktgen": r.get("pktgen")}, separators=(",", ":")))
-    L.append("```")
+    L.extend(bench_records.rvsd_config(conf, "rvsd's configuration (conntrack.capacity = flows x 1.25 + 65536 for the established-flow points, %s for the new-connection ones):" % meta["newconn_capacity"]))
+    L.extend(bench_records.raw_results(
+        ({"dut": r["dut"], "point": r["point"], "load": r.get("load"), "busy_before": r.get("busy_before"), "busy_during": r.get("busy_during"), "dut_rss_mb": r.get("dut_rss_mb"), "dut_error": r.get("dut_error"), "error": r.get("error"), "pktgen": r.get("pktgen")} for r in recs),
+        "rvs-pktgen's JSON line for every point, as it printed it:"))
     return L
 
 
 def console(L):
     """The part of the section worth printing: the tables and the failures, without the
     commands and raw data."""
+    L = bench_records.up_to_commands(L)
     first = next((i for i, l in enumerate(L) if l.startswith("### ")), 0)
-    last = next((i for i, l in enumerate(L) if l == "### Commands"), len(L))
-    return "\n".join(L[first:last])
+    return "\n".join(L[first:])
 
 
 def main(argv):
@@ -264,11 +251,7 @@ def main(argv):
     a.add_argument("records")
     a = sub.add_parser("summary", help="print the last record as one line")
     a.add_argument("records")
-    a = sub.add_parser("report", help="write the traffic-bench section")
-    a.add_argument("records")
-    a.add_argument("out")
-    a.add_argument("conf", help="rvsd's configuration of the last rvs point (may not exist)")
-    a.add_argument("meta", nargs="*", metavar="KEY=VALUE")
+    bench_records.add_report_parser(sub, "traffic-bench", "rvsd's configuration of the last rvs point (may not exist)")
     args = ap.parse_args(argv)
 
     if args.cmd == "record":
@@ -278,11 +261,8 @@ def main(argv):
     elif args.cmd == "summary":
         print(summary(bench_records.read(args.records)[-1]))
     else:
-        conf = bench_records.read_text(args.conf)
-        L = report(bench_records.read(args.records), bench_records.parse_pairs(args.meta), conf)
         # benches/RESULTS.md is shared with the other benchmarks, each between its own markers.
-        results_section.write(args.out, "traffic-bench", L)
-        print(console(L))
+        bench_records.write_report(args, "traffic-bench", report, console)
     return 0
 
 

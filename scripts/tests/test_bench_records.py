@@ -62,5 +62,24 @@ class FilesTest(unittest.TestCase):
             self.assertEqual(len(f.read().splitlines()), 2)
 
 
+class ReportPartsTest(unittest.TestCase):
+    def test_code_block(self):
+        self.assertEqual(bench_records.code_block(iter(["a", "b"]), "sh"), ["```sh", "a", "b", "```"])
+        self.assertEqual(bench_records.code_block([]), ["```", "```"])
+
+    def test_rvsd_config_only_when_read(self):
+        self.assertEqual(bench_records.rvsd_config("[eal]\n\n", "Config:"), ["Config:", "", "```toml", "[eal]", "```", ""])
+        self.assertEqual(bench_records.rvsd_config(None), [])
+
+    def test_raw_results_are_compact_json_lines(self):
+        self.assertEqual(bench_records.raw_results([{"a": 1, "b": [2]}], "Each:"),
+                         ["### Raw results", "", "Each:", "", "```", '{"a":1,"b":[2]}', "```"])
+        self.assertEqual(bench_records.raw_results([]), ["### Raw results", "", "```", "```"])
+
+    def test_up_to_commands(self):
+        self.assertEqual(bench_records.up_to_commands(["x", "", "### Commands", "y"]), ["x", ""])
+        self.assertEqual(bench_records.up_to_commands(["x"]), ["x"])
+
+
 if __name__ == "__main__":
     unittest.main()

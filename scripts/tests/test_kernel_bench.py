@@ -1,14 +1,11 @@
 """kernel_bench: scripts/kernel-bench.sh's CPU sampler, point records and report."""
 
-import contextlib
-import io
 import json
 import os
 import tempfile
 import unittest
 
-from tests import LIB  # noqa: F401  (scripts/lib on sys.path)
-import bench_records
+from tests import run_report  # (and scripts/lib on sys.path)
 import kernel_bench as kb
 
 META = {"date": "2026-01-02 03:04 UTC", "nproc": "2", "cpu": "Test CPU", "kernel": "6.1.0",
@@ -269,19 +266,11 @@ class ReportTest(unittest.TestCase):
         self.assertNotIn("```toml", L)
 
     def test_cli_report_and_console(self):
-        with tempfile.TemporaryDirectory() as d:
-            recs, out = os.path.join(d, "r.jsonl"), os.path.join(d, "RESULTS.md")
-            for r in self.RECS:
-                bench_records.append(recs, r)
-            stdout = io.StringIO()
-            with contextlib.redirect_stdout(stdout):
-                kb.main(["report", recs, out, os.path.join(d, "none.toml")] + ["%s=%s" % kv for kv in META.items()])
-            with open(out) as f:
-                text = f.read()
+        text, stdout = run_report(kb.main, self.RECS, META)
         self.assertTrue(text.startswith("<!-- kernel-bench:begin -->\n## Kernel baseline"))
         self.assertTrue(text.endswith("<!-- kernel-bench:end -->\n"))
-        self.assertIn("### What limits these figures", stdout.getvalue())
-        self.assertNotIn("### Commands", stdout.getvalue())
+        self.assertIn("### What limits these figures", stdout)
+        self.assertNotIn("### Commands", stdout)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,11 @@
 """pipeline_bench: scripts/pipeline-bench.sh's report and its reading of callgrind_annotate."""
 
-import contextlib
-import io
 import json
 import os
 import tempfile
 import unittest
 
-from tests import LIB  # noqa: F401  (scripts/lib on sys.path)
-import bench_records
+from tests import run_report  # (and scripts/lib on sys.path)
 import pipeline_bench as pb
 
 META = {"command": "scripts/pipeline-bench.sh --cpu 1", "date": "2026-01-02 03:04 UTC", "commit": "abc1234",
@@ -106,20 +103,15 @@ class ReportTest(unittest.TestCase):
             "established, 1M flows: `conntrack::Table::lookup` 250, `memcpy` 1"])
 
     def test_cli_report(self):
-        with tempfile.TemporaryDirectory() as d:
-            recs, out, cmds = (os.path.join(d, n) for n in ("records.jsonl", "RESULTS.md", "commands"))
-            for r in self.RECS:
-                bench_records.append(recs, r)
+        def commands(d):
+            cmds = os.path.join(d, "commands")
             with open(cmds, "w") as f:
                 f.write("%s/bin --json\n\n" % d)
-            stdout = io.StringIO()
-            with contextlib.redirect_stdout(stdout):
-                pb.main(["report", recs, out, cmds] + ["%s=%s" % kv for kv in META.items()])
-            with open(out) as f:
-                text = f.read()
+            return [cmds]
+        text, stdout = run_report(pb.main, self.RECS, META, commands)
         self.assertIn("```\n$WORK/bin --json\n```\n", text)
-        self.assertTrue(stdout.getvalue().startswith("## Pipeline without I/O (pipeline-bench)\n"))
-        self.assertNotIn("### Commands", stdout.getvalue())
+        self.assertTrue(stdout.startswith("## Pipeline without I/O (pipeline-bench)\n"))
+        self.assertNotIn("### Commands", stdout)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,24 @@ class BenchHelpersTest(unittest.TestCase):
         self.assertEqual(bash('quote "$@"', "rvsd", "--config", "/tmp/a b.toml", "--x=1,2", "*", ""),
                          "rvsd --config '/tmp/a b.toml' --x=1,2 '*' ''")
 
+    def test_bench_option_takes_the_options_both_benchmarks_share(self):
+        parse = ('BUILD=1; while [ $# -gt 0 ]; do bench_option "$@"; shift "$OPT_WORDS"; done; '
+                 'echo "$OUT|$BUILD|$FLOWS|$WARMUP|$DURATION|$ONLY"')
+        self.assertEqual(bash(parse, "--out", "/tmp/R.md", "--flows", "1K 10M", "--no-build", "--warmup", "1",
+                              "--duration", "3", "--only", "udp-*").strip(), "/tmp/R.md||1K 10M|1|3|udp-*")
+        with self.assertRaises(AssertionError) as e:
+            bash(parse, "--flows", "1K", "--rate", "5")
+        self.assertIn("unknown argument: --rate", str(e.exception))
+
+    def test_bench_commit_is_rvs_bench_commit_when_set(self):
+        self.assertEqual(bash('RVS_BENCH_COMMIT="abc (export)" bench_commit'), "abc (export)\n")
+
+    def test_need_tools_names_the_missing_one(self):
+        bash("need_tools bash sed")
+        with self.assertRaises(AssertionError) as e:
+            bash("need_tools bash no-such-tool-rvs")
+        self.assertIn("missing no-such-tool-rvs (run scripts/setup.sh)", str(e.exception))
+
     def test_bench_services(self):
         self.assertEqual(bash("bench_services udp tcp").splitlines(), [
             "-A -u 198.51.100.1:9000 -s rr",
@@ -72,7 +90,7 @@ class BenchHelpersTest(unittest.TestCase):
 class EntryPointsTest(unittest.TestCase):
     # Each prints its usage and exits 0 before it needs root or touches anything.
     HELP = ("bench.sh", "kernel-bench.sh", "pipeline-bench.sh", "lab.sh", "setup.sh", "demo.sh", "test.sh",
-            "soak.sh", "synflood.sh", "fuzz.sh", "bench-plot.py")
+            "soak.sh", "synflood.sh", "fuzz.sh", "bench-plot.py", "lab-fragments-check.sh")
 
     def run_script(self, name, *args):
         return subprocess.run([os.path.join(SCRIPTS, name)] + list(args), capture_output=True, text=True,

@@ -7,8 +7,7 @@ import os
 import tempfile
 import unittest
 
-from tests import LIB  # noqa: F401  (scripts/lib on sys.path)
-import bench_records
+from tests import run_report  # (and scripts/lib on sys.path)
 import traffic_bench as tb
 
 META = {"date": "2026-01-02T03:04:05Z", "nproc": "2", "cpu": "Test CPU", "kernel": "6.1.0",
@@ -169,21 +168,11 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(tb.console(L), "### Established flows\nt\n### Failures and notes\nf")
 
     def test_cli_report_writes_its_section_only(self):
-        with tempfile.TemporaryDirectory() as d:
-            recs, out = os.path.join(d, "r.jsonl"), os.path.join(d, "RESULTS.md")
-            for r in self.RECS:
-                bench_records.append(recs, r)
-            with open(out, "w") as f:
-                f.write("<!-- other:begin -->\nkept\n<!-- other:end -->\n")
-            stdout = io.StringIO()
-            with contextlib.redirect_stdout(stdout):
-                tb.main(["report", recs, out, os.path.join(d, "no-such.toml")] + ["%s=%s" % kv for kv in META.items()])
-            with open(out) as f:
-                text = f.read()
-            self.assertTrue(text.startswith("<!-- other:begin -->\nkept\n<!-- other:end -->\n\n<!-- traffic-bench:begin -->\n"))
-            self.assertNotIn("```toml", text)
-            self.assertTrue(stdout.getvalue().startswith("### Established flows\n"))
-            self.assertNotIn("### Commands", stdout.getvalue())
+        text, stdout = run_report(tb.main, self.RECS, META, out_text="<!-- other:begin -->\nkept\n<!-- other:end -->\n")
+        self.assertTrue(text.startswith("<!-- other:begin -->\nkept\n<!-- other:end -->\n\n<!-- traffic-bench:begin -->\n"))
+        self.assertNotIn("```toml", text)
+        self.assertTrue(stdout.startswith("### Established flows\n"))
+        self.assertNotIn("### Commands", stdout)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,14 @@
 //! tests.
 
 use crate::plan::{EXT_CIDR, INT_CIDR};
-use control::config::Config;
+use control::config::{Config, MacAddr};
 use std::io;
+use std::net::Ipv4Addr;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The workspace's root folder.
@@ -26,30 +27,36 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// rvsadm from the same target directory as `rvsd`; built once (`cargo build -p control --bin
-/// rvsadm`, in release mode beside a release rvsd) when it is not there, since `cargo test`
-/// builds the binaries of the package under test only.
+/// rvsadm from the same target directory as `rvsd` (see [`control_bin_beside`]).
 pub fn rvsadm_beside(rvsd: &Path) -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let path = rvsd.with_file_name(format!("rvsadm{}", std::env::consts::EXE_SUFFIX));
-        if !path.is_file() {
-            let cargo = std::env::var_os("CARGO")
-                .or_else(|| option_env!("CARGO").map(Into::into))
-                .unwrap_or_else(|| "cargo".into());
-            let mut c = Command::new(cargo);
-            c.current_dir(workspace_root())
-                .args(["build", "-p", "control", "--bin", "rvsadm"]);
-            if rvsd.parent().and_then(|p| p.file_name()) == Some("release".as_ref()) {
-                c.arg("--release");
-            }
-            let st = c.status().expect("cargo build -p control --bin rvsadm");
-            assert!(st.success(), "cargo build -p control --bin rvsadm: {st}");
+    control_bin_beside(rvsd, "rvsadm")
+}
+
+/// The control crate's binary `name` (rvsadm, rvsctl) from the same target directory as
+/// `rvsd`; built (`cargo build -p control --bin NAME`, in release mode beside a release rvsd)
+/// when it is not there, since `cargo test` builds the binaries of the package under test only.
+pub fn control_bin_beside(rvsd: &Path, name: &str) -> PathBuf {
+    // One build at a time: tests of one binary run on several threads.
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _one = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let path = rvsd.with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if !path.is_file() {
+        let cargo = std::env::var_os("CARGO")
+            .or_else(|| option_env!("CARGO").map(Into::into))
+            .unwrap_or_else(|| "cargo".into());
+        let mut c = Command::new(cargo);
+        c.current_dir(workspace_root())
+            .args(["build", "-p", "control", "--bin", name]);
+        if rvsd.parent().and_then(|p| p.file_name()) == Some("release".as_ref()) {
+            c.arg("--release");
         }
-        assert!(path.is_file(), "rvsadm not found at {}", path.display());
-        path
-    })
-    .clone()
+        let st = c
+            .status()
+            .unwrap_or_else(|e| panic!("cargo build -p control --bin {name}: {e}"));
+        assert!(st.success(), "cargo build -p control --bin {name}: {st}");
+    }
+    assert!(path.is_file(), "{name} not found at {}", path.display());
+    path
 }
 
 /// EAL's `--vdev` value of a `net_pcap` port reading the pcap files (or FIFOs) `rx` and
@@ -115,6 +122,8 @@ pub struct RvsdConfig {
     services: String,
     socket: PathBuf,
     conntrack_capacity: u64,
+    /// `[[neighbours]]`: (port name, address, MAC).
+    neighbours: Vec<(String, Ipv4Addr, [u8; 6])>,
 }
 
 impl RvsdConfig {
@@ -133,7 +142,14 @@ impl RvsdConfig {
             services: String::new(),
             socket: socket.into(),
             conntrack_capacity: 1024,
+            neighbours: Vec::new(),
         }
+    }
+
+    /// A static neighbour: `addr` on port `port` is at `mac`.
+    pub fn neighbour(mut self, port: &str, addr: Ipv4Addr, mac: [u8; 6]) -> RvsdConfig {
+        self.neighbours.push((port.into(), addr, mac));
+        self
     }
 
     /// The worker lcores (EAL gets the same list).
@@ -193,8 +209,7 @@ impl RvsdConfig {
                 t.insert("device".into(), p.device().into());
                 t.insert("role".into(), p.role.into());
                 if let Some(m) = p.mac {
-                    let hex: Vec<String> = m.iter().map(|b| format!("{b:02x}")).collect();
-                    t.insert("mac".into(), hex.join(":").into());
+                    t.insert("mac".into(), MacAddr(m).to_string().into());
                 }
                 t.insert("addresses".into(), p.addresses.clone().into());
                 t.into()
@@ -231,6 +246,18 @@ impl RvsdConfig {
                 self.socket.to_str().expect("a UTF-8 socket path").into(),
             )]),
         );
+        let neighbours: Vec<toml::Value> = self
+            .neighbours
+            .iter()
+            .map(|(port, addr, mac)| {
+                table(vec![
+                    ("port", port.clone().into()),
+                    ("address", addr.to_string().into()),
+                    ("mac", MacAddr(*mac).to_string().into()),
+                ])
+            })
+            .collect();
+        doc.insert("neighbours".into(), neighbours.into());
         let text = toml::to_string(&doc).expect("TOML");
         if let Err(e) = Config::parse(&text, "testkit's rvs.toml") {
             panic!("{e}\n{text}");

@@ -2,7 +2,8 @@
 //! VIPs' side) and port `int` (192.0.2.1/24, the real servers'), as DESIGN.md's lab plan.
 //! Some: one arm, port `lan` with clients and real servers on 198.51.100.0/24.
 
-use crate::plan::{EXT_CIDR, INT_CIDR, ONE_ARM_MAC};
+use crate::plan::{CIP, CLIENT_MAC, EXT_CIDR, INT_CIDR, ONE_ARM_MAC, VIP};
+use crate::{arp_request, eth, icmp_echo, ipv4, tcp_frame, udp_frame, ICMP, SYN};
 use control::config::{Cidr, PortRole};
 use control::model::Timeouts;
 use dataplane::pipeline::{Dataplane, DataplaneConfig, PortSetup};
@@ -32,6 +33,23 @@ pub fn two_arm_ports(ext_gateway: Option<Ipv4Addr>, int_mtu: u16) -> Vec<PortSet
             gateway: None,
             mtu: int_mtu,
         },
+    ]
+}
+
+/// One frame of each kind a client (`CIP`, `CLIENT_MAC`) sends to the two-arm director's port
+/// `ext`: a TCP SYN with data to VIP:80, a UDP datagram to VIP:53, an ICMP echo request to the
+/// VIP and a broadcast ARP request for it.
+pub fn client_frames() -> [Vec<u8>; 4] {
+    [
+        tcp_frame(EXT_MAC, CLIENT_MAC, (CIP, 1), (VIP, 80), SYN, b"payload"),
+        udp_frame(EXT_MAC, CLIENT_MAC, (CIP, 1), (VIP, 53), b"q", true),
+        eth(
+            EXT_MAC,
+            CLIENT_MAC,
+            0x0800,
+            &ipv4(CIP, VIP, ICMP, 64, &icmp_echo(8, 1, 1, b"abcdefgh")),
+        ),
+        arp_request(CLIENT_MAC, CIP, VIP),
     ]
 }
 

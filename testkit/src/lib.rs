@@ -3,13 +3,15 @@
 //! Here: frame builders and checkers written independently of the dataplane's packet code
 //! (own checksum, own byte layout), so the tests compare against something else. Modules:
 //! `plan` (the address plan), `director` (the directors the dataplane tests run), `services`
-//! (the service manager driven with rvsadm lines), `pcap` (pcap files) and `daemon` (rvsd in
-//! a process guard, with an rvs.toml builder for vdev ports).
+//! (the service manager driven with rvsadm lines), `sched` (what the scheduler tests and
+//! benchmarks schedule), `pcap` (pcap files) and `daemon` (rvsd in a process guard, with an
+//! rvs.toml builder for vdev ports).
 
 pub mod daemon;
 pub mod director;
 pub mod pcap;
 pub mod plan;
+pub mod sched;
 pub mod services;
 
 use std::net::Ipv4Addr;
@@ -155,6 +157,11 @@ pub fn arp(op: u16, sha: [u8; 6], spa: Ipv4Addr, tha: [u8; 6], tpa: Ipv4Addr) ->
     a.extend_from_slice(&tha);
     a.extend_from_slice(&tpa.octets());
     a
+}
+
+/// A broadcast ARP request from `sha` (`spa`): who has `tpa`?
+pub fn arp_request(sha: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
+    eth([0xff; 6], sha, 0x0806, &arp(1, sha, spa, [0; 6], tpa))
 }
 
 pub fn tcp_frame(

@@ -32,6 +32,16 @@ pub const fn rip(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(192, 0, 2, 1 + n)
 }
 
+/// Real-server addresses in [`nth_real_server`]: `rip(1)` ..= `rip(253)`.
+pub const RIPS: usize = 253;
+
+/// The `i`-th of many distinct real servers: `rip(1 + i % RIPS)`, port 80 for the first
+/// [`RIPS`], then 81, ... (more real servers than the /24 holds).
+pub fn nth_real_server(i: usize) -> (Ipv4Addr, u16) {
+    let port = u16::try_from(80 + i / RIPS).expect("the plan's real-server ports");
+    (rip(1 + (i % RIPS) as u8), port)
+}
+
 /// Client ports per address in [`nth_client`]: 1024..=65535.
 pub const PORTS_PER_CLIENT: usize = 64_512;
 
@@ -86,6 +96,12 @@ mod tests {
                 Ipv4Addr::new(192, 0, 2, 3)
             )
         );
+        assert_eq!(nth_real_server(0), (RIP1, 80));
+        assert_eq!(
+            nth_real_server(RIPS - 1),
+            (Ipv4Addr::new(192, 0, 2, 254), 80)
+        );
+        assert_eq!(nth_real_server(RIPS), (RIP1, 81));
         assert_eq!(nth_client(0), (Ipv4Addr::new(198, 51, 100, 0), 1024));
         assert_eq!(
             nth_client(PORTS_PER_CLIENT - 1),

@@ -17,12 +17,9 @@
 //! `<!-- sched-bench:begin -->` and `<!-- sched-bench:end -->`), leaving the rest alone.
 
 use clap::Parser;
-use control::model::{
-    default_netmask, DestSpec, Forward, Protocol, SchedFlags, SchedulerKind, ServiceKey,
-    ServiceSpec, Timeouts,
-};
-use dataplane::conntrack::{ConnState, ConnTable, NewConn};
-use dataplane::persist::Persist;
+use control::model::{SchedFlags, SchedulerKind, ServiceSpec, Timeouts};
+use dataplane::conntrack::ConnTable;
+use dataplane::persist::{Persist, Quiesced};
 use dataplane::sched::{self, mh, Dests, Flow, SchedState};
 use dataplane::service::{Dest, Service};
 use std::fmt::Write as _;
@@ -30,6 +27,7 @@ use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use testkit::sched::{conn_on, real_servers, service_with, spread_flow};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -51,83 +49,45 @@ struct Args {
     write_results: Option<String>,
 }
 
-const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const SIZES: [usize; 3] = [2, 16, 256];
 const FLOWS: usize = 4096;
 
 fn spec(kind: SchedulerKind, persistence: Option<u32>) -> ServiceSpec {
     ServiceSpec {
-        key: ServiceKey {
-            protocol: Protocol::Tcp,
-            addr: VIP,
-            port: 80,
-        },
-        scheduler: kind,
         persistence,
-        netmask: default_netmask(),
-        sched_flags: SchedFlags::default(),
-        ops: false,
+        ..service_with(kind, SchedFlags::default())
     }
 }
 
-/// `n` real servers in 198.18.0.0/15 (the range for benchmarks), weights 1..=5, an upper
-/// threshold far above their load (so the check runs but passes).
+/// `n` real servers, weights 1..=5, an upper threshold far above their load (so the check
+/// runs but passes).
 fn servers(n: usize) -> Vec<Dest> {
-    (0..n)
-        .map(|i| {
-            Dest::new(
-                DestSpec {
-                    addr: Ipv4Addr::from(0xc612_0000 + i as u32 + 2),
-                    port: 80,
-                    weight: 1 + (i as u32 % 5),
-                    forward: Forward::Masq,
-                    upper_threshold: 1_000_000,
-                    lower_threshold: 0,
-                },
-                i as u32,
-            )
-        })
-        .collect()
+    let weights: Vec<u32> = (0..n).map(|i| 1 + (i as u32 % 5)).collect();
+    let mut list = real_servers(&weights);
+    for d in &mut list {
+        d.spec.upper_threshold = 1_000_000;
+    }
+    list
 }
 
 /// A table where server i has (i % 4) + 1 active and (i % 3) inactive connections.
 fn loaded_table(list: &[Dest]) -> ConnTable {
     let table = ConnTable::new(8192, list.len().max(1), &Timeouts::default());
-    let mut port = 1024u16;
+    let mut n = 0;
     for (i, d) in list.iter().enumerate() {
         let (active, inactive) = (i % 4 + 1, i % 3);
         for k in 0..active + inactive {
-            port += 1;
-            let c = NewConn {
-                proto: 6,
-                client: (Ipv4Addr::new(203, 0, 113, 7), port),
-                virt: (VIP, 80),
-                real: (d.spec.addr, d.spec.port),
-                dest: d.slot,
-                state: if k < active {
-                    ConnState::Established
-                } else {
-                    ConnState::TimeWait
-                },
-            };
-            table.insert(&c, 0).expect("room in the benchmark's table");
+            n += 1;
+            table
+                .insert(&conn_on(d, n, k < active), 0)
+                .expect("room in the benchmark's table");
         }
     }
     table
 }
 
 fn flows() -> Vec<Flow> {
-    (0..FLOWS as u32)
-        .map(|k| {
-            let a = k.wrapping_mul(0x9e37_79b1) ^ 0x5bd1_e995;
-            Flow {
-                client: Ipv4Addr::from(a),
-                cport: (a >> 7) as u16 | 1024,
-                vip: VIP,
-                vport: 80,
-            }
-        })
-        .collect()
+    (0..FLOWS as u32).map(spread_flow).collect()
 }
 
 /// Median ns per call of `f` (called with a running counter) over `rounds` runs.
@@ -163,16 +123,7 @@ fn time_per_call(rounds: usize, min: Duration, mut f: impl FnMut(usize)) -> f64 
 
 fn machine() -> (usize, String) {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    (cpus, model)
+    (cpus, rvs_benches::cpu_model())
 }
 
 /// The 1-minute load average, to tell a quiet machine from a busy one.
@@ -237,7 +188,7 @@ fn picks(args: &Args) -> String {
             let mut now = 1_000u64;
             if hit {
                 for f in &flows {
-                    persist.pick(&svc, &dests, 6, f, 360, now);
+                    persist.pick(&svc, &dests, 6, f, 360, Quiesced::Keep, now);
                 }
             }
             let ns = time_per_call(args.rounds, min, |k| {
@@ -253,7 +204,7 @@ fn picks(args: &Args) -> String {
                     }
                 };
                 now += u64::from(k.is_multiple_of(1024));
-                black_box(persist.pick(&svc, black_box(&dests), 6, &f, 360, now));
+                black_box(persist.pick(&svc, black_box(&dests), 6, &f, 360, Quiesced::Keep, now));
             });
             eprintln!("{label} {n}: {ns:.1} ns/pick");
             let _ = write!(row, " {ns:.1} |");

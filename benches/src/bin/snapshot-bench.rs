@@ -342,15 +342,7 @@ fn main() {
     let loops: u64 = threads.into_iter().map(|t| t.join().expect("worker")).sum();
 
     let cmdline: Vec<String> = std::env::args().collect();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let cpu = rvs_benches::cpu_model();
     let title = format!(
         "workers={workers} services={services} dests/service={dests} load={} pin={}{}",
         args.load,

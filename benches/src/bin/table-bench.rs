@@ -404,15 +404,7 @@ fn main() {
     };
     let load_start = loadavg();
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_default();
+    let cpu = rvs_benches::cpu_model();
     println!("machine: nproc {nproc}, {cpu}; load average {load_start}");
 
     #[cfg(feature = "dpdk")]

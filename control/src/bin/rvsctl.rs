@@ -1,13 +1,15 @@
 //! rvsctl: what rvsd does that is not ipvsadm's language (rvsadm keeps that): IPVS sysctls,
-//! counters, version.
+//! neighbours, counters, version.
 //!
 //! Exit status: 0 done, 1 the daemon refused or could not be reached, 2 a usage error (nothing
 //! was sent).
 
 use clap::{Parser, Subcommand};
 use control::client::{socket_path, Client, ClientError};
-use control::proto::{Request, Response};
+use control::config::MacAddr;
+use control::proto::{check_neighbour, Neighbour, Request, Response};
 use control::sysctl::{IpvsSysctls, PREFIX};
+use std::net::Ipv4Addr;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
@@ -36,6 +38,50 @@ enum Cmd {
     },
     /// Every dataplane counter, one `name value` a line.
     Counters,
+    /// Neighbours as ip-neigh(8) words them: `neigh [show]`,
+    /// `neigh add ADDR lladdr MAC dev PORT` (static: learning never changes it),
+    /// `neigh del ADDR dev PORT`.
+    #[command(alias = "neighbour", alias = "neighbor")]
+    Neigh {
+        /// show | add ADDR lladdr MAC dev PORT | del ADDR dev PORT
+        words: Vec<String>,
+    },
+}
+
+/// A parsed `rvsctl neigh` command line.
+enum NeighCmd {
+    Show,
+    Add(Neighbour),
+    Del { port: String, addr: Ipv4Addr },
+}
+
+fn parse_neigh(words: &[String]) -> Result<NeighCmd, String> {
+    let w: Vec<&str> = words.iter().map(String::as_str).collect();
+    let addr = |s: &str| -> Result<Ipv4Addr, String> {
+        s.parse()
+            .map_err(|_| format!("{s:?} is not an IPv4 address"))
+    };
+    match w.as_slice() {
+        [] | ["show"] | ["list"] => Ok(NeighCmd::Show),
+        ["add" | "replace", a, "lladdr", mac, "dev", port] => {
+            let addr = addr(a)?;
+            let mac: MacAddr = mac.parse()?;
+            check_neighbour(addr, mac)?;
+            Ok(NeighCmd::Add(Neighbour {
+                port: port.to_string(),
+                addr,
+                mac,
+                permanent: true,
+            }))
+        }
+        ["del" | "delete", a, "dev", port] => Ok(NeighCmd::Del {
+            port: port.to_string(),
+            addr: addr(a)?,
+        }),
+        _ => Err(
+            "usage: rvsctl neigh [show] | add ADDR lladdr MAC dev PORT | del ADDR dev PORT".into(),
+        ),
+    }
 }
 
 fn main() -> ExitCode {
@@ -125,6 +171,24 @@ fn run(client: &mut Client, command: Cmd) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Cmd::Neigh { words } => match parse_neigh(&words).map_err(Failure::Usage)? {
+            NeighCmd::Show => {
+                match client.call(Request::ListNeighbours)? {
+                    Response::Neighbours(list) => {
+                        for n in list {
+                            let state = if n.permanent { "PERMANENT" } else { "learnt" };
+                            println!("{} dev {} lladdr {} {state}", n.addr, n.port, n.mac);
+                        }
+                    }
+                    other => return Err(unexpected(&other)),
+                }
+                Ok(())
+            }
+            NeighCmd::Add(n) => expect_ok(client.call(Request::AddNeighbour(n))?),
+            NeighCmd::Del { port, addr } => {
+                expect_ok(client.call(Request::DelNeighbour { port, addr })?)
+            }
+        },
         Cmd::Counters => {
             match client.call(Request::Counters)? {
                 Response::Counters(list) => {

@@ -109,7 +109,10 @@ impl Table {
             | Request::GetTimeouts
             | Request::Counters
             | Request::GetSysctls
-            | Request::SetSysctls(_) => {}
+            | Request::SetSysctls(_)
+            | Request::ListNeighbours
+            | Request::AddNeighbour(_)
+            | Request::DelNeighbour { .. } => {}
         }
     }
 }

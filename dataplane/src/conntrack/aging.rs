@@ -2,10 +2,10 @@
 //!
 //! Workers age the table in bounded slices ([`ConnTable::housekeeping`]; the pipeline gives
 //! each worker's share a full sweep every 2 s, a part of it each millisecond), so an expired
-//! entry, or one whose real server was removed, is freed within a sweep; a lookup that meets
-//! one first removes it and misses. While the `drop_entry` defence is active the sweep also
-//! removes the half-open TCP connections it meets. No timer thread. Only entries ever handed
-//! out are walked.
+//! entry is freed within a sweep; a lookup that meets one first removes it and misses. While the
+//! `drop_entry` defence is active the sweep also removes the half-open TCP connections it meets.
+//! No timer thread. Only entries ever handed out are walked. A removed real server's connections
+//! are not aged any faster: they end or time out like the others.
 
 use super::entry::{ep_split, expires_of, gen_of, live_state, EntryView};
 use super::{ConnInfo, ConnRef, ConnState, ConnTable};
@@ -38,8 +38,8 @@ impl ConnTable {
     }
 
     /// Ages up to `budget` entries of `range` (a worker's own slice, see [`ConnTable::slice`]),
-    /// resuming at `*cursor`: entries expired at `now` or whose real server was removed are
-    /// removed. Returns how many were removed.
+    /// resuming at `*cursor`: entries expired at `now` are removed. Returns how many were
+    /// removed.
     pub fn housekeeping(
         &self,
         range: Range<usize>,
@@ -81,12 +81,11 @@ impl ConnTable {
             let Some(state) = live_state(m) else {
                 continue;
             };
-            let dest = (e.virt.load(Ordering::Relaxed) >> 48) as u32;
             let conn = ConnRef {
                 idx: idx as u32,
                 gen: gen_of(m),
             };
-            if expires_of(m) <= now || self.is_retired(dest) {
+            if expires_of(m) <= now {
                 if self.remove(conn) {
                     aged.expired += 1;
                 }

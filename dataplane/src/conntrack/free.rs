@@ -165,8 +165,8 @@ impl ConnTable {
     }
 
     /// When no entry is free: looks at [`EVICT_SCAN`] entries from the shared cursor and
-    /// removes an expired one (or one of a removed real server), else evicts the SYN_RECV one
-    /// with the earliest expiry. False if it found neither.
+    /// removes an expired one, else evicts the SYN_RECV one with the earliest expiry. False if
+    /// it found neither.
     fn make_room(&self, now: u64) -> bool {
         let used = self.used();
         if used == 0 {

@@ -78,7 +78,7 @@ impl ConnTable {
             .ok()
             .and_then(|_| self.dest(c.dest))
             .ok_or(InsertError::DestRetired)?;
-        if self.is_retired(c.dest) {
+        if self.dest_retired(c.dest) {
             return Err(InsertError::DestRetired);
         }
         let (inb, rep) = (c.inbound(), c.reply());

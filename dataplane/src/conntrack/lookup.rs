@@ -12,11 +12,11 @@ use super::index::{matching, prefetch, scan, slot_idx, Prefetched};
 use super::{ConnRef, ConnTable, Hit, Tuple};
 
 impl ConnTable {
-    /// Whether a live entry is dead in all but name: expired at `now` or its real server
-    /// removed.
+    /// Whether a live entry is dead in all but name: expired at `now`. (A connection of a
+    /// removed real server is not: it goes on until it ends or times out.)
     #[inline]
     pub(super) fn stale(&self, v: &EntryView, now: u64) -> bool {
-        expires_of(v.meta) <= now || self.is_retired(v.dest)
+        expires_of(v.meta) <= now
     }
 
     /// Burst prefetch, stage 1: starts loading `t`'s first bucket into the cache. A worker
@@ -50,7 +50,7 @@ impl ConnTable {
     }
 
     /// Finds the connection a packet with tuple `t` belongs to, in either direction. An entry
-    /// found expired at `now`, or whose real server was removed, is removed and not returned.
+    /// found expired at `now` is removed and not returned.
     /// Lock-free; never blocks.
     #[inline]
     pub fn lookup(&self, t: &Tuple, now: u64) -> Option<Hit> {

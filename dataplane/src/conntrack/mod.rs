@@ -171,7 +171,6 @@ pub struct DestCounts {
     // dip below zero for an instant; readers clamp.
     active: AtomicI64,
     inactive: AtomicI64,
-    retired: AtomicBool,
     /// The scheduler's threshold hysteresis (see `sched`).
     pub overloaded: AtomicBool,
 }
@@ -183,10 +182,6 @@ impl DestCounts {
 
     pub fn inactive(&self) -> u64 {
         u64::try_from(self.inactive.load(Ordering::Relaxed)).unwrap_or(0)
-    }
-
-    pub fn is_retired(&self) -> bool {
-        self.retired.load(Ordering::Acquire)
     }
 
     fn add(&self, state: ConnState, n: i64) {
@@ -220,8 +215,9 @@ pub struct ConnTable {
     /// bucket only when its first one's bit is set: at the table's load that is almost never,
     /// so a miss (every new connection's first lookup) reads one bucket line, not two.
     overflow: Box<[AtomicU64]>,
-    /// Removed real servers, read by every lookup: apart from the counters, which are written
-    /// per new connection, so a lookup does not miss on a line other cores keep writing.
+    /// Removed real servers, read by inserts (and by the pipeline when `expire_nodest_conn` is
+    /// set): apart from the counters, which are written per new connection, so a read does not
+    /// miss on a line other cores keep writing.
     retired: Box<[AtomicBool]>,
     timeouts: StateTimeouts,
 }
@@ -310,12 +306,11 @@ impl ConnTable {
         self.dests.get(usize::try_from(slot).ok()?).map(|d| &**d)
     }
 
-    /// Marks a real server removed: its connections are dropped as soon as a packet or the
-    /// aging scan meets them, and new connections to it are refused at insert.
+    /// Marks a real server removed: new connections to it are refused at insert
+    /// ([`InsertError::DestRetired`]). Its existing connections stay, counted, until they end
+    /// or time out (or until the pipeline expires them: `expire_nodest_conn`), so the slot is
+    /// free for reuse only once its counts are back to zero.
     pub fn retire_dest(&self, slot: u32) {
-        if let Some(d) = self.dest(slot) {
-            d.retired.store(true, Ordering::Release);
-        }
         if let Some(r) = self.retired.get(slot as usize) {
             r.store(true, Ordering::Release);
         }
@@ -325,15 +320,16 @@ impl ConnTable {
     pub fn revive_dest(&self, slot: u32) {
         if let Some(d) = self.dest(slot) {
             d.overloaded.store(false, Ordering::Relaxed);
-            d.retired.store(false, Ordering::Release);
         }
         if let Some(r) = self.retired.get(slot as usize) {
             r.store(false, Ordering::Release);
         }
     }
 
+    /// Whether real-server slot `slot` was removed ([`ConnTable::retire_dest`]) and not reused
+    /// since.
     #[inline]
-    fn is_retired(&self, slot: u32) -> bool {
+    pub fn dest_retired(&self, slot: u32) -> bool {
         self.retired
             .get(slot as usize)
             .is_some_and(|r| r.load(Ordering::Acquire))

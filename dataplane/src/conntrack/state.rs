@@ -66,13 +66,11 @@ impl ConnState {
         }
     }
 
-    /// Counted in a real server's ActiveConn (else InActConn). UDP counts as inactive, as in
-    /// the kernel.
+    /// Counted in a real server's ActiveConn (else InActConn): ESTABLISHED only, as in the
+    /// kernel, where every connection starts inactive and a TCP one is active while it is
+    /// ESTABLISHED. Half-open connections (a SYN flood) and UDP are inactive.
     pub fn is_active(self) -> bool {
-        matches!(
-            self,
-            ConnState::Established | ConnState::SynSent | ConnState::SynRecv | ConnState::SynAck
-        )
+        self == ConnState::Established
     }
 
     /// Default timeout in seconds.
@@ -382,16 +380,17 @@ mod tests {
     fn a_normal_connection_walks_the_table() {
         use Dir::*;
         let mut s = ConnState::None;
-        for (dir, ev, want) in [
-            (Inbound, TcpEvent::Syn, ConnState::SynRecv),
-            (Reply, TcpEvent::Syn, ConnState::SynRecv), // SYN+ACK
-            (Inbound, TcpEvent::Ack, ConnState::Established),
-            (Inbound, TcpEvent::Fin, ConnState::CloseWait),
-            (Reply, TcpEvent::Fin, ConnState::TimeWait),
-            (Inbound, TcpEvent::Ack, ConnState::TimeWait),
+        // The connection is active (ActiveConn) only between the handshake's ACK and the FIN.
+        for (dir, ev, want, active) in [
+            (Inbound, TcpEvent::Syn, ConnState::SynRecv, false),
+            (Reply, TcpEvent::Syn, ConnState::SynRecv, false), // SYN+ACK
+            (Inbound, TcpEvent::Ack, ConnState::Established, true),
+            (Inbound, TcpEvent::Fin, ConnState::CloseWait, false),
+            (Reply, TcpEvent::Fin, ConnState::TimeWait, false),
+            (Inbound, TcpEvent::Ack, ConnState::TimeWait, false),
         ] {
             s = tcp_transition(s, dir, ev);
-            assert_eq!(s, want);
+            assert_eq!((s, s.is_active()), (want, active));
         }
     }
 
@@ -456,7 +455,7 @@ mod tests {
             .filter(|s| s.is_active())
             .map(|s| s.name())
             .collect();
-        assert_eq!(active, ["ESTABLISHED", "SYN_SENT", "SYN_RECV", "SYNACK"]);
+        assert_eq!(active, ["ESTABLISHED"]);
         for s in ConnState::ALL {
             assert_eq!(ConnState::from_u8(s as u8), Some(s));
         }

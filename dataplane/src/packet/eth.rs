@@ -72,12 +72,6 @@ pub fn mac_from_u64(v: u64) -> [u8; 6] {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 mod tests {
     use super::*;
 

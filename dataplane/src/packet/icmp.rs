@@ -1,6 +1,6 @@
 //! ICMP (RFC 792): echo request -> echo reply in place; ICMP errors about NATed connections
 //! (the embedded header rewritten as IPVS does); ICMP errors rvs originates (time exceeded,
-//! fragmentation needed), built in place of the packet they are about.
+//! fragmentation needed, port unreachable), built in place of the packet they are about.
 
 use super::checksum;
 use super::ipv4::{self, Ipv4Hdr, PROTO_TCP, PROTO_UDP};
@@ -16,6 +16,8 @@ pub const TYPE_REDIRECT: u8 = 5;
 pub const TYPE_ECHO_REQUEST: u8 = 8;
 pub const TYPE_TIME_EXCEEDED: u8 = 11;
 pub const TYPE_PARAM_PROBLEM: u8 = 12;
+/// Destination unreachable: port unreachable.
+pub const CODE_PORT_UNREACH: u8 = 3;
 /// Destination unreachable: fragmentation needed and DF set (RFC 792, RFC 1191).
 pub const CODE_FRAG_NEEDED: u8 = 4;
 /// Time exceeded: TTL exceeded in transit.
@@ -321,12 +323,6 @@ pub fn build_error_in_place(
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;

@@ -242,12 +242,6 @@ pub fn write_header_with(p: &mut [u8], f: &HeaderFields) -> Option<()> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 mod tests {
     use super::*;
 

@@ -198,13 +198,71 @@ pub fn rewrite_endpoint(
     put16(seg, csum_off, new_l4)
 }
 
+/// Turns the Ethernet frame `buf[..len]`, a TCP segment described by `ip` (after a 14-byte
+/// Ethernet header, not a fragment), into the RST that answers it (RFC 793, "Reset
+/// Generation"): from its destination to its source (addresses and ports swapped), sent back to
+/// the frame's source MAC from `src_mac`. A segment with ACK gets `seq = its ack`, flags RST;
+/// one without gets `seq = 0, ack = its seq + its length` (SYN and FIN count one each), flags
+/// RST+ACK. No options, window 0, DF, TTL [`super::icmp::DEFAULT_TTL`]. The frame is padded to the Ethernet
+/// minimum when `buf` has room. Returns the new frame length; `None` (nothing written) for a
+/// RST (never answered), a fragment or a frame that is not as `ip` describes it.
+pub fn build_rst_in_place(
+    buf: &mut [u8],
+    len: usize,
+    ip: &Ipv4Hdr,
+    src_mac: [u8; 6],
+) -> Option<usize> {
+    const ETH: usize = super::eth::HDR_LEN;
+    const RST_LEN: usize = ipv4::MIN_HDR_LEN + TCP_MIN_HDR;
+    if ip.proto != PROTO_TCP || ip.is_fragment() || len > buf.len() {
+        return None;
+    }
+    let frame = buf.get(..len)?;
+    let seg = ip.payload(frame.get(ETH..)?)?;
+    let h = L4Hdr::parse(PROTO_TCP, seg).ok()?;
+    if h.flags.rst() {
+        return None;
+    }
+    let seq_in = u32::from_be_bytes(super::array(seg, 4)?);
+    let ack_in = u32::from_be_bytes(super::array(seg, 8)?);
+    let doff = usize::from(*seg.get(12)? >> 4) * 4;
+    let data = seg.len().checked_sub(doff)?;
+    let (seq, ack, flags) = if h.flags.ack() {
+        (ack_in, 0, TcpFlags::RST)
+    } else {
+        let n = u32::try_from(data).ok()? + u32::from(h.flags.syn()) + u32::from(h.flags.fin());
+        (0, seq_in.wrapping_add(n), TcpFlags::RST | TcpFlags::ACK)
+    };
+    let orig_src_mac: [u8; 6] = super::array(frame, 6)?;
+    let total = ETH + RST_LEN;
+    let out_len = if buf.len() >= super::eth::MIN_FRAME {
+        super::eth::MIN_FRAME
+    } else {
+        total
+    };
+    let out = buf.get_mut(..out_len)?;
+    out.get_mut(total..)?.fill(0);
+    super::eth::EthHdr {
+        dst: orig_src_mac,
+        src: src_mac,
+        ethertype: super::eth::ETHERTYPE_IPV4,
+    }
+    .write(out)?;
+    let pkt = out.get_mut(ETH..total)?;
+    let ttl = super::icmp::DEFAULT_TTL;
+    ipv4::write_header(pkt, RST_LEN as u16, ttl, PROTO_TCP, ip.dst, ip.src)?;
+    let tcp = pkt.get_mut(ipv4::MIN_HDR_LEN..)?;
+    tcp.fill(0);
+    put16(tcp, 0, h.dport)?;
+    put16(tcp, 2, h.sport)?;
+    super::put(tcp, 4, &seq.to_be_bytes())?;
+    super::put(tcp, 8, &ack.to_be_bytes())?;
+    super::put(tcp, 12, &[(TCP_MIN_HDR as u8 / 4) << 4, flags])?;
+    fill_checksum(PROTO_TCP, ip.dst, ip.src, tcp)?;
+    Some(out_len)
+}
+
 #[cfg(test)]
-#[allow(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 mod tests {
     use super::*;
 
@@ -360,6 +418,102 @@ mod tests {
             }
         }
         assert!(hit, "some payload gives a computed zero");
+    }
+
+    /// `packet` behind an Ethernet header from MAC ...:10 to ...:01, with `flags`, `seq` and
+    /// `ack` set (checksum recomputed).
+    fn tcp_frame(flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
+        let mut p = packet(PROTO_TCP, CIP, 40000, VIP, 80, payload);
+        p[24..28].copy_from_slice(&seq.to_be_bytes());
+        p[28..32].copy_from_slice(&ack.to_be_bytes());
+        p[33] = flags;
+        fill_checksum(PROTO_TCP, CIP, VIP, &mut p[20..]).unwrap();
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0x10, 8, 0];
+        f.extend(p);
+        f
+    }
+
+    /// (seq, ack, flags) of the RST built in place of `f`, after checking its headers.
+    fn rst_of(mut f: Vec<u8>) -> (u32, u32, u8) {
+        let len = f.len();
+        let ip = Ipv4Hdr::parse(&f[14..]).unwrap();
+        let n = build_rst_in_place(&mut f, len, &ip, [2, 0, 0, 0, 0, 1]).unwrap();
+        assert_eq!(n, if len >= 60 { 60 } else { 54 });
+        assert_eq!(
+            &f[..12],
+            &[2, 0, 0, 0, 0, 0x10, 2, 0, 0, 0, 0, 1],
+            "back to the sender"
+        );
+        let r = Ipv4Hdr::parse(&f[14..n]).unwrap();
+        assert_eq!(
+            (r.src, r.dst, r.total_len, r.ttl),
+            (VIP, CIP, 40, super::super::icmp::DEFAULT_TTL)
+        );
+        assert!(r.dont_fragment());
+        assert!(l4_ok(&f[14..14 + 40]));
+        let t = &f[34..54];
+        let h = L4Hdr::parse(PROTO_TCP, t).unwrap();
+        assert_eq!((h.sport, h.dport), (80, 40000));
+        assert_eq!(
+            (t[12], &t[14..16]),
+            (5 << 4, &[0u8, 0][..]),
+            "no options, window 0"
+        );
+        assert!(f[54..n].iter().all(|&b| b == 0), "padding");
+        let word = |o: usize| u32::from_be_bytes(t[o..o + 4].try_into().unwrap());
+        (word(4), word(8), t[13])
+    }
+
+    #[test]
+    fn rst_takes_its_sequence_numbers_from_the_segment() {
+        const RA: u8 = TcpFlags::RST | TcpFlags::ACK;
+        // With ACK: seq = its ack, no ACK of our own.
+        assert_eq!(
+            rst_of(tcp_frame(
+                TcpFlags::ACK | TcpFlags::PSH,
+                7,
+                0x1234_5678,
+                b"GET /"
+            )),
+            (0x1234_5678, 0, TcpFlags::RST)
+        );
+        // Without ACK: seq 0, ack = seq + data length (+1 for SYN, +1 for FIN).
+        assert_eq!(
+            rst_of(tcp_frame(TcpFlags::SYN, 1000, 0, b"")),
+            (0, 1001, RA)
+        );
+        assert_eq!(
+            rst_of(tcp_frame(
+                TcpFlags::SYN | TcpFlags::FIN,
+                u32::MAX,
+                0,
+                b"abc"
+            )),
+            (0, 4, RA),
+            "wraps"
+        );
+        assert_eq!(rst_of(tcp_frame(0, 50, 0, b"xy")), (0, 52, RA));
+    }
+
+    #[test]
+    fn no_rst_for_a_rst_a_fragment_or_udp() {
+        let f = tcp_frame(TcpFlags::RST | TcpFlags::ACK, 1, 2, b"");
+        let ip = Ipv4Hdr::parse(&f[14..]).unwrap();
+        let mut g = f.clone();
+        assert_eq!(build_rst_in_place(&mut g, f.len(), &ip, [0; 6]), None);
+        assert_eq!(g, f, "nothing written");
+        let mut frag = tcp_frame(TcpFlags::ACK, 1, 2, b"");
+        let frag_ip = Ipv4Hdr {
+            frag: ipv4::FLAG_MF,
+            ..Ipv4Hdr::parse(&frag[14..]).unwrap()
+        };
+        let n = frag.len();
+        assert_eq!(build_rst_in_place(&mut frag, n, &frag_ip, [0; 6]), None);
+        let mut u = vec![0u8; 14];
+        u.extend(packet(PROTO_UDP, CIP, 1, VIP, 2, b"x"));
+        let uip = Ipv4Hdr::parse(&u[14..]).unwrap();
+        let n = u.len();
+        assert_eq!(build_rst_in_place(&mut u, n, &uip, [0; 6]), None);
     }
 
     #[test]

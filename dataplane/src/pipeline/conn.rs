@@ -10,6 +10,7 @@ use crate::packet::eth;
 use crate::packet::ipv4::{Ipv4Hdr, PROTO_TCP};
 use crate::packet::l4::{self, L4Hdr, Side};
 use crate::packet::ParseError;
+use crate::persist::Quiesced;
 use crate::sched::{Dests, Flow};
 use crate::service::Service;
 use crate::stats::{DropReason, Event};
@@ -50,28 +51,54 @@ impl Pipeline {
             None
         };
         let new_syn = tcp && l4.flags.syn() && !l4.flags.rst();
+        let sys = &self.snap.sysctls;
         let conns = &self.dp.conns;
 
+        // Set when this packet expired its connection because the real server was removed.
+        let mut expired_nodest = false;
         if let Some(hit) = conns.lookup(&t, self.now) {
-            // A SYN reusing the ports of a closed connection starts a new one (port reuse).
-            let reuse = hit.dir == Dir::Inbound && new_syn && yields_to_new_syn(hit.state);
-            if !reuse {
+            let from_client = hit.dir == Dir::Inbound;
+            // Only a client's packet checks the real server, as the kernel's ip_vs_in: replies
+            // of a removed server are still NATed until the client's next packet.
+            expired_nodest =
+                from_client && sys.expire_nodest_conn != 0 && conns.dest_retired(hit.dest);
+            // A SYN reusing the ports of a closed connection starts a new one (port reuse),
+            // unless conn_reuse_mode is 0.
+            let reuse =
+                from_client && new_syn && sys.conn_reuse_mode != 0 && yields_to_new_syn(hit.state);
+            if !reuse && !expired_nodest {
                 conns.update_in(self.defences.tcp_table, &hit, hit.dir, ev, self.now);
                 return self.nat(frame, ip, &hit);
             }
-            conns.remove(hit.conn);
+            if conns.remove(hit.conn) && expired_nodest {
+                self.stats().event(Event::NodestExpired);
+            }
         }
         learn_sender();
 
+        // Whether this packet may open a connection: any UDP datagram; a TCP SYN, or with
+        // sloppy_tcp any segment but a RST (as the kernel's tcp_conn_schedule).
+        let opens = !tcp || new_syn || (sys.sloppy_tcp != 0 && !l4.flags.rst());
+        if expired_nodest && !opens {
+            // The client learns at once that its connection is gone (the kernel's own stack
+            // would answer the segment, which reaches the VIP with no socket, with a RST).
+            return Err(if l4.flags.rst() {
+                DropReason::DestRemoved.into()
+            } else {
+                Refusal::Reset(DropReason::DestRemoved)
+            });
+        }
+
         if self.snap.is_vip(ip.dst) {
             let svc = self.service_for(&t)?;
-            if tcp && !new_syn {
+            if !opens {
                 return Err(DropReason::UnknownFlow.into());
             }
             let to = self.schedule(svc, &t)?;
             if to.ops {
                 return self.one_packet(frame, ip, &to.inbound(&t));
             }
+            // The state follows from what the packet says (a sloppy_tcp ACK opens ESTABLISHED).
             let state = match ev {
                 Some(ev) => crate::conntrack::tcp_transition_in(
                     self.defences.tcp_table,
@@ -79,6 +106,8 @@ impl Pipeline {
                     Dir::Inbound,
                     ev,
                 ),
+                // sloppy_tcp, a segment with none of SYN, FIN, ACK, RST: the kernel's CLOSE.
+                None if tcp => ConnState::Close,
                 None => ConnState::Udp,
             };
             let hit = self.open(&to.conn(&t, state), new_syn, ev)?;
@@ -97,6 +126,15 @@ impl Pipeline {
         }
         if self.dp.is_local(ip.dst) {
             return Err(DropReason::Local.into());
+        }
+        if self.snap.is_real_service(ip.proto, ip.src, l4.sport) {
+            // A real server's answer on no connection (its connection expired or was never
+            // made here): routed on, it would reach the client un-NATed, from the RIP.
+            return Err(if sys.nat_icmp_send != 0 && !l4.flags.rst() {
+                Refusal::Answer(DropReason::RsNoConn, IcmpError::PORT_UNREACH)
+            } else {
+                DropReason::RsNoConn.into()
+            });
         }
         self.forward(frame, ip)
     }
@@ -137,10 +175,15 @@ impl Pipeline {
         };
         let dests = Dests::new(&svc.dests, &self.dp.conns);
         let i = match svc.spec.persistence {
-            Some(timeout) => self
-                .dp
-                .persist
-                .pick(svc, &dests, t.proto, &flow, timeout, self.now),
+            Some(timeout) => self.dp.persist.pick(
+                svc,
+                &dests,
+                t.proto,
+                &flow,
+                timeout,
+                Quiesced::of(&self.snap.sysctls),
+                self.now,
+            ),
             None => svc.scheduler.pick(&dests, &flow),
         }
         .ok_or(DropReason::NoDest)?;

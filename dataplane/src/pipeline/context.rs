@@ -188,6 +188,10 @@ impl Pipeline {
                 st.drop(reason);
                 self.icmp_error(in_port, buf, len, error)
             }
+            Err(Refusal::Reset(reason)) => {
+                st.drop(reason);
+                self.tcp_reset(in_port, buf, len)
+            }
         }
     }
 

@@ -1,7 +1,8 @@
-//! The ICMP errors rvs originates as a router (RFC 1812): time exceeded and fragmentation
-//! needed, built in place of the frame they answer, rate-limited per worker.
+//! The ICMP errors rvs originates as a router (RFC 1812): time exceeded, fragmentation needed
+//! and (as IPVS's `nat_icmp_send`) port unreachable, built in place of the frame they answer,
+//! rate-limited per worker.
 
-use super::{Action, Pipeline};
+use super::{Action, Pipeline, PortSetup};
 use crate::packet::eth::{self, EthHdr};
 use crate::packet::icmp;
 use crate::packet::ipv4::Ipv4Hdr;
@@ -20,6 +21,8 @@ pub(super) struct IcmpError {
     code: u8,
     /// The header's second word (next-hop MTU for fragmentation needed).
     rest: u32,
+    /// Counted when it is sent.
+    sent: Event,
 }
 
 impl IcmpError {
@@ -28,6 +31,16 @@ impl IcmpError {
         icmp_type: icmp::TYPE_TIME_EXCEEDED,
         code: icmp::CODE_TTL_EXCEEDED,
         rest: 0,
+        sent: Event::IcmpTimeExceeded,
+    };
+
+    /// Port unreachable: to a real server about a packet from its service port that matches
+    /// no connection (`nat_icmp_send`).
+    pub(super) const PORT_UNREACH: IcmpError = IcmpError {
+        icmp_type: icmp::TYPE_DEST_UNREACH,
+        code: icmp::CODE_PORT_UNREACH,
+        rest: 0,
+        sent: Event::IcmpPortUnreach,
     };
 
     /// Fragmentation needed and DF set, with the egress MTU as next-hop MTU.
@@ -36,6 +49,7 @@ impl IcmpError {
             icmp_type: icmp::TYPE_DEST_UNREACH,
             code: icmp::CODE_FRAG_NEEDED,
             rest: u32::try_from(mtu).unwrap_or(0) & 0xffff,
+            sent: Event::IcmpFragNeeded,
         }
     }
 }
@@ -50,22 +64,15 @@ impl Pipeline {
         len: usize,
         p: IcmpError,
     ) -> Action {
-        let Some(port) = self.dp.ports.get(usize::from(in_port)) else {
+        let (Some((port, ip)), Some(l3)) = (
+            self.answerable(in_port, buf, len),
+            buf.get(eth::HDR_LEN..len),
+        ) else {
             return Action::Drop;
         };
-        let Some(frame) = buf.get(..len) else {
-            return Action::Drop;
-        };
-        let (Some(eth), Some(l3)) = (EthHdr::parse(frame), frame.get(eth::HDR_LEN..)) else {
-            return Action::Drop;
-        };
-        let Ok(ip) = Ipv4Hdr::parse_any(l3) else {
-            return Action::Drop;
-        };
-        // Never to a group or special address, never about ICMP errors or later fragments,
-        // never to ourselves.
-        if eth::is_multicast(&eth.src)
-            || self.dp.is_martian(ip.src)
+        // Never to a group (see `answerable`) or special address, never about ICMP errors or
+        // later fragments, never to ourselves.
+        if self.dp.is_martian(ip.src)
             || self.dp.is_local(ip.src)
             || self.snap.is_vip(ip.src)
             || !icmp::may_answer(l3, &ip)
@@ -98,12 +105,7 @@ impl Pipeline {
         };
         match icmp::build_error_in_place(buf, len, &ip, &spec) {
             Some(n) => {
-                self.stats()
-                    .event(if p.icmp_type == icmp::TYPE_TIME_EXCEEDED {
-                        Event::IcmpTimeExceeded
-                    } else {
-                        Event::IcmpFragNeeded
-                    });
+                self.stats().event(p.sent);
                 Action::Reply {
                     port: in_port,
                     len: n,
@@ -111,6 +113,22 @@ impl Pipeline {
             }
             None => Action::Drop,
         }
+    }
+
+    /// The ingress port and the IPv4 header of the frame `buf[..len]` that an answer (an ICMP
+    /// error, a TCP RST) is to be built for; `None` when it has none, or when its source MAC is
+    /// a group address (no answer goes there).
+    pub(super) fn answerable(
+        &self,
+        in_port: u16,
+        buf: &[u8],
+        len: usize,
+    ) -> Option<(&PortSetup, Ipv4Hdr)> {
+        let port = self.dp.ports.get(usize::from(in_port))?;
+        let frame = buf.get(..len)?;
+        let hdr = EthHdr::parse(frame)?;
+        let ip = Ipv4Hdr::parse_any(frame.get(eth::HDR_LEN..)?).ok()?;
+        (!eth::is_multicast(&hdr.src)).then_some((port, ip))
     }
 
     /// Takes one token from the ICMP error bucket, refilled at [`ICMP_RATE_PER_SEC`].

@@ -133,8 +133,9 @@ impl Pipeline {
             Some(Err(reason)) => reason.into(),
             None => DropReason::Truncated.into(),
         };
-        // A later fragment is never answered with an ICMP error (RFC 1812).
-        let (Refusal::Drop(reason) | Refusal::Answer(reason, _)) = refusal;
+        // A later fragment is never answered (RFC 1812: no ICMP error about it; no RST: it has
+        // no TCP header).
+        let (Refusal::Drop(reason) | Refusal::Answer(reason, _) | Refusal::Reset(reason)) = refusal;
         self.stats().drop(reason);
         Action::Drop
     }

@@ -10,20 +10,19 @@
 //!
 //! One file per stage: `classify` (port, ethertype, ARP), `ip` (IPv4 checks, martians,
 //! fragments), `icmp` (errors about connections, echo), `conn` (TCP/UDP lookup, scheduling,
-//! NAT), `egress` (routing, MTU, L2 header) and `icmp_error` (the errors rvs originates); the
-//! shared state is in `shared`, the per-worker context in `context`. A stage returns the
-//! `Action` or a `Refusal`: the drop reason and, for the drops a router answers, the ICMP error
-//! to build in the frame's place.
+//! NAT), `egress` (routing, MTU, L2 header), `icmp_error` (the errors rvs originates) and
+//! `reset` (the TCP RSTs rvs originates); the shared state is in `shared`, the per-worker
+//! context in `context`. A stage returns the `Action` or a `Refusal`: the drop reason and, for
+//! the drops that are answered, the ICMP error or RST to build in the frame's place.
 //!
 //! `process(in_port, frame)` is `process_buf(in_port, frame, frame.len())`: no room to grow, so
 //! an ICMP error that does not fit in the frame itself is not sent (the drop is still counted).
 //!
 //! Accounting: `process_buf` counts rx and every drop; the driver counts the rest (see
-//! [`crate::driver`]), so that
-//! `rx_packets + arp_requests + icmp_time_exceeded_sent + icmp_frag_needed_sent = tx_packets +
-//! sum(drop.*) + held`: a frame answered by an ICMP error counts as dropped (by its reason) and
-//! the error as generated. Apart from `Reply`, the frame's length never changes (all rewrites
-//! are in place). `now_ms` is a monotonic millisecond clock shared by all workers (any epoch
+//! [`crate::driver`]), so that `rx_packets + generated = tx_packets + sum(drop.*) + held`
+//! (`Stats::generated`): a frame answered by an ICMP error or a TCP RST counts as dropped (by its
+//! reason) and the answer as generated. Apart from `Reply`, the frame's length never changes
+//! (all rewrites are in place). `now_ms` is a monotonic millisecond clock shared by all workers (any epoch
 //! below 2^40 ms).
 //!
 //! What `process` does with a frame:
@@ -33,7 +32,14 @@
 //! - TCP/UDP of a tracked connection: client -> VIP:vport is DNATed to RIP:rport, RIP:rport ->
 //!   client is SNATed to VIP:vport; the TCP state follows the packet.
 //! - TCP SYN (without RST) or any UDP to a service: a real server is scheduled, the connection
-//!   inserted and the packet DNATed. Other TCP to a service without a connection is dropped.
+//!   inserted and the packet DNATed. Other TCP to a service without a connection is dropped
+//!   (with `sloppy_tcp`, any segment but a RST opens one).
+//! - A removed real server's connections go on (`expire_nodest_conn` 0), or a client's packet
+//!   expires its connection (1): a TCP segment is answered with a RST from VIP:vport, a SYN or
+//!   a UDP datagram is scheduled afresh.
+//! - TCP/UDP from a real server's service address and port that matches no connection is
+//!   dropped (`rs_no_conn`), never routed un-NATed; with `nat_icmp_send`, answered with ICMP
+//!   port unreachable.
 //! - Any other IPv4 not addressed to us is routed plainly between the ports (the real servers'
 //!   other traffic, as a director with ip_forward=1 does).
 //! - ICMP errors (types 3, 4, 11) quoting a tracked connection: rewritten as IPVS does (outer
@@ -62,6 +68,7 @@ mod egress;
 mod icmp;
 mod icmp_error;
 mod ip;
+mod reset;
 mod shared;
 
 pub use context::{Pipeline, AGING_SWEEP_MS, PREFETCH_BURST};
@@ -78,7 +85,7 @@ pub enum Action {
     /// Send it on this port.
     Tx(u16),
     /// Send `buf[..len]` on `port`: a frame rvs built in the buffer in place of the one
-    /// received (an ICMP error); its length differs from the received frame's.
+    /// received (an ICMP error, a TCP RST); its length may differ from the received frame's.
     Reply { port: u16, len: usize },
     /// The next hop's MAC is unknown: send an ARP request and keep the frame until
     /// `fill_l2` succeeds.
@@ -100,6 +107,9 @@ enum Refusal {
     /// Dropped, counted under this reason, and answered with this ICMP error where RFC 1812
     /// and the rate limit allow (`Pipeline::icmp_error`).
     Answer(DropReason, IcmpError),
+    /// A TCP segment dropped, counted under this reason, and answered with a RST from its
+    /// destination (`Pipeline::tcp_reset`).
+    Reset(DropReason),
 }
 
 impl From<DropReason> for Refusal {

@@ -19,6 +19,7 @@
 
 pub mod dh;
 pub mod lc;
+mod least;
 pub mod mh;
 pub mod nq;
 pub mod rr;
@@ -61,6 +62,29 @@ impl SchedState {
     fn dests_changed(&self, dests: &[Dest]) -> bool {
         let f = fingerprint(dests);
         self.built.swap(f, Relaxed) != f
+    }
+
+    /// Moves `cursor` on with a compare-and-swap (rr, wrr): `step` maps the cursor seen to the
+    /// server chosen and the cursor after it. Another worker may move the cursor meanwhile:
+    /// the step is redone from the new cursor a few times, so two workers do not both take the
+    /// same step, then the last choice stands. A step that leaves the cursor as it was needs
+    /// no swap.
+    #[inline]
+    fn advance(&self, mut step: impl FnMut(u64) -> (Option<usize>, u64)) -> Option<usize> {
+        let mut seen = self.cursor.load(Relaxed);
+        let mut choice = None;
+        for _ in 0..4 {
+            let (c, next) = step(seen);
+            choice = c;
+            if next == seen {
+                break;
+            }
+            match self.cursor.compare_exchange(seen, next, Relaxed, Relaxed) {
+                Ok(_) => break,
+                Err(cur) => seen = cur,
+            }
+        }
+        choice
     }
 }
 
@@ -314,12 +338,6 @@ pub fn build(
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 pub(crate) mod tests {
     use super::*;
     use crate::conntrack::{ConnState, NewConn};
@@ -395,6 +413,58 @@ pub(crate) mod tests {
             (d.active(), d.inactive()),
             (before.0 + active, before.1 + inactive)
         );
+    }
+
+    /// A real server of a load-based scheduler test: weight, active and inactive
+    /// connections, and the `-x` threshold (0: none).
+    #[derive(Clone, Copy)]
+    pub(crate) struct Loaded {
+        weight: u32,
+        active: u64,
+        inactive: u64,
+        upper: u32,
+    }
+
+    pub(crate) const fn loaded(weight: u32, active: u64, inactive: u64) -> Loaded {
+        Loaded {
+            weight,
+            active,
+            inactive,
+            upper: 0,
+        }
+    }
+
+    impl Loaded {
+        pub(crate) const fn upper(self, upper: u32) -> Loaded {
+            Loaded { upper, ..self }
+        }
+    }
+
+    /// Servers with these weights and no connections.
+    pub(crate) fn idle(weights: &[u32]) -> Vec<Loaded> {
+        weights.iter().map(|&w| loaded(w, 0, 0)).collect()
+    }
+
+    /// `servers` as a real-server list (192.0.2.2, .3, ... in slots 0, 1, ...) and a fresh
+    /// table holding their connections.
+    pub(crate) fn loaded_list(servers: &[Loaded]) -> (Vec<Dest>, ConnTable) {
+        let table = ConnTable::new(1024, 8, &Timeouts::default());
+        let list = (0u32..)
+            .zip(servers)
+            .map(|(slot, s)| {
+                load(&table, slot, s.active, s.inactive);
+                let mut d = dest(2 + slot as u8, s.weight, slot);
+                d.spec.upper_threshold = s.upper;
+                d
+            })
+            .collect();
+        (list, table)
+    }
+
+    /// What `sched` picks for a new connection among `servers` (see [`loaded_list`]).
+    pub(crate) fn pick_among(sched: &impl Scheduler, servers: &[Loaded]) -> Option<usize> {
+        let (list, table) = loaded_list(servers);
+        sched.pick(&Dests::new(&list, &table), &flow(0))
     }
 
     #[test]

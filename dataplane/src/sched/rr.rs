@@ -1,7 +1,6 @@
 //! Round robin: the next available server after the last one chosen.
 
 use super::{Dests, Flow, SchedState, Scheduler};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -22,36 +21,21 @@ impl Scheduler for RoundRobin {
         if n == 0 {
             return None;
         }
-        let mut seen = self.state.cursor.load(Relaxed);
-        // Another worker may advance the cursor meanwhile: retry a few times so two workers do
-        // not both pick the same server, then settle for the last choice.
-        let mut choice = None;
-        for _ in 0..4 {
+        // With nobody available the cursor stays, and no swap is tried.
+        self.state.advance(|seen| {
             let start = (seen % n as u64) as usize;
-            let i = (0..n)
+            match (0..n)
                 .map(|k| (start + k) % n)
-                .find(|&i| dests.available(i))?;
-            choice = Some(i);
-            match self
-                .state
-                .cursor
-                .compare_exchange(seen, i as u64 + 1, Relaxed, Relaxed)
+                .find(|&i| dests.available(i))
             {
-                Ok(_) => break,
-                Err(cur) => seen = cur,
+                Some(i) => (Some(i), i as u64 + 1),
+                None => (None, seen),
             }
-        }
-        choice
+        })
     }
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 mod tests {
     use super::*;
     use crate::conntrack::ConnTable;

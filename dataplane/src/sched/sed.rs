@@ -2,7 +2,7 @@
 //! least `(active + 1) / weight`, compared without division; inactive connections do not
 //! count. On a tie, the first in the list.
 
-use super::wlc::least_weighted;
+use super::least::least_weighted;
 use super::{Dests, Flow, Load, Scheduler};
 
 #[derive(Debug)]
@@ -20,37 +20,24 @@ impl Scheduler for ShortestExpectedDelay {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 mod tests {
     use super::*;
     use crate::conntrack::ConnTable;
-    use crate::sched::tests::{dest, flow, load};
+    use crate::sched::tests::{dest, flow, load, loaded, pick_among};
     use control::model::Timeouts;
 
     #[test]
     fn expected_delay_per_weight() {
-        let table = ConnTable::new(1024, 8, &Timeouts::default());
         // A: (1+1)/1 = 2; B: (2+1)/2 = 1.5; C: (6+1)/3 = 2.33: B.
-        let list = [dest(2, 1, 0), dest(3, 2, 1), dest(4, 3, 2)];
-        load(&table, 0, 1, 0);
-        load(&table, 1, 2, 100);
-        load(&table, 2, 6, 0);
-        let dests = Dests::new(&list, &table);
-        assert_eq!(ShortestExpectedDelay.pick(&dests, &flow(0)), Some(1));
+        let list = [loaded(1, 1, 0), loaded(2, 2, 100), loaded(3, 6, 0)];
+        assert_eq!(pick_among(&ShortestExpectedDelay, &list), Some(1));
     }
 
     #[test]
     fn idle_servers_go_by_weight_unlike_wlc() {
         // All idle: (0+1)/w is least for the heaviest; wlc would keep the first.
-        let empty = ConnTable::new(8, 8, &Timeouts::default());
-        let list = [dest(2, 1, 0), dest(3, 3, 1), dest(4, 2, 2)];
-        let dests = Dests::new(&list, &empty);
-        assert_eq!(ShortestExpectedDelay.pick(&dests, &flow(0)), Some(1));
+        let idle = [loaded(1, 0, 0), loaded(3, 0, 0), loaded(2, 0, 0)];
+        assert_eq!(pick_among(&ShortestExpectedDelay, &idle), Some(1));
     }
 
     #[test]
@@ -71,11 +58,7 @@ mod tests {
 
     #[test]
     fn weight_zero_and_overloaded_never_win() {
-        let table = ConnTable::new(64, 8, &Timeouts::default());
-        let mut list = [dest(2, 0, 0), dest(3, 1, 1), dest(4, 5, 2)];
-        list[2].spec.upper_threshold = 1;
-        load(&table, 2, 1, 0);
-        let dests = Dests::new(&list, &table);
-        assert_eq!(ShortestExpectedDelay.pick(&dests, &flow(0)), Some(1));
+        let list = [loaded(0, 0, 0), loaded(1, 0, 0), loaded(5, 1, 0).upper(1)];
+        assert_eq!(pick_among(&ShortestExpectedDelay, &list), Some(1));
     }
 }

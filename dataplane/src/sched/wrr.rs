@@ -128,39 +128,18 @@ impl Scheduler for WeightedRoundRobin {
         if self.mw == 0 || dests.is_empty() {
             return None;
         }
-        let mut seen = self.state.cursor.load(Relaxed);
-        let mut choice = None;
-        for _ in 0..4 {
+        self.state.advance(|seen| {
             let (cl, cw) = unpack(seen);
-            let (c, next) = self.scan(dests, cl, cw);
-            choice = c;
-            if next == seen {
-                break;
-            }
-            match self
-                .state
-                .cursor
-                .compare_exchange(seen, next, Relaxed, Relaxed)
-            {
-                Ok(_) => break,
-                Err(cur) => seen = cur,
-            }
-        }
-        choice
+            self.scan(dests, cl, cw)
+        })
     }
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 mod tests {
     use super::*;
     use crate::conntrack::ConnTable;
-    use crate::sched::tests::{dest, flow, load};
+    use crate::sched::tests::{dest, flow, idle, loaded, loaded_list, Loaded};
     use control::model::Timeouts;
 
     fn weights(ws: &[u32]) -> Vec<Dest> {
@@ -170,10 +149,11 @@ mod tests {
             .collect()
     }
 
-    fn letters(list: &[Dest], n: usize) -> String {
-        let table = ConnTable::new(8, 64, &Timeouts::default());
-        let s = WeightedRoundRobin::new(list, Arc::default(), true);
-        let dests = Dests::new(list, &table);
+    /// `n` picks of a wrr built for `servers`, as letters ('-': none).
+    fn letters(servers: &[Loaded], n: usize) -> String {
+        let (list, table) = loaded_list(servers);
+        let s = WeightedRoundRobin::new(&list, Arc::default(), true);
+        let dests = Dests::new(&list, &table);
         (0..n)
             .map(|k| match s.pick(&dests, &flow(k as u16)) {
                 Some(i) => char::from(b'A' + i as u8),
@@ -184,7 +164,7 @@ mod tests {
 
     #[test]
     fn kernel_sequence_for_4_3_2() {
-        assert_eq!(letters(&weights(&[4, 3, 2]), 18), "AABABCABCAABABCABC");
+        assert_eq!(letters(&idle(&[4, 3, 2]), 18), "AABABCABCAABABCABC");
     }
 
     #[test]
@@ -209,52 +189,33 @@ mod tests {
     #[test]
     fn gcd_and_equal_weights() {
         // gcd 2: as 2, 1.
-        assert_eq!(letters(&weights(&[4, 2]), 6), "AABAAB");
-        assert_eq!(letters(&weights(&[2, 1]), 6), "AABAAB");
+        assert_eq!(letters(&idle(&[4, 2]), 6), "AABAAB");
+        assert_eq!(letters(&idle(&[2, 1]), 6), "AABAAB");
         // Equal weights: plain round robin.
-        assert_eq!(letters(&weights(&[5, 5, 5]), 6), "ABCABC");
-        assert_eq!(letters(&weights(&[1, 3]), 8), "BBABBBAB");
+        assert_eq!(letters(&idle(&[5, 5, 5]), 6), "ABCABC");
+        assert_eq!(letters(&idle(&[1, 3]), 8), "BBABBBAB");
     }
 
     #[test]
     fn weight_zero_is_skipped_and_all_zero_is_none() {
-        assert_eq!(letters(&weights(&[2, 0, 1]), 6), "AACAAC");
-        assert_eq!(letters(&weights(&[0, 0]), 2), "--");
-        assert_eq!(letters(&[], 2), "--");
+        assert_eq!(letters(&idle(&[2, 0, 1]), 6), "AACAAC");
+        assert_eq!(letters(&idle(&[0, 0]), 2), "--");
+        assert_eq!(letters(&idle(&[]), 2), "--");
     }
 
     #[test]
     fn overloaded_servers_are_skipped_and_all_overloaded_is_none() {
-        let table = ConnTable::new(64, 64, &Timeouts::default());
-        let mut list = weights(&[3, 1]);
-        list[0].spec.upper_threshold = 1;
-        load(&table, 0, 1, 0);
-        let s = WeightedRoundRobin::new(&list, Arc::default(), true);
-        let dests = Dests::new(&list, &table);
-        for k in 0..4 {
-            assert_eq!(s.pick(&dests, &flow(k)), Some(1));
-        }
-        list[1].spec.upper_threshold = 1;
-        load(&table, 1, 0, 1);
-        let s = WeightedRoundRobin::new(&list, Arc::default(), true);
-        let dests = Dests::new(&list, &table);
-        assert_eq!(s.pick(&dests, &flow(0)), None);
-        assert_eq!(s.pick(&dests, &flow(1)), None);
+        let a = loaded(3, 1, 0).upper(1);
+        assert_eq!(letters(&[a, loaded(1, 0, 0)], 4), "BBBB");
+        assert_eq!(letters(&[a, loaded(1, 0, 1).upper(1)], 2), "--");
     }
 
     #[test]
     fn heavy_overloaded_server_costs_no_extra_passes() {
         // Weights 65535 and 1 with the heavy one overloaded: B every time (the kernel would
         // walk 65534 passes to get there).
-        let table = ConnTable::new(64, 64, &Timeouts::default());
-        let mut list = weights(&[65535, 1]);
-        list[0].spec.upper_threshold = 1;
-        load(&table, 0, 1, 0);
-        let s = WeightedRoundRobin::new(&list, Arc::default(), true);
-        let dests = Dests::new(&list, &table);
-        for k in 0..3 {
-            assert_eq!(s.pick(&dests, &flow(k)), Some(1));
-        }
+        let heavy = loaded(65535, 1, 0).upper(1);
+        assert_eq!(letters(&[heavy, loaded(1, 0, 0)], 3), "BBB");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! control thread, never on a worker.
 
 use super::dest::{Dest, MAX_DESTS};
-use super::snapshot::{Service, Snapshot};
+use super::snapshot::{RealService, Service, Snapshot};
 use crate::conntrack::ConnInfo;
 use crate::pipeline::Dataplane;
 use crate::sched::{self, SchedState};
@@ -49,7 +49,7 @@ pub struct ServiceManager {
     next_slot: u32,
     free_slots: Vec<u32>,
     /// Deleted real servers whose slot waits for its snapshots and connections to go.
-    draining: Vec<(u32, Arc<()>)>,
+    draining: Vec<Draining>,
     /// Per-slot counter values at the last `-Z` or reuse.
     baselines: Vec<Stats>,
     /// Published snapshots some worker may still hold.
@@ -59,6 +59,17 @@ pub struct ServiceManager {
     rates: RateEstimator<RateKey>,
     /// The IPVS sysctls, published with every snapshot.
     sysctls: IpvsSysctls,
+}
+
+/// A deleted real server whose slot is not free yet: its connections go on (`expire_nodest_conn`
+/// 0) and are counted on the slot until the last one ends.
+#[derive(Debug)]
+struct Draining {
+    slot: u32,
+    lease: Arc<()>,
+    /// Its service address, still recognised as a real server's (see
+    /// [`Snapshot::is_real_service`]) while it drains.
+    real: RealService,
 }
 
 /// A real server's identity for `--rate`: its slot and what it is, so that a reused slot
@@ -85,6 +96,11 @@ fn sub_stats(a: &Stats, b: &Stats) -> Stats {
 }
 
 type Result<T> = std::result::Result<T, String>;
+
+/// A change that needs no new snapshot, as its answer.
+fn ok_or_error(r: Result<()>) -> Response {
+    r.map_or_else(Response::Error, |()| Response::Ok)
+}
 
 impl ServiceManager {
     pub fn new(dp: Arc<Dataplane>) -> ServiceManager {
@@ -120,11 +136,7 @@ impl ServiceManager {
                 self.clear();
                 Ok(())
             }
-            Request::Zero { service } => {
-                return self
-                    .zero(service.as_ref())
-                    .map_or_else(Response::Error, |()| Response::Ok)
-            }
+            Request::Zero { service } => return ok_or_error(self.zero(service.as_ref())),
             Request::SetTimeouts(t) => {
                 self.dp.conns().timeouts().set(&t);
                 return Response::Ok;
@@ -135,6 +147,11 @@ impl ServiceManager {
             Request::ListConns => return Response::Conns(self.list_conns()),
             Request::GetSysctls => return self.get_sysctls(),
             Request::SetSysctls(pairs) => self.set_sysctls(&pairs),
+            Request::ListNeighbours => return self.list_neighbours(),
+            Request::AddNeighbour(n) => return ok_or_error(self.add_neighbour(&n)),
+            Request::DelNeighbour { port, addr } => {
+                return ok_or_error(self.del_neighbour(&port, addr))
+            }
         };
         match changed {
             Ok(()) => {
@@ -165,6 +182,10 @@ impl ServiceManager {
             })
             .collect();
         self.rates.sample(now_ms, totals);
+    }
+
+    pub(super) fn dataplane(&self) -> &Arc<Dataplane> {
+        &self.dp
     }
 
     fn get_sysctls(&self) -> Response {
@@ -292,7 +313,7 @@ impl ServiceManager {
     fn del_service(&mut self, key: &ServiceKey) -> Result<()> {
         let svc = self.services.remove(key).ok_or("No such service")?;
         for d in svc.dests {
-            self.retire(d);
+            self.retire(key, d);
         }
         Ok(())
     }
@@ -354,15 +375,15 @@ impl ServiceManager {
         if let Some(svc) = self.services.get_mut(key) {
             add_stats(&mut svc.removed_stats, &gone);
         }
-        self.retire(d);
+        self.retire(key, d);
         Ok(())
     }
 
     fn clear(&mut self) {
         let services = std::mem::take(&mut self.services);
-        for (_, svc) in services {
+        for (key, svc) in services {
             for d in svc.dests {
-                self.retire(d);
+                self.retire(&key, d);
             }
         }
     }
@@ -406,25 +427,37 @@ impl ServiceManager {
         Some(slot)
     }
 
-    fn retire(&mut self, d: DestState) {
+    /// A real server leaves `svc`: no new connections (the slot is retired in the connection
+    /// table, for workers still scheduling from an older snapshot); its connections go on.
+    fn retire(&mut self, svc: &ServiceKey, d: DestState) {
         self.dp.conns().retire_dest(d.slot);
-        self.draining.push((d.slot, d.lease));
+        self.draining.push(Draining {
+            slot: d.slot,
+            lease: d.lease,
+            real: RealService {
+                proto: svc.protocol.ip_proto(),
+                addr: d.spec.addr,
+                port: d.spec.port,
+            },
+        });
     }
 
     /// Frees old snapshots no worker holds any more (here, not on a worker) and recycles the
-    /// slots of deleted real servers that nothing refers to.
+    /// slots of deleted real servers that nothing refers to: no snapshot (its lease is
+    /// unshared, so no worker can schedule to it) and no connection (its counts are zero; the
+    /// table keeps them exact, and nothing can add to them once no snapshot names the slot).
     fn collect_garbage(&mut self) {
         self.retained.retain(|s| Arc::strong_count(s) > 1);
         let conns = self.dp.conns();
         let mut still = Vec::with_capacity(self.draining.len());
-        for (slot, lease) in self.draining.drain(..) {
+        for d in self.draining.drain(..) {
             let idle = conns
-                .dest(slot)
+                .dest(d.slot)
                 .is_some_and(|c| c.active() == 0 && c.inactive() == 0);
-            if Arc::strong_count(&lease) == 1 && idle {
-                self.free_slots.push(slot);
+            if Arc::strong_count(&d.lease) == 1 && idle {
+                self.free_slots.push(d.slot);
             } else {
-                still.push((slot, lease));
+                still.push(d);
             }
         }
         self.draining = still;
@@ -450,8 +483,10 @@ impl ServiceManager {
                 scheduler,
             });
         }
+        let removed: Vec<RealService> = self.draining.iter().map(|d| d.real).collect();
         let old = self.dp.publish(Arc::new(Snapshot::new(
             services,
+            &removed,
             self.generation,
             self.sysctls,
         )));

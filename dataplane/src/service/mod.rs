@@ -20,13 +20,16 @@
 //!   by their worker (no shared cache line is written per packet) and summed on read. `-Z` and
 //!   slot reuse record a baseline here instead of writing the workers' counters.
 //!
-//! A deleted real server's slot is retired (its connections are dropped at the next packet or
-//! aging pass) and is reused only once no snapshot still names it (its lease `Arc` is
-//! unshared) and its connections are gone, so a worker scheduling from an older snapshot can
-//! never charge a connection to a newer server.
+//! A deleted real server's slot is retired: no new connection is inserted for it, and its
+//! connections go on, counted on the slot, until they end or time out (with
+//! `expire_nodest_conn` set, until their next packet). It is reused only once no snapshot still
+//! names it (its lease `Arc` is unshared) and its counts are back to zero, so neither a worker
+//! scheduling from an older snapshot nor an old connection can ever be charged to a newer
+//! server.
 
 pub mod dest;
 pub mod manager;
+mod neighbours;
 pub mod snapshot;
 
 pub use dest::{Dest, MAX_DESTS};

@@ -39,10 +39,21 @@ pub struct Snapshot {
     ops_replies: Vec<(u64, OpsReply)>,
     /// Sorted, deduplicated VIPs.
     vips: Vec<Ipv4Addr>,
+    /// Sorted, deduplicated real services (`svc_key` of protocol, RIP and rport) of the real
+    /// servers configured and of those removed whose connections are still draining.
+    real_services: Vec<u64>,
     /// Increases with every published snapshot.
     pub generation: u64,
     /// The IPVS sysctls in force (`[ipvs]`, `rvsctl sysctl -w`).
     pub sysctls: IpvsSysctls,
+}
+
+/// A real server's service address: protocol, RIP and rport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RealService {
+    pub proto: u8,
+    pub addr: Ipv4Addr,
+    pub port: u16,
 }
 
 fn svc_key(proto: u8, addr: Ipv4Addr, port: u16) -> u64 {
@@ -50,8 +61,14 @@ fn svc_key(proto: u8, addr: Ipv4Addr, port: u16) -> u64 {
 }
 
 impl Snapshot {
-    /// Indexes `services` (one per key) by protocol, VIP and port; built on the control thread.
-    pub(super) fn new(services: Vec<Service>, generation: u64, sysctls: IpvsSysctls) -> Snapshot {
+    /// Indexes `services` (one per key) by protocol, VIP and port, and their real servers' and
+    /// the `removed` real servers' (protocol, RIP, rport); built on the control thread.
+    pub(super) fn new(
+        services: Vec<Service>,
+        removed: &[RealService],
+        generation: u64,
+        sysctls: IpvsSysctls,
+    ) -> Snapshot {
         let mut services: Vec<(u64, Service)> = services
             .into_iter()
             .map(|s| {
@@ -84,10 +101,29 @@ impl Snapshot {
         // first in key order answers.
         ops_replies.sort_by_key(|(k, _)| *k);
         ops_replies.dedup_by_key(|(k, _)| *k);
+        let mut real_services: Vec<u64> = services
+            .iter()
+            .flat_map(|(_, s)| {
+                let proto = s.spec.key.protocol.ip_proto();
+                s.dests.iter().map(move |d| RealService {
+                    proto,
+                    addr: d.spec.addr,
+                    port: d.spec.port,
+                })
+            })
+            .chain(removed.iter().copied())
+            // A real server without a port (port-0 service) answers on the client's port:
+            // there is no one service port to recognise it by.
+            .filter(|r| r.port != 0)
+            .map(|r| svc_key(r.proto, r.addr, r.port))
+            .collect();
+        real_services.sort_unstable();
+        real_services.dedup();
         Snapshot {
             services,
             ops_replies,
             vips,
+            real_services,
             generation,
             sysctls,
         }
@@ -117,6 +153,14 @@ impl Snapshot {
     /// True if some service uses `ip` as its VIP.
     pub fn is_vip(&self, ip: Ipv4Addr) -> bool {
         self.vips.binary_search(&ip).is_ok()
+    }
+
+    /// True if `addr:port` (`proto`) is the service address of a real server, configured or
+    /// removed with connections left: a packet from there is a reply or nothing.
+    pub fn is_real_service(&self, proto: u8, addr: Ipv4Addr, port: u16) -> bool {
+        self.real_services
+            .binary_search(&svc_key(proto, addr, port))
+            .is_ok()
     }
 
     pub fn services(&self) -> impl Iterator<Item = &Service> {

@@ -53,8 +53,8 @@ impl FrameIo for Queues {
         for _ in 0..4 {
             let rest = &mut batch[sent..];
             // SAFETY: the batch holds valid mbufs owned by this worker, an array of
-            // `*mut rte_mbuf` (Mbuf is repr(transparent)); the queue is ours. The driver takes
-            // the mbufs it sent out of the batch below.
+            // `*mut rte_mbuf` (Mbuf is repr(transparent)); the queue is ours. Those the NIC
+            // took leave the batch below, unfreed.
             sent += unsafe {
                 sys::rte_eth_tx_burst(
                     p.id,
@@ -67,7 +67,7 @@ impl FrameIo for Queues {
                 break;
             }
         }
-        // Now the NIC's: forgotten, not freed.
+        // Now the NIC's: forgotten, not freed (Mbuf has no Drop).
         batch.drain(..sent);
     }
 

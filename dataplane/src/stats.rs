@@ -487,12 +487,6 @@ pub fn add_rates(a: &model::Rates, b: &model::Rates) -> model::Rates {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 mod tests {
     use super::*;
 

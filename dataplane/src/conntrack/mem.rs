@@ -165,7 +165,6 @@ impl Drop for Region {
 }
 
 #[cfg(test)]
-#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU64, Ordering};

@@ -335,18 +335,3 @@ impl ConnTable {
             .is_some_and(|r| r.load(Ordering::Acquire))
     }
 }
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ten_million_connections_fit_in_1_5_gb() {
-        let ten_m = 10_000_000;
-        // The region, rounded up to whole hugepages, plus every real-server slot's counters.
-        let region = ConnTable::footprint(ten_m).div_ceil(2 << 20) * (2 << 20);
-        let side = MAX_DEST_SLOTS * (128 + 1) + SHARDS * 128;
-        assert!(region + side <= 1_500_000_000, "{}", region + side);
-    }
-}

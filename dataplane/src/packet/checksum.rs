@@ -117,7 +117,6 @@ pub fn udp_nonzero(c: u16) -> u16 {
 }
 
 #[cfg(test)]
-#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

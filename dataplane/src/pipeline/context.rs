@@ -269,7 +269,6 @@ fn peek_tuple(frame: &[u8]) -> Option<Tuple> {
 }
 
 #[cfg(test)]
-#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

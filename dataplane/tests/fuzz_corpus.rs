@@ -78,25 +78,6 @@ fn ops(list: &[(u8, Vec<u8>)]) -> Vec<u8> {
     list.iter().flat_map(|(c, f)| op(*c, f)).collect()
 }
 
-fn ip_frag(
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    proto: u8,
-    ttl: u8,
-    id: u16,
-    frag: u16,
-    pl: &[u8],
-) -> Vec<u8> {
-    let mut p = ipv4(src, dst, proto, ttl, pl);
-    p[4..6].copy_from_slice(&id.to_be_bytes());
-    p[6..8].copy_from_slice(&frag.to_be_bytes());
-    p[10] = 0;
-    p[11] = 0;
-    let c = inet_checksum(&p[..20]);
-    p[10..12].copy_from_slice(&c.to_be_bytes());
-    p
-}
-
 fn icmp_error(ty: u8, code: u8, quoted: &[u8]) -> Vec<u8> {
     let mut m = vec![ty, code, 0, 0, 0, 0, 0, 0];
     m.extend_from_slice(quoted);
@@ -171,7 +152,7 @@ fn pipeline_seeds() -> Vec<(&'static str, Vec<u8>)> {
         .map(|i| {
             let end = ((i + 1) * 104).min(useg.len());
             let mf = if end < useg.len() { 0x2000 } else { 0 };
-            ext(ip_frag(
+            ext(ipv4_with(
                 CIP,
                 VIP,
                 UDP,
@@ -382,10 +363,10 @@ fn pipeline_seeds() -> Vec<(&'static str, Vec<u8>)> {
         (
             "seed-bad-fragments",
             ops(&[
-                (0, ext(ip_frag(CIP, VIP, TCP, 64, 5, 1, &[0u8; 16]))),
+                (0, ext(ipv4_with(CIP, VIP, TCP, 64, 5, 1, &[0u8; 16]))),
                 (
                     0,
-                    ext(ip_frag(
+                    ext(ipv4_with(
                         CIP,
                         VIP,
                         TCP,
@@ -397,7 +378,7 @@ fn pipeline_seeds() -> Vec<(&'static str, Vec<u8>)> {
                 ),
                 (
                     0,
-                    ext(ip_frag(
+                    ext(ipv4_with(
                         CIP,
                         VIP,
                         ICMP,
@@ -445,7 +426,7 @@ fn packet_seeds() -> Vec<(&'static str, Vec<u8>)> {
         true,
     ));
     let err = ipv4(RIP1, CIP, ICMP, 64, &icmp_error(3, 3, &udp));
-    let frag = ip_frag(
+    let frag = ipv4_with(
         CIP,
         VIP,
         UDP,

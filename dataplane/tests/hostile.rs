@@ -172,26 +172,6 @@ impl Lab {
     }
 }
 
-/// An IPv4 packet with chosen id, flags/offset word and TTL (checksum filled in).
-fn ip_with(
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    proto: u8,
-    ttl: u8,
-    id: u16,
-    frag: u16,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut p = ipv4(src, dst, proto, ttl, payload);
-    p[4..6].copy_from_slice(&id.to_be_bytes());
-    p[6..8].copy_from_slice(&frag.to_be_bytes());
-    p[10] = 0;
-    p[11] = 0;
-    let c = inet_checksum(&p[..20]);
-    p[10..12].copy_from_slice(&c.to_be_bytes());
-    p
-}
-
 /// Splits the datagram `payload` (an L4 segment) into fragments of `chunk` bytes (a multiple
 /// of 8), as IPv4 packets with id `id`.
 fn fragments(
@@ -209,7 +189,7 @@ fn fragments(
         let end = (off + chunk).min(payload.len());
         let mf = if end < payload.len() { 0x2000 } else { 0 };
         let word = mf | (off / 8) as u16;
-        out.push(ip_with(src, dst, proto, 64, id, word, &payload[off..end]));
+        out.push(ipv4_with(src, dst, proto, 64, id, word, &payload[off..end]));
         off = end;
     }
     out
@@ -900,7 +880,7 @@ fn refused_fragments() {
         EXT_MAC,
         CLIENT_MAC,
         0x0800,
-        &ip_with(CIP, VIP, TCP, 64, 5, 1, &[0u8; 16]),
+        &ipv4_with(CIP, VIP, TCP, 64, 5, 1, &[0u8; 16]),
     );
     assert_eq!(lab.send(EXT, &f).0, Action::Drop);
     // A first fragment too short for the TCP header.
@@ -909,7 +889,7 @@ fn refused_fragments() {
         EXT_MAC,
         CLIENT_MAC,
         0x0800,
-        &ip_with(CIP, VIP, TCP, 64, 6, 0x2000, &seg[..16]),
+        &ipv4_with(CIP, VIP, TCP, 64, 6, 0x2000, &seg[..16]),
     );
     assert_eq!(lab.send(EXT, &f).0, Action::Drop);
     assert_eq!(lab.drops(DropReason::BadFragment), 2);

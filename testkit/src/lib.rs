@@ -137,6 +137,27 @@ pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, ttl: u8, payload: &[u8]) ->
     p
 }
 
+/// An IPv4 packet as [`ipv4`] builds it, with a chosen id and flags/offset word (a fragment:
+/// `0x2000` more fragments, the low 13 bits the offset in 8-byte units).
+pub fn ipv4_with(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: u8,
+    ttl: u8,
+    id: u16,
+    frag: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut p = ipv4(src, dst, proto, ttl, payload);
+    p[4..6].copy_from_slice(&id.to_be_bytes());
+    p[6..8].copy_from_slice(&frag.to_be_bytes());
+    p[10] = 0;
+    p[11] = 0;
+    let c = inet_checksum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
 pub fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::new();
     f.extend_from_slice(&dst);

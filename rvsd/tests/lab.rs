@@ -222,6 +222,19 @@ fn lab_script_quiet(arg: &str) -> Option<Ran> {
     }
 }
 
+/// No lab namespace and no lab state folder is left after `what`.
+fn assert_lab_gone(what: &str) {
+    assert!(
+        lab_namespaces_present().is_empty(),
+        "{what} left namespaces: {:?}",
+        lab_namespaces_present()
+    );
+    assert!(
+        !Path::new(LAB_STATE_DIR).exists(),
+        "{what} left {LAB_STATE_DIR}"
+    );
+}
+
 fn lab_namespaces_present() -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir("/run/netns")
         .map(|rd| {
@@ -672,15 +685,7 @@ fn lab_script_is_idempotent_and_cleans_up_after_failure() {
         "up with a broken nginx must fail\n{}",
         r.describe("up")
     );
-    assert!(
-        lab_namespaces_present().is_empty(),
-        "a failed up left namespaces: {:?}",
-        lab_namespaces_present()
-    );
-    assert!(
-        !Path::new(LAB_STATE_DIR).exists(),
-        "a failed up left {LAB_STATE_DIR}"
-    );
+    assert_lab_gone("a failed up");
 
     // up twice: the second one replaces the first (a leftover of a killed run).
     for _ in 0..2 {
@@ -707,15 +712,7 @@ fn lab_script_is_idempotent_and_cleans_up_after_failure() {
 
     let r = lab_script(&["down"], &[]);
     assert!(r.status.success(), "{}", r.describe("down"));
-    assert!(
-        lab_namespaces_present().is_empty(),
-        "down left namespaces: {:?}",
-        lab_namespaces_present()
-    );
-    assert!(
-        !Path::new(LAB_STATE_DIR).exists(),
-        "down left {LAB_STATE_DIR}"
-    );
+    assert_lab_gone("down");
     assert!(
         pids.iter().all(|&p| !pid_alive(p)),
         "down left lab processes running: {pids:?}"

@@ -70,6 +70,9 @@
 //! let s = dp.stats();
 //! assert_eq!((s.rx_packets(), s.tx_packets(), driver.held()), (1, 1, 0));
 //! ```
+//!
+//! Past 600 lines with its docs: the driver, its hold queues and its two I/O traits are one
+//! mechanism; the tests are in driver/tests.rs.
 
 use crate::pipeline::{Action, Dataplane, Pipeline, PREFETCH_BURST};
 use crate::stats::{DropReason, Event};

@@ -1,4 +1,6 @@
 //! The connection table against a reference model (a plain HashMap), plus concurrency checks.
+//!
+//! One file, past 600 lines: every case runs against the same reference model.
 
 use control::model::Timeouts;
 use dataplane::conntrack::{

@@ -1,5 +1,8 @@
 //! The packet path end to end on byte buffers: the LVS-NAT walk-through of DESIGN.md (client
 //! 198.51.100.10, VIP 198.51.100.1, DIP 192.0.2.1, real servers 192.0.2.2 and 192.0.2.3).
+//!
+//! One file, past 600 lines: the walk-through's steps share one director and build on each other's
+//! state.
 
 use control::model::{SchedulerKind, ServiceKey, Timeouts};
 use control::proto::{Request, Response};

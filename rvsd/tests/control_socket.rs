@@ -13,6 +13,9 @@
 //! rvsd is `CARGO_BIN_EXE_rvsd`; rvsadm comes from the same target directory (built with
 //! `cargo build -p control --bin rvsadm` when missing, as in tests/lab.rs). No root needed. The
 //! daemons run one at a time: their worker spins on lcore 0.
+//!
+//! One file, past 600 lines: the cases share one daemon harness and run serially (one EAL per
+//! process).
 
 use control::proto::{Response, ResponseEnvelope, MAX_REQUEST_BYTES, PROTOCOL_VERSION};
 use std::io::{BufRead, BufReader, Read, Write};

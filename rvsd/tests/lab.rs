@@ -18,6 +18,9 @@
 //! The namespace names are fixed, so the scenarios run one at a time (a global lock), and each
 //! one tears its lab down and stops rvsd by PID in a Drop guard (testkit's `Rvsd`), also when it
 //! panics.
+//!
+//! One file, past 600 lines: every lab scenario shares one lab bring-up, its lock and its failure
+//! dump, and cargo runs one test binary per file.
 
 use std::fs;
 use std::io::{self, Read};

@@ -15,6 +15,9 @@
 //!
 //! The ports are memif servers by default (`/tmp/rvs-bench/{ext,int}.sock`): start rvs-pktgen
 //! first, then the DUT as memif client on the same sockets. It waits for both links.
+//!
+//! One file, past 600 lines: one program whose ports, send/receive loops and report share its run
+//! state; the packet logic is in frame.rs.
 
 use clap::{Parser, ValueEnum};
 use control::config::{MacAddr, PortConfig, PortRole};

@@ -501,6 +501,33 @@ fn unrelated_icmp_errors_are_dropped_or_routed() {
     lab.assert_accounting();
 }
 
+/// An ICMP error goes back to the sender of the packet it quotes. One that quotes a tracked
+/// connection but is addressed elsewhere (here: to the VIP, about a packet rvs sent from the
+/// client to a real server) is unrelated: dropped, never NATed back towards the VIP.
+#[test]
+fn icmp_errors_to_someone_other_than_the_quoted_sender_are_unrelated() {
+    let mut lab = Lab::new(1500);
+    let q = udp_frame(EXT_MAC, CLIENT_MAC, (CIP, 4000), (VIP, 53), b"query", true);
+    let (a, sent) = lab.send(EXT, &q);
+    assert_eq!(a, Action::Tx(INT));
+    let to_rs = ip_of(&sent).to_vec();
+    let mut m = vec![11, 0, 0, 0, 0, 0, 0, 0];
+    m.extend_from_slice(&to_rs);
+    let c = inet_checksum(&m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    let router = Ipv4Addr::new(192, 0, 2, 254);
+    let f = eth(
+        EXT_MAC,
+        CLIENT_MAC,
+        0x0800,
+        &ipv4(router, VIP, ICMP, 64, &m),
+    );
+    assert_eq!(lab.send(EXT, &f).0, Action::Drop);
+    assert_eq!(lab.drops(DropReason::IcmpUnrelated), 1);
+    assert_eq!(lab.events(Event::IcmpNat), 0);
+    lab.assert_accounting();
+}
+
 // ---------------------------------------------------------------------------------------------
 // fragments
 

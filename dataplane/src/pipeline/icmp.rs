@@ -36,7 +36,12 @@ impl Pipeline {
                     dst: e.src,
                     dport: e.sport,
                 };
-                if let Some(hit) = self.dp.conns.lookup(&t, self.now) {
+                // An error goes back to the sender of the packet it quotes; one addressed
+                // elsewhere is not about that packet (and would be NATed towards ourselves).
+                let hit = (ip.dst == e.src)
+                    .then(|| self.dp.conns.lookup(&t, self.now))
+                    .flatten();
+                if let Some(hit) = hit {
                     if !icmp::checksum_ok(msg) {
                         return Err(DropReason::BadChecksum.into());
                     }

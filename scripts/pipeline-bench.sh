@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The pipeline benchmark without I/O (issue 6): pre-built frames through
-# dataplane::pipeline::Worker on one core (benches/src/bin/pipeline-bench.rs), in ns per packet
+# The pipeline benchmark without I/O: pre-built frames through
+# the burst driver and dataplane::pipeline::Pipeline on one core (benches/src/bin/pipeline-bench.rs), in ns per packet
 # natively and in instructions per packet under valgrind's callgrind, for the established-flow
 # path (UDP, TCP ACKs) and the new-connection path (each frame a new flow: UDP, TCP SYNs).
 # Writes its section of benches/RESULTS.md (between <!-- pipeline-bench:begin --> and

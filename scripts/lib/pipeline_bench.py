@@ -72,8 +72,8 @@ def report(recs, meta, commands, profile=lambda r: None, work=None):
              f"{meta['nproc']} CPUs, {meta['cpu']}; load average {meta['load_before']} before, {meta['load_after']} after. {meta['valgrind']}.")
     L.append("")
     L.append("Pre-built 60-byte frames (rvs-pktgen's, `benches/src/frame.rs`) through "
-             "`dataplane::pipeline::Worker::process` on one core: no I/O, no mbufs, no aging "
-             "(housekeeping) in the loop. *established*: packets of flows drawn at random among the N "
+             "rvs's burst driver and `dataplane::pipeline::Pipeline` on one core, in bursts of 32 "
+             "handed over as the DPDK worker hands mbufs: no I/O, no aging (housekeeping) in the loop. *established*: packets of flows drawn at random among the N "
              "in the table (UDP datagrams, TCP ACKs); *new*: each packet a new flow (UDP, TCP SYN) "
              "with N flows in the table at the start (the new flows stay: it ends with N + 1.5M). VIP 198.51.100.1:80, round robin over 4 real servers, "
              "NAT rewrite and checksums included; every frame checked to come out as Tx on the "

@@ -63,7 +63,7 @@ if ! [[ $WARMUP =~ ^[0-9]+$ && $DURATION =~ ^[1-9][0-9]*$ ]]; then
 fi
 
 need_root
-need_tools python3 mkfifo
+need_tools python3 mkfifo stdbuf
 need_hugepages
 TESTPMD=$(command -v dpdk-testpmd || true)
 [ -n "$TESTPMD" ] || die "dpdk-testpmd missing (Debian: apt-get install dpdk-dev)"
@@ -149,7 +149,8 @@ run_point() {
         --forward-mode=5tswap --auto-start --stats-period 1 "${TP_OPTS[@]}")
     local rvsd_cmd=()
 
-    "${gen_cmd[@]}" <"$fifo" >"$GEN_LOG" 2>&1 &
+    # Line-buffered: the script waits for what it prints (stdout to a file is block-buffered).
+    stdbuf -oL "${gen_cmd[@]}" <"$fifo" >"$GEN_LOG" 2>&1 &
     GEN_PID=$!
     PIDS+=("$GEN_PID")
     local i
@@ -162,7 +163,7 @@ run_point() {
 
     local refl_pid='' rvsd_pid=''
     if [ -z "$err" ]; then
-        "${refl_cmd[@]}" </dev/null >"$refl_log" 2>&1 &
+        stdbuf -oL "${refl_cmd[@]}" </dev/null >"$refl_log" 2>&1 &
         refl_pid=$!
         PIDS+=("$refl_pid")
         if [ "$dut" = rvsd ]; then
@@ -235,7 +236,7 @@ run_point() {
 
     local figures='{}'
     if [ -z "$err" ]; then
-        figures=$(python3 "$RVS_LIB/testpmd_bench.py" point "$GEN_LOG" "$refl_log")
+        figures=$(python3 "$RVS_LIB/testpmd_bench.py" point "$GEN_LOG" "$refl_log" "$WORK/$tag.counters")
     fi
     python3 "$RVS_LIB/testpmd_bench.py" record "$RECORDS" json="$figures" pair="$pair" dut="$dut" \
         load="$load" ${err:+error="$err"} gen_cmd="$(quote "${gen_cmd[@]}")" \

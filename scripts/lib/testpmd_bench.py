@@ -1,7 +1,8 @@
 """scripts/testpmd-bench.sh's parsing and statistics: stock dpdk-testpmd's output, one JSON
 record per point, the median ratio of interleaved pairs, and its section of benches/RESULTS.md.
 
-    testpmd_bench.py point GEN_LOG REFLECTOR_LOG   one point's figures as JSON (stdout)
+    testpmd_bench.py point GEN_LOG REFLECTOR_LOG [COUNTERS]  one point's figures as JSON (stdout);
+                                                    COUNTERS: `rvsctl counters` after an rvsd point
     testpmd_bench.py record RECORDS KEY=VALUE...    appends a record (JSON values where they parse)
     testpmd_bench.py report RECORDS OUT KEY=VALUE...  writes the section, prints the summary;
                                                     exits 1 when a point failed
@@ -56,7 +57,22 @@ def forward_stats(text):
     return out
 
 
-def point(gen_text, refl_text):
+def rvsd_counters(text):
+    """`rvsctl counters` output (NAME VALUE lines) as a dict of ints; other lines are skipped."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
+
+
+# rvsd's counters a point keeps (when it ran rvsd).
+KEPT_COUNTERS = ("port.ext.rx_packets", "port.ext.tx_packets", "port.int.rx_packets", "port.int.tx_packets",
+                 "dnat", "snat", "drop.ttl_expired", "drop.tx_full", "drop.neigh_unresolved")
+
+
+def point(gen_text, refl_text, counters_text=None):
     """One point from the generator's output (interactive: `show port stats 0` at the end of
     the warm-up and at the end of the measurement, then `stop`) and the reflector's. The
     delivered rate is the generator's Rx-pps between the two shows (testpmd times it itself);
@@ -72,9 +88,25 @@ def point(gen_text, refl_text):
     fwd = forward_stats(gen_text)
     if fwd:
         out.update(sent=fwd["tx"], received=fwd["rx"], lost=fwd["tx"] - fwd["rx"], gen_tx_dropped=fwd["tx_dropped"])
-    refl = forward_stats(refl_text)
+    # The reflector's last periodic stats (its forward statistics at exit read 0 once its memif
+    # peer has gone).
+    refl = port_stats_blocks(refl_text)
     if refl:
-        out.update(reflector_rx=refl["rx"], reflector_tx=refl["tx"], reflector_tx_dropped=refl["tx_dropped"])
+        out.update(reflector_rx=refl[-1]["rx_packets"], reflector_tx=refl[-1]["tx_packets"])
+    if counters_text is not None:
+        c = rvsd_counters(counters_text)
+        out["rvsd"] = {k: c[k] for k in KEPT_COUNTERS if k in c}
+    ttl = out.get("rvsd", {}).get("drop.ttl_expired", 0)
+    if received <= 0 or ttl:
+        # Frames lost to TTL leave the loop for good: what is left is no sustained rate.
+        why = ("no frame came back to the client during the measurement" if received <= 0 else
+               "the loop lost frames during the run, so the rate is not sustained")
+        if fwd:
+            why += " (%d came back in all since start tx_first)" % fwd["rx"]
+        if ttl:
+            why += ("; rvsd dropped %d for TTL expiry: it decrements TTL each way and 5tswap never "
+                    "restores it, so a closed loop dies after about 32 round trips" % ttl)
+        out["error"] = why
     return out
 
 
@@ -192,11 +224,14 @@ def main(argv):
         print(__doc__, file=sys.stderr)
         return 2
     cmd = argv[1]
-    if cmd == "point" and len(argv) == 4:
+    if cmd == "point" and len(argv) in (4, 5):
         texts = []
-        for p in argv[2:4]:
-            with open(p, errors="replace") as f:
-                texts.append(f.read())
+        for p in argv[2:]:
+            try:
+                with open(p, errors="replace") as f:
+                    texts.append(f.read())
+            except FileNotFoundError:
+                texts.append(None if p == argv[-1] and len(argv) == 5 else "")
         try:
             print(json.dumps(point(*texts)))
         except ValueError as e:

@@ -55,11 +55,23 @@ class ParseTest(unittest.TestCase):
         self.assertEqual(tb.forward_stats(text), {"rx": 30, "rx_dropped": 0, "tx": 45, "tx_dropped": 7})
 
     def test_point_takes_the_last_two_shows(self):
-        p = tb.point(GEN, fwd_stats(6100100, 6100100))
+        p = tb.point(GEN, stats_block(5, 5, 0, 0) + stats_block(6100100, 6100100, 0, 0) + fwd_stats(0, 0))
         self.assertAlmostEqual(p["mpps"], 1.2)
         self.assertEqual((p["window_sent"], p["window_received"], p["window_lost"]), (5999994, 6000000, -6))
         self.assertEqual((p["sent"], p["received"], p["lost"]), (6100200, 6100000, 200))
         self.assertEqual((p["reflector_rx"], p["reflector_tx"]), (6100100, 6100100))
+
+    def test_rvsd_counters_and_a_dead_loop(self):
+        gen = stats_block(8192, 8448, 0, 0) + stats_block(8192, 8448, 0, 0) + fwd_stats(8192, 8448)
+        counters = "rx_packets 16438\nport.ext.tx_packets 7936\ndrop.ttl_expired 256\nconntrack.entries 1\n"
+        p = tb.point(gen, "", counters)
+        self.assertEqual(p["rvsd"], {"port.ext.tx_packets": 7936, "drop.ttl_expired": 256})
+        self.assertIn("no frame came back to the client during the measurement (8192 came back in all",
+                      p["error"])
+        self.assertIn("rvsd dropped 256 for TTL expiry", p["error"])
+        # Frames still came back in the window, but the loop is dying: no rate either.
+        self.assertIn("the loop lost frames during the run", tb.point(GEN, "", counters)["error"])
+        self.assertNotIn("error", tb.point(GEN, "", "drop.ttl_expired 0\n"))
 
     def test_point_without_two_shows_is_an_error(self):
         with self.assertRaises(ValueError):

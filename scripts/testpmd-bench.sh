@@ -24,7 +24,9 @@
 # rate (testpmd's own Rx-pps between the two) and what was sent and received in that window;
 # `stop` then `quit` ends it (over memif, quitting without stop may crash the peer).
 # (--txonly-multi-flow is not used: DPDK 22.11 varies the source address outside the client's
-# /24 with it.)
+# /24 with it. txonly alone never reads its receive queue.) rvsd decrements the TTL each way and
+# 5tswap never restores it, so through rvsd the loop dies after about 31 round trips: such a
+# point is reported as failed with rvsd's counters (drop.ttl_expired); see benches/README.md.
 #
 # rvsd: ext 198.51.100.1/24 (MAC 02:00:00:00:00:01), int 192.0.2.1/24, the UDP service
 # 198.51.100.1:9000 round robin over 192.0.2.2 and 192.0.2.3, both static [[neighbours]] at the

@@ -168,6 +168,12 @@ def section(records, meta):
             _fmt_int(r.get("window_received")), _fmt_int(r.get("window_lost")), _fmt_int(r.get("lost")),
             r.get("load", "?"), "failed: " + err if err else "ok"))
     lines.append("")
+    for r in records:
+        if r.get("rvsd"):
+            lines.append("- pair %s, rvsd's counters after the point (`rvsctl counters`): %s" % (
+                r.get("pair", "?"), ", ".join("%s %s" % kv for kv in r["rvsd"].items())))
+    if any(r.get("rvsd") for r in records):
+        lines.append("")
     s = ratio_summary(pair_ratios(records))
     if s:
         lines.append("rvsd / direct (median of %d pairs): **%.3f** (spread %.3f-%.3f): %s." % (

@@ -140,6 +140,12 @@ class CliTest(unittest.TestCase):
             self.assertIn("**0.600** (spread 0.550-0.650): spread within 1.5x.", text)
             self.assertIn("| 2 | rvsd | 1.200 |", text)
             self.assertIn("**loaded**", text)
+            self.assertNotIn("rvsd's counters", text)
+
+    def test_report_lists_rvsd_counters(self):
+        lines = tb.section([dict(rec(1, "rvsd", 1.0), rvsd={"dnat": 5, "drop.ttl_expired": 0})], {})
+        self.assertIn("- pair 1, rvsd's counters after the point (`rvsctl counters`): dnat 5, drop.ttl_expired 0",
+                      lines)
 
     def test_report_fails_when_a_point_failed(self):
         with tempfile.TemporaryDirectory() as d:

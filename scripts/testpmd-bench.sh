@@ -87,17 +87,13 @@ GEN_FD=
 
 # shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
-    local p
+    local p left=("${PIDS[@]}")
     [ -z "$GEN_FD" ] || exec 3>&-
-    for p in "${PIDS[@]}"; do
-        kill -TERM "$p" 2>/dev/null || true
+    # The memif clients (rvsd, a direct reflector) were started last: stopped first.
+    for ((p = ${#left[@]} - 1; p >= 0; p--)); do
+        stop_pid "${left[p]}" 3
     done
-    sleep 0.5
-    for p in "${PIDS[@]}"; do
-        kill -KILL "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    rm -f "$WORK"/*.sock
+    rm -f "$WORK"/*.sock "$WORK"/*.cmd
     [ -n "${RVS_BENCH_WORK:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -21,10 +21,12 @@ use std::sync::{Arc, Mutex};
     about = "rvs: LVS VS/NAT load balancer on DPDK"
 )]
 struct Args {
-    /// Configuration file; without it rvsd runs its embedded lab configuration
-    /// (print it with --print-default-config).
+    /// Configuration file [default: /etc/rvs/rvs.toml].
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
+    /// Run the embedded lab configuration (DESIGN.md's namespace lab) instead of a file.
+    #[arg(long, conflicts_with = "config")]
+    lab_config: bool,
     /// Control socket path, overriding [control] socket.
     #[arg(long)]
     socket: Option<String>,
@@ -34,7 +36,7 @@ struct Args {
     /// Check the configuration and exit.
     #[arg(long)]
     check: bool,
-    /// Print the embedded default configuration and exit.
+    /// Print the embedded lab configuration (what --lab-config runs) and exit.
     #[arg(long)]
     print_default_config: bool,
 }
@@ -61,11 +63,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where rvsd looks for its configuration when given neither `--config` nor `--lab-config`.
+const DEFAULT_CONFIG_PATH: &str = "/etc/rvs/rvs.toml";
+
 fn load_config(args: &Args) -> Result<Config, String> {
     let mut cfg = match &args.config {
         Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None if args.lab_config => {
+            Config::parse(DEFAULT_CONFIG, "embedded lab config").map_err(|e| e.to_string())?
+        }
         None => {
-            Config::parse(DEFAULT_CONFIG, "embedded default config").map_err(|e| e.to_string())?
+            let path = std::path::Path::new(DEFAULT_CONFIG_PATH);
+            if !path.exists() {
+                return Err(format!(
+                    "{DEFAULT_CONFIG_PATH} does not exist: write one (README.md, \
+                     \"Running rvsd on real NICs\", shows how), name another with --config FILE, or run the lab's \
+                     embedded configuration with --lab-config"
+                ));
+            }
+            Config::load(path).map_err(|e| e.to_string())?
         }
     };
     if let Some(s) = &args.socket {

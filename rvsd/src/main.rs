@@ -3,12 +3,13 @@
 
 use clap::Parser;
 use control::cli;
-use control::config::{Config, MacAddr, DEFAULT_CONFIG};
+use control::config::{Config, LogConfig, LogFormat, MacAddr, DEFAULT_CONFIG};
 use control::proto::{Request, Response};
 use dataplane::pipeline::{Dataplane, DataplaneConfig, PortSetup};
 use dataplane::service::ServiceManager;
 use rvsd::control_server::ControlServer;
 use rvsd::dpdk::{eal, port::Port, worker};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -42,13 +43,6 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RVS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let args = Args::parse();
     if args.print_default_config {
         print!("{DEFAULT_CONFIG}");
@@ -95,8 +89,47 @@ fn load_config(args: &Args) -> Result<Config, String> {
     Ok(cfg)
 }
 
+/// Where the configuration came from, for error messages.
+fn config_origin(args: &Args) -> String {
+    match &args.config {
+        Some(path) => path.display().to_string(),
+        None if args.lab_config => "embedded lab config".into(),
+        None => DEFAULT_CONFIG_PATH.into(),
+    }
+}
+
+/// Logs to stderr: `RVS_LOG` over `[log] level` (default info), `RVS_LOG_FORMAT` over
+/// `[log] format`; text is coloured only on a terminal, so a log file or journal gets none.
+fn init_logging(log: &LogConfig, origin: &str) -> Result<(), String> {
+    let env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    let (level, key) = match env("RVS_LOG") {
+        Some(v) => (v, "RVS_LOG".to_string()),
+        None => (
+            log.level.clone().unwrap_or_else(|| "info".into()),
+            format!("{origin}: log.level"),
+        ),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&level)
+        .map_err(|e| format!("{key}: bad log level {level:?}: {e}"))?;
+    let format = match env("RVS_LOG_FORMAT") {
+        Some(v) => v
+            .parse::<LogFormat>()
+            .map_err(|e| format!("RVS_LOG_FORMAT: {e}"))?,
+        None => log.format,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
 fn run(args: Args) -> Result<(), String> {
     let cfg = load_config(&args)?;
+    init_logging(&cfg.log, &config_origin(&args))?;
     if args.check {
         println!("configuration OK");
         return Ok(());

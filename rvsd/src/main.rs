@@ -89,6 +89,25 @@ fn load_config(args: &Args) -> Result<Config, String> {
     Ok(cfg)
 }
 
+/// Tells systemd (Type=notify) about a state change: one datagram to `$NOTIFY_SOCKET`, a path
+/// or, with a leading '@', an abstract name. Without the variable (not under systemd) nothing.
+fn sd_notify(state: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let bytes = target.as_encoded_bytes();
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name),
+        None => SocketAddr::from_pathname(&target),
+    };
+    let sent = addr.and_then(|addr| UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &addr));
+    if let Err(e) = sent {
+        tracing::warn!("cannot notify systemd ({state}) at {target:?}: {e}");
+    }
+}
+
 /// Where the configuration came from, for error messages.
 fn config_origin(args: &Args) -> String {
     match &args.config {
@@ -242,6 +261,7 @@ fn run(args: Args) -> Result<(), String> {
         .spawn(move || server.serve(manager, &worker::RUNNING))
         .map_err(|e| format!("cannot start the control thread: {e}"))?;
     tracing::info!(socket = %cfg.control.socket, workers = ?lcores, "rvsd ready");
+    sd_notify("READY=1");
 
     let mut main_is_worker = None;
     for (index, &lcore) in lcores.iter().enumerate() {
@@ -269,6 +289,7 @@ fn run(args: Args) -> Result<(), String> {
     }
 
     tracing::info!("shutting down");
+    sd_notify("STOPPING=1");
     worker::wait_all();
     let _ = control_thread.join();
     for p in ports.iter() {

@@ -10,37 +10,14 @@ use dataplane::service::ServiceManager;
 use rvsd::control_server::ControlServer;
 use rvsd::dpdk::{eal, port::Port, worker};
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "rvsd",
-    version,
-    about = "rvs: LVS VS/NAT load balancer on DPDK"
-)]
-struct Args {
-    /// Configuration file [default: /etc/rvs/rvs.toml].
-    #[arg(long, short = 'c')]
-    config: Option<PathBuf>,
-    /// Run the embedded lab configuration (DESIGN.md's namespace lab) instead of a file.
-    #[arg(long, conflicts_with = "config")]
-    lab_config: bool,
-    /// Control socket path, overriding [control] socket.
-    #[arg(long)]
-    socket: Option<String>,
-    /// Extra EAL arguments, appended to [eal] args (e.g. "--no-huge -m 256").
-    #[arg(long, allow_hyphen_values = true)]
-    eal_args: Option<String>,
-    /// Check the configuration and exit.
-    #[arg(long)]
-    check: bool,
-    /// Print the embedded lab configuration (what --lab-config runs) and exit.
-    #[arg(long)]
-    print_default_config: bool,
-}
+// Shared with the rvsd-docs generator (man page and completions), which needs the parser only.
+#[path = "args.rs"]
+mod args;
+use args::Args;
 
 fn main() -> ExitCode {
     let args = Args::parse();

@@ -28,7 +28,8 @@ trap 'rm -rf "$tmp"' EXIT
 dpkg-deb -c "$deb" | awk '{print $6}' | sed 's,^\./,/,' >"$tmp/files"
 for f in /usr/sbin/rvsd /usr/sbin/rvsadm /usr/sbin/rvsctl /lib/systemd/system/rvsd.service \
     /etc/rvs/rvs.toml /usr/share/man/man8/rvsd.8 /usr/share/man/man8/rvsadm.8 \
-    /usr/share/bash-completion/completions/rvsd /usr/share/doc/rvs/copyright; do
+    /usr/share/man/man8/rvsctl.8 /usr/share/bash-completion/completions/rvsd \
+    /usr/share/bash-completion/completions/rvsctl /usr/share/doc/rvs/copyright; do
     # cargo-deb compresses some man pages.
     grep -qx -e "$f" -e "$f.gz" "$tmp/files" || die "$deb lacks $f"
 done
@@ -40,8 +41,8 @@ dpkg-deb -x "$deb" "$tmp/root"
 "$tmp/root/usr/sbin/rvsd" --help | grep -q -- '--lab-config' || die "the unpacked rvsd --help failed"
 RVS_LOG=error "$tmp/root/usr/sbin/rvsd" --check --config "$tmp/root/etc/rvs/rvs.toml" >/dev/null ||
     die "the packaged rvs.toml fails rvsd --check"
-"$tmp/root/usr/sbin/rvsadm" -h >/dev/null 2>&1 || true # ipvsadm's -h exits non-zero
-for page in rvsd rvsadm; do
+"$tmp/root/usr/sbin/rvsctl" --help | grep -q neigh || die "the unpacked rvsctl --help failed"
+for page in rvsd rvsadm rvsctl; do
     man -l "$tmp/root/usr/share/man/man8/$page".8* >/dev/null 2>&1 || die "man page $page.8 does not render"
 done
 if command -v systemd-analyze >/dev/null; then

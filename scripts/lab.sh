@@ -33,7 +33,7 @@ umask 022
 
 RVSD=${RVSD:-}                           # rvsd binary; empty: cargo build --release, target/release/rvsd
 RVSADM=${RVSADM:-}                       # rvsadm binary; empty: as above, target/release/rvsadm
-RVS_CONFIG=${RVS_CONFIG:-}               # rvsd --config FILE; empty: rvsd's embedded default config
+RVS_CONFIG=${RVS_CONFIG:-}               # rvsd --config FILE; empty: rvsd --lab-config (embedded)
 RVS_EAL_ARGS=${RVS_EAL_ARGS:-}           # rvsd --eal-args, e.g. "--no-huge -m 256"
 RVS_SOCKET=${RVS_SOCKET:-/run/rvs/rvs.sock}  # control socket (rvsd --socket, rvsadm's RVS_SOCKET)
 RVS_LAB_DIR=${RVS_LAB_DIR:-/run/rvs-lab} # lab state: pid files, nginx configs, logs
@@ -499,7 +499,7 @@ cmd_start() {
         fi
         ;;
     esac
-    [ -z "$config" ] || args+=(--config "$config")
+    if [ -n "$config" ]; then args+=(--config "$config"); else args+=(--lab-config); fi
     [ -z "$RVS_EAL_ARGS" ] || args+=("--eal-args=$RVS_EAL_ARGS")
     args+=(--socket "$RVS_SOCKET")
     log "starting: ip netns exec $NS_DIR $RVSD ${args[*]} (log: $RVS_LAB_DIR/rvsd.log)"

@@ -168,6 +168,7 @@ cargo_step "cargo test --workspace --no-fail-fast" run_tests
 cargo_step "loom model checks (conntrack, seqlock)" loom_check
 cargo_step "without DPDK: dataplane, control, testkit, rvs-benches --no-default-features" nodpdk_check
 cargo_step "fuzz smoke run (scripts/fuzz.sh smoke)" fuzz_smoke
+cargo_step "Debian package (scripts/package-check.sh)" "$RVS_ROOT/scripts/package-check.sh"
 
 log "summary:"
 failed=()

@@ -48,6 +48,45 @@ pub struct Config {
     /// (`-A -t 198.51.100.1:80 -s rr`, `-a -t 198.51.100.1:80 -r 192.0.2.2:80 -m -w 1`).
     #[serde(default)]
     pub services: String,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[log]`: rvsd's log on stderr. The `RVS_LOG` and `RVS_LOG_FORMAT` environment variables
+/// override `level` and `format`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter: a level ("info", "debug") or directives ("warn,rvsd=debug"); info when
+    /// absent. rvsd checks it when it starts (`--check` included).
+    #[serde(default)]
+    pub level: Option<String>,
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event; coloured only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for a log collector.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<LogFormat, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!(
+                "unknown log format {s:?}, expected \"text\" or \"json\""
+            )),
+        }
+    }
 }
 
 /// One `[[neighbours]]` entry: `address` on port `port` is at `mac`; learning never changes it.
@@ -361,7 +400,7 @@ impl Config {
     }
 }
 
-/// The configuration rvsd runs on when started without `--config`: the lab of DESIGN.md, rvsd on
+/// The configuration rvsd runs on when started with `--lab-config`: the lab of DESIGN.md, rvsd on
 /// net_af_xdp over the veths `rvs-dext` (external) and `rvs-dint` (internal) in namespace `rvs-dir`.
 pub const DEFAULT_CONFIG: &str = include_str!("../../rvsd/rvs.toml");
 
@@ -524,5 +563,30 @@ mod tests {
         let c = Cidr::parse("192.0.2.1/24").unwrap();
         assert!(c.contains("192.0.2.200".parse().unwrap()));
         assert!(!c.contains("198.51.100.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn log_table_is_read_and_bad_keys_named() {
+        let port = "[[ports]]\nname = \"ext\"\ndevice = \"net_null0\"\nrole = \"both\"\naddresses = [\"192.0.2.1/24\"]\n";
+        let cfg = Config::parse(port, "t.toml").unwrap();
+        assert_eq!(cfg.log, LogConfig::default());
+        assert_eq!(cfg.log.format, LogFormat::Text);
+
+        let text = format!("{port}[log]\nlevel = \"debug\"\nformat = \"json\"\n");
+        let cfg = Config::parse(&text, "t.toml").unwrap();
+        assert_eq!(cfg.log.level.as_deref(), Some("debug"));
+        assert_eq!(cfg.log.format, LogFormat::Json);
+
+        let text = format!("{port}[log]\nformat = \"xml\"\n");
+        let err = Config::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("log.format"), "{err}");
+        assert!(err.contains("line 7"), "{err}");
+
+        let text = format!("{port}[log]\nlevle = \"debug\"\n");
+        let err = Config::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("levle"), "{err}");
+
+        assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
+        assert!("xml".parse::<LogFormat>().unwrap_err().contains("xml"));
     }
 }

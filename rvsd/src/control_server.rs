@@ -12,9 +12,12 @@
 //!
 //! The socket is created with mode 0600 (under a tight umask, so it is never reachable by
 //! others, not even briefly) and is owned by the user running rvsd.
+//!
+//! Every request that changes something is logged with the client's uid and pid (SO_PEERCRED),
+//! whether it was applied or refused; listings are not.
 
 use control::proto::{
-    RequestEnvelope, Response, ResponseEnvelope, MAX_REQUEST_BYTES, PROTOCOL_VERSION,
+    Request, RequestEnvelope, Response, ResponseEnvelope, MAX_REQUEST_BYTES, PROTOCOL_VERSION,
 };
 use dataplane::service::ServiceManager;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -199,6 +202,7 @@ fn serve_client(
     let Ok(read_half) = stream.try_clone() else {
         return;
     };
+    let peer = Peer::of(&stream);
     // Read at most one byte past the limit per line, so an endless line cannot exhaust memory.
     let mut reader = BufReader::new(read_half);
     let mut line = Vec::with_capacity(1024);
@@ -218,7 +222,7 @@ fn serve_client(
             );
             return;
         }
-        let mut response = handle_line(&line, manager);
+        let mut response = handle_line(&line, manager, peer);
         if let Response::Counters(list) = &mut response {
             list.extend(device_counters());
         }
@@ -228,8 +232,67 @@ fn serve_client(
     }
 }
 
-/// Decodes one request line and applies it.
-pub fn handle_line(line: &[u8], manager: &Mutex<ServiceManager>) -> Response {
+/// Who is at the other end of a control connection, as the kernel recorded it at connect().
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: u32,
+    pub pid: i32,
+}
+
+impl Peer {
+    /// The peer's credentials (SO_PEERCRED); None if the kernel gives none.
+    pub fn of(stream: &UnixStream) -> Option<Peer> {
+        let mut cred = libc::ucred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        };
+        let size = std::mem::size_of::<libc::ucred>();
+        let mut len = size as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `cred`, which is that large.
+        let rc = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                std::ptr::addr_of_mut!(cred).cast(),
+                &mut len,
+            )
+        };
+        (rc == 0 && len as usize == size).then_some(Peer {
+            uid: cred.uid,
+            pid: cred.pid,
+        })
+    }
+}
+
+/// Whether a request can change the daemon's state (and so is logged with who asked).
+/// Exhaustive on purpose: a new request must be placed on one side.
+fn changes_state(request: &Request) -> bool {
+    match request {
+        Request::AddService(_)
+        | Request::EditService(_)
+        | Request::DelService(_)
+        | Request::AddDest { .. }
+        | Request::EditDest { .. }
+        | Request::DelDest { .. }
+        | Request::Clear
+        | Request::Zero { .. }
+        | Request::SetTimeouts(_)
+        | Request::SetSysctls(_)
+        | Request::AddNeighbour(_)
+        | Request::DelNeighbour { .. } => true,
+        Request::List { .. }
+        | Request::ListConns
+        | Request::GetTimeouts
+        | Request::Counters
+        | Request::GetSysctls
+        | Request::ListNeighbours => false,
+    }
+}
+
+/// Decodes one request line from `peer` and applies it.
+pub fn handle_line(line: &[u8], manager: &Mutex<ServiceManager>, peer: Option<Peer>) -> Response {
     // Check the version before the request body, so a newer client gets a clear answer even
     // when it sends requests this daemon does not know.
     let value: serde_json::Value = match serde_json::from_slice(line) {
@@ -249,12 +312,26 @@ pub fn handle_line(line: &[u8], manager: &Mutex<ServiceManager>) -> Response {
         Ok(e) => e,
         Err(e) => return Response::Error(format!("unknown or malformed request: {e}")),
     };
+    let logged = changes_state(&envelope.request).then(|| envelope.request.clone());
     let mut m = lock(manager);
     // A bug in a request's handling must not take the control socket down with it.
-    catch_unwind(AssertUnwindSafe(|| m.handle(envelope.request))).unwrap_or_else(|_| {
-        tracing::error!("internal error while handling a control request");
-        Response::Error("internal error in rvsd while handling the request".into())
-    })
+    let response =
+        catch_unwind(AssertUnwindSafe(|| m.handle(envelope.request))).unwrap_or_else(|_| {
+            tracing::error!("internal error while handling a control request");
+            Response::Error("internal error in rvsd while handling the request".into())
+        });
+    drop(m);
+    if let Some(request) = logged {
+        let uid = peer.map(|p| p.uid);
+        let pid = peer.map(|p| p.pid);
+        match &response {
+            Response::Error(e) => {
+                tracing::info!(uid, pid, ?request, error = %e, "control change refused")
+            }
+            _ => tracing::info!(uid, pid, ?request, "control change"),
+        }
+    }
+    response
 }
 
 fn reply(mut stream: &UnixStream, response: &Response) -> std::io::Result<()> {

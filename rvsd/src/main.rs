@@ -3,50 +3,23 @@
 
 use clap::Parser;
 use control::cli;
-use control::config::{Config, MacAddr, DEFAULT_CONFIG};
+use control::config::{Config, LogConfig, LogFormat, MacAddr, DEFAULT_CONFIG};
 use control::proto::{Request, Response};
 use dataplane::pipeline::{Dataplane, DataplaneConfig, PortSetup};
 use dataplane::service::ServiceManager;
 use rvsd::control_server::ControlServer;
 use rvsd::dpdk::{eal, port::Port, worker};
-use std::path::PathBuf;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "rvsd",
-    version,
-    about = "rvs: LVS VS/NAT load balancer on DPDK"
-)]
-struct Args {
-    /// Configuration file; without it rvsd runs its embedded lab configuration
-    /// (print it with --print-default-config).
-    #[arg(long, short = 'c')]
-    config: Option<PathBuf>,
-    /// Control socket path, overriding [control] socket.
-    #[arg(long)]
-    socket: Option<String>,
-    /// Extra EAL arguments, appended to [eal] args (e.g. "--no-huge -m 256").
-    #[arg(long, allow_hyphen_values = true)]
-    eal_args: Option<String>,
-    /// Check the configuration and exit.
-    #[arg(long)]
-    check: bool,
-    /// Print the embedded default configuration and exit.
-    #[arg(long)]
-    print_default_config: bool,
-}
+// Shared with the rvsd-docs generator (man page and completions), which needs the parser only.
+#[path = "args.rs"]
+mod args;
+use args::Args;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RVS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let args = Args::parse();
     if args.print_default_config {
         print!("{DEFAULT_CONFIG}");
@@ -61,11 +34,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where rvsd looks for its configuration when given neither `--config` nor `--lab-config`.
+const DEFAULT_CONFIG_PATH: &str = "/etc/rvs/rvs.toml";
+
 fn load_config(args: &Args) -> Result<Config, String> {
     let mut cfg = match &args.config {
         Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None if args.lab_config => {
+            Config::parse(DEFAULT_CONFIG, "embedded lab config").map_err(|e| e.to_string())?
+        }
         None => {
-            Config::parse(DEFAULT_CONFIG, "embedded default config").map_err(|e| e.to_string())?
+            let path = std::path::Path::new(DEFAULT_CONFIG_PATH);
+            if !path.exists() {
+                return Err(format!(
+                    "{DEFAULT_CONFIG_PATH} does not exist: write one (README.md, \
+                     \"Running rvsd on real NICs\", shows how), name another with --config FILE, or run the lab's \
+                     embedded configuration with --lab-config"
+                ));
+            }
+            Config::load(path).map_err(|e| e.to_string())?
         }
     };
     if let Some(s) = &args.socket {
@@ -79,8 +66,66 @@ fn load_config(args: &Args) -> Result<Config, String> {
     Ok(cfg)
 }
 
+/// Tells systemd (Type=notify) about a state change: one datagram to `$NOTIFY_SOCKET`, a path
+/// or, with a leading '@', an abstract name. Without the variable (not under systemd) nothing.
+fn sd_notify(state: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let bytes = target.as_encoded_bytes();
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name),
+        None => SocketAddr::from_pathname(&target),
+    };
+    let sent = addr.and_then(|addr| UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &addr));
+    if let Err(e) = sent {
+        tracing::warn!("cannot notify systemd ({state}) at {target:?}: {e}");
+    }
+}
+
+/// Where the configuration came from, for error messages.
+fn config_origin(args: &Args) -> String {
+    match &args.config {
+        Some(path) => path.display().to_string(),
+        None if args.lab_config => "embedded lab config".into(),
+        None => DEFAULT_CONFIG_PATH.into(),
+    }
+}
+
+/// Logs to stderr: `RVS_LOG` over `[log] level` (default info), `RVS_LOG_FORMAT` over
+/// `[log] format`; text is coloured only on a terminal, so a log file or journal gets none.
+fn init_logging(log: &LogConfig, origin: &str) -> Result<(), String> {
+    let env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    let (level, key) = match env("RVS_LOG") {
+        Some(v) => (v, "RVS_LOG".to_string()),
+        None => (
+            log.level.clone().unwrap_or_else(|| "info".into()),
+            format!("{origin}: log.level"),
+        ),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&level)
+        .map_err(|e| format!("{key}: bad log level {level:?}: {e}"))?;
+    let format = match env("RVS_LOG_FORMAT") {
+        Some(v) => v
+            .parse::<LogFormat>()
+            .map_err(|e| format!("RVS_LOG_FORMAT: {e}"))?,
+        None => log.format,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
 fn run(args: Args) -> Result<(), String> {
     let cfg = load_config(&args)?;
+    init_logging(&cfg.log, &config_origin(&args))?;
     if args.check {
         println!("configuration OK");
         return Ok(());
@@ -193,6 +238,7 @@ fn run(args: Args) -> Result<(), String> {
         .spawn(move || server.serve(manager, &worker::RUNNING))
         .map_err(|e| format!("cannot start the control thread: {e}"))?;
     tracing::info!(socket = %cfg.control.socket, workers = ?lcores, "rvsd ready");
+    sd_notify("READY=1");
 
     let mut main_is_worker = None;
     for (index, &lcore) in lcores.iter().enumerate() {
@@ -220,6 +266,7 @@ fn run(args: Args) -> Result<(), String> {
     }
 
     tracing::info!("shutting down");
+    sd_notify("STOPPING=1");
     worker::wait_all();
     let _ = control_thread.join();
     for p in ports.iter() {

@@ -195,3 +195,50 @@ fn a_missing_file_is_named() {
     assert!(err.contains("/nonexistent/rvs.toml"), "{err}");
     assert!(err.contains("cannot read"), "{err}");
 }
+
+#[test]
+fn the_lab_config_runs_only_by_name() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rvsd"))
+        .args(["--check", "--lab-config"])
+        .env("RVS_LOG", "error")
+        .output()
+        .expect("run rvsd");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_rvsd"))
+        .args([
+            "--check",
+            "--lab-config",
+            "--config",
+            "/nonexistent/rvs.toml",
+        ])
+        .output()
+        .expect("run rvsd");
+    assert!(
+        !out.status.success(),
+        "--lab-config with --config is refused"
+    );
+}
+
+#[test]
+fn without_config_rvsd_reads_etc_rvs() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rvsd"))
+        .arg("--check")
+        .env("RVS_LOG", "error")
+        .output()
+        .expect("run rvsd");
+    let err = String::from_utf8_lossy(&out.stderr);
+    if std::path::Path::new("/etc/rvs/rvs.toml").exists() {
+        // This machine has one: rvsd checked it rather than the embedded lab configuration.
+        assert!(
+            out.status.success() || err.contains("/etc/rvs/rvs.toml"),
+            "{err}"
+        );
+        return;
+    }
+    assert!(!out.status.success());
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains("/etc/rvs/rvs.toml does not exist"), "{err}");
+    assert!(err.contains("--lab-config"), "{err}");
+}

@@ -4,7 +4,7 @@
 //! Exit status: 0 done, 1 the daemon refused or could not be reached, 2 a usage error (nothing
 //! was sent).
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use control::client::{socket_path, Client, ClientError};
 use control::config::MacAddr;
 use control::proto::{check_neighbour, Neighbour, Request, Response};
@@ -12,41 +12,10 @@ use control::sysctl::{IpvsSysctls, PREFIX};
 use std::net::Ipv4Addr;
 use std::process::ExitCode;
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "rvsctl",
-    version,
-    about = "rvsd's controls beyond ipvsadm's language"
-)]
-struct Args {
-    /// rvsd's control socket (default: $RVS_SOCKET, else /run/rvs/rvs.sock).
-    #[arg(long, global = true)]
-    socket: Option<String>,
-    #[command(subcommand)]
-    command: Cmd,
-}
-
-#[derive(Subcommand, Debug)]
-enum Cmd {
-    /// Show IPVS sysctls (all, or those named), or set them with -w, as sysctl(8) does.
-    Sysctl {
-        /// NAME=VALUE pairs to set (all are checked before any is applied).
-        #[arg(short = 'w', long = "write", value_name = "NAME=VALUE")]
-        write: Vec<String>,
-        /// Names to show (with or without the net.ipv4.vs. prefix).
-        names: Vec<String>,
-    },
-    /// Every dataplane counter, one `name value` a line.
-    Counters,
-    /// Neighbours as ip-neigh(8) words them: `neigh [show]`,
-    /// `neigh add ADDR lladdr MAC dev PORT` (static: learning never changes it),
-    /// `neigh del ADDR dev PORT`.
-    #[command(alias = "neighbour", alias = "neighbor")]
-    Neigh {
-        /// show | add ADDR lladdr MAC dev PORT | del ADDR dev PORT
-        words: Vec<String>,
-    },
-}
+// Shared with rvsd's rvsd-docs (man page and completions), which needs the parser only.
+#[path = "../rvsctl_args.rs"]
+mod args;
+use args::{Args, Cmd};
 
 /// A parsed `rvsctl neigh` command line.
 enum NeighCmd {

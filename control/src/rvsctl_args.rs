@@ -1,0 +1,40 @@
+//! rvsctl's command line, in a file of its own so that rvsd's rvsd-docs can build rvsctl's man
+//! page and shell completions from the same parser.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rvsctl",
+    version,
+    about = "rvsd's controls beyond ipvsadm's language"
+)]
+pub struct Args {
+    /// rvsd's control socket (default: $RVS_SOCKET, else /run/rvs/rvs.sock).
+    #[arg(long, global = true)]
+    pub socket: Option<String>,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Show IPVS sysctls (all, or those named), or set them with -w, as sysctl(8) does.
+    Sysctl {
+        /// NAME=VALUE pairs to set (all are checked before any is applied).
+        #[arg(short = 'w', long = "write", value_name = "NAME=VALUE")]
+        write: Vec<String>,
+        /// Names to show (with or without the net.ipv4.vs. prefix).
+        names: Vec<String>,
+    },
+    /// Every dataplane counter, one `name value` a line.
+    Counters,
+    /// Neighbours as ip-neigh(8) words them: `neigh [show]`,
+    /// `neigh add ADDR lladdr MAC dev PORT` (static: learning never changes it),
+    /// `neigh del ADDR dev PORT`.
+    #[command(alias = "neighbour", alias = "neighbor")]
+    Neigh {
+        /// show | add ADDR lladdr MAC dev PORT | del ADDR dev PORT
+        words: Vec<String>,
+    },
+}

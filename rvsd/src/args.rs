@@ -1,0 +1,32 @@
+//! rvsd's command line, in a file of its own so that src/bin/rvsd-docs.rs can build the man page
+//! and shell completions from the same parser.
+
+use clap::Parser;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rvsd",
+    version,
+    about = "rvs: LVS VS/NAT load balancer on DPDK"
+)]
+pub struct Args {
+    /// Configuration file [default: /etc/rvs/rvs.toml].
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Run the embedded lab configuration (DESIGN.md's namespace lab) instead of a file.
+    #[arg(long, conflicts_with = "config")]
+    pub lab_config: bool,
+    /// Control socket path, overriding [control] socket.
+    #[arg(long)]
+    pub socket: Option<String>,
+    /// Extra EAL arguments, appended to [eal] args (e.g. "--no-huge -m 256").
+    #[arg(long, allow_hyphen_values = true)]
+    pub eal_args: Option<String>,
+    /// Check the configuration and exit.
+    #[arg(long)]
+    pub check: bool,
+    /// Print the embedded lab configuration (what --lab-config runs) and exit.
+    #[arg(long)]
+    pub print_default_config: bool,
+}

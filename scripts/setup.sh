@@ -11,12 +11,14 @@
 #  - reserves 2 MB hugepages (RVS_HUGEPAGES, default 1024) and mounts hugetlbfs on
 #    /dev/hugepages; fewer pages than asked is reported, not fatal;
 #  - checks that the Rust toolchain (cargo) is there; it is never downloaded;
+#  - installs cargo-deb (`cargo install cargo-deb --locked`) when it is missing, for the package
+#    check of scripts/test.sh (scripts/package-check.sh);
 #  - installs cargo-fuzz from crates.io (`cargo install cargo-fuzz --locked`) when it is missing,
 #    for the fuzz smoke run of scripts/test.sh; a failure there is a warning here (that step of
 #    scripts/test.sh then fails).
 #
 # Environment: RVS_HUGEPAGES=N (0 skips the reservation), RVS_NO_CARGO_FUZZ=1 (do not install
-# cargo-fuzz), CI (no prompts either way).
+# cargo-fuzz), RVS_NO_CARGO_DEB=1 (do not install cargo-deb), CI (no prompts either way).
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
@@ -30,7 +32,7 @@ HUGEPAGES=${RVS_HUGEPAGES:-1024}
 PACKAGES=(dpdk libdpdk-dev libclang-dev pkg-config gcc libc6-dev libpcap-dev
     "nginx-light|nginx|nginx-core|nginx-full|nginx-extras" libnginx-mod-stream curl socat ethtool
     iproute2 nftables
-    wrk hping3 g++ python3 shellcheck)
+    wrk hping3 g++ python3 shellcheck man-db)
 
 installed() {
     [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]
@@ -115,5 +117,10 @@ if [ "${RVS_NO_CARGO_FUZZ:-}" != 1 ] && ! run_cargo fuzz --version >/dev/null 2>
     run_cargo install cargo-fuzz --locked ||
         warn "could not install cargo-fuzz: the fuzz smoke run of scripts/test.sh will fail" \
             "(RVS_FUZZ_SMOKE_SECONDS=0 leaves it out)"
+fi
+if [ "${RVS_NO_CARGO_DEB:-}" != 1 ] && ! run_cargo deb --version >/dev/null 2>&1; then
+    log "installing cargo-deb (cargo install cargo-deb --locked)"
+    run_cargo install cargo-deb --locked ||
+        warn "could not install cargo-deb: the package check of scripts/test.sh will fail"
 fi
 log "setup done"

@@ -720,7 +720,10 @@ fn readers_never_see_a_mixed_up_entry_while_writers_churn() {
 #[test]
 fn sequential_ports_fill_the_table_to_capacity() {
     // One client, one VIP, one real server: tuples differ in the client port only, the worst
-    // case for a weak hash. Every entry must be usable (no bucket overflows before capacity).
+    // case for a weak hash. Filled to the last entry, both of a tuple's buckets can be full
+    // with the random per-process keys (then a SYN_RECV entry is evicted, so the insert
+    // succeeds and the count stays): a CI run saw 2 of 65,536 so. A weak hash loses thousands;
+    // allow one in 10,000.
     let cap = 1 << 16;
     let t = ConnTable::new(cap, 4, &Timeouts::default());
     for p in 0..cap {
@@ -735,5 +738,11 @@ fn sequential_ports_fill_the_table_to_capacity() {
         t.insert(&c, 0)
             .unwrap_or_else(|e| panic!("port {p}: {e:?}"));
     }
-    assert_eq!(t.len(), cap);
+    assert!(
+        t.len() >= cap - cap / 10_000,
+        "{} of {cap} held, {} evicted",
+        t.len(),
+        t.evictions()
+    );
+    assert_eq!(t.len() as u64 + t.evictions(), cap as u64);
 }

@@ -166,8 +166,9 @@ impl IpvsSysctls {
         Ok(())
     }
 
-    /// Parses `name=value` (as `sysctl -w` takes it) and sets it.
-    pub fn set_assignment(&mut self, text: &str) -> Result<(), SysctlError> {
+    /// Parses `name=value` (as `sysctl -w` takes it) and sets it; returns the knob's name
+    /// (without the prefix) and the value.
+    pub fn set_assignment(&mut self, text: &str) -> Result<(&'static str, u32), SysctlError> {
         let (name, value) = text
             .split_once('=')
             .ok_or_else(|| SysctlError(format!("{text:?}: expected name=value")))?;
@@ -175,7 +176,9 @@ impl IpvsSysctls {
         let value: u32 = value
             .parse()
             .map_err(|_| SysctlError(format!("{name}: {value:?} is not a number")))?;
-        self.set(name, value)
+        self.set(name, value)?;
+        let knob = knob(strip(name)).ok_or_else(|| unknown(name))?;
+        Ok((knob.name, value))
     }
 
     /// Checks every value against its knob's range (for values deserialised from rvs.toml).
@@ -284,8 +287,10 @@ mod tests {
         assert!(s.set_assignment("conn_reuse_mode=x").is_err());
         assert!(s.set_assignment("conn_reuse_mode").is_err());
         assert_eq!(s, IpvsSysctls::default());
-        s.set_assignment("net.ipv4.vs.expire_nodest_conn = 1")
+        let set = s
+            .set_assignment("net.ipv4.vs.expire_nodest_conn = 1")
             .unwrap();
+        assert_eq!(set, ("expire_nodest_conn", 1));
         assert_eq!(s.expire_nodest_conn, 1);
     }
 

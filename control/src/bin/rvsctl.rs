@@ -97,16 +97,10 @@ fn run(client: &mut Client, command: Cmd) -> Result<(), Failure> {
             let mut check = IpvsSysctls::default();
             let mut pairs = Vec::with_capacity(write.len());
             for w in &write {
-                check
+                let (name, value) = check
                     .set_assignment(w)
                     .map_err(|e| Failure::Usage(e.to_string()))?;
-                let (name, _) = w.split_once('=').unwrap_or((w, ""));
-                let name = name.trim();
-                let name = name.strip_prefix(PREFIX).unwrap_or(name).to_string();
-                let value = check
-                    .get(&name)
-                    .map_err(|e| Failure::Usage(e.to_string()))?;
-                pairs.push((name, value));
+                pairs.push((name.to_string(), value));
             }
             expect_ok(client.call(Request::SetSysctls(pairs.clone()))?)?;
             for (name, value) in pairs {

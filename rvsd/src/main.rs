@@ -7,8 +7,9 @@ use control::config::{Config, LogConfig, LogFormat, MacAddr, DEFAULT_CONFIG};
 use control::proto::{Request, Response};
 use dataplane::pipeline::{Dataplane, DataplaneConfig, PortSetup};
 use dataplane::service::ServiceManager;
-use rvsd::control_server::ControlServer;
+use rvsd::control_server::{ControlServer, DeviceCounters};
 use rvsd::dpdk::{eal, port::Port, worker};
+use rvsd::metrics::{MetricsListener, Sources};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -145,6 +146,11 @@ fn run(args: Args) -> Result<(), String> {
     // device, so a second rvsd refuses without grabbing the ports of the one that runs.
     let server = ControlServer::bind(std::path::Path::new(&cfg.control.socket))
         .map_err(|e| format!("control socket {}: {e}", cfg.control.socket))?;
+    // Bound here too, so an address in use stops start-up before EAL takes the ports.
+    let metrics = match &cfg.metrics {
+        Some(m) => MetricsListener::bind(m)?,
+        None => None,
+    };
 
     eal::init(&cfg.eal.args).map_err(|e| e.to_string())?;
     let main_lcore = eal::main_lcore();
@@ -226,13 +232,28 @@ fn run(args: Args) -> Result<(), String> {
     let manager = Arc::new(Mutex::new(manager));
 
     let port_list = ports.clone();
-    let server = server.with_device_counters(Arc::new(move || {
+    let device_counters: DeviceCounters = Arc::new(move || {
         port_list
             .iter()
             .filter_map(Port::hw_counters)
             .flatten()
             .collect()
-    }));
+    });
+    let server = server.with_device_counters(device_counters.clone());
+    let metrics_thread = match metrics {
+        Some(listener) => {
+            let addr = listener.addr();
+            let sources = Sources {
+                manager: manager.clone(),
+                device_counters,
+            };
+            let thread = listener
+                .spawn(sources, &worker::RUNNING)
+                .map_err(|e| format!("cannot start the metrics listener on {addr}: {e}"))?;
+            Some(thread)
+        }
+        None => None,
+    };
     let control_thread = std::thread::Builder::new()
         .name("rvs-control".into())
         .spawn(move || server.serve(manager, &worker::RUNNING))
@@ -269,6 +290,9 @@ fn run(args: Args) -> Result<(), String> {
     sd_notify("STOPPING=1");
     worker::wait_all();
     let _ = control_thread.join();
+    if let Some(t) = metrics_thread {
+        let _ = t.join();
+    }
     for p in ports.iter() {
         p.stop();
     }

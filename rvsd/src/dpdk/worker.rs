@@ -79,12 +79,16 @@ impl FrameIo for Queues {
 struct Loop {
     io: Queues,
     driver: BurstDriver<Mbuf>,
+    dataplane: Arc<Dataplane>,
+    index: usize,
 }
 
 impl Loop {
     fn new(setup: WorkerSetup) -> Loop {
         Loop {
-            driver: BurstDriver::new(setup.dataplane, setup.index),
+            driver: BurstDriver::new(setup.dataplane.clone(), setup.index),
+            dataplane: setup.dataplane,
+            index: setup.index,
             io: Queues {
                 ports: setup.ports,
                 queue: setup.queue,
@@ -96,8 +100,11 @@ impl Loop {
         let ms_ticks = (eal::tsc_hz() / 1000).max(1);
         let mut rx: Vec<Mbuf> = Vec::with_capacity(BURST);
         let ports = self.io.ports.clone();
+        let dataplane = self.dataplane.clone();
+        let stats = dataplane.stats().worker(self.index);
         while RUNNING.load(Ordering::Relaxed) {
             self.driver.begin(eal::tsc() / ms_ticks);
+            let mut busy = false;
             for (in_port, port) in ports.iter().enumerate() {
                 // SAFETY: the port is started and this worker owns queue `queue` on it; rx_burst
                 // writes at most BURST mbuf pointers (non-null, now this worker's) into the
@@ -111,9 +118,11 @@ impl Loop {
                     );
                     rx.set_len(usize::from(n));
                 }
+                busy |= !rx.is_empty();
                 self.driver.rx_burst(&mut self.io, in_port as u16, &mut rx);
             }
             self.driver.finish(&mut self.io);
+            stats.poll(busy);
         }
         // At shutdown: send what is batched, free what is held.
         self.driver.shutdown(&mut self.io);

@@ -24,8 +24,8 @@ use serde::Serialize;
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 /// The status page.
 const STATUS_HTML: &str = include_str!("status.html");
@@ -44,6 +44,9 @@ pub struct Sources {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Reading {
     pub version: &'static str,
+    /// When it was read: milliseconds on rvsd's monotonic clock (the page's per-second figures
+    /// divide by the difference, not by the browser's clock).
+    pub at_ms: u64,
     /// The connection table's size, as `-L` prints it.
     pub table_size: u64,
     /// As `-L --stats --rate` lists them.
@@ -72,8 +75,11 @@ impl Sources {
         };
         drop(m);
         counters.extend((self.device_counters)());
+        static EPOCH: OnceLock<Instant> = OnceLock::new();
+        let at_ms = EPOCH.get_or_init(Instant::now).elapsed().as_millis();
         Reading {
             version: env!("CARGO_PKG_VERSION"),
+            at_ms: u64::try_from(at_ms).unwrap_or(u64::MAX),
             table_size,
             services,
             counters,

@@ -188,6 +188,7 @@ fn routes_answer_by_path_and_method() {
     assert_eq!(dests[1]["spec"]["weight"], 2);
     assert_eq!(dests[1]["inactive_conns"], 1);
     assert_eq!(v["health_checks"], false);
+    assert!(v["at_ms"].is_u64());
 
     let never = || -> Reading { panic!("no figures needed") };
     assert_eq!(route(Method::Get, "/nope", None, never).status, 404);

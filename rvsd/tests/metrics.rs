@@ -1,7 +1,7 @@
 //! The metrics listener of the real rvsd (one `net_null` port): `/metrics` passes Debian's
 //! `promtool check metrics` in the classic format and ends in `# EOF` in OpenMetrics; the status
 //! page and `/status.json` answer; unknown paths, other methods and garbage get 404, 405 and
-//! 400 and rvsd stays up; an address in use stops start-up with an error naming it, unless
+//! 400, a stalled client holds up nobody, and rvsd stays up; an address in use stops start-up with an error naming it, unless
 //! `optional = true`.
 //!
 //! rvsd listens on 203.0.113.1, so each test runs it in a network namespace of its own
@@ -233,12 +233,19 @@ fn metrics_pass_promtool_and_every_page_answers() {
     let garbage = ns.run(|| exchange(b"\x01\x02 nonsense\r\n\r\n"));
     assert!(status_line(&garbage).contains(" 400 "), "{garbage:?}");
 
+    // A client that sends half a request and waits stalls nobody else.
+    let stalled = ns.run(|| {
+        let mut s = TcpStream::connect(listen()).expect("connect");
+        s.write_all(b"GET /metr").expect("send");
+        s
+    });
     // Still serving, and rvsd still up.
     assert_eq!(
         status_line(&ns.run(|| get("/metrics", ""))),
         "HTTP/1.1 200 OK"
     );
     assert!(rvsd.alive(), "{}", rvsd.log_tail(30));
+    drop(stalled);
     let st = rvsd.stop();
     assert!(st.success(), "rvsd exit {st}\n{}", rvsd.log_tail(30));
 }

@@ -9,9 +9,10 @@
 //!
 //! Every figure comes from the service manager through the control socket's own requests
 //! (`List`, `Counters`) plus the ports' device counters, under the same mutex the control
-//! socket takes, held only while the two requests run. Anything but GET and HEAD is answered
-//! 405, an unknown path 404, a malformed request 400 (tiny_http); a panic while answering is
-//! caught and answered 500.
+//! socket takes, held only while the two requests run. Each answer is written on a thread of
+//! its own (at most `MAX_IN_FLIGHT` at once, then 503), so a client that stalls holds only its
+//! own. Anything but GET and HEAD is answered 405, an unknown path 404, a malformed request 400
+//! (tiny_http); a panic while answering is caught and answered 500.
 
 pub mod exposition;
 
@@ -23,7 +24,7 @@ use dataplane::service::ServiceManager;
 use serde::Serialize;
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,8 @@ const STATUS_HTML: &str = include_str!("status.html");
 
 /// How long the serving thread waits for a request before it looks at `running` again.
 const POLL: Duration = Duration::from_millis(100);
+/// Requests answered at once; each further one gets 503 at once.
+const MAX_IN_FLIGHT: usize = 16;
 
 /// Where the figures come from: the control socket's manager and the ports' own counters.
 #[derive(Clone)]
@@ -141,6 +144,7 @@ impl MetricsListener {
 }
 
 fn serve(server: &tiny_http::Server, sources: &Sources, running: &AtomicBool) {
+    let in_flight = Arc::new(AtomicUsize::new(0));
     while running.load(Ordering::Relaxed) {
         let request = match server.recv_timeout(POLL) {
             Ok(Some(r)) => r,
@@ -151,29 +155,48 @@ fn serve(server: &tiny_http::Server, sources: &Sources, running: &AtomicBool) {
                 continue;
             }
         };
-        let answer =
-            catch_unwind(AssertUnwindSafe(|| answer(&request, sources))).unwrap_or_else(|_| {
-                tracing::error!("internal error while answering a metrics request");
-                Answer::text(500, "internal error\n")
+        // Each answer on a thread of its own: a client that does not read its answer holds
+        // that thread only, never the listener.
+        if in_flight.load(Ordering::Relaxed) >= MAX_IN_FLIGHT {
+            let _ = request.respond(response(Answer::text(503, "too many requests\n")));
+            continue;
+        }
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        let (sources, count) = (sources.clone(), in_flight.clone());
+        let spawned = std::thread::Builder::new()
+            .name("rvs-metrics-req".into())
+            .spawn(move || {
+                let answer = catch_unwind(AssertUnwindSafe(|| answer(&request, &sources)))
+                    .unwrap_or_else(|_| {
+                        tracing::error!("internal error while answering a metrics request");
+                        Answer::text(500, "internal error\n")
+                    });
+                // A client that went away is its own problem.
+                let _ = request.respond(response(answer));
+                count.fetch_sub(1, Ordering::Relaxed);
             });
-        let mut response =
-            tiny_http::Response::from_data(answer.body).with_status_code(answer.status);
-        for (name, value) in [
-            ("Content-Type", answer.content_type),
-            ("Cache-Control", "no-store"),
-        ] {
-            if let Ok(h) = tiny_http::Header::from_bytes(name, value) {
-                response.add_header(h);
-            }
+        if let Err(e) = spawned {
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+            tracing::warn!("cannot start a metrics request thread: {e}");
         }
-        if answer.status == 405 {
-            if let Ok(h) = tiny_http::Header::from_bytes("Allow", "GET, HEAD") {
-                response.add_header(h);
-            }
-        }
-        // A client that went away is its own problem.
-        let _ = request.respond(response);
     }
+}
+
+fn response(answer: Answer) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    let mut response = tiny_http::Response::from_data(answer.body).with_status_code(answer.status);
+    let mut headers = vec![
+        ("Content-Type", answer.content_type),
+        ("Cache-Control", "no-store"),
+    ];
+    if answer.status == 405 {
+        headers.push(("Allow", "GET, HEAD"));
+    }
+    for (name, value) in headers {
+        if let Ok(h) = tiny_http::Header::from_bytes(name, value) {
+            response.add_header(h);
+        }
+    }
+    response
 }
 
 /// A response before it is sent.

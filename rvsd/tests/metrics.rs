@@ -286,3 +286,52 @@ fn an_address_in_use_stops_start_up_unless_optional() {
     assert!(st.success(), "rvsd exit {st}\n{}", optional.log_tail(30));
     drop(taken);
 }
+
+/// `rvsd --check` (no DPDK, no root) on a `[metrics]` section.
+fn check(metrics: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("rvs.toml");
+    let text = format!(
+        "[[ports]]\nname = \"lan\"\ndevice = \"net_null0\"\nrole = \"both\"\n\
+         addresses = [\"198.51.100.1/24\"]\n{metrics}"
+    );
+    std::fs::write(&path, text).expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_rvsd"))
+        .args(["--check", "--config"])
+        .arg(&path)
+        .env("RVS_LOG", "error")
+        .output()
+        .expect("run rvsd");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_bad_metrics_section_is_refused_naming_the_key() {
+    let (ok, err) = check("[metrics]\nlisten = \"203.0.113.1:9180\"\noptional = true\n");
+    assert!(ok, "{err}");
+    let (ok, err) = check("[metrics]\nlisten = \"[2001:db8::1]:9180\"\n");
+    assert!(ok, "{err}");
+    for (section, expected) in [
+        ("[metrics]\nlisten = \"203.0.113.1\"\n", "metrics.listen"),
+        ("[metrics]\nlisten = \"nonsense:80\"\n", "metrics.listen"),
+        (
+            "[metrics]\nlisten = \"203.0.113.1:9180\"\noptional = \"yes\"\n",
+            "metrics.optional",
+        ),
+        (
+            "[metrics]\nlisten = \"203.0.113.1:9180\"\nlistn = 1\n",
+            "listn",
+        ),
+        ("[metrics]\noptional = true\n", "listen"),
+    ] {
+        let (ok, err) = check(section);
+        assert!(!ok, "accepted:\n{section}");
+        assert!(
+            err.contains(expected) && err.contains("line"),
+            "{section}: {err}"
+        );
+    }
+}

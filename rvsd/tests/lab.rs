@@ -1722,15 +1722,15 @@ fn sighup_reloads_under_keepalive_load_lose_nothing() {
         )
     };
     assert_eq!(reloads.get(), 6);
-    assert_eq!(
-        run.errors,
-        [0; 5],
-        "no failed or hung request: {run:?}{}",
-        ctx(&lab)
-    );
+    let not_200 = run
+        .answers
+        .iter()
+        .filter(|a| !a.0.starts_with("rs"))
+        .count();
     assert!(
-        run.answers.iter().all(|a| a.0.starts_with("rs")),
-        "only 200s from real servers: {run:?}"
+        run.errors == [0; 5] && not_200 == 0,
+        "no failed, hung or non-200 request: {run:?}{}",
+        ctx(&lab)
     );
     // Each connection asks every 10 ms: a stalled one would show as far fewer requests.
     assert!(run.requests > 8 * 10 * 40, "{run:?}{}", ctx(&lab));

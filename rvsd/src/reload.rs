@@ -249,3 +249,143 @@ fn adapt(live: &[ServiceStatus], change: Request) -> (Option<Request>, Option<St
         _ => (Some(change), None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use control::model::{DestSpec, DestStatus, Forward, Protocol, SchedulerKind, ServiceKey};
+    use control::model::{ServiceSpec, Stats};
+
+    fn key(port: u16) -> ServiceKey {
+        ServiceKey {
+            protocol: Protocol::Tcp,
+            addr: "198.51.100.1".parse().unwrap(),
+            port,
+        }
+    }
+
+    fn spec(port: u16, scheduler: SchedulerKind) -> ServiceSpec {
+        ServiceSpec {
+            key: key(port),
+            scheduler,
+            persistence: None,
+            netmask: control::model::default_netmask(),
+            sched_flags: Default::default(),
+            ops: false,
+        }
+    }
+
+    fn dest(last: u8, weight: u32) -> DestSpec {
+        DestSpec {
+            addr: [192, 0, 2, last].into(),
+            port: 80,
+            weight,
+            forward: Forward::Masq,
+            upper_threshold: 0,
+            lower_threshold: 0,
+        }
+    }
+
+    /// TCP :80 with real server .2 live.
+    fn live() -> Vec<ServiceStatus> {
+        vec![ServiceStatus {
+            spec: spec(80, SchedulerKind::Rr),
+            dests: vec![DestStatus {
+                spec: dest(2, 1),
+                active_conns: 0,
+                inactive_conns: 0,
+                stats: Stats::default(),
+            }],
+            stats: Stats::default(),
+        }]
+    }
+
+    #[test]
+    fn a_plan_that_matches_the_live_state_is_sent_as_it_is() {
+        for change in [
+            Request::AddService(spec(443, SchedulerKind::Rr)),
+            Request::EditService(spec(80, SchedulerKind::Wrr)),
+            Request::DelService(key(80)),
+            Request::AddDest {
+                service: key(80),
+                dest: dest(3, 1),
+            },
+            Request::EditDest {
+                service: key(80),
+                dest: dest(2, 5),
+            },
+            Request::DelDest {
+                service: key(80),
+                addr: [192, 0, 2, 2].into(),
+                port: 80,
+            },
+        ] {
+            assert_eq!(adapt(&live(), change.clone()), (Some(change), None));
+        }
+    }
+
+    #[test]
+    fn a_plan_that_meets_live_changes_is_fitted_to_them_and_says_so() {
+        let fitted = |change: Request| {
+            let (sent, note) = adapt(&live(), change);
+            (sent, note.expect("a note"))
+        };
+        let (sent, note) = fitted(Request::AddService(spec(80, SchedulerKind::Wrr)));
+        assert_eq!(
+            sent,
+            Some(Request::EditService(spec(80, SchedulerKind::Wrr)))
+        );
+        assert_eq!(
+            note,
+            "-A -t 198.51.100.1:80 -s wrr: present already, so -E -t 198.51.100.1:80 -s wrr"
+        );
+        let (sent, _) = fitted(Request::EditService(spec(443, SchedulerKind::Wrr)));
+        assert_eq!(
+            sent,
+            Some(Request::AddService(spec(443, SchedulerKind::Wrr)))
+        );
+        let (sent, note) = fitted(Request::DelService(key(443)));
+        assert_eq!(
+            (sent, note.as_str()),
+            (None, "-D -t 198.51.100.1:443: removed live, skipped")
+        );
+        let (sent, _) = fitted(Request::AddDest {
+            service: key(80),
+            dest: dest(2, 4),
+        });
+        assert_eq!(
+            sent,
+            Some(Request::EditDest {
+                service: key(80),
+                dest: dest(2, 4)
+            })
+        );
+        let (sent, _) = fitted(Request::EditDest {
+            service: key(80),
+            dest: dest(3, 4),
+        });
+        assert_eq!(
+            sent,
+            Some(Request::AddDest {
+                service: key(80),
+                dest: dest(3, 4)
+            })
+        );
+        let (sent, _) = fitted(Request::DelDest {
+            service: key(80),
+            addr: [192, 0, 2, 3].into(),
+            port: 80,
+        });
+        assert_eq!(sent, None);
+        // A real server of a service removed live: skipped, whatever the change.
+        let (sent, note) = fitted(Request::AddDest {
+            service: key(443),
+            dest: dest(3, 1),
+        });
+        assert_eq!(sent, None);
+        assert!(
+            note.ends_with("its service was removed live, skipped"),
+            "{note}"
+        );
+    }
+}

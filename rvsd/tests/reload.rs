@@ -6,9 +6,9 @@
 //! - services and real servers added, edited (scheduler, weight, thresholds) and removed;
 //!   timeouts, IPVS sysctls and static neighbours; keys that need a restart are reported and
 //!   left as they are; an unchanged file changes nothing;
-//! - a file with an error (bad key, unresolvable service line, sysctl out of range) is refused
-//!   whole, by SIGHUP and by `rvsctl reload`, with the key or line named; nothing changes and
-//!   rvsd keeps running.
+//! - a file with an error (TOML syntax, bad key, unresolvable service line, sysctl out of range,
+//!   a service the daemon refuses) is refused whole, by SIGHUP and by `rvsctl reload`, with the
+//!   key or line named; nothing changes and rvsd keeps running.
 //!
 //! The daemons run one at a time: their worker spins on lcore 0.
 
@@ -300,7 +300,8 @@ fn a_file_with_an_error_is_refused_whole_and_rvsd_keeps_running() {
     let before = d.state();
     // Each is refused whole although its other lines would change things.
     let add = "-a -t 198.51.100.1:80 -r 192.0.2.3:80 -m -w 1\n";
-    let cases: [(String, &str, &str); 4] = [
+    let cases: [(String, &str, &str); 5] = [
+        (format!("{START}{add}"), "[ipvs\n", "TOML parse error at line"),
         (
             format!("{START}{add}-a -t 198.51.100.9:80 -r 192.0.2.4:80 -m\n"),
             "",

@@ -123,6 +123,7 @@ pub enum Response {
     /// `(name, value)` of every IPVS sysctl, in `control::sysctl::KNOBS` order.
     Sysctls(Vec<(String, u32)>),
     Neighbours(Vec<Neighbour>),
+    /// The answer to `Reload`: what it applied, adjusted, could not apply, and left for a restart.
     Reloaded(crate::reload::ReloadReport),
 }
 

@@ -339,44 +339,36 @@ mod tests {
             note,
             "-A -t 198.51.100.1:80 -s wrr: present already, so -E -t 198.51.100.1:80 -s wrr"
         );
-        let (sent, _) = fitted(Request::EditService(spec(443, SchedulerKind::Wrr)));
-        assert_eq!(
-            sent,
-            Some(Request::AddService(spec(443, SchedulerKind::Wrr)))
-        );
+        let add = |d| Request::AddDest {
+            service: key(80),
+            dest: d,
+        };
+        let edit = |d| Request::EditDest {
+            service: key(80),
+            dest: d,
+        };
+        let del_dest = Request::DelDest {
+            service: key(80),
+            addr: [192, 0, 2, 3].into(),
+            port: 80,
+        };
+        let cases = [
+            (
+                Request::EditService(spec(443, SchedulerKind::Wrr)),
+                Some(Request::AddService(spec(443, SchedulerKind::Wrr))),
+            ),
+            (add(dest(2, 4)), Some(edit(dest(2, 4)))),
+            (edit(dest(3, 4)), Some(add(dest(3, 4)))),
+            (del_dest, None),
+        ];
+        for (change, want) in cases {
+            assert_eq!(fitted(change.clone()).0, want, "{change:?}");
+        }
         let (sent, note) = fitted(Request::DelService(key(443)));
         assert_eq!(
             (sent, note.as_str()),
             (None, "-D -t 198.51.100.1:443: removed live, skipped")
         );
-        let (sent, _) = fitted(Request::AddDest {
-            service: key(80),
-            dest: dest(2, 4),
-        });
-        assert_eq!(
-            sent,
-            Some(Request::EditDest {
-                service: key(80),
-                dest: dest(2, 4)
-            })
-        );
-        let (sent, _) = fitted(Request::EditDest {
-            service: key(80),
-            dest: dest(3, 4),
-        });
-        assert_eq!(
-            sent,
-            Some(Request::AddDest {
-                service: key(80),
-                dest: dest(3, 4)
-            })
-        );
-        let (sent, _) = fitted(Request::DelDest {
-            service: key(80),
-            addr: [192, 0, 2, 3].into(),
-            port: 80,
-        });
-        assert_eq!(sent, None);
         // A real server of a service removed live: skipped, whatever the change.
         let (sent, note) = fitted(Request::AddDest {
             service: key(443),

@@ -113,10 +113,6 @@ impl<L: Lvs> Engine<L> {
         }
     }
 
-    pub fn lvs(&self) -> &L {
-        &self.lvs
-    }
-
     /// Adds (or, if rvsd has them already, edits) every virtual server, and puts in the real
     /// servers that start alive (all of them, unless alpha), or the sorry server.
     pub fn install(&mut self) -> Result<(), String> {
@@ -389,31 +385,8 @@ impl Rng {
 mod tests {
     use super::*;
     use crate::conf::parse_str;
+    use crate::testlab::Recorder;
     use std::path::Path;
-
-    /// Records requests and answers like rvsd's service table would.
-    #[derive(Default)]
-    struct Recorder {
-        log: Vec<String>,
-        dests: BTreeMap<SocketAddrV4, u32>,
-    }
-
-    impl Lvs for Recorder {
-        fn call(&mut self, r: Request) -> Result<Response, String> {
-            match &r {
-                Request::AddDest { dest, .. } | Request::EditDest { dest, .. } => {
-                    self.dests
-                        .insert(SocketAddrV4::new(dest.addr, dest.port), dest.weight);
-                }
-                Request::DelDest { addr, port, .. } => {
-                    self.dests.remove(&SocketAddrV4::new(*addr, *port));
-                }
-                _ => {}
-            }
-            self.log.push(format!("{r:?}"));
-            Ok(Response::Ok)
-        }
-    }
 
     #[test]
     fn verdicts_drive_rvsd_through_retries_and_recovery() {
@@ -429,35 +402,44 @@ mod tests {
             Path::new("t.conf"),
         )
         .unwrap();
-        let mut e = Engine::new(&cfg, Recorder::default());
+        let rec = Recorder::default();
+        let mut e = Engine::new(&cfg, rec.clone());
         e.install().unwrap();
         let ep = |s: &str| s.parse::<SocketAddrV4>().unwrap();
         assert_eq!(
-            e.lvs.dests,
+            rec.weights(),
             BTreeMap::from([(ep("203.0.113.2:80"), 2), (ep("203.0.113.6:80"), 1)])
         );
         let down = || Verdict::Down("refused".into());
         e.apply(0, down()); // retry 1 of 1
-        assert_eq!(e.lvs.dests[&ep("203.0.113.2:80")], 2);
+        assert_eq!(rec.weights()[&ep("203.0.113.2:80")], 2);
         e.apply(0, down());
-        assert_eq!(e.lvs.dests[&ep("203.0.113.2:80")], 0, "inhibited: weight 0");
+        assert_eq!(
+            rec.weights()[&ep("203.0.113.2:80")],
+            0,
+            "inhibited: weight 0"
+        );
         e.apply(1, Verdict::Up(WeightChange::Set(5)));
-        assert_eq!(e.lvs.dests[&ep("203.0.113.6:80")], 5, "misc_dynamic weight");
+        assert_eq!(
+            rec.weights()[&ep("203.0.113.6:80")],
+            5,
+            "misc_dynamic weight"
+        );
         e.apply(1, down()); // retry 0: down at once, removed
         assert_eq!(
-            e.lvs.dests,
+            rec.weights(),
             BTreeMap::from([(ep("203.0.113.2:80"), 0), (ep("203.0.113.100:80"), 1)]),
             "quorum lost: sorry server in"
         );
         e.apply(1, Verdict::Up(WeightChange::Configured));
         assert_eq!(
-            e.lvs.dests,
+            rec.weights(),
             BTreeMap::from([(ep("203.0.113.2:80"), 0), (ep("203.0.113.6:80"), 1)])
         );
         e.apply(0, Verdict::Up(WeightChange::Unchanged));
-        assert_eq!(e.lvs.dests[&ep("203.0.113.2:80")], 2);
-        let n = e.lvs.log.len();
+        assert_eq!(rec.weights()[&ep("203.0.113.2:80")], 2);
+        let n = rec.changes().len();
         e.apply(0, Verdict::Up(WeightChange::Unchanged));
-        assert_eq!(e.lvs.log.len(), n, "nothing changed, nothing sent");
+        assert_eq!(rec.changes().len(), n, "nothing changed, nothing sent");
     }
 }

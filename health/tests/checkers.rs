@@ -83,6 +83,20 @@ fn each_checker_fails_when_nginx_dies_and_recovers_when_it_is_back() {
         .unwrap()
     };
     assert_eq!(all(), (up(), up(), up()));
+    // The digest to write is the one keepalived's genhash prints for the page.
+    let out = lab
+        .director
+        .command("genhash")
+        .args(["-s", &rs(0).ip().to_string(), "-p", "80", "-u", "/"])
+        .output()
+        .expect("genhash (package keepalived, scripts/setup.sh)");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let genhash = printed.split_whitespace().last().unwrap_or_default();
+    assert_eq!(
+        Some(genhash),
+        good.urls[0].digest.as_deref(),
+        "genhash printed {printed:?}"
+    );
     let (d, m) = in_netns(&dir, || {
         (check::http(&wrong_digest, t), check::http(&missing, t))
     })

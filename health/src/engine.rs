@@ -12,12 +12,13 @@
 use crate::check::{self, Verdict};
 use crate::conf::{CheckKind, Checker, Config};
 use crate::state::{CheckerState, Quorum, ServiceState, WeightChange};
-use control::client::Client;
+use control::client::{Client, ClientError};
 use control::model::{DestSpec, ServiceKey, ServiceSpec};
 use control::proto::{Request, Response};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::net::SocketAddrV4;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -29,9 +30,31 @@ pub trait Lvs {
     fn call(&mut self, request: Request) -> Result<Response, String>;
 }
 
-impl Lvs for Client {
+/// rvsd's control socket. A broken connection (rvsd restarted) is opened again and the
+/// request sent once more; rvsd's own refusals come back as they are.
+pub struct ControlSocket {
+    path: PathBuf,
+    client: Client,
+}
+
+impl ControlSocket {
+    pub fn new(path: PathBuf) -> ControlSocket {
+        ControlSocket {
+            client: Client::new(path.clone()),
+            path,
+        }
+    }
+}
+
+impl Lvs for ControlSocket {
     fn call(&mut self, request: Request) -> Result<Response, String> {
-        Client::call(self, request).map_err(|e| e.to_string())
+        match self.client.call(request.clone()) {
+            Err(ClientError::Io { .. } | ClientError::Protocol { .. }) => {
+                self.client = Client::new(self.path.clone());
+                self.client.call(request).map_err(|e| e.to_string())
+            }
+            r => r.map_err(|e| e.to_string()),
+        }
     }
 }
 
@@ -81,6 +104,8 @@ pub struct Engine<L: Lvs> {
     lvs: L,
     services: Vec<ServiceRun>,
     checks: Vec<CheckRun>,
+    /// Checks run to their verdict so far.
+    completed: u64,
 }
 
 impl<L: Lvs> Engine<L> {
@@ -110,7 +135,13 @@ impl<L: Lvs> Engine<L> {
             lvs,
             services,
             checks,
+            completed: 0,
         }
+    }
+
+    /// Checks run to their verdict so far.
+    pub fn completed(&self) -> u64 {
+        self.completed
     }
 
     /// Adds (or, if rvsd has them already, edits) every virtual server, and puts in the real
@@ -157,62 +188,55 @@ impl<L: Lvs> Engine<L> {
     /// Makes rvsd's real servers of service `i` what its state wants; each change logged
     /// with `why`. A refused request is logged and tried again at the next change.
     fn sync(&mut self, i: usize, why: &str) {
-        let s = &mut self.services[i];
-        let key = s.spec.key;
+        let s = &self.services[i];
         let want = s.state.desired();
-        let mut requests = Vec::new();
-        for (ep, d) in &s.installed {
-            if !want.contains_key(ep) {
-                requests.push((
-                    Request::DelDest {
-                        service: key,
-                        addr: *ep.ip(),
-                        port: ep.port(),
-                    },
-                    format!("removing {ep}"),
-                    *ep,
-                    None,
-                ));
-            } else if want.get(ep) != Some(d) {
-                let w = want[ep].clone();
-                requests.push((
-                    Request::EditDest {
-                        service: key,
-                        dest: w.clone(),
-                    },
-                    format!("setting {ep} weight {} -> {}", d.weight, w.weight),
-                    *ep,
-                    Some(w),
-                ));
-            }
+        let mut eps: Vec<SocketAddrV4> = s.installed.keys().copied().collect();
+        eps.extend(want.keys().filter(|ep| !s.installed.contains_key(ep)));
+        for ep in eps {
+            self.sync_one(i, ep, want.get(&ep).cloned(), why);
         }
-        for (ep, d) in &want {
-            if !s.installed.contains_key(ep) {
-                requests.push((
-                    Request::AddDest {
-                        service: key,
-                        dest: d.clone(),
-                    },
-                    format!("adding {ep} weight {}", d.weight),
-                    *ep,
-                    Some(d.clone()),
-                ));
+    }
+
+    /// Makes real server `ep` of service `i` in rvsd what `want` says (`None`: not in).
+    fn sync_one(&mut self, i: usize, ep: SocketAddrV4, want: Option<DestSpec>, why: &str) {
+        let s = &self.services[i];
+        let service = s.spec.key;
+        let (request, what) = match (s.installed.get(&ep), &want) {
+            (Some(have), Some(w)) if have == w => return,
+            (None, None) => return,
+            (Some(_), None) => (
+                Request::DelDest {
+                    service,
+                    addr: *ep.ip(),
+                    port: ep.port(),
+                },
+                format!("removing {ep}"),
+            ),
+            (Some(have), Some(w)) => (
+                Request::EditDest {
+                    service,
+                    dest: w.clone(),
+                },
+                format!("setting {ep} weight {} -> {}", have.weight, w.weight),
+            ),
+            (None, Some(w)) => (
+                Request::AddDest {
+                    service,
+                    dest: w.clone(),
+                },
+                format!("adding {ep} weight {}", w.weight),
+            ),
+        };
+        match self.lvs.call(request) {
+            Ok(_) => {
+                tracing::info!(%service, reason = why, "{what}");
+                let installed = &mut self.services[i].installed;
+                match want {
+                    Some(d) => installed.insert(ep, d),
+                    None => installed.remove(&ep),
+                };
             }
-        }
-        for (req, what, ep, now) in requests {
-            match self.lvs.call(req) {
-                Ok(_) => {
-                    tracing::info!(service = %key, reason = why, "{what}");
-                    let s = &mut self.services[i];
-                    match now {
-                        Some(d) => s.installed.insert(ep, d),
-                        None => s.installed.remove(&ep),
-                    };
-                }
-                Err(e) => {
-                    tracing::error!(service = %key, reason = why, error = %e, "{what} failed")
-                }
-            }
+            Err(e) => tracing::error!(%service, reason = why, error = %e, "{what} failed"),
         }
     }
 
@@ -237,7 +261,6 @@ impl<L: Lvs> Engine<L> {
         };
         let s = &mut self.services[si];
         let was_alive = s.state.alive(ri);
-        let before = s.state.desired();
         s.state.set_checker(ri, ci, up, weight);
         let alive = s.state.alive(ri);
         let reason = match (step.decided, error) {
@@ -255,7 +278,8 @@ impl<L: Lvs> Engine<L> {
         if was_alive != alive {
             tracing::warn!(service = %s.spec.key, reason = %reason, "real server {}", if alive { "up" } else { "down" });
         }
-        match s.state.update_quorum() {
+        let quorum = s.state.update_quorum();
+        match quorum {
             Some(Quorum::Lost { sum, threshold }) => {
                 tracing::warn!(service = %s.spec.key, alive_weight = sum, threshold, reason = %reason, "quorum lost")
             }
@@ -264,8 +288,12 @@ impl<L: Lvs> Engine<L> {
             }
             None => {}
         }
-        if s.state.desired() != before {
+        if quorum.is_some() {
+            // The sorry server and every alive real server move.
             self.sync(si, &reason);
+        } else if let Some((ep, want)) = s.state.desired_server(ri) {
+            // Only this real server can have changed: O(1), not O(real servers).
+            self.sync_one(si, ep, want, &reason);
         }
         step.next
     }
@@ -331,6 +359,7 @@ impl<L: Lvs> Engine<L> {
                 .min(TICK);
             match out_rx.recv_timeout(wait) {
                 Ok(o) => {
+                    self.completed += 1;
                     let next = self.apply(o.id, o.verdict);
                     due.push(Reverse((Instant::now() + next, o.id)));
                 }

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use health::conf;
-use health::engine::{Engine, DEFAULT_CHECK_THREADS};
+use health::engine::{ControlSocket, Engine, DEFAULT_CHECK_THREADS};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -88,7 +88,7 @@ fn run(args: &Args) -> Result<(), String> {
         std::env::var_os(control::proto::SOCKET_ENV),
     );
     tracing::info!(config = %args.file.display(), socket = %socket.display(), services = config.services.len(), checks, "starting");
-    let mut engine = Engine::new(&config, control::client::Client::new(socket));
+    let mut engine = Engine::new(&config, ControlSocket::new(socket));
     let installed = engine.install();
     if let Err(e) = installed {
         if !args.dont_release_ipvs {

@@ -218,24 +218,32 @@ impl ServiceState {
         }
     }
 
+    /// Whether the sorry server stands in for the real servers now.
+    fn sorry_in(&self) -> bool {
+        !self.quorum_up && self.sorry.is_some()
+    }
+
+    /// Real server `server`'s endpoint, and how it should be in rvsd now (`None`: not at all).
+    pub fn desired_server(&self, server: usize) -> Option<(SocketAddrV4, Option<DestSpec>)> {
+        let s = self.servers.get(server)?;
+        let weight = if !self.sorry_in() && s.alive() {
+            Some(s.weight())
+        } else if s.inhibit {
+            Some(0)
+        } else {
+            None
+        };
+        Some((s.endpoint, weight.map(|w| s.dest(w))))
+    }
+
     /// The real servers (and sorry server) that should be in rvsd now, by endpoint.
     pub fn desired(&self) -> BTreeMap<SocketAddrV4, DestSpec> {
-        let sorry_in = !self.quorum_up && self.sorry.is_some();
-        let mut out = BTreeMap::new();
-        for s in &self.servers {
-            let weight = if !sorry_in && s.alive() {
-                Some(s.weight())
-            } else if s.inhibit {
-                Some(0)
-            } else {
-                None
-            };
-            if let Some(w) = weight {
-                out.insert(s.endpoint, s.dest(w));
-            }
-        }
+        let mut out: BTreeMap<SocketAddrV4, DestSpec> = (0..self.servers.len())
+            .filter_map(|i| self.desired_server(i))
+            .filter_map(|(ep, d)| Some((ep, d?)))
+            .collect();
         if let Some(sorry) = self.sorry {
-            let weight = if sorry_in {
+            let weight = if self.sorry_in() {
                 Some(1)
             } else if sorry.inhibit {
                 Some(0)

@@ -291,3 +291,68 @@ fn detection_time() {
     );
     println!("recovery over {CYCLES} restarts: median {bm:.2?}, worst {bw:.2?} (one success: within delay_loop = {delay_loop:.1} s)");
 }
+
+/// The process's CPU time (user + system) so far.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage(2) fills the zeroed struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.unsigned_abs())
+            + Duration::from_micros(t.tv_usec.unsigned_abs())
+    };
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+#[test]
+fn a_thousand_real_servers_all_come_up_and_cost_little() {
+    const N: u16 = 1000;
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = lab(1, tmp.path());
+    // 1,000 real servers on one address (ports 10000..), every check to nginx's port 80;
+    // alpha: each starts down and comes in at its first success.
+    let mut config = String::from(
+        "virtual_server 198.51.100.10 80 {\n lb_algo wlc\n lb_kind NAT\n delay_loop 1\n alpha\n",
+    );
+    for p in 0..N {
+        config += &format!(
+            " real_server {} {} {{ TCP_CHECK {{ connect_port 80\n connect_timeout 1 }} }}\n",
+            HealthLab::real_server(0),
+            10_000 + p
+        );
+    }
+    config += "}\n";
+    let cfg = conf::parse_str(&config, Path::new("thousand.conf")).unwrap();
+    let rec = Recorder::default();
+    let mut engine = Engine::new(&cfg, rec.clone());
+    engine.install().unwrap();
+    assert!(rec.weights().is_empty(), "alpha: none in before its check");
+    let stop = AtomicBool::new(false);
+    let director = lab.director.name().to_string();
+    let (cpu, wall) = std::thread::scope(|s| {
+        let runner = s.spawn(|| in_netns(&director, || engine.run(&stop, 64)));
+        let (cpu0, t0) = (cpu_time(), Instant::now());
+        let deadline = t0 + Duration::from_secs(30);
+        while rec.weights().len() < usize::from(N) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // A few more rounds of steady checking.
+        std::thread::sleep(Duration::from_secs(3));
+        stop.store(true, Ordering::Relaxed);
+        runner.join().unwrap().unwrap();
+        (cpu_time() - cpu0, t0.elapsed())
+    });
+    assert_eq!(
+        rec.weights().len(),
+        usize::from(N),
+        "every real server came in"
+    );
+    let done = engine.completed();
+    println!(
+        "{N} real servers: {done} checks in {wall:.1?} ({:.0}/s), CPU {cpu:.2?} ({:.0} µs a check)",
+        done as f64 / wall.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / done as f64
+    );
+    assert!(done >= u64::from(N), "{done} checks");
+}

@@ -524,7 +524,8 @@ impl Builder {
                 "sorry_server_inhibit" => sorry_inhibit = self.flag(s).unwrap_or(false),
                 "sorry_server_lvs_method" => self.forwarding(s),
                 "inhibit_on_failure" => inhibit = self.flag(s).unwrap_or(false),
-                "weight" => weight = self.unsigned(s, 0, 65535).unwrap_or(weight),
+                // keepalived: 1..; rvsd's weights end at 65535.
+                "weight" => weight = self.unsigned(s, 1, 65535).unwrap_or(weight),
                 "omega" => {
                     // keepalived's omega runs notify scripts at shutdown; rvs-healthd has none.
                     if self.flag(s).is_some() {
@@ -655,7 +656,7 @@ impl Builder {
         let timers = timers.over(parent);
         let checkers = checker_nodes
             .into_iter()
-            .filter_map(|c| self.checker(c, endpoint, timers))
+            .filter_map(|c| self.checker(c, endpoint, timers, parent.delay_loop))
             .collect();
         Some(RealServer {
             pos: n.pos.clone(),
@@ -668,7 +669,15 @@ impl Builder {
         })
     }
 
-    fn checker(&mut self, n: &Node, rs: SocketAddrV4, parent: Inherited) -> Option<Checker> {
+    /// A checker of real server `rs`, under its settings `parent`; `vs_delay_loop` is the
+    /// MISC_CHECK timeout when misc_timeout is 0 or missing, as keepalived's.
+    fn checker(
+        &mut self,
+        n: &Node,
+        rs: SocketAddrV4,
+        parent: Inherited,
+        vs_delay_loop: Option<Duration>,
+    ) -> Option<Checker> {
         let kind = n.keyword.as_str();
         if !n.args.is_empty() {
             self.error(n, format!("{kind} takes no value"));
@@ -791,7 +800,7 @@ impl Builder {
             // misc_timeout 0 or none: the virtual server's delay_loop, as keepalived.
             CheckKind::Misc(_) => misc_timeout
                 .filter(|d| !d.is_zero())
-                .unwrap_or(parent.delay_loop.unwrap_or(DEFAULT_DELAY_LOOP)),
+                .unwrap_or(vs_delay_loop.unwrap_or(DEFAULT_DELAY_LOOP)),
             _ => t.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
         };
         Some(Checker {
@@ -1199,6 +1208,17 @@ virtual_server 198.51.100.10 53 {
             .notes
             .iter()
             .any(|n| n.message.contains("no lb_algo: wlc")));
+    }
+
+    #[test]
+    fn a_misc_check_without_timeout_gets_the_virtual_servers_delay_loop() {
+        let cfg = load(
+            "virtual_server 198.51.100.10 80 {\n delay_loop 7\n real_server 203.0.113.2 80 {\n delay_loop 3\n MISC_CHECK { misc_path /bin/true\n misc_timeout 0 }\n }\n}\n",
+        );
+        let c = &cfg.services[0].real_servers[0].checkers[0];
+        assert_eq!((c.timing.timeout, c.timing.delay_loop), (S(7), S(3)));
+        let e = errors("virtual_server 198.51.100.10 80 {\n weight 0\n}\n");
+        assert_eq!(e, ["k.conf:2: weight \"0\": not a number in 1..=65535"]);
     }
 
     #[test]

@@ -93,6 +93,7 @@ fn wait_listed(rvsadm: &Path, socket: &Path, want: &[(&str, u32)], healthd: &Hea
 }
 
 #[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1: namespaces need root")]
 fn rvsadm_shows_a_dead_real_server_leave_and_return_and_the_sorry_server_when_quorum_is_lost() {
     let tmp = tempfile::tempdir().unwrap();
     let mut lab = HealthLab::new(&unique_prefix(), 2, tmp.path(), |i| format!("rs{i}\n"))

@@ -8,4 +8,5 @@ pub mod config;
 pub mod format;
 pub mod model;
 pub mod proto;
+pub mod reload;
 pub mod sysctl;

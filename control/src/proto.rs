@@ -79,6 +79,9 @@ pub enum Request {
     AddNeighbour(Neighbour),
     /// Deletes a neighbour entry, static or learnt (`rvsctl neigh del ADDR dev PORT`).
     DelNeighbour { port: String, addr: Ipv4Addr },
+    /// Re-reads the configuration file and applies what changed since the last load, as SIGHUP
+    /// does (`rvsctl reload`); answered with [`Response::Reloaded`].
+    Reload,
 }
 
 /// Whether `addr` at `mac` can be a static neighbour: a unicast address and MAC.
@@ -120,6 +123,8 @@ pub enum Response {
     /// `(name, value)` of every IPVS sysctl, in `control::sysctl::KNOBS` order.
     Sysctls(Vec<(String, u32)>),
     Neighbours(Vec<Neighbour>),
+    /// The answer to `Reload`: what it applied, adjusted, could not apply, and left for a restart.
+    Reloaded(crate::reload::ReloadReport),
 }
 
 impl RequestEnvelope {

@@ -37,4 +37,7 @@ pub enum Cmd {
         /// show | add ADDR lladdr MAC dev PORT | del ADDR dev PORT
         words: Vec<String>,
     },
+    /// Re-read rvsd's configuration file and apply what changed since it was last loaded (as
+    /// SIGHUP does); a file with an error changes nothing. Prints each change.
+    Reload,
 }

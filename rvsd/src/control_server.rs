@@ -14,8 +14,9 @@
 //! others, not even briefly) and is owned by the user running rvsd.
 //!
 //! Every request that changes something is logged with the client's uid and pid (SO_PEERCRED),
-//! whether it was applied or refused; listings are not.
+//! whether it was applied or refused; listings are not. A reload logs itself (see `reload`).
 
+use crate::reload::Trigger;
 use control::proto::{
     Request, RequestEnvelope, Response, ResponseEnvelope, MAX_REQUEST_BYTES, PROTOCOL_VERSION,
 };
@@ -43,6 +44,15 @@ pub struct ControlServer {
     path: PathBuf,
     listener: UnixListener,
     device_counters: DeviceCounters,
+    reload: Option<Reload>,
+}
+
+/// rvsd's reload (`crate::reload`): run for `Request::Reload`, and by the accepting thread
+/// when `requested` (SIGHUP's flag) is set.
+#[derive(Clone)]
+pub struct Reload {
+    pub requested: &'static AtomicBool,
+    pub run: Arc<dyn Fn(Trigger) -> Response + Send + Sync>,
 }
 
 /// The ports' own counters (DPDK's `rte_eth_stats`), appended to every `Counters` answer: the
@@ -91,12 +101,19 @@ impl ControlServer {
             path: path.to_path_buf(),
             listener,
             device_counters: Arc::new(Vec::new),
+            reload: None,
         })
     }
 
     /// Appends `counters()` to every `Counters` answer.
     pub fn with_device_counters(mut self, counters: DeviceCounters) -> ControlServer {
         self.device_counters = counters;
+        self
+    }
+
+    /// Answers `Request::Reload` with `reload`, and reloads when its flag is set.
+    pub fn with_reload(mut self, reload: Reload) -> ControlServer {
+        self.reload = Some(reload);
         self
     }
 
@@ -109,6 +126,11 @@ impl ControlServer {
         let tick = Duration::from_millis(dataplane::stats::RATE_TICK_MS);
         let mut next_tick = epoch;
         while running.load(Ordering::Relaxed) {
+            if let Some(r) = &self.reload {
+                if r.requested.swap(false, Ordering::Relaxed) {
+                    (r.run)(Trigger::Signal);
+                }
+            }
             let mut wait = Duration::from_millis(POLL_MS);
             if Instant::now() >= next_tick {
                 // Never wait here for a client's long request: try again a little later.
@@ -145,11 +167,12 @@ impl ControlServer {
                     clients.fetch_add(1, Ordering::Relaxed);
                     let manager = manager.clone();
                     let device_counters = self.device_counters.clone();
+                    let reload = self.reload.clone();
                     let count = clients.clone();
                     let spawned = std::thread::Builder::new()
                         .name("rvs-ctl-client".into())
                         .spawn(move || {
-                            serve_client(stream, &manager, &*device_counters);
+                            serve_client(stream, &manager, &*device_counters, reload.as_ref());
                             count.fetch_sub(1, Ordering::Relaxed);
                         });
                     if let Err(e) = spawned {
@@ -192,6 +215,7 @@ fn serve_client(
     stream: UnixStream,
     manager: &Mutex<ServiceManager>,
     device_counters: &(dyn Fn() -> Vec<(String, u64)> + Send + Sync),
+    reload: Option<&Reload>,
 ) {
     if stream.set_nonblocking(false).is_err()
         || stream.set_read_timeout(Some(IDLE_TIMEOUT)).is_err()
@@ -222,7 +246,7 @@ fn serve_client(
             );
             return;
         }
-        let mut response = handle_line(&line, manager, peer);
+        let mut response = handle_line(&line, manager, peer, reload);
         if let Response::Counters(list) = &mut response {
             list.extend(device_counters());
         }
@@ -281,7 +305,8 @@ fn changes_state(request: &Request) -> bool {
         | Request::SetTimeouts(_)
         | Request::SetSysctls(_)
         | Request::AddNeighbour(_)
-        | Request::DelNeighbour { .. } => true,
+        | Request::DelNeighbour { .. }
+        | Request::Reload => true,
         Request::List { .. }
         | Request::ListConns
         | Request::GetTimeouts
@@ -292,7 +317,12 @@ fn changes_state(request: &Request) -> bool {
 }
 
 /// Decodes one request line from `peer` and applies it.
-pub fn handle_line(line: &[u8], manager: &Mutex<ServiceManager>, peer: Option<Peer>) -> Response {
+pub fn handle_line(
+    line: &[u8],
+    manager: &Mutex<ServiceManager>,
+    peer: Option<Peer>,
+    reload: Option<&Reload>,
+) -> Response {
     // Check the version before the request body, so a newer client gets a clear answer even
     // when it sends requests this daemon does not know.
     let value: serde_json::Value = match serde_json::from_slice(line) {
@@ -312,6 +342,13 @@ pub fn handle_line(line: &[u8], manager: &Mutex<ServiceManager>, peer: Option<Pe
         Ok(e) => e,
         Err(e) => return Response::Error(format!("unknown or malformed request: {e}")),
     };
+    if envelope.request == Request::Reload {
+        // The reload logs itself, with what it changed and who asked.
+        return match reload {
+            Some(r) => (r.run)(Trigger::Control(peer)),
+            None => Response::Error("this rvsd has no configuration file to reload".into()),
+        };
+    }
     let logged = changes_state(&envelope.request).then(|| envelope.request.clone());
     let mut m = lock(manager);
     // A bug in a request's handling must not take the control socket down with it.

@@ -168,7 +168,7 @@ fn promtool(text: &str) -> (bool, String) {
 }
 
 #[test]
-#[cfg_attr(rvs_skip_lab, ignore)]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
 fn metrics_pass_promtool_and_every_page_answers() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ns = Netns::new();
@@ -251,7 +251,7 @@ fn metrics_pass_promtool_and_every_page_answers() {
 }
 
 #[test]
-#[cfg_attr(rvs_skip_lab, ignore)]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
 fn an_address_in_use_stops_start_up_unless_optional() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ns = Netns::new();

@@ -56,7 +56,8 @@ pub struct Reading {
     pub services: Vec<ServiceStatus>,
     /// As `Request::Counters` answers, device counters included.
     pub counters: Vec<(String, u64)>,
-    /// Whether health checks run: not yet, so the page shows "-" in its health column.
+    /// Whether rvsd holds health verdicts: it does not (a health checker acts on real servers
+    /// through the control socket), so the page shows "-" in its health column.
     pub health_checks: bool,
 }
 

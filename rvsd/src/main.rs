@@ -8,7 +8,7 @@ use control::proto::{Request, Response};
 use dataplane::pipeline::{Dataplane, DataplaneConfig, PortSetup};
 use dataplane::service::ServiceManager;
 use rvsd::control_server::ControlServer;
-use rvsd::dpdk::{eal, port::Port, worker};
+use rvsd::dpdk::{capture, eal, port::Port, telemetry, worker};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -147,6 +147,7 @@ fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("control socket {}: {e}", cfg.control.socket))?;
 
     eal::init(&cfg.eal.args).map_err(|e| e.to_string())?;
+    capture::init()?;
     let main_lcore = eal::main_lcore();
     let enabled = eal::enabled_lcores();
     let lcores: Vec<u32> = if cfg.workers.lcores.is_empty() {
@@ -226,13 +227,28 @@ fn run(args: Args) -> Result<(), String> {
     let manager = Arc::new(Mutex::new(manager));
 
     let port_list = ports.clone();
-    let server = server.with_device_counters(Arc::new(move || {
+    let device_counters: rvsd::control_server::DeviceCounters = Arc::new(move || {
         port_list
             .iter()
             .filter_map(Port::hw_counters)
             .flatten()
             .collect()
-    }));
+    });
+    let port_list = ports.clone();
+    let port_info: rvsd::control_server::PortInfos =
+        Arc::new(move |xstats| port_list.iter().map(|p| p.info(xstats)).collect());
+    let version = capture::version_info(&cfg.eal.args);
+    telemetry::register(telemetry::TelemetryState {
+        manager: manager.clone(),
+        device_counters: device_counters.clone(),
+        ports: port_info.clone(),
+        version: version.clone(),
+        workers: lcores.clone(),
+    })?;
+    let server = server
+        .with_device_counters(device_counters)
+        .with_port_info(port_info)
+        .with_version(version);
     let control_thread = std::thread::Builder::new()
         .name("rvs-control".into())
         .spawn(move || server.serve(manager, &worker::RUNNING))
@@ -269,6 +285,7 @@ fn run(args: Args) -> Result<(), String> {
     sd_notify("STOPPING=1");
     worker::wait_all();
     let _ = control_thread.join();
+    capture::uninit();
     for p in ports.iter() {
         p.stop();
     }

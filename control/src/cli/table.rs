@@ -112,7 +112,9 @@ impl Table {
             | Request::SetSysctls(_)
             | Request::ListNeighbours
             | Request::AddNeighbour(_)
-            | Request::DelNeighbour { .. } => {}
+            | Request::DelNeighbour { .. }
+            | Request::Ports { .. }
+            | Request::Version => {}
         }
     }
 }

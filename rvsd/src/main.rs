@@ -248,7 +248,7 @@ fn run(args: Args) -> Result<(), String> {
     let server = server
         .with_device_counters(device_counters)
         .with_port_info(port_info)
-        .with_version(version);
+        .with_version(version.clone());
     let control_thread = std::thread::Builder::new()
         .name("rvs-control".into())
         .spawn(move || server.serve(manager, &worker::RUNNING))
@@ -290,6 +290,10 @@ fn run(args: Args) -> Result<(), String> {
         p.stop();
     }
     eal::cleanup();
+    if !version.in_memory {
+        let n = control::eal_files::remove_hugepage_files(&version.file_prefix);
+        tracing::debug!(files = n, "hugepage files removed");
+    }
     Ok(())
 }
 

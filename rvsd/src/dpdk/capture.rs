@@ -7,10 +7,12 @@
 //! port and queue someone captures: without a capture the workers pay nothing.
 //!
 //! With a file prefix (`--file-prefix=rvs`, the packaged default), EAL keeps its hugepage
-//! files (`/dev/hugepages/rvsmap_*`) and runtime folder (`/var/run/dpdk/rvs`) while rvsd runs.
-//! After a crash they stay behind until the next rvsd with the same prefix starts, which
-//! removes the stale files first; a second rvsd with the same prefix is refused by EAL, so two
-//! rvsd side by side need prefixes of their own.
+//! files (`/dev/hugepages/rvsmap_*`, each holding its hugepage) and runtime folder
+//! (`/var/run/dpdk/rvs`) while rvsd runs, and leaves the files behind even after
+//! `rte_eal_cleanup`: rvsd removes them at a clean stop (`control::eal_files`). After a
+//! crash they stay until the next rvsd with the same prefix starts, which removes the stale
+//! ones first. A second rvsd with the same prefix is refused by EAL (and before that by the
+//! control socket), so two rvsd side by side need prefixes of their own.
 
 use super::errno_text;
 use control::proto::VersionInfo;

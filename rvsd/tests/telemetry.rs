@@ -84,39 +84,14 @@ fn dpdk_telemetry_shows_rvs_services_beside_ethdev_stats() {
 
     let rvsadm = rvsadm_beside(rvsd_bin);
     let socket = rvsd.socket();
-    run_ok(
-        &rvsadm,
-        socket,
-        &["-A", "-t", "198.51.100.1:80", "-s", "wrr"],
-    );
-    run_ok(
-        &rvsadm,
-        socket,
-        &[
-            "-a",
-            "-t",
-            "198.51.100.1:80",
-            "-r",
-            "192.0.2.2:80",
-            "-m",
-            "-w",
-            "3",
-        ],
-    );
-    run_ok(
-        &rvsadm,
-        socket,
-        &[
-            "-a",
-            "-t",
-            "198.51.100.1:80",
-            "-r",
-            "192.0.2.3:8080",
-            "-m",
-            "-w",
-            "0",
-        ],
-    );
+    for args in [
+        "-A -t 198.51.100.1:80 -s wrr",
+        "-a -t 198.51.100.1:80 -r 192.0.2.2:80 -m -w 3",
+        "-a -t 198.51.100.1:80 -r 192.0.2.3:8080 -m -w 0",
+    ] {
+        let args: Vec<&str> = args.split(' ').collect();
+        run_ok(&rvsadm, socket, &args);
+    }
 
     let answers = telemetry(
         prefix,

@@ -39,28 +39,29 @@ pub struct TelemetryState {
 
 static STATE: OnceLock<TelemetryState> = OnceLock::new();
 
-type Callback = unsafe extern "C" fn(*const c_char, *const c_char, *mut sys::rte_tel_data) -> c_int;
+/// What a command answers: the answer dictionary filled from the state.
+type Fill = fn(&TelemetryState, &Dict);
 
-/// The commands: name, callback, help (DPDK keeps under 64 bytes of help).
-const COMMANDS: [(&str, Callback, &str); 4] = [
+/// The commands: name, answer, help (DPDK keeps under 64 bytes of help).
+const COMMANDS: [(&str, Fill, &str); 4] = [
     (
         "/rvs/services",
-        services,
+        fill_services,
         "rvs services and real servers. No parameters",
     ),
     (
         "/rvs/stats",
-        stats,
+        fill_stats,
         "rvs counters (rvsctl counters). No parameters",
     ),
     (
         "/rvs/ports",
-        ports,
+        fill_ports,
         "rvs ports: device, link, counters. No parameters",
     ),
     (
         "/rvs/info",
-        info,
+        fill_info,
         "rvsd version, workers, table fill. No parameters",
     ),
 ];
@@ -70,12 +71,12 @@ pub fn register(state: TelemetryState) -> Result<(), String> {
     STATE
         .set(state)
         .map_err(|_| "telemetry commands registered twice".to_string())?;
-    for (name, callback, help) in COMMANDS {
+    for (name, _, help) in COMMANDS {
         let cname = CString::new(name).map_err(|e| e.to_string())?;
         let chelp = CString::new(help).map_err(|e| e.to_string())?;
         // SAFETY: valid C strings, which DPDK copies; a callback with DPDK's signature.
         let ret = unsafe {
-            sys::rte_telemetry_register_cmd(cname.as_ptr(), Some(callback), chelp.as_ptr())
+            sys::rte_telemetry_register_cmd(cname.as_ptr(), Some(command), chelp.as_ptr())
         };
         if ret != 0 {
             return Err(format!(
@@ -151,9 +152,22 @@ fn c_name(name: &str) -> CString {
     CString::new(entry_name(name)).unwrap_or_default()
 }
 
-/// Runs `fill` on the answer dictionary, with the state; a panic (or no state yet) answers
-/// null rather than unwinding into DPDK.
-fn answer(d: *mut sys::rte_tel_data, fill: impl FnOnce(&TelemetryState, &Dict)) -> c_int {
+/// Every `/rvs/...` command's callback: finds the command's [`Fill`] by name and runs it on
+/// the answer dictionary. No state yet, an unknown command or a panic answer null rather than
+/// unwinding into DPDK.
+unsafe extern "C" fn command(
+    cmd: *const c_char,
+    _params: *const c_char,
+    d: *mut sys::rte_tel_data,
+) -> c_int {
+    if cmd.is_null() || d.is_null() {
+        return -1;
+    }
+    // SAFETY: DPDK passes the command as a NUL-terminated string.
+    let cmd = unsafe { std::ffi::CStr::from_ptr(cmd) }.to_bytes();
+    let Some((_, fill, _)) = COMMANDS.iter().find(|(name, _, _)| name.as_bytes() == cmd) else {
+        return -1;
+    };
     let Some(state) = STATE.get() else {
         return -1;
     };
@@ -188,8 +202,11 @@ fn address_name(addr: std::net::Ipv4Addr) -> String {
     addr.to_string().replace('.', "_")
 }
 
-fn fill_services(services: &[ServiceStatus], d: &Dict) {
-    for s in services {
+fn fill_services(state: &TelemetryState, d: &Dict) {
+    let Response::Services { services, .. } = ask(state, Request::List { service: None }) else {
+        return;
+    };
+    for s in &services {
         d.dict(&service_entry(s), |sd| {
             let k = &s.spec.key;
             sd.str("protocol", k.protocol.label());
@@ -225,93 +242,63 @@ fn fill_services(services: &[ServiceStatus], d: &Dict) {
     }
 }
 
-unsafe extern "C" fn services(
-    _cmd: *const c_char,
-    _params: *const c_char,
-    d: *mut sys::rte_tel_data,
-) -> c_int {
-    answer(d, |state, dict| {
-        if let Response::Services { services, .. } = ask(state, Request::List { service: None }) {
-            fill_services(&services, dict);
-        }
-    })
+fn fill_stats(state: &TelemetryState, dict: &Dict) {
+    let mut counters = match ask(state, Request::Counters) {
+        Response::Counters(c) => c,
+        _ => Vec::new(),
+    };
+    counters.extend((state.device_counters)());
+    for (name, value) in counters {
+        dict.u64(&name, value);
+    }
 }
 
-unsafe extern "C" fn stats(
-    _cmd: *const c_char,
-    _params: *const c_char,
-    d: *mut sys::rte_tel_data,
-) -> c_int {
-    answer(d, |state, dict| {
-        let mut counters = match ask(state, Request::Counters) {
-            Response::Counters(c) => c,
-            _ => Vec::new(),
-        };
-        counters.extend((state.device_counters)());
-        for (name, value) in counters {
-            dict.u64(&name, value);
-        }
-    })
+fn fill_ports(state: &TelemetryState, dict: &Dict) {
+    for p in (state.ports)(false) {
+        dict.dict(&p.name, |pd| {
+            pd.str("device", &p.device);
+            pd.u64("port_id", u64::from(p.port_id));
+            pd.str("driver", &p.driver);
+            pd.str("mac", &p.mac.to_string());
+            pd.str("link", if p.link_up { "up" } else { "down" });
+            pd.u64("speed_mbps", u64::from(p.speed_mbps));
+            pd.str("duplex", if p.full_duplex { "full" } else { "half" });
+            pd.u64("mtu", u64::from(p.mtu));
+            pd.u64("rx_packets", p.rx_packets);
+            pd.u64("tx_packets", p.tx_packets);
+            pd.u64("rx_bytes", p.rx_bytes);
+            pd.u64("tx_bytes", p.tx_bytes);
+            pd.u64("rx_missed", p.rx_missed);
+            pd.u64("rx_errors", p.rx_errors);
+            pd.u64("tx_errors", p.tx_errors);
+            pd.u64("rx_nombuf", p.rx_nombuf);
+        });
+    }
 }
 
-unsafe extern "C" fn ports(
-    _cmd: *const c_char,
-    _params: *const c_char,
-    d: *mut sys::rte_tel_data,
-) -> c_int {
-    answer(d, |state, dict| {
-        for p in (state.ports)(false) {
-            dict.dict(&p.name, |pd| {
-                pd.str("device", &p.device);
-                pd.u64("port_id", u64::from(p.port_id));
-                pd.str("driver", &p.driver);
-                pd.str("mac", &p.mac.to_string());
-                pd.str("link", if p.link_up { "up" } else { "down" });
-                pd.u64("speed_mbps", u64::from(p.speed_mbps));
-                pd.str("duplex", if p.full_duplex { "full" } else { "half" });
-                pd.u64("mtu", u64::from(p.mtu));
-                pd.u64("rx_packets", p.rx_packets);
-                pd.u64("tx_packets", p.tx_packets);
-                pd.u64("rx_bytes", p.rx_bytes);
-                pd.u64("tx_bytes", p.tx_bytes);
-                pd.u64("rx_missed", p.rx_missed);
-                pd.u64("rx_errors", p.rx_errors);
-                pd.u64("tx_errors", p.tx_errors);
-                pd.u64("rx_nombuf", p.rx_nombuf);
-            });
-        }
-    })
-}
-
-unsafe extern "C" fn info(
-    _cmd: *const c_char,
-    _params: *const c_char,
-    d: *mut sys::rte_tel_data,
-) -> c_int {
-    answer(d, |state, dict| {
-        let v = &state.version;
-        dict.str("version", &v.rvsd);
-        dict.str("dpdk", &v.dpdk);
-        dict.str("file_prefix", &v.file_prefix);
-        dict.str("runtime_dir", &v.runtime_dir);
-        dict.u64("workers", state.workers.len() as u64);
-        dict.str(
-            "worker_lcores",
-            &state
-                .workers
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-        if let Response::Counters(c) = ask(state, Request::Counters) {
-            for (name, value) in c {
-                if let Some(what) = name.strip_prefix("conntrack.") {
-                    dict.u64(&format!("conntrack_{what}"), value);
-                }
+fn fill_info(state: &TelemetryState, dict: &Dict) {
+    let v = &state.version;
+    dict.str("version", &v.rvsd);
+    dict.str("dpdk", &v.dpdk);
+    dict.str("file_prefix", &v.file_prefix);
+    dict.str("runtime_dir", &v.runtime_dir);
+    dict.u64("workers", state.workers.len() as u64);
+    dict.str(
+        "worker_lcores",
+        &state
+            .workers
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    if let Response::Counters(c) = ask(state, Request::Counters) {
+        for (name, value) in c {
+            if let Some(what) = name.strip_prefix("conntrack.") {
+                dict.u64(&format!("conntrack_{what}"), value);
             }
         }
-    })
+    }
 }
 
 #[cfg(test)]

@@ -9,4 +9,5 @@ pub mod eal_files;
 pub mod format;
 pub mod model;
 pub mod proto;
+pub mod reload;
 pub mod sysctl;

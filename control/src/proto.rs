@@ -88,6 +88,9 @@ pub enum Request {
     /// rvsd's and DPDK's versions and the EAL file prefix (`rvsctl version`, `rvsctl capture`).
     /// Answered by rvsd, not by the service manager.
     Version,
+    /// Re-reads the configuration file and applies what changed since the last load, as SIGHUP
+    /// does (`rvsctl reload`); answered with [`Response::Reloaded`].
+    Reload,
 }
 
 /// A DPDK port as `rvsctl ports` shows it.
@@ -179,6 +182,8 @@ pub enum Response {
     Neighbours(Vec<Neighbour>),
     Ports(Vec<PortInfo>),
     Version(VersionInfo),
+    /// The answer to `Reload`: what it applied, adjusted, could not apply, and left for a restart.
+    Reloaded(crate::reload::ReloadReport),
 }
 
 impl RequestEnvelope {

@@ -37,6 +37,9 @@ pub enum Cmd {
         /// show | add ADDR lladdr MAC dev PORT | del ADDR dev PORT
         words: Vec<String>,
     },
+    /// Re-read rvsd's configuration file and apply what changed since it was last loaded (as
+    /// SIGHUP does); a file with an error changes nothing. Prints each change.
+    Reload,
     /// rvsd's ports: DPDK device, driver, MAC, link, MTU and the device's counters.
     #[command(alias = "port")]
     Ports {

@@ -14,8 +14,9 @@
 //! others, not even briefly) and is owned by the user running rvsd.
 //!
 //! Every request that changes something is logged with the client's uid and pid (SO_PEERCRED),
-//! whether it was applied or refused; listings are not.
+//! whether it was applied or refused; listings are not. A reload logs itself (see `reload`).
 
+use crate::reload::Trigger;
 use control::proto::{
     PortInfo, Request, RequestEnvelope, Response, ResponseEnvelope, VersionInfo, MAX_REQUEST_BYTES,
     PROTOCOL_VERSION,
@@ -46,6 +47,14 @@ pub struct ControlServer {
     daemon: DaemonHooks,
 }
 
+/// rvsd's reload (`crate::reload`): run for `Request::Reload`, and by the accepting thread
+/// when `requested` (SIGHUP's flag) is set.
+#[derive(Clone)]
+pub struct Reload {
+    pub requested: &'static AtomicBool,
+    pub run: Arc<dyn Fn(Trigger) -> Response + Send + Sync>,
+}
+
 /// The ports' own counters (DPDK's `rte_eth_stats`), appended to every `Counters` answer: the
 /// dataplane cannot see what the NIC lost before it.
 pub type DeviceCounters = Arc<dyn Fn() -> Vec<(String, u64)> + Send + Sync>;
@@ -54,22 +63,29 @@ pub type DeviceCounters = Arc<dyn Fn() -> Vec<(String, u64)> + Send + Sync>;
 /// extended counters too.
 pub type PortInfos = Arc<dyn Fn(bool) -> Vec<PortInfo> + Send + Sync>;
 
-/// What rvsd knows beside the services: the DPDK side, which the dataplane does not see.
+/// What rvsd answers itself, beside the service manager: the DPDK side, which the dataplane
+/// does not see, and the reload.
 #[derive(Clone)]
 struct DaemonHooks {
     device_counters: DeviceCounters,
     ports: PortInfos,
     version: Option<VersionInfo>,
+    reload: Option<Reload>,
 }
 
 impl DaemonHooks {
     /// The answer to a request that is the daemon's, not the service manager's.
-    fn answer(&self, request: &Request) -> Option<Response> {
+    fn answer(&self, request: &Request, peer: Option<Peer>) -> Option<Response> {
         match request {
             Request::Ports { xstats } => Some(Response::Ports((self.ports)(*xstats))),
             Request::Version => Some(match &self.version {
                 Some(v) => Response::Version(v.clone()),
                 None => Response::Error("this rvsd reports no version".into()),
+            }),
+            // The reload logs itself, with what it changed and who asked.
+            Request::Reload => Some(match &self.reload {
+                Some(r) => (r.run)(Trigger::Control(peer)),
+                None => Response::Error("this rvsd has no configuration file to reload".into()),
             }),
             _ => None,
         }
@@ -121,6 +137,7 @@ impl ControlServer {
                 device_counters: Arc::new(Vec::new),
                 ports: Arc::new(|_| Vec::new()),
                 version: None,
+                reload: None,
             },
         })
     }
@@ -143,6 +160,12 @@ impl ControlServer {
         self
     }
 
+    /// Answers `Request::Reload` with `reload`, and reloads when its flag is set.
+    pub fn with_reload(mut self, reload: Reload) -> ControlServer {
+        self.daemon.reload = Some(reload);
+        self
+    }
+
     /// Serves clients until `running` is cleared; then removes the socket file (as dropping an
     /// unserved server does). Also ticks the
     /// service manager (rates) every `stats::RATE_TICK_MS`.
@@ -152,6 +175,11 @@ impl ControlServer {
         let tick = Duration::from_millis(dataplane::stats::RATE_TICK_MS);
         let mut next_tick = epoch;
         while running.load(Ordering::Relaxed) {
+            if let Some(r) = &self.daemon.reload {
+                if r.requested.swap(false, Ordering::Relaxed) {
+                    (r.run)(Trigger::Signal);
+                }
+            }
             let mut wait = Duration::from_millis(POLL_MS);
             if Instant::now() >= next_tick {
                 // Never wait here for a client's long request: try again a little later.
@@ -261,7 +289,7 @@ fn serve_client(stream: UnixStream, manager: &Mutex<ServiceManager>, daemon: &Da
             );
             return;
         }
-        let mut response = handle_line_with(&line, manager, peer, &|r| daemon.answer(r));
+        let mut response = handle_line(&line, manager, peer, &|r, p| daemon.answer(r, p));
         if let Response::Counters(list) = &mut response {
             list.extend((daemon.device_counters)());
         }
@@ -320,7 +348,8 @@ fn changes_state(request: &Request) -> bool {
         | Request::SetTimeouts(_)
         | Request::SetSysctls(_)
         | Request::AddNeighbour(_)
-        | Request::DelNeighbour { .. } => true,
+        | Request::DelNeighbour { .. }
+        | Request::Reload => true,
         Request::List { .. }
         | Request::ListConns
         | Request::GetTimeouts
@@ -332,18 +361,13 @@ fn changes_state(request: &Request) -> bool {
     }
 }
 
-/// Decodes one request line from `peer` and applies it.
-pub fn handle_line(line: &[u8], manager: &Mutex<ServiceManager>, peer: Option<Peer>) -> Response {
-    handle_line_with(line, manager, peer, &|_| None)
-}
-
-/// [`handle_line`], with `daemon` answering the requests that are not the service manager's
-/// (`None` passes a request on to the manager).
-fn handle_line_with(
+/// Decodes one request line from `peer` and applies it; `daemon` answers the requests that
+/// are rvsd's, not the service manager's (`None` passes a request on to the manager).
+pub fn handle_line(
     line: &[u8],
     manager: &Mutex<ServiceManager>,
     peer: Option<Peer>,
-    daemon: &dyn Fn(&Request) -> Option<Response>,
+    daemon: &dyn Fn(&Request, Option<Peer>) -> Option<Response>,
 ) -> Response {
     // Check the version before the request body, so a newer client gets a clear answer even
     // when it sends requests this daemon does not know.
@@ -364,7 +388,7 @@ fn handle_line_with(
         Ok(e) => e,
         Err(e) => return Response::Error(format!("unknown or malformed request: {e}")),
     };
-    if let Some(response) = daemon(&envelope.request) {
+    if let Some(response) = daemon(&envelope.request, peer) {
         return response;
     }
     let logged = changes_state(&envelope.request).then(|| envelope.request.clone());

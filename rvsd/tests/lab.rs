@@ -1322,24 +1322,22 @@ fn unix_now() -> u64 {
 /// wrk from the client namespace, four keep-alive connections for 5 s (2 s timeout); after
 /// 2 s, `change` runs.
 fn keepalive_load(lab: &Lab, change: impl FnOnce()) -> KeepAliveRun {
+    keepalive_load_for(lab, 4, 5, change)
+}
+
+/// As [`keepalive_load`], with `conns` connections for `secs` seconds.
+fn keepalive_load_for(lab: &Lab, conns: u32, secs: u64, change: impl FnOnce()) -> KeepAliveRun {
     let script = lab.tmp.join("keepalive.lua");
     fs::write(&script, KEEPALIVE_LUA).expect("write the wrk script");
     let mut c = cmd("ip");
-    c.args([
-        "netns",
-        "exec",
-        "rvs-cli",
-        "wrk",
-        "-t2",
-        "-c4",
-        "-d5s",
-        "--timeout",
-        "2s",
-    ])
-    .arg("-s")
-    .arg(&script)
-    .arg(format!("http://{VIP}/"));
-    let wrk = thread::spawn(move || run(c, Duration::from_secs(30)));
+    c.args(["netns", "exec", "rvs-cli", "wrk", "-t2"])
+        .arg(format!("-c{conns}"))
+        .arg(format!("-d{secs}s"))
+        .args(["--timeout", "2s"])
+        .arg("-s")
+        .arg(&script)
+        .arg(format!("http://{VIP}/"));
+    let wrk = thread::spawn(move || run(c, Duration::from_secs(secs + 25)));
     thread::sleep(Duration::from_secs(2));
     change();
     let removed_at = unix_now();
@@ -1635,6 +1633,139 @@ fn rvsd_fragments_in_any_order_are_answered() {
         r.describe("FRAG_EARLY=answer scripts/lab-fragments-check.sh"),
         lab.rvsd_log_tail()
     );
+    lab.stop_rvsd();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reloading the configuration under load.
+
+/// Under keep-alive load (wrk, eight connections for 10 s), rvsd's configuration file is
+/// rewritten and SIGHUP-reloaded five times: a real server added, a weight changed, the
+/// scheduler changed, timeouts changed, the file reloaded unchanged. No request fails, none
+/// times out, every answer is a real server's 200, and afterwards every connection the director
+/// tracked has finished (none left ESTABLISHED).
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
+fn sighup_reloads_under_keepalive_load_lose_nothing() {
+    let _lock = lab_start("sighup_reloads_under_keepalive_load_lose_nothing", &["wrk"]);
+    let mut lab = Lab::up_with(false, 3);
+    lab.start_rvsd();
+    // The file rvsd started from, written by start_rvsd; its services come first (a top-level
+    // key before the tables), extra tables last.
+    let file = lab.tmp.join("rvs.toml");
+    let base = fs::read_to_string(&file).expect("read the lab's rvs.toml");
+    let web = format!("{VIP}:80");
+    let write = |sched: &str, rs1_weight: u32, rs3: bool, extra: &str| {
+        let mut services = format!(
+            "-A -t {web} -s {sched}\n\
+             -a -t {web} -r 192.0.2.2:80 -m -w {rs1_weight}\n\
+             -a -t {web} -r 192.0.2.3:80 -m -w 1\n"
+        );
+        if rs3 {
+            services.push_str(&format!("-a -t {web} -r 192.0.2.4:80 -m -w 1\n"));
+        }
+        fs::write(
+            &file,
+            format!("services = \"\"\"\n{services}\"\"\"\n{base}\n{extra}"),
+        )
+        .expect("rewrite rvs.toml");
+    };
+    let pid = lab.rvsd.as_ref().expect("rvsd running").pid();
+    let reloads = std::cell::Cell::new(0);
+    let reload = || {
+        // SAFETY: kill(2) on rvsd's PID, which its guard has not reaped.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) };
+        reloads.set(reloads.get() + 1);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while fs::read_to_string(&lab.rvsd_log)
+            .unwrap_or_default()
+            .matches("configuration reloaded")
+            .count()
+            < reloads.get()
+        {
+            assert!(
+                Instant::now() < deadline && lab.rvsd_alive(),
+                "reload {} not logged\n--- rvsd log ---\n{}",
+                reloads.get(),
+                lab.rvsd_log_tail()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    // The service comes from the file too.
+    write("rr", 1, false, "");
+    reload();
+    let warm: Vec<String> = (0..2).map(|_| curl_vip()).collect();
+    assert_eq!(warm, alternating(2));
+
+    let run = keepalive_load_for(&lab, 8, 10, || {
+        let steps: [(&str, u32, bool, &str); 4] = [
+            ("rr", 1, true, ""),
+            ("rr", 3, true, ""),
+            ("wrr", 3, true, ""),
+            (
+                "wrr",
+                3,
+                true,
+                "[conntrack.timeouts]\ntcp = 600\ntcp_fin = 60\nudp = 60\n",
+            ),
+        ];
+        for (sched, weight, rs3, extra) in steps {
+            write(sched, weight, rs3, extra);
+            reload();
+            thread::sleep(Duration::from_millis(1200));
+        }
+        // The same file again.
+        reload();
+    });
+    let ctx = |lab: &Lab| {
+        format!(
+            "\n--- rvsadm -L -n -c ---\n{}--- rvsd log ---\n{}",
+            lab.adm(&["-L", "-n", "-c"]),
+            lab.rvsd_log_tail()
+        )
+    };
+    assert_eq!(reloads.get(), 6);
+    let not_200 = run
+        .answers
+        .iter()
+        .filter(|a| !a.0.starts_with("rs"))
+        .count();
+    assert!(
+        run.errors == [0; 5] && not_200 == 0,
+        "no failed, hung or non-200 request: {run:?}{}",
+        ctx(&lab)
+    );
+    // Each connection asks every 10 ms: a stalled one would show as far fewer requests.
+    assert!(run.requests > 8 * 10 * 40, "{run:?}{}", ctx(&lab));
+
+    let listing = lab.adm(&["-L", "-n", "-t", &web]);
+    let (service, weights) = service_and_weights(&listing);
+    assert!(service.contains("wrr"), "{listing}");
+    assert_eq!(
+        weights,
+        [
+            ("192.0.2.2:80".to_string(), 3),
+            ("192.0.2.3:80".to_string(), 1),
+            ("192.0.2.4:80".to_string(), 1)
+        ],
+        "{listing}"
+    );
+    assert!(lab.adm(&["-L", "-n", "--timeout"]).contains("600 60 60"));
+    let log = fs::read_to_string(&lab.rvsd_log).unwrap_or_default();
+    assert!(!log.contains("reload refused"), "{log}");
+
+    // wrk closed its connections: the director sees every one of them finish.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let conns = lab.adm(&["-L", "-n", "-c"]);
+        if !conns.contains("ESTABLISHED") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "connections left open:\n{conns}");
+        thread::sleep(Duration::from_millis(200));
+    }
     lab.stop_rvsd();
 }
 

@@ -1,5 +1,5 @@
 //! rvsctl: what rvsd does that is not ipvsadm's language (rvsadm keeps that): IPVS sysctls,
-//! neighbours, counters, ports, version, capture hints.
+//! neighbours, counters, reload, ports, version, capture hints.
 //!
 //! Exit status: 0 done, 1 the daemon refused or could not be reached, 2 a usage error (nothing
 //! was sent).
@@ -257,6 +257,32 @@ fn run(client: &mut Client, command: Cmd) -> Result<(), Failure> {
             NeighCmd::Del { port, addr } => {
                 expect_ok(client.call(Request::DelNeighbour { port, addr })?)
             }
+        },
+        Cmd::Reload => match client.call(Request::Reload)? {
+            Response::Reloaded(r) => {
+                let sections = [
+                    ("applied", &r.applied),
+                    ("adjusted", &r.adjusted),
+                    ("not live", &r.not_live),
+                    ("failed", &r.failed),
+                ];
+                for (label, lines) in sections {
+                    for line in lines {
+                        println!("{label}: {line}");
+                    }
+                }
+                if sections.iter().all(|(_, lines)| lines.is_empty()) {
+                    println!("no change");
+                }
+                match r.failed.len() {
+                    0 => Ok(()),
+                    n => Err(Failure::Runtime(format!(
+                        "reloaded, but rvsd refused {n} change(s)"
+                    ))),
+                }
+            }
+            Response::Error(e) => Err(Failure::Runtime(e)),
+            other => Err(unexpected(&other)),
         },
         Cmd::Ports { stats } => match client.call(Request::Ports { xstats: stats })? {
             Response::Ports(list) => {

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod eal_files;
 pub mod format;
 pub mod model;
 pub mod proto;

@@ -18,7 +18,8 @@
 
 use crate::reload::Trigger;
 use control::proto::{
-    Request, RequestEnvelope, Response, ResponseEnvelope, MAX_REQUEST_BYTES, PROTOCOL_VERSION,
+    PortInfo, Request, RequestEnvelope, Response, ResponseEnvelope, VersionInfo, MAX_REQUEST_BYTES,
+    PROTOCOL_VERSION,
 };
 use dataplane::service::ServiceManager;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -43,8 +44,7 @@ const POLL_MS: u64 = 50;
 pub struct ControlServer {
     path: PathBuf,
     listener: UnixListener,
-    device_counters: DeviceCounters,
-    reload: Option<Reload>,
+    daemon: DaemonHooks,
 }
 
 /// rvsd's reload (`crate::reload`): run for `Request::Reload`, and by the accepting thread
@@ -58,6 +58,39 @@ pub struct Reload {
 /// The ports' own counters (DPDK's `rte_eth_stats`), appended to every `Counters` answer: the
 /// dataplane cannot see what the NIC lost before it.
 pub type DeviceCounters = Arc<dyn Fn() -> Vec<(String, u64)> + Send + Sync>;
+
+/// Every port's device, link and counters (`Ports`); the argument asks for the driver's
+/// extended counters too.
+pub type PortInfos = Arc<dyn Fn(bool) -> Vec<PortInfo> + Send + Sync>;
+
+/// What rvsd answers itself, beside the service manager: the DPDK side, which the dataplane
+/// does not see, and the reload.
+#[derive(Clone)]
+struct DaemonHooks {
+    device_counters: DeviceCounters,
+    ports: PortInfos,
+    version: Option<VersionInfo>,
+    reload: Option<Reload>,
+}
+
+impl DaemonHooks {
+    /// The answer to a request that is the daemon's, not the service manager's.
+    fn answer(&self, request: &Request, peer: Option<Peer>) -> Option<Response> {
+        match request {
+            Request::Ports { xstats } => Some(Response::Ports((self.ports)(*xstats))),
+            Request::Version => Some(match &self.version {
+                Some(v) => Response::Version(v.clone()),
+                None => Response::Error("this rvsd reports no version".into()),
+            }),
+            // The reload logs itself, with what it changed and who asked.
+            Request::Reload => Some(match &self.reload {
+                Some(r) => (r.run)(Trigger::Control(peer)),
+                None => Response::Error("this rvsd has no configuration file to reload".into()),
+            }),
+            _ => None,
+        }
+    }
+}
 
 impl Drop for ControlServer {
     fn drop(&mut self) {
@@ -100,20 +133,36 @@ impl ControlServer {
         Ok(ControlServer {
             path: path.to_path_buf(),
             listener,
-            device_counters: Arc::new(Vec::new),
-            reload: None,
+            daemon: DaemonHooks {
+                device_counters: Arc::new(Vec::new),
+                ports: Arc::new(|_| Vec::new()),
+                version: None,
+                reload: None,
+            },
         })
     }
 
     /// Appends `counters()` to every `Counters` answer.
     pub fn with_device_counters(mut self, counters: DeviceCounters) -> ControlServer {
-        self.device_counters = counters;
+        self.daemon.device_counters = counters;
+        self
+    }
+
+    /// Answers `Ports` with `ports(xstats)`.
+    pub fn with_port_info(mut self, ports: PortInfos) -> ControlServer {
+        self.daemon.ports = ports;
+        self
+    }
+
+    /// Answers `Version` with `version`.
+    pub fn with_version(mut self, version: VersionInfo) -> ControlServer {
+        self.daemon.version = Some(version);
         self
     }
 
     /// Answers `Request::Reload` with `reload`, and reloads when its flag is set.
     pub fn with_reload(mut self, reload: Reload) -> ControlServer {
-        self.reload = Some(reload);
+        self.daemon.reload = Some(reload);
         self
     }
 
@@ -126,7 +175,7 @@ impl ControlServer {
         let tick = Duration::from_millis(dataplane::stats::RATE_TICK_MS);
         let mut next_tick = epoch;
         while running.load(Ordering::Relaxed) {
-            if let Some(r) = &self.reload {
+            if let Some(r) = &self.daemon.reload {
                 if r.requested.swap(false, Ordering::Relaxed) {
                     (r.run)(Trigger::Signal);
                 }
@@ -166,13 +215,12 @@ impl ControlServer {
                     }
                     clients.fetch_add(1, Ordering::Relaxed);
                     let manager = manager.clone();
-                    let device_counters = self.device_counters.clone();
-                    let reload = self.reload.clone();
+                    let daemon = self.daemon.clone();
                     let count = clients.clone();
                     let spawned = std::thread::Builder::new()
                         .name("rvs-ctl-client".into())
                         .spawn(move || {
-                            serve_client(stream, &manager, &*device_counters, reload.as_ref());
+                            serve_client(stream, &manager, &daemon);
                             count.fetch_sub(1, Ordering::Relaxed);
                         });
                     if let Err(e) = spawned {
@@ -211,12 +259,7 @@ fn lock(manager: &Mutex<ServiceManager>) -> MutexGuard<'_, ServiceManager> {
     manager.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn serve_client(
-    stream: UnixStream,
-    manager: &Mutex<ServiceManager>,
-    device_counters: &(dyn Fn() -> Vec<(String, u64)> + Send + Sync),
-    reload: Option<&Reload>,
-) {
+fn serve_client(stream: UnixStream, manager: &Mutex<ServiceManager>, daemon: &DaemonHooks) {
     if stream.set_nonblocking(false).is_err()
         || stream.set_read_timeout(Some(IDLE_TIMEOUT)).is_err()
         || stream.set_write_timeout(Some(IDLE_TIMEOUT)).is_err()
@@ -246,9 +289,9 @@ fn serve_client(
             );
             return;
         }
-        let mut response = handle_line(&line, manager, peer, reload);
+        let mut response = handle_line(&line, manager, peer, &|r, p| daemon.answer(r, p));
         if let Response::Counters(list) = &mut response {
-            list.extend(device_counters());
+            list.extend((daemon.device_counters)());
         }
         if reply(&stream, &response).is_err() {
             return;
@@ -312,16 +355,19 @@ fn changes_state(request: &Request) -> bool {
         | Request::GetTimeouts
         | Request::Counters
         | Request::GetSysctls
-        | Request::ListNeighbours => false,
+        | Request::ListNeighbours
+        | Request::Ports { .. }
+        | Request::Version => false,
     }
 }
 
-/// Decodes one request line from `peer` and applies it.
+/// Decodes one request line from `peer` and applies it; `daemon` answers the requests that
+/// are rvsd's, not the service manager's (`None` passes a request on to the manager).
 pub fn handle_line(
     line: &[u8],
     manager: &Mutex<ServiceManager>,
     peer: Option<Peer>,
-    reload: Option<&Reload>,
+    daemon: &dyn Fn(&Request, Option<Peer>) -> Option<Response>,
 ) -> Response {
     // Check the version before the request body, so a newer client gets a clear answer even
     // when it sends requests this daemon does not know.
@@ -342,12 +388,8 @@ pub fn handle_line(
         Ok(e) => e,
         Err(e) => return Response::Error(format!("unknown or malformed request: {e}")),
     };
-    if envelope.request == Request::Reload {
-        // The reload logs itself, with what it changed and who asked.
-        return match reload {
-            Some(r) => (r.run)(Trigger::Control(peer)),
-            None => Response::Error("this rvsd has no configuration file to reload".into()),
-        };
+    if let Some(response) = daemon(&envelope.request, peer) {
+        return response;
     }
     let logged = changes_state(&envelope.request).then(|| envelope.request.clone());
     let mut m = lock(manager);

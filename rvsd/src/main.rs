@@ -5,8 +5,8 @@ use clap::Parser;
 use control::config::{Config, LogConfig, LogFormat, MacAddr, DEFAULT_CONFIG};
 use dataplane::pipeline::{Dataplane, DataplaneConfig, PortSetup};
 use dataplane::service::ServiceManager;
-use rvsd::control_server::{self, ControlServer, DeviceCounters};
-use rvsd::dpdk::{eal, port::Port, worker};
+use rvsd::control_server::{self, ControlServer};
+use rvsd::dpdk::{capture, eal, port::Port, telemetry, worker};
 use rvsd::metrics::{MetricsListener, Sources};
 use rvsd::reload::{self, Reloader};
 use std::io::IsTerminal;
@@ -161,6 +161,7 @@ fn run(args: Args) -> Result<(), String> {
     };
 
     eal::init(&cfg.eal.args).map_err(|e| e.to_string())?;
+    capture::init()?;
     let main_lcore = eal::main_lcore();
     let enabled = eal::enabled_lcores();
     let lcores: Vec<u32> = if cfg.workers.lcores.is_empty() {
@@ -226,15 +227,28 @@ fn run(args: Args) -> Result<(), String> {
     );
 
     let port_list = ports.clone();
-    let device_counters: DeviceCounters = Arc::new(move || {
+    let device_counters: control_server::DeviceCounters = Arc::new(move || {
         port_list
             .iter()
             .filter_map(Port::hw_counters)
             .flatten()
             .collect()
     });
+    let port_list = ports.clone();
+    let port_info: control_server::PortInfos =
+        Arc::new(move |xstats| port_list.iter().map(|p| p.info(xstats)).collect());
+    let version = capture::version_info(&cfg.eal.args);
+    telemetry::register(telemetry::TelemetryState {
+        manager: manager.clone(),
+        device_counters: device_counters.clone(),
+        ports: port_info.clone(),
+        version: version.clone(),
+        workers: lcores.clone(),
+    })?;
     let server = server
         .with_device_counters(device_counters.clone())
+        .with_port_info(port_info)
+        .with_version(version.clone())
         .with_reload(control_server::Reload {
             requested: &reload::REQUESTED,
             run: Arc::new(move |trigger| reloader.reload(trigger)),
@@ -292,9 +306,14 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(t) = metrics_thread {
         let _ = t.join();
     }
+    capture::uninit();
     for p in ports.iter() {
         p.stop();
     }
     eal::cleanup();
+    if !version.in_memory {
+        let n = control::eal_files::remove_hugepage_files(&version.file_prefix);
+        tracing::debug!(files = n, "hugepage files removed");
+    }
     Ok(())
 }

@@ -264,6 +264,11 @@ fn unique_tmp_dir(tag: &str) -> PathBuf {
     d
 }
 
+/// EAL's `--file-prefix` of this test process's lab rvsd (dpdk-dumpcap attaches with it).
+fn lab_file_prefix() -> String {
+    format!("rvs-lab-test-{}", std::process::id())
+}
+
 fn pid_alive(pid: u32) -> bool {
     // Zombies count as gone.
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -322,15 +327,15 @@ impl Lab {
             &format!("socket = \"{socket}\""),
         );
         let eal_args = std::env::var("RVS_LAB_EAL_ARGS").unwrap_or_default();
-        // EAL refuses --no-huge together with --in-memory (--no-huge implies legacy memory):
-        // without hugepages, give the process a file prefix of its own instead.
-        let file_prefix = eal_args
-            .contains("--no-huge")
-            .then(|| format!("rvs-lab-test-{}", std::process::id()));
-        let text = match &file_prefix {
-            Some(prefix) => text.replace("\"--in-memory\"", &format!("\"--file-prefix={prefix}\"")),
-            None => text,
-        };
+        // A file prefix per test process, so that a lab rvsd never meets another rvsd's files.
+        let file_prefix = lab_file_prefix();
+        let default_prefix = "\"--file-prefix=rvs\"";
+        assert!(
+            text.contains(default_prefix),
+            "{} has no {default_prefix} in [eal] args",
+            default.display()
+        );
+        let text = text.replace(default_prefix, &format!("\"--file-prefix={file_prefix}\""));
         let config = self.tmp.join("rvs.toml");
         fs::write(&config, text + extra).expect("write config copy");
 
@@ -368,7 +373,7 @@ impl Lab {
             Launch {
                 socket: self.socket.clone(),
                 log: self.rvsd_log.clone(),
-                file_prefix,
+                file_prefix: Some(file_prefix),
             },
         );
         rvsd.wait_ready(Duration::from_secs(60));
@@ -1769,34 +1774,209 @@ fn sighup_reloads_under_keepalive_load_lose_nothing() {
     lab.stop_rvsd();
 }
 
-// ---------------------------------------------------------------------------------------------
-// Metrics and status page, with the real Prometheus and Chromium.
-
-const METRICS_ADDR: &str = "203.0.113.1";
-
-/// A process started here, killed by PID (SIGTERM, then SIGKILL) when dropped.
+/// A process started for a scenario (dpdk-dumpcap), stopped by PID when dropped, also when the
+/// scenario panics.
 struct Spawned {
     child: std::process::Child,
-    what: &'static str,
+    stderr: PathBuf,
+}
+
+impl Spawned {
+    /// SIGINT (dpdk-dumpcap's stop: it finishes the file), then up to `grace` to exit; SIGKILL
+    /// after that. True when it exited on SIGINT.
+    fn interrupt(&mut self, grace: Duration) -> bool {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return false;
+        }
+        // SAFETY: kill(2) on our own child's PID, not reaped yet.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+
+    fn stderr_text(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
 }
 
 impl Drop for Spawned {
     fn drop(&mut self) {
-        let pid = self.child.id() as libc::pid_t;
-        // SAFETY: kill on the PID of our own child, not reaped yet.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            thread::sleep(Duration::from_millis(50));
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
-        eprintln!("lab: {} (pid {pid}) ignored SIGTERM; killed", self.what);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
+
+/// Every frame of the enhanced packet blocks of a pcapng file.
+///
+/// DPDK 22.11's pcapng writer ends a packet block's options (flags, queue) without the
+/// end-of-options marker, which pcap-file's packet block parser refuses: pcap-file walks the
+/// blocks (section and interface headers parsed), and the frame is taken from the raw packet
+/// block by its fixed layout (interface, timestamp high and low, captured length, original
+/// length, data).
+fn pcapng_frames(path: &Path) -> Vec<Vec<u8>> {
+    use pcap_file::pcapng::PcapNgReader;
+    use pcap_file::Endianness;
+    const ENHANCED_PACKET_BLOCK: u32 = 6;
+    let file = fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut reader = PcapNgReader::new(file).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let big = reader.section().endianness == Endianness::Big;
+    let mut frames = Vec::new();
+    while let Some(block) = reader.next_raw_block() {
+        let block = block.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if block.type_ != ENHANCED_PACKET_BLOCK {
+            continue;
+        }
+        let body = &block.body;
+        let len: [u8; 4] = body
+            .get(12..16)
+            .and_then(|b| b.try_into().ok())
+            .unwrap_or_else(|| {
+                panic!("{}: a packet block of {} bytes", path.display(), body.len())
+            });
+        let captured = if big {
+            u32::from_be_bytes(len)
+        } else {
+            u32::from_le_bytes(len)
+        } as usize;
+        let data = body.get(20..20 + captured).unwrap_or_else(|| {
+            panic!(
+                "{}: captured length {captured} past the block",
+                path.display()
+            )
+        });
+        frames.push(data.to_vec());
+    }
+    frames
+}
+
+/// A TCP SYN (no ACK) in an untagged Ethernet/IPv4 frame: (source, destination, destination
+/// port).
+fn tcp_syn(frame: &[u8]) -> Option<(std::net::Ipv4Addr, std::net::Ipv4Addr, u16)> {
+    let ip = frame.get(14..)?;
+    if frame.get(12..14)? != [0x08, 0x00] || ip.first()? >> 4 != 4 || *ip.get(9)? != 6 {
+        return None;
+    }
+    let ihl = usize::from(ip.first()? & 0x0f) * 4;
+    let tcp = ip.get(ihl..)?;
+    let flags = *tcp.get(13)?;
+    let (syn, ack) = (flags & 0x02 != 0, flags & 0x10 != 0);
+    if !syn || ack {
+        return None;
+    }
+    let addr = |at: usize| -> Option<std::net::Ipv4Addr> {
+        let b: [u8; 4] = ip.get(at..at + 4)?.try_into().ok()?;
+        Some(b.into())
+    };
+    let dport = u16::from_be_bytes(tcp.get(2..4)?.try_into().ok()?);
+    Some((addr(12)?, addr(16)?, dport))
+}
+
+/// dpdk-dumpcap, DPDK's capture tool, attaches to the lab's rvsd as a secondary process (its
+/// file prefix, not --in-memory; rvsd's pdump server) with the command `rvsctl capture` prints,
+/// and captures the internal port: a curl to the VIP is there as the DNATed SYN, from the
+/// client to a real server's port 80.
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
+fn dpdk_dumpcap_captures_the_dnated_syn() {
+    let _lock = lab_start("dpdk_dumpcap_captures_the_dnated_syn", &["dpdk-dumpcap"]);
+    assert!(
+        !std::env::var("RVS_LAB_EAL_ARGS")
+            .unwrap_or_default()
+            .contains("--no-huge"),
+        "dpdk-dumpcap maps rvsd's hugepage files: this scenario needs hugepages, not --no-huge"
+    );
+    let mut lab = Lab::up(false);
+    lab.start_rvsd();
+    lab.rr_web_service();
+
+    let pcap = lab.tmp.join("int.pcapng");
+    let pcap_arg = pcap.to_str().expect("utf-8 temp path");
+    let hint = lab.ctl(&["capture", "int", "-w", pcap_arg]);
+    let words: Vec<&str> = hint.split_whitespace().collect();
+    let prefix = lab_file_prefix();
+    assert_eq!(
+        words,
+        [
+            "dpdk-dumpcap",
+            &format!("--file-prefix={prefix}"),
+            "-i",
+            "net_af_xdp1",
+            "-w",
+            pcap_arg
+        ],
+        "rvsctl capture int: {hint}"
+    );
+
+    let stderr = lab.tmp.join("dumpcap.err");
+    let mut c = cmd("ip");
+    c.args(["netns", "exec", "rvs-dir"])
+        .args(&words)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&stderr).expect("create dumpcap.err"));
+    // `ip netns exec` execs dpdk-dumpcap: the child's PID is dumpcap's.
+    let mut dumpcap = Spawned {
+        child: c.spawn().expect("start dpdk-dumpcap"),
+        stderr,
+    };
+    // Capturing once it has written the file's header (the pcapng section and interface).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fs::metadata(&pcap).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            matches!(dumpcap.child.try_wait(), Ok(None)),
+            "dpdk-dumpcap exited: {}\n--- rvsd log ---\n{}",
+            dumpcap.stderr_text(),
+            lab.rvsd_log_tail()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "dpdk-dumpcap wrote nothing in 30 s: {}",
+            dumpcap.stderr_text()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    thread::sleep(Duration::from_millis(500));
+
+    let served = curl_vip();
+    assert!(RS.iter().any(|(name, _)| *name == served), "{served}");
+    thread::sleep(Duration::from_millis(500));
+    assert!(
+        dumpcap.interrupt(Duration::from_secs(10)),
+        "dpdk-dumpcap did not stop on SIGINT: {}",
+        dumpcap.stderr_text()
+    );
+
+    let frames = pcapng_frames(&pcap);
+    let syns: Vec<_> = frames.iter().filter_map(|f| tcp_syn(f)).collect();
+    let client: std::net::Ipv4Addr = "198.51.100.10".parse().expect("address");
+    let served_ip: std::net::Ipv4Addr = RS
+        .iter()
+        .find(|(name, _)| *name == served)
+        .map(|(_, ip)| ip.parse().expect("address"))
+        .expect("a real server");
+    assert!(
+        syns.contains(&(client, served_ip, 80)),
+        "no DNATed SYN {client} -> {served_ip}:80 among {} captured frames; SYNs: {syns:?}\n{}",
+        frames.len(),
+        dumpcap.stderr_text()
+    );
+    lab.stop_rvsd();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics and status page, with the real Prometheus and Chromium.
+
+const METRICS_ADDR: &str = "203.0.113.1";
 
 /// One GET from inside rvs-dir: the body of a 2xx answer, or what went wrong.
 fn dir_try_get(url: &str) -> Result<String, String> {
@@ -1929,14 +2109,13 @@ fn rvsd_metrics_scraped_by_prometheus_and_status_page_in_chromium() {
         .stdout(prom_log.try_clone().expect("log"))
         .stderr(prom_log);
     // `ip netns exec` execs prometheus: the child's PID is prometheus's.
-    let prometheus = Spawned {
+    let mut prometheus = Spawned {
         child: c.spawn().expect("start prometheus"),
-        what: "prometheus",
+        stderr: prom_dir.join("log"),
     };
 
     let ready_url = format!("http://{METRICS_ADDR}:9090/-/ready");
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut prometheus = prometheus;
     while let Err(e) = dir_try_get(&ready_url) {
         let exited = prometheus.child.try_wait().ok().flatten();
         assert!(
@@ -1976,7 +2155,10 @@ fn rvsd_metrics_scraped_by_prometheus_and_status_page_in_chromium() {
          --- prometheus log ---\n{}",
         head_and_tail(&prom_dir.join("log"), 10, 30)
     );
-    drop(prometheus);
+    assert!(
+        prometheus.interrupt(Duration::from_secs(10)),
+        "prometheus stops on SIGINT"
+    );
 
     let page = format!("http://{METRICS_ADDR}:9180/");
     let chromium = |extra: &[String]| -> Ran {

@@ -120,6 +120,8 @@ impl Table {
             | Request::ListNeighbours
             | Request::AddNeighbour(_)
             | Request::DelNeighbour { .. }
+            | Request::Ports { .. }
+            | Request::Version
             | Request::Reload => {}
         }
     }

@@ -156,6 +156,10 @@ impl ServiceManager {
             Request::Reload => {
                 return Response::Error("reload is not handled by the service manager".into())
             }
+            // The daemon's own facts (DPDK ports, versions): rvsd's control server answers them.
+            Request::Ports { .. } | Request::Version => {
+                return Response::Error("not a service request: rvsd answers it".into())
+            }
         };
         match changed {
             Ok(()) => {

@@ -89,7 +89,10 @@ fn ipvs_metrics_carry_node_exporters_names_help_and_labels() {
         "rvs_conntrack_entries 2",
         "rvs_conntrack_capacity 1024",
         "rvs_conntrack_evictions_total 0",
-        "rvs_build_info{version=\"0.1.0\"} 1",
+        &format!(
+            "rvs_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        ),
     ] {
         assert!(l.contains(&expected), "missing {expected:?} in\n{text}");
     }

@@ -16,7 +16,7 @@
 
 pub mod exposition;
 
-use crate::control_server::DeviceCounters;
+use crate::control_server::{all_counters, DeviceCounters};
 use control::config::MetricsConfig;
 use control::model::ServiceStatus;
 use control::proto::{Request, Response};
@@ -73,12 +73,12 @@ impl Sources {
             } => (table_size, services),
             _ => (0, Vec::new()),
         };
-        let mut counters = match m.handle(Request::Counters) {
+        let counters = match m.handle(Request::Counters) {
             Response::Counters(c) => c,
             _ => Vec::new(),
         };
         drop(m);
-        counters.extend((self.device_counters)());
+        let counters = all_counters(counters, &self.device_counters);
         static EPOCH: OnceLock<Instant> = OnceLock::new();
         let at_ms = EPOCH.get_or_init(Instant::now).elapsed().as_millis();
         Reading {

@@ -48,6 +48,9 @@ fn main() {
         .allowlist_type("rte_.*")
         .allowlist_var("RTE_.*")
         .allowlist_var("rte_.*")
+        // glibc's custom streams: rte_openlog_stream takes a FILE whose writes rvsd handles.
+        .allowlist_function("fopencookie")
+        .allowlist_type("cookie_io_functions_t")
         // Packed structs holding aligned members: bindgen cannot lay them out; rvs parses ARP in Rust.
         .opaque_type("rte_arp_ipv4")
         .opaque_type("rte_arp_hdr")

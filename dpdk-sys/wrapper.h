@@ -3,10 +3,16 @@
  * the allowlisted DPDK headers) into a real symbol that Rust can call. */
 #ifndef RVS_DPDK_WRAPPER_H
 #define RVS_DPDK_WRAPPER_H
+/* fopencookie, for routing DPDK's log stream through rvsd's logger. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <stdio.h>
 #include <rte_config.h>
 #include <rte_common.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
+#include <rte_log.h>
 #include <rte_lcore.h>
 #include <rte_launch.h>
 #include <rte_cycles.h>

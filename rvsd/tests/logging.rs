@@ -20,12 +20,20 @@ fn serial() -> MutexGuard<'static, ()> {
 
 /// rvsd with `envs`, its socket and log in `dir`.
 fn start(dir: &Path, envs: &[(&str, &str)]) -> Rvsd {
+    start_with_args(dir, envs, &[])
+}
+
+/// rvsd with `envs` and the extra command-line `args`, its socket and log in `dir`.
+fn start_with_args(dir: &Path, envs: &[(&str, &str)], args: &[&str]) -> Rvsd {
     let socket = dir.join("rvs.sock");
     let config = RvsdConfig::new(&socket).port(VdevPort::one_arm(net_null(0)));
     let path = dir.join("rvs.toml");
     config.write(&path);
     let mut c = Command::new(env!("CARGO_BIN_EXE_rvsd"));
-    c.arg("--config").arg(&path).env_remove("RVS_LOG");
+    c.arg("--config")
+        .arg(&path)
+        .args(args)
+        .env_remove("RVS_LOG");
     c.env_remove("RVS_LOG_FORMAT");
     for (k, v) in envs {
         c.env(k, v);
@@ -130,6 +138,48 @@ fn json_log_is_one_object_per_line_with_the_client() {
         u64::from(unsafe { libc::getuid() })
     );
     assert_eq!(change["fields"]["pid"], u64::from(std::process::id()));
+}
+
+#[test]
+fn eal_lines_are_json_events_with_target_dpdk() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("temp dir");
+    // testkit's configuration keeps EAL to errors; its start-up lines ("EAL: Detected ...") are
+    // info.
+    let mut rvsd = start_with_args(
+        dir.path(),
+        &[("RVS_LOG_FORMAT", "json")],
+        &["--eal-args", "--log-level lib.eal:info"],
+    );
+    rvsd.stop();
+    let log = rvsd.log_text();
+
+    // log_text's first line names the file.
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .skip(1)
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("a raw line ({e}): {l}\n{log}")))
+        .collect();
+    let eal: Vec<&serde_json::Value> = events.iter().filter(|e| e["target"] == "dpdk").collect();
+    assert!(
+        eal.iter().any(|e| e["level"] == "INFO"
+            && e["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("EAL: Detected "))),
+        "no EAL line through the logger:\n{log}"
+    );
+    assert!(
+        eal.iter().all(|e| e["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty() && !m.ends_with('\n'))),
+        "{log}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["fields"]["message"] == "rvsd ready"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -4,8 +4,10 @@ use super::{last_error, DpdkError};
 use std::ffi::CString;
 use std::os::raw::c_char;
 
-/// Starts EAL with `args` (without the program name). EAL can start once per process.
+/// Starts EAL with `args` (without the program name), its log routed through tracing. EAL can
+/// start once per process.
 pub fn init(args: &[String]) -> Result<(), DpdkError> {
+    super::eal_log::install().map_err(DpdkError::Eal)?;
     let mut owned: Vec<CString> = Vec::with_capacity(args.len() + 1);
     owned.push(CString::new("rvsd").unwrap());
     for a in args {

@@ -3,6 +3,7 @@
 
 pub mod capture;
 pub mod eal;
+pub mod eal_log;
 pub mod mbuf;
 pub mod port;
 pub mod telemetry;

@@ -123,6 +123,14 @@ fn init_logging(log: &LogConfig, origin: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `error`, then a last line saying what to do where rvsd can tell.
+fn with_advice(error: String, advice: Option<String>) -> String {
+    match advice {
+        Some(advice) => format!("{error}\nrvsd: {advice}"),
+        None => error,
+    }
+}
+
 fn run(args: Args) -> Result<(), String> {
     let cfg = load_config(&args)?;
     init_logging(&cfg.log, &config_origin(&args))?;
@@ -160,7 +168,8 @@ fn run(args: Args) -> Result<(), String> {
         None => None,
     };
 
-    eal::init(&cfg.eal.args).map_err(|e| e.to_string())?;
+    eal::init(&cfg.eal.args)
+        .map_err(|e| with_advice(e.to_string(), eal::init_advice(&cfg.eal.args)))?;
     capture::init()?;
     let main_lcore = eal::main_lcore();
     let enabled = eal::enabled_lcores();
@@ -187,7 +196,9 @@ fn run(args: Args) -> Result<(), String> {
     let queues = lcores.len() as u16;
     let mut ports = Vec::with_capacity(cfg.ports.len());
     for p in &cfg.ports {
-        let port = Port::start(p, queues, cfg.workers.mbufs_per_port).map_err(|e| e.to_string())?;
+        let port = Port::start(p, queues, cfg.workers.mbufs_per_port).map_err(|e| {
+            with_advice(e.to_string(), eal::device_advice(&p.device, &cfg.eal.args))
+        })?;
         tracing::info!(
             port = %port.name, id = port.id, driver = %port.driver,
             mac = %MacAddr(port.mac), "port started"

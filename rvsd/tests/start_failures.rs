@@ -81,19 +81,13 @@ fn a_huge_dir_that_is_no_hugetlbfs_mount() {
     );
 }
 
+/// One net_null port on ordinary memory, EAL kept off PCI.
+const NULL_PORT_NO_HUGE: [&str; 5] = ["--no-pci", "--vdev=net_null0", "--no-huge", "-m", "256"];
+
 #[test]
 fn no_huge_with_in_memory() {
     assert_advice(
-        &[
-            "-l",
-            "0",
-            "--no-pci",
-            "--vdev=net_null0",
-            "--no-huge",
-            "-m",
-            "256",
-            "--in-memory",
-        ],
+        &[&["-l", "0", "--in-memory"], &NULL_PORT_NO_HUGE[..]].concat(),
         "net_null0",
         &[
             "--no-huge and --in-memory do not go together",
@@ -115,15 +109,7 @@ fn an_lcore_the_machine_does_not_have() {
     assert!(missing < 128, "this machine has every lcore EAL knows");
     let list = format!("0,{missing}");
     assert_advice(
-        &[
-            "-l",
-            &list,
-            "--no-pci",
-            "--vdev=net_null0",
-            "--no-huge",
-            "-m",
-            "256",
-        ],
+        &[&["-l", list.as_str()], &NULL_PORT_NO_HUGE[..]].concat(),
         "net_null0",
         &[
             &format!("-l {list} names lcores {missing} that this machine does not have"),
@@ -144,15 +130,7 @@ fn a_pci_device_that_does_not_exist() {
 #[test]
 fn a_vdev_port_that_eal_did_not_create() {
     assert_advice(
-        &[
-            "-l",
-            "0",
-            "--no-pci",
-            "--vdev=net_null0",
-            "--no-huge",
-            "-m",
-            "256",
-        ],
+        &[&["-l", "0"], &NULL_PORT_NO_HUGE[..]].concat(),
         "net_null1",
         &["add --vdev=net_null1"],
     );

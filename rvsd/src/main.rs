@@ -8,7 +8,7 @@ use control::proto::{Request, Response};
 use dataplane::pipeline::{Dataplane, DataplaneConfig, PortSetup};
 use dataplane::service::ServiceManager;
 use rvsd::control_server::ControlServer;
-use rvsd::dpdk::{eal, port::Port, worker};
+use rvsd::dpdk::{eal, exception, port::Port, worker};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -180,6 +180,7 @@ fn run(args: Args) -> Result<(), String> {
         ports.push(port);
     }
     let ports = Arc::new(ports);
+    let exception = exception::ExceptionPath::start(&cfg, lcores.len())?;
 
     let setups = cfg
         .ports
@@ -194,12 +195,15 @@ fn run(args: Args) -> Result<(), String> {
             mtu: pc.mtu,
         })
         .collect();
-    let dataplane = Dataplane::new(DataplaneConfig {
-        ports: setups,
-        conn_capacity: cfg.conntrack.capacity as usize,
-        timeouts: cfg.conntrack.timeouts.unwrap_or_default(),
-        workers: lcores.len(),
-    });
+    let dataplane = Dataplane::with_kernel_path(
+        DataplaneConfig {
+            ports: setups,
+            conn_capacity: cfg.conntrack.capacity as usize,
+            timeouts: cfg.conntrack.timeouts.unwrap_or_default(),
+            workers: lcores.len(),
+        },
+        exception::kernel_path(&cfg),
+    );
 
     let mut manager = ServiceManager::new(dataplane.clone());
     apply_initial_services(&mut manager, &cfg.services)?;
@@ -226,12 +230,15 @@ fn run(args: Args) -> Result<(), String> {
     let manager = Arc::new(Mutex::new(manager));
 
     let port_list = ports.clone();
+    let exception_counters = exception.counters_fn();
     let server = server.with_device_counters(Arc::new(move || {
-        port_list
+        let mut c: Vec<_> = port_list
             .iter()
             .filter_map(Port::hw_counters)
             .flatten()
-            .collect()
+            .collect();
+        c.extend(exception_counters());
+        c
     }));
     let control_thread = std::thread::Builder::new()
         .name("rvs-control".into())
@@ -247,6 +254,9 @@ fn run(args: Args) -> Result<(), String> {
             queue: index as u16,
             ports: ports.clone(),
             dataplane: dataplane.clone(),
+            kernel: (!exception.is_empty())
+                .then(|| exception.worker(index))
+                .flatten(),
         };
         if lcore == main_lcore {
             main_is_worker = Some(setup);
@@ -256,6 +266,11 @@ fn run(args: Args) -> Result<(), String> {
             return Err(e.to_string());
         }
     }
+    let exception_thread = if exception.is_empty() {
+        None
+    } else {
+        Some(exception.spawn(&worker::RUNNING)?)
+    };
     match main_is_worker {
         Some(setup) => worker::run(setup),
         None => {
@@ -269,6 +284,9 @@ fn run(args: Args) -> Result<(), String> {
     sd_notify("STOPPING=1");
     worker::wait_all();
     let _ = control_thread.join();
+    if let Some(t) = exception_thread {
+        let _ = t.join();
+    }
     for p in ports.iter() {
         p.stop();
     }

@@ -2,6 +2,7 @@
 //! poll-mode workers that move mbufs between the NIC and `pipeline`.
 
 pub mod eal;
+pub mod exception;
 pub mod mbuf;
 pub mod port;
 pub mod worker;

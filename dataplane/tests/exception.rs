@@ -106,18 +106,23 @@ fn packet_of(frame: &[u8]) -> Vec<u8> {
     ip[..len].to_vec()
 }
 
+/// An Ethernet frame around the IPv4 packet `ip`.
+fn ip_frame(dst_mac: [u8; 6], src_mac: [u8; 6], ip: &[u8]) -> Vec<u8> {
+    eth(dst_mac, src_mac, 0x0800, ip)
+}
+
+/// A UDP datagram (with its checksum) as an IPv4 packet, without L2.
+fn udp_packet(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), payload: &[u8]) -> Vec<u8> {
+    let seg = testkit::udp_seg(src.0, src.1, dst.0, dst.1, payload, true);
+    ipv4(src.0, dst.0, 17, 64, &seg)
+}
+
 /// One frame of each kind of own-address traffic the dataplane does not handle, with the port
 /// it arrives on and the reason it is dropped without a twin.
 fn own_address_frames() -> Vec<(&'static str, u16, Vec<u8>, DropReason)> {
     let echo_reply = icmp_echo(0, 7, 1, b"pong");
     // Port unreachable quoting a UDP datagram DIP:40000 -> RIP1:9 (nothing tracked).
-    let quoted = ipv4(
-        DIP,
-        RIP1,
-        17,
-        64,
-        &testkit::udp_seg(DIP, 40000, RIP1, 9, b"", false),
-    );
+    let quoted = udp_packet((DIP, 40000), (RIP1, 9), b"");
     let mut unreach = vec![3, 3, 0, 0, 0, 0, 0, 0];
     unreach.extend_from_slice(&quoted);
     let c = testkit::inet_checksum(&unreach);
@@ -151,34 +156,19 @@ fn own_address_frames() -> Vec<(&'static str, u16, Vec<u8>, DropReason)> {
         (
             "echo reply to the DIP",
             INT,
-            eth(
-                INT_MAC,
-                RS1_MAC,
-                0x0800,
-                &ipv4(RIP1, DIP, ICMP, 64, &echo_reply),
-            ),
+            ip_frame(INT_MAC, RS1_MAC, &ipv4(RIP1, DIP, ICMP, 64, &echo_reply)),
             DropReason::IcmpUnhandled,
         ),
         (
             "port unreachable to the DIP",
             INT,
-            eth(
-                INT_MAC,
-                RS1_MAC,
-                0x0800,
-                &ipv4(RIP1, DIP, ICMP, 64, &unreach),
-            ),
+            ip_frame(INT_MAC, RS1_MAC, &ipv4(RIP1, DIP, ICMP, 64, &unreach)),
             DropReason::IcmpUnrelated,
         ),
         (
             "vrrp-like protocol 112 to the DIP",
             INT,
-            eth(
-                INT_MAC,
-                RS1_MAC,
-                0x0800,
-                &ipv4(RIP1, DIP, 112, 255, b"vrrp"),
-            ),
+            ip_frame(INT_MAC, RS1_MAC, &ipv4(RIP1, DIP, 112, 255, b"vrrp")),
             DropReason::Local,
         ),
         (
@@ -251,10 +241,9 @@ fn vip_traffic_echo_and_forwarding_stay_in_the_dataplane() {
     assert_eq!(d.send(INT, &synack), Action::Tx(EXT));
     // Echo requests to the DIP and to the VIP are answered here.
     let ping = |dst| {
-        eth(
+        ip_frame(
             INT_MAC,
             RS1_MAC,
-            0x0800,
             &ipv4(RIP1, dst, ICMP, 64, &icmp_echo(8, 1, 1, b"ping")),
         )
     };
@@ -268,10 +257,9 @@ fn vip_traffic_echo_and_forwarding_stay_in_the_dataplane() {
     let no_svc = tcp_frame(EXT_MAC, CLIENT_MAC, (CIP, 40001), (VIP, 22), SYN, b"");
     assert_eq!(d.send(EXT, &no_svc), Action::Drop);
     assert_eq!(d.drops(DropReason::NoService), 1);
-    let echo_reply_to_vip = eth(
+    let echo_reply_to_vip = ip_frame(
         EXT_MAC,
         CLIENT_MAC,
-        0x0800,
         &ipv4(CIP, VIP, ICMP, 64, &icmp_echo(0, 1, 1, b"x")),
     );
     assert_eq!(d.send(EXT, &echo_reply_to_vip), Action::Drop);
@@ -326,13 +314,23 @@ fn a_full_kernel_queue_drops_and_counts() {
     d.balanced();
 }
 
+/// The kernel's SYN from DIP:`sport` to `rip`:80, as it comes out of a twin (no L2).
+fn syn_from_dip(rip: Ipv4Addr, sport: u16) -> Vec<u8> {
+    ipv4(
+        DIP,
+        rip,
+        6,
+        64,
+        &testkit::tcp_seg(DIP, sport, rip, 80, SYN, b""),
+    )
+}
+
 #[test]
 fn packets_from_the_kernel_are_routed_out_of_the_right_port() {
     let mut d = Dir::new([true, true], 1000, 100);
     // A health check's SYN from the DIP to RIP1 (known): out of int at once, L2 filled, TTL
     // as the kernel set it.
-    let seg = testkit::tcp_seg(DIP, 40000, RIP1, 80, SYN, b"");
-    let syn = ipv4(DIP, RIP1, 6, 64, &seg);
+    let syn = syn_from_dip(RIP1, 40000);
     assert_eq!(d.down(&syn), Action::Tx(INT));
     let out = d.io.sent_on(INT)[0].bytes().to_vec();
     let seen = testkit::check(&out);
@@ -342,13 +340,7 @@ fn packets_from_the_kernel_are_routed_out_of_the_right_port() {
     d.io.clear();
 
     // To RIP2 (unknown): held, an ARP request out of int; sent once RIP2 answers.
-    let syn2 = ipv4(
-        DIP,
-        RIP2,
-        6,
-        64,
-        &testkit::tcp_seg(DIP, 40001, RIP2, 80, SYN, b""),
-    );
+    let syn2 = syn_from_dip(RIP2, 40001);
     assert_eq!(
         d.down(&syn2),
         Action::Hold {
@@ -373,13 +365,7 @@ fn packets_from_the_kernel_are_routed_out_of_the_right_port() {
     d.io.clear();
 
     // To a client, from the VIP's side: out of ext.
-    let udp = ipv4(
-        VIP,
-        CIP,
-        17,
-        64,
-        &testkit::udp_seg(VIP, 53, CIP, 5353, b"a", true),
-    );
+    let udp = udp_packet((VIP, 53), (CIP, 5353), b"a");
     assert_eq!(d.down(&udp), Action::Tx(EXT));
 
     // Unroutable: no route (no gateway), multicast, not IPv4, over the MTU, truncated.

@@ -19,7 +19,7 @@
 use super::mbuf::Mbuf;
 use super::port::Port;
 use control::config::{Config, IfName, PortConfig};
-use dataplane::driver::BURST;
+use dataplane::driver::{FrameBuf, BURST};
 use dataplane::pipeline::KernelPath;
 use dpdk_sys as sys;
 use std::ffi::CString;
@@ -292,7 +292,6 @@ impl ExceptionPath {
             usize::from(n)
         };
         for m in burst.drain(..) {
-            use dataplane::driver::FrameBuf;
             // SAFETY: we own the mbuf; prepend returns null (and changes nothing) without room.
             let usable = m.is_contiguous()
                 && !unsafe { sys::rte_pktmbuf_prepend(m.as_ptr(), L2_LEN) }.is_null();

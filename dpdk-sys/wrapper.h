@@ -19,6 +19,9 @@
 #include <rte_hash.h>
 #include <rte_jhash.h>
 #include <rte_hash_crc.h>
+#include <rte_version.h>
+#include <rte_telemetry.h>
+#include <rte_pdump.h>
 
 /* rte_errno is a per-lcore macro. */
 static inline int rvs_rte_errno(void) { return rte_errno; }

@@ -486,21 +486,15 @@ cmd_start() {
         dirname "$RVS_SOCKET" >"$RVS_LAB_DIR/socket-dir"
     fi
     echo "$RVS_SOCKET" >"$RVS_LAB_DIR/socket"
-    local args=() pid i config=$RVS_CONFIG
-    case " $RVS_EAL_ARGS " in
-    *" --no-huge "*)
-        if [ -z "$config" ]; then
-            # EAL refuses --no-huge with the default config's --in-memory (--no-huge implies
-            # legacy memory): run a copy with a file prefix of its own instead.
-            config=$RVS_LAB_DIR/rvs-no-huge.toml
-            "$RVSD" --print-default-config |
-                sed "s/\"--in-memory\"/\"--file-prefix=$RVS_LAB_NS-lab\"/" >"$config"
-            echo "/var/run/dpdk/$RVS_LAB_NS-lab" >"$RVS_LAB_DIR/dpdk-runtime-dir"
-        fi
-        ;;
-    esac
+    local args=() pid i config=$RVS_CONFIG eal_args=$RVS_EAL_ARGS
+    if [ -z "$config" ]; then
+        # The embedded config's --file-prefix=rvs made this lab's own (EAL takes the last
+        # --file-prefix), so that labs side by side never share EAL's files.
+        eal_args="--file-prefix=$RVS_LAB_NS-lab${eal_args:+ $eal_args}"
+        echo "/var/run/dpdk/$RVS_LAB_NS-lab" >"$RVS_LAB_DIR/dpdk-runtime-dir"
+    fi
     if [ -n "$config" ]; then args+=(--config "$config"); else args+=(--lab-config); fi
-    [ -z "$RVS_EAL_ARGS" ] || args+=("--eal-args=$RVS_EAL_ARGS")
+    [ -z "$eal_args" ] || args+=("--eal-args=$eal_args")
     args+=(--socket "$RVS_SOCKET")
     log "starting: ip netns exec $NS_DIR $RVSD ${args[*]} (log: $RVS_LAB_DIR/rvsd.log)"
     ip netns exec "$NS_DIR" "$RVSD" "${args[@]}" </dev/null >>"$RVS_LAB_DIR/rvsd.log" 2>&1 &

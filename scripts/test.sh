@@ -144,6 +144,9 @@ nodpdk_check() {
         --target-dir target/nodpdk || rc=1
     PKG_CONFIG_LIBDIR=$empty PKG_CONFIG_PATH='' run_cargo build -p rvs-benches --no-default-features \
         --target-dir target/nodpdk || rc=1
+    # rvs-healthd: its unit tests (its namespace tests drive rvsd, so they run in the main step).
+    PKG_CONFIG_LIBDIR=$empty PKG_CONFIG_PATH='' run_cargo test -p health --lib --bins \
+        --target-dir target/nodpdk || rc=1
     rmdir "$empty"
     return "$rc"
 }
@@ -166,7 +169,7 @@ cargo_step "cargo build --workspace" run_cargo build --workspace
 cargo_step "cargo clippy --workspace --all-targets -- -D warnings" clippy_check
 cargo_step "cargo test --workspace --no-fail-fast" run_tests
 cargo_step "loom model checks (conntrack, seqlock)" loom_check
-cargo_step "without DPDK: dataplane, control, testkit, rvs-benches --no-default-features" nodpdk_check
+cargo_step "without DPDK: dataplane, control, testkit, health, rvs-benches --no-default-features" nodpdk_check
 cargo_step "fuzz smoke run (scripts/fuzz.sh smoke)" fuzz_smoke
 cargo_step "Debian package (scripts/package-check.sh)" "$RVS_ROOT/scripts/package-check.sh"
 

@@ -5,7 +5,9 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod eal_files;
 pub mod format;
 pub mod model;
 pub mod proto;
+pub mod reload;
 pub mod sysctl;

@@ -79,6 +79,66 @@ pub enum Request {
     AddNeighbour(Neighbour),
     /// Deletes a neighbour entry, static or learnt (`rvsctl neigh del ADDR dev PORT`).
     DelNeighbour { port: String, addr: Ipv4Addr },
+    /// Every port with its device, link and DPDK counters (`rvsctl ports`); with `xstats`, also
+    /// the driver's extended counters. Answered by rvsd, not by the service manager.
+    Ports {
+        #[serde(default)]
+        xstats: bool,
+    },
+    /// rvsd's and DPDK's versions and the EAL file prefix (`rvsctl version`, `rvsctl capture`).
+    /// Answered by rvsd, not by the service manager.
+    Version,
+    /// Re-reads the configuration file and applies what changed since the last load, as SIGHUP
+    /// does (`rvsctl reload`); answered with [`Response::Reloaded`].
+    Reload,
+}
+
+/// A DPDK port as `rvsctl ports` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortInfo {
+    /// The port's name in rvs.toml.
+    pub name: String,
+    /// The DPDK device name (`net_af_xdp0`, `0000:03:00.0`): what dpdk-dumpcap's `-i` takes.
+    pub device: String,
+    /// The DPDK port id.
+    pub port_id: u16,
+    pub driver: String,
+    pub mac: MacAddr,
+    pub link_up: bool,
+    /// Link speed in Mbit/s; 0 when the driver does not know it.
+    pub speed_mbps: u32,
+    pub full_duplex: bool,
+    pub mtu: u16,
+    /// The device's own counters (`rte_eth_stats`).
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    /// Frames the receive ring had no room for: lost before rvsd saw them.
+    pub rx_missed: u64,
+    pub rx_errors: u64,
+    pub tx_errors: u64,
+    /// Receives that found no free mbuf.
+    pub rx_nombuf: u64,
+    /// The driver's extended counters (`rte_eth_xstats`), when asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xstats: Vec<(String, u64)>,
+}
+
+/// What `rvsctl version` reports of the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    /// rvsd's version (its package version).
+    pub rvsd: String,
+    /// DPDK's version string (`rte_version()`, e.g. "DPDK 22.11.11").
+    pub dpdk: String,
+    /// EAL's runtime folder (`/var/run/dpdk/PREFIX`): where secondary processes such as
+    /// dpdk-dumpcap and dpdk-telemetry.py find rvsd.
+    pub runtime_dir: String,
+    /// EAL's file prefix, the runtime folder's last component (`--file-prefix`).
+    pub file_prefix: String,
+    /// EAL runs `--in-memory`: no secondary process (dpdk-dumpcap) can attach.
+    pub in_memory: bool,
 }
 
 /// Whether `addr` at `mac` can be a static neighbour: a unicast address and MAC.
@@ -120,6 +180,10 @@ pub enum Response {
     /// `(name, value)` of every IPVS sysctl, in `control::sysctl::KNOBS` order.
     Sysctls(Vec<(String, u32)>),
     Neighbours(Vec<Neighbour>),
+    Ports(Vec<PortInfo>),
+    Version(VersionInfo),
+    /// The answer to `Reload`: what it applied, adjusted, could not apply, and left for a restart.
+    Reloaded(crate::reload::ReloadReport),
 }
 
 impl RequestEnvelope {
@@ -162,5 +226,21 @@ mod tests {
         let line = serde_json::to_string(&req).unwrap();
         assert!(!line.contains('\n'));
         assert_eq!(serde_json::from_str::<RequestEnvelope>(&line).unwrap(), req);
+    }
+
+    #[test]
+    fn ports_and_version_requests_have_stable_json() {
+        let ports =
+            serde_json::to_string(&RequestEnvelope::new(Request::Ports { xstats: true })).unwrap();
+        assert_eq!(
+            ports,
+            r#"{"version":1,"request":{"ports":{"xstats":true}}}"#
+        );
+        // A client that leaves xstats out gets the plain listing.
+        let plain: RequestEnvelope =
+            serde_json::from_str(r#"{"version":1,"request":{"ports":{}}}"#).unwrap();
+        assert_eq!(plain.request, Request::Ports { xstats: false });
+        let version = serde_json::to_string(&RequestEnvelope::new(Request::Version)).unwrap();
+        assert_eq!(version, r#"{"version":1,"request":"version"}"#);
     }
 }

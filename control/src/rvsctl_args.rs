@@ -37,4 +37,25 @@ pub enum Cmd {
         /// show | add ADDR lladdr MAC dev PORT | del ADDR dev PORT
         words: Vec<String>,
     },
+    /// Re-read rvsd's configuration file and apply what changed since it was last loaded (as
+    /// SIGHUP does); a file with an error changes nothing. Prints each change.
+    Reload,
+    /// rvsd's ports: DPDK device, driver, MAC, link, MTU and the device's counters.
+    #[command(alias = "port")]
+    Ports {
+        /// Also the driver's extended counters (DPDK xstats).
+        #[arg(short = 's', long = "stats")]
+        stats: bool,
+    },
+    /// rvsctl's version, and rvsd's: its version, DPDK's, and EAL's file prefix.
+    Version,
+    /// Prints the dpdk-dumpcap command that captures a port of this rvsd (all ports without
+    /// PORT); runs nothing.
+    Capture {
+        /// The port's name in rvs.toml (ext, int, ...).
+        port: Option<String>,
+        /// The pcapng file to write (default: /tmp/rvs-PORT.pcapng).
+        #[arg(short = 'w', long = "write", value_name = "FILE")]
+        file: Option<String>,
+    },
 }

@@ -4,11 +4,21 @@
 use clap::Parser;
 use std::path::PathBuf;
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(
     name = "rvsd",
     version,
-    about = "rvs: LVS VS/NAT load balancer on DPDK"
+    about = "rvs: LVS VS/NAT load balancer on DPDK",
+    long_about = "rvs: LVS VS/NAT load balancer on DPDK.\n\n\
+        SIGHUP (or `rvsctl reload`) re-reads the configuration file rvsd started from (the \
+        embedded one with --lab-config) and applies the difference between the configuration \
+        last loaded and the new one, as keepalived does on reload: services and real servers \
+        added, changed or removed (a removed real server's connections go on, as with \
+        `rvsadm -d`), timeouts, IPVS sysctls and static neighbours. What an operator or a health \
+        checker changed live and the file did not change is left alone. EAL arguments, ports, \
+        workers, the table capacity, the control socket and log settings need a restart: a \
+        reload reports them and leaves them as they are. A file with any error is refused whole, \
+        naming the key or line, and rvsd runs on unchanged. See docs/reload.md."
 )]
 pub struct Args {
     /// Configuration file [default: /etc/rvs/rvs.toml].

@@ -14,10 +14,12 @@
 //! others, not even briefly) and is owned by the user running rvsd.
 //!
 //! Every request that changes something is logged with the client's uid and pid (SO_PEERCRED),
-//! whether it was applied or refused; listings are not.
+//! whether it was applied or refused; listings are not. A reload logs itself (see `reload`).
 
+use crate::reload::Trigger;
 use control::proto::{
-    Request, RequestEnvelope, Response, ResponseEnvelope, MAX_REQUEST_BYTES, PROTOCOL_VERSION,
+    PortInfo, Request, RequestEnvelope, Response, ResponseEnvelope, VersionInfo, MAX_REQUEST_BYTES,
+    PROTOCOL_VERSION,
 };
 use dataplane::service::ServiceManager;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -42,12 +44,53 @@ const POLL_MS: u64 = 50;
 pub struct ControlServer {
     path: PathBuf,
     listener: UnixListener,
-    device_counters: DeviceCounters,
+    daemon: DaemonHooks,
+}
+
+/// rvsd's reload (`crate::reload`): run for `Request::Reload`, and by the accepting thread
+/// when `requested` (SIGHUP's flag) is set.
+#[derive(Clone)]
+pub struct Reload {
+    pub requested: &'static AtomicBool,
+    pub run: Arc<dyn Fn(Trigger) -> Response + Send + Sync>,
 }
 
 /// The ports' own counters (DPDK's `rte_eth_stats`), appended to every `Counters` answer: the
 /// dataplane cannot see what the NIC lost before it.
 pub type DeviceCounters = Arc<dyn Fn() -> Vec<(String, u64)> + Send + Sync>;
+
+/// Every port's device, link and counters (`Ports`); the argument asks for the driver's
+/// extended counters too.
+pub type PortInfos = Arc<dyn Fn(bool) -> Vec<PortInfo> + Send + Sync>;
+
+/// What rvsd answers itself, beside the service manager: the DPDK side, which the dataplane
+/// does not see, and the reload.
+#[derive(Clone)]
+struct DaemonHooks {
+    device_counters: DeviceCounters,
+    ports: PortInfos,
+    version: Option<VersionInfo>,
+    reload: Option<Reload>,
+}
+
+impl DaemonHooks {
+    /// The answer to a request that is the daemon's, not the service manager's.
+    fn answer(&self, request: &Request, peer: Option<Peer>) -> Option<Response> {
+        match request {
+            Request::Ports { xstats } => Some(Response::Ports((self.ports)(*xstats))),
+            Request::Version => Some(match &self.version {
+                Some(v) => Response::Version(v.clone()),
+                None => Response::Error("this rvsd reports no version".into()),
+            }),
+            // The reload logs itself, with what it changed and who asked.
+            Request::Reload => Some(match &self.reload {
+                Some(r) => (r.run)(Trigger::Control(peer)),
+                None => Response::Error("this rvsd has no configuration file to reload".into()),
+            }),
+            _ => None,
+        }
+    }
+}
 
 impl Drop for ControlServer {
     fn drop(&mut self) {
@@ -90,13 +133,36 @@ impl ControlServer {
         Ok(ControlServer {
             path: path.to_path_buf(),
             listener,
-            device_counters: Arc::new(Vec::new),
+            daemon: DaemonHooks {
+                device_counters: Arc::new(Vec::new),
+                ports: Arc::new(|_| Vec::new()),
+                version: None,
+                reload: None,
+            },
         })
     }
 
     /// Appends `counters()` to every `Counters` answer.
     pub fn with_device_counters(mut self, counters: DeviceCounters) -> ControlServer {
-        self.device_counters = counters;
+        self.daemon.device_counters = counters;
+        self
+    }
+
+    /// Answers `Ports` with `ports(xstats)`.
+    pub fn with_port_info(mut self, ports: PortInfos) -> ControlServer {
+        self.daemon.ports = ports;
+        self
+    }
+
+    /// Answers `Version` with `version`.
+    pub fn with_version(mut self, version: VersionInfo) -> ControlServer {
+        self.daemon.version = Some(version);
+        self
+    }
+
+    /// Answers `Request::Reload` with `reload`, and reloads when its flag is set.
+    pub fn with_reload(mut self, reload: Reload) -> ControlServer {
+        self.daemon.reload = Some(reload);
         self
     }
 
@@ -109,6 +175,11 @@ impl ControlServer {
         let tick = Duration::from_millis(dataplane::stats::RATE_TICK_MS);
         let mut next_tick = epoch;
         while running.load(Ordering::Relaxed) {
+            if let Some(r) = &self.daemon.reload {
+                if r.requested.swap(false, Ordering::Relaxed) {
+                    (r.run)(Trigger::Signal);
+                }
+            }
             let mut wait = Duration::from_millis(POLL_MS);
             if Instant::now() >= next_tick {
                 // Never wait here for a client's long request: try again a little later.
@@ -144,12 +215,12 @@ impl ControlServer {
                     }
                     clients.fetch_add(1, Ordering::Relaxed);
                     let manager = manager.clone();
-                    let device_counters = self.device_counters.clone();
+                    let daemon = self.daemon.clone();
                     let count = clients.clone();
                     let spawned = std::thread::Builder::new()
                         .name("rvs-ctl-client".into())
                         .spawn(move || {
-                            serve_client(stream, &manager, &*device_counters);
+                            serve_client(stream, &manager, &daemon);
                             count.fetch_sub(1, Ordering::Relaxed);
                         });
                     if let Err(e) = spawned {
@@ -188,11 +259,7 @@ fn lock(manager: &Mutex<ServiceManager>) -> MutexGuard<'_, ServiceManager> {
     manager.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn serve_client(
-    stream: UnixStream,
-    manager: &Mutex<ServiceManager>,
-    device_counters: &(dyn Fn() -> Vec<(String, u64)> + Send + Sync),
-) {
+fn serve_client(stream: UnixStream, manager: &Mutex<ServiceManager>, daemon: &DaemonHooks) {
     if stream.set_nonblocking(false).is_err()
         || stream.set_read_timeout(Some(IDLE_TIMEOUT)).is_err()
         || stream.set_write_timeout(Some(IDLE_TIMEOUT)).is_err()
@@ -222,9 +289,9 @@ fn serve_client(
             );
             return;
         }
-        let mut response = handle_line(&line, manager, peer);
+        let mut response = handle_line(&line, manager, peer, &|r, p| daemon.answer(r, p));
         if let Response::Counters(list) = &mut response {
-            list.extend(device_counters());
+            list.extend((daemon.device_counters)());
         }
         if reply(&stream, &response).is_err() {
             return;
@@ -281,18 +348,27 @@ fn changes_state(request: &Request) -> bool {
         | Request::SetTimeouts(_)
         | Request::SetSysctls(_)
         | Request::AddNeighbour(_)
-        | Request::DelNeighbour { .. } => true,
+        | Request::DelNeighbour { .. }
+        | Request::Reload => true,
         Request::List { .. }
         | Request::ListConns
         | Request::GetTimeouts
         | Request::Counters
         | Request::GetSysctls
-        | Request::ListNeighbours => false,
+        | Request::ListNeighbours
+        | Request::Ports { .. }
+        | Request::Version => false,
     }
 }
 
-/// Decodes one request line from `peer` and applies it.
-pub fn handle_line(line: &[u8], manager: &Mutex<ServiceManager>, peer: Option<Peer>) -> Response {
+/// Decodes one request line from `peer` and applies it; `daemon` answers the requests that
+/// are rvsd's, not the service manager's (`None` passes a request on to the manager).
+pub fn handle_line(
+    line: &[u8],
+    manager: &Mutex<ServiceManager>,
+    peer: Option<Peer>,
+    daemon: &dyn Fn(&Request, Option<Peer>) -> Option<Response>,
+) -> Response {
     // Check the version before the request body, so a newer client gets a clear answer even
     // when it sends requests this daemon does not know.
     let value: serde_json::Value = match serde_json::from_slice(line) {
@@ -312,6 +388,9 @@ pub fn handle_line(line: &[u8], manager: &Mutex<ServiceManager>, peer: Option<Pe
         Ok(e) => e,
         Err(e) => return Response::Error(format!("unknown or malformed request: {e}")),
     };
+    if let Some(response) = daemon(&envelope.request, peer) {
+        return response;
+    }
     let logged = changes_state(&envelope.request).then(|| envelope.request.clone());
     let mut m = lock(manager);
     // A bug in a request's handling must not take the control socket down with it.

@@ -1,14 +1,13 @@
 //! rvsd: the rvs daemon. Reads rvs.toml, starts EAL, ports and one poll-mode worker per worker
-//! lcore, and serves the control socket until SIGINT or SIGTERM.
+//! lcore, and serves the control socket until SIGINT or SIGTERM; SIGHUP reloads rvs.toml.
 
 use clap::Parser;
-use control::cli;
 use control::config::{Config, LogConfig, LogFormat, MacAddr, DEFAULT_CONFIG};
-use control::proto::{Request, Response};
 use dataplane::pipeline::{Dataplane, DataplaneConfig, PortSetup};
 use dataplane::service::ServiceManager;
-use rvsd::control_server::ControlServer;
-use rvsd::dpdk::{eal, exception, port::Port, worker};
+use rvsd::control_server::{self, ControlServer};
+use rvsd::dpdk::{capture, eal, exception, port::Port, telemetry, worker};
+use rvsd::reload::{self, Reloader};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -140,6 +139,15 @@ fn run(args: Args) -> Result<(), String> {
         }
         .map_err(|e| format!("cannot install a signal handler: {e}"))?;
     }
+    // SIGHUP reloads (see rvsd::reload); installed before EAL starts so that an early one
+    // never takes the default action, which ends the process.
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        signal_hook::low_level::register(signal_hook::consts::SIGHUP, || {
+            reload::REQUESTED.store(true, Ordering::Relaxed)
+        })
+    }
+    .map_err(|e| format!("cannot install a signal handler: {e}"))?;
 
     // The control socket is this daemon's single-instance lock: taken before EAL touches a
     // device, so a second rvsd refuses without grabbing the ports of the one that runs.
@@ -147,6 +155,7 @@ fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("control socket {}: {e}", cfg.control.socket))?;
 
     eal::init(&cfg.eal.args).map_err(|e| e.to_string())?;
+    capture::init()?;
     let main_lcore = eal::main_lcore();
     let enabled = eal::enabled_lcores();
     let lcores: Vec<u32> = if cfg.workers.lcores.is_empty() {
@@ -206,32 +215,18 @@ fn run(args: Args) -> Result<(), String> {
     );
 
     let mut manager = ServiceManager::new(dataplane.clone());
-    apply_initial_services(&mut manager, &cfg.services)?;
-    let sysctls = cfg
-        .ipvs
-        .list()
-        .into_iter()
-        .map(|(name, value)| (name.to_string(), value))
-        .collect();
-    if let Response::Error(e) = manager.handle(Request::SetSysctls(sysctls)) {
-        return Err(format!("ipvs: {e}"));
-    }
-    for (i, n) in cfg.neighbours.iter().enumerate() {
-        let request = Request::AddNeighbour(control::proto::Neighbour {
-            port: n.port.clone(),
-            addr: n.address,
-            mac: n.mac,
-            permanent: true,
-        });
-        if let Response::Error(e) = manager.handle(request) {
-            return Err(format!("neighbours[{i}]: {e}"));
-        }
-    }
+    reload::apply_config(&mut manager, &cfg)?;
     let manager = Arc::new(Mutex::new(manager));
+    let loader_args = args.clone();
+    let reloader = Reloader::new(
+        Box::new(move || load_config(&loader_args)),
+        manager.clone(),
+        cfg.clone(),
+    );
 
     let port_list = ports.clone();
     let exception_counters = exception.counters_fn();
-    let server = server.with_device_counters(Arc::new(move || {
+    let device_counters: control_server::DeviceCounters = Arc::new(move || {
         let mut c: Vec<_> = port_list
             .iter()
             .filter_map(Port::hw_counters)
@@ -239,7 +234,26 @@ fn run(args: Args) -> Result<(), String> {
             .collect();
         c.extend(exception_counters());
         c
-    }));
+    });
+    let port_list = ports.clone();
+    let port_info: control_server::PortInfos =
+        Arc::new(move |xstats| port_list.iter().map(|p| p.info(xstats)).collect());
+    let version = capture::version_info(&cfg.eal.args);
+    telemetry::register(telemetry::TelemetryState {
+        manager: manager.clone(),
+        device_counters: device_counters.clone(),
+        ports: port_info.clone(),
+        version: version.clone(),
+        workers: lcores.clone(),
+    })?;
+    let server = server
+        .with_device_counters(device_counters)
+        .with_port_info(port_info)
+        .with_version(version.clone())
+        .with_reload(control_server::Reload {
+            requested: &reload::REQUESTED,
+            run: Arc::new(move |trigger| reloader.reload(trigger)),
+        });
     let control_thread = std::thread::Builder::new()
         .name("rvs-control".into())
         .spawn(move || server.serve(manager, &worker::RUNNING))
@@ -287,27 +301,14 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(t) = exception_thread {
         let _ = t.join();
     }
+    capture::uninit();
     for p in ports.iter() {
         p.stop();
     }
     eal::cleanup();
-    Ok(())
-}
-
-/// Applies the `services` of rvs.toml, rvsadm -S lines, as rvsadm -R would.
-fn apply_initial_services(manager: &mut ServiceManager, text: &str) -> Result<(), String> {
-    let changes = cli::parse_restore(text).map_err(|e| format!("services: {}", e.0))?;
-    for (line, change) in changes {
-        let current = match manager.handle(Request::List { service: None }) {
-            Response::Services { services, .. } => services,
-            _ => Vec::new(),
-        };
-        let request = cli::Table::new(&current)
-            .resolve(&change)
-            .map_err(|e| format!("services: line {line}: {}", e.0))?;
-        if let Response::Error(e) = manager.handle(request) {
-            return Err(format!("services: line {line}: {e}"));
-        }
+    if !version.in_memory {
+        let n = control::eal_files::remove_hugepage_files(&version.file_prefix);
+        tracing::debug!(files = n, "hugepage files removed");
     }
     Ok(())
 }

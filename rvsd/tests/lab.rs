@@ -264,6 +264,11 @@ fn unique_tmp_dir(tag: &str) -> PathBuf {
     d
 }
 
+/// EAL's `--file-prefix` of this test process's lab rvsd (dpdk-dumpcap attaches with it).
+fn lab_file_prefix() -> String {
+    format!("rvs-lab-test-{}", std::process::id())
+}
+
 fn pid_alive(pid: u32) -> bool {
     // Zombies count as gone.
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -317,15 +322,15 @@ impl Lab {
             &format!("socket = \"{socket}\""),
         );
         let eal_args = std::env::var("RVS_LAB_EAL_ARGS").unwrap_or_default();
-        // EAL refuses --no-huge together with --in-memory (--no-huge implies legacy memory):
-        // without hugepages, give the process a file prefix of its own instead.
-        let file_prefix = eal_args
-            .contains("--no-huge")
-            .then(|| format!("rvs-lab-test-{}", std::process::id()));
-        let text = match &file_prefix {
-            Some(prefix) => text.replace("\"--in-memory\"", &format!("\"--file-prefix={prefix}\"")),
-            None => text,
-        };
+        // A file prefix per test process, so that a lab rvsd never meets another rvsd's files.
+        let file_prefix = lab_file_prefix();
+        let default_prefix = "\"--file-prefix=rvs\"";
+        assert!(
+            text.contains(default_prefix),
+            "{} has no {default_prefix} in [eal] args",
+            default.display()
+        );
+        let text = text.replace(default_prefix, &format!("\"--file-prefix={file_prefix}\""));
         let config = self.tmp.join("rvs.toml");
         fs::write(&config, text).expect("write config copy");
 
@@ -363,7 +368,7 @@ impl Lab {
             Launch {
                 socket: self.socket.clone(),
                 log: self.rvsd_log.clone(),
-                file_prefix,
+                file_prefix: Some(file_prefix),
             },
         );
         rvsd.wait_ready(Duration::from_secs(60));
@@ -1317,24 +1322,22 @@ fn unix_now() -> u64 {
 /// wrk from the client namespace, four keep-alive connections for 5 s (2 s timeout); after
 /// 2 s, `change` runs.
 fn keepalive_load(lab: &Lab, change: impl FnOnce()) -> KeepAliveRun {
+    keepalive_load_for(lab, 4, 5, change)
+}
+
+/// As [`keepalive_load`], with `conns` connections for `secs` seconds.
+fn keepalive_load_for(lab: &Lab, conns: u32, secs: u64, change: impl FnOnce()) -> KeepAliveRun {
     let script = lab.tmp.join("keepalive.lua");
     fs::write(&script, KEEPALIVE_LUA).expect("write the wrk script");
     let mut c = cmd("ip");
-    c.args([
-        "netns",
-        "exec",
-        "rvs-cli",
-        "wrk",
-        "-t2",
-        "-c4",
-        "-d5s",
-        "--timeout",
-        "2s",
-    ])
-    .arg("-s")
-    .arg(&script)
-    .arg(format!("http://{VIP}/"));
-    let wrk = thread::spawn(move || run(c, Duration::from_secs(30)));
+    c.args(["netns", "exec", "rvs-cli", "wrk", "-t2"])
+        .arg(format!("-c{conns}"))
+        .arg(format!("-d{secs}s"))
+        .args(["--timeout", "2s"])
+        .arg("-s")
+        .arg(&script)
+        .arg(format!("http://{VIP}/"));
+    let wrk = thread::spawn(move || run(c, Duration::from_secs(secs + 25)));
     thread::sleep(Duration::from_secs(2));
     change();
     let removed_at = unix_now();
@@ -1629,6 +1632,338 @@ fn rvsd_fragments_in_any_order_are_answered() {
         "{}\n--- rvsd log ---\n{}",
         r.describe("FRAG_EARLY=answer scripts/lab-fragments-check.sh"),
         lab.rvsd_log_tail()
+    );
+    lab.stop_rvsd();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reloading the configuration under load.
+
+/// Under keep-alive load (wrk, eight connections for 10 s), rvsd's configuration file is
+/// rewritten and SIGHUP-reloaded five times: a real server added, a weight changed, the
+/// scheduler changed, timeouts changed, the file reloaded unchanged. No request fails, none
+/// times out, every answer is a real server's 200, and afterwards every connection the director
+/// tracked has finished (none left ESTABLISHED).
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
+fn sighup_reloads_under_keepalive_load_lose_nothing() {
+    let _lock = lab_start("sighup_reloads_under_keepalive_load_lose_nothing", &["wrk"]);
+    let mut lab = Lab::up_with(false, 3);
+    lab.start_rvsd();
+    // The file rvsd started from, written by start_rvsd; its services come first (a top-level
+    // key before the tables), extra tables last.
+    let file = lab.tmp.join("rvs.toml");
+    let base = fs::read_to_string(&file).expect("read the lab's rvs.toml");
+    let web = format!("{VIP}:80");
+    let write = |sched: &str, rs1_weight: u32, rs3: bool, extra: &str| {
+        let mut services = format!(
+            "-A -t {web} -s {sched}\n\
+             -a -t {web} -r 192.0.2.2:80 -m -w {rs1_weight}\n\
+             -a -t {web} -r 192.0.2.3:80 -m -w 1\n"
+        );
+        if rs3 {
+            services.push_str(&format!("-a -t {web} -r 192.0.2.4:80 -m -w 1\n"));
+        }
+        fs::write(
+            &file,
+            format!("services = \"\"\"\n{services}\"\"\"\n{base}\n{extra}"),
+        )
+        .expect("rewrite rvs.toml");
+    };
+    let pid = lab.rvsd.as_ref().expect("rvsd running").pid();
+    let reloads = std::cell::Cell::new(0);
+    let reload = || {
+        // SAFETY: kill(2) on rvsd's PID, which its guard has not reaped.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) };
+        reloads.set(reloads.get() + 1);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while fs::read_to_string(&lab.rvsd_log)
+            .unwrap_or_default()
+            .matches("configuration reloaded")
+            .count()
+            < reloads.get()
+        {
+            assert!(
+                Instant::now() < deadline && lab.rvsd_alive(),
+                "reload {} not logged\n--- rvsd log ---\n{}",
+                reloads.get(),
+                lab.rvsd_log_tail()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    // The service comes from the file too.
+    write("rr", 1, false, "");
+    reload();
+    let warm: Vec<String> = (0..2).map(|_| curl_vip()).collect();
+    assert_eq!(warm, alternating(2));
+
+    let run = keepalive_load_for(&lab, 8, 10, || {
+        let steps: [(&str, u32, bool, &str); 4] = [
+            ("rr", 1, true, ""),
+            ("rr", 3, true, ""),
+            ("wrr", 3, true, ""),
+            (
+                "wrr",
+                3,
+                true,
+                "[conntrack.timeouts]\ntcp = 600\ntcp_fin = 60\nudp = 60\n",
+            ),
+        ];
+        for (sched, weight, rs3, extra) in steps {
+            write(sched, weight, rs3, extra);
+            reload();
+            thread::sleep(Duration::from_millis(1200));
+        }
+        // The same file again.
+        reload();
+    });
+    let ctx = |lab: &Lab| {
+        format!(
+            "\n--- rvsadm -L -n -c ---\n{}--- rvsd log ---\n{}",
+            lab.adm(&["-L", "-n", "-c"]),
+            lab.rvsd_log_tail()
+        )
+    };
+    assert_eq!(reloads.get(), 6);
+    let not_200 = run
+        .answers
+        .iter()
+        .filter(|a| !a.0.starts_with("rs"))
+        .count();
+    assert!(
+        run.errors == [0; 5] && not_200 == 0,
+        "no failed, hung or non-200 request: {run:?}{}",
+        ctx(&lab)
+    );
+    // Each connection asks every 10 ms: a stalled one would show as far fewer requests.
+    assert!(run.requests > 8 * 10 * 40, "{run:?}{}", ctx(&lab));
+
+    let listing = lab.adm(&["-L", "-n", "-t", &web]);
+    let (service, weights) = service_and_weights(&listing);
+    assert!(service.contains("wrr"), "{listing}");
+    assert_eq!(
+        weights,
+        [
+            ("192.0.2.2:80".to_string(), 3),
+            ("192.0.2.3:80".to_string(), 1),
+            ("192.0.2.4:80".to_string(), 1)
+        ],
+        "{listing}"
+    );
+    assert!(lab.adm(&["-L", "-n", "--timeout"]).contains("600 60 60"));
+    let log = fs::read_to_string(&lab.rvsd_log).unwrap_or_default();
+    assert!(!log.contains("reload refused"), "{log}");
+
+    // wrk closed its connections: the director sees every one of them finish.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let conns = lab.adm(&["-L", "-n", "-c"]);
+        if !conns.contains("ESTABLISHED") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "connections left open:\n{conns}");
+        thread::sleep(Duration::from_millis(200));
+    }
+    lab.stop_rvsd();
+}
+
+/// A process started for a scenario (dpdk-dumpcap), stopped by PID when dropped, also when the
+/// scenario panics.
+struct Spawned {
+    child: std::process::Child,
+    stderr: PathBuf,
+}
+
+impl Spawned {
+    /// SIGINT (dpdk-dumpcap's stop: it finishes the file), then up to `grace` to exit; SIGKILL
+    /// after that. True when it exited on SIGINT.
+    fn interrupt(&mut self, grace: Duration) -> bool {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return false;
+        }
+        // SAFETY: kill(2) on our own child's PID, not reaped yet.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+
+    fn stderr_text(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Every frame of the enhanced packet blocks of a pcapng file.
+///
+/// DPDK 22.11's pcapng writer ends a packet block's options (flags, queue) without the
+/// end-of-options marker, which pcap-file's packet block parser refuses: pcap-file walks the
+/// blocks (section and interface headers parsed), and the frame is taken from the raw packet
+/// block by its fixed layout (interface, timestamp high and low, captured length, original
+/// length, data).
+fn pcapng_frames(path: &Path) -> Vec<Vec<u8>> {
+    use pcap_file::pcapng::PcapNgReader;
+    use pcap_file::Endianness;
+    const ENHANCED_PACKET_BLOCK: u32 = 6;
+    let file = fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut reader = PcapNgReader::new(file).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let big = reader.section().endianness == Endianness::Big;
+    let mut frames = Vec::new();
+    while let Some(block) = reader.next_raw_block() {
+        let block = block.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if block.type_ != ENHANCED_PACKET_BLOCK {
+            continue;
+        }
+        let body = &block.body;
+        let len: [u8; 4] = body
+            .get(12..16)
+            .and_then(|b| b.try_into().ok())
+            .unwrap_or_else(|| {
+                panic!("{}: a packet block of {} bytes", path.display(), body.len())
+            });
+        let captured = if big {
+            u32::from_be_bytes(len)
+        } else {
+            u32::from_le_bytes(len)
+        } as usize;
+        let data = body.get(20..20 + captured).unwrap_or_else(|| {
+            panic!(
+                "{}: captured length {captured} past the block",
+                path.display()
+            )
+        });
+        frames.push(data.to_vec());
+    }
+    frames
+}
+
+/// A TCP SYN (no ACK) in an untagged Ethernet/IPv4 frame: (source, destination, destination
+/// port).
+fn tcp_syn(frame: &[u8]) -> Option<(std::net::Ipv4Addr, std::net::Ipv4Addr, u16)> {
+    let ip = frame.get(14..)?;
+    if frame.get(12..14)? != [0x08, 0x00] || ip.first()? >> 4 != 4 || *ip.get(9)? != 6 {
+        return None;
+    }
+    let ihl = usize::from(ip.first()? & 0x0f) * 4;
+    let tcp = ip.get(ihl..)?;
+    let flags = *tcp.get(13)?;
+    let (syn, ack) = (flags & 0x02 != 0, flags & 0x10 != 0);
+    if !syn || ack {
+        return None;
+    }
+    let addr = |at: usize| -> Option<std::net::Ipv4Addr> {
+        let b: [u8; 4] = ip.get(at..at + 4)?.try_into().ok()?;
+        Some(b.into())
+    };
+    let dport = u16::from_be_bytes(tcp.get(2..4)?.try_into().ok()?);
+    Some((addr(12)?, addr(16)?, dport))
+}
+
+/// dpdk-dumpcap, DPDK's capture tool, attaches to the lab's rvsd as a secondary process (its
+/// file prefix, not --in-memory; rvsd's pdump server) with the command `rvsctl capture` prints,
+/// and captures the internal port: a curl to the VIP is there as the DNATed SYN, from the
+/// client to a real server's port 80.
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
+fn dpdk_dumpcap_captures_the_dnated_syn() {
+    let _lock = lab_start("dpdk_dumpcap_captures_the_dnated_syn", &["dpdk-dumpcap"]);
+    assert!(
+        !std::env::var("RVS_LAB_EAL_ARGS")
+            .unwrap_or_default()
+            .contains("--no-huge"),
+        "dpdk-dumpcap maps rvsd's hugepage files: this scenario needs hugepages, not --no-huge"
+    );
+    let mut lab = Lab::up(false);
+    lab.start_rvsd();
+    lab.rr_web_service();
+
+    let pcap = lab.tmp.join("int.pcapng");
+    let pcap_arg = pcap.to_str().expect("utf-8 temp path");
+    let hint = lab.ctl(&["capture", "int", "-w", pcap_arg]);
+    let words: Vec<&str> = hint.split_whitespace().collect();
+    let prefix = lab_file_prefix();
+    assert_eq!(
+        words,
+        [
+            "dpdk-dumpcap",
+            &format!("--file-prefix={prefix}"),
+            "-i",
+            "net_af_xdp1",
+            "-w",
+            pcap_arg
+        ],
+        "rvsctl capture int: {hint}"
+    );
+
+    let stderr = lab.tmp.join("dumpcap.err");
+    let mut c = cmd("ip");
+    c.args(["netns", "exec", "rvs-dir"])
+        .args(&words)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&stderr).expect("create dumpcap.err"));
+    // `ip netns exec` execs dpdk-dumpcap: the child's PID is dumpcap's.
+    let mut dumpcap = Spawned {
+        child: c.spawn().expect("start dpdk-dumpcap"),
+        stderr,
+    };
+    // Capturing once it has written the file's header (the pcapng section and interface).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fs::metadata(&pcap).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            matches!(dumpcap.child.try_wait(), Ok(None)),
+            "dpdk-dumpcap exited: {}\n--- rvsd log ---\n{}",
+            dumpcap.stderr_text(),
+            lab.rvsd_log_tail()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "dpdk-dumpcap wrote nothing in 30 s: {}",
+            dumpcap.stderr_text()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    thread::sleep(Duration::from_millis(500));
+
+    let served = curl_vip();
+    assert!(RS.iter().any(|(name, _)| *name == served), "{served}");
+    thread::sleep(Duration::from_millis(500));
+    assert!(
+        dumpcap.interrupt(Duration::from_secs(10)),
+        "dpdk-dumpcap did not stop on SIGINT: {}",
+        dumpcap.stderr_text()
+    );
+
+    let frames = pcapng_frames(&pcap);
+    let syns: Vec<_> = frames.iter().filter_map(|f| tcp_syn(f)).collect();
+    let client: std::net::Ipv4Addr = "198.51.100.10".parse().expect("address");
+    let served_ip: std::net::Ipv4Addr = RS
+        .iter()
+        .find(|(name, _)| *name == served)
+        .map(|(_, ip)| ip.parse().expect("address"))
+        .expect("a real server");
+    assert!(
+        syns.contains(&(client, served_ip, 80)),
+        "no DNATed SYN {client} -> {served_ip}:80 among {} captured frames; SYNs: {syns:?}\n{}",
+        frames.len(),
+        dumpcap.stderr_text()
     );
     lab.stop_rvsd();
 }

@@ -1,8 +1,9 @@
 //! rvsd as the DPDK tests run it: an rvs.toml for vdev ports ([`RvsdConfig`]) and a guard
 //! around the process ([`Rvsd`]).
 //!
-//! The guard kills rvsd by PID when it is dropped, also when the test panics, and removes the
-//! runtime folder EAL leaves under /var/run/dpdk for its `--file-prefix`. rvsd's stdout and
+//! The guard kills rvsd by PID when it is dropped, also when the test panics, and removes what
+//! EAL leaves for its `--file-prefix`: the runtime folder under /var/run/dpdk and, for a killed
+//! rvsd on hugepages, its hugepage files (each holds a hugepage until removed). rvsd's stdout and
 //! stderr go to a log file, whose head and tail the guard prints when the test panics.
 //!
 //! The rvsd binary is an argument: `env!("CARGO_BIN_EXE_rvsd")` exists only in rvsd's own
@@ -276,7 +277,7 @@ pub struct Rvsd {
     child: Option<Child>,
     socket: PathBuf,
     log: PathBuf,
-    runtime_dir: Option<PathBuf>,
+    file_prefix: Option<String>,
 }
 
 impl Rvsd {
@@ -313,9 +314,7 @@ impl Rvsd {
             child: Some(child),
             socket: launch.socket,
             log: launch.log,
-            runtime_dir: launch
-                .file_prefix
-                .map(|p| Path::new("/var/run/dpdk").join(p)),
+            file_prefix: launch.file_prefix,
         }
     }
 
@@ -438,8 +437,9 @@ impl Drop for Rvsd {
             let _ = c.kill();
             let _ = c.wait();
         }
-        if let Some(d) = &self.runtime_dir {
-            let _ = std::fs::remove_dir_all(d);
+        if let Some(prefix) = &self.file_prefix {
+            let _ = std::fs::remove_dir_all(control::eal_files::runtime_dir(prefix));
+            control::eal_files::remove_hugepage_files(prefix);
         }
         if std::thread::panicking() {
             eprintln!("{}", self.log_tail(40));
@@ -453,8 +453,8 @@ pub struct Launch {
     pub socket: PathBuf,
     /// Where its stdout and stderr go.
     pub log: PathBuf,
-    /// EAL's `--file-prefix`, whose runtime folder is removed after rvsd; `None` with
-    /// `--in-memory`, which leaves none.
+    /// EAL's `--file-prefix`, whose runtime folder and hugepage files are removed after rvsd;
+    /// `None` with `--in-memory`, which leaves none.
     pub file_prefix: Option<String>,
 }
 

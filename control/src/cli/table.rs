@@ -69,6 +69,13 @@ impl Table {
         Ok(request)
     }
 
+    /// Every service with its real servers, as the changes resolved so far leave them.
+    pub fn services(&self) -> impl Iterator<Item = (&ServiceSpec, &[DestSpec])> {
+        self.services
+            .values()
+            .map(|e| (&e.spec, e.dests.as_slice()))
+    }
+
     fn apply(&mut self, request: &Request) {
         match request {
             Request::AddService(spec) => {
@@ -112,7 +119,10 @@ impl Table {
             | Request::SetSysctls(_)
             | Request::ListNeighbours
             | Request::AddNeighbour(_)
-            | Request::DelNeighbour { .. } => {}
+            | Request::DelNeighbour { .. }
+            | Request::Ports { .. }
+            | Request::Version
+            | Request::Reload => {}
         }
     }
 }

@@ -152,6 +152,14 @@ impl ServiceManager {
             Request::DelNeighbour { port, addr } => {
                 return ok_or_error(self.del_neighbour(&port, addr))
             }
+            // Reading the configuration file is rvsd's, which answers it before this.
+            Request::Reload => {
+                return Response::Error("reload is not handled by the service manager".into())
+            }
+            // The daemon's own facts (DPDK ports, versions): rvsd's control server answers them.
+            Request::Ports { .. } | Request::Version => {
+                return Response::Error("not a service request: rvsd answers it".into())
+            }
         };
         match changed {
             Ok(()) => {

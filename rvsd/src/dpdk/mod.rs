@@ -1,10 +1,12 @@
 //! Everything that touches DPDK: EAL start-up, ports with their queues and mempools, and the
 //! poll-mode workers that move mbufs between the NIC and `pipeline`.
 
+pub mod capture;
 pub mod eal;
 pub mod exception;
 pub mod mbuf;
 pub mod port;
+pub mod telemetry;
 pub mod worker;
 
 use std::ffi::CStr;

@@ -1,9 +1,10 @@
 //! Port set-up: one RX and one TX queue per worker, one mempool per port, RSS across the queues.
 
 use super::{errno_text, DpdkError};
-use control::config::PortConfig;
+use control::config::{MacAddr, PortConfig};
+use control::proto::PortInfo;
 use dpdk_sys as sys;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 
 /// RSS hash types rvs asks for: IPv4 addresses and TCP/UDP ports (rte_ethdev.h's RTE_ETH_RSS_*
 /// bits, which are macros bindgen cannot see). Whatever the port supports of these is used.
@@ -12,6 +13,8 @@ const RSS_IPV4_L3_L4: u64 = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 7)
 /// A started DPDK port.
 pub struct Port {
     pub name: String,
+    /// The DPDK device name (rvs.toml's `device`).
+    pub device: String,
     /// The DPDK port id.
     pub id: u16,
     pub mac: [u8; 6],
@@ -149,6 +152,7 @@ impl Port {
         }
         Ok(Port {
             name: cfg.name.clone(),
+            device: cfg.device.clone(),
             id,
             mac,
             pool,
@@ -182,6 +186,84 @@ impl Port {
             .map(|(what, v)| (format!("port.{name}.{what}"), v))
             .collect(),
         )
+    }
+
+    /// The port as `rvsctl ports`, `/rvs/ports` and `rvsctl capture` show it: device, link,
+    /// MTU and the device's counters; with `xstats`, the driver's extended counters too. Only
+    /// DPDK calls that are safe beside the workers (no `_wait` link query: it may sleep).
+    pub fn info(&self, xstats: bool) -> PortInfo {
+        let mut link = sys::rte_eth_link::default();
+        // SAFETY: valid port id and out pointer; the nowait query never blocks.
+        let link_ok = unsafe { sys::rte_eth_link_get_nowait(self.id, &mut link) } == 0;
+        let mut mtu = 0u16;
+        // SAFETY: valid port id and out pointer.
+        if unsafe { sys::rte_eth_dev_get_mtu(self.id, &mut mtu) } != 0 {
+            mtu = 0;
+        }
+        let mut st = sys::rte_eth_stats::default();
+        // SAFETY: valid port id and out pointer; rte_eth_stats_get is safe from any thread.
+        if unsafe { sys::rte_eth_stats_get(self.id, &mut st) } != 0 {
+            st = sys::rte_eth_stats::default();
+        }
+        let speed = link.link_speed;
+        PortInfo {
+            name: self.name.clone(),
+            device: self.device.clone(),
+            port_id: self.id,
+            driver: self.driver.clone(),
+            mac: MacAddr(self.mac),
+            link_up: link_ok && u32::from(link.link_status()) == sys::RTE_ETH_LINK_UP,
+            // RTE_ETH_SPEED_NUM_UNKNOWN is u32::MAX.
+            speed_mbps: if link_ok && speed != u32::MAX {
+                speed
+            } else {
+                0
+            },
+            full_duplex: link_ok && u32::from(link.link_duplex()) == sys::RTE_ETH_LINK_FULL_DUPLEX,
+            mtu,
+            rx_packets: st.ipackets,
+            tx_packets: st.opackets,
+            rx_bytes: st.ibytes,
+            tx_bytes: st.obytes,
+            rx_missed: st.imissed,
+            rx_errors: st.ierrors,
+            tx_errors: st.oerrors,
+            rx_nombuf: st.rx_nombuf,
+            xstats: if xstats { self.xstats() } else { Vec::new() },
+        }
+    }
+
+    /// The driver's extended counters (`rte_eth_xstats_get`) by name; empty when it has none.
+    fn xstats(&self) -> Vec<(String, u64)> {
+        // SAFETY: a null array with size 0 asks for the count only.
+        let n = unsafe { sys::rte_eth_xstats_get_names(self.id, std::ptr::null_mut(), 0) };
+        let Ok(n) = usize::try_from(n) else {
+            return Vec::new();
+        };
+        if n == 0 {
+            return Vec::new();
+        }
+        let mut names = vec![sys::rte_eth_xstat_name::default(); n];
+        let mut values = vec![sys::rte_eth_xstat::default(); n];
+        // SAFETY: both arrays hold n entries, the size passed.
+        let got_names =
+            unsafe { sys::rte_eth_xstats_get_names(self.id, names.as_mut_ptr(), n as u32) };
+        // SAFETY: as above.
+        let got = unsafe { sys::rte_eth_xstats_get(self.id, values.as_mut_ptr(), n as u32) };
+        // A count that changed between the calls (a driver adding queues): report nothing
+        // rather than mismatched names.
+        if usize::try_from(got_names) != Ok(n) || usize::try_from(got) != Ok(n) {
+            return Vec::new();
+        }
+        values
+            .iter()
+            .filter_map(|v| {
+                let name = names.get(usize::try_from(v.id).ok()?)?;
+                // SAFETY: DPDK writes NUL-terminated names into the fixed-size array.
+                let name = unsafe { CStr::from_ptr(name.name.as_ptr()) };
+                Some((name.to_string_lossy().into_owned(), v.value))
+            })
+            .collect()
     }
 
     /// Stops and closes the port (at shutdown, after the workers are gone).

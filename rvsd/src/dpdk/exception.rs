@@ -12,9 +12,11 @@
 //! ```
 //!
 //! Workers make no syscalls: they only enqueue to and dequeue from rings. The exception thread is
-//! a plain OS thread (not a worker lcore) that polls the rings and the twins, and sleeps
-//! [`IDLE_SLEEP`] when a round found nothing. A worker drains at most one burst from its down
-//! ring per poll loop.
+//! a plain OS thread (not a worker lcore) that polls the rings and the twins, and sleeps when a
+//! round found nothing: [`IDLE_SLEEP_MIN`] after the first empty round, twice as long after each
+//! further one, up to [`IDLE_SLEEP_MAX`] (an idle thread then costs a few hundred polls a
+//! second; the first packet after a quiet spell waits at most that long). A worker drains at
+//! most one burst from its down ring per poll loop.
 
 use super::mbuf::Mbuf;
 use super::port::Port;
@@ -38,8 +40,10 @@ const RING_SIZE: u32 = 1024;
 const TWIN_MBUFS: u32 = 2047;
 /// Descriptors of a twin's queues.
 const TWIN_RING: u16 = 512;
-/// How long the exception thread sleeps after a round with nothing to move.
-pub const IDLE_SLEEP: Duration = Duration::from_micros(100);
+/// The exception thread's sleep after a round with nothing to move, then doubled per empty
+/// round up to the maximum.
+pub const IDLE_SLEEP_MIN: Duration = Duration::from_micros(50);
+pub const IDLE_SLEEP_MAX: Duration = Duration::from_millis(1);
 /// The Ethernet header a worker strips going up and the exception thread makes room for coming
 /// down.
 const L2_LEN: u16 = 14;
@@ -237,6 +241,7 @@ impl ExceptionPath {
 
     fn run(&self, running: &AtomicBool) {
         let mut burst: Vec<Mbuf> = Vec::with_capacity(BURST);
+        let mut idle = IDLE_SLEEP_MIN;
         while running.load(Ordering::Relaxed) {
             let mut moved = 0;
             for t in &self.twins {
@@ -244,7 +249,10 @@ impl ExceptionPath {
                 moved += self.down_round(t, &mut burst);
             }
             if moved == 0 {
-                std::thread::sleep(IDLE_SLEEP);
+                std::thread::sleep(idle);
+                idle = (idle * 2).min(IDLE_SLEEP_MAX);
+            } else {
+                idle = IDLE_SLEEP_MIN;
             }
         }
     }

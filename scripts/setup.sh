@@ -8,6 +8,8 @@
 #    `--kernel` director, the kernel baseline), ping (the exception-path lab scenario), wrk
 #    and hping3 (scripts/soak.sh, scripts/synflood.sh), g++ (libFuzzer, for the fuzz smoke run), python3 (the benchmark
 #    reports, the scripts' unit tests) and shellcheck (scripts/test.sh checks the scripts);
+#    prometheus (the metrics lab test's server, and promtool) and chromium (the status page's
+#    headless browser); the distro's prometheus service is left stopped;
 #  - reserves 2 MB hugepages (RVS_HUGEPAGES, default 1024) and mounts hugetlbfs on
 #    /dev/hugepages; fewer pages than asked is reported, not fatal;
 #  - checks that the Rust toolchain (cargo) is there; it is never downloaded;
@@ -34,7 +36,10 @@ PACKAGES=(dpdk libdpdk-dev libclang-dev pkg-config gcc libc6-dev libpcap-dev
     iproute2 nftables iputils-ping
     wrk hping3 g++ python3 shellcheck man-db
     # keepalived: health/'s tests run its --config-test on the example configs; never started here.
-    keepalived)
+    keepalived
+    # prometheus: the metrics lab test's server and promtool; chromium: the status page's
+    # headless browser. Neither is left running.
+    prometheus chromium)
 
 installed() {
     [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]
@@ -56,8 +61,9 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     log "installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    # Keep package scripts from starting services (nginx would listen on the host's port 80;
-    # the lab runs its own nginx inside namespaces). Only when no policy is there already.
+    # Keep package scripts from starting services (nginx would listen on the host's port 80,
+    # prometheus on 9090; the lab runs its own of both inside namespaces). Only when no policy
+    # is there already.
     policy=/usr/sbin/policy-rc.d
     made_policy=
     if [ ! -e "$policy" ]; then
@@ -74,6 +80,10 @@ if [ ${#missing[@]} -gt 0 ]; then
         rm -f "$policy"
     fi
     [ "$rc" -eq 0 ] || die "apt-get failed (exit $rc) installing: ${missing[*]}"
+    # A policy already there may allow starts: stop the distro's prometheus if it runs.
+    if [ -d /run/systemd/system ] && systemctl is-active --quiet prometheus 2>/dev/null; then
+        systemctl stop prometheus && log "stopped the prometheus service the package started"
+    fi
 else
     log "packages: all present"
 fi

@@ -52,6 +52,21 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub exception: ExceptionConfig,
+    /// `[metrics]`: the Prometheus endpoint and status page; no section, no listener.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// `[metrics]`: rvsd's HTTP listener for `/metrics` (Prometheus) and the status page `/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// The address and port to listen on ("198.51.100.1:9180").
+    pub listen: std::net::SocketAddr,
+    /// Whether rvsd starts without the listener when the address cannot be bound (it logs a
+    /// warning then); by default such an address is a start-up error.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// `[log]`: rvsd's log on stderr. The `RVS_LOG` and `RVS_LOG_FORMAT` environment variables

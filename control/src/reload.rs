@@ -6,7 +6,8 @@
 //! operator (rvsadm, rvsctl) or a health checker changed live, and that the file did not change,
 //! is left alone. A service or real server whose lines changed takes the file's values whole.
 //! What cannot change in a running daemon (EAL arguments, ports, workers, table capacity,
-//! control socket, log settings) is listed in [`Plan::not_live`] and never applied.
+//! control socket, log settings, the metrics listener) is listed in [`Plan::not_live`] and never
+//! applied.
 
 use crate::cli::{self, Table};
 use crate::config::{Config, MacAddr};
@@ -213,6 +214,7 @@ pub fn plan(old: &Config, new: &Config) -> Result<Plan, String> {
         ),
         ("control", old.control != new.control),
         ("log", old.log != new.log),
+        ("metrics", old.metrics != new.metrics),
     ];
     let not_live = restart_only
         .into_iter()
@@ -236,6 +238,7 @@ pub fn in_force(running: &Config, new: Config) -> Config {
         },
         control: running.control.clone(),
         log: running.log.clone(),
+        metrics: running.metrics.clone(),
         ..new
     }
 }
@@ -464,6 +467,10 @@ mod tests {
         new.conntrack.capacity = 4096;
         new.control.socket = "/run/rvs/other.sock".into();
         new.log.level = Some("debug".into());
+        new.metrics = Some(crate::config::MetricsConfig {
+            listen: "198.51.100.1:9180".parse().unwrap(),
+            optional: false,
+        });
         let p = plan(&old, &new).unwrap();
         assert!(p.changes.is_empty(), "{:?}", p.changes);
         let keys: Vec<&str> = p
@@ -479,7 +486,8 @@ mod tests {
                 "workers",
                 "conntrack.capacity",
                 "control",
-                "log"
+                "log",
+                "metrics"
             ]
         );
         // Timeouts live in [conntrack] too, but change live.
@@ -495,7 +503,7 @@ mod tests {
         assert_eq!(now.conntrack.timeouts, new.conntrack.timeouts);
         let again = plan(&now, &new).unwrap();
         assert!(again.changes.is_empty(), "{:?}", again.changes);
-        assert_eq!(again.not_live.len(), 6, "{:?}", again.not_live);
+        assert_eq!(again.not_live.len(), 7, "{:?}", again.not_live);
         assert_eq!(plan(&now, &old).unwrap().not_live.len(), 0);
     }
 

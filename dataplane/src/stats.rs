@@ -255,6 +255,10 @@ pub struct WorkerStats {
     ports: Box<[CachePadded<PortCounters>]>,
     /// Indexed by real-server slot id (see `service`).
     slots: Box<[SlotTraffic]>,
+    /// Loop rounds that received frames on some port, and rounds that received none: the
+    /// worker's busy share, counted once per round of rx bursts, never per packet.
+    busy_polls: Counter,
+    idle_polls: Counter,
 }
 
 impl WorkerStats {
@@ -264,6 +268,18 @@ impl WorkerStats {
             events: std::array::from_fn(|_| Counter::default()),
             ports: (0..ports).map(|_| CachePadded::default()).collect(),
             slots: (0..slots).map(|_| SlotTraffic::default()).collect(),
+            busy_polls: Counter::default(),
+            idle_polls: Counter::default(),
+        }
+    }
+
+    /// Counts one round of rx bursts over every port: `busy` if any of them received a frame.
+    #[inline]
+    pub fn poll(&self, busy: bool) {
+        if busy {
+            self.busy_polls.add(1);
+        } else {
+            self.idle_polls.add(1);
         }
     }
 
@@ -390,7 +406,8 @@ impl Stats {
     }
 
     /// Every counter by name, summed over workers: `rx_packets`, `tx_packets`,
-    /// `port.<name>.rx_packets`/`tx_packets`, `drop.<reason>` and one per [`Event`].
+    /// `port.<name>.rx_packets`/`tx_packets`, `drop.<reason>` and one per [`Event`]; then each
+    /// worker's own `worker.<index>.rx_packets`/`tx_packets`/`busy_polls`/`idle_polls`.
     pub fn counters(&self) -> Vec<(String, u64)> {
         let mut out = vec![
             ("rx_packets".to_string(), self.rx_packets()),
@@ -412,6 +429,22 @@ impl Stats {
                 .iter()
                 .map(|r| (format!("drop.{}", r.name()), self.drops(*r))),
         );
+        for (i, w) in self.workers.iter().enumerate() {
+            let rx = w
+                .ports
+                .iter()
+                .map(|p| p.rx.get())
+                .fold(0, u64::wrapping_add);
+            let tx = w
+                .ports
+                .iter()
+                .map(|p| p.tx.get())
+                .fold(0, u64::wrapping_add);
+            out.push((format!("worker.{i}.rx_packets"), rx));
+            out.push((format!("worker.{i}.tx_packets"), tx));
+            out.push((format!("worker.{i}.busy_polls"), w.busy_polls.get()));
+            out.push((format!("worker.{i}.idle_polls"), w.idle_polls.get()));
+        }
         out
     }
 }
@@ -610,6 +643,9 @@ mod tests {
         s.worker(1).slot(3).unwrap().in_pkts.add(2);
         s.worker(2).slot(3).unwrap().in_pkts.add(3);
         s.worker(2).slot(3).unwrap().conns.add(1);
+        s.worker(1).poll(true);
+        s.worker(1).poll(false);
+        s.worker(1).poll(false);
         assert!(s.worker(0).slot(4).is_none());
         assert_eq!(s.drops(DropReason::NoService), 2);
         assert_eq!(s.slot_total(3).in_pkts, 5);
@@ -623,7 +659,13 @@ mod tests {
         assert_eq!(c["drop.no_service"], 2);
         assert_eq!(c["drop.table_full"], 1);
         assert_eq!(c["dnat"], 1);
-        assert_eq!(c.len(), 2 + 4 + Event::COUNT + DropReason::COUNT);
+        assert_eq!(c["worker.0.rx_packets"], 1);
+        assert_eq!(c["worker.2.rx_packets"], 1);
+        assert_eq!(c["worker.1.tx_packets"], 5);
+        assert_eq!(c["worker.1.busy_polls"], 1);
+        assert_eq!(c["worker.1.idle_polls"], 2);
+        assert_eq!(c["worker.0.idle_polls"], 0);
+        assert_eq!(c.len(), 2 + 4 + Event::COUNT + DropReason::COUNT + 3 * 4);
     }
 
     #[test]

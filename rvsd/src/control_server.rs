@@ -59,6 +59,16 @@ pub struct Reload {
 /// dataplane cannot see what the NIC lost before it.
 pub type DeviceCounters = Arc<dyn Fn() -> Vec<(String, u64)> + Send + Sync>;
 
+/// `counters` as every reader shows them (control socket, metrics, telemetry): the dataplane's
+/// from a `Counters` answer, then the ports' own.
+pub fn all_counters(
+    mut counters: Vec<(String, u64)>,
+    device: &DeviceCounters,
+) -> Vec<(String, u64)> {
+    counters.extend(device());
+    counters
+}
+
 /// Every port's device, link and counters (`Ports`); the argument asks for the driver's
 /// extended counters too.
 pub type PortInfos = Arc<dyn Fn(bool) -> Vec<PortInfo> + Send + Sync>;
@@ -290,8 +300,8 @@ fn serve_client(stream: UnixStream, manager: &Mutex<ServiceManager>, daemon: &Da
             return;
         }
         let mut response = handle_line(&line, manager, peer, &|r, p| daemon.answer(r, p));
-        if let Response::Counters(list) = &mut response {
-            list.extend((daemon.device_counters)());
+        if let Response::Counters(list) = response {
+            response = Response::Counters(all_counters(list, &daemon.device_counters));
         }
         if reply(&stream, &response).is_err() {
             return;

@@ -7,6 +7,7 @@ use dataplane::pipeline::{Dataplane, DataplaneConfig, PortSetup};
 use dataplane::service::ServiceManager;
 use rvsd::control_server::{self, ControlServer};
 use rvsd::dpdk::{capture, eal, exception, port::Port, telemetry, worker};
+use rvsd::metrics::{MetricsListener, Sources};
 use rvsd::reload::{self, Reloader};
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -153,6 +154,11 @@ fn run(args: Args) -> Result<(), String> {
     // device, so a second rvsd refuses without grabbing the ports of the one that runs.
     let server = ControlServer::bind(std::path::Path::new(&cfg.control.socket))
         .map_err(|e| format!("control socket {}: {e}", cfg.control.socket))?;
+    // Bound here too, so an address in use stops start-up before EAL takes the ports.
+    let metrics = match &cfg.metrics {
+        Some(m) => MetricsListener::bind(m)?,
+        None => None,
+    };
 
     eal::init(&cfg.eal.args).map_err(|e| e.to_string())?;
     capture::init()?;
@@ -247,13 +253,27 @@ fn run(args: Args) -> Result<(), String> {
         workers: lcores.clone(),
     })?;
     let server = server
-        .with_device_counters(device_counters)
+        .with_device_counters(device_counters.clone())
         .with_port_info(port_info)
         .with_version(version.clone())
         .with_reload(control_server::Reload {
             requested: &reload::REQUESTED,
             run: Arc::new(move |trigger| reloader.reload(trigger)),
         });
+    let metrics_thread = match metrics {
+        Some(listener) => {
+            let addr = listener.addr();
+            let sources = Sources {
+                manager: manager.clone(),
+                device_counters,
+            };
+            let thread = listener
+                .spawn(sources, &worker::RUNNING)
+                .map_err(|e| format!("cannot start the metrics listener on {addr}: {e}"))?;
+            Some(thread)
+        }
+        None => None,
+    };
     let control_thread = std::thread::Builder::new()
         .name("rvs-control".into())
         .spawn(move || server.serve(manager, &worker::RUNNING))
@@ -299,6 +319,9 @@ fn run(args: Args) -> Result<(), String> {
     worker::wait_all();
     let _ = control_thread.join();
     if let Some(t) = exception_thread {
+        let _ = t.join();
+    }
+    if let Some(t) = metrics_thread {
         let _ = t.join();
     }
     capture::uninit();

@@ -40,6 +40,14 @@ fn a_good_config_passes_the_check() {
     );
     let (ok, err) = rvsd_check(&full, "good2");
     assert!(ok, "{err}\n{full}");
+    for (i, listen) in ["203.0.113.1:9180", "[2001:db8::1]:9180"]
+        .iter()
+        .enumerate()
+    {
+        let text = format!("{PORT}[metrics]\nlisten = \"{listen}\"\noptional = true\n");
+        let (ok, err) = rvsd_check(&text, &format!("metrics{i}"));
+        assert!(ok, "{err}\n{text}");
+    }
 }
 
 #[test]
@@ -162,6 +170,31 @@ fn every_bad_config_is_refused_naming_the_problem() {
             "unknown scheduler in a service line",
             format!("services = \"-A -t 198.51.100.1:80 -s fastest\"\n{PORT}"),
             vec!["services: line 1", "fastest"],
+        ),
+        (
+            "metrics.listen without a port",
+            with("[metrics]\nlisten = \"203.0.113.1\"\n"),
+            vec!["metrics.listen", "line 7"],
+        ),
+        (
+            "metrics.listen not an address",
+            with("[metrics]\nlisten = \"nonsense:80\"\n"),
+            vec!["metrics.listen", "line 7"],
+        ),
+        (
+            "metrics.optional not a boolean",
+            with("[metrics]\nlisten = \"203.0.113.1:9180\"\noptional = \"yes\"\n"),
+            vec!["metrics.optional", "line 8"],
+        ),
+        (
+            "unknown metrics key",
+            with("[metrics]\nlisten = \"203.0.113.1:9180\"\nlistn = 1\n"),
+            vec!["listn", "line 8"],
+        ),
+        (
+            "metrics without listen",
+            with("[metrics]\noptional = true\n"),
+            vec!["metrics", "listen", "line 6"],
         ),
         (
             "TOML syntax",

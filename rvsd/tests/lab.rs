@@ -311,6 +311,11 @@ impl Lab {
     /// Starts rvsd in rvs-dir with a copy of the default config and a per-test socket, and
     /// waits (bounded) for the socket.
     fn start_rvsd(&mut self) {
+        self.start_rvsd_with("");
+    }
+
+    /// As `start_rvsd`, with `extra` (TOML tables) appended to the config.
+    fn start_rvsd_with(&mut self, extra: &str) {
         let rvsd = PathBuf::from(env!("CARGO_BIN_EXE_rvsd"));
         assert!(rvsd.is_file(), "rvsd binary missing: {}", rvsd.display());
         let default = workspace_root().join("rvsd/rvs.toml");
@@ -332,7 +337,7 @@ impl Lab {
         );
         let text = text.replace(default_prefix, &format!("\"--file-prefix={file_prefix}\""));
         let config = self.tmp.join("rvs.toml");
-        fs::write(&config, text).expect("write config copy");
+        fs::write(&config, text + extra).expect("write config copy");
 
         if !eal_args.contains("--no-huge") {
             let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
@@ -1965,6 +1970,279 @@ fn dpdk_dumpcap_captures_the_dnated_syn() {
         frames.len(),
         dumpcap.stderr_text()
     );
+    lab.stop_rvsd();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics and status page, with the real Prometheus and Chromium.
+
+const METRICS_ADDR: &str = "203.0.113.1";
+
+/// One GET from inside rvs-dir: the body of a 2xx answer, or what went wrong.
+fn dir_try_get(url: &str) -> Result<String, String> {
+    let mut c = cmd("ip");
+    c.args([
+        "netns",
+        "exec",
+        "rvs-dir",
+        "curl",
+        "-sSf",
+        "--max-time",
+        "5",
+        url,
+    ]);
+    let r = run(c, Duration::from_secs(15)).map_err(|e| e.to_string())?;
+    if r.status.success() {
+        Ok(r.stdout)
+    } else {
+        Err(r.describe(&format!("curl {url}")))
+    }
+}
+
+fn dir_get(url: &str) -> String {
+    dir_try_get(url).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Per real server (`remote_address`), the value of `query` in Prometheus's answer.
+fn prometheus_values(query: &str) -> Vec<(String, u64)> {
+    let url = format!("http://{METRICS_ADDR}:9090/api/v1/query?query={query}");
+    let answer: serde_json::Value =
+        serde_json::from_str(&dir_get(&url)).unwrap_or_else(|e| panic!("{url}: {e}"));
+    let mut out: Vec<(String, u64)> = answer["data"]["result"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|s| {
+                    let rip = s["metric"]["remote_address"].as_str()?.to_string();
+                    let v = s["value"][1].as_str()?.parse().ok()?;
+                    Some((rip, v))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// `Conns` of each real server in `rvsadm -Ln --stats`.
+fn stats_conns(listing: &str) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = listing
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let rip = f.get(1)?.split(':').next()?;
+            (f.first() == Some(&"->")).then_some(())?;
+            Some((rip.to_string(), f.get(2)?.parse().ok()?))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// rvsd's metrics listener on 203.0.113.1:9180 inside rvs-dir, scraped every second by Debian's
+/// Prometheus (also in rvs-dir): after curls through the VIP, its HTTP API returns each real
+/// server's connections as `rvsadm -Ln --stats` and `-Ln` count them. Then headless Chromium
+/// loads the status page: after the page's own refresh the DOM holds the service and both real
+/// servers with those counts; with RVS_UPDATE_SCREENSHOT=1 its screenshot replaces
+/// docs/status-page.png.
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
+fn rvsd_metrics_scraped_by_prometheus_and_status_page_in_chromium() {
+    let test = "rvsd_metrics_scraped_by_prometheus_and_status_page_in_chromium";
+    let _lock = lab_start(test, &["prometheus", "chromium"]);
+    let mut lab = Lab::up(false);
+    for args in [
+        &["-n", "rvs-dir", "link", "set", "lo", "up"][..],
+        &[
+            "-n",
+            "rvs-dir",
+            "addr",
+            "add",
+            "203.0.113.1/32",
+            "dev",
+            "lo",
+        ][..],
+    ] {
+        let r = run(
+            {
+                let mut c = cmd("ip");
+                c.args(args);
+                c
+            },
+            Duration::from_secs(10),
+        )
+        .expect("run ip");
+        assert!(
+            r.status.success(),
+            "{}",
+            r.describe(&format!("ip {}", args.join(" ")))
+        );
+    }
+    lab.start_rvsd_with(&format!("\n[metrics]\nlisten = \"{METRICS_ADDR}:9180\"\n"));
+    let web = lab.rr_web_service();
+    for _ in 0..4 {
+        curl_vip();
+    }
+
+    let prom_dir = lab.tmp.join("prometheus");
+    fs::create_dir_all(&prom_dir).expect("prometheus dir");
+    let prom_config = prom_dir.join("prometheus.yml");
+    fs::write(
+        &prom_config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: rvs\n    static_configs:\n      \
+             - targets: ['{METRICS_ADDR}:9180']\n"
+        ),
+    )
+    .expect("write prometheus.yml");
+    let prom_log = fs::File::create(prom_dir.join("log")).expect("prometheus log");
+    let mut c = cmd("ip");
+    c.args(["netns", "exec", "rvs-dir"])
+        .arg(find_tool("prometheus").expect("prometheus"))
+        .arg(format!("--config.file={}", prom_config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            prom_dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address={METRICS_ADDR}:9090"))
+        .stdin(Stdio::null())
+        .stdout(prom_log.try_clone().expect("log"))
+        .stderr(prom_log);
+    // `ip netns exec` execs prometheus: the child's PID is prometheus's.
+    let mut prometheus = Spawned {
+        child: c.spawn().expect("start prometheus"),
+        stderr: prom_dir.join("log"),
+    };
+
+    let ready_url = format!("http://{METRICS_ADDR}:9090/-/ready");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Err(e) = dir_try_get(&ready_url) {
+        let exited = prometheus.child.try_wait().ok().flatten();
+        assert!(
+            exited.is_none() && Instant::now() < deadline,
+            "prometheus not ready ({exited:?}): {e}\n--- prometheus log ---\n{}",
+            head_and_tail(&prom_dir.join("log"), 10, 30)
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    let stats = lab.adm(&["-L", "-n", "--stats"]);
+    let listing = lab.adm(&["-L", "-n"]);
+    let conns = stats_conns(&stats);
+    let inactive: Vec<(String, u64)> = RS
+        .iter()
+        .map(|(_, ip)| {
+            let (_, _, inact) = rs_state(&listing, &format!("{ip}:80")).expect("listed");
+            (ip.to_string(), inact)
+        })
+        .collect();
+    assert_eq!(conns.len(), 2, "{stats}");
+    assert_eq!(conns.iter().map(|(_, n)| n).sum::<u64>(), 6, "{stats}");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut seen_conns, mut seen_inactive) = (Vec::new(), Vec::new());
+    while Instant::now() < deadline {
+        seen_conns = prometheus_values("rvs_backend_connections_total");
+        seen_inactive = prometheus_values("node_ipvs_backend_connections_inactive");
+        if seen_conns == conns && seen_inactive == inactive {
+            break;
+        }
+        thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(
+        (&seen_conns, &seen_inactive),
+        (&conns, &inactive),
+        "Prometheus's answers against rvsadm -Ln --stats:\n{stats}\nand -Ln:\n{listing}\n\
+         --- prometheus log ---\n{}",
+        head_and_tail(&prom_dir.join("log"), 10, 30)
+    );
+    assert!(
+        prometheus.interrupt(Duration::from_secs(10)),
+        "prometheus stops on SIGINT"
+    );
+
+    let page = format!("http://{METRICS_ADDR}:9180/");
+    let chromium = |extra: &[String]| -> Ran {
+        let mut c = cmd("ip");
+        c.args([
+            "netns",
+            "exec",
+            "rvs-dir",
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+        ])
+        .args([
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1400,820",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            lab.tmp.join("chromium").display()
+        ))
+        .arg("--virtual-time-budget=4000")
+        .args(extra)
+        .arg(&page);
+        let r = run(c, Duration::from_secs(120)).expect("run chromium");
+        assert!(r.status.success(), "{}", r.describe("chromium"));
+        r
+    };
+    let dom = chromium(&["--dump-dom".to_string()]).stdout;
+    let refreshes: u32 = dom
+        .split("data-refreshes=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        refreshes >= 2,
+        "the page refreshed itself at least twice:\n{dom}"
+    );
+    assert!(
+        dom.contains(&format!("data-service=\"tcp:{web}\"")),
+        "{dom}"
+    );
+    for ((rip, n), (_, inact)) in conns.iter().zip(&inactive) {
+        let row = format!(
+            "data-real=\"{rip}:80\" data-active=\"0\" data-inactive=\"{inact}\" data-conns=\"{n}\""
+        );
+        assert!(dom.contains(&row), "missing {row} in\n{dom}");
+    }
+    assert!(dom.contains("Health"), "{dom}");
+
+    // The screenshot under load, so that the rates show: the manager's estimate over the last
+    // seconds, as `rvsadm -L --rate` prints it.
+    let load = CurlLoad::start(format!("http://{VIP}/"), 2, 2_000);
+    thread::sleep(Duration::from_secs(5));
+    let status: serde_json::Value =
+        serde_json::from_str(&dir_get(&format!("http://{METRICS_ADDR}:9180/status.json")))
+            .expect("status.json");
+    let cps = status["services"][0]["stats"]["rates"]["cps"].as_u64();
+    assert!(
+        cps.is_some_and(|r| r > 0),
+        "a live connection rate: {status}"
+    );
+    let shot = lab.tmp.join("status-page.png");
+    chromium(&[format!("--screenshot={}", shot.display())]);
+    let shots = load.finish();
+    let failed: Vec<&String> = shots
+        .iter()
+        .filter_map(|s| s.answer.as_ref().err())
+        .collect();
+    assert!(failed.is_empty(), "requests failed under load: {failed:?}");
+    let png = fs::read(&shot).expect("screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "a real screenshot"
+    );
+    // The docs' screenshot is refreshed only when asked, so a test run leaves the tree clean.
+    if std::env::var_os("RVS_UPDATE_SCREENSHOT").is_some() {
+        fs::write(workspace_root().join("docs/status-page.png"), &png)
+            .expect("save the screenshot");
+    }
+
+    lab.adm(&["-C"]);
     lab.stop_rvsd();
 }
 

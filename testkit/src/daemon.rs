@@ -125,6 +125,8 @@ pub struct RvsdConfig {
     conntrack_capacity: u64,
     /// `[[neighbours]]`: (port name, address, MAC).
     neighbours: Vec<(String, Ipv4Addr, [u8; 6])>,
+    /// `[metrics]`: (listen, optional).
+    metrics: Option<(std::net::SocketAddr, bool)>,
 }
 
 impl RvsdConfig {
@@ -144,7 +146,21 @@ impl RvsdConfig {
             socket: socket.into(),
             conntrack_capacity: 1024,
             neighbours: Vec::new(),
+            metrics: None,
         }
+    }
+
+    /// `[metrics]`: the metrics listener on `listen`, a start-up error if it cannot be bound.
+    pub fn metrics(mut self, listen: std::net::SocketAddr) -> RvsdConfig {
+        self.metrics = Some((listen, false));
+        self
+    }
+
+    /// `[metrics]` with `optional = true`: rvsd starts without the listener if `listen` cannot
+    /// be bound.
+    pub fn metrics_optional(mut self, listen: std::net::SocketAddr) -> RvsdConfig {
+        self.metrics = Some((listen, true));
+        self
     }
 
     /// A static neighbour: `addr` on port `port` is at `mac`.
@@ -259,6 +275,15 @@ impl RvsdConfig {
             })
             .collect();
         doc.insert("neighbours".into(), neighbours.into());
+        if let Some((listen, optional)) = self.metrics {
+            doc.insert(
+                "metrics".into(),
+                table(vec![
+                    ("listen", listen.to_string().into()),
+                    ("optional", optional.into()),
+                ]),
+            );
+        }
         let text = toml::to_string(&doc).expect("TOML");
         if let Err(e) = Config::parse(&text, "testkit's rvs.toml") {
             panic!("{e}\n{text}");

@@ -18,7 +18,7 @@
 //! a value), 256 entries per dictionary, and 16 KiB of JSON per answer, past which DPDK leaves
 //! entries out; `rvsadm -L` lists any number of services.
 
-use crate::control_server::{DeviceCounters, PortInfos};
+use crate::control_server::{all_counters, DeviceCounters, PortInfos};
 use control::model::ServiceStatus;
 use control::proto::{Request, Response, VersionInfo};
 use dataplane::service::ServiceManager;
@@ -243,12 +243,11 @@ fn fill_services(state: &TelemetryState, d: &Dict) {
 }
 
 fn fill_stats(state: &TelemetryState, dict: &Dict) {
-    let mut counters = match ask(state, Request::Counters) {
+    let counters = match ask(state, Request::Counters) {
         Response::Counters(c) => c,
         _ => Vec::new(),
     };
-    counters.extend((state.device_counters)());
-    for (name, value) in counters {
+    for (name, value) in all_counters(counters, &state.device_counters) {
         dict.u64(&name, value);
     }
 }

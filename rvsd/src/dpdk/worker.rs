@@ -96,6 +96,8 @@ struct Loop {
     driver: BurstDriver<Mbuf>,
     /// This worker's ring of packets from the kernel twins.
     kernel_down: Option<Ring>,
+    dataplane: Arc<Dataplane>,
+    index: usize,
 }
 
 impl Loop {
@@ -105,7 +107,9 @@ impl Loop {
             None => (Vec::new(), None),
         };
         Loop {
-            driver: BurstDriver::new(setup.dataplane, setup.index),
+            driver: BurstDriver::new(setup.dataplane.clone(), setup.index),
+            dataplane: setup.dataplane,
+            index: setup.index,
             io: Queues {
                 ports: setup.ports,
                 queue: setup.queue,
@@ -119,11 +123,15 @@ impl Loop {
         let ms_ticks = (eal::tsc_hz() / 1000).max(1);
         let mut rx: Vec<Mbuf> = Vec::with_capacity(BURST);
         let ports = self.io.ports.clone();
+        let dataplane = self.dataplane.clone();
+        let stats = dataplane.stats().worker(self.index);
         while RUNNING.load(Ordering::Relaxed) {
             self.driver.begin(eal::tsc() / ms_ticks);
+            let mut busy = false;
             if let Some(down) = &self.kernel_down {
                 // At most one burst from the kernel per loop.
                 down.dequeue(&mut rx, BURST);
+                busy |= !rx.is_empty();
                 for m in rx.drain(..) {
                     self.driver.rx_from_kernel(&mut self.io, m);
                 }
@@ -141,9 +149,11 @@ impl Loop {
                     );
                     rx.set_len(usize::from(n));
                 }
+                busy |= !rx.is_empty();
                 self.driver.rx_burst(&mut self.io, in_port as u16, &mut rx);
             }
             self.driver.finish(&mut self.io);
+            stats.poll(busy);
         }
         // At shutdown: send what is batched, free what is held.
         self.driver.shutdown(&mut self.io);

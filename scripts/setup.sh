@@ -5,8 +5,8 @@
 #    DPDK (runtime + headers), libclang (bindgen), pkg-config, gcc, libpcap, and for the lab
 #    nginx with its stream module (the UDP service), curl, socat (a UDP client
 #    for manual checks), ethtool, iproute2 and nftables (nftables only for the lab's
-#    `--kernel` director, the kernel baseline), wrk and hping3 (scripts/soak.sh,
-#    scripts/synflood.sh), g++ (libFuzzer, for the fuzz smoke run), python3 (the benchmark
+#    `--kernel` director, the kernel baseline), ping (the exception-path lab scenario), wrk
+#    and hping3 (scripts/soak.sh, scripts/synflood.sh), g++ (libFuzzer, for the fuzz smoke run), python3 (the benchmark
 #    reports, the scripts' unit tests) and shellcheck (scripts/test.sh checks the scripts);
 #    prometheus (the metrics lab test's server, and promtool) and chromium (the status page's
 #    headless browser); the distro's prometheus service is left stopped;
@@ -33,7 +33,7 @@ HUGEPAGES=${RVS_HUGEPAGES:-1024}
 # Package list; an entry "a|b" is satisfied by either package (the first is installed).
 PACKAGES=(dpdk libdpdk-dev libclang-dev pkg-config gcc libc6-dev libpcap-dev
     "nginx-light|nginx|nginx-core|nginx-full|nginx-extras" libnginx-mod-stream curl socat ethtool
-    iproute2 nftables
+    iproute2 nftables iputils-ping
     wrk hping3 g++ python3 shellcheck man-db
     # keepalived: health/'s tests run its --config-test on the example configs; never started here.
     keepalived

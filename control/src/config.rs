@@ -50,6 +50,8 @@ pub struct Config {
     pub services: String,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub exception: ExceptionConfig,
     /// `[metrics]`: the Prometheus endpoint and status page; no section, no listener.
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
@@ -156,6 +158,89 @@ pub struct PortConfig {
     pub rx_ring: u16,
     #[serde(default = "default_ring_size")]
     pub tx_ring: u16,
+    /// The kernel interface rvsd creates for this port's exception path ("rvs-ext0"): it carries
+    /// the port's addresses in rvsd's namespace, and traffic to them that the dataplane does not
+    /// handle goes up to it (docs/exception-path.md). None: no exception path on this port.
+    #[serde(default)]
+    pub kernel_twin: Option<IfName>,
+}
+
+/// A Linux interface name: 1 to 15 bytes (IFNAMSIZ - 1), none of them '/', ',', '=', ':',
+/// whitespace or control characters (DPDK's vdev arguments split on ',' and '=').
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct IfName(String);
+
+impl IfName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for IfName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<IfName, String> {
+        let bad_char =
+            |c: char| matches!(c, '/' | ',' | '=' | ':') || c.is_whitespace() || c.is_control();
+        if s.is_empty() || s.len() > 15 || s == "." || s == ".." || s.chars().any(bad_char) {
+            return Err(format!(
+                "bad interface name {s:?}: 1 to 15 characters, without '/', ',', '=', ':' or \
+                 spaces, e.g. \"rvs-ext0\""
+            ));
+        }
+        Ok(IfName(s.to_string()))
+    }
+}
+
+impl TryFrom<String> for IfName {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<IfName, String> {
+        s.parse()
+    }
+}
+
+impl From<IfName> for String {
+    fn from(n: IfName) -> String {
+        n.0
+    }
+}
+
+impl std::fmt::Display for IfName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `[exception]`: the kernel exception path's limits (docs/exception-path.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExceptionConfig {
+    /// Frames each worker may send up to the kernel per second; more are dropped
+    /// (`kernel_rate_limited`), so that a flood at our own addresses cannot starve the workers.
+    #[serde(default = "default_kernel_rate")]
+    pub rate: u64,
+    /// The token bucket's depth: frames a worker may send up at once after a quiet spell.
+    #[serde(default = "default_kernel_burst")]
+    pub burst: u64,
+}
+
+impl Default for ExceptionConfig {
+    fn default() -> Self {
+        ExceptionConfig {
+            rate: default_kernel_rate(),
+            burst: default_kernel_burst(),
+        }
+    }
+}
+
+fn default_kernel_rate() -> u64 {
+    4000
+}
+
+fn default_kernel_burst() -> u64 {
+    256
 }
 
 fn default_mtu() -> u16 {
@@ -380,6 +465,16 @@ impl Config {
             if self.ports[..i].iter().any(|q| q.name == p.name) {
                 return Err(format!("ports[{i}].name: duplicate port name {:?}", p.name));
             }
+            if let Some(twin) = &p.kernel_twin {
+                if let Some(j) = self.ports[..i]
+                    .iter()
+                    .position(|q| q.kernel_twin.as_ref() == Some(twin))
+                {
+                    return Err(format!(
+                        "ports[{i}].kernel_twin: {twin:?} is ports[{j}]'s twin already"
+                    ));
+                }
+            }
             if p.mtu < 68 {
                 return Err(format!(
                     "ports[{i}].mtu: {} is below the IPv4 minimum 68",
@@ -398,6 +493,9 @@ impl Config {
             return Err("conntrack.capacity: must be at least 1".into());
         }
         self.ipvs.validate().map_err(|e| format!("ipvs.{e}"))?;
+        if self.exception.rate == 0 || self.exception.burst == 0 {
+            return Err("exception.rate, exception.burst: must be at least 1".into());
+        }
         for (i, n) in self.neighbours.iter().enumerate() {
             if !self.ports.iter().any(|p| p.name == n.port) {
                 let names: Vec<&str> = self.ports.iter().map(|p| p.name.as_str()).collect();
@@ -603,5 +701,43 @@ mod tests {
 
         assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
         assert!("xml".parse::<LogFormat>().unwrap_err().contains("xml"));
+    }
+
+    #[test]
+    fn kernel_twin_and_exception_are_read_and_bad_values_named() {
+        let port = |twin: &str| {
+            format!("[[ports]]\nname = \"ext\"\ndevice = \"net_null0\"\nrole = \"both\"\naddresses = [\"192.0.2.1/24\"]\nkernel_twin = {twin}\n")
+        };
+        let cfg = Config::parse(&port("\"rvs-ext0\""), "t.toml").unwrap();
+        assert_eq!(
+            cfg.ports[0].kernel_twin.as_ref().map(IfName::as_str),
+            Some("rvs-ext0")
+        );
+        assert_eq!(cfg.exception, ExceptionConfig::default());
+        for bad in [
+            "\"\"",
+            "\"a-name-far-too-long\"",
+            "\"a,b\"",
+            "\"x y\"",
+            "\"a/b\"",
+        ] {
+            let err = Config::parse(&port(bad), "t.toml").unwrap_err().to_string();
+            assert!(err.contains("ports[0].kernel_twin"), "{bad}: {err}");
+            assert!(err.contains("line 6"), "{bad}: {err}");
+        }
+        let two = format!(
+            "{}{}",
+            port("\"tw0\""),
+            port("\"tw0\"").replace("\"ext\"", "\"int\"")
+        );
+        let err = Config::parse(&two, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("ports[1].kernel_twin"), "{err}");
+
+        let text = format!("{}[exception]\nrate = 100\nburst = 10\n", port("\"tw0\""));
+        let cfg = Config::parse(&text, "t.toml").unwrap();
+        assert_eq!((cfg.exception.rate, cfg.exception.burst), (100, 10));
+        let text = format!("{}[exception]\nrate = 0\n", port("\"tw0\""));
+        let err = Config::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("exception.rate"), "{err}");
     }
 }

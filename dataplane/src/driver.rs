@@ -30,11 +30,17 @@
 //! driver counts a frame it cannot hand over (rx and `drop.multi_segment`), every frame sent
 //! (tx, per port), every frame it gives up (`drop.tx_full`, `drop.hold_queue_full`,
 //! `drop.neigh_unresolved`, `drop.frag_no_first` and `drop.frag_hold_full` for held fragments,
-//! `drop.mbuf_alloc`, ...) and every ARP request it generates (`arp_requests`). So, at any time,
-//! `rx_packets + generated = tx_packets + sum(drop.*) + held()`, where `generated` is the frames
-//! rvs built ([`crate::stats::Stats::generated`]: ARP requests, ICMP errors, TCP resets) and
-//! [`BurstDriver::held`] the frames in both hold queues. Only
-//! [`BurstDriver::shutdown`] frees frames uncounted.
+//! `drop.mbuf_alloc`, ...), every ARP request it generates (`arp_requests`) and every frame it
+//! queues up to a kernel twin (`to_kernel`, or `drop.kernel_queue_full`). So, at any time,
+//! `rx_packets + generated = tx_packets + sum(drop.*) + to_kernel + held()`, where `generated`
+//! is the frames rvs built or took from the kernel ([`crate::stats::Stats::generated`]: ARP
+//! requests, ICMP errors, TCP resets, `from_kernel`) and [`BurstDriver::held`] the frames in
+//! both hold queues. Only [`BurstDriver::shutdown`] frees frames uncounted.
+//!
+//! The kernel exception path (docs/exception-path.md): a frame the pipeline sends up
+//! ([`Action::ToKernel`]) goes to [`FrameIo::to_kernel`], which strips its Ethernet header and
+//! queues it for the exception thread; a packet the kernel sent comes back through
+//! [`BurstDriver::rx_from_kernel`], routed and sent like any frame of the loop.
 //!
 //! ```
 //! use control::model::Timeouts;
@@ -126,6 +132,14 @@ pub trait FrameIo {
     fn transmit(&mut self, port: u16, batch: &mut Vec<Self::Frame>);
     /// Gives a frame back.
     fn free(&mut self, frame: Self::Frame);
+    /// Strips the frame's Ethernet header and queues the IP packet for the kernel twin of
+    /// `port`, without blocking; gives the frame back if it cannot (queue full, no twin). An
+    /// I/O without an exception path gives every frame back: the pipeline sends nothing up
+    /// unless the dataplane was built with twins (`Dataplane::with_kernel_path`).
+    fn to_kernel(&mut self, port: u16, frame: Self::Frame) -> Result<(), Self::Frame> {
+        let _ = port;
+        Err(frame)
+    }
 }
 
 /// A frame waiting for something (`W`): its next hop's MAC, or its first fragment's decision.
@@ -351,8 +365,24 @@ impl<F: FrameBuf> BurstDriver<F> {
             }
             Action::Hold { port, next_hop } => self.hold(io, frame, port, next_hop),
             Action::AwaitFirstFragment => self.hold_fragment(io, frame),
+            Action::ToKernel { port } => match io.to_kernel(port, frame) {
+                Ok(()) => self.pipeline.count_event(Event::ToKernel),
+                Err(frame) => {
+                    self.pipeline.count_drop(DropReason::KernelQueueFull);
+                    io.free(frame);
+                }
+            },
             Action::Drop => io.free(frame),
         }
+    }
+
+    /// Routes an IPv4 packet the kernel sent through a twin: `frame` holds room for an
+    /// Ethernet header, then the packet ([`Pipeline::route_from_kernel`]); it goes out in this loop's
+    /// TX batches, or waits for ARP. Returns what the pipeline decided.
+    pub fn rx_from_kernel<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io, mut frame: F) -> Action {
+        let action = self.pipeline.route_from_kernel(frame.data_mut());
+        self.dispatch(io, frame, action);
+        action
     }
 
     /// Ends a poll loop: retries the held fragments (sent once their first fragment's decision
@@ -598,6 +628,11 @@ pub struct ByteIo {
     pub room: usize,
     /// At most this many frames taken per transmit call (as a full TX ring).
     pub tx_limit: usize,
+    /// The packets queued up to a kernel twin so far: the twin's port and the IP packet (its
+    /// Ethernet header stripped).
+    pub kernel: Vec<(u16, ByteFrame)>,
+    /// At most this many packets taken by the kernel queue (as a full ring).
+    pub kernel_limit: usize,
 }
 
 impl ByteIo {
@@ -606,6 +641,8 @@ impl ByteIo {
             sent: Vec::new(),
             room,
             tx_limit: usize::MAX,
+            kernel: Vec::new(),
+            kernel_limit: usize::MAX,
         }
     }
 
@@ -643,6 +680,19 @@ impl FrameIo for ByteIo {
     }
 
     fn free(&mut self, _frame: ByteFrame) {}
+
+    fn to_kernel(&mut self, port: u16, frame: ByteFrame) -> Result<(), ByteFrame> {
+        if self.kernel.len() >= self.kernel_limit {
+            return Err(frame);
+        }
+        let packet = frame
+            .bytes()
+            .get(crate::packet::eth::HDR_LEN..)
+            .unwrap_or(&[]);
+        self.kernel
+            .push((port, ByteFrame::with_room(packet, packet.len())));
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -71,7 +71,8 @@ named_enum! {
         /// would be rewritten).
         BadChecksum = "bad_checksum",
         /// An IPv4 fragment addressed to rvs itself (rvs reassembles nothing for its own
-        /// addresses: fragmented pings to a VIP, ...).
+        /// addresses: fragmented pings to a VIP, ...); to a non-VIP address on a port with a
+        /// kernel twin it goes up to the kernel, which reassembles.
         Fragment = "fragment",
         /// A non-first fragment whose first fragment's decision did not come while it was held
         /// (lost, dropped, later than the hold's wait, or its decision expired): see `frag` and
@@ -83,11 +84,14 @@ named_enum! {
         /// Source or destination that is never routed (broadcast, multicast, 0/8, 127/8), or a
         /// source that is one of our addresses or a VIP.
         Martian = "martian",
-        /// TCP/UDP/other to one of our own non-VIP addresses: rvs has no local stack.
+        /// TCP/UDP/other to one of our own non-VIP addresses, on a port without a kernel twin
+        /// (with one, it goes up to the kernel: `to_kernel`).
         Local = "local",
-        /// ICMP to our addresses other than echo request.
+        /// ICMP to our addresses other than echo request (to a non-VIP address on a port with
+        /// a kernel twin: up to the kernel).
         IcmpUnhandled = "icmp_unhandled",
-        /// An ICMP error (type 3, 4, 11) to a VIP or our address about no tracked connection.
+        /// An ICMP error (type 3, 4, 11) to a VIP or our address about no tracked connection
+        /// (to a non-VIP address on a port with a kernel twin: up to the kernel).
         IcmpUnrelated = "icmp_unrelated",
         /// A protocol other than TCP, UDP and ICMP to a VIP.
         UnknownProto = "unknown_proto",
@@ -140,6 +144,15 @@ named_enum! {
         /// A new connection the `drop_packet` defence dropped (one of every `am_droprate`, or
         /// of a rate from the table's fill in automatic mode).
         DefenceDropPacket = "defence_drop_packet",
+        /// For the kernel (see `to_kernel`), but over the worker's exception-path rate
+        /// (`[exception] rate`, `burst`).
+        KernelRateLimited = "kernel_rate_limited",
+        /// For the kernel, but the exception queue to the kernel twin was full.
+        KernelQueueFull = "kernel_queue_full",
+        /// Sent by the kernel through a twin, but not routable: not IPv4, a bad header, a
+        /// group or special destination (`martian`'s addresses), no route, or over the
+        /// egress MTU.
+        KernelUnroutable = "kernel_unroutable",
     }
 }
 
@@ -194,14 +207,22 @@ named_enum! {
         /// ICMP errors to a VIP about a flow with no connection that `schedule_icmp` scheduled
         /// to a real server (a connection made for the flow, then the error NATed to it).
         IcmpScheduled = "icmp_scheduled",
+        /// Frames for rvsd's own addresses that the dataplane does not handle, handed (L2
+        /// stripped) to the exception queue of the ingress port's kernel twin.
+        ToKernel = "to_kernel",
+        /// IPv4 packets the kernel sent through a twin, handed to a worker to route out of a
+        /// port (sent, held for ARP or dropped as counted).
+        FromKernel = "from_kernel",
     }
 }
 
 impl Event {
-    /// The events that count frames rvs builds itself (ARP requests, ICMP errors, TCP RSTs):
-    /// with them, `rx_packets + sum(generated) = tx_packets + sum(drop.*)` whenever nothing
-    /// is held (see [`Stats::generated`]).
+    /// The events that count frames rvs builds itself (ARP requests, ICMP errors, TCP RSTs)
+    /// and those the kernel hands it (`from_kernel`): with them, `rx_packets + sum(generated)
+    /// = tx_packets + sum(drop.*) + to_kernel` whenever nothing is held (see
+    /// [`Stats::generated`]).
     pub const GENERATED: &'static [Event] = &[
+        Event::FromKernel,
         Event::ArpRequests,
         Event::IcmpTimeExceeded,
         Event::IcmpFragNeeded,
@@ -345,7 +366,8 @@ impl Stats {
         self.sum(|w| w.events.get(ev as usize).map_or(0, Counter::get))
     }
 
-    /// Frames rvs built itself: the sum of the [`Event::GENERATED`] events.
+    /// Frames rvs built itself or took from the kernel: the sum of the [`Event::GENERATED`]
+    /// events.
     pub fn generated(&self) -> u64 {
         Event::GENERATED
             .iter()

@@ -371,6 +371,9 @@ impl Harness {
         };
         match action {
             Action::Drop | Action::Hold { .. } | Action::AwaitFirstFragment => {}
+            Action::ToKernel { port } => {
+                panic!("no port has a kernel twin, yet port {port} sent up")
+            }
             Action::Tx(port) => {
                 assert!(port < 2, "tx port {port}");
                 self.check_forwarded(&input, sent(port), false);

@@ -6,7 +6,7 @@ use control::config::{Config, LogConfig, LogFormat, MacAddr, DEFAULT_CONFIG};
 use dataplane::pipeline::{Dataplane, DataplaneConfig, PortSetup};
 use dataplane::service::ServiceManager;
 use rvsd::control_server::{self, ControlServer};
-use rvsd::dpdk::{capture, eal, port::Port, telemetry, worker};
+use rvsd::dpdk::{capture, eal, exception, port::Port, telemetry, worker};
 use rvsd::metrics::{MetricsListener, Sources};
 use rvsd::reload::{self, Reloader};
 use std::io::IsTerminal;
@@ -206,6 +206,7 @@ fn run(args: Args) -> Result<(), String> {
         ports.push(port);
     }
     let ports = Arc::new(ports);
+    let exception = exception::ExceptionPath::start(&cfg, lcores.len())?;
 
     let setups = cfg
         .ports
@@ -220,12 +221,15 @@ fn run(args: Args) -> Result<(), String> {
             mtu: pc.mtu,
         })
         .collect();
-    let dataplane = Dataplane::new(DataplaneConfig {
-        ports: setups,
-        conn_capacity: cfg.conntrack.capacity as usize,
-        timeouts: cfg.conntrack.timeouts.unwrap_or_default(),
-        workers: lcores.len(),
-    });
+    let dataplane = Dataplane::with_kernel_path(
+        DataplaneConfig {
+            ports: setups,
+            conn_capacity: cfg.conntrack.capacity as usize,
+            timeouts: cfg.conntrack.timeouts.unwrap_or_default(),
+            workers: lcores.len(),
+        },
+        exception::kernel_path(&cfg),
+    );
 
     let mut manager = ServiceManager::new(dataplane.clone());
     reload::apply_config(&mut manager, &cfg)?;
@@ -238,12 +242,15 @@ fn run(args: Args) -> Result<(), String> {
     );
 
     let port_list = ports.clone();
+    let exception_counters = exception.counters_fn();
     let device_counters: control_server::DeviceCounters = Arc::new(move || {
-        port_list
+        let mut c: Vec<_> = port_list
             .iter()
             .filter_map(Port::hw_counters)
             .flatten()
-            .collect()
+            .collect();
+        c.extend(exception_counters());
+        c
     });
     let port_list = ports.clone();
     let port_info: control_server::PortInfos =
@@ -292,6 +299,9 @@ fn run(args: Args) -> Result<(), String> {
             queue: index as u16,
             ports: ports.clone(),
             dataplane: dataplane.clone(),
+            kernel: (!exception.is_empty())
+                .then(|| exception.worker(index))
+                .flatten(),
         };
         if lcore == main_lcore {
             main_is_worker = Some(setup);
@@ -301,6 +311,11 @@ fn run(args: Args) -> Result<(), String> {
             return Err(e.to_string());
         }
     }
+    let exception_thread = if exception.is_empty() {
+        None
+    } else {
+        Some(exception.spawn(&worker::RUNNING)?)
+    };
     match main_is_worker {
         Some(setup) => worker::run(setup),
         None => {
@@ -314,6 +329,9 @@ fn run(args: Args) -> Result<(), String> {
     sd_notify("STOPPING=1");
     worker::wait_all();
     let _ = control_thread.join();
+    if let Some(t) = exception_thread {
+        let _ = t.join();
+    }
     if let Some(t) = metrics_thread {
         let _ = t.join();
     }

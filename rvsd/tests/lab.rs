@@ -2245,3 +2245,139 @@ fn rvsd_metrics_scraped_by_prometheus_and_status_page_in_chromium() {
     lab.adm(&["-C"]);
     lab.stop_rvsd();
 }
+
+// ---------------------------------------------------------------------------------------------
+// The kernel exception path: sockets in rvs-dir reach the real servers through rvsd's port.
+
+/// One command inside namespace `ns`, bounded; its output.
+fn in_ns(ns: &str, args: &[&str], timeout: Duration) -> Ran {
+    let mut c = cmd("ip");
+    c.args(["netns", "exec", ns]).args(args);
+    run(c, timeout).unwrap_or_else(|e| panic!("{ns}: {}: {e}", args.join(" ")))
+}
+
+/// UDP datagrams from a thread in namespace `ns` to `dst`, about `per_ms` a millisecond for
+/// `secs` seconds; how many were sent.
+fn udp_flood(ns: &str, dst: SocketAddr, per_ms: usize, secs: u64) -> thread::JoinHandle<u64> {
+    let ns_path = format!("/run/netns/{ns}");
+    thread::spawn(move || {
+        let f = fs::File::open(&ns_path).expect("namespace file");
+        // SAFETY: a valid namespace fd; affects the calling thread only.
+        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        let sock = UdpSocket::bind("0.0.0.0:0").expect("bind");
+        let end = Instant::now() + Duration::from_secs(secs);
+        let mut sent = 0u64;
+        while Instant::now() < end {
+            for _ in 0..per_ms {
+                if sock.send_to(b"flood", dst).is_ok() {
+                    sent += 1;
+                }
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        sent
+    })
+}
+
+/// From rvs-dir, whose veths belong to AF_XDP: ping and curl to a real server work only
+/// through rvsd's kernel twin (rvs-int0, the DIP); curls to the VIP keep working meanwhile.
+/// Then a UDP flood from a real server at the DIP is rate-limited (`drop.kernel_rate_limited`)
+/// while VIP traffic still flows.
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
+fn rvsd_exception_path_carries_director_sockets() {
+    let _lock = lab_start("rvsd_exception_path_carries_director_sockets", &["ping"]);
+    let mut lab = Lab::up(false);
+    lab.start_rvsd();
+    let web = lab.rr_web_service();
+    let (rs1, rs1_ip) = RS[0];
+
+    // The twin carries the DIP, and is the only interface in rvs-dir that does.
+    let addrs = in_ns(
+        "rvs-dir",
+        &["ip", "-o", "-4", "addr"],
+        Duration::from_secs(10),
+    )
+    .stdout;
+    assert!(
+        addrs
+            .lines()
+            .any(|l| l.contains("rvs-int0") && l.contains("192.0.2.1/24")),
+        "{addrs}\n{}",
+        lab.rvsd_log_tail()
+    );
+    assert!(!addrs.contains("rvs-dint"), "{addrs}");
+
+    let ping = in_ns(
+        "rvs-dir",
+        &["ping", "-c", "3", "-i", "0.2", "-W", "2", rs1_ip],
+        Duration::from_secs(20),
+    );
+    assert!(
+        ping.status.success() && ping.stdout.contains("3 received"),
+        "{}\n--- rvsd log ---\n{}",
+        ping.describe("ping from rvs-dir"),
+        lab.rvsd_log_tail()
+    );
+    for _ in 0..3 {
+        let curl = in_ns(
+            "rvs-dir",
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "10",
+                &format!("http://{rs1_ip}/"),
+            ],
+            Duration::from_secs(20),
+        );
+        assert!(
+            curl.status.success() && curl.stdout.trim() == rs1,
+            "{}\n--- counters ---\n{}",
+            curl.describe("curl from rvs-dir to rs1"),
+            lab.ctl(&["counters"])
+        );
+        // The VIP is unaffected.
+        let answer = curl_vip();
+        assert!(RS.iter().any(|(name, _)| *name == answer), "{answer}");
+    }
+    let counters = lab.ctl(&["counters"]);
+    assert!(counter(&counters, "to_kernel") >= 3 + 3, "{counters}");
+    assert!(counter(&counters, "from_kernel") >= 3 + 3, "{counters}");
+    assert_eq!(
+        counter(&counters, "drop.kernel_rate_limited"),
+        0,
+        "{counters}"
+    );
+
+    // A flood at the DIP from a real server: 3 s at ~20,000 datagrams a second, five times
+    // the default rate (4000/s per worker, burst 256; the lab has one worker).
+    let before = counter(&counters, "to_kernel");
+    let dip: SocketAddr = "192.0.2.1:9999".parse().unwrap();
+    let flood = udp_flood("rvs-rs2", dip, 20, 3);
+    let start = Instant::now();
+    let mut answers = Vec::new();
+    while start.elapsed() < Duration::from_secs(2) {
+        answers.push(curl_vip());
+    }
+    let sent = flood.join().expect("flood thread");
+    let secs = start.elapsed().as_secs_f64();
+    let after = lab.ctl(&["counters"]);
+    let up = counter(&after, "to_kernel") - before;
+    let limited = counter(&after, "drop.kernel_rate_limited");
+    println!(
+        "flood: {sent} datagrams in {secs:.1} s, {up} up to the kernel, {limited} rate-limited, \
+         {} VIP requests answered meanwhile",
+        answers.len()
+    );
+    assert!(limited > 0, "{after}");
+    assert!(
+        (up as f64) <= 4000.0 * (secs + 1.0) + 256.0,
+        "{up} up in {secs:.1} s\n{after}"
+    );
+    assert!(!answers.is_empty() && answers.iter().all(|a| RS.iter().any(|(n, _)| n == a)));
+    // And the VIP service is listed as it was.
+    let listing = lab.adm(&["-L", "-n"]);
+    assert!(listing.contains(&web), "{listing}");
+    lab.stop_rvsd();
+}

@@ -210,6 +210,7 @@ fn port_config(name: &str, device: &str) -> PortConfig {
         mtu: 1500,
         rx_ring: 1024,
         tx_ring: 1024,
+        kernel_twin: None,
     }
 }
 

@@ -113,6 +113,11 @@ impl Pipeline {
             let hit = self.open(&to.conn(&t, state), new_syn, ev)?;
             return self.nat(frame, ip, &hit);
         }
+        if self.dp.is_local(ip.dst) {
+            // Before the one-packet replies: a real server's answer to our own socket (a
+            // health check's reply from RIP:rport to DIP) is the kernel's, never NATed.
+            return Err(Refusal::Local(DropReason::Local));
+        }
         if let Some(back) = self.snap.ops_reply(ip.proto, ip.src, l4.sport) {
             // A real server's answer to a one-packet-scheduled datagram: no connection, the
             // service is known by the real server's address and port alone.
@@ -123,9 +128,6 @@ impl Pipeline {
                 dest: back.slot,
             };
             return self.nat_to(frame, ip, &m);
-        }
-        if self.dp.is_local(ip.dst) {
-            return Err(DropReason::Local.into());
         }
         if self.snap.is_real_service(ip.proto, ip.src, l4.sport) {
             // A real server's answer on no connection (its connection expired or was never

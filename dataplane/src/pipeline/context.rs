@@ -3,6 +3,7 @@
 
 use super::defence::Defences;
 use super::icmp_error::ICMP_BURST;
+use super::kernel::TokenBucket;
 use super::{Action, Dataplane, Refusal};
 use crate::conntrack::{Dir, Tuple};
 use crate::packet::arp;
@@ -35,6 +36,8 @@ pub struct Pipeline {
     aged_at: u64,
     /// ICMP error token bucket: (tokens, last refill in ms).
     pub(super) icmp_bucket: (u64, u64),
+    /// Frames up to the kernel: this worker's share of the exception path.
+    pub(super) kernel_bucket: TokenBucket,
     /// The flood defences in force this burst (`defence`).
     pub(super) defences: Defences,
     /// `drop_packet`'s countdown to the next new connection it drops.
@@ -56,6 +59,7 @@ impl Pipeline {
         let snap = dp.snapshot();
         let aging = dp.conns.slice(index, dp.workers);
         Pipeline {
+            kernel_bucket: TokenBucket::full(dp.kernel.burst),
             aging_cursor: aging.start,
             aged_at: 0,
             aging,
@@ -192,6 +196,7 @@ impl Pipeline {
                 st.drop(reason);
                 self.tcp_reset(in_port, buf, len)
             }
+            Err(Refusal::Local(reason)) => self.send_up(in_port, reason),
         }
     }
 

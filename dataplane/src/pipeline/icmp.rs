@@ -56,14 +56,24 @@ impl Pipeline {
                 }
             }
             if ours {
-                return Err(DropReason::IcmpUnrelated.into());
+                return Err(if self.snap.is_vip(ip.dst) {
+                    DropReason::IcmpUnrelated.into()
+                } else {
+                    Refusal::Local(DropReason::IcmpUnrelated)
+                });
             }
             return self.forward(frame, ip);
         }
         if ours {
             return self
                 .icmp_local(in_port, port, hdr, frame, ip)
-                .map_err(Refusal::Drop);
+                .map_err(|reason| match reason {
+                    // Echo replies (the kernel's own pings), redirects, ...: its business.
+                    DropReason::IcmpUnhandled if !self.snap.is_vip(ip.dst) => {
+                        Refusal::Local(reason)
+                    }
+                    _ => Refusal::Drop(reason),
+                });
         }
         self.forward(frame, ip)
     }

@@ -56,8 +56,12 @@ impl Pipeline {
         if ip.is_fragment() {
             if ours && !(vip && tcp_udp) {
                 // For rvs itself (a fragmented ping to a VIP, anything to the DIP): rvs
-                // reassembles nothing.
-                return Err(DropReason::Fragment.into());
+                // reassembles nothing; the kernel behind a twin does, for the non-VIP ones.
+                return Err(if vip {
+                    DropReason::Fragment.into()
+                } else {
+                    Refusal::Local(DropReason::Fragment)
+                });
             }
             if ip.frag_offset() != 0 {
                 return self.later_fragment(frame, &ip, ours);
@@ -70,7 +74,7 @@ impl Pipeline {
             PROTO_TCP | PROTO_UDP => self.tcp_udp(frame, &ip, learn),
             PROTO_ICMP => self.icmp(in_port, port, hdr, frame, &ip, ours),
             _ if vip => Err(DropReason::UnknownProto.into()),
-            _ if ours => Err(DropReason::Local.into()),
+            _ if ours => Err(Refusal::Local(DropReason::Local)),
             _ => self.forward(frame, &ip),
         }
     }
@@ -135,7 +139,11 @@ impl Pipeline {
         };
         // A later fragment is never answered (RFC 1812: no ICMP error about it; no RST: it has
         // no TCP header).
-        let (Refusal::Drop(reason) | Refusal::Answer(reason, _) | Refusal::Reset(reason)) = refusal;
+        // Nor sent up: a later fragment to our own address went up in `ipv4` (ours), never here.
+        let (Refusal::Drop(reason)
+        | Refusal::Answer(reason, _)
+        | Refusal::Reset(reason)
+        | Refusal::Local(reason)) = refusal;
         self.stats().drop(reason);
         Action::Drop
     }

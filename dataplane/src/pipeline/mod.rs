@@ -68,11 +68,13 @@ mod egress;
 mod icmp;
 mod icmp_error;
 mod ip;
+mod kernel;
 mod reset;
 mod shared;
 
 pub use context::{Pipeline, AGING_SWEEP_MS, PREFETCH_BURST};
 pub use icmp_error::{ICMP_BURST, ICMP_RATE_PER_SEC};
+pub use kernel::{KernelPath, KERNEL_BURST, KERNEL_RATE_PER_SEC};
 pub use shared::{Dataplane, DataplaneConfig, PortSetup};
 
 use crate::stats::DropReason;
@@ -95,6 +97,10 @@ pub enum Action {
     /// [`Pipeline::retry_fragment`] on later poll loops until that returns something else;
     /// whoever gives up on it counts it (`frag_no_first`).
     AwaitFirstFragment,
+    /// For our own stack: strip the Ethernet header and queue the packet to the kernel twin of
+    /// `port` (the ingress port); count `to_kernel`, or `kernel_queue_full` if the queue is
+    /// full. Within the worker's rate already (docs/exception-path.md).
+    ToKernel { port: u16 },
     /// Free it (already counted).
     Drop,
 }
@@ -110,6 +116,10 @@ enum Refusal {
     /// A TCP segment dropped, counted under this reason, and answered with a RST from its
     /// destination (`Pipeline::tcp_reset`).
     Reset(DropReason),
+    /// For our own stack (to a non-VIP address of ours, nothing the dataplane handles): up
+    /// to the ingress port's kernel twin, else dropped under this reason
+    /// (`Pipeline::send_up`).
+    Local(DropReason),
 }
 
 impl From<DropReason> for Refusal {

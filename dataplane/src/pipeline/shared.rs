@@ -1,6 +1,7 @@
 //! The state every worker shares: ports, routes, neighbours, connections, persistence
 //! templates, fragment decisions, the service snapshot and the counters.
 
+use super::kernel::KernelPath;
 use crate::conntrack::ConnTable;
 use crate::frag::{FragTable, FRAG_SLOTS};
 use crate::neigh::NeighTable;
@@ -80,6 +81,8 @@ pub struct Dataplane {
     /// Free connection-table entries as last sampled ([`Dataplane::sample_free_entries`]),
     /// for the flood defences' automatic mode.
     free_entries: AtomicU64,
+    /// The ports with a kernel twin and the rate up to the kernel.
+    pub(super) kernel: KernelPath,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -96,6 +99,12 @@ impl Dataplane {
     /// Sets up the shared state. Degenerate sizes are clamped (at least one worker, a
     /// connection table of at least one entry); ports past `u16::MAX` are ignored.
     pub fn new(cfg: DataplaneConfig) -> Arc<Dataplane> {
+        Dataplane::with_kernel_path(cfg, KernelPath::default())
+    }
+
+    /// [`Dataplane::new`] with a kernel exception path: traffic for our own addresses that the
+    /// dataplane does not handle goes up to the twins `kernel` names (docs/exception-path.md).
+    pub fn with_kernel_path(cfg: DataplaneConfig, kernel: KernelPath) -> Arc<Dataplane> {
         let mut ports = cfg.ports;
         ports.truncate(usize::from(u16::MAX));
         let mut routes: Vec<(u8, Route)> = Vec::new();
@@ -137,6 +146,7 @@ impl Dataplane {
             ports,
             workers,
             clock_ms: AtomicU64::new(0),
+            kernel,
         })
     }
 

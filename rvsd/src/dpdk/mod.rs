@@ -4,6 +4,7 @@
 pub mod capture;
 pub mod eal;
 pub mod eal_log;
+pub mod exception;
 pub mod mbuf;
 pub mod port;
 pub mod telemetry;

@@ -6,6 +6,7 @@
 //! No locks, no allocation and no syscalls in the loop.
 
 use super::eal;
+use super::exception::{Ring, WorkerKernel};
 use super::mbuf::Mbuf;
 use super::port::Port;
 use dataplane::driver::{BurstDriver, FrameIo, BURST};
@@ -24,6 +25,8 @@ pub struct WorkerSetup {
     pub queue: u16,
     pub ports: Arc<Vec<Port>>,
     pub dataplane: Arc<Dataplane>,
+    /// The rings to and from the kernel twins (None: no port has one).
+    pub kernel: Option<WorkerKernel>,
 }
 
 /// This worker's queue on every port, and the ports' mempools: where the driver's frames come
@@ -31,6 +34,8 @@ pub struct WorkerSetup {
 struct Queues {
     ports: Arc<Vec<Port>>,
     queue: u16,
+    /// Per port index: the up ring of its kernel twin.
+    kernel_up: Vec<Option<Ring>>,
 }
 
 impl FrameIo for Queues {
@@ -74,17 +79,33 @@ impl FrameIo for Queues {
     fn free(&mut self, frame: Mbuf) {
         frame.free();
     }
+
+    fn to_kernel(&mut self, port: u16, frame: Mbuf) -> Result<(), Mbuf> {
+        let Some(Some(ring)) = self.kernel_up.get(usize::from(port)) else {
+            return Err(frame);
+        };
+        // SAFETY: we own the mbuf; the pipeline parsed its Ethernet header, so it is longer
+        // than 14 bytes (adj changes nothing otherwise).
+        unsafe { sys::rte_pktmbuf_adj(frame.as_ptr(), 14) };
+        ring.enqueue(frame)
+    }
 }
 
 struct Loop {
     io: Queues,
     driver: BurstDriver<Mbuf>,
+    /// This worker's ring of packets from the kernel twins.
+    kernel_down: Option<Ring>,
     dataplane: Arc<Dataplane>,
     index: usize,
 }
 
 impl Loop {
     fn new(setup: WorkerSetup) -> Loop {
+        let (kernel_up, kernel_down) = match setup.kernel {
+            Some(k) => (k.up, Some(k.down)),
+            None => (Vec::new(), None),
+        };
         Loop {
             driver: BurstDriver::new(setup.dataplane.clone(), setup.index),
             dataplane: setup.dataplane,
@@ -92,7 +113,9 @@ impl Loop {
             io: Queues {
                 ports: setup.ports,
                 queue: setup.queue,
+                kernel_up,
             },
+            kernel_down,
         }
     }
 
@@ -105,6 +128,14 @@ impl Loop {
         while RUNNING.load(Ordering::Relaxed) {
             self.driver.begin(eal::tsc() / ms_ticks);
             let mut busy = false;
+            if let Some(down) = &self.kernel_down {
+                // At most one burst from the kernel per loop.
+                down.dequeue(&mut rx, BURST);
+                busy |= !rx.is_empty();
+                for m in rx.drain(..) {
+                    self.driver.rx_from_kernel(&mut self.io, m);
+                }
+            }
             for (in_port, port) in ports.iter().enumerate() {
                 // SAFETY: the port is started and this worker owns queue `queue` on it; rx_burst
                 // writes at most BURST mbuf pointers (non-null, now this worker's) into the

@@ -1,0 +1,167 @@
+//! The kernel exception path as the pipeline sees it (docs/exception-path.md): traffic for our
+//! own non-VIP addresses that no stage handles goes up to the ingress port's kernel twin, within
+//! a per-worker token bucket; IPv4 packets the kernel sends through a twin come down here to be
+//! routed out of a port as the dataplane's own packets are.
+//!
+//! Only refused frames reach [`Pipeline::send_up`] (a stage's `Refusal::Local`), so the
+//! established-flow path pays nothing for it.
+
+use super::{Action, Pipeline};
+use crate::packet::eth;
+use crate::packet::ipv4::Ipv4Hdr;
+use crate::stats::{DropReason, Event};
+
+/// Frames each worker sends up per second unless configured ([`KernelPath::rate`]).
+pub const KERNEL_RATE_PER_SEC: u64 = 4000;
+/// The token bucket's depth unless configured.
+pub const KERNEL_BURST: u64 = 256;
+
+/// Which ports have a kernel twin, and how much each worker may send up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelPath {
+    /// Per port index: whether it has a twin (missing entries: no twin).
+    pub twins: Vec<bool>,
+    /// Frames per second per worker.
+    pub rate: u64,
+    /// Token bucket depth.
+    pub burst: u64,
+}
+
+impl Default for KernelPath {
+    /// No twin on any port: own-address traffic is dropped as before.
+    fn default() -> KernelPath {
+        KernelPath {
+            twins: Vec::new(),
+            rate: KERNEL_RATE_PER_SEC,
+            burst: KERNEL_BURST,
+        }
+    }
+}
+
+impl KernelPath {
+    pub(super) fn has_twin(&self, port: u16) -> bool {
+        self.twins.get(usize::from(port)).copied().unwrap_or(false)
+    }
+}
+
+/// A token bucket on the workers' millisecond clock: `rate` tokens per second, at most `burst`.
+/// Whole tokens only; the time of a partial token is kept, so that low rates are exact.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TokenBucket {
+    tokens: u64,
+    /// The millisecond the tokens were last counted up to.
+    at_ms: u64,
+}
+
+impl TokenBucket {
+    pub(super) fn full(burst: u64) -> TokenBucket {
+        TokenBucket {
+            tokens: burst,
+            at_ms: 0,
+        }
+    }
+
+    /// Takes one token at `now_ms` if there is one.
+    pub(super) fn take(&mut self, now_ms: u64, rate: u64, burst: u64) -> bool {
+        if now_ms < self.at_ms {
+            // A clock from another epoch: start counting again.
+            self.at_ms = now_ms;
+        }
+        let elapsed = now_ms - self.at_ms;
+        let earned = elapsed.saturating_mul(rate) / 1000;
+        if earned > 0 {
+            self.tokens = self.tokens.saturating_add(earned).min(burst);
+            // Advance by the time the earned tokens took, not to now: the remainder counts
+            // towards the next token. A full bucket forgets it.
+            self.at_ms = if self.tokens == burst {
+                now_ms
+            } else {
+                self.at_ms + earned.saturating_mul(1000) / rate.max(1)
+            };
+        }
+        let ok = self.tokens > 0;
+        if ok {
+            self.tokens -= 1;
+        }
+        ok
+    }
+}
+
+impl Pipeline {
+    /// A frame for our own stack that arrived on `in_port`, refused by its stage as `reason`:
+    /// up to the port's twin if it has one and the bucket a token, else dropped.
+    pub(super) fn send_up(&mut self, in_port: u16, reason: DropReason) -> Action {
+        let kp = &self.dp.kernel;
+        if !kp.has_twin(in_port) {
+            self.stats().drop(reason);
+            return Action::Drop;
+        }
+        let (rate, burst) = (kp.rate, kp.burst);
+        if !self.kernel_bucket.take(self.now, rate, burst) {
+            self.stats().drop(DropReason::KernelRateLimited);
+            return Action::Drop;
+        }
+        // Counted (`to_kernel`) by the driver once the queue has taken it.
+        Action::ToKernel { port: in_port }
+    }
+
+    /// An IPv4 packet the kernel sent through a twin, in `frame` behind room for an Ethernet
+    /// header (`frame[..14]`, any content): routed by its destination as rvs's own packets are
+    /// (no TTL decrement: it starts here), the L2 header written, or held for ARP. Counts it
+    /// (`from_kernel`) and any drop (`kernel_unroutable`).
+    pub fn route_from_kernel(&mut self, frame: &mut [u8]) -> Action {
+        self.stats().event(Event::FromKernel);
+        match self.route_local(frame) {
+            Some(action) => action,
+            None => {
+                self.stats().drop(DropReason::KernelUnroutable);
+                Action::Drop
+            }
+        }
+    }
+
+    fn route_local(&self, frame: &mut [u8]) -> Option<Action> {
+        frame
+            .get_mut(12..eth::HDR_LEN)?
+            .copy_from_slice(&eth::ETHERTYPE_IPV4.to_be_bytes());
+        let ip = Ipv4Hdr::parse_any(frame.get(eth::HDR_LEN..)?).ok()?;
+        if self.dp.is_martian(ip.dst) {
+            return None;
+        }
+        let (out, next_hop) = self.dp.route(ip.dst)?;
+        let mtu = self.dp.ports.get(usize::from(out))?.mtu;
+        if ip.total_len > usize::from(mtu) {
+            return None;
+        }
+        Some(self.l2_out(frame, out, next_hop))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenBucket;
+
+    #[test]
+    fn bucket_gives_its_burst_then_its_rate() {
+        let (rate, burst) = (500, 4);
+        let mut b = TokenBucket::full(burst);
+        let taken = (0..10).filter(|_| b.take(0, rate, burst)).count();
+        assert_eq!(taken, 4);
+        // 500/s: one token every 2 ms, the odd millisecond carried over.
+        assert!(!b.take(1, rate, burst));
+        assert!(b.take(2, rate, burst));
+        assert!(!b.take(2, rate, burst));
+        assert!(!b.take(3, rate, burst));
+        assert!(b.take(4, rate, burst));
+        // Over one second at most rate + burst.
+        let mut b = TokenBucket::full(burst);
+        let taken = (0..1000u64)
+            .flat_map(|ms| std::iter::repeat_n(ms, 10))
+            .filter(|&ms| b.take(ms, rate, burst))
+            .count();
+        assert!((500..=504).contains(&taken), "{taken}");
+        // A long pause refills to the burst, never past it.
+        let taken = (0..100).filter(|_| b.take(60_000, rate, burst)).count();
+        assert_eq!(taken, 4);
+    }
+}

@@ -284,7 +284,7 @@ run_once() {
     else
         stop_pid "$dp" 0
         dut_rc=$STOP_RC
-        dut_error="the DUT exited during the run (status $dut_rc): $(grep -v '^EAL:' "$dut_log" | tail -n 4 | tr '\n' ' ')"
+        dut_error="the DUT exited during the run (status $dut_rc): $(grep -v 'EAL:' "$dut_log" | tail -n 4 | tr '\n' ' ')"
     fi
     stop_pid "$pg" 25
     [ -n "$dut_died" ] && [ -z "$dut_error" ] && dut_error="the DUT exited during the run"

@@ -283,7 +283,7 @@ run_point() {
             pid_alive "$rvsd_pid" || break
             sleep 0.1
         done
-        [ -S "$sock" ] || error="rvsd did not start: $(grep -v '^EAL' "$dut_log" | tail -n 3 | tr '\n' ' ')"
+        [ -S "$sock" ] || error="rvsd did not start: $(grep -v 'EAL:' "$dut_log" | tail -n 3 | tr '\n' ' ')"
     fi
     local pg_cmd=(ip netns exec "$NS_GEN" "${NICE_CMD[@]}" "$PKTGEN" --proto udp --flows "$FLOWS" --rate "$rate"
         --warmup "$WARMUP" --duration "$DURATION" --label "$name" --ext-dev net_af_packet0 --int-dev net_af_packet1
@@ -327,7 +327,7 @@ run_point() {
             [ "$STOP_RC" -eq 0 ] || dut_error="rvsd exit status $STOP_RC at shutdown"
         else
             stop_pid "$rvsd_pid" 1
-            dut_error="rvsd exited during the run (status $STOP_RC): $(grep -v '^EAL' "$dut_log" | tail -n 3 | tr '\n' ' ')"
+            dut_error="rvsd exited during the run (status $STOP_RC): $(grep -v 'EAL:' "$dut_log" | tail -n 3 | tr '\n' ' ')"
         fi
     fi
     topo_down

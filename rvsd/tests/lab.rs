@@ -2381,3 +2381,387 @@ fn rvsd_exception_path_carries_director_sockets() {
     assert!(listing.contains(&web), "{listing}");
     lab.stop_rvsd();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Health checks through rvsd: rvs-healthd in rvs-dir, its checks through the kernel twin, nginx
+// on a real server stopped and started by PID (`scripts/lab.sh rs-stop N` / `rs-start N`).
+
+/// rvs-healthd from the target directory rvsd is in (`cargo test -p rvsd` builds rvsd's
+/// binaries only): built with `cargo build -p health` when missing.
+fn healthd_bin() -> PathBuf {
+    let healthd = Path::new(env!("CARGO_BIN_EXE_rvsd")).with_file_name("rvs-healthd");
+    if !healthd.is_file() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let st = cmd(cargo)
+            .current_dir(workspace_root())
+            .args(["build", "-p", "health", "--bin", "rvs-healthd"])
+            .status()
+            .expect("cargo build -p health");
+        assert!(st.success(), "cargo build -p health: {st}");
+    }
+    healthd
+}
+
+/// rvs-healthd running in rvs-dir against the lab's rvsd; killed by PID on drop.
+struct Healthd {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Healthd {
+    fn start(lab: &Lab, conf: &Path) -> Healthd {
+        let log = lab.tmp.join("rvs-healthd.log");
+        let out = fs::File::create(&log).expect("rvs-healthd log");
+        // `ip netns exec` execs rvs-healthd: the child's PID is rvs-healthd's.
+        let child = cmd("ip")
+            .args(["netns", "exec", "rvs-dir"])
+            .arg(healthd_bin())
+            .arg("-f")
+            .arg(conf)
+            .arg("--socket")
+            .arg(&lab.socket)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log fd"))
+            .stderr(out)
+            .spawn()
+            .expect("start rvs-healthd");
+        Healthd { child, log }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM by PID; its exit status (killed after 10 s).
+    fn stop(mut self) -> (ExitStatus, String) {
+        // SAFETY: kill(2) of our own child, not yet reaped.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let st = loop {
+            if let Some(st) = self.child.try_wait().expect("wait rvs-healthd") {
+                break st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rvs-healthd ignores SIGTERM\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(20));
+        };
+        (st, self.log())
+    }
+}
+
+impl Drop for Healthd {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if thread::panicking() {
+            eprintln!("--- rvs-healthd log ---\n{}", self.log());
+        }
+    }
+}
+
+/// Debian's keepalived and rvs-healthd both accept `conf` (`--config-test`).
+fn both_accept(conf: &Path) {
+    for program in [PathBuf::from("keepalived"), healthd_bin()] {
+        let mut c = cmd(&program);
+        c.arg("--config-test").arg("-f").arg(conf);
+        let r = run(c, Duration::from_secs(20)).expect("config test");
+        assert!(
+            r.status.success(),
+            "{}\n{}",
+            r.describe(&format!(
+                "{} --config-test -f {}",
+                program.display(),
+                conf.display()
+            )),
+            fs::read_to_string(conf).unwrap_or_default()
+        );
+    }
+}
+
+/// The real servers `rvsadm -L -n` lists under `service` ("IP:PORT"): address -> weight.
+fn weights_of(lab: &Lab, service: &str) -> Vec<(String, u32)> {
+    let listing = lab.adm(&["-L", "-n", "-t", service]);
+    listing
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next()? == "->").then_some(())?;
+            let ep = w.next()?;
+            let _forward = w.next()?;
+            Some((ep.to_string(), w.next()?.parse().ok()?))
+        })
+        .filter(|(ep, _)| ep != "RemoteAddress:Port")
+        .collect()
+}
+
+/// Waits (at most `within`) until `service`'s real servers are `want`; when that was seen.
+fn wait_weights(
+    lab: &Lab,
+    service: &str,
+    want: &[(&str, u32)],
+    within: Duration,
+    healthd: &Healthd,
+) -> Instant {
+    let want: Vec<(String, u32)> = want.iter().map(|(e, w)| (e.to_string(), *w)).collect();
+    let deadline = Instant::now() + within;
+    loop {
+        let mut got = weights_of(lab, service);
+        got.sort();
+        let mut sorted = want.clone();
+        sorted.sort();
+        if got == sorted {
+            return Instant::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after {within:?} rvsadm -Ln -t {service} shows {got:?}, wanted {want:?}\n\
+             --- rvs-healthd log ---\n{}",
+            healthd.log()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `scripts/lab.sh rs-stop N` or `rs-start N`: nginx of real server N, by its PID.
+fn real_server_nginx(action: &str, n: usize) {
+    let r = lab_script(&[action, &n.to_string()], &[]);
+    assert!(
+        r.status.success(),
+        "{}",
+        r.describe(&format!("lab.sh {action} {n}"))
+    );
+}
+
+/// The HTTP_GET digest of `http://ip/` as keepalived's genhash prints it, fetched from rvs-dir
+/// through rvsd's kernel twin (as an operator writing keepalived.conf would).
+fn genhash_in_dir(ip: &str) -> String {
+    // Right after rvsd's socket appears its twins may still be coming up ("network
+    // unreachable"): a few tries.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        let r = in_ns(
+            "rvs-dir",
+            &["genhash", "-s", ip, "-p", "80", "-u", "/"],
+            Duration::from_secs(20),
+        );
+        if (r.status.success() && !r.stdout.contains("unreachable")) || Instant::now() > deadline {
+            break r;
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    assert!(r.status.success(), "{}", r.describe("genhash"));
+    r.stdout
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .find(|w| w.len() == 32)
+        .unwrap_or_else(|| panic!("no MD5 in genhash's output:\n{}", r.describe("genhash")))
+        .to_ascii_lowercase()
+}
+
+/// keepalived.conf for the seed's setup, as an LVS user writes it: VIP:80 round robin over
+/// rs1 (HTTP_GET with the page's digest, weight 0 when it fails) and rs2 (TCP_CHECK, removed
+/// when it fails).
+fn seed_keepalived_conf(digest: &str) -> String {
+    format!(
+        "! rvs lab: the seed's LVS-NAT service, health-checked
+virtual_server {VIP} 80 {{
+    delay_loop 2
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+
+    real_server 192.0.2.2 80 {{
+        weight 1
+        inhibit_on_failure
+        HTTP_GET {{
+            url {{
+                path /
+                digest {digest}
+            }}
+            connect_timeout 1
+            retry 1
+            delay_before_retry 1
+        }}
+    }}
+    real_server 192.0.2.3 80 {{
+        weight 1
+        TCP_CHECK {{
+            connect_timeout 1
+            retry 1
+            delay_before_retry 1
+        }}
+    }}
+}}
+"
+    )
+}
+
+/// The answers of the shots that started in `[from, to)`: (answered by, failed).
+fn shots_between(shots: &[Shot], from: Instant, to: Instant) -> (Vec<&str>, Vec<&str>) {
+    let mut ok = Vec::new();
+    let mut failed = Vec::new();
+    for s in shots.iter().filter(|s| s.start >= from && s.start < to) {
+        match &s.answer {
+            Ok(a) => ok.push(a.as_str()),
+            Err(e) => failed.push(e.as_str()),
+        }
+    }
+    (ok, failed)
+}
+
+/// The seed's setup health-checked by rvs-healthd in rvs-dir through rvsd's kernel twin. Under a
+/// curl loop through the VIP, rs2's nginx is stopped by PID: rs2 leaves the rotation within
+/// `delay_loop * retry + connect_timeout` (plus slack), after which every curl succeeds from
+/// rs1; nginx started again, rs2 returns and answers. Then rs1's page changes: its HTTP_GET
+/// digest fails and it goes to weight 0 (inhibit_on_failure), every curl answers rs2, and the
+/// page restored brings it back. SIGTERM to rvs-healthd removes its virtual server.
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
+fn rvs_healthd_takes_a_dead_real_server_out_and_back_through_rvsd() {
+    let _lock = lab_start(
+        "rvs_healthd_takes_a_dead_real_server_out_and_back_through_rvsd",
+        &["keepalived", "genhash"],
+    );
+    let mut lab = Lab::up(false);
+    lab.start_rvsd();
+    let web = format!("{VIP}:80");
+    let (rs1, rs2) = ("192.0.2.2:80", "192.0.2.3:80");
+
+    let digest = genhash_in_dir("192.0.2.2");
+    let md5sum = cmd("md5sum")
+        .arg(Path::new(LAB_STATE_DIR).join("rs1/www/index.html"))
+        .output()
+        .expect("md5sum");
+    assert!(
+        String::from_utf8_lossy(&md5sum.stdout).starts_with(&digest),
+        "genhash {digest} against md5sum {}",
+        String::from_utf8_lossy(&md5sum.stdout)
+    );
+    let conf = lab.tmp.join("keepalived.conf");
+    fs::write(&conf, seed_keepalived_conf(&digest)).expect("write keepalived.conf");
+    both_accept(&conf);
+
+    let healthd = Healthd::start(&lab, &conf);
+    let all_in = [(rs1, 1), (rs2, 1)];
+    wait_weights(&lab, &web, &all_in, Duration::from_secs(15), &healthd);
+
+    // delay_loop * retry + connect_timeout for rs2's TCP_CHECK. A refused connect fails at
+    // once, so the worst is delay_loop (the next check) + retry * delay_before_retry, the same
+    // 3 s. Slack 1 s: lab.sh's own start before its kill, the 20 ms listing poll, the checks'
+    // round trips through the exception path and rvs-healthd's scheduling tick.
+    let bound = Duration::from_secs(2 + 1);
+    let slack = Duration::from_secs(1);
+
+    let load = CurlLoad::start(format!("http://{VIP}/"), 2, 100_000);
+    thread::sleep(Duration::from_secs(2));
+    let killed = Instant::now();
+    real_server_nginx("rs-stop", 2);
+    let out = wait_weights(&lab, &web, &[(rs1, 1)], bound + slack, &healthd);
+    thread::sleep(Duration::from_secs(3));
+    let restarted = Instant::now();
+    real_server_nginx("rs-start", 2);
+    let listening = Instant::now();
+    // One successful check brings it back: within delay_loop, plus the same slack.
+    let back = wait_weights(
+        &lab,
+        &web,
+        &all_in,
+        Duration::from_secs(2) + slack,
+        &healthd,
+    );
+    thread::sleep(Duration::from_secs(3));
+    let end = Instant::now();
+    let shots = load.finish();
+
+    let detection = out - killed;
+    let recovery = back - listening;
+    println!(
+        "rs2 stopped: out of the rotation after {:.2} s (bound delay_loop * retry + \
+         connect_timeout = {:.1} s); started (lab.sh rs-start took {:.2} s): back after {:.2} s \
+         (bound delay_loop = 2 s)",
+        detection.as_secs_f64(),
+        bound.as_secs_f64(),
+        (listening - restarted).as_secs_f64(),
+        recovery.as_secs_f64()
+    );
+
+    let (before, failed) = shots_between(&shots, killed - Duration::from_secs(2), killed);
+    assert!(failed.is_empty(), "before the kill: {failed:?}");
+    assert!(
+        before.contains(&"rs1") && before.contains(&"rs2"),
+        "{before:?}"
+    );
+    // Until rvs-healthd noticed, the requests rr gave rs2 failed (refused): the cost of
+    // detection, counted here.
+    let (during, refused) = shots_between(&shots, killed, out);
+    let (after, failed) = shots_between(&shots, out, restarted);
+    assert!(
+        failed.is_empty(),
+        "rs2 out, yet requests failed: {failed:?}"
+    );
+    assert!(
+        !after.is_empty() && after.iter().all(|a| *a == "rs1"),
+        "rs2 out: {after:?}"
+    );
+    let (returned, failed) = shots_between(&shots, back, end);
+    assert!(failed.is_empty(), "rs2 back, requests failed: {failed:?}");
+    assert!(
+        returned.contains(&"rs2") && returned.contains(&"rs1"),
+        "rs2 back: {returned:?}"
+    );
+    println!(
+        "curl loop: {} requests; before detection {} answered and {} failed, {} from rs1 alone \
+         while rs2 was out, {} after it returned",
+        shots.len(),
+        during.len(),
+        refused.len(),
+        after.len(),
+        returned.len()
+    );
+
+    // HTTP_GET's digest: rs1 serving another page fails it; inhibit_on_failure keeps it in at
+    // weight 0 until the page is right again.
+    let page = Path::new(LAB_STATE_DIR).join("rs1/www/index.html");
+    fs::write(&page, "rs1 under maintenance\n").expect("rewrite rs1's page");
+    let changed = Instant::now();
+    // Up to delay_loop for the next check, delay_before_retry for the retry, plus the slack.
+    let out = wait_weights(
+        &lab,
+        &web,
+        &[(rs1, 0), (rs2, 1)],
+        Duration::from_secs(2 + 1) + slack,
+        &healthd,
+    );
+    println!(
+        "rs1's page changed: weight 0 after {:.2} s (digest mismatch)",
+        (out - changed).as_secs_f64()
+    );
+    for _ in 0..4 {
+        assert_eq!(curl_vip(), "rs2");
+    }
+    fs::write(&page, "rs1\n").expect("restore rs1's page");
+    wait_weights(
+        &lab,
+        &web,
+        &all_in,
+        Duration::from_secs(2) + slack,
+        &healthd,
+    );
+    let log = healthd.log();
+    assert!(log.contains("digest"), "the digest failure logged:\n{log}");
+
+    // SIGTERM: rvs-healthd removes what it installed, as keepalived removes its IPVS services.
+    let (st, log) = healthd.stop();
+    assert!(st.success(), "rvs-healthd exit: {st}\n{log}");
+    assert!(log.contains("virtual server removed"), "{log}");
+    let listing = lab.adm(&["-L", "-n"]);
+    assert!(
+        !listing.contains(VIP),
+        "service left after SIGTERM:\n{listing}"
+    );
+    lab.stop_rvsd();
+}

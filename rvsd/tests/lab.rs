@@ -2483,10 +2483,18 @@ fn both_accept(conf: &Path) {
     }
 }
 
-/// The real servers `rvsadm -L -n` lists under `service` ("IP:PORT"): address -> weight.
+/// The real servers `rvsadm -L -n` lists under `service` ("IP:PORT"): address -> weight; none
+/// while the service is not there (rvs-healthd not yet started, or gone).
 fn weights_of(lab: &Lab, service: &str) -> Vec<(String, u32)> {
-    let listing = lab.adm(&["-L", "-n", "-t", service]);
-    listing
+    let mut c = cmd(rvsadm());
+    c.args(["-L", "-n", "-t", service])
+        .env("RVS_SOCKET", &lab.socket);
+    let r = run(c, Duration::from_secs(20)).expect("run rvsadm");
+    if !r.status.success() && r.stderr.contains("No such service") {
+        return Vec::new();
+    }
+    assert!(r.status.success(), "{}", r.describe("rvsadm -L -n -t"));
+    r.stdout
         .lines()
         .filter_map(|l| {
             let mut w = l.split_whitespace();
@@ -2758,6 +2766,121 @@ fn rvs_healthd_takes_a_dead_real_server_out_and_back_through_rvsd() {
     let (st, log) = healthd.stop();
     assert!(st.success(), "rvs-healthd exit: {st}\n{log}");
     assert!(log.contains("virtual server removed"), "{log}");
+    let listing = lab.adm(&["-L", "-n"]);
+    assert!(
+        !listing.contains(VIP),
+        "service left after SIGTERM:\n{listing}"
+    );
+    lab.stop_rvsd();
+}
+
+/// MISC_CHECK and the sorry server through rvsd: each real server is checked by a script that
+/// curls it from rvs-dir (through the kernel twin); `quorum 2` over two servers of weight 1, so
+/// stopping rs2's nginx loses the quorum: rs1 leaves too and the sorry server (rs3) answers
+/// every request; rs2 started again, the quorum is back and the sorry server leaves.
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
+fn rvs_healthd_misc_check_and_sorry_server_through_rvsd() {
+    let _lock = lab_start(
+        "rvs_healthd_misc_check_and_sorry_server_through_rvsd",
+        &["keepalived"],
+    );
+    let mut lab = Lab::up_with(false, 3);
+    lab.start_rvsd();
+    let web = format!("{VIP}:80");
+    let (rs1, rs2, sorry) = ("192.0.2.2:80", "192.0.2.3:80", "192.0.2.4:80");
+
+    let script = lab.tmp.join("check-http.sh");
+    fs::write(
+        &script,
+        "#!/bin/sh\n# MISC_CHECK: up when the real server's page answers 2xx within 1 s\n\
+         exec curl -sf -o /dev/null --max-time 1 \"http://$1/\"\n",
+    )
+    .expect("write the check script");
+    let mut perm = fs::metadata(&script).expect("script").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    fs::set_permissions(&script, perm).expect("chmod the check script");
+    let s = script.display();
+    let conf = lab.tmp.join("keepalived.conf");
+    fs::write(
+        &conf,
+        format!(
+            "# keepalived refuses check scripts run as root without script security.
+global_defs {{
+    script_user root
+    enable_script_security
+}}
+
+virtual_server {VIP} 80 {{
+    delay_loop 1
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    quorum 2
+    sorry_server 192.0.2.4 80
+
+    real_server 192.0.2.2 80 {{
+        weight 1
+        MISC_CHECK {{
+            misc_path \"{s} 192.0.2.2\"
+            misc_timeout 2
+        }}
+    }}
+    real_server 192.0.2.3 80 {{
+        weight 1
+        MISC_CHECK {{
+            misc_path \"{s} 192.0.2.3\"
+            misc_timeout 2
+        }}
+    }}
+}}
+"
+        ),
+    )
+    .expect("write keepalived.conf");
+    both_accept(&conf);
+
+    let healthd = Healthd::start(&lab, &conf);
+    let all_in = [(rs1, 1), (rs2, 1)];
+    wait_weights(&lab, &web, &all_in, Duration::from_secs(15), &healthd);
+    let answers: Vec<String> = (0..4).map(|_| curl_vip()).collect();
+    assert_eq!(answers, alternating(4), "both real servers in");
+
+    // MISC_CHECK's retry is 0: down at the first failed run, up to delay_loop (1 s) after the
+    // stop; its curl is refused at once. Slack 2 s: lab.sh, the script's start, the poll.
+    real_server_nginx("rs-stop", 2);
+    let stopped = Instant::now();
+    wait_weights(
+        &lab,
+        &web,
+        &[(sorry, 1)],
+        Duration::from_secs(1 + 2),
+        &healthd,
+    );
+    println!(
+        "rs2 stopped: quorum lost, sorry server in, within {:.2} s",
+        stopped.elapsed().as_secs_f64()
+    );
+    for _ in 0..4 {
+        assert_eq!(
+            curl_vip(),
+            "rs3",
+            "the sorry server answers while quorum is lost"
+        );
+    }
+
+    real_server_nginx("rs-start", 2);
+    wait_weights(&lab, &web, &all_in, Duration::from_secs(1 + 2), &healthd);
+    let answers: Vec<String> = (0..4).map(|_| curl_vip()).collect();
+    assert!(
+        answers.iter().filter(|a| *a == "rs1").count() == 2
+            && answers.iter().filter(|a| *a == "rs2").count() == 2,
+        "quorum back: {answers:?}"
+    );
+    let (st, log) = healthd.stop();
+    assert!(st.success(), "rvs-healthd exit: {st}\n{log}");
+    assert!(log.contains("quorum lost"), "{log}");
+    assert!(log.contains("MISC_CHECK"), "{log}");
     let listing = lab.adm(&["-L", "-n"]);
     assert!(
         !listing.contains(VIP),

@@ -2888,3 +2888,218 @@ virtual_server {VIP} 80 {{
     );
     lab.stop_rvsd();
 }
+
+/// The middle value and the largest of `v` (sorted here), in seconds.
+fn median_and_worst(v: &mut [Duration]) -> (f64, f64) {
+    v.sort();
+    let median = if v.len().is_multiple_of(2) {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2
+    } else {
+        v[v.len() / 2]
+    };
+    (
+        median.as_secs_f64(),
+        v.last().copied().unwrap_or_default().as_secs_f64(),
+    )
+}
+
+/// Detection time through rvsd's ports: 20 times, rs2's nginx stopped by PID (each stop at
+/// another point of the 1 s check cycle) and started again; how long until `rvsadm -Ln` shows
+/// rs2 gone, and back. Timers as docs/keepalived.md's earlier figure: `delay_loop 1`,
+/// `connect_timeout 1`, `retry 1`, `delay_before_retry 1`. Run by hand (about 2 minutes):
+/// `cargo test -p rvsd --test lab -- --ignored --nocapture health_detection_time`.
+#[test]
+#[ignore = "a measurement (about 2 minutes): run with --ignored"]
+fn health_detection_time_over_20_stops_through_rvsd() {
+    let _lock = lab_start("health_detection_time_over_20_stops_through_rvsd", &[]);
+    let mut lab = Lab::up(false);
+    lab.start_rvsd();
+    let web = format!("{VIP}:80");
+    let (rs1, rs2) = ("192.0.2.2:80", "192.0.2.3:80");
+    let conf = lab.tmp.join("keepalived.conf");
+    let mut text = format!(
+        "virtual_server {VIP} 80 {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    \
+         protocol TCP\n"
+    );
+    for rs in ["192.0.2.2", "192.0.2.3"] {
+        text += &format!(
+            "    real_server {rs} 80 {{\n        weight 1\n        TCP_CHECK {{\n            \
+             connect_timeout 1\n            retry 1\n            delay_before_retry 1\n        \
+             }}\n    }}\n"
+        );
+    }
+    text += "}\n";
+    fs::write(&conf, text).expect("write keepalived.conf");
+    let healthd = Healthd::start(&lab, &conf);
+    let all_in = [(rs1, 1), (rs2, 1)];
+    wait_weights(&lab, &web, &all_in, Duration::from_secs(15), &healthd);
+
+    // delay_loop * retry + connect_timeout.
+    let bound = Duration::from_secs(2);
+    let (mut detection, mut recovery, mut stop_took) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..20u64 {
+        // 0, 50, ... 950 ms: the stop lands at another point of the cycle each time.
+        thread::sleep(Duration::from_millis(1000 + 50 * i));
+        let stop = Instant::now();
+        real_server_nginx("rs-stop", 2);
+        stop_took.push(stop.elapsed());
+        let out = wait_weights(&lab, &web, &[(rs1, 1)], Duration::from_secs(10), &healthd);
+        detection.push(out - stop);
+        real_server_nginx("rs-start", 2);
+        let listening = Instant::now();
+        let back = wait_weights(&lab, &web, &all_in, Duration::from_secs(10), &healthd);
+        recovery.push(back - listening);
+    }
+    let (d_median, d_worst) = median_and_worst(&mut detection);
+    let (r_median, r_worst) = median_and_worst(&mut recovery);
+    let (s_median, _) = median_and_worst(&mut stop_took);
+    println!(
+        "detection over 20 stops: median {d_median:.2}s, worst {d_worst:.2}s (delay_loop * retry + \
+         connect_timeout = {:.1} s; timed from the start of lab.sh rs-stop, which took \
+         {s_median:.2}s median)",
+        bound.as_secs_f64()
+    );
+    println!(
+        "recovery over 20 starts: median {r_median:.2}s, worst {r_worst:.2}s (one success: \
+         within delay_loop = 1.0 s; timed from nginx listening)"
+    );
+    // Slack 1 s: lab.sh itself, the 20 ms poll, round trips through the exception path.
+    assert!(
+        d_worst <= bound.as_secs_f64() + 1.0,
+        "worst detection {d_worst:.2}s"
+    );
+    let (st, log) = healthd.stop();
+    assert!(st.success(), "rvs-healthd exit: {st}\n{log}");
+    lab.stop_rvsd();
+}
+
+/// `key=value` of rvs-healthd's log line that holds `key=`.
+fn log_field(log: &str, key: &str) -> f64 {
+    log.lines()
+        .rev()
+        .find_map(|l| {
+            let v = l.split(&format!("{key}=")).nth(1)?;
+            v.split_whitespace().next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no {key}= in rvs-healthd's log:\n{log}"))
+}
+
+/// `missed N` of each port in `rvsctl ports`: (port, missed).
+fn ports_missed(ports: &str) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut port = String::new();
+    for l in ports.lines() {
+        if !l.starts_with(' ') {
+            port = l.split(':').next().unwrap_or_default().to_string();
+        } else if let Some(v) = l.split("missed ").nth(1) {
+            let n = v.split_whitespace().next().and_then(|n| n.parse().ok());
+            out.push((port.clone(), n.unwrap_or(0)));
+        }
+    }
+    out
+}
+
+/// The check load on rvsd: 1,000 real servers (500 virtual services on VIP ports 8000-8499,
+/// each with rs1:80 and rs2:80, TCP_CHECK every second) checked by rvs-healthd through the
+/// exception path while curl loops run through VIP:80. Reports the checks a second and rvsd's
+/// exception and port counters; no request may fail, no check go down, and nothing be dropped
+/// on the way up. rvsd runs with the default `[exception] rate` (4,000 frames/s): a TCP check
+/// sends about 2 frames up (SYN-ACK, the FIN's ACK), some 2,000/s here. Run by hand (a minute):
+/// `cargo test -p rvsd --test lab -- --ignored --nocapture health_check_load`.
+#[test]
+#[ignore = "a measurement (about 1 minute): run with --ignored"]
+fn health_check_load_of_1000_real_servers_on_rvsd() {
+    let _lock = lab_start("health_check_load_of_1000_real_servers_on_rvsd", &[]);
+    let mut lab = Lab::up(false);
+    lab.start_rvsd();
+    lab.rr_web_service();
+    let conf = lab.tmp.join("keepalived.conf");
+    let mut text = String::new();
+    for port in 8000..8500 {
+        text += &format!(
+            "virtual_server {VIP} {port} {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    \
+             protocol TCP\n"
+        );
+        for rs in ["192.0.2.2", "192.0.2.3"] {
+            text += &format!(
+                "    real_server {rs} 80 {{\n        TCP_CHECK {{\n            connect_timeout 1\n        \
+                 }}\n    }}\n"
+            );
+        }
+        text += "}\n";
+    }
+    fs::write(&conf, text).expect("write keepalived.conf");
+    both_accept(&conf);
+
+    let counters_before = lab.ctl(&["counters"]);
+    let ports_before = ports_missed(&lab.ctl(&["ports"]));
+    let healthd = Healthd::start(&lab, &conf);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let listing = lab.adm(&["-L", "-n"]);
+        let n = listing
+            .lines()
+            .filter(|l| l.trim_start().starts_with("-> 192.0.2."))
+            .count();
+        if n == 1000 + 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} real servers listed after 60 s\n{}",
+            healthd.log()
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    let load = CurlLoad::start(format!("http://{VIP}/"), 2, 100_000);
+    thread::sleep(Duration::from_secs(20));
+    let shots = load.finish();
+    let counters = lab.ctl(&["counters"]);
+    let ports_after = ports_missed(&lab.ctl(&["ports"]));
+    let (st, log) = healthd.stop();
+    assert!(st.success(), "rvs-healthd exit: {st}\n{log}");
+
+    let checks = log_field(&log, "checks_completed");
+    let secs = log_field(&log, "seconds");
+    let failed: Vec<&str> = shots
+        .iter()
+        .filter_map(|s| s.answer.as_ref().err().map(String::as_str))
+        .collect();
+    let delta = |name: &str| counter(&counters, name) - counter(&counters_before, name);
+    println!(
+        "1,000 real servers, delay_loop 1: {checks} checks in {secs:.1} s = {:.0} checks/s",
+        checks / secs
+    );
+    for name in [
+        "to_kernel",
+        "from_kernel",
+        "drop.kernel_rate_limited",
+        "drop.kernel_queue_full",
+        "exception.up_tx_full",
+        "exception.down_ring_full",
+    ] {
+        println!("  {name} +{}", delta(name));
+    }
+    for ((port, after), (_, before)) in ports_after.iter().zip(&ports_before) {
+        println!("  port {port} missed +{}", after - before);
+    }
+    println!(
+        "VIP:80 meanwhile: {} requests, {} failed",
+        shots.len(),
+        failed.len()
+    );
+    assert!(failed.is_empty(), "VIP requests failed: {failed:?}");
+    assert!(!shots.is_empty());
+    assert!(
+        !log.contains("real server down"),
+        "a check failed under load:\n{}",
+        log.lines()
+            .filter(|l| l.contains("down"))
+            .take(10)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(delta("drop.kernel_rate_limited"), 0, "{counters}");
+    assert_eq!(delta("drop.kernel_queue_full"), 0, "{counters}");
+    lab.stop_rvsd();
+}

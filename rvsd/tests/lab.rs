@@ -33,7 +33,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 use testkit::daemon::{
-    control_bin_beside, head_and_tail, rvsadm_beside, workspace_root, Launch, Rvsd,
+    bin_beside, control_bin_beside, head_and_tail, rvsadm_beside, workspace_root, Launch, Rvsd,
 };
 
 const VIP: &str = "198.51.100.1";
@@ -2386,20 +2386,13 @@ fn rvsd_exception_path_carries_director_sockets() {
 // Health checks through rvsd: rvs-healthd in rvs-dir, its checks through the kernel twin, nginx
 // on a real server stopped and started by PID (`scripts/lab.sh rs-stop N` / `rs-start N`).
 
-/// rvs-healthd from the target directory rvsd is in (`cargo test -p rvsd` builds rvsd's
-/// binaries only): built with `cargo build -p health` when missing.
+/// rvs-healthd from the target directory rvsd is in (built when missing).
 fn healthd_bin() -> PathBuf {
-    let healthd = Path::new(env!("CARGO_BIN_EXE_rvsd")).with_file_name("rvs-healthd");
-    if !healthd.is_file() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let st = cmd(cargo)
-            .current_dir(workspace_root())
-            .args(["build", "-p", "health", "--bin", "rvs-healthd"])
-            .status()
-            .expect("cargo build -p health");
-        assert!(st.success(), "cargo build -p health: {st}");
-    }
-    healthd
+    bin_beside(
+        Path::new(env!("CARGO_BIN_EXE_rvsd")),
+        "health",
+        "rvs-healthd",
+    )
 }
 
 /// rvs-healthd running in rvs-dir against the lab's rvsd; killed by PID on drop.
@@ -2608,6 +2601,20 @@ virtual_server {VIP} 80 {{
     )
 }
 
+/// SIGTERM to rvs-healthd: it exits 0 having removed what it installed, as keepalived removes
+/// its IPVS services, so rvsd lists no service on the VIP. Its log.
+fn stop_healthd_and_check_release(lab: &Lab, healthd: Healthd) -> String {
+    let (st, log) = healthd.stop();
+    assert!(st.success(), "rvs-healthd exit: {st}\n{log}");
+    assert!(log.contains("virtual server removed"), "{log}");
+    let listing = lab.adm(&["-L", "-n"]);
+    assert!(
+        !listing.contains(VIP),
+        "service left after SIGTERM:\n{listing}"
+    );
+    log
+}
+
 /// The answers of the shots that started in `[from, to)`: (answered by, failed).
 fn shots_between(shots: &[Shot], from: Instant, to: Instant) -> (Vec<&str>, Vec<&str>) {
     let mut ok = Vec::new();
@@ -2762,15 +2769,7 @@ fn rvs_healthd_takes_a_dead_real_server_out_and_back_through_rvsd() {
     let log = healthd.log();
     assert!(log.contains("digest"), "the digest failure logged:\n{log}");
 
-    // SIGTERM: rvs-healthd removes what it installed, as keepalived removes its IPVS services.
-    let (st, log) = healthd.stop();
-    assert!(st.success(), "rvs-healthd exit: {st}\n{log}");
-    assert!(log.contains("virtual server removed"), "{log}");
-    let listing = lab.adm(&["-L", "-n"]);
-    assert!(
-        !listing.contains(VIP),
-        "service left after SIGTERM:\n{listing}"
-    );
+    stop_healthd_and_check_release(&lab, healthd);
     lab.stop_rvsd();
 }
 
@@ -2877,15 +2876,9 @@ virtual_server {VIP} 80 {{
             && answers.iter().filter(|a| *a == "rs2").count() == 2,
         "quorum back: {answers:?}"
     );
-    let (st, log) = healthd.stop();
-    assert!(st.success(), "rvs-healthd exit: {st}\n{log}");
+    let log = stop_healthd_and_check_release(&lab, healthd);
     assert!(log.contains("quorum lost"), "{log}");
     assert!(log.contains("MISC_CHECK"), "{log}");
-    let listing = lab.adm(&["-L", "-n"]);
-    assert!(
-        !listing.contains(VIP),
-        "service left after SIGTERM:\n{listing}"
-    );
     lab.stop_rvsd();
 }
 
@@ -3004,7 +2997,7 @@ fn ports_missed(ports: &str) -> Vec<(String, u64)> {
 /// exception path while curl loops run through VIP:80. Reports the checks a second and rvsd's
 /// exception and port counters; no request may fail, no check go down, and nothing be dropped
 /// on the way up. rvsd runs with the default `[exception] rate` (4,000 frames/s): a TCP check
-/// sends about 2 frames up (SYN-ACK, the FIN's ACK), some 2,000/s here. Run by hand (a minute):
+/// sends about 2 frames up (to_kernel / checks), some 2,000/s here. Run by hand (a minute):
 /// `cargo test -p rvsd --test lab -- --ignored --nocapture health_check_load`.
 #[test]
 #[ignore = "a measurement (about 1 minute): run with --ignored"]

@@ -8,6 +8,8 @@
 #   scripts/lab.sh demo [--kernel]   up + start + the ipvsadm-style walk-through + 4 curls, then down
 #   scripts/lab.sh status            what exists now
 #   scripts/lab.sh down              remove everything (idempotent; also cleans a killed run)
+#   scripts/lab.sh rs-stop N         stop real server N's nginx (SIGTERM to its PID): a dead server
+#   scripts/lab.sh rs-start N        start real server N's nginx again
 #
 #                 198.51.100.0/24                          192.0.2.0/24
 #  rvs-cli                  rvs-dir (rvsd)                 rvs-sw             rvs-rs1
@@ -617,6 +619,51 @@ cmd_demo() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# rs-stop / rs-start: one real server's nginx, for health checks to notice
+
+rs_index() {
+    local n=${1:-}
+    case $n in
+    '' | *[!0-9]*) die "give the real server's number, 1..$RVS_LAB_SERVERS" ;;
+    esac
+    if [ "$n" -lt 1 ] || [ "$n" -gt "$RVS_LAB_SERVERS" ]; then
+        die "no real server $n (1..$RVS_LAB_SERVERS)"
+    fi
+    echo $((n - 1))
+}
+
+cmd_rs_stop() {
+    need_root
+    local idx
+    idx=$(rs_index "${1:-}")
+    local name=${RS_NAME[idx]}
+    [ -f "$RVS_LAB_DIR/pids/nginx-$name" ] || die "nginx of $name is not running (no pid file)"
+    # SIGTERM to the master is nginx's fast shutdown: workers exit, the listeners close, so
+    # connections are refused from then on; stop_tracked waits for the PID to go.
+    stop_tracked "nginx-$name"
+    [ -z "$(ip netns exec "${RS_NS[idx]}" ss -Hltn "sport = :$HTTP_PORT")" ] ||
+        die "$name still listens on :$HTTP_PORT"
+    log "$name: nginx stopped"
+}
+
+cmd_rs_start() {
+    need_root
+    local idx
+    idx=$(rs_index "${1:-}")
+    local name=${RS_NAME[idx]} i
+    ns_exists "${RS_NS[idx]}" || die "no lab: run '$0 up' first"
+    [ ! -f "$RVS_LAB_DIR/pids/nginx-$name" ] || die "nginx of $name is running already"
+    start_real_server "$idx"
+    for ((i = 0; i < 50; i++)); do
+        [ -z "$(ip netns exec "${RS_NS[idx]}" ss -Hltn "sport = :$HTTP_PORT")" ] || break
+        sleep 0.1
+    done
+    [ -n "$(ip netns exec "${RS_NS[idx]}" ss -Hltn "sport = :$HTTP_PORT")" ] ||
+        die "$name: nginx does not listen on :$HTTP_PORT"
+    log "$name: nginx started, pid $(cat "$RVS_LAB_DIR/$name/nginx.pid")"
+}
+
+# ---------------------------------------------------------------------------------------------
 # status
 
 cmd_status() {
@@ -646,16 +693,17 @@ cmd_status() {
 }
 
 usage() {
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 main() {
-    local cmd=${1:-}
+    local cmd=${1:-} arg=
     [ $# -eq 0 ] || shift
     while [ $# -gt 0 ]; do
         case $1 in
         --kernel) RVS_LAB_DIRECTOR=kernel ;;
         -h | --help) usage; exit 0 ;;
+        [0-9]*) arg=$1 ;;
         *) die "unknown option: $1" ;;
         esac
         shift
@@ -670,6 +718,8 @@ main() {
     stop) cmd_stop ;;
     demo) cmd_demo ;;
     status) cmd_status ;;
+    rs-stop) cmd_rs_stop "$arg" ;;
+    rs-start) cmd_rs_start "$arg" ;;
     -h | --help | help) usage ;;
     *)
         usage >&2

@@ -96,8 +96,15 @@ fn run(args: &Args) -> Result<(), String> {
         }
         return Err(e);
     }
+    let started = std::time::Instant::now();
     engine.run(&stop, args.check_threads);
-    tracing::info!("stopping");
+    let secs = started.elapsed().as_secs_f64();
+    // The check load this daemon sustained, for `checks / seconds` in the logs.
+    tracing::info!(
+        checks_completed = engine.completed(),
+        seconds = format_args!("{secs:.1}"),
+        "stopping"
+    );
     if !args.dont_release_ipvs {
         engine.release();
     }

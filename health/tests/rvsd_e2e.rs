@@ -12,21 +12,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use testkit::daemon::{control_bin_beside, net_null, workspace_root, Rvsd, RvsdConfig, VdevPort};
+use testkit::daemon::{bin_beside, control_bin_beside, net_null, Rvsd, RvsdConfig, VdevPort};
 
 fn rvsd_bin() -> PathBuf {
-    let healthd = Path::new(env!("CARGO_BIN_EXE_rvs-healthd"));
-    let rvsd = healthd.with_file_name("rvsd");
-    if !rvsd.is_file() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let st = Command::new(cargo)
-            .current_dir(workspace_root())
-            .args(["build", "-p", "rvsd", "--bin", "rvsd"])
-            .status()
-            .expect("cargo build -p rvsd");
-        assert!(st.success(), "cargo build -p rvsd: {st}");
-    }
-    rvsd
+    bin_beside(Path::new(env!("CARGO_BIN_EXE_rvs-healthd")), "rvsd", "rvsd")
 }
 
 /// rvs-healthd, killed by PID on drop.

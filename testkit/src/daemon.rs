@@ -34,27 +34,33 @@ pub fn rvsadm_beside(rvsd: &Path) -> PathBuf {
 }
 
 /// The control crate's binary `name` (rvsadm, rvsctl) from the same target directory as
-/// `rvsd`; built (`cargo build -p control --bin NAME`, in release mode beside a release rvsd)
-/// when it is not there, since `cargo test` builds the binaries of the package under test only.
+/// `rvsd` (see [`bin_beside`]).
 pub fn control_bin_beside(rvsd: &Path, name: &str) -> PathBuf {
+    bin_beside(rvsd, "control", name)
+}
+
+/// Binary `name` of workspace package `package` from the same target directory as `exe`;
+/// built (`cargo build -p PACKAGE --bin NAME`, in release mode beside a release `exe`) when it
+/// is not there, since `cargo test` builds the binaries of the package under test only.
+pub fn bin_beside(exe: &Path, package: &str, name: &str) -> PathBuf {
     // One build at a time: tests of one binary run on several threads.
     static BUILD: Mutex<()> = Mutex::new(());
     let _one = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let path = rvsd.with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let path = exe.with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     if !path.is_file() {
         let cargo = std::env::var_os("CARGO")
             .or_else(|| option_env!("CARGO").map(Into::into))
             .unwrap_or_else(|| "cargo".into());
         let mut c = Command::new(cargo);
         c.current_dir(workspace_root())
-            .args(["build", "-p", "control", "--bin", name]);
-        if rvsd.parent().and_then(|p| p.file_name()) == Some("release".as_ref()) {
+            .args(["build", "-p", package, "--bin", name]);
+        if exe.parent().and_then(|p| p.file_name()) == Some("release".as_ref()) {
             c.arg("--release");
         }
         let st = c
             .status()
-            .unwrap_or_else(|e| panic!("cargo build -p control --bin {name}: {e}"));
-        assert!(st.success(), "cargo build -p control --bin {name}: {st}");
+            .unwrap_or_else(|e| panic!("cargo build -p {package} --bin {name}: {e}"));
+        assert!(st.success(), "cargo build -p {package} --bin {name}: {st}");
     }
     assert!(path.is_file(), "{name} not found at {}", path.display());
     path

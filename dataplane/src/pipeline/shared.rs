@@ -68,6 +68,10 @@ pub struct Dataplane {
     /// Connected subnets, longest prefix first.
     routes: Vec<Route>,
     gateway: Option<(u16, Ipv4Addr)>,
+    /// Every port's own addresses, flat: `is_local` runs several times per packet.
+    locals: Box<[Ipv4Addr]>,
+    /// The broadcast addresses of our subnets (/30 and wider), for `is_martian`.
+    broadcasts: Box<[u32]>,
     pub(super) neigh: NeighTable,
     pub(super) conns: ConnTable,
     /// Persistence templates (`-p`).
@@ -127,6 +131,15 @@ impl Dataplane {
             .iter()
             .enumerate()
             .find_map(|(i, p)| p.gateway.map(|g| (i as u16, g)));
+        let locals = ports
+            .iter()
+            .flat_map(|p| p.addrs.iter().map(|c| c.addr))
+            .collect();
+        let broadcasts = routes
+            .iter()
+            .filter(|(_, r)| r.mask < 0xffff_fffe)
+            .map(|(_, r)| r.net | !r.mask)
+            .collect();
         let workers = cfg.workers.max(1);
         let conns = ConnTable::new(cfg.conn_capacity, MAX_DESTS, &cfg.timeouts);
         Arc::new(Dataplane {
@@ -137,6 +150,8 @@ impl Dataplane {
             ),
             routes: routes.into_iter().map(|(_, r)| r).collect(),
             gateway,
+            locals,
+            broadcasts,
             neigh: NeighTable::new(NEIGH_CAPACITY),
             free_entries: AtomicU64::new(conns.capacity() as u64),
             conns,
@@ -211,7 +226,7 @@ impl Dataplane {
     }
 
     pub(super) fn is_local(&self, ip: Ipv4Addr) -> bool {
-        self.ports.iter().any(|p| p.owns(ip))
+        self.locals.contains(&ip)
     }
 
     /// Egress port and next hop for `dst`.
@@ -228,12 +243,6 @@ impl Dataplane {
     /// address of one of our subnets.
     pub(super) fn is_martian(&self, ip: Ipv4Addr) -> bool {
         let o = ip.octets();
-        o[0] == 0
-            || o[0] == 127
-            || o[0] >= 224
-            || self
-                .routes
-                .iter()
-                .any(|r| r.mask < 0xffff_fffe && u32::from(ip) == r.net | !r.mask)
+        o[0] == 0 || o[0] == 127 || o[0] >= 224 || self.broadcasts.contains(&u32::from(ip))
     }
 }

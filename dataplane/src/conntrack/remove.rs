@@ -75,6 +75,40 @@ impl ConnTable {
         live_state(m)
     }
 
+    /// Sets the connection's state and expiry as another director's table has them (IPVS
+    /// sync), whatever they were. False if the connection is gone.
+    pub fn resync(&self, hit: &Hit, state: ConnState, expires: u64) -> bool {
+        let Some(e) = self.entry(hit.conn.idx) else {
+            return false;
+        };
+        let mut m = e.meta.load(Ordering::Acquire);
+        loop {
+            if gen_of(m) != hit.conn.gen {
+                return false;
+            }
+            let Some(st) = live_state(m) else {
+                return false;
+            };
+            match e.meta.compare_exchange_weak(
+                m,
+                pack(hit.conn.gen, live_code(state), expires.min(EXP_MAX)),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    if state.is_active() != st.is_active() {
+                        if let Some(d) = self.dest(hit.dest) {
+                            d.add(st, -1);
+                            d.add(state, 1);
+                        }
+                    }
+                    return true;
+                }
+                Err(cur) => m = cur,
+            }
+        }
+    }
+
     /// Removes a connection now. Returns false if it was already gone. Lock-free.
     pub fn remove(&self, conn: ConnRef) -> bool {
         let Some(e) = self.entry(conn.idx) else {

@@ -242,7 +242,8 @@ fn the_backup_refuses_what_it_does_not_serve() {
 fn the_refresh_walk_resends_synced_connections_with_the_time_they_have_left() {
     let mut d = Director::new();
     d.dp.sync().set_master(true);
-    d.dp.sync().set_refresh_period(10);
+    let set = control::proto::Request::SetSysctls(vec![("sync_refresh_period".into(), 10)]);
+    assert_eq!(d.mgr.handle(set), control::proto::Response::Ok);
     d.handshake(40000, 80);
     let mut f = tcp_frame(EXT_MAC, CLIENT_MAC, (CIP, 40001), (VIP, 80), SYN, b"");
     d.send(EXT, &mut f); // SYN_RECV: never synced, never refreshed

@@ -65,7 +65,7 @@ impl Pipeline {
     /// (`elapsed_ms` ago), so that each goes out once per `sync_refresh_period`.
     pub(super) fn sync_refresh(&mut self, elapsed_ms: u64, now_ms: u64) {
         let sync = &self.dp.sync;
-        let period = sync.refresh_ms();
+        let period = u64::from(self.snap.sysctls.sync_refresh_period) * 1000;
         if period == 0 || !sync.is_master() {
             return;
         }

@@ -7,7 +7,7 @@
 //!   FIN_WAIT, CLOSE_WAIT, CLOSE, TIME_WAIT; a UDP connection when it is made), and a
 //!   persistence template when a new connection uses it;
 //! - the worker's aging walk re-queues every synced-state connection of its slice once per
-//!   `sync_refresh_period`, so that a backup started later learns the long-lived ones and the
+//!   `sync_refresh_period` (the sysctl, in the service snapshot), so that a backup started later learns the long-lived ones and the
 //!   backup's expiry follows the master's;
 //! - each worker has its own bounded queue ([`SyncOut`]); an event that finds it full is
 //!   counted (`sync_queue_overflow`) and lost, never waited for.
@@ -65,7 +65,6 @@ pub fn entry_of(c: &ConnInfo, now_ms: u64) -> SyncConn {
 /// The workers' side of sync: whether to queue, the refresh period, one queue per worker.
 pub struct SyncOut {
     master: CachePadded<AtomicBool>,
-    refresh_ms: CachePadded<AtomicU64>,
     queues: Box<[CachePadded<ArrayQueue<SyncConn>>]>,
 }
 
@@ -73,17 +72,15 @@ impl std::fmt::Debug for SyncOut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SyncOut")
             .field("master", &self.is_master())
-            .field("refresh_ms", &self.refresh_ms())
             .finish()
     }
 }
 
 impl SyncOut {
-    /// Queues for `workers` workers; not master; no refresh.
+    /// Queues for `workers` workers; not master.
     pub fn new(workers: usize) -> SyncOut {
         SyncOut {
             master: CachePadded::new(AtomicBool::new(false)),
-            refresh_ms: CachePadded::new(AtomicU64::new(0)),
             queues: (0..workers.max(1))
                 .map(|_| CachePadded::new(ArrayQueue::new(QUEUE_CAPACITY)))
                 .collect(),
@@ -98,17 +95,6 @@ impl SyncOut {
 
     pub fn set_master(&self, on: bool) {
         self.master.store(on, Ordering::Relaxed);
-    }
-
-    /// How often each synced connection is re-sent, in ms (0: only on state changes).
-    pub fn refresh_ms(&self) -> u64 {
-        self.refresh_ms.load(Ordering::Relaxed)
-    }
-
-    /// Sets `sync_refresh_period` (seconds).
-    pub fn set_refresh_period(&self, seconds: u32) {
-        self.refresh_ms
-            .store(u64::from(seconds) * 1000, Ordering::Relaxed);
     }
 
     /// Queues `c` on `worker`'s queue; false if it was full (the event is lost).

@@ -89,14 +89,23 @@ fn nonzero(socket: &Path) -> String {
     }
 }
 
-/// `rvsadm -L -c -n` of the rvsd on `socket`.
-fn conns(socket: &Path) -> String {
+/// rvsadm `args` on the rvsd on `socket`: (success, stdout, stderr).
+fn rvsadm(socket: &Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(rvsadm_beside(Path::new(env!("CARGO_BIN_EXE_rvsd"))))
         .env("RVS_SOCKET", socket)
-        .args(["-L", "-c", "-n"])
+        .args(args)
         .output()
         .expect("rvsadm");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `rvsadm -L -c -n` of the rvsd on `socket`.
+fn conns(socket: &Path) -> String {
+    rvsadm(socket, &["-L", "-c", "-n"]).1
 }
 
 /// Waits up to `within` for `done`; false if it never held.
@@ -278,17 +287,23 @@ fn a_connection_made_on_the_master_is_installed_on_the_backup() {
         "{listed}"
     );
 
-    // Roles at run time: B stops its backup daemon, and a good message is no longer taken.
+    // Roles at run time, in ipvsadm's words: B stops its backup daemon, and a good message is
+    // no longer taken. Another interface or syncid is refused and changes nothing.
+    for bad in [
+        &["--stop-daemon", "backup", "--syncid", "5"][..],
+        &["--start-daemon", "master", "--mcast-interface", "eth0"],
+        &["--start-daemon", "master", "--syncid", "6"],
+    ] {
+        let (ok, _, err) = rvsadm(&sb, bad);
+        assert!(!ok && !err.is_empty(), "{bad:?} was taken");
+    }
     assert_eq!(
-        call(
-            &sb,
-            Request::SetSyncRole {
-                master: false,
-                backup: false
-            }
-        ),
-        Response::Ok
+        rvsadm(&sb, &["-L", "--daemon"]).1,
+        format!("backup sync daemon (mcast=rvs-sb-tw, syncid={SYNCID})\n")
     );
+    let (ok, _, err) = rvsadm(&sb, &["--stop-daemon", "backup"]);
+    assert!(ok, "{err}");
+    assert_eq!(rvsadm(&sb, &["-L", "--daemon"]).1, "");
     let before = counter(&sb, "sync.msgs_received");
     ns_a.run(|| {
         let s = UdpSocket::bind((A_INT, 0)).expect("bind");
@@ -298,16 +313,19 @@ fn a_connection_made_on_the_master_is_installed_on_the_backup() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(counter(&sb, "sync.msgs_received"), before);
     assert!(!conns(&sb).contains("198.51.100.11"));
-    assert_eq!(
-        call(
-            &sb,
-            Request::SetSyncRole {
-                master: false,
-                backup: true
-            }
-        ),
-        Response::Ok
+    let (ok, _, err) = rvsadm(
+        &sb,
+        &[
+            "--start-daemon",
+            "backup",
+            "--mcast-interface",
+            "rvs-sb-tw",
+            "--syncid",
+            "5",
+        ],
     );
+    assert!(ok, "{err}");
+    assert!(status(&sb).backup);
     ns_a.run(|| {
         let s = UdpSocket::bind((A_INT, 0)).expect("bind");
         s.send_to(&message(SYNCID, &good), (B_INT, 8848))

@@ -26,7 +26,8 @@
 //!
 //! Natively the loop runs `--repeat` times (frames rebuilt between runs, outside the timing) and
 //! the best and median ns/packet are reported. The clock does not move, so `finish` ages
-//! nothing. `--json` prints one JSON line per point.
+//! nothing. `--json` prints one JSON line per point. `--sync-master` measures with connection
+//! sync on (see [`SyncDrain`]).
 
 use clap::{Parser, ValueEnum};
 use control::model::{
@@ -86,6 +87,11 @@ struct Args {
     /// prefetches): shows what the prefetch is worth.
     #[arg(long)]
     no_prefetch: bool,
+    /// Run as connection-sync master (after the warm-up): workers queue connection events,
+    /// and a drain thread on another core encodes them into sync messages, as rvsd's sync
+    /// thread does (docs/sync.md). Shows what sync costs the worker.
+    #[arg(long)]
+    sync_master: bool,
 }
 
 use testkit::director::EXT_MAC;
@@ -399,6 +405,7 @@ fn main() {
     let t0 = Instant::now();
     warm(&mut d, &mut io, &mut slab, &g, args.proto, flows);
     let warm_s = t0.elapsed().as_secs_f64();
+    let drain = args.sync_master.then(|| SyncDrain::start(dp.clone()));
 
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut ns = Vec::new();
@@ -429,6 +436,12 @@ fn main() {
         }
         ns.push(el / f64::from(packets));
     }
+    let sync_msgs = drain.map_or(0, SyncDrain::stop);
+    let stats = dp.stats();
+    let (queued, overflow) = (
+        stats.events(dataplane::stats::Event::SyncQueued),
+        stats.events(dataplane::stats::Event::SyncQueueOverflow),
+    );
     let ghz = core_ghz();
     ns.sort_by(f64::total_cmp);
     let best = ns[0];
@@ -450,6 +463,8 @@ fn main() {
                 "repeat": ns.len(), "ns_best": best, "ns_median": median,
                 "mpps_best": 1e3 / best, "warmup_s": warm_s, "table_mib": table_mib,
                 "conns": dp.conns().len(), "prefetch": !args.no_prefetch, "clock_ghz": ghz,
+                "sync_master": args.sync_master, "sync_queued": queued,
+                "sync_overflow": overflow, "sync_msgs": sync_msgs,
             })
         );
     } else {
@@ -459,5 +474,50 @@ fn main() {
             ns.len(),
             1e3 / best
         );
+        if args.sync_master {
+            println!(
+                "sync master: {queued} events queued, {overflow} lost to a full queue, \
+                 {sync_msgs} messages encoded"
+            );
+        }
+    }
+}
+
+/// The sync thread's work in rvsd, on a thread of its own: drains the worker's queue and
+/// encodes the events into sync messages (not sent), sleeping 100 us when the queue is empty.
+struct SyncDrain {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl SyncDrain {
+    fn start(dp: Arc<Dataplane>) -> SyncDrain {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        dp.sync().set_master(true);
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut enc = dataplane::sync::Encoder::new(0, dataplane::sync::codec::DEFAULT_MAXLEN);
+            let mut msgs = 0u64;
+            loop {
+                let done = flag.load(Ordering::Relaxed);
+                let n = dp
+                    .sync()
+                    .drain(4096, |c| msgs += u64::from(enc.push(&c).is_some()));
+                if n == 0 {
+                    if done {
+                        return msgs + u64::from(enc.finish().is_some());
+                    }
+                    std::thread::sleep(std::time::Duration::from_micros(100));
+                }
+            }
+        });
+        SyncDrain { stop, thread }
+    }
+
+    /// Stops after the queue is empty; the messages encoded.
+    fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or(0)
     }
 }

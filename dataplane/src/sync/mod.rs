@@ -98,7 +98,7 @@ impl SyncOut {
     }
 
     /// Queues `c` on `worker`'s queue; false if it was full (the event is lost).
-    pub(crate) fn push(&self, worker: usize, c: SyncConn) -> bool {
+    pub fn push(&self, worker: usize, c: SyncConn) -> bool {
         self.queues
             .get(worker % self.queues.len())
             .is_some_and(|q| q.push(c).is_ok())

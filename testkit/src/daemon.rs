@@ -376,13 +376,18 @@ impl Rvsd {
     /// Writes `config` into `dir` and starts `bin --config` on it, its output into a log file
     /// beside it; does not wait for anything.
     pub fn start(bin: &Path, config: &RvsdConfig, dir: &Path) -> Rvsd {
+        Rvsd::start_with(Command::new(bin), config, dir)
+    }
+
+    /// [`Rvsd::start`] with `command` as rvsd: rvsd itself, or a command that execs it (`ip
+    /// netns exec NS rvsd`); `--config FILE` is appended.
+    pub fn start_with(mut command: Command, config: &RvsdConfig, dir: &Path) -> Rvsd {
         let prefix = config.file_prefix();
         let path = dir.join(format!("{prefix}.toml"));
         config.write(&path);
-        let mut c = Command::new(bin);
-        c.arg("--config").arg(&path);
+        command.arg("--config").arg(&path);
         Rvsd::spawn(
-            c,
+            command,
             Launch {
                 socket: config.socket().to_path_buf(),
                 log: dir.join(format!("{prefix}.log")),

@@ -1,7 +1,7 @@
 //! Network namespaces of a test's own (named `rvs-*`, documentation addresses only), deleted
 //! on drop even when the test fails, and rvsd started inside one.
 
-use crate::daemon::{Launch, Rvsd, RvsdConfig};
+use crate::daemon::{Rvsd, RvsdConfig};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Command;
@@ -64,19 +64,7 @@ impl Netns {
 
     /// rvsd (`bin`) in the namespace on `config`, its file and log in `dir`.
     pub fn rvsd(&self, bin: &Path, config: &RvsdConfig, dir: &Path) -> Rvsd {
-        let prefix = config.file_prefix();
-        let path = dir.join(format!("{prefix}.toml"));
-        config.write(&path);
-        let mut c = self.command(bin);
-        c.arg("--config").arg(&path);
-        Rvsd::spawn(
-            c,
-            Launch {
-                socket: config.socket().to_path_buf(),
-                log: dir.join(format!("{prefix}.log")),
-                file_prefix: Some(prefix.to_string()),
-            },
-        )
+        Rvsd::start_with(self.command(bin), config, dir)
     }
 
     /// Runs `f` on a thread inside the namespace (sockets it opens live there).

@@ -361,22 +361,10 @@ fn core_ghz() -> Option<f64> {
     None
 }
 
-fn pin(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and the syscall only touch it and this
-    // thread's affinity.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            eprintln!("pinning refused: {}", std::io::Error::last_os_error());
-        }
-    }
-}
-
 fn main() {
     let args = Args::parse();
     if let Some(c) = args.cpu {
-        pin(c);
+        rvs_benches::pin(c);
     }
     let flows = args.flows.max(1);
     let packets = args.packets.max(1);

@@ -100,19 +100,10 @@ fn conn(i: u32) -> SyncConn {
     }
 }
 
-fn pin(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
 fn main() {
     let args = Args::parse();
     if let Some(c) = args.cpu {
-        pin(c);
+        rvs_benches::pin(c);
     }
     let n = args.conns.max(1);
     // The master: events through a worker's queue (in chunks of its capacity) into messages.

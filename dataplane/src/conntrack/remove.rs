@@ -61,12 +61,7 @@ impl ConnTable {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    if new_st.is_active() != st.is_active() {
-                        if let Some(d) = self.dest(hit.dest) {
-                            d.add(st, -1);
-                            d.add(new_st, 1);
-                        }
-                    }
+                    self.recount(hit.dest, st, new_st);
                     return Some(new_st);
                 }
                 Err(cur) => m = cur,
@@ -96,15 +91,21 @@ impl ConnTable {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    if state.is_active() != st.is_active() {
-                        if let Some(d) = self.dest(hit.dest) {
-                            d.add(st, -1);
-                            d.add(state, 1);
-                        }
-                    }
+                    self.recount(hit.dest, st, state);
                     return true;
                 }
                 Err(cur) => m = cur,
+            }
+        }
+    }
+
+    /// Moves one connection of real-server slot `dest` from `from`'s count (active or
+    /// inactive) to `to`'s, by the thread whose CAS made the change.
+    fn recount(&self, dest: u32, from: ConnState, to: ConnState) {
+        if from.is_active() != to.is_active() {
+            if let Some(d) = self.dest(dest) {
+                d.add(from, -1);
+                d.add(to, 1);
             }
         }
     }

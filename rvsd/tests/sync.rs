@@ -1,10 +1,11 @@
 //! Connection sync between two real rvsd processes, each in a network namespace of its own
-//! (`rvs-synca-<pid>`, `rvs-syncb-<pid>`), their internal ports joined by one memif link
-//! (`int`, 192.0.2.252 and .253), each port with a kernel twin that carries the sync socket.
+//! (`rvs-synca-<pid>`, `rvs-syncb-<pid>`), their internal ports joined by one veth pair
+//! (`int`, 192.0.2.252 and .253, each end a net_pcap port of its rvsd), each port with a
+//! kernel twin that carries the sync socket.
 //!
 //! Director A (sync master) gets a client's UDP datagram to the VIP on a net_pcap port and
 //! makes the connection; its sync thread sends it (unicast to B, through A's twin, A's worker,
-//! the memif link, B's worker and B's twin); B (backup) installs it without scheduling and
+//! the veth pair, B's worker and B's twin); B (backup) installs it without scheduling and
 //! lists it. Messages of another sync group, or for a service B does not have, are counted
 //! and not installed. Roles change at run time with `SetSyncRole`.
 
@@ -43,11 +44,21 @@ fn sync_config(peer: Ipv4Addr, role: SyncRole) -> SyncConfig {
     }
 }
 
-fn memif(dir: &Path, role: &str) -> String {
-    format!(
-        "net_memif0,role={role},socket={},socket-abstract=no,id=0",
-        dir.join("int.sock").display()
-    )
+/// The veth end `ifname` in `ns` as a DPDK port (net_pcap on the interface), offloads off so
+/// that every frame leaves with its checksums whole.
+fn veth_port(ns: &Netns, index: u32, ifname: &str) -> String {
+    ns.ip_ok(&["-n", ns.name(), "link", "set", ifname, "up"]);
+    let st = ns
+        .command("ethtool")
+        .args([
+            "-K", ifname, "tx", "off", "rx", "off", "gso", "off", "tso", "off", "gro", "off",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("ethtool");
+    assert!(st.success(), "ethtool -K {ifname}");
+    format!("net_pcap{index},iface={ifname}")
 }
 
 /// The answer to `request`; an error answer as `Response::Error`.
@@ -146,19 +157,39 @@ fn a_connection_made_on_the_master_is_installed_on_the_backup() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     let bin = Path::new(env!("CARGO_BIN_EXE_rvsd"));
+    // The link between the directors' internal ports.
+    ns_a.ip_ok(&[
+        "-n",
+        ns_a.name(),
+        "link",
+        "add",
+        "rvs-sa-int",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "rvs-sb-int",
+        "netns",
+        ns_b.name(),
+    ]);
 
-    // B: the backup, its one port on the memif link (memif client), lcore 1.
+    // B: the backup, its one port on the link, lcore 1.
     let b = RvsdConfig::new(dir.join("b.sock"))
         .lcores(&[1])
         .port(
-            VdevPort::new("int", memif(dir, "client"), "both", &["192.0.2.253/24"])
-                .mac(B_INT_MAC)
-                .twin("rvs-sb-tw"),
+            VdevPort::new(
+                "int",
+                veth_port(&ns_b, 0, "rvs-sb-int"),
+                "both",
+                &["192.0.2.253/24"],
+            )
+            .mac(B_INT_MAC)
+            .twin("rvs-sb-tw"),
         )
         .services(SERVICES)
         .sync(sync_config(A_INT, SyncRole::Backup));
     // A: the master; a client's datagram to the VIP arrives on `ext` (net_pcap), the real
-    // server is a static neighbour behind `int` (memif server), lcore 0.
+    // server is a static neighbour behind `int`, lcore 0.
     let (rx, tx) = (dir.join("a-in.pcap"), dir.join("a-out.pcap"));
     pcap::write(
         &rx,
@@ -183,17 +214,21 @@ fn a_connection_made_on_the_master_is_installed_on_the_backup() {
             .mac(A_EXT_MAC),
         )
         .port(
-            VdevPort::new("int", memif(dir, "server"), "internal", &["192.0.2.252/24"])
-                .mac(A_INT_MAC)
-                .twin("rvs-sa-tw"),
+            VdevPort::new(
+                "int",
+                veth_port(&ns_a, 1, "rvs-sa-int"),
+                "internal",
+                &["192.0.2.252/24"],
+            )
+            .mac(A_INT_MAC)
+            .twin("rvs-sa-tw"),
         )
         .neighbour("int", RIP1, RS1_MAC)
         .services(SERVICES)
-        // The datagram may arrive before the memif link is up: the refresh sends it again.
+        // The datagram may come before B is up: the refresh sends it again.
         .sysctl("sync_refresh_period", 1)
         .sync(sync_config(B_INT, SyncRole::Master));
 
-    // A holds the memif server side: first.
     let mut rvsd_a: Rvsd = ns_a.rvsd(bin, &a, dir);
     rvsd_a.wait_ready(Duration::from_secs(30));
     let mut rvsd_b: Rvsd = ns_b.rvsd(bin, &b, dir);

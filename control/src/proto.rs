@@ -267,6 +267,9 @@ mod tests {
         assert_eq!(serde_json::from_str::<RequestEnvelope>(&line).unwrap(), set);
         let list = serde_json::to_string(&RequestEnvelope::new(Request::ListVirtualAddrs)).unwrap();
         assert_eq!(list, r#"{"version":1,"request":"list_virtual_addrs"}"#);
+        // As docs/exception-path.md shows the exchange.
+        let ok = serde_json::to_string(&ResponseEnvelope::new(Response::Ok)).unwrap();
+        assert_eq!(ok, r#"{"version":1,"result":"ok"}"#);
         // An address without a prefix length is refused, naming the fix.
         let bad = r#"{"version":1,"request":{"set_virtual_addrs":{"instance":"VI_1","port":"ext","addrs":["198.51.100.5"],"held":true}}}"#;
         let e = serde_json::from_str::<RequestEnvelope>(bad).unwrap_err();

@@ -6,7 +6,7 @@
 //! ```
 //! A request with another version is refused, so old and new tools never misread each other.
 
-use crate::config::MacAddr;
+use crate::config::{Cidr, MacAddr};
 use crate::model::{ConnStatus, DestSpec, ServiceKey, ServiceSpec, ServiceStatus, Timeouts};
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
@@ -91,6 +91,18 @@ pub enum Request {
     /// Re-reads the configuration file and applies what changed since the last load, as SIGHUP
     /// does (`rvsctl reload`); answered with [`Response::Reloaded`].
     Reload,
+    /// A VRRP instance's addresses on a port (`port`: rvsd's port name): while `held`, rvsd
+    /// answers ARP for them, owns them and has them on the port's kernel twin; sent by
+    /// rvs-healthd's VRRP on entering (true) and leaving (false) MASTER.
+    SetVirtualAddrs {
+        instance: String,
+        port: String,
+        addrs: Vec<Cidr>,
+        held: bool,
+    },
+    /// The connection sync role (keepalived's `lvs_sync_daemon`): send as `master`, receive as
+    /// `backup`. Answered Ok.
+    SetSyncRole { master: bool, backup: bool },
 }
 
 /// A DPDK port as `rvsctl ports` shows it.

@@ -359,6 +359,8 @@ fn changes_state(request: &Request) -> bool {
         | Request::SetSysctls(_)
         | Request::AddNeighbour(_)
         | Request::DelNeighbour { .. }
+        | Request::SetVirtualAddrs { .. }
+        | Request::SetSyncRole { .. }
         | Request::Reload => true,
         Request::List { .. }
         | Request::ListConns

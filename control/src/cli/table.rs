@@ -122,7 +122,9 @@ impl Table {
             | Request::DelNeighbour { .. }
             | Request::Ports { .. }
             | Request::Version
-            | Request::Reload => {}
+            | Request::Reload
+            | Request::SetVirtualAddrs { .. }
+            | Request::SetSyncRole { .. } => {}
         }
     }
 }

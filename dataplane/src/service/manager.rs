@@ -157,7 +157,10 @@ impl ServiceManager {
                 return Response::Error("reload is not handled by the service manager".into())
             }
             // The daemon's own facts (DPDK ports, versions): rvsd's control server answers them.
-            Request::Ports { .. } | Request::Version => {
+            Request::Ports { .. }
+            | Request::Version
+            | Request::SetVirtualAddrs { .. }
+            | Request::SetSyncRole { .. } => {
                 return Response::Error("not a service request: rvsd answers it".into())
             }
         };

@@ -37,9 +37,16 @@ struct Interop {
     pair: VethPair,
 }
 
+/// The keepalived.conf of one side; rvs-healthd's (`vb`) also names the instance for the
+/// connection sync role.
 fn instance(dev: &str, p: &Peer, notify: &Path) -> String {
+    let sync = if dev == "vb" {
+        "  lvs_sync_daemon vb VI_T id 1\n"
+    } else {
+        ""
+    };
     format!(
-        "global_defs {{\n  vrrp_version 3\n}}\nvrrp_instance VI_T {{\n  state BACKUP\n  interface {dev}\n  virtual_router_id 51\n  priority {}\n  advert_int 1\n  {}\n  virtual_ipaddress {{\n    {VIP}/32 dev {dev}\n  }}\n  notify {}\n}}\n",
+        "global_defs {{\n  vrrp_version 3\n{sync}}}\nvrrp_instance VI_T {{\n  state BACKUP\n  interface {dev}\n  virtual_router_id 51\n  priority {}\n  advert_int 1\n  {}\n  virtual_ipaddress {{\n    {VIP}/32 dev {dev}\n  }}\n  notify {}\n}}\n",
         p.priority,
         if p.nopreempt { "nopreempt" } else { "" },
         notify.display()
@@ -189,6 +196,18 @@ impl Interop {
         String::from_utf8_lossy(&out.stdout).contains(&format!("inet {VIP}/32"))
     }
 
+    /// rvs-healthd's last SetSyncRole: (master, backup).
+    fn sync_role(&self) -> Option<(bool, bool)> {
+        self.rvsd
+            .requests()
+            .iter()
+            .rev()
+            .find_map(|(_, r)| match r {
+                Request::SetSyncRole { master, backup } => Some((*master, *backup)),
+                _ => None,
+            })
+    }
+
     /// rvs-healthd's last SetVirtualAddrs: held or not.
     fn healthd_holds_vip(&self) -> Option<bool> {
         self.rvsd
@@ -270,6 +289,11 @@ fn rvs_healthd_at_higher_priority_preempts_hands_over_at_sigterm_and_preempts_ba
     t.wait_state("r", "MASTER", ELECTION);
     t.wait_state("k", "BACKUP", ADVERT);
     assert_eq!(t.healthd_holds_vip(), Some(true));
+    assert_eq!(
+        t.sync_role(),
+        Some((true, true)),
+        "MASTER sends and receives"
+    );
     assert!(!t.keepalived_holds_vip());
     t.stays("k", "BACKUP", 3 * ADVERT);
     // SIGTERM: rvs-healthd sends priority 0, keepalived takes over after its skew time.
@@ -307,6 +331,7 @@ fn keepalived_at_higher_priority_preempts_and_rvs_healthd_takes_over_when_it_sto
     t.wait_state("k", "MASTER", ELECTION);
     t.wait_state("r", "BACKUP", ADVERT);
     assert_eq!(t.healthd_holds_vip(), Some(false));
+    assert_eq!(t.sync_role(), Some((false, true)), "BACKUP only receives");
     assert!(t.keepalived_holds_vip());
     // keepalived stops (SIGTERM: it sends priority 0): rvs-healthd takes over within its
     // skew time, well inside 3 advert intervals.

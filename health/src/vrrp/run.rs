@@ -63,6 +63,41 @@ pub struct Counters {
     pub rvsd_errors: u64,
 }
 
+/// Why a received packet went no further.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    Reject(Reject),
+    /// Sent from our own address.
+    Own,
+    /// No instance of ours on that interface has this VRID.
+    Vrid(u8),
+}
+
+impl Counters {
+    fn dropped(&mut self, d: Dropped) {
+        match d {
+            Dropped::Reject(Reject::Length | Reject::Protocol(_)) => self.drop_length += 1,
+            Dropped::Reject(Reject::Ttl(_)) => self.drop_ttl += 1,
+            Dropped::Reject(Reject::Version(_)) => self.drop_version += 1,
+            Dropped::Reject(Reject::Type(_)) => self.drop_type += 1,
+            Dropped::Reject(Reject::Checksum) => self.drop_checksum += 1,
+            Dropped::Own => self.drop_own += 1,
+            Dropped::Vrid(_) => self.drop_vrid += 1,
+        }
+    }
+}
+
+/// Reads a packet as the raw socket gives it (IPv4 header first): the sender and its advert,
+/// or why it is dropped. `own` is the address our adverts leave from.
+pub fn inspect(packet: &[u8], own: Ipv4Addr) -> Result<(Ipv4Addr, Advert), Dropped> {
+    let r = Received::parse(packet).map_err(Dropped::Reject)?;
+    if r.src == own {
+        return Err(Dropped::Own);
+    }
+    let a = Advert::decode(r.payload, r.src, r.dst).map_err(Dropped::Reject)?;
+    Ok((r.src, a))
+}
+
 /// rvsd's port for each kernel twin, from rvsd's configuration (`kernel_twin` of each port).
 pub fn ports_by_twin(rvs_toml: &Path) -> Result<BTreeMap<String, String>, String> {
     let cfg = control::config::Config::load(rvs_toml).map_err(|e| e.to_string())?;
@@ -590,35 +625,14 @@ impl<L: Lvs> Vrrp<L> {
         }
     }
 
-    fn count_reject(&mut self, r: Reject) {
-        let c = &mut self.counters;
-        match r {
-            Reject::Length | Reject::Protocol(_) => c.drop_length += 1,
-            Reject::Ttl(_) => c.drop_ttl += 1,
-            Reject::Version(_) => c.drop_version += 1,
-            Reject::Type(_) => c.drop_type += 1,
-            Reject::Checksum => c.drop_checksum += 1,
-        }
-    }
-
     /// One packet from socket `si`: checked, then given to the instance of its VRID.
     pub(crate) fn received(&mut self, si: usize, packet: &[u8]) {
-        let r = match Received::parse(packet) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(interface = %self.sockets[si].ifname, reason = %e, "VRRP packet dropped");
-                return self.count_reject(e);
-            }
-        };
-        if r.src == self.sockets[si].src {
-            self.counters.drop_own += 1;
-            return;
-        }
-        let a = match Advert::decode(r.payload, r.src, r.dst) {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::debug!(interface = %self.sockets[si].ifname, from = %r.src, reason = %e, "VRRP advert dropped");
-                return self.count_reject(e);
+        let socket = &self.sockets[si];
+        let (src, a) = match inspect(packet, socket.src) {
+            Ok(x) => x,
+            Err(d) => {
+                tracing::debug!(interface = %socket.ifname, reason = ?d, "VRRP packet dropped");
+                return self.counters.dropped(d);
             }
         };
         let Some(ii) = self
@@ -626,14 +640,13 @@ impl<L: Lvs> Vrrp<L> {
             .iter()
             .position(|i| i.socket == si && i.conf.vrid == a.vrid)
         else {
-            self.counters.drop_vrid += 1;
-            return;
+            return self.counters.dropped(Dropped::Vrid(a.vrid));
         };
         self.counters.adverts_rx += 1;
         if a.priority != 0 && a.addrs != self.instances[ii].advertised {
             self.counters.addr_mismatch += 1;
         }
-        let (heard, out) = self.instances[ii].machine.advert(Instant::now(), r.src, &a);
+        let (heard, out) = self.instances[ii].machine.advert(Instant::now(), src, &a);
         if heard == Heard::Discarded {
             self.counters.discarded_lower += 1;
         }
@@ -766,5 +779,112 @@ impl<L: Lvs> Vrrp<L> {
                 tracing::error!(instance, script = %argv.join(" "), error = %e, "notify script did not start")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PEER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+    const OWN: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+
+    /// An IPv4 packet from `src` to 224.0.0.18 with `ttl` around a VRRP message.
+    fn packet(src: Ipv4Addr, ttl: u8, msg: &[u8]) -> Vec<u8> {
+        let total = u16::try_from(20 + msg.len()).unwrap();
+        let mut p = vec![0x45, 0xc0];
+        p.extend_from_slice(&total.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 0, ttl, PROTO_VRRP, 0, 0]);
+        p.extend_from_slice(&src.octets());
+        p.extend_from_slice(&VRRP_GROUP.octets());
+        p.extend_from_slice(msg);
+        p
+    }
+
+    fn advert(vrid: u8) -> Advert {
+        Advert {
+            vrid,
+            priority: 100,
+            interval_cs: 100,
+            addrs: vec![Ipv4Addr::new(192, 0, 2, 100)],
+        }
+    }
+
+    #[test]
+    fn each_bad_packet_is_dropped_and_counted_by_its_reason() {
+        let good = advert(51).encode(PEER, VRRP_GROUP);
+        assert_eq!(
+            inspect(&packet(PEER, 255, &good), OWN),
+            Ok((PEER, advert(51)))
+        );
+        let mut v2 = good.clone();
+        v2[0] = 0x21;
+        let mut bad_sum = good.clone();
+        bad_sum[7] ^= 1;
+        let cases = [
+            (packet(PEER, 254, &good), Dropped::Reject(Reject::Ttl(254))),
+            (packet(PEER, 255, &v2), Dropped::Reject(Reject::Version(2))),
+            (
+                packet(PEER, 255, &bad_sum),
+                Dropped::Reject(Reject::Checksum),
+            ),
+            (
+                packet(PEER, 255, &good[..6]),
+                Dropped::Reject(Reject::Length),
+            ),
+            (
+                packet(OWN, 255, &advert(51).encode(OWN, VRRP_GROUP)),
+                Dropped::Own,
+            ),
+        ];
+        let mut c = Counters::default();
+        for (p, want) in &cases {
+            let got = inspect(p, OWN).unwrap_err();
+            assert_eq!(got, *want);
+            c.dropped(got);
+        }
+        c.dropped(Dropped::Vrid(52));
+        assert_eq!(
+            c,
+            Counters {
+                drop_ttl: 1,
+                drop_version: 1,
+                drop_checksum: 1,
+                drop_length: 1,
+                drop_own: 1,
+                drop_vrid: 1,
+                ..Counters::default()
+            }
+        );
+    }
+
+    #[test]
+    fn rise_and_fall_need_results_in_a_row() {
+        let s = Script {
+            pos: crate::conf::Pos {
+                file: Arc::new("k.conf".into()),
+                line: 1,
+            },
+            name: "chk".into(),
+            argv: vec!["/bin/true".into()],
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            weight: -10,
+            rise: 2,
+            fall: 3,
+        };
+        let mut st = ScriptState {
+            good: None,
+            streak: 0,
+        };
+        assert!(st.result(&s, true), "the first result decides");
+        assert!(!st.result(&s, false));
+        assert!(!st.result(&s, true), "a success resets the count");
+        assert!(!st.result(&s, false) && !st.result(&s, false));
+        assert!(st.result(&s, false), "the third failure in a row");
+        assert_eq!(st.good, Some(false));
+        assert!(!st.result(&s, true));
+        assert!(st.result(&s, true), "the second success in a row");
+        assert_eq!(st.good, Some(true));
     }
 }

@@ -376,11 +376,16 @@ impl<F: FrameBuf> BurstDriver<F> {
         }
     }
 
-    /// Routes an IPv4 packet the kernel sent through a twin: `frame` holds room for an
-    /// Ethernet header, then the packet ([`Pipeline::route_from_kernel`]); it goes out in this loop's
-    /// TX batches, or waits for ARP. Returns what the pipeline decided.
-    pub fn rx_from_kernel<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io, mut frame: F) -> Action {
-        let action = self.pipeline.route_from_kernel(frame.data_mut());
+    /// Routes an IPv4 packet the kernel sent through the twin of port `twin`: `frame` holds
+    /// room for an Ethernet header, then the packet ([`Pipeline::route_from_kernel`]); it goes
+    /// out in this loop's TX batches, or waits for ARP. Returns what the pipeline decided.
+    pub fn rx_from_kernel<Io: FrameIo<Frame = F>>(
+        &mut self,
+        io: &mut Io,
+        twin: u16,
+        mut frame: F,
+    ) -> Action {
+        let action = self.pipeline.route_from_kernel(twin, frame.data_mut());
         self.dispatch(io, frame, action);
         action
     }

@@ -213,6 +213,13 @@ named_enum! {
         /// IPv4 packets the kernel sent through a twin, handed to a worker to route out of a
         /// port (sent, held for ARP or dropped as counted).
         FromKernel = "from_kernel",
+        /// Of `to_kernel`'s frames: link-local multicast (224.0.0.0/24: VRRP adverts, IPVS
+        /// sync) to its group MAC, sent up to the ingress port's twin (counted when the
+        /// worker's rate let it through; the queue may still refuse it: `kernel_queue_full`).
+        MulticastToKernel = "multicast_to_kernel",
+        /// Of `from_kernel`'s packets: multicast the kernel sent through a twin, sent out of
+        /// that twin's port to the group MAC.
+        MulticastFromKernel = "multicast_from_kernel",
     }
 }
 

@@ -3096,3 +3096,381 @@ fn health_check_load_of_1000_real_servers_on_rvsd() {
     assert_eq!(delta("drop.kernel_queue_full"), 0, "{counters}");
     lab.stop_rvsd();
 }
+
+// ---------------------------------------------------------------------------------------------
+// VRRP's needs of the kernel twin: link-local multicast both ways, and addresses held on request.
+// Observed from rvs-cli with a packet socket on its eth0 (every frame, as tcpdump -e sees them).
+
+/// The group MAC of VRRP's 224.0.0.18.
+const VRRP_MAC: [u8; 6] = [0x01, 0x00, 0x5e, 0x00, 0x00, 0x12];
+const VRRP_GROUP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(224, 0, 0, 18);
+const SYNC_GROUP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(224, 0, 0, 81);
+const SYNC_PORT: u16 = 8848;
+const CLI_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 51, 100, 10);
+const EXT_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 51, 100, 1);
+
+/// `f` on a thread inside namespace `ns` (setns changes that thread only); the sockets it
+/// makes stay in `ns` for their life, wherever they are used afterwards.
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    thread::spawn(move || {
+        let file = fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // SAFETY: a valid namespace fd; affects the calling thread only.
+        let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns {path}: {}", io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .expect("namespace thread")
+}
+
+/// The MAC of `ifname` in namespace `ns`, from `ip -o link`.
+fn link_mac(ns: &str, ifname: &str) -> [u8; 6] {
+    let out = in_ns(
+        ns,
+        &["ip", "-o", "link", "show", "dev", ifname],
+        Duration::from_secs(10),
+    )
+    .stdout;
+    let text = out
+        .split("link/ether ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no MAC for {ns}/{ifname} in {out}"));
+    let mut mac = [0u8; 6];
+    for (b, h) in mac.iter_mut().zip(text.split(':')) {
+        *b = u8::from_str_radix(h, 16).expect("hex MAC");
+    }
+    mac
+}
+
+/// Waits (bounded) until twin `ifname` in rvs-dir carries `addr` (a prefix of `ip -o addr`'s
+/// "a.b.c.d/len"): rvsd's control socket answers before its ports and twins are up.
+fn wait_twin_addr(ifname: &str, addr: &str) {
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = in_ns(
+            "rvs-dir",
+            &["ip", "-o", "-4", "addr", "show", "dev", ifname],
+            Duration::from_secs(10),
+        )
+        .stdout;
+        if out.contains(&format!("inet {addr}")) {
+            return;
+        }
+        assert!(Instant::now() < end, "{ifname} never had {addr}: {out}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A setsockopt of a plain value that must succeed.
+fn set_opt<T>(fd: &std::os::fd::OwnedFd, level: i32, name: i32, value: &T) {
+    // SAFETY: a valid socket; `value` points at a live T of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "setsockopt {level}/{name}: {}",
+        io::Error::last_os_error()
+    );
+}
+
+/// Waits up to `wait` for `fd` to be readable, then reads one datagram or frame into `buf`.
+fn recv_within(fd: &std::os::fd::OwnedFd, buf: &mut [u8], wait: Duration) -> Option<usize> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: one valid pollfd.
+    if unsafe { libc::poll(&mut p, 1, ms) } <= 0 {
+        return None;
+    }
+    // SAFETY: a valid socket and a writable buffer of buf.len() bytes.
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    usize::try_from(n).ok()
+}
+
+/// An AF_PACKET socket on one interface of a namespace: every frame that arrives there, and
+/// frames sent as they are (an ARP request as arping sends it).
+struct Wire {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Wire {
+    fn open(ns: &str, ifname: &str) -> Wire {
+        let name = std::ffi::CString::new(ifname).expect("interface name");
+        in_netns(ns, move || {
+            let proto = (libc::ETH_P_ALL as u16).to_be();
+            // SAFETY: plain socket call; the fd is owned below.
+            let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
+            assert!(raw >= 0, "packet socket: {}", io::Error::last_os_error());
+            // SAFETY: a fresh fd nothing else owns.
+            let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+            // SAFETY: a NUL-terminated name.
+            let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+            assert!(index > 0, "no interface {name:?}");
+            // SAFETY: sockaddr_ll is plain data; all zero is a valid value.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto;
+            sll.sll_ifindex = index as i32;
+            // SAFETY: a valid socket and address of the size given.
+            let r = unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(r, 0, "bind packet socket: {}", io::Error::last_os_error());
+            // Only what arrives: not our own frames going out.
+            let ignore_outgoing: i32 = 1;
+            set_opt(
+                &fd,
+                libc::SOL_PACKET,
+                libc::PACKET_IGNORE_OUTGOING,
+                &ignore_outgoing,
+            );
+            Wire { fd }
+        })
+    }
+
+    /// The first arriving frame `want` accepts, within `wait`.
+    fn first(&self, wait: Duration, want: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
+        let end = Instant::now() + wait;
+        let mut buf = vec![0u8; 2048];
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            if let Some(n) = recv_within(&self.fd, &mut buf, left) {
+                if want(&buf[..n]) {
+                    return Some(buf[..n].to_vec());
+                }
+            }
+        }
+        None
+    }
+}
+
+/// What the multicast checks look at in an IPv4 frame.
+struct Ip4Frame<'a> {
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    ttl: u8,
+    proto: u8,
+    dst: std::net::Ipv4Addr,
+    /// After the IP header.
+    payload: &'a [u8],
+}
+
+/// `f` as an IPv4 frame; None for anything else.
+fn ipv4_frame(f: &[u8]) -> Option<Ip4Frame<'_>> {
+    if f.get(12..14)? != [0x08, 0x00] {
+        return None;
+    }
+    let ip = f.get(14..)?;
+    let ihl = usize::from(ip.first()? & 0x0f) * 4;
+    let dst: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
+    Some(Ip4Frame {
+        dst_mac: f.get(..6)?.try_into().ok()?,
+        src_mac: f.get(6..12)?.try_into().ok()?,
+        ttl: *ip.get(8)?,
+        proto: *ip.get(9)?,
+        dst: dst.into(),
+        payload: ip.get(ihl..)?,
+    })
+}
+
+/// A raw IPv4 socket for protocol 112 (VRRP) in namespace `ns`, sending multicast out of the
+/// interface holding `via` with TTL 255 (as VRRP must), and joined to 224.0.0.18 there.
+fn vrrp_socket(ns: &str, via: std::net::Ipv4Addr) -> std::os::fd::OwnedFd {
+    in_netns(ns, move || {
+        // SAFETY: plain socket call; the fd is owned below.
+        let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, 112) };
+        assert!(raw >= 0, "raw socket: {}", io::Error::last_os_error());
+        // SAFETY: a fresh fd nothing else owns.
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+        let addr = |a: std::net::Ipv4Addr| libc::in_addr {
+            s_addr: u32::from(a).to_be(),
+        };
+        set_opt(&fd, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &addr(via));
+        set_opt(&fd, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, &255i32);
+        // Our own adverts are not looped back to us (keepalived does the same).
+        set_opt(&fd, libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, &0i32);
+        let join = libc::ip_mreq {
+            imr_multiaddr: addr(VRRP_GROUP),
+            imr_interface: addr(via),
+        };
+        set_opt(&fd, libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP, &join);
+        fd
+    })
+}
+
+/// Sends `payload` as one datagram to `group` on a socket connected nowhere.
+fn send_to_group(fd: &std::os::fd::OwnedFd, group: std::net::Ipv4Addr, port: u16, payload: &[u8]) {
+    // SAFETY: sockaddr_in is plain data; all zero is a valid value.
+    let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    sin.sin_family = libc::AF_INET as u16;
+    sin.sin_port = port.to_be();
+    sin.sin_addr.s_addr = u32::from(group).to_be();
+    // SAFETY: a valid socket, buffer and address of the size given.
+    let n = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            payload.as_ptr().cast(),
+            payload.len(),
+            0,
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        n,
+        payload.len() as isize,
+        "sendto {group}: {}",
+        io::Error::last_os_error()
+    );
+}
+
+/// A UDP socket in namespace `ns` on port 8848 (IPVS sync), joined to 224.0.0.81 on the
+/// interface holding `via` and sending multicast out of it.
+fn sync_socket(ns: &str, via: std::net::Ipv4Addr) -> UdpSocket {
+    in_netns(ns, move || {
+        let s = UdpSocket::bind(("0.0.0.0", SYNC_PORT)).expect("bind 8848");
+        s.join_multicast_v4(&SYNC_GROUP, &via)
+            .expect("join 224.0.0.81");
+        s.set_multicast_loop_v4(false).expect("no loop");
+        let fd = std::os::fd::AsFd::as_fd(&s)
+            .try_clone_to_owned()
+            .expect("dup");
+        let via = libc::in_addr {
+            s_addr: u32::from(via).to_be(),
+        };
+        set_opt(&fd, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &via);
+        s
+    })
+}
+
+/// VRRP adverts and IPVS sync datagrams through the external port's twin (rvs-ext0): sent by
+/// sockets in rvs-dir, they reach rvs-cli to the group MAC (VRRP with TTL 255); sent from
+/// rvs-cli, they reach the sockets in rvs-dir that joined the group on the twin.
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
+fn rvsd_carries_link_local_multicast_through_the_twin() {
+    let _lock = lab_start("rvsd_carries_link_local_multicast_through_the_twin", &[]);
+    let mut lab = Lab::up(false);
+    lab.start_rvsd();
+    let wire = Wire::open("rvs-cli", "eth0");
+    let dext_mac = link_mac("rvs-dir", "rvs-dext");
+    wait_twin_addr("rvs-ext0", "198.51.100.1/");
+
+    // Out: rvs-dir -> rvs-cli.
+    let dir_vrrp = vrrp_socket("rvs-dir", EXT_IP);
+    let dir_sync = sync_socket("rvs-dir", EXT_IP);
+    send_to_group(&dir_vrrp, VRRP_GROUP, 0, b"\x31advert-from-dir");
+    let advert = |f: &[u8]| {
+        ipv4_frame(f).is_some_and(|ip| {
+            ip.proto == 112 && ip.dst == VRRP_GROUP && ip.payload.ends_with(b"advert-from-dir")
+        })
+    };
+    let seen = wire
+        .first(Duration::from_secs(5), advert)
+        .unwrap_or_else(|| {
+            panic!(
+                "no advert from rvs-dir in rvs-cli\n{}\n{}",
+                lab.ctl(&["counters"]),
+                lab.rvsd_log_tail()
+            )
+        });
+    let ip = ipv4_frame(&seen).expect("ipv4");
+    assert_eq!(
+        ip.dst_mac, VRRP_MAC,
+        "the group MAC (tcpdump -e: 01:00:5e:00:00:12)"
+    );
+    assert_eq!(ip.src_mac, dext_mac, "from rvsd's external port");
+    assert_eq!(ip.ttl, 255, "VRRP's TTL kept");
+    dir_sync
+        .send_to(b"sync-from-dir", (SYNC_GROUP, SYNC_PORT))
+        .expect("send sync");
+    let sync = |f: &[u8]| {
+        ipv4_frame(f).is_some_and(|ip| {
+            ip.proto == 17 && ip.dst == SYNC_GROUP && ip.payload.ends_with(b"sync-from-dir")
+        })
+    };
+    let seen = wire
+        .first(Duration::from_secs(5), sync)
+        .unwrap_or_else(|| panic!("no sync datagram in rvs-cli\n{}", lab.ctl(&["counters"])));
+    let ip = ipv4_frame(&seen).expect("ipv4");
+    assert_eq!(ip.dst_mac, [0x01, 0x00, 0x5e, 0x00, 0x00, 0x51]);
+    assert_eq!(ip.src_mac, dext_mac);
+
+    // In: rvs-cli -> the sockets in rvs-dir.
+    let cli_vrrp = vrrp_socket("rvs-cli", CLI_IP);
+    let cli_sync = sync_socket("rvs-cli", CLI_IP);
+    let mut buf = [0u8; 1500];
+    let mut got_advert = None;
+    for _ in 0..3 {
+        send_to_group(&cli_vrrp, VRRP_GROUP, 0, b"\x31advert-from-cli");
+        let end = Instant::now() + Duration::from_secs(2);
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            let Some(n) = recv_within(&dir_vrrp, &mut buf, left) else {
+                break;
+            };
+            // A raw socket reads the IP header too: the source and TTL as they arrived.
+            if buf[..n].ends_with(b"advert-from-cli") {
+                got_advert = Some((
+                    buf[8],
+                    std::net::Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]),
+                ));
+                break;
+            }
+        }
+        if got_advert.is_some() {
+            break;
+        }
+    }
+    let (ttl, src) = got_advert.unwrap_or_else(|| {
+        panic!(
+            "the advert from rvs-cli did not reach rvs-dir's socket\n{}",
+            lab.ctl(&["counters"])
+        )
+    });
+    assert_eq!((ttl, src), (255, CLI_IP));
+    cli_sync
+        .send_to(b"sync-from-cli", (SYNC_GROUP, SYNC_PORT))
+        .expect("send sync");
+    dir_sync
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let (n, from) = dir_sync.recv_from(&mut buf).unwrap_or_else(|e| {
+        panic!(
+            "no sync datagram in rvs-dir: {e}\n{}",
+            lab.ctl(&["counters"])
+        )
+    });
+    assert_eq!(&buf[..n], b"sync-from-cli");
+    assert_eq!(from, SocketAddr::from((CLI_IP, SYNC_PORT)));
+
+    let counters = lab.ctl(&["counters"]);
+    assert!(counter(&counters, "multicast_to_kernel") >= 2, "{counters}");
+    assert!(
+        counter(&counters, "multicast_from_kernel") >= 2,
+        "{counters}"
+    );
+    lab.stop_rvsd();
+}

@@ -2413,6 +2413,9 @@ impl Healthd {
             .arg(conf)
             .arg("--socket")
             .arg(&lab.socket)
+            // rvsd's configuration: the ports' kernel twins, for vrrp_instance.
+            .arg("--rvs-config")
+            .arg(lab.tmp.join("rvs.toml"))
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log fd"))
             .stderr(out)
@@ -3640,5 +3643,325 @@ fn rvsd_holds_virtual_addresses_on_request() {
     assert_eq!(counter(&counters, "garp_sent"), 5, "{counters}");
     // The VIP was never affected.
     assert_eq!(arping(&wire, cli_mac, EXT_IP), Some(dext_mac));
+    lab.stop_rvsd();
+}
+
+/// The VRRP scenario's virtual address: on the client segment, not otherwise rvsd's.
+const VRRP_VIP: &str = "198.51.100.50";
+
+/// keepalived.conf for one side of the VRRP scenario (version 3, VRID 51, advert_int 1): the
+/// generic notify script writes the state entered to `state`.
+fn vrrp_conf(dev: &str, priority: u8, nopreempt: bool, notify: &Path) -> String {
+    format!(
+        "global_defs {{\n  vrrp_version 3\n}}\nvrrp_instance VI_LAB {{\n  state BACKUP\n  interface {dev}\n  virtual_router_id 51\n  priority {priority}\n  advert_int 1\n  {}\n  virtual_ipaddress {{\n    {VRRP_VIP}/24 dev {dev}\n  }}\n  notify {}\n}}\n",
+        if nopreempt { "nopreempt" } else { "" },
+        notify.display()
+    )
+}
+
+/// A notify script writing its third argument (the state) to `state`, atomically.
+fn notify_script(path: &Path, state: &Path) {
+    fs::write(
+        path,
+        format!(
+            "#!/bin/sh\necho \"$3\" > {0}.tmp && mv {0}.tmp {0}\n",
+            state.display()
+        ),
+    )
+    .expect("write notify script");
+    let r = run(
+        {
+            let mut c = cmd("chmod");
+            c.arg("755").arg(path);
+            c
+        },
+        Duration::from_secs(5),
+    )
+    .expect("chmod");
+    assert!(r.status.success());
+}
+
+/// Debian's keepalived (VRRP only) in rvs-cli; stopped by PID (SIGTERM, SIGKILL after 5 s),
+/// also when the scenario panics.
+struct Keepalived {
+    child: Option<std::process::Child>,
+    log: PathBuf,
+}
+
+impl Keepalived {
+    fn start(dir: &Path, conf: &Path) -> Keepalived {
+        let log = dir.join("keepalived.log");
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("keepalived log");
+        let child = cmd("ip")
+            .args([
+                "netns",
+                "exec",
+                "rvs-cli",
+                "keepalived",
+                "-n",
+                "-l",
+                "-D",
+                "-P",
+                "-f",
+            ])
+            .arg(conf)
+            .arg("-p")
+            .arg(dir.join("keepalived.pid"))
+            .arg("-r")
+            .arg(dir.join("vrrp.pid"))
+            .arg("-c")
+            .arg(dir.join("checkers.pid"))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log fd"))
+            .stderr(out)
+            .spawn()
+            .expect("start keepalived");
+        Keepalived {
+            child: Some(child),
+            log,
+        }
+    }
+
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SAFETY: kill(2) on our own child's PID, not reaped yet.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Keepalived {
+    fn drop(&mut self) {
+        self.stop();
+        if thread::panicking() {
+            eprintln!(
+                "--- keepalived log ---\n{}",
+                fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
+}
+
+fn read_state(path: &Path) -> String {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Waits until the notify file at `path` says `want`; how long that took.
+fn wait_vrrp_state(path: &Path, want: &str, within: Duration) -> Duration {
+    let t0 = Instant::now();
+    while t0.elapsed() < within {
+        if read_state(path) == want {
+            return t0.elapsed();
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    panic!(
+        "{} is {:?}, not {want}, after {within:?}",
+        path.display(),
+        read_state(path)
+    );
+}
+
+/// Whether `ifname` in `ns` carries the VRRP address.
+fn has_vrrp_vip(ns: &str, ifname: &str) -> bool {
+    in_ns(
+        ns,
+        &["ip", "-o", "-4", "addr", "show", "dev", ifname],
+        Duration::from_secs(10),
+    )
+    .stdout
+    .contains(&format!("inet {VRRP_VIP}/"))
+}
+
+/// The VRRP scenarios' files: notify scripts writing each side's state, and the two
+/// keepalived.conf (keepalived in rvs-cli on eth0, rvs-healthd in rvs-dir on rvsd's twin
+/// rvs-ext0).
+struct VrrpSides {
+    k_state: PathBuf,
+    r_state: PathBuf,
+    k_conf: PathBuf,
+    r_conf: PathBuf,
+    r_notify: PathBuf,
+}
+
+impl VrrpSides {
+    fn new(lab: &Lab, k_priority: u8) -> VrrpSides {
+        let t = &lab.tmp;
+        let sides = VrrpSides {
+            k_state: t.join("state-keepalived"),
+            r_state: t.join("state-healthd"),
+            k_conf: t.join("keepalived-cli.conf"),
+            r_conf: t.join("keepalived-dir.conf"),
+            r_notify: t.join("notify-r.sh"),
+        };
+        notify_script(&t.join("notify-k.sh"), &sides.k_state);
+        notify_script(&sides.r_notify, &sides.r_state);
+        let k = vrrp_conf("eth0", k_priority, false, &t.join("notify-k.sh"));
+        fs::write(&sides.k_conf, k).expect("write keepalived.conf");
+        sides
+    }
+
+    /// rvs-healthd's keepalived.conf.
+    fn healthd(&self, priority: u8, nopreempt: bool) -> &Path {
+        let text = vrrp_conf("rvs-ext0", priority, nopreempt, &self.r_notify);
+        fs::write(&self.r_conf, text).expect("write keepalived.conf");
+        let _ = fs::remove_file(&self.r_state);
+        &self.r_conf
+    }
+}
+
+/// Master_Down_Interval at priority 100 (3.61 s) with slack for process starts and polling.
+const VRRP_ELECTION: Duration = Duration::from_secs(6);
+const VRRP_ADVERT: Duration = Duration::from_secs(1);
+
+/// rvs-healthd's VRRP against Debian's keepalived across rvsd: keepalived in rvs-cli on its
+/// eth0, rvs-healthd in rvs-dir on rvsd's external twin rvs-ext0, its adverts carried by rvsd's
+/// link-local multicast both ways; one vrrp_instance each (version 3, VRID 51, advert_int 1,
+/// VIP 198.51.100.50). rvs-healthd at 150 preempts keepalived at 100; SIGTERM to rvs-healthd
+/// sends priority 0 and keepalived takes over within 3 advert intervals; started again,
+/// rvs-healthd preempts back; with `nopreempt` it stays BACKUP. Then the other way: keepalived
+/// at 200 preempts rvs-healthd, and when keepalived stops rvs-healthd takes over within 3
+/// intervals. keepalived's side is read from its notify file and `ip addr`, rvs-healthd's from
+/// its notify file.
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
+fn rvs_healthd_vrrp_interoperates_with_keepalived_through_rvsd() {
+    let _lock = lab_start(
+        "rvs_healthd_vrrp_interoperates_with_keepalived_through_rvsd",
+        &["keepalived"],
+    );
+    let mut lab = Lab::up(false);
+    lab.start_rvsd();
+    wait_twin_addr("rvs-ext0", "198.51.100.1/");
+    let sides = VrrpSides::new(&lab, 100);
+
+    let mut keepalived = Keepalived::start(&lab.tmp, &sides.k_conf);
+    wait_vrrp_state(&sides.k_state, "MASTER", VRRP_ELECTION);
+    assert!(has_vrrp_vip("rvs-cli", "eth0"));
+
+    let healthd = Healthd::start(&lab, sides.healthd(150, false));
+    wait_vrrp_state(&sides.r_state, "MASTER", VRRP_ELECTION);
+    wait_vrrp_state(&sides.k_state, "BACKUP", VRRP_ADVERT);
+    assert!(
+        !has_vrrp_vip("rvs-cli", "eth0"),
+        "keepalived let the VIP go"
+    );
+
+    // SIGTERM: priority 0, keepalived takes over after its skew time.
+    let t0 = Instant::now();
+    let (st, log) = healthd.stop();
+    assert!(st.success(), "rvs-healthd: {st}\n{log}");
+    wait_vrrp_state(&sides.k_state, "MASTER", 3 * VRRP_ADVERT);
+    println!(
+        "keepalived took over {:.2?} after rvs-healthd's SIGTERM (bound 3 s)",
+        t0.elapsed()
+    );
+    assert!(has_vrrp_vip("rvs-cli", "eth0"));
+
+    // Back at 150: preemption.
+    let healthd = Healthd::start(&lab, sides.healthd(150, false));
+    wait_vrrp_state(&sides.r_state, "MASTER", VRRP_ELECTION);
+    wait_vrrp_state(&sides.k_state, "BACKUP", VRRP_ADVERT);
+    let (st, log) = healthd.stop();
+    assert!(st.success(), "rvs-healthd: {st}\n{log}");
+    wait_vrrp_state(&sides.k_state, "MASTER", 3 * VRRP_ADVERT);
+
+    // With nopreempt, 150 joins keepalived's election and stays BACKUP.
+    let healthd = Healthd::start(&lab, sides.healthd(150, true));
+    wait_vrrp_state(&sides.r_state, "BACKUP", VRRP_ELECTION);
+    thread::sleep(2 * VRRP_ELECTION);
+    assert_eq!(read_state(&sides.r_state), "BACKUP", "nopreempt");
+    assert_eq!(read_state(&sides.k_state), "MASTER");
+    let (st, log) = healthd.stop();
+    assert!(st.success(), "rvs-healthd: {st}\n{log}");
+    keepalived.stop();
+
+    // The other way: rvs-healthd master at 100, keepalived at 200 preempts it, then stops.
+    let healthd = Healthd::start(&lab, sides.healthd(100, false));
+    wait_vrrp_state(&sides.r_state, "MASTER", VRRP_ELECTION);
+    let k_conf = vrrp_conf("eth0", 200, false, &lab.tmp.join("notify-k.sh"));
+    fs::write(&sides.k_conf, k_conf).expect("write keepalived.conf");
+    let mut keepalived = Keepalived::start(&lab.tmp, &sides.k_conf);
+    wait_vrrp_state(&sides.k_state, "MASTER", VRRP_ELECTION);
+    wait_vrrp_state(&sides.r_state, "BACKUP", VRRP_ADVERT);
+    let t0 = Instant::now();
+    keepalived.stop();
+    wait_vrrp_state(&sides.r_state, "MASTER", 3 * VRRP_ADVERT);
+    println!(
+        "rvs-healthd took over {:.2?} after keepalived's SIGTERM (bound 3 s)",
+        t0.elapsed()
+    );
+    let (st, log) = healthd.stop();
+    assert!(st.success(), "rvs-healthd: {st}\n{log}");
+    lab.stop_rvsd();
+}
+
+/// rvsd holds the VRRP address while rvs-healthd is MASTER, and only then: on the twin
+/// rvs-ext0, and answering rvs-cli's ARP with its port's MAC (ping through the twin); after
+/// SIGTERM neither. Needs rvsd's side of SetVirtualAddrs (branch wt-vaddr).
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
+#[ignore = "needs rvsd's SetVirtualAddrs (branch wt-vaddr): un-ignore when merged"]
+fn rvsd_holds_the_vrrp_address_while_rvs_healthd_is_master() {
+    let _lock = lab_start(
+        "rvsd_holds_the_vrrp_address_while_rvs_healthd_is_master",
+        &["keepalived"],
+    );
+    let mut lab = Lab::up(false);
+    lab.start_rvsd();
+    wait_twin_addr("rvs-ext0", "198.51.100.1/");
+    let dext_mac = link_mac("rvs-dir", "rvs-dext");
+    let sides = VrrpSides::new(&lab, 100);
+    let vip_answers = || {
+        let _ = in_ns(
+            "rvs-cli",
+            &["ip", "neigh", "flush", "dev", "eth0"],
+            Duration::from_secs(10),
+        );
+        let ping = in_ns(
+            "rvs-cli",
+            &["ping", "-c", "2", "-W", "1", VRRP_VIP],
+            Duration::from_secs(10),
+        );
+        let neigh = in_ns(
+            "rvs-cli",
+            &["ip", "neigh", "show", VRRP_VIP, "dev", "eth0"],
+            Duration::from_secs(10),
+        )
+        .stdout;
+        let mac: Vec<String> = dext_mac.iter().map(|b| format!("{b:02x}")).collect();
+        ping.status.success() && neigh.contains(&mac.join(":"))
+    };
+    assert!(!vip_answers(), "no one holds the VIP yet");
+    let healthd = Healthd::start(&lab, sides.healthd(150, false));
+    wait_vrrp_state(&sides.r_state, "MASTER", VRRP_ELECTION);
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        has_vrrp_vip("rvs-dir", "rvs-ext0"),
+        "{}",
+        lab.rvsd_log_tail()
+    );
+    assert!(vip_answers(), "rvsd answers ARP and ping for the VIP");
+    let (st, log) = healthd.stop();
+    assert!(st.success(), "rvs-healthd: {st}\n{log}");
+    assert!(!has_vrrp_vip("rvs-dir", "rvs-ext0"));
+    assert!(!vip_answers(), "released on SIGTERM");
     lab.stop_rvsd();
 }

@@ -16,6 +16,7 @@
 #   scripts/lab.sh ha-kill A|B       kill -9 of that director's rvsd (a failover action)
 #   scripts/lab.sh ha-links A|B down|up   all of that director's links down (or up again)
 #   scripts/lab.sh ha-hold A|B       give the VIP and the DIP to that director (ha_hold below)
+#   scripts/lab.sh ha-reset          links up, director A holding, both rvsd running
 #
 #                 198.51.100.0/24                          192.0.2.0/24
 #  rvs-cli                  rvs-dir (rvsd)                 rvs-sw             rvs-rs1
@@ -704,7 +705,7 @@ cmd_status() {
 }
 
 usage() {
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 main() {
@@ -738,6 +739,7 @@ main() {
     ha-kill) cmd_ha_kill "$arg" ;;
     ha-links) cmd_ha_links "$arg" "$arg2" ;;
     ha-hold) cmd_ha_hold "$arg" ;;
+    ha-reset) cmd_ha_reset ;;
     -h | --help | help) usage ;;
     *)
         usage >&2

@@ -103,12 +103,27 @@ socket = "$(ha_socket "$x")"
 EOF
 }
 
+# Writes both directors' configurations; prints the directors whose configuration changed.
 ha_write_configs() {
-    local x
+    local x f
     for x in A B; do
         mkdir -p "$(ha_dir "$x")"
-        ha_config "$x" >"$(ha_dir "$x")/rvs.toml"
+        f=$(ha_dir "$x")/rvs.toml
+        ha_config "$x" >"$f.new"
+        if cmp -s "$f.new" "$f"; then
+            rm -f "$f.new"
+        else
+            mv -f "$f.new" "$f"
+            echo "$x"
+        fi
     done
+}
+
+# Whether director X's ports are set down (`ha-links X down`).
+ha_links_down() {
+    local ns
+    ns=$(ha_ns "$1")
+    ! ip -n "$ns" -o link show dev rvs-dext | grep -q '[<,]UP[,>]'
 }
 
 ha_running() {
@@ -124,20 +139,25 @@ ha_running() {
 # The stand-in until VRRP (rvs-healthd) moves them: rvsd cannot change its port addresses live,
 # so the director that gives them up is restarted without them first (it must stop answering
 # ARP for them before the other starts), then the one that takes them is restarted with them;
-# a director whose rvsd is not running only gets its new configuration. The neighbour entries
+# a director whose rvsd is not running only gets its new configuration, one whose configuration
+# did not change is left alone. The neighbour entries
 # of the client and the real servers are flushed in place of the gratuitous ARPs a VRRP master
 # sends. Replace this function when VRRP lands.
 ha_hold() {
-    local to=$1 from x
+    local to=$1 from x changed
     ha_ns "$to" >/dev/null
     if [ "$to" = A ]; then from=B; else from=A; fi
     echo "$to" >"$RVS_LAB_DIR/ha-holder"
-    ha_write_configs
+    changed=$(ha_write_configs | xargs)
     for x in "$from" "$to"; do
-        if ha_running "$x"; then
-            ha_stop "$x"
-            ha_start "$x"
+        [[ " $changed " == *" $x "* ]] && ha_running "$x" || continue
+        if ha_links_down "$x"; then
+            # Cut off, as after `ha-links X down`: nothing reaches it (nor could VRRP).
+            log "ha-hold: director $x has its links down; its rvsd is left as it is"
+            continue
         fi
+        ha_stop "$x"
+        ha_start "$x"
     done
     ip -n "$NS_CLI" neigh flush to "$VIP" 2>/dev/null || true
     for ((x = 0; x < ${#RS_NS[@]}; x++)); do
@@ -270,7 +290,7 @@ cmd_ha_up() {
         ip -n "${RS_NS[i]}" route add default via "$DIP"
         start_real_server "$i"
     done
-    ha_write_configs
+    ha_write_configs >/dev/null
 
     for l in "${links[@]}"; do
         read -r far_ns far_if sw_if br <<<"$l"
@@ -370,4 +390,24 @@ cmd_ha_hold() {
         resolve_binaries
     fi
     ha_hold "$1"
+}
+
+# Back to the start of a failover: both directors' links up, director A holding the VIP and the
+# DIP, both rvsd running.
+cmd_ha_reset() {
+    need_root
+    ha_need_lab
+    [ -n "$RVSD" ] || resolve_binaries
+    local x ns ifname
+    for x in A B; do
+        ns=$(ha_ns "$x")
+        for ifname in rvs-dext rvs-dint; do
+            ip -n "$ns" link set "$ifname" up
+            wait_link_up "$ns" "$ifname"
+        done
+    done
+    ha_hold A
+    for x in A B; do
+        ha_running "$x" || ha_start "$x"
+    done
 }

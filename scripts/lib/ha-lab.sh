@@ -150,7 +150,9 @@ ha_hold() {
     echo "$to" >"$RVS_LAB_DIR/ha-holder"
     changed=$(ha_write_configs | xargs)
     for x in "$from" "$to"; do
-        [[ " $changed " == *" $x "* ]] && ha_running "$x" || continue
+        if [[ " $changed " != *" $x "* ]] || ! ha_running "$x"; then
+            continue
+        fi
         if ha_links_down "$x"; then
             # Cut off, as after `ha-links X down`: nothing reaches it (nor could VRRP).
             log "ha-hold: director $x has its links down; its rvsd is left as it is"

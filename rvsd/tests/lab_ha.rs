@@ -1,0 +1,782 @@
+//! The two-director HA lab (`scripts/lab.sh ha-up`, docs/ha.md) and its failover harness.
+//!
+//! Two rvsd directors, rvs-dirA and rvs-dirB, each with its two net_af_xdp ports on the same
+//! client segment and the same real-server segment (two bridges in rvs-sw). The VIP and the DIP
+//! belong to whichever director holds them; until VRRP moves them, `lab.sh ha-hold` does (a
+//! restart of rvsd with or without them, see scripts/lib/ha-lab.sh).
+//!
+//! One bring-up for every scenario of this file: the first scenario brings the lab up (and
+//! holds the lab's flock, testkit's `lab_flock`, until the process exits; a mutex keeps the
+//! scenarios of this process one at a time), the others find it
+//! up; each starts from `lab.sh ha-reset` (links up, A holding, both rvsd running), and the lab
+//! is taken down when the test process exits (an `atexit` handler; a lab left by a killed run
+//! is removed by the next `ha-up` or `up`).
+//!
+//! The failover harness ([`failover`]) runs long-lived paced downloads (content checked byte
+//! for byte), a wrk keep-alive load and a UDP probe every 10 ms through the VIP, makes a
+//! failover action on director A (`kill -9` of its rvsd, or all its links down) and reports
+//! failed requests, hung connections, downloads intact, and the gap in service the probe saw.
+//! Without VRRP and connection sync the honest result is that established connections fail;
+//! the scenarios that assert zero loss are `#[ignore]`d until both land.
+//!
+//! Needs what the lab of lab.rs needs (root, iproute2, ethtool, nginx with its stream module,
+//! curl, hugepages: `scripts/setup.sh`) and wrk; `RVS_SKIP_LAB=1` skips it as there.
+
+use std::fs;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Once};
+use std::thread;
+use std::time::{Duration, Instant};
+use testkit::daemon::{control_bin_beside, head_and_tail, rvsadm_beside, workspace_root};
+use testkit::lab::{cmd, find_tool, lab_flock, run, LabFlock, Ran, WrkRun, KEEPALIVE_WRK_LUA};
+
+const VIP: &str = "198.51.100.1";
+const RS: [&str; 2] = ["rs1", "rs2"];
+const UDP_PORT: u16 = 9000;
+const LAB_STATE_DIR: &str = "/run/rvs-lab";
+const CLIENT_NS: &str = "rvs-cli";
+
+/// The downloads' size: about 6 s each, as the lab's nginx paces /slow/ at 1 MB/s.
+const DOWNLOAD_SIZE: usize = 6 << 20;
+
+/// A director of the pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Director {
+    A,
+    B,
+}
+
+impl Director {
+    fn name(self) -> &'static str {
+        match self {
+            Director::A => "A",
+            Director::B => "B",
+        }
+    }
+
+    fn socket(self) -> PathBuf {
+        PathBuf::from(format!("/run/rvs/rvs-dir{}.sock", self.name()))
+    }
+
+    fn log(self) -> PathBuf {
+        Path::new(LAB_STATE_DIR)
+            .join(format!("dir{}", self.name()))
+            .join("rvsd.log")
+    }
+}
+
+fn lab_sh() -> PathBuf {
+    workspace_root().join("scripts/lab.sh")
+}
+
+fn rvsd_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rvsd"))
+}
+
+fn rvsadm() -> PathBuf {
+    rvsadm_beside(&rvsd_bin())
+}
+
+/// `scripts/lab.sh ARGS` with this build's rvsd and rvsadm (no release build).
+fn lab_script(args: &[&str]) -> Ran {
+    let mut c = cmd("bash");
+    c.arg(lab_sh())
+        .args(args)
+        .env("RVSD", rvsd_bin())
+        .env("RVSADM", rvsadm());
+    run(c, Duration::from_secs(180)).unwrap_or_else(|e| panic!("scripts/lab.sh {args:?}: {e}"))
+}
+
+fn lab_script_ok(args: &[&str]) -> Ran {
+    let r = lab_script(args);
+    assert!(
+        r.status.success(),
+        "{}\n{}",
+        r.describe(&format!("scripts/lab.sh {}", args.join(" "))),
+        directors_logs()
+    );
+    r
+}
+
+fn directors_logs() -> String {
+    [Director::A, Director::B]
+        .iter()
+        .map(|d| {
+            format!(
+                "--- rvsd {} log ---\n{}\n",
+                d.name(),
+                head_and_tail(&d.log(), 10, 30)
+            )
+        })
+        .collect()
+}
+
+/// The HA lab, up for the whole test process once a scenario asked for it.
+struct HaLab {
+    _lock: LabFlock,
+    tmp: PathBuf,
+}
+
+static HA_LAB: Mutex<Option<HaLab>> = Mutex::new(None);
+
+extern "C" fn ha_lab_down() {
+    let mut c = cmd("bash");
+    c.arg(lab_sh()).arg("down");
+    match run(c, Duration::from_secs(120)) {
+        Ok(r) if !r.status.success() => eprintln!("{}", r.describe("scripts/lab.sh down")),
+        Ok(_) => {}
+        Err(e) => eprintln!("scripts/lab.sh down: {e}"),
+    }
+}
+
+/// The start of every scenario: the HA lab up (brought up by the first scenario), reset to
+/// both directors running with A holding the VIP and the DIP. The guard keeps the scenarios of
+/// this process one at a time.
+fn ha_lab(test: &str) -> MutexGuard<'static, Option<HaLab>> {
+    let mut guard = HA_LAB.lock().unwrap_or_else(|e| e.into_inner());
+    if guard.is_none() {
+        let lock = lab_flock();
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        assert_eq!(
+            euid, 0,
+            "{test}: the lab needs root (network namespaces, AF_XDP): run `sudo scripts/test.sh`, \
+             or skip it explicitly with RVS_SKIP_LAB=1 cargo test"
+        );
+        let missing: Vec<&str> = [
+            "bash", "ip", "ethtool", "ss", "nginx", "curl", "timeout", "wrk",
+        ]
+        .into_iter()
+        .filter(|t| find_tool(t).is_none())
+        .collect();
+        assert!(
+            missing.is_empty(),
+            "{test}: missing tools {missing:?}: run `sudo scripts/setup.sh` (or RVS_SKIP_LAB=1)"
+        );
+        static AT_EXIT: Once = Once::new();
+        AT_EXIT.call_once(|| {
+            // SAFETY: registers a plain function; it runs once, at process exit.
+            unsafe { libc::atexit(ha_lab_down) };
+        });
+        lab_script_ok(&["ha-up"]);
+        let tmp = std::env::temp_dir().join(format!("rvs-lab-ha-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp).expect("create the HA lab's temp folder");
+        // The same download on every real server (whichever answers, the bytes are known).
+        for rs in RS {
+            let dir = Path::new(LAB_STATE_DIR).join(rs).join("www/slow");
+            fs::create_dir_all(&dir).expect("create www/slow");
+            fs::write(dir.join("big.bin"), download_content()).expect("write the download");
+        }
+        *guard = Some(HaLab { _lock: lock, tmp });
+    }
+    lab_script_ok(&["ha-reset"]);
+    guard
+}
+
+/// The downloads' bytes: xorshift from a fixed seed, so that a byte out of place shows.
+fn download_content() -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..DOWNLOAD_SIZE)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// rvsadm against director `d`'s rvsd.
+fn adm(d: Director, args: &[&str]) -> String {
+    let mut c = cmd(rvsadm());
+    c.args(args).env("RVS_SOCKET", d.socket());
+    let r = run(c, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("rvsadm {} (director {}): {e}", args.join(" "), d.name()));
+    assert!(
+        r.status.success(),
+        "{}\n{}",
+        r.describe(&format!(
+            "rvsadm {} (director {})",
+            args.join(" "),
+            d.name()
+        )),
+        directors_logs()
+    );
+    r.stdout
+}
+
+/// A counter of `rvsadm -L --counters` ("name value" lines); 0 when absent.
+fn counter(listing: &str, name: &str) -> u64 {
+    listing
+        .lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(char::is_whitespace)?;
+            (n == name).then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+/// One HTTP request from the client namespace (a new connection); the body, trimmed.
+fn curl_vip() -> Result<String, String> {
+    let mut c = cmd("ip");
+    c.args(["netns", "exec", CLIENT_NS, "curl", "-sS", "--max-time", "5"])
+        .arg(format!("http://{VIP}/"));
+    let r = run(c, Duration::from_secs(15)).map_err(|e| e.to_string())?;
+    if r.status.success() {
+        Ok(r.stdout.trim().to_owned())
+    } else {
+        Err(format!("{}: {}", r.status, r.stderr.trim()))
+    }
+}
+
+/// Runs `f` on a thread that has entered network namespace `ns` (setns moves only the calling
+/// thread, and ends with it).
+fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> thread::JoinHandle<std::io::Result<T>> {
+    let path = format!("/run/netns/{ns}");
+    thread::spawn(move || {
+        let file = fs::File::open(&path)?;
+        // SAFETY: a valid namespace descriptor; affects the calling thread only.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        f()
+    })
+}
+
+/// One UDP exchange with the VIP from a fresh socket (a new connection for the director):
+/// the answer, trimmed, and where it came from.
+fn udp_vip() -> std::io::Result<(String, SocketAddr)> {
+    let dst: SocketAddr = format!("{VIP}:{UDP_PORT}").parse().expect("VIP:port");
+    in_netns(CLIENT_NS, move || {
+        let sock = UdpSocket::bind("0.0.0.0:0")?;
+        sock.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let mut buf = [0u8; 1500];
+        let mut last = None;
+        for _ in 0..3 {
+            sock.send_to(b"ping\n", dst)?;
+            match sock.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    return Ok((String::from_utf8_lossy(&buf[..n]).trim().to_owned(), from))
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no answer")))
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("UDP thread panicked"))?
+}
+
+// ---------------------------------------------------------------------------------------------
+// The failover harness
+
+/// wrk's keep-alive connections in a failover.
+const WRK_CONNECTIONS: u64 = 8;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// What is done to director A while the load runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    /// `kill -9` of its rvsd.
+    Kill9,
+    /// All its links set down (`ip link set down` of both ports in rvs-dirA).
+    LinksDown,
+}
+
+/// Who moves the VIP and the DIP to director B after the action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Takeover {
+    /// Nobody but the directors themselves (VRRP, once it exists).
+    Directors,
+    /// `lab.sh ha-hold B` right after the action: the lab's stand-in (an rvsd restart).
+    StandIn,
+}
+
+/// A UDP datagram to the VIP every 10 ms from one socket (one connection), and when each
+/// answer came.
+struct Probe {
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<std::io::Result<ProbeRun>>>,
+}
+
+#[derive(Debug, Default)]
+struct ProbeRun {
+    sent: u64,
+    replies: Vec<Instant>,
+}
+
+impl Probe {
+    fn start() -> Probe {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let dst: SocketAddr = format!("{VIP}:{UDP_PORT}").parse().expect("VIP:port");
+        let thread = in_netns(CLIENT_NS, move || {
+            let sock = UdpSocket::bind("0.0.0.0:0")?;
+            sock.set_read_timeout(Some(Duration::from_millis(2)))?;
+            let mut out = ProbeRun::default();
+            let mut buf = [0u8; 1500];
+            let mut next = Instant::now();
+            while !flag.load(Ordering::Relaxed) {
+                if Instant::now() >= next {
+                    // A send can fail while the neighbour is unresolved: the probe goes on.
+                    let _ = sock.send_to(b"probe\n", dst);
+                    out.sent += 1;
+                    next += Duration::from_millis(10);
+                }
+                if let Ok((_, from)) = sock.recv_from(&mut buf) {
+                    if from == dst {
+                        out.replies.push(Instant::now());
+                    }
+                }
+            }
+            Ok(out)
+        });
+        Probe {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> ProbeRun {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .expect("probe running")
+            .join()
+            .expect("probe thread")
+            .expect("probe socket")
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A child process killed (by PID) if the scenario ends before it does.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// How one download ended.
+#[derive(Debug)]
+enum Download {
+    /// Every byte, in order.
+    Intact,
+    /// curl succeeded, but the file differs (size, first differing byte).
+    Corrupt { size: usize, first_diff: usize },
+    /// curl's exit status (28: hung until --max-time) and what it had by then.
+    Failed { curl_exit: i32, size: usize },
+}
+
+impl Download {
+    fn text(&self) -> String {
+        match self {
+            Download::Intact => "intact".into(),
+            Download::Corrupt { size, first_diff } => {
+                format!("CORRUPT: {size} bytes, first wrong byte at {first_diff}")
+            }
+            Download::Failed { curl_exit, size } => {
+                format!("FAILED: curl exit {curl_exit} after {size} of {DOWNLOAD_SIZE} bytes")
+            }
+        }
+    }
+}
+
+/// What a failover did to the traffic through the VIP.
+#[derive(Debug)]
+struct Report {
+    action: Action,
+    takeover: Takeover,
+    downloads: Vec<Download>,
+    wrk: WrkRun,
+    /// wrk's answers in each second of its run (unix seconds from its start on).
+    wrk_seconds: Vec<u64>,
+    /// The index in `wrk_seconds` of the second of the action.
+    action_second: usize,
+    probe_sent: u64,
+    probe_answered: u64,
+    /// Answers the probe had before the action.
+    answered_before: u64,
+    /// From the action to the probe's first answer after it; None: none came.
+    takeover_time: Option<Duration>,
+    /// The longest time without an answer, from the last before the action to the first after
+    /// it (or to the end of the run).
+    service_gap: Duration,
+}
+
+impl Report {
+    /// Requests that failed: wrk's errors and non-200 answers, and downloads that did not end
+    /// whole.
+    fn failed_requests(&self) -> u64 {
+        self.wrk.failed()
+            + self.wrk.bad_answers()
+            + self
+                .downloads
+                .iter()
+                .filter(|d| !matches!(d, Download::Intact))
+                .count() as u64
+    }
+
+    /// Whole seconds after the action's second, before wrk's last (partial) one, in which
+    /// the keep-alive load got no answer at all: its connections hung (wrk counts a timeout
+    /// only for some of them).
+    fn silent_seconds(&self) -> usize {
+        let end = self.wrk_seconds.len().saturating_sub(1);
+        self.wrk_seconds
+            .get(self.action_second + 1..end)
+            .map_or(0, |s| s.iter().filter(|n| **n == 0).count())
+    }
+
+    /// Connections that hung rather than failed: wrk's timeouts, every wrk connection when the
+    /// load went silent, and downloads ended by --max-time (curl exit 28).
+    fn hung_connections(&self) -> u64 {
+        let wrk_hung = if self.silent_seconds() > 0 {
+            WRK_CONNECTIONS.max(self.wrk.errors[4])
+        } else {
+            self.wrk.errors[4]
+        };
+        wrk_hung
+            + self
+                .downloads
+                .iter()
+                .filter(|d| matches!(d, Download::Failed { curl_exit: 28, .. }))
+                .count() as u64
+    }
+
+    fn intact_downloads(&self) -> usize {
+        self.downloads
+            .iter()
+            .filter(|d| matches!(d, Download::Intact))
+            .count()
+    }
+
+    fn text(&self) -> String {
+        let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
+        let mut s = format!(
+            "failover report: {:?} of director A, takeover by {:?}\n",
+            self.action, self.takeover
+        );
+        s += &format!(
+            "  failed requests {}, hung connections {}\n",
+            self.failed_requests(),
+            self.hung_connections()
+        );
+        s += &format!(
+            "  downloads: {} of {} intact\n",
+            self.intact_downloads(),
+            self.downloads.len()
+        );
+        for (i, d) in self.downloads.iter().enumerate() {
+            s += &format!("    download {}: {}\n", i + 1, d.text());
+        }
+        let e = self.wrk.errors;
+        s += &format!(
+            "  wrk keep-alive: {} requests, errors connect {} read {} write {} status {} \
+             timeout {}, non-200 answers {}\n",
+            self.wrk.requests,
+            e[0],
+            e[1],
+            e[2],
+            e[3],
+            e[4],
+            self.wrk.bad_answers()
+        );
+        let per_second: Vec<String> = self
+            .wrk_seconds
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                if i == self.action_second {
+                    format!("[action] {n}")
+                } else {
+                    n.to_string()
+                }
+            })
+            .collect();
+        s += &format!(
+            "  wrk answers per second: {}; silent seconds after the action: {}\n",
+            per_second.join(" "),
+            self.silent_seconds()
+        );
+        s += &format!(
+            "  UDP probe (every 10 ms): {} sent, {} answered ({} before the action)\n",
+            self.probe_sent, self.probe_answered, self.answered_before
+        );
+        s += &match self.takeover_time {
+            Some(t) => format!(
+                "  takeover: first answer {} after the action; gap in service {}\n",
+                ms(t),
+                ms(self.service_gap)
+            ),
+            None => format!(
+                "  takeover: none (no answer after the action; gap at least {})\n",
+                ms(self.service_gap)
+            ),
+        };
+        s
+    }
+}
+
+/// Paced downloads and a keep-alive load through the VIP, `action` on director A two seconds
+/// in, and what it cost. The load lasts `secs` seconds; a download gets `secs` + 4 s at most.
+fn failover(lab: &HaLab, action: Action, takeover: Takeover, secs: u64) -> Report {
+    let expected = download_content();
+    let downloads: Vec<(PathBuf, Reaped)> = (0..3)
+        .map(|i| {
+            let out = lab.tmp.join(format!("download-{i}.bin"));
+            let _ = fs::remove_file(&out);
+            let child = cmd("ip")
+                .args(["netns", "exec", CLIENT_NS, "curl", "-sS", "--max-time"])
+                .arg((secs + 4).to_string())
+                .arg("-o")
+                .arg(&out)
+                .arg(format!("http://{VIP}/slow/big.bin"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start a download");
+            (out, Reaped(child))
+        })
+        .collect();
+
+    let script = lab.tmp.join("keepalive.lua");
+    fs::write(&script, KEEPALIVE_WRK_LUA).expect("write the wrk script");
+    let mut c = cmd("ip");
+    c.args(["netns", "exec", CLIENT_NS, "wrk", "-t2"])
+        .arg(format!("-c{WRK_CONNECTIONS}"))
+        .arg(format!("-d{secs}s"))
+        .args(["--timeout", "2s", "-s"])
+        .arg(&script)
+        .arg(format!("http://{VIP}/"));
+    let wrk_start = unix_now();
+    let wrk = thread::spawn(move || run(c, Duration::from_secs(secs + 30)));
+    let probe = Probe::start();
+
+    thread::sleep(Duration::from_secs(2));
+    match action {
+        Action::Kill9 => lab_script_ok(&["ha-kill", "A"]),
+        Action::LinksDown => lab_script_ok(&["ha-links", "A", "down"]),
+    };
+    // Done (the script waits for rvsd's death): no answer after this came through A.
+    let acted = Instant::now();
+    let acted_unix = unix_now();
+    if takeover == Takeover::StandIn {
+        lab_script_ok(&["ha-hold", "B"]);
+    }
+
+    let wrk = wrk.join().expect("wrk thread").expect("run wrk");
+    let wrk_end = unix_now();
+    let wrk = WrkRun::parse(&wrk.stdout).unwrap_or_else(|| panic!("{}", wrk.describe("wrk")));
+    let downloads = downloads
+        .into_iter()
+        .map(|(path, mut child)| {
+            let st = child.0.wait().expect("wait for a download");
+            let got = fs::read(&path).unwrap_or_default();
+            match st.code() {
+                Some(0) if got == expected => Download::Intact,
+                Some(0) => Download::Corrupt {
+                    size: got.len(),
+                    first_diff: got
+                        .iter()
+                        .zip(&expected)
+                        .position(|(a, b)| a != b)
+                        .unwrap_or(got.len().min(expected.len())),
+                },
+                code => Download::Failed {
+                    curl_exit: code.unwrap_or(-1),
+                    size: got.len(),
+                },
+            }
+        })
+        .collect();
+    let end = Instant::now();
+    let run = probe.finish();
+
+    let before = run.replies.iter().filter(|t| **t <= acted).count();
+    let last_before = run.replies[..before].last().copied().unwrap_or(acted);
+    let first_after = run.replies.get(before).copied();
+    Report {
+        action,
+        takeover,
+        downloads,
+        wrk: wrk.clone(),
+        probe_sent: run.sent,
+        probe_answered: run.replies.len() as u64,
+        answered_before: before as u64,
+        wrk_seconds: (wrk_start..=wrk_end)
+            .map(|sec| wrk.answers.iter().filter(|a| a.1 == sec).map(|a| a.2).sum())
+            .collect(),
+        action_second: (acted_unix - wrk_start) as usize,
+        takeover_time: first_after.map(|t| t - acted),
+        service_gap: first_after.unwrap_or(end) - last_before,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+
+/// Both directors up, director A holding the VIP and the DIP: HTTP and UDP through the VIP go
+/// round robin over both real servers through A, with the VIP as the answers' source; B runs
+/// (its control socket answers) and carries nothing.
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
+fn ha_lab_carries_traffic_through_a_while_b_idles() {
+    let _lab = ha_lab("ha_lab_carries_traffic_through_a_while_b_idles");
+    let before_a = adm(Director::A, &["-L", "--counters"]);
+    let http: Vec<String> = (0..4)
+        .map(|i| curl_vip().unwrap_or_else(|e| panic!("curl {} through the VIP: {e}", i + 1)))
+        .collect();
+    assert_eq!(http, ["rs1", "rs2", "rs1", "rs2"], "HTTP round robin via A");
+    let vip: SocketAddr = format!("{VIP}:{UDP_PORT}").parse().expect("VIP:port");
+    let udp: Vec<String> = (0..4)
+        .map(|i| {
+            let (answer, from) =
+                udp_vip().unwrap_or_else(|e| panic!("UDP {} through the VIP: {e}", i + 1));
+            assert_eq!(from, vip, "the UDP answer must come from the VIP");
+            answer
+        })
+        .collect();
+    assert_eq!(udp, ["rs1", "rs2", "rs1", "rs2"], "UDP round robin via A");
+
+    let a = adm(Director::A, &["-L", "--counters"]);
+    assert!(
+        counter(&a, "conns_created") >= counter(&before_a, "conns_created") + 8,
+        "A made the 8 connections:\n{a}"
+    );
+    let b = adm(Director::B, &["-L", "--counters"]);
+    for name in ["conns_created", "dnat", "snat"] {
+        assert_eq!(counter(&b, name), 0, "B carries nothing ({name}):\n{b}");
+    }
+    let b_services = adm(Director::B, &["-L", "-n"]);
+    assert!(
+        !b_services.contains(VIP),
+        "B has no service on the VIP while A holds it:\n{b_services}"
+    );
+    let ports = {
+        let mut c = cmd(control_bin_beside(&rvsd_bin(), "rvsctl"));
+        c.arg("ports").env("RVS_SOCKET", Director::B.socket());
+        run(c, Duration::from_secs(20)).expect("rvsctl ports")
+    };
+    assert!(
+        ports.status.success() && ports.stdout.matches("link up").count() == 2,
+        "both of B's ports are up: {}",
+        ports.describe("rvsctl ports (director B)")
+    );
+}
+
+/// The harness today: kill -9 of A's rvsd under load, the lab's stand-in moving the VIP and
+/// the DIP to B. What it checks is the harness and the lab (traffic flowed before the action,
+/// the probe is answered again through B after it); what it prints is the report, in which
+/// established connections fail until connection sync exists.
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
+fn failover_harness_reports_kill9_with_the_stand_in_takeover() {
+    let lab = ha_lab("failover_harness_reports_kill9_with_the_stand_in_takeover");
+    let report = failover(
+        lab.as_ref().expect("HA lab up"),
+        Action::Kill9,
+        Takeover::StandIn,
+        8,
+    );
+    println!("{}", report.text());
+    assert!(
+        report.answered_before > 50 && report.wrk.requests > 0,
+        "no traffic before the action: the measurement is void\n{}",
+        report.text()
+    );
+    assert!(
+        report.takeover_time.is_some(),
+        "B must answer the probe after the stand-in takeover\n{}\n{}",
+        report.text(),
+        directors_logs()
+    );
+    let b = adm(Director::B, &["-L", "--counters"]);
+    assert!(
+        counter(&b, "dnat") > 0,
+        "after the takeover B carries the traffic:\n{b}"
+    );
+}
+
+/// issue 14's acceptance test for a crash: kill -9 of the master's rvsd under load, the backup
+/// takes over within 3 advert intervals and nothing is lost.
+#[test]
+#[ignore = "needs VRRP and sync"]
+fn failover_kill9_loses_no_connection() {
+    zero_loss_failover("failover_kill9_loses_no_connection", Action::Kill9);
+}
+
+/// As [`failover_kill9_loses_no_connection`], with all of the master's links down.
+#[test]
+#[ignore = "needs VRRP and sync"]
+fn failover_links_down_loses_no_connection() {
+    zero_loss_failover("failover_links_down_loses_no_connection", Action::LinksDown);
+}
+
+/// VRRP's advert interval in the HA lab's keepalived.conf (advert_int 1).
+const ADVERT_INTERVAL: Duration = Duration::from_secs(1);
+
+fn zero_loss_failover(test: &str, action: Action) {
+    let lab = ha_lab(test);
+    let report = failover(
+        lab.as_ref().expect("HA lab up"),
+        action,
+        Takeover::Directors,
+        10,
+    );
+    println!("{}", report.text());
+    assert!(report.answered_before > 50, "{}", report.text());
+    assert_eq!(report.failed_requests(), 0, "{}", report.text());
+    assert_eq!(report.hung_connections(), 0, "{}", report.text());
+    assert_eq!(report.intact_downloads(), 3, "{}", report.text());
+    let takeover = report
+        .takeover_time
+        .unwrap_or_else(|| panic!("no takeover\n{}", report.text()));
+    assert!(
+        takeover <= 3 * ADVERT_INTERVAL,
+        "takeover within 3 advert intervals\n{}",
+        report.text()
+    );
+}
+
+/// The two failover actions with the lab's stand-in takeover, reports only.
+#[test]
+#[ignore = "a report (about 40 s), not a check: run with --ignored --nocapture"]
+fn failover_reports_for_both_actions() {
+    for action in [Action::Kill9, Action::LinksDown] {
+        let lab = ha_lab("failover_reports_for_both_actions");
+        let report = failover(
+            lab.as_ref().expect("HA lab up"),
+            action,
+            Takeover::StandIn,
+            10,
+        );
+        println!("{}", report.text());
+        drop(lab);
+    }
+}

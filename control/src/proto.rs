@@ -103,6 +103,18 @@ pub enum Request {
     /// The connection sync role (keepalived's `lvs_sync_daemon`): send as `master`, receive as
     /// `backup`. Answered Ok.
     SetSyncRole { master: bool, backup: bool },
+    /// Every instance's addresses by port, held or not (`rvsctl vaddr`); answered with
+    /// [`Response::VirtualAddrs`].
+    ListVirtualAddrs,
+}
+
+/// One VRRP instance's addresses on one port, as `ListVirtualAddrs` reports them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualAddrsStatus {
+    pub instance: String,
+    pub port: String,
+    pub addrs: Vec<Cidr>,
+    pub held: bool,
 }
 
 /// A DPDK port as `rvsctl ports` shows it.
@@ -196,6 +208,8 @@ pub enum Response {
     Version(VersionInfo),
     /// The answer to `Reload`: what it applied, adjusted, could not apply, and left for a restart.
     Reloaded(crate::reload::ReloadReport),
+    /// The answer to `ListVirtualAddrs`, by instance then port.
+    VirtualAddrs(Vec<VirtualAddrsStatus>),
 }
 
 impl RequestEnvelope {
@@ -238,6 +252,28 @@ mod tests {
         let line = serde_json::to_string(&req).unwrap();
         assert!(!line.contains('\n'));
         assert_eq!(serde_json::from_str::<RequestEnvelope>(&line).unwrap(), req);
+    }
+
+    #[test]
+    fn virtual_addrs_requests_have_stable_json() {
+        let set = RequestEnvelope::new(Request::SetVirtualAddrs {
+            instance: "VI_1".into(),
+            port: "ext".into(),
+            addrs: vec![Cidr::parse("198.51.100.5/24").unwrap()],
+            held: true,
+        });
+        let line = serde_json::to_string(&set).unwrap();
+        assert_eq!(
+            line,
+            r#"{"version":1,"request":{"set_virtual_addrs":{"instance":"VI_1","port":"ext","addrs":["198.51.100.5/24"],"held":true}}}"#
+        );
+        assert_eq!(serde_json::from_str::<RequestEnvelope>(&line).unwrap(), set);
+        let list = serde_json::to_string(&RequestEnvelope::new(Request::ListVirtualAddrs)).unwrap();
+        assert_eq!(list, r#"{"version":1,"request":"list_virtual_addrs"}"#);
+        // An address without a prefix length is refused, naming the fix.
+        let bad = r#"{"version":1,"request":{"set_virtual_addrs":{"instance":"VI_1","port":"ext","addrs":["198.51.100.5"],"held":true}}}"#;
+        let e = serde_json::from_str::<RequestEnvelope>(bad).unwrap_err();
+        assert!(e.to_string().contains("prefix length"), "{e}");
     }
 
     #[test]

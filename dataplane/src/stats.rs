@@ -220,6 +220,9 @@ named_enum! {
         /// Of `from_kernel`'s packets: multicast the kernel sent through a twin, sent out of
         /// that twin's port to the group MAC.
         MulticastFromKernel = "multicast_from_kernel",
+        /// Gratuitous ARPs built for addresses that became held (a VRRP instance's on
+        /// becoming MASTER; generated frames: sent, or dropped as counted).
+        GratuitousArp = "garp_sent",
     }
 }
 
@@ -231,6 +234,7 @@ impl Event {
     pub const GENERATED: &'static [Event] = &[
         Event::FromKernel,
         Event::ArpRequests,
+        Event::GratuitousArp,
         Event::IcmpTimeExceeded,
         Event::IcmpFragNeeded,
         Event::IcmpPortUnreach,

@@ -17,10 +17,12 @@
 //! whether it was applied or refused; listings are not. A reload logs itself (see `reload`).
 
 use crate::reload::Trigger;
+use control::config::Cidr;
 use control::proto::{
-    PortInfo, Request, RequestEnvelope, Response, ResponseEnvelope, VersionInfo, MAX_REQUEST_BYTES,
-    PROTOCOL_VERSION,
+    PortInfo, Request, RequestEnvelope, Response, ResponseEnvelope, VersionInfo,
+    VirtualAddrsStatus, MAX_REQUEST_BYTES, PROTOCOL_VERSION,
 };
+use dataplane::pipeline::VirtualAddrs;
 use dataplane::service::ServiceManager;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
@@ -73,14 +75,86 @@ pub fn all_counters(
 /// extended counters too.
 pub type PortInfos = Arc<dyn Fn(bool) -> Vec<PortInfo> + Send + Sync>;
 
+/// Adds (`true`) or removes an address on the kernel twin of a port (by index); a port
+/// without a twin has nothing to change (`exception::twin_address_setter`).
+pub type TwinAddrSetter = Arc<dyn Fn(u16, Cidr, bool) -> Result<(), String> + Send + Sync>;
+
+/// The VRRP-held addresses (`SetVirtualAddrs`, `ListVirtualAddrs`): the dataplane's view and
+/// the twins. Its own lock, taken by those requests only.
+pub struct VirtualAddrHook {
+    addrs: Mutex<VirtualAddrs>,
+    twins: TwinAddrSetter,
+}
+
+impl VirtualAddrHook {
+    pub fn new(addrs: VirtualAddrs, twins: TwinAddrSetter) -> VirtualAddrHook {
+        VirtualAddrHook {
+            addrs: Mutex::new(addrs),
+            twins,
+        }
+    }
+
+    fn answer(&self, request: &Request, ports: &[String]) -> Option<Response> {
+        match request {
+            Request::SetVirtualAddrs {
+                instance,
+                port,
+                addrs,
+                held,
+            } => {
+                let mut v = self.addrs.lock().unwrap_or_else(PoisonError::into_inner);
+                let changes = match v.set(instance, port, addrs, *held) {
+                    Ok(c) => c,
+                    Err(e) => return Some(Response::Error(e)),
+                };
+                // Under the lock, so that two instances' changes reach the twin in order.
+                let failed: Vec<String> = changes
+                    .iter()
+                    .filter_map(|c| {
+                        (self.twins)(c.port, c.cidr, c.present)
+                            .err()
+                            .map(|e| format!("{}: {e}", c.cidr))
+                    })
+                    .collect();
+                Some(if failed.is_empty() {
+                    Response::Ok
+                } else {
+                    Response::Error(format!(
+                        "applied in the dataplane, but the kernel twin refused: {}",
+                        failed.join("; ")
+                    ))
+                })
+            }
+            Request::ListVirtualAddrs => {
+                let v = self.addrs.lock().unwrap_or_else(PoisonError::into_inner);
+                Some(Response::VirtualAddrs(
+                    v.list()
+                        .into_iter()
+                        .map(|e| VirtualAddrsStatus {
+                            instance: e.instance,
+                            port: ports.get(usize::from(e.port)).cloned().unwrap_or_default(),
+                            addrs: e.addrs,
+                            held: e.held,
+                        })
+                        .collect(),
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// What rvsd answers itself, beside the service manager: the DPDK side, which the dataplane
-/// does not see, and the reload.
+/// does not see, the reload, and the virtual addresses (which change the twins).
 #[derive(Clone)]
 struct DaemonHooks {
     device_counters: DeviceCounters,
     ports: PortInfos,
     version: Option<VersionInfo>,
     reload: Option<Reload>,
+    vaddrs: Option<Arc<VirtualAddrHook>>,
+    /// Port names by index, for the virtual address listing.
+    port_names: Arc<[String]>,
 }
 
 impl DaemonHooks {
@@ -97,6 +171,12 @@ impl DaemonHooks {
                 Some(r) => (r.run)(Trigger::Control(peer)),
                 None => Response::Error("this rvsd has no configuration file to reload".into()),
             }),
+            Request::SetVirtualAddrs { .. } | Request::ListVirtualAddrs => match &self.vaddrs {
+                Some(v) => v.answer(request, &self.port_names),
+                None => Some(Response::Error(
+                    "this rvsd does not manage virtual addresses".into(),
+                )),
+            },
             _ => None,
         }
     }
@@ -148,6 +228,8 @@ impl ControlServer {
                 ports: Arc::new(|_| Vec::new()),
                 version: None,
                 reload: None,
+                vaddrs: None,
+                port_names: Arc::new([]),
             },
         })
     }
@@ -173,6 +255,18 @@ impl ControlServer {
     /// Answers `Request::Reload` with `reload`, and reloads when its flag is set.
     pub fn with_reload(mut self, reload: Reload) -> ControlServer {
         self.daemon.reload = Some(reload);
+        self
+    }
+
+    /// Answers `SetVirtualAddrs` and `ListVirtualAddrs` with `hook`; `ports` names the ports
+    /// by index.
+    pub fn with_virtual_addrs(
+        mut self,
+        hook: VirtualAddrHook,
+        ports: Vec<String>,
+    ) -> ControlServer {
+        self.daemon.vaddrs = Some(Arc::new(hook));
+        self.daemon.port_names = ports.into();
         self
     }
 
@@ -369,6 +463,7 @@ fn changes_state(request: &Request) -> bool {
         | Request::GetSysctls
         | Request::ListNeighbours
         | Request::Ports { .. }
+        | Request::ListVirtualAddrs
         | Request::Version => false,
     }
 }
@@ -400,18 +495,20 @@ pub fn handle_line(
         Ok(e) => e,
         Err(e) => return Response::Error(format!("unknown or malformed request: {e}")),
     };
-    if let Some(response) = daemon(&envelope.request, peer) {
-        return response;
-    }
-    let logged = changes_state(&envelope.request).then(|| envelope.request.clone());
-    let mut m = lock(manager);
-    // A bug in a request's handling must not take the control socket down with it.
-    let response =
-        catch_unwind(AssertUnwindSafe(|| m.handle(envelope.request))).unwrap_or_else(|_| {
-            tracing::error!("internal error while handling a control request");
-            Response::Error("internal error in rvsd while handling the request".into())
-        });
-    drop(m);
+    // The reload logs itself, with what it changed.
+    let logged = (changes_state(&envelope.request) && envelope.request != Request::Reload)
+        .then(|| envelope.request.clone());
+    let response = match daemon(&envelope.request, peer) {
+        Some(response) => response,
+        None => {
+            let mut m = lock(manager);
+            // A bug in a request's handling must not take the control socket down with it.
+            catch_unwind(AssertUnwindSafe(|| m.handle(envelope.request))).unwrap_or_else(|_| {
+                tracing::error!("internal error while handling a control request");
+                Response::Error("internal error in rvsd while handling the request".into())
+            })
+        }
+    };
     if let Some(request) = logged {
         let uid = peer.map(|p| p.uid);
         let pid = peer.map(|p| p.pid);

@@ -3255,6 +3255,34 @@ impl Wire {
         })
     }
 
+    fn send(&self, frame: &[u8]) {
+        // SAFETY: a valid bound socket and a readable buffer.
+        let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        assert_eq!(
+            n,
+            frame.len() as isize,
+            "send: {}",
+            io::Error::last_os_error()
+        );
+    }
+
+    /// Every arriving frame `want` accepts, for `wait` (all of it), and what was waiting
+    /// already (`Duration::ZERO`: only that, so that the next reads see new frames).
+    fn capture(&self, wait: Duration, want: impl Fn(&[u8]) -> bool) -> Vec<Vec<u8>> {
+        let end = Instant::now() + wait;
+        let mut buf = vec![0u8; 2048];
+        let mut got = Vec::new();
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match recv_within(&self.fd, &mut buf, left) {
+                Some(n) if want(&buf[..n]) => got.push(buf[..n].to_vec()),
+                Some(_) => {}
+                None if left.is_zero() => return got,
+                None => {}
+            }
+        }
+    }
+
     /// The first arriving frame `want` accepts, within `wait`.
     fn first(&self, wait: Duration, want: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
         let end = Instant::now() + wait;
@@ -3475,6 +3503,146 @@ fn rvsd_carries_link_local_multicast_through_the_twin() {
         counter(&counters, "multicast_from_kernel") >= 2,
         "{counters}"
     );
+    lab.stop_rvsd();
+}
+
+/// An ARP frame's opcode, sender MAC, sender and target address; None for anything else.
+fn arp_parts(f: &[u8]) -> Option<(u16, [u8; 6], std::net::Ipv4Addr, std::net::Ipv4Addr)> {
+    if f.get(12..14)? != [0x08, 0x06] {
+        return None;
+    }
+    let a = f.get(14..42)?;
+    let op = u16::from_be_bytes([a[6], a[7]]);
+    let sha: [u8; 6] = a[8..14].try_into().ok()?;
+    let spa = std::net::Ipv4Addr::new(a[14], a[15], a[16], a[17]);
+    let tpa = std::net::Ipv4Addr::new(a[24], a[25], a[26], a[27]);
+    Some((op, sha, spa, tpa))
+}
+
+/// arping from rvs-cli's eth0: a broadcast ARP request for `target`, three tries 500 ms apart;
+/// the MAC that answered, if any.
+fn arping(wire: &Wire, cli_mac: [u8; 6], target: std::net::Ipv4Addr) -> Option<[u8; 6]> {
+    let request = testkit::arp_request(cli_mac, CLI_IP, target);
+    // Not a reply to an earlier question (rvs-cli's kernel asks too).
+    wire.capture(Duration::ZERO, |_| false);
+    for _ in 0..3 {
+        wire.send(&request);
+        let reply = wire.first(Duration::from_millis(500), |f| {
+            arp_parts(f).is_some_and(|(op, _, spa, tpa)| op == 2 && spa == target && tpa == CLI_IP)
+        });
+        if let Some(f) = reply {
+            return arp_parts(&f).map(|(_, sha, ..)| sha);
+        }
+    }
+    None
+}
+
+/// A TCP listener in rvs-dir on `addr`:7777 that answers one connection with "hello from
+/// rvs-dir"; and a connection to it from rvs-cli: what the client read.
+fn tcp_through_twin(addr: std::net::Ipv4Addr) -> io::Result<String> {
+    use std::io::Write;
+    let listener = in_netns("rvs-dir", move || std::net::TcpListener::bind((addr, 7777)))?;
+    let server = thread::spawn(move || -> io::Result<()> {
+        listener.set_nonblocking(false)?;
+        let (mut s, _) = listener.accept()?;
+        s.write_all(b"hello from rvs-dir")
+    });
+    let stream = in_netns("rvs-cli", move || {
+        std::net::TcpStream::connect_timeout(
+            &SocketAddr::from((addr, 7777)),
+            Duration::from_secs(5),
+        )
+    })?;
+    let mut stream = stream;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut got = String::new();
+    stream.read_to_string(&mut got)?;
+    server.join().expect("server thread")?;
+    Ok(got)
+}
+
+/// `SetVirtualAddrs` through rvsctl, as rvs-healthd's VRRP sends it: an address of the client
+/// subnet that is not otherwise rvsd's is answered by ARP, announced with gratuitous ARP, on
+/// the twin (a kernel socket in rvs-dir serves a client on it) only while held.
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
+fn rvsd_holds_virtual_addresses_on_request() {
+    let _lock = lab_start("rvsd_holds_virtual_addresses_on_request", &[]);
+    let mut lab = Lab::up(false);
+    lab.start_rvsd();
+    let wire = Wire::open("rvs-cli", "eth0");
+    let cli_mac = link_mac("rvs-cli", "eth0");
+    let dext_mac = link_mac("rvs-dir", "rvs-dext");
+    wait_twin_addr("rvs-ext0", "198.51.100.1/");
+    let vaddr = std::net::Ipv4Addr::new(198, 51, 100, 5);
+    let twin_has = || {
+        in_ns(
+            "rvs-dir",
+            &["ip", "-o", "-4", "addr", "show", "dev", "rvs-ext0"],
+            Duration::from_secs(10),
+        )
+        .stdout
+        .contains("inet 198.51.100.5/24")
+    };
+    assert_eq!(arping(&wire, cli_mac, EXT_IP), Some(dext_mac), "the VIP");
+    assert_eq!(arping(&wire, cli_mac, vaddr), None, "not rvsd's");
+
+    // Named, not held (a BACKUP): still no answer, not on the twin.
+    lab.ctl(&["vaddr", "release", "VI_1", "dev", "ext", "198.51.100.5/24"]);
+    assert_eq!(arping(&wire, cli_mac, vaddr), None, "released");
+    assert!(!twin_has());
+
+    // Held (MASTER): gratuitous ARPs, ARP answers, on the twin.
+    wire.capture(Duration::ZERO, |_| false);
+    lab.ctl(&["vaddr", "hold", "VI_1", "dev", "ext", "198.51.100.5/24"]);
+    let garps = wire.capture(Duration::from_millis(1500), |f| {
+        arp_parts(f).is_some_and(|(op, sha, spa, tpa)| {
+            op == 1 && sha == dext_mac && spa == vaddr && tpa == vaddr
+        })
+    });
+    assert_eq!(
+        garps.len(),
+        5,
+        "gratuitous ARPs for {vaddr}\n{}",
+        lab.ctl(&["counters"])
+    );
+    assert!(garps.iter().all(|f| f[..6] == [0xff; 6]), "broadcast");
+    assert_eq!(arping(&wire, cli_mac, vaddr), Some(dext_mac), "held");
+    assert!(twin_has(), "{}", lab.rvsd_log_tail());
+    let listing = lab.ctl(&["vaddr"]);
+    assert_eq!(listing, "198.51.100.5/24 dev ext instance VI_1 held\n");
+    // A kernel socket in rvs-dir on the held address serves rvs-cli through the twin, and
+    // rvsd answers its ping itself.
+    let got = tcp_through_twin(vaddr).unwrap_or_else(|e| {
+        panic!(
+            "TCP to {vaddr}:7777 in rvs-dir: {e}\n{}",
+            lab.ctl(&["counters"])
+        )
+    });
+    assert_eq!(got, "hello from rvs-dir");
+    let ping = in_ns(
+        "rvs-cli",
+        &["ping", "-c", "2", "-i", "0.2", "-W", "2", "198.51.100.5"],
+        Duration::from_secs(20),
+    );
+    assert!(
+        ping.status.success(),
+        "{}",
+        ping.describe("ping the held address")
+    );
+
+    // Released again: no answers, off the twin.
+    lab.ctl(&["vaddr", "release", "VI_1", "dev", "ext", "198.51.100.5/24"]);
+    assert_eq!(arping(&wire, cli_mac, vaddr), None, "released again");
+    assert!(!twin_has());
+    assert_eq!(
+        lab.ctl(&["vaddr"]),
+        "198.51.100.5/24 dev ext instance VI_1 released\n"
+    );
+    let counters = lab.ctl(&["counters"]);
+    assert_eq!(counter(&counters, "garp_sent"), 5, "{counters}");
+    // The VIP was never affected.
+    assert_eq!(arping(&wire, cli_mac, EXT_IP), Some(dext_mac));
     lab.stop_rvsd();
 }
 
@@ -3745,12 +3913,13 @@ fn rvs_healthd_vrrp_interoperates_with_keepalived_through_rvsd() {
     lab.stop_rvsd();
 }
 
-/// rvsd holds the VRRP address while rvs-healthd is MASTER, and only then: on the twin
-/// rvs-ext0, and answering rvs-cli's ARP with its port's MAC (ping through the twin); after
-/// SIGTERM neither. Needs rvsd's side of SetVirtualAddrs (branch wt-vaddr).
+/// rvsd holds the VRRP address while rvs-healthd is MASTER, and only then: rvs-healthd at 150
+/// against keepalived at 100 (in rvs-cli, which holds it first) takes it over; rvsd then has it
+/// on the twin rvs-ext0, lists it held (`rvsctl vaddr`), sent gratuitous ARPs for it, and
+/// answers ARP from rvs-cli with its port's MAC. After rvs-healthd's SIGTERM keepalived has it
+/// again and rvsd neither answers ARP for it nor has it on the twin.
 #[test]
 #[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
-#[ignore = "needs rvsd's SetVirtualAddrs (branch wt-vaddr): un-ignore when merged"]
 fn rvsd_holds_the_vrrp_address_while_rvs_healthd_is_master() {
     let _lock = lab_start(
         "rvsd_holds_the_vrrp_address_while_rvs_healthd_is_master",
@@ -3759,41 +3928,63 @@ fn rvsd_holds_the_vrrp_address_while_rvs_healthd_is_master() {
     let mut lab = Lab::up(false);
     lab.start_rvsd();
     wait_twin_addr("rvs-ext0", "198.51.100.1/");
+    let wire = Wire::open("rvs-cli", "eth0");
+    let cli_mac = link_mac("rvs-cli", "eth0");
     let dext_mac = link_mac("rvs-dir", "rvs-dext");
+    let vip: std::net::Ipv4Addr = VRRP_VIP.parse().expect("VIP");
     let sides = VrrpSides::new(&lab, 100);
-    let vip_answers = || {
-        let _ = in_ns(
-            "rvs-cli",
-            &["ip", "neigh", "flush", "dev", "eth0"],
-            Duration::from_secs(10),
-        );
-        let ping = in_ns(
-            "rvs-cli",
-            &["ping", "-c", "2", "-W", "1", VRRP_VIP],
-            Duration::from_secs(10),
-        );
-        let neigh = in_ns(
-            "rvs-cli",
-            &["ip", "neigh", "show", VRRP_VIP, "dev", "eth0"],
-            Duration::from_secs(10),
-        )
-        .stdout;
-        let mac: Vec<String> = dext_mac.iter().map(|b| format!("{b:02x}")).collect();
-        ping.status.success() && neigh.contains(&mac.join(":"))
-    };
-    assert!(!vip_answers(), "no one holds the VIP yet");
+    assert_eq!(
+        arping(&wire, cli_mac, vip),
+        None,
+        "no one holds the VIP yet"
+    );
+
+    let mut keepalived = Keepalived::start(&lab.tmp, &sides.k_conf);
+    wait_vrrp_state(&sides.k_state, "MASTER", VRRP_ELECTION);
     let healthd = Healthd::start(&lab, sides.healthd(150, false));
+    wait_vrrp_state(&sides.r_state, "BACKUP", VRRP_ELECTION);
+    assert_eq!(
+        lab.ctl(&["vaddr"]),
+        format!("{VRRP_VIP}/24 dev ext instance VI_LAB released\n"),
+        "a BACKUP names its address, not held"
+    );
+    wire.capture(Duration::ZERO, |_| false);
     wait_vrrp_state(&sides.r_state, "MASTER", VRRP_ELECTION);
-    thread::sleep(Duration::from_millis(300));
+    wait_vrrp_state(&sides.k_state, "BACKUP", VRRP_ADVERT);
+    let garps = wire.capture(Duration::from_millis(1500), |f| {
+        arp_parts(f).is_some_and(|(op, sha, spa, tpa)| {
+            op == 1 && sha == dext_mac && spa == vip && tpa == vip
+        })
+    });
+    assert!(!garps.is_empty(), "gratuitous ARPs on takeover");
+    assert_eq!(
+        lab.ctl(&["vaddr"]),
+        format!("{VRRP_VIP}/24 dev ext instance VI_LAB held\n")
+    );
     assert!(
         has_vrrp_vip("rvs-dir", "rvs-ext0"),
         "{}",
         lab.rvsd_log_tail()
     );
-    assert!(vip_answers(), "rvsd answers ARP and ping for the VIP");
+    assert!(!has_vrrp_vip("rvs-cli", "eth0"), "keepalived let it go");
+    assert_eq!(arping(&wire, cli_mac, vip), Some(dext_mac), "rvsd answers");
+    let ping = in_ns(
+        "rvs-cli",
+        &["ping", "-c", "2", "-i", "0.2", "-W", "2", VRRP_VIP],
+        Duration::from_secs(20),
+    );
+    assert!(ping.status.success(), "{}", ping.describe("ping the VIP"));
+
     let (st, log) = healthd.stop();
     assert!(st.success(), "rvs-healthd: {st}\n{log}");
+    wait_vrrp_state(&sides.k_state, "MASTER", 3 * VRRP_ADVERT);
+    assert_eq!(arping(&wire, cli_mac, vip), None, "released on SIGTERM");
     assert!(!has_vrrp_vip("rvs-dir", "rvs-ext0"));
-    assert!(!vip_answers(), "released on SIGTERM");
+    assert!(has_vrrp_vip("rvs-cli", "eth0"));
+    assert!(
+        !log.contains("rvsd refused"),
+        "rvsd took every request:\n{log}"
+    );
+    keepalived.stop();
     lab.stop_rvsd();
 }

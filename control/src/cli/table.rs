@@ -124,7 +124,8 @@ impl Table {
             | Request::Version
             | Request::Reload
             | Request::SetVirtualAddrs { .. }
-            | Request::SetSyncRole { .. } => {}
+            | Request::SetSyncRole { .. }
+            | Request::ListVirtualAddrs => {}
         }
     }
 }

@@ -52,12 +52,20 @@ impl Pipeline {
         if !link_local
             || hdr.dst != eth::ipv4_multicast_mac(ip.dst)
             || self.dp.is_martian(ip.src)
-            || self.dp.is_local(ip.src)
+            || self.is_local(ip.src)
             || self.snap.is_vip(ip.src)
         {
             return refused;
         }
         Refusal::Local(DropReason::L2Multicast)
+    }
+
+    /// Whether ARP for `ip` on `in_port` is answered: an address the port holds now (see
+    /// `owned`: a VRRP instance's only while it holds it), or on a port that holds VIPs, a VIP
+    /// that no instance names.
+    fn answers_arp(&self, in_port: u16, port: &PortSetup, ip: std::net::Ipv4Addr) -> bool {
+        self.owned.owns(in_port, ip)
+            || (port.holds_vips() && self.snap.is_vip(ip) && !self.owned.is_managed(ip))
     }
 
     /// ARP: learns the sender, answers requests for our addresses (and, on ports that hold
@@ -76,8 +84,8 @@ impl Pipeline {
             in_port,
             port.mac,
             frame,
-            |ip| port.on_link(ip) && !self.dp.is_local(ip),
-            |ip| port.owns(ip) || (port.holds_vips() && self.snap.is_vip(ip)),
+            |ip| port.on_link(ip) && !self.is_local(ip),
+            |ip| self.answers_arp(in_port, port, ip),
         );
         match outcome.ok_or(DropReason::Malformed)? {
             ArpOutcome::Replied => {

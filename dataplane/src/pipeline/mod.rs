@@ -26,8 +26,10 @@
 //! below 2^40 ms).
 //!
 //! What `process` does with a frame:
-//! - ARP: learns the sender (on a connected subnet); answers requests for the port's own
-//!   addresses and, on external/both ports, for every VIP; other ARP is consumed.
+//! - ARP: learns the sender (on a connected subnet); answers requests for the addresses the
+//!   port holds (its own, less those a VRRP instance names but does not hold, plus those an
+//!   instance holds there: `owned`) and, on external/both ports, for every VIP no instance
+//!   names; other ARP is consumed.
 //! - ICMP echo request to one of our addresses or a VIP: echo reply in place, same port.
 //! - TCP/UDP of a tracked connection: client -> VIP:vport is DNATed to RIP:rport, RIP:rport ->
 //!   client is SNATed to VIP:vport; the TCP state follows the packet.
@@ -69,12 +71,17 @@ mod icmp;
 mod icmp_error;
 mod ip;
 mod kernel;
+mod owned;
 mod reset;
 mod shared;
 
 pub use context::{Pipeline, AGING_SWEEP_MS, PREFETCH_BURST};
 pub use icmp_error::{ICMP_BURST, ICMP_RATE_PER_SEC};
 pub use kernel::{KernelPath, KERNEL_BURST, KERNEL_RATE_PER_SEC};
+pub use owned::{
+    HeldAddr, OwnedAddrs, TwinChange, VirtualAddrs, VirtualAddrsEntry, GARP_COUNT,
+    GARP_INTERVAL_MS, MAX_VIRTUAL_ADDRS,
+};
 pub use shared::{Dataplane, DataplaneConfig, PortSetup};
 
 use crate::stats::DropReason;

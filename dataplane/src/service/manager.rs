@@ -156,10 +156,12 @@ impl ServiceManager {
             Request::Reload => {
                 return Response::Error("reload is not handled by the service manager".into())
             }
-            // The daemon's own facts (DPDK ports, versions): rvsd's control server answers them.
+            // The daemon's own facts (DPDK ports, versions) and the virtual addresses (which
+            // change the kernel twins too): rvsd's control server answers them.
             Request::Ports { .. }
             | Request::Version
             | Request::SetVirtualAddrs { .. }
+            | Request::ListVirtualAddrs
             | Request::SetSyncRole { .. } => {
                 return Response::Error("not a service request: rvsd answers it".into())
             }

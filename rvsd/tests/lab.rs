@@ -3914,12 +3914,13 @@ fn rvs_healthd_vrrp_interoperates_with_keepalived_through_rvsd() {
     lab.stop_rvsd();
 }
 
-/// rvsd holds the VRRP address while rvs-healthd is MASTER, and only then: on the twin
-/// rvs-ext0, and answering rvs-cli's ARP with its port's MAC (ping through the twin); after
-/// SIGTERM neither. Needs rvsd's side of SetVirtualAddrs (branch wt-vaddr).
+/// rvsd holds the VRRP address while rvs-healthd is MASTER, and only then: rvs-healthd at 150
+/// against keepalived at 100 (in rvs-cli, which holds it first) takes it over; rvsd then has it
+/// on the twin rvs-ext0, lists it held (`rvsctl vaddr`), sent gratuitous ARPs for it, and
+/// answers ARP from rvs-cli with its port's MAC. After rvs-healthd's SIGTERM keepalived has it
+/// again and rvsd neither answers ARP for it nor has it on the twin.
 #[test]
 #[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
-#[ignore = "needs rvsd's SetVirtualAddrs (branch wt-vaddr): un-ignore when merged"]
 fn rvsd_holds_the_vrrp_address_while_rvs_healthd_is_master() {
     let _lock = lab_start(
         "rvsd_holds_the_vrrp_address_while_rvs_healthd_is_master",
@@ -3928,41 +3929,63 @@ fn rvsd_holds_the_vrrp_address_while_rvs_healthd_is_master() {
     let mut lab = Lab::up(false);
     lab.start_rvsd();
     wait_twin_addr("rvs-ext0", "198.51.100.1/");
+    let wire = Wire::open("rvs-cli", "eth0");
+    let cli_mac = link_mac("rvs-cli", "eth0");
     let dext_mac = link_mac("rvs-dir", "rvs-dext");
+    let vip: std::net::Ipv4Addr = VRRP_VIP.parse().expect("VIP");
     let sides = VrrpSides::new(&lab, 100);
-    let vip_answers = || {
-        let _ = in_ns(
-            "rvs-cli",
-            &["ip", "neigh", "flush", "dev", "eth0"],
-            Duration::from_secs(10),
-        );
-        let ping = in_ns(
-            "rvs-cli",
-            &["ping", "-c", "2", "-W", "1", VRRP_VIP],
-            Duration::from_secs(10),
-        );
-        let neigh = in_ns(
-            "rvs-cli",
-            &["ip", "neigh", "show", VRRP_VIP, "dev", "eth0"],
-            Duration::from_secs(10),
-        )
-        .stdout;
-        let mac: Vec<String> = dext_mac.iter().map(|b| format!("{b:02x}")).collect();
-        ping.status.success() && neigh.contains(&mac.join(":"))
-    };
-    assert!(!vip_answers(), "no one holds the VIP yet");
+    assert_eq!(
+        arping(&wire, cli_mac, vip),
+        None,
+        "no one holds the VIP yet"
+    );
+
+    let mut keepalived = Keepalived::start(&lab.tmp, &sides.k_conf);
+    wait_vrrp_state(&sides.k_state, "MASTER", VRRP_ELECTION);
     let healthd = Healthd::start(&lab, sides.healthd(150, false));
+    wait_vrrp_state(&sides.r_state, "BACKUP", VRRP_ELECTION);
+    assert_eq!(
+        lab.ctl(&["vaddr"]),
+        format!("{VRRP_VIP}/24 dev ext instance VI_LAB released\n"),
+        "a BACKUP names its address, not held"
+    );
+    wire.capture(Duration::ZERO, |_| false);
     wait_vrrp_state(&sides.r_state, "MASTER", VRRP_ELECTION);
-    thread::sleep(Duration::from_millis(300));
+    wait_vrrp_state(&sides.k_state, "BACKUP", VRRP_ADVERT);
+    let garps = wire.capture(Duration::from_millis(1500), |f| {
+        arp_parts(f).is_some_and(|(op, sha, spa, tpa)| {
+            op == 1 && sha == dext_mac && spa == vip && tpa == vip
+        })
+    });
+    assert!(!garps.is_empty(), "gratuitous ARPs on takeover");
+    assert_eq!(
+        lab.ctl(&["vaddr"]),
+        format!("{VRRP_VIP}/24 dev ext instance VI_LAB held\n")
+    );
     assert!(
         has_vrrp_vip("rvs-dir", "rvs-ext0"),
         "{}",
         lab.rvsd_log_tail()
     );
-    assert!(vip_answers(), "rvsd answers ARP and ping for the VIP");
+    assert!(!has_vrrp_vip("rvs-cli", "eth0"), "keepalived let it go");
+    assert_eq!(arping(&wire, cli_mac, vip), Some(dext_mac), "rvsd answers");
+    let ping = in_ns(
+        "rvs-cli",
+        &["ping", "-c", "2", "-i", "0.2", "-W", "2", VRRP_VIP],
+        Duration::from_secs(20),
+    );
+    assert!(ping.status.success(), "{}", ping.describe("ping the VIP"));
+
     let (st, log) = healthd.stop();
     assert!(st.success(), "rvs-healthd: {st}\n{log}");
+    wait_vrrp_state(&sides.k_state, "MASTER", 3 * VRRP_ADVERT);
+    assert_eq!(arping(&wire, cli_mac, vip), None, "released on SIGTERM");
     assert!(!has_vrrp_vip("rvs-dir", "rvs-ext0"));
-    assert!(!vip_answers(), "released on SIGTERM");
+    assert!(has_vrrp_vip("rvs-cli", "eth0"));
+    assert!(
+        !log.contains("rvsd refused"),
+        "rvsd took every request:\n{log}"
+    );
+    keepalived.stop();
     lab.stop_rvsd();
 }

@@ -11,12 +11,14 @@
 #   scripts/lab.sh rs-stop N         stop real server N's nginx (SIGTERM to its PID): a dead server
 #   scripts/lab.sh rs-start N        start real server N's nginx again
 #   scripts/lab.sh ha-up             the two-director HA lab instead (see docs/ha.md and below)
-#   scripts/lab.sh ha-start [A|B]    start rvsd in rvs-dirA / rvs-dirB (both when none is named)
-#   scripts/lab.sh ha-stop [A|B]     stop it (SIGTERM, by PID)
+#   scripts/lab.sh ha-start [A|B]    start rvsd and rvs-healthd (VRRP) in rvs-dirA / rvs-dirB
+#                                    (both when none is named)
+#   scripts/lab.sh ha-stop [A|B]     stop them (SIGTERM, by PID; rvs-healthd first)
 #   scripts/lab.sh ha-kill A|B       kill -9 of that director's rvsd (a failover action)
 #   scripts/lab.sh ha-links A|B down|up   all of that director's links down (or up again)
-#   scripts/lab.sh ha-hold A|B       give the VIP and the DIP to that director (ha_hold below)
-#   scripts/lab.sh ha-reset          links up, director A holding, both rvsd running
+#   scripts/lab.sh ha-hold A|B       make that director the VRRP master now (the other one's
+#                                    rvs-healthd restarted: priority 0 on its way out)
+#   scripts/lab.sh ha-reset          links up, both directors running, A the VRRP master
 #
 #                 198.51.100.0/24                          192.0.2.0/24
 #  rvs-cli                  rvs-dir (rvsd)                 rvs-sw             rvs-rs1
@@ -42,6 +44,8 @@ umask 022
 
 RVSD=${RVSD:-}                           # rvsd binary; empty: cargo build --release, target/release/rvsd
 RVSADM=${RVSADM:-}                       # rvsadm binary; empty: as above, target/release/rvsadm
+RVSCTL=${RVSCTL:-}                       # rvsctl binary (HA lab); empty: beside rvsadm
+RVS_HEALTHD=${RVS_HEALTHD:-}             # rvs-healthd binary (HA lab's VRRP); empty: beside rvsadm
 RVS_CONFIG=${RVS_CONFIG:-}               # rvsd --config FILE; empty: rvsd --lab-config (embedded)
 RVS_EAL_ARGS=${RVS_EAL_ARGS:-}           # rvsd --eal-args, e.g. "--no-huge -m 256"
 RVS_SOCKET=${RVS_SOCKET:-/run/rvs/rvs.sock}  # control socket (rvsd --socket, rvsadm's RVS_SOCKET)
@@ -473,14 +477,16 @@ cmd_up() {
 
 resolve_binaries() {
     if [ -z "$RVSD" ] || [ -z "$RVSADM" ]; then
-        log "building release binaries (cargo build --release -p rvsd -p control)"
-        run_cargo build --release -p rvsd -p control
+        log "building release binaries (cargo build --release -p rvsd -p control -p health)"
+        run_cargo build --release -p rvsd -p control -p health
         fix_target_owner
         RVSD=${RVSD:-$RVS_ROOT/target/release/rvsd}
         RVSADM=${RVSADM:-$RVS_ROOT/target/release/rvsadm}
     fi
     [ -x "$RVSD" ] || die "rvsd not found at $RVSD"
     [ -x "$RVSADM" ] || die "rvsadm not found at $RVSADM"
+    RVSCTL=${RVSCTL:-$(dirname "$RVSADM")/rvsctl}
+    RVS_HEALTHD=${RVS_HEALTHD:-$(dirname "$RVSADM")/rvs-healthd}
 }
 
 cmd_start() {
@@ -686,7 +692,7 @@ cmd_status() {
         ip -n "$ns" -br addr 2>/dev/null | sed 's/^/  /'
     done
     if [ -f "$RVS_LAB_DIR/topology" ]; then
-        echo "topology: $(cat "$RVS_LAB_DIR/topology"), VIP and DIP with director $(ha_holder)"
+        echo "topology: $(cat "$RVS_LAB_DIR/topology"), VIP and DIP with director $(ha_master)"
     elif [ -f "$RVS_LAB_DIR/director" ]; then
         echo "director: $(cat "$RVS_LAB_DIR/director")"
     fi

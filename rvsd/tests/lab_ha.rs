@@ -1,9 +1,10 @@
 //! The two-director HA lab (`scripts/lab.sh ha-up`, docs/ha.md) and its failover harness.
 //!
 //! Two rvsd directors, rvs-dirA and rvs-dirB, each with its two net_af_xdp ports on the same
-//! client segment and the same real-server segment (two bridges in rvs-sw). The VIP and the DIP
-//! belong to whichever director holds them; until VRRP moves them, `lab.sh ha-hold` does (a
-//! restart of rvsd with or without them, see scripts/lib/ha-lab.sh).
+//! client segment and the same real-server segment (two bridges in rvs-sw), the same services,
+//! and an rvs-healthd running VRRP (one instance: the VIP on the external port, the DIP on the
+//! internal one; A preferred, preempt_delay) and setting the sync role (lvs_sync_daemon): the
+//! master's rvsd sends its connections to the other (scripts/lib/ha-lab.sh, docs/ha.md).
 //!
 //! One bring-up for every scenario of this file: the first scenario brings the lab up (and
 //! holds the lab's flock, testkit's `lab_flock`, until the process exits; a mutex keeps the
@@ -14,10 +15,10 @@
 //!
 //! The failover harness ([`failover`]) runs long-lived paced downloads (content checked byte
 //! for byte), a wrk keep-alive load and a UDP probe every 10 ms through the VIP, makes a
-//! failover action on director A (`kill -9` of its rvsd, or all its links down) and reports
-//! failed requests, hung connections, downloads intact, and the gap in service the probe saw.
-//! Without VRRP and connection sync the honest result is that established connections fail;
-//! the scenarios that assert zero loss are `#[ignore]`d until both land.
+//! failover action on director A (`kill -9` of its rvsd, or all its links down), lets B take
+//! over by VRRP, then brings A back (a new rvsd, links up) so that it takes the VIP back after
+//! its preempt_delay, and reports failed requests, hung connections, downloads intact, and the
+//! gaps in service the probe saw at the takeover and at the return.
 //!
 //! Needs what the lab of lab.rs needs (root, iproute2, ethtool, nginx with its stream module,
 //! curl, hugepages: `scripts/setup.sh`) and wrk; `RVS_SKIP_LAB=1` skips it as there.
@@ -81,13 +82,19 @@ fn rvsadm() -> PathBuf {
     rvsadm_beside(&rvsd_bin())
 }
 
-/// `scripts/lab.sh ARGS` with this build's rvsd and rvsadm (no release build).
+/// `scripts/lab.sh ARGS` with this build's rvsd, rvsadm, rvsctl and rvs-healthd (no release
+/// build).
 fn lab_script(args: &[&str]) -> Ran {
     let mut c = cmd("bash");
     c.arg(lab_sh())
         .args(args)
         .env("RVSD", rvsd_bin())
-        .env("RVSADM", rvsadm());
+        .env("RVSADM", rvsadm())
+        .env("RVSCTL", control_bin_beside(&rvsd_bin(), "rvsctl"))
+        .env(
+            "RVS_HEALTHD",
+            testkit::daemon::bin_beside(&rvsd_bin(), "health", "rvs-healthd"),
+        );
     run(c, Duration::from_secs(180)).unwrap_or_else(|e| panic!("scripts/lab.sh {args:?}: {e}"))
 }
 
@@ -107,12 +114,37 @@ fn directors_logs() -> String {
         .iter()
         .map(|d| {
             format!(
-                "--- rvsd {} log ---\n{}\n",
+                "--- rvsd {} log ---\n{}\n--- rvs-healthd {} log ---\n{}\n",
                 d.name(),
-                head_and_tail(&d.log(), 10, 30)
+                head_and_tail(&d.log(), 10, 30),
+                d.name(),
+                head_and_tail(&d.log().with_file_name("healthd.log"), 5, 20)
             )
         })
         .collect()
+}
+
+/// Whether director `d`'s rvsd holds the VIP now (its VRRP instance is MASTER).
+fn holds_vip(d: Director) -> bool {
+    let mut c = cmd(control_bin_beside(&rvsd_bin(), "rvsctl"));
+    c.arg("vaddr").env("RVS_SOCKET", d.socket());
+    run(c, Duration::from_secs(10)).is_ok_and(|r| {
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("{VIP}/")) && l.ends_with(" held"))
+    })
+}
+
+/// Waits up to `within` until `d` holds the VIP; when it did.
+fn wait_holds(d: Director, within: Duration) -> Option<Instant> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if holds_vip(d) {
+            return Some(Instant::now());
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    None
 }
 
 /// The HA lab, up for the whole test process once a scenario asked for it.
@@ -296,15 +328,6 @@ enum Action {
     LinksDown,
 }
 
-/// Who moves the VIP and the DIP to director B after the action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Takeover {
-    /// Nobody but the directors themselves (VRRP, once it exists).
-    Directors,
-    /// `lab.sh ha-hold B` right after the action: the lab's stand-in (an rvsd restart).
-    StandIn,
-}
-
 /// A UDP datagram to the VIP every 10 ms from one socket (one connection), and when each
 /// answer came.
 struct Probe {
@@ -411,7 +434,6 @@ impl Download {
 #[derive(Debug)]
 struct Report {
     action: Action,
-    takeover: Takeover,
     downloads: Vec<Download>,
     wrk: WrkRun,
     /// wrk's answers in each second of its run (unix seconds from its start on).
@@ -427,6 +449,13 @@ struct Report {
     /// The longest time without an answer, from the last before the action to the first after
     /// it (or to the end of the run).
     service_gap: Duration,
+    /// From the action to director B holding the VIP (rvsctl vaddr); None: it never did.
+    b_holds: Option<Duration>,
+    /// From the action to director A holding the VIP again after its return; None: never.
+    a_back: Option<Duration>,
+    /// The longest time without an answer from A's return on (its rvsd restarted, or its
+    /// links up again) to the end of the run.
+    return_gap: Duration,
 }
 
 impl Report {
@@ -478,8 +507,8 @@ impl Report {
     fn text(&self) -> String {
         let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
         let mut s = format!(
-            "failover report: {:?} of director A, takeover by {:?}\n",
-            self.action, self.takeover
+            "failover report: {:?} of director A, takeover by VRRP, then A back\n",
+            self.action
         );
         s += &format!(
             "  failed requests {}, hung connections {}\n",
@@ -538,13 +567,23 @@ impl Report {
                 ms(self.service_gap)
             ),
         };
+        let opt = |d: Option<Duration>| d.map_or("never".to_string(), ms);
+        s += &format!(
+            "  VRRP: B held the VIP {} after the action; A held it again {} after the action; \
+             longest gap in service from A's return on {}\n",
+            opt(self.b_holds),
+            opt(self.a_back),
+            ms(self.return_gap)
+        );
         s
     }
 }
 
 /// Paced downloads and a keep-alive load through the VIP, `action` on director A two seconds
-/// in, and what it cost. The load lasts `secs` seconds; a download gets `secs` + 4 s at most.
-fn failover(lab: &HaLab, action: Action, takeover: Takeover, secs: u64) -> Report {
+/// in, B's takeover by VRRP, A's return (a new rvsd after a kill, its links up after they went
+/// down) once B holds the VIP, and A holding it again after its preempt_delay; and what it all
+/// cost. The load lasts `secs` seconds; a download gets `secs` + 4 s at most.
+fn failover(lab: &HaLab, action: Action, secs: u64) -> Report {
     let expected = download_content();
     let downloads: Vec<(PathBuf, Reaped)> = (0..3)
         .map(|i| {
@@ -586,9 +625,20 @@ fn failover(lab: &HaLab, action: Action, takeover: Takeover, secs: u64) -> Repor
     // Done (the script waits for rvsd's death): no answer after this came through A.
     let acted = Instant::now();
     let acted_unix = unix_now();
-    if takeover == Takeover::StandIn {
-        lab_script_ok(&["ha-hold", "B"]);
-    }
+    let b_holds = wait_holds(Director::B, Duration::from_secs(10)).map(|t| t - acted);
+    // A comes back: a new rvsd (and rvs-healthd), or its links up again; as a BACKUP it gets
+    // B's connections (the sync refresh) before its preempt_delay lets it take them back.
+    let returned = Instant::now();
+    match action {
+        Action::Kill9 => lab_script_ok(&["ha-start", "A"]),
+        Action::LinksDown => {
+            // Its rvsd went on alone, as master of nothing: restarted, as after a crash.
+            lab_script_ok(&["ha-stop", "A"]);
+            lab_script_ok(&["ha-links", "A", "up"]);
+            lab_script_ok(&["ha-start", "A"])
+        }
+    };
+    let a_back = wait_holds(Director::A, Duration::from_secs(secs)).map(|t| t - acted);
 
     let wrk = wrk.join().expect("wrk thread").expect("run wrk");
     let wrk_end = unix_now();
@@ -621,9 +671,20 @@ fn failover(lab: &HaLab, action: Action, takeover: Takeover, secs: u64) -> Repor
     let before = run.replies.iter().filter(|t| **t <= acted).count();
     let last_before = run.replies[..before].last().copied().unwrap_or(acted);
     let first_after = run.replies.get(before).copied();
+    let after_return: Vec<Instant> = run
+        .replies
+        .iter()
+        .copied()
+        .filter(|t| *t >= returned)
+        .collect();
+    let return_gap = after_return
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .chain(after_return.last().map(|t| end - *t))
+        .max()
+        .unwrap_or(end - returned);
     Report {
         action,
-        takeover,
         downloads,
         wrk: wrk.clone(),
         probe_sent: run.sent,
@@ -635,19 +696,23 @@ fn failover(lab: &HaLab, action: Action, takeover: Takeover, secs: u64) -> Repor
         action_second: (acted_unix - wrk_start) as usize,
         takeover_time: first_after.map(|t| t - acted),
         service_gap: first_after.unwrap_or(end) - last_before,
+        b_holds,
+        a_back,
+        return_gap,
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Scenarios
 
-/// Both directors up, director A holding the VIP and the DIP: HTTP and UDP through the VIP go
-/// round robin over both real servers through A, with the VIP as the answers' source; B runs
-/// (its control socket answers) and carries nothing.
+/// Both directors up, director A the VRRP master: HTTP and UDP through the VIP go round robin
+/// over both real servers through A, with the VIP as the answers' source; B has the same
+/// services but answers no ARP for the VIP, carries nothing, and has A's connections (sync).
 #[test]
 #[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
 fn ha_lab_carries_traffic_through_a_while_b_idles() {
     let _lab = ha_lab("ha_lab_carries_traffic_through_a_while_b_idles");
+    assert!(holds_vip(Director::A) && !holds_vip(Director::B));
     let before_a = adm(Director::A, &["-L", "--counters"]);
     let http: Vec<String> = (0..4)
         .map(|i| curl_vip().unwrap_or_else(|e| panic!("curl {} through the VIP: {e}", i + 1)))
@@ -673,10 +738,26 @@ fn ha_lab_carries_traffic_through_a_while_b_idles() {
     for name in ["conns_created", "dnat", "snat"] {
         assert_eq!(counter(&b, name), 0, "B carries nothing ({name}):\n{b}");
     }
-    let b_services = adm(Director::B, &["-L", "-n"]);
+    // A's connections reach B: the UDP ones at once, the TCP ones as they close.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut listed = String::new();
+    while Instant::now() < deadline {
+        listed = adm(Director::B, &["-L", "-c", "-n"]);
+        if listed.matches(&format!("{VIP}:{UDP_PORT}")).count() >= 4
+            && listed.matches(&format!("{VIP}:80 ")).count() >= 4
+        {
+            break;
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
     assert!(
-        !b_services.contains(VIP),
-        "B has no service on the VIP while A holds it:\n{b_services}"
+        listed.matches(&format!("{VIP}:{UDP_PORT}")).count() >= 4
+            && listed.matches(&format!("{VIP}:80 ")).count() >= 4,
+        "B has A's connections by sync:\n{listed}\nB's counters:\n{b}"
+    );
+    assert_eq!(
+        adm(Director::B, &["-L", "--daemon"]),
+        "backup sync daemon (mcast=rvs-int0, syncid=1)\n"
     );
     let ports = {
         let mut c = cmd(control_bin_beside(&rvsd_bin(), "rvsctl"));
@@ -690,93 +771,54 @@ fn ha_lab_carries_traffic_through_a_while_b_idles() {
     );
 }
 
-/// The harness today: kill -9 of A's rvsd under load, the lab's stand-in moving the VIP and
-/// the DIP to B. What it checks is the harness and the lab (traffic flowed before the action,
-/// the probe is answered again through B after it); what it prints is the report, in which
-/// established connections fail until connection sync exists.
+/// issue 14's acceptance test for a crash: kill -9 of the master's rvsd under load; the
+/// backup takes over (VRRP's Master_Down_Interval) and nothing is lost; then the old master
+/// comes back, takes the VIP back after its preempt_delay, and again nothing is lost.
 #[test]
 #[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
-fn failover_harness_reports_kill9_with_the_stand_in_takeover() {
-    let lab = ha_lab("failover_harness_reports_kill9_with_the_stand_in_takeover");
-    let report = failover(
-        lab.as_ref().expect("HA lab up"),
-        Action::Kill9,
-        Takeover::StandIn,
-        8,
-    );
-    println!("{}", report.text());
-    assert!(
-        report.answered_before > 50 && report.wrk.requests > 0,
-        "no traffic before the action: the measurement is void\n{}",
-        report.text()
-    );
-    assert!(
-        report.takeover_time.is_some(),
-        "B must answer the probe after the stand-in takeover\n{}\n{}",
-        report.text(),
-        directors_logs()
-    );
-    let b = adm(Director::B, &["-L", "--counters"]);
-    assert!(
-        counter(&b, "dnat") > 0,
-        "after the takeover B carries the traffic:\n{b}"
-    );
-}
-
-/// issue 14's acceptance test for a crash: kill -9 of the master's rvsd under load, the backup
-/// takes over within 3 advert intervals and nothing is lost.
-#[test]
-#[ignore = "needs VRRP and sync"]
 fn failover_kill9_loses_no_connection() {
     zero_loss_failover("failover_kill9_loses_no_connection", Action::Kill9);
 }
 
 /// As [`failover_kill9_loses_no_connection`], with all of the master's links down.
 #[test]
-#[ignore = "needs VRRP and sync"]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
 fn failover_links_down_loses_no_connection() {
     zero_loss_failover("failover_links_down_loses_no_connection", Action::LinksDown);
 }
 
-/// VRRP's advert interval in the HA lab's keepalived.conf (advert_int 1).
+/// VRRP's advert interval and B's priority in the HA lab's keepalived.conf.
 const ADVERT_INTERVAL: Duration = Duration::from_secs(1);
+const B_PRIORITY: u32 = 100;
+
+/// RFC 5798's Master_Down_Interval for B: three advert intervals and B's skew time.
+fn master_down_interval() -> Duration {
+    3 * ADVERT_INTERVAL + ADVERT_INTERVAL * (256 - B_PRIORITY) / 256
+}
 
 fn zero_loss_failover(test: &str, action: Action) {
     let lab = ha_lab(test);
-    let report = failover(
-        lab.as_ref().expect("HA lab up"),
-        action,
-        Takeover::Directors,
-        10,
-    );
+    let report = failover(lab.as_ref().expect("HA lab up"), action, 30);
     println!("{}", report.text());
-    assert!(report.answered_before > 50, "{}", report.text());
-    assert_eq!(report.failed_requests(), 0, "{}", report.text());
-    assert_eq!(report.hung_connections(), 0, "{}", report.text());
-    assert_eq!(report.intact_downloads(), 3, "{}", report.text());
-    let takeover = report
-        .takeover_time
-        .unwrap_or_else(|| panic!("no takeover\n{}", report.text()));
+    let logs = || format!("{}\n{}", report.text(), directors_logs());
+    assert!(report.answered_before > 50, "{}", logs());
+    assert_eq!(report.failed_requests(), 0, "{}", logs());
+    assert_eq!(report.hung_connections(), 0, "{}", logs());
+    assert_eq!(report.intact_downloads(), 3, "{}", logs());
+    let b_holds = report
+        .b_holds
+        .unwrap_or_else(|| panic!("B never took over\n{}", logs()));
+    // A silent master is noticed after Master_Down_Interval; the second is for the action's
+    // own time (the kill and its wait, the links going down) and the polling.
     assert!(
-        takeover <= 3 * ADVERT_INTERVAL,
-        "takeover within 3 advert intervals\n{}",
-        report.text()
+        b_holds <= master_down_interval() + Duration::from_secs(1),
+        "B took over within Master_Down_Interval\n{}",
+        logs()
     );
-}
-
-/// The two failover actions with the lab's stand-in takeover, reports only.
-#[test]
-#[ignore = "a report (about 40 s), not a check: run with --ignored --nocapture"]
-fn failover_reports_for_both_actions() {
-    for action in [Action::Kill9, Action::LinksDown] {
-        let lab = ha_lab("failover_reports_for_both_actions");
-        let report = failover(
-            lab.as_ref().expect("HA lab up"),
-            action,
-            Takeover::StandIn,
-            10,
-        );
-        println!("{}", report.text());
-        drop(lab);
-    }
+    assert!(
+        report.a_back.is_some(),
+        "A never took the VIP back\n{}",
+        logs()
+    );
+    assert!(report.takeover_time.is_some(), "{}", logs());
 }

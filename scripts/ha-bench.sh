@@ -6,22 +6,18 @@
 # from the last answer before it to that first answer after. A round without an answer within
 # --wait seconds is a "no takeover". A benchmark, not a test: it prints what it measured.
 #
-#   sudo scripts/ha-bench.sh [--rounds N] [--action kill|links] [--takeover directors|stand-in]
-#                            [--wait S] [--interval S]
+#   sudo scripts/ha-bench.sh [--rounds N] [--action kill|links] [--wait S] [--interval S]
 #
 #   --rounds N        failovers (default 20)
 #   --action kill     kill -9 of director A's rvsd (default); `links`: all of A's links down
-#   --takeover directors   nothing but the directors moves the VIP (VRRP, once rvs has it;
-#                          today: no takeover) (default)
-#   --takeover stand-in    `lab.sh ha-hold B` right after the action: the lab's stand-in for
-#                          VRRP (rvsd B restarted with the VIP and the DIP)
 #   --wait S          seconds to wait for a takeover (default 10)
 #   --interval S      the probe's interval (default 0.01)
 #
 # It builds its own HA lab (and takes it down at the end, Ctrl-C included), holding the lab's
-# lock (/run/rvs-lab.lock) throughout. RVSD and RVSADM pick the binaries (default: a release
-# build, as lab.sh does). Each round starts from `lab.sh ha-reset`: links up, A holding, both
-# rvsd running, and the probe answered again.
+# lock (/run/rvs-lab.lock) throughout. RVSD, RVSADM, RVSCTL and RVS_HEALTHD pick the binaries
+# (default: a release build, as lab.sh does). Each round starts from `lab.sh ha-reset`: links
+# up, both directors running, A the VRRP master, and the probe answered again; the takeover is
+# VRRP's (B's rvs-healthd notices A's silence after Master_Down_Interval).
 set -euo pipefail
 umask 022
 # shellcheck source=scripts/lib/common.sh
@@ -29,7 +25,6 @@ umask 022
 
 ROUNDS=20
 ACTION="kill"
-TAKEOVER=directors
 WAIT=10
 INTERVAL=0.01
 LAB=$RVS_ROOT/scripts/lab.sh
@@ -41,7 +36,6 @@ while [ $# -gt 0 ]; do
     case $1 in
     --rounds) ROUNDS=${2:?}; shift ;;
     --action) ACTION=${2:?}; shift ;;
-    --takeover) TAKEOVER=${2:?}; shift ;;
     --wait) WAIT=${2:?}; shift ;;
     --interval) INTERVAL=${2:?}; shift ;;
     -h | --help) usage_header; exit 0 ;;
@@ -52,7 +46,6 @@ done
 case $ROUNDS in '' | *[!0-9]* | 0) die "--rounds must be a positive number" ;; esac
 case $WAIT in '' | *[!0-9]* | 0) die "--wait must be a positive number of seconds" ;; esac
 case $ACTION in kill | links) ;; *) die "--action must be kill or links" ;; esac
-case $TAKEOVER in directors | stand-in) ;; *) die "--takeover must be directors or stand-in" ;; esac
 need_root
 need_tools ip python3 awk flock
 
@@ -129,9 +122,6 @@ for ((r = 1; r <= ROUNDS; r++)); do
     esac
     # The action is done (ha-kill waits for rvsd's death): no answer after this came through A.
     acted=$(now)
-    if [ "$TAKEOVER" = stand-in ]; then
-        lab ha-hold B >/dev/null 2>&1 || warn "round $r: lab.sh ha-hold B failed"
-    fi
     if first=$(wait_answer "$acted" "$WAIT"); then
         before=$(last_before "$acted")
         read -r take gap < <(awk -v a="$acted" -v f="$first" -v b="${before:-$acted}" \
@@ -149,7 +139,7 @@ wait "$PROBE_PID" 2>/dev/null || true
 PROBE_PID=
 
 echo
-echo "ha-bench: $ROUNDS failovers, action $ACTION, takeover by $TAKEOVER, probe every ${INTERVAL}s"
+echo "ha-bench: $ROUNDS failovers, action $ACTION, takeover by VRRP (advert_int ${HA_ADVERT_INT:-1} s), probe every ${INTERVAL}s"
 echo "probe: $(cat "$WORK/probe.out")"
 echo "machine: $(nproc) CPUs, $(cpu_model); $(date -u +%Y-%m-%dT%H:%MZ)"
 awk '

@@ -161,16 +161,20 @@ ha_running() {
     is_ours "$pid" "$ns" "$comm"
 }
 
-# The director whose VRRP instance holds the VIP now (rvsctl vaddr on each), or nothing.
+# Whether director X's rvsd holds the VIP now (its VRRP instance is MASTER: rvsctl vaddr).
+ha_holds() {
+    ha_running "$1" &&
+        RVS_SOCKET=$(ha_socket "$1") "$RVSCTL" vaddr 2>/dev/null | grep -q "^$VIP/.* held$"
+}
+
+# The directors holding the VIP now: one, none, or both for a moment (two masters, as after a
+# director's links come back up, until VRRP's adverts settle it).
 ha_master() {
-    local x
+    local x held=()
     for x in A B; do
-        ha_running "$x" || continue
-        if RVS_SOCKET=$(ha_socket "$x") "$RVSCTL" vaddr 2>/dev/null | grep -q "^$VIP/.* held$"; then
-            echo "$x"
-            return 0
-        fi
+        ! ha_holds "$x" || held+=("$x")
     done
+    echo "${held[*]}"
 }
 
 # ha_hold X: director X's VRRP instance is MASTER from now on (both running): if the other one
@@ -189,7 +193,8 @@ ha_hold() {
         fi
         sleep 0.2
     done
-    [ "$(ha_master)" = "$to" ] || die "ha-hold: director $to did not become VRRP master"
+    # Only $to, not both: two masters settle within an advert interval.
+    [ "$(ha_master)" = "$to" ] || die "ha-hold: director $to did not become the only VRRP master"
     log "ha-hold: director $to holds VIP $VIP and DIP $DIP (VRRP master)"
 }
 

@@ -103,6 +103,14 @@ pub enum Request {
     /// Every instance's addresses by port, held or not (`rvsctl vaddr`); answered with
     /// [`Response::VirtualAddrs`].
     ListVirtualAddrs,
+    /// Starts or stops the sync daemons (`rvsadm --start-daemon/--stop-daemon`; rvs-healthd
+    /// when a VRRP instance with `lvs_sync_daemon` changes state): `master` sends this
+    /// director's connections, `backup` installs the peer's. Needs `[sync]` in rvs.toml.
+    /// Answered by rvsd.
+    SetSyncRole { master: bool, backup: bool },
+    /// The sync daemons' state and counters (`rvsadm -L --daemon`); answered with
+    /// [`Response::Sync`] by rvsd.
+    SyncStatus,
 }
 
 /// One VRRP instance's addresses on one port, as `ListVirtualAddrs` reports them.
@@ -207,6 +215,7 @@ pub enum Response {
     Reloaded(crate::reload::ReloadReport),
     /// The answer to `ListVirtualAddrs`, by instance then port.
     VirtualAddrs(Vec<VirtualAddrsStatus>),
+    Sync(crate::sync::SyncStatus),
 }
 
 impl RequestEnvelope {

@@ -155,6 +155,7 @@ struct DaemonHooks {
     vaddrs: Option<Arc<VirtualAddrHook>>,
     /// Port names by index, for the virtual address listing.
     port_names: Arc<[String]>,
+    sync: Option<Arc<crate::sync::SyncDaemon>>,
 }
 
 impl DaemonHooks {
@@ -177,9 +178,26 @@ impl DaemonHooks {
                     "this rvsd does not manage virtual addresses".into(),
                 )),
             },
+            Request::SetSyncRole { master, backup } => Some(match &self.sync {
+                Some(s) => {
+                    s.set_role(*master, *backup);
+                    Response::Ok
+                }
+                None => no_sync(),
+            }),
+            Request::SyncStatus => Some(match &self.sync {
+                Some(s) => Response::Sync(s.status()),
+                None => no_sync(),
+            }),
             _ => None,
         }
     }
+}
+
+fn no_sync() -> Response {
+    Response::Error(
+        "connection sync is not configured: add a [sync] table to rvs.toml (docs/sync.md)".into(),
+    )
 }
 
 impl Drop for ControlServer {
@@ -230,6 +248,7 @@ impl ControlServer {
                 reload: None,
                 vaddrs: None,
                 port_names: Arc::new([]),
+                sync: None,
             },
         })
     }
@@ -249,6 +268,12 @@ impl ControlServer {
     /// Answers `Version` with `version`.
     pub fn with_version(mut self, version: VersionInfo) -> ControlServer {
         self.daemon.version = Some(version);
+        self
+    }
+
+    /// Answers `SetSyncRole` and `SyncStatus` with the sync daemons.
+    pub fn with_sync(mut self, sync: Option<Arc<crate::sync::SyncDaemon>>) -> ControlServer {
+        self.daemon.sync = sync;
         self
     }
 
@@ -454,6 +479,7 @@ fn changes_state(request: &Request) -> bool {
         | Request::AddNeighbour(_)
         | Request::DelNeighbour { .. }
         | Request::SetVirtualAddrs { .. }
+        | Request::SetSyncRole { .. }
         | Request::Reload => true,
         Request::List { .. }
         | Request::ListConns
@@ -463,6 +489,7 @@ fn changes_state(request: &Request) -> bool {
         | Request::ListNeighbours
         | Request::Ports { .. }
         | Request::ListVirtualAddrs
+        | Request::SyncStatus
         | Request::Version => false,
     }
 }
@@ -560,6 +587,7 @@ mod tests {
             ports: Arc::new(|_| Vec::new()),
             version: None,
             reload: None,
+            sync: None,
             vaddrs: Some(Arc::new(VirtualAddrHook::new(VirtualAddrs::new(dp), twins))),
             port_names: vec!["ext".to_string(), "int".to_string()].into(),
         };

@@ -106,6 +106,14 @@ pub enum Request {
     /// Every instance's addresses by port, held or not (`rvsctl vaddr`); answered with
     /// [`Response::VirtualAddrs`].
     ListVirtualAddrs,
+    /// Starts or stops the sync daemons (`rvsadm --start-daemon/--stop-daemon`; rvs-healthd
+    /// when a VRRP instance with `lvs_sync_daemon` changes state): `master` sends this
+    /// director's connections, `backup` installs the peer's. Needs `[sync]` in rvs.toml.
+    /// Answered by rvsd.
+    SetSyncRole { master: bool, backup: bool },
+    /// The sync daemons' state and counters (`rvsadm -L --daemon`); answered with
+    /// [`Response::Sync`] by rvsd.
+    SyncStatus,
 }
 
 /// One VRRP instance's addresses on one port, as `ListVirtualAddrs` reports them.
@@ -210,6 +218,7 @@ pub enum Response {
     Reloaded(crate::reload::ReloadReport),
     /// The answer to `ListVirtualAddrs`, by instance then port.
     VirtualAddrs(Vec<VirtualAddrsStatus>),
+    Sync(crate::sync::SyncStatus),
 }
 
 impl RequestEnvelope {
@@ -270,6 +279,9 @@ mod tests {
         assert_eq!(serde_json::from_str::<RequestEnvelope>(&line).unwrap(), set);
         let list = serde_json::to_string(&RequestEnvelope::new(Request::ListVirtualAddrs)).unwrap();
         assert_eq!(list, r#"{"version":1,"request":"list_virtual_addrs"}"#);
+        // As docs/exception-path.md shows the exchange.
+        let ok = serde_json::to_string(&ResponseEnvelope::new(Response::Ok)).unwrap();
+        assert_eq!(ok, r#"{"version":1,"result":"ok"}"#);
         // An address without a prefix length is refused, naming the fix.
         let bad = r#"{"version":1,"request":{"set_virtual_addrs":{"instance":"VI_1","port":"ext","addrs":["198.51.100.5"],"held":true}}}"#;
         let e = serde_json::from_str::<RequestEnvelope>(bad).unwrap_err();

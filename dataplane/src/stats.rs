@@ -223,6 +223,12 @@ named_enum! {
         /// Gratuitous ARPs built for addresses that became held (a VRRP instance's on
         /// becoming MASTER; generated frames: sent, or dropped as counted).
         GratuitousArp = "garp_sent",
+        /// Connection events (a new state the kernel syncs, a periodic refresh, a persistence
+        /// template) queued for the sync thread while this director is the sync master.
+        SyncQueued = "sync_queued",
+        /// Connection events lost because the worker's sync queue was full (the backup learns
+        /// of the connection at its next event or refresh).
+        SyncQueueOverflow = "sync_queue_overflow",
     }
 }
 

@@ -155,6 +155,7 @@ struct DaemonHooks {
     vaddrs: Option<Arc<VirtualAddrHook>>,
     /// Port names by index, for the virtual address listing.
     port_names: Arc<[String]>,
+    sync: Option<Arc<crate::sync::SyncDaemon>>,
 }
 
 impl DaemonHooks {
@@ -177,9 +178,26 @@ impl DaemonHooks {
                     "this rvsd does not manage virtual addresses".into(),
                 )),
             },
+            Request::SetSyncRole { master, backup } => Some(match &self.sync {
+                Some(s) => {
+                    s.set_role(*master, *backup);
+                    Response::Ok
+                }
+                None => no_sync(),
+            }),
+            Request::SyncStatus => Some(match &self.sync {
+                Some(s) => Response::Sync(s.status()),
+                None => no_sync(),
+            }),
             _ => None,
         }
     }
+}
+
+fn no_sync() -> Response {
+    Response::Error(
+        "connection sync is not configured: add a [sync] table to rvs.toml (docs/sync.md)".into(),
+    )
 }
 
 impl Drop for ControlServer {
@@ -230,6 +248,7 @@ impl ControlServer {
                 reload: None,
                 vaddrs: None,
                 port_names: Arc::new([]),
+                sync: None,
             },
         })
     }
@@ -249,6 +268,12 @@ impl ControlServer {
     /// Answers `Version` with `version`.
     pub fn with_version(mut self, version: VersionInfo) -> ControlServer {
         self.daemon.version = Some(version);
+        self
+    }
+
+    /// Answers `SetSyncRole` and `SyncStatus` with the sync daemons.
+    pub fn with_sync(mut self, sync: Option<Arc<crate::sync::SyncDaemon>>) -> ControlServer {
+        self.daemon.sync = sync;
         self
     }
 
@@ -464,6 +489,7 @@ fn changes_state(request: &Request) -> bool {
         | Request::ListNeighbours
         | Request::Ports { .. }
         | Request::ListVirtualAddrs
+        | Request::SyncStatus
         | Request::Version => false,
     }
 }
@@ -527,4 +553,113 @@ fn reply(mut stream: &UnixStream, response: &Response) -> std::io::Result<()> {
         .unwrap_or_else(|_| br#"{"version":1,"result":{"error":"encoding failed"}}"#.to_vec());
     out.push(b'\n');
     stream.write_all(&out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use control::model::Timeouts;
+    use dataplane::pipeline::{Dataplane, DataplaneConfig};
+
+    /// A hook over the two-arm test director whose twin setter records what it is asked, and
+    /// refuses removals when `refuse_del`.
+    /// What the twin setter was asked: port index, address, present.
+    type TwinLog = Arc<Mutex<Vec<(u16, String, bool)>>>;
+
+    fn hook(refuse_del: bool) -> (DaemonHooks, TwinLog) {
+        let dp = Dataplane::new(DataplaneConfig {
+            ports: testkit::director::two_arm_ports(None, 1500),
+            conn_capacity: 64,
+            timeouts: Timeouts::default(),
+            workers: 1,
+        });
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let twins: TwinAddrSetter = Arc::new(move |port, cidr: Cidr, present| {
+            log.lock().unwrap().push((port, cidr.to_string(), present));
+            if refuse_del && !present {
+                return Err("RTNETLINK answers: Cannot assign requested address".into());
+            }
+            Ok(())
+        });
+        let daemon = DaemonHooks {
+            device_counters: Arc::new(Vec::new),
+            ports: Arc::new(|_| Vec::new()),
+            version: None,
+            reload: None,
+            sync: None,
+            vaddrs: Some(Arc::new(VirtualAddrHook::new(VirtualAddrs::new(dp), twins))),
+            port_names: vec!["ext".to_string(), "int".to_string()].into(),
+        };
+        (daemon, seen)
+    }
+
+    fn set(instance: &str, port: &str, addr: &str, held: bool) -> Request {
+        Request::SetVirtualAddrs {
+            instance: instance.into(),
+            port: port.into(),
+            addrs: vec![Cidr::parse(addr).unwrap()],
+            held,
+        }
+    }
+
+    #[test]
+    fn virtual_addrs_change_the_twin_and_are_listed() {
+        let (daemon, seen) = hook(false);
+        let ask = |r: Request| daemon.answer(&r, None).expect("answered by rvsd");
+        assert_eq!(
+            ask(set("VI_1", "ext", "198.51.100.5/24", true)),
+            Response::Ok
+        );
+        assert_eq!(ask(set("VI_2", "int", "192.0.2.1/24", false)), Response::Ok);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                (0, "198.51.100.5/24".to_string(), true),
+                (1, "192.0.2.1/24".to_string(), false)
+            ]
+        );
+        assert_eq!(
+            ask(Request::ListVirtualAddrs),
+            Response::VirtualAddrs(vec![
+                VirtualAddrsStatus {
+                    instance: "VI_1".into(),
+                    port: "ext".into(),
+                    addrs: vec![Cidr::parse("198.51.100.5/24").unwrap()],
+                    held: true,
+                },
+                VirtualAddrsStatus {
+                    instance: "VI_2".into(),
+                    port: "int".into(),
+                    addrs: vec![Cidr::parse("192.0.2.1/24").unwrap()],
+                    held: false,
+                },
+            ])
+        );
+        // Refused: nothing reaches the twin.
+        let before = seen.lock().unwrap().len();
+        match ask(set("VI_1", "lan", "198.51.100.5/24", true)) {
+            Response::Error(e) => assert!(e.contains("no port named"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(seen.lock().unwrap().len(), before);
+        // Other requests are the service manager's.
+        assert!(daemon.answer(&Request::Counters, None).is_none());
+    }
+
+    #[test]
+    fn a_twin_that_refuses_is_reported() {
+        let (daemon, _) = hook(true);
+        let r = daemon.answer(&set("VI_1", "ext", "198.51.100.5/24", true), None);
+        assert_eq!(r, Some(Response::Ok));
+        match daemon.answer(&set("VI_1", "ext", "198.51.100.5/24", false), None) {
+            Some(Response::Error(e)) => {
+                assert!(
+                    e.contains("applied in the dataplane") && e.contains("198.51.100.5/24"),
+                    "{e}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

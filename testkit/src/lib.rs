@@ -4,11 +4,12 @@
 //! (own checksum, own byte layout), so the tests compare against something else. Modules:
 //! `plan` (the address plan), `director` (the directors the dataplane tests run), `services`
 //! (the service manager driven with rvsadm lines), `sched` (what the scheduler tests and
-//! benchmarks schedule), `pcap` (pcap files) and `daemon` (rvsd in a process guard, with an
-//! rvs.toml builder for vdev ports).
+//! benchmarks schedule), `pcap` (pcap files), `daemon` (rvsd in a process guard, with an
+//! rvs.toml builder for vdev ports) and `netns` (network namespaces of a test's own).
 
 pub mod daemon;
 pub mod director;
+pub mod netns;
 pub mod pcap;
 pub mod plan;
 pub mod sched;

@@ -156,10 +156,12 @@ impl ServiceManager {
             Request::Reload => {
                 return Response::Error("reload is not handled by the service manager".into())
             }
-            // The daemon's own facts (DPDK ports, versions) and the virtual addresses (which
-            // change the kernel twins too): rvsd's control server answers them.
+            // The daemon's own facts (DPDK ports, versions, the sync daemons) and the virtual
+            // addresses (which change the kernel twins too): rvsd's control server answers them.
             Request::Ports { .. }
             | Request::Version
+            | Request::SetSyncRole { .. }
+            | Request::SyncStatus
             | Request::SetVirtualAddrs { .. }
             | Request::ListVirtualAddrs
             | Request::SetSyncRole { .. } => {
@@ -575,6 +577,7 @@ impl ServiceManager {
         c.push(("conntrack.capacity".into(), conns.capacity() as u64));
         c.push(("conntrack.evictions".into(), conns.evictions()));
         c.push(("frag.capacity".into(), self.dp.frags().capacity() as u64));
+        c.extend(self.dp.sync_stats().counters());
         c
     }
 

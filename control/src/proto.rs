@@ -100,9 +100,6 @@ pub enum Request {
         addrs: Vec<Cidr>,
         held: bool,
     },
-    /// The connection sync role (keepalived's `lvs_sync_daemon`): send as `master`, receive as
-    /// `backup`. Answered Ok.
-    SetSyncRole { master: bool, backup: bool },
     /// Every instance's addresses by port, held or not (`rvsctl vaddr`); answered with
     /// [`Response::VirtualAddrs`].
     ListVirtualAddrs,

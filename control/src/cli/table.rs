@@ -126,7 +126,6 @@ impl Table {
             | Request::SyncStatus
             | Request::Reload
             | Request::SetVirtualAddrs { .. }
-            | Request::SetSyncRole { .. }
             | Request::ListVirtualAddrs => {}
         }
     }

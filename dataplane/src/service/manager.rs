@@ -163,8 +163,7 @@ impl ServiceManager {
             | Request::SetSyncRole { .. }
             | Request::SyncStatus
             | Request::SetVirtualAddrs { .. }
-            | Request::ListVirtualAddrs
-            | Request::SetSyncRole { .. } => {
+            | Request::ListVirtualAddrs => {
                 return Response::Error("not a service request: rvsd answers it".into())
             }
         };

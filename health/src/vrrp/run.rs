@@ -627,8 +627,7 @@ impl<L: Lvs> Vrrp<L> {
                 continue;
             }
             while let Some(packet) = self.sockets[si].recv(buf) {
-                let packet = packet.to_vec();
-                self.received(si, &packet);
+                self.received(si, packet);
             }
         }
     }

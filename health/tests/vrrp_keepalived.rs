@@ -27,6 +27,8 @@ const ELECTION: Duration = Duration::from_millis(3_610 + 2_000);
 struct Peer {
     priority: u8,
     nopreempt: bool,
+    /// `unicast_src_ip` and `unicast_peer` (the other side) instead of 224.0.0.18.
+    unicast: bool,
 }
 
 struct Interop {
@@ -46,8 +48,18 @@ fn instance(dev: &str, p: &Peer, notify: &Path) -> String {
     } else {
         ""
     };
+    let (own, other) = if dev == "vb" {
+        (VethPair::B, VethPair::A)
+    } else {
+        (VethPair::A, VethPair::B)
+    };
+    let unicast = if p.unicast {
+        format!("unicast_src_ip {own}\n  unicast_peer {{\n    {other}\n  }}")
+    } else {
+        String::new()
+    };
     format!(
-        "global_defs {{\n  vrrp_version 3\n{sync}}}\nvrrp_instance VI_T {{\n  state BACKUP\n  interface {dev}\n  virtual_router_id 51\n  priority {}\n  advert_int 1\n  {}\n  virtual_ipaddress {{\n    {VIP}/32 dev {dev}\n  }}\n  notify {}\n}}\n",
+        "global_defs {{\n  vrrp_version 3\n{sync}}}\nvrrp_instance VI_T {{\n  state BACKUP\n  interface {dev}\n  virtual_router_id 51\n  priority {}\n  advert_int 1\n  {}\n  {unicast}\n  virtual_ipaddress {{\n    {VIP}/32 dev {dev}\n  }}\n  notify {}\n}}\n",
         p.priority,
         if p.nopreempt { "nopreempt" } else { "" },
         notify.display()
@@ -276,10 +288,12 @@ fn rvs_healthd_at_higher_priority_preempts_hands_over_at_sigterm_and_preempts_ba
     let k = Peer {
         priority: 100,
         nopreempt: false,
+        unicast: false,
     };
     let r = Peer {
         priority: 150,
         nopreempt: false,
+        unicast: false,
     };
     t.start_keepalived(&k);
     t.wait_state("k", "MASTER", ELECTION);
@@ -320,10 +334,12 @@ fn keepalived_at_higher_priority_preempts_and_rvs_healthd_takes_over_when_it_sto
     let k = Peer {
         priority: 150,
         nopreempt: false,
+        unicast: false,
     };
     let r = Peer {
         priority: 100,
         nopreempt: false,
+        unicast: false,
     };
     t.start_healthd(&r);
     t.wait_state("r", "MASTER", ELECTION);
@@ -382,11 +398,13 @@ fn nopreempt_keeps_the_current_master_both_ways() {
     t.start_keepalived(&Peer {
         priority: 100,
         nopreempt: false,
+        unicast: false,
     });
     t.wait_state("k", "MASTER", ELECTION);
     t.start_healthd(&Peer {
         priority: 150,
         nopreempt: true,
+        unicast: false,
     });
     t.wait_state("r", "BACKUP", ELECTION);
     t.stays("r", "BACKUP", 2 * ELECTION);
@@ -399,11 +417,13 @@ fn nopreempt_keeps_the_current_master_both_ways() {
     t.start_healthd(&Peer {
         priority: 100,
         nopreempt: false,
+        unicast: false,
     });
     t.wait_state("r", "MASTER", ELECTION);
     t.start_keepalived(&Peer {
         priority: 150,
         nopreempt: true,
+        unicast: false,
     });
     t.wait_state("k", "BACKUP", ELECTION);
     t.stays("k", "BACKUP", 2 * ELECTION);
@@ -420,6 +440,7 @@ fn a_hold_rvsd_did_not_take_is_sent_again() {
     t.start_healthd(&Peer {
         priority: 100,
         nopreempt: false,
+        unicast: false,
     });
     // Alone on the link: MASTER after Master_Down_Interval, its hold refused.
     t.wait_state("r", "MASTER", ELECTION);
@@ -437,4 +458,33 @@ fn a_hold_rvsd_did_not_take_is_sent_again() {
     }
     t.stop_healthd();
     assert_eq!(t.healthd_holds_vip(), Some(false));
+}
+
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1: namespaces need root")]
+fn unicast_peers_elect_and_hand_over_as_multicast_ones_do() {
+    let mut t = Interop::new();
+    let k = Peer {
+        priority: 100,
+        nopreempt: false,
+        unicast: true,
+    };
+    let r = Peer {
+        priority: 150,
+        nopreempt: false,
+        unicast: true,
+    };
+    t.start_keepalived(&k);
+    t.wait_state("k", "MASTER", ELECTION);
+    t.start_healthd(&r);
+    t.wait_state("r", "MASTER", ELECTION);
+    t.wait_state("k", "BACKUP", ADVERT);
+    assert_eq!(t.healthd_holds_vip(), Some(true));
+    let t0 = Instant::now();
+    t.stop_healthd();
+    t.wait_state("k", "MASTER", 3 * ADVERT);
+    eprintln!(
+        "unicast: keepalived took over {:?} after rvs-healthd's SIGTERM",
+        t0.elapsed()
+    );
 }

@@ -140,8 +140,14 @@ impl Interop {
     }
 
     fn start_healthd(&mut self, p: &Peer) {
+        let text = instance("vb", p, &self.dir.join("notify-r.sh"));
+        self.start_healthd_with(&text);
+    }
+
+    /// rvs-healthd on keepalived.conf `text`.
+    fn start_healthd_with(&mut self, text: &str) {
         let conf = self.dir.join("healthd.conf");
-        std::fs::write(&conf, instance("vb", p, &self.dir.join("notify-r.sh"))).unwrap();
+        std::fs::write(&conf, text).unwrap();
         let args = [
             "-f".to_string(),
             conf.display().to_string(),
@@ -487,4 +493,47 @@ fn unicast_peers_elect_and_hand_over_as_multicast_ones_do() {
         "unicast: keepalived took over {:?} after rvs-healthd's SIGTERM",
         t0.elapsed()
     );
+}
+
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1: namespaces need root")]
+fn a_failing_track_script_lowers_the_priority_and_hands_over() {
+    let mut t = Interop::new();
+    t.start_keepalived(&Peer {
+        priority: 100,
+        nopreempt: false,
+        unicast: false,
+    });
+    t.wait_state("k", "MASTER", ELECTION);
+    // rvs-healthd at 150 while a file exists, 90 (150 - 60) while it does not.
+    let flag = t.dir.join("healthy");
+    std::fs::write(&flag, "").unwrap();
+    let base = instance(
+        "vb",
+        &Peer {
+            priority: 150,
+            nopreempt: false,
+            unicast: false,
+        },
+        &t.dir.join("notify-r.sh"),
+    );
+    let text = format!(
+        "vrrp_script chk {{\n  script \"/usr/bin/test -f {}\"\n  interval 1\n  weight -60\n}}\n{}",
+        flag.display(),
+        base.replace("  notify ", "  track_script {\n    chk\n  }\n  notify ")
+    );
+    t.start_healthd_with(&text);
+    t.wait_state("r", "MASTER", ELECTION);
+    t.wait_state("k", "BACKUP", ADVERT);
+    // The script fails: rvs-healthd advertises 90, keepalived (100) preempts it after its
+    // Master_Down_Interval, plus up to a script interval to notice.
+    std::fs::remove_file(&flag).unwrap();
+    t.wait_state("k", "MASTER", ELECTION + Duration::from_secs(1));
+    t.wait_state("r", "BACKUP", ADVERT);
+    assert_eq!(t.healthd_holds_vip(), Some(false));
+    // Good again: 150 preempts back.
+    std::fs::write(&flag, "").unwrap();
+    t.wait_state("r", "MASTER", ELECTION + Duration::from_secs(1));
+    t.wait_state("k", "BACKUP", ADVERT);
+    assert_eq!(t.healthd_holds_vip(), Some(true));
 }

@@ -380,6 +380,7 @@ pub struct FakeRvsd {
     path: PathBuf,
     requests: Arc<Mutex<Vec<(Instant, Request)>>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    refusing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FakeRvsd {
@@ -388,13 +389,14 @@ impl FakeRvsd {
         listener.set_nonblocking(true)?;
         let requests = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (rec, halt) = (requests.clone(), stop.clone());
+        let refusing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (rec, halt, refuse) = (requests.clone(), stop.clone(), refusing.clone());
         std::thread::spawn(move || {
             while !halt.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((conn, _)) => {
-                        let rec = rec.clone();
-                        std::thread::spawn(move || serve(conn, &rec));
+                        let (rec, refuse) = (rec.clone(), refuse.clone());
+                        std::thread::spawn(move || serve(conn, &rec, &refuse));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
@@ -404,7 +406,14 @@ impl FakeRvsd {
             path: path.into(),
             requests,
             stop,
+            refusing,
         })
+    }
+
+    /// While set, every request is answered with an error and not recorded (an rvsd that is
+    /// not ready).
+    pub fn set_refusing(&self, refusing: bool) {
+        self.refusing.store(refusing, Ordering::Relaxed);
     }
 
     pub fn path(&self) -> &Path {
@@ -420,7 +429,11 @@ impl FakeRvsd {
     }
 }
 
-fn serve(conn: std::os::unix::net::UnixStream, rec: &Mutex<Vec<(Instant, Request)>>) {
+fn serve(
+    conn: std::os::unix::net::UnixStream,
+    rec: &Mutex<Vec<(Instant, Request)>>,
+    refusing: &std::sync::atomic::AtomicBool,
+) {
     use std::io::{BufRead, BufReader, Write};
     let Ok(mut writer) = conn.try_clone() else {
         return;
@@ -428,6 +441,7 @@ fn serve(conn: std::os::unix::net::UnixStream, rec: &Mutex<Vec<(Instant, Request
     for line in BufReader::new(conn).lines() {
         let Ok(line) = line else { return };
         let answer = match serde_json::from_str::<control::proto::RequestEnvelope>(&line) {
+            Ok(_) if refusing.load(Ordering::Relaxed) => Response::Error("not ready".into()),
             Ok(env) => {
                 rec.lock()
                     .unwrap_or_else(|e| e.into_inner())

@@ -15,6 +15,7 @@ use control::proto::Request;
 use health::testlab::{FakeRvsd, NsProcess, VethPair};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
 use std::time::{Duration, Instant};
 
 const ADVERT: Duration = Duration::from_secs(1);
@@ -26,6 +27,8 @@ const ELECTION: Duration = Duration::from_millis(3_610 + 2_000);
 struct Peer {
     priority: u8,
     nopreempt: bool,
+    /// `unicast_src_ip` and `unicast_peer` (the other side) instead of 224.0.0.18.
+    unicast: bool,
 }
 
 struct Interop {
@@ -45,8 +48,18 @@ fn instance(dev: &str, p: &Peer, notify: &Path) -> String {
     } else {
         ""
     };
+    let (own, other) = if dev == "vb" {
+        (VethPair::B, VethPair::A)
+    } else {
+        (VethPair::A, VethPair::B)
+    };
+    let unicast = if p.unicast {
+        format!("unicast_src_ip {own}\n  unicast_peer {{\n    {other}\n  }}")
+    } else {
+        String::new()
+    };
     format!(
-        "global_defs {{\n  vrrp_version 3\n{sync}}}\nvrrp_instance VI_T {{\n  state BACKUP\n  interface {dev}\n  virtual_router_id 51\n  priority {}\n  advert_int 1\n  {}\n  virtual_ipaddress {{\n    {VIP}/32 dev {dev}\n  }}\n  notify {}\n}}\n",
+        "global_defs {{\n  vrrp_version 3\n{sync}}}\nvrrp_instance VI_T {{\n  state BACKUP\n  interface {dev}\n  virtual_router_id 51\n  priority {}\n  advert_int 1\n  {}\n  {unicast}\n  virtual_ipaddress {{\n    {VIP}/32 dev {dev}\n  }}\n  notify {}\n}}\n",
         p.priority,
         if p.nopreempt { "nopreempt" } else { "" },
         notify.display()
@@ -127,8 +140,14 @@ impl Interop {
     }
 
     fn start_healthd(&mut self, p: &Peer) {
+        let text = instance("vb", p, &self.dir.join("notify-r.sh"));
+        self.start_healthd_with(&text);
+    }
+
+    /// rvs-healthd on keepalived.conf `text`.
+    fn start_healthd_with(&mut self, text: &str) {
         let conf = self.dir.join("healthd.conf");
-        std::fs::write(&conf, instance("vb", p, &self.dir.join("notify-r.sh"))).unwrap();
+        std::fs::write(&conf, text).unwrap();
         let args = [
             "-f".to_string(),
             conf.display().to_string(),
@@ -275,10 +294,12 @@ fn rvs_healthd_at_higher_priority_preempts_hands_over_at_sigterm_and_preempts_ba
     let k = Peer {
         priority: 100,
         nopreempt: false,
+        unicast: false,
     };
     let r = Peer {
         priority: 150,
         nopreempt: false,
+        unicast: false,
     };
     t.start_keepalived(&k);
     t.wait_state("k", "MASTER", ELECTION);
@@ -319,10 +340,12 @@ fn keepalived_at_higher_priority_preempts_and_rvs_healthd_takes_over_when_it_sto
     let k = Peer {
         priority: 150,
         nopreempt: false,
+        unicast: false,
     };
     let r = Peer {
         priority: 100,
         nopreempt: false,
+        unicast: false,
     };
     t.start_healthd(&r);
     t.wait_state("r", "MASTER", ELECTION);
@@ -349,7 +372,8 @@ fn keepalived_at_higher_priority_preempts_and_rvs_healthd_takes_over_when_it_sto
     assert_eq!(t.healthd_holds_vip(), Some(false));
     // A master that goes silent without a word: keepalived's VRRP process frozen by its PID
     // (SIGSTOP; a SIGKILL would not do, as keepalived's parent then makes it send priority
-    // 0). The backup waits Master_Down_Interval: 3 * 1 s + (256 - 100) / 256 s.
+    // 0). The backup waits Master_Down_Interval from the last advert: 3 * 1 s + (256 - 100) /
+    // 256 s.
     let vrrp_pid = t.keepalived_vrrp_pid();
     let t0 = Instant::now();
     signal(vrrp_pid, libc::SIGSTOP);
@@ -359,9 +383,10 @@ fn keepalived_at_higher_priority_preempts_and_rvs_healthd_takes_over_when_it_sto
     }));
     signal(vrrp_pid, libc::SIGCONT);
     let took = result.unwrap_or_else(|p| std::panic::resume_unwind(p));
+    // The down timer started at the last advert heard, up to one interval before the stop.
     assert!(
-        (Duration::from_millis(3_500)..Duration::from_millis(4_200)).contains(&took),
-        "took over after {took:?}, not Master_Down_Interval (3.61 s)"
+        (Duration::from_millis(2_600)..Duration::from_millis(4_200)).contains(&took),
+        "took over after {took:?}, not within Master_Down_Interval (3.61 s) of the last advert"
     );
     eprintln!("rvs-healthd took over {took:?} after keepalived went silent");
 }
@@ -379,11 +404,13 @@ fn nopreempt_keeps_the_current_master_both_ways() {
     t.start_keepalived(&Peer {
         priority: 100,
         nopreempt: false,
+        unicast: false,
     });
     t.wait_state("k", "MASTER", ELECTION);
     t.start_healthd(&Peer {
         priority: 150,
         nopreempt: true,
+        unicast: false,
     });
     t.wait_state("r", "BACKUP", ELECTION);
     t.stays("r", "BACKUP", 2 * ELECTION);
@@ -396,15 +423,117 @@ fn nopreempt_keeps_the_current_master_both_ways() {
     t.start_healthd(&Peer {
         priority: 100,
         nopreempt: false,
+        unicast: false,
     });
     t.wait_state("r", "MASTER", ELECTION);
     t.start_keepalived(&Peer {
         priority: 150,
         nopreempt: true,
+        unicast: false,
     });
     t.wait_state("k", "BACKUP", ELECTION);
     t.stays("k", "BACKUP", 2 * ELECTION);
     assert_eq!(t.state("r"), "MASTER");
     assert_eq!(t.healthd_holds_vip(), Some(true));
     assert!(!t.keepalived_holds_vip());
+}
+
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1: namespaces need root")]
+fn a_hold_rvsd_did_not_take_is_sent_again() {
+    let mut t = Interop::new();
+    t.rvsd.set_refusing(true);
+    t.start_healthd(&Peer {
+        priority: 100,
+        nopreempt: false,
+        unicast: false,
+    });
+    // Alone on the link: MASTER after Master_Down_Interval, its hold refused.
+    t.wait_state("r", "MASTER", ELECTION);
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(t.healthd_holds_vip(), None, "refused, so not recorded");
+    let back = Instant::now();
+    t.rvsd.set_refusing(false);
+    while t.healthd_holds_vip() != Some(true) {
+        assert!(
+            back.elapsed() < health::vrrp::run::RETRY * 3,
+            "not sent again\n{}",
+            t.logs()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    t.stop_healthd();
+    assert_eq!(t.healthd_holds_vip(), Some(false));
+}
+
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1: namespaces need root")]
+fn unicast_peers_elect_and_hand_over_as_multicast_ones_do() {
+    let mut t = Interop::new();
+    let k = Peer {
+        priority: 100,
+        nopreempt: false,
+        unicast: true,
+    };
+    let r = Peer {
+        priority: 150,
+        nopreempt: false,
+        unicast: true,
+    };
+    t.start_keepalived(&k);
+    t.wait_state("k", "MASTER", ELECTION);
+    t.start_healthd(&r);
+    t.wait_state("r", "MASTER", ELECTION);
+    t.wait_state("k", "BACKUP", ADVERT);
+    assert_eq!(t.healthd_holds_vip(), Some(true));
+    let t0 = Instant::now();
+    t.stop_healthd();
+    t.wait_state("k", "MASTER", 3 * ADVERT);
+    eprintln!(
+        "unicast: keepalived took over {:?} after rvs-healthd's SIGTERM",
+        t0.elapsed()
+    );
+}
+
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1: namespaces need root")]
+fn a_failing_track_script_lowers_the_priority_and_hands_over() {
+    let mut t = Interop::new();
+    t.start_keepalived(&Peer {
+        priority: 100,
+        nopreempt: false,
+        unicast: false,
+    });
+    t.wait_state("k", "MASTER", ELECTION);
+    // rvs-healthd at 150 while a file exists, 90 (150 - 60) while it does not.
+    let flag = t.dir.join("healthy");
+    std::fs::write(&flag, "").unwrap();
+    let base = instance(
+        "vb",
+        &Peer {
+            priority: 150,
+            nopreempt: false,
+            unicast: false,
+        },
+        &t.dir.join("notify-r.sh"),
+    );
+    let text = format!(
+        "vrrp_script chk {{\n  script \"/usr/bin/test -f {}\"\n  interval 1\n  weight -60\n}}\n{}",
+        flag.display(),
+        base.replace("  notify ", "  track_script {\n    chk\n  }\n  notify ")
+    );
+    t.start_healthd_with(&text);
+    t.wait_state("r", "MASTER", ELECTION);
+    t.wait_state("k", "BACKUP", ADVERT);
+    // The script fails: rvs-healthd advertises 90, keepalived (100) preempts it after its
+    // Master_Down_Interval, plus up to a script interval to notice.
+    std::fs::remove_file(&flag).unwrap();
+    t.wait_state("k", "MASTER", ELECTION + Duration::from_secs(1));
+    t.wait_state("r", "BACKUP", ADVERT);
+    assert_eq!(t.healthd_holds_vip(), Some(false));
+    // Good again: 150 preempts back.
+    std::fs::write(&flag, "").unwrap();
+    t.wait_state("r", "MASTER", ELECTION + Duration::from_secs(1));
+    t.wait_state("k", "BACKUP", ADVERT);
+    assert_eq!(t.healthd_holds_vip(), Some(true));
 }

@@ -3652,9 +3652,9 @@ const VRRP_VIP: &str = "198.51.100.50";
 
 /// keepalived.conf for one side of the VRRP scenario (version 3, VRID 51, advert_int 1): the
 /// generic notify script writes the state entered to `state`.
-fn vrrp_conf(dev: &str, priority: u8, nopreempt: bool, notify: &Path) -> String {
+fn vrrp_conf(dev: &str, priority: u8, nopreempt: bool, notify: &Path, globals: &str) -> String {
     format!(
-        "global_defs {{\n  vrrp_version 3\n}}\nvrrp_instance VI_LAB {{\n  state BACKUP\n  interface {dev}\n  virtual_router_id 51\n  priority {priority}\n  advert_int 1\n  {}\n  virtual_ipaddress {{\n    {VRRP_VIP}/24 dev {dev}\n  }}\n  notify {}\n}}\n",
+        "global_defs {{\n  vrrp_version 3\n{globals}}}\nvrrp_instance VI_LAB {{\n  state BACKUP\n  interface {dev}\n  virtual_router_id 51\n  priority {priority}\n  advert_int 1\n  {}\n  virtual_ipaddress {{\n    {VRRP_VIP}/24 dev {dev}\n  }}\n  notify {}\n}}\n",
         if nopreempt { "nopreempt" } else { "" },
         notify.display()
     )
@@ -3800,6 +3800,8 @@ struct VrrpSides {
     k_conf: PathBuf,
     r_conf: PathBuf,
     r_notify: PathBuf,
+    /// rvs-healthd's global_defs lines beyond `vrrp_version 3`.
+    r_globals: String,
 }
 
 impl VrrpSides {
@@ -3811,17 +3813,24 @@ impl VrrpSides {
             k_conf: t.join("keepalived-cli.conf"),
             r_conf: t.join("keepalived-dir.conf"),
             r_notify: t.join("notify-r.sh"),
+            r_globals: String::new(),
         };
         notify_script(&t.join("notify-k.sh"), &sides.k_state);
         notify_script(&sides.r_notify, &sides.r_state);
-        let k = vrrp_conf("eth0", k_priority, false, &t.join("notify-k.sh"));
+        let k = vrrp_conf("eth0", k_priority, false, &t.join("notify-k.sh"), "");
         fs::write(&sides.k_conf, k).expect("write keepalived.conf");
         sides
     }
 
     /// rvs-healthd's keepalived.conf.
     fn healthd(&self, priority: u8, nopreempt: bool) -> &Path {
-        let text = vrrp_conf("rvs-ext0", priority, nopreempt, &self.r_notify);
+        let text = vrrp_conf(
+            "rvs-ext0",
+            priority,
+            nopreempt,
+            &self.r_notify,
+            &self.r_globals,
+        );
         fs::write(&self.r_conf, text).expect("write keepalived.conf");
         let _ = fs::remove_file(&self.r_state);
         &self.r_conf
@@ -3897,7 +3906,7 @@ fn rvs_healthd_vrrp_interoperates_with_keepalived_through_rvsd() {
     // The other way: rvs-healthd master at 100, keepalived at 200 preempts it, then stops.
     let healthd = Healthd::start(&lab, sides.healthd(100, false));
     wait_vrrp_state(&sides.r_state, "MASTER", VRRP_ELECTION);
-    let k_conf = vrrp_conf("eth0", 200, false, &lab.tmp.join("notify-k.sh"));
+    let k_conf = vrrp_conf("eth0", 200, false, &lab.tmp.join("notify-k.sh"), "");
     fs::write(&sides.k_conf, k_conf).expect("write keepalived.conf");
     let mut keepalived = Keepalived::start(&lab.tmp, &sides.k_conf);
     wait_vrrp_state(&sides.k_state, "MASTER", VRRP_ELECTION);
@@ -3927,13 +3936,15 @@ fn rvsd_holds_the_vrrp_address_while_rvs_healthd_is_master() {
         &["keepalived"],
     );
     let mut lab = Lab::up(false);
-    lab.start_rvsd();
+    // The connection sync daemons on the internal port, their role following VI_LAB.
+    lab.start_rvsd_with("\n[sync]\nport = \"int\"\n");
     wait_twin_addr("rvs-ext0", "198.51.100.1/");
     let wire = Wire::open("rvs-cli", "eth0");
     let cli_mac = link_mac("rvs-cli", "eth0");
     let dext_mac = link_mac("rvs-dir", "rvs-dext");
     let vip: std::net::Ipv4Addr = VRRP_VIP.parse().expect("VIP");
-    let sides = VrrpSides::new(&lab, 100);
+    let mut sides = VrrpSides::new(&lab, 100);
+    sides.r_globals = "  lvs_sync_daemon rvs-int0 VI_LAB\n".into();
     assert_eq!(
         arping(&wire, cli_mac, vip),
         None,
@@ -3949,6 +3960,11 @@ fn rvsd_holds_the_vrrp_address_while_rvs_healthd_is_master() {
         format!("{VRRP_VIP}/24 dev ext instance VI_LAB released\n"),
         "a BACKUP names its address, not held"
     );
+    assert_eq!(
+        lab.adm(&["-L", "--daemon"]),
+        "backup sync daemon (mcast=rvs-int0, syncid=0)\n",
+        "a BACKUP receives only"
+    );
     wire.capture(Duration::ZERO, |_| false);
     wait_vrrp_state(&sides.r_state, "MASTER", VRRP_ELECTION);
     wait_vrrp_state(&sides.k_state, "BACKUP", VRRP_ADVERT);
@@ -3961,6 +3977,11 @@ fn rvsd_holds_the_vrrp_address_while_rvs_healthd_is_master() {
     assert_eq!(
         lab.ctl(&["vaddr"]),
         format!("{VRRP_VIP}/24 dev ext instance VI_LAB held\n")
+    );
+    assert_eq!(
+        lab.adm(&["-L", "--daemon"]),
+        "master sync daemon (mcast=rvs-int0, syncid=0)\nbackup sync daemon (mcast=rvs-int0, syncid=0)\n",
+        "a MASTER sends and receives"
     );
     assert!(
         has_vrrp_vip("rvs-dir", "rvs-ext0"),
@@ -3982,6 +4003,11 @@ fn rvsd_holds_the_vrrp_address_while_rvs_healthd_is_master() {
     assert_eq!(arping(&wire, cli_mac, vip), None, "released on SIGTERM");
     assert!(!has_vrrp_vip("rvs-dir", "rvs-ext0"));
     assert!(has_vrrp_vip("rvs-cli", "eth0"));
+    assert_eq!(
+        lab.adm(&["-L", "--daemon"]),
+        "backup sync daemon (mcast=rvs-int0, syncid=0)\n",
+        "released at exit: receiving only"
+    );
     assert!(
         !log.contains("rvsd refused"),
         "rvsd took every request:\n{log}"

@@ -8,7 +8,8 @@
 //! control connection: entering MASTER, `SetVirtualAddrs held=true` for the instance's
 //! addresses (port by port); leaving it, `held=false` first, then the notify scripts. With
 //! global_defs `lvs_sync_daemon` naming the instance, `SetSyncRole` follows its state: always
-//! receiving (`backup`), sending only as MASTER (`master`).
+//! receiving (`backup`), sending only as MASTER (`master`). Requests rvsd did not take (it was
+//! restarting, say) are sent again every [`RETRY`] until it does.
 //!
 //! Every received packet is counted by what became of it ([`Counters`]); the counters are
 //! logged at each state change and at exit.
@@ -34,6 +35,8 @@ use std::time::{Duration, Instant};
 
 /// The longest the loop sleeps without looking at the stop flag and the scripts.
 pub const TICK: Duration = Duration::from_millis(50);
+/// How often requests rvsd did not take are sent again.
+pub const RETRY: Duration = Duration::from_secs(1);
 /// keepalived's IP_TOS for adverts (IPTOS_PREC_INTERNETCONTROL).
 const TOS_INTERNETCONTROL: libc::c_int = 0xc0;
 
@@ -356,6 +359,8 @@ struct InstanceRun {
     ports: Vec<(String, Vec<Cidr>)>,
     /// The addresses in adverts.
     advertised: Vec<Ipv4Addr>,
+    /// rvsd did not take the last requests for this state: sent again.
+    unsent: bool,
 }
 
 /// Everything VRRP in one rvs-healthd.
@@ -428,6 +433,7 @@ impl<L: Lvs> Vrrp<L> {
                 machine,
                 socket,
                 ports,
+                unsent: false,
             });
         }
         let sync_instance = cfg
@@ -550,7 +556,9 @@ impl<L: Lvs> Vrrp<L> {
         }
         drop(tx);
         let mut buf = vec![0u8; 2048];
+        let mut last_retry = Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            self.retry_unsent(&mut last_retry);
             let now = Instant::now();
             let wait = self
                 .instances
@@ -619,8 +627,7 @@ impl<L: Lvs> Vrrp<L> {
                 continue;
             }
             while let Some(packet) = self.sockets[si].recv(buf) {
-                let packet = packet.to_vec();
-                self.received(si, &packet);
+                self.received(si, packet);
             }
         }
     }
@@ -687,28 +694,58 @@ impl<L: Lvs> Vrrp<L> {
         }
     }
 
-    fn call(&mut self, request: Request) {
+    /// Sends `request`; false (logged and counted) when rvsd refused it or was unreachable.
+    fn call(&mut self, request: Request) -> bool {
         let what = format!("{request:?}");
-        if let Err(e) = self.lvs.call(request) {
-            self.counters.rvsd_errors += 1;
-            tracing::error!(request = %what, error = %e, "rvsd refused");
+        match self.lvs.call(request) {
+            Ok(_) => true,
+            Err(e) => {
+                self.counters.rvsd_errors += 1;
+                tracing::error!(request = %what, error = %e, "rvsd refused");
+                false
+            }
         }
     }
 
-    fn hold(&mut self, ii: usize, held: bool) {
+    /// Tells rvsd what instance `ii`'s state means: its addresses held (MASTER) or not, and
+    /// the sync role when `lvs_sync_daemon` names it. What fails is sent again by
+    /// [`Vrrp::retry_unsent`].
+    fn tell_rvsd(&mut self, ii: usize) {
         let i = &self.instances[ii];
-        let requests: Vec<Request> = i
+        let master = i.machine.state() == State::Master;
+        let mut requests: Vec<Request> = i
             .ports
             .iter()
             .map(|(port, addrs)| Request::SetVirtualAddrs {
                 instance: i.conf.name.clone(),
                 port: port.clone(),
                 addrs: addrs.clone(),
-                held,
+                held: master,
             })
             .collect();
+        if self.sync_instance == Some(ii) {
+            requests.push(Request::SetSyncRole {
+                master,
+                backup: true,
+            });
+        }
+        let mut ok = true;
         for r in requests {
-            self.call(r);
+            ok &= self.call(r);
+        }
+        self.instances[ii].unsent = !ok;
+    }
+
+    /// Sends again what rvsd did not take (rvsd restarting, say), at most every [`RETRY`].
+    fn retry_unsent(&mut self, last: &mut Instant) {
+        if last.elapsed() < RETRY {
+            return;
+        }
+        *last = Instant::now();
+        for ii in 0..self.instances.len() {
+            if self.instances[ii].unsent {
+                self.tell_rvsd(ii);
+            }
         }
     }
 
@@ -722,19 +759,9 @@ impl<L: Lvs> Vrrp<L> {
             counters = ?self.counters,
             "VRRP state"
         );
-        if state == State::Master {
-            self.hold(ii, true);
-        } else {
-            // Leaving MASTER, or starting: the addresses are not ours (rvsd may hold them
-            // from before a restart of this daemon).
-            self.hold(ii, false);
-        }
-        if self.sync_instance == Some(ii) {
-            self.call(Request::SetSyncRole {
-                master: state == State::Master,
-                backup: true,
-            });
-        }
+        // Entering MASTER: held. Leaving it, or starting: released (rvsd may hold them from
+        // before a restart of this daemon).
+        self.tell_rvsd(ii);
         let i = &self.instances[ii];
         let n = &i.conf.notify;
         let specific = match state {

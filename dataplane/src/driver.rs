@@ -423,8 +423,9 @@ impl<F: FrameBuf> BurstDriver<F> {
         self.pipeline.housekeeping(self.now_ms);
     }
 
-    /// On worker 0: gratuitous ARPs for the addresses that became held (a VRRP instance's on
-    /// becoming MASTER), [`GARP_COUNT`] each, [`GARP_INTERVAL_MS`] apart, while still held.
+    /// On worker 0: gratuitous ARPs for the addresses that became held or were held again (a
+    /// VRRP instance's on becoming MASTER, or on meeting another master), [`GARP_COUNT`] each,
+    /// [`GARP_INTERVAL_MS`] apart, while still held.
     /// A generation compare per loop when nothing changes.
     fn announce<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io) {
         let Some(seen) = self.garp_seen else {
@@ -433,13 +434,22 @@ impl<F: FrameBuf> BurstDriver<F> {
         let owned = self.pipeline.owned();
         if owned.generation != seen {
             for a in owned.announce.iter().filter(|a| a.since > seen) {
-                if self.garps.len() < self.garps.capacity() {
-                    self.garps.push(Garp {
-                        port: a.port,
-                        addr: a.addr,
-                        left: GARP_COUNT,
-                        due_ms: self.now_ms,
-                    });
+                let fresh = Garp {
+                    port: a.port,
+                    addr: a.addr,
+                    left: GARP_COUNT,
+                    due_ms: self.now_ms,
+                };
+                // Announced again while its announcement runs: it starts over.
+                let room = self.garps.len() < self.garps.capacity();
+                match self
+                    .garps
+                    .iter_mut()
+                    .find(|g| g.port == a.port && g.addr == a.addr)
+                {
+                    Some(g) => *g = fresh,
+                    None if room => self.garps.push(fresh),
+                    None => {}
                 }
             }
             // Released meanwhile: no more announcements of it.

@@ -240,13 +240,28 @@ fn becoming_held_sends_gratuitous_arps_spread_over_time() {
     assert_eq!(d.events(Event::GratuitousArp), 2 * u64::from(GARP_COUNT));
     assert!(d.io.sent_on(INT).is_empty());
 
-    // Set again while held: nothing new to announce. Another address held later: only it.
-    d.set("VI_1", "ext", &["198.51.100.5/32", "198.51.100.6/32"], true);
+    // Another address held later: only it is announced.
     d.set("VI_2", "int", &["192.0.2.9/24"], true);
     d.io.clear();
     d.idle(d.now + 1);
     assert!(d.garps(EXT).is_empty());
     assert_eq!(d.garps(INT), [Ipv4Addr::new(192, 0, 2, 9)]);
+    // Held again while held (a master that met another master re-asserts): announced again,
+    // its announcement starting over.
+    d.set("VI_1", "ext", &["198.51.100.5/32", "198.51.100.6/32"], true);
+    d.io.clear();
+    d.idle(d.now + 1);
+    assert_eq!(
+        d.garps(EXT),
+        [
+            Ipv4Addr::new(198, 51, 100, 5),
+            Ipv4Addr::new(198, 51, 100, 6)
+        ]
+    );
+    assert_eq!(
+        d.events(Event::GratuitousArp),
+        2 * u64::from(GARP_COUNT) + 3
+    );
 
     // Released before its announcements end: they stop.
     d.set("VI_2", "int", &["192.0.2.9/24"], false);

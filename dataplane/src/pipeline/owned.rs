@@ -214,6 +214,14 @@ impl VirtualAddrs {
                 ));
             }
         }
+        // Held (again): announced again, whether it was held before or not. A VRRP master
+        // that meets another one (a partition healing) asks for it, as keepalived sends its
+        // gratuitous ARPs again then.
+        let announce: Vec<(u16, Ipv4Addr)> = if held {
+            addrs.iter().map(|c| (index, c.addr)).collect()
+        } else {
+            Vec::new()
+        };
         let key = (instance.to_string(), index);
         let mut entries = self.entries.clone();
         if addrs.is_empty() {
@@ -228,7 +236,7 @@ impl VirtualAddrs {
             ));
         }
         self.entries = entries;
-        Ok(self.publish())
+        Ok(self.publish(&announce))
     }
 
     /// Every instance's addresses, by instance then port.
@@ -244,8 +252,9 @@ impl VirtualAddrs {
             .collect()
     }
 
-    /// Builds and publishes what rvs holds now; the twins' changes from what it held before.
-    fn publish(&self) -> Vec<TwinChange> {
+    /// Builds and publishes what rvs holds now, with `again` (port, address) announced anew;
+    /// the twins' changes from what it held before.
+    fn publish(&self, again: &[(u16, Ipv4Addr)]) -> Vec<TwinChange> {
         let old = self.dp.owned.load_full();
         let generation = old.generation + 1;
         let managed: Vec<Ipv4Addr> = {
@@ -288,6 +297,7 @@ impl VirtualAddrs {
                     .announce
                     .iter()
                     .find(|a| a.port == h.port && a.addr == h.cidr.addr)
+                    .filter(|_| !again.contains(&(h.port, h.cidr.addr)))
                     .map_or(generation, |a| a.since),
                 port: h.port,
                 addr: h.cidr.addr,

@@ -58,6 +58,10 @@ pub enum Action {
     Send { priority: u8 },
     /// The state changed (addresses, notify scripts and the sync role follow it).
     Enter(State),
+    /// Still MASTER, but another master was heard (a lower priority: the two sides of a
+    /// partition meeting again): announce the addresses again (gratuitous ARPs), as keepalived
+    /// does, since the neighbours may have learnt the other master's MAC meanwhile.
+    Announce,
 }
 
 /// What does not change while running.
@@ -259,9 +263,14 @@ impl Machine {
             self.preempt_until = None;
             return (Heard::Accepted, vec![Action::Enter(State::Backup)]);
         }
-        // A leaving master or a lower priority: assert ourselves now.
+        // A leaving master or a lower priority: assert ourselves now; after another master,
+        // announce the addresses again too.
         self.timer = Some(now + cs(self.p.interval_cs));
-        (Heard::Accepted, vec![Action::Send { priority: mine }])
+        let mut out = vec![Action::Send { priority: mine }];
+        if a.priority != PRIORITY_STOP {
+            out.push(Action::Announce);
+        }
+        (Heard::Accepted, out)
     }
 
     /// The track_script weights changed to `weight` in all. As MASTER the new priority is
@@ -414,20 +423,24 @@ mod tests {
         m.tick(c.at(4000));
         assert_eq!(
             m.advert(c.at(4100), LOW, &adv(100)),
-            (Heard::Accepted, vec![Action::Send { priority: 100 }])
+            (
+                Heard::Accepted,
+                vec![Action::Send { priority: 100 }, Action::Announce]
+            )
         );
         assert_eq!(m.state(), State::Master);
         assert_eq!(
             m.advert(c.at(4200), PEER, &adv(100)).1,
             [Action::Enter(State::Backup)]
         );
-        // A master answers a lower priority with an advert at once.
+        // A master answers a lower priority with an advert at once, and announces its
+        // addresses again (the neighbours may have followed the other master).
         let mut m = Machine::new(params(100));
         m.start(c.at(0));
         m.tick(c.at(4000));
         assert_eq!(
             m.advert(c.at(4100), PEER, &adv(50)).1,
-            [Action::Send { priority: 100 }]
+            [Action::Send { priority: 100 }, Action::Announce]
         );
         assert_eq!(m.deadline(), Some(c.at(5100)));
     }

@@ -665,6 +665,10 @@ impl<L: Lvs> Vrrp<L> {
             match a {
                 Action::Send { priority } => self.send(ii, priority),
                 Action::Enter(state) => self.entered(ii, state),
+                Action::Announce => {
+                    tracing::info!(instance = %self.instances[ii].conf.name, "another master heard: announcing the addresses again");
+                    self.tell_rvsd(ii);
+                }
             }
         }
     }

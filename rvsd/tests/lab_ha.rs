@@ -124,6 +124,12 @@ struct HaLab {
 static HA_LAB: Mutex<Option<HaLab>> = Mutex::new(None);
 
 extern "C" fn ha_lab_down() {
+    // Only a lab this process brought up (and whose lock it still holds): after a failed
+    // ha-up the lock is gone, and the lab may be another process's by now.
+    let ours = HA_LAB.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+    if !ours {
+        return;
+    }
     let mut c = cmd("bash");
     c.arg(lab_sh()).arg("down");
     match run(c, Duration::from_secs(120)) {

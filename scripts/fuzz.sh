@@ -17,7 +17,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-TARGETS=(pipeline packet)
+TARGETS=(pipeline packet sync)
 
 fuzz_cargo() {
     local u home

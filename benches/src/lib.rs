@@ -60,6 +60,19 @@ pub fn write_results_section(
     std::fs::write(path, new)
 }
 
+/// Pins the calling thread to `cpu` (a refusal is reported on stderr, and the run goes on).
+pub fn pin(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and the syscall only touch it and this
+    // thread's affinity.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            eprintln!("pinning refused: {}", std::io::Error::last_os_error());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::write_results_section;

@@ -55,6 +55,9 @@ pub struct Config {
     /// `[metrics]`: the Prometheus endpoint and status page; no section, no listener.
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
+    /// `[sync]`: IPVS connection sync (docs/sync.md); no section, no sync daemon.
+    #[serde(default)]
+    pub sync: Option<crate::sync::SyncConfig>,
 }
 
 /// `[metrics]`: rvsd's HTTP listener for `/metrics` (Prometheus) and the status page `/`.
@@ -495,6 +498,14 @@ impl Config {
         self.ipvs.validate().map_err(|e| format!("ipvs.{e}"))?;
         if self.exception.rate == 0 || self.exception.burst == 0 {
             return Err("exception.rate, exception.burst: must be at least 1".into());
+        }
+        if let Some(s) = &self.sync {
+            let twin = self
+                .ports
+                .iter()
+                .find(|p| p.name == s.port)
+                .and_then(|p| p.kernel_twin.as_ref());
+            s.validate(twin.map(IfName::as_str))?;
         }
         for (i, n) in self.neighbours.iter().enumerate() {
             if !self.ports.iter().any(|p| p.name == n.port) {

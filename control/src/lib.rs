@@ -10,4 +10,5 @@ pub mod format;
 pub mod model;
 pub mod proto;
 pub mod reload;
+pub mod sync;
 pub mod sysctl;

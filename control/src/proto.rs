@@ -91,6 +91,14 @@ pub enum Request {
     /// Re-reads the configuration file and applies what changed since the last load, as SIGHUP
     /// does (`rvsctl reload`); answered with [`Response::Reloaded`].
     Reload,
+    /// Starts or stops the sync daemons (`rvsadm --start-daemon/--stop-daemon`; rvs-healthd
+    /// when a VRRP instance with `lvs_sync_daemon` changes state): `master` sends this
+    /// director's connections, `backup` installs the peer's. Needs `[sync]` in rvs.toml.
+    /// Answered by rvsd.
+    SetSyncRole { master: bool, backup: bool },
+    /// The sync daemons' state and counters (`rvsadm -L --daemon`); answered with
+    /// [`Response::Sync`] by rvsd.
+    SyncStatus,
 }
 
 /// A DPDK port as `rvsctl ports` shows it.
@@ -184,6 +192,7 @@ pub enum Response {
     Version(VersionInfo),
     /// The answer to `Reload`: what it applied, adjusted, could not apply, and left for a restart.
     Reloaded(crate::reload::ReloadReport),
+    Sync(crate::sync::SyncStatus),
 }
 
 impl RequestEnvelope {

@@ -6,7 +6,7 @@
 //! operator (rvsadm, rvsctl) or a health checker changed live, and that the file did not change,
 //! is left alone. A service or real server whose lines changed takes the file's values whole.
 //! What cannot change in a running daemon (EAL arguments, ports, workers, table capacity,
-//! control socket, log settings, the metrics listener) is listed in [`Plan::not_live`] and never
+//! control socket, log settings, the metrics listener, `[sync]`) is listed in [`Plan::not_live`] and never
 //! applied.
 
 use crate::cli::{self, Table};
@@ -215,6 +215,9 @@ pub fn plan(old: &Config, new: &Config) -> Result<Plan, String> {
         ("control", old.control != new.control),
         ("log", old.log != new.log),
         ("metrics", old.metrics != new.metrics),
+        // The sync daemons' role changes live through SetSyncRole (rvsadm --start-daemon);
+        // the socket and group only at a restart.
+        ("sync", old.sync != new.sync),
     ];
     let not_live = restart_only
         .into_iter()
@@ -239,6 +242,7 @@ pub fn in_force(running: &Config, new: Config) -> Config {
         control: running.control.clone(),
         log: running.log.clone(),
         metrics: running.metrics.clone(),
+        sync: running.sync.clone(),
         ..new
     }
 }

@@ -45,9 +45,12 @@ pub const KNOBS: &[Knob] = &[
         meaning: "defence: 0 never, 1 automatic, 2 on (set by automatic mode), 3 always: the kernel's tcp_states_dos table: a client's ACK no longer makes a SYN_RECV connection ESTABLISHED (it keeps SYN_RECV's timeout); the server's SYN-ACK makes it SYNACK and the server's next packet ESTABLISHED" },
     Knob { name: "sloppy_tcp", default: 0, min: 0, max: 1,
         meaning: "1: any TCP packet (not only a SYN) to a service creates a connection, as after a failover without sync" },
+    Knob { name: "sync_refresh_period", default: 10, min: 0, max: 86_400,
+        meaning: "seconds: the sync master re-sends each synced connection once per period, with the time it has left (0: only on state changes). The kernel's default is 0 because it also re-sends every sync_period packets; rvs counts no packets per connection, so its default is 10" },
 ];
 
-/// The values of every knob. `Default` is the kernel's defaults. Deserialised from rvs.toml's
+/// The values of every knob. `Default` is the kernel's defaults (but `sync_refresh_period`'s,
+/// see its meaning). Deserialised from rvs.toml's
 /// `[ipvs]` (unknown names are refused with the valid ones listed; ranges are checked by
 /// [`IpvsSysctls::validate`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +67,7 @@ pub struct IpvsSysctls {
     pub schedule_icmp: u32,
     pub secure_tcp: u32,
     pub sloppy_tcp: u32,
+    pub sync_refresh_period: u32,
 }
 
 impl Default for IpvsSysctls {
@@ -80,6 +84,7 @@ impl Default for IpvsSysctls {
             schedule_icmp: 0,
             secure_tcp: 0,
             sloppy_tcp: 0,
+            sync_refresh_period: 0,
         };
         for k in KNOBS {
             if let Some(v) = s.slot(k.name) {
@@ -144,6 +149,7 @@ impl IpvsSysctls {
             "schedule_icmp" => &mut self.schedule_icmp,
             "secure_tcp" => &mut self.secure_tcp,
             "sloppy_tcp" => &mut self.sloppy_tcp,
+            "sync_refresh_period" => &mut self.sync_refresh_period,
             _ => return None,
         })
     }

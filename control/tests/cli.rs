@@ -764,11 +764,78 @@ fn options_ipvsadm_has_and_rvs_does_not() {
     for (line, needle) in [
         (format!("-A -t {VIP}:80 -s sh -b flag-1"), "flag-1"),
         (format!("-A -t {VIP}:80 --pe sip"), "persistence engines"),
-        ("--start-daemon master".to_string(), "synchronisation"),
-        ("-L --daemon".to_string(), "synchronisation"),
         ("-L --persistent-conn".to_string(), "persistent connections"),
     ] {
         let message = err(&line);
+        assert!(message.contains(needle), "{line}: {message}");
+    }
+}
+
+// --- the sync daemons ------------------------------------------------------------------------
+
+#[test]
+fn start_and_stop_daemon_as_ipvsadm_takes_them() {
+    use control::cli::DaemonCommand;
+    let daemon = |line: &str| match parse(line) {
+        Ok(Command::Daemon(d)) => d,
+        other => panic!("`{line}`: {other:?}"),
+    };
+    assert_eq!(
+        daemon("--start-daemon master --mcast-interface rvs-int0 --syncid 7"),
+        DaemonCommand {
+            start: true,
+            master: true,
+            interface: Some("rvs-int0".into()),
+            syncid: Some(7)
+        }
+    );
+    assert_eq!(
+        daemon("--start-daemon=backup"),
+        DaemonCommand {
+            start: true,
+            master: false,
+            interface: None,
+            syncid: None
+        }
+    );
+    assert_eq!(
+        daemon("--stop-daemon master"),
+        DaemonCommand {
+            start: false,
+            master: true,
+            interface: None,
+            syncid: None
+        }
+    );
+    assert_eq!(
+        parse("-L --daemon"),
+        Ok(Command::List(ListCommand::Daemons))
+    );
+    for (line, needle) in [
+        (
+            "--start-daemon primary",
+            "illegal start-daemon parameter specified: primary",
+        ),
+        (
+            "--stop-daemon both",
+            "illegal stop-daemon parameter specified: both",
+        ),
+        (
+            "--start-daemon master --syncid 256",
+            "illegal syncid specified: 256",
+        ),
+        ("--start-daemon", "missing argument"),
+        (
+            "--stop-daemon master --syncid 1",
+            "Illegal 'syncid' option with the 'stop-daemon' command",
+        ),
+        ("-L --daemon -c", "conflicts with"),
+        (
+            "-A -t 198.51.100.1:80 --mcast-interface x",
+            "Illegal 'mcast-interface' option",
+        ),
+    ] {
+        let message = err(line);
         assert!(message.contains(needle), "{line}: {message}");
     }
 }

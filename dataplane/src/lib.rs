@@ -5,7 +5,7 @@
 //! `packet` (typed views over byte slices), `conntrack` (the shared connection table), `sched`
 //! (LVS schedulers), `service` (snapshots the workers read), `neigh`, `frag`, `persist`,
 //! `pipeline` (classify -> lookup/schedule -> rewrite -> verdict), `driver` (what a worker does
-//! with a burst, on any frame buffer) and `stats`.
+//! with a burst, on any frame buffer), `stats` and `sync` (IPVS connection sync).
 
 // The packet path never panics: no indexing, unwrap, expect or panic (clippy.toml allows them
 // in unit tests).
@@ -29,3 +29,4 @@ pub mod sched;
 pub mod seqlock;
 pub mod service;
 pub mod stats;
+pub mod sync;

@@ -389,6 +389,28 @@ impl Persist {
         }
     }
 
+    /// Installs a template synced from another director: `key` pins `target` for `timeout_s`
+    /// from `now_ms` (a live template of `key` for another server is replaced). `None` when
+    /// the bucket stayed busy.
+    pub fn install(
+        &self,
+        key: &Key,
+        target: Target,
+        timeout_s: u32,
+        now_ms: u64,
+    ) -> Option<crate::sync::install::Installed> {
+        use crate::sync::install::Installed;
+        let existed = self.lookup(key, now_ms).is_some_and(|f| f.target == target);
+        self.claim(key, target, expiry(now_ms, timeout_s), now_ms, |t| {
+            *t == target
+        })?;
+        Some(if existed {
+            Installed::Updated
+        } else {
+            Installed::New
+        })
+    }
+
     /// Calls `f` with every template live at `now_ms`, each read consistently (walks the whole
     /// table: for reports). A bucket that writers keep busy is skipped.
     pub fn for_each(&self, now_ms: u64, mut f: impl FnMut(Template)) {

@@ -213,6 +213,12 @@ named_enum! {
         /// IPv4 packets the kernel sent through a twin, handed to a worker to route out of a
         /// port (sent, held for ARP or dropped as counted).
         FromKernel = "from_kernel",
+        /// Connection events (a new state the kernel syncs, a periodic refresh, a persistence
+        /// template) queued for the sync thread while this director is the sync master.
+        SyncQueued = "sync_queued",
+        /// Connection events lost because the worker's sync queue was full (the backup learns
+        /// of the connection at its next event or refresh).
+        SyncQueueOverflow = "sync_queue_overflow",
     }
 }
 

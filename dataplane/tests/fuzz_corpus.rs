@@ -11,6 +11,8 @@
 mod oracle;
 #[path = "../../fuzz/src/packet.rs"]
 mod packet;
+#[path = "../../fuzz/src/sync.rs"]
+mod sync;
 
 use oracle::{CIP, CLIENT_MAC, DIP, EXT_IP, EXT_MAC, INT_MAC, RIP1, RS1_MAC, VIP};
 use std::net::Ipv4Addr;
@@ -45,6 +47,17 @@ fn pipeline_corpus_replays_through_the_oracle() {
         let data = std::fs::read(&p).unwrap();
         let r = std::panic::catch_unwind(|| oracle::Harness::new().run(&data));
         assert!(r.is_ok(), "{} fails the oracle", p.display());
+    }
+}
+
+#[test]
+fn sync_corpus_replays_through_the_checks() {
+    let f = files("sync");
+    assert!(f.len() >= 3, "the sync corpus is there ({} files)", f.len());
+    for p in f {
+        let data = std::fs::read(&p).unwrap();
+        let r = std::panic::catch_unwind(|| sync::check(&oracle::Harness::new(), &data));
+        assert!(r.is_ok(), "{} fails the sync checks", p.display());
     }
 }
 
@@ -456,11 +469,62 @@ fn packet_seeds() -> Vec<(&'static str, Vec<u8>)> {
 #[test]
 #[ignore = "rewrites the seed files; run by hand"]
 fn write_seeds() {
-    for (target, seeds) in [("pipeline", pipeline_seeds()), ("packet", packet_seeds())] {
+    for (target, seeds) in [
+        ("pipeline", pipeline_seeds()),
+        ("packet", packet_seeds()),
+        ("sync", sync_seeds()),
+    ] {
         let dir = corpus_dir(target);
         std::fs::create_dir_all(&dir).unwrap();
         for (name, data) in seeds {
             std::fs::write(dir.join(name), data).unwrap();
         }
     }
+}
+
+/// Sync datagrams (after the syncid byte): the oracle director's web and dns connections, a
+/// template, and a message of another group.
+fn sync_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use dataplane::conntrack::ConnState;
+    use dataplane::sync::{Encoder, SyncConn};
+    let web = SyncConn {
+        proto: TCP,
+        state: ConnState::Established,
+        template: false,
+        client: (CIP, 40000),
+        virt: (VIP, 80),
+        real: (RIP1, 80),
+        timeout_s: 900,
+        fwmark: 0,
+    };
+    let dns = SyncConn {
+        proto: UDP,
+        state: ConnState::Udp,
+        real: (RIP1, 5353),
+        virt: (VIP, 53),
+        timeout_s: 300,
+        ..web
+    };
+    let tpl = SyncConn {
+        template: true,
+        state: ConnState::None,
+        client: (CIP, 0),
+        timeout_s: 300,
+        ..web
+    };
+    let msg = |syncid: u8, conns: &[SyncConn]| {
+        let mut enc = Encoder::new(syncid, 1472);
+        for c in conns {
+            assert!(enc.push(c).is_none());
+        }
+        [vec![syncid], enc.finish().unwrap()].concat()
+    };
+    vec![
+        ("seed-established", msg(1, &[web])),
+        ("seed-three", msg(0, &[web, dns, tpl])),
+        (
+            "seed-foreign-group",
+            [vec![2], msg(1, &[web])[1..].to_vec()].concat(),
+        ),
+    ]
 }

@@ -215,6 +215,25 @@ pub fn fix_checksums(frame: &mut [u8]) {
     }
 }
 
+/// Runs `f` on this process's harness: one director per process, reused input after input
+/// with the clock moved past every timeout in between (a fresh one costs milliseconds), made
+/// anew when the clock runs out of room. A crash that needs an earlier input's state shows in
+/// the oracle's message; fuzz/corpus replays run each input on a fresh director.
+pub fn with_process_harness(f: impl FnOnce(&mut Harness)) {
+    static HARNESS: std::sync::Mutex<Option<Harness>> = std::sync::Mutex::new(None);
+    let mut guard = HARNESS.lock().unwrap_or_else(|e| e.into_inner());
+    let fresh = match guard.as_mut() {
+        Some(h) => !h.next_input(),
+        None => true,
+    };
+    if fresh {
+        *guard = Some(Harness::new());
+    }
+    if let Some(h) = guard.as_mut() {
+        f(h);
+    }
+}
+
 /// One director and one worker, as the fuzz targets drive them.
 pub struct Harness {
     pub dp: Arc<Dataplane>,

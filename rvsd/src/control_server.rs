@@ -81,6 +81,7 @@ struct DaemonHooks {
     ports: PortInfos,
     version: Option<VersionInfo>,
     reload: Option<Reload>,
+    sync: Option<Arc<crate::sync::SyncDaemon>>,
 }
 
 impl DaemonHooks {
@@ -97,9 +98,26 @@ impl DaemonHooks {
                 Some(r) => (r.run)(Trigger::Control(peer)),
                 None => Response::Error("this rvsd has no configuration file to reload".into()),
             }),
+            Request::SetSyncRole { master, backup } => Some(match &self.sync {
+                Some(s) => {
+                    s.set_role(*master, *backup);
+                    Response::Ok
+                }
+                None => no_sync(),
+            }),
+            Request::SyncStatus => Some(match &self.sync {
+                Some(s) => Response::Sync(s.status()),
+                None => no_sync(),
+            }),
             _ => None,
         }
     }
+}
+
+fn no_sync() -> Response {
+    Response::Error(
+        "connection sync is not configured: add a [sync] table to rvs.toml (docs/sync.md)".into(),
+    )
 }
 
 impl Drop for ControlServer {
@@ -148,6 +166,7 @@ impl ControlServer {
                 ports: Arc::new(|_| Vec::new()),
                 version: None,
                 reload: None,
+                sync: None,
             },
         })
     }
@@ -167,6 +186,12 @@ impl ControlServer {
     /// Answers `Version` with `version`.
     pub fn with_version(mut self, version: VersionInfo) -> ControlServer {
         self.daemon.version = Some(version);
+        self
+    }
+
+    /// Answers `SetSyncRole` and `SyncStatus` with the sync daemons.
+    pub fn with_sync(mut self, sync: Option<Arc<crate::sync::SyncDaemon>>) -> ControlServer {
+        self.daemon.sync = sync;
         self
     }
 
@@ -359,6 +384,7 @@ fn changes_state(request: &Request) -> bool {
         | Request::SetSysctls(_)
         | Request::AddNeighbour(_)
         | Request::DelNeighbour { .. }
+        | Request::SetSyncRole { .. }
         | Request::Reload => true,
         Request::List { .. }
         | Request::ListConns
@@ -367,6 +393,7 @@ fn changes_state(request: &Request) -> bool {
         | Request::GetSysctls
         | Request::ListNeighbours
         | Request::Ports { .. }
+        | Request::SyncStatus
         | Request::Version => false,
     }
 }

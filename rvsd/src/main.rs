@@ -231,6 +231,7 @@ fn run(args: Args) -> Result<(), String> {
         exception::kernel_path(&cfg),
     );
 
+    let sync = rvsd::sync::SyncDaemon::start(&cfg, dataplane.clone())?;
     let mut manager = ServiceManager::new(dataplane.clone());
     reload::apply_config(&mut manager, &cfg)?;
     let manager = Arc::new(Mutex::new(manager));
@@ -267,6 +268,7 @@ fn run(args: Args) -> Result<(), String> {
         .with_device_counters(device_counters.clone())
         .with_port_info(port_info)
         .with_version(version.clone())
+        .with_sync(sync.clone())
         .with_reload(control_server::Reload {
             requested: &reload::REQUESTED,
             run: Arc::new(move |trigger| reloader.reload(trigger)),
@@ -316,6 +318,10 @@ fn run(args: Args) -> Result<(), String> {
     } else {
         Some(exception.spawn(&worker::RUNNING)?)
     };
+    let sync_thread = match sync {
+        Some(s) => Some(s.spawn(&worker::RUNNING)?),
+        None => None,
+    };
     match main_is_worker {
         Some(setup) => worker::run(setup),
         None => {
@@ -330,6 +336,9 @@ fn run(args: Args) -> Result<(), String> {
     worker::wait_all();
     let _ = control_thread.join();
     if let Some(t) = exception_thread {
+        let _ = t.join();
+    }
+    if let Some(t) = sync_thread {
         let _ = t.join();
     }
     if let Some(t) = metrics_thread {

@@ -12,48 +12,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use testkit::daemon::{net_pcap, Launch, Rvsd, RvsdConfig, VdevPort};
+use testkit::netns::{is_root, Netns};
 use testkit::plan::{DIP, ONE_ARM_MAC, RIP1, RS1_MAC};
 use testkit::{eth, icmp_echo, ipv4, pcap, tcp_frame, udp_frame, ICMP, SYN};
-
-/// A network namespace removed on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(name: String) -> Netns {
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
-        let st = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .expect("ip netns add");
-        assert!(st.success(), "ip netns add {name}");
-        let st = Command::new("ip")
-            .args(["-n", &name, "link", "set", "lo", "up"])
-            .status()
-            .expect("ip link set lo up");
-        assert!(st.success());
-        Netns(name)
-    }
-
-    fn ip(&self, args: &[&str]) -> String {
-        let out = Command::new("ip")
-            .args(["-n", &self.0])
-            .args(args)
-            .output()
-            .expect("ip");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 #[test]
 #[cfg_attr(
@@ -104,7 +65,7 @@ fn own_address_traffic_reaches_the_kernel_and_its_answers_leave_the_port() {
     cmd.args([
         "netns",
         "exec",
-        &ns.0,
+        ns.name(),
         env!("CARGO_BIN_EXE_rvsd"),
         "--config",
     ])

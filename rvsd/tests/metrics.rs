@@ -10,90 +10,42 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use testkit::daemon::{net_null, Launch, Rvsd, RvsdConfig, VdevPort};
+use testkit::daemon::{net_null, Rvsd, RvsdConfig, VdevPort};
+use testkit::netns::Netns;
 
 const LISTEN: &str = "203.0.113.1:9180";
 
 /// rvsd's worker spins on lcore 0: one daemon at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// A network namespace of this test's own, deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new() -> Netns {
-        static SEQ: AtomicUsize = AtomicUsize::new(0);
-        // SAFETY: geteuid has no preconditions.
-        assert_eq!(
-            unsafe { libc::geteuid() },
-            0,
-            "needs root (a network namespace): run as root, or RVS_SKIP_LAB=1 to skip"
-        );
-        let name = format!(
-            "rvs-metrics-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let ns = Netns(name);
-        ns.ip(&["netns", "add", &ns.0]);
-        ns.ip(&["-n", &ns.0, "link", "set", "lo", "up"]);
-        ns.ip(&["-n", &ns.0, "addr", "add", "203.0.113.1/32", "dev", "lo"]);
-        ns
-    }
-
-    fn ip(&self, args: &[&str]) {
-        let st = Command::new("ip").args(args).status().expect("run ip");
-        assert!(st.success(), "ip {args:?}: {st}");
-    }
-
-    /// Runs `f` on a thread inside the namespace (sockets it opens live there).
-    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{}", self.0);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let file = std::fs::File::open(&path).expect("open netns");
-                // SAFETY: setns on an open namespace descriptor; it moves this thread only.
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .expect("namespace thread")
-        })
-    }
-
-    /// rvsd in the namespace on `config`, its files in `dir`.
-    fn rvsd(&self, config: &RvsdConfig, dir: &Path) -> Rvsd {
-        let prefix = config.file_prefix();
-        let path = dir.join(format!("{prefix}.toml"));
-        config.write(&path);
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0])
-            .arg(env!("CARGO_BIN_EXE_rvsd"))
-            .arg("--config")
-            .arg(&path);
-        // `ip netns exec` execs rvsd: the child's PID is rvsd's.
-        Rvsd::spawn(
-            c,
-            Launch {
-                socket: config.socket().to_path_buf(),
-                log: dir.join(format!("{prefix}.log")),
-                file_prefix: Some(prefix.to_string()),
-            },
-        )
-    }
+/// A network namespace of this test's own (`rvs-metrics-<pid>-<n>`, 203.0.113.1/32 on its `lo`).
+fn metrics_ns() -> Netns {
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    let ns = Netns::new(format!(
+        "rvs-metrics-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    ns.ip_ok(&[
+        "-n",
+        ns.name(),
+        "addr",
+        "add",
+        "203.0.113.1/32",
+        "dev",
+        "lo",
+    ]);
+    ns
 }
 
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
+/// rvsd in `ns` on `config`, its files in `dir`.
+fn rvsd_in(ns: &Netns, config: &RvsdConfig, dir: &Path) -> Rvsd {
+    ns.rvsd(Path::new(env!("CARGO_BIN_EXE_rvsd")), config, dir)
 }
 
 fn config(dir: &Path) -> RvsdConfig {
@@ -171,9 +123,9 @@ fn promtool(text: &str) -> (bool, String) {
 #[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
 fn metrics_pass_promtool_and_every_page_answers() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let ns = Netns::new();
+    let ns = metrics_ns();
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut rvsd = ns.rvsd(&config(dir.path()).metrics(listen()), dir.path());
+    let mut rvsd = rvsd_in(&ns, &config(dir.path()).metrics(listen()), dir.path());
     rvsd.wait_ready(Duration::from_secs(30));
 
     let classic = ns.run(|| get("/metrics", ""));
@@ -254,12 +206,12 @@ fn metrics_pass_promtool_and_every_page_answers() {
 #[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
 fn an_address_in_use_stops_start_up_unless_optional() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let ns = Netns::new();
+    let ns = metrics_ns();
     let dir = tempfile::tempdir().expect("tempdir");
     // The socket belongs to the namespace it was made in, whichever thread holds it later.
     let taken = ns.run(|| TcpListener::bind(listen()).expect("take the address"));
 
-    let mut refused = ns.rvsd(&config(dir.path()).metrics(listen()), dir.path());
+    let mut refused = rvsd_in(&ns, &config(dir.path()).metrics(listen()), dir.path());
     let st = refused.wait_exit(Duration::from_secs(30));
     assert!(
         !st.success(),
@@ -273,7 +225,11 @@ fn an_address_in_use_stops_start_up_unless_optional() {
     );
     assert!(!log.contains("rvsd ready"), "{log}");
 
-    let mut optional = ns.rvsd(&config(dir.path()).metrics_optional(listen()), dir.path());
+    let mut optional = rvsd_in(
+        &ns,
+        &config(dir.path()).metrics_optional(listen()),
+        dir.path(),
+    );
     optional.wait_ready(Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(500));
     assert!(optional.alive(), "{}", optional.log_tail(30));

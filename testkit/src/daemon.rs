@@ -93,9 +93,34 @@ pub struct VdevPort {
     role: &'static str,
     mac: Option<[u8; 6]>,
     addresses: Vec<String>,
+    kernel_twin: Option<String>,
 }
 
 impl VdevPort {
+    /// Port `name` with `role` ("external", "internal", "both") and `addresses` (CIDRs) on
+    /// the vdev `devargs`.
+    pub fn new(
+        name: &str,
+        devargs: impl Into<String>,
+        role: &'static str,
+        addresses: &[&str],
+    ) -> VdevPort {
+        VdevPort {
+            name: name.into(),
+            devargs: devargs.into(),
+            role,
+            mac: None,
+            addresses: addresses.iter().map(|a| a.to_string()).collect(),
+            kernel_twin: None,
+        }
+    }
+
+    /// Gives the port a kernel twin interface named `ifname` (in rvsd's namespace).
+    pub fn twin(mut self, ifname: &str) -> VdevPort {
+        self.kernel_twin = Some(ifname.into());
+        self
+    }
+
     /// Port `lan` in one-arm mode (role both) with both subnets of the plan (198.51.100.1/24,
     /// 192.0.2.1/24), on the vdev `devargs`, with the device's own MAC.
     pub fn one_arm(devargs: impl Into<String>) -> VdevPort {
@@ -105,6 +130,7 @@ impl VdevPort {
             role: "both",
             mac: None,
             addresses: vec![EXT_CIDR.into(), INT_CIDR.into()],
+            kernel_twin: None,
         }
     }
 
@@ -133,6 +159,10 @@ pub struct RvsdConfig {
     neighbours: Vec<(String, Ipv4Addr, [u8; 6])>,
     /// `[metrics]`: (listen, optional).
     metrics: Option<(std::net::SocketAddr, bool)>,
+    /// `[sync]`.
+    sync: Option<control::sync::SyncConfig>,
+    /// `[ipvs]`: sysctls set.
+    ipvs: Vec<(String, u32)>,
 }
 
 impl RvsdConfig {
@@ -153,7 +183,21 @@ impl RvsdConfig {
             conntrack_capacity: 1024,
             neighbours: Vec::new(),
             metrics: None,
+            sync: None,
+            ipvs: Vec::new(),
         }
+    }
+
+    /// `[sync]`: connection sync as `sync` says.
+    pub fn sync(mut self, sync: control::sync::SyncConfig) -> RvsdConfig {
+        self.sync = Some(sync);
+        self
+    }
+
+    /// `[ipvs]`: sets sysctl `name` to `value`.
+    pub fn sysctl(mut self, name: &str, value: u32) -> RvsdConfig {
+        self.ipvs.push((name.into(), value));
+        self
     }
 
     /// `[metrics]`: the metrics listener on `listen`, a start-up error if it cannot be bound.
@@ -235,6 +279,9 @@ impl RvsdConfig {
                     t.insert("mac".into(), MacAddr(m).to_string().into());
                 }
                 t.insert("addresses".into(), p.addresses.clone().into());
+                if let Some(twin) = &p.kernel_twin {
+                    t.insert("kernel_twin".into(), twin.clone().into());
+                }
                 t.into()
             })
             .collect();
@@ -290,6 +337,20 @@ impl RvsdConfig {
                 ]),
             );
         }
+        if let Some(sync) = &self.sync {
+            doc.insert(
+                "sync".into(),
+                toml::Value::try_from(sync).expect("[sync] as TOML"),
+            );
+        }
+        if !self.ipvs.is_empty() {
+            let knobs = self
+                .ipvs
+                .iter()
+                .map(|(k, v)| (k.as_str(), i64::from(*v).into()))
+                .collect();
+            doc.insert("ipvs".into(), table(knobs));
+        }
         let text = toml::to_string(&doc).expect("TOML");
         if let Err(e) = Config::parse(&text, "testkit's rvs.toml") {
             panic!("{e}\n{text}");
@@ -315,13 +376,18 @@ impl Rvsd {
     /// Writes `config` into `dir` and starts `bin --config` on it, its output into a log file
     /// beside it; does not wait for anything.
     pub fn start(bin: &Path, config: &RvsdConfig, dir: &Path) -> Rvsd {
+        Rvsd::start_with(Command::new(bin), config, dir)
+    }
+
+    /// [`Rvsd::start`] with `command` as rvsd: rvsd itself, or a command that execs it (`ip
+    /// netns exec NS rvsd`); `--config FILE` is appended.
+    pub fn start_with(mut command: Command, config: &RvsdConfig, dir: &Path) -> Rvsd {
         let prefix = config.file_prefix();
         let path = dir.join(format!("{prefix}.toml"));
         config.write(&path);
-        let mut c = Command::new(bin);
-        c.arg("--config").arg(&path);
+        command.arg("--config").arg(&path);
         Rvsd::spawn(
-            c,
+            command,
             Launch {
                 socket: config.socket().to_path_buf(),
                 log: dir.join(format!("{prefix}.log")),

@@ -26,7 +26,8 @@
 //!
 //! Natively the loop runs `--repeat` times (frames rebuilt between runs, outside the timing) and
 //! the best and median ns/packet are reported. The clock does not move, so `finish` ages
-//! nothing. `--json` prints one JSON line per point.
+//! nothing. `--json` prints one JSON line per point. `--sync-master` measures with connection
+//! sync on (see [`SyncDrain`]).
 
 use clap::{Parser, ValueEnum};
 use control::model::{
@@ -86,6 +87,11 @@ struct Args {
     /// prefetches): shows what the prefetch is worth.
     #[arg(long)]
     no_prefetch: bool,
+    /// Run as connection-sync master (after the warm-up): workers queue connection events,
+    /// and a drain thread on another core encodes them into sync messages, as rvsd's sync
+    /// thread does (docs/sync.md). Shows what sync costs the worker.
+    #[arg(long)]
+    sync_master: bool,
 }
 
 use testkit::director::EXT_MAC;
@@ -355,22 +361,10 @@ fn core_ghz() -> Option<f64> {
     None
 }
 
-fn pin(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and the syscall only touch it and this
-    // thread's affinity.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            eprintln!("pinning refused: {}", std::io::Error::last_os_error());
-        }
-    }
-}
-
 fn main() {
     let args = Args::parse();
     if let Some(c) = args.cpu {
-        pin(c);
+        rvs_benches::pin(c);
     }
     let flows = args.flows.max(1);
     let packets = args.packets.max(1);
@@ -399,6 +393,7 @@ fn main() {
     let t0 = Instant::now();
     warm(&mut d, &mut io, &mut slab, &g, args.proto, flows);
     let warm_s = t0.elapsed().as_secs_f64();
+    let drain = args.sync_master.then(|| SyncDrain::start(dp.clone()));
 
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut ns = Vec::new();
@@ -429,6 +424,12 @@ fn main() {
         }
         ns.push(el / f64::from(packets));
     }
+    let sync_msgs = drain.map_or(0, SyncDrain::stop);
+    let stats = dp.stats();
+    let (queued, overflow) = (
+        stats.events(dataplane::stats::Event::SyncQueued),
+        stats.events(dataplane::stats::Event::SyncQueueOverflow),
+    );
     let ghz = core_ghz();
     ns.sort_by(f64::total_cmp);
     let best = ns[0];
@@ -450,6 +451,8 @@ fn main() {
                 "repeat": ns.len(), "ns_best": best, "ns_median": median,
                 "mpps_best": 1e3 / best, "warmup_s": warm_s, "table_mib": table_mib,
                 "conns": dp.conns().len(), "prefetch": !args.no_prefetch, "clock_ghz": ghz,
+                "sync_master": args.sync_master, "sync_queued": queued,
+                "sync_overflow": overflow, "sync_msgs": sync_msgs,
             })
         );
     } else {
@@ -459,5 +462,50 @@ fn main() {
             ns.len(),
             1e3 / best
         );
+        if args.sync_master {
+            println!(
+                "sync master: {queued} events queued, {overflow} lost to a full queue, \
+                 {sync_msgs} messages encoded"
+            );
+        }
+    }
+}
+
+/// The sync thread's work in rvsd, on a thread of its own: drains the worker's queue and
+/// encodes the events into sync messages (not sent), sleeping 100 us when the queue is empty.
+struct SyncDrain {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl SyncDrain {
+    fn start(dp: Arc<Dataplane>) -> SyncDrain {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        dp.sync().set_master(true);
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut enc = dataplane::sync::Encoder::new(0, dataplane::sync::codec::DEFAULT_MAXLEN);
+            let mut msgs = 0u64;
+            loop {
+                let done = flag.load(Ordering::Relaxed);
+                let n = dp
+                    .sync()
+                    .drain(4096, |c| msgs += u64::from(enc.push(&c).is_some()));
+                if n == 0 {
+                    if done {
+                        return msgs + u64::from(enc.finish().is_some());
+                    }
+                    std::thread::sleep(std::time::Duration::from_micros(100));
+                }
+            }
+        });
+        SyncDrain { stop, thread }
+    }
+
+    /// Stops after the queue is empty; the messages encoded.
+    fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or(0)
     }
 }

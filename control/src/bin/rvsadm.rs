@@ -86,6 +86,8 @@ fn run(invocation: cli::Invocation) -> Result<(), Failure> {
             Response::Timeouts(t) => emit(&format::timeouts(&t)),
             other => Err(unexpected(&other)),
         },
+        Command::List(ListCommand::Daemons) => emit(&sync_status(&mut client)?.ipvsadm_lines()),
+        Command::Daemon(d) => daemon(&mut client, &d),
         Command::List(ListCommand::Counters) => match client.call(Request::Counters)? {
             Response::Counters(c) => emit(
                 &c.iter()
@@ -95,6 +97,38 @@ fn run(invocation: cli::Invocation) -> Result<(), Failure> {
             other => Err(unexpected(&other)),
         },
     }
+}
+
+fn sync_status(client: &mut Client) -> Result<control::sync::SyncStatus, Failure> {
+    match client.call(Request::SyncStatus)? {
+        Response::Sync(s) => Ok(s),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// `--start-daemon` / `--stop-daemon`: turns one sync daemon on or off, keeping the other as
+/// it is. An interface or syncid that is not `[sync]`'s is refused before anything changes.
+fn daemon(client: &mut Client, d: &cli::DaemonCommand) -> Result<(), Failure> {
+    let now = sync_status(client)?;
+    if let Some(ifname) = d.interface.as_deref().filter(|i| *i != now.interface) {
+        return Err(Failure::runtime(format!(
+            "rvsd's sync runs on {} (the kernel twin of [sync] port {:?}), not {ifname}",
+            now.interface, now.port
+        )));
+    }
+    if let Some(id) = d.syncid.filter(|id| *id != now.syncid) {
+        return Err(Failure::runtime(format!(
+            "rvsd's syncid is {} ([sync] syncid in rvs.toml), not {id}",
+            now.syncid
+        )));
+    }
+    let (mut master, mut backup) = (now.master, now.backup);
+    if d.master {
+        master = d.start;
+    } else {
+        backup = d.start;
+    }
+    expect_ok(client.call(Request::SetSyncRole { master, backup })?)
 }
 
 /// `-R`: every line is parsed and resolved before the first is sent.

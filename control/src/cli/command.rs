@@ -22,6 +22,20 @@ pub enum Command {
     Help,
     /// `-v`
     Version,
+    /// `--start-daemon` / `--stop-daemon`.
+    Daemon(DaemonCommand),
+}
+
+/// `--start-daemon STATE [--mcast-interface IF] [--syncid N]` or `--stop-daemon STATE`: one of
+/// the two sync daemons on or off. rvs's daemons run on `[sync]`'s interface and syncid; an
+/// interface or syncid given here must be those (it is checked, never changed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonCommand {
+    pub start: bool,
+    /// `master` (true) or `backup` (false).
+    pub master: bool,
+    pub interface: Option<String>,
+    pub syncid: Option<u8>,
 }
 
 /// A change, as the command line gives it.
@@ -60,6 +74,8 @@ pub enum ListCommand {
     Timeouts,
     /// `--counters` (an rvs extension): every dataplane counter by name.
     Counters,
+    /// `--daemon`: the sync daemons that run.
+    Daemons,
 }
 
 /// `-E`: the fields given on the command line; `None` keeps the current value.

@@ -18,6 +18,10 @@ pub(super) enum Cmd {
     Zero,
     Help,
     Version,
+    /// `--start-daemon master|backup`
+    StartDaemon,
+    /// `--stop-daemon master|backup`
+    StopDaemon,
 }
 
 impl Cmd {
@@ -38,25 +42,28 @@ impl Cmd {
             Cmd::Zero => "zero",
             Cmd::Help => "help",
             Cmd::Version => "version",
+            Cmd::StartDaemon => "start-daemon",
+            Cmd::StopDaemon => "stop-daemon",
         }
     }
 
     /// ipvsadm's `commands_v_options` row, one mark per [`Opt`] in order:
     /// `+` required, `x` illegal, `1` at most one of the `1`s, `.` optional.
     pub(super) fn matrix(self) -> &'static str {
-        //                          n c s s p M r f w x y t s r t n e o b c
-        //                          u o v c e a e w e u l i t a h o x p   o
-        //                          m n c h r s a d i t t m a t r s a s   u
+        //                          n c s s p M r f w x y t s r t n e o b c d m s
+        //                          u o v c e a e w e u l i t a h o x p   o a c y
+        //                          m n c h r s a d i t t m a t r s a s   u e a n
         match self {
-            Cmd::AddService | Cmd::EditService => "xx+...xxxxxxxxxxx..x",
-            Cmd::DelService => "xx+xxxxxxxxxxxxxxxxx",
-            Cmd::List => ".11xxxxxxxx1.....xx1",
-            Cmd::AddServer | Cmd::EditServer => "xx+xxx+....xxxxxxxxx",
-            Cmd::DelServer => "xx+xxx+xxxxxxxxxxxxx",
-            Cmd::Save => ".xxxxxxxxxxxxxxxxxxx",
-            Cmd::Zero => "xx.xxxxxxxxxxxxxxxxx",
-            Cmd::Clear | Cmd::Set | Cmd::Restore | Cmd::Help | Cmd::Version => {
-                "xxxxxxxxxxxxxxxxxxxx"
+            Cmd::AddService | Cmd::EditService => "xx+...xxxxxxxxxxx..xxxx",
+            Cmd::DelService => "xx+xxxxxxxxxxxxxxxxxxxx",
+            Cmd::List => ".11xxxxxxxx1.....xx11xx",
+            Cmd::AddServer | Cmd::EditServer => "xx+xxx+....xxxxxxxxxxxx",
+            Cmd::DelServer => "xx+xxx+xxxxxxxxxxxxxxxx",
+            Cmd::Save => ".xxxxxxxxxxxxxxxxxxxxxx",
+            Cmd::Zero => "xx.xxxxxxxxxxxxxxxxxxxx",
+            Cmd::StartDaemon => "xxxxxxxxxxxxxxxxxxxxx..",
+            Cmd::Clear | Cmd::Set | Cmd::Restore | Cmd::Help | Cmd::Version | Cmd::StopDaemon => {
+                "xxxxxxxxxxxxxxxxxxxxxxx"
             }
         }
     }
@@ -87,9 +94,15 @@ pub(super) enum Opt {
     SchedFlags,
     /// rvs's own: `-L --counters`.
     Counters,
+    /// `-L --daemon`
+    Daemon,
+    /// `--mcast-interface IF` (with `--start-daemon`)
+    McastInterface,
+    /// `--syncid N` (with `--start-daemon`)
+    SyncId,
 }
 
-pub(super) const OPT_COUNT: usize = 20;
+pub(super) const OPT_COUNT: usize = 23;
 
 pub(super) const ALL_OPTS: [Opt; OPT_COUNT] = [
     Opt::Numeric,
@@ -112,6 +125,9 @@ pub(super) const ALL_OPTS: [Opt; OPT_COUNT] = [
     Opt::Ops,
     Opt::SchedFlags,
     Opt::Counters,
+    Opt::Daemon,
+    Opt::McastInterface,
+    Opt::SyncId,
 ];
 
 impl Opt {
@@ -138,6 +154,9 @@ impl Opt {
             Opt::Ops => "ops",
             Opt::SchedFlags => "sched-flags",
             Opt::Counters => "counters",
+            Opt::Daemon => "daemon",
+            Opt::McastInterface => "mcast-interface",
+            Opt::SyncId => "syncid",
         }
     }
 }
@@ -185,8 +204,6 @@ const NO_FWMARK: &str =
 pub(super) const NO_IPV6: &str = "IPv6 is not supported by rvs yet";
 const NO_PE: &str = "rvs does not support persistence engines (--pe)";
 const NO_PERSISTENT_CONN: &str = "rvs does not report persistent connections (--persistent-conn)";
-const NO_SYNC: &str = "rvs has no connection synchronisation daemon \
-     (--start-daemon, --stop-daemon, --daemon, --mcast-interface, --syncid)";
 
 /// Every option rvsadm knows, short and long.
 #[rustfmt::skip]
@@ -235,11 +252,11 @@ pub(super) const OPTIONS: &[OptDef] = &[
     def(None,      "counters",        Arg::None,     Kind::Opt(Opt::Counters)),
     def(None,      "pe",              Arg::Required, Kind::Unsupported(NO_PE)),
     def(None,      "persistent-conn", Arg::None,     Kind::Unsupported(NO_PERSISTENT_CONN)),
-    def(None,      "start-daemon",    Arg::Required, Kind::Unsupported(NO_SYNC)),
-    def(None,      "stop-daemon",     Arg::Required, Kind::Unsupported(NO_SYNC)),
-    def(None,      "daemon",          Arg::None,     Kind::Unsupported(NO_SYNC)),
-    def(None,      "mcast-interface", Arg::Required, Kind::Unsupported(NO_SYNC)),
-    def(None,      "syncid",          Arg::Required, Kind::Unsupported(NO_SYNC)),
+    def(None,      "start-daemon",    Arg::Required, Kind::Cmd(Cmd::StartDaemon)),
+    def(None,      "stop-daemon",     Arg::Required, Kind::Cmd(Cmd::StopDaemon)),
+    def(None,      "daemon",          Arg::None,     Kind::Opt(Opt::Daemon)),
+    def(None,      "mcast-interface", Arg::Required, Kind::Opt(Opt::McastInterface)),
+    def(None,      "syncid",          Arg::Required, Kind::Opt(Opt::SyncId)),
 ];
 
 pub(super) const TRY_HELP: &str = "Try `rvsadm -h' or 'rvsadm --help' for more information.";
@@ -265,6 +282,8 @@ mod tests {
             Cmd::Zero,
             Cmd::Help,
             Cmd::Version,
+            Cmd::StartDaemon,
+            Cmd::StopDaemon,
         ] {
             assert_eq!(cmd.matrix().len(), OPT_COUNT, "{cmd:?}");
         }

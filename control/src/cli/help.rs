@@ -28,6 +28,8 @@ Usage:
   rvsadm -L|l [options]
   rvsadm -Z [-t|u service-address]
   rvsadm --set tcp tcpfin udp
+  rvsadm --start-daemon {{master|backup}} [--mcast-interface interface] [--syncid sid]
+  rvsadm --stop-daemon {{master|backup}}
   rvsadm -h
 
 Commands:
@@ -44,6 +46,8 @@ Either long or short options are allowed.
   --list            -L|-l     list the table
   --zero            -Z        zero counters in a service or all services
   --set tcp tcpfin udp        set connection timeout values
+  --start-daemon              start connection sync daemon
+  --stop-daemon               stop connection sync daemon
   --help            -h        display this help message
   --version         -v        display the version
 
@@ -64,6 +68,7 @@ Options:
   --l-threshold  -y lthreshold        lower threshold of connections
   --connection   -c                   output of current connections
   --timeout                           output of timeout (tcp tcpfin udp)
+  --daemon                            output of daemon information
   --counters                          output of rvsd's packet counters (rx, tx, drops by reason)
   --stats                             output of statistics information
   --rate                              output of rate information
@@ -72,10 +77,13 @@ Options:
   --nosort                            disable sorting output of service/server entries
   --sort                              does nothing, for backwards compatibility
   --numeric      -n                   numeric output of addresses and ports (rvsadm always is)
+  --mcast-interface interface         multicast interface for connection sync
+                                      (rvsd's is [sync]'s port's kernel twin; checked)
+  --syncid sid                        syncID for connection sync (rvsd's is [sync]'s; checked)
   --socket       PATH                 rvsd's control socket (default ${env}, else {socket})
 
 Not supported by rvs: -f (fwmark services), -g and -i (direct routing, tunneling), -6,
---pe, --persistent-conn and the connection sync daemon options.
+--pe and --persistent-conn.
 ",
         version = version(),
         schedulers = schedulers.join("|"),

@@ -22,7 +22,7 @@ mod restore;
 mod table;
 mod tokenize;
 
-pub use command::{Change, Command, DestEdit, Invocation, ListCommand, ServiceEdit};
+pub use command::{Change, Command, DaemonCommand, DestEdit, Invocation, ListCommand, ServiceEdit};
 pub use help::{usage, version};
 pub use parse::parse_args;
 pub use restore::parse_restore;

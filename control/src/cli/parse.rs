@@ -2,8 +2,8 @@
 
 use super::address::{parse_host_port, HostPort};
 use super::command::{
-    check_ops, check_sched_flags, check_thresholds, check_zero_port, Change, Command, DestEdit,
-    Invocation, ListCommand, ServiceEdit,
+    check_ops, check_sched_flags, check_thresholds, check_zero_port, Change, Command,
+    DaemonCommand, DestEdit, Invocation, ListCommand, ServiceEdit,
 };
 use super::grammar::{Cmd, Opt, ALL_OPTS, TRY_HELP};
 use super::tokenize::{tokenize, Raw};
@@ -173,6 +173,8 @@ fn build(cmd: Cmd, raw: &Raw) -> Result<Command, CliError> {
             ListCommand::Timeouts
         } else if raw.has(Opt::Counters) {
             ListCommand::Counters
+        } else if raw.has(Opt::Daemon) {
+            ListCommand::Daemons
         } else {
             ListCommand::Services {
                 service: service(raw)?,
@@ -183,6 +185,32 @@ fn build(cmd: Cmd, raw: &Raw) -> Result<Command, CliError> {
         Cmd::Restore => Ok(Command::Restore),
         Cmd::Help => Ok(Command::Help),
         Cmd::Version => Ok(Command::Version),
+        Cmd::StartDaemon | Cmd::StopDaemon => {
+            let master = match raw.cmd_value.as_deref() {
+                Some("master") => true,
+                Some("backup") => false,
+                other => {
+                    return fail(format!(
+                        "illegal {} parameter specified: {}",
+                        cmd.name(),
+                        other.unwrap_or_default()
+                    ))
+                }
+            };
+            let syncid = match raw.value(Opt::SyncId) {
+                Some(v) => Some(
+                    v.parse::<u8>()
+                        .map_err(|_| CliError(format!("illegal syncid specified: {v}")))?,
+                ),
+                None => None,
+            };
+            Ok(Command::Daemon(DaemonCommand {
+                start: cmd == Cmd::StartDaemon,
+                master,
+                interface: raw.value(Opt::McastInterface).map(str::to_string),
+                syncid,
+            }))
+        }
     }
 }
 

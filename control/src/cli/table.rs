@@ -122,6 +122,8 @@ impl Table {
             | Request::DelNeighbour { .. }
             | Request::Ports { .. }
             | Request::Version
+            | Request::SetSyncRole { .. }
+            | Request::SyncStatus
             | Request::Reload => {}
         }
     }

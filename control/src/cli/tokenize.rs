@@ -11,6 +11,8 @@ pub(super) struct Raw {
     pub(super) given: [Option<Given>; OPT_COUNT],
     pub(super) positional: Vec<String>,
     pub(super) socket: Option<String>,
+    /// The command's own argument (`--start-daemon master`).
+    pub(super) cmd_value: Option<String>,
 }
 
 /// An option as written (which of `-m/-g/-i`, `-t/-u`) and its value.
@@ -27,6 +29,7 @@ impl Raw {
                     return fail("multiple commands specified");
                 }
                 self.cmd = Some(cmd);
+                self.cmd_value = value;
             }
             Kind::Opt(opt) => {
                 let slot = &mut self.given[opt as usize];

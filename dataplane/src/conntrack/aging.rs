@@ -110,17 +110,53 @@ impl ConnTable {
     /// Calls `f` for every live connection (for listing; not on the packet path).
     pub fn for_each(&self, mut f: impl FnMut(ConnInfo)) {
         for idx in 0..self.used() {
-            if let Some(v) = self.read(idx as u32).filter(EntryView::is_live) {
-                f(ConnInfo {
-                    proto: v.proto,
-                    state: v.state,
-                    expires_ms: expires_of(v.meta),
-                    dest: v.dest,
-                    client: ep_split(v.client),
-                    virt: ep_split(v.virt),
-                    real: ep_split(v.real),
-                });
+            if let Some(c) = self.info(idx) {
+                f(c);
             }
         }
+    }
+
+    /// The part of `range` that has ever held a connection: what a walk of it looks at.
+    pub fn in_use(&self, range: Range<usize>) -> Range<usize> {
+        let used = self.used();
+        range.start.min(used)..range.end.min(used)
+    }
+
+    /// Calls `f` for the live connections among up to `budget` entries of `range`, resuming
+    /// at `*cursor` and wrapping around (as [`ConnTable::housekeeping`] walks): the sync
+    /// refresh walks a worker's slice this way.
+    pub fn visit(
+        &self,
+        range: Range<usize>,
+        cursor: &mut usize,
+        budget: usize,
+        mut f: impl FnMut(ConnInfo),
+    ) {
+        let range = self.in_use(range);
+        for _ in 0..budget.min(range.len()) {
+            if !range.contains(cursor) {
+                *cursor = range.start;
+            }
+            if let Some(c) = self.info(*cursor) {
+                f(c);
+            }
+            *cursor += 1;
+        }
+    }
+
+    /// Entry `idx` if it holds a live connection.
+    fn info(&self, idx: usize) -> Option<ConnInfo> {
+        let v = self
+            .read(u32::try_from(idx).ok()?)
+            .filter(EntryView::is_live)?;
+        Some(ConnInfo {
+            proto: v.proto,
+            state: v.state,
+            expires_ms: expires_of(v.meta),
+            dest: v.dest,
+            client: ep_split(v.client),
+            virt: ep_split(v.virt),
+            real: ep_split(v.real),
+        })
     }
 }

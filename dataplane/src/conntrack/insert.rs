@@ -74,6 +74,13 @@ impl ConnTable {
     /// Inserts a new connection (both tuples) at time `now`. Entries for either tuple that
     /// are expired at `now` are removed first. Lock-free; see the module documentation.
     pub fn insert(&self, c: &NewConn, now: u64) -> Result<Hit, InsertError> {
+        let expires = now.saturating_add(u64::from(self.timeouts.get_ms(c.state)));
+        self.insert_until(c, now, expires)
+    }
+
+    /// [`ConnTable::insert`] with the expiry given: a connection copied from another
+    /// director's table (IPVS sync) keeps the time it had left there.
+    pub fn insert_until(&self, c: &NewConn, now: u64, expires: u64) -> Result<Hit, InsertError> {
         let dest = u16::try_from(c.dest)
             .ok()
             .and_then(|_| self.dest(c.dest))
@@ -86,9 +93,7 @@ impl ConnTable {
         let client = (u64::from(c.proto) << 48) | ep(c.client.0, c.client.1);
         let virt = (u64::from(c.dest) << 48) | ep(c.virt.0, c.virt.1);
         let real = ep(c.real.0, c.real.1);
-        let expires = now
-            .saturating_add(u64::from(self.timeouts.get_ms(c.state)))
-            .min(EXP_MAX);
+        let expires = expires.min(EXP_MAX);
 
         for _ in 0..INSERT_ATTEMPTS {
             // What is there already, live or being inserted by another worker.

@@ -61,18 +61,53 @@ impl ConnTable {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    if new_st.is_active() != st.is_active() {
-                        if let Some(d) = self.dest(hit.dest) {
-                            d.add(st, -1);
-                            d.add(new_st, 1);
-                        }
-                    }
+                    self.recount(hit.dest, st, new_st);
                     return Some(new_st);
                 }
                 Err(cur) => m = cur,
             }
         }
         live_state(m)
+    }
+
+    /// Sets the connection's state and expiry as another director's table has them (IPVS
+    /// sync), whatever they were. False if the connection is gone.
+    pub fn resync(&self, hit: &Hit, state: ConnState, expires: u64) -> bool {
+        let Some(e) = self.entry(hit.conn.idx) else {
+            return false;
+        };
+        let mut m = e.meta.load(Ordering::Acquire);
+        loop {
+            if gen_of(m) != hit.conn.gen {
+                return false;
+            }
+            let Some(st) = live_state(m) else {
+                return false;
+            };
+            match e.meta.compare_exchange_weak(
+                m,
+                pack(hit.conn.gen, live_code(state), expires.min(EXP_MAX)),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    self.recount(hit.dest, st, state);
+                    return true;
+                }
+                Err(cur) => m = cur,
+            }
+        }
+    }
+
+    /// Moves one connection of real-server slot `dest` from `from`'s count (active or
+    /// inactive) to `to`'s, by the thread whose CAS made the change.
+    fn recount(&self, dest: u32, from: ConnState, to: ConnState) {
+        if from.is_active() != to.is_active() {
+            if let Some(d) = self.dest(dest) {
+                d.add(from, -1);
+                d.add(to, 1);
+            }
+        }
     }
 
     /// Removes a connection now. Returns false if it was already gone. Lock-free.

@@ -67,7 +67,10 @@ impl Pipeline {
             let reuse =
                 from_client && new_syn && sys.conn_reuse_mode != 0 && yields_to_new_syn(hit.state);
             if !reuse && !expired_nodest {
-                conns.update_in(self.defences.tcp_table, &hit, hit.dir, ev, self.now);
+                let state = conns.update_in(self.defences.tcp_table, &hit, hit.dir, ev, self.now);
+                if let Some(state) = state.filter(|s| *s != hit.state) {
+                    self.sync_state_change(&hit, state);
+                }
                 return self.nat(frame, ip, &hit);
             }
             if conns.remove(hit.conn) && expired_nodest {
@@ -190,6 +193,9 @@ impl Pipeline {
         }
         .ok_or(DropReason::NoDest)?;
         let d = svc.dests.get(i).ok_or(DropReason::NoDest)?;
+        if let Some(timeout) = svc.spec.persistence {
+            self.sync_template(svc, d, t.proto, &flow, timeout);
+        }
         // A real server without a port (in a port-0 service) gets the client's port.
         let rport = if d.spec.port == 0 {
             t.dport
@@ -219,6 +225,7 @@ impl Pipeline {
         }
         match inserted {
             Ok(hit) => {
+                self.sync_state_change(&hit, nc.state);
                 self.stats().event(Event::ConnCreated);
                 if let Some(s) = self.stats().slot(nc.dest) {
                     s.conns.add(1);

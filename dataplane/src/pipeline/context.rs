@@ -27,11 +27,15 @@ pub const PREFETCH_BURST: usize = 32;
 /// One worker's view of the dataplane. Not shared: each worker thread owns one.
 pub struct Pipeline {
     pub(super) dp: Arc<Dataplane>,
-    index: usize,
+    pub(super) index: usize,
     pub(super) snap: Arc<Snapshot>,
     pub(super) now: u64,
-    aging: Range<usize>,
+    pub(super) aging: Range<usize>,
     aging_cursor: usize,
+    /// Where the sync refresh walk (`sync.rs`) resumes in `aging`.
+    pub(super) sync_cursor: usize,
+    /// The refresh walk's progress owed, in entry-milliseconds (`sync.rs`).
+    pub(super) sync_credit: u64,
     /// The millisecond of the last aging step.
     aged_at: u64,
     /// ICMP error token bucket: (tokens, last refill in ms).
@@ -61,6 +65,8 @@ impl Pipeline {
         Pipeline {
             kernel_bucket: TokenBucket::full(dp.kernel.burst),
             aging_cursor: aging.start,
+            sync_cursor: aging.start,
+            sync_credit: 0,
             aged_at: 0,
             aging,
             snap,
@@ -137,6 +143,7 @@ impl Pipeline {
             self.stats()
                 .event_n(Event::DefenceDropEntry, aged.half_open as u64);
         }
+        self.sync_refresh(elapsed, now_ms);
     }
 
     pub(super) fn stats(&self) -> &WorkerStats {

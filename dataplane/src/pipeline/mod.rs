@@ -11,7 +11,7 @@
 //! One file per stage: `classify` (port, ethertype, ARP), `ip` (IPv4 checks, martians,
 //! fragments), `icmp` (errors about connections, echo), `conn` (TCP/UDP lookup, scheduling,
 //! NAT), `egress` (routing, MTU, L2 header), `icmp_error` (the errors rvs originates) and
-//! `reset` (the TCP RSTs rvs originates); the shared state is in `shared`, the per-worker
+//! `reset` (the TCP RSTs rvs originates), `sync` (connection events for the sync master); the shared state is in `shared`, the per-worker
 //! context in `context`. A stage returns the `Action` or a `Refusal`: the drop reason and, for
 //! the drops that are answered, the ICMP error or RST to build in the frame's place.
 //!
@@ -71,6 +71,7 @@ mod ip;
 mod kernel;
 mod reset;
 mod shared;
+mod sync;
 
 pub use context::{Pipeline, AGING_SWEEP_MS, PREFETCH_BURST};
 pub use icmp_error::{ICMP_BURST, ICMP_RATE_PER_SEC};

@@ -8,6 +8,7 @@ use crate::neigh::NeighTable;
 use crate::persist::Persist;
 use crate::service::{Snapshot, MAX_DESTS};
 use crate::stats::Stats;
+use crate::sync::{SyncOut, SyncStats};
 use arc_swap::ArcSwap;
 use control::config::{Cidr, PortRole};
 use control::model::Timeouts;
@@ -87,6 +88,10 @@ pub struct Dataplane {
     free_entries: AtomicU64,
     /// The ports with a kernel twin and the rate up to the kernel.
     pub(super) kernel: KernelPath,
+    /// Connection sync: the workers' queues to the sync thread (`crate::sync`).
+    pub(super) sync: SyncOut,
+    /// What the sync thread sent, received and refused.
+    sync_stats: SyncStats,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -162,6 +167,8 @@ impl Dataplane {
             workers,
             clock_ms: AtomicU64::new(0),
             kernel,
+            sync: SyncOut::new(workers),
+            sync_stats: SyncStats::default(),
         })
     }
 
@@ -189,6 +196,17 @@ impl Dataplane {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Connection sync's side of the workers: the master switch, the refresh period, the
+    /// queues the sync thread drains.
+    pub fn sync(&self) -> &SyncOut {
+        &self.sync
+    }
+
+    /// The sync thread's counters.
+    pub fn sync_stats(&self) -> &SyncStats {
+        &self.sync_stats
     }
 
     pub fn workers(&self) -> usize {

@@ -156,8 +156,12 @@ impl ServiceManager {
             Request::Reload => {
                 return Response::Error("reload is not handled by the service manager".into())
             }
-            // The daemon's own facts (DPDK ports, versions): rvsd's control server answers them.
-            Request::Ports { .. } | Request::Version => {
+            // The daemon's own facts (DPDK ports, versions, the sync daemons): rvsd's control
+            // server answers them.
+            Request::Ports { .. }
+            | Request::Version
+            | Request::SetSyncRole { .. }
+            | Request::SyncStatus => {
                 return Response::Error("not a service request: rvsd answers it".into())
             }
         };
@@ -570,6 +574,7 @@ impl ServiceManager {
         c.push(("conntrack.capacity".into(), conns.capacity() as u64));
         c.push(("conntrack.evictions".into(), conns.evictions()));
         c.push(("frag.capacity".into(), self.dp.frags().capacity() as u64));
+        c.extend(self.dp.sync_stats().counters());
         c
     }
 

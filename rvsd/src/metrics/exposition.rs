@@ -157,6 +157,41 @@ pub fn counter_metric(name: &str) -> Option<CounterMetric> {
         };
         return m(family, help, C, &[("worker", worker), label]);
     }
+    if let Some(rest) = name.strip_prefix("sync.") {
+        if let Some(reason) = rest.strip_prefix("refused.") {
+            return m(
+                "rvs_sync_refused",
+                "Sync messages or entries a backup refused, by reason (docs/sync.md).",
+                C,
+                &[("reason", reason)],
+            );
+        }
+        let (family, help) = match rest {
+            "msgs_sent" => ("rvs_sync_messages_sent", "Sync messages the master sent."),
+            "conns_sent" => (
+                "rvs_sync_connections_sent",
+                "Connections in the sync messages sent.",
+            ),
+            "send_errors" => (
+                "rvs_sync_send_errors",
+                "Sync messages the socket refused to send.",
+            ),
+            "msgs_received" => (
+                "rvs_sync_messages_received",
+                "Sync messages the backup received.",
+            ),
+            "conns_installed" => (
+                "rvs_sync_connections_installed",
+                "Synced connections and templates the backup installed anew.",
+            ),
+            "conns_updated" => (
+                "rvs_sync_connections_updated",
+                "Synced connections and templates the backup updated.",
+            ),
+            _ => return None,
+        };
+        return m(family, help, C, &[]);
+    }
     if Event::ALL.iter().any(|e| e.name() == name) {
         return m(
             "rvs_events",

@@ -35,6 +35,7 @@ use testkit::daemon::{
     bin_beside, control_bin_beside, head_and_tail, rvsadm_beside, workspace_root, Launch, Rvsd,
 };
 use testkit::lab::{cmd, find_tool, lab_lock, run, LabLock, Ran, WrkRun, KEEPALIVE_WRK_LUA};
+use testkit::netns::run_in;
 
 const VIP: &str = "198.51.100.1";
 const RS: [(&str, &str); 2] = [("rs1", "192.0.2.2"), ("rs2", "192.0.2.3")];
@@ -410,14 +411,7 @@ fn curl_vip() -> String {
 /// new connection for the director): send, wait up to 2 s for the answer, up to 3 tries on the
 /// same socket. Returns the answer (trimmed) and the address it came from.
 fn udp_ask(ns: &str, dst: SocketAddr) -> io::Result<(String, SocketAddr)> {
-    let ns_path = format!("/run/netns/{ns}");
-    thread::spawn(move || -> io::Result<(String, SocketAddr)> {
-        // setns(2) moves only this thread into the namespace; it ends with the thread.
-        let f = fs::File::open(&ns_path)?;
-        // SAFETY: a valid namespace fd; affects the calling thread only.
-        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+    run_in(ns, || -> io::Result<(String, SocketAddr)> {
         let sock = UdpSocket::bind("0.0.0.0:0")?;
         sock.set_read_timeout(Some(Duration::from_secs(2)))?;
         let mut buf = [0u8; 1500];
@@ -433,8 +427,6 @@ fn udp_ask(ns: &str, dst: SocketAddr) -> io::Result<(String, SocketAddr)> {
         }
         Err(last_err.unwrap_or_else(|| io::Error::other("no answer")))
     })
-    .join()
-    .map_err(|_| io::Error::other("udp thread panicked"))?
 }
 
 fn udp_round_robin(n: usize) -> Vec<String> {

@@ -14,7 +14,8 @@
 #   --takeover directors   nothing but the directors moves the VIP (VRRP, once rvs has it;
 #                          today: no takeover) (default)
 #   --takeover stand-in    `lab.sh ha-hold B` right after the action: the lab's stand-in for
-#                          VRRP (rvsd B restarted with the VIP and the DIP)
+#                          VRRP (rvsd B restarted with the VIP and the DIP; with
+#                          RVS_HA_HOLD=vaddr, held addresses and sync, no restart)
 #   --wait S          seconds to wait for a takeover (default 10)
 #   --interval S      the probe's interval (default 0.01)
 #

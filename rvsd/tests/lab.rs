@@ -27,84 +27,28 @@ use std::io::{self, Read};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 use testkit::daemon::{
     bin_beside, control_bin_beside, head_and_tail, rvsadm_beside, workspace_root, Launch, Rvsd,
 };
+use testkit::lab::{cmd, find_tool, lab_lock, run, LabLock, Ran, WrkRun, KEEPALIVE_WRK_LUA};
+use testkit::netns::run_in;
 
 const VIP: &str = "198.51.100.1";
 const RS: [(&str, &str); 2] = [("rs1", "192.0.2.2"), ("rs2", "192.0.2.3")];
 const UDP_PORT: u16 = 9000;
 const LAB_NAMESPACES: [&str; 5] = ["rvs-cli", "rvs-dir", "rvs-sw", "rvs-rs1", "rvs-rs2"];
+/// The HA lab's (`lab.sh ha-up`, lab_ha.rs): its directors instead of rvs-dir.
+const HA_LAB_NAMESPACES: [&str; 6] = [
+    "rvs-cli", "rvs-dirA", "rvs-dirB", "rvs-sw", "rvs-rs1", "rvs-rs2",
+];
 const LAB_STATE_DIR: &str = "/run/rvs-lab";
-
-static LAB_LOCK: Mutex<()> = Mutex::new(());
-
-/// Serialises the scenarios: within this process (a mutex) and across processes (an flock on
-/// a file outside the lab's state folder), since the namespace names are global.
-struct LabLock {
-    _file: Option<fs::File>,
-    _guard: MutexGuard<'static, ()>,
-}
-
-fn lab_lock() -> LabLock {
-    let guard = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open("/run/rvs-lab.lock")
-        .ok();
-    if let Some(f) = &file {
-        // SAFETY: flock on an open descriptor we own; released when the file is closed.
-        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-    }
-    LabLock {
-        _file: file,
-        _guard: guard,
-    }
-}
 
 fn lab_sh() -> PathBuf {
     workspace_root().join("scripts/lab.sh")
-}
-
-/// PATH for the commands we run: as given, plus the sbin folders (ip, nginx live there).
-fn search_path() -> String {
-    let mut p = std::env::var("PATH").unwrap_or_default();
-    for d in [
-        "/usr/local/sbin",
-        "/usr/sbin",
-        "/sbin",
-        "/usr/local/bin",
-        "/usr/bin",
-        "/bin",
-    ] {
-        if !p.split(':').any(|x| x == d) {
-            if !p.is_empty() {
-                p.push(':');
-            }
-            p.push_str(d);
-        }
-    }
-    p
-}
-
-fn find_tool(name: &str) -> Option<PathBuf> {
-    search_path()
-        .split(':')
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
-}
-
-fn cmd(program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut c = Command::new(program);
-    c.env("PATH", search_path());
-    c
 }
 
 /// The start of every scenario: the lab's lock, then its prerequisites; a missing one is a
@@ -134,68 +78,6 @@ fn lab_start(test: &str, extra_tools: &[&str]) -> LabLock {
         lab_sh().display()
     );
     lock
-}
-
-/// What a finished command left: exit status, stdout, stderr.
-struct Ran {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Ran {
-    fn describe(&self, what: &str) -> String {
-        format!(
-            "{what}: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-}
-
-static RUN_SEQ: AtomicUsize = AtomicUsize::new(0);
-
-/// Runs a command with its output in files (daemons it starts cannot hold a pipe of ours open)
-/// and a deadline after which it is killed by PID.
-fn run(mut c: Command, timeout: Duration) -> io::Result<Ran> {
-    let dir = std::env::temp_dir();
-    let n = RUN_SEQ.fetch_add(1, Ordering::Relaxed);
-    let out_path = dir.join(format!("rvs-lab-run-{}-{n}.out", std::process::id()));
-    let err_path = dir.join(format!("rvs-lab-run-{}-{n}.err", std::process::id()));
-    let mut child = c
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path)?)
-        .stderr(fs::File::create(&err_path)?)
-        .spawn()?;
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break st;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let st = child.wait()?;
-            let _ = fs::remove_file(&out_path);
-            let _ = fs::remove_file(&err_path);
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("{c:?} still running after {timeout:?}; killed ({st})"),
-            ));
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let read = |p: &Path| {
-        let mut s = String::new();
-        if let Ok(mut f) = fs::File::open(p) {
-            let _ = f.read_to_string(&mut s);
-        }
-        let _ = fs::remove_file(p);
-        s
-    };
-    Ok(Ran {
-        status,
-        stdout: read(&out_path),
-        stderr: read(&err_path),
-    })
 }
 
 fn lab_script(args: &[&str], envs: &[(&str, &str)]) -> Ran {
@@ -245,6 +127,7 @@ fn lab_namespaces_present() -> Vec<String> {
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .filter(|n| {
                     LAB_NAMESPACES.contains(&n.as_str())
+                        || HA_LAB_NAMESPACES.contains(&n.as_str())
                         || n.strip_prefix("rvs-rs")
                             .is_some_and(|d| d.parse::<u32>().is_ok())
                 })
@@ -528,14 +411,7 @@ fn curl_vip() -> String {
 /// new connection for the director): send, wait up to 2 s for the answer, up to 3 tries on the
 /// same socket. Returns the answer (trimmed) and the address it came from.
 fn udp_ask(ns: &str, dst: SocketAddr) -> io::Result<(String, SocketAddr)> {
-    let ns_path = format!("/run/netns/{ns}");
-    thread::spawn(move || -> io::Result<(String, SocketAddr)> {
-        // setns(2) moves only this thread into the namespace; it ends with the thread.
-        let f = fs::File::open(&ns_path)?;
-        // SAFETY: a valid namespace fd; affects the calling thread only.
-        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+    run_in(ns, || -> io::Result<(String, SocketAddr)> {
         let sock = UdpSocket::bind("0.0.0.0:0")?;
         sock.set_read_timeout(Some(Duration::from_secs(2)))?;
         let mut buf = [0u8; 1500];
@@ -551,8 +427,6 @@ fn udp_ask(ns: &str, dst: SocketAddr) -> io::Result<(String, SocketAddr)> {
         }
         Err(last_err.unwrap_or_else(|| io::Error::other("no answer")))
     })
-    .join()
-    .map_err(|_| io::Error::other("udp thread panicked"))?
 }
 
 fn udp_round_robin(n: usize) -> Vec<String> {
@@ -730,6 +604,22 @@ fn lab_script_is_idempotent_and_cleans_up_after_failure() {
         pids.iter().all(|&p| !pid_alive(p)),
         "down left lab processes running: {pids:?}"
     );
+
+    // The same for the HA lab (no rvsd needed): a failed ha-up leaves nothing, a second one
+    // replaces the first, down removes it (its bridges go with rvs-sw).
+    let r = lab_script(&["ha-up"], &[("NGINX", "/bin/false")]);
+    assert!(!r.status.success(), "{}", r.describe("ha-up, broken nginx"));
+    assert_lab_gone("a failed ha-up");
+    for _ in 0..2 {
+        let r = lab_script(&["ha-up"], &[]);
+        assert!(r.status.success(), "{}", r.describe("ha-up"));
+        let mut want: Vec<String> = HA_LAB_NAMESPACES.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(lab_namespaces_present(), want);
+    }
+    let r = lab_script(&["down"], &[]);
+    assert!(r.status.success(), "{}", r.describe("down after ha-up"));
+    assert_lab_gone("down after ha-up");
 }
 
 /// The lab itself, with the Linux kernel as the director (nftables DNAT round-robin): proves
@@ -1264,57 +1154,20 @@ fn established_download_survives_weight_zero_and_other_changes() {
 // ---------------------------------------------------------------------------------------------
 // Removing a real server under keep-alive load (expire_nodest_conn).
 
-/// wrk's script: each connection sends a request every 10 ms (so that a connection lives the
-/// whole run: nginx closes one after 1000 requests); answers are counted per real server (the
-/// body, "rsN") and second (`os.time`), so the test can tell which server answered after a
-/// change; at the end, the answers, wrk's error counts and its request count, one `LAB` line
-/// each.
-const KEEPALIVE_LUA: &str = r#"
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
-function init(args) answers = {} end
-function delay() return 10 end
-function response(status, headers, body)
-    local s = (status == 200 and body and body:match("^(rs%d+)")) or ("bad-" .. tostring(status))
-    local k = s .. "@" .. os.time()
-    answers[k] = (answers[k] or 0) + 1
-end
-function done(summary, latency, requests)
-    local all = {}
-    for _, t in ipairs(threads) do
-        for k, v in pairs(t:get("answers") or {}) do all[k] = (all[k] or 0) + v end
-    end
-    for k, v in pairs(all) do
-        local s, sec = k:match("^(.-)@(%d+)$")
-        io.write(string.format("LAB answers %s %s %d\n", s, sec, v))
-    end
-    local e = summary.errors
-    io.write(string.format("LAB errors %d %d %d %d %d\n",
-        e.connect, e.read, e.write, e.status, e.timeout))
-    io.write(string.format("LAB requests %d\n", summary.requests))
-end
-"#;
-
-/// What one wrk run reported.
-#[derive(Debug, Default)]
+/// What one wrk run reported (testkit's [`WrkRun`], read through), and when the change was
+/// made.
+#[derive(Debug)]
 struct KeepAliveRun {
-    /// (server, unix second, answers).
-    answers: Vec<(String, u64, u64)>,
-    /// wrk's connect, read, write, status and timeout errors.
-    errors: [u64; 5],
-    requests: u64,
+    wrk: WrkRun,
     /// The second (unix time) at which the real server was removed.
     removed_at: u64,
 }
 
-impl KeepAliveRun {
-    /// Answers of `server` in the seconds from `from` on.
-    fn answers_from(&self, server: &str, from: u64) -> u64 {
-        self.answers
-            .iter()
-            .filter(|(s, sec, _)| s == server && *sec >= from)
-            .map(|a| a.2)
-            .sum()
+impl std::ops::Deref for KeepAliveRun {
+    type Target = WrkRun;
+
+    fn deref(&self) -> &WrkRun {
+        &self.wrk
     }
 }
 
@@ -1333,7 +1186,7 @@ fn keepalive_load(lab: &Lab, change: impl FnOnce()) -> KeepAliveRun {
 /// As [`keepalive_load`], with `conns` connections for `secs` seconds.
 fn keepalive_load_for(lab: &Lab, conns: u32, secs: u64, change: impl FnOnce()) -> KeepAliveRun {
     let script = lab.tmp.join("keepalive.lua");
-    fs::write(&script, KEEPALIVE_LUA).expect("write the wrk script");
+    fs::write(&script, KEEPALIVE_WRK_LUA).expect("write the wrk script");
     let mut c = cmd("ip");
     c.args(["netns", "exec", "rvs-cli", "wrk", "-t2"])
         .arg(format!("-c{conns}"))
@@ -1351,28 +1204,9 @@ fn keepalive_load_for(lab: &Lab, conns: u32, secs: u64, change: impl FnOnce()) -
         .expect("wrk thread")
         .unwrap_or_else(|e| panic!("wrk: {e}"));
     assert!(r.status.success(), "{}", r.describe("wrk"));
-    let mut out = KeepAliveRun {
-        removed_at,
-        ..Default::default()
-    };
-    for line in r.stdout.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
-        match f.get(..2) {
-            Some(["LAB", "answers"]) => out.answers.push((
-                f.get(2).map_or_else(String::new, |s| s.to_string()),
-                num(3).unwrap_or(0),
-                num(4).unwrap_or(0),
-            )),
-            Some(["LAB", "errors"]) => {
-                for (i, e) in out.errors.iter_mut().enumerate() {
-                    *e = num(2 + i).unwrap_or(u64::MAX);
-                }
-            }
-            Some(["LAB", "requests"]) => out.requests = num(2).unwrap_or(0),
-            _ => {}
-        }
-    }
+    let wrk =
+        WrkRun::parse(&r.stdout).unwrap_or_else(|| panic!("no LAB lines from wrk:\n{}", r.stdout));
+    let out = KeepAliveRun { wrk, removed_at };
     assert!(out.requests > 0, "no LAB lines from wrk:\n{}", r.stdout);
     println!("{out:?}");
     out

@@ -25,7 +25,6 @@
 
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +33,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 use testkit::daemon::{control_bin_beside, head_and_tail, rvsadm_beside, workspace_root};
 use testkit::lab::{cmd, find_tool, lab_flock, run, LabFlock, Ran, WrkRun, KEEPALIVE_WRK_LUA};
+use testkit::netns::run_in;
 
 const VIP: &str = "198.51.100.1";
 const RS: [&str; 2] = ["rs1", "rs2"];
@@ -156,6 +156,12 @@ struct HaLab {
 static HA_LAB: Mutex<Option<HaLab>> = Mutex::new(None);
 
 extern "C" fn ha_lab_down() {
+    // Only a lab this process brought up (and whose lock it still holds): after a failed
+    // ha-up the lock is gone, and the lab may be another process's by now.
+    let ours = HA_LAB.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+    if !ours {
+        return;
+    }
     let mut c = cmd("bash");
     c.arg(lab_sh()).arg("down");
     match run(c, Duration::from_secs(120)) {
@@ -266,28 +272,11 @@ fn curl_vip() -> Result<String, String> {
     }
 }
 
-/// Runs `f` on a thread that has entered network namespace `ns` (setns moves only the calling
-/// thread, and ends with it).
-fn in_netns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> thread::JoinHandle<std::io::Result<T>> {
-    let path = format!("/run/netns/{ns}");
-    thread::spawn(move || {
-        let file = fs::File::open(&path)?;
-        // SAFETY: a valid namespace descriptor; affects the calling thread only.
-        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        f()
-    })
-}
-
 /// One UDP exchange with the VIP from a fresh socket (a new connection for the director):
 /// the answer, trimmed, and where it came from.
 fn udp_vip() -> std::io::Result<(String, SocketAddr)> {
     let dst: SocketAddr = format!("{VIP}:{UDP_PORT}").parse().expect("VIP:port");
-    in_netns(CLIENT_NS, move || {
+    run_in(CLIENT_NS, || {
         let sock = UdpSocket::bind("0.0.0.0:0")?;
         sock.set_read_timeout(Some(Duration::from_secs(2)))?;
         let mut buf = [0u8; 1500];
@@ -303,8 +292,6 @@ fn udp_vip() -> std::io::Result<(String, SocketAddr)> {
         }
         Err(last.unwrap_or_else(|| std::io::Error::other("no answer")))
     })
-    .join()
-    .map_err(|_| std::io::Error::other("UDP thread panicked"))?
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -350,26 +337,28 @@ impl Probe {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let dst: SocketAddr = format!("{VIP}:{UDP_PORT}").parse().expect("VIP:port");
-        let thread = in_netns(CLIENT_NS, move || {
-            let sock = UdpSocket::bind("0.0.0.0:0")?;
-            sock.set_read_timeout(Some(Duration::from_millis(2)))?;
-            let mut out = ProbeRun::default();
-            let mut buf = [0u8; 1500];
-            let mut next = Instant::now();
-            while !flag.load(Ordering::Relaxed) {
-                if Instant::now() >= next {
-                    // A send can fail while the neighbour is unresolved: the probe goes on.
-                    let _ = sock.send_to(b"probe\n", dst);
-                    out.sent += 1;
-                    next += Duration::from_millis(10);
-                }
-                if let Ok((_, from)) = sock.recv_from(&mut buf) {
-                    if from == dst {
-                        out.replies.push(Instant::now());
+        let thread = thread::spawn(move || -> std::io::Result<ProbeRun> {
+            run_in(CLIENT_NS, || {
+                let sock = UdpSocket::bind("0.0.0.0:0")?;
+                sock.set_read_timeout(Some(Duration::from_millis(2)))?;
+                let mut out = ProbeRun::default();
+                let mut buf = [0u8; 1500];
+                let mut next = Instant::now();
+                while !flag.load(Ordering::Relaxed) {
+                    if Instant::now() >= next {
+                        // A send can fail while the neighbour is unresolved: the probe goes on.
+                        let _ = sock.send_to(b"probe\n", dst);
+                        out.sent += 1;
+                        next += Duration::from_millis(10);
+                    }
+                    if let Ok((_, from)) = sock.recv_from(&mut buf) {
+                        if from == dst {
+                            out.replies.push(Instant::now());
+                        }
                     }
                 }
-            }
-            Ok(out)
+                Ok(out)
+            })
         });
         Probe {
             stop,

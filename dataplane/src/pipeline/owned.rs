@@ -329,6 +329,11 @@ impl VirtualAddrs {
             announce,
             generation,
         }));
+        // After the store: a worker that sees this generation loads the new list (Release
+        // here, Acquire in `Pipeline::begin_burst`).
+        self.dp
+            .owned_generation
+            .store(generation, std::sync::atomic::Ordering::Release);
         changes
     }
 }

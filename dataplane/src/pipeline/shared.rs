@@ -69,6 +69,9 @@ pub struct Dataplane {
     /// The addresses we hold: configured, less those a VRRP instance names but does not hold,
     /// plus those it holds ([`super::VirtualAddrs`] publishes it; workers load it per burst).
     pub(super) owned: ArcSwap<OwnedAddrs>,
+    /// `owned`'s generation, bumped after each publish: a worker compares it once per burst
+    /// and loads `owned` only when it moved (cheaper than an ArcSwap load per burst).
+    pub(super) owned_generation: AtomicU64,
     /// The broadcast addresses of our subnets (/30 and wider), for `is_martian`.
     broadcasts: Box<[u32]>,
     pub(super) neigh: NeighTable,
@@ -151,6 +154,7 @@ impl Dataplane {
             routes: routes.into_iter().map(|(_, r)| r).collect(),
             gateway,
             owned,
+            owned_generation: AtomicU64::new(0),
             broadcasts,
             neigh: NeighTable::new(NEIGH_CAPACITY),
             free_entries: AtomicU64::new(conns.capacity() as u64),

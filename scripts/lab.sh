@@ -10,6 +10,15 @@
 #   scripts/lab.sh down              remove everything (idempotent; also cleans a killed run)
 #   scripts/lab.sh rs-stop N         stop real server N's nginx (SIGTERM to its PID): a dead server
 #   scripts/lab.sh rs-start N        start real server N's nginx again
+#   scripts/lab.sh ha-up             the two-director HA lab instead (see docs/ha.md and below)
+#   scripts/lab.sh ha-start [A|B]    start rvsd and rvs-healthd (VRRP) in rvs-dirA / rvs-dirB
+#                                    (both when none is named)
+#   scripts/lab.sh ha-stop [A|B]     stop them (SIGTERM, by PID; rvs-healthd first)
+#   scripts/lab.sh ha-kill A|B       kill -9 of that director's rvsd (a failover action)
+#   scripts/lab.sh ha-links A|B down|up   all of that director's links down (or up again)
+#   scripts/lab.sh ha-hold A|B       make that director the VRRP master now (the other one's
+#                                    rvs-healthd restarted: priority 0 on its way out)
+#   scripts/lab.sh ha-reset          links up, both directors running, A the VRRP master
 #
 #                 198.51.100.0/24                          192.0.2.0/24
 #  rvs-cli                  rvs-dir (rvsd)                 rvs-sw             rvs-rs1
@@ -35,6 +44,8 @@ umask 022
 
 RVSD=${RVSD:-}                           # rvsd binary; empty: cargo build --release, target/release/rvsd
 RVSADM=${RVSADM:-}                       # rvsadm binary; empty: as above, target/release/rvsadm
+RVSCTL=${RVSCTL:-}                       # rvsctl binary (HA lab); empty: beside rvsadm
+RVS_HEALTHD=${RVS_HEALTHD:-}             # rvs-healthd binary (HA lab's VRRP); empty: beside rvsadm
 RVS_CONFIG=${RVS_CONFIG:-}               # rvsd --config FILE; empty: rvsd --lab-config (embedded)
 RVS_EAL_ARGS=${RVS_EAL_ARGS:-}           # rvsd --eal-args, e.g. "--no-huge -m 256"
 RVS_SOCKET=${RVS_SOCKET:-/run/rvs/rvs.sock}  # control socket (rvsd --socket, rvsadm's RVS_SOCKET)
@@ -61,6 +72,8 @@ EXT_PREFIX=24
 INT_PREFIX=24
 HTTP_PORT=80
 UDP_PORT=9000
+# shellcheck source=scripts/lib/ha-lab.sh
+. "$RVS_LIB/ha-lab.sh"
 
 RVSD_PID=
 RS_NS=()
@@ -91,7 +104,7 @@ ns_exists() { [ -e "/run/netns/$1" ]; }
 # earlier run with more of them).
 lab_namespaces() {
     ip netns list 2>/dev/null | awk '{ print $1 }' |
-        grep -E "^$RVS_LAB_NS-(cli|dir|sw|rs[0-9]+)\$" || true
+        grep -E "^$RVS_LAB_NS-(cli|dir|dirA|dirB|sw|rs[0-9]+)\$" || true
 }
 
 # Write a /proc/sys/net value inside a namespace; a missing key (no IPv6 in this kernel) is ok.
@@ -207,6 +220,7 @@ cmd_down() {
     if [ -f "$RVS_LAB_DIR/socket-dir" ]; then
         rmdir "$(cat "$RVS_LAB_DIR/socket-dir")" 2>/dev/null || true
     fi
+    ha_down_files
     rm -rf "$RVS_LAB_DIR"
     local left
     left=$(lab_namespaces | xargs)
@@ -463,14 +477,16 @@ cmd_up() {
 
 resolve_binaries() {
     if [ -z "$RVSD" ] || [ -z "$RVSADM" ]; then
-        log "building release binaries (cargo build --release -p rvsd -p control)"
-        run_cargo build --release -p rvsd -p control
+        log "building release binaries (cargo build --release -p rvsd -p control -p health)"
+        run_cargo build --release -p rvsd -p control -p health
         fix_target_owner
         RVSD=${RVSD:-$RVS_ROOT/target/release/rvsd}
         RVSADM=${RVSADM:-$RVS_ROOT/target/release/rvsadm}
     fi
     [ -x "$RVSD" ] || die "rvsd not found at $RVSD"
     [ -x "$RVSADM" ] || die "rvsadm not found at $RVSADM"
+    RVSCTL=${RVSCTL:-$(dirname "$RVSADM")/rvsctl}
+    RVS_HEALTHD=${RVS_HEALTHD:-$(dirname "$RVSADM")/rvs-healthd}
 }
 
 cmd_start() {
@@ -675,7 +691,9 @@ cmd_status() {
         echo "== $ns"
         ip -n "$ns" -br addr 2>/dev/null | sed 's/^/  /'
     done
-    if [ -f "$RVS_LAB_DIR/director" ]; then
+    if [ -f "$RVS_LAB_DIR/topology" ]; then
+        echo "topology: $(cat "$RVS_LAB_DIR/topology"), VIP and DIP with director $(ha_master)"
+    elif [ -f "$RVS_LAB_DIR/director" ]; then
         echo "director: $(cat "$RVS_LAB_DIR/director")"
     fi
     if [ -d "$RVS_LAB_DIR/pids" ]; then
@@ -693,17 +711,18 @@ cmd_status() {
 }
 
 usage() {
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 main() {
-    local cmd=${1:-} arg=
+    local cmd=${1:-} arg='' arg2=''
     [ $# -eq 0 ] || shift
     while [ $# -gt 0 ]; do
         case $1 in
         --kernel) RVS_LAB_DIRECTOR=kernel ;;
         -h | --help) usage; exit 0 ;;
-        [0-9]*) arg=$1 ;;
+        [0-9]* | A | B) arg=$1 ;;
+        up | down) arg2=$1 ;;
         *) die "unknown option: $1" ;;
         esac
         shift
@@ -720,6 +739,13 @@ main() {
     status) cmd_status ;;
     rs-stop) cmd_rs_stop "$arg" ;;
     rs-start) cmd_rs_start "$arg" ;;
+    ha-up) cmd_ha_up ;;
+    ha-start) cmd_ha_start "$arg" ;;
+    ha-stop) cmd_ha_stop "$arg" ;;
+    ha-kill) cmd_ha_kill "$arg" ;;
+    ha-links) cmd_ha_links "$arg" "$arg2" ;;
+    ha-hold) cmd_ha_hold "$arg" ;;
+    ha-reset) cmd_ha_reset ;;
     -h | --help | help) usage ;;
     *)
         usage >&2

@@ -213,7 +213,7 @@ for page in rvsd rvsadm rvsctl; do
 done
 if command -v systemd-analyze >/dev/null; then
     # Against this machine's units, with the unpacked binaries in place of /usr/sbin/.
-    # Both units together: rvs-healthd.service requires rvsd.service.
+    # Both units together: rvs-healthd.service is bound to rvsd.service.
     for unit in rvsd rvs-healthd; do
         sed "s,/usr/sbin/,$tmp/root/usr/sbin/,g" "$tmp/root/lib/systemd/system/$unit.service" \
             >"$tmp/$unit.service"

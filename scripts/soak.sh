@@ -35,7 +35,7 @@
 #  - no failed request on rs1, no unattributed failure;
 #  - answers came from rs1 and from the churned servers;
 #  - rvsd's counters add up once the load has stopped:
-#      rx_packets + arp_requests + icmp_*_sent + tcp_rst_sent + from_kernel
+#      rx_packets + arp_requests + garp_sent + icmp_*_sent + tcp_rst_sent + from_kernel
 #          = tx_packets + sum(drop.*) + to_kernel
 #    (docs/packet-verdicts.md, "Accounting").
 set -euo pipefail
@@ -210,8 +210,9 @@ done
 g() { hl_get "$OUT/counters" "$1"; }
 rx=$(g rx_packets)
 tx=$(g tx_packets)
-gen=$(($(g arp_requests) + $(g icmp_time_exceeded_sent) + $(g icmp_frag_needed_sent) \
-    + $(g icmp_port_unreach_sent) + $(g tcp_rst_sent) + $(g from_kernel)))
+gen=$(($(g arp_requests) + $(g garp_sent) + $(g icmp_time_exceeded_sent) \
+    + $(g icmp_frag_needed_sent) + $(g icmp_port_unreach_sent) + $(g tcp_rst_sent) \
+    + $(g from_kernel)))
 # Frames sent up to a kernel twin leave the accounting as drops do.
 drops=$(($(awk '$1 ~ /^drop\./ { s += $2 } END { print s + 0 }' "$OUT/counters") + $(g to_kernel)))
 ok_rs1=$(awk '$1 == "SOAK" && $2 == "ok" && $3 == "rs1" { print $4 }' "$OUT/wrk.log")

@@ -6,7 +6,7 @@
 //! ```
 //! A request with another version is refused, so old and new tools never misread each other.
 
-use crate::config::MacAddr;
+use crate::config::{Cidr, MacAddr};
 use crate::model::{ConnStatus, DestSpec, ServiceKey, ServiceSpec, ServiceStatus, Timeouts};
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
@@ -99,6 +99,27 @@ pub enum Request {
     /// The sync daemons' state and counters (`rvsadm -L --daemon`); answered with
     /// [`Response::Sync`] by rvsd.
     SyncStatus,
+    /// A VRRP instance's addresses on a port (`port`: rvsd's port name): while `held`, rvsd
+    /// answers ARP for them, owns them and has them on the port's kernel twin; sent by
+    /// rvs-healthd's VRRP on entering (true) and leaving (false) MASTER.
+    SetVirtualAddrs {
+        instance: String,
+        port: String,
+        addrs: Vec<Cidr>,
+        held: bool,
+    },
+    /// Every instance's addresses by port, held or not (`rvsctl vaddr`); answered with
+    /// [`Response::VirtualAddrs`].
+    ListVirtualAddrs,
+}
+
+/// One VRRP instance's addresses on one port, as `ListVirtualAddrs` reports them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualAddrsStatus {
+    pub instance: String,
+    pub port: String,
+    pub addrs: Vec<Cidr>,
+    pub held: bool,
 }
 
 /// A DPDK port as `rvsctl ports` shows it.
@@ -193,6 +214,8 @@ pub enum Response {
     /// The answer to `Reload`: what it applied, adjusted, could not apply, and left for a restart.
     Reloaded(crate::reload::ReloadReport),
     Sync(crate::sync::SyncStatus),
+    /// The answer to `ListVirtualAddrs`, by instance then port.
+    VirtualAddrs(Vec<VirtualAddrsStatus>),
 }
 
 impl RequestEnvelope {
@@ -235,6 +258,31 @@ mod tests {
         let line = serde_json::to_string(&req).unwrap();
         assert!(!line.contains('\n'));
         assert_eq!(serde_json::from_str::<RequestEnvelope>(&line).unwrap(), req);
+    }
+
+    #[test]
+    fn virtual_addrs_requests_have_stable_json() {
+        let set = RequestEnvelope::new(Request::SetVirtualAddrs {
+            instance: "VI_1".into(),
+            port: "ext".into(),
+            addrs: vec![Cidr::parse("198.51.100.5/24").unwrap()],
+            held: true,
+        });
+        let line = serde_json::to_string(&set).unwrap();
+        assert_eq!(
+            line,
+            r#"{"version":1,"request":{"set_virtual_addrs":{"instance":"VI_1","port":"ext","addrs":["198.51.100.5/24"],"held":true}}}"#
+        );
+        assert_eq!(serde_json::from_str::<RequestEnvelope>(&line).unwrap(), set);
+        let list = serde_json::to_string(&RequestEnvelope::new(Request::ListVirtualAddrs)).unwrap();
+        assert_eq!(list, r#"{"version":1,"request":"list_virtual_addrs"}"#);
+        // As docs/exception-path.md shows the exchange.
+        let ok = serde_json::to_string(&ResponseEnvelope::new(Response::Ok)).unwrap();
+        assert_eq!(ok, r#"{"version":1,"result":"ok"}"#);
+        // An address without a prefix length is refused, naming the fix.
+        let bad = r#"{"version":1,"request":{"set_virtual_addrs":{"instance":"VI_1","port":"ext","addrs":["198.51.100.5"],"held":true}}}"#;
+        let e = serde_json::from_str::<RequestEnvelope>(bad).unwrap_err();
+        assert!(e.to_string().contains("prefix length"), "{e}");
     }
 
     #[test]

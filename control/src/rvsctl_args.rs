@@ -37,6 +37,14 @@ pub enum Cmd {
         /// show | add ADDR lladdr MAC dev PORT | del ADDR dev PORT
         words: Vec<String>,
     },
+    /// VRRP-held (virtual) addresses, one a line: `vaddr [show]`; and by hand, as rvs-healthd's
+    /// VRRP does: `vaddr hold|release INSTANCE dev PORT ADDR/LEN...` (rvsd answers ARP for them
+    /// and has them on the port's twin only while held), `vaddr del INSTANCE dev PORT`.
+    #[command(alias = "vaddrs")]
+    Vaddr {
+        /// show | hold|release INSTANCE dev PORT ADDR/LEN... | del INSTANCE dev PORT
+        words: Vec<String>,
+    },
     /// Re-read rvsd's configuration file and apply what changed since it was last loaded (as
     /// SIGHUP does); a file with an error changes nothing. Prints each change.
     Reload,

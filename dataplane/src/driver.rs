@@ -80,7 +80,9 @@
 //! Past 600 lines with its docs: the driver, its hold queues and its two I/O traits are one
 //! mechanism; the tests are in driver/tests.rs.
 
-use crate::pipeline::{Action, Dataplane, Pipeline, PREFETCH_BURST};
+use crate::pipeline::{
+    Action, Dataplane, Pipeline, GARP_COUNT, GARP_INTERVAL_MS, MAX_VIRTUAL_ADDRS, PREFETCH_BURST,
+};
 use crate::stats::{DropReason, Event};
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
@@ -237,9 +239,22 @@ struct ArpSent {
     at_ms: u64,
 }
 
+/// Gratuitous ARPs still to send for an address that became held.
+#[derive(Debug, Clone, Copy)]
+struct Garp {
+    port: u16,
+    addr: Ipv4Addr,
+    left: u32,
+    due_ms: u64,
+}
+
 /// One worker's pipeline with its TX batches and hold queue. See the module documentation.
 pub struct BurstDriver<F> {
     pipeline: Pipeline,
+    /// Worker 0 announces the addresses that become held ([`GARP_COUNT`] gratuitous ARPs
+    /// each): the generation of the held addresses it last looked at; None on other workers.
+    garp_seen: Option<u64>,
+    garps: Vec<Garp>,
     now_ms: u64,
     /// One TX batch per port, sent in `finish` or when full.
     tx: Vec<Vec<F>>,
@@ -269,6 +284,8 @@ impl<F: FrameBuf> BurstDriver<F> {
         let tx_cap = BURST * (ports + 1) + HOLD_CAPACITY + FRAG_HOLD_CAPACITY;
         BurstDriver {
             pipeline: Pipeline::new(dp, index),
+            garp_seen: (index == 0).then_some(0),
+            garps: Vec::with_capacity(if index == 0 { MAX_VIRTUAL_ADDRS } else { 0 }),
             now_ms: 0,
             tx: (0..ports).map(|_| Vec::with_capacity(tx_cap)).collect(),
             arp_hold: HoldQueue::new(HOLD_CAPACITY, HOLD_MS),
@@ -376,11 +393,16 @@ impl<F: FrameBuf> BurstDriver<F> {
         }
     }
 
-    /// Routes an IPv4 packet the kernel sent through a twin: `frame` holds room for an
-    /// Ethernet header, then the packet ([`Pipeline::route_from_kernel`]); it goes out in this loop's
-    /// TX batches, or waits for ARP. Returns what the pipeline decided.
-    pub fn rx_from_kernel<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io, mut frame: F) -> Action {
-        let action = self.pipeline.route_from_kernel(frame.data_mut());
+    /// Routes an IPv4 packet the kernel sent through the twin of port `twin`: `frame` holds
+    /// room for an Ethernet header, then the packet ([`Pipeline::route_from_kernel`]); it goes
+    /// out in this loop's TX batches, or waits for ARP. Returns what the pipeline decided.
+    pub fn rx_from_kernel<Io: FrameIo<Frame = F>>(
+        &mut self,
+        io: &mut Io,
+        twin: u16,
+        mut frame: F,
+    ) -> Action {
+        let action = self.pipeline.route_from_kernel(twin, frame.data_mut());
         self.dispatch(io, frame, action);
         action
     }
@@ -396,8 +418,77 @@ impl<F: FrameBuf> BurstDriver<F> {
         if self.arp_hold.len() > 0 {
             self.retry_held(io);
         }
+        self.announce(io);
         self.flush(io);
         self.pipeline.housekeeping(self.now_ms);
+    }
+
+    /// On worker 0: gratuitous ARPs for the addresses that became held or were held again (a
+    /// VRRP instance's on becoming MASTER, or on meeting another master), [`GARP_COUNT`] each,
+    /// [`GARP_INTERVAL_MS`] apart, while still held.
+    /// A generation compare per loop when nothing changes.
+    fn announce<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io) {
+        let Some(seen) = self.garp_seen else {
+            return;
+        };
+        let owned = self.pipeline.owned();
+        if owned.generation != seen {
+            for a in owned.announce.iter().filter(|a| a.since > seen) {
+                let fresh = Garp {
+                    port: a.port,
+                    addr: a.addr,
+                    left: GARP_COUNT,
+                    due_ms: self.now_ms,
+                };
+                // Announced again while its announcement runs: it starts over.
+                let room = self.garps.len() < self.garps.capacity();
+                match self
+                    .garps
+                    .iter_mut()
+                    .find(|g| g.port == a.port && g.addr == a.addr)
+                {
+                    Some(g) => *g = fresh,
+                    None if room => self.garps.push(fresh),
+                    None => {}
+                }
+            }
+            // Released meanwhile: no more announcements of it.
+            self.garps.retain(|g| owned.owns(g.port, g.addr));
+            self.garp_seen = Some(owned.generation);
+        }
+        if self.garps.is_empty() {
+            return;
+        }
+        let now = self.now_ms;
+        let mut garps = std::mem::take(&mut self.garps);
+        for g in garps.iter_mut().filter(|g| g.due_ms <= now) {
+            g.left -= 1;
+            g.due_ms = now + GARP_INTERVAL_MS;
+            self.send_garp(io, g.port, g.addr);
+        }
+        garps.retain(|g| g.left > 0);
+        self.garps = garps;
+    }
+
+    fn send_garp<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io, port: u16, addr: Ipv4Addr) {
+        // A generated frame: counted here, then sent or dropped as counted.
+        self.pipeline.count_event(Event::GratuitousArp);
+        if usize::from(port) >= self.tx.len() {
+            self.pipeline.count_drop(DropReason::NoRoute);
+            return;
+        }
+        let Some(mut f) = io.alloc(port) else {
+            self.pipeline.count_drop(DropReason::MbufAlloc);
+            return;
+        };
+        let (buf, _) = f.data_with_room();
+        let n = self.pipeline.gratuitous_arp(port, addr, buf);
+        if n == 0 || !f.set_len(n) {
+            self.pipeline.count_drop(DropReason::MbufAlloc);
+            io.free(f);
+            return;
+        }
+        self.queue_tx(io, port, f);
     }
 
     /// At shutdown: transmits what is batched and frees what is held (uncounted).

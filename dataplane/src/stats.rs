@@ -219,6 +219,16 @@ named_enum! {
         /// Connection events lost because the worker's sync queue was full (the backup learns
         /// of the connection at its next event or refresh).
         SyncQueueOverflow = "sync_queue_overflow",
+        /// Of `to_kernel`'s frames: link-local multicast (224.0.0.0/24: VRRP adverts, IPVS
+        /// sync) to its group MAC, sent up to the ingress port's twin (counted when the
+        /// worker's rate let it through; the queue may still refuse it: `kernel_queue_full`).
+        MulticastToKernel = "multicast_to_kernel",
+        /// Of `from_kernel`'s packets: multicast the kernel sent through a twin, sent out of
+        /// that twin's port to the group MAC.
+        MulticastFromKernel = "multicast_from_kernel",
+        /// Gratuitous ARPs built for addresses that became held (a VRRP instance's on
+        /// becoming MASTER; generated frames: sent, or dropped as counted).
+        GratuitousArp = "garp_sent",
     }
 }
 
@@ -230,6 +240,7 @@ impl Event {
     pub const GENERATED: &'static [Event] = &[
         Event::FromKernel,
         Event::ArpRequests,
+        Event::GratuitousArp,
         Event::IcmpTimeExceeded,
         Event::IcmpFragNeeded,
         Event::IcmpPortUnreach,

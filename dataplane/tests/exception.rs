@@ -4,6 +4,7 @@
 
 use control::model::Timeouts;
 use dataplane::driver::{BurstDriver, ByteFrame, ByteIo};
+use dataplane::packet::eth::{ipv4_multicast_mac, BROADCAST};
 use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, KernelPath};
 use dataplane::service::ServiceManager;
 use dataplane::stats::{DropReason, Event};
@@ -67,14 +68,14 @@ impl Dir {
         a
     }
 
-    /// One poll loop with `packet` coming down from the kernel.
-    fn down(&mut self, packet: &[u8]) -> Action {
+    /// One poll loop with `packet` coming down from the kernel through the twin of `twin`.
+    fn down(&mut self, twin: u16, packet: &[u8]) -> Action {
         let mut f = vec![0xee; 14];
         f.extend_from_slice(packet);
         self.driver.begin(self.now);
         let a = self
             .driver
-            .rx_from_kernel(&mut self.io, ByteFrame::with_room(&f, ROOM));
+            .rx_from_kernel(&mut self.io, twin, ByteFrame::with_room(&f, ROOM));
         self.driver.finish(&mut self.io);
         a
     }
@@ -331,7 +332,7 @@ fn packets_from_the_kernel_are_routed_out_of_the_right_port() {
     // A health check's SYN from the DIP to RIP1 (known): out of int at once, L2 filled, TTL
     // as the kernel set it.
     let syn = syn_from_dip(RIP1, 40000);
-    assert_eq!(d.down(&syn), Action::Tx(INT));
+    assert_eq!(d.down(INT, &syn), Action::Tx(INT));
     let out = d.io.sent_on(INT)[0].bytes().to_vec();
     let seen = testkit::check(&out);
     assert_eq!((seen.dst_mac, seen.src_mac), (RS1_MAC, INT_MAC));
@@ -342,7 +343,7 @@ fn packets_from_the_kernel_are_routed_out_of_the_right_port() {
     // To RIP2 (unknown): held, an ARP request out of int; sent once RIP2 answers.
     let syn2 = syn_from_dip(RIP2, 40001);
     assert_eq!(
-        d.down(&syn2),
+        d.down(INT, &syn2),
         Action::Hold {
             port: INT,
             next_hop: RIP2
@@ -366,21 +367,197 @@ fn packets_from_the_kernel_are_routed_out_of_the_right_port() {
 
     // To a client, from the VIP's side: out of ext.
     let udp = udp_packet((VIP, 53), (CIP, 5353), b"a");
-    assert_eq!(d.down(&udp), Action::Tx(EXT));
+    assert_eq!(d.down(EXT, &udp), Action::Tx(EXT));
 
-    // Unroutable: no route (no gateway), multicast, not IPv4, over the MTU, truncated.
+    // Unroutable: no route (no gateway), broadcast, not IPv4, over the MTU, truncated.
     let nowhere = Ipv4Addr::new(203, 0, 113, 9);
     let bad = [
         ipv4(DIP, nowhere, 17, 64, &[0; 8]),
-        ipv4(DIP, Ipv4Addr::new(224, 0, 0, 18), 112, 255, &[0; 8]),
+        ipv4(DIP, Ipv4Addr::BROADCAST, 17, 64, &[0; 8]),
         vec![0x60, 0, 0, 0, 0, 8, 17, 64],
         ipv4(DIP, RIP1, 17, 64, &[0; 1600]),
         syn[..10].to_vec(),
     ];
     for p in &bad {
-        assert_eq!(d.down(p), Action::Drop, "{p:?}");
+        assert_eq!(d.down(INT, p), Action::Drop, "{p:?}");
     }
     assert_eq!(d.drops(DropReason::KernelUnroutable), bad.len() as u64);
     assert_eq!(d.events(Event::FromKernel), 3 + bad.len() as u64);
+    d.balanced();
+}
+
+const VRRP_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+const SYNC_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 81);
+/// 01:00:5e:00:00:12, VRRP's group MAC.
+const VRRP_MAC: [u8; 6] = [0x01, 0x00, 0x5e, 0x00, 0x00, 0x12];
+/// The other director's MAC on the client segment.
+const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 9, 9];
+
+/// A VRRPv3-like advert (protocol 112, TTL 255) from `src` to 224.0.0.18, as an IPv4 packet.
+fn advert(src: Ipv4Addr) -> Vec<u8> {
+    ipv4(src, VRRP_GROUP, 112, 255, &[0x31, 51, 100, 1, 0, 100, 0, 0])
+}
+
+#[test]
+fn link_local_multicast_goes_up_to_the_ingress_twin() {
+    let mut d = Dir::new([true, true], 1000, 100);
+    let peer = Ipv4Addr::new(198, 51, 100, 2);
+    // A peer's VRRP advert on ext, and IPVS sync datagrams on int.
+    let vrrp = ip_frame(VRRP_MAC, PEER_MAC, &advert(peer));
+    let sync_mac = [0x01, 0x00, 0x5e, 0x00, 0x00, 0x51];
+    let sync = udp_frame(
+        sync_mac,
+        RS1_MAC,
+        (RIP2, 8848),
+        (SYNC_GROUP, 8848),
+        b"s",
+        true,
+    );
+    for (what, port, frame) in [("vrrp", EXT, &vrrp), ("sync", INT, &sync)] {
+        assert_eq!(d.send(port, frame), Action::ToKernel { port }, "{what}");
+        let (twin, up) = d.io.kernel.last().expect(what);
+        assert_eq!(*twin, port);
+        // L2 stripped, nothing else touched: the advert keeps its TTL of 255.
+        assert_eq!(up.bytes(), &frame[14..], "{what}");
+    }
+    assert_eq!(d.events(Event::MulticastToKernel), 2);
+    assert_eq!(d.events(Event::ToKernel), 2);
+    assert_eq!(d.dp.stats().dropped(), 0, "{:?}", d.dp.stats().counters());
+    d.balanced();
+}
+
+#[test]
+fn other_multicast_and_ports_without_a_twin_drop_as_before() {
+    // A twin on ext only.
+    let mut d = Dir::new([true, false], 1000, 100);
+    let peer = Ipv4Addr::new(198, 51, 100, 2);
+    let group = |g: Ipv4Addr, src: Ipv4Addr| {
+        ip_frame(
+            ipv4_multicast_mac(g),
+            PEER_MAC,
+            &ipv4(
+                src,
+                g,
+                17,
+                1,
+                &testkit::udp_seg(src, 5000, g, 5000, b"m", true),
+            ),
+        )
+    };
+    let mut wrong_mac = ip_frame(VRRP_MAC, PEER_MAC, &advert(peer));
+    wrong_mac[5] = 0x13;
+    let mut bad_sum = ip_frame(VRRP_MAC, PEER_MAC, &advert(peer));
+    bad_sum[14 + 10] ^= 0xff;
+    let refused = [
+        (
+            "on int, no twin",
+            INT,
+            ip_frame(VRRP_MAC, RS1_MAC, &advert(RIP1)),
+        ),
+        (
+            "beyond 224.0.0.0/24",
+            EXT,
+            group(Ipv4Addr::new(224, 0, 1, 18), peer),
+        ),
+        (
+            "an admin-scoped group",
+            EXT,
+            group(Ipv4Addr::new(239, 1, 2, 3), peer),
+        ),
+        ("not the group's MAC", EXT, wrong_mac),
+        (
+            "to the broadcast MAC",
+            EXT,
+            ip_frame(BROADCAST, PEER_MAC, &advert(peer)),
+        ),
+        (
+            "from the VIP (ours)",
+            EXT,
+            ip_frame(VRRP_MAC, PEER_MAC, &advert(VIP)),
+        ),
+        (
+            "from the DIP (ours)",
+            EXT,
+            ip_frame(VRRP_MAC, PEER_MAC, &advert(DIP)),
+        ),
+        (
+            "from 0.0.0.0",
+            EXT,
+            ip_frame(VRRP_MAC, PEER_MAC, &advert(Ipv4Addr::UNSPECIFIED)),
+        ),
+        ("bad header checksum", EXT, bad_sum),
+        (
+            "truncated",
+            EXT,
+            ip_frame(VRRP_MAC, PEER_MAC, &advert(peer))[..20].to_vec(),
+        ),
+    ];
+    for (i, (what, port, frame)) in refused.iter().enumerate() {
+        assert_eq!(d.send(*port, frame), Action::Drop, "{what}");
+        assert_eq!(d.drops(DropReason::L2Multicast), i as u64 + 1, "{what}");
+    }
+    assert!(d.io.kernel.is_empty());
+    assert_eq!(d.events(Event::MulticastToKernel), 0);
+    d.balanced();
+}
+
+#[test]
+fn multicast_up_shares_the_workers_rate() {
+    let (rate, burst) = (100, 10);
+    let mut d = Dir::new([true, true], rate, burst);
+    let vrrp = ip_frame(VRRP_MAC, PEER_MAC, &advert(Ipv4Addr::new(198, 51, 100, 2)));
+    for _ in 0..50 {
+        d.send(EXT, &vrrp);
+    }
+    assert_eq!(d.events(Event::MulticastToKernel), burst);
+    assert_eq!(d.drops(DropReason::KernelRateLimited), 50 - burst);
+    d.balanced();
+}
+
+#[test]
+fn multicast_from_a_twin_leaves_its_own_port_to_the_group_mac() {
+    let mut d = Dir::new([true, true], 1000, 100);
+    // keepalived's advert from the external twin: out of ext, 01:00:5e:00:00:12, TTL 255 kept.
+    let ad = advert(VIP);
+    assert_eq!(d.down(EXT, &ad), Action::Tx(EXT));
+    let out = d.io.sent_on(EXT)[0].bytes().to_vec();
+    assert_eq!(&out[..6], &VRRP_MAC);
+    assert_eq!(&out[6..12], &EXT_MAC);
+    assert_eq!(&out[12..14], &[0x08, 0x00]);
+    assert_eq!(&out[14..], &ad[..], "the packet as the kernel sent it");
+    d.io.clear();
+    // The sync thread's datagram to 224.0.0.81:8848 through the internal twin: out of int,
+    // although the routes would send 224/4 nowhere.
+    let sync = udp_packet((DIP, 8848), (SYNC_GROUP, 8848), b"sync");
+    assert_eq!(d.down(INT, &sync), Action::Tx(INT));
+    let out = d.io.sent_on(INT)[0].bytes().to_vec();
+    assert_eq!(&out[..6], &[0x01, 0x00, 0x5e, 0x00, 0x00, 0x51]);
+    assert_eq!(&out[6..12], &INT_MAC);
+    assert_eq!(&out[14..], &sync[..]);
+    assert!(d.io.sent_on(EXT).is_empty(), "never elsewhere");
+    assert_eq!(d.events(Event::MulticastFromKernel), 2);
+    assert_eq!(d.events(Event::FromKernel), 2);
+    d.balanced();
+}
+
+#[test]
+fn multicast_from_the_kernel_without_a_twin_or_too_big_is_unroutable() {
+    let mut d = Dir::new([true, false], 1000, 100);
+    let bad = [
+        // Named as coming from int's twin, which does not exist.
+        (INT, advert(DIP)),
+        // Over ext's MTU.
+        (EXT, ipv4(VIP, VRRP_GROUP, 112, 255, &[0; 1600])),
+        // From a group address.
+        (EXT, ipv4(VRRP_GROUP, VRRP_GROUP, 112, 255, &[0; 8])),
+        // A port number past the last port.
+        (7, advert(VIP)),
+    ];
+    for (twin, p) in &bad {
+        assert_eq!(d.down(*twin, p), Action::Drop, "{twin} {p:?}");
+    }
+    assert_eq!(d.drops(DropReason::KernelUnroutable), bad.len() as u64);
+    assert_eq!(d.events(Event::MulticastFromKernel), 0);
+    assert_eq!(d.dp.stats().tx_packets(), 0);
     d.balanced();
 }

@@ -12,3 +12,4 @@ pub mod conf;
 pub mod engine;
 pub mod state;
 pub mod testlab;
+pub mod vrrp;

@@ -1,8 +1,9 @@
-//! rvs-healthd: keepalived's LVS health checks driving rvsd. See docs/keepalived.md.
+//! rvs-healthd: keepalived's LVS health checks and VRRP driving rvsd. See docs/keepalived.md.
 
 use clap::Parser;
 use health::conf;
 use health::engine::{ControlSocket, Engine, DEFAULT_CHECK_THREADS};
+use health::vrrp;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +34,10 @@ struct Args {
     /// Threads running checks at the same time.
     #[arg(long, default_value_t = DEFAULT_CHECK_THREADS)]
     check_threads: usize,
+    /// rvsd's configuration, read for its ports' kernel twins when keepalived.conf has a
+    /// vrrp_instance (a `dev` names a twin; rvsd's requests name the port).
+    #[arg(long, default_value = "/etc/rvs/rvs.toml")]
+    rvs_config: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -71,9 +76,10 @@ fn run(args: &Args) -> Result<(), String> {
         .flat_map(|v| &v.real_servers)
         .map(|r| r.checkers.len())
         .sum();
+    let vrrp_instances = config.vrrp.instances.len();
     if args.config_test {
         println!(
-            "{}: {} virtual servers, {checks} checkers: OK",
+            "{}: {} virtual servers, {checks} checkers, {vrrp_instances} vrrp instances: OK",
             args.file.display(),
             config.services.len()
         );
@@ -88,9 +94,39 @@ fn run(args: &Args) -> Result<(), String> {
         std::env::var_os(control::proto::SOCKET_ENV),
     );
     tracing::info!(config = %args.file.display(), socket = %socket.display(), services = config.services.len(), checks, "starting");
+    // VRRP first: its sockets and rvsd's port names are checked before anything is installed.
+    let vrrp = if vrrp_instances > 0 {
+        let ports = vrrp::run::ports_by_twin(&args.rvs_config).map_err(|e| {
+            format!(
+                "{} (for the vrrp_instance interfaces): {e}",
+                args.rvs_config.display()
+            )
+        })?;
+        Some(vrrp::run::Vrrp::new(
+            &config.vrrp,
+            &ports,
+            ControlSocket::new(socket.clone()),
+        )?)
+    } else {
+        None
+    };
+    let vrrp_thread = match vrrp {
+        Some(mut v) => {
+            let stop = stop.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("vrrp".into())
+                    .spawn(move || v.run(&stop))
+                    .map_err(|e| format!("cannot start the VRRP thread: {e}"))?,
+            )
+        }
+        None => None,
+    };
     let mut engine = Engine::new(&config, ControlSocket::new(socket));
     let installed = engine.install();
     if let Err(e) = installed {
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        join_vrrp(vrrp_thread);
         if !args.dont_release_ipvs {
             engine.release();
         }
@@ -105,8 +141,19 @@ fn run(args: &Args) -> Result<(), String> {
         seconds = format_args!("{secs:.1}"),
         "stopping"
     );
+    // The VRRP thread saw the same flag: a MASTER advertises priority 0 and gives its addresses
+    // back, so the backup takes over before the services go.
+    join_vrrp(vrrp_thread);
     if !args.dont_release_ipvs {
         engine.release();
     }
     Ok(())
+}
+
+fn join_vrrp(t: Option<std::thread::JoinHandle<()>>) {
+    if let Some(t) = t {
+        if t.join().is_err() {
+            tracing::error!("the VRRP thread panicked");
+        }
+    }
 }

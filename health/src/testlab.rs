@@ -373,3 +373,185 @@ impl Lvs for Recorder {
         Ok(Response::Ok)
     }
 }
+
+/// A stand-in for rvsd's control socket for tests that run rvs-healthd as a process: it answers
+/// every request Ok and records it with its time. Nothing in rvs-healthd knows it is not rvsd.
+pub struct FakeRvsd {
+    path: PathBuf,
+    requests: Arc<Mutex<Vec<(Instant, Request)>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    refusing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FakeRvsd {
+    pub fn start(path: &Path) -> io::Result<FakeRvsd> {
+        let listener = std::os::unix::net::UnixListener::bind(path)?;
+        listener.set_nonblocking(true)?;
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let refusing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (rec, halt, refuse) = (requests.clone(), stop.clone(), refusing.clone());
+        std::thread::spawn(move || {
+            while !halt.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let (rec, refuse) = (rec.clone(), refuse.clone());
+                        std::thread::spawn(move || serve(conn, &rec, &refuse));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Ok(FakeRvsd {
+            path: path.into(),
+            requests,
+            stop,
+            refusing,
+        })
+    }
+
+    /// While set, every request is answered with an error and not recorded (an rvsd that is
+    /// not ready).
+    pub fn set_refusing(&self, refusing: bool) {
+        self.refusing.store(refusing, Ordering::Relaxed);
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every request so far, with when it came.
+    pub fn requests(&self) -> Vec<(Instant, Request)> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+fn serve(
+    conn: std::os::unix::net::UnixStream,
+    rec: &Mutex<Vec<(Instant, Request)>>,
+    refusing: &std::sync::atomic::AtomicBool,
+) {
+    use std::io::{BufRead, BufReader, Write};
+    let Ok(mut writer) = conn.try_clone() else {
+        return;
+    };
+    for line in BufReader::new(conn).lines() {
+        let Ok(line) = line else { return };
+        let answer = match serde_json::from_str::<control::proto::RequestEnvelope>(&line) {
+            Ok(_) if refusing.load(Ordering::Relaxed) => Response::Error("not ready".into()),
+            Ok(env) => {
+                rec.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((Instant::now(), env.request));
+                Response::Ok
+            }
+            Err(e) => Response::Error(format!("bad request: {e}")),
+        };
+        let Ok(mut out) = serde_json::to_string(&control::proto::ResponseEnvelope::new(answer))
+        else {
+            return;
+        };
+        out.push('\n');
+        if writer.write_all(out.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+impl Drop for FakeRvsd {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A process in a namespace (`ip netns exec`, which keeps the PID), stopped by its PID on drop:
+/// SIGTERM, then SIGKILL if it has not exited within 5 s.
+pub struct NsProcess {
+    child: Option<Child>,
+}
+
+impl NsProcess {
+    /// Starts `program args` in `ns`, its stdout and stderr appended to `log`.
+    pub fn start(ns: &Netns, program: &Path, args: &[&str], log: &Path) -> io::Result<NsProcess> {
+        let out = File::options().create(true).append(true).open(log)?;
+        let child = ns
+            .command(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()?;
+        Ok(NsProcess { child: Some(child) })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGTERM by PID; waits for the exit (SIGKILL after 5 s). Its exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        self.signal_and_wait(libc::SIGTERM)
+    }
+
+    /// SIGKILL by PID: no goodbye (a crash).
+    pub fn kill(&mut self) -> Option<std::process::ExitStatus> {
+        self.signal_and_wait(libc::SIGKILL)
+    }
+
+    fn signal_and_wait(&mut self, sig: libc::c_int) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let pid = libc::pid_t::try_from(child.id()).ok()?;
+        // SAFETY: kill(2) on our own child's PID, not yet reaped.
+        unsafe { libc::kill(pid, sig) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return child.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for NsProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Two namespaces joined by a veth pair: `a` (interface `va`, 192.0.2.2/24) and `b`
+/// (interface `vb`, 192.0.2.1/24), for a VRRP peer in each. Removed on drop.
+pub struct VethPair {
+    pub b: Netns,
+    pub a: Netns,
+}
+
+impl VethPair {
+    pub const A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+    pub const B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+
+    /// Namespaces `<prefix>a` and `<prefix>b`.
+    pub fn new(prefix: &str) -> io::Result<VethPair> {
+        let pair = VethPair {
+            a: Netns::new(&format!("{prefix}a"))?,
+            b: Netns::new(&format!("{prefix}b"))?,
+        };
+        let (a, b) = (pair.a.name(), pair.b.name());
+        ip(&[
+            "-n", a, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", b,
+        ])?;
+        ip(&["-n", a, "addr", "add", "192.0.2.2/24", "dev", "va"])?;
+        ip(&["-n", b, "addr", "add", "192.0.2.1/24", "dev", "vb"])?;
+        ip(&["-n", a, "link", "set", "va", "up"])?;
+        ip(&["-n", b, "link", "set", "vb", "up"])?;
+        Ok(pair)
+    }
+}

@@ -17,10 +17,12 @@
 //! whether it was applied or refused; listings are not. A reload logs itself (see `reload`).
 
 use crate::reload::Trigger;
+use control::config::Cidr;
 use control::proto::{
-    PortInfo, Request, RequestEnvelope, Response, ResponseEnvelope, VersionInfo, MAX_REQUEST_BYTES,
-    PROTOCOL_VERSION,
+    PortInfo, Request, RequestEnvelope, Response, ResponseEnvelope, VersionInfo,
+    VirtualAddrsStatus, MAX_REQUEST_BYTES, PROTOCOL_VERSION,
 };
+use dataplane::pipeline::VirtualAddrs;
 use dataplane::service::ServiceManager;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
@@ -73,8 +75,77 @@ pub fn all_counters(
 /// extended counters too.
 pub type PortInfos = Arc<dyn Fn(bool) -> Vec<PortInfo> + Send + Sync>;
 
+/// Adds (`true`) or removes an address on the kernel twin of a port (by index); a port
+/// without a twin has nothing to change (`exception::twin_address_setter`).
+pub type TwinAddrSetter = Arc<dyn Fn(u16, Cidr, bool) -> Result<(), String> + Send + Sync>;
+
+/// The VRRP-held addresses (`SetVirtualAddrs`, `ListVirtualAddrs`): the dataplane's view and
+/// the twins. Its own lock, taken by those requests only.
+pub struct VirtualAddrHook {
+    addrs: Mutex<VirtualAddrs>,
+    twins: TwinAddrSetter,
+}
+
+impl VirtualAddrHook {
+    pub fn new(addrs: VirtualAddrs, twins: TwinAddrSetter) -> VirtualAddrHook {
+        VirtualAddrHook {
+            addrs: Mutex::new(addrs),
+            twins,
+        }
+    }
+
+    fn answer(&self, request: &Request, ports: &[String]) -> Option<Response> {
+        match request {
+            Request::SetVirtualAddrs {
+                instance,
+                port,
+                addrs,
+                held,
+            } => {
+                let mut v = self.addrs.lock().unwrap_or_else(PoisonError::into_inner);
+                let changes = match v.set(instance, port, addrs, *held) {
+                    Ok(c) => c,
+                    Err(e) => return Some(Response::Error(e)),
+                };
+                // Under the lock, so that two instances' changes reach the twin in order.
+                let failed: Vec<String> = changes
+                    .iter()
+                    .filter_map(|c| {
+                        (self.twins)(c.port, c.cidr, c.present)
+                            .err()
+                            .map(|e| format!("{}: {e}", c.cidr))
+                    })
+                    .collect();
+                Some(if failed.is_empty() {
+                    Response::Ok
+                } else {
+                    Response::Error(format!(
+                        "applied in the dataplane, but the kernel twin refused: {}",
+                        failed.join("; ")
+                    ))
+                })
+            }
+            Request::ListVirtualAddrs => {
+                let v = self.addrs.lock().unwrap_or_else(PoisonError::into_inner);
+                Some(Response::VirtualAddrs(
+                    v.list()
+                        .into_iter()
+                        .map(|e| VirtualAddrsStatus {
+                            instance: e.instance,
+                            port: ports.get(usize::from(e.port)).cloned().unwrap_or_default(),
+                            addrs: e.addrs,
+                            held: e.held,
+                        })
+                        .collect(),
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// What rvsd answers itself, beside the service manager: the DPDK side, which the dataplane
-/// does not see, and the reload.
+/// does not see, the reload, and the virtual addresses (which change the twins).
 #[derive(Clone)]
 struct DaemonHooks {
     device_counters: DeviceCounters,
@@ -82,6 +153,9 @@ struct DaemonHooks {
     version: Option<VersionInfo>,
     reload: Option<Reload>,
     sync: Option<Arc<crate::sync::SyncDaemon>>,
+    vaddrs: Option<Arc<VirtualAddrHook>>,
+    /// Port names by index, for the virtual address listing.
+    port_names: Arc<[String]>,
 }
 
 impl DaemonHooks {
@@ -109,6 +183,12 @@ impl DaemonHooks {
                 Some(s) => Response::Sync(s.status()),
                 None => no_sync(),
             }),
+            Request::SetVirtualAddrs { .. } | Request::ListVirtualAddrs => match &self.vaddrs {
+                Some(v) => v.answer(request, &self.port_names),
+                None => Some(Response::Error(
+                    "this rvsd does not manage virtual addresses".into(),
+                )),
+            },
             _ => None,
         }
     }
@@ -167,6 +247,8 @@ impl ControlServer {
                 version: None,
                 reload: None,
                 sync: None,
+                vaddrs: None,
+                port_names: Arc::new([]),
             },
         })
     }
@@ -198,6 +280,18 @@ impl ControlServer {
     /// Answers `Request::Reload` with `reload`, and reloads when its flag is set.
     pub fn with_reload(mut self, reload: Reload) -> ControlServer {
         self.daemon.reload = Some(reload);
+        self
+    }
+
+    /// Answers `SetVirtualAddrs` and `ListVirtualAddrs` with `hook`; `ports` names the ports
+    /// by index.
+    pub fn with_virtual_addrs(
+        mut self,
+        hook: VirtualAddrHook,
+        ports: Vec<String>,
+    ) -> ControlServer {
+        self.daemon.vaddrs = Some(Arc::new(hook));
+        self.daemon.port_names = ports.into();
         self
     }
 
@@ -385,6 +479,7 @@ fn changes_state(request: &Request) -> bool {
         | Request::AddNeighbour(_)
         | Request::DelNeighbour { .. }
         | Request::SetSyncRole { .. }
+        | Request::SetVirtualAddrs { .. }
         | Request::Reload => true,
         Request::List { .. }
         | Request::ListConns
@@ -394,6 +489,7 @@ fn changes_state(request: &Request) -> bool {
         | Request::ListNeighbours
         | Request::Ports { .. }
         | Request::SyncStatus
+        | Request::ListVirtualAddrs
         | Request::Version => false,
     }
 }
@@ -425,18 +521,20 @@ pub fn handle_line(
         Ok(e) => e,
         Err(e) => return Response::Error(format!("unknown or malformed request: {e}")),
     };
-    if let Some(response) = daemon(&envelope.request, peer) {
-        return response;
-    }
-    let logged = changes_state(&envelope.request).then(|| envelope.request.clone());
-    let mut m = lock(manager);
-    // A bug in a request's handling must not take the control socket down with it.
-    let response =
-        catch_unwind(AssertUnwindSafe(|| m.handle(envelope.request))).unwrap_or_else(|_| {
-            tracing::error!("internal error while handling a control request");
-            Response::Error("internal error in rvsd while handling the request".into())
-        });
-    drop(m);
+    // The reload logs itself, with what it changed.
+    let logged = (changes_state(&envelope.request) && envelope.request != Request::Reload)
+        .then(|| envelope.request.clone());
+    let response = match daemon(&envelope.request, peer) {
+        Some(response) => response,
+        None => {
+            let mut m = lock(manager);
+            // A bug in a request's handling must not take the control socket down with it.
+            catch_unwind(AssertUnwindSafe(|| m.handle(envelope.request))).unwrap_or_else(|_| {
+                tracing::error!("internal error while handling a control request");
+                Response::Error("internal error in rvsd while handling the request".into())
+            })
+        }
+    };
     if let Some(request) = logged {
         let uid = peer.map(|p| p.uid);
         let pid = peer.map(|p| p.pid);
@@ -455,4 +553,113 @@ fn reply(mut stream: &UnixStream, response: &Response) -> std::io::Result<()> {
         .unwrap_or_else(|_| br#"{"version":1,"result":{"error":"encoding failed"}}"#.to_vec());
     out.push(b'\n');
     stream.write_all(&out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use control::model::Timeouts;
+    use dataplane::pipeline::{Dataplane, DataplaneConfig};
+
+    /// A hook over the two-arm test director whose twin setter records what it is asked, and
+    /// refuses removals when `refuse_del`.
+    /// What the twin setter was asked: port index, address, present.
+    type TwinLog = Arc<Mutex<Vec<(u16, String, bool)>>>;
+
+    fn hook(refuse_del: bool) -> (DaemonHooks, TwinLog) {
+        let dp = Dataplane::new(DataplaneConfig {
+            ports: testkit::director::two_arm_ports(None, 1500),
+            conn_capacity: 64,
+            timeouts: Timeouts::default(),
+            workers: 1,
+        });
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let twins: TwinAddrSetter = Arc::new(move |port, cidr: Cidr, present| {
+            log.lock().unwrap().push((port, cidr.to_string(), present));
+            if refuse_del && !present {
+                return Err("RTNETLINK answers: Cannot assign requested address".into());
+            }
+            Ok(())
+        });
+        let daemon = DaemonHooks {
+            device_counters: Arc::new(Vec::new),
+            ports: Arc::new(|_| Vec::new()),
+            version: None,
+            reload: None,
+            sync: None,
+            vaddrs: Some(Arc::new(VirtualAddrHook::new(VirtualAddrs::new(dp), twins))),
+            port_names: vec!["ext".to_string(), "int".to_string()].into(),
+        };
+        (daemon, seen)
+    }
+
+    fn set(instance: &str, port: &str, addr: &str, held: bool) -> Request {
+        Request::SetVirtualAddrs {
+            instance: instance.into(),
+            port: port.into(),
+            addrs: vec![Cidr::parse(addr).unwrap()],
+            held,
+        }
+    }
+
+    #[test]
+    fn virtual_addrs_change_the_twin_and_are_listed() {
+        let (daemon, seen) = hook(false);
+        let ask = |r: Request| daemon.answer(&r, None).expect("answered by rvsd");
+        assert_eq!(
+            ask(set("VI_1", "ext", "198.51.100.5/24", true)),
+            Response::Ok
+        );
+        assert_eq!(ask(set("VI_2", "int", "192.0.2.1/24", false)), Response::Ok);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                (0, "198.51.100.5/24".to_string(), true),
+                (1, "192.0.2.1/24".to_string(), false)
+            ]
+        );
+        assert_eq!(
+            ask(Request::ListVirtualAddrs),
+            Response::VirtualAddrs(vec![
+                VirtualAddrsStatus {
+                    instance: "VI_1".into(),
+                    port: "ext".into(),
+                    addrs: vec![Cidr::parse("198.51.100.5/24").unwrap()],
+                    held: true,
+                },
+                VirtualAddrsStatus {
+                    instance: "VI_2".into(),
+                    port: "int".into(),
+                    addrs: vec![Cidr::parse("192.0.2.1/24").unwrap()],
+                    held: false,
+                },
+            ])
+        );
+        // Refused: nothing reaches the twin.
+        let before = seen.lock().unwrap().len();
+        match ask(set("VI_1", "lan", "198.51.100.5/24", true)) {
+            Response::Error(e) => assert!(e.contains("no port named"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(seen.lock().unwrap().len(), before);
+        // Other requests are the service manager's.
+        assert!(daemon.answer(&Request::Counters, None).is_none());
+    }
+
+    #[test]
+    fn a_twin_that_refuses_is_reported() {
+        let (daemon, _) = hook(true);
+        let r = daemon.answer(&set("VI_1", "ext", "198.51.100.5/24", true), None);
+        assert_eq!(r, Some(Response::Ok));
+        match daemon.answer(&set("VI_1", "ext", "198.51.100.5/24", false), None) {
+            Some(Response::Error(e)) => {
+                assert!(
+                    e.contains("applied in the dataplane") && e.contains("198.51.100.5/24"),
+                    "{e}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use control::config::{Config, LogConfig, LogFormat, MacAddr, DEFAULT_CONFIG};
-use dataplane::pipeline::{Dataplane, DataplaneConfig, PortSetup};
+use dataplane::pipeline::{Dataplane, DataplaneConfig, PortSetup, VirtualAddrs};
 use dataplane::service::ServiceManager;
 use rvsd::control_server::{self, ControlServer};
 use rvsd::dpdk::{capture, eal, exception, port::Port, telemetry, worker};
@@ -272,7 +272,14 @@ fn run(args: Args) -> Result<(), String> {
         .with_reload(control_server::Reload {
             requested: &reload::REQUESTED,
             run: Arc::new(move |trigger| reloader.reload(trigger)),
-        });
+        })
+        .with_virtual_addrs(
+            control_server::VirtualAddrHook::new(
+                VirtualAddrs::new(dataplane.clone()),
+                Arc::new(exception::twin_address_setter(&cfg)),
+            ),
+            cfg.ports.iter().map(|p| p.name.clone()).collect(),
+        );
     let metrics_thread = match metrics {
         Some(listener) => {
             let addr = listener.addr();

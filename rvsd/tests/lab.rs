@@ -27,84 +27,28 @@ use std::io::{self, Read};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 use testkit::daemon::{
     bin_beside, control_bin_beside, head_and_tail, rvsadm_beside, workspace_root, Launch, Rvsd,
 };
+use testkit::lab::{cmd, find_tool, lab_lock, run, LabLock, Ran, WrkRun, KEEPALIVE_WRK_LUA};
+use testkit::netns::run_in;
 
 const VIP: &str = "198.51.100.1";
 const RS: [(&str, &str); 2] = [("rs1", "192.0.2.2"), ("rs2", "192.0.2.3")];
 const UDP_PORT: u16 = 9000;
 const LAB_NAMESPACES: [&str; 5] = ["rvs-cli", "rvs-dir", "rvs-sw", "rvs-rs1", "rvs-rs2"];
+/// The HA lab's (`lab.sh ha-up`, lab_ha.rs): its directors instead of rvs-dir.
+const HA_LAB_NAMESPACES: [&str; 6] = [
+    "rvs-cli", "rvs-dirA", "rvs-dirB", "rvs-sw", "rvs-rs1", "rvs-rs2",
+];
 const LAB_STATE_DIR: &str = "/run/rvs-lab";
-
-static LAB_LOCK: Mutex<()> = Mutex::new(());
-
-/// Serialises the scenarios: within this process (a mutex) and across processes (an flock on
-/// a file outside the lab's state folder), since the namespace names are global.
-struct LabLock {
-    _file: Option<fs::File>,
-    _guard: MutexGuard<'static, ()>,
-}
-
-fn lab_lock() -> LabLock {
-    let guard = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open("/run/rvs-lab.lock")
-        .ok();
-    if let Some(f) = &file {
-        // SAFETY: flock on an open descriptor we own; released when the file is closed.
-        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-    }
-    LabLock {
-        _file: file,
-        _guard: guard,
-    }
-}
 
 fn lab_sh() -> PathBuf {
     workspace_root().join("scripts/lab.sh")
-}
-
-/// PATH for the commands we run: as given, plus the sbin folders (ip, nginx live there).
-fn search_path() -> String {
-    let mut p = std::env::var("PATH").unwrap_or_default();
-    for d in [
-        "/usr/local/sbin",
-        "/usr/sbin",
-        "/sbin",
-        "/usr/local/bin",
-        "/usr/bin",
-        "/bin",
-    ] {
-        if !p.split(':').any(|x| x == d) {
-            if !p.is_empty() {
-                p.push(':');
-            }
-            p.push_str(d);
-        }
-    }
-    p
-}
-
-fn find_tool(name: &str) -> Option<PathBuf> {
-    search_path()
-        .split(':')
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
-}
-
-fn cmd(program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut c = Command::new(program);
-    c.env("PATH", search_path());
-    c
 }
 
 /// The start of every scenario: the lab's lock, then its prerequisites; a missing one is a
@@ -134,68 +78,6 @@ fn lab_start(test: &str, extra_tools: &[&str]) -> LabLock {
         lab_sh().display()
     );
     lock
-}
-
-/// What a finished command left: exit status, stdout, stderr.
-struct Ran {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Ran {
-    fn describe(&self, what: &str) -> String {
-        format!(
-            "{what}: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-}
-
-static RUN_SEQ: AtomicUsize = AtomicUsize::new(0);
-
-/// Runs a command with its output in files (daemons it starts cannot hold a pipe of ours open)
-/// and a deadline after which it is killed by PID.
-fn run(mut c: Command, timeout: Duration) -> io::Result<Ran> {
-    let dir = std::env::temp_dir();
-    let n = RUN_SEQ.fetch_add(1, Ordering::Relaxed);
-    let out_path = dir.join(format!("rvs-lab-run-{}-{n}.out", std::process::id()));
-    let err_path = dir.join(format!("rvs-lab-run-{}-{n}.err", std::process::id()));
-    let mut child = c
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path)?)
-        .stderr(fs::File::create(&err_path)?)
-        .spawn()?;
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break st;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let st = child.wait()?;
-            let _ = fs::remove_file(&out_path);
-            let _ = fs::remove_file(&err_path);
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("{c:?} still running after {timeout:?}; killed ({st})"),
-            ));
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let read = |p: &Path| {
-        let mut s = String::new();
-        if let Ok(mut f) = fs::File::open(p) {
-            let _ = f.read_to_string(&mut s);
-        }
-        let _ = fs::remove_file(p);
-        s
-    };
-    Ok(Ran {
-        status,
-        stdout: read(&out_path),
-        stderr: read(&err_path),
-    })
 }
 
 fn lab_script(args: &[&str], envs: &[(&str, &str)]) -> Ran {
@@ -245,6 +127,7 @@ fn lab_namespaces_present() -> Vec<String> {
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .filter(|n| {
                     LAB_NAMESPACES.contains(&n.as_str())
+                        || HA_LAB_NAMESPACES.contains(&n.as_str())
                         || n.strip_prefix("rvs-rs")
                             .is_some_and(|d| d.parse::<u32>().is_ok())
                 })
@@ -528,14 +411,7 @@ fn curl_vip() -> String {
 /// new connection for the director): send, wait up to 2 s for the answer, up to 3 tries on the
 /// same socket. Returns the answer (trimmed) and the address it came from.
 fn udp_ask(ns: &str, dst: SocketAddr) -> io::Result<(String, SocketAddr)> {
-    let ns_path = format!("/run/netns/{ns}");
-    thread::spawn(move || -> io::Result<(String, SocketAddr)> {
-        // setns(2) moves only this thread into the namespace; it ends with the thread.
-        let f = fs::File::open(&ns_path)?;
-        // SAFETY: a valid namespace fd; affects the calling thread only.
-        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+    run_in(ns, || -> io::Result<(String, SocketAddr)> {
         let sock = UdpSocket::bind("0.0.0.0:0")?;
         sock.set_read_timeout(Some(Duration::from_secs(2)))?;
         let mut buf = [0u8; 1500];
@@ -551,8 +427,6 @@ fn udp_ask(ns: &str, dst: SocketAddr) -> io::Result<(String, SocketAddr)> {
         }
         Err(last_err.unwrap_or_else(|| io::Error::other("no answer")))
     })
-    .join()
-    .map_err(|_| io::Error::other("udp thread panicked"))?
 }
 
 fn udp_round_robin(n: usize) -> Vec<String> {
@@ -730,6 +604,22 @@ fn lab_script_is_idempotent_and_cleans_up_after_failure() {
         pids.iter().all(|&p| !pid_alive(p)),
         "down left lab processes running: {pids:?}"
     );
+
+    // The same for the HA lab (no rvsd needed): a failed ha-up leaves nothing, a second one
+    // replaces the first, down removes it (its bridges go with rvs-sw).
+    let r = lab_script(&["ha-up"], &[("NGINX", "/bin/false")]);
+    assert!(!r.status.success(), "{}", r.describe("ha-up, broken nginx"));
+    assert_lab_gone("a failed ha-up");
+    for _ in 0..2 {
+        let r = lab_script(&["ha-up"], &[]);
+        assert!(r.status.success(), "{}", r.describe("ha-up"));
+        let mut want: Vec<String> = HA_LAB_NAMESPACES.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(lab_namespaces_present(), want);
+    }
+    let r = lab_script(&["down"], &[]);
+    assert!(r.status.success(), "{}", r.describe("down after ha-up"));
+    assert_lab_gone("down after ha-up");
 }
 
 /// The lab itself, with the Linux kernel as the director (nftables DNAT round-robin): proves
@@ -1264,57 +1154,20 @@ fn established_download_survives_weight_zero_and_other_changes() {
 // ---------------------------------------------------------------------------------------------
 // Removing a real server under keep-alive load (expire_nodest_conn).
 
-/// wrk's script: each connection sends a request every 10 ms (so that a connection lives the
-/// whole run: nginx closes one after 1000 requests); answers are counted per real server (the
-/// body, "rsN") and second (`os.time`), so the test can tell which server answered after a
-/// change; at the end, the answers, wrk's error counts and its request count, one `LAB` line
-/// each.
-const KEEPALIVE_LUA: &str = r#"
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
-function init(args) answers = {} end
-function delay() return 10 end
-function response(status, headers, body)
-    local s = (status == 200 and body and body:match("^(rs%d+)")) or ("bad-" .. tostring(status))
-    local k = s .. "@" .. os.time()
-    answers[k] = (answers[k] or 0) + 1
-end
-function done(summary, latency, requests)
-    local all = {}
-    for _, t in ipairs(threads) do
-        for k, v in pairs(t:get("answers") or {}) do all[k] = (all[k] or 0) + v end
-    end
-    for k, v in pairs(all) do
-        local s, sec = k:match("^(.-)@(%d+)$")
-        io.write(string.format("LAB answers %s %s %d\n", s, sec, v))
-    end
-    local e = summary.errors
-    io.write(string.format("LAB errors %d %d %d %d %d\n",
-        e.connect, e.read, e.write, e.status, e.timeout))
-    io.write(string.format("LAB requests %d\n", summary.requests))
-end
-"#;
-
-/// What one wrk run reported.
-#[derive(Debug, Default)]
+/// What one wrk run reported (testkit's [`WrkRun`], read through), and when the change was
+/// made.
+#[derive(Debug)]
 struct KeepAliveRun {
-    /// (server, unix second, answers).
-    answers: Vec<(String, u64, u64)>,
-    /// wrk's connect, read, write, status and timeout errors.
-    errors: [u64; 5],
-    requests: u64,
+    wrk: WrkRun,
     /// The second (unix time) at which the real server was removed.
     removed_at: u64,
 }
 
-impl KeepAliveRun {
-    /// Answers of `server` in the seconds from `from` on.
-    fn answers_from(&self, server: &str, from: u64) -> u64 {
-        self.answers
-            .iter()
-            .filter(|(s, sec, _)| s == server && *sec >= from)
-            .map(|a| a.2)
-            .sum()
+impl std::ops::Deref for KeepAliveRun {
+    type Target = WrkRun;
+
+    fn deref(&self) -> &WrkRun {
+        &self.wrk
     }
 }
 
@@ -1333,7 +1186,7 @@ fn keepalive_load(lab: &Lab, change: impl FnOnce()) -> KeepAliveRun {
 /// As [`keepalive_load`], with `conns` connections for `secs` seconds.
 fn keepalive_load_for(lab: &Lab, conns: u32, secs: u64, change: impl FnOnce()) -> KeepAliveRun {
     let script = lab.tmp.join("keepalive.lua");
-    fs::write(&script, KEEPALIVE_LUA).expect("write the wrk script");
+    fs::write(&script, KEEPALIVE_WRK_LUA).expect("write the wrk script");
     let mut c = cmd("ip");
     c.args(["netns", "exec", "rvs-cli", "wrk", "-t2"])
         .arg(format!("-c{conns}"))
@@ -1351,28 +1204,9 @@ fn keepalive_load_for(lab: &Lab, conns: u32, secs: u64, change: impl FnOnce()) -
         .expect("wrk thread")
         .unwrap_or_else(|e| panic!("wrk: {e}"));
     assert!(r.status.success(), "{}", r.describe("wrk"));
-    let mut out = KeepAliveRun {
-        removed_at,
-        ..Default::default()
-    };
-    for line in r.stdout.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
-        match f.get(..2) {
-            Some(["LAB", "answers"]) => out.answers.push((
-                f.get(2).map_or_else(String::new, |s| s.to_string()),
-                num(3).unwrap_or(0),
-                num(4).unwrap_or(0),
-            )),
-            Some(["LAB", "errors"]) => {
-                for (i, e) in out.errors.iter_mut().enumerate() {
-                    *e = num(2 + i).unwrap_or(u64::MAX);
-                }
-            }
-            Some(["LAB", "requests"]) => out.requests = num(2).unwrap_or(0),
-            _ => {}
-        }
-    }
+    let wrk =
+        WrkRun::parse(&r.stdout).unwrap_or_else(|| panic!("no LAB lines from wrk:\n{}", r.stdout));
+    let out = KeepAliveRun { wrk, removed_at };
     assert!(out.requests > 0, "no LAB lines from wrk:\n{}", r.stdout);
     println!("{out:?}");
     out
@@ -2413,6 +2247,9 @@ impl Healthd {
             .arg(conf)
             .arg("--socket")
             .arg(&lab.socket)
+            // rvsd's configuration: the ports' kernel twins, for vrrp_instance.
+            .arg("--rvs-config")
+            .arg(lab.tmp.join("rvs.toml"))
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log fd"))
             .stderr(out)
@@ -3094,5 +2931,907 @@ fn health_check_load_of_1000_real_servers_on_rvsd() {
     );
     assert_eq!(delta("drop.kernel_rate_limited"), 0, "{counters}");
     assert_eq!(delta("drop.kernel_queue_full"), 0, "{counters}");
+    lab.stop_rvsd();
+}
+
+// ---------------------------------------------------------------------------------------------
+// VRRP's needs of the kernel twin: link-local multicast both ways, and addresses held on request.
+// Observed from rvs-cli with a packet socket on its eth0 (every frame, as tcpdump -e sees them).
+
+/// The group MAC of VRRP's 224.0.0.18.
+const VRRP_MAC: [u8; 6] = [0x01, 0x00, 0x5e, 0x00, 0x00, 0x12];
+const VRRP_GROUP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(224, 0, 0, 18);
+const SYNC_GROUP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(224, 0, 0, 81);
+const SYNC_PORT: u16 = 8848;
+const CLI_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 51, 100, 10);
+const EXT_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 51, 100, 1);
+
+/// The MAC of `ifname` in namespace `ns`, from `ip -o link`.
+fn link_mac(ns: &str, ifname: &str) -> [u8; 6] {
+    let out = in_ns(
+        ns,
+        &["ip", "-o", "link", "show", "dev", ifname],
+        Duration::from_secs(10),
+    )
+    .stdout;
+    let text = out
+        .split("link/ether ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no MAC for {ns}/{ifname} in {out}"));
+    let mut mac = [0u8; 6];
+    for (b, h) in mac.iter_mut().zip(text.split(':')) {
+        *b = u8::from_str_radix(h, 16).expect("hex MAC");
+    }
+    mac
+}
+
+/// Waits (bounded) until twin `ifname` in rvs-dir carries `addr` (a prefix of `ip -o addr`'s
+/// "a.b.c.d/len"): rvsd's control socket answers before its ports and twins are up.
+fn wait_twin_addr(ifname: &str, addr: &str) {
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = in_ns(
+            "rvs-dir",
+            &["ip", "-o", "-4", "addr", "show", "dev", ifname],
+            Duration::from_secs(10),
+        )
+        .stdout;
+        if out.contains(&format!("inet {addr}")) {
+            return;
+        }
+        assert!(Instant::now() < end, "{ifname} never had {addr}: {out}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A setsockopt of a plain value that must succeed.
+fn set_opt<T>(fd: &std::os::fd::OwnedFd, level: i32, name: i32, value: &T) {
+    // SAFETY: a valid socket; `value` points at a live T of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "setsockopt {level}/{name}: {}",
+        io::Error::last_os_error()
+    );
+}
+
+/// Waits up to `wait` for `fd` to be readable, then reads one datagram or frame into `buf`.
+fn recv_within(fd: &std::os::fd::OwnedFd, buf: &mut [u8], wait: Duration) -> Option<usize> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: one valid pollfd.
+    if unsafe { libc::poll(&mut p, 1, ms) } <= 0 {
+        return None;
+    }
+    // SAFETY: a valid socket and a writable buffer of buf.len() bytes.
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    usize::try_from(n).ok()
+}
+
+/// An AF_PACKET socket on one interface of a namespace: every frame that arrives there, and
+/// frames sent as they are (an ARP request as arping sends it).
+struct Wire {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Wire {
+    fn open(ns: &str, ifname: &str) -> Wire {
+        let name = std::ffi::CString::new(ifname).expect("interface name");
+        testkit::netns::run_in(ns, move || {
+            let proto = (libc::ETH_P_ALL as u16).to_be();
+            // SAFETY: plain socket call; the fd is owned below.
+            let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
+            assert!(raw >= 0, "packet socket: {}", io::Error::last_os_error());
+            // SAFETY: a fresh fd nothing else owns.
+            let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+            // SAFETY: a NUL-terminated name.
+            let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+            assert!(index > 0, "no interface {name:?}");
+            // SAFETY: sockaddr_ll is plain data; all zero is a valid value.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto;
+            sll.sll_ifindex = index as i32;
+            // SAFETY: a valid socket and address of the size given.
+            let r = unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(r, 0, "bind packet socket: {}", io::Error::last_os_error());
+            // Only what arrives: not our own frames going out.
+            let ignore_outgoing: i32 = 1;
+            set_opt(
+                &fd,
+                libc::SOL_PACKET,
+                libc::PACKET_IGNORE_OUTGOING,
+                &ignore_outgoing,
+            );
+            Wire { fd }
+        })
+    }
+
+    fn send(&self, frame: &[u8]) {
+        // SAFETY: a valid bound socket and a readable buffer.
+        let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        assert_eq!(
+            n,
+            frame.len() as isize,
+            "send: {}",
+            io::Error::last_os_error()
+        );
+    }
+
+    /// Every arriving frame `want` accepts, for `wait` (all of it), and what was waiting
+    /// already (`Duration::ZERO`: only that, so that the next reads see new frames).
+    fn capture(&self, wait: Duration, want: impl Fn(&[u8]) -> bool) -> Vec<Vec<u8>> {
+        let end = Instant::now() + wait;
+        let mut buf = vec![0u8; 2048];
+        let mut got = Vec::new();
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match recv_within(&self.fd, &mut buf, left) {
+                Some(n) if want(&buf[..n]) => got.push(buf[..n].to_vec()),
+                Some(_) => {}
+                None if left.is_zero() => return got,
+                None => {}
+            }
+        }
+    }
+
+    /// The first arriving frame `want` accepts, within `wait`.
+    fn first(&self, wait: Duration, want: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
+        let end = Instant::now() + wait;
+        let mut buf = vec![0u8; 2048];
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            if let Some(n) = recv_within(&self.fd, &mut buf, left) {
+                if want(&buf[..n]) {
+                    return Some(buf[..n].to_vec());
+                }
+            }
+        }
+        None
+    }
+}
+
+/// What the multicast checks look at in an IPv4 frame.
+struct Ip4Frame<'a> {
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    ttl: u8,
+    proto: u8,
+    dst: std::net::Ipv4Addr,
+    /// After the IP header.
+    payload: &'a [u8],
+}
+
+/// `f` as an IPv4 frame; None for anything else.
+fn ipv4_frame(f: &[u8]) -> Option<Ip4Frame<'_>> {
+    if f.get(12..14)? != [0x08, 0x00] {
+        return None;
+    }
+    let ip = f.get(14..)?;
+    let ihl = usize::from(ip.first()? & 0x0f) * 4;
+    let dst: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
+    Some(Ip4Frame {
+        dst_mac: f.get(..6)?.try_into().ok()?,
+        src_mac: f.get(6..12)?.try_into().ok()?,
+        ttl: *ip.get(8)?,
+        proto: *ip.get(9)?,
+        dst: dst.into(),
+        payload: ip.get(ihl..)?,
+    })
+}
+
+/// A raw IPv4 socket for protocol 112 (VRRP) in namespace `ns`, sending multicast out of the
+/// interface holding `via` with TTL 255 (as VRRP must), and joined to 224.0.0.18 there.
+fn vrrp_socket(ns: &str, via: std::net::Ipv4Addr) -> std::os::fd::OwnedFd {
+    testkit::netns::run_in(ns, move || {
+        // SAFETY: plain socket call; the fd is owned below.
+        let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, 112) };
+        assert!(raw >= 0, "raw socket: {}", io::Error::last_os_error());
+        // SAFETY: a fresh fd nothing else owns.
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+        let addr = |a: std::net::Ipv4Addr| libc::in_addr {
+            s_addr: u32::from(a).to_be(),
+        };
+        set_opt(&fd, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &addr(via));
+        set_opt(&fd, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, &255i32);
+        // Our own adverts are not looped back to us (keepalived does the same).
+        set_opt(&fd, libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, &0i32);
+        let join = libc::ip_mreq {
+            imr_multiaddr: addr(VRRP_GROUP),
+            imr_interface: addr(via),
+        };
+        set_opt(&fd, libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP, &join);
+        fd
+    })
+}
+
+/// Sends `payload` as one datagram to `group` on a socket connected nowhere.
+fn send_to_group(fd: &std::os::fd::OwnedFd, group: std::net::Ipv4Addr, port: u16, payload: &[u8]) {
+    // SAFETY: sockaddr_in is plain data; all zero is a valid value.
+    let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    sin.sin_family = libc::AF_INET as u16;
+    sin.sin_port = port.to_be();
+    sin.sin_addr.s_addr = u32::from(group).to_be();
+    // SAFETY: a valid socket, buffer and address of the size given.
+    let n = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            payload.as_ptr().cast(),
+            payload.len(),
+            0,
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        n,
+        payload.len() as isize,
+        "sendto {group}: {}",
+        io::Error::last_os_error()
+    );
+}
+
+/// A UDP socket in namespace `ns` on port 8848 (IPVS sync), joined to 224.0.0.81 on the
+/// interface holding `via` and sending multicast out of it.
+fn sync_socket(ns: &str, via: std::net::Ipv4Addr) -> UdpSocket {
+    testkit::netns::run_in(ns, move || {
+        let s = UdpSocket::bind(("0.0.0.0", SYNC_PORT)).expect("bind 8848");
+        s.join_multicast_v4(&SYNC_GROUP, &via)
+            .expect("join 224.0.0.81");
+        s.set_multicast_loop_v4(false).expect("no loop");
+        let fd = std::os::fd::AsFd::as_fd(&s)
+            .try_clone_to_owned()
+            .expect("dup");
+        let via = libc::in_addr {
+            s_addr: u32::from(via).to_be(),
+        };
+        set_opt(&fd, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &via);
+        s
+    })
+}
+
+/// VRRP adverts and IPVS sync datagrams through the external port's twin (rvs-ext0): sent by
+/// sockets in rvs-dir, they reach rvs-cli to the group MAC (VRRP with TTL 255); sent from
+/// rvs-cli, they reach the sockets in rvs-dir that joined the group on the twin.
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
+fn rvsd_carries_link_local_multicast_through_the_twin() {
+    let _lock = lab_start("rvsd_carries_link_local_multicast_through_the_twin", &[]);
+    let mut lab = Lab::up(false);
+    lab.start_rvsd();
+    let wire = Wire::open("rvs-cli", "eth0");
+    let dext_mac = link_mac("rvs-dir", "rvs-dext");
+    wait_twin_addr("rvs-ext0", "198.51.100.1/");
+
+    // Out: rvs-dir -> rvs-cli.
+    let dir_vrrp = vrrp_socket("rvs-dir", EXT_IP);
+    let dir_sync = sync_socket("rvs-dir", EXT_IP);
+    send_to_group(&dir_vrrp, VRRP_GROUP, 0, b"\x31advert-from-dir");
+    let advert = |f: &[u8]| {
+        ipv4_frame(f).is_some_and(|ip| {
+            ip.proto == 112 && ip.dst == VRRP_GROUP && ip.payload.ends_with(b"advert-from-dir")
+        })
+    };
+    let seen = wire
+        .first(Duration::from_secs(5), advert)
+        .unwrap_or_else(|| {
+            panic!(
+                "no advert from rvs-dir in rvs-cli\n{}\n{}",
+                lab.ctl(&["counters"]),
+                lab.rvsd_log_tail()
+            )
+        });
+    let ip = ipv4_frame(&seen).expect("ipv4");
+    assert_eq!(
+        ip.dst_mac, VRRP_MAC,
+        "the group MAC (tcpdump -e: 01:00:5e:00:00:12)"
+    );
+    assert_eq!(ip.src_mac, dext_mac, "from rvsd's external port");
+    assert_eq!(ip.ttl, 255, "VRRP's TTL kept");
+    dir_sync
+        .send_to(b"sync-from-dir", (SYNC_GROUP, SYNC_PORT))
+        .expect("send sync");
+    let sync = |f: &[u8]| {
+        ipv4_frame(f).is_some_and(|ip| {
+            ip.proto == 17 && ip.dst == SYNC_GROUP && ip.payload.ends_with(b"sync-from-dir")
+        })
+    };
+    let seen = wire
+        .first(Duration::from_secs(5), sync)
+        .unwrap_or_else(|| panic!("no sync datagram in rvs-cli\n{}", lab.ctl(&["counters"])));
+    let ip = ipv4_frame(&seen).expect("ipv4");
+    assert_eq!(ip.dst_mac, [0x01, 0x00, 0x5e, 0x00, 0x00, 0x51]);
+    assert_eq!(ip.src_mac, dext_mac);
+
+    // In: rvs-cli -> the sockets in rvs-dir.
+    let cli_vrrp = vrrp_socket("rvs-cli", CLI_IP);
+    let cli_sync = sync_socket("rvs-cli", CLI_IP);
+    let mut buf = [0u8; 1500];
+    let mut got_advert = None;
+    for _ in 0..3 {
+        send_to_group(&cli_vrrp, VRRP_GROUP, 0, b"\x31advert-from-cli");
+        let end = Instant::now() + Duration::from_secs(2);
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            let Some(n) = recv_within(&dir_vrrp, &mut buf, left) else {
+                break;
+            };
+            // A raw socket reads the IP header too: the source and TTL as they arrived.
+            if buf[..n].ends_with(b"advert-from-cli") {
+                got_advert = Some((
+                    buf[8],
+                    std::net::Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]),
+                ));
+                break;
+            }
+        }
+        if got_advert.is_some() {
+            break;
+        }
+    }
+    let (ttl, src) = got_advert.unwrap_or_else(|| {
+        panic!(
+            "the advert from rvs-cli did not reach rvs-dir's socket\n{}",
+            lab.ctl(&["counters"])
+        )
+    });
+    assert_eq!((ttl, src), (255, CLI_IP));
+    cli_sync
+        .send_to(b"sync-from-cli", (SYNC_GROUP, SYNC_PORT))
+        .expect("send sync");
+    dir_sync
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let (n, from) = dir_sync.recv_from(&mut buf).unwrap_or_else(|e| {
+        panic!(
+            "no sync datagram in rvs-dir: {e}\n{}",
+            lab.ctl(&["counters"])
+        )
+    });
+    assert_eq!(&buf[..n], b"sync-from-cli");
+    assert_eq!(from, SocketAddr::from((CLI_IP, SYNC_PORT)));
+
+    let counters = lab.ctl(&["counters"]);
+    assert!(counter(&counters, "multicast_to_kernel") >= 2, "{counters}");
+    assert!(
+        counter(&counters, "multicast_from_kernel") >= 2,
+        "{counters}"
+    );
+    lab.stop_rvsd();
+}
+
+/// An ARP frame's opcode, sender MAC, sender and target address; None for anything else.
+fn arp_parts(f: &[u8]) -> Option<(u16, [u8; 6], std::net::Ipv4Addr, std::net::Ipv4Addr)> {
+    if f.get(12..14)? != [0x08, 0x06] {
+        return None;
+    }
+    let a = f.get(14..42)?;
+    let op = u16::from_be_bytes([a[6], a[7]]);
+    let sha: [u8; 6] = a[8..14].try_into().ok()?;
+    let spa = std::net::Ipv4Addr::new(a[14], a[15], a[16], a[17]);
+    let tpa = std::net::Ipv4Addr::new(a[24], a[25], a[26], a[27]);
+    Some((op, sha, spa, tpa))
+}
+
+/// arping from rvs-cli's eth0: a broadcast ARP request for `target`, five tries 500 ms apart;
+/// the MAC that answered, if any.
+fn arping(wire: &Wire, cli_mac: [u8; 6], target: std::net::Ipv4Addr) -> Option<[u8; 6]> {
+    let request = testkit::arp_request(cli_mac, CLI_IP, target);
+    // Not a reply to an earlier question (rvs-cli's kernel asks too).
+    wire.capture(Duration::ZERO, |_| false);
+    for _ in 0..5 {
+        wire.send(&request);
+        let reply = wire.first(Duration::from_millis(500), |f| {
+            arp_parts(f).is_some_and(|(op, _, spa, tpa)| op == 2 && spa == target && tpa == CLI_IP)
+        });
+        if let Some(f) = reply {
+            return arp_parts(&f).map(|(_, sha, ..)| sha);
+        }
+    }
+    None
+}
+
+/// A TCP listener in rvs-dir on `addr`:7777 that answers one connection with "hello from
+/// rvs-dir"; and a connection to it from rvs-cli: what the client read.
+fn tcp_through_twin(addr: std::net::Ipv4Addr) -> io::Result<String> {
+    use std::io::Write;
+    let listener =
+        testkit::netns::run_in("rvs-dir", move || std::net::TcpListener::bind((addr, 7777)))?;
+    let server = thread::spawn(move || -> io::Result<()> {
+        listener.set_nonblocking(false)?;
+        let (mut s, _) = listener.accept()?;
+        s.write_all(b"hello from rvs-dir")
+    });
+    let stream = testkit::netns::run_in("rvs-cli", move || {
+        std::net::TcpStream::connect_timeout(
+            &SocketAddr::from((addr, 7777)),
+            Duration::from_secs(5),
+        )
+    })?;
+    let mut stream = stream;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut got = String::new();
+    stream.read_to_string(&mut got)?;
+    server.join().expect("server thread")?;
+    Ok(got)
+}
+
+/// `SetVirtualAddrs` through rvsctl, as rvs-healthd's VRRP sends it: an address of the client
+/// subnet that is not otherwise rvsd's is answered by ARP, announced with gratuitous ARP, on
+/// the twin (a kernel socket in rvs-dir serves a client on it) only while held.
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
+fn rvsd_holds_virtual_addresses_on_request() {
+    let _lock = lab_start("rvsd_holds_virtual_addresses_on_request", &[]);
+    let mut lab = Lab::up(false);
+    lab.start_rvsd();
+    let wire = Wire::open("rvs-cli", "eth0");
+    let cli_mac = link_mac("rvs-cli", "eth0");
+    let dext_mac = link_mac("rvs-dir", "rvs-dext");
+    wait_twin_addr("rvs-ext0", "198.51.100.1/");
+    let vaddr = std::net::Ipv4Addr::new(198, 51, 100, 5);
+    let twin_has = || {
+        in_ns(
+            "rvs-dir",
+            &["ip", "-o", "-4", "addr", "show", "dev", "rvs-ext0"],
+            Duration::from_secs(10),
+        )
+        .stdout
+        .contains("inet 198.51.100.5/24")
+    };
+    assert_eq!(arping(&wire, cli_mac, EXT_IP), Some(dext_mac), "the VIP");
+    assert_eq!(arping(&wire, cli_mac, vaddr), None, "not rvsd's");
+
+    // Named, not held (a BACKUP): still no answer, not on the twin.
+    lab.ctl(&["vaddr", "release", "VI_1", "dev", "ext", "198.51.100.5/24"]);
+    assert_eq!(arping(&wire, cli_mac, vaddr), None, "released");
+    assert!(!twin_has());
+
+    // Held (MASTER): gratuitous ARPs, ARP answers, on the twin.
+    wire.capture(Duration::ZERO, |_| false);
+    lab.ctl(&["vaddr", "hold", "VI_1", "dev", "ext", "198.51.100.5/24"]);
+    // Five, 200 ms apart: all in within 3 s even on a loaded machine.
+    let garps = wire.capture(Duration::from_secs(3), |f| {
+        arp_parts(f).is_some_and(|(op, sha, spa, tpa)| {
+            op == 1 && sha == dext_mac && spa == vaddr && tpa == vaddr
+        })
+    });
+    assert_eq!(
+        garps.len(),
+        5,
+        "gratuitous ARPs for {vaddr}\n{}",
+        lab.ctl(&["counters"])
+    );
+    assert!(garps.iter().all(|f| f[..6] == [0xff; 6]), "broadcast");
+    assert_eq!(arping(&wire, cli_mac, vaddr), Some(dext_mac), "held");
+    assert!(twin_has(), "{}", lab.rvsd_log_tail());
+    let listing = lab.ctl(&["vaddr"]);
+    assert_eq!(listing, "198.51.100.5/24 dev ext instance VI_1 held\n");
+    // A kernel socket in rvs-dir on the held address serves rvs-cli through the twin, and
+    // rvsd answers its ping itself.
+    let got = tcp_through_twin(vaddr).unwrap_or_else(|e| {
+        panic!(
+            "TCP to {vaddr}:7777 in rvs-dir: {e}\n{}",
+            lab.ctl(&["counters"])
+        )
+    });
+    assert_eq!(got, "hello from rvs-dir");
+    let ping = in_ns(
+        "rvs-cli",
+        &["ping", "-c", "2", "-i", "0.2", "-W", "2", "198.51.100.5"],
+        Duration::from_secs(20),
+    );
+    assert!(
+        ping.status.success(),
+        "{}",
+        ping.describe("ping the held address")
+    );
+
+    // Released again: no answers, off the twin.
+    lab.ctl(&["vaddr", "release", "VI_1", "dev", "ext", "198.51.100.5/24"]);
+    assert_eq!(arping(&wire, cli_mac, vaddr), None, "released again");
+    assert!(!twin_has());
+    assert_eq!(
+        lab.ctl(&["vaddr"]),
+        "198.51.100.5/24 dev ext instance VI_1 released\n"
+    );
+    let counters = lab.ctl(&["counters"]);
+    assert_eq!(counter(&counters, "garp_sent"), 5, "{counters}");
+    // The VIP was never affected.
+    assert_eq!(arping(&wire, cli_mac, EXT_IP), Some(dext_mac));
+    lab.stop_rvsd();
+}
+
+/// The VRRP scenario's virtual address: on the client segment, not otherwise rvsd's.
+const VRRP_VIP: &str = "198.51.100.50";
+
+/// keepalived.conf for one side of the VRRP scenario (version 3, VRID 51, advert_int 1): the
+/// generic notify script writes the state entered to `state`.
+fn vrrp_conf(dev: &str, priority: u8, nopreempt: bool, notify: &Path, globals: &str) -> String {
+    format!(
+        "global_defs {{\n  vrrp_version 3\n{globals}}}\nvrrp_instance VI_LAB {{\n  state BACKUP\n  interface {dev}\n  virtual_router_id 51\n  priority {priority}\n  advert_int 1\n  {}\n  virtual_ipaddress {{\n    {VRRP_VIP}/24 dev {dev}\n  }}\n  notify {}\n}}\n",
+        if nopreempt { "nopreempt" } else { "" },
+        notify.display()
+    )
+}
+
+/// A notify script writing its third argument (the state) to `state`, atomically.
+fn notify_script(path: &Path, state: &Path) {
+    fs::write(
+        path,
+        format!(
+            "#!/bin/sh\necho \"$3\" > {0}.tmp && mv {0}.tmp {0}\n",
+            state.display()
+        ),
+    )
+    .expect("write notify script");
+    let r = run(
+        {
+            let mut c = cmd("chmod");
+            c.arg("755").arg(path);
+            c
+        },
+        Duration::from_secs(5),
+    )
+    .expect("chmod");
+    assert!(r.status.success());
+}
+
+/// Debian's keepalived (VRRP only) in rvs-cli; stopped by PID (SIGTERM, SIGKILL after 5 s),
+/// also when the scenario panics.
+struct Keepalived {
+    child: Option<std::process::Child>,
+    log: PathBuf,
+}
+
+impl Keepalived {
+    fn start(dir: &Path, conf: &Path) -> Keepalived {
+        let log = dir.join("keepalived.log");
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("keepalived log");
+        let child = cmd("ip")
+            .args([
+                "netns",
+                "exec",
+                "rvs-cli",
+                "keepalived",
+                "-n",
+                "-l",
+                "-D",
+                "-P",
+                "-f",
+            ])
+            .arg(conf)
+            .arg("-p")
+            .arg(dir.join("keepalived.pid"))
+            .arg("-r")
+            .arg(dir.join("vrrp.pid"))
+            .arg("-c")
+            .arg(dir.join("checkers.pid"))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log fd"))
+            .stderr(out)
+            .spawn()
+            .expect("start keepalived");
+        Keepalived {
+            child: Some(child),
+            log,
+        }
+    }
+
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SAFETY: kill(2) on our own child's PID, not reaped yet.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Keepalived {
+    fn drop(&mut self) {
+        self.stop();
+        if thread::panicking() {
+            eprintln!(
+                "--- keepalived log ---\n{}",
+                fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
+}
+
+fn read_state(path: &Path) -> String {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Waits until the notify file at `path` says `want`; how long that took.
+fn wait_vrrp_state(path: &Path, want: &str, within: Duration) -> Duration {
+    let t0 = Instant::now();
+    while t0.elapsed() < within {
+        if read_state(path) == want {
+            return t0.elapsed();
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    panic!(
+        "{} is {:?}, not {want}, after {within:?}",
+        path.display(),
+        read_state(path)
+    );
+}
+
+/// Whether `ifname` in `ns` carries the VRRP address.
+fn has_vrrp_vip(ns: &str, ifname: &str) -> bool {
+    in_ns(
+        ns,
+        &["ip", "-o", "-4", "addr", "show", "dev", ifname],
+        Duration::from_secs(10),
+    )
+    .stdout
+    .contains(&format!("inet {VRRP_VIP}/"))
+}
+
+/// The VRRP scenarios' files: notify scripts writing each side's state, and the two
+/// keepalived.conf (keepalived in rvs-cli on eth0, rvs-healthd in rvs-dir on rvsd's twin
+/// rvs-ext0).
+struct VrrpSides {
+    k_state: PathBuf,
+    r_state: PathBuf,
+    k_conf: PathBuf,
+    r_conf: PathBuf,
+    r_notify: PathBuf,
+    /// rvs-healthd's global_defs lines beyond `vrrp_version 3`.
+    r_globals: String,
+}
+
+impl VrrpSides {
+    fn new(lab: &Lab, k_priority: u8) -> VrrpSides {
+        let t = &lab.tmp;
+        let sides = VrrpSides {
+            k_state: t.join("state-keepalived"),
+            r_state: t.join("state-healthd"),
+            k_conf: t.join("keepalived-cli.conf"),
+            r_conf: t.join("keepalived-dir.conf"),
+            r_notify: t.join("notify-r.sh"),
+            r_globals: String::new(),
+        };
+        notify_script(&t.join("notify-k.sh"), &sides.k_state);
+        notify_script(&sides.r_notify, &sides.r_state);
+        let k = vrrp_conf("eth0", k_priority, false, &t.join("notify-k.sh"), "");
+        fs::write(&sides.k_conf, k).expect("write keepalived.conf");
+        sides
+    }
+
+    /// rvs-healthd's keepalived.conf.
+    fn healthd(&self, priority: u8, nopreempt: bool) -> &Path {
+        let text = vrrp_conf(
+            "rvs-ext0",
+            priority,
+            nopreempt,
+            &self.r_notify,
+            &self.r_globals,
+        );
+        fs::write(&self.r_conf, text).expect("write keepalived.conf");
+        let _ = fs::remove_file(&self.r_state);
+        &self.r_conf
+    }
+}
+
+/// Master_Down_Interval at priority 100 (3.61 s) with slack for process starts and polling.
+const VRRP_ELECTION: Duration = Duration::from_secs(6);
+const VRRP_ADVERT: Duration = Duration::from_secs(1);
+
+/// rvs-healthd's VRRP against Debian's keepalived across rvsd: keepalived in rvs-cli on its
+/// eth0, rvs-healthd in rvs-dir on rvsd's external twin rvs-ext0, its adverts carried by rvsd's
+/// link-local multicast both ways; one vrrp_instance each (version 3, VRID 51, advert_int 1,
+/// VIP 198.51.100.50). rvs-healthd at 150 preempts keepalived at 100; SIGTERM to rvs-healthd
+/// sends priority 0 and keepalived takes over within 3 advert intervals; started again,
+/// rvs-healthd preempts back; with `nopreempt` it stays BACKUP. Then the other way: keepalived
+/// at 200 preempts rvs-healthd, and when keepalived stops rvs-healthd takes over within 3
+/// intervals. keepalived's side is read from its notify file and `ip addr`, rvs-healthd's from
+/// its notify file.
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
+fn rvs_healthd_vrrp_interoperates_with_keepalived_through_rvsd() {
+    let _lock = lab_start(
+        "rvs_healthd_vrrp_interoperates_with_keepalived_through_rvsd",
+        &["keepalived"],
+    );
+    let mut lab = Lab::up(false);
+    lab.start_rvsd();
+    wait_twin_addr("rvs-ext0", "198.51.100.1/");
+    let sides = VrrpSides::new(&lab, 100);
+
+    let mut keepalived = Keepalived::start(&lab.tmp, &sides.k_conf);
+    wait_vrrp_state(&sides.k_state, "MASTER", VRRP_ELECTION);
+    assert!(has_vrrp_vip("rvs-cli", "eth0"));
+
+    let healthd = Healthd::start(&lab, sides.healthd(150, false));
+    wait_vrrp_state(&sides.r_state, "MASTER", VRRP_ELECTION);
+    wait_vrrp_state(&sides.k_state, "BACKUP", VRRP_ADVERT);
+    assert!(
+        !has_vrrp_vip("rvs-cli", "eth0"),
+        "keepalived let the VIP go"
+    );
+
+    // SIGTERM: priority 0, keepalived takes over after its skew time.
+    let t0 = Instant::now();
+    let (st, log) = healthd.stop();
+    assert!(st.success(), "rvs-healthd: {st}\n{log}");
+    wait_vrrp_state(&sides.k_state, "MASTER", 3 * VRRP_ADVERT);
+    println!(
+        "keepalived took over {:.2?} after rvs-healthd's SIGTERM (bound 3 s)",
+        t0.elapsed()
+    );
+    assert!(has_vrrp_vip("rvs-cli", "eth0"));
+
+    // Back at 150: preemption.
+    let healthd = Healthd::start(&lab, sides.healthd(150, false));
+    wait_vrrp_state(&sides.r_state, "MASTER", VRRP_ELECTION);
+    wait_vrrp_state(&sides.k_state, "BACKUP", VRRP_ADVERT);
+    let (st, log) = healthd.stop();
+    assert!(st.success(), "rvs-healthd: {st}\n{log}");
+    wait_vrrp_state(&sides.k_state, "MASTER", 3 * VRRP_ADVERT);
+
+    // With nopreempt, 150 joins keepalived's election and stays BACKUP.
+    let healthd = Healthd::start(&lab, sides.healthd(150, true));
+    wait_vrrp_state(&sides.r_state, "BACKUP", VRRP_ELECTION);
+    thread::sleep(2 * VRRP_ELECTION);
+    assert_eq!(read_state(&sides.r_state), "BACKUP", "nopreempt");
+    assert_eq!(read_state(&sides.k_state), "MASTER");
+    let (st, log) = healthd.stop();
+    assert!(st.success(), "rvs-healthd: {st}\n{log}");
+    keepalived.stop();
+
+    // The other way: rvs-healthd master at 100, keepalived at 200 preempts it, then stops.
+    let healthd = Healthd::start(&lab, sides.healthd(100, false));
+    wait_vrrp_state(&sides.r_state, "MASTER", VRRP_ELECTION);
+    let k_conf = vrrp_conf("eth0", 200, false, &lab.tmp.join("notify-k.sh"), "");
+    fs::write(&sides.k_conf, k_conf).expect("write keepalived.conf");
+    let mut keepalived = Keepalived::start(&lab.tmp, &sides.k_conf);
+    wait_vrrp_state(&sides.k_state, "MASTER", VRRP_ELECTION);
+    wait_vrrp_state(&sides.r_state, "BACKUP", VRRP_ADVERT);
+    let t0 = Instant::now();
+    keepalived.stop();
+    wait_vrrp_state(&sides.r_state, "MASTER", 3 * VRRP_ADVERT);
+    println!(
+        "rvs-healthd took over {:.2?} after keepalived's SIGTERM (bound 3 s)",
+        t0.elapsed()
+    );
+    let (st, log) = healthd.stop();
+    assert!(st.success(), "rvs-healthd: {st}\n{log}");
+    lab.stop_rvsd();
+}
+
+/// rvsd holds the VRRP address while rvs-healthd is MASTER, and only then: rvs-healthd at 150
+/// against keepalived at 100 (in rvs-cli, which holds it first) takes it over; rvsd then has it
+/// on the twin rvs-ext0, lists it held (`rvsctl vaddr`), sent gratuitous ARPs for it, and
+/// answers ARP from rvs-cli with its port's MAC. After rvs-healthd's SIGTERM keepalived has it
+/// again and rvsd neither answers ARP for it nor has it on the twin.
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
+fn rvsd_holds_the_vrrp_address_while_rvs_healthd_is_master() {
+    let _lock = lab_start(
+        "rvsd_holds_the_vrrp_address_while_rvs_healthd_is_master",
+        &["keepalived"],
+    );
+    let mut lab = Lab::up(false);
+    // The connection sync daemons on the internal port, their role following VI_LAB.
+    lab.start_rvsd_with("\n[sync]\nport = \"int\"\n");
+    wait_twin_addr("rvs-ext0", "198.51.100.1/");
+    let wire = Wire::open("rvs-cli", "eth0");
+    let cli_mac = link_mac("rvs-cli", "eth0");
+    let dext_mac = link_mac("rvs-dir", "rvs-dext");
+    let vip: std::net::Ipv4Addr = VRRP_VIP.parse().expect("VIP");
+    let mut sides = VrrpSides::new(&lab, 100);
+    sides.r_globals = "  lvs_sync_daemon rvs-int0 VI_LAB\n".into();
+    assert_eq!(
+        arping(&wire, cli_mac, vip),
+        None,
+        "no one holds the VIP yet"
+    );
+
+    let mut keepalived = Keepalived::start(&lab.tmp, &sides.k_conf);
+    wait_vrrp_state(&sides.k_state, "MASTER", VRRP_ELECTION);
+    let healthd = Healthd::start(&lab, sides.healthd(150, false));
+    wait_vrrp_state(&sides.r_state, "BACKUP", VRRP_ELECTION);
+    assert_eq!(
+        lab.ctl(&["vaddr"]),
+        format!("{VRRP_VIP}/24 dev ext instance VI_LAB released\n"),
+        "a BACKUP names its address, not held"
+    );
+    assert_eq!(
+        lab.adm(&["-L", "--daemon"]),
+        "backup sync daemon (mcast=rvs-int0, syncid=0)\n",
+        "a BACKUP receives only"
+    );
+    wire.capture(Duration::ZERO, |_| false);
+    wait_vrrp_state(&sides.r_state, "MASTER", VRRP_ELECTION);
+    wait_vrrp_state(&sides.k_state, "BACKUP", VRRP_ADVERT);
+    let garps = wire.capture(Duration::from_millis(1500), |f| {
+        arp_parts(f).is_some_and(|(op, sha, spa, tpa)| {
+            op == 1 && sha == dext_mac && spa == vip && tpa == vip
+        })
+    });
+    assert!(!garps.is_empty(), "gratuitous ARPs on takeover");
+    assert_eq!(
+        lab.ctl(&["vaddr"]),
+        format!("{VRRP_VIP}/24 dev ext instance VI_LAB held\n")
+    );
+    assert_eq!(
+        lab.adm(&["-L", "--daemon"]),
+        "master sync daemon (mcast=rvs-int0, syncid=0)\nbackup sync daemon (mcast=rvs-int0, syncid=0)\n",
+        "a MASTER sends and receives"
+    );
+    assert!(
+        has_vrrp_vip("rvs-dir", "rvs-ext0"),
+        "{}",
+        lab.rvsd_log_tail()
+    );
+    assert!(!has_vrrp_vip("rvs-cli", "eth0"), "keepalived let it go");
+    assert_eq!(arping(&wire, cli_mac, vip), Some(dext_mac), "rvsd answers");
+    let ping = in_ns(
+        "rvs-cli",
+        &["ping", "-c", "2", "-i", "0.2", "-W", "2", VRRP_VIP],
+        Duration::from_secs(20),
+    );
+    assert!(ping.status.success(), "{}", ping.describe("ping the VIP"));
+
+    let (st, log) = healthd.stop();
+    assert!(st.success(), "rvs-healthd: {st}\n{log}");
+    wait_vrrp_state(&sides.k_state, "MASTER", 3 * VRRP_ADVERT);
+    assert_eq!(arping(&wire, cli_mac, vip), None, "released on SIGTERM");
+    assert!(!has_vrrp_vip("rvs-dir", "rvs-ext0"));
+    assert!(has_vrrp_vip("rvs-cli", "eth0"));
+    assert_eq!(
+        lab.adm(&["-L", "--daemon"]),
+        "backup sync daemon (mcast=rvs-int0, syncid=0)\n",
+        "released at exit: receiving only"
+    );
+    assert!(
+        !log.contains("rvsd refused"),
+        "rvsd took every request:\n{log}"
+    );
+    keepalived.stop();
     lab.stop_rvsd();
 }

@@ -31,12 +31,13 @@ const B_INT_MAC: [u8; 6] = [2, 0, 0, 0, 0xb, 2];
 const SYNCID: u8 = 5;
 const SERVICES: &str = "-A -u 198.51.100.1:53 -s rr\n-a -u 198.51.100.1:53 -r 192.0.2.2:53 -m\n";
 
-fn sync_config(peer: Ipv4Addr, role: SyncRole) -> SyncConfig {
+/// `[sync]` on port `int`: unicast to `peer`, or the kernel's multicast group without one.
+fn sync_config(peer: Option<Ipv4Addr>, role: SyncRole) -> SyncConfig {
     SyncConfig {
         port: "int".into(),
         syncid: SYNCID,
         group: None,
-        peer: Some(peer),
+        peer,
         udp_port: control::sync::DEFAULT_UDP_PORT,
         ttl: 1,
         maxlen: control::sync::DEFAULT_MAXLEN,
@@ -138,21 +139,32 @@ fn message(syncid: u8, c: &SyncConn) -> Vec<u8> {
     enc.finish().expect("one entry")
 }
 
-#[test]
-#[cfg_attr(
-    rvs_skip_lab,
-    ignore = "needs root and network namespaces (RVS_SKIP_LAB=1)"
-)]
-fn a_connection_made_on_the_master_is_installed_on_the_backup() {
+/// Two directors in namespaces of their own: A (master) with a client's UDP datagram to the
+/// VIP on `ext` (net_pcap) and the real server a static neighbour behind `int`; B (backup) with
+/// the same service; their `int` ports joined by a veth pair, `[sync]` on `int` over unicast,
+/// or over the kernel's multicast group when `multicast`.
+struct Pair {
+    sa: std::path::PathBuf,
+    sb: std::path::PathBuf,
+    rvsd_a: Rvsd,
+    rvsd_b: Rvsd,
+    ns_a: Netns,
+    // Dropped last, after the daemons (fields drop in order).
+    _ns_b: Netns,
+    _tmp: tempfile::TempDir,
+}
+
+fn start_pair(multicast: bool) -> Pair {
     assert!(
         is_root(),
         "needs root (namespaces for the two directors and their twins): run as root, or skip \
          it explicitly with RVS_SKIP_LAB=1"
     );
     let pid = std::process::id();
+    let tag = if multicast { "m" } else { "u" };
     let (ns_a, ns_b) = (
-        Netns::new(format!("rvs-synca-{pid}")),
-        Netns::new(format!("rvs-syncb-{pid}")),
+        Netns::new(format!("rvs-synca{tag}-{pid}")),
+        Netns::new(format!("rvs-syncb{tag}-{pid}")),
     );
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
@@ -187,7 +199,7 @@ fn a_connection_made_on_the_master_is_installed_on_the_backup() {
             .twin("rvs-sb-tw"),
         )
         .services(SERVICES)
-        .sync(sync_config(A_INT, SyncRole::Backup));
+        .sync(sync_config((!multicast).then_some(A_INT), SyncRole::Backup));
     // A: the master; a client's datagram to the VIP arrives on `ext` (net_pcap), the real
     // server is a static neighbour behind `int`, lcore 0.
     let (rx, tx) = (dir.join("a-in.pcap"), dir.join("a-out.pcap"));
@@ -227,13 +239,40 @@ fn a_connection_made_on_the_master_is_installed_on_the_backup() {
         .services(SERVICES)
         // The datagram may come before B is up: the refresh sends it again.
         .sysctl("sync_refresh_period", 1)
-        .sync(sync_config(B_INT, SyncRole::Master));
+        .sync(sync_config((!multicast).then_some(B_INT), SyncRole::Master));
 
-    let mut rvsd_a: Rvsd = ns_a.rvsd(bin, &a, dir);
+    let rvsd_a: Rvsd = ns_a.rvsd(bin, &a, dir);
     rvsd_a.wait_ready(Duration::from_secs(30));
-    let mut rvsd_b: Rvsd = ns_b.rvsd(bin, &b, dir);
+    let rvsd_b: Rvsd = ns_b.rvsd(bin, &b, dir);
     rvsd_b.wait_ready(Duration::from_secs(30));
-    let (sa, sb) = (a.socket().to_path_buf(), b.socket().to_path_buf());
+    Pair {
+        sa: a.socket().to_path_buf(),
+        sb: b.socket().to_path_buf(),
+        rvsd_a,
+        rvsd_b,
+        ns_a,
+        _ns_b: ns_b,
+        _tmp: tmp,
+    }
+}
+
+#[test]
+#[cfg_attr(
+    rvs_skip_lab,
+    ignore = "needs root and network namespaces (RVS_SKIP_LAB=1)"
+)]
+fn a_connection_made_on_the_master_is_installed_on_the_backup() {
+    let Pair {
+        sa,
+        sb,
+        mut rvsd_a,
+        mut rvsd_b,
+        ns_a,
+        // Bound, not `..`: the temporary's other fields would be dropped at once.
+        _ns_b,
+        _tmp,
+    } = start_pair(false);
+
     let logs = |a: &Rvsd, b: &Rvsd| {
         format!(
             "A:\n{}{}\nB:\n{}{}",
@@ -401,4 +440,32 @@ fn without_a_sync_table_the_requests_say_what_to_add() {
         }
     }
     assert!(rvsd.stop().success());
+}
+
+/// The same over multicast (the kernel's group 224.0.0.81): the master's sync socket sends to
+/// the group through its twin, rvsd carries it out with the group's MAC, and the backup's
+/// worker hands it up to its twin, where the socket joined the group.
+#[test]
+#[cfg_attr(
+    rvs_skip_lab,
+    ignore = "needs root and network namespaces (RVS_SKIP_LAB=1)"
+)]
+fn a_connection_is_synced_over_multicast() {
+    let p = start_pair(true);
+    assert_eq!(status(&p.sb).transport, "mcast 224.0.0.81:8848");
+    let seen = wait_for(Duration::from_secs(30), || {
+        conns(&p.sb).contains("198.51.100.10:5000")
+    });
+    assert!(
+        seen,
+        "B never listed the connection:\n{}\nA:\n{}{}\nB:\n{}{}",
+        conns(&p.sb),
+        nonzero(&p.sa),
+        p.rvsd_a.log_tail(20),
+        nonzero(&p.sb),
+        p.rvsd_b.log_tail(20)
+    );
+    assert!(counter(&p.sa, "multicast_from_kernel") >= 1);
+    assert!(counter(&p.sb, "multicast_to_kernel") >= 1);
+    assert!(counter(&p.sb, "sync.conns_installed") >= 1);
 }

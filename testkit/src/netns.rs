@@ -69,19 +69,25 @@ impl Netns {
 
     /// Runs `f` on a thread inside the namespace (sockets it opens live there).
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{}", self.0);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let file = std::fs::File::open(&path).expect("open netns");
-                // SAFETY: setns on an open namespace descriptor; it moves this thread only.
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .expect("namespace thread")
-        })
+        run_in(&self.0, f)
     }
+}
+
+/// Runs `f` on a thread inside the named namespace, which need not be this test's own (the
+/// lab's `rvs-cli`, say): setns moves that thread only, and the namespace ends with it.
+pub fn run_in<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> T {
+    let path = format!("/run/netns/{name}");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = std::fs::File::open(&path).expect("open netns");
+            // SAFETY: setns on an open namespace descriptor; it moves this thread only.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("namespace thread")
+    })
 }
 
 impl Drop for Netns {

@@ -1,13 +1,15 @@
 //! rvsctl: what rvsd does that is not ipvsadm's language (rvsadm keeps that): IPVS sysctls,
-//! neighbours, counters, reload, ports, version, capture hints.
+//! neighbours, counters, reload, ports, version, capture hints, VRRP-held addresses.
 //!
 //! Exit status: 0 done, 1 the daemon refused or could not be reached, 2 a usage error (nothing
 //! was sent).
 
 use clap::Parser;
 use control::client::{socket_path, Client, ClientError};
-use control::config::MacAddr;
-use control::proto::{check_neighbour, Neighbour, PortInfo, Request, Response, VersionInfo};
+use control::config::{Cidr, MacAddr};
+use control::proto::{
+    check_neighbour, Neighbour, PortInfo, Request, Response, VersionInfo, VirtualAddrsStatus,
+};
 use control::sysctl::{IpvsSysctls, PREFIX};
 use std::net::Ipv4Addr;
 use std::process::ExitCode;
@@ -51,6 +53,49 @@ fn parse_neigh(words: &[String]) -> Result<NeighCmd, String> {
             "usage: rvsctl neigh [show] | add ADDR lladdr MAC dev PORT | del ADDR dev PORT".into(),
         ),
     }
+}
+
+/// A parsed `rvsctl vaddr` command line: a listing, or a `SetVirtualAddrs` to send.
+fn parse_vaddr(words: &[String]) -> Result<Request, String> {
+    let w: Vec<&str> = words.iter().map(String::as_str).collect();
+    let usage = "usage: rvsctl vaddr [show] | hold|release INSTANCE dev PORT ADDR/LEN... | \
+                 del INSTANCE dev PORT";
+    match w.as_slice() {
+        [] | ["show"] | ["list"] => Ok(Request::ListVirtualAddrs),
+        [verb @ ("hold" | "release"), instance, "dev", port, addrs @ ..] if !addrs.is_empty() => {
+            Ok(Request::SetVirtualAddrs {
+                instance: instance.to_string(),
+                port: port.to_string(),
+                addrs: addrs
+                    .iter()
+                    .map(|a| Cidr::parse(a))
+                    .collect::<Result<_, _>>()?,
+                held: *verb == "hold",
+            })
+        }
+        ["del" | "delete", instance, "dev", port] => Ok(Request::SetVirtualAddrs {
+            instance: instance.to_string(),
+            port: port.to_string(),
+            addrs: Vec::new(),
+            held: false,
+        }),
+        _ => Err(usage.into()),
+    }
+}
+
+/// `rvsctl vaddr`: one line per address, as ip-addr(8) words it, with its instance and state.
+fn format_vaddrs(list: &[VirtualAddrsStatus]) -> String {
+    let mut out = String::new();
+    for v in list {
+        let state = if v.held { "held" } else { "released" };
+        for a in &v.addrs {
+            out.push_str(&format!(
+                "{a} dev {} instance {} {state}\n",
+                v.port, v.instance
+            ));
+        }
+    }
+    out
 }
 
 /// `rvsctl ports`: a block per port, as `ip -s link` words it.
@@ -258,6 +303,16 @@ fn run(client: &mut Client, command: Cmd) -> Result<(), Failure> {
                 expect_ok(client.call(Request::DelNeighbour { port, addr })?)
             }
         },
+        Cmd::Vaddr { words } => match parse_vaddr(&words).map_err(Failure::Usage)? {
+            Request::ListVirtualAddrs => match client.call(Request::ListVirtualAddrs)? {
+                Response::VirtualAddrs(list) => {
+                    print!("{}", format_vaddrs(&list));
+                    Ok(())
+                }
+                other => Err(unexpected(&other)),
+            },
+            set => expect_ok(client.call(set)?),
+        },
         Cmd::Reload => match client.call(Request::Reload)? {
             Response::Reloaded(r) => {
                 let sections = [
@@ -448,6 +503,54 @@ mod tests {
         assert!(capture_commands(&version(false), &ports, None, Some("/tmp/x")).is_err());
         let e = capture_commands(&version(true), &ports, None, None).unwrap_err();
         assert!(e.contains("--file-prefix"), "{e}");
+    }
+
+    #[test]
+    fn vaddr_words_parse_and_list() {
+        let words = |s: &str| -> Vec<String> { s.split_whitespace().map(String::from).collect() };
+        assert_eq!(parse_vaddr(&[]).unwrap(), Request::ListVirtualAddrs);
+        assert_eq!(
+            parse_vaddr(&words("hold VI_1 dev ext 198.51.100.5/24 198.51.100.6/32")).unwrap(),
+            Request::SetVirtualAddrs {
+                instance: "VI_1".into(),
+                port: "ext".into(),
+                addrs: vec![
+                    Cidr::parse("198.51.100.5/24").unwrap(),
+                    Cidr::parse("198.51.100.6/32").unwrap()
+                ],
+                held: true,
+            }
+        );
+        assert!(matches!(
+            parse_vaddr(&words("release VI_1 dev ext 198.51.100.5/24")).unwrap(),
+            Request::SetVirtualAddrs { held: false, .. }
+        ));
+        assert!(matches!(
+            parse_vaddr(&words("del VI_1 dev ext")).unwrap(),
+            Request::SetVirtualAddrs { ref addrs, held: false, .. } if addrs.is_empty()
+        ));
+        for bad in [
+            "hold VI_1 dev ext",
+            "hold VI_1 ext 198.51.100.5/24",
+            "hold VI_1 dev ext 198.51.100.5",
+            "flip VI_1",
+        ] {
+            assert!(parse_vaddr(&words(bad)).is_err(), "{bad}");
+        }
+        let list = [VirtualAddrsStatus {
+            instance: "VI_1".into(),
+            port: "ext".into(),
+            addrs: vec![
+                Cidr::parse("198.51.100.5/24").unwrap(),
+                Cidr::parse("198.51.100.6/32").unwrap(),
+            ],
+            held: false,
+        }];
+        assert_eq!(
+            format_vaddrs(&list),
+            "198.51.100.5/24 dev ext instance VI_1 released\n\
+             198.51.100.6/32 dev ext instance VI_1 released\n"
+        );
     }
 
     #[test]

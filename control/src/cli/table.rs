@@ -124,7 +124,9 @@ impl Table {
             | Request::Version
             | Request::SetSyncRole { .. }
             | Request::SyncStatus
-            | Request::Reload => {}
+            | Request::Reload
+            | Request::SetVirtualAddrs { .. }
+            | Request::ListVirtualAddrs => {}
         }
     }
 }

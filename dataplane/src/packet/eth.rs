@@ -51,6 +51,13 @@ pub fn is_multicast(mac: &[u8; 6]) -> bool {
     mac[0] & 1 == 1
 }
 
+/// The group MAC an IPv4 multicast address maps to (RFC 1112 6.4): 01:00:5e and the low 23 bits
+/// of the address.
+pub fn ipv4_multicast_mac(group: std::net::Ipv4Addr) -> [u8; 6] {
+    let o = group.octets();
+    [0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]]
+}
+
 /// Sets both MAC addresses of `frame`; `None` if it is shorter than a header.
 pub fn set_macs(frame: &mut [u8], dst: &[u8; 6], src: &[u8; 6]) -> Option<()> {
     if frame.len() < HDR_LEN {
@@ -74,6 +81,22 @@ pub fn mac_from_u64(v: u64) -> [u8; 6] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multicast_mac_keeps_the_low_23_bits() {
+        use std::net::Ipv4Addr;
+        let vrrp = ipv4_multicast_mac(Ipv4Addr::new(224, 0, 0, 18));
+        assert_eq!(vrrp, [0x01, 0x00, 0x5e, 0x00, 0x00, 0x12]);
+        assert!(is_multicast(&vrrp));
+        // The 24th bit is lost: 224.128.0.81 and 224.0.0.81 share a MAC.
+        let sync = ipv4_multicast_mac(Ipv4Addr::new(224, 0, 0, 81));
+        assert_eq!(sync, [0x01, 0x00, 0x5e, 0x00, 0x00, 0x51]);
+        assert_eq!(ipv4_multicast_mac(Ipv4Addr::new(224, 128, 0, 81)), sync);
+        assert_eq!(
+            ipv4_multicast_mac(Ipv4Addr::new(239, 255, 1, 2)),
+            [0x01, 0x00, 0x5e, 0x7f, 0x01, 0x02]
+        );
+    }
 
     #[test]
     fn parse_and_write_round_trip() {

@@ -116,7 +116,7 @@ impl Pipeline {
             let hit = self.open(&to.conn(&t, state), new_syn, ev)?;
             return self.nat(frame, ip, &hit);
         }
-        if self.dp.is_local(ip.dst) {
+        if self.is_local(ip.dst) {
             // Before the one-packet replies: a real server's answer to our own socket (a
             // health check's reply from RIP:rport to DIP) is the kernel's, never NATed.
             return Err(Refusal::Local(DropReason::Local));

@@ -4,6 +4,7 @@
 use super::defence::Defences;
 use super::icmp_error::ICMP_BURST;
 use super::kernel::TokenBucket;
+use super::owned::OwnedAddrs;
 use super::{Action, Dataplane, Refusal};
 use crate::conntrack::{Dir, Tuple};
 use crate::packet::arp;
@@ -29,6 +30,8 @@ pub struct Pipeline {
     pub(super) dp: Arc<Dataplane>,
     pub(super) index: usize,
     pub(super) snap: Arc<Snapshot>,
+    /// The addresses rvs holds, as of this burst.
+    pub(super) owned: Arc<OwnedAddrs>,
     pub(super) now: u64,
     pub(super) aging: Range<usize>,
     aging_cursor: usize,
@@ -61,6 +64,7 @@ impl Pipeline {
     /// counters with another worker; it works, but the counts may lose updates).
     pub fn new(dp: Arc<Dataplane>, index: usize) -> Pipeline {
         let snap = dp.snapshot();
+        let owned = dp.owned_addrs();
         let aging = dp.conns.slice(index, dp.workers);
         Pipeline {
             kernel_bucket: TokenBucket::full(dp.kernel.burst),
@@ -70,6 +74,7 @@ impl Pipeline {
             aged_at: 0,
             aging,
             snap,
+            owned,
             index,
             dp,
             now: 0,
@@ -91,6 +96,9 @@ impl Pipeline {
             // The old snapshot is kept alive by the service manager, so dropping it here frees
             // nothing on this thread.
             self.snap = arc_swap::Guard::into_inner(cur);
+        }
+        if self.dp.owned_generation.load(Ordering::Acquire) != self.owned.generation {
+            self.owned = self.dp.owned.load_full();
         }
         self.update_defences();
     }
@@ -218,20 +226,14 @@ impl Pipeline {
         eth::set_macs(frame, &mac, &p.mac).is_some()
     }
 
-    /// Writes an ARP request for `target` out of `port` into `buf` (from the port's address on
-    /// the target's subnet, else its first address). Returns the bytes written, 0 if `buf` is
-    /// too small (60 bytes are needed) or the port is unknown.
+    /// Writes an ARP request for `target` out of `port` into `buf` (from an address the port
+    /// holds, [`OwnedAddrs::source`]). Returns the bytes written, 0 if `buf` is too small (60
+    /// bytes are needed) or the port is unknown.
     pub fn arp_request(&self, port: u16, target: Ipv4Addr, buf: &mut [u8]) -> usize {
         let Some(p) = self.dp.ports.get(usize::from(port)) else {
             return 0;
         };
-        let src = p
-            .addrs
-            .iter()
-            .find(|c| c.contains(target))
-            .or(p.addrs.first())
-            .map_or(Ipv4Addr::UNSPECIFIED, |c| c.addr);
-        arp::build_request(buf, p.mac, src, target)
+        arp::build_request(buf, p.mac, self.owned.source(port, target), target)
     }
 }
 

@@ -73,24 +73,20 @@ impl Pipeline {
         // Never to a group (see `answerable`) or special address, never about ICMP errors or
         // later fragments, never to ourselves.
         if self.dp.is_martian(ip.src)
-            || self.dp.is_local(ip.src)
+            || self.is_local(ip.src)
             || self.snap.is_vip(ip.src)
             || !icmp::may_answer(l3, &ip)
         {
             return Action::Drop;
         }
-        let src = if self.dp.is_local(ip.dst) || self.snap.is_vip(ip.dst) {
-            Some(ip.dst)
+        let src = if self.is_local(ip.dst) || self.snap.is_vip(ip.dst) {
+            ip.dst
         } else {
-            port.addrs
-                .iter()
-                .find(|c| c.contains(ip.src))
-                .or(port.addrs.first())
-                .map(|c| c.addr)
+            self.owned.source(in_port, ip.src)
         };
-        let Some(src) = src else {
+        if src.is_unspecified() {
             return Action::Drop;
-        };
+        }
         let src_mac = port.mac;
         if !self.icmp_token() {
             self.stats().event(Event::IcmpRateLimited);

@@ -27,7 +27,7 @@ impl Pipeline {
         // would be answered).
         if self.dp.is_martian(ip.src)
             || self.dp.is_martian(ip.dst)
-            || self.dp.is_local(ip.src)
+            || self.is_local(ip.src)
             || self.snap.is_vip(ip.src)
         {
             return Err(DropReason::Martian.into());
@@ -37,7 +37,7 @@ impl Pipeline {
         // finds no connection (`tcp_udp`): established flows skip the neighbour lookup.
         let learn = || {
             if port.on_link(ip.src)
-                && !self.dp.is_local(ip.src)
+                && !self.is_local(ip.src)
                 && self.dp.neigh.lookup(in_port, ip.src) != Some(hdr.src)
             {
                 self.dp.neigh.learn(in_port, ip.src, hdr.src);
@@ -52,7 +52,7 @@ impl Pipeline {
             self.stats().event(Event::IpOptions);
         }
         let vip = self.snap.is_vip(ip.dst);
-        let ours = vip || self.dp.is_local(ip.dst);
+        let ours = vip || self.is_local(ip.dst);
         if ip.is_fragment() {
             if ours && !(vip && tcp_udp) {
                 // For rvs itself (a fragmented ping to a VIP, anything to the DIP): rvs
@@ -128,7 +128,7 @@ impl Pipeline {
             .map(|l3| Ipv4Hdr::parse_any(l3).map_err(ip_error));
         let refusal = match parsed {
             Some(Ok(ip)) => {
-                let ours = self.snap.is_vip(ip.dst) || self.dp.is_local(ip.dst);
+                let ours = self.snap.is_vip(ip.dst) || self.is_local(ip.dst);
                 match self.later_fragment(frame, &ip, ours) {
                     Ok(action) => return action,
                     Err(r) => r,

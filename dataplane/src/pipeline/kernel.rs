@@ -1,7 +1,8 @@
 //! The kernel exception path as the pipeline sees it (docs/exception-path.md): traffic for our
 //! own non-VIP addresses that no stage handles goes up to the ingress port's kernel twin, within
-//! a per-worker token bucket; IPv4 packets the kernel sends through a twin come down here to be
-//! routed out of a port as the dataplane's own packets are.
+//! a per-worker token bucket, and so does link-local multicast (VRRP, IPVS sync); IPv4 packets
+//! the kernel sends through a twin come down here to be routed out of a port as the dataplane's
+//! own packets are, multicast out of the twin's own port.
 //!
 //! Only refused frames reach [`Pipeline::send_up`] (a stage's `Refusal::Local`), so the
 //! established-flow path pays nothing for it.
@@ -101,17 +102,21 @@ impl Pipeline {
             self.stats().drop(DropReason::KernelRateLimited);
             return Action::Drop;
         }
+        if reason == DropReason::L2Multicast {
+            self.stats().event(Event::MulticastToKernel);
+        }
         // Counted (`to_kernel`) by the driver once the queue has taken it.
         Action::ToKernel { port: in_port }
     }
 
-    /// An IPv4 packet the kernel sent through a twin, in `frame` behind room for an Ethernet
-    /// header (`frame[..14]`, any content): routed by its destination as rvs's own packets are
-    /// (no TTL decrement: it starts here), the L2 header written, or held for ARP. Counts it
-    /// (`from_kernel`) and any drop (`kernel_unroutable`).
-    pub fn route_from_kernel(&mut self, frame: &mut [u8]) -> Action {
+    /// An IPv4 packet the kernel sent through the twin of port `twin`, in `frame` behind room
+    /// for an Ethernet header (`frame[..14]`, any content): routed by its destination as rvs's
+    /// own packets are (no TTL decrement: it starts here), the L2 header written, or held for
+    /// ARP; multicast goes out of `twin` itself to the group's MAC, never anywhere else.
+    /// Counts it (`from_kernel`, `multicast_from_kernel`) and any drop (`kernel_unroutable`).
+    pub fn route_from_kernel(&mut self, twin: u16, frame: &mut [u8]) -> Action {
         self.stats().event(Event::FromKernel);
-        match self.route_local(frame) {
+        match self.route_local(twin, frame) {
             Some(action) => action,
             None => {
                 self.stats().drop(DropReason::KernelUnroutable);
@@ -120,11 +125,14 @@ impl Pipeline {
         }
     }
 
-    fn route_local(&self, frame: &mut [u8]) -> Option<Action> {
+    fn route_local(&self, twin: u16, frame: &mut [u8]) -> Option<Action> {
         frame
             .get_mut(12..eth::HDR_LEN)?
             .copy_from_slice(&eth::ETHERTYPE_IPV4.to_be_bytes());
         let ip = Ipv4Hdr::parse_any(frame.get(eth::HDR_LEN..)?).ok()?;
+        if ip.dst.is_multicast() {
+            return self.multicast_out(twin, frame, &ip);
+        }
         if self.dp.is_martian(ip.dst) {
             return None;
         }
@@ -134,6 +142,22 @@ impl Pipeline {
             return None;
         }
         Some(self.l2_out(frame, out, next_hop))
+    }
+
+    /// Multicast from the kernel (a VRRP advert, IPVS sync, an IGMP report): out of the port
+    /// whose twin sent it (the interface the kernel's socket chose), to the group's MAC (RFC
+    /// 1112), the kernel's TTL kept (VRRP's 255).
+    fn multicast_out(&self, twin: u16, frame: &mut [u8], ip: &Ipv4Hdr) -> Option<Action> {
+        if !self.dp.kernel.has_twin(twin) || self.dp.is_martian(ip.src) {
+            return None;
+        }
+        let port = self.dp.ports.get(usize::from(twin))?;
+        if ip.total_len > usize::from(port.mtu) {
+            return None;
+        }
+        eth::set_macs(frame, &eth::ipv4_multicast_mac(ip.dst), &port.mac)?;
+        self.stats().event(Event::MulticastFromKernel);
+        Some(Action::Tx(twin))
     }
 }
 

@@ -12,7 +12,8 @@
 //! fragments), `icmp` (errors about connections, echo), `conn` (TCP/UDP lookup, scheduling,
 //! NAT), `egress` (routing, MTU, L2 header), `icmp_error` (the errors rvs originates) and
 //! `reset` (the TCP RSTs rvs originates), `sync` (connection events for the sync master); the shared state is in `shared`, the per-worker
-//! context in `context`. A stage returns the `Action` or a `Refusal`: the drop reason and, for
+//! context in `context`, the kernel exception path in `kernel`, the addresses rvs holds
+//! (configured and VRRP-held) in `owned`. A stage returns the `Action` or a `Refusal`: the drop reason and, for
 //! the drops that are answered, the ICMP error or RST to build in the frame's place.
 //!
 //! `process(in_port, frame)` is `process_buf(in_port, frame, frame.len())`: no room to grow, so
@@ -26,8 +27,10 @@
 //! below 2^40 ms).
 //!
 //! What `process` does with a frame:
-//! - ARP: learns the sender (on a connected subnet); answers requests for the port's own
-//!   addresses and, on external/both ports, for every VIP; other ARP is consumed.
+//! - ARP: learns the sender (on a connected subnet); answers requests for the addresses the
+//!   port holds (its own, less those a VRRP instance names but does not hold, plus those an
+//!   instance holds there: `owned`) and, on external/both ports, for every VIP no instance
+//!   names; other ARP is consumed.
 //! - ICMP echo request to one of our addresses or a VIP: echo reply in place, same port.
 //! - TCP/UDP of a tracked connection: client -> VIP:vport is DNATed to RIP:rport, RIP:rport ->
 //!   client is SNATed to VIP:vport; the TCP state follows the packet.
@@ -69,6 +72,7 @@ mod icmp;
 mod icmp_error;
 mod ip;
 mod kernel;
+mod owned;
 mod reset;
 mod shared;
 mod sync;
@@ -76,6 +80,10 @@ mod sync;
 pub use context::{Pipeline, AGING_SWEEP_MS, PREFETCH_BURST};
 pub use icmp_error::{ICMP_BURST, ICMP_RATE_PER_SEC};
 pub use kernel::{KernelPath, KERNEL_BURST, KERNEL_RATE_PER_SEC};
+pub use owned::{
+    HeldAddr, OwnedAddrs, TwinChange, VirtualAddrs, VirtualAddrsEntry, GARP_COUNT,
+    GARP_INTERVAL_MS, MAX_VIRTUAL_ADDRS,
+};
 pub use shared::{Dataplane, DataplaneConfig, PortSetup};
 
 use crate::stats::DropReason;

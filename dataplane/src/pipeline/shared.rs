@@ -2,6 +2,7 @@
 //! templates, fragment decisions, the service snapshot and the counters.
 
 use super::kernel::KernelPath;
+use super::owned::OwnedAddrs;
 use crate::conntrack::ConnTable;
 use crate::frag::{FragTable, FRAG_SLOTS};
 use crate::neigh::NeighTable;
@@ -33,10 +34,6 @@ pub struct PortSetup {
 }
 
 impl PortSetup {
-    pub(super) fn owns(&self, ip: Ipv4Addr) -> bool {
-        self.addrs.iter().any(|c| c.addr == ip)
-    }
-
     pub(super) fn on_link(&self, ip: Ipv4Addr) -> bool {
         self.addrs.iter().any(|c| c.contains(ip))
     }
@@ -69,8 +66,12 @@ pub struct Dataplane {
     /// Connected subnets, longest prefix first.
     routes: Vec<Route>,
     gateway: Option<(u16, Ipv4Addr)>,
-    /// Every port's own addresses, flat: `is_local` runs several times per packet.
-    locals: Box<[Ipv4Addr]>,
+    /// The addresses we hold: configured, less those a VRRP instance names but does not hold,
+    /// plus those it holds ([`super::VirtualAddrs`] publishes it; workers load it per burst).
+    pub(super) owned: ArcSwap<OwnedAddrs>,
+    /// `owned`'s generation, bumped after each publish: a worker compares it once per burst
+    /// and loads `owned` only when it moved (cheaper than an ArcSwap load per burst).
+    pub(super) owned_generation: AtomicU64,
     /// The broadcast addresses of our subnets (/30 and wider), for `is_martian`.
     broadcasts: Box<[u32]>,
     pub(super) neigh: NeighTable,
@@ -136,10 +137,7 @@ impl Dataplane {
             .iter()
             .enumerate()
             .find_map(|(i, p)| p.gateway.map(|g| (i as u16, g)));
-        let locals = ports
-            .iter()
-            .flat_map(|p| p.addrs.iter().map(|c| c.addr))
-            .collect();
+        let owned = ArcSwap::from_pointee(OwnedAddrs::configured(&ports));
         let broadcasts = routes
             .iter()
             .filter(|(_, r)| r.mask < 0xffff_fffe)
@@ -155,7 +153,8 @@ impl Dataplane {
             ),
             routes: routes.into_iter().map(|(_, r)| r).collect(),
             gateway,
-            locals,
+            owned,
+            owned_generation: AtomicU64::new(0),
             broadcasts,
             neigh: NeighTable::new(NEIGH_CAPACITY),
             free_entries: AtomicU64::new(conns.capacity() as u64),
@@ -243,8 +242,9 @@ impl Dataplane {
         self.clock_ms.load(Ordering::Relaxed)
     }
 
-    pub(super) fn is_local(&self, ip: Ipv4Addr) -> bool {
-        self.locals.contains(&ip)
+    /// The addresses rvs holds now (configured and virtual).
+    pub fn owned_addrs(&self) -> Arc<OwnedAddrs> {
+        self.owned.load_full()
     }
 
     /// Egress port and next hop for `dst`.

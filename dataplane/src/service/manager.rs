@@ -156,12 +156,14 @@ impl ServiceManager {
             Request::Reload => {
                 return Response::Error("reload is not handled by the service manager".into())
             }
-            // The daemon's own facts (DPDK ports, versions, the sync daemons): rvsd's control
-            // server answers them.
+            // The daemon's own facts (DPDK ports, versions, the sync daemons) and the virtual
+            // addresses (which change the kernel twins too): rvsd's control server answers them.
             Request::Ports { .. }
             | Request::Version
             | Request::SetSyncRole { .. }
-            | Request::SyncStatus => {
+            | Request::SyncStatus
+            | Request::SetVirtualAddrs { .. }
+            | Request::ListVirtualAddrs => {
                 return Response::Error("not a service request: rvsd answers it".into())
             }
         };

@@ -5,6 +5,7 @@
 pub mod lexer;
 pub mod model;
 pub mod tree;
+pub mod vrrp;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -18,10 +18,12 @@
 //! Every statement inside `virtual_server`, `real_server` and the checkers is either
 //! understood, refused with its place (what rvs cannot do: DR/TUN, other checkers, notify
 //! scripts...), or, where it changes nothing rvs does (`smtp_alert`, `snmp_name`), accepted
-//! with a warning. Top-level sections other than `virtual_server` (global_defs, vrrp_*) are
-//! skipped with a note.
+//! with a warning. `vrrp_instance` and `vrrp_script` are read by [`super::vrrp`]; other
+//! top-level sections (global_defs but for its VRRP settings, static_*, ...) are skipped with a
+//! note.
 
 use super::tree::Node;
+use super::vrrp::{self, VrrpConfig};
 use super::{Diag, Errors, Pos};
 use control::model::{SchedFlags, SchedulerKind, ServiceKey, ServiceSpec};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -31,6 +33,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub services: Vec<VirtualServer>,
+    /// The `vrrp_instance` and `vrrp_script` blocks and global_defs' VRRP settings.
+    pub vrrp: VrrpConfig,
     /// Skipped sections and accepted-but-ignored directives, each with its place.
     pub notes: Vec<Diag>,
 }
@@ -196,9 +200,6 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Top-level sections that are not the LVS part: skipped with a note.
 const SKIPPED_SECTIONS: &[&str] = &[
     "global_defs",
-    "vrrp_instance",
-    "vrrp_sync_group",
-    "vrrp_script",
     "vrrp_track_file",
     "vrrp_track_process",
     "track_file",
@@ -240,7 +241,7 @@ const OTHER_CHECKERS: &[&str] = &[
     "FILE_CHECK",
 ];
 
-struct Builder {
+pub(super) struct Builder {
     errors: Vec<Diag>,
     notes: Vec<Diag>,
 }
@@ -252,6 +253,7 @@ pub fn build(nodes: &[Node]) -> Result<Config, Errors> {
         notes: Vec::new(),
     };
     let mut services: Vec<VirtualServer> = Vec::new();
+    let mut vrrp_nodes = Vec::new();
     for n in nodes {
         match n.keyword.as_str() {
             "virtual_server" => {
@@ -268,20 +270,27 @@ pub fn build(nodes: &[Node]) -> Result<Config, Errors> {
                 n,
                 "virtual_server_group is not supported by rvs-healthd: write one virtual_server per address and port",
             ),
+            "vrrp_instance" | "vrrp_script" => vrrp_nodes.push(n),
+            "vrrp_sync_group" => b.error(
+                n,
+                "vrrp_sync_group is not supported by rvs-healthd: each vrrp_instance fails over on its own",
+            ),
             k if SKIPPED_SECTIONS.contains(&k) => {
-                let why = if k.starts_with("vrrp") {
-                    "VRRP is not handled by rvs-healthd yet"
+                if k == "global_defs" {
+                    vrrp_nodes.push(n);
+                    b.note(n, "global_defs: rvs-healthd reads vrrp_version and lvs_sync_daemon only");
                 } else {
-                    "rvs-healthd reads the LVS part only"
-                };
-                b.note(n, format!("{k} skipped: {why}"));
+                    b.note(n, format!("{k} skipped: rvs-healthd reads the LVS and VRRP parts only"));
+                }
             }
             k => b.error(n, format!("unknown keyword {k:?}")),
         }
     }
+    let vrrp = vrrp::build(&mut b, &vrrp_nodes);
     if b.errors.is_empty() {
         Ok(Config {
             services,
+            vrrp,
             notes: b.notes,
         })
     } else {
@@ -290,22 +299,22 @@ pub fn build(nodes: &[Node]) -> Result<Config, Errors> {
 }
 
 impl Builder {
-    fn error(&mut self, n: &Node, msg: impl Into<String>) {
+    pub(super) fn error(&mut self, n: &Node, msg: impl Into<String>) {
         self.errors.push(Diag::at(&n.pos, msg));
     }
 
-    fn note(&mut self, n: &Node, msg: impl Into<String>) {
+    pub(super) fn note(&mut self, n: &Node, msg: impl Into<String>) {
         self.notes.push(Diag::at(&n.pos, msg));
     }
 
-    fn no_block(&mut self, n: &Node) {
+    pub(super) fn no_block(&mut self, n: &Node) {
         if n.block.is_some() {
             self.error(n, format!("{} takes no block", n.keyword));
         }
     }
 
     /// The statement's only argument.
-    fn one(&mut self, n: &Node) -> Option<String> {
+    pub(super) fn one(&mut self, n: &Node) -> Option<String> {
         self.no_block(n);
         match n.args.as_slice() {
             [a] => Some(a.text.clone()),
@@ -316,7 +325,7 @@ impl Builder {
         }
     }
 
-    fn unsigned(&mut self, n: &Node, min: u32, max: u32) -> Option<u32> {
+    pub(super) fn unsigned(&mut self, n: &Node, min: u32, max: u32) -> Option<u32> {
         let v = self.one(n)?;
         match v.parse::<u32>() {
             Ok(x) if (min..=max).contains(&x) => Some(x),
@@ -331,7 +340,7 @@ impl Builder {
     }
 
     /// keepalived's TIMER: seconds, with up to six decimals.
-    fn timer(&mut self, n: &Node) -> Option<Duration> {
+    pub(super) fn timer(&mut self, n: &Node) -> Option<Duration> {
         let v = self.one(n)?;
         match parse_timer(&v) {
             Some(d) => Some(d),
@@ -343,7 +352,7 @@ impl Builder {
     }
 
     /// A flag: bare, or with on/off, true/false, yes/no.
-    fn flag(&mut self, n: &Node) -> Option<bool> {
+    pub(super) fn flag(&mut self, n: &Node) -> Option<bool> {
         self.no_block(n);
         match n.arg_texts().as_slice() {
             [] => Some(true),
@@ -365,7 +374,7 @@ impl Builder {
         }
     }
 
-    fn addr(&mut self, n: &Node, text: &str) -> Option<Ipv4Addr> {
+    pub(super) fn addr(&mut self, n: &Node, text: &str) -> Option<Ipv4Addr> {
         match text.parse::<Ipv4Addr>() {
             Ok(a) => Some(a),
             Err(_) if text.parse::<std::net::Ipv6Addr>().is_ok() => {
@@ -420,7 +429,7 @@ impl Builder {
     }
 
     /// A harmless directive: warned; true if it was one.
-    fn harmless(&mut self, n: &Node) -> bool {
+    pub(super) fn harmless(&mut self, n: &Node) -> bool {
         match HARMLESS.iter().find(|(k, _)| *k == n.keyword) {
             Some((k, why)) => {
                 self.note(n, format!("{k} ignored: {why}"));
@@ -430,7 +439,7 @@ impl Builder {
         }
     }
 
-    fn unknown(&mut self, n: &Node, within: &str) {
+    pub(super) fn unknown(&mut self, n: &Node, within: &str) {
         self.error(
             n,
             format!(
@@ -971,8 +980,8 @@ mod tests {
 global_defs {
     router_id LVS_TEST
 }
-vrrp_instance VI_1 {
-    state MASTER
+static_ipaddress {
+    192.0.2.1/24 dev eth0
 }
 virtual_server 198.51.100.10 80 {
     delay_loop 10
@@ -1135,11 +1144,11 @@ virtual_server 198.51.100.10 53 {
 
         let notes: Vec<String> = cfg.notes.iter().map(Diag::to_string).collect();
         assert!(
-            notes[0].starts_with("k.conf:2: global_defs skipped"),
+            notes[0].starts_with("k.conf:2: global_defs: rvs-healthd reads vrrp_version"),
             "{notes:?}"
         );
         assert!(
-            notes[1].starts_with("k.conf:5: vrrp_instance skipped: VRRP"),
+            notes[1].starts_with("k.conf:5: static_ipaddress skipped"),
             "{notes:?}"
         );
         assert!(

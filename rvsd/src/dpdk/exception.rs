@@ -20,7 +20,7 @@
 
 use super::mbuf::Mbuf;
 use super::port::Port;
-use control::config::{Config, IfName, PortConfig};
+use control::config::{Cidr, Config, IfName, PortConfig};
 use dataplane::driver::{FrameBuf, BURST};
 use dataplane::pipeline::KernelPath;
 use dpdk_sys as sys;
@@ -122,6 +122,8 @@ pub struct ExceptionCounters {
 }
 
 struct Twin {
+    /// The index of the port it is the twin of.
+    port: usize,
     ifname: IfName,
     dev: Port,
     up: Ring,
@@ -287,6 +289,9 @@ impl ExceptionPath {
     /// Ethernet header and queued to a worker by its destination address (one destination's
     /// packets stay in order).
     fn down_round(&self, t: &Twin, burst: &mut Vec<Mbuf>) -> usize {
+        let Ok(port) = u16::try_from(t.port) else {
+            return 0;
+        };
         // SAFETY: as in `up_round`; rx_burst writes at most BURST non-null mbuf pointers (now
         // ours) into the empty Vec's room.
         let n = unsafe {
@@ -308,6 +313,10 @@ impl ExceptionPath {
                 m.free();
                 continue;
             }
+            // The worker routes multicast out of this twin's port: the mbuf's port says which
+            // (rx_burst set it to the twin device's id, which the worker has no use for).
+            // SAFETY: we own the mbuf; `port` is a plain field.
+            unsafe { (*m.as_ptr()).port = port };
             let dst = m
                 .data()
                 .get(30..34)
@@ -354,6 +363,7 @@ impl Twin {
         configure_interface(ifname.as_str(), pc)?;
         let up = Ring::create(&format!("rvs_up_{index}"), RING_F_SC_DEQ)?;
         Ok(Twin {
+            port: index,
             ifname: ifname.clone(),
             dev,
             up,
@@ -361,15 +371,73 @@ impl Twin {
     }
 }
 
-/// Gives the twin the port's addresses (and so its connected routes), MTU and gateway, with
-/// `ip`, and turns IPv6 off on it (rvs routes IPv4 only).
+/// Adds (`true`) or removes an address on the twin of port `port` (an index of `cfg.ports`),
+/// for the VRRP-held addresses (`SetVirtualAddrs`), as keepalived's `ip addr add`/`del` do; a
+/// port without a twin has nothing to change. After an add, the port's default route is put
+/// back (the kernel drops it with the last address of its subnet).
+pub fn twin_address_setter(
+    cfg: &Config,
+) -> impl Fn(u16, Cidr, bool) -> Result<(), String> + Send + Sync + 'static {
+    let twins: Vec<Option<(String, Option<std::net::Ipv4Addr>)>> = cfg
+        .ports
+        .iter()
+        .map(|p| {
+            p.kernel_twin
+                .as_ref()
+                .map(|t| (t.as_str().to_string(), p.gateway))
+        })
+        .collect();
+    move |port, cidr, present| {
+        let Some(Some((ifname, gateway))) = twins.get(usize::from(port)) else {
+            return Ok(());
+        };
+        let addr = cidr.to_string();
+        if !present {
+            return ip(&["addr", "del", &addr, "dev", ifname]);
+        }
+        ip(&["addr", "replace", &addr, "dev", ifname])?;
+        if let Some(gw) = gateway {
+            // Unreachable until an address of its subnet is back: not an error here.
+            let _ = ip(&[
+                "route",
+                "replace",
+                "default",
+                "via",
+                &gw.to_string(),
+                "dev",
+                ifname,
+            ]);
+        }
+        Ok(())
+    }
+}
+
+/// Gives the twin the port's addresses (and so its connected routes), MTU, gateway and
+/// multicast, with `ip`, and turns IPv6 off on it (rvs routes IPv4 only).
 fn configure_interface(ifname: &str, pc: &PortConfig) -> Result<(), String> {
     let v6 = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
     if std::path::Path::new(&v6).exists() {
         std::fs::write(&v6, "1").map_err(|e| format!("{v6}: {e}"))?;
     }
+    // A VRRP instance may release the subnet's first (primary) address: its other addresses
+    // there stay (by default the kernel would delete them with it).
+    let promote = format!("/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries");
+    if std::path::Path::new(&promote).exists() {
+        std::fs::write(&promote, "1").map_err(|e| format!("{promote}: {e}"))?;
+    }
     let mtu = pc.mtu.to_string();
-    ip(&["link", "set", "dev", ifname, "mtu", &mtu, "up"])?;
+    // Multicast on: VRRP adverts and IPVS sync (224.0.0.0/24) pass through the twin.
+    ip(&[
+        "link",
+        "set",
+        "dev",
+        ifname,
+        "mtu",
+        &mtu,
+        "multicast",
+        "on",
+        "up",
+    ])?;
     for a in &pc.addresses {
         ip(&["addr", "replace", &a.to_string(), "dev", ifname])?;
     }

@@ -133,7 +133,10 @@ impl Loop {
                 down.dequeue(&mut rx, BURST);
                 busy |= !rx.is_empty();
                 for m in rx.drain(..) {
-                    self.driver.rx_from_kernel(&mut self.io, m);
+                    // The exception thread wrote the twin's port index in the mbuf's port.
+                    // SAFETY: a valid mbuf this worker now owns.
+                    let twin = unsafe { sys::rvs_mbuf_port(m.as_ptr()) };
+                    self.driver.rx_from_kernel(&mut self.io, twin, m);
                 }
             }
             for (in_port, port) in ports.iter().enumerate() {

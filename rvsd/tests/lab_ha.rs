@@ -464,20 +464,17 @@ impl Report {
                 .count() as u64
     }
 
-    /// Whole seconds after the takeover, before wrk's last (partial) one, in which the
-    /// keep-alive load got no answer at all: its connections hung (wrk counts a timeout only
-    /// for some of them).
+    /// Whole seconds from [`WRK_TIMEOUT`] after the action on, before wrk's last (partial)
+    /// one, in which the keep-alive load got no answer at all: its connections hung (wrk
+    /// counts a timeout only for some of them). Before that, a request in flight at the
+    /// failure waits out the takeover and TCP's retransmission backoff (the retransmission
+    /// after a 3.4 s gap comes about 6.2 s after the loss), and wrk counts one that waits past
+    /// its timeout.
     fn silent_seconds(&self) -> usize {
         let end = self.wrk_seconds.len().saturating_sub(1);
-        // The takeover's own gap (until the probe's first answer after the action) is
-        // waited out by the requests in flight; silence after it means hung connections.
-        let resumed = self.action_second
-            + 1
-            + self
-                .takeover_time
-                .map_or(end, |t| t.as_millis().div_ceil(1000) as usize);
+        let from = self.action_second + 1 + WRK_TIMEOUT.as_secs() as usize;
         self.wrk_seconds
-            .get(resumed..end)
+            .get(from..end)
             .map_or(0, |s| s.iter().filter(|n| **n == 0).count())
     }
 
@@ -548,8 +545,9 @@ impl Report {
             })
             .collect();
         s += &format!(
-            "  wrk answers per second: {}; silent seconds after the action: {}\n",
+            "  wrk answers per second: {}; silent seconds from {} s after the action: {}\n",
             per_second.join(" "),
+            WRK_TIMEOUT.as_secs(),
             self.silent_seconds()
         );
         s += &format!(

@@ -469,6 +469,13 @@ cmd_ha_reset() {
     local x ns ifname
     for x in A B; do
         ns=$(ha_ns "$x")
+        # A director cut off (`ha-links X down`) comes back restarted, as after a crash: left
+        # running, it would still be MASTER with its links up again, and the neighbours that
+        # followed the other director hear no gratuitous ARP from it unless it hears the other
+        # master first (docs/ha.md).
+        if ha_running "$x" && ha_links_down "$x"; then
+            ha_stop "$x"
+        fi
         for ifname in rvs-dext rvs-dint; do
             ip -n "$ns" link set "$ifname" up
             wait_link_up "$ns" "$ifname"

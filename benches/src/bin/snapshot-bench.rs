@@ -83,7 +83,7 @@ fn service_key(i: usize) -> ServiceKey {
 
 fn dest(i: usize, port: u16, weight: u32) -> DestSpec {
     DestSpec {
-        addr: Ipv4Addr::from(u32::from(Ipv4Addr::new(192, 0, 2, 2)) + i as u32),
+        addr: rvs_benches::rip(i as u32),
         port,
         weight,
         forward: Forward::Masq,

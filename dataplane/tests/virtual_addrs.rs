@@ -11,7 +11,7 @@ use dataplane::pipeline::{
 use dataplane::stats::{DropReason, Event};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use testkit::director::{two_arm_with_twins, EXT_MAC, INT_MAC};
+use testkit::director::{assert_balanced, poll_rx, two_arm_with_twins, EXT_MAC, INT_MAC};
 use testkit::plan::{CIP, CLIENT_MAC, DIP, RIP1, RS1_MAC, VIP};
 use testkit::{arp_request, eth, icmp_echo, ipv4, tcp_frame, ICMP, SYN};
 
@@ -62,12 +62,7 @@ impl Dir {
 
     /// One poll loop with `frame` received on `port`.
     fn send(&mut self, port: u16, frame: &[u8]) -> Action {
-        self.driver.begin(self.now);
-        let a = self
-            .driver
-            .rx_frame(&mut self.io, port, ByteFrame::with_room(frame, ROOM));
-        self.driver.finish(&mut self.io);
-        a
+        poll_rx(&mut self.driver, &mut self.io, self.now, port, frame, ROOM)
     }
 
     /// An empty poll loop at `now` (ms).
@@ -125,13 +120,7 @@ impl Dir {
 
     /// rx + generated = tx + drops + to_kernel + held.
     fn balanced(&self) {
-        let s = self.dp.stats();
-        assert_eq!(
-            s.rx_packets() + s.generated(),
-            s.tx_packets() + s.dropped() + s.events(Event::ToKernel) + self.driver.held() as u64,
-            "{:?}",
-            s.counters()
-        );
+        assert_balanced(&self.dp, &self.driver);
     }
 }
 

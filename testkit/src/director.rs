@@ -8,8 +8,10 @@ use crate::plan::{
 use crate::{arp, arp_request, eth, icmp_echo, ipv4, tcp_frame, udp_frame, ICMP, SYN};
 use control::config::{Cidr, PortRole};
 use control::model::Timeouts;
-use dataplane::pipeline::{Dataplane, DataplaneConfig, KernelPath, PortSetup};
+use dataplane::driver::{BurstDriver, ByteFrame, ByteIo};
+use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, KernelPath, PortSetup};
 use dataplane::service::ServiceManager;
+use dataplane::stats::Event;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -56,6 +58,34 @@ pub fn two_arm_with_twins(kernel: KernelPath, services: &str) -> Arc<Dataplane> 
     let mut mgr = ServiceManager::new(dp.clone());
     crate::services::rvsadm(&mut mgr, services);
     dp
+}
+
+/// One poll loop of `driver` at `now` (ms) with `frame` received on `port`, in a buffer of
+/// `room` bytes (a DPDK mbuf's data room is 2048); what the pipeline decided.
+pub fn poll_rx(
+    driver: &mut BurstDriver<ByteFrame>,
+    io: &mut ByteIo,
+    now: u64,
+    port: u16,
+    frame: &[u8],
+    room: usize,
+) -> Action {
+    driver.begin(now);
+    let a = driver.rx_frame(io, port, ByteFrame::with_room(frame, room));
+    driver.finish(io);
+    a
+}
+
+/// The accounting of a director with kernel twins: rx + generated = tx + drops + to_kernel +
+/// held (by `driver`).
+pub fn assert_balanced(dp: &Dataplane, driver: &BurstDriver<ByteFrame>) {
+    let s = dp.stats();
+    assert_eq!(
+        s.rx_packets() + s.generated(),
+        s.tx_packets() + s.dropped() + s.events(Event::ToKernel) + driver.held() as u64,
+        "{:?}",
+        s.counters()
+    );
 }
 
 /// The ARP replies with which the client (`CIP`, on port 0, `ext`) and RS1 and RS2 (`RIP1`,

@@ -35,8 +35,9 @@ use testkit::daemon::{
     bin_beside, control_bin_beside, head_and_tail, rvsadm_beside, workspace_root, Launch, Rvsd,
 };
 use testkit::lab::{
-    assert_lab_prerequisites, cmd, counter, find_tool, lab_lock, lab_script_quiet, lab_sh, run,
-    udp_ask, unix_now, LabLock, Ran, WrkRun, KEEPALIVE_WRK_LUA,
+    assert_lab_prerequisites, cmd, counter, find_tool, lab_lock, lab_script_quiet, lab_sh,
+    put_slow_download, run, udp_ask, unix_now, xorshift_bytes, LabLock, Ran, WrkRun,
+    KEEPALIVE_WRK_LUA, LAB_STATE_DIR,
 };
 
 const VIP: &str = "198.51.100.1";
@@ -47,7 +48,6 @@ const LAB_NAMESPACES: [&str; 5] = ["rvs-cli", "rvs-dir", "rvs-sw", "rvs-rs1", "r
 const HA_LAB_NAMESPACES: [&str; 6] = [
     "rvs-cli", "rvs-dirA", "rvs-dirB", "rvs-sw", "rvs-rs1", "rvs-rs2",
 ];
-const LAB_STATE_DIR: &str = "/run/rvs-lab";
 
 /// The start of every scenario: the lab's lock, then its prerequisites.
 fn lab_start(test: &str, extra_tools: &[&str]) -> LabLock {
@@ -972,22 +972,13 @@ fn established_download_survives_weight_zero_and_other_changes() {
     // A different file of the same name on each real server, so its content says who sent it.
     const SIZE: usize = 3 << 20;
     let content = |name: &str| -> Vec<u8> {
-        let mut x: u64 = name.bytes().fold(0x9e37_79b9_7f4a_7c15, |h, b| {
+        let seed = name.bytes().fold(0x9e37_79b9_7f4a_7c15, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
         });
-        (0..SIZE)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        xorshift_bytes(seed, SIZE)
     };
     for (name, _) in RS {
-        let dir = Path::new(LAB_STATE_DIR).join(name).join("www/slow");
-        fs::create_dir_all(&dir).expect("create www/slow");
-        fs::write(dir.join("big.bin"), content(name)).expect("write the download");
+        put_slow_download(name, &content(name));
     }
     lab.start_rvsd();
     let web = lab.rr_web_service();

@@ -33,15 +33,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 use testkit::daemon::{control_bin_beside, head_and_tail, rvsadm_beside};
 use testkit::lab::{
-    assert_lab_prerequisites, cmd, counter, lab_flock, lab_script_quiet, lab_sh, run, udp_ask,
-    unix_now, LabFlock, Ran, WrkRun, KEEPALIVE_WRK_LUA,
+    assert_lab_prerequisites, cmd, counter, lab_flock, lab_script_quiet, lab_sh, put_slow_download,
+    run, udp_ask, unix_now, xorshift_bytes, LabFlock, Ran, WrkRun, KEEPALIVE_WRK_LUA,
+    LAB_STATE_DIR,
 };
 use testkit::netns::run_in;
 
 const VIP: &str = "198.51.100.1";
 const RS: [&str; 2] = ["rs1", "rs2"];
 const UDP_PORT: u16 = 9000;
-const LAB_STATE_DIR: &str = "/run/rvs-lab";
 const CLIENT_NS: &str = "rvs-cli";
 
 /// The downloads' size: about 6 s each, as the lab's nginx paces /slow/ at 1 MB/s.
@@ -183,9 +183,7 @@ fn ha_lab(test: &str) -> MutexGuard<'static, Option<HaLab>> {
         fs::create_dir_all(&tmp).expect("create the HA lab's temp folder");
         // The same download on every real server (whichever answers, the bytes are known).
         for rs in RS {
-            let dir = Path::new(LAB_STATE_DIR).join(rs).join("www/slow");
-            fs::create_dir_all(&dir).expect("create www/slow");
-            fs::write(dir.join("big.bin"), download_content()).expect("write the download");
+            put_slow_download(rs, &download_content());
         }
         *guard = Some(HaLab { _lock: lock, tmp });
     }
@@ -195,15 +193,7 @@ fn ha_lab(test: &str) -> MutexGuard<'static, Option<HaLab>> {
 
 /// The downloads' bytes: xorshift from a fixed seed, so that a byte out of place shows.
 fn download_content() -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..DOWNLOAD_SIZE)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    xorshift_bytes(0x9e37_79b9_7f4a_7c15, DOWNLOAD_SIZE)
 }
 
 /// rvsadm against director `d`'s rvsd.

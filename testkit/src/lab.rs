@@ -19,6 +19,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// scripts/lab.sh's state folder (its RVS_LAB_DIR): pid files, logs, each real server's nginx
+/// folder (`rsN/www` its document root).
+pub const LAB_STATE_DIR: &str = "/run/rvs-lab";
+
 /// The flock every lab user takes (scripts run by hand too: `flock -o /run/rvs-lab.lock ...`).
 pub const LAB_LOCK_FILE: &str = "/run/rvs-lab.lock";
 
@@ -248,6 +252,27 @@ pub fn counter(listing: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counter {name} in\n{listing}"))
 }
 
+/// `len` bytes of xorshift from `seed`: known content in which a byte out of place shows.
+pub fn xorshift_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Puts `content` at `/slow/big.bin` on lab real server `rs` ("rs1", ...), which its nginx
+/// paces at 1 MB/s.
+pub fn put_slow_download(rs: &str, content: &[u8]) {
+    let dir = Path::new(LAB_STATE_DIR).join(rs).join("www/slow");
+    fs::create_dir_all(&dir).expect("create www/slow");
+    fs::write(dir.join("big.bin"), content).expect("write the download");
+}
+
 /// Now in unix seconds (the seconds of [`WrkRun::answers`]).
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -366,6 +391,14 @@ mod tests {
         assert_eq!(r.answers_from("rs1", 100), 7);
         assert_eq!(r.answers_from("rs1", 101), 0);
         assert_eq!(WrkRun::parse("wrk: connection refused\n"), None);
+    }
+
+    #[test]
+    fn xorshift_bytes_are_a_fixed_sequence() {
+        let a = xorshift_bytes(0x9e37_79b9_7f4a_7c15, 64);
+        assert_eq!(a, xorshift_bytes(0x9e37_79b9_7f4a_7c15, 64));
+        assert_ne!(a, xorshift_bytes(1, 64));
+        assert_eq!(&xorshift_bytes(0x9e37_79b9_7f4a_7c15, 8)[..], &a[..8]);
     }
 
     #[test]

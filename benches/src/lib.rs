@@ -16,12 +16,13 @@ pub fn rip(d: u32) -> std::net::Ipv4Addr {
     std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(192, 0, 2, 2)) + d)
 }
 
-/// Adds service `key`, round robin over `dests` real servers [`rip`]`(0..dests)` on the
-/// service's port (NAT, weight 1); a panic if the manager refuses.
+/// Adds service `key`, round robin over `dests` real servers [`rip`]`(0..dests)` on port
+/// `dest_port` (NAT, weight 1); a panic if the manager refuses.
 pub fn add_rr_service(
     mgr: &mut dataplane::service::ServiceManager,
     key: control::model::ServiceKey,
     dests: u32,
+    dest_port: u16,
 ) {
     use control::model::{default_netmask, DestSpec, Forward, SchedulerKind, ServiceSpec};
     use control::proto::{Request, Response};
@@ -42,7 +43,7 @@ pub fn add_rr_service(
             service: key,
             dest: DestSpec {
                 addr: rip(d),
-                port: key.port,
+                port: dest_port,
                 weight: 1,
                 forward: Forward::Masq,
                 upper_threshold: 0,

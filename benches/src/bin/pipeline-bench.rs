@@ -113,7 +113,7 @@ fn setup(capacity: usize) -> Arc<Dataplane> {
             addr: VIP,
             port: VPORT,
         };
-        rvs_benches::add_rr_service(&mut mgr, key, DESTS);
+        rvs_benches::add_rr_service(&mut mgr, key, DESTS, VPORT);
     }
     for d in 0..DESTS {
         dp.neigh().learn(1, rvs_benches::rip(d), PEER_MAC);

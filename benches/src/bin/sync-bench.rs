@@ -53,7 +53,7 @@ fn setup(capacity: usize) -> (std::sync::Arc<Dataplane>, ServiceManager) {
         addr: VIP,
         port: 80,
     };
-    rvs_benches::add_rr_service(&mut mgr, key, DESTS);
+    rvs_benches::add_rr_service(&mut mgr, key, DESTS, 80);
     (dp, mgr)
 }
 

@@ -76,6 +76,7 @@ UDP_PORT=9000
 . "$RVS_LIB/ha-lab.sh"
 
 RVSD_PID=
+UP_PREV_TRAP=
 RS_NS=()
 RS_IP=()
 RS_NAME=()
@@ -361,6 +362,65 @@ table ip rvs_lab {
 EOF
 }
 
+# The start of an `up`: a leftover lab removed, up_failed as the EXIT trap (the one before it
+# kept for up_done) and a new, empty $RVS_LAB_DIR.
+up_begin() {
+    if [ -n "$(lab_namespaces)" ] || [ -d "$RVS_LAB_DIR" ]; then
+        log "removing a leftover lab first"
+        cmd_down >/dev/null
+    fi
+    UP_PREV_TRAP=$(trap -p EXIT)
+    trap up_failed EXIT
+    mkdir -p "$RVS_LAB_DIR"
+    chmod 755 "$RVS_LAB_DIR"
+}
+
+# The end of a successful `up`: the EXIT trap from before up_begin again.
+up_done() {
+    if [ -n "$UP_PREV_TRAP" ]; then eval "$UP_PREV_TRAP"; else trap - EXIT; fi
+}
+
+# add_namespaces NS...: new namespaces, loopback up, IPv6 off.
+add_namespaces() {
+    local ns
+    for ns in "$@"; do
+        ip netns add "$ns"
+        ip -n "$ns" link set lo up
+        ns_sysctl "$ns" ipv6/conf/all/disable_ipv6 1
+        ns_sysctl "$ns" ipv6/conf/default/disable_ipv6 1
+    done
+}
+
+# The client's and the real servers' addresses and default routes (via the VIP and the DIP),
+# and the real servers' nginx.
+up_hosts() {
+    local i
+    ip -n "$NS_CLI" addr add "$CLI_IP/$EXT_PREFIX" dev eth0
+    ip -n "$NS_CLI" link set eth0 up
+    ip -n "$NS_CLI" route add default via "$VIP"
+
+    for ((i = 0; i < ${#RS_NS[@]}; i++)); do
+        ip -n "${RS_NS[i]}" addr add "${RS_IP[i]}/$INT_PREFIX" dev eth0
+        ip -n "${RS_NS[i]}" link set eth0 up
+        ip -n "${RS_NS[i]}" route add default via "$DIP"
+        start_real_server "$i"
+    done
+}
+
+# Self-check of an `up`: every real server answers HTTP and UDP across its segment (asked
+# from rvs-rs1).
+check_real_servers() {
+    local got i
+    for ((i = 0; i < ${#RS_NS[@]}; i++)); do
+        got=$(http_get "${RS_NS[0]}" "http://${RS_IP[i]}:$HTTP_PORT/") ||
+            die "self-check: no HTTP answer from ${RS_IP[i]}"
+        [ "$got" = "${RS_NAME[i]}" ] || die "self-check: HTTP ${RS_IP[i]} answered '$got'"
+        got=$(udp_ask "${RS_NS[0]}" "${RS_IP[i]}" "$UDP_PORT") ||
+            die "self-check: no UDP answer from ${RS_IP[i]}:$UDP_PORT"
+        [ "$got" = "${RS_NAME[i]}" ] || die "self-check: UDP ${RS_IP[i]} answered '$got'"
+    done
+}
+
 up_failed() {
     local rc=$?
     trap - EXIT
@@ -377,24 +437,11 @@ cmd_up() {
     [ "$RVS_LAB_DIRECTOR" = kernel ] && tools+=(nft)
     case $RVS_LAB_DIRECTOR in rvsd | kernel) ;; *) die "RVS_LAB_DIRECTOR must be rvsd or kernel" ;; esac
     need_tools "${tools[@]}"
-    if [ -n "$(lab_namespaces)" ] || [ -d "$RVS_LAB_DIR" ]; then
-        log "removing a leftover lab first"
-        cmd_down >/dev/null
-    fi
-    local prev_trap
-    prev_trap=$(trap -p EXIT)
-    trap up_failed EXIT
-    mkdir -p "$RVS_LAB_DIR"
-    chmod 755 "$RVS_LAB_DIR"
+    up_begin
     echo "$RVS_LAB_DIRECTOR" >"$RVS_LAB_DIR/director"
 
-    local ns i
-    for ns in "$NS_CLI" "$NS_DIR" "$NS_SW" "${RS_NS[@]}"; do
-        ip netns add "$ns"
-        ip -n "$ns" link set lo up
-        ns_sysctl "$ns" ipv6/conf/all/disable_ipv6 1
-        ns_sysctl "$ns" ipv6/conf/default/disable_ipv6 1
-    done
+    local i
+    add_namespaces "$NS_CLI" "$NS_DIR" "$NS_SW" "${RS_NS[@]}"
 
     # client <-> director external port
     veth "$NS_CLI" eth0 "$NS_DIR" rvs-dext
@@ -430,16 +477,7 @@ cmd_up() {
         ip -n "$NS_SW" link set "$ifname" up
     done
 
-    ip -n "$NS_CLI" addr add "$CLI_IP/$EXT_PREFIX" dev eth0
-    ip -n "$NS_CLI" link set eth0 up
-    ip -n "$NS_CLI" route add default via "$VIP"
-
-    for ((i = 0; i < ${#RS_NS[@]}; i++)); do
-        ip -n "${RS_NS[i]}" addr add "${RS_IP[i]}/$INT_PREFIX" dev eth0
-        ip -n "${RS_NS[i]}" link set eth0 up
-        ip -n "${RS_NS[i]}" route add default via "$DIP"
-        start_real_server "$i"
-    done
+    up_hosts
 
     if [ "$RVS_LAB_DIRECTOR" = kernel ]; then
         setup_kernel_director
@@ -456,18 +494,8 @@ cmd_up() {
         wait_link_up "$NS_SW" "sw-${RS_NAME[i]}"
     done
 
-    # Self-check: every real server answers HTTP and UDP across the bridge (from rvs-rs1).
-    local got
-    for ((i = 0; i < ${#RS_NS[@]}; i++)); do
-        got=$(http_get "${RS_NS[0]}" "http://${RS_IP[i]}:$HTTP_PORT/") ||
-            die "self-check: no HTTP answer from ${RS_IP[i]}"
-        [ "$got" = "${RS_NAME[i]}" ] || die "self-check: HTTP ${RS_IP[i]} answered '$got'"
-        got=$(udp_ask "${RS_NS[0]}" "${RS_IP[i]}" "$UDP_PORT") ||
-            die "self-check: no UDP answer from ${RS_IP[i]}:$UDP_PORT"
-        [ "$got" = "${RS_NAME[i]}" ] || die "self-check: UDP ${RS_IP[i]} answered '$got'"
-    done
-
-    if [ -n "$prev_trap" ]; then eval "$prev_trap"; else trap - EXIT; fi
+    check_real_servers
+    up_done
     log "up: director=$RVS_LAB_DIRECTOR client $CLI_IP in $NS_CLI, VIP $VIP / DIP $DIP in $NS_DIR," \
         "real servers ${RS_IP[*]} (nginx :$HTTP_PORT, udp :$UDP_PORT)"
 }
@@ -489,6 +517,24 @@ resolve_binaries() {
     RVS_HEALTHD=${RVS_HEALTHD:-$(dirname "$RVSADM")/rvs-healthd}
 }
 
+# wait_socket SOCK PID LOG WHO: waits up to RVS_READY_TIMEOUT for WHO (process PID, writing
+# LOG) to create its control socket SOCK; dies with the log's tail if it exits first or never does.
+wait_socket() {
+    local sock=$1 pid=$2 logf=$3 who=$4 i
+    for ((i = 0; i < RVS_READY_TIMEOUT * 10; i++)); do
+        [ -S "$sock" ] && break
+        if ! pid_alive "$pid"; then
+            tail -n 30 "$logf" >&2 || true
+            die "$who exited before creating $sock"
+        fi
+        sleep 0.1
+    done
+    if [ ! -S "$sock" ]; then
+        tail -n 30 "$logf" >&2 || true
+        die "$who did not create $sock within ${RVS_READY_TIMEOUT}s"
+    fi
+}
+
 cmd_start() {
     need_root
     ns_exists "$NS_DIR" || die "no lab: run '$0 up' first"
@@ -504,7 +550,7 @@ cmd_start() {
         dirname "$RVS_SOCKET" >"$RVS_LAB_DIR/socket-dir"
     fi
     echo "$RVS_SOCKET" >"$RVS_LAB_DIR/socket"
-    local args=() pid i config=$RVS_CONFIG eal_args=$RVS_EAL_ARGS
+    local args=() pid config=$RVS_CONFIG eal_args=$RVS_EAL_ARGS
     if [ -z "$config" ]; then
         # The embedded config's --file-prefix=rvs made this lab's own (EAL takes the last
         # --file-prefix), so that labs side by side never share EAL's files.
@@ -519,18 +565,7 @@ cmd_start() {
     pid=$!
     RVSD_PID=$pid
     track rvsd "$pid" "$NS_DIR"
-    for ((i = 0; i < RVS_READY_TIMEOUT * 10; i++)); do
-        [ -S "$RVS_SOCKET" ] && break
-        if ! pid_alive "$pid"; then
-            tail -n 30 "$RVS_LAB_DIR/rvsd.log" >&2 || true
-            die "rvsd exited before creating $RVS_SOCKET"
-        fi
-        sleep 0.1
-    done
-    if [ ! -S "$RVS_SOCKET" ]; then
-        tail -n 30 "$RVS_LAB_DIR/rvsd.log" >&2 || true
-        die "rvsd did not create $RVS_SOCKET within ${RVS_READY_TIMEOUT}s"
-    fi
+    wait_socket "$RVS_SOCKET" "$pid" "$RVS_LAB_DIR/rvsd.log" rvsd
     log "rvsd running, pid $pid, socket $RVS_SOCKET"
 }
 

@@ -11,6 +11,48 @@ pub fn two_arm_ports() -> Vec<dataplane::pipeline::PortSetup> {
     testkit::director::two_arm_ports(None, 1500)
 }
 
+/// Real server `d` (from 0) of the benchmarks' services: 192.0.2.2 + `d`.
+pub fn rip(d: u32) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(192, 0, 2, 2)) + d)
+}
+
+/// Adds service `key`, round robin over `dests` real servers [`rip`]`(0..dests)` on port
+/// `dest_port` (NAT, weight 1); a panic if the manager refuses.
+pub fn add_rr_service(
+    mgr: &mut dataplane::service::ServiceManager,
+    key: control::model::ServiceKey,
+    dests: u32,
+    dest_port: u16,
+) {
+    use control::model::{default_netmask, DestSpec, Forward, SchedulerKind, ServiceSpec};
+    use control::proto::{Request, Response};
+    let mut ok = |r: Request| match mgr.handle(r) {
+        Response::Ok => {}
+        other => panic!("setup refused: {other:?}"),
+    };
+    ok(Request::AddService(ServiceSpec {
+        key,
+        scheduler: SchedulerKind::Rr,
+        persistence: None,
+        netmask: default_netmask(),
+        sched_flags: Default::default(),
+        ops: false,
+    }));
+    for d in 0..dests {
+        ok(Request::AddDest {
+            service: key,
+            dest: DestSpec {
+                addr: rip(d),
+                port: dest_port,
+                weight: 1,
+                forward: Forward::Masq,
+                upper_threshold: 0,
+                lower_threshold: 0,
+            },
+        });
+    }
+}
+
 /// The CPU's model name as `/proc/cpuinfo` gives it, for the results; "unknown CPU" without one.
 pub fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")

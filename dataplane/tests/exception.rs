@@ -2,15 +2,13 @@
 //! traffic the dataplane does not handle), what does not (VIP traffic, echo, forwarding, ports
 //! without a twin), the per-worker rate, and packets coming down from the kernel.
 
-use control::model::Timeouts;
 use dataplane::driver::{BurstDriver, ByteFrame, ByteIo};
 use dataplane::packet::eth::{ipv4_multicast_mac, BROADCAST};
-use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, KernelPath};
-use dataplane::service::ServiceManager;
+use dataplane::pipeline::{Action, Dataplane, KernelPath};
 use dataplane::stats::{DropReason, Event};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use testkit::director::{two_arm_ports, EXT_MAC, INT_MAC};
+use testkit::director::{assert_balanced, poll_rx, two_arm_with_twins, EXT_MAC, INT_MAC};
 use testkit::plan::{CIP, CLIENT_MAC, DIP, RIP1, RIP2, RS1_MAC, VIP};
 use testkit::{eth, icmp_echo, ipv4, ipv4_with, tcp_frame, udp_frame, ACK, ICMP, SYN};
 
@@ -29,24 +27,12 @@ impl Dir {
     /// The two-arm director with a VIP service (TCP 80 to RIP1:80, UDP 9000 to RIP1:9000 with
     /// one-packet scheduling), twins on the ports `twins` says, the client and RIP1 known.
     fn new(twins: [bool; 2], rate: u64, burst: u64) -> Dir {
-        let dp = Dataplane::with_kernel_path(
-            DataplaneConfig {
-                ports: two_arm_ports(None, 1500),
-                conn_capacity: 1024,
-                timeouts: Timeouts::default(),
-                workers: 1,
-            },
+        let dp = two_arm_with_twins(
             KernelPath {
                 twins: twins.to_vec(),
                 rate,
                 burst,
             },
-        );
-        dp.neigh().learn(EXT, CIP, CLIENT_MAC);
-        dp.neigh().learn(INT, RIP1, RS1_MAC);
-        let mut mgr = ServiceManager::new(dp.clone());
-        testkit::services::rvsadm(
-            &mut mgr,
             "-A -t 198.51.100.1:80 -s rr\n-a -t 198.51.100.1:80 -r 192.0.2.2:80 -m\n\
              -A -u 198.51.100.1:9000 -s rr -o\n-a -u 198.51.100.1:9000 -r 192.0.2.2:9000 -m\n",
         );
@@ -60,12 +46,7 @@ impl Dir {
 
     /// One poll loop with `frame` received on `port`; what the pipeline decided.
     fn send(&mut self, port: u16, frame: &[u8]) -> Action {
-        self.driver.begin(self.now);
-        let a = self
-            .driver
-            .rx_frame(&mut self.io, port, ByteFrame::with_room(frame, ROOM));
-        self.driver.finish(&mut self.io);
-        a
+        poll_rx(&mut self.driver, &mut self.io, self.now, port, frame, ROOM)
     }
 
     /// One poll loop with `packet` coming down from the kernel through the twin of `twin`.
@@ -90,13 +71,7 @@ impl Dir {
 
     /// rx + generated = tx + drops + to_kernel + held.
     fn balanced(&self) {
-        let s = self.dp.stats();
-        assert_eq!(
-            s.rx_packets() + s.generated(),
-            s.tx_packets() + s.dropped() + s.events(Event::ToKernel) + self.driver.held() as u64,
-            "{:?}",
-            s.counters()
-        );
+        assert_balanced(&self.dp, &self.driver);
     }
 }
 

@@ -82,17 +82,7 @@ impl Lab {
         ] {
             adm(&mut lab.mgr, line);
         }
-        for (port, ip, mac) in [
-            (EXT, CIP, CLIENT_MAC),
-            (INT, RIP1, RS1_MAC),
-            (INT, RIP2, RS2_MAC),
-        ] {
-            let (our_mac, our_ip) = if port == EXT {
-                (EXT_MAC, VIP)
-            } else {
-                (INT_MAC, DIP)
-            };
-            let f = eth(our_mac, mac, 0x0806, &arp(2, mac, ip, our_mac, our_ip));
+        for (port, f) in director::neighbour_replies() {
             assert_eq!(lab.send(port, &f).0, Action::Drop);
         }
         lab

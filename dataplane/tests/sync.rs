@@ -11,7 +11,7 @@ use dataplane::sync::{self, Encoder, Installed, Refused, SyncConn};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use testkit::director::{self, EXT_MAC, INT_MAC};
-use testkit::plan::{CIP, CLIENT_MAC, DIP, RIP1, RIP2, RS1_MAC, RS2_MAC, VIP};
+use testkit::plan::{CIP, CLIENT_MAC, RIP1, RIP2, RS1_MAC, RS2_MAC, VIP};
 use testkit::services::{self, rvsadm};
 use testkit::*;
 
@@ -53,17 +53,7 @@ impl Director {
              -a -t 198.51.100.1:443 -r 192.0.2.2:443 -m\n\
              -a -t 198.51.100.1:443 -r 192.0.2.3:443 -m",
         );
-        for (port, ip, mac) in [
-            (EXT, CIP, CLIENT_MAC),
-            (INT, RIP1, RS1_MAC),
-            (INT, RIP2, RS2_MAC),
-        ] {
-            let (our_mac, our_ip) = if port == EXT {
-                (EXT_MAC, VIP)
-            } else {
-                (INT_MAC, DIP)
-            };
-            let mut f = eth(our_mac, mac, 0x0806, &arp(2, mac, ip, our_mac, our_ip));
+        for (port, mut f) in director::neighbour_replies() {
             d.send(port, &mut f);
         }
         d

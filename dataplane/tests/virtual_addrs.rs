@@ -3,17 +3,15 @@
 //! no instance names keep their rules; bad requests change nothing.
 
 use control::config::Cidr;
-use control::model::Timeouts;
 use dataplane::driver::{BurstDriver, ByteFrame, ByteIo};
 use dataplane::pipeline::{
-    Action, Dataplane, DataplaneConfig, KernelPath, TwinChange, VirtualAddrs, GARP_COUNT,
-    GARP_INTERVAL_MS, MAX_VIRTUAL_ADDRS,
+    Action, Dataplane, KernelPath, TwinChange, VirtualAddrs, GARP_COUNT, GARP_INTERVAL_MS,
+    MAX_VIRTUAL_ADDRS,
 };
-use dataplane::service::ServiceManager;
 use dataplane::stats::{DropReason, Event};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use testkit::director::{two_arm_ports, EXT_MAC, INT_MAC};
+use testkit::director::{assert_balanced, poll_rx, two_arm_with_twins, EXT_MAC, INT_MAC};
 use testkit::plan::{CIP, CLIENT_MAC, DIP, RIP1, RS1_MAC, VIP};
 use testkit::{arp_request, eth, icmp_echo, ipv4, tcp_frame, ICMP, SYN};
 
@@ -38,24 +36,12 @@ struct Dir {
 impl Dir {
     /// The two-arm director with twins on both ports and a TCP service VIP:80 -> RIP1:80.
     fn new() -> Dir {
-        let dp = Dataplane::with_kernel_path(
-            DataplaneConfig {
-                ports: two_arm_ports(None, 1500),
-                conn_capacity: 1024,
-                timeouts: Timeouts::default(),
-                workers: 1,
-            },
+        let dp = two_arm_with_twins(
             KernelPath {
                 twins: vec![true, true],
                 rate: 1000,
                 burst: 100,
             },
-        );
-        dp.neigh().learn(EXT, CIP, CLIENT_MAC);
-        dp.neigh().learn(INT, RIP1, RS1_MAC);
-        let mut mgr = ServiceManager::new(dp.clone());
-        testkit::services::rvsadm(
-            &mut mgr,
             "-A -t 198.51.100.1:80 -s rr\n-a -t 198.51.100.1:80 -r 192.0.2.2:80 -m\n",
         );
         Dir {
@@ -76,12 +62,7 @@ impl Dir {
 
     /// One poll loop with `frame` received on `port`.
     fn send(&mut self, port: u16, frame: &[u8]) -> Action {
-        self.driver.begin(self.now);
-        let a = self
-            .driver
-            .rx_frame(&mut self.io, port, ByteFrame::with_room(frame, ROOM));
-        self.driver.finish(&mut self.io);
-        a
+        poll_rx(&mut self.driver, &mut self.io, self.now, port, frame, ROOM)
     }
 
     /// An empty poll loop at `now` (ms).
@@ -139,13 +120,7 @@ impl Dir {
 
     /// rx + generated = tx + drops + to_kernel + held.
     fn balanced(&self) {
-        let s = self.dp.stats();
-        assert_eq!(
-            s.rx_packets() + s.generated(),
-            s.tx_packets() + s.dropped() + s.events(Event::ToKernel) + self.driver.held() as u64,
-            "{:?}",
-            s.counters()
-        );
+        assert_balanced(&self.dp, &self.driver);
     }
 }
 

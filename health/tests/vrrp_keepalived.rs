@@ -31,6 +31,31 @@ struct Peer {
     unicast: bool,
 }
 
+impl Peer {
+    /// A side at `priority` that preempts, on multicast.
+    fn at(priority: u8) -> Peer {
+        Peer {
+            priority,
+            nopreempt: false,
+            unicast: false,
+        }
+    }
+
+    fn nopreempt(self) -> Peer {
+        Peer {
+            nopreempt: true,
+            ..self
+        }
+    }
+
+    fn unicast(self) -> Peer {
+        Peer {
+            unicast: true,
+            ..self
+        }
+    }
+}
+
 struct Interop {
     dir: PathBuf,
     // Field order is drop order: the processes, then the fake rvsd, then the namespaces.
@@ -191,6 +216,22 @@ impl Interop {
         );
     }
 
+    /// Waits until rvs-healthd is MASTER (within `within`) and keepalived BACKUP (an advert
+    /// later), and checks that rvs-healthd's last request to rvsd holds the VIP.
+    fn wait_healthd_master(&self, within: Duration) {
+        self.wait_state("r", "MASTER", within);
+        self.wait_state("k", "BACKUP", ADVERT);
+        assert_eq!(self.healthd_holds_vip(), Some(true));
+    }
+
+    /// Waits until keepalived is MASTER (within `within`) and rvs-healthd BACKUP (an advert
+    /// later), and checks that rvs-healthd's last request to rvsd releases the VIP.
+    fn wait_keepalived_master(&self, within: Duration) {
+        self.wait_state("k", "MASTER", within);
+        self.wait_state("r", "BACKUP", ADVERT);
+        assert_eq!(self.healthd_holds_vip(), Some(false));
+    }
+
     /// Asserts `side` stays `want` for `span`.
     fn stays(&self, side: &str, want: &str, span: Duration) {
         let t0 = Instant::now();
@@ -291,25 +332,15 @@ impl Drop for Interop {
 #[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1: namespaces need root")]
 fn rvs_healthd_at_higher_priority_preempts_hands_over_at_sigterm_and_preempts_back() {
     let mut t = Interop::new();
-    let k = Peer {
-        priority: 100,
-        nopreempt: false,
-        unicast: false,
-    };
-    let r = Peer {
-        priority: 150,
-        nopreempt: false,
-        unicast: false,
-    };
+    let k = Peer::at(100);
+    let r = Peer::at(150);
     t.start_keepalived(&k);
     t.wait_state("k", "MASTER", ELECTION);
     assert!(t.keepalived_holds_vip());
     // rvs-healthd starts in BACKUP, discards the lower adverts and preempts after
     // Master_Down_Interval (3 s + skew at 150).
     t.start_healthd(&r);
-    t.wait_state("r", "MASTER", ELECTION);
-    t.wait_state("k", "BACKUP", ADVERT);
-    assert_eq!(t.healthd_holds_vip(), Some(true));
+    t.wait_healthd_master(ELECTION);
     assert_eq!(
         t.sync_role(),
         Some((true, true)),
@@ -328,32 +359,20 @@ fn rvs_healthd_at_higher_priority_preempts_hands_over_at_sigterm_and_preempts_ba
     eprintln!("keepalived took over {took:?} after rvs-healthd's SIGTERM");
     // Back again: preemption returns the VIP to the higher priority.
     t.start_healthd(&r);
-    t.wait_state("r", "MASTER", ELECTION);
-    t.wait_state("k", "BACKUP", ADVERT);
-    assert_eq!(t.healthd_holds_vip(), Some(true));
+    t.wait_healthd_master(ELECTION);
 }
 
 #[test]
 #[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1: namespaces need root")]
 fn keepalived_at_higher_priority_preempts_and_rvs_healthd_takes_over_when_it_stops() {
     let mut t = Interop::new();
-    let k = Peer {
-        priority: 150,
-        nopreempt: false,
-        unicast: false,
-    };
-    let r = Peer {
-        priority: 100,
-        nopreempt: false,
-        unicast: false,
-    };
+    let k = Peer::at(150);
+    let r = Peer::at(100);
     t.start_healthd(&r);
     t.wait_state("r", "MASTER", ELECTION);
     assert_eq!(t.healthd_holds_vip(), Some(true));
     t.start_keepalived(&k);
-    t.wait_state("k", "MASTER", ELECTION);
-    t.wait_state("r", "BACKUP", ADVERT);
-    assert_eq!(t.healthd_holds_vip(), Some(false));
+    t.wait_keepalived_master(ELECTION);
     assert_eq!(t.sync_role(), Some((false, true)), "BACKUP only receives");
     assert!(t.keepalived_holds_vip());
     // keepalived stops (SIGTERM: it sends priority 0): rvs-healthd takes over within its
@@ -401,17 +420,9 @@ fn signal(pid: libc::pid_t, sig: libc::c_int) {
 fn nopreempt_keeps_the_current_master_both_ways() {
     // rvs-healthd at 150 with nopreempt joins keepalived's election at 100: it stays BACKUP.
     let mut t = Interop::new();
-    t.start_keepalived(&Peer {
-        priority: 100,
-        nopreempt: false,
-        unicast: false,
-    });
+    t.start_keepalived(&Peer::at(100));
     t.wait_state("k", "MASTER", ELECTION);
-    t.start_healthd(&Peer {
-        priority: 150,
-        nopreempt: true,
-        unicast: false,
-    });
+    t.start_healthd(&Peer::at(150).nopreempt());
     t.wait_state("r", "BACKUP", ELECTION);
     t.stays("r", "BACKUP", 2 * ELECTION);
     assert_eq!(t.state("k"), "MASTER");
@@ -420,17 +431,9 @@ fn nopreempt_keeps_the_current_master_both_ways() {
 
     // keepalived at 150 with nopreempt joins rvs-healthd's at 100: keepalived stays BACKUP.
     let mut t = Interop::new();
-    t.start_healthd(&Peer {
-        priority: 100,
-        nopreempt: false,
-        unicast: false,
-    });
+    t.start_healthd(&Peer::at(100));
     t.wait_state("r", "MASTER", ELECTION);
-    t.start_keepalived(&Peer {
-        priority: 150,
-        nopreempt: true,
-        unicast: false,
-    });
+    t.start_keepalived(&Peer::at(150).nopreempt());
     t.wait_state("k", "BACKUP", ELECTION);
     t.stays("k", "BACKUP", 2 * ELECTION);
     assert_eq!(t.state("r"), "MASTER");
@@ -443,11 +446,7 @@ fn nopreempt_keeps_the_current_master_both_ways() {
 fn a_hold_rvsd_did_not_take_is_sent_again() {
     let mut t = Interop::new();
     t.rvsd.set_refusing(true);
-    t.start_healthd(&Peer {
-        priority: 100,
-        nopreempt: false,
-        unicast: false,
-    });
+    t.start_healthd(&Peer::at(100));
     // Alone on the link: MASTER after Master_Down_Interval, its hold refused.
     t.wait_state("r", "MASTER", ELECTION);
     thread::sleep(Duration::from_millis(500));
@@ -470,22 +469,12 @@ fn a_hold_rvsd_did_not_take_is_sent_again() {
 #[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1: namespaces need root")]
 fn unicast_peers_elect_and_hand_over_as_multicast_ones_do() {
     let mut t = Interop::new();
-    let k = Peer {
-        priority: 100,
-        nopreempt: false,
-        unicast: true,
-    };
-    let r = Peer {
-        priority: 150,
-        nopreempt: false,
-        unicast: true,
-    };
+    let k = Peer::at(100).unicast();
+    let r = Peer::at(150).unicast();
     t.start_keepalived(&k);
     t.wait_state("k", "MASTER", ELECTION);
     t.start_healthd(&r);
-    t.wait_state("r", "MASTER", ELECTION);
-    t.wait_state("k", "BACKUP", ADVERT);
-    assert_eq!(t.healthd_holds_vip(), Some(true));
+    t.wait_healthd_master(ELECTION);
     let t0 = Instant::now();
     t.stop_healthd();
     t.wait_state("k", "MASTER", 3 * ADVERT);
@@ -499,24 +488,12 @@ fn unicast_peers_elect_and_hand_over_as_multicast_ones_do() {
 #[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1: namespaces need root")]
 fn a_failing_track_script_lowers_the_priority_and_hands_over() {
     let mut t = Interop::new();
-    t.start_keepalived(&Peer {
-        priority: 100,
-        nopreempt: false,
-        unicast: false,
-    });
+    t.start_keepalived(&Peer::at(100));
     t.wait_state("k", "MASTER", ELECTION);
     // rvs-healthd at 150 while a file exists, 90 (150 - 60) while it does not.
     let flag = t.dir.join("healthy");
     std::fs::write(&flag, "").unwrap();
-    let base = instance(
-        "vb",
-        &Peer {
-            priority: 150,
-            nopreempt: false,
-            unicast: false,
-        },
-        &t.dir.join("notify-r.sh"),
-    );
+    let base = instance("vb", &Peer::at(150), &t.dir.join("notify-r.sh"));
     let text = format!(
         "vrrp_script chk {{\n  script \"/usr/bin/test -f {}\"\n  interval 1\n  weight -60\n}}\n{}",
         flag.display(),
@@ -528,12 +505,8 @@ fn a_failing_track_script_lowers_the_priority_and_hands_over() {
     // The script fails: rvs-healthd advertises 90, keepalived (100) preempts it after its
     // Master_Down_Interval, plus up to a script interval to notice.
     std::fs::remove_file(&flag).unwrap();
-    t.wait_state("k", "MASTER", ELECTION + Duration::from_secs(1));
-    t.wait_state("r", "BACKUP", ADVERT);
-    assert_eq!(t.healthd_holds_vip(), Some(false));
+    t.wait_keepalived_master(ELECTION + Duration::from_secs(1));
     // Good again: 150 preempts back.
     std::fs::write(&flag, "").unwrap();
-    t.wait_state("r", "MASTER", ELECTION + Duration::from_secs(1));
-    t.wait_state("k", "BACKUP", ADVERT);
-    assert_eq!(t.healthd_holds_vip(), Some(true));
+    t.wait_healthd_master(ELECTION + Duration::from_secs(1));
 }

@@ -34,8 +34,11 @@ use std::time::{Duration, Instant};
 use testkit::daemon::{
     bin_beside, control_bin_beside, head_and_tail, rvsadm_beside, workspace_root, Launch, Rvsd,
 };
-use testkit::lab::{cmd, find_tool, lab_lock, run, LabLock, Ran, WrkRun, KEEPALIVE_WRK_LUA};
-use testkit::netns::run_in;
+use testkit::lab::{
+    assert_lab_prerequisites, cmd, counter, find_tool, lab_lock, lab_script_quiet, lab_sh,
+    put_slow_download, run, udp_ask, unix_now, xorshift_bytes, LabLock, Ran, WrkRun,
+    KEEPALIVE_WRK_LUA, LAB_STATE_DIR,
+};
 
 const VIP: &str = "198.51.100.1";
 const RS: [(&str, &str); 2] = [("rs1", "192.0.2.2"), ("rs2", "192.0.2.3")];
@@ -45,38 +48,11 @@ const LAB_NAMESPACES: [&str; 5] = ["rvs-cli", "rvs-dir", "rvs-sw", "rvs-rs1", "r
 const HA_LAB_NAMESPACES: [&str; 6] = [
     "rvs-cli", "rvs-dirA", "rvs-dirB", "rvs-sw", "rvs-rs1", "rvs-rs2",
 ];
-const LAB_STATE_DIR: &str = "/run/rvs-lab";
 
-fn lab_sh() -> PathBuf {
-    workspace_root().join("scripts/lab.sh")
-}
-
-/// The start of every scenario: the lab's lock, then its prerequisites; a missing one is a
-/// panic, so that CI cannot pass without running the lab.
+/// The start of every scenario: the lab's lock, then its prerequisites.
 fn lab_start(test: &str, extra_tools: &[&str]) -> LabLock {
     let lock = lab_lock();
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "{test}: the lab needs root (network namespaces, af_packet): run `sudo scripts/test.sh`, \
-         or skip it explicitly with RVS_SKIP_LAB=1 cargo test"
-    );
-    let mut missing: Vec<&str> = ["bash", "ip", "ethtool", "ss", "nginx", "curl", "timeout"]
-        .into_iter()
-        .chain(extra_tools.iter().copied())
-        .filter(|t| find_tool(t).is_none())
-        .collect();
-    missing.dedup();
-    assert!(
-        missing.is_empty(),
-        "{test}: missing tools {missing:?}: run `sudo scripts/setup.sh` (or RVS_SKIP_LAB=1 to skip)"
-    );
-    assert!(
-        lab_sh().is_file(),
-        "{test}: {} is missing",
-        lab_sh().display()
-    );
+    assert_lab_prerequisites(test, extra_tools);
     lock
 }
 
@@ -87,24 +63,6 @@ fn lab_script(args: &[&str], envs: &[(&str, &str)]) -> Ran {
         c.env(k, v);
     }
     run(c, Duration::from_secs(120)).unwrap_or_else(|e| panic!("scripts/lab.sh {args:?}: {e}"))
-}
-
-/// For Drop guards: never panics, reports a failure on stderr.
-fn lab_script_quiet(arg: &str) -> Option<Ran> {
-    let mut c = cmd("bash");
-    c.arg(lab_sh()).arg(arg);
-    match run(c, Duration::from_secs(120)) {
-        Ok(r) => {
-            if !r.status.success() {
-                eprintln!("{}", r.describe(&format!("scripts/lab.sh {arg}")));
-            }
-            Some(r)
-        }
-        Err(e) => {
-            eprintln!("scripts/lab.sh {arg}: {e}");
-            None
-        }
-    }
 }
 
 /// No lab namespace and no lab state folder is left after `what`.
@@ -405,28 +363,6 @@ fn curl_vip() -> String {
         r.describe("curl from rvs-cli to the VIP")
     );
     r.stdout.trim().to_owned()
-}
-
-/// One UDP exchange from inside namespace `ns`, from a fresh socket (a new source port, so a
-/// new connection for the director): send, wait up to 2 s for the answer, up to 3 tries on the
-/// same socket. Returns the answer (trimmed) and the address it came from.
-fn udp_ask(ns: &str, dst: SocketAddr) -> io::Result<(String, SocketAddr)> {
-    run_in(ns, || -> io::Result<(String, SocketAddr)> {
-        let sock = UdpSocket::bind("0.0.0.0:0")?;
-        sock.set_read_timeout(Some(Duration::from_secs(2)))?;
-        let mut buf = [0u8; 1500];
-        let mut last_err = None;
-        for _ in 0..3 {
-            sock.send_to(b"ping\n", dst)?;
-            match sock.recv_from(&mut buf) {
-                Ok((n, from)) => {
-                    return Ok((String::from_utf8_lossy(&buf[..n]).trim().to_owned(), from))
-                }
-                Err(e) => last_err = Some(e),
-            }
-        }
-        Err(last_err.unwrap_or_else(|| io::Error::other("no answer")))
-    })
 }
 
 fn udp_round_robin(n: usize) -> Vec<String> {
@@ -1036,22 +972,13 @@ fn established_download_survives_weight_zero_and_other_changes() {
     // A different file of the same name on each real server, so its content says who sent it.
     const SIZE: usize = 3 << 20;
     let content = |name: &str| -> Vec<u8> {
-        let mut x: u64 = name.bytes().fold(0x9e37_79b9_7f4a_7c15, |h, b| {
+        let seed = name.bytes().fold(0x9e37_79b9_7f4a_7c15, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
         });
-        (0..SIZE)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        xorshift_bytes(seed, SIZE)
     };
     for (name, _) in RS {
-        let dir = Path::new(LAB_STATE_DIR).join(name).join("www/slow");
-        fs::create_dir_all(&dir).expect("create www/slow");
-        fs::write(dir.join("big.bin"), content(name)).expect("write the download");
+        put_slow_download(name, &content(name));
     }
     lab.start_rvsd();
     let web = lab.rr_web_service();
@@ -1171,12 +1098,6 @@ impl std::ops::Deref for KeepAliveRun {
     }
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// wrk from the client namespace, four keep-alive connections for 5 s (2 s timeout); after
 /// 2 s, `change` runs.
 fn keepalive_load(lab: &Lab, change: impl FnOnce()) -> KeepAliveRun {
@@ -1210,14 +1131,6 @@ fn keepalive_load_for(lab: &Lab, conns: u32, secs: u64, change: impl FnOnce()) -
     assert!(out.requests > 0, "no LAB lines from wrk:\n{}", r.stdout);
     println!("{out:?}");
     out
-}
-
-/// A counter of `rvsadm -L --counters` (name value lines).
-fn counter(listing: &str, name: &str) -> u64 {
-    listing
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no counter {name} in\n{listing}"))
 }
 
 /// Under keep-alive load (wrk, four connections, two on each real server), `rvsadm -d` of one

@@ -31,14 +31,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::thread;
 use std::time::{Duration, Instant};
-use testkit::daemon::{control_bin_beside, head_and_tail, rvsadm_beside, workspace_root};
-use testkit::lab::{cmd, find_tool, lab_flock, run, LabFlock, Ran, WrkRun, KEEPALIVE_WRK_LUA};
+use testkit::daemon::{control_bin_beside, head_and_tail, rvsadm_beside};
+use testkit::lab::{
+    assert_lab_prerequisites, cmd, counter, lab_flock, lab_script_quiet, lab_sh, put_slow_download,
+    run, udp_ask, unix_now, xorshift_bytes, LabFlock, Ran, WrkRun, KEEPALIVE_WRK_LUA,
+    LAB_STATE_DIR,
+};
 use testkit::netns::run_in;
 
 const VIP: &str = "198.51.100.1";
 const RS: [&str; 2] = ["rs1", "rs2"];
 const UDP_PORT: u16 = 9000;
-const LAB_STATE_DIR: &str = "/run/rvs-lab";
 const CLIENT_NS: &str = "rvs-cli";
 
 /// The downloads' size: about 6 s each, as the lab's nginx paces /slow/ at 1 MB/s.
@@ -68,10 +71,6 @@ impl Director {
             .join(format!("dir{}", self.name()))
             .join("rvsd.log")
     }
-}
-
-fn lab_sh() -> PathBuf {
-    workspace_root().join("scripts/lab.sh")
 }
 
 fn rvsd_bin() -> PathBuf {
@@ -162,13 +161,7 @@ extern "C" fn ha_lab_down() {
     if !ours {
         return;
     }
-    let mut c = cmd("bash");
-    c.arg(lab_sh()).arg("down");
-    match run(c, Duration::from_secs(120)) {
-        Ok(r) if !r.status.success() => eprintln!("{}", r.describe("scripts/lab.sh down")),
-        Ok(_) => {}
-        Err(e) => eprintln!("scripts/lab.sh down: {e}"),
-    }
+    lab_script_quiet("down");
 }
 
 /// The start of every scenario: the HA lab up (brought up by the first scenario), reset to
@@ -178,23 +171,7 @@ fn ha_lab(test: &str) -> MutexGuard<'static, Option<HaLab>> {
     let mut guard = HA_LAB.lock().unwrap_or_else(|e| e.into_inner());
     if guard.is_none() {
         let lock = lab_flock();
-        // SAFETY: geteuid has no preconditions.
-        let euid = unsafe { libc::geteuid() };
-        assert_eq!(
-            euid, 0,
-            "{test}: the lab needs root (network namespaces, AF_XDP): run `sudo scripts/test.sh`, \
-             or skip it explicitly with RVS_SKIP_LAB=1 cargo test"
-        );
-        let missing: Vec<&str> = [
-            "bash", "ip", "ethtool", "ss", "nginx", "curl", "timeout", "wrk",
-        ]
-        .into_iter()
-        .filter(|t| find_tool(t).is_none())
-        .collect();
-        assert!(
-            missing.is_empty(),
-            "{test}: missing tools {missing:?}: run `sudo scripts/setup.sh` (or RVS_SKIP_LAB=1)"
-        );
+        assert_lab_prerequisites(test, &["wrk"]);
         static AT_EXIT: Once = Once::new();
         AT_EXIT.call_once(|| {
             // SAFETY: registers a plain function; it runs once, at process exit.
@@ -206,9 +183,7 @@ fn ha_lab(test: &str) -> MutexGuard<'static, Option<HaLab>> {
         fs::create_dir_all(&tmp).expect("create the HA lab's temp folder");
         // The same download on every real server (whichever answers, the bytes are known).
         for rs in RS {
-            let dir = Path::new(LAB_STATE_DIR).join(rs).join("www/slow");
-            fs::create_dir_all(&dir).expect("create www/slow");
-            fs::write(dir.join("big.bin"), download_content()).expect("write the download");
+            put_slow_download(rs, &download_content());
         }
         *guard = Some(HaLab { _lock: lock, tmp });
     }
@@ -218,15 +193,7 @@ fn ha_lab(test: &str) -> MutexGuard<'static, Option<HaLab>> {
 
 /// The downloads' bytes: xorshift from a fixed seed, so that a byte out of place shows.
 fn download_content() -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..DOWNLOAD_SIZE)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    xorshift_bytes(0x9e37_79b9_7f4a_7c15, DOWNLOAD_SIZE)
 }
 
 /// rvsadm against director `d`'s rvsd.
@@ -248,17 +215,6 @@ fn adm(d: Director, args: &[&str]) -> String {
     r.stdout
 }
 
-/// A counter of `rvsadm -L --counters` ("name value" lines); 0 when absent.
-fn counter(listing: &str, name: &str) -> u64 {
-    listing
-        .lines()
-        .find_map(|l| {
-            let (n, v) = l.split_once(char::is_whitespace)?;
-            (n == name).then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0)
-}
-
 /// One HTTP request from the client namespace (a new connection); the body, trimmed.
 fn curl_vip() -> Result<String, String> {
     let mut c = cmd("ip");
@@ -272,26 +228,13 @@ fn curl_vip() -> Result<String, String> {
     }
 }
 
-/// One UDP exchange with the VIP from a fresh socket (a new connection for the director):
-/// the answer, trimmed, and where it came from.
+/// One UDP exchange with the VIP from the client namespace (a new connection for the
+/// director): the answer, trimmed, and where it came from.
 fn udp_vip() -> std::io::Result<(String, SocketAddr)> {
-    let dst: SocketAddr = format!("{VIP}:{UDP_PORT}").parse().expect("VIP:port");
-    run_in(CLIENT_NS, || {
-        let sock = UdpSocket::bind("0.0.0.0:0")?;
-        sock.set_read_timeout(Some(Duration::from_secs(2)))?;
-        let mut buf = [0u8; 1500];
-        let mut last = None;
-        for _ in 0..3 {
-            sock.send_to(b"ping\n", dst)?;
-            match sock.recv_from(&mut buf) {
-                Ok((n, from)) => {
-                    return Ok((String::from_utf8_lossy(&buf[..n]).trim().to_owned(), from))
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| std::io::Error::other("no answer")))
-    })
+    udp_ask(
+        CLIENT_NS,
+        format!("{VIP}:{UDP_PORT}").parse().expect("VIP:port"),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -303,12 +246,6 @@ const WRK_CONNECTIONS: u64 = 8;
 /// wrk's timeout per request: longer than a takeover (Master_Down_Interval, 3.6 s), which a
 /// request in flight waits out; a connection that gets no answer for this long has hung.
 const WRK_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 /// What is done to director A while the load runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -244,18 +244,7 @@ ha_start() {
     ip netns exec "$ns" "$RVSD" "${args[@]}" </dev/null >>"$dir/rvsd.log" 2>&1 &
     pid=$!
     track "rvsd-$x" "$pid" "$ns"
-    for ((i = 0; i < RVS_READY_TIMEOUT * 10; i++)); do
-        [ -S "$sock" ] && break
-        if ! pid_alive "$pid"; then
-            tail -n 30 "$dir/rvsd.log" >&2 || true
-            die "rvsd of director $x exited before creating $sock"
-        fi
-        sleep 0.1
-    done
-    if [ ! -S "$sock" ]; then
-        tail -n 30 "$dir/rvsd.log" >&2 || true
-        die "rvsd of director $x did not create $sock within ${RVS_READY_TIMEOUT}s"
-    fi
+    wait_socket "$sock" "$pid" "$dir/rvsd.log" "rvsd of director $x"
     # The socket is bound before EAL; rvsd answers once its ports and twins are up.
     for ((i = 0; i < RVS_READY_TIMEOUT * 10; i++)); do
         RVS_SOCKET=$sock "$RVSADM" -L -n >/dev/null 2>&1 && break
@@ -298,25 +287,12 @@ ha_down_files() {
 cmd_ha_up() {
     need_root
     need_tools ip ethtool ss curl timeout "$NGINX"
-    if [ -n "$(lab_namespaces)" ] || [ -d "$RVS_LAB_DIR" ]; then
-        log "removing a leftover lab first"
-        cmd_down >/dev/null
-    fi
-    local prev_trap
-    prev_trap=$(trap -p EXIT)
-    trap up_failed EXIT
-    mkdir -p "$RVS_LAB_DIR"
-    chmod 755 "$RVS_LAB_DIR"
+    up_begin
     echo ha >"$RVS_LAB_DIR/topology"
     echo rvsd >"$RVS_LAB_DIR/director"
 
     local ns i x ifname
-    for ns in "$NS_CLI" "$NS_DIRA" "$NS_DIRB" "$NS_SW" "${RS_NS[@]}"; do
-        ip netns add "$ns"
-        ip -n "$ns" link set lo up
-        ns_sysctl "$ns" ipv6/conf/all/disable_ipv6 1
-        ns_sysctl "$ns" ipv6/conf/default/disable_ipv6 1
-    done
+    add_namespaces "$NS_CLI" "$NS_DIRA" "$NS_DIRB" "$NS_SW" "${RS_NS[@]}"
 
     ip -n "$NS_SW" link add br-ext type bridge stp_state 0 forward_delay 0
     ip -n "$NS_SW" link add br-int type bridge stp_state 0 forward_delay 0
@@ -352,15 +328,7 @@ cmd_ha_up() {
         done
     done
 
-    ip -n "$NS_CLI" addr add "$CLI_IP/$EXT_PREFIX" dev eth0
-    ip -n "$NS_CLI" link set eth0 up
-    ip -n "$NS_CLI" route add default via "$VIP"
-    for ((i = 0; i < ${#RS_NS[@]}; i++)); do
-        ip -n "${RS_NS[i]}" addr add "${RS_IP[i]}/$INT_PREFIX" dev eth0
-        ip -n "${RS_NS[i]}" link set eth0 up
-        ip -n "${RS_NS[i]}" route add default via "$DIP"
-        start_real_server "$i"
-    done
+    up_hosts
     ha_write_configs >/dev/null
 
     for l in "${links[@]}"; do
@@ -369,18 +337,8 @@ cmd_ha_up() {
         wait_link_up "$NS_SW" "$sw_if"
     done
 
-    # Self-check: every real server answers HTTP and UDP across br-int (from rvs-rs1).
-    local got
-    for ((i = 0; i < ${#RS_NS[@]}; i++)); do
-        got=$(http_get "${RS_NS[0]}" "http://${RS_IP[i]}:$HTTP_PORT/") ||
-            die "self-check: no HTTP answer from ${RS_IP[i]}"
-        [ "$got" = "${RS_NAME[i]}" ] || die "self-check: HTTP ${RS_IP[i]} answered '$got'"
-        got=$(udp_ask "${RS_NS[0]}" "${RS_IP[i]}" "$UDP_PORT") ||
-            die "self-check: no UDP answer from ${RS_IP[i]}:$UDP_PORT"
-        [ "$got" = "${RS_NAME[i]}" ] || die "self-check: UDP ${RS_IP[i]} answered '$got'"
-    done
-
-    if [ -n "$prev_trap" ]; then eval "$prev_trap"; else trap - EXIT; fi
+    check_real_servers
+    up_done
     log "ha-up: client $CLI_IP in $NS_CLI; directors $NS_DIRA ($HA_EXT_A, $HA_INT_A) and" \
         "$NS_DIRB ($HA_EXT_B, $HA_INT_B); VIP $VIP and DIP $DIP move with VRRP (A preferred);" \
         "real servers ${RS_IP[*]}"

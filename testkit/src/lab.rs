@@ -1,5 +1,6 @@
-//! What the namespace lab tests share: the lab's lock, commands run with a deadline, and the
-//! wrk keep-alive load with its per-server, per-second answers.
+//! What the namespace lab tests share: the lab's lock and prerequisites, `scripts/lab.sh`,
+//! commands run with a deadline, a UDP exchange from inside a namespace, rvsadm's counters,
+//! and the wrk keep-alive load with its per-server, per-second answers.
 //!
 //! The lab's namespace names are global (`rvs-cli`, `rvs-sw`, ...), so every test that builds a
 //! lab with `scripts/lab.sh` holds [`lab_lock`]: a mutex within the test process and an flock on
@@ -9,6 +10,7 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -16,6 +18,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
+
+/// scripts/lab.sh's state folder (its RVS_LAB_DIR): pid files, logs, each real server's nginx
+/// folder (`rsN/www` its document root).
+pub const LAB_STATE_DIR: &str = "/run/rvs-lab";
 
 /// The flock every lab user takes (scripts run by hand too: `flock -o /run/rvs-lab.lock ...`).
 pub const LAB_LOCK_FILE: &str = "/run/rvs-lab.lock";
@@ -57,6 +63,60 @@ pub fn lab_flock() -> LabFlock {
         unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
     }
     LabFlock { _file: file }
+}
+
+/// The tools every lab needs (scripts/lab.sh and its nginx real servers).
+pub const LAB_TOOLS: [&str; 7] = ["bash", "ip", "ethtool", "ss", "nginx", "curl", "timeout"];
+
+/// The lab's prerequisites for test `test`: root, [`LAB_TOOLS`] and `extra_tools`, and
+/// `scripts/lab.sh`. A missing one is a panic, so that CI cannot pass without running the lab.
+pub fn assert_lab_prerequisites(test: &str, extra_tools: &[&str]) {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "{test}: the lab needs root (network namespaces, af_packet, AF_XDP): run `sudo \
+         scripts/test.sh`, or skip it explicitly with RVS_SKIP_LAB=1 cargo test"
+    );
+    let mut missing: Vec<&str> = LAB_TOOLS
+        .into_iter()
+        .chain(extra_tools.iter().copied())
+        .filter(|t| find_tool(t).is_none())
+        .collect();
+    missing.dedup();
+    assert!(
+        missing.is_empty(),
+        "{test}: missing tools {missing:?}: run `sudo scripts/setup.sh` (or RVS_SKIP_LAB=1 to skip)"
+    );
+    assert!(
+        lab_sh().is_file(),
+        "{test}: {} is missing",
+        lab_sh().display()
+    );
+}
+
+/// `scripts/lab.sh`, which builds and runs the labs.
+pub fn lab_sh() -> PathBuf {
+    crate::daemon::workspace_root().join("scripts/lab.sh")
+}
+
+/// `scripts/lab.sh ARG` for Drop guards and exit handlers: never panics, reports a failure on
+/// stderr.
+pub fn lab_script_quiet(arg: &str) -> Option<Ran> {
+    let mut c = cmd("bash");
+    c.arg(lab_sh()).arg(arg);
+    match run(c, Duration::from_secs(120)) {
+        Ok(r) => {
+            if !r.status.success() {
+                eprintln!("{}", r.describe(&format!("scripts/lab.sh {arg}")));
+            }
+            Some(r)
+        }
+        Err(e) => {
+            eprintln!("scripts/lab.sh {arg}: {e}");
+            None
+        }
+    }
 }
 
 /// PATH for the commands the lab runs: as given, plus the sbin folders (ip, nginx live there).
@@ -156,6 +216,68 @@ pub fn run(mut c: Command, timeout: Duration) -> io::Result<Ran> {
         stdout: read(&out_path),
         stderr: read(&err_path),
     })
+}
+
+/// One UDP exchange from inside namespace `ns`, from a fresh socket (a new source port, so a
+/// new connection for the director): send, wait up to 2 s for the answer, up to 3 tries on the
+/// same socket. Returns the answer (trimmed) and the address it came from.
+pub fn udp_ask(ns: &str, dst: SocketAddr) -> io::Result<(String, SocketAddr)> {
+    crate::netns::run_in(ns, || -> io::Result<(String, SocketAddr)> {
+        let sock = UdpSocket::bind("0.0.0.0:0")?;
+        sock.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let mut buf = [0u8; 1500];
+        let mut last_err = None;
+        for _ in 0..3 {
+            sock.send_to(b"ping\n", dst)?;
+            match sock.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    return Ok((String::from_utf8_lossy(&buf[..n]).trim().to_owned(), from))
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| io::Error::other("no answer")))
+    })
+}
+
+/// A counter of `rvsadm -L --counters` ("name value" lines, every counter listed); a panic,
+/// with the listing, when it is not there.
+pub fn counter(listing: &str, name: &str) -> u64 {
+    listing
+        .lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(char::is_whitespace)?;
+            (n == name).then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no counter {name} in\n{listing}"))
+}
+
+/// `len` bytes of xorshift from `seed`: known content in which a byte out of place shows.
+pub fn xorshift_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Puts `content` at `/slow/big.bin` on lab real server `rs` ("rs1", ...), which its nginx
+/// paces at 1 MB/s.
+pub fn put_slow_download(rs: &str, content: &[u8]) {
+    let dir = Path::new(LAB_STATE_DIR).join(rs).join("www/slow");
+    fs::create_dir_all(&dir).expect("create www/slow");
+    fs::write(dir.join("big.bin"), content).expect("write the download");
+}
+
+/// Now in unix seconds (the seconds of [`WrkRun::answers`]).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// wrk's script: each connection sends a request every 10 ms (so that a connection lives the
@@ -269,5 +391,20 @@ mod tests {
         assert_eq!(r.answers_from("rs1", 100), 7);
         assert_eq!(r.answers_from("rs1", 101), 0);
         assert_eq!(WrkRun::parse("wrk: connection refused\n"), None);
+    }
+
+    #[test]
+    fn xorshift_bytes_are_a_fixed_sequence() {
+        let a = xorshift_bytes(0x9e37_79b9_7f4a_7c15, 64);
+        assert_eq!(a, xorshift_bytes(0x9e37_79b9_7f4a_7c15, 64));
+        assert_ne!(a, xorshift_bytes(1, 64));
+        assert_eq!(&xorshift_bytes(0x9e37_79b9_7f4a_7c15, 8)[..], &a[..8]);
+    }
+
+    #[test]
+    fn counter_reads_its_own_line_only() {
+        let listing = "to_kernel_bytes 900\nto_kernel 7\ndrop.dest_removed 2\n";
+        assert_eq!(counter(listing, "to_kernel"), 7);
+        assert_eq!(counter(listing, "drop.dest_removed"), 2);
     }
 }

@@ -30,10 +30,7 @@
 //! sync on (see [`SyncDrain`]).
 
 use clap::{Parser, ValueEnum};
-use control::model::{
-    default_netmask, DestSpec, Forward, Protocol, SchedulerKind, ServiceKey, ServiceSpec, Timeouts,
-};
-use control::proto::{Request, Response};
+use control::model::{Protocol, ServiceKey, Timeouts};
 use dataplane::conntrack::ConnTable;
 use dataplane::driver::{BurstDriver, FrameBuf, FrameIo, BURST};
 use dataplane::pipeline::{Action, Dataplane, DataplaneConfig};
@@ -110,39 +107,16 @@ fn setup(capacity: usize) -> Arc<Dataplane> {
         workers: 1,
     });
     let mut mgr = ServiceManager::new(dp.clone());
-    let mut ok = |r: Request| match mgr.handle(r) {
-        Response::Ok => {}
-        other => panic!("setup refused: {other:?}"),
-    };
     for protocol in [Protocol::Tcp, Protocol::Udp] {
         let key = ServiceKey {
             protocol,
             addr: VIP,
             port: VPORT,
         };
-        ok(Request::AddService(ServiceSpec {
-            key,
-            scheduler: SchedulerKind::Rr,
-            persistence: None,
-            netmask: default_netmask(),
-            sched_flags: Default::default(),
-            ops: false,
-        }));
-        for d in 0..DESTS {
-            let addr = Ipv4Addr::from(u32::from(Ipv4Addr::new(192, 0, 2, 2)) + d);
-            dp.neigh().learn(1, addr, PEER_MAC);
-            ok(Request::AddDest {
-                service: key,
-                dest: DestSpec {
-                    addr,
-                    port: VPORT,
-                    weight: 1,
-                    forward: Forward::Masq,
-                    upper_threshold: 0,
-                    lower_threshold: 0,
-                },
-            });
-        }
+        rvs_benches::add_rr_service(&mut mgr, key, DESTS, VPORT);
+    }
+    for d in 0..DESTS {
+        dp.neigh().learn(1, rvs_benches::rip(d), PEER_MAC);
     }
     // The service manager must outlive the workers' use of its snapshots: leak it.
     std::mem::forget(mgr);

@@ -17,9 +17,7 @@
 //! `<!-- snapshot-bench:begin -->` and `<!-- snapshot-bench:end -->`), leaving the rest alone.
 
 use clap::Parser;
-use control::model::{
-    default_netmask, DestSpec, Forward, Protocol, SchedulerKind, ServiceKey, ServiceSpec, Timeouts,
-};
+use control::model::{DestSpec, Forward, Protocol, ServiceKey, Timeouts};
 use control::proto::{Request, Response};
 use dataplane::packet::checksum::checksum;
 use dataplane::pipeline::{Dataplane, DataplaneConfig, Pipeline};
@@ -83,7 +81,7 @@ fn service_key(i: usize) -> ServiceKey {
 
 fn dest(i: usize, port: u16, weight: u32) -> DestSpec {
     DestSpec {
-        addr: Ipv4Addr::from(u32::from(Ipv4Addr::new(192, 0, 2, 2)) + i as u32),
+        addr: rvs_benches::rip(i as u32),
         port,
         weight,
         forward: Forward::Masq,
@@ -233,33 +231,11 @@ fn main() {
             .learn(0, Ipv4Addr::new(198, 51, 100, 10 + w as u8), PEER_MAC);
     }
     let mut mgr = ServiceManager::new(dp.clone());
-    let ok = |mgr: &mut ServiceManager, r: Request| match mgr.handle(r) {
-        Response::Ok => {}
-        other => panic!("setup refused: {other:?}"),
-    };
     for s in 0..services {
-        let key = service_key(s);
-        ok(
-            &mut mgr,
-            Request::AddService(ServiceSpec {
-                key,
-                scheduler: SchedulerKind::Rr,
-                persistence: None,
-                netmask: default_netmask(),
-                sched_flags: Default::default(),
-                ops: false,
-            }),
-        );
-        for d in 0..dests {
-            dp.neigh().learn(1, dest(d, 80, 1).addr, PEER_MAC);
-            ok(
-                &mut mgr,
-                Request::AddDest {
-                    service: key,
-                    dest: dest(d, 80, 1),
-                },
-            );
-        }
+        rvs_benches::add_rr_service(&mut mgr, service_key(s), dests as u32, 80);
+    }
+    for d in 0..dests {
+        dp.neigh().learn(1, dest(d, 80, 1).addr, PEER_MAC);
     }
 
     let nproc = std::thread::available_parallelism().map_or(1, |n| n.get());

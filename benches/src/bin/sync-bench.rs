@@ -12,10 +12,7 @@
 //! machine; the result names the figures, not a verdict.
 
 use clap::Parser;
-use control::model::{
-    DestSpec, Forward, Protocol, SchedulerKind, ServiceKey, ServiceSpec, Timeouts,
-};
-use control::proto::{Request, Response};
+use control::model::{Protocol, ServiceKey, Timeouts};
 use dataplane::conntrack::ConnState;
 use dataplane::pipeline::{Dataplane, DataplaneConfig};
 use dataplane::service::ServiceManager;
@@ -56,33 +53,8 @@ fn setup(capacity: usize) -> (std::sync::Arc<Dataplane>, ServiceManager) {
         addr: VIP,
         port: 80,
     };
-    let mut ok = |r: Request| assert_eq!(mgr.handle(r), Response::Ok);
-    ok(Request::AddService(ServiceSpec {
-        key,
-        scheduler: SchedulerKind::Rr,
-        persistence: None,
-        netmask: control::model::default_netmask(),
-        sched_flags: Default::default(),
-        ops: false,
-    }));
-    for d in 0..DESTS {
-        ok(Request::AddDest {
-            service: key,
-            dest: DestSpec {
-                addr: rip(d),
-                port: 80,
-                weight: 1,
-                forward: Forward::Masq,
-                upper_threshold: 0,
-                lower_threshold: 0,
-            },
-        });
-    }
+    rvs_benches::add_rr_service(&mut mgr, key, DESTS, 80);
     (dp, mgr)
-}
-
-fn rip(d: u32) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(Ipv4Addr::new(192, 0, 2, 2)) + d)
 }
 
 /// Connection `i`: a client of rvs-pktgen's flow space, established, on real server i % 4.
@@ -94,7 +66,7 @@ fn conn(i: u32) -> SyncConn {
         template: false,
         client: (client, cport),
         virt: (VIP, 80),
-        real: (rip(i % DESTS), 80),
+        real: (rvs_benches::rip(i % DESTS), 80),
         timeout_s: 900,
         fwmark: 0,
     }

@@ -86,3 +86,27 @@ pub fn parse_str(text: &str, name: &Path) -> Result<Config, Errors> {
     let nodes = tree::parse(lines).map_err(|d| Errors(vec![d]))?;
     model::build(&nodes)
 }
+
+/// What the configuration tests share: text read as a file `k.conf`.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{parse_str, Config, Diag};
+    use std::path::Path;
+    use std::time::Duration;
+
+    /// The configuration in `text`; a panic, with the errors, when it is refused.
+    pub fn load(text: &str) -> Config {
+        parse_str(text, Path::new("k.conf")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The errors `text` is refused with; a panic when it is accepted.
+    pub fn errors(text: &str) -> Vec<String> {
+        match parse_str(text, Path::new("k.conf")) {
+            Ok(c) => panic!("accepted: {c:?}"),
+            Err(e) => e.0.iter().map(Diag::to_string).collect(),
+        }
+    }
+
+    /// Seconds, for the durations a test expects.
+    pub const S: fn(u64) -> Duration = Duration::from_secs;
+}

@@ -580,21 +580,8 @@ fn instance(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conf::{parse_str, Diag};
-    use std::path::Path;
-
-    fn load(text: &str) -> crate::conf::Config {
-        parse_str(text, Path::new("k.conf")).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    fn errors(text: &str) -> Vec<String> {
-        match parse_str(text, Path::new("k.conf")) {
-            Ok(c) => panic!("accepted: {c:?}"),
-            Err(e) => e.0.iter().map(Diag::to_string).collect(),
-        }
-    }
-
-    const S: fn(u64) -> Duration = Duration::from_secs;
+    use crate::conf::testing::{errors, load, S};
+    use crate::conf::Diag;
 
     #[test]
     fn every_vrrp_directive() {

@@ -398,15 +398,7 @@ pub fn twin_address_setter(
         ip(&["addr", "replace", &addr, "dev", ifname])?;
         if let Some(gw) = gateway {
             // Unreachable until an address of its subnet is back: not an error here.
-            let _ = ip(&[
-                "route",
-                "replace",
-                "default",
-                "via",
-                &gw.to_string(),
-                "dev",
-                ifname,
-            ]);
+            let _ = default_route(ifname, *gw);
         }
         Ok(())
     }
@@ -415,16 +407,12 @@ pub fn twin_address_setter(
 /// Gives the twin the port's addresses (and so its connected routes), MTU, gateway and
 /// multicast, with `ip`, and turns IPv6 off on it (rvs routes IPv4 only).
 fn configure_interface(ifname: &str, pc: &PortConfig) -> Result<(), String> {
-    let v6 = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
-    if std::path::Path::new(&v6).exists() {
-        std::fs::write(&v6, "1").map_err(|e| format!("{v6}: {e}"))?;
-    }
+    sysctl_on(&format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"))?;
     // A VRRP instance may release the subnet's first (primary) address: its other addresses
     // there stay (by default the kernel would delete them with it).
-    let promote = format!("/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries");
-    if std::path::Path::new(&promote).exists() {
-        std::fs::write(&promote, "1").map_err(|e| format!("{promote}: {e}"))?;
-    }
+    sysctl_on(&format!(
+        "/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries"
+    ))?;
     let mtu = pc.mtu.to_string();
     // Multicast on: VRRP adverts and IPVS sync (224.0.0.0/24) pass through the twin.
     ip(&[
@@ -442,15 +430,28 @@ fn configure_interface(ifname: &str, pc: &PortConfig) -> Result<(), String> {
         ip(&["addr", "replace", &a.to_string(), "dev", ifname])?;
     }
     if let Some(gw) = pc.gateway {
-        ip(&[
-            "route",
-            "replace",
-            "default",
-            "via",
-            &gw.to_string(),
-            "dev",
-            ifname,
-        ])?;
+        default_route(ifname, gw)?;
+    }
+    Ok(())
+}
+
+/// The twin's default route via `gw`.
+fn default_route(ifname: &str, gw: std::net::Ipv4Addr) -> Result<(), String> {
+    ip(&[
+        "route",
+        "replace",
+        "default",
+        "via",
+        &gw.to_string(),
+        "dev",
+        ifname,
+    ])
+}
+
+/// Sets the sysctl file `path` to 1, when this kernel has it.
+fn sysctl_on(path: &str) -> Result<(), String> {
+    if std::path::Path::new(path).exists() {
+        std::fs::write(path, "1").map_err(|e| format!("{path}: {e}"))?;
     }
     Ok(())
 }

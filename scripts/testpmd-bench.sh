@@ -115,6 +115,9 @@ REFL_MAC=02:00:00:00:01:02
 CNT_MAC=02:00:00:00:01:03
 CLIENT_IP=203.0.113.10
 TP_OPTS=(--nb-cores=1 --txpkts=64 --total-num-mbufs=8192)
+# The memif clients (rvsd, a direct reflector) set the rings' size: 16384 slots (memif's most),
+# so a ring holds the frames of a few milliseconds while its reader waits for its time slice.
+RING=rsize=14
 
 # tp_send FD CMD: a command to an interactive testpmd (FD 3: the client, 4: the counter).
 tp_send() {
@@ -181,8 +184,8 @@ run_point() {
     local refl_vdevs=("--vdev=net_memif0,role=server,socket=$INT_SOCK,socket-abstract=no,id=0,mac=$REFL_MAC")
     local refl_topo=loop
     if [ "$dut" = direct ]; then
-        refl_vdevs=("--vdev=net_memif0,role=client,socket=$EXT_SOCK,socket-abstract=no,id=0,mac=$REFL_MAC"
-            "--vdev=net_memif1,role=client,socket=$RET_SOCK,socket-abstract=no,id=0,mac=02:00:00:00:01:04")
+        refl_vdevs=("--vdev=net_memif0,role=client,socket=$EXT_SOCK,socket-abstract=no,id=0,$RING,mac=$REFL_MAC"
+            "--vdev=net_memif1,role=client,socket=$RET_SOCK,socket-abstract=no,id=0,$RING,mac=02:00:00:00:01:04")
         refl_topo=paired
     fi
     local refl_cmd=("$TESTPMD" "--lcores=0@0,1@0" --in-memory --no-pci "${refl_vdevs[@]}" --
@@ -211,9 +214,9 @@ run_point() {
                 services="-A -u 198.51.100.1:9000 -s rr"$'\n'"-a -u 198.51.100.1:9000 -r 192.0.2.2:9000 -m -w 1"
                 services+=$'\n'"-a -u 198.51.100.1:9000 -r 192.0.2.3:9000 -m -w 1"
                 write_rvsd_config "$conf" "$WORK/rvs.sock" 65536 0 "$services" \
-                    "--vdev=net_memif0,role=client,socket=$EXT_SOCK,socket-abstract=no,id=0,mac=$RVS_EXT_MAC" \
-                    "--vdev=net_memif1,role=client,socket=$INT_SOCK,socket-abstract=no,id=0,mac=02:00:00:00:00:02" \
-                    "--vdev=net_memif2,role=client,socket=$RET_SOCK,socket-abstract=no,id=0,mac=02:00:00:00:00:03"
+                    "--vdev=net_memif0,role=client,socket=$EXT_SOCK,socket-abstract=no,id=0,$RING,mac=$RVS_EXT_MAC" \
+                    "--vdev=net_memif1,role=client,socket=$INT_SOCK,socket-abstract=no,id=0,$RING,mac=02:00:00:00:00:02" \
+                    "--vdev=net_memif2,role=client,socket=$RET_SOCK,socket-abstract=no,id=0,$RING,mac=02:00:00:00:00:03"
                 printf '\n[[ports]]\nname = "ret"\ndevice = "net_memif2"\nrole = "external"\naddresses = ["203.0.113.1/24"]\n' >>"$conf"
                 printf '\n[[neighbours]]\naddress = "%s"\nmac = "%s"\nport = "%s"\n' 192.0.2.2 "$REFL_MAC" int \
                     192.0.2.3 "$REFL_MAC" int "$CLIENT_IP" "$CNT_MAC" ret >>"$conf"

@@ -105,14 +105,14 @@ def point(gen_text, counter_text, refl_text, counters_text=None):
         out.update(sent=gen["tx"], gen_tx_refused=gen["tx_dropped"])
         if cnt:
             out.update(received=cnt["rx"], lost=gen["tx"] - cnt["rx"])
-    # The reflector's last periodic stats of each port (its forward statistics at exit read 0
-    # once its memif peers have gone).
-    last = {}
+    # The reflector's periodic stats, the highest of each port's counts: memif zeroes them when
+    # the peer goes (and its forward statistics at exit read 0).
+    rx, tx = {}, {}
     for b in port_stats_blocks(refl_text):
-        last[b["port"]] = b
-    if last:
-        out.update(reflector_rx=sum(b["rx_packets"] for b in last.values()),
-                   reflector_tx=sum(b["tx_packets"] for b in last.values()))
+        rx[b["port"]] = max(rx.get(b["port"], 0), b["rx_packets"])
+        tx[b["port"]] = max(tx.get(b["port"], 0), b["tx_packets"])
+    if rx:
+        out.update(reflector_rx=sum(rx.values()), reflector_tx=sum(tx.values()))
     if counters_text is not None:
         c = rvsd_counters(counters_text)
         out["rvsd"] = {k: v for k, v in c.items()
@@ -197,10 +197,14 @@ def section(records, meta):
             "failed: " + err if err else "ok"))
     lines.append("")
     for r in records:
+        if "reflector_rx" in r or "gen_tx_refused" in r:
+            lines.append("- pair %s %s: the reflector received %s and sent %s; the client's full link "
+                         "refused %s frames" % (r.get("pair", "?"), r.get("dut", "?"), _fmt_int(r.get("reflector_rx")),
+                                                _fmt_int(r.get("reflector_tx")), _fmt_int(r.get("gen_tx_refused"))))
         if r.get("rvsd"):
             lines.append("- pair %s, rvsd's counters after the point (`rvsctl counters`; drops above 0 only): %s"
                          % (r.get("pair", "?"), ", ".join("%s %s" % kv for kv in r["rvsd"].items())))
-    if any(r.get("rvsd") for r in records):
+    if any(r.get("rvsd") or "reflector_rx" in r or "gen_tx_refused" in r for r in records):
         lines.append("")
     s = ratio_summary(pair_ratios(records))
     if s:

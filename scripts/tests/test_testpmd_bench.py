@@ -46,7 +46,8 @@ COUNTER = ("testpmd> start\n" + stats_block(1900000, 0, 950000, 0) + stats_block
            + "testpmd> stop\n" + fwd_stats(7500000, 0))
 # The reflector, direct: two ports (from the client on 0, to the counter on 1), stats every second.
 REFL = (stats_block(10, 0, 0, 0, 0) + stats_block(0, 10, 0, 0, 1)
-        + stats_block(7600000, 0, 0, 0, 0) + stats_block(0, 7500000, 0, 0, 1) + fwd_stats(0, 0))
+        + stats_block(7600000, 0, 0, 0, 0) + stats_block(0, 7500000, 0, 0, 1)
+        + stats_block(0, 0, 0, 0, 0) + stats_block(0, 7500000, 0, 0, 1) + fwd_stats(0, 0))
 
 
 class ParseTest(unittest.TestCase):
@@ -55,8 +56,8 @@ class ParseTest(unittest.TestCase):
         self.assertEqual(blocks, [{"port": 0, "rx_packets": 0, "tx_packets": 2000000, "rx_pps": 0, "tx_pps": 1000000},
                                   {"port": 0, "rx_packets": 0, "tx_packets": 8000000, "rx_pps": 0,
                                    "tx_pps": 1200000}])
-        self.assertEqual([b["tx_packets"] for b in tb.port_stats_blocks(REFL, 1)], [10, 7500000])
-        self.assertEqual(len(tb.port_stats_blocks(REFL)), 4)
+        self.assertEqual([b["tx_packets"] for b in tb.port_stats_blocks(REFL, 1)], [10, 7500000, 7500000])
+        self.assertEqual(len(tb.port_stats_blocks(REFL)), 6)
 
     def test_forward_stats_is_the_last_accumulated_block(self):
         self.assertIsNone(tb.forward_stats("nothing here"))
@@ -70,7 +71,7 @@ class ParseTest(unittest.TestCase):
         self.assertEqual((p["window_sent"], p["window_received"], p["window_lost"]), (6000000, 5500000, 500000))
         self.assertAlmostEqual(p["loss_pct"], 100 * 500000 / 6000000)
         self.assertEqual((p["sent"], p["received"], p["lost"], p["gen_tx_refused"]), (8100000, 7500000, 600000, 900))
-        # The last block of each of the reflector's ports, summed.
+        # The highest counts of each of the reflector's ports (memif zeroed port 0's), summed.
         self.assertEqual((p["reflector_rx"], p["reflector_tx"]), (7600000, 7500000))
         self.assertNotIn("error", p)
         self.assertNotIn("rvsd", p)
@@ -170,6 +171,9 @@ class CliTest(unittest.TestCase):
         lines = tb.section([dict(rec(1, "rvsd", 1.0), rvsd={"dnat": 5, "drop.tx_full": 0})], {})
         self.assertIn("- pair 1, rvsd's counters after the point (`rvsctl counters`; drops above 0 only): "
                       "dnat 5, drop.tx_full 0", lines)
+        lines = tb.section([dict(rec(2, "direct", 1.0), reflector_rx=7, reflector_tx=5, gen_tx_refused=9)], {})
+        self.assertIn("- pair 2 direct: the reflector received 7 and sent 5; the client's full link refused 9 frames",
+                      lines)
 
     def test_report_fails_when_a_point_failed(self):
         with tempfile.TemporaryDirectory() as d:

@@ -124,26 +124,27 @@ tp_send() {
     printf '%s\n' "$2" >&"$1"
 }
 
-# tp_wait LOG PID PATTERN SECS: wait until an interactive testpmd's LOG matches PATTERN (grep -E).
-tp_wait() {
-    local i
-    for ((i = 0; i < $4 * 10; i++)); do
-        grep -qE "$3" "$1" 2>/dev/null && return 0
-        pid_alive "$2" || return 1
+# poll_alive PID SECS CMD...: run CMD every 0.1 s until it succeeds (0), PID ends or SECS
+# seconds pass (1).
+poll_alive() {
+    local pid=$1 secs=$2 i
+    shift 2
+    for ((i = 0; i < secs * 10; i++)); do
+        "$@" && return 0
+        pid_alive "$pid" || return 1
         sleep 0.1
     done
     return 1
 }
 
+# tp_wait LOG PID PATTERN SECS: wait until an interactive testpmd's LOG matches PATTERN (grep -E).
+tp_wait() {
+    poll_alive "$2" "$4" grep -qsE "$3" "$1"
+}
+
 # wait_sock SOCK PID: wait up to 20 s for the memif server PID to create SOCK.
 wait_sock() {
-    local i
-    for ((i = 0; i < 200; i++)); do
-        [ -S "$1" ] && return 0
-        pid_alive "$2" || return 1
-        sleep 0.1
-    done
-    return 1
+    poll_alive "$2" 20 test -S "$1"
 }
 
 # link_up FD LOG PID: ask an interactive testpmd for its port 0 until the link is up (60 s).
@@ -259,21 +260,22 @@ run_point() {
         pid_alive "$rvsd_pid" || err=${err:-"rvsd exited during the run: $(tail -n 3 "$dut_log" | tr '\n' ' ')"}
     fi
     [ -z "$refl_pid" ] || pid_alive "$refl_pid" || err=${err:-"the reflecting testpmd exited during the run"}
+    # The memif clients go first (rvsd, or the direct reflector): a memif client still polling
+    # when its server quits may crash (rvsd did, exit 139, when the clients quit first).
+    if [ -n "$rvsd_pid" ]; then
+        stop_pid "$rvsd_pid" 10
+        [ "$STOP_RC" -eq 0 ] || err=${err:-"rvsd exit status $STOP_RC at shutdown"}
+    fi
+    [ "$dut" = rvsd ] || [ -z "$refl_pid" ] || stop_pid "$refl_pid" 10
     tp_send 3 "quit"
     tp_send 4 "quit"
     exec 3>&- 4>&-
     FIFOS_OPEN=
-    for ((i = 0; i < 50; i++)); do
-        pid_alive "$gen_pid" || pid_alive "${cnt_pid:-$gen_pid}" || break
-        sleep 0.1
-    done
+    poll_alive "$gen_pid" 5 false || true
+    [ -z "$cnt_pid" ] || poll_alive "$cnt_pid" 5 false || true
     stop_pid "$gen_pid" 5
     [ -z "$cnt_pid" ] || stop_pid "$cnt_pid" 5
-    [ -z "$rvsd_pid" ] || stop_pid "$rvsd_pid" 10
-    if [ -n "$rvsd_pid" ] && [ "$STOP_RC" -ne 0 ]; then
-        err=${err:-"rvsd exit status $STOP_RC at shutdown"}
-    fi
-    [ -z "$refl_pid" ] || stop_pid "$refl_pid" 10
+    [ "$dut" != rvsd ] || [ -z "$refl_pid" ] || stop_pid "$refl_pid" 10
     rm -f "$gen_fifo" "$cnt_fifo" "$EXT_SOCK" "$INT_SOCK" "$RET_SOCK"
 
     local figures='{}'

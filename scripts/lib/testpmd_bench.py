@@ -214,8 +214,10 @@ def section(records, meta):
         lines.append("rvsd / direct: no complete pair, no ratio.")
     lines.append("")
     lines.append("Offered is what the client's link took (memif pushes back: a full ring refuses "
-                 "frames, which txonly counts as its TX-dropped, not sent); \"sent - received (run)\" "
-                 "counts from `start` to `stop` (the counting testpmd stops last).")
+                 "frames, which txonly counts as its TX-dropped, not sent); the window's loss "
+                 "counts the frames in the rings at its edges (up to 16384 a ring) and can come out slightly "
+                 "negative; \"sent - received (run)\" counts from `start` to `stop` (the counting testpmd stops "
+                 "last).")
     failed = [r for r in records if r.get("error")]
     if failed:
         lines.append("")

@@ -157,12 +157,15 @@ bench_services() {
     done
 }
 
-# write_rvsd_config FILE SOCKET CAPACITY LCORE SERVICES EXT_VDEV INT_VDEV: rvsd's configuration
-# for a benchmark: one worker on LCORE, port ext on EXT_VDEV (a --vdev=NAME,... EAL argument;
-# VIP 198.51.100.1/24), port int on INT_VDEV (DIP 192.0.2.1/24), the services (rvsadm -S lines)
-# and a table of CAPACITY connections.
+# write_rvsd_config FILE SOCKET CAPACITY LCORE SERVICES EXT_VDEV INT_VDEV [EAL_ARG...]: rvsd's
+# configuration for a benchmark: one worker on LCORE, port ext on EXT_VDEV (a --vdev=NAME,...
+# EAL argument; VIP 198.51.100.1/24), port int on INT_VDEV (DIP 192.0.2.1/24), the services
+# (rvsadm -S lines) and a table of CAPACITY connections; EAL_ARGs (another port's --vdev) go
+# after the two vdevs, and the caller appends what else it needs ([[ports]], [[neighbours]]).
 write_rvsd_config() {
-    local file=$1 sock=$2 capacity=$3 lcore=$4 services=$5 ext=$6 int=$7
+    local file=$1 sock=$2 capacity=$3 lcore=$4 services=$5 ext=$6 int=$7 a more=''
+    shift 7
+    for a in "$@"; do more+=", \"$a\""; done
     local ext_dev=${ext#--vdev=} int_dev=${int#--vdev=}
     ext_dev=${ext_dev%%,*}
     int_dev=${int_dev%%,*}
@@ -175,7 +178,7 @@ $services
 """
 
 [eal]
-args = ["-l", "$lcore", "--in-memory", "--no-pci", "$ext", "$int"]
+args = ["-l", "$lcore", "--in-memory", "--no-pci", "$ext", "$int"$more]
 
 [[ports]]
 name = "ext"

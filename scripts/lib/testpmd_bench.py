@@ -1,8 +1,9 @@
 """scripts/testpmd-bench.sh's parsing and statistics: stock dpdk-testpmd's output, one JSON
 record per point, the median ratio of interleaved pairs, and its section of benches/RESULTS.md.
 
-    testpmd_bench.py point GEN_LOG REFLECTOR_LOG [COUNTERS]  one point's figures as JSON (stdout);
-                                                    COUNTERS: `rvsctl counters` after an rvsd point
+    testpmd_bench.py point GEN_LOG COUNTER_LOG REFLECTOR_LOG [COUNTERS]
+                                                    one point's figures as JSON (stdout); COUNTERS:
+                                                    `rvsctl counters` after an rvsd point
     testpmd_bench.py record RECORDS KEY=VALUE...    appends a record (JSON values where they parse)
     testpmd_bench.py report RECORDS OUT KEY=VALUE...  writes the section, prints the summary;
                                                     exits 1 when a point failed
@@ -24,18 +25,22 @@ SPREAD_LIMIT = 1.5
 _NUM = r"(\d+)"
 
 
-def port_stats_blocks(text):
-    """The `show port stats` blocks of testpmd's output, in order: dicts with rx_packets,
-    tx_packets (cumulative), rx_pps and tx_pps (since the previous show of that port)."""
+def port_stats_blocks(text, port=None):
+    """The `show port stats` blocks of testpmd's output, in order (of `port` only, when given):
+    dicts with port, rx_packets, tx_packets (cumulative), rx_pps and tx_pps (since the previous
+    show of that port)."""
     blocks = []
-    for part in re.split(r"#+ NIC statistics for port \d+\s*#+", text)[1:]:
-        fields = {}
+    parts = re.split(r"#+ NIC statistics for port (\d+)\s*#+", text)
+    for num, part in zip(parts[1::2], parts[2::2]):
+        if port is not None and int(num) != port:
+            continue
+        fields = {"port": int(num)}
         for key, pat in (("rx_packets", r"RX-packets:\s*" + _NUM), ("tx_packets", r"TX-packets:\s*" + _NUM),
                          ("rx_pps", r"Rx-pps:\s*" + _NUM), ("tx_pps", r"Tx-pps:\s*" + _NUM)):
             m = re.search(pat, part)
             if m:
                 fields[key] = int(m.group(1))
-        if len(fields) == 4:
+        if len(fields) == 5:
             blocks.append(fields)
     return blocks
 
@@ -67,45 +72,57 @@ def rvsd_counters(text):
     return out
 
 
-# rvsd's counters a point keeps (when it ran rvsd).
+# rvsd's counters a point keeps (when it ran rvsd), besides every drop.* counter above 0.
 KEPT_COUNTERS = ("port.ext.rx_packets", "port.ext.tx_packets", "port.int.rx_packets", "port.int.tx_packets",
-                 "dnat", "snat", "drop.ttl_expired", "drop.tx_full", "drop.neigh_unresolved")
+                 "port.ret.rx_packets", "port.ret.tx_packets", "dnat", "snat", "drop.tx_full")
 
 
-def point(gen_text, refl_text, counters_text=None):
-    """One point from the generator's output (interactive: `show port stats 0` at the end of
-    the warm-up and at the end of the measurement, then `stop`) and the reflector's. The
-    delivered rate is the generator's Rx-pps between the two shows (testpmd times it itself);
-    `window_lost` is what it sent in that window less what came back. Raises ValueError when
-    the output lacks what is needed."""
-    blocks = port_stats_blocks(gen_text)
+def _window(text, who):
+    """The last two `show port stats 0` blocks of a testpmd driven through its fifo."""
+    blocks = port_stats_blocks(text, 0)
     if len(blocks) < 2:
-        raise ValueError("the generator printed %d port stats blocks (need 2)" % len(blocks))
-    a, b = blocks[-2], blocks[-1]
-    sent, received = b["tx_packets"] - a["tx_packets"], b["rx_packets"] - a["rx_packets"]
-    out = {"mpps": b["rx_pps"] / 1e6, "tx_mpps": b["tx_pps"] / 1e6, "window_sent": sent,
-           "window_received": received, "window_lost": sent - received}
-    fwd = forward_stats(gen_text)
-    if fwd:
-        out.update(sent=fwd["tx"], received=fwd["rx"], lost=fwd["tx"] - fwd["rx"], gen_tx_dropped=fwd["tx_dropped"])
-    # The reflector's last periodic stats (its forward statistics at exit read 0 once its memif
-    # peer has gone).
-    refl = port_stats_blocks(refl_text)
-    if refl:
-        out.update(reflector_rx=refl[-1]["rx_packets"], reflector_tx=refl[-1]["tx_packets"])
+        raise ValueError("the %s testpmd printed %d port stats blocks (need 2)" % (who, len(blocks)))
+    return blocks[-2], blocks[-1]
+
+
+def point(gen_text, counter_text, refl_text, counters_text=None):
+    """One point from the three testpmds' output: the client (txonly, an open stream) and the
+    counting client (rxonly, where the replies arrive) each got `show port stats 0` at the end of
+    the warm-up and at the end of the measurement, then `stop`; the reflector printed its stats
+    every second. Offered is the client's Tx-pps between its two shows (what its link took),
+    delivered the counting testpmd's Rx-pps between its two (testpmd times both itself); the
+    window's loss is what was sent less what came back between the shows. Raises ValueError when
+    the output lacks what is needed."""
+    ga, gb = _window(gen_text, "client")
+    ca, cb = _window(counter_text, "counting")
+    sent, received = gb["tx_packets"] - ga["tx_packets"], cb["rx_packets"] - ca["rx_packets"]
+    out = {"mpps": cb["rx_pps"] / 1e6, "offered_mpps": gb["tx_pps"] / 1e6, "window_sent": sent,
+           "window_received": received, "window_lost": sent - received,
+           "loss_pct": 100.0 * (sent - received) / sent if sent > 0 else None}
+    gen, cnt = forward_stats(gen_text), forward_stats(counter_text)
+    if gen:
+        # TX-dropped: frames txonly made but its link did not take (the ring toward the DUT full).
+        out.update(sent=gen["tx"], gen_tx_refused=gen["tx_dropped"])
+        if cnt:
+            out.update(received=cnt["rx"], lost=gen["tx"] - cnt["rx"])
+    # The reflector's periodic stats, the highest of each port's counts: memif zeroes them when
+    # the peer goes (and its forward statistics at exit read 0).
+    rx, tx = {}, {}
+    for b in port_stats_blocks(refl_text):
+        rx[b["port"]] = max(rx.get(b["port"], 0), b["rx_packets"])
+        tx[b["port"]] = max(tx.get(b["port"], 0), b["tx_packets"])
+    if rx:
+        out.update(reflector_rx=sum(rx.values()), reflector_tx=sum(tx.values()))
     if counters_text is not None:
         c = rvsd_counters(counters_text)
-        out["rvsd"] = {k: c[k] for k in KEPT_COUNTERS if k in c}
-    ttl = out.get("rvsd", {}).get("drop.ttl_expired", 0)
-    if received <= 0 or ttl:
-        # Frames lost to TTL leave the loop for good: what is left is no sustained rate.
-        why = ("no frame came back to the client during the measurement" if received <= 0 else
-               "the loop lost frames during the run, so the rate is not sustained")
-        if fwd:
-            why += " (%d came back in all since start tx_first)" % fwd["rx"]
-        if ttl:
-            why += ("; rvsd dropped %d for TTL expiry: it decrements TTL each way and 5tswap never "
-                    "restores it, so a closed loop dies after about 32 round trips" % ttl)
+        out["rvsd"] = {k: v for k, v in c.items()
+                       if k in KEPT_COUNTERS or (k.startswith("drop.") and v > 0)}
+    if sent <= 0:
+        out["error"] = "the client testpmd sent nothing during the measurement"
+    elif received <= 0:
+        why = "no reply reached the counting testpmd during the measurement"
+        if "received" in out:
+            why += " (%d in all)" % out["received"]
         out["error"] = why
     return out
 
@@ -138,6 +155,14 @@ def _fmt_int(v):
     return "-" if v is None else str(v)
 
 
+def _fmt_mpps(r, key):
+    return "-" if r.get("error") or r.get(key) is None else "%.3f" % r[key]
+
+
+def _fmt_pct(v):
+    return "-" if v is None else "%.1f" % v
+
+
 def section(records, meta):
     """The lines of the section."""
     lines = [
@@ -147,42 +172,52 @@ def section(records, meta):
         "- date: %s; commit: %s; DPDK %s" % (meta.get("date", "?"), meta.get("commit", "?"), meta.get("dpdk", "?")),
         "- machine: %s CPUs, %s; kernel %s" % (meta.get("nproc", "?"), meta.get("cpu", "?"), meta.get("kernel", "?")),
         "- load average at start: %s" % meta.get("load", "?"),
-        "- traffic: one UDP flow 198.51.100.10:1024 -> 198.51.100.1:9000, 64-byte frames, %s frames "
-        "kept in flight (closed loop seeded by `start tx_first`), warm-up %s s, measured %s s per point"
-        % (meta.get("inflight", "?"), meta.get("warmup", "?"), meta.get("duration", "?")),
-        "- rvsd: the real servers 192.0.2.2, 192.0.2.3 as static `[[neighbours]]` at the reflecting "
-        "testpmd's MAC; the client learnt from its traffic",
+        "- traffic: an open stream from testpmd txonly (burst %s), one UDP flow 203.0.113.10:1024 -> "
+        "198.51.100.1:9000, 64-byte frames; the replies (198.51.100.1:9000 -> 203.0.113.10:1024) "
+        "counted by a second client testpmd in rxonly mode on their own link; warm-up %s s, "
+        "measured %s s per point" % (meta.get("burst", "?"), meta.get("warmup", "?"), meta.get("duration", "?")),
+        "- rvsd: ext 198.51.100.1/24 from the client, int 192.0.2.1/24 to the real servers "
+        "192.0.2.2, 192.0.2.3 (static `[[neighbours]]` at the reflecting testpmd's MAC), ret "
+        "203.0.113.1/24 to the counting testpmd (203.0.113.10 a static neighbour at its MAC); "
+        "direct: the reflector (two ports, paired) takes the client's link and sends to the counter's",
         "- CPUs: %s" % meta.get("cpus", "?"),
         "",
     ]
     if meta.get("note"):
         lines += ["**%s**" % meta["note"], ""]
-    lines += ["| pair | DUT | delivered Mpps | sent (window) | received (window) | lost (window) | "
-              "sent - received (run) | load | status |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| pair | DUT | offered Mpps | delivered Mpps | sent (window) | received (window) | "
+              "lost (window) | loss % | sent - received (run) | load | status |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         err = r.get("error")
-        mpps = "-" if err or r.get("mpps") is None else "%.3f" % r["mpps"]
-        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            r.get("pair", "?"), r.get("dut", "?"), mpps, _fmt_int(r.get("window_sent")),
-            _fmt_int(r.get("window_received")), _fmt_int(r.get("window_lost")), _fmt_int(r.get("lost")),
-            r.get("load", "?"), "failed: " + err if err else "ok"))
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            r.get("pair", "?"), r.get("dut", "?"), _fmt_mpps(r, "offered_mpps"), _fmt_mpps(r, "mpps"),
+            _fmt_int(r.get("window_sent")), _fmt_int(r.get("window_received")), _fmt_int(r.get("window_lost")),
+            _fmt_pct(r.get("loss_pct")), _fmt_int(r.get("lost")), r.get("load", "?"),
+            "failed: " + err if err else "ok"))
     lines.append("")
     for r in records:
+        if "reflector_rx" in r or "gen_tx_refused" in r:
+            lines.append("- pair %s %s: the reflector received %s and sent %s; the client's full link "
+                         "refused %s frames" % (r.get("pair", "?"), r.get("dut", "?"), _fmt_int(r.get("reflector_rx")),
+                                                _fmt_int(r.get("reflector_tx")), _fmt_int(r.get("gen_tx_refused"))))
         if r.get("rvsd"):
-            lines.append("- pair %s, rvsd's counters after the point (`rvsctl counters`): %s" % (
-                r.get("pair", "?"), ", ".join("%s %s" % kv for kv in r["rvsd"].items())))
-    if any(r.get("rvsd") for r in records):
+            lines.append("- pair %s, rvsd's counters after the point (`rvsctl counters`; drops above 0 only): %s"
+                         % (r.get("pair", "?"), ", ".join("%s %s" % kv for kv in r["rvsd"].items())))
+    if any(r.get("rvsd") or "reflector_rx" in r or "gen_tx_refused" in r for r in records):
         lines.append("")
     s = ratio_summary(pair_ratios(records))
     if s:
-        lines.append("rvsd / direct (median of %d pairs): **%.3f** (spread %.3f-%.3f): %s." % (
+        lines.append("rvsd / direct, delivered Mpps (median of %d pairs): **%.3f** (spread %.3f-%.3f): %s." % (
             s["n"], s["median"], s["min"], s["max"], s["verdict"]))
     else:
         lines.append("rvsd / direct: no complete pair, no ratio.")
     lines.append("")
-    lines.append("\"sent - received (run)\" counts from `start tx_first` to `stop`, so it includes the "
-                 "frames still in flight at `stop` (up to %s)." % meta.get("inflight", "?"))
+    lines.append("Offered is what the client's link took (memif pushes back: a full ring refuses "
+                 "frames, which txonly counts as its TX-dropped, not sent); the window's loss "
+                 "counts the frames in the rings at its edges (up to 16384 a ring) and can come out slightly "
+                 "negative; \"sent - received (run)\" counts from `start` to `stop` (the counting testpmd stops "
+                 "last).")
     failed = [r for r in records if r.get("error")]
     if failed:
         lines.append("")
@@ -217,8 +252,10 @@ def summary_text(records):
         if r.get("error"):
             lines.append("pair %s %s: FAILED: %s" % (r.get("pair"), r.get("dut"), r["error"]))
         else:
-            lines.append("pair %s %s: %.3f Mpps delivered, window lost %s, run sent-received %s" % (
-                r.get("pair"), r.get("dut"), r.get("mpps", 0), r.get("window_lost"), r.get("lost")))
+            lines.append("pair %s %s: %.3f Mpps offered, %.3f delivered, window lost %s (%s %%), "
+                         "run sent-received %s" % (
+                             r.get("pair"), r.get("dut"), r.get("offered_mpps") or 0, r.get("mpps", 0),
+                             r.get("window_lost"), _fmt_pct(r.get("loss_pct")), r.get("lost")))
     if s:
         lines.append("rvsd / direct median %.3f (min %.3f, max %.3f, %d pairs): %s" % (
             s["median"], s["min"], s["max"], s["n"], s["verdict"]))
@@ -230,14 +267,14 @@ def main(argv):
         print(__doc__, file=sys.stderr)
         return 2
     cmd = argv[1]
-    if cmd == "point" and len(argv) in (4, 5):
+    if cmd == "point" and len(argv) in (5, 6):
         texts = []
         for p in argv[2:]:
             try:
                 with open(p, errors="replace") as f:
                     texts.append(f.read())
             except FileNotFoundError:
-                texts.append(None if p == argv[-1] and len(argv) == 5 else "")
+                texts.append(None if p == argv[-1] and len(argv) == 6 else "")
         try:
             print(json.dumps(point(*texts)))
         except ValueError as e:

@@ -86,6 +86,13 @@ class BenchHelpersTest(unittest.TestCase):
         self.assertEqual((c["workers"]["lcores"], c["conntrack"]["capacity"], c["control"]["socket"]),
                          ([0], 1000, "/run/x.sock"))
 
+    @unittest.skipIf(tomllib is None, "tomllib needs Python 3.11")
+    def test_write_rvsd_config_takes_more_eal_args(self):
+        text = bash('f=$(mktemp); write_rvsd_config "$f" /run/x.sock 1000 0 "" "$@"; cat "$f"; rm -f "$f"',
+                    "--vdev=net_memif0", "--vdev=net_memif1", "--vdev=net_memif2,id=0")
+        self.assertEqual(tomllib.loads(text)["eal"]["args"][-3:],
+                         ["--vdev=net_memif0", "--vdev=net_memif1", "--vdev=net_memif2,id=0"])
+
 
 class EntryPointsTest(unittest.TestCase):
     # Each prints its usage and exits 0 before it needs root or touches anything.

@@ -11,10 +11,10 @@ from tests import LIB  # (and scripts/lib on sys.path)
 import testpmd_bench as tb
 
 
-def stats_block(rx, tx, rx_pps, tx_pps):
-    """A `show port stats 0` block as testpmd 22.11 prints it (screen clear included)."""
+def stats_block(rx, tx, rx_pps, tx_pps, port=0):
+    """A `show port stats` block as testpmd 22.11 prints it (screen clear included)."""
     return ("\x1b[2J\x1b[1;1H\nPort statistics ====================================\n"
-            "  ######################## NIC statistics for port 0  ########################\n"
+            "  ######################## NIC statistics for port %d  ########################\n"
             "  RX-packets: %d          RX-missed: 0          RX-bytes:  %d\n"
             "  RX-errors: 0\n  RX-nombuf:  0         \n"
             "  TX-packets: %d         TX-errors: 0          TX-bytes:  %d\n\n"
@@ -22,7 +22,7 @@ def stats_block(rx, tx, rx_pps, tx_pps):
             "  Rx-pps:      %7d          Rx-bps:            0\n"
             "  Tx-pps:      %7d          Tx-bps:            0\n"
             "  ############################################################################\n"
-            % (rx, rx * 64, tx, tx * 64, rx_pps, tx_pps))
+            % (port, rx, rx * 64, tx, tx * 64, rx_pps, tx_pps))
 
 
 def fwd_stats(rx, tx, tx_dropped=0):
@@ -37,45 +37,69 @@ def fwd_stats(rx, tx, tx_dropped=0):
             % (rx, rx, tx, tx_dropped, tx + tx_dropped, rx, rx, tx, tx_dropped, tx + tx_dropped))
 
 
-GEN = ("testpmd> show port info 0\n  Link status: up\ntestpmd> start tx_first\n"
-       + stats_block(1000, 1256, 500, 628) + stats_block(6001000, 6001250, 1200000, 1200050)
-       + "testpmd> stop\n" + fwd_stats(6100000, 6100200))
+# The client (txonly): it never polls, so its RX stays 0; the link refused 900 frames.
+GEN = ("testpmd> show port info 0\n  Link status: up\ntestpmd> start\n"
+       + stats_block(0, 2000000, 0, 1000000) + stats_block(0, 8000000, 0, 1200000)
+       + "testpmd> stop\n" + fwd_stats(0, 8100000, 900))
+# The counter (rxonly): 1.1 Mpps came back in the window.
+COUNTER = ("testpmd> start\n" + stats_block(1900000, 0, 950000, 0) + stats_block(7400000, 0, 1100000, 0)
+           + "testpmd> stop\n" + fwd_stats(7500000, 0))
+# The reflector, direct: two ports (from the client on 0, to the counter on 1), stats every second.
+REFL = (stats_block(10, 0, 0, 0, 0) + stats_block(0, 10, 0, 0, 1)
+        + stats_block(7600000, 0, 0, 0, 0) + stats_block(0, 7500000, 0, 0, 1)
+        + stats_block(0, 0, 0, 0, 0) + stats_block(0, 7500000, 0, 0, 1) + fwd_stats(0, 0))
 
 
 class ParseTest(unittest.TestCase):
     def test_port_stats_blocks(self):
         blocks = tb.port_stats_blocks(GEN)
-        self.assertEqual(blocks, [{"rx_packets": 1000, "tx_packets": 1256, "rx_pps": 500, "tx_pps": 628},
-                                  {"rx_packets": 6001000, "tx_packets": 6001250, "rx_pps": 1200000,
-                                   "tx_pps": 1200050}])
+        self.assertEqual(blocks, [{"port": 0, "rx_packets": 0, "tx_packets": 2000000, "rx_pps": 0, "tx_pps": 1000000},
+                                  {"port": 0, "rx_packets": 0, "tx_packets": 8000000, "rx_pps": 0,
+                                   "tx_pps": 1200000}])
+        self.assertEqual([b["tx_packets"] for b in tb.port_stats_blocks(REFL, 1)], [10, 7500000, 7500000])
+        self.assertEqual(len(tb.port_stats_blocks(REFL)), 6)
 
     def test_forward_stats_is_the_last_accumulated_block(self):
         self.assertIsNone(tb.forward_stats("nothing here"))
         text = fwd_stats(1, 2) + fwd_stats(30, 45, 7)
         self.assertEqual(tb.forward_stats(text), {"rx": 30, "rx_dropped": 0, "tx": 45, "tx_dropped": 7})
 
-    def test_point_takes_the_last_two_shows(self):
-        p = tb.point(GEN, stats_block(5, 5, 0, 0) + stats_block(6100100, 6100100, 0, 0) + fwd_stats(0, 0))
-        self.assertAlmostEqual(p["mpps"], 1.2)
-        self.assertEqual((p["window_sent"], p["window_received"], p["window_lost"]), (5999994, 6000000, -6))
-        self.assertEqual((p["sent"], p["received"], p["lost"]), (6100200, 6100000, 200))
-        self.assertEqual((p["reflector_rx"], p["reflector_tx"]), (6100100, 6100100))
+    def test_point_offered_from_the_client_delivered_from_the_counter(self):
+        p = tb.point(GEN, COUNTER, REFL)
+        self.assertAlmostEqual(p["offered_mpps"], 1.2)
+        self.assertAlmostEqual(p["mpps"], 1.1)
+        self.assertEqual((p["window_sent"], p["window_received"], p["window_lost"]), (6000000, 5500000, 500000))
+        self.assertAlmostEqual(p["loss_pct"], 100 * 500000 / 6000000)
+        self.assertEqual((p["sent"], p["received"], p["lost"], p["gen_tx_refused"]), (8100000, 7500000, 600000, 900))
+        # The highest counts of each of the reflector's ports (memif zeroed port 0's), summed.
+        self.assertEqual((p["reflector_rx"], p["reflector_tx"]), (7600000, 7500000))
+        self.assertNotIn("error", p)
+        self.assertNotIn("rvsd", p)
 
-    def test_rvsd_counters_and_a_dead_loop(self):
-        gen = stats_block(8192, 8448, 0, 0) + stats_block(8192, 8448, 0, 0) + fwd_stats(8192, 8448)
-        counters = "rx_packets 16438\nport.ext.tx_packets 7936\ndrop.ttl_expired 256\nconntrack.entries 1\n"
-        p = tb.point(gen, "", counters)
-        self.assertEqual(p["rvsd"], {"port.ext.tx_packets": 7936, "drop.ttl_expired": 256})
-        self.assertIn("no frame came back to the client during the measurement (8192 came back in all",
-                      p["error"])
-        self.assertIn("rvsd dropped 256 for TTL expiry", p["error"])
-        # Frames still came back in the window, but the loop is dying: no rate either.
-        self.assertIn("the loop lost frames during the run", tb.point(GEN, "", counters)["error"])
-        self.assertNotIn("error", tb.point(GEN, "", "drop.ttl_expired 0\n"))
+    def test_rvsd_counters_kept_and_drops_above_zero(self):
+        counters = ("port.ret.tx_packets 7936\ndrop.tx_full 0\ndrop.ttl_expired 0\ndrop.no_route 3\n"
+                    "conntrack.entries 1\nneighbours:\n")
+        p = tb.point(GEN, COUNTER, "", counters)
+        self.assertEqual(p["rvsd"], {"port.ret.tx_packets": 7936, "drop.tx_full": 0, "drop.no_route": 3})
+        self.assertNotIn("reflector_rx", p)
+
+    def test_nothing_back_is_a_failed_point(self):
+        counter = stats_block(0, 0, 0, 0) + stats_block(0, 0, 0, 0) + fwd_stats(0, 0)
+        p = tb.point(GEN, counter, "", "drop.no_route 6000000\n")
+        self.assertEqual(p["error"], "no reply reached the counting testpmd during the measurement (0 in all)")
+        self.assertEqual(p["rvsd"], {"drop.no_route": 6000000})
+        gen = stats_block(0, 5, 0, 0) + stats_block(0, 5, 0, 0)
+        self.assertEqual(tb.point(gen, COUNTER, "")["error"], "the client testpmd sent nothing during the measurement")
+        self.assertIsNone(tb.point(gen, COUNTER, "")["loss_pct"])
 
     def test_point_without_two_shows_is_an_error(self):
-        with self.assertRaises(ValueError):
-            tb.point(stats_block(1, 1, 1, 1), "")
+        with self.assertRaisesRegex(ValueError, "the client testpmd printed 1 port stats blocks"):
+            tb.point(stats_block(1, 1, 1, 1), COUNTER, "")
+        with self.assertRaisesRegex(ValueError, "the counting testpmd printed 0 port stats blocks"):
+            tb.point(GEN, "", "")
+        # A port other than 0 does not count.
+        with self.assertRaisesRegex(ValueError, "the counting testpmd printed 1"):
+            tb.point(GEN, stats_block(1, 1, 1, 1) + stats_block(1, 1, 1, 1, 1), "")
 
 
 def rec(pair, dut, mpps=None, error=None):
@@ -128,7 +152,8 @@ class CliTest(unittest.TestCase):
                 f.write("# Results\n\n<!-- other:begin -->\nkept\n<!-- other:end -->\n")
             for pair in (1, 2, 3):
                 for dut, mpps in (("rvsd", 1.0 + pair / 10), ("direct", 2.0)):
-                    r = self.run_cli("record", records, "json=" + json.dumps({"mpps": mpps, "lost": 3}),
+                    r = self.run_cli("record", records, "json=" + json.dumps(
+                        {"mpps": mpps, "offered_mpps": 2.5, "lost": 3, "loss_pct": 12.34}),
                                      "pair=%d" % pair, "dut=" + dut, "load=1.0 2.0 3.0")
                     self.assertEqual(r.returncode, 0, r.stderr)
             r = self.run_cli("report", records, out, "command=scripts/testpmd-bench.sh --pairs 3", "note=loaded")
@@ -138,13 +163,16 @@ class CliTest(unittest.TestCase):
             self.assertIn("<!-- other:begin -->\nkept\n<!-- other:end -->", text)
             self.assertIn("<!-- testpmd-bench:begin -->", text)
             self.assertIn("**0.600** (spread 0.550-0.650): spread within 1.5x.", text)
-            self.assertIn("| 2 | rvsd | 1.200 |", text)
+            self.assertIn("| 2 | rvsd | 2.500 | 1.200 | - | - | - | 12.3 | 3 |", text)
             self.assertIn("**loaded**", text)
             self.assertNotIn("rvsd's counters", text)
 
     def test_report_lists_rvsd_counters(self):
-        lines = tb.section([dict(rec(1, "rvsd", 1.0), rvsd={"dnat": 5, "drop.ttl_expired": 0})], {})
-        self.assertIn("- pair 1, rvsd's counters after the point (`rvsctl counters`): dnat 5, drop.ttl_expired 0",
+        lines = tb.section([dict(rec(1, "rvsd", 1.0), rvsd={"dnat": 5, "drop.tx_full": 0})], {})
+        self.assertIn("- pair 1, rvsd's counters after the point (`rvsctl counters`; drops above 0 only): "
+                      "dnat 5, drop.tx_full 0", lines)
+        lines = tb.section([dict(rec(2, "direct", 1.0), reflector_rx=7, reflector_tx=5, gen_tx_refused=9)], {})
+        self.assertIn("- pair 2 direct: the reflector received 7 and sent 5; the client's full link refused 9 frames",
                       lines)
 
     def test_report_fails_when_a_point_failed(self):
@@ -154,16 +182,29 @@ class CliTest(unittest.TestCase):
             r = self.run_cli("report", records, out)
             self.assertEqual(r.returncode, 1)
             self.assertIn("FAILED: link did not come up", r.stdout)
-            self.assertIn("| 1 | rvsd | - |", read(out))
+            self.assertIn("| 1 | rvsd | - | - |", read(out))
             self.assertIn("failed: link did not come up", read(out))
 
     def test_point_cli_reports_missing_output_as_error(self):
         with tempfile.TemporaryDirectory() as d:
-            gen, refl = os.path.join(d, "g"), os.path.join(d, "r")
-            for p in (gen, refl):
+            gen, cnt, refl = os.path.join(d, "g"), os.path.join(d, "c"), os.path.join(d, "r")
+            for p in (gen, cnt, refl):
                 open(p, "w").close()
-            r = self.run_cli("point", gen, refl)
+            r = self.run_cli("point", gen, cnt, refl)
             self.assertIn("error", json.loads(r.stdout))
+
+    def test_point_cli_reads_the_three_logs_and_the_counters(self):
+        with tempfile.TemporaryDirectory() as d:
+            paths = [os.path.join(d, n) for n in ("g", "c", "r", "counters")]
+            for p, text in zip(paths, (GEN, COUNTER, REFL, "snat 9\n")):
+                with open(p, "w") as f:
+                    f.write(text)
+            p = json.loads(self.run_cli("point", *paths).stdout)
+            self.assertEqual((p["window_lost"], p["rvsd"]), (500000, {"snat": 9}))
+            # Counters asked for but not written (rvsctl failed): no rvsd figures, still a point.
+            p = json.loads(self.run_cli("point", *paths[:3], os.path.join(d, "missing")).stdout)
+            self.assertNotIn("rvsd", p)
+            self.assertNotIn("error", p)
 
 
 if __name__ == "__main__":

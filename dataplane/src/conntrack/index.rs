@@ -87,10 +87,14 @@ pub(super) struct Place {
     pub(super) tag: u32,
 }
 
-/// A tuple whose first bucket [`ConnTable::prefetch_bucket`] is bringing in: where to look
-/// in [`ConnTable::prefetch_entry`].
+/// What the burst prefetch learnt of a tuple: where it lives ([`ConnTable::prefetch_bucket`])
+/// and, once [`ConnTable::prefetch_entry`] has read its first bucket, the first slot word there
+/// with its tag (0: none), whose entry [`ConnTable::lookup_prefetched`] tries first.
 #[derive(Debug, Clone, Copy)]
-pub struct Prefetched(pub(super) Place);
+pub struct Prefetched {
+    pub(super) place: Place,
+    pub(super) candidate: u64,
+}
 
 /// The slot words of a bucket, and a bit per slot whose tag is `tag`: branch-free, so which
 /// slot holds the tuple costs no misprediction.

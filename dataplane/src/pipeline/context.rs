@@ -6,7 +6,7 @@ use super::icmp_error::ICMP_BURST;
 use super::kernel::TokenBucket;
 use super::owned::OwnedAddrs;
 use super::{Action, Dataplane, Refusal};
-use crate::conntrack::{Dir, Tuple};
+use crate::conntrack::{Dir, Prefetched, Tuple};
 use crate::packet::arp;
 use crate::packet::eth;
 use crate::packet::ipv4::{self, PROTO_TCP, PROTO_UDP};
@@ -49,6 +49,11 @@ pub struct Pipeline {
     pub(super) defences: Defences,
     /// `drop_packet`'s countdown to the next new connection it drops.
     pub(super) drop_countdown: Cell<u32>,
+    /// What [`Pipeline::prefetch_burst`] learnt of each frame of the burst.
+    prefetched: [Option<(Tuple, Prefetched)>; PREFETCH_BURST],
+    /// The entry of `prefetched` for the frame being handled ([`Pipeline::use_prefetched`]),
+    /// taken by its connection lookup.
+    pub(super) hint: Cell<Option<(Tuple, Prefetched)>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -81,6 +86,8 @@ impl Pipeline {
             icmp_bucket: (ICMP_BURST, 0),
             defences: Defences::default(),
             drop_countdown: Cell::new(0),
+            prefetched: [None; PREFETCH_BURST],
+            hint: Cell::new(None),
         }
     }
 
@@ -112,17 +119,31 @@ impl Pipeline {
     /// Prefetches the connection-table lines that `frames` (one burst, before any of it is
     /// handled) will look up: every bucket first, then every entry, so that the misses of a
     /// table larger than the cache overlap across the burst instead of stalling each packet
-    /// twice. Frames that are not plain TCP/UDP over IPv4 are skipped. A hint: handling the
-    /// frames afterwards gives the same result with or without it.
-    pub fn prefetch_burst(&self, frames: &[&[u8]]) {
+    /// twice. Frames that are not plain TCP/UDP over IPv4 are skipped. What it learns of frame
+    /// `i` (its tuple's hash, the entry its bucket names) saves work in that frame's lookup when
+    /// the caller says [`Pipeline::use_prefetched`]`(i)` before handling it. A hint: handling
+    /// the frames afterwards gives the same result with or without it.
+    pub fn prefetch_burst(&mut self, frames: &[&[u8]]) {
         let conns = &self.dp.conns;
-        let mut started = [None; PREFETCH_BURST];
-        for (p, f) in started.iter_mut().zip(frames) {
-            *p = peek_tuple(f).map(|t| conns.prefetch_bucket(&t));
+        for (p, f) in self.prefetched.iter_mut().zip(frames) {
+            *p = peek_tuple(f).map(|t| (t, conns.prefetch_bucket(&t)));
         }
-        for p in started.iter().flatten() {
+        let n = frames.len().min(PREFETCH_BURST);
+        for (_, p) in self.prefetched.iter_mut().take(n).flatten() {
             conns.prefetch_entry(p);
         }
+        if let Some(rest) = self.prefetched.get_mut(n..) {
+            rest.fill(None);
+        }
+    }
+
+    /// The next frame handled is frame `i` of the burst given to [`Pipeline::prefetch_burst`]:
+    /// its connection lookup starts from what the prefetch learnt (if the frame's tuple is the
+    /// one the prefetch read, which it checks).
+    #[inline]
+    pub fn use_prefetched(&mut self, i: usize) {
+        self.hint
+            .set(self.prefetched.get(i).copied().flatten());
     }
 
     /// Ages this worker's share of the connection table: once per millisecond, the share

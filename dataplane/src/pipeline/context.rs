@@ -1,6 +1,7 @@
 //! The per-worker pipeline context: the service snapshot and clock of the current burst, the
 //! worker's share of connection aging, its ICMP error budget, and the per-frame entry points.
 
+use super::addr_class::AddrClasses;
 use super::defence::Defences;
 use super::icmp_error::ICMP_BURST;
 use super::kernel::TokenBucket;
@@ -32,6 +33,9 @@ pub struct Pipeline {
     pub(super) snap: Arc<Snapshot>,
     /// The addresses rvs holds, as of this burst.
     pub(super) owned: Arc<OwnedAddrs>,
+    /// The classes of the addresses of the dataplane, `owned` and `snap` (rebuilt when either
+    /// changes).
+    pub(super) classes: AddrClasses,
     pub(super) now: u64,
     pub(super) aging: Range<usize>,
     aging_cursor: usize,
@@ -71,7 +75,9 @@ impl Pipeline {
         let snap = dp.snapshot();
         let owned = dp.owned_addrs();
         let aging = dp.conns.slice(index, dp.workers);
+        let classes = AddrClasses::new(&dp, &owned, &snap);
         Pipeline {
+            classes,
             kernel_bucket: TokenBucket::full(dp.kernel.burst),
             aging_cursor: aging.start,
             sync_cursor: aging.start,
@@ -99,13 +105,20 @@ impl Pipeline {
             self.dp.clock_ms.fetch_max(now_ms, Ordering::Relaxed);
         }
         let cur = self.dp.snapshot.load();
+        let mut changed = false;
         if !Arc::ptr_eq(&cur, &self.snap) {
             // The old snapshot is kept alive by the service manager, so dropping it here frees
             // nothing on this thread.
             self.snap = arc_swap::Guard::into_inner(cur);
+            changed = true;
         }
         if self.dp.owned_generation.load(Ordering::Acquire) != self.owned.generation {
             self.owned = self.dp.owned.load_full();
+            changed = true;
+        }
+        if changed {
+            // A few hundred addresses at most, once per change (never per packet).
+            self.classes = AddrClasses::new(&self.dp, &self.owned, &self.snap);
         }
         self.update_defences();
     }
@@ -142,8 +155,7 @@ impl Pipeline {
     /// one the prefetch read, which it checks).
     #[inline]
     pub fn use_prefetched(&mut self, i: usize) {
-        self.hint
-            .set(self.prefetched.get(i).copied().flatten());
+        self.hint.set(self.prefetched.get(i).copied().flatten());
     }
 
     /// Ages this worker's share of the connection table: once per millisecond, the share

@@ -68,9 +68,16 @@ impl ConnTable {
     /// again. That entry is validated as any other (live, not expired, its own tuple `t` in
     /// the slot's direction): the bucket may have changed since, but a live entry holding
     /// `t` is `t`'s connection wherever it was found, since no two live entries share a tuple.
+    /// No candidate in a first bucket that never overflowed is a miss without a second look:
+    /// a connection inserted since is found by the insert that follows a miss (`Exists`),
+    /// and a reply cannot overtake the insert of its connection (the real server answers a
+    /// packet sent after that insert, and this burst was received after the answer).
     /// Anything else takes the full lookup.
     #[inline]
     pub fn lookup_prefetched(&self, t: &Tuple, p: &Prefetched, now: u64) -> Option<Hit> {
+        if p.candidate == 0 && !self.overflowed(p.place.b1) {
+            return None;
+        }
         if p.candidate != 0 {
             let (idx, dir) = (slot_idx(p.candidate), slot_dir(p.candidate));
             if let Some(v) = self.read(idx) {

@@ -331,13 +331,14 @@ impl<F: FrameBuf> BurstDriver<F> {
         while !burst.is_empty() {
             let n = burst.len().min(BURST);
             self.prefetch(burst.get(..n).unwrap_or_default());
-            for frame in burst.drain(..n) {
+            for (i, frame) in burst.drain(..n).enumerate() {
+                self.pipeline.use_prefetched(i);
                 self.rx_frame(io, in_port, frame);
             }
         }
     }
 
-    fn prefetch(&self, burst: &[F]) {
+    fn prefetch(&mut self, burst: &[F]) {
         let mut views: [&[u8]; BURST] = [&[]; BURST];
         for (v, f) in views.iter_mut().zip(burst) {
             *v = f.data();

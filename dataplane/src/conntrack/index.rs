@@ -87,22 +87,66 @@ pub(super) struct Place {
     pub(super) tag: u32,
 }
 
-/// A tuple whose first bucket [`ConnTable::prefetch_bucket`] is bringing in: where to look
-/// in [`ConnTable::prefetch_entry`].
+/// What the burst prefetch learnt of a tuple: where it lives ([`ConnTable::prefetch_bucket`])
+/// and, once [`ConnTable::prefetch_entry`] has read its first bucket, the first slot word there
+/// with its tag (0: none), whose entry [`ConnTable::lookup_prefetched`] tries first.
 #[derive(Debug, Clone, Copy)]
-pub struct Prefetched(pub(super) Place);
+pub struct Prefetched {
+    pub(super) place: Place,
+    pub(super) candidate: u64,
+}
 
 /// The slot words of a bucket, and a bit per slot whose tag is `tag`: branch-free, so which
 /// slot holds the tuple costs no misprediction.
 #[inline]
 pub(super) fn scan(bucket: &Bucket, tag: u32) -> ([u64; SLOTS], u32) {
     let mut words = [0u64; SLOTS];
-    let mut m = 0u32;
-    for (k, (s, w)) in bucket.slots.iter().zip(words.iter_mut()).enumerate() {
+    for (s, w) in bucket.slots.iter().zip(words.iter_mut()) {
         *w = s.load(Ordering::Acquire);
-        m |= u32::from(slot_tag(*w) == tag) << k;
     }
+    let m = tag_mask(&words, tag);
     (words, m)
+}
+
+/// A bit per word of `words` whose tag is `tag`, one slot at a time (the definition).
+#[inline]
+#[cfg_attr(all(target_arch = "x86_64", not(loom)), allow(dead_code))]
+fn tag_mask_scalar(words: &[u64; SLOTS], tag: u32) -> u32 {
+    words
+        .iter()
+        .enumerate()
+        .fold(0, |m, (k, &w)| m | (u32::from(slot_tag(w) == tag) << k))
+}
+
+#[cfg(not(all(target_arch = "x86_64", not(loom))))]
+use tag_mask_scalar as tag_mask;
+
+/// [`tag_mask_scalar`] in SSE2 (x86_64's baseline), two words per compare: every bucket scan
+/// of a lookup, an insert's conflict and rival checks runs it, and the scalar loop was some 40
+/// instructions a bucket. The words are the caller's copy, so this reads no shared memory.
+#[cfg(all(target_arch = "x86_64", not(loom)))]
+#[inline]
+fn tag_mask(words: &[u64; SLOTS], tag: u32) -> u32 {
+    use std::arch::x86_64::*;
+    const TAG_BITS: i64 = !((1i64 << 33) - 1);
+    // SAFETY: SSE2 is always there on x86_64; the four unaligned loads read the 64 bytes of
+    // `words` and nothing else.
+    unsafe {
+        let p = words.as_ptr().cast::<__m128i>();
+        let keep = _mm_set1_epi64x(TAG_BITS);
+        let want = _mm_set1_epi64x((i64::from(tag) << 33) & TAG_BITS);
+        // Masked, a word's low half is 0 as is `want`'s: the high halves' 32-bit compare
+        // decides, and lanes 1 and 3 of each compare hold the two words' answers.
+        let eq = |i: usize| {
+            _mm_castsi128_ps(_mm_cmpeq_epi32(
+                _mm_and_si128(_mm_loadu_si128(p.add(i)), keep),
+                want,
+            ))
+        };
+        let lo = _mm_shuffle_ps::<0b11_01_11_01>(eq(0), eq(1));
+        let hi = _mm_shuffle_ps::<0b11_01_11_01>(eq(2), eq(3));
+        (_mm_movemask_ps(lo) | (_mm_movemask_ps(hi) << 4)) as u32
+    }
 }
 
 /// The words of `scan`'s mask, in slot order.
@@ -205,5 +249,34 @@ impl ConnTable {
             }
         }
         None
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The SIMD tag compare answers as the definition does, for any slot words (empty,
+        /// either direction, tags equal to the one looked for or one bit off).
+        #[test]
+        fn tag_mask_is_the_scalar_definition(
+            tag in 1u32..(1 << 31),
+            picks in proptest::collection::vec((0u8..4, any::<u32>(), any::<bool>()), SLOTS),
+        ) {
+            let mut words = [0u64; SLOTS];
+            for (w, (kind, idx, reply)) in words.iter_mut().zip(&picks) {
+                let dir = if *reply { Dir::Reply } else { Dir::Inbound };
+                let t = match kind {
+                    0 => tag,
+                    1 => tag ^ (1 << (idx % 31)),
+                    2 => idx >> 1,
+                    _ => 0,
+                };
+                *w = if *kind == 3 { 0 } else { slot_word(*idx % (u32::MAX - 1), dir, t) };
+            }
+            prop_assert_eq!(tag_mask(&words, tag), tag_mask_scalar(&words, tag));
+        }
     }
 }

@@ -8,7 +8,7 @@
 //! a miss one bucket line (the second bucket only when the first overflowed, see `index.rs`).
 
 use super::entry::{expires_of, gen_of, EntryView};
-use super::index::{matching, prefetch, scan, slot_idx, Prefetched};
+use super::index::{matching, prefetch, scan, slot_dir, slot_idx, Place, Prefetched};
 use super::{ConnRef, ConnTable, Hit, Tuple};
 
 impl ConnTable {
@@ -26,27 +26,32 @@ impl ConnTable {
     /// the burst instead of adding up. A hint only: it changes nothing and never faults.
     #[inline]
     pub fn prefetch_bucket(&self, t: &Tuple) -> Prefetched {
-        let p = self.place(t);
-        if let Some(b) = self.bucket(p.b1) {
+        let place = self.place(t);
+        if let Some(b) = self.bucket(place.b1) {
             prefetch(b);
         }
-        Prefetched(p)
+        Prefetched {
+            place,
+            candidate: 0,
+        }
     }
 
     /// Burst prefetch, stage 2: starts loading the entries the tuple's first bucket points to
-    /// with its tag (nearly always one: its connection). Reads the bucket, so call it once
+    /// with its tag (nearly always one: its connection), and keeps the first of those slot
+    /// words in `p` for [`ConnTable::lookup_prefetched`]. Reads the bucket, so call it once
     /// [`ConnTable::prefetch_bucket`] has had the rest of the burst to bring it in.
     #[inline]
-    pub fn prefetch_entry(&self, p: &Prefetched) {
-        let Some(b) = self.bucket(p.0.b1) else {
+    pub fn prefetch_entry(&self, p: &mut Prefetched) {
+        let Some(b) = self.bucket(p.place.b1) else {
             return;
         };
-        let (words, m) = scan(b, p.0.tag);
+        let (words, m) = scan(b, p.place.tag);
         for w in matching(&words, m) {
             if let Some(e) = self.entry(slot_idx(w)) {
                 prefetch(e);
             }
         }
+        p.candidate = matching(&words, m).next().unwrap_or(0);
     }
 
     /// Finds the connection a packet with tuple `t` belongs to, in either direction. An entry
@@ -54,11 +59,42 @@ impl ConnTable {
     /// Lock-free; never blocks.
     #[inline]
     pub fn lookup(&self, t: &Tuple, now: u64) -> Option<Hit> {
-        let p = self.place(t);
+        self.lookup_at(t, &self.place(t), now)
+    }
+
+    /// [`ConnTable::lookup`] of a tuple the burst prefetch looked at (`p`, from
+    /// [`ConnTable::prefetch_bucket`] of this very tuple): its hash is not worked out again,
+    /// and the entry its first bucket named then is tried first, without reading the bucket
+    /// again. That entry is validated as any other (live, not expired, its own tuple `t` in
+    /// the slot's direction): the bucket may have changed since, but a live entry holding
+    /// `t` is `t`'s connection wherever it was found, since no two live entries share a tuple.
+    /// No candidate in a first bucket that never overflowed is a miss without a second look:
+    /// a connection inserted since is found by the insert that follows a miss (`Exists`),
+    /// and a reply cannot overtake the insert of its connection (the real server answers a
+    /// packet sent after that insert, and this burst was received after the answer).
+    /// Anything else takes the full lookup.
+    #[inline]
+    pub fn lookup_prefetched(&self, t: &Tuple, p: &Prefetched, now: u64) -> Option<Hit> {
+        if p.candidate == 0 && !self.overflowed(p.place.b1) {
+            return None;
+        }
+        if p.candidate != 0 {
+            let (idx, dir) = (slot_idx(p.candidate), slot_dir(p.candidate));
+            if let Some(v) = self.read(idx) {
+                if v.is_live() && v.matches(dir, t) && !self.stale(&v, now) {
+                    return Some(v.hit(idx, dir));
+                }
+            }
+        }
+        self.lookup_at(t, &p.place, now)
+    }
+
+    #[inline]
+    fn lookup_at(&self, t: &Tuple, p: &Place, now: u64) -> Option<Hit> {
         // A stale entry may hide a newer one for the same tuple behind it: remove and look
         // again (bounded: each round removes one entry).
         for _ in 0..4 {
-            let (idx, dir, v) = self.find(t, &p, false)?;
+            let (idx, dir, v) = self.find(t, p, false)?;
             if !self.stale(&v, now) {
                 return Some(v.hit(idx, dir));
             }

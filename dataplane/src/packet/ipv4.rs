@@ -53,6 +53,11 @@ impl Ipv4Hdr {
 
     /// As [`Ipv4Hdr::parse`], but fragments are accepted (see [`Ipv4Hdr::is_fragment`]).
     pub fn parse_any(p: &[u8]) -> Result<Ipv4Hdr, ParseError> {
+        if let Some(h) = p.first_chunk::<MIN_HDR_LEN>() {
+            if h[0] == 0x45 {
+                return Ipv4Hdr::parse_plain(h, p.len());
+            }
+        }
         let vihl = *p.first().ok_or(ParseError::Truncated)?;
         if vihl >> 4 != 4 {
             return Err(ParseError::BadVersion);
@@ -85,6 +90,30 @@ impl Ipv4Hdr {
             dst: get_ip(hdr, OFF_DST).ok_or(ParseError::Truncated)?,
             id: get16(hdr, OFF_ID).ok_or(ParseError::Truncated)?,
             frag,
+        })
+    }
+
+    /// [`Ipv4Hdr::parse_any`] of the common header, version 4 without options, at the start of
+    /// `avail` bytes: the same checks and answers, with no bounds to check field by field.
+    #[inline]
+    fn parse_plain(h: &[u8; MIN_HDR_LEN], avail: usize) -> Result<Ipv4Hdr, ParseError> {
+        let [_, _, l0, l1, i0, i1, f0, f1, ttl, proto, _, _, s0, s1, s2, s3, d0, d1, d2, d3] = *h;
+        let total_len = usize::from(u16::from_be_bytes([l0, l1]));
+        if total_len < MIN_HDR_LEN || total_len > avail {
+            return Err(ParseError::BadTotalLen);
+        }
+        if checksum::fold(checksum::sum(h, 0)) != 0xffff {
+            return Err(ParseError::BadChecksum);
+        }
+        Ok(Ipv4Hdr {
+            hdr_len: MIN_HDR_LEN,
+            total_len,
+            ttl,
+            proto,
+            src: Ipv4Addr::new(s0, s1, s2, s3),
+            dst: Ipv4Addr::new(d0, d1, d2, d3),
+            id: u16::from_be_bytes([i0, i1]),
+            frag: u16::from_be_bytes([f0, f1]),
         })
     }
 

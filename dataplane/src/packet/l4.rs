@@ -161,30 +161,58 @@ pub fn rewrite_endpoint(
     port: u16,
     dec_ttl: bool,
 ) -> Option<()> {
-    let (addr_off, port_off) = match side {
-        Side::Src => (ipv4::OFF_SRC, 0),
-        Side::Dst => (ipv4::OFF_DST, 2),
-    };
-    let csum_off = csum_offset(ip.proto)?;
-    // Check every field is in range before writing anything.
-    let seg = ip.payload(p)?;
-    let old_port = get16(seg, port_off)?;
-    let old_l4 = get16(seg, csum_off)?;
+    // Check every field is in range before writing anything: the header's fixed 20 bytes
+    // (options, if any, follow them) and the L4 header up to its checksum, as arrays, so the
+    // rewrite below indexes nothing at run time.
     if dec_ttl && ip.ttl == 0 {
         return None;
     }
+    let (hdr, rest) = p.split_at_mut_checked(ip.hdr_len)?;
+    let seg = rest.get_mut(..ip.total_len.checked_sub(ip.hdr_len)?)?;
+    let hdr = hdr.first_chunk_mut::<{ ipv4::MIN_HDR_LEN }>()?;
+    match ip.proto {
+        PROTO_UDP => {
+            let l4 = seg.first_chunk_mut::<{ UDP_CSUM + 2 }>()?;
+            rewrite_l4(hdr, l4, ip, side, addr, port, dec_ttl)
+        }
+        PROTO_TCP => {
+            let l4 = seg.first_chunk_mut::<{ TCP_CSUM + 2 }>()?;
+            rewrite_l4(hdr, l4, ip, side, addr, port, dec_ttl)
+        }
+        _ => None,
+    }
+}
 
-    let addr_delta = ipv4::replace_addr(p, addr_off, addr)?;
+/// [`rewrite_endpoint`] on the IPv4 header's fixed part `hdr` and the first `N` bytes of the
+/// TCP or UDP header (ports first, checksum in the last two): every offset is a constant
+/// within an array, so the compiler drops the bounds checks of the field helpers.
+#[inline]
+fn rewrite_l4<const N: usize>(
+    hdr: &mut [u8; ipv4::MIN_HDR_LEN],
+    l4: &mut [u8; N],
+    ip: &Ipv4Hdr,
+    side: Side,
+    addr: Ipv4Addr,
+    port: u16,
+    dec_ttl: bool,
+) -> Option<()> {
+    let (addr_at, port_at) = match side {
+        Side::Src => (ipv4::OFF_SRC, 0),
+        Side::Dst => (ipv4::OFF_DST, 2),
+    };
+    let csum_at = N.checked_sub(2)?;
+    let addr_delta = ipv4::replace_addr(hdr, addr_at, addr)?;
     let mut ip_delta = addr_delta;
     if dec_ttl {
         let word = (u16::from(ip.ttl) << 8) | u16::from(ip.proto);
-        ip_delta += checksum::delta16(word, word - 0x100);
-        ipv4::set_ttl(p, ip.ttl - 1)?;
+        ip_delta += checksum::delta16(word, word.checked_sub(0x100)?);
+        ipv4::set_ttl(hdr, ip.ttl.checked_sub(1)?)?;
     }
-    ipv4::adjust_header_checksum(p, ip_delta)?;
+    ipv4::adjust_header_checksum(hdr, ip_delta)?;
 
-    let seg = ip.payload_mut(p)?;
-    put16(seg, port_off, port)?;
+    let old_port = get16(l4, port_at)?;
+    put16(l4, port_at, port)?;
+    let old_l4 = get16(l4, csum_at)?;
     let new_l4 = if ip.proto == PROTO_UDP && old_l4 == 0 {
         0
     } else {
@@ -195,7 +223,7 @@ pub fn rewrite_endpoint(
             c
         }
     };
-    put16(seg, csum_off, new_l4)
+    put16(l4, csum_at, new_l4)
 }
 
 /// Turns the Ethernet frame `buf[..len]`, a TCP segment described by `ip` (after a 14-byte

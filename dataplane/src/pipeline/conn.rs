@@ -56,7 +56,11 @@ impl Pipeline {
 
         // Set when this packet expired its connection because the real server was removed.
         let mut expired_nodest = false;
-        if let Some(hit) = conns.lookup(&t, self.now) {
+        let found = match self.hint.take() {
+            Some((seen, p)) if seen == t => conns.lookup_prefetched(&t, &p, self.now),
+            _ => conns.lookup(&t, self.now),
+        };
+        if let Some(hit) = found {
             let from_client = hit.dir == Dir::Inbound;
             // Only a client's packet checks the real server, as the kernel's ip_vs_in: replies
             // of a removed server are still NATed until the client's next packet.

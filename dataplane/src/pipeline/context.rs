@@ -1,12 +1,13 @@
 //! The per-worker pipeline context: the service snapshot and clock of the current burst, the
 //! worker's share of connection aging, its ICMP error budget, and the per-frame entry points.
 
+use super::addr_class::AddrClasses;
 use super::defence::Defences;
 use super::icmp_error::ICMP_BURST;
 use super::kernel::TokenBucket;
 use super::owned::OwnedAddrs;
 use super::{Action, Dataplane, Refusal};
-use crate::conntrack::{Dir, Tuple};
+use crate::conntrack::{Dir, Prefetched, Tuple};
 use crate::packet::arp;
 use crate::packet::eth;
 use crate::packet::ipv4::{self, PROTO_TCP, PROTO_UDP};
@@ -32,6 +33,9 @@ pub struct Pipeline {
     pub(super) snap: Arc<Snapshot>,
     /// The addresses rvs holds, as of this burst.
     pub(super) owned: Arc<OwnedAddrs>,
+    /// The classes of the addresses of the dataplane, `owned` and `snap` (rebuilt when either
+    /// changes).
+    pub(super) classes: AddrClasses,
     pub(super) now: u64,
     pub(super) aging: Range<usize>,
     aging_cursor: usize,
@@ -49,6 +53,11 @@ pub struct Pipeline {
     pub(super) defences: Defences,
     /// `drop_packet`'s countdown to the next new connection it drops.
     pub(super) drop_countdown: Cell<u32>,
+    /// What [`Pipeline::prefetch_burst`] learnt of each frame of the burst.
+    prefetched: [Option<(Tuple, Prefetched)>; PREFETCH_BURST],
+    /// The entry of `prefetched` for the frame being handled ([`Pipeline::use_prefetched`]),
+    /// taken by its connection lookup.
+    pub(super) hint: Cell<Option<(Tuple, Prefetched)>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -66,7 +75,9 @@ impl Pipeline {
         let snap = dp.snapshot();
         let owned = dp.owned_addrs();
         let aging = dp.conns.slice(index, dp.workers);
+        let classes = AddrClasses::new(&dp, &owned, &snap);
         Pipeline {
+            classes,
             kernel_bucket: TokenBucket::full(dp.kernel.burst),
             aging_cursor: aging.start,
             sync_cursor: aging.start,
@@ -81,6 +92,8 @@ impl Pipeline {
             icmp_bucket: (ICMP_BURST, 0),
             defences: Defences::default(),
             drop_countdown: Cell::new(0),
+            prefetched: [None; PREFETCH_BURST],
+            hint: Cell::new(None),
         }
     }
 
@@ -92,13 +105,20 @@ impl Pipeline {
             self.dp.clock_ms.fetch_max(now_ms, Ordering::Relaxed);
         }
         let cur = self.dp.snapshot.load();
+        let mut changed = false;
         if !Arc::ptr_eq(&cur, &self.snap) {
             // The old snapshot is kept alive by the service manager, so dropping it here frees
             // nothing on this thread.
             self.snap = arc_swap::Guard::into_inner(cur);
+            changed = true;
         }
         if self.dp.owned_generation.load(Ordering::Acquire) != self.owned.generation {
             self.owned = self.dp.owned.load_full();
+            changed = true;
+        }
+        if changed {
+            // A few hundred addresses at most, once per change (never per packet).
+            self.classes = AddrClasses::new(&self.dp, &self.owned, &self.snap);
         }
         self.update_defences();
     }
@@ -112,17 +132,30 @@ impl Pipeline {
     /// Prefetches the connection-table lines that `frames` (one burst, before any of it is
     /// handled) will look up: every bucket first, then every entry, so that the misses of a
     /// table larger than the cache overlap across the burst instead of stalling each packet
-    /// twice. Frames that are not plain TCP/UDP over IPv4 are skipped. A hint: handling the
-    /// frames afterwards gives the same result with or without it.
-    pub fn prefetch_burst(&self, frames: &[&[u8]]) {
+    /// twice. Frames that are not plain TCP/UDP over IPv4 are skipped. What it learns of frame
+    /// `i` (its tuple's hash, the entry its bucket names) saves work in that frame's lookup when
+    /// the caller says [`Pipeline::use_prefetched`]`(i)` before handling it. A hint: handling
+    /// the frames afterwards gives the same result with or without it.
+    pub fn prefetch_burst(&mut self, frames: &[&[u8]]) {
         let conns = &self.dp.conns;
-        let mut started = [None; PREFETCH_BURST];
-        for (p, f) in started.iter_mut().zip(frames) {
-            *p = peek_tuple(f).map(|t| conns.prefetch_bucket(&t));
+        for (p, f) in self.prefetched.iter_mut().zip(frames) {
+            *p = peek_tuple(f).map(|t| (t, conns.prefetch_bucket(&t)));
         }
-        for p in started.iter().flatten() {
+        let n = frames.len().min(PREFETCH_BURST);
+        for (_, p) in self.prefetched.iter_mut().take(n).flatten() {
             conns.prefetch_entry(p);
         }
+        if let Some(rest) = self.prefetched.get_mut(n..) {
+            rest.fill(None);
+        }
+    }
+
+    /// The next frame handled is frame `i` of the burst given to [`Pipeline::prefetch_burst`]:
+    /// its connection lookup starts from what the prefetch learnt (if the frame's tuple is the
+    /// one the prefetch read, which it checks).
+    #[inline]
+    pub fn use_prefetched(&mut self, i: usize) {
+        self.hint.set(self.prefetched.get(i).copied().flatten());
     }
 
     /// Ages this worker's share of the connection table: once per millisecond, the share

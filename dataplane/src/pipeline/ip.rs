@@ -1,6 +1,7 @@
 //! The IPv4 stage: header checks, martians, sender learning, then by protocol; and fragments:
 //! a first fragment takes the normal path and its decision is recorded, later ones follow it.
 
+use super::addr_class::{LOCAL, MARTIAN, VIP};
 use super::context::count_dest;
 use super::{Action, Pipeline, PortSetup, Refusal};
 use crate::conntrack::Dir;
@@ -22,14 +23,11 @@ impl Pipeline {
     ) -> Result<Action, Refusal> {
         let l3 = frame.get_mut(eth::HDR_LEN..).ok_or(DropReason::Truncated)?;
         let ip = Ipv4Hdr::parse_any(l3).map_err(ip_error)?;
+        let (src_class, dst_class) = (self.classes.of(ip.src), self.classes.of(ip.dst));
         // Our own addresses and the VIPs are never a source from outside (as Linux's martian
         // source check): a land attack or a loop (an echo request from the VIP to the VIP
         // would be answered).
-        if self.dp.is_martian(ip.src)
-            || self.dp.is_martian(ip.dst)
-            || self.is_local(ip.src)
-            || self.snap.is_vip(ip.src)
-        {
+        if src_class != 0 || dst_class & MARTIAN != 0 {
             return Err(DropReason::Martian.into());
         }
         // A sender on one of our links is learned as if it had sent ARP: from every packet
@@ -51,8 +49,8 @@ impl Pipeline {
             // Options are kept as they are, as the kernel's NAT does.
             self.stats().event(Event::IpOptions);
         }
-        let vip = self.snap.is_vip(ip.dst);
-        let ours = vip || self.is_local(ip.dst);
+        let vip = dst_class & VIP != 0;
+        let ours = dst_class & (VIP | LOCAL) != 0;
         if ip.is_fragment() {
             if ours && !(vip && tcp_udp) {
                 // For rvs itself (a fragmented ping to a VIP, anything to the DIP): rvs

@@ -85,6 +85,11 @@ impl OwnedAddrs {
         self.flat.contains(&ip)
     }
 
+    /// Every address we hold.
+    pub(super) fn flat(&self) -> &[Ipv4Addr] {
+        &self.flat
+    }
+
     /// Whether we hold `ip` on `port`: ARP for it is answered there.
     pub fn owns(&self, port: u16, ip: Ipv4Addr) -> bool {
         self.held

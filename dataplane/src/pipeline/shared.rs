@@ -257,6 +257,11 @@ impl Dataplane {
             .or(self.gateway)
     }
 
+    /// The broadcast addresses of our subnets.
+    pub(super) fn broadcasts(&self) -> &[u32] {
+        &self.broadcasts
+    }
+
     /// Never routed: unspecified, loopback, multicast, class E/broadcast, or the broadcast
     /// address of one of our subnets.
     pub(super) fn is_martian(&self, ip: Ipv4Addr) -> bool {

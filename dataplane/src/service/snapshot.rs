@@ -151,6 +151,11 @@ impl Snapshot {
     }
 
     /// True if some service uses `ip` as its VIP.
+    /// Every service's virtual address, sorted, once each.
+    pub fn vips(&self) -> &[Ipv4Addr] {
+        &self.vips
+    }
+
     pub fn is_vip(&self, ip: Ipv4Addr) -> bool {
         self.vips.binary_search(&ip).is_ok()
     }

@@ -2,7 +2,7 @@
 # Prepare a Debian 12 machine for building and testing rvs. Idempotent; run as root.
 #
 #  - installs the Debian packages rvs needs (apt-get update only when one is missing):
-#    DPDK (runtime + headers), libclang (bindgen), pkg-config, gcc, libpcap, and for the lab
+#    DPDK (runtime + headers, and dpdk-dev for dpdk-testpmd, the benchmarks' baseline), libclang (bindgen), pkg-config, gcc, libpcap, and for the lab
 #    nginx with its stream module (the UDP service), curl, socat (a UDP client
 #    for manual checks), ethtool, iproute2 and nftables (nftables only for the lab's
 #    `--kernel` director, the kernel baseline), ping (the exception-path lab scenario), wrk
@@ -31,7 +31,7 @@ need_root
 HUGEPAGES=${RVS_HUGEPAGES:-1024}
 
 # Package list; an entry "a|b" is satisfied by either package (the first is installed).
-PACKAGES=(dpdk libdpdk-dev libclang-dev pkg-config gcc libc6-dev libpcap-dev
+PACKAGES=(dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config gcc libc6-dev libpcap-dev
     "nginx-light|nginx|nginx-core|nginx-full|nginx-extras" libnginx-mod-stream curl socat ethtool
     iproute2 nftables iputils-ping
     wrk hping3 g++ python3 shellcheck man-db

@@ -158,9 +158,9 @@ mod tests {
         assert!(probes.len() > 12, "the lists are not empty");
         for a in probes {
             let ip = Ipv4Addr::from(a);
-            let want = u8::from(dp.is_martian(ip)) * MARTIAN
-                | u8::from(owned.is_local(ip)) * LOCAL
-                | u8::from(snap.is_vip(ip)) * VIP;
+            let want = (u8::from(dp.is_martian(ip)) * MARTIAN)
+                | (u8::from(owned.is_local(ip)) * LOCAL)
+                | (u8::from(snap.is_vip(ip)) * VIP);
             assert_eq!(t.of(ip), want, "{ip}");
         }
     }

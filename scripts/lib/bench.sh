@@ -157,8 +157,8 @@ bench_services() {
     done
 }
 
-# write_rvsd_config FILE SOCKET CAPACITY LCORE SERVICES EXT_VDEV INT_VDEV: rvsd's configuration
-# for a benchmark: one worker on LCORE, port ext on EXT_VDEV (a --vdev=NAME,... EAL argument;
+# write_rvsd_config FILE SOCKET CAPACITY LCORES SERVICES EXT_VDEV INT_VDEV: rvsd's configuration
+# for a benchmark: a worker on each of LCORES (one, or a comma-separated list), port ext on EXT_VDEV (a --vdev=NAME,... EAL argument;
 # VIP 198.51.100.1/24), port int on INT_VDEV (DIP 192.0.2.1/24), the services (rvsadm -S lines)
 # and a table of CAPACITY connections.
 write_rvsd_config() {
@@ -168,7 +168,7 @@ write_rvsd_config() {
     int_dev=${int_dev%%,*}
     # Top-level keys first: after a [table] header they would belong to it.
     cat >"$file" <<EOF
-# written by $RVS_PROG: rvsd on lcore $lcore, ports on $ext_dev and $int_dev; the real servers
+# written by $RVS_PROG: rvsd on lcore(s) $lcore, ports on $ext_dev and $int_dev; the real servers
 # are played by rvs-pktgen.
 services = """
 $services

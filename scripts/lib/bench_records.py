@@ -50,9 +50,23 @@ def ratio_summary(ratios):
     if not ratios:
         return None
     lo, hi = min(ratios), max(ratios)
-    wide = lo <= 0 or hi / lo > SPREAD_LIMIT
+    if len(ratios) < 2:
+        wide, verdict = True, "one pair: spread unknown, nothing to conclude"
+    else:
+        wide = lo <= 0 or hi / lo > SPREAD_LIMIT
+        verdict = "spread too wide to conclude" if wide else "spread within %.1fx" % SPREAD_LIMIT
     return {"median": statistics.median(ratios), "min": lo, "max": hi, "n": len(ratios), "wide": wide,
-            "verdict": "spread too wide to conclude" if wide else "spread within %.1fx" % SPREAD_LIMIT}
+            "verdict": verdict}
+
+
+def rvsd_counters(text):
+    """`rvsctl counters` output (NAME VALUE lines) as a dict of ints; other lines are skipped."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
 
 
 def last_json_line(path):

@@ -55,16 +55,6 @@ def forward_stats(text):
     return out
 
 
-def rvsd_counters(text):
-    """`rvsctl counters` output (NAME VALUE lines) as a dict of ints; other lines are skipped."""
-    out = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
-            out[parts[0]] = int(parts[1])
-    return out
-
-
 # rvsd's counters a point keeps (when it ran rvsd).
 KEPT_COUNTERS = ("port.ext.rx_packets", "port.ext.tx_packets", "port.int.rx_packets", "port.int.tx_packets",
                  "dnat", "snat", "drop.ttl_expired", "drop.tx_full", "drop.neigh_unresolved")
@@ -92,7 +82,7 @@ def point(gen_text, refl_text, counters_text=None):
     if refl:
         out.update(reflector_rx=refl[-1]["rx_packets"], reflector_tx=refl[-1]["tx_packets"])
     if counters_text is not None:
-        c = rvsd_counters(counters_text)
+        c = bench_records.rvsd_counters(counters_text)
         out["rvsd"] = {k: c[k] for k in KEPT_COUNTERS if k in c}
     ttl = out.get("rvsd", {}).get("drop.ttl_expired", 0)
     if received <= 0 or ttl:

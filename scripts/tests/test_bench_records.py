@@ -109,6 +109,15 @@ class PairRatioTest(unittest.TestCase):
         self.assertFalse(s["wide"])
         self.assertEqual(s["verdict"], "spread within 1.5x")
 
+    def test_one_pair_concludes_nothing(self):
+        s = bench_records.ratio_summary([0.5])
+        self.assertTrue(s["wide"])
+        self.assertEqual((s["median"], s["n"]), (0.5, 1))
+
+    def test_rvsd_counters(self):
+        self.assertEqual(bench_records.rvsd_counters("dnat 5\nworker.1.snat 2\nnot a counter\nx y\n"),
+                         {"dnat": 5, "worker.1.snat": 2})
+
     def test_no_ratio_no_summary_and_a_zero_ratio_is_too_wide(self):
         self.assertIsNone(bench_records.ratio_summary([]))
         self.assertEqual(bench_records.ratio_summary([0.0, 0.5, 0.5])["verdict"], "spread too wide to conclude")

@@ -14,7 +14,8 @@ META = {"date": "2026-01-02T03:04:05Z", "nproc": "2", "cpu": "Test CPU", "kernel
         "dpdk": "22.11.4", "commit": "abc1234", "command": "scripts/bench.sh --quick",
         "load": "0.10 0.20 0.30", "mode": "quick", "warmup": "1", "duration": "2", "flows": "1K 100K",
         "lat_rate": "500K", "newconn_capacity": "16000000", "binaries": "rvsd then, rvs-pktgen then",
-        "nice": "-20"}
+        "nice": "-20", "pairs": "1", "workers": "1", "cpus": "rvs-pktgen on CPU 1, the DUT on CPU 0",
+        "shared_core": ""}
 
 
 def pg(mpps, loss=0.0, mism=0, lat=(10.0, 20.0, 30.0, 40.0), **extra):
@@ -94,29 +95,90 @@ class FiguresTest(unittest.TestCase):
         self.assertTrue(tb.summary(rec("rvs", "x", pg(1), dut_error="late")).endswith("mismatches 0; DUT: late"))
 
     def test_cells(self):
-        by = {("rvs", "a"): rec("rvs", "a", pg(1.23456, 0.5, 2)),
-              ("rvs", "b"): rec("rvs", "b", pg(0.001234), busy_before="20"),
-              ("rvs", "c"): rec("rvs", "c", {"error": "links down"}, dut_error="crashed"),
-              ("rvs", "d"): rec("rvs", "d", pg(1), dut_error="exit status 1 at shutdown")}
+        recs = [rec("rvs", "a", pg(1.23456, 0.5, 2)),
+                rec("rvs", "b", pg(0.001234), busy_before="20"),
+                rec("rvs", "c", {"error": "links down"}, dut_error="crashed"),
+                rec("rvs", "d", pg(1), dut_error="exit status 1 at shutdown")]
         failures = []
-        self.assertEqual(tb.cells(by, "rvs", "a", failures), ["1.235", "0.500", "10.0 / 20.0 / 30.0 / 40.0", "2"])
-        self.assertEqual(tb.cells(by, "rvs", "b", failures, rate_unit=1)[0], "1,234 (busy)")
-        self.assertEqual(tb.cells(by, "rvs", "c", failures), ["FAILED", "", "", ""])
-        self.assertEqual(tb.cells(by, "testpmd", "a", failures), ["not run", "", "", ""])
-        self.assertEqual(tb.cells(by, "rvs", "d", failures)[0], "1.000")
+        self.assertEqual(tb.cells(recs, "rvs", "a", failures), ["1.235", "0.500", "10.0 / 20.0 / 30.0 / 40.0", "2"])
+        self.assertEqual(tb.cells(recs, "rvs", "b", failures, rate_unit=1)[0], "1,234 (busy)")
+        self.assertEqual(tb.cells(recs, "rvs", "c", failures), ["FAILED", "", "", ""])
+        self.assertEqual(tb.cells(recs, "testpmd", "a", failures), ["not run", "", "", ""])
+        self.assertEqual(tb.cells(recs, "rvs", "d", failures)[0], "1.000")
         self.assertEqual(failures, ["rvs c: links down; DUT: crashed",
                                     "rvs d (figures kept, measured before): exit status 1 at shutdown"])
 
+    def test_cells_of_several_runs_take_the_median_run(self):
+        recs = [rec("rvs", "a", pg(3.0, loss=0.3, mism=1), pair=1),
+                rec("rvs", "a", pg(1.0, loss=0.1), pair=2),
+                rec("rvs", "a", {"error": "links down"}, pair=3),
+                rec("rvs", "a", pg(2.0, loss=0.2, mism=2, lat=(1, 2, 3, 4)), pair=4, busy_during="9")]
+        failures = []
+        self.assertEqual(tb.cells(recs, "rvs", "a", failures),
+                         ["2.000 (1.000–3.000) (1 of 4 runs failed) (busy)", "0.200", "1.0 / 2.0 / 3.0 / 4.0", "3"])
+        self.assertEqual(failures, ["rvs a (pair 3): links down"])
+        self.assertEqual(tb.median_run(recs[:2])["pair"], 2)
+        self.assertIsNone(tb.median_run(recs[2:3]))
+
     def test_ratio_and_rss(self):
-        by = {("rvs", "a"): rec("rvs", "a", pg(3.0), dut_rss_mb="120"),
-              ("testpmd", "a"): rec("testpmd", "a", pg(4.0)),
-              ("rvs", "b"): rec("rvs", "b", pg(1.0)),
-              ("testpmd", "b"): rec("testpmd", "b", pg(0.0))}
-        self.assertEqual(tb.ratio(by, "a"), "0.75")
-        self.assertEqual(tb.ratio(by, "b"), "–")
-        self.assertEqual(tb.ratio(by, "c"), "–")
-        self.assertEqual(tb.rss(by, "a"), "120")
-        self.assertEqual(tb.rss(by, "b"), "–")
+        recs = [rec("rvs", "a", pg(3.0), dut_rss_mb="120"),
+                rec("testpmd", "a", pg(4.0)),
+                rec("rvs", "b", pg(1.0)),
+                rec("testpmd", "b", pg(0.0))]
+        self.assertEqual(tb.ratio(recs, "a"), ["0.75 (0.75–0.75, 1 pair)", "one pair: spread unknown, nothing to conclude"])
+        self.assertEqual(tb.ratio(recs, "b"), ["–", "–"])
+        self.assertEqual(tb.ratio(recs, "c"), ["–", "–"])
+        self.assertEqual(tb.rss(recs, "a"), "120")
+        self.assertEqual(tb.rss(recs, "b"), "–")
+
+    def test_ratio_of_interleaved_pairs(self):
+        recs = []
+        for pair, (a, b) in enumerate([(1.0, 4.0), (3.0, 4.0), (2.0, 4.0)], 1):
+            recs += [rec("rvs", "a", pg(a), pair=pair), rec("testpmd", "a", pg(b), pair=pair)]
+        self.assertEqual(tb.ratio(recs, "a"), ["0.50 (0.25–0.75, 3 pairs)", "spread too wide to conclude"])
+        recs[0]["pktgen"]["delivered_mpps"] = 2.5
+        self.assertEqual(tb.ratio(recs, "a"), ["0.62 (0.50–0.75, 3 pairs)", "spread within 1.5x"])
+
+
+def two_worker_run(pair=1, dnat=(5, 6), snat=(7, 8), other=40, lost=30, refused=29, **pgkw):
+    counters = {"worker.%d.dnat" % i: n for i, n in enumerate(dnat)}
+    counters.update({"worker.%d.snat" % i: n for i, n in enumerate(snat)})
+    total = {"reflected": 100, "replies_to_other_queue": other, "server_tx_drop_win": refused}
+    return rec("rvs", "udp-1K", pg(1.0, queues=len(dnat), total=total, sent=1000, lost=lost, **pgkw),
+               pair=pair, rvsd=counters)
+
+
+class WorkersTest(unittest.TestCase):
+    def test_a_good_run_passes(self):
+        self.assertEqual(tb.rss_problems(two_worker_run()), [])
+        lines, ok = tb.rss_check([two_worker_run(), rec("testpmd", "udp-1K", pg(1.0))])
+        self.assertEqual((lines, ok), (["rvs udp-1K (pair 1): ok"], True))
+
+    def test_what_fails(self):
+        self.assertEqual(tb.rss_problems(two_worker_run(dnat=(5, 0), snat=(0, 3), other=0, mism=2, lost=32)),
+                         ["2 mismatches", "lost 3 of 1000 (0.300 %, beyond the 29 its full rings refused) > 0.1 %",
+                          "no reply steered to another worker",
+                          "worker 0 did no SNAT", "worker 1 did no DNAT"])
+        one = rec("rvs", "udp-1K", pg(1.0), rvsd={})
+        self.assertEqual(tb.rss_problems(one)[:2], ["one worker only", "no reply steered to another worker"])
+        self.assertEqual(tb.rss_problems(rec("rvs", "x", {"error": "links down"})), ["no figures: links down"])
+        self.assertIn("no rvsd counters", tb.rss_problems(rec("rvs", "x", pg(1.0, queues=2))))
+        self.assertEqual(tb.rss_check([]), (["no rvs run"], False))
+        self.assertFalse(tb.rss_check([two_worker_run(), two_worker_run(pair=2, other=0)])[1])
+
+    def test_table_only_with_several_workers(self):
+        self.assertEqual(tb.workers_table([rec("rvs", "a", pg(1.0))]), [])
+        L = tb.workers_table([two_worker_run()])
+        self.assertIn("| udp-1K | 1 | 5 / 6 | 7 / 8 | 40 (40 %) | 30 / 29 | ok |", L)
+
+    def test_record_keeps_rvsds_worker_counters(self):
+        with tempfile.TemporaryDirectory() as d:
+            c = os.path.join(d, "c")
+            with open(c, "w") as f:
+                f.write("dnat 11\nworker.0.dnat 5\nworker.1.snat 6\ndrop.ttl_expired 0\ndrop.tx_full 2\nrx_packets 9\n")
+            r = tb.record("", {"dut": "rvs", "pair": "2", "rvsd_counters": c})
+        self.assertEqual(r, {"dut": "rvs", "pair": 2, "rvsd": {"dnat": 11, "worker.0.dnat": 5, "worker.1.snat": 6,
+                                                             "drop.tx_full": 2}})
 
 
 class ReportTest(unittest.TestCase):
@@ -133,13 +195,16 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(L[0], "## Traffic benchmark: rvs-pktgen over memif")
         self.assertIn("| run | quick: warm-up 1 s (and until every flow is open), 2 s measured per point |", L)
         self.assertIn("| udp-1K | 5.000 | 0.000 | 10.0 / 20.0 / 30.0 / 40.0 | 1 | – | 10.000 | 0.000 | "
-                      "10.0 / 20.0 / 30.0 / 40.0 | 0 | 0.50 |", L)
-        self.assertIn("| tcp-1K | FAILED |  |  |  | – | not run |  |  |  | – |", L)
+                      "10.0 / 20.0 / 30.0 / 40.0 | 0 | 0.50 (0.50–0.50, 1 pair) | "
+                      "one pair: spread unknown, nothing to conclude |", L)
+        self.assertIn("| tcp-1K | FAILED |  |  |  | – | not run |  |  |  | – | – |", L)
         # New connections per second in connections, not Mpps.
-        self.assertIn("| udp-newconn | 1,500,000 | 0.000 | 10.0 / 20.0 / 30.0 / 40.0 | 0 | – | not run |  |  |  | – |", L)
+        self.assertIn("| udp-newconn | 1,500,000 | 0.000 | 10.0 / 20.0 / 30.0 / 40.0 | 0 | – | not run |  |  |  | – | – |", L)
         # A point of none of the known kinds goes under "Other".
         self.assertLess(L.index("### Other"), L.index("| udp-7K | 1.000 | 0.000 | 10.0 / 20.0 / 30.0 / 40.0 | 0 | – | "
-                                                      "not run |  |  |  | – |"))
+                                                      "not run |  |  |  | – | – |"))
+        self.assertNotIn("### Requests and replies by worker", L)
+        self.assertNotIn("Not a scaling figure", text)
         self.assertIn("- rvs tcp-1K: cargo build --release -p rvsd --bin rvsd failed", L)
         self.assertIn("- rvs udp-7K: rvs-pktgen was interrupted before the end; figures cover what was measured.", L)
         self.assertIn("  - DUT: `rvsd --config x`", L)
@@ -156,6 +221,13 @@ class ReportTest(unittest.TestCase):
         self.assertIn("| run | full: warm-up 1 s (and until every flow is open), 2 s measured per point |", L)
         self.assertIn("- none: every point ran to the end.", L)
         self.assertNotIn("```toml", L)
+
+    def test_report_on_a_shared_core_says_so_and_cites_instructions(self):
+        meta = dict(META, workers="2", shared_core="the second worker shares CPU 1 with rvs-pktgen")
+        L = tb.report([two_worker_run()], meta, instr=({("udp", "established", 1000): 1484.2}, "Written by x."))
+        self.assertIn("**Not a scaling figure: the second worker shares CPU 1 with rvs-pktgen.**", L)
+        self.assertIn("### Requests and replies by worker", L)
+        self.assertTrue(any(l.endswith("(Written by x): udp established 1K: 1484.") for l in L))
 
     def test_report_needs_every_field(self):
         meta = dict(META)

@@ -200,7 +200,8 @@ proc_ticks() {
 # Appends one JSON record to $RECORDS: key=value pairs (values are strings), plus the pktgen's
 # JSON line from file $PG_JSON when there is one.
 record() {
-    python3 "$RVS_LIB/traffic_bench.py" record "$RECORDS" "${PG_JSON:-}" "$@"
+    python3 "$RVS_LIB/traffic_bench.py" record "$RECORDS" "${PG_JSON:-}" workers="$WORKERS" \
+        ${SHARED_CORE:+shared_core="$SHARED_CORE"} "$@"
 }
 
 # run_point DUT NAME PAIR PKTGEN-ARGS...: one run of a point. A run that other work disturbed

@@ -453,7 +453,7 @@ pub fn queue_of(f: &[u8], queues: u16) -> u16 {
     h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     h ^= h >> 31;
-    ((h >> 32) * u64::from(queues) >> 32) as u16
+    (((h >> 32) * u64::from(queues)) >> 32) as u16
 }
 
 /// A reply that passed the client-side checks.

@@ -10,6 +10,11 @@ bench.sh calls it once per measurement and once at the end:
                                            write the traffic-bench section of OUT (with
                                            rvsd's configuration RVS_TOML when it exists);
                                            the figures also on stdout
+    traffic_bench.py tag SRC DST KEY=VALUE...  append SRC's records to DST with the pairs set
+    traffic_bench.py scaling RECORDS OUT KEY=VALUE...
+                                           write the scaling-bench section of OUT
+                                           (scripts/scaling-bench.sh: bench.sh's records of
+                                           several worker counts, KEY=VALUE: SCALING_FIELDS)
     traffic_bench.py rss-check RECORDS     exit 1 unless every rvs run on 2+ workers shows
                                            replies SNATed on the other worker (see rss_check)
 
@@ -26,6 +31,7 @@ import sys
 
 import bench_records
 import pipeline_bench
+import results_section
 
 # What the report's header says about the run, given by bench.sh.
 REPORT_FIELDS = ("date", "nproc", "cpu", "kernel", "dpdk", "commit", "command", "load", "mode",
@@ -42,8 +48,9 @@ def record(pg_json, pairs):
     """One point's record: the pairs, plus rvs-pktgen's result read from the file `pg_json`
     (none when it is empty); a result that cannot be read becomes the record's error."""
     rec = dict(pairs)
-    if "pair" in rec:
-        rec["pair"] = int(rec["pair"])
+    for k in ("pair", "workers"):
+        if k in rec:
+            rec[k] = int(rec[k])
     counters = rec.pop("rvsd_counters", None)
     if counters:
         text = bench_records.read_text(counters)
@@ -393,6 +400,84 @@ def report(recs, meta, conf=None, instr=({}, None)):
     return L
 
 
+# What the scaling section's header says about the run, given by scaling-bench.sh.
+SCALING_FIELDS = ("date", "nproc", "cpu", "kernel", "dpdk", "commit", "command", "load", "warmup", "duration",
+                  "counts", "pairs")
+
+
+def worker_shares(r):
+    """How a run's DNATs and SNATs split over rvsd's workers, in percent ("51/49 DNAT, 50/50
+    SNAT"), or a dash without the counters."""
+    c, n = (r or {}).get("rvsd") or {}, (r or {}).get("workers", 1)
+    out = []
+    for kind in ("dnat", "snat"):
+        v = [c.get("worker.%d.%s" % (i, kind)) for i in range(n)]
+        if None in v or not sum(v):
+            return "–"
+        out.append("%s %s" % ("/".join("%.0f" % (100.0 * x / sum(v)) for x in v), kind.upper()))
+    return ", ".join(out)
+
+
+def scaling(recs, meta):
+    """The lines of the scaling-bench section: `recs` bench.sh's records of every worker count
+    (each with `workers` and `pair`, the round over the counts), `meta` the SCALING_FIELDS."""
+    bench_records.require(meta, SCALING_FIELDS)
+    counts = [int(n) for n in meta["counts"].split()]
+    points = []
+    for r in recs:
+        if r["point"] not in points:
+            points.append(r["point"])
+    failures, shared = [], {}
+    L = ["## Scaling with rvsd's workers (scripts/scaling-bench.sh)", "",
+         "Written by `scripts/scaling-bench.sh` between the scaling-bench markers; do not edit by hand, run the script again.", ""]
+    L.extend(bench_records.table([
+        ("date (UTC)", meta["date"]),
+        ("machine", "nproc %s, %s, kernel %s" % (meta["nproc"], meta["cpu"], meta["kernel"])),
+        ("DPDK", "%s (Debian packages)" % meta["dpdk"]),
+        ("rvs commit", meta["commit"]),
+        ("command", "`%s`" % meta["command"]),
+        ("run", "warm-up %s s, %s s measured per run; %s rounds over the worker counts %s, each count's run "
+                "rvs then testpmd (bench.sh --workers N --pairs 1)" % (meta["warmup"], meta["duration"], meta["pairs"],
+                                                                      ", ".join(map(str, counts)))),
+        ("load average at start", meta["load"]),
+    ]))
+    L += ["", "Workers N: rvsd's lcores (testpmd's forwarding cores) on CPUs 0..N-1, one RX/TX queue each per memif "
+          "port; rvs-pktgen on CPU N, or on the last CPU when there is none left, and spreads the frames over the "
+          "queues by a hash of each frame's own tuple, as RSS would (a reply reaches another worker than its request "
+          "for about 1 - 1/N of the flows). Speed-up: the median over the rounds of rvs at N workers / rvs at %d in the "
+          "same round, with its min–max; ratios wider than %.1fx, or from one round, conclude nothing. rvs-pktgen is "
+          "one core: past its own rate it, not rvsd, is the limit." % (counts[0], bench_records.SPREAD_LIMIT), "",
+          "| point | workers | rvs Mpps | testpmd Mpps | rvs / testpmd | rvs speed-up over %d worker(s) | verdict "
+          "| DNAT / SNAT by worker %% (median run) |" % counts[0],
+          "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for pt in points:
+        for n in counts:
+            rs = [r for r in recs if r["point"] == pt and r.get("workers", 1) == n]
+            for r in rs:
+                if r.get("shared_core"):
+                    shared[n] = r["shared_core"]
+            rvs = [dict(r, dut="w%d" % r.get("workers", 1)) for r in recs if r["point"] == pt and r["dut"] == "rvs"]
+            s = bench_records.ratio_summary(bench_records.pair_ratios(rvs, "w%d" % n, "w%d" % counts[0], rate))
+            up, verdict = ("–", "–") if s is None or n == counts[0] else (
+                "%.2f (%.2f–%.2f)" % (s["median"], s["min"], s["max"]), s["verdict"])
+            ratio_cells = ratio(rs, pt)
+            L.append("| %s | %s%s | %s | %s | %s | %s | %s | %s |" % (
+                pt, n, " (shared core)" if n in shared else "", cells(rs, "rvs", pt, failures)[0],
+                cells(rs, "testpmd", pt, failures)[0], ratio_cells[0], up, verdict,
+                worker_shares(median_run(runs(rs, "rvs", pt)))))
+    L.append("")
+    for n, why in sorted(shared.items()):
+        L.append("**%d workers is not a scaling figure: %s.**" % (n, why))
+        L.append("")
+    L += ["### Failures", ""] + (["- " + f for f in failures] or ["- none: every run ran to the end."]) + [""]
+    L.extend(bench_records.raw_results(
+        ({"dut": r["dut"], "point": r["point"], "workers": r.get("workers"), "pair": r.get("pair"),
+          "busy_before": r.get("busy_before"), "busy_during": r.get("busy_during"), "error": r.get("error"),
+          "dut_error": r.get("dut_error"), "rvsd": r.get("rvsd"), "pktgen": r.get("pktgen")} for r in recs),
+        "Each run's record (rvs-pktgen's JSON line under pktgen), as bench.sh kept it:"))
+    return L
+
+
 def console(L):
     """The part of the section worth printing: the tables and the failures, without the
     commands and raw data."""
@@ -414,6 +499,14 @@ def main(argv):
     a.add_argument("records")
     a = sub.add_parser("rss-check", help="check the rvs runs on several workers (exit 1 when one fails)")
     a.add_argument("records")
+    a = sub.add_parser("tag", help="append SRC's records to DST with the pairs set")
+    a.add_argument("src")
+    a.add_argument("dst")
+    a.add_argument("pairs", nargs="*", metavar="KEY=VALUE")
+    a = sub.add_parser("scaling", help="write the scaling-bench section")
+    a.add_argument("records")
+    a.add_argument("out")
+    a.add_argument("meta", nargs="*", metavar="KEY=VALUE")
     bench_records.add_report_parser(sub, "traffic-bench", "rvsd's configuration of the last rvs point (may not exist)")
     args = ap.parse_args(argv)
 
@@ -423,6 +516,13 @@ def main(argv):
         print(busy_during(bench_records.read(args.records)[-1]))
     elif args.cmd == "summary":
         print(summary(bench_records.read(args.records)[-1]))
+    elif args.cmd == "tag":
+        for r in bench_records.read(args.src):
+            bench_records.append(args.dst, record("", dict(r, **bench_records.parse_pairs(args.pairs))))
+    elif args.cmd == "scaling":
+        L = scaling(bench_records.read(args.records), bench_records.parse_pairs(args.meta))
+        results_section.write(args.out, "scaling-bench", L)
+        print("\n".join(L[:L.index("### Raw results")]))
     elif args.cmd == "rss-check":
         lines, ok = rss_check(bench_records.read(args.records))
         print("\n".join(lines))

@@ -181,6 +181,49 @@ class WorkersTest(unittest.TestCase):
                                                              "drop.tx_full": 2}})
 
 
+SCALING_META = {"date": "d", "nproc": "2", "cpu": "c", "kernel": "k", "dpdk": "22.11", "commit": "abc",
+                "command": "scripts/scaling-bench.sh", "load": "1 1 1", "warmup": "1", "duration": "3",
+                "counts": "1 2", "pairs": "2"}
+
+
+class ScalingTest(unittest.TestCase):
+    def recs(self):
+        out = []
+        for pair, (one, two) in enumerate([(1.0, 1.5), (2.0, 2.0)], 1):
+            out += [rec("rvs", "udp-1K", pg(one), pair=pair, workers=1),
+                    rec("testpmd", "udp-1K", pg(4.0), pair=pair, workers=1),
+                    dict(two_worker_run(pair=pair), workers=2, shared_core="rvs-pktgen shares CPU 1"),
+                    rec("testpmd", "udp-1K", pg(2 * two), pair=pair, workers=2, shared_core="rvs-pktgen shares CPU 1")]
+            out[-2]["pktgen"]["delivered_mpps"] = two
+        return out
+
+    def test_table_speed_up_and_shared_core(self):
+        L = tb.scaling(self.recs(), SCALING_META)
+        self.assertIn("| udp-1K | 1 | 1.000 (1.000–2.000) | 4.000 (4.000–4.000) | 0.38 (0.25–0.50, 2 pairs) | – | – | – |", L)
+        self.assertIn("| udp-1K | 2 (shared core) | 1.500 (1.500–2.000) | 3.000 (3.000–4.000) | 0.50 (0.50–0.50, 2 pairs) "
+                      "| 1.25 (1.00–1.50) | spread within 1.5x | 45/55 DNAT, 47/53 SNAT |", L)
+        self.assertIn("**2 workers is not a scaling figure: rvs-pktgen shares CPU 1.**", L)
+        self.assertIn("- none: every run ran to the end.", L)
+
+    def test_worker_shares_need_the_counters(self):
+        self.assertEqual(tb.worker_shares(None), "–")
+        self.assertEqual(tb.worker_shares({"workers": 2, "rvsd": {"worker.0.dnat": 1}}), "–")
+
+    def test_cli_tag_and_scaling(self):
+        with tempfile.TemporaryDirectory() as d:
+            src, dst, out = (os.path.join(d, n) for n in ("src", "dst", "out.md"))
+            with open(src, "w") as f:
+                for r in self.recs():
+                    f.write(json.dumps(dict(r, pair=1)) + "\n")
+            self.assertEqual(tb.main(["tag", src, dst, "pair=7"]), 0)
+            with open(dst) as f:
+                self.assertEqual({json.loads(l)["pair"] for l in f}, {7})
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.assertEqual(tb.main(["scaling", dst, out] + ["%s=%s" % kv for kv in SCALING_META.items()]), 0)
+            with open(out) as f:
+                self.assertTrue(f.read().startswith("<!-- scaling-bench:begin -->\n## Scaling"))
+
+
 class ReportTest(unittest.TestCase):
     RECS = [rec("rvs", "udp-1K", pg(5.0, mism=1), load="1 1 1", busy_before="0", busy_during="1",
                 dut_cmd="rvsd --config x", pktgen_cmd="rvs-pktgen --flows 1K"),

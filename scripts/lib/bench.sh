@@ -52,7 +52,8 @@ bench_work() {
 }
 
 # The commit the figures are of: RVS_BENCH_COMMIT when set (a tree without .git), else HEAD's
-# short hash, marked when the tree has uncommitted changes.
+# short hash, marked when the tree has uncommitted changes (the results files the benchmarks
+# write are no change to the code measured).
 bench_commit() {
     local c
     if [ -n "${RVS_BENCH_COMMIT:-}" ]; then
@@ -60,7 +61,7 @@ bench_commit() {
         return
     fi
     c=$(git -C "$RVS_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-    if [ -n "$(git -C "$RVS_ROOT" status --porcelain 2>/dev/null)" ]; then
+    if [ -n "$(git -C "$RVS_ROOT" status --porcelain -- . ':!benches/RESULTS.md' ':!benches/bench.png' 2>/dev/null)" ]; then
         c="$c (with uncommitted changes)"
     fi
     printf '%s\n' "$c"

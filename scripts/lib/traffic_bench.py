@@ -309,7 +309,7 @@ def report(recs, meta, conf=None, instr=({}, None)):
     L.append("")
     busy = [r for r in recs if "pktgen" in r and disturbed(r)]
     if busy:
-        L.append("**Warning: %d of %d points were measured while other work took CPU time from the benchmark** "
+        L.append("**Warning: %d of %d runs were measured while other work took CPU time from the benchmark** "
                  "(marked \"(busy)\"). Their figures are far below what rvs and testpmd do on a quiet machine "
                  "and say nothing about either; run the script again when nothing else runs." % (len(busy), len(recs)))
         L.append("")

@@ -260,7 +260,7 @@ class ReportTest(unittest.TestCase):
     def test_report_warns_of_disturbed_points_and_says_full_mode(self):
         recs = [rec("rvs", "udp-1K", pg(1.0), busy_during="30"), rec("rvs", "udp-100K", pg(1.0))]
         L = tb.report(recs, dict(META, mode=""), conf=None)
-        self.assertTrue(L[4].startswith("**Warning: 1 of 2 points were measured while other work took CPU time"))
+        self.assertTrue(L[4].startswith("**Warning: 1 of 2 runs were measured while other work took CPU time"))
         self.assertIn("| run | full: warm-up 1 s (and until every flow is open), 2 s measured per point |", L)
         self.assertIn("- none: every point ran to the end.", L)
         self.assertNotIn("```toml", L)

@@ -6,8 +6,9 @@
 #
 #   scripts/bench.sh [--quick] [--out FILE] [--no-build] [--no-rvs] [--no-testpmd]
 #                    [--flows "1K 100K"] [--warmup S] [--duration S] [--only GLOB]
+#                    [--pairs N] [--workers N] [--check-rss]
 #
-#   --quick        smoke run: 1K and 100K flows, shorter runs (about 2 minutes in all)
+#   --quick        smoke run: 1K and 100K flows, shorter runs (about 2 minutes per pair)
 #   --out FILE     where the results go (default benches/RESULTS.md; only the part between
 #                  <!-- traffic-bench:begin --> and <!-- traffic-bench:end --> is replaced)
 #   --no-build     use the release binaries already in target/release
@@ -15,15 +16,29 @@
 #   --flows LIST   the established-flow sweep (default 1K 100K 1M 10M)
 #   --only GLOB    run only the points whose name matches (udp-1K, tcp-10M, udp-newconn,
 #                  tcp-newconn, udp-1K-latency), e.g. --only 'udp-*'
+#   --pairs N      runs per DUT and point, interleaved: rvs, testpmd, rvs, testpmd, ... (default
+#                  5): the report gives the median ratio of the pairs with its spread, and says
+#                  when the spread is too wide to conclude (one measurement per DUT measures the
+#                  neighbours on a shared machine as much as the DUT)
+#   --workers N    rvsd workers (lcores; testpmd forwarding cores), one RX/TX queue each per
+#                  memif port, on CPUs 0..N-1 (default 1); rvs-pktgen spreads the frames over
+#                  the N queues as RSS would (a hash of each frame's own tuple: a reply after NAT
+#                  reaches another worker than its request for about 1 - 1/N of the flows) and
+#                  runs on CPU N, or on the last CPU, shared with a worker, when the machine has
+#                  no more (then the report says it is not a scaling figure)
+#   --check-rss    exit 1 unless every rvs run shows replies on the other worker handled right
+#                  (zero mismatches, little loss, every worker DNATing and SNATing:
+#                  traffic_bench.py rss-check); scripts/test.sh runs it with --workers 2
 #
-# Topology (one machine, two cores; nothing leaves the host):
+# Topology (one machine, two cores; nothing leaves the host; with --workers N, the DUT on CPUs
+# 0..N-1 and rvs-pktgen on CPU N, N queues per memif port):
 #
 #   rvs-pktgen, lcore 1                                DUT, lcore 0
 #   clients  net_memif0 (server) == ext.sock == net_memif0 (client)  ext 198.51.100.1 (VIP)
 #   servers  net_memif1 (server) == int.sock == net_memif1 (client)  int 192.0.2.1 (DIP)
 #
 # rvs-pktgen is the memif server, so it starts first and the DUT (rvsd or testpmd) connects as
-# client; a fresh DUT per point, so rvsd's connection table starts empty every time. The
+# client; a fresh DUT per run, so rvsd's connection table starts empty every time. The
 # sockets are filesystem sockets (socket-abstract=no) in a private folder under /tmp. Each DPDK
 # process runs --in-memory (no hugepage files left behind, no --file-prefix clashes).
 #
@@ -58,16 +73,24 @@ FLOWS=
 WARMUP=
 DURATION=
 ONLY='*'
+PAIRS=5
+WORKERS=1
+CHECK_RSS=
 ARGV=("$0" "$@")
 while [ $# -gt 0 ]; do
     case $1 in
     --quick) QUICK=1 OPT_WORDS=1 ;;
     --no-rvs) RUN_RVS='' OPT_WORDS=1 ;;
     --no-testpmd) RUN_TESTPMD='' OPT_WORDS=1 ;;
+    --pairs) PAIRS=${2:-} OPT_WORDS=2 ;;
+    --workers) WORKERS=${2:-} OPT_WORDS=2 ;;
+    --check-rss) CHECK_RSS=1 OPT_WORDS=1 ;;
     *) bench_option "$@" ;;
     esac
     shift "$OPT_WORDS"
 done
+[[ $PAIRS =~ ^[1-9][0-9]*$ ]] || die "--pairs takes a count (1 or more)"
+[[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "--workers takes a count (1 or more)"
 if [ -n "$QUICK" ]; then
     FLOWS=${FLOWS:-1K 100K}
     WARMUP=${WARMUP:-1}
@@ -99,6 +122,7 @@ if [ -n "$RUN_TESTPMD" ] && [ -z "$TESTPMD" ]; then
 fi
 
 RVSD=$RVS_ROOT/target/release/rvsd
+RVSCTL=$RVS_ROOT/target/release/rvsctl
 PKTGEN=$RVS_ROOT/target/release/rvs-pktgen
 RVSD_BUILD_ERROR=
 if [ -n "$BUILD" ]; then
@@ -106,9 +130,9 @@ if [ -n "$BUILD" ]; then
     run_cargo build --release -p rvs-benches --bin rvs-pktgen >&2 ||
         die "cargo build --release -p rvs-benches failed"
     if [ -n "$RUN_RVS" ]; then
-        log "building rvsd (release)"
-        if ! run_cargo build --release -p rvsd --bin rvsd >&2; then
-            RVSD_BUILD_ERROR="cargo build --release -p rvsd --bin rvsd failed"
+        log "building rvsd and rvsctl (release)"
+        if ! run_cargo build --release -p rvsd --bin rvsd -p control --bin rvsctl >&2; then
+            RVSD_BUILD_ERROR="cargo build --release -p rvsd --bin rvsd -p control --bin rvsctl failed"
             warn "$RVSD_BUILD_ERROR: the rvs points are reported as failed"
         fi
     fi
@@ -137,10 +161,27 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# The CPUs: the DUT's workers on 0..WORKERS-1, rvs-pktgen on the next one, or on the last one
+# (shared with a worker) when there is none left.
+NPROC=$(nproc)
+((WORKERS <= NPROC)) || die "--workers $WORKERS needs $WORKERS CPUs; this machine has $NPROC"
+DUT_CPUS=$(seq -s, 0 $((WORKERS - 1)))
+SHARED_CORE=
+if ((WORKERS < NPROC)); then
+    PG_CPU=$WORKERS
+else
+    PG_CPU=$((NPROC - 1))
+    ((WORKERS == 1)) || SHARED_CORE="rvs-pktgen runs on CPU $PG_CPU, which also runs DUT worker $PG_CPU (this machine has $NPROC CPUs): the DUT's workers compete with the generator for that core"
+fi
+# testpmd: its main lcore (it sleeps) and the forwarding lcores 1..WORKERS on the DUT's CPUs.
+TESTPMD_LCORES=0@0
+for ((i = 0; i < WORKERS; i++)); do TESTPMD_LCORES+=",$((i + 1))@$i"; done
+CPUS="rvs-pktgen on CPU $PG_CPU; the DUT on CPU(s) $DUT_CPUS (rvsd: lcores $DUT_CPUS; testpmd: --lcores=$TESTPMD_LCORES)"
+
 EXT_SOCK=$WORK/ext.sock
 INT_SOCK=$WORK/int.sock
 # Fixed, distinct, locally administered MACs: pktgen 02:..:01:0x, DUT 02:..:00:0x.
-PG_EAL=(-l 1 --in-memory --no-pci
+PG_EAL=(-l "$PG_CPU" --in-memory --no-pci
     "--vdev=net_memif0,role=server,socket=$EXT_SOCK,socket-abstract=no,id=0,mac=02:00:00:00:01:01"
     "--vdev=net_memif1,role=server,socket=$INT_SOCK,socket-abstract=no,id=0,mac=02:00:00:00:01:02")
 DUT_VDEVS=("--vdev=net_memif0,role=client,socket=$EXT_SOCK,socket-abstract=no,id=0,mac=02:00:00:00:00:01"
@@ -159,15 +200,14 @@ proc_ticks() {
 # Appends one JSON record to $RECORDS: key=value pairs (values are strings), plus the pktgen's
 # JSON line from file $PG_JSON when there is one.
 record() {
-    python3 "$RVS_LIB/traffic_bench.py" record "$RECORDS" "${PG_JSON:-}" "$@"
+    python3 "$RVS_LIB/traffic_bench.py" record "$RECORDS" "${PG_JSON:-}" workers="$WORKERS" \
+        ${SHARED_CORE:+shared_core="$SHARED_CORE"} "$@"
 }
 
-# run_point DUT NAME PKTGEN-ARGS...: one point. A point that other work disturbed (more than
-# 5 % of the CPU time went to other processes) is measured again, up to RETRIES more times;
-# the last attempt is kept, flagged in the report when it was disturbed too.
+# run_point DUT NAME PAIR PKTGEN-ARGS...: one run of a point. A run that other work disturbed
+# (more than 5 % of the CPU time went to other processes) is measured again, up to RETRIES more
+# times; the last attempt is kept, flagged in the report when it was disturbed too.
 run_point() {
-    # shellcheck disable=SC2053 # $ONLY is a glob on purpose
-    [[ $2 == $ONLY ]] || return 0
     local attempt busy
     for ((attempt = 0; ; attempt++)); do
         run_once "$@"
@@ -178,11 +218,11 @@ run_point() {
     done
 }
 
-# run_once DUT NAME PKTGEN-ARGS...: one measurement with a fresh DUT.
+# run_once DUT NAME PAIR PKTGEN-ARGS...: one measurement with a fresh DUT.
 run_once() {
-    local dut=$1 name=$2
-    shift 2
-    local tag="$dut-$name" flows=1000 a prev=
+    local dut=$1 name=$2 pair=$3
+    shift 3
+    local tag="$dut-$name-$pair" flows=1000 a prev=
     for a in "$@"; do
         [ "$prev" = --flows ] && flows=$(count "$a")
         prev=$a
@@ -193,18 +233,18 @@ run_once() {
     load=$(cut -d' ' -f1-3 /proc/loadavg)
 
     if [ "$dut" = rvs ] && [ -n "$RVSD_BUILD_ERROR" ]; then
-        record dut="$dut" point="$name" error="$RVSD_BUILD_ERROR"
+        record dut="$dut" point="$name" pair="$pair" error="$RVSD_BUILD_ERROR"
         return
     fi
     if [ "$dut" = testpmd ] && [ -z "$TESTPMD" ]; then
-        record dut="$dut" point="$name" error="dpdk-testpmd not installed"
+        record dut="$dut" point="$name" pair="$pair" error="dpdk-testpmd not installed"
         return
     fi
 
     wait_quiet "${RVS_BENCH_QUIET_WAIT:-60}"
     rm -f "$EXT_SOCK" "$INT_SOCK"
     local pg_cmd=("${NICE_CMD[@]}" "$PKTGEN" "$@" --warmup "$WARMUP" --duration "$DURATION" --label "$tag"
-        --link-timeout 60 --linger 20 -q)
+        --queues "$WORKERS" --link-timeout 60 --linger 20 -q)
     [ "$dut" = testpmd ] && pg_cmd+=(--dut-mac 02:00:00:00:00:01)
     pg_cmd+=(-- "${PG_EAL[@]}")
     log "$tag: $(quote "$@")"
@@ -219,7 +259,7 @@ run_once() {
     done
     if ! [ -S "$EXT_SOCK" ] || ! [ -S "$INT_SOCK" ]; then
         stop_pid "$pg" 5
-        PG_JSON=$pg_out record dut="$dut" point="$name" load="$load" \
+        PG_JSON=$pg_out record dut="$dut" point="$name" pair="$pair" load="$load" \
             error="rvs-pktgen did not create its memif sockets: $(grep -v '^EAL' "$pg_log" | tail -n 3 | tr '\n' ' ')"
         return
     fi
@@ -233,13 +273,13 @@ run_once() {
             capacity=$((flows + flows / 4 + 65536))
         fi
         local conf=$WORK/$tag.rvs.toml
-        write_rvsd_config "$conf" "$WORK/rvs.sock" "$capacity" 0 "$(bench_services udp tcp)" "${DUT_VDEVS[@]}"
+        write_rvsd_config "$conf" "$WORK/rvs.sock" "$capacity" "$DUT_CPUS" "$(bench_services udp tcp)" "${DUT_VDEVS[@]}"
         cp "$conf" "$WORK/last-rvs.toml"
         dut_cmd=(env RVS_LOG=warn "${NICE_CMD[@]}" "$RVSD" --config "$conf")
     else
-        # testpmd needs a main and a forwarding lcore: both on CPU 0 (the main one sleeps).
-        dut_cmd=("${NICE_CMD[@]}" "$TESTPMD" "--lcores=0@0,1@0" --in-memory --no-pci "${DUT_VDEVS[@]}" --
-            --forward-mode=io --nb-cores=1 --auto-start --stats-period 1)
+        # testpmd needs a main lcore besides the forwarding ones: it shares CPU 0 (and sleeps).
+        dut_cmd=("${NICE_CMD[@]}" "$TESTPMD" "--lcores=$TESTPMD_LCORES" --in-memory --no-pci "${DUT_VDEVS[@]}" --
+            --forward-mode=io --nb-cores="$WORKERS" --rxq="$WORKERS" --txq="$WORKERS" --auto-start --stats-period 1)
     fi
     "${dut_cmd[@]}" </dev/null >"$dut_log" 2>&1 &
     local dp=$!
@@ -273,9 +313,14 @@ run_once() {
     read -r -a m1 < <(machine_ticks)
     other_pct=$(( ((m1[0] - m0[0]) - ($(proc_ticks "$pg") - pg0) - $(proc_ticks "$dp")) * 100 / (m1[1] - m0[1] > 0 ? m1[1] - m0[1] : 1) ))
     ((other_pct >= 0)) || other_pct=0
-    local dut_rc=0 dut_error='' dut_rss
+    local dut_rc=0 dut_error='' dut_rss counters=
     # Peak resident memory (hugepages are not in it): the connection table lives on the heap.
     dut_rss=$(awk '/^VmHWM/ {print int($2 / 1024)}' "/proc/$dp/status" 2>/dev/null || true)
+    # rvsd's counters, per worker too: which worker DNATed and SNATed what.
+    if [ "$dut" = rvs ] && kill -0 "$dp" 2>/dev/null && [ -x "$RVSCTL" ]; then
+        counters=$WORK/$tag.counters
+        "$RVSCTL" --socket "$WORK/rvs.sock" counters >"$counters" 2>&1 || true
+    fi
     if kill -0 "$dp" 2>/dev/null; then
         stop_pid "$dp" 15
         dut_rc=$STOP_RC
@@ -288,10 +333,10 @@ run_once() {
     fi
     stop_pid "$pg" 25
     [ -n "$dut_died" ] && [ -z "$dut_error" ] && dut_error="the DUT exited during the run"
-    PG_JSON=$pg_out record dut="$dut" point="$name" load="$load" \
+    PG_JSON=$pg_out record dut="$dut" point="$name" pair="$pair" load="$load" \
         dut_cmd="$(quote "${dut_cmd[@]}")" pktgen_cmd="$(quote "${pg_cmd[@]}")" \
         ${dut_error:+dut_error="$dut_error"} pktgen_rc="$STOP_RC" busy_before="$BUSY" busy_during="$other_pct" \
-        dut_rss_mb="${dut_rss:-}"
+        dut_rss_mb="${dut_rss:-}" ${counters:+rvsd_counters="$counters"}
     PG_JSON=
     python3 "$RVS_LIB/traffic_bench.py" summary "$RECORDS" >&2
 }
@@ -301,16 +346,28 @@ DUTS=()
 [ -n "$RUN_TESTPMD" ] && DUTS+=(testpmd)
 [ ${#DUTS[@]} -gt 0 ] || die "nothing to run (--no-rvs and --no-testpmd)"
 
+# The points, NAME then rvs-pktgen's arguments.
+POINTS=()
+for proto in udp tcp; do
+    for f in $FLOWS; do
+        POINTS+=("$proto-$f --proto $proto --flows $f")
+    done
+    POINTS+=("$proto-newconn --proto $proto --new-conns")
+done
+POINTS+=("udp-1K-latency --proto udp --flows 1K --rate $LAT_RATE")
+
 START_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 START_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
-for dut in "${DUTS[@]}"; do
-    for proto in udp tcp; do
-        for f in $FLOWS; do
-            run_point "$dut" "$proto-$f" --proto "$proto" --flows "$f"
+# Point by point, the DUTs interleaved pair after pair: rvs, testpmd, rvs, testpmd, ...
+for pt in "${POINTS[@]}"; do
+    read -r -a words <<<"$pt"
+    # shellcheck disable=SC2053 # $ONLY is a glob on purpose
+    [[ ${words[0]} == $ONLY ]] || continue
+    for ((pair = 1; pair <= PAIRS; pair++)); do
+        for dut in "${DUTS[@]}"; do
+            run_point "$dut" "${words[0]}" "$pair" "${words[@]:1}"
         done
-        run_point "$dut" "$proto-newconn" --proto "$proto" --new-conns
     done
-    run_point "$dut" "udp-1K-latency" --proto udp --flows 1K --rate "$LAT_RATE"
 done
 
 # ---------------------------------------------------------------------------------------------
@@ -321,8 +378,14 @@ python3 "$RVS_LIB/traffic_bench.py" report "$RECORDS" "$OUT" "$WORK/last-rvs.tom
     date="$START_DATE" nproc="$(nproc)" cpu="$(cpu_model)" kernel="$(uname -r)" dpdk="$(dpdk_version)" \
     commit="$(bench_commit)" command="$(quote "${ARGV[@]}")" load="$START_LOAD" mode="${QUICK:+quick}" \
     warmup="$WARMUP" duration="$DURATION" flows="$FLOWS" lat_rate="$LAT_RATE" \
-    newconn_capacity="$NEWCONN_CAPACITY" binaries="$BINARIES" nice="$NICE"
+    newconn_capacity="$NEWCONN_CAPACITY" binaries="$BINARIES" nice="$NICE" \
+    pairs="$PAIRS" workers="$WORKERS" cpus="$CPUS" shared_core="$SHARED_CORE"
 log "results written to $OUT (between its traffic-bench markers)"
+RSS_RC=0
+if [ -n "$CHECK_RSS" ]; then
+    log "checking that replies reaching another worker were handled (traffic_bench.py rss-check)"
+    python3 "$RVS_LIB/traffic_bench.py" rss-check "$RECORDS" >&2 || RSS_RC=1
+fi
 # The plot (benches/bench.png, linked from its own section of the results) when matplotlib is
 # there; scripts/bench-plot.py redraws it later otherwise.
 if python3 -c 'import matplotlib' 2>/dev/null; then
@@ -335,3 +398,5 @@ fi
 if [ "${RVS_BENCH_KERNEL:-1}" != 0 ]; then
     "$RVS_ROOT/scripts/kernel-bench.sh" --out "$OUT" >&2 || warn "kernel baseline failed (scripts/kernel-bench.sh)"
 fi
+# The status: 1 when --check-rss found a run that failed it.
+[ "$RSS_RC" -eq 0 ]

@@ -14,6 +14,7 @@
 #   RVS_SKIP_RUST=1             skip every cargo step: only the scripts' checks run (then root
 #                               is not needed, with RVS_SKIP_SETUP=1)
 #   RVS_SKIP_LOOM=1             skip the loom model check
+#   RVS_SKIP_RSS=1              skip the check of replies on the other worker at load
 #   RVS_FUZZ_SMOKE_SECONDS=N    seconds per cargo-fuzz target in the fuzz smoke run
 #                               (scripts/fuzz.sh smoke; default 30, 0 skips it)
 # Other variables (RVS_SKIP_LAB, ...) reach the tests unchanged.
@@ -151,6 +152,25 @@ nodpdk_check() {
     return "$rc"
 }
 
+# Replies landing on another worker than their request, at load: rvs-pktgen for a few seconds
+# against rvsd on 2 workers over memif (scripts/bench.sh --workers 2: each frame on the queue a
+# hash of its own tuple picks, as RSS would after NAT), UDP and TCP with 1K flows; it passes
+# when every run has zero reply mismatches, no loss beyond the replies rvsd's full rings
+# refused (+0.1 %), and rvsd's per-worker counters show both workers DNATing and SNATing. No
+# speed is checked. Under the benchmark lock, as every memif run (a release build of its own).
+rss_check() {
+    if [ "${RVS_SKIP_RSS:-}" = 1 ]; then
+        skip "RVS_SKIP_RSS=1"
+        return 0
+    fi
+    local work=/tmp/rvs-rss-check.$$ rc=0
+    flock /run/rvs-bench.lock env RVS_BENCH_KERNEL=0 RVS_BENCH_QUIET_WAIT=0 RVS_BENCH_RETRIES=0 \
+        RVS_BENCH_WORK="$work" "$RVS_ROOT/scripts/bench.sh" --workers 2 --no-testpmd --pairs 1 \
+        --only '*-1K' --warmup 1 --duration 3 --out "$work/RESULTS.md" --check-rss || rc=1
+    rm -rf "$work"
+    return "$rc"
+}
+
 fuzz_smoke() {
     local secs=${RVS_FUZZ_SMOKE_SECONDS:-30}
     if [ "$secs" = 0 ]; then
@@ -169,6 +189,7 @@ cargo_step "cargo build --workspace" run_cargo build --workspace
 cargo_step "cargo clippy --workspace --all-targets -- -D warnings" clippy_check
 cargo_step "cargo test --workspace --no-fail-fast" run_tests
 cargo_step "loom model checks (conntrack, seqlock)" loom_check
+cargo_step "replies on the other worker at load (scripts/bench.sh --workers 2 --check-rss)" rss_check
 cargo_step "without DPDK: dataplane, control, testkit, health, rvs-benches --no-default-features" nodpdk_check
 cargo_step "fuzz smoke run (scripts/fuzz.sh smoke)" fuzz_smoke
 cargo_step "Debian package (scripts/package-check.sh)" "$RVS_ROOT/scripts/package-check.sh"

@@ -434,6 +434,28 @@ pub fn reflect(f: &mut [u8], verify: bool) -> Result<Reflected, Mismatch> {
     Ok(Reflected::Reply)
 }
 
+/// The queue, of `queues`, an IPv4 TCP/UDP frame goes out on: a hash of its own addresses and
+/// ports, as a NIC's RSS would pick the receiving queue on the DUT (memif has no RSS, so the
+/// sender picks). A reply is hashed by its own tuple, not its connection's, so after NAT request
+/// and reply land on different queues for about 1 - 1/queues of the flows, as with RSS. Other
+/// frames: queue 0.
+pub fn queue_of(f: &[u8], queues: u16) -> u16 {
+    if queues <= 1 || f.len() < L4 + 4 || be16(f, 12) != ETHERTYPE_IPV4 {
+        return 0;
+    }
+    let l4 = IP + usize::from(f[IP] & 0x0f) * 4;
+    if l4 + 4 > f.len() {
+        return 0;
+    }
+    let addrs = (u64::from(be32(f, IP_SRC)) << 32) | u64::from(be32(f, IP_DST));
+    // splitmix64's finaliser over the addresses and the ports.
+    let mut h = addrs ^ u64::from(be32(f, l4)).rotate_left(17);
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    (((h >> 32) * u64::from(queues)) >> 32) as u16
+}
+
 /// A reply that passed the client-side checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reply {
@@ -786,5 +808,30 @@ mod tests {
         assert_eq!(answer_arp(&mut g, SRC, |_| true), None);
         assert!(arp::parse_frame(&f[..30]).is_none());
         assert!(!is_arp(&f[..13]) && is_arp(&f));
+    }
+
+    #[test]
+    fn queues_spread_flows_and_split_request_from_reply() {
+        let g = Generator::new(Proto::Udp, 60, SRC, DST, VIP, 9000).unwrap();
+        let rip = Ipv4Addr::new(192, 0, 2, 2);
+        let mut buf = [0u8; 128];
+        let (mut on_one, mut split) = (0, 0);
+        for flow in 0..1000 {
+            let n = g.write(&mut buf, flow, false, 0);
+            let f = &mut buf[..n];
+            assert_eq!(queue_of(f, 1), 0);
+            let q = queue_of(f, 2);
+            on_one += usize::from(q == 1);
+            assert!(queue_of(f, 8) < 8);
+            // The reply rvs forwards back: from the real server to the client.
+            dnat(f, rip, 9000);
+            reflect(f, false).unwrap();
+            split += usize::from(queue_of(f, 2) != q);
+        }
+        assert!((400..600).contains(&on_one), "{on_one} of 1000 on queue 1");
+        assert!((400..600).contains(&split), "{split} of 1000 split");
+        // Not IPv4: queue 0.
+        assert_eq!(queue_of(&[0u8; 60], 4), 0);
+        assert_eq!(queue_of(&[], 4), 0);
     }
 }

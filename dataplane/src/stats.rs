@@ -424,7 +424,8 @@ impl Stats {
 
     /// Every counter by name, summed over workers: `rx_packets`, `tx_packets`,
     /// `port.<name>.rx_packets`/`tx_packets`, `drop.<reason>` and one per [`Event`]; then each
-    /// worker's own `worker.<index>.rx_packets`/`tx_packets`/`busy_polls`/`idle_polls`.
+    /// worker's own `worker.<index>.rx_packets`/`tx_packets`/`busy_polls`/`idle_polls`/`dnat`/
+    /// `snat` (which worker rewrote which direction: replies may reach any worker).
     pub fn counters(&self) -> Vec<(String, u64)> {
         let mut out = vec![
             ("rx_packets".to_string(), self.rx_packets()),
@@ -461,6 +462,10 @@ impl Stats {
             out.push((format!("worker.{i}.tx_packets"), tx));
             out.push((format!("worker.{i}.busy_polls"), w.busy_polls.get()));
             out.push((format!("worker.{i}.idle_polls"), w.idle_polls.get()));
+            for e in [Event::Dnat, Event::Snat] {
+                let n = w.events.get(e as usize).map_or(0, Counter::get);
+                out.push((format!("worker.{i}.{}", e.name()), n));
+            }
         }
         out
     }
@@ -682,7 +687,11 @@ mod tests {
         assert_eq!(c["worker.1.busy_polls"], 1);
         assert_eq!(c["worker.1.idle_polls"], 2);
         assert_eq!(c["worker.0.idle_polls"], 0);
-        assert_eq!(c.len(), 2 + 4 + Event::COUNT + DropReason::COUNT + 3 * 4);
+        assert_eq!(
+            (c["worker.2.dnat"], c["worker.1.dnat"], c["worker.2.snat"]),
+            (1, 0, 0)
+        );
+        assert_eq!(c.len(), 2 + 4 + Event::COUNT + DropReason::COUNT + 3 * 6);
     }
 
     #[test]

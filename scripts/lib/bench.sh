@@ -52,7 +52,8 @@ bench_work() {
 }
 
 # The commit the figures are of: RVS_BENCH_COMMIT when set (a tree without .git), else HEAD's
-# short hash, marked when the tree has uncommitted changes.
+# short hash, marked when the tree has uncommitted changes (the results files the benchmarks
+# write are no change to the code measured).
 bench_commit() {
     local c
     if [ -n "${RVS_BENCH_COMMIT:-}" ]; then
@@ -60,7 +61,7 @@ bench_commit() {
         return
     fi
     c=$(git -C "$RVS_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-    if [ -n "$(git -C "$RVS_ROOT" status --porcelain 2>/dev/null)" ]; then
+    if [ -n "$(git -C "$RVS_ROOT" status --porcelain -- . ':!benches/RESULTS.md' ':!benches/bench.png' 2>/dev/null)" ]; then
         c="$c (with uncommitted changes)"
     fi
     printf '%s\n' "$c"
@@ -157,11 +158,12 @@ bench_services() {
     done
 }
 
-# write_rvsd_config FILE SOCKET CAPACITY LCORE SERVICES EXT_VDEV INT_VDEV [EAL_ARG...]: rvsd's
-# configuration for a benchmark: one worker on LCORE, port ext on EXT_VDEV (a --vdev=NAME,...
-# EAL argument; VIP 198.51.100.1/24), port int on INT_VDEV (DIP 192.0.2.1/24), the services
-# (rvsadm -S lines) and a table of CAPACITY connections; EAL_ARGs (another port's --vdev) go
-# after the two vdevs, and the caller appends what else it needs ([[ports]], [[neighbours]]).
+# write_rvsd_config FILE SOCKET CAPACITY LCORES SERVICES EXT_VDEV INT_VDEV [EAL_ARG...]: rvsd's
+# configuration for a benchmark: a worker on each of LCORES (one, or a comma-separated list),
+# port ext on EXT_VDEV (a --vdev=NAME,... EAL argument; VIP 198.51.100.1/24), port int on
+# INT_VDEV (DIP 192.0.2.1/24), the services (rvsadm -S lines) and a table of CAPACITY
+# connections; EAL_ARGs (another port's --vdev) go after the two vdevs, and the caller appends
+# what else it needs ([[ports]], [[neighbours]]).
 write_rvsd_config() {
     local file=$1 sock=$2 capacity=$3 lcore=$4 services=$5 ext=$6 int=$7 a more=''
     shift 7
@@ -171,7 +173,7 @@ write_rvsd_config() {
     int_dev=${int_dev%%,*}
     # Top-level keys first: after a [table] header they would belong to it.
     cat >"$file" <<EOF
-# written by $RVS_PROG: rvsd on lcore $lcore, ports on $ext_dev and $int_dev; the real servers
+# written by $RVS_PROG: rvsd on lcore(s) $lcore, ports on $ext_dev and $int_dev; the real servers
 # are played by rvs-pktgen.
 services = """
 $services

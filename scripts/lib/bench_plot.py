@@ -10,11 +10,13 @@ import os
 import sys
 
 import results_section
+import traffic_bench
 
 
 def raw_records(text):
-    """The measured points of the traffic-bench section of a RESULTS.md text: its raw JSON lines
-    with an rvs-pktgen result and no error. Raises ValueError when the section is missing or
+    """The measured points of the traffic-bench section of a RESULTS.md text: of its raw JSON
+    lines with an rvs-pktgen result and no error, each DUT's median run of each point (the DUTs
+    run interleaved, several pairs per point). Raises ValueError when the section is missing or
     holds no such point."""
     b = text.find("<!-- traffic-bench:begin -->")
     e = text.find("<!-- traffic-bench:end -->")
@@ -28,7 +30,11 @@ def raw_records(text):
                 recs.append(r)
     if not recs:
         raise ValueError("no raw results in the traffic-bench section")
-    return recs
+    keys = []
+    for r in recs:
+        if (r["dut"], r["point"]) not in keys:
+            keys.append((r["dut"], r["point"]))
+    return [traffic_bench.median_run(traffic_bench.runs(recs, *k)) for k in keys]
 
 
 def established(recs, dut, proto):

@@ -1,10 +1,12 @@
 """The records the benchmark scripts keep while they run: one JSON object per line, one line
 per measured point, in a file under the run's work folder; and what the reports built from
 them share (KEY=VALUE arguments, the table about the run, code blocks, the raw results, the
-report subcommand). Used by traffic_bench.py, kernel_bench.py and pipeline_bench.py.
+report subcommand, the median ratio of interleaved pairs). Used by traffic_bench.py,
+kernel_bench.py, pipeline_bench.py and testpmd_bench.py.
 """
 
 import json
+import statistics
 
 import results_section
 
@@ -18,6 +20,52 @@ def parse_pairs(args):
             raise ValueError("expected KEY=VALUE, got %r" % a)
         k, v = a.split("=", 1)
         out[k] = v
+    return out
+
+
+# Interleaved pairs: wider than this (max / min of the pairs' ratios) and the median says nothing.
+SPREAD_LIMIT = 1.5
+
+
+def pair_ratios(records, num, den, rate):
+    """Ratios DUT `num` / DUT `den` of interleaved pairs, in pair order: `records` carry a `pair`
+    index and a `dut`; `rate(record)` is a record's figure, None when it failed. A pair with a
+    failed point or a zero denominator gives no ratio."""
+    by_pair = {}
+    for r in records:
+        by_pair.setdefault(r.get("pair"), {})[r.get("dut")] = r
+    ratios = []
+    for _, duts in sorted(by_pair.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
+        a, b = duts.get(num), duts.get(den)
+        ra = rate(a) if a else None
+        rb = rate(b) if b else None
+        if ra is not None and rb:
+            ratios.append(ra / rb)
+    return ratios
+
+
+def ratio_summary(ratios):
+    """median, min, max and count of `ratios` and a verdict (whether the spread lets the median
+    conclude anything, see SPREAD_LIMIT); None without ratios."""
+    if not ratios:
+        return None
+    lo, hi = min(ratios), max(ratios)
+    if len(ratios) < 2:
+        wide, verdict = True, "one pair: spread unknown, nothing to conclude"
+    else:
+        wide = lo <= 0 or hi / lo > SPREAD_LIMIT
+        verdict = "spread too wide to conclude" if wide else "spread within %.1fx" % SPREAD_LIMIT
+    return {"median": statistics.median(ratios), "min": lo, "max": hi, "n": len(ratios), "wide": wide,
+            "verdict": verdict}
+
+
+def rvsd_counters(text):
+    """`rvsctl counters` output (NAME VALUE lines) as a dict of ints; other lines are skipped."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            out[parts[0]] = int(parts[1])
     return out
 
 

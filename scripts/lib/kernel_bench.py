@@ -220,12 +220,7 @@ def busy(c):
 
 def counters(r):
     """rvsd's counters (rvsadm -L -n --counters) as a dict."""
-    out = {}
-    for l in (r.get("rvsd_counters") or "").splitlines():
-        f = l.split()
-        if len(f) == 2 and f[1].isdigit():
-            out[f[0]] = int(f[1])
-    return out
+    return bench_records.rvsd_counters(r.get("rvsd_counters") or "")
 
 
 def ring_drops(r):

@@ -11,6 +11,7 @@ REPORT_FIELDS; the table also goes to stdout. The callgrind output files sit bes
 """
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -129,6 +130,26 @@ def report(recs, meta, commands, profile=lambda r: None, work=None):
     L.append("")
     L.extend(bench_records.raw_results(recs))
     return L
+
+
+def instructions(text):
+    """From a results file's text, this section's instructions per packet under callgrind (what
+    other reports cite), {(proto, path, flows): instructions}, and its "Written by" line; ({}, None)
+    without that section."""
+    b, e = text.find("<!-- pipeline-bench:begin -->"), text.find("<!-- pipeline-bench:end -->")
+    if b < 0 or e < b:
+        return {}, None
+    out, written = {}, None
+    for line in text[b:e].splitlines():
+        if line.startswith("Written by") and written is None:
+            written = line
+        if line.startswith('{"mode":"callgrind"'):
+            try:
+                r = json.loads(line)
+                out[(r["proto"], r["path"], r["flows"])] = r["ir"] / r["packets"]
+            except (ValueError, KeyError, ZeroDivisionError):
+                pass
+    return out, written
 
 
 def main(argv):

@@ -12,15 +12,13 @@ record per point, the median ratio of interleaved pairs, and its section of benc
 import json
 import os
 import re
-import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_records  # noqa: E402
 import results_section  # noqa: E402
 
 SECTION = "testpmd-bench"
-# Wider than this (max / min of the pairs' ratios) and the median says nothing.
-SPREAD_LIMIT = 1.5
 
 _NUM = r"(\d+)"
 
@@ -59,16 +57,6 @@ def forward_stats(text):
         if not m:
             return None
         out[key] = int(m.group(1))
-    return out
-
-
-def rvsd_counters(text):
-    """`rvsctl counters` output (NAME VALUE lines) as a dict of ints; other lines are skipped."""
-    out = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
-            out[parts[0]] = int(parts[1])
     return out
 
 
@@ -114,7 +102,7 @@ def point(gen_text, counter_text, refl_text, counters_text=None):
     if rx:
         out.update(reflector_rx=sum(rx.values()), reflector_tx=sum(tx.values()))
     if counters_text is not None:
-        c = rvsd_counters(counters_text)
+        c = bench_records.rvsd_counters(counters_text)
         out["rvsd"] = {k: v for k, v in c.items()
                        if k in KEPT_COUNTERS or (k.startswith("drop.") and v > 0)}
     if sent <= 0:
@@ -130,25 +118,8 @@ def point(gen_text, counter_text, refl_text, counters_text=None):
 def pair_ratios(records):
     """Ratios rvsd / direct of the pairs (records with a `pair` index and `dut` rvsd or direct),
     in pair order; a pair with a failed or zero point gives none."""
-    by_pair = {}
-    for r in records:
-        by_pair.setdefault(r.get("pair"), {})[r.get("dut")] = r
-    ratios = []
-    for _, duts in sorted(by_pair.items(), key=lambda kv: kv[0]):
-        rv, d = duts.get("rvsd"), duts.get("direct")
-        if rv and d and not rv.get("error") and not d.get("error") and d.get("mpps"):
-            ratios.append(rv.get("mpps", 0) / d["mpps"])
-    return ratios
-
-
-def ratio_summary(ratios):
-    """median, min, max of the ratios and a verdict: None without ratios."""
-    if not ratios:
-        return None
-    lo, hi = min(ratios), max(ratios)
-    wide = lo <= 0 or hi / lo > SPREAD_LIMIT
-    return {"median": statistics.median(ratios), "min": lo, "max": hi, "n": len(ratios),
-            "verdict": "spread too wide to conclude" if wide else "spread within %.1fx" % SPREAD_LIMIT}
+    return bench_records.pair_ratios(records, "rvsd", "direct",
+                                     lambda r: None if r.get("error") else r.get("mpps", 0))
 
 
 def _fmt_int(v):
@@ -206,7 +177,7 @@ def section(records, meta):
                          % (r.get("pair", "?"), ", ".join("%s %s" % kv for kv in r["rvsd"].items())))
     if any(r.get("rvsd") or "reflector_rx" in r or "gen_tx_refused" in r for r in records):
         lines.append("")
-    s = ratio_summary(pair_ratios(records))
+    s = bench_records.ratio_summary(pair_ratios(records))
     if s:
         lines.append("rvsd / direct, delivered Mpps (median of %d pairs): **%.3f** (spread %.3f-%.3f): %s." % (
             s["n"], s["median"], s["min"], s["max"], s["verdict"]))
@@ -246,7 +217,7 @@ def read_records(path):
 
 
 def summary_text(records):
-    s = ratio_summary(pair_ratios(records))
+    s = bench_records.ratio_summary(pair_ratios(records))
     lines = []
     for r in records:
         if r.get("error"):

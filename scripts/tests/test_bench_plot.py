@@ -42,6 +42,10 @@ class RawRecordsTest(unittest.TestCase):
         text = results(RECS[0], failed, no_result, errored, RECS[1], extra='{"dut": "outside the section"}\n')
         self.assertEqual(bench_plot.raw_records(text), RECS[:2])
 
+    def test_each_duts_median_run_of_a_point(self):
+        runs = [dict(raw("rvs", "udp-1K", 1000, m), pair=i) for i, m in enumerate((3.0, 1.0, 2.0), 1)]
+        self.assertEqual(bench_plot.raw_records(results(*runs, RECS[4])), [runs[2], RECS[4]])
+
     def test_missing_section_or_points(self):
         with self.assertRaisesRegex(ValueError, "no traffic-bench section"):
             bench_plot.raw_records("<!-- traffic-bench:end -->\n<!-- traffic-bench:begin -->\n")

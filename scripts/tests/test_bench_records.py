@@ -81,5 +81,47 @@ class ReportPartsTest(unittest.TestCase):
         self.assertEqual(bench_records.up_to_commands(["x"]), ["x"])
 
 
+class PairRatioTest(unittest.TestCase):
+    @staticmethod
+    def rate(r):
+        return None if r.get("error") else r.get("mpps")
+
+    def test_pairs_in_pair_order_and_median(self):
+        records = [{"pair": 2, "dut": "a", "mpps": 1.5}, {"pair": 2, "dut": "b", "mpps": 2.0},
+                   {"pair": 1, "dut": "a", "mpps": 1.0}, {"pair": 1, "dut": "b", "mpps": 2.0},
+                   {"pair": 3, "dut": "a", "mpps": 0.9}, {"pair": 3, "dut": "b", "mpps": 1.0}]
+        ratios = bench_records.pair_ratios(records, "a", "b", self.rate)
+        self.assertEqual(ratios, [0.5, 0.75, 0.9])
+        s = bench_records.ratio_summary(ratios)
+        self.assertEqual((s["median"], s["min"], s["max"], s["n"]), (0.75, 0.5, 0.9, 3))
+        self.assertTrue(s["wide"])
+        self.assertEqual(s["verdict"], "spread too wide to conclude")  # 0.9 / 0.5 = 1.8
+
+    def test_a_failed_or_missing_point_or_zero_denominator_drops_its_pair(self):
+        records = [{"pair": 1, "dut": "a", "error": "x"}, {"pair": 1, "dut": "b", "mpps": 2.0},
+                   {"pair": 2, "dut": "a", "mpps": 1.0}, {"pair": 2, "dut": "b", "mpps": 2.0},
+                   {"pair": 3, "dut": "a", "mpps": 1.0}, {"pair": 3, "dut": "b", "mpps": 0.0},
+                   {"pair": 4, "dut": "a", "mpps": 1.0}]
+        self.assertEqual(bench_records.pair_ratios(records, "a", "b", self.rate), [0.5])
+
+    def test_narrow_spread_concludes(self):
+        s = bench_records.ratio_summary([0.8, 0.9, 1.0])
+        self.assertFalse(s["wide"])
+        self.assertEqual(s["verdict"], "spread within 1.5x")
+
+    def test_one_pair_concludes_nothing(self):
+        s = bench_records.ratio_summary([0.5])
+        self.assertTrue(s["wide"])
+        self.assertEqual((s["median"], s["n"]), (0.5, 1))
+
+    def test_rvsd_counters(self):
+        self.assertEqual(bench_records.rvsd_counters("dnat 5\nworker.1.snat 2\nnot a counter\nx y\n"),
+                         {"dnat": 5, "worker.1.snat": 2})
+
+    def test_no_ratio_no_summary_and_a_zero_ratio_is_too_wide(self):
+        self.assertIsNone(bench_records.ratio_summary([]))
+        self.assertEqual(bench_records.ratio_summary([0.0, 0.5, 0.5])["verdict"], "spread too wide to conclude")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -14,7 +14,8 @@ META = {"date": "2026-01-02T03:04:05Z", "nproc": "2", "cpu": "Test CPU", "kernel
         "dpdk": "22.11.4", "commit": "abc1234", "command": "scripts/bench.sh --quick",
         "load": "0.10 0.20 0.30", "mode": "quick", "warmup": "1", "duration": "2", "flows": "1K 100K",
         "lat_rate": "500K", "newconn_capacity": "16000000", "binaries": "rvsd then, rvs-pktgen then",
-        "nice": "-20"}
+        "nice": "-20", "pairs": "1", "workers": "1", "cpus": "rvs-pktgen on CPU 1, the DUT on CPU 0",
+        "shared_core": ""}
 
 
 def pg(mpps, loss=0.0, mism=0, lat=(10.0, 20.0, 30.0, 40.0), **extra):
@@ -94,29 +95,133 @@ class FiguresTest(unittest.TestCase):
         self.assertTrue(tb.summary(rec("rvs", "x", pg(1), dut_error="late")).endswith("mismatches 0; DUT: late"))
 
     def test_cells(self):
-        by = {("rvs", "a"): rec("rvs", "a", pg(1.23456, 0.5, 2)),
-              ("rvs", "b"): rec("rvs", "b", pg(0.001234), busy_before="20"),
-              ("rvs", "c"): rec("rvs", "c", {"error": "links down"}, dut_error="crashed"),
-              ("rvs", "d"): rec("rvs", "d", pg(1), dut_error="exit status 1 at shutdown")}
+        recs = [rec("rvs", "a", pg(1.23456, 0.5, 2)),
+                rec("rvs", "b", pg(0.001234), busy_before="20"),
+                rec("rvs", "c", {"error": "links down"}, dut_error="crashed"),
+                rec("rvs", "d", pg(1), dut_error="exit status 1 at shutdown")]
         failures = []
-        self.assertEqual(tb.cells(by, "rvs", "a", failures), ["1.235", "0.500", "10.0 / 20.0 / 30.0 / 40.0", "2"])
-        self.assertEqual(tb.cells(by, "rvs", "b", failures, rate_unit=1)[0], "1,234 (busy)")
-        self.assertEqual(tb.cells(by, "rvs", "c", failures), ["FAILED", "", "", ""])
-        self.assertEqual(tb.cells(by, "testpmd", "a", failures), ["not run", "", "", ""])
-        self.assertEqual(tb.cells(by, "rvs", "d", failures)[0], "1.000")
+        self.assertEqual(tb.cells(recs, "rvs", "a", failures), ["1.235", "0.500", "10.0 / 20.0 / 30.0 / 40.0", "2"])
+        self.assertEqual(tb.cells(recs, "rvs", "b", failures, rate_unit=1)[0], "1,234 (busy)")
+        self.assertEqual(tb.cells(recs, "rvs", "c", failures), ["FAILED", "", "", ""])
+        self.assertEqual(tb.cells(recs, "testpmd", "a", failures), ["not run", "", "", ""])
+        self.assertEqual(tb.cells(recs, "rvs", "d", failures)[0], "1.000")
         self.assertEqual(failures, ["rvs c: links down; DUT: crashed",
                                     "rvs d (figures kept, measured before): exit status 1 at shutdown"])
 
+    def test_cells_of_several_runs_take_the_median_run(self):
+        recs = [rec("rvs", "a", pg(3.0, loss=0.3, mism=1), pair=1),
+                rec("rvs", "a", pg(1.0, loss=0.1), pair=2),
+                rec("rvs", "a", {"error": "links down"}, pair=3),
+                rec("rvs", "a", pg(2.0, loss=0.2, mism=2, lat=(1, 2, 3, 4)), pair=4, busy_during="9")]
+        failures = []
+        self.assertEqual(tb.cells(recs, "rvs", "a", failures),
+                         ["2.000 (1.000–3.000) (1 of 4 runs failed) (busy)", "0.200", "1.0 / 2.0 / 3.0 / 4.0", "3"])
+        self.assertEqual(failures, ["rvs a (pair 3): links down"])
+        self.assertEqual(tb.median_run(recs[:2])["pair"], 2)
+        self.assertIsNone(tb.median_run(recs[2:3]))
+
     def test_ratio_and_rss(self):
-        by = {("rvs", "a"): rec("rvs", "a", pg(3.0), dut_rss_mb="120"),
-              ("testpmd", "a"): rec("testpmd", "a", pg(4.0)),
-              ("rvs", "b"): rec("rvs", "b", pg(1.0)),
-              ("testpmd", "b"): rec("testpmd", "b", pg(0.0))}
-        self.assertEqual(tb.ratio(by, "a"), "0.75")
-        self.assertEqual(tb.ratio(by, "b"), "–")
-        self.assertEqual(tb.ratio(by, "c"), "–")
-        self.assertEqual(tb.rss(by, "a"), "120")
-        self.assertEqual(tb.rss(by, "b"), "–")
+        recs = [rec("rvs", "a", pg(3.0), dut_rss_mb="120"),
+                rec("testpmd", "a", pg(4.0)),
+                rec("rvs", "b", pg(1.0)),
+                rec("testpmd", "b", pg(0.0))]
+        self.assertEqual(tb.ratio(recs, "a"), ["0.75 (0.75–0.75, 1 pair)", "one pair: spread unknown, nothing to conclude"])
+        self.assertEqual(tb.ratio(recs, "b"), ["–", "–"])
+        self.assertEqual(tb.ratio(recs, "c"), ["–", "–"])
+        self.assertEqual(tb.rss(recs, "a"), "120")
+        self.assertEqual(tb.rss(recs, "b"), "–")
+
+    def test_ratio_of_interleaved_pairs(self):
+        recs = []
+        for pair, (a, b) in enumerate([(1.0, 4.0), (3.0, 4.0), (2.0, 4.0)], 1):
+            recs += [rec("rvs", "a", pg(a), pair=pair), rec("testpmd", "a", pg(b), pair=pair)]
+        self.assertEqual(tb.ratio(recs, "a"), ["0.50 (0.25–0.75, 3 pairs)", "spread too wide to conclude"])
+        recs[0]["pktgen"]["delivered_mpps"] = 2.5
+        self.assertEqual(tb.ratio(recs, "a"), ["0.62 (0.50–0.75, 3 pairs)", "spread within 1.5x"])
+
+
+def two_worker_run(pair=1, dnat=(5, 6), snat=(7, 8), other=40, lost=30, refused=29, **pgkw):
+    counters = {"worker.%d.dnat" % i: n for i, n in enumerate(dnat)}
+    counters.update({"worker.%d.snat" % i: n for i, n in enumerate(snat)})
+    total = {"reflected": 100, "replies_to_other_queue": other, "server_tx_drop_win": refused}
+    return rec("rvs", "udp-1K", pg(1.0, queues=len(dnat), total=total, sent=1000, lost=lost, **pgkw),
+               pair=pair, rvsd=counters)
+
+
+class WorkersTest(unittest.TestCase):
+    def test_a_good_run_passes(self):
+        self.assertEqual(tb.rss_problems(two_worker_run()), [])
+        lines, ok = tb.rss_check([two_worker_run(), rec("testpmd", "udp-1K", pg(1.0))])
+        self.assertEqual((lines, ok), (["rvs udp-1K (pair 1): ok"], True))
+
+    def test_what_fails(self):
+        self.assertEqual(tb.rss_problems(two_worker_run(dnat=(5, 0), snat=(0, 3), other=0, mism=2, lost=32)),
+                         ["2 mismatches", "lost 3 of 1000 (0.300 %, beyond the 29 its full rings refused) > 0.1 %",
+                          "no reply steered to another worker",
+                          "worker 0 did no SNAT", "worker 1 did no DNAT"])
+        one = rec("rvs", "udp-1K", pg(1.0), rvsd={})
+        self.assertEqual(tb.rss_problems(one)[:2], ["one worker only", "no reply steered to another worker"])
+        self.assertEqual(tb.rss_problems(rec("rvs", "x", {"error": "links down"})), ["no figures: links down"])
+        self.assertIn("no rvsd counters", tb.rss_problems(rec("rvs", "x", pg(1.0, queues=2))))
+        self.assertEqual(tb.rss_check([]), (["no rvs run"], False))
+        self.assertFalse(tb.rss_check([two_worker_run(), two_worker_run(pair=2, other=0)])[1])
+
+    def test_table_only_with_several_workers(self):
+        self.assertEqual(tb.workers_table([rec("rvs", "a", pg(1.0))]), [])
+        L = tb.workers_table([two_worker_run()])
+        self.assertIn("| udp-1K | 1 | 5 / 6 | 7 / 8 | 40 (40 %) | 30 / 29 | ok |", L)
+
+    def test_record_keeps_rvsds_worker_counters(self):
+        with tempfile.TemporaryDirectory() as d:
+            c = os.path.join(d, "c")
+            with open(c, "w") as f:
+                f.write("dnat 11\nworker.0.dnat 5\nworker.1.snat 6\ndrop.ttl_expired 0\ndrop.tx_full 2\nrx_packets 9\n")
+            r = tb.record("", {"dut": "rvs", "pair": "2", "rvsd_counters": c})
+        self.assertEqual(r, {"dut": "rvs", "pair": 2, "rvsd": {"dnat": 11, "worker.0.dnat": 5, "worker.1.snat": 6,
+                                                             "drop.tx_full": 2}})
+
+
+SCALING_META = {"date": "d", "nproc": "2", "cpu": "c", "kernel": "k", "dpdk": "22.11", "commit": "abc",
+                "command": "scripts/scaling-bench.sh", "load": "1 1 1", "warmup": "1", "duration": "3",
+                "counts": "1 2", "pairs": "2"}
+
+
+class ScalingTest(unittest.TestCase):
+    def recs(self):
+        out = []
+        for pair, (one, two) in enumerate([(1.0, 1.5), (2.0, 2.0)], 1):
+            out += [rec("rvs", "udp-1K", pg(one), pair=pair, workers=1),
+                    rec("testpmd", "udp-1K", pg(4.0), pair=pair, workers=1),
+                    dict(two_worker_run(pair=pair), workers=2, shared_core="rvs-pktgen shares CPU 1"),
+                    rec("testpmd", "udp-1K", pg(2 * two), pair=pair, workers=2, shared_core="rvs-pktgen shares CPU 1")]
+            out[-2]["pktgen"]["delivered_mpps"] = two
+        return out
+
+    def test_table_speed_up_and_shared_core(self):
+        L = tb.scaling(self.recs(), SCALING_META)
+        self.assertIn("| udp-1K | 1 | 1.000 (1.000–2.000) | 4.000 (4.000–4.000) | 0.38 (0.25–0.50, 2 pairs) | – | – | – |", L)
+        self.assertIn("| udp-1K | 2 (shared core) | 1.500 (1.500–2.000) | 3.000 (3.000–4.000) | 0.50 (0.50–0.50, 2 pairs) "
+                      "| 1.25 (1.00–1.50) | spread within 1.5x | 45/55 DNAT, 47/53 SNAT |", L)
+        self.assertIn("**2 workers is not a scaling figure: rvs-pktgen shares CPU 1.**", L)
+        self.assertIn("- none: every run ran to the end.", L)
+
+    def test_worker_shares_need_the_counters(self):
+        self.assertEqual(tb.worker_shares(None), "–")
+        self.assertEqual(tb.worker_shares({"workers": 2, "rvsd": {"worker.0.dnat": 1}}), "–")
+
+    def test_cli_tag_and_scaling(self):
+        with tempfile.TemporaryDirectory() as d:
+            src, dst, out = (os.path.join(d, n) for n in ("src", "dst", "out.md"))
+            with open(src, "w") as f:
+                for r in self.recs():
+                    f.write(json.dumps(dict(r, pair=1)) + "\n")
+            self.assertEqual(tb.main(["tag", src, dst, "pair=7"]), 0)
+            with open(dst) as f:
+                self.assertEqual({json.loads(l)["pair"] for l in f}, {7})
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.assertEqual(tb.main(["scaling", dst, out] + ["%s=%s" % kv for kv in SCALING_META.items()]), 0)
+            with open(out) as f:
+                self.assertTrue(f.read().startswith("<!-- scaling-bench:begin -->\n## Scaling"))
 
 
 class ReportTest(unittest.TestCase):
@@ -133,13 +238,16 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(L[0], "## Traffic benchmark: rvs-pktgen over memif")
         self.assertIn("| run | quick: warm-up 1 s (and until every flow is open), 2 s measured per point |", L)
         self.assertIn("| udp-1K | 5.000 | 0.000 | 10.0 / 20.0 / 30.0 / 40.0 | 1 | – | 10.000 | 0.000 | "
-                      "10.0 / 20.0 / 30.0 / 40.0 | 0 | 0.50 |", L)
-        self.assertIn("| tcp-1K | FAILED |  |  |  | – | not run |  |  |  | – |", L)
+                      "10.0 / 20.0 / 30.0 / 40.0 | 0 | 0.50 (0.50–0.50, 1 pair) | "
+                      "one pair: spread unknown, nothing to conclude |", L)
+        self.assertIn("| tcp-1K | FAILED |  |  |  | – | not run |  |  |  | – | – |", L)
         # New connections per second in connections, not Mpps.
-        self.assertIn("| udp-newconn | 1,500,000 | 0.000 | 10.0 / 20.0 / 30.0 / 40.0 | 0 | – | not run |  |  |  | – |", L)
+        self.assertIn("| udp-newconn | 1,500,000 | 0.000 | 10.0 / 20.0 / 30.0 / 40.0 | 0 | – | not run |  |  |  | – | – |", L)
         # A point of none of the known kinds goes under "Other".
         self.assertLess(L.index("### Other"), L.index("| udp-7K | 1.000 | 0.000 | 10.0 / 20.0 / 30.0 / 40.0 | 0 | – | "
-                                                      "not run |  |  |  | – |"))
+                                                      "not run |  |  |  | – | – |"))
+        self.assertNotIn("### Requests and replies by worker", L)
+        self.assertNotIn("Not a scaling figure", text)
         self.assertIn("- rvs tcp-1K: cargo build --release -p rvsd --bin rvsd failed", L)
         self.assertIn("- rvs udp-7K: rvs-pktgen was interrupted before the end; figures cover what was measured.", L)
         self.assertIn("  - DUT: `rvsd --config x`", L)
@@ -152,10 +260,17 @@ class ReportTest(unittest.TestCase):
     def test_report_warns_of_disturbed_points_and_says_full_mode(self):
         recs = [rec("rvs", "udp-1K", pg(1.0), busy_during="30"), rec("rvs", "udp-100K", pg(1.0))]
         L = tb.report(recs, dict(META, mode=""), conf=None)
-        self.assertTrue(L[4].startswith("**Warning: 1 of 2 points were measured while other work took CPU time"))
+        self.assertTrue(L[4].startswith("**Warning: 1 of 2 runs were measured while other work took CPU time"))
         self.assertIn("| run | full: warm-up 1 s (and until every flow is open), 2 s measured per point |", L)
         self.assertIn("- none: every point ran to the end.", L)
         self.assertNotIn("```toml", L)
+
+    def test_report_on_a_shared_core_says_so_and_cites_instructions(self):
+        meta = dict(META, workers="2", shared_core="the second worker shares CPU 1 with rvs-pktgen")
+        L = tb.report([two_worker_run()], meta, instr=({("udp", "established", 1000): 1484.2}, "Written by x."))
+        self.assertIn("**Not a scaling figure: the second worker shares CPU 1 with rvs-pktgen.**", L)
+        self.assertIn("### Requests and replies by worker", L)
+        self.assertTrue(any(l.endswith("(Written by x): udp established 1K: 1484.") for l in L))
 
     def test_report_needs_every_field(self):
         meta = dict(META)

@@ -119,6 +119,12 @@ struct Args {
     /// After reporting, seconds to wait for the DUT to disconnect before closing the ports.
     #[arg(long, default_value_t = 0.0)]
     linger: f64,
+    /// RX/TX queues per port, one per DUT worker (its `[workers] lcores`, or testpmd's --rxq).
+    /// memif has no RSS, so rvs-pktgen picks the queue of every frame as RSS would: by a hash of
+    /// the frame's own addresses and ports (`frame::queue_of`), so a reply after NAT reaches
+    /// another worker than its request for about 1 - 1/N of the flows.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    queues: u16,
     /// Packet buffers per port mempool.
     #[arg(long, default_value_t = 16383)]
     mbufs: u32,
@@ -167,6 +173,8 @@ struct Counters {
     server_ignored: u64,
     /// Reflected frames the DUT did not take (its RX ring full), dropped here.
     server_tx_drop: u64,
+    /// Those of them dropped during the measurement window.
+    server_tx_drop_win: u64,
     /// Client bursts the DUT did not take whole (retried, so not lost).
     client_tx_short: u64,
     mbuf_alloc_fail: u64,
@@ -175,6 +183,10 @@ struct Counters {
     other: u64,
     /// Time (TSC) every flow had been opened once; 0 while not.
     all_opened_at: u64,
+    /// Replies reflected onto another queue (DUT worker) than the request came from.
+    replies_to_other_queue: u64,
+    /// Valid replies received, by client-side queue (DUT worker), all phases.
+    replies_by_queue: Vec<u64>,
 }
 
 fn mismatch_index(m: Mismatch) -> usize {
@@ -266,9 +278,9 @@ fn run(args: &Args) -> Result<(), String> {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
     eal::init(&eal_args).map_err(|e| e.to_string())?;
-    let ext = Port::start(&port_config("ext", &args.ext_dev), 1, args.mbufs)
+    let ext = Port::start(&port_config("ext", &args.ext_dev), args.queues, args.mbufs)
         .map_err(|e| e.to_string())?;
-    let int = Port::start(&port_config("int", &args.int_dev), 1, args.mbufs)
+    let int = Port::start(&port_config("int", &args.int_dev), args.queues, args.mbufs)
         .map_err(|e| e.to_string())?;
     let ports = Ports { ext, int };
     let result = bench(args, &ports, proto, vport, frame_len, dut_mac);
@@ -294,10 +306,13 @@ fn linger(args: &Args, ports: &Ports) {
         && !STOP.load(Ordering::Relaxed)
         && (link_up(ports.ext.id) || link_up(ports.int.id))
     {
-        for id in [ports.ext.id, ports.int.id] {
-            // SAFETY: the port is started; queue 0 is ours; what arrives is ours to free.
+        for (id, q) in [ports.ext.id, ports.int.id]
+            .into_iter()
+            .flat_map(|id| (0..args.queues).map(move |q| (id, q)))
+        {
+            // SAFETY: the port is started; its queues are ours; what arrives is ours to free.
             unsafe {
-                let n = sys::rte_eth_rx_burst(id, 0, rx.as_mut_ptr(), BURST as u16);
+                let n = sys::rte_eth_rx_burst(id, q, rx.as_mut_ptr(), BURST as u16);
                 if n > 0 {
                     sys::rte_pktmbuf_free_bulk(rx.as_mut_ptr(), u32::from(n));
                 }
@@ -314,17 +329,17 @@ fn link_up(port: u16) -> bool {
     ret == 0 && link.link_status() != 0
 }
 
-/// Sends `frames` mbufs on `port`, retrying a few times; returns how many the port took and
-/// frees the rest.
+/// Sends `frames` mbufs on `port`'s `queue`, retrying a few times; returns how many the port
+/// took and frees the rest.
 ///
 /// # Safety
 /// Every pointer in `frames` must be a valid mbuf owned by the caller.
-unsafe fn send_all(port: u16, frames: &mut [*mut sys::rte_mbuf]) -> usize {
+unsafe fn send_all(port: u16, queue: u16, frames: &mut [*mut sys::rte_mbuf]) -> usize {
     let mut sent = 0usize;
     for _ in 0..TX_TRIES {
         sent += usize::from(sys::rte_eth_tx_burst(
             port,
-            0,
+            queue,
             frames.as_mut_ptr().add(sent),
             (frames.len() - sent) as u16,
         ));
@@ -353,7 +368,7 @@ fn send_one(port: &Port, fill: impl FnOnce(&mut [u8]) -> usize) {
     if let Some(m) = unsafe { rvsd::dpdk::mbuf::alloc_with(port.pool, fill) } {
         let mut one = [m];
         // SAFETY: m is a valid mbuf we own.
-        unsafe { send_all(port.id, &mut one) };
+        unsafe { send_all(port.id, 0, &mut one) };
     }
 }
 
@@ -425,7 +440,7 @@ fn prepare(args: &Args, ports: &Ports, dut_mac: Option<[u8; 6]>) -> Result<[u8; 
                     unsafe { sys::rvs_mbuf_set_len(m, frame::MIN_FRAME as u16) };
                     let mut one = [m];
                     // SAFETY: m is ours; send_all takes or frees it.
-                    unsafe { send_all(port.id, &mut one) };
+                    unsafe { send_all(port.id, 0, &mut one) };
                 } else {
                     // SAFETY: ours to free.
                     unsafe { sys::rte_pktmbuf_free(m) };
@@ -452,8 +467,13 @@ fn bench(
     // Latencies are recorded in TSC cycles, up to a minute.
     let mut hist = Histogram::<u64>::new_with_bounds(1, hz.max(2) * 60, 3)
         .map_err(|e| format!("histogram: {e}"))?;
-    let mut c = Counters::default();
+    let mut c = Counters {
+        replies_by_queue: vec![0; usize::from(args.queues)],
+        ..Counters::default()
+    };
     let flows = args.flows as u32;
+    let nq = usize::from(args.queues);
+    let mut turn = 0u16;
     let check = !args.no_check;
     let warmup = (args.warmup * hz as f64) as u64;
     let window = (args.duration * hz as f64) as u64;
@@ -467,10 +487,14 @@ fn bench(
     let mut we = u64::MAX;
     let mut cursor: u32 = 0; // next flow (established) / next tuple (new-conns)
     let mut opening = true; // first pass over the flows: TCP sends SYNs
-    let mut pending = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
-    let (mut p_head, mut p_len, mut p_tsc) = (0usize, 0usize, 0u64);
+                            // Client frames built, not yet taken by the DUT, by queue: [head, head + len) of each.
+    let mut pending = vec![[std::ptr::null_mut::<sys::rte_mbuf>(); BURST]; nq];
+    let (mut p_head, mut p_len, mut p_tsc) = (vec![0usize; nq], vec![0usize; nq], 0u64);
+    let mut built = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
     let mut rx = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
-    let mut out = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
+    // Frames to send back, by queue.
+    let mut out = vec![[std::ptr::null_mut::<sys::rte_mbuf>(); BURST]; nq];
+    let mut n_out = vec![0usize; nq];
     let mut free = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
     let mut next_report = start + hz;
     let mut last_report = (start, 0u64, 0u64);
@@ -502,7 +526,7 @@ fn bench(
 
         // --- client side: send
         if sending {
-            if p_len == 0 {
+            if p_len.iter().all(|&l| l == 0) {
                 let allowed = if args.rate == 0 {
                     BURST as u64
                 } else {
@@ -510,13 +534,14 @@ fn bench(
                     due.saturating_sub(c.sent).min(BURST as u64)
                 };
                 let n = allowed as usize;
-                // SAFETY: valid mempool; `pending` has room for BURST pointers.
+                // SAFETY: valid mempool; `built` has room for BURST pointers.
                 if n > 0
                     && unsafe {
-                        sys::rte_pktmbuf_alloc_bulk(ports.ext.pool, pending.as_mut_ptr(), n as u32)
+                        sys::rte_pktmbuf_alloc_bulk(ports.ext.pool, built.as_mut_ptr(), n as u32)
                     } == 0
                 {
-                    for &m in &pending[..n] {
+                    p_head.fill(0);
+                    for &m in &built[..n] {
                         let (idx, syn) = if args.new_conns {
                             let i = cursor;
                             cursor = if cursor + 1 == frame::MAX_FLOWS {
@@ -548,49 +573,65 @@ fn bench(
                             );
                             let len = gen.write(buf, idx, syn && proto == Proto::Tcp, now);
                             sys::rvs_mbuf_set_len(m, len as u16);
+                            let q = usize::from(frame::queue_of(&buf[..len], args.queues));
+                            pending[q][p_len[q]] = m;
+                            p_len[q] += 1;
                         }
                     }
-                    p_head = 0;
-                    p_len = n;
                     p_tsc = now;
                 } else if n > 0 {
                     c.mbuf_alloc_fail += 1;
                 }
             }
-            if p_len > 0 {
-                // SAFETY: pending[p_head..p_head + p_len] are built mbufs we own.
+            for q in 0..nq {
+                if p_len[q] == 0 {
+                    continue;
+                }
+                // SAFETY: pending[q][p_head..p_head + p_len] are built mbufs we own.
                 let k = usize::from(unsafe {
                     sys::rte_eth_tx_burst(
                         ports.ext.id,
-                        0,
-                        pending.as_mut_ptr().add(p_head),
-                        p_len as u16,
+                        q as u16,
+                        pending[q].as_mut_ptr().add(p_head[q]),
+                        p_len[q] as u16,
                     )
                 });
                 c.sent += k as u64;
                 if ws.is_some_and(|s| p_tsc >= s) && p_tsc < we {
                     c.sent_win += k as u64;
                 }
-                if k < p_len {
+                if k < p_len[q] {
                     c.client_tx_short += 1;
                 }
-                p_head += k;
-                p_len -= k;
+                p_head[q] += k;
+                p_len[q] -= k;
             }
-        } else if p_len > 0 {
-            // Built but never sent before the window closed: not counted anywhere.
-            // SAFETY: ours to free.
-            unsafe { sys::rte_pktmbuf_free_bulk(pending.as_mut_ptr().add(p_head), p_len as u32) };
-            p_len = 0;
+        } else {
+            for q in 0..nq {
+                if p_len[q] > 0 {
+                    // Built but never sent before the window closed: not counted anywhere.
+                    // SAFETY: ours to free.
+                    unsafe {
+                        sys::rte_pktmbuf_free_bulk(
+                            pending[q].as_mut_ptr().add(p_head[q]),
+                            p_len[q] as u32,
+                        )
+                    };
+                    p_len[q] = 0;
+                }
+            }
         }
 
-        // --- server side: reflect what the DUT forwarded
-        // SAFETY: the port is started; queue 0 is ours.
+        // --- server side: reflect what the DUT forwarded, each answer on its own tuple's queue
+        // One queue of each port per turn (a queue per DUT worker).
+        let q_in = turn % args.queues;
+        turn = turn.wrapping_add(1);
+        // SAFETY: the port is started; its queues are ours.
         let n = usize::from(unsafe {
-            sys::rte_eth_rx_burst(ports.int.id, 0, rx.as_mut_ptr(), BURST as u16)
+            sys::rte_eth_rx_burst(ports.int.id, q_in, rx.as_mut_ptr(), BURST as u16)
         });
         if n > 0 {
-            let (mut n_out, mut n_free) = (0usize, 0usize);
+            let mut n_free = 0usize;
             for &m in &rx[..n] {
                 // SAFETY: m came from rx_burst and is ours until sent or freed.
                 let f = unsafe { rvsd::dpdk::mbuf::data_mut(m) };
@@ -626,17 +667,27 @@ fn bench(
                     }
                 };
                 if keep {
-                    out[n_out] = m;
-                    n_out += 1;
+                    // SAFETY: as above; `f` is not used after this.
+                    let answer = unsafe { rvsd::dpdk::mbuf::data_mut(m) };
+                    let q = usize::from(frame::queue_of(answer, args.queues));
+                    c.replies_to_other_queue += u64::from(q != usize::from(q_in));
+                    out[q][n_out[q]] = m;
+                    n_out[q] += 1;
                 } else {
                     free[n_free] = m;
                     n_free += 1;
                 }
             }
-            if n_out > 0 {
-                // SAFETY: out[..n_out] are mbufs we own; send_all takes or frees them.
-                let sent = unsafe { send_all(ports.int.id, &mut out[..n_out]) };
-                c.server_tx_drop += (n_out - sent) as u64;
+            for q in 0..nq {
+                if n_out[q] > 0 {
+                    // SAFETY: out[q][..n_out[q]] are mbufs we own; send_all takes or frees them.
+                    let sent = unsafe { send_all(ports.int.id, q as u16, &mut out[q][..n_out[q]]) };
+                    c.server_tx_drop += (n_out[q] - sent) as u64;
+                    if ws.is_some() && sending {
+                        c.server_tx_drop_win += (n_out[q] - sent) as u64;
+                    }
+                    n_out[q] = 0;
+                }
             }
             if n_free > 0 {
                 // SAFETY: ours to free.
@@ -645,13 +696,13 @@ fn bench(
         }
 
         // --- client side: receive and check replies
-        // SAFETY: the port is started; queue 0 is ours.
+        // SAFETY: the port is started; its queues are ours.
         let n = usize::from(unsafe {
-            sys::rte_eth_rx_burst(ports.ext.id, 0, rx.as_mut_ptr(), BURST as u16)
+            sys::rte_eth_rx_burst(ports.ext.id, q_in, rx.as_mut_ptr(), BURST as u16)
         });
         if n > 0 {
             let now = eal::tsc();
-            let (mut n_out, mut n_free) = (0usize, 0usize);
+            let (mut n_arp, mut n_free) = (0usize, 0usize);
             for &m in &rx[..n] {
                 // SAFETY: m came from rx_burst and is ours until sent or freed.
                 let f = unsafe { rvsd::dpdk::mbuf::data_mut(m) };
@@ -662,8 +713,8 @@ fn bench(
                         c.arp_answered += 1;
                         // SAFETY: valid mbuf; the reply fits its data room.
                         unsafe { sys::rvs_mbuf_set_len(m, len as u16) };
-                        out[n_out] = m;
-                        n_out += 1;
+                        out[0][n_arp] = m;
+                        n_arp += 1;
                         continue;
                     }
                     c.other += 1;
@@ -685,6 +736,7 @@ fn bench(
                     match reply {
                         Ok(tsc48) => {
                             c.rcvd += 1;
+                            c.replies_by_queue[usize::from(q_in)] += 1;
                             if let Some(s) = ws {
                                 // In the window when sent in [ws, we), in 48-bit arithmetic.
                                 let since = tsc48.wrapping_sub(s) & frame::TSC_MASK;
@@ -701,9 +753,9 @@ fn bench(
                 free[n_free] = m;
                 n_free += 1;
             }
-            if n_out > 0 {
+            if n_arp > 0 {
                 // SAFETY: ARP replies we own; send_all takes or frees them.
-                unsafe { send_all(ports.ext.id, &mut out[..n_out]) };
+                unsafe { send_all(ports.ext.id, 0, &mut out[0][..n_arp]) };
             }
             if n_free > 0 {
                 // SAFETY: ours to free.
@@ -884,8 +936,12 @@ fn report(
         "server_mismatch_kinds": by_kind(&c.server_mismatch),
         "total": { "sent": c.sent, "received": c.rcvd, "reflected": c.reflected,
                    "server_ignored": c.server_ignored, "server_tx_drop": c.server_tx_drop,
+                   "server_tx_drop_win": c.server_tx_drop_win,
                    "client_tx_short": c.client_tx_short, "mbuf_alloc_fail": c.mbuf_alloc_fail,
-                   "arp_answered": c.arp_answered, "other": c.other },
+                   "arp_answered": c.arp_answered, "other": c.other,
+                   "replies_to_other_queue": c.replies_to_other_queue,
+                   "replies_by_queue": c.replies_by_queue },
+        "queues": args.queues,
         "port_stats": { "ext": stats(&ports.ext), "int": stats(&ports.int) },
         "tsc_hz": hz,
         "interrupted": STOP.load(Ordering::Relaxed),

@@ -153,6 +153,7 @@ pub fn counter_metric(name: &str) -> Option<CounterMetric> {
             "tx_packets" => ("rvs_worker_packets", WORKER_PACKETS, ("direction", "tx")),
             "busy_polls" => ("rvs_worker_polls", WORKER_POLLS, ("state", "busy")),
             "idle_polls" => ("rvs_worker_polls", WORKER_POLLS, ("state", "idle")),
+            "dnat" | "snat" => ("rvs_worker_nat", WORKER_NAT, ("rewrite", what)),
             _ => return None,
         };
         return m(family, help, C, &[("worker", worker), label]);
@@ -204,6 +205,8 @@ pub fn counter_metric(name: &str) -> Option<CounterMetric> {
 }
 
 const WORKER_PACKETS: &str = "Frames each worker received (rx) and sent (tx).";
+const WORKER_NAT: &str = "Packets each worker rewrote, client to real server (dnat) and \
+     back (snat): replies may reach any worker.";
 const WORKER_POLLS: &str = "Rounds of rx bursts over every port that received frames \
      (busy) or none (idle): a worker's busy share is busy / (busy + idle).";
 

@@ -365,7 +365,12 @@ impl Stats {
     }
 
     /// Worker `index`'s counters (indices past the last worker wrap around).
+    #[inline]
     pub fn worker(&self, index: usize) -> &WorkerStats {
+        // A worker's own index needs no division (a pipeline asks several times per packet).
+        if let Some(w) = self.workers.get(index) {
+            return w;
+        }
         // `new` creates at least one worker, so the remainder is always a valid index.
         #[allow(clippy::indexing_slicing)]
         &self.workers[index % self.workers.len()]

@@ -44,13 +44,44 @@ impl Mbuf {
 
     fn data_len(&self) -> usize {
         // SAFETY: we own a valid mbuf.
-        usize::from(unsafe { dpdk_sys::rvs_mbuf_data_len(self.as_ptr()) })
+        usize::from(unsafe { (*self.as_ptr()).data_len })
     }
 
     fn tailroom(&self) -> usize {
         // SAFETY: we own a valid mbuf.
-        usize::from(unsafe { dpdk_sys::rte_pktmbuf_tailroom(self.as_ptr()) })
+        unsafe { tailroom(self.as_ptr()) }
     }
+
+    /// The port the PMD (or the exception thread) wrote in the mbuf.
+    pub fn port(&self) -> u16 {
+        // SAFETY: we own a valid mbuf.
+        unsafe { (*self.as_ptr()).port }
+    }
+}
+
+// The per-frame accessors read the struct's fields in Rust (bindgen's layout of the installed
+// DPDK's rte_mbuf) as DPDK's own inline functions do: the C wrappers of those cannot be
+// inlined across the FFI boundary, and the worker called four of them on every frame.
+
+/// `rte_pktmbuf_tailroom`: the bytes after the packet data in the mbuf's buffer.
+///
+/// # Safety
+/// `m` must be a valid mbuf.
+#[inline]
+unsafe fn tailroom(m: *const rte_mbuf) -> usize {
+    let m = &*m;
+    usize::from(m.buf_len)
+        .saturating_sub(usize::from(m.data_off))
+        .saturating_sub(usize::from(m.data_len))
+}
+
+/// `rte_pktmbuf_mtod`: where the packet data starts.
+///
+/// # Safety
+/// `m` must be a valid mbuf.
+#[inline]
+unsafe fn data_ptr(m: *mut rte_mbuf) -> *mut u8 {
+    (*m).buf_addr.cast::<u8>().add(usize::from((*m).data_off))
 }
 
 // The byte views borrow the handle, which owns the mbuf alone: no other view of it exists
@@ -76,7 +107,10 @@ impl FrameBuf for Mbuf {
         match u16::try_from(len) {
             Ok(len) if fits => {
                 // SAFETY: we own a valid single-segment mbuf; `len` is within its room.
-                unsafe { dpdk_sys::rvs_mbuf_set_len(self.as_ptr(), len) };
+                unsafe {
+                    (*self.as_ptr()).data_len = len;
+                    (*self.as_ptr()).pkt_len = u32::from(len);
+                }
                 true
             }
             _ => false,
@@ -85,7 +119,7 @@ impl FrameBuf for Mbuf {
 
     fn is_contiguous(&self) -> bool {
         // SAFETY: we own a valid mbuf.
-        unsafe { dpdk_sys::rvs_mbuf_nb_segs(self.as_ptr()) == 1 }
+        unsafe { (*self.as_ptr()).nb_segs == 1 }
     }
 }
 
@@ -93,9 +127,10 @@ impl FrameBuf for Mbuf {
 ///
 /// # Safety
 /// `m` must be a valid mbuf owned by the caller for the lifetime of the slice.
+#[inline]
 pub unsafe fn data_mut<'a>(m: *mut rte_mbuf) -> &'a mut [u8] {
-    let len = dpdk_sys::rvs_mbuf_data_len(m) as usize;
-    std::slice::from_raw_parts_mut(dpdk_sys::rvs_mbuf_data(m) as *mut u8, len)
+    let len = usize::from((*m).data_len);
+    std::slice::from_raw_parts_mut(data_ptr(m), len)
 }
 
 /// The packet bytes of a single-segment mbuf followed by its tailroom, and the packet length:
@@ -103,10 +138,10 @@ pub unsafe fn data_mut<'a>(m: *mut rte_mbuf) -> &'a mut [u8] {
 ///
 /// # Safety
 /// `m` must be a valid mbuf owned by the caller for the lifetime of the slice.
+#[inline]
 pub unsafe fn data_with_room<'a>(m: *mut rte_mbuf) -> (&'a mut [u8], usize) {
-    let len = dpdk_sys::rvs_mbuf_data_len(m) as usize;
-    let room = dpdk_sys::rte_pktmbuf_tailroom(m) as usize;
-    let buf = std::slice::from_raw_parts_mut(dpdk_sys::rvs_mbuf_data(m) as *mut u8, len + room);
+    let len = usize::from((*m).data_len);
+    let buf = std::slice::from_raw_parts_mut(data_ptr(m), len + tailroom(m));
     (buf, len)
 }
 

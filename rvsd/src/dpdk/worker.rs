@@ -134,8 +134,7 @@ impl Loop {
                 busy |= !rx.is_empty();
                 for m in rx.drain(..) {
                     // The exception thread wrote the twin's port index in the mbuf's port.
-                    // SAFETY: a valid mbuf this worker now owns.
-                    let twin = unsafe { sys::rvs_mbuf_port(m.as_ptr()) };
+                    let twin = m.port();
                     self.driver.rx_from_kernel(&mut self.io, twin, m);
                 }
             }

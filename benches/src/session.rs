@@ -31,7 +31,7 @@
 
 use crate::frame::{
     self, be16, be32, checksums_ok, parse_l4, put16, put32, Mismatch, ETHERTYPE_IPV4, IP, IP_DST,
-    IP_HLEN, IP_SRC, L4, MIN_FRAME, PROTO_TCP, TCP_ACK, TCP_HLEN, TCP_SYN,
+    IP_SRC, L4, MIN_FRAME, PROTO_TCP, TCP_ACK, TCP_HLEN, TCP_SYN,
 };
 use dataplane::packet::checksum::{self, pseudo_header_sum};
 use serde_json::{json, Value};

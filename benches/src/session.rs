@@ -388,6 +388,8 @@ struct Phase {
     acks: u64,
     client_faults: Faults,
     server_faults: Faults,
+    /// When it ended: how many of its connections stood at each stage short of the goal.
+    left: [u32; Stage::ALL.len()],
 }
 
 /// Bits of the per-connection record of absorbed ACKs the server side saw.
@@ -436,6 +438,7 @@ impl Phase {
             acks: 0,
             client_faults: [0; Fault::ALL.len()],
             server_faults: [0; Fault::ALL.len()],
+            left: [0; Stage::ALL.len()],
         }
     }
 
@@ -575,6 +578,16 @@ impl Trial {
         if !(all_kicked && finished) {
             return;
         }
+        let (first, conns, goal) = (p.first, p.conns, p.goal);
+        let mut left = [0u32; Stage::ALL.len()];
+        for i in first..first + conns {
+            let st = self.stage(i);
+            if st != goal {
+                left[st as usize] += 1;
+            }
+        }
+        let p = &mut self.phases[self.cur];
+        p.left = left;
         if self.cur == 0 && !p.complete() && self.warmup_rounds < WARMUP_ROUNDS {
             let next = p.first + p.conns;
             let load = self.cfg.load_rate;
@@ -908,11 +921,9 @@ impl Trial {
             .iter()
             .map(|p| {
                 let mut left = serde_json::Map::new();
-                for i in p.first..p.first + p.conns {
-                    let st = self.stage(i);
-                    if st != p.goal {
-                        let e = left.entry(st.name()).or_insert(Value::from(0u64));
-                        *e = Value::from(e.as_u64().unwrap_or(0) + 1);
+                for (st, n) in Stage::ALL.iter().zip(p.left) {
+                    if n > 0 {
+                        left.insert(st.name().into(), n.into());
                     }
                 }
                 let send_s = p.last_kick.saturating_sub(p.first_kick) as f64 / hz;

@@ -27,9 +27,21 @@ MEASURES = ("setup", "teardown", "capacity")
 UNITS = {"setup": "connections/s", "teardown": "connections/s", "capacity": "connections"}
 
 
+# rvsd's drops that a generator off its CPU causes (its rings full) or that every run has.
+RING_DROPS = ("drop.tx_full", "drop.arp_reply")
+
+
 def disturbed(rec, gap_ms):
-    """Whether a failed trial may owe its failure to rvs-pktgen being off its CPU."""
-    return not rec.get("passed") and float(rec.get("max_loop_gap_ms") or 0) > gap_ms
+    """Whether a failed trial may owe its failure to rvs-pktgen being off its CPU: it was, for
+    longer than `gap_ms`, and nothing else explains the failure (no fault in a frame, no drop
+    by rvsd but of a full ring)."""
+    if rec.get("passed") or rec.get("error") or float(rec.get("max_loop_gap_ms") or 0) <= gap_ms:
+        return False
+    for p in rec.get("phases", []):
+        if p.get("client_faults") or p.get("server_faults"):
+            return False
+    drops = rec.get("dut_counters") or {}
+    return not any(v for k, v in drops.items() if k.startswith("drop.") and k not in RING_DROPS)
 
 
 def search_state(trials, lo, hi, steps, retries, gap_ms, grain=1):

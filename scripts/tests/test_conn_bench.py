@@ -65,6 +65,10 @@ class SearchTest(unittest.TestCase):
         # A quick failure (not off-CPU) is not measured again.
         self.assertFalse(cb.disturbed(trial(5, False, gap=0.5), 1.0))
         self.assertFalse(cb.disturbed(trial(5, True, gap=50), 1.0))
+        # Nor a failure the DUT explains (its table full), nor one with a wrong frame.
+        self.assertTrue(cb.disturbed(trial(5, False, gap=5, dut_counters={"drop.tx_full": 9}), 1.0))
+        self.assertFalse(cb.disturbed(trial(5, False, gap=5, dut_counters={"drop.table_full": 9}), 1.0))
+        self.assertFalse(cb.disturbed(trial(5, False, gap=5, phases=[{"client_faults": {"sequence": 1}}]), 1.0))
 
 
 class ReportTest(unittest.TestCase):

@@ -13,7 +13,7 @@
 #   --only LIST        which measures (default all three)
 #   --steps N          trials per rate search (default 6; the capacity search takes 10)
 #   --duration S       seconds of connections per setup trial: rate x S connections (default 1)
-#   --max-rate R       the top of the rate searches, connections/s (default 500K)
+#   --max-rate R       the top of the rate searches, connections/s (default 2M)
 #   --capacity N       rvsd's table size in the capacity search (default 100K), searched
 #                      over [N/2, N + N/4]
 #   --teardown-conns N connections opened, held, then torn down per tear-down trial (default 100K)
@@ -25,8 +25,10 @@
 # when every connection of its measured phases completed with no fault: zero loss, no
 # retransmission. The searches are binary (scripts/lib/conn_bench.py). rvsd's table for setup
 # and tear-down holds what a trial leaves (every connection lingers in TIME_WAIT for 120 s);
-# its timeouts are the defaults. Environment: RVS_BENCH_WORK, RVS_BENCH_NICE,
-# RVS_BENCH_QUIET_WAIT, RVS_BENCH_COMMIT as for scripts/bench.sh; RVS_CONN_GAP_MS (default 2)
+# its timeouts are the defaults. Each search takes the benchmark lock for itself (RVS_BENCH_LOCK,
+# default /run/rvs-bench.lock; empty: none): run the script without flock. Environment:
+# RVS_BENCH_WORK, RVS_BENCH_NICE, RVS_BENCH_COMMIT as for scripts/bench.sh;
+# RVS_BENCH_QUIET_WAIT (default 5 s); RVS_CONN_GAP_MS (default 2)
 # and RVS_CONN_RETRIES (default 2): a failed trial in which rvs-pktgen was off its CPU longer
 # than that is measured again, that many times at most.
 set -euo pipefail
@@ -40,7 +42,7 @@ ONLY="setup teardown capacity"
 STEPS=6
 STEPS_CAPACITY=10
 DURATION=1
-MAX_RATE=500K
+MAX_RATE=2M
 CAPACITY=100K
 TEARDOWN_CONNS=100K
 LOAD_RATE=50K
@@ -75,6 +77,7 @@ LOAD_RATE=$(count "$LOAD_RATE")
 TABLE=$(awk -v r="$MAX_RATE" -v d="$DURATION" -v t="$TEARDOWN_CONNS" \
     'BEGIN { n = r * d; if (t > n) n = t; printf "%d", n * 1.25 + 65536 }')
 GAP_MS=${RVS_CONN_GAP_MS:-2}
+LOCK=${RVS_BENCH_LOCK-/run/rvs-bench.lock}
 RETRIES=${RVS_CONN_RETRIES:-2}
 bench_nice
 
@@ -129,7 +132,7 @@ trial() {
     esac
     local tag="$dut-$measure-$value" load BUSY=0
     local pg_out=$WORK/$tag.json pg_log=$WORK/$tag.log dut_log=$WORK/$tag.dut.log counters=$WORK/$tag.counters
-    wait_quiet "${RVS_BENCH_QUIET_WAIT:-30}"
+    wait_quiet "${RVS_BENCH_QUIET_WAIT:-5}"
     load=$(cut -d' ' -f1-3 /proc/loadavg)
     rm -f "$EXT_SOCK" "$INT_SOCK"
     local pg_cmd=("${NICE_CMD[@]}" "$PKTGEN" --conn-test "$measure" --flows "$conns" --rate "$rate"
@@ -186,15 +189,23 @@ trial() {
     tail -n 1 "$RECORDS" | python3 -c 'import json, sys; r = json.load(sys.stdin); print("  ->", "passed" if r.get("passed") else "FAILED", r.get("error", ""))' >&2
 }
 
-# search DUT MEASURE LO HI STEPS GRAIN: a binary search, one trial per value it asks for.
+# search DUT MEASURE LO HI STEPS GRAIN: a binary search, one trial per value it asks for, under
+# the benchmark lock (RVS_BENCH_LOCK, default /run/rvs-bench.lock; empty: none) for the search
+# only, so that other benchmarks get their turn between two searches.
 search() {
     local dut=$1 measure=$2 lo=$3 hi=$4 steps=$5 grain=$6 next
+    if [ -n "$LOCK" ]; then
+        exec 9>"$LOCK"
+        log "$dut $measure: waiting for $LOCK"
+        flock 9
+    fi
     while :; do
         next=$(python3 "$RVS_LIB/conn_bench.py" next "$RECORDS" dut="$dut" measure="$measure" lo="$lo" hi="$hi" \
             steps="$steps" retries="$RETRIES" gap_ms="$GAP_MS" grain="$grain")
         [ "$next" != "done" ] || break
         trial "$dut" "$measure" "$next"
     done
+    [ -z "$LOCK" ] || flock -u 9
 }
 
 START_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)

@@ -129,6 +129,11 @@ def result_line(dut, measure, trials, meta):
         figure = "**%s** or more (the top of the search passed)" % _fmt(st["best"])
     else:
         figure = "**%s** (%s failed)" % (_fmt(st["best"]), _fmt(st["low"]))
+    if measure == "capacity":
+        held = [p["completed"] for t in trials if not t.get("passed")
+                for p in t.get("phases", [])[1:2] if p.get("phase") == "load"]
+        if held:
+            figure += "; a failed trial held at most %s" % _fmt(max(held))
     disturbed_n = sum(1 for t in trials if disturbed(t, gap))
     return "| %s | %s | %s %s | %d | %d | %s |" % (
         dut, measure, figure, UNITS[measure], len(trials), disturbed_n, _fmt(hi))

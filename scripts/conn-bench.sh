@@ -98,26 +98,9 @@ for b in "$PKTGEN" "$RVSD" "$RVSCTL"; do [ -x "$b" ] || die "$b missing (build i
 WORK=${RVS_BENCH_WORK:-/tmp/rvs-conn-bench.$$}
 case $WORK in /tmp/?*) ;; *) die "RVS_BENCH_WORK must be a folder under /tmp (it is emptied)" ;; esac
 bench_work "$WORK"
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    sleep 0.5
-    for p in "${PIDS[@]}"; do
-        kill -KILL "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    [ -n "${RVS_BENCH_WORK:-}" ] || rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
-
-EXT_SOCK=$WORK/ext.sock
-INT_SOCK=$WORK/int.sock
-PG_EAL=(-l 1 --in-memory --no-pci
-    "--vdev=net_memif0,role=server,socket=$EXT_SOCK,socket-abstract=no,id=0,mac=02:00:00:00:01:01"
-    "--vdev=net_memif1,role=server,socket=$INT_SOCK,socket-abstract=no,id=0,mac=02:00:00:00:01:02")
-DUT_VDEVS=("--vdev=net_memif0,role=client,socket=$EXT_SOCK,socket-abstract=no,id=0,mac=02:00:00:00:00:01"
-    "--vdev=net_memif1,role=client,socket=$INT_SOCK,socket-abstract=no,id=0,mac=02:00:00:00:00:02")
+bench_memif "$WORK"
 
 # trial DUT MEASURE VALUE: one trial with a fresh rvs-pktgen and DUT, recorded.
 trial() {

@@ -1226,62 +1226,37 @@ mod tests {
         assert!((0..100u32).any(|i| client_isn(i) < 1 << 31 && server_isn(i) > 1 << 31));
     }
 
+    /// Writes client segment `kind` of connection `idx` into `b`.
+    fn write(t: &Trial, b: &mut [u8], idx: u32, kind: SegKind) {
+        assert!(t.write(b, Seg { idx, kind }) > 0);
+    }
+
     #[test]
     fn the_server_refuses_strays() {
         let mut t = Trial::new(cfg(Mode::Setup, 10)).unwrap();
         let mut b = [0u8; 128];
         // A SYN with the wrong ISN.
-        t.write(
-            &mut b,
-            Seg {
-                idx: 3,
-                kind: SegKind::Syn,
-            },
-        );
+        write(&t, &mut b, 3, SegKind::Syn);
         put32(&mut b, L4 + 4, 12345);
         nat(&mut b, true, VIP);
         assert_eq!(t.serve(&mut b), Err(Fault::Sequence));
         // A checksum the DUT did not fix.
-        t.write(
-            &mut b,
-            Seg {
-                idx: 3,
-                kind: SegKind::Syn,
-            },
-        );
+        write(&t, &mut b, 3, SegKind::Syn);
         nat(&mut b, true, VIP);
         b[L4 + 14] ^= 1;
         assert_eq!(t.serve(&mut b), Err(Fault::Checksum));
         // A reset.
-        t.write(
-            &mut b,
-            Seg {
-                idx: 3,
-                kind: SegKind::Ack,
-            },
-        );
+        write(&t, &mut b, 3, SegKind::Ack);
         b[L4 + 13] = TCP_RST;
         nat(&mut b, true, VIP);
         assert_eq!(t.serve(&mut b), Err(Fault::Flags));
         // Another service port.
-        t.write(
-            &mut b,
-            Seg {
-                idx: 3,
-                kind: SegKind::Syn,
-            },
-        );
+        write(&t, &mut b, 3, SegKind::Syn);
         put16(&mut b, L4 + 2, 81);
         nat(&mut b, true, VIP);
         assert_eq!(t.serve(&mut b), Err(Fault::Destination));
         // A client outside the trial's connections.
-        t.write(
-            &mut b,
-            Seg {
-                idx: 5_000_000,
-                kind: SegKind::Syn,
-            },
-        );
+        write(&t, &mut b, 5_000_000, SegKind::Syn);
         assert_eq!(t.serve(&mut b), Err(Fault::Source));
         // UDP.
         b[IP + 9] = frame::PROTO_UDP;

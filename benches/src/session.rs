@@ -1000,6 +1000,14 @@ mod tests {
         put16(f, L4 + 16, c);
     }
 
+    /// Client segment `s` as a frame of its own.
+    fn frame_of(t: &Trial, s: Seg) -> Vec<u8> {
+        let mut b = vec![0u8; 128];
+        let len = t.write(&mut b, s);
+        b.truncate(len);
+        b
+    }
+
     /// Runs a trial against a NAT in memory (`through` may drop or alter frames: it gets the
     /// frame, whether it goes to the server, and its position in the whole run) until it is
     /// over; returns it.
@@ -1016,12 +1024,7 @@ mod tests {
         while !t.over() {
             t.poll(now);
             let n = t.due(now, &mut segs);
-            for s in &segs[..n] {
-                let mut b = vec![0u8; 128];
-                let len = t.write(&mut b, *s);
-                b.truncate(len);
-                to_server.push(b);
-            }
+            to_server.extend(segs[..n].iter().map(|s| frame_of(&t, *s)));
             for mut f in std::mem::take(&mut to_server) {
                 nth += 1;
                 if !through(&mut f, true, nth) {
@@ -1045,12 +1048,7 @@ mod tests {
                     kind: SegKind::Syn,
                 }; 2];
                 let k = t.on_reply(&f, now, &mut out);
-                for s in &out[..k] {
-                    let mut b = vec![0u8; 128];
-                    let len = t.write(&mut b, *s);
-                    b.truncate(len);
-                    to_server.push(b);
-                }
+                to_server.extend(out[..k].iter().map(|s| frame_of(&t, *s)));
             }
             now += 10;
         }

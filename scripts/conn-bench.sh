@@ -5,20 +5,22 @@
 # of benches/RESULTS.md (between <!-- conn-bench:begin --> and <!-- conn-bench:end -->).
 #
 #   scripts/conn-bench.sh [--dut rvs|testpmd|both] [--only "setup teardown capacity"]
-#                         [--steps N] [--duration S] [--max-rate R] [--capacity N]
-#                         [--teardown-conns N] [--load-rate R] [--out FILE] [--no-build]
+#                         [--steps N] [--duration S] [--max-rate R] [--max-teardown-rate R]
+#                         [--capacity N] [--teardown-conns N] [--load-rate R] [--out FILE]
+#                         [--no-build]
 #
 #   --dut D            which DUT (default both; testpmd runs setup and teardown only: it holds
 #                      no state, so it has no table capacity)
 #   --only LIST        which measures (default all three)
 #   --steps N          trials per rate search (default 6; the capacity search takes 10)
 #   --duration S       seconds of connections per setup trial: rate x S connections (default 1)
-#   --max-rate R       the top of the rate searches, connections/s (default 2M)
+#   --max-rate R       the top of the setup rate search, connections/s (default 2M)
+#   --max-teardown-rate R  the top of the tear-down rate search (default 8M)
 #   --capacity N       rvsd's table size in the capacity search (default 100K), searched
 #                      over [N/2, N + N/4]
-#   --teardown-conns N connections opened, held, then torn down per tear-down trial (default 100K)
+#   --teardown-conns N connections opened, held, then torn down per tear-down trial (default 200K)
 #   --load-rate R      connections/s the tear-down and capacity trials open (and validate) their
-#                      connections at (default 50K)
+#                      connections at (default 100K)
 #
 # Every trial is one run of rvs-pktgen (lcore 1) and a fresh DUT (lcore 0), so the DUT's table
 # starts empty (RFC 9693: each step of a search starts with an empty state table). A trial passes
@@ -28,8 +30,8 @@
 # its timeouts are the defaults. Each search takes the benchmark lock for itself (RVS_BENCH_LOCK,
 # default /run/rvs-bench.lock; empty: none): run the script without flock. Environment:
 # RVS_BENCH_WORK, RVS_BENCH_NICE, RVS_BENCH_COMMIT as for scripts/bench.sh;
-# RVS_BENCH_QUIET_WAIT (default 5 s); RVS_CONN_GAP_MS (default 2)
-# and RVS_CONN_RETRIES (default 2): a failed trial in which rvs-pktgen was off its CPU longer
+# RVS_BENCH_QUIET_WAIT (default 5 s); RVS_CONN_GAP_MS (default 20)
+# and RVS_CONN_RETRIES (default 1): a failed trial in which rvs-pktgen was off its CPU longer
 # than that is measured again, that many times at most.
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
@@ -44,8 +46,9 @@ STEPS_CAPACITY=10
 DURATION=1
 MAX_RATE=2M
 CAPACITY=100K
-TEARDOWN_CONNS=100K
-LOAD_RATE=50K
+MAX_TEARDOWN_RATE=8M
+TEARDOWN_CONNS=200K
+LOAD_RATE=100K
 OUT=$RVS_ROOT/benches/RESULTS.md
 BUILD=1
 ARGV=("$0" "$@")
@@ -58,6 +61,7 @@ while [ $# -gt 0 ]; do
     --max-rate) MAX_RATE=$2 ;;
     --capacity) CAPACITY=$2 ;;
     --teardown-conns) TEARDOWN_CONNS=$2 ;;
+    --max-teardown-rate) MAX_TEARDOWN_RATE=$2 ;;
     --load-rate) LOAD_RATE=$2 ;;
     --flows | --warmup) die "unknown argument: $1 (see --help)" ;;
     *) bench_option "$@" ;;
@@ -70,15 +74,16 @@ for m in $ONLY; do
 done
 [[ $STEPS =~ ^[1-9][0-9]*$ && $DURATION =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--steps and --duration must be numbers"
 MAX_RATE=$(count "$MAX_RATE")
+MAX_TEARDOWN_RATE=$(count "$MAX_TEARDOWN_RATE")
 CAPACITY=$(count "$CAPACITY")
 TEARDOWN_CONNS=$(count "$TEARDOWN_CONNS")
 LOAD_RATE=$(count "$LOAD_RATE")
 # Setup and tear-down: every connection of a trial stays in rvsd's table (TIME_WAIT, 120 s).
 TABLE=$(awk -v r="$MAX_RATE" -v d="$DURATION" -v t="$TEARDOWN_CONNS" \
     'BEGIN { n = r * d; if (t > n) n = t; printf "%d", n * 1.25 + 65536 }')
-GAP_MS=${RVS_CONN_GAP_MS:-2}
+GAP_MS=${RVS_CONN_GAP_MS:-20}
 LOCK=${RVS_BENCH_LOCK-/run/rvs-bench.lock}
-RETRIES=${RVS_CONN_RETRIES:-2}
+RETRIES=${RVS_CONN_RETRIES:-1}
 bench_nice
 
 need_root
@@ -139,7 +144,7 @@ trial() {
         dut_cmd=(env RVS_LOG=warn "${NICE_CMD[@]}" "$RVSD" --config "$conf")
     else
         dut_cmd=("${NICE_CMD[@]}" "$TESTPMD" "--lcores=0@0,1@0" --in-memory --no-pci "${DUT_VDEVS[@]}" --
-            --forward-mode=io --nb-cores=1 --auto-start)
+            --forward-mode=io --nb-cores=1 --auto-start --stats-period 1)
     fi
     "${dut_cmd[@]}" </dev/null >"$dut_log" 2>&1 &
     local dp=$!
@@ -201,7 +206,7 @@ for dut in "${DUTS[@]}"; do
     for m in $ONLY; do
         case $m in
         setup) search "$dut" setup 0 "$MAX_RATE" "$STEPS" 1000 ;;
-        teardown) search "$dut" teardown 0 "$MAX_RATE" "$STEPS" 1000 ;;
+        teardown) search "$dut" teardown 0 "$MAX_TEARDOWN_RATE" "$STEPS" 1000 ;;
         capacity)
             [ "$dut" = rvs ] || continue
             search "$dut" capacity $((CAPACITY / 2)) $((CAPACITY + CAPACITY / 4)) "$STEPS_CAPACITY" 1

@@ -114,7 +114,7 @@ pub fn bench(
         kind: SegKind::Syn,
     };
     let mut kicks = [idle; BURST];
-    let mut answers = [idle; BURST];
+    let mut answers = [idle; 2 * BURST];
     let mut rx = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
     let mut free = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
     let (mut ext_tx, mut int_tx) = (Tx::new(ports.ext.id), Tx::new(ports.int.id));
@@ -188,7 +188,7 @@ pub fn bench(
         // Clients: check the replies, answer them.
         // SAFETY: the port is started; queue 0 is ours.
         let n = usize::from(unsafe {
-            sys::rte_eth_rx_burst(ports.ext.id, 0, rx.as_mut_ptr(), (BURST / 2) as u16)
+            sys::rte_eth_rx_burst(ports.ext.id, 0, rx.as_mut_ptr(), BURST as u16)
         });
         let (mut n_free, mut n_ans) = (0usize, 0usize);
         for &m in &rx[..n] {

@@ -30,7 +30,8 @@
 # its timeouts are the defaults. Each search takes the benchmark lock for itself (RVS_BENCH_LOCK,
 # default /run/rvs-bench.lock; empty: none): run the script without flock. Environment:
 # RVS_BENCH_WORK, RVS_BENCH_NICE, RVS_BENCH_COMMIT as for scripts/bench.sh;
-# RVS_BENCH_QUIET_WAIT (default 5 s); RVS_CONN_GAP_MS (default 20)
+# RVS_BENCH_QUIET_WAIT (default 5 s); RVS_CONN_RSIZE (log2 of the memif rings, default 14);
+# RVS_CONN_GAP_MS (default 20)
 # and RVS_CONN_RETRIES (default 1): a failed trial in which rvs-pktgen was off its CPU longer
 # than that is measured again, that many times at most.
 set -euo pipefail
@@ -105,7 +106,11 @@ case $WORK in /tmp/?*) ;; *) die "RVS_BENCH_WORK must be a folder under /tmp (it
 bench_work "$WORK"
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
-bench_memif "$WORK"
+# Rings of 16K frames (memif's largest) between rvs-pktgen and the DUT, both DUTs alike: they
+# hold what arrives while rvs-pktgen is off its CPU (12 ms is common on this shared VM), which
+# DPDK's default 1K rings do not at these rates.
+RSIZE=${RVS_CONN_RSIZE:-14}
+bench_memif "$WORK" "$RSIZE"
 
 # trial DUT MEASURE VALUE: one trial with a fresh rvs-pktgen and DUT, recorded.
 trial() {
@@ -220,5 +225,6 @@ python3 "$RVS_LIB/conn_bench.py" report "$RECORDS" "$OUT" "$WORK/capacity.toml" 
     date="$START_DATE" nproc="$(nproc)" cpu="$(cpu_model)" kernel="$(uname -r)" dpdk="$(dpdk_version)" \
     commit="$(bench_commit)" command="$(quote "${ARGV[@]}")" load="$START_LOAD" duration="$DURATION" \
     teardown_conns="$TEARDOWN_CONNS" load_rate="$LOAD_RATE" table="$TABLE" capacity="$CAPACITY" \
-    steps="$STEPS" steps_capacity="$STEPS_CAPACITY" gap_ms="$GAP_MS" retries="$RETRIES" nice="$NICE"
+    steps="$STEPS" steps_capacity="$STEPS_CAPACITY" gap_ms="$GAP_MS" retries="$RETRIES" nice="$NICE" \
+    rsize="$RSIZE"
 log "results written to $OUT (between its conn-bench markers)"

@@ -149,6 +149,7 @@ def section(records, meta, conf):
         ("Machine", "%s, %s CPUs, kernel %s, DPDK %s" % (meta["cpu"], meta["nproc"], meta.get("kernel", "?"),
                                                         meta.get("dpdk", "?"))),
         ("Load average at start", meta["load"]),
+        ("memif rings", "2^%s entries (set by the DUT, the memif client)" % meta.get("rsize", "10")),
         ("rvsd table", "capacity %s for setup and tear-down, %s for the capacity search; timeouts: "
                        "rvsd's defaults (ESTABLISHED 900 s, CLOSE_WAIT 60 s, TIME_WAIT 120 s)"
          % (_fmt(meta.get("table")), _fmt(meta.get("capacity")))),

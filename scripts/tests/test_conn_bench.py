@@ -71,6 +71,21 @@ class SearchTest(unittest.TestCase):
         self.assertFalse(cb.disturbed(trial(5, False, gap=5, phases=[{"client_faults": {"sequence": 1}}]), 1.0))
 
 
+class RateKeptTest(unittest.TestCase):
+    def test_a_pass_below_the_rate_asked_is_a_failure(self):
+        def at(cps):
+            return trial(1000, True, phases=[{"phase": "warmup"}, {"phase": "setup", "offered_cps": cps, "passed": True}])
+
+        self.assertTrue(cb.ok(at(999)))
+        self.assertTrue(cb.ok(at(950)))
+        self.assertFalse(cb.ok(at(900)))
+        self.assertFalse(cb.disturbed(dict(at(900), passed=False, max_loop_gap_ms=50), 1.0))
+        self.assertIn("offered only 900 connections/s", cb.trial_reason(at(900)))
+        # The capacity test's value is a number of connections: no rate to keep.
+        cap = dict(at(10), measure="capacity")
+        self.assertTrue(cb.ok(cap))
+
+
 class ReportTest(unittest.TestCase):
     def test_record_next_report(self):
         with tempfile.TemporaryDirectory() as d:

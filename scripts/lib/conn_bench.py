@@ -199,6 +199,14 @@ def section(records, meta, conf):
             line = result_line(dut, m, trials_of(records, dut, m), meta)
             if line:
                 L.append(line)
+    L += ["", "testpmd io keeps no state: its rows are the ceiling of rvs-pktgen (one core playing "
+          "clients and servers, 8 frames per connection) and of the memif transport on this machine, "
+          "and it has no table capacity. Capacity: each trial's 16 warm-up connections hold table "
+          "entries too (TIME_WAIT), so a table of C entries holds C - 16 measured connections; a "
+          "failed trial says how many it held. A rate trial whose `offered` is below its value was not "
+          "a test of that rate (rvs-pktgen held connections back while the DUT's ring was full) and "
+          "counts as failed. A failed trial's reason lists where its connections stopped, the frames "
+          "refused by kind, what rvs-pktgen could not send, and rvsd's drop counters."]
     L += ["", "### Trials", "",
           "| DUT | measure | value | passed | offered | sent over | all done after | pktgen off-CPU max | load | why it failed |",
           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -212,9 +220,12 @@ def section(records, meta, conf):
             "%.1f ms" % float(r["max_loop_gap_ms"]) if "max_loop_gap_ms" in r else "-",
             r.get("load", "-"), trial_reason(r).replace("|", "/")))
     L += [""] + bench_records.rvsd_config(conf, "rvsd's configuration (the last capacity trial's):")
-    L += ["### Commands", ""]
-    L += bench_records.code_block(sorted({r.get("dut_cmd", "") for r in records if r.get("dut_cmd")})
-                                  + [r["pktgen_cmd"] for r in records[:1] if r.get("pktgen_cmd")])
+    L += ["### Commands", "", "The first trial of each search (the others differ in the value, the label "
+          "and the rvsd configuration file named after it):", ""]
+    firsts = {}
+    for r in records:
+        firsts.setdefault((r.get("dut"), r.get("measure")), r)
+    L += bench_records.code_block(c for r in firsts.values() for c in (r.get("dut_cmd"), r.get("pktgen_cmd")) if c)
     L += [""] + bench_records.raw_results(
         [{k: v for k, v in r.items() if k not in ("dut_cmd", "pktgen_cmd")} for r in records])
     return L

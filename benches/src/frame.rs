@@ -42,10 +42,10 @@ const PAYLOAD_TSC: usize = 6;
 const PAYLOAD_FLOW: usize = 4;
 
 // Where the fields sit in a frame without IP options.
-const IP: usize = ETH_HLEN;
-const IP_SRC: usize = IP + 12;
-const IP_DST: usize = IP + 16;
-const L4: usize = IP + IP_HLEN;
+pub(crate) const IP: usize = ETH_HLEN;
+pub(crate) const IP_SRC: usize = IP + 12;
+pub(crate) const IP_DST: usize = IP + 16;
+pub(crate) const L4: usize = IP + IP_HLEN;
 
 /// The client address space: flow `i` is client `198.51.100.(10 + i / 60000)`, source port
 /// `1024 + i % 60000`. Hosts .10 to .254 of the client subnet give 14.7M distinct flows.
@@ -104,27 +104,27 @@ impl Proto {
 // ---------------------------------------------------------------------------------------------
 // Byte access.
 
-fn be16(b: &[u8], at: usize) -> u16 {
+pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
     match b.get(at..at + 2) {
         Some(s) => u16::from_be_bytes([s[0], s[1]]),
         None => 0,
     }
 }
 
-fn be32(b: &[u8], at: usize) -> u32 {
+pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
     match b.get(at..at + 4) {
         Some(s) => u32::from_be_bytes([s[0], s[1], s[2], s[3]]),
         None => 0,
     }
 }
 
-fn put16(b: &mut [u8], at: usize, v: u16) {
+pub(crate) fn put16(b: &mut [u8], at: usize, v: u16) {
     if let Some(s) = b.get_mut(at..at + 2) {
         s.copy_from_slice(&v.to_be_bytes());
     }
 }
 
-fn put32(b: &mut [u8], at: usize, v: u32) {
+pub(crate) fn put32(b: &mut [u8], at: usize, v: u32) {
     if let Some(s) = b.get_mut(at..at + 4) {
         s.copy_from_slice(&v.to_be_bytes());
     }
@@ -305,21 +305,21 @@ impl Mismatch {
 }
 
 /// The L4 view of an IPv4 TCP/UDP frame.
-struct L4View {
-    proto: u8,
+pub(crate) struct L4View {
+    pub(crate) proto: u8,
     /// Offset of the L4 header.
-    l4: usize,
+    pub(crate) l4: usize,
     /// Offset of the payload.
-    payload: usize,
+    pub(crate) payload: usize,
     /// Offset one past the IP packet (frames may carry Ethernet padding beyond it).
-    end: usize,
+    pub(crate) end: usize,
 }
 
 fn ethertype(f: &[u8]) -> u16 {
     be16(f, 12)
 }
 
-fn parse_l4(f: &[u8]) -> Result<L4View, Mismatch> {
+pub(crate) fn parse_l4(f: &[u8]) -> Result<L4View, Mismatch> {
     if f.len() < L4 {
         return Err(Mismatch::Truncated);
     }
@@ -360,7 +360,7 @@ fn parse_l4(f: &[u8]) -> Result<L4View, Mismatch> {
 }
 
 /// Whether the IPv4 header and L4 checksums of a parsed frame are right.
-fn checksums_ok(f: &[u8], v: &L4View) -> bool {
+pub(crate) fn checksums_ok(f: &[u8], v: &L4View) -> bool {
     let (Some(ip_hdr), Some(seg)) = (f.get(IP..v.l4), f.get(v.l4..v.end)) else {
         return false;
     };

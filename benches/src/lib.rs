@@ -4,6 +4,7 @@
 //! benchmark and writes `benches/RESULTS.md`.
 
 pub mod frame;
+pub mod session;
 
 /// The director of the benchmarks without DPDK (pipeline-bench, snapshot-bench): testkit's
 /// two-arm director, no gateway, MTU 1500.

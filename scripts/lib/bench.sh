@@ -204,3 +204,32 @@ capacity = $capacity
 socket = "$sock"
 EOF
 }
+
+# bench_memif DIR [RSIZE]: the two memif links of the traffic benchmarks, their sockets in DIR:
+# EXT_SOCK, INT_SOCK, rvs-pktgen's EAL arguments PG_EAL (lcore 1, memif servers) and the DUT's
+# vdevs DUT_VDEVS (memif clients, which size the rings: 2^RSIZE entries, DPDK's default 10 when
+# not given, 14 at most). Fixed, distinct, locally administered MACs: pktgen 02:..:01:0x, DUT
+# 02:..:00:0x. (scripts/conn-bench.sh; scripts/bench.sh still spells them out.)
+bench_memif() {
+    local rsize=${2:+,rsize=$2}
+    EXT_SOCK=$1/ext.sock
+    INT_SOCK=$1/int.sock
+    PG_EAL=(-l 1 --in-memory --no-pci
+        "--vdev=net_memif0,role=server,socket=$EXT_SOCK,socket-abstract=no,id=0,mac=02:00:00:00:01:01"
+        "--vdev=net_memif1,role=server,socket=$INT_SOCK,socket-abstract=no,id=0,mac=02:00:00:00:01:02")
+    DUT_VDEVS=("--vdev=net_memif0,role=client,socket=$EXT_SOCK,socket-abstract=no,id=0,mac=02:00:00:00:00:01$rsize"
+        "--vdev=net_memif1,role=client,socket=$INT_SOCK,socket-abstract=no,id=0,mac=02:00:00:00:00:02$rsize")
+}
+
+# bench_cleanup, for `trap bench_cleanup EXIT`: stops every process in PIDS (TERM, then KILL)
+# and removes WORK unless RVS_BENCH_WORK named it.
+bench_cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    sleep 0.5
+    for p in "${PIDS[@]}"; do
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    [ -n "${RVS_BENCH_WORK:-}" ] || rm -rf "$WORK"
+}

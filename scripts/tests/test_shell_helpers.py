@@ -98,7 +98,7 @@ class EntryPointsTest(unittest.TestCase):
     # Each prints its usage and exits 0 before it needs root or touches anything.
     HELP = ("bench.sh", "kernel-bench.sh", "pipeline-bench.sh", "lab.sh", "setup.sh", "demo.sh", "test.sh",
             "soak.sh", "synflood.sh", "fuzz.sh", "bench-plot.py", "lab-fragments-check.sh",
-            "testpmd-bench.sh", "package-check.sh", "ha-bench.sh", "scaling-bench.sh")
+            "testpmd-bench.sh", "package-check.sh", "ha-bench.sh", "scaling-bench.sh", "conn-bench.sh")
 
     def run_script(self, name, *args):
         return subprocess.run([os.path.join(SCRIPTS, name)] + list(args), capture_output=True, text=True,
@@ -119,7 +119,8 @@ class EntryPointsTest(unittest.TestCase):
         self.assertEqual(entry, sorted(self.HELP))
 
     def test_unknown_arguments_are_refused(self):
-        for name in ("bench.sh", "kernel-bench.sh", "pipeline-bench.sh", "ha-bench.sh", "scaling-bench.sh"):
+        for name in ("bench.sh", "kernel-bench.sh", "pipeline-bench.sh", "ha-bench.sh", "scaling-bench.sh",
+                     "conn-bench.sh"):
             with self.subTest(script=name):
                 r = self.run_script(name, "--no-such-option")
                 self.assertEqual(r.returncode, 1)

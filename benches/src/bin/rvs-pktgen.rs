@@ -30,6 +30,9 @@ use std::net::Ipv4Addr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+#[path = "pktgen/conn.rs"]
+mod conn;
+
 /// Frames per rx/tx burst.
 const BURST: usize = 32;
 /// Tries for a reflected burst before what the DUT would not take is dropped (and counted):
@@ -56,6 +59,14 @@ extern "C" fn on_signal(_: libc::c_int) {
 enum ProtoArg {
     Udp,
     Tcp,
+}
+
+/// RFC 9693's stateful measures with complete TCP connections (`--conn-test`).
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ConnTest {
+    Setup,
+    Teardown,
+    Capacity,
 }
 
 #[derive(Parser, Debug)]
@@ -128,6 +139,17 @@ struct Args {
     /// Packet buffers per port mempool.
     #[arg(long, default_value_t = 16383)]
     mbufs: u32,
+    /// One trial of RFC 9693's stateful measures, with complete TCP connections (handshake, a
+    /// data segment each way, both FINs): `setup` opens and closes --flows connections at
+    /// --rate per second; `teardown` opens them at --load-rate, holds them, then closes them
+    /// at --rate; `capacity` opens them at --load-rate and validates every one at that rate
+    /// with one more data exchange. The JSON line says whether every connection completed.
+    #[arg(long, value_enum)]
+    conn_test: Option<ConnTest>,
+    /// Connections per second the connections are opened at (and validated at) before the
+    /// measured phase of `--conn-test teardown` and `capacity`.
+    #[arg(long, default_value = "50K", value_parser = parse_count)]
+    load_rate: u64,
     /// A label copied into the JSON line.
     #[arg(long, default_value = "")]
     label: String,
@@ -283,7 +305,17 @@ fn run(args: &Args) -> Result<(), String> {
     let int = Port::start(&port_config("int", &args.int_dev), args.queues, args.mbufs)
         .map_err(|e| e.to_string())?;
     let ports = Ports { ext, int };
-    let result = bench(args, &ports, proto, vport, frame_len, dut_mac);
+    let result = match args.conn_test {
+        Some(test) => {
+            let mode = match test {
+                ConnTest::Setup => rvs_benches::session::Mode::Setup,
+                ConnTest::Teardown => rvs_benches::session::Mode::Teardown,
+                ConnTest::Capacity => rvs_benches::session::Mode::Capacity,
+            };
+            conn::bench(args, &ports, mode, args.vport.unwrap_or(80), dut_mac)
+        }
+        None => bench(args, &ports, proto, vport, frame_len, dut_mac),
+    };
     if let Ok(report) = &result {
         println!("{report}");
         // Flushed now: the script waits for this line before it stops the DUT.

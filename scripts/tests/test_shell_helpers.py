@@ -98,7 +98,8 @@ class EntryPointsTest(unittest.TestCase):
     # Each prints its usage and exits 0 before it needs root or touches anything.
     HELP = ("bench.sh", "kernel-bench.sh", "pipeline-bench.sh", "lab.sh", "setup.sh", "demo.sh", "test.sh",
             "soak.sh", "synflood.sh", "fuzz.sh", "bench-plot.py", "lab-fragments-check.sh",
-            "testpmd-bench.sh", "package-check.sh", "ha-bench.sh", "scaling-bench.sh", "conn-bench.sh")
+            "testpmd-bench.sh", "package-check.sh", "ha-bench.sh", "scaling-bench.sh", "conn-bench.sh",
+            "pipeline-compare.py")
 
     def run_script(self, name, *args):
         return subprocess.run([os.path.join(SCRIPTS, name)] + list(args), capture_output=True, text=True,

@@ -2,9 +2,6 @@
 //! of all of it. What the pipeline does with a frame is tested in tests/.
 
 use super::*;
-use crate::pipeline::{DataplaneConfig, PortSetup};
-use control::config::{Cidr, PortRole};
-use control::model::Timeouts;
 use testkit::{arp, eth, udp_frame};
 
 const EXT: u16 = 0;
@@ -21,23 +18,7 @@ const ROOM: usize = 2048;
 const T0: u64 = 10_000;
 
 fn setup() -> (Arc<Dataplane>, BurstDriver<ByteFrame>, ByteIo) {
-    let port = |name: &str, mac, role, addr| PortSetup {
-        name: name.into(),
-        mac,
-        role,
-        addrs: vec![Cidr::parse(addr).unwrap()],
-        gateway: None,
-        mtu: 1500,
-    };
-    let dp = Dataplane::new(DataplaneConfig {
-        ports: vec![
-            port("ext", EXT_MAC, PortRole::External, "198.51.100.1/24"),
-            port("int", INT_MAC, PortRole::Internal, "192.0.2.1/24"),
-        ],
-        conn_capacity: 1024,
-        timeouts: Timeouts::default(),
-        workers: 1,
-    });
+    let dp = crate::pipeline::two_arm_for_tests(EXT_MAC, INT_MAC);
     let driver = BurstDriver::new(dp.clone(), 0);
     (dp, driver, ByteIo::new(ROOM))
 }

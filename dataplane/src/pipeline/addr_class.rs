@@ -95,10 +95,8 @@ impl AddrClasses {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::{DataplaneConfig, PortSetup};
     use crate::service::ServiceManager;
-    use control::config::{Cidr, PortRole};
-    use control::model::{SchedulerKind, Timeouts};
+    use control::model::SchedulerKind;
     use control::proto::{Request, Response};
     use testkit::services::{service, tcp, udp};
 
@@ -106,33 +104,7 @@ mod tests {
     /// the three list lookups.
     #[test]
     fn classes_match_the_list_lookups() {
-        let port = |name: &str, mac, role, addr| PortSetup {
-            name: name.into(),
-            mac,
-            role,
-            addrs: vec![Cidr::parse(addr).unwrap()],
-            gateway: None,
-            mtu: 1500,
-        };
-        let dp = Dataplane::new(DataplaneConfig {
-            ports: vec![
-                port(
-                    "ext",
-                    [2, 0, 0, 0, 1, 1],
-                    PortRole::External,
-                    "198.51.100.1/24",
-                ),
-                port(
-                    "int",
-                    [2, 0, 0, 0, 2, 1],
-                    PortRole::Internal,
-                    "192.0.2.1/24",
-                ),
-            ],
-            conn_capacity: 1024,
-            timeouts: Timeouts::default(),
-            workers: 1,
-        });
+        let dp = crate::pipeline::two_arm_for_tests([2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 2, 1]);
         let mut mgr = ServiceManager::new(dp.clone());
         for key in [
             tcp(Ipv4Addr::new(198, 51, 100, 1), 80),

@@ -85,6 +85,8 @@ pub use owned::{
     HeldAddr, OwnedAddrs, TwinChange, VirtualAddrs, VirtualAddrsEntry, GARP_COUNT,
     GARP_INTERVAL_MS, MAX_VIRTUAL_ADDRS,
 };
+#[cfg(test)]
+pub(crate) use shared::two_arm_for_tests;
 pub use shared::{Dataplane, DataplaneConfig, PortSetup};
 
 use crate::stats::DropReason;

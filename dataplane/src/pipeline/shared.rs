@@ -269,3 +269,28 @@ impl Dataplane {
         o[0] == 0 || o[0] == 127 || o[0] >= 224 || self.broadcasts.contains(&u32::from(ip))
     }
 }
+
+/// A two-arm dataplane for the crate's own unit tests (the tests in tests/ use
+/// `testkit::director`, which this crate's unit tests cannot): ext 198.51.100.1/24 at `ext_mac`,
+/// int 192.0.2.1/24 at `int_mac`, one worker, 1024 connections.
+#[cfg(test)]
+pub(crate) fn two_arm_for_tests(ext_mac: [u8; 6], int_mac: [u8; 6]) -> Arc<Dataplane> {
+    use control::config::{Cidr, PortRole};
+    let port = |name: &str, mac, role, addr| PortSetup {
+        name: name.into(),
+        mac,
+        role,
+        addrs: vec![Cidr::parse(addr).unwrap()],
+        gateway: None,
+        mtu: 1500,
+    };
+    Dataplane::new(DataplaneConfig {
+        ports: vec![
+            port("ext", ext_mac, PortRole::External, "198.51.100.1/24"),
+            port("int", int_mac, PortRole::Internal, "192.0.2.1/24"),
+        ],
+        conn_capacity: 1024,
+        timeouts: control::model::Timeouts::default(),
+        workers: 1,
+    })
+}

@@ -146,19 +146,7 @@ WORK=${RVS_BENCH_WORK:-/tmp/rvs-bench.$$}
 case $WORK in /tmp/?*) ;; *) die "RVS_BENCH_WORK must be a folder under /tmp (it is emptied)" ;; esac
 bench_work "$WORK"
 
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do
-        kill -TERM "$p" 2>/dev/null || true
-    done
-    sleep 0.5
-    for p in "${PIDS[@]}"; do
-        kill -KILL "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    [ -n "${RVS_BENCH_WORK:-}" ] || rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
 # The CPUs: the DUT's workers on 0..WORKERS-1, rvs-pktgen on the next one, or on the last one
@@ -178,14 +166,7 @@ TESTPMD_LCORES=0@0
 for ((i = 0; i < WORKERS; i++)); do TESTPMD_LCORES+=",$((i + 1))@$i"; done
 CPUS="rvs-pktgen on CPU $PG_CPU; the DUT on CPU(s) $DUT_CPUS (rvsd: lcores $DUT_CPUS; testpmd: --lcores=$TESTPMD_LCORES)"
 
-EXT_SOCK=$WORK/ext.sock
-INT_SOCK=$WORK/int.sock
-# Fixed, distinct, locally administered MACs: pktgen 02:..:01:0x, DUT 02:..:00:0x.
-PG_EAL=(-l "$PG_CPU" --in-memory --no-pci
-    "--vdev=net_memif0,role=server,socket=$EXT_SOCK,socket-abstract=no,id=0,mac=02:00:00:00:01:01"
-    "--vdev=net_memif1,role=server,socket=$INT_SOCK,socket-abstract=no,id=0,mac=02:00:00:00:01:02")
-DUT_VDEVS=("--vdev=net_memif0,role=client,socket=$EXT_SOCK,socket-abstract=no,id=0,mac=02:00:00:00:00:01"
-    "--vdev=net_memif1,role=client,socket=$INT_SOCK,socket-abstract=no,id=0,mac=02:00:00:00:00:02")
+bench_memif "$WORK" "" "$PG_CPU"
 
 # "busy total" CPU ticks of the whole machine so far.
 machine_ticks() {

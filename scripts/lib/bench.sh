@@ -205,16 +205,16 @@ socket = "$sock"
 EOF
 }
 
-# bench_memif DIR [RSIZE]: the two memif links of the traffic benchmarks, their sockets in DIR:
-# EXT_SOCK, INT_SOCK, rvs-pktgen's EAL arguments PG_EAL (lcore 1, memif servers) and the DUT's
-# vdevs DUT_VDEVS (memif clients, which size the rings: 2^RSIZE entries, DPDK's default 10 when
-# not given, 14 at most). Fixed, distinct, locally administered MACs: pktgen 02:..:01:0x, DUT
-# 02:..:00:0x. (scripts/conn-bench.sh; scripts/bench.sh still spells them out.)
+# bench_memif DIR [RSIZE [LCORE]]: the two memif links of the traffic benchmarks, their sockets
+# in DIR: EXT_SOCK, INT_SOCK, rvs-pktgen's EAL arguments PG_EAL (lcore LCORE, default 1, memif
+# servers) and the DUT's vdevs DUT_VDEVS (memif clients, which size the rings: 2^RSIZE entries,
+# DPDK's default 10 when RSIZE is empty or not given, 14 at most). Fixed, distinct, locally
+# administered MACs: pktgen 02:..:01:0x, DUT 02:..:00:0x.
 bench_memif() {
     local rsize=${2:+,rsize=$2}
     EXT_SOCK=$1/ext.sock
     INT_SOCK=$1/int.sock
-    PG_EAL=(-l 1 --in-memory --no-pci
+    PG_EAL=(-l "${3:-1}" --in-memory --no-pci
         "--vdev=net_memif0,role=server,socket=$EXT_SOCK,socket-abstract=no,id=0,mac=02:00:00:00:01:01"
         "--vdev=net_memif1,role=server,socket=$INT_SOCK,socket-abstract=no,id=0,mac=02:00:00:00:01:02")
     DUT_VDEVS=("--vdev=net_memif0,role=client,socket=$EXT_SOCK,socket-abstract=no,id=0,mac=02:00:00:00:00:01$rsize"

@@ -96,6 +96,14 @@ pub struct Prefetched {
     pub(super) candidate: u64,
 }
 
+impl Prefetched {
+    /// The tuple's first bucket as one bit of 64 (see [`ConnTable::bucket_bit`]).
+    #[inline]
+    pub fn bucket_bit(&self) -> u64 {
+        1 << (self.place.b1 % 64)
+    }
+}
+
 /// The slot words of a bucket, and a bit per slot whose tag is `tag`: branch-free, so which
 /// slot holds the tuple costs no misprediction.
 #[inline]

@@ -68,14 +68,22 @@ impl ConnTable {
     /// again. That entry is validated as any other (live, not expired, its own tuple `t` in
     /// the slot's direction): the bucket may have changed since, but a live entry holding
     /// `t` is `t`'s connection wherever it was found, since no two live entries share a tuple.
-    /// No candidate in a first bucket that never overflowed is a miss without a second look:
-    /// a connection inserted since is found by the insert that follows a miss (`Exists`),
-    /// and a reply cannot overtake the insert of its connection (the real server answers a
-    /// packet sent after that insert, and this burst was received after the answer).
+    /// With `trust_miss`, no candidate in a first bucket that never overflowed is a miss
+    /// without a second look: the caller vouches that nothing it could be looking for was
+    /// inserted into that bucket since the prefetch read it (see `Pipeline::tcp_udp`: a
+    /// connection another worker inserted since is found by the insert that follows a miss, a
+    /// reply cannot overtake the insert of its connection, and this worker's own inserts in the
+    /// burst are tracked by bucket).
     /// Anything else takes the full lookup.
     #[inline]
-    pub fn lookup_prefetched(&self, t: &Tuple, p: &Prefetched, now: u64) -> Option<Hit> {
-        if p.candidate == 0 && !self.overflowed(p.place.b1) {
+    pub fn lookup_prefetched(
+        &self,
+        t: &Tuple,
+        p: &Prefetched,
+        trust_miss: bool,
+        now: u64,
+    ) -> Option<Hit> {
+        if trust_miss && p.candidate == 0 && !self.overflowed(p.place.b1) {
             return None;
         }
         if p.candidate != 0 {
@@ -87,6 +95,16 @@ impl ConnTable {
             }
         }
         self.lookup_at(t, &p.place, now)
+    }
+
+    /// `t`'s first bucket as one bit of 64 (its index modulo 64): a cheap set of buckets.
+    #[inline]
+    pub fn bucket_bit(&self, t: &Tuple) -> u64 {
+        Prefetched {
+            place: self.place(t),
+            candidate: 0,
+        }
+        .bucket_bit()
     }
 
     #[inline]

@@ -57,7 +57,13 @@ impl Pipeline {
         // Set when this packet expired its connection because the real server was removed.
         let mut expired_nodest = false;
         let found = match self.hint.take() {
-            Some((seen, p)) if seen == t => conns.lookup_prefetched(&t, &p, self.now),
+            Some((seen, p)) if seen == t => {
+                // A connection this worker opened earlier in the burst (a client's second
+                // datagram, or a request and its reply in one capture) is newer than the
+                // prefetch: its buckets' misses are looked at again.
+                let trust_miss = self.inserted_since_prefetch.get() & p.bucket_bit() == 0;
+                conns.lookup_prefetched(&t, &p, trust_miss, self.now)
+            }
             _ => conns.lookup(&t, self.now),
         };
         if let Some(hit) = found {
@@ -229,6 +235,9 @@ impl Pipeline {
         }
         match inserted {
             Ok(hit) => {
+                let buckets = conns.bucket_bit(&nc.inbound()) | conns.bucket_bit(&nc.reply());
+                self.inserted_since_prefetch
+                    .set(self.inserted_since_prefetch.get() | buckets);
                 self.sync_state_change(&hit, nc.state);
                 self.stats().event(Event::ConnCreated);
                 if let Some(s) = self.stats().slot(nc.dest) {

@@ -58,6 +58,10 @@ pub struct Pipeline {
     /// The entry of `prefetched` for the frame being handled ([`Pipeline::use_prefetched`]),
     /// taken by its connection lookup.
     pub(super) hint: Cell<Option<(Tuple, Prefetched)>>,
+    /// The first buckets (one bit each, [`crate::conntrack::ConnTable::bucket_bit`]) of both
+    /// tuples of every connection this worker inserted since the last prefetch: a lookup there
+    /// may not trust the prefetch's miss (the connection may be newer than the prefetch).
+    pub(super) inserted_since_prefetch: Cell<u64>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -94,6 +98,7 @@ impl Pipeline {
             drop_countdown: Cell::new(0),
             prefetched: [None; PREFETCH_BURST],
             hint: Cell::new(None),
+            inserted_since_prefetch: Cell::new(0),
         }
     }
 
@@ -148,6 +153,7 @@ impl Pipeline {
         if let Some(rest) = self.prefetched.get_mut(n..) {
             rest.fill(None);
         }
+        self.inserted_since_prefetch.set(0);
     }
 
     /// The next frame handled is frame `i` of the burst given to [`Pipeline::prefetch_burst`]:

@@ -423,13 +423,23 @@ impl Harness {
                 if b.offset() == 0 {
                     continue;
                 }
-                let found = self.awaiting.iter().position(|input| {
-                    Ip::parse(input).is_some_and(|a| {
-                        (a.id, a.proto, a.frag) == (b.id, b.proto, b.frag)
-                            && (a.src == b.src || a.dst == b.dst)
-                            && a.payload() == b.payload()
+                // The held fragment this one was: same datagram fields and payload, and the
+                // same addresses if one waits with them (routed as it came: two inputs may
+                // differ in an address alone), else one address kept (NATed on the other).
+                let same = |exact: bool| {
+                    self.awaiting.iter().position(|input| {
+                        Ip::parse(input).is_some_and(|a| {
+                            (a.id, a.proto, a.frag) == (b.id, b.proto, b.frag)
+                                && if exact {
+                                    a.src == b.src && a.dst == b.dst
+                                } else {
+                                    a.src == b.src || a.dst == b.dst
+                                }
+                                && a.payload() == b.payload()
+                        })
                     })
-                });
+                };
+                let found = same(true).or_else(|| same(false));
                 if let Some(i) = found {
                     let input = self.awaiting.swap_remove(i);
                     self.check_forwarded(&input, out.bytes(), false);

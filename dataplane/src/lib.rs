@@ -16,6 +16,7 @@
     clippy::panic
 )]
 
+pub mod addr_set;
 mod atomic;
 pub mod conntrack;
 pub mod driver;

@@ -100,7 +100,15 @@ impl Prefetched {
     /// The tuple's first bucket as one bit of 64 (see [`ConnTable::bucket_bit`]).
     #[inline]
     pub fn bucket_bit(&self) -> u64 {
-        1 << (self.place.b1 % 64)
+        self.place.bucket_bit()
+    }
+}
+
+impl Place {
+    /// The first bucket as one bit of 64 (its index modulo 64): a cheap set of buckets.
+    #[inline]
+    pub(super) fn bucket_bit(&self) -> u64 {
+        1 << (self.b1 % 64)
     }
 }
 

@@ -100,11 +100,7 @@ impl ConnTable {
     /// `t`'s first bucket as one bit of 64 (its index modulo 64): a cheap set of buckets.
     #[inline]
     pub fn bucket_bit(&self, t: &Tuple) -> u64 {
-        Prefetched {
-            place: self.place(t),
-            candidate: 0,
-        }
-        .bucket_bit()
+        self.place(t).bucket_bit()
     }
 
     #[inline]

@@ -1,12 +1,12 @@
 //! The per-worker pipeline context: the service snapshot and clock of the current burst, the
 //! worker's share of connection aging, its ICMP error budget, and the per-frame entry points.
 
-use super::addr_class::AddrClasses;
 use super::defence::Defences;
 use super::icmp_error::ICMP_BURST;
 use super::kernel::TokenBucket;
 use super::owned::OwnedAddrs;
 use super::{Action, Dataplane, Refusal};
+use crate::addr_set::MARTIAN;
 use crate::conntrack::{Dir, Prefetched, Tuple};
 use crate::packet::arp;
 use crate::packet::eth;
@@ -33,9 +33,6 @@ pub struct Pipeline {
     pub(super) snap: Arc<Snapshot>,
     /// The addresses rvs holds, as of this burst.
     pub(super) owned: Arc<OwnedAddrs>,
-    /// The classes of the addresses of the dataplane, `owned` and `snap` (rebuilt when either
-    /// changes).
-    pub(super) classes: AddrClasses,
     pub(super) now: u64,
     pub(super) aging: Range<usize>,
     aging_cursor: usize,
@@ -79,9 +76,7 @@ impl Pipeline {
         let snap = dp.snapshot();
         let owned = dp.owned_addrs();
         let aging = dp.conns.slice(index, dp.workers);
-        let classes = AddrClasses::new(&dp, &owned, &snap);
         Pipeline {
-            classes,
             kernel_bucket: TokenBucket::full(dp.kernel.burst),
             aging_cursor: aging.start,
             sync_cursor: aging.start,
@@ -110,20 +105,13 @@ impl Pipeline {
             self.dp.clock_ms.fetch_max(now_ms, Ordering::Relaxed);
         }
         let cur = self.dp.snapshot.load();
-        let mut changed = false;
         if !Arc::ptr_eq(&cur, &self.snap) {
             // The old snapshot is kept alive by the service manager, so dropping it here frees
             // nothing on this thread.
             self.snap = arc_swap::Guard::into_inner(cur);
-            changed = true;
         }
         if self.dp.owned_generation.load(Ordering::Acquire) != self.owned.generation {
             self.owned = self.dp.owned.load_full();
-            changed = true;
-        }
-        if changed {
-            // A few hundred addresses at most, once per change (never per packet).
-            self.classes = AddrClasses::new(&self.dp, &self.owned, &self.snap);
         }
         self.update_defences();
     }
@@ -191,6 +179,18 @@ impl Pipeline {
                 .event_n(Event::DefenceDropEntry, aged.half_open as u64);
         }
         self.sync_refresh(elapsed, now_ms);
+    }
+
+    /// What the IPv4 stage asks of an address, as an OR of [`crate::addr_set`]'s classes:
+    /// martian (unspecified, loopback, multicast, class E by first octet, or a subnet's
+    /// broadcast), ours, a VIP; one probe of the held addresses' set and one of the snapshot's.
+    /// The same answers as [`Dataplane::is_martian`], [`OwnedAddrs::is_local`] and
+    /// [`Snapshot::is_vip`].
+    #[inline]
+    pub(super) fn addr_class(&self, ip: Ipv4Addr) -> u8 {
+        let top = u32::from(ip) >> 24;
+        let special = u8::from(top == 0 || top == 127 || top >= 224) * MARTIAN;
+        special | self.owned.classes_of(ip) | self.snap.vip_class(ip)
     }
 
     pub(super) fn stats(&self) -> &WorkerStats {
@@ -338,6 +338,50 @@ mod tests {
         f.extend(ip);
         f.extend([0x1f, 0x40, 0x00, 0x50]); // 8000 -> 80
         f
+    }
+
+    /// Every listed address, its neighbours and the special ranges' edges get the answers of
+    /// the three list lookups.
+    #[test]
+    fn address_classes_match_the_list_lookups() {
+        use crate::addr_set::{LOCAL, VIP};
+        use crate::service::ServiceManager;
+        use control::model::SchedulerKind;
+        use control::proto::{Request, Response};
+        use testkit::services::{service, tcp, udp};
+
+        let dp = crate::pipeline::two_arm_for_tests([2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 2, 1]);
+        let mut mgr = ServiceManager::new(dp.clone());
+        for key in [
+            tcp(Ipv4Addr::new(198, 51, 100, 1), 80),
+            udp(Ipv4Addr::new(198, 51, 100, 7), 53),
+            tcp(Ipv4Addr::new(203, 0, 113, 9), 443),
+        ] {
+            let r = mgr.handle(Request::AddService(service(key, SchedulerKind::Rr)));
+            assert_eq!(r, Response::Ok);
+        }
+        let mut w = Pipeline::new(dp.clone(), 0);
+        w.begin_burst(1);
+        let (snap, owned) = (dp.snapshot(), dp.owned_addrs());
+        assert_eq!(snap.vips().len(), 3);
+        let mut probes: Vec<u32> = vec![0, 1, 0x7f00_0001, 0xdfff_ffff, 0xe000_0000, u32::MAX];
+        let listed = dp
+            .broadcasts()
+            .iter()
+            .copied()
+            .chain(owned.held().iter().map(|h| u32::from(h.cidr.addr)))
+            .chain(snap.vips().iter().map(|&a| u32::from(a)));
+        for a in listed {
+            probes.extend([a.wrapping_sub(1), a, a.wrapping_add(1)]);
+        }
+        assert!(probes.len() > 12, "the lists are not empty");
+        for a in probes {
+            let ip = Ipv4Addr::from(a);
+            let want = (u8::from(dp.is_martian(ip)) * MARTIAN)
+                | (u8::from(owned.is_local(ip)) * LOCAL)
+                | (u8::from(snap.is_vip(ip)) * VIP);
+            assert_eq!(w.addr_class(ip), want, "{ip}");
+        }
     }
 
     #[test]

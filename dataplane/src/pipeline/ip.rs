@@ -1,9 +1,9 @@
 //! The IPv4 stage: header checks, martians, sender learning, then by protocol; and fragments:
 //! a first fragment takes the normal path and its decision is recorded, later ones follow it.
 
-use super::addr_class::{LOCAL, MARTIAN, VIP};
 use super::context::count_dest;
 use super::{Action, Pipeline, PortSetup, Refusal};
+use crate::addr_set::{LOCAL, MARTIAN, VIP};
 use crate::conntrack::Dir;
 use crate::frag::{FragInsert, FragKey, FragVerdict};
 use crate::packet::eth::{self, EthHdr};
@@ -23,7 +23,7 @@ impl Pipeline {
     ) -> Result<Action, Refusal> {
         let l3 = frame.get_mut(eth::HDR_LEN..).ok_or(DropReason::Truncated)?;
         let ip = Ipv4Hdr::parse_any(l3).map_err(ip_error)?;
-        let (src_class, dst_class) = (self.classes.of(ip.src), self.classes.of(ip.dst));
+        let (src_class, dst_class) = (self.addr_class(ip.src), self.addr_class(ip.dst));
         // Our own addresses and the VIPs are never a source from outside (as Linux's martian
         // source check): a land attack or a loop (an echo request from the VIP to the VIP
         // would be answered).

@@ -63,7 +63,6 @@
 //! hop), from the packet's destination when that is a VIP or ours, else from the ingress port's
 //! address. Every verdict and its counter: docs/packet-verdicts.md.
 
-mod addr_class;
 mod classify;
 mod conn;
 mod context;

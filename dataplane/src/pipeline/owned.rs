@@ -12,6 +12,7 @@
 //! ([`MAX_VIRTUAL_ADDRS`] at most come from instances).
 
 use super::{Dataplane, Pipeline};
+use crate::addr_set::{AddrSet, LOCAL, MARTIAN};
 use crate::packet::arp;
 use control::config::Cidr;
 use std::collections::BTreeMap;
@@ -45,13 +46,25 @@ pub(crate) struct Announce {
     pub addr: Ipv4Addr,
 }
 
+/// The set the packet path probes: the held addresses (LOCAL) and the subnets' broadcasts
+/// (MARTIAN).
+fn address_classes(flat: &[Ipv4Addr], broadcasts: &[u32]) -> AddrSet {
+    AddrSet::new(
+        flat.iter()
+            .map(|&a| (a, LOCAL))
+            .chain(broadcasts.iter().map(|&b| (Ipv4Addr::from(b), MARTIAN))),
+    )
+}
+
 /// The addresses rvs holds now (see the module documentation).
 #[derive(Debug, Default)]
 pub struct OwnedAddrs {
     /// Every address we hold, in port order.
     held: Box<[HeldAddr]>,
-    /// The addresses of `held`, flat: `is_local` runs several times per packet.
+    /// The addresses of `held`, flat.
     flat: Box<[Ipv4Addr]>,
+    /// `flat` (LOCAL) and our subnets' broadcasts (MARTIAN) as one set, for the packet path.
+    classes: AddrSet,
     /// Every address an instance names, held or not.
     managed: Box<[Ipv4Addr]>,
     /// The held addresses some instance names, each with the generation it became held in.
@@ -62,7 +75,7 @@ pub struct OwnedAddrs {
 
 impl OwnedAddrs {
     /// Each port's configured addresses, no instance: what rvs holds at start.
-    pub(super) fn configured(dp_ports: &[super::PortSetup]) -> OwnedAddrs {
+    pub(super) fn configured(dp_ports: &[super::PortSetup], broadcasts: &[u32]) -> OwnedAddrs {
         let held: Vec<HeldAddr> = dp_ports
             .iter()
             .enumerate()
@@ -73,21 +86,24 @@ impl OwnedAddrs {
                 })
             })
             .collect();
+        let flat: Box<[Ipv4Addr]> = held.iter().map(|h| h.cidr.addr).collect();
         OwnedAddrs {
-            flat: held.iter().map(|h| h.cidr.addr).collect(),
+            classes: address_classes(&flat, broadcasts),
+            flat,
             held: held.into(),
             ..OwnedAddrs::default()
         }
     }
 
+    /// The classes ([`crate::addr_set`]) of `ip` among our addresses and subnet broadcasts.
+    #[inline]
+    pub(super) fn classes_of(&self, ip: Ipv4Addr) -> u8 {
+        self.classes.of(ip)
+    }
+
     /// One of the addresses we hold (on any port).
     pub fn is_local(&self, ip: Ipv4Addr) -> bool {
         self.flat.contains(&ip)
-    }
-
-    /// Every address we hold.
-    pub(super) fn flat(&self) -> &[Ipv4Addr] {
-        &self.flat
     }
 
     /// Whether we hold `ip` on `port`: ARP for it is answered there.
@@ -327,8 +343,10 @@ impl VirtualAddrs {
                     present: true,
                 }),
         );
+        let flat: Box<[Ipv4Addr]> = held.iter().map(|h| h.cidr.addr).collect();
         self.dp.owned.store(Arc::new(OwnedAddrs {
-            flat: held.iter().map(|h| h.cidr.addr).collect(),
+            classes: address_classes(&flat, self.dp.broadcasts()),
+            flat,
             held: held.into(),
             managed: managed.into(),
             announce,

@@ -137,12 +137,12 @@ impl Dataplane {
             .iter()
             .enumerate()
             .find_map(|(i, p)| p.gateway.map(|g| (i as u16, g)));
-        let owned = ArcSwap::from_pointee(OwnedAddrs::configured(&ports));
-        let broadcasts = routes
+        let broadcasts: Box<[u32]> = routes
             .iter()
             .filter(|(_, r)| r.mask < 0xffff_fffe)
             .map(|(_, r)| r.net | !r.mask)
             .collect();
+        let owned = ArcSwap::from_pointee(OwnedAddrs::configured(&ports, &broadcasts));
         let workers = cfg.workers.max(1);
         let conns = ConnTable::new(cfg.conn_capacity, MAX_DESTS, &cfg.timeouts);
         Arc::new(Dataplane {

@@ -4,6 +4,7 @@
 //! Lookups are binary searches over sorted vectors: no hashing and no allocation on a worker.
 
 use super::dest::Dest;
+use crate::addr_set::{AddrSet, VIP};
 use crate::sched::Scheduler;
 use control::model::ServiceSpec;
 use control::sysctl::IpvsSysctls;
@@ -39,6 +40,8 @@ pub struct Snapshot {
     ops_replies: Vec<(u64, OpsReply)>,
     /// Sorted, deduplicated VIPs.
     vips: Vec<Ipv4Addr>,
+    /// `vips` as a set for the packet path.
+    vip_set: AddrSet,
     /// Sorted, deduplicated real services (`svc_key` of protocol, RIP and rport) of the real
     /// servers configured and of those removed whose connections are still draining.
     real_services: Vec<u64>,
@@ -122,6 +125,7 @@ impl Snapshot {
         Snapshot {
             services,
             ops_replies,
+            vip_set: AddrSet::new(vips.iter().map(|&v| (v, VIP))),
             vips,
             real_services,
             generation,
@@ -152,8 +156,15 @@ impl Snapshot {
 
     /// True if some service uses `ip` as its VIP.
     /// Every service's virtual address, sorted, once each.
-    pub fn vips(&self) -> &[Ipv4Addr] {
+    #[cfg(test)]
+    pub(crate) fn vips(&self) -> &[Ipv4Addr] {
         &self.vips
+    }
+
+    /// [`crate::addr_set::VIP`] if `ip` is a service's virtual address, else 0: one probe.
+    #[inline]
+    pub fn vip_class(&self, ip: Ipv4Addr) -> u8 {
+        self.vip_set.of(ip)
     }
 
     pub fn is_vip(&self, ip: Ipv4Addr) -> bool {

@@ -1,0 +1,122 @@
+//! A small set of IPv4 addresses, each with a byte of classes, answered by one probe: what the
+//! IPv4 stage asks of a packet's two addresses (martian? one of ours? a VIP?) without scanning
+//! a list per question.
+//!
+//! Each set is built on the control thread with the structure whose lists it indexes and
+//! published with it: [`crate::pipeline::OwnedAddrs`] carries the broadcasts and held addresses,
+//! [`crate::service::Snapshot`] the VIPs. A worker probes the ones of its burst; it builds and
+//! frees nothing.
+
+use std::net::Ipv4Addr;
+
+/// A subnet's broadcast address (the rest of the martian rule is by first octet).
+pub const MARTIAN: u8 = 1;
+/// An address rvs holds.
+pub const LOCAL: u8 = 2;
+/// A service's virtual address.
+pub const VIP: u8 = 4;
+
+/// Open addressing with linear probing over a power-of-two table at most half full; a slot is
+/// `address << 8 | classes`, 0 when empty (0.0.0.0 is never stored).
+#[derive(Debug)]
+pub struct AddrSet {
+    slots: Box<[u64]>,
+    /// log2 of the slot count.
+    bits: u32,
+}
+
+impl Default for AddrSet {
+    fn default() -> AddrSet {
+        AddrSet::new(std::iter::empty())
+    }
+}
+
+impl AddrSet {
+    /// The set of `listed` addresses with their classes (an address listed twice gets both).
+    pub fn new(listed: impl IntoIterator<Item = (Ipv4Addr, u8)>) -> AddrSet {
+        let listed: Vec<(Ipv4Addr, u8)> = listed.into_iter().collect();
+        let bits = (2 * listed.len())
+            .next_power_of_two()
+            .max(8)
+            .trailing_zeros();
+        let mut set = AddrSet {
+            slots: vec![0; 1 << bits].into_boxed_slice(),
+            bits,
+        };
+        for (addr, class) in listed {
+            set.add(addr, class);
+        }
+        set
+    }
+
+    fn home(&self, a: u32) -> usize {
+        // Fibonacci hashing: the top `bits` bits of the product.
+        (u64::from(a).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - self.bits)) as usize
+    }
+
+    fn add(&mut self, addr: Ipv4Addr, class: u8) {
+        let a = u32::from(addr);
+        if a == 0 {
+            return;
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(a);
+        while let Some(s) = self.slots.get_mut(i) {
+            if *s == 0 || (*s >> 8) as u32 == a {
+                *s = (u64::from(a) << 8) | (*s & 0xff) | u64::from(class);
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// The classes of `addr` in this set (0: not in it).
+    #[inline]
+    pub fn of(&self, addr: Ipv4Addr) -> u8 {
+        let a = u32::from(addr);
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(a);
+        // At most half full: an empty slot ends every probe.
+        while let Some(&s) = self.slots.get(i) {
+            if s == 0 {
+                break;
+            }
+            if (s >> 8) as u32 == a {
+                return s as u8;
+            }
+            i = (i + 1) & mask;
+        }
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_answer_their_classes_and_others_nothing() {
+        let a = Ipv4Addr::new(198, 51, 100, 1);
+        let b = Ipv4Addr::new(192, 0, 2, 255);
+        let set = AddrSet::new([
+            (a, LOCAL),
+            (b, MARTIAN),
+            (a, VIP),
+            (Ipv4Addr::UNSPECIFIED, LOCAL),
+        ]);
+        assert_eq!(set.of(a), LOCAL | VIP);
+        assert_eq!(set.of(b), MARTIAN);
+        assert_eq!(set.of(Ipv4Addr::new(198, 51, 100, 2)), 0);
+        assert_eq!(set.of(Ipv4Addr::UNSPECIFIED), 0);
+        assert_eq!(AddrSet::default().of(a), 0);
+        // Many addresses of one subnet, as a director with many VIPs has.
+        let many: Vec<_> = (1..=200u8)
+            .map(|i| (Ipv4Addr::new(203, 0, 113, i), VIP))
+            .collect();
+        let set = AddrSet::new(many.clone());
+        for (ip, _) in many {
+            assert_eq!(set.of(ip), VIP, "{ip}");
+        }
+        assert_eq!(set.of(Ipv4Addr::new(203, 0, 113, 201)), 0);
+    }
+}

@@ -85,13 +85,15 @@ use crate::pipeline::{
 };
 use crate::stats::{DropReason, Event};
 use std::collections::VecDeque;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 /// Frames per received burst, as DESIGN.md says, and per prefetch.
 pub const BURST: usize = PREFETCH_BURST;
 /// Frames waiting for ARP resolution per worker.
 pub const HOLD_CAPACITY: usize = 64;
+/// Unsolicited neighbour advertisements worker 0 sends after a change, at most.
+pub const MAX_NA_PER_CHANGE: usize = 256;
 /// How long a frame waits for its next hop before it is dropped.
 pub const HOLD_MS: u64 = 1000;
 /// Gap between ARP requests for the same next hop.
@@ -155,7 +157,7 @@ struct Held<F, W> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct NextHop {
     port: u16,
-    next_hop: Ipv4Addr,
+    next_hop: IpAddr,
 }
 
 /// A bounded queue of frames that wait for something, each at most `max_wait_ms`; sized at
@@ -235,7 +237,7 @@ impl<F, W: Copy> HoldQueue<F, W> {
 /// The last ARP request for a next hop that frames are held for.
 struct ArpSent {
     port: u16,
-    next_hop: Ipv4Addr,
+    next_hop: IpAddr,
     at_ms: u64,
 }
 
@@ -255,6 +257,12 @@ pub struct BurstDriver<F> {
     /// each): the generation of the held addresses it last looked at; None on other workers.
     garp_seen: Option<u64>,
     garps: Vec<Garp>,
+    /// Worker 0 announces its IPv6 addresses and VIPs (one unsolicited neighbour advertisement
+    /// each) at start and whenever the service snapshot changes: the snapshot generation it
+    /// last announced (`u64::MAX` before the first); None on other workers.
+    na_seen: Option<u64>,
+    /// The addresses of the announcement under way (room kept: no allocation on the worker).
+    na_list: Vec<(u16, Ipv6Addr)>,
     now_ms: u64,
     /// One TX batch per port, sent in `finish` or when full.
     tx: Vec<Vec<F>>,
@@ -286,6 +294,8 @@ impl<F: FrameBuf> BurstDriver<F> {
             pipeline: Pipeline::new(dp, index),
             garp_seen: (index == 0).then_some(0),
             garps: Vec::with_capacity(if index == 0 { MAX_VIRTUAL_ADDRS } else { 0 }),
+            na_seen: (index == 0).then_some(u64::MAX),
+            na_list: Vec::with_capacity(if index == 0 { MAX_NA_PER_CHANGE } else { 0 }),
             now_ms: 0,
             tx: (0..ports).map(|_| Vec::with_capacity(tx_cap)).collect(),
             arp_hold: HoldQueue::new(HOLD_CAPACITY, HOLD_MS),
@@ -429,6 +439,7 @@ impl<F: FrameBuf> BurstDriver<F> {
     /// [`GARP_INTERVAL_MS`] apart, while still held.
     /// A generation compare per loop when nothing changes.
     fn announce<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io) {
+        self.announce6(io);
         let Some(seen) = self.garp_seen else {
             return;
         };
@@ -471,9 +482,41 @@ impl<F: FrameBuf> BurstDriver<F> {
         self.garps = garps;
     }
 
-    fn send_garp<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io, port: u16, addr: Ipv4Addr) {
+    /// On worker 0: an unsolicited neighbour advertisement (RFC 4861 7.2.6) for each IPv6
+    /// address of the ports and each IPv6 VIP, at start and after each snapshot change (at
+    /// most [`MAX_NA_PER_CHANGE`]), so that neighbours whose cache holds an old MAC (another
+    /// director's) move to ours at once.
+    fn announce6<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io) {
+        let Some(seen) = self.na_seen else {
+            return;
+        };
+        let generation = self.pipeline.snapshot_generation();
+        if generation == seen {
+            return;
+        }
+        self.na_seen = Some(generation);
+        let mut list = std::mem::take(&mut self.na_list);
+        list.clear();
+        list.extend(self.pipeline.ipv6_announcements().take(MAX_NA_PER_CHANGE));
+        for &(port, addr) in &list {
+            self.send_generated(io, port, Event::UnsolicitedNa, |p, buf| {
+                p.unsolicited_na(port, addr, buf)
+            });
+        }
+        self.na_list = list;
+    }
+
+    /// Builds a frame with `build` (its length, 0 if it could not) and sends it on `port`,
+    /// counted as the generated frame `ev`.
+    fn send_generated<Io: FrameIo<Frame = F>>(
+        &mut self,
+        io: &mut Io,
+        port: u16,
+        ev: Event,
+        build: impl FnOnce(&Pipeline, &mut [u8]) -> usize,
+    ) {
         // A generated frame: counted here, then sent or dropped as counted.
-        self.pipeline.count_event(Event::GratuitousArp);
+        self.pipeline.count_event(ev);
         if usize::from(port) >= self.tx.len() {
             self.pipeline.count_drop(DropReason::NoRoute);
             return;
@@ -483,13 +526,19 @@ impl<F: FrameBuf> BurstDriver<F> {
             return;
         };
         let (buf, _) = f.data_with_room();
-        let n = self.pipeline.gratuitous_arp(port, addr, buf);
+        let n = build(&self.pipeline, buf);
         if n == 0 || !f.set_len(n) {
             self.pipeline.count_drop(DropReason::MbufAlloc);
             io.free(f);
             return;
         }
         self.queue_tx(io, port, f);
+    }
+
+    fn send_garp<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io, port: u16, addr: Ipv4Addr) {
+        self.send_generated(io, port, Event::GratuitousArp, |p, buf| {
+            p.gratuitous_arp(port, addr, buf)
+        });
     }
 
     /// At shutdown: transmits what is batched and frees what is held (uncounted).
@@ -519,7 +568,7 @@ impl<F: FrameBuf> BurstDriver<F> {
         io: &mut Io,
         frame: F,
         port: u16,
-        next_hop: Ipv4Addr,
+        next_hop: IpAddr,
     ) {
         if let Err(frame) = self
             .arp_hold
@@ -529,7 +578,7 @@ impl<F: FrameBuf> BurstDriver<F> {
             io.free(frame);
             return;
         }
-        self.request_arp(io, port, next_hop);
+        self.request_neighbour(io, port, next_hop);
     }
 
     /// Holds a later fragment that came before its first fragment's decision.
@@ -563,8 +612,8 @@ impl<F: FrameBuf> BurstDriver<F> {
         self.frag_hold = hold;
     }
 
-    /// Sends an ARP request for `next_hop` unless one went out less than [`ARP_RETRY_MS`] ago.
-    fn request_arp<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io, port: u16, next_hop: Ipv4Addr) {
+    /// Sends an ARP request (a neighbour solicitation) for `next_hop` unless one went out less than [`ARP_RETRY_MS`] ago.
+    fn request_neighbour<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io, port: u16, next_hop: IpAddr) {
         let now = self.now_ms;
         if let Some(sent) = self
             .arp_sent
@@ -582,24 +631,13 @@ impl<F: FrameBuf> BurstDriver<F> {
                 at_ms: now,
             });
         }
-        // A generated frame: counted here, then sent or dropped as counted.
-        self.pipeline.count_event(Event::ArpRequests);
-        if usize::from(port) >= self.tx.len() {
-            self.pipeline.count_drop(DropReason::NoRoute);
-            return;
-        }
-        let Some(mut req) = io.alloc(port) else {
-            self.pipeline.count_drop(DropReason::MbufAlloc);
-            return;
+        let ev = match next_hop {
+            IpAddr::V4(_) => Event::ArpRequests,
+            IpAddr::V6(_) => Event::NeighSolicitations,
         };
-        let (buf, _) = req.data_with_room();
-        let n = self.pipeline.arp_request(port, next_hop, buf);
-        if n == 0 || !req.set_len(n) {
-            self.pipeline.count_drop(DropReason::MbufAlloc);
-            io.free(req);
-            return;
-        }
-        self.queue_tx(io, port, req);
+        self.send_generated(io, port, ev, |p, buf| {
+            p.neighbour_request(port, next_hop, buf)
+        });
     }
 
     /// Sends the held frames whose next hop is known now, drops those that waited more than
@@ -623,7 +661,7 @@ impl<F: FrameBuf> BurstDriver<F> {
         );
         // Ask again (at most every ARP_RETRY_MS) for those still waiting.
         for NextHop { port, next_hop } in hold.waits_for() {
-            self.request_arp(io, port, next_hop);
+            self.request_neighbour(io, port, next_hop);
         }
         self.arp_hold = hold;
         let hold = &self.arp_hold;

@@ -59,7 +59,7 @@ named_enum! {
         BadHeaderLen = "bad_header_len",
         /// IPv4 total length below the header length or beyond the frame.
         BadTotalLen = "bad_total_len",
-        /// An ethertype other than IPv4 and ARP (IPv6, LLDP, ...).
+        /// An ethertype other than IPv4, IPv6 and ARP (LLDP, ...).
         NotIpv4 = "not_ipv4",
         /// An 802.1Q/802.1ad tagged frame: VLANs are not configured.
         Vlan = "vlan",
@@ -93,6 +93,17 @@ named_enum! {
         /// An ICMP error (type 3, 4, 11) to a VIP or our address about no tracked connection
         /// (to a non-VIP address on a port with a kernel twin: up to the kernel).
         IcmpUnrelated = "icmp_unrelated",
+        /// An IPv6 extension-header chain rvs refuses: one that overruns the packet, a
+        /// hop-by-hop header not first, a header repeated, a routing header with segments left.
+        BadExtHeader = "bad_ext_header",
+        /// An IPv6 next header that is neither a known extension header nor an upper-layer
+        /// protocol rvs can walk past.
+        UnknownExtHeader = "unknown_ext_header",
+        /// An IPv6 neighbour solicitation for an address that is not ours.
+        NdpNotOurs = "ndp_not_ours",
+        /// Other neighbour discovery (advertisements, learnt from, then consumed; router
+        /// solicitations and advertisements, redirects).
+        NdpConsumed = "ndp_consumed",
         /// A protocol other than TCP, UDP and ICMP to a VIP.
         UnknownProto = "unknown_proto",
         /// To a VIP, but no service for that protocol and port.
@@ -160,6 +171,8 @@ named_enum! {
     /// Things that happened to frames that were not dropped.
     Event {
         ArpReplied = "arp_replies",
+        /// IPv6 neighbour solicitations answered with an advertisement.
+        NdpReplied = "ndp_replies",
         EchoReplied = "echo_replies",
         ConnCreated = "conns_created",
         Dnat = "dnat",
@@ -169,6 +182,9 @@ named_enum! {
         Held = "held",
         /// ARP requests built by the worker (generated frames: sent, or dropped as counted).
         ArpRequests = "arp_requests",
+        /// IPv6 neighbour solicitations built by the worker to resolve a next hop (generated
+        /// frames, as `arp_requests`).
+        NeighSolicitations = "ndp_solicitations",
         /// ICMP time exceeded built in place of a packet dropped as `ttl_expired`.
         IcmpTimeExceeded = "icmp_time_exceeded_sent",
         /// ICMP fragmentation needed built in place of a packet dropped as `mtu_exceeded`.
@@ -229,6 +245,9 @@ named_enum! {
         /// Gratuitous ARPs built for addresses that became held (a VRRP instance's on
         /// becoming MASTER; generated frames: sent, or dropped as counted).
         GratuitousArp = "garp_sent",
+        /// IPv6 unsolicited neighbour advertisements (to all nodes) for the port's IPv6
+        /// addresses and the IPv6 VIPs, sent when the worker starts (generated frames).
+        UnsolicitedNa = "unsolicited_na_sent",
     }
 }
 
@@ -240,7 +259,9 @@ impl Event {
     pub const GENERATED: &'static [Event] = &[
         Event::FromKernel,
         Event::ArpRequests,
+        Event::NeighSolicitations,
         Event::GratuitousArp,
+        Event::UnsolicitedNa,
         Event::IcmpTimeExceeded,
         Event::IcmpFragNeeded,
         Event::IcmpPortUnreach,

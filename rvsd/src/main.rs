@@ -218,6 +218,8 @@ fn run(args: Args) -> Result<(), String> {
             role: pc.role,
             addrs: pc.addresses.clone(),
             gateway: pc.gateway,
+            addrs6: Vec::new(),
+            gateway6: None,
             mtu: pc.mtu,
         })
         .collect();

@@ -170,6 +170,8 @@ fn validate(cfg: &Config) -> Result<(), String> {
             role: p.role,
             addrs: p.addresses.clone(),
             gateway: p.gateway,
+            addrs6: Vec::new(),
+            gateway6: None,
             mtu: p.mtu,
         })
         .collect();

@@ -8,8 +8,8 @@ use crate::packet::ipv4::Ipv4Hdr;
 use crate::stats::{DropReason, Event};
 
 impl Pipeline {
-    /// The frame's port and Ethernet header: IPv4 for us goes on, ARP is handled, the rest is
-    /// dropped.
+    /// The frame's port and Ethernet header: IPv4 and IPv6 for us go on, ARP is handled, the
+    /// rest is dropped.
     pub(super) fn classify(&self, in_port: u16, frame: &mut [u8]) -> Result<Action, Refusal> {
         let port = self
             .dp
@@ -27,6 +27,14 @@ impl Pipeline {
                     });
                 }
                 self.ipv4(in_port, port, &eth, frame)
+            }
+            eth::ETHERTYPE_IPV6 => {
+                // Neighbour solicitations come to a solicited-node group's MAC (33:33:ff:..).
+                let group = eth.dst != port.mac;
+                if group && !eth::is_multicast(&eth.dst) {
+                    return Err(Refusal::Drop(DropReason::NotForUs));
+                }
+                self.ipv6(in_port, port, &eth, frame, group)
             }
             eth::ETHERTYPE_ARP => self.arp(in_port, port, &eth, frame).map_err(Refusal::Drop),
             t if eth::is_vlan(t) => Err(Refusal::Drop(DropReason::Vlan)),

@@ -2,49 +2,49 @@
 //! DNAT/SNAT of tracked packets.
 
 use super::context::count_dest;
+use super::family::IpHeader;
 use super::icmp_error::IcmpError;
 use super::{Action, Pipeline, Refusal};
 use crate::conntrack::{ConnState, Dir, Hit, InsertError, NewConn, TcpEvent, Tuple};
 use crate::frag::FragVerdict;
 use crate::packet::eth;
-use crate::packet::ipv4::{Ipv4Hdr, PROTO_TCP};
-use crate::packet::l4::{self, L4Hdr, Side};
+use crate::packet::ipv4::PROTO_TCP;
+use crate::packet::l4::Side;
 use crate::packet::ParseError;
 use crate::persist::Quiesced;
 use crate::sched::{Dests, Flow};
 use crate::service::Service;
 use crate::stats::{DropReason, Event};
-use std::net::Ipv4Addr;
 
 /// The rewrite a NATed packet gets.
-struct Nat {
+struct Nat<A> {
     side: Side,
-    addr: Ipv4Addr,
+    addr: A,
     port: u16,
     /// Where the packet goes after the rewrite.
-    dst: Ipv4Addr,
+    dst: A,
 }
 
 impl Pipeline {
     /// A TCP or UDP packet (or first fragment): NAT by its connection, else a new one when it
     /// opens one to a service, else routed. `learn_sender` runs unless it found a connection.
-    pub(super) fn tcp_udp(
+    pub(super) fn tcp_udp<H: IpHeader>(
         &self,
         frame: &mut [u8],
-        ip: &Ipv4Hdr,
+        ip: &H,
         learn_sender: impl Fn(),
     ) -> Result<Action, Refusal> {
         let l3 = frame.get(eth::HDR_LEN..).ok_or(DropReason::Truncated)?;
-        let seg = ip.payload(l3).ok_or(DropReason::Truncated)?;
-        let l4 = L4Hdr::parse_ip(ip, seg).map_err(|e| l4_error(e, ip))?;
+        let seg = ip.upper(l3).ok_or(DropReason::Truncated)?;
+        let l4 = ip.parse_l4(seg).map_err(|e| l4_error(e, ip.is_fragment()))?;
         let t = Tuple {
-            proto: ip.proto,
-            src: ip.src,
+            proto: ip.proto(),
+            src: ip.src(),
             sport: l4.sport,
-            dst: ip.dst,
+            dst: ip.dst(),
             dport: l4.dport,
         };
-        let tcp = ip.proto == PROTO_TCP;
+        let tcp = ip.proto() == PROTO_TCP;
         let ev = if tcp {
             TcpEvent::from_flags(l4.flags)
         } else {
@@ -52,21 +52,11 @@ impl Pipeline {
         };
         let new_syn = tcp && l4.flags.syn() && !l4.flags.rst();
         let sys = &self.snap.sysctls;
-        let conns = &self.dp.conns;
+        let conns = H::conns(&self.dp);
 
         // Set when this packet expired its connection because the real server was removed.
         let mut expired_nodest = false;
-        let found = match self.hint.take() {
-            Some((seen, p)) if seen == t => {
-                // A connection this worker opened earlier in the burst (a client's second
-                // datagram, or a request and its reply in one capture) is newer than the
-                // prefetch: its buckets' misses are looked at again.
-                let trust_miss = self.inserted_since_prefetch.get() & p.bucket_bit() == 0;
-                conns.lookup_prefetched(&t, &p, trust_miss, self.now)
-            }
-            _ => conns.lookup(&t, self.now),
-        };
-        if let Some(hit) = found {
+        if let Some(hit) = H::lookup(self, &t) {
             let from_client = hit.dir == Dir::Inbound;
             // Only a client's packet checks the real server, as the kernel's ip_vs_in: replies
             // of a removed server are still NATed until the client's next packet.
@@ -79,7 +69,7 @@ impl Pipeline {
             if !reuse && !expired_nodest {
                 let state = conns.update_in(self.defences.tcp_table, &hit, hit.dir, ev, self.now);
                 if let Some(state) = state.filter(|s| *s != hit.state) {
-                    self.sync_state_change(&hit, state);
+                    H::sync_state(self, &hit, state);
                 }
                 return self.nat(frame, ip, &hit);
             }
@@ -102,12 +92,12 @@ impl Pipeline {
             });
         }
 
-        if self.snap.is_vip(ip.dst) {
-            let svc = self.service_for(&t)?;
+        if H::is_vip(&self.snap, ip.dst()) {
+            let svc = self.service_for::<H>(&t)?;
             if !opens {
                 return Err(DropReason::UnknownFlow.into());
             }
-            let to = self.schedule(svc, &t)?;
+            let to = self.schedule::<H>(svc, &t)?;
             if to.ops {
                 return self.one_packet(frame, ip, &to.inbound(&t));
             }
@@ -123,26 +113,26 @@ impl Pipeline {
                 None if tcp => ConnState::Close,
                 None => ConnState::Udp,
             };
-            let hit = self.open(&to.conn(&t, state), new_syn, ev)?;
+            let hit = self.open::<H>(&to.conn(&t, state), new_syn, ev)?;
             return self.nat(frame, ip, &hit);
         }
-        if self.is_local(ip.dst) {
+        if H::is_local(self, ip.dst()) {
             // Before the one-packet replies: a real server's answer to our own socket (a
             // health check's reply from RIP:rport to DIP) is the kernel's, never NATed.
             return Err(Refusal::Local(DropReason::Local));
         }
-        if let Some(back) = self.snap.ops_reply(ip.proto, ip.src, l4.sport) {
+        if let Some(back) = H::ops_reply(&self.snap, ip.proto(), ip.src(), l4.sport) {
             // A real server's answer to a one-packet-scheduled datagram: no connection, the
             // service is known by the real server's address and port alone.
             let m = Mapping {
                 dir: Dir::Reply,
                 virt: (back.vip, back.vport),
-                real: (ip.src, l4.sport),
+                real: (ip.src(), l4.sport),
                 dest: back.slot,
             };
             return self.nat_to(frame, ip, &m);
         }
-        if self.snap.is_real_service(ip.proto, ip.src, l4.sport) {
+        if H::is_real_service(&self.snap, ip.proto(), ip.src(), l4.sport) {
             // A real server's answer on no connection (its connection expired or was never
             // made here): routed on, it would reach the client un-NATed, from the RIP.
             return Err(if sys.nat_icmp_send != 0 && !l4.flags.rst() {
@@ -157,7 +147,12 @@ impl Pipeline {
     /// A datagram to a one-packet scheduling (`-o`) service, scheduled as `m` says: DNATed
     /// without a connection, counted as a connection of its real server (as the kernel's
     /// one-packet connections are).
-    fn one_packet(&self, frame: &mut [u8], ip: &Ipv4Hdr, m: &Mapping) -> Result<Action, Refusal> {
+    fn one_packet<H: IpHeader>(
+        &self,
+        frame: &mut [u8],
+        ip: &H,
+        m: &Mapping<H::Addr>,
+    ) -> Result<Action, Refusal> {
         let action = self.nat_to(frame, ip, m)?;
         let st = self.stats();
         st.event(Event::OpsScheduled);
@@ -169,23 +164,29 @@ impl Pipeline {
 
     /// The service a new flow `t` (client -> VIP:vport) is for: the one of its port, else a
     /// port-0 (persistent) service, which takes the ports no other service has.
-    pub(super) fn service_for(&self, t: &Tuple) -> Result<&Service, Refusal> {
-        self.snap
-            .service(t.proto, t.dst, t.dport)
-            .or_else(|| self.snap.service(t.proto, t.dst, 0))
+    pub(super) fn service_for<H: IpHeader>(
+        &self,
+        t: &Tuple<H::Addr>,
+    ) -> Result<&Service, Refusal> {
+        H::service(&self.snap, t.proto, t.dst, t.dport)
+            .or_else(|| H::service(&self.snap, t.proto, t.dst, 0))
             .ok_or_else(|| DropReason::NoService.into())
     }
 
     /// A real server of `svc` for the new flow `t`, by persistence template or scheduler,
     /// unless the `drop_packet` defence takes this new connection.
-    pub(super) fn schedule(&self, svc: &Service, t: &Tuple) -> Result<Scheduled, Refusal> {
+    pub(super) fn schedule<H: IpHeader>(
+        &self,
+        svc: &Service,
+        t: &Tuple<H::Addr>,
+    ) -> Result<Scheduled<H::Addr>, Refusal> {
         if self.drop_new_conn() {
             return Err(DropReason::DefenceDropPacket.into());
         }
         let flow = Flow {
-            client: t.src,
+            client: t.src.into(),
             cport: t.sport,
-            vip: t.dst,
+            vip: t.dst.into(),
             vport: t.dport,
         };
         let dests = Dests::new(&svc.dests, &self.dp.conns);
@@ -203,6 +204,9 @@ impl Pipeline {
         }
         .ok_or(DropReason::NoDest)?;
         let d = svc.dests.get(i).ok_or(DropReason::NoDest)?;
+        // A real server of the other family (the control side refuses them; never NATed
+        // across families).
+        let addr = H::Addr::try_from(d.spec.addr).map_err(|_| DropReason::NoDest)?;
         if let Some(timeout) = svc.spec.persistence {
             self.sync_template(svc, d, t.proto, &flow, timeout);
         }
@@ -213,7 +217,7 @@ impl Pipeline {
             d.spec.port
         };
         Ok(Scheduled {
-            real: (d.spec.addr, rport),
+            real: (addr, rport),
             slot: d.slot,
             ops: svc.spec.ops && t.proto != PROTO_TCP,
         })
@@ -222,23 +226,24 @@ impl Pipeline {
     /// Inserts the new connection `nc` and counts it; one that another worker inserted first
     /// is taken as it is, with the packet's event `ev` applied. `syn`: a SYN may take the
     /// tuple of a closed connection (port reuse).
-    pub(super) fn open(
+    pub(super) fn open<H: IpHeader>(
         &self,
-        nc: &NewConn,
+        nc: &NewConn<H::Addr>,
         syn: bool,
         ev: Option<TcpEvent>,
-    ) -> Result<Hit, Refusal> {
-        let conns = &self.dp.conns;
+    ) -> Result<Hit<H::Addr>, Refusal> {
+        let conns = H::conns(&self.dp);
         let mut inserted = conns.insert(nc, self.now);
-        if syn && inserted == Err(InsertError::ReplyConflict) && self.reclaim_closed(&nc.reply()) {
+        if syn
+            && inserted == Err(InsertError::ReplyConflict)
+            && self.reclaim_closed::<H>(&nc.reply())
+        {
             inserted = conns.insert(nc, self.now);
         }
         match inserted {
             Ok(hit) => {
-                let buckets = conns.bucket_bit(&nc.inbound()) | conns.bucket_bit(&nc.reply());
-                self.inserted_since_prefetch
-                    .set(self.inserted_since_prefetch.get() | buckets);
-                self.sync_state_change(&hit, nc.state);
+                H::inserted(self, &nc.inbound(), &nc.reply());
+                H::sync_state(self, &hit, nc.state);
                 self.stats().event(Event::ConnCreated);
                 if let Some(s) = self.stats().slot(nc.dest) {
                     s.conns.add(1);
@@ -262,8 +267,8 @@ impl Pipeline {
     /// the same real server and port while the old connection lingers in the table. (The
     /// kernel's newest-first lookup gives the new connection the replies too.) A live
     /// connection keeps its tuple: true only if a closed one was removed.
-    fn reclaim_closed(&self, reply: &Tuple) -> bool {
-        let conns = &self.dp.conns;
+    fn reclaim_closed<H: IpHeader>(&self, reply: &Tuple<H::Addr>) -> bool {
+        let conns = H::conns(&self.dp);
         match conns.lookup(reply, self.now) {
             Some(old) if yields_to_new_syn(old.state) => conns.remove(old.conn),
             _ => false,
@@ -274,13 +279,23 @@ impl Pipeline {
     /// that arrives with TTL <= 1 is dropped as `ttl_expired` (ICMP time exceeded back); one
     /// over the egress MTU as `mtu_exceeded` (with DF: ICMP fragmentation needed back). A first
     /// fragment's rewrite is recorded for the later fragments.
-    fn nat(&self, frame: &mut [u8], ip: &Ipv4Hdr, hit: &Hit) -> Result<Action, Refusal> {
+    fn nat<H: IpHeader>(
+        &self,
+        frame: &mut [u8],
+        ip: &H,
+        hit: &Hit<H::Addr>,
+    ) -> Result<Action, Refusal> {
         self.nat_to(frame, ip, &Mapping::from(hit))
     }
 
     /// [`Pipeline::nat`] by a connection's ends, whether the table holds the connection or
     /// not (one-packet scheduling).
-    fn nat_to(&self, frame: &mut [u8], ip: &Ipv4Hdr, hit: &Mapping) -> Result<Action, Refusal> {
+    fn nat_to<H: IpHeader>(
+        &self,
+        frame: &mut [u8],
+        ip: &H,
+        hit: &Mapping<H::Addr>,
+    ) -> Result<Action, Refusal> {
         let nat = match hit.dir {
             Dir::Inbound => Nat {
                 side: Side::Dst,
@@ -292,10 +307,10 @@ impl Pipeline {
                 side: Side::Src,
                 addr: hit.virt.0,
                 port: hit.virt.1,
-                dst: ip.dst,
+                dst: ip.dst(),
             },
         };
-        if ip.ttl <= 1 {
+        if ip.hops() <= 1 {
             return Err(Refusal::Answer(
                 DropReason::TtlExpired,
                 IcmpError::TTL_EXCEEDED,
@@ -303,7 +318,7 @@ impl Pipeline {
         }
         let (out, next_hop) = self.egress(nat.dst, ip)?;
         let l3 = frame.get_mut(eth::HDR_LEN..).ok_or(DropReason::Truncated)?;
-        l4::rewrite_endpoint(l3, ip, nat.side, nat.addr, nat.port, true)
+        ip.rewrite_endpoint(l3, nat.side, nat.addr, nat.port)
             .ok_or(DropReason::Malformed)?;
         self.record_fragment(
             ip,
@@ -319,7 +334,7 @@ impl Pipeline {
             },
         );
         let st = self.stats();
-        count_dest(st, hit.dest, hit.dir, ip.total_len as u64);
+        count_dest(st, hit.dest, hit.dir, ip.packet_len() as u64);
         st.event(match hit.dir {
             Dir::Inbound => Event::Dnat,
             Dir::Reply => Event::Snat,
@@ -329,18 +344,18 @@ impl Pipeline {
 }
 
 /// A real server scheduled for a new flow.
-pub(super) struct Scheduled {
+pub(super) struct Scheduled<A> {
     /// The real server's address and port for this flow.
-    pub(super) real: (Ipv4Addr, u16),
+    pub(super) real: (A, u16),
     /// Its stats slot.
     pub(super) slot: u32,
     /// One-packet scheduling: no connection is kept.
     pub(super) ops: bool,
 }
 
-impl Scheduled {
+impl<A: Copy> Scheduled<A> {
     /// The connection of the new flow `t` (client -> VIP:vport) to this real server.
-    pub(super) fn conn(&self, t: &Tuple, state: ConnState) -> NewConn {
+    pub(super) fn conn(&self, t: &Tuple<A>, state: ConnState) -> NewConn<A> {
         NewConn {
             proto: t.proto,
             client: (t.src, t.sport),
@@ -352,7 +367,7 @@ impl Scheduled {
     }
 
     /// The NAT of a packet of the new flow, for a flow that keeps no connection.
-    pub(super) fn inbound(&self, t: &Tuple) -> Mapping {
+    pub(super) fn inbound(&self, t: &Tuple<A>) -> Mapping<A> {
         Mapping {
             dir: Dir::Inbound,
             virt: (t.dst, t.dport),
@@ -364,15 +379,15 @@ impl Scheduled {
 
 /// What NAT needs of a connection: which way the packet goes, the connection's two ends on
 /// the director's side and its real server's slot.
-pub(super) struct Mapping {
+pub(super) struct Mapping<A> {
     pub(super) dir: Dir,
-    pub(super) virt: (Ipv4Addr, u16),
-    pub(super) real: (Ipv4Addr, u16),
+    pub(super) virt: (A, u16),
+    pub(super) real: (A, u16),
     pub(super) dest: u32,
 }
 
-impl From<&Hit> for Mapping {
-    fn from(hit: &Hit) -> Mapping {
+impl<A: Copy> From<&Hit<A>> for Mapping<A> {
+    fn from(hit: &Hit<A>) -> Mapping<A> {
         Mapping {
             dir: hit.dir,
             virt: hit.virt,
@@ -387,10 +402,10 @@ fn yields_to_new_syn(state: ConnState) -> bool {
     matches!(state, ConnState::TimeWait | ConnState::Close)
 }
 
-/// The drop reason for a TCP/UDP header `L4Hdr::parse_ip` refused in the packet `ip`.
-fn l4_error(e: ParseError, ip: &Ipv4Hdr) -> DropReason {
+/// The drop reason for a TCP/UDP header refused in a packet (a first fragment or not).
+fn l4_error(e: ParseError, fragment: bool) -> DropReason {
     match e {
-        _ if ip.is_fragment() => DropReason::BadFragment,
+        _ if fragment => DropReason::BadFragment,
         ParseError::Truncated => DropReason::Truncated,
         _ => DropReason::Malformed,
     }

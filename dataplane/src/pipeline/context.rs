@@ -8,13 +8,13 @@ use super::owned::OwnedAddrs;
 use super::{Action, Dataplane, Refusal};
 use crate::addr_set::MARTIAN;
 use crate::conntrack::{Dir, Prefetched, Tuple};
-use crate::packet::arp;
+use crate::packet::{arp, ndp};
 use crate::packet::eth;
 use crate::packet::ipv4::{self, PROTO_TCP, PROTO_UDP};
 use crate::service::Snapshot;
 use crate::stats::{DropReason, Event, WorkerStats};
 use std::cell::Cell;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -36,6 +36,9 @@ pub struct Pipeline {
     pub(super) now: u64,
     pub(super) aging: Range<usize>,
     aging_cursor: usize,
+    /// This worker's share of the IPv6 table and where its sweep is.
+    aging6: Range<usize>,
+    aging6_cursor: usize,
     /// Where the sync refresh walk (`sync.rs`) resumes in `aging`.
     pub(super) sync_cursor: usize,
     /// The refresh walk's progress owed, in entry-milliseconds (`sync.rs`).
@@ -76,7 +79,10 @@ impl Pipeline {
         let snap = dp.snapshot();
         let owned = dp.owned_addrs();
         let aging = dp.conns.slice(index, dp.workers);
+        let aging6 = dp.conns6.slice(index, dp.workers);
         Pipeline {
+            aging6_cursor: aging6.start,
+            aging6,
             kernel_bucket: TokenBucket::full(dp.kernel.burst),
             aging_cursor: aging.start,
             sync_cursor: aging.start,
@@ -174,9 +180,20 @@ impl Pipeline {
             now_ms,
             self.defences.half_open,
         );
-        if aged.half_open > 0 {
+        let share6 = (self.aging6.len() as u64)
+            .saturating_mul(elapsed)
+            .div_ceil(AGING_SWEEP_MS);
+        let aged6 = self.dp.conns6.housekeeping_with(
+            self.aging6.clone(),
+            &mut self.aging6_cursor,
+            usize::try_from(share6).unwrap_or(usize::MAX),
+            now_ms,
+            self.defences.half_open,
+        );
+        let half_open = aged.half_open + aged6.half_open;
+        if half_open > 0 {
             self.stats()
-                .event_n(Event::DefenceDropEntry, aged.half_open as u64);
+                .event_n(Event::DefenceDropEntry, half_open as u64);
         }
         self.sync_refresh(elapsed, now_ms);
     }
@@ -255,24 +272,31 @@ impl Pipeline {
     }
 
     /// Writes the L2 header for `next_hop` on `port` if its MAC is known now.
-    pub fn fill_l2(&self, port: u16, next_hop: Ipv4Addr, frame: &mut [u8]) -> bool {
-        let (Some(p), Some(mac)) = (
-            self.dp.ports.get(usize::from(port)),
-            self.dp.neigh.lookup(port, next_hop),
-        ) else {
+    pub fn fill_l2(&self, port: u16, next_hop: impl Into<IpAddr>, frame: &mut [u8]) -> bool {
+        let mac = match next_hop.into() {
+            IpAddr::V4(a) => self.dp.neigh.lookup(port, a),
+            IpAddr::V6(a) => self.dp.neigh6.lookup(port, a),
+        };
+        let (Some(p), Some(mac)) = (self.dp.ports.get(usize::from(port)), mac) else {
             return false;
         };
         eth::set_macs(frame, &mac, &p.mac).is_some()
     }
 
-    /// Writes an ARP request for `target` out of `port` into `buf` (from an address the port
-    /// holds, [`OwnedAddrs::source`]). Returns the bytes written, 0 if `buf` is too small (60
-    /// bytes are needed) or the port is unknown.
-    pub fn arp_request(&self, port: u16, target: Ipv4Addr, buf: &mut [u8]) -> usize {
+    /// Writes a request for `target`'s MAC out of `port` into `buf`: an ARP request (from an
+    /// address the port holds, [`OwnedAddrs::source`]) or an IPv6 neighbour solicitation (from
+    /// the port's first IPv6 address). Returns the bytes written, 0 if `buf` is too small or
+    /// the port is unknown or has no address of that family.
+    pub fn neighbour_request(&self, port: u16, target: impl Into<IpAddr>, buf: &mut [u8]) -> usize {
         let Some(p) = self.dp.ports.get(usize::from(port)) else {
             return 0;
         };
-        arp::build_request(buf, p.mac, self.owned.source(port, target), target)
+        match target.into() {
+            IpAddr::V4(t) => arp::build_request(buf, p.mac, self.owned.source(port, t), t),
+            IpAddr::V6(t) => p.source6(t).map_or(0, |src| {
+                ndp::build_solicitation(buf, p.mac, src, t).unwrap_or(0)
+            }),
+        }
     }
 }
 

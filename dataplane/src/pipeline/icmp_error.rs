@@ -4,7 +4,7 @@
 
 use super::{Action, Pipeline, PortSetup};
 use crate::packet::eth::{self, EthHdr};
-use crate::packet::icmp;
+use crate::packet::{icmp, icmpv6};
 use crate::packet::ipv4::Ipv4Hdr;
 use crate::stats::Event;
 
@@ -14,42 +14,60 @@ pub const ICMP_RATE_PER_SEC: u64 = 1000;
 /// Token bucket depth of that limit.
 pub const ICMP_BURST: u64 = 50;
 
-/// An ICMP error to send in place of the frame being dropped.
+/// An ICMP (or ICMPv6) error to send in place of the frame being dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct IcmpError {
-    icmp_type: u8,
-    code: u8,
-    /// The header's second word (next-hop MTU for fragmentation needed).
-    rest: u32,
-    /// Counted when it is sent.
-    sent: Event,
+pub(super) enum IcmpError {
+    /// Time to live (hop limit) exceeded in transit.
+    TtlExceeded,
+    /// Port unreachable: to a real server about a packet from its service port that matches
+    /// no connection (`nat_icmp_send`).
+    PortUnreach,
+    /// Over the egress MTU: IPv4's fragmentation needed (DF set), IPv6's packet too big
+    /// (IPv6 routers never fragment); `mtu` is the egress MTU.
+    TooBig { mtu: u16 },
 }
 
 impl IcmpError {
     /// Time to live exceeded in transit.
-    pub(super) const TTL_EXCEEDED: IcmpError = IcmpError {
-        icmp_type: icmp::TYPE_TIME_EXCEEDED,
-        code: icmp::CODE_TTL_EXCEEDED,
-        rest: 0,
-        sent: Event::IcmpTimeExceeded,
-    };
+    pub(super) const TTL_EXCEEDED: IcmpError = IcmpError::TtlExceeded;
+    /// Port unreachable (`nat_icmp_send`).
+    pub(super) const PORT_UNREACH: IcmpError = IcmpError::PortUnreach;
 
-    /// Port unreachable: to a real server about a packet from its service port that matches
-    /// no connection (`nat_icmp_send`).
-    pub(super) const PORT_UNREACH: IcmpError = IcmpError {
-        icmp_type: icmp::TYPE_DEST_UNREACH,
-        code: icmp::CODE_PORT_UNREACH,
-        rest: 0,
-        sent: Event::IcmpPortUnreach,
-    };
-
-    /// Fragmentation needed and DF set, with the egress MTU as next-hop MTU.
+    /// Fragmentation needed (packet too big) with the egress MTU as next-hop MTU.
     pub(super) fn frag_needed(mtu: usize) -> IcmpError {
-        IcmpError {
-            icmp_type: icmp::TYPE_DEST_UNREACH,
-            code: icmp::CODE_FRAG_NEEDED,
-            rest: u32::try_from(mtu).unwrap_or(0) & 0xffff,
-            sent: Event::IcmpFragNeeded,
+        IcmpError::TooBig {
+            mtu: u16::try_from(mtu).unwrap_or(u16::MAX),
+        }
+    }
+
+    /// ICMP type, code and the header's second word (next-hop MTU for fragmentation needed).
+    fn v4(self) -> (u8, u8, u32) {
+        match self {
+            IcmpError::TtlExceeded => (icmp::TYPE_TIME_EXCEEDED, icmp::CODE_TTL_EXCEEDED, 0),
+            IcmpError::PortUnreach => (icmp::TYPE_DEST_UNREACH, icmp::CODE_PORT_UNREACH, 0),
+            IcmpError::TooBig { mtu } => (
+                icmp::TYPE_DEST_UNREACH,
+                icmp::CODE_FRAG_NEEDED,
+                u32::from(mtu),
+            ),
+        }
+    }
+
+    /// ICMPv6 type, code and the header's second word (the MTU for packet too big).
+    pub(super) fn v6(self) -> (u8, u8, u32) {
+        match self {
+            IcmpError::TtlExceeded => (icmpv6::TYPE_TIME_EXCEEDED, icmpv6::CODE_HOP_LIMIT, 0),
+            IcmpError::PortUnreach => (icmpv6::TYPE_DEST_UNREACH, icmpv6::CODE_PORT_UNREACH, 0),
+            IcmpError::TooBig { mtu } => (icmpv6::TYPE_PACKET_TOO_BIG, 0, u32::from(mtu)),
+        }
+    }
+
+    /// What is counted when it is sent.
+    pub(super) fn sent(self) -> Event {
+        match self {
+            IcmpError::TtlExceeded => Event::IcmpTimeExceeded,
+            IcmpError::PortUnreach => Event::IcmpPortUnreach,
+            IcmpError::TooBig { .. } => Event::IcmpFragNeeded,
         }
     }
 }
@@ -64,6 +82,9 @@ impl Pipeline {
         len: usize,
         p: IcmpError,
     ) -> Action {
+        if buf.get(12..14) == Some(&eth::ETHERTYPE_IPV6.to_be_bytes()) {
+            return self.icmp6_error(in_port, buf, len, p);
+        }
         let (Some((port, ip)), Some(l3)) = (
             self.answerable(in_port, buf, len),
             buf.get(eth::HDR_LEN..len),
@@ -92,16 +113,17 @@ impl Pipeline {
             self.stats().event(Event::IcmpRateLimited);
             return Action::Drop;
         }
+        let (icmp_type, code, rest) = p.v4();
         let spec = icmp::ErrorSpec {
-            icmp_type: p.icmp_type,
-            code: p.code,
-            rest: p.rest,
+            icmp_type,
+            code,
+            rest,
             src,
             src_mac,
         };
         match icmp::build_error_in_place(buf, len, &ip, &spec) {
             Some(n) => {
-                self.stats().event(p.sent);
+                self.stats().event(p.sent());
                 Action::Reply {
                     port: in_port,
                     len: n,
@@ -128,7 +150,7 @@ impl Pipeline {
     }
 
     /// Takes one token from the ICMP error bucket, refilled at [`ICMP_RATE_PER_SEC`].
-    fn icmp_token(&mut self) -> bool {
+    pub(super) fn icmp_token(&mut self) -> bool {
         let (mut tokens, mut last) = self.icmp_bucket;
         let add = self
             .now

@@ -2,12 +2,14 @@
 //! a first fragment takes the normal path and its decision is recorded, later ones follow it.
 
 use super::context::count_dest;
+use super::family::IpHeader;
 use super::{Action, Pipeline, PortSetup, Refusal};
 use crate::addr_set::{LOCAL, MARTIAN, VIP};
 use crate::conntrack::Dir;
 use crate::frag::{FragInsert, FragKey, FragVerdict};
 use crate::packet::eth::{self, EthHdr};
-use crate::packet::ipv4::{self, Ipv4Hdr, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::packet::ipv4::{Ipv4Hdr, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::packet::ipv6::Ipv6Hdr;
 use crate::packet::l4::Side;
 use crate::packet::ParseError;
 use crate::stats::{DropReason, Event};
@@ -89,28 +91,37 @@ impl Pipeline {
             // RFC 1858: a TCP fragment at offset 8 can only mean to overwrite the TCP header.
             return Err(DropReason::BadFragment.into());
         }
-        let key = frag_key(ip);
-        let (side, addr, dst, slot, dir) = match self.dp.frags.lookup(&key, self.now) {
+        self.follow_first_fragment(frame, ip, &frag_key(ip), ours)
+    }
+
+    /// A later fragment (of either family) follows the decision recorded under `key` for its
+    /// first fragment, or waits for it.
+    pub(super) fn follow_first_fragment<H: IpHeader>(
+        &self,
+        frame: &mut [u8],
+        ip: &H,
+        key: &FragKey<H::Addr>,
+        ours: bool,
+    ) -> Result<Action, Refusal> {
+        let (side, addr, dst, slot, dir) = match H::frags(&self.dp).lookup(key, self.now) {
             Some(FragVerdict::Route) if !ours => return self.forward(frame, ip),
             Some(FragVerdict::Dnat { addr, slot }) => (Side::Dst, addr, addr, slot, Dir::Inbound),
-            Some(FragVerdict::Snat { addr, slot }) => (Side::Src, addr, ip.dst, slot, Dir::Reply),
+            Some(FragVerdict::Snat { addr, slot }) => {
+                (Side::Src, addr, ip.dst(), slot, Dir::Reply)
+            }
             Some(FragVerdict::Route) => return Err(DropReason::FragNoFirst.into()),
             // Overtaken by a later fragment of its own datagram, or lost: the caller holds the
             // frame a while and offers it again (`retry_fragment`).
             None => return Ok(Action::AwaitFirstFragment),
         };
-        if ip.ttl <= 1 {
+        if ip.hops() <= 1 {
             return Err(DropReason::TtlExpired.into());
         }
         let (out, next_hop) = self.egress(dst, ip)?;
         let l3 = frame.get_mut(eth::HDR_LEN..).ok_or(DropReason::Truncated)?;
-        let off = match side {
-            Side::Src => ipv4::OFF_SRC,
-            Side::Dst => ipv4::OFF_DST,
-        };
-        ipv4::rewrite_addr_dec_ttl(l3, off, addr).ok_or(DropReason::Malformed)?;
+        H::rewrite_addr(l3, side, addr).ok_or(DropReason::Malformed)?;
         let st = self.stats();
-        count_dest(st, slot, dir, ip.total_len as u64);
+        count_dest(st, slot, dir, ip.packet_len() as u64);
         st.event(Event::FragFollowed);
         Ok(self.l2_out(frame, out, next_hop))
     }
@@ -121,6 +132,9 @@ impl Pipeline {
     /// else `AwaitFirstFragment` again. Counts no rx (the frame was counted when it came in)
     /// but every drop it decides.
     pub fn retry_fragment(&mut self, frame: &mut [u8]) -> Action {
+        if frame.get(12..14) == Some(&eth::ETHERTYPE_IPV6.to_be_bytes()) {
+            return self.retry_fragment6(frame);
+        }
         let parsed = frame
             .get(eth::HDR_LEN..)
             .map(|l3| Ipv4Hdr::parse_any(l3).map_err(ip_error));
@@ -138,6 +152,31 @@ impl Pipeline {
         // A later fragment is never answered (RFC 1812: no ICMP error about it; no RST: it has
         // no TCP header).
         // Nor sent up: a later fragment to our own address went up in `ipv4` (ours), never here.
+        self.drop_retried(refusal)
+    }
+
+    /// [`Pipeline::retry_fragment`] of an IPv6 later fragment.
+    fn retry_fragment6(&mut self, frame: &mut [u8]) -> Action {
+        let parsed = frame.get(eth::HDR_LEN..).map(Ipv6Hdr::parse);
+        let refusal = match parsed {
+            Some(Ok(ip)) => {
+                let ours = self.snap.is_vip6(ip.dst) || self.is_local6(ip.dst);
+                let Some(key) = ip.frag_key() else {
+                    return self.drop_retried(DropReason::BadFragment.into());
+                };
+                match self.follow_first_fragment(frame, &ip, &key, ours) {
+                    Ok(action) => return action,
+                    Err(r) => r,
+                }
+            }
+            Some(Err(_)) => DropReason::Malformed.into(),
+            None => DropReason::Truncated.into(),
+        };
+        self.drop_retried(refusal)
+    }
+
+    /// A retried later fragment's refusal: counted and dropped, never answered.
+    fn drop_retried(&self, refusal: Refusal) -> Action {
         let (Refusal::Drop(reason)
         | Refusal::Answer(reason, _)
         | Refusal::Reset(reason)
@@ -147,14 +186,13 @@ impl Pipeline {
     }
 
     /// Records the decision for a first fragment's datagram.
-    pub(super) fn record_fragment(&self, ip: &Ipv4Hdr, verdict: FragVerdict) {
-        if !ip.is_fragment() {
+    pub(super) fn record_fragment<H: IpHeader>(&self, ip: &H, verdict: FragVerdict<H::Addr>) {
+        let Some(key) = ip.frag_key() else {
             return;
-        }
-        let key = frag_key(ip);
+        };
         let st = self.stats();
         st.event(Event::FragFirst);
-        match self.dp.frags.insert(&key, verdict, self.now) {
+        match H::frags(&self.dp).insert(&key, verdict, self.now) {
             FragInsert::Stored => {}
             FragInsert::Evicted | FragInsert::Busy => st.event(Event::FragEvicted),
         }
@@ -175,11 +213,11 @@ fn ip_error(e: ParseError) -> DropReason {
 }
 
 /// The datagram a fragment belongs to.
-fn frag_key(ip: &Ipv4Hdr) -> FragKey {
+pub(super) fn frag_key(ip: &Ipv4Hdr) -> FragKey {
     FragKey {
         src: ip.src,
         dst: ip.dst,
         proto: ip.proto,
-        id: ip.id,
+        id: u32::from(ip.id),
     }
 }

@@ -68,9 +68,11 @@ mod conn;
 mod context;
 mod defence;
 mod egress;
+mod family;
 mod icmp;
 mod icmp_error;
 mod ip;
+mod ip6;
 mod kernel;
 mod owned;
 mod reset;
@@ -90,7 +92,7 @@ pub use shared::{Dataplane, DataplaneConfig, PortSetup};
 
 use crate::stats::DropReason;
 use icmp_error::IcmpError;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// What the caller does with the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,9 +102,9 @@ pub enum Action {
     /// Send `buf[..len]` on `port`: a frame rvs built in the buffer in place of the one
     /// received (an ICMP error, a TCP RST); its length may differ from the received frame's.
     Reply { port: u16, len: usize },
-    /// The next hop's MAC is unknown: send an ARP request and keep the frame until
-    /// `fill_l2` succeeds.
-    Hold { port: u16, next_hop: Ipv4Addr },
+    /// The next hop's MAC is unknown: send an ARP request (IPv6: a neighbour solicitation,
+    /// [`Pipeline::neighbour_request`]) and keep the frame until `fill_l2` succeeds.
+    Hold { port: u16, next_hop: IpAddr },
     /// A later fragment whose datagram has no recorded decision yet (its first fragment has
     /// not passed): keep the frame, unchanged, and offer it to
     /// [`Pipeline::retry_fragment`] on later poll loops until that returns something else;

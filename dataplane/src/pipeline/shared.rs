@@ -3,9 +3,9 @@
 
 use super::kernel::KernelPath;
 use super::owned::OwnedAddrs;
-use crate::conntrack::ConnTable;
-use crate::frag::{FragTable, FRAG_SLOTS};
-use crate::neigh::NeighTable;
+use crate::conntrack::{ConnTable, ConnTable6};
+use crate::frag::{FragTable, FragTable6, FRAG_SLOTS};
+use crate::neigh::{NeighTable, NeighTable6};
 use crate::persist::Persist;
 use crate::service::{Snapshot, MAX_DESTS};
 use crate::stats::Stats;
@@ -13,12 +13,19 @@ use crate::sync::{SyncOut, SyncStats};
 use arc_swap::ArcSwap;
 use control::config::{Cidr, PortRole};
 use control::model::Timeouts;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Neighbour table slots.
 const NEIGH_CAPACITY: usize = 4096;
+
+/// The IPv6 connection table's capacity for a configured capacity of `connections`: a
+/// quarter of it (an IPv6 connection takes more memory than an IPv4 one, and most traffic is
+/// IPv4 today), at least 1024.
+pub fn ipv6_capacity(connections: usize) -> usize {
+    (connections / 4).max(1024)
+}
 
 /// One port as the pipeline sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,12 +37,52 @@ pub struct PortSetup {
     pub addrs: Vec<Cidr>,
     /// Next hop for destinations outside every port's subnets.
     pub gateway: Option<Ipv4Addr>,
+    /// The port's own IPv6 addresses with their prefix lengths; each makes its prefix directly
+    /// reachable through the port.
+    pub addrs6: Vec<(Ipv6Addr, u8)>,
+    /// IPv6 next hop for destinations outside every port's prefixes.
+    pub gateway6: Option<Ipv6Addr>,
     pub mtu: u16,
 }
 
 impl PortSetup {
     pub(super) fn on_link(&self, ip: Ipv4Addr) -> bool {
         self.addrs.iter().any(|c| c.contains(ip))
+    }
+
+    /// Whether `ip` is in one of the port's IPv6 prefixes, or link-local (fe80::/10: every
+    /// IPv6 link has it).
+    pub(super) fn on_link6(&self, ip: Ipv6Addr) -> bool {
+        is_link_local6(ip) || self.addrs6.iter().any(|&(a, len)| same_prefix6(a, ip, len))
+    }
+
+    /// Whether `ip` is one of the port's own IPv6 addresses, its link-local address included.
+    pub(super) fn holds6(&self, ip: Ipv6Addr) -> bool {
+        ip == self.link_local6() || self.addrs6.iter().any(|&(a, _)| a == ip)
+    }
+
+    /// The port's link-local address, made from its MAC (modified EUI-64, RFC 4291 2.5.1):
+    /// the source of its neighbour discovery towards link-local neighbours.
+    pub(super) fn link_local6(&self) -> Ipv6Addr {
+        let m = self.mac;
+        Ipv6Addr::from([
+            0xfe, 0x80, 0, 0, 0, 0, 0, 0, m[0] ^ 2, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5],
+        ])
+    }
+
+    /// The source of what the port sends to `dst` over IPv6 on its own behalf (neighbour
+    /// solicitations, ICMPv6 errors): the address whose prefix holds `dst`, else the first
+    /// one, else (for a link-local `dst`, or a port with none) its link-local address.
+    pub(super) fn source6(&self, dst: Ipv6Addr) -> Option<Ipv6Addr> {
+        if is_link_local6(dst) {
+            return Some(self.link_local6());
+        }
+        self.addrs6
+            .iter()
+            .find(|&&(a, len)| same_prefix6(a, dst, len))
+            .or(self.addrs6.first())
+            .map(|&(a, _)| a)
+            .or(Some(self.link_local6()))
     }
 
     pub(super) fn holds_vips(&self) -> bool {
@@ -51,6 +98,17 @@ pub struct DataplaneConfig {
     pub timeouts: Timeouts,
     /// Number of workers (each calls `Pipeline::new` with its index `0..workers`).
     pub workers: usize,
+}
+
+/// Whether `a` and `b` share their first `len` bits.
+fn same_prefix6(a: Ipv6Addr, b: Ipv6Addr, len: u8) -> bool {
+    let mask = u128::MAX.checked_shl(128 - u32::from(len.min(128))).unwrap_or(0);
+    u128::from(a) & mask == u128::from(b) & mask
+}
+
+/// fe80::/10.
+pub(super) fn is_link_local6(a: Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -75,10 +133,15 @@ pub struct Dataplane {
     /// The broadcast addresses of our subnets (/30 and wider), for `is_martian`.
     broadcasts: Box<[u32]>,
     pub(super) neigh: NeighTable,
+    pub(super) neigh6: NeighTable6,
     pub(super) conns: ConnTable,
+    /// IPv6 connections: a sibling table sharing `conns`' real-server counts, so that a real
+    /// server's ActiveConn/InActConn count both families ([`ConnTable6::sharing`]).
+    pub(super) conns6: ConnTable6,
     /// Persistence templates (`-p`).
     pub(super) persist: Persist,
     pub(super) frags: FragTable,
+    pub(super) frags6: FragTable6,
     pub(super) snapshot: ArcSwap<Snapshot>,
     pub(super) stats: Stats,
     pub(super) workers: usize,
@@ -145,6 +208,7 @@ impl Dataplane {
         let owned = ArcSwap::from_pointee(OwnedAddrs::configured(&ports, &broadcasts));
         let workers = cfg.workers.max(1);
         let conns = ConnTable::new(cfg.conn_capacity, MAX_DESTS, &cfg.timeouts);
+        let conns6 = ConnTable6::sharing(&conns, ipv6_capacity(cfg.conn_capacity));
         Arc::new(Dataplane {
             stats: Stats::new(
                 workers,
@@ -157,10 +221,13 @@ impl Dataplane {
             owned_generation: AtomicU64::new(0),
             broadcasts,
             neigh: NeighTable::new(NEIGH_CAPACITY),
+            neigh6: NeighTable6::new(NEIGH_CAPACITY),
             free_entries: AtomicU64::new(conns.capacity() as u64),
             conns,
+            conns6,
             persist: Persist::new((cfg.conn_capacity / 4).clamp(1024, 1 << 22)),
             frags: FragTable::new(FRAG_SLOTS),
+            frags6: FragTable6::new(FRAG_SLOTS),
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             ports,
             workers,
@@ -179,8 +246,17 @@ impl Dataplane {
         &self.conns
     }
 
+    /// The IPv6 connections (see [`Dataplane::conns`]).
+    pub fn conns6(&self) -> &ConnTable6 {
+        &self.conns6
+    }
+
     pub fn neigh(&self) -> &NeighTable {
         &self.neigh
+    }
+
+    pub fn neigh6(&self) -> &NeighTable6 {
+        &self.neigh6
     }
 
     /// The persistence templates (`-p`).
@@ -257,6 +333,30 @@ impl Dataplane {
             .or(self.gateway)
     }
 
+    /// Egress port and next hop for the IPv6 destination `dst`: the port whose prefix (the
+    /// longest) holds it, else the first port with an IPv6 gateway. A link-local destination
+    /// is only on the link it came from, which routing does not know: none.
+    pub(super) fn route6(&self, dst: Ipv6Addr) -> Option<(u16, Ipv6Addr)> {
+        if is_link_local6(dst) {
+            return None;
+        }
+        let mut best: Option<(u8, u16)> = None;
+        for (i, p) in self.ports.iter().enumerate() {
+            for &(a, len) in &p.addrs6 {
+                if same_prefix6(a, dst, len) && best.is_none_or(|(l, _)| len > l) {
+                    best = Some((len, i as u16));
+                }
+            }
+        }
+        if let Some((_, port)) = best {
+            return Some((port, dst));
+        }
+        self.ports
+            .iter()
+            .enumerate()
+            .find_map(|(i, p)| p.gateway6.map(|g| (i as u16, g)))
+    }
+
     /// The broadcast addresses of our subnets.
     pub(super) fn broadcasts(&self) -> &[u32] {
         &self.broadcasts
@@ -282,6 +382,8 @@ pub(crate) fn two_arm_for_tests(ext_mac: [u8; 6], int_mac: [u8; 6]) -> Arc<Datap
         role,
         addrs: vec![Cidr::parse(addr).unwrap()],
         gateway: None,
+        addrs6: Vec::new(),
+        gateway6: None,
         mtu: 1500,
     };
     Dataplane::new(DataplaneConfig {

@@ -1,0 +1,274 @@
+//! The IPv6 stage: the header and its extension headers checked, neighbour discovery answered
+//! and learnt from, martians dropped, then by protocol as IPv4 is (`tcp_udp`, `forward`, the
+//! fragment path and the ICMP error NAT are one code for both families, see `family`); ICMPv6
+//! echo to us answered; the ICMPv6 errors rvs originates (time exceeded, port unreachable,
+//! packet too big), and the unsolicited neighbour advertisements a worker sends at start.
+
+use super::family::IpHeader;
+use super::icmp_error::IcmpError;
+use super::{Action, Pipeline, PortSetup, Refusal};
+use crate::neigh::NdpOutcome;
+use crate::packet::eth::{self, EthHdr};
+use crate::packet::icmp::ErrorSpec;
+use crate::packet::icmpv6;
+use crate::packet::ipv4::{PROTO_TCP, PROTO_UDP};
+use crate::packet::ipv6::{self, Ipv6Error, Ipv6Hdr, PROTO_ICMPV6};
+use crate::packet::ndp;
+use crate::stats::{DropReason, Event};
+use std::net::Ipv6Addr;
+
+impl Pipeline {
+    /// An IPv6 frame for one of our MACs, or (`group`) for a multicast MAC: only neighbour
+    /// discovery is taken from those (solicitations to a solicited-node group).
+    pub(super) fn ipv6(
+        &self,
+        in_port: u16,
+        port: &PortSetup,
+        hdr: &EthHdr,
+        frame: &mut [u8],
+        group: bool,
+    ) -> Result<Action, Refusal> {
+        let l3 = frame.get(eth::HDR_LEN..).ok_or(DropReason::Truncated)?;
+        let ip = Ipv6Hdr::parse(l3).map_err(ip6_error)?;
+        if ip.proto == PROTO_ICMPV6 && ip.frag.is_none() && is_ndp(l3, &ip) {
+            return self.ndp(in_port, port, frame).map_err(Refusal::Drop);
+        }
+        if group {
+            // MLD, router advertisements, other groups: rvs routes no multicast and has no
+            // IPv6 stack behind a twin.
+            return Err(DropReason::L2Multicast.into());
+        }
+        let (vip, local) = (self.snap.is_vip6(ip.dst), self.is_local6(ip.dst));
+        // Never from a group, an unspecified or loopback address, ourselves or a VIP; never to
+        // a group or special address (as the IPv4 stage's martians).
+        if ipv6::is_martian_src(ip.src)
+            || self.is_local6(ip.src)
+            || self.snap.is_vip6(ip.src)
+            || (!ipv6::forwardable(ip.dst) && !local)
+        {
+            return Err(DropReason::Martian.into());
+        }
+        // A sender on one of our links is learnt as if it had advertised itself (as IPv4
+        // learns from any packet): lazily for TCP/UDP, only when no connection is found.
+        let learn = || {
+            if port.on_link6(ip.src) && self.dp.neigh6.lookup(in_port, ip.src) != Some(hdr.src) {
+                self.dp.neigh6.learn(in_port, ip.src, hdr.src);
+            }
+        };
+        let tcp_udp = ip.proto == PROTO_TCP || ip.proto == PROTO_UDP;
+        if !tcp_udp || ip.is_later_fragment() {
+            learn();
+        }
+        let ours = vip || local;
+        if let Some(frag) = ip.frag {
+            if ours && !(vip && tcp_udp) {
+                // For rvs itself: it reassembles nothing (and has no IPv6 stack behind a twin).
+                return Err(DropReason::Fragment.into());
+            }
+            if frag.offset != 0 {
+                if ip.proto == PROTO_TCP && frag.offset == 8 {
+                    // RFC 1858's overlap, as for IPv4.
+                    return Err(DropReason::BadFragment.into());
+                }
+                let key = ip.frag_key().ok_or(DropReason::BadFragment)?;
+                return self.follow_first_fragment(frame, &ip, &key, ours);
+            }
+            if !tcp_udp {
+                return self.forward(frame, &ip);
+            }
+        }
+        match ip.proto {
+            PROTO_TCP | PROTO_UDP => self.tcp_udp(frame, &ip, learn),
+            PROTO_ICMPV6 => self.icmp6(in_port, port, hdr, frame, &ip, vip, local),
+            _ if vip => Err(DropReason::UnknownProto.into()),
+            _ if local => Err(DropReason::Local.into()),
+            _ => self.forward(frame, &ip),
+        }
+    }
+
+    /// ICMPv6 that is not neighbour discovery: errors about tracked connections NATed (the
+    /// IPv4 path's `conn_error`), echo requests to us answered, the rest to us dropped, the
+    /// rest routed.
+    #[allow(clippy::too_many_arguments)]
+    fn icmp6(
+        &self,
+        in_port: u16,
+        port: &PortSetup,
+        hdr: &EthHdr,
+        frame: &mut [u8],
+        ip: &Ipv6Hdr,
+        vip: bool,
+        local: bool,
+    ) -> Result<Action, Refusal> {
+        let l3 = frame.get(eth::HDR_LEN..).ok_or(DropReason::Truncated)?;
+        let msg = ip.payload(l3).ok_or(DropReason::Truncated)?;
+        let (&icmp_type, &code) = (
+            msg.first().ok_or(DropReason::Truncated)?,
+            msg.get(1).ok_or(DropReason::Truncated)?,
+        );
+        if icmpv6::is_error(icmp_type) {
+            if let Some(e) = icmpv6::parse_error(msg) {
+                let checksum_ok = icmpv6::checksum_ok(msg, ip);
+                if let Some(action) = self.conn_error(frame, ip, &e, checksum_ok)? {
+                    return Ok(action);
+                }
+            }
+            return if vip || local {
+                Err(DropReason::IcmpUnrelated.into())
+            } else {
+                self.forward(frame, ip)
+            };
+        }
+        if !(vip || local) {
+            return self.forward(frame, ip);
+        }
+        if icmp_type != icmpv6::TYPE_ECHO_REQUEST || code != 0 {
+            return Err(DropReason::IcmpUnhandled.into());
+        }
+        let l3 = frame.get_mut(eth::HDR_LEN..).ok_or(DropReason::Truncated)?;
+        icmpv6::echo_reply_in_place(l3, ip).ok_or(DropReason::Malformed)?;
+        eth::set_macs(frame, &hdr.src, &port.mac).ok_or(DropReason::Malformed)?;
+        self.stats().event(Event::EchoReplied);
+        Ok(Action::Tx(in_port))
+    }
+
+    /// Neighbour discovery: learns the sender, answers solicitations for the addresses the
+    /// port holds and, on ports that hold them, the IPv6 VIPs; the rest is consumed.
+    fn ndp(&self, in_port: u16, port: &PortSetup, frame: &mut [u8]) -> Result<Action, DropReason> {
+        let len = frame.len();
+        let outcome = self
+            .dp
+            .neigh6
+            .ndp_input(
+                in_port,
+                port.mac,
+                frame,
+                len,
+                |ip| port.on_link6(ip) && !self.is_local6(ip),
+                |target| port.holds6(target) || (port.holds_vips() && self.snap.is_vip6(target)),
+            )
+            .map_err(|_| DropReason::Malformed)?;
+        match outcome {
+            NdpOutcome::Replied(len) => {
+                self.stats().event(Event::NdpReplied);
+                Ok(Action::Reply { port: in_port, len })
+            }
+            NdpOutcome::NotOurs => Err(DropReason::NdpNotOurs),
+            NdpOutcome::Consumed => Err(DropReason::NdpConsumed),
+        }
+    }
+
+    /// Whether `ip` is one of the ports' own IPv6 addresses (their link-local ones included).
+    pub(super) fn is_local6(&self, ip: Ipv6Addr) -> bool {
+        self.dp.ports.iter().any(|p| p.holds6(ip))
+    }
+
+    /// Builds the ICMPv6 error `p` about the (unchanged) IPv6 frame `buf[..len]` in its place,
+    /// if RFC 4443 (2.4) and the rate limit allow: never about an ICMPv6 error, never to or
+    /// from a group, special address or ourselves. From the packet's destination when that is
+    /// a VIP or ours, else from the ingress port's address.
+    pub(super) fn icmp6_error(
+        &mut self,
+        in_port: u16,
+        buf: &mut [u8],
+        len: usize,
+        p: IcmpError,
+    ) -> Action {
+        let Some((port, ip)) = self.answerable6(in_port, buf, len) else {
+            return Action::Drop;
+        };
+        let Some(l3) = buf.get(eth::HDR_LEN..len) else {
+            return Action::Drop;
+        };
+        if ipv6::is_martian_src(ip.src)
+            || self.is_local6(ip.src)
+            || self.snap.is_vip6(ip.src)
+            || !icmpv6::may_answer(l3, &ip)
+        {
+            return Action::Drop;
+        }
+        let src = if self.is_local6(ip.dst) || self.snap.is_vip6(ip.dst) {
+            Some(ip.dst)
+        } else {
+            port.source6(ip.src)
+        };
+        let (Some(src), src_mac) = (src, port.mac) else {
+            return Action::Drop;
+        };
+        if !self.icmp_token() {
+            self.stats().event(Event::IcmpRateLimited);
+            return Action::Drop;
+        }
+        let (icmp_type, code, rest) = p.v6();
+        let spec = ErrorSpec {
+            icmp_type,
+            code,
+            rest,
+            src,
+            src_mac,
+        };
+        match icmpv6::build_error_in_place(buf, len, &ip, &spec) {
+            Some(n) => {
+                self.stats().event(p.sent());
+                Action::Reply {
+                    port: in_port,
+                    len: n,
+                }
+            }
+            None => Action::Drop,
+        }
+    }
+
+    /// The ingress port and IPv6 header of the frame `buf[..len]` an ICMPv6 error is to be
+    /// built for, unless its source MAC is a group address.
+    fn answerable6(&self, in_port: u16, buf: &[u8], len: usize) -> Option<(&PortSetup, Ipv6Hdr)> {
+        let port = self.dp.ports.get(usize::from(in_port))?;
+        let frame = buf.get(..len)?;
+        let hdr = EthHdr::parse(frame)?;
+        let ip = Ipv6Hdr::parse(frame.get(eth::HDR_LEN..)?).ok()?;
+        (!eth::is_multicast(&hdr.src)).then_some((port, ip))
+    }
+
+    /// The IPv6 addresses a worker announces with unsolicited neighbour advertisements: each
+    /// port's own, and on ports that hold VIPs, every IPv6 VIP.
+    pub(crate) fn ipv6_announcements(&self) -> impl Iterator<Item = (u16, Ipv6Addr)> + '_ {
+        self.dp.ports.iter().enumerate().flat_map(move |(i, p)| {
+            let vips = p.holds_vips().then(|| self.snap.vips6()).into_iter().flatten();
+            p.addrs6
+                .iter()
+                .map(|&(a, _)| a)
+                .chain(vips.copied())
+                .map(move |a| (i as u16, a))
+        })
+    }
+
+    /// Writes an unsolicited neighbour advertisement of `addr` out of `port` into `buf`;
+    /// returns its length, 0 if `buf` is too small or the port is unknown.
+    pub(crate) fn unsolicited_na(&self, port: u16, addr: Ipv6Addr, buf: &mut [u8]) -> usize {
+        self.dp.ports.get(usize::from(port)).map_or(0, |p| {
+            ndp::build_unsolicited_advertisement(buf, p.mac, addr).unwrap_or(0)
+        })
+    }
+}
+
+/// Whether the ICMPv6 message of `ip` (in `l3`) is neighbour discovery (router/neighbour
+/// solicitation and advertisement, redirect: types 133-137).
+fn is_ndp(l3: &[u8], ip: &Ipv6Hdr) -> bool {
+    l3.get(ip.l4_off)
+        .is_some_and(|t| (ndp::TYPE_ROUTER_SOLICIT..=ndp::TYPE_REDIRECT).contains(t))
+}
+
+/// The drop reason for an IPv6 header `Ipv6Hdr::parse` refused.
+fn ip6_error(e: Ipv6Error) -> DropReason {
+    match e {
+        Ipv6Error::Truncated => DropReason::Truncated,
+        Ipv6Error::BadVersion => DropReason::BadVersion,
+        Ipv6Error::BadPayloadLen => DropReason::BadTotalLen,
+        Ipv6Error::NestedFragment | Ipv6Error::BadFragment => DropReason::BadFragment,
+        Ipv6Error::UnknownExtHeader => DropReason::UnknownExtHeader,
+        Ipv6Error::ExtOverrun
+        | Ipv6Error::HopByHopNotFirst
+        | Ipv6Error::RepeatedHeader
+        | Ipv6Error::RoutingSegmentsLeft => DropReason::BadExtHeader,
+    }
+}

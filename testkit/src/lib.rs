@@ -5,12 +5,13 @@
 //! `plan` (the address plan), `director` (the directors the dataplane tests run), `services`
 //! (the service manager driven with rvsadm lines), `sched` (what the scheduler tests and
 //! benchmarks schedule), `pcap` (pcap files), `daemon` (rvsd in a process guard, with an
-//! rvs.toml builder for vdev ports), `netns` (network namespaces of a test's own) and `lab`
+//! rvs.toml builder for vdev ports), `ipv6` (the IPv6 half: addresses, frames, checker, director), `netns` (network namespaces of a test's own) and `lab`
 //! (what the namespace lab tests share: its lock, commands with a deadline, the wrk keep-alive
 //! load).
 
 pub mod daemon;
 pub mod director;
+pub mod ipv6;
 pub mod lab;
 pub mod netns;
 pub mod pcap;

@@ -1,0 +1,308 @@
+//! The IPv6 packet path end to end on byte buffers: the LVS-NAT walk-through with IPv6
+//! (client 2001:db8:100::10, VIP 2001:db8:100::1, DIP 2001:db8:2::1, real servers
+//! 2001:db8:2::2 and ::3): neighbour discovery, NAT both ways with checksums checked against
+//! a full recompute, hop limit, packet too big, fragments following their flow, ICMPv6
+//! errors NATed, echo, and the extension-header chains that are refused.
+
+use dataplane::pipeline::{Action, Dataplane, Pipeline};
+use dataplane::service::ServiceManager;
+use dataplane::stats::{DropReason, Event};
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
+use testkit::director::{EXT_MAC, INT_MAC};
+use testkit::ipv6::*;
+use testkit::plan::{CLIENT_MAC, RS1_MAC, RS2_MAC};
+use testkit::{ACK, SYN, TCP, UDP};
+
+const EXT: u16 = 0;
+const INT: u16 = 1;
+
+const SERVICES: &str = "-A -t [2001:db8:100::1]:80 -s rr\n\
+     -a -t [2001:db8:100::1]:80 -r [2001:db8:2::2]:80 -m\n\
+     -a -t [2001:db8:100::1]:80 -r [2001:db8:2::3]:80 -m\n\
+     -A -u [2001:db8:100::1]:53 -s rr\n\
+     -a -u [2001:db8:100::1]:53 -r [2001:db8:2::2]:53 -m";
+
+struct Lab {
+    dp: Arc<Dataplane>,
+    w: Pipeline,
+    _mgr: ServiceManager,
+}
+
+impl Lab {
+    /// The two-arm director with IPv6 (int MTU `int_mtu`), the services above, RS2 known too.
+    fn new(int_mtu: u16) -> Lab {
+        let (dp, mgr) = two_arm6(int_mtu, SERVICES);
+        dp.neigh6().learn(INT, RIP6_2, RS2_MAC);
+        let mut w = Pipeline::new(dp.clone(), 0);
+        w.begin_burst(1_000);
+        Lab { dp, w, _mgr: mgr }
+    }
+
+    fn send(&mut self, port: u16, frame: &mut [u8]) -> Action {
+        let len = frame.len();
+        self.w.process_buf(port, frame, len)
+    }
+
+    /// Sends `frame` with room to grow (an ICMPv6 error built in its place).
+    fn send_with_room(&mut self, port: u16, frame: &[u8]) -> (Action, Vec<u8>) {
+        let mut buf = frame.to_vec();
+        buf.resize(2048, 0);
+        let a = self.w.process_buf(port, &mut buf, frame.len());
+        (a, buf)
+    }
+
+    fn drops(&self, r: DropReason) -> u64 {
+        self.dp.stats().drops(r)
+    }
+}
+
+fn syn(cport: u16) -> Vec<u8> {
+    tcp_frame6(EXT_MAC, CLIENT_MAC, (CIP6, cport), (VIP6, 80), SYN, b"")
+}
+
+#[test]
+fn solicitations_for_our_addresses_and_the_vip_are_answered() {
+    let mut lab = Lab::new(1500);
+    for (port, mac, src, target) in [
+        (EXT, CLIENT_MAC, CIP6, VIP6),
+        (EXT, CLIENT_MAC, CIP6, EXT6),
+        (INT, RS1_MAC, RIP6_1, DIP6),
+    ] {
+        let mut f = neighbour_solicitation(mac, src, target);
+        let a = lab.send(port, &mut f);
+        let Action::Reply { port: out, len } = a else {
+            panic!("{target}: {a:?}");
+        };
+        assert_eq!(out, port);
+        let seen = check6(&f[..len]);
+        assert_eq!((seen.src, seen.dst, seen.hop_limit), (target, src, 255));
+        assert_eq!((seen.dst_mac, seen.proto, seen.sport), (mac, 58, 136));
+        let our_mac = if port == EXT { EXT_MAC } else { INT_MAC };
+        assert_eq!(seen.src_mac, our_mac);
+        // Target address, then the target link-layer option with our MAC.
+        assert_eq!(&seen.upper[8..24], &target.octets());
+        assert_eq!(&seen.upper[24..32], &[&[2u8, 1][..], &our_mac[..]].concat()[..]);
+        assert_eq!(seen.upper[4] & 0x40, 0x40, "solicited flag");
+    }
+    // The VIP is not answered on the real servers' side; a stranger's address nowhere.
+    let mut f = neighbour_solicitation(RS1_MAC, RIP6_1, VIP6);
+    assert_eq!(lab.send(INT, &mut f), Action::Drop);
+    let stranger = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0x99);
+    let mut f = neighbour_solicitation(CLIENT_MAC, CIP6, stranger);
+    assert_eq!(lab.send(EXT, &mut f), Action::Drop);
+    assert_eq!(lab.drops(DropReason::NdpNotOurs), 2);
+    assert_eq!(lab.dp.stats().events(Event::NdpReplied), 3);
+    // The solicitations taught us their senders.
+    let rs3 = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 9);
+    let mut f = neighbour_solicitation([2, 0, 0, 0, 0, 9], rs3, DIP6);
+    assert!(matches!(lab.send(INT, &mut f), Action::Reply { .. }));
+    assert_eq!(lab.dp.neigh6().lookup(INT, rs3), Some([2, 0, 0, 0, 0, 9]));
+}
+
+#[test]
+fn tcp_is_natted_both_ways_round_robin() {
+    let mut lab = Lab::new(1500);
+    let mut want = [(RIP6_1, RS1_MAC), (RIP6_2, RS2_MAC)].into_iter().cycle();
+    for cport in [40001, 40002, 40003] {
+        let mut f = syn(cport);
+        assert_eq!(lab.send(EXT, &mut f), Action::Tx(INT), "SYN {cport}");
+        let seen = check6(&f);
+        let (rip, mac) = want.next().unwrap();
+        assert_eq!((seen.src, seen.dst, seen.dport), (CIP6, rip, 80));
+        assert_eq!((seen.dst_mac, seen.src_mac, seen.hop_limit), (mac, INT_MAC, 63));
+        // The real server's SYN-ACK goes back from the VIP.
+        let mut back = tcp_frame6(INT_MAC, mac, (rip, 80), (CIP6, cport), SYN | ACK, b"");
+        assert_eq!(lab.send(INT, &mut back), Action::Tx(EXT), "SYN-ACK {cport}");
+        let seen = check6(&back);
+        assert_eq!((seen.src, seen.sport, seen.dst), (VIP6, 80, CIP6));
+        assert_eq!(seen.dst_mac, CLIENT_MAC);
+        // Data on the connection goes to the same real server.
+        let mut data = tcp_frame6(EXT_MAC, CLIENT_MAC, (CIP6, cport), (VIP6, 80), ACK, b"GET /");
+        assert_eq!(lab.send(EXT, &mut data), Action::Tx(INT));
+        assert_eq!(check6(&data).dst, rip);
+    }
+    let st = lab.dp.stats();
+    assert_eq!(st.events(Event::ConnCreated), 3);
+    assert_eq!(lab.dp.conns6().len(), 3);
+}
+
+#[test]
+fn udp_and_its_fragments_follow_the_flow() {
+    let mut lab = Lab::new(1500);
+    let mut f = udp_frame6(EXT_MAC, CLIENT_MAC, (CIP6, 5353), (VIP6, 53), b"query");
+    assert_eq!(lab.send(EXT, &mut f), Action::Tx(INT));
+    assert_eq!(check6(&f).dst, RIP6_1);
+
+    // A datagram in two fragments: the first carries the UDP header (its checksum covers the
+    // whole datagram, so the NAT's incremental update is what a full recompute would give).
+    let payload = [7u8; 64];
+    let whole = udp_seg6((CIP6, 5354), (VIP6, 53), &payload);
+    let (first, rest) = whole.split_at(48);
+    let id = 0x0102_0304;
+    let mut f1 = eth6(
+        EXT_MAC,
+        CLIENT_MAC,
+        &ipv6(CIP6, VIP6, FRAGMENT, 64, &frag_header(UDP, 0, true, id, first)),
+    );
+    let mut f2 = eth6(
+        EXT_MAC,
+        CLIENT_MAC,
+        &ipv6(CIP6, VIP6, FRAGMENT, 64, &frag_header(UDP, 48, false, id, rest)),
+    );
+    // The later fragment first: it waits for its first fragment's decision.
+    assert_eq!(lab.send(EXT, &mut f2), Action::AwaitFirstFragment);
+    assert_eq!(lab.send(EXT, &mut f1), Action::Tx(INT));
+    let s1 = check6(&f1);
+    assert_eq!((s1.dst, s1.dport, s1.hop_limit), (RIP6_1, 53, 63));
+    assert_eq!(lab.w.retry_fragment(&mut f2), Action::Tx(INT));
+    let s2 = check6(&f2);
+    assert_eq!((s2.src, s2.dst, s2.hop_limit), (CIP6, RIP6_1, 63));
+    // Reassembled, the datagram's checksum verifies with the new destination.
+    let mut dgram = s1.upper.clone();
+    dgram.extend_from_slice(&s2.upper);
+    assert_eq!(checksum6(CIP6, RIP6_1, UDP, &dgram), 0, "datagram checksum");
+    assert_eq!(lab.dp.stats().events(Event::FragFollowed), 1);
+}
+
+#[test]
+fn hop_limit_and_mtu_are_answered_with_icmpv6() {
+    let mut lab = Lab::new(1280);
+    // Hop limit 1: time exceeded from the VIP (the packet's destination), quoting it.
+    let seg = tcp_seg6((CIP6, 40001), (VIP6, 80), SYN, b"");
+    let f = eth6(EXT_MAC, CLIENT_MAC, &ipv6(CIP6, VIP6, TCP, 1, &seg));
+    let (a, buf) = lab.send_with_room(EXT, &f);
+    let Action::Reply { port: EXT, len } = a else {
+        panic!("{a:?}");
+    };
+    let seen = check6(&buf[..len]);
+    assert_eq!((seen.src, seen.dst, seen.sport, seen.dport), (VIP6, CIP6, 3, 0));
+    assert_eq!(&seen.upper[8..8 + 40], &f[14..54], "the packet quoted");
+    assert_eq!(lab.drops(DropReason::TtlExpired), 1);
+
+    // Over the real servers' MTU: packet too big with the MTU, never fragmented.
+    let mut f = syn(40002);
+    assert_eq!(lab.send(EXT, &mut f), Action::Tx(INT));
+    let big = tcp_frame6(EXT_MAC, CLIENT_MAC, (CIP6, 40002), (VIP6, 80), ACK, &[0; 1300]);
+    let (a, buf) = lab.send_with_room(EXT, &big);
+    let Action::Reply { port: EXT, len } = a else {
+        panic!("{a:?}");
+    };
+    let seen = check6(&buf[..len]);
+    assert_eq!((seen.dst, seen.sport, seen.dport), (CIP6, 2, 0));
+    assert_eq!(&seen.upper[4..8], &1280u32.to_be_bytes());
+    assert!(len - 14 <= 1280, "an ICMPv6 error fits the minimum MTU");
+    assert_eq!(lab.drops(DropReason::MtuExceeded), 1);
+}
+
+#[test]
+fn echo_to_the_vip_and_our_address_is_answered() {
+    let mut lab = Lab::new(1500);
+    for dst in [VIP6, EXT6] {
+        let m = icmp6(CIP6, dst, 128, 0, &[0, 1, 0, 1, b'h', b'i']);
+        let mut f = eth6(EXT_MAC, CLIENT_MAC, &ipv6(CIP6, dst, ICMPV6, 64, &m));
+        assert_eq!(lab.send(EXT, &mut f), Action::Tx(EXT));
+        let seen = check6(&f);
+        assert_eq!((seen.src, seen.dst, seen.sport), (dst, CIP6, 129));
+        assert_eq!(&seen.upper[4..], &[0, 1, 0, 1, b'h', b'i']);
+    }
+    assert_eq!(lab.dp.stats().events(Event::EchoReplied), 2);
+}
+
+#[test]
+fn icmpv6_errors_about_a_connection_are_natted() {
+    let mut lab = Lab::new(1500);
+    let mut f = syn(40001);
+    assert_eq!(lab.send(EXT, &mut f), Action::Tx(INT));
+    // The client's host says the VIP's reply was unreachable: the error goes to RS1 with the
+    // quoted packet's source rewritten back to RIP:80.
+    let quoted = ipv6(VIP6, CIP6, TCP, 60, &tcp_seg6((VIP6, 80), (CIP6, 40001), SYN | ACK, b""));
+    let mut body = vec![0; 4];
+    body.extend_from_slice(&quoted);
+    let m = icmp6(CIP6, VIP6, 1, 4, &body);
+    let mut e = eth6(EXT_MAC, CLIENT_MAC, &ipv6(CIP6, VIP6, ICMPV6, 64, &m));
+    assert_eq!(lab.send(EXT, &mut e), Action::Tx(INT));
+    let seen = check6(&e);
+    assert_eq!((seen.src, seen.dst, seen.sport), (CIP6, RIP6_1, 1));
+    let inner = &seen.upper[8..];
+    assert_eq!(&inner[8..24], &RIP6_1.octets(), "quoted source");
+    assert_eq!(&inner[40..42], &80u16.to_be_bytes(), "quoted source port");
+    assert_eq!(lab.dp.stats().events(Event::IcmpNat), 1);
+    // About nothing tracked: dropped.
+    let quoted = ipv6(VIP6, CIP6, TCP, 60, &tcp_seg6((VIP6, 80), (CIP6, 9), ACK, b""));
+    let mut body = vec![0; 4];
+    body.extend_from_slice(&quoted);
+    let m = icmp6(CIP6, VIP6, 1, 4, &body);
+    let mut e = eth6(EXT_MAC, CLIENT_MAC, &ipv6(CIP6, VIP6, ICMPV6, 64, &m));
+    assert_eq!(lab.send(EXT, &mut e), Action::Drop);
+    assert_eq!(lab.drops(DropReason::IcmpUnrelated), 1);
+}
+
+#[test]
+fn unknown_next_hops_are_held_and_solicited() {
+    let (dp, _mgr) = two_arm6(1500, SERVICES);
+    let mut w = Pipeline::new(dp.clone(), 0);
+    w.begin_burst(1_000);
+    // RS2 is unknown in this director.
+    let mut f = syn(40001);
+    assert_eq!(w.process(EXT, &mut f), Action::Tx(INT));
+    let mut f = syn(40002);
+    let a = w.process(EXT, &mut f);
+    assert_eq!(
+        a,
+        Action::Hold {
+            port: INT,
+            next_hop: IpAddr::V6(RIP6_2)
+        }
+    );
+    let mut buf = [0u8; 128];
+    let n = w.neighbour_request(INT, RIP6_2, &mut buf);
+    assert!(n > 0);
+    let seen = check6(&buf[..n]);
+    assert_eq!((seen.src, seen.dst), (DIP6, solicited_node(RIP6_2)));
+    assert_eq!((seen.dst_mac, seen.sport, seen.hop_limit), (multicast_mac(solicited_node(RIP6_2)), 135, 255));
+    assert_eq!(&seen.upper[8..24], &RIP6_2.octets());
+    // Its advertisement lets the held frame go.
+    let mut na = neighbour_advertisement(INT_MAC, RS2_MAC, RIP6_2, DIP6);
+    assert_eq!(w.process(INT, &mut na), Action::Drop, "consumed");
+    assert!(w.fill_l2(INT, RIP6_2, &mut f));
+    assert_eq!(check6(&f).dst_mac, RS2_MAC);
+}
+
+#[test]
+fn refused_extension_header_chains_are_counted() {
+    let mut lab = Lab::new(1500);
+    let udp = udp_seg6((CIP6, 5353), (VIP6, 53), b"q");
+    let cases: Vec<(Vec<u8>, DropReason)> = vec![
+        // An unknown next header.
+        (ipv6(CIP6, VIP6, 253, 64, &ext_header(UDP, 0, &udp)), DropReason::UnknownExtHeader),
+        // Hop-by-hop after a destination-options header.
+        (
+            ipv6(CIP6, VIP6, DEST_OPTS, 64, &ext_header(HOP_BY_HOP, 0, &ext_header(UDP, 0, &udp))),
+            DropReason::BadExtHeader,
+        ),
+        // A fragment inside a fragment.
+        (
+            ipv6(CIP6, VIP6, FRAGMENT, 64, &frag_header(FRAGMENT, 0, true, 1, &frag_header(UDP, 0, true, 2, &udp))),
+            DropReason::BadFragment,
+        ),
+        // An extension header running past the packet.
+        (ipv6(CIP6, VIP6, DEST_OPTS, 64, &[UDP, 200, 1, 0]), DropReason::BadExtHeader),
+    ];
+    for (ip, reason) in cases {
+        let before = lab.drops(reason);
+        let mut f = eth6(EXT_MAC, CLIENT_MAC, &ip);
+        assert_eq!(lab.send(EXT, &mut f), Action::Drop, "{reason:?}");
+        assert_eq!(lab.drops(reason), before + 1, "{reason:?}");
+    }
+    // A valid chain (hop-by-hop, destination options) is walked and NATed.
+    let ip = ipv6(CIP6, VIP6, HOP_BY_HOP, 64, &ext_header(DEST_OPTS, 0, &ext_header(UDP, 0, &udp)));
+    let mut f = eth6(EXT_MAC, CLIENT_MAC, &ip);
+    assert_eq!(lab.send(EXT, &mut f), Action::Tx(INT));
+    // Every truncation of a frame is dropped, never a panic.
+    let full = syn(40009);
+    for n in 0..full.len() {
+        let mut f = full[..n].to_vec();
+        assert_eq!(lab.send(EXT, &mut f), Action::Drop, "{n} bytes");
+    }
+}

@@ -194,7 +194,7 @@ impl Ipv6Hdr {
                         if mode == Walk::Whole {
                             let len = total_len.saturating_sub(data);
                             if len == 0
-                                || (info.more && len % 8 != 0)
+                                || (info.more && !len.is_multiple_of(8))
                                 || info.offset + len > usize::from(u16::MAX)
                             {
                                 return Err(Ipv6Error::BadFragment);
@@ -203,7 +203,7 @@ impl Ipv6Hdr {
                         frag = Some(Some(info));
                         if info.offset != 0 {
                             // No headers of the fragmentable part here: report what it is.
-                            return Ok(header(fixed, h[0], data, Some(info)));
+                            return header(fixed, h[0], data, Some(info));
                         }
                     }
                     next = h[0];
@@ -215,7 +215,7 @@ impl Ipv6Hdr {
                 // experimental values), and the unassigned range new ones would come from.
                 135 | 139 | 140 | 143..=254 => return Err(Ipv6Error::UnknownExtHeader),
                 // An upper-layer protocol (AH and ESP included: rvs does not look inside).
-                _ => return Ok(header(fixed, next, off, frag.flatten())),
+                _ => return header(fixed, next, off, frag.flatten()),
             };
             next = *p.get(off).ok_or(overrun)?;
             off += len;
@@ -266,23 +266,25 @@ fn ext_len(p: &[u8], off: usize) -> Option<usize> {
     (off + len <= p.len()).then_some(len)
 }
 
-fn header(fixed: &[u8; HDR_LEN], proto: u8, l4_off: usize, frag: Option<FragInfo>) -> Ipv6Hdr {
+/// The header of `fixed` with the chain's results; `None` never happens (the addresses lie
+/// within the 40 bytes), but is not worth a panic.
+fn header(
+    fixed: &[u8; HDR_LEN],
+    proto: u8,
+    l4_off: usize,
+    frag: Option<FragInfo>,
+) -> Result<Ipv6Hdr, Ipv6Error> {
     let payload_len = u16::from_be_bytes([fixed[4], fixed[5]]);
-    let addr = |o: usize| {
-        let mut a = [0u8; 16];
-        a.copy_from_slice(&fixed[o..o + 16]);
-        Ipv6Addr::from(a)
-    };
-    Ipv6Hdr {
+    Ok(Ipv6Hdr {
         payload_len,
         total_len: HDR_LEN + usize::from(payload_len),
         hop_limit: fixed[OFF_HOP_LIMIT],
-        src: addr(OFF_SRC),
-        dst: addr(OFF_DST),
+        src: get_ip6(fixed, OFF_SRC).ok_or(Ipv6Error::Truncated)?,
+        dst: get_ip6(fixed, OFF_DST).ok_or(Ipv6Error::Truncated)?,
         proto,
         l4_off,
         frag,
-    }
+    })
 }
 
 /// Decrements the hop limit. `None` (nothing written) if it is already 0 or the header is

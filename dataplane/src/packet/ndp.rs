@@ -124,10 +124,11 @@ pub fn parse(p: &[u8], ip: &Ipv6Hdr) -> Result<Ndp, NdpError> {
         off += len;
     }
     match kind {
-        NdpKind::Solicitation if ip.src.is_unspecified() => {
-            if lladdr.is_some() || ip.dst != ipv6::solicited_node(target) {
-                return Err(NdpError::BadAddress);
-            }
+        NdpKind::Solicitation
+            if ip.src.is_unspecified()
+                && (lladdr.is_some() || ip.dst != ipv6::solicited_node(target)) =>
+        {
+            return Err(NdpError::BadAddress);
         }
         NdpKind::Advertisement if ip.dst.is_multicast() && flags & FLAG_SOLICITED != 0 => {
             return Err(NdpError::BadAddress);

@@ -1,74 +1,171 @@
-//! The neighbour table: (port, IPv4) -> MAC, shared by all workers, lock-free.
+//! The neighbour tables: (port, IPv4) -> MAC ([`NeighTable`], filled by ARP) and (port, IPv6) ->
+//! MAC ([`NeighTable6`], filled by NDP), shared by all workers, lock-free. One implementation,
+//! [`NeighCache`], serves both: a [`Family`] says how a (port, address, MAC) entry packs into
+//! the words of a slot.
 //!
 //! Fixed capacity, open addressing with a short linear probe window. Each slot is a
 //! [`SeqSlot`]: readers never wait (a read that overlaps a write retries a few times, then counts
-//! as a miss, which only means one more ARP request); writers take the slot with a
-//! compare-and-swap and give up rather than wait if another writer holds it (learning is best
-//! effort and happens again with the next packet). Entries are never deleted, only refreshed
-//! when the MAC changes or replaced when the window is full, so a reader may stop at the first
-//! empty slot.
+//! as a miss, which only means one more ARP request or neighbour solicitation); writers take the
+//! slot with a compare-and-swap and give up rather than wait if another writer holds it
+//! (learning is best effort and happens again with the next packet). Entries are never deleted,
+//! only refreshed when the MAC changes or replaced when the window is full, so a reader may stop
+//! at the first empty slot.
 //!
 //! Learning writes only when something changed, so a busy neighbour costs readers nothing but
 //! a shared cache line that stays clean.
 //!
 //! Static entries (rvs.toml's `[[neighbours]]`, `rvsctl neigh add`), for peers that answer no
-//! ARP (dpdk-testpmd reflecting traffic), are marked in the key word: learning never changes
+//! ARP (dpdk-testpmd reflecting traffic), are marked in the first word: learning never changes
 //! them and eviction passes them over. Deleting an entry (`rvsctl neigh del`) leaves a tombstone
 //! that readers step over (unlike an empty slot, it does not end a probe) and writers reuse.
+//!
+//! Slot layouts (bit 63 of word 0 marks a used slot, bit 62 a static entry, bit 61 alone with
+//! bit 63 a tombstone), each 32 bytes with the sequence word:
+//! - IPv4, 2 words: `[used | port << 32 | address, MAC]`.
+//! - IPv6, 3 words: `[used | port << 48 | MAC, address high, address low]`; ports fit in 13
+//!   bits (below [`MAX_PORT6`]), far above DPDK's port count.
 
 use crate::hash::{range, HashKey};
 use crate::packet::arp::{self, Arp};
 use crate::packet::eth::{self, mac_from_u64, mac_to_u64};
-use crate::seqlock::{SeqSlot, Words};
-use std::net::Ipv4Addr;
+use crate::packet::ipv6::{self, Ipv6Hdr};
+use crate::packet::ndp::{self, NdpError, NdpKind};
+use crate::seqlock::SeqSlot;
+use std::fmt::Debug;
+use std::marker::PhantomData;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Slots probed per key.
 const WINDOW: usize = 8;
 /// Read attempts when a slot is being written.
 const READ_TRIES: usize = 4;
-/// Marks a used key word (so port 0 / 0.0.0.0 still differs from an empty slot).
+/// Marks a used slot (so port 0 / 0.0.0.0 still differs from an empty slot).
 const USED: u64 = 1 << 63;
-/// Marks a static entry's key word.
+/// Marks a static entry.
 const STATIC: u64 = 1 << 62;
-/// A deleted entry: no (port, address) key has bit 61 set.
+/// Word 0 of a deleted entry: no (port, address) key has bit 61 set.
 const TOMBSTONE: u64 = USED | (1 << 61);
+/// The 48 bits of a MAC as a u64.
+const MAC_MASK: u64 = (1 << 48) - 1;
+/// IPv6 entries hold ports below this.
+pub const MAX_PORT6: u16 = 1 << 13;
 
-/// What a slot holds: the key (0 when empty; with [`STATIC`] for a static entry) and the MAC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Neighbour {
-    key: u64,
-    mac: u64,
+/// An address family of a [`NeighCache`]: how an entry packs into `N` slot words. Word 0 holds
+/// the [`USED`]/[`STATIC`] marks (bits 63, 62) and never bit 61.
+pub trait Family<const N: usize>: Send + Sync + 'static {
+    type Addr: Copy + Eq + Debug;
+    /// The words of (port, `addr`) at `mac`, [`USED`] set, not static; `None` if the port does
+    /// not fit.
+    fn pack(port: u16, addr: Self::Addr, mac: u64) -> Option<[u64; N]>;
+    /// The words with the MAC and the static mark cleared: equal for equal (port, address).
+    fn id(w: [u64; N]) -> [u64; N];
+    fn mac(w: [u64; N]) -> u64;
+    fn port(w: [u64; N]) -> u16;
+    fn addr(w: [u64; N]) -> Self::Addr;
+    /// The hash of an [`Family::id`], for the home slot.
+    fn hash(key: &HashKey, id: [u64; N]) -> u64;
+    /// A few bits of the address that spread eviction victims.
+    fn spread(addr: Self::Addr) -> usize;
 }
 
-impl Neighbour {
-    /// The (port, address) key without the static mark.
-    fn id(&self) -> u64 {
-        self.key & !STATIC
-    }
+/// IPv4 neighbours.
+#[derive(Debug)]
+pub enum V4 {}
 
-    fn is_static(&self) -> bool {
-        self.key & STATIC != 0
+impl Family<2> for V4 {
+    type Addr = Ipv4Addr;
+    fn pack(port: u16, addr: Ipv4Addr, mac: u64) -> Option<[u64; 2]> {
+        Some([
+            USED | (u64::from(port) << 32) | u64::from(u32::from(addr)),
+            mac,
+        ])
     }
-
-    /// Free for a new key: empty or deleted.
-    fn is_free(&self) -> bool {
-        self.key == 0 || self.key == TOMBSTONE
+    fn id([k, _]: [u64; 2]) -> [u64; 2] {
+        [k & !STATIC, 0]
+    }
+    fn mac([_, m]: [u64; 2]) -> u64 {
+        m
+    }
+    fn port([k, _]: [u64; 2]) -> u16 {
+        (k >> 32) as u16
+    }
+    fn addr([k, _]: [u64; 2]) -> Ipv4Addr {
+        Ipv4Addr::from(k as u32)
+    }
+    fn hash(key: &HashKey, [k, _]: [u64; 2]) -> u64 {
+        // Neighbours are dense keys (a subnet's addresses): see `crate::hash`.
+        key.spread(k)
+    }
+    fn spread(addr: Ipv4Addr) -> usize {
+        usize::from(addr.octets()[3])
     }
 }
 
-impl Words<2> for Neighbour {
-    fn to_words(&self) -> [u64; 2] {
-        [self.key, self.mac]
+/// IPv6 neighbours.
+#[derive(Debug)]
+pub enum V6 {}
+
+impl Family<3> for V6 {
+    type Addr = Ipv6Addr;
+    fn pack(port: u16, addr: Ipv6Addr, mac: u64) -> Option<[u64; 3]> {
+        if port >= MAX_PORT6 {
+            return None;
+        }
+        let a = u128::from(addr);
+        Some([
+            USED | (u64::from(port) << 48) | (mac & MAC_MASK),
+            (a >> 64) as u64,
+            a as u64,
+        ])
     }
-    fn from_words([key, mac]: [u64; 2]) -> Self {
-        Neighbour { key, mac }
+    fn id([k, hi, lo]: [u64; 3]) -> [u64; 3] {
+        [k & !(STATIC | MAC_MASK), hi, lo]
+    }
+    fn mac([k, _, _]: [u64; 3]) -> u64 {
+        k & MAC_MASK
+    }
+    fn port([k, _, _]: [u64; 3]) -> u16 {
+        ((k >> 48) as u16) & (MAX_PORT6 - 1)
+    }
+    fn addr([_, hi, lo]: [u64; 3]) -> Ipv6Addr {
+        Ipv6Addr::from((u128::from(hi) << 64) | u128::from(lo))
+    }
+    fn hash(key: &HashKey, [k, hi, lo]: [u64; 3]) -> u64 {
+        key.hash(hi ^ k, lo)
+    }
+    fn spread(addr: Ipv6Addr) -> usize {
+        usize::from(addr.octets()[15])
     }
 }
 
 /// One slot, never straddling a cache line.
 #[derive(Debug, Default)]
 #[repr(align(32))]
-struct Slot(SeqSlot<Neighbour, 2>);
+struct Slot<const N: usize>(SeqSlot<[u64; N], N>);
+
+fn is_static<const N: usize>(w: &[u64; N]) -> bool {
+    w.first().is_some_and(|k| k & STATIC != 0)
+}
+
+/// Word 0 of `w`: 0 for an empty slot.
+fn word0<const N: usize>(w: &[u64; N]) -> u64 {
+    w.first().copied().unwrap_or(0)
+}
+
+/// Free for a new key: empty or deleted.
+fn is_free<const N: usize>(w: &[u64; N]) -> bool {
+    let k = word0(w);
+    k == 0 || k == TOMBSTONE
+}
+
+/// The words of a tombstone.
+fn tombstone<const N: usize>() -> [u64; N] {
+    let mut w = [0; N];
+    if let Some(k) = w.first_mut() {
+        *k = TOMBSTONE;
+    }
+    w
+}
 
 /// What [`NeighTable::arp_input`] did with an ARP frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,11 +178,23 @@ pub enum ArpOutcome {
     Consumed,
 }
 
+/// What [`NeighTable6::ndp_input`] did with an NDP frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NdpOutcome {
+    /// The buffer now holds our advertisement, this many bytes long; send it back out of the
+    /// port it came in on.
+    Replied(usize),
+    /// A solicitation for an address that is not ours.
+    NotOurs,
+    /// An advertisement: learnt from, nothing to send.
+    Consumed,
+}
+
 /// One entry as `rvsctl neigh` lists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NeighEntry {
+pub struct NeighEntry<A = Ipv4Addr> {
     pub port: u16,
-    pub ip: Ipv4Addr,
+    pub ip: A,
     pub mac: [u8; 6],
     /// Configured (`[[neighbours]]`, `rvsctl neigh add`), not learnt.
     pub permanent: bool,
@@ -98,6 +207,8 @@ pub enum NeighError {
     Full,
     #[error("the neighbour table is busy; try again")]
     Busy,
+    #[error("port number too large for the IPv6 neighbour table")]
+    BadPort,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,48 +217,58 @@ enum Kind {
     Static,
 }
 
-#[derive(Debug)]
-pub struct NeighTable {
-    slots: Box<[Slot]>,
+/// A neighbour table of the address family `F`, whose entries take `N` words.
+pub struct NeighCache<F: Family<N>, const N: usize> {
+    slots: Box<[Slot<N>]>,
     mask: usize,
     key: HashKey,
+    _family: PhantomData<F>,
 }
 
-fn key_of(port: u16, ip: Ipv4Addr) -> u64 {
-    USED | (u64::from(port) << 32) | u64::from(u32::from(ip))
+impl<F: Family<N>, const N: usize> Debug for NeighCache<F, N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NeighCache")
+            .field("slots", &self.slots.len())
+            .finish_non_exhaustive()
+    }
 }
 
-impl NeighTable {
+/// (port, IPv4) -> MAC.
+pub type NeighTable = NeighCache<V4, 2>;
+/// (port, IPv6) -> MAC.
+pub type NeighTable6 = NeighCache<V6, 3>;
+
+impl<F: Family<N>, const N: usize> NeighCache<F, N> {
     /// A table of at least `capacity` slots (rounded up to a power of two, at least WINDOW).
-    pub fn new(capacity: usize) -> NeighTable {
+    pub fn new(capacity: usize) -> Self {
         let n = capacity.max(WINDOW).next_power_of_two();
         let [key] = HashKey::random();
-        NeighTable {
+        NeighCache {
             slots: (0..n).map(|_| Slot::default()).collect(),
             mask: n - 1,
             key,
+            _family: PhantomData,
         }
     }
 
-    fn home(&self, key: u64) -> usize {
-        // Neighbours are dense keys (a subnet's addresses): see `crate::hash`.
-        range(self.key.spread(key), self.slots.len())
+    fn home(&self, id: [u64; N]) -> usize {
+        range(F::hash(&self.key, id), self.slots.len())
     }
 
-    fn slot(&self, home: usize, i: usize) -> Option<&SeqSlot<Neighbour, 2>> {
+    fn slot(&self, home: usize, i: usize) -> Option<&SeqSlot<[u64; N], N>> {
         self.slots.get((home + i) & self.mask).map(|s| &s.0)
     }
 
     /// The MAC of `ip` on `port`, if known. Never blocks.
-    pub fn lookup(&self, port: u16, ip: Ipv4Addr) -> Option<[u8; 6]> {
-        let key = key_of(port, ip);
+    pub fn lookup(&self, port: u16, ip: F::Addr) -> Option<[u8; 6]> {
+        let key = F::id(F::pack(port, ip, 0)?);
         let home = self.home(key);
         for i in 0..WINDOW {
             let n = self.slot(home, i)?.read(READ_TRIES)?;
-            if n.id() == key {
-                return Some(mac_from_u64(n.mac));
+            if F::id(n) == key {
+                return Some(mac_from_u64(F::mac(n)));
             }
-            if n.key == 0 {
+            if word0(&n) == 0 {
                 return None;
             }
         }
@@ -157,18 +278,21 @@ impl NeighTable {
     /// Records that `ip` on `port` is at `mac`. Writes only if that is news; never changes a
     /// static entry. Returns whether the table now holds it (false: a concurrent writer was
     /// busy with the slot, try next time; or the key is static with another MAC).
-    pub fn learn(&self, port: u16, ip: Ipv4Addr, mac: [u8; 6]) -> bool {
+    pub fn learn(&self, port: u16, ip: F::Addr, mac: [u8; 6]) -> bool {
         self.write(port, ip, mac, Kind::Learnt, 1).is_ok()
     }
 
     /// Adds or replaces the static entry `ip` on `port` at `mac` (the control thread's call).
-    pub fn add_static(&self, port: u16, ip: Ipv4Addr, mac: [u8; 6]) -> Result<(), NeighError> {
+    pub fn add_static(&self, port: u16, ip: F::Addr, mac: [u8; 6]) -> Result<(), NeighError> {
         self.write(port, ip, mac, Kind::Static, 1000)
     }
 
     /// Deletes the entry of `ip` on `port`, static or learnt. False if there was none.
-    pub fn remove(&self, port: u16, ip: Ipv4Addr) -> bool {
-        let key = key_of(port, ip);
+    pub fn remove(&self, port: u16, ip: F::Addr) -> bool {
+        let Some(w) = F::pack(port, ip, 0) else {
+            return false;
+        };
+        let key = F::id(w);
         let home = self.home(key);
         for i in 0..WINDOW {
             let Some(slot) = self.slot(home, i) else {
@@ -177,20 +301,17 @@ impl NeighTable {
             let Some(n) = slot.read(READ_TRIES) else {
                 continue;
             };
-            if n.key == 0 {
+            if word0(&n) == 0 {
                 return false;
             }
-            if n.id() == key {
+            if F::id(n) == key {
                 let Some(mut g) = slot.lock(1000) else {
                     return false;
                 };
-                if g.get().id() != key {
+                if F::id(g.get()) != key {
                     return false;
                 }
-                g.set(Neighbour {
-                    key: TOMBSTONE,
-                    mac: 0,
-                });
+                g.set(tombstone());
                 return true;
             }
         }
@@ -203,41 +324,43 @@ impl NeighTable {
     fn write(
         &self,
         port: u16,
-        ip: Ipv4Addr,
+        ip: F::Addr,
         mac: [u8; 6],
         kind: Kind,
         tries: usize,
     ) -> Result<(), NeighError> {
-        let key = key_of(port, ip);
-        let stored = match kind {
-            Kind::Learnt => key,
-            Kind::Static => key | STATIC,
-        };
         let want = mac_to_u64(&mac);
+        let mut stored = F::pack(port, ip, want).ok_or(NeighError::BadPort)?;
+        if kind == Kind::Static {
+            if let Some(k) = stored.first_mut() {
+                *k |= STATIC;
+            }
+        }
+        let key = F::id(stored);
         let home = self.home(key);
         let mut target = None;
         let mut free = None;
         for i in 0..WINDOW {
             let slot = self.slot(home, i).ok_or(NeighError::Busy)?;
             let n = slot.read(READ_TRIES).ok_or(NeighError::Busy)?;
-            if n.id() == key {
-                if kind == Kind::Learnt && n.is_static() {
-                    return if n.mac == want {
+            if F::id(n) == key {
+                if kind == Kind::Learnt && is_static(&n) {
+                    return if F::mac(n) == want {
                         Ok(())
                     } else {
                         Err(NeighError::Busy)
                     };
                 }
-                if n.key == stored && n.mac == want {
+                if n == stored {
                     return Ok(());
                 }
-                target = Some((slot, n.key));
+                target = Some((slot, n));
                 break;
             }
-            if n.is_free() && free.is_none() {
-                free = Some((slot, n.key));
+            if is_free(&n) && free.is_none() {
+                free = Some((slot, n));
             }
-            if n.key == 0 {
+            if word0(&n) == 0 {
                 break;
             }
         }
@@ -247,26 +370,40 @@ impl NeighTable {
         };
         let mut g = slot.lock(tries).ok_or(NeighError::Busy)?;
         // Another writer may have claimed the slot for another key since it was read.
-        if g.get().key != expect {
+        if word0(&g.get()) != word0(&expect) || F::id(g.get()) != F::id(expect) {
             return Err(NeighError::Busy);
         }
-        g.set(Neighbour {
-            key: stored,
-            mac: want,
-        });
+        g.set(stored);
         Ok(())
     }
 
     /// A learnt entry of the window to replace, starting at a place spread by the address.
-    fn victim(&self, home: usize, ip: Ipv4Addr) -> Option<(&SeqSlot<Neighbour, 2>, u64)> {
-        let start = (home ^ usize::from(ip.octets()[3])) % WINDOW;
+    fn victim(&self, home: usize, ip: F::Addr) -> Option<(&SeqSlot<[u64; N], N>, [u64; N])> {
+        let start = (home ^ F::spread(ip)) % WINDOW;
         (0..WINDOW).find_map(|i| {
             let slot = self.slot(home, (start + i) % WINDOW)?;
             let n = slot.read(READ_TRIES)?;
-            (!n.is_static()).then_some((slot, n.key))
+            (!is_static(&n)).then_some((slot, n))
         })
     }
 
+    /// Every entry, for `rvsctl neigh` and diagnostics (not for the packet path).
+    pub fn entries(&self) -> Vec<NeighEntry<F::Addr>> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.0.read(READ_TRIES))
+            .filter(|n| !is_free(n))
+            .map(|n| NeighEntry {
+                port: F::port(n),
+                ip: F::addr(n),
+                mac: mac_from_u64(F::mac(n)),
+                permanent: is_static(&n),
+            })
+            .collect()
+    }
+}
+
+impl NeighTable {
     /// The ARP responder. Handles the ARP frame `frame` received on `port` (our MAC there:
     /// `our_mac`): learns the sender when `learnable(sender ip)`, and turns a request for an
     /// address with `answer_for(target ip)` into the reply, in place. `None` if the frame is not
@@ -297,23 +434,51 @@ impl NeighTable {
         arp::reply_in_place(frame, &a, our_mac)?;
         Some(ArpOutcome::Replied)
     }
+}
 
-    /// Every entry, for `rvsctl neigh` and diagnostics (not for the packet path).
-    pub fn entries(&self) -> Vec<NeighEntry> {
-        self.slots
-            .iter()
-            .filter_map(|s| s.0.read(READ_TRIES))
-            .filter(|n| !n.is_free())
-            .map(|n| {
-                let k = n.id();
-                NeighEntry {
-                    port: (k >> 32) as u16,
-                    ip: Ipv4Addr::from(k as u32),
-                    mac: mac_from_u64(n.mac),
-                    permanent: n.is_static(),
-                }
-            })
-            .collect()
+impl NeighTable6 {
+    /// The NDP responder. Handles the Ethernet frame `buf[..len]` (an IPv6 packet after a 14-byte
+    /// Ethernet header) received on `port` (our MAC there: `our_mac`): learns a solicitation's
+    /// source link-layer address and an advertisement's target link-layer address when
+    /// `learnable(their address)`, and turns a solicitation for an address with
+    /// `answer_for(target)` into the advertisement, in place (`buf` may extend past `len`: the
+    /// answer is [`ndp::FRAME_LEN`] bytes). An error if the frame is not a valid neighbour
+    /// solicitation or advertisement (see [`ndp::parse`]).
+    pub fn ndp_input(
+        &self,
+        port: u16,
+        our_mac: [u8; 6],
+        buf: &mut [u8],
+        len: usize,
+        learnable: impl Fn(Ipv6Addr) -> bool,
+        answer_for: impl Fn(Ipv6Addr) -> bool,
+    ) -> Result<NdpOutcome, NdpError> {
+        let frame = buf.get(..len).ok_or(NdpError::Truncated)?;
+        let pkt = frame
+            .get(eth::HDR_LEN..)
+            .ok_or(NdpError::Ip(ipv6::Ipv6Error::Truncated))?;
+        let ip = Ipv6Hdr::parse(pkt).map_err(NdpError::Ip)?;
+        let m = ndp::parse(pkt, &ip)?;
+        // The unspecified source of duplicate address detection has no address to learn.
+        let who = match m.kind {
+            NdpKind::Solicitation => ip.src,
+            NdpKind::Advertisement => m.target,
+        };
+        if let Some(mac) = m.lladdr {
+            if !who.is_unspecified() && !eth::is_multicast(&mac) && mac != [0; 6] && learnable(who)
+            {
+                self.learn(port, who, mac);
+            }
+        }
+        if m.kind != NdpKind::Solicitation {
+            return Ok(NdpOutcome::Consumed);
+        }
+        if !answer_for(m.target) {
+            return Ok(NdpOutcome::NotOurs);
+        }
+        ndp::answer_solicitation(buf, &ip, &m, our_mac)
+            .map(NdpOutcome::Replied)
+            .ok_or(NdpError::Truncated)
     }
 }
 
@@ -329,8 +494,10 @@ mod tests {
 
     #[test]
     fn a_slot_never_straddles_a_cache_line() {
-        assert_eq!(std::mem::size_of::<Slot>(), 32);
-        assert_eq!(std::mem::align_of::<Slot>(), 32);
+        assert_eq!(std::mem::size_of::<Slot<2>>(), 32);
+        assert_eq!(std::mem::align_of::<Slot<2>>(), 32);
+        assert_eq!(std::mem::size_of::<Slot<3>>(), 32);
+        assert_eq!(std::mem::align_of::<Slot<3>>(), 32);
     }
 
     #[test]
@@ -483,5 +650,175 @@ mod tests {
                 }
             });
         });
+    }
+
+    mod v6 {
+        use super::mac;
+        use crate::neigh::*;
+        use crate::packet::ndp::tests::{ns_frame, DIP, HOST, HOST_MAC, OUR_MAC};
+        use crate::packet::ndp::{self, FLAG_OVERRIDE, FLAG_ROUTER, FLAG_SOLICITED};
+
+        fn ip(n: u16) -> Ipv6Addr {
+            Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, n)
+        }
+
+        #[test]
+        fn learn_lookup_static_remove() {
+            let t = NeighTable6::new(64);
+            assert_eq!(t.lookup(1, ip(2)), None);
+            assert!(t.learn(1, ip(2), mac(1)));
+            assert_eq!(t.lookup(1, ip(2)), Some(mac(1)));
+            assert_eq!(t.lookup(0, ip(2)), None, "per port");
+            assert_eq!(t.lookup(1, ip(3)), None);
+            assert!(t.learn(1, ip(2), mac(2)));
+            assert_eq!(t.lookup(1, ip(2)), Some(mac(2)));
+            t.add_static(7, ip(9), mac(9)).unwrap();
+            assert!(!t.learn(7, ip(9), mac(10)));
+            assert_eq!(t.lookup(7, ip(9)), Some(mac(9)));
+            let mut e = t.entries();
+            e.sort_by_key(|e| e.port);
+            assert_eq!(
+                e,
+                vec![
+                    NeighEntry {
+                        port: 1,
+                        ip: ip(2),
+                        mac: mac(2),
+                        permanent: false
+                    },
+                    NeighEntry {
+                        port: 7,
+                        ip: ip(9),
+                        mac: mac(9),
+                        permanent: true
+                    }
+                ]
+            );
+            assert!(t.remove(7, ip(9)));
+            assert_eq!(t.lookup(7, ip(9)), None);
+            assert_eq!(t.entries().len(), 1);
+            // Ports past the packing: refused, never confused with another.
+            assert!(!t.learn(MAX_PORT6, ip(2), mac(3)));
+            assert_eq!(
+                t.add_static(u16::MAX, ip(2), mac(3)),
+                Err(NeighError::BadPort)
+            );
+            assert_eq!(t.lookup(MAX_PORT6 + 1, ip(2)), None);
+            assert!(!t.remove(MAX_PORT6, ip(2)));
+            assert!(t.learn(MAX_PORT6 - 1, Ipv6Addr::UNSPECIFIED, mac(4)));
+            assert_eq!(t.lookup(MAX_PORT6 - 1, Ipv6Addr::UNSPECIFIED), Some(mac(4)));
+        }
+
+        #[test]
+        fn a_full_window_evicts_learnt_entries_only() {
+            let t = NeighTable6::new(8);
+            for i in 0..8u16 {
+                t.add_static(0, ip(i), mac(u32::from(i))).unwrap();
+            }
+            assert_eq!(t.add_static(0, ip(100), mac(1)), Err(NeighError::Full));
+            for i in 0..8u16 {
+                assert!(t.remove(0, ip(i)));
+            }
+            for i in 0..200u16 {
+                t.learn(0, ip(i), mac(u32::from(i)));
+            }
+            for i in 0..200u16 {
+                if let Some(m) = t.lookup(0, ip(i)) {
+                    assert_eq!(m, mac(u32::from(i)));
+                }
+            }
+        }
+
+        #[test]
+        fn ndp_input_answers_learns_and_refuses() {
+            let t = NeighTable6::new(64);
+            let ours = |a: Ipv6Addr| a == DIP;
+            let all = |_: Ipv6Addr| true;
+            // A solicitation for our address: answered, its source learnt.
+            let mut f = ns_frame(HOST, DIP);
+            let len = f.len();
+            let r = t.ndp_input(3, OUR_MAC, &mut f, len, all, ours).unwrap();
+            assert_eq!(r, NdpOutcome::Replied(ndp::FRAME_LEN));
+            assert_eq!(t.lookup(3, HOST), Some(HOST_MAC));
+            let ip = Ipv6Hdr::parse(&f[14..]).unwrap();
+            let na = ndp::parse(&f[14..], &ip).unwrap();
+            assert_eq!((ip.src, ip.dst, na.target), (DIP, HOST, DIP));
+            assert_eq!(na.flags, FLAG_ROUTER | FLAG_SOLICITED | FLAG_OVERRIDE);
+            // The answer is an advertisement: learnt by a peer's table, consumed.
+            let peer = NeighTable6::new(64);
+            let n = f.len();
+            assert_eq!(
+                peer.ndp_input(0, HOST_MAC, &mut f, n, all, all),
+                Ok(NdpOutcome::Consumed)
+            );
+            assert_eq!(peer.lookup(0, DIP), Some(OUR_MAC));
+            // Not ours: learnt from, not answered; not learnable: not learnt.
+            let other = ip_other();
+            let mut f = ns_frame(HOST, other);
+            let before = f.clone();
+            let t2 = NeighTable6::new(64);
+            assert_eq!(
+                t2.ndp_input(3, OUR_MAC, &mut f, len, |_| false, ours),
+                Ok(NdpOutcome::NotOurs)
+            );
+            assert_eq!(f, before);
+            assert_eq!(t2.lookup(3, HOST), None);
+            // DAD for our address: defended to all-nodes, nothing learnt.
+            let mut f = ns_frame(Ipv6Addr::UNSPECIFIED, DIP);
+            let len = f.len();
+            f.resize(ndp::FRAME_LEN, 0);
+            let t3 = NeighTable6::new(64);
+            assert_eq!(
+                t3.ndp_input(3, OUR_MAC, &mut f, len, all, ours),
+                Ok(NdpOutcome::Replied(ndp::FRAME_LEN))
+            );
+            assert!(t3.entries().is_empty());
+            assert_eq!(&f[..6], &[0x33, 0x33, 0, 0, 0, 1]);
+            // Every truncation of a solicitation: an error, no panic, nothing learnt.
+            let good = ns_frame(HOST, DIP);
+            for n in 0..good.len() {
+                let mut f = good.clone();
+                let t4 = NeighTable6::new(8);
+                assert!(
+                    t4.ndp_input(0, OUR_MAC, &mut f, n, all, all).is_err(),
+                    "{n}"
+                );
+                assert!(t4.entries().is_empty());
+            }
+            let mut f = good.clone();
+            assert!(t
+                .ndp_input(0, OUR_MAC, &mut f, good.len() + 1, all, all)
+                .is_err());
+        }
+
+        fn ip_other() -> Ipv6Addr {
+            ip(0x99)
+        }
+
+        #[test]
+        fn concurrent_learners_and_readers_never_see_torn_entries() {
+            let t = NeighTable6::new(16);
+            let ips: Vec<Ipv6Addr> = (1..40u16).map(ip).collect();
+            std::thread::scope(|s| {
+                for w in 0..2 {
+                    let (t, ips) = (&t, &ips);
+                    s.spawn(move || {
+                        for round in 0..2000 {
+                            let a = ips[(round * 7 + w) % ips.len()];
+                            t.learn(1, a, mac(u32::from(a.segments()[7])));
+                        }
+                    });
+                }
+                let (t, ips) = (&t, &ips);
+                s.spawn(move || {
+                    for round in 0..20000 {
+                        let a = ips[round % ips.len()];
+                        if let Some(m) = t.lookup(1, a) {
+                            assert_eq!(m, mac(u32::from(a.segments()[7])));
+                        }
+                    }
+                });
+            });
+        }
     }
 }

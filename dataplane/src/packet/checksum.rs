@@ -3,7 +3,7 @@
 //! Sums are kept as `u32` accumulators of 16-bit big-endian words and folded with end-around
 //! carry at the end. A checksum field holds the ones' complement of the folded sum.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Adds the 16-bit big-endian words of `data` to `acc` (an odd trailing byte is padded with 0)
 /// and returns the folded sum (at most 0xffff), so results can be chained.
@@ -78,6 +78,22 @@ pub fn pseudo_header_sum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4_len: u16) -
     let acc = sum(&src.octets(), 0);
     let acc = sum(&dst.octets(), acc);
     fold_u32(acc + u32::from(proto) + u32::from(l4_len))
+}
+
+/// Sum of the IPv6 upper-layer pseudo-header (RFC 8200 8.1): source, destination, upper-layer
+/// packet length and next header.
+pub fn pseudo_header_sum6(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, l4_len: u32) -> u32 {
+    let acc = sum(&src.octets(), 0);
+    let acc = sum(&dst.octets(), acc);
+    let acc = sum(&l4_len.to_be_bytes(), acc);
+    fold_u32(acc + u32::from(proto))
+}
+
+/// A changed IPv6 address as eight 16-bit word terms, folded (so a few of these can be added).
+#[inline]
+pub fn delta_ip6(old: Ipv6Addr, new: Ipv6Addr) -> u32 {
+    let (o, n) = (old.segments(), new.segments());
+    fold_u32(o.iter().zip(n.iter()).map(|(a, b)| delta16(*a, *b)).sum())
 }
 
 /// One changed 16-bit word, as a term of an incremental update: `~m + m'` (RFC 1624 eqn. 3).

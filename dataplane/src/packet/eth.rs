@@ -58,6 +58,13 @@ pub fn ipv4_multicast_mac(group: std::net::Ipv4Addr) -> [u8; 6] {
     [0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]]
 }
 
+/// The group MAC an IPv6 multicast address maps to (RFC 2464 7): 33:33 and the low 32 bits of
+/// the address.
+pub fn ipv6_multicast_mac(group: std::net::Ipv6Addr) -> [u8; 6] {
+    let o = group.octets();
+    [0x33, 0x33, o[12], o[13], o[14], o[15]]
+}
+
 /// Sets both MAC addresses of `frame`; `None` if it is shorter than a header.
 pub fn set_macs(frame: &mut [u8], dst: &[u8; 6], src: &[u8; 6]) -> Option<()> {
     if frame.len() < HDR_LEN {
@@ -95,6 +102,17 @@ mod tests {
         assert_eq!(
             ipv4_multicast_mac(Ipv4Addr::new(239, 255, 1, 2)),
             [0x01, 0x00, 0x5e, 0x7f, 0x01, 0x02]
+        );
+    }
+
+    #[test]
+    fn ipv6_multicast_mac_keeps_the_low_32_bits() {
+        let all_nodes = ipv6_multicast_mac("ff02::1".parse().unwrap());
+        assert_eq!(all_nodes, [0x33, 0x33, 0, 0, 0, 1]);
+        assert!(is_multicast(&all_nodes));
+        assert_eq!(
+            ipv6_multicast_mac("ff02::1:ff12:3456".parse().unwrap()),
+            [0x33, 0x33, 0xff, 0x12, 0x34, 0x56]
         );
     }
 

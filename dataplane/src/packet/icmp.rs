@@ -106,15 +106,17 @@ pub fn echo_reply_in_place(p: &mut [u8], ip: &Ipv4Hdr) -> Option<()> {
 // ---------------------------------------------------------------------------------------------
 // ICMP errors about connections
 
-/// The packet quoted in an ICMP error: its IPv4 header and the first 8 bytes of its TCP/UDP
-/// header (RFC 792 guarantees at least that much).
+/// The packet quoted in an ICMP error: its IP header and the first 8 bytes of its TCP/UDP
+/// header (RFC 792 guarantees at least that much). `A` is the address family (ICMPv6 errors:
+/// `Ipv6Addr`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Embedded {
-    /// Header length of the quoted packet (options included).
+pub struct Embedded<A = Ipv4Addr> {
+    /// Offset of the TCP/UDP header in the quoted packet: the IPv4 header length (options
+    /// included), or the IPv6 header and its extension headers.
     pub hdr_len: usize,
     pub proto: u8,
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    pub src: A,
+    pub dst: A,
     pub sport: u16,
     pub dport: u16,
 }
@@ -160,14 +162,14 @@ pub fn parse_error(msg: &[u8]) -> Option<Embedded> {
 /// `ip_vs_nat_icmp`): one outer address, and the matching address and port of the quoted
 /// packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ErrorNat {
+pub struct ErrorNat<A = Ipv4Addr> {
     /// Which outer address changes: `Src` (error on its way to the client: becomes the VIP) or
     /// `Dst` (on its way to the real server: becomes the RIP).
     pub outer: Side,
-    pub outer_addr: Ipv4Addr,
+    pub outer_addr: A,
     /// Which endpoint of the quoted packet changes.
     pub inner: Side,
-    pub inner_addr: Ipv4Addr,
+    pub inner_addr: A,
     pub inner_port: u16,
 }
 
@@ -239,14 +241,14 @@ pub fn nat_error(p: &mut [u8], ip: &Ipv4Hdr, e: &Embedded, nat: &ErrorNat) -> Op
 
 /// An ICMP error to build in place of the packet it is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ErrorSpec {
+pub struct ErrorSpec<A = Ipv4Addr> {
     pub icmp_type: u8,
     pub code: u8,
     /// The second word of the ICMP header: 0, or the next-hop MTU (in its low 16 bits) for
-    /// fragmentation needed (RFC 1191).
+    /// fragmentation needed (RFC 1191; ICMPv6 packet too big: the whole word, RFC 4443 3.2).
     pub rest: u32,
     /// Source address of the error.
-    pub src: Ipv4Addr,
+    pub src: A,
     pub src_mac: [u8; 6],
 }
 

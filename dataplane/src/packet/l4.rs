@@ -2,8 +2,9 @@
 
 use super::checksum;
 use super::ipv4::{self, Ipv4Hdr, PROTO_TCP, PROTO_UDP};
-use super::{get16, put16, ParseError};
-use std::net::Ipv4Addr;
+use super::ipv6::{self, Ipv6Hdr};
+use super::{get16, get_ip6, put16, put_ip6, ParseError};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub const TCP_MIN_HDR: usize = 20;
 pub const UDP_HDR: usize = 8;
@@ -73,6 +74,21 @@ impl L4Hdr {
         }
     }
 
+    /// The TCP or UDP header of the IPv6 packet `ip` describes, whose upper-layer bytes are
+    /// `seg` ([`Ipv6Hdr::payload`]): as [`L4Hdr::parse_ip`], and a UDP checksum of 0 is refused
+    /// (`BadChecksum`): it is mandatory in IPv6 (RFC 8200 8.1).
+    pub fn parse_ipv6(ip: &Ipv6Hdr, seg: &[u8]) -> Result<L4Hdr, ParseError> {
+        let h = match ip.frag {
+            None => L4Hdr::parse(ip.proto, seg)?,
+            Some(f) if f.offset == 0 => L4Hdr::parse_first_fragment(ip.proto, seg)?,
+            Some(_) => return Err(ParseError::Fragment),
+        };
+        if h.proto == PROTO_UDP && get16(seg, UDP_CSUM) == Some(0) {
+            return Err(ParseError::BadChecksum);
+        }
+        Ok(h)
+    }
+
     fn parse_inner(proto: u8, seg: &[u8], whole: bool) -> Result<L4Hdr, ParseError> {
         let sport = get16(seg, 0).ok_or(ParseError::Truncated)?;
         let dport = get16(seg, 2).ok_or(ParseError::Truncated)?;
@@ -138,6 +154,36 @@ pub fn checksum_field(proto: u8, seg: &[u8]) -> Option<u16> {
 pub fn fill_checksum(proto: u8, src: Ipv4Addr, dst: Ipv4Addr, seg: &mut [u8]) -> Option<()> {
     let c = compute_checksum(proto, src, dst, seg)?;
     put16(seg, csum_offset(proto)?, c)
+}
+
+/// Computes the TCP, UDP or ICMPv6 checksum of `seg` (the upper-layer packet) carried over IPv6
+/// from `src` to `dst`, from scratch, over the pseudo-header (RFC 8200 8.1). For UDP a computed
+/// 0 is returned as 0xffff.
+pub fn compute_checksum_ipv6(proto: u8, src: Ipv6Addr, dst: Ipv6Addr, seg: &[u8]) -> Option<u16> {
+    let off = csum_offset6(proto)?;
+    let len = u32::try_from(seg.len()).ok()?;
+    let before = seg.get(..off)?;
+    let after = seg.get(off + 2..)?;
+    let acc = checksum::pseudo_header_sum6(src, dst, proto, len);
+    let c = !checksum::fold(checksum::sum(after, checksum::sum(before, acc)));
+    Some(if proto == PROTO_UDP {
+        checksum::udp_nonzero(c)
+    } else {
+        c
+    })
+}
+
+/// Recomputes and stores the checksum of `seg` carried over IPv6 (TCP, UDP or ICMPv6).
+pub fn fill_checksum_ipv6(proto: u8, src: Ipv6Addr, dst: Ipv6Addr, seg: &mut [u8]) -> Option<()> {
+    let c = compute_checksum_ipv6(proto, src, dst, seg)?;
+    put16(seg, csum_offset6(proto)?, c)
+}
+
+fn csum_offset6(proto: u8) -> Option<usize> {
+    match proto {
+        ipv6::PROTO_ICMPV6 => Some(2),
+        _ => csum_offset(proto),
+    }
 }
 
 /// Which endpoint of a packet a NAT rewrite changes.
@@ -226,6 +272,60 @@ fn rewrite_l4<const N: usize>(
     put16(l4, csum_at, new_l4)
 }
 
+/// [`rewrite_endpoint`] for IPv6: rewrites one endpoint (address and port) of the TCP/UDP packet
+/// `p` (from its IPv6 header on) described by `ip`, and optionally decrements its hop limit,
+/// updating the L4 checksum incrementally over the pseudo-header (IPv6 has no header checksum).
+/// A computed UDP checksum of 0 becomes 0xffff (a received 0, refused by
+/// [`L4Hdr::parse_ipv6`], stays 0). `None` (nothing written) if the packet is too short for
+/// the fields, is a non-first fragment, is not TCP/UDP, or the hop limit is 0 with `dec_hop`.
+pub fn rewrite_endpoint_ipv6(
+    p: &mut [u8],
+    ip: &Ipv6Hdr,
+    side: Side,
+    addr: Ipv6Addr,
+    port: u16,
+    dec_hop: bool,
+) -> Option<()> {
+    if (dec_hop && ip.hop_limit == 0) || ip.frag_offset() != 0 {
+        return None;
+    }
+    let csum_at = match ip.proto {
+        PROTO_UDP => UDP_CSUM,
+        PROTO_TCP => TCP_CSUM,
+        _ => return None,
+    };
+    let (addr_at, port_at) = match side {
+        Side::Src => (ipv6::OFF_SRC, 0),
+        Side::Dst => (ipv6::OFF_DST, 2),
+    };
+    // Every field in range before anything is written.
+    if ip.total_len > p.len() || ip.l4_off.checked_add(csum_at + 2)? > ip.total_len {
+        return None;
+    }
+    let (hdr, rest) = p.split_at_mut_checked(ip.l4_off)?;
+    let l4 = rest.get_mut(..csum_at + 2)?;
+    let old_addr = get_ip6(hdr, addr_at)?;
+    let old_port = get16(l4, port_at)?;
+    let old_l4 = get16(l4, csum_at)?;
+    if dec_hop {
+        ipv6::decrement_hop_limit(hdr)?;
+    }
+    put_ip6(hdr, addr_at, addr)?;
+    put16(l4, port_at, port)?;
+    let new_l4 = if ip.proto == PROTO_UDP && old_l4 == 0 {
+        0
+    } else {
+        let delta = checksum::delta_ip6(old_addr, addr) + checksum::delta16(old_port, port);
+        let c = checksum::adjust(old_l4, delta);
+        if ip.proto == PROTO_UDP {
+            checksum::udp_nonzero(c)
+        } else {
+            c
+        }
+    };
+    put16(l4, csum_at, new_l4)
+}
+
 /// Turns the Ethernet frame `buf[..len]`, a TCP segment described by `ip` (after a 14-byte
 /// Ethernet header, not a fragment), into the RST that answers it (RFC 793, "Reset
 /// Generation"): from its destination to its source (addresses and ports swapped), sent back to
@@ -291,7 +391,7 @@ pub fn build_rst_in_place(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const CIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
@@ -557,6 +657,163 @@ mod tests {
                 "len {n}"
             );
             assert_eq!(q, before);
+        }
+    }
+
+    pub(crate) mod v6 {
+        use super::super::*;
+        use crate::packet::ipv6::tests::{frag, opts, packet as ip6_packet};
+        use crate::packet::ipv6::{PROTO_DEST_OPTS, PROTO_FRAGMENT, PROTO_HOP_BY_HOP};
+
+        const CIP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0x10);
+        const VIP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 1);
+        const RIP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0xabcd, 2);
+
+        /// An IPv6 TCP/UDP packet from `src` to `dst` behind `ext`, checksum filled in.
+        pub(crate) fn packet6(
+            ext: &[(u8, Vec<u8>)],
+            proto: u8,
+            src: (Ipv6Addr, u16),
+            dst: (Ipv6Addr, u16),
+            payload: &[u8],
+        ) -> Vec<u8> {
+            let hl = if proto == PROTO_TCP { 20 } else { 8 };
+            let mut seg = vec![0u8; hl + payload.len()];
+            seg[0..2].copy_from_slice(&src.1.to_be_bytes());
+            seg[2..4].copy_from_slice(&dst.1.to_be_bytes());
+            if proto == PROTO_TCP {
+                seg[12] = 5 << 4;
+                seg[13] = TcpFlags::SYN | TcpFlags::ACK;
+            } else {
+                let n = seg.len() as u16;
+                seg[4..6].copy_from_slice(&n.to_be_bytes());
+            }
+            seg[hl..].copy_from_slice(payload);
+            fill_checksum_ipv6(proto, src.0, dst.0, &mut seg).unwrap();
+            let mut p = ip6_packet(ext, proto, &seg);
+            p[8..24].copy_from_slice(&src.0.octets());
+            p[24..40].copy_from_slice(&dst.0.octets());
+            p
+        }
+
+        fn l4_ok(p: &[u8]) -> bool {
+            let ip = Ipv6Hdr::parse(p).unwrap();
+            let seg = ip.payload(p).unwrap();
+            checksum_field(ip.proto, seg) == compute_checksum_ipv6(ip.proto, ip.src, ip.dst, seg)
+        }
+
+        fn chains() -> Vec<Vec<(u8, Vec<u8>)>> {
+            vec![
+                vec![],
+                vec![(PROTO_HOP_BY_HOP, opts(0)), (PROTO_DEST_OPTS, opts(2))],
+                vec![(PROTO_FRAGMENT, frag(0, false, 9))],
+            ]
+        }
+
+        #[test]
+        fn known_checksum_sums_to_ffff_with_the_pseudo_header() {
+            let p = packet6(&[], PROTO_UDP, (CIP, 1234), (VIP, 53), b"abc");
+            let seg = &p[40..];
+            let acc = checksum::pseudo_header_sum6(CIP, VIP, PROTO_UDP, seg.len() as u32);
+            assert_eq!(checksum::fold(checksum::sum(seg, acc)), 0xffff);
+        }
+
+        #[test]
+        fn dnat_and_snat_match_recompute() {
+            for ext in chains() {
+                for proto in [PROTO_TCP, PROTO_UDP] {
+                    let mut p = packet6(&ext, proto, (CIP, 40000), (VIP, 80), b"GET /\r\n");
+                    let ip = Ipv6Hdr::parse(&p).unwrap();
+                    let h = L4Hdr::parse_ipv6(&ip, ip.payload(&p).unwrap()).unwrap();
+                    assert_eq!((h.sport, h.dport), (40000, 80));
+                    rewrite_endpoint_ipv6(&mut p, &ip, Side::Dst, RIP, 8080, true).unwrap();
+                    let ip2 = Ipv6Hdr::parse(&p).unwrap();
+                    assert_eq!((ip2.dst, ip2.hop_limit, ip2.l4_off), (RIP, 63, ip.l4_off));
+                    let h = L4Hdr::parse_ipv6(&ip2, ip2.payload(&p).unwrap()).unwrap();
+                    assert_eq!(h.dport, 8080);
+                    assert!(l4_ok(&p), "dnat {proto} {ext:?}");
+
+                    let mut r = packet6(&ext, proto, (RIP, 8080), (CIP, 40000), b"200 OK");
+                    let ip = Ipv6Hdr::parse(&r).unwrap();
+                    rewrite_endpoint_ipv6(&mut r, &ip, Side::Src, VIP, 80, false).unwrap();
+                    let ip2 = Ipv6Hdr::parse(&r).unwrap();
+                    assert_eq!((ip2.src, ip2.hop_limit), (VIP, 64));
+                    assert!(l4_ok(&r), "snat {proto} {ext:?}");
+                }
+            }
+        }
+
+        #[test]
+        fn udp_zero_refused_and_computed_zero_written_ffff() {
+            let mut p = packet6(&[], PROTO_UDP, (CIP, 5000), (VIP, 53), b"x");
+            p[46..48].copy_from_slice(&[0, 0]);
+            let ip = Ipv6Hdr::parse(&p).unwrap();
+            assert_eq!(
+                L4Hdr::parse_ipv6(&ip, ip.payload(&p).unwrap()),
+                Err(ParseError::BadChecksum)
+            );
+            let mut hit = false;
+            for w in 0..=0xffffu16 {
+                let mut p = packet6(&[], PROTO_UDP, (CIP, 5000), (VIP, 53), &w.to_be_bytes());
+                let ip = Ipv6Hdr::parse(&p).unwrap();
+                rewrite_endpoint_ipv6(&mut p, &ip, Side::Dst, RIP, 5353, false).unwrap();
+                let c = checksum_field(PROTO_UDP, &p[40..]).unwrap();
+                assert_ne!(c, 0);
+                assert!(l4_ok(&p));
+                if c == 0xffff {
+                    hit = true;
+                    break;
+                }
+            }
+            assert!(hit);
+        }
+
+        #[test]
+        fn fragments_and_truncation() {
+            // First fragment: ports readable, UDP length may exceed it.
+            let mut p = packet6(
+                &[(PROTO_FRAGMENT, frag(0, true, 1))],
+                PROTO_UDP,
+                (CIP, 1),
+                (VIP, 2),
+                &[0; 8],
+            );
+            p[52..54].copy_from_slice(&1000u16.to_be_bytes());
+            let ip = Ipv6Hdr::parse(&p).unwrap();
+            assert!(L4Hdr::parse_ipv6(&ip, ip.payload(&p).unwrap()).is_ok());
+            let later = packet6(
+                &[(PROTO_FRAGMENT, frag(8, false, 1))],
+                PROTO_UDP,
+                (CIP, 1),
+                (VIP, 2),
+                &[0; 8],
+            );
+            let ip = Ipv6Hdr::parse(&later).unwrap();
+            assert_eq!(
+                L4Hdr::parse_ipv6(&ip, ip.payload(&later).unwrap()),
+                Err(ParseError::Fragment)
+            );
+            let mut q = later.clone();
+            assert_eq!(
+                rewrite_endpoint_ipv6(&mut q, &ip, Side::Dst, RIP, 1, true),
+                None
+            );
+            assert_eq!(q, later);
+            let p = packet6(&chains()[1], PROTO_TCP, (CIP, 1), (VIP, 2), b"");
+            let ip = Ipv6Hdr::parse(&p).unwrap();
+            for n in 0..p.len() {
+                let mut q = p[..n].to_vec();
+                let before = q.clone();
+                assert_eq!(
+                    rewrite_endpoint_ipv6(&mut q, &ip, Side::Dst, RIP, 1, true),
+                    None,
+                    "len {n}"
+                );
+                assert_eq!(q, before);
+                if let Ok(ip) = Ipv6Hdr::parse(&p[..n]) {
+                    let _ = L4Hdr::parse_ipv6(&ip, ip.payload(&p[..n]).unwrap_or(&[]));
+                }
+            }
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Parsing and in-place rewriting of Ethernet, ARP, IPv4, TCP, UDP and ICMP on plain byte
-//! buffers.
+//! Parsing and in-place rewriting of Ethernet, ARP, IPv4, IPv6, TCP, UDP, ICMP, ICMPv6 and NDP
+//! on plain byte buffers.
 //!
 //! Every function takes `&[u8]`/`&mut [u8]` and returns `Option`/`Result`: malformed or truncated
 //! input is an error value, never a panic. Offsets are relative to the start of the header the
@@ -9,10 +9,13 @@ pub mod arp;
 pub mod checksum;
 pub mod eth;
 pub mod icmp;
+pub mod icmpv6;
 pub mod ipv4;
+pub mod ipv6;
 pub mod l4;
+pub mod ndp;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Why a packet could not be parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +66,17 @@ pub(crate) fn put(b: &mut [u8], off: usize, src: &[u8]) -> Option<()> {
 #[inline]
 pub(crate) fn put16(b: &mut [u8], off: usize, v: u16) -> Option<()> {
     put(b, off, &v.to_be_bytes())
+}
+
+/// An IPv6 address stored at `off`.
+#[inline]
+pub(crate) fn get_ip6(b: &[u8], off: usize) -> Option<Ipv6Addr> {
+    array::<16>(b, off).map(Ipv6Addr::from)
+}
+
+#[inline]
+pub(crate) fn put_ip6(b: &mut [u8], off: usize, ip: Ipv6Addr) -> Option<()> {
+    put(b, off, &ip.octets())
 }
 
 #[inline]

@@ -107,8 +107,11 @@ impl Pipeline {
             msg.get(1).ok_or(DropReason::Truncated)?,
         );
         if icmpv6::is_error(icmp_type) {
-            if let Some(e) = icmpv6::parse_error(msg) {
-                let checksum_ok = icmpv6::checksum_ok(msg, ip);
+            // Destination unreachable, packet too big, time exceeded: the errors IPVS relates
+            // to a connection (ip_vs_in_icmp_v6); a parameter problem is not.
+            let about_conn = icmp_type <= icmpv6::TYPE_TIME_EXCEEDED;
+            if let Some(e) = icmpv6::parse_error(msg).filter(|_| about_conn) {
+                let checksum_ok = icmpv6::checksum_ok(ip.src, ip.dst, msg);
                 if let Some(action) = self.conn_error(frame, ip, &e, checksum_ok)? {
                     return Ok(action);
                 }
@@ -255,7 +258,7 @@ impl Pipeline {
 /// solicitation and advertisement, redirect: types 133-137).
 fn is_ndp(l3: &[u8], ip: &Ipv6Hdr) -> bool {
     l3.get(ip.l4_off)
-        .is_some_and(|t| (ndp::TYPE_ROUTER_SOLICIT..=ndp::TYPE_REDIRECT).contains(t))
+        .is_some_and(|t| (icmpv6::TYPE_ROUTER_SOLICIT..=icmpv6::TYPE_REDIRECT).contains(t))
 }
 
 /// The drop reason for an IPv6 header `Ipv6Hdr::parse` refused.

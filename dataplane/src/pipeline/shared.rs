@@ -6,6 +6,7 @@ use super::owned::OwnedAddrs;
 use crate::conntrack::{ConnTable, ConnTable6};
 use crate::frag::{FragTable, FragTable6, FRAG_SLOTS};
 use crate::neigh::{NeighTable, NeighTable6};
+use crate::packet::ipv6;
 use crate::persist::Persist;
 use crate::service::{Snapshot, MAX_DESTS};
 use crate::stats::Stats;
@@ -53,7 +54,7 @@ impl PortSetup {
     /// Whether `ip` is in one of the port's IPv6 prefixes, or link-local (fe80::/10: every
     /// IPv6 link has it).
     pub(super) fn on_link6(&self, ip: Ipv6Addr) -> bool {
-        is_link_local6(ip) || self.addrs6.iter().any(|&(a, len)| same_prefix6(a, ip, len))
+        ipv6::is_link_local(ip) || self.addrs6.iter().any(|&(a, len)| same_prefix6(a, ip, len))
     }
 
     /// Whether `ip` is one of the port's own IPv6 addresses, its link-local address included.
@@ -74,7 +75,7 @@ impl PortSetup {
     /// solicitations, ICMPv6 errors): the address whose prefix holds `dst`, else the first
     /// one, else (for a link-local `dst`, or a port with none) its link-local address.
     pub(super) fn source6(&self, dst: Ipv6Addr) -> Option<Ipv6Addr> {
-        if is_link_local6(dst) {
+        if ipv6::is_link_local(dst) {
             return Some(self.link_local6());
         }
         self.addrs6
@@ -104,11 +105,6 @@ pub struct DataplaneConfig {
 fn same_prefix6(a: Ipv6Addr, b: Ipv6Addr, len: u8) -> bool {
     let mask = u128::MAX.checked_shl(128 - u32::from(len.min(128))).unwrap_or(0);
     u128::from(a) & mask == u128::from(b) & mask
-}
-
-/// fe80::/10.
-pub(super) fn is_link_local6(a: Ipv6Addr) -> bool {
-    a.segments()[0] & 0xffc0 == 0xfe80
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -337,7 +333,7 @@ impl Dataplane {
     /// longest) holds it, else the first port with an IPv6 gateway. A link-local destination
     /// is only on the link it came from, which routing does not know: none.
     pub(super) fn route6(&self, dst: Ipv6Addr) -> Option<(u16, Ipv6Addr)> {
-        if is_link_local6(dst) {
+        if ipv6::is_link_local(dst) {
             return None;
         }
         let mut best: Option<(u8, u16)> = None;

@@ -448,9 +448,9 @@ pub struct Cidr6 {
 
 impl Cidr6 {
     pub fn parse(s: &str) -> Result<Cidr6, String> {
-        let (a, p) = s.split_once('/').ok_or_else(|| {
-            format!("address {s:?} needs a prefix length, e.g. 2001:db8:2::1/64")
-        })?;
+        let (a, p) = s
+            .split_once('/')
+            .ok_or_else(|| format!("address {s:?} needs a prefix length, e.g. 2001:db8:2::1/64"))?;
         let addr: Ipv6Addr = a.parse().map_err(|_| {
             if a.parse::<Ipv4Addr>().is_ok() {
                 format!("{a:?} is an IPv4 address: IPv4 addresses go in addresses")
@@ -586,9 +586,11 @@ impl Config {
                     ));
                 }
             }
-            if let Some(j) = (0..p.addresses6.len())
-                .find(|&j| p.addresses6[..j].iter().any(|c| c.addr == p.addresses6[j].addr))
-            {
+            if let Some(j) = (0..p.addresses6.len()).find(|&j| {
+                p.addresses6[..j]
+                    .iter()
+                    .any(|c| c.addr == p.addresses6[j].addr)
+            }) {
                 return Err(format!(
                     "ports[{i}].addresses6[{j}]: duplicate address {}",
                     p.addresses6[j].addr
@@ -812,9 +814,8 @@ mod tests {
         let text = toml::to_string(&cfg).unwrap();
         assert_eq!(Config::parse(&text, "again").unwrap(), cfg);
         // `address6` is read too; an on-link gateway6 is fine.
-        let alias = format!(
-            "{port}address6 = [\"2001:db8:2::1/64\"]\ngateway6 = \"2001:db8:2::fe\"\n"
-        );
+        let alias =
+            format!("{port}address6 = [\"2001:db8:2::1/64\"]\ngateway6 = \"2001:db8:2::fe\"\n");
         assert_eq!(
             Config::parse(&alias, "t.toml").unwrap().ports[0].addresses6,
             [Cidr6::parse("2001:db8:2::1/64").unwrap()]
@@ -875,7 +876,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("ports[0].addresses[0]") && err.contains("addresses6"), "{err}");
+        assert!(
+            err.contains("ports[0].addresses[0]") && err.contains("addresses6"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -884,7 +888,10 @@ mod tests {
         Config::parse(text, "t.toml").unwrap();
         let bad = text.replace("[2001:db8:2::2]:80", "192.0.2.2:80");
         let err = Config::parse(&bad, "t.toml").unwrap_err().to_string();
-        assert!(err.contains("services: line 2") && err.contains("address family"), "{err}");
+        assert!(
+            err.contains("services: line 2") && err.contains("address family"),
+            "{err}"
+        );
     }
 
     #[test]

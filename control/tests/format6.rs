@@ -26,6 +26,7 @@ fn view(view: View, exact: bool) -> ListFormat {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // one row of the table
 fn service(
     protocol: Protocol,
     addr: &str,

@@ -357,10 +357,13 @@ impl Lvs for Recorder {
     fn call(&mut self, r: Request) -> Result<Response, String> {
         let mut g = self.lock();
         let change = match &r {
-            Request::AddDest { dest, .. } | Request::EditDest { dest, .. } => {
-                Some((SocketAddrV4::new(v4(dest.addr), dest.port), Some(dest.weight)))
+            Request::AddDest { dest, .. } | Request::EditDest { dest, .. } => Some((
+                SocketAddrV4::new(v4(dest.addr), dest.port),
+                Some(dest.weight),
+            )),
+            Request::DelDest { addr, port, .. } => {
+                Some((SocketAddrV4::new(v4(*addr), *port), None))
             }
-            Request::DelDest { addr, port, .. } => Some((SocketAddrV4::new(v4(*addr), *port), None)),
             _ => None,
         };
         if let Some((ep, w)) = change {

@@ -202,7 +202,7 @@ mod tests {
         Flow {
             client: Ipv4Addr::from(0xc633_6400 + k).into(),
             cport: (k % 60000) as u16 + 1024,
-            vip: Ipv4Addr::new(198.into(), 51, 100, 1).into(),
+            vip: Ipv4Addr::new(198, 51, 100, 1).into(),
             vport: 80,
         }
     }

@@ -397,9 +397,9 @@ pub(crate) mod tests {
 
     pub(crate) fn flow(n: u16) -> Flow {
         Flow {
-            client: Ipv4Addr::new(198.into(), 51, 100, 10).into(),
+            client: Ipv4Addr::new(198, 51, 100, 10).into(),
             cport: 1024 + n,
-            vip: Ipv4Addr::new(198.into(), 51, 100, 1).into(),
+            vip: Ipv4Addr::new(198, 51, 100, 1).into(),
             vport: 80,
         }
     }

@@ -75,7 +75,7 @@ mod tests {
         Flow {
             client: client.into(),
             cport,
-            vip: Ipv4Addr::new(198.into(), 51, 100, 1).into(),
+            vip: Ipv4Addr::new(198, 51, 100, 1).into(),
             vport: 80,
         }
     }

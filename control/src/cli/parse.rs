@@ -284,9 +284,12 @@ fn server(raw: &Raw) -> Result<RealServer, CliError> {
             ),
         }
     }
-    // The kernel refuses a real server of the other family for masquerading.
-    if let Some(why) = family_refusal(key.addr, addr) {
-        return fail(why);
+    // The kernel refuses to add or edit a real server of the other family for masquerading
+    // (a delete of one is answered "No such destination", by the daemon).
+    if raw.cmd != Some(Cmd::DelServer) {
+        if let Some(why) = family_refusal(key.addr, addr) {
+            return fail(why);
+        }
     }
     Ok(RealServer {
         service: key,

@@ -266,6 +266,8 @@ impl Harness {
                 role: PortRole::External,
                 addrs: vec![Cidr::parse("198.51.100.1/24").unwrap()],
                 gateway: None,
+                addrs6: Vec::new(),
+                gateway6: None,
                 mtu: 1500,
             },
             PortSetup {
@@ -274,6 +276,8 @@ impl Harness {
                 role: PortRole::Internal,
                 addrs: vec![Cidr::parse("192.0.2.1/24").unwrap()],
                 gateway: None,
+                addrs6: Vec::new(),
+                gateway6: None,
                 mtu: INT_MTU,
             },
         ];

@@ -27,6 +27,8 @@ pub fn two_arm_ports(ext_gateway: Option<Ipv4Addr>, int_mtu: u16) -> Vec<PortSet
             role: PortRole::External,
             addrs: vec![Cidr::parse(EXT_CIDR).expect("cidr")],
             gateway: ext_gateway,
+            addrs6: Vec::new(),
+            gateway6: None,
             mtu: 1500,
         },
         PortSetup {
@@ -35,6 +37,8 @@ pub fn two_arm_ports(ext_gateway: Option<Ipv4Addr>, int_mtu: u16) -> Vec<PortSet
             role: PortRole::Internal,
             addrs: vec![Cidr::parse(INT_CIDR).expect("cidr")],
             gateway: None,
+            addrs6: Vec::new(),
+            gateway6: None,
             mtu: int_mtu,
         },
     ]
@@ -137,6 +141,8 @@ pub fn one_arm(
             role: PortRole::Both,
             addrs: vec![Cidr::parse(EXT_CIDR).expect("cidr")],
             gateway: None,
+            addrs6: Vec::new(),
+            gateway6: None,
             mtu: 1500,
         }],
         conn_capacity: capacity,

@@ -183,9 +183,9 @@ impl Pipeline {
             return Err(DropReason::DefenceDropPacket.into());
         }
         let flow = Flow {
-            client: t.src,
+            client: t.src.into(),
             cport: t.sport,
-            vip: t.dst,
+            vip: t.dst.into(),
             vport: t.dport,
         };
         let dests = Dests::new(&svc.dests, &self.dp.conns);
@@ -213,7 +213,7 @@ impl Pipeline {
             d.spec.port
         };
         Ok(Scheduled {
-            real: (d.spec.addr, rport),
+            real: (d.addr4(), rport),
             slot: d.slot,
             ops: svc.spec.ops && t.proto != PROTO_TCP,
         })

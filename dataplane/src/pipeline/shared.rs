@@ -13,7 +13,7 @@ use crate::sync::{SyncOut, SyncStats};
 use arc_swap::ArcSwap;
 use control::config::{Cidr, PortRole};
 use control::model::Timeouts;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -30,6 +30,10 @@ pub struct PortSetup {
     pub addrs: Vec<Cidr>,
     /// Next hop for destinations outside every port's subnets.
     pub gateway: Option<Ipv4Addr>,
+    /// The port's own IPv6 addresses and prefix lengths.
+    pub addrs6: Vec<(Ipv6Addr, u8)>,
+    /// IPv6 next hop for destinations outside every port's prefixes.
+    pub gateway6: Option<Ipv6Addr>,
     pub mtu: u16,
 }
 
@@ -282,6 +286,8 @@ pub(crate) fn two_arm_for_tests(ext_mac: [u8; 6], int_mac: [u8; 6]) -> Arc<Datap
         role,
         addrs: vec![Cidr::parse(addr).unwrap()],
         gateway: None,
+        addrs6: Vec::new(),
+        gateway6: None,
         mtu: 1500,
     };
     Dataplane::new(DataplaneConfig {

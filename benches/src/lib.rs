@@ -43,7 +43,7 @@ pub fn add_rr_service(
         ok(Request::AddDest {
             service: key,
             dest: DestSpec {
-                addr: rip(d),
+                addr: rip(d).into(),
                 port: dest_port,
                 weight: 1,
                 forward: Forward::Masq,

@@ -8,7 +8,7 @@
 
 use crate::model::Timeouts;
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -155,6 +155,15 @@ pub struct PortConfig {
     /// Next hop for destinations outside every port's subnets.
     #[serde(default)]
     pub gateway: Option<Ipv4Addr>,
+    /// The port's own IPv6 addresses in CIDR form ("2001:db8:2::1/64"), beside the IPv4 ones
+    /// of `addresses`; each makes its prefix directly reachable through this port. Also
+    /// read as `address6`.
+    #[serde(default, alias = "address6", skip_serializing_if = "Vec::is_empty")]
+    pub addresses6: Vec<Cidr6>,
+    /// IPv6 next hop for destinations outside every port's prefixes: an address in one of
+    /// the port's `addresses6` prefixes, or a link-local one (fe80::/10, as routers announce).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
     #[serde(default = "default_mtu")]
     pub mtu: u16,
     #[serde(default = "default_ring_size")]
@@ -381,7 +390,13 @@ impl Cidr {
         let (a, p) = s
             .split_once('/')
             .ok_or_else(|| format!("address {s:?} needs a prefix length, e.g. 192.0.2.1/24"))?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| format!("bad IPv4 address {a:?}"))?;
+        let addr: Ipv4Addr = a.parse().map_err(|_| {
+            if a.parse::<Ipv6Addr>().is_ok() {
+                format!("{a:?} is an IPv6 address: IPv6 addresses go in addresses6")
+            } else {
+                format!("bad IPv4 address {a:?}")
+            }
+        })?;
         let prefix_len: u8 = p
             .parse()
             .ok()
@@ -421,6 +436,82 @@ impl std::fmt::Display for Cidr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.addr, self.prefix_len)
     }
+}
+
+/// A port's IPv6 address parsed from CIDR notation ("2001:db8:2::1/64").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Cidr6 {
+    pub addr: Ipv6Addr,
+    pub prefix_len: u8,
+}
+
+impl Cidr6 {
+    pub fn parse(s: &str) -> Result<Cidr6, String> {
+        let (a, p) = s
+            .split_once('/')
+            .ok_or_else(|| format!("address {s:?} needs a prefix length, e.g. 2001:db8:2::1/64"))?;
+        let addr: Ipv6Addr = a.parse().map_err(|_| {
+            if a.parse::<Ipv4Addr>().is_ok() {
+                format!("{a:?} is an IPv4 address: IPv4 addresses go in addresses")
+            } else {
+                format!("bad IPv6 address {a:?}")
+            }
+        })?;
+        let prefix_len: u8 = p
+            .parse()
+            .ok()
+            .filter(|n| *n <= 128)
+            .ok_or_else(|| format!("bad prefix length {p:?} in {s:?} (0..128)"))?;
+        if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
+            return Err(format!("{addr} is not a unicast address"));
+        }
+        Ok(Cidr6 { addr, prefix_len })
+    }
+
+    pub fn mask(self) -> u128 {
+        if self.prefix_len == 0 {
+            0
+        } else {
+            u128::MAX << (128 - u32::from(self.prefix_len.min(128)))
+        }
+    }
+
+    pub fn contains(self, ip: Ipv6Addr) -> bool {
+        (u128::from(ip) & self.mask()) == (u128::from(self.addr) & self.mask())
+    }
+}
+
+impl TryFrom<String> for Cidr6 {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Cidr6, String> {
+        Cidr6::parse(&s)
+    }
+}
+
+impl From<Cidr6> for String {
+    fn from(c: Cidr6) -> String {
+        c.to_string()
+    }
+}
+
+impl std::fmt::Display for Cidr6 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+impl PortConfig {
+    /// The port's IPv6 addresses (`addresses6`).
+    pub fn ipv6_addresses(&self) -> Vec<Cidr6> {
+        self.addresses6.clone()
+    }
+}
+
+/// fe80::/10.
+fn is_link_local6(a: Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
 }
 
 impl Config {
@@ -477,6 +568,39 @@ impl Config {
                         "ports[{i}].kernel_twin: {twin:?} is ports[{j}]'s twin already"
                     ));
                 }
+            }
+            if let Some(g) = p.gateway6 {
+                let on_link = p.addresses6.iter().any(|c| c.contains(g));
+                if g.is_unspecified() || g.is_multicast() || g.is_loopback() {
+                    return Err(format!("ports[{i}].gateway6: {g} is not a unicast address"));
+                }
+                if !on_link && !is_link_local6(g) {
+                    return Err(format!(
+                        "ports[{i}].gateway6: {g} is neither in one of the port's addresses6 \
+                         prefixes nor link-local (fe80::/10)"
+                    ));
+                }
+                if p.addresses6.is_empty() {
+                    return Err(format!(
+                        "ports[{i}].gateway6: the port has no IPv6 address (addresses6)"
+                    ));
+                }
+            }
+            if let Some(j) = (0..p.addresses6.len()).find(|&j| {
+                p.addresses6[..j]
+                    .iter()
+                    .any(|c| c.addr == p.addresses6[j].addr)
+            }) {
+                return Err(format!(
+                    "ports[{i}].addresses6[{j}]: duplicate address {}",
+                    p.addresses6[j].addr
+                ));
+            }
+            if !p.addresses6.is_empty() && p.mtu < 1280 {
+                return Err(format!(
+                    "ports[{i}].mtu: {} is below the IPv6 minimum 1280 (the port has addresses6)",
+                    p.mtu
+                ));
             }
             if p.mtu < 68 {
                 return Err(format!(
@@ -666,6 +790,108 @@ mod tests {
             assert!(err.starts_with(&format!("t.toml: {key}: ")), "{err}");
             assert!(err.contains(line), "{err}");
         }
+    }
+
+    #[test]
+    fn ipv6_addresses_and_gateway6_name_the_key() {
+        let port = "[[ports]]\nname = \"ext\"\ndevice = \"x\"\nrole = \"both\"\naddresses = [\"192.0.2.1/24\"]\n";
+        let text = format!(
+            "{port}addresses6 = [\"2001:db8:100::2/64\", \"2001:db8:2::1/64\"]\n\
+             gateway6 = \"fe80::1\"\n"
+        );
+        let cfg = Config::parse(&text, "t.toml").unwrap();
+        let p = &cfg.ports[0];
+        assert_eq!(
+            p.ipv6_addresses(),
+            [
+                Cidr6::parse("2001:db8:100::2/64").unwrap(),
+                Cidr6::parse("2001:db8:2::1/64").unwrap()
+            ]
+        );
+        assert_eq!(p.gateway6, Some("fe80::1".parse().unwrap()));
+        assert!(p.addresses6[1].contains("2001:db8:2::77".parse().unwrap()));
+        assert!(!p.addresses6[1].contains("2001:db8:3::77".parse().unwrap()));
+        let text = toml::to_string(&cfg).unwrap();
+        assert_eq!(Config::parse(&text, "again").unwrap(), cfg);
+        // `address6` is read too; an on-link gateway6 is fine.
+        let alias =
+            format!("{port}address6 = [\"2001:db8:2::1/64\"]\ngateway6 = \"2001:db8:2::fe\"\n");
+        assert_eq!(
+            Config::parse(&alias, "t.toml").unwrap().ports[0].addresses6,
+            [Cidr6::parse("2001:db8:2::1/64").unwrap()]
+        );
+        for (bad, key, says) in [
+            (
+                "addresses6 = [\"2001:db8:2::1/64\", \"2001:db8:2::g/64\"]\n",
+                "ports[0].addresses6[1]",
+                "bad IPv6 address",
+            ),
+            (
+                "addresses6 = [\"2001:db8:2::1/129\"]\n",
+                "ports[0].addresses6[0]",
+                "prefix length",
+            ),
+            (
+                "addresses6 = [\"2001:db8:2::1\"]\n",
+                "ports[0].addresses6[0]",
+                "needs a prefix length",
+            ),
+            (
+                "addresses6 = [\"192.0.2.9/24\"]\n",
+                "ports[0].addresses6[0]",
+                "IPv4 addresses go in addresses",
+            ),
+            (
+                "addresses6 = [\"ff02::1/64\"]\n",
+                "ports[0].addresses6[0]",
+                "not a unicast",
+            ),
+            (
+                "addresses6 = [\"2001:db8:2::1/64\"]\ngateway6 = \"2001:db8:3::1\"\n",
+                "ports[0].gateway6",
+                "link-local",
+            ),
+            (
+                "gateway6 = \"fe80::1\"\n",
+                "ports[0].gateway6",
+                "no IPv6 address",
+            ),
+            ("gateway6 = \"fe80::1::\"\n", "ports[0].gateway6", ""),
+            (
+                "addresses6 = [\"2001:db8:2::1/64\"]\nmtu = 1200\n",
+                "ports[0].mtu",
+                "1280",
+            ),
+        ] {
+            let err = Config::parse(&format!("{port}{bad}"), "t.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(&format!("t.toml: {key}: ")), "{err}");
+            assert!(err.contains(says), "{err}");
+        }
+        // An IPv6 address among the IPv4 ones says where it goes.
+        let err = Config::parse(
+            "[[ports]]\nname = \"ext\"\ndevice = \"x\"\nrole = \"both\"\naddresses = [\"2001:db8:2::1/64\"]\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("ports[0].addresses[0]") && err.contains("addresses6"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn services_in_the_config_take_ipv6() {
+        let text = "services = \"\"\"\n-A -t [2001:db8:100::1]:80 -s rr -p 60 -M 64\n-a -t [2001:db8:100::1]:80 -r [2001:db8:2::2]:80 -m\n\"\"\"\n[[ports]]\nname = \"ext\"\ndevice = \"x\"\nrole = \"both\"\naddresses = [\"192.0.2.1/24\"]\n";
+        Config::parse(text, "t.toml").unwrap();
+        let bad = text.replace("[2001:db8:2::2]:80", "192.0.2.2:80");
+        let err = Config::parse(&bad, "t.toml").unwrap_err().to_string();
+        assert!(
+            err.contains("services: line 2") && err.contains("address family"),
+            "{err}"
+        );
     }
 
     #[test]

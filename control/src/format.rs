@@ -3,10 +3,10 @@
 //! without `-n`).
 
 use crate::model::{
-    ConnStatus, DestStatus, Forward, Rates, ServiceKey, ServiceStatus, Stats, Timeouts,
+    ConnStatus, DestStatus, Forward, Rates, ServiceKey, ServiceStatus, SockAddr, Stats, Timeouts,
 };
 use std::fmt::Write;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// The IPVS version the `-L` header names: tools that parse ipvsadm's output look for it.
 pub const IPVS_VERSION: &str = "1.2.1";
@@ -77,7 +77,8 @@ pub fn save(services: &[ServiceStatus]) -> String {
             let _ = write!(out, " -p {timeout}");
         }
         // Unlike ipvsadm, also without -p, so that a replay gives back exactly this service.
-        if spec.netmask != Ipv4Addr::BROADCAST {
+        // IPv6: the prefix length (`-M 64`), as ipvsadm prints it.
+        if !spec.netmask.is_full() {
             let _ = write!(out, " -M {}", spec.netmask);
         }
         // ipvsadm's order: -o before -b.
@@ -205,7 +206,7 @@ fn service_entry(out: &mut String, service: &ServiceStatus, format: &ListFormat)
             }
             if let Some(timeout) = spec.persistence {
                 let _ = write!(out, " persistent {timeout}");
-                if spec.netmask != Ipv4Addr::BROADCAST {
+                if !spec.netmask.is_full() {
                     let _ = write!(out, " mask {}", spec.netmask);
                 }
             }
@@ -301,8 +302,11 @@ fn service_name(key: &ServiceKey) -> String {
     )
 }
 
-fn addr_port(addr: Ipv4Addr, port: u16) -> String {
-    format!("{addr}:{port}")
+/// `192.0.2.1:80`, `[2001:db8::1]:80` (ipvsadm's addrport_to_anyname with -n). An IPv6
+/// name longer than its column is printed whole, pushing the rest of the line right, as
+/// ipvsadm does (it truncates IPv4 names only, which never reach the column's width).
+fn addr_port(addr: IpAddr, port: u16) -> String {
+    SockAddr(addr, port).to_string()
 }
 
 /// The `-S` switch of a forwarding method.
@@ -315,7 +319,7 @@ fn forward_switch(forward: Forward) -> &'static str {
 fn ordered(services: &[ServiceStatus], sort: bool) -> Vec<&ServiceStatus> {
     let mut v: Vec<&ServiceStatus> = services.iter().collect();
     if sort {
-        v.sort_by_key(|s| s.spec.key);
+        v.sort_by_key(|s| s.spec.key.list_order());
     }
     v
 }

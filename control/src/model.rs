@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Transport protocol of a virtual service (`-t` / `-u`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -53,14 +53,146 @@ impl Protocol {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ServiceKey {
     pub protocol: Protocol,
-    pub addr: Ipv4Addr,
+    /// The VIP: IPv4 or IPv6. A service's real servers are of its family.
+    pub addr: IpAddr,
     pub port: u16,
+}
+
+impl ServiceKey {
+    /// The order libipvs lists services in (`ipvs_cmp_services`): family (IPv4 first),
+    /// protocol, address, port.
+    pub fn list_order(&self) -> (bool, Protocol, IpAddr, u16) {
+        (self.addr.is_ipv6(), self.protocol, self.addr, self.port)
+    }
 }
 
 impl fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}:{}", self.protocol.label(), self.addr, self.port)
+        write!(
+            f,
+            "{} {}",
+            self.protocol.label(),
+            SockAddr(self.addr, self.port)
+        )
     }
+}
+
+/// `addr:port` as ipvsadm prints it: `192.0.2.1:80`, `[2001:db8::1]:80`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SockAddr(pub IpAddr, pub u16);
+
+impl fmt::Display for SockAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            IpAddr::V4(a) => write!(f, "{a}:{}", self.1),
+            IpAddr::V6(a) => write!(f, "[{a}]:{}", self.1),
+        }
+    }
+}
+
+/// Persistence granularity (`-M`): a dotted netmask for an IPv4 service, a prefix length
+/// (1..=128) for an IPv6 one, as ipvsadm takes and prints them. Serialised as the netmask's
+/// text (`"255.255.255.0"`) or the prefix length (`64`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Netmask {
+    V4(Ipv4Addr),
+    V6(u8),
+}
+
+impl Netmask {
+    /// The default of a service at `addr`: /32 or /128, one template per client address.
+    pub fn full(addr: IpAddr) -> Netmask {
+        match addr {
+            IpAddr::V4(_) => Netmask::V4(Ipv4Addr::BROADCAST),
+            IpAddr::V6(_) => Netmask::V6(128),
+        }
+    }
+
+    /// True for /32 (IPv4) or /128 (IPv6): ipvsadm prints no mask then.
+    pub fn is_full(&self) -> bool {
+        matches!(self, Netmask::V4(Ipv4Addr::BROADCAST) | Netmask::V6(128))
+    }
+
+    /// True if this mask is of the family of `addr`.
+    pub fn fits(&self, addr: IpAddr) -> bool {
+        matches!(
+            (self, addr),
+            (Netmask::V4(_), IpAddr::V4(_)) | (Netmask::V6(1..=128), IpAddr::V6(_))
+        )
+    }
+
+    /// The IPv6 prefix as a mask (`/0` for an IPv4 netmask: not meant for one).
+    pub fn v6_mask(&self) -> u128 {
+        match *self {
+            Netmask::V6(len) if len > 0 => u128::MAX << (128 - u32::from(len.min(128))),
+            _ => 0,
+        }
+    }
+
+    /// `addr` with the host bits cleared (unchanged when the families differ).
+    pub fn apply(&self, addr: IpAddr) -> IpAddr {
+        match (self, addr) {
+            (Netmask::V4(m), IpAddr::V4(a)) => {
+                IpAddr::V4(Ipv4Addr::from(u32::from(a) & u32::from(*m)))
+            }
+            (Netmask::V6(_), IpAddr::V6(a)) => {
+                IpAddr::V6(Ipv6Addr::from(u128::from(a) & self.v6_mask()))
+            }
+            _ => addr,
+        }
+    }
+}
+
+impl Default for Netmask {
+    fn default() -> Self {
+        default_netmask()
+    }
+}
+
+impl std::str::FromStr for Netmask {
+    type Err = String;
+
+    /// A dotted netmask (IPv4) or a prefix length 1..=128 (IPv6).
+    fn from_str(s: &str) -> Result<Netmask, String> {
+        if let Ok(m) = s.parse::<Ipv4Addr>() {
+            return Ok(Netmask::V4(m));
+        }
+        match s.parse::<u8>() {
+            Ok(len @ 1..=128) => Ok(Netmask::V6(len)),
+            _ => Err(format!(
+                "bad netmask {s:?}: a dotted IPv4 netmask or an IPv6 prefix length (1..128)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Netmask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Netmask::V4(m) => write!(f, "{m}"),
+            Netmask::V6(len) => write!(f, "{len}"),
+        }
+    }
+}
+
+/// Why a service's and its real server's address families cannot go together, if they cannot.
+/// The kernel takes a real server of the other family only for tunneling (-i) and answers
+/// EINVAL for masquerading; libipvs words a family mismatch (EAFNOSUPPORT) as below, which rvs
+/// uses with the reason added.
+pub fn family_refusal(service: IpAddr, dest: IpAddr) -> Option<String> {
+    if service.is_ipv4() == dest.is_ipv4() {
+        return None;
+    }
+    let (d, s) = if dest.is_ipv6() {
+        ("IPv6", "IPv4")
+    } else {
+        ("IPv4", "IPv6")
+    };
+    Some(format!(
+        "Operation not supported with specified address family: real server {dest} is {d}, \
+         the service is {s} (masquerading keeps the family)"
+    ))
 }
 
 /// The schedulers `-s` names: nine of LVS's (not yet lblc, lblcr, fo, ovf, twos). Which ones
@@ -125,9 +257,11 @@ pub struct ServiceSpec {
     /// Persistence timeout in seconds (`-p`); `None` when not persistent.
     #[serde(default)]
     pub persistence: Option<u32>,
-    /// Persistence granularity (`-M`), as a netmask; 255.255.255.255 by default.
+    /// Persistence granularity (`-M`): a netmask (255.255.255.255 by default) for IPv4, a
+    /// prefix length (128 by default) for IPv6. A daemon given the IPv4 default for an IPv6
+    /// service (JSON without the field) reads it as /128.
     #[serde(default = "default_netmask")]
-    pub netmask: Ipv4Addr,
+    pub netmask: Netmask,
     /// Scheduler flags (`-b`); left out of the JSON when none is set.
     #[serde(default, skip_serializing_if = "SchedFlags::is_empty")]
     pub sched_flags: SchedFlags,
@@ -236,8 +370,32 @@ impl SchedFlags {
     }
 }
 
-pub fn default_netmask() -> Ipv4Addr {
-    Ipv4Addr::BROADCAST
+pub fn default_netmask() -> Netmask {
+    Netmask::V4(Ipv4Addr::BROADCAST)
+}
+
+impl ServiceSpec {
+    /// The netmask made to fit the service's family where it was left at the default (an
+    /// IPv6 service given the IPv4 default gets /128); an error for any other mismatch.
+    pub fn normalize_netmask(&mut self) -> Result<(), String> {
+        if self.key.addr.is_ipv6() && self.netmask == default_netmask() {
+            self.netmask = Netmask::V6(128);
+        }
+        if self.netmask.fits(self.key.addr) {
+            return Ok(());
+        }
+        Err(match self.netmask {
+            Netmask::V6(_) if self.key.addr.is_ipv6() => "illegal ipv6 netmask specified".into(),
+            Netmask::V6(_) => format!(
+                "illegal virtual server persistent mask specified: {} is an IPv4 service (a dotted netmask)",
+                self.key
+            ),
+            Netmask::V4(_) => format!(
+                "illegal ipv6 netmask specified: {} is an IPv6 service (a prefix length, 1..128)",
+                self.key
+            ),
+        })
+    }
 }
 
 /// Packet forwarding method of a real server. rvs implements masquerading (VS/NAT) only.
@@ -259,7 +417,8 @@ impl Forward {
 /// A real server as `-a`/`-e` configure it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DestSpec {
-    pub addr: Ipv4Addr,
+    /// The RIP: of the service's family.
+    pub addr: IpAddr,
     pub port: u16,
     #[serde(default = "default_weight")]
     pub weight: u32,
@@ -352,7 +511,7 @@ pub struct ConnStatus {
     pub expires_in: u32,
     /// LVS state name, e.g. "ESTABLISHED", "SYN_RECV", "UDP".
     pub state: String,
-    pub client: (Ipv4Addr, u16),
-    pub virt: (Ipv4Addr, u16),
-    pub dest: (Ipv4Addr, u16),
+    pub client: (IpAddr, u16),
+    pub virt: (IpAddr, u16),
+    pub dest: (IpAddr, u16),
 }

@@ -11,11 +11,11 @@ use control::cli::{
 };
 use control::format::{self, ListFormat, View};
 use control::model::{
-    default_netmask, DestSpec, Forward, Protocol, SchedFlags, SchedulerKind, ServiceKey,
+    default_netmask, DestSpec, Forward, Netmask, Protocol, SchedFlags, SchedulerKind, ServiceKey,
     ServiceSpec, Timeouts,
 };
 use control::proto::Request;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 const VIP: &str = "198.51.100.1";
 
@@ -43,7 +43,11 @@ fn vip(protocol: Protocol, port: u16) -> ServiceKey {
     key(protocol, port)
 }
 
-fn ip(s: &str) -> Ipv4Addr {
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn mask(s: &str) -> Netmask {
     s.parse().unwrap()
 }
 
@@ -89,7 +93,7 @@ fn add_service_long_forms() {
             key: vip(Protocol::Udp, 53),
             scheduler: SchedulerKind::Rr,
             persistence: Some(600),
-            netmask: ip("255.255.255.0"),
+            netmask: mask("255.255.255.0"),
             sched_flags: Default::default(),
             ops: false,
         })
@@ -397,13 +401,104 @@ fn malformed_addresses() {
 }
 
 #[test]
-fn ipv6_is_refused_clearly() {
-    let message = "IPv6 is not supported by rvs yet";
-    assert_eq!(err("-A -t [2001:db8::1]:80"), message);
-    assert_eq!(err("-A -u 2001:db8::1"), message);
-    assert_eq!(err(&format!("-a -t {VIP}:80 -r [2001:db8::2]:80")), message);
+fn ipv6_services_and_real_servers() {
+    let v6 = |addr: &str, port| ServiceKey {
+        protocol: Protocol::Tcp,
+        addr: ip(addr),
+        port,
+    };
+    assert_eq!(
+        request("-A -t [2001:db8:100::1]:80 -s rr"),
+        Request::AddService(ServiceSpec {
+            key: v6("2001:db8:100::1", 80),
+            scheduler: SchedulerKind::Rr,
+            persistence: None,
+            netmask: Netmask::V6(128),
+            sched_flags: Default::default(),
+            ops: false,
+        })
+    );
+    assert_eq!(
+        request("-a -t [2001:db8:100::1]:80 -r [2001:db8:2::2]:80 -m"),
+        Request::AddDest {
+            service: v6("2001:db8:100::1", 80),
+            dest: dest("2001:db8:2::2", 80, 1),
+        }
+    );
+    // Without a port (bare address, ipvsadm's form), the real server takes the virtual port.
+    assert_eq!(
+        request("-a -t [2001:db8:100::1]:443 -r 2001:db8:2::3 -m -w 3"),
+        Request::AddDest {
+            service: v6("2001:db8:100::1", 443),
+            dest: dest("2001:db8:2::3", 443, 3),
+        }
+    );
+    assert_eq!(
+        request("-d -t [2001:db8:100::1]:80 -r [2001:db8:2::2]:80"),
+        Request::DelDest {
+            service: v6("2001:db8:100::1", 80),
+            addr: ip("2001:db8:2::2"),
+            port: 80,
+        }
+    );
+    assert_eq!(
+        err("-A -t [2001:db8:100::1] -s rr"),
+        "illegal virtual server address[:port] specified"
+    );
+    assert_eq!(
+        err("-a -t [2001:db8:100::1]:80 -r [2001:db8:2::2]"),
+        "illegal real server address[:port] specified"
+    );
+}
+
+#[test]
+fn ipv6_persistence_mask_is_a_prefix_length() {
+    let Request::AddService(spec) = request("-A -t [2001:db8:100::1]:80 -p 60 -M 64") else {
+        panic!()
+    };
+    assert_eq!(spec.netmask, Netmask::V6(64));
+    // rvsadm reads -M by the service's family wherever it stands.
+    let Request::AddService(spec) = request("-A -M 48 -u [2001:db8:100::1]:53 -p") else {
+        panic!()
+    };
+    assert_eq!(spec.netmask, Netmask::V6(48));
+    for bad in ["0", "129", "255.255.255.0", "x", "-1"] {
+        assert_eq!(
+            err(&format!("-A -t [2001:db8:100::1]:80 -p -M {bad}")),
+            "illegal ipv6 netmask specified",
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        err(&format!("-A -t {VIP}:80 -p -M 64")),
+        "illegal virtual server persistent mask specified"
+    );
+    save_and_restore("-A -t [2001:db8:100::1]:80 -s rr -p 60 -M 64");
+    save_and_restore("-A -u [2001:db8:100::1]:53 -s sh -p 300");
+}
+
+#[test]
+fn mixed_families_are_refused() {
+    let m = err(&format!("-a -t {VIP}:80 -r [2001:db8:2::2]:80 -m"));
+    assert!(
+        m.starts_with("Operation not supported with specified address family"),
+        "{m}"
+    );
+    let m = err("-e -t [2001:db8:100::1]:80 -r 192.0.2.2:80 -w 2");
+    assert!(
+        m.starts_with("Operation not supported with specified address family"),
+        "{m}"
+    );
+    // A delete goes to the daemon, which finds no such destination (as the kernel).
+    assert!(parse("-d -t [2001:db8:100::1]:80 -r 192.0.2.2:80").is_ok());
+}
+
+#[test]
+fn six_goes_with_fwmark_only() {
+    // ipvsadm takes -6 only after -f; rvs has no -f, refused first when given first.
     assert_eq!(err("-A -f 1 -6"), err("-A -f 1"));
-    assert_eq!(err("-L -6"), message);
+    assert!(err("-L -6").starts_with("-6 used before -f"));
+    assert!(err("-A -6 -t [2001:db8::1]:80").starts_with("-6 used before -f"));
 }
 
 #[test]
@@ -1001,7 +1096,7 @@ fn edit_service_merges_with_the_current_state() {
             key: vip(Protocol::Udp, 53),
             scheduler: SchedulerKind::Rr,
             persistence: Some(300),
-            netmask: ip("255.255.255.0"),
+            netmask: mask("255.255.255.0"),
             sched_flags: Default::default(),
             ops: false,
         }))

@@ -27,11 +27,13 @@
 //! no such limit).
 
 use crate::hash::{range, HashKey};
+use crate::sched::fold;
 use crate::sched::{Dests, Flow};
 use crate::seqlock::{SeqSlot, Words};
 use crate::service::Service;
+use control::model::Netmask;
 use control::sysctl::IpvsSysctls;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Entries per bucket (five 24-byte entries and the counter fill two cache lines).
 pub const WAYS: usize = 5;
@@ -73,13 +75,21 @@ pub struct Key {
 }
 
 impl Key {
-    /// The template key of a new connection `flow` (protocol `proto`) to `svc`.
+    /// The template key of a new connection `flow` (protocol `proto`) to the IPv4 service
+    /// `svc` (an IPv6 flow's is [`Key6::of`]).
     pub fn of(svc: &Service, proto: u8, flow: &Flow) -> Key {
-        let mask = u32::from(svc.spec.netmask);
+        let mask = match svc.spec.netmask {
+            Netmask::V4(m) => u32::from(m),
+            Netmask::V6(_) => u32::MAX,
+        };
+        let v4 = |a: IpAddr| match a {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+        };
         Key {
             proto,
-            cnet: Ipv4Addr::from(u32::from(flow.client) & mask),
-            vip: flow.vip,
+            cnet: Ipv4Addr::from(u32::from(v4(flow.client)) & mask),
+            vip: v4(flow.vip),
             vport: if svc.spec.key.port == 0 {
                 0
             } else {
@@ -108,6 +118,61 @@ impl Key {
 
 /// Marks a used entry in `key_b` (so that an empty entry, all zero, matches no key).
 const USED: u32 = 1 << 31;
+/// Marks an IPv6 template in `key_b`: its `key_a` is a keyed 64-bit digest of the client
+/// prefix and VIP (256 bits do not fit the entry), so it is never listed (`-L -c` shows the
+/// IPv4 templates only) nor synced.
+const V6: u32 = 1 << 30;
+
+/// What identifies an IPv6 template: (protocol, client address & /prefix, VIP, vport).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key6 {
+    pub proto: u8,
+    /// Client address with the bits past the service's prefix length (`-M`) cleared.
+    pub cnet: Ipv6Addr,
+    pub vip: Ipv6Addr,
+    /// The virtual port; 0 for a port-0 service.
+    pub vport: u16,
+}
+
+impl Key6 {
+    /// The template key of a new IPv6 connection `flow` to `svc`.
+    pub fn of(svc: &Service, proto: u8, flow: &Flow) -> Key6 {
+        let v6 = |a: IpAddr| match a {
+            IpAddr::V6(a) => a,
+            IpAddr::V4(_) => Ipv6Addr::UNSPECIFIED,
+        };
+        let mask = match svc.spec.netmask {
+            Netmask::V6(_) => svc.spec.netmask.v6_mask(),
+            Netmask::V4(_) => u128::MAX,
+        };
+        Key6 {
+            proto,
+            cnet: Ipv6Addr::from(u128::from(v6(flow.client)) & mask),
+            vip: v6(flow.vip),
+            vport: if svc.spec.key.port == 0 {
+                0
+            } else {
+                flow.vport
+            },
+        }
+    }
+
+    /// The entry words: a digest under the table's secret key (so that clients cannot pick
+    /// addresses that collide), and the IPv6 mark.
+    fn words(&self, key: &HashKey) -> (u64, u32) {
+        let c = u128::from(self.cnet);
+        let v = u128::from(self.vip);
+        let h = key.hash(c as u64, (c >> 64) as u64);
+        let a = key.hash(
+            h ^ v as u64,
+            ((v >> 64) as u64).rotate_left(17) ^ h.rotate_left(29),
+        );
+        (
+            a,
+            USED | V6 | (u32::from(self.proto) << 16) | u32::from(self.vport),
+        )
+    }
+}
 
 /// The real server a template names: its slot and its address and port (a slot is reused by
 /// other servers later, so all three must match).
@@ -123,7 +188,9 @@ impl Target {
         let d = dests.get(i)?;
         Some(Target {
             slot: u16::try_from(d.slot).ok()?,
-            rip: d.spec.addr,
+            // An IPv6 RIP is kept folded to 32 bits (the entry's room); the slot and port
+            // identify the server all the same.
+            rip: Ipv4Addr::from(fold(d.spec.addr)),
             rport: d.spec.port,
         })
     }
@@ -134,7 +201,7 @@ impl Target {
         (0..dests.len()).find(|&i| {
             dests.get(i).is_some_and(|d| {
                 d.slot == u32::from(self.slot)
-                    && d.spec.addr == self.rip
+                    && fold(d.spec.addr) == u32::from(self.rip)
                     && d.spec.port == self.rport
                     && (d.spec.weight > 0 || quiesced == Quiesced::Keep)
             })
@@ -281,7 +348,10 @@ impl Persist {
 
     /// The live template of `key` at `now_ms`, without taking any lock.
     fn lookup(&self, key: &Key, now_ms: u64) -> Option<Found> {
-        let (a, b) = key.words();
+        self.lookup_words(key.words(), now_ms)
+    }
+
+    fn lookup_words(&self, (a, b): (u64, u32), now_ms: u64) -> Option<Found> {
         let ways = self.bucket(a, b)?.read(TRIES)?;
         ways.0
             .iter()
@@ -302,7 +372,17 @@ impl Persist {
         now_ms: u64,
         keep: impl Fn(&Target) -> bool,
     ) -> Option<Target> {
-        let (a, b) = key.words();
+        self.claim_words(key.words(), target, expires_s, now_ms, keep)
+    }
+
+    fn claim_words(
+        &self,
+        (a, b): (u64, u32),
+        target: Target,
+        expires_s: u32,
+        now_ms: u64,
+        keep: impl Fn(&Target) -> bool,
+    ) -> Option<Target> {
         let mut guard = self.bucket(a, b)?.lock(TRIES)?;
         let mut ways = guard.get();
         let written = Self::claim_in(&mut ways, (a, b), target, expires_s, now_ms, keep);
@@ -366,14 +446,17 @@ impl Persist {
         quiesced: Quiesced,
         now_ms: u64,
     ) -> Option<usize> {
-        let key = Key::of(svc, proto, flow);
+        let key = match flow.client {
+            IpAddr::V4(_) => Key::of(svc, proto, flow).words(),
+            IpAddr::V6(_) => Key6::of(svc, proto, flow).words(&self.key),
+        };
         let expires_s = expiry(now_ms, timeout_s);
         let usable = |t: &Target| t.find(dests, quiesced).is_some();
-        if let Some(found) = self.lookup(&key, now_ms) {
+        if let Some(found) = self.lookup_words(key, now_ms) {
             if let Some(i) = found.target.find(dests, quiesced) {
                 if found.expires_s < expires_s {
                     // Refresh; a busy bucket only delays the refresh to the next connection.
-                    let _ = self.claim(&key, found.target, expires_s, now_ms, usable);
+                    let _ = self.claim_words(key, found.target, expires_s, now_ms, usable);
                 }
                 return Some(i);
             }
@@ -382,7 +465,7 @@ impl Persist {
         let Some(target) = Target::of(dests, i) else {
             return Some(i);
         };
-        match self.claim(&key, target, expires_s, now_ms, usable) {
+        match self.claim_words(key, target, expires_s, now_ms, usable) {
             // Another worker made the template first: follow it.
             Some(t) if t != target => Some(t.find(dests, quiesced).unwrap_or(i)),
             _ => Some(i),
@@ -418,7 +501,8 @@ impl Persist {
             let Some(ways) = bucket.0.read(TRIES) else {
                 continue;
             };
-            for e in ways.0.iter().filter(|e| e.key_b != 0) {
+            // IPv6 templates hold a digest, not their addresses: not listed.
+            for e in ways.0.iter().filter(|e| e.key_b != 0 && e.key_b & V6 == 0) {
                 let found = e.found();
                 if live(found.expires_s, now_ms) {
                     f(Template {
@@ -465,6 +549,71 @@ mod tests {
             rip: Ipv4Addr::new(192, 0, 2, 2 + slot as u8),
             rport: 80,
         }
+    }
+
+    #[test]
+    fn ipv6_templates_are_keyed_by_client_prefix_and_never_listed() {
+        let p = Persist::new(64);
+        let k = |cnet: &str, vport| Key6 {
+            proto: 6,
+            cnet: cnet.parse().unwrap(),
+            vip: "2001:db8:100::1".parse().unwrap(),
+            vport,
+        };
+        let a = k("2001:db8:100:1::", 80).words(&p.key);
+        assert_ne!(a.1 & V6, 0);
+        assert_eq!(
+            p.claim_words(a, target(1), 100, 0, |_| true),
+            Some(target(1))
+        );
+        assert_eq!(p.lookup_words(a, 0).unwrap().target, target(1));
+        for other in [
+            k("2001:db8:100:2::", 80),
+            k("2001:db8:100:1::", 81),
+            Key6 {
+                proto: 17,
+                ..k("2001:db8:100:1::", 80)
+            },
+        ] {
+            assert_eq!(p.lookup_words(other.words(&p.key), 0), None, "{other:?}");
+        }
+        // An IPv4 key whose words would match the IPv6 digest's never does: the mark differs.
+        let v4 = Key::from_words(a.0, a.1 & !V6);
+        assert_eq!(p.lookup(&v4, 0), None);
+        assert_eq!(p.live_count(0), 0, "IPv6 templates are not listed");
+    }
+
+    #[test]
+    fn ipv6_key_masks_the_client_with_the_prefix_length() {
+        use crate::sched::Flow;
+        use control::model::{Netmask, Protocol, SchedulerKind, ServiceKey, ServiceSpec};
+        let spec = ServiceSpec {
+            key: ServiceKey {
+                protocol: Protocol::Tcp,
+                addr: "2001:db8:100::1".parse().unwrap(),
+                port: 80,
+            },
+            scheduler: SchedulerKind::Rr,
+            persistence: Some(60),
+            netmask: Netmask::V6(48),
+            sched_flags: Default::default(),
+            ops: false,
+        };
+        let svc = Service {
+            scheduler: crate::sched::build(&spec, &[], &Default::default()).unwrap(),
+            spec,
+            dests: Vec::new(),
+        };
+        let flow = |c: &str| Flow {
+            client: c.parse().unwrap(),
+            cport: 1000,
+            vip: "2001:db8:100::1".parse().unwrap(),
+            vport: 80,
+        };
+        let a = Key6::of(&svc, 6, &flow("2001:db8:100:ffff::7"));
+        assert_eq!(a.cnet, "2001:db8:100::".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(a, Key6::of(&svc, 6, &flow("2001:db8:100:1:2:3:4:5")));
+        assert_ne!(a, Key6::of(&svc, 6, &flow("2001:db8:101::7")));
     }
 
     #[test]

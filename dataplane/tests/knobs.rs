@@ -84,7 +84,7 @@ impl Director {
         let c = conns(&mut self.mgr);
         let conn = c
             .iter()
-            .find(|c| c.client == (CIP, port))
+            .find(|c| c.client == (CIP.into(), port))
             .unwrap_or_else(|| panic!("no connection from port {port}: {c:?}"));
         let mut f = if to_client {
             let mac = if conn.dest.0 == RIP1 {
@@ -92,7 +92,20 @@ impl Director {
             } else {
                 RS2_MAC
             };
-            tcp_frame(INT_MAC, mac, conn.dest, (CIP, port), flags, b"")
+            tcp_frame(
+                INT_MAC,
+                mac,
+                (
+                    match conn.dest.0 {
+                        std::net::IpAddr::V4(a) => a,
+                        std::net::IpAddr::V6(_) => unreachable!(),
+                    },
+                    conn.dest.1,
+                ),
+                (CIP, port),
+                flags,
+                b"",
+            )
         } else {
             tcp_frame(EXT_MAC, CLIENT_MAC, (CIP, port), (VIP, 80), flags, b"")
         };
@@ -113,7 +126,7 @@ impl Director {
     fn state(&mut self, port: u16) -> Option<String> {
         conns(&mut self.mgr)
             .into_iter()
-            .find(|c| c.client == (CIP, port))
+            .find(|c| c.client == (CIP.into(), port))
             .map(|c| c.state)
     }
 
@@ -470,8 +483,8 @@ fn schedule_icmp_schedules_the_quoted_flow_and_nats_the_error_to_it() {
             "type {ty}: quoted source is RIP:rport"
         );
         let c = conns(&mut d.mgr);
-        let conn = c.iter().find(|c| c.client == (CIP, cport)).unwrap();
-        assert_eq!((conn.virt, conn.dest), ((VIP, 80), (rip, 80)));
+        let conn = c.iter().find(|c| c.client == (CIP.into(), cport)).unwrap();
+        assert_eq!((conn.virt, conn.dest), ((VIP.into(), 80), (rip.into(), 80)));
         assert_eq!(conn.state, "NONE", "no packet of the flow seen yet");
     }
     // The connection is the flow's: the client's SYN that follows goes to the same server.

@@ -22,7 +22,7 @@ const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 fn key(protocol: Protocol, port: u16) -> ServiceKey {
     ServiceKey {
         protocol,
-        addr: VIP,
+        addr: VIP.into(),
         port,
     }
 }
@@ -201,7 +201,7 @@ fn removing_the_server_drops_the_template() {
     assert_eq!(d.tcp(client(10)), RIP1);
     d.ok(Request::DelDest {
         service: key(Protocol::Tcp, 80),
-        addr: RIP1,
+        addr: RIP1.into(),
         port: 80,
     });
     assert_eq!(d.tcp(client(10)), RIP2);
@@ -288,9 +288,9 @@ fn templates_are_listed_with_the_connections() {
         (t.protocol, t.client, t.virt, t.dest, t.expires_in),
         (
             Protocol::Tcp,
-            (Ipv4Addr::new(198, 51, 100, 0), 0),
-            (VIP, 80),
-            (RIP1, 80),
+            (Ipv4Addr::new(198, 51, 100, 0).into(), 0),
+            (VIP.into(), 80),
+            (RIP1.into(), 80),
             60
         ),
         "refreshed by the last connection"
@@ -310,7 +310,7 @@ fn templates_are_listed_with_the_connections() {
             templates[0].virt,
             templates[0].dest
         ),
-        ("UDP", client(20), (VIP, 0), (RIP1, 0)),
+        ("UDP", client(20).into(), (VIP.into(), 0), (RIP1.into(), 0)),
     );
     // Past the timeout the template is not listed any more.
     d.advance_s(31);

@@ -9,7 +9,7 @@ use control::proto::{Request, Response};
 use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, Pipeline};
 use dataplane::service::ServiceManager;
 use dataplane::stats::{DropReason, Event};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use testkit::plan::{BROADCAST as BCAST, CIP, CLIENT_MAC, DIP, RIP1, RIP2, RS1_MAC, RS2_MAC, VIP};
 use testkit::services::{self, dest, rvsadm, service, tcp, udp};
@@ -125,7 +125,10 @@ impl Lab {
         services::listed(&mut self.mgr, key)
             .dests
             .iter()
-            .map(|d| (d.spec.addr, d.active_conns, d.inactive_conns))
+            .filter_map(|d| match d.spec.addr {
+                IpAddr::V4(a) => Some((a, d.active_conns, d.inactive_conns)),
+                IpAddr::V6(_) => None,
+            })
             .collect()
     }
 }
@@ -308,13 +311,13 @@ fn lvs_nat_walk_through() {
     assert_eq!(
         states,
         [
-            (40000, RIP1, "ESTABLISHED"),
-            (40001, RIP2, "SYN_RECV"),
-            (40002, RIP1, "SYN_RECV")
+            (40000, RIP1.into(), "ESTABLISHED"),
+            (40001, RIP2.into(), "SYN_RECV"),
+            (40002, RIP1.into(), "SYN_RECV")
         ]
     );
     assert_eq!(conns[0].expires_in, 900);
-    assert_eq!(conns[0].virt, (VIP, 80));
+    assert_eq!(conns[0].virt, (VIP.into(), 80));
     // ActiveConn counts ESTABLISHED only: the half-open ones are InActConn.
     assert_eq!(lab.dest_counts(web()), [(RIP1, 1, 1), (RIP2, 0, 1)]);
 
@@ -431,7 +434,7 @@ fn syn_on_time_wait_is_scheduled_afresh() {
     let c = lab.conns();
     assert_eq!(
         (c.len(), c[0].state.as_str(), c[0].dest.0),
-        (1, "SYN_RECV", RIP2)
+        (1, "SYN_RECV", RIP2.into())
     );
     assert_eq!(lab.dest_counts(web()), [(RIP1, 0, 0), (RIP2, 0, 1)]);
     // A SYN on a live (SYN_RECV) connection is a retransmit: same server.
@@ -504,7 +507,7 @@ fn removed_and_quiesced_servers_keep_their_connections() {
     // Remove RS1 (expire_nodest_conn 0): its connections go on, both directions NATed.
     lab.ok(Request::DelDest {
         service: web(),
-        addr: RIP1,
+        addr: RIP1.into(),
         port: 80,
     });
     let mut ack = tcp_frame(EXT_MAC, CLIENT_MAC, (CIP, 1), (VIP, 80), ACK, b"");

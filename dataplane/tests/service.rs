@@ -138,7 +138,7 @@ fn errors_are_ipvsadm_like_and_change_nothing() {
         (
             Request::DelDest {
                 service: key(81),
-                addr: RIP1,
+                addr: RIP1.into(),
                 port: 80,
             },
             "Service not defined",
@@ -146,7 +146,7 @@ fn errors_are_ipvsadm_like_and_change_nothing() {
         (
             Request::DelDest {
                 service: key(80),
-                addr: RIP1,
+                addr: RIP1.into(),
                 port: 8080,
             },
             "No such destination",
@@ -206,12 +206,12 @@ fn list_edit_delete_clear() {
     assert_eq!(table_size, 128);
     let keys: Vec<u16> = services.iter().map(|s| s.spec.key.port).collect();
     assert_eq!(keys, [22, 80], "sorted by protocol, address, port");
-    let d: Vec<(Ipv4Addr, u16, u32)> = services[1]
+    let d: Vec<(std::net::IpAddr, u16, u32)> = services[1]
         .dests
         .iter()
         .map(|d| (d.spec.addr, d.spec.port, d.spec.weight))
         .collect();
-    assert_eq!(d, [(RIP1, 80, 1), (RIP2, 8080, 1)]);
+    assert_eq!(d, [(RIP1.into(), 80, 1), (RIP2.into(), 8080, 1)]);
     // The snapshot the workers see.
     let snap = dp.snapshot();
     assert!(snap.is_vip(VIP));
@@ -230,7 +230,7 @@ fn list_edit_delete_clear() {
     assert_eq!(
         mgr.handle(Request::DelDest {
             service: key(80),
-            addr: RIP1,
+            addr: RIP1.into(),
             port: 0
         }),
         Response::Ok
@@ -322,7 +322,7 @@ fn counters_survive_rebuilds_zero_and_slot_reuse() {
     let old_slot = dp.snapshot().service(6, VIP, 80).unwrap().dests[0].slot;
     mgr.handle(Request::DelDest {
         service: key(80),
-        addr: RIP1,
+        addr: RIP1.into(),
         port: 80,
     });
     mgr.handle(Request::AddDest {
@@ -404,6 +404,6 @@ fn list_conns_reports_state_and_expiry() {
     );
     assert_eq!(
         (c[0].client, c[0].virt, c[0].dest),
-        ((CIP, 1234), (VIP, 80), (RIP1, 8080))
+        ((CIP.into(), 1234), (VIP.into(), 80), (RIP1.into(), 8080))
     );
 }

@@ -179,7 +179,12 @@ impl<L: Lvs> Engine<L> {
             Response::Services { services, .. } => Ok(services
                 .into_iter()
                 .flat_map(|s| s.dests)
-                .map(|d| (SocketAddrV4::new(d.spec.addr, d.spec.port), d.spec))
+                // rvs-healthd checks IPv4 real servers only (its configuration has no IPv6):
+                // an IPv6 one is left as rvsadm set it.
+                .filter_map(|d| match d.spec.addr {
+                    std::net::IpAddr::V4(a) => Some((SocketAddrV4::new(a, d.spec.port), d.spec)),
+                    std::net::IpAddr::V6(_) => None,
+                })
                 .collect()),
             other => Err(format!("list {key}: unexpected answer {other:?}")),
         }
@@ -207,7 +212,7 @@ impl<L: Lvs> Engine<L> {
             (Some(_), None) => (
                 Request::DelDest {
                     service,
-                    addr: *ep.ip(),
+                    addr: (*ep.ip()).into(),
                     port: ep.port(),
                 },
                 format!("removing {ep}"),

@@ -114,7 +114,7 @@ impl ServerState {
 
     fn dest(&self, weight: u32) -> DestSpec {
         DestSpec {
-            addr: *self.endpoint.ip(),
+            addr: (*self.endpoint.ip()).into(),
             port: self.endpoint.port(),
             weight,
             forward: Forward::Masq,
@@ -254,7 +254,7 @@ impl ServiceState {
                 out.insert(
                     sorry.endpoint,
                     DestSpec {
-                        addr: *sorry.endpoint.ip(),
+                        addr: (*sorry.endpoint.ip()).into(),
                         port: sorry.endpoint.port(),
                         weight: w,
                         forward: Forward::Masq,

@@ -357,10 +357,13 @@ impl Lvs for Recorder {
     fn call(&mut self, r: Request) -> Result<Response, String> {
         let mut g = self.lock();
         let change = match &r {
-            Request::AddDest { dest, .. } | Request::EditDest { dest, .. } => {
-                Some((SocketAddrV4::new(dest.addr, dest.port), Some(dest.weight)))
+            Request::AddDest { dest, .. } | Request::EditDest { dest, .. } => Some((
+                SocketAddrV4::new(v4(dest.addr), dest.port),
+                Some(dest.weight),
+            )),
+            Request::DelDest { addr, port, .. } => {
+                Some((SocketAddrV4::new(v4(*addr), *port), None))
             }
-            Request::DelDest { addr, port, .. } => Some((SocketAddrV4::new(*addr, *port), None)),
             _ => None,
         };
         if let Some((ep, w)) = change {
@@ -553,5 +556,13 @@ impl VethPair {
         ip(&["-n", a, "link", "set", "va", "up"])?;
         ip(&["-n", b, "link", "set", "vb", "up"])?;
         Ok(pair)
+    }
+}
+
+/// The IPv4 address of a request from rvs-healthd (which speaks IPv4 only).
+fn v4(a: std::net::IpAddr) -> std::net::Ipv4Addr {
+    match a {
+        std::net::IpAddr::V4(a) => a,
+        std::net::IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
     }
 }

@@ -218,8 +218,12 @@ fn run(args: Args) -> Result<(), String> {
             role: pc.role,
             addrs: pc.addresses.clone(),
             gateway: pc.gateway,
-            addrs6: Vec::new(),
-            gateway6: None,
+            addrs6: pc
+                .ipv6_addresses()
+                .iter()
+                .map(|c| (c.addr, c.prefix_len))
+                .collect(),
+            gateway6: pc.gateway6,
             mtu: pc.mtu,
         })
         .collect();

@@ -170,8 +170,12 @@ fn validate(cfg: &Config) -> Result<(), String> {
             role: p.role,
             addrs: p.addresses.clone(),
             gateway: p.gateway,
-            addrs6: Vec::new(),
-            gateway6: None,
+            addrs6: p
+                .ipv6_addresses()
+                .iter()
+                .map(|c| (c.addr, c.prefix_len))
+                .collect(),
+            gateway6: p.gateway6,
             mtu: p.mtu,
         })
         .collect();

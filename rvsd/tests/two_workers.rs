@@ -27,7 +27,7 @@ use control::model::ConnStatus;
 use control::proto::{Request, Response};
 use pcap_file::pcap::PcapWriter;
 use std::fs::File;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use testkit::daemon::{net_pcap, Rvsd, RvsdConfig, VdevPort};
@@ -199,30 +199,30 @@ fn replies_are_handled_on_the_other_workers_queue() {
     };
     eprint!("{}", control::format::conns(&conns));
     conns.sort_by_key(|c| c.client.1);
-    let want: Vec<(u16, &str, Ipv4Addr)> = vec![
-        (40001, "ESTABLISHED", RIP1),
-        (40002, "ESTABLISHED", RIP2),
-        (40003, "ESTABLISHED", RIP1),
+    let want: Vec<(u16, &str, IpAddr)> = vec![
+        (40001, "ESTABLISHED", RIP1.into()),
+        (40002, "ESTABLISHED", RIP2.into()),
+        (40003, "ESTABLISHED", RIP1.into()),
     ];
-    let got: Vec<(u16, &str, Ipv4Addr)> = conns
+    let got: Vec<(u16, &str, IpAddr)> = conns
         .iter()
         .map(|c: &ConnStatus| (c.client.1, c.state.as_str(), c.dest.0))
         .collect();
     assert_eq!(got, want);
     for c in &conns {
-        assert_eq!((c.client.0, c.virt), (CIP, (VIP, 80)));
+        assert_eq!((c.client.0, c.virt), (CIP.into(), (VIP.into(), 80)));
         assert!(c.expires_in > 800, "ESTABLISHED: about 900 s left, {c:?}");
     }
     let Response::Services { services, .. } = c.call(Request::List { service: None }).unwrap()
     else {
         panic!("not a service list");
     };
-    let counts: Vec<(Ipv4Addr, u64, u64)> = services[0]
+    let counts: Vec<(IpAddr, u64, u64)> = services[0]
         .dests
         .iter()
         .map(|d| (d.spec.addr, d.active_conns, d.inactive_conns))
         .collect();
-    assert_eq!(counts, vec![(RIP1, 2, 0), (RIP2, 1, 0)]);
+    assert_eq!(counts, vec![(RIP1.into(), 2, 0), (RIP2.into(), 1, 0)]);
 
     // Nothing else came out: every filler frame was dropped.
     std::thread::sleep(Duration::from_millis(200));

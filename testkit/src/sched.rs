@@ -34,9 +34,9 @@ pub fn real_servers(weights: &[u32]) -> Vec<Dest> {
 pub fn spread_flow(k: u32) -> Flow {
     let a = k.wrapping_mul(0x9e37_79b1) ^ 0x5bd1_e995;
     Flow {
-        client: Ipv4Addr::from(a),
+        client: Ipv4Addr::from(a).into(),
         cport: (a >> 7) as u16 | 1024,
-        vip: VIP,
+        vip: VIP.into(),
         vport: 80,
     }
 }
@@ -48,7 +48,7 @@ pub fn conn_on(to: &Dest, n: usize, active: bool) -> NewConn {
         proto: 6,
         client: nth_client(n),
         virt: (VIP, 80),
-        real: (to.spec.addr, to.spec.port),
+        real: (to.addr4(), to.spec.port),
         dest: to.slot,
         state: if active {
             ConnState::Established

@@ -3,12 +3,10 @@
 
 use control::cli::{parse_restore, Table};
 use control::model::{
-    default_netmask, ConnStatus, DestSpec, Forward, Protocol, SchedulerKind, ServiceKey,
-    ServiceSpec, ServiceStatus,
+    ConnStatus, DestSpec, Forward, Protocol, SchedulerKind, ServiceKey, ServiceSpec, ServiceStatus,
 };
 use control::proto::{Request, Response};
 use dataplane::service::ServiceManager;
-use std::net::Ipv4Addr;
 
 /// Applies rvsadm command lines (`-A -t 198.51.100.1:80 -s rr`, one per line, as `rvsadm -R`
 /// reads them) to `mgr`, each edit completed from the current state as rvsadm does; every line
@@ -56,18 +54,18 @@ pub fn conns(mgr: &mut ServiceManager) -> Vec<ConnStatus> {
     }
 }
 
-pub fn tcp(addr: Ipv4Addr, port: u16) -> ServiceKey {
+pub fn tcp(addr: impl Into<std::net::IpAddr>, port: u16) -> ServiceKey {
     ServiceKey {
         protocol: Protocol::Tcp,
-        addr,
+        addr: addr.into(),
         port,
     }
 }
 
-pub fn udp(addr: Ipv4Addr, port: u16) -> ServiceKey {
+pub fn udp(addr: impl Into<std::net::IpAddr>, port: u16) -> ServiceKey {
     ServiceKey {
         protocol: Protocol::Udp,
-        addr,
+        addr: addr.into(),
         port,
     }
 }
@@ -78,16 +76,16 @@ pub fn service(key: ServiceKey, scheduler: SchedulerKind) -> ServiceSpec {
         key,
         scheduler,
         persistence: None,
-        netmask: default_netmask(),
+        netmask: control::model::Netmask::full(key.addr),
         sched_flags: Default::default(),
         ops: false,
     }
 }
 
 /// `-a -r addr:port -m -w weight`, no thresholds.
-pub fn dest(addr: Ipv4Addr, port: u16, weight: u32) -> DestSpec {
+pub fn dest(addr: impl Into<std::net::IpAddr>, port: u16, weight: u32) -> DestSpec {
     DestSpec {
-        addr,
+        addr: addr.into(),
         port,
         weight,
         forward: Forward::Masq,

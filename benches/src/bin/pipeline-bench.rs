@@ -110,7 +110,7 @@ fn setup(capacity: usize) -> Arc<Dataplane> {
     for protocol in [Protocol::Tcp, Protocol::Udp] {
         let key = ServiceKey {
             protocol,
-            addr: VIP,
+            addr: VIP.into(),
             port: VPORT,
         };
         rvs_benches::add_rr_service(&mut mgr, key, DESTS, VPORT);

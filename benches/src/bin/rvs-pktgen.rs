@@ -241,6 +241,8 @@ fn port_config(name: &str, device: &str) -> PortConfig {
         addresses: Vec::new(),
         mac: None,
         gateway: None,
+        addresses6: Vec::new(),
+        gateway6: None,
         mtu: 1500,
         rx_ring: 1024,
         tx_ring: 1024,

@@ -199,7 +199,7 @@ fn picks(args: &Args) -> String {
                     // A client never seen before (the table holds 1M templates; old ones
                     // are replaced as it fills).
                     Flow {
-                        client: Ipv4Addr::from((k as u32).wrapping_mul(0x0100_0193)),
+                        client: Ipv4Addr::from((k as u32).wrapping_mul(0x0100_0193)).into(),
                         ..*f
                     }
                 };

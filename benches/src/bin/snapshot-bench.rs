@@ -74,14 +74,14 @@ const BURST: usize = 32;
 fn service_key(i: usize) -> ServiceKey {
     ServiceKey {
         protocol: Protocol::Tcp,
-        addr: VIP,
+        addr: VIP.into(),
         port: 1000 + i as u16,
     }
 }
 
 fn dest(i: usize, port: u16, weight: u32) -> DestSpec {
     DestSpec {
-        addr: rvs_benches::rip(i as u32),
+        addr: rvs_benches::rip(i as u32).into(),
         port,
         weight,
         forward: Forward::Masq,
@@ -235,7 +235,7 @@ fn main() {
         rvs_benches::add_rr_service(&mut mgr, service_key(s), dests as u32, 80);
     }
     for d in 0..dests {
-        dp.neigh().learn(1, dest(d, 80, 1).addr, PEER_MAC);
+        dp.neigh().learn(1, rvs_benches::rip(d as u32), PEER_MAC);
     }
 
     let nproc = std::thread::available_parallelism().map_or(1, |n| n.get());

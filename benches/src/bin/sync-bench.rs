@@ -50,7 +50,7 @@ fn setup(capacity: usize) -> (std::sync::Arc<Dataplane>, ServiceManager) {
     let mut mgr = ServiceManager::new(dp.clone());
     let key = ServiceKey {
         protocol: Protocol::Tcp,
-        addr: VIP,
+        addr: VIP.into(),
         port: 80,
     };
     rvs_benches::add_rr_service(&mut mgr, key, DESTS, 80);

@@ -1,46 +1,70 @@
 //! Addresses and ports: `host[:port]` as ipvsadm reads it, host names and service names.
 
-use super::grammar::NO_IPV6;
-use super::{fail, number, CliError};
+use super::{number, CliError};
 use crate::model::Protocol;
-use std::net::{Ipv4Addr, Ipv6Addr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
 
 /// `host[:port]` as given on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct HostPort {
-    pub(super) addr: Ipv4Addr,
+    pub(super) addr: IpAddr,
     /// `None` when not given.
     pub(super) port: Option<u16>,
 }
 
 /// `host[:port]` as ipvsadm's parse_service reads it: `Ok(None)` when malformed (the caller
-/// names what was malformed).
+/// names what was malformed). IPv6: `[addr]:port`, or a bare `addr` without a port;
+/// `[addr]` without `:port` is malformed, as in ipvsadm. Host names resolve to IPv4 only
+/// (ipvsadm's gethostbyname).
 pub(super) fn parse_host_port(
     text: &str,
     protocol: Protocol,
 ) -> Result<Option<HostPort>, CliError> {
-    if text.starts_with('[') || text.parse::<Ipv6Addr>().is_ok() {
-        return fail(NO_IPV6);
-    }
     // ipvsadm refuses a bare number, which would otherwise read as a 32-bit address.
     if text.is_empty() || text.bytes().all(|b| b.is_ascii_digit()) {
         return Ok(None);
+    }
+    if let Some(rest) = text.strip_prefix('[') {
+        let Some((host, port)) = rest.split_once("]:") else {
+            return Ok(None);
+        };
+        let Ok(addr) = host.parse::<Ipv6Addr>() else {
+            return Ok(None);
+        };
+        return Ok(parse_port(port, protocol).map(|port| HostPort {
+            addr: IpAddr::V6(addr),
+            port: Some(port),
+        }));
+    }
+    if let Ok(addr) = text.parse::<Ipv6Addr>() {
+        return Ok(Some(HostPort {
+            addr: IpAddr::V6(addr),
+            port: None,
+        }));
     }
     let (host, port) = match text.rsplit_once(':') {
         Some((h, p)) => (h, Some(p)),
         None => (text, None),
     };
-    let Some(addr) = host.parse().ok().or_else(|| resolve_host(host)) else {
+    let Some(addr) = host.parse::<Ipv4Addr>().ok().or_else(|| resolve_host(host)) else {
         return Ok(None);
     };
+    let addr = IpAddr::V4(addr);
     let port = match port {
         None => None,
-        Some(p) => match number(p, 0, 65535).or_else(|| service_port(p, protocol).map(u32::from)) {
-            Some(n) => Some(n as u16),
+        Some(p) => match parse_port(p, protocol) {
+            Some(n) => Some(n),
             None => return Ok(None),
         },
     };
     Ok(Some(HostPort { addr, port }))
+}
+
+/// A port number or service name.
+fn parse_port(text: &str, protocol: Protocol) -> Option<u16> {
+    number(text, 0, 65535)
+        .map(|n| n as u16)
+        .or_else(|| service_port(text, protocol))
 }
 
 /// A host name's first IPv4 address.
@@ -134,6 +158,10 @@ ntp\t\t123/udp
             addr: "192.0.2.2".parse().unwrap(),
             port,
         };
+        let a6 = |port| HostPort {
+            addr: "2001:db8::1".parse().unwrap(),
+            port,
+        };
         assert_eq!(p("192.0.2.2:8080"), Ok(Some(a(Some(8080)))));
         assert_eq!(p("192.0.2.2"), Ok(Some(a(None))));
         assert_eq!(p("192.0.2.2:0"), Ok(Some(a(Some(0)))));
@@ -141,14 +169,17 @@ ntp\t\t123/udp
         assert_eq!(p("192.0.2.2:"), Ok(None));
         assert_eq!(p("12345"), Ok(None));
         assert_eq!(p(""), Ok(None));
-        assert_eq!(
-            p("[2001:db8::1]:80"),
-            Err(CliError("IPv6 is not supported by rvs yet".into()))
-        );
-        assert_eq!(
-            p("2001:db8::1"),
-            Err(CliError("IPv6 is not supported by rvs yet".into()))
-        );
+        assert_eq!(p("[2001:db8::1]:80"), Ok(Some(a6(Some(80)))));
+        assert_eq!(p("[2001:db8::1]:http"), Ok(Some(a6(Some(80)))));
+        assert_eq!(p("[2001:db8:0::1]:0"), Ok(Some(a6(Some(0)))));
+        assert_eq!(p("2001:db8::1"), Ok(Some(a6(None))));
+        // ipvsadm: brackets need a port; no port past 65535; no IPv4 in brackets.
+        assert_eq!(p("[2001:db8::1]"), Ok(None));
+        assert_eq!(p("[2001:db8::1]:"), Ok(None));
+        assert_eq!(p("[2001:db8::1]:65536"), Ok(None));
+        assert_eq!(p("[2001:db8::1:80"), Ok(None));
+        assert_eq!(p("[192.0.2.2]:80"), Ok(None));
+        assert_eq!(p("[2001:db8::g]:80"), Ok(None));
     }
 
     #[test]
@@ -156,7 +187,7 @@ ntp\t\t123/udp
         assert_eq!(
             parse_host_port("localhost:80", Protocol::Tcp),
             Ok(Some(HostPort {
-                addr: Ipv4Addr::LOCALHOST,
+                addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 port: Some(80)
             }))
         );

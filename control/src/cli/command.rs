@@ -3,9 +3,11 @@
 
 use super::{fail, CliError};
 use crate::format::ListFormat;
-use crate::model::{ops_refusal, DestSpec, SchedFlags, SchedulerKind, ServiceKey, ServiceSpec};
+use crate::model::{
+    ops_refusal, DestSpec, Netmask, SchedFlags, SchedulerKind, ServiceKey, ServiceSpec,
+};
 use crate::proto::Request;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// What one rvsadm call asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,7 +87,7 @@ pub struct ServiceEdit {
     pub scheduler: Option<SchedulerKind>,
     /// `Some(0)` (`-p 0`, an rvsadm extension) turns persistence off.
     pub persistence: Option<u32>,
-    pub netmask: Option<Ipv4Addr>,
+    pub netmask: Option<Netmask>,
     /// `-b`: replaces the flags. Without it the flags are kept, less those that do not
     /// belong to the (new) scheduler.
     pub sched_flags: Option<SchedFlags>,
@@ -121,7 +123,7 @@ impl ServiceEdit {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DestEdit {
     pub service: ServiceKey,
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub port: u16,
     pub weight: Option<u32>,
     pub upper_threshold: Option<u32>,

@@ -201,7 +201,10 @@ const fn def(short: Option<char>, long: &'static str, arg: Arg, kind: Kind) -> O
 // What rvsadm says about ipvsadm options rvs does not implement.
 const NO_FWMARK: &str =
     "rvs does not support firewall-mark services (-f): give the service as -t or -u host:port";
-pub(super) const NO_IPV6: &str = "IPv6 is not supported by rvs yet";
+// ipvsadm takes -6 only after -f (an IPv6 firewall-mark service); rvs has no -f, whose refusal
+// comes first when it is given first. IPv6 services are given as -t|-u [addr]:port.
+const SIX_BEFORE_F: &str = "-6 used before -f (rvs does not support firewall-mark services: \
+     give an IPv6 service as -t|-u [addr]:port)";
 const NO_PE: &str = "rvs does not support persistence engines (--pe)";
 const NO_PERSISTENT_CONN: &str = "rvs does not report persistent connections (--persistent-conn)";
 
@@ -246,7 +249,7 @@ pub(super) const OPTIONS: &[OptDef] = &[
     def(None,      "sort",            Arg::None,     Kind::NoOp),
     def(None,      "socket",          Arg::Required, Kind::Socket),
     def(Some('f'), "fwmark-service",  Arg::Required, Kind::Unsupported(NO_FWMARK)),
-    def(Some('6'), "ipv6",            Arg::None,     Kind::Unsupported(NO_IPV6)),
+    def(Some('6'), "ipv6",            Arg::None,     Kind::Unsupported(SIX_BEFORE_F)),
     def(Some('o'), "ops",             Arg::None,     Kind::Opt(Opt::Ops)),
     def(Some('b'), "sched-flags",     Arg::Required, Kind::Opt(Opt::SchedFlags)),
     def(None,      "counters",        Arg::None,     Kind::Opt(Opt::Counters)),

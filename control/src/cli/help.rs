@@ -57,7 +57,7 @@ Options:
   --scheduler    -s scheduler         one of {schedulers},
                                       the default scheduler is {default}.
   --persistent   -p [timeout]         persistent service (default {persist} s; -E -p 0 turns it off)
-  --netmask      -M netmask           persistent granularity mask
+  --netmask      -M netmask           persistent granularity mask (IPv6: prefix length 1..128)
   --ops          -o                   one-packet scheduling (UDP; -E -o turns it on)
   --sched-flags  -b flags             scheduler flags (comma-separated): sh-fallback,
                                       sh-port (sh), mh-fallback, mh-port (mh)
@@ -82,8 +82,8 @@ Options:
   --syncid sid                        syncID for connection sync (rvsd's is [sync]'s; checked)
   --socket       PATH                 rvsd's control socket (default ${env}, else {socket})
 
-Not supported by rvs: -f (fwmark services), -g and -i (direct routing, tunneling), -6,
---pe and --persistent-conn.
+Not supported by rvs: -f (fwmark services, and so -6, which only goes with -f), -g and -i
+(direct routing, tunneling), --pe and --persistent-conn. IPv6 services: -t|-u [addr]:port.
 ",
         version = version(),
         schedulers = schedulers.join("|"),

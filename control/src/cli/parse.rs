@@ -10,11 +10,11 @@ use super::tokenize::{tokenize, Raw};
 use super::{fail, number, CliError, DEFAULT_PERSISTENCE, DEFAULT_SCHEDULER, MAX_TIMEOUT};
 use crate::format::{ListFormat, View};
 use crate::model::{
-    default_netmask, DestSpec, Forward, Protocol, SchedFlags, SchedulerKind, ServiceKey,
+    family_refusal, DestSpec, Forward, Netmask, Protocol, SchedFlags, SchedulerKind, ServiceKey,
     ServiceSpec, Timeouts,
 };
 use crate::proto::Request;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// Parses one call's arguments (without the program name).
 ///
@@ -92,11 +92,12 @@ fn build(cmd: Cmd, raw: &Raw) -> Result<Command, CliError> {
     match cmd {
         Cmd::AddService => {
             let scheduler = scheduler(raw)?.unwrap_or(DEFAULT_SCHEDULER);
+            let key = required_service(raw)?;
             let spec = ServiceSpec {
-                key: required_service(raw)?,
+                key,
                 scheduler,
                 persistence: persistence(raw, ZeroPersistence::Illegal)?,
-                netmask: netmask(raw)?.unwrap_or_else(default_netmask),
+                netmask: netmask(raw, key.addr)?.unwrap_or(Netmask::full(key.addr)),
                 sched_flags: match sched_flags(raw)? {
                     Some(flags) => check_sched_flags(flags, scheduler)?,
                     None => SchedFlags::default(),
@@ -111,7 +112,7 @@ fn build(cmd: Cmd, raw: &Raw) -> Result<Command, CliError> {
             key: required_service(raw)?,
             scheduler: scheduler(raw)?,
             persistence: persistence(raw, ZeroPersistence::TurnsOff)?,
-            netmask: netmask(raw)?,
+            netmask: netmask(raw, required_service(raw)?.addr)?,
             sched_flags: sched_flags(raw)?,
             ops: raw.has(Opt::Ops),
         }))),
@@ -259,7 +260,7 @@ fn required_service(raw: &Raw) -> Result<ServiceKey, CliError> {
 /// A real server as `-t/-u` and `-r` name it.
 struct RealServer {
     service: ServiceKey,
-    addr: Ipv4Addr,
+    addr: IpAddr,
     port: u16,
 }
 
@@ -281,6 +282,13 @@ fn server(raw: &Raw) -> Result<RealServer, CliError> {
             _ => return fail(
                 "rvs implements masquerading (NAT, -m) only: -i (ipip, tunneling) is not supported",
             ),
+        }
+    }
+    // The kernel refuses to add or edit a real server of the other family for masquerading
+    // (a delete of one is answered "No such destination", by the daemon).
+    if raw.cmd != Some(Cmd::DelServer) {
+        if let Some(why) = family_refusal(key.addr, addr) {
+            return fail(why);
         }
     }
     Ok(RealServer {
@@ -328,13 +336,24 @@ fn persistence(raw: &Raw, zero: ZeroPersistence) -> Result<Option<u32>, CliError
     }
 }
 
-fn netmask(raw: &Raw) -> Result<Option<Ipv4Addr>, CliError> {
-    raw.value(Opt::Netmask)
-        .map(|v| {
-            v.parse()
-                .map_err(|_| CliError("illegal virtual server persistent mask specified".into()))
-        })
-        .transpose()
+/// `-M`: a dotted netmask for an IPv4 service, a prefix length 1..128 for an IPv6 one, with
+/// ipvsadm's messages. ipvsadm reads `-M` by the family of a `-t/-u` given before it (an IPv6
+/// prefix given before the service is misread there); rvsadm reads it by the service's family
+/// wherever it stands.
+fn netmask(raw: &Raw, service: IpAddr) -> Result<Option<Netmask>, CliError> {
+    let Some(v) = raw.value(Opt::Netmask) else {
+        return Ok(None);
+    };
+    match service {
+        IpAddr::V4(_) => v
+            .parse()
+            .map(|m| Some(Netmask::V4(m)))
+            .map_err(|_| CliError("illegal virtual server persistent mask specified".into())),
+        IpAddr::V6(_) => match number(v, 1, 128) {
+            Some(len) => Ok(Some(Netmask::V6(len as u8))),
+            None => fail("illegal ipv6 netmask specified"),
+        },
+    }
 }
 
 /// `-b flag[,flag...]`, as ipvsadm's parse_sched_flags (checked against the scheduler by

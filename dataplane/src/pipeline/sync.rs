@@ -54,7 +54,7 @@ impl Pipeline {
             template: true,
             client: (key.cnet, 0),
             virt: (key.vip, key.vport),
-            real: (d.spec.addr, d.spec.port),
+            real: (d.addr4(), d.spec.port),
             timeout_s,
             fwmark: 0,
         };

@@ -37,9 +37,9 @@ mod tests {
 
     fn to(vip: Ipv4Addr, client_last: u8) -> Flow {
         Flow {
-            client: Ipv4Addr::new(198, 51, 100, client_last),
+            client: Ipv4Addr::new(198, 51, 100, client_last).into(),
             cport: 1000 + u16::from(client_last),
-            vip,
+            vip: vip.into(),
             vport: 80,
         }
     }

@@ -34,9 +34,10 @@
 //! the same real server whichever of them the router picks, and a change of one server moves
 //! only about 1/N of the clients (see `docs/schedulers.md`).
 
+use super::fold;
 use super::{fmix64, gcd, Dests, Flow, Scheduler, NO_DEST};
 use crate::service::dest::Dest;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// Slots of the lookup table (a prime).
 pub const TABLE_SIZE: usize = 65537;
@@ -52,8 +53,9 @@ pub const K2: u64 = 2_654_446_892;
 
 /// The Maglev hash; see the module documentation.
 #[inline]
-pub fn hash(seed: u64, addr: Ipv4Addr, port: u16, offset: u32) -> u64 {
-    let key = (u64::from(u32::from(addr)) << 16) | u64::from(port);
+pub fn hash(seed: u64, addr: impl Into<IpAddr>, port: u16, offset: u32) -> u64 {
+    // IPv6: the address folded to 32 bits as the kernel's ip_vs_mh_hashkey does.
+    let key = (u64::from(fold(addr.into())) << 16) | u64::from(port);
     fmix64(fmix64(seed ^ key) ^ u64::from(offset))
 }
 
@@ -182,6 +184,7 @@ mod tests {
     use crate::conntrack::ConnTable;
     use crate::sched::tests::{dest, load};
     use control::model::Timeouts;
+    use std::net::Ipv4Addr;
 
     fn servers(n: usize) -> Vec<Dest> {
         (0..n).map(|i| dest(2 + i as u8, 1, i as u32)).collect()
@@ -197,9 +200,9 @@ mod tests {
 
     fn client(k: u32) -> Flow {
         Flow {
-            client: Ipv4Addr::from(0xc633_6400 + k),
+            client: Ipv4Addr::from(0xc633_6400 + k).into(),
             cport: (k % 60000) as u16 + 1024,
-            vip: Ipv4Addr::new(198, 51, 100, 1),
+            vip: Ipv4Addr::new(198, 51, 100, 1).into(),
             vport: 80,
         }
     }

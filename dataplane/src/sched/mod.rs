@@ -33,16 +33,16 @@ pub use crate::hash::fmix64;
 use crate::conntrack::{ConnTable, DestCounts};
 use crate::service::dest::Dest;
 use control::model::{SchedulerKind, ServiceSpec};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-/// The connection being scheduled.
+/// The connection being scheduled: both addresses of the service's family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Flow {
-    pub client: Ipv4Addr,
+    pub client: IpAddr,
     pub cport: u16,
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     pub vport: u16,
 }
 
@@ -94,7 +94,11 @@ fn fingerprint(dests: &[Dest]) -> u64 {
     for d in dests {
         let s = &d.spec;
         for v in [
-            (u64::from(u32::from(s.addr)) << 16) | u64::from(s.port),
+            (u64::from(fold(s.addr)) << 16) | u64::from(s.port),
+            match s.addr {
+                IpAddr::V4(_) => 0,
+                IpAddr::V6(a) => fmix64(u128::from(a) as u64 ^ (u128::from(a) >> 64) as u64),
+            },
             u64::from(s.weight),
             (u64::from(s.upper_threshold) << 32) | u64::from(s.lower_threshold),
         ] {
@@ -140,11 +144,26 @@ pub(crate) fn weighted_buckets(dests: &[Dest]) -> [u16; HASH_BUCKETS] {
     table
 }
 
-/// The sh/dh hash (the spec's, as the classic kernel `ip_vs_sh_hashkey`): the host-order
-/// address (plus the port, for sh-port) times 2654435761, plus the probe offset, modulo 256.
+/// An address as the kernel's sh, dh and mh hash it: an IPv4 address in host order; an IPv6
+/// one folded to 32 bits, the XOR of its four words (`addr->ip6[0] ^ ... ^ addr->ip6[3]`,
+/// then ntohl, in ip_vs_sh.c, ip_vs_dh.c and ip_vs_mh.c).
 #[inline]
-pub fn bucket_of(addr: Ipv4Addr, port: u16, offset: u32) -> usize {
-    let v = u32::from(addr).wrapping_add(u32::from(port));
+pub fn fold(addr: IpAddr) -> u32 {
+    match addr {
+        IpAddr::V4(a) => u32::from(a),
+        IpAddr::V6(a) => {
+            let x = u128::from(a);
+            (x as u32) ^ ((x >> 32) as u32) ^ ((x >> 64) as u32) ^ ((x >> 96) as u32)
+        }
+    }
+}
+
+/// The sh/dh hash (the spec's, as the classic kernel `ip_vs_sh_hashkey`): the host-order
+/// address ([`fold`]ed for IPv6) plus the port (for sh-port) times 2654435761, plus the probe
+/// offset, modulo 256.
+#[inline]
+pub fn bucket_of(addr: impl Into<IpAddr>, port: u16, offset: u32) -> usize {
+    let v = fold(addr.into()).wrapping_add(u32::from(port));
     (offset.wrapping_add(v.wrapping_mul(2_654_435_761)) as usize) & (HASH_BUCKETS - 1)
 }
 
@@ -339,6 +358,25 @@ pub fn build(
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn ipv6_addresses_fold_as_the_kernel_does() {
+        // ip_vs_sh/dh/mh_hashkey: addr->ip6[0] ^ ip6[1] ^ ip6[2] ^ ip6[3], then ntohl.
+        let a: std::net::Ipv6Addr = "2001:db8:1:2:3:4:5:6".parse().unwrap();
+        let want = 0x2001_0db8u32 ^ 0x0001_0002 ^ 0x0003_0004 ^ 0x0005_0006;
+        assert_eq!(fold(a.into()), want);
+        assert_eq!(fold(Ipv4Addr::new(192, 0, 2, 1).into()), 0xc000_0201);
+        // sh/dh buckets: the folded address times 2654435761, as for IPv4.
+        assert_eq!(
+            bucket_of(a, 0, 0),
+            (want.wrapping_mul(2_654_435_761) & 255) as usize
+        );
+        assert_eq!(
+            bucket_of(a, 80, 3),
+            (3u32.wrapping_add(want.wrapping_add(80).wrapping_mul(2_654_435_761)) & 255) as usize
+        );
+    }
     use super::*;
     use crate::conntrack::{ConnState, NewConn};
     use control::model::{DestSpec, SchedFlags, Timeouts};
@@ -346,7 +384,7 @@ pub(crate) mod tests {
     pub(crate) fn dest(last: u8, weight: u32, slot: u32) -> Dest {
         Dest::new(
             DestSpec {
-                addr: Ipv4Addr::new(192, 0, 2, last),
+                addr: Ipv4Addr::new(192, 0, 2, last).into(),
                 port: 80,
                 weight,
                 forward: control::model::Forward::Masq,
@@ -359,9 +397,9 @@ pub(crate) mod tests {
 
     pub(crate) fn flow(n: u16) -> Flow {
         Flow {
-            client: Ipv4Addr::new(198, 51, 100, 10),
+            client: Ipv4Addr::new(198, 51, 100, 10).into(),
             cport: 1024 + n,
-            vip: Ipv4Addr::new(198, 51, 100, 1),
+            vip: Ipv4Addr::new(198, 51, 100, 1).into(),
             vport: 80,
         }
     }
@@ -370,7 +408,7 @@ pub(crate) mod tests {
         ServiceSpec {
             key: control::model::ServiceKey {
                 protocol: control::model::Protocol::Tcp,
-                addr: Ipv4Addr::new(198, 51, 100, 1),
+                addr: Ipv4Addr::new(198, 51, 100, 1).into(),
                 port: 80,
             },
             scheduler: kind,

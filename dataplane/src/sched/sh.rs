@@ -7,7 +7,7 @@
 
 use super::{bucket_of, weighted_buckets, Dests, Flow, Scheduler, HASH_BUCKETS, NO_DEST};
 use crate::service::dest::Dest;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 #[derive(Debug)]
 pub struct SourceHash {
@@ -30,7 +30,7 @@ impl SourceHash {
 pub(super) fn lookup(
     buckets: &[u16; HASH_BUCKETS],
     dests: &Dests<'_>,
-    addr: Ipv4Addr,
+    addr: IpAddr,
     port: u16,
     fallback: bool,
 ) -> Option<usize> {
@@ -69,12 +69,13 @@ mod tests {
     use crate::conntrack::ConnTable;
     use crate::sched::tests::{dest, load};
     use control::model::Timeouts;
+    use std::net::Ipv4Addr;
 
     fn from(client: Ipv4Addr, cport: u16) -> Flow {
         Flow {
-            client,
+            client: client.into(),
             cport,
-            vip: Ipv4Addr::new(198, 51, 100, 1),
+            vip: Ipv4Addr::new(198, 51, 100, 1).into(),
             vport: 80,
         }
     }

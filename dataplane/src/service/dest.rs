@@ -4,6 +4,7 @@
 //! the snapshot (which holds each service's scheduler) on `sched`, never the other way round.
 
 use control::model::DestSpec;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 /// Real servers that can exist at once (over all services), including removed ones whose
@@ -24,6 +25,25 @@ pub struct Dest {
 }
 
 impl Dest {
+    /// The RIP of a real server of an IPv4 service (0.0.0.0 for an IPv6 one, which the
+    /// manager never puts in an IPv4 service: families are never mixed).
+    #[inline]
+    pub fn addr4(&self) -> Ipv4Addr {
+        match self.spec.addr {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+        }
+    }
+
+    /// The RIP of a real server of an IPv6 service (:: for an IPv4 one).
+    #[inline]
+    pub fn addr6(&self) -> Ipv6Addr {
+        match self.spec.addr {
+            IpAddr::V6(a) => a,
+            IpAddr::V4(_) => Ipv6Addr::UNSPECIFIED,
+        }
+    }
+
     /// A real server outside any manager (tests and benchmarks): its slot is never reused.
     pub fn new(spec: DestSpec, slot: u32) -> Dest {
         Dest {

@@ -12,13 +12,13 @@ use crate::pipeline::Dataplane;
 use crate::sched::{self, SchedState};
 use crate::stats::{add_rates, RateEstimator, RATE_SAMPLES};
 use control::model::{
-    ops_refusal, ConnStatus, DestSpec, DestStatus, Protocol, Rates, ServiceKey, ServiceSpec,
-    ServiceStatus, Stats,
+    family_refusal, ops_refusal, ConnStatus, DestSpec, DestStatus, Protocol, Rates, ServiceKey,
+    ServiceSpec, ServiceStatus, Stats,
 };
 use control::proto::{Request, Response};
 use control::sysctl::IpvsSysctls;
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Largest `-w` weight, as ipvsadm.
@@ -74,7 +74,7 @@ struct Draining {
 
 /// A real server's identity for `--rate`: its slot and what it is, so that a reused slot
 /// starts a new history.
-type RateKey = (u32, ServiceKey, Ipv4Addr, u16);
+type RateKey = (u32, ServiceKey, IpAddr, u16);
 
 fn add_stats(a: &mut Stats, b: &Stats) {
     a.conns = a.conns.wrapping_add(b.conns);
@@ -232,7 +232,16 @@ impl ServiceManager {
 
     // --- checks ----------------------------------------------------------------------------
 
-    fn check_service_spec(spec: &ServiceSpec) -> Result<()> {
+    /// The spec as the manager keeps it (an IPv6 service's netmask left at the IPv4 default
+    /// becomes /128), or why it is refused.
+    fn check_service_spec(spec: &ServiceSpec) -> Result<ServiceSpec> {
+        let mut spec = spec.clone();
+        spec.normalize_netmask()?;
+        Self::check_service_rules(&spec)?;
+        Ok(spec)
+    }
+
+    fn check_service_rules(spec: &ServiceSpec) -> Result<()> {
         if spec.key.port == 0 && spec.persistence.is_none() {
             return Err("Zero port specified for non-persistent service".into());
         }
@@ -260,7 +269,7 @@ impl ServiceManager {
     /// address and port alone (the snapshot's `ops_reply`). The error for real server
     /// `addr:port` in service `key` (one-packet scheduling if `ops`), if another service
     /// has it.
-    fn ops_conflict(&self, key: &ServiceKey, ops: bool, addr: Ipv4Addr, port: u16) -> Result<()> {
+    fn ops_conflict(&self, key: &ServiceKey, ops: bool, addr: IpAddr, port: u16) -> Result<()> {
         let other = self.services.iter().find(|(k, svc)| {
             *k != key
                 && k.protocol == key.protocol
@@ -292,7 +301,7 @@ impl ServiceManager {
     // --- changes (each checks everything first) -----------------------------------------------
 
     fn add_service(&mut self, spec: &ServiceSpec) -> Result<()> {
-        Self::check_service_spec(spec)?;
+        let spec = &Self::check_service_spec(spec)?;
         if self.services.contains_key(&spec.key) {
             return Err("Service already exists".into());
         }
@@ -310,7 +319,7 @@ impl ServiceManager {
 
     fn edit_service(&mut self, spec: &ServiceSpec) -> Result<()> {
         let svc = self.services.get(&spec.key).ok_or("No such service")?;
-        Self::check_service_spec(spec)?;
+        let spec = &Self::check_service_spec(spec)?;
         if spec.ops && !svc.spec.ops {
             for d in &svc.dests {
                 self.ops_conflict(&spec.key, true, d.spec.addr, d.spec.port)?;
@@ -337,6 +346,9 @@ impl ServiceManager {
         let mut spec = dest.clone();
         spec.port = Self::dest_port(key, spec.port);
         Self::check_dest_spec(&spec)?;
+        if let Some(why) = family_refusal(key.addr, spec.addr) {
+            return Err(why);
+        }
         if svc
             .dests
             .iter()
@@ -376,7 +388,7 @@ impl ServiceManager {
         Ok(())
     }
 
-    fn del_dest(&mut self, key: &ServiceKey, addr: Ipv4Addr, port: u16) -> Result<()> {
+    fn del_dest(&mut self, key: &ServiceKey, addr: IpAddr, port: u16) -> Result<()> {
         let svc = self.services.get_mut(key).ok_or("Service not defined")?;
         let port = Self::dest_port(key, port);
         let i = svc
@@ -590,9 +602,9 @@ impl ServiceManager {
                 expires_in: u32::try_from(c.expires_ms.saturating_sub(now).div_ceil(1000))
                     .unwrap_or(u32::MAX),
                 state: c.state.name().to_string(),
-                client: c.client,
-                virt: c.virt,
-                dest: c.real,
+                client: (c.client.0.into(), c.client.1),
+                virt: (c.virt.0.into(), c.virt.1),
+                dest: (c.real.0.into(), c.real.1),
             });
         });
         // Persistence templates, as the kernel lists them: client network with port 0,
@@ -609,9 +621,9 @@ impl ServiceManager {
                     Protocol::Udp => "UDP",
                 }
                 .to_string(),
-                client: (t.key.cnet, 0),
-                virt: (t.key.vip, t.key.vport),
-                dest: (t.target.rip, t.target.rport),
+                client: (t.key.cnet.into(), 0),
+                virt: (t.key.vip.into(), t.key.vport),
+                dest: (t.target.rip.into(), t.target.rport),
             });
         });
         out

@@ -8,7 +8,7 @@ use crate::addr_set::{AddrSet, VIP};
 use crate::sched::Scheduler;
 use control::model::ServiceSpec;
 use control::sysctl::IpvsSysctls;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A virtual service as workers see it.
 #[derive(Debug)]
@@ -22,8 +22,8 @@ pub struct Service {
 /// one-packet scheduling (`-o`) service the real server backs. OPS keeps no connection, so
 /// its replies are SNATed by this map alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OpsReply {
-    pub vip: Ipv4Addr,
+pub struct OpsReply<A = Ipv4Addr> {
+    pub vip: A,
     pub vport: u16,
     /// The real server's stats slot.
     pub slot: u32,
@@ -45,22 +45,54 @@ pub struct Snapshot {
     /// Sorted, deduplicated real services (`svc_key` of protocol, RIP and rport) of the real
     /// servers configured and of those removed whose connections are still draining.
     real_services: Vec<u64>,
+    /// The IPv6 twins of the above (kept apart so that the IPv4 lookups stay on 64-bit keys).
+    v6: V6Index,
     /// Increases with every published snapshot.
     pub generation: u64,
     /// The IPVS sysctls in force (`[ipvs]`, `rvsctl sysctl -w`).
     pub sysctls: IpvsSysctls,
 }
 
+/// The IPv6 services' indexes: as the IPv4 ones, keyed by [`Key6`]. Index into `Snapshot::services`.
+#[derive(Debug, Default)]
+struct V6Index {
+    /// Sorted by key; the index of the service in `Snapshot::services`.
+    services: Vec<(Key6, usize)>,
+    ops_replies: Vec<(Key6, OpsReply<Ipv6Addr>)>,
+    vips: Vec<Ipv6Addr>,
+    real_services: Vec<Key6>,
+}
+
+/// An IPv6 service address as a sortable key: the address, then protocol and port.
+type Key6 = (u128, u32);
+
+fn key6(proto: u8, addr: Ipv6Addr, port: u16) -> Key6 {
+    (u128::from(addr), (u32::from(proto) << 16) | u32::from(port))
+}
+
 /// A real server's service address: protocol, RIP and rport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RealService {
     pub proto: u8,
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub port: u16,
 }
 
 fn svc_key(proto: u8, addr: Ipv4Addr, port: u16) -> u64 {
     (u64::from(proto) << 48) | (u64::from(u32::from(addr)) << 16) | u64::from(port)
+}
+
+/// Which family's index a service address goes to.
+enum AnyKey {
+    V4(u64),
+    V6(Key6),
+}
+
+fn any_key(proto: u8, addr: IpAddr, port: u16) -> AnyKey {
+    match addr {
+        IpAddr::V4(a) => AnyKey::V4(svc_key(proto, a, port)),
+        IpAddr::V6(a) => AnyKey::V6(key6(proto, a, port)),
+    }
 }
 
 impl Snapshot {
@@ -72,27 +104,52 @@ impl Snapshot {
         generation: u64,
         sysctls: IpvsSysctls,
     ) -> Snapshot {
-        let mut services: Vec<(u64, Service)> = services
+        // IPv4 services first, by their 64-bit key; then the IPv6 ones, indexed apart.
+        let mut all: Vec<(AnyKey, Service)> = services
             .into_iter()
             .map(|s| {
                 let key = &s.spec.key;
-                (svc_key(key.protocol.ip_proto(), key.addr, key.port), s)
+                (any_key(key.protocol.ip_proto(), key.addr, key.port), s)
             })
             .collect();
-        services.sort_by_key(|(k, _)| *k);
-        let mut vips: Vec<Ipv4Addr> = services.iter().map(|(_, s)| s.spec.key.addr).collect();
+        all.sort_by(|(a, _), (b, _)| match (a, b) {
+            (AnyKey::V4(a), AnyKey::V4(b)) => a.cmp(b),
+            (AnyKey::V6(a), AnyKey::V6(b)) => a.cmp(b),
+            (AnyKey::V4(_), AnyKey::V6(_)) => std::cmp::Ordering::Less,
+            (AnyKey::V6(_), AnyKey::V4(_)) => std::cmp::Ordering::Greater,
+        });
+        let mut services: Vec<(u64, Service)> = Vec::with_capacity(all.len());
+        let mut v6 = V6Index::default();
+        for (key, s) in all {
+            match key {
+                // The IPv6 ones come last: their keys here are never searched (the IPv4
+                // lookups stop before them, see `service`), only iterated.
+                AnyKey::V4(k) => services.push((k, s)),
+                AnyKey::V6(k) => {
+                    v6.services.push((k, services.len()));
+                    services.push((u64::MAX, s));
+                }
+            }
+        }
+        let v4_count = services.len() - v6.services.len();
+        let (v4s, v6s) = services.split_at(v4_count);
+        let mut vips: Vec<Ipv4Addr> = v4s.iter().map(|(_, s)| vip4(s)).collect();
         vips.sort();
         vips.dedup();
-        let mut ops_replies: Vec<(u64, OpsReply)> = services
+        v6.vips = v6s.iter().map(|(_, s)| vip6(s)).collect();
+        v6.vips.sort();
+        v6.vips.dedup();
+        let mut ops_replies: Vec<(u64, OpsReply)> = v4s
             .iter()
             .filter(|(_, s)| s.spec.ops)
             .flat_map(|(_, s)| {
                 let key = &s.spec.key;
+                let vip = vip4(s);
                 s.dests.iter().map(move |d| {
                     (
-                        svc_key(key.protocol.ip_proto(), d.spec.addr, d.spec.port),
+                        svc_key(key.protocol.ip_proto(), d.addr4(), d.spec.port),
                         OpsReply {
-                            vip: key.addr,
+                            vip,
                             vport: key.port,
                             slot: d.slot,
                         },
@@ -104,7 +161,27 @@ impl Snapshot {
         // first in key order answers.
         ops_replies.sort_by_key(|(k, _)| *k);
         ops_replies.dedup_by_key(|(k, _)| *k);
-        let mut real_services: Vec<u64> = services
+        v6.ops_replies = v6s
+            .iter()
+            .filter(|(_, s)| s.spec.ops)
+            .flat_map(|(_, s)| {
+                let key = &s.spec.key;
+                let vip = vip6(s);
+                s.dests.iter().map(move |d| {
+                    (
+                        key6(key.protocol.ip_proto(), d.addr6(), d.spec.port),
+                        OpsReply {
+                            vip,
+                            vport: key.port,
+                            slot: d.slot,
+                        },
+                    )
+                })
+            })
+            .collect();
+        v6.ops_replies.sort_by_key(|(k, _)| *k);
+        v6.ops_replies.dedup_by_key(|(k, _)| *k);
+        let reals = services
             .iter()
             .flat_map(|(_, s)| {
                 let proto = s.spec.key.protocol.ip_proto();
@@ -117,17 +194,25 @@ impl Snapshot {
             .chain(removed.iter().copied())
             // A real server without a port (port-0 service) answers on the client's port:
             // there is no one service port to recognise it by.
-            .filter(|r| r.port != 0)
-            .map(|r| svc_key(r.proto, r.addr, r.port))
-            .collect();
+            .filter(|r| r.port != 0);
+        let mut real_services: Vec<u64> = Vec::new();
+        for r in reals {
+            match any_key(r.proto, r.addr, r.port) {
+                AnyKey::V4(k) => real_services.push(k),
+                AnyKey::V6(k) => v6.real_services.push(k),
+            }
+        }
         real_services.sort_unstable();
         real_services.dedup();
+        v6.real_services.sort_unstable();
+        v6.real_services.dedup();
         Snapshot {
             services,
             ops_replies,
             vip_set: AddrSet::new(vips.iter().map(|&v| (v, VIP))),
             vips,
             real_services,
+            v6,
             generation,
             sysctls,
         }
@@ -136,8 +221,56 @@ impl Snapshot {
     /// The service for `proto` (IP protocol number), VIP and virtual port.
     pub fn service(&self, proto: u8, vip: Ipv4Addr, port: u16) -> Option<&Service> {
         let k = svc_key(proto, vip, port);
+        // IPv6 services sit at the end under u64::MAX, above every IPv4 key (whose protocol
+        // byte keeps it below 2^56), so they are never found here.
         let i = self.services.binary_search_by_key(&k, |(k, _)| *k).ok()?;
         self.services.get(i).map(|(_, s)| s)
+    }
+
+    /// The IPv6 service for `proto`, VIP and virtual port.
+    pub fn service6(&self, proto: u8, vip: Ipv6Addr, port: u16) -> Option<&Service> {
+        let k = key6(proto, vip, port);
+        let i = self
+            .v6
+            .services
+            .binary_search_by_key(&k, |(k, _)| *k)
+            .ok()?;
+        let (_, at) = self.v6.services.get(i)?;
+        self.services.get(*at).map(|(_, s)| s)
+    }
+
+    /// [`Snapshot::ops_reply`] for an IPv6 real server.
+    pub fn ops_reply6(&self, proto: u8, rip: Ipv6Addr, rport: u16) -> Option<OpsReply<Ipv6Addr>> {
+        if self.v6.ops_replies.is_empty() {
+            return None;
+        }
+        let k = key6(proto, rip, rport);
+        let i = self
+            .v6
+            .ops_replies
+            .binary_search_by_key(&k, |(k, _)| *k)
+            .ok()?;
+        self.v6.ops_replies.get(i).map(|(_, r)| *r)
+    }
+
+    /// True if some IPv6 service uses `ip` as its VIP.
+    pub fn is_vip6(&self, ip: Ipv6Addr) -> bool {
+        !self.v6.vips.is_empty() && self.v6.vips.binary_search(&ip).is_ok()
+    }
+
+    /// Every IPv6 service's virtual address, sorted, once each.
+    pub fn vips6(&self) -> &[Ipv6Addr] {
+        &self.v6.vips
+    }
+
+    /// [`Snapshot::is_real_service`] for IPv6.
+    pub fn is_real_service6(&self, proto: u8, addr: Ipv6Addr, port: u16) -> bool {
+        !self.v6.real_services.is_empty()
+            && self
+                .v6
+                .real_services
+                .binary_search(&key6(proto, addr, port))
+                .is_ok()
     }
 
     /// The one-packet scheduling service whose real server `rip:rport` is, for a datagram
@@ -154,8 +287,7 @@ impl Snapshot {
         self.ops_replies.get(i).map(|(_, r)| r)
     }
 
-    /// True if some service uses `ip` as its VIP.
-    /// Every service's virtual address, sorted, once each.
+    /// Every IPv4 service's virtual address, sorted, once each.
     #[cfg(test)]
     pub(crate) fn vips(&self) -> &[Ipv4Addr] {
         &self.vips
@@ -167,6 +299,7 @@ impl Snapshot {
         self.vip_set.of(ip)
     }
 
+    /// True if some IPv4 service uses `ip` as its VIP.
     pub fn is_vip(&self, ip: Ipv4Addr) -> bool {
         self.vips.binary_search(&ip).is_ok()
     }
@@ -181,5 +314,20 @@ impl Snapshot {
 
     pub fn services(&self) -> impl Iterator<Item = &Service> {
         self.services.iter().map(|(_, s)| s)
+    }
+}
+
+/// An IPv4 service's VIP (families are checked by the manager; 0.0.0.0 never matches a packet).
+fn vip4(s: &Service) -> Ipv4Addr {
+    match s.spec.key.addr {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    }
+}
+
+fn vip6(s: &Service) -> Ipv6Addr {
+    match s.spec.key.addr {
+        IpAddr::V6(a) => a,
+        IpAddr::V4(_) => Ipv6Addr::UNSPECIFIED,
     }
 }

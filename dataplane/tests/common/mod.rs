@@ -155,7 +155,7 @@ impl Lab {
         services::listed(&mut self.mgr, key)
             .dests
             .iter()
-            .map(|d| (d.spec.addr, d.active_conns, d.inactive_conns))
+            .map(|d| (v4(d.spec.addr), d.active_conns, d.inactive_conns))
             .collect()
     }
 
@@ -163,11 +163,11 @@ impl Lab {
     pub fn slot(&self, key: ServiceKey, rip: Ipv4Addr) -> u32 {
         let snap = self.dp.snapshot();
         let svc = snap
-            .service(key.protocol.ip_proto(), key.addr, key.port)
+            .service(key.protocol.ip_proto(), v4(key.addr), key.port)
             .expect("service");
         svc.dests
             .iter()
-            .find(|d| d.spec.addr == rip)
+            .find(|d| d.addr4() == rip)
             .expect("real server")
             .slot
     }
@@ -182,7 +182,7 @@ impl Lab {
     pub fn conns(&mut self) -> Vec<(u16, String, Ipv4Addr)> {
         let mut v: Vec<_> = services::conns(&mut self.mgr)
             .into_iter()
-            .map(|c| (c.client.1, c.state, c.dest.0))
+            .map(|c| (c.client.1, c.state, v4(c.dest.0)))
             .collect();
         v.sort();
         v
@@ -203,4 +203,12 @@ pub fn tcp_numbers(frame: &[u8]) -> (u32, u32, u8) {
     let t = &frame[14 + ihl..];
     let word = |o: usize| u32::from_be_bytes([t[o], t[o + 1], t[o + 2], t[o + 3]]);
     (word(4), word(8), t[13])
+}
+
+/// The IPv4 address these IPv4 tests put in an `IpAddr`.
+pub fn v4(a: std::net::IpAddr) -> Ipv4Addr {
+    match a {
+        std::net::IpAddr::V4(a) => a,
+        std::net::IpAddr::V6(_) => panic!("IPv6 address {a} in an IPv4 test"),
+    }
 }

@@ -508,7 +508,7 @@ impl Builder {
                 "persistence_granularity" => {
                     if let Some(m) = self.one(s) {
                         match parse_netmask(&m) {
-                            Some(mask) => netmask = mask,
+                            Some(mask) => netmask = control::model::Netmask::V4(mask),
                             None => self.error(s, format!("persistence_granularity {m:?}: expected a netmask or a prefix length")),
                         }
                     }
@@ -569,7 +569,7 @@ impl Builder {
         let spec = ServiceSpec {
             key: ServiceKey {
                 protocol,
-                addr: *endpoint.unwrap_or(placeholder).ip(),
+                addr: (*endpoint.unwrap_or(placeholder).ip()).into(),
                 port: endpoint.unwrap_or(placeholder).port(),
             },
             scheduler,
@@ -1048,7 +1048,10 @@ virtual_server 198.51.100.10 53 {
         assert_eq!(vs.spec.key.to_string(), "TCP 198.51.100.10:80");
         assert_eq!(vs.spec.scheduler, SchedulerKind::Wrr);
         assert_eq!(vs.spec.persistence, Some(600));
-        assert_eq!(vs.spec.netmask, Ipv4Addr::new(255, 255, 255, 0));
+        assert_eq!(
+            vs.spec.netmask,
+            control::model::Netmask::V4(Ipv4Addr::new(255, 255, 255, 0))
+        );
         assert_eq!((vs.quorum, vs.hysteresis), (3, 1));
         assert_eq!(
             vs.sorry_server,

@@ -354,6 +354,8 @@ impl Twin {
             addresses: Vec::new(),
             mac: None,
             gateway: None,
+            addresses6: Vec::new(),
+            gateway6: None,
             mtu: pc.mtu,
             rx_ring: TWIN_RING,
             tx_ring: TWIN_RING,
@@ -431,6 +433,15 @@ fn configure_interface(ifname: &str, pc: &PortConfig) -> Result<(), String> {
     }
     if let Some(gw) = pc.gateway {
         default_route(ifname, gw)?;
+    }
+    // The exception path carries IPv4 only so far: the twin gets no IPv6 address, so the
+    // kernel answers nothing there in rvs's name (said once, not silently).
+    if !pc.addresses6.is_empty() {
+        tracing::warn!(
+            port = %pc.name,
+            twin = ifname,
+            "kernel twin: IPv6 addresses (addresses6) are not put on the twin; the exception path is IPv4 only"
+        );
     }
     Ok(())
 }

@@ -197,9 +197,10 @@ pub fn service_entry(s: &ServiceStatus) -> String {
     format!("{}/{}/{}", k.protocol.label(), address_name(k.addr), k.port)
 }
 
-/// An address as part of an entry name: `198_51_100_1`.
-fn address_name(addr: std::net::Ipv4Addr) -> String {
-    addr.to_string().replace('.', "_")
+/// An address as part of an entry name: `198_51_100_1`, `2001_db8__1` (telemetry names
+/// take no dots or colons).
+fn address_name(addr: std::net::IpAddr) -> String {
+    addr.to_string().replace(['.', ':'], "_")
 }
 
 fn fill_services(state: &TelemetryState, d: &Dict) {

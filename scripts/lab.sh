@@ -21,19 +21,31 @@
 #   scripts/lab.sh ha-reset          links up, both directors running, A the VRRP master
 #
 #                 198.51.100.0/24                          192.0.2.0/24
+#                 2001:db8:100::/64                        2001:db8:2::/64
 #  rvs-cli                  rvs-dir (rvsd)                 rvs-sw             rvs-rs1
 #  eth0 198.51.100.10 ---- rvs-dext | rvs-dint ---------- sw-dir  br0  sw-rs1 ---- eth0 192.0.2.2
-#  gw 198.51.100.1         (no kernel addresses:                  br0  sw-rs2 ---- eth0 192.0.2.3
-#                           VIP 198.51.100.1 and DIP 192.0.2.1               rvs-rs2, gw 192.0.2.1
-#                           belong to rvsd)
+#  2001:db8:100::10        (no kernel addresses:                  br0  sw-rs2 ---- 2001:db8:2::2
+#  gw 198.51.100.1          VIP 198.51.100.1, 2001:db8:100::1,               rvs-rs2: 192.0.2.3,
+#                           external port 2001:db8:100::2,                   2001:db8:2::3
+#                           DIP 192.0.2.1, 2001:db8:2::1                     gw 192.0.2.1,
+#                           belong to rvsd)                                  2001:db8:2::1
+#
+# IPv6 beside IPv4: the client reaches 2001:db8:100::/64 on link (no IPv6 default route), the
+# real servers' IPv6 default route is the DIP 2001:db8:2::1. Addresses are added without DAD
+# (nodad, accept_dad 0) so they are usable at once; the client and real servers send no router
+# solicitations and take no router advertisements. The director namespace and the switch have
+# IPv6 off (rvsd owns the director's addresses; the bridge forwards IPv6 all the same, with
+# multicast snooping off so NDP multicast always floods). The HA lab (ha-up) is IPv4 only.
 #
 # The real servers' L2 segment is a bridge (br0) in a namespace of its own, rvs-sw, so that the
 # director namespace holds nothing but the two ports rvsd drives. Each real server runs nginx on
-# :80 (body "rsN\n") and a UDP service on :9000 answering every datagram with "rsN\n".
+# :80 (body "rsN\n") and a UDP service on :9000 answering every datagram with "rsN\n", on IPv4
+# and IPv6.
 #
 # `--kernel` (or RVS_LAB_DIRECTOR=kernel) makes the Linux kernel the director instead of rvsd:
 # VIP/DIP as kernel addresses in rvs-dir, ip_forward=1 and nftables DNAT round-robin
-# (numgen inc) for TCP :80 and UDP :9000, replies un-NATed by conntrack. It is the kernel
+# (numgen inc) for TCP :80 and UDP :9000, replies un-NATed by conntrack; the same for IPv6
+# (VIP 2001:db8:100::1, DIP 2001:db8:2::1, forwarding=1, an ip6 nat table). It is the kernel
 # baseline of DESIGN.md, and a check of the lab itself that needs no rvsd.
 #
 # Every setting below can be overridden from the environment.
@@ -72,6 +84,12 @@ EXT_PREFIX=24
 INT_PREFIX=24
 HTTP_PORT=80
 UDP_PORT=9000
+CLI_IP6=2001:db8:100::10
+VIP6=2001:db8:100::1
+DIP6=2001:db8:2::1
+EXT_PREFIX6=64
+INT_PREFIX6=64
+LAB_IPV6=0                               # 1: the client and real servers get IPv6 (cmd_up)
 # shellcheck source=scripts/lib/ha-lab.sh
 . "$RVS_LIB/ha-lab.sh"
 
@@ -79,6 +97,7 @@ RVSD_PID=
 UP_PREV_TRAP=
 RS_NS=()
 RS_IP=()
+RS_IP6=()
 RS_NAME=()
 
 init_servers() {
@@ -93,6 +112,7 @@ init_servers() {
         RS_NAME+=("rs$i")
         RS_NS+=("$RVS_LAB_NS-rs$i")
         RS_IP+=("192.0.2.$((i + 1))")
+        RS_IP6+=("2001:db8:2::$((i + 1))")
     done
 }
 
@@ -184,7 +204,12 @@ udp_ask() {
 
 http_get() {
     local ns=$1 url=$2
-    ip netns exec "$ns" curl -sS --max-time 10 "$url"
+    ip netns exec "$ns" curl -gsS --max-time 10 "$url"
+}
+
+# host:port of an address in a URL: [IPv6]:port, IPv4:port.
+url_host() {
+    case $1 in *:*) printf '[%s]:%s' "$1" "$2" ;; *) printf '%s:%s' "$1" "$2" ;; esac
 }
 
 need_tools() {
@@ -290,6 +315,7 @@ $temp    default_type text/plain;
     keepalive_timeout 30;
     server {
         listen $HTTP_PORT default_server;
+        listen [::]:$HTTP_PORT default_server;
         server_name _;
         root $dir/www;
         index index.html;
@@ -304,6 +330,7 @@ stream {
     # One datagram in, one datagram out: the server's name.
     server {
         listen $UDP_PORT udp;
+        listen [::]:$UDP_PORT udp;
         return "$name\n";
     }
 }
@@ -343,13 +370,22 @@ start_real_server() {
 }
 
 setup_kernel_director() {
-    local i map=""
+    local i ifname map="" map6=""
     need_tools nft
     ip -n "$NS_DIR" addr add "$VIP/$EXT_PREFIX" dev rvs-dext
     ip -n "$NS_DIR" addr add "$DIP/$INT_PREFIX" dev rvs-dint
     ns_sysctl "$NS_DIR" ipv4/ip_forward 1
+    # IPv6 on the two ports (off for rvsd), without DAD, and forwarding.
+    for ifname in rvs-dext rvs-dint; do
+        ns_sysctl "$NS_DIR" "ipv6/conf/$ifname/accept_dad" 0
+        ns_sysctl "$NS_DIR" "ipv6/conf/$ifname/disable_ipv6" 0
+    done
+    ns_sysctl "$NS_DIR" ipv6/conf/all/forwarding 1
+    ip -n "$NS_DIR" -6 addr add "$VIP6/$EXT_PREFIX6" dev rvs-dext nodad
+    ip -n "$NS_DIR" -6 addr add "$DIP6/$INT_PREFIX6" dev rvs-dint nodad
     for ((i = 0; i < ${#RS_IP[@]}; i++)); do
         map+="${map:+, }$i : ${RS_IP[i]}"
+        map6+="${map6:+, }$i : ${RS_IP6[i]}"
     done
     ip netns exec "$NS_DIR" nft -f - <<EOF
 table ip rvs_lab {
@@ -357,6 +393,13 @@ table ip rvs_lab {
         type nat hook prerouting priority dstnat; policy accept;
         ip daddr $VIP tcp dport $HTTP_PORT dnat to numgen inc mod ${#RS_IP[@]} map { $map }
         ip daddr $VIP udp dport $UDP_PORT dnat to numgen inc mod ${#RS_IP[@]} map { $map }
+    }
+}
+table ip6 rvs_lab6 {
+    chain prerouting {
+        type nat hook prerouting priority dstnat; policy accept;
+        ip6 daddr $VIP6 tcp dport $HTTP_PORT dnat to numgen inc mod ${#RS_IP6[@]} map { $map6 }
+        ip6 daddr $VIP6 udp dport $UDP_PORT dnat to numgen inc mod ${#RS_IP6[@]} map { $map6 }
     }
 }
 EOF
@@ -391,6 +434,21 @@ add_namespaces() {
     done
 }
 
+# ipv6_host NS...: IPv6 on again in these namespaces (before their interfaces exist, so these
+# take the defaults), as a plain host: no DAD (addresses usable at once), no router
+# solicitations, no router advertisements taken (the routes are static).
+ipv6_host() {
+    local ns conf
+    for ns in "$@"; do
+        for conf in all default; do
+            ns_sysctl "$ns" "ipv6/conf/$conf/accept_dad" 0
+            ns_sysctl "$ns" "ipv6/conf/$conf/accept_ra" 0
+            ns_sysctl "$ns" "ipv6/conf/$conf/router_solicitations" 0
+            ns_sysctl "$ns" "ipv6/conf/$conf/disable_ipv6" 0
+        done
+    done
+}
+
 # The client's and the real servers' addresses and default routes (via the VIP and the DIP),
 # and the real servers' nginx.
 up_hosts() {
@@ -398,26 +456,38 @@ up_hosts() {
     ip -n "$NS_CLI" addr add "$CLI_IP/$EXT_PREFIX" dev eth0
     ip -n "$NS_CLI" link set eth0 up
     ip -n "$NS_CLI" route add default via "$VIP"
+    if [ "$LAB_IPV6" = 1 ]; then
+        # 2001:db8:100::/64 on link: the VIP and the director's port address are neighbours.
+        ip -n "$NS_CLI" -6 addr add "$CLI_IP6/$EXT_PREFIX6" dev eth0 nodad
+    fi
 
     for ((i = 0; i < ${#RS_NS[@]}; i++)); do
         ip -n "${RS_NS[i]}" addr add "${RS_IP[i]}/$INT_PREFIX" dev eth0
         ip -n "${RS_NS[i]}" link set eth0 up
         ip -n "${RS_NS[i]}" route add default via "$DIP"
+        if [ "$LAB_IPV6" = 1 ]; then
+            ip -n "${RS_NS[i]}" -6 addr add "${RS_IP6[i]}/$INT_PREFIX6" dev eth0 nodad
+            ip -n "${RS_NS[i]}" -6 route add default via "$DIP6" dev eth0
+        fi
         start_real_server "$i"
     done
 }
 
 # Self-check of an `up`: every real server answers HTTP and UDP across its segment (asked
-# from rvs-rs1).
+# from rvs-rs1), over IPv6 too when the lab has it.
 check_real_servers() {
-    local got i
+    local got i addr addrs
     for ((i = 0; i < ${#RS_NS[@]}; i++)); do
-        got=$(http_get "${RS_NS[0]}" "http://${RS_IP[i]}:$HTTP_PORT/") ||
-            die "self-check: no HTTP answer from ${RS_IP[i]}"
-        [ "$got" = "${RS_NAME[i]}" ] || die "self-check: HTTP ${RS_IP[i]} answered '$got'"
-        got=$(udp_ask "${RS_NS[0]}" "${RS_IP[i]}" "$UDP_PORT") ||
-            die "self-check: no UDP answer from ${RS_IP[i]}:$UDP_PORT"
-        [ "$got" = "${RS_NAME[i]}" ] || die "self-check: UDP ${RS_IP[i]} answered '$got'"
+        addrs=("${RS_IP[i]}")
+        [ "$LAB_IPV6" != 1 ] || addrs+=("${RS_IP6[i]}")
+        for addr in "${addrs[@]}"; do
+            got=$(http_get "${RS_NS[0]}" "http://$(url_host "$addr" "$HTTP_PORT")/") ||
+                die "self-check: no HTTP answer from $addr"
+            [ "$got" = "${RS_NAME[i]}" ] || die "self-check: HTTP $addr answered '$got'"
+            got=$(udp_ask "${RS_NS[0]}" "$addr" "$UDP_PORT") ||
+                die "self-check: no UDP answer from $addr:$UDP_PORT"
+            [ "$got" = "${RS_NAME[i]}" ] || die "self-check: UDP $addr answered '$got'"
+        done
     done
 }
 
@@ -441,13 +511,16 @@ cmd_up() {
     echo "$RVS_LAB_DIRECTOR" >"$RVS_LAB_DIR/director"
 
     local i
+    LAB_IPV6=1
     add_namespaces "$NS_CLI" "$NS_DIR" "$NS_SW" "${RS_NS[@]}"
+    ipv6_host "$NS_CLI" "${RS_NS[@]}"
 
     # client <-> director external port
     veth "$NS_CLI" eth0 "$NS_DIR" rvs-dext
     # director internal port <-> switch
     veth "$NS_DIR" rvs-dint "$NS_SW" sw-dir
-    ip -n "$NS_SW" link add br0 type bridge stp_state 0 forward_delay 0
+    # No multicast snooping: IPv6 neighbour solicitations (multicast) always flood.
+    ip -n "$NS_SW" link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0
     ip -n "$NS_SW" link set sw-dir master br0
     for ((i = 0; i < ${#RS_NS[@]}; i++)); do
         veth "${RS_NS[i]}" eth0 "$NS_SW" "sw-${RS_NAME[i]}"
@@ -496,8 +569,9 @@ cmd_up() {
 
     check_real_servers
     up_done
-    log "up: director=$RVS_LAB_DIRECTOR client $CLI_IP in $NS_CLI, VIP $VIP / DIP $DIP in $NS_DIR," \
-        "real servers ${RS_IP[*]} (nginx :$HTTP_PORT, udp :$UDP_PORT)"
+    log "up: director=$RVS_LAB_DIRECTOR client $CLI_IP $CLI_IP6 in $NS_CLI," \
+        "VIP $VIP $VIP6 / DIP $DIP $DIP6 in $NS_DIR," \
+        "real servers ${RS_IP[*]} ${RS_IP6[*]} (nginx :$HTTP_PORT, udp :$UDP_PORT)"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -628,6 +702,7 @@ cmd_demo() {
     else
         echo "# kernel director: nftables DNAT round-robin in $NS_DIR"
         ip netns exec "$NS_DIR" nft list table ip rvs_lab
+        ip netns exec "$NS_DIR" nft list table ip6 rvs_lab6
     fi
     echo
     for i in 1 2 3 4; do
@@ -643,7 +718,21 @@ cmd_demo() {
             printf '%s\n' "$answer"
             got+=("$answer")
         done
-        expect+=("${expect[@]}")
+        # The same over IPv6 (rvsd's IPv6 dataplane is not in the demo yet).
+        for i in 1 2 3 4; do
+            printf "\$ ip netns exec %s curl -gs 'http://[%s]/'\n" "$NS_CLI" "$VIP6"
+            answer=$(ip netns exec "$NS_CLI" curl -gs --max-time 10 "http://[$VIP6]/") ||
+                answer="(no answer)"
+            printf '%s\n' "$answer"
+            got+=("$answer")
+        done
+        for i in 1 2 3 4; do
+            printf '$ udp ping [%s]:%s from %s\n' "$VIP6" "$UDP_PORT" "$NS_CLI"
+            answer=$(udp_ask "$NS_CLI" "$VIP6" "$UDP_PORT") || answer="(no answer)"
+            printf '%s\n' "$answer"
+            got+=("$answer")
+        done
+        expect+=("${expect[@]}" "${expect[@]}" "${expect[@]}")
     else
         echo
         adm -L -n

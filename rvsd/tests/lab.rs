@@ -24,7 +24,7 @@
 
 use std::fs;
 use std::io::{self, Read};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -35,13 +35,16 @@ use testkit::daemon::{
     bin_beside, control_bin_beside, head_and_tail, rvsadm_beside, workspace_root, Launch, Rvsd,
 };
 use testkit::lab::{
-    assert_lab_prerequisites, cmd, counter, find_tool, lab_lock, lab_script_quiet, lab_sh,
-    put_slow_download, run, udp_ask, unix_now, xorshift_bytes, LabLock, Ran, WrkRun,
-    KEEPALIVE_WRK_LUA, LAB_STATE_DIR,
+    assert_lab_prerequisites, cmd, counter, curl_in, find_tool, http_url, ip6_counter, lab_lock,
+    lab_script_quiet, lab_sh, ping_in, ping_received, put_slow_download, run, udp_ask,
+    udp_exchange, unix_now, xorshift_bytes, LabLock, Ran, WrkRun, KEEPALIVE_WRK_LUA, LAB_STATE_DIR,
 };
 
 const VIP: &str = "198.51.100.1";
 const RS: [(&str, &str); 2] = [("rs1", "192.0.2.2"), ("rs2", "192.0.2.3")];
+/// The lab's IPv6 (scripts/lab.sh): VIP on the external segment, real servers on the internal.
+const VIP6: &str = "2001:db8:100::1";
+const RS6: [(&str, &str); 2] = [("rs1", "2001:db8:2::2"), ("rs2", "2001:db8:2::3")];
 const UDP_PORT: u16 = 9000;
 const LAB_NAMESPACES: [&str; 5] = ["rvs-cli", "rvs-dir", "rvs-sw", "rvs-rs1", "rvs-rs2"];
 /// The HA lab's (`lab.sh ha-up`, lab_ha.rs): its directors instead of rvs-dir.
@@ -343,30 +346,37 @@ fn rvsctl() -> PathBuf {
     control_bin_beside(Path::new(env!("CARGO_BIN_EXE_rvsd")), "rvsctl")
 }
 
-/// One HTTP request from the client namespace; the body, trimmed.
+/// `addr:port` of a lab address (IPv6 in brackets, as rvsadm takes and lists it).
+fn sock(addr: &str, port: u16) -> SocketAddr {
+    let ip: IpAddr = addr.parse().expect("a lab address");
+    SocketAddr::new(ip, port)
+}
+
+/// One HTTP request from the client namespace to the VIP; the body, trimmed.
 fn curl_vip() -> String {
-    let mut c = cmd("ip");
-    c.args([
-        "netns",
-        "exec",
-        "rvs-cli",
-        "curl",
-        "-sS",
-        "--max-time",
-        "10",
-    ])
-    .arg(format!("http://{VIP}/"));
-    let r = run(c, Duration::from_secs(20)).expect("run curl");
+    curl_to(VIP)
+}
+
+/// One HTTP request from the client namespace to `vip`:80; the body, trimmed.
+fn curl_to(vip: &str) -> String {
+    let url = http_url(sock(vip, 80), "/");
+    let r = curl_in("rvs-cli", &url, 10).expect("run curl");
     assert!(
         r.status.success(),
         "{}",
-        r.describe("curl from rvs-cli to the VIP")
+        r.describe(&format!("curl from rvs-cli to {url}"))
     );
     r.stdout.trim().to_owned()
 }
 
 fn udp_round_robin(n: usize) -> Vec<String> {
-    let dst: SocketAddr = format!("{VIP}:{UDP_PORT}").parse().unwrap();
+    udp_round_robin_to(VIP, n)
+}
+
+/// `n` UDP datagrams from the client to `vip`:UDP_PORT, each from a new source port; the
+/// answers, each checked to come from the VIP.
+fn udp_round_robin_to(vip: &str, n: usize) -> Vec<String> {
+    let dst = sock(vip, UDP_PORT);
     (0..n)
         .map(|i| {
             let (answer, from) = udp_ask("rvs-cli", dst)
@@ -397,13 +407,24 @@ struct Listed {
 
 /// A round-robin service on the VIP with both real servers, each with `conns` connections.
 fn listed(proto: &'static str, port: u16, conns: u64) -> Listed {
+    listed_on(VIP, &RS, proto, port, conns)
+}
+
+/// As [`listed`], on `vip` with `reals` (IPv6 in brackets, as ipvsadm lists it).
+fn listed_on(
+    vip: &str,
+    reals: &[(&str, &str)],
+    proto: &'static str,
+    port: u16,
+    conns: u64,
+) -> Listed {
     Listed {
         proto,
-        vaddr: format!("{VIP}:{port}"),
+        vaddr: sock(vip, port).to_string(),
         sched: "rr",
-        reals: RS
+        reals: reals
             .iter()
-            .map(|(_, ip)| (format!("{ip}:{port}"), conns))
+            .map(|(_, ip)| (sock(ip, port).to_string(), conns))
             .collect(),
     }
 }
@@ -563,7 +584,7 @@ fn lab_script_is_idempotent_and_cleans_up_after_failure() {
 #[test]
 #[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
 fn kernel_director_lab_round_robin() {
-    let _lock = lab_start("kernel_director_lab_round_robin", &["nft"]);
+    let _lock = lab_start("kernel_director_lab_round_robin", &["nft", "ping"]);
     let _lab = Lab::up(true);
     let http: Vec<String> = (0..4).map(|_| curl_vip()).collect();
     assert_eq!(
@@ -575,6 +596,33 @@ fn kernel_director_lab_round_robin() {
         udp_round_robin(4),
         alternating(4),
         "UDP answers through the kernel director"
+    );
+
+    // IPv6 (ip6 nat): the checks rvsd_nat_walkthrough_ipv6 makes, here on the kernel.
+    let http6: Vec<String> = (0..4).map(|_| curl_to(VIP6)).collect();
+    assert_eq!(
+        http6,
+        alternating(4),
+        "HTTP answers over IPv6 through the kernel director"
+    );
+    assert_eq!(
+        udp_round_robin_to(VIP6, 4),
+        alternating(4),
+        "UDP answers over IPv6 through the kernel director"
+    );
+    let frags_before = ip6_counter("rvs-cli", "Ip6FragCreates").expect("Ip6FragCreates");
+    let dst = sock(VIP6, UDP_PORT);
+    let (answer, from) = udp_exchange("rvs-cli", dst, &xorshift_bytes(6, 3000))
+        .unwrap_or_else(|e| panic!("fragmented UDP datagram to {dst}: {e}"));
+    assert_eq!((answer.as_str(), from), ("rs1", dst));
+    let frags = ip6_counter("rvs-cli", "Ip6FragCreates").expect("Ip6FragCreates") - frags_before;
+    assert!(frags >= 3, "Ip6FragCreates +{frags}");
+    let ping = ping_in("rvs-cli", VIP6.parse().unwrap(), 3).expect("run ping");
+    assert_eq!(
+        ping_received(&ping.stdout),
+        Some(3),
+        "{}",
+        ping.describe("ping the IPv6 VIP")
     );
 }
 
@@ -633,6 +681,105 @@ fn rvsd_nat_walkthrough() {
         &listing,
         &[listed("TCP", 80, 2), listed("UDP", UDP_PORT, 2)],
     );
+
+    lab.stop_rvsd();
+}
+
+/// The LVS-NAT walk-through over IPv6 (issue 16): services on the VIP 2001:db8:100::1 with
+/// the real servers 2001:db8:2::2 and ::3 (as ipvsadm's IPv6 syntax writes them), four curls
+/// alternating rs1 rs2 rs1 rs2, UDP round robin, a datagram larger than the 1500-byte MTU (the
+/// client's kernel sends it in fragments) answered, ping6 to the VIP answered, and the IPv6
+/// services listed as ipvsadm lists them.
+///
+/// What rvsd must do for it (lab.sh, rvs.toml): answer neighbour solicitations for the VIP on
+/// the external port (from 2001:db8:100::10) and for the DIP 2001:db8:2::1, the real servers'
+/// default route, on the internal one; resolve the real servers with solicitations of its own;
+/// NAT TCP and UDP, fragments of a tracked flow and echo requests to the VIP.
+#[test]
+#[ignore = "needs the IPv6 dataplane (issue 16)"]
+fn rvsd_nat_walkthrough_ipv6() {
+    let _lock = lab_start("rvsd_nat_walkthrough_ipv6", &["ping"]);
+    let mut lab = Lab::up(false);
+    lab.start_rvsd();
+
+    let tcp_vip = sock(VIP6, 80).to_string();
+    let udp_vip = sock(VIP6, UDP_PORT).to_string();
+
+    lab.adm(&["-C"]);
+    lab.adm(&["-A", "-t", &tcp_vip, "-s", "rr"]);
+    for (_, ip) in RS6 {
+        lab.adm(&["-a", "-t", &tcp_vip, "-r", &sock(ip, 80).to_string(), "-m"]);
+    }
+    let empty = lab.adm(&["-L", "-n"]);
+    check_listing(&empty, &[listed_on(VIP6, &RS6, "TCP", 80, 0)]);
+
+    let http: Vec<String> = (0..4).map(|_| curl_to(VIP6)).collect();
+    assert_eq!(
+        http,
+        alternating(4),
+        "four curls to [{VIP6}] must alternate rs1, rs2, rs1, rs2\n--- rvsd log ---\n{}",
+        lab.rvsd_log_tail()
+    );
+    let after_tcp = lab.adm(&["-L", "-n"]);
+    check_listing(&after_tcp, &[listed_on(VIP6, &RS6, "TCP", 80, 2)]);
+
+    lab.adm(&["-A", "-u", &udp_vip, "-s", "rr"]);
+    for (_, ip) in RS6 {
+        lab.adm(&[
+            "-a",
+            "-u",
+            &udp_vip,
+            "-r",
+            &sock(ip, UDP_PORT).to_string(),
+            "-m",
+        ]);
+    }
+    assert_eq!(
+        udp_round_robin_to(VIP6, 4),
+        alternating(4),
+        "UDP datagrams to [{VIP6}] from new source ports must alternate rs1, rs2, rs1, rs2\n\
+         --- rvsd log ---\n{}",
+        lab.rvsd_log_tail()
+    );
+
+    // 3000 bytes of payload: the client's kernel sends three fragments (1500-byte MTU), rvsd
+    // passes them to one real server, whose kernel reassembles them for nginx.
+    let frags_before = ip6_counter("rvs-cli", "Ip6FragCreates").expect("Ip6FragCreates");
+    let dst = sock(VIP6, UDP_PORT);
+    let (answer, from) =
+        udp_exchange("rvs-cli", dst, &xorshift_bytes(6, 3000)).unwrap_or_else(|e| {
+            panic!(
+                "fragmented UDP datagram to {dst}: {e}\n--- rvsd log ---\n{}",
+                lab.rvsd_log_tail()
+            )
+        });
+    assert_eq!(from, dst, "the answer must come from the VIP (source NAT)");
+    assert_eq!(
+        answer, "rs1",
+        "the fifth UDP connection goes to rs1 (round robin)"
+    );
+    let frags = ip6_counter("rvs-cli", "Ip6FragCreates").expect("Ip6FragCreates") - frags_before;
+    assert!(
+        frags >= 3,
+        "the client's kernel must have fragmented the datagram (Ip6FragCreates +{frags})"
+    );
+
+    let vip6: IpAddr = VIP6.parse().unwrap();
+    let ping = ping_in("rvs-cli", vip6, 3).expect("run ping");
+    assert_eq!(
+        ping_received(&ping.stdout),
+        Some(3),
+        "{}\n--- rvsd log ---\n{}",
+        ping.describe(&format!("ping {VIP6} from rvs-cli")),
+        lab.rvsd_log_tail()
+    );
+
+    let listing = lab.adm(&["-L", "-n"]);
+    println!("rvsadm -L -n:\n{listing}");
+    // Five UDP connections round robin: three on rs1, two on rs2.
+    let mut udp = listed_on(VIP6, &RS6, "UDP", UDP_PORT, 3);
+    udp.reals[1].1 = 2;
+    check_listing(&listing, &[listed_on(VIP6, &RS6, "TCP", 80, 2), udp]);
 
     lab.stop_rvsd();
 }

@@ -1,6 +1,7 @@
 //! What the namespace lab tests share: the lab's lock and prerequisites, `scripts/lab.sh`,
-//! commands run with a deadline, a UDP exchange from inside a namespace, rvsadm's counters,
-//! and the wrk keep-alive load with its per-server, per-second answers.
+//! commands run with a deadline, HTTP (curl), UDP exchanges, ping and the kernel's IPv6
+//! counters from inside a namespace, for IPv4 and IPv6 alike, rvsadm's counters, and the wrk
+//! keep-alive load with its per-server, per-second answers.
 //!
 //! The lab's namespace names are global (`rvs-cli`, `rvs-sw`, ...), so every test that builds a
 //! lab with `scripts/lab.sh` holds [`lab_lock`]: a mutex within the test process and an flock on
@@ -10,7 +11,7 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -220,15 +221,26 @@ pub fn run(mut c: Command, timeout: Duration) -> io::Result<Ran> {
 
 /// One UDP exchange from inside namespace `ns`, from a fresh socket (a new source port, so a
 /// new connection for the director): send, wait up to 2 s for the answer, up to 3 tries on the
-/// same socket. Returns the answer (trimmed) and the address it came from.
+/// same socket. Returns the answer (trimmed) and the address it came from. IPv4 or IPv6, as
+/// `dst` is.
 pub fn udp_ask(ns: &str, dst: SocketAddr) -> io::Result<(String, SocketAddr)> {
+    udp_exchange(ns, dst, b"ping\n")
+}
+
+/// As [`udp_ask`], sending `payload`: one larger than the path's MTU leaves the client's kernel
+/// in fragments (IPv4 with DF clear, IPv6 fragmented by its source as always).
+pub fn udp_exchange(ns: &str, dst: SocketAddr, payload: &[u8]) -> io::Result<(String, SocketAddr)> {
     crate::netns::run_in(ns, || -> io::Result<(String, SocketAddr)> {
-        let sock = UdpSocket::bind("0.0.0.0:0")?;
+        let any: IpAddr = match dst {
+            SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+            SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+        };
+        let sock = UdpSocket::bind(SocketAddr::new(any, 0))?;
         sock.set_read_timeout(Some(Duration::from_secs(2)))?;
         let mut buf = [0u8; 1500];
         let mut last_err = None;
         for _ in 0..3 {
-            sock.send_to(b"ping\n", dst)?;
+            sock.send_to(payload, dst)?;
             match sock.recv_from(&mut buf) {
                 Ok((n, from)) => {
                     return Ok((String::from_utf8_lossy(&buf[..n]).trim().to_owned(), from))
@@ -237,6 +249,56 @@ pub fn udp_ask(ns: &str, dst: SocketAddr) -> io::Result<(String, SocketAddr)> {
             }
         }
         Err(last_err.unwrap_or_else(|| io::Error::other("no answer")))
+    })
+}
+
+/// `http://ADDR:PORT/PATH` with an IPv6 address in brackets (`path` starts with `/`).
+pub fn http_url(addr: SocketAddr, path: &str) -> String {
+    format!("http://{addr}{path}")
+}
+
+/// `curl -gsS --max-time SECS URL` from inside namespace `ns` (`-g`: brackets of an IPv6
+/// address taken literally), with a deadline of `secs` + 10 s.
+pub fn curl_in(ns: &str, url: &str, secs: u64) -> io::Result<Ran> {
+    let mut c = cmd("ip");
+    c.args(["netns", "exec", ns, "curl", "-gsS", "--max-time"])
+        .arg(secs.to_string())
+        .arg(url);
+    run(c, Duration::from_secs(secs + 10))
+}
+
+/// `ping -n -c COUNT -i 0.2 -W 2 ADDR` from inside namespace `ns` (ping takes an IPv6 address
+/// as ICMPv6 by itself).
+pub fn ping_in(ns: &str, addr: IpAddr, count: u32) -> io::Result<Ran> {
+    let mut c = cmd("ip");
+    c.args(["netns", "exec", ns, "ping", "-n", "-c"])
+        .arg(count.to_string())
+        .args(["-i", "0.2", "-W", "2"])
+        .arg(addr.to_string());
+    run(c, Duration::from_secs(u64::from(count) + 10))
+}
+
+/// The replies counted in ping's summary ("3 packets transmitted, 3 received, ..."), if any.
+pub fn ping_received(stdout: &str) -> Option<u32> {
+    stdout.lines().find_map(|l| {
+        let (_, rest) = l.split_once(" packets transmitted, ")?;
+        rest.split_once(" received")?.0.trim().parse().ok()
+    })
+}
+
+/// One of the kernel's IPv6 counters in namespace `ns` (`/proc/net/snmp6`: `Ip6FragCreates`,
+/// `Ip6ReasmOKs`, `Icmp6InEchoReplies`, ...); None when there is no such line.
+pub fn ip6_counter(ns: &str, name: &str) -> Option<u64> {
+    // /proc/self/net follows the thread group leader's namespace; this thread's is
+    // /proc/thread-self/net.
+    let text = crate::netns::run_in(ns, || fs::read_to_string("/proc/thread-self/net/snmp6"));
+    snmp6_value(&text.ok()?, name)
+}
+
+fn snmp6_value(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (n, v) = l.split_once(char::is_whitespace)?;
+        (n == name).then(|| v.trim().parse().ok())?
     })
 }
 
@@ -399,6 +461,24 @@ mod tests {
         assert_eq!(a, xorshift_bytes(0x9e37_79b9_7f4a_7c15, 64));
         assert_ne!(a, xorshift_bytes(1, 64));
         assert_eq!(&xorshift_bytes(0x9e37_79b9_7f4a_7c15, 8)[..], &a[..8]);
+    }
+
+    #[test]
+    fn urls_bracket_ipv6_and_ping_and_snmp6_are_read() {
+        let v6: SocketAddr = "[2001:db8:100::1]:80".parse().unwrap();
+        assert_eq!(http_url(v6, "/"), "http://[2001:db8:100::1]:80/");
+        let v4: SocketAddr = "198.51.100.1:80".parse().unwrap();
+        assert_eq!(http_url(v4, "/x"), "http://198.51.100.1:80/x");
+        let ping = "PING 2001:db8:100::1 (2001:db8:100::1) 56 data bytes\n\n--- 2001:db8:100::1 \
+                    ping statistics ---\n3 packets transmitted, 2 received, 33.3333% packet loss\n";
+        assert_eq!(ping_received(ping), Some(2));
+        assert_eq!(
+            ping_received("ping: connect: Network is unreachable\n"),
+            None
+        );
+        let snmp6 = "Ip6InReceives                   \t12\nIp6FragCreates                  \t3\n";
+        assert_eq!(snmp6_value(snmp6, "Ip6FragCreates"), Some(3));
+        assert_eq!(snmp6_value(snmp6, "Ip6Frag"), None);
     }
 
     #[test]

@@ -206,7 +206,7 @@ impl Pipeline {
         let d = svc.dests.get(i).ok_or(DropReason::NoDest)?;
         // A real server of the other family (the control side refuses them; never NATed
         // across families).
-        let addr = H::Addr::try_from(d.spec.addr).map_err(|_| DropReason::NoDest)?;
+        let addr = H::addr_of(d.spec.addr).ok_or(DropReason::NoDest)?;
         if let Some(timeout) = svc.spec.persistence {
             self.sync_template(svc, d, t.proto, &flow, timeout);
         }

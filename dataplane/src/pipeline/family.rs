@@ -22,6 +22,8 @@ pub(super) trait IpHeader: Sized {
     type Addr: Copy + Eq + Debug + Into<IpAddr>;
     type Fam: Family<Addr = Self::Addr>;
 
+    /// `a` if it is of this family.
+    fn addr_of(a: IpAddr) -> Option<Self::Addr>;
     fn src(&self) -> Self::Addr;
     fn dst(&self) -> Self::Addr;
     /// The upper-layer protocol (after IPv6's extension headers).
@@ -79,6 +81,13 @@ impl IpHeader for Ipv4Hdr {
     type Addr = Ipv4Addr;
     type Fam = V4;
 
+    #[inline]
+    fn addr_of(a: IpAddr) -> Option<Ipv4Addr> {
+        match a {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        }
+    }
     #[inline]
     fn src(&self) -> Ipv4Addr {
         self.src
@@ -214,6 +223,12 @@ impl IpHeader for Ipv6Hdr {
     type Addr = Ipv6Addr;
     type Fam = V6;
 
+    fn addr_of(a: IpAddr) -> Option<Ipv6Addr> {
+        match a {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => None,
+        }
+    }
     fn src(&self) -> Ipv6Addr {
         self.src
     }

@@ -34,4 +34,4 @@ pub mod snapshot;
 
 pub use dest::{Dest, MAX_DESTS};
 pub use manager::{ServiceManager, MAX_WEIGHT};
-pub use snapshot::{Service, Snapshot};
+pub use snapshot::{OpsReply, Service, Snapshot};

@@ -61,7 +61,7 @@ impl<F: Family> Storage<F> {
         {
             Storage {
                 buckets: (0..nbuckets).map(|_| Bucket::default()).collect(),
-                entries: (0..capacity).map(|_| Entry::default()).collect(),
+                entries: (0..capacity).map(|_| F::Entry::default()).collect(),
                 nbuckets,
                 capacity,
                 family: PhantomData,
@@ -145,6 +145,7 @@ impl<F: Family> ConnTable<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(not(loom))]
     use control::model::Timeouts;
 
     #[test]

@@ -3,21 +3,24 @@
 //! One memory region, mapped once at start (`mem::Region`: 2 MiB hugepages where the pool has
 //! them, else transparent hugepages; prefaulted), holds two arrays:
 //!
-//! - **entries**, 32 bytes each (two per cache line, never straddling one): `meta` (generation
-//!   16 | state 8 | expiry 40 bits, in ms), `client` (proto | CIP | cport), `virt` (real-server
-//!   slot 16 | VIP | vport) and `real` (RIP | rport; the free-list link while free); see
-//!   `entry.rs`;
+//! - **entries**: `meta` (generation 16 | state 8 | expiry 40 bits, in ms; see `entry.rs`) and
+//!   the family's field words (`family.rs`): 32 bytes for IPv4 (two per cache line, never
+//!   straddling one: `client` proto | CIP | cport, `virt` slot | VIP | vport, `real` RIP |
+//!   rport), 64 bytes for IPv6 (one line: the three addresses, then ports, protocol and slot);
 //! - **buckets** of the index, one 64-byte cache line each, 8 slot words of `tag 31 | dir 1 |
 //!   entry index + 1 (32)` (the tag is never 0, so an empty slot never matches); see
 //!   `index.rs`. There are as many buckets as entries: 8 slots for the 2 tuples of a
 //!   connection, an average load of 2 of 8 at full capacity.
 //!
 //! Beside the region, one *overflow* bit per bucket (`index.rs`) and small per-real-server
-//! counters. So a connection costs [`BYTES_PER_CONN`] = 32 + 64 = **96 bytes, index included**
-//! (plus that one bit); 10M connections take 962 MB with 2 MiB-page rounding and the counters
-//! of 64 real servers (resident, as measured by `table-mem` in benches/), under the 1.5 GB
-//! target. [`ConnTable::footprint`] computes the region's size and [`ConnTable::memory_bytes`]
-//! reports what a table holds.
+//! counters. So an IPv4 connection costs [`BYTES_PER_CONN`] = 32 + 64 = **96 bytes, index
+//! included** (plus that one bit); 10M connections take 962 MB with 2 MiB-page rounding and the
+//! counters of 64 real servers (resident, as measured by `table-mem` in benches/), under the
+//! 1.5 GB target. An IPv6 connection costs [`BYTES_PER_CONN6`] = 64 + 64 = **128 bytes**: 10M
+//! take 1282 MB (`memory_bytes`, measured by table-bench `--family 6`). Buckets per entry are
+//! the same for both: the index's load (2 tuples in 8 slots) does not depend on the family.
+//! [`ConnTable::footprint`] (`ConnTable6::footprint6`) computes the region's size and
+//! [`ConnTable::memory_bytes`] reports what a table holds.
 
 use super::family::{Family, V4, V6};
 use super::index::Bucket;

@@ -6,16 +6,33 @@
 //! of a packet's 5-tuple finds the connection whichever way the packet travels, on any worker:
 //! replies may arrive on any core (plain RSS, no flow rules).
 //!
-//! One memory region holds the entries (32 bytes each) and their index (one 64-byte bucket of
-//! slot words per entry): [`BYTES_PER_CONN`] = **96 bytes per connection, index included**.
-//! Lookups read one bucket line and one entry line; nothing takes a lock, anywhere.
+//! One memory region holds the entries and their index (one 64-byte bucket of slot words per
+//! entry). Lookups read one bucket line and one entry line; nothing takes a lock, anywhere.
+//!
+//! **Both address families**, one piece of code: [`ConnTable<F>`](ConnTable) is generic over
+//! [`Family`], [`V4`] (the default: `ConnTable`, `Tuple`, `Hit`, ... name the IPv4 ones) or
+//! [`V6`] ([`ConnTable6`], `Tuple<Ipv6Addr>`, ...). Only what an entry holds differs
+//! (`family.rs`); the index, the seqlock read, the insert protocol, removal, free lists and
+//! aging are the same code. Memory per connection, index included, as `memory_bytes() /
+//! capacity` measures it:
+//!
+//! | family | entry | [`BYTES_PER_CONN`] | 10M connections (`memory_bytes`, 2 MiB pages) |
+//! | --- | --- | --- | --- |
+//! | IPv4 | 32 bytes, two per line | **96** | 962 MB (96.2 bytes/connection) |
+//! | IPv6 | 64 bytes, one line | **128** ([`BYTES_PER_CONN6`]) | 1282 MB (128.2 bytes/connection) |
+//!
+//! An IPv6 table is made beside the IPv4 one with [`ConnTable6::sharing`]: the two share one
+//! set of real-server slots (active/inactive counts, retired flags, overload marks) and the
+//! timeouts, so a real server's counts are its connections of both families, as ipvsadm's
+//! ActiveConn/InActConn; entries, index, free lists and [`ConnTable::len`] stay per table.
 //!
 //! Each part, with the invariants it keeps, in its own file:
 //!
 //! | file | what |
 //! | --- | --- |
 //! | `layout.rs` | the region (entries and buckets), its size, what a connection costs |
-//! | `entry.rs` | an entry's words, its meta word (generation, state, expiry) and the seqlock read that validates them |
+//! | `family.rs` | what an IPv4 and an IPv6 entry hold, how a tuple is hashed and compared |
+//! | `entry.rs` | an entry's meta word (generation, state, expiry) and the seqlock read that validates it with the family's words |
 //! | `index.rs` | buckets and slot words, the two keyed hashes of a tuple, two-choice placement and the overflow bits |
 //! | `lookup.rs` | lookups and the burst prefetch: never wait, write nothing, never return a wrong mapping |
 //! | `insert.rs` | the lock-free insert: why exactly one of two concurrent inserts of a tuple wins |
@@ -25,10 +42,12 @@
 //! | `state.rs` | TCP states, transitions and their timeouts |
 //! | `mem.rs` | mapping the region (hugepages, prefaulting) |
 //!
-//! **Counts** (per real server active/inactive; the table's length is their sum) are changed
-//! only by the thread whose CAS made the change (an insert counts before its commit and
-//! uncounts if it loses), so they are exact whenever the table is quiescent; in between a count
-//! may be off by the operations in flight (signed, readers clamp at 0).
+//! **Counts** (per real server active/inactive) are changed only by the thread whose CAS made
+//! the change (an insert counts before its commit and uncounts if it loses), so they are exact
+//! whenever the table is quiescent; in between a count may be off by the operations in flight
+//! (signed, readers clamp at 0). The table's length is counted apart, per free-list shard
+//! (entries taken less entries given back), since the real-server counts may be shared by the
+//! two families' tables.
 //!
 //! Times are milliseconds on the workers' clock (any epoch, below 2^40 ms).
 //!

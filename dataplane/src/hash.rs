@@ -65,7 +65,7 @@ impl HashKey {
     /// with them first (the connection table's IPv6 tuples).
     #[inline]
     pub fn word(&self, i: usize) -> u64 {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             self.k0
         } else {
             self.k1

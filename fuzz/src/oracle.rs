@@ -487,7 +487,7 @@ impl Harness {
                         src: a.src,
                         dst: a.dst,
                         proto: a.proto,
-                        id: a.id,
+                        id: a.id.into(),
                     };
                     let v = self.dp.frags().lookup(&key, self.now);
                     assert!(v.is_some(), "first fragment recorded");
@@ -557,7 +557,7 @@ impl Harness {
             src: a.src,
             dst: a.dst,
             proto: a.proto,
-            id: a.id,
+            id: a.id.into(),
         };
         match self.dp.frags().lookup(&key, self.now) {
             Some(FragVerdict::Dnat { addr, .. }) => {

@@ -352,9 +352,9 @@ mod tests {
     fn conn6(proto: u8, dest: u32) -> NewConn<Ipv6Addr> {
         NewConn {
             proto,
-            client: ("2001:db8:100::10".parse().unwrap(), 40000),
-            virt: ("2001:db8:100::1".parse().unwrap(), 443),
-            real: ("2001:db8:2::2".parse().unwrap(), 8443),
+            client: (Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0x10), 40000),
+            virt: (Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 1), 443),
+            real: (Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 2), 8443),
             dest,
             state: ConnState::Udp,
         }

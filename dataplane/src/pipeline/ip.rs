@@ -180,6 +180,6 @@ fn frag_key(ip: &Ipv4Hdr) -> FragKey {
         src: ip.src,
         dst: ip.dst,
         proto: ip.proto,
-        id: ip.id,
+        id: ip.id.into(),
     }
 }

@@ -61,6 +61,17 @@ impl HashKey {
         mum(a ^ self.k0, b ^ self.k1)
     }
 
+    /// Key word `i % 2`: for hashes of keys wider than two words, which fold the extra words
+    /// with them first (the connection table's IPv6 tuples).
+    #[inline]
+    pub fn word(&self, i: usize) -> u64 {
+        if i.is_multiple_of(2) {
+            self.k0
+        } else {
+            self.k1
+        }
+    }
+
     /// The hash of a dense one-word key `x` (see the module documentation): take its high bits
     /// (with [`range`]).
     #[inline]

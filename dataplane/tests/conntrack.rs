@@ -1,19 +1,85 @@
-//! The connection table against a reference model (a plain HashMap), plus concurrency checks.
+//! The connection table against a reference model (a plain HashMap), plus concurrency checks,
+//! for both address families: every case is generic over [`Family`] and runs for IPv4 and
+//! IPv6 (`both!`), and the tables of the two families sharing their real-server slots are
+//! checked together at the end.
 //!
 //! One file, past 600 lines: every case runs against the same reference model.
 
 use control::model::Timeouts;
 use dataplane::conntrack::{
-    tcp_transition, ConnState, ConnTable, Dir, Hit, InsertError, NewConn, TcpEvent, Tuple,
+    tcp_transition, ConnState, ConnTable, ConnTable6, Dir, Family, Hit, InsertError, NewConn,
+    TcpEvent, Tuple, V4, V6,
 };
 use proptest::prelude::*;
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;
 
-fn tuple(proto: u8, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> Tuple {
+/// What the cases need of a family: a table, and addresses by number.
+trait Fam: Family<Addr: Ord> {
+    fn table(capacity: usize, dest_slots: usize, timeouts: &Timeouts) -> ConnTable<Self>;
+    /// Address `n` of the clients' and VIPs' net (`net` 0) or the real servers' (`net` 1).
+    fn net(net: u8, n: u8) -> Self::Addr;
+}
+
+impl Fam for V4 {
+    fn table(capacity: usize, dest_slots: usize, timeouts: &Timeouts) -> ConnTable {
+        ConnTable::new(capacity, dest_slots, timeouts)
+    }
+    fn net(net: u8, n: u8) -> Ipv4Addr {
+        if net == 0 {
+            Ipv4Addr::new(198, 51, 100, n)
+        } else {
+            Ipv4Addr::new(192, 0, 2, n)
+        }
+    }
+}
+
+impl Fam for V6 {
+    fn table(capacity: usize, dest_slots: usize, timeouts: &Timeouts) -> ConnTable6 {
+        ConnTable6::new6(capacity, dest_slots, timeouts)
+    }
+    fn net(net: u8, n: u8) -> Ipv6Addr {
+        let base: u128 = if net == 0 {
+            0x2001_0db8_0100 << 80
+        } else {
+            0x2001_0db8_0002 << 80
+        };
+        Ipv6Addr::from(base | u128::from(n))
+    }
+}
+
+/// Runs generic cases for both families.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod v4 {
+            $(#[test] fn $name() { super::$name::<dataplane::conntrack::V4>() })*
+        }
+        mod v6 {
+            $(#[test] fn $name() { super::$name::<dataplane::conntrack::V6>() })*
+        }
+    };
+}
+
+both!(
+    insert_then_find_by_both_tuples,
+    duplicate_conflict_and_full,
+    syn_recv_entries_are_evicted_first_when_full,
+    stale_reference_cannot_touch_a_reused_entry,
+    state_changes_move_counts_and_timeouts,
+    refresh_keeps_a_busy_flow_alive,
+    retired_dest_keeps_its_connections_until_they_end,
+    housekeeping_ages_in_bounded_slices,
+    concurrent_workers_keep_counts_exact,
+    readers_never_see_a_mixed_up_entry_while_writers_churn,
+    sequential_ports_fill_the_table_to_capacity,
+);
+
+type Addr<F> = <F as Family>::Addr;
+
+fn tuple<F: Fam>(proto: u8, src: (Addr<F>, u16), dst: (Addr<F>, u16)) -> Tuple<Addr<F>> {
     Tuple {
         proto,
         src: src.0,
@@ -23,12 +89,12 @@ fn tuple(proto: u8, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> Tuple {
     }
 }
 
-fn conn(proto: u8, client: u8, cport: u16, vip: u8, rs: u8, dest: u32) -> NewConn {
+fn conn<F: Fam>(proto: u8, client: u8, cport: u16, vip: u8, rs: u8, dest: u32) -> NewConn<Addr<F>> {
     NewConn {
         proto,
-        client: (Ipv4Addr::new(198, 51, 100, 10 + client), cport),
-        virt: (Ipv4Addr::new(198, 51, 100, 1 + vip), 80),
-        real: (Ipv4Addr::new(192, 0, 2, 2 + rs), 8080),
+        client: (F::net(0, 10 + client), cport),
+        virt: (F::net(0, 1 + vip), 80),
+        real: (F::net(1, 2 + rs), 8080),
         dest,
         state: if proto == TCP {
             ConnState::SynRecv
@@ -38,10 +104,9 @@ fn conn(proto: u8, client: u8, cport: u16, vip: u8, rs: u8, dest: u32) -> NewCon
     }
 }
 
-#[test]
-fn insert_then_find_by_both_tuples() {
-    let t = ConnTable::new(16, 4, &Timeouts::default());
-    let c = conn(TCP, 0, 40000, 0, 0, 1);
+fn insert_then_find_by_both_tuples<F: Fam>() {
+    let t = F::table(16, 4, &Timeouts::default());
+    let c = conn::<F>(TCP, 0, 40000, 0, 0, 1);
     let h = t.insert(&c, 1000).unwrap();
     assert_eq!(h.dir, Dir::Inbound);
     let inb = t.lookup(&c.inbound(), 1000).unwrap();
@@ -53,7 +118,7 @@ fn insert_then_find_by_both_tuples() {
     assert_eq!(rep.dir, Dir::Reply);
     assert_eq!(rep.conn, inb.conn);
     // Neither direction's reverse matches.
-    let rev = tuple(TCP, c.virt, c.client);
+    let rev = tuple::<F>(TCP, c.virt, c.client);
     assert!(t.lookup(&rev, 1000).is_none());
     assert!(t
         .lookup(
@@ -72,16 +137,15 @@ fn insert_then_find_by_both_tuples() {
     );
 }
 
-#[test]
-fn duplicate_conflict_and_full() {
-    let t = ConnTable::new(2, 4, &Timeouts::default());
-    let a = conn(TCP, 0, 1000, 0, 0, 0);
+fn duplicate_conflict_and_full<F: Fam>() {
+    let t = F::table(2, 4, &Timeouts::default());
+    let a = conn::<F>(TCP, 0, 1000, 0, 0, 0);
     let ha = t.insert(&a, 0).unwrap();
     assert!(matches!(t.insert(&a, 0), Err(InsertError::Exists(h)) if h.conn == ha.conn));
     // Same client ip:port through another VIP to the same real server: reply tuple taken.
-    let b = conn(TCP, 0, 1000, 1, 0, 0);
+    let b = conn::<F>(TCP, 0, 1000, 1, 0, 0);
     assert_eq!(t.insert(&b, 0), Err(InsertError::ReplyConflict));
-    let hc = t.insert(&conn(TCP, 1, 1000, 0, 0, 0), 0).unwrap();
+    let hc = t.insert(&conn::<F>(TCP, 1, 1000, 0, 0, 0), 0).unwrap();
     // Established connections are never evicted: the table is full.
     for h in [&ha, &hc] {
         assert_eq!(
@@ -90,44 +154,45 @@ fn duplicate_conflict_and_full() {
         );
     }
     assert_eq!(
-        t.insert(&conn(TCP, 2, 1000, 0, 0, 0), 0),
+        t.insert(&conn::<F>(TCP, 2, 1000, 0, 0, 0), 0),
         Err(InsertError::Full)
     );
     assert_eq!(t.evictions(), 0);
     assert!(t.remove(ha.conn));
     assert!(!t.remove(ha.conn), "second remove is a no-op");
-    t.insert(&conn(TCP, 2, 1000, 0, 0, 0), 0).unwrap();
+    t.insert(&conn::<F>(TCP, 2, 1000, 0, 0, 0), 0).unwrap();
 }
 
-#[test]
-fn syn_recv_entries_are_evicted_first_when_full() {
-    let t = ConnTable::new(4, 4, &Timeouts::default());
-    let ack = |h: &Hit| t.update(h, Dir::Inbound, Some(TcpEvent::Ack), 0);
-    let est = t.insert(&conn(TCP, 0, 1, 0, 0, 0), 0).unwrap();
+fn syn_recv_entries_are_evicted_first_when_full<F: Fam>() {
+    let t = F::table(4, 4, &Timeouts::default());
+    let ack = |h: &Hit<Addr<F>>| t.update(h, Dir::Inbound, Some(TcpEvent::Ack), 0);
+    let est = t.insert(&conn::<F>(TCP, 0, 1, 0, 0, 0), 0).unwrap();
     ack(&est);
-    let udp = t.insert(&conn(UDP, 1, 1, 0, 0, 0), 0).unwrap();
+    let udp = t.insert(&conn::<F>(UDP, 1, 1, 0, 0, 0), 0).unwrap();
     // Two half-open connections; the older one expires first.
-    t.insert(&conn(TCP, 2, 1, 0, 0, 1), 1000).unwrap();
-    t.insert(&conn(TCP, 3, 1, 0, 0, 1), 2000).unwrap();
+    t.insert(&conn::<F>(TCP, 2, 1, 0, 0, 1), 1000).unwrap();
+    t.insert(&conn::<F>(TCP, 3, 1, 0, 0, 1), 2000).unwrap();
     // A SYN flood on a full table: each new SYN_RECV entry pushes out the oldest one.
-    let n1 = t.insert(&conn(TCP, 4, 1, 0, 0, 1), 3000).unwrap();
+    let n1 = t.insert(&conn::<F>(TCP, 4, 1, 0, 0, 1), 3000).unwrap();
     assert_eq!(t.evictions(), 1);
     assert!(t
-        .lookup(&conn(TCP, 2, 1, 0, 0, 1).inbound(), 3000)
+        .lookup(&conn::<F>(TCP, 2, 1, 0, 0, 1).inbound(), 3000)
         .is_none());
     assert!(t
-        .lookup(&conn(TCP, 3, 1, 0, 0, 1).inbound(), 3000)
+        .lookup(&conn::<F>(TCP, 3, 1, 0, 0, 1).inbound(), 3000)
         .is_some());
-    let n2 = t.insert(&conn(TCP, 5, 1, 0, 0, 1), 4000).unwrap();
+    let n2 = t.insert(&conn::<F>(TCP, 5, 1, 0, 0, 1), 4000).unwrap();
     assert_eq!(t.evictions(), 2);
     assert!(t
-        .lookup(&conn(TCP, 3, 1, 0, 0, 1).inbound(), 4000)
+        .lookup(&conn::<F>(TCP, 3, 1, 0, 0, 1).inbound(), 4000)
         .is_none());
     // Established (and UDP) connections were never touched.
-    let got = t.lookup(&conn(TCP, 0, 1, 0, 0, 0).reply(), 4000).unwrap();
+    let got = t
+        .lookup(&conn::<F>(TCP, 0, 1, 0, 0, 0).reply(), 4000)
+        .unwrap();
     assert_eq!((got.conn, got.state), (est.conn, ConnState::Established));
     assert_eq!(
-        t.lookup(&conn(UDP, 1, 1, 0, 0, 0).inbound(), 4000)
+        t.lookup(&conn::<F>(UDP, 1, 1, 0, 0, 0).inbound(), 4000)
             .unwrap()
             .conn,
         udp.conn
@@ -136,7 +201,7 @@ fn syn_recv_entries_are_evicted_first_when_full() {
     ack(&n1);
     ack(&n2);
     assert_eq!(
-        t.insert(&conn(TCP, 6, 1, 0, 0, 1), 5000),
+        t.insert(&conn::<F>(TCP, 6, 1, 0, 0, 1), 5000),
         Err(InsertError::Full)
     );
     assert_eq!(t.evictions(), 2);
@@ -146,16 +211,15 @@ fn syn_recv_entries_are_evicted_first_when_full() {
     assert_eq!((d1.active(), d1.inactive()), (2, 0));
 }
 
-#[test]
-fn stale_reference_cannot_touch_a_reused_entry() {
-    let t = ConnTable::new(1, 4, &Timeouts::default());
-    let a = t.insert(&conn(TCP, 0, 1, 0, 0, 0), 0).unwrap();
+fn stale_reference_cannot_touch_a_reused_entry<F: Fam>() {
+    let t = F::table(1, 4, &Timeouts::default());
+    let a = t.insert(&conn::<F>(TCP, 0, 1, 0, 0, 0), 0).unwrap();
     assert!(t.remove(a.conn));
-    let b = t.insert(&conn(TCP, 1, 2, 0, 0, 0), 0).unwrap();
+    let b = t.insert(&conn::<F>(TCP, 1, 2, 0, 0, 0), 0).unwrap();
     assert!(!t.remove(a.conn));
     assert_eq!(t.update(&a, Dir::Inbound, Some(TcpEvent::Rst), 0), None);
     assert_eq!(
-        t.lookup(&conn(TCP, 1, 2, 0, 0, 0).inbound(), 0)
+        t.lookup(&conn::<F>(TCP, 1, 2, 0, 0, 0).inbound(), 0)
             .unwrap()
             .conn,
         b.conn
@@ -163,10 +227,9 @@ fn stale_reference_cannot_touch_a_reused_entry() {
     assert_eq!(t.dest(0).unwrap().inactive(), 1);
 }
 
-#[test]
-fn state_changes_move_counts_and_timeouts() {
-    let t = ConnTable::new(8, 4, &Timeouts::default());
-    let c = conn(TCP, 0, 1, 0, 0, 2);
+fn state_changes_move_counts_and_timeouts<F: Fam>() {
+    let t = F::table(8, 4, &Timeouts::default());
+    let c = conn::<F>(TCP, 0, 1, 0, 0, 2);
     let h = t.insert(&c, 0).unwrap();
     let d = t.dest(2).unwrap();
     assert_eq!((d.active(), d.inactive()), (0, 1), "half-open: inactive");
@@ -200,9 +263,8 @@ fn state_changes_move_counts_and_timeouts() {
     assert!(t.is_empty());
 }
 
-#[test]
-fn refresh_keeps_a_busy_flow_alive() {
-    let t = ConnTable::new(
+fn refresh_keeps_a_busy_flow_alive<F: Fam>() {
+    let t = F::table(
         8,
         4,
         &Timeouts {
@@ -211,7 +273,7 @@ fn refresh_keeps_a_busy_flow_alive() {
             udp: 3,
         },
     );
-    let c = conn(UDP, 0, 53, 0, 0, 0);
+    let c = conn::<F>(UDP, 0, 53, 0, 0, 0);
     let h = t.insert(&c, 0).unwrap();
     for now in (0..20_000).step_by(500) {
         assert!(t.lookup(&c.inbound(), now).is_some(), "{now}");
@@ -222,12 +284,11 @@ fn refresh_keeps_a_busy_flow_alive() {
     assert!(t.lookup(&c.inbound(), 19_500 + 3000).is_none());
 }
 
-#[test]
-fn retired_dest_keeps_its_connections_until_they_end() {
-    let t = ConnTable::new(8, 4, &Timeouts::default());
-    let a = conn(UDP, 0, 1, 0, 0, 1);
-    let b = conn(UDP, 1, 1, 0, 1, 2);
-    let c = conn(TCP, 3, 1, 0, 0, 1);
+fn retired_dest_keeps_its_connections_until_they_end<F: Fam>() {
+    let t = F::table(8, 4, &Timeouts::default());
+    let a = conn::<F>(UDP, 0, 1, 0, 0, 1);
+    let b = conn::<F>(UDP, 1, 1, 0, 1, 2);
+    let c = conn::<F>(TCP, 3, 1, 0, 0, 1);
     t.insert(&a, 0).unwrap();
     t.insert(&b, 0).unwrap();
     let hc = t.insert(&c, 0).unwrap();
@@ -235,7 +296,7 @@ fn retired_dest_keeps_its_connections_until_they_end() {
     assert!(t.dest_retired(1) && !t.dest_retired(2));
     // No new connection for a removed real server.
     assert_eq!(
-        t.insert(&conn(UDP, 2, 1, 0, 0, 1), 0),
+        t.insert(&conn::<F>(UDP, 2, 1, 0, 0, 1), 0),
         Err(InsertError::DestRetired)
     );
     // Its connections go on, both ways, and their state changes still move the counts.
@@ -269,14 +330,13 @@ fn retired_dest_keeps_its_connections_until_they_end() {
     );
     t.revive_dest(1);
     assert!(!t.dest_retired(1));
-    t.insert(&conn(UDP, 2, 1, 0, 0, 1), 0).unwrap();
+    t.insert(&conn::<F>(UDP, 2, 1, 0, 0, 1), 0).unwrap();
 }
 
-#[test]
-fn housekeeping_ages_in_bounded_slices() {
-    let t = ConnTable::new(64, 4, &Timeouts::default());
+fn housekeeping_ages_in_bounded_slices<F: Fam>() {
+    let t = F::table(64, 4, &Timeouts::default());
     for i in 0..40 {
-        t.insert(&conn(UDP, i, 1, 0, 0, 0), 0).unwrap();
+        t.insert(&conn::<F>(UDP, i, 1, 0, 0, 0), 0).unwrap();
     }
     let slices = [t.slice(0, 2), t.slice(1, 2)];
     assert_eq!(slices[0], 0..32);
@@ -348,20 +408,34 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-#[derive(Debug, Clone)]
-struct ModelConn {
-    c: NewConn,
-    hit: Hit,
+#[derive(Debug)]
+struct ModelConn<F: Fam> {
+    c: NewConn<Addr<F>>,
+    hit: Hit<Addr<F>>,
     state: ConnState,
     expires: u64,
 }
 
+impl<F: Fam> Clone for ModelConn<F> {
+    fn clone(&self) -> Self {
+        ModelConn { ..*self }
+    }
+}
+
 /// What the table promises, written down independently: connections by inbound tuple, and the
 /// reply tuple -> inbound tuple index.
-#[derive(Default)]
-struct Model {
-    conns: HashMap<Tuple, ModelConn>,
-    replies: HashMap<Tuple, Tuple>,
+struct Model<F: Fam> {
+    conns: HashMap<Tuple<Addr<F>>, ModelConn<F>>,
+    replies: HashMap<Tuple<Addr<F>>, Tuple<Addr<F>>>,
+}
+
+impl<F: Fam> Default for Model<F> {
+    fn default() -> Self {
+        Model {
+            conns: HashMap::new(),
+            replies: HashMap::new(),
+        }
+    }
 }
 
 fn timeout_ms(s: ConnState) -> u64 {
@@ -381,9 +455,9 @@ fn timeout_ms(s: ConnState) -> u64 {
     secs * 1000
 }
 
-impl Model {
+impl<F: Fam> Model<F> {
     /// The inbound key of the connection `t` belongs to, and the direction.
-    fn find(&self, t: &Tuple) -> Option<(Tuple, Dir)> {
+    fn find(&self, t: &Tuple<Addr<F>>) -> Option<(Tuple<Addr<F>>, Dir)> {
         if self.conns.contains_key(t) {
             return Some((*t, Dir::Inbound));
         }
@@ -391,7 +465,7 @@ impl Model {
     }
 
     /// A connection the table took at `now`, as `hit`.
-    fn insert(&mut self, c: NewConn, hit: Hit, now: u64) {
+    fn insert(&mut self, c: NewConn<Addr<F>>, hit: Hit<Addr<F>>, now: u64) {
         self.replies.insert(c.reply(), c.inbound());
         self.conns.insert(
             c.inbound(),
@@ -404,14 +478,14 @@ impl Model {
         );
     }
 
-    fn remove(&mut self, k: &Tuple) -> Option<ModelConn> {
+    fn remove(&mut self, k: &Tuple<Addr<F>>) -> Option<ModelConn<F>> {
         let mc = self.conns.remove(k)?;
         self.replies.remove(&mc.c.reply());
         Some(mc)
     }
 
     /// A lookup: an expired match is reaped and misses.
-    fn lookup(&mut self, t: &Tuple, now: u64) -> Option<(Tuple, Dir)> {
+    fn lookup(&mut self, t: &Tuple<Addr<F>>, now: u64) -> Option<(Tuple<Addr<F>>, Dir)> {
         let (k, d) = self.find(t)?;
         if self.conns[&k].expires <= now {
             self.remove(&k);
@@ -421,7 +495,7 @@ impl Model {
     }
 
     /// The connections expired at `now`.
-    fn expired(&self, now: u64) -> Vec<Tuple> {
+    fn expired(&self, now: u64) -> Vec<Tuple<Addr<F>>> {
         self.conns
             .iter()
             .filter(|(_, c)| c.expires <= now)
@@ -430,8 +504,8 @@ impl Model {
     }
 
     /// The `n`-th connection in a stable order.
-    fn nth(&self, n: usize) -> Option<Tuple> {
-        let mut keys: Vec<Tuple> = self.conns.keys().copied().collect();
+    fn nth(&self, n: usize) -> Option<Tuple<Addr<F>>> {
+        let mut keys: Vec<Tuple<Addr<F>>> = self.conns.keys().copied().collect();
         keys.sort_by_key(|t| (t.proto, t.src, t.sport, t.dst, t.dport));
         keys.get(n % keys.len().max(1)).copied()
     }
@@ -449,9 +523,9 @@ impl Model {
 
 const CAPACITY: usize = 12;
 
-fn run_ops(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let t = ConnTable::new(CAPACITY, 4, &Timeouts::default());
-    let mut m = Model::default();
+fn run_ops<F: Fam>(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let t = F::table(CAPACITY, 4, &Timeouts::default());
+    let mut m = Model::<F>::default();
     let mut now = 1000u64;
     let mut evictions = 0;
     for op in ops {
@@ -464,7 +538,7 @@ fn run_ops(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 rs,
                 dest,
             } => {
-                let c = conn(if proto { TCP } else { UDP }, client, cport, vip, rs, dest);
+                let c = conn::<F>(if proto { TCP } else { UDP }, client, cport, vip, rs, dest);
                 let got = t.insert(&c, now);
                 m.lookup(&c.inbound(), now);
                 m.lookup(&c.reply(), now);
@@ -491,9 +565,9 @@ fn run_ops(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         let hit = got.map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
                         let mut listed = std::collections::HashSet::new();
                         t.for_each(|i| {
-                            listed.insert(tuple(i.proto, i.client, i.virt));
+                            listed.insert(tuple::<F>(i.proto, i.client, i.virt));
                         });
-                        let gone: Vec<Tuple> = m
+                        let gone: Vec<Tuple<Addr<F>>> = m
                             .conns
                             .keys()
                             .filter(|k| !listed.contains(k))
@@ -548,7 +622,7 @@ fn run_ops(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
             }
             Op::LookupRandom { client, cport, vip } => {
-                let c = conn(TCP, client, cport, vip, 0, 0);
+                let c = conn::<F>(TCP, client, cport, vip, 0, 0);
                 let got = t.lookup(&c.inbound(), now).map(|h| h.conn);
                 let want = m
                     .lookup(&c.inbound(), now)
@@ -619,26 +693,30 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
     #[test]
     fn table_matches_a_hashmap_model(ops in proptest::collection::vec(op(), 1..120)) {
-        run_ops(ops)?;
+        run_ops::<V4>(ops)?;
+    }
+
+    #[test]
+    fn table6_matches_a_hashmap_model(ops in proptest::collection::vec(op(), 1..120)) {
+        run_ops::<V6>(ops)?;
     }
 }
 
 // --- concurrency ---------------------------------------------------------------------------------
 
-#[test]
-fn concurrent_workers_keep_counts_exact() {
-    let t = ConnTable::new(4096, 4, &Timeouts::default());
+fn concurrent_workers_keep_counts_exact<F: Fam>() {
+    let t = F::table(4096, 4, &Timeouts::default());
     std::thread::scope(|s| {
         for w in 0..4u8 {
             let t = &t;
             s.spawn(move || {
-                let mut live: Vec<Hit> = Vec::new();
+                let mut live: Vec<Hit<Addr<F>>> = Vec::new();
                 for round in 0..20_000u32 {
                     let c = NewConn {
                         proto: TCP,
-                        client: (Ipv4Addr::new(198, 51, 100, 10 + w), (round % 600) as u16),
-                        virt: (Ipv4Addr::new(198, 51, 100, 1), 80),
-                        real: (Ipv4Addr::new(192, 0, 2, 2), 80),
+                        client: (F::net(0, 10 + w), (round % 600) as u16),
+                        virt: (F::net(0, 1), 80),
+                        real: (F::net(1, 2), 80),
                         dest: u32::from(w % 2),
                         state: ConnState::SynRecv,
                     };
@@ -675,16 +753,15 @@ fn concurrent_workers_keep_counts_exact() {
     assert_eq!(n, 0);
 }
 
-#[test]
-fn readers_never_see_a_mixed_up_entry_while_writers_churn() {
+fn readers_never_see_a_mixed_up_entry_while_writers_churn<F: Fam>() {
     // A tiny table so entries are reused constantly under the readers.
-    let t = ConnTable::new(8, 4, &Timeouts::default());
+    let t = F::table(8, 4, &Timeouts::default());
     let mk = |i: u16| NewConn {
         proto: UDP,
-        client: (Ipv4Addr::new(198, 51, 100, 10), i),
-        virt: (Ipv4Addr::new(198, 51, 100, 1), 53),
+        client: (F::net(0, 10), i),
+        virt: (F::net(0, 1), 53),
         // The real port encodes the client port, so a reader can check consistency.
-        real: (Ipv4Addr::new(192, 0, 2, 2), 10_000 + i),
+        real: (F::net(1, 2), 10_000 + i),
         dest: 0,
         state: ConnState::Udp,
     };
@@ -717,21 +794,20 @@ fn readers_never_see_a_mixed_up_entry_while_writers_churn() {
     assert!(t.is_empty());
 }
 
-#[test]
-fn sequential_ports_fill_the_table_to_capacity() {
+fn sequential_ports_fill_the_table_to_capacity<F: Fam>() {
     // One client, one VIP, one real server: tuples differ in the client port only, the worst
     // case for a weak hash. Filled to the last entry, both of a tuple's buckets can be full
     // with the random per-process keys (then a SYN_RECV entry is evicted, so the insert
     // succeeds and the count stays): a CI run saw 2 of 65,536 so. A weak hash loses thousands;
     // allow one in 10,000.
     let cap = 1 << 16;
-    let t = ConnTable::new(cap, 4, &Timeouts::default());
+    let t = F::table(cap, 4, &Timeouts::default());
     for p in 0..cap {
         let c = NewConn {
             proto: TCP,
-            client: (Ipv4Addr::new(198, 51, 100, 10), p as u16),
-            virt: (Ipv4Addr::new(198, 51, 100, 1), 80),
-            real: (Ipv4Addr::new(192, 0, 2, 2), 80),
+            client: (F::net(0, 10), p as u16),
+            virt: (F::net(0, 1), 80),
+            real: (F::net(1, 2), 80),
             dest: 0,
             state: ConnState::SynRecv,
         };
@@ -745,4 +821,89 @@ fn sequential_ports_fill_the_table_to_capacity() {
         t.evictions()
     );
     assert_eq!(t.len() as u64 + t.evictions(), cap as u64);
+}
+
+// --- the two families' tables sharing real-server slots ------------------------------------------
+
+#[test]
+fn v6_table_shares_the_v4_tables_real_server_slots() {
+    let v4 = ConnTable::new(16, 4, &Timeouts::default());
+    let v6 = ConnTable6::sharing(&v4, 32);
+    assert!(v6.shares_slots_with(&v4));
+    assert_eq!((v4.capacity(), v6.capacity()), (16, 32));
+    let c4 = conn::<V4>(TCP, 0, 1, 0, 0, 1);
+    let c6 = conn::<V6>(TCP, 0, 1, 0, 0, 1);
+    let h4 = v4.insert(&c4, 0).unwrap();
+    let h6 = v6.insert(&c6, 0).unwrap();
+    // One slot counts both families' connections; each table's length is its own.
+    assert!(std::ptr::eq(v4.dest(1).unwrap(), v6.dest(1).unwrap()));
+    let d = v4.dest(1).unwrap();
+    assert_eq!((d.active(), d.inactive()), (0, 2));
+    assert_eq!((v4.len(), v6.len()), (1, 1));
+    v4.timeouts().set(&Timeouts {
+        tcp: 5,
+        tcp_fin: 0,
+        udp: 0,
+    });
+    assert_eq!(v6.timeouts().get_ms(ConnState::Established), 5000);
+    assert_eq!(
+        v6.update(&h6, Dir::Inbound, Some(TcpEvent::Ack), 0),
+        Some(ConnState::Established)
+    );
+    assert_eq!((d.active(), d.inactive()), (1, 1));
+    // Each table finds its own connections only.
+    assert!(v6.lookup(&c6.reply(), 0).is_some());
+    let mut n = 0;
+    v6.for_each(|i| {
+        assert_eq!((i.client, i.virt, i.real), (c6.client, c6.virt, c6.real));
+        n += 1;
+    });
+    assert_eq!(n, 1);
+    // Retiring a real server in one table refuses new connections in both.
+    v6.retire_dest(1);
+    assert!(v4.dest_retired(1));
+    assert_eq!(
+        v4.insert(&conn::<V4>(UDP, 1, 1, 0, 0, 1), 0),
+        Err(InsertError::DestRetired)
+    );
+    v4.revive_dest(1);
+    assert!(!v6.dest_retired(1));
+    // Timeouts are shared too: aging the IPv6 table honours the one set on the IPv4 one.
+    let mut cursor = 0;
+    assert_eq!(v6.housekeeping(v6.slice(0, 1), &mut cursor, 32, 4999), 0);
+    assert_eq!(v6.housekeeping(v6.slice(0, 1), &mut cursor, 32, 5000), 1);
+    assert_eq!((v4.len(), v6.len()), (1, 0));
+    assert_eq!((d.active(), d.inactive()), (0, 1));
+    assert!(v4.remove(h4.conn));
+    assert_eq!((d.active(), d.inactive()), (0, 0));
+    assert!(v4.is_empty() && v6.is_empty());
+}
+
+#[test]
+fn an_ipv6_entry_holds_slots_below_2_14_and_four_protocols() {
+    let v4 = ConnTable::new(16, 1 << 15, &Timeouts::default());
+    let v6 = ConnTable6::sharing(&v4, 16);
+    let big = 1 << 14;
+    v4.insert(&conn::<V4>(UDP, 0, 1, 0, 0, big), 0).unwrap();
+    assert_eq!(
+        v6.insert(&conn::<V6>(UDP, 0, 1, 0, 0, big), 0),
+        Err(InsertError::DestRetired)
+    );
+    for proto in [6, 17, 132, 58] {
+        let c = NewConn {
+            proto,
+            ..conn::<V6>(UDP, 1, 1, 0, 0, big - 1)
+        };
+        let h = v6.insert(&c, 0).unwrap();
+        assert_eq!(h.proto, proto);
+        assert_eq!(v6.lookup(&c.reply(), 0).unwrap().proto, proto);
+        assert!(v6.remove(h.conn));
+    }
+    let icmp = NewConn {
+        proto: 1,
+        ..conn::<V6>(UDP, 1, 1, 0, 0, 0)
+    };
+    assert_eq!(v6.insert(&icmp, 0), Err(InsertError::Full));
+    assert!(v6.lookup(&icmp.inbound(), 0).is_none());
+    assert!(v6.is_empty());
 }

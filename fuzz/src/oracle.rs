@@ -491,7 +491,7 @@ impl Harness {
                         src: a.src,
                         dst: a.dst,
                         proto: a.proto,
-                        id: a.id,
+                        id: a.id.into(),
                     };
                     let v = self.dp.frags().lookup(&key, self.now);
                     assert!(v.is_some(), "first fragment recorded");
@@ -561,7 +561,7 @@ impl Harness {
             src: a.src,
             dst: a.dst,
             proto: a.proto,
-            id: a.id,
+            id: a.id.into(),
         };
         match self.dp.frags().lookup(&key, self.now) {
             Some(FragVerdict::Dnat { addr, .. }) => {

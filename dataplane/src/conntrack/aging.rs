@@ -7,7 +7,8 @@
 //! No timer thread. Only entries ever handed out are walked. A removed real server's connections
 //! are not aged any faster: they end or time out like the others.
 
-use super::entry::{ep_split, expires_of, gen_of, live_state, EntryView};
+use super::entry::{expires_of, gen_of, live_state, EntryView};
+use super::family::Family;
 use super::{ConnInfo, ConnRef, ConnState, ConnTable};
 use crate::atomic::Ordering;
 use std::ops::Range;
@@ -31,7 +32,7 @@ pub struct Aged {
     pub half_open: usize,
 }
 
-impl ConnTable {
+impl<F: Family> ConnTable<F> {
     /// Entries ever handed out: the rest of the array has never held a connection.
     pub(super) fn used(&self) -> usize {
         self.bump.load(Ordering::Relaxed).min(self.capacity())
@@ -77,7 +78,7 @@ impl ConnTable {
             let Some(e) = self.entry(idx as u32) else {
                 continue;
             };
-            let m = e.meta.load(Ordering::Acquire);
+            let m = F::meta(e).load(Ordering::Acquire);
             let Some(state) = live_state(m) else {
                 continue;
             };
@@ -108,7 +109,7 @@ impl ConnTable {
     }
 
     /// Calls `f` for every live connection (for listing; not on the packet path).
-    pub fn for_each(&self, mut f: impl FnMut(ConnInfo)) {
+    pub fn for_each(&self, mut f: impl FnMut(ConnInfo<F::Addr>)) {
         for idx in 0..self.used() {
             if let Some(c) = self.info(idx) {
                 f(c);
@@ -130,7 +131,7 @@ impl ConnTable {
         range: Range<usize>,
         cursor: &mut usize,
         budget: usize,
-        mut f: impl FnMut(ConnInfo),
+        mut f: impl FnMut(ConnInfo<F::Addr>),
     ) {
         let range = self.in_use(range);
         for _ in 0..budget.min(range.len()) {
@@ -145,18 +146,19 @@ impl ConnTable {
     }
 
     /// Entry `idx` if it holds a live connection.
-    fn info(&self, idx: usize) -> Option<ConnInfo> {
+    fn info(&self, idx: usize) -> Option<ConnInfo<F::Addr>> {
         let v = self
             .read(u32::try_from(idx).ok()?)
             .filter(EntryView::is_live)?;
+        let hit = v.hit(u32::try_from(idx).ok()?, super::Dir::Inbound);
         Some(ConnInfo {
-            proto: v.proto,
+            proto: hit.proto,
             state: v.state,
             expires_ms: expires_of(v.meta),
-            dest: v.dest,
-            client: ep_split(v.client),
-            virt: ep_split(v.virt),
-            real: ep_split(v.real),
+            dest: hit.dest,
+            client: hit.client,
+            virt: hit.virt,
+            real: hit.real,
         })
     }
 }

@@ -1,4 +1,5 @@
-//! An entry: one connection's words, its meta word, and the seqlock read that validates them.
+//! An entry: its meta word, and the seqlock read that validates it with the family's field
+//! words (`family.rs`: what an IPv4 and an IPv6 entry hold).
 //!
 //! The meta word is `generation 16 | state 8 | expiry 40` (ms). The state byte is 0 free;
 //! 1..=12 live (`ConnState` + 1); `0x80 | (ConnState + 1)` pending (fields complete, slots
@@ -12,10 +13,10 @@
 //! entry whose tuple matches the one looked up is ever returned, so a stale slot word or a
 //! reused entry reads as a miss, never as a wrong mapping.
 
+use super::family::Family;
 use super::state::{ConnState, Dir};
 use super::{ConnRef, ConnTable, Hit, Tuple};
-use crate::atomic::{fence, AtomicU64, Ordering};
-use std::net::Ipv4Addr;
+use crate::atomic::{fence, Ordering};
 
 // --- the meta word ---------------------------------------------------------------------------
 
@@ -68,58 +69,40 @@ pub(super) fn pending_state(m: u64) -> Option<ConnState> {
     ConnState::from_u8((c & !ST_PENDING).checked_sub(1)?)
 }
 
-// --- endpoints: ip 32 | port 16; the protocol / dest slot in the top 16 bits ------------------
+// --- the fields ------------------------------------------------------------------------------
 
-pub(super) const EP_MASK: u64 = (1 << 48) - 1;
-
-#[inline]
-pub(super) fn ep(ip: Ipv4Addr, port: u16) -> u64 {
-    (u64::from(u32::from(ip)) << 16) | u64::from(port)
-}
-#[inline]
-pub(super) fn ep_split(v: u64) -> (Ipv4Addr, u16) {
-    (Ipv4Addr::from((v >> 16) as u32), v as u16)
-}
-
-/// One connection: 32 bytes, two per cache line.
-#[repr(C, align(32))]
-#[derive(Debug, Default)]
-pub(super) struct Entry {
-    pub(super) meta: AtomicU64,
-    /// proto << 48 | CIP:cport
-    pub(super) client: AtomicU64,
-    /// dest slot << 48 | VIP:vport
-    pub(super) virt: AtomicU64,
-    /// RIP:rport; while the entry is free, the free-list link (index + 1, 0 at the end).
-    pub(super) real: AtomicU64,
-}
-
-/// The fields of an entry, read consistently.
-#[derive(Clone, Copy)]
-pub(super) struct EntryView {
+/// The fields of an entry, read consistently: the meta word and the family's field words
+/// (see `family.rs`).
+pub(super) struct EntryView<F: Family> {
     pub(super) meta: u64,
     pub(super) state: ConnState,
-    pub(super) proto: u8,
-    pub(super) client: u64,
-    pub(super) virt: u64,
-    pub(super) real: u64,
-    pub(super) dest: u32,
+    pub(super) words: F::Words,
 }
 
-impl EntryView {
+impl<F: Family> Clone for EntryView<F> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<F: Family> Copy for EntryView<F> {}
+
+impl<F: Family> EntryView<F> {
     /// Whether the entry's tuple in direction `dir` is `t`. Branch-free on `dir` (which
     /// direction a lookup hits is unpredictable, and a mispredicted branch that waits for the
     /// entry's cache miss would also throw away the next lookups' loads already in flight).
     #[inline]
-    pub(super) fn matches(&self, dir: Dir, t: &Tuple) -> bool {
-        let reply = dir == Dir::Reply;
-        let src = select(reply, self.real, self.client);
-        let dst = select(reply, self.client, self.virt);
-        (self.proto == t.proto) & (src == ep(t.src, t.sport)) & (dst == ep(t.dst, t.dport))
+    pub(super) fn matches(&self, dir: Dir, t: &Tuple<F::Addr>) -> bool {
+        F::matches(&self.words, dir, t)
     }
 
     #[inline]
-    pub(super) fn hit(&self, idx: u32, dir: Dir) -> Hit {
+    pub(super) fn dest(&self) -> u32 {
+        F::dest(&self.words)
+    }
+
+    #[inline]
+    pub(super) fn hit(&self, idx: u32, dir: Dir) -> Hit<F::Addr> {
+        let [client, virt, real] = F::endpoints(&self.words);
         Hit {
             conn: ConnRef {
                 idx,
@@ -127,11 +110,11 @@ impl EntryView {
             },
             dir,
             state: self.state,
-            proto: self.proto,
-            dest: self.dest,
-            client: ep_split(self.client),
-            virt: ep_split(self.virt),
-            real: ep_split(self.real),
+            proto: F::proto(&self.words),
+            dest: self.dest(),
+            client,
+            virt,
+            real,
         }
     }
 
@@ -141,45 +124,35 @@ impl EntryView {
     }
 
     #[inline]
-    pub(super) fn tuple(&self, dir: Dir) -> Tuple {
+    pub(super) fn tuple(&self, dir: Dir) -> Tuple<F::Addr> {
+        let [client, virt, real] = F::endpoints(&self.words);
         let (src, dst) = match dir {
-            Dir::Inbound => (self.client, self.virt),
-            Dir::Reply => (self.real, self.client),
+            Dir::Inbound => (client, virt),
+            Dir::Reply => (real, client),
         };
-        let (s, sp) = ep_split(src);
-        let (d, dp) = ep_split(dst);
         Tuple {
-            proto: self.proto,
-            src: s,
-            sport: sp,
-            dst: d,
-            dport: dp,
+            proto: F::proto(&self.words),
+            src: src.0,
+            sport: src.1,
+            dst: dst.0,
+            dport: dst.1,
         }
     }
 }
 
-/// `if c { a } else { b }` without a branch.
-#[inline]
-fn select(c: bool, a: u64, b: u64) -> u64 {
-    let m = u64::from(c).wrapping_neg();
-    (a & m) | (b & !m)
-}
-
-impl ConnTable {
+impl<F: Family> ConnTable<F> {
     /// Reads entry `idx` consistently (seqlock read); `None` unless it is live or pending.
     #[inline]
-    pub(super) fn read(&self, idx: u32) -> Option<EntryView> {
+    pub(super) fn read(&self, idx: u32) -> Option<EntryView<F>> {
         let e = self.entry(idx)?;
-        let m1 = e.meta.load(Ordering::Acquire);
+        let m1 = F::meta(e).load(Ordering::Acquire);
         let c = state_of(m1);
         if c == ST_FREE || c == ST_BUSY {
             return None;
         }
-        let client = e.client.load(Ordering::Relaxed);
-        let virt = e.virt.load(Ordering::Relaxed);
-        let real = e.real.load(Ordering::Relaxed);
+        let words = F::load(e);
         fence(Ordering::Acquire);
-        let m2 = e.meta.load(Ordering::Relaxed);
+        let m2 = F::meta(e).load(Ordering::Relaxed);
         if gen_of(m1) != gen_of(m2) {
             return None;
         }
@@ -189,11 +162,7 @@ impl ConnTable {
         Some(EntryView {
             meta: m2,
             state,
-            proto: (client >> 48) as u8,
-            client: client & EP_MASK,
-            virt: virt & EP_MASK,
-            real: real & EP_MASK,
-            dest: (virt >> 48) as u32,
+            words,
         })
     }
 }

@@ -3,7 +3,7 @@
 //! Free entries live in [`SHARDS`] tagged Treiber stacks plus never-used ranges handed out in
 //! chunks; each thread pops from and pushes to its own shard (chosen once per thread) and
 //! steals from the others only when its own is empty, so two workers do not contend on one
-//! free-list head. A free entry's `real` word holds its free-list link.
+//! free-list head. A free entry's link word (`family.rs`) holds its free-list link.
 //!
 //! When no entry is free, an insert first looks at a window of [`EVICT_SCAN`] entries (from a
 //! shared cursor): an expired entry there is reaped; else the SYN_RECV entry with the earliest
@@ -12,9 +12,10 @@
 //! (the pipeline drops and counts the packet). Established connections are never evicted.
 
 use super::entry::{expires_of, gen_of, EntryView};
+use super::family::Family;
 use super::state::ConnState;
 use super::{ConnRef, ConnTable};
-use crate::atomic::{AtomicU64, Ordering};
+use crate::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// Entries an insert looks at for something to reap or evict when no entry is free.
 pub const EVICT_SCAN: usize = 64;
@@ -37,6 +38,16 @@ pub(super) struct Shard {
     head: AtomicU64,
     /// Never-used entries held by this shard: next 32 | end 32.
     fresh: AtomicU64,
+    /// Entries taken by this shard's threads less those they gave back: summed over the shards,
+    /// the table's length (see `ConnTable::len`). On the line the thread's pops and pushes
+    /// write anyway.
+    taken: AtomicI64,
+}
+
+impl Shard {
+    pub(super) fn taken(&self) -> i64 {
+        self.taken.load(Ordering::Relaxed)
+    }
 }
 
 #[cfg(not(loom))]
@@ -66,7 +77,7 @@ fn shard_index() -> usize {
     0
 }
 
-impl ConnTable {
+impl<F: Family> ConnTable<F> {
     /// Shard `i % SHARDS`.
     #[inline]
     #[allow(clippy::indexing_slicing)] // `i % SHARDS` indexes an array of SHARDS: in bounds
@@ -99,6 +110,12 @@ impl ConnTable {
     fn take_free(&self) -> Option<u32> {
         let me = shard_index();
         let own = self.shard(me);
+        let i = self.take_from(me, own)?;
+        own.taken.fetch_add(1, Ordering::Relaxed);
+        Some(i)
+    }
+
+    fn take_from(&self, me: usize, own: &Shard) -> Option<u32> {
         if let Some(i) = self.pop(own).or_else(|| self.take_fresh(own)) {
             return Some(i);
         }
@@ -174,7 +191,7 @@ impl ConnTable {
         }
         let n = EVICT_SCAN.min(used);
         let start = self.evict_cursor.fetch_add(n, Ordering::Relaxed) % used;
-        let mut victim: Option<(u32, EntryView)> = None;
+        let mut victim: Option<(u32, EntryView<F>)> = None;
         for k in 0..n {
             let idx = ((start + k) % used) as u32;
             let Some(v) = self.read(idx).filter(EntryView::is_live) else {
@@ -202,7 +219,7 @@ impl ConnTable {
         let mut head = s.head.load(Ordering::Acquire);
         loop {
             let idx = (head as u32).checked_sub(1)?;
-            let next = self.entry(idx)?.real.load(Ordering::Relaxed) as u32;
+            let next = F::link(self.entry(idx)?).load(Ordering::Relaxed) as u32;
             let tag = ((head >> 32) as u32).wrapping_add(1);
             let new = (u64::from(tag) << 32) | u64::from(next);
             match s
@@ -215,8 +232,11 @@ impl ConnTable {
         }
     }
 
+    /// Gives back an entry taken by `alloc`.
     pub(super) fn push_free(&self, idx: u32) {
-        self.push_free_to(self.my_shard(), idx);
+        let s = self.my_shard();
+        s.taken.fetch_sub(1, Ordering::Relaxed);
+        self.push_free_to(s, idx);
     }
 
     fn push_free_to(&self, s: &Shard, idx: u32) {
@@ -225,9 +245,9 @@ impl ConnTable {
         };
         let mut head = s.head.load(Ordering::Relaxed);
         loop {
-            // Release: a reader that sees the link in `real` also sees the entry free (its
-            // seqlock check then fails), as it would for a field write of the next insert.
-            e.real.store(head & 0xffff_ffff, Ordering::Release);
+            // Release: a reader that sees the link in a field word also sees the entry free
+            // (its seqlock check then fails), as it would for a field write of the next insert.
+            F::link(e).store(head & 0xffff_ffff, Ordering::Release);
             let tag = ((head >> 32) as u32).wrapping_add(1);
             let new = (u64::from(tag) << 32) | (u64::from(idx) + 1);
             match s

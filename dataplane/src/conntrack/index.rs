@@ -16,6 +16,7 @@
 //! those buckets is removed, else the insert fails `Full` (see `insert.rs`).
 
 use super::entry::EntryView;
+use super::family::Family;
 use super::state::Dir;
 use super::{ConnTable, Tuple};
 use crate::atomic::{AtomicU64, Ordering};
@@ -178,15 +179,12 @@ pub(super) fn matching(words: &[u64; SLOTS], mut m: u32) -> impl Iterator<Item =
     })
 }
 
-impl ConnTable {
+impl<F: Family> ConnTable<F> {
     #[inline]
-    pub(super) fn place(&self, t: &Tuple) -> Place {
-        let a = (u64::from(u32::from(t.src)) << 32) | u64::from(u32::from(t.dst));
-        let b = (u64::from(t.sport) << 32) | (u64::from(t.dport) << 16) | u64::from(t.proto);
-        // Two independent hashes (the multiplies run in parallel): the high bits of each pick
-        // a bucket, the low bits of the first make the tag.
-        let [k1, k2] = &self.keys;
-        let (h1, h2) = (k1.hash(a, b), k2.hash(a, b));
+    pub(super) fn place(&self, t: &Tuple<F::Addr>) -> Place {
+        // Two independent hashes (`family.rs`): the high bits of each pick a bucket, the low
+        // bits of the first make the tag.
+        let (h1, h2) = F::hashes(&self.keys, t);
         Place {
             b1: range(h1, self.storage.nbuckets),
             h2,
@@ -230,10 +228,10 @@ impl ConnTable {
     #[inline]
     pub(super) fn find(
         &self,
-        t: &Tuple,
+        t: &Tuple<F::Addr>,
         p: &Place,
         pending_too: bool,
-    ) -> Option<(u32, Dir, EntryView)> {
+    ) -> Option<(u32, Dir, EntryView<F>)> {
         if let Some(r) = self.find_in(p.b1, t, p.tag, pending_too) {
             return Some(r);
         }
@@ -251,10 +249,10 @@ impl ConnTable {
     pub(super) fn find_in(
         &self,
         b: usize,
-        t: &Tuple,
+        t: &Tuple<F::Addr>,
         tag: u32,
         pending_too: bool,
-    ) -> Option<(u32, Dir, EntryView)> {
+    ) -> Option<(u32, Dir, EntryView<F>)> {
         let (words, m) = scan(self.bucket(b)?, tag);
         for w in matching(&words, m) {
             let (idx, dir) = (slot_idx(w), slot_dir(w));

@@ -32,9 +32,10 @@
 //! first, and tries once more; else it fails `Full`.
 
 use super::entry::{
-    ep, expires_of, gen_of, live_code, pack, pending_code, state_of, EntryView, EXP_MAX, ST_BUSY,
+    expires_of, gen_of, live_code, pack, pending_code, state_of, EntryView, EXP_MAX, ST_BUSY,
     ST_FREE,
 };
+use super::family::Family;
 use super::index::{matching, scan, slot_dir, slot_idx, slot_word, Place, FIRST_FIT, SLOTS};
 use super::state::{ConnState, Dir};
 use super::{ConnRef, ConnTable, DestCounts, Hit, InsertError, NewConn, Tuple};
@@ -43,10 +44,16 @@ use crate::atomic::{fence, AtomicU64, Ordering};
 /// Attempts of an insert that keeps being killed by concurrent inserts of the same tuple.
 const INSERT_ATTEMPTS: usize = 4;
 
-impl ConnTable {
+impl<F: Family> ConnTable<F> {
     /// A live or pending connection using `t` (stale live ones are removed on the way): the
     /// error an insert of a connection with inbound tuple `inb` gets for it.
-    fn conflict(&self, t: &Tuple, p: &Place, inb: &Tuple, now: u64) -> Option<InsertError> {
+    fn conflict(
+        &self,
+        t: &Tuple<F::Addr>,
+        p: &Place,
+        inb: &Tuple<F::Addr>,
+        now: u64,
+    ) -> Option<InsertError<F::Addr>> {
         for _ in 0..4 {
             let (idx, _, v) = self.find(t, p, true)?;
             if v.is_live() && self.stale(&v, now) {
@@ -63,7 +70,7 @@ impl ConnTable {
 
     /// What an insert of a connection with inbound tuple `inb` is told about a rival that holds
     /// one of its tuples: the same connection (`Exists`) or another one (`ReplyConflict`).
-    fn loss(inb: &Tuple, v: &EntryView, idx: u32) -> InsertError {
+    fn loss(inb: &Tuple<F::Addr>, v: &EntryView<F>, idx: u32) -> InsertError<F::Addr> {
         if v.matches(Dir::Inbound, inb) {
             InsertError::Exists(v.hit(idx, Dir::Inbound))
         } else {
@@ -73,26 +80,34 @@ impl ConnTable {
 
     /// Inserts a new connection (both tuples) at time `now`. Entries for either tuple that
     /// are expired at `now` are removed first. Lock-free; see the module documentation.
-    pub fn insert(&self, c: &NewConn, now: u64) -> Result<Hit, InsertError> {
-        let expires = now.saturating_add(u64::from(self.timeouts.get_ms(c.state)));
+    pub fn insert(
+        &self,
+        c: &NewConn<F::Addr>,
+        now: u64,
+    ) -> Result<Hit<F::Addr>, InsertError<F::Addr>> {
+        let expires = now.saturating_add(u64::from(self.slots.timeouts.get_ms(c.state)));
         self.insert_until(c, now, expires)
     }
 
     /// [`ConnTable::insert`] with the expiry given: a connection copied from another
     /// director's table (IPVS sync) keeps the time it had left there.
-    pub fn insert_until(&self, c: &NewConn, now: u64, expires: u64) -> Result<Hit, InsertError> {
-        let dest = u16::try_from(c.dest)
-            .ok()
-            .and_then(|_| self.dest(c.dest))
-            .ok_or(InsertError::DestRetired)?;
+    pub fn insert_until(
+        &self,
+        c: &NewConn<F::Addr>,
+        now: u64,
+        expires: u64,
+    ) -> Result<Hit<F::Addr>, InsertError<F::Addr>> {
+        let dest = self.dest(c.dest).ok_or(InsertError::DestRetired)?;
         if self.dest_retired(c.dest) {
             return Err(InsertError::DestRetired);
         }
+        let words = F::encode(c).ok_or(if (c.dest as usize) < F::MAX_DEST_SLOTS {
+            InsertError::Full
+        } else {
+            InsertError::DestRetired
+        })?;
         let (inb, rep) = (c.inbound(), c.reply());
         let (pi, pr) = (self.place(&inb), self.place(&rep));
-        let client = (u64::from(c.proto) << 48) | ep(c.client.0, c.client.1);
-        let virt = (u64::from(c.dest) << 48) | ep(c.virt.0, c.virt.1);
-        let real = ep(c.real.0, c.real.1);
         let expires = expires.min(EXP_MAX);
 
         for _ in 0..INSERT_ATTEMPTS {
@@ -111,14 +126,13 @@ impl ConnTable {
                 return Err(InsertError::Full);
             };
             // Seqlock write: busy with the next generation, fields, then pending (release).
-            let gen = gen_of(e.meta.load(Ordering::Relaxed)).wrapping_add(1);
-            e.meta.store(pack(gen, ST_BUSY, 0), Ordering::Relaxed);
+            let meta = F::meta(e);
+            let gen = gen_of(meta.load(Ordering::Relaxed)).wrapping_add(1);
+            meta.store(pack(gen, ST_BUSY, 0), Ordering::Relaxed);
             fence(Ordering::Release);
-            e.client.store(client, Ordering::Relaxed);
-            e.virt.store(virt, Ordering::Relaxed);
-            e.real.store(real, Ordering::Relaxed);
+            F::store(e, &words);
             let pending = pack(gen, pending_code(c.state), expires);
-            e.meta.store(pending, Ordering::Release);
+            meta.store(pending, Ordering::Release);
 
             let wi = slot_word(idx, Dir::Inbound, pi.tag);
             let wr = slot_word(idx, Dir::Reply, pr.tag);
@@ -142,7 +156,7 @@ impl ConnTable {
                 return Err(err);
             }
             let live = pack(gen, live_code(c.state), expires);
-            if e.meta
+            if meta
                 .compare_exchange(pending, live, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
@@ -167,7 +181,12 @@ impl ConnTable {
     /// Looks for rivals of pending entry `idx` (same tuple, other entry) in both tuples'
     /// buckets: `Some(error)` if this insert must give way, `None` if it may commit (rivals
     /// of lower priority were killed).
-    fn settle(&self, idx: u32, tuples: [(&Tuple, &Place); 2], now: u64) -> Option<InsertError> {
+    fn settle(
+        &self,
+        idx: u32,
+        tuples: [(&Tuple<F::Addr>, &Place); 2],
+        now: u64,
+    ) -> Option<InsertError<F::Addr>> {
         let inb = tuples[0].0;
         for (t, p) in tuples {
             // A rival in the second bucket set the overflow bit before its fence: after ours,
@@ -209,8 +228,7 @@ impl ConnTable {
                         let Some(oe) = self.entry(oidx) else {
                             break;
                         };
-                        if oe
-                            .meta
+                        if F::meta(oe)
                             .compare_exchange(
                                 v.meta,
                                 pack(ogen, ST_FREE, 0),
@@ -241,9 +259,10 @@ impl ConnTable {
         let Some(e) = self.entry(idx) else {
             return;
         };
-        let mut m = e.meta.load(Ordering::Acquire);
+        let meta = F::meta(e);
+        let mut m = meta.load(Ordering::Acquire);
         while gen_of(m) == gen && state_of(m) != ST_FREE {
-            match e.meta.compare_exchange_weak(
+            match meta.compare_exchange_weak(
                 m,
                 pack(gen, ST_FREE, 0),
                 Ordering::AcqRel,
@@ -320,7 +339,7 @@ impl ConnTable {
     /// Frees a slot in `p`'s buckets: removes a stale entry there, else evicts the SYN_RECV
     /// one with the earliest expiry. False if neither exists.
     fn make_room_in(&self, p: &Place, now: u64) -> bool {
-        let mut victim: Option<(u32, EntryView)> = None;
+        let mut victim: Option<(u32, EntryView<F>)> = None;
         let (bs, n) = self.buckets_of(p);
         for b in bs.iter().take(n) {
             let Some(bucket) = self.bucket(*b) else {
@@ -352,7 +371,7 @@ impl ConnTable {
         self.evict(victim)
     }
 
-    pub(super) fn evict(&self, victim: Option<(u32, EntryView)>) -> bool {
+    pub(super) fn evict(&self, victim: Option<(u32, EntryView<F>)>) -> bool {
         let Some((idx, v)) = victim else {
             return false;
         };

@@ -8,14 +8,15 @@
 //! a miss one bucket line (the second bucket only when the first overflowed, see `index.rs`).
 
 use super::entry::{expires_of, gen_of, EntryView};
+use super::family::Family;
 use super::index::{matching, prefetch, scan, slot_dir, slot_idx, Place, Prefetched};
 use super::{ConnRef, ConnTable, Hit, Tuple};
 
-impl ConnTable {
+impl<F: Family> ConnTable<F> {
     /// Whether a live entry is dead in all but name: expired at `now`. (A connection of a
     /// removed real server is not: it goes on until it ends or times out.)
     #[inline]
-    pub(super) fn stale(&self, v: &EntryView, now: u64) -> bool {
+    pub(super) fn stale(&self, v: &EntryView<F>, now: u64) -> bool {
         expires_of(v.meta) <= now
     }
 
@@ -25,7 +26,7 @@ impl ConnTable {
     /// bucket line, then an entry line, one after the other for each packet) overlap across
     /// the burst instead of adding up. A hint only: it changes nothing and never faults.
     #[inline]
-    pub fn prefetch_bucket(&self, t: &Tuple) -> Prefetched {
+    pub fn prefetch_bucket(&self, t: &Tuple<F::Addr>) -> Prefetched {
         let place = self.place(t);
         if let Some(b) = self.bucket(place.b1) {
             prefetch(b);
@@ -58,7 +59,7 @@ impl ConnTable {
     /// found expired at `now` is removed and not returned.
     /// Lock-free; never blocks.
     #[inline]
-    pub fn lookup(&self, t: &Tuple, now: u64) -> Option<Hit> {
+    pub fn lookup(&self, t: &Tuple<F::Addr>, now: u64) -> Option<Hit<F::Addr>> {
         self.lookup_at(t, &self.place(t), now)
     }
 
@@ -78,11 +79,11 @@ impl ConnTable {
     #[inline]
     pub fn lookup_prefetched(
         &self,
-        t: &Tuple,
+        t: &Tuple<F::Addr>,
         p: &Prefetched,
         trust_miss: bool,
         now: u64,
-    ) -> Option<Hit> {
+    ) -> Option<Hit<F::Addr>> {
         if trust_miss && p.candidate == 0 && !self.overflowed(p.place.b1) {
             return None;
         }
@@ -99,12 +100,12 @@ impl ConnTable {
 
     /// `t`'s first bucket as one bit of 64 (its index modulo 64): a cheap set of buckets.
     #[inline]
-    pub fn bucket_bit(&self, t: &Tuple) -> u64 {
+    pub fn bucket_bit(&self, t: &Tuple<F::Addr>) -> u64 {
         self.place(t).bucket_bit()
     }
 
     #[inline]
-    fn lookup_at(&self, t: &Tuple, p: &Place, now: u64) -> Option<Hit> {
+    fn lookup_at(&self, t: &Tuple<F::Addr>, p: &Place, now: u64) -> Option<Hit<F::Addr>> {
         // A stale entry may hide a newer one for the same tuple behind it: remove and look
         // again (bounded: each round removes one entry).
         for _ in 0..4 {

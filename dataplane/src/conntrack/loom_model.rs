@@ -47,22 +47,59 @@ fn table(capacity: usize) -> Arc<ConnTable> {
 
 /// A UDP connection from 198.51.100.10:`cport` to 198.51.100.1:53, sent to 192.0.2.2:`rport`.
 fn conn(cport: u16, rport: u16, dest: u32) -> NewConn {
-    NewConn {
-        proto: UDP,
-        client: (Ipv4Addr::new(198, 51, 100, 10), cport),
-        virt: (Ipv4Addr::new(198, 51, 100, 1), 53),
-        real: (Ipv4Addr::new(192, 0, 2, 2), rport),
-        dest,
-        state: ConnState::Udp,
+    <V4 as LoomFam>::conn(cport, rport, dest)
+}
+
+/// What the models that run for both families need of one.
+trait LoomFam: Family {
+    fn table(capacity: usize) -> Arc<ConnTable<Self>>;
+    /// `conn` in this family (2001:db8:100::10 -> 2001:db8:100::1, sent to 2001:db8:2::2).
+    fn conn(cport: u16, rport: u16, dest: u32) -> NewConn<Self::Addr>;
+}
+
+impl LoomFam for V4 {
+    fn table(capacity: usize) -> Arc<ConnTable> {
+        table(capacity)
+    }
+    fn conn(cport: u16, rport: u16, dest: u32) -> NewConn {
+        NewConn {
+            proto: UDP,
+            client: (Ipv4Addr::new(198, 51, 100, 10), cport),
+            virt: (Ipv4Addr::new(198, 51, 100, 1), 53),
+            real: (Ipv4Addr::new(192, 0, 2, 2), rport),
+            dest,
+            state: ConnState::Udp,
+        }
+    }
+}
+
+impl LoomFam for V6 {
+    fn table(capacity: usize) -> Arc<ConnTable6> {
+        Arc::new(ConnTable6::new6(capacity, 2, &Timeouts::default()))
+    }
+    fn conn(cport: u16, rport: u16, dest: u32) -> NewConn<std::net::Ipv6Addr> {
+        let a = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap();
+        NewConn {
+            proto: UDP,
+            client: (a("2001:db8:100::10"), cport),
+            virt: (a("2001:db8:100::1"), 53),
+            real: (a("2001:db8:2::2"), rport),
+            dest,
+            state: ConnState::Udp,
+        }
     }
 }
 
 /// A hit is exactly connection `c` (nothing mixed in from another one).
-fn is(h: &Hit, c: &NewConn) -> bool {
-    (h.proto, h.client, h.virt, h.real, h.dest) == (c.proto, c.client, c.virt, c.real, c.dest)
+fn is<A: PartialEq>(h: &Hit<A>, c: &NewConn<A>) -> bool {
+    h.proto == c.proto
+        && h.client == c.client
+        && h.virt == c.virt
+        && h.real == c.real
+        && h.dest == c.dest
 }
 
-fn counts(t: &ConnTable, dest: u32) -> (u64, u64) {
+fn counts<F: Family>(t: &ConnTable<F>, dest: u32) -> (u64, u64) {
     let d = t.dest(dest).unwrap();
     (d.active(), d.inactive())
 }
@@ -72,9 +109,18 @@ fn counts(t: &ConnTable, dest: u32) -> (u64, u64) {
 /// winner's two tuples only.
 #[test]
 fn loom_concurrent_inserts_of_one_tuple_exactly_one_wins() {
+    concurrent_inserts_of_one_tuple_exactly_one_wins::<V4>();
+}
+
+#[test]
+fn loom_concurrent_inserts_of_one_tuple_exactly_one_wins_v6() {
+    concurrent_inserts_of_one_tuple_exactly_one_wins::<V6>();
+}
+
+fn concurrent_inserts_of_one_tuple_exactly_one_wins<F: LoomFam>() {
     model(|| {
-        let t = table(2);
-        let (a, b) = (conn(1, 100, 0), conn(1, 200, 1));
+        let t = F::table(2);
+        let (a, b) = (F::conn(1, 100, 0), F::conn(1, 200, 1));
         let t2 = t.clone();
         let th = thread::spawn(move || t2.insert(&b, 0));
         let ra = t.insert(&a, 0);
@@ -132,9 +178,19 @@ fn loom_concurrent_inserts_sharing_the_reply_tuple_exactly_one_wins() {
 /// connections: never the fields of one mixed with the other's.
 #[test]
 fn loom_lookup_never_sees_a_mix_of_an_entry_and_its_reuse() {
+    lookup_never_sees_a_mix_of_an_entry_and_its_reuse::<V4>();
+}
+
+/// The same with 64-byte IPv6 entries: seven field words read between the two meta reads.
+#[test]
+fn loom_lookup_never_sees_a_mix_of_an_entry_and_its_reuse_v6() {
+    lookup_never_sees_a_mix_of_an_entry_and_its_reuse::<V6>();
+}
+
+fn lookup_never_sees_a_mix_of_an_entry_and_its_reuse<F: LoomFam>() {
     model(|| {
-        let t = table(1);
-        let (a, b) = (conn(1, 100, 0), conn(1, 200, 1));
+        let t = F::table(1);
+        let (a, b) = (F::conn(1, 100, 0), F::conn(1, 200, 1));
         let ha = t.insert(&a, 0).unwrap();
         let t2 = t.clone();
         let th = thread::spawn(move || {

@@ -9,21 +9,26 @@
 //!   holding its word) and pushes the entry on its free list. The same entry's next incarnation
 //!   has a new generation, so stale [`ConnRef`]s do nothing.
 
-use super::entry::{
-    expires_of, gen_of, live_code, live_state, pack, EntryView, EP_MASK, EXP_MAX, ST_FREE,
-};
+use super::entry::{expires_of, gen_of, live_code, live_state, pack, EntryView, EXP_MAX, ST_FREE};
+use super::family::Family;
 use super::index::slot_word;
 use super::state::{tcp_transition_in, ConnState, Dir, TcpEvent, TcpTable};
 use super::{ConnRef, ConnTable, Hit};
 use crate::atomic::Ordering;
 use crate::packet::ipv4::PROTO_TCP;
 
-impl ConnTable {
+impl<F: Family> ConnTable<F> {
     /// Applies a packet to the connection: TCP state transition for `ev` travelling `dir`, and
     /// the expiry refreshed to `now` + the (new) state's timeout. Returns the state after the
     /// packet, or `None` if the connection is gone (expired or reused since the lookup) or not
     /// in yet (an `Exists` hit of an insert still in flight).
-    pub fn update(&self, hit: &Hit, dir: Dir, ev: Option<TcpEvent>, now: u64) -> Option<ConnState> {
+    pub fn update(
+        &self,
+        hit: &Hit<F::Addr>,
+        dir: Dir,
+        ev: Option<TcpEvent>,
+        now: u64,
+    ) -> Option<ConnState> {
         self.update_in(TcpTable::Normal, hit, dir, ev, now)
     }
 
@@ -31,13 +36,14 @@ impl ConnTable {
     pub fn update_in(
         &self,
         table: TcpTable,
-        hit: &Hit,
+        hit: &Hit<F::Addr>,
         dir: Dir,
         ev: Option<TcpEvent>,
         now: u64,
     ) -> Option<ConnState> {
         let e = self.entry(hit.conn.idx)?;
-        let mut m = e.meta.load(Ordering::Acquire);
+        let meta = F::meta(e);
+        let mut m = meta.load(Ordering::Acquire);
         // A CAS fails only when another worker changed the entry meanwhile; a few retries
         // settle it, and giving up merely skips one refresh.
         for _ in 0..8 {
@@ -49,12 +55,12 @@ impl ConnTable {
                 Some(ev) if hit.proto == PROTO_TCP => tcp_transition_in(table, st, dir, ev),
                 _ => st,
             };
-            let timeout = u64::from(self.timeouts.get_ms(new_st));
+            let timeout = u64::from(self.slots.timeouts.get_ms(new_st));
             let expires = now.saturating_add(timeout).min(EXP_MAX);
             if new_st == st && expires <= expires_of(m).saturating_add((timeout / 16).min(1000)) {
                 return Some(st);
             }
-            match e.meta.compare_exchange(
+            match meta.compare_exchange(
                 m,
                 pack(hit.conn.gen, live_code(new_st), expires),
                 Ordering::AcqRel,
@@ -72,11 +78,12 @@ impl ConnTable {
 
     /// Sets the connection's state and expiry as another director's table has them (IPVS
     /// sync), whatever they were. False if the connection is gone.
-    pub fn resync(&self, hit: &Hit, state: ConnState, expires: u64) -> bool {
+    pub fn resync(&self, hit: &Hit<F::Addr>, state: ConnState, expires: u64) -> bool {
         let Some(e) = self.entry(hit.conn.idx) else {
             return false;
         };
-        let mut m = e.meta.load(Ordering::Acquire);
+        let meta = F::meta(e);
+        let mut m = meta.load(Ordering::Acquire);
         loop {
             if gen_of(m) != hit.conn.gen {
                 return false;
@@ -84,7 +91,7 @@ impl ConnTable {
             let Some(st) = live_state(m) else {
                 return false;
             };
-            match e.meta.compare_exchange_weak(
+            match meta.compare_exchange_weak(
                 m,
                 pack(hit.conn.gen, live_code(state), expires.min(EXP_MAX)),
                 Ordering::AcqRel,
@@ -115,7 +122,8 @@ impl ConnTable {
         let Some(e) = self.entry(conn.idx) else {
             return false;
         };
-        let mut m = e.meta.load(Ordering::Acquire);
+        let meta = F::meta(e);
+        let mut m = meta.load(Ordering::Acquire);
         let state = loop {
             if gen_of(m) != conn.gen {
                 return false;
@@ -123,7 +131,7 @@ impl ConnTable {
             let Some(st) = live_state(m) else {
                 return false;
             };
-            match e.meta.compare_exchange_weak(
+            match meta.compare_exchange_weak(
                 m,
                 pack(conn.gen, ST_FREE, 0),
                 Ordering::AcqRel,
@@ -135,18 +143,12 @@ impl ConnTable {
         };
         // This thread owns the free entry now: nobody else modifies or reuses it until it is
         // back on a free list, so its fields are stable.
-        let client = e.client.load(Ordering::Relaxed);
-        let virt = e.virt.load(Ordering::Relaxed);
-        let v = EntryView {
+        let v: EntryView<F> = EntryView {
             meta: m,
             state,
-            proto: (client >> 48) as u8,
-            client: client & EP_MASK,
-            virt: virt & EP_MASK,
-            real: e.real.load(Ordering::Relaxed) & EP_MASK,
-            dest: (virt >> 48) as u32,
+            words: F::load(e),
         };
-        if let Some(d) = self.dest(v.dest) {
+        if let Some(d) = self.dest(v.dest()) {
             d.add(state, -1);
         }
         for dir in [Dir::Inbound, Dir::Reply] {

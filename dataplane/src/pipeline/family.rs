@@ -7,7 +7,7 @@
 use super::icmp_error::IcmpError;
 use super::{Dataplane, Pipeline, Refusal};
 use crate::conntrack::{ConnState, ConnTable, Family, Hit, Tuple, V4, V6};
-use crate::frag::{FragKey, FragTable};
+use crate::frag::{FragAddr, FragKey, FragTable};
 use crate::packet::ipv4::{self, Ipv4Hdr};
 use crate::packet::ipv6::{self, Ipv6Hdr};
 use crate::packet::l4::{self, L4Hdr, Side};
@@ -19,7 +19,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// An IPv4 or IPv6 header as the NAT path uses it.
 pub(super) trait IpHeader: Sized {
-    type Addr: Copy + Eq + Debug + Into<IpAddr>;
+    type Addr: Copy + Eq + Debug + Into<IpAddr> + FragAddr;
     type Fam: Family<Addr = Self::Addr>;
 
     /// `a` if it is of this family.

@@ -223,7 +223,7 @@ impl Dataplane {
             conns6,
             persist: Persist::new((cfg.conn_capacity / 4).clamp(1024, 1 << 22)),
             frags: FragTable::new(FRAG_SLOTS),
-            frags6: FragTable6::new(FRAG_SLOTS),
+            frags6: FragTable6::new6(FRAG_SLOTS),
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             ports,
             workers,

@@ -139,7 +139,7 @@ fn metrics_pass_promtool_and_every_page_answers() {
         "# TYPE node_ipvs_connections_total counter",
         "node_ipvs_connections_total 0",
         r#"node_ipvs_backend_weight{local_address="198.51.100.1",local_port="80",remote_address="198.51.100.3",remote_port="80",proto="TCP",local_mark=""} 3"#,
-        "rvs_conntrack_capacity 1024",
+        r#"rvs_conntrack_capacity{family="ipv4"} 1024"#,
         r#"rvs_port_hw_rx_missed_total{port="lan"} 0"#,
         r#"rvs_worker_polls_total{worker="0",state="idle"}"#,
     ] {

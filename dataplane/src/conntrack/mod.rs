@@ -85,7 +85,7 @@ use control::model;
 use crossbeam_utils::CachePadded;
 use free::Shard;
 use layout::Storage;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 /// A packet's 5-tuple as it appears on the wire.
@@ -166,6 +166,21 @@ pub struct ConnInfo<A = Ipv4Addr> {
     pub client: (A, u16),
     pub virt: (A, u16),
     pub real: (A, u16),
+}
+
+impl<A: Into<IpAddr>> ConnInfo<A> {
+    /// The same connection with its addresses as `IpAddr` (listings of both families).
+    pub fn widen(self) -> ConnInfo<IpAddr> {
+        ConnInfo {
+            proto: self.proto,
+            state: self.state,
+            expires_ms: self.expires_ms,
+            dest: self.dest,
+            client: (self.client.0.into(), self.client.1),
+            virt: (self.virt.0.into(), self.virt.1),
+            real: (self.real.0.into(), self.real.1),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

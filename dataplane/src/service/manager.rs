@@ -579,14 +579,18 @@ impl ServiceManager {
     }
 
     /// Every dataplane counter (see `Stats::counters`) plus the connection table's figures:
-    /// `conntrack.entries`, `conntrack.capacity`, `conntrack.evictions`, and the fragment
-    /// table's `frag.capacity`.
+    /// `conntrack.entries`, `conntrack.capacity`, `conntrack.evictions` (`conntrack6.*` for
+    /// the IPv6 table), and the fragment table's `frag.capacity`.
     fn counters(&self) -> Vec<(String, u64)> {
         let mut c = self.dp.stats().counters();
         let conns = self.dp.conns();
         c.push(("conntrack.entries".into(), conns.len() as u64));
         c.push(("conntrack.capacity".into(), conns.capacity() as u64));
         c.push(("conntrack.evictions".into(), conns.evictions()));
+        let conns6 = self.dp.conns6();
+        c.push(("conntrack6.entries".into(), conns6.len() as u64));
+        c.push(("conntrack6.capacity".into(), conns6.capacity() as u64));
+        c.push(("conntrack6.evictions".into(), conns6.evictions()));
         c.push(("frag.capacity".into(), self.dp.frags().capacity() as u64));
         c.extend(self.dp.sync_stats().counters());
         c
@@ -595,18 +599,20 @@ impl ServiceManager {
     fn list_conns(&self) -> Vec<ConnStatus> {
         let now = self.dp.now_ms();
         let mut out = Vec::new();
-        self.dp.conns().for_each(|c: ConnInfo| {
-            let protocol = Protocol::of_ip_proto(c.proto);
+        let mut conn = |c: ConnInfo<IpAddr>| {
             out.push(ConnStatus {
-                protocol,
+                protocol: Protocol::of_ip_proto(c.proto),
                 expires_in: u32::try_from(c.expires_ms.saturating_sub(now).div_ceil(1000))
                     .unwrap_or(u32::MAX),
                 state: c.state.name().to_string(),
-                client: (c.client.0.into(), c.client.1),
-                virt: (c.virt.0.into(), c.virt.1),
-                dest: (c.real.0.into(), c.real.1),
+                client: c.client,
+                virt: c.virt,
+                dest: c.real,
             });
-        });
+        };
+        // IPv4 connections first, then IPv6 (as libipvs lists them).
+        self.dp.conns().for_each(|c| conn(c.widen()));
+        self.dp.conns6().for_each(|c| conn(c.widen()));
         // Persistence templates, as the kernel lists them: client network with port 0,
         // state NONE (TCP) or UDP, the real server the clients stick to.
         self.dp.persist().for_each(now, |t| {

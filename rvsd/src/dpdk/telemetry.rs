@@ -296,6 +296,8 @@ fn fill_info(state: &TelemetryState, dict: &Dict) {
         for (name, value) in c {
             if let Some(what) = name.strip_prefix("conntrack.") {
                 dict.u64(&format!("conntrack_{what}"), value);
+            } else if let Some(what) = name.strip_prefix("conntrack6.") {
+                dict.u64(&format!("conntrack6_{what}"), value);
             }
         }
     }

@@ -81,32 +81,28 @@ pub fn counter_metric(name: &str) -> Option<CounterMetric> {
     match name {
         "rx_packets" => return m("rvs_rx_packets", "Frames the workers received.", C, &[]),
         "tx_packets" => return m("rvs_tx_packets", "Frames the workers sent.", C, &[]),
-        "conntrack.entries" => {
-            return m(
-                "rvs_conntrack_entries",
-                "Connections in the table now.",
-                G,
-                &[],
-            )
-        }
-        "conntrack.capacity" => {
-            return m(
-                "rvs_conntrack_capacity",
-                "Size of the connection table.",
-                G,
-                &[],
-            )
-        }
-        "conntrack.evictions" => {
-            return m(
+        _ if name.starts_with("conntrack") => {}
+        "frag.capacity" => return m("rvs_frag_capacity", "Size of the fragment table.", G, &[]),
+        _ => {}
+    }
+    // One family per figure, the table's address family as a label.
+    let table = match name.split_once('.') {
+        Some(("conntrack", what)) => Some(("ipv4", what)),
+        Some(("conntrack6", what)) => Some(("ipv6", what)),
+        _ => None,
+    };
+    if let Some((family, what)) = table {
+        let (metric, help, kind) = match what {
+            "entries" => ("rvs_conntrack_entries", "Connections in the table now.", G),
+            "capacity" => ("rvs_conntrack_capacity", "Size of the connection table.", G),
+            "evictions" => (
                 "rvs_conntrack_evictions",
                 "Connections evicted from a full table bucket.",
                 C,
-                &[],
-            )
-        }
-        "frag.capacity" => return m("rvs_frag_capacity", "Size of the fragment table.", G, &[]),
-        _ => {}
+            ),
+            _ => return None,
+        };
+        return m(metric, help, kind, &[("family", family)]);
     }
     if let Some(reason) = name.strip_prefix("drop.") {
         return m(

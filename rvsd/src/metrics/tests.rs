@@ -86,9 +86,11 @@ fn ipvs_metrics_carry_node_exporters_names_help_and_labels() {
         "rvs_worker_polls_total{worker=\"1\",state=\"busy\"} 1",
         "rvs_worker_polls_total{worker=\"1\",state=\"idle\"} 1",
         "# TYPE rvs_conntrack_entries gauge",
-        "rvs_conntrack_entries 2",
-        "rvs_conntrack_capacity 1024",
-        "rvs_conntrack_evictions_total 0",
+        "rvs_conntrack_entries{family=\"ipv4\"} 2",
+        "rvs_conntrack_capacity{family=\"ipv4\"} 1024",
+        "rvs_conntrack_evictions_total{family=\"ipv4\"} 0",
+        "rvs_conntrack_entries{family=\"ipv6\"} 0",
+        "rvs_conntrack_capacity{family=\"ipv6\"} 1024",
         &format!(
             "rvs_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
@@ -117,6 +119,10 @@ fn every_counter_rvs_has_is_a_metric() {
     }
     let m = counter_metric("conntrack.entries").unwrap();
     assert_eq!(m.kind, Kind::Gauge);
+    let m = counter_metric("conntrack6.evictions").unwrap();
+    assert_eq!((m.family.as_str(), m.kind), ("rvs_conntrack_evictions", Kind::Counter));
+    assert_eq!(m.labels, vec![("family", "ipv6".to_string())]);
+    assert_eq!(counter_metric("conntrack6.bogus"), None);
     // A port name with dots keeps them; the counter is the last part.
     let m = counter_metric("port.a.b.hw_rx_errors").unwrap();
     assert_eq!(m.family, "rvs_port_hw_rx_errors");

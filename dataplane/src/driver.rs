@@ -563,13 +563,7 @@ impl<F: FrameBuf> BurstDriver<F> {
         batch.push(frame);
     }
 
-    fn hold<Io: FrameIo<Frame = F>>(
-        &mut self,
-        io: &mut Io,
-        frame: F,
-        port: u16,
-        next_hop: IpAddr,
-    ) {
+    fn hold<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io, frame: F, port: u16, next_hop: IpAddr) {
         if let Err(frame) = self
             .arp_hold
             .push(frame, NextHop { port, next_hop }, self.now_ms)
@@ -613,7 +607,12 @@ impl<F: FrameBuf> BurstDriver<F> {
     }
 
     /// Sends an ARP request (a neighbour solicitation) for `next_hop` unless one went out less than [`ARP_RETRY_MS`] ago.
-    fn request_neighbour<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io, port: u16, next_hop: IpAddr) {
+    fn request_neighbour<Io: FrameIo<Frame = F>>(
+        &mut self,
+        io: &mut Io,
+        port: u16,
+        next_hop: IpAddr,
+    ) {
         let now = self.now_ms;
         if let Some(sent) = self
             .arp_sent

@@ -321,7 +321,7 @@ fn packets_from_the_kernel_are_routed_out_of_the_right_port() {
         d.down(INT, &syn2),
         Action::Hold {
             port: INT,
-            next_hop: RIP2
+            next_hop: RIP2.into()
         }
     );
     assert_eq!(d.io.sent_on(INT).len(), 1, "the ARP request");

@@ -82,7 +82,10 @@ fn solicitations_for_our_addresses_and_the_vip_are_answered() {
         assert_eq!(seen.src_mac, our_mac);
         // Target address, then the target link-layer option with our MAC.
         assert_eq!(&seen.upper[8..24], &target.octets());
-        assert_eq!(&seen.upper[24..32], &[&[2u8, 1][..], &our_mac[..]].concat()[..]);
+        assert_eq!(
+            &seen.upper[24..32],
+            &[&[2u8, 1][..], &our_mac[..]].concat()[..]
+        );
         assert_eq!(seen.upper[4] & 0x40, 0x40, "solicited flag");
     }
     // The VIP is not answered on the real servers' side; a stranger's address nowhere.
@@ -110,7 +113,10 @@ fn tcp_is_natted_both_ways_round_robin() {
         let seen = check6(&f);
         let (rip, mac) = want.next().unwrap();
         assert_eq!((seen.src, seen.dst, seen.dport), (CIP6, rip, 80));
-        assert_eq!((seen.dst_mac, seen.src_mac, seen.hop_limit), (mac, INT_MAC, 63));
+        assert_eq!(
+            (seen.dst_mac, seen.src_mac, seen.hop_limit),
+            (mac, INT_MAC, 63)
+        );
         // The real server's SYN-ACK goes back from the VIP.
         let mut back = tcp_frame6(INT_MAC, mac, (rip, 80), (CIP6, cport), SYN | ACK, b"");
         assert_eq!(lab.send(INT, &mut back), Action::Tx(EXT), "SYN-ACK {cport}");
@@ -118,7 +124,14 @@ fn tcp_is_natted_both_ways_round_robin() {
         assert_eq!((seen.src, seen.sport, seen.dst), (VIP6, 80, CIP6));
         assert_eq!(seen.dst_mac, CLIENT_MAC);
         // Data on the connection goes to the same real server.
-        let mut data = tcp_frame6(EXT_MAC, CLIENT_MAC, (CIP6, cport), (VIP6, 80), ACK, b"GET /");
+        let mut data = tcp_frame6(
+            EXT_MAC,
+            CLIENT_MAC,
+            (CIP6, cport),
+            (VIP6, 80),
+            ACK,
+            b"GET /",
+        );
         assert_eq!(lab.send(EXT, &mut data), Action::Tx(INT));
         assert_eq!(check6(&data).dst, rip);
     }
@@ -143,12 +156,24 @@ fn udp_and_its_fragments_follow_the_flow() {
     let mut f1 = eth6(
         EXT_MAC,
         CLIENT_MAC,
-        &ipv6(CIP6, VIP6, FRAGMENT, 64, &frag_header(UDP, 0, true, id, first)),
+        &ipv6(
+            CIP6,
+            VIP6,
+            FRAGMENT,
+            64,
+            &frag_header(UDP, 0, true, id, first),
+        ),
     );
     let mut f2 = eth6(
         EXT_MAC,
         CLIENT_MAC,
-        &ipv6(CIP6, VIP6, FRAGMENT, 64, &frag_header(UDP, 48, false, id, rest)),
+        &ipv6(
+            CIP6,
+            VIP6,
+            FRAGMENT,
+            64,
+            &frag_header(UDP, 48, false, id, rest),
+        ),
     );
     // The later fragment first: it waits for its first fragment's decision.
     assert_eq!(lab.send(EXT, &mut f2), Action::AwaitFirstFragment);
@@ -176,14 +201,24 @@ fn hop_limit_and_mtu_are_answered_with_icmpv6() {
         panic!("{a:?}");
     };
     let seen = check6(&buf[..len]);
-    assert_eq!((seen.src, seen.dst, seen.sport, seen.dport), (VIP6, CIP6, 3, 0));
+    assert_eq!(
+        (seen.src, seen.dst, seen.sport, seen.dport),
+        (VIP6, CIP6, 3, 0)
+    );
     assert_eq!(&seen.upper[8..8 + 40], &f[14..54], "the packet quoted");
     assert_eq!(lab.drops(DropReason::TtlExpired), 1);
 
     // Over the real servers' MTU: packet too big with the MTU, never fragmented.
     let mut f = syn(40002);
     assert_eq!(lab.send(EXT, &mut f), Action::Tx(INT));
-    let big = tcp_frame6(EXT_MAC, CLIENT_MAC, (CIP6, 40002), (VIP6, 80), ACK, &[0; 1300]);
+    let big = tcp_frame6(
+        EXT_MAC,
+        CLIENT_MAC,
+        (CIP6, 40002),
+        (VIP6, 80),
+        ACK,
+        &[0; 1300],
+    );
     let (a, buf) = lab.send_with_room(EXT, &big);
     let Action::Reply { port: EXT, len } = a else {
         panic!("{a:?}");
@@ -216,7 +251,13 @@ fn icmpv6_errors_about_a_connection_are_natted() {
     assert_eq!(lab.send(EXT, &mut f), Action::Tx(INT));
     // The client's host says the VIP's reply was unreachable: the error goes to RS1 with the
     // quoted packet's source rewritten back to RIP:80.
-    let quoted = ipv6(VIP6, CIP6, TCP, 60, &tcp_seg6((VIP6, 80), (CIP6, 40001), SYN | ACK, b""));
+    let quoted = ipv6(
+        VIP6,
+        CIP6,
+        TCP,
+        60,
+        &tcp_seg6((VIP6, 80), (CIP6, 40001), SYN | ACK, b""),
+    );
     let mut body = vec![0; 4];
     body.extend_from_slice(&quoted);
     let m = icmp6(CIP6, VIP6, 1, 4, &body);
@@ -229,7 +270,13 @@ fn icmpv6_errors_about_a_connection_are_natted() {
     assert_eq!(&inner[40..42], &80u16.to_be_bytes(), "quoted source port");
     assert_eq!(lab.dp.stats().events(Event::IcmpNat), 1);
     // About nothing tracked: dropped.
-    let quoted = ipv6(VIP6, CIP6, TCP, 60, &tcp_seg6((VIP6, 80), (CIP6, 9), ACK, b""));
+    let quoted = ipv6(
+        VIP6,
+        CIP6,
+        TCP,
+        60,
+        &tcp_seg6((VIP6, 80), (CIP6, 9), ACK, b""),
+    );
     let mut body = vec![0; 4];
     body.extend_from_slice(&quoted);
     let m = icmp6(CIP6, VIP6, 1, 4, &body);
@@ -260,7 +307,10 @@ fn unknown_next_hops_are_held_and_solicited() {
     assert!(n > 0);
     let seen = check6(&buf[..n]);
     assert_eq!((seen.src, seen.dst), (DIP6, solicited_node(RIP6_2)));
-    assert_eq!((seen.dst_mac, seen.sport, seen.hop_limit), (multicast_mac(solicited_node(RIP6_2)), 135, 255));
+    assert_eq!(
+        (seen.dst_mac, seen.sport, seen.hop_limit),
+        (multicast_mac(solicited_node(RIP6_2)), 135, 255)
+    );
     assert_eq!(&seen.upper[8..24], &RIP6_2.octets());
     // Its advertisement lets the held frame go.
     let mut na = neighbour_advertisement(INT_MAC, RS2_MAC, RIP6_2, DIP6);
@@ -275,19 +325,37 @@ fn refused_extension_header_chains_are_counted() {
     let udp = udp_seg6((CIP6, 5353), (VIP6, 53), b"q");
     let cases: Vec<(Vec<u8>, DropReason)> = vec![
         // An unknown next header.
-        (ipv6(CIP6, VIP6, 253, 64, &ext_header(UDP, 0, &udp)), DropReason::UnknownExtHeader),
+        (
+            ipv6(CIP6, VIP6, 253, 64, &ext_header(UDP, 0, &udp)),
+            DropReason::UnknownExtHeader,
+        ),
         // Hop-by-hop after a destination-options header.
         (
-            ipv6(CIP6, VIP6, DEST_OPTS, 64, &ext_header(HOP_BY_HOP, 0, &ext_header(UDP, 0, &udp))),
+            ipv6(
+                CIP6,
+                VIP6,
+                DEST_OPTS,
+                64,
+                &ext_header(HOP_BY_HOP, 0, &ext_header(UDP, 0, &udp)),
+            ),
             DropReason::BadExtHeader,
         ),
         // A fragment inside a fragment.
         (
-            ipv6(CIP6, VIP6, FRAGMENT, 64, &frag_header(FRAGMENT, 0, true, 1, &frag_header(UDP, 0, true, 2, &udp))),
+            ipv6(
+                CIP6,
+                VIP6,
+                FRAGMENT,
+                64,
+                &frag_header(FRAGMENT, 0, true, 1, &frag_header(UDP, 0, true, 2, &udp)),
+            ),
             DropReason::BadFragment,
         ),
         // An extension header running past the packet.
-        (ipv6(CIP6, VIP6, DEST_OPTS, 64, &[UDP, 200, 1, 0]), DropReason::BadExtHeader),
+        (
+            ipv6(CIP6, VIP6, DEST_OPTS, 64, &[UDP, 200, 1, 0]),
+            DropReason::BadExtHeader,
+        ),
     ];
     for (ip, reason) in cases {
         let before = lab.drops(reason);
@@ -296,7 +364,13 @@ fn refused_extension_header_chains_are_counted() {
         assert_eq!(lab.drops(reason), before + 1, "{reason:?}");
     }
     // A valid chain (hop-by-hop, destination options) is walked and NATed.
-    let ip = ipv6(CIP6, VIP6, HOP_BY_HOP, 64, &ext_header(DEST_OPTS, 0, &ext_header(UDP, 0, &udp)));
+    let ip = ipv6(
+        CIP6,
+        VIP6,
+        HOP_BY_HOP,
+        64,
+        &ext_header(DEST_OPTS, 0, &ext_header(UDP, 0, &udp)),
+    );
     let mut f = eth6(EXT_MAC, CLIENT_MAC, &ip);
     assert_eq!(lab.send(EXT, &mut f), Action::Tx(INT));
     // Every truncation of a frame is dropped, never a panic.

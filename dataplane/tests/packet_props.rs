@@ -153,6 +153,6 @@ proptest! {
         let _ = w.process(port, &mut f);
         let mut buf = f.clone();
         let _ = w.fill_l2(port, Ipv4Addr::new(192, 0, 2, 2), &mut buf);
-        let _ = w.arp_request(port, Ipv4Addr::new(192, 0, 2, 9), &mut buf);
+        let _ = w.neighbour_request(port, Ipv4Addr::new(192, 0, 2, 9), &mut buf);
     }
 }

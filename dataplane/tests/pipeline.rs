@@ -232,7 +232,7 @@ fn lvs_nat_walk_through() {
         a,
         Action::Hold {
             port: INT,
-            next_hop: RIP1
+            next_hop: RIP1.into()
         }
     );
     let s = check(&syn1);
@@ -242,10 +242,10 @@ fn lvs_nat_walk_through() {
     );
     // The worker asks for RS1.
     let mut buf = [0u8; 128];
-    let n = lab.w.arp_request(INT, RIP1, &mut buf);
+    let n = lab.w.neighbour_request(INT, RIP1, &mut buf);
     assert_eq!(n, 60);
     assert_eq!(&buf[..60], &arp_request(INT_MAC, DIP, RIP1)[..]);
-    assert_eq!(lab.w.arp_request(INT, RIP1, &mut buf[..59]), 0);
+    assert_eq!(lab.w.neighbour_request(INT, RIP1, &mut buf[..59]), 0);
     assert!(!lab.w.fill_l2(INT, RIP1, &mut syn1));
     lab.learn(INT, RIP1, RS1_MAC);
     assert!(lab.w.fill_l2(INT, RIP1, &mut syn1));
@@ -593,7 +593,7 @@ fn plain_routing_between_ports() {
         lab.send(INT, &mut f),
         Action::Hold {
             port: EXT,
-            next_hop: gw
+            next_hop: gw.into()
         }
     );
     lab.learn(EXT, gw, GW_MAC);
@@ -799,7 +799,7 @@ fn hold_leaves_the_source_mac_and_fill_l2_completes_it() {
         a,
         Action::Hold {
             port: INT,
-            next_hop: RIP1
+            next_hop: RIP1.into()
         }
     );
     assert_eq!(&f[6..12], &INT_MAC);

@@ -305,7 +305,7 @@ fn the_dip_moves_with_its_instance_and_rvs_never_speaks_from_it_meanwhile() {
     let n = d
         .driver
         .pipeline()
-        .arp_request(INT, Ipv4Addr::new(192, 0, 2, 3), &mut buf);
+        .neighbour_request(INT, Ipv4Addr::new(192, 0, 2, 3), &mut buf);
     assert_eq!(n, 60);
     assert_eq!(&buf[28..32], &[0, 0, 0, 0]);
     d.set("VI_2", "int", &["192.0.2.1/24"], true);
@@ -315,7 +315,7 @@ fn the_dip_moves_with_its_instance_and_rvs_never_speaks_from_it_meanwhile() {
     let n = d
         .driver
         .pipeline()
-        .arp_request(INT, Ipv4Addr::new(192, 0, 2, 3), &mut buf);
+        .neighbour_request(INT, Ipv4Addr::new(192, 0, 2, 3), &mut buf);
     assert_eq!(n, 60);
     assert_eq!(&buf[28..32], &DIP.octets());
 }

@@ -213,7 +213,11 @@ pub fn neighbour_solicitation(src_mac: [u8; 6], src: Ipv6Addr, target: Ipv6Addr)
     body.extend_from_slice(&[1, 1]);
     body.extend_from_slice(&src_mac);
     let m = icmp6(src, group, 135, 0, &body);
-    eth6(multicast_mac(group), src_mac, &ipv6(src, group, ICMPV6, 255, &m))
+    eth6(
+        multicast_mac(group),
+        src_mac,
+        &ipv6(src, group, ICMPV6, 255, &m),
+    )
 }
 
 /// A solicited neighbour advertisement from `src` (`src_mac`) to `dst` at `dst_mac`, with a

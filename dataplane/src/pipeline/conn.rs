@@ -36,7 +36,9 @@ impl Pipeline {
     ) -> Result<Action, Refusal> {
         let l3 = frame.get(eth::HDR_LEN..).ok_or(DropReason::Truncated)?;
         let seg = ip.upper(l3).ok_or(DropReason::Truncated)?;
-        let l4 = ip.parse_l4(seg).map_err(|e| l4_error(e, ip.is_fragment()))?;
+        let l4 = ip
+            .parse_l4(seg)
+            .map_err(|e| l4_error(e, ip.is_fragment()))?;
         let t = Tuple {
             proto: ip.proto(),
             src: ip.src(),
@@ -164,10 +166,7 @@ impl Pipeline {
 
     /// The service a new flow `t` (client -> VIP:vport) is for: the one of its port, else a
     /// port-0 (persistent) service, which takes the ports no other service has.
-    pub(super) fn service_for<H: IpHeader>(
-        &self,
-        t: &Tuple<H::Addr>,
-    ) -> Result<&Service, Refusal> {
+    pub(super) fn service_for<H: IpHeader>(&self, t: &Tuple<H::Addr>) -> Result<&Service, Refusal> {
         H::service(&self.snap, t.proto, t.dst, t.dport)
             .or_else(|| H::service(&self.snap, t.proto, t.dst, 0))
             .ok_or_else(|| DropReason::NoService.into())

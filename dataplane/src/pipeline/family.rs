@@ -43,8 +43,13 @@ pub(super) trait IpHeader: Sized {
     fn upper<'a>(&self, l3: &'a [u8]) -> Option<&'a [u8]>;
     fn parse_l4(&self, seg: &[u8]) -> Result<L4Hdr, ParseError>;
     /// NAT of one end (address and port, checksums fixed incrementally), hop count decremented.
-    fn rewrite_endpoint(&self, l3: &mut [u8], side: Side, addr: Self::Addr, port: u16)
-        -> Option<()>;
+    fn rewrite_endpoint(
+        &self,
+        l3: &mut [u8],
+        side: Side,
+        addr: Self::Addr,
+        port: u16,
+    ) -> Option<()>;
     /// NAT of one address of a later fragment (no L4 header in it), hop count decremented.
     fn rewrite_addr(l3: &mut [u8], side: Side, addr: Self::Addr) -> Option<()>;
     /// Rewrites an ICMP error about a tracked connection (`icmp::nat_error`'s family twin).
@@ -62,8 +67,12 @@ pub(super) trait IpHeader: Sized {
     fn route(dp: &Dataplane, dst: Self::Addr) -> Option<(u16, Self::Addr)>;
     fn is_vip(snap: &Snapshot, a: Self::Addr) -> bool;
     fn service(snap: &Snapshot, proto: u8, vip: Self::Addr, port: u16) -> Option<&Service>;
-    fn ops_reply(snap: &Snapshot, proto: u8, rip: Self::Addr, port: u16)
-        -> Option<OpsReply<Self::Addr>>;
+    fn ops_reply(
+        snap: &Snapshot,
+        proto: u8,
+        rip: Self::Addr,
+        port: u16,
+    ) -> Option<OpsReply<Self::Addr>>;
     fn is_real_service(snap: &Snapshot, proto: u8, rip: Self::Addr, port: u16) -> bool;
     fn is_local(p: &Pipeline, a: Self::Addr) -> bool;
 
@@ -143,12 +152,7 @@ impl IpHeader for Ipv4Hdr {
         };
         ipv4::rewrite_addr_dec_ttl(l3, off, addr)
     }
-    fn nat_error(
-        &self,
-        l3: &mut [u8],
-        e: &icmp::Embedded,
-        nat: &icmp::ErrorNat,
-    ) -> Option<()> {
+    fn nat_error(&self, l3: &mut [u8], e: &icmp::Embedded, nat: &icmp::ErrorNat) -> Option<()> {
         icmp::nat_error(l3, self, e, nat)
     }
     fn too_big(&self, mtu: usize) -> Refusal {

@@ -4,8 +4,8 @@
 
 use super::{Action, Pipeline, PortSetup};
 use crate::packet::eth::{self, EthHdr};
-use crate::packet::{icmp, icmpv6};
 use crate::packet::ipv4::Ipv4Hdr;
+use crate::packet::{icmp, icmpv6};
 use crate::stats::Event;
 
 /// ICMP errors each worker may originate per second (as Linux's icmp_msgs_per_sec), so that no

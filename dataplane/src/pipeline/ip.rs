@@ -106,9 +106,7 @@ impl Pipeline {
         let (side, addr, dst, slot, dir) = match H::frags(&self.dp).lookup(key, self.now) {
             Some(FragVerdict::Route) if !ours => return self.forward(frame, ip),
             Some(FragVerdict::Dnat { addr, slot }) => (Side::Dst, addr, addr, slot, Dir::Inbound),
-            Some(FragVerdict::Snat { addr, slot }) => {
-                (Side::Src, addr, ip.dst(), slot, Dir::Reply)
-            }
+            Some(FragVerdict::Snat { addr, slot }) => (Side::Src, addr, ip.dst(), slot, Dir::Reply),
             Some(FragVerdict::Route) => return Err(DropReason::FragNoFirst.into()),
             // Overtaken by a later fragment of its own datagram, or lost: the caller holds the
             // frame a while and offers it again (`retry_fragment`).

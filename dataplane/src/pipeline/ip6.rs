@@ -236,7 +236,11 @@ impl Pipeline {
     /// port's own, and on ports that hold VIPs, every IPv6 VIP.
     pub(crate) fn ipv6_announcements(&self) -> impl Iterator<Item = (u16, Ipv6Addr)> + '_ {
         self.dp.ports.iter().enumerate().flat_map(move |(i, p)| {
-            let vips = p.holds_vips().then(|| self.snap.vips6()).into_iter().flatten();
+            let vips = p
+                .holds_vips()
+                .then(|| self.snap.vips6())
+                .into_iter()
+                .flatten();
             p.addrs6
                 .iter()
                 .map(|&(a, _)| a)

@@ -67,7 +67,22 @@ impl PortSetup {
     pub(super) fn link_local6(&self) -> Ipv6Addr {
         let m = self.mac;
         Ipv6Addr::from([
-            0xfe, 0x80, 0, 0, 0, 0, 0, 0, m[0] ^ 2, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5],
+            0xfe,
+            0x80,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            m[0] ^ 2,
+            m[1],
+            m[2],
+            0xff,
+            0xfe,
+            m[3],
+            m[4],
+            m[5],
         ])
     }
 
@@ -103,7 +118,9 @@ pub struct DataplaneConfig {
 
 /// Whether `a` and `b` share their first `len` bits.
 fn same_prefix6(a: Ipv6Addr, b: Ipv6Addr, len: u8) -> bool {
-    let mask = u128::MAX.checked_shl(128 - u32::from(len.min(128))).unwrap_or(0);
+    let mask = u128::MAX
+        .checked_shl(128 - u32::from(len.min(128)))
+        .unwrap_or(0);
     u128::from(a) & mask == u128::from(b) & mask
 }
 

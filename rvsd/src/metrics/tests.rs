@@ -120,7 +120,10 @@ fn every_counter_rvs_has_is_a_metric() {
     let m = counter_metric("conntrack.entries").unwrap();
     assert_eq!(m.kind, Kind::Gauge);
     let m = counter_metric("conntrack6.evictions").unwrap();
-    assert_eq!((m.family.as_str(), m.kind), ("rvs_conntrack_evictions", Kind::Counter));
+    assert_eq!(
+        (m.family.as_str(), m.kind),
+        ("rvs_conntrack_evictions", Kind::Counter)
+    );
     assert_eq!(m.labels, vec![("family", "ipv6".to_string())]);
     assert_eq!(counter_metric("conntrack6.bogus"), None);
     // A port name with dots keeps them; the counter is the last part.

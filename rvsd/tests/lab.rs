@@ -696,7 +696,7 @@ fn rvsd_nat_walkthrough() {
 /// default route, on the internal one; resolve the real servers with solicitations of its own;
 /// NAT TCP and UDP, fragments of a tracked flow and echo requests to the VIP.
 #[test]
-#[ignore = "needs the IPv6 dataplane (issue 16)"]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
 fn rvsd_nat_walkthrough_ipv6() {
     let _lock = lab_start("rvsd_nat_walkthrough_ipv6", &["ping"]);
     let mut lab = Lab::up(false);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The rvs demo on a fresh Debian 12 machine: install what is needed (scripts/setup.sh), build
 # rvsd and rvsadm (release), then run the LVS-NAT walk-through in the namespace lab
-# (scripts/lab.sh demo): four HTTP requests to the VIP answered rs1, rs2, rs1, rs2.
+# (scripts/lab.sh demo): four HTTP requests to the VIP answered rs1, rs2, rs1, rs2, then four to
+# the IPv6 VIP, the same.
 #
 #   sudo scripts/demo.sh            # rvsd as the director
 #   sudo scripts/demo.sh --kernel   # the Linux kernel (nftables DNAT) as the director instead

@@ -699,6 +699,11 @@ cmd_demo() {
         for ((i = 0; i < ${#RS_IP[@]}; i++)); do
             adm -a -t "$VIP:$HTTP_PORT" -r "${RS_IP[i]}:$HTTP_PORT" -m
         done
+        # The same service on the IPv6 VIP, IPv6 real servers behind it.
+        adm -A -t "[$VIP6]:$HTTP_PORT" -s rr
+        for ((i = 0; i < ${#RS_IP6[@]}; i++)); do
+            adm -a -t "[$VIP6]:$HTTP_PORT" -r "[${RS_IP6[i]}]:$HTTP_PORT" -m
+        done
     else
         echo "# kernel director: nftables DNAT round-robin in $NS_DIR"
         ip netns exec "$NS_DIR" nft list table ip rvs_lab
@@ -711,18 +716,19 @@ cmd_demo() {
         printf '%s\n' "$answer"
         got+=("$answer")
     done
+    for i in 1 2 3 4; do
+        printf "\$ ip netns exec %s curl -gs 'http://[%s]/'\n" "$NS_CLI" "$VIP6"
+        answer=$(ip netns exec "$NS_CLI" curl -gs --max-time 10 "http://[$VIP6]/") ||
+            answer="(no answer)"
+        printf '%s\n' "$answer"
+        got+=("$answer")
+    done
+    expect+=("${expect[@]}")
     if [ "$RVS_LAB_DIRECTOR" = kernel ]; then
+        local http=("${expect[@]}")
         for i in 1 2 3 4; do
             printf '$ udp ping %s:%s from %s\n' "$VIP" "$UDP_PORT" "$NS_CLI"
             answer=$(udp_ask "$NS_CLI" "$VIP" "$UDP_PORT") || answer="(no answer)"
-            printf '%s\n' "$answer"
-            got+=("$answer")
-        done
-        # The same over IPv6 (rvsd's IPv6 dataplane is not in the demo yet).
-        for i in 1 2 3 4; do
-            printf "\$ ip netns exec %s curl -gs 'http://[%s]/'\n" "$NS_CLI" "$VIP6"
-            answer=$(ip netns exec "$NS_CLI" curl -gs --max-time 10 "http://[$VIP6]/") ||
-                answer="(no answer)"
             printf '%s\n' "$answer"
             got+=("$answer")
         done
@@ -732,7 +738,7 @@ cmd_demo() {
             printf '%s\n' "$answer"
             got+=("$answer")
         done
-        expect+=("${expect[@]}" "${expect[@]}" "${expect[@]}")
+        expect+=("${http[@]}")
     else
         echo
         adm -L -n

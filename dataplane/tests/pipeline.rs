@@ -643,10 +643,15 @@ fn l2_filtering_and_other_ethertypes() {
     let mut v = good.clone();
     v.splice(12..12, [0x81, 0x00, 0x00, 0x05]);
     assert_eq!(lab.send(EXT, &mut v), Action::Drop);
-    // IPv6 ethertype.
+    // An ethertype rvs does not speak (LLDP).
+    let mut lldp = good.clone();
+    lldp[12..14].copy_from_slice(&[0x88, 0xcc]);
+    assert_eq!(lab.send(EXT, &mut lldp), Action::Drop);
+    // The IPv6 ethertype on an IPv4 packet.
     let mut v6 = good.clone();
     v6[12..14].copy_from_slice(&[0x86, 0xdd]);
     assert_eq!(lab.send(EXT, &mut v6), Action::Drop);
+    assert_eq!(lab.drops(DropReason::BadVersion), 1);
     // Another host's MAC, and broadcast IPv4.
     let mut other = good.clone();
     other[0..6].copy_from_slice(&RS1_MAC);

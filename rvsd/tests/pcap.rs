@@ -9,7 +9,7 @@
 //! The frames are built by testkit, by hand on purpose: the test must not share code with what
 //! it checks.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use testkit::daemon::{net_pcap, Rvsd, RvsdConfig, VdevPort};
@@ -420,4 +420,133 @@ fn a_configured_static_neighbour_needs_no_arp() {
     let out = pcap::read(&tx);
     assert_eq!(out.len(), 1, "exactly the SYN, no ARP request: {out:?}");
     assert_dnat(&out[0], RS1_MAC, RIP1, 41000, SYN);
+}
+
+/// The IPv6 walk-through through rvsd's DPDK worker on net_pcap (one arm, both IPv6 prefixes):
+/// neighbour solicitations for the VIP and the DIP answered, SYNs DNATed round robin to the
+/// IPv6 real servers and their SYN-ACKs SNATed back, an echo request to the VIP answered; every
+/// checksum against testkit's full recompute. The unsolicited advertisements rvsd sends at start
+/// (to all nodes) are checked apart: their number depends on when the services land.
+#[test]
+fn one_arm_ipv6_walkthrough_over_net_pcap() {
+    use testkit::ipv6::*;
+    let dir = tempfile::tempdir().unwrap();
+    let from_client = |cport, flags| {
+        tcp_frame6(
+            ONE_ARM_MAC,
+            CLIENT_MAC,
+            (CIP6, cport),
+            (VIP6, 80),
+            flags,
+            b"",
+        )
+    };
+    let echo = icmp6(CIP6, VIP6, 128, 0, &[0, 7, 0, 1, b'r', b'v', b's']);
+    let input = vec![
+        neighbour_solicitation(CLIENT_MAC, CIP6, VIP6),
+        neighbour_solicitation(RS1_MAC, RIP6_1, DIP6),
+        neighbour_solicitation(RS2_MAC, RIP6_2, DIP6),
+        from_client(40001, SYN),
+        from_client(40002, SYN),
+        tcp_frame6(
+            ONE_ARM_MAC,
+            RS1_MAC,
+            (RIP6_1, 80),
+            (CIP6, 40001),
+            SYN | ACK,
+            b"",
+        ),
+        tcp_frame6(
+            ONE_ARM_MAC,
+            RS2_MAC,
+            (RIP6_2, 80),
+            (CIP6, 40002),
+            SYN | ACK,
+            b"",
+        ),
+        eth6(
+            ONE_ARM_MAC,
+            CLIENT_MAC,
+            &ipv6(CIP6, VIP6, ICMPV6, 64, &echo),
+        ),
+    ];
+    let services = "-A -t [2001:db8:100::1]:80 -s rr\n\
+                    -a -t [2001:db8:100::1]:80 -r [2001:db8:2::2]:80 -m\n\
+                    -a -t [2001:db8:100::1]:80 -r [2001:db8:2::3]:80 -m";
+    let rx = dir.path().join("in.pcap");
+    let tx = dir.path().join("out.pcap");
+    pcap::write(&rx, &input);
+    let port = VdevPort::one_arm(net_pcap(0, &[&rx], &[&tx]))
+        .mac(ONE_ARM_MAC)
+        .ipv6(&["2001:db8:100::2/64", "2001:db8:2::1/64"]);
+    let config = RvsdConfig::new(dir.path().join("rvs.sock"))
+        .port(port)
+        .services(services);
+    let mut rvsd = Rvsd::start(Path::new(env!("CARGO_BIN_EXE_rvsd")), &config, dir.path());
+    let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+    let split = |frames: Vec<Vec<u8>>| -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        frames
+            .into_iter()
+            .partition(|f| f[12..14] != [0x86, 0xdd] || check6(f).dst != all_nodes)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && split(pcap::read(&tx)).0.len() < 8 {
+        if let Some(status) = rvsd.try_wait() {
+            panic!("rvsd exited early: {status}\n{}", rvsd.log_tail(40));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rvsd.stop().success(), "rvsd stopped cleanly");
+    let (out, unsolicited) = split(pcap::read(&tx));
+    assert_eq!(out.len(), 8, "rvsd sent {} frames, expected 8", out.len());
+
+    for (frame, (to_mac, to, target)) in out[..3].iter().zip([
+        (CLIENT_MAC, CIP6, VIP6),
+        (RS1_MAC, RIP6_1, DIP6),
+        (RS2_MAC, RIP6_2, DIP6),
+    ]) {
+        let na = check6(frame);
+        assert_eq!((na.dst_mac, na.src_mac), (to_mac, ONE_ARM_MAC));
+        assert_eq!(
+            (na.src, na.dst, na.sport, na.hop_limit),
+            (target, to, 136, 255)
+        );
+        assert_eq!(&na.upper[8..24], &target.octets(), "target");
+    }
+    for (frame, (mac, rip, cport)) in out[3..5]
+        .iter()
+        .zip([(RS1_MAC, RIP6_1, 40001), (RS2_MAC, RIP6_2, 40002)])
+    {
+        let s = check6(frame);
+        assert_eq!((s.dst_mac, s.src_mac), (mac, ONE_ARM_MAC));
+        assert_eq!((s.src, s.sport, s.dst, s.dport), (CIP6, cport, rip, 80));
+        assert_eq!(s.hop_limit, 63);
+    }
+    for (frame, cport) in out[5..7].iter().zip([40001, 40002]) {
+        let s = check6(frame);
+        assert_eq!(s.dst_mac, CLIENT_MAC);
+        assert_eq!((s.src, s.sport, s.dst, s.dport), (VIP6, 80, CIP6, cport));
+    }
+    let reply = check6(&out[7]);
+    assert_eq!((reply.src, reply.dst, reply.sport), (VIP6, CIP6, 129));
+    assert!(reply.upper.ends_with(b"rvs"));
+
+    // At start, one unsolicited advertisement per port address at least (the VIP's too once
+    // the services are in), with the override flag and our MAC.
+    let announced: Vec<Ipv6Addr> = unsolicited
+        .iter()
+        .map(|f| {
+            let na = check6(f);
+            assert_eq!(
+                (na.sport, na.hop_limit, na.src_mac),
+                (136, 255, ONE_ARM_MAC)
+            );
+            assert_eq!(na.upper[4] & 0x20, 0x20, "override flag");
+            Ipv6Addr::from(<[u8; 16]>::try_from(&na.upper[8..24]).unwrap())
+        })
+        .collect();
+    for a in [DIP6, Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 2)] {
+        assert!(announced.contains(&a), "{a} announced: {announced:?}");
+    }
 }

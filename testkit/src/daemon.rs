@@ -93,6 +93,8 @@ pub struct VdevPort {
     role: &'static str,
     mac: Option<[u8; 6]>,
     addresses: Vec<String>,
+    /// `addresses6`: the port's IPv6 addresses (CIDRs).
+    addresses6: Vec<String>,
     kernel_twin: Option<String>,
 }
 
@@ -111,8 +113,15 @@ impl VdevPort {
             role,
             mac: None,
             addresses: addresses.iter().map(|a| a.to_string()).collect(),
+            addresses6: Vec::new(),
             kernel_twin: None,
         }
+    }
+
+    /// Gives the port IPv6 addresses (CIDRs, `addresses6`).
+    pub fn ipv6(mut self, addresses: &[&str]) -> VdevPort {
+        self.addresses6 = addresses.iter().map(|a| a.to_string()).collect();
+        self
     }
 
     /// Gives the port a kernel twin interface named `ifname` (in rvsd's namespace).
@@ -130,6 +139,7 @@ impl VdevPort {
             role: "both",
             mac: None,
             addresses: vec![EXT_CIDR.into(), INT_CIDR.into()],
+            addresses6: Vec::new(),
             kernel_twin: None,
         }
     }
@@ -279,6 +289,9 @@ impl RvsdConfig {
                     t.insert("mac".into(), MacAddr(m).to_string().into());
                 }
                 t.insert("addresses".into(), p.addresses.clone().into());
+                if !p.addresses6.is_empty() {
+                    t.insert("addresses6".into(), p.addresses6.clone().into());
+                }
                 if let Some(twin) = &p.kernel_twin {
                     t.insert("kernel_twin".into(), twin.clone().into());
                 }

@@ -26,7 +26,7 @@ const SERVICES: &str = "-A -t [2001:db8:100::1]:80 -s rr\n\
 struct Lab {
     dp: Arc<Dataplane>,
     w: Pipeline,
-    _mgr: ServiceManager,
+    mgr: ServiceManager,
 }
 
 impl Lab {
@@ -36,7 +36,7 @@ impl Lab {
         dp.neigh6().learn(INT, RIP6_2, RS2_MAC);
         let mut w = Pipeline::new(dp.clone(), 0);
         w.begin_burst(1_000);
-        Lab { dp, w, _mgr: mgr }
+        Lab { dp, w, mgr }
     }
 
     fn send(&mut self, port: u16, frame: &mut [u8]) -> Action {
@@ -379,4 +379,55 @@ fn refused_extension_header_chains_are_counted() {
         let mut f = full[..n].to_vec();
         assert_eq!(lab.send(EXT, &mut f), Action::Drop, "{n} bytes");
     }
+}
+
+#[test]
+fn persistence_keeps_an_ipv6_client_prefix_on_one_real_server() {
+    // -M 64: every client of the /64 sticks to the real server its first connection got.
+    let (dp, _mgr) = two_arm6(
+        1500,
+        "-A -t [2001:db8:100::1]:443 -s rr -p 300 -M 64\n\
+         -a -t [2001:db8:100::1]:443 -r [2001:db8:2::2]:443 -m\n\
+         -a -t [2001:db8:100::1]:443 -r [2001:db8:2::3]:443 -m",
+    );
+    dp.neigh6().learn(INT, RIP6_2, RS2_MAC);
+    let mut w = Pipeline::new(dp.clone(), 0);
+    w.begin_burst(1_000);
+    let mut first = None;
+    for (host, cport) in [(0x10, 40001), (0x10, 40002), (0x11, 40003), (0x12, 40004)] {
+        let client = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, host);
+        dp.neigh6().learn(EXT, client, CLIENT_MAC);
+        let mut f = tcp_frame6(EXT_MAC, CLIENT_MAC, (client, cport), (VIP6, 443), SYN, b"");
+        assert_eq!(w.process(EXT, &mut f), Action::Tx(INT));
+        let rip = check6(&f).dst;
+        let stuck = *first.get_or_insert(rip);
+        assert_eq!(stuck, rip, "{client} stuck to {stuck}");
+    }
+    // A client of another /64 is scheduled on its own: round robin moves on.
+    let other = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 1, 0, 0, 0, 0x10);
+    let mut f = tcp_frame6(EXT_MAC, CLIENT_MAC, (other, 40005), (VIP6, 443), SYN, b"");
+    // Not on link: no route back is needed for the DNAT itself.
+    assert_eq!(w.process(EXT, &mut f), Action::Tx(INT));
+    assert_ne!(Some(check6(&f).dst), first);
+}
+
+#[test]
+fn ipv6_connections_are_listed_with_the_ipv4_ones() {
+    use control::proto::{Request, Response};
+    let mut lab = Lab::new(1500);
+    let mut f = syn(40001);
+    assert_eq!(lab.send(EXT, &mut f), Action::Tx(INT));
+    let Response::Conns(conns) = lab.mgr.handle(Request::ListConns) else {
+        panic!("no connection listing");
+    };
+    let c = conns.iter().find(|c| c.client.1 == 40001).expect("listed");
+    assert_eq!(
+        (c.client.0, c.virt, c.dest, c.state.as_str()),
+        (
+            IpAddr::V6(CIP6),
+            (IpAddr::V6(VIP6), 80),
+            (IpAddr::V6(RIP6_1), 80),
+            "SYN_RECV"
+        )
+    );
 }

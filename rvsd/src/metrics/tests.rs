@@ -23,7 +23,9 @@ fn sources(device_port: &str) -> Sources {
         &mut mgr,
         "-A -t 198.51.100.1:80 -s rr\n\
          -a -t 198.51.100.1:80 -r 198.51.100.2:80 -m -w 1\n\
-         -a -t 198.51.100.1:80 -r 198.51.100.3:8080 -m -w 2\n",
+         -a -t 198.51.100.1:80 -r 198.51.100.3:8080 -m -w 2\n\
+         -A -t [2001:db8:100::1]:443 -s rr\n\
+         -a -t [2001:db8:100::1]:443 -r [2001:db8:2::2]:443 -m -w 5\n",
     );
     let mut pipe = Pipeline::new(dp.clone(), 1);
     pipe.begin_burst(dp.now_ms());
@@ -76,6 +78,8 @@ fn ipvs_metrics_carry_node_exporters_names_help_and_labels() {
         "# TYPE node_ipvs_backend_weight gauge",
         &format!("node_ipvs_backend_weight{BACKEND1} 1"),
         &format!("node_ipvs_backend_weight{BACKEND2} 2"),
+        // IPv6 addresses as node_exporter writes them: plain, no brackets.
+        r#"node_ipvs_backend_weight{local_address="2001:db8:100::1",local_port="443",remote_address="2001:db8:2::2",remote_port="443",proto="TCP",local_mark=""} 5"#,
         &format!("rvs_backend_connections_total{BACKEND2} 1"),
         "rvs_drops_total{reason=\"no_service\"} 1",
         "rvs_events_total{event=\"conns_created\"} 2",
@@ -104,7 +108,7 @@ fn ipvs_metrics_carry_node_exporters_names_help_and_labels() {
         .iter()
         .filter(|x| x.starts_with("node_ipvs_backend_weight{"))
         .count();
-    assert_eq!(series, 2);
+    assert_eq!(series, 3);
 }
 
 #[test]

@@ -579,7 +579,6 @@ impl Harness {
             }
         }
         self.driver.finish(&mut self.io);
-        self.check_released(action);
         // Nothing else is queued on a port before the frame in the same loop: its first frame
         // sent is this one (held frames released and ARP requests follow).
         let sent = |port: u16| {
@@ -606,6 +605,8 @@ impl Harness {
                 check_reply(&input, out);
             }
         }
+        // After the frame's own check: an IPv6 first fragment's decision is known from it.
+        self.check_released(action);
         self.io.clear();
     }
 

@@ -7,19 +7,24 @@
 //! ```text
 //! op := ctrl:u8 len:u16be frame[len]      (len is cut to what is left)
 //! ctrl bit 0    ingress port (0 = ext, 1 = int)
-//! ctrl bit 1    fix up the IPv4, TCP/UDP and ICMP checksums before the frame goes in
+//! ctrl bit 1    fix up the IPv4, TCP/UDP and ICMP checksums (IPv6: TCP/UDP/ICMPv6 over the
+//!               pseudo-header, after the extension headers; not for fragments) first
 //! ctrl bit 2    set the destination MAC to the ingress port's
 //! ctrl bits 3-7 advance the clock by that many times 50 ms first
 //! ```
 //!
 //! Each frame goes through the burst driver (`dataplane::driver`, as rvsd's worker runs it), one
-//! poll loop per operation. For every frame the oracle checks what the pipeline did (see
-//! [`Harness::run_op`]): it never panics; every frame it sends has a valid IPv4 header checksum
-//! (recomputed here from scratch), a valid TCP/UDP or ICMP checksum wherever the input's was
-//! valid, a TTL one lower, and an address/port rewrite that the connection table (or, for
-//! fragments, the fragment table) explains; every ICMP error it builds is well formed and quotes
-//! the input. A later fragment held for its first fragment is checked the same way when it goes
-//! out. At the end the counters add up: rx + generated = tx + drops + held (both hold queues).
+//! poll loop per operation. The director serves both families (IPv4 and IPv6 VIPs, real servers
+//! and port addresses); one oracle checks both, family by family where they differ. For every
+//! frame the oracle checks what the pipeline did (see [`Harness::run_op`]): it never panics;
+//! every frame it sends has a valid IPv4 header checksum (recomputed here from scratch), a valid
+//! TCP/UDP or ICMP(v6) checksum wherever the input's was valid, a TTL or hop limit one lower, and
+//! an address/port rewrite that the connection table (IPv4 or IPv6) or, for fragments, the
+//! fragment table (IPv6: the decisions its first fragments were seen to get) explains; every ICMP
+//! error it builds is well formed and quotes the input (IPv4: within 576 bytes; ICMPv6: within
+//! 1280); every neighbour advertisement answers a solicitation for one of our addresses. A later
+//! fragment held for its first fragment is checked the same way when it goes out. At the end the
+//! counters add up: rx + generated = tx + drops + held (both hold queues).
 //!
 //! The checksum used here (testkit's reference checksum) is independent of the crate's.
 

@@ -1048,3 +1048,549 @@ fn every_other_verdict_has_its_counter() {
     assert_eq!(get("conntrack.entries"), 1);
     assert!(get("frag.capacity") >= 1024);
 }
+
+// ---------------------------------------------------------------------------------------------
+// IPv6
+
+mod v6 {
+    //! Hostile IPv6 on the burst driver: truncation at every length, extension-header chains
+    //! that loop or overrun, fragments inside fragments, malformed neighbour discovery, ICMPv6
+    //! errors about unknown flows, oversized packets. Each gets its drop reason, and the
+    //! counters add up. Frames come from testkit::ipv6 (independent of the dataplane's code).
+
+    use super::{ROOM, RS1_MAC};
+    use dataplane::driver::{BurstDriver, ByteFrame, ByteIo, FRAG_HOLD_MS};
+    use dataplane::pipeline::{Action, Dataplane};
+    use dataplane::service::ServiceManager;
+    use dataplane::stats::{DropReason as D, Event as E};
+    use std::net::Ipv6Addr;
+    use std::sync::Arc;
+    use testkit::director::{EXT_MAC, INT_MAC};
+    use testkit::ipv6::*;
+    use testkit::plan::CLIENT_MAC;
+    use testkit::{SYN, TCP, UDP};
+
+    const EXT: u16 = 0;
+    const INT: u16 = 1;
+    const SERVICES: &str = "-A -t [2001:db8:100::1]:80 -s rr\n\
+         -a -t [2001:db8:100::1]:80 -r [2001:db8:2::2]:80 -m\n\
+         -A -u [2001:db8:100::1]:53 -s rr\n\
+         -a -u [2001:db8:100::1]:53 -r [2001:db8:2::2]:5353 -m";
+
+    struct Lab6 {
+        dp: Arc<Dataplane>,
+        driver: BurstDriver<ByteFrame>,
+        io: ByteIo,
+        _mgr: ServiceManager,
+        now: u64,
+    }
+
+    impl Lab6 {
+        /// testkit's two-arm director with IPv6 (int MTU `int_mtu`), TCP 80 and UDP 53 on
+        /// VIP6 to RS1, on the burst driver.
+        fn new(int_mtu: u16) -> Lab6 {
+            let (dp, mgr) = two_arm6(int_mtu, SERVICES);
+            let mut lab = Lab6 {
+                driver: BurstDriver::new(dp.clone(), 0),
+                io: ByteIo::new(ROOM),
+                _mgr: mgr,
+                dp,
+                now: 10_000,
+            };
+            // The first loop sends the unsolicited advertisements.
+            lab.driver.begin(lab.now);
+            lab.driver.finish(&mut lab.io);
+            lab.io.clear();
+            lab
+        }
+
+        /// One poll loop with `frame` received on `port`: the action and the frame sent for it.
+        fn send(&mut self, port: u16, frame: &[u8]) -> (Action, Vec<u8>) {
+            self.driver.begin(self.now);
+            let a = self
+                .driver
+                .rx_frame(&mut self.io, port, ByteFrame::with_room(frame, ROOM));
+            self.driver.finish(&mut self.io);
+            let out = match a {
+                Action::Tx(p) | Action::Reply { port: p, .. } => {
+                    let f = self.io.sent_on(p).first().expect("sent");
+                    f.bytes().to_vec()
+                }
+                _ => Vec::new(),
+            };
+            self.io.clear();
+            (a, out)
+        }
+
+        /// Sends `frame`, which must be dropped under `reason` and nothing else.
+        fn refused(&mut self, port: u16, frame: &[u8], reason: D, what: &str) {
+            let (before, all) = (self.drops(reason), self.dp.stats().dropped());
+            let (a, _) = self.send(port, frame);
+            assert_eq!(a, Action::Drop, "{what}");
+            assert_eq!(self.drops(reason), before + 1, "{what}: {reason:?}");
+            assert_eq!(self.dp.stats().dropped(), all + 1, "{what}: one drop");
+        }
+
+        fn drops(&self, r: D) -> u64 {
+            self.dp.stats().drops(r)
+        }
+
+        fn events(&self, e: E) -> u64 {
+            self.dp.stats().events(e)
+        }
+
+        /// rx + generated = tx + drops, nothing held.
+        fn assert_accounting(&self) {
+            assert_eq!(self.driver.held(), 0, "nothing held");
+            let s = self.dp.stats();
+            assert_eq!(
+                s.rx_packets() + s.generated(),
+                s.tx_packets() + s.dropped(),
+                "rx + generated = tx + drops"
+            );
+        }
+    }
+
+    fn ext(ip: &[u8]) -> Vec<u8> {
+        eth6(EXT_MAC, CLIENT_MAC, ip)
+    }
+
+    fn udp(cport: u16) -> Vec<u8> {
+        udp_seg6((CIP6, cport), (VIP6, 53), b"query")
+    }
+
+    /// An IPv6 packet from the client to the VIP whose payload starts with header `first`.
+    fn to_vip(first: u8, body: &[u8]) -> Vec<u8> {
+        ext(&ipv6(CIP6, VIP6, first, 64, body))
+    }
+
+    #[test]
+    fn truncation_at_every_length() {
+        let mut lab = Lab6::new(1500);
+        // A SYN behind hop-by-hop and destination options, cut at every length as the link
+        // cuts it (the payload length still the whole packet's).
+        let seg = tcp_seg6((CIP6, 41000), (VIP6, 80), SYN, b"");
+        let body = ext_header(DEST_OPTS, 0, &ext_header(TCP, 1, &seg));
+        let full = to_vip(HOP_BY_HOP, &body);
+        for n in 0..full.len() {
+            let reason = if n < 14 + 40 {
+                D::Truncated
+            } else {
+                D::BadTotalLen
+            };
+            lab.refused(EXT, &full[..n], reason, &format!("cut at {n}"));
+        }
+        // Cut, with the payload length saying so: inside the chain, the chain overruns the
+        // packet; inside the TCP header, the header is short.
+        let l4 = 40 + 8 + 16;
+        for plen in 1..full.len() - 14 - 40 {
+            let mut f = full[..14 + 40 + plen].to_vec();
+            f[18..20].copy_from_slice(&(plen as u16).to_be_bytes());
+            let k = 40 + plen;
+            let reason = match k {
+                _ if k < l4 => D::BadExtHeader,
+                _ if k < l4 + 13 => D::Truncated,
+                _ => D::Malformed, // data offset past the segment
+            };
+            lab.refused(EXT, &f, reason, &format!("payload length {plen}"));
+        }
+        // Payload length 0 (a jumbogram) and beyond the frame.
+        let mut f = full.clone();
+        f[18..20].copy_from_slice(&[0, 0]);
+        lab.refused(EXT, &f, D::BadTotalLen, "jumbogram");
+        let mut f = full.clone();
+        f[18..20].copy_from_slice(&[0xff, 0xff]);
+        lab.refused(EXT, &f, D::BadTotalLen, "beyond the frame");
+        // The whole frame goes through, walked.
+        assert_eq!(lab.send(EXT, &full).0, Action::Tx(INT));
+        // Every cut of an NDP solicitation, an ICMPv6 error and a UDP datagram: dropped.
+        let ns = neighbour_solicitation(CLIENT_MAC, CIP6, VIP6);
+        let q = to_vip(UDP, &udp(5000));
+        let err = ext(&ipv6(
+            CIP6,
+            VIP6,
+            ICMPV6,
+            64,
+            &icmp6(CIP6, VIP6, 1, 4, &[&[0u8; 4][..], &q[14..]].concat()),
+        ));
+        for f in [ns, q, err] {
+            for n in 0..f.len() {
+                let all = lab.dp.stats().dropped();
+                assert_eq!(lab.send(EXT, &f[..n]).0, Action::Drop, "cut at {n}");
+                assert_eq!(lab.dp.stats().dropped(), all + 1);
+            }
+        }
+        lab.assert_accounting();
+    }
+
+    #[test]
+    fn extension_header_chains_that_loop_overrun_or_are_unknown() {
+        let mut lab = Lab6::new(1500);
+        let u = udp(5001);
+        let opts = |next: u8, rest: &[u8]| ext_header(next, 0, rest);
+        let mut routing_left = ext_header(UDP, 2, &u);
+        routing_left[3] = 1; // segments left: rvs is no source route's hop
+        let routing_ok = {
+            let mut r = ext_header(UDP, 2, &u);
+            r[2] = 0; // type 0, segments left 0
+            r[3] = 0;
+            r
+        };
+        let mut overrun = opts(UDP, &u);
+        overrun[1] = 200;
+        let cases: Vec<(&str, Vec<u8>, D)> = vec![
+            (
+                "destination options three times (a loop)",
+                to_vip(
+                    DEST_OPTS,
+                    &opts(DEST_OPTS, &opts(DEST_OPTS, &opts(UDP, &u))),
+                ),
+                D::BadExtHeader,
+            ),
+            (
+                "hop-by-hop twice",
+                to_vip(HOP_BY_HOP, &opts(HOP_BY_HOP, &opts(UDP, &u))),
+                D::BadExtHeader,
+            ),
+            (
+                "hop-by-hop not first",
+                to_vip(DEST_OPTS, &opts(HOP_BY_HOP, &opts(UDP, &u))),
+                D::BadExtHeader,
+            ),
+            (
+                "routing twice",
+                to_vip(ROUTING, &ext_header(ROUTING, 2, &routing_ok)),
+                D::BadExtHeader,
+            ),
+            (
+                "routing with segments left",
+                to_vip(ROUTING, &routing_left),
+                D::BadExtHeader,
+            ),
+            (
+                "a header past the packet",
+                to_vip(DEST_OPTS, &overrun),
+                D::BadExtHeader,
+            ),
+            (
+                "a header cut in its first two bytes",
+                to_vip(DEST_OPTS, &[UDP]),
+                D::BadExtHeader,
+            ),
+            (
+                "mobility (135)",
+                to_vip(135, &opts(UDP, &u)),
+                D::UnknownExtHeader,
+            ),
+            (
+                "HIP (139)",
+                to_vip(139, &opts(UDP, &u)),
+                D::UnknownExtHeader,
+            ),
+            (
+                "shim6 (140)",
+                to_vip(140, &opts(UDP, &u)),
+                D::UnknownExtHeader,
+            ),
+            (
+                "experimental (253)",
+                to_vip(253, &opts(UDP, &u)),
+                D::UnknownExtHeader,
+            ),
+            (
+                "unknown after a valid header",
+                to_vip(HOP_BY_HOP, &opts(254, &opts(UDP, &u))),
+                D::UnknownExtHeader,
+            ),
+            ("ESP to the VIP", to_vip(50, &[0u8; 24]), D::UnknownProto),
+            (
+                "no next header to the VIP",
+                to_vip(59, &[0u8; 8]),
+                D::UnknownProto,
+            ),
+        ];
+        for (what, f, reason) in cases {
+            lab.refused(EXT, &f, reason, what);
+        }
+        // Destination options twice (before routing, and last) and a routing header with no
+        // segments left are allowed: NATed.
+        let routing_ok2 = {
+            let mut r = ext_header(UDP, 2, &udp(5003));
+            r[2..4].copy_from_slice(&[0, 0]);
+            r
+        };
+        for (what, f) in [
+            (
+                "destination options twice",
+                to_vip(DEST_OPTS, &opts(DEST_OPTS, &opts(UDP, &udp(5002)))),
+            ),
+            ("routing, segments left 0", to_vip(ROUTING, &routing_ok2)),
+        ] {
+            assert_eq!(lab.send(EXT, &f).0, Action::Tx(INT), "{what}");
+        }
+        lab.assert_accounting();
+    }
+
+    #[test]
+    fn fragments_inside_fragments_and_other_bad_fragments() {
+        let mut lab = Lab6::new(1500);
+        let u = udp(5010);
+        let frag = |next: u8, off: usize, more: bool, id: u32, rest: &[u8]| {
+            to_vip(FRAGMENT, &frag_header(next, off, more, id, rest))
+        };
+        let nested = frag(FRAGMENT, 0, true, 1, &frag_header(UDP, 0, true, 2, &u));
+        lab.refused(EXT, &nested, D::BadFragment, "a fragment inside a fragment");
+        // ...also behind a destination options header, and as a later fragment's header.
+        let f = to_vip(
+            FRAGMENT,
+            &frag_header(
+                DEST_OPTS,
+                0,
+                true,
+                3,
+                &ext_header(FRAGMENT, 0, &frag_header(UDP, 0, true, 4, &u)),
+            ),
+        );
+        lab.refused(EXT, &f, D::BadFragment, "fragment, options, fragment");
+        let f = frag(UDP, 0, true, 5, &u[..12]);
+        lab.refused(
+            EXT,
+            &f,
+            D::BadFragment,
+            "more fragments, length not a multiple of 8",
+        );
+        let f = frag(UDP, 65528, false, 6, &[0u8; 16]);
+        lab.refused(EXT, &f, D::BadFragment, "past 64 KiB of datagram");
+        let f = frag(UDP, 8, false, 7, &[]);
+        lab.refused(EXT, &f, D::BadFragment, "empty");
+        let seg = tcp_seg6((CIP6, 41001), (VIP6, 80), SYN, b"");
+        let f = frag(TCP, 0, true, 8, &seg[..16]);
+        lab.refused(
+            EXT,
+            &f,
+            D::BadFragment,
+            "first fragment shorter than TCP's header",
+        );
+        let f = frag(TCP, 8, false, 9, &[0u8; 16]);
+        lab.refused(EXT, &f, D::BadFragment, "TCP at offset 8 (RFC 1858)");
+        let echo = icmp6(CIP6, VIP6, 128, 0, &[0u8; 20]);
+        let f = frag(ICMPV6, 0, true, 10, &echo[..24]);
+        lab.refused(EXT, &f, D::Fragment, "a fragmented ping to the VIP");
+        // An atomic fragment is a whole datagram: NATed.
+        let f = frag(UDP, 0, false, 11, &u);
+        assert_eq!(lab.send(EXT, &f).0, Action::Tx(INT), "atomic fragment");
+        // A later fragment whose first never comes: held, then dropped as frag_no_first.
+        let f = frag(UDP, 1024, false, 12, &[0u8; 16]);
+        assert_eq!(lab.send(EXT, &f).0, Action::AwaitFirstFragment);
+        lab.now += FRAG_HOLD_MS + 1;
+        lab.driver.begin(lab.now);
+        lab.driver.finish(&mut lab.io);
+        lab.io.clear();
+        assert_eq!(lab.drops(D::FragNoFirst), 1);
+        lab.assert_accounting();
+    }
+
+    /// A neighbour solicitation from the client for `target`, its message edited by `edit`
+    /// (the checksum recomputed after, unless `keep_sum`), hop limit `hop`.
+    fn ns_with(target: Ipv6Addr, hop: u8, edit: impl Fn(&mut Vec<u8>), keep_sum: bool) -> Vec<u8> {
+        let group = solicited_node(target);
+        let mut body = vec![0; 4];
+        body.extend_from_slice(&target.octets());
+        body.extend_from_slice(&[1, 1]);
+        body.extend_from_slice(&CLIENT_MAC);
+        let mut m = icmp6(CIP6, group, 135, 0, &body);
+        edit(&mut m);
+        if !keep_sum {
+            m[2..4].copy_from_slice(&[0, 0]);
+            let c = checksum6(CIP6, group, ICMPV6, &m);
+            m[2..4].copy_from_slice(&c.to_be_bytes());
+        }
+        eth6(
+            multicast_mac(group),
+            CLIENT_MAC,
+            &ipv6(CIP6, group, ICMPV6, hop, &m),
+        )
+    }
+
+    #[test]
+    fn malformed_neighbour_discovery() {
+        let mut lab = Lab6::new(1500);
+        let none = |_: &mut Vec<u8>| {};
+        let (a, out) = lab.send(EXT, &ns_with(VIP6, 255, none, false));
+        assert!(matches!(a, Action::Reply { port: EXT, len: 86 }), "{a:?}");
+        let seen = check6(&out);
+        assert_eq!(
+            (seen.src, seen.dst, seen.sport, seen.hop_limit),
+            (VIP6, CIP6, 136, 255)
+        );
+        for hop in [0u8, 1, 64, 254] {
+            let f = ns_with(VIP6, hop, none, false);
+            lab.refused(EXT, &f, D::Malformed, &format!("hop limit {hop}"));
+        }
+        let f = ns_with(VIP6, 255, |m| m[4] ^= 1, true);
+        lab.refused(EXT, &f, D::Malformed, "bad checksum");
+        let f = ns_with(VIP6, 255, |m| m[25] = 0, false);
+        lab.refused(EXT, &f, D::Malformed, "zero-length option");
+        let f = ns_with(VIP6, 255, |m| m[25] = 2, false);
+        lab.refused(EXT, &f, D::Malformed, "option past the message");
+        let f = ns_with(VIP6, 255, |m| m[1] = 1, false);
+        lab.refused(EXT, &f, D::Malformed, "code 1");
+        let f = ns_with(VIP6, 255, |m| m.truncate(20), false);
+        lab.refused(EXT, &f, D::Malformed, "shorter than its fixed part");
+        let group = "ff02::1".parse::<Ipv6Addr>().unwrap();
+        let f = ns_with(
+            VIP6,
+            255,
+            |m| m[8..24].copy_from_slice(&group.octets()),
+            false,
+        );
+        lab.refused(EXT, &f, D::Malformed, "multicast target");
+        let f = ns_with("2001:db8:100::99".parse().unwrap(), 255, none, false);
+        lab.refused(EXT, &f, D::NdpNotOurs, "someone else's address");
+        let na = neighbour_advertisement(EXT_MAC, CLIENT_MAC, CIP6, EXT6);
+        lab.refused(EXT, &na, D::NdpConsumed, "an advertisement");
+        // A solicitation to our unicast MAC, from a real server, for the DIP.
+        let mut ns = neighbour_solicitation(RS1_MAC, RIP6_1, DIP6);
+        ns[..6].copy_from_slice(&INT_MAC);
+        assert!(matches!(
+            lab.send(INT, &ns).0,
+            Action::Reply { port: INT, .. }
+        ));
+        assert_eq!(lab.events(E::NdpReplied), 2);
+        lab.assert_accounting();
+    }
+
+    #[test]
+    fn icmpv6_errors_about_unknown_flows() {
+        let mut lab = Lab6::new(1500);
+        let err = |src: Ipv6Addr, dst: Ipv6Addr, ty: u8, quoted: &[u8]| {
+            let body = [&[0u8; 4][..], quoted].concat();
+            ipv6(src, dst, ICMPV6, 64, &icmp6(src, dst, ty, 0, &body))
+        };
+        // What the client would have got from the VIP, had there been a flow.
+        let answer = ipv6(
+            VIP6,
+            CIP6,
+            UDP,
+            63,
+            &udp_seg6((VIP6, 53), (CIP6, 5020), b"answer"),
+        );
+        for ty in [1u8, 2, 3, 4] {
+            let f = ext(&err(CIP6, VIP6, ty, &answer));
+            lab.refused(EXT, &f, D::IcmpUnrelated, &format!("type {ty} to the VIP"));
+            let f = ext(&err(CIP6, EXT6, ty, &answer));
+            lab.refused(
+                EXT,
+                &f,
+                D::IcmpUnrelated,
+                &format!("type {ty} to our address"),
+            );
+        }
+        // Quotes that are cut, a later fragment, or not TCP/UDP: unrelated too.
+        for (what, q) in [
+            ("header only", answer[..40].to_vec()),
+            ("7 bytes of UDP", answer[..47].to_vec()),
+            ("empty", Vec::new()),
+            (
+                "a later fragment",
+                ipv6(
+                    VIP6,
+                    CIP6,
+                    FRAGMENT,
+                    63,
+                    &frag_header(UDP, 8, false, 1, &[0u8; 16]),
+                ),
+            ),
+            (
+                "ICMPv6",
+                ipv6(VIP6, CIP6, ICMPV6, 63, &icmp6(VIP6, CIP6, 129, 0, &[0; 8])),
+            ),
+            (
+                "not IPv6",
+                testkit::ipv4(testkit::plan::VIP, testkit::plan::CIP, UDP, 63, &[0; 8]),
+            ),
+        ] {
+            let f = ext(&err(CIP6, VIP6, 1, &q));
+            lab.refused(EXT, &f, D::IcmpUnrelated, what);
+        }
+        // Between other hosts: routed, untouched but the hop limit.
+        let far: Ipv6Addr = "2001:db8:2::99".parse().unwrap();
+        let f = ext(&err(CIP6, far, 1, &answer));
+        let (a, out) = lab.send(EXT, &f);
+        assert!(matches!(a, Action::Tx(INT) | Action::Hold { .. }), "{a:?}");
+        if a == Action::Tx(INT) {
+            assert_eq!(&out[14 + 8..], &f[14 + 8..]);
+        }
+        // An ICMPv6 error that expires in transit is not answered with another.
+        let mut f = ext(&err(CIP6, RIP6_1, 1, &answer));
+        f[14 + 7] = 1;
+        let sent = lab.events(E::IcmpTimeExceeded);
+        lab.refused(EXT, &f, D::TtlExpired, "an error whose hop limit runs out");
+        assert_eq!(
+            lab.events(E::IcmpTimeExceeded),
+            sent,
+            "no error about an error"
+        );
+        lab.driver.begin(lab.now + 2_000);
+        lab.driver.finish(&mut lab.io);
+        lab.io.clear();
+        let held_dropped = lab.drops(D::NeighUnresolved);
+        let s = lab.dp.stats();
+        assert_eq!(
+            s.rx_packets() + s.generated(),
+            s.tx_packets() + s.dropped(),
+            "accounting ({held_dropped} unresolved)"
+        );
+    }
+
+    #[test]
+    fn oversized_packets_get_packet_too_big_within_1280_bytes() {
+        let mut lab = Lab6::new(1400);
+        // 1448 bytes to the VIP, towards the 1400-byte internal arm.
+        let f = to_vip(UDP, &udp_seg6((CIP6, 5030), (VIP6, 53), &[0x42; 1400]));
+        let sent = lab.events(E::IcmpFragNeeded);
+        let (a, out) = lab.send(EXT, &f);
+        let Action::Reply { port: EXT, len } = a else {
+            panic!("{a:?}");
+        };
+        assert_eq!(len, 14 + 1280, "quoted up to the minimum MTU");
+        let seen = check6(&out);
+        assert_eq!(
+            (seen.src, seen.dst, seen.proto, seen.hop_limit),
+            (VIP6, CIP6, 58, 64)
+        );
+        assert_eq!(&seen.upper[..2], &[2, 0], "packet too big");
+        assert_eq!(&seen.upper[4..8], &1400u32.to_be_bytes(), "the egress MTU");
+        assert_eq!(
+            &seen.upper[8..],
+            &f[14..14 + 1280 - 48],
+            "quotes the packet"
+        );
+        assert_eq!(lab.drops(D::MtuExceeded), 1);
+        assert_eq!(lab.events(E::IcmpFragNeeded), sent + 1);
+        // Exactly the MTU passes.
+        let f = to_vip(UDP, &udp_seg6((CIP6, 5031), (VIP6, 53), &[0x42; 1352]));
+        assert_eq!(lab.send(EXT, &f).0, Action::Tx(INT));
+        // Oversized from a link-local source: dropped, never answered (RFC 4443 2.4(e)).
+        let ll: Ipv6Addr = "fe80::10".parse().unwrap();
+        let f = ext(&ipv6(
+            ll,
+            VIP6,
+            UDP,
+            64,
+            &udp_seg6((ll, 1), (VIP6, 53), &[0; 1400]),
+        ));
+        let all = lab.dp.stats().dropped();
+        assert_eq!(lab.send(EXT, &f).0, Action::Drop);
+        assert_eq!(lab.dp.stats().dropped(), all + 1);
+        assert_eq!(lab.events(E::IcmpFragNeeded), sent + 1, "not answered");
+        // A frame larger than any buffer's data: the largest the NIC hands over, walked.
+        let f = to_vip(UDP, &udp_seg6((CIP6, 5032), (VIP6, 53), &[0; 1452]));
+        assert_eq!(f.len(), 1514);
+        assert!(matches!(
+            lab.send(EXT, &f).0,
+            Action::Reply { port: EXT, .. }
+        ));
+        lab.assert_accounting();
+    }
+}

@@ -404,9 +404,10 @@ impl<F: FrameBuf> BurstDriver<F> {
         }
     }
 
-    /// Routes an IPv4 packet the kernel sent through the twin of port `twin`: `frame` holds
-    /// room for an Ethernet header, then the packet ([`Pipeline::route_from_kernel`]); it goes
-    /// out in this loop's TX batches, or waits for ARP. Returns what the pipeline decided.
+    /// Routes an IPv4 or IPv6 packet the kernel sent through the twin of port `twin`: `frame`
+    /// holds room for an Ethernet header, then the packet ([`Pipeline::route_from_kernel`]); it
+    /// goes out in this loop's TX batches, or waits for ARP or NDP. Returns what the pipeline
+    /// decided.
     pub fn rx_from_kernel<Io: FrameIo<Frame = F>>(
         &mut self,
         io: &mut Io,

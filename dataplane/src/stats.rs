@@ -160,9 +160,9 @@ named_enum! {
         KernelRateLimited = "kernel_rate_limited",
         /// For the kernel, but the exception queue to the kernel twin was full.
         KernelQueueFull = "kernel_queue_full",
-        /// Sent by the kernel through a twin, but not routable: not IPv4, a bad header, a
-        /// group or special destination (`martian`'s addresses), no route, or over the
-        /// egress MTU.
+        /// Sent by the kernel through a twin, but not routable: neither IPv4 nor IPv6, a bad
+        /// header, a group or special destination (`martian`'s addresses; every IPv6 group:
+        /// the kernel's MLD reports), no route, or over the egress MTU.
         KernelUnroutable = "kernel_unroutable",
     }
 }

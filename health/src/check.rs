@@ -6,7 +6,7 @@
 use crate::conf::{Connect, HttpGet, MiscCheck};
 use crate::state::WeightChange;
 use std::io::{Read, Write};
-use std::net::{SocketAddrV4, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
@@ -25,10 +25,14 @@ pub enum Verdict {
 
 /// Connects to `c.dst` (from `c.bind` when set) within `timeout`.
 pub fn connect(c: &Connect, timeout: Duration) -> Result<TcpStream, String> {
+    let family = match c.dst {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
     // SAFETY: socket(2) with constant arguments; the result is checked.
     let fd = unsafe {
         libc::socket(
-            libc::AF_INET,
+            family,
             libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
             0,
         )
@@ -39,28 +43,16 @@ pub fn connect(c: &Connect, timeout: Duration) -> Result<TcpStream, String> {
     // SAFETY: `fd` is a new descriptor owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     if let Some(b) = c.bind {
-        let sa = sockaddr(b);
-        // SAFETY: `sa` is a valid sockaddr_in of the length given.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                std::ptr::from_ref(&sa).cast(),
-                socklen::<libc::sockaddr_in>(),
-            )
-        };
+        let (sa, len) = sockaddr(b);
+        // SAFETY: `sa` holds a valid sockaddr_in or sockaddr_in6 of the length given.
+        let rc = unsafe { libc::bind(fd.as_raw_fd(), std::ptr::from_ref(&sa).cast(), len) };
         if rc != 0 {
             return Err(format!("bind to {b}: {}", std::io::Error::last_os_error()));
         }
     }
-    let sa = sockaddr(c.dst);
+    let (sa, len) = sockaddr(c.dst);
     // SAFETY: as for bind.
-    let rc = unsafe {
-        libc::connect(
-            fd.as_raw_fd(),
-            std::ptr::from_ref(&sa).cast(),
-            socklen::<libc::sockaddr_in>(),
-        )
-    };
+    let rc = unsafe { libc::connect(fd.as_raw_fd(), std::ptr::from_ref(&sa).cast(), len) };
     if rc != 0 {
         let e = std::io::Error::last_os_error();
         if e.raw_os_error() != Some(libc::EINPROGRESS) {
@@ -110,15 +102,48 @@ pub fn connect(c: &Connect, timeout: Duration) -> Result<TcpStream, String> {
     Ok(stream)
 }
 
-fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*a.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
+/// `a` as a sockaddr_in or sockaddr_in6 in a sockaddr_storage, and the length that says which.
+fn sockaddr(a: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all zeros is a valid sockaddr_storage (a plain C struct).
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match a {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*a.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for any sockaddr.
+            unsafe {
+                std::ptr::from_mut(&mut ss)
+                    .cast::<libc::sockaddr_in>()
+                    .write(sin)
+            };
+            socklen::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: as above.
+            unsafe {
+                std::ptr::from_mut(&mut ss)
+                    .cast::<libc::sockaddr_in6>()
+                    .write(sin6)
+            };
+            socklen::<libc::sockaddr_in6>()
+        }
+    };
+    (ss, len)
 }
 
 fn socklen<T>() -> libc::socklen_t {
@@ -151,7 +176,11 @@ fn http_one(h: &HttpGet, url: &crate::conf::Url, timeout: Duration) -> Result<()
         .map_err(|e| e.to_string())?;
     let host = match &url.virtualhost {
         Some(v) => v.clone(),
-        None if h.connect.dst.port() == 80 => h.connect.dst.ip().to_string(),
+        // An IPv6 literal in brackets (RFC 7230 5.4), with the port or without.
+        None if h.connect.dst.port() == 80 => match h.connect.dst.ip() {
+            std::net::IpAddr::V4(a) => a.to_string(),
+            std::net::IpAddr::V6(a) => format!("[{a}]"),
+        },
         None => h.connect.dst.to_string(),
     };
     let request = if h.http10 {
@@ -309,7 +338,7 @@ pub fn misc(m: &MiscCheck, timeout: Duration) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{Ipv4Addr, TcpListener};
+    use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
 
     fn misc_check(script: &str, dynamic: bool) -> MiscCheck {
         MiscCheck {
@@ -368,8 +397,8 @@ mod tests {
         let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let port = l.local_addr().unwrap().port();
         let c = Connect {
-            dst: SocketAddrV4::new(Ipv4Addr::LOCALHOST, port),
-            bind: Some(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)),
+            dst: (Ipv4Addr::LOCALHOST, port).into(),
+            bind: Some((Ipv4Addr::LOCALHOST, 0).into()),
         };
         assert_eq!(
             tcp(&c, Duration::from_secs(1)),
@@ -378,6 +407,63 @@ mod tests {
         drop(l);
         assert!(
             matches!(tcp(&c, Duration::from_secs(1)), Verdict::Down(e) if e.contains("refused"))
+        );
+    }
+
+    #[test]
+    fn tcp_and_http_checks_to_an_ipv6_server() {
+        let l = match TcpListener::bind((Ipv6Addr::LOCALHOST, 0)) {
+            Ok(l) => l,
+            Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {
+                eprintln!("skipped: no ::1 here ({e})");
+                return;
+            }
+            Err(e) => panic!("bind [::1]: {e}"),
+        };
+        let port = l.local_addr().unwrap().port();
+        let dst: SocketAddr = (Ipv6Addr::LOCALHOST, port).into();
+        let connect = Connect {
+            dst,
+            bind: Some((Ipv6Addr::LOCALHOST, 0).into()),
+        };
+        let t = Duration::from_secs(2);
+        // One connection for TCP_CHECK, one for HTTP_GET: its request as the server saw it.
+        let server = std::thread::spawn(move || {
+            let (first, from) = l.accept().unwrap();
+            assert!(from.is_ipv6(), "{from}");
+            drop(first);
+            let (mut s, _) = l.accept().unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while header_end(&req).is_none() {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "request cut");
+                req.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nrs6")
+                .unwrap();
+            String::from_utf8(req).unwrap()
+        });
+        assert_eq!(tcp(&connect, t), Verdict::Up(WeightChange::Unchanged));
+        let h = HttpGet {
+            connect,
+            urls: vec![crate::conf::Url {
+                path: "/".into(),
+                digest: Some(format!("{:x}", md5::compute("rs6"))),
+                status: Vec::new(),
+                virtualhost: None,
+            }],
+            http10: false,
+        };
+        assert_eq!(http(&h, t), Verdict::Up(WeightChange::Unchanged));
+        let req = server.join().unwrap();
+        assert!(
+            req.contains(&format!("\r\nHost: [::1]:{port}\r\n")),
+            "the Host header names the IPv6 literal in brackets: {req:?}"
+        );
+        // Nobody listening any more: refused, and said so with the address.
+        assert!(
+            matches!(tcp(&connect, t), Verdict::Down(e) if e.contains("refused") && e.contains(&dst.to_string()))
         );
     }
 

@@ -17,7 +17,7 @@ use control::model::{DestSpec, ServiceKey, ServiceSpec};
 use control::proto::{Request, Response};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -68,7 +68,7 @@ struct ServiceRun {
     spec: ServiceSpec,
     state: ServiceState,
     /// What is in rvsd now, as this daemon put it.
-    installed: BTreeMap<SocketAddrV4, DestSpec>,
+    installed: BTreeMap<SocketAddr, DestSpec>,
 }
 
 struct CheckRun {
@@ -172,19 +172,14 @@ impl<L: Lvs> Engine<L> {
     }
 
     /// The real servers rvsd has for `key`.
-    fn present(&mut self, key: &ServiceKey) -> Result<BTreeMap<SocketAddrV4, DestSpec>, String> {
+    fn present(&mut self, key: &ServiceKey) -> Result<BTreeMap<SocketAddr, DestSpec>, String> {
         match self.lvs.call(Request::List {
             service: Some(*key),
         })? {
             Response::Services { services, .. } => Ok(services
                 .into_iter()
                 .flat_map(|s| s.dests)
-                // rvs-healthd checks IPv4 real servers only (its configuration has no IPv6):
-                // an IPv6 one is left as rvsadm set it.
-                .filter_map(|d| match d.spec.addr {
-                    std::net::IpAddr::V4(a) => Some((SocketAddrV4::new(a, d.spec.port), d.spec)),
-                    std::net::IpAddr::V6(_) => None,
-                })
+                .map(|d| (SocketAddr::new(d.spec.addr, d.spec.port), d.spec))
                 .collect()),
             other => Err(format!("list {key}: unexpected answer {other:?}")),
         }
@@ -195,7 +190,7 @@ impl<L: Lvs> Engine<L> {
     fn sync(&mut self, i: usize, why: &str) {
         let s = &self.services[i];
         let want = s.state.desired();
-        let mut eps: Vec<SocketAddrV4> = s.installed.keys().copied().collect();
+        let mut eps: Vec<SocketAddr> = s.installed.keys().copied().collect();
         eps.extend(want.keys().filter(|ep| !s.installed.contains_key(ep)));
         for ep in eps {
             self.sync_one(i, ep, want.get(&ep).cloned(), why);
@@ -203,7 +198,7 @@ impl<L: Lvs> Engine<L> {
     }
 
     /// Makes real server `ep` of service `i` in rvsd what `want` says (`None`: not in).
-    fn sync_one(&mut self, i: usize, ep: SocketAddrV4, want: Option<DestSpec>, why: &str) {
+    fn sync_one(&mut self, i: usize, ep: SocketAddr, want: Option<DestSpec>, why: &str) {
         let s = &self.services[i];
         let service = s.spec.key;
         let (request, what) = match (s.installed.get(&ep), &want) {
@@ -212,7 +207,7 @@ impl<L: Lvs> Engine<L> {
             (Some(_), None) => (
                 Request::DelDest {
                     service,
-                    addr: (*ep.ip()).into(),
+                    addr: ep.ip(),
                     port: ep.port(),
                 },
                 format!("removing {ep}"),
@@ -439,7 +434,7 @@ mod tests {
         let rec = Recorder::default();
         let mut e = Engine::new(&cfg, rec.clone());
         e.install().unwrap();
-        let ep = |s: &str| s.parse::<SocketAddrV4>().unwrap();
+        let ep = |s: &str| s.parse::<SocketAddr>().unwrap();
         assert_eq!(
             rec.weights(),
             BTreeMap::from([(ep("203.0.113.2:80"), 2), (ep("203.0.113.6:80"), 1)])

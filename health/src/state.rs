@@ -15,7 +15,7 @@
 use crate::conf::{SorryServer, Timing, VirtualServer};
 use control::model::{DestSpec, Forward};
 use std::collections::BTreeMap;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// A checker's state between checks.
@@ -94,7 +94,7 @@ pub enum WeightChange {
 
 #[derive(Debug, Clone, PartialEq)]
 struct ServerState {
-    endpoint: SocketAddrV4,
+    endpoint: SocketAddr,
     weight: u32,
     dynamic_weight: Option<u32>,
     inhibit: bool,
@@ -114,7 +114,7 @@ impl ServerState {
 
     fn dest(&self, weight: u32) -> DestSpec {
         DestSpec {
-            addr: (*self.endpoint.ip()).into(),
+            addr: self.endpoint.ip(),
             port: self.endpoint.port(),
             weight,
             forward: Forward::Masq,
@@ -224,7 +224,7 @@ impl ServiceState {
     }
 
     /// Real server `server`'s endpoint, and how it should be in rvsd now (`None`: not at all).
-    pub fn desired_server(&self, server: usize) -> Option<(SocketAddrV4, Option<DestSpec>)> {
+    pub fn desired_server(&self, server: usize) -> Option<(SocketAddr, Option<DestSpec>)> {
         let s = self.servers.get(server)?;
         let weight = if !self.sorry_in() && s.alive() {
             Some(s.weight())
@@ -237,8 +237,8 @@ impl ServiceState {
     }
 
     /// The real servers (and sorry server) that should be in rvsd now, by endpoint.
-    pub fn desired(&self) -> BTreeMap<SocketAddrV4, DestSpec> {
-        let mut out: BTreeMap<SocketAddrV4, DestSpec> = (0..self.servers.len())
+    pub fn desired(&self) -> BTreeMap<SocketAddr, DestSpec> {
+        let mut out: BTreeMap<SocketAddr, DestSpec> = (0..self.servers.len())
             .filter_map(|i| self.desired_server(i))
             .filter_map(|(ep, d)| Some((ep, d?)))
             .collect();
@@ -254,7 +254,7 @@ impl ServiceState {
                 out.insert(
                     sorry.endpoint,
                     DestSpec {
-                        addr: (*sorry.endpoint.ip()).into(),
+                        addr: sorry.endpoint.ip(),
                         port: sorry.endpoint.port(),
                         weight: w,
                         forward: Forward::Masq,

@@ -16,7 +16,7 @@ use control::proto::{Request, Response};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -310,32 +310,27 @@ pub struct Recorder {
 
 #[derive(Default)]
 struct Recorded {
-    weights: BTreeMap<SocketAddrV4, u32>,
-    changes: Vec<(Instant, SocketAddrV4, Option<u32>)>,
+    weights: BTreeMap<SocketAddr, u32>,
+    changes: Vec<(Instant, SocketAddr, Option<u32>)>,
 }
 
 impl Recorder {
     /// The weight of `ep`, `None` when it is not in.
-    pub fn weight(&self, ep: SocketAddrV4) -> Option<u32> {
+    pub fn weight(&self, ep: SocketAddr) -> Option<u32> {
         self.lock().weights.get(&ep).copied()
     }
 
-    pub fn weights(&self) -> BTreeMap<SocketAddrV4, u32> {
+    pub fn weights(&self) -> BTreeMap<SocketAddr, u32> {
         self.lock().weights.clone()
     }
 
     /// Every change so far: when, which real server, its weight after (`None`: removed).
-    pub fn changes(&self) -> Vec<(Instant, SocketAddrV4, Option<u32>)> {
+    pub fn changes(&self) -> Vec<(Instant, SocketAddr, Option<u32>)> {
         self.lock().changes.clone()
     }
 
     /// Waits (at most `within`) until `ep`'s weight is `want`; the time it was seen.
-    pub fn wait_for(
-        &self,
-        ep: SocketAddrV4,
-        want: Option<u32>,
-        within: Duration,
-    ) -> Option<Instant> {
+    pub fn wait_for(&self, ep: SocketAddr, want: Option<u32>, within: Duration) -> Option<Instant> {
         let deadline = Instant::now() + within;
         loop {
             if self.weight(ep) == want {
@@ -357,13 +352,10 @@ impl Lvs for Recorder {
     fn call(&mut self, r: Request) -> Result<Response, String> {
         let mut g = self.lock();
         let change = match &r {
-            Request::AddDest { dest, .. } | Request::EditDest { dest, .. } => Some((
-                SocketAddrV4::new(v4(dest.addr), dest.port),
-                Some(dest.weight),
-            )),
-            Request::DelDest { addr, port, .. } => {
-                Some((SocketAddrV4::new(v4(*addr), *port), None))
+            Request::AddDest { dest, .. } | Request::EditDest { dest, .. } => {
+                Some((SocketAddr::new(dest.addr, dest.port), Some(dest.weight)))
             }
+            Request::DelDest { addr, port, .. } => Some((SocketAddr::new(*addr, *port), None)),
             _ => None,
         };
         if let Some((ep, w)) = change {
@@ -556,13 +548,5 @@ impl VethPair {
         ip(&["-n", a, "link", "set", "va", "up"])?;
         ip(&["-n", b, "link", "set", "vb", "up"])?;
         Ok(pair)
-    }
-}
-
-/// The IPv4 address of a request from rvs-healthd (which speaks IPv4 only).
-fn v4(a: std::net::IpAddr) -> std::net::Ipv4Addr {
-    match a {
-        std::net::IpAddr::V4(a) => a,
-        std::net::IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
     }
 }

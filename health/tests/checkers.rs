@@ -14,7 +14,7 @@ use health::conf::{self, Connect, HttpGet, MiscCheck, Url};
 use health::engine::Engine;
 use health::state::WeightChange;
 use health::testlab::{in_netns, unique_prefix, HealthLab, Recorder};
-use std::net::SocketAddrV4;
+use std::net::{SocketAddr, SocketAddrV4};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -27,8 +27,8 @@ fn lab(n: usize, dir: &Path) -> HealthLab {
     HealthLab::new(&unique_prefix(), n, dir, page).expect("namespaces and nginx (root needed)")
 }
 
-fn rs(i: usize) -> SocketAddrV4 {
-    SocketAddrV4::new(HealthLab::real_server(i), 80)
+fn rs(i: usize) -> SocketAddr {
+    SocketAddrV4::new(HealthLab::real_server(i), 80).into()
 }
 
 fn up() -> Verdict {
@@ -43,7 +43,7 @@ fn each_checker_fails_when_nginx_dies_and_recovers_when_it_is_back() {
     let t = Duration::from_secs(2);
     let tcp = Connect {
         dst: rs(0),
-        bind: Some(SocketAddrV4::new(HealthLab::director_side(0), 0)),
+        bind: Some(SocketAddrV4::new(HealthLab::director_side(0), 0).into()),
     };
     let url = |path: &str, digest: Option<String>| Url {
         path: path.into(),
@@ -189,7 +189,7 @@ fn the_engine_takes_dead_servers_out_and_swaps_in_the_sorry_server() {
         HealthLab::real_server(0),
         HealthLab::real_server(1)
     );
-    let sorry: SocketAddrV4 = "203.0.113.200:80".parse().unwrap();
+    let sorry: SocketAddr = "203.0.113.200:80".parse().unwrap();
     let within = Duration::from_secs(10);
     let director = lab.director.name().to_string();
     with_engine(&director, &config, |rec| {

@@ -2670,6 +2670,173 @@ fn rvs_healthd_takes_a_dead_real_server_out_and_back_through_rvsd() {
     lab.stop_rvsd();
 }
 
+/// Health checks to IPv6 real servers through rvsd's internal twin, which carries the port's
+/// IPv6 address (2001:db8:2::1/64, `nodad`) while IPv6 stays off on the DPDK ports' veths:
+/// ping6 and curl from rvs-dir reach a real server; rvs-healthd checks [VIP6]:80's real servers
+/// ([rs1]:80 HTTP_GET with its page's digest, weight 0 when it fails; [rs2]:80 TCP_CHECK,
+/// removed when it fails); each one's nginx stopped by PID takes it out, started again brings
+/// it back; SIGTERM removes the virtual server.
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
+fn rvs_healthd_checks_ipv6_real_servers_through_the_twin() {
+    let _lock = lab_start(
+        "rvs_healthd_checks_ipv6_real_servers_through_the_twin",
+        &["keepalived", "ping"],
+    );
+    let mut lab = Lab::up(false);
+    lab.start_rvsd();
+    let ((rs1_name, rs1_ip), (_, rs2_ip)) = (RS6[0], RS6[1]);
+    let (rs1, rs2) = (sock(rs1_ip, 80).to_string(), sock(rs2_ip, 80).to_string());
+    let web = sock(VIP6, 80).to_string();
+
+    // The twin carries DIP6 (rvsd's socket answers before its twins are up: bounded wait);
+    // the veths AF_XDP owns have IPv6 off and no address.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let addrs = loop {
+        let a = in_ns(
+            "rvs-dir",
+            &["ip", "-o", "-6", "addr"],
+            Duration::from_secs(10),
+        )
+        .stdout;
+        if a.lines()
+            .any(|l| l.contains("rvs-int0") && l.contains("2001:db8:2::1/64"))
+        {
+            break a;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no 2001:db8:2::1/64 on rvs-int0:\n{a}\n--- rvsd log ---\n{}",
+            lab.rvsd_log_tail()
+        );
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        !addrs.contains("rvs-dint") && !addrs.contains("rvs-dext"),
+        "{addrs}"
+    );
+    assert!(
+        !addrs.contains("fe80"),
+        "no link-local address on a twin: {addrs}"
+    );
+    for ifname in ["rvs-dint", "rvs-dext"] {
+        let off = in_ns(
+            "rvs-dir",
+            &[
+                "cat",
+                &format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"),
+            ],
+            Duration::from_secs(10),
+        );
+        assert_eq!(off.stdout.trim(), "1", "{ifname}: {}", off.describe("cat"));
+    }
+
+    // ping6 (its echo replies go up the twin) and curl from rvs-dir to rs1.
+    let ping = in_ns(
+        "rvs-dir",
+        &["ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", rs1_ip],
+        Duration::from_secs(20),
+    );
+    assert!(
+        ping.status.success() && ping.stdout.contains("3 received"),
+        "{}\n--- counters ---\n{}",
+        ping.describe("ping -6 from rvs-dir"),
+        lab.ctl(&["counters"])
+    );
+    let url = http_url(sock(rs1_ip, 80), "/");
+    let curl = curl_in("rvs-dir", &url, 10).expect("run curl");
+    assert!(
+        curl.status.success() && curl.stdout.trim() == rs1_name,
+        "{}\n--- counters ---\n{}",
+        curl.describe(&format!("curl from rvs-dir to {url}")),
+        lab.ctl(&["counters"])
+    );
+
+    let md5sum = cmd("md5sum")
+        .arg(Path::new(LAB_STATE_DIR).join("rs1/www/index.html"))
+        .output()
+        .expect("md5sum");
+    let digest = String::from_utf8_lossy(&md5sum.stdout)
+        .split_whitespace()
+        .next()
+        .expect("md5sum output")
+        .to_string();
+    let conf = lab.tmp.join("keepalived.conf");
+    fs::write(
+        &conf,
+        format!(
+            "! rvs lab: an IPv6 LVS-NAT service, health-checked
+virtual_server {VIP6} 80 {{
+    delay_loop 1
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+
+    real_server {rs1_ip} 80 {{
+        weight 1
+        inhibit_on_failure
+        HTTP_GET {{
+            url {{
+                path /
+                digest {digest}
+            }}
+            connect_timeout 1
+            retry 1
+            delay_before_retry 0.5
+        }}
+    }}
+    real_server {rs2_ip} 80 {{
+        weight 1
+        TCP_CHECK {{
+            connect_timeout 1
+            retry 1
+            delay_before_retry 0.5
+        }}
+    }}
+}}
+"
+        ),
+    )
+    .expect("write keepalived.conf");
+    both_accept(&conf);
+
+    let healthd = Healthd::start(&lab, &conf);
+    let within = Duration::from_secs(20);
+    wait_weights(&lab, &web, &[(&rs1, 1), (&rs2, 1)], within, &healthd);
+    let answer = curl_to(VIP6);
+    assert!(RS6.iter().any(|(n, _)| *n == answer), "{answer}");
+
+    // rs1 down: weight 0 (inhibit_on_failure); up again: weight 1.
+    real_server_nginx("rs-stop", 1);
+    wait_weights(&lab, &web, &[(&rs1, 0), (&rs2, 1)], within, &healthd);
+    for _ in 0..4 {
+        assert_eq!(curl_to(VIP6), "rs2", "rs1 is out");
+    }
+    real_server_nginx("rs-start", 1);
+    wait_weights(&lab, &web, &[(&rs1, 1), (&rs2, 1)], within, &healthd);
+    // rs2 down: removed; up again: back.
+    real_server_nginx("rs-stop", 2);
+    wait_weights(&lab, &web, &[(&rs1, 1)], within, &healthd);
+    real_server_nginx("rs-start", 2);
+    wait_weights(&lab, &web, &[(&rs1, 1), (&rs2, 1)], within, &healthd);
+
+    let counters = lab.ctl(&["counters"]);
+    assert!(counter(&counters, "to_kernel") > 0, "{counters}");
+    assert!(counter(&counters, "from_kernel") > 0, "{counters}");
+    let (st, log) = healthd.stop();
+    assert!(st.success(), "rvs-healthd exit: {st}\n{log}");
+    assert!(
+        log.contains(&format!("connect to {rs2}")),
+        "the failed TCP_CHECK logged with its IPv6 address:\n{log}"
+    );
+    let listing = lab.adm(&["-L", "-n"]);
+    assert!(
+        !listing.contains(VIP6),
+        "service left after SIGTERM:\n{listing}"
+    );
+    lab.stop_rvsd();
+}
+
 /// MISC_CHECK and the sorry server through rvsd: each real server is checked by a script that
 /// curls it from rvs-dir (through the kernel twin); `quorum 2` over two servers of weight 1, so
 /// stopping rs2's nginx loses the quorum: rs1 leaves too and the sorry server (rs3) answers

@@ -34,8 +34,8 @@ impl Pipeline {
             return self.ndp(in_port, port, frame).map_err(Refusal::Drop);
         }
         if group {
-            // MLD, router advertisements, other groups: rvs routes no multicast and has no
-            // IPv6 stack behind a twin.
+            // MLD, router advertisements, other groups: rvs routes no multicast, and the
+            // twin's kernel, behind an L3 TUN, needs none.
             return Err(DropReason::L2Multicast.into());
         }
         let (vip, local) = (self.snap.is_vip6(ip.dst), self.is_local6(ip.dst));
@@ -62,8 +62,13 @@ impl Pipeline {
         let ours = vip || local;
         if let Some(frag) = ip.frag {
             if ours && !(vip && tcp_udp) {
-                // For rvs itself: it reassembles nothing (and has no IPv6 stack behind a twin).
-                return Err(DropReason::Fragment.into());
+                // For rvs itself: it reassembles nothing; the kernel behind a twin does, for
+                // the non-VIP ones.
+                return Err(if vip {
+                    DropReason::Fragment.into()
+                } else {
+                    Refusal::Local(DropReason::Fragment)
+                });
             }
             if frag.offset != 0 {
                 if ip.proto == PROTO_TCP && frag.offset == 8 {
@@ -81,14 +86,14 @@ impl Pipeline {
             PROTO_TCP | PROTO_UDP => self.tcp_udp(frame, &ip, learn),
             PROTO_ICMPV6 => self.icmp6(in_port, port, hdr, frame, &ip, vip, local),
             _ if vip => Err(DropReason::UnknownProto.into()),
-            _ if local => Err(DropReason::Local.into()),
+            _ if local => Err(Refusal::Local(DropReason::Local)),
             _ => self.forward(frame, &ip),
         }
     }
 
     /// ICMPv6 that is not neighbour discovery: errors about tracked connections NATed (the
-    /// IPv4 path's `conn_error`), echo requests to us answered, the rest to us dropped, the
-    /// rest routed.
+    /// IPv4 path's `conn_error`), echo requests to us answered, the rest to a VIP dropped, to
+    /// a port address sent up to the kernel twin, the rest routed.
     #[allow(clippy::too_many_arguments)]
     fn icmp6(
         &self,
@@ -116,8 +121,11 @@ impl Pipeline {
                     return Ok(action);
                 }
             }
-            return if vip || local {
+            return if vip {
                 Err(DropReason::IcmpUnrelated.into())
+            } else if local {
+                // About the kernel's own traffic (a packet too big for its TCP): its business.
+                Err(Refusal::Local(DropReason::IcmpUnrelated))
             } else {
                 self.forward(frame, ip)
             };
@@ -126,7 +134,12 @@ impl Pipeline {
             return self.forward(frame, ip);
         }
         if icmp_type != icmpv6::TYPE_ECHO_REQUEST || code != 0 {
-            return Err(DropReason::IcmpUnhandled.into());
+            // Echo replies to the kernel's ping6, ...: its business (not a VIP's).
+            return Err(if vip {
+                DropReason::IcmpUnhandled.into()
+            } else {
+                Refusal::Local(DropReason::IcmpUnhandled)
+            });
         }
         let l3 = frame.get_mut(eth::HDR_LEN..).ok_or(DropReason::Truncated)?;
         icmpv6::echo_reply_in_place(l3, ip).ok_or(DropReason::Malformed)?;

@@ -1,8 +1,9 @@
 //! The kernel exception path as the pipeline sees it (docs/exception-path.md): traffic for our
 //! own non-VIP addresses that no stage handles goes up to the ingress port's kernel twin, within
-//! a per-worker token bucket, and so does link-local multicast (VRRP, IPVS sync); IPv4 packets
-//! the kernel sends through a twin come down here to be routed out of a port as the dataplane's
-//! own packets are, multicast out of the twin's own port.
+//! a per-worker token bucket, and so does link-local multicast (VRRP, IPVS sync); IPv4 and
+//! IPv6 packets the kernel sends through a twin come down here to be routed out of a port as
+//! the dataplane's own packets are, IPv4 multicast out of the twin's own port (IPv6 multicast
+//! is dropped: MLD reports and router solicitations are about the twin, not the wire).
 //!
 //! Only refused frames reach [`Pipeline::send_up`] (a stage's `Refusal::Local`), so the
 //! established-flow path pays nothing for it.
@@ -10,6 +11,7 @@
 use super::{Action, Pipeline};
 use crate::packet::eth;
 use crate::packet::ipv4::Ipv4Hdr;
+use crate::packet::ipv6::{self, Ipv6Hdr};
 use crate::stats::{DropReason, Event};
 
 /// Frames each worker sends up per second unless configured ([`KernelPath::rate`]).
@@ -109,14 +111,20 @@ impl Pipeline {
         Action::ToKernel { port: in_port }
     }
 
-    /// An IPv4 packet the kernel sent through the twin of port `twin`, in `frame` behind room
-    /// for an Ethernet header (`frame[..14]`, any content): routed by its destination as rvs's
-    /// own packets are (no TTL decrement: it starts here), the L2 header written, or held for
-    /// ARP; multicast goes out of `twin` itself to the group's MAC, never anywhere else.
-    /// Counts it (`from_kernel`, `multicast_from_kernel`) and any drop (`kernel_unroutable`).
+    /// An IPv4 or IPv6 packet the kernel sent through the twin of port `twin`, in `frame`
+    /// behind room for an Ethernet header (`frame[..14]`, any content): routed by its
+    /// destination as rvs's own packets are (no TTL or hop-limit decrement: it starts here), the
+    /// L2 header written, or held for ARP or neighbour discovery; IPv4 multicast goes out of
+    /// `twin` itself to the group's MAC, never anywhere else. Counts it (`from_kernel`,
+    /// `multicast_from_kernel`) and any drop (`kernel_unroutable`).
     pub fn route_from_kernel(&mut self, twin: u16, frame: &mut [u8]) -> Action {
         self.stats().event(Event::FromKernel);
-        match self.route_local(twin, frame) {
+        let routed = match frame.get(eth::HDR_LEN).map(|b| b >> 4) {
+            Some(4) => self.route_local(twin, frame),
+            Some(6) => self.route_local6(frame),
+            _ => None,
+        };
+        match routed {
             Some(action) => action,
             None => {
                 self.stats().drop(DropReason::KernelUnroutable);
@@ -137,6 +145,29 @@ impl Pipeline {
             return None;
         }
         let (out, next_hop) = self.dp.route(ip.dst)?;
+        let mtu = self.dp.ports.get(usize::from(out))?.mtu;
+        if ip.total_len > usize::from(mtu) {
+            return None;
+        }
+        Some(self.l2_out(frame, out, next_hop))
+    }
+
+    /// An IPv6 packet from a twin: routed as the dataplane's own IPv6 packets are (`route6`:
+    /// the port whose prefix holds the destination, else the first IPv6 gateway), the egress
+    /// MTU checked (the kernel knows it: the twin has the port's), held for neighbour discovery
+    /// while the next hop is unknown. Never routed: multicast (the kernel's MLD reports and
+    /// router solicitations on the twin, which a TUN carries as plain IP), and any other
+    /// destination or source that is link-local, loopback, unspecified or IPv4-mapped (rvs
+    /// holds no neighbour of the kernel's link-local addresses: the twin has none).
+    fn route_local6(&self, frame: &mut [u8]) -> Option<Action> {
+        frame
+            .get_mut(12..eth::HDR_LEN)?
+            .copy_from_slice(&eth::ETHERTYPE_IPV6.to_be_bytes());
+        let ip = Ipv6Hdr::parse(frame.get(eth::HDR_LEN..)?).ok()?;
+        if !ipv6::forwardable(ip.dst) || !ipv6::forwardable(ip.src) {
+            return None;
+        }
+        let (out, next_hop) = self.dp.route6(ip.dst)?;
         let mtu = self.dp.ports.get(usize::from(out))?.mtu;
         if ip.total_len > usize::from(mtu) {
             return None;

@@ -26,7 +26,7 @@ use super::tree::Node;
 use super::vrrp::{self, VrrpConfig};
 use super::{Diag, Errors, Pos};
 use control::model::{SchedFlags, SchedulerKind, ServiceKey, ServiceSpec};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 /// The configuration: the virtual servers, and the notes and warnings to log.
@@ -51,7 +51,7 @@ pub struct VirtualServer {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SorryServer {
-    pub endpoint: SocketAddrV4,
+    pub endpoint: SocketAddr,
     /// `sorry_server_inhibit`: weight 0 instead of removal while not needed.
     pub inhibit: bool,
 }
@@ -59,7 +59,7 @@ pub struct SorryServer {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RealServer {
     pub pos: Pos,
-    pub endpoint: SocketAddrV4,
+    pub endpoint: SocketAddr,
     pub weight: u32,
     pub upper_threshold: u32,
     pub lower_threshold: u32,
@@ -111,9 +111,9 @@ impl CheckKind {
 /// Where a connecting checker connects, and from where.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Connect {
-    pub dst: SocketAddrV4,
+    pub dst: SocketAddr,
     /// `bindto` (and `bind_port`): the local address to connect from.
-    pub bind: Option<SocketAddrV4>,
+    pub bind: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -377,12 +377,19 @@ impl Builder {
     pub(super) fn addr(&mut self, n: &Node, text: &str) -> Option<Ipv4Addr> {
         match text.parse::<Ipv4Addr>() {
             Ok(a) => Some(a),
-            Err(_) if text.parse::<std::net::Ipv6Addr>().is_ok() => {
-                self.error(n, format!("{text}: IPv6 is not supported by rvs-healthd yet (rvs's control protocol carries IPv4 services)"));
-                None
-            }
             Err(_) => {
                 self.error(n, format!("{text:?} is not an IPv4 address"));
+                None
+            }
+        }
+    }
+
+    /// An IPv4 or IPv6 address (virtual and real servers, checkers' `connect_ip`, `bindto`).
+    fn ip_addr(&mut self, n: &Node, text: &str) -> Option<IpAddr> {
+        match text.parse::<IpAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.error(n, format!("{text:?} is not an IP address"));
                 None
             }
         }
@@ -399,7 +406,7 @@ impl Builder {
     }
 
     /// `IP PORT` after the keyword (the port optional when `default_port` is given).
-    fn endpoint(&mut self, n: &Node, default_port: Option<u16>) -> Option<SocketAddrV4> {
+    fn endpoint(&mut self, n: &Node, default_port: Option<u16>) -> Option<SocketAddr> {
         let args = n.arg_texts();
         let (a, p) = match (args.as_slice(), default_port) {
             ([a, p], _) => (*a, self.port(n, p)?),
@@ -409,7 +416,7 @@ impl Builder {
                 return None;
             }
         };
-        Some(SocketAddrV4::new(self.addr(n, a)?, p))
+        Some(SocketAddr::new(self.ip_addr(n, a)?, p))
     }
 
     /// NAT accepted; DR and TUN refused with the line.
@@ -474,7 +481,12 @@ impl Builder {
         let mut scheduler = None;
         let mut protocol = control::model::Protocol::Tcp;
         let mut persistence = None;
-        let mut netmask = control::model::default_netmask();
+        let v6 = endpoint.is_some_and(|e| e.is_ipv6());
+        let mut netmask = if v6 {
+            control::model::Netmask::V6(128)
+        } else {
+            control::model::default_netmask()
+        };
         let mut sched_flags = SchedFlags::default();
         let mut ops = false;
         let mut quorum = 1;
@@ -507,9 +519,12 @@ impl Builder {
                 }
                 "persistence_granularity" => {
                     if let Some(m) = self.one(s) {
-                        match parse_netmask(&m) {
-                            Some(mask) => netmask = control::model::Netmask::V4(mask),
-                            None => self.error(s, format!("persistence_granularity {m:?}: expected a netmask or a prefix length")),
+                        // IPv6: a prefix length, as ipvsadm's -M and keepalived take it.
+                        match (v6, parse_netmask(&m), m.parse::<u8>()) {
+                            (true, _, Ok(len @ 1..=128)) => netmask = control::model::Netmask::V6(len),
+                            (false, Some(mask), _) => netmask = control::model::Netmask::V4(mask),
+                            (true, ..) => self.error(s, format!("persistence_granularity {m:?}: expected a prefix length (1-128) for an IPv6 virtual_server")),
+                            (false, ..) => self.error(s, format!("persistence_granularity {m:?}: expected a netmask or a prefix length")),
                         }
                     }
                 }
@@ -547,7 +562,7 @@ impl Builder {
             }
         }
         // Without a valid address the real servers are still checked, for their errors.
-        let placeholder = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+        let placeholder = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0);
         let scheduler = scheduler.unwrap_or_else(|| {
             self.note(n, "no lb_algo: wlc, keepalived's default");
             SchedulerKind::Wlc
@@ -569,7 +584,7 @@ impl Builder {
         let spec = ServiceSpec {
             key: ServiceKey {
                 protocol,
-                addr: (*endpoint.unwrap_or(placeholder).ip()).into(),
+                addr: endpoint.unwrap_or(placeholder).ip(),
                 port: endpoint.unwrap_or(placeholder).port(),
             },
             scheduler,
@@ -592,11 +607,26 @@ impl Builder {
             }
         }
         let endpoint = endpoint?;
+        for rs in &real_servers {
+            if rs.endpoint.is_ipv6() != endpoint.is_ipv6() {
+                let msg = format!(
+                    "real_server {}: not of virtual_server {}'s address family (rvs NATs within a family)",
+                    rs.endpoint, endpoint
+                );
+                self.errors.push(Diag::at(&rs.pos, msg));
+            }
+        }
         if let Some(why) = control::model::ops_refusal(&spec) {
             self.error(n, why);
         }
         let sorry_server = sorry.and_then(|s| {
             let ep = self.endpoint(s, Some(endpoint.port()))?;
+            if ep.is_ipv6() != endpoint.is_ipv6() {
+                self.error(
+                    s,
+                    format!("sorry_server {ep}: not of the virtual_server's address family"),
+                );
+            }
             if real_servers.iter().any(|r| r.endpoint == ep) {
                 self.error(
                     s,
@@ -683,7 +713,7 @@ impl Builder {
     fn checker(
         &mut self,
         n: &Node,
-        rs: SocketAddrV4,
+        rs: SocketAddr,
         parent: Inherited,
         vs_delay_loop: Option<Duration>,
     ) -> Option<Checker> {
@@ -716,9 +746,9 @@ impl Builder {
                 continue;
             }
             match (k, kind) {
-                ("connect_ip", _) if connecting => connect_ip = self.one(s).and_then(|a| self.addr(s, &a)),
+                ("connect_ip", _) if connecting => connect_ip = self.one(s).and_then(|a| self.ip_addr(s, &a)),
                 ("connect_port", _) if connecting => connect_port = self.one(s).and_then(|p| self.port(s, &p)),
-                ("bindto", _) if connecting => bindto = self.one(s).and_then(|a| self.addr(s, &a)),
+                ("bindto", _) if connecting => bindto = self.one(s).and_then(|a| self.ip_addr(s, &a)),
                 ("bind_port", _) if connecting => bind_port = self.one(s).and_then(|p| self.port(s, &p)),
                 ("bind_if" | "fwmark", _) if connecting => self.error(
                     s,
@@ -770,12 +800,21 @@ impl Builder {
         let t = timers.over(parent);
         let delay_loop = t.delay_loop.unwrap_or(DEFAULT_DELAY_LOOP);
         let connect = Connect {
-            dst: SocketAddrV4::new(
-                connect_ip.unwrap_or(*rs.ip()),
+            dst: SocketAddr::new(
+                connect_ip.unwrap_or(rs.ip()),
                 connect_port.unwrap_or(rs.port()),
             ),
-            bind: bindto.map(|a| SocketAddrV4::new(a, bind_port.unwrap_or(0))),
+            bind: bindto.map(|a| SocketAddr::new(a, bind_port.unwrap_or(0))),
         };
+        if connect
+            .bind
+            .is_some_and(|b| b.is_ipv6() != connect.dst.is_ipv6())
+        {
+            self.error(
+                n,
+                format!("bindto is not of {}'s address family", connect.dst),
+            );
+        }
         if bind_port.is_some() && bindto.is_none() {
             self.error(n, "bind_port needs bindto");
         }
@@ -1220,6 +1259,87 @@ virtual_server 198.51.100.10 53 {
     }
 
     #[test]
+    fn ipv6_virtual_and_real_servers_are_checked_as_ipv4_ones() {
+        let cfg = load(
+            "virtual_server 2001:db8:100::1 80 {
+  lb_algo rr
+  persistence_timeout 60
+  persistence_granularity 64
+  sorry_server 2001:db8:2::99 8080
+  real_server 2001:db8:2::2 80 {
+    TCP_CHECK { bindto 2001:db8:2::1 }
+  }
+  real_server 2001:db8:2::3 80 {
+    HTTP_GET {
+      url { path / }
+      connect_port 8080
+    }
+  }
+}
+",
+        );
+        let vs = &cfg.services[0];
+        assert_eq!(
+            vs.spec.key.addr,
+            "2001:db8:100::1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(vs.spec.netmask, control::model::Netmask::V6(64));
+        let ep = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(
+            vs.sorry_server.unwrap().endpoint,
+            ep("[2001:db8:2::99]:8080")
+        );
+        let rs = &vs.real_servers;
+        assert_eq!(rs[0].endpoint, ep("[2001:db8:2::2]:80"));
+        let CheckKind::Tcp(c) = &rs[0].checkers[0].kind else {
+            panic!("{:?}", rs[0].checkers[0].kind);
+        };
+        assert_eq!(
+            (c.dst, c.bind),
+            (ep("[2001:db8:2::2]:80"), Some(ep("[2001:db8:2::1]:0")))
+        );
+        let CheckKind::Http(h) = &rs[1].checkers[0].kind else {
+            panic!("{:?}", rs[1].checkers[0].kind);
+        };
+        assert_eq!(h.connect.dst, ep("[2001:db8:2::3]:8080"));
+        // Without persistence_granularity: the whole address, /128.
+        let cfg = load("virtual_server 2001:db8:100::1 80 {\n lb_algo rr\n}\n");
+        assert_eq!(
+            cfg.services[0].spec.netmask,
+            control::model::Netmask::V6(128)
+        );
+        // One family per virtual server: NAT does not translate between them.
+        let e = errors(
+            "virtual_server 2001:db8:100::1 80 {
+  lb_algo rr
+  sorry_server 203.0.113.200 80
+  real_server 203.0.113.2 80 {
+    TCP_CHECK { bindto 2001:db8:2::1 }
+  }
+  real_server 2001:db8:2::2 80 {
+    TCP_CHECK { bindto 203.0.113.1 }
+  }
+  real_server 2001:db8:2::3 80 {
+    TCP_CHECK { connect_ip nonsense }
+  }
+}
+",
+        );
+        assert_eq!(
+            e,
+            [
+                // In the order found: the checkers' with their real servers, then the family
+                // of each real server, then the sorry server.
+                "k.conf:5: bindto is not of 203.0.113.2:80's address family",
+                "k.conf:8: bindto is not of [2001:db8:2::2]:80's address family",
+                "k.conf:11: \"nonsense\" is not an IP address",
+                "k.conf:4: real_server 203.0.113.2:80: not of virtual_server [2001:db8:100::1]:80's address family (rvs NATs within a family)",
+                "k.conf:3: sorry_server 203.0.113.200:80: not of the virtual_server's address family",
+            ]
+        );
+    }
+
+    #[test]
     fn refusals_name_their_line() {
         let e = errors(
             "virtual_server 198.51.100.10 80 {
@@ -1240,7 +1360,7 @@ virtual_server 198.51.100.10 53 {
 }
 virtual_server group G1 { }
 virtual_server fwmark 1 { }
-virtual_server 2001:db8::1 80 { }
+virtual_server 2001:db8::1 80 { persistence_granularity 255.255.255.0 }
 virtual_server_group G1 { }
 frobnicate
 ",
@@ -1259,7 +1379,7 @@ frobnicate
             "k.conf:14: HTTP_GET needs at least one url block",
             "k.conf:17: virtual_server group is not supported by rvs-healthd: write one virtual_server per address and port",
             "k.conf:18: virtual_server fwmark is not supported: rvs has no firewall-mark services",
-            "k.conf:19: 2001:db8::1: IPv6 is not supported by rvs-healthd yet (rvs's control protocol carries IPv4 services)",
+            "k.conf:19: persistence_granularity \"255.255.255.0\": expected a prefix length (1-128) for an IPv6 virtual_server",
             "k.conf:20: virtual_server_group is not supported by rvs-healthd: write one virtual_server per address and port",
             "k.conf:21: unknown keyword \"frobnicate\"",
         ];

@@ -2,9 +2,9 @@
 //! that names one (`kernel_twin`), and the rings between the workers and the exception thread.
 //!
 //! A twin is a `net_tun` vdev rvsd probes itself: an L3 TUN interface in rvsd's namespace that
-//! carries the port's addresses, MTU and gateway. The kernel sends IP packets without Ethernet
-//! and does no ARP of its own on it, so next-hop resolution stays rvsd's (the workers' ARP and
-//! hold queue).
+//! carries the port's addresses (IPv4 and IPv6), MTU and gateways. The kernel sends IP packets
+//! without Ethernet and does no ARP or neighbour discovery of its own on it, so next-hop
+//! resolution stays rvsd's (the workers' ARP, NDP and hold queue).
 //!
 //! ```text
 //!  worker --(ToKernel, L2 stripped)--> up ring of the port (MP/SC) --> exception thread --> twin
@@ -317,10 +317,7 @@ impl ExceptionPath {
             // (rx_burst set it to the twin device's id, which the worker has no use for).
             // SAFETY: we own the mbuf; `port` is a plain field.
             unsafe { (*m.as_ptr()).port = port };
-            let dst = m
-                .data()
-                .get(30..34)
-                .map_or(0, |d| u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize);
+            let dst = dst_hash(m.data());
             let Some(ring) = self.down.get(dst % self.down.len().max(1)) else {
                 m.free();
                 continue;
@@ -332,6 +329,21 @@ impl ExceptionPath {
         }
         n
     }
+}
+
+/// A hash of the destination address of the IP packet behind the room for L2 in `frame` (0
+/// when it has none): one destination's packets go to one worker, in order.
+fn dst_hash(frame: &[u8]) -> usize {
+    let word = |d: &[u8]| u32::from_be_bytes([d[0], d[1], d[2], d[3]]);
+    let l2 = usize::from(L2_LEN);
+    let dst = match frame.get(l2).map(|b| b >> 4) {
+        // IPv6: the destination at 24..40, its four words folded.
+        Some(6) => frame
+            .get(l2 + 24..l2 + 40)
+            .map_or(0, |d| d.chunks_exact(4).fold(0, |h, w| h ^ word(w))),
+        _ => frame.get(l2 + 16..l2 + 20).map_or(0, word),
+    };
+    dst as usize
 }
 
 impl Twin {
@@ -406,15 +418,33 @@ pub fn twin_address_setter(
     }
 }
 
-/// Gives the twin the port's addresses (and so its connected routes), MTU, gateway and
-/// multicast, with `ip`, and turns IPv6 off on it (rvs routes IPv4 only).
+/// Gives the twin the port's addresses (and so its connected routes), MTU, gateways and
+/// multicast, with `ip`. IPv6 is on only where the port has IPv6 addresses, and then as a plain
+/// host: no duplicate address detection (rvs answers neighbour discovery for the port's
+/// addresses, the kernel never sees it through a TUN), no router solicitations or
+/// advertisements, no link-local address of its own (one nobody on the wire could reach).
 fn configure_interface(ifname: &str, pc: &PortConfig) -> Result<(), String> {
-    sysctl_on(&format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"))?;
+    let conf6 = format!("/proc/sys/net/ipv6/conf/{ifname}");
+    if pc.addresses6.is_empty() {
+        sysctl(&format!("{conf6}/disable_ipv6"), "1")?;
+    } else {
+        for (key, value) in [
+            ("accept_dad", "0"),
+            ("accept_ra", "0"),
+            ("router_solicitations", "0"),
+            // IN6_ADDR_GEN_MODE_NONE: no link-local address when the link comes up.
+            ("addr_gen_mode", "1"),
+            ("disable_ipv6", "0"),
+        ] {
+            sysctl(&format!("{conf6}/{key}"), value)?;
+        }
+    }
     // A VRRP instance may release the subnet's first (primary) address: its other addresses
     // there stay (by default the kernel would delete them with it).
-    sysctl_on(&format!(
-        "/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries"
-    ))?;
+    sysctl(
+        &format!("/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries"),
+        "1",
+    )?;
     let mtu = pc.mtu.to_string();
     // Multicast on: VRRP adverts and IPVS sync (224.0.0.0/24) pass through the twin.
     ip(&[
@@ -434,14 +464,28 @@ fn configure_interface(ifname: &str, pc: &PortConfig) -> Result<(), String> {
     if let Some(gw) = pc.gateway {
         default_route(ifname, gw)?;
     }
-    // The exception path carries IPv4 only so far: the twin gets no IPv6 address, so the
-    // kernel answers nothing there in rvs's name (said once, not silently).
-    if !pc.addresses6.is_empty() {
-        tracing::warn!(
-            port = %pc.name,
-            twin = ifname,
-            "kernel twin: IPv6 addresses (addresses6) are not put on the twin; the exception path is IPv4 only"
-        );
+    for a in &pc.addresses6 {
+        ip(&[
+            "-6",
+            "addr",
+            "replace",
+            &a.to_string(),
+            "dev",
+            ifname,
+            "nodad",
+        ])?;
+    }
+    if let Some(gw) = pc.gateway6 {
+        ip(&[
+            "-6",
+            "route",
+            "replace",
+            "default",
+            "via",
+            &gw.to_string(),
+            "dev",
+            ifname,
+        ])?;
     }
     Ok(())
 }
@@ -459,10 +503,10 @@ fn default_route(ifname: &str, gw: std::net::Ipv4Addr) -> Result<(), String> {
     ])
 }
 
-/// Sets the sysctl file `path` to 1, when this kernel has it.
-fn sysctl_on(path: &str) -> Result<(), String> {
+/// Sets the sysctl file `path` to `value`, when this kernel has it.
+fn sysctl(path: &str, value: &str) -> Result<(), String> {
     if std::path::Path::new(path).exists() {
-        std::fs::write(path, "1").map_err(|e| format!("{path}: {e}"))?;
+        std::fs::write(path, value).map_err(|e| format!("{path}: {e}"))?;
     }
     Ok(())
 }
@@ -480,4 +524,41 @@ fn ip(args: &[&str]) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dst_hash;
+
+    /// A packet as the exception thread holds it: room for L2, then `ip`.
+    fn framed(ip: &[u8]) -> Vec<u8> {
+        let mut f = vec![0xee; 14];
+        f.extend_from_slice(ip);
+        f
+    }
+
+    #[test]
+    fn workers_are_chosen_by_the_destination_of_either_family() {
+        let mut v4 = [0u8; 20];
+        v4[0] = 0x45;
+        v4[12..16].copy_from_slice(&[192, 0, 2, 1]);
+        v4[16..20].copy_from_slice(&[192, 0, 2, 7]);
+        assert_eq!(dst_hash(&framed(&v4)), 0xc000_0207);
+        let v6 = |src: u8, dst: u8| {
+            let mut p = [0u8; 40];
+            p[0] = 0x60;
+            p[8..12].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+            p[23] = src;
+            p[24..28].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+            p[39] = dst;
+            framed(&p)
+        };
+        // The source does not matter; the destination's every word does.
+        assert_eq!(dst_hash(&v6(1, 2)), dst_hash(&v6(9, 2)));
+        assert_eq!(dst_hash(&v6(1, 2)), 0x2001_0db8 ^ 2);
+        assert_ne!(dst_hash(&v6(1, 2)), dst_hash(&v6(1, 3)));
+        // Too short for its destination: 0, as for no packet at all.
+        assert_eq!(dst_hash(&v6(1, 2)[..40]), 0);
+        assert_eq!(dst_hash(&[]), 0);
+    }
 }

@@ -2,12 +2,15 @@
 //! the client frames it sends to the VIP, the real-server reflection (testpmd's 5tswap plus a
 //! stateless TCP peer), the checks on the replies that come back, and ARP.
 //!
-//! Client frame layout (Ethernet II, IPv4 without options):
+//! Client frame layout (Ethernet II, IPv4 without options or IPv6 without extension headers):
 //!
 //! ```text
-//! UDP: eth(14) ip(20) udp(8)  payload: tsc48(6) flow(4) zero padding
-//! TCP: eth(14) ip(20) tcp(20) payload: tsc48(6) [flow(4) when the frame has room] padding
+//! UDP: eth(14) ip(20|40) udp(8)  payload: tsc48(6) flow(4) zero padding
+//! TCP: eth(14) ip(20|40) tcp(20) payload: tsc48(6) [flow(4) when the frame has room] padding
 //! ```
+//!
+//! IPv6 frames are the IPv4 ones with the 20 bytes longer header: the shortest is
+//! [`MIN_FRAME6`] (80 bytes), with the same L4 header and payload as a [`MIN_FRAME`] IPv4 one.
 //!
 //! `tsc48` is the low 48 bits of the TSC when the frame was built (wraps after days at any real
 //! TSC rate), `flow` the flow index. A 60-byte TCP frame (64 on the wire) only has room for the
@@ -19,20 +22,25 @@
 
 use dataplane::packet::arp;
 use dataplane::packet::checksum::{self, adjust, delta16, delta32, pseudo_header_sum};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub const ETH_HLEN: usize = 14;
 pub const IP_HLEN: usize = 20;
+pub const IP6_HLEN: usize = 40;
 pub const UDP_HLEN: usize = 8;
 pub const TCP_HLEN: usize = 20;
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
 pub const ETHERTYPE_ARP: u16 = 0x0806;
+pub const ETHERTYPE_IPV6: u16 = 0x86dd;
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_ACK: u8 = 0x10;
 /// The shortest frame in a buffer: 64 bytes on the wire less the 4-byte FCS the NIC appends.
 pub const MIN_FRAME: usize = 60;
+/// The shortest IPv6 client frame: a [`MIN_FRAME`] IPv4 frame's L4 header and payload behind
+/// the IPv6 header (what a 60-byte TCP frame carries needs 80 bytes over IPv6).
+pub const MIN_FRAME6: usize = MIN_FRAME + IP6_HLEN - IP_HLEN;
 /// The longest untagged frame for a 1500-byte MTU, without FCS.
 pub const MAX_FRAME: usize = 1514;
 /// Timestamps are carried in 48 bits.
@@ -46,6 +54,9 @@ pub(crate) const IP: usize = ETH_HLEN;
 pub(crate) const IP_SRC: usize = IP + 12;
 pub(crate) const IP_DST: usize = IP + 16;
 pub(crate) const L4: usize = IP + IP_HLEN;
+pub(crate) const IP6_SRC: usize = IP + 8;
+pub(crate) const IP6_DST: usize = IP + 24;
+pub(crate) const L4_6: usize = IP + IP6_HLEN;
 
 /// The client address space: flow `i` is client `198.51.100.(10 + i / 60000)`, source port
 /// `1024 + i % 60000`. Hosts .10 to .254 of the client subnet give 14.7M distinct flows.
@@ -70,6 +81,28 @@ pub fn flow_of(ip: Ipv4Addr, port: u16) -> Option<u32> {
         return None;
     }
     Some(host * PORTS_PER_CLIENT + p)
+}
+
+/// The IPv6 client address space, the IPv4 one's twin inside 2001:db8:100::/64 (the IPv6
+/// clients' and VIP's prefix of the address plan, testkit's `ipv6`): flow `i` is client
+/// `2001:db8:100::1:(10 + i / 60000)`, source port `1024 + i % 60000`; [`MAX_FLOWS`] flows.
+pub const CLIENT6_FIRST: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 1, 10);
+
+/// The IPv6 client address and port of flow `idx` (below [`MAX_FLOWS`]).
+pub fn client6_of(idx: u32) -> (Ipv6Addr, u16) {
+    let host = u128::from(CLIENT6_FIRST) + u128::from(idx / PORTS_PER_CLIENT);
+    let port = CLIENT_PORT_BASE + (idx % PORTS_PER_CLIENT) as u16;
+    (Ipv6Addr::from(host), port)
+}
+
+/// The flow an IPv6 client address and port belong to, if they are in the client space.
+pub fn flow6_of(ip: Ipv6Addr, port: u16) -> Option<u32> {
+    let host = u128::from(ip).checked_sub(u128::from(CLIENT6_FIRST))?;
+    let p = u32::from(port.checked_sub(CLIENT_PORT_BASE)?);
+    if host >= u128::from(CLIENT_HOSTS) || p >= PORTS_PER_CLIENT {
+        return None;
+    }
+    Some(host as u32 * PORTS_PER_CLIENT + p)
 }
 
 /// Whether `ip` is one of the client addresses (ARP for these is answered on the client side).
@@ -139,53 +172,82 @@ pub(crate) fn put32(b: &mut [u8], at: usize, v: u32) {
 /// code: [`checksum::sum`] and [`checksum::fold`]).
 pub struct Generator {
     proto: Proto,
+    /// IPv6 frames (the VIP is an IPv6 address), else IPv4.
+    v6: bool,
+    /// Offset of the L4 header: [`L4`] or [`L4_6`].
+    l4: usize,
     len: usize,
     payload_len: usize,
     template: Vec<u8>,
-    /// Folded sum of the IPv4 header with source address and checksum zero.
+    /// Folded sum of the IPv4 header with source address and checksum zero (IPv6: 0, it has no
+    /// header checksum).
     ip_sum: u32,
     /// Folded sum of pseudo header, L4 header and payload with every per-packet field zero.
     l4_sum: u32,
 }
 
 impl Generator {
-    /// `len` is the frame length in the buffer (no FCS), [`MIN_FRAME`]..=[`MAX_FRAME`].
+    /// `len` is the frame length in the buffer (no FCS), [`MIN_FRAME`]..=[`MAX_FRAME`] for an
+    /// IPv4 `vip`, [`MIN_FRAME6`]..=[`MAX_FRAME`] for an IPv6 one (whose frames are IPv6).
     pub fn new(
         proto: Proto,
         len: usize,
         src_mac: [u8; 6],
         dst_mac: [u8; 6],
-        vip: Ipv4Addr,
+        vip: impl Into<IpAddr>,
         vport: u16,
     ) -> Result<Generator, String> {
-        if !(MIN_FRAME..=MAX_FRAME).contains(&len) {
+        let vip = vip.into();
+        let (v6, l4, min) = match vip {
+            IpAddr::V4(_) => (false, L4, MIN_FRAME),
+            IpAddr::V6(_) => (true, L4_6, MIN_FRAME6),
+        };
+        if !(min..=MAX_FRAME).contains(&len) {
             return Err(format!(
-                "frame length {len} outside {MIN_FRAME}..={MAX_FRAME} bytes (without FCS)"
+                "frame length {len} outside {min}..={MAX_FRAME} bytes (without FCS)"
             ));
         }
-        let l4_len = len - L4;
+        let l4_len = len - l4;
         let payload_len = l4_len - proto.l4_hlen();
         let mut t = vec![0u8; len];
         t[0..6].copy_from_slice(&dst_mac);
         t[6..12].copy_from_slice(&src_mac);
-        put16(&mut t, 12, ETHERTYPE_IPV4);
-        t[IP] = 0x45;
-        put16(&mut t, IP + 2, (len - IP) as u16);
-        t[IP + 8] = 64; // TTL
-        t[IP + 9] = proto.number();
-        t[IP_DST..IP_DST + 4].copy_from_slice(&vip.octets());
-        put16(&mut t, L4 + 2, vport);
+        let pseudo = match vip {
+            IpAddr::V4(vip) => {
+                put16(&mut t, 12, ETHERTYPE_IPV4);
+                t[IP] = 0x45;
+                put16(&mut t, IP + 2, (len - IP) as u16);
+                t[IP + 8] = 64; // TTL
+                t[IP + 9] = proto.number();
+                t[IP_DST..IP_DST + 4].copy_from_slice(&vip.octets());
+                pseudo_header_sum(Ipv4Addr::UNSPECIFIED, vip, proto.number(), l4_len as u16)
+            }
+            IpAddr::V6(vip) => {
+                put16(&mut t, 12, ETHERTYPE_IPV6);
+                t[IP] = 0x60; // version 6, traffic class and flow label 0
+                put16(&mut t, IP + 4, l4_len as u16); // payload length
+                t[IP + 6] = proto.number(); // next header
+                t[IP + 7] = 64; // hop limit
+                t[IP6_DST..IP6_DST + 16].copy_from_slice(&vip.octets());
+                checksum::pseudo_header_sum6(
+                    Ipv6Addr::UNSPECIFIED,
+                    vip,
+                    proto.number(),
+                    l4_len as u32,
+                )
+            }
+        };
+        put16(&mut t, l4 + 2, vport);
         match proto {
-            Proto::Udp => put16(&mut t, L4 + 4, l4_len as u16),
-            Proto::Tcp => put16(&mut t, L4 + 14, 65535), // window
+            Proto::Udp => put16(&mut t, l4 + 4, l4_len as u16),
+            Proto::Tcp => put16(&mut t, l4 + 14, 65535), // window
         }
-        let ip_sum = checksum::sum(&t[IP..L4], 0);
-        let l4_sum = checksum::sum(
-            &t[L4..],
-            pseudo_header_sum(Ipv4Addr::UNSPECIFIED, vip, proto.number(), l4_len as u16),
-        );
+        let ip_sum = if v6 { 0 } else { checksum::sum(&t[IP..l4], 0) };
+        let l4_sum = checksum::sum(&t[l4..], pseudo);
         Ok(Generator {
             proto,
+            v6,
+            l4,
             len,
             payload_len,
             template: t,
@@ -206,6 +268,11 @@ impl Generator {
         self.payload_len
     }
 
+    /// Whether the frames are IPv6.
+    pub fn is_v6(&self) -> bool {
+        self.v6
+    }
+
     /// Writes the frame of flow `idx` into `buf` and returns its length, or 0 when `buf` is too
     /// short. `syn` makes it the flow's opening SYN (TCP only).
     pub fn write(&self, buf: &mut [u8], idx: u32, syn: bool, tsc: u64) -> usize {
@@ -213,16 +280,29 @@ impl Generator {
             return 0;
         };
         f.copy_from_slice(&self.template);
-        let (ip, port) = client_of(idx);
-        let ip = ip.octets();
-        f[IP_SRC..IP_SRC + 4].copy_from_slice(&ip);
         // Every per-packet term below is a 16-bit word: a u32 holds their sum unfolded.
-        let ipw = u32::from(u16::from_be_bytes([ip[0], ip[1]]))
-            + u32::from(u16::from_be_bytes([ip[2], ip[3]]));
-        put16(f, IP + 10, !checksum::fold(self.ip_sum + ipw));
+        let words = |b: &[u8]| {
+            b.chunks_exact(2)
+                .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+                .sum::<u32>()
+        };
+        let (ipw, port) = if self.v6 {
+            let (ip, port) = client6_of(idx);
+            let ip = ip.octets();
+            f[IP6_SRC..IP6_SRC + 16].copy_from_slice(&ip);
+            (words(&ip), port)
+        } else {
+            let (ip, port) = client_of(idx);
+            let ip = ip.octets();
+            f[IP_SRC..IP_SRC + 4].copy_from_slice(&ip);
+            let ipw = words(&ip);
+            put16(f, IP + 10, !checksum::fold(self.ip_sum + ipw));
+            (ipw, port)
+        };
 
-        put16(f, L4, port);
-        let payload = L4 + self.proto.l4_hlen();
+        let l4 = self.l4;
+        put16(f, l4, port);
+        let payload = l4 + self.proto.l4_hlen();
         let tsc = tsc & TSC_MASK;
         f[payload..payload + PAYLOAD_TSC].copy_from_slice(&tsc.to_be_bytes()[2..]);
         // The tsc's three words sum to the same as its 48 bits folded.
@@ -235,7 +315,7 @@ impl Generator {
         match self.proto {
             Proto::Udp => {
                 let c = !checksum::fold(self.l4_sum + var);
-                put16(f, L4 + 6, checksum::udp_nonzero(c));
+                put16(f, l4 + 6, checksum::udp_nonzero(c));
             }
             Proto::Tcp => {
                 // SYN: seq = flow index (the ISN). Later segments: seq = ISN + 1 and they
@@ -245,13 +325,13 @@ impl Generator {
                 } else {
                     (idx.wrapping_add(1), 1u32, TCP_ACK)
                 };
-                put32(f, L4 + 4, seq);
-                put32(f, L4 + 8, ack);
+                put32(f, l4 + 4, seq);
+                put32(f, l4 + 8, ack);
                 let off_flags = 0x5000u16 | u16::from(flags);
-                put16(f, L4 + 12, off_flags);
+                put16(f, l4 + 12, off_flags);
                 var += (seq >> 16) + (seq & 0xffff) + (ack >> 16) + (ack & 0xffff);
                 var += u32::from(off_flags);
-                put16(f, L4 + 16, !checksum::fold(self.l4_sum + var));
+                put16(f, l4 + 16, !checksum::fold(self.l4_sum + var));
             }
         }
         self.len
@@ -635,6 +715,60 @@ mod tests {
                     assert_eq!(Ipv4Addr::from(be32(f, IP_SRC)), ip);
                     assert_eq!(be16(f, L4), port);
                     assert_eq!(be16(f, L4 + 2), 9000);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ipv6_frames_are_right_by_testkit() {
+        use testkit::ipv6::{checksum6, VIP6};
+        assert_eq!(client6_of(0), (CLIENT6_FIRST, 1024));
+        for idx in [0, 1, 60_000, 9_999_999, MAX_FLOWS - 1] {
+            let (ip, port) = client6_of(idx);
+            assert_eq!(flow6_of(ip, port), Some(idx));
+            assert!(ip.segments()[..4] == [0x2001, 0xdb8, 0x100, 0]);
+        }
+        assert_eq!(flow6_of(VIP6, 2000), None);
+        assert!(Generator::new(Proto::Tcp, MIN_FRAME6 - 1, SRC, DST, VIP6, 80).is_err());
+        for proto in [Proto::Udp, Proto::Tcp] {
+            for len in [MIN_FRAME6, 81, 200, MAX_FRAME] {
+                let g = Generator::new(proto, len, SRC, DST, VIP6, 9000).unwrap();
+                assert!(g.is_v6());
+                // Same L4 header and payload as the IPv4 frame 20 bytes shorter.
+                let g4 = Generator::new(proto, len - 20, SRC, DST, VIP, 9000).unwrap();
+                assert_eq!(g.payload_len(), g4.payload_len());
+                let mut buf = vec![0u8; 2048];
+                for (idx, syn, tsc) in [(0, true, 0), (123_456, false, u64::MAX)] {
+                    assert_eq!(g.write(&mut buf, idx, syn, tsc), len);
+                    let f = &buf[..len];
+                    assert_eq!(be16(f, 12), ETHERTYPE_IPV6);
+                    assert_eq!(f[IP] >> 4, 6);
+                    assert_eq!(usize::from(be16(f, IP + 4)), len - L4_6);
+                    assert_eq!(f[IP + 6], proto.number());
+                    let src =
+                        Ipv6Addr::from(<[u8; 16]>::try_from(&f[IP6_SRC..IP6_SRC + 16]).unwrap());
+                    let dst =
+                        Ipv6Addr::from(<[u8; 16]>::try_from(&f[IP6_DST..IP6_DST + 16]).unwrap());
+                    let (ip, port) = client6_of(idx);
+                    assert_eq!((src, dst), (ip, VIP6));
+                    assert_eq!((be16(f, L4_6), be16(f, L4_6 + 2)), (port, 9000));
+                    // The checksum over the segment with its checksum in place: 0.
+                    assert_eq!(
+                        checksum6(src, dst, proto.number(), &f[L4_6..]),
+                        0,
+                        "{proto:?} {len}"
+                    );
+                    let mut g4f = vec![0u8; len - 20];
+                    g4.write(&mut g4f, idx, syn, tsc);
+                    // L4 past the ports and checksum: the same bytes.
+                    let (c6, c4) = if proto == Proto::Udp {
+                        (6, 6)
+                    } else {
+                        (16, 16)
+                    };
+                    assert_eq!(f[L4_6 + 2..L4_6 + c6], g4f[L4 + 2..L4 + c4]);
+                    assert_eq!(f[L4_6 + c6 + 2..], g4f[L4 + c4 + 2..]);
                 }
             }
         }

@@ -384,8 +384,10 @@ impl Mismatch {
     }
 }
 
-/// The L4 view of an IPv4 TCP/UDP frame.
+/// The L4 view of an IPv4 (or, from [`parse_l4_any`], IPv6) TCP/UDP frame.
 pub(crate) struct L4View {
+    /// An IPv6 frame: addresses at [`IP6_SRC`] and [`IP6_DST`], else [`IP_SRC`] and [`IP_DST`].
+    pub(crate) v6: bool,
     pub(crate) proto: u8,
     /// Offset of the L4 header.
     pub(crate) l4: usize,
@@ -432,6 +434,7 @@ pub(crate) fn parse_l4(f: &[u8]) -> Result<L4View, Mismatch> {
         return Err(Mismatch::Truncated);
     }
     Ok(L4View {
+        v6: false,
         proto,
         l4,
         payload: l4 + hlen,
@@ -439,11 +442,85 @@ pub(crate) fn parse_l4(f: &[u8]) -> Result<L4View, Mismatch> {
     })
 }
 
-/// Whether the IPv4 header and L4 checksums of a parsed frame are right.
+/// [`parse_l4`], and IPv6 frames too (TCP or UDP right after the fixed header: no extension
+/// headers, which the generator never sends and rvs never adds).
+pub(crate) fn parse_l4_any(f: &[u8]) -> Result<L4View, Mismatch> {
+    if ethertype(f) != ETHERTYPE_IPV6 {
+        return parse_l4(f);
+    }
+    if f.len() < L4_6 {
+        return Err(Mismatch::Truncated);
+    }
+    if f[IP] >> 4 != 6 {
+        return Err(Mismatch::Protocol);
+    }
+    let end = L4_6 + usize::from(be16(f, IP + 4));
+    if end > f.len() {
+        return Err(Mismatch::Truncated);
+    }
+    let (proto, l4) = (f[IP + 6], L4_6);
+    let hlen = match proto {
+        PROTO_UDP => UDP_HLEN,
+        PROTO_TCP => {
+            if end < l4 + TCP_HLEN {
+                return Err(Mismatch::Truncated);
+            }
+            let doff = usize::from(f[l4 + 12] >> 4) * 4;
+            if doff < TCP_HLEN {
+                return Err(Mismatch::Truncated);
+            }
+            doff
+        }
+        _ => return Err(Mismatch::Protocol),
+    };
+    if l4 + hlen > end {
+        return Err(Mismatch::Truncated);
+    }
+    Ok(L4View {
+        v6: true,
+        proto,
+        l4,
+        payload: l4 + hlen,
+        end,
+    })
+}
+
+fn ip6_at(f: &[u8], at: usize) -> Ipv6Addr {
+    let mut b = [0u8; 16];
+    if let Some(s) = f.get(at..at + 16) {
+        b.copy_from_slice(s);
+    }
+    Ipv6Addr::from(b)
+}
+
+/// A parsed frame's source and destination addresses.
+fn addrs(f: &[u8], v: &L4View) -> (IpAddr, IpAddr) {
+    if v.v6 {
+        (ip6_at(f, IP6_SRC).into(), ip6_at(f, IP6_DST).into())
+    } else {
+        (
+            Ipv4Addr::from(be32(f, IP_SRC)).into(),
+            Ipv4Addr::from(be32(f, IP_DST)).into(),
+        )
+    }
+}
+
+/// Whether the IPv4 header and L4 checksums of a parsed frame are right (IPv6: the L4 one,
+/// which UDP must have).
 pub(crate) fn checksums_ok(f: &[u8], v: &L4View) -> bool {
     let (Some(ip_hdr), Some(seg)) = (f.get(IP..v.l4), f.get(v.l4..v.end)) else {
         return false;
     };
+    if v.v6 {
+        let pseudo = checksum::pseudo_header_sum6(
+            ip6_at(f, IP6_SRC),
+            ip6_at(f, IP6_DST),
+            v.proto,
+            seg.len() as u32,
+        );
+        return (v.proto != PROTO_UDP || be16(f, v.l4 + 6) != 0)
+            && checksum::fold(checksum::sum(seg, pseudo)) == 0xffff;
+    }
     if checksum::fold(checksum::sum(ip_hdr, 0)) != 0xffff {
         return false;
     }
@@ -477,15 +554,20 @@ pub enum Reflected {
 /// acknowledgement it got, ack = seq + payload), with the checksum updated incrementally.
 /// With `verify`, the frame's checksums are checked first (what the DUT rewrote).
 pub fn reflect(f: &mut [u8], verify: bool) -> Result<Reflected, Mismatch> {
-    let v = parse_l4(f)?;
+    let v = parse_l4_any(f)?;
     if verify && !checksums_ok(f, &v) {
         return Err(Mismatch::Checksum);
     }
     for i in 0..6 {
         f.swap(i, 6 + i);
     }
-    for i in 0..4 {
-        f.swap(IP_SRC + i, IP_DST + i);
+    let (src, dst, alen) = if v.v6 {
+        (IP6_SRC, IP6_DST, 16)
+    } else {
+        (IP_SRC, IP_DST, 4)
+    };
+    for i in 0..alen {
+        f.swap(src + i, dst + i);
     }
     let l4 = v.l4;
     f.swap(l4, l4 + 2);
@@ -520,14 +602,29 @@ pub fn reflect(f: &mut [u8], verify: bool) -> Result<Reflected, Mismatch> {
 /// and reply land on different queues for about 1 - 1/queues of the flows, as with RSS. Other
 /// frames: queue 0.
 pub fn queue_of(f: &[u8], queues: u16) -> u16 {
-    if queues <= 1 || f.len() < L4 + 4 || be16(f, 12) != ETHERTYPE_IPV4 {
+    if queues <= 1 {
         return 0;
     }
-    let l4 = IP + usize::from(f[IP] & 0x0f) * 4;
+    let (addrs, l4) = match be16(f, 12) {
+        ETHERTYPE_IPV4 if f.len() >= L4 + 4 => (
+            (u64::from(be32(f, IP_SRC)) << 32) | u64::from(be32(f, IP_DST)),
+            IP + usize::from(f[IP] & 0x0f) * 4,
+        ),
+        // IPv6 (TCP/UDP right after the header, as the generator sends): both addresses
+        // folded into 64 bits.
+        ETHERTYPE_IPV6 if f.len() >= L4_6 + 4 => {
+            let (s, d) = (
+                u128::from(ip6_at(f, IP6_SRC)),
+                u128::from(ip6_at(f, IP6_DST)),
+            );
+            let fold = |a: u128| (a >> 64) as u64 ^ a as u64;
+            (fold(s).rotate_left(32) ^ fold(d), L4_6)
+        }
+        _ => return 0,
+    };
     if l4 + 4 > f.len() {
         return 0;
     }
-    let addrs = (u64::from(be32(f, IP_SRC)) << 32) | u64::from(be32(f, IP_DST));
     // splitmix64's finaliser over the addresses and the ports.
     let mut h = addrs ^ u64::from(be32(f, l4)).rotate_left(17);
     h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -549,11 +646,11 @@ pub struct Reply {
 pub fn check_reply(
     f: &[u8],
     proto: Proto,
-    vip: Ipv4Addr,
+    vip: impl Into<IpAddr>,
     vport: u16,
     verify: bool,
 ) -> Result<Reply, Mismatch> {
-    let v = parse_l4(f)?;
+    let v = parse_l4_any(f)?;
     if v.proto != proto.number() {
         return Err(Mismatch::Protocol);
     }
@@ -564,12 +661,15 @@ pub fn check_reply(
     if verify && !checksums_ok(f, &v) {
         return Err(Mismatch::Checksum);
     }
-    let src = Ipv4Addr::from(be32(f, IP_SRC));
-    if src != vip || be16(f, v.l4) != vport {
+    let (src, dst) = addrs(f, &v);
+    if src != vip.into() || be16(f, v.l4) != vport {
         return Err(Mismatch::Source);
     }
-    let dst = Ipv4Addr::from(be32(f, IP_DST));
-    let flow = flow_of(dst, be16(f, v.l4 + 2)).ok_or(Mismatch::Destination)?;
+    let flow = match dst {
+        IpAddr::V4(dst) => flow_of(dst, be16(f, v.l4 + 2)),
+        IpAddr::V6(dst) => flow6_of(dst, be16(f, v.l4 + 2)),
+    }
+    .ok_or(Mismatch::Destination)?;
     let p = v.payload;
     let tsc48 = f[p..p + PAYLOAD_TSC]
         .iter()
@@ -592,7 +692,7 @@ pub fn check_reply(
 
 /// The timestamp of a client frame (as reflected and rewritten), without any other check.
 pub fn read_tsc(f: &[u8]) -> Result<u64, Mismatch> {
-    let v = parse_l4(f)?;
+    let v = parse_l4_any(f)?;
     if v.end - v.payload < PAYLOAD_TSC {
         return Err(Mismatch::Truncated);
     }
@@ -603,6 +703,28 @@ pub fn read_tsc(f: &[u8]) -> Result<u64, Mismatch> {
 
 // ---------------------------------------------------------------------------------------------
 // ARP (Ethernet/IPv4 only), with the dataplane's parser and encoder (`packet::arp`).
+
+// ---------------------------------------------------------------------------------------------
+// Neighbour discovery (IPv6's ARP), with the dataplane's parser and encoder (`packet::ndp`).
+
+/// If `f` is a neighbour solicitation for an address `ours` accepts, rewrites it in place into
+/// the advertisement from `mac` (`ndp::answer_solicitation`: to the solicitation's source) and
+/// returns its length (86 bytes). `f` is the frame's buffer with its room.
+pub fn answer_ndp(f: &mut [u8], mac: [u8; 6], ours: impl Fn(Ipv6Addr) -> bool) -> Option<usize> {
+    use dataplane::packet::{ipv6, ndp};
+    if f.len() < L4_6 + 4 || ethertype(f) != ETHERTYPE_IPV6 {
+        return None;
+    }
+    let ip = ipv6::Ipv6Hdr::parse(&f[IP..]).ok()?;
+    if ip.proto != ipv6::PROTO_ICMPV6 || ip.frag.is_some() {
+        return None;
+    }
+    let ns = ndp::parse(f.get(IP..)?, &ip).ok()?;
+    if ns.kind != ndp::NdpKind::Solicitation || !ours(ns.target) {
+        return None;
+    }
+    ndp::answer_solicitation(f, &ip, &ns, mac)
+}
 
 /// Whether `f` is an ARP frame.
 pub fn is_arp(f: &[u8]) -> bool {
@@ -772,6 +894,118 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// IPv6 DNAT or SNAT as rvs does it, with testkit's checksum: `dst` side (DNAT) or source.
+    fn nat6(f: &mut [u8], dnat: bool, addr: Ipv6Addr, port: u16) {
+        let (at, pat) = if dnat {
+            (IP6_DST, L4_6 + 2)
+        } else {
+            (IP6_SRC, L4_6)
+        };
+        f[at..at + 16].copy_from_slice(&addr.octets());
+        put16(f, pat, port);
+        let v = parse_l4_any(f).unwrap();
+        let off = v.l4 + if v.proto == PROTO_UDP { 6 } else { 16 };
+        put16(f, off, 0);
+        let c = testkit::ipv6::checksum6(
+            ip6_at(f, IP6_SRC),
+            ip6_at(f, IP6_DST),
+            v.proto,
+            &f[v.l4..v.end],
+        );
+        put16(
+            f,
+            off,
+            if c == 0 && v.proto == PROTO_UDP {
+                0xffff
+            } else {
+                c
+            },
+        );
+    }
+
+    /// Client -> DUT (DNAT) -> server reflection -> DUT (SNAT) -> client check, over IPv6.
+    #[test]
+    fn ipv6_round_trip_through_a_nat_passes_the_checks() {
+        use testkit::ipv6::{RIP6_1, VIP6};
+        for proto in [Proto::Udp, Proto::Tcp] {
+            for len in [MIN_FRAME6, 84, 200] {
+                for syn in [true, false] {
+                    let g = Generator::new(proto, len, SRC, DST, VIP6, 80).unwrap();
+                    let mut f = vec![0u8; len];
+                    let tsc = 0xabcd_0123_4567_89ab;
+                    g.write(&mut f, 777_777, syn, tsc);
+                    assert!(checksums_ok(&f, &parse_l4_any(&f).unwrap()));
+                    // Not IPv4: the IPv4-only parser refuses it.
+                    assert_eq!(parse_l4(&f).err(), Some(Mismatch::Protocol));
+                    nat6(&mut f, true, RIP6_1, 8080);
+                    assert_eq!(reflect(&mut f, true), Ok(Reflected::Reply));
+                    assert_eq!(ip6_at(&f, IP6_SRC), RIP6_1);
+                    assert_eq!(be16(&f, L4_6), 8080);
+                    assert_eq!(f[0..6], SRC);
+                    if proto == Proto::Tcp {
+                        let want = if syn { TCP_SYN | TCP_ACK } else { TCP_ACK };
+                        assert_eq!(f[L4_6 + 13], want);
+                    }
+                    nat6(&mut f, false, VIP6, 80);
+                    let want = Reply {
+                        flow: 777_777,
+                        tsc48: tsc & TSC_MASK,
+                    };
+                    assert_eq!(check_reply(&f, proto, VIP6, 80, true), Ok(want));
+                    assert_eq!(read_tsc(&f), Ok(tsc & TSC_MASK));
+                    assert_eq!(check_reply(&f, proto, VIP, 80, true), Err(Mismatch::Source));
+                    let mut bad = f.clone();
+                    bad[IP + 7] = 1; // hop limit: not in the checksum
+                    assert!(check_reply(&bad, proto, VIP6, 80, true).is_ok());
+                    bad[IP6_DST + 15] ^= 1; // another destination, checksum not updated
+                    assert_eq!(
+                        check_reply(&bad, proto, VIP6, 80, true),
+                        Err(Mismatch::Checksum)
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ipv6_queues_spread_flows() {
+        let g = Generator::new(Proto::Udp, MIN_FRAME6, SRC, DST, testkit::ipv6::VIP6, 80).unwrap();
+        let mut buf = [0u8; 128];
+        let on_one: usize = (0..1000)
+            .map(|flow| {
+                let n = g.write(&mut buf, flow, false, 0);
+                assert!(queue_of(&buf[..n], 8) < 8);
+                usize::from(queue_of(&buf[..n], 2) == 1)
+            })
+            .sum();
+        assert!((400..600).contains(&on_one), "{on_one} of 1000 on queue 1");
+    }
+
+    #[test]
+    fn neighbour_solicitations_for_our_addresses_are_answered() {
+        use dataplane::packet::{ipv6::Ipv6Hdr, ndp};
+        use testkit::ipv6::{neighbour_solicitation, DIP6, RIP6_1};
+        let peer = [2, 0, 0, 0, 0, 2];
+        let mut f = neighbour_solicitation(peer, DIP6, RIP6_1);
+        let mut other = f.clone();
+        f.resize(128, 0);
+        let n = answer_ndp(&mut f, SRC, |a| a == RIP6_1).unwrap();
+        let ip = Ipv6Hdr::parse(&f[IP..n]).unwrap();
+        let na = ndp::parse(&f[IP..n], &ip).unwrap();
+        assert_eq!(na.kind, ndp::NdpKind::Advertisement);
+        assert_eq!((na.target, na.lladdr), (RIP6_1, Some(SRC)));
+        assert_eq!((ip.src, ip.dst), (RIP6_1, DIP6));
+        assert_eq!((&f[0..6], &f[6..12]), (&peer[..], &SRC[..]));
+        // Not ours, an advertisement, not NDP: left alone.
+        other.resize(128, 0);
+        assert_eq!(answer_ndp(&mut other, SRC, |_| false), None);
+        assert_eq!(answer_ndp(&mut f, SRC, |_| true), None);
+        let g = Generator::new(Proto::Udp, MIN_FRAME6, SRC, DST, RIP6_1, 80).unwrap();
+        let mut d = [0u8; 128];
+        g.write(&mut d, 0, false, 0);
+        assert_eq!(answer_ndp(&mut d, SRC, |_| true), None);
     }
 
     #[test]

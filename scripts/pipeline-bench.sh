@@ -91,7 +91,7 @@ for f in $FLOWS; do
                 [ "$proto/$path/$fam" = udp/established/4 ] && variants+=(--no-prefetch)
                 for v in "${variants[@]}"; do
                     famopt=()
-                    [ "$fam" = 6 ] && famopt=(--family 6)
+                    if [ "$fam" = 6 ]; then famopt=(--family 6); fi
                     cmd=("$BIN" ${famopt[@]+"${famopt[@]}"} --flows "$n" --proto "$proto" --path "$path" "${opts[@]}" ${CPU:+--cpu "$CPU"} ${v:+"$v"} --json)
                     CMDS+=("${cmd[*]}")
                     log "native: IPv$fam $proto $path $f $v"
@@ -113,10 +113,11 @@ if [ -n "$CALLGRIND" ]; then
         for proto in udp tcp; do
             for path in established new; do
                 for fam in $FAMILIES; do
-                    # The name pipeline_bench.py's cg_file gives the record.
-                    out=$WORK/cg$([ "$fam" = 6 ] && echo 6).$proto.$path.$n
+                    # The name pipeline_bench.py's cg_file gives the record: cg6.* for IPv6.
                     famopt=()
-                    [ "$fam" = 6 ] && famopt=(--family 6)
+                    cg=cg
+                    if [ "$fam" = 6 ]; then famopt=(--family 6); cg=cg6; fi
+                    out=$WORK/$cg.$proto.$path.$n
                     cmd=(valgrind --tool=callgrind --collect-atstart=no "--toggle-collect=*pipeline_bench*measured*"
                         "--callgrind-out-file=$out" "$BIN" ${famopt[@]+"${famopt[@]}"} --flows "$n" --proto "$proto" --path "$path" --packets 100000 --repeat 1 --json)
                     CMDS+=("${cmd[*]}")

@@ -2,12 +2,15 @@
 //! the client frames it sends to the VIP, the real-server reflection (testpmd's 5tswap plus a
 //! stateless TCP peer), the checks on the replies that come back, and ARP.
 //!
-//! Client frame layout (Ethernet II, IPv4 without options):
+//! Client frame layout (Ethernet II, IPv4 without options or IPv6 without extension headers):
 //!
 //! ```text
-//! UDP: eth(14) ip(20) udp(8)  payload: tsc48(6) flow(4) zero padding
-//! TCP: eth(14) ip(20) tcp(20) payload: tsc48(6) [flow(4) when the frame has room] padding
+//! UDP: eth(14) ip(20|40) udp(8)  payload: tsc48(6) flow(4) zero padding
+//! TCP: eth(14) ip(20|40) tcp(20) payload: tsc48(6) [flow(4) when the frame has room] padding
 //! ```
+//!
+//! IPv6 frames are the IPv4 ones with the 20 bytes longer header: the shortest is
+//! [`MIN_FRAME6`] (80 bytes), with the same L4 header and payload as a [`MIN_FRAME`] IPv4 one.
 //!
 //! `tsc48` is the low 48 bits of the TSC when the frame was built (wraps after days at any real
 //! TSC rate), `flow` the flow index. A 60-byte TCP frame (64 on the wire) only has room for the
@@ -19,20 +22,25 @@
 
 use dataplane::packet::arp;
 use dataplane::packet::checksum::{self, adjust, delta16, delta32, pseudo_header_sum};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub const ETH_HLEN: usize = 14;
 pub const IP_HLEN: usize = 20;
+pub const IP6_HLEN: usize = 40;
 pub const UDP_HLEN: usize = 8;
 pub const TCP_HLEN: usize = 20;
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
 pub const ETHERTYPE_ARP: u16 = 0x0806;
+pub const ETHERTYPE_IPV6: u16 = 0x86dd;
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_ACK: u8 = 0x10;
 /// The shortest frame in a buffer: 64 bytes on the wire less the 4-byte FCS the NIC appends.
 pub const MIN_FRAME: usize = 60;
+/// The shortest IPv6 client frame: a [`MIN_FRAME`] IPv4 frame's L4 header and payload behind
+/// the IPv6 header (what a 60-byte TCP frame carries needs 80 bytes over IPv6).
+pub const MIN_FRAME6: usize = MIN_FRAME + IP6_HLEN - IP_HLEN;
 /// The longest untagged frame for a 1500-byte MTU, without FCS.
 pub const MAX_FRAME: usize = 1514;
 /// Timestamps are carried in 48 bits.
@@ -46,6 +54,9 @@ pub(crate) const IP: usize = ETH_HLEN;
 pub(crate) const IP_SRC: usize = IP + 12;
 pub(crate) const IP_DST: usize = IP + 16;
 pub(crate) const L4: usize = IP + IP_HLEN;
+pub(crate) const IP6_SRC: usize = IP + 8;
+pub(crate) const IP6_DST: usize = IP + 24;
+pub(crate) const L4_6: usize = IP + IP6_HLEN;
 
 /// The client address space: flow `i` is client `198.51.100.(10 + i / 60000)`, source port
 /// `1024 + i % 60000`. Hosts .10 to .254 of the client subnet give 14.7M distinct flows.
@@ -70,6 +81,28 @@ pub fn flow_of(ip: Ipv4Addr, port: u16) -> Option<u32> {
         return None;
     }
     Some(host * PORTS_PER_CLIENT + p)
+}
+
+/// The IPv6 client address space, the IPv4 one's twin inside 2001:db8:100::/64 (the IPv6
+/// clients' and VIP's prefix of the address plan, testkit's `ipv6`): flow `i` is client
+/// `2001:db8:100::1:(10 + i / 60000)`, source port `1024 + i % 60000`; [`MAX_FLOWS`] flows.
+pub const CLIENT6_FIRST: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 1, 10);
+
+/// The IPv6 client address and port of flow `idx` (below [`MAX_FLOWS`]).
+pub fn client6_of(idx: u32) -> (Ipv6Addr, u16) {
+    let host = u128::from(CLIENT6_FIRST) + u128::from(idx / PORTS_PER_CLIENT);
+    let port = CLIENT_PORT_BASE + (idx % PORTS_PER_CLIENT) as u16;
+    (Ipv6Addr::from(host), port)
+}
+
+/// The flow an IPv6 client address and port belong to, if they are in the client space.
+pub fn flow6_of(ip: Ipv6Addr, port: u16) -> Option<u32> {
+    let host = u128::from(ip).checked_sub(u128::from(CLIENT6_FIRST))?;
+    let p = u32::from(port.checked_sub(CLIENT_PORT_BASE)?);
+    if host >= u128::from(CLIENT_HOSTS) || p >= PORTS_PER_CLIENT {
+        return None;
+    }
+    Some(host as u32 * PORTS_PER_CLIENT + p)
 }
 
 /// Whether `ip` is one of the client addresses (ARP for these is answered on the client side).
@@ -139,53 +172,82 @@ pub(crate) fn put32(b: &mut [u8], at: usize, v: u32) {
 /// code: [`checksum::sum`] and [`checksum::fold`]).
 pub struct Generator {
     proto: Proto,
+    /// IPv6 frames (the VIP is an IPv6 address), else IPv4.
+    v6: bool,
+    /// Offset of the L4 header: [`L4`] or [`L4_6`].
+    l4: usize,
     len: usize,
     payload_len: usize,
     template: Vec<u8>,
-    /// Folded sum of the IPv4 header with source address and checksum zero.
+    /// Folded sum of the IPv4 header with source address and checksum zero (IPv6: 0, it has no
+    /// header checksum).
     ip_sum: u32,
     /// Folded sum of pseudo header, L4 header and payload with every per-packet field zero.
     l4_sum: u32,
 }
 
 impl Generator {
-    /// `len` is the frame length in the buffer (no FCS), [`MIN_FRAME`]..=[`MAX_FRAME`].
+    /// `len` is the frame length in the buffer (no FCS), [`MIN_FRAME`]..=[`MAX_FRAME`] for an
+    /// IPv4 `vip`, [`MIN_FRAME6`]..=[`MAX_FRAME`] for an IPv6 one (whose frames are IPv6).
     pub fn new(
         proto: Proto,
         len: usize,
         src_mac: [u8; 6],
         dst_mac: [u8; 6],
-        vip: Ipv4Addr,
+        vip: impl Into<IpAddr>,
         vport: u16,
     ) -> Result<Generator, String> {
-        if !(MIN_FRAME..=MAX_FRAME).contains(&len) {
+        let vip = vip.into();
+        let (v6, l4, min) = match vip {
+            IpAddr::V4(_) => (false, L4, MIN_FRAME),
+            IpAddr::V6(_) => (true, L4_6, MIN_FRAME6),
+        };
+        if !(min..=MAX_FRAME).contains(&len) {
             return Err(format!(
-                "frame length {len} outside {MIN_FRAME}..={MAX_FRAME} bytes (without FCS)"
+                "frame length {len} outside {min}..={MAX_FRAME} bytes (without FCS)"
             ));
         }
-        let l4_len = len - L4;
+        let l4_len = len - l4;
         let payload_len = l4_len - proto.l4_hlen();
         let mut t = vec![0u8; len];
         t[0..6].copy_from_slice(&dst_mac);
         t[6..12].copy_from_slice(&src_mac);
-        put16(&mut t, 12, ETHERTYPE_IPV4);
-        t[IP] = 0x45;
-        put16(&mut t, IP + 2, (len - IP) as u16);
-        t[IP + 8] = 64; // TTL
-        t[IP + 9] = proto.number();
-        t[IP_DST..IP_DST + 4].copy_from_slice(&vip.octets());
-        put16(&mut t, L4 + 2, vport);
+        let pseudo = match vip {
+            IpAddr::V4(vip) => {
+                put16(&mut t, 12, ETHERTYPE_IPV4);
+                t[IP] = 0x45;
+                put16(&mut t, IP + 2, (len - IP) as u16);
+                t[IP + 8] = 64; // TTL
+                t[IP + 9] = proto.number();
+                t[IP_DST..IP_DST + 4].copy_from_slice(&vip.octets());
+                pseudo_header_sum(Ipv4Addr::UNSPECIFIED, vip, proto.number(), l4_len as u16)
+            }
+            IpAddr::V6(vip) => {
+                put16(&mut t, 12, ETHERTYPE_IPV6);
+                t[IP] = 0x60; // version 6, traffic class and flow label 0
+                put16(&mut t, IP + 4, l4_len as u16); // payload length
+                t[IP + 6] = proto.number(); // next header
+                t[IP + 7] = 64; // hop limit
+                t[IP6_DST..IP6_DST + 16].copy_from_slice(&vip.octets());
+                checksum::pseudo_header_sum6(
+                    Ipv6Addr::UNSPECIFIED,
+                    vip,
+                    proto.number(),
+                    l4_len as u32,
+                )
+            }
+        };
+        put16(&mut t, l4 + 2, vport);
         match proto {
-            Proto::Udp => put16(&mut t, L4 + 4, l4_len as u16),
-            Proto::Tcp => put16(&mut t, L4 + 14, 65535), // window
+            Proto::Udp => put16(&mut t, l4 + 4, l4_len as u16),
+            Proto::Tcp => put16(&mut t, l4 + 14, 65535), // window
         }
-        let ip_sum = checksum::sum(&t[IP..L4], 0);
-        let l4_sum = checksum::sum(
-            &t[L4..],
-            pseudo_header_sum(Ipv4Addr::UNSPECIFIED, vip, proto.number(), l4_len as u16),
-        );
+        let ip_sum = if v6 { 0 } else { checksum::sum(&t[IP..l4], 0) };
+        let l4_sum = checksum::sum(&t[l4..], pseudo);
         Ok(Generator {
             proto,
+            v6,
+            l4,
             len,
             payload_len,
             template: t,
@@ -206,6 +268,11 @@ impl Generator {
         self.payload_len
     }
 
+    /// Whether the frames are IPv6.
+    pub fn is_v6(&self) -> bool {
+        self.v6
+    }
+
     /// Writes the frame of flow `idx` into `buf` and returns its length, or 0 when `buf` is too
     /// short. `syn` makes it the flow's opening SYN (TCP only).
     pub fn write(&self, buf: &mut [u8], idx: u32, syn: bool, tsc: u64) -> usize {
@@ -213,16 +280,29 @@ impl Generator {
             return 0;
         };
         f.copy_from_slice(&self.template);
-        let (ip, port) = client_of(idx);
-        let ip = ip.octets();
-        f[IP_SRC..IP_SRC + 4].copy_from_slice(&ip);
         // Every per-packet term below is a 16-bit word: a u32 holds their sum unfolded.
-        let ipw = u32::from(u16::from_be_bytes([ip[0], ip[1]]))
-            + u32::from(u16::from_be_bytes([ip[2], ip[3]]));
-        put16(f, IP + 10, !checksum::fold(self.ip_sum + ipw));
+        let words = |b: &[u8]| {
+            b.chunks_exact(2)
+                .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+                .sum::<u32>()
+        };
+        let (ipw, port) = if self.v6 {
+            let (ip, port) = client6_of(idx);
+            let ip = ip.octets();
+            f[IP6_SRC..IP6_SRC + 16].copy_from_slice(&ip);
+            (words(&ip), port)
+        } else {
+            let (ip, port) = client_of(idx);
+            let ip = ip.octets();
+            f[IP_SRC..IP_SRC + 4].copy_from_slice(&ip);
+            let ipw = words(&ip);
+            put16(f, IP + 10, !checksum::fold(self.ip_sum + ipw));
+            (ipw, port)
+        };
 
-        put16(f, L4, port);
-        let payload = L4 + self.proto.l4_hlen();
+        let l4 = self.l4;
+        put16(f, l4, port);
+        let payload = l4 + self.proto.l4_hlen();
         let tsc = tsc & TSC_MASK;
         f[payload..payload + PAYLOAD_TSC].copy_from_slice(&tsc.to_be_bytes()[2..]);
         // The tsc's three words sum to the same as its 48 bits folded.
@@ -235,7 +315,7 @@ impl Generator {
         match self.proto {
             Proto::Udp => {
                 let c = !checksum::fold(self.l4_sum + var);
-                put16(f, L4 + 6, checksum::udp_nonzero(c));
+                put16(f, l4 + 6, checksum::udp_nonzero(c));
             }
             Proto::Tcp => {
                 // SYN: seq = flow index (the ISN). Later segments: seq = ISN + 1 and they
@@ -245,13 +325,13 @@ impl Generator {
                 } else {
                     (idx.wrapping_add(1), 1u32, TCP_ACK)
                 };
-                put32(f, L4 + 4, seq);
-                put32(f, L4 + 8, ack);
+                put32(f, l4 + 4, seq);
+                put32(f, l4 + 8, ack);
                 let off_flags = 0x5000u16 | u16::from(flags);
-                put16(f, L4 + 12, off_flags);
+                put16(f, l4 + 12, off_flags);
                 var += (seq >> 16) + (seq & 0xffff) + (ack >> 16) + (ack & 0xffff);
                 var += u32::from(off_flags);
-                put16(f, L4 + 16, !checksum::fold(self.l4_sum + var));
+                put16(f, l4 + 16, !checksum::fold(self.l4_sum + var));
             }
         }
         self.len
@@ -304,8 +384,10 @@ impl Mismatch {
     }
 }
 
-/// The L4 view of an IPv4 TCP/UDP frame.
+/// The L4 view of an IPv4 (or, from [`parse_l4_any`], IPv6) TCP/UDP frame.
 pub(crate) struct L4View {
+    /// An IPv6 frame: addresses at [`IP6_SRC`] and [`IP6_DST`], else [`IP_SRC`] and [`IP_DST`].
+    pub(crate) v6: bool,
     pub(crate) proto: u8,
     /// Offset of the L4 header.
     pub(crate) l4: usize,
@@ -352,6 +434,7 @@ pub(crate) fn parse_l4(f: &[u8]) -> Result<L4View, Mismatch> {
         return Err(Mismatch::Truncated);
     }
     Ok(L4View {
+        v6: false,
         proto,
         l4,
         payload: l4 + hlen,
@@ -359,11 +442,85 @@ pub(crate) fn parse_l4(f: &[u8]) -> Result<L4View, Mismatch> {
     })
 }
 
-/// Whether the IPv4 header and L4 checksums of a parsed frame are right.
+/// [`parse_l4`], and IPv6 frames too (TCP or UDP right after the fixed header: no extension
+/// headers, which the generator never sends and rvs never adds).
+pub(crate) fn parse_l4_any(f: &[u8]) -> Result<L4View, Mismatch> {
+    if ethertype(f) != ETHERTYPE_IPV6 {
+        return parse_l4(f);
+    }
+    if f.len() < L4_6 {
+        return Err(Mismatch::Truncated);
+    }
+    if f[IP] >> 4 != 6 {
+        return Err(Mismatch::Protocol);
+    }
+    let end = L4_6 + usize::from(be16(f, IP + 4));
+    if end > f.len() {
+        return Err(Mismatch::Truncated);
+    }
+    let (proto, l4) = (f[IP + 6], L4_6);
+    let hlen = match proto {
+        PROTO_UDP => UDP_HLEN,
+        PROTO_TCP => {
+            if end < l4 + TCP_HLEN {
+                return Err(Mismatch::Truncated);
+            }
+            let doff = usize::from(f[l4 + 12] >> 4) * 4;
+            if doff < TCP_HLEN {
+                return Err(Mismatch::Truncated);
+            }
+            doff
+        }
+        _ => return Err(Mismatch::Protocol),
+    };
+    if l4 + hlen > end {
+        return Err(Mismatch::Truncated);
+    }
+    Ok(L4View {
+        v6: true,
+        proto,
+        l4,
+        payload: l4 + hlen,
+        end,
+    })
+}
+
+fn ip6_at(f: &[u8], at: usize) -> Ipv6Addr {
+    let mut b = [0u8; 16];
+    if let Some(s) = f.get(at..at + 16) {
+        b.copy_from_slice(s);
+    }
+    Ipv6Addr::from(b)
+}
+
+/// A parsed frame's source and destination addresses.
+fn addrs(f: &[u8], v: &L4View) -> (IpAddr, IpAddr) {
+    if v.v6 {
+        (ip6_at(f, IP6_SRC).into(), ip6_at(f, IP6_DST).into())
+    } else {
+        (
+            Ipv4Addr::from(be32(f, IP_SRC)).into(),
+            Ipv4Addr::from(be32(f, IP_DST)).into(),
+        )
+    }
+}
+
+/// Whether the IPv4 header and L4 checksums of a parsed frame are right (IPv6: the L4 one,
+/// which UDP must have).
 pub(crate) fn checksums_ok(f: &[u8], v: &L4View) -> bool {
     let (Some(ip_hdr), Some(seg)) = (f.get(IP..v.l4), f.get(v.l4..v.end)) else {
         return false;
     };
+    if v.v6 {
+        let pseudo = checksum::pseudo_header_sum6(
+            ip6_at(f, IP6_SRC),
+            ip6_at(f, IP6_DST),
+            v.proto,
+            seg.len() as u32,
+        );
+        return (v.proto != PROTO_UDP || be16(f, v.l4 + 6) != 0)
+            && checksum::fold(checksum::sum(seg, pseudo)) == 0xffff;
+    }
     if checksum::fold(checksum::sum(ip_hdr, 0)) != 0xffff {
         return false;
     }
@@ -397,15 +554,20 @@ pub enum Reflected {
 /// acknowledgement it got, ack = seq + payload), with the checksum updated incrementally.
 /// With `verify`, the frame's checksums are checked first (what the DUT rewrote).
 pub fn reflect(f: &mut [u8], verify: bool) -> Result<Reflected, Mismatch> {
-    let v = parse_l4(f)?;
+    let v = parse_l4_any(f)?;
     if verify && !checksums_ok(f, &v) {
         return Err(Mismatch::Checksum);
     }
     for i in 0..6 {
         f.swap(i, 6 + i);
     }
-    for i in 0..4 {
-        f.swap(IP_SRC + i, IP_DST + i);
+    let (src, dst, alen) = if v.v6 {
+        (IP6_SRC, IP6_DST, 16)
+    } else {
+        (IP_SRC, IP_DST, 4)
+    };
+    for i in 0..alen {
+        f.swap(src + i, dst + i);
     }
     let l4 = v.l4;
     f.swap(l4, l4 + 2);
@@ -440,14 +602,29 @@ pub fn reflect(f: &mut [u8], verify: bool) -> Result<Reflected, Mismatch> {
 /// and reply land on different queues for about 1 - 1/queues of the flows, as with RSS. Other
 /// frames: queue 0.
 pub fn queue_of(f: &[u8], queues: u16) -> u16 {
-    if queues <= 1 || f.len() < L4 + 4 || be16(f, 12) != ETHERTYPE_IPV4 {
+    if queues <= 1 {
         return 0;
     }
-    let l4 = IP + usize::from(f[IP] & 0x0f) * 4;
+    let (addrs, l4) = match be16(f, 12) {
+        ETHERTYPE_IPV4 if f.len() >= L4 + 4 => (
+            (u64::from(be32(f, IP_SRC)) << 32) | u64::from(be32(f, IP_DST)),
+            IP + usize::from(f[IP] & 0x0f) * 4,
+        ),
+        // IPv6 (TCP/UDP right after the header, as the generator sends): both addresses
+        // folded into 64 bits.
+        ETHERTYPE_IPV6 if f.len() >= L4_6 + 4 => {
+            let (s, d) = (
+                u128::from(ip6_at(f, IP6_SRC)),
+                u128::from(ip6_at(f, IP6_DST)),
+            );
+            let fold = |a: u128| (a >> 64) as u64 ^ a as u64;
+            (fold(s).rotate_left(32) ^ fold(d), L4_6)
+        }
+        _ => return 0,
+    };
     if l4 + 4 > f.len() {
         return 0;
     }
-    let addrs = (u64::from(be32(f, IP_SRC)) << 32) | u64::from(be32(f, IP_DST));
     // splitmix64's finaliser over the addresses and the ports.
     let mut h = addrs ^ u64::from(be32(f, l4)).rotate_left(17);
     h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -469,11 +646,11 @@ pub struct Reply {
 pub fn check_reply(
     f: &[u8],
     proto: Proto,
-    vip: Ipv4Addr,
+    vip: impl Into<IpAddr>,
     vport: u16,
     verify: bool,
 ) -> Result<Reply, Mismatch> {
-    let v = parse_l4(f)?;
+    let v = parse_l4_any(f)?;
     if v.proto != proto.number() {
         return Err(Mismatch::Protocol);
     }
@@ -484,12 +661,15 @@ pub fn check_reply(
     if verify && !checksums_ok(f, &v) {
         return Err(Mismatch::Checksum);
     }
-    let src = Ipv4Addr::from(be32(f, IP_SRC));
-    if src != vip || be16(f, v.l4) != vport {
+    let (src, dst) = addrs(f, &v);
+    if src != vip.into() || be16(f, v.l4) != vport {
         return Err(Mismatch::Source);
     }
-    let dst = Ipv4Addr::from(be32(f, IP_DST));
-    let flow = flow_of(dst, be16(f, v.l4 + 2)).ok_or(Mismatch::Destination)?;
+    let flow = match dst {
+        IpAddr::V4(dst) => flow_of(dst, be16(f, v.l4 + 2)),
+        IpAddr::V6(dst) => flow6_of(dst, be16(f, v.l4 + 2)),
+    }
+    .ok_or(Mismatch::Destination)?;
     let p = v.payload;
     let tsc48 = f[p..p + PAYLOAD_TSC]
         .iter()
@@ -512,7 +692,7 @@ pub fn check_reply(
 
 /// The timestamp of a client frame (as reflected and rewritten), without any other check.
 pub fn read_tsc(f: &[u8]) -> Result<u64, Mismatch> {
-    let v = parse_l4(f)?;
+    let v = parse_l4_any(f)?;
     if v.end - v.payload < PAYLOAD_TSC {
         return Err(Mismatch::Truncated);
     }
@@ -523,6 +703,28 @@ pub fn read_tsc(f: &[u8]) -> Result<u64, Mismatch> {
 
 // ---------------------------------------------------------------------------------------------
 // ARP (Ethernet/IPv4 only), with the dataplane's parser and encoder (`packet::arp`).
+
+// ---------------------------------------------------------------------------------------------
+// Neighbour discovery (IPv6's ARP), with the dataplane's parser and encoder (`packet::ndp`).
+
+/// If `f` is a neighbour solicitation for an address `ours` accepts, rewrites it in place into
+/// the advertisement from `mac` (`ndp::answer_solicitation`: to the solicitation's source) and
+/// returns its length (86 bytes). `f` is the frame's buffer with its room.
+pub fn answer_ndp(f: &mut [u8], mac: [u8; 6], ours: impl Fn(Ipv6Addr) -> bool) -> Option<usize> {
+    use dataplane::packet::{ipv6, ndp};
+    if f.len() < L4_6 + 4 || ethertype(f) != ETHERTYPE_IPV6 {
+        return None;
+    }
+    let ip = ipv6::Ipv6Hdr::parse(&f[IP..]).ok()?;
+    if ip.proto != ipv6::PROTO_ICMPV6 || ip.frag.is_some() {
+        return None;
+    }
+    let ns = ndp::parse(f.get(IP..)?, &ip).ok()?;
+    if ns.kind != ndp::NdpKind::Solicitation || !ours(ns.target) {
+        return None;
+    }
+    ndp::answer_solicitation(f, &ip, &ns, mac)
+}
 
 /// Whether `f` is an ARP frame.
 pub fn is_arp(f: &[u8]) -> bool {
@@ -638,6 +840,172 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn ipv6_frames_are_right_by_testkit() {
+        use testkit::ipv6::{checksum6, VIP6};
+        assert_eq!(client6_of(0), (CLIENT6_FIRST, 1024));
+        for idx in [0, 1, 60_000, 9_999_999, MAX_FLOWS - 1] {
+            let (ip, port) = client6_of(idx);
+            assert_eq!(flow6_of(ip, port), Some(idx));
+            assert!(ip.segments()[..4] == [0x2001, 0xdb8, 0x100, 0]);
+        }
+        assert_eq!(flow6_of(VIP6, 2000), None);
+        assert!(Generator::new(Proto::Tcp, MIN_FRAME6 - 1, SRC, DST, VIP6, 80).is_err());
+        for proto in [Proto::Udp, Proto::Tcp] {
+            for len in [MIN_FRAME6, 81, 200, MAX_FRAME] {
+                let g = Generator::new(proto, len, SRC, DST, VIP6, 9000).unwrap();
+                assert!(g.is_v6());
+                // Same L4 header and payload as the IPv4 frame 20 bytes shorter.
+                let g4 = Generator::new(proto, len - 20, SRC, DST, VIP, 9000).unwrap();
+                assert_eq!(g.payload_len(), g4.payload_len());
+                let mut buf = vec![0u8; 2048];
+                for (idx, syn, tsc) in [(0, true, 0), (123_456, false, u64::MAX)] {
+                    assert_eq!(g.write(&mut buf, idx, syn, tsc), len);
+                    let f = &buf[..len];
+                    assert_eq!(be16(f, 12), ETHERTYPE_IPV6);
+                    assert_eq!(f[IP] >> 4, 6);
+                    assert_eq!(usize::from(be16(f, IP + 4)), len - L4_6);
+                    assert_eq!(f[IP + 6], proto.number());
+                    let src =
+                        Ipv6Addr::from(<[u8; 16]>::try_from(&f[IP6_SRC..IP6_SRC + 16]).unwrap());
+                    let dst =
+                        Ipv6Addr::from(<[u8; 16]>::try_from(&f[IP6_DST..IP6_DST + 16]).unwrap());
+                    let (ip, port) = client6_of(idx);
+                    assert_eq!((src, dst), (ip, VIP6));
+                    assert_eq!((be16(f, L4_6), be16(f, L4_6 + 2)), (port, 9000));
+                    // The checksum over the segment with its checksum in place: 0.
+                    assert_eq!(
+                        checksum6(src, dst, proto.number(), &f[L4_6..]),
+                        0,
+                        "{proto:?} {len}"
+                    );
+                    let mut g4f = vec![0u8; len - 20];
+                    g4.write(&mut g4f, idx, syn, tsc);
+                    // L4 past the ports and checksum: the same bytes.
+                    let (c6, c4) = if proto == Proto::Udp {
+                        (6, 6)
+                    } else {
+                        (16, 16)
+                    };
+                    assert_eq!(f[L4_6 + 2..L4_6 + c6], g4f[L4 + 2..L4 + c4]);
+                    assert_eq!(f[L4_6 + c6 + 2..], g4f[L4 + c4 + 2..]);
+                }
+            }
+        }
+    }
+
+    /// IPv6 DNAT or SNAT as rvs does it, with testkit's checksum: `dst` side (DNAT) or source.
+    fn nat6(f: &mut [u8], dnat: bool, addr: Ipv6Addr, port: u16) {
+        let (at, pat) = if dnat {
+            (IP6_DST, L4_6 + 2)
+        } else {
+            (IP6_SRC, L4_6)
+        };
+        f[at..at + 16].copy_from_slice(&addr.octets());
+        put16(f, pat, port);
+        let v = parse_l4_any(f).unwrap();
+        let off = v.l4 + if v.proto == PROTO_UDP { 6 } else { 16 };
+        put16(f, off, 0);
+        let c = testkit::ipv6::checksum6(
+            ip6_at(f, IP6_SRC),
+            ip6_at(f, IP6_DST),
+            v.proto,
+            &f[v.l4..v.end],
+        );
+        put16(
+            f,
+            off,
+            if c == 0 && v.proto == PROTO_UDP {
+                0xffff
+            } else {
+                c
+            },
+        );
+    }
+
+    /// Client -> DUT (DNAT) -> server reflection -> DUT (SNAT) -> client check, over IPv6.
+    #[test]
+    fn ipv6_round_trip_through_a_nat_passes_the_checks() {
+        use testkit::ipv6::{RIP6_1, VIP6};
+        for proto in [Proto::Udp, Proto::Tcp] {
+            for len in [MIN_FRAME6, 84, 200] {
+                for syn in [true, false] {
+                    let g = Generator::new(proto, len, SRC, DST, VIP6, 80).unwrap();
+                    let mut f = vec![0u8; len];
+                    let tsc = 0xabcd_0123_4567_89ab;
+                    g.write(&mut f, 777_777, syn, tsc);
+                    assert!(checksums_ok(&f, &parse_l4_any(&f).unwrap()));
+                    // Not IPv4: the IPv4-only parser refuses it.
+                    assert_eq!(parse_l4(&f).err(), Some(Mismatch::Protocol));
+                    nat6(&mut f, true, RIP6_1, 8080);
+                    assert_eq!(reflect(&mut f, true), Ok(Reflected::Reply));
+                    assert_eq!(ip6_at(&f, IP6_SRC), RIP6_1);
+                    assert_eq!(be16(&f, L4_6), 8080);
+                    assert_eq!(f[0..6], SRC);
+                    if proto == Proto::Tcp {
+                        let want = if syn { TCP_SYN | TCP_ACK } else { TCP_ACK };
+                        assert_eq!(f[L4_6 + 13], want);
+                    }
+                    nat6(&mut f, false, VIP6, 80);
+                    let want = Reply {
+                        flow: 777_777,
+                        tsc48: tsc & TSC_MASK,
+                    };
+                    assert_eq!(check_reply(&f, proto, VIP6, 80, true), Ok(want));
+                    assert_eq!(read_tsc(&f), Ok(tsc & TSC_MASK));
+                    assert_eq!(check_reply(&f, proto, VIP, 80, true), Err(Mismatch::Source));
+                    let mut bad = f.clone();
+                    bad[IP + 7] = 1; // hop limit: not in the checksum
+                    assert!(check_reply(&bad, proto, VIP6, 80, true).is_ok());
+                    bad[IP6_DST + 15] ^= 1; // another destination, checksum not updated
+                    assert_eq!(
+                        check_reply(&bad, proto, VIP6, 80, true),
+                        Err(Mismatch::Checksum)
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ipv6_queues_spread_flows() {
+        let g = Generator::new(Proto::Udp, MIN_FRAME6, SRC, DST, testkit::ipv6::VIP6, 80).unwrap();
+        let mut buf = [0u8; 128];
+        let on_one: usize = (0..1000)
+            .map(|flow| {
+                let n = g.write(&mut buf, flow, false, 0);
+                assert!(queue_of(&buf[..n], 8) < 8);
+                usize::from(queue_of(&buf[..n], 2) == 1)
+            })
+            .sum();
+        assert!((400..600).contains(&on_one), "{on_one} of 1000 on queue 1");
+    }
+
+    #[test]
+    fn neighbour_solicitations_for_our_addresses_are_answered() {
+        use dataplane::packet::{ipv6::Ipv6Hdr, ndp};
+        use testkit::ipv6::{neighbour_solicitation, DIP6, RIP6_1};
+        let peer = [2, 0, 0, 0, 0, 2];
+        let mut f = neighbour_solicitation(peer, DIP6, RIP6_1);
+        let mut other = f.clone();
+        f.resize(128, 0);
+        let n = answer_ndp(&mut f, SRC, |a| a == RIP6_1).unwrap();
+        let ip = Ipv6Hdr::parse(&f[IP..n]).unwrap();
+        let na = ndp::parse(&f[IP..n], &ip).unwrap();
+        assert_eq!(na.kind, ndp::NdpKind::Advertisement);
+        assert_eq!((na.target, na.lladdr), (RIP6_1, Some(SRC)));
+        assert_eq!((ip.src, ip.dst), (RIP6_1, DIP6));
+        assert_eq!((&f[0..6], &f[6..12]), (&peer[..], &SRC[..]));
+        // Not ours, an advertisement, not NDP: left alone.
+        other.resize(128, 0);
+        assert_eq!(answer_ndp(&mut other, SRC, |_| false), None);
+        assert_eq!(answer_ndp(&mut f, SRC, |_| true), None);
+        let g = Generator::new(Proto::Udp, MIN_FRAME6, SRC, DST, RIP6_1, 80).unwrap();
+        let mut d = [0u8; 128];
+        g.write(&mut d, 0, false, 0);
+        assert_eq!(answer_ndp(&mut d, SRC, |_| true), None);
     }
 
     #[test]

@@ -17,8 +17,15 @@ pub fn rip(d: u32) -> std::net::Ipv4Addr {
     std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(192, 0, 2, 2)) + d)
 }
 
-/// Adds service `key`, round robin over `dests` real servers [`rip`]`(0..dests)` on port
-/// `dest_port` (NAT, weight 1); a panic if the manager refuses.
+/// IPv6 real server `d` (from 0): 2001:db8:2::2 + `d`, in the real servers' prefix of the
+/// address plan (testkit's `ipv6::RIP6_1` is `rip6(0)`).
+pub fn rip6(d: u32) -> std::net::Ipv6Addr {
+    std::net::Ipv6Addr::from(u128::from(testkit::ipv6::RIP6_1) + u128::from(d))
+}
+
+/// Adds service `key`, round robin over `dests` real servers [`rip`]`(0..dests)` (an IPv6
+/// service: [`rip6`]`(0..dests)`) on port `dest_port` (NAT, weight 1); a panic if the manager
+/// refuses.
 pub fn add_rr_service(
     mgr: &mut dataplane::service::ServiceManager,
     key: control::model::ServiceKey,
@@ -43,7 +50,11 @@ pub fn add_rr_service(
         ok(Request::AddDest {
             service: key,
             dest: DestSpec {
-                addr: rip(d).into(),
+                addr: if key.addr.is_ipv6() {
+                    rip6(d).into()
+                } else {
+                    rip(d).into()
+                },
                 port: dest_port,
                 weight: 1,
                 forward: Forward::Masq,

@@ -7,7 +7,9 @@ writes the pipeline-bench section of OUT from RECORDS (one JSON line per run: pi
 --json output plus "mode" native or callgrind, "ir" the instructions callgrind counted, or
 "error"), the commands that ran (COMMANDS, one a line) and the KEY=VALUE pairs of
 REPORT_FIELDS; the table also goes to stdout. The callgrind output files sit beside RECORDS
-(cg.PROTO.PATH.FLOWS), where the profile of the instructions by function is read from.
+(cg.PROTO.PATH.FLOWS, IPv6's cg6.PROTO.PATH.FLOWS), where the profile of the instructions by
+function is read from. A record with "family" 6 is an IPv6 run (pipeline-bench --family 6;
+IPv4's records have no "family"): those are compared with IPv4's in a table of their own.
 """
 
 import argparse
@@ -19,6 +21,9 @@ import sys
 
 import bench_records
 import results_section
+
+# IPv6 within this much of IPv4 per packet (issue #16's target).
+V6_TARGET = 0.15
 
 # What the report's header says about the run, given by pipeline-bench.sh.
 REPORT_FIELDS = ("command", "date", "commit", "nproc", "cpu", "load_before", "load_after", "valgrind")
@@ -42,12 +47,22 @@ def per_packet(by, packets, top=12):
     return [(fn, n / packets) for fn, n in rows]
 
 
+def family(r):
+    """A record's IP version: 6 for pipeline-bench --family 6, else 4."""
+    return r.get("family", 4)
+
+
+def cg_file(r):
+    """The callgrind output file's name of a record's run, beside the records."""
+    return f"{'cg6' if family(r) == 6 else 'cg'}.{r['proto']}.{r['path']}.{r['flows']}"
+
+
 def annotate(work):
     """A profile function for report(): self instructions per packet by function (inlined code
     counted in its caller) of a callgrind record's run, from callgrind_annotate on its output
     file in `work`; None when there is none or callgrind_annotate fails."""
     def profile(r):
-        f = f"{work}/cg.{r['proto']}.{r['path']}.{r['flows']}"
+        f = f"{work}/{cg_file(r)}"
         try:
             txt = subprocess.run(["callgrind_annotate", "--inclusive=no", "--auto=no", "--threshold=100", f],
                                  capture_output=True, text=True, check=True).stdout
@@ -89,6 +104,7 @@ def report(recs, meta, commands, profile=lambda r: None, work=None):
     L.append("")
     L.append("| proto | path | flows | prefetch | ns/pkt best | ns/pkt median | Mpps (best) | core GHz | cycles/pkt | instr/pkt (callgrind) | IPC | table MiB | warm-up s |")
     L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    all_recs, recs = recs, [r for r in recs if family(r) == 4]
     cg = {(r["proto"], r["path"], r["flows"], r.get("prefetch", True)): r for r in recs if r["mode"] == "callgrind"}
     for r in recs:
         if r["mode"] != "native":
@@ -124,11 +140,76 @@ def report(recs, meta, commands, profile=lambda r: None, work=None):
             L.append(f"{r['path']}, {fl(r['flows'])} flows: " +
                      ", ".join(f"`{fn.split('::', 1)[-1]}` {n:.0f}" for fn, n in p))
             L.append("")
+    L.extend(ipv6_part(all_recs, profile))
     L.append("### Commands")
     L.append("")
     L.extend(bench_records.code_block(c.replace(work, "$WORK") if work else c for c in commands))
     L.append("")
-    L.extend(bench_records.raw_results(recs))
+    L.extend(bench_records.raw_results(all_recs))
+    return L
+
+
+def ipv6_part(recs, profile=lambda r: None):
+    """The IPv6 runs beside IPv4's (prefetch on): ns/packet best and callgrind's instructions per
+    packet of both, IPv6 / IPv4, and whether IPv6 is within V6_TARGET, then IPv6's profile as
+    report()'s for IPv4 (`profile`); nothing without IPv6 records."""
+    six = [r for r in recs if family(r) == 6]
+    if not six:
+        return []
+    by = {}
+    for r in recs:
+        if r.get("prefetch", True) and not r.get("error"):
+            by[(r["mode"], family(r), r["proto"], r["path"], r["flows"])] = r
+
+    def ns(f, k):
+        r = by.get(("native", f) + k)
+        return r["ns_best"] if r else None
+
+    def ipp(f, k):
+        r = by.get(("callgrind", f) + k)
+        return r["ir"] / r["packets"] if r and r.get("ir") else None
+
+    def ratio(a, b):
+        return f"{b / a:.2f}" if a and b else ""
+
+    def num(x, fmt):
+        return format(x, fmt) if x is not None else ""
+
+    L = ["### IPv6 beside IPv4", "",
+         f"The same points with `--family 6` (80-byte IPv6 frames: the 60-byte IPv4 frame's L4 header "
+         f"and payload; VIP [2001:db8:100::1]:80, real servers 2001:db8:2::2-5, clients in "
+         f"2001:db8:100::/64). Target: IPv6 within {V6_TARGET:.0%} of IPv4 per packet "
+         f"(ratio <= {1 + V6_TARGET:.2f}); instructions are the measure that does not move with "
+         f"the machine's load.", "",
+         "| proto | path | flows | ns/pkt v4 | ns/pkt v6 | v6/v4 | instr/pkt v4 | instr/pkt v6 | v6/v4 | within target |",
+         "|---|---|---|---|---|---|---|---|---|---|"]
+    keys = []
+    for r in six:
+        k = (r["proto"], r["path"], r["flows"])
+        if k not in keys:
+            keys.append(k)
+    for k in keys:
+        n4, n6, i4, i6 = ns(4, k), ns(6, k), ipp(4, k), ipp(6, k)
+        a, b = (i4, i6) if i4 and i6 else (n4, n6)
+        ok = "" if not (a and b) else "yes" if b / a <= 1 + V6_TARGET else "no"
+        L.append(f"| {k[0]} | {k[1]} | {fl(k[2])} | {num(n4, '.1f')} | {num(n6, '.1f')} | {ratio(n4, n6)} | "
+                 f"{num(i4, '.0f')} | {num(i6, '.0f')} | {ratio(i4, i6)} | {ok} |")
+    L.append("")
+    failed = [r for r in six if r.get("error")]
+    if failed:
+        L.append("Failed IPv6 runs: " + ", ".join(f"{r['mode']} {r['proto']} {r['path']} {fl(r['flows'])} "
+                                                 f"({r['error']})" for r in failed) + ".")
+        L.append("")
+    prof = [(r, profile(r)) for r in six
+            if r["mode"] == "callgrind" and r["proto"] == "udp" and not r.get("error")]
+    prof = [(r, p) for r, p in prof if p and r["flows"] == max(x["flows"] for x, _ in prof)]
+    if prof:
+        L.append("IPv6's self instructions per packet by function (UDP, as for IPv4 above):")
+        L.append("")
+        for r, p in prof:
+            L.append(f"{r['path']}, {fl(r['flows'])} flows: " +
+                     ", ".join(f"`{fn.split('::', 1)[-1]}` {n:.0f}" for fn, n in p))
+            L.append("")
     return L
 
 
@@ -146,6 +227,8 @@ def instructions(text):
         if line.startswith('{"mode":"callgrind"'):
             try:
                 r = json.loads(line)
+                if family(r) != 4:
+                    continue
                 out[(r["proto"], r["path"], r["flows"])] = r["ir"] / r["packets"]
             except (ValueError, KeyError, ZeroDivisionError):
                 pass

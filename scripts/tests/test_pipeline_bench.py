@@ -102,6 +102,39 @@ class ReportTest(unittest.TestCase):
             "new, 1M flows: `conntrack::Table::lookup` 250, `memcpy` 1",
             "established, 1M flows: `conntrack::Table::lookup` 250, `memcpy` 1"])
 
+    def test_ipv6_beside_ipv4(self):
+        six = {"family": 6}
+        recs = [native("udp", "established", 1000000, ns_best=40.0),
+                native("udp", "established", 1000000, ns_best=44.0, **six),
+                native("tcp", "new", 1000000, ns_best=100.0),
+                native("tcp", "new", 1000000, ns_best=300.0, **six),
+                native("udp", "new", 1000, error="exit 1", **six),
+                callgrind("udp", "established", 1000000, ir=50000000),
+                callgrind("udp", "established", 1000000, ir=56000000, **six),
+                callgrind("tcp", "new", 1000000, ir=100000000),
+                callgrind("tcp", "new", 1000000, ir=200000000, **six)]
+        seen = []
+
+        def profile(r):
+            seen.append((pb.family(r), r["path"]))
+            return [("dataplane::x", 5.0)]
+        L = pb.report(recs, META, [], profile=profile)
+        # IPv4's table and what other reports cite stay IPv4's.
+        self.assertIn("| udp | established | 1M | on | 40.0 | 55.5 | 20.00 | 3.00 | 120 | 500 | 4.2 | 64 | 1.2 |", L)
+        self.assertFalse(any(l.startswith("| udp | established | 1M | on | 44.0") for l in L))
+        i = L.index("### IPv6 beside IPv4")
+        self.assertIn("| udp | established | 1M | 40.0 | 44.0 | 1.10 | 500 | 560 | 1.12 | yes |", L[i:])
+        self.assertIn("| tcp | new | 1M | 100.0 | 300.0 | 3.00 | 1000 | 2000 | 2.00 | no |", L[i:])
+        self.assertIn("| udp | new | 1K |  |  |  |  |  |  |  |", L[i:])
+        self.assertIn("Failed IPv6 runs: native udp new 1K (exit 1).", L[i:])
+        self.assertIn("established, 1M flows: `x` 5", L[i:])
+        self.assertEqual(seen, [(4, "established"), (6, "established")])
+        self.assertEqual([pb.cg_file(r) for r in recs[5:7]],
+                         ["cg.udp.established.1000000", "cg6.udp.established.1000000"])
+        text = "<!-- pipeline-bench:begin -->\n" + "\n".join(L) + "\n<!-- pipeline-bench:end -->\n"
+        self.assertEqual(pb.instructions(text)[0], {("udp", "established", 1000000): 500.0,
+                                                    ("tcp", "new", 1000000): 1000.0})
+
     def test_cli_report(self):
         def commands(d):
             cmds = os.path.join(d, "commands")

@@ -8,6 +8,14 @@
 //! rvs-pktgen's flow space (`frame::client_of`), frames are rvs-pktgen's (`frame::Generator`,
 //! 60 bytes without FCS, valid checksums).
 //!
+//! `--family 6`: the same over IPv6. The ports get testkit's IPv6 addresses too (external
+//! 2001:db8:100::2/64, internal 2001:db8:2::1/64), the VIP is [2001:db8:100::1]:80 for TCP and
+//! UDP (round robin over 2001:db8:2::2-5:80), clients are `frame::client6_of`'s (in
+//! 2001:db8:100::/64, the IPv4 flow space's twin) and frames 80 bytes (`frame::MIN_FRAME6`: the
+//! same L4 header and payload behind the 20 bytes longer header) in 128-byte slots. The IPv6
+//! connection table is sized a quarter of the IPv4 one (`ipv6_capacity` in dataplane/src/pipeline/shared.rs), so the
+//! IPv4 table is made four times as large as the flows need, and left empty.
+//!
 //! Per point (`--flows N`, `--proto`, `--path`):
 //!
 //! 1. warm-up: the table is filled with N flows (one packet per flow for UDP; SYN then ACK for
@@ -35,8 +43,8 @@ use dataplane::conntrack::ConnTable;
 use dataplane::driver::{BurstDriver, FrameBuf, FrameIo, BURST};
 use dataplane::pipeline::{Action, Dataplane, DataplaneConfig};
 use dataplane::service::ServiceManager;
-use rvs_benches::frame::{self, Generator, MAX_FLOWS, MIN_FRAME};
-use std::net::Ipv4Addr;
+use rvs_benches::frame::{self, Generator, MAX_FLOWS, MIN_FRAME, MIN_FRAME6};
+use std::net::{IpAddr, Ipv4Addr};
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,6 +56,14 @@ enum ProtoArg {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum FamilyArg {
+    #[value(name = "4")]
+    V4,
+    #[value(name = "6")]
+    V6,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum PathArg {
     /// Packets of flows already in the table.
     Established,
@@ -55,7 +71,7 @@ enum PathArg {
     New,
 }
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone, Copy)]
 #[command(
     name = "pipeline-bench",
     about = "The pipeline through its burst driver without I/O, ns per packet"
@@ -68,6 +84,9 @@ struct Args {
     proto: ProtoArg,
     #[arg(long, value_enum, default_value_t = PathArg::Established)]
     path: PathArg,
+    /// IP version of the service, clients and frames.
+    #[arg(long, value_enum, default_value_t = FamilyArg::V4)]
+    family: FamilyArg,
     /// Measured packets per run.
     #[arg(long, default_value_t = 1_000_000)]
     packets: u32,
@@ -94,29 +113,51 @@ struct Args {
 use testkit::director::EXT_MAC;
 const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+use testkit::ipv6::{DIP6, EXT6, VIP6};
 const VPORT: u16 = 80;
 const DESTS: u32 = 4;
+/// Bytes per frame slot: IPv4 frames (60 bytes) in 64, IPv6 ones (80) in 128.
 const SLOT: usize = 64;
+const SLOT6: usize = 128;
 const NOW_MS: u64 = 1_000;
 
-fn setup(capacity: usize) -> Arc<Dataplane> {
+/// The dataplane with room for `capacity` connections of `family`.
+fn setup(capacity: usize, family: FamilyArg) -> Arc<Dataplane> {
+    let v6 = family == FamilyArg::V6;
+    let mut ports = rvs_benches::two_arm_ports();
+    let conn_capacity = if v6 {
+        ports[0].addrs6 = vec![(EXT6, 64)];
+        ports[1].addrs6 = vec![(DIP6, 64)];
+        // The IPv6 table gets a quarter of conn_capacity (shared.rs, ipv6_capacity).
+        capacity.saturating_mul(4)
+    } else {
+        capacity
+    };
     let dp = Dataplane::new(DataplaneConfig {
-        ports: rvs_benches::two_arm_ports(),
-        conn_capacity: capacity,
+        ports,
+        conn_capacity,
         timeouts: Timeouts::default(),
         workers: 1,
     });
+    if v6 {
+        assert!(dp.conns6().capacity() >= capacity, "IPv6 table too small");
+    }
+    let vip: IpAddr = if v6 { VIP6.into() } else { VIP.into() };
     let mut mgr = ServiceManager::new(dp.clone());
     for protocol in [Protocol::Tcp, Protocol::Udp] {
         let key = ServiceKey {
             protocol,
-            addr: VIP.into(),
+            addr: vip,
             port: VPORT,
         };
         rvs_benches::add_rr_service(&mut mgr, key, DESTS, VPORT);
     }
     for d in 0..DESTS {
-        dp.neigh().learn(1, rvs_benches::rip(d), PEER_MAC);
+        if v6 {
+            dp.neigh6().learn(1, rvs_benches::rip6(d), PEER_MAC);
+        } else {
+            dp.neigh().learn(1, rvs_benches::rip(d), PEER_MAC);
+        }
     }
     // The service manager must outlive the workers' use of its snapshots: leak it.
     std::mem::forget(mgr);
@@ -136,16 +177,16 @@ impl Rng {
     }
 }
 
-/// The buffer every frame of a run lives in, `SLOT` bytes each, as mbufs' data in their pool.
-/// It lives as long as the process.
-struct Slab {
+/// The buffer every frame of a run lives in, `S` bytes each ([`SLOT`] or [`SLOT6`]), as mbufs'
+/// data in their pool. It lives as long as the process.
+struct Slab<const S: usize> {
     base: NonNull<u8>,
     slots: usize,
 }
 
-impl Slab {
-    fn new(slots: usize) -> Slab {
-        let bytes = Box::leak(vec![0u8; slots * SLOT].into_boxed_slice());
+impl<const S: usize> Slab<S> {
+    fn new(slots: usize) -> Slab<S> {
+        let bytes = Box::leak(vec![0u8; slots * S].into_boxed_slice());
         Slab {
             base: NonNull::from(bytes).cast(),
             slots,
@@ -159,7 +200,7 @@ impl Slab {
     unsafe fn slot_mut(&mut self, k: usize) -> &mut [u8] {
         assert!(k < self.slots);
         // SAFETY: slot k is inside the slab; the caller rules out other views of it.
-        unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(k * SLOT), SLOT) }
+        unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(k * S), S) }
     }
 
     /// The frame of `len` bytes in slot `k`: a handle like an mbuf pointer, what the driver
@@ -168,43 +209,43 @@ impl Slab {
     /// # Safety
     /// At most one frame of slot `k` may be alive at a time, and no slice of `slot_mut`.
     #[inline]
-    unsafe fn frame(&self, k: usize, len: usize) -> SlotFrame {
-        debug_assert!(k < self.slots && len <= SLOT);
+    unsafe fn frame(&self, k: usize, len: usize) -> SlotFrame<S> {
+        debug_assert!(k < self.slots && len <= S);
         SlotFrame {
             // SAFETY: slot k is inside the slab.
-            slot: unsafe { NonNull::new_unchecked(self.base.as_ptr().add(k * SLOT)) },
+            slot: unsafe { NonNull::new_unchecked(self.base.as_ptr().add(k * S)) },
             len,
         }
     }
 }
 
 /// A frame in its slot of the [`Slab`].
-struct SlotFrame {
+struct SlotFrame<const S: usize> {
     slot: NonNull<u8>,
     len: usize,
 }
 
 // A frame is the only view of its slot while it lives (`Slab::frame`), and the slab is never
 // freed: its views borrow the frame.
-impl FrameBuf for SlotFrame {
+impl<const S: usize> FrameBuf for SlotFrame<S> {
     fn data(&self) -> &[u8] {
-        // SAFETY: see above; len <= SLOT.
+        // SAFETY: see above; len <= S.
         unsafe { std::slice::from_raw_parts(self.slot.as_ptr(), self.len) }
     }
 
     fn data_mut(&mut self) -> &mut [u8] {
-        // SAFETY: see above; len <= SLOT.
+        // SAFETY: see above; len <= S.
         unsafe { std::slice::from_raw_parts_mut(self.slot.as_ptr(), self.len) }
     }
 
     fn data_with_room(&mut self) -> (&mut [u8], usize) {
         // SAFETY: see above.
-        let buf = unsafe { std::slice::from_raw_parts_mut(self.slot.as_ptr(), SLOT) };
+        let buf = unsafe { std::slice::from_raw_parts_mut(self.slot.as_ptr(), S) };
         (buf, self.len)
     }
 
     fn set_len(&mut self, len: usize) -> bool {
-        let fits = len <= SLOT;
+        let fits = len <= S;
         if fits {
             self.len = len;
         }
@@ -214,34 +255,39 @@ impl FrameBuf for SlotFrame {
 
 /// Counts what is sent per port and lets the frames go (the slab keeps the bytes); allocates
 /// nothing.
-#[derive(Default)]
-struct Sink {
+struct Sink<const S: usize> {
     sent: [u64; 2],
 }
 
-impl FrameIo for Sink {
-    type Frame = SlotFrame;
+impl<const S: usize> Default for Sink<S> {
+    fn default() -> Self {
+        Sink { sent: [0; 2] }
+    }
+}
 
-    fn alloc(&mut self, _port: u16) -> Option<SlotFrame> {
+impl<const S: usize> FrameIo for Sink<S> {
+    type Frame = SlotFrame<S>;
+
+    fn alloc(&mut self, _port: u16) -> Option<SlotFrame<S>> {
         None
     }
 
-    fn transmit(&mut self, port: u16, batch: &mut Vec<SlotFrame>) {
+    fn transmit(&mut self, port: u16, batch: &mut Vec<SlotFrame<S>>) {
         if let Some(n) = self.sent.get_mut(usize::from(port)) {
             *n += batch.len() as u64;
             batch.clear();
         }
     }
 
-    fn free(&mut self, _frame: SlotFrame) {}
+    fn free(&mut self, _frame: SlotFrame<S>) {}
 }
 
 /// Fills the table with flows `0..n` (established), a burst of flows per poll loop, in the
 /// first slots of `slab`.
-fn warm(
-    d: &mut BurstDriver<SlotFrame>,
-    io: &mut Sink,
-    slab: &mut Slab,
+fn warm<const S: usize>(
+    d: &mut BurstDriver<SlotFrame<S>>,
+    io: &mut Sink<S>,
+    slab: &mut Slab<S>,
     g: &Generator,
     proto: ProtoArg,
     n: u32,
@@ -270,7 +316,7 @@ fn warm(
 }
 
 /// Writes the measured frames into the first `args.packets` slots of `slab`.
-fn build(slab: &mut Slab, g: &Generator, args: &Args, rng: &mut Rng) {
+fn build<const S: usize>(slab: &mut Slab<S>, g: &Generator, args: &Args, rng: &mut Rng) {
     for k in 0..args.packets {
         let (idx, syn) = match args.path {
             PathArg::Established => (rng.below(args.flows), false),
@@ -284,10 +330,10 @@ fn build(slab: &mut Slab, g: &Generator, args: &Args, rng: &mut Rng) {
 /// The measured loop: the frames of `slab`'s first `n` slots (`len` bytes each) through the
 /// driver, a burst of `BURST` handed over per poll loop, as the NIC hands over mbufs.
 #[inline(never)]
-fn measured(
-    d: &mut BurstDriver<SlotFrame>,
-    io: &mut Sink,
-    slab: &Slab,
+fn measured<const S: usize>(
+    d: &mut BurstDriver<SlotFrame<S>>,
+    io: &mut Sink<S>,
+    slab: &Slab<S>,
     n: usize,
     len: usize,
     prefetch: bool,
@@ -358,46 +404,24 @@ fn main() {
         ProtoArg::Udp => frame::Proto::Udp,
         ProtoArg::Tcp => frame::Proto::Tcp,
     };
-    let g = Generator::new(proto, MIN_FRAME, PEER_MAC, EXT_MAC, VIP, VPORT).expect("generator");
-    let dp = setup(capacity);
-    let mut d = BurstDriver::new(dp.clone(), 0);
-    let mut io = Sink::default();
-    let mut slab = Slab::new((packets as usize).max(2 * BURST));
-
-    let t0 = Instant::now();
-    warm(&mut d, &mut io, &mut slab, &g, args.proto, flows);
-    let warm_s = t0.elapsed().as_secs_f64();
-    let drain = args.sync_master.then(|| SyncDrain::start(dp.clone()));
-
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut ns = Vec::new();
-    let mut built = Args {
+    let v6 = args.family == FamilyArg::V6;
+    let g = if v6 {
+        Generator::new(proto, MIN_FRAME6, PEER_MAC, EXT_MAC, VIP6, VPORT)
+    } else {
+        Generator::new(proto, MIN_FRAME, PEER_MAC, EXT_MAC, VIP, VPORT)
+    }
+    .expect("generator");
+    let dp = setup(capacity, args.family);
+    let args = Args {
         flows,
         packets,
         ..args
     };
-    for r in 0..args.repeat.max(1) {
-        if args.path == PathArg::New {
-            built.flows = flows + r * packets;
-        }
-        build(&mut slab, &g, &built, &mut rng);
-        io = Sink::default();
-        let t = Instant::now();
-        measured(
-            &mut d,
-            &mut io,
-            &slab,
-            packets as usize,
-            g.len(),
-            !args.no_prefetch,
-        );
-        let el = t.elapsed().as_nanos() as f64;
-        if io.sent != [0, u64::from(packets)] {
-            eprintln!("only {} of {packets} measured frames forwarded", io.sent[1]);
-            std::process::exit(1);
-        }
-        ns.push(el / f64::from(packets));
-    }
+    let (warm_s, mut ns, drain) = if v6 {
+        run::<SLOT6>(&dp, &g, &args)
+    } else {
+        run::<SLOT>(&dp, &g, &args)
+    };
     let sync_msgs = drain.map_or(0, SyncDrain::stop);
     let stats = dp.stats();
     let (queued, overflow) = (
@@ -416,23 +440,32 @@ fn main() {
         ProtoArg::Udp => "udp",
         ProtoArg::Tcp => "tcp",
     };
-    let table_mib = ConnTable::footprint(capacity) as f64 / (1 << 20) as f64;
+    // The table the flows are in (IPv6: not the IPv4 one, four times as large and empty).
+    let (table, conns) = if v6 {
+        (ConnTable::footprint6(capacity), dp.conns6().len())
+    } else {
+        (ConnTable::footprint(capacity), dp.conns().len())
+    };
+    let table_mib = table as f64 / (1 << 20) as f64;
     if args.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "proto": p, "path": path, "flows": flows, "packets": packets,
-                "repeat": ns.len(), "ns_best": best, "ns_median": median,
-                "mpps_best": 1e3 / best, "warmup_s": warm_s, "table_mib": table_mib,
-                "conns": dp.conns().len(), "prefetch": !args.no_prefetch, "clock_ghz": ghz,
-                "sync_master": args.sync_master, "sync_queued": queued,
-                "sync_overflow": overflow, "sync_msgs": sync_msgs,
-            })
-        );
+        let mut j = serde_json::json!({
+            "proto": p, "path": path, "flows": flows, "packets": packets,
+            "repeat": ns.len(), "ns_best": best, "ns_median": median,
+            "mpps_best": 1e3 / best, "warmup_s": warm_s, "table_mib": table_mib,
+            "conns": conns, "prefetch": !args.no_prefetch, "clock_ghz": ghz,
+            "sync_master": args.sync_master, "sync_queued": queued,
+            "sync_overflow": overflow, "sync_msgs": sync_msgs,
+        });
+        // IPv4's line as it was before IPv6; IPv6's says so.
+        if v6 {
+            j["family"] = 6.into();
+        }
+        println!("{j}");
     } else {
         println!(
-            "{p} {path} flows={flows} packets={packets} runs={}: best {best:.1} ns/pkt \
+            "{}{p} {path} flows={flows} packets={packets} runs={}: best {best:.1} ns/pkt \
              ({:.2} Mpps), median {median:.1} ns/pkt; warm-up {warm_s:.1} s, table {table_mib:.0} MiB",
+            if v6 { "ipv6 " } else { "" },
             ns.len(),
             1e3 / best
         );
@@ -443,6 +476,52 @@ fn main() {
             );
         }
     }
+}
+
+/// Warm-up, then the measured runs with frames in `S`-byte slots: the warm-up's seconds, each
+/// run's ns/packet, and the sync drain when `--sync-master` started one after the warm-up.
+/// Exits when a run does not forward every frame.
+fn run<const S: usize>(
+    dp: &Arc<Dataplane>,
+    g: &Generator,
+    args: &Args,
+) -> (f64, Vec<f64>, Option<SyncDrain>) {
+    let (flows, packets) = (args.flows, args.packets);
+    let mut d = BurstDriver::new(dp.clone(), 0);
+    let mut io = Sink::<S>::default();
+    let mut slab = Slab::<S>::new((packets as usize).max(2 * BURST));
+
+    let t0 = Instant::now();
+    warm(&mut d, &mut io, &mut slab, g, args.proto, flows);
+    let warm_s = t0.elapsed().as_secs_f64();
+    let drain = args.sync_master.then(|| SyncDrain::start(dp.clone()));
+
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut ns = Vec::new();
+    let mut built = *args;
+    for r in 0..args.repeat.max(1) {
+        if args.path == PathArg::New {
+            built.flows = flows + r * packets;
+        }
+        build(&mut slab, g, &built, &mut rng);
+        io = Sink::default();
+        let t = Instant::now();
+        measured(
+            &mut d,
+            &mut io,
+            &slab,
+            packets as usize,
+            g.len(),
+            !args.no_prefetch,
+        );
+        let el = t.elapsed().as_nanos() as f64;
+        if io.sent != [0, u64::from(packets)] {
+            eprintln!("only {} of {packets} measured frames forwarded", io.sent[1]);
+            std::process::exit(1);
+        }
+        ns.push(el / f64::from(packets));
+    }
+    (warm_s, ns, drain)
 }
 
 /// The sync thread's work in rvsd, on a thread of its own: drains the worker's queue and

@@ -484,8 +484,8 @@ impl<F: FrameBuf> BurstDriver<F> {
     }
 
     /// On worker 0: an unsolicited neighbour advertisement (RFC 4861 7.2.6) for each IPv6
-    /// address of the ports and each IPv6 VIP, at start and after each snapshot change (at
-    /// most [`MAX_NA_PER_CHANGE`]), so that neighbours whose cache holds an old MAC (another
+    /// address of the ports and each IPv6 VIP, at start and when a snapshot change changes
+    /// that list (at most [`MAX_NA_PER_CHANGE`]), so that neighbours whose cache holds an old MAC (another
     /// director's) move to ours at once.
     fn announce6<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io) {
         let Some(seen) = self.na_seen else {
@@ -496,6 +496,16 @@ impl<F: FrameBuf> BurstDriver<F> {
             return;
         }
         self.na_seen = Some(generation);
+        // Only when the addresses changed (not at every weight edit): another director that
+        // announced the same VIP is not fought over at each change of ours.
+        let same = self
+            .pipeline
+            .ipv6_announcements()
+            .take(MAX_NA_PER_CHANGE)
+            .eq(self.na_list.iter().copied());
+        if same && seen != u64::MAX {
+            return;
+        }
         let mut list = std::mem::take(&mut self.na_list);
         list.clear();
         list.extend(self.pipeline.ipv6_announcements().take(MAX_NA_PER_CHANGE));

@@ -438,8 +438,9 @@ impl NeighTable {
 
 impl NeighTable6 {
     /// The NDP responder. Handles the Ethernet frame `buf[..len]` (an IPv6 packet after a 14-byte
-    /// Ethernet header) received on `port` (our MAC there: `our_mac`): learns a solicitation's
-    /// source link-layer address and an advertisement's target link-layer address when
+    /// Ethernet header) received on `port` (our MAC there: `our_mac`): learns the source
+    /// link-layer address of a solicitation for us, and the target link-layer address of an
+    /// advertisement that answers a solicitation or overrides (RFC 4861 7.2.5), when
     /// `learnable(their address)`, and turns a solicitation for an address with
     /// `answer_for(target)` into the advertisement, in place (`buf` may extend past `len`: the
     /// answer is [`ndp::FRAME_LEN`] bytes). An error if the frame is not a valid neighbour
@@ -465,7 +466,21 @@ impl NeighTable6 {
             NdpKind::Advertisement => m.target,
         };
         if let Some(mac) = m.lladdr {
-            if !who.is_unspecified() && !eth::is_multicast(&mac) && mac != [0; 6] && learnable(who)
+            // RFC 4861's guards (7.2.3, 7.2.5), as Linux keeps them: a solicitation teaches
+            // its sender only when it is for us; an advertisement creates no entry unless it
+            // answers a solicitation (S), and replaces a known MAC only with the override flag.
+            let trusted = match m.kind {
+                NdpKind::Solicitation => answer_for(m.target),
+                NdpKind::Advertisement => match self.lookup(port, who) {
+                    None => m.flags & ndp::FLAG_SOLICITED != 0,
+                    Some(old) => old == mac || m.flags & ndp::FLAG_OVERRIDE != 0,
+                },
+            };
+            if trusted
+                && !who.is_unspecified()
+                && !eth::is_multicast(&mac)
+                && mac != [0; 6]
+                && learnable(who)
             {
                 self.learn(port, who, mac);
             }

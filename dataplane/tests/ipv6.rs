@@ -431,3 +431,78 @@ fn ipv6_connections_are_listed_with_the_ipv4_ones() {
         )
     );
 }
+
+/// Found in review: a DAD probe (78 bytes, no link-layer option) is answered in the room after
+/// the frame, so rvs defends the VIP; a later fragment whose first fragment had a destination
+/// options header after the fragment header follows it; a link-local source is never forwarded
+/// off its link; an advertisement without the override flag does not replace a known MAC.
+#[test]
+fn review_findings_stay_fixed() {
+    let mut lab = Lab::new(1500);
+    // DAD for the VIP, from ::.
+    let group = solicited_node(VIP6);
+    let mut body = vec![0; 4];
+    body.extend_from_slice(&VIP6.octets());
+    let m = icmp6(Ipv6Addr::UNSPECIFIED, group, 135, 0, &body);
+    let probe = eth6(
+        multicast_mac(group),
+        [2, 0, 0, 0, 0, 0x77],
+        &ipv6(Ipv6Addr::UNSPECIFIED, group, ICMPV6, 255, &m),
+    );
+    assert_eq!(probe.len(), 78);
+    let (a, buf) = lab.send_with_room(EXT, &probe);
+    let Action::Reply { port: EXT, len } = a else {
+        panic!("DAD probe: {a:?}");
+    };
+    let na = check6(&buf[..len]);
+    assert_eq!(
+        (na.src, na.dst, na.sport),
+        (VIP6, Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1), 136)
+    );
+
+    // Destination options in the fragmentable part.
+    let whole = udp_seg6((CIP6, 5354), (VIP6, 53), &[7u8; 64]);
+    let mut fr = ext_header(UDP, 0, &[]);
+    fr.extend_from_slice(&whole);
+    let (first, rest) = fr.split_at(56);
+    let f = |off, more, part: &[u8]| {
+        eth6(
+            EXT_MAC,
+            CLIENT_MAC,
+            &ipv6(
+                CIP6,
+                VIP6,
+                FRAGMENT,
+                64,
+                &frag_header(DEST_OPTS, off, more, 9, part),
+            ),
+        )
+    };
+    let (mut f1, mut f2) = (f(0, true, first), f(56, false, rest));
+    assert_eq!(lab.send(EXT, &mut f1), Action::Tx(INT));
+    assert_eq!(lab.send(EXT, &mut f2), Action::Tx(INT));
+    assert_eq!(check6(&f2).dst, check6(&f1).dst);
+
+    // A link-local source to the VIP: a martian.
+    let ll = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x10);
+    let before = lab.drops(DropReason::Martian);
+    let mut f = tcp_frame6(EXT_MAC, CLIENT_MAC, (ll, 40000), (VIP6, 80), SYN, b"");
+    assert_eq!(lab.send(EXT, &mut f), Action::Drop);
+    assert_eq!(lab.drops(DropReason::Martian), before + 1);
+
+    // An unsolicited advertisement without override for RS1: RS1's MAC stays.
+    let all = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+    let evil = [2, 0, 0, 0, 0xee, 0xee];
+    let mut body = vec![0, 0, 0, 0];
+    body.extend_from_slice(&RIP6_1.octets());
+    body.extend_from_slice(&[2, 1]);
+    body.extend_from_slice(&evil);
+    let m = icmp6(RIP6_1, all, 136, 0, &body);
+    let mut f = eth6(
+        multicast_mac(all),
+        evil,
+        &ipv6(RIP6_1, all, ICMPV6, 255, &m),
+    );
+    assert_eq!(lab.send(INT, &mut f), Action::Drop);
+    assert_eq!(lab.dp.neigh6().lookup(INT, RIP6_1), Some(RS1_MAC));
+}

@@ -47,6 +47,10 @@ pub struct FragInfo {
     /// M flag: more fragments follow.
     pub more: bool,
     pub id: u32,
+    /// The fragment header's next header: the same in every fragment of a datagram (a later
+    /// fragment's upper-layer protocol is only known from its first fragment when headers of
+    /// the fragmentable part come first).
+    pub next: u8,
 }
 
 /// The fields of a validated IPv6 header and its extension-header chain.
@@ -185,6 +189,7 @@ impl Ipv6Hdr {
                         offset: usize::from(word >> 3) * 8,
                         more: word & 1 != 0,
                         id: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+                        next: h[0],
                     };
                     if info.offset == 0 && !info.more {
                         // An atomic fragment (RFC 6946): the whole datagram, walked on.
@@ -472,7 +477,8 @@ pub(crate) mod tests {
             Some(FragInfo {
                 offset: 0,
                 more: true,
-                id: 0xdead_beef
+                id: 0xdead_beef,
+                next: PROTO_DEST_OPTS,
             })
         );
         assert_eq!(h.payload(&p).unwrap().len(), 24);

@@ -268,6 +268,10 @@ impl Pipeline {
                 self.tcp_reset(in_port, buf, len)
             }
             Err(Refusal::Local(reason)) => self.send_up(in_port, reason),
+            Err(Refusal::Ndp) => self.ndp(in_port, buf, len).unwrap_or_else(|reason| {
+                st.drop(reason);
+                Action::Drop
+            }),
         }
     }
 

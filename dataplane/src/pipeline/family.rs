@@ -258,7 +258,7 @@ impl IpHeader for Ipv6Hdr {
         self.frag.map(|f| FragKey {
             src: self.src,
             dst: self.dst,
-            proto: self.proto,
+            proto: f.next,
             id: f.id,
         })
     }

@@ -175,10 +175,14 @@ impl Pipeline {
 
     /// A retried later fragment's refusal: counted and dropped, never answered.
     fn drop_retried(&self, refusal: Refusal) -> Action {
-        let (Refusal::Drop(reason)
-        | Refusal::Answer(reason, _)
-        | Refusal::Reset(reason)
-        | Refusal::Local(reason)) = refusal;
+        let reason = match refusal {
+            Refusal::Drop(reason)
+            | Refusal::Answer(reason, _)
+            | Refusal::Reset(reason)
+            | Refusal::Local(reason) => reason,
+            // Never for a fragment (neighbour discovery in fragments is refused).
+            Refusal::Ndp => DropReason::Malformed,
+        };
         self.stats().drop(reason);
         Action::Drop
     }

@@ -14,6 +14,7 @@ use crate::packet::icmpv6;
 use crate::packet::ipv4::{PROTO_TCP, PROTO_UDP};
 use crate::packet::ipv6::{self, Ipv6Error, Ipv6Hdr, PROTO_ICMPV6};
 use crate::packet::ndp;
+use crate::packet::ndp::NdpError;
 use crate::stats::{DropReason, Event};
 use std::net::Ipv6Addr;
 
@@ -28,10 +29,17 @@ impl Pipeline {
         frame: &mut [u8],
         group: bool,
     ) -> Result<Action, Refusal> {
+        if eth::is_multicast(&hdr.src) {
+            // No station sends from a group MAC: never learnt, never answered.
+            return Err(DropReason::Malformed.into());
+        }
         let l3 = frame.get(eth::HDR_LEN..).ok_or(DropReason::Truncated)?;
         let ip = Ipv6Hdr::parse(l3).map_err(ip6_error)?;
         if ip.proto == PROTO_ICMPV6 && ip.frag.is_none() && is_ndp(l3, &ip) {
-            return self.ndp(in_port, port, frame).map_err(Refusal::Drop);
+            if ip.src.is_multicast() || ip.src.is_loopback() {
+                return Err(DropReason::Martian.into());
+            }
+            return Err(Refusal::Ndp);
         }
         if group {
             // MLD, router advertisements, other groups: rvs routes no multicast, and the
@@ -40,11 +48,13 @@ impl Pipeline {
         }
         let (vip, local) = (self.snap.is_vip6(ip.dst), self.is_local6(ip.dst));
         // Never from a group, an unspecified or loopback address, ourselves or a VIP; never to
-        // a group or special address (as the IPv4 stage's martians).
+        // a group or special address (as the IPv4 stage's martians); a link-local source
+        // reaches our own addresses only (RFC 4291 2.5.6: never forwarded to another link).
         if ipv6::is_martian_src(ip.src)
             || self.is_local6(ip.src)
             || self.snap.is_vip6(ip.src)
             || (!ipv6::forwardable(ip.dst) && !local)
+            || (ipv6::is_link_local(ip.src) && !local)
         {
             return Err(DropReason::Martian.into());
         }
@@ -61,6 +71,17 @@ impl Pipeline {
         }
         let ours = vip || local;
         if let Some(frag) = ip.frag {
+            if frag.offset != 0 && !(local && !vip) {
+                // A later fragment follows its first fragment's decision, whatever headers of
+                // the fragmentable part hide its protocol (the table is keyed by the fragment
+                // header's next header).
+                if frag.next == PROTO_TCP && frag.offset == 8 {
+                    // RFC 1858's overlap, as for IPv4.
+                    return Err(DropReason::BadFragment.into());
+                }
+                let key = ip.frag_key().ok_or(DropReason::BadFragment)?;
+                return self.follow_first_fragment(frame, &ip, &key, ours);
+            }
             if ours && !(vip && tcp_udp) {
                 // For rvs itself: it reassembles nothing; the kernel behind a twin does, for
                 // the non-VIP ones.
@@ -69,14 +90,6 @@ impl Pipeline {
                 } else {
                     Refusal::Local(DropReason::Fragment)
                 });
-            }
-            if frag.offset != 0 {
-                if ip.proto == PROTO_TCP && frag.offset == 8 {
-                    // RFC 1858's overlap, as for IPv4.
-                    return Err(DropReason::BadFragment.into());
-                }
-                let key = ip.frag_key().ok_or(DropReason::BadFragment)?;
-                return self.follow_first_fragment(frame, &ip, &key, ours);
             }
             if !tcp_udp {
                 return self.forward(frame, &ip);
@@ -150,20 +163,34 @@ impl Pipeline {
 
     /// Neighbour discovery: learns the sender, answers solicitations for the addresses the
     /// port holds and, on ports that hold them, the IPv6 VIPs; the rest is consumed.
-    fn ndp(&self, in_port: u16, port: &PortSetup, frame: &mut [u8]) -> Result<Action, DropReason> {
-        let len = frame.len();
+    /// The frame is `buf[..len]`, the rest of `buf` room for the answer.
+    pub(super) fn ndp(
+        &self,
+        in_port: u16,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Result<Action, DropReason> {
+        let port = self
+            .dp
+            .ports
+            .get(usize::from(in_port))
+            .ok_or(DropReason::BadPort)?;
         let outcome = self
             .dp
             .neigh6
             .ndp_input(
                 in_port,
                 port.mac,
-                frame,
+                buf,
                 len,
                 |ip| port.on_link6(ip) && !self.is_local6(ip),
                 |target| port.holds6(target) || (port.holds_vips() && self.snap.is_vip6(target)),
             )
-            .map_err(|_| DropReason::Malformed)?;
+            .map_err(|e| match e {
+                // Router solicitations and advertisements, redirects: not rvs's business.
+                NdpError::NotNdp => DropReason::NdpConsumed,
+                _ => DropReason::Malformed,
+            })?;
         match outcome {
             NdpOutcome::Replied(len) => {
                 self.stats().event(Event::NdpReplied);
@@ -176,7 +203,7 @@ impl Pipeline {
 
     /// Whether `ip` is one of the ports' own IPv6 addresses (their link-local ones included).
     pub(super) fn is_local6(&self, ip: Ipv6Addr) -> bool {
-        self.dp.ports.iter().any(|p| p.holds6(ip))
+        self.dp.local6.contains(&ip)
     }
 
     /// Builds the ICMPv6 error `p` about the (unchanged) IPv6 frame `buf[..len]` in its place,

@@ -133,6 +133,10 @@ enum Refusal {
     /// to the ingress port's kernel twin, else dropped under this reason
     /// (`Pipeline::send_up`).
     Local(DropReason),
+    /// IPv6 neighbour discovery: handled with the whole buffer (`Pipeline::ndp`), since the
+    /// advertisement answering a solicitation may be longer than it (RFC 4861 lets a
+    /// solicitation leave out its link-layer option; a DAD probe has none).
+    Ndp,
 }
 
 impl From<DropReason> for Refusal {

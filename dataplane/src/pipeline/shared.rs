@@ -155,6 +155,8 @@ pub struct Dataplane {
     pub(super) persist: Persist,
     pub(super) frags: FragTable,
     pub(super) frags6: FragTable6,
+    /// Every port's own IPv6 addresses, link-local ones included (`Pipeline::is_local6`).
+    pub(super) local6: Box<[Ipv6Addr]>,
     pub(super) snapshot: ArcSwap<Snapshot>,
     pub(super) stats: Stats,
     pub(super) workers: usize,
@@ -241,6 +243,10 @@ impl Dataplane {
             persist: Persist::new((cfg.conn_capacity / 4).clamp(1024, 1 << 22)),
             frags: FragTable::new(FRAG_SLOTS),
             frags6: FragTable6::new6(FRAG_SLOTS),
+            local6: ports
+                .iter()
+                .flat_map(|p| p.addrs6.iter().map(|&(a, _)| a).chain([p.link_local6()]))
+                .collect(),
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             ports,
             workers,

@@ -71,7 +71,7 @@ impl Pipeline {
         }
         let ours = vip || local;
         if let Some(frag) = ip.frag {
-            if frag.offset != 0 && !(local && !vip) {
+            if frag.offset != 0 && (vip || !local) {
                 // A later fragment follows its first fragment's decision, whatever headers of
                 // the fragmentable part hide its protocol (the table is keyed by the fragment
                 // header's next header).

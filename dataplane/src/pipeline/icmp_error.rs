@@ -109,19 +109,32 @@ impl Pipeline {
             return Action::Drop;
         }
         let src_mac = port.mac;
+        self.emit_icmp_error(in_port, p, p.v4(), |(icmp_type, code, rest)| {
+            let spec = icmp::ErrorSpec {
+                icmp_type,
+                code,
+                rest,
+                src,
+                src_mac,
+            };
+            icmp::build_error_in_place(buf, len, &ip, &spec)
+        })
+    }
+
+    /// The end both families' errors share: a token of the rate limit, then `build` with the
+    /// error's (type, code, second word) `fields`, counted as sent or rate-limited.
+    pub(super) fn emit_icmp_error(
+        &mut self,
+        in_port: u16,
+        p: IcmpError,
+        fields: (u8, u8, u32),
+        build: impl FnOnce((u8, u8, u32)) -> Option<usize>,
+    ) -> Action {
         if !self.icmp_token() {
             self.stats().event(Event::IcmpRateLimited);
             return Action::Drop;
         }
-        let (icmp_type, code, rest) = p.v4();
-        let spec = icmp::ErrorSpec {
-            icmp_type,
-            code,
-            rest,
-            src,
-            src_mac,
-        };
-        match icmp::build_error_in_place(buf, len, &ip, &spec) {
+        match build(fields) {
             Some(n) => {
                 self.stats().event(p.sent());
                 Action::Reply {
@@ -150,7 +163,7 @@ impl Pipeline {
     }
 
     /// Takes one token from the ICMP error bucket, refilled at [`ICMP_RATE_PER_SEC`].
-    pub(super) fn icmp_token(&mut self) -> bool {
+    fn icmp_token(&mut self) -> bool {
         let (mut tokens, mut last) = self.icmp_bucket;
         let add = self
             .now

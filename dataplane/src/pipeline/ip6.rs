@@ -238,28 +238,16 @@ impl Pipeline {
         let (Some(src), src_mac) = (src, port.mac) else {
             return Action::Drop;
         };
-        if !self.icmp_token() {
-            self.stats().event(Event::IcmpRateLimited);
-            return Action::Drop;
-        }
-        let (icmp_type, code, rest) = p.v6();
-        let spec = ErrorSpec {
-            icmp_type,
-            code,
-            rest,
-            src,
-            src_mac,
-        };
-        match icmpv6::build_error_in_place(buf, len, &ip, &spec) {
-            Some(n) => {
-                self.stats().event(p.sent());
-                Action::Reply {
-                    port: in_port,
-                    len: n,
-                }
-            }
-            None => Action::Drop,
-        }
+        self.emit_icmp_error(in_port, p, p.v6(), |(icmp_type, code, rest)| {
+            let spec = ErrorSpec {
+                icmp_type,
+                code,
+                rest,
+                src,
+                src_mac,
+            };
+            icmpv6::build_error_in_place(buf, len, &ip, &spec)
+        })
     }
 
     /// The ingress port and IPv6 header of the frame `buf[..len]` an ICMPv6 error is to be

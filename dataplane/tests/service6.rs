@@ -60,7 +60,7 @@ fn ipv6_services_have_their_own_lookups() {
     assert!(snap.is_vip6(vip6));
     assert!(!snap.is_vip6(rip6));
     assert!(snap.is_vip(VIP));
-    assert_eq!(snap.vips6(), &[vip6]);
+    assert_eq!(snap.vips6().collect::<Vec<_>>(), [vip6]);
     assert!(snap.is_real_service6(6, rip6, 8080));
     assert!(!snap.is_real_service6(6, rip6, 80));
     assert!(!snap.is_real_service(6, "0.0.0.0".parse().unwrap(), 8080));

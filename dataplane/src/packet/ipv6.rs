@@ -17,7 +17,7 @@ pub const HDR_LEN: usize = 40;
 pub const MIN_MTU: usize = 1280;
 
 const OFF_PAYLOAD_LEN: usize = 4;
-const OFF_NEXT_HEADER: usize = 6;
+pub const OFF_NEXT_HEADER: usize = 6;
 const OFF_HOP_LIMIT: usize = 7;
 pub const OFF_SRC: usize = 8;
 pub const OFF_DST: usize = 24;
@@ -353,24 +353,29 @@ pub fn payload_len_field(p: &[u8]) -> Option<u16> {
 }
 
 /// Link-local unicast, fe80::/10.
+#[inline]
 pub fn is_link_local(a: Ipv6Addr) -> bool {
-    a.segments()[0] & 0xffc0 == 0xfe80
+    u128::from(a) >> 118 == 0xfe80 >> 6
 }
 
 /// An IPv4-mapped address, ::ffff:0:0/96 (never on the wire, RFC 4291 2.5.5.2).
+#[inline]
 fn is_v4_mapped(a: Ipv6Addr) -> bool {
-    matches!(a.segments(), [0, 0, 0, 0, 0, 0xffff, _, _])
+    u128::from(a) >> 32 == 0xffff
 }
 
 /// A source address no packet may carry from the wire: unspecified, loopback, multicast or
 /// IPv4-mapped. (The unspecified source of duplicate address detection is NDP's business; it is
 /// never forwarded.)
+#[inline]
 pub fn is_martian_src(a: Ipv6Addr) -> bool {
-    a.is_unspecified() || a.is_loopback() || a.is_multicast() || is_v4_mapped(a)
+    // Unspecified (::) and loopback (::1) are the integers 0 and 1; multicast is ff00::/8.
+    u128::from(a) <= 1 || a.is_multicast() || is_v4_mapped(a)
 }
 
 /// An address rvs may forward to or from: not unspecified, loopback, multicast, link-local or
 /// IPv4-mapped.
+#[inline]
 pub fn forwardable(a: Ipv6Addr) -> bool {
     !(is_martian_src(a) || is_link_local(a))
 }
@@ -654,11 +659,18 @@ pub(crate) mod tests {
             ("::1", true, false),
             ("ff02::1", true, false),
             ("::ffff:192.0.2.1", true, false),
+            ("::2", false, true),
+            ("::fffe:c000:201", false, true),
+            ("::1:ffff:c000:201", false, true),
             ("fe80::1", false, false),
+            ("febf:ffff::1", false, false),
+            ("fec0::1", false, true),
+            ("fe7f::1", false, true),
             ("2001:db8::1", false, true),
         ] {
             let a: Ipv6Addr = a.parse().unwrap();
             assert_eq!((is_martian_src(a), forwardable(a)), (martian, fwd), "{a}");
+            assert_eq!(is_link_local(a), a.segments()[0] & 0xffc0 == 0xfe80, "{a}");
         }
     }
 }

@@ -1,12 +1,12 @@
 //! What the TCP/UDP, fragment, ICMP-error and egress stages need of an IP header, for either
 //! family: one NAT path (`conn`, `ip`'s later fragments, `icmp`'s error NAT, `egress`) written
 //! once over [`IpHeader`], monomorphised for IPv4 and IPv6. What differs between the families
-//! (the header's fields, the checksum rewrite, which tables and snapshot lists to look in, the
-//! burst prefetch that only IPv4 has) is here, one impl per family.
+//! (the header's fields, the checksum rewrite, which tables and snapshot lists to look in) is here, one impl per family.
 
+use super::context::Hint;
 use super::icmp_error::IcmpError;
 use super::{Dataplane, Pipeline, Refusal};
-use crate::conntrack::{ConnState, ConnTable, Family, Hit, Tuple, V4, V6};
+use crate::conntrack::{ConnState, ConnTable, Family, Hit, Prefetched, Tuple, V4, V6};
 use crate::frag::{FragAddr, FragKey, FragTable};
 use crate::packet::ipv4::{self, Ipv4Hdr};
 use crate::packet::ipv6::{self, Ipv6Hdr};
@@ -76,10 +76,35 @@ pub(super) trait IpHeader: Sized {
     fn is_real_service(snap: &Snapshot, proto: u8, rip: Self::Addr, port: u16) -> bool;
     fn is_local(p: &Pipeline, a: Self::Addr) -> bool;
 
-    /// The connection of `t`: IPv4 starts from the burst prefetch's hint where it has one.
-    fn lookup(p: &Pipeline, t: &Tuple<Self::Addr>) -> Option<Hit<Self::Addr>>;
-    /// `nc` was inserted by this worker: IPv4's prefetch must not trust a miss in its buckets.
-    fn inserted(p: &Pipeline, inbound: &Tuple<Self::Addr>, reply: &Tuple<Self::Addr>);
+    /// The burst prefetch's hint if it is of this family.
+    fn hinted(h: &Hint) -> Option<(&Tuple<Self::Addr>, &Prefetched)>;
+
+    /// The connection of `t`, starting from the burst prefetch's hint where it has one.
+    #[inline]
+    fn lookup(p: &Pipeline, t: &Tuple<Self::Addr>) -> Option<Hit<Self::Addr>> {
+        let conns = Self::conns(&p.dp);
+        match p.taken_hint().and_then(Self::hinted) {
+            Some((seen, pre)) if seen == t => {
+                // A connection this worker opened earlier in the burst (a client's second
+                // datagram, or a request and its reply in one capture) is newer than the
+                // prefetch: its buckets' misses are looked at again.
+                let trust_miss = p.inserted_since_prefetch.get() & pre.bucket_bit() == 0;
+                conns.lookup_prefetched(t, pre, trust_miss, p.now)
+            }
+            _ => conns.lookup(t, p.now),
+        }
+    }
+
+    /// A connection with these tuples was inserted by this worker: the prefetch must not
+    /// trust a miss in their buckets.
+    #[inline]
+    fn inserted(p: &Pipeline, inbound: &Tuple<Self::Addr>, reply: &Tuple<Self::Addr>) {
+        let conns = Self::conns(&p.dp);
+        let buckets = conns.bucket_bit(inbound) | conns.bucket_bit(reply);
+        p.inserted_since_prefetch
+            .set(p.inserted_since_prefetch.get() | buckets);
+    }
+
     /// The connection `hit` entered `state`: queued for the sync master (IPv4 only: the sync
     /// protocol rvs speaks carries IPv4 connections, as the kernel's version 1 does for its
     /// IPv4 part).
@@ -197,25 +222,11 @@ impl IpHeader for Ipv4Hdr {
     }
 
     #[inline]
-    fn lookup(p: &Pipeline, t: &Tuple) -> Option<Hit> {
-        let conns = &p.dp.conns;
-        match p.hint.take() {
-            Some((seen, pre)) if seen == *t => {
-                // A connection this worker opened earlier in the burst (a client's second
-                // datagram, or a request and its reply in one capture) is newer than the
-                // prefetch: its buckets' misses are looked at again.
-                let trust_miss = p.inserted_since_prefetch.get() & pre.bucket_bit() == 0;
-                conns.lookup_prefetched(t, &pre, trust_miss, p.now)
-            }
-            _ => conns.lookup(t, p.now),
+    fn hinted(h: &Hint) -> Option<(&Tuple, &Prefetched)> {
+        match h {
+            Hint::V4(t, p) => Some((t, p)),
+            Hint::V6(..) => None,
         }
-    }
-    #[inline]
-    fn inserted(p: &Pipeline, inbound: &Tuple, reply: &Tuple) {
-        let conns = &p.dp.conns;
-        let buckets = conns.bucket_bit(inbound) | conns.bucket_bit(reply);
-        p.inserted_since_prefetch
-            .set(p.inserted_since_prefetch.get() | buckets);
     }
     #[inline]
     fn sync_state(p: &Pipeline, hit: &Hit, state: ConnState) {
@@ -323,9 +334,12 @@ impl IpHeader for Ipv6Hdr {
         p.is_local6(a)
     }
 
-    fn lookup(p: &Pipeline, t: &Tuple<Ipv6Addr>) -> Option<Hit<Ipv6Addr>> {
-        p.dp.conns6.lookup(t, p.now)
+    #[inline]
+    fn hinted(h: &Hint) -> Option<(&Tuple<Ipv6Addr>, &Prefetched)> {
+        match h {
+            Hint::V6(t, p) => Some((t, p)),
+            Hint::V4(..) => None,
+        }
     }
-    fn inserted(_: &Pipeline, _: &Tuple<Ipv6Addr>, _: &Tuple<Ipv6Addr>) {}
     fn sync_state(_: &Pipeline, _: &Hit<Ipv6Addr>, _: ConnState) {}
 }

@@ -203,7 +203,7 @@ impl Pipeline {
 
     /// Whether `ip` is one of the ports' own IPv6 addresses (their link-local ones included).
     pub(super) fn is_local6(&self, ip: Ipv6Addr) -> bool {
-        self.dp.local6.contains(&ip)
+        self.dp.local6.contains(&u128::from(ip))
     }
 
     /// Builds the ICMPv6 error `p` about the (unchanged) IPv6 frame `buf[..len]` in its place,
@@ -272,7 +272,7 @@ impl Pipeline {
             p.addrs6
                 .iter()
                 .map(|&(a, _)| a)
-                .chain(vips.copied())
+                .chain(vips)
                 .map(move |a| (i as u16, a))
         })
     }

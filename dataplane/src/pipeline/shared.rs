@@ -118,16 +118,23 @@ pub struct DataplaneConfig {
 
 /// Whether `a` and `b` share their first `len` bits.
 fn same_prefix6(a: Ipv6Addr, b: Ipv6Addr, len: u8) -> bool {
-    let mask = u128::MAX
-        .checked_shl(128 - u32::from(len.min(128)))
-        .unwrap_or(0);
+    let mask = prefix_mask6(len);
     u128::from(a) & mask == u128::from(b) & mask
 }
 
+/// The netmask of an IPv6 prefix of `len` bits, as an integer.
+fn prefix_mask6(len: u8) -> u128 {
+    u128::MAX
+        .checked_shl(128 - u32::from(len.min(128)))
+        .unwrap_or(0)
+}
+
+/// A connected subnet: `W` is the address as an integer (u32 for IPv4, u128 for IPv6), so
+/// that a route lookup is a mask and a compare per route.
 #[derive(Debug, Clone, Copy)]
-struct Route {
-    net: u32,
-    mask: u32,
+struct Route<W> {
+    net: W,
+    mask: W,
     port: u16,
 }
 
@@ -135,8 +142,11 @@ struct Route {
 pub struct Dataplane {
     pub(super) ports: Vec<PortSetup>,
     /// Connected subnets, longest prefix first.
-    routes: Vec<Route>,
+    routes: Vec<Route<u32>>,
     gateway: Option<(u16, Ipv4Addr)>,
+    /// IPv6's: connected prefixes, longest first, and the first port's IPv6 gateway.
+    routes6: Box<[Route<u128>]>,
+    gateway6: Option<(u16, Ipv6Addr)>,
     /// The addresses we hold: configured, less those a VRRP instance names but does not hold,
     /// plus those it holds ([`super::VirtualAddrs`] publishes it; workers load it per burst).
     pub(super) owned: ArcSwap<OwnedAddrs>,
@@ -155,8 +165,9 @@ pub struct Dataplane {
     pub(super) persist: Persist,
     pub(super) frags: FragTable,
     pub(super) frags6: FragTable6,
-    /// Every port's own IPv6 addresses, link-local ones included (`Pipeline::is_local6`).
-    pub(super) local6: Box<[Ipv6Addr]>,
+    /// Every port's own IPv6 addresses, link-local ones included (`Pipeline::is_local6`), as
+    /// integers (cheaper to compare).
+    pub(super) local6: Box<[u128]>,
     pub(super) snapshot: ArcSwap<Snapshot>,
     pub(super) stats: Stats,
     pub(super) workers: usize,
@@ -195,7 +206,7 @@ impl Dataplane {
     pub fn with_kernel_path(cfg: DataplaneConfig, kernel: KernelPath) -> Arc<Dataplane> {
         let mut ports = cfg.ports;
         ports.truncate(usize::from(u16::MAX));
-        let mut routes: Vec<(u8, Route)> = Vec::new();
+        let mut routes: Vec<(u8, Route<u32>)> = Vec::new();
         for (i, p) in ports.iter().enumerate() {
             for c in &p.addrs {
                 let mask = c.mask();
@@ -209,8 +220,23 @@ impl Dataplane {
                 ));
             }
         }
+        let mut routes6: Vec<(u8, Route<u128>)> = Vec::new();
+        for (i, p) in ports.iter().enumerate() {
+            for &(a, len) in &p.addrs6 {
+                let mask = prefix_mask6(len);
+                routes6.push((
+                    len,
+                    Route {
+                        net: u128::from(a) & mask,
+                        mask,
+                        port: i as u16,
+                    },
+                ));
+            }
+        }
         // Longest prefix first; equal prefixes keep port order.
         routes.sort_by_key(|r| std::cmp::Reverse(r.0));
+        routes6.sort_by_key(|r| std::cmp::Reverse(r.0));
         let gateway = ports
             .iter()
             .enumerate()
@@ -232,6 +258,11 @@ impl Dataplane {
             ),
             routes: routes.into_iter().map(|(_, r)| r).collect(),
             gateway,
+            routes6: routes6.into_iter().map(|(_, r)| r).collect(),
+            gateway6: ports
+                .iter()
+                .enumerate()
+                .find_map(|(i, p)| p.gateway6.map(|g| (i as u16, g))),
             owned,
             owned_generation: AtomicU64::new(0),
             broadcasts,
@@ -246,6 +277,7 @@ impl Dataplane {
             local6: ports
                 .iter()
                 .flat_map(|p| p.addrs6.iter().map(|&(a, _)| a).chain([p.link_local6()]))
+                .map(u128::from)
                 .collect(),
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             ports,
@@ -359,21 +391,12 @@ impl Dataplane {
         if ipv6::is_link_local(dst) {
             return None;
         }
-        let mut best: Option<(u8, u16)> = None;
-        for (i, p) in self.ports.iter().enumerate() {
-            for &(a, len) in &p.addrs6 {
-                if same_prefix6(a, dst, len) && best.is_none_or(|(l, _)| len > l) {
-                    best = Some((len, i as u16));
-                }
-            }
-        }
-        if let Some((_, port)) = best {
-            return Some((port, dst));
-        }
-        self.ports
+        let d = u128::from(dst);
+        self.routes6
             .iter()
-            .enumerate()
-            .find_map(|(i, p)| p.gateway6.map(|g| (i as u16, g)))
+            .find(|r| d & r.mask == r.net)
+            .map(|r| (r.port, dst))
+            .or(self.gateway6)
     }
 
     /// The broadcast addresses of our subnets.

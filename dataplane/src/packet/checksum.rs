@@ -89,11 +89,21 @@ pub fn pseudo_header_sum6(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, l4_len: u32) 
     fold_u32(acc + u32::from(proto))
 }
 
-/// A changed IPv6 address as eight 16-bit word terms, folded (so a few of these can be added).
+/// A changed IPv6 address: the eight 16-bit word terms `~m + m'`, folded (so a few of these
+/// can be added). Summed as four 32-bit words each side in 64 bits, then folded: the same
+/// ones' complement sum (RFC 1071 2(C)) in fewer additions.
 #[inline]
 pub fn delta_ip6(old: Ipv6Addr, new: Ipv6Addr) -> u32 {
-    let (o, n) = (old.segments(), new.segments());
-    fold_u32(o.iter().zip(n.iter()).map(|(a, b)| delta16(*a, *b)).sum())
+    let (o, n) = (!u128::from(old), u128::from(new));
+    let quads = |v: u128| {
+        u64::from(v as u32)
+            + u64::from((v >> 32) as u32)
+            + u64::from((v >> 64) as u32)
+            + u64::from((v >> 96) as u32)
+    };
+    let wide = quads(o) + quads(n);
+    let folded = (wide & 0xffff_ffff) + (wide >> 32);
+    fold_u32(((folded & 0xffff_ffff) + (folded >> 32)) as u32)
 }
 
 /// One changed 16-bit word, as a term of an incremental update: `~m + m'` (RFC 1624 eqn. 3).
@@ -203,6 +213,24 @@ mod tests {
             data[2..4].copy_from_slice(&new.to_be_bytes());
             hc = adjust(hc, delta16(old, new));
             assert_eq!(hc, checksum(&data), "new word {new:#x}");
+        }
+    }
+
+    proptest! {
+        /// An IPv6 address changed in a buffer: the adjusted checksum equals a recompute.
+        #[test]
+        fn ipv6_address_delta_matches_a_recompute(
+            head in any::<[u8; 6]>(), old in any::<u128>(), new in any::<u128>()
+        ) {
+            let mut data = head.to_vec();
+            data.extend(old.to_be_bytes());
+            let hc = checksum(&data);
+            data[6..].copy_from_slice(&new.to_be_bytes());
+            let adjusted = adjust(hc, delta_ip6(Ipv6Addr::from(old), Ipv6Addr::from(new)));
+            // 0 and 0xffff are the same sum; a recompute of a non-zero sum says 0x0000 never.
+            let full = checksum(&data);
+            prop_assert!(adjusted == full || (adjusted, full) == (0xffff, 0) || (adjusted, full) == (0, 0xffff),
+                "adjusted {adjusted:#x} full {full:#x}");
         }
     }
 

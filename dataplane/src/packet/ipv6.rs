@@ -118,6 +118,11 @@ impl Ipv6Hdr {
         if payload_len == 0 || total_len > p.len() {
             return Err(Ipv6Error::BadPayloadLen);
         }
+        let next = fixed[OFF_NEXT_HEADER];
+        if matches!(next, PROTO_TCP | PROTO_UDP | PROTO_ICMPV6) {
+            // No extension header, as most packets: what the walk's first round would say.
+            return header(fixed, next, HDR_LEN, None);
+        }
         Ipv6Hdr::walk(
             fixed,
             p.get(..total_len).ok_or(Ipv6Error::Truncated)?,
@@ -273,6 +278,7 @@ fn ext_len(p: &[u8], off: usize) -> Option<usize> {
 
 /// The header of `fixed` with the chain's results; `None` never happens (the addresses lie
 /// within the 40 bytes), but is not worth a panic.
+#[inline]
 fn header(
     fixed: &[u8; HDR_LEN],
     proto: u8,
@@ -284,12 +290,22 @@ fn header(
         payload_len,
         total_len: HDR_LEN + usize::from(payload_len),
         hop_limit: fixed[OFF_HOP_LIMIT],
-        src: get_ip6(fixed, OFF_SRC).ok_or(Ipv6Error::Truncated)?,
-        dst: get_ip6(fixed, OFF_DST).ok_or(Ipv6Error::Truncated)?,
+        src: addr_at(fixed, OFF_SRC),
+        dst: addr_at(fixed, OFF_DST),
         proto,
         l4_off,
         frag,
     })
+}
+
+/// The address at `off` of the fixed header (with `off` a constant, the compiler sees that
+/// it fits: no check is left).
+#[inline]
+fn addr_at(fixed: &[u8; HDR_LEN], off: usize) -> Ipv6Addr {
+    fixed
+        .get(off..off + 16)
+        .and_then(|b| <[u8; 16]>::try_from(b).ok())
+        .map_or(Ipv6Addr::UNSPECIFIED, Ipv6Addr::from)
 }
 
 /// Decrements the hop limit. `None` (nothing written) if it is already 0 or the header is

@@ -246,7 +246,6 @@ fn rewrite_l4<const N: usize>(
         Side::Src => (ipv4::OFF_SRC, 0),
         Side::Dst => (ipv4::OFF_DST, 2),
     };
-    let csum_at = N.checked_sub(2)?;
     let addr_delta = ipv4::replace_addr(hdr, addr_at, addr)?;
     let mut ip_delta = addr_delta;
     if dec_ttl {
@@ -255,15 +254,30 @@ fn rewrite_l4<const N: usize>(
         ipv4::set_ttl(hdr, ip.ttl.checked_sub(1)?)?;
     }
     ipv4::adjust_header_checksum(hdr, ip_delta)?;
+    rewrite_port(l4, ip.proto, port_at, port, addr_delta)
+}
 
+/// The transport half of a NAT rewrite, for both families: the port at `port_at` of the first
+/// `N` bytes of a TCP or UDP header (checksum in the last two) replaced, the checksum adjusted
+/// by the port change and `addr_delta` (the address change, which the pseudo-header carries).
+/// A computed UDP checksum of 0 becomes 0xffff; a UDP checksum of 0 (none, IPv4 only) stays.
+#[inline]
+fn rewrite_port<const N: usize>(
+    l4: &mut [u8; N],
+    proto: u8,
+    port_at: usize,
+    port: u16,
+    addr_delta: u32,
+) -> Option<()> {
+    let csum_at = N.checked_sub(2)?;
     let old_port = get16(l4, port_at)?;
     put16(l4, port_at, port)?;
     let old_l4 = get16(l4, csum_at)?;
-    let new_l4 = if ip.proto == PROTO_UDP && old_l4 == 0 {
+    let new_l4 = if proto == PROTO_UDP && old_l4 == 0 {
         0
     } else {
         let c = checksum::adjust(old_l4, addr_delta + checksum::delta16(old_port, port));
-        if ip.proto == PROTO_UDP {
+        if proto == PROTO_UDP {
             checksum::udp_nonzero(c)
         } else {
             c
@@ -289,41 +303,51 @@ pub fn rewrite_endpoint_ipv6(
     if (dec_hop && ip.hop_limit == 0) || ip.frag_offset() != 0 {
         return None;
     }
-    let csum_at = match ip.proto {
-        PROTO_UDP => UDP_CSUM,
-        PROTO_TCP => TCP_CSUM,
-        _ => return None,
-    };
+    // Every field in range before anything is written, as arrays (see `rewrite_endpoint`).
+    let (hdr, rest) = p.split_at_mut_checked(ip.l4_off)?;
+    let seg = rest.get_mut(..ip.total_len.checked_sub(ip.l4_off)?)?;
+    let hdr = hdr.first_chunk_mut::<{ ipv6::HDR_LEN }>()?;
+    match ip.proto {
+        PROTO_UDP => {
+            let l4 = seg.first_chunk_mut::<{ UDP_CSUM + 2 }>()?;
+            rewrite_l4_ipv6(hdr, l4, ip.proto, side, addr, port, dec_hop)
+        }
+        PROTO_TCP => {
+            let l4 = seg.first_chunk_mut::<{ TCP_CSUM + 2 }>()?;
+            rewrite_l4_ipv6(hdr, l4, ip.proto, side, addr, port, dec_hop)
+        }
+        _ => None,
+    }
+}
+
+/// [`rewrite_endpoint_ipv6`] on the fixed header `hdr` and the first `N` bytes of the TCP or
+/// UDP header.
+#[inline]
+fn rewrite_l4_ipv6<const N: usize>(
+    hdr: &mut [u8; ipv6::HDR_LEN],
+    l4: &mut [u8; N],
+    proto: u8,
+    side: Side,
+    addr: Ipv6Addr,
+    port: u16,
+    dec_hop: bool,
+) -> Option<()> {
     let (addr_at, port_at) = match side {
         Side::Src => (ipv6::OFF_SRC, 0),
         Side::Dst => (ipv6::OFF_DST, 2),
     };
-    // Every field in range before anything is written.
-    if ip.total_len > p.len() || ip.l4_off.checked_add(csum_at + 2)? > ip.total_len {
-        return None;
-    }
-    let (hdr, rest) = p.split_at_mut_checked(ip.l4_off)?;
-    let l4 = rest.get_mut(..csum_at + 2)?;
     let old_addr = get_ip6(hdr, addr_at)?;
-    let old_port = get16(l4, port_at)?;
-    let old_l4 = get16(l4, csum_at)?;
     if dec_hop {
         ipv6::decrement_hop_limit(hdr)?;
     }
     put_ip6(hdr, addr_at, addr)?;
-    put16(l4, port_at, port)?;
-    let new_l4 = if ip.proto == PROTO_UDP && old_l4 == 0 {
-        0
-    } else {
-        let delta = checksum::delta_ip6(old_addr, addr) + checksum::delta16(old_port, port);
-        let c = checksum::adjust(old_l4, delta);
-        if ip.proto == PROTO_UDP {
-            checksum::udp_nonzero(c)
-        } else {
-            c
-        }
-    };
-    put16(l4, csum_at, new_l4)
+    rewrite_port(
+        l4,
+        proto,
+        port_at,
+        port,
+        checksum::delta_ip6(old_addr, addr),
+    )
 }
 
 /// Turns the Ethernet frame `buf[..len]`, a TCP segment described by `ip` (after a 14-byte

@@ -80,9 +80,7 @@ pub(super) trait IpHeader: Sized {
     fn lookup(p: &Pipeline, t: &Tuple<Self::Addr>) -> Option<Hit<Self::Addr>>;
     /// `nc` was inserted by this worker: IPv4's prefetch must not trust a miss in its buckets.
     fn inserted(p: &Pipeline, inbound: &Tuple<Self::Addr>, reply: &Tuple<Self::Addr>);
-    /// The connection `hit` entered `state`: queued for the sync master (IPv4 only: the sync
-    /// protocol rvs speaks carries IPv4 connections, as the kernel's version 1 does for its
-    /// IPv4 part).
+    /// The connection `hit` entered `state`: queued for the sync master.
     fn sync_state(p: &Pipeline, hit: &Hit<Self::Addr>, state: ConnState);
 }
 
@@ -327,5 +325,7 @@ impl IpHeader for Ipv6Hdr {
         p.dp.conns6.lookup(t, p.now)
     }
     fn inserted(_: &Pipeline, _: &Tuple<Ipv6Addr>, _: &Tuple<Ipv6Addr>) {}
-    fn sync_state(_: &Pipeline, _: &Hit<Ipv6Addr>, _: ConnState) {}
+    fn sync_state(p: &Pipeline, hit: &Hit<Ipv6Addr>, state: ConnState) {
+        p.sync_state_change(hit, state);
+    }
 }

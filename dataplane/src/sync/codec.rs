@@ -383,6 +383,8 @@ pub fn decode(
     let mut at = HDR_LEN;
     for _ in 0..nr {
         let e = msg.get(at..).ok_or(Refused::BadEntry)?;
+        // The kernel's first check is against the smaller (IPv4) layout, whatever the type;
+        // an IPv6 entry short of its 72 bytes is refused by `decode_conn`.
         if e.len() < V4_LEN {
             return Err(Refused::BadEntry);
         }

@@ -8,7 +8,7 @@
 
 use crate::model::Timeouts;
 use serde::{Deserialize, Serialize};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -110,10 +110,12 @@ impl FromStr for LogFormat {
 }
 
 /// One `[[neighbours]]` entry: `address` on port `port` is at `mac`; learning never changes it.
+/// An IPv4 address goes into the ARP table, an IPv6 one into the neighbour discovery table
+/// (never solicited).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NeighbourConfig {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub mac: MacAddr,
     /// The port's `name`.
     pub port: String,
@@ -723,6 +725,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("prot"), "{err}");
+        // IPv6 too; a bad address or a group names the key.
+        let good6 = good.replace("192.0.2.9", "2001:db8:2::9");
+        let cfg = Config::parse(&format!("{port}{good6}"), "t").unwrap();
+        let want: IpAddr = "2001:db8:2::9".parse().unwrap();
+        assert_eq!(cfg.neighbours[0].address, want);
+        for (bad, key) in [
+            ("2001:db8:2::9::1", "address"),
+            ("192.0.2", "address"),
+            ("ff02::1", "neighbours[0]"),
+            ("::", "neighbours[0]"),
+            ("224.0.0.1", "neighbours[0]"),
+        ] {
+            let err = Config::parse(&format!("{port}{}", good.replace("192.0.2.9", bad)), "t")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
     }
 
     #[test]

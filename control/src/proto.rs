@@ -9,7 +9,7 @@
 use crate::config::{Cidr, MacAddr};
 use crate::model::{ConnStatus, DestSpec, ServiceKey, ServiceSpec, ServiceStatus, Timeouts};
 use serde::{Deserialize, Serialize};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -78,7 +78,7 @@ pub enum Request {
     /// Adds or replaces a static neighbour (`rvsctl neigh add ADDR lladdr MAC dev PORT`).
     AddNeighbour(Neighbour),
     /// Deletes a neighbour entry, static or learnt (`rvsctl neigh del ADDR dev PORT`).
-    DelNeighbour { port: String, addr: Ipv4Addr },
+    DelNeighbour { port: String, addr: IpAddr },
     /// Every port with its device, link and DPDK counters (`rvsctl ports`); with `xstats`, also
     /// the driver's extended counters. Answered by rvsd, not by the service manager.
     Ports {
@@ -171,8 +171,12 @@ pub struct VersionInfo {
 }
 
 /// Whether `addr` at `mac` can be a static neighbour: a unicast address and MAC.
-pub fn check_neighbour(addr: Ipv4Addr, mac: MacAddr) -> Result<(), String> {
-    if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() {
+pub fn check_neighbour(addr: IpAddr, mac: MacAddr) -> Result<(), String> {
+    let unicast = match addr {
+        IpAddr::V4(a) => !(a.is_unspecified() || a.is_broadcast() || a.is_multicast()),
+        IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast() || a.is_loopback()),
+    };
+    if !unicast {
         return Err(format!("{addr} is not a unicast address"));
     }
     if mac.0 == [0; 6] || mac.0[0] & 1 != 0 {
@@ -185,7 +189,8 @@ pub fn check_neighbour(addr: Ipv4Addr, mac: MacAddr) -> Result<(), String> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Neighbour {
     pub port: String,
-    pub addr: Ipv4Addr,
+    /// IPv4 (the ARP table) or IPv6 (the neighbour discovery table).
+    pub addr: IpAddr,
     pub mac: MacAddr,
     /// Configured (`[[neighbours]]`, `rvsctl neigh add`), not learnt.
     #[serde(default)]

@@ -17,7 +17,7 @@ use crate::proto::{Neighbour, Request};
 use crate::sysctl::{IpvsSysctls, PREFIX};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// What a reload did, as rvsd answers `Request::Reload` and logs it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,7 +41,7 @@ pub struct Wanted {
     services: BTreeMap<ServiceKey, WantedService>,
     timeouts: Timeouts,
     sysctls: IpvsSysctls,
-    neighbours: BTreeMap<(String, Ipv4Addr), MacAddr>,
+    neighbours: BTreeMap<(String, IpAddr), MacAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -10,6 +10,8 @@ pub const DEFAULT_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 81);
 pub const DEFAULT_UDP_PORT: u16 = 8848;
 /// The largest message for a 1500-byte MTU (the kernel's `sync_maxlen` there).
 pub const DEFAULT_MAXLEN: u16 = 1472;
+/// The smallest `maxlen`: the 8-byte header and one IPv6 entry (72 bytes, the larger family).
+pub const MIN_MAXLEN: u16 = 80;
 
 /// What this director's sync daemon does at start: send (master), receive (backup), both
 /// (a pair whose roles VRRP changes: keepalived's `lvs_sync_daemon` runs the backup daemon
@@ -109,9 +111,9 @@ impl SyncConfig {
         if self.ttl == 0 {
             return Err("sync.ttl: must be at least 1".into());
         }
-        if self.maxlen < 44 {
+        if self.maxlen < MIN_MAXLEN {
             return Err(format!(
-                "sync.maxlen: {} is below 44 bytes (a header and one connection)",
+                "sync.maxlen: {} is below {MIN_MAXLEN} bytes (a header and one IPv6 connection)",
                 self.maxlen
             ));
         }
@@ -193,6 +195,7 @@ mod tests {
             ("udp_port = 0", "sync.udp_port"),
             ("ttl = 0", "sync.ttl"),
             ("maxlen = 20", "sync.maxlen"),
+            ("maxlen = 79", "sync.maxlen"),
         ] {
             let err = cfg(extra).unwrap_err();
             assert!(err.starts_with(key), "{extra}: {err}");

@@ -78,6 +78,18 @@ fn bad_sysctl_writes_exit_2_listing_what_is_valid() {
             ],
             "unicast address",
         ),
+        (
+            &[
+                "neigh",
+                "add",
+                "ff02::1",
+                "lladdr",
+                "02:00:00:00:00:09",
+                "dev",
+                "int",
+            ],
+            "unicast address",
+        ),
         (&["neigh", "add", "192.0.2.9", "dev", "int"], "usage"),
         (&["neigh", "del", "192.0.2.9"], "usage"),
     ];

@@ -33,7 +33,7 @@ use crate::packet::ndp::{self, NdpError, NdpKind};
 use crate::seqlock::SeqSlot;
 use std::fmt::Debug;
 use std::marker::PhantomData;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Slots probed per key.
 const WINDOW: usize = 8;
@@ -198,6 +198,18 @@ pub struct NeighEntry<A = Ipv4Addr> {
     pub mac: [u8; 6],
     /// Configured (`[[neighbours]]`, `rvsctl neigh add`), not learnt.
     pub permanent: bool,
+}
+
+impl<A: Into<IpAddr>> NeighEntry<A> {
+    /// The same entry with its address as `IpAddr` (listings of both families).
+    pub fn widen(self) -> NeighEntry<IpAddr> {
+        NeighEntry {
+            port: self.port,
+            ip: self.ip.into(),
+            mac: self.mac,
+            permanent: self.permanent,
+        }
+    }
 }
 
 /// Why a static entry could not be added.

@@ -120,7 +120,8 @@ impl Key {
 const USED: u32 = 1 << 31;
 /// Marks an IPv6 template in `key_b`: its `key_a` is a keyed 64-bit digest of the client
 /// prefix and VIP (256 bits do not fit the entry), so it is never listed (`-L -c` shows the
-/// IPv4 templates only) nor synced.
+/// IPv4 templates only). Sync sends it from the connection that uses it, whose addresses it
+/// has.
 const V6: u32 = 1 << 30;
 
 /// What identifies an IPv6 template: (protocol, client address & /prefix, VIP, vport).
@@ -184,15 +185,21 @@ pub struct Target {
 }
 
 impl Target {
-    fn of(dests: &Dests<'_>, i: usize) -> Option<Target> {
-        let d = dests.get(i)?;
+    /// The real server in slot `slot` at `addr`:`rport`; `None` for a slot past a template's
+    /// room (16 bits).
+    pub fn new(slot: u32, addr: IpAddr, rport: u16) -> Option<Target> {
         Some(Target {
-            slot: u16::try_from(d.slot).ok()?,
+            slot: u16::try_from(slot).ok()?,
             // An IPv6 RIP is kept folded to 32 bits (the entry's room); the slot and port
             // identify the server all the same.
-            rip: Ipv4Addr::from(fold(d.spec.addr)),
-            rport: d.spec.port,
+            rip: Ipv4Addr::from(fold(addr)),
+            rport,
         })
+    }
+
+    fn of(dests: &Dests<'_>, i: usize) -> Option<Target> {
+        let d = dests.get(i)?;
+        Target::new(d.slot, d.spec.addr, d.spec.port)
     }
 
     /// The index of this server in `dests`, if it is there and may keep its clients: any
@@ -347,6 +354,7 @@ impl Persist {
     }
 
     /// The live template of `key` at `now_ms`, without taking any lock.
+    #[cfg(test)]
     fn lookup(&self, key: &Key, now_ms: u64) -> Option<Found> {
         self.lookup_words(key.words(), now_ms)
     }
@@ -364,6 +372,7 @@ impl Persist {
     /// already holds a live template of `key` that `keep` accepts: that one is refreshed
     /// and returned instead (another worker wrote it first). `None` when the bucket stayed
     /// busy (nothing written).
+    #[cfg(test)]
     fn claim(
         &self,
         key: &Key,
@@ -482,9 +491,32 @@ impl Persist {
         timeout_s: u32,
         now_ms: u64,
     ) -> Option<crate::sync::install::Installed> {
+        self.install_words(key.words(), target, timeout_s, now_ms)
+    }
+
+    /// [`Persist::install`] of an IPv6 template.
+    pub fn install6(
+        &self,
+        key: &Key6,
+        target: Target,
+        timeout_s: u32,
+        now_ms: u64,
+    ) -> Option<crate::sync::install::Installed> {
+        self.install_words(key.words(&self.key), target, timeout_s, now_ms)
+    }
+
+    fn install_words(
+        &self,
+        key: (u64, u32),
+        target: Target,
+        timeout_s: u32,
+        now_ms: u64,
+    ) -> Option<crate::sync::install::Installed> {
         use crate::sync::install::Installed;
-        let existed = self.lookup(key, now_ms).is_some_and(|f| f.target == target);
-        self.claim(key, target, expiry(now_ms, timeout_s), now_ms, |t| {
+        let existed = self
+            .lookup_words(key, now_ms)
+            .is_some_and(|f| f.target == target);
+        self.claim_words(key, target, expiry(now_ms, timeout_s), now_ms, |t| {
             *t == target
         })?;
         Some(if existed {
@@ -492,6 +524,13 @@ impl Persist {
         } else {
             Installed::New
         })
+    }
+
+    /// The real server the live IPv6 template of `key` pins at `now_ms` (for tests and
+    /// reports: IPv6 templates are not listed).
+    pub fn target6(&self, key: &Key6, now_ms: u64) -> Option<Target> {
+        self.lookup_words(key.words(&self.key), now_ms)
+            .map(|f| f.target)
     }
 
     /// Calls `f` with every template live at `now_ms`, each read consistently (walks the whole

@@ -33,7 +33,7 @@ fn setup() -> (Arc<Dataplane>, ServiceManager) {
 fn rs1_static() -> Neighbour {
     Neighbour {
         port: "int".into(),
-        addr: RIP1,
+        addr: RIP1.into(),
         mac: MacAddr(RS1_MAC),
         permanent: true,
     }
@@ -74,7 +74,7 @@ fn static_and_learnt_are_listed_and_deleted_by_port_name() {
     assert_eq!(m.handle(Request::AddNeighbour(rs1_static())), Response::Ok);
     let learnt = Neighbour {
         port: "ext".into(),
-        addr: CIP,
+        addr: CIP.into(),
         mac: MacAddr(CLIENT_MAC),
         permanent: false,
     };
@@ -82,7 +82,7 @@ fn static_and_learnt_are_listed_and_deleted_by_port_name() {
 
     let del = |port: &str| Request::DelNeighbour {
         port: port.into(),
-        addr: RIP1,
+        addr: RIP1.into(),
     };
     assert!(matches!(m.handle(del("ext")), Response::Error(e) if e.contains("no neighbour")));
     assert_eq!(m.handle(del("int")), Response::Ok);
@@ -108,11 +108,58 @@ fn bad_neighbours_are_refused_and_change_nothing() {
         "{r:?}"
     );
     let mut broadcast = rs1_static();
-    broadcast.addr = std::net::Ipv4Addr::BROADCAST;
+    broadcast.addr = std::net::Ipv4Addr::BROADCAST.into();
     let r = m.handle(Request::AddNeighbour(broadcast));
     assert!(
         matches!(&r, Response::Error(e) if e.contains("unicast address")),
         "{r:?}"
     );
     assert_eq!(listed(&mut m), vec![]);
+}
+
+#[test]
+fn a_static_ipv6_neighbour_is_never_solicited() {
+    use dataplane::stats::Event;
+    use testkit::ipv6::*;
+    let (dp, mut m) = two_arm6(
+        1500,
+        "-A -t [2001:db8:100::1]:80 -s rr\n-a -t [2001:db8:100::1]:80 -r [2001:db8:2::3]:80 -m",
+    );
+    let rs2 = Neighbour {
+        port: "int".into(),
+        addr: RIP6_2.into(),
+        mac: MacAddr(RS2_MAC),
+        permanent: true,
+    };
+    assert_eq!(m.handle(Request::AddNeighbour(rs2.clone())), Response::Ok);
+    assert_eq!(dp.neigh6().lookup(INT, RIP6_2), Some(RS2_MAC));
+    assert_eq!(dp.neigh().entries().len(), 0, "not in the ARP table");
+    let mut p = Pipeline::new(dp.clone(), 0);
+    p.begin_burst(1);
+    let mut syn = tcp_frame6(EXT_MAC, CLIENT_MAC, (CIP6, 40000), (VIP6, 80), SYN, b"");
+    assert_eq!(p.process(EXT, &mut syn), Action::Tx(INT), "not held");
+    assert_eq!(&syn[..6], &RS2_MAC, "sent to the static MAC");
+    assert_eq!(dp.stats().events(Event::NeighSolicitations), 0);
+    // An advertisement claiming RIP6_2 at another MAC does not move it.
+    let mut na = neighbour_advertisement(INT_MAC, RS1_MAC, RIP6_2, DIP6);
+    p.process(INT, &mut na);
+    assert_eq!(dp.neigh6().lookup(INT, RIP6_2), Some(RS2_MAC));
+    let permanent: Vec<Neighbour> = listed(&mut m).into_iter().filter(|n| n.permanent).collect();
+    assert_eq!(permanent, vec![rs2.clone()]);
+    let del = Request::DelNeighbour {
+        port: "int".into(),
+        addr: RIP6_2.into(),
+    };
+    assert_eq!(m.handle(del), Response::Ok);
+    assert_eq!(dp.neigh6().lookup(INT, RIP6_2), None);
+    // A group address is refused.
+    let group = Neighbour {
+        addr: "ff02::1".parse().unwrap(),
+        ..rs2
+    };
+    let r = m.handle(Request::AddNeighbour(group));
+    assert!(
+        matches!(&r, Response::Error(e) if e.contains("unicast address")),
+        "{r:?}"
+    );
 }

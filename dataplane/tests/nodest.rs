@@ -6,7 +6,7 @@
 //!   flowing to it, both directions NATed, counted on its slot until they end; the slot is
 //!   reused only after that.
 //! - 1: a client's packet of such a connection expires it: a TCP segment is answered with a
-//!   RST from VIP:vport (RFC 793's sequence numbers), a UDP datagram or a SYN is scheduled
+//!   RST from VIP:vport (RFC 793's sequence numbers; IPv4 and IPv6 alike), a UDP datagram or a SYN is scheduled
 //!   afresh.
 //! - A TCP/UDP packet from a real server's service address and port with no connection is
 //!   dropped (never routed un-NATed), with `nat_icmp_send` 1 answered with ICMP port
@@ -299,4 +299,63 @@ fn a_real_servers_packet_without_connection_is_dropped_never_routed() {
         "its connection"
     );
     assert_eq!(lab.drops(DropReason::RsNoConn), 105);
+}
+
+#[test]
+fn expire_nodest_conn_resets_ipv6_clients_too() {
+    use control::proto::{Request, Response};
+    use dataplane::pipeline::Pipeline;
+    use testkit::ipv6::*;
+    use testkit::plan::{CLIENT_MAC, RS1_MAC};
+    let (dp, mut mgr) = two_arm6(
+        1500,
+        "-A -t [2001:db8:100::1]:80 -s rr\n\
+         -a -t [2001:db8:100::1]:80 -r [2001:db8:2::2]:80 -m\n\
+         -a -t [2001:db8:100::1]:80 -r [2001:db8:2::3]:80 -m",
+    );
+    let set = Request::SetSysctls(vec![("expire_nodest_conn".into(), 1)]);
+    assert_eq!(mgr.handle(set), Response::Ok);
+    let mut w = Pipeline::new(dp.clone(), 0);
+    w.begin_burst(1_000);
+    let (ext_mac, int_mac) = (testkit::director::EXT_MAC, testkit::director::INT_MAC);
+    // A connection to RS1 (rr's first pick), then RS1 removed.
+    let mut syn = tcp_frame6(ext_mac, CLIENT_MAC, (CIP6, 1), (VIP6, 80), SYN, b"");
+    assert_eq!(w.process(EXT, &mut syn), Action::Tx(INT));
+    assert_eq!(check6(&syn).dst, RIP6_1);
+    let mut synack = tcp_frame6(int_mac, RS1_MAC, (RIP6_1, 80), (CIP6, 1), SYN | ACK, b"");
+    assert_eq!(w.process(INT, &mut synack), Action::Tx(EXT));
+    testkit::services::rvsadm(&mut mgr, "-d -t [2001:db8:100::1]:80 -r [2001:db8:2::2]:80");
+    w.begin_burst(1_001);
+
+    // The client's next segment (ACK 0x2000_0001): a RST from VIP6:80 with seq = its ack,
+    // its checksum over the IPv6 pseudo-header (check6 recomputes it in full).
+    let mut f = tcp_frame6(
+        ext_mac,
+        CLIENT_MAC,
+        (CIP6, 1),
+        (VIP6, 80),
+        ACK | PSH,
+        b"GET /",
+    );
+    let a = w.process(EXT, &mut f);
+    let Action::Reply { port: EXT, len } = a else {
+        panic!("{a:?}");
+    };
+    let s = check6(&f[..len]);
+    assert_eq!(
+        (s.src, s.sport, s.dst, s.dport, s.proto, s.hop_limit),
+        (VIP6, 80, CIP6, 1, 6, 64)
+    );
+    assert_eq!((s.dst_mac, s.src_mac), (CLIENT_MAC, ext_mac));
+    let t = &s.upper;
+    assert_eq!(t.len(), 20);
+    assert_eq!(
+        (&t[4..8], &t[8..12], t[13]),
+        (&0x2000_0001u32.to_be_bytes()[..], &[0u8; 4][..], RST)
+    );
+    let st = dp.stats();
+    assert_eq!(st.drops(DropReason::DestRemoved), 1);
+    assert_eq!(st.events(Event::TcpRstSent), 1);
+    assert_eq!(st.events(Event::NodestExpired), 1);
+    assert_eq!(dp.conns6().len(), 0, "the connection is gone");
 }

@@ -4,11 +4,12 @@
 
 use control::model::ConnStatus;
 use dataplane::conntrack::ConnState;
+use dataplane::persist::Key6;
 use dataplane::pipeline::{Action, Dataplane, DataplaneConfig, Pipeline};
 use dataplane::service::ServiceManager;
 use dataplane::stats::Event;
-use dataplane::sync::{self, Encoder, Installed, Refused, SyncConn};
-use std::net::Ipv4Addr;
+use dataplane::sync::{self, Encode, Encoder, Installed, Refused, SyncConn, SyncEntry};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use testkit::director::{self, EXT_MAC, INT_MAC};
 use testkit::plan::{CIP, CLIENT_MAC, RIP1, RIP2, RS1_MAC, RS2_MAC, VIP};
@@ -90,29 +91,23 @@ impl Director {
         rs
     }
 
+    /// The IPv4 entries queued (this director has IPv4 services only).
     fn drain(&self) -> Vec<SyncConn> {
-        let mut v = Vec::new();
-        self.dp.sync().drain(usize::MAX, |c| v.push(c));
-        v
+        drain(&self.dp)
+            .into_iter()
+            .map(|e| match e {
+                SyncEntry::V4(c) => c,
+                SyncEntry::V6(c) => panic!("IPv6 entry in an IPv4 test: {c:?}"),
+            })
+            .collect()
     }
 
     fn conns(&mut self) -> Vec<ConnStatus> {
         services::conns(&mut self.mgr)
     }
 
-    /// Carries `events` through the codec and installs them.
-    fn install(&self, events: &[SyncConn]) -> Vec<Result<Installed, Refused>> {
-        let mut enc = Encoder::new(1, sync::codec::DEFAULT_MAXLEN);
-        let mut msgs: Vec<Vec<u8>> = events.iter().filter_map(|c| enc.push(c)).collect();
-        msgs.extend(enc.finish());
-        let mut out = Vec::new();
-        for m in msgs {
-            sync::decode(&m, 1, |e| {
-                out.push(e.and_then(|c| self.dp.install_synced(&c, self.now)))
-            })
-            .expect("message decodes");
-        }
-        out
+    fn install(&self, events: &[impl Encode]) -> Vec<Result<Installed, Refused>> {
+        install(&self.dp, events, self.now)
     }
 
     fn dest_counts(&mut self, port: u16) -> Vec<(Ipv4Addr, u64, u64)> {
@@ -126,6 +121,28 @@ impl Director {
             })
             .collect()
     }
+}
+
+/// Every entry `dp`'s workers queued.
+fn drain(dp: &Dataplane) -> Vec<SyncEntry> {
+    let mut v = Vec::new();
+    dp.sync().drain(usize::MAX, |c| v.push(c));
+    v
+}
+
+/// Carries `events` through the codec and installs them on `dp` at `now`.
+fn install(dp: &Dataplane, events: &[impl Encode], now: u64) -> Vec<Result<Installed, Refused>> {
+    let mut enc = Encoder::new(1, sync::codec::DEFAULT_MAXLEN);
+    let mut msgs: Vec<Vec<u8>> = events.iter().filter_map(|c| enc.push(c)).collect();
+    msgs.extend(enc.finish());
+    let mut out = Vec::new();
+    for m in msgs {
+        sync::decode(&m, 1, |e| {
+            out.push(e.and_then(|c| dp.install_synced(&c, now)))
+        })
+        .expect("message decodes");
+    }
+    out
 }
 
 #[test]
@@ -317,4 +334,199 @@ fn a_full_queue_counts_what_it_loses() {
     assert_eq!(st.events(Event::SyncQueued), sync::QUEUE_CAPACITY as u64);
     assert_eq!(st.events(Event::SyncQueueOverflow), 10);
     assert_eq!(d.drain().len(), sync::QUEUE_CAPACITY);
+}
+
+/// The IPv6 side of the two-arm director: web (TCP 80, rr) and sticky (TCP 443, rr,
+/// persistent 300 s) on RS1 and RS2.
+const SERVICES6: &str = "-A -t [2001:db8:100::1]:80 -s rr\n\
+     -a -t [2001:db8:100::1]:80 -r [2001:db8:2::2]:80 -m\n\
+     -a -t [2001:db8:100::1]:80 -r [2001:db8:2::3]:80 -m\n\
+     -A -t [2001:db8:100::1]:443 -s rr -p 300\n\
+     -a -t [2001:db8:100::1]:443 -r [2001:db8:2::2]:443 -m\n\
+     -a -t [2001:db8:100::1]:443 -r [2001:db8:2::3]:443 -m";
+
+struct Director6 {
+    dp: Arc<Dataplane>,
+    w: Pipeline,
+    mgr: ServiceManager,
+    now: u64,
+}
+
+impl Director6 {
+    fn new() -> Director6 {
+        let (dp, mgr) = ipv6::two_arm6(1500, SERVICES6);
+        dp.neigh6().learn(INT, ipv6::RIP6_2, RS2_MAC);
+        Director6 {
+            w: Pipeline::new(dp.clone(), 0),
+            dp,
+            mgr,
+            now: 1_000,
+        }
+    }
+
+    fn send(&mut self, port: u16, f: &mut [u8]) -> Action {
+        self.w.begin_burst(self.now);
+        let a = self.w.process(port, f);
+        self.w.housekeeping(self.now);
+        a
+    }
+
+    fn client(&mut self, cport: u16, vport: u16, flags: u8) -> ipv6::Seen6 {
+        let (c, v) = ((ipv6::CIP6, cport), (ipv6::VIP6, vport));
+        let mut f = ipv6::tcp_frame6(EXT_MAC, CLIENT_MAC, c, v, flags, b"");
+        assert_eq!(self.send(EXT, &mut f), Action::Tx(INT));
+        ipv6::check6(&f)
+    }
+
+    fn handshake(&mut self, cport: u16, vport: u16) -> (Ipv6Addr, u16) {
+        let s = self.client(cport, vport, SYN);
+        let mac = if s.dst == ipv6::RIP6_1 {
+            RS1_MAC
+        } else {
+            RS2_MAC
+        };
+        let mut f = ipv6::tcp_frame6(
+            INT_MAC,
+            mac,
+            (s.dst, s.dport),
+            (ipv6::CIP6, cport),
+            SYN | ACK,
+            b"",
+        );
+        assert_eq!(self.send(INT, &mut f), Action::Tx(EXT));
+        self.client(cport, vport, ACK);
+        (s.dst, s.dport)
+    }
+
+    /// The IPv6 entries queued.
+    fn drain(&self) -> Vec<SyncConn<Ipv6Addr>> {
+        drain(&self.dp)
+            .into_iter()
+            .map(|e| match e {
+                SyncEntry::V6(c) => c,
+                SyncEntry::V4(c) => panic!("IPv4 entry in an IPv6 test: {c:?}"),
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn an_ipv6_connection_and_its_template_move_to_the_backup() {
+    let mut master = Director6::new();
+    let mut backup = Director6::new();
+    master.dp.sync().set_master(true);
+    // A first connection takes RS1, so the synced one is on RS2.
+    master.handshake(40000, 80);
+    master.drain();
+    assert_eq!(master.handshake(40001, 80), (ipv6::RIP6_2, 80));
+    let ev = master.drain();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(
+        (
+            ev[0].state,
+            ev[0].client,
+            ev[0].virt,
+            ev[0].real,
+            ev[0].timeout_s
+        ),
+        (
+            ConnState::Established,
+            (ipv6::CIP6, 40001),
+            (ipv6::VIP6, 80),
+            (ipv6::RIP6_2, 80),
+            900
+        )
+    );
+    assert_eq!(backup.dp.conns6().len(), 0);
+    assert_eq!(
+        install(&backup.dp, &ev, backup.now),
+        vec![Ok(Installed::New)]
+    );
+    // Listed (rvsadm -L -c) in the IPv6 table, and carried on to RS2 without scheduling.
+    assert_eq!((backup.dp.conns6().len(), backup.dp.conns().len()), (1, 0));
+    let listed = services::conns(&mut backup.mgr);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].state.as_str(), listed[0].client, listed[0].dest),
+        (
+            "ESTABLISHED",
+            (IpAddr::V6(ipv6::CIP6), 40001),
+            (IpAddr::V6(ipv6::RIP6_2), 80)
+        )
+    );
+    let s = backup.client(40001, 80, ACK | PSH);
+    assert_eq!((s.dst, s.dport, s.dst_mac), (ipv6::RIP6_2, 80, RS2_MAC));
+    assert_eq!(backup.dp.stats().events(Event::ConnCreated), 0);
+    // The client's FIN on the master updates the backup's copy.
+    master.client(40001, 80, FIN | ACK);
+    let ev = master.drain();
+    assert_eq!(
+        ev.iter().map(|c| c.state).collect::<Vec<_>>(),
+        vec![ConnState::CloseWait]
+    );
+    assert_eq!(
+        install(&backup.dp, &ev, backup.now),
+        vec![Ok(Installed::Updated)]
+    );
+
+    // A persistent service: the template goes with the connection, in IPv6 form.
+    let mut other = ipv6::tcp_frame6(
+        EXT_MAC,
+        CLIENT_MAC,
+        ("2001:db8:100::20".parse().unwrap(), 1),
+        (ipv6::VIP6, 443),
+        SYN,
+        b"",
+    );
+    master
+        .dp
+        .neigh6()
+        .learn(EXT, "2001:db8:100::20".parse().unwrap(), CLIENT_MAC);
+    assert_eq!(master.send(EXT, &mut other), Action::Tx(INT));
+    master.drain();
+    assert_eq!(master.handshake(41000, 443), (ipv6::RIP6_2, 443));
+    let ev = master.drain();
+    let tpl: Vec<_> = ev.iter().filter(|c| c.template).collect();
+    assert_eq!(tpl.len(), 1, "{ev:?}");
+    assert_eq!(
+        (tpl[0].client, tpl[0].virt, tpl[0].real, tpl[0].timeout_s),
+        ((ipv6::CIP6, 0), (ipv6::VIP6, 443), (ipv6::RIP6_2, 443), 300)
+    );
+    assert!(install(&backup.dp, &ev, backup.now)
+        .iter()
+        .all(Result::is_ok));
+    let key = Key6 {
+        proto: TCP,
+        cnet: ipv6::CIP6,
+        vip: ipv6::VIP6,
+        vport: 443,
+    };
+    let pinned = backup.dp.persist().target6(&key, backup.now);
+    assert_eq!(pinned.map(|t| t.rport), Some(443));
+    // The backup's own new connection of that client follows the template to RS2 (its
+    // round robin would pick RS1).
+    let s = backup.client(41001, 443, SYN);
+    assert_eq!((s.dst, s.dport), (ipv6::RIP6_2, 443));
+}
+
+#[test]
+fn the_refresh_walk_resends_ipv6_connections_too() {
+    let mut d = Director6::new();
+    d.dp.sync().set_master(true);
+    let set = control::proto::Request::SetSysctls(vec![("sync_refresh_period".into(), 10)]);
+    assert_eq!(d.mgr.handle(set), control::proto::Response::Ok);
+    d.handshake(40000, 80);
+    d.drain();
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        d.now += 100;
+        d.w.begin_burst(d.now);
+        d.w.housekeeping(d.now);
+        seen.extend(d.drain());
+    }
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        (seen[0].client, seen[0].state),
+        ((ipv6::CIP6, 40000), ConnState::Established)
+    );
 }

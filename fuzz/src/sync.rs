@@ -8,14 +8,14 @@
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
 use crate::oracle::Harness;
-use dataplane::conntrack::Tuple;
-use dataplane::sync::{codec::DEFAULT_MAXLEN, decode, Encoder, Installed, SyncConn};
+use dataplane::conntrack::{ConnTable, Family, Tuple};
+use dataplane::sync::{codec::DEFAULT_MAXLEN, decode, Encoder, Installed, SyncConn, SyncEntry};
 
 pub fn check(h: &Harness, data: &[u8]) {
     let Some((&syncid, msg)) = data.split_first() else {
         return;
     };
-    let mut taken: Vec<SyncConn> = Vec::new();
+    let mut taken: Vec<SyncEntry> = Vec::new();
     let _ = decode(msg, syncid, |e| taken.extend(e));
 
     let mut enc = Encoder::new(syncid, DEFAULT_MAXLEN);
@@ -31,29 +31,36 @@ pub fn check(h: &Harness, data: &[u8]) {
     }
     assert_eq!(again, taken, "decode(encode(entries)) = entries");
 
-    for c in &taken {
-        let Ok(how) = h.dp.install_synced(c, h.now) else {
+    for e in &taken {
+        let Ok(how) = h.dp.install_synced(e, h.now) else {
             continue;
         };
         assert!(matches!(how, Installed::New | Installed::Updated));
-        if c.template {
-            continue;
+        match e {
+            SyncEntry::V4(c) => installed(h.dp.conns(), c, h.now),
+            SyncEntry::V6(c) => installed(h.dp.conns6(), c, h.now),
         }
-        let inbound = Tuple {
-            proto: c.proto,
-            src: c.client.0,
-            sport: c.client.1,
-            dst: c.virt.0,
-            dport: c.virt.1,
-        };
-        let hit =
-            h.dp.conns()
-                .lookup(&inbound, h.now)
-                .expect("an installed connection is in the table");
-        assert_eq!(
-            (hit.real, hit.state),
-            (c.real, c.state),
-            "installed as synced"
-        );
     }
+}
+
+/// A connection the install took is in its family's table, mapped as synced.
+fn installed<F: Family>(conns: &ConnTable<F>, c: &SyncConn<F::Addr>, now: u64) {
+    if c.template {
+        return;
+    }
+    let inbound = Tuple {
+        proto: c.proto,
+        src: c.client.0,
+        sport: c.client.1,
+        dst: c.virt.0,
+        dport: c.virt.1,
+    };
+    let hit = conns
+        .lookup(&inbound, now)
+        .expect("an installed connection is in the table");
+    assert_eq!(
+        (hit.real, hit.state),
+        (c.real, c.state),
+        "installed as synced"
+    );
 }

@@ -36,18 +36,6 @@ pub struct SyncDaemon {
     socket: UdpSocket,
 }
 
-/// True if the configuration's `services` name an IPv6 service.
-fn services_have_ipv6(cfg: &Config) -> bool {
-    control::cli::parse_restore(&cfg.services).is_ok_and(|changes| {
-        changes.iter().any(|(_, c)| match c {
-            control::cli::Change::Apply(control::proto::Request::AddService(s)) => {
-                s.key.addr.is_ipv6()
-            }
-            _ => false,
-        })
-    })
-}
-
 impl SyncDaemon {
     /// Opens the sync socket on `[sync] port`'s twin (which the exception path has set up),
     /// with the roles of `[sync] role`. `None` without `[sync]`.
@@ -68,15 +56,6 @@ impl SyncDaemon {
             .map_err(|e| format!("sync: cannot open the sync socket on {twin}: {e}"))?;
         let (master, backup) = sc.role.flags();
         dp.sync().set_master(master);
-        // The sync protocol rvs speaks carries IPv4 connections (and templates) only: IPv6 ones
-        // are neither sent nor installed. Said once at start, so that a failover that loses
-        // them is no surprise.
-        if cfg.ports.iter().any(|p| !p.addresses6.is_empty()) || services_have_ipv6(cfg) {
-            tracing::warn!(
-                "sync: IPv6 connections are not synchronised (IPv4 only); after a failover \
-                 IPv6 clients reconnect"
-            );
-        }
         tracing::info!(
             interface = %twin, syncid = sc.syncid, destination = %sc.destination(),
             udp_port = sc.udp_port, master, backup, "sync socket open"

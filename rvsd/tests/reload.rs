@@ -185,7 +185,7 @@ fn sighup_and_rvsctl_reload_apply_the_difference_and_leave_live_changes_alone() 
                  [ipvs]\nexpire_nodest_conn = 1\n";
     let with_neighbour = d.config.clone().services(second).neighbour(
         "lan",
-        "192.0.2.7".parse().unwrap(),
+        "192.0.2.7".parse::<std::net::Ipv4Addr>().unwrap(),
         [2, 0, 0, 0, 0, 7],
     );
     d.rewrite_config(with_neighbour, extra);

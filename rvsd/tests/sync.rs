@@ -4,9 +4,10 @@
 //! kernel twin that carries the sync socket.
 //!
 //! Director A (sync master) gets a client's UDP datagram to the VIP on a net_pcap port and
-//! makes the connection; its sync thread sends it (unicast to B, through A's twin, A's worker,
-//! the veth pair, B's worker and B's twin); B (backup) installs it without scheduling and
-//! lists it. Messages of another sync group, or for a service B does not have, are counted
+//! makes the connection, and one to the IPv6 VIP (its real server a static IPv6 neighbour);
+//! its sync thread sends them (unicast to B, through A's twin, A's worker, the veth pair, B's
+//! worker and B's twin; the IPv6 one in the kernel's `ip_vs_sync_v6` entry); B (backup)
+//! installs them without scheduling and lists them. Messages of another sync group, or for a service B does not have, are counted
 //! and not installed. Roles change at run time with `SetSyncRole`.
 
 use control::client::{Client, ClientError};
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 use testkit::daemon::{net_pcap, rvsadm_beside, Rvsd, RvsdConfig, VdevPort};
 use testkit::netns::{is_root, Netns};
 use testkit::plan::{CIP, CLIENT_MAC, RIP1, RS1_MAC, VIP};
-use testkit::{pcap, udp_frame, UDP};
+use testkit::{ipv6, pcap, udp_frame, UDP};
 
 const A_INT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 252);
 const B_INT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 253);
@@ -29,7 +30,9 @@ const A_EXT_MAC: [u8; 6] = [2, 0, 0, 0, 0xa, 1];
 const A_INT_MAC: [u8; 6] = [2, 0, 0, 0, 0xa, 2];
 const B_INT_MAC: [u8; 6] = [2, 0, 0, 0, 0xb, 2];
 const SYNCID: u8 = 5;
-const SERVICES: &str = "-A -u 198.51.100.1:53 -s rr\n-a -u 198.51.100.1:53 -r 192.0.2.2:53 -m\n";
+const SERVICES: &str = "-A -u 198.51.100.1:53 -s rr\n-a -u 198.51.100.1:53 -r 192.0.2.2:53 -m\n\
+                        -A -u [2001:db8:100::1]:53 -s rr\n\
+                        -a -u [2001:db8:100::1]:53 -r [2001:db8:2::2]:53 -m\n";
 
 /// `[sync]` on port `int`: unicast to `peer`, or the kernel's multicast group without one.
 fn sync_config(peer: Option<Ipv4Addr>, role: SyncRole) -> SyncConfig {
@@ -205,14 +208,16 @@ fn start_pair(multicast: bool) -> Pair {
     let (rx, tx) = (dir.join("a-in.pcap"), dir.join("a-out.pcap"));
     pcap::write(
         &rx,
-        &[udp_frame(
-            A_EXT_MAC,
-            CLIENT_MAC,
-            (CIP, 5000),
-            (VIP, 53),
-            b"q",
-            true,
-        )],
+        &[
+            udp_frame(A_EXT_MAC, CLIENT_MAC, (CIP, 5000), (VIP, 53), b"q", true),
+            ipv6::udp_frame6(
+                A_EXT_MAC,
+                CLIENT_MAC,
+                (ipv6::CIP6, 5000),
+                (ipv6::VIP6, 53),
+                b"q",
+            ),
+        ],
     );
     let a = RvsdConfig::new(dir.join("a.sock"))
         .lcores(&[0])
@@ -223,6 +228,7 @@ fn start_pair(multicast: bool) -> Pair {
                 "external",
                 &["198.51.100.2/24"],
             )
+            .ipv6(&["2001:db8:100::2/64"])
             .mac(A_EXT_MAC),
         )
         .port(
@@ -232,10 +238,12 @@ fn start_pair(multicast: bool) -> Pair {
                 "internal",
                 &["192.0.2.252/24"],
             )
+            .ipv6(&["2001:db8:2::fc/64"])
             .mac(A_INT_MAC)
             .twin("rvs-sa-tw"),
         )
         .neighbour("int", RIP1, RS1_MAC)
+        .neighbour("int", ipv6::RIP6_1, RS1_MAC)
         .services(SERVICES)
         // The datagram may come before B is up: the refresh sends it again.
         .sysctl("sync_refresh_period", 1)
@@ -320,8 +328,28 @@ fn a_connection_made_on_the_master_is_installed_on_the_backup() {
         &want.split_whitespace().collect::<Vec<_>>()[..],
         "{line}"
     );
+    // The IPv6 one too, in B's IPv6 table.
+    let seen6 = wait_for(Duration::from_secs(10), || {
+        conns(&sb).contains("2001:db8:100::10")
+    });
+    let listed = conns(&sb);
+    assert!(
+        seen6,
+        "B never listed the IPv6 connection:\n{listed}\n{}",
+        logs(&rvsd_a, &rvsd_b)
+    );
+    let line = listed
+        .lines()
+        .find(|l| l.contains("2001:db8:100::10"))
+        .expect("the line");
+    assert!(
+        line.starts_with("UDP")
+            && line.contains("[2001:db8:100::1]:53")
+            && line.contains("[2001:db8:2::2]:53"),
+        "{line}"
+    );
     assert!(counter(&sa, "sync.msgs_sent") >= 1);
-    assert!(counter(&sb, "sync.conns_installed") >= 1);
+    assert!(counter(&sb, "sync.conns_installed") >= 2);
     assert_eq!(
         counter(&sb, "dnat"),
         0,

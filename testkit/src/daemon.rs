@@ -12,7 +12,6 @@
 use crate::plan::{EXT_CIDR, INT_CIDR};
 use control::config::{Config, MacAddr};
 use std::io;
-use std::net::Ipv4Addr;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -166,7 +165,7 @@ pub struct RvsdConfig {
     socket: PathBuf,
     conntrack_capacity: u64,
     /// `[[neighbours]]`: (port name, address, MAC).
-    neighbours: Vec<(String, Ipv4Addr, [u8; 6])>,
+    neighbours: Vec<(String, std::net::IpAddr, [u8; 6])>,
     /// `[metrics]`: (listen, optional).
     metrics: Option<(std::net::SocketAddr, bool)>,
     /// `[sync]`.
@@ -223,9 +222,14 @@ impl RvsdConfig {
         self
     }
 
-    /// A static neighbour: `addr` on port `port` is at `mac`.
-    pub fn neighbour(mut self, port: &str, addr: Ipv4Addr, mac: [u8; 6]) -> RvsdConfig {
-        self.neighbours.push((port.into(), addr, mac));
+    /// A static neighbour: `addr` (IPv4 or IPv6) on port `port` is at `mac`.
+    pub fn neighbour(
+        mut self,
+        port: &str,
+        addr: impl Into<std::net::IpAddr>,
+        mac: [u8; 6],
+    ) -> RvsdConfig {
+        self.neighbours.push((port.into(), addr.into(), mac));
         self
     }
 

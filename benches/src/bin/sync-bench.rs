@@ -87,7 +87,7 @@ fn main() {
     let t = Instant::now();
     for chunk in events.chunks(dataplane::sync::QUEUE_CAPACITY) {
         for c in chunk {
-            queue.push(0, *c);
+            queue.push(0, (*c).into());
         }
         queue.drain(usize::MAX, |c| msgs.extend(enc.push(&c)));
     }

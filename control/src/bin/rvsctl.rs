@@ -11,7 +11,7 @@ use control::proto::{
     check_neighbour, Neighbour, PortInfo, Request, Response, VersionInfo, VirtualAddrsStatus,
 };
 use control::sysctl::{IpvsSysctls, PREFIX};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::process::ExitCode;
 
 // Shared with rvsd's rvsd-docs (man page and completions), which needs the parser only.
@@ -23,14 +23,14 @@ use args::{Args, Cmd};
 enum NeighCmd {
     Show,
     Add(Neighbour),
-    Del { port: String, addr: Ipv4Addr },
+    Del { port: String, addr: IpAddr },
 }
 
 fn parse_neigh(words: &[String]) -> Result<NeighCmd, String> {
     let w: Vec<&str> = words.iter().map(String::as_str).collect();
-    let addr = |s: &str| -> Result<Ipv4Addr, String> {
+    let addr = |s: &str| -> Result<IpAddr, String> {
         s.parse()
-            .map_err(|_| format!("{s:?} is not an IPv4 address"))
+            .map_err(|_| format!("{s:?} is not an IPv4 or IPv6 address"))
     };
     match w.as_slice() {
         [] | ["show"] | ["list"] => Ok(NeighCmd::Show),

@@ -350,27 +350,123 @@ fn rewrite_l4_ipv6<const N: usize>(
     )
 }
 
-/// Turns the Ethernet frame `buf[..len]`, a TCP segment described by `ip` (after a 14-byte
-/// Ethernet header, not a fragment), into the RST that answers it (RFC 793, "Reset
-/// Generation"): from its destination to its source (addresses and ports swapped), sent back to
-/// the frame's source MAC from `src_mac`. A segment with ACK gets `seq = its ack`, flags RST;
-/// one without gets `seq = 0, ack = its seq + its length` (SYN and FIN count one each), flags
-/// RST+ACK. No options, window 0, DF, TTL [`super::icmp::DEFAULT_TTL`]. The frame is padded to the Ethernet
-/// minimum when `buf` has room. Returns the new frame length; `None` (nothing written) for a
-/// RST (never answered), a fragment or a frame that is not as `ip` describes it.
-pub fn build_rst_in_place(
+/// What a TCP RST built in place needs of the IP header of the segment it answers, for
+/// either family: one RST builder for both.
+pub trait ReplyHeader {
+    type Addr: Copy;
+    const ETHERTYPE: u16;
+    /// The header rvs writes (no options, no extension headers).
+    const HDR_LEN: usize;
+    fn src(&self) -> Self::Addr;
+    fn dst(&self) -> Self::Addr;
+    /// The upper-layer protocol (after IPv6's extension headers).
+    fn proto(&self) -> u8;
+    fn is_fragment(&self) -> bool;
+    /// The upper-layer bytes of the packet `l3`.
+    fn upper<'a>(&self, l3: &'a [u8]) -> Option<&'a [u8]>;
+    /// Writes a header into `l3` for `upper_len` bytes of `proto` from `src` to `dst` with the
+    /// default hop count (IPv4: DF set).
+    fn write_header(
+        l3: &mut [u8],
+        upper_len: usize,
+        proto: u8,
+        src: Self::Addr,
+        dst: Self::Addr,
+    ) -> Option<()>;
+    /// Recomputes the TCP/UDP checksum of `seg` over this family's pseudo-header.
+    fn fill_checksum(proto: u8, src: Self::Addr, dst: Self::Addr, seg: &mut [u8]) -> Option<()>;
+}
+
+impl ReplyHeader for Ipv4Hdr {
+    type Addr = Ipv4Addr;
+    const ETHERTYPE: u16 = super::eth::ETHERTYPE_IPV4;
+    const HDR_LEN: usize = ipv4::MIN_HDR_LEN;
+    fn src(&self) -> Ipv4Addr {
+        self.src
+    }
+    fn dst(&self) -> Ipv4Addr {
+        self.dst
+    }
+    fn proto(&self) -> u8 {
+        self.proto
+    }
+    fn is_fragment(&self) -> bool {
+        Ipv4Hdr::is_fragment(self)
+    }
+    fn upper<'a>(&self, l3: &'a [u8]) -> Option<&'a [u8]> {
+        self.payload(l3)
+    }
+    fn write_header(
+        l3: &mut [u8],
+        upper_len: usize,
+        proto: u8,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+    ) -> Option<()> {
+        let total = u16::try_from(ipv4::MIN_HDR_LEN + upper_len).ok()?;
+        ipv4::write_header(l3, total, super::icmp::DEFAULT_TTL, proto, src, dst)
+    }
+    fn fill_checksum(proto: u8, src: Ipv4Addr, dst: Ipv4Addr, seg: &mut [u8]) -> Option<()> {
+        fill_checksum(proto, src, dst, seg)
+    }
+}
+
+impl ReplyHeader for Ipv6Hdr {
+    type Addr = Ipv6Addr;
+    const ETHERTYPE: u16 = super::eth::ETHERTYPE_IPV6;
+    const HDR_LEN: usize = ipv6::HDR_LEN;
+    fn src(&self) -> Ipv6Addr {
+        self.src
+    }
+    fn dst(&self) -> Ipv6Addr {
+        self.dst
+    }
+    fn proto(&self) -> u8 {
+        self.proto
+    }
+    fn is_fragment(&self) -> bool {
+        Ipv6Hdr::is_fragment(self)
+    }
+    fn upper<'a>(&self, l3: &'a [u8]) -> Option<&'a [u8]> {
+        self.payload(l3)
+    }
+    fn write_header(
+        l3: &mut [u8],
+        upper_len: usize,
+        proto: u8,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+    ) -> Option<()> {
+        let len = u16::try_from(upper_len).ok()?;
+        ipv6::write_header(l3, len, proto, super::icmpv6::DEFAULT_HOP_LIMIT, src, dst)
+    }
+    fn fill_checksum(proto: u8, src: Ipv6Addr, dst: Ipv6Addr, seg: &mut [u8]) -> Option<()> {
+        fill_checksum_ipv6(proto, src, dst, seg)
+    }
+}
+
+/// Turns the Ethernet frame `buf[..len]`, a TCP segment described by `ip` (IPv4 or IPv6,
+/// after a 14-byte Ethernet header, not a fragment), into the RST that answers it (RFC 793,
+/// "Reset Generation"): from its destination to its source (addresses and ports swapped), sent
+/// back to the frame's source MAC from `src_mac`. A segment with ACK gets `seq = its ack`,
+/// flags RST; one without gets `seq = 0, ack = its seq + its length` (SYN and FIN count one
+/// each), flags RST+ACK. No options, window 0; IPv4 with DF and TTL
+/// [`super::icmp::DEFAULT_TTL`], IPv6 without extension headers and hop limit
+/// [`super::icmpv6::DEFAULT_HOP_LIMIT`]; the checksum over the family's pseudo-header. The frame is padded to the Ethernet minimum when `buf` has room.
+/// Returns the new frame length; `None` (nothing written) for a RST (never answered), a
+/// fragment or a frame that is not as `ip` describes it.
+pub fn build_rst_in_place<H: ReplyHeader>(
     buf: &mut [u8],
     len: usize,
-    ip: &Ipv4Hdr,
+    ip: &H,
     src_mac: [u8; 6],
 ) -> Option<usize> {
     const ETH: usize = super::eth::HDR_LEN;
-    const RST_LEN: usize = ipv4::MIN_HDR_LEN + TCP_MIN_HDR;
-    if ip.proto != PROTO_TCP || ip.is_fragment() || len > buf.len() {
+    if ip.proto() != PROTO_TCP || ip.is_fragment() || len > buf.len() {
         return None;
     }
     let frame = buf.get(..len)?;
-    let seg = ip.payload(frame.get(ETH..)?)?;
+    let seg = ip.upper(frame.get(ETH..)?)?;
     let h = L4Hdr::parse(PROTO_TCP, seg).ok()?;
     if h.flags.rst() {
         return None;
@@ -386,9 +482,9 @@ pub fn build_rst_in_place(
         (0, seq_in.wrapping_add(n), TcpFlags::RST | TcpFlags::ACK)
     };
     let orig_src_mac: [u8; 6] = super::array(frame, 6)?;
-    let total = ETH + RST_LEN;
+    let total = ETH + H::HDR_LEN + TCP_MIN_HDR;
     let out_len = if buf.len() >= super::eth::MIN_FRAME {
-        super::eth::MIN_FRAME
+        total.max(super::eth::MIN_FRAME)
     } else {
         total
     };
@@ -397,20 +493,19 @@ pub fn build_rst_in_place(
     super::eth::EthHdr {
         dst: orig_src_mac,
         src: src_mac,
-        ethertype: super::eth::ETHERTYPE_IPV4,
+        ethertype: H::ETHERTYPE,
     }
     .write(out)?;
     let pkt = out.get_mut(ETH..total)?;
-    let ttl = super::icmp::DEFAULT_TTL;
-    ipv4::write_header(pkt, RST_LEN as u16, ttl, PROTO_TCP, ip.dst, ip.src)?;
-    let tcp = pkt.get_mut(ipv4::MIN_HDR_LEN..)?;
+    H::write_header(pkt, TCP_MIN_HDR, PROTO_TCP, ip.dst(), ip.src())?;
+    let tcp = pkt.get_mut(H::HDR_LEN..)?;
     tcp.fill(0);
     put16(tcp, 0, h.dport)?;
     put16(tcp, 2, h.sport)?;
     super::put(tcp, 4, &seq.to_be_bytes())?;
     super::put(tcp, 8, &ack.to_be_bytes())?;
     super::put(tcp, 12, &[(TCP_MIN_HDR as u8 / 4) << 4, flags])?;
-    fill_checksum(PROTO_TCP, ip.dst, ip.src, tcp)?;
+    H::fill_checksum(PROTO_TCP, ip.dst(), ip.src(), tcp)?;
     Some(out_len)
 }
 
@@ -645,6 +740,125 @@ pub(crate) mod tests {
             "wraps"
         );
         assert_eq!(rst_of(tcp_frame(0, 50, 0, b"xy")), (0, 52, RA));
+    }
+
+    /// The TCP segment `seq, ack, flags` (no options) from A:40000 to B:80 over IPv6 behind the
+    /// extension headers `ext`, in an Ethernet frame from MAC ...:10 to ...:01.
+    fn tcp_frame6(ext: &[(u8, Vec<u8>)], flags: u8, seq: u32, ack: u32, data: &[u8]) -> Vec<u8> {
+        use super::super::ipv6::tests::{packet, A, B};
+        let mut seg = vec![0u8; TCP_MIN_HDR];
+        seg[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        seg[2..4].copy_from_slice(&80u16.to_be_bytes());
+        seg[4..8].copy_from_slice(&seq.to_be_bytes());
+        seg[8..12].copy_from_slice(&ack.to_be_bytes());
+        seg[12] = 5 << 4;
+        seg[13] = flags;
+        seg.extend_from_slice(data);
+        fill_checksum_ipv6(PROTO_TCP, A, B, &mut seg).unwrap();
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0x10, 0x86, 0xdd];
+        f.extend(packet(ext, PROTO_TCP, &seg));
+        f
+    }
+
+    /// The one's-complement sum of the IPv6 pseudo-header (RFC 8200 8.1) and `seg`, written
+    /// out here independently of the code under test: 0xffff when `seg`'s checksum is right.
+    fn pseudo_sum6(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, seg: &[u8]) -> u16 {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&src.octets());
+        bytes.extend_from_slice(&dst.octets());
+        bytes.extend_from_slice(&(seg.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(&[0, 0, 0, proto]);
+        bytes.extend_from_slice(seg);
+        if bytes.len() % 2 == 1 {
+            bytes.push(0);
+        }
+        let mut sum: u32 = bytes
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        sum as u16
+    }
+
+    #[test]
+    fn an_ipv6_rst_has_the_pseudo_header_checksum() {
+        use super::super::ipv6::tests::{opts, A, B};
+        for (ext, flags, seq, ack, data, want) in [
+            (
+                vec![],
+                TcpFlags::ACK | TcpFlags::PSH,
+                7,
+                0x1234_5678,
+                &b"GET /"[..],
+                (0x1234_5678, 0, TcpFlags::RST),
+            ),
+            (
+                vec![],
+                TcpFlags::SYN,
+                1000,
+                0,
+                &b""[..],
+                (0, 1001, TcpFlags::RST | TcpFlags::ACK),
+            ),
+            // Behind a destination-options header: the RST carries none.
+            (
+                vec![(ipv6::PROTO_DEST_OPTS, opts(1))],
+                TcpFlags::ACK,
+                1,
+                99,
+                &b"xyz"[..],
+                (99, 0, TcpFlags::RST),
+            ),
+        ] {
+            let mut f = tcp_frame6(&ext, flags, seq, ack, data);
+            f.resize(f.len() + 64, 0xee);
+            let len = f.len() - 64;
+            let ip = Ipv6Hdr::parse(&f[14..len]).unwrap();
+            let n = build_rst_in_place(&mut f, len, &ip, [2, 0, 0, 0, 0, 1]).unwrap();
+            assert_eq!(n, 14 + 40 + 20, "no padding past the Ethernet minimum");
+            assert_eq!(
+                &f[..14],
+                &[2, 0, 0, 0, 0, 0x10, 2, 0, 0, 0, 0, 1, 0x86, 0xdd],
+                "back to the sender"
+            );
+            let r = Ipv6Hdr::parse(&f[14..n]).unwrap();
+            assert_eq!((r.src, r.dst, r.proto, r.hop_limit), (B, A, PROTO_TCP, 64));
+            assert!(!r.has_ext_headers());
+            assert_eq!(r.payload_len, 20);
+            let t = &f[54..74];
+            let h = L4Hdr::parse(PROTO_TCP, t).unwrap();
+            assert_eq!((h.sport, h.dport), (80, 40000));
+            assert_eq!((t[12], &t[14..16]), (5 << 4, &[0u8, 0][..]));
+            let word = |o: usize| u32::from_be_bytes(t[o..o + 4].try_into().unwrap());
+            assert_eq!((word(4), word(8), t[13]), want);
+            // The checksum: a full recompute over the pseudo-header, written independently,
+            // and the library's own from scratch.
+            assert_eq!(pseudo_sum6(B, A, PROTO_TCP, t), 0xffff);
+            assert_eq!(
+                compute_checksum_ipv6(PROTO_TCP, B, A, t),
+                checksum_field(PROTO_TCP, t)
+            );
+        }
+        // Never for a RST, a fragment or UDP.
+        let f = tcp_frame6(&[], TcpFlags::RST, 1, 2, b"");
+        let mut g = f.clone();
+        let ip = Ipv6Hdr::parse(&f[14..]).unwrap();
+        assert_eq!(build_rst_in_place(&mut g, f.len(), &ip, [0; 6]), None);
+        assert_eq!(g, f, "nothing written");
+        // A first fragment (more to come: its payload a multiple of 8 bytes).
+        let frag = super::super::ipv6::tests::frag(0, true, 7);
+        let mut f = tcp_frame6(
+            &[(ipv6::PROTO_FRAGMENT, frag)],
+            TcpFlags::ACK,
+            1,
+            2,
+            b"abcd",
+        );
+        let ip = Ipv6Hdr::parse(&f[14..]).unwrap();
+        let n = f.len();
+        assert_eq!(build_rst_in_place(&mut f, n, &ip, [0; 6]), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use super::defence::Defences;
 use super::icmp_error::ICMP_BURST;
 use super::kernel::TokenBucket;
 use super::owned::OwnedAddrs;
+use super::sync::RefreshWalk;
 use super::{Action, Dataplane, Refusal};
 use crate::addr_set::MARTIAN;
 use crate::conntrack::{Dir, Prefetched, Tuple};
@@ -38,12 +39,11 @@ pub struct Pipeline {
     pub(super) aging: Range<usize>,
     aging_cursor: usize,
     /// This worker's share of the IPv6 table and where its sweep is.
-    aging6: Range<usize>,
+    pub(super) aging6: Range<usize>,
     aging6_cursor: usize,
-    /// Where the sync refresh walk (`sync.rs`) resumes in `aging`.
-    pub(super) sync_cursor: usize,
-    /// The refresh walk's progress owed, in entry-milliseconds (`sync.rs`).
-    pub(super) sync_credit: u64,
+    /// The sync refresh walks (`sync.rs`) of `aging` and `aging6`.
+    pub(super) sync_walk: RefreshWalk,
+    pub(super) sync_walk6: RefreshWalk,
     /// The millisecond of the last aging step.
     aged_at: u64,
     /// ICMP error token bucket: (tokens, last refill in ms).
@@ -84,11 +84,11 @@ impl Pipeline {
         let aging6 = dp.conns6.slice(index, dp.workers);
         Pipeline {
             aging6_cursor: aging6.start,
+            sync_walk6: RefreshWalk::new(aging6.start),
             aging6,
             kernel_bucket: TokenBucket::full(dp.kernel.burst),
             aging_cursor: aging.start,
-            sync_cursor: aging.start,
-            sync_credit: 0,
+            sync_walk: RefreshWalk::new(aging.start),
             aged_at: 0,
             aging,
             snap,

@@ -105,9 +105,7 @@ pub(super) trait IpHeader: Sized {
             .set(p.inserted_since_prefetch.get() | buckets);
     }
 
-    /// The connection `hit` entered `state`: queued for the sync master (IPv4 only: the sync
-    /// protocol rvs speaks carries IPv4 connections, as the kernel's version 1 does for its
-    /// IPv4 part).
+    /// The connection `hit` entered `state`: queued for the sync master.
     fn sync_state(p: &Pipeline, hit: &Hit<Self::Addr>, state: ConnState);
 }
 
@@ -341,5 +339,7 @@ impl IpHeader for Ipv6Hdr {
             Hint::V4(..) => None,
         }
     }
-    fn sync_state(_: &Pipeline, _: &Hit<Ipv6Addr>, _: ConnState) {}
+    fn sync_state(p: &Pipeline, hit: &Hit<Ipv6Addr>, state: ConnState) {
+        p.sync_state_change(hit, state);
+    }
 }

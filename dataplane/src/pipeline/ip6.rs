@@ -250,9 +250,14 @@ impl Pipeline {
         })
     }
 
-    /// The ingress port and IPv6 header of the frame `buf[..len]` an ICMPv6 error is to be
-    /// built for, unless its source MAC is a group address.
-    fn answerable6(&self, in_port: u16, buf: &[u8], len: usize) -> Option<(&PortSetup, Ipv6Hdr)> {
+    /// The ingress port and IPv6 header of the frame `buf[..len]` an ICMPv6 error or a TCP
+    /// RST is to be built for, unless its source MAC is a group address.
+    pub(super) fn answerable6(
+        &self,
+        in_port: u16,
+        buf: &[u8],
+        len: usize,
+    ) -> Option<(&PortSetup, Ipv6Hdr)> {
         let port = self.dp.ports.get(usize::from(in_port))?;
         let frame = buf.get(..len)?;
         let hdr = EthHdr::parse(frame)?;

@@ -1,23 +1,48 @@
 //! Connection events for the sync master (see `crate::sync`): a new state the kernel syncs, a
-//! template a new connection used, and the periodic refresh walk. Nothing is queued unless
-//! this director is the sync master; no event waits for room.
+//! template a new connection used, and the periodic refresh walk, for connections of both
+//! families. Nothing is queued unless this director is the sync master; no event waits for
+//! room.
 
 use super::Pipeline;
-use crate::conntrack::{ConnState, Hit};
-use crate::persist::Key;
+use crate::conntrack::{ConnInfo, ConnState, ConnTable, Family, Hit};
+use crate::persist::{Key, Key6};
 use crate::sched::Flow;
 use crate::service::{Dest, Service};
 use crate::stats::{Event, WorkerStats};
-use crate::sync::{entry_of, syncable, SyncConn, SyncOut};
+use crate::sync::{entry_of, syncable, SyncConn, SyncEntry, SyncOut};
+use std::net::IpAddr;
+use std::ops::Range;
+
+/// Where the refresh walk of one family's slice of its table resumes, and the progress it
+/// owes in entry-milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RefreshWalk {
+    cursor: usize,
+    credit: u64,
+}
+
+impl RefreshWalk {
+    /// A walk of a slice that starts at `start`.
+    pub(super) fn new(start: usize) -> RefreshWalk {
+        RefreshWalk {
+            cursor: start,
+            credit: 0,
+        }
+    }
+}
 
 impl Pipeline {
     /// `hit`'s connection has just entered `state` (or was made in it).
     #[inline]
-    pub(super) fn sync_state_change(&self, hit: &Hit, state: ConnState) {
+    pub(super) fn sync_state_change<A: Copy>(&self, hit: &Hit<A>, state: ConnState)
+    where
+        SyncConn<A>: Into<SyncEntry>,
+    {
         let sync = &self.dp.sync;
         if !sync.is_master() || !syncable(hit.proto, state) {
             return;
         }
+        // Both families' tables share the timeouts.
         let timeout_ms = self.dp.conns.timeouts().get_ms(state);
         let c = SyncConn {
             proto: hit.proto,
@@ -29,7 +54,7 @@ impl Pipeline {
             timeout_s: timeout_ms.div_ceil(1000),
             fwmark: 0,
         };
-        queue(sync, self.index, self.stats(), c);
+        queue(sync, self.index, self.stats(), c.into());
     }
 
     /// A new connection of `flow` to the persistent service `svc` used (or made) the template
@@ -47,51 +72,111 @@ impl Pipeline {
         if !sync.is_master() {
             return;
         }
-        let key = Key::of(svc, proto, flow);
-        let c = SyncConn {
-            proto,
-            state: ConnState::None,
-            template: true,
-            client: (key.cnet, 0),
-            virt: (key.vip, key.vport),
-            real: (d.addr4(), d.spec.port),
-            timeout_s,
-            fwmark: 0,
+        fn template<A>(proto: u8, cnet: A, virt: (A, u16), real: (A, u16), t: u32) -> SyncConn<A> {
+            SyncConn {
+                proto,
+                state: ConnState::None,
+                template: true,
+                client: (cnet, 0),
+                virt,
+                real,
+                timeout_s: t,
+                fwmark: 0,
+            }
+        }
+        let rport = d.spec.port;
+        let c: SyncEntry = match flow.client {
+            IpAddr::V4(_) => {
+                let k = Key::of(svc, proto, flow);
+                template(
+                    proto,
+                    k.cnet,
+                    (k.vip, k.vport),
+                    (d.addr4(), rport),
+                    timeout_s,
+                )
+                .into()
+            }
+            IpAddr::V6(_) => {
+                let k = Key6::of(svc, proto, flow);
+                template(
+                    proto,
+                    k.cnet,
+                    (k.vip, k.vport),
+                    (d.addr6(), rport),
+                    timeout_s,
+                )
+                .into()
+            }
         };
         queue(sync, self.index, self.stats(), c);
     }
 
-    /// Re-queues the synced-state connections of this worker's slice due since the last step
-    /// (`elapsed_ms` ago), so that each goes out once per `sync_refresh_period`.
+    /// Re-queues the synced-state connections of this worker's slices (both families) due
+    /// since the last step (`elapsed_ms` ago), so that each goes out once per
+    /// `sync_refresh_period`.
     pub(super) fn sync_refresh(&mut self, elapsed_ms: u64, now_ms: u64) {
         let sync = &self.dp.sync;
         let period = u64::from(self.snap.sysctls.sync_refresh_period) * 1000;
         if period == 0 || !sync.is_master() {
             return;
         }
-        // Entry-milliseconds owed since the last step: a slice of n entries walked in `period`
-        // is n * elapsed / period entries now, the remainder carried to the next step.
-        let walked = self.dp.conns.in_use(self.aging.clone()).len() as u64;
-        self.sync_credit = self
-            .sync_credit
-            .saturating_add(walked.saturating_mul(elapsed_ms.min(period)));
-        let budget = self.sync_credit / period;
-        self.sync_credit %= period;
         let st = self.dp.stats.worker(self.index);
-        self.dp.conns.visit(
-            self.aging.clone(),
-            &mut self.sync_cursor,
+        let step = Step {
+            sync,
+            worker: self.index,
+            st,
+            elapsed_ms,
+            period,
+            now_ms,
+        };
+        step.walk(&self.dp.conns, self.aging.clone(), &mut self.sync_walk);
+        step.walk(&self.dp.conns6, self.aging6.clone(), &mut self.sync_walk6);
+    }
+}
+
+/// One step of the refresh walks.
+struct Step<'a> {
+    sync: &'a SyncOut,
+    worker: usize,
+    st: &'a WorkerStats,
+    elapsed_ms: u64,
+    period: u64,
+    now_ms: u64,
+}
+
+impl Step<'_> {
+    /// Walks `range` of `conns` as far as `walk` is owed: a slice of n entries walked in
+    /// `period` is n * elapsed / period entries now, the remainder carried to the next step.
+    fn walk<F: Family>(&self, conns: &ConnTable<F>, range: Range<usize>, walk: &mut RefreshWalk)
+    where
+        SyncConn<F::Addr>: Into<SyncEntry>,
+    {
+        let walked = conns.in_use(range.clone()).len() as u64;
+        walk.credit = walk
+            .credit
+            .saturating_add(walked.saturating_mul(self.elapsed_ms.min(self.period)));
+        let budget = walk.credit / self.period;
+        walk.credit %= self.period;
+        conns.visit(
+            range,
+            &mut walk.cursor,
             usize::try_from(budget).unwrap_or(usize::MAX),
-            |c| {
+            |c: ConnInfo<F::Addr>| {
                 if syncable(c.proto, c.state) {
-                    queue(sync, self.index, st, entry_of(&c, now_ms));
+                    queue(
+                        self.sync,
+                        self.worker,
+                        self.st,
+                        entry_of(&c, self.now_ms).into(),
+                    );
                 }
             },
         );
     }
 }
 
-fn queue(sync: &SyncOut, worker: usize, st: &WorkerStats, c: SyncConn) {
+fn queue(sync: &SyncOut, worker: usize, st: &WorkerStats, c: SyncEntry) {
     st.event(if sync.push(worker, c) {
         Event::SyncQueued
     } else {

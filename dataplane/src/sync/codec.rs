@@ -1,38 +1,52 @@
-//! The IPVS sync protocol, version 1 (the kernel's `net/netfilter/ipvs/ip_vs_sync.c`), for
-//! IPv4 entries: a message is an 8-byte header and up to 255 connection entries of 36 bytes
-//! plus options, each entry padded to 4 bytes (the padding of the last one is not sent).
+//! The IPVS sync protocol, version 1 (the kernel's `net/netfilter/ipvs/ip_vs_sync.c`): a
+//! message is an 8-byte header and up to 255 connection entries, IPv4 (`struct
+//! ip_vs_sync_v4`, 36 bytes) or IPv6 (`struct ip_vs_sync_v6`, 72 bytes) mixed in any order,
+//! each followed by its options and padded to 4 bytes (the padding of the last one is not
+//! sent).
 //!
 //! ```text
 //! header:  reserved 0 | syncid | size (be16, whole message) | nr_conns | version 1 | spare 0 (be16)
-//! entry:   type 0 | protocol | ver_size (be16: version 0 << 12 | entry size) | flags (be32)
+//! entry:   type | protocol | ver_size (be16: version 0 << 12 | entry size) | flags (be32)
 //!          state (be16) | cport | vport | dport | fwmark (be32) | timeout s (be32)
 //!          caddr | vaddr | daddr | options: type, length, data
+//! type:    0 for IPv4 (4-byte addresses); STYPE_F_INET6 (bit 0) for IPv6 (16-byte addresses)
 //! ```
+//!
+//! The two entry layouts differ only in the addresses' width, so one encoder and one decoder
+//! serve both, over [`WireAddr`] (`Ipv4Addr`, `Ipv6Addr`).
 //!
 //! Decoding makes every check the kernel's backup makes (`ip_vs_process_message`,
 //! `ip_vs_proc_sync_conn`), with the kernel's split: a structural error (a size that overruns
-//! the message, an unknown entry version, a bad option) drops the rest of the message; a
-//! semantic one (IPv6, an unknown protocol or state, an unknown mandatory option, a forwarding
-//! method other than NAT) drops that entry. Every refusal is a [`Refused`] reason, counted by
-//! the caller; nothing here panics.
+//! the message or is short of its type's fixed part, a type other than IPv4 or IPv6, an
+//! unknown entry version, a bad option) drops the rest of the message; a semantic one (an
+//! unknown protocol or state, an unknown mandatory option, a forwarding method other than NAT)
+//! drops that entry. Every refusal is a [`Refused`] reason, counted by the caller; nothing
+//! here panics.
 
 use crate::conntrack::ConnState;
 use crate::packet::ipv4::{PROTO_TCP, PROTO_UDP};
-use std::net::Ipv4Addr;
+use std::fmt::Debug;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The protocol version in the header.
 pub const VERSION: u8 = 1;
 /// The header's size.
 pub const HDR_LEN: usize = 8;
-/// An IPv4 entry's size without options.
+/// An IPv4 entry's size without options (`struct ip_vs_sync_v4`).
 pub const V4_LEN: usize = 36;
+/// An IPv6 entry's size without options (`struct ip_vs_sync_v6`).
+pub const V6_LEN: usize = 72;
+/// Where an entry's addresses start (after the fields both layouts share).
+const ADDRS_AT: usize = 24;
 /// The most entries one message holds (`nr_conns` is a byte).
 pub const MAX_CONNS: usize = 255;
 /// The kernel's default message size bound for a 1500-byte MTU: the MTU less the IPv4 and UDP
 /// headers.
 pub const DEFAULT_MAXLEN: usize = 1500 - 20 - 8;
+/// The smallest message bound: a header and one IPv6 entry.
+pub const MIN_MAXLEN: usize = HDR_LEN + V6_LEN;
 
-/// Entry `type` bit: IPv6 addresses.
+/// Entry `type` bit: IPv6 addresses (the kernel takes any type with this bit as IPv6).
 const STYPE_F_INET6: u8 = 1;
 const SVER_SHIFT: u16 = 12;
 const SVER_MASK: u16 = 0x0fff;
@@ -58,24 +72,119 @@ const F_SEQ_MASK: u32 = 0x0600;
 /// SYNACK 10); UDP has the single state `IP_VS_UDP_S_NORMAL` 0; templates `IP_VS_CTPL_S_NONE`.
 const TCP_STATES: u16 = 11;
 
-/// One synced connection or persistence template.
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for std::net::Ipv4Addr {}
+    impl Sealed for std::net::Ipv6Addr {}
+}
+
+/// An address family the sync protocol carries: its entry `type`, its entry's fixed size and
+/// how its addresses are written.
+pub trait WireAddr: sealed::Sealed + Copy + Eq + Debug + Into<IpAddr> {
+    /// The entry's `type` byte.
+    const TYPE: u8;
+    /// The entry's size without options.
+    const LEN: usize;
+    /// Appends the address in network byte order.
+    fn put(self, out: &mut Vec<u8>);
+    /// The address at `at` of `b` (`None` past its end).
+    fn read(b: &[u8], at: usize) -> Option<Self>;
+}
+
+impl WireAddr for Ipv4Addr {
+    const TYPE: u8 = 0;
+    const LEN: usize = V4_LEN;
+    fn put(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.octets());
+    }
+    fn read(b: &[u8], at: usize) -> Option<Ipv4Addr> {
+        let o: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
+        Some(Ipv4Addr::from(o))
+    }
+}
+
+impl WireAddr for Ipv6Addr {
+    const TYPE: u8 = STYPE_F_INET6;
+    const LEN: usize = V6_LEN;
+    fn put(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.octets());
+    }
+    fn read(b: &[u8], at: usize) -> Option<Ipv6Addr> {
+        let o: [u8; 16] = b.get(at..at + 16)?.try_into().ok()?;
+        Some(Ipv6Addr::from(o))
+    }
+}
+
+/// One synced connection or persistence template of one address family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SyncConn {
+pub struct SyncConn<A = Ipv4Addr> {
     pub proto: u8,
     /// For a template, [`ConnState::None`].
     pub state: ConnState,
     /// A persistence template (client address & netmask, cport 0, VIP and vport (0 for a port-0
     /// service), the real server it pins) rather than a connection.
     pub template: bool,
-    pub client: (Ipv4Addr, u16),
-    pub virt: (Ipv4Addr, u16),
-    pub real: (Ipv4Addr, u16),
+    pub client: (A, u16),
+    pub virt: (A, u16),
+    pub real: (A, u16),
     /// Seconds until the connection expires on the sender.
     pub timeout_s: u32,
     pub fwmark: u32,
 }
 
-impl SyncConn {
+/// A synced connection or template of either family: what the workers queue, the encoder
+/// takes and the decoder gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncEntry {
+    V4(SyncConn<Ipv4Addr>),
+    V6(SyncConn<Ipv6Addr>),
+}
+
+impl From<SyncConn<Ipv4Addr>> for SyncEntry {
+    fn from(c: SyncConn<Ipv4Addr>) -> SyncEntry {
+        SyncEntry::V4(c)
+    }
+}
+
+impl From<SyncConn<Ipv6Addr>> for SyncEntry {
+    fn from(c: SyncConn<Ipv6Addr>) -> SyncEntry {
+        SyncEntry::V6(c)
+    }
+}
+
+/// What the [`Encoder`] takes: a [`SyncConn`] of either family, or a [`SyncEntry`].
+pub trait Encode {
+    /// The entry's size on the wire (no options: rvs sends none).
+    fn wire_len(&self) -> usize;
+    /// Appends the entry.
+    fn put(&self, out: &mut Vec<u8>);
+}
+
+impl<A: WireAddr> Encode for SyncConn<A> {
+    fn wire_len(&self) -> usize {
+        A::LEN
+    }
+    fn put(&self, out: &mut Vec<u8>) {
+        put_entry(out, self);
+    }
+}
+
+impl Encode for SyncEntry {
+    fn wire_len(&self) -> usize {
+        match self {
+            SyncEntry::V4(c) => c.wire_len(),
+            SyncEntry::V6(c) => c.wire_len(),
+        }
+    }
+    fn put(&self, out: &mut Vec<u8>) {
+        match self {
+            SyncEntry::V4(c) => c.put(out),
+            SyncEntry::V6(c) => c.put(out),
+        }
+    }
+}
+
+impl<A> SyncConn<A> {
     /// The `flags` word: NAT, inactive unless ESTABLISHED, the template bit.
     fn flags(&self) -> u32 {
         let mut f = F_MASQ;
@@ -106,14 +215,13 @@ pub enum Refused {
     ForeignSyncid,
     /// A version 0 message (rvs sends and takes version 1 only), or a bad header.
     BadVersion,
-    /// An entry that overruns the message, or options that overrun their entry.
+    /// An entry that overruns the message or is shorter than its type's fixed part, or a type
+    /// other than IPv4 (0) or IPv6 (`STYPE_F_INET6`).
     BadEntry,
     /// An entry version other than 0.
     EntryVersion,
     /// An option with a bad length, a duplicate, or PE data (rvs has no persistence engines).
     BadOption,
-    /// IPv6 entries (rvs's services are IPv4).
-    Ipv6,
     /// Not TCP or UDP, or a state the protocol does not have.
     BadProtocolOrState,
     /// A forwarding method other than NAT (masquerading).
@@ -128,14 +236,13 @@ pub enum Refused {
 }
 
 impl Refused {
-    pub const ALL: [Refused; 12] = [
+    pub const ALL: [Refused; 11] = [
         Refused::BadSize,
         Refused::ForeignSyncid,
         Refused::BadVersion,
         Refused::BadEntry,
         Refused::EntryVersion,
         Refused::BadOption,
-        Refused::Ipv6,
         Refused::BadProtocolOrState,
         Refused::NotNat,
         Refused::NoService,
@@ -152,7 +259,6 @@ impl Refused {
             Refused::BadEntry => "bad_entry",
             Refused::EntryVersion => "entry_version",
             Refused::BadOption => "bad_option",
-            Refused::Ipv6 => "ipv6",
             Refused::BadProtocolOrState => "bad_protocol_or_state",
             Refused::NotNat => "not_nat",
             Refused::NoService => "no_service",
@@ -174,9 +280,9 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// `maxlen` is clamped so that one entry always fits.
+    /// `maxlen` is clamped so that one entry of either family always fits.
     pub fn new(syncid: u8, maxlen: usize) -> Encoder {
-        let maxlen = maxlen.clamp(HDR_LEN + V4_LEN, usize::from(u16::MAX));
+        let maxlen = maxlen.clamp(MIN_MAXLEN, usize::from(u16::MAX));
         Encoder {
             syncid,
             maxlen,
@@ -196,10 +302,11 @@ impl Encoder {
     }
 
     /// Adds `c`; returns the finished message first when `c` does not fit in the current one.
-    pub fn push(&mut self, c: &SyncConn) -> Option<Vec<u8>> {
+    pub fn push(&mut self, c: &impl Encode) -> Option<Vec<u8>> {
         let pad = (4 - self.end % 4) % 4;
         let full = self.count > 0
-            && (usize::from(self.count) >= MAX_CONNS || self.end + pad + V4_LEN > self.maxlen);
+            && (usize::from(self.count) >= MAX_CONNS
+                || self.end + pad + c.wire_len() > self.maxlen);
         let done = if full { self.finish() } else { None };
         if self.count == 0 {
             self.buf.clear();
@@ -209,7 +316,7 @@ impl Encoder {
         } else {
             self.buf.resize(self.end + pad, 0);
         }
-        put_v4(&mut self.buf, c);
+        c.put(&mut self.buf);
         self.end = self.buf.len();
         self.count += 1;
         done
@@ -233,11 +340,11 @@ impl Encoder {
     }
 }
 
-/// Appends `c` as an IPv4 entry without options.
-fn put_v4(out: &mut Vec<u8>, c: &SyncConn) {
-    out.push(0); // type: IPv4
+/// Appends `c` as an entry of its family without options.
+fn put_entry<A: WireAddr>(out: &mut Vec<u8>, c: &SyncConn<A>) {
+    out.push(A::TYPE);
     out.push(c.proto);
-    out.extend_from_slice(&(V4_LEN as u16 & SVER_MASK).to_be_bytes()); // version 0
+    out.extend_from_slice(&(A::LEN as u16 & SVER_MASK).to_be_bytes()); // version 0
     out.extend_from_slice(&c.flags().to_be_bytes());
     out.extend_from_slice(&c.wire_state().to_be_bytes());
     out.extend_from_slice(&c.client.1.to_be_bytes());
@@ -245,9 +352,9 @@ fn put_v4(out: &mut Vec<u8>, c: &SyncConn) {
     out.extend_from_slice(&c.real.1.to_be_bytes());
     out.extend_from_slice(&c.fwmark.to_be_bytes());
     out.extend_from_slice(&c.timeout_s.to_be_bytes());
-    out.extend_from_slice(&c.client.0.octets());
-    out.extend_from_slice(&c.virt.0.octets());
-    out.extend_from_slice(&c.real.0.octets());
+    c.client.0.put(out);
+    c.virt.0.put(out);
+    c.real.0.put(out);
 }
 
 /// Decodes the datagram `msg` for a backup of sync group `syncid` (0 takes every group, as the
@@ -257,7 +364,7 @@ fn put_v4(out: &mut Vec<u8>, c: &SyncConn) {
 pub fn decode(
     msg: &[u8],
     syncid: u8,
-    mut entry: impl FnMut(Result<SyncConn, Refused>),
+    mut entry: impl FnMut(Result<SyncEntry, Refused>),
 ) -> Result<usize, Refused> {
     let hdr: [u8; HDR_LEN] = msg
         .get(..HDR_LEN)
@@ -276,6 +383,8 @@ pub fn decode(
     let mut at = HDR_LEN;
     for _ in 0..nr {
         let e = msg.get(at..).ok_or(Refused::BadEntry)?;
+        // The kernel's first check is against the smaller (IPv4) layout, whatever the type;
+        // an IPv6 entry short of its 72 bytes is refused by `decode_conn`.
         if e.len() < V4_LEN {
             return Err(Refused::BadEntry);
         }
@@ -307,24 +416,28 @@ fn be32(b: &[u8], o: usize) -> u32 {
 
 /// One entry `e` (exactly its `size` bytes). `Err` is structural (drop the message); `Ok(Err)`
 /// drops this entry only.
-fn decode_entry(e: &[u8]) -> Result<Result<SyncConn, Refused>, Refused> {
+fn decode_entry(e: &[u8]) -> Result<Result<SyncEntry, Refused>, Refused> {
     let ty = *e.first().ok_or(Refused::BadEntry)?;
+    // The kernel's test: the IPv6 bit makes an IPv6 entry whatever the other bits; without it
+    // only type 0 (IPv4) is known.
     if ty & STYPE_F_INET6 != 0 {
-        // The kernel skips IPv6 entries it cannot take; their size says where the next starts.
-        return Ok(Err(Refused::Ipv6));
+        Ok(decode_conn::<Ipv6Addr>(e)?.map(SyncEntry::V6))
+    } else if ty == 0 {
+        Ok(decode_conn::<Ipv4Addr>(e)?.map(SyncEntry::V4))
+    } else {
+        Err(Refused::BadEntry)
     }
-    if ty != 0 {
-        return Err(Refused::BadEntry);
-    }
-    let f: [u8; V4_LEN] = e
-        .get(..V4_LEN)
-        .and_then(|f| f.try_into().ok())
-        .ok_or(Refused::BadEntry)?;
-    if let Err(r) = check_options(e.get(V4_LEN..).unwrap_or_default())? {
+}
+
+/// The entry `e` of family `A` (its fixed part, then its options).
+fn decode_conn<A: WireAddr>(e: &[u8]) -> Result<Result<SyncConn<A>, Refused>, Refused> {
+    let f = e.get(..A::LEN).ok_or(Refused::BadEntry)?;
+    if let Err(r) = check_options(e.get(A::LEN..).unwrap_or_default())? {
         return Ok(Err(r));
     }
-    let addr = |o: usize| Ipv4Addr::from(be32(&f, o));
-    let (proto, flags, state) = (f[1], be32(&f, 4), be16(&f, 8));
+    let n = (A::LEN - ADDRS_AT) / 3;
+    let addr = |i: usize| A::read(f, ADDRS_AT + i * n).ok_or(Refused::BadEntry);
+    let (proto, flags, state) = (f.get(1).copied().unwrap_or(0), be32(f, 4), be16(f, 8));
     if flags & F_FWD_MASK != F_MASQ {
         return Ok(Err(Refused::NotNat));
     }
@@ -346,11 +459,11 @@ fn decode_entry(e: &[u8]) -> Result<Result<SyncConn, Refused>, Refused> {
         proto,
         state,
         template,
-        client: (addr(24), be16(&f, 10)),
-        virt: (addr(28), be16(&f, 12)),
-        real: (addr(32), be16(&f, 14)),
-        fwmark: be32(&f, 16),
-        timeout_s: be32(&f, 20),
+        client: (addr(0)?, be16(f, 10)),
+        virt: (addr(1)?, be16(f, 12)),
+        real: (addr(2)?, be16(f, 14)),
+        fwmark: be32(f, 16),
+        timeout_s: be32(f, 20),
     }))
 }
 
@@ -441,7 +554,7 @@ mod tests {
     fn decode_all(
         msg: &[u8],
         syncid: u8,
-    ) -> (Result<usize, Refused>, Vec<Result<SyncConn, Refused>>) {
+    ) -> (Result<usize, Refused>, Vec<Result<SyncEntry, Refused>>) {
         let mut got = Vec::new();
         let r = decode(msg, syncid, |e| got.push(e));
         (r, got)
@@ -452,7 +565,7 @@ mod tests {
         let msg = kernel_message();
         assert_eq!(
             decode_all(&msg, 7),
-            (Ok(1), vec![Ok(conn(ConnState::Established))])
+            (Ok(1), vec![Ok(conn(ConnState::Established).into())])
         );
         // syncid 0 takes every group, as the kernel's backup does.
         assert_eq!(decode_all(&msg, 0).0, Ok(1));
@@ -489,7 +602,14 @@ mod tests {
         assert_eq!(&entry(2)[4..10], &[0, 0, 0x10, 0x00, 0, 0]);
         let (r, got) = decode_all(&m, 1);
         assert_eq!(r, Ok(3));
-        assert_eq!(got, vec![Ok(conn(ConnState::FinWait)), Ok(udp), Ok(tpl)]);
+        assert_eq!(
+            got,
+            vec![
+                Ok(conn(ConnState::FinWait).into()),
+                Ok(udp.into()),
+                Ok(tpl.into())
+            ]
+        );
     }
 
     #[test]
@@ -555,7 +675,7 @@ mod tests {
         // length drops the message.
         assert_eq!(
             decode_all(&with_options(&[OPT_F_PARAM | 9, 2, 0, 0]), 0).1,
-            vec![Ok(conn(ConnState::Established))]
+            vec![Ok(conn(ConnState::Established).into())]
         );
         assert_eq!(
             decode_all(&with_options(&[9, 2, 0, 0]), 0).1,
@@ -584,23 +704,150 @@ mod tests {
         );
     }
 
-    #[test]
-    fn an_ipv6_entry_is_skipped_and_the_next_one_taken() {
-        // Type 1 (IPv6): 72 bytes; the kernel skips what it cannot take by its size.
-        let mut m = vec![0, 0, 0, 0, 2, 1, 0, 0];
-        let mut v6 = vec![STYPE_F_INET6, PROTO_TCP, 0, 72];
-        v6.resize(72, 0);
-        m.extend_from_slice(&v6);
+    const CIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0x10);
+    const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 1);
+    const RIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x2, 0, 0, 0, 0, 2);
+
+    fn conn6(state: ConnState) -> SyncConn<Ipv6Addr> {
+        SyncConn {
+            proto: PROTO_TCP,
+            state,
+            template: false,
+            client: (CIP6, 40000),
+            virt: (VIP6, 80),
+            real: (RIP6, 8080),
+            timeout_s: 900,
+            fwmark: 0,
+        }
+    }
+
+    /// The IPv4 message of [`kernel_message`] with one ESTABLISHED IPv6 TCP connection before
+    /// its entry, as the kernel writes `struct ip_vs_sync_v6` (type `STYPE_F_INET6`, size 72,
+    /// 16-byte addresses): the kernel mixes the families in one message.
+    fn kernel_message6() -> Vec<u8> {
+        let mut m = vec![
+            0, 7, 0, 116, // reserved, syncid 7, size 8 + 72 + 36
+            2, 1, 0, 0, // nr_conns 2, version 1, spare
+            1, 6, 0, 72, // type STYPE_F_INET6, TCP, version 0 | size 72
+            0, 0, 0, 0, // flags: MASQ, active
+            0, 1, // state: IP_VS_TCP_S_ESTABLISHED
+            0x9c, 0x40, 0, 80, 0x1f, 0x90, // cport 40000, vport 80, dport 8080
+            0, 0, 0, 0, // fwmark
+            0, 0, 0x03, 0x84, // timeout 900 s
+            0x20, 0x01, 0x0d, 0xb8, 0x01, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, // caddr
+            0x20, 0x01, 0x0d, 0xb8, 0x01, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, // vaddr
+            0x20, 0x01, 0x0d, 0xb8, 0x00, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02, // daddr
+        ];
         m.extend_from_slice(&kernel_message()[HDR_LEN..]);
-        let size = (m.len() as u16).to_be_bytes();
-        m[2..4].copy_from_slice(&size);
-        assert_eq!(
-            decode_all(&m, 0),
+        m
+    }
+
+    #[test]
+    fn decodes_the_kernels_ipv6_layout_and_encodes_it_byte_for_byte() {
+        let msg = kernel_message6();
+        assert_eq!(msg.len(), 116);
+        let want: Vec<Result<SyncEntry, Refused>> = vec![
+            Ok(conn6(ConnState::Established).into()),
+            Ok(conn(ConnState::Established).into()),
+        ];
+        assert_eq!(decode_all(&msg, 7), (Ok(2), want));
+        let mut enc = Encoder::new(7, DEFAULT_MAXLEN);
+        assert_eq!(enc.push(&conn6(ConnState::Established)), None);
+        assert_eq!(enc.push(&conn(ConnState::Established)), None);
+        assert_eq!(enc.finish(), Some(msg));
+    }
+
+    #[test]
+    fn ipv6_entries_are_padded_and_mixed_with_ipv4_ones() {
+        // An IPv4 entry (36 bytes, a multiple of 4) then an IPv6 template then a UDP one.
+        let tpl = SyncConn {
+            template: true,
+            state: ConnState::None,
+            client: (Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0), 0),
+            ..conn6(ConnState::None)
+        };
+        let udp = SyncConn {
+            proto: PROTO_UDP,
+            state: ConnState::Udp,
+            ..conn6(ConnState::Udp)
+        };
+        let entries: Vec<SyncEntry> =
+            vec![conn(ConnState::TimeWait).into(), tpl.into(), udp.into()];
+        let mut enc = Encoder::new(1, DEFAULT_MAXLEN);
+        for e in &entries {
+            assert_eq!(enc.push(e), None);
+        }
+        let m = enc.finish().unwrap();
+        assert_eq!(m.len(), HDR_LEN + V4_LEN + 2 * V6_LEN);
+        let at6 = HDR_LEN + V4_LEN;
+        // Type, protocol, size; the template bit and state 0.
+        assert_eq!(&m[at6..at6 + 10], &[1, 6, 0, 72, 0, 0, 0x10, 0x00, 0, 0]);
+        // UDP: inactive, IP_VS_UDP_S_NORMAL.
+        let at = at6 + V6_LEN;
+        assert_eq!(&m[at..at + 10], &[1, 17, 0, 72, 0, 0, 0x01, 0x00, 0, 0]);
+        assert_eq!(&m[at + 24..at + 40], &CIP6.octets());
+        let (r, got) = decode_all(&m, 1);
+        assert_eq!(r, Ok(3));
+        assert_eq!(got, entries.into_iter().map(Ok).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn ipv6_refusals() {
+        let good = kernel_message6();
+        // Any type with the IPv6 bit is IPv6 (the kernel's test); another type without it
+        // drops the message.
+        let mut m = good.clone();
+        m[HDR_LEN] = 3;
+        assert_eq!(decode_all(&m, 0).0, Ok(2));
+        let mut m = good.clone();
+        m[HDR_LEN] = 2;
+        assert_eq!(decode_all(&m, 0), (Err(Refused::BadEntry), vec![]));
+        // An IPv6 entry whose size is that of an IPv4 one (short of its addresses) drops the
+        // message, as the kernel's `p > msg_end` does.
+        let mut m = good.clone();
+        m[HDR_LEN + 3] = 36;
+        assert_eq!(decode_all(&m, 0), (Err(Refused::BadEntry), vec![]));
+        // A size past the message.
+        let mut m = good.clone();
+        m[HDR_LEN + 3] = 200;
+        assert_eq!(decode_all(&m, 0).0, Err(Refused::BadEntry));
+        // Entry-level refusals keep the message: DR, an unknown protocol; the IPv4 entry
+        // after them is taken.
+        let v4 = Ok(conn(ConnState::Established).into());
+        let mut m = good.clone();
+        m[HDR_LEN + 7] = 2;
+        assert_eq!(decode_all(&m, 0), (Ok(2), vec![Err(Refused::NotNat), v4]));
+        let mut m = good.clone();
+        m[HDR_LEN + 1] = 58;
+        assert_eq!(decode_all(&m, 0).1[0], Err(Refused::BadProtocolOrState));
+        // Options after the 72 bytes: an optional unknown one is skipped, PE data refuses
+        // the entry.
+        for (opt, want) in [
             (
-                Ok(2),
-                vec![Err(Refused::Ipv6), Ok(conn(ConnState::Established))]
-            )
-        );
+                &[OPT_F_PARAM | 9, 2, 0, 0],
+                Ok(conn6(ConnState::Established).into()),
+            ),
+            (&[OPT_PE_DATA, 2, 1, 2], Err(Refused::BadOption)),
+        ] {
+            let mut m = good[..HDR_LEN + V6_LEN].to_vec();
+            m.extend_from_slice(opt);
+            m.extend_from_slice(&good[HDR_LEN + V6_LEN..]);
+            let size = (m.len() as u16).to_be_bytes();
+            m[2..4].copy_from_slice(&size);
+            m[HDR_LEN + 2..HDR_LEN + 4].copy_from_slice(&((V6_LEN + 4) as u16).to_be_bytes());
+            assert_eq!(decode_all(&m, 0), (Ok(2), vec![want, v4]), "{opt:?}");
+        }
+        // Every truncation, size fixed up or not, is refused without a panic; the entries
+        // before the cut may have been handed out, never one past it.
+        for n in 0..good.len() {
+            let mut m = good[..n].to_vec();
+            if n >= 4 {
+                m[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+            }
+            let (r, got) = decode_all(&m, 0);
+            assert!(r.is_err(), "{n} bytes");
+            assert!(got.len() <= usize::from(n >= HDR_LEN + V6_LEN), "{n} bytes");
+        }
     }
 
     #[test]
@@ -614,6 +861,8 @@ mod tests {
             msgs.iter().map(|m| m.len()).collect::<Vec<_>>(),
             vec![116, 116, 44]
         );
+        // The configuration's bound is the encoder's.
+        assert_eq!(usize::from(control::sync::MIN_MAXLEN), MIN_MAXLEN);
         let mut enc = Encoder::new(3, usize::from(u16::MAX));
         let n = (0..300)
             .filter_map(|_| enc.push(&conn(ConnState::Close)))
@@ -623,41 +872,56 @@ mod tests {
         assert_eq!(enc.len(), 45);
     }
 
-    fn any_conn() -> impl Strategy<Value = SyncConn> {
+    fn any_entry() -> impl Strategy<Value = SyncEntry> {
         let tcp = (0u8..11).prop_map(|s| (PROTO_TCP, ConnState::from_u8(s).unwrap(), false));
         let udp = Just((PROTO_UDP, ConnState::Udp, false));
         let tpl =
             prop_oneof![Just(PROTO_TCP), Just(PROTO_UDP)].prop_map(|p| (p, ConnState::None, true));
         (
             prop_oneof![tcp, udp, tpl],
-            any::<[u32; 3]>(),
+            any::<[u128; 3]>(),
             any::<[u16; 3]>(),
             any::<u32>(),
             any::<u32>(),
+            any::<bool>(),
         )
-            .prop_map(
-                |((proto, state, template), a, p, timeout_s, fwmark)| SyncConn {
+            .prop_map(|((proto, state, template), a, p, timeout_s, fwmark, v6)| {
+                let v4 = SyncConn {
                     proto,
                     state,
                     template,
-                    client: (Ipv4Addr::from(a[0]), p[0]),
-                    virt: (Ipv4Addr::from(a[1]), p[1]),
-                    real: (Ipv4Addr::from(a[2]), p[2]),
+                    client: (Ipv4Addr::from(a[0] as u32), p[0]),
+                    virt: (Ipv4Addr::from(a[1] as u32), p[1]),
+                    real: (Ipv4Addr::from(a[2] as u32), p[2]),
                     timeout_s,
                     fwmark,
-                },
-            )
+                };
+                if v6 {
+                    SyncEntry::V6(SyncConn {
+                        client: (Ipv6Addr::from(a[0]), p[0]),
+                        virt: (Ipv6Addr::from(a[1]), p[1]),
+                        real: (Ipv6Addr::from(a[2]), p[2]),
+                        proto,
+                        state,
+                        template,
+                        timeout_s,
+                        fwmark,
+                    })
+                } else {
+                    SyncEntry::V4(v4)
+                }
+            })
     }
 
     proptest! {
         #[test]
-        fn round_trip(conns in proptest::collection::vec(any_conn(), 0..600), maxlen in 44usize..3000, syncid: u8) {
+        fn round_trip(conns in proptest::collection::vec(any_entry(), 0..600), maxlen in 44usize..3000, syncid: u8) {
             let mut enc = Encoder::new(syncid, maxlen);
             let mut msgs: Vec<Vec<u8>> = conns.iter().filter_map(|c| enc.push(c)).collect();
             msgs.extend(enc.finish());
             let mut back = Vec::new();
             for m in &msgs {
-                prop_assert!(m.len() <= maxlen.max(HDR_LEN + V4_LEN));
+                prop_assert!(m.len() <= maxlen.max(MIN_MAXLEN));
                 prop_assert!(decode(m, syncid, |e| back.push(e.unwrap())).is_ok());
             }
             prop_assert_eq!(back, conns);

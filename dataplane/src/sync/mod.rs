@@ -18,7 +18,7 @@
 pub mod codec;
 pub mod install;
 
-pub use codec::{decode, Encoder, Refused, SyncConn};
+pub use codec::{decode, Encode, Encoder, Refused, SyncConn, SyncEntry};
 pub use install::Installed;
 
 use crate::conntrack::{ConnInfo, ConnState};
@@ -48,7 +48,7 @@ pub fn syncable(proto: u8, state: ConnState) -> bool {
 
 /// The sync entry of connection `c` at `now_ms`: it carries the seconds it has left (at least
 /// one), so that the backup's copy expires when the master's does.
-pub fn entry_of(c: &ConnInfo, now_ms: u64) -> SyncConn {
+pub fn entry_of<A: Copy>(c: &ConnInfo<A>, now_ms: u64) -> SyncConn<A> {
     let left_s = c.expires_ms.saturating_sub(now_ms).div_ceil(1000).max(1);
     SyncConn {
         proto: c.proto,
@@ -65,7 +65,7 @@ pub fn entry_of(c: &ConnInfo, now_ms: u64) -> SyncConn {
 /// The workers' side of sync: whether to queue, the refresh period, one queue per worker.
 pub struct SyncOut {
     master: CachePadded<AtomicBool>,
-    queues: Box<[CachePadded<ArrayQueue<SyncConn>>]>,
+    queues: Box<[CachePadded<ArrayQueue<SyncEntry>>]>,
 }
 
 impl std::fmt::Debug for SyncOut {
@@ -98,14 +98,14 @@ impl SyncOut {
     }
 
     /// Queues `c` on `worker`'s queue; false if it was full (the event is lost).
-    pub fn push(&self, worker: usize, c: SyncConn) -> bool {
+    pub fn push(&self, worker: usize, c: SyncEntry) -> bool {
         self.queues
             .get(worker % self.queues.len())
             .is_some_and(|q| q.push(c).is_ok())
     }
 
     /// Takes up to `max` queued events from every worker's queue, oldest first per queue.
-    pub fn drain(&self, max: usize, mut f: impl FnMut(SyncConn)) -> usize {
+    pub fn drain(&self, max: usize, mut f: impl FnMut(SyncEntry)) -> usize {
         let mut n = 0;
         for q in self.queues.iter() {
             while n < max {

@@ -203,7 +203,8 @@ impl Pipeline {
 
     /// Whether `ip` is one of the ports' own IPv6 addresses (their link-local ones included).
     pub(super) fn is_local6(&self, ip: Ipv6Addr) -> bool {
-        self.dp.local6.contains(&u128::from(ip))
+        let a = u128::from(ip);
+        self.dp.local6_filter.may_hold(a) && self.dp.local6.contains(&a)
     }
 
     /// Builds the ICMPv6 error `p` about the (unchanged) IPv6 frame `buf[..len]` in its place,

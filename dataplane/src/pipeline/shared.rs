@@ -3,6 +3,7 @@
 
 use super::kernel::KernelPath;
 use super::owned::OwnedAddrs;
+use crate::addr_set::AddrFilter6;
 use crate::conntrack::{ConnTable, ConnTable6};
 use crate::frag::{FragTable, FragTable6, FRAG_SLOTS};
 use crate::neigh::{NeighTable, NeighTable6};
@@ -168,6 +169,8 @@ pub struct Dataplane {
     /// Every port's own IPv6 addresses, link-local ones included (`Pipeline::is_local6`), as
     /// integers (cheaper to compare).
     pub(super) local6: Box<[u128]>,
+    /// `local6` as a filter, asked first.
+    pub(super) local6_filter: AddrFilter6,
     pub(super) snapshot: ArcSwap<Snapshot>,
     pub(super) stats: Stats,
     pub(super) workers: usize,
@@ -250,6 +253,11 @@ impl Dataplane {
         let workers = cfg.workers.max(1);
         let conns = ConnTable::new(cfg.conn_capacity, MAX_DESTS, &cfg.timeouts);
         let conns6 = ConnTable6::sharing(&conns, ipv6_capacity(cfg.conn_capacity));
+        let local6: Box<[u128]> = ports
+            .iter()
+            .flat_map(|p| p.addrs6.iter().map(|&(a, _)| a).chain([p.link_local6()]))
+            .map(u128::from)
+            .collect();
         Arc::new(Dataplane {
             stats: Stats::new(
                 workers,
@@ -274,11 +282,8 @@ impl Dataplane {
             persist: Persist::new((cfg.conn_capacity / 4).clamp(1024, 1 << 22)),
             frags: FragTable::new(FRAG_SLOTS),
             frags6: FragTable6::new6(FRAG_SLOTS),
-            local6: ports
-                .iter()
-                .flat_map(|p| p.addrs6.iter().map(|&(a, _)| a).chain([p.link_local6()]))
-                .map(u128::from)
-                .collect(),
+            local6_filter: AddrFilter6::new(local6.iter().copied()),
+            local6,
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             ports,
             workers,

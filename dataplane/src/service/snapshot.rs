@@ -4,7 +4,7 @@
 //! Lookups are binary searches over sorted vectors: no hashing and no allocation on a worker.
 
 use super::dest::Dest;
-use crate::addr_set::{AddrSet, VIP};
+use crate::addr_set::{AddrFilter6, AddrSet, VIP};
 use crate::sched::Scheduler;
 use control::model::ServiceSpec;
 use control::sysctl::IpvsSysctls;
@@ -61,6 +61,8 @@ struct V6Index {
     ops_replies: Vec<(Key6, OpsReply<Ipv6Addr>)>,
     /// Sorted, as integers: a comparison is two words, not sixteen bytes.
     vips: Vec<u128>,
+    /// `vips` as a filter, asked first.
+    vip_filter: AddrFilter6,
     real_services: Vec<Key6>,
 }
 
@@ -140,6 +142,7 @@ impl Snapshot {
         v6.vips = v6s.iter().map(|(_, s)| u128::from(vip6(s))).collect();
         v6.vips.sort();
         v6.vips.dedup();
+        v6.vip_filter = AddrFilter6::new(v6.vips.iter().copied());
         let mut ops_replies: Vec<(u64, OpsReply)> = v4s
             .iter()
             .filter(|(_, s)| s.spec.ops)
@@ -257,7 +260,8 @@ impl Snapshot {
     /// True if some IPv6 service uses `ip` as its VIP.
     #[inline]
     pub fn is_vip6(&self, ip: Ipv6Addr) -> bool {
-        !self.v6.vips.is_empty() && self.v6.vips.binary_search(&u128::from(ip)).is_ok()
+        let a = u128::from(ip);
+        self.v6.vip_filter.may_hold(a) && self.v6.vips.binary_search(&a).is_ok()
     }
 
     /// Every IPv6 service's virtual address, sorted, once each.

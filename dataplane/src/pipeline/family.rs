@@ -1,7 +1,8 @@
 //! What the TCP/UDP, fragment, ICMP-error and egress stages need of an IP header, for either
 //! family: one NAT path (`conn`, `ip`'s later fragments, `icmp`'s error NAT, `egress`) written
 //! once over [`IpHeader`], monomorphised for IPv4 and IPv6. What differs between the families
-//! (the header's fields, the checksum rewrite, which tables and snapshot lists to look in) is here, one impl per family.
+//! (the header's fields, the checksum rewrite, which tables and snapshot lists to look in,
+//! which burst prefetch hints are theirs) is here, one impl per family.
 
 use super::context::Hint;
 use super::icmp_error::IcmpError;

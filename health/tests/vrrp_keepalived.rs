@@ -10,7 +10,7 @@
 //! rvsd. Needs root. keepalived and rvs-healthd are stopped by PID, and the namespaces
 //! removed, by their guards' Drop, also when a test fails.
 
-use control::config::Cidr;
+use control::config::IpCidr;
 use control::proto::Request;
 use health::testlab::{FakeRvsd, NsProcess, VethPair};
 use std::path::{Path, PathBuf};
@@ -282,7 +282,7 @@ impl Interop {
                     held,
                 } => {
                     assert_eq!((instance.as_str(), port.as_str()), ("VI_T", "ext"));
-                    assert_eq!(addrs, &[Cidr::parse(&format!("{VIP}/32")).unwrap()]);
+                    assert_eq!(addrs, &[IpCidr::parse(&format!("{VIP}/32")).unwrap()]);
                     Some(*held)
                 }
                 _ => None,

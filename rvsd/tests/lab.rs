@@ -2671,7 +2671,8 @@ fn rvs_healthd_takes_a_dead_real_server_out_and_back_through_rvsd() {
 }
 
 /// Health checks to IPv6 real servers through rvsd's internal twin, which carries the port's
-/// IPv6 address (2001:db8:2::1/64, `nodad`) while IPv6 stays off on the DPDK ports' veths:
+/// IPv6 address (2001:db8:2::1/64, `nodad`) and link-local address while IPv6 stays off on the
+/// DPDK ports' veths:
 /// ping6 and curl from rvs-dir reach a real server; rvs-healthd checks [VIP6]:80's real servers
 /// ([rs1]:80 HTTP_GET with its page's digest, weight 0 when it fails; [rs2]:80 TCP_CHECK,
 /// removed when it fails); each one's nginx stopped by PID takes it out, started again brings
@@ -2715,9 +2716,21 @@ fn rvs_healthd_checks_ipv6_real_servers_through_the_twin() {
         !addrs.contains("rvs-dint") && !addrs.contains("rvs-dext"),
         "{addrs}"
     );
-    assert!(
-        !addrs.contains("fe80"),
-        "no link-local address on a twin: {addrs}"
+    // The only link-local addresses are the twins', each its port's own (EUI-64 from the
+    // DPDK port's MAC, which rvsd answers solicitations for), not one of the kernel's making.
+    for (twin, port) in [("rvs-int0", "rvs-dint"), ("rvs-ext0", "rvs-dext")] {
+        let ll = dataplane::packet::ipv6::link_local_of(link_mac("rvs-dir", port));
+        assert!(
+            addrs
+                .lines()
+                .any(|l| l.contains(twin) && l.contains(&format!("inet6 {ll}/64"))),
+            "{twin} has {ll}: {addrs}"
+        );
+    }
+    assert_eq!(
+        addrs.matches("fe80").count(),
+        2,
+        "only the twins' link-local addresses: {addrs}"
     );
     for ifname in ["rvs-dint", "rvs-dext"] {
         let off = in_ns(

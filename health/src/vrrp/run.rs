@@ -212,6 +212,25 @@ fn first_address(ifname: &str, want: impl Fn(IpAddr) -> bool) -> io::Result<Opti
     Ok(found)
 }
 
+/// How long [`link_local_address`] waits for one to appear.
+const LINK_LOCAL_WAIT: Duration = Duration::from_secs(5);
+
+/// The IPv6 link-local address of `ifname`, waiting up to [`LINK_LOCAL_WAIT`] for one: the
+/// kernel adds it only once the link is up, a moment after the interface exists.
+fn link_local_address(ifname: &str) -> io::Result<Option<IpAddr>> {
+    let until = Instant::now() + LINK_LOCAL_WAIT;
+    loop {
+        let found = first_address(ifname, |a| match a {
+            IpAddr::V6(a) => is_link_local(a),
+            IpAddr::V4(_) => false,
+        })?;
+        if found.is_some() || Instant::now() >= until {
+            return Ok(found);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 impl VrrpSocket {
     /// The socket of `ipv6`'s family on `ifname`, sending from `src` when given.
     fn open(ifname: &str, src: Option<IpAddr>, ipv6: bool) -> io::Result<VrrpSocket> {
@@ -224,11 +243,7 @@ impl VrrpSocket {
         }
         let src = match src {
             Some(a) => a,
-            None if ipv6 => first_address(ifname, |a| match a {
-                IpAddr::V6(a) => is_link_local(a),
-                IpAddr::V4(_) => false,
-            })?
-            .ok_or_else(|| {
+            None if ipv6 => link_local_address(ifname)?.ok_or_else(|| {
                 io::Error::other(format!(
                     "{ifname} has no IPv6 link-local address to send VRRP adverts from"
                 ))

@@ -1,5 +1,5 @@
-//! keepalived.conf's VRRP part as rvs-healthd runs it (VRRPv3, IPv4 or IPv6), with keepalived 2.2.7's
-//! keywords and defaults (keepalived/vrrp/vrrp_parser.c, vrrp.c):
+//! keepalived.conf's VRRP part as rvs-healthd runs it (VRRPv3, IPv4 or IPv6), with keepalived
+//! 2.2.7's keywords and defaults (keepalived/vrrp/vrrp_parser.c, vrrp.c):
 //!
 //! | what | default |
 //! |---|---|

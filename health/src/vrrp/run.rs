@@ -628,7 +628,7 @@ impl<L: Lvs> Vrrp<L> {
             .sync_daemon
             .as_ref()
             .and_then(|s| cfg.instances.iter().position(|i| i.name == s.instance));
-        Ok(Vrrp {
+        let mut vrrp = Vrrp {
             lvs,
             instances,
             sockets,
@@ -644,7 +644,15 @@ impl<L: Lvs> Vrrp<L> {
             sync_instance,
             children: Vec::new(),
             counters: Counters::default(),
-        })
+        };
+        // Named at once, not held, before the track scripts' first run and before the caller
+        // installs any service: rvsd then never announces an IPv6 VIP an instance names with
+        // the unsolicited neighbour advertisements it sends for a new VIP (a BACKUP's would
+        // take the VIP's neighbours from the MASTER). What rvsd does not take is sent again.
+        for ii in 0..vrrp.instances.len() {
+            vrrp.tell_rvsd(ii);
+        }
+        Ok(vrrp)
     }
 
     pub fn counters(&self) -> Counters {

@@ -504,6 +504,80 @@ impl std::fmt::Display for Cidr6 {
     }
 }
 
+/// An address of either family in CIDR notation: a [`Cidr`] or a [`Cidr6`], written as they
+/// are ("198.51.100.5/24", "2001:db8:100::1/64"). What a VRRP instance names
+/// (`SetVirtualAddrs`): JSON that names IPv4 addresses only reads as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum IpCidr {
+    V4(Cidr),
+    V6(Cidr6),
+}
+
+impl IpCidr {
+    /// IPv6 when the address has a colon, else IPv4; each family's own errors.
+    pub fn parse(s: &str) -> Result<IpCidr, String> {
+        if s.split('/').next().is_some_and(|a| a.contains(':')) {
+            Cidr6::parse(s).map(IpCidr::V6)
+        } else {
+            Cidr::parse(s).map(IpCidr::V4)
+        }
+    }
+
+    pub fn addr(self) -> IpAddr {
+        match self {
+            IpCidr::V4(c) => IpAddr::V4(c.addr),
+            IpCidr::V6(c) => IpAddr::V6(c.addr),
+        }
+    }
+
+    pub fn prefix_len(self) -> u8 {
+        match self {
+            IpCidr::V4(c) => c.prefix_len,
+            IpCidr::V6(c) => c.prefix_len,
+        }
+    }
+
+    pub fn is_ipv6(self) -> bool {
+        matches!(self, IpCidr::V6(_))
+    }
+}
+
+impl From<Cidr> for IpCidr {
+    fn from(c: Cidr) -> IpCidr {
+        IpCidr::V4(c)
+    }
+}
+
+impl From<Cidr6> for IpCidr {
+    fn from(c: Cidr6) -> IpCidr {
+        IpCidr::V6(c)
+    }
+}
+
+impl TryFrom<String> for IpCidr {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<IpCidr, String> {
+        IpCidr::parse(&s)
+    }
+}
+
+impl From<IpCidr> for String {
+    fn from(c: IpCidr) -> String {
+        c.to_string()
+    }
+}
+
+impl std::fmt::Display for IpCidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IpCidr::V4(c) => c.fmt(f),
+            IpCidr::V6(c) => c.fmt(f),
+        }
+    }
+}
+
 impl PortConfig {
     /// The port's IPv6 addresses (`addresses6`).
     pub fn ipv6_addresses(&self) -> Vec<Cidr6> {
@@ -932,6 +1006,25 @@ mod tests {
         let c = Cidr::parse("192.0.2.1/24").unwrap();
         assert!(c.contains("192.0.2.200".parse().unwrap()));
         assert!(!c.contains("198.51.100.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn ip_cidr_reads_either_family_as_its_own_type_does() {
+        let v4 = IpCidr::parse("198.51.100.5/24").unwrap();
+        assert_eq!(v4, IpCidr::V4(Cidr::parse("198.51.100.5/24").unwrap()));
+        assert_eq!(v4.addr(), "198.51.100.5".parse::<IpAddr>().unwrap());
+        let v6 = IpCidr::parse("2001:db8:100::1/64").unwrap();
+        assert_eq!((v6.is_ipv6(), v6.prefix_len()), (true, 64));
+        assert_eq!(v6.to_string(), "2001:db8:100::1/64");
+        assert!(IpCidr::parse("2001:db8::1")
+            .unwrap_err()
+            .contains("prefix length"));
+        assert!(IpCidr::parse("ff02::12/128")
+            .unwrap_err()
+            .contains("unicast"));
+        assert!(IpCidr::parse("192.0.2.300/24")
+            .unwrap_err()
+            .contains("bad IPv4"));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! ```
 //! A request with another version is refused, so old and new tools never misread each other.
 
-use crate::config::{Cidr, MacAddr};
+use crate::config::{IpCidr, MacAddr};
 use crate::model::{ConnStatus, DestSpec, ServiceKey, ServiceSpec, ServiceStatus, Timeouts};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -100,12 +100,14 @@ pub enum Request {
     /// [`Response::Sync`] by rvsd.
     SyncStatus,
     /// A VRRP instance's addresses on a port (`port`: rvsd's port name): while `held`, rvsd
-    /// answers ARP for them, owns them and has them on the port's kernel twin; sent by
-    /// rvs-healthd's VRRP on entering (true) and leaving (false) MASTER.
+    /// answers ARP (IPv6: neighbour solicitations) for them, owns them and has them on the
+    /// port's kernel twin; sent by rvs-healthd's VRRP on entering (true) and leaving (false)
+    /// MASTER. Addresses of either family, written as CIDR strings ("198.51.100.5/24",
+    /// "2001:db8:100::1/64"): IPv4-only requests read as they always did.
     SetVirtualAddrs {
         instance: String,
         port: String,
-        addrs: Vec<Cidr>,
+        addrs: Vec<IpCidr>,
         held: bool,
     },
     /// Every instance's addresses by port, held or not (`rvsctl vaddr`); answered with
@@ -118,7 +120,7 @@ pub enum Request {
 pub struct VirtualAddrsStatus {
     pub instance: String,
     pub port: String,
-    pub addrs: Vec<Cidr>,
+    pub addrs: Vec<IpCidr>,
     pub held: bool,
 }
 
@@ -270,7 +272,7 @@ mod tests {
         let set = RequestEnvelope::new(Request::SetVirtualAddrs {
             instance: "VI_1".into(),
             port: "ext".into(),
-            addrs: vec![Cidr::parse("198.51.100.5/24").unwrap()],
+            addrs: vec![IpCidr::parse("198.51.100.5/24").unwrap()],
             held: true,
         });
         let line = serde_json::to_string(&set).unwrap();
@@ -288,6 +290,22 @@ mod tests {
         let bad = r#"{"version":1,"request":{"set_virtual_addrs":{"instance":"VI_1","port":"ext","addrs":["198.51.100.5"],"held":true}}}"#;
         let e = serde_json::from_str::<RequestEnvelope>(bad).unwrap_err();
         assert!(e.to_string().contains("prefix length"), "{e}");
+        // IPv6 addresses travel the same way, beside IPv4 ones.
+        let both = r#"{"version":1,"request":{"set_virtual_addrs":{"instance":"VI_6","port":"ext","addrs":["2001:db8:100::1/64","198.51.100.5/24"],"held":false}}}"#;
+        let r = serde_json::from_str::<RequestEnvelope>(both).unwrap();
+        assert_eq!(
+            r.request,
+            Request::SetVirtualAddrs {
+                instance: "VI_6".into(),
+                port: "ext".into(),
+                addrs: vec![
+                    IpCidr::parse("2001:db8:100::1/64").unwrap(),
+                    IpCidr::parse("198.51.100.5/24").unwrap()
+                ],
+                held: false,
+            }
+        );
+        assert_eq!(serde_json::to_string(&r).unwrap(), both);
     }
 
     #[test]

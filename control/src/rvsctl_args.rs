@@ -38,8 +38,9 @@ pub enum Cmd {
         words: Vec<String>,
     },
     /// VRRP-held (virtual) addresses, one a line: `vaddr [show]`; and by hand, as rvs-healthd's
-    /// VRRP does: `vaddr hold|release INSTANCE dev PORT ADDR/LEN...` (rvsd answers ARP for them
-    /// and has them on the port's twin only while held), `vaddr del INSTANCE dev PORT`.
+    /// VRRP does: `vaddr hold|release INSTANCE dev PORT ADDR/LEN...` (IPv4 or IPv6; rvsd answers
+    /// ARP or neighbour solicitations for them and has them on the port's twin only while
+    /// held), `vaddr del INSTANCE dev PORT`.
     #[command(alias = "vaddrs")]
     Vaddr {
         /// show | hold|release INSTANCE dev PORT ADDR/LEN... | del INSTANCE dev PORT

@@ -85,7 +85,7 @@ use crate::pipeline::{
 };
 use crate::stats::{DropReason, Event};
 use std::collections::VecDeque;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
 /// Frames per received burst, as DESIGN.md says, and per prefetch.
@@ -245,7 +245,8 @@ struct ArpSent {
 #[derive(Debug, Clone, Copy)]
 struct Garp {
     port: u16,
-    addr: Ipv4Addr,
+    /// IPv4: gratuitous ARPs; IPv6: unsolicited neighbour advertisements.
+    addr: IpAddr,
     left: u32,
     due_ms: u64,
 }
@@ -435,9 +436,10 @@ impl<F: FrameBuf> BurstDriver<F> {
         self.pipeline.housekeeping(self.now_ms);
     }
 
-    /// On worker 0: gratuitous ARPs for the addresses that became held or were held again (a
-    /// VRRP instance's on becoming MASTER, or on meeting another master), [`GARP_COUNT`] each,
-    /// [`GARP_INTERVAL_MS`] apart, while still held.
+    /// On worker 0: gratuitous ARPs (IPv6: unsolicited neighbour advertisements) for the
+    /// addresses that became held or were held again (a VRRP instance's on becoming MASTER, or
+    /// on meeting another master), [`GARP_COUNT`] each, [`GARP_INTERVAL_MS`] apart, while still
+    /// held.
     /// A generation compare per loop when nothing changes.
     fn announce<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io) {
         self.announce6(io);
@@ -546,10 +548,12 @@ impl<F: FrameBuf> BurstDriver<F> {
         self.queue_tx(io, port, f);
     }
 
-    fn send_garp<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io, port: u16, addr: Ipv4Addr) {
-        self.send_generated(io, port, Event::GratuitousArp, |p, buf| {
-            p.gratuitous_arp(port, addr, buf)
-        });
+    fn send_garp<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io, port: u16, addr: IpAddr) {
+        let ev = match addr {
+            IpAddr::V4(_) => Event::GratuitousArp,
+            IpAddr::V6(_) => Event::UnsolicitedNa,
+        };
+        self.send_generated(io, port, ev, |p, buf| p.announcement(port, addr, buf));
     }
 
     /// At shutdown: transmits what is batched and frees what is held (uncounted).

@@ -511,3 +511,60 @@ fn the_kernels_ipv6_multicast_and_martians_are_never_sent() {
     assert!(d.io.sent_on(INT).is_empty() && d.io.sent_on(EXT).is_empty());
     d.balanced();
 }
+
+/// A VRRP advert (next header 112, hop limit 255) from `src` to ff02::12.
+fn vrrp6(src: Ipv6Addr) -> Vec<u8> {
+    let group = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
+    ipv6(src, group, 112, 255, &[0x31, 51, 100, 1, 0, 100, 0, 0])
+}
+
+#[test]
+fn ipv6_vrrp_adverts_are_carried_between_the_twin_and_the_wire() {
+    let mut d = Dir::new([true, false], 1000, 100, None);
+    let peer_ll = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);
+    let group_mac = [0x33, 0x33, 0, 0, 0, 0x12];
+    // Up: a peer's advert to ff02::12's MAC goes to the twin as it came, without L2.
+    let advert = vrrp6(peer_ll);
+    let frame = eth6(group_mac, CLIENT_MAC, &advert);
+    assert_eq!(d.send(EXT, &frame), Action::ToKernel { port: EXT });
+    assert_eq!(d.io.kernel.last().unwrap().1.bytes(), &advert[..]);
+    assert_eq!(d.events(Event::MulticastToKernel), 1);
+    // Not up: to another MAC than the group's, from a group, MLD, a port without a twin.
+    let mld = icmp6_packet(
+        peer_ll,
+        Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x16),
+        143,
+        0,
+        &[0; 4],
+    );
+    let refused = [
+        (EXT, eth6([0x33, 0x33, 0, 0, 0, 0x13], CLIENT_MAC, &advert)),
+        (
+            EXT,
+            eth6(
+                group_mac,
+                CLIENT_MAC,
+                &vrrp6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1)),
+            ),
+        ),
+        (EXT, eth6([0x33, 0x33, 0, 0, 0, 0x16], CLIENT_MAC, &mld)),
+        (INT, eth6(group_mac, RS1_MAC, &vrrp6(peer_ll))),
+    ];
+    for (port, f) in &refused {
+        assert_eq!(d.send(*port, f), Action::Drop, "{f:02x?}");
+    }
+    assert_eq!(d.io.kernel.len(), 1);
+    // Down: the twin's advert from its link-local address goes out of its port to the
+    // group's MAC, hop limit kept.
+    let ours = vrrp6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0xff, 0xfe00, 1));
+    assert_eq!(d.down(EXT, &ours), Action::Tx(EXT));
+    let out = d.io.sent_on(EXT).last().unwrap().bytes().to_vec();
+    assert_eq!(&out[..6], &group_mac);
+    assert_eq!(&out[6..12], &EXT_MAC);
+    assert_eq!(&out[14..], &ours[..]);
+    assert_eq!(d.events(Event::MulticastFromKernel), 1);
+    // Not down: from ::, through a port without a twin.
+    assert_eq!(d.down(EXT, &vrrp6(Ipv6Addr::UNSPECIFIED)), Action::Drop);
+    assert_eq!(d.down(INT, &ours), Action::Drop);
+    d.balanced();
+}

@@ -2,7 +2,7 @@
 //! while held (ARP answers, echo, the kernel twin, gratuitous ARP on becoming held); addresses
 //! no instance names keep their rules; bad requests change nothing.
 
-use control::config::Cidr;
+use control::config::{Cidr, IpCidr};
 use dataplane::driver::{BurstDriver, ByteFrame, ByteIo};
 use dataplane::pipeline::{
     Action, Dataplane, KernelPath, TwinChange, VirtualAddrs, GARP_COUNT, GARP_INTERVAL_MS,
@@ -21,8 +21,8 @@ const ROOM: usize = 2048;
 /// An address of the client subnet that is not otherwise rvs's.
 const VADDR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 5);
 
-fn cidr(s: &str) -> Cidr {
-    Cidr::parse(s).expect("cidr")
+fn cidr(s: &str) -> IpCidr {
+    IpCidr::parse(s).expect("cidr")
 }
 
 struct Dir {
@@ -54,7 +54,7 @@ impl Dir {
     }
 
     fn set(&mut self, instance: &str, port: &str, addrs: &[&str], held: bool) -> Vec<TwinChange> {
-        let addrs: Vec<Cidr> = addrs.iter().map(|a| cidr(a)).collect();
+        let addrs: Vec<IpCidr> = addrs.iter().map(|a| cidr(a)).collect();
         self.vaddrs
             .set(instance, port, &addrs, held)
             .unwrap_or_else(|e| panic!("set {instance} {port} {addrs:?} {held}: {e}"))
@@ -366,17 +366,19 @@ fn bad_requests_change_nothing_and_say_why() {
         ),
     ];
     for (instance, port, addrs, want) in cases {
-        let addrs: Vec<Cidr> = addrs.iter().map(|a| cidr(a)).collect();
+        let addrs: Vec<IpCidr> = addrs.iter().map(|a| cidr(a)).collect();
         let err = d
             .vaddrs
             .set(instance, port, &addrs, true)
             .expect_err(instance);
         assert!(err.contains(want), "{instance} {port} {addrs:?}: {err}");
     }
-    let many: Vec<Cidr> = (0..=MAX_VIRTUAL_ADDRS as u32)
-        .map(|i| Cidr {
-            addr: Ipv4Addr::from(u32::from(Ipv4Addr::new(203, 0, 113, 0)) + (i << 8) + 1),
-            prefix_len: 32,
+    let many: Vec<IpCidr> = (0..=MAX_VIRTUAL_ADDRS as u32)
+        .map(|i| {
+            IpCidr::V4(Cidr {
+                addr: Ipv4Addr::from(u32::from(Ipv4Addr::new(203, 0, 113, 0)) + (i << 8) + 1),
+                prefix_len: 32,
+            })
         })
         .collect();
     let err = d.vaddrs.set("VI_4", "ext", &many, true).expect_err("many");

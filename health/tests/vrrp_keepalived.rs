@@ -10,7 +10,7 @@
 //! rvsd. Needs root. keepalived and rvs-healthd are stopped by PID, and the namespaces
 //! removed, by their guards' Drop, also when a test fails.
 
-use control::config::Cidr;
+use control::config::IpCidr;
 use control::proto::Request;
 use health::testlab::{FakeRvsd, NsProcess, VethPair};
 use std::path::{Path, PathBuf};
@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 const ADVERT: Duration = Duration::from_secs(1);
 const VIP: &str = "192.0.2.100";
+const VIP6: &str = "2001:db8:5::100";
 
 /// Master_Down_Interval at priority 100 plus slack for process start and polling.
 const ELECTION: Duration = Duration::from_millis(3_610 + 2_000);
@@ -135,8 +136,14 @@ impl Interop {
     }
 
     fn start_keepalived(&mut self, p: &Peer) {
+        let text = instance("va", p, &self.dir.join("notify-k.sh"));
+        self.start_keepalived_with(&text);
+    }
+
+    /// keepalived on keepalived.conf `text`.
+    fn start_keepalived_with(&mut self, text: &str) {
         let conf = self.dir.join("keepalived.conf");
-        std::fs::write(&conf, instance("va", p, &self.dir.join("notify-k.sh"))).unwrap();
+        std::fs::write(&conf, text).unwrap();
         let d = |f: &str| self.dir.join(f).display().to_string();
         let args = [
             "-n".to_string(),
@@ -268,6 +275,26 @@ impl Interop {
             })
     }
 
+    /// rvs-healthd's last SetVirtualAddrs for the IPv6 instance VI_6: held or not.
+    fn healthd_holds_vip6(&self) -> Option<bool> {
+        self.rvsd
+            .requests()
+            .iter()
+            .rev()
+            .find_map(|(_, r)| match r {
+                Request::SetVirtualAddrs {
+                    instance,
+                    addrs,
+                    held,
+                    ..
+                } if instance == "VI_6" => {
+                    assert_eq!(addrs, &[IpCidr::parse(&format!("{VIP6}/64")).unwrap()]);
+                    Some(*held)
+                }
+                _ => None,
+            })
+    }
+
     /// rvs-healthd's last SetVirtualAddrs: held or not.
     fn healthd_holds_vip(&self) -> Option<bool> {
         self.rvsd
@@ -282,7 +309,7 @@ impl Interop {
                     held,
                 } => {
                     assert_eq!((instance.as_str(), port.as_str()), ("VI_T", "ext"));
-                    assert_eq!(addrs, &[Cidr::parse(&format!("{VIP}/32")).unwrap()]);
+                    assert_eq!(addrs, &[IpCidr::parse(&format!("{VIP}/32")).unwrap()]);
                     Some(*held)
                 }
                 _ => None,
@@ -408,6 +435,47 @@ fn keepalived_at_higher_priority_preempts_and_rvs_healthd_takes_over_when_it_sto
         "took over after {took:?}, not within Master_Down_Interval (3.61 s) of the last advert"
     );
     eprintln!("rvs-healthd took over {took:?} after keepalived went silent");
+}
+
+/// The IPv6 instance VI_6 (VRID 61): 2001:db8:5::100/64 on `dev`, adverts to ff02::12 from
+/// `dev`'s link-local address.
+fn instance6(dev: &str, priority: u8, notify: &Path) -> String {
+    format!(
+        "global_defs {{\n  vrrp_version 3\n}}\nvrrp_instance VI_6 {{\n  state BACKUP\n  interface {dev}\n  virtual_router_id 61\n  priority {priority}\n  advert_int 1\n  virtual_ipaddress {{\n    {VIP6}/64 dev {dev}\n  }}\n  notify {}\n}}\n",
+        notify.display()
+    )
+}
+
+/// VRRPv3's IPv6 mode both ways: rvs-healthd at 100 becomes MASTER alone; keepalived at 150
+/// preempts it (rvs-healthd read keepalived's IPv6 adverts: 16-byte address, IPv6 checksum,
+/// hop limit 255) and holds 2001:db8:5::100 after rvs-healthd released it; keepalived's
+/// SIGTERM (priority 0) gives it back within three intervals.
+#[test]
+#[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1: namespaces need root")]
+fn ipv6_instances_elect_and_hand_over_with_keepalived() {
+    let mut t = Interop::new();
+    let healthd = instance6("vb", 100, &t.dir.join("notify-r.sh"));
+    t.start_healthd_with(&healthd);
+    t.wait_state("r", "MASTER", ELECTION);
+    assert_eq!(t.healthd_holds_vip6(), Some(true));
+    let keepalived = instance6("va", 150, &t.dir.join("notify-k.sh"));
+    t.start_keepalived_with(&keepalived);
+    t.wait_state("k", "MASTER", ELECTION);
+    t.wait_state("r", "BACKUP", ADVERT);
+    assert_eq!(t.healthd_holds_vip6(), Some(false));
+    let t0 = Instant::now();
+    t.stop_keepalived();
+    t.wait_state("r", "MASTER", 3 * ADVERT);
+    assert_eq!(t.healthd_holds_vip6(), Some(true));
+    eprintln!(
+        "rvs-healthd took over {:?} after keepalived's SIGTERM (IPv6)",
+        t0.elapsed()
+    );
+    t.stop_healthd();
+    let log = std::fs::read_to_string(t.dir.join("healthd.log")).unwrap_or_default();
+    for bad in ["drop_ttl: 0", "drop_checksum: 0", "drop_length: 0"] {
+        assert!(log.contains(bad), "{bad}:\n{log}");
+    }
 }
 
 fn signal(pid: libc::pid_t, sig: libc::c_int) {

@@ -17,7 +17,7 @@
 //! whether it was applied or refused; listings are not. A reload logs itself (see `reload`).
 
 use crate::reload::Trigger;
-use control::config::Cidr;
+use control::config::IpCidr;
 use control::proto::{
     PortInfo, Request, RequestEnvelope, Response, ResponseEnvelope, VersionInfo,
     VirtualAddrsStatus, MAX_REQUEST_BYTES, PROTOCOL_VERSION,
@@ -77,7 +77,7 @@ pub type PortInfos = Arc<dyn Fn(bool) -> Vec<PortInfo> + Send + Sync>;
 
 /// Adds (`true`) or removes an address on the kernel twin of a port (by index); a port
 /// without a twin has nothing to change (`exception::twin_address_setter`).
-pub type TwinAddrSetter = Arc<dyn Fn(u16, Cidr, bool) -> Result<(), String> + Send + Sync>;
+pub type TwinAddrSetter = Arc<dyn Fn(u16, IpCidr, bool) -> Result<(), String> + Send + Sync>;
 
 /// The VRRP-held addresses (`SetVirtualAddrs`, `ListVirtualAddrs`): the dataplane's view and
 /// the twins. Its own lock, taken by those requests only.
@@ -575,7 +575,7 @@ mod tests {
         });
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
-        let twins: TwinAddrSetter = Arc::new(move |port, cidr: Cidr, present| {
+        let twins: TwinAddrSetter = Arc::new(move |port, cidr: IpCidr, present| {
             log.lock().unwrap().push((port, cidr.to_string(), present));
             if refuse_del && !present {
                 return Err("RTNETLINK answers: Cannot assign requested address".into());
@@ -598,7 +598,7 @@ mod tests {
         Request::SetVirtualAddrs {
             instance: instance.into(),
             port: port.into(),
-            addrs: vec![Cidr::parse(addr).unwrap()],
+            addrs: vec![IpCidr::parse(addr).unwrap()],
             held,
         }
     }
@@ -625,13 +625,13 @@ mod tests {
                 VirtualAddrsStatus {
                     instance: "VI_1".into(),
                     port: "ext".into(),
-                    addrs: vec![Cidr::parse("198.51.100.5/24").unwrap()],
+                    addrs: vec![IpCidr::parse("198.51.100.5/24").unwrap()],
                     held: true,
                 },
                 VirtualAddrsStatus {
                     instance: "VI_2".into(),
                     port: "int".into(),
-                    addrs: vec![Cidr::parse("192.0.2.1/24").unwrap()],
+                    addrs: vec![IpCidr::parse("192.0.2.1/24").unwrap()],
                     held: false,
                 },
             ])

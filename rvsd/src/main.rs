@@ -206,7 +206,8 @@ fn run(args: Args) -> Result<(), String> {
         ports.push(port);
     }
     let ports = Arc::new(ports);
-    let exception = exception::ExceptionPath::start(&cfg, lcores.len())?;
+    let macs: Vec<[u8; 6]> = ports.iter().map(|p| p.mac).collect();
+    let exception = exception::ExceptionPath::start(&cfg, &macs, lcores.len())?;
 
     let setups = cfg
         .ports

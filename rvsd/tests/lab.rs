@@ -2671,7 +2671,8 @@ fn rvs_healthd_takes_a_dead_real_server_out_and_back_through_rvsd() {
 }
 
 /// Health checks to IPv6 real servers through rvsd's internal twin, which carries the port's
-/// IPv6 address (2001:db8:2::1/64, `nodad`) while IPv6 stays off on the DPDK ports' veths:
+/// IPv6 address (2001:db8:2::1/64, `nodad`) and link-local address while IPv6 stays off on the
+/// DPDK ports' veths:
 /// ping6 and curl from rvs-dir reach a real server; rvs-healthd checks [VIP6]:80's real servers
 /// ([rs1]:80 HTTP_GET with its page's digest, weight 0 when it fails; [rs2]:80 TCP_CHECK,
 /// removed when it fails); each one's nginx stopped by PID takes it out, started again brings
@@ -2715,9 +2716,21 @@ fn rvs_healthd_checks_ipv6_real_servers_through_the_twin() {
         !addrs.contains("rvs-dint") && !addrs.contains("rvs-dext"),
         "{addrs}"
     );
-    assert!(
-        !addrs.contains("fe80"),
-        "no link-local address on a twin: {addrs}"
+    // The only link-local addresses are the twins', each its port's own (EUI-64 from the
+    // DPDK port's MAC, which rvsd answers solicitations for), not one of the kernel's making.
+    for (twin, port) in [("rvs-int0", "rvs-dint"), ("rvs-ext0", "rvs-dext")] {
+        let ll = dataplane::packet::ipv6::link_local_of(link_mac("rvs-dir", port));
+        assert!(
+            addrs
+                .lines()
+                .any(|l| l.contains(twin) && l.contains(&format!("inet6 {ll}/64"))),
+            "{twin} has {ll}: {addrs}"
+        );
+    }
+    assert_eq!(
+        addrs.matches("fe80").count(),
+        2,
+        "only the twins' link-local addresses: {addrs}"
     );
     for ifname in ["rvs-dint", "rvs-dext"] {
         let off = in_ns(
@@ -3707,6 +3720,16 @@ fn vrrp_conf(dev: &str, priority: u8, nopreempt: bool, notify: &Path, globals: &
     )
 }
 
+/// The IPv6 VRRP instance of the scenario (VRID 52, advert_int 1): the IPv6 VIP 2001:db8:100::1
+/// on `dev` (IPv6 mode: adverts to ff02::12 from `dev`'s link-local address), its own notify
+/// script.
+fn vrrp6_instance(dev: &str, priority: u8, notify: &Path) -> String {
+    format!(
+        "vrrp_instance VI_LAB6 {{\n  state BACKUP\n  interface {dev}\n  virtual_router_id 52\n  priority {priority}\n  advert_int 1\n  virtual_ipaddress {{\n    {VIP6}/64 dev {dev}\n  }}\n  notify {}\n}}\n",
+        notify.display()
+    )
+}
+
 /// A notify script writing its third argument (the state) to `state`, atomically.
 fn notify_script(path: &Path, state: &Path) {
     fs::write(
@@ -3827,6 +3850,17 @@ fn wait_vrrp_state(path: &Path, want: &str, within: Duration) -> Duration {
     );
 }
 
+/// Whether `ifname` in `ns` carries the IPv6 VRRP address (the IPv6 VIP).
+fn has_vrrp_vip6(ns: &str, ifname: &str) -> bool {
+    in_ns(
+        ns,
+        &["ip", "-o", "-6", "addr", "show", "dev", ifname],
+        Duration::from_secs(10),
+    )
+    .stdout
+    .contains(&format!("inet6 {VIP6}/64"))
+}
+
 /// Whether `ifname` in `ns` carries the VRRP address.
 fn has_vrrp_vip(ns: &str, ifname: &str) -> bool {
     in_ns(
@@ -3849,6 +3883,9 @@ struct VrrpSides {
     r_notify: PathBuf,
     /// rvs-healthd's global_defs lines beyond `vrrp_version 3`.
     r_globals: String,
+    /// With the IPv6 instance VI_LAB6 on both sides ([`VrrpSides::with_ipv6`]): keepalived's
+    /// and rvs-healthd's state files for it.
+    ipv6: Option<(PathBuf, PathBuf)>,
 }
 
 impl VrrpSides {
@@ -3861,6 +3898,7 @@ impl VrrpSides {
             r_conf: t.join("keepalived-dir.conf"),
             r_notify: t.join("notify-r.sh"),
             r_globals: String::new(),
+            ipv6: None,
         };
         notify_script(&t.join("notify-k.sh"), &sides.k_state);
         notify_script(&sides.r_notify, &sides.r_state);
@@ -3869,15 +3907,35 @@ impl VrrpSides {
         sides
     }
 
+    /// Both sides run the IPv6 instance VI_LAB6 too (keepalived at `k_priority`, rvs-healthd
+    /// at its IPv4 instance's priority), with state files `state-keepalived6` and
+    /// `state-healthd6`.
+    fn with_ipv6(mut self, lab: &Lab, k_priority: u8) -> VrrpSides {
+        let t = &lab.tmp;
+        let (k6, r6) = (t.join("state-keepalived6"), t.join("state-healthd6"));
+        notify_script(&t.join("notify-k6.sh"), &k6);
+        notify_script(&t.join("notify-r6.sh"), &r6);
+        let mut k = fs::read_to_string(&self.k_conf).expect("read keepalived.conf");
+        k.push_str(&vrrp6_instance("eth0", k_priority, &t.join("notify-k6.sh")));
+        fs::write(&self.k_conf, k).expect("write keepalived.conf");
+        self.ipv6 = Some((k6, r6));
+        self
+    }
+
     /// rvs-healthd's keepalived.conf.
     fn healthd(&self, priority: u8, nopreempt: bool) -> &Path {
-        let text = vrrp_conf(
+        let mut text = vrrp_conf(
             "rvs-ext0",
             priority,
             nopreempt,
             &self.r_notify,
             &self.r_globals,
         );
+        if let Some((_, r6)) = &self.ipv6 {
+            let notify = self.r_notify.with_file_name("notify-r6.sh");
+            text.push_str(&vrrp6_instance("rvs-ext0", priority, &notify));
+            let _ = fs::remove_file(r6);
+        }
         fs::write(&self.r_conf, text).expect("write keepalived.conf");
         let _ = fs::remove_file(&self.r_state);
         &self.r_conf
@@ -3970,11 +4028,14 @@ fn rvs_healthd_vrrp_interoperates_with_keepalived_through_rvsd() {
     lab.stop_rvsd();
 }
 
-/// rvsd holds the VRRP address while rvs-healthd is MASTER, and only then: rvs-healthd at 150
-/// against keepalived at 100 (in rvs-cli, which holds it first) takes it over; rvsd then has it
-/// on the twin rvs-ext0, lists it held (`rvsctl vaddr`), sent gratuitous ARPs for it, and
-/// answers ARP from rvs-cli with its port's MAC. After rvs-healthd's SIGTERM keepalived has it
-/// again and rvsd neither answers ARP for it nor has it on the twin.
+/// rvsd holds the VRRP addresses while rvs-healthd is MASTER, and only then: rvs-healthd at 150
+/// against keepalived at 100 (in rvs-cli, which holds them first) takes them over, for an
+/// IPv4 instance and an IPv6 one (VRRPv3's IPv6 mode: adverts to ff02::12 from link-local
+/// addresses, the IPv6 VIP 2001:db8:100::1). rvsd then has them on the twin rvs-ext0, lists
+/// them held (`rvsctl vaddr`), sent gratuitous ARPs and unsolicited neighbour advertisements
+/// for them, answers ARP from rvs-cli with its port's MAC, and a curl to the IPv6 VIP goes
+/// through it to a real server. After rvs-healthd's SIGTERM keepalived has both again and
+/// rvsd neither answers ARP for the IPv4 one nor has either on the twin.
 #[test]
 #[cfg_attr(rvs_skip_lab, ignore = "RVS_SKIP_LAB=1")]
 fn rvsd_holds_the_vrrp_address_while_rvs_healthd_is_master() {
@@ -3990,8 +4051,16 @@ fn rvsd_holds_the_vrrp_address_while_rvs_healthd_is_master() {
     let cli_mac = link_mac("rvs-cli", "eth0");
     let dext_mac = link_mac("rvs-dir", "rvs-dext");
     let vip: std::net::Ipv4Addr = VRRP_VIP.parse().expect("VIP");
-    let mut sides = VrrpSides::new(&lab, 100);
+    let vip6: std::net::Ipv6Addr = VIP6.parse().expect("VIP6");
+    let mut sides = VrrpSides::new(&lab, 100).with_ipv6(&lab, 100);
     sides.r_globals = "  lvs_sync_daemon rvs-int0 VI_LAB\n".into();
+    let (k_state6, r_state6) = sides.ipv6.clone().expect("the IPv6 instance");
+    // The IPv6 VIP's service, as in rvsd_nat_walkthrough_ipv6.
+    let tcp_vip6 = sock(VIP6, 80).to_string();
+    lab.adm(&["-A", "-t", &tcp_vip6, "-s", "rr"]);
+    for (_, ip) in RS6 {
+        lab.adm(&["-a", "-t", &tcp_vip6, "-r", &sock(ip, 80).to_string(), "-m"]);
+    }
     assert_eq!(
         arping(&wire, cli_mac, vip),
         None,
@@ -4000,11 +4069,20 @@ fn rvsd_holds_the_vrrp_address_while_rvs_healthd_is_master() {
 
     let mut keepalived = Keepalived::start(&lab.tmp, &sides.k_conf);
     wait_vrrp_state(&sides.k_state, "MASTER", VRRP_ELECTION);
+    wait_vrrp_state(&k_state6, "MASTER", VRRP_ADVERT);
+    assert!(
+        has_vrrp_vip6("rvs-cli", "eth0"),
+        "keepalived holds the IPv6 VIP"
+    );
     let healthd = Healthd::start(&lab, sides.healthd(150, false));
     wait_vrrp_state(&sides.r_state, "BACKUP", VRRP_ELECTION);
+    wait_vrrp_state(&r_state6, "BACKUP", VRRP_ADVERT);
     assert_eq!(
         lab.ctl(&["vaddr"]),
-        format!("{VRRP_VIP}/24 dev ext instance VI_LAB released\n"),
+        format!(
+            "{VRRP_VIP}/24 dev ext instance VI_LAB released\n\
+             {VIP6}/64 dev ext instance VI_LAB6 released\n"
+        ),
         "a BACKUP names its address, not held"
     );
     assert_eq!(
@@ -4015,15 +4093,58 @@ fn rvsd_holds_the_vrrp_address_while_rvs_healthd_is_master() {
     wire.capture(Duration::ZERO, |_| false);
     wait_vrrp_state(&sides.r_state, "MASTER", VRRP_ELECTION);
     wait_vrrp_state(&sides.k_state, "BACKUP", VRRP_ADVERT);
-    let garps = wire.capture(Duration::from_millis(1500), |f| {
+    let t6 = Instant::now();
+    wait_vrrp_state(&r_state6, "MASTER", VRRP_ADVERT);
+    wait_vrrp_state(&k_state6, "BACKUP", VRRP_ADVERT);
+    let is_garp = |f: &[u8]| {
         arp_parts(f).is_some_and(|(op, sha, spa, tpa)| {
             op == 1 && sha == dext_mac && spa == vip && tpa == vip
         })
-    });
-    assert!(!garps.is_empty(), "gratuitous ARPs on takeover");
+    };
+    // An unsolicited NA (ICMPv6 type 136) for the IPv6 VIP from the port's MAC.
+    let is_na = |f: &[u8]| {
+        f.len() >= 78
+            && f[6..12] == dext_mac
+            && f[12..14] == [0x86, 0xdd]
+            && f[20] == 58
+            && f[54] == 136
+            && f[62..78] == vip6.octets()
+    };
+    let announced = wire.capture(Duration::from_millis(1500), |f| is_garp(f) || is_na(f));
+    assert!(
+        announced.iter().any(|f| is_garp(f)),
+        "gratuitous ARPs on takeover"
+    );
+    assert!(
+        announced.iter().any(|f| is_na(f)),
+        "unsolicited neighbour advertisements on takeover\n{}",
+        lab.ctl(&["counters"])
+    );
     assert_eq!(
         lab.ctl(&["vaddr"]),
-        format!("{VRRP_VIP}/24 dev ext instance VI_LAB held\n")
+        format!(
+            "{VRRP_VIP}/24 dev ext instance VI_LAB held\n\
+             {VIP6}/64 dev ext instance VI_LAB6 held\n"
+        )
+    );
+    assert!(
+        has_vrrp_vip6("rvs-dir", "rvs-ext0"),
+        "{}",
+        lab.rvsd_log_tail()
+    );
+    assert!(
+        !has_vrrp_vip6("rvs-cli", "eth0"),
+        "keepalived let the IPv6 VIP go"
+    );
+    // The IPv6 VIP now reaches a real server through rvsd.
+    let answer = curl_to(VIP6);
+    assert!(
+        RS.iter().any(|(name, _)| *name == answer),
+        "curl -g http://[{VIP6}]/ answered {answer:?}"
+    );
+    println!(
+        "IPv6 VIP through rvsd {:.2?} after the IPv6 instance's takeover began",
+        t6.elapsed()
     );
     assert_eq!(
         lab.adm(&["-L", "--daemon"]),
@@ -4047,9 +4168,19 @@ fn rvsd_holds_the_vrrp_address_while_rvs_healthd_is_master() {
     let (st, log) = healthd.stop();
     assert!(st.success(), "rvs-healthd: {st}\n{log}");
     wait_vrrp_state(&sides.k_state, "MASTER", 3 * VRRP_ADVERT);
+    wait_vrrp_state(&k_state6, "MASTER", 3 * VRRP_ADVERT);
     assert_eq!(arping(&wire, cli_mac, vip), None, "released on SIGTERM");
     assert!(!has_vrrp_vip("rvs-dir", "rvs-ext0"));
     assert!(has_vrrp_vip("rvs-cli", "eth0"));
+    assert!(!has_vrrp_vip6("rvs-dir", "rvs-ext0"));
+    assert!(has_vrrp_vip6("rvs-cli", "eth0"));
+    assert_eq!(
+        lab.ctl(&["vaddr"]),
+        format!(
+            "{VRRP_VIP}/24 dev ext instance VI_LAB released\n\
+             {VIP6}/64 dev ext instance VI_LAB6 released\n"
+        )
+    );
     assert_eq!(
         lab.adm(&["-L", "--daemon"]),
         "backup sync daemon (mcast=rvs-int0, syncid=0)\n",

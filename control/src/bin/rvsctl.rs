@@ -6,7 +6,7 @@
 
 use clap::Parser;
 use control::client::{socket_path, Client, ClientError};
-use control::config::{Cidr, MacAddr};
+use control::config::{IpCidr, MacAddr};
 use control::proto::{
     check_neighbour, Neighbour, PortInfo, Request, Response, VersionInfo, VirtualAddrsStatus,
 };
@@ -68,7 +68,7 @@ fn parse_vaddr(words: &[String]) -> Result<Request, String> {
                 port: port.to_string(),
                 addrs: addrs
                     .iter()
-                    .map(|a| Cidr::parse(a))
+                    .map(|a| IpCidr::parse(a))
                     .collect::<Result<_, _>>()?,
                 held: *verb == "hold",
             })
@@ -510,13 +510,16 @@ mod tests {
         let words = |s: &str| -> Vec<String> { s.split_whitespace().map(String::from).collect() };
         assert_eq!(parse_vaddr(&[]).unwrap(), Request::ListVirtualAddrs);
         assert_eq!(
-            parse_vaddr(&words("hold VI_1 dev ext 198.51.100.5/24 198.51.100.6/32")).unwrap(),
+            parse_vaddr(&words(
+                "hold VI_1 dev ext 198.51.100.5/24 2001:db8:100::1/64"
+            ))
+            .unwrap(),
             Request::SetVirtualAddrs {
                 instance: "VI_1".into(),
                 port: "ext".into(),
                 addrs: vec![
-                    Cidr::parse("198.51.100.5/24").unwrap(),
-                    Cidr::parse("198.51.100.6/32").unwrap()
+                    IpCidr::parse("198.51.100.5/24").unwrap(),
+                    IpCidr::parse("2001:db8:100::1/64").unwrap()
                 ],
                 held: true,
             }
@@ -541,8 +544,8 @@ mod tests {
             instance: "VI_1".into(),
             port: "ext".into(),
             addrs: vec![
-                Cidr::parse("198.51.100.5/24").unwrap(),
-                Cidr::parse("198.51.100.6/32").unwrap(),
+                IpCidr::parse("198.51.100.5/24").unwrap(),
+                IpCidr::parse("198.51.100.6/32").unwrap(),
             ],
             held: false,
         }];

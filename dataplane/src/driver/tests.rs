@@ -2,6 +2,7 @@
 //! of all of it. What the pipeline does with a frame is tested in tests/.
 
 use super::*;
+use std::net::Ipv4Addr;
 use testkit::{arp, eth, udp_frame};
 
 const EXT: u16 = 0;

@@ -396,6 +396,36 @@ pub fn forwardable(a: Ipv6Addr) -> bool {
     !(is_martian_src(a) || is_link_local(a))
 }
 
+/// The link-local address made from `mac` (modified EUI-64, RFC 4291 2.5.1 and appendix A):
+/// a port's, and its kernel twin's.
+pub fn link_local_of(mac: [u8; 6]) -> Ipv6Addr {
+    let m = mac;
+    Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        m[0] ^ 2,
+        m[1],
+        m[2],
+        0xff,
+        0xfe,
+        m[3],
+        m[4],
+        m[5],
+    ])
+}
+
+/// A link-local scope multicast group, ff02::/16 (all-nodes, VRRP's ff02::12, ...): one link's
+/// business, never routed.
+pub fn is_link_local_multicast(a: Ipv6Addr) -> bool {
+    a.segments()[0] == 0xff02
+}
+
 /// The solicited-node multicast address of `a` (RFC 4291 2.7.1): ff02::1:ff00:0/104 and the
 /// low 24 bits of `a`.
 pub fn solicited_node(a: Ipv6Addr) -> Ipv6Addr {

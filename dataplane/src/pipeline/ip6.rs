@@ -42,9 +42,7 @@ impl Pipeline {
             return Err(Refusal::Ndp);
         }
         if group {
-            // MLD, router advertisements, other groups: rvs routes no multicast, and the
-            // twin's kernel, behind an L3 TUN, needs none.
-            return Err(DropReason::L2Multicast.into());
+            return Err(self.link_multicast6(in_port, hdr, &ip));
         }
         let (vip, local) = (self.snap.is_vip6(ip.dst), self.is_local6(ip.dst));
         // Never from a group, an unspecified or loopback address, ourselves or a VIP; never to
@@ -102,6 +100,28 @@ impl Pipeline {
             _ if local => Err(Refusal::Local(DropReason::Local)),
             _ => self.forward(frame, &ip),
         }
+    }
+
+    /// IPv6 to a group MAC that is not neighbour discovery: a VRRP advert to a link-local
+    /// scope group (ff02::12, to the group's own MAC: `kernel::carried_multicast6`) goes up
+    /// to the ingress port's twin, within the exception path's rate, as the IPv4 stage sends
+    /// 224.0.0.0/24 up (`link_multicast`); everything else (MLD, router advertisements, other
+    /// protocols or groups, a port without a twin) is dropped as `l2_multicast`: rvs routes no
+    /// multicast, and the twin's kernel needs none of the rest.
+    fn link_multicast6(&self, in_port: u16, hdr: &EthHdr, ip: &Ipv6Hdr) -> Refusal {
+        let refused = Refusal::Drop(DropReason::L2Multicast);
+        if !self.dp.kernel.has_twin(in_port)
+            || !super::kernel::carried_multicast6(ip)
+            || hdr.dst != eth::ipv6_multicast_mac(ip.dst)
+        {
+            return refused;
+        }
+        // As the unicast path's martian source check: never from a group, special address,
+        // one of ours or a VIP (our own advert looped back by a switch).
+        if ipv6::is_martian_src(ip.src) || self.is_local6(ip.src) || self.snap.is_vip6(ip.src) {
+            return Refusal::Drop(DropReason::Martian);
+        }
+        Refusal::Local(DropReason::L2Multicast)
     }
 
     /// ICMPv6 that is not neighbour discovery: errors about tracked connections NATed (the
@@ -162,7 +182,9 @@ impl Pipeline {
     }
 
     /// Neighbour discovery: learns the sender, answers solicitations for the addresses the
-    /// port holds and, on ports that hold them, the IPv6 VIPs; the rest is consumed.
+    /// port holds (its own, and those a VRRP instance holds there now) and, on ports that hold
+    /// them, the IPv6 VIPs no instance names (one that an instance names only while held,
+    /// as ARP for IPv4: `owned`); the rest is consumed.
     /// The frame is `buf[..len]`, the rest of `buf` room for the answer.
     pub(super) fn ndp(
         &self,
@@ -184,7 +206,13 @@ impl Pipeline {
                 buf,
                 len,
                 |ip| port.on_link6(ip) && !self.is_local6(ip),
-                |target| port.holds6(target) || (port.holds_vips() && self.snap.is_vip6(target)),
+                |target| {
+                    port.holds6(target)
+                        || self.owned.owns(in_port, target)
+                        || (port.holds_vips()
+                            && self.snap.is_vip6(target)
+                            && !self.owned.is_managed(target))
+                },
             )
             .map_err(|e| match e {
                 // Router solicitations and advertisements, redirects: not rvs's business.
@@ -201,10 +229,11 @@ impl Pipeline {
         }
     }
 
-    /// Whether `ip` is one of the ports' own IPv6 addresses (their link-local ones included).
+    /// Whether `ip` is one of the ports' own IPv6 addresses (their link-local ones included),
+    /// or one a VRRP instance holds now.
     pub(super) fn is_local6(&self, ip: Ipv6Addr) -> bool {
         let a = u128::from(ip);
-        self.dp.local6_filter.may_hold(a) && self.dp.local6.contains(&a)
+        (self.dp.local6_filter.may_hold(a) && self.dp.local6.contains(&a)) || self.owned.holds6(ip)
     }
 
     /// Builds the ICMPv6 error `p` about the (unchanged) IPv6 frame `buf[..len]` in its place,
@@ -267,14 +296,16 @@ impl Pipeline {
     }
 
     /// The IPv6 addresses a worker announces with unsolicited neighbour advertisements: each
-    /// port's own, and on ports that hold VIPs, every IPv6 VIP.
+    /// port's own, and on ports that hold VIPs, every IPv6 VIP no VRRP instance names (those
+    /// are announced when an instance takes them: `BurstDriver::announce`).
     pub(crate) fn ipv6_announcements(&self) -> impl Iterator<Item = (u16, Ipv6Addr)> + '_ {
         self.dp.ports.iter().enumerate().flat_map(move |(i, p)| {
             let vips = p
                 .holds_vips()
                 .then(|| self.snap.vips6())
                 .into_iter()
-                .flatten();
+                .flatten()
+                .filter(|&v| !self.owned.is_managed(v));
             p.addrs6
                 .iter()
                 .map(|&(a, _)| a)

@@ -1,9 +1,11 @@
 //! The kernel exception path as the pipeline sees it (docs/exception-path.md): traffic for our
 //! own non-VIP addresses that no stage handles goes up to the ingress port's kernel twin, within
-//! a per-worker token bucket, and so does link-local multicast (VRRP, IPVS sync); IPv4 and
-//! IPv6 packets the kernel sends through a twin come down here to be routed out of a port as
-//! the dataplane's own packets are, IPv4 multicast out of the twin's own port (IPv6 multicast
-//! is dropped: MLD reports and router solicitations are about the twin, not the wire).
+//! a per-worker token bucket, and so does link-local multicast (VRRP, IPVS sync; for IPv6,
+//! VRRP's only: [`carried_multicast6`]); IPv4 and IPv6 packets the kernel sends through a twin
+//! come down here to be routed out of a port as the dataplane's own packets are, IPv4
+//! multicast and IPv6 VRRP adverts (to ff02::12) out of the twin's own port (other IPv6
+//! multicast is dropped: MLD reports and router solicitations are about the twin, not the
+//! wire).
 //!
 //! Only refused frames reach [`Pipeline::send_up`] (a stage's `Refusal::Local`), so the
 //! established-flow path pays nothing for it.
@@ -13,6 +15,17 @@ use crate::packet::eth;
 use crate::packet::ipv4::Ipv4Hdr;
 use crate::packet::ipv6::{self, Ipv6Hdr};
 use crate::stats::{DropReason, Event};
+
+/// IPPROTO_VRRP (RFC 5798), IPv6's next header for VRRP adverts.
+pub const PROTO_VRRP: u8 = 112;
+
+/// The IPv6 multicast the exception path carries between a twin and the wire, both ways: VRRP
+/// (next header 112, unfragmented) to a link-local scope group (ff02::/16: VRRP's ff02::12),
+/// as 224.0.0.18 is carried for IPv4. Other IPv6 multicast (MLD, router discovery, a UDP
+/// datagram to all-nodes) is neither sent up nor down: it is about the twin, not the wire.
+pub(super) fn carried_multicast6(ip: &Ipv6Hdr) -> bool {
+    ipv6::is_link_local_multicast(ip.dst) && ip.proto == PROTO_VRRP && ip.frag.is_none()
+}
 
 /// Frames each worker sends up per second unless configured ([`KernelPath::rate`]).
 pub const KERNEL_RATE_PER_SEC: u64 = 4000;
@@ -121,7 +134,7 @@ impl Pipeline {
         self.stats().event(Event::FromKernel);
         let routed = match frame.get(eth::HDR_LEN).map(|b| b >> 4) {
             Some(4) => self.route_local(twin, frame),
-            Some(6) => self.route_local6(frame),
+            Some(6) => self.route_local6(twin, frame),
             _ => None,
         };
         match routed {
@@ -139,7 +152,11 @@ impl Pipeline {
             .copy_from_slice(&eth::ETHERTYPE_IPV4.to_be_bytes());
         let ip = Ipv4Hdr::parse_any(frame.get(eth::HDR_LEN..)?).ok()?;
         if ip.dst.is_multicast() {
-            return self.multicast_out(twin, frame, &ip);
+            if self.dp.is_martian(ip.src) {
+                return None;
+            }
+            let mac = eth::ipv4_multicast_mac(ip.dst);
+            return self.multicast_out(twin, frame, mac, ip.total_len);
         }
         if self.dp.is_martian(ip.dst) {
             return None;
@@ -155,15 +172,24 @@ impl Pipeline {
     /// An IPv6 packet from a twin: routed as the dataplane's own IPv6 packets are (`route6`:
     /// the port whose prefix holds the destination, else the first IPv6 gateway), the egress
     /// MTU checked (the kernel knows it: the twin has the port's), held for neighbour discovery
-    /// while the next hop is unknown. Never routed: multicast (the kernel's MLD reports and
-    /// router solicitations on the twin, which a TUN carries as plain IP), and any other
-    /// destination or source that is link-local, loopback, unspecified or IPv4-mapped (rvs
-    /// holds no neighbour of the kernel's link-local addresses: the twin has none).
-    fn route_local6(&self, frame: &mut [u8]) -> Option<Action> {
+    /// while the next hop is unknown. A VRRP advert to ff02::12 from the twin's link-local
+    /// address ([`carried_multicast6`]) goes out of `twin`'s port as IPv4 multicast does.
+    /// Never routed: other multicast (the kernel's MLD reports and router solicitations on the
+    /// twin, which a TUN carries as plain IP), and any other destination or source that is
+    /// link-local, loopback, unspecified or IPv4-mapped (rvs holds no neighbour of the
+    /// kernel's link-local addresses).
+    fn route_local6(&self, twin: u16, frame: &mut [u8]) -> Option<Action> {
         frame
             .get_mut(12..eth::HDR_LEN)?
             .copy_from_slice(&eth::ETHERTYPE_IPV6.to_be_bytes());
         let ip = Ipv6Hdr::parse(frame.get(eth::HDR_LEN..)?).ok()?;
+        if carried_multicast6(&ip) {
+            if ipv6::is_martian_src(ip.src) {
+                return None;
+            }
+            let mac = eth::ipv6_multicast_mac(ip.dst);
+            return self.multicast_out(twin, frame, mac, ip.total_len);
+        }
         if !ipv6::forwardable(ip.dst) || !ipv6::forwardable(ip.src) {
             return None;
         }
@@ -175,18 +201,25 @@ impl Pipeline {
         Some(self.l2_out(frame, out, next_hop))
     }
 
-    /// Multicast from the kernel (a VRRP advert, IPVS sync, an IGMP report): out of the port
-    /// whose twin sent it (the interface the kernel's socket chose), to the group's MAC (RFC
-    /// 1112), the kernel's TTL kept (VRRP's 255).
-    fn multicast_out(&self, twin: u16, frame: &mut [u8], ip: &Ipv4Hdr) -> Option<Action> {
-        if !self.dp.kernel.has_twin(twin) || self.dp.is_martian(ip.src) {
+    /// Multicast from the kernel (a VRRP advert, IPVS sync, an IGMP report), `total_len` bytes
+    /// of IP: out of the port whose twin sent it (the interface the kernel's socket chose), to
+    /// the group's MAC `group_mac` (RFC 1112, RFC 2464 7), the kernel's TTL or hop limit kept
+    /// (VRRP's 255).
+    fn multicast_out(
+        &self,
+        twin: u16,
+        frame: &mut [u8],
+        group_mac: [u8; 6],
+        total_len: usize,
+    ) -> Option<Action> {
+        if !self.dp.kernel.has_twin(twin) {
             return None;
         }
         let port = self.dp.ports.get(usize::from(twin))?;
-        if ip.total_len > usize::from(port.mtu) {
+        if total_len > usize::from(port.mtu) {
             return None;
         }
-        eth::set_macs(frame, &eth::ipv4_multicast_mac(ip.dst), &port.mac)?;
+        eth::set_macs(frame, &group_mac, &port.mac)?;
         self.stats().event(Event::MulticastFromKernel);
         Some(Action::Tx(twin))
     }

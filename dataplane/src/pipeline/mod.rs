@@ -83,7 +83,7 @@ pub use context::{Pipeline, AGING_SWEEP_MS, PREFETCH_BURST};
 pub use icmp_error::{ICMP_BURST, ICMP_RATE_PER_SEC};
 pub use kernel::{KernelPath, KERNEL_BURST, KERNEL_RATE_PER_SEC};
 pub use owned::{
-    HeldAddr, OwnedAddrs, TwinChange, VirtualAddrs, VirtualAddrsEntry, GARP_COUNT,
+    HeldAddr, HeldAddr6, OwnedAddrs, TwinChange, VirtualAddrs, VirtualAddrsEntry, GARP_COUNT,
     GARP_INTERVAL_MS, MAX_VIRTUAL_ADDRS,
 };
 #[cfg(test)]

@@ -1,10 +1,13 @@
 //! The addresses rvs holds, per port: its configured addresses, and the virtual addresses a
 //! VRRP instance holds on request (`SetVirtualAddrs`, sent by rvs-healthd on becoming MASTER).
 //! An address that some instance names is ours only while an instance holds it: then rvs
-//! answers ARP for it on its port, treats it as local (echo, the kernel exception path) and
-//! announces it with gratuitous ARP; while none holds it, none of that. This covers a VIP (on
-//! the external port) and the DIP (on the internal port) that move between two directors.
-//! Addresses no instance names (a plain VIP, a port's own address) keep their static rules.
+//! answers ARP (IPv6: neighbour solicitations) for it on its port, treats it as local (echo,
+//! the kernel exception path) and announces it with gratuitous ARPs (IPv6: unsolicited
+//! neighbour advertisements); while none holds it, none of that. This covers a VIP (on the
+//! external port) and the DIP (on the internal port) that move between two directors, of
+//! either family. Addresses no instance names (a plain VIP, a port's own address) keep their
+//! static rules. A port's own IPv6 addresses (`addresses6`, its link-local one) are always its
+//! own: no instance may name them.
 //!
 //! Published as the service snapshot is: the control thread builds a new immutable
 //! [`OwnedAddrs`] and swaps it in ([`VirtualAddrs`]); each worker loads it once per burst.
@@ -14,13 +17,13 @@
 use super::{Dataplane, Pipeline};
 use crate::addr_set::{AddrSet, LOCAL, MARTIAN};
 use crate::packet::arp;
-use control::config::Cidr;
+use control::config::{Cidr, Cidr6, IpCidr};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-/// Gratuitous ARPs sent for an address when it becomes held (keepalived's
-/// `garp_master_repeat` is 5 as well).
+/// Gratuitous ARPs (IPv6: unsolicited neighbour advertisements) sent for an address when it
+/// becomes held (keepalived's `garp_master_repeat` is 5 as well).
 pub const GARP_COUNT: u32 = 5;
 /// Between two of them: spread over a second, so that one lost frame does not matter.
 pub const GARP_INTERVAL_MS: u64 = 200;
@@ -29,7 +32,7 @@ pub const MAX_VIRTUAL_ADDRS: usize = 256;
 /// Longest instance name (keepalived's `vrrp_instance` names are short words).
 const MAX_INSTANCE_NAME: usize = 64;
 
-/// An address we hold on a port.
+/// An IPv4 address we hold on a port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeldAddr {
     pub port: u16,
@@ -37,13 +40,21 @@ pub struct HeldAddr {
     pub cidr: Cidr,
 }
 
-/// A held address to announce with gratuitous ARP: those held since a later generation than a
-/// worker has seen are new to it.
+/// An IPv6 address an instance holds on a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldAddr6 {
+    pub port: u16,
+    /// The address, with the prefix the kernel twin gets.
+    pub cidr: Cidr6,
+}
+
+/// A held address to announce (gratuitous ARP, unsolicited NA): those held since a later
+/// generation than a worker has seen are new to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Announce {
     pub since: u64,
     pub port: u16,
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
 }
 
 /// The set the packet path probes: the held addresses (LOCAL) and the subnets' broadcasts
@@ -65,8 +76,11 @@ pub struct OwnedAddrs {
     flat: Box<[Ipv4Addr]>,
     /// `flat` (LOCAL) and our subnets' broadcasts (MARTIAN) as one set, for the packet path.
     classes: AddrSet,
-    /// Every address an instance names, held or not.
-    managed: Box<[Ipv4Addr]>,
+    /// The IPv6 addresses instances hold, in port order (the ports' own are in
+    /// `Dataplane::local6`).
+    held6: Box<[HeldAddr6]>,
+    /// Every address an instance names, held or not, of either family.
+    managed: Box<[IpAddr]>,
     /// The held addresses some instance names, each with the generation it became held in.
     pub(crate) announce: Box<[Announce]>,
     /// Bumped by every change.
@@ -106,16 +120,34 @@ impl OwnedAddrs {
         self.flat.contains(&ip)
     }
 
-    /// Whether we hold `ip` on `port`: ARP for it is answered there.
-    pub fn owns(&self, port: u16, ip: Ipv4Addr) -> bool {
-        self.held
-            .iter()
-            .any(|h| h.port == port && h.cidr.addr == ip)
+    /// Whether we hold `ip` on `port`: ARP (IPv6: a solicitation) for it is answered there.
+    /// Of IPv6 addresses, only those an instance holds are here.
+    pub fn owns(&self, port: u16, ip: impl Into<IpAddr>) -> bool {
+        match ip.into() {
+            IpAddr::V4(ip) => self
+                .held
+                .iter()
+                .any(|h| h.port == port && h.cidr.addr == ip),
+            IpAddr::V6(ip) => self
+                .held6
+                .iter()
+                .any(|h| h.port == port && h.cidr.addr == ip),
+        }
+    }
+
+    /// Whether an instance holds the IPv6 address `ip` (on any port).
+    pub fn holds6(&self, ip: Ipv6Addr) -> bool {
+        self.held6.iter().any(|h| h.cidr.addr == ip)
     }
 
     /// Whether an instance names `ip` (held or not): then only its holding makes it ours.
-    pub fn is_managed(&self, ip: Ipv4Addr) -> bool {
-        self.managed.contains(&ip)
+    pub fn is_managed(&self, ip: impl Into<IpAddr>) -> bool {
+        self.managed.contains(&ip.into())
+    }
+
+    /// The IPv6 addresses instances hold.
+    pub fn held6(&self) -> &[HeldAddr6] {
+        &self.held6
     }
 
     /// Every address we hold.
@@ -139,7 +171,7 @@ impl OwnedAddrs {
 /// One instance's addresses on one port.
 #[derive(Debug, Clone)]
 struct Entry {
-    addrs: Vec<Cidr>,
+    addrs: Vec<IpCidr>,
     held: bool,
 }
 
@@ -148,7 +180,7 @@ struct Entry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TwinChange {
     pub port: u16,
-    pub cidr: Cidr,
+    pub cidr: IpCidr,
     pub present: bool,
 }
 
@@ -157,7 +189,7 @@ pub struct TwinChange {
 pub struct VirtualAddrsEntry {
     pub instance: String,
     pub port: u16,
-    pub addrs: Vec<Cidr>,
+    pub addrs: Vec<IpCidr>,
     pub held: bool,
 }
 
@@ -192,7 +224,7 @@ impl VirtualAddrs {
         &mut self,
         instance: &str,
         port: &str,
-        addrs: &[Cidr],
+        addrs: &[IpCidr],
         held: bool,
     ) -> Result<Vec<TwinChange>, String> {
         if instance.is_empty()
@@ -209,37 +241,47 @@ impl VirtualAddrs {
             .position(|p| p.name == port)
             .ok_or_else(|| format!("no port named {port:?}"))? as u16;
         let mut addrs = addrs.to_vec();
-        addrs.sort_by_key(|c| c.addr);
-        addrs.dedup_by_key(|c| c.addr);
+        addrs.sort_by_key(|c| c.addr());
+        addrs.dedup_by_key(|c| c.addr());
         for c in &addrs {
-            check_unicast(*c)?;
-            if let Some(other) = ports
-                .iter()
-                .enumerate()
-                .find(|(i, p)| *i != usize::from(index) && p.addrs.iter().any(|a| a.addr == c.addr))
-            {
-                return Err(format!(
-                    "{} is an address of port {:?}, not of {port:?}",
-                    c.addr, other.1.name
-                ));
+            match *c {
+                IpCidr::V4(c) => {
+                    check_unicast(c)?;
+                    if let Some(other) = ports.iter().enumerate().find(|(i, p)| {
+                        *i != usize::from(index) && p.addrs.iter().any(|a| a.addr == c.addr)
+                    }) {
+                        return Err(format!(
+                            "{} is an address of port {:?}, not of {port:?}",
+                            c.addr, other.1.name
+                        ));
+                    }
+                }
+                IpCidr::V6(c) => {
+                    if let Some(other) = ports.iter().find(|p| p.holds6(c.addr)) {
+                        return Err(format!(
+                            "{} is port {:?}'s own IPv6 address: an instance names other ones",
+                            c.addr, other.name
+                        ));
+                    }
+                }
             }
             let elsewhere = self
                 .entries
                 .iter()
-                .find(|((_, p), e)| *p != index && e.addrs.iter().any(|a| a.addr == c.addr));
+                .find(|((_, p), e)| *p != index && e.addrs.iter().any(|a| a.addr() == c.addr()));
             if let Some(((name, p), _)) = elsewhere {
                 let on = ports.get(usize::from(*p)).map_or("?", |p| p.name.as_str());
                 return Err(format!(
                     "{} is named by instance {name:?} on port {on:?}, not {port:?}",
-                    c.addr
+                    c.addr()
                 ));
             }
         }
         // Held (again): announced again, whether it was held before or not. A VRRP master
         // that meets another one (a partition healing) asks for it, as keepalived sends its
         // gratuitous ARPs again then.
-        let announce: Vec<(u16, Ipv4Addr)> = if held {
-            addrs.iter().map(|c| (index, c.addr)).collect()
+        let announce: Vec<(u16, IpAddr)> = if held {
+            addrs.iter().map(|c| (index, c.addr())).collect()
         } else {
             Vec::new()
         };
@@ -275,79 +317,101 @@ impl VirtualAddrs {
 
     /// Builds and publishes what rvs holds now, with `again` (port, address) announced anew;
     /// the twins' changes from what it held before.
-    fn publish(&self, again: &[(u16, Ipv4Addr)]) -> Vec<TwinChange> {
+    fn publish(&self, again: &[(u16, IpAddr)]) -> Vec<TwinChange> {
         let old = self.dp.owned.load_full();
         let generation = old.generation + 1;
-        let managed: Vec<Ipv4Addr> = {
-            let mut m: Vec<Ipv4Addr> = self
+        let managed: Vec<IpAddr> = {
+            let mut m: Vec<IpAddr> = self
                 .entries
                 .values()
-                .flat_map(|e| e.addrs.iter().map(|c| c.addr))
+                .flat_map(|e| e.addrs.iter().map(|c| c.addr()))
                 .collect();
             m.sort();
             m.dedup();
             m
         };
-        let mut held: Vec<HeldAddr> = Vec::new();
+        // Every address held now, both families, in port order: the port's own IPv4 addresses
+        // that no instance names, then what instances hold.
+        let mut all: Vec<(u16, IpCidr)> = Vec::new();
         for (i, p) in self.dp.ports().iter().enumerate() {
             let port = i as u16;
-            let mut add = |cidr: Cidr| {
-                if !held
+            let mut add = |cidr: IpCidr| {
+                if !all
                     .iter()
-                    .any(|h| h.port == port && h.cidr.addr == cidr.addr)
+                    .any(|&(q, c)| q == port && c.addr() == cidr.addr())
                 {
-                    held.push(HeldAddr { port, cidr });
+                    all.push((port, cidr));
                 }
             };
             // Configured addresses an instance names follow the instance, like the others.
             p.addrs
                 .iter()
-                .filter(|c| !managed.contains(&c.addr))
-                .for_each(|&c| add(c));
+                .filter(|c| !managed.contains(&IpAddr::V4(c.addr)))
+                .for_each(|&c| add(c.into()));
             self.entries
                 .iter()
                 .filter(|((_, p), e)| *p == port && e.held)
                 .flat_map(|(_, e)| &e.addrs)
                 .for_each(|&c| add(c));
         }
-        let announce = held
+        let announce = all
             .iter()
-            .filter(|h| managed.contains(&h.cidr.addr))
-            .map(|h| Announce {
+            .filter(|(_, c)| managed.contains(&c.addr()))
+            .map(|&(port, c)| Announce {
                 since: old
                     .announce
                     .iter()
-                    .find(|a| a.port == h.port && a.addr == h.cidr.addr)
-                    .filter(|_| !again.contains(&(h.port, h.cidr.addr)))
+                    .find(|a| a.port == port && a.addr == c.addr())
+                    .filter(|_| !again.contains(&(port, c.addr())))
                     .map_or(generation, |a| a.since),
-                port: h.port,
-                addr: h.cidr.addr,
+                port,
+                addr: c.addr(),
             })
             .collect();
-        let mut changes: Vec<TwinChange> = old
+        let before: Vec<(u16, IpCidr)> = old
             .held
             .iter()
-            .filter(|o| !held.contains(o))
-            .map(|o| TwinChange {
-                port: o.port,
-                cidr: o.cidr,
+            .map(|h| (h.port, h.cidr.into()))
+            .chain(old.held6.iter().map(|h| (h.port, h.cidr.into())))
+            .collect();
+        let mut changes: Vec<TwinChange> = before
+            .iter()
+            .filter(|o| !all.contains(o))
+            .map(|&(port, cidr)| TwinChange {
+                port,
+                cidr,
                 present: false,
             })
             .collect();
         changes.extend(
-            held.iter()
-                .filter(|h| !old.held.contains(h))
-                .map(|h| TwinChange {
-                    port: h.port,
-                    cidr: h.cidr,
+            all.iter()
+                .filter(|h| !before.contains(h))
+                .map(|&(port, cidr)| TwinChange {
+                    port,
+                    cidr,
                     present: true,
                 }),
         );
+        let held: Box<[HeldAddr]> = all
+            .iter()
+            .filter_map(|&(port, c)| match c {
+                IpCidr::V4(cidr) => Some(HeldAddr { port, cidr }),
+                IpCidr::V6(_) => None,
+            })
+            .collect();
+        let held6: Box<[HeldAddr6]> = all
+            .iter()
+            .filter_map(|&(port, c)| match c {
+                IpCidr::V6(cidr) => Some(HeldAddr6 { port, cidr }),
+                IpCidr::V4(_) => None,
+            })
+            .collect();
         let flat: Box<[Ipv4Addr]> = held.iter().map(|h| h.cidr.addr).collect();
         self.dp.owned.store(Arc::new(OwnedAddrs {
             classes: address_classes(&flat, self.dp.broadcasts()),
             flat,
-            held: held.into(),
+            held,
+            held6,
             managed: managed.into(),
             announce,
             generation,
@@ -397,5 +461,15 @@ impl Pipeline {
             return 0;
         };
         arp::build_request(buf, p.mac, addr, addr)
+    }
+
+    /// The announcement of a held address out of `port` into `buf`: a gratuitous ARP for IPv4,
+    /// an unsolicited neighbour advertisement for IPv6. Bytes written, 0 if `buf` is too small
+    /// or the port unknown.
+    pub(crate) fn announcement(&self, port: u16, addr: IpAddr, buf: &mut [u8]) -> usize {
+        match addr {
+            IpAddr::V4(a) => self.gratuitous_arp(port, a, buf),
+            IpAddr::V6(a) => self.unsolicited_na(port, a, buf),
+        }
     }
 }

@@ -66,25 +66,7 @@ impl PortSetup {
     /// The port's link-local address, made from its MAC (modified EUI-64, RFC 4291 2.5.1):
     /// the source of its neighbour discovery towards link-local neighbours.
     pub(super) fn link_local6(&self) -> Ipv6Addr {
-        let m = self.mac;
-        Ipv6Addr::from([
-            0xfe,
-            0x80,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            m[0] ^ 2,
-            m[1],
-            m[2],
-            0xff,
-            0xfe,
-            m[3],
-            m[4],
-            m[5],
-        ])
+        ipv6::link_local_of(self.mac)
     }
 
     /// The source of what the port sends to `dst` over IPv6 on its own behalf (neighbour

@@ -374,18 +374,9 @@ impl Builder {
         }
     }
 
-    pub(super) fn addr(&mut self, n: &Node, text: &str) -> Option<Ipv4Addr> {
-        match text.parse::<Ipv4Addr>() {
-            Ok(a) => Some(a),
-            Err(_) => {
-                self.error(n, format!("{text:?} is not an IPv4 address"));
-                None
-            }
-        }
-    }
-
-    /// An IPv4 or IPv6 address (virtual and real servers, checkers' `connect_ip`, `bindto`).
-    fn ip_addr(&mut self, n: &Node, text: &str) -> Option<IpAddr> {
+    /// An IPv4 or IPv6 address (virtual and real servers, checkers' `connect_ip`, `bindto`,
+    /// VRRP's `unicast_src_ip` and `unicast_peer`).
+    pub(super) fn ip_addr(&mut self, n: &Node, text: &str) -> Option<IpAddr> {
         match text.parse::<IpAddr>() {
             Ok(a) => Some(a),
             Err(_) => {

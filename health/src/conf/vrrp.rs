@@ -1,5 +1,5 @@
-//! keepalived.conf's VRRP part as rvs-healthd runs it (VRRPv3, IPv4), with keepalived 2.2.7's
-//! keywords and defaults (keepalived/vrrp/vrrp_parser.c, vrrp.c):
+//! keepalived.conf's VRRP part as rvs-healthd runs it (VRRPv3, IPv4 or IPv6), with keepalived
+//! 2.2.7's keywords and defaults (keepalived/vrrp/vrrp_parser.c, vrrp.c):
 //!
 //! | what | default |
 //! |---|---|
@@ -7,18 +7,23 @@
 //! | `priority` | 100; 255 with `state MASTER` and no priority |
 //! | `state` | BACKUP (MASTER when priority is 255) |
 //! | `advert_int` | 1 s, in centiseconds up to 40.95 |
-//! | `virtual_ipaddress` | ADDR[/LEN] [dev IF]: /32, the instance's `interface` |
+//! | `virtual_ipaddress` | ADDR[/LEN] [dev IF]: /32 (IPv6: /128), the instance's `interface` |
 //! | `vrrp_script` | interval 1 s, timeout: the interval, weight 0, rise 1, fall 1 |
 //!
 //! keepalived's own adjustments are made here with a note: `nopreempt` and `preempt_delay`
 //! with `state MASTER` are cleared, `nopreempt` and `preempt_delay` at priority 255 too.
 //! Anything else unknown inside `vrrp_instance` or `vrrp_script` is refused with its line.
+//!
+//! An instance is IPv4 or IPv6, as in keepalived: the family of its first `virtual_ipaddress`
+//! (IPv6: adverts to ff02::12 from the interface's link-local address); an address of the other
+//! family in the same instance is refused with its line, and so are `unicast_src_ip` and
+//! `unicast_peer` addresses of the other family.
 
 use super::model::{split_command, Builder};
 use super::tree::Node;
 use super::Pos;
-use control::config::Cidr;
-use std::net::Ipv4Addr;
+use control::config::IpCidr;
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// The VRRP part of the configuration.
@@ -46,16 +51,24 @@ pub struct Instance {
     pub addrs: Vec<VirtualAddr>,
     pub tracks: Vec<Track>,
     pub notify: Notify,
-    /// `unicast_src_ip`: the source of our adverts (else the interface's first address).
-    pub unicast_src: Option<Ipv4Addr>,
-    /// `unicast_peer { ... }`: adverts go to each peer instead of 224.0.0.18.
-    pub unicast_peers: Vec<Ipv4Addr>,
+    /// `unicast_src_ip`: the source of our adverts (else the interface's first IPv4 address,
+    /// or its IPv6 link-local address).
+    pub unicast_src: Option<IpAddr>,
+    /// `unicast_peer { ... }`: adverts go to each peer instead of 224.0.0.18 (ff02::12).
+    pub unicast_peers: Vec<IpAddr>,
+}
+
+impl Instance {
+    /// An IPv6 instance (its addresses are IPv6; none are of the other family).
+    pub fn is_ipv6(&self) -> bool {
+        self.addrs.first().is_some_and(|a| a.cidr.is_ipv6())
+    }
 }
 
 /// One `virtual_ipaddress` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VirtualAddr {
-    pub cidr: Cidr,
+    pub cidr: IpCidr,
     /// `dev`: the interface (kernel twin) that holds it.
     pub dev: String,
 }
@@ -340,33 +353,45 @@ fn script(b: &mut Builder, n: &Node) -> Option<Script> {
     })
 }
 
-/// `ADDR[/LEN] [dev IF]` lines.
+/// The family words for messages.
+fn family(ipv6: bool) -> &'static str {
+    if ipv6 {
+        "IPv6"
+    } else {
+        "IPv4"
+    }
+}
+
+/// `ADDR[/LEN] [dev IF]` lines, all of the first one's family.
 fn virtual_addrs(b: &mut Builder, n: &Node, interface: Option<&str>) -> Vec<VirtualAddr> {
-    let mut out = Vec::new();
+    let mut out: Vec<VirtualAddr> = Vec::new();
     for s in n.block.iter().flatten() {
         let addr = s.keyword.as_str();
         let cidr = match addr.split_once('/') {
-            Some(_) => Cidr::parse(addr),
-            None => Cidr::parse(&format!("{addr}/32")),
+            Some(_) => IpCidr::parse(addr),
+            None if addr.contains(':') => IpCidr::parse(&format!("{addr}/128")),
+            None => IpCidr::parse(&format!("{addr}/32")),
         };
         let cidr = match cidr {
             Ok(c) => c,
             Err(e) => {
-                if addr
-                    .split('/')
-                    .next()
-                    .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
-                {
-                    b.error(
-                        s,
-                        format!("{addr}: IPv6 is not supported by rvs-healthd's VRRP yet"),
-                    );
-                } else {
-                    b.error(s, format!("virtual_ipaddress {addr:?}: {e}"));
-                }
+                b.error(s, format!("virtual_ipaddress {addr:?}: {e}"));
                 continue;
             }
         };
+        if let Some(first) = out.first().filter(|f| f.cidr.is_ipv6() != cidr.is_ipv6()) {
+            b.error(
+                s,
+                format!(
+                    "virtual_ipaddress {addr}: an {} address in an {} instance (its first address is {}); \
+                     a vrrp_instance is IPv4 or IPv6, as in keepalived: use one instance per family",
+                    family(cidr.is_ipv6()),
+                    family(first.cidr.is_ipv6()),
+                    first.cidr
+                ),
+            );
+            continue;
+        }
         let mut dev = interface.map(str::to_string);
         let args = s.arg_texts();
         let mut i = 0;
@@ -495,7 +520,7 @@ fn instance(
             "notify" => notify.any = command(b, s),
             "unicast_src_ip" => {
                 if let Some(a) = b.one(s) {
-                    unicast_src = b.addr(s, &a);
+                    unicast_src = b.ip_addr(s, &a).map(|a| (s, a));
                 }
             }
             "unicast_peer" => {
@@ -506,8 +531,8 @@ fn instance(
                             "unicast_peer: one address a line (min_ttl, max_ttl are not supported)",
                         );
                     }
-                    if let Some(a) = b.addr(p, &p.keyword) {
-                        unicast_peers.push(a);
+                    if let Some(a) = b.ip_addr(p, &p.keyword) {
+                        unicast_peers.push((p, a));
                     }
                 }
             }
@@ -528,6 +553,22 @@ fn instance(
         Some(a) => virtual_addrs(b, a, interface.as_deref()),
         None => Vec::new(),
     };
+    // The unicast addresses are of the instance's family.
+    let ipv6 = addrs.first().is_some_and(|a| a.cidr.is_ipv6());
+    let src = unicast_src.iter().map(|(s, a)| ("unicast_src_ip", s, a));
+    let peers = unicast_peers.iter().map(|(s, a)| ("unicast_peer", s, a));
+    for (what, s, a) in src.chain(peers) {
+        if !addrs.is_empty() && a.is_ipv6() != ipv6 {
+            b.error(
+                s,
+                format!(
+                    "{what} {a}: an {} address in an {} vrrp_instance",
+                    family(a.is_ipv6()),
+                    family(ipv6)
+                ),
+            );
+        }
+    }
     if version != 3 {
         b.error(n, format!("vrrp_instance {name}: VRRP version {version}; rvs-healthd speaks version 3 only (RFC 5798): add `version 3`, or `vrrp_version 3` in global_defs"));
     }
@@ -572,8 +613,8 @@ fn instance(
         addrs,
         tracks,
         notify,
-        unicast_src,
-        unicast_peers,
+        unicast_src: unicast_src.map(|(_, a)| a),
+        unicast_peers: unicast_peers.into_iter().map(|(_, a)| a).collect(),
     })
 }
 
@@ -702,8 +743,9 @@ vrrp_instance VI_2 {
         );
         assert!(i.notify.backup.is_some() && i.notify.fault.is_some());
         assert!(i.notify.stop.is_some() && i.notify.any.is_some());
-        assert_eq!(i.unicast_src, Some(Ipv4Addr::new(198, 51, 100, 2)));
-        assert_eq!(i.unicast_peers, [Ipv4Addr::new(198, 51, 100, 3)]);
+        assert_eq!(i.unicast_src, Some("198.51.100.2".parse().unwrap()));
+        assert_eq!(i.unicast_peers, ["198.51.100.3".parse::<IpAddr>().unwrap()]);
+        assert!(!i.is_ipv6());
         let i2 = &v.instances[1];
         assert_eq!(i2.priority, 255, "state MASTER without priority: the owner");
         assert!(i2.preempt, "nopreempt cleared with state MASTER");
@@ -761,7 +803,7 @@ vrrp_instance A {
   state SLAVE
   virtual_ipaddress {
     192.0.2.1/24 brd 192.0.2.255
-    2001:db8::1/64
+    2001:db8::1/129
     192.0.2.300
   }
   track_script {
@@ -808,7 +850,7 @@ vrrp_sync_group G {
             "k.conf:24: notify_master: a user and group to run as are not supported (scripts run as rvs-healthd's user); quote a command line with arguments",
             "k.conf:25: \"use_vmac\" is not supported in vrrp_instance by rvs-healthd (see docs/keepalived.md)",
             "k.conf:16: virtual_ipaddress 192.0.2.1/24: \"brd\" is not supported (ADDR[/LEN] [dev IF])",
-            "k.conf:17: 2001:db8::1/64: IPv6 is not supported by rvs-healthd's VRRP yet",
+            "k.conf:17: virtual_ipaddress \"2001:db8::1/129\": bad prefix length \"129\" in \"2001:db8::1/129\" (0..128)",
             "k.conf:18: virtual_ipaddress \"192.0.2.300\": bad IPv4 address \"192.0.2.300\"",
             "k.conf:9: vrrp_instance A: VRRP version 2; rvs-healthd speaks version 3 only (RFC 5798): add `version 3`, or `vrrp_version 3` in global_defs",
             "k.conf:9: vrrp_instance A needs virtual_router_id",
@@ -823,5 +865,76 @@ vrrp_sync_group G {
         let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
         want.sort();
         assert_eq!(got, want, "{e:#?}");
+    }
+
+    #[test]
+    fn an_ipv6_instance_and_the_families_kept_apart() {
+        let cfg = load(
+            r#"vrrp_instance V6 {
+  interface rvs-ext0
+  virtual_router_id 52
+  version 3
+  virtual_ipaddress {
+    2001:db8:100::1/64
+    2001:db8:100::5
+    2001:db8:2::1/64 dev rvs-int0
+  }
+  unicast_peer {
+    fe80::2
+  }
+}
+"#,
+        );
+        let i = &cfg.vrrp.instances[0];
+        assert!(i.is_ipv6());
+        let addrs: Vec<String> = i
+            .addrs
+            .iter()
+            .map(|a| format!("{} {}", a.cidr, a.dev))
+            .collect();
+        assert_eq!(
+            addrs,
+            [
+                "2001:db8:100::1/64 rvs-ext0",
+                "2001:db8:100::5/128 rvs-ext0",
+                "2001:db8:2::1/64 rvs-int0"
+            ]
+        );
+        assert_eq!(i.unicast_peers, ["fe80::2".parse::<IpAddr>().unwrap()]);
+        let e = errors(
+            r#"vrrp_instance M {
+  interface eth0
+  virtual_router_id 1
+  version 3
+  virtual_ipaddress {
+    2001:db8::1/64
+    192.0.2.1/24
+  }
+  unicast_src_ip 192.0.2.9
+}
+vrrp_instance N {
+  interface eth0
+  virtual_router_id 2
+  version 3
+  virtual_ipaddress {
+    192.0.2.2
+    2001:db8::2
+  }
+  unicast_peer {
+    2001:db8::3
+  }
+}
+"#,
+        );
+        assert_eq!(
+            e,
+            [
+                "k.conf:7: virtual_ipaddress 192.0.2.1/24: an IPv4 address in an IPv6 instance (its first address is 2001:db8::1/64); a vrrp_instance is IPv4 or IPv6, as in keepalived: use one instance per family",
+                "k.conf:9: unicast_src_ip 192.0.2.9: an IPv4 address in an IPv6 vrrp_instance",
+                "k.conf:17: virtual_ipaddress 2001:db8::2: an IPv6 address in an IPv4 instance (its first address is 192.0.2.2/32); a vrrp_instance is IPv4 or IPv6, as in keepalived: use one instance per family",
+                "k.conf:20: unicast_peer 2001:db8::3: an IPv6 address in an IPv4 vrrp_instance",
+            ],
+            "{e:#?}"
+        );
     }
 }

@@ -23,7 +23,7 @@
 //! the tests drive it with a fake clock.
 
 use super::advert::Advert;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// The address owner's priority.
@@ -75,8 +75,9 @@ pub struct Params {
     /// Preempt_Mode: false with `nopreempt`.
     pub preempt: bool,
     pub preempt_delay: Duration,
-    /// Our address on the interface, for breaking equal-priority ties.
-    pub primary: Ipv4Addr,
+    /// Our address on the interface (IPv6: its link-local address), for breaking
+    /// equal-priority ties.
+    pub primary: IpAddr,
 }
 
 /// How an advert was taken.
@@ -103,7 +104,7 @@ pub struct Machine {
     /// While set and in the future, lower-priority adverts are still accepted.
     preempt_until: Option<Instant>,
     /// The master we last accepted, and its priority.
-    master: Option<(Ipv4Addr, u8)>,
+    master: Option<(IpAddr, u8)>,
 }
 
 fn cs(c: u16) -> Duration {
@@ -142,7 +143,7 @@ impl Machine {
     }
 
     /// The master last heard from (address, priority).
-    pub fn master(&self) -> Option<(Ipv4Addr, u8)> {
+    pub fn master(&self) -> Option<(IpAddr, u8)> {
         self.master
     }
 
@@ -211,7 +212,7 @@ impl Machine {
     }
 
     /// An advertisement for our VRID from `src` (already checked by the codec).
-    pub fn advert(&mut self, now: Instant, src: Ipv4Addr, a: &Advert) -> (Heard, Vec<Action>) {
+    pub fn advert(&mut self, now: Instant, src: IpAddr, a: &Advert) -> (Heard, Vec<Action>) {
         match self.state {
             State::Init | State::Fault => (Heard::Ignored, Vec::new()),
             State::Backup => self.backup_heard(now, src, a),
@@ -219,7 +220,7 @@ impl Machine {
         }
     }
 
-    fn backup_heard(&mut self, now: Instant, src: Ipv4Addr, a: &Advert) -> (Heard, Vec<Action>) {
+    fn backup_heard(&mut self, now: Instant, src: IpAddr, a: &Advert) -> (Heard, Vec<Action>) {
         if a.priority == PRIORITY_STOP {
             self.timer = Some(now + self.skew());
             self.master = None;
@@ -247,10 +248,11 @@ impl Machine {
         }
     }
 
-    fn master_heard(&mut self, now: Instant, src: Ipv4Addr, a: &Advert) -> (Heard, Vec<Action>) {
+    fn master_heard(&mut self, now: Instant, src: IpAddr, a: &Advert) -> (Heard, Vec<Action>) {
         let mine = self.priority();
-        let theirs_wins =
-            a.priority > mine || (a.priority == mine && u32::from(src) > u32::from(self.p.primary));
+        // Equal priorities: the higher primary address wins, compared as unsigned integers
+        // in network byte order for either family (RFC 5798 6.4.3; IpAddr orders so).
+        let theirs_wins = a.priority > mine || (a.priority == mine && src > self.p.primary);
         if a.priority != PRIORITY_STOP && theirs_wins {
             self.master_interval = if a.interval_cs != 0 {
                 cs(a.interval_cs)
@@ -336,9 +338,11 @@ impl Machine {
 mod tests {
     use super::*;
 
-    const ME: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-    const PEER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-    const LOW: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 0);
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const ME: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+    const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+    const LOW: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 0));
 
     fn params(priority: u8) -> Params {
         Params {
@@ -356,7 +360,7 @@ mod tests {
             vrid: 51,
             priority,
             interval_cs: 100,
-            addrs: vec![Ipv4Addr::new(192, 0, 2, 100)],
+            addrs: vec![Ipv4Addr::new(192, 0, 2, 100).into()],
         }
     }
 
@@ -597,5 +601,37 @@ mod tests {
             [Action::Enter(State::Backup)]
         );
         assert_eq!(m.set_fault(c.at(11_000), false), []);
+    }
+
+    #[test]
+    fn ipv6_ties_compare_link_local_addresses_as_128_bit_integers() {
+        let c = Clock(Instant::now());
+        let ll = |last: u16| IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0x200, 0, 0, last));
+        let mut p = params(100);
+        p.primary = ll(0x10);
+        let master = |p: &Params| {
+            let mut m = Machine::new(p.clone());
+            m.start(c.at(0));
+            m.tick(c.at(4000));
+            m
+        };
+        let mut m = master(&p);
+        // Lower address at the same priority: we stay and assert ourselves.
+        assert_eq!(
+            m.advert(c.at(4100), ll(0x0f), &adv(100)).1,
+            [Action::Send { priority: 100 }, Action::Announce]
+        );
+        // Higher in the last byte, or in any earlier one: theirs wins.
+        assert_eq!(
+            m.advert(c.at(4200), ll(0x11), &adv(100)).1,
+            [Action::Enter(State::Backup)]
+        );
+        let mut m = master(&p);
+        let higher = IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0x201, 0, 0, 1));
+        assert_eq!(
+            m.advert(c.at(4100), higher, &adv(100)).1,
+            [Action::Enter(State::Backup)]
+        );
+        assert_eq!(m.master(), Some((higher, 100)));
     }
 }

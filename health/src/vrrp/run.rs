@@ -1,6 +1,10 @@
-//! Running the VRRP instances: one raw IPPROTO_VRRP socket per interface (an rvsd port's kernel
-//! twin: the adverts reach the wire through rvsd's exception path), one thread per track
-//! script, notify scripts started and reaped, and the requests to rvsd.
+//! Running the VRRP instances: one raw IPPROTO_VRRP socket per interface and family (an rvsd
+//! port's kernel twin: the adverts reach the wire through rvsd's exception path), one thread per
+//! track script, notify scripts started and reaped, and the requests to rvsd. An IPv4 socket
+//! sends to 224.0.0.18 from the interface's first IPv4 address and reads whole packets (the
+//! TTL from the header); an IPv6 one sends to ff02::12 from the interface's link-local address
+//! and reads the hop limit and destination from ancillary data (IPV6_RECVHOPLIMIT,
+//! IPV6_RECVPKTINFO); both send with TTL (hop limit) 255 and accept nothing else.
 //!
 //! One thread ([`Vrrp::run`]) owns every instance: it waits in poll(2) for an advert or the
 //! next timer (at most [`TICK`], to see the stop flag and script results), so an instance's
@@ -14,18 +18,20 @@
 //! Every received packet is counted by what became of it ([`Counters`]); the counters are
 //! logged at each state change and at exit.
 
-use super::advert::{Advert, Received, Reject, PROTO_VRRP, VRRP_GROUP, VRRP_TTL};
+use super::advert::{
+    group_of, Advert, Received, Reject, PROTO_VRRP, VRRP_GROUP, VRRP_GROUP6, VRRP_TTL,
+};
 use super::machine::{Action, Heard, Machine, Params, State};
 use crate::check::{self, Verdict};
 use crate::conf::vrrp::{Instance, Script, VrrpConfig};
 use crate::conf::MiscCheck;
 use crate::engine::Lvs;
-use control::config::Cidr;
+use control::config::IpCidr;
 use control::proto::Request;
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -52,7 +58,7 @@ pub struct Counters {
     pub drop_version: u64,
     pub drop_type: u64,
     pub drop_checksum: u64,
-    /// Truncated, or not IPv4, or not protocol 112.
+    /// Truncated, or not IP, or not protocol 112.
     pub drop_length: u64,
     /// A VRID none of our instances on that interface has.
     pub drop_vrid: u64,
@@ -90,10 +96,10 @@ impl Counters {
     }
 }
 
-/// Reads a packet as the raw socket gives it (IPv4 header first): the sender and its advert,
-/// or why it is dropped. `own` is the address our adverts leave from.
-pub fn inspect(packet: &[u8], own: Ipv4Addr) -> Result<(Ipv4Addr, Advert), Dropped> {
-    let r = Received::parse(packet).map_err(Dropped::Reject)?;
+/// Reads a packet as a raw socket gave it (its IP layer already read: [`Received`]): the
+/// sender and its advert, or why it is dropped. `own` is the address our adverts leave from.
+pub fn inspect(r: Result<Received<'_>, Reject>, own: IpAddr) -> Result<(IpAddr, Advert), Dropped> {
+    let r = r.map_err(Dropped::Reject)?;
     if r.src == own {
         return Err(Dropped::Own);
     }
@@ -111,13 +117,14 @@ pub fn ports_by_twin(rvs_toml: &Path) -> Result<BTreeMap<String, String>, String
         .collect())
 }
 
-/// A raw IPPROTO_VRRP socket bound to one interface, in 224.0.0.18 there.
+/// A raw IPPROTO_VRRP socket bound to one interface, in 224.0.0.18 (ff02::12) there.
 struct VrrpSocket {
     fd: OwnedFd,
     ifname: String,
     ifindex: u32,
-    /// The source of our adverts: `unicast_src_ip`, else the interface's first address.
-    src: Ipv4Addr,
+    /// The source of our adverts: `unicast_src_ip`, else the interface's first IPv4 address or
+    /// its IPv6 link-local address. Its family is the socket's.
+    src: IpAddr,
 }
 
 fn check(rc: libc::c_int, what: &str, ifname: &str) -> io::Result<()> {
@@ -147,8 +154,20 @@ fn in_addr(a: Ipv4Addr) -> libc::in_addr {
     }
 }
 
-/// The first IPv4 address of `ifname`.
-fn first_address(ifname: &str) -> io::Result<Option<Ipv4Addr>> {
+fn in6_addr(a: Ipv6Addr) -> libc::in6_addr {
+    libc::in6_addr {
+        s6_addr: a.octets(),
+    }
+}
+
+/// fe80::/10.
+fn is_link_local(a: Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// The first address of `ifname` that `want` takes (IPv4 and IPv6 addresses, in the kernel's
+/// order).
+fn first_address(ifname: &str, want: impl Fn(IpAddr) -> bool) -> io::Result<Option<IpAddr>> {
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `list`, freed below with freeifaddrs.
     if unsafe { libc::getifaddrs(&mut list) } != 0 {
@@ -167,10 +186,24 @@ fn first_address(ifname: &str) -> io::Result<Option<Ipv4Addr>> {
         let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
         // SAFETY: ifa_addr is non-null; its family says which sockaddr it is.
         let family = unsafe { (*ifa.ifa_addr).sa_family };
-        if name.to_bytes() == ifname.as_bytes() && i32::from(family) == libc::AF_INET {
-            // SAFETY: an AF_INET address is a sockaddr_in.
-            let sin = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
-            found = Some(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+        if name.to_bytes() != ifname.as_bytes() {
+            continue;
+        }
+        let addr = match i32::from(family) {
+            libc::AF_INET => {
+                // SAFETY: an AF_INET address is a sockaddr_in.
+                let sin = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
+                IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
+            }
+            libc::AF_INET6 => {
+                // SAFETY: an AF_INET6 address is a sockaddr_in6.
+                let sin6 = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in6>() };
+                IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr))
+            }
+            _ => continue,
+        };
+        if want(addr) {
+            found = Some(addr);
             break;
         }
     }
@@ -179,8 +212,28 @@ fn first_address(ifname: &str) -> io::Result<Option<Ipv4Addr>> {
     Ok(found)
 }
 
+/// How long [`link_local_address`] waits for one to appear.
+const LINK_LOCAL_WAIT: Duration = Duration::from_secs(5);
+
+/// The IPv6 link-local address of `ifname`, waiting up to [`LINK_LOCAL_WAIT`] for one: the
+/// kernel adds it only once the link is up, a moment after the interface exists.
+fn link_local_address(ifname: &str) -> io::Result<Option<IpAddr>> {
+    let until = Instant::now() + LINK_LOCAL_WAIT;
+    loop {
+        let found = first_address(ifname, |a| match a {
+            IpAddr::V6(a) => is_link_local(a),
+            IpAddr::V4(_) => false,
+        })?;
+        if found.is_some() || Instant::now() >= until {
+            return Ok(found);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 impl VrrpSocket {
-    fn open(ifname: &str, src: Option<Ipv4Addr>) -> io::Result<VrrpSocket> {
+    /// The socket of `ipv6`'s family on `ifname`, sending from `src` when given.
+    fn open(ifname: &str, src: Option<IpAddr>, ipv6: bool) -> io::Result<VrrpSocket> {
         let cname = CString::new(ifname)
             .map_err(|_| io::Error::other(format!("{ifname:?}: not an interface name")))?;
         // SAFETY: if_nametoindex reads a NUL-terminated string.
@@ -190,21 +243,27 @@ impl VrrpSocket {
         }
         let src = match src {
             Some(a) => a,
-            None => first_address(ifname)?.ok_or_else(|| {
+            None if ipv6 => link_local_address(ifname)?.ok_or_else(|| {
+                io::Error::other(format!(
+                    "{ifname} has no IPv6 link-local address to send VRRP adverts from"
+                ))
+            })?,
+            None => first_address(ifname, |a| a.is_ipv4())?.ok_or_else(|| {
                 io::Error::other(format!(
                     "{ifname} has no IPv4 address to send VRRP adverts from"
                 ))
             })?,
         };
+        let domain = if ipv6 { libc::AF_INET6 } else { libc::AF_INET };
         // SAFETY: socket(2) with constant arguments; the result is checked before use.
         let raw = unsafe {
             libc::socket(
-                libc::AF_INET,
+                domain,
                 libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
                 libc::c_int::from(PROTO_VRRP),
             )
         };
-        check(raw, "socket(AF_INET, SOCK_RAW, IPPROTO_VRRP)", ifname)?;
+        check(raw, "socket(SOCK_RAW, IPPROTO_VRRP)", ifname)?;
         // SAFETY: `raw` is a new descriptor this function owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         // SAFETY: the name and its length, without the NUL, as SO_BINDTODEVICE takes them.
@@ -218,43 +277,10 @@ impl VrrpSocket {
             )
         };
         check(rc, "SO_BINDTODEVICE", ifname)?;
-        let mreq = libc::ip_mreqn {
-            imr_multiaddr: in_addr(VRRP_GROUP),
-            imr_address: in_addr(src),
-            imr_ifindex: ifindex as libc::c_int,
-        };
-        check(
-            setsockopt(&fd, libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP, &mreq),
-            "joining 224.0.0.18",
-            ifname,
-        )?;
-        check(
-            setsockopt(&fd, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &mreq),
-            "IP_MULTICAST_IF",
-            ifname,
-        )?;
-        let ttl = libc::c_int::from(VRRP_TTL);
-        check(
-            setsockopt(&fd, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, &ttl),
-            "IP_MULTICAST_TTL",
-            ifname,
-        )?;
-        check(
-            setsockopt(&fd, libc::IPPROTO_IP, libc::IP_TTL, &ttl),
-            "IP_TTL",
-            ifname,
-        )?;
-        let off: libc::c_int = 0;
-        check(
-            setsockopt(&fd, libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, &off),
-            "IP_MULTICAST_LOOP",
-            ifname,
-        )?;
-        check(
-            setsockopt(&fd, libc::IPPROTO_IP, libc::IP_TOS, &TOS_INTERNETCONTROL),
-            "IP_TOS",
-            ifname,
-        )?;
+        match src {
+            IpAddr::V4(src) => Self::options4(&fd, ifname, ifindex, src)?,
+            IpAddr::V6(_) => Self::options6(&fd, ifname, ifindex)?,
+        }
         Ok(VrrpSocket {
             fd,
             ifname: ifname.to_string(),
@@ -263,20 +289,131 @@ impl VrrpSocket {
         })
     }
 
-    /// Sends `msg` to `dst` from `self.src` out of the interface (IP_PKTINFO says both).
-    fn send(&self, dst: Ipv4Addr, msg: &[u8]) -> io::Result<()> {
-        let sin = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: 0,
-            sin_addr: in_addr(dst),
-            sin_zero: [0; 8],
+    /// IPv4: in 224.0.0.18, TTL 255, no loop, keepalived's TOS.
+    fn options4(fd: &OwnedFd, ifname: &str, ifindex: u32, src: Ipv4Addr) -> io::Result<()> {
+        let mreq = libc::ip_mreqn {
+            imr_multiaddr: in_addr(VRRP_GROUP),
+            imr_address: in_addr(src),
+            imr_ifindex: ifindex as libc::c_int,
         };
-        let info = libc::in_pktinfo {
-            ipi_ifindex: self.ifindex as libc::c_int,
-            ipi_spec_dst: in_addr(self.src),
-            ipi_addr: in_addr(Ipv4Addr::UNSPECIFIED),
+        check(
+            setsockopt(fd, libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP, &mreq),
+            "joining 224.0.0.18",
+            ifname,
+        )?;
+        check(
+            setsockopt(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &mreq),
+            "IP_MULTICAST_IF",
+            ifname,
+        )?;
+        let ttl = libc::c_int::from(VRRP_TTL);
+        check(
+            setsockopt(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, &ttl),
+            "IP_MULTICAST_TTL",
+            ifname,
+        )?;
+        check(
+            setsockopt(fd, libc::IPPROTO_IP, libc::IP_TTL, &ttl),
+            "IP_TTL",
+            ifname,
+        )?;
+        let off: libc::c_int = 0;
+        check(
+            setsockopt(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, &off),
+            "IP_MULTICAST_LOOP",
+            ifname,
+        )?;
+        check(
+            setsockopt(fd, libc::IPPROTO_IP, libc::IP_TOS, &TOS_INTERNETCONTROL),
+            "IP_TOS",
+            ifname,
+        )
+    }
+
+    /// IPv6: in ff02::12, hop limit 255 both ways (multicast and unicast peers), no loop,
+    /// keepalived's traffic class, and the hop limit and destination of what arrives reported
+    /// (the header is not part of what a raw IPv6 socket reads).
+    fn options6(fd: &OwnedFd, ifname: &str, ifindex: u32) -> io::Result<()> {
+        let mreq = libc::ipv6_mreq {
+            ipv6mr_multiaddr: in6_addr(VRRP_GROUP6),
+            ipv6mr_interface: ifindex,
         };
-        // Room for one cmsghdr with an in_pktinfo, aligned as cmsg(3) wants.
+        check(
+            setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_ADD_MEMBERSHIP, &mreq),
+            "joining ff02::12",
+            ifname,
+        )?;
+        let index = ifindex as libc::c_int;
+        let hops = libc::c_int::from(VRRP_TTL);
+        let (on, off): (libc::c_int, libc::c_int) = (1, 0);
+        for (name, value, what) in [
+            (libc::IPV6_MULTICAST_IF, &index, "IPV6_MULTICAST_IF"),
+            (libc::IPV6_MULTICAST_HOPS, &hops, "IPV6_MULTICAST_HOPS"),
+            (libc::IPV6_UNICAST_HOPS, &hops, "IPV6_UNICAST_HOPS"),
+            (libc::IPV6_MULTICAST_LOOP, &off, "IPV6_MULTICAST_LOOP"),
+            (libc::IPV6_TCLASS, &TOS_INTERNETCONTROL, "IPV6_TCLASS"),
+            (libc::IPV6_RECVHOPLIMIT, &on, "IPV6_RECVHOPLIMIT"),
+            (libc::IPV6_RECVPKTINFO, &on, "IPV6_RECVPKTINFO"),
+        ] {
+            check(
+                setsockopt(fd, libc::IPPROTO_IPV6, name, value),
+                what,
+                ifname,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Sends `msg` to `dst` from `self.src` out of the interface (IP_PKTINFO or IPV6_PKTINFO
+    /// says both).
+    fn send(&self, dst: IpAddr, msg: &[u8]) -> io::Result<()> {
+        match (self.src, dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                let sin = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: 0,
+                    sin_addr: in_addr(dst),
+                    sin_zero: [0; 8],
+                };
+                let info = libc::in_pktinfo {
+                    ipi_ifindex: self.ifindex as libc::c_int,
+                    ipi_spec_dst: in_addr(src),
+                    ipi_addr: in_addr(Ipv4Addr::UNSPECIFIED),
+                };
+                self.send_with(&sin, libc::IPPROTO_IP, libc::IP_PKTINFO, info, msg)
+            }
+            (IpAddr::V6(src), IpAddr::V6(dst)) => {
+                let sin6 = libc::sockaddr_in6 {
+                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                    sin6_port: 0,
+                    sin6_flowinfo: 0,
+                    sin6_addr: in6_addr(dst),
+                    // ff02::12 and link-local peers are scoped to the interface.
+                    sin6_scope_id: self.ifindex,
+                };
+                let info = libc::in6_pktinfo {
+                    ipi6_addr: in6_addr(src),
+                    ipi6_ifindex: self.ifindex,
+                };
+                self.send_with(&sin6, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, info, msg)
+            }
+            _ => Err(io::Error::other(format!(
+                "{dst}: not of the family of {}",
+                self.src
+            ))),
+        }
+    }
+
+    /// sendmsg(2) of `msg` to `name` with one control message `(level, kind)` holding `info`.
+    fn send_with<N, I>(
+        &self,
+        name: &N,
+        level: libc::c_int,
+        kind: libc::c_int,
+        info: I,
+        msg: &[u8],
+    ) -> io::Result<()> {
+        // Room for one cmsghdr with an in_pktinfo or in6_pktinfo, aligned as cmsg(3) wants.
         let mut control = [0u64; 8];
         let mut iov = libc::iovec {
             iov_base: msg.as_ptr().cast_mut().cast(),
@@ -284,22 +421,22 @@ impl VrrpSocket {
         };
         // SAFETY: msghdr is plain data; every pointer field is set below.
         let mut mh: libc::msghdr = unsafe { std::mem::zeroed() };
-        mh.msg_name = (&sin as *const libc::sockaddr_in).cast_mut().cast();
-        mh.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        mh.msg_name = (name as *const N).cast_mut().cast();
+        mh.msg_namelen = std::mem::size_of::<N>() as libc::socklen_t;
         mh.msg_iov = &mut iov;
         mh.msg_iovlen = 1;
         mh.msg_control = control.as_mut_ptr().cast();
         // SAFETY: CMSG_SPACE only computes a size.
-        mh.msg_controllen =
-            unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::in_pktinfo>() as u32) } as usize;
-        // SAFETY: `control` holds CMSG_SPACE(in_pktinfo) bytes (64 >= 32), so the first header
-        // and its data lie inside it.
+        mh.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<I>() as u32) } as usize;
+        assert!(mh.msg_controllen <= std::mem::size_of_val(&control));
+        // SAFETY: `control` holds CMSG_SPACE(size of I) bytes (checked above: 64 >= 40), so the
+        // first header and its data lie inside it.
         unsafe {
             let c = libc::CMSG_FIRSTHDR(&mh);
-            (*c).cmsg_level = libc::IPPROTO_IP;
-            (*c).cmsg_type = libc::IP_PKTINFO;
-            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::in_pktinfo>() as u32) as usize;
-            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::in_pktinfo>(), info);
+            (*c).cmsg_level = level;
+            (*c).cmsg_type = kind;
+            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<I>() as u32) as usize;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<I>(), info);
         }
         // SAFETY: `mh` points at live buffers for the duration of the call.
         let n = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &mh, 0) };
@@ -309,11 +446,58 @@ impl VrrpSocket {
         Ok(())
     }
 
-    /// One packet if one is waiting (IPv4 header included).
-    fn recv<'b>(&self, buf: &'b mut [u8]) -> Option<&'b [u8]> {
-        // SAFETY: recv writes at most buf.len() bytes into `buf`.
-        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        usize::try_from(n).ok().map(|n| &buf[..n])
+    /// One packet if one is waiting, its IP layer read: IPv4 from its header, IPv6 from the
+    /// sender's address and the ancillary hop limit and destination.
+    fn recv<'b>(&self, buf: &'b mut [u8]) -> Option<Result<Received<'b>, Reject>> {
+        if self.src.is_ipv4() {
+            // SAFETY: recv writes at most buf.len() bytes into `buf`.
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            return usize::try_from(n).ok().map(|n| Received::parse(&buf[..n]));
+        }
+        // SAFETY: sockaddr_in6 is plain data, filled by recvmsg.
+        let mut from: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+        let mut control = [0u64; 16];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: msghdr is plain data; every pointer field is set below.
+        let mut mh: libc::msghdr = unsafe { std::mem::zeroed() };
+        mh.msg_name = (&mut from as *mut libc::sockaddr_in6).cast();
+        mh.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+        mh.msg_iov = &mut iov;
+        mh.msg_iovlen = 1;
+        mh.msg_control = control.as_mut_ptr().cast();
+        mh.msg_controllen = std::mem::size_of_val(&control);
+        // SAFETY: `mh` points at live buffers of the sizes it says.
+        let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut mh, 0) };
+        let n = usize::try_from(n).ok()?;
+        // No hop limit reported: 0, refused as any hop limit but 255.
+        let (mut hops, mut dst) = (0u8, Ipv6Addr::UNSPECIFIED);
+        // SAFETY: the control messages recvmsg wrote lie within `control` (msg_controllen says
+        // how far); each one's data is read unaligned at its type's size.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&mh);
+            while !c.is_null() {
+                match ((*c).cmsg_level, (*c).cmsg_type) {
+                    (libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT) => {
+                        let h = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                        hops = u8::try_from(h).unwrap_or(0);
+                    }
+                    (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
+                        let info = std::ptr::read_unaligned(
+                            libc::CMSG_DATA(c).cast::<libc::in6_pktinfo>(),
+                        );
+                        dst = Ipv6Addr::from(info.ipi6_addr.s6_addr);
+                    }
+                    _ => {}
+                }
+                c = libc::CMSG_NXTHDR(&mh, c);
+            }
+        }
+        let src = Ipv6Addr::from(from.sin6_addr.s6_addr);
+        Some(Received::ipv6(src, dst, hops, &buf[..n]))
     }
 }
 
@@ -356,9 +540,9 @@ struct InstanceRun {
     machine: Machine,
     socket: usize,
     /// The instance's addresses by rvsd port.
-    ports: Vec<(String, Vec<Cidr>)>,
+    ports: Vec<(String, Vec<IpCidr>)>,
     /// The addresses in adverts.
-    advertised: Vec<Ipv4Addr>,
+    advertised: Vec<IpAddr>,
     /// rvsd did not take the last requests for this state: sent again.
     unsent: bool,
 }
@@ -394,16 +578,20 @@ impl<L: Lvs> Vrrp<L> {
         let mut sockets: Vec<VrrpSocket> = Vec::new();
         let mut instances = Vec::new();
         for i in &cfg.instances {
-            let socket = match sockets.iter().position(|s| s.ifname == i.interface) {
+            let ipv6 = i.is_ipv6();
+            let socket = match sockets
+                .iter()
+                .position(|s| s.ifname == i.interface && s.src.is_ipv6() == ipv6)
+            {
                 Some(s) => s,
                 None => {
-                    let s = VrrpSocket::open(&i.interface, i.unicast_src)
+                    let s = VrrpSocket::open(&i.interface, i.unicast_src, ipv6)
                         .map_err(|e| format!("vrrp_instance {} ({}): {e}", i.name, i.pos))?;
                     sockets.push(s);
                     sockets.len() - 1
                 }
             };
-            let mut ports: Vec<(String, Vec<Cidr>)> = Vec::new();
+            let mut ports: Vec<(String, Vec<IpCidr>)> = Vec::new();
             for a in &i.addrs {
                 let port = port_of.get(&a.dev).ok_or_else(|| {
                     format!(
@@ -428,7 +616,7 @@ impl<L: Lvs> Vrrp<L> {
                 primary: sockets[socket].src,
             });
             instances.push(InstanceRun {
-                advertised: i.addrs.iter().map(|a| a.cidr.addr).collect(),
+                advertised: i.addrs.iter().map(|a| a.cidr.addr()).collect(),
                 conf: i.clone(),
                 machine,
                 socket,
@@ -440,7 +628,7 @@ impl<L: Lvs> Vrrp<L> {
             .sync_daemon
             .as_ref()
             .and_then(|s| cfg.instances.iter().position(|i| i.name == s.instance));
-        Ok(Vrrp {
+        let mut vrrp = Vrrp {
             lvs,
             instances,
             sockets,
@@ -456,7 +644,15 @@ impl<L: Lvs> Vrrp<L> {
             sync_instance,
             children: Vec::new(),
             counters: Counters::default(),
-        })
+        };
+        // Named at once, not held, before the track scripts' first run and before the caller
+        // installs any service: rvsd then never announces an IPv6 VIP an instance names with
+        // the unsolicited neighbour advertisements it sends for a new VIP (a BACKUP's would
+        // take the VIP's neighbours from the MASTER). What rvsd does not take is sent again.
+        for ii in 0..vrrp.instances.len() {
+            vrrp.tell_rvsd(ii);
+        }
+        Ok(vrrp)
     }
 
     pub fn counters(&self) -> Counters {
@@ -632,8 +828,9 @@ impl<L: Lvs> Vrrp<L> {
         }
     }
 
-    /// One packet from socket `si`: checked, then given to the instance of its VRID.
-    pub(crate) fn received(&mut self, si: usize, packet: &[u8]) {
+    /// One packet from socket `si` (its IP layer read): checked, then given to the instance of
+    /// its VRID.
+    pub(crate) fn received(&mut self, si: usize, packet: Result<Received<'_>, Reject>) {
         let socket = &self.sockets[si];
         let (src, a) = match inspect(packet, socket.src) {
             Ok(x) => x,
@@ -682,8 +879,8 @@ impl<L: Lvs> Vrrp<L> {
             interval_cs: i.conf.interval_cs,
             addrs: i.advertised.clone(),
         };
-        let dsts: Vec<Ipv4Addr> = if i.conf.unicast_peers.is_empty() {
-            vec![VRRP_GROUP]
+        let dsts: Vec<IpAddr> = if i.conf.unicast_peers.is_empty() {
+            vec![group_of(s.src)]
         } else {
             i.conf.unicast_peers.clone()
         };
@@ -817,8 +1014,11 @@ impl<L: Lvs> Vrrp<L> {
 mod tests {
     use super::*;
 
-    const PEER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-    const OWN: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const PEER4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+    const OWN4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const PEER: IpAddr = IpAddr::V4(PEER4);
+    const OWN: IpAddr = IpAddr::V4(OWN4);
+    const GROUP: IpAddr = IpAddr::V4(VRRP_GROUP);
 
     /// An IPv4 packet from `src` to 224.0.0.18 with `ttl` around a VRRP message.
     fn packet(src: Ipv4Addr, ttl: u8, msg: &[u8]) -> Vec<u8> {
@@ -837,15 +1037,15 @@ mod tests {
             vrid,
             priority: 100,
             interval_cs: 100,
-            addrs: vec![Ipv4Addr::new(192, 0, 2, 100)],
+            addrs: vec![Ipv4Addr::new(192, 0, 2, 100).into()],
         }
     }
 
     #[test]
     fn each_bad_packet_is_dropped_and_counted_by_its_reason() {
-        let good = advert(51).encode(PEER, VRRP_GROUP);
+        let good = advert(51).encode(PEER, GROUP);
         assert_eq!(
-            inspect(&packet(PEER, 255, &good), OWN),
+            inspect(Received::parse(&packet(PEER4, 255, &good)), OWN),
             Ok((PEER, advert(51)))
         );
         let mut v2 = good.clone();
@@ -853,36 +1053,55 @@ mod tests {
         let mut bad_sum = good.clone();
         bad_sum[7] ^= 1;
         let cases = [
-            (packet(PEER, 254, &good), Dropped::Reject(Reject::Ttl(254))),
-            (packet(PEER, 255, &v2), Dropped::Reject(Reject::Version(2))),
+            (packet(PEER4, 254, &good), Dropped::Reject(Reject::Ttl(254))),
+            (packet(PEER4, 255, &v2), Dropped::Reject(Reject::Version(2))),
             (
-                packet(PEER, 255, &bad_sum),
+                packet(PEER4, 255, &bad_sum),
                 Dropped::Reject(Reject::Checksum),
             ),
             (
-                packet(PEER, 255, &good[..6]),
+                packet(PEER4, 255, &good[..6]),
                 Dropped::Reject(Reject::Length),
             ),
             (
-                packet(OWN, 255, &advert(51).encode(OWN, VRRP_GROUP)),
+                packet(OWN4, 255, &advert(51).encode(OWN, GROUP)),
                 Dropped::Own,
             ),
         ];
         let mut c = Counters::default();
         for (p, want) in &cases {
-            let got = inspect(p, OWN).unwrap_err();
+            let got = inspect(Received::parse(p), OWN).unwrap_err();
             assert_eq!(got, *want);
             c.dropped(got);
         }
+        // IPv6: the same checks, from what recvmsg reported.
+        let ll = |last| IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, last));
+        let (peer6, own6, group6) = (ll(2), ll(1), IpAddr::V6(VRRP_GROUP6));
+        let mut a6 = advert(51);
+        a6.addrs = vec!["2001:db8:100::1".parse().unwrap()];
+        let good6 = a6.encode(peer6, group6);
+        let recv6 = |src: IpAddr, hops: u8, msg: &[u8]| {
+            let (IpAddr::V6(src), IpAddr::V6(dst)) = (src, group6) else {
+                unreachable!()
+            };
+            inspect(Received::ipv6(src, dst, hops, msg), own6)
+        };
+        assert_eq!(recv6(peer6, 255, &good6), Ok((peer6, a6.clone())));
+        let got = recv6(peer6, 64, &good6).unwrap_err();
+        assert_eq!(got, Dropped::Reject(Reject::Ttl(64)));
+        c.dropped(got);
+        let got = recv6(own6, 255, &a6.encode(own6, group6)).unwrap_err();
+        assert_eq!(got, Dropped::Own);
+        c.dropped(got);
         c.dropped(Dropped::Vrid(52));
         assert_eq!(
             c,
             Counters {
-                drop_ttl: 1,
+                drop_ttl: 2,
                 drop_version: 1,
                 drop_checksum: 1,
                 drop_length: 1,
-                drop_own: 1,
+                drop_own: 2,
                 drop_vrid: 1,
                 ..Counters::default()
             }

@@ -20,7 +20,7 @@
 
 use super::mbuf::Mbuf;
 use super::port::Port;
-use control::config::{Cidr, Config, IfName, PortConfig};
+use control::config::{Config, IfName, IpCidr, PortConfig};
 use dataplane::driver::{FrameBuf, BURST};
 use dataplane::pipeline::KernelPath;
 use dpdk_sys as sys;
@@ -150,8 +150,9 @@ pub fn kernel_path(cfg: &Config) -> KernelPath {
 
 impl ExceptionPath {
     /// Creates a twin for every port of `cfg` that names one (after EAL, before the workers),
-    /// gives it the port's addresses, MTU and gateway, and the rings for `workers` workers.
-    pub fn start(cfg: &Config, workers: usize) -> Result<ExceptionPath, String> {
+    /// gives it the port's addresses (with IPv6, the port's link-local address made from its
+    /// MAC, `macs` in port order), MTU and gateway, and the rings for `workers` workers.
+    pub fn start(cfg: &Config, macs: &[[u8; 6]], workers: usize) -> Result<ExceptionPath, String> {
         let mut twins = Vec::new();
         let mut up = Vec::with_capacity(cfg.ports.len());
         for (i, pc) in cfg.ports.iter().enumerate() {
@@ -159,7 +160,8 @@ impl ExceptionPath {
                 up.push(None);
                 continue;
             };
-            let twin = Twin::start(i, pc, ifname)
+            let mac = macs.get(i).copied().unwrap_or_default();
+            let twin = Twin::start(i, pc, mac, ifname)
                 .map_err(|e| format!("ports[{i}].kernel_twin {ifname:?}: {e}"))?;
             tracing::info!(port = %pc.name, twin = %ifname, id = twin.dev.id, "kernel twin up");
             up.push(Some(twin.up));
@@ -347,7 +349,7 @@ fn dst_hash(frame: &[u8]) -> usize {
 }
 
 impl Twin {
-    fn start(index: usize, pc: &PortConfig, ifname: &IfName) -> Result<Twin, String> {
+    fn start(index: usize, pc: &PortConfig, mac: [u8; 6], ifname: &IfName) -> Result<Twin, String> {
         let device = format!("net_tun{index}");
         let args = CString::new(format!("{device},iface={ifname}"))
             .map_err(|_| "bad interface name".to_string())?;
@@ -374,7 +376,7 @@ impl Twin {
             kernel_twin: None,
         };
         let dev = Port::start(&twin_cfg, 1, TWIN_MBUFS).map_err(|e| e.to_string())?;
-        configure_interface(ifname.as_str(), pc)?;
+        configure_interface(ifname.as_str(), pc, mac)?;
         let up = Ring::create(&format!("rvs_up_{index}"), RING_F_SC_DEQ)?;
         Ok(Twin {
             port: index,
@@ -387,11 +389,12 @@ impl Twin {
 
 /// Adds (`true`) or removes an address on the twin of port `port` (an index of `cfg.ports`),
 /// for the VRRP-held addresses (`SetVirtualAddrs`), as keepalived's `ip addr add`/`del` do; a
-/// port without a twin has nothing to change. After an add, the port's default route is put
-/// back (the kernel drops it with the last address of its subnet).
+/// port without a twin has nothing to change. After an IPv4 add, the port's default route is
+/// put back (the kernel drops it with the last address of its subnet). IPv6 addresses go on
+/// with `nodad` (rvs answers neighbour discovery for them; the kernel never sees it).
 pub fn twin_address_setter(
     cfg: &Config,
-) -> impl Fn(u16, Cidr, bool) -> Result<(), String> + Send + Sync + 'static {
+) -> impl Fn(u16, IpCidr, bool) -> Result<(), String> + Send + Sync + 'static {
     let twins: Vec<Option<(String, Option<std::net::Ipv4Addr>)>> = cfg
         .ports
         .iter()
@@ -406,6 +409,13 @@ pub fn twin_address_setter(
             return Ok(());
         };
         let addr = cidr.to_string();
+        if cidr.is_ipv6() {
+            return if present {
+                ip(&["-6", "addr", "replace", &addr, "dev", ifname, "nodad"])
+            } else {
+                ip(&["-6", "addr", "del", &addr, "dev", ifname])
+            };
+        }
         if !present {
             return ip(&["addr", "del", &addr, "dev", ifname]);
         }
@@ -422,8 +432,10 @@ pub fn twin_address_setter(
 /// multicast, with `ip`. IPv6 is on only where the port has IPv6 addresses, and then as a plain
 /// host: no duplicate address detection (rvs answers neighbour discovery for the port's
 /// addresses, the kernel never sees it through a TUN), no router solicitations or
-/// advertisements, no link-local address of its own (one nobody on the wire could reach).
-fn configure_interface(ifname: &str, pc: &PortConfig) -> Result<(), String> {
+/// advertisements, no link-local address of the kernel's making; the port's own link-local
+/// address (from `mac`, which rvs answers solicitations for) instead, the source of VRRP's IPv6
+/// adverts (RFC 5798 5.1.2.1).
+fn configure_interface(ifname: &str, pc: &PortConfig, mac: [u8; 6]) -> Result<(), String> {
     let conf6 = format!("/proc/sys/net/ipv6/conf/{ifname}");
     if pc.addresses6.is_empty() {
         sysctl(&format!("{conf6}/disable_ipv6"), "1")?;
@@ -463,6 +475,10 @@ fn configure_interface(ifname: &str, pc: &PortConfig) -> Result<(), String> {
     }
     if let Some(gw) = pc.gateway {
         default_route(ifname, gw)?;
+    }
+    if !pc.addresses6.is_empty() {
+        let ll = format!("{}/64", dataplane::packet::ipv6::link_local_of(mac));
+        ip(&["-6", "addr", "replace", &ll, "dev", ifname, "nodad"])?;
     }
     for a in &pc.addresses6 {
         ip(&[

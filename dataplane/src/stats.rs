@@ -78,8 +78,9 @@ named_enum! {
         /// (lost, dropped, later than the hold's wait, or its decision expired): see `frag` and
         /// `driver`.
         FragNoFirst = "frag_no_first",
-        /// A fragment rvs refuses: a first fragment too short for its TCP/UDP header, or a TCP
-        /// fragment at offset 8 (RFC 1858 overlap attack).
+        /// A fragment rvs refuses: a first fragment too short for its TCP/UDP header, a TCP
+        /// fragment at offset 8 (RFC 1858 overlap attack), or IPv6 neighbour discovery in a
+        /// fragment, an atomic one included (RFC 6980).
         BadFragment = "bad_fragment",
         /// Source or destination that is never routed (broadcast, multicast, 0/8, 127/8), or a
         /// source that is one of our addresses or a VIP.

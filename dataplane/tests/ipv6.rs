@@ -104,6 +104,43 @@ fn solicitations_for_our_addresses_and_the_vip_are_answered() {
 }
 
 #[test]
+fn neighbour_discovery_in_a_fragment_is_dropped() {
+    // RFC 6980: a solicitation for our address in an atomic fragment (offset 0, M clear: the
+    // whole message), with other extension headers or without, or in a first fragment, is
+    // never answered nor learnt from.
+    let mut lab = Lab::new(1500);
+    let sender = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 9);
+    let mac = [2, 0, 0, 0, 0, 9];
+    let plain = neighbour_solicitation(mac, sender, DIP6);
+    let (l2, ip) = plain.split_at(14);
+    let (fixed, msg) = ip.split_at(40);
+    let (src, dst) = (sender, solicited_node(DIP6));
+    let atomic = frag_header(ICMPV6, 0, false, 7, msg);
+    for chain in [
+        ipv6(src, dst, FRAGMENT, 255, &atomic),
+        ipv6(src, dst, HOP_BY_HOP, 255, &ext_header(FRAGMENT, 0, &atomic)),
+        ipv6(
+            src,
+            dst,
+            FRAGMENT,
+            255,
+            &frag_header(ICMPV6, 0, true, 8, msg),
+        ),
+    ] {
+        assert_eq!(chain[8..40], fixed[8..40], "the solicitation's addresses");
+        let mut f = [l2, &chain[..]].concat();
+        let before = lab.drops(DropReason::BadFragment);
+        assert_eq!(lab.send(INT, &mut f), Action::Drop);
+        assert_eq!(lab.drops(DropReason::BadFragment), before + 1);
+    }
+    assert_eq!(lab.dp.neigh6().lookup(INT, sender), None, "nothing learnt");
+    // The same message unfragmented is answered.
+    let mut f = plain.clone();
+    assert!(matches!(lab.send(INT, &mut f), Action::Reply { .. }));
+    assert_eq!(lab.dp.neigh6().lookup(INT, sender), Some(mac));
+}
+
+#[test]
 fn tcp_is_natted_both_ways_round_robin() {
     let mut lab = Lab::new(1500);
     let mut want = [(RIP6_1, RS1_MAC), (RIP6_2, RS2_MAC)].into_iter().cycle();

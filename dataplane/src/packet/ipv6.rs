@@ -238,6 +238,30 @@ impl Ipv6Hdr {
         self.frag.is_some()
     }
 
+    /// Carried in a fragment, an atomic one included (which the walk does not report: see
+    /// [`Ipv6Hdr::frag`]): a fragment header in the chain of the packet `p` this header was
+    /// parsed from. Neighbour discovery asks (RFC 6980); the chain, checked by the walk, is
+    /// stepped over again only when there is one.
+    pub fn in_fragment(&self, p: &[u8]) -> bool {
+        if self.frag.is_some() {
+            return true;
+        }
+        let (mut next, mut off) = (p.get(OFF_NEXT_HEADER).copied(), HDR_LEN);
+        while off < self.l4_off {
+            match next {
+                Some(PROTO_FRAGMENT) => return true,
+                Some(PROTO_HOP_BY_HOP | PROTO_ROUTING | PROTO_DEST_OPTS) => {}
+                _ => return false,
+            }
+            let Some(len) = ext_len(p, off) else {
+                return false;
+            };
+            next = p.get(off).copied();
+            off += len;
+        }
+        false
+    }
+
     /// The fragment offset in bytes (0 for the first fragment and for whole datagrams).
     pub fn frag_offset(&self) -> usize {
         self.frag.map_or(0, |f| f.offset)
@@ -479,6 +503,29 @@ pub(crate) mod tests {
         assert_eq!(Ipv6Hdr::parse(&p), Ok(h));
         assert_eq!(h.payload(&p).unwrap().len(), 8);
         assert!(!h.is_fragment() && !h.has_ext_headers());
+    }
+
+    #[test]
+    fn in_fragment_sees_atomic_fragments_too() {
+        let case = |ext: &[(u8, Vec<u8>)]| {
+            let p = packet(ext, PROTO_ICMPV6, &[135, 0, 0, 0, 0, 0, 0, 0]);
+            Ipv6Hdr::parse(&p).unwrap().in_fragment(&p)
+        };
+        assert!(!case(&[]));
+        assert!(!case(&[
+            (PROTO_HOP_BY_HOP, opts(0)),
+            (PROTO_DEST_OPTS, opts(1))
+        ]));
+        assert!(!case(&[(PROTO_ROUTING, routing(0))]));
+        // An atomic fragment: no `frag`, but a fragment header all the same.
+        assert!(case(&[(PROTO_FRAGMENT, frag(0, false, 1))]));
+        assert!(case(&[
+            (PROTO_HOP_BY_HOP, opts(0)),
+            (PROTO_DEST_OPTS, opts(0)),
+            (PROTO_FRAGMENT, frag(0, false, 1)),
+            (PROTO_DEST_OPTS, opts(0)),
+        ]));
+        assert!(case(&[(PROTO_FRAGMENT, frag(0, true, 1))]));
     }
 
     #[test]

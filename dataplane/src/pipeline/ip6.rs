@@ -35,7 +35,12 @@ impl Pipeline {
         }
         let l3 = frame.get(eth::HDR_LEN..).ok_or(DropReason::Truncated)?;
         let ip = Ipv6Hdr::parse(l3).map_err(ip6_error)?;
-        if ip.proto == PROTO_ICMPV6 && ip.frag.is_none() && is_ndp(l3, &ip) {
+        if ip.proto == PROTO_ICMPV6 && ip.frag_offset() == 0 && is_ndp(l3, &ip) {
+            if ip.has_ext_headers() && ip.in_fragment(l3) {
+                // RFC 6980: neighbour discovery in a fragment, an atomic one included, is
+                // never taken (nor routed: it is link-local).
+                return Err(DropReason::BadFragment.into());
+            }
             if ip.src.is_multicast() || ip.src.is_loopback() {
                 return Err(DropReason::Martian.into());
             }

@@ -95,7 +95,8 @@ named_enum! {
         /// (to a non-VIP address on a port with a kernel twin: up to the kernel).
         IcmpUnrelated = "icmp_unrelated",
         /// An IPv6 extension-header chain rvs refuses: one that overruns the packet, a
-        /// hop-by-hop header not first, a header repeated, a routing header with segments left.
+        /// hop-by-hop header not first, a header repeated, a routing header with segments left
+        /// to a VIP or one of our addresses (in transit it is routed).
         BadExtHeader = "bad_ext_header",
         /// An IPv6 next header that is neither a known extension header nor an upper-layer
         /// protocol rvs can walk past.

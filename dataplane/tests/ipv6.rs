@@ -419,6 +419,44 @@ fn refused_extension_header_chains_are_counted() {
 }
 
 #[test]
+fn a_routing_header_with_segments_left_is_routed_in_transit_only() {
+    let mut lab = Lab::new(1500);
+    // A segment routing header (type 4) with one segment left, in front of UDP.
+    let routed = |dst: Ipv6Addr, hop: u8| {
+        let mut rh = ext_header(UDP, 2, &udp_seg6((CIP6, 7000), (dst, 7777), b"sr"));
+        rh[2..4].copy_from_slice(&[4, 1]);
+        eth6(EXT_MAC, CLIENT_MAC, &ipv6(CIP6, dst, ROUTING, hop, &rh))
+    };
+    // In transit (RS2, a host behind us but not ours): RFC 8200 4.4 leaves the routing header
+    // to the node in the destination field, so it is routed as any packet, hop limit 63.
+    let sent = routed(RIP6_2, 64);
+    let mut f = sent.clone();
+    assert_eq!(lab.send(EXT, &mut f), Action::Tx(INT));
+    assert_eq!(&f[..6], &RS2_MAC, "to the next hop");
+    assert_eq!(f[14 + 7], 63, "hop limit decremented");
+    assert_eq!(
+        (&f[14..21], &f[22..]),
+        (&sent[14..21], &sent[22..]),
+        "nothing else"
+    );
+    // With hop limit 1: time exceeded, as for any packet routed.
+    let (a, buf) = lab.send_with_room(EXT, &routed(RIP6_2, 1));
+    let Action::Reply { port: EXT, len } = a else {
+        panic!("{a:?}");
+    };
+    let seen = check6(&buf[..len]);
+    assert_eq!((seen.dst, seen.sport, seen.dport), (CIP6, 3, 0));
+    assert_eq!(lab.drops(DropReason::TtlExpired), 1);
+    // To us (a port address or the VIP): rvs would have to process it; dropped as before.
+    for dst in [DIP6, EXT6, VIP6] {
+        let before = lab.drops(DropReason::BadExtHeader);
+        let mut f = routed(dst, 64);
+        assert_eq!(lab.send(EXT, &mut f), Action::Drop, "{dst}");
+        assert_eq!(lab.drops(DropReason::BadExtHeader), before + 1, "{dst}");
+    }
+}
+
+#[test]
 fn persistence_keeps_an_ipv6_client_prefix_on_one_real_server() {
     // -M 64: every client of the /64 sticks to the real server its first connection got.
     let (dp, _mgr) = two_arm6(

@@ -78,8 +78,9 @@ named_enum! {
         /// (lost, dropped, later than the hold's wait, or its decision expired): see `frag` and
         /// `driver`.
         FragNoFirst = "frag_no_first",
-        /// A fragment rvs refuses: a first fragment too short for its TCP/UDP header, or a TCP
-        /// fragment at offset 8 (RFC 1858 overlap attack).
+        /// A fragment rvs refuses: a first fragment too short for its TCP/UDP header, a TCP
+        /// fragment at offset 8 (RFC 1858 overlap attack), or IPv6 neighbour discovery in a
+        /// fragment, an atomic one included (RFC 6980).
         BadFragment = "bad_fragment",
         /// Source or destination that is never routed (broadcast, multicast, 0/8, 127/8), or a
         /// source that is one of our addresses or a VIP.
@@ -94,7 +95,8 @@ named_enum! {
         /// (to a non-VIP address on a port with a kernel twin: up to the kernel).
         IcmpUnrelated = "icmp_unrelated",
         /// An IPv6 extension-header chain rvs refuses: one that overruns the packet, a
-        /// hop-by-hop header not first, a header repeated, a routing header with segments left.
+        /// hop-by-hop header not first, a header repeated, a routing header with segments left
+        /// to a VIP or one of our addresses (in transit it is routed).
         BadExtHeader = "bad_ext_header",
         /// An IPv6 next header that is neither a known extension header nor an upper-layer
         /// protocol rvs can walk past.

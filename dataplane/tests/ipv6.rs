@@ -104,6 +104,43 @@ fn solicitations_for_our_addresses_and_the_vip_are_answered() {
 }
 
 #[test]
+fn neighbour_discovery_in_a_fragment_is_dropped() {
+    // RFC 6980: a solicitation for our address in an atomic fragment (offset 0, M clear: the
+    // whole message), with other extension headers or without, or in a first fragment, is
+    // never answered nor learnt from.
+    let mut lab = Lab::new(1500);
+    let sender = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 9);
+    let mac = [2, 0, 0, 0, 0, 9];
+    let plain = neighbour_solicitation(mac, sender, DIP6);
+    let (l2, ip) = plain.split_at(14);
+    let (fixed, msg) = ip.split_at(40);
+    let (src, dst) = (sender, solicited_node(DIP6));
+    let atomic = frag_header(ICMPV6, 0, false, 7, msg);
+    for chain in [
+        ipv6(src, dst, FRAGMENT, 255, &atomic),
+        ipv6(src, dst, HOP_BY_HOP, 255, &ext_header(FRAGMENT, 0, &atomic)),
+        ipv6(
+            src,
+            dst,
+            FRAGMENT,
+            255,
+            &frag_header(ICMPV6, 0, true, 8, msg),
+        ),
+    ] {
+        assert_eq!(chain[8..40], fixed[8..40], "the solicitation's addresses");
+        let mut f = [l2, &chain[..]].concat();
+        let before = lab.drops(DropReason::BadFragment);
+        assert_eq!(lab.send(INT, &mut f), Action::Drop);
+        assert_eq!(lab.drops(DropReason::BadFragment), before + 1);
+    }
+    assert_eq!(lab.dp.neigh6().lookup(INT, sender), None, "nothing learnt");
+    // The same message unfragmented is answered.
+    let mut f = plain.clone();
+    assert!(matches!(lab.send(INT, &mut f), Action::Reply { .. }));
+    assert_eq!(lab.dp.neigh6().lookup(INT, sender), Some(mac));
+}
+
+#[test]
 fn tcp_is_natted_both_ways_round_robin() {
     let mut lab = Lab::new(1500);
     let mut want = [(RIP6_1, RS1_MAC), (RIP6_2, RS2_MAC)].into_iter().cycle();
@@ -378,6 +415,44 @@ fn refused_extension_header_chains_are_counted() {
     for n in 0..full.len() {
         let mut f = full[..n].to_vec();
         assert_eq!(lab.send(EXT, &mut f), Action::Drop, "{n} bytes");
+    }
+}
+
+#[test]
+fn a_routing_header_with_segments_left_is_routed_in_transit_only() {
+    let mut lab = Lab::new(1500);
+    // A segment routing header (type 4) with one segment left, in front of UDP.
+    let routed = |dst: Ipv6Addr, hop: u8| {
+        let mut rh = ext_header(UDP, 2, &udp_seg6((CIP6, 7000), (dst, 7777), b"sr"));
+        rh[2..4].copy_from_slice(&[4, 1]);
+        eth6(EXT_MAC, CLIENT_MAC, &ipv6(CIP6, dst, ROUTING, hop, &rh))
+    };
+    // In transit (RS2, a host behind us but not ours): RFC 8200 4.4 leaves the routing header
+    // to the node in the destination field, so it is routed as any packet, hop limit 63.
+    let sent = routed(RIP6_2, 64);
+    let mut f = sent.clone();
+    assert_eq!(lab.send(EXT, &mut f), Action::Tx(INT));
+    assert_eq!(&f[..6], &RS2_MAC, "to the next hop");
+    assert_eq!(f[14 + 7], 63, "hop limit decremented");
+    assert_eq!(
+        (&f[14..21], &f[22..]),
+        (&sent[14..21], &sent[22..]),
+        "nothing else"
+    );
+    // With hop limit 1: time exceeded, as for any packet routed.
+    let (a, buf) = lab.send_with_room(EXT, &routed(RIP6_2, 1));
+    let Action::Reply { port: EXT, len } = a else {
+        panic!("{a:?}");
+    };
+    let seen = check6(&buf[..len]);
+    assert_eq!((seen.dst, seen.sport, seen.dport), (CIP6, 3, 0));
+    assert_eq!(lab.drops(DropReason::TtlExpired), 1);
+    // To us (a port address or the VIP): rvs would have to process it; dropped as before.
+    for dst in [DIP6, EXT6, VIP6] {
+        let before = lab.drops(DropReason::BadExtHeader);
+        let mut f = routed(dst, 64);
+        assert_eq!(lab.send(EXT, &mut f), Action::Drop, "{dst}");
+        assert_eq!(lab.drops(DropReason::BadExtHeader), before + 1, "{dst}");
     }
 }
 

@@ -4,8 +4,8 @@
 
 use super::checksum;
 use super::ipv4::{self, Ipv4Hdr, PROTO_TCP, PROTO_UDP};
-use super::l4::Side;
-use super::{get16, get_ip, put, put16, put_ip, ParseError};
+use super::l4::{self, Side};
+use super::{get16, get_ip, put, put16, ParseError};
 use std::net::Ipv4Addr;
 
 pub const HDR_LEN: usize = 8;
@@ -173,67 +173,109 @@ pub struct ErrorNat<A = Ipv4Addr> {
     pub inner_port: u16,
 }
 
-/// Rewrites the ICMP error IPv4 packet `p` (described by `ip`, quoting `e`) as `nat` says, and
-/// decrements its TTL. The outer IP checksum and the quoted IP checksum are updated
-/// incrementally; the quoted TCP/UDP checksum is updated incrementally when the quote holds it
-/// (a quoted UDP checksum of 0 stays 0); the ICMP checksum is recomputed over the whole message.
-/// `None` (and nothing written) if the packet is too short or its TTL is 0.
-pub fn nat_error(p: &mut [u8], ip: &Ipv4Hdr, e: &Embedded, nat: &ErrorNat) -> Option<()> {
-    if ip.ttl == 0 {
-        return None;
+/// What [`nat_error`] needs of the outer IP header of an ICMP error, for either family: one
+/// rewrite for ICMP and ICMPv6 (`icmpv6` implements it for IPv6).
+pub trait ErrorHeader {
+    type Addr: Copy;
+    /// Offsets of the source and destination addresses in a header of this family (the outer
+    /// one and the quoted one).
+    const OFF_SRC: usize;
+    const OFF_DST: usize;
+    /// The fixed header's length: the least a quoted header has.
+    const MIN_HDR_LEN: usize;
+    /// Offset of the ICMP message in the packet (after IPv4's options or IPv6's extension
+    /// headers), or `None` when [`nat_error`] must not rewrite the packet: its TTL or hop limit
+    /// is 0 (IPv6 also: it is not ICMPv6, or it is a fragment).
+    fn error_msg_off(&self) -> Option<usize>;
+    /// The packet's length from the IP header on.
+    fn packet_end(&self) -> usize;
+    /// Writes `addr` at `off` of `p` and returns the checksum delta of the change.
+    fn replace_addr(p: &mut [u8], off: usize, addr: Self::Addr) -> Option<u32>;
+    /// Writes `addr` at `off` of the outer header `p` and decrements its TTL or hop limit
+    /// (IPv4: the header checksum adjusted).
+    fn rewrite_addr_dec_hops(p: &mut [u8], off: usize, addr: Self::Addr) -> Option<()>;
+    /// Adjusts the quoted header `hdr`'s own checksum by `delta` (IPv4; IPv6 has none).
+    fn adjust_quoted_header(hdr: &mut [u8], delta: u32) -> Option<()>;
+    /// Recomputes the checksum of the ICMP message `p[msg_off..end]` (ICMPv6: over the
+    /// pseudo-header of `p`'s addresses as they are now).
+    fn fill_error_checksum(p: &mut [u8], msg_off: usize, end: usize) -> Option<()>;
+}
+
+impl ErrorHeader for Ipv4Hdr {
+    type Addr = Ipv4Addr;
+    const OFF_SRC: usize = ipv4::OFF_SRC;
+    const OFF_DST: usize = ipv4::OFF_DST;
+    const MIN_HDR_LEN: usize = ipv4::MIN_HDR_LEN;
+    fn error_msg_off(&self) -> Option<usize> {
+        (self.ttl != 0).then_some(self.hdr_len)
     }
-    // Every offset relative to the IPv4 packet, checked before anything is written.
-    let msg_off = ip.hdr_len;
+    fn packet_end(&self) -> usize {
+        self.total_len
+    }
+    fn replace_addr(p: &mut [u8], off: usize, addr: Ipv4Addr) -> Option<u32> {
+        ipv4::replace_addr(p, off, addr)
+    }
+    fn rewrite_addr_dec_hops(p: &mut [u8], off: usize, addr: Ipv4Addr) -> Option<()> {
+        ipv4::rewrite_addr_dec_ttl(p, off, addr)
+    }
+    fn adjust_quoted_header(hdr: &mut [u8], delta: u32) -> Option<()> {
+        ipv4::adjust_header_checksum(hdr, delta)
+    }
+    fn fill_error_checksum(p: &mut [u8], msg_off: usize, end: usize) -> Option<()> {
+        let msg = p.get_mut(msg_off..end)?;
+        let c = compute_checksum(msg)?;
+        put16(msg, OFF_CSUM, c)
+    }
+}
+
+/// Rewrites the ICMP or ICMPv6 error packet `p` (described by `ip`, quoting `e`) as `nat`
+/// says, and decrements its TTL or hop limit. The outer IPv4 checksum and the quoted IPv4
+/// checksum are updated incrementally; the quoted TCP/UDP checksum is updated incrementally
+/// when the quote holds it (a quoted UDP checksum of 0 stays 0); the ICMP checksum is
+/// recomputed over the whole message (ICMPv6: and the new pseudo-header). `None` (and nothing
+/// written) if the packet is too short or its TTL or hop limit is 0, and for IPv6 if it is not
+/// ICMPv6 or is a fragment.
+pub fn nat_error<H: ErrorHeader>(
+    p: &mut [u8],
+    ip: &H,
+    e: &Embedded<H::Addr>,
+    nat: &ErrorNat<H::Addr>,
+) -> Option<()> {
+    // Every offset relative to the IP packet, checked before anything is written.
+    let msg_off = ip.error_msg_off()?;
     let emb = msg_off.checked_add(EMB_OFF)?;
     let l4 = emb.checked_add(e.hdr_len)?;
     let (inner_addr_off, inner_port_off) = match nat.inner {
-        Side::Src => (emb + ipv4::OFF_SRC, l4),
-        Side::Dst => (emb + ipv4::OFF_DST, l4 + 2),
+        Side::Src => (emb + H::OFF_SRC, 0),
+        Side::Dst => (emb + H::OFF_DST, 2),
     };
-    let l4_csum_off = l4 + if e.proto == PROTO_TCP { 16 } else { 6 };
-    let end = ip.total_len;
-    if p.len() < end || l4 + 8 > end || emb + ipv4::MIN_HDR_LEN > end {
+    let end = ip.packet_end();
+    if p.len() < end || l4 + 8 > end || emb + H::MIN_HDR_LEN > end {
         return None;
     }
     let outer_off = match nat.outer {
-        Side::Src => ipv4::OFF_SRC,
-        Side::Dst => ipv4::OFF_DST,
+        Side::Src => H::OFF_SRC,
+        Side::Dst => H::OFF_DST,
     };
 
-    // Outer header: address and TTL.
-    let mut delta = ipv4::replace_addr(p, outer_off, nat.outer_addr)?;
-    let word = (u16::from(ip.ttl) << 8) | u16::from(ip.proto);
-    delta += checksum::delta16(word, word - 0x100);
-    ipv4::set_ttl(p, ip.ttl - 1)?;
-    ipv4::adjust_header_checksum(p, delta)?;
+    H::rewrite_addr_dec_hops(p, outer_off, nat.outer_addr)?;
 
-    // Quoted header: address (and its header checksum), port, L4 checksum if quoted.
-    let old_addr = get_ip(p, inner_addr_off)?;
-    put_ip(p, inner_addr_off, nat.inner_addr)?;
-    let addr_delta = checksum::delta_ip(old_addr, nat.inner_addr);
-    let emb_hdr = p.get_mut(emb..)?;
-    ipv4::adjust_header_checksum(emb_hdr, addr_delta)?;
-    let old_port = get16(p, inner_port_off)?;
-    put16(p, inner_port_off, nat.inner_port)?;
-    if l4_csum_off + 2 <= end {
-        let old = get16(p, l4_csum_off)?;
-        if !(e.proto == PROTO_UDP && old == 0) {
-            let c = checksum::adjust(
-                old,
-                addr_delta + checksum::delta16(old_port, nat.inner_port),
-            );
-            let c = if e.proto == PROTO_UDP {
-                checksum::udp_nonzero(c)
-            } else {
-                c
-            };
-            put16(p, l4_csum_off, c)?;
+    // Quoted header: address (and IPv4's header checksum), port, L4 checksum if quoted.
+    let addr_delta = H::replace_addr(p, inner_addr_off, nat.inner_addr)?;
+    H::adjust_quoted_header(p.get_mut(emb..)?, addr_delta)?;
+    let quoted_l4 = p.get_mut(l4..end)?;
+    let (proto, port) = (e.proto, nat.inner_port);
+    if proto == PROTO_TCP {
+        match quoted_l4.first_chunk_mut::<{ l4::TCP_CSUM + 2 }>() {
+            Some(tcp) => l4::rewrite_port(tcp, proto, inner_port_off, port, addr_delta)?,
+            None => put16(quoted_l4, inner_port_off, port)?,
         }
+    } else {
+        let udp = quoted_l4.first_chunk_mut::<{ l4::UDP_CSUM + 2 }>()?;
+        l4::rewrite_port(udp, proto, inner_port_off, port, addr_delta)?;
     }
 
-    let msg = p.get_mut(msg_off..end)?;
-    let c = compute_checksum(msg)?;
-    put16(msg, OFF_CSUM, c)
+    H::fill_error_checksum(p, msg_off, end)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -327,6 +369,8 @@ pub fn build_error_in_place(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packet::checksum::tests::assert_same_but_sums;
+    use proptest::prelude::*;
     use std::net::Ipv4Addr;
 
     pub(crate) fn echo_request(
@@ -520,6 +564,40 @@ mod tests {
             let mut q = p[..n].to_vec();
             assert_eq!(nat_error(&mut q, &ip, &e, &nat), None);
             assert_eq!(q, p[..n]);
+        }
+    }
+
+    proptest! {
+        /// Any addresses and ports, either way: every checksum the rewrite leaves (outer IPv4
+        /// header, quoted IPv4 header, quoted TCP/UDP, ICMP) is what a recompute from scratch
+        /// of the expected packet gives.
+        #[test]
+        fn nat_error_checksums_match_a_recompute(
+            tcp: bool, to_client: bool, addrs in any::<[u32; 3]>(), ports in any::<[u16; 3]>()
+        ) {
+            let proto = if tcp { PROTO_TCP } else { PROTO_UDP };
+            let [c, v, r] = addrs.map(Ipv4Addr::from);
+            let [cp, vp, rp] = ports;
+            let quote = if tcp { 40 } else { 32 };
+            let (mut p, nat, want) = if to_client {
+                let orig = l4_packet(proto, c, cp, r, rp);
+                let nat = ErrorNat { outer: Side::Src, outer_addr: v, inner: Side::Dst, inner_addr: v, inner_port: vp };
+                let want = l4_packet(proto, c, cp, v, vp);
+                (error_about(r, c, 3, 3, &orig, quote), nat, error_about(v, c, 3, 3, &want, quote))
+            } else {
+                let orig = l4_packet(proto, v, vp, c, cp);
+                let nat = ErrorNat { outer: Side::Dst, outer_addr: r, inner: Side::Src, inner_addr: r, inner_port: rp };
+                let want = l4_packet(proto, r, rp, c, cp);
+                (error_about(c, v, 3, 3, &orig, quote), nat, error_about(c, r, 3, 3, &want, quote))
+            };
+            let mut want = want;
+            ipv4::set_ttl(&mut want, 63).unwrap();
+            ipv4::fill_header_checksum(&mut want, 20).unwrap();
+            let ip = Ipv4Hdr::parse(&p).unwrap();
+            let e = parse_error(ip.payload(&p).unwrap()).unwrap();
+            nat_error(&mut p, &ip, &e, &nat).unwrap();
+            let l4_csum = 48 + if tcp { 16 } else { 6 };
+            assert_same_but_sums(&p, &want, &[10, 22, 38, l4_csum]);
         }
     }
 

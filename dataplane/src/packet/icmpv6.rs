@@ -4,9 +4,9 @@
 //! about. Unlike ICMP, the ICMPv6 checksum covers the IPv6 pseudo-header, so every change of an
 //! outer address changes it too. NDP messages are in `ndp`.
 
-use super::icmp::{Embedded, ErrorNat, ErrorSpec};
+use super::icmp::{Embedded, ErrorHeader, ErrorSpec};
 use super::ipv6::{self, Ipv6Hdr, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
-use super::l4::{self, Side};
+use super::l4;
 use super::{checksum, eth};
 use super::{get16, get_ip6, put, put16, put_ip6};
 use std::net::Ipv6Addr;
@@ -110,63 +110,37 @@ pub fn parse_error(msg: &[u8]) -> Option<Embedded<Ipv6Addr>> {
     })
 }
 
-/// Rewrites the ICMPv6 error IPv6 packet `p` (described by `ip`, quoting `e`) as `nat` says, and
-/// decrements its hop limit. The quoted TCP/UDP checksum is updated incrementally when the quote
-/// holds it (a quoted UDP checksum of 0 stays 0); the ICMPv6 checksum is recomputed over the
-/// message and the new pseudo-header. `None` (and nothing written) if the packet is too short
-/// or its hop limit is 0.
-pub fn nat_error(
-    p: &mut [u8],
-    ip: &Ipv6Hdr,
-    e: &Embedded<Ipv6Addr>,
-    nat: &ErrorNat<Ipv6Addr>,
-) -> Option<()> {
-    if ip.hop_limit == 0 || ip.proto != PROTO_ICMPV6 || ip.is_fragment() {
-        return None;
-    }
-    // Every offset relative to the IPv6 packet, checked before anything is written.
-    let msg_off = ip.l4_off;
-    let emb = msg_off.checked_add(HDR_LEN)?;
-    let l4 = emb.checked_add(e.hdr_len)?;
-    let (inner_addr_off, inner_port_off) = match nat.inner {
-        Side::Src => (emb + ipv6::OFF_SRC, l4),
-        Side::Dst => (emb + ipv6::OFF_DST, l4 + 2),
-    };
-    let l4_csum_off = l4 + if e.proto == PROTO_TCP { 16 } else { 6 };
-    let end = ip.total_len;
-    if p.len() < end || l4 + 8 > end || emb + ipv6::HDR_LEN > end {
-        return None;
-    }
-    let outer_off = match nat.outer {
-        Side::Src => ipv6::OFF_SRC,
-        Side::Dst => ipv6::OFF_DST,
-    };
+/// ICMPv6 errors about connections are rewritten by the one [`nat_error`] of both families.
+pub use super::icmp::nat_error;
 
-    ipv6::rewrite_addr_dec_hop(p, outer_off, nat.outer_addr)?;
-
-    // Quoted header: address, port, L4 checksum if quoted.
-    let old_addr = get_ip6(p, inner_addr_off)?;
-    put_ip6(p, inner_addr_off, nat.inner_addr)?;
-    let old_port = get16(p, inner_port_off)?;
-    put16(p, inner_port_off, nat.inner_port)?;
-    if l4_csum_off + 2 <= end {
-        let old = get16(p, l4_csum_off)?;
-        if !(e.proto == PROTO_UDP && old == 0) {
-            let delta = checksum::delta_ip6(old_addr, nat.inner_addr)
-                + checksum::delta16(old_port, nat.inner_port);
-            let c = checksum::adjust(old, delta);
-            let c = if e.proto == PROTO_UDP {
-                checksum::udp_nonzero(c)
-            } else {
-                c
-            };
-            put16(p, l4_csum_off, c)?;
-        }
+impl ErrorHeader for Ipv6Hdr {
+    type Addr = Ipv6Addr;
+    const OFF_SRC: usize = ipv6::OFF_SRC;
+    const OFF_DST: usize = ipv6::OFF_DST;
+    const MIN_HDR_LEN: usize = ipv6::HDR_LEN;
+    fn error_msg_off(&self) -> Option<usize> {
+        (self.hop_limit != 0 && self.proto == PROTO_ICMPV6 && !self.is_fragment())
+            .then_some(self.l4_off)
     }
-
-    let src = get_ip6(p, ipv6::OFF_SRC)?;
-    let dst = get_ip6(p, ipv6::OFF_DST)?;
-    fill_checksum(src, dst, p.get_mut(msg_off..end)?)
+    fn packet_end(&self) -> usize {
+        self.total_len
+    }
+    fn replace_addr(p: &mut [u8], off: usize, addr: Ipv6Addr) -> Option<u32> {
+        let old = get_ip6(p, off)?;
+        put_ip6(p, off, addr)?;
+        Some(checksum::delta_ip6(old, addr))
+    }
+    fn rewrite_addr_dec_hops(p: &mut [u8], off: usize, addr: Ipv6Addr) -> Option<()> {
+        ipv6::rewrite_addr_dec_hop(p, off, addr)
+    }
+    fn adjust_quoted_header(_hdr: &mut [u8], _delta: u32) -> Option<()> {
+        Some(())
+    }
+    fn fill_error_checksum(p: &mut [u8], msg_off: usize, end: usize) -> Option<()> {
+        let src = get_ip6(p, ipv6::OFF_SRC)?;
+        let dst = get_ip6(p, ipv6::OFF_DST)?;
+        fill_checksum(src, dst, p.get_mut(msg_off..end)?)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -257,9 +231,13 @@ pub fn build_error_in_place(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packet::checksum::tests::assert_same_but_sums;
+    use crate::packet::icmp::ErrorNat;
     use crate::packet::ipv6::tests::{frag, opts, packet as ip6_packet};
     use crate::packet::ipv6::{PROTO_DEST_OPTS, PROTO_FRAGMENT, PROTO_HOP_BY_HOP};
     use crate::packet::l4::tests::v6::packet6;
+    use crate::packet::l4::Side;
+    use proptest::prelude::*;
 
     const CIP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0x10);
     const VIP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 1);
@@ -446,6 +424,42 @@ mod tests {
         nat_error(&mut p, &ip, &e, &nat).unwrap();
         assert_eq!(&p[48 + 54..48 + 56], &[0, 0]);
         assert!(msg_ok(&p));
+    }
+
+    proptest! {
+        /// Any addresses and ports, either way, with an extension header in the quote or not:
+        /// the quoted TCP/UDP checksum and the ICMPv6 checksum (over the new pseudo-header)
+        /// the rewrite leaves are what a recompute from scratch of the expected packet gives.
+        #[test]
+        fn nat_error_checksums_match_a_recompute(
+            tcp: bool, to_client: bool, ext: bool,
+            addrs in any::<[u128; 3]>(), ports in any::<[u16; 3]>()
+        ) {
+            let proto = if tcp { PROTO_TCP } else { PROTO_UDP };
+            let [c, v, r] = addrs.map(Ipv6Addr::from);
+            let [cp, vp, rp] = ports;
+            let ext = if ext { vec![(PROTO_DEST_OPTS, opts(0))] } else { vec![] };
+            let quoted = |src, dst| packet6(&ext, proto, src, dst, b"data");
+            let ty = TYPE_DEST_UNREACH;
+            let (mut p, nat, want) = if to_client {
+                let nat = ErrorNat { outer: Side::Src, outer_addr: v, inner: Side::Dst, inner_addr: v, inner_port: vp };
+                let orig = quoted((c, cp), (r, rp));
+                let want = quoted((c, cp), (v, vp));
+                (error_about(r, c, ty, 4, &orig, 200), nat, error_about(v, c, ty, 4, &want, 200))
+            } else {
+                let nat = ErrorNat { outer: Side::Dst, outer_addr: r, inner: Side::Src, inner_addr: r, inner_port: rp };
+                let orig = quoted((v, vp), (c, cp));
+                let want = quoted((r, rp), (c, cp));
+                (error_about(c, v, ty, 4, &orig, 200), nat, error_about(c, r, ty, 4, &want, 200))
+            };
+            let mut want = want;
+            ipv6::set_hop_limit(&mut want, 63).unwrap();
+            let ip = Ipv6Hdr::parse(&p).unwrap();
+            let e = parse_error(ip.payload(&p).unwrap()).unwrap();
+            nat_error(&mut p, &ip, &e, &nat).unwrap();
+            let l4_csum = 48 + e.hdr_len + if tcp { 16 } else { 6 };
+            assert_same_but_sums(&p, &want, &[40 + OFF_CSUM, l4_csum]);
+        }
     }
 
     #[test]

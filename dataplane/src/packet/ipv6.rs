@@ -5,8 +5,9 @@
 //! (destination options twice), so a chain has at most five of them before the upper-layer
 //! header, and each must end inside the packet. Anything else is an error value: a chain that
 //! loops (a repeated header), overruns the packet, puts hop-by-hop anywhere but first, nests a
-//! fragment header, asks rvs to process a routing header, or names an extension header rvs does
-//! not walk. IPv6 has no header checksum: rewriting an address only touches the upper-layer
+//! fragment header, asks rvs to process a routing header (segments left; `parse_in_transit`
+//! steps over it for a packet not addressed to rvs), or names an extension header rvs does not
+//! walk. IPv6 has no header checksum: rewriting an address only touches the upper-layer
 //! checksum (see `l4::rewrite_endpoint_ipv6`).
 
 use super::{get16, get_ip6, put, put16, put_ip6};
@@ -106,6 +107,9 @@ enum Walk {
     Whole,
     /// The quote in an ICMPv6 error: headers within the bytes quoted.
     Quoted,
+    /// A whole packet in transit: as `Whole`, but a routing header with segments left is
+    /// stepped over (RFC 8200 4.4: only the node in the destination field processes it).
+    Transit,
 }
 
 impl Ipv6Hdr {
@@ -144,10 +148,27 @@ impl Ipv6Hdr {
         Ipv6Hdr::walk(fixed, avail, Walk::Quoted)
     }
 
+    /// [`Ipv6Hdr::parse`] of a packet whose destination is not this node: a routing header
+    /// with segments left is walked past, not refused (RFC 8200 4.4: a node processes it only
+    /// when it is the packet's destination; a router on the way forwards the packet as any
+    /// other). The caller decides that the destination is not its own.
+    pub fn parse_in_transit(p: &[u8]) -> Result<Ipv6Hdr, Ipv6Error> {
+        match Ipv6Hdr::parse(p) {
+            Err(Ipv6Error::RoutingSegmentsLeft) => {
+                // `parse` checked the fixed header and the payload length.
+                let fixed = p.first_chunk::<HDR_LEN>().ok_or(Ipv6Error::Truncated)?;
+                let total_len = HDR_LEN + usize::from(fixed_payload_len(fixed)?);
+                let p = p.get(..total_len).ok_or(Ipv6Error::Truncated)?;
+                Ipv6Hdr::walk(fixed, p, Walk::Transit)
+            }
+            parsed => parsed,
+        }
+    }
+
     /// Walks the chain of `p` (the packet, padding excluded, or the quoted bytes).
     fn walk(fixed: &[u8; HDR_LEN], p: &[u8], mode: Walk) -> Result<Ipv6Hdr, Ipv6Error> {
         let overrun = match mode {
-            Walk::Whole => Ipv6Error::ExtOverrun,
+            Walk::Whole | Walk::Transit => Ipv6Error::ExtOverrun,
             Walk::Quoted => Ipv6Error::Truncated,
         };
         let payload_len = u16::from_be_bytes([fixed[4], fixed[5]]);
@@ -169,7 +190,7 @@ impl Ipv6Hdr {
                         PROTO_ROUTING if routing => return Err(Ipv6Error::RepeatedHeader),
                         PROTO_ROUTING => {
                             routing = true;
-                            if *p.get(off + 3).ok_or(overrun)? != 0 {
+                            if *p.get(off + 3).ok_or(overrun)? != 0 && mode != Walk::Transit {
                                 return Err(Ipv6Error::RoutingSegmentsLeft);
                             }
                         }
@@ -201,7 +222,7 @@ impl Ipv6Hdr {
                         frag = Some(None);
                     } else {
                         let data = off + FRAG_HDR_LEN;
-                        if mode == Walk::Whole {
+                        if mode != Walk::Quoted {
                             let len = total_len.saturating_sub(data);
                             if len == 0
                                 || (info.more && !len.is_multiple_of(8))
@@ -236,6 +257,30 @@ impl Ipv6Hdr {
     /// A fragment (not an atomic one).
     pub fn is_fragment(&self) -> bool {
         self.frag.is_some()
+    }
+
+    /// Carried in a fragment, an atomic one included (which the walk does not report: see
+    /// [`Ipv6Hdr::frag`]): a fragment header in the chain of the packet `p` this header was
+    /// parsed from. Neighbour discovery asks (RFC 6980); the chain, checked by the walk, is
+    /// stepped over again only when there is one.
+    pub fn in_fragment(&self, p: &[u8]) -> bool {
+        if self.frag.is_some() {
+            return true;
+        }
+        let (mut next, mut off) = (p.get(OFF_NEXT_HEADER).copied(), HDR_LEN);
+        while off < self.l4_off {
+            match next {
+                Some(PROTO_FRAGMENT) => return true,
+                Some(PROTO_HOP_BY_HOP | PROTO_ROUTING | PROTO_DEST_OPTS) => {}
+                _ => return false,
+            }
+            let Some(len) = ext_len(p, off) else {
+                return false;
+            };
+            next = p.get(off).copied();
+            off += len;
+        }
+        false
     }
 
     /// The fragment offset in bytes (0 for the first fragment and for whole datagrams).
@@ -512,6 +557,29 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn in_fragment_sees_atomic_fragments_too() {
+        let case = |ext: &[(u8, Vec<u8>)]| {
+            let p = packet(ext, PROTO_ICMPV6, &[135, 0, 0, 0, 0, 0, 0, 0]);
+            Ipv6Hdr::parse(&p).unwrap().in_fragment(&p)
+        };
+        assert!(!case(&[]));
+        assert!(!case(&[
+            (PROTO_HOP_BY_HOP, opts(0)),
+            (PROTO_DEST_OPTS, opts(1))
+        ]));
+        assert!(!case(&[(PROTO_ROUTING, routing(0))]));
+        // An atomic fragment: no `frag`, but a fragment header all the same.
+        assert!(case(&[(PROTO_FRAGMENT, frag(0, false, 1))]));
+        assert!(case(&[
+            (PROTO_HOP_BY_HOP, opts(0)),
+            (PROTO_DEST_OPTS, opts(0)),
+            (PROTO_FRAGMENT, frag(0, false, 1)),
+            (PROTO_DEST_OPTS, opts(0)),
+        ]));
+        assert!(case(&[(PROTO_FRAGMENT, frag(0, true, 1))]));
+    }
+
+    #[test]
     fn walks_the_usual_chain() {
         let ext = [
             (PROTO_HOP_BY_HOP, opts(0)),
@@ -609,6 +677,32 @@ pub(crate) mod tests {
             case(&[(PROTO_ROUTING, routing(1))]),
             Err(Ipv6Error::RoutingSegmentsLeft)
         );
+        // In transit the routing header is stepped over, and the rest of the chain walked.
+        let transit =
+            |ext: &[(u8, Vec<u8>)]| Ipv6Hdr::parse_in_transit(&packet(ext, PROTO_UDP, &[0; 8]));
+        let rh = (PROTO_ROUTING, routing(1));
+        let h = transit(&[(PROTO_HOP_BY_HOP, opts(0)), rh.clone()]).unwrap();
+        assert_eq!((h.proto, h.l4_off), (PROTO_UDP, 40 + 8 + 24));
+        let fragment = (PROTO_FRAGMENT, frag(0, true, 5));
+        let h = transit(&[rh.clone(), fragment, (PROTO_DEST_OPTS, opts(0))]).unwrap();
+        assert_eq!((h.frag.map(|f| f.id), h.l4_off), (Some(5), 40 + 24 + 8 + 8));
+        assert_eq!(
+            transit(&[rh.clone(), rh.clone()]),
+            Err(Ipv6Error::RepeatedHeader)
+        );
+        assert_eq!(
+            transit(&[rh.clone(), (PROTO_HOP_BY_HOP, opts(0))]),
+            Err(Ipv6Error::HopByHopNotFirst)
+        );
+        // Without a routing header with segments left: what `parse` says.
+        for ext in [
+            vec![],
+            vec![(PROTO_ROUTING, routing(0))],
+            vec![(135, opts(0))],
+        ] {
+            let p = packet(&ext, PROTO_UDP, &[0; 8]);
+            assert_eq!(Ipv6Hdr::parse_in_transit(&p), Ipv6Hdr::parse(&p));
+        }
         for t in [135u8, 139, 140, 200, 253, 254] {
             assert_eq!(
                 case(&[(t, opts(0))]),

@@ -8,8 +8,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub const TCP_MIN_HDR: usize = 20;
 pub const UDP_HDR: usize = 8;
-const TCP_CSUM: usize = 16;
-const UDP_CSUM: usize = 6;
+pub(super) const TCP_CSUM: usize = 16;
+pub(super) const UDP_CSUM: usize = 6;
 
 /// TCP flag bits (the low byte of header word 6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -262,7 +262,7 @@ fn rewrite_l4<const N: usize>(
 /// by the port change and `addr_delta` (the address change, which the pseudo-header carries).
 /// A computed UDP checksum of 0 becomes 0xffff; a UDP checksum of 0 (none, IPv4 only) stays.
 #[inline]
-fn rewrite_port<const N: usize>(
+pub(super) fn rewrite_port<const N: usize>(
     l4: &mut [u8; N],
     proto: u8,
     port_at: usize,

@@ -77,7 +77,8 @@ pub enum NdpError {
 /// documentation). The first link-layer address option of the kind that belongs to the message
 /// is reported; other options are stepped over.
 pub fn parse(p: &[u8], ip: &Ipv6Hdr) -> Result<Ndp, NdpError> {
-    if ip.proto != PROTO_ICMPV6 || ip.is_fragment() {
+    // Never from a fragment, an atomic one included (RFC 6980).
+    if ip.proto != PROTO_ICMPV6 || ip.in_fragment(p) {
         return Err(NdpError::NotNdp);
     }
     let msg = ip.payload(p).ok_or(NdpError::Truncated)?;
@@ -428,6 +429,15 @@ pub(crate) mod tests {
         for n in 14..good.len() {
             assert!(parse(&good[14..n], &ip).is_err(), "len {n}");
             assert!(Ipv6Hdr::parse(&good[14..n]).is_err(), "len {n}");
+        }
+        // In a fragment, an atomic one included (RFC 6980): not taken.
+        for more in [false, true] {
+            let mut f = good.clone();
+            f[20] = ipv6::PROTO_FRAGMENT;
+            let word = u16::from(more).to_be_bytes();
+            f.splice(54..54, [PROTO_ICMPV6, 0, word[0], word[1], 0, 0, 0, 7]);
+            ipv6::set_payload_len(&mut f[14..], 8 + 32).unwrap();
+            assert_eq!(parsed(&f).map(|_| ()), Err(NdpError::NotNdp), "more {more}");
         }
         // Options are stepped over; unknown ones too.
         let mut f = good.clone();

@@ -12,7 +12,7 @@ use crate::frag::{FragAddr, FragKey, FragTable};
 use crate::packet::ipv4::{self, Ipv4Hdr};
 use crate::packet::ipv6::{self, Ipv6Hdr};
 use crate::packet::l4::{self, L4Hdr, Side};
-use crate::packet::{icmp, icmpv6, ParseError};
+use crate::packet::{icmp, ParseError};
 use crate::service::{OpsReply, Service, Snapshot};
 use crate::stats::DropReason;
 use std::fmt::Debug;
@@ -53,7 +53,8 @@ pub(super) trait IpHeader: Sized {
     ) -> Option<()>;
     /// NAT of one address of a later fragment (no L4 header in it), hop count decremented.
     fn rewrite_addr(l3: &mut [u8], side: Side, addr: Self::Addr) -> Option<()>;
-    /// Rewrites an ICMP error about a tracked connection (`icmp::nat_error`'s family twin).
+    /// Rewrites an ICMP error about a tracked connection (`icmp::nat_error`, one for both
+    /// families).
     fn nat_error(
         &self,
         l3: &mut [u8],
@@ -297,7 +298,7 @@ impl IpHeader for Ipv6Hdr {
         e: &icmp::Embedded<Ipv6Addr>,
         nat: &icmp::ErrorNat<Ipv6Addr>,
     ) -> Option<()> {
-        icmpv6::nat_error(l3, self, e, nat)
+        icmp::nat_error(l3, self, e, nat)
     }
     fn too_big(&self, mtu: usize) -> Refusal {
         Refusal::Answer(DropReason::MtuExceeded, IcmpError::frag_needed(mtu))

@@ -9,7 +9,6 @@ use crate::conntrack::Dir;
 use crate::frag::{FragInsert, FragKey, FragVerdict};
 use crate::packet::eth::{self, EthHdr};
 use crate::packet::ipv4::{Ipv4Hdr, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
-use crate::packet::ipv6::Ipv6Hdr;
 use crate::packet::l4::Side;
 use crate::packet::ParseError;
 use crate::stats::{DropReason, Event};
@@ -155,7 +154,7 @@ impl Pipeline {
 
     /// [`Pipeline::retry_fragment`] of an IPv6 later fragment.
     fn retry_fragment6(&mut self, frame: &mut [u8]) -> Action {
-        let parsed = frame.get(eth::HDR_LEN..).map(Ipv6Hdr::parse);
+        let parsed = frame.get(eth::HDR_LEN..).map(|l3| self.parse6(l3));
         let refusal = match parsed {
             Some(Ok(ip)) => {
                 let ours = self.snap.is_vip6(ip.dst) || self.is_local6(ip.dst);

@@ -34,8 +34,13 @@ impl Pipeline {
             return Err(DropReason::Malformed.into());
         }
         let l3 = frame.get(eth::HDR_LEN..).ok_or(DropReason::Truncated)?;
-        let ip = Ipv6Hdr::parse(l3).map_err(ip6_error)?;
-        if ip.proto == PROTO_ICMPV6 && ip.frag.is_none() && is_ndp(l3, &ip) {
+        let ip = self.parse6(l3)?;
+        if ip.proto == PROTO_ICMPV6 && ip.frag_offset() == 0 && is_ndp(l3, &ip) {
+            if ip.has_ext_headers() && ip.in_fragment(l3) {
+                // RFC 6980: neighbour discovery in a fragment, an atomic one included, is
+                // never taken (nor routed: it is link-local).
+                return Err(DropReason::BadFragment.into());
+            }
             if ip.src.is_multicast() || ip.src.is_loopback() {
                 return Err(DropReason::Martian.into());
             }
@@ -229,6 +234,29 @@ impl Pipeline {
         }
     }
 
+    /// The IPv6 header of the packet `l3` as the IPv6 stage takes it: [`Ipv6Hdr::parse`], but
+    /// a routing header with segments left on a packet in transit (its destination neither
+    /// ours nor a VIP) is no reason to refuse it: only the node in the destination field
+    /// processes it (RFC 8200 4.4), a router forwards the packet as any other. For us, as
+    /// before: `bad_ext_header` (rvs is never a source route's hop).
+    #[inline]
+    pub(super) fn parse6(&self, l3: &[u8]) -> Result<Ipv6Hdr, DropReason> {
+        Ipv6Hdr::parse(l3).or_else(|e| self.parse6_refused(l3, e))
+    }
+
+    /// [`Pipeline::parse6`] of a packet `Ipv6Hdr::parse` refused with `e`.
+    #[cold]
+    fn parse6_refused(&self, l3: &[u8], e: Ipv6Error) -> Result<Ipv6Hdr, DropReason> {
+        if e != Ipv6Error::RoutingSegmentsLeft {
+            return Err(ip6_error(e));
+        }
+        let ip = Ipv6Hdr::parse_in_transit(l3).map_err(ip6_error)?;
+        if self.is_local6(ip.dst) || self.snap.is_vip6(ip.dst) {
+            return Err(ip6_error(e));
+        }
+        Ok(ip)
+    }
+
     /// Whether `ip` is one of the ports' own IPv6 addresses (their link-local ones included),
     /// or one a VRRP instance holds now.
     pub(super) fn is_local6(&self, ip: Ipv6Addr) -> bool {
@@ -291,7 +319,7 @@ impl Pipeline {
         let port = self.dp.ports.get(usize::from(in_port))?;
         let frame = buf.get(..len)?;
         let hdr = EthHdr::parse(frame)?;
-        let ip = Ipv6Hdr::parse(frame.get(eth::HDR_LEN..)?).ok()?;
+        let ip = self.parse6(frame.get(eth::HDR_LEN..)?).ok()?;
         (!eth::is_multicast(&hdr.src)).then_some((port, ip))
     }
 

@@ -201,7 +201,8 @@ def ipv6_table(recs, points):
     """The lines comparing each IPv4 point with its IPv6 twin, nothing without IPv6 runs: per
     DUT, the median rates and the IPv6 / IPv4 cost per packet, the median of the pairs' ratios
     (IPv4 rate / IPv6 rate of the same pair, run one after the other) with its min–max, and
-    whether it is within V6_TARGET (only when the spread lets the median conclude)."""
+    whether it is within V6_TARGET, qualified "inconclusive" when the spread does not let the
+    median conclude and "busy" when other work disturbed a run."""
     twins = [p for p in points if v6_name(p) != p and v6_name(p) in points]
     if not twins:
         return []
@@ -228,9 +229,11 @@ def ipv6_table(recs, points):
             if sm is None:
                 L.append("| %s | %s | %s | %s | – | – | – |" % (pt, dut, a, b))
                 continue
-            within = "yes" if sm["median"] <= V6_TARGET else "no"
-            if sm["wide"]:
-                within += " (inconclusive)"
+            # Wide spread or disturbed runs: the verdict is shown but qualified.
+            why = ["inconclusive"] if sm["wide"] else []
+            if any(disturbed(r) for r in fam):
+                why.append("busy")
+            within = ("yes" if sm["median"] <= V6_TARGET else "no") + (" (%s)" % ", ".join(why) if why else "")
             L.append("| %s | %s | %s | %s | %.2f (%.2f–%.2f, %d pair%s) | %s | %s |" % (
                 pt, dut, a, b, sm["median"], sm["min"], sm["max"], sm["n"], "" if sm["n"] == 1 else "s",
                 sm["verdict"], within))

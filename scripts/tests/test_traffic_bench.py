@@ -257,6 +257,9 @@ class Ipv6Test(unittest.TestCase):
                       "| yes (inconclusive) |", L)
         self.assertFalse(any("| tcp-newconn | testpmd" in l for l in L))
         self.assertEqual(tb.ipv6_table(self.RECS[:2], ["udp-1K"]), [])
+        busy = [dict(r, busy_during="40") if r["point"] == "udp6-1K" else r for r in self.RECS]
+        self.assertIn("| udp-1K | rvs | 5.000 (5.000–6.000) | 4.000 (4.000–5.000) (busy) | 1.23 (1.20–1.25, 2 pairs) "
+                      "| spread within 1.5x | no (busy) |", tb.ipv6_table(busy, ["udp-1K", "udp6-1K"]))
 
     def test_report_lists_ipv6_points_beside_ipv4_ones(self):
         L = tb.report(self.RECS, dict(META, families="4 6"))

@@ -6,7 +6,7 @@
 #
 #   scripts/bench.sh [--quick] [--out FILE] [--no-build] [--no-rvs] [--no-testpmd]
 #                    [--flows "1K 100K"] [--warmup S] [--duration S] [--only GLOB]
-#                    [--pairs N] [--workers N] [--check-rss]
+#                    [--pairs N] [--workers N] [--check-rss] [--families "4 6"]
 #
 #   --quick        smoke run: 1K and 100K flows, shorter runs (about 2 minutes per pair)
 #   --out FILE     where the results go (default benches/RESULTS.md; only the part between
@@ -15,7 +15,20 @@
 #   --no-rvs / --no-testpmd   leave one DUT out (its columns then say "not run")
 #   --flows LIST   the established-flow sweep (default 1K 100K 1M 10M)
 #   --only GLOB    run only the points whose name matches (udp-1K, tcp-10M, udp-newconn,
-#                  tcp-newconn, udp-1K-latency), e.g. --only 'udp-*'
+#                  tcp-newconn, udp-1K-latency; IPv6: udp6-1K, tcp6-newconn, ...), e.g.
+#                  --only 'udp-*' (IPv4 UDP), --only 'udp*' (UDP of both families)
+#   --families L   address families, "4" (default), "6" or "4 6" (--family N: one): each IPv6
+#                  point is its IPv4 point over IPv6 (rvs-pktgen --family 6: VIP
+#                  [2001:db8:100::1], real servers 2001:db8:2::2-5, clients in
+#                  2001:db8:100::/64, 84-byte frames: the 64-byte IPv4 frame's L4 header and
+#                  payload behind the 20 bytes longer header), named with a 6 after the
+#                  protocol (udp6-1K); the families run interleaved within each pair
+#                  (rvs v4, testpmd v4, rvs v6, testpmd v6, ...), and the report adds an
+#                  "IPv6 beside IPv4" table. With 6, rvsd's configuration has the IPv6
+#                  addresses and services too (for both families' points), and for an IPv6
+#                  point conntrack.capacity is 4x the IPv4 one: rvsd's IPv6 table holds a
+#                  quarter of it (dataplane ipv6_capacity), so each family's table has as
+#                  many slots for its flows.
 #   --pairs N      runs per DUT and point, interleaved: rvs, testpmd, rvs, testpmd, ... (default
 #                  5): the report gives the median ratio of the pairs with its spread, and says
 #                  when the spread is too wide to conclude (one measurement per DUT measures the
@@ -76,6 +89,7 @@ ONLY='*'
 PAIRS=5
 WORKERS=1
 CHECK_RSS=
+FAMILIES=4
 ARGV=("$0" "$@")
 while [ $# -gt 0 ]; do
     case $1 in
@@ -85,12 +99,17 @@ while [ $# -gt 0 ]; do
     --pairs) PAIRS=${2:-} OPT_WORDS=2 ;;
     --workers) WORKERS=${2:-} OPT_WORDS=2 ;;
     --check-rss) CHECK_RSS=1 OPT_WORDS=1 ;;
+    --families | --family) FAMILIES=${2:-} OPT_WORDS=2 ;;
     *) bench_option "$@" ;;
     esac
     shift "$OPT_WORDS"
 done
 [[ $PAIRS =~ ^[1-9][0-9]*$ ]] || die "--pairs takes a count (1 or more)"
 [[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "--workers takes a count (1 or more)"
+FAMILIES=${FAMILIES//,/ }
+[[ $FAMILIES =~ ^[46]( [46])?$ ]] || die "--families takes 4, 6 or \"4 6\""
+IPV6=
+[[ " $FAMILIES " == *" 6 "* ]] && IPV6=1
 if [ -n "$QUICK" ]; then
     FLOWS=${FLOWS:-1K 100K}
     WARMUP=${WARMUP:-1}
@@ -182,7 +201,7 @@ proc_ticks() {
 # JSON line from file $PG_JSON when there is one.
 record() {
     python3 "$RVS_LIB/traffic_bench.py" record "$RECORDS" "${PG_JSON:-}" workers="$WORKERS" \
-        ${SHARED_CORE:+shared_core="$SHARED_CORE"} "$@"
+        family="${family:-4}" ${SHARED_CORE:+shared_core="$SHARED_CORE"} "$@"
 }
 
 # run_point DUT NAME PAIR PKTGEN-ARGS...: one run of a point. A run that other work disturbed
@@ -199,13 +218,15 @@ run_point() {
     done
 }
 
-# run_once DUT NAME PAIR PKTGEN-ARGS...: one measurement with a fresh DUT.
+# run_once DUT NAME PAIR PKTGEN-ARGS...: one measurement with a fresh DUT (IPv6 when the
+# arguments say --family 6).
 run_once() {
     local dut=$1 name=$2 pair=$3
     shift 3
-    local tag="$dut-$name-$pair" flows=1000 a prev=
+    local tag="$dut-$name-$pair" flows=1000 family=4 a prev=
     for a in "$@"; do
         [ "$prev" = --flows ] && flows=$(count "$a")
+        [ "$prev" = --family ] && family=$a
         prev=$a
     done
     local pg_out=$WORK/$tag.pktgen.json pg_log=$WORK/$tag.pktgen.log dut_log=$WORK/$tag.dut.log
@@ -253,8 +274,11 @@ run_once() {
         else
             capacity=$((flows + flows / 4 + 65536))
         fi
-        local conf=$WORK/$tag.rvs.toml
-        write_rvsd_config "$conf" "$WORK/rvs.sock" "$capacity" "$DUT_CPUS" "$(bench_services udp tcp)" "${DUT_VDEVS[@]}"
+        # rvsd's IPv6 table holds a quarter of conntrack.capacity (dataplane ipv6_capacity).
+        [ "$family" = 6 ] && capacity=$((capacity * 4))
+        local conf=$WORK/$tag.rvs.toml services
+        services=$(bench_services udp tcp ${IPV6:+udp6 tcp6})
+        BENCH_IPV6=$IPV6 write_rvsd_config "$conf" "$WORK/rvs.sock" "$capacity" "$DUT_CPUS" "$services" "${DUT_VDEVS[@]}"
         cp "$conf" "$WORK/last-rvs.toml"
         dut_cmd=(env RVS_LOG=warn "${NICE_CMD[@]}" "$RVSD" --config "$conf")
     else
@@ -327,7 +351,8 @@ DUTS=()
 [ -n "$RUN_TESTPMD" ] && DUTS+=(testpmd)
 [ ${#DUTS[@]} -gt 0 ] || die "nothing to run (--no-rvs and --no-testpmd)"
 
-# The points, NAME then rvs-pktgen's arguments.
+# The points, NAME then rvs-pktgen's arguments (IPv4; each family's name and arguments are
+# made from these in the loop below).
 POINTS=()
 for proto in udp tcp; do
     for f in $FLOWS; do
@@ -339,14 +364,25 @@ POINTS+=("udp-1K-latency --proto udp --flows 1K --rate $LAT_RATE")
 
 START_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 START_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
-# Point by point, the DUTs interleaved pair after pair: rvs, testpmd, rvs, testpmd, ...
+# point_name NAME FAMILY: the point's name in that family (IPv6: a 6 after the protocol).
+point_name() {
+    if [ "$2" = 6 ]; then echo "${1/-/6-}"; else echo "$1"; fi
+}
+
+# Point by point, the DUTs (and families) interleaved pair after pair: rvs, testpmd, rvs,
+# testpmd, ... (with two families: rvs v4, testpmd v4, rvs v6, testpmd v6, rvs v4, ...).
 for pt in "${POINTS[@]}"; do
     read -r -a words <<<"$pt"
-    # shellcheck disable=SC2053 # $ONLY is a glob on purpose
-    [[ ${words[0]} == $ONLY ]] || continue
     for ((pair = 1; pair <= PAIRS; pair++)); do
-        for dut in "${DUTS[@]}"; do
-            run_point "$dut" "${words[0]}" "$pair" "${words[@]:1}"
+        for family in $FAMILIES; do
+            name=$(point_name "${words[0]}" "$family")
+            # shellcheck disable=SC2053 # $ONLY is a glob on purpose
+            [[ $name == $ONLY ]] || continue
+            fam_args=()
+            [ "$family" = 6 ] && fam_args=(--family 6)
+            for dut in "${DUTS[@]}"; do
+                run_point "$dut" "$name" "$pair" "${words[@]:1}" "${fam_args[@]}"
+            done
         done
     done
 done
@@ -360,7 +396,7 @@ python3 "$RVS_LIB/traffic_bench.py" report "$RECORDS" "$OUT" "$WORK/last-rvs.tom
     commit="$(bench_commit)" command="$(quote "${ARGV[@]}")" load="$START_LOAD" mode="${QUICK:+quick}" \
     warmup="$WARMUP" duration="$DURATION" flows="$FLOWS" lat_rate="$LAT_RATE" \
     newconn_capacity="$NEWCONN_CAPACITY" binaries="$BINARIES" nice="$NICE" \
-    pairs="$PAIRS" workers="$WORKERS" cpus="$CPUS" shared_core="$SHARED_CORE"
+    pairs="$PAIRS" workers="$WORKERS" cpus="$CPUS" shared_core="$SHARED_CORE" families="$FAMILIES"
 log "results written to $OUT (between its traffic-bench markers)"
 RSS_RC=0
 if [ -n "$CHECK_RSS" ]; then

@@ -726,6 +726,89 @@ pub fn answer_ndp(f: &mut [u8], mac: [u8; 6], ours: impl Fn(Ipv6Addr) -> bool) -
     ndp::answer_solicitation(f, &ip, &ns, mac)
 }
 
+/// The IPv6 real servers' prefix, 2001:db8:2::/64 (the address plan's, testkit's `ipv6`).
+pub const SERVER6_NET: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x2, 0, 0, 0, 0, 0);
+
+/// Whether `ip` is one of the IPv6 client addresses (solicitations for these are answered on
+/// the client side).
+pub fn is_client6(ip: Ipv6Addr) -> bool {
+    u128::from(ip)
+        .checked_sub(u128::from(CLIENT6_FIRST))
+        .is_some_and(|h| h < u128::from(CLIENT_HOSTS))
+}
+
+/// Whether the server side answers solicitations for `ip`: [`SERVER6_NET`] but its
+/// subnet-router anycast address (host part 0) and the DUT's own address `dip`.
+pub fn is_server6(ip: Ipv6Addr, dip: Ipv6Addr) -> bool {
+    let (a, net) = (u128::from(ip), u128::from(SERVER6_NET));
+    a >> 64 == net >> 64 && a as u64 != 0 && ip != dip
+}
+
+/// Whether `f` is ICMPv6 right after the IPv6 header: neighbour discovery (or other ICMPv6 the
+/// DUT sends), never a client or server frame.
+pub fn is_icmp6(f: &[u8]) -> bool {
+    use dataplane::packet::ipv6::PROTO_ICMPV6;
+    f.len() >= L4_6 && ethertype(f) == ETHERTYPE_IPV6 && f[IP + 6] == PROTO_ICMPV6
+}
+
+/// Whether `f` is address resolution rather than traffic: ARP, or ICMPv6 ([`is_icmp6`]).
+pub fn is_arp_or_ndp(f: &[u8]) -> bool {
+    is_arp(f) || is_icmp6(f)
+}
+
+/// Answers an ARP request or a neighbour solicitation for an address `ours` accepts, in place
+/// ([`answer_arp`], [`answer_ndp`]); returns the answer's length. `f` is the frame's buffer with
+/// its room (86 bytes for an advertisement).
+pub fn answer_neighbour(
+    f: &mut [u8],
+    mac: [u8; 6],
+    ours: impl Fn(IpAddr) -> bool,
+) -> Option<usize> {
+    if is_arp(f) {
+        answer_arp(f, mac, |a| ours(a.into()))
+    } else {
+        answer_ndp(f, mac, |a| ours(a.into()))
+    }
+}
+
+/// Writes the link probe into `buf`: "who has `target`? tell `src`" from `mac`, an ARP request
+/// for IPv4 addresses, a neighbour solicitation (to the target's solicited-node group, with
+/// the source link-layer option) for IPv6 ones. Returns its length; 0 when `buf` is too short
+/// or the families differ.
+pub fn build_probe(buf: &mut [u8], mac: [u8; 6], src: IpAddr, target: IpAddr) -> usize {
+    match (src, target) {
+        (IpAddr::V4(s), IpAddr::V4(t)) => arp::build_request(buf, mac, s, t),
+        (IpAddr::V6(s), IpAddr::V6(t)) => {
+            dataplane::packet::ndp::build_solicitation(buf, mac, s, t).unwrap_or(0)
+        }
+        _ => 0,
+    }
+}
+
+/// The answer to [`build_probe`]: the MAC that `target` is at, if `f` is an ARP reply from
+/// `target` or a valid neighbour advertisement for it (its target link-layer option, else the
+/// frame's source MAC).
+pub fn probe_answer(f: &[u8], target: IpAddr) -> Option<[u8; 6]> {
+    use dataplane::packet::{ipv6, ndp};
+    match target {
+        IpAddr::V4(t) => {
+            let a = arp::parse_frame(f)?;
+            (a.op == arp::OP_REPLY && a.spa == t).then_some(a.sha)
+        }
+        IpAddr::V6(t) => {
+            if !is_icmp6(f) {
+                return None;
+            }
+            let ip = ipv6::Ipv6Hdr::parse(&f[IP..]).ok()?;
+            let na = ndp::parse(&f[IP..], &ip).ok()?;
+            if na.kind != ndp::NdpKind::Advertisement || na.target != t {
+                return None;
+            }
+            na.lladdr.or_else(|| f[6..12].try_into().ok())
+        }
+    }
+}
+
 /// Whether `f` is an ARP frame.
 pub fn is_arp(f: &[u8]) -> bool {
     f.len() >= ETH_HLEN && ethertype(f) == ETHERTYPE_ARP
@@ -1006,6 +1089,117 @@ mod tests {
         let mut d = [0u8; 128];
         g.write(&mut d, 0, false, 0);
         assert_eq!(answer_ndp(&mut d, SRC, |_| true), None);
+    }
+
+    /// The server side's reflection of IPv6 frames the DUT rewrote: both checksums right by
+    /// testkit's full recompute after the port and address swap and the TCP peer's rewrite.
+    #[test]
+    fn ipv6_reflection_keeps_checksums_right_by_testkit() {
+        use testkit::ipv6::{checksum6, RIP6_2, VIP6};
+        for proto in [Proto::Udp, Proto::Tcp] {
+            for len in [MIN_FRAME6, 100, MAX_FRAME] {
+                for syn in [true, false] {
+                    let g = Generator::new(proto, len, SRC, DST, VIP6, 9000).unwrap();
+                    let mut f = vec![0u8; len];
+                    g.write(&mut f, 4_242_424, syn, 0x0123_4567_89ab);
+                    nat6(&mut f, true, RIP6_2, 9000);
+                    assert_eq!(reflect(&mut f, true), Ok(Reflected::Reply));
+                    let (src, dst) = (ip6_at(&f, IP6_SRC), ip6_at(&f, IP6_DST));
+                    assert_eq!((src, dst), (RIP6_2, client6_of(4_242_424).0));
+                    assert_eq!(checksum6(src, dst, proto.number(), &f[L4_6..]), 0);
+                    if proto == Proto::Tcp {
+                        // The stateless peer: SYN-ACK (seq 0) or ACK, acknowledging seq + len.
+                        let plen = (len - L4_6 - TCP_HLEN) as u32;
+                        let seq = if syn { 4_242_424 } else { 4_242_425 };
+                        let ack = seq + plen + u32::from(syn);
+                        assert_eq!(be32(&f, L4_6 + 8), ack);
+                        assert_eq!(be32(&f, L4_6 + 4), if syn { 0 } else { 1 });
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ipv6_client_and_server_addresses() {
+        use testkit::ipv6::{DIP6, RIP6_1, VIP6};
+        assert!(is_client6(CLIENT6_FIRST) && is_client6(client6_of(MAX_FLOWS - 1).0));
+        assert!(!is_client6(VIP6) && !is_client6(RIP6_1));
+        assert!(!is_client6(Ipv6Addr::from(u128::from(CLIENT6_FIRST) + 245)));
+        assert!(is_server6(RIP6_1, DIP6) && is_server6(crate::rip6(3), DIP6));
+        assert!(!is_server6(DIP6, DIP6) && !is_server6(SERVER6_NET, DIP6));
+        assert!(!is_server6(VIP6, DIP6) && !is_server6(CLIENT6_FIRST, DIP6));
+    }
+
+    /// The link probe: an ARP request or a neighbour solicitation byte for byte as testkit
+    /// builds it, answered as the DUT answers, and the answer read back.
+    #[test]
+    fn link_probe_is_built_and_its_answer_read() {
+        use testkit::ipv6::{checksum6, neighbour_advertisement, neighbour_solicitation, VIP6};
+        let dut = [2, 0, 0, 0, 0, 1];
+        let c6 = client6_of(0).0;
+        let mut buf = [0u8; 128];
+        let n = build_probe(&mut buf, SRC, c6.into(), VIP6.into());
+        assert_eq!(buf[..n], neighbour_solicitation(SRC, c6, VIP6)[..]);
+        // The ICMPv6 checksum by testkit's full recompute.
+        let group = ip6_at(&buf, IP6_DST);
+        assert_eq!(checksum6(c6, group, 58, &buf[L4_6..n]), 0);
+        assert!(is_icmp6(&buf[..n]) && is_arp_or_ndp(&buf[..n]) && !is_arp(&buf[..n]));
+        // Answered as rvsd answers it, then read back.
+        let mut ans = buf;
+        let len = answer_ndp(&mut ans, dut, |a| a == VIP6).unwrap();
+        assert_eq!(probe_answer(&ans[..len], VIP6.into()), Some(dut));
+        assert_eq!(probe_answer(&ans[..len], c6.into()), None);
+        assert_eq!(probe_answer(&buf[..n], VIP6.into()), None); // a solicitation
+        let na = neighbour_advertisement(SRC, dut, VIP6, c6);
+        assert_eq!(probe_answer(&na, VIP6.into()), Some(dut));
+        let mut bad = na.clone();
+        bad[L4_6 + 2] ^= 1; // checksum
+        assert_eq!(probe_answer(&bad, VIP6.into()), None);
+
+        let c4 = client_of(0).0;
+        let n = build_probe(&mut buf, SRC, c4.into(), VIP.into());
+        let req = arp::parse_frame(&buf[..n]).unwrap();
+        assert_eq!((req.op, req.spa, req.tpa), (arp::OP_REQUEST, c4, VIP));
+        let reply = testkit::eth(SRC, dut, 0x0806, &testkit::arp(2, dut, VIP, SRC, c4));
+        assert_eq!(probe_answer(&reply, VIP.into()), Some(dut));
+        assert_eq!(probe_answer(&reply, c4.into()), None);
+        assert_eq!(build_probe(&mut buf, SRC, c4.into(), VIP6.into()), 0);
+        assert_eq!(build_probe(&mut buf[..40], SRC, c6.into(), VIP6.into()), 0);
+    }
+
+    /// rvsd resolving a client (ext side) or a real server (int side): ARP and solicitations
+    /// answered by one call, for the side's own addresses only.
+    #[test]
+    fn neighbour_requests_of_both_families_are_answered() {
+        use testkit::ipv6::{neighbour_solicitation, DIP6, RIP6_1, VIP6};
+        let dut = [2, 0, 0, 0, 0, 2];
+        let servers = |a: IpAddr| match a {
+            IpAddr::V4(a) => a == Ipv4Addr::new(192, 0, 2, 2),
+            IpAddr::V6(a) => is_server6(a, DIP6),
+        };
+        let mut ns = neighbour_solicitation(dut, DIP6, RIP6_1);
+        ns.resize(128, 0);
+        assert_eq!(answer_neighbour(&mut ns, SRC, servers), Some(86));
+        assert_eq!(probe_answer(&ns[..86], RIP6_1.into()), Some(SRC));
+        let mut ns = neighbour_solicitation(dut, VIP6, DIP6);
+        ns.resize(128, 0);
+        assert_eq!(answer_neighbour(&mut ns, SRC, servers), None);
+        let req = testkit::arp(
+            arp::OP_REQUEST,
+            dut,
+            Ipv4Addr::new(192, 0, 2, 1),
+            [0; 6],
+            Ipv4Addr::new(192, 0, 2, 2),
+        );
+        let mut f = testkit::eth([0xff; 6], dut, 0x0806, &req);
+        f.resize(64, 0);
+        assert_eq!(answer_neighbour(&mut f, SRC, servers), Some(60));
+        let g = Generator::new(Proto::Udp, MIN_FRAME6, SRC, DST, VIP6, 80).unwrap();
+        let mut d = [0u8; 128];
+        let n = g.write(&mut d, 0, false, 0);
+        assert!(!is_arp_or_ndp(&d[..n]));
+        assert_eq!(answer_neighbour(&mut d, SRC, |_| true), None);
     }
 
     #[test]

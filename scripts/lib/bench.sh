@@ -140,20 +140,27 @@ wait_quiet() {
     warn "measuring on a busy machine (${BUSY}% of the CPUs used by other work)"
 }
 
-# rvsadm -S lines for each of PROTO... (udp, tcp): the benchmark's service on the VIP
-# 198.51.100.1 (UDP port 9000, TCP port 80), round robin over the four real servers
-# 192.0.2.2-5 that rvs-pktgen plays.
+# rvsadm -S lines for each of PROTO... (udp, tcp; udp6, tcp6 for IPv6): the benchmark's
+# service on the VIP 198.51.100.1 (UDP port 9000, TCP port 80), round robin over the four real
+# servers 192.0.2.2-5 that rvs-pktgen plays; IPv6: VIP [2001:db8:100::1], real servers
+# [2001:db8:2::2]-[2001:db8:2::5] (rvs-pktgen --family 6).
 bench_services() {
-    local p flag port s
+    local p flag port s vip rs
     for p in "$@"; do
         case $p in
-        udp) flag=-u port=9000 ;;
-        tcp) flag=-t port=80 ;;
+        udp | udp6) flag=-u port=9000 ;;
+        tcp | tcp6) flag=-t port=80 ;;
         *) die "bench_services: unknown protocol $p" ;;
         esac
-        echo "-A $flag 198.51.100.1:$port -s rr"
+        vip=198.51.100.1 rs=192.0.2.
+        [[ $p == *6 ]] && vip=[2001:db8:100::1] rs=2001:db8:2::
+        echo "-A $flag $vip:$port -s rr"
         for s in 2 3 4 5; do
-            echo "-a $flag 198.51.100.1:$port -r 192.0.2.$s:$port -m -w 1"
+            if [[ $p == *6 ]]; then
+                echo "-a $flag $vip:$port -r [$rs$s]:$port -m -w 1"
+            else
+                echo "-a $flag $vip:$port -r $rs$s:$port -m -w 1"
+            fi
         done
     done
 }
@@ -163,7 +170,9 @@ bench_services() {
 # port ext on EXT_VDEV (a --vdev=NAME,... EAL argument; VIP 198.51.100.1/24), port int on
 # INT_VDEV (DIP 192.0.2.1/24), the services (rvsadm -S lines) and a table of CAPACITY
 # connections; EAL_ARGs (another port's --vdev) go after the two vdevs, and the caller appends
-# what else it needs ([[ports]], [[neighbours]]).
+# what else it needs ([[ports]], [[neighbours]]). With BENCH_IPV6 set, the ports have their
+# IPv6 addresses too (ext 2001:db8:100::1/64, the IPv6 VIP; int 2001:db8:2::1/64): clients
+# and real servers are on-link, as over IPv4, so neither family has a gateway.
 write_rvsd_config() {
     local file=$1 sock=$2 capacity=$3 lcore=$4 services=$5 ext=$6 int=$7 a more=''
     shift 7
@@ -171,6 +180,11 @@ write_rvsd_config() {
     local ext_dev=${ext#--vdev=} int_dev=${int#--vdev=}
     ext_dev=${ext_dev%%,*}
     int_dev=${int_dev%%,*}
+    local ext6='' int6=''
+    if [ -n "${BENCH_IPV6:-}" ]; then
+        ext6='addresses6 = ["2001:db8:100::1/64"]'
+        int6='addresses6 = ["2001:db8:2::1/64"]'
+    fi
     # Top-level keys first: after a [table] header they would belong to it.
     cat >"$file" <<EOF
 # written by $RVS_PROG: rvsd on lcore(s) $lcore, ports on $ext_dev and $int_dev; the real servers
@@ -187,12 +201,14 @@ name = "ext"
 device = "$ext_dev"
 role = "external"
 addresses = ["198.51.100.1/24"]
+$ext6
 
 [[ports]]
 name = "int"
 device = "$int_dev"
 role = "internal"
 addresses = ["192.0.2.1/24"]
+$int6
 
 [workers]
 lcores = [$lcore]

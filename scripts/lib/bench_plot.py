@@ -38,13 +38,14 @@ def raw_records(text):
 
 
 def established(recs, dut, proto):
-    """(flows, delivered Mpps) of a DUT's established-flow points of a protocol, by flows (the
-    new-connection and fixed-rate latency points left out)."""
+    """(flows, delivered Mpps) of a DUT's established-flow IPv4 points of a protocol, by flows
+    (the new-connection and fixed-rate latency points, and IPv6 ones, left out)."""
     return sorted(
         (r["pktgen"]["flows"], r["pktgen"]["delivered_mpps"])
         for r in recs
         if r["dut"] == dut
         and r["pktgen"]["proto"] == proto
+        and r["pktgen"].get("family", 4) == 4
         and not r["pktgen"].get("new_conns")
         and not r["point"].endswith("-latency")
     )

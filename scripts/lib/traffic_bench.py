@@ -18,12 +18,14 @@ bench.sh calls it once per measurement and once at the end:
     traffic_bench.py rss-check RECORDS     exit 1 unless every rvs run on 2+ workers shows
                                            replies SNATed on the other worker (see rss_check)
 
-A record holds the KEY=VALUE pairs bench.sh knows (dut, point, pair, load, commands,
+A record holds the KEY=VALUE pairs bench.sh knows (dut, point, family, pair, load, commands,
 busy_before, busy_during, dut_error, error, ...), under "pktgen" rvs-pktgen's JSON result and,
 under "rvsd", rvsd's per-worker counters (from the file named by the pair rvsd_counters=FILE).
 The DUTs run interleaved, pair by pair (rvs, testpmd, rvs, testpmd, ...), and a point's ratio
-is the median of its pairs' ratios with their spread (bench_records.ratio_summary). The
-report's KEY=VALUE pairs are the fields of REPORT_FIELDS.
+is the median of its pairs' ratios with their spread (bench_records.ratio_summary). An IPv6
+point (family 6) is named as its IPv4 twin with a 6 after the protocol (udp6-1K beside
+udp-1K); run in the same pairs, the two give the "IPv6 beside IPv4" table (ipv6_table). The
+report's KEY=VALUE pairs are the fields of REPORT_FIELDS (families optional: "4" without it).
 """
 
 import argparse
@@ -38,6 +40,9 @@ REPORT_FIELDS = ("date", "nproc", "cpu", "kernel", "dpdk", "commit", "command", 
                  "warmup", "duration", "flows", "lat_rate", "newconn_capacity", "binaries", "nice",
                  "pairs", "workers", "cpus", "shared_core")
 
+# Issue #16's target: IPv6 within 15 % of IPv4 per packet.
+V6_TARGET = 1.15
+
 # The loss an rvs run on several workers may have and still pass rss_check, not counting the
 # replies the DUT's full RX rings refused (overload, not a fault: rvs-pktgen's single-worker
 # runs lose about 0.01 % in all).
@@ -48,7 +53,7 @@ def record(pg_json, pairs):
     """One point's record: the pairs, plus rvs-pktgen's result read from the file `pg_json`
     (none when it is empty); a result that cannot be read becomes the record's error."""
     rec = dict(pairs)
-    for k in ("pair", "workers"):
+    for k in ("pair", "workers", "family"):
         if k in rec:
             rec[k] = int(rec[k])
     counters = rec.pop("rvsd_counters", None)
@@ -180,6 +185,60 @@ def ratio(recs, point):
 HEADER = ("| point | rvs Mpps | loss % | latency us p50 / p99 / p99.9 / max | mismatches | rvsd peak RSS MB "
           "| testpmd Mpps | loss % | latency us p50 / p99 / p99.9 / max | mismatches "
           "| rvs / testpmd: median (min–max) | verdict |")
+
+
+def v6_name(point):
+    """The IPv6 twin's name of an IPv4 point: a 6 after the protocol (udp-1K -> udp6-1K)."""
+    return point.replace("-", "6-", 1)
+
+
+def with_v6(points):
+    """Each point followed by its IPv6 twin."""
+    return [q for p in points for q in (p, v6_name(p))]
+
+
+def ipv6_table(recs, points):
+    """The lines comparing each IPv4 point with its IPv6 twin, nothing without IPv6 runs: per
+    DUT, the median rates and the IPv6 / IPv4 cost per packet, the median of the pairs' ratios
+    (IPv4 rate / IPv6 rate of the same pair, run one after the other) with its min–max, and
+    whether it is within V6_TARGET, qualified "inconclusive" when the spread does not let the
+    median conclude and "busy" when other work disturbed a run."""
+    twins = [p for p in points if v6_name(p) != p and v6_name(p) in points]
+    if not twins:
+        return []
+    L = ["### IPv6 beside IPv4", "",
+         "Each IPv6 point is its IPv4 point over IPv6 (rvs-pktgen --family 6: VIP [2001:db8:100::1], real "
+         "servers 2001:db8:2::2-5, clients in 2001:db8:100::/64, neighbour discovery instead of ARP), run in the "
+         "same pairs right after it, so both see the same neighbours. IPv6 frames are 84 bytes on the wire, the "
+         "64-byte IPv4 frame's L4 header and payload behind the 20 bytes longer header. Cost per packet IPv6 / "
+         "IPv4: the median over the pairs of IPv4 rate / IPv6 rate, with its min–max; target (issue #16): at most "
+         "%.2f (IPv6 within %d %% of IPv4 per packet). testpmd io forwards both families' frames unchanged: its "
+         "ratio is what the transport and rvs-pktgen alone make of IPv6." % (V6_TARGET, round((V6_TARGET - 1) * 100)),
+         "", "| point | DUT | IPv4 Mpps | IPv6 Mpps | cost per packet IPv6 / IPv4: median (min–max) | spread "
+         "| within %d %% |" % round((V6_TARGET - 1) * 100),
+         "| --- | --- | --- | --- | --- | --- | --- |"]
+    for pt in twins:
+        for dut in ("rvs", "testpmd"):
+            if not runs(recs, dut, pt) and not runs(recs, dut, v6_name(pt)):
+                continue
+            unit = 1 if pt.endswith("newconn") else 1e6
+            a, b = cells(recs, dut, pt, [], unit)[0], cells(recs, dut, v6_name(pt), [], unit)[0]
+            fam = [dict(r, dut="v%d" % r.get("family", 4)) for r in recs
+                   if r["dut"] == dut and r["point"] in (pt, v6_name(pt))]
+            sm = bench_records.ratio_summary(bench_records.pair_ratios(fam, "v4", "v6", rate))
+            if sm is None:
+                L.append("| %s | %s | %s | %s | – | – | – |" % (pt, dut, a, b))
+                continue
+            # Wide spread or disturbed runs: the verdict is shown but qualified.
+            why = ["inconclusive"] if sm["wide"] else []
+            if any(disturbed(r) for r in fam):
+                why.append("busy")
+            within = ("yes" if sm["median"] <= V6_TARGET else "no") + (" (%s)" % ", ".join(why) if why else "")
+            L.append("| %s | %s | %s | %s | %.2f (%.2f–%.2f, %d pair%s) | %s | %s |" % (
+                pt, dut, a, b, sm["median"], sm["min"], sm["max"], sm["n"], "" if sm["n"] == 1 else "s",
+                sm["verdict"], within))
+    L.append("")
+    return L
 
 
 def table(L, recs, points, failures, title, pts, unit=1e6, note=None):
@@ -327,13 +386,15 @@ def report(recs, meta, conf=None, instr=({}, None)):
         ("DUTs interleaved", "%s pair(s) per point: rvs, testpmd, rvs, testpmd, ..., a fresh DUT each run" % meta["pairs"]),
         ("workers", "%s (rvsd lcores; testpmd forwarding cores; RX/TX queues per memif port)" % meta["workers"]),
         ("CPUs", meta["cpus"]),
+        ("address families", meta.get("families") or "4"),
     ]))
     L.append("")
     if meta["shared_core"]:
         L.append("**Not a scaling figure: %s.**" % meta["shared_core"])
         L.append("")
     L.append("Mpps: round trips per second (a client frame to the VIP and the real server's reply back to")
-    L.append("the client), 64-byte frames on the wire (60 in the buffer). The DUT forwards each round trip")
+    L.append("the client), 64-byte frames on the wire (60 in the buffer; IPv6 points, named udp6-..., tcp6-...:")
+    L.append("84 bytes, 80 in the buffer). The DUT forwards each round trip")
     L.append("twice (client to server, server to client), so it moves 2x the figure. Loss: frames sent during")
     L.append("the measurement whose reply never came. Latency: round trip in microseconds, client to client,")
     L.append("through the DUT twice and rvs-pktgen's reflection once. As fast as the DUT takes frames, the")
@@ -356,16 +417,17 @@ def report(recs, meta, conf=None, instr=({}, None)):
     L.append("")
 
     flows = meta["flows"].split()
-    established = ["%s-%s" % (pr, f) for pr in ("udp", "tcp") for f in flows]
+    established = with_v6(["%s-%s" % (pr, f) for pr in ("udp", "tcp") for f in flows])
     table(L, recs, points, failures, "Established flows", established,
           note="Every flow is opened during the warm-up (TCP: SYN, SYN-ACK, then ACK segments); the measurement sees established flows only. Each flow gets a frame in turn.")
-    table(L, recs, points, failures, "New connections per second", ["udp-newconn", "tcp-newconn"], unit=1,
+    table(L, recs, points, failures, "New connections per second", with_v6(["udp-newconn", "tcp-newconn"]), unit=1,
           note="Every frame opens a new flow (TCP: a SYN answered with SYN-ACK; UDP: a new client port); a connection counts when its reply reached the client. rvsd's table holds %s connections here; testpmd just forwards the same frames." % meta["newconn_capacity"])
-    table(L, recs, points, failures, "Latency at a fixed rate", ["udp-1K-latency"],
+    table(L, recs, points, failures, "Latency at a fixed rate", with_v6(["udp-1K-latency"]),
           note="UDP, 1K flows, %s client frames/s offered." % meta["lat_rate"])
     other = [p for p in points if not (p.endswith("newconn") or p.endswith("latency") or p in established)]
     table(L, recs, points, failures, "Other", other)
 
+    L.extend(ipv6_table(recs, points))
     L.extend(workers_table(recs))
     L.extend(instructions_lines(*instr))
 
@@ -393,9 +455,9 @@ def report(recs, meta, conf=None, instr=({}, None)):
             L.append("  - DUT: `%s`" % r["dut_cmd"])
             L.append("  - rvs-pktgen: `%s`" % r["pktgen_cmd"])
     L.append("")
-    L.extend(bench_records.rvsd_config(conf, "rvsd's configuration (conntrack.capacity = flows x 1.25 + 65536 for the established-flow points, %s for the new-connection ones):" % meta["newconn_capacity"]))
+    L.extend(bench_records.rvsd_config(conf, "rvsd's configuration of the last rvs run (conntrack.capacity = flows x 1.25 + 65536 for the established-flow points, %s for the new-connection ones; 4x that for IPv6 points, whose table holds a quarter of it):" % meta["newconn_capacity"]))
     L.extend(bench_records.raw_results(
-        ({"dut": r["dut"], "point": r["point"], "pair": r.get("pair"), "load": r.get("load"), "busy_before": r.get("busy_before"), "busy_during": r.get("busy_during"), "dut_rss_mb": r.get("dut_rss_mb"), "dut_error": r.get("dut_error"), "error": r.get("error"), "rvsd": r.get("rvsd"), "pktgen": r.get("pktgen")} for r in recs),
+        ({"dut": r["dut"], "point": r["point"], "family": r.get("family", 4), "pair": r.get("pair"), "load": r.get("load"), "busy_before": r.get("busy_before"), "busy_during": r.get("busy_during"), "dut_rss_mb": r.get("dut_rss_mb"), "dut_error": r.get("dut_error"), "error": r.get("error"), "rvsd": r.get("rvsd"), "pktgen": r.get("pktgen")} for r in recs),
         "rvs-pktgen's JSON line for every point, as it printed it:"))
     return L
 

@@ -86,6 +86,26 @@ class BenchHelpersTest(unittest.TestCase):
         self.assertEqual((c["workers"]["lcores"], c["conntrack"]["capacity"], c["control"]["socket"]),
                          ([0], 1000, "/run/x.sock"))
 
+    def test_bench_services_ipv6(self):
+        self.assertEqual(bash("bench_services tcp6").splitlines(), [
+            "-A -t [2001:db8:100::1]:80 -s rr",
+            "-a -t [2001:db8:100::1]:80 -r [2001:db8:2::2]:80 -m -w 1",
+            "-a -t [2001:db8:100::1]:80 -r [2001:db8:2::3]:80 -m -w 1",
+            "-a -t [2001:db8:100::1]:80 -r [2001:db8:2::4]:80 -m -w 1",
+            "-a -t [2001:db8:100::1]:80 -r [2001:db8:2::5]:80 -m -w 1"])
+
+    @unittest.skipIf(tomllib is None, "tomllib needs Python 3.11")
+    def test_write_rvsd_config_with_ipv6(self):
+        text = bash('f=$(mktemp); BENCH_IPV6=1 write_rvsd_config "$f" /run/x.sock 1000 0 "$(bench_services udp6)" "$@"; '
+                    'cat "$f"; rm -f "$f"', "--vdev=net_memif0", "--vdev=net_memif1")
+        c = tomllib.loads(text)
+        self.assertEqual(c["services"].strip().splitlines()[0], "-A -u [2001:db8:100::1]:9000 -s rr")
+        self.assertEqual([(p["addresses"], p["addresses6"]) for p in c["ports"]], [
+            (["198.51.100.1/24"], ["2001:db8:100::1/64"]), (["192.0.2.1/24"], ["2001:db8:2::1/64"])])
+        text = bash('f=$(mktemp); write_rvsd_config "$f" /run/x.sock 1000 0 "" "$@"; cat "$f"; rm -f "$f"',
+                    "--vdev=net_memif0", "--vdev=net_memif1")
+        self.assertFalse(any("addresses6" in p for p in tomllib.loads(text)["ports"]))
+
     @unittest.skipIf(tomllib is None, "tomllib needs Python 3.11")
     def test_write_rvsd_config_takes_more_eal_args(self):
         text = bash('f=$(mktemp); write_rvsd_config "$f" /run/x.sock 1000 0 "" "$@"; cat "$f"; rm -f "$f"',

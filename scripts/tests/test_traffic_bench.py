@@ -224,6 +224,59 @@ class ScalingTest(unittest.TestCase):
                 self.assertTrue(f.read().startswith("<!-- scaling-bench:begin -->\n## Scaling"))
 
 
+class Ipv6Test(unittest.TestCase):
+    # Two pairs of each point, IPv4 and IPv6 interleaved: rvs v4, testpmd v4, rvs v6, testpmd v6.
+    RECS = [rec("rvs", "udp-1K", pg(5.0), pair=1, family=4),
+            rec("testpmd", "udp-1K", pg(10.0), pair=1, family=4),
+            rec("rvs", "udp6-1K", pg(4.0), pair=1, family=6),
+            rec("testpmd", "udp6-1K", pg(9.0), pair=1, family=6),
+            rec("rvs", "udp-1K", pg(6.0), pair=2, family=4),
+            rec("testpmd", "udp-1K", pg(10.0), pair=2, family=4),
+            rec("rvs", "udp6-1K", pg(5.0), pair=2, family=6),
+            rec("testpmd", "udp6-1K", pg(10.0), pair=2, family=6),
+            rec("rvs", "tcp-newconn", pg(0.5, new_conns=True), pair=1, family=4),
+            rec("rvs", "tcp6-newconn", pg(0.45, new_conns=True), pair=1, family=6),
+            rec("rvs", "tcp-newconn", pg(0.5, new_conns=True), pair=2, family=4),
+            rec("rvs", "tcp6-newconn", error="links not up", pair=2, family=6)]
+
+    def test_names(self):
+        self.assertEqual(tb.v6_name("udp-1K-latency"), "udp6-1K-latency")
+        self.assertEqual(tb.with_v6(["udp-1K", "tcp-newconn"]), ["udp-1K", "udp6-1K", "tcp-newconn", "tcp6-newconn"])
+
+    def test_table_compares_pairs_per_dut(self):
+        L = tb.ipv6_table(self.RECS, ["udp-1K", "udp6-1K", "tcp-newconn", "tcp6-newconn"])
+        self.assertEqual(L[0], "### IPv6 beside IPv4")
+        # rvs: 5/4 = 1.25 and 6/5 = 1.20, median 1.225: not within 15 %.
+        self.assertIn("| udp-1K | rvs | 5.000 (5.000–6.000) | 4.000 (4.000–5.000) | 1.23 (1.20–1.25, 2 pairs) "
+                      "| spread within 1.5x | no |", L)
+        self.assertIn("| udp-1K | testpmd | 10.000 (10.000–10.000) | 9.000 (9.000–10.000) | 1.06 (1.00–1.11, 2 pairs) "
+                      "| spread within 1.5x | yes |", L)
+        # A failed IPv6 run leaves one pair: nothing concluded; connections per second.
+        self.assertIn("| tcp-newconn | rvs | 500,000 (500,000–500,000) | 450,000 (1 of 2 runs failed) "
+                      "| 1.11 (1.11–1.11, 1 pair) | one pair: spread unknown, nothing to conclude "
+                      "| yes (inconclusive) |", L)
+        self.assertFalse(any("| tcp-newconn | testpmd" in l for l in L))
+        self.assertEqual(tb.ipv6_table(self.RECS[:2], ["udp-1K"]), [])
+        busy = [dict(r, busy_during="40") if r["point"] == "udp6-1K" else r for r in self.RECS]
+        self.assertIn("| udp-1K | rvs | 5.000 (5.000–6.000) | 4.000 (4.000–5.000) (busy) | 1.23 (1.20–1.25, 2 pairs) "
+                      "| spread within 1.5x | no (busy) |", tb.ipv6_table(busy, ["udp-1K", "udp6-1K"]))
+
+    def test_report_lists_ipv6_points_beside_ipv4_ones(self):
+        L = tb.report(self.RECS, dict(META, families="4 6"))
+        self.assertIn("| address families | 4 6 |", L)
+        est = [l.split(" | ")[0] for l in L if l.startswith("| udp")]
+        self.assertEqual(est[:2], ["| udp-1K", "| udp6-1K"])
+        self.assertLess(L.index("### New connections per second"), L.index("### IPv6 beside IPv4"))
+        self.assertNotIn("### Other", L)
+        raw = [json.loads(l) for l in L[L.index("### Raw results"):] if l.startswith("{")]
+        self.assertEqual([r["family"] for r in raw[:4]], [4, 4, 6, 6])
+        # Without the field (an IPv4-only run): "4".
+        self.assertIn("| address families | 4 |", tb.report(self.RECS[:2], META))
+
+    def test_record_keeps_the_family_as_a_number(self):
+        self.assertEqual(tb.record("", {"dut": "rvs", "family": "6"})["family"], 6)
+
+
 class ReportTest(unittest.TestCase):
     RECS = [rec("rvs", "udp-1K", pg(5.0, mism=1), load="1 1 1", busy_before="0", busy_during="1",
                 dut_cmd="rvsd --config x", pktgen_cmd="rvs-pktgen --flows 1K"),

@@ -1,17 +1,24 @@
 //! rvs-pktgen: the traffic generator of the memif benchmark (DESIGN.md, "Performance method").
 //!
 //! On one lcore it plays N clients on its external port and the real servers on its internal
-//! port. Client frames (UDP, or TCP opening each flow with a SYN) go to VIP:vport; what the DUT
-//! (rvsd, or testpmd io forwarding) delivers on the internal port is reflected back as the real
-//! server's answer (addresses and ports swapped, like testpmd's 5tswap); the replies arriving on
-//! the external port are checked (source VIP:vport, destination the client of the flow they
-//! carry, checksums) and timed. It reports delivered Mpps, loss and round-trip latency, as a
-//! human summary on stderr and one JSON line on stdout.
+//! port, over IPv4 or (`--family 6`) IPv6. Client frames (UDP, or TCP opening each flow with a
+//! SYN) go to VIP:vport; what the DUT (rvsd, or testpmd io forwarding) delivers on the internal
+//! port is reflected back as the real server's answer (addresses and ports swapped, like
+//! testpmd's 5tswap); the replies arriving on the external port are checked (source VIP:vport,
+//! destination the client of the flow they carry, checksums) and timed. It reports delivered
+//! Mpps, loss and round-trip latency, as a human summary on stderr and one JSON line on stdout.
 //!
 //! Phases: warm-up (at least `--warmup` seconds and, without `--new-conns`, until every flow has
 //! been opened once, so the measurement sees established flows only), measurement (`--duration`
 //! seconds), drain (`--drain-ms`: no sending, replies still counted). Only frames sent during the
 //! measurement count: loss = sent - replies to them, whenever those arrive before the end.
+//!
+//! IPv4 (default): VIP 198.51.100.1, DUT 192.0.2.1 on the server side, real servers 192.0.2.0/24,
+//! clients 198.51.100.10-254; the DUT's MAC learnt by ARP, and ARP answered on both sides.
+//! IPv6 (`--family 6`): VIP 2001:db8:100::1, DUT 2001:db8:2::1, real servers 2001:db8:2::/64,
+//! clients 2001:db8:100::1:a-fe (`frame::client6_of`), 84-byte frames on the wire (the
+//! 64-byte IPv4 frame's L4 header and payload behind the 20 bytes longer header); neighbour
+//! solicitation and advertisement instead of ARP, for the probe and the DUT's solicitations.
 //!
 //! The ports are memif servers by default (`/tmp/rvs-bench/{ext,int}.sock`): start rvs-pktgen
 //! first, then the DUT as memif client on the same sockets. It waits for both links.
@@ -21,12 +28,11 @@
 
 use clap::{Parser, ValueEnum};
 use control::config::{MacAddr, PortConfig, PortRole};
-use dataplane::packet::arp;
 use dpdk_sys as sys;
 use hdrhistogram::Histogram;
 use rvs_benches::frame::{self, Generator, Mismatch, Proto, Reflected};
 use rvsd::dpdk::{eal, port::Port};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -55,6 +61,85 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
 }
 
+/// The address family of the traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Family {
+    #[value(name = "4")]
+    V4,
+    #[value(name = "6")]
+    V6,
+}
+
+impl Family {
+    fn number(self) -> u8 {
+        match self {
+            Family::V4 => 4,
+            Family::V6 => 6,
+        }
+    }
+}
+
+/// The addresses of a run: `--vip` and `--dip`, or their family's defaults.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    family: Family,
+    vip: IpAddr,
+    dip: IpAddr,
+}
+
+impl Plan {
+    fn new(args: &Args) -> Result<Plan, String> {
+        let (vip, dip): (IpAddr, IpAddr) = match args.family {
+            Family::V4 => (
+                Ipv4Addr::new(198, 51, 100, 1).into(),
+                Ipv4Addr::new(192, 0, 2, 1).into(),
+            ),
+            Family::V6 => (testkit::ipv6::VIP6.into(), testkit::ipv6::DIP6.into()),
+        };
+        let plan = Plan {
+            family: args.family,
+            vip: args.vip.unwrap_or(vip),
+            dip: args.dip.unwrap_or(dip),
+        };
+        let v6 = args.family == Family::V6;
+        if plan.vip.is_ipv6() != v6 || plan.dip.is_ipv6() != v6 {
+            return Err(format!(
+                "--vip {} and --dip {} must be IPv{} addresses (--family {})",
+                plan.vip,
+                plan.dip,
+                args.family.number(),
+                args.family.number()
+            ));
+        }
+        Ok(plan)
+    }
+
+    /// The client of flow 0: the link probe's source.
+    fn client0(&self) -> IpAddr {
+        match self.family {
+            Family::V4 => frame::client_of(0).0.into(),
+            Family::V6 => frame::client6_of(0).0.into(),
+        }
+    }
+
+    /// Whether the server side answers ARP or solicitations for `ip`.
+    fn is_server(&self, ip: IpAddr) -> bool {
+        match (ip, self.dip) {
+            (IpAddr::V4(a), IpAddr::V4(d)) => is_server(a, d),
+            (IpAddr::V6(a), IpAddr::V6(d)) => frame::is_server6(a, d),
+            _ => false,
+        }
+    }
+}
+
+/// Whether the client side answers ARP or solicitations for `ip`.
+fn is_client(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => frame::is_client(a),
+        IpAddr::V6(a) => frame::is_client6(a),
+    }
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum ProtoArg {
     Udp,
@@ -78,8 +163,8 @@ enum ConnTest {
                   servers at /tmp/rvs-bench/ext.sock and int.sock (socket-abstract=no)."
 )]
 struct Args {
-    /// Concurrent flows (suffixes K, M: 10M). Flow i is client 198.51.100.(10 + i/60000), port
-    /// 1024 + i%60000; at most 14.7M.
+    /// Concurrent flows (suffixes K, M: 10M). Flow i is client 198.51.100.(10 + i/60000)
+    /// (IPv6: 2001:db8:100::1:(10 + i/60000)), port 1024 + i%60000; at most 14.7M.
     #[arg(long, default_value = "1K", value_parser = parse_count)]
     flows: u64,
     #[arg(long, value_enum, default_value_t = ProtoArg::Udp)]
@@ -100,31 +185,37 @@ struct Args {
     /// walking the whole client space: measures new connections per second.
     #[arg(long)]
     new_conns: bool,
-    /// Frame size on the wire in bytes, FCS included (64 = a 60-byte frame in the buffer).
-    #[arg(long, default_value_t = 64)]
-    size: usize,
-    #[arg(long, default_value = "198.51.100.1")]
-    vip: Ipv4Addr,
+    /// Frame size on the wire in bytes, FCS included (64 = a 60-byte frame in the buffer);
+    /// 64 for IPv4 and 84 for IPv6 (the same L4 header and payload) when not given.
+    #[arg(long)]
+    size: Option<usize>,
+    /// Address family: 4, or 6 (IPv6 addresses, neighbour discovery instead of ARP).
+    #[arg(long, value_enum, default_value = "4")]
+    family: Family,
+    /// The VIP; 198.51.100.1, or 2001:db8:100::1 with --family 6, when not given.
+    #[arg(long)]
+    vip: Option<IpAddr>,
     /// Virtual port; 9000 for UDP and 80 for TCP when not given.
     #[arg(long)]
     vport: Option<u16>,
-    /// The DUT's address on the real-server side (never answered by the server side's ARP).
-    #[arg(long, default_value = "192.0.2.1")]
-    dip: Ipv4Addr,
+    /// The DUT's address on the real-server side (never answered by the server side's ARP or
+    /// neighbour advertisements); 192.0.2.1, or 2001:db8:2::1 with --family 6, when not given.
+    #[arg(long)]
+    dip: Option<IpAddr>,
     /// DPDK device of the client side.
     #[arg(long, default_value = "net_memif0")]
     ext_dev: String,
     /// DPDK device of the real-server side.
     #[arg(long, default_value = "net_memif1")]
     int_dev: String,
-    /// The DUT's client-side MAC; given, it is not resolved by ARP (for testpmd, which forwards
-    /// frames unchanged and answers no ARP).
+    /// The DUT's client-side MAC; given, it is not resolved by ARP or neighbour solicitation
+    /// (for testpmd, which forwards frames unchanged and answers neither).
     #[arg(long)]
     dut_mac: Option<String>,
     /// Do not check replies (addresses, flow, checksums): only time them.
     #[arg(long)]
     no_check: bool,
-    /// Seconds to wait for both links and the DUT's ARP answer.
+    /// Seconds to wait for both links and the DUT's ARP (or neighbour) answer.
     #[arg(long, default_value_t = 30.0)]
     link_timeout: f64,
     /// After reporting, seconds to wait for the DUT to disconnect before closing the ports.
@@ -201,7 +292,9 @@ struct Counters {
     client_tx_short: u64,
     mbuf_alloc_fail: u64,
     arp_answered: u64,
-    /// Frames neither IPv4 nor ARP, or ARP not for us.
+    /// Neighbour solicitations answered (IPv6).
+    ndp_answered: u64,
+    /// ARP or ICMPv6 frames not answered (not for us, or not a request).
     other: u64,
     /// Time (TSC) every flow had been opened once; 0 while not.
     all_opened_at: u64,
@@ -251,6 +344,10 @@ fn port_config(name: &str, device: &str) -> PortConfig {
 }
 
 fn run(args: &Args) -> Result<(), String> {
+    let plan = Plan::new(args)?;
+    if plan.family == Family::V6 && args.conn_test.is_some() {
+        return Err("--conn-test runs over IPv4 only (session.rs)".into());
+    }
     let proto = match args.proto {
         ProtoArg::Udp => Proto::Udp,
         ProtoArg::Tcp => Proto::Tcp,
@@ -268,16 +365,20 @@ fn run(args: &Args) -> Result<(), String> {
     if !(args.duration > 0.0 && args.warmup >= 0.0 && args.link_timeout > 0.0) {
         return Err("--duration must be > 0, --warmup >= 0, --link-timeout > 0".into());
     }
-    let frame_len = args
-        .size
+    let min_frame = match plan.family {
+        Family::V4 => frame::MIN_FRAME,
+        Family::V6 => frame::MIN_FRAME6,
+    };
+    let size = args.size.unwrap_or(min_frame + 4);
+    let frame_len = size
         .checked_sub(4)
-        .filter(|l| (frame::MIN_FRAME..=frame::MAX_FRAME).contains(l))
+        .filter(|l| (min_frame..=frame::MAX_FRAME).contains(l))
         .ok_or_else(|| {
             format!(
-                "--size {} outside {}..={} (bytes on the wire, FCS included)",
-                args.size,
-                frame::MIN_FRAME + 4,
-                frame::MAX_FRAME + 4
+                "--size {size} outside {}..={} for IPv{} (bytes on the wire, FCS included)",
+                min_frame + 4,
+                frame::MAX_FRAME + 4,
+                plan.family.number()
             )
         })?;
     let dut_mac = match &args.dut_mac {
@@ -314,9 +415,9 @@ fn run(args: &Args) -> Result<(), String> {
                 ConnTest::Teardown => rvs_benches::session::Mode::Teardown,
                 ConnTest::Capacity => rvs_benches::session::Mode::Capacity,
             };
-            conn::bench(args, &ports, mode, args.vport.unwrap_or(80), dut_mac)
+            conn::bench(args, &plan, &ports, mode, args.vport.unwrap_or(80), dut_mac)
         }
-        None => bench(args, &ports, proto, vport, frame_len, dut_mac),
+        None => bench(args, &plan, &ports, proto, vport, frame_len, dut_mac),
     };
     if let Ok(report) = &result {
         println!("{report}");
@@ -386,8 +487,9 @@ unsafe fn send_all(port: u16, queue: u16, frames: &mut [*mut sys::rte_mbuf]) -> 
     sent
 }
 
-/// The data of `m` and its tailroom, to answer an ARP request in place: the padded reply
-/// (60 bytes) is longer than a request without padding (the kernel's, 42 bytes over veth).
+/// The data of `m` and its tailroom, to answer an ARP request or a neighbour solicitation in
+/// place: the padded ARP reply (60 bytes) is longer than a request without padding (the
+/// kernel's, 42 bytes over veth), an advertisement (86) than a solicitation without options.
 ///
 /// # Safety
 /// `m` must be a valid single-segment mbuf owned by the caller; no other slice of its data may
@@ -413,8 +515,14 @@ fn is_server(ip: Ipv4Addr, dip: Ipv4Addr) -> bool {
     u32::from(ip) & 0xffff_ff00 == u32::from(SERVER_NET) && o[3] != 0 && o[3] != 255 && ip != dip
 }
 
-/// Waits for both links, then learns the DUT's client-side MAC by ARP for the VIP.
-fn prepare(args: &Args, ports: &Ports, dut_mac: Option<[u8; 6]>) -> Result<[u8; 6], String> {
+/// Waits for both links, then learns the DUT's client-side MAC by ARP (IPv6: a neighbour
+/// solicitation) for the VIP.
+fn prepare(
+    args: &Args,
+    plan: &Plan,
+    ports: &Ports,
+    dut_mac: Option<[u8; 6]>,
+) -> Result<[u8; 6], String> {
     let hz = eal::tsc_hz();
     let deadline = eal::tsc() + (args.link_timeout * hz as f64) as u64;
     while !(link_up(ports.ext.id) && link_up(ports.int.id)) {
@@ -432,21 +540,27 @@ fn prepare(args: &Args, ports: &Ports, dut_mac: Option<[u8; 6]>) -> Result<[u8; 
     if let Some(mac) = dut_mac {
         return Ok(mac);
     }
-    let (client0, _) = frame::client_of(0);
+    let client0 = plan.client0();
     let mut last_req = 0u64;
     let mut rx = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
     loop {
         let now = eal::tsc();
         if STOP.load(Ordering::Relaxed) || now > deadline {
             return Err(format!(
-                "the DUT did not answer ARP for {} on {} within {} s",
-                args.vip, args.ext_dev, args.link_timeout
+                "the DUT did not answer {} for {} on {} within {} s",
+                match plan.family {
+                    Family::V4 => "ARP",
+                    Family::V6 => "a neighbour solicitation",
+                },
+                plan.vip,
+                args.ext_dev,
+                args.link_timeout
             ));
         }
         if now - last_req > hz / 10 {
             last_req = now;
             send_one(&ports.ext, |buf| {
-                arp::build_request(buf, ports.ext.mac, client0, args.vip)
+                frame::build_probe(buf, ports.ext.mac, client0, plan.vip)
             });
         }
         for (port, ours) in [(&ports.ext, true), (&ports.int, false)] {
@@ -456,22 +570,20 @@ fn prepare(args: &Args, ports: &Ports, dut_mac: Option<[u8; 6]>) -> Result<[u8; 
             for &m in &rx[..n] {
                 // SAFETY: m came from rx_burst and is ours.
                 let f = unsafe { rvsd::dpdk::mbuf::data_mut(m) };
-                if let Some(a) = arp::parse_frame(f) {
-                    if ours && a.op == arp::OP_REPLY && a.spa == args.vip {
-                        found = Some(a.sha);
-                    }
+                if ours {
+                    found = found.or(frame::probe_answer(f, plan.vip));
                 }
                 // The DUT may already ask for clients or servers: answer, as in the run.
                 // SAFETY: as above; `f` is not used after this.
                 let room = unsafe { arp_room(m) };
                 let answer = if ours {
-                    frame::answer_arp(room, port.mac, frame::is_client)
+                    frame::answer_neighbour(room, port.mac, is_client)
                 } else {
-                    frame::answer_arp(room, port.mac, |ip| is_server(ip, args.dip))
+                    frame::answer_neighbour(room, port.mac, |ip| plan.is_server(ip))
                 };
-                if answer.is_some() {
-                    // SAFETY: valid single-segment mbuf.
-                    unsafe { sys::rvs_mbuf_set_len(m, frame::MIN_FRAME as u16) };
+                if let Some(len) = answer {
+                    // SAFETY: valid single-segment mbuf; the answer fits its data room.
+                    unsafe { sys::rvs_mbuf_set_len(m, len as u16) };
                     let mut one = [m];
                     // SAFETY: m is ours; send_all takes or frees it.
                     unsafe { send_all(port.id, 0, &mut one) };
@@ -487,17 +599,19 @@ fn prepare(args: &Args, ports: &Ports, dut_mac: Option<[u8; 6]>) -> Result<[u8; 
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn bench(
     args: &Args,
+    plan: &Plan,
     ports: &Ports,
     proto: Proto,
     vport: u16,
     frame_len: usize,
     dut_mac: Option<[u8; 6]>,
 ) -> Result<String, String> {
-    let dut = prepare(args, ports, dut_mac)?;
+    let dut = prepare(args, plan, ports, dut_mac)?;
     let hz = eal::tsc_hz();
-    let gen = Generator::new(proto, frame_len, ports.ext.mac, dut, args.vip, vport)?;
+    let gen = Generator::new(proto, frame_len, ports.ext.mac, dut, plan.vip, vport)?;
     // Latencies are recorded in TSC cycles, up to a minute.
     let mut hist = Histogram::<u64>::new_with_bounds(1, hz.max(2) * 60, 3)
         .map_err(|e| format!("histogram: {e}"))?;
@@ -669,12 +783,17 @@ fn bench(
             for &m in &rx[..n] {
                 // SAFETY: m came from rx_burst and is ours until sent or freed.
                 let f = unsafe { rvsd::dpdk::mbuf::data_mut(m) };
-                let keep = if frame::is_arp(f) {
+                let keep = if frame::is_arp_or_ndp(f) {
+                    let arp = frame::is_arp(f);
                     // SAFETY: as above; `f` is not used after this.
                     let room = unsafe { arp_room(m) };
-                    match frame::answer_arp(room, ports.int.mac, |ip| is_server(ip, args.dip)) {
+                    match frame::answer_neighbour(room, ports.int.mac, |ip| plan.is_server(ip)) {
                         Some(len) => {
-                            c.arp_answered += 1;
+                            if arp {
+                                c.arp_answered += 1;
+                            } else {
+                                c.ndp_answered += 1;
+                            }
                             // SAFETY: valid mbuf; the reply fits its data room.
                             unsafe { sys::rvs_mbuf_set_len(m, len as u16) };
                             true
@@ -740,11 +859,16 @@ fn bench(
             for &m in &rx[..n] {
                 // SAFETY: m came from rx_burst and is ours until sent or freed.
                 let f = unsafe { rvsd::dpdk::mbuf::data_mut(m) };
-                if frame::is_arp(f) {
+                if frame::is_arp_or_ndp(f) {
+                    let arp = frame::is_arp(f);
                     // SAFETY: as above; `f` is not used after this.
                     let room = unsafe { arp_room(m) };
-                    if let Some(len) = frame::answer_arp(room, ports.ext.mac, frame::is_client) {
-                        c.arp_answered += 1;
+                    if let Some(len) = frame::answer_neighbour(room, ports.ext.mac, is_client) {
+                        if arp {
+                            c.arp_answered += 1;
+                        } else {
+                            c.ndp_answered += 1;
+                        }
                         // SAFETY: valid mbuf; the reply fits its data room.
                         unsafe { sys::rvs_mbuf_set_len(m, len as u16) };
                         out[0][n_arp] = m;
@@ -754,7 +878,7 @@ fn bench(
                     c.other += 1;
                 } else {
                     let reply = if check {
-                        frame::check_reply(f, proto, args.vip, vport, true)
+                        frame::check_reply(f, proto, plan.vip, vport, true)
                             .and_then(|r| {
                                 // Established flows only come from this run's flows.
                                 if !args.new_conns && r.flow >= flows {
@@ -820,13 +944,14 @@ fn bench(
     let ws = ws.unwrap_or(start);
     let win_s = we.saturating_sub(ws) as f64 / hz as f64;
     Ok(report(
-        args, ports, proto, vport, frame_len, dut, &c, &hist, hz, win_s, start, ws,
+        args, plan, ports, proto, vport, frame_len, dut, &c, &hist, hz, win_s, start, ws,
     ))
 }
 
 #[allow(clippy::too_many_arguments)]
 fn report(
     args: &Args,
+    plan: &Plan,
     ports: &Ports,
     proto: Proto,
     vport: u16,
@@ -895,7 +1020,8 @@ fn report(
     };
 
     eprintln!(
-        "rvs-pktgen: {} {} flows{}, {} B frames, rate {}, {:.2} s measured (warm-up {:.2} s{})",
+        "rvs-pktgen: IPv{} {} {} flows{}, {} B frames, rate {}, {:.2} s measured (warm-up {:.2} s{})",
+        plan.family.number(),
         match proto {
             Proto::Udp => "UDP",
             Proto::Tcp => "TCP",
@@ -906,7 +1032,7 @@ fn report(
         } else {
             ""
         },
-        args.size,
+        frame_len + 4,
         if args.rate == 0 {
             "max".to_string()
         } else {
@@ -937,19 +1063,20 @@ fn report(
     );
     eprintln!(
         "  mismatches: replies {mismatches}, server side {server_mismatches}; server-side tx drops {}, \
-         client bursts retried {}, ARP answered {}",
-        c.server_tx_drop, c.client_tx_short, c.arp_answered
+         client bursts retried {}, ARP answered {}, neighbour solicitations answered {}",
+        c.server_tx_drop, c.client_tx_short, c.arp_answered, c.ndp_answered
     );
 
     serde_json::json!({
         "label": args.label,
+        "family": plan.family.number(),
         "proto": match proto { Proto::Udp => "udp", Proto::Tcp => "tcp" },
         "flows": args.flows,
         "new_conns": args.new_conns,
-        "size": args.size,
+        "size": frame_len + 4,
         "frame_len": frame_len,
         "rate": args.rate,
-        "vip": args.vip.to_string(),
+        "vip": plan.vip.to_string(),
         "vport": vport,
         "dut_mac": MacAddr(dut).to_string(),
         "checked": !args.no_check,
@@ -972,7 +1099,8 @@ fn report(
                    "server_ignored": c.server_ignored, "server_tx_drop": c.server_tx_drop,
                    "server_tx_drop_win": c.server_tx_drop_win,
                    "client_tx_short": c.client_tx_short, "mbuf_alloc_fail": c.mbuf_alloc_fail,
-                   "arp_answered": c.arp_answered, "other": c.other,
+                   "arp_answered": c.arp_answered, "ndp_answered": c.ndp_answered,
+                   "other": c.other,
                    "replies_to_other_queue": c.replies_to_other_queue,
                    "replies_by_queue": c.replies_by_queue },
         "queues": args.queues,
@@ -1007,6 +1135,32 @@ mod tests {
         assert!(!is_server(Ipv4Addr::new(192, 0, 2, 255), dip));
         assert!(!is_server(Ipv4Addr::new(192, 0, 3, 2), dip));
         assert!(!is_server(Ipv4Addr::new(198, 51, 100, 1), dip));
+    }
+
+    #[test]
+    fn family_picks_the_addresses() {
+        let parse = |extra: &[&str]| {
+            let a = Args::try_parse_from([&["rvs-pktgen"][..], extra].concat()).unwrap();
+            Plan::new(&a)
+        };
+        let p = parse(&[]).unwrap();
+        assert_eq!(p.family, Family::V4);
+        assert_eq!(p.vip, IpAddr::from(Ipv4Addr::new(198, 51, 100, 1)));
+        assert_eq!(p.client0(), IpAddr::from(frame::CLIENT_FIRST));
+        let p = parse(&["--family", "6"]).unwrap();
+        assert_eq!(p.vip, IpAddr::from(testkit::ipv6::VIP6));
+        assert_eq!(p.dip, IpAddr::from(testkit::ipv6::DIP6));
+        assert_eq!(p.client0(), IpAddr::from(frame::CLIENT6_FIRST));
+        assert!(p.is_server(testkit::ipv6::RIP6_1.into()));
+        assert!(!p.is_server(testkit::ipv6::DIP6.into()));
+        assert!(!p.is_server(Ipv4Addr::new(192, 0, 2, 2).into()));
+        assert!(is_client(frame::CLIENT6_FIRST.into()) && !is_client(testkit::ipv6::VIP6.into()));
+        let vip6: std::net::Ipv6Addr = "2001:db8:100::7".parse().unwrap();
+        let p = parse(&["--family", "6", "--vip", "2001:db8:100::7"]).unwrap();
+        assert_eq!(p.vip, IpAddr::from(vip6));
+        assert!(parse(&["--vip", "2001:db8:100::7"]).is_err());
+        assert!(parse(&["--family", "6", "--dip", "192.0.2.1"]).is_err());
+        assert!(Args::try_parse_from(["rvs-pktgen", "--family", "5"]).is_err());
     }
 
     #[test]

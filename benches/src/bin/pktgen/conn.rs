@@ -4,7 +4,7 @@
 //! port is answered by the session's real-server side; the replies on the external port move
 //! each connection on. One JSON line on stdout says whether the trial passed.
 
-use super::{arp_room, is_server, prepare, Args, Ports, BURST, STOP};
+use super::{arp_room, prepare, Args, Plan, Ports, BURST, STOP};
 use dpdk_sys as sys;
 use rvs_benches::frame;
 use rvs_benches::session::{Config, Mode, Seg, SegKind, Served, Trial};
@@ -88,12 +88,16 @@ fn send_segs(ports: &Ports, tx: &mut Tx, t: &mut Trial, segs: &[Seg]) {
 
 pub fn bench(
     args: &Args,
+    plan: &Plan,
     ports: &Ports,
     mode: Mode,
     vport: u16,
     dut_mac: Option<[u8; 6]>,
 ) -> Result<String, String> {
-    let dut = prepare(args, ports, dut_mac)?;
+    let dut = prepare(args, plan, ports, dut_mac)?;
+    let std::net::IpAddr::V4(vip) = plan.vip else {
+        return Err("--conn-test runs over IPv4 only".into());
+    };
     let hz = eal::tsc_hz();
     let mut t = Trial::new(Config {
         mode,
@@ -102,7 +106,7 @@ pub fn bench(
         load_rate: args.load_rate,
         drain: args.drain_ms * hz / 1000,
         hz,
-        vip: args.vip,
+        vip,
         vport,
         client_mac: ports.ext.mac,
         dut_mac: dut,
@@ -161,7 +165,7 @@ pub fn bench(
             // data and tailroom, the only view of it while used.
             let room = unsafe { arp_room(m) };
             let len = if frame::is_arp(room) {
-                frame::answer_arp(room, ports.int.mac, |ip| is_server(ip, args.dip))
+                frame::answer_neighbour(room, ports.int.mac, |ip| plan.is_server(ip))
             } else {
                 match t.serve(room) {
                     Ok(Served::Reply(len)) => Some(len),
@@ -234,7 +238,7 @@ pub fn bench(
         serde_json::json!({ "client": ext_tx.ring_full, "server": int_tx.ring_full });
     r["label"] = args.label.clone().into();
     r["dut_mac"] = control::config::MacAddr(dut).to_string().into();
-    r["vip"] = args.vip.to_string().into();
+    r["vip"] = plan.vip.to_string().into();
     r["vport"] = vport.into();
     r["elapsed_s"] = ((eal::tsc() - start) as f64 / hz as f64).into();
     r["tsc_hz"] = hz.into();

@@ -157,6 +157,8 @@ impl Pipeline {
         if let Some(rest) = self.prefetched.get_mut(n..) {
             rest.fill(None);
         }
+        // An index left by a frame that never reached its lookup names nothing now.
+        self.hint.set(None);
         self.inserted_since_prefetch.set(0);
     }
 

@@ -17,7 +17,8 @@
 //! An instance is IPv4 or IPv6, as in keepalived: the family of its first `virtual_ipaddress`
 //! (IPv6: adverts to ff02::12 from the interface's link-local address); an address of the other
 //! family in the same instance is refused with its line, and so are `unicast_src_ip` and
-//! `unicast_peer` addresses of the other family.
+//! `unicast_peer` in an IPv6 instance (rvsd carries IPv6 adverts to ff02::12 only) and of the
+//! other family in an IPv4 one.
 
 use super::model::{split_command, Builder};
 use super::tree::Node;
@@ -558,7 +559,16 @@ fn instance(
     let src = unicast_src.iter().map(|(s, a)| ("unicast_src_ip", s, a));
     let peers = unicast_peers.iter().map(|(s, a)| ("unicast_peer", s, a));
     for (what, s, a) in src.chain(peers) {
-        if !addrs.is_empty() && a.is_ipv6() != ipv6 {
+        if ipv6 {
+            // The adverts would leave the twin from its link-local address to a unicast
+            // peer, which rvsd's exception path does not carry (only ff02::12 is).
+            b.error(
+                s,
+                format!(
+                    "{what} {a}: unicast adverts are IPv4 only in rvs-healthd (rvsd carries IPv6 VRRP to ff02::12 only): leave unicast_src_ip and unicast_peer out of an IPv6 vrrp_instance"
+                ),
+            );
+        } else if !addrs.is_empty() && a.is_ipv6() != ipv6 {
             b.error(
                 s,
                 format!(
@@ -879,9 +889,6 @@ vrrp_sync_group G {
     2001:db8:100::5
     2001:db8:2::1/64 dev rvs-int0
   }
-  unicast_peer {
-    fe80::2
-  }
 }
 "#,
         );
@@ -900,7 +907,7 @@ vrrp_sync_group G {
                 "2001:db8:2::1/64 rvs-int0"
             ]
         );
-        assert_eq!(i.unicast_peers, ["fe80::2".parse::<IpAddr>().unwrap()]);
+        assert!(i.unicast_peers.is_empty());
         let e = errors(
             r#"vrrp_instance M {
   interface eth0
@@ -930,7 +937,7 @@ vrrp_instance N {
             e,
             [
                 "k.conf:7: virtual_ipaddress 192.0.2.1/24: an IPv4 address in an IPv6 instance (its first address is 2001:db8::1/64); a vrrp_instance is IPv4 or IPv6, as in keepalived: use one instance per family",
-                "k.conf:9: unicast_src_ip 192.0.2.9: an IPv4 address in an IPv6 vrrp_instance",
+                "k.conf:9: unicast_src_ip 192.0.2.9: unicast adverts are IPv4 only in rvs-healthd (rvsd carries IPv6 VRRP to ff02::12 only): leave unicast_src_ip and unicast_peer out of an IPv6 vrrp_instance",
                 "k.conf:17: virtual_ipaddress 2001:db8::2: an IPv6 address in an IPv4 instance (its first address is 192.0.2.2/32); a vrrp_instance is IPv4 or IPv6, as in keepalived: use one instance per family",
                 "k.conf:20: unicast_peer 2001:db8::3: an IPv6 address in an IPv4 vrrp_instance",
             ],

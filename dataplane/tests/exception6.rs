@@ -549,6 +549,23 @@ fn ipv6_vrrp_adverts_are_carried_between_the_twin_and_the_wire() {
         ),
         (EXT, eth6([0x33, 0x33, 0, 0, 0, 0x16], CLIENT_MAC, &mld)),
         (INT, eth6(group_mac, RS1_MAC, &vrrp6(peer_ll))),
+        // From a global address (RFC 5798 5.1.2.1: adverts come from a link-local one).
+        (EXT, eth6(group_mac, CLIENT_MAC, &vrrp6(CIP6))),
+        // Behind an extension header (here an atomic fragment).
+        (
+            EXT,
+            eth6(
+                group_mac,
+                CLIENT_MAC,
+                &ipv6(
+                    peer_ll,
+                    Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12),
+                    FRAGMENT,
+                    255,
+                    &frag_header(112, 0, false, 7, &[0x31, 51, 100, 1, 0, 100, 0, 0]),
+                ),
+            ),
+        ),
     ];
     for (port, f) in &refused {
         assert_eq!(d.send(*port, f), Action::Drop, "{f:02x?}");

@@ -20,11 +20,16 @@ use crate::stats::{DropReason, Event};
 pub const PROTO_VRRP: u8 = 112;
 
 /// The IPv6 multicast the exception path carries between a twin and the wire, both ways: VRRP
-/// (next header 112, unfragmented) to a link-local scope group (ff02::/16: VRRP's ff02::12),
-/// as 224.0.0.18 is carried for IPv4. Other IPv6 multicast (MLD, router discovery, a UDP
-/// datagram to all-nodes) is neither sent up nor down: it is about the twin, not the wire.
+/// (next header 112 right after the fixed header: no extension header, no fragment, atomic
+/// ones included) from a link-local address (RFC 5798 5.1.2.1) to a link-local scope group
+/// (ff02::/16: VRRP's ff02::12), as 224.0.0.18 is carried for IPv4. Other IPv6 multicast
+/// (MLD, router discovery, a UDP datagram to all-nodes) is neither sent up nor down: it is
+/// about the twin, not the wire.
 pub(super) fn carried_multicast6(ip: &Ipv6Hdr) -> bool {
-    ipv6::is_link_local_multicast(ip.dst) && ip.proto == PROTO_VRRP && ip.frag.is_none()
+    ipv6::is_link_local_multicast(ip.dst)
+        && ip.proto == PROTO_VRRP
+        && ip.l4_off == ipv6::HDR_LEN
+        && ipv6::is_link_local(ip.src)
 }
 
 /// Frames each worker sends up per second unless configured ([`KernelPath::rate`]).

@@ -153,7 +153,7 @@ bench_services() {
         *) die "bench_services: unknown protocol $p" ;;
         esac
         vip=198.51.100.1 rs=192.0.2.
-        [[ $p == *6 ]] && vip=[2001:db8:100::1] rs=2001:db8:2::
+        [[ $p == *6 ]] && vip="[2001:db8:100::1]" rs=2001:db8:2::
         echo "-A $flag $vip:$port -s rr"
         for s in 2 3 4 5; do
             if [[ $p == *6 ]]; then

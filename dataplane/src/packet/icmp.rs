@@ -175,20 +175,13 @@ pub struct ErrorNat<A = Ipv4Addr> {
 
 /// What [`nat_error`] needs of the outer IP header of an ICMP error, for either family: one
 /// rewrite for ICMP and ICMPv6 (`icmpv6` implements it for IPv6).
-pub trait ErrorHeader {
-    type Addr: Copy;
-    /// Offsets of the source and destination addresses in a header of this family (the outer
-    /// one and the quoted one).
-    const OFF_SRC: usize;
-    const OFF_DST: usize;
-    /// The fixed header's length: the least a quoted header has.
-    const MIN_HDR_LEN: usize;
+/// (The addresses' offsets and the fixed header's length, [`super::IpHdr`]'s, are those of
+/// the outer header and of the quoted one.)
+pub trait ErrorHeader: super::IpHdr {
     /// Offset of the ICMP message in the packet (after IPv4's options or IPv6's extension
     /// headers), or `None` when [`nat_error`] must not rewrite the packet: its TTL or hop limit
     /// is 0 (IPv6 also: it is not ICMPv6, or it is a fragment).
     fn error_msg_off(&self) -> Option<usize>;
-    /// The packet's length from the IP header on.
-    fn packet_end(&self) -> usize;
     /// Writes `addr` at `off` of `p` and returns the checksum delta of the change.
     fn replace_addr(p: &mut [u8], off: usize, addr: Self::Addr) -> Option<u32>;
     /// Writes `addr` at `off` of the outer header `p` and decrements its TTL or hop limit
@@ -202,15 +195,8 @@ pub trait ErrorHeader {
 }
 
 impl ErrorHeader for Ipv4Hdr {
-    type Addr = Ipv4Addr;
-    const OFF_SRC: usize = ipv4::OFF_SRC;
-    const OFF_DST: usize = ipv4::OFF_DST;
-    const MIN_HDR_LEN: usize = ipv4::MIN_HDR_LEN;
     fn error_msg_off(&self) -> Option<usize> {
         (self.ttl != 0).then_some(self.hdr_len)
-    }
-    fn packet_end(&self) -> usize {
-        self.total_len
     }
     fn replace_addr(p: &mut [u8], off: usize, addr: Ipv4Addr) -> Option<u32> {
         ipv4::replace_addr(p, off, addr)
@@ -249,7 +235,7 @@ pub fn nat_error<H: ErrorHeader>(
         Side::Src => (emb + H::OFF_SRC, 0),
         Side::Dst => (emb + H::OFF_DST, 2),
     };
-    let end = ip.packet_end();
+    let end = ip.packet_len();
     if p.len() < end || l4 + 8 > end || emb + H::MIN_HDR_LEN > end {
         return None;
     }

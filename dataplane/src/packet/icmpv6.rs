@@ -114,16 +114,9 @@ pub fn parse_error(msg: &[u8]) -> Option<Embedded<Ipv6Addr>> {
 pub use super::icmp::nat_error;
 
 impl ErrorHeader for Ipv6Hdr {
-    type Addr = Ipv6Addr;
-    const OFF_SRC: usize = ipv6::OFF_SRC;
-    const OFF_DST: usize = ipv6::OFF_DST;
-    const MIN_HDR_LEN: usize = ipv6::HDR_LEN;
     fn error_msg_off(&self) -> Option<usize> {
         (self.hop_limit != 0 && self.proto == PROTO_ICMPV6 && !self.is_fragment())
             .then_some(self.l4_off)
-    }
-    fn packet_end(&self) -> usize {
-        self.total_len
     }
     fn replace_addr(p: &mut [u8], off: usize, addr: Ipv6Addr) -> Option<u32> {
         let old = get_ip6(p, off)?;

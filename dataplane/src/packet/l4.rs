@@ -352,18 +352,8 @@ fn rewrite_l4_ipv6<const N: usize>(
 
 /// What a TCP RST built in place needs of the IP header of the segment it answers, for
 /// either family: one RST builder for both.
-pub trait ReplyHeader {
-    type Addr: Copy;
+pub trait ReplyHeader: super::IpHdr {
     const ETHERTYPE: u16;
-    /// The header rvs writes (no options, no extension headers).
-    const HDR_LEN: usize;
-    fn src(&self) -> Self::Addr;
-    fn dst(&self) -> Self::Addr;
-    /// The upper-layer protocol (after IPv6's extension headers).
-    fn proto(&self) -> u8;
-    fn is_fragment(&self) -> bool;
-    /// The upper-layer bytes of the packet `l3`.
-    fn upper<'a>(&self, l3: &'a [u8]) -> Option<&'a [u8]>;
     /// Writes a header into `l3` for `upper_len` bytes of `proto` from `src` to `dst` with the
     /// default hop count (IPv4: DF set).
     fn write_header(
@@ -378,24 +368,7 @@ pub trait ReplyHeader {
 }
 
 impl ReplyHeader for Ipv4Hdr {
-    type Addr = Ipv4Addr;
     const ETHERTYPE: u16 = super::eth::ETHERTYPE_IPV4;
-    const HDR_LEN: usize = ipv4::MIN_HDR_LEN;
-    fn src(&self) -> Ipv4Addr {
-        self.src
-    }
-    fn dst(&self) -> Ipv4Addr {
-        self.dst
-    }
-    fn proto(&self) -> u8 {
-        self.proto
-    }
-    fn is_fragment(&self) -> bool {
-        Ipv4Hdr::is_fragment(self)
-    }
-    fn upper<'a>(&self, l3: &'a [u8]) -> Option<&'a [u8]> {
-        self.payload(l3)
-    }
     fn write_header(
         l3: &mut [u8],
         upper_len: usize,
@@ -412,24 +385,7 @@ impl ReplyHeader for Ipv4Hdr {
 }
 
 impl ReplyHeader for Ipv6Hdr {
-    type Addr = Ipv6Addr;
     const ETHERTYPE: u16 = super::eth::ETHERTYPE_IPV6;
-    const HDR_LEN: usize = ipv6::HDR_LEN;
-    fn src(&self) -> Ipv6Addr {
-        self.src
-    }
-    fn dst(&self) -> Ipv6Addr {
-        self.dst
-    }
-    fn proto(&self) -> u8 {
-        self.proto
-    }
-    fn is_fragment(&self) -> bool {
-        Ipv6Hdr::is_fragment(self)
-    }
-    fn upper<'a>(&self, l3: &'a [u8]) -> Option<&'a [u8]> {
-        self.payload(l3)
-    }
     fn write_header(
         l3: &mut [u8],
         upper_len: usize,
@@ -482,7 +438,7 @@ pub fn build_rst_in_place<H: ReplyHeader>(
         (0, seq_in.wrapping_add(n), TcpFlags::RST | TcpFlags::ACK)
     };
     let orig_src_mac: [u8; 6] = super::array(frame, 6)?;
-    let total = ETH + H::HDR_LEN + TCP_MIN_HDR;
+    let total = ETH + H::MIN_HDR_LEN + TCP_MIN_HDR;
     let out_len = if buf.len() >= super::eth::MIN_FRAME {
         total.max(super::eth::MIN_FRAME)
     } else {
@@ -498,7 +454,7 @@ pub fn build_rst_in_place<H: ReplyHeader>(
     .write(out)?;
     let pkt = out.get_mut(ETH..total)?;
     H::write_header(pkt, TCP_MIN_HDR, PROTO_TCP, ip.dst(), ip.src())?;
-    let tcp = pkt.get_mut(H::HDR_LEN..)?;
+    let tcp = pkt.get_mut(H::MIN_HDR_LEN..)?;
     tcp.fill(0);
     put16(tcp, 0, h.dport)?;
     put16(tcp, 2, h.sport)?;

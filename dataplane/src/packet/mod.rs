@@ -15,7 +15,93 @@ pub mod ipv6;
 pub mod l4;
 pub mod ndp;
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::fmt::Debug;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// What every layer asks of a parsed IPv4 or IPv6 header, whatever it does with the packet:
+/// its addresses, protocol, fragment state, length and upper-layer bytes, and where the
+/// addresses sit. The layers' own family traits build on it (`icmp::ErrorHeader`,
+/// `l4::ReplyHeader`, the pipeline's `IpHeader`), so each of these is said once.
+pub trait IpHdr {
+    type Addr: Copy + Eq + Debug + Into<IpAddr>;
+    /// Offsets of the source and destination addresses in the header.
+    const OFF_SRC: usize;
+    const OFF_DST: usize;
+    /// The fixed header's length (no options, no extension headers).
+    const MIN_HDR_LEN: usize;
+    fn src(&self) -> Self::Addr;
+    fn dst(&self) -> Self::Addr;
+    /// The upper-layer protocol (after IPv6's extension headers).
+    fn proto(&self) -> u8;
+    /// A fragment (an IPv6 atomic fragment is not one).
+    fn is_fragment(&self) -> bool;
+    /// The packet's length from the IP header on (padding after it excluded).
+    fn packet_len(&self) -> usize;
+    /// The upper-layer bytes of the packet `l3` (which starts at the IP header).
+    fn upper<'a>(&self, l3: &'a [u8]) -> Option<&'a [u8]>;
+}
+
+impl IpHdr for ipv4::Ipv4Hdr {
+    type Addr = Ipv4Addr;
+    const OFF_SRC: usize = ipv4::OFF_SRC;
+    const OFF_DST: usize = ipv4::OFF_DST;
+    const MIN_HDR_LEN: usize = ipv4::MIN_HDR_LEN;
+    #[inline]
+    fn src(&self) -> Ipv4Addr {
+        self.src
+    }
+    #[inline]
+    fn dst(&self) -> Ipv4Addr {
+        self.dst
+    }
+    #[inline]
+    fn proto(&self) -> u8 {
+        self.proto
+    }
+    #[inline]
+    fn is_fragment(&self) -> bool {
+        ipv4::Ipv4Hdr::is_fragment(self)
+    }
+    #[inline]
+    fn packet_len(&self) -> usize {
+        self.total_len
+    }
+    #[inline]
+    fn upper<'a>(&self, l3: &'a [u8]) -> Option<&'a [u8]> {
+        self.payload(l3)
+    }
+}
+
+impl IpHdr for ipv6::Ipv6Hdr {
+    type Addr = Ipv6Addr;
+    const OFF_SRC: usize = ipv6::OFF_SRC;
+    const OFF_DST: usize = ipv6::OFF_DST;
+    const MIN_HDR_LEN: usize = ipv6::HDR_LEN;
+    #[inline]
+    fn src(&self) -> Ipv6Addr {
+        self.src
+    }
+    #[inline]
+    fn dst(&self) -> Ipv6Addr {
+        self.dst
+    }
+    #[inline]
+    fn proto(&self) -> u8 {
+        self.proto
+    }
+    #[inline]
+    fn is_fragment(&self) -> bool {
+        ipv6::Ipv6Hdr::is_fragment(self)
+    }
+    #[inline]
+    fn packet_len(&self) -> usize {
+        self.total_len
+    }
+    #[inline]
+    fn upper<'a>(&self, l3: &'a [u8]) -> Option<&'a [u8]> {
+        self.payload(l3)
+    }
+}
 
 /// Why a packet could not be parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

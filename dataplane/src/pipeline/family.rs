@@ -12,36 +12,27 @@ use crate::frag::{FragAddr, FragKey, FragTable};
 use crate::packet::ipv4::{self, Ipv4Hdr};
 use crate::packet::ipv6::{self, Ipv6Hdr};
 use crate::packet::l4::{self, L4Hdr, Side};
-use crate::packet::{icmp, ParseError};
+use crate::packet::{icmp, IpHdr, ParseError};
 use crate::service::{OpsReply, Service, Snapshot};
 use crate::stats::DropReason;
-use std::fmt::Debug;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// An IPv4 or IPv6 header as the NAT path uses it.
-pub(super) trait IpHeader: Sized {
-    type Addr: Copy + Eq + Debug + Into<IpAddr> + FragAddr;
+/// (Addresses, protocol, length and upper-layer bytes are [`IpHdr`]'s, as every layer asks
+/// them.)
+pub(super) trait IpHeader: IpHdr<Addr: FragAddr> + Sized {
     type Fam: Family<Addr = Self::Addr>;
 
     /// `a` if it is of this family.
     fn addr_of(a: IpAddr) -> Option<Self::Addr>;
-    fn src(&self) -> Self::Addr;
-    fn dst(&self) -> Self::Addr;
-    /// The upper-layer protocol (after IPv6's extension headers).
-    fn proto(&self) -> u8;
     /// TTL or hop limit.
     fn hops(&self) -> u8;
-    /// The packet's length from the IP header on (what counters and the MTU check count).
-    fn packet_len(&self) -> usize;
-    fn is_fragment(&self) -> bool;
     /// A fragment at a non-zero offset (no L4 header).
     fn is_later_fragment(&self) -> bool;
     /// The datagram a fragment belongs to; `None` for a packet that is not a fragment.
     fn frag_key(&self) -> Option<FragKey<Self::Addr>>;
     /// Decrements the TTL or hop limit of the packet `l3` (IPv4's header checksum fixed).
     fn decrement_hops(l3: &mut [u8]) -> Option<()>;
-    /// The upper-layer bytes of the packet `l3` (which starts at the IP header).
-    fn upper<'a>(&self, l3: &'a [u8]) -> Option<&'a [u8]>;
     fn parse_l4(&self, seg: &[u8]) -> Result<L4Hdr, ParseError>;
     /// NAT of one end (address and port, checksums fixed incrementally), hop count decremented.
     fn rewrite_endpoint(
@@ -112,7 +103,6 @@ pub(super) trait IpHeader: Sized {
 }
 
 impl IpHeader for Ipv4Hdr {
-    type Addr = Ipv4Addr;
     type Fam = V4;
 
     #[inline]
@@ -123,28 +113,8 @@ impl IpHeader for Ipv4Hdr {
         }
     }
     #[inline]
-    fn src(&self) -> Ipv4Addr {
-        self.src
-    }
-    #[inline]
-    fn dst(&self) -> Ipv4Addr {
-        self.dst
-    }
-    #[inline]
-    fn proto(&self) -> u8 {
-        self.proto
-    }
-    #[inline]
     fn hops(&self) -> u8 {
         self.ttl
-    }
-    #[inline]
-    fn packet_len(&self) -> usize {
-        self.total_len
-    }
-    #[inline]
-    fn is_fragment(&self) -> bool {
-        Ipv4Hdr::is_fragment(self)
     }
     #[inline]
     fn is_later_fragment(&self) -> bool {
@@ -157,10 +127,6 @@ impl IpHeader for Ipv4Hdr {
     #[inline]
     fn decrement_hops(l3: &mut [u8]) -> Option<()> {
         ipv4::decrement_ttl(l3)
-    }
-    #[inline]
-    fn upper<'a>(&self, l3: &'a [u8]) -> Option<&'a [u8]> {
-        self.payload(l3)
     }
     #[inline]
     fn parse_l4(&self, seg: &[u8]) -> Result<L4Hdr, ParseError> {
@@ -235,7 +201,6 @@ impl IpHeader for Ipv4Hdr {
 }
 
 impl IpHeader for Ipv6Hdr {
-    type Addr = Ipv6Addr;
     type Fam = V6;
 
     fn addr_of(a: IpAddr) -> Option<Ipv6Addr> {
@@ -244,23 +209,8 @@ impl IpHeader for Ipv6Hdr {
             IpAddr::V4(_) => None,
         }
     }
-    fn src(&self) -> Ipv6Addr {
-        self.src
-    }
-    fn dst(&self) -> Ipv6Addr {
-        self.dst
-    }
-    fn proto(&self) -> u8 {
-        self.proto
-    }
     fn hops(&self) -> u8 {
         self.hop_limit
-    }
-    fn packet_len(&self) -> usize {
-        self.total_len
-    }
-    fn is_fragment(&self) -> bool {
-        Ipv6Hdr::is_fragment(self)
     }
     fn is_later_fragment(&self) -> bool {
         self.frag.is_some_and(|f| f.offset != 0)
@@ -275,9 +225,6 @@ impl IpHeader for Ipv6Hdr {
     }
     fn decrement_hops(l3: &mut [u8]) -> Option<()> {
         ipv6::decrement_hop_limit(l3)
-    }
-    fn upper<'a>(&self, l3: &'a [u8]) -> Option<&'a [u8]> {
-        self.payload(l3)
     }
     fn parse_l4(&self, seg: &[u8]) -> Result<L4Hdr, ParseError> {
         L4Hdr::parse_ipv6(self, seg)

@@ -503,7 +503,9 @@ fn check_options(mut opts: &[u8]) -> Result<Result<(), Refused>, Refused> {
                 verdict = Err(Refused::BadOption);
             }
         } else if ty & OPT_F_PARAM == 0 {
-            verdict = Err(Refused::BadOption);
+            // An unknown mandatory option: the kernel skips the entry there and then
+            // (`retc = 20; goto out`), reading none of its later options.
+            return Ok(Err(Refused::BadOption));
         }
         opts = opts.get(2 + len..).unwrap_or_default();
     }
@@ -684,6 +686,12 @@ mod tests {
         assert_eq!(
             decode_all(&with_options(&[OPT_PE_DATA, 2, 1, 2]), 0).1,
             vec![Err(Refused::BadOption)]
+        );
+        // The kernel reads no option past an unknown mandatory one: a zero length after it
+        // refuses that entry only, not the message.
+        assert_eq!(
+            decode_all(&with_options(&[9, 2, 0, 0, OPT_F_PARAM | 9, 0, 0, 0]), 0),
+            (Ok(1), vec![Err(Refused::BadOption)])
         );
         assert_eq!(
             decode_all(&with_options(&[OPT_F_PARAM | 9, 0]), 0).0,

@@ -145,8 +145,11 @@ impl Advert {
         let end = HEADER_LEN + entry * usize::from(head[3]);
         let body = msg.get(HEADER_LEN..end).ok_or(Reject::Length)?;
         // Only the message itself counts: anything after the addresses is not part of it.
-        let carried = u16::from_be_bytes([head[CHECKSUM_AT], head[CHECKSUM_AT + 1]]);
-        if vrrp_checksum(src, dst, &msg[..end]).ok_or(Reject::Length)? != carried {
+        // Verified as RFC 1071 says (the whole sum, checksum field included, is all ones), so
+        // that a sender writing 0xffff for 0x0000, the same ones' complement number, is heard.
+        let whole = msg.get(..end).ok_or(Reject::Length)?;
+        let sum = pseudo_header_sum(src, dst, whole.len()).ok_or(Reject::Length)?;
+        if checksum::fold(checksum::sum(whole, sum)) != 0xffff {
             return Err(Reject::Checksum);
         }
         let addrs = body
@@ -168,20 +171,24 @@ impl Advert {
 /// The v3 checksum of `msg` (its checksum field counted as zero) with the pseudo-header of
 /// `src`'s family; `None` when `src` and `dst` are of different families.
 fn vrrp_checksum(src: IpAddr, dst: IpAddr, msg: &[u8]) -> Option<u16> {
-    let acc = match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let len = u16::try_from(msg.len()).unwrap_or(u16::MAX);
-            checksum::pseudo_header_sum(s, d, PROTO_VRRP, len)
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            let len = u32::try_from(msg.len()).unwrap_or(u32::MAX);
-            checksum::pseudo_header_sum6(s, d, PROTO_VRRP, len)
-        }
-        _ => return None,
-    };
+    let acc = pseudo_header_sum(src, dst, msg.len())?;
     let acc = checksum::sum(&msg[..CHECKSUM_AT.min(msg.len())], acc);
     let acc = checksum::sum(msg.get(CHECKSUM_AT + 2..).unwrap_or(&[]), acc);
     Some(!checksum::fold(acc))
+}
+
+/// The sum of the pseudo-header of `src`'s family for a VRRP message of `len` bytes; `None`
+/// when `src` and `dst` are of different families.
+fn pseudo_header_sum(src: IpAddr, dst: IpAddr, len: usize) -> Option<u32> {
+    Some(match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            checksum::pseudo_header_sum(s, d, PROTO_VRRP, u16::try_from(len).unwrap_or(u16::MAX))
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            checksum::pseudo_header_sum6(s, d, PROTO_VRRP, u32::try_from(len).unwrap_or(u32::MAX))
+        }
+        _ => return None,
+    })
 }
 
 /// A received packet's addresses, TTL (hop limit) and VRRP message.
@@ -304,6 +311,28 @@ mod tests {
         let c = !checksum::fold(checksum::sum(&v2sum, 0));
         v2sum[6..8].copy_from_slice(&c.to_be_bytes());
         assert_eq!(Advert::decode(&v2sum, SRC, GROUP), Err(Reject::Checksum));
+    }
+
+    /// 0x0000 and 0xffff are one ones' complement number: an advert whose checksum comes out
+    /// as 0 is heard with either in its field.
+    #[test]
+    fn a_zero_checksum_may_be_written_as_all_ones() {
+        let mut a = Advert {
+            vrid: 51,
+            priority: 100,
+            interval_cs: 100,
+            addrs: vec![Ipv4Addr::new(198, 51, 0, 0).into()],
+        };
+        // The address's low word set to the checksum with it at zero brings the sum to all
+        // ones, so the checksum to 0.
+        let c = a.encode(SRC, GROUP);
+        let fix = u16::from_be_bytes([c[CHECKSUM_AT], c[CHECKSUM_AT + 1]]).to_be_bytes();
+        a.addrs = vec![Ipv4Addr::new(198, 51, fix[0], fix[1]).into()];
+        let mut bytes = a.encode(SRC, GROUP);
+        assert_eq!(&bytes[CHECKSUM_AT..CHECKSUM_AT + 2], &[0, 0]);
+        assert_eq!(Advert::decode(&bytes, SRC, GROUP), Ok(a.clone()));
+        bytes[CHECKSUM_AT..CHECKSUM_AT + 2].copy_from_slice(&[0xff, 0xff]);
+        assert_eq!(Advert::decode(&bytes, SRC, GROUP), Ok(a));
     }
 
     #[test]

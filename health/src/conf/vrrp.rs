@@ -380,6 +380,15 @@ fn virtual_addrs(b: &mut Builder, n: &Node, interface: Option<&str>) -> Vec<Virt
                 continue;
             }
         };
+        if let (true, IpCidr::V6(c)) = (out.is_empty(), &cidr) {
+            if c.addr.segments()[0] & 0xffc0 != 0xfe80 {
+                // RFC 5798 5.2.9; keepalived logs the same and goes on, as rvs-healthd does.
+                b.note(
+                    s,
+                    format!("virtual_ipaddress {addr}: the first IPv6 address of an instance should be link-local (RFC 5798 5.2.9); the adverts carry the list as written"),
+                );
+            }
+        }
         if let Some(first) = out.first().filter(|f| f.cidr.is_ipv6() != cidr.is_ipv6()) {
             b.error(
                 s,
@@ -894,6 +903,11 @@ vrrp_sync_group G {
         );
         let i = &cfg.vrrp.instances[0];
         assert!(i.is_ipv6());
+        let notes: Vec<String> = cfg.notes.iter().map(|d| d.message.clone()).collect();
+        assert_eq!(
+            notes,
+            ["virtual_ipaddress 2001:db8:100::1/64: the first IPv6 address of an instance should be link-local (RFC 5798 5.2.9); the adverts carry the list as written"],
+        );
         let addrs: Vec<String> = i
             .addrs
             .iter()

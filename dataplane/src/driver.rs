@@ -487,8 +487,8 @@ impl<F: FrameBuf> BurstDriver<F> {
 
     /// On worker 0: an unsolicited neighbour advertisement (RFC 4861 7.2.6) for each IPv6
     /// address of the ports and each IPv6 VIP, at start and when a snapshot change changes
-    /// that list (at most [`MAX_NA_PER_CHANGE`]), so that neighbours whose cache holds an old MAC (another
-    /// director's) move to ours at once.
+    /// that list (at most [`MAX_NA_PER_CHANGE`]), so that neighbours whose cache holds an old
+    /// MAC (another director's) move to ours at once.
     fn announce6<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io) {
         let Some(seen) = self.na_seen else {
             return;

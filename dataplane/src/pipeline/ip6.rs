@@ -53,9 +53,7 @@ impl Pipeline {
         // Never from a group, an unspecified or loopback address, ourselves or a VIP; never to
         // a group or special address (as the IPv4 stage's martians); a link-local source
         // reaches our own addresses only (RFC 4291 2.5.6: never forwarded to another link).
-        if ipv6::is_martian_src(ip.src)
-            || self.is_local6(ip.src)
-            || self.snap.is_vip6(ip.src)
+        if self.martian_source6(ip.src)
             || (!ipv6::forwardable(ip.dst) && !local)
             || (ipv6::is_link_local(ip.src) && !local)
         {
@@ -121,12 +119,18 @@ impl Pipeline {
         {
             return refused;
         }
-        // As the unicast path's martian source check: never from a group, special address,
-        // one of ours or a VIP (our own advert looped back by a switch).
-        if ipv6::is_martian_src(ip.src) || self.is_local6(ip.src) || self.snap.is_vip6(ip.src) {
+        // Our own advert looped back by a switch is one of these.
+        if self.martian_source6(ip.src) {
             return Refusal::Drop(DropReason::Martian);
         }
         Refusal::Local(DropReason::L2Multicast)
+    }
+
+    /// A source no packet from the wire carries: a group, unspecified, loopback or
+    /// IPv4-mapped address, one of ours or a VIP (as the IPv4 stage's martian source check).
+    #[inline]
+    fn martian_source6(&self, src: Ipv6Addr) -> bool {
+        ipv6::is_martian_src(src) || self.is_local6(src) || self.snap.is_vip6(src)
     }
 
     /// ICMPv6 that is not neighbour discovery: errors about tracked connections NATed (the

@@ -221,11 +221,15 @@ impl<A: Copy + Into<IpAddr>> Target<A> {
     }
 }
 
-/// An address family's templates: its addresses, and how its key is masked and hashed (the
-/// entry's words are its [`Ways`]' [`Words`]).
+/// An address family's templates: its addresses, how its key is masked and hashed, and the
+/// number an entry keeps an address as (the entry's words are its [`Ways`]' [`Words`]).
 pub(crate) trait Family: Copy + Eq + Debug + Into<IpAddr> {
-    /// The unspecified address (an empty entry's).
+    /// The unspecified address (a flow of the other family's, which never happens).
     const ZERO: Self;
+    /// The address as a number (an empty entry's is 0).
+    type Raw: Copy + Eq + Debug + Default;
+    fn raw(self) -> Self::Raw;
+    fn from_raw(raw: Self::Raw) -> Self;
     /// `addr` if it is of this family.
     fn of(addr: IpAddr) -> Option<Self>;
     /// The address with the bits past `netmask` cleared (a netmask of the other family keeps
@@ -238,6 +242,13 @@ pub(crate) trait Family: Copy + Eq + Debug + Into<IpAddr> {
 
 impl Family for Ipv4Addr {
     const ZERO: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
+    type Raw = u32;
+    fn raw(self) -> u32 {
+        u32::from(self)
+    }
+    fn from_raw(raw: u32) -> Ipv4Addr {
+        Ipv4Addr::from(raw)
+    }
     fn of(addr: IpAddr) -> Option<Ipv4Addr> {
         match addr {
             IpAddr::V4(a) => Some(a),
@@ -251,12 +262,22 @@ impl Family for Ipv4Addr {
         }
     }
     fn hash(key: &Key, k: &HashKey) -> u64 {
-        k.hash(addr_pair(key.cnet, key.vip), u64::from(key.word()))
+        k.hash(
+            addr_pair(key.cnet.raw(), key.vip.raw()),
+            u64::from(key.word()),
+        )
     }
 }
 
 impl Family for Ipv6Addr {
     const ZERO: Ipv6Addr = Ipv6Addr::UNSPECIFIED;
+    type Raw = u128;
+    fn raw(self) -> u128 {
+        u128::from(self)
+    }
+    fn from_raw(raw: u128) -> Ipv6Addr {
+        Ipv6Addr::from(raw)
+    }
     fn of(addr: IpAddr) -> Option<Ipv6Addr> {
         match addr {
             IpAddr::V6(a) => Some(a),
@@ -282,41 +303,40 @@ impl Family for Ipv6Addr {
 }
 
 /// Two IPv4 addresses in one word: `hi << 32 | lo`.
-fn addr_pair(hi: Ipv4Addr, lo: Ipv4Addr) -> u64 {
-    (u64::from(u32::from(hi)) << 32) | u64::from(u32::from(lo))
+fn addr_pair(hi: u32, lo: u32) -> u64 {
+    (u64::from(hi) << 32) | u64::from(lo)
 }
 
-/// One template; all zero when empty.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Entry<A> {
-    cnet: A,
-    vip: A,
+/// One template, its addresses as numbers (`R`, a [`Family::Raw`]); all zero when empty.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Entry<R> {
+    cnet: R,
+    vip: R,
     /// USED | proto << 16 | vport; 0 when empty.
     key_b: u32,
     /// slot << 16 | rport
     target: u32,
-    rip: A,
+    rip: R,
     /// Expiry in seconds of the workers' clock (rounded up).
     expires_s: u32,
 }
 
-impl<A: Family> Entry<A> {
-    const EMPTY: Entry<A> = Entry {
-        cnet: A::ZERO,
-        vip: A::ZERO,
-        key_b: 0,
-        target: 0,
-        rip: A::ZERO,
-        expires_s: 0,
-    };
+/// A key as entries hold it: its addresses as numbers, and its word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stored<R> {
+    cnet: R,
+    vip: R,
+    word: u32,
+}
 
-    fn is(&self, key: &TemplateKey<A>) -> bool {
-        self.key_b == key.word() && self.cnet == key.cnet && self.vip == key.vip
+impl<R: Copy + Eq> Entry<R> {
+    fn is(&self, key: &Stored<R>) -> bool {
+        self.key_b == key.word && self.cnet == key.cnet && self.vip == key.vip
     }
 
-    fn found(&self) -> Found<A> {
+    fn found<A: Family<Raw = R>>(&self) -> Found<A> {
         Found {
-            target: Target::with_word(self.target, self.rip),
+            target: Target::with_word(self.target, A::from_raw(self.rip)),
             expires_s: self.expires_s,
         }
     }
@@ -324,17 +344,17 @@ impl<A: Family> Entry<A> {
 
 /// A bucket's entries, as its slot holds them (`W` of them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Ways<A, const W: usize>([Entry<A>; W]);
+struct Ways<R, const W: usize>([Entry<R>; W]);
 
 /// An IPv4 entry in three words: cnet << 32 | vip, key_b << 32 | target, rip << 32 | expiry.
-impl Words<WORDS> for Ways<Ipv4Addr, WAYS> {
+impl Words<WORDS> for Ways<u32, WAYS> {
     fn to_words(&self) -> [u64; WORDS] {
         let mut w = [0; WORDS];
         for (c, e) in w.chunks_exact_mut(3).zip(&self.0) {
             c.copy_from_slice(&[
                 addr_pair(e.cnet, e.vip),
                 (u64::from(e.key_b) << 32) | u64::from(e.target),
-                (u64::from(u32::from(e.rip)) << 32) | u64::from(e.expires_s),
+                (u64::from(e.rip) << 32) | u64::from(e.expires_s),
             ]);
         }
         w
@@ -343,26 +363,23 @@ impl Words<WORDS> for Ways<Ipv4Addr, WAYS> {
         let mut chunks = w.chunks_exact(3);
         Ways(std::array::from_fn(|_| match chunks.next() {
             Some(&[a, b, c]) => Entry {
-                cnet: Ipv4Addr::from((a >> 32) as u32),
-                vip: Ipv4Addr::from(a as u32),
+                cnet: (a >> 32) as u32,
+                vip: a as u32,
                 key_b: (b >> 32) as u32,
                 target: b as u32,
-                rip: Ipv4Addr::from((c >> 32) as u32),
+                rip: (c >> 32) as u32,
                 expires_s: c as u32,
             },
-            _ => Entry::EMPTY,
+            _ => Entry::default(),
         }))
     }
 }
 
 /// An IPv6 entry in eight words: cnet (2), vip (2), key_b << 32 | target, rip (2), expiry.
-impl Words<WORDS6> for Ways<Ipv6Addr, WAYS6> {
+impl Words<WORDS6> for Ways<u128, WAYS6> {
     fn to_words(&self) -> [u64; WORDS6] {
         let mut w = [0; WORDS6];
-        let split = |a: Ipv6Addr| {
-            let x = u128::from(a);
-            [(x >> 64) as u64, x as u64]
-        };
+        let split = |x: u128| [(x >> 64) as u64, x as u64];
         for (c, e) in w.chunks_exact_mut(8).zip(&self.0) {
             let ([c0, c1], [v0, v1], [r0, r1]) = (split(e.cnet), split(e.vip), split(e.rip));
             c.copy_from_slice(&[
@@ -379,7 +396,7 @@ impl Words<WORDS6> for Ways<Ipv6Addr, WAYS6> {
         w
     }
     fn from_words(w: [u64; WORDS6]) -> Self {
-        let join = |hi: u64, lo: u64| Ipv6Addr::from((u128::from(hi) << 64) | u128::from(lo));
+        let join = |hi: u64, lo: u64| (u128::from(hi) << 64) | u128::from(lo);
         let mut chunks = w.chunks_exact(8);
         Ways(std::array::from_fn(|_| match chunks.next() {
             Some(&[c0, c1, v0, v1, b, r0, r1, x]) => Entry {
@@ -390,16 +407,16 @@ impl Words<WORDS6> for Ways<Ipv6Addr, WAYS6> {
                 rip: join(r0, r1),
                 expires_s: x as u32,
             },
-            _ => Entry::EMPTY,
+            _ => Entry::default(),
         }))
     }
 }
 
 /// A bucket: whole cache lines.
 #[repr(align(64))]
-struct Bucket<A, const W: usize, const N: usize>(SeqSlot<Ways<A, W>, N>)
+struct Bucket<R, const W: usize, const N: usize>(SeqSlot<Ways<R, W>, N>)
 where
-    Ways<A, W>: Words<N>;
+    Ways<R, W>: Words<N>;
 
 /// A template as read from the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -440,11 +457,11 @@ fn live(expires_s: u32, now_ms: u64) -> bool {
 }
 
 /// The templates of one family: buckets of `W` entries held in `N` words.
-struct Table<A, const W: usize, const N: usize>
+struct Table<A: Family, const W: usize, const N: usize>
 where
-    Ways<A, W>: Words<N>,
+    Ways<A::Raw, W>: Words<N>,
 {
-    buckets: Box<[Bucket<A, W, N>]>,
+    buckets: Box<[Bucket<A::Raw, W, N>]>,
     key: HashKey,
 }
 
@@ -455,7 +472,7 @@ type Table6 = Table<Ipv6Addr, WAYS6, WORDS6>;
 
 impl<A: Family, const W: usize, const N: usize> Table<A, W, N>
 where
-    Ways<A, W>: Words<N>,
+    Ways<A::Raw, W>: Words<N>,
 {
     /// A table for at least `capacity` templates (rounded up to a power-of-two number of
     /// buckets; at least one bucket).
@@ -472,17 +489,27 @@ where
         self.buckets.len() * W
     }
 
-    fn bucket(&self, key: &TemplateKey<A>) -> Option<&SeqSlot<Ways<A, W>, N>> {
+    fn bucket(&self, key: &TemplateKey<A>) -> Option<&SeqSlot<Ways<A::Raw, W>, N>> {
         let h = A::hash(key, &self.key);
         self.buckets.get(range(h, self.buckets.len())).map(|b| &b.0)
+    }
+
+    /// `key` as entries hold it.
+    fn stored(key: &TemplateKey<A>) -> Stored<A::Raw> {
+        Stored {
+            cnet: key.cnet.raw(),
+            vip: key.vip.raw(),
+            word: key.word(),
+        }
     }
 
     /// The live template of `key` at `now_ms`, without taking any lock.
     fn lookup(&self, key: &TemplateKey<A>, now_ms: u64) -> Option<Found<A>> {
         let ways = self.bucket(key)?.read(TRIES)?;
+        let stored = Self::stored(key);
         ways.0
             .iter()
-            .find(|e| e.is(key))
+            .find(|e| e.is(&stored))
             .map(Entry::found)
             .filter(|f| live(f.expires_s, now_ms))
     }
@@ -508,16 +535,17 @@ where
 
     /// `claim` on the entries of a bucket taken for writing.
     fn claim_in(
-        ways: &mut Ways<A, W>,
+        ways: &mut Ways<A::Raw, W>,
         key: &TemplateKey<A>,
         target: Target<A>,
         expires_s: u32,
         now_ms: u64,
         keep: impl Fn(&Target<A>) -> bool,
     ) -> Option<Target<A>> {
-        let mut victim: Option<(&mut Entry<A>, u32)> = None;
+        let stored = Self::stored(key);
+        let mut victim: Option<(&mut Entry<A::Raw>, u32)> = None;
         for e in ways.0.iter_mut() {
-            if e.is(key) {
+            if e.is(&stored) {
                 let existing = e.found().target;
                 if live(e.expires_s, now_ms) && keep(&existing) {
                     e.expires_s = e.expires_s.max(expires_s);
@@ -538,11 +566,11 @@ where
         }
         let (e, _) = victim?;
         *e = Entry {
-            cnet: key.cnet,
-            vip: key.vip,
-            key_b: key.word(),
+            cnet: stored.cnet,
+            vip: stored.vip,
+            key_b: stored.word,
             target: target.word(),
-            rip: target.rip,
+            rip: target.rip.raw(),
             expires_s,
         };
         Some(target)
@@ -615,7 +643,11 @@ where
             for e in ways.0.iter().filter(|e| e.key_b != 0) {
                 if live(e.expires_s, now_ms) {
                     f(Template {
-                        key: TemplateKey::with_word(e.cnet, e.vip, e.key_b),
+                        key: TemplateKey::with_word(
+                            A::from_raw(e.cnet),
+                            A::from_raw(e.vip),
+                            e.key_b,
+                        ),
                         target: e.found().target,
                         expires_ms: u64::from(e.expires_s) * 1000,
                     });
@@ -626,7 +658,7 @@ where
 
     /// Takes bucket `i` for writing, as a writer would (tests).
     #[cfg(test)]
-    fn lock_bucket(&self, i: usize) -> Option<crate::seqlock::SeqGuard<'_, Ways<A, W>, N>> {
+    fn lock_bucket(&self, i: usize) -> Option<crate::seqlock::SeqGuard<'_, Ways<A::Raw, W>, N>> {
         self.buckets.get(i)?.0.lock(TRIES)
     }
 }
@@ -799,7 +831,7 @@ mod tests {
     /// Templates of `t` live at `now_ms`.
     fn live_in<A: Family, const W: usize, const N: usize>(t: &Table<A, W, N>, now_ms: u64) -> usize
     where
-        Ways<A, W>: Words<N>,
+        Ways<A::Raw, W>: Words<N>,
     {
         let mut n = 0;
         t.for_each(now_ms, |_| n += 1);
@@ -991,27 +1023,27 @@ mod tests {
 
     #[test]
     fn buckets_are_whole_cache_lines() {
-        assert_eq!(std::mem::size_of::<Bucket<Ipv4Addr, WAYS, WORDS>>(), 128);
-        assert_eq!(std::mem::align_of::<Bucket<Ipv4Addr, WAYS, WORDS>>(), 64);
-        assert_eq!(std::mem::size_of::<Bucket<Ipv6Addr, WAYS6, WORDS6>>(), 320);
-        assert_eq!(std::mem::align_of::<Bucket<Ipv6Addr, WAYS6, WORDS6>>(), 64);
+        assert_eq!(std::mem::size_of::<Bucket<u32, WAYS, WORDS>>(), 128);
+        assert_eq!(std::mem::align_of::<Bucket<u32, WAYS, WORDS>>(), 64);
+        assert_eq!(std::mem::size_of::<Bucket<u128, WAYS6, WORDS6>>(), 320);
+        assert_eq!(std::mem::align_of::<Bucket<u128, WAYS6, WORDS6>>(), 64);
     }
 
     #[test]
     fn entries_round_trip_through_their_words() {
-        let mut w4 = Ways([Entry::EMPTY; WAYS]);
-        let mut w6 = Ways([Entry::EMPTY; WAYS6]);
+        let mut w4 = Ways([Entry::default(); WAYS]);
+        let mut w6 = Ways([Entry::default(); WAYS6]);
         Table4::claim_in(&mut w4, &key(10, 80), target(7), 99, 0, |_| true);
         Table6::claim_in(&mut w6, &key6("2001:db8::", 0), target6(9), 99, 0, |_| true);
         assert_eq!(Ways::from_words(w4.to_words()), w4);
         assert_eq!(Ways::from_words(w6.to_words()), w6);
         assert_eq!(
-            Ways::<Ipv4Addr, WAYS>::from_words([0; WORDS]).0,
-            [Entry::EMPTY; WAYS]
+            Ways::<u32, WAYS>::from_words([0; WORDS]).0,
+            [Entry::default(); WAYS]
         );
         assert_eq!(
-            Ways::<Ipv6Addr, WAYS6>::from_words([0; WORDS6]).0,
-            [Entry::EMPTY; WAYS6]
+            Ways::<u128, WAYS6>::from_words([0; WORDS6]).0,
+            [Entry::default(); WAYS6]
         );
     }
 

@@ -18,7 +18,7 @@
 //!
 //! # The tables
 //!
-//! One table per address family, the same code over the family's entry ([`Family`]); both
+//! One table per address family, the same code over the family's entry (`Family`); both
 //! fixed capacity, allocated once: a power-of-two array of buckets, each a [`SeqSlot`] of a
 //! few entries. An entry holds the whole key (client network, VIP, protocol, virtual port),
 //! the server's slot, address and port, and the expiry, so every live template can be listed
@@ -30,7 +30,10 @@
 //! | IPv6   | 64 bytes (8 words) | [`WAYS6`] = 4 | 320 bytes (5 cache lines) | 80 bytes |
 //!
 //! (a bucket is its entries and one sequence word, rounded up to whole cache lines; the
-//! number of buckets is rounded up to a power of two, so a table takes up to twice that.)
+//! number of buckets is rounded up to a power of two, so a table takes up to twice that.) The
+//! dataplane sizes each family's table at a quarter of that family's connection table (at
+//! least 1024, at most 4M templates): with `conntrack.capacity` 1M, 256K IPv4 templates
+//! (32 MiB) and 64K IPv6 ones (5 MiB).
 //!
 //! Lookups take no lock: they read the bucket's entries consistently (a lookup that keeps
 //! meeting writers gives up after a few tries and counts as a miss). Writers (a new connection

@@ -33,7 +33,7 @@
 //! number of buckets is rounded up to a power of two, so a table takes up to twice that.) The
 //! dataplane sizes each family's table at a quarter of that family's connection table (at
 //! least 1024, at most 4M templates): with `conntrack.capacity` 1M, 256K IPv4 templates
-//! (32 MiB) and 64K IPv6 ones (5 MiB).
+//! (8 MiB) and 64K IPv6 ones (5 MiB).
 //!
 //! Lookups take no lock: they read the bucket's entries consistently (a lookup that keeps
 //! meeting writers gives up after a few tries and counts as a miss). Writers (a new connection

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use testkit::director::{EXT_MAC, INT_MAC};
 use testkit::ipv6::*;
 use testkit::plan::{CLIENT_MAC, RS1_MAC, RS2_MAC};
+use testkit::services;
 use testkit::{ACK, SYN, TCP, UDP};
 
 const EXT: u16 = 0;
@@ -484,6 +485,61 @@ fn persistence_keeps_an_ipv6_client_prefix_on_one_real_server() {
     // Not on link: no route back is needed for the DNAT itself.
     assert_eq!(w.process(EXT, &mut f), Action::Tx(INT));
     assert_ne!(Some(check6(&f).dst), first);
+}
+
+/// `-L -c` lists IPv6 templates as ipvsadm lists the kernel's: the client prefix (`-M`) with
+/// port 0, state NONE (TCP) or UDP, the VIP (port 0 for a port-0 service), the real server,
+/// addresses in brackets.
+#[test]
+fn ipv6_templates_are_listed_with_the_connections() {
+    let (dp, mut mgr) = two_arm6(
+        1500,
+        "-A -t [2001:db8:100::1]:443 -s rr -p 60 -M 64\n\
+         -a -t [2001:db8:100::1]:443 -r [2001:db8:2::2]:443 -m\n\
+         -a -t [2001:db8:100::1]:443 -r [2001:db8:2::3]:443 -m\n\
+         -A -u [2001:db8:100::1]:0 -s rr -p 30\n\
+         -a -u [2001:db8:100::1]:0 -r 2001:db8:2::3 -m",
+    );
+    dp.neigh6().learn(INT, RIP6_2, RS2_MAC);
+    let mut w = Pipeline::new(dp.clone(), 0);
+    w.begin_burst(1_000);
+    // Two clients of one /64: one template.
+    for (host, cport) in [(0x10, 40001), (0x11, 40002)] {
+        let client = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, host);
+        dp.neigh6().learn(EXT, client, CLIENT_MAC);
+        let mut f = tcp_frame6(EXT_MAC, CLIENT_MAC, (client, cport), (VIP6, 443), SYN, b"");
+        assert_eq!(w.process(EXT, &mut f), Action::Tx(INT));
+        assert_eq!(check6(&f).dst, RIP6_1);
+    }
+    // A port-0 service: one template for every port, with virtual port 0.
+    for vport in [53, 123] {
+        let mut f = udp_frame6(EXT_MAC, CLIENT_MAC, (CIP6, 5000), (VIP6, vport), b"q");
+        assert_eq!(w.process(EXT, &mut f), Action::Tx(INT));
+        assert_eq!((check6(&f).dst, check6(&f).dport), (RIP6_2, vport));
+    }
+    assert_eq!(dp.persist().live_count(1_000), 2);
+    let text = control::format::conns(&services::conns(&mut mgr));
+    // A template's source is the client network with port 0.
+    let source_port_0 = |l: &&str| {
+        l.split_whitespace()
+            .nth(3)
+            .is_some_and(|s| s.ends_with(":0"))
+    };
+    let mut templates: Vec<_> = text.lines().filter(source_port_0).collect();
+    templates.sort();
+    assert_eq!(
+        templates,
+        [
+            "TCP 01:00  NONE        [2001:db8:100::]:0 [2001:db8:100::1]:443 [2001:db8:2::2]:443",
+            "UDP 00:30  UDP         [2001:db8:100::10]:0 [2001:db8:100::1]:0 [2001:db8:2::3]:0",
+        ],
+        "{text}"
+    );
+    // Past its timeout a template is not listed any more.
+    w.begin_burst(32_000);
+    let text = control::format::conns(&services::conns(&mut mgr));
+    assert!(!text.contains("]:0 [2001:db8:100::1]:0 "), "{text}");
+    assert!(text.contains("[2001:db8:100::]:0 "), "{text}");
 }
 
 #[test]

@@ -502,7 +502,25 @@ fn an_ipv6_connection_and_its_template_move_to_the_backup() {
         vport: 443,
     };
     let pinned = backup.dp.persist().target6(&key, backup.now);
-    assert_eq!(pinned.map(|t| t.rport), Some(443));
+    assert_eq!(pinned.map(|t| (t.rip, t.rport)), Some((ipv6::RIP6_2, 443)));
+    // Listed by the backup's `-L -c` as the master lists it (which also has the other
+    // client's).
+    let templates = |d: &mut Director6| {
+        let listed = services::conns(&mut d.mgr);
+        listed
+            .into_iter()
+            .filter(|c| c.state == "NONE" && c.client.0 == IpAddr::V6(ipv6::CIP6))
+            .map(|c| (c.client, c.virt, c.dest, c.expires_in))
+            .collect::<Vec<_>>()
+    };
+    let want = vec![(
+        (IpAddr::V6(ipv6::CIP6), 0),
+        (IpAddr::V6(ipv6::VIP6), 443),
+        (IpAddr::V6(ipv6::RIP6_2), 443),
+        300,
+    )];
+    assert_eq!(templates(&mut backup), want);
+    assert_eq!(templates(&mut master), want);
     // The backup's own new connection of that client follows the template to RS2 (its
     // round robin would pick RS1).
     let s = backup.client(41001, 443, SYN);

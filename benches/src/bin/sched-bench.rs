@@ -183,7 +183,7 @@ fn picks(args: &Args) -> String {
                 dests: list.clone(),
                 scheduler,
             };
-            let persist = Persist::new(1 << 20);
+            let persist = Persist::new(1 << 20, 1024);
             let dests = Dests::new(&svc.dests, &table);
             let mut now = 1_000u64;
             if hit {

@@ -29,6 +29,12 @@ pub fn ipv6_capacity(connections: usize) -> usize {
     (connections / 4).max(1024)
 }
 
+/// The persistence table's capacity in a family whose connection table holds `connections`:
+/// a quarter of it, at least 1024, at most 4M templates.
+fn templates(connections: usize) -> usize {
+    (connections / 4).clamp(1024, 1 << 22)
+}
+
 /// One port as the pipeline sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortSetup {
@@ -261,7 +267,10 @@ impl Dataplane {
             free_entries: AtomicU64::new(conns.capacity() as u64),
             conns,
             conns6,
-            persist: Persist::new((cfg.conn_capacity / 4).clamp(1024, 1 << 22)),
+            persist: Persist::new(
+                templates(cfg.conn_capacity),
+                templates(ipv6_capacity(cfg.conn_capacity)),
+            ),
             frags: FragTable::new(FRAG_SLOTS),
             frags6: FragTable6::new6(FRAG_SLOTS),
             local6_filter: AddrFilter6::new(local6.iter().copied()),

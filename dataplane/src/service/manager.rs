@@ -613,8 +613,8 @@ impl ServiceManager {
         // IPv4 connections first, then IPv6 (as libipvs lists them).
         self.dp.conns().for_each(|c| conn(c.widen()));
         self.dp.conns6().for_each(|c| conn(c.widen()));
-        // Persistence templates, as the kernel lists them: client network with port 0,
-        // state NONE (TCP) or UDP, the real server the clients stick to.
+        // Persistence templates (IPv4, then IPv6), as the kernel lists them: client network
+        // with port 0, state NONE (TCP) or UDP, the real server the clients stick to.
         self.dp.persist().for_each(now, |t| {
             let protocol = Protocol::of_ip_proto(t.key.proto);
             out.push(ConnStatus {
@@ -627,9 +627,9 @@ impl ServiceManager {
                     Protocol::Udp => "UDP",
                 }
                 .to_string(),
-                client: (t.key.cnet.into(), 0),
-                virt: (t.key.vip.into(), t.key.vport),
-                dest: (t.target.rip.into(), t.target.rport),
+                client: (t.key.cnet, 0),
+                virt: (t.key.vip, t.key.vport),
+                dest: (t.target.rip, t.target.rport),
             });
         });
         out

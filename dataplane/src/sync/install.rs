@@ -29,7 +29,7 @@ trait Installable: WireAddr {
     fn install_template(
         dp: &Dataplane,
         c: &SyncConn<Self>,
-        target: Target,
+        target: Target<Self>,
         timeout_s: u32,
         now_ms: u64,
     ) -> Option<Installed>;
@@ -46,7 +46,7 @@ impl Installable for Ipv4Addr {
     fn install_template(
         dp: &Dataplane,
         c: &SyncConn<Ipv4Addr>,
-        target: Target,
+        target: Target<Ipv4Addr>,
         timeout_s: u32,
         now_ms: u64,
     ) -> Option<Installed> {
@@ -71,7 +71,7 @@ impl Installable for Ipv6Addr {
     fn install_template(
         dp: &Dataplane,
         c: &SyncConn<Ipv6Addr>,
-        target: Target,
+        target: Target<Ipv6Addr>,
         timeout_s: u32,
         now_ms: u64,
     ) -> Option<Installed> {
@@ -115,8 +115,7 @@ impl Dataplane {
         };
         let expires = now_ms.saturating_add(timeout_ms);
         if c.template {
-            let target =
-                Target::new(dest.0, c.real.0.into(), dest.1).ok_or(Refused::NoRealServer)?;
+            let target = Target::new(dest.0, c.real.0, dest.1).ok_or(Refused::NoRealServer)?;
             let timeout_s = u32::try_from(timeout_ms / 1000).unwrap_or(u32::MAX);
             return A::install_template(self, c, target, timeout_s, now_ms)
                 .ok_or(Refused::TableFull);

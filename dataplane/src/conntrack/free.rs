@@ -107,8 +107,7 @@ impl<F: Family> ConnTable<F> {
         None
     }
 
-    /// A free entry from the free lists or the never-used chunks, without making room.
-    pub(super) fn take_free(&self) -> Option<u32> {
+    fn take_free(&self) -> Option<u32> {
         let me = shard_index();
         let own = self.shard(me);
         let i = self.take_from(me, own)?;

@@ -78,8 +78,8 @@ impl<F: Family> ConnTable<F> {
         }
     }
 
-    /// Inserts a new connection (both tuples) at time `now`. An entry holding either tuple
-    /// that is expired at `now` is removed on the way. Lock-free; see the module documentation.
+    /// Inserts a new connection (both tuples) at time `now`. Entries for either tuple that
+    /// are expired at `now` are removed first. Lock-free; see the module documentation.
     pub fn insert(
         &self,
         c: &NewConn<F::Addr>,
@@ -111,24 +111,17 @@ impl<F: Family> ConnTable<F> {
         let expires = expires.min(EXP_MAX);
 
         for _ in 0..INSERT_ATTEMPTS {
-            // No scan for rivals before the claim on the common path, where the caller's
-            // lookup has just found nothing: the settle after the claim meets every rival
-            // (live, pending or expired) and decides. Only a full table looks first, for a
-            // rival that decides at once or an expired entry of ours whose removal makes room
-            // (before `alloc` would reap or evict some other entry for it).
-            let idx = match self.take_free() {
-                Some(idx) => idx,
-                None => {
-                    let (ci, cr) = (
-                        self.conflict(&inb, &pi, &inb, now),
-                        self.conflict(&rep, &pr, &inb, now),
-                    );
-                    if let Some(e) = ci.or(cr) {
-                        return Err(e);
-                    }
-                    self.alloc(now).ok_or(InsertError::Full)?
-                }
-            };
+            // What is there already, live or being inserted by another worker.
+            // (Both tuples are looked at, so expired entries of both are reaped.)
+            let (ci, cr) = (
+                self.conflict(&inb, &pi, &inb, now),
+                self.conflict(&rep, &pr, &inb, now),
+            );
+            if let Some(e) = ci.or(cr) {
+                return Err(e);
+            }
+
+            let idx = self.alloc(now).ok_or(InsertError::Full)?;
             let Some(e) = self.entry(idx) else {
                 return Err(InsertError::Full);
             };
@@ -143,11 +136,11 @@ impl<F: Family> ConnTable<F> {
 
             let wi = slot_word(idx, Dir::Inbound, pi.tag);
             let wr = slot_word(idx, Dir::Reply, pr.tag);
-            let Some(si) = self.claim_slot(&inb, &pi, wi, now) else {
+            let Some(si) = self.claim_slot(&pi, wi, now) else {
                 self.release(idx, gen, [None, None], None);
                 return Err(InsertError::Full);
             };
-            let Some(sr) = self.claim_slot(&rep, &pr, wr, now) else {
+            let Some(sr) = self.claim_slot(&pr, wr, now) else {
                 self.release(idx, gen, [Some(si), None], None);
                 return Err(InsertError::Full);
             };
@@ -195,9 +188,6 @@ impl<F: Family> ConnTable<F> {
         now: u64,
     ) -> Option<InsertError<F::Addr>> {
         let inb = tuples[0].0;
-        // Once lost, the scan goes on only to reap expired entries holding the other tuple
-        // (as a lookup of it would): it kills no pending rival.
-        let mut lost = None;
         for (t, p) in tuples {
             // A rival in the second bucket set the overflow bit before its fence: after ours,
             // either we see the bit or it sees our slot.
@@ -229,13 +219,11 @@ impl<F: Family> ConnTable<F> {
                                 });
                                 break;
                             }
-                            lost.get_or_insert(Self::loss(inb, &v, oidx));
-                            break;
+                            return Some(Self::loss(inb, &v, oidx));
                         }
-                        if oidx < idx || lost.is_some() {
-                            // Its priority is higher: give way (or lost already: no kill).
-                            lost.get_or_insert(Self::loss(inb, &v, oidx));
-                            break;
+                        if oidx < idx {
+                            // Its priority is higher: give way.
+                            return Some(Self::loss(inb, &v, oidx));
                         }
                         let Some(oe) = self.entry(oidx) else {
                             break;
@@ -256,7 +244,7 @@ impl<F: Family> ConnTable<F> {
                 }
             }
         }
-        lost
+        None
     }
 
     /// Undoes a pending insert: free (unless a rival killed it already), slots cleared,
@@ -293,14 +281,13 @@ impl<F: Family> ConnTable<F> {
         self.push_free(idx);
     }
 
-    /// Claims an empty slot for `word`, which stands for tuple `t` placed at `p`: in `p`'s
-    /// first bucket while it has fewer than [`FIRST_FIT`] slots taken (lookups then read one
-    /// bucket), else in the emptier of the two (two-choice balancing, so that both never fill
-    /// up at the table's load). When both are full, removes an expired entry holding `t`
-    /// itself if there is one, else reaps or evicts something there (see `make_room_in`), and
-    /// tries once more. The scan of a bucket starts at a slot picked by the entry index, so
-    /// concurrent inserts into one bucket mostly CAS different words.
-    fn claim_slot(&self, t: &Tuple<F::Addr>, p: &Place, word: u64, now: u64) -> Option<&AtomicU64> {
+    /// Claims an empty slot for `word`: in `p`'s first bucket while it has fewer than
+    /// [`FIRST_FIT`] slots taken (lookups then read one bucket), else in the emptier of the two
+    /// (two-choice balancing, so that both never fill up at the table's load). When both are
+    /// full, reaps or evicts something there (see `make_room_in`) and tries once more. The scan
+    /// of a bucket starts at a slot picked by the entry index, so concurrent inserts into one
+    /// bucket mostly CAS different words.
+    fn claim_slot(&self, p: &Place, word: u64, now: u64) -> Option<&AtomicU64> {
         let start = slot_idx(word) as usize;
         let ([b1, b2], n) = self.buckets_of(p);
         for round in 0..2 {
@@ -322,22 +309,11 @@ impl<F: Family> ConnTable<F> {
                     return Some(s);
                 }
             }
-            if round == 0 && !self.reap_stale(t, p, now) && !self.make_room_in(p, now) {
+            if round == 0 && !self.make_room_in(p, now) {
                 break;
             }
         }
         None
-    }
-
-    /// Removes the expired entry holding `t`, if any: true if one was removed.
-    fn reap_stale(&self, t: &Tuple<F::Addr>, p: &Place, now: u64) -> bool {
-        match self.find(t, p, false) {
-            Some((idx, _, v)) if self.stale(&v, now) => self.remove(ConnRef {
-                idx,
-                gen: gen_of(v.meta),
-            }),
-            _ => false,
-        }
     }
 
     /// Slots taken in bucket `b`.

@@ -18,7 +18,7 @@
 //!
 //! # The tables
 //!
-//! One table per address family, the same code over the family's entry (`Family`); both
+//! One table per address family, the same code over the family's entry (`TemplateAddr`); both
 //! fixed capacity, allocated once: a power-of-two array of buckets, each a [`SeqSlot`] of a
 //! few entries. An entry holds the whole key (client network, VIP, protocol, virtual port),
 //! the server's slot, address and port, and the expiry, so every live template can be listed
@@ -134,7 +134,7 @@ impl<A: Into<IpAddr>> TemplateKey<A> {
 
 /// The template key of a new connection `flow` (protocol `proto`) to `svc`, a service of
 /// family `A`.
-fn key_of<A: Family>(svc: &Service, proto: u8, flow: &Flow) -> TemplateKey<A> {
+fn key_of<A: TemplateAddr>(svc: &Service, proto: u8, flow: &Flow) -> TemplateKey<A> {
     let addr = |a: IpAddr| A::of(a).unwrap_or(A::ZERO);
     TemplateKey {
         proto,
@@ -226,7 +226,7 @@ impl<A: Copy + Into<IpAddr>> Target<A> {
 
 /// An address family's templates: its addresses, how its key is masked and hashed, and the
 /// number an entry keeps an address as (the entry's words are its [`Ways`]' [`Words`]).
-pub(crate) trait Family: Copy + Eq + Debug + Into<IpAddr> {
+pub(crate) trait TemplateAddr: Copy + Eq + Debug + Into<IpAddr> {
     /// The unspecified address (a flow of the other family's, which never happens).
     const ZERO: Self;
     /// The address as a number (an empty entry's is 0).
@@ -243,7 +243,7 @@ pub(crate) trait Family: Copy + Eq + Debug + Into<IpAddr> {
     fn hash(key: &TemplateKey<Self>, k: &HashKey) -> u64;
 }
 
-impl Family for Ipv4Addr {
+impl TemplateAddr for Ipv4Addr {
     const ZERO: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
     type Raw = u32;
     fn raw(self) -> u32 {
@@ -272,7 +272,7 @@ impl Family for Ipv4Addr {
     }
 }
 
-impl Family for Ipv6Addr {
+impl TemplateAddr for Ipv6Addr {
     const ZERO: Ipv6Addr = Ipv6Addr::UNSPECIFIED;
     type Raw = u128;
     fn raw(self) -> u128 {
@@ -310,7 +310,7 @@ fn addr_pair(hi: u32, lo: u32) -> u64 {
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
-/// One template, its addresses as numbers (`R`, a [`Family::Raw`]); all zero when empty.
+/// One template, its addresses as numbers (`R`, a [`TemplateAddr::Raw`]); all zero when empty.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Entry<R> {
     cnet: R,
@@ -337,7 +337,7 @@ impl<R: Copy + Eq> Entry<R> {
         self.key_b == key.word && self.cnet == key.cnet && self.vip == key.vip
     }
 
-    fn found<A: Family<Raw = R>>(&self) -> Found<A> {
+    fn found<A: TemplateAddr<Raw = R>>(&self) -> Found<A> {
         Found {
             target: Target::with_word(self.target, A::from_raw(self.rip)),
             expires_s: self.expires_s,
@@ -460,7 +460,7 @@ fn live(expires_s: u32, now_ms: u64) -> bool {
 }
 
 /// The templates of one family: buckets of `W` entries held in `N` words.
-struct Table<A: Family, const W: usize, const N: usize>
+struct Table<A: TemplateAddr, const W: usize, const N: usize>
 where
     Ways<A::Raw, W>: Words<N>,
 {
@@ -473,7 +473,7 @@ type Table4 = Table<Ipv4Addr, WAYS, WORDS>;
 /// The IPv6 templates.
 type Table6 = Table<Ipv6Addr, WAYS6, WORDS6>;
 
-impl<A: Family, const W: usize, const N: usize> Table<A, W, N>
+impl<A: TemplateAddr, const W: usize, const N: usize> Table<A, W, N>
 where
     Ways<A::Raw, W>: Words<N>,
 {
@@ -832,7 +832,10 @@ mod tests {
     }
 
     /// Templates of `t` live at `now_ms`.
-    fn live_in<A: Family, const W: usize, const N: usize>(t: &Table<A, W, N>, now_ms: u64) -> usize
+    fn live_in<A: TemplateAddr, const W: usize, const N: usize>(
+        t: &Table<A, W, N>,
+        now_ms: u64,
+    ) -> usize
     where
         Ways<A::Raw, W>: Words<N>,
     {

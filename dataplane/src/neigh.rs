@@ -148,6 +148,14 @@ fn is_static<const N: usize>(w: &[u64; N]) -> bool {
 }
 
 /// Word 0 of `w`: 0 for an empty slot.
+/// Whether two entries' words are equal, compared in registers. An array `==` here was
+/// compiled to 16-byte loads over pairs of 8-byte stores just made, which the store buffer
+/// cannot forward: a quarter of the IPv6 lookup's time in a `perf record -e cpu-clock` profile.
+#[inline]
+fn same_words<const N: usize>(a: &[u64; N], b: &[u64; N]) -> bool {
+    a.iter().zip(b).fold(0, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
 fn word0<const N: usize>(w: &[u64; N]) -> u64 {
     w.first().copied().unwrap_or(0)
 }
@@ -271,13 +279,16 @@ impl<F: Family<N>, const N: usize> NeighCache<F, N> {
         self.slots.get((home + i) & self.mask).map(|s| &s.0)
     }
 
-    /// The MAC of `ip` on `port`, if known. Never blocks.
+    /// The MAC of `ip` on `port`, if known. Never blocks. Inline: out of line, an IPv6
+    /// address went by pointer to a copy its caller had just stored in pieces, which the
+    /// store buffer cannot forward to the lookup's 8-byte loads.
+    #[inline]
     pub fn lookup(&self, port: u16, ip: F::Addr) -> Option<[u8; 6]> {
         let key = F::id(F::pack(port, ip, 0)?);
         let home = self.home(key);
         for i in 0..WINDOW {
             let n = self.slot(home, i)?.read(READ_TRIES)?;
-            if F::id(n) == key {
+            if same_words(&F::id(n), &key) {
                 return Some(mac_from_u64(F::mac(n)));
             }
             if word0(&n) == 0 {

@@ -52,12 +52,20 @@ impl Ipv4Hdr {
     }
 
     /// As [`Ipv4Hdr::parse`], but fragments are accepted (see [`Ipv4Hdr::is_fragment`]).
+    /// Inline, the header without options out of line: a returned header, written field by
+    /// field and then copied in wide loads, stalls the store buffer (as `Ipv6Hdr::parse`).
+    #[inline]
     pub fn parse_any(p: &[u8]) -> Result<Ipv4Hdr, ParseError> {
         if let Some(h) = p.first_chunk::<MIN_HDR_LEN>() {
             if h[0] == 0x45 {
                 return Ipv4Hdr::parse_plain(h, p.len());
             }
         }
+        Ipv4Hdr::parse_options(p)
+    }
+
+    /// [`Ipv4Hdr::parse_any`] of anything but the common header: options, or refused.
+    fn parse_options(p: &[u8]) -> Result<Ipv4Hdr, ParseError> {
         let vihl = *p.first().ok_or(ParseError::Truncated)?;
         if vihl >> 4 != 4 {
             return Err(ParseError::BadVersion);

@@ -115,6 +115,10 @@ enum Walk {
 impl Ipv6Hdr {
     /// Parses and validates the IPv6 packet at the start of `p` (which may carry link padding
     /// after the packet) and walks its extension headers: see the module documentation.
+    /// Inline: the header without extension headers then never goes through memory (a
+    /// returned `Ipv6Hdr`, written field by field and copied in wide loads, stalled the
+    /// store buffer on every packet); the walk stays out of line.
+    #[inline]
     pub fn parse(p: &[u8]) -> Result<Ipv6Hdr, Ipv6Error> {
         let fixed = p.first_chunk::<HDR_LEN>().ok_or(Ipv6Error::Truncated)?;
         let payload_len = fixed_payload_len(fixed)?;

@@ -58,7 +58,10 @@ impl Pipeline {
 
         // Set when this packet expired its connection because the real server was removed.
         let mut expired_nodest = false;
-        if let Some(hit) = H::lookup(self, &t) {
+        // Borrowed where it lies: moving the `Hit` (IPv6 addresses are byte arrays, written
+        // field by field) copied it in 16-byte loads that the store buffer cannot forward.
+        let found = H::lookup(self, &t);
+        if let Some(hit) = &found {
             let from_client = hit.dir == Dir::Inbound;
             // Only a client's packet checks the real server, as the kernel's ip_vs_in: replies
             // of a removed server are still NATed until the client's next packet.
@@ -69,11 +72,11 @@ impl Pipeline {
             let reuse =
                 from_client && new_syn && sys.conn_reuse_mode != 0 && yields_to_new_syn(hit.state);
             if !reuse && !expired_nodest {
-                let state = conns.update_in(self.defences.tcp_table, &hit, hit.dir, ev, self.now);
+                let state = conns.update_in(self.defences.tcp_table, hit, hit.dir, ev, self.now);
                 if let Some(state) = state.filter(|s| *s != hit.state) {
-                    H::sync_state(self, &hit, state);
+                    H::sync_state(self, hit, state);
                 }
-                return self.nat(frame, ip, &hit);
+                return self.nat(frame, ip, hit);
             }
             if conns.remove(hit.conn) && expired_nodest {
                 self.stats().event(Event::NodestExpired);

@@ -23,7 +23,10 @@ impl Pipeline {
         frame: &mut [u8],
     ) -> Result<Action, Refusal> {
         let l3 = frame.get_mut(eth::HDR_LEN..).ok_or(DropReason::Truncated)?;
-        let ip = Ipv4Hdr::parse_any(l3).map_err(ip_error)?;
+        // Borrowed where the parse left it (a header moved out of its `Result` was copied in
+        // wide loads over the narrow stores that wrote it: a store-buffer stall per packet).
+        let parsed = Ipv4Hdr::parse_any(l3);
+        let ip = parsed.as_ref().map_err(|e| ip_error(*e))?;
         let (src_class, dst_class) = (self.addr_class(ip.src), self.addr_class(ip.dst));
         // Our own addresses and the VIPs are never a source from outside (as Linux's martian
         // source check): a land attack or a loop (an echo request from the VIP to the VIP
@@ -63,18 +66,18 @@ impl Pipeline {
                 });
             }
             if ip.frag_offset() != 0 {
-                return self.later_fragment(frame, &ip, ours);
+                return self.later_fragment(frame, ip, ours);
             }
             if !tcp_udp {
-                return self.forward(frame, &ip);
+                return self.forward(frame, ip);
             }
         }
         match ip.proto {
-            PROTO_TCP | PROTO_UDP => self.tcp_udp(frame, &ip, learn),
-            PROTO_ICMP => self.icmp(in_port, port, hdr, frame, &ip, ours),
+            PROTO_TCP | PROTO_UDP => self.tcp_udp(frame, ip, learn),
+            PROTO_ICMP => self.icmp(in_port, port, hdr, frame, ip, ours),
             _ if vip => Err(DropReason::UnknownProto.into()),
             _ if ours => Err(Refusal::Local(DropReason::Local)),
-            _ => self.forward(frame, &ip),
+            _ => self.forward(frame, ip),
         }
     }
 

@@ -34,8 +34,19 @@ impl Pipeline {
             return Err(DropReason::Malformed.into());
         }
         let l3 = frame.get(eth::HDR_LEN..).ok_or(DropReason::Truncated)?;
-        let ip = self.parse6(l3)?;
-        if ip.proto == PROTO_ICMPV6 && ip.frag_offset() == 0 && is_ndp(l3, &ip) {
+        // `parse6`, with the header borrowed where `Ipv6Hdr::parse` left it: moved into
+        // another `Result` (or out of one), it was copied in wide loads over the narrow
+        // stores that wrote it, which the store buffer cannot forward (a stall per packet).
+        let parsed = Ipv6Hdr::parse(l3);
+        let in_transit;
+        let ip = match &parsed {
+            Ok(ip) => ip,
+            Err(e) => {
+                in_transit = self.parse6_refused(l3, *e)?;
+                &in_transit
+            }
+        };
+        if ip.proto == PROTO_ICMPV6 && ip.frag_offset() == 0 && is_ndp(l3, ip) {
             if ip.has_ext_headers() && ip.in_fragment(l3) {
                 // RFC 6980: neighbour discovery in a fragment, an atomic one included, is
                 // never taken (nor routed: it is link-local).
@@ -47,7 +58,7 @@ impl Pipeline {
             return Err(Refusal::Ndp);
         }
         if group {
-            return Err(self.link_multicast6(in_port, hdr, &ip));
+            return Err(self.link_multicast6(in_port, hdr, ip));
         }
         let (vip, local) = (self.snap.is_vip6(ip.dst), self.is_local6(ip.dst));
         // Never from a group, an unspecified or loopback address, ourselves or a VIP; never to
@@ -81,7 +92,7 @@ impl Pipeline {
                     return Err(DropReason::BadFragment.into());
                 }
                 let key = ip.frag_key().ok_or(DropReason::BadFragment)?;
-                return self.follow_first_fragment(frame, &ip, &key, ours);
+                return self.follow_first_fragment(frame, ip, &key, ours);
             }
             if ours && !(vip && tcp_udp) {
                 // For rvs itself: it reassembles nothing; the kernel behind a twin does, for
@@ -93,15 +104,15 @@ impl Pipeline {
                 });
             }
             if !tcp_udp {
-                return self.forward(frame, &ip);
+                return self.forward(frame, ip);
             }
         }
         match ip.proto {
-            PROTO_TCP | PROTO_UDP => self.tcp_udp(frame, &ip, learn),
-            PROTO_ICMPV6 => self.icmp6(in_port, port, hdr, frame, &ip, vip, local),
+            PROTO_TCP | PROTO_UDP => self.tcp_udp(frame, ip, learn),
+            PROTO_ICMPV6 => self.icmp6(in_port, port, hdr, frame, ip, vip, local),
             _ if vip => Err(DropReason::UnknownProto.into()),
             _ if local => Err(Refusal::Local(DropReason::Local)),
-            _ => self.forward(frame, &ip),
+            _ => self.forward(frame, ip),
         }
     }
 

@@ -3,8 +3,9 @@
 the commit before, one after) measured in one run on the same machine.
 
     scripts/pipeline-compare.py --before BIN --after BIN [--flows 1000,1000000] [--pairs 5] [--cpu 1]
+                                [--families 4,6]
 
-For every point (UDP/TCP x established/new x flows): instructions per packet under callgrind
+For every point (IPv4/IPv6 x UDP/TCP x established/new x flows; IPv4 only by default): instructions per packet under callgrind
 (100K measured packets, collected only inside pipeline-bench's measured loop: they do not depend
 on what else the machine runs), then native ns per packet with the two binaries interleaved,
 before, after, before, after, ... `--pairs` times, best of 3 runs each. Prints a Markdown table:
@@ -26,13 +27,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib
 import bench_records  # noqa: E402
 
 
-def callgrind_instr(binary, proto, path, flows, packets, work):
+def callgrind_instr(binary, family, proto, path, flows, packets, work):
     """Instructions per measured packet of one pipeline-bench run under callgrind."""
     out = os.path.join(work, "cg.out")
     r = subprocess.run(["valgrind", "--tool=callgrind", "--collect-atstart=no",
                         "--toggle-collect=*pipeline_bench*measured*", "--callgrind-out-file=" + out,
-                        binary, "--flows", str(flows), "--proto", proto, "--path", path,
-                        "--packets", str(packets), "--repeat", "1", "--json"],
+                        binary, "--family", family, "--flows", str(flows), "--proto", proto,
+                        "--path", path, "--packets", str(packets), "--repeat", "1", "--json"],
                        capture_output=True, text=True, check=True)
     for line in r.stderr.splitlines():
         if "Collected :" in line:
@@ -40,10 +41,10 @@ def callgrind_instr(binary, proto, path, flows, packets, work):
     raise RuntimeError("callgrind printed no total for %s" % binary)
 
 
-def native_ns(binary, proto, path, flows, cpu):
+def native_ns(binary, family, proto, path, flows, cpu):
     """Best ns per packet of 3 native runs."""
     packets = 1000000 if path == "established" else 500000
-    cmd = [binary, "--flows", str(flows), "--proto", proto, "--path", path, "--packets", str(packets),
+    cmd = [binary, "--family", family, "--flows", str(flows), "--proto", proto, "--path", path, "--packets", str(packets),
            "--repeat", "3", "--json"]
     if cpu is not None:
         cmd += ["--cpu", str(cpu)]
@@ -62,26 +63,36 @@ def main():
     ap.add_argument("--flows", default="1000,1000000")
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--cpu", type=int, default=1)
+    ap.add_argument("--families", default="4", help="4, 6 or 4,6 (pipeline-bench --family)")
     args = ap.parse_args()
     flows = [int(f) for f in args.flows.split(",")]
-    print("| proto | path | flows | instr/pkt before | instr/pkt after | change | ns before, median (min-max) "
+    families = args.families.split(",")
+    if any(f not in ("4", "6") for f in families):
+        ap.error("--families: 4 and/or 6, comma-separated")
+    print("| family | proto | path | flows | instr/pkt before | instr/pkt after | change | ns before, median (min-max) "
           "| ns after, median (min-max) | after/before, median (min-max) | verdict |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as work:
-        for f in flows:
-            for proto in ("udp", "tcp"):
-                for path in ("established", "new"):
-                    ib = callgrind_instr(args.before, proto, path, f, 100000, work)
-                    ia = callgrind_instr(args.after, proto, path, f, 100000, work)
-                    nb, na = [], []
-                    for _ in range(args.pairs):
-                        nb.append(native_ns(args.before, proto, path, f, args.cpu))
-                        na.append(native_ns(args.after, proto, path, f, args.cpu))
-                    s = bench_records.ratio_summary([a / b for a, b in zip(na, nb)])
-                    print("| %s | %s | %s | %s | %s | %+.1f%% | %s | %s | %.2f (%.2f-%.2f) | %s |" % (
-                        proto, path, "{:,}".format(f), "{:,}".format(ib), "{:,}".format(ia),
-                        100.0 * (ia - ib) / ib, span(nb, "%.1f"), span(na, "%.1f"), s["median"], s["min"],
-                        s["max"], s["verdict"]), flush=True)
+        for fam in families:
+            for f in flows:
+                for proto in ("udp", "tcp"):
+                    for path in ("established", "new"):
+                        point(args, work, fam, proto, path, f)
+
+
+def point(args, work, fam, proto, path, f):
+    """One row of the table: callgrind of each binary, then the native runs interleaved."""
+    ib = callgrind_instr(args.before, fam, proto, path, f, 100000, work)
+    ia = callgrind_instr(args.after, fam, proto, path, f, 100000, work)
+    nb, na = [], []
+    for _ in range(args.pairs):
+        nb.append(native_ns(args.before, fam, proto, path, f, args.cpu))
+        na.append(native_ns(args.after, fam, proto, path, f, args.cpu))
+    s = bench_records.ratio_summary([a / b for a, b in zip(na, nb)])
+    print("| IPv%s | %s | %s | %s | %s | %s | %+.1f%% | %s | %s | %.2f (%.2f-%.2f) | %s |" % (
+        fam, proto, path, "{:,}".format(f), "{:,}".format(ib), "{:,}".format(ia),
+        100.0 * (ia - ib) / ib, span(nb, "%.1f"), span(na, "%.1f"), s["median"], s["min"],
+        s["max"], s["verdict"]), flush=True)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,11 @@ the commit before, one after) measured in one run on the same machine.
     scripts/pipeline-compare.py --before BIN --after BIN [--flows 1000,1000000] [--pairs 5] [--cpu 1]
                                 [--families 4,6]
 
-For every point (IPv4/IPv6 x UDP/TCP x established/new x flows; IPv4 only by default): instructions per packet under callgrind
-(100K measured packets, collected only inside pipeline-bench's measured loop: they do not depend
-on what else the machine runs), then native ns per packet with the two binaries interleaved,
-before, after, before, after, ... `--pairs` times, best of 3 runs each. Prints a Markdown table:
+For every point (IPv4/IPv6 x UDP/TCP x established/new x flows; IPv4 only by default):
+instructions per packet under callgrind (100K measured packets, collected only inside
+pipeline-bench's measured loop: they do not depend on what else the machine runs), then native
+ns per packet with the two binaries interleaved, before, after, before, after, ... `--pairs`
+times, best of 3 runs each. Prints a Markdown table:
 the instruction counts, the median (min-max) ns of each side and the median (min-max) of the
 pairs' after/before ratios. Build the "before" binary in a worktree of the earlier commit:
 
@@ -44,8 +45,8 @@ def callgrind_instr(binary, family, proto, path, flows, packets, work):
 def native_ns(binary, family, proto, path, flows, cpu):
     """Best ns per packet of 3 native runs."""
     packets = 1000000 if path == "established" else 500000
-    cmd = [binary, "--family", family, "--flows", str(flows), "--proto", proto, "--path", path, "--packets", str(packets),
-           "--repeat", "3", "--json"]
+    cmd = [binary, "--family", family, "--flows", str(flows), "--proto", proto, "--path", path,
+           "--packets", str(packets), "--repeat", "3", "--json"]
     if cpu is not None:
         cmd += ["--cpu", str(cpu)]
     r = subprocess.run(cmd, capture_output=True, text=True, check=True)

@@ -147,7 +147,6 @@ fn is_static<const N: usize>(w: &[u64; N]) -> bool {
     w.first().is_some_and(|k| k & STATIC != 0)
 }
 
-/// Word 0 of `w`: 0 for an empty slot.
 /// Whether two entries' words are equal, compared in registers. An array `==` here was
 /// compiled to 16-byte loads over pairs of 8-byte stores just made, which the store buffer
 /// cannot forward: a quarter of the IPv6 lookup's time in a `perf record -e cpu-clock` profile.
@@ -156,6 +155,7 @@ fn same_words<const N: usize>(a: &[u64; N], b: &[u64; N]) -> bool {
     a.iter().zip(b).fold(0, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
+/// Word 0 of `w`: 0 for an empty slot.
 fn word0<const N: usize>(w: &[u64; N]) -> u64 {
     w.first().copied().unwrap_or(0)
 }

@@ -90,10 +90,11 @@ use std::sync::Arc;
 
 /// A packet's 5-tuple as it appears on the wire.
 ///
-/// `repr(C)`, addresses first: an IPv6 address then starts 16-byte aligned within the tuple,
-/// so the 8- and 16-byte stores that build a tuple and the loads that hash or copy it meet
-/// at the same offsets (loads straddling two stores cannot be forwarded; in the IPv6 burst
-/// prefetch such a stall was one of the hottest instructions of the profile).
+/// `repr(C, align(8))`, addresses first: an IPv6 address starts at offset 0 or 16 of the
+/// tuple, and the tuple at an 8-byte boundary of any enum or struct that carries it, so the
+/// 8- and 16-byte stores that build a tuple and the loads that hash or copy it meet at the
+/// same offsets (a load straddling two stores cannot be forwarded; in the IPv6 burst prefetch
+/// such a stall was one of the hottest instructions of the profile).
 #[repr(C, align(8))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Tuple<A = Ipv4Addr> {

@@ -33,6 +33,8 @@ pub struct Pipeline {
     pub(super) dp: Arc<Dataplane>,
     pub(super) index: usize,
     pub(super) snap: Arc<Snapshot>,
+    /// `Dataplane::snapshot_published` when `snap` was loaded.
+    snap_published: u64,
     /// The addresses rvs holds, as of this burst.
     pub(super) owned: Arc<OwnedAddrs>,
     pub(super) now: u64,
@@ -78,6 +80,8 @@ impl Pipeline {
     /// The pipeline of worker `index` of `dp.workers()` (an index past the last one shares
     /// counters with another worker; it works, but the counts may lose updates).
     pub fn new(dp: Arc<Dataplane>, index: usize) -> Pipeline {
+        // The count first: a publish in between is then picked up by the first burst.
+        let snap_published = dp.snapshot_published.load(Ordering::Acquire);
         let snap = dp.snapshot();
         let owned = dp.owned_addrs();
         let aging = dp.conns.slice(index, dp.workers);
@@ -92,6 +96,7 @@ impl Pipeline {
             aged_at: 0,
             aging,
             snap,
+            snap_published,
             owned,
             index,
             dp,
@@ -112,11 +117,12 @@ impl Pipeline {
             self.now = now_ms;
             self.dp.clock_ms.fetch_max(now_ms, Ordering::Relaxed);
         }
-        let cur = self.dp.snapshot.load();
-        if !Arc::ptr_eq(&cur, &self.snap) {
+        let published = self.dp.snapshot_published.load(Ordering::Acquire);
+        if published != self.snap_published {
+            self.snap_published = published;
             // The old snapshot is kept alive by the service manager, so dropping it here frees
             // nothing on this thread.
-            self.snap = arc_swap::Guard::into_inner(cur);
+            self.snap = self.dp.snapshot();
         }
         if self.dp.owned_generation.load(Ordering::Acquire) != self.owned.generation {
             self.owned = self.dp.owned.load_full();

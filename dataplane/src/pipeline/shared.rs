@@ -160,6 +160,9 @@ pub struct Dataplane {
     /// `local6` as a filter, asked first.
     pub(super) local6_filter: AddrFilter6,
     pub(super) snapshot: ArcSwap<Snapshot>,
+    /// Bumped after each store to `snapshot`: a worker compares it once per burst and loads
+    /// `snapshot` only when it moved (as `owned_generation` does for `owned`).
+    pub(super) snapshot_published: AtomicU64,
     pub(super) stats: Stats,
     pub(super) workers: usize,
     /// The latest `now_ms` a worker reported, for the control side (`-L -c` expiry times).
@@ -276,6 +279,7 @@ impl Dataplane {
             local6_filter: AddrFilter6::new(local6.iter().copied()),
             local6,
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            snapshot_published: AtomicU64::new(0),
             ports,
             workers,
             clock_ms: AtomicU64::new(0),
@@ -342,7 +346,11 @@ impl Dataplane {
 
     /// Publishes a new service snapshot; returns the previous one.
     pub(crate) fn publish(&self, s: Arc<Snapshot>) -> Arc<Snapshot> {
-        self.snapshot.swap(s)
+        let old = self.snapshot.swap(s);
+        // After the store: a worker that sees the new count loads the new snapshot (Release
+        // here, Acquire in `Pipeline::begin_burst`).
+        self.snapshot_published.fetch_add(1, Ordering::Release);
+        old
     }
 
     /// Samples how many connection-table entries are free (capacity - length) for the flood

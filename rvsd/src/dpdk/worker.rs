@@ -120,13 +120,13 @@ impl Loop {
     }
 
     fn run(&mut self) {
-        let ms_ticks = (eal::tsc_hz() / 1000).max(1);
+        let mut clock = MsClock::new(eal::tsc_hz());
         let mut rx: Vec<Mbuf> = Vec::with_capacity(BURST);
         let ports = self.io.ports.clone();
         let dataplane = self.dataplane.clone();
         let stats = dataplane.stats().worker(self.index);
         while RUNNING.load(Ordering::Relaxed) {
-            self.driver.begin(eal::tsc() / ms_ticks);
+            self.driver.begin(clock.at(eal::tsc()));
             let mut busy = false;
             if let Some(down) = &self.kernel_down {
                 // At most one burst from the kernel per loop.
@@ -159,6 +159,35 @@ impl Loop {
         }
         // At shutdown: send what is batched, free what is held.
         self.driver.shutdown(&mut self.io);
+    }
+}
+
+/// The workers' millisecond clock, from the TSC: `tsc / ticks per ms`, with the division done
+/// once a millisecond (when the TSC passes the next millisecond's first tick) instead of once a
+/// loop.
+struct MsClock {
+    ticks_per_ms: u64,
+    now_ms: u64,
+    next_ms_at: u64,
+}
+
+impl MsClock {
+    fn new(tsc_hz: u64) -> MsClock {
+        MsClock {
+            ticks_per_ms: (tsc_hz / 1000).max(1),
+            now_ms: 0,
+            next_ms_at: 0,
+        }
+    }
+
+    /// The millisecond the TSC reading `tsc` falls in.
+    #[inline]
+    fn at(&mut self, tsc: u64) -> u64 {
+        if tsc >= self.next_ms_at {
+            self.now_ms = tsc / self.ticks_per_ms;
+            self.next_ms_at = (self.now_ms + 1).saturating_mul(self.ticks_per_ms);
+        }
+        self.now_ms
     }
 }
 
@@ -199,4 +228,29 @@ pub fn launch(lcore: u32, setup: WorkerSetup) -> Result<(), super::DpdkError> {
 pub fn wait_all() {
     // SAFETY: called from the main lcore after RUNNING is cleared.
     unsafe { sys::rte_eal_mp_wait_lcore() };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MsClock;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the TSC rate and the steps between readings (within a millisecond or many,
+        /// landing on its edges or not), the clock says what `tsc / ticks per ms` said.
+        #[test]
+        fn ms_clock_divides_as_the_loop_did(
+            hz in 1u64..10_000_000_000,
+            start in 0u64..1 << 50,
+            steps in proptest::collection::vec(0u64..30_000_000, 1..64),
+        ) {
+            let mut clock = MsClock::new(hz);
+            let ticks = (hz / 1000).max(1);
+            let mut tsc = start;
+            for step in steps {
+                prop_assert_eq!(clock.at(tsc), tsc / ticks);
+                tsc += step;
+            }
+        }
+    }
 }

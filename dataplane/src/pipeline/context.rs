@@ -9,6 +9,7 @@ use super::sync::RefreshWalk;
 use super::{Action, Dataplane, Refusal};
 use crate::addr_set::MARTIAN;
 use crate::conntrack::{Dir, Prefetched, Tuple};
+use crate::neigh::NeighMemo;
 use crate::packet::eth;
 use crate::packet::ipv4::{self, PROTO_TCP, PROTO_UDP};
 use crate::packet::ipv6;
@@ -66,6 +67,9 @@ pub struct Pipeline {
     /// may not trust the prefetch's miss (the connection may be newer than the prefetch). One
     /// set for both families' tables: a bit set by the other family only costs a lookup.
     pub(super) inserted_since_prefetch: Cell<u64>,
+    /// The next hops' MACs this worker looked up last, per family.
+    neigh_memo: NeighMemo<Ipv4Addr>,
+    neigh_memo6: NeighMemo<Ipv6Addr>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -107,6 +111,8 @@ impl Pipeline {
             prefetched: [None; PREFETCH_BURST],
             hint: Cell::new(None),
             inserted_since_prefetch: Cell::new(0),
+            neigh_memo: NeighMemo::default(),
+            neigh_memo6: NeighMemo::default(),
         }
     }
 
@@ -303,10 +309,11 @@ impl Pipeline {
     }
 
     /// Writes the L2 header for `next_hop` on `port` if its MAC is known now.
+    #[inline]
     pub fn fill_l2(&self, port: u16, next_hop: impl Into<IpAddr>, frame: &mut [u8]) -> bool {
         let mac = match next_hop.into() {
-            IpAddr::V4(a) => self.dp.neigh.lookup(port, a),
-            IpAddr::V6(a) => self.dp.neigh6.lookup(port, a),
+            IpAddr::V4(a) => self.dp.neigh.lookup_memo(&self.neigh_memo, port, a),
+            IpAddr::V6(a) => self.dp.neigh6.lookup_memo(&self.neigh_memo6, port, a),
         };
         let (Some(p), Some(mac)) = (self.dp.ports.get(usize::from(port)), mac) else {
             return false;

@@ -63,7 +63,9 @@ pub fn tsc_hz() -> u64 {
 
 /// The time stamp counter, as `rte_get_tsc_cycles` reads it. On x86_64 that is one `rdtsc`,
 /// done here: DPDK's function is inline C, which the workers could only reach through an
-/// out-of-line wrapper, a call per loop.
+/// out-of-line wrapper, a call per loop. (DPDK reads it with `rdpmc` instead only when built
+/// with VMware's TSC map support and run with `--vmware-tsc-map`; Debian's build has no such
+/// option.)
 #[inline]
 pub fn tsc() -> u64 {
     #[cfg(target_arch = "x86_64")]

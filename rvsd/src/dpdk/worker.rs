@@ -163,12 +163,13 @@ impl Loop {
 }
 
 /// The workers' millisecond clock, from the TSC: `tsc / ticks per ms`, with the division done
-/// once a millisecond (when the TSC passes the next millisecond's first tick) instead of once a
-/// loop.
+/// once a millisecond (when a reading leaves the millisecond of the last division) instead of
+/// once a loop. The same answer for every reading, a TSC that steps back included.
 struct MsClock {
     ticks_per_ms: u64,
     now_ms: u64,
-    next_ms_at: u64,
+    /// The first tick of `now_ms`: `now_ms * ticks_per_ms`.
+    ms_start: u64,
 }
 
 impl MsClock {
@@ -176,16 +177,17 @@ impl MsClock {
         MsClock {
             ticks_per_ms: (tsc_hz / 1000).max(1),
             now_ms: 0,
-            next_ms_at: 0,
+            ms_start: 0,
         }
     }
 
     /// The millisecond the TSC reading `tsc` falls in.
     #[inline]
     fn at(&mut self, tsc: u64) -> u64 {
-        if tsc >= self.next_ms_at {
+        // A reading before `ms_start` wraps to a large difference: divided again too.
+        if tsc.wrapping_sub(self.ms_start) >= self.ticks_per_ms {
             self.now_ms = tsc / self.ticks_per_ms;
-            self.next_ms_at = (self.now_ms + 1).saturating_mul(self.ticks_per_ms);
+            self.ms_start = self.now_ms * self.ticks_per_ms;
         }
         self.now_ms
     }
@@ -235,21 +237,38 @@ mod tests {
     use super::MsClock;
     use proptest::prelude::*;
 
+    #[test]
+    fn ms_clock_at_the_edges_of_a_millisecond() {
+        for hz in [1_000, 2_000, 3_000, 2_000_000_000] {
+            let ticks = hz / 1000;
+            let mut clock = MsClock::new(hz);
+            let mut readings: Vec<u64> = (1..6u64)
+                .flat_map(|k| [k * ticks - 1, k * ticks, k * ticks + 1])
+                .collect();
+            // Forwards, then back (a TSC reset), then forwards again.
+            readings.extend(readings.clone().iter().rev());
+            readings.extend([0, 1, ticks, 7 * ticks]);
+            for tsc in readings {
+                assert_eq!(clock.at(tsc), tsc / ticks, "hz {hz}, tsc {tsc}");
+            }
+        }
+    }
+
     proptest! {
-        /// Whatever the TSC rate and the steps between readings (within a millisecond or many,
-        /// landing on its edges or not), the clock says what `tsc / ticks per ms` said.
+        /// Whatever the TSC rate and the readings (steps within a millisecond or over many,
+        /// forwards or back), the clock says what `tsc / ticks per ms` said.
         #[test]
         fn ms_clock_divides_as_the_loop_did(
-            hz in 1u64..10_000_000_000,
-            start in 0u64..1 << 50,
-            steps in proptest::collection::vec(0u64..30_000_000, 1..64),
+            hz in prop_oneof![1u64..10_000, 1u64..10_000_000_000],
+            start in 0u64..1 << 62,
+            steps in proptest::collection::vec(-40_000_000i64..40_000_000, 1..64),
         ) {
             let mut clock = MsClock::new(hz);
             let ticks = (hz / 1000).max(1);
             let mut tsc = start;
             for step in steps {
                 prop_assert_eq!(clock.at(tsc), tsc / ticks);
-                tsc += step;
+                tsc = tsc.saturating_add_signed(step);
             }
         }
     }

@@ -28,14 +28,23 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib
 import bench_records  # noqa: E402
 
 
+def run(cmd):
+    """Runs a pipeline-bench command; when it fails, what it printed on stderr (a panic's
+    message, say) goes to ours before the error, instead of being lost with the capture."""
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.stderr.write(r.stderr)
+        raise subprocess.CalledProcessError(r.returncode, cmd, r.stdout, r.stderr)
+    return r
+
+
 def callgrind_instr(binary, family, proto, path, flows, packets, work):
     """Instructions per measured packet of one pipeline-bench run under callgrind."""
     out = os.path.join(work, "cg.out")
-    r = subprocess.run(["valgrind", "--tool=callgrind", "--collect-atstart=no",
-                        "--toggle-collect=*pipeline_bench*measured*", "--callgrind-out-file=" + out,
-                        binary, "--family", family, "--flows", str(flows), "--proto", proto,
-                        "--path", path, "--packets", str(packets), "--repeat", "1", "--json"],
-                       capture_output=True, text=True, check=True)
+    r = run(["valgrind", "--tool=callgrind", "--collect-atstart=no",
+             "--toggle-collect=*pipeline_bench*measured*", "--callgrind-out-file=" + out,
+             binary, "--family", family, "--flows", str(flows), "--proto", proto,
+             "--path", path, "--packets", str(packets), "--repeat", "1", "--json"])
     for line in r.stderr.splitlines():
         if "Collected :" in line:
             return int(line.split("Collected :")[1]) // packets
@@ -49,8 +58,7 @@ def native_ns(binary, family, proto, path, flows, cpu):
            "--packets", str(packets), "--repeat", "3", "--json"]
     if cpu is not None:
         cmd += ["--cpu", str(cpu)]
-    r = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(r.stdout)["ns_best"]
+    return json.loads(run(cmd).stdout)["ns_best"]
 
 
 def span(values, fmt):

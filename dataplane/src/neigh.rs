@@ -1004,6 +1004,28 @@ mod tests {
         Ok(())
     }
 
+    /// The two smallest cases the proptest below found when a write did not bump the
+    /// generation (a MAC changed, an entry removed), kept as they are.
+    #[test]
+    fn the_memo_forgets_a_changed_or_removed_mac() {
+        let addrs: Vec<Ipv4Addr> = (0..6).map(|i| Ipv4Addr::new(192, 0, 2, 2 + i)).collect();
+        let changed = [
+            MemoOp::Learn(0, 5, 0),
+            MemoOp::Lookup(0, 5),
+            MemoOp::Learn(0, 5, 1),
+            MemoOp::Lookup(0, 5),
+        ];
+        let removed = [
+            MemoOp::Learn(0, 1, 0),
+            MemoOp::Lookup(0, 1),
+            MemoOp::Remove(0, 1),
+            MemoOp::Lookup(0, 1),
+        ];
+        for ops in [changed, removed] {
+            memo_agrees::<V4, 2>(&addrs, &ops).unwrap();
+        }
+    }
+
     proptest::proptest! {
         /// Whatever was learnt, made static, replaced or removed since, and whichever
         /// addresses share a memo slot (the same last byte), a lookup through the memo gives

@@ -87,15 +87,27 @@ impl<F: Family> ConnTable<F> {
         if trust_miss && p.candidate == 0 && !self.overflowed(p.place.b1) {
             return None;
         }
-        if p.candidate != 0 {
-            let (idx, dir) = (slot_idx(p.candidate), slot_dir(p.candidate));
-            if let Some(v) = self.read(idx) {
-                if v.is_live() && v.matches(dir, t) && !self.stale(&v, now) {
-                    return Some(v.hit(idx, dir));
-                }
-            }
+        self.prefetched_hit(t, p, now)
+            .or_else(|| self.lookup_at(t, &p.place, now))
+    }
+
+    /// `t`'s connection if it is the entry the burst prefetch named (`p`, from
+    /// [`ConnTable::prefetch_bucket`] of this very tuple), else `None`, which says nothing of
+    /// whether the table holds it (see [`ConnTable::lookup_prefetched`] for the full answer).
+    /// Writes nothing: an expired entry is a `None` here, and removed by a full lookup.
+    #[inline]
+    pub fn prefetched_hit(
+        &self,
+        t: &Tuple<F::Addr>,
+        p: &Prefetched,
+        now: u64,
+    ) -> Option<Hit<F::Addr>> {
+        if p.candidate == 0 {
+            return None;
         }
-        self.lookup_at(t, &p.place, now)
+        let (idx, dir) = (slot_idx(p.candidate), slot_dir(p.candidate));
+        let v = self.read(idx)?;
+        (v.is_live() && v.matches(dir, t) && !self.stale(&v, now)).then(|| v.hit(idx, dir))
     }
 
     /// `t`'s first bucket as one bit of 64 (its index modulo 64): a cheap set of buckets.

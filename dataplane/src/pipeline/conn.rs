@@ -17,12 +17,12 @@ use crate::service::Service;
 use crate::stats::{DropReason, Event};
 
 /// The rewrite a NATed packet gets.
-struct Nat<A> {
-    side: Side,
-    addr: A,
-    port: u16,
+pub(super) struct Nat<A> {
+    pub(super) side: Side,
+    pub(super) addr: A,
+    pub(super) port: u16,
     /// Where the packet goes after the rewrite.
-    dst: A,
+    pub(super) dst: A,
 }
 
 impl Pipeline {
@@ -62,24 +62,20 @@ impl Pipeline {
         // field by field) copied it in 16-byte loads that the store buffer cannot forward.
         let found = H::lookup(self, &t);
         if let Some(hit) = &found {
-            let from_client = hit.dir == Dir::Inbound;
-            // Only a client's packet checks the real server, as the kernel's ip_vs_in: replies
-            // of a removed server are still NATed until the client's next packet.
-            expired_nodest =
-                from_client && sys.expire_nodest_conn != 0 && conns.dest_retired(hit.dest);
-            // A SYN reusing the ports of a closed connection starts a new one (port reuse),
-            // unless conn_reuse_mode is 0.
-            let reuse =
-                from_client && new_syn && sys.conn_reuse_mode != 0 && yields_to_new_syn(hit.state);
-            if !reuse && !expired_nodest {
-                let state = conns.update_in(self.defences.tcp_table, hit, hit.dir, ev, self.now);
-                if let Some(state) = state.filter(|s| *s != hit.state) {
-                    H::sync_state(self, hit, state);
+            match self.on_hit::<H>(hit, new_syn) {
+                OnHit::Nat => {
+                    self.follow::<H>(hit, ev);
+                    return self.nat(frame, ip, hit);
                 }
-                return self.nat(frame, ip, hit);
-            }
-            if conns.remove(hit.conn) && expired_nodest {
-                self.stats().event(Event::NodestExpired);
+                OnHit::ExpireNodest => {
+                    expired_nodest = true;
+                    if conns.remove(hit.conn) {
+                        self.stats().event(Event::NodestExpired);
+                    }
+                }
+                OnHit::Reuse => {
+                    conns.remove(hit.conn);
+                }
             }
         }
         learn_sender();
@@ -147,6 +143,38 @@ impl Pipeline {
             });
         }
         self.forward(frame, ip)
+    }
+
+    /// What a packet (`new_syn`: a TCP SYN without RST) does with the connection `hit` it
+    /// found.
+    #[inline]
+    pub(super) fn on_hit<H: IpHeader>(&self, hit: &Hit<H::Addr>, new_syn: bool) -> OnHit {
+        let sys = &self.snap.sysctls;
+        // Only a client's packet checks the real server, as the kernel's ip_vs_in: replies of
+        // a removed server are still NATed until the client's next packet.
+        if hit.dir != Dir::Inbound {
+            return OnHit::Nat;
+        }
+        if sys.expire_nodest_conn != 0 && H::conns(&self.dp).dest_retired(hit.dest) {
+            return OnHit::ExpireNodest;
+        }
+        // A SYN reusing the ports of a closed connection starts a new one (port reuse),
+        // unless conn_reuse_mode is 0.
+        if new_syn && sys.conn_reuse_mode != 0 && yields_to_new_syn(hit.state) {
+            return OnHit::Reuse;
+        }
+        OnHit::Nat
+    }
+
+    /// The packet's TCP event `ev` (none for UDP) applied to its connection `hit`: its state
+    /// and expiry; a new state is queued for the sync master.
+    #[inline]
+    pub(super) fn follow<H: IpHeader>(&self, hit: &Hit<H::Addr>, ev: Option<TcpEvent>) {
+        let conns = H::conns(&self.dp);
+        let state = conns.update_in(self.defences.tcp_table, hit, hit.dir, ev, self.now);
+        if let Some(state) = state.filter(|s| *s != hit.state) {
+            H::sync_state(self, hit, state);
+        }
     }
 
     /// A datagram to a one-packet scheduling (`-o`) service, scheduled as `m` says: DNATed
@@ -298,20 +326,7 @@ impl Pipeline {
         ip: &H,
         hit: &Mapping<H::Addr>,
     ) -> Result<Action, Refusal> {
-        let nat = match hit.dir {
-            Dir::Inbound => Nat {
-                side: Side::Dst,
-                addr: hit.real.0,
-                port: hit.real.1,
-                dst: hit.real.0,
-            },
-            Dir::Reply => Nat {
-                side: Side::Src,
-                addr: hit.virt.0,
-                port: hit.virt.1,
-                dst: ip.dst(),
-            },
-        };
+        let nat = hit.rewrite(ip.dst());
         if ip.hops() <= 1 {
             return Err(Refusal::Answer(
                 DropReason::TtlExpired,
@@ -335,14 +350,33 @@ impl Pipeline {
                 },
             },
         );
+        self.count_nat(hit, ip.packet_len());
+        Ok(self.l2_out(frame, out, next_hop))
+    }
+
+    /// Counts a packet of `len` bytes NATed by `m`.
+    #[inline]
+    pub(super) fn count_nat<A>(&self, m: &Mapping<A>, len: usize) {
         let st = self.stats();
-        count_dest(st, hit.dest, hit.dir, ip.packet_len() as u64);
-        st.event(match hit.dir {
+        count_dest(st, m.dest, m.dir, len as u64);
+        st.event(match m.dir {
             Dir::Inbound => Event::Dnat,
             Dir::Reply => Event::Snat,
         });
-        Ok(self.l2_out(frame, out, next_hop))
     }
+}
+
+/// What a packet does with the connection it found ([`Pipeline::on_hit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OnHit {
+    /// NATed by it.
+    Nat,
+    /// A client's packet whose real server was removed, with `expire_nodest_conn`: the
+    /// connection ends, and the packet is handled as if it had found none.
+    ExpireNodest,
+    /// A client's SYN on a closed connection's ports: the connection ends, and the SYN opens
+    /// a new one.
+    Reuse,
 }
 
 /// A real server scheduled for a new flow.
@@ -395,6 +429,27 @@ impl<A: Copy> From<&Hit<A>> for Mapping<A> {
             virt: hit.virt,
             real: hit.real,
             dest: hit.dest,
+        }
+    }
+}
+
+impl<A: Copy> Mapping<A> {
+    /// The rewrite of a packet of this mapping whose destination is `pkt_dst`.
+    #[inline]
+    pub(super) fn rewrite(&self, pkt_dst: A) -> Nat<A> {
+        match self.dir {
+            Dir::Inbound => Nat {
+                side: Side::Dst,
+                addr: self.real.0,
+                port: self.real.1,
+                dst: self.real.0,
+            },
+            Dir::Reply => Nat {
+                side: Side::Src,
+                addr: self.virt.0,
+                port: self.virt.1,
+                dst: pkt_dst,
+            },
         }
     }
 }

@@ -182,6 +182,12 @@ impl Pipeline {
         self.hint.set(u8::try_from(i).ok());
     }
 
+    /// The prefetch's hint for the frame being handled, left for [`Pipeline::taken_hint`].
+    #[inline]
+    pub(super) fn peek_hint(&self) -> Option<&Hint> {
+        self.prefetched.get(usize::from(self.hint.get()?))?.as_ref()
+    }
+
     /// The prefetch's hint for the frame being handled, once: a second lookup of the frame
     /// (a connection reused) starts afresh.
     #[inline]
@@ -286,6 +292,9 @@ impl Pipeline {
             st.drop(DropReason::Truncated);
             return Action::Drop;
         };
+        if let Some(action) = self.fast_established(in_port, frame) {
+            return action;
+        }
         match self.classify(in_port, frame) {
             Ok(a) => a,
             Err(Refusal::Drop(reason)) => {
@@ -311,14 +320,20 @@ impl Pipeline {
     /// Writes the L2 header for `next_hop` on `port` if its MAC is known now.
     #[inline]
     pub fn fill_l2(&self, port: u16, next_hop: impl Into<IpAddr>, frame: &mut [u8]) -> bool {
-        let mac = match next_hop.into() {
-            IpAddr::V4(a) => self.dp.neigh.lookup_memo(&self.neigh_memo, port, a),
-            IpAddr::V6(a) => self.dp.neigh6.lookup_memo(&self.neigh_memo6, port, a),
-        };
+        let mac = self.next_hop_mac(port, next_hop);
         let (Some(p), Some(mac)) = (self.dp.ports.get(usize::from(port)), mac) else {
             return false;
         };
         eth::set_macs(frame, &mac, &p.mac).is_some()
+    }
+
+    /// The MAC of `next_hop` on `port`, if known now.
+    #[inline]
+    pub(super) fn next_hop_mac(&self, port: u16, next_hop: impl Into<IpAddr>) -> Option<[u8; 6]> {
+        match next_hop.into() {
+            IpAddr::V4(a) => self.dp.neigh.lookup_memo(&self.neigh_memo, port, a),
+            IpAddr::V6(a) => self.dp.neigh6.lookup_memo(&self.neigh_memo6, port, a),
+        }
     }
 
     /// Writes a request for `target`'s MAC out of `port` into `buf`: an ARP request (from an

@@ -98,6 +98,12 @@ pub struct Prefetched {
 }
 
 impl Prefetched {
+    /// Whether the prefetch found an entry to try first ([`ConnTable::prefetched_hit`]).
+    #[inline]
+    pub fn has_candidate(&self) -> bool {
+        self.candidate != 0
+    }
+
     /// The tuple's first bucket as one bit of 64 (see [`ConnTable::bucket_bit`]).
     #[inline]
     pub fn bucket_bit(&self) -> u64 {

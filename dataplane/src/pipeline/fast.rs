@@ -9,7 +9,7 @@ use super::context::Hint;
 use super::family::IpHeader;
 use super::{Action, Pipeline};
 use crate::addr_set::MARTIAN;
-use crate::conntrack::{TcpEvent, Tuple};
+use crate::conntrack::{Prefetched, TcpEvent, Tuple};
 use crate::packet::eth;
 use crate::packet::ipv4::{Ipv4Hdr, PROTO_TCP};
 use crate::packet::l4::L4Hdr;
@@ -18,12 +18,27 @@ use crate::stats::DropReason;
 
 impl Pipeline {
     /// The frame handled by the fast path, or `None` (nothing changed, nothing counted) for
-    /// the stages to handle.
+    /// the stages to handle. A frame whose prefetch found no entry to try (a new connection's)
+    /// leaves at the first test.
     #[inline]
     pub(super) fn fast_established(&self, in_port: u16, frame: &mut [u8]) -> Option<Action> {
-        let Some(Hint::V4(t, pre)) = self.peek_hint() else {
-            return None;
-        };
+        match self.peek_hint()? {
+            Hint::V4(t, pre) if pre.has_candidate() => {
+                self.fast_established4(in_port, frame, t, pre)
+            }
+            _ => None,
+        }
+    }
+
+    /// [`Pipeline::fast_established`] of an IPv4 frame whose prefetch names a candidate entry.
+    #[inline]
+    fn fast_established4(
+        &self,
+        in_port: u16,
+        frame: &mut [u8],
+        t: &Tuple,
+        pre: &Prefetched,
+    ) -> Option<Action> {
         // First the connection (by the prefetched tuple, read from this frame's bytes): a new
         // connection's packet leaves at once. Then the frame's checks, which confirm the tuple.
         let hit = self.dp.conns.prefetched_hit(t, pre, self.now)?;

@@ -67,11 +67,16 @@ pub fn ipv6_multicast_mac(group: std::net::Ipv6Addr) -> [u8; 6] {
 
 /// Sets both MAC addresses of `frame`; `None` if it is shorter than a header.
 pub fn set_macs(frame: &mut [u8], dst: &[u8; 6], src: &[u8; 6]) -> Option<()> {
-    if frame.len() < HDR_LEN {
-        return None;
+    write_macs(frame.first_chunk_mut()?, dst, src);
+    Some(())
+}
+
+/// Writes the destination and source MACs of the Ethernet header `hdr`.
+#[inline]
+pub fn write_macs(hdr: &mut [u8; HDR_LEN], dst: &[u8; 6], src: &[u8; 6]) {
+    for (b, v) in hdr.iter_mut().zip(dst.iter().chain(src)) {
+        *b = *v;
     }
-    put(frame, 0, dst)?;
-    put(frame, 6, src)
 }
 
 /// MAC as a u64 (low 48 bits), e.g. for atomic storage.

@@ -9,7 +9,7 @@ use crate::conntrack::{ConnState, Dir, Hit, InsertError, NewConn, TcpEvent, Tupl
 use crate::frag::FragVerdict;
 use crate::packet::eth;
 use crate::packet::ipv4::PROTO_TCP;
-use crate::packet::l4::Side;
+use crate::packet::l4::{L4Hdr, Side};
 use crate::packet::ParseError;
 use crate::persist::Quiesced;
 use crate::sched::{Dests, Flow};
@@ -39,20 +39,12 @@ impl Pipeline {
         let l4 = ip
             .parse_l4(seg)
             .map_err(|e| l4_error(e, ip.is_fragment()))?;
-        let t = Tuple {
-            proto: ip.proto(),
-            src: ip.src(),
-            sport: l4.sport,
-            dst: ip.dst(),
-            dport: l4.dport,
-        };
-        let tcp = ip.proto() == PROTO_TCP;
-        let ev = if tcp {
-            TcpEvent::from_flags(l4.flags)
-        } else {
-            None
-        };
-        let new_syn = tcp && l4.flags.syn() && !l4.flags.rst();
+        let Segment {
+            t,
+            tcp,
+            ev,
+            new_syn,
+        } = Segment::of(ip, &l4);
         let sys = &self.snap.sysctls;
         let conns = H::conns(&self.dp);
 
@@ -366,13 +358,48 @@ impl Pipeline {
     }
 }
 
+/// What the connection path reads of a packet's TCP or UDP header.
+pub(super) struct Segment<A> {
+    /// The packet's 5-tuple.
+    pub(super) t: Tuple<A>,
+    pub(super) tcp: bool,
+    /// The TCP event its flags stand for (none for UDP).
+    pub(super) ev: Option<TcpEvent>,
+    /// A TCP SYN without RST: it may open a connection.
+    pub(super) new_syn: bool,
+}
+
+impl<A> Segment<A> {
+    #[inline]
+    pub(super) fn of<H: IpHeader<Addr = A>>(ip: &H, l4: &L4Hdr) -> Segment<A> {
+        let tcp = ip.proto() == PROTO_TCP;
+        Segment {
+            t: Tuple {
+                proto: ip.proto(),
+                src: ip.src(),
+                sport: l4.sport,
+                dst: ip.dst(),
+                dport: l4.dport,
+            },
+            tcp,
+            ev: if tcp {
+                TcpEvent::from_flags(l4.flags)
+            } else {
+                None
+            },
+            new_syn: tcp && l4.flags.syn() && !l4.flags.rst(),
+        }
+    }
+}
+
 /// What a packet does with the connection it found ([`Pipeline::on_hit`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum OnHit {
     /// NATed by it.
     Nat,
     /// A client's packet whose real server was removed, with `expire_nodest_conn`: the
-    /// connection ends, and the packet is handled as if it had found none.
+    /// connection ends; a packet that may open a connection is scheduled afresh, any other is
+    /// dropped (a TCP segment answered with a RST).
     ExpireNodest,
     /// A client's SYN on a closed connection's ports: the connection ends, and the SYN opens
     /// a new one.

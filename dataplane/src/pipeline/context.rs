@@ -249,6 +249,16 @@ impl Pipeline {
         special | self.owned.classes_of(ip) | self.snap.vip_class(ip)
     }
 
+    /// The classes of a packet's destination `dst`, or `None` if the packet is a martian:
+    /// from one of our addresses, a VIP or a martian source, or to a martian destination
+    /// (as Linux's martian checks: a land attack or a loop, an echo request from the VIP to
+    /// the VIP, would be answered).
+    #[inline]
+    pub(super) fn not_martian(&self, src: Ipv4Addr, dst: Ipv4Addr) -> Option<u8> {
+        let dst_class = self.addr_class(dst);
+        (self.addr_class(src) == 0 && dst_class & MARTIAN == 0).then_some(dst_class)
+    }
+
     pub(super) fn stats(&self) -> &WorkerStats {
         self.dp.stats.worker(self.index)
     }

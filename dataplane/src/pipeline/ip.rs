@@ -4,7 +4,7 @@
 use super::context::count_dest;
 use super::family::IpHeader;
 use super::{Action, Pipeline, PortSetup, Refusal};
-use crate::addr_set::{LOCAL, MARTIAN, VIP};
+use crate::addr_set::{LOCAL, VIP};
 use crate::conntrack::Dir;
 use crate::frag::{FragInsert, FragKey, FragVerdict};
 use crate::packet::eth::{self, EthHdr};
@@ -27,13 +27,9 @@ impl Pipeline {
         // wide loads over the narrow stores that wrote it: a store-buffer stall per packet).
         let parsed = Ipv4Hdr::parse_any(l3);
         let ip = parsed.as_ref().map_err(|e| ip_error(*e))?;
-        let (src_class, dst_class) = (self.addr_class(ip.src), self.addr_class(ip.dst));
-        // Our own addresses and the VIPs are never a source from outside (as Linux's martian
-        // source check): a land attack or a loop (an echo request from the VIP to the VIP
-        // would be answered).
-        if src_class != 0 || dst_class & MARTIAN != 0 {
-            return Err(DropReason::Martian.into());
-        }
+        let dst_class = self
+            .not_martian(ip.src, ip.dst)
+            .ok_or(DropReason::Martian)?;
         // A sender on one of our links is learned as if it had sent ARP: from every packet
         // that connection tracking does not handle, and from a TCP/UDP packet only when it
         // finds no connection (`tcp_udp`): established flows skip the neighbour lookup.

@@ -87,14 +87,14 @@ impl<F: Family> ConnTable<F> {
         if trust_miss && p.candidate == 0 && !self.overflowed(p.place.b1) {
             return None;
         }
-        self.prefetched_hit(t, p, now)
+        self.candidate_hit(t, p, now)
             .or_else(|| self.lookup_at(t, &p.place, now))
     }
 
-    /// `t`'s connection if it is the entry the burst prefetch named (`p`, from
-    /// [`ConnTable::prefetch_bucket`] of this very tuple), else `None`, which says nothing of
-    /// whether the table holds it (see [`ConnTable::lookup_prefetched`] for the full answer).
-    /// Writes nothing: an expired entry is a `None` here, and removed by a full lookup.
+    /// `t`'s connection, read only, from the burst prefetch's `p` (from
+    /// [`ConnTable::prefetch_bucket`] of this very tuple): the entry it named, else the one
+    /// its buckets hold. `None` if there is no live, unexpired entry for `t` (an expired one
+    /// is left to [`ConnTable::lookup`] to remove).
     #[inline]
     pub fn prefetched_hit(
         &self,
@@ -102,6 +102,22 @@ impl<F: Family> ConnTable<F> {
         p: &Prefetched,
         now: u64,
     ) -> Option<Hit<F::Addr>> {
+        self.candidate_hit(t, p, now)
+            .or_else(|| self.bucket_hit(t, &p.place, now))
+    }
+
+    /// [`ConnTable::prefetched_hit`] past a candidate that was not `t`'s: out of line, so
+    /// that the common case inlines small.
+    #[inline(never)]
+    fn bucket_hit(&self, t: &Tuple<F::Addr>, p: &Place, now: u64) -> Option<Hit<F::Addr>> {
+        let (idx, dir, v) = self.find(t, p, false)?;
+        (!self.stale(&v, now)).then(|| v.hit(idx, dir))
+    }
+
+    /// `t`'s connection if it is the entry the burst prefetch named, else `None`, which says
+    /// nothing of whether the table holds it.
+    #[inline]
+    fn candidate_hit(&self, t: &Tuple<F::Addr>, p: &Prefetched, now: u64) -> Option<Hit<F::Addr>> {
         if p.candidate == 0 {
             return None;
         }

@@ -74,8 +74,12 @@ pub fn set_macs(frame: &mut [u8], dst: &[u8; 6], src: &[u8; 6]) -> Option<()> {
 /// Writes the destination and source MACs of the Ethernet header `hdr`.
 #[inline]
 pub fn write_macs(hdr: &mut [u8; HDR_LEN], dst: &[u8; 6], src: &[u8; 6]) {
-    for (b, v) in hdr.iter_mut().zip(dst.iter().chain(src)) {
-        *b = *v;
+    // Both always present in a header-sized array: two plain 6-byte stores.
+    if let Some((d, rest)) = hdr.split_first_chunk_mut::<6>() {
+        *d = *dst;
+        if let Some(s) = rest.first_chunk_mut::<6>() {
+            *s = *src;
+        }
     }
 }
 

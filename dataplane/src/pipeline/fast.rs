@@ -33,8 +33,9 @@ impl Pipeline {
     }
 
     /// [`Pipeline::fast_established`] of a frame whose prefetch read tuple `t` and named a
-    /// candidate entry (`pre`).
-    #[inline]
+    /// candidate entry (`pre`). Out of line, one per family: `process_buf` stays small for the
+    /// frames that go to the stages.
+    #[inline(never)]
     fn fast_nat<H: IpHeader>(
         &self,
         in_port: u16,

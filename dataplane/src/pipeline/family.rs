@@ -9,7 +9,6 @@ use super::icmp_error::IcmpError;
 use super::{Dataplane, Pipeline, Refusal};
 use crate::conntrack::{ConnState, ConnTable, Family, Hit, Prefetched, Tuple, V4, V6};
 use crate::frag::{FragAddr, FragKey, FragTable};
-use crate::packet::eth;
 use crate::packet::ipv4::{self, Ipv4Hdr};
 use crate::packet::ipv6::{self, Ipv6Hdr};
 use crate::packet::l4::{self, L4Hdr, Side};
@@ -101,15 +100,6 @@ pub(super) trait IpHeader: IpHdr<Addr: FragAddr> + Sized {
 
     /// The connection `hit` entered `state`: queued for the sync master.
     fn sync_state(p: &Pipeline, hit: &Hit<Self::Addr>, state: ConnState);
-
-    /// The ethertype of this family's frames.
-    const ETHERTYPE: u16;
-
-    /// The header of the packet `l3` (from a frame whose Ethernet header is `l2`) for the
-    /// established fast path (`fast`): parsed and checked as this family's stage does, and
-    /// only if that stage would hand it straight to the connection lookup (TCP or UDP, no
-    /// options or extension headers, not a fragment, no martian address); else `None`.
-    fn plain(p: &Pipeline, l2: &[u8; eth::HDR_LEN], l3: &[u8]) -> Option<Self>;
 }
 
 impl IpHeader for Ipv4Hdr {
@@ -208,19 +198,6 @@ impl IpHeader for Ipv4Hdr {
     fn sync_state(p: &Pipeline, hit: &Hit, state: ConnState) {
         p.sync_state_change(hit, state);
     }
-
-    const ETHERTYPE: u16 = eth::ETHERTYPE_IPV4;
-
-    #[inline]
-    fn plain(p: &Pipeline, _l2: &[u8; eth::HDR_LEN], l3: &[u8]) -> Option<Ipv4Hdr> {
-        // Options are counted by the stage.
-        if l3.first() != Some(&0x45) {
-            return None;
-        }
-        let ip = Ipv4Hdr::parse_any(l3).ok()?;
-        let martian = p.not_martian(ip.src, ip.dst).is_none();
-        (is_tcp_udp(ip.proto) && !ip.is_fragment() && !martian).then_some(ip)
-    }
 }
 
 impl IpHeader for Ipv6Hdr {
@@ -314,28 +291,4 @@ impl IpHeader for Ipv6Hdr {
     fn sync_state(p: &Pipeline, hit: &Hit<Ipv6Addr>, state: ConnState) {
         p.sync_state_change(hit, state);
     }
-
-    const ETHERTYPE: u16 = eth::ETHERTYPE_IPV6;
-
-    #[inline]
-    fn plain(p: &Pipeline, l2: &[u8; eth::HDR_LEN], l3: &[u8]) -> Option<Ipv6Hdr> {
-        // No station sends from a group MAC (the stage drops it).
-        if l2
-            .get(6..12)
-            .and_then(|m| m.try_into().ok())
-            .is_some_and(eth::is_multicast)
-        {
-            return None;
-        }
-        let ip = Ipv6Hdr::parse(l3).ok()?;
-        let local = p.is_local6(ip.dst);
-        let martian = p.martian_source6(ip.src)
-            || (!ipv6::forwardable(ip.dst) && !local)
-            || (ipv6::is_link_local(ip.src) && !local);
-        (is_tcp_udp(ip.proto) && !ip.has_ext_headers() && !martian).then_some(ip)
-    }
-}
-
-fn is_tcp_udp(proto: u8) -> bool {
-    proto == ipv4::PROTO_TCP || proto == ipv4::PROTO_UDP
 }

@@ -140,7 +140,7 @@ impl Pipeline {
     /// A source no packet from the wire carries: a group, unspecified, loopback or
     /// IPv4-mapped address, one of ours or a VIP (as the IPv4 stage's martian source check).
     #[inline]
-    pub(super) fn martian_source6(&self, src: Ipv6Addr) -> bool {
+    fn martian_source6(&self, src: Ipv6Addr) -> bool {
         ipv6::is_martian_src(src) || self.is_local6(src) || self.snap.is_vip6(src)
     }
 

@@ -75,6 +75,7 @@ both!(
     concurrent_workers_keep_counts_exact,
     readers_never_see_a_mixed_up_entry_while_writers_churn,
     sequential_ports_fill_the_table_to_capacity,
+    the_prefetched_hit_answers_as_the_lookup,
 );
 
 type Addr<F> = <F as Family>::Addr;
@@ -906,4 +907,83 @@ fn an_ipv6_entry_holds_slots_below_2_14_and_four_protocols() {
     assert_eq!(v6.insert(&icmp, 0), Err(InsertError::Full));
     assert!(v6.lookup(&icmp.inbound(), 0).is_none());
     assert!(v6.is_empty());
+}
+
+/// `prefetched_hit` (the fast path's read-only lookup from the burst prefetch) finds every live
+/// connection `lookup` finds, by either tuple, in a table full enough that buckets are shared
+/// and overflow; it finds nothing `lookup` does not; where it says nothing, an expired entry
+/// (which only `lookup` removes) may stand in front.
+fn the_prefetched_hit_answers_as_the_lookup<F: Fam>() {
+    let t = F::table(64, 4, &Timeouts::default());
+    let conns: Vec<_> = (0..60u16)
+        .map(|i| {
+            conn::<F>(
+                UDP,
+                (i % 7) as u8,
+                40_000 + i,
+                (i % 3) as u8,
+                (i % 2) as u8,
+                0,
+            )
+        })
+        .collect();
+    // Half of them 200 s older: expired (UDP: 300 s) at the lookups, 350 s on.
+    for (i, c) in conns.iter().enumerate() {
+        let born = if i % 2 == 0 { 0 } else { 200_000 };
+        let _ = t.insert(c, born);
+    }
+    for (i, c) in conns.iter().enumerate().filter(|(i, _)| i % 5 == 0) {
+        if let Some(h) = t.lookup(&c.inbound(), 250_000) {
+            assert!(t.remove(h.conn), "{i}");
+        }
+    }
+    let now = 350_000;
+    let (mut found, mut hidden) = (0, 0);
+    for c in &conns {
+        for tu in [c.inbound(), c.reply()] {
+            let mut p = t.prefetch_bucket(&tu);
+            t.prefetch_entry(&mut p);
+            let fast = t.prefetched_hit(&tu, &p, now);
+            let full = t.lookup(&tu, now);
+            match fast {
+                Some(h) => {
+                    assert_eq!(Some(h), full, "{tu:?}");
+                    found += 1;
+                }
+                None if full.is_some() => hidden += 1,
+                None => {}
+            }
+        }
+    }
+    assert!(found > 20, "{found} found");
+    // Only an expired entry in front hides a live one, and none is left in front now.
+    assert!(hidden <= found, "{hidden} hidden");
+    for c in &conns {
+        for tu in [c.inbound(), c.reply()] {
+            let mut p = t.prefetch_bucket(&tu);
+            t.prefetch_entry(&mut p);
+            assert_eq!(t.prefetched_hit(&tu, &p, now), t.lookup(&tu, now), "{tu:?}");
+        }
+    }
+    // A connection removed and opened again after the prefetch, in another entry: the one the
+    // prefetch named is another connection's now, and the buckets are read.
+    let mut moved = 0;
+    for c in &conns {
+        let tu = c.reply();
+        let mut p = t.prefetch_bucket(&tu);
+        t.prefetch_entry(&mut p);
+        let Some(h) = t.lookup(&tu, now) else {
+            continue;
+        };
+        assert!(t.remove(h.conn));
+        // Another connection takes the freed entry first.
+        let filler = conn::<F>(UDP, 9, 50_000 + moved, 0, 0, 0);
+        let _ = t.insert(&filler, now);
+        let _ = t.insert(c, now);
+        let again = t.lookup(&tu, now);
+        assert!(again.is_some(), "{tu:?} opened again");
+        assert_eq!(t.prefetched_hit(&tu, &p, now), again, "{tu:?}");
+        moved += 1;
+    }
+    assert!(moved > 10, "{moved} moved");
 }

@@ -1,15 +1,17 @@
 //! The burst prefetch (`Pipeline::prefetch_burst` / `use_prefetched`, what the burst driver
-//! does before each burst) is only a hint, and the established fast path it opens changes no
-//! outcome: a burst handled with it gives the same actions, frames and counters as the same
+//! does before each burst) is only a hint, and the IPv4 established fast path it opens changes
+//! no outcome: a burst handled with it gives the same actions, frames and counters as the same
 //! burst handled frame by frame through the stages, for IPv4 and IPv6 frames mixed in one
 //! burst, with connections opened in the middle of the burst (whose buckets the prefetch saw
-//! empty) and their next packets later in the same burst; with the frames the fast path must
-//! hand to the stages (TTL or hop limit 1, a bad IPv4 checksum, a zero UDP checksum, a first
-//! fragment, IPv4 options or an IPv6 extension header, another MAC, a group source MAC, over
-//! the MTU, a next hop whose MAC is unknown, a removed real server with expire_nodest_conn, a
-//! SYN on a closed connection's ports, a client that became a VIP, link padding), TCP state
-//! changes (FIN, RST) and connections that expire; the connections left (state and expiry)
-//! are compared after every burst.
+//! empty) and their next packets later in the same burst. After every burst the connections
+//! (state and expiry), each real server's traffic and the sync master's queue are compared.
+//! - Frames the fast path must hand to the stages: TTL 1, a bad header checksum, a first
+//!   fragment, options, another MAC, over the MTU, a next hop whose MAC is unknown, a removed
+//!   real server with expire_nodest_conn, a SYN on a closed connection's ports, a client that
+//!   became a VIP, an expired connection.
+//! - Frames it takes as the stages do: TCP state changes (FIN, RST), a zero UDP checksum, a
+//!   group source MAC, link padding.
+//! - IPv6 frames, spoiled the same ways (hop limit 1, extension headers), check the hint alone.
 
 use control::proto::{Request, Response};
 use dataplane::pipeline::{Action, Dataplane, Pipeline, PREFETCH_BURST};
@@ -53,6 +55,8 @@ impl Director {
         dp.neigh().learn(INT, RIP1, RS1_MAC);
         dp.neigh().learn(INT, RIP2, RS2_MAC);
         dp.neigh6().learn(INT, RIP6_2, RS2_MAC);
+        // A sync master: `follow`'s state changes are queued and compared too.
+        dp.sync().set_master(true);
         let w = Pipeline::new(dp.clone(), 0);
         Director {
             dp,
@@ -72,6 +76,19 @@ impl Director {
         let mut conns: Vec<String> = conns.iter().map(|c| format!("{c:?}")).collect();
         conns.sort();
         conns
+    }
+
+    /// What the burst left beside the frames: each real-server slot's traffic (packets,
+    /// bytes, connections) and the connection events queued for the sync master.
+    fn traffic_and_sync(&self) -> (Vec<String>, Vec<String>) {
+        let slots = (0..16)
+            .map(|s| format!("{:?}", self.dp.stats().slot_total(s)))
+            .collect();
+        let mut sync = Vec::new();
+        self.dp
+            .sync()
+            .drain(usize::MAX, |e| sync.push(format!("{e:?}")));
+        (slots, sync)
     }
 
     /// Between bursts: what an operator or the network changes.
@@ -154,7 +171,7 @@ struct Pick {
     spoil: Spoil,
 }
 
-/// How an IPv4 frame is changed.
+/// How a frame (of either family) is changed.
 #[derive(Debug, Clone, Copy)]
 enum Spoil {
     None,
@@ -390,6 +407,12 @@ proptest! {
                 prop_assert_eq!(x, y, "burst {} frame {} ({:?})", n, i, burst[i]);
             }
             prop_assert_eq!(with.conns(), without.conns(), "after burst {}", n);
+            prop_assert_eq!(
+                with.traffic_and_sync(),
+                without.traffic_and_sync(),
+                "after burst {}",
+                n
+            );
         }
         prop_assert_eq!(with.dp.stats().counters(), without.dp.stats().counters());
     }

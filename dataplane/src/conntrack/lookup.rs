@@ -39,7 +39,7 @@ impl<F: Family> ConnTable<F> {
 
     /// Burst prefetch, stage 2: starts loading the entries the tuple's first bucket points to
     /// with its tag (nearly always one: its connection), and keeps the first of those slot
-    /// words in `p` for [`ConnTable::lookup_prefetched`]. Reads the bucket, so call it once
+    /// words in `p` for [`ConnTable::lookup_prefetched`] and [`ConnTable::prefetched_hit`]. Reads the bucket, so call it once
     /// [`ConnTable::prefetch_bucket`] has had the rest of the burst to bring it in.
     #[inline]
     pub fn prefetch_entry(&self, p: &mut Prefetched) {
@@ -93,8 +93,8 @@ impl<F: Family> ConnTable<F> {
 
     /// `t`'s connection, read only, from the burst prefetch's `p` (from
     /// [`ConnTable::prefetch_bucket`] of this very tuple): the entry it named, else the one
-    /// its buckets hold. `None` if there is no live, unexpired entry for `t` (an expired one
-    /// is left to [`ConnTable::lookup`] to remove).
+    /// its buckets hold. `None` if there is no live, unexpired entry for `t`, and also when
+    /// the first one found has expired: [`ConnTable::lookup`] removes it and looks again.
     #[inline]
     pub fn prefetched_hit(
         &self,
@@ -106,8 +106,9 @@ impl<F: Family> ConnTable<F> {
             .or_else(|| self.bucket_hit(t, &p.place, now))
     }
 
-    /// [`ConnTable::prefetched_hit`] past a candidate that was not `t`'s: out of line, so
-    /// that the common case inlines small.
+    /// [`ConnTable::prefetched_hit`] past a candidate that was not `t`'s (another
+    /// connection's, expired or removed since): out of line, so that the common case inlines
+    /// small.
     #[inline(never)]
     fn bucket_hit(&self, t: &Tuple<F::Addr>, p: &Place, now: u64) -> Option<Hit<F::Addr>> {
         let (idx, dir, v) = self.find(t, p, false)?;

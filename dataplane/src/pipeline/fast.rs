@@ -142,8 +142,12 @@ mod tests {
         let mut other = datagram(40_001);
         let before = other.clone();
         hinted(&mut w, &[&datagram(40_000)], 0);
+        let (counters, conns) = (dp.stats().counters(), dp.conns.len());
         assert_eq!(w.fast_established(0, &mut other), None);
         assert_eq!(other, before);
+        assert!(w.peek_hint().is_some(), "the hint is left to the stages");
+        assert_eq!(dp.stats().counters(), counters);
+        assert_eq!(dp.conns.len(), conns);
         assert_eq!(
             Ipv4Addr::from([other[30], other[31], other[32], other[33]]),
             VIP

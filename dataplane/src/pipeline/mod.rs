@@ -8,9 +8,11 @@
 //! counters of what it sends) is [`crate::driver::BurstDriver`]: rvsd's DPDK worker, the fuzz
 //! targets, pipeline-bench and the hostile-input tests all run it.
 //!
-//! In front of the stages, `fast`: the established fast path (a tracked TCP/UDP packet the
-//! burst prefetch found, through the stages' own checks and rewrite in one pass, or handed to
-//! the stages untouched). One file per stage: `classify` (port, ethertype, ARP), `ip` (IPv4 checks, martians,
+//! In front of the stages, `fast`: the established fast path (an IPv4 TCP/UDP packet of a
+//! connection the burst prefetch found, through the stages' own checks and rewrite in one
+//! pass, or handed to the stages untouched).
+//!
+//! One file per stage: `classify` (port, ethertype, ARP), `ip` (IPv4 checks, martians,
 //! fragments), `icmp` (errors about connections, echo), `conn` (TCP/UDP lookup, scheduling,
 //! NAT), `egress` (routing, MTU, L2 header), `icmp_error` (the errors rvs originates) and
 //! `reset` (the TCP RSTs rvs originates), `sync` (connection events for the sync master); the shared state is in `shared`, the per-worker

@@ -100,7 +100,7 @@ mod tests {
         testkit::udp_frame(EXT_MAC, CLIENT_MAC, (CIP, cport), (VIP, 53), b"q", true)
     }
 
-    /// The frame after `burst` was prefetched and its frame `i` named as the one handled.
+    /// Prefetches `burst` and names its frame `i` as the one handled next.
     fn hinted(w: &mut Pipeline, burst: &[&[u8]], i: usize) {
         w.prefetch_burst(burst);
         w.use_prefetched(i);

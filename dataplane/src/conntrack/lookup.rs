@@ -39,8 +39,9 @@ impl<F: Family> ConnTable<F> {
 
     /// Burst prefetch, stage 2: starts loading the entries the tuple's first bucket points to
     /// with its tag (nearly always one: its connection), and keeps the first of those slot
-    /// words in `p` for [`ConnTable::lookup_prefetched`] and [`ConnTable::prefetched_hit`]. Reads the bucket, so call it once
-    /// [`ConnTable::prefetch_bucket`] has had the rest of the burst to bring it in.
+    /// words in `p` for [`ConnTable::lookup_prefetched`] and [`ConnTable::prefetched_hit`].
+    /// Reads the bucket, so call it once [`ConnTable::prefetch_bucket`] has had the rest of
+    /// the burst to bring it in.
     #[inline]
     pub fn prefetch_entry(&self, p: &mut Prefetched) {
         let Some(b) = self.bucket(p.place.b1) else {

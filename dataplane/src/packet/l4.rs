@@ -64,7 +64,6 @@ impl L4Hdr {
     /// The L4 header of the packet `ip` describes, whose payload is `seg`: whole datagrams with
     /// [`L4Hdr::parse`], first fragments with [`L4Hdr::parse_first_fragment`]. A non-first
     /// fragment has no L4 header: `Err(ParseError::Fragment)`.
-    #[inline]
     pub fn parse_ip(ip: &Ipv4Hdr, seg: &[u8]) -> Result<L4Hdr, ParseError> {
         if !ip.is_fragment() {
             L4Hdr::parse(ip.proto, seg)

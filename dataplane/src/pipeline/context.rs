@@ -192,9 +192,9 @@ impl Pipeline {
     /// (a connection reused) starts afresh.
     #[inline]
     pub(super) fn taken_hint(&self) -> Option<&Hint> {
-        self.prefetched
-            .get(usize::from(self.hint.take()?))?
-            .as_ref()
+        let hint = self.peek_hint();
+        self.hint.set(None);
+        hint
     }
 
     /// Ages this worker's share of the connection table: once per millisecond, the share

@@ -249,3 +249,7 @@ bench_cleanup() {
     done
     [ -n "${RVS_BENCH_WORK:-}" ] || rm -rf "$WORK"
 }
+
+# The commit measured, taken when the benchmark starts (before it builds), not when it writes
+# its report: an edit made while a long run goes on is no change to the binaries it measured.
+RVS_BENCH_COMMIT=${RVS_BENCH_COMMIT:-$(bench_commit)}

@@ -4,6 +4,7 @@ without doing anything else."""
 
 import os
 import subprocess
+import tempfile
 import unittest
 
 from tests import LIB
@@ -51,6 +52,22 @@ class BenchHelpersTest(unittest.TestCase):
 
     def test_bench_commit_is_rvs_bench_commit_when_set(self):
         self.assertEqual(bash('RVS_BENCH_COMMIT="abc (export)" bench_commit'), "abc (export)\n")
+
+    def test_bench_commit_is_taken_when_the_benchmark_starts(self):
+        # A tree edited after the benchmark started (while it runs) is not what it measured.
+        with tempfile.TemporaryDirectory() as repo:
+            git = ["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@example.com"]
+            subprocess.run(["git", "init", "-q", repo], check=True)
+            subprocess.run(git + ["commit", "-q", "--allow-empty", "-m", "x"], check=True)
+            head = subprocess.run(git + ["rev-parse", "--short", "HEAD"], check=True,
+                                  capture_output=True, text=True).stdout
+            env = {k: v for k, v in os.environ.items() if k != "RVS_BENCH_COMMIT"}
+            env["RVS_ROOT"] = repo
+            script = ('. "$1/common.sh"; . "$1/bench.sh"; touch "$RVS_ROOT/edit"; '
+                      'echo "$(bench_commit)|$(RVS_BENCH_COMMIT= bench_commit)"')
+            r = subprocess.run(["bash", "-c", script, "test", LIB], capture_output=True, text=True,
+                               env=env, check=True)
+            self.assertEqual(r.stdout, "%s|%s (with uncommitted changes)\n" % (head.strip(), head.strip()))
 
     def test_need_tools_names_the_missing_one(self):
         bash("need_tools bash sed")

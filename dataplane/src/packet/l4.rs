@@ -199,6 +199,7 @@ pub enum Side {
 /// optionally decrements its TTL, updating the IP header checksum and the L4 checksum
 /// incrementally (RFC 1624). A UDP checksum of 0 (none) stays 0; a computed 0 becomes 0xffff.
 /// `None` if the packet is too short for the fields (nothing is written then).
+#[inline]
 pub fn rewrite_endpoint(
     p: &mut [u8],
     ip: &Ipv4Hdr,

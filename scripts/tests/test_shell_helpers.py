@@ -56,12 +56,15 @@ class BenchHelpersTest(unittest.TestCase):
     def test_bench_commit_is_taken_when_the_benchmark_starts(self):
         # A tree edited after the benchmark started (while it runs) is not what it measured.
         with tempfile.TemporaryDirectory() as repo:
-            git = ["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@example.com"]
-            subprocess.run(["git", "init", "-q", repo], check=True)
-            subprocess.run(git + ["commit", "-q", "--allow-empty", "-m", "x"], check=True)
+            # No GIT_DIR and the like from a hook or a caller: every git here is the scratch repo's.
+            env = {k: v for k, v in os.environ.items()
+                   if k != "RVS_BENCH_COMMIT" and not k.startswith("GIT_")}
+            git = ["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@example.com",
+                   "-c", "commit.gpgsign=false"]
+            subprocess.run(["git", "init", "-q", repo], check=True, env=env)
+            subprocess.run(git + ["commit", "-q", "--allow-empty", "-m", "x"], check=True, env=env)
             head = subprocess.run(git + ["rev-parse", "--short", "HEAD"], check=True,
-                                  capture_output=True, text=True).stdout
-            env = {k: v for k, v in os.environ.items() if k != "RVS_BENCH_COMMIT"}
+                                  capture_output=True, text=True, env=env).stdout
             env["RVS_ROOT"] = repo
             script = ('. "$1/common.sh"; . "$1/bench.sh"; touch "$RVS_ROOT/edit"; '
                       'echo "$(bench_commit)|$(RVS_BENCH_COMMIT= bench_commit)"')

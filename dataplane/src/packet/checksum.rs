@@ -125,11 +125,15 @@ pub fn delta_ip(old: Ipv4Addr, new: Ipv4Addr) -> u32 {
 }
 
 /// Applies the summed `delta` terms to checksum `hc`: `HC' = ~(~HC + Σ(~m + m'))` (RFC 1624
-/// eqn. 3). `delta` is a sum of at most a few thousand terms (each below 2^17, as
-/// [`delta16`], [`delta32`] and [`delta_ip6`] give them), so `~HC + delta` stays far below
-/// 2^32 and one fold of the total is enough (folding `delta` first cost two more per update).
+/// eqn. 3). `delta` is a sum of terms as [`delta16`] (below 2^17), [`delta32`] and
+/// [`delta_ip6`] (below 2^18) give them; a few thousand of them keep `~HC + delta` below 2^32,
+/// so one fold of the total is enough. (A NAT rewrite sums at most three, under 2^19.)
 #[inline]
 pub fn adjust(hc: u16, delta: u32) -> u16 {
+    debug_assert!(
+        delta <= 0xffff_0000,
+        "delta {delta:#x} is no short sum of terms"
+    );
     !fold(u32::from(!hc) + delta)
 }
 
@@ -242,6 +246,12 @@ pub(crate) mod tests {
     fn long_input_does_not_overflow() {
         let data = vec![0xffu8; 1 << 20];
         assert_eq!(fold(sum(&data, 0)), 0xffff);
+    }
+
+    #[test]
+    fn adjust_carries_around_at_the_fold_edge() {
+        // ~HC + delta = 0x1ffff: folded, 1 (a single fold would leave 0, and 0xffff after it).
+        assert_eq!(adjust(0, 0x1_0000), 0xfffe);
     }
 
     #[test]

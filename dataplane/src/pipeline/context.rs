@@ -270,7 +270,7 @@ impl Pipeline {
     /// classes (the fast path): whether the destination is a VIP does not decide it, so its
     /// probe of the VIPs is left out.
     #[inline]
-    pub(super) fn is_martian(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+    pub(super) fn martian_packet(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
         self.addr_class(src) != 0 || self.held_class(dst) & MARTIAN != 0
     }
 
@@ -533,7 +533,7 @@ mod tests {
             for &d in &probes {
                 let (src, dst) = (Ipv4Addr::from(s), Ipv4Addr::from(d));
                 let stage = w.not_martian(src, dst).is_none();
-                assert_eq!(w.is_martian(src, dst), stage, "{src} -> {dst}");
+                assert_eq!(w.martian_packet(src, dst), stage, "{src} -> {dst}");
             }
         }
     }

@@ -54,7 +54,7 @@ impl Pipeline {
         // The IPv4 stage's checks of a packet it hands straight to the connection lookup.
         let parsed = Ipv4Hdr::parse_any(l3);
         let ip = parsed.as_ref().ok()?;
-        if ip.is_fragment() || ip.ttl <= 1 || self.is_martian(ip.src, ip.dst) {
+        if ip.is_fragment() || ip.ttl <= 1 || self.martian_packet(ip.src, ip.dst) {
             return None;
         }
         let l4 = L4Hdr::parse(ip.proto, ip.payload(l3)?).ok()?;

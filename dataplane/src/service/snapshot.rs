@@ -300,9 +300,11 @@ impl Snapshot {
     }
 
     /// [`crate::addr_set::VIP`] if `ip` is a service's virtual address, else 0: one probe.
+    /// Never another class: the fast path's martian check leaves this probe out for the
+    /// destination (`Pipeline::martian_packet`).
     #[inline]
     pub fn vip_class(&self, ip: Ipv4Addr) -> u8 {
-        self.vip_set.of(ip)
+        self.vip_set.of(ip) & VIP
     }
 
     /// True if some IPv4 service uses `ip` as its VIP.

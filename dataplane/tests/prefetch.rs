@@ -1,6 +1,6 @@
 //! The burst prefetch (`Pipeline::prefetch_burst` / `use_prefetched`, what the burst driver
-//! does before each burst) is only a hint, and the IPv4 established fast path it opens changes
-//! no outcome: a burst handled with it gives the same actions, frames and counters as the same
+//! does before each burst) is only a hint, and the established fast path it opens (IPv4 and
+//! IPv6) changes no outcome: a burst handled with it gives the same actions, frames and counters as the same
 //! burst handled frame by frame through the stages, for IPv4 and IPv6 frames mixed in one
 //! burst, with connections opened in the middle of the burst (whose buckets the prefetch saw
 //! empty) and their next packets later in the same burst. After every burst the connections
@@ -11,7 +11,8 @@
 //!   became a VIP, an expired connection.
 //! - Frames it takes as the stages do: TCP state changes (FIN, RST), a zero UDP checksum, a
 //!   group source MAC, link padding.
-//! - IPv6 frames, spoiled the same ways (hop limit 1, extension headers), check the hint alone.
+//! - IPv6 frames, spoiled the same ways (hop limit 1, extension headers, a zero UDP checksum),
+//!   go through the IPv6 fast path's own checks.
 
 use control::proto::{Request, Response};
 use dataplane::pipeline::{Action, Dataplane, Pipeline, PREFETCH_BURST};

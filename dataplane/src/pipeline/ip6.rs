@@ -61,13 +61,7 @@ impl Pipeline {
             return Err(self.link_multicast6(in_port, hdr, ip));
         }
         let (vip, local) = (self.snap.is_vip6(ip.dst), self.is_local6(ip.dst));
-        // Never from a group, an unspecified or loopback address, ourselves or a VIP; never to
-        // a group or special address (as the IPv4 stage's martians); a link-local source
-        // reaches our own addresses only (RFC 4291 2.5.6: never forwarded to another link).
-        if self.martian_source6(ip.src)
-            || (!ipv6::forwardable(ip.dst) && !local)
-            || (ipv6::is_link_local(ip.src) && !local)
-        {
+        if self.martian6(ip.src, ip.dst, local) {
             return Err(DropReason::Martian.into());
         }
         // A sender on one of our links is learnt as if it had advertised itself (as IPv4
@@ -135,6 +129,16 @@ impl Pipeline {
             return Refusal::Drop(DropReason::Martian);
         }
         Refusal::Local(DropReason::L2Multicast)
+    }
+
+    /// The IPv6 martian rule, `dst_local` saying whether `dst` is one of our addresses: never
+    /// from a group, an unspecified or loopback address, ourselves or a VIP; never to a group
+    /// or special address (as the IPv4 stage's martians); a link-local source reaches our own
+    /// addresses only (RFC 4291 2.5.6: never forwarded to another link).
+    #[inline]
+    pub(super) fn martian6(&self, src: Ipv6Addr, dst: Ipv6Addr, dst_local: bool) -> bool {
+        self.martian_source6(src)
+            || (!dst_local && (!ipv6::forwardable(dst) || ipv6::is_link_local(src)))
     }
 
     /// A source no packet from the wire carries: a group, unspecified, loopback or

@@ -92,7 +92,7 @@ pub use owned::{
     GARP_INTERVAL_MS, MAX_VIRTUAL_ADDRS,
 };
 #[cfg(test)]
-pub(crate) use shared::two_arm_for_tests;
+pub(crate) use shared::{dual_stack_for_tests, two_arm_for_tests};
 pub use shared::{Dataplane, DataplaneConfig, PortSetup};
 
 use crate::stats::DropReason;

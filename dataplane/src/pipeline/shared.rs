@@ -421,21 +421,38 @@ impl Dataplane {
 /// int 192.0.2.1/24 at `int_mac`, one worker, 1024 connections.
 #[cfg(test)]
 pub(crate) fn two_arm_for_tests(ext_mac: [u8; 6], int_mac: [u8; 6]) -> Arc<Dataplane> {
+    two_arm_with_for_tests(ext_mac, int_mac, None)
+}
+
+/// [`two_arm_for_tests`] with IPv6 addresses too: ext 2001:db8:100::2/64, int 2001:db8:2::1/64.
+#[cfg(test)]
+pub(crate) fn dual_stack_for_tests(ext_mac: [u8; 6], int_mac: [u8; 6]) -> Arc<Dataplane> {
+    two_arm_with_for_tests(ext_mac, int_mac, Some(["2001:db8:100::2", "2001:db8:2::1"]))
+}
+
+#[cfg(test)]
+fn two_arm_with_for_tests(
+    ext_mac: [u8; 6],
+    int_mac: [u8; 6],
+    addrs6: Option<[&str; 2]>,
+) -> Arc<Dataplane> {
     use control::config::{Cidr, PortRole};
-    let port = |name: &str, mac, role, addr| PortSetup {
+    let port = |name: &str, mac, role, addr, i: usize| PortSetup {
         name: name.into(),
         mac,
         role,
         addrs: vec![Cidr::parse(addr).unwrap()],
         gateway: None,
-        addrs6: Vec::new(),
+        addrs6: addrs6
+            .map(|a| vec![(a[i].parse().unwrap(), 64)])
+            .unwrap_or_default(),
         gateway6: None,
         mtu: 1500,
     };
     Dataplane::new(DataplaneConfig {
         ports: vec![
-            port("ext", ext_mac, PortRole::External, "198.51.100.1/24"),
-            port("int", int_mac, PortRole::Internal, "192.0.2.1/24"),
+            port("ext", ext_mac, PortRole::External, "198.51.100.1/24", 0),
+            port("int", int_mac, PortRole::Internal, "192.0.2.1/24", 1),
         ],
         conn_capacity: 1024,
         timeouts: control::model::Timeouts::default(),

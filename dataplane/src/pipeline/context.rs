@@ -317,7 +317,7 @@ impl Pipeline {
             st.drop(DropReason::Truncated);
             return Action::Drop;
         };
-        if let Some(action) = self.fast_established(in_port, frame) {
+        if let Some(action) = self.fast_established4(in_port, frame) {
             return action;
         }
         match self.classify(in_port, frame) {

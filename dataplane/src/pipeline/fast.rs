@@ -3,8 +3,9 @@
 //! straight pass instead of stage by stage. It takes every decision before it changes anything
 //! and hands whatever it does not handle to the stages untouched (`None`); what it does handle
 //! gets what the stages would give it, from the same functions (`tests/prefetch.rs` checks that
-//! frame by frame). Each family has its own front (its stage's checks of the headers); the NAT
-//! after them is one generic pass, inlined into each.
+//! frame by frame). Each family has its own front (its stage's checks of the headers), asked
+//! first by `process_buf` for IPv4 and by `classify` for IPv6; the NAT after them is one
+//! generic pass, inlined into each.
 
 use super::conn::{Mapping, OnHit, Segment};
 use super::context::Hint;
@@ -19,19 +20,27 @@ use crate::stats::DropReason;
 use std::net::Ipv6Addr;
 
 impl Pipeline {
-    /// The frame handled by the fast path, or `None` (nothing changed, nothing counted) for
-    /// the stages to handle. A frame whose prefetch found no entry to try (a new connection's)
-    /// leaves at the first test.
+    /// The IPv4 frame handled by the fast path, or `None` (nothing changed, nothing counted)
+    /// for the stages to handle. A frame whose prefetch found no entry to try (a new
+    /// connection's) leaves at the first test. `process_buf` asks it first.
     #[inline]
-    pub(super) fn fast_established(&self, in_port: u16, frame: &mut [u8]) -> Option<Action> {
+    pub(super) fn fast_established4(&self, in_port: u16, frame: &mut [u8]) -> Option<Action> {
         match self.peek_hint()? {
             Hint::V4(t, pre) if pre.has_candidate() => self.fast_nat4(in_port, frame, t, pre),
+            _ => None,
+        }
+    }
+
+    /// [`Pipeline::fast_established4`] for IPv6: `classify` asks it first.
+    #[inline]
+    pub(super) fn fast_established6(&self, in_port: u16, frame: &mut [u8]) -> Option<Action> {
+        match self.peek_hint()? {
             Hint::V6(t, pre) if pre.has_candidate() => self.fast_nat6(in_port, frame, t, pre),
             _ => None,
         }
     }
 
-    /// [`Pipeline::fast_established`] of an IPv4 frame whose prefetch read tuple `t` and named
+    /// [`Pipeline::fast_established4`] of a frame whose prefetch read tuple `t` and named
     /// a candidate entry (`pre`).
     #[inline]
     fn fast_nat4(
@@ -63,8 +72,8 @@ impl Pipeline {
         self.fast_nat(l2, l3, ip, &l4, t, &hit)
     }
 
-    /// [`Pipeline::fast_established`] of an IPv6 frame: as [`Pipeline::fast_nat4`], with the
-    /// IPv6 stage's checks.
+    /// [`Pipeline::fast_established6`] of a frame whose prefetch read tuple `t` and named a
+    /// candidate entry (`pre`): as [`Pipeline::fast_nat4`], with the IPv6 stage's checks.
     #[inline]
     fn fast_nat6(
         &self,
@@ -195,12 +204,12 @@ mod tests {
         // No connection yet: the stages open it.
         let mut first = datagram(40_000);
         hinted(&mut w, &[&first], 0);
-        assert_eq!(w.fast_established(0, &mut first), None);
+        assert_eq!(w.fast_established4(0, &mut first), None);
         assert_eq!(w.process(0, &mut first), Action::Tx(1));
 
         let mut second = datagram(40_000);
         hinted(&mut w, &[&second], 0);
-        assert_eq!(w.fast_established(0, &mut second), Some(Action::Tx(1)));
+        assert_eq!(w.fast_established4(0, &mut second), Some(Action::Tx(1)));
         assert_eq!(second, first, "NATed as the stages NATed the first");
         assert_eq!(w.peek_hint().map(|_| ()), None, "the hint is taken");
 
@@ -209,7 +218,7 @@ mod tests {
         let before = other.clone();
         hinted(&mut w, &[&datagram(40_000)], 0);
         let (counters, conns) = (dp.stats().counters(), dp.conns.len());
-        assert_eq!(w.fast_established(0, &mut other), None);
+        assert_eq!(w.fast_established4(0, &mut other), None);
         assert_eq!(other, before);
         assert!(w.peek_hint().is_some(), "the hint is left to the stages");
         assert_eq!(dp.stats().counters(), counters);
@@ -228,12 +237,12 @@ mod tests {
         let (dp, mut w) = director(VIP6.into(), RIP6_1.into());
         let mut first = datagram6(40_000);
         hinted(&mut w, &[&first], 0);
-        assert_eq!(w.fast_established(0, &mut first), None);
+        assert_eq!(w.fast_established6(0, &mut first), None);
         assert_eq!(w.process(0, &mut first), Action::Tx(1));
 
         let mut second = datagram6(40_000);
         hinted(&mut w, &[&second], 0);
-        assert_eq!(w.fast_established(0, &mut second), Some(Action::Tx(1)));
+        assert_eq!(w.fast_established6(0, &mut second), Some(Action::Tx(1)));
         assert_eq!(second, first, "NATed as the stages NATed the first");
 
         let mut last_hop = datagram6(40_000);
@@ -244,7 +253,7 @@ mod tests {
         for mut spoilt in [last_hop, from_group] {
             let before = spoilt.clone();
             hinted(&mut w, &[&spoilt], 0);
-            assert_eq!(w.fast_established(0, &mut spoilt), None);
+            assert_eq!(w.fast_established6(0, &mut spoilt), None);
             assert_eq!(spoilt, before);
         }
         assert_eq!(dp.stats().counters(), counters);

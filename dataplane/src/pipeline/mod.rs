@@ -8,9 +8,10 @@
 //! counters of what it sends) is [`crate::driver::BurstDriver`]: rvsd's DPDK worker, the fuzz
 //! targets, pipeline-bench and the hostile-input tests all run it.
 //!
-//! In front of the stages, `fast`: the established fast path (an IPv4 TCP/UDP packet of a
+//! In front of the stages, `fast`: the established fast path (a TCP/UDP packet of a
 //! connection the burst prefetch found, through the stages' own checks and rewrite in one
-//! pass, or handed to the stages untouched).
+//! pass, or handed to the stages untouched), IPv4's asked by `process_buf`, IPv6's by
+//! `classify`.
 //!
 //! One file per stage: `classify` (port, ethertype, ARP), `ip` (IPv4 checks, martians,
 //! fragments), `icmp` (errors about connections, echo), `conn` (TCP/UDP lookup, scheduling,

@@ -1,18 +1,20 @@
 //! The burst prefetch (`Pipeline::prefetch_burst` / `use_prefetched`, what the burst driver
 //! does before each burst) is only a hint, and the established fast path it opens (IPv4 and
-//! IPv6) changes no outcome: a burst handled with it gives the same actions, frames and counters as the same
-//! burst handled frame by frame through the stages, for IPv4 and IPv6 frames mixed in one
-//! burst, with connections opened in the middle of the burst (whose buckets the prefetch saw
-//! empty) and their next packets later in the same burst. After every burst the connections
-//! (state and expiry), each real server's traffic and the sync master's queue are compared.
+//! IPv6) changes no outcome: a burst handled with it gives the same actions, frames and
+//! counters as the same burst handled frame by frame through the stages, for IPv4 and IPv6
+//! frames mixed in one burst, with connections opened in the middle of the burst (whose
+//! buckets the prefetch saw empty) and their next packets later in the same burst. After
+//! every burst the connections (state and expiry), each real server's traffic and the sync
+//! master's queue are compared.
 //! - Frames the fast path must hand to the stages: TTL 1, a bad header checksum, a first
 //!   fragment, options, another MAC, over the MTU, a next hop whose MAC is unknown, a removed
 //!   real server with expire_nodest_conn, a SYN on a closed connection's ports, a client that
 //!   became a VIP, an expired connection.
 //! - Frames it takes as the stages do: TCP state changes (FIN, RST), a zero UDP checksum, a
 //!   group source MAC, link padding.
-//! - IPv6 frames, spoiled the same ways (hop limit 1, extension headers, a zero UDP checksum),
-//!   go through the IPv6 fast path's own checks.
+//! - IPv6 frames, spoiled the same ways, go through the IPv6 fast path's own checks (hop limit
+//!   1, a zero UDP checksum, the MACs, the MTU, padding, a client that became a VIP); those
+//!   with an extension header get no prefetch hint and go to the stages.
 
 use control::proto::{Request, Response};
 use dataplane::pipeline::{Action, Dataplane, Pipeline, PREFETCH_BURST};

@@ -95,7 +95,7 @@ impl Pipeline {
         }
         // The IPv6 stage's checks of a packet it hands straight to the connection lookup. Its
         // martian rule is asked as if the destination were not ours: stricter (a link-local
-        // end goes to the stages), never looser, and without the probe of our addresses.
+        // end goes to the stages), never looser, and without asking whether it is.
         let parsed = Ipv6Hdr::parse(l3);
         let ip = parsed.as_ref().ok()?;
         if ip.has_ext_headers() || ip.hop_limit <= 1 || self.martian6(ip.src, ip.dst, false) {
@@ -231,7 +231,7 @@ mod tests {
 
     /// IPv6 too: a tracked datagram is taken and NATed as the stages NATed the first; one
     /// with hop limit 1 (the stages answer it) and one from a group MAC (the stages drop it)
-    /// are left to the stages untouched.
+    /// are left to the stages untouched, their hints kept.
     #[test]
     fn the_fast_path_takes_tracked_ipv6_datagrams() {
         let (dp, mut w) = director(VIP6.into(), RIP6_1.into());
@@ -249,13 +249,21 @@ mod tests {
         last_hop[14 + 7] = 1;
         let mut from_group = datagram6(40_000);
         from_group[6] |= 1;
-        let counters = dp.stats().counters();
         for mut spoilt in [last_hop, from_group] {
             let before = spoilt.clone();
+            let (counters, conns) = (dp.stats().counters(), dp.conns6.len());
             hinted(&mut w, &[&spoilt], 0);
             assert_eq!(w.fast_established6(0, &mut spoilt), None);
             assert_eq!(spoilt, before);
+            assert!(w.peek_hint().is_some(), "the hint is left to the stages");
+            assert_eq!(dp.stats().counters(), counters);
+            assert_eq!(dp.conns6.len(), conns);
+            let len = spoilt.len();
+            let by_stages = w.process_buf(0, &mut spoilt, len);
+            assert!(
+                matches!(by_stages, Action::Drop | Action::Reply { .. }),
+                "{by_stages:?}"
+            );
         }
-        assert_eq!(dp.stats().counters(), counters);
     }
 }

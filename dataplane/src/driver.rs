@@ -379,9 +379,24 @@ impl<F: FrameBuf> BurstDriver<F> {
         action
     }
 
-    /// Does what the pipeline decided with `frame`.
+    /// Does what the pipeline decided with `frame`: a forwarded frame joins its port's TX
+    /// batch here, inlined; the rest, rarer, out of line.
     #[inline]
-    fn dispatch<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io, mut frame: F, action: Action) {
+    fn dispatch<Io: FrameIo<Frame = F>>(&mut self, io: &mut Io, frame: F, action: Action) {
+        match action {
+            Action::Tx(port) => self.queue_tx(io, port, frame),
+            _ => self.dispatch_other(io, frame, action),
+        }
+    }
+
+    /// [`BurstDriver::dispatch`] of any action but `Tx`.
+    #[inline(never)]
+    fn dispatch_other<Io: FrameIo<Frame = F>>(
+        &mut self,
+        io: &mut Io,
+        mut frame: F,
+        action: Action,
+    ) {
         match action {
             Action::Tx(port) => self.queue_tx(io, port, frame),
             Action::Reply { port, len } => {

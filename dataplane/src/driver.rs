@@ -389,7 +389,8 @@ impl<F: FrameBuf> BurstDriver<F> {
         }
     }
 
-    /// [`BurstDriver::dispatch`] of any action but `Tx`.
+    /// [`BurstDriver::dispatch`] of any action but `Tx` (which it takes too, so that the match
+    /// stays whole without a panic).
     #[inline(never)]
     fn dispatch_other<Io: FrameIo<Frame = F>>(
         &mut self,

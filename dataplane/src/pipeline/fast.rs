@@ -196,22 +196,30 @@ mod tests {
         w.use_prefetched(i);
     }
 
+    /// A family's fast path (`Pipeline::fast_established4` or `6`).
+    type FastPath = fn(&Pipeline, u16, &mut [u8]) -> Option<Action>;
+
+    /// The first of two equal datagrams (`datagram()`) is declined by `fast` and opens its
+    /// connection through the stages; the second is taken by `fast` and NATed as the first.
+    fn opened_then_taken(w: &mut Pipeline, fast: FastPath, datagram: impl Fn() -> Vec<u8>) {
+        let mut first = datagram();
+        hinted(w, &[&first], 0);
+        assert_eq!(fast(w, 0, &mut first), None);
+        assert_eq!(w.process(0, &mut first), Action::Tx(1));
+
+        let mut second = datagram();
+        hinted(w, &[&second], 0);
+        assert_eq!(fast(w, 0, &mut second), Some(Action::Tx(1)));
+        assert_eq!(second, first, "NATed as the stages NATed the first");
+        assert_eq!(w.peek_hint().map(|_| ()), None, "the hint is taken");
+    }
+
     /// The fast path takes a tracked datagram, and declines one whose prefetch hint is not
     /// its own (a hint left by another frame), changing nothing.
     #[test]
     fn the_fast_path_takes_its_own_frames_only() {
         let (dp, mut w) = director(VIP.into(), RIP1.into());
-        // No connection yet: the stages open it.
-        let mut first = datagram(40_000);
-        hinted(&mut w, &[&first], 0);
-        assert_eq!(w.fast_established4(0, &mut first), None);
-        assert_eq!(w.process(0, &mut first), Action::Tx(1));
-
-        let mut second = datagram(40_000);
-        hinted(&mut w, &[&second], 0);
-        assert_eq!(w.fast_established4(0, &mut second), Some(Action::Tx(1)));
-        assert_eq!(second, first, "NATed as the stages NATed the first");
-        assert_eq!(w.peek_hint().map(|_| ()), None, "the hint is taken");
+        opened_then_taken(&mut w, Pipeline::fast_established4, || datagram(40_000));
 
         // Another client port, with the first datagram's hint.
         let mut other = datagram(40_001);
@@ -235,15 +243,7 @@ mod tests {
     #[test]
     fn the_fast_path_takes_tracked_ipv6_datagrams() {
         let (dp, mut w) = director(VIP6.into(), RIP6_1.into());
-        let mut first = datagram6(40_000);
-        hinted(&mut w, &[&first], 0);
-        assert_eq!(w.fast_established6(0, &mut first), None);
-        assert_eq!(w.process(0, &mut first), Action::Tx(1));
-
-        let mut second = datagram6(40_000);
-        hinted(&mut w, &[&second], 0);
-        assert_eq!(w.fast_established6(0, &mut second), Some(Action::Tx(1)));
-        assert_eq!(second, first, "NATed as the stages NATed the first");
+        opened_then_taken(&mut w, Pipeline::fast_established6, || datagram6(40_000));
 
         let mut last_hop = datagram6(40_000);
         last_hop[14 + 7] = 1;

@@ -92,11 +92,14 @@ impl<F: Family> ConnTable<F> {
             .or_else(|| self.lookup_at(t, &p.place, now))
     }
 
-    /// `t`'s connection, read only, from the burst prefetch's `p` (from
-    /// [`ConnTable::prefetch_bucket`] of this very tuple): the entry it named, else the one
-    /// its buckets hold. `None` if there is no live, unexpired entry for `t`, and also when
-    /// the first one found has expired: [`ConnTable::lookup`] removes it and looks again.
-    #[inline]
+    /// `t`'s connection, read only, if it is the entry the burst prefetch's `p` (from
+    /// [`ConnTable::prefetch_bucket`] of this very tuple) named: the fast path's lookup. `None`
+    /// says nothing of whether the table holds `t`: the entry named may be another
+    /// connection's now, expired or pending, or `t` may live past it in its buckets; the caller
+    /// then takes the full lookup ([`ConnTable::lookup_prefetched`]). Reading the buckets again
+    /// here as well cost the established path about 30 instructions a packet (callgrind): with
+    /// two ways to a hit, LLVM built the hit in memory and copied it.
+    #[inline(always)]
     pub fn prefetched_hit(
         &self,
         t: &Tuple<F::Addr>,
@@ -104,21 +107,12 @@ impl<F: Family> ConnTable<F> {
         now: u64,
     ) -> Option<Hit<F::Addr>> {
         self.candidate_hit(t, p, now)
-            .or_else(|| self.bucket_hit(t, &p.place, now))
-    }
-
-    /// [`ConnTable::prefetched_hit`] past a candidate that was not `t`'s (another
-    /// connection's, expired or removed since): out of line, so that the common case inlines
-    /// small.
-    #[inline(never)]
-    fn bucket_hit(&self, t: &Tuple<F::Addr>, p: &Place, now: u64) -> Option<Hit<F::Addr>> {
-        let (idx, dir, v) = self.find(t, p, false)?;
-        (!self.stale(&v, now)).then(|| v.hit(idx, dir))
     }
 
     /// `t`'s connection if it is the entry the burst prefetch named, else `None`, which says
-    /// nothing of whether the table holds it.
-    #[inline]
+    /// nothing of whether the table holds it. Always inlined: a hit returned from a call is
+    /// written to memory field by field and read back.
+    #[inline(always)]
     fn candidate_hit(&self, t: &Tuple<F::Addr>, p: &Prefetched, now: u64) -> Option<Hit<F::Addr>> {
         if p.candidate == 0 {
             return None;

@@ -96,10 +96,10 @@ impl<F: Family> ConnTable<F> {
     /// [`ConnTable::prefetch_bucket`] of this very tuple) named: the fast path's lookup. `None`
     /// says nothing of whether the table holds `t`: the entry named may be another
     /// connection's now, expired or pending, or `t` may live past it in its buckets; the caller
-    /// then takes the full lookup ([`ConnTable::lookup_prefetched`]). Reading the buckets again
-    /// here as well cost the established path about 30 instructions a packet (callgrind): with
-    /// two ways to a hit, LLVM built the hit in memory and copied it.
-    #[inline(always)]
+    /// then takes the full lookup ([`ConnTable::lookup_prefetched`]). (A second way to a hit,
+    /// through the buckets, cost every established packet about 11 instructions, for a case
+    /// the full lookup handles anyway.)
+    #[inline]
     pub fn prefetched_hit(
         &self,
         t: &Tuple<F::Addr>,
@@ -110,9 +110,8 @@ impl<F: Family> ConnTable<F> {
     }
 
     /// `t`'s connection if it is the entry the burst prefetch named, else `None`, which says
-    /// nothing of whether the table holds it. Always inlined: a hit returned from a call is
-    /// written to memory field by field and read back.
-    #[inline(always)]
+    /// nothing of whether the table holds it.
+    #[inline]
     fn candidate_hit(&self, t: &Tuple<F::Addr>, p: &Prefetched, now: u64) -> Option<Hit<F::Addr>> {
         if p.candidate == 0 {
             return None;

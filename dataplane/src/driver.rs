@@ -350,12 +350,8 @@ impl<F: FrameBuf> BurstDriver<F> {
     }
 
     fn prefetch(&mut self, burst: &[F]) {
-        let mut views: [&[u8]; BURST] = [&[]; BURST];
-        for (v, f) in views.iter_mut().zip(burst) {
-            *v = f.data();
-        }
         self.pipeline
-            .prefetch_burst(views.get(..burst.len()).unwrap_or(&views));
+            .prefetch_burst(burst.iter().map(FrameBuf::data));
     }
 
     /// [`BurstDriver::rx_burst`] of one frame without the prefetch; returns what the pipeline

@@ -143,8 +143,8 @@ impl Director {
         self.w.begin_burst(self.now);
         let mut frames: Vec<(u16, Vec<u8>)> = burst.to_vec();
         if prefetch {
-            let views: Vec<&[u8]> = frames.iter().map(|(_, f)| f.as_slice()).collect();
-            self.w.prefetch_burst(&views);
+            self.w
+                .prefetch_burst(frames.iter().map(|(_, f)| f.as_slice()));
         }
         frames
             .iter_mut()

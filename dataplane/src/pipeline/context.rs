@@ -149,17 +149,19 @@ impl Pipeline {
     /// skipped. What it learns of frame `i` (its tuple's hash, the entry its bucket names)
     /// saves work in that frame's lookup when the caller says [`Pipeline::use_prefetched`]`(i)`
     /// before handling it. A hint: handling the frames afterwards gives the same result with
-    /// or without it.
-    pub fn prefetch_burst(&mut self, frames: &[&[u8]]) {
+    /// or without it. The frames come as an iterator so that the burst driver hands over its
+    /// frames' bytes without an array of them to fill first.
+    pub fn prefetch_burst<'a>(&mut self, frames: impl IntoIterator<Item = &'a [u8]>) {
         let (conns, conns6) = (&self.dp.conns, &self.dp.conns6);
+        let mut n = 0;
         for (p, f) in self.prefetched.iter_mut().zip(frames) {
             *p = match peek_tuple(f) {
                 Some(Peeked::V4(t)) => Some(Hint::V4(t, conns.prefetch_bucket(&t))),
                 Some(Peeked::V6(t)) => Some(Hint::V6(t, conns6.prefetch_bucket(&t))),
                 None => None,
             };
+            n += 1;
         }
-        let n = frames.len().min(PREFETCH_BURST);
         for h in self.prefetched.iter_mut().take(n).flatten() {
             match h {
                 Hint::V4(_, p) => conns.prefetch_entry(p),
@@ -590,7 +592,7 @@ mod tests {
         let dp = crate::pipeline::two_arm_for_tests([2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 2, 1]);
         let mut w = Pipeline::new(dp, 0);
         let (v4, v6, icmp) = (frame(0x0800, 5, 17, 0), frame6(6), frame6(58));
-        w.prefetch_burst(&[&v6, &v4, &icmp]);
+        w.prefetch_burst([&v6[..], &v4, &icmp]);
         assert!(
             matches!(w.prefetched[0], Some(Hint::V6(t, _)) if t.src == CIP6 && t.dport == 80),
             "{:?}",

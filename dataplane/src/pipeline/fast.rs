@@ -192,7 +192,7 @@ mod tests {
 
     /// Prefetches `burst` and names its frame `i` as the one handled next.
     fn hinted(w: &mut Pipeline, burst: &[&[u8]], i: usize) {
-        w.prefetch_burst(burst);
+        w.prefetch_burst(burst.iter().copied());
         w.use_prefetched(i);
     }
 

@@ -237,6 +237,7 @@ fn run(args: Args) -> Result<(), String> {
         },
         exception::kernel_path(&cfg),
     );
+    log_tables(&dataplane);
 
     let sync = rvsd::sync::SyncDaemon::start(&cfg, dataplane.clone())?;
     let mut manager = ServiceManager::new(dataplane.clone());
@@ -368,4 +369,33 @@ fn run(args: Args) -> Result<(), String> {
         tracing::debug!(files = n, "hugepage files removed");
     }
     Ok(())
+}
+
+/// Says what the connection tables hold and what backs them, and warns when a table large
+/// enough for hugepages got none reserved: then a packet's table lookup can cost a TLB miss,
+/// which the burst prefetch does not hide.
+fn log_tables(dp: &Dataplane) {
+    use dataplane::conntrack::{Backing, ConnTable, Family};
+    fn log_one<F: Family>(family: &str, t: &ConnTable<F>) {
+        let mib = t.memory_bytes() as f64 / f64::from(1u32 << 20);
+        tracing::info!(
+            family,
+            capacity = t.capacity(),
+            mib = format!("{mib:.1}"),
+            backing = %t.backing(),
+            "connection table ready"
+        );
+        // A region of 2 MiB or more that got no reserved hugepages falls back to transparent
+        // ones (conntrack::mem); a smaller one never asks for them.
+        if t.backing() == Backing::TransparentHuge {
+            tracing::warn!(
+                family,
+                backing = %t.backing(),
+                "connection table not on reserved hugepages (a lookup may then miss the TLB): \
+                 reserve more 2 MiB pages (vm.nr_hugepages) beside DPDK's"
+            );
+        }
+    }
+    log_one("ipv4", dp.conns());
+    log_one("ipv6", dp.conns6());
 }

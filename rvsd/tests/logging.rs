@@ -138,6 +138,23 @@ fn json_log_is_one_object_per_line_with_the_client() {
         u64::from(unsafe { libc::getuid() })
     );
     assert_eq!(change["fields"]["pid"], u64::from(std::process::id()));
+    // Each connection table says its size and what backs it; the test's tables (1024
+    // connections) are under the 2 MiB that hugepages start at, so no warning.
+    for family in ["ipv4", "ipv6"] {
+        let table = events
+            .iter()
+            .find(|e| {
+                e["fields"]["message"] == "connection table ready"
+                    && e["fields"]["family"] == family
+            })
+            .unwrap_or_else(|| panic!("no {family} table event:\n{log}"));
+        assert_eq!(table["fields"]["capacity"], 1024, "{table}");
+        assert_eq!(table["fields"]["backing"], "anonymous 4K pages", "{table}");
+    }
+    assert!(
+        !log.contains("not on reserved hugepages"),
+        "a warning for a small table:\n{log}"
+    );
 }
 
 #[test]

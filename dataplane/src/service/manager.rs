@@ -7,7 +7,7 @@
 
 use super::dest::{Dest, MAX_DESTS};
 use super::snapshot::{RealService, Service, Snapshot};
-use crate::conntrack::ConnInfo;
+use crate::conntrack::{Backing, ConnInfo};
 use crate::pipeline::Dataplane;
 use crate::sched::{self, SchedState};
 use crate::stats::{add_rates, RateEstimator, RATE_SAMPLES};
@@ -579,18 +579,29 @@ impl ServiceManager {
     }
 
     /// Every dataplane counter (see `Stats::counters`) plus the connection table's figures:
-    /// `conntrack.entries`, `conntrack.capacity`, `conntrack.evictions` (`conntrack6.*` for
-    /// the IPv6 table), and the fragment table's `frag.capacity`.
+    /// `conntrack.entries`, `conntrack.capacity`, `conntrack.evictions`, `conntrack.bytes` (the
+    /// memory it holds) and `conntrack.hugetlb` (1 if on reserved hugepages) (`conntrack6.*`
+    /// for the IPv6 table), and the fragment table's `frag.capacity`.
     fn counters(&self) -> Vec<(String, u64)> {
         let mut c = self.dp.stats().counters();
         let conns = self.dp.conns();
         c.push(("conntrack.entries".into(), conns.len() as u64));
         c.push(("conntrack.capacity".into(), conns.capacity() as u64));
         c.push(("conntrack.evictions".into(), conns.evictions()));
+        c.push(("conntrack.bytes".into(), conns.memory_bytes() as u64));
+        c.push((
+            "conntrack.hugetlb".into(),
+            u64::from(conns.backing() == Backing::HugeTlb),
+        ));
         let conns6 = self.dp.conns6();
         c.push(("conntrack6.entries".into(), conns6.len() as u64));
         c.push(("conntrack6.capacity".into(), conns6.capacity() as u64));
         c.push(("conntrack6.evictions".into(), conns6.evictions()));
+        c.push(("conntrack6.bytes".into(), conns6.memory_bytes() as u64));
+        c.push((
+            "conntrack6.hugetlb".into(),
+            u64::from(conns6.backing() == Backing::HugeTlb),
+        ));
         c.push(("frag.capacity".into(), self.dp.frags().capacity() as u64));
         c.extend(self.dp.sync_stats().counters());
         c

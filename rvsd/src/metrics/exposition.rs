@@ -100,6 +100,16 @@ pub fn counter_metric(name: &str) -> Option<CounterMetric> {
                 "Connections evicted from a full table bucket.",
                 C,
             ),
+            "bytes" => (
+                "rvs_conntrack_bytes",
+                "Memory the connection table holds, in bytes.",
+                G,
+            ),
+            "hugetlb" => (
+                "rvs_conntrack_hugetlb",
+                "1 if the connection table is on reserved 2 MiB hugepages, else 0.",
+                G,
+            ),
             _ => return None,
         };
         return m(metric, help, kind, &[("family", family)]);

@@ -95,6 +95,9 @@ fn ipvs_metrics_carry_node_exporters_names_help_and_labels() {
         "rvs_conntrack_evictions_total{family=\"ipv4\"} 0",
         "rvs_conntrack_entries{family=\"ipv6\"} 0",
         "rvs_conntrack_capacity{family=\"ipv6\"} 1024",
+        // A table this small (under 2 MiB) is never put on hugepages.
+        "rvs_conntrack_hugetlb{family=\"ipv4\"} 0",
+        "rvs_conntrack_hugetlb{family=\"ipv6\"} 0",
         &format!(
             "rvs_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
@@ -103,6 +106,13 @@ fn ipvs_metrics_carry_node_exporters_names_help_and_labels() {
         assert!(l.contains(&expected), "missing {expected:?} in\n{text}");
     }
     assert_eq!(l.last(), Some(&"# EOF"));
+    // The table's memory: at least its 1024 IPv4 entries of 32 bytes.
+    let bytes: u64 = l
+        .iter()
+        .find_map(|x| x.strip_prefix("rvs_conntrack_bytes{family=\"ipv4\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no IPv4 rvs_conntrack_bytes in\n{text}"));
+    assert!(bytes >= 1024 * 32, "{bytes}");
     // Exactly one series per real server in each backend family.
     let series = l
         .iter()

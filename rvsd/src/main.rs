@@ -372,27 +372,25 @@ fn run(args: Args) -> Result<(), String> {
 }
 
 /// Says what the connection tables hold and what backs them, and warns when a table large
-/// enough for hugepages got none reserved: then a packet's table lookup can cost a TLB miss,
-/// which the burst prefetch does not hide.
+/// enough for hugepages got none reserved (transparent ones if the kernel gives them, else
+/// 4 KB pages): then a packet's table lookup can cost a TLB miss, which the burst prefetch
+/// does not hide.
 fn log_tables(dp: &Dataplane) {
     use dataplane::conntrack::{Backing, ConnTable, Family};
     fn log_one<F: Family>(family: &str, t: &ConnTable<F>) {
-        let mib = t.memory_bytes() as f64 / f64::from(1u32 << 20);
         tracing::info!(
             family,
             capacity = t.capacity(),
-            mib = format!("{mib:.1}"),
+            bytes = t.memory_bytes(),
             backing = %t.backing(),
             "connection table ready"
         );
-        // A region of 2 MiB or more that got no reserved hugepages falls back to transparent
-        // ones (conntrack::mem); a smaller one never asks for them.
-        if t.backing() == Backing::TransparentHuge {
+        if t.hugepage_sized() && t.backing() != Backing::HugeTlb {
             tracing::warn!(
                 family,
                 backing = %t.backing(),
                 "connection table not on reserved hugepages (a lookup may then miss the TLB): \
-                 reserve more 2 MiB pages (vm.nr_hugepages) beside DPDK's"
+                 reserve more 2 MB pages (vm.nr_hugepages) beside DPDK's"
             );
         }
     }

@@ -170,5 +170,9 @@ fn dpdk_telemetry_shows_rvs_services_beside_ethdev_stats() {
     assert_eq!(info["workers"], 1);
     assert_eq!(info["conntrack_capacity"], 1024);
     assert_eq!(info["conntrack_entries"], 0);
+    // A table of 1024 connections is too small to ask for hugepages.
+    assert_eq!(info["conntrack_hugetlb"], 0);
+    assert_eq!(info["conntrack6_hugetlb"], 0);
+    assert!(info["conntrack_bytes"].as_u64() > Some(1024 * 32), "{info}");
     assert!(rvsd.alive(), "{}", rvsd.log_tail(40));
 }

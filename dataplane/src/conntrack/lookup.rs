@@ -88,17 +88,17 @@ impl<F: Family> ConnTable<F> {
         if trust_miss && p.candidate == 0 && !self.overflowed(p.place.b1) {
             return None;
         }
-        self.candidate_hit(t, p, now)
+        self.prefetched_hit(t, p, now)
             .or_else(|| self.lookup_at(t, &p.place, now))
     }
 
     /// `t`'s connection, read only, if it is the entry the burst prefetch's `p` (from
     /// [`ConnTable::prefetch_bucket`] of this very tuple) named: the fast path's lookup. `None`
     /// says nothing of whether the table holds `t`: the entry named may be another
-    /// connection's now, expired or pending, or `t` may live past it in its buckets; the caller
-    /// then takes the full lookup ([`ConnTable::lookup_prefetched`]). (A second way to a hit,
-    /// through the buckets, cost every established packet about 11 instructions, for a case
-    /// the full lookup handles anyway.)
+    /// connection's (freed and taken since the prefetch), expired, or still pending, and a
+    /// tuple in its second bucket has no candidate at all. The buckets are not read again here:
+    /// the caller's full lookup ([`ConnTable::lookup_prefetched`]) does that, and a second way
+    /// to a hit cost every established packet instructions.
     #[inline]
     pub fn prefetched_hit(
         &self,
@@ -106,13 +106,6 @@ impl<F: Family> ConnTable<F> {
         p: &Prefetched,
         now: u64,
     ) -> Option<Hit<F::Addr>> {
-        self.candidate_hit(t, p, now)
-    }
-
-    /// `t`'s connection if it is the entry the burst prefetch named, else `None`, which says
-    /// nothing of whether the table holds it.
-    #[inline]
-    fn candidate_hit(&self, t: &Tuple<F::Addr>, p: &Prefetched, now: u64) -> Option<Hit<F::Addr>> {
         if p.candidate == 0 {
             return None;
         }

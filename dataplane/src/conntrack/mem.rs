@@ -17,7 +17,7 @@
 use std::ptr::NonNull;
 
 /// The size of the hugepages asked for.
-const HUGE: usize = 2 << 20;
+pub(super) const HUGE: usize = 2 << 20;
 const PAGE: usize = 4096;
 /// `MADV_POPULATE_WRITE` (Linux 5.14); not in every libc release.
 const MADV_POPULATE_WRITE: libc::c_int = 23;

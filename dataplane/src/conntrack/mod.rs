@@ -394,6 +394,12 @@ impl<F: Family> ConnTable<F> {
         self.storage.backing()
     }
 
+    /// Whether the entries and index are large enough to ask for 2 MB hugepages: off reserved
+    /// ones (`Backing::HugeTlb`), a lookup of such a table may miss the TLB.
+    pub fn hugepage_sized(&self) -> bool {
+        self.storage.bytes() >= mem::HUGE
+    }
+
     /// This table's connections (entries taken: live, and inserts in flight), exact while no
     /// insert or remove is in flight. Counted per free-list shard (the line each insert and
     /// removal touches anyway), so it is this table's alone even when it shares its real-server

@@ -107,7 +107,7 @@ pub fn counter_metric(name: &str) -> Option<CounterMetric> {
             ),
             "hugetlb" => (
                 "rvs_conntrack_hugetlb",
-                "1 if the connection table is on reserved 2 MiB hugepages, else 0.",
+                "1 if the connection table is on reserved 2 MB hugepages, else 0.",
                 G,
             ),
             _ => return None,

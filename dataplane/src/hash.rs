@@ -8,7 +8,7 @@
 //! are random per table and per process, so nobody outside can aim traffic at one bucket.
 //! The second multiply is there for traffic nobody aims: with the first alone, words that
 //! differ in a few bits (a client's consecutive source ports) land on an arithmetic sequence
-//! of the key, which some keys fold into a few buckets.
+//! whose step depends on the key, which some keys fold into a few buckets.
 //!
 //! Dense one-word keys (the neighbour table's: the addresses of a subnet) go through
 //! [`HashKey::spread`] instead: Fibonacci hashing of the keyed word, which spreads consecutive

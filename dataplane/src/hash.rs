@@ -83,8 +83,8 @@ impl HashKey {
     }
 }
 
-/// Folded 64x64->128 multiply (wyhash's mixer): one multiply, good avalanche when both
-/// inputs are keyed with random words.
+/// Folded 64x64->128 multiply (wyhash's mixer): one multiply, good avalanche when its inputs
+/// are keyed with random words or, as in [`HashKey::hash`]'s second step, already mixed.
 #[inline]
 pub fn mum(x: u64, y: u64) -> u64 {
     let r = u128::from(x) * u128::from(y);
@@ -142,20 +142,24 @@ mod tests {
         assert!(load.iter().all(|&l| l < 64), "{load:?}");
     }
 
-    /// A client's consecutive source ports (one word of the pair) over 256 buckets, for 200
-    /// keys: no bucket gets more than five times its share. With one multiply, a key whose
-    /// low half multiplies the ports into a few residues piled them into a few buckets (a
-    /// third of a 1,000-connection table in its second buckets, for some keys).
+    /// A client's consecutive source ports (one word of the pair) over 256 buckets: no
+    /// bucket gets more than six times its share, for 200 random keys and for one key under
+    /// which the hash of one multiply put 149 of the 1,024 in one bucket (with it, some keys
+    /// left a third of a 1,000-connection table in its second buckets).
     #[test]
     fn consecutive_ports_spread_for_every_key() {
-        for _ in 0..200 {
-            let [key] = HashKey::random::<1>();
+        let bad_for_one_multiply = HashKey {
+            k0: 0xfe19_10af_ab85_8695,
+            k1: 0x0c87_fe95_d5b0_6782,
+        };
+        let keys = HashKey::random::<200>();
+        for key in std::iter::once(bad_for_one_multiply).chain(keys) {
             let mut load = [0u32; 256];
             let a = (0xc633_640a_u64 << 32) | 0xc633_6401;
             for port in 10_000u64..11_024 {
                 load[range(key.hash(a, (port << 32) | (80 << 16) | 17), 256)] += 1;
             }
-            assert!(load.iter().all(|&l| l <= 20), "{key:?}: {load:?}");
+            assert!(load.iter().all(|&l| l <= 24), "{key:?}: {load:?}");
         }
     }
 

@@ -910,9 +910,9 @@ fn an_ipv6_entry_holds_slots_below_2_14_and_four_protocols() {
 }
 
 /// `prefetched_hit` (the fast path's read-only lookup from the burst prefetch) answers only
-/// what `lookup` answers, by either tuple, in a table full enough that buckets are shared and
-/// overflow; it finds most live connections, and says nothing (never another connection) when
-/// the entry the prefetch named is another connection's by the time it looks.
+/// what `lookup` answers, by either tuple, in a table full enough that buckets are shared (and
+/// sometimes overflow); it finds most live connections, and says nothing (never another
+/// connection) when the entry the prefetch named is another connection's by the time it looks.
 fn the_prefetched_hit_answers_as_the_lookup<F: Fam>() {
     let t = F::table(64, 4, &Timeouts::default());
     let conns: Vec<_> = (0..60u16)
@@ -956,8 +956,7 @@ fn the_prefetched_hit_answers_as_the_lookup<F: Fam>() {
         }
     }
     assert!(found > 20, "{found} found");
-    // Hidden: an expired entry the prefetch named (`lookup` removes it), or a tuple in its
-    // second bucket behind another tuple's slot with the same tag.
+    // Hidden: a tuple in its second bucket, which has no candidate.
     assert!(hidden <= found, "{hidden} hidden");
     // The expired entries are gone now: a named entry is the tuple's own, in either
     // direction, so both answer alike.

@@ -332,7 +332,7 @@ impl Family for V6 {
         let (dh, dl) = split6(t.dst);
         let rest = (u64::from(t.sport) << 32) | (u64::from(t.dport) << 16) | u64::from(t.proto);
         // Each address folded by one multiply of its keyed halves, then the keyed hash of the
-        // two folds (the ports in the first): three multiplies per hash, both hashes' chains
+        // two folds (the ports in the first): four multiplies per hash, both hashes' chains
         // side by side, each key's own (folding once for both saved nothing measurable).
         let [k1, k2] = keys;
         let h = |k: &HashKey| {

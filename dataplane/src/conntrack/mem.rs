@@ -29,7 +29,8 @@ pub enum Backing {
     HugeTlb,
     /// Anonymous memory advised as transparent hugepages (`MADV_HUGEPAGE`); the kernel decides.
     TransparentHuge,
-    /// Anonymous 4 KiB pages (regions under 2 MiB).
+    /// Anonymous 4 KiB pages (regions under 2 MiB, or larger ones where `MADV_HUGEPAGE`
+    /// failed).
     Normal,
     /// The heap (only under the loom model checker).
     Heap,

@@ -397,7 +397,8 @@ impl<F: Family> ConnTable<F> {
     /// Whether the entries and index are large enough to ask for 2 MB hugepages: off reserved
     /// ones (`Backing::HugeTlb`), a lookup of such a table may miss the TLB.
     pub fn hugepage_sized(&self) -> bool {
-        self.storage.bytes() >= mem::HUGE
+        // What the region asked for, before rounding (`mem::Region::new` decides on it).
+        Self::footprint_of(self.capacity()) >= mem::HUGE
     }
 
     /// This table's connections (entries taken: live, and inserts in flight), exact while no

@@ -126,14 +126,14 @@ impl<F: Family> ConnTable<F> {
             let wi = slot_word(idx, Dir::Inbound, pi.tag);
             let wr = slot_word(idx, Dir::Reply, pr.tag);
             let beaten = || self.settle(idx, rivals, now);
-            let si = match self.claim_slot(&pi, wi, now, beaten) {
+            let si = match self.claim_slot(&pi, wi, now, &beaten) {
                 Ok(si) => si,
                 Err(err) => {
                     self.release(idx, gen, [None, None], None);
                     return Err(err);
                 }
             };
-            let sr = match self.claim_slot(&pr, wr, now, beaten) {
+            let sr = match self.claim_slot(&pr, wr, now, &beaten) {
                 Ok(sr) => sr,
                 Err(err) => {
                     self.release(idx, gen, [Some(si), None], None);
@@ -292,7 +292,8 @@ impl<F: Family> ConnTable<F> {
         p: &Place,
         word: u64,
         now: u64,
-        beaten: impl Fn() -> Option<InsertError<F::Addr>>,
+        // A trait object: one copy of this function, and a call only when room must be made.
+        beaten: &dyn Fn() -> Option<InsertError<F::Addr>>,
     ) -> Result<&AtomicU64, InsertError<F::Addr>> {
         let start = slot_idx(word) as usize;
         let ([b1, b2], n) = self.buckets_of(p);

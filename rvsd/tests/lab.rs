@@ -2104,6 +2104,28 @@ fn rvsd_metrics_scraped_by_prometheus_and_status_page_in_chromium() {
         assert!(dom.contains(&row), "missing {row} in\n{dom}");
     }
     assert!(dom.contains("Health"), "{dom}");
+    // Both connection tables' backing, as status.json reports it, and their memory.
+    let status: serde_json::Value =
+        serde_json::from_str(&dir_get(&format!("http://{METRICS_ADDR}:9180/status.json")))
+            .expect("status.json");
+    let counter = |name: &str| {
+        status["counters"]
+            .as_array()
+            .and_then(|c| c.iter().find(|kv| kv[0] == name))
+            .and_then(|kv| kv[1].as_u64())
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+    };
+    let backings: Vec<u64> = dom
+        .split("data-hugetlb=\"")
+        .skip(1)
+        .filter_map(|r| r.split('"').next()?.parse().ok())
+        .collect();
+    assert_eq!(
+        backings,
+        [counter("conntrack.hugetlb"), counter("conntrack6.hugetlb")],
+        "{dom}"
+    );
+    assert_eq!(dom.matches(" MiB<").count(), 2, "{dom}");
 
     // The screenshot under load, so that the rates show: the manager's estimate over the last
     // seconds, as `rvsadm -L --rate` prints it.

@@ -107,7 +107,7 @@ impl<F: Family> ConnTable<F> {
         None
     }
 
-    pub(super) fn take_free(&self) -> Option<u32> {
+    fn take_free(&self) -> Option<u32> {
         let me = shard_index();
         let own = self.shard(me);
         let i = self.take_from(me, own)?;

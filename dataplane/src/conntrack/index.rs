@@ -229,11 +229,16 @@ impl<F: Family> ConnTable<F> {
         }
     }
 
-    /// Finds a live entry for `t` in its buckets. The second bucket is only looked at when the
-    /// first does not hold the tuple and has overflowed.
+    /// Finds an entry for `t` in its buckets: live ones only, or pending ones too. The second
+    /// bucket is only looked at when the first does not hold the tuple and has overflowed.
     #[inline]
-    pub(super) fn find(&self, t: &Tuple<F::Addr>, p: &Place) -> Option<(u32, Dir, EntryView<F>)> {
-        if let Some(r) = self.find_in(p.b1, t, p.tag) {
+    pub(super) fn find(
+        &self,
+        t: &Tuple<F::Addr>,
+        p: &Place,
+        pending_too: bool,
+    ) -> Option<(u32, Dir, EntryView<F>)> {
+        if let Some(r) = self.find_in(p.b1, t, p.tag, pending_too) {
             return Some(r);
         }
         if !self.overflowed(p.b1) {
@@ -243,7 +248,7 @@ impl<F: Family> ConnTable<F> {
         if b2 == p.b1 {
             return None;
         }
-        self.find_in(b2, t, p.tag)
+        self.find_in(b2, t, p.tag, pending_too)
     }
 
     #[inline]
@@ -252,12 +257,13 @@ impl<F: Family> ConnTable<F> {
         b: usize,
         t: &Tuple<F::Addr>,
         tag: u32,
+        pending_too: bool,
     ) -> Option<(u32, Dir, EntryView<F>)> {
         let (words, m) = scan(self.bucket(b)?, tag);
         for w in matching(&words, m) {
             let (idx, dir) = (slot_idx(w), slot_dir(w));
             if let Some(v) = self.read(idx) {
-                if v.is_live() && v.matches(dir, t) {
+                if (pending_too || v.is_live()) && v.matches(dir, t) {
                     return Some((idx, dir, v));
                 }
             }

@@ -23,13 +23,6 @@
 //! `INSERT_ATTEMPTS` with [`InsertError::Busy`]). The loom model in `loom_model.rs` checks
 //! this exhaustively on a small table.
 //!
-//! Nothing is looked up before step 1: the callers (the pipeline, IPVS sync) have just looked
-//! the inbound tuple up and found nothing live, and step 3 finds whatever a look would have,
-//! removing stale entries of either tuple on the way. An insert that loses pays for an entry
-//! taken and given back; one that wins (nearly all) scans each tuple's buckets once. Only an
-//! insert that must make room (the table or both of a tuple's buckets full) looks for rivals
-//! first, so that nothing is reaped or evicted for an insert a rival wins.
-//!
 //! An insert counts its connection in the real server's counters before its commit (so a
 //! removal, which needs the entry live, never counts down before this counted up), and takes
 //! the count back if it loses.
@@ -51,11 +44,30 @@ use crate::atomic::{fence, AtomicU64, Ordering};
 /// Attempts of an insert that keeps being killed by concurrent inserts of the same tuple.
 const INSERT_ATTEMPTS: usize = 4;
 
-/// The entry index of an insert that has none yet: above every real one, so that every
-/// pending rival has priority over it.
-const NO_ENTRY: u32 = u32::MAX;
-
 impl<F: Family> ConnTable<F> {
+    /// A live or pending connection using `t` (stale live ones are removed on the way): the
+    /// error an insert of a connection with inbound tuple `inb` gets for it.
+    fn conflict(
+        &self,
+        t: &Tuple<F::Addr>,
+        p: &Place,
+        inb: &Tuple<F::Addr>,
+        now: u64,
+    ) -> Option<InsertError<F::Addr>> {
+        for _ in 0..4 {
+            let (idx, _, v) = self.find(t, p, true)?;
+            if v.is_live() && self.stale(&v, now) {
+                self.remove(ConnRef {
+                    idx,
+                    gen: gen_of(v.meta),
+                });
+                continue;
+            }
+            return Some(Self::loss(inb, &v, idx));
+        }
+        None
+    }
+
     /// What an insert of a connection with inbound tuple `inb` is told about a rival that holds
     /// one of its tuples: the same connection (`Exists`) or another one (`ReplyConflict`).
     fn loss(inb: &Tuple<F::Addr>, v: &EntryView<F>, idx: u32) -> InsertError<F::Addr> {
@@ -67,7 +79,7 @@ impl<F: Family> ConnTable<F> {
     }
 
     /// Inserts a new connection (both tuples) at time `now`. Entries for either tuple that
-    /// are expired at `now` are removed on the way. Lock-free; see the module documentation.
+    /// are expired at `now` are removed first. Lock-free; see the module documentation.
     pub fn insert(
         &self,
         c: &NewConn<F::Addr>,
@@ -99,18 +111,17 @@ impl<F: Family> ConnTable<F> {
         let expires = expires.min(EXP_MAX);
 
         for _ in 0..INSERT_ATTEMPTS {
-            // Room is made (an entry reaped or evicted) only for an insert that no rival
-            // already beats.
-            let rivals = [(&inb, &pi), (&rep, &pr)];
-            let idx = match self.take_free() {
-                Some(idx) => idx,
-                None => {
-                    if let Some(err) = self.settle(NO_ENTRY, rivals, now) {
-                        return Err(err);
-                    }
-                    self.alloc(now).ok_or(InsertError::Full)?
-                }
-            };
+            // What is there already, live or being inserted by another worker.
+            // (Both tuples are looked at, so expired entries of both are reaped.)
+            let (ci, cr) = (
+                self.conflict(&inb, &pi, &inb, now),
+                self.conflict(&rep, &pr, &inb, now),
+            );
+            if let Some(e) = ci.or(cr) {
+                return Err(e);
+            }
+
+            let idx = self.alloc(now).ok_or(InsertError::Full)?;
             let Some(e) = self.entry(idx) else {
                 return Err(InsertError::Full);
             };
@@ -125,20 +136,13 @@ impl<F: Family> ConnTable<F> {
 
             let wi = slot_word(idx, Dir::Inbound, pi.tag);
             let wr = slot_word(idx, Dir::Reply, pr.tag);
-            let beaten = || self.settle(idx, rivals, now);
-            let si = match self.claim_slot(&pi, wi, now, &beaten) {
-                Ok(si) => si,
-                Err(err) => {
-                    self.release(idx, gen, [None, None], None);
-                    return Err(err);
-                }
+            let Some(si) = self.claim_slot(&pi, wi, now) else {
+                self.release(idx, gen, [None, None], None);
+                return Err(InsertError::Full);
             };
-            let sr = match self.claim_slot(&pr, wr, now, &beaten) {
-                Ok(sr) => sr,
-                Err(err) => {
-                    self.release(idx, gen, [Some(si), None], None);
-                    return Err(err);
-                }
+            let Some(sr) = self.claim_slot(&pr, wr, now) else {
+                self.release(idx, gen, [Some(si), None], None);
+                return Err(InsertError::Full);
             };
             // Count before the commit, so that a removal (which needs the entry live) never
             // counts down before this counted up.
@@ -147,7 +151,7 @@ impl<F: Family> ConnTable<F> {
             // Both slots are visible to everybody before we look for a rival: of two inserts
             // of one tuple, at least one sees the other.
             fence(Ordering::SeqCst);
-            if let Some(err) = beaten() {
+            if let Some(err) = self.settle(idx, [(&inb, &pi), (&rep, &pr)], now) {
                 self.release(idx, gen, [Some(si), Some(sr)], Some((dest, c.state)));
                 return Err(err);
             }
@@ -176,8 +180,7 @@ impl<F: Family> ConnTable<F> {
 
     /// Looks for rivals of pending entry `idx` (same tuple, other entry) in both tuples'
     /// buckets: `Some(error)` if this insert must give way, `None` if it may commit (rivals
-    /// of lower priority were killed). With [`NO_ENTRY`] (no entry taken yet) every pending
-    /// rival has priority.
+    /// of lower priority were killed).
     fn settle(
         &self,
         idx: u32,
@@ -185,9 +188,6 @@ impl<F: Family> ConnTable<F> {
         now: u64,
     ) -> Option<InsertError<F::Addr>> {
         let inb = tuples[0].0;
-        // The first rival that beats this insert decides; the scan goes on only to remove
-        // stale entries of both tuples.
-        let mut beaten = None;
         for (t, p) in tuples {
             // A rival in the second bucket set the overflow bit before its fence: after ours,
             // either we see the bit or it sees our slot.
@@ -211,18 +211,19 @@ impl<F: Family> ConnTable<F> {
                             break;
                         }
                         let ogen = gen_of(v.meta);
-                        if v.is_live() && self.stale(&v, now) {
-                            self.remove(ConnRef {
-                                idx: oidx,
-                                gen: ogen,
-                            });
-                            break;
+                        if v.is_live() {
+                            if self.stale(&v, now) {
+                                self.remove(ConnRef {
+                                    idx: oidx,
+                                    gen: ogen,
+                                });
+                                break;
+                            }
+                            return Some(Self::loss(inb, &v, oidx));
                         }
-                        // A live rival, or a pending one with priority (a lower index): give
-                        // way. Once beaten, this insert kills nobody.
-                        if v.is_live() || oidx < idx || beaten.is_some() {
-                            beaten.get_or_insert_with(|| Self::loss(inb, &v, oidx));
-                            break;
+                        if oidx < idx {
+                            // Its priority is higher: give way.
+                            return Some(Self::loss(inb, &v, oidx));
                         }
                         let Some(oe) = self.entry(oidx) else {
                             break;
@@ -243,7 +244,7 @@ impl<F: Family> ConnTable<F> {
                 }
             }
         }
-        beaten
+        None
     }
 
     /// Undoes a pending insert: free (unless a rival killed it already), slots cleared,
@@ -283,18 +284,10 @@ impl<F: Family> ConnTable<F> {
     /// Claims an empty slot for `word`: in `p`'s first bucket while it has fewer than
     /// [`FIRST_FIT`] slots taken (lookups then read one bucket), else in the emptier of the two
     /// (two-choice balancing, so that both never fill up at the table's load). When both are
-    /// full, reaps or evicts something there (see `make_room_in`) and tries once more, unless
-    /// `beaten` says a rival wins this insert anyway (its error). The scan of a bucket starts
-    /// at a slot picked by the entry index, so concurrent inserts into one bucket mostly CAS
-    /// different words.
-    fn claim_slot(
-        &self,
-        p: &Place,
-        word: u64,
-        now: u64,
-        // A trait object: one copy of this function, and a call only when room must be made.
-        beaten: &dyn Fn() -> Option<InsertError<F::Addr>>,
-    ) -> Result<&AtomicU64, InsertError<F::Addr>> {
+    /// full, reaps or evicts something there (see `make_room_in`) and tries once more. The scan
+    /// of a bucket starts at a slot picked by the entry index, so concurrent inserts into one
+    /// bucket mostly CAS different words.
+    fn claim_slot(&self, p: &Place, word: u64, now: u64) -> Option<&AtomicU64> {
         let start = slot_idx(word) as usize;
         let ([b1, b2], n) = self.buckets_of(p);
         for round in 0..2 {
@@ -313,20 +306,14 @@ impl<F: Family> ConnTable<F> {
                     self.mark_overflow(b1);
                 }
                 if let Some(s) = self.claim_in(b, word, start) {
-                    return Ok(s);
+                    return Some(s);
                 }
             }
-            if round == 1 {
-                break;
-            }
-            if let Some(err) = beaten() {
-                return Err(err);
-            }
-            if !self.make_room_in(p, now) {
+            if round == 0 && !self.make_room_in(p, now) {
                 break;
             }
         }
-        Err(InsertError::Full)
+        None
     }
 
     /// Slots taken in bucket `b`.

@@ -125,7 +125,7 @@ impl<F: Family> ConnTable<F> {
         // A stale entry may hide a newer one for the same tuple behind it: remove and look
         // again (bounded: each round removes one entry).
         for _ in 0..4 {
-            let (idx, dir, v) = self.find(t, p)?;
+            let (idx, dir, v) = self.find(t, p, false)?;
             if !self.stale(&v, now) {
                 return Some(v.hit(idx, dir));
             }

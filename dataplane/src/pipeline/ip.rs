@@ -32,12 +32,10 @@ impl Pipeline {
             .ok_or(DropReason::Martian)?;
         // A sender on one of our links is learned as if it had sent ARP: from every packet
         // that connection tracking does not handle, and from a TCP/UDP packet only when it
-        // finds no connection (`tcp_udp`): established flows skip the neighbour lookup.
+        // finds no connection (`tcp_udp`): established flows skip the neighbour lookup. The
+        // source is none of ours: `not_martian` refused those.
         let learn = || {
-            if port.on_link(ip.src)
-                && !self.is_local(ip.src)
-                && self.dp.neigh.lookup(in_port, ip.src) != Some(hdr.src)
-            {
+            if port.on_link(ip.src) && self.dp.neigh.lookup(in_port, ip.src) != Some(hdr.src) {
                 self.dp.neigh.learn(in_port, ip.src, hdr.src);
             }
         };

@@ -78,13 +78,13 @@ pub(super) fn slot_dir(w: u64) -> Dir {
     }
 }
 
-/// Where a tuple may live: its first bucket, the hash that picks its second one (computed
-/// only when the first does not hold it), and the tag its slot words carry (never 0, so an
-/// empty slot never matches).
+/// Where a tuple lives first: its first bucket, and the tag its slot words carry (never 0, so
+/// an empty slot never matches). Its second bucket takes the second hash, worked out only when
+/// it is needed ([`ConnTable::second_bucket`]): a lookup needs it only when the first bucket
+/// overflowed, an insert only when the first bucket is nearly full.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Place {
     pub(super) b1: usize,
-    pub(super) h2: u64,
     pub(super) tag: u32,
 }
 
@@ -188,29 +188,32 @@ pub(super) fn matching(words: &[u64; SLOTS], mut m: u32) -> impl Iterator<Item =
 impl<F: Family> ConnTable<F> {
     #[inline]
     pub(super) fn place(&self, t: &Tuple<F::Addr>) -> Place {
-        // Two independent hashes (`family.rs`): the high bits of each pick a bucket, the low
-        // bits of the first make the tag.
-        let (h1, h2) = F::hashes(&self.keys, t);
+        // The first of two independent hashes (`family.rs`): its high bits pick the bucket,
+        // its low bits make the tag.
+        let [k1, _] = &self.keys;
+        let h1 = F::hash(k1, t);
         Place {
             b1: range(h1, self.storage.nbuckets),
-            h2,
             tag: ((h1 as u32) >> 1) | 1,
         }
     }
 
-    /// `p`'s distinct candidate buckets, first choice first.
+    /// `t`'s second bucket: the high bits of its second hash.
     #[inline]
-    pub(super) fn buckets_of(&self, p: &Place) -> ([usize; 2], usize) {
-        let b2 = range(p.h2, self.storage.nbuckets);
-        ([p.b1, b2], if p.b1 == b2 { 1 } else { 2 })
+    pub(super) fn second_bucket(&self, t: &Tuple<F::Addr>) -> usize {
+        let [_, k2] = &self.keys;
+        range(F::hash(k2, t), self.storage.nbuckets)
     }
 
-    /// The buckets that may hold `p`'s tuple: the first, and the second only if an insert
-    /// ever overflowed the first (see `overflow`).
+    /// The buckets that may hold tuple `t` (placed at `p`): the first, and the second only if
+    /// an insert ever overflowed the first (see `overflow`) and it is another bucket.
     #[inline]
-    pub(super) fn search_of(&self, p: &Place) -> ([usize; 2], usize) {
-        let (bs, n) = self.buckets_of(p);
-        (bs, if self.overflowed(p.b1) { n } else { 1 })
+    pub(super) fn search_of(&self, t: &Tuple<F::Addr>, p: &Place) -> ([usize; 2], usize) {
+        if !self.overflowed(p.b1) {
+            return ([p.b1, p.b1], 1);
+        }
+        let b2 = self.second_bucket(t);
+        ([p.b1, b2], if p.b1 == b2 { 1 } else { 2 })
     }
 
     /// Whether an insert ever put a tuple whose first choice is bucket `b` in its second one.
@@ -244,7 +247,7 @@ impl<F: Family> ConnTable<F> {
         if !self.overflowed(p.b1) {
             return None;
         }
-        let b2 = range(p.h2, self.storage.nbuckets);
+        let b2 = self.second_bucket(t);
         if b2 == p.b1 {
             return None;
         }

@@ -136,11 +136,11 @@ impl<F: Family> ConnTable<F> {
 
             let wi = slot_word(idx, Dir::Inbound, pi.tag);
             let wr = slot_word(idx, Dir::Reply, pr.tag);
-            let Some(si) = self.claim_slot(&pi, wi, now) else {
+            let Some(si) = self.claim_slot(&inb, &pi, wi, now) else {
                 self.release(idx, gen, [None, None], None);
                 return Err(InsertError::Full);
             };
-            let Some(sr) = self.claim_slot(&pr, wr, now) else {
+            let Some(sr) = self.claim_slot(&rep, &pr, wr, now) else {
                 self.release(idx, gen, [Some(si), None], None);
                 return Err(InsertError::Full);
             };
@@ -191,7 +191,7 @@ impl<F: Family> ConnTable<F> {
         for (t, p) in tuples {
             // A rival in the second bucket set the overflow bit before its fence: after ours,
             // either we see the bit or it sees our slot.
-            let (bs, n) = self.search_of(p);
+            let (bs, n) = self.search_of(t, p);
             for b in bs.iter().take(n) {
                 let Some(bucket) = self.bucket(*b) else {
                     continue;
@@ -281,20 +281,26 @@ impl<F: Family> ConnTable<F> {
         self.push_free(idx);
     }
 
-    /// Claims an empty slot for `word`: in `p`'s first bucket while it has fewer than
-    /// [`FIRST_FIT`] slots taken (lookups then read one bucket), else in the emptier of the two
-    /// (two-choice balancing, so that both never fill up at the table's load). When both are
-    /// full, reaps or evicts something there (see `make_room_in`) and tries once more. The scan
-    /// of a bucket starts at a slot picked by the entry index, so concurrent inserts into one
-    /// bucket mostly CAS different words.
-    fn claim_slot(&self, p: &Place, word: u64, now: u64) -> Option<&AtomicU64> {
+    /// Claims an empty slot for `word` of tuple `t` (placed at `p`): in its first bucket while
+    /// that has fewer than [`FIRST_FIT`] slots taken (lookups then read one bucket), else in
+    /// the emptier of the two (two-choice balancing, so that both never fill up at the table's
+    /// load). When both are full, reaps or evicts something there (see `make_room_in`) and
+    /// tries once more. The scan of a bucket starts at a slot picked by the entry index, so
+    /// concurrent inserts into one bucket mostly CAS different words.
+    fn claim_slot(&self, t: &Tuple<F::Addr>, p: &Place, word: u64, now: u64) -> Option<&AtomicU64> {
         let start = slot_idx(word) as usize;
-        let ([b1, b2], n) = self.buckets_of(p);
+        let b1 = p.b1;
         for round in 0..2 {
-            let order = if n == 2 && {
-                let u1 = self.taken(b1);
-                u1 >= FIRST_FIT && self.taken(b2) < u1
-            } {
+            let u1 = self.taken(b1);
+            // The common case, without the second hash.
+            if u1 < FIRST_FIT {
+                if let Some(s) = self.claim_in(b1, word, start) {
+                    return Some(s);
+                }
+            }
+            let b2 = self.second_bucket(t);
+            let n = if b1 == b2 { 1 } else { 2 };
+            let order = if n == 2 && u1 >= FIRST_FIT && self.taken(b2) < u1 {
                 [b2, b1]
             } else {
                 [b1, b2]
@@ -309,7 +315,7 @@ impl<F: Family> ConnTable<F> {
                     return Some(s);
                 }
             }
-            if round == 0 && !self.make_room_in(p, now) {
+            if round == 0 && !self.make_room_in(t, p, now) {
                 break;
             }
         }
@@ -336,11 +342,12 @@ impl<F: Family> ConnTable<F> {
         })
     }
 
-    /// Frees a slot in `p`'s buckets: removes a stale entry there, else evicts the SYN_RECV
+    /// Frees a slot in the buckets of `t` (placed at `p`): removes a stale entry there, else evicts the SYN_RECV
     /// one with the earliest expiry. False if neither exists.
-    fn make_room_in(&self, p: &Place, now: u64) -> bool {
+    fn make_room_in(&self, t: &Tuple<F::Addr>, p: &Place, now: u64) -> bool {
         let mut victim: Option<(u32, EntryView<F>)> = None;
-        let (bs, n) = self.buckets_of(p);
+        let b2 = self.second_bucket(t);
+        let (bs, n) = ([p.b1, b2], if p.b1 == b2 { 1 } else { 2 });
         for b in bs.iter().take(n) {
             let Some(bucket) = self.bucket(*b) else {
                 continue;

@@ -155,9 +155,10 @@ impl<F: Family> ConnTable<F> {
             d.add(state, -1);
         }
         for dir in [Dir::Inbound, Dir::Reply] {
-            let p = self.place(&v.tuple(dir));
+            let t = v.tuple(dir);
+            let p = self.place(&t);
             let word = slot_word(conn.idx, dir, p.tag);
-            let (bs, n) = self.search_of(&p);
+            let (bs, n) = self.search_of(&t, &p);
             // Only this entry's owner writes a slot holding its word (others only claim empty
             // ones), so a plain store clears it.
             'found: for b in bs.iter().take(n) {

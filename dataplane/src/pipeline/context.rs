@@ -253,8 +253,10 @@ impl Pipeline {
     /// which is where MARTIAN and LOCAL come from (the snapshot's set holds VIPs only).
     #[inline]
     fn held_class(&self, ip: Ipv4Addr) -> u8 {
-        let top = u32::from(ip) >> 24;
-        let special = u8::from(top == 0 || top == 127 || top >= 224) * MARTIAN;
+        // The martians by first octet: 0, 127 and 224-255 (0 and 224-255 are the octets
+        // whose predecessor, wrapping, is 223 or more). Both tests always run: no branch.
+        let top = (u32::from(ip) >> 24) as u8;
+        let special = u8::from((top.wrapping_sub(1) >= 223) | (top == 127)) * MARTIAN;
         special | self.owned.classes_of(ip)
     }
 
@@ -512,6 +514,8 @@ mod tests {
         let (snap, owned) = (dp.snapshot(), dp.owned_addrs());
         assert_eq!(snap.vips().len(), 3);
         let mut probes: Vec<u32> = vec![0, 1, 0x7f00_0001, 0xdfff_ffff, 0xe000_0000, u32::MAX];
+        // Every first octet, which alone decides most martians.
+        probes.extend((0..=255u32).map(|o| (o << 24) | 0x0001_0203));
         let listed = dp
             .broadcasts()
             .iter()

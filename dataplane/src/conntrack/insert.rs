@@ -36,7 +36,9 @@ use super::entry::{
     ST_FREE,
 };
 use super::family::Family;
-use super::index::{matching, scan, slot_dir, slot_idx, slot_word, Place, FIRST_FIT, SLOTS};
+use super::index::{
+    load_slots, matching, scan, slot_dir, slot_idx, slot_word, Place, FIRST_FIT, SLOTS,
+};
 use super::state::{ConnState, Dir};
 use super::{ConnRef, ConnTable, DestCounts, Hit, InsertError, NewConn, Tuple};
 use crate::atomic::{fence, AtomicU64, Ordering};
@@ -325,10 +327,7 @@ impl<F: Family> ConnTable<F> {
     /// Slots taken in bucket `b`.
     fn taken(&self, b: usize) -> usize {
         self.bucket(b).map_or(SLOTS, |bk| {
-            bk.slots
-                .iter()
-                .filter(|s| s.load(Ordering::Relaxed) != 0)
-                .count()
+            load_slots(bk).iter().filter(|&&w| w != 0).count()
         })
     }
 

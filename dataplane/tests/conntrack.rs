@@ -7,8 +7,8 @@
 
 use control::model::Timeouts;
 use dataplane::conntrack::{
-    tcp_transition, ConnState, ConnTable, ConnTable6, Dir, Family, Hit, InsertError, NewConn,
-    TcpEvent, Tuple, V4, V6,
+    tcp_transition, BucketSet, ConnState, ConnTable, ConnTable6, Dir, Family, Hit, InsertError,
+    NewConn, TcpEvent, Tuple, V4, V6,
 };
 use proptest::prelude::*;
 use std::collections::HashMap;
@@ -76,6 +76,7 @@ both!(
     readers_never_see_a_mixed_up_entry_while_writers_churn,
     sequential_ports_fill_the_table_to_capacity,
     the_prefetched_hit_answers_as_the_lookup,
+    an_insert_notes_both_tuples_first_buckets,
 );
 
 type Addr<F> = <F as Family>::Addr;
@@ -913,6 +914,27 @@ fn an_ipv6_entry_holds_slots_below_2_14_and_four_protocols() {
 /// what `lookup` answers, by either tuple, in a table full enough that buckets are shared (and
 /// sometimes overflow); it finds most live connections, and says nothing (never another
 /// connection) when the entry the prefetch named is another connection's by the time it looks.
+/// An insert that succeeds notes both tuples' first buckets (a prefetch of either tuple is
+/// in the set); one that fails notes nothing.
+fn an_insert_notes_both_tuples_first_buckets<F: Fam>() {
+    let t = F::table(1 << 16, 4, &Timeouts::default());
+    let seen = |set: &BucketSet, tu: &Tuple<Addr<F>>| set.may_hold(&t.prefetch_bucket(tu));
+    let mut set = BucketSet::default();
+    let c = conn::<F>(UDP, 0, 40_000, 0, 0, 1);
+    assert!(!seen(&set, &c.inbound()) && !seen(&set, &c.reply()));
+    assert!(t.insert_noting(&c, 1000, &mut set).is_ok());
+    assert!(seen(&set, &c.inbound()) && seen(&set, &c.reply()));
+    let noted = set;
+    assert!(t.insert_noting(&c, 1000, &mut set).is_err());
+    assert_eq!(set, noted, "a failed insert notes nothing");
+    // Of 200 other connections' tuples, most fall outside a set of two buckets of 65,536.
+    let others = (1..=100u16)
+        .map(|i| conn::<F>(UDP, 1, 40_000 + i, 1, 1, 1))
+        .flat_map(|o| [o.inbound(), o.reply()]);
+    let held = others.filter(|tu| seen(&noted, tu)).count();
+    assert!(held < 20, "{held} of 200 others in the set");
+}
+
 fn the_prefetched_hit_answers_as_the_lookup<F: Fam>() {
     let t = F::table(64, 4, &Timeouts::default());
     let conns: Vec<_> = (0..60u16)

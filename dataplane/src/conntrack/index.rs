@@ -103,19 +103,35 @@ impl Prefetched {
     pub fn has_candidate(&self) -> bool {
         self.candidate != 0
     }
-
-    /// The tuple's first bucket as one bit of 64 (see [`ConnTable::bucket_bit`]).
-    #[inline]
-    pub fn bucket_bit(&self) -> u64 {
-        self.place.bucket_bit()
-    }
 }
 
-impl Place {
-    /// The first bucket as one bit of 64 (its index modulo 64): a cheap set of buckets.
+/// A cheap set of first buckets, a bit each (the bucket's index modulo 256): where a worker
+/// inserted connections since its last burst prefetch ([`ConnTable::insert_noting`]), so that
+/// a lookup there does not trust the prefetch's miss. A bucket that shares a bit with one in
+/// the set only costs a full lookup: with 256 bits, a burst's 32 new connections (64 tuples)
+/// leave most of a burst's misses trusted, where 64 bits left about half.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BucketSet([u64; 4]);
+
+impl BucketSet {
     #[inline]
-    pub(super) fn bucket_bit(&self) -> u64 {
-        1 << (self.b1 % 64)
+    fn bit(b: usize) -> (usize, u64) {
+        ((b / 64) % 4, 1 << (b % 64))
+    }
+
+    #[inline]
+    pub(super) fn add(&mut self, b: usize) {
+        let (w, bit) = BucketSet::bit(b);
+        if let Some(word) = self.0.get_mut(w) {
+            *word |= bit;
+        }
+    }
+
+    /// Whether the first bucket of the tuple the prefetch `p` looked at may be in the set.
+    #[inline]
+    pub fn may_hold(&self, p: &Prefetched) -> bool {
+        let (w, bit) = BucketSet::bit(p.place.b1);
+        self.0.get(w).is_some_and(|word| word & bit != 0)
     }
 }
 

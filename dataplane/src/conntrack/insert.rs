@@ -37,7 +37,7 @@ use super::entry::{
 };
 use super::family::Family;
 use super::index::{
-    load_slots, matching, scan, slot_dir, slot_idx, slot_word, Place, FIRST_FIT, SLOTS,
+    load_slots, matching, scan, slot_dir, slot_idx, slot_word, BucketSet, Place, FIRST_FIT, SLOTS,
 };
 use super::state::{ConnState, Dir};
 use super::{ConnRef, ConnTable, DestCounts, Hit, InsertError, NewConn, Tuple};
@@ -87,8 +87,20 @@ impl<F: Family> ConnTable<F> {
         c: &NewConn<F::Addr>,
         now: u64,
     ) -> Result<Hit<F::Addr>, InsertError<F::Addr>> {
+        self.insert_noting(c, now, &mut BucketSet::default())
+    }
+
+    /// [`ConnTable::insert`] that adds, when it inserts, both tuples' first buckets to
+    /// `inserted` (the burst prefetch's caller keeps that set, see [`BucketSet`]): from the
+    /// insert's own placement, so no hash is worked out again.
+    pub fn insert_noting(
+        &self,
+        c: &NewConn<F::Addr>,
+        now: u64,
+        inserted: &mut BucketSet,
+    ) -> Result<Hit<F::Addr>, InsertError<F::Addr>> {
         let expires = now.saturating_add(u64::from(self.slots.timeouts.get_ms(c.state)));
-        self.insert_until(c, now, expires)
+        self.insert_until_noting(c, now, expires, inserted)
     }
 
     /// [`ConnTable::insert`] with the expiry given: a connection copied from another
@@ -98,6 +110,16 @@ impl<F: Family> ConnTable<F> {
         c: &NewConn<F::Addr>,
         now: u64,
         expires: u64,
+    ) -> Result<Hit<F::Addr>, InsertError<F::Addr>> {
+        self.insert_until_noting(c, now, expires, &mut BucketSet::default())
+    }
+
+    fn insert_until_noting(
+        &self,
+        c: &NewConn<F::Addr>,
+        now: u64,
+        expires: u64,
+        inserted: &mut BucketSet,
     ) -> Result<Hit<F::Addr>, InsertError<F::Addr>> {
         let dest = self.dest(c.dest).ok_or(InsertError::DestRetired)?;
         if self.dest_retired(c.dest) {
@@ -162,6 +184,8 @@ impl<F: Family> ConnTable<F> {
                 .compare_exchange(pending, live, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
+                inserted.add(pi.b1);
+                inserted.add(pr.b1);
                 return Ok(Hit {
                     conn: ConnRef { idx, gen },
                     dir: Dir::Inbound,

@@ -114,12 +114,6 @@ impl<F: Family> ConnTable<F> {
         (v.is_live() && v.matches(dir, t) && !self.stale(&v, now)).then(|| v.hit(idx, dir))
     }
 
-    /// `t`'s first bucket as one bit of 64 (its index modulo 64): a cheap set of buckets.
-    #[inline]
-    pub fn bucket_bit(&self, t: &Tuple<F::Addr>) -> u64 {
-        self.place(t).bucket_bit()
-    }
-
     #[inline]
     fn lookup_at(&self, t: &Tuple<F::Addr>, p: &Place, now: u64) -> Option<Hit<F::Addr>> {
         // A stale entry may hide a newer one for the same tuple behind it: remove and look

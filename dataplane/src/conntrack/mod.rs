@@ -72,7 +72,7 @@ pub mod state;
 pub use aging::{Aged, HalfOpen};
 pub use family::{Family, V4, V6};
 pub use free::{EVICT_SCAN, SHARDS};
-pub use index::{Prefetched, FIRST_FIT};
+pub use index::{BucketSet, Prefetched, FIRST_FIT};
 pub use layout::{BYTES_PER_CONN, BYTES_PER_CONN6, MAX_CAPACITY};
 pub use mem::Backing;
 pub use state::{

@@ -256,16 +256,19 @@ impl Pipeline {
         ev: Option<TcpEvent>,
     ) -> Result<Hit<H::Addr>, Refusal> {
         let conns = H::conns(&self.dp);
-        let mut inserted = conns.insert(nc, self.now);
+        // The burst prefetch's misses in the buckets of a connection inserted here are not
+        // trusted (`IpHeader::lookup`).
+        let mut noted = self.inserted_since_prefetch.get();
+        let mut inserted = conns.insert_noting(nc, self.now, &mut noted);
         if syn
             && inserted == Err(InsertError::ReplyConflict)
             && self.reclaim_closed::<H>(&nc.reply())
         {
-            inserted = conns.insert(nc, self.now);
+            inserted = conns.insert_noting(nc, self.now, &mut noted);
         }
+        self.inserted_since_prefetch.set(noted);
         match inserted {
             Ok(hit) => {
-                H::inserted(self, &nc.inbound(), &nc.reply());
                 H::sync_state(self, &hit, nc.state);
                 self.stats().event(Event::ConnCreated);
                 if let Some(s) = self.stats().slot(nc.dest) {

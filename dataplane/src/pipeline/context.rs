@@ -8,7 +8,7 @@ use super::owned::OwnedAddrs;
 use super::sync::RefreshWalk;
 use super::{Action, Dataplane, Refusal};
 use crate::addr_set::MARTIAN;
-use crate::conntrack::{Dir, Prefetched, Tuple};
+use crate::conntrack::{BucketSet, Dir, Prefetched, Tuple};
 use crate::neigh::NeighMemo;
 use crate::packet::eth;
 use crate::packet::ipv4::{self, PROTO_TCP, PROTO_UDP};
@@ -62,11 +62,11 @@ pub struct Pipeline {
     /// The index in `prefetched` of the frame being handled ([`Pipeline::use_prefetched`]),
     /// taken by its connection lookup (an index: cheaper to pass on than the hint).
     pub(super) hint: Cell<Option<u8>>,
-    /// The first buckets (one bit each, [`crate::conntrack::ConnTable::bucket_bit`]) of both
-    /// tuples of every connection this worker inserted since the last prefetch: a lookup there
-    /// may not trust the prefetch's miss (the connection may be newer than the prefetch). One
-    /// set for both families' tables: a bit set by the other family only costs a lookup.
-    pub(super) inserted_since_prefetch: Cell<u64>,
+    /// The first buckets of both tuples of every connection this worker inserted since the
+    /// last prefetch: a lookup there may not trust the prefetch's miss (the connection may be
+    /// newer than the prefetch). One set for both families' tables: a bit set by the other
+    /// family only costs a lookup.
+    pub(super) inserted_since_prefetch: Cell<BucketSet>,
     /// The next hops' MACs this worker looked up last, per family.
     neigh_memo: NeighMemo<Ipv4Addr>,
     neigh_memo6: NeighMemo<Ipv6Addr>,
@@ -110,7 +110,7 @@ impl Pipeline {
             drop_countdown: Cell::new(0),
             prefetched: [None; PREFETCH_BURST],
             hint: Cell::new(None),
-            inserted_since_prefetch: Cell::new(0),
+            inserted_since_prefetch: Cell::new(BucketSet::default()),
             neigh_memo: NeighMemo::default(),
             neigh_memo6: NeighMemo::default(),
         }
@@ -173,7 +173,7 @@ impl Pipeline {
         }
         // An index left by a frame that never reached its lookup names nothing now.
         self.hint.set(None);
-        self.inserted_since_prefetch.set(0);
+        self.inserted_since_prefetch.set(BucketSet::default());
     }
 
     /// The next frame handled is frame `i` of the burst given to [`Pipeline::prefetch_burst`]:

@@ -81,21 +81,11 @@ pub(super) trait IpHeader: IpHdr<Addr: FragAddr> + Sized {
                 // A connection this worker opened earlier in the burst (a client's second
                 // datagram, or a request and its reply in one capture) is newer than the
                 // prefetch: its buckets' misses are looked at again.
-                let trust_miss = p.inserted_since_prefetch.get() & pre.bucket_bit() == 0;
+                let trust_miss = !p.inserted_since_prefetch.get().may_hold(pre);
                 conns.lookup_prefetched(t, pre, trust_miss, p.now)
             }
             _ => conns.lookup(t, p.now),
         }
-    }
-
-    /// A connection with these tuples was inserted by this worker: the prefetch must not
-    /// trust a miss in their buckets.
-    #[inline]
-    fn inserted(p: &Pipeline, inbound: &Tuple<Self::Addr>, reply: &Tuple<Self::Addr>) {
-        let conns = Self::conns(&p.dp);
-        let buckets = conns.bucket_bit(inbound) | conns.bucket_bit(reply);
-        p.inserted_since_prefetch
-            .set(p.inserted_since_prefetch.get() | buckets);
     }
 
     /// The connection `hit` entered `state`: queued for the sync master.

@@ -240,6 +240,15 @@ fn tag_mask(words: &[u64; SLOTS], tag: u32) -> u32 {
     }
 }
 
+/// A bit per empty slot (word 0) of `words`.
+#[inline]
+pub(super) fn empty_mask(words: &[u64; SLOTS]) -> u32 {
+    words
+        .iter()
+        .enumerate()
+        .fold(0, |m, (k, &w)| m | (u32::from(w == 0) << k))
+}
+
 /// The words of `scan`'s mask, in slot order.
 #[inline]
 pub(super) fn matching(words: &[u64; SLOTS], mut m: u32) -> impl Iterator<Item = u64> + '_ {
@@ -298,6 +307,14 @@ impl<F: Family> ConnTable<F> {
                 w.fetch_or(1 << (b % 64), Ordering::AcqRel);
             }
         }
+    }
+
+    /// Whether the table may hold an entry (live or pending) for the tuple placed at `p`: a slot
+    /// of its first bucket carries its tag, or that bucket overflowed. False where
+    /// [`ConnTable::find`] would find nothing, from the same scan without reading an entry.
+    #[inline]
+    pub(super) fn may_hold(&self, p: &Place) -> bool {
+        self.bucket(p.b1).is_none_or(|b| scan(b, p.tag).1 != 0) || self.overflowed(p.b1)
     }
 
     /// Finds an entry for `t` in its buckets: live ones only, or pending ones too. The second

@@ -37,7 +37,8 @@ use super::entry::{
 };
 use super::family::Family;
 use super::index::{
-    load_slots, matching, scan, slot_dir, slot_idx, slot_word, BucketSet, Place, FIRST_FIT, SLOTS,
+    empty_mask, load_slots, matching, scan, slot_dir, slot_idx, slot_word, Bucket, BucketSet,
+    Place, FIRST_FIT, SLOTS,
 };
 use super::state::{ConnState, Dir};
 use super::{ConnRef, ConnTable, DestCounts, Hit, InsertError, NewConn, Tuple};
@@ -46,10 +47,51 @@ use crate::atomic::{fence, AtomicU64, Ordering};
 /// Attempts of an insert that keeps being killed by concurrent inserts of the same tuple.
 const INSERT_ATTEMPTS: usize = 4;
 
+/// Claims for `word` one of `bucket`'s slots that `empty` (a bit per slot, [`empty_mask`])
+/// saw empty, in the order [`ConnTable::claim_slot`] scans: from the slot the entry index picks.
+#[inline]
+fn claim_empty(bucket: &Bucket, empty: u32, word: u64) -> Option<&AtomicU64> {
+    let start = slot_idx(word) as usize % SLOTS;
+    // Bit j of `m`: slot (start + j) % SLOTS.
+    let all = (1u32 << SLOTS) - 1;
+    let mut m = ((empty >> start) | (empty << (SLOTS - start))) & all;
+    while m != 0 {
+        let s = bucket
+            .slots
+            .get((start + m.trailing_zeros() as usize) % SLOTS)?;
+        m &= m - 1;
+        if s.compare_exchange(0, word, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+        {
+            return Some(s);
+        }
+    }
+    None
+}
+
 impl<F: Family> ConnTable<F> {
     /// A live or pending connection using `t` (stale live ones are removed on the way): the
-    /// error an insert of a connection with inbound tuple `inb` gets for it.
+    /// error an insert of a connection with inbound tuple `inb` gets for it. A new connection's
+    /// tuples nearly never meet a slot with their tag: that answer comes inline, from one scan
+    /// (out of line, the search's setup for the entries it then never read cost some 50
+    /// instructions a tuple).
+    #[inline]
     fn conflict(
+        &self,
+        t: &Tuple<F::Addr>,
+        p: &Place,
+        inb: &Tuple<F::Addr>,
+        now: u64,
+    ) -> Option<InsertError<F::Addr>> {
+        if !self.may_hold(p) {
+            return None;
+        }
+        self.conflict_in_entries(t, p, inb, now)
+    }
+
+    /// [`ConnTable::conflict`] once a slot carries the tuple's tag.
+    #[inline(never)]
+    fn conflict_in_entries(
         &self,
         t: &Tuple<F::Addr>,
         p: &Place,
@@ -312,20 +354,34 @@ impl<F: Family> ConnTable<F> {
     /// the emptier of the two (two-choice balancing, so that both never fill up at the table's
     /// load). When both are full, reaps or evicts something there (see `make_room_in`) and
     /// tries once more. The scan of a bucket starts at a slot picked by the entry index, so
-    /// concurrent inserts into one bucket mostly CAS different words.
+    /// concurrent inserts into one bucket mostly CAS different words. The common case, a first
+    /// bucket with room, is inline: one load of the bucket, a CAS on an empty slot.
+    #[inline]
     fn claim_slot(&self, t: &Tuple<F::Addr>, p: &Place, word: u64, now: u64) -> Option<&AtomicU64> {
-        let start = slot_idx(word) as usize;
-        let b1 = p.b1;
-        for round in 0..2 {
-            let u1 = self.taken(b1);
-            // The common case, without the second hash.
-            if u1 < FIRST_FIT {
-                if let Some(s) = self.claim_in(b1, word, start) {
+        if let Some(bucket) = self.bucket(p.b1) {
+            let empty = empty_mask(&load_slots(bucket));
+            if SLOTS - (empty.count_ones() as usize) < FIRST_FIT {
+                if let Some(s) = claim_empty(bucket, empty, word) {
                     return Some(s);
                 }
             }
-            let b2 = self.second_bucket(t);
-            let n = if b1 == b2 { 1 } else { 2 };
+        }
+        self.claim_slot_anywhere(t, p, word, now)
+    }
+
+    /// [`ConnTable::claim_slot`] beyond its common case.
+    #[inline(never)]
+    fn claim_slot_anywhere(
+        &self,
+        t: &Tuple<F::Addr>,
+        p: &Place,
+        word: u64,
+        now: u64,
+    ) -> Option<&AtomicU64> {
+        let (b1, b2) = (p.b1, self.second_bucket(t));
+        let n = if b1 == b2 { 1 } else { 2 };
+        for round in 0..2 {
+            let u1 = self.taken(b1);
             let order = if n == 2 && u1 >= FIRST_FIT && self.taken(b2) < u1 {
                 [b2, b1]
             } else {
@@ -337,7 +393,7 @@ impl<F: Family> ConnTable<F> {
                     // look there.
                     self.mark_overflow(b1);
                 }
-                if let Some(s) = self.claim_in(b, word, start) {
+                if let Some(s) = self.claim_in(b, word) {
                     return Some(s);
                 }
             }
@@ -351,22 +407,18 @@ impl<F: Family> ConnTable<F> {
     /// Slots taken in bucket `b`.
     fn taken(&self, b: usize) -> usize {
         self.bucket(b).map_or(SLOTS, |bk| {
-            load_slots(bk).iter().filter(|&&w| w != 0).count()
+            SLOTS - empty_mask(&load_slots(bk)).count_ones() as usize
         })
     }
 
-    fn claim_in(&self, b: usize, word: u64, start: usize) -> Option<&AtomicU64> {
+    /// Claims for `word` a slot of bucket `b` that is empty now.
+    fn claim_in(&self, b: usize, word: u64) -> Option<&AtomicU64> {
         let bucket = self.bucket(b)?;
-        let (tail, head) = bucket.slots.split_at(start % SLOTS);
-        head.iter().chain(tail).find(|s| {
-            s.load(Ordering::Relaxed) == 0
-                && s.compare_exchange(0, word, Ordering::Release, Ordering::Relaxed)
-                    .is_ok()
-        })
+        claim_empty(bucket, empty_mask(&load_slots(bucket)), word)
     }
 
-    /// Frees a slot in the buckets of `t` (placed at `p`): removes a stale entry there, else evicts the SYN_RECV
-    /// one with the earliest expiry. False if neither exists.
+    /// Frees a slot in the buckets of `t` (placed at `p`): removes a stale entry there, else
+    /// evicts the SYN_RECV one with the earliest expiry. False if neither exists.
     fn make_room_in(&self, t: &Tuple<F::Addr>, p: &Place, now: u64) -> bool {
         let mut victim: Option<(u32, EntryView<F>)> = None;
         let b2 = self.second_bucket(t);

@@ -910,10 +910,6 @@ fn an_ipv6_entry_holds_slots_below_2_14_and_four_protocols() {
     assert!(v6.is_empty());
 }
 
-/// `prefetched_hit` (the fast path's read-only lookup from the burst prefetch) answers only
-/// what `lookup` answers, by either tuple, in a table full enough that buckets are shared (and
-/// sometimes overflow); it finds most live connections, and says nothing (never another
-/// connection) when the entry the prefetch named is another connection's by the time it looks.
 /// An insert that succeeds notes both tuples' first buckets (a prefetch of either tuple is
 /// in the set); one that fails notes nothing.
 fn an_insert_notes_both_tuples_first_buckets<F: Fam>() {
@@ -927,7 +923,7 @@ fn an_insert_notes_both_tuples_first_buckets<F: Fam>() {
     let noted = set;
     assert!(t.insert_noting(&c, 1000, &mut set).is_err());
     assert_eq!(set, noted, "a failed insert notes nothing");
-    // Of 200 other connections' tuples, most fall outside a set of two buckets of 65,536.
+    // Of 200 other connections' tuples, most fall outside a set of two bits of 256.
     let others = (1..=100u16)
         .map(|i| conn::<F>(UDP, 1, 40_000 + i, 1, 1, 1))
         .flat_map(|o| [o.inbound(), o.reply()]);
@@ -935,6 +931,10 @@ fn an_insert_notes_both_tuples_first_buckets<F: Fam>() {
     assert!(held < 20, "{held} of 200 others in the set");
 }
 
+/// `prefetched_hit` (the fast path's read-only lookup from the burst prefetch) answers only
+/// what `lookup` answers, by either tuple, in a table full enough that buckets are shared (and
+/// sometimes overflow); it finds most live connections, and says nothing (never another
+/// connection) when the entry the prefetch named is another connection's by the time it looks.
 fn the_prefetched_hit_answers_as_the_lookup<F: Fam>() {
     let t = F::table(64, 4, &Timeouts::default());
     let conns: Vec<_> = (0..60u16)

@@ -48,7 +48,8 @@ use crate::atomic::{fence, AtomicU64, Ordering};
 const INSERT_ATTEMPTS: usize = 4;
 
 /// Claims for `word` one of `bucket`'s slots that `empty` (a bit per slot, [`empty_mask`])
-/// saw empty, in the order [`ConnTable::claim_slot`] scans: from the slot the entry index picks.
+/// saw empty, trying them from slot `entry index % SLOTS` on, wrapping: concurrent inserts
+/// into one bucket mostly CAS different words.
 #[inline]
 fn claim_empty(bucket: &Bucket, empty: u32, word: u64) -> Option<&AtomicU64> {
     let start = slot_idx(word) as usize % SLOTS;
@@ -83,7 +84,7 @@ impl<F: Family> ConnTable<F> {
         inb: &Tuple<F::Addr>,
         now: u64,
     ) -> Option<InsertError<F::Addr>> {
-        if !self.may_hold(p) {
+        if !self.may_hold_entry(p) {
             return None;
         }
         self.conflict_in_entries(t, p, inb, now)
@@ -397,7 +398,9 @@ impl<F: Family> ConnTable<F> {
                     return Some(s);
                 }
             }
-            if round == 0 && !self.make_room_in(t, p, now) {
+            let candidates = [b1, b2];
+            let candidates = candidates.get(..n).unwrap_or(&candidates);
+            if round == 0 && !self.make_room_in(candidates, now) {
                 break;
             }
         }
@@ -417,13 +420,11 @@ impl<F: Family> ConnTable<F> {
         claim_empty(bucket, empty_mask(&load_slots(bucket)), word)
     }
 
-    /// Frees a slot in the buckets of `t` (placed at `p`): removes a stale entry there, else
+    /// Frees a slot in `buckets` (an insert's candidates): removes a stale entry there, else
     /// evicts the SYN_RECV one with the earliest expiry. False if neither exists.
-    fn make_room_in(&self, t: &Tuple<F::Addr>, p: &Place, now: u64) -> bool {
+    fn make_room_in(&self, buckets: &[usize], now: u64) -> bool {
         let mut victim: Option<(u32, EntryView<F>)> = None;
-        let b2 = self.second_bucket(t);
-        let (bs, n) = ([p.b1, b2], if p.b1 == b2 { 1 } else { 2 });
-        for b in bs.iter().take(n) {
+        for b in buckets {
             let Some(bucket) = self.bucket(*b) else {
                 continue;
             };
@@ -465,5 +466,46 @@ impl<F: Family> ConnTable<F> {
             self.evictions.fetch_add(1, Ordering::Relaxed);
         }
         true
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// For every start slot and every set of empty slots, `claim_empty` takes the first empty
+    /// slot from the start on, wrapping (as a scan of the bucket from there would), and
+    /// nothing when none is empty.
+    #[test]
+    fn a_claim_takes_the_first_empty_slot_from_its_start() {
+        for start in 0..SLOTS {
+            for empty in 0..(1u32 << SLOTS) {
+                let bucket = Bucket::default();
+                for (k, s) in bucket.slots.iter().enumerate() {
+                    if empty & (1 << k) == 0 {
+                        s.store(
+                            slot_word(1000 + k as u32, Dir::Inbound, 7),
+                            Ordering::Relaxed,
+                        );
+                    }
+                }
+                // An entry index that picks `start`.
+                let word = slot_word(start as u32 + SLOTS as u32 * 5, Dir::Reply, 9);
+                let want = (0..SLOTS)
+                    .map(|j| (start + j) % SLOTS)
+                    .find(|&k| empty & (1 << k) != 0);
+                let got = claim_empty(&bucket, empty, word).map(|s| {
+                    bucket
+                        .slots
+                        .iter()
+                        .position(|x| std::ptr::eq(x, s))
+                        .unwrap()
+                });
+                assert_eq!(got, want, "start {start}, empty {empty:#b}");
+                if let Some(k) = want {
+                    assert_eq!(bucket.slots[k].load(Ordering::Relaxed), word);
+                }
+            }
+        }
     }
 }

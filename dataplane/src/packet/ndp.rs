@@ -2,9 +2,10 @@
 //!
 //! A message is accepted only as RFC 4861 7.1 validates it: hop limit 255 (it cannot have
 //! crossed a router), code 0, a correct ICMPv6 checksum, a target that is not multicast, options
-//! of non-zero length that end inside the message, no source link-layer option from the
-//! unspecified address (duplicate address detection) and no solicited flag on an advertisement
-//! to a multicast group. The frames rvs sends are 86 bytes: Ethernet, IPv6 without extension
+//! of non-zero length that end inside the message, a source that is not multicast (RFC 4291 2.7;
+//! an answer to one would be an advertisement to a group with the solicited flag), no source
+//! link-layer option from the unspecified address (duplicate address detection) and no
+//! solicited flag on an advertisement to a multicast group. The frames rvs sends are 86 bytes: Ethernet, IPv6 without extension
 //! headers, the 24-byte message and one link-layer address option.
 
 use super::eth::{self, EthHdr};
@@ -123,6 +124,9 @@ pub fn parse(p: &[u8], ip: &Ipv6Hdr) -> Result<Ndp, NdpError> {
             lladdr = Some(array::<6>(msg, off + 2).ok_or(NdpError::BadOption)?);
         }
         off += len;
+    }
+    if ip.src.is_multicast() {
+        return Err(NdpError::BadAddress);
     }
     match kind {
         NdpKind::Solicitation
@@ -418,6 +422,19 @@ pub(crate) mod tests {
             }),
             Err(NdpError::BadAddress)
         );
+        // From a multicast source, a solicitation and an advertisement (whose solicited flag
+        // does not matter here).
+        for ty in [TYPE_NS, TYPE_NA] {
+            assert_eq!(
+                case(&|f| {
+                    f[54] = ty;
+                    f[22..38].copy_from_slice(&ipv6::ALL_NODES.octets());
+                    refill(f)
+                }),
+                Err(NdpError::BadAddress),
+                "type {ty}"
+            );
+        }
         assert_eq!(
             case(&|f| {
                 f[54] = icmpv6::TYPE_ECHO_REQUEST;

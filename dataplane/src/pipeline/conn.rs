@@ -4,8 +4,8 @@
 use super::context::count_dest;
 use super::family::IpHeader;
 use super::icmp_error::IcmpError;
-use super::{Action, Pipeline, Refusal};
-use crate::conntrack::{ConnState, Dir, Hit, InsertError, NewConn, TcpEvent, Tuple};
+use super::{Action, Dataplane, Pipeline, Refusal};
+use crate::conntrack::{ConnState, Dir, Hit, InsertError, NewConn, Prefetched, TcpEvent, Tuple};
 use crate::frag::FragVerdict;
 use crate::packet::eth;
 use crate::packet::ipv4::PROTO_TCP;
@@ -13,8 +13,9 @@ use crate::packet::l4::{L4Hdr, Side};
 use crate::packet::ParseError;
 use crate::persist::Quiesced;
 use crate::sched::{Dests, Flow};
-use crate::service::Service;
+use crate::service::{Dest, Service, Snapshot};
 use crate::stats::{DropReason, Event};
+use std::net::IpAddr;
 
 /// The rewrite a NATed packet gets.
 pub(super) struct Nat<A> {
@@ -191,9 +192,7 @@ impl Pipeline {
     /// The service a new flow `t` (client -> VIP:vport) is for: the one of its port, else a
     /// port-0 (persistent) service, which takes the ports no other service has.
     pub(super) fn service_for<H: IpHeader>(&self, t: &Tuple<H::Addr>) -> Result<&Service, Refusal> {
-        H::service(&self.snap, t.proto, t.dst, t.dport)
-            .or_else(|| H::service(&self.snap, t.proto, t.dst, 0))
-            .ok_or_else(|| DropReason::NoService.into())
+        service_of::<H>(&self.snap, t).ok_or_else(|| DropReason::NoService.into())
     }
 
     /// A real server of `svc` for the new flow `t`, by persistence template or scheduler,
@@ -206,12 +205,7 @@ impl Pipeline {
         if self.drop_new_conn() {
             return Err(DropReason::DefenceDropPacket.into());
         }
-        let flow = Flow {
-            client: t.src.into(),
-            cport: t.sport,
-            vip: t.dst.into(),
-            vport: t.dport,
-        };
+        let flow = flow_of(t);
         let dests = Dests::new(&svc.dests, &self.dp.conns);
         let i = match svc.spec.persistence {
             Some(timeout) => self.dp.persist.pick(
@@ -227,23 +221,11 @@ impl Pipeline {
         }
         .ok_or(DropReason::NoDest)?;
         let d = svc.dests.get(i).ok_or(DropReason::NoDest)?;
-        // A real server of the other family (the control side refuses them; never NATed
-        // across families).
-        let addr = H::addr_of(d.spec.addr).ok_or(DropReason::NoDest)?;
+        let to = Scheduled::to::<H>(svc, d, t).ok_or(DropReason::NoDest)?;
         if let Some(timeout) = svc.spec.persistence {
             self.sync_template(svc, d, t.proto, &flow, timeout);
         }
-        // A real server without a port (in a port-0 service) gets the client's port.
-        let rport = if d.spec.port == 0 {
-            t.dport
-        } else {
-            d.spec.port
-        };
-        Ok(Scheduled {
-            real: (addr, rport),
-            slot: d.slot,
-            ops: svc.spec.ops && t.proto != PROTO_TCP,
-        })
+        Ok(to)
     }
 
     /// Inserts the new connection `nc` and counts it; one that another worker inserted first
@@ -421,6 +403,22 @@ pub(super) struct Scheduled<A> {
 }
 
 impl<A: Copy> Scheduled<A> {
+    /// Real server `d` of `svc` as the new flow `t`'s; `None` for a real server of the other
+    /// family (the control side refuses them; never NATed across families).
+    fn to<H: IpHeader<Addr = A>>(svc: &Service, d: &Dest, t: &Tuple<A>) -> Option<Self> {
+        // A real server without a port (in a port-0 service) gets the client's port.
+        let rport = if d.spec.port == 0 {
+            t.dport
+        } else {
+            d.spec.port
+        };
+        Some(Scheduled {
+            real: (H::addr_of(d.spec.addr)?, rport),
+            slot: d.slot,
+            ops: svc.spec.ops && t.proto != PROTO_TCP,
+        })
+    }
+
     /// The connection of the new flow `t` (client -> VIP:vport) to this real server.
     pub(super) fn conn(&self, t: &Tuple<A>, state: ConnState) -> NewConn<A> {
         NewConn {
@@ -486,6 +484,68 @@ impl<A: Copy> Mapping<A> {
 }
 
 /// A closed connection gives its tuples up to a new SYN that needs them.
+/// The service of the new flow `t` (client -> VIP:vport): the one of its port, else a port-0
+/// (persistent) service, which takes the ports no other service has.
+fn service_of<'s, H: IpHeader>(snap: &'s Snapshot, t: &Tuple<H::Addr>) -> Option<&'s Service> {
+    H::service(snap, t.proto, t.dst, t.dport).or_else(|| H::service(snap, t.proto, t.dst, 0))
+}
+
+/// Burst prefetch, stage 2, of a frame with tuple `t` whose first bucket the prefetch saw
+/// (`p`): starts loading the entry that bucket names. A frame whose bucket holds no entry of
+/// its tuple is a new connection's, likely: the bucket its insert will check first, its reply
+/// tuple's, is loaded too ([`predicted_reply`]). That bucket depends on the real server picked,
+/// so stage 1 cannot know it, and its miss was the largest single cost of a new connection.
+/// `ahead` counts the burst's frames of no connection so far.
+#[inline]
+pub(super) fn prefetch_found<H: IpHeader>(
+    snap: &Snapshot,
+    dp: &Dataplane,
+    t: &Tuple<H::Addr>,
+    p: &mut Prefetched,
+    ahead: &mut usize,
+) {
+    let conns = H::conns(dp);
+    conns.prefetch_entry(p);
+    if !p.has_candidate() {
+        if let Some(reply) = predicted_reply::<H>(snap, dp, t, *ahead) {
+            conns.prefetch_bucket(&reply);
+        }
+        *ahead += 1;
+    }
+}
+
+/// The reply tuple of the new flow `t`'s connection, if the scheduler of its service picks
+/// the server it is likely to pick with `ahead` other new flows before it
+/// ([`Scheduler::predict`]); `None` where it makes no prediction, for a persistent service
+/// (the template decides) and where `t` is no service's.
+///
+/// [`Scheduler::predict`]: crate::sched::Scheduler::predict
+pub(super) fn predicted_reply<H: IpHeader>(
+    snap: &Snapshot,
+    dp: &Dataplane,
+    t: &Tuple<H::Addr>,
+    ahead: usize,
+) -> Option<Tuple<H::Addr>> {
+    let svc = service_of::<H>(snap, t)?;
+    if svc.spec.persistence.is_some() {
+        return None;
+    }
+    let dests = Dests::new(&svc.dests, &dp.conns);
+    let i = svc.scheduler.predict(&dests, &flow_of(t), ahead)?;
+    let to = Scheduled::to::<H>(svc, svc.dests.get(i)?, t)?;
+    Some(to.conn(t, ConnState::None).reply())
+}
+
+/// The scheduler's view of the new flow `t` (client -> VIP:vport).
+fn flow_of<A: Copy + Into<IpAddr>>(t: &Tuple<A>) -> Flow {
+    Flow {
+        client: t.src.into(),
+        cport: t.sport,
+        vip: t.dst.into(),
+        vport: t.dport,
+    }
+}
+
 fn yields_to_new_syn(state: ConnState) -> bool {
     matches!(state, ConnState::TimeWait | ConnState::Close)
 }
@@ -496,5 +556,87 @@ fn l4_error(e: ParseError, fragment: bool) -> DropReason {
         _ if fragment => DropReason::BadFragment,
         ParseError::Truncated => DropReason::Truncated,
         _ => DropReason::Malformed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::ipv4::{Ipv4Hdr, PROTO_UDP};
+    use crate::service::ServiceManager;
+    use control::model::SchedulerKind;
+    use control::proto::{Request, Response};
+    use std::net::Ipv4Addr;
+    use testkit::plan::{CIP, CLIENT_MAC, RIP1, RIP2, RIP3, RS1_MAC, VIP};
+
+    const EXT_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
+    const INT_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
+
+    /// The reply tuples predicted for a burst of new datagrams to a round-robin service (the
+    /// k-th with k new ones before it) are those of the connections the datagrams then open:
+    /// the buckets the burst prefetch loads are the ones the inserts check.
+    #[test]
+    fn a_burst_of_new_flows_is_predicted_the_replies_it_opens() {
+        let dp = crate::pipeline::dual_stack_for_tests(EXT_MAC, INT_MAC);
+        let mut mgr = ServiceManager::new(dp.clone());
+        let key = testkit::services::udp(VIP, 53);
+        let mut requests = vec![Request::AddService(testkit::services::service(
+            key,
+            SchedulerKind::Rr,
+        ))];
+        for rip in [RIP1, RIP2, RIP3] {
+            requests.push(Request::AddDest {
+                service: key,
+                dest: testkit::services::dest(rip, 5353, 1),
+            });
+            dp.neigh.learn(1, rip, RS1_MAC);
+        }
+        for request in requests {
+            assert_eq!(mgr.handle(request), Response::Ok);
+        }
+        dp.neigh.learn(0, CIP, CLIENT_MAC);
+        let mut w = Pipeline::new(dp.clone(), 0);
+        w.begin_burst(1);
+
+        let flows: Vec<Tuple> = (0..7)
+            .map(|k| Tuple {
+                proto: PROTO_UDP,
+                src: CIP,
+                sport: 40_000 + k,
+                dst: VIP,
+                dport: 53,
+            })
+            .collect();
+        let predicted: Vec<_> = (0..)
+            .zip(&flows)
+            .map(|(ahead, t)| predicted_reply::<Ipv4Hdr>(&w.snap, &dp, t, ahead))
+            .collect();
+        let opened: Vec<_> = flows
+            .iter()
+            .map(|t| {
+                let mut f = testkit::udp_frame(
+                    EXT_MAC,
+                    CLIENT_MAC,
+                    (t.src, t.sport),
+                    (t.dst, t.dport),
+                    b"q",
+                    true,
+                );
+                assert_eq!(w.process(0, &mut f), Action::Tx(1));
+                Some(Tuple {
+                    proto: PROTO_UDP,
+                    src: Ipv4Addr::from([f[30], f[31], f[32], f[33]]),
+                    sport: u16::from_be_bytes([f[36], f[37]]),
+                    dst: t.src,
+                    dport: t.sport,
+                })
+            })
+            .collect();
+        assert_eq!(predicted, opened);
+        assert_eq!(
+            opened.iter().flatten().map(|r| r.src).collect::<Vec<_>>(),
+            [RIP1, RIP2, RIP3, RIP1, RIP2, RIP3, RIP1],
+            "round robin over the three"
+        );
     }
 }

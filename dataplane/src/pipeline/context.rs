@@ -1,6 +1,7 @@
 //! The per-worker pipeline context: the service snapshot and clock of the current burst, the
 //! worker's share of connection aging, its ICMP error budget, and the per-frame entry points.
 
+use super::conn::prefetch_found;
 use super::defence::Defences;
 use super::icmp_error::ICMP_BURST;
 use super::kernel::TokenBucket;
@@ -11,8 +12,8 @@ use crate::addr_set::MARTIAN;
 use crate::conntrack::{BucketSet, Dir, Prefetched, Tuple};
 use crate::neigh::NeighMemo;
 use crate::packet::eth;
-use crate::packet::ipv4::{self, PROTO_TCP, PROTO_UDP};
-use crate::packet::ipv6;
+use crate::packet::ipv4::{self, Ipv4Hdr, PROTO_TCP, PROTO_UDP};
+use crate::packet::ipv6::{self, Ipv6Hdr};
 use crate::packet::{arp, ndp};
 use crate::service::Snapshot;
 use crate::stats::{DropReason, Event, WorkerStats};
@@ -145,11 +146,13 @@ impl Pipeline {
     /// Prefetches the connection-table lines that `frames` (one burst, before any of it is
     /// handled) will look up: every bucket first, then every entry, so that the misses of a
     /// table larger than the cache overlap across the burst instead of stalling each packet
-    /// twice. Frames that are not plain TCP/UDP over IPv4 or IPv6 (no extension headers) are
-    /// skipped. What it learns of frame `i` (its tuple's hash, the entry its bucket names)
-    /// saves work in that frame's lookup when the caller says [`Pipeline::use_prefetched`]`(i)`
-    /// before handling it. A hint: handling the frames afterwards gives the same result with
-    /// or without it. The frames come as an iterator so that the burst driver hands over its
+    /// twice; with the entries, for a frame whose bucket holds no entry of its tuple, the
+    /// bucket of the reply tuple a new connection would insert ([`prefetch_found`]). Frames
+    /// that are not plain TCP/UDP over IPv4 or IPv6 (no extension headers) are skipped. What
+    /// it learns of frame `i` (its tuple's hash, the entry its bucket names) saves work in
+    /// that frame's lookup when the caller says [`Pipeline::use_prefetched`]`(i)` before
+    /// handling it. A hint: handling the frames afterwards gives the same result with or
+    /// without it. The frames come as an iterator so that the burst driver hands over its
     /// frames' bytes without an array of them to fill first.
     pub fn prefetch_burst<'a>(&mut self, frames: impl IntoIterator<Item = &'a [u8]>) {
         let (conns, conns6) = (&self.dp.conns, &self.dp.conns6);
@@ -162,10 +165,12 @@ impl Pipeline {
             };
             n += 1;
         }
+        let (snap, dp) = (&*self.snap, &*self.dp);
+        let mut ahead = 0;
         for h in self.prefetched.iter_mut().take(n).flatten() {
             match h {
-                Hint::V4(_, p) => conns.prefetch_entry(p),
-                Hint::V6(_, p) => conns6.prefetch_entry(p),
+                Hint::V4(t, p) => prefetch_found::<Ipv4Hdr>(snap, dp, t, p, &mut ahead),
+                Hint::V6(t, p) => prefetch_found::<Ipv6Hdr>(snap, dp, t, p, &mut ahead),
             }
         }
         if let Some(rest) = self.prefetched.get_mut(n..) {

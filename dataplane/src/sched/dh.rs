@@ -24,6 +24,11 @@ impl Scheduler for DestinationHash {
     fn pick(&self, dests: &Dests<'_>, flow: &Flow) -> Option<usize> {
         lookup(&self.buckets, dests, flow.vip, 0, false)
     }
+
+    /// The pick itself: a function of the flow and the servers' availability alone.
+    fn predict(&self, dests: &Dests<'_>, flow: &Flow, _ahead: usize) -> Option<usize> {
+        self.pick(dests, flow)
+    }
 }
 
 #[cfg(test)]

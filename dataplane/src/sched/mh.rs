@@ -176,6 +176,11 @@ impl Scheduler for Maglev {
         }
         None
     }
+
+    /// The pick itself: a function of the flow and the servers' availability alone.
+    fn predict(&self, dests: &Dests<'_>, flow: &Flow, _ahead: usize) -> Option<usize> {
+        self.pick(dests, flow)
+    }
 }
 
 #[cfg(test)]

@@ -298,6 +298,16 @@ fn overloaded(d: &Dest, c: &DestCounts, total: u64) -> bool {
 pub trait Scheduler: Send + Sync + std::fmt::Debug {
     /// An index into `dests` (an available server), or `None` when none is eligible.
     fn pick(&self, dests: &Dests<'_>, flow: &Flow) -> Option<usize>;
+
+    /// The server [`Scheduler::pick`] is likely to choose for `flow` once `ahead` other new
+    /// flows have taken theirs, changing nothing. Only a hint: the burst prefetch loads the
+    /// bucket of the new connection's reply tuple by it, so it may be wrong, and it is `None`
+    /// where it would cost as much as the pick or more (the least-connection family scans
+    /// every server, and its picks follow the counts the burst's own inserts change; weighted
+    /// round robin would walk `ahead` picks).
+    fn predict(&self, _dests: &Dests<'_>, _flow: &Flow, _ahead: usize) -> Option<usize> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -530,6 +540,70 @@ pub(crate) mod tests {
             check_spec(&spec_of(SchedulerKind::Rr, mh_fallback)),
             Err("scheduler flag 'mh-fallback' does not apply to scheduler 'rr'".into())
         );
+    }
+
+    /// A prediction is a pick that changes nothing: for the kinds that predict (round robin
+    /// and the hashes), the server the next pick takes, here with one server out (weight 0);
+    /// round robin's `ahead` places on, the pick after `ahead` others while the servers there
+    /// are available. Predicting leaves every kind's picks as they were.
+    #[test]
+    fn predictions_are_the_picks_to_come_and_change_none() {
+        let table = ConnTable::new(64, 8, &Timeouts::default());
+        let list = [dest(2, 1, 0), dest(3, 2, 1), dest(4, 0, 2), dest(5, 1, 3)];
+        let dests = Dests::new(&list, &table);
+        let mut seen = [0u8; SchedulerKind::ALL.len()];
+        for k in SchedulerKind::ALL {
+            let build_one = || build(&spec_of(k, SchedFlags::default()), &list, &Arc::default());
+            let (predicting, alone) = (build_one().unwrap(), build_one().unwrap());
+            let predicts = matches!(
+                k,
+                SchedulerKind::Rr | SchedulerKind::Sh | SchedulerKind::Dh | SchedulerKind::Mh
+            );
+            for n in 0..40u8 {
+                // Clients and VIPs apart, so that the hashes meet every server.
+                let f = Flow {
+                    client: Ipv4Addr::new(198, 51, 100, 10 + n).into(),
+                    cport: 1024 + u16::from(n),
+                    vip: Ipv4Addr::new(203, 0, 113, n).into(),
+                    vport: 80,
+                };
+                let predicted = predicting.predict(&dests, &f, 0);
+                let picked = predicting.pick(&dests, &f);
+                assert_eq!(picked, alone.pick(&dests, &f), "{k:?}: flow {n}");
+                if predicts && predicted != picked {
+                    // Round robin predicts no walk past a server that is out.
+                    assert!(
+                        k == SchedulerKind::Rr && predicted.is_none(),
+                        "{k:?}: flow {n}"
+                    );
+                } else if !predicts {
+                    assert_eq!(predicted, None, "{k:?}");
+                }
+                assert_ne!(picked, Some(2), "{k:?}: never the server out");
+                seen[k as usize] |= picked.map_or(0, |i| 1 << i);
+            }
+        }
+        for k in [
+            SchedulerKind::Rr,
+            SchedulerKind::Sh,
+            SchedulerKind::Dh,
+            SchedulerKind::Mh,
+        ] {
+            assert_eq!(seen[k as usize], 0b1011, "{k:?} picked every server in");
+        }
+        let rr = build(
+            &spec_of(SchedulerKind::Rr, SchedFlags::default()),
+            &list,
+            &Arc::default(),
+        )
+        .unwrap();
+        let f = flow(0);
+        assert_eq!(rr.pick(&dests, &f), Some(0));
+        // The cursor is at 1: 1, then 2 (out: no prediction), then 3, 0.
+        let ahead: Vec<_> = (0..4).map(|a| rr.predict(&dests, &f, a)).collect();
+        assert_eq!(ahead, [Some(1), None, Some(3), Some(0)]);
+        let picks: Vec<_> = (0..3).map(|_| rr.pick(&dests, &f)).collect();
+        assert_eq!(picks, [Some(1), Some(3), Some(0)]);
     }
 
     #[test]

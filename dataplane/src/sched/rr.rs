@@ -1,6 +1,7 @@
 //! Round robin: the next available server after the last one chosen.
 
 use super::{Dests, Flow, SchedState, Scheduler};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -32,6 +33,16 @@ impl Scheduler for RoundRobin {
                 None => (None, seen),
             }
         })
+    }
+
+    /// The server `ahead` places after the cursor: right while the servers from the cursor on
+    /// are available and no other worker picks in between; `None` where that one is not
+    /// available (no walk).
+    fn predict(&self, dests: &Dests<'_>, _flow: &Flow, ahead: usize) -> Option<usize> {
+        let n = dests.len() as u64;
+        let at = self.state.cursor.load(Relaxed).checked_add(ahead as u64)? % n.max(1);
+        let i = usize::try_from(at).ok()?;
+        (i < dests.len() && dests.available(i)).then_some(i)
     }
 }
 

@@ -61,6 +61,11 @@ impl Scheduler for SourceHash {
         let port = if self.port { flow.cport } else { 0 };
         lookup(&self.buckets, dests, flow.client, port, self.fallback)
     }
+
+    /// The pick itself: a function of the flow and the servers' availability alone.
+    fn predict(&self, dests: &Dests<'_>, flow: &Flow, _ahead: usize) -> Option<usize> {
+        self.pick(dests, flow)
+    }
 }
 
 #[cfg(test)]

@@ -483,7 +483,6 @@ impl<A: Copy> Mapping<A> {
     }
 }
 
-/// A closed connection gives its tuples up to a new SYN that needs them.
 /// The service of the new flow `t` (client -> VIP:vport): the one of its port, else a port-0
 /// (persistent) service, which takes the ports no other service has.
 fn service_of<'s, H: IpHeader>(snap: &'s Snapshot, t: &Tuple<H::Addr>) -> Option<&'s Service> {
@@ -514,10 +513,10 @@ pub(super) fn prefetch_found<H: IpHeader>(
     }
 }
 
-/// The reply tuple of the new flow `t`'s connection, if the scheduler of its service picks
-/// the server it is likely to pick with `ahead` other new flows before it
-/// ([`Scheduler::predict`]); `None` where it makes no prediction, for a persistent service
-/// (the template decides) and where `t` is no service's.
+/// The reply tuple the new flow `t`'s connection will have if its service's scheduler picks
+/// the server it predicts with `ahead` other new flows before it ([`Scheduler::predict`]);
+/// `None` where it predicts nothing, for a persistent service (the template decides) and
+/// where `t` is no service's.
 ///
 /// [`Scheduler::predict`]: crate::sched::Scheduler::predict
 pub(super) fn predicted_reply<H: IpHeader>(
@@ -546,6 +545,7 @@ fn flow_of<A: Copy + Into<IpAddr>>(t: &Tuple<A>) -> Flow {
     }
 }
 
+/// A closed connection gives its tuples up to a new SYN that needs them.
 fn yields_to_new_syn(state: ConnState) -> bool {
     matches!(state, ConnState::TimeWait | ConnState::Close)
 }

@@ -248,7 +248,7 @@ fn tag_mask(words: &[u64; SLOTS], tag: u32) -> u32 {
 /// A bit per empty slot (word 0) of `words`, one slot at a time (the definition).
 #[inline]
 #[cfg_attr(all(target_arch = "x86_64", not(loom)), allow(dead_code))]
-fn empty_mask_scalar(words: &[u64; SLOTS]) -> u32 {
+pub(super) fn empty_mask_scalar(words: &[u64; SLOTS]) -> u32 {
     words
         .iter()
         .enumerate()

@@ -5,8 +5,9 @@
 //! of non-zero length that end inside the message, a source that is not multicast (RFC 4291 2.7;
 //! an answer to one would be an advertisement to a group with the solicited flag), no source
 //! link-layer option from the unspecified address (duplicate address detection) and no
-//! solicited flag on an advertisement to a multicast group. The frames rvs sends are 86 bytes: Ethernet, IPv6 without extension
-//! headers, the 24-byte message and one link-layer address option.
+//! solicited flag on an advertisement to a multicast group. The frames rvs sends are 86 bytes:
+//! Ethernet, IPv6 without extension headers, the 24-byte message and one link-layer address
+//! option.
 
 use super::eth::{self, EthHdr};
 use super::icmpv6::{self, TYPE_NA, TYPE_NS};

@@ -490,49 +490,89 @@ fn service_of<'s, H: IpHeader>(snap: &'s Snapshot, t: &Tuple<H::Addr>) -> Option
 }
 
 /// Burst prefetch, stage 2, of a frame with tuple `t` whose first bucket the prefetch saw
-/// (`p`): starts loading the entry that bucket names. A frame whose bucket holds no entry of
-/// its tuple is a new connection's, likely: the bucket its insert will check first, its reply
-/// tuple's, is loaded too ([`predicted_reply`]). That bucket depends on the real server picked,
-/// so stage 1 cannot know it, and its miss was the largest single cost of a new connection.
-/// `ahead` counts the burst's frames of no connection so far.
+/// (`p`): starts loading the entry that bucket names. A frame whose bucket has no slot with
+/// its tuple's tag is a new connection's, likely: its reply tuple's first bucket, where the
+/// insert looks for a rival, is loaded too ([`predicted_reply`]). That bucket depends on the
+/// real server picked, so stage 1 cannot know it, and its miss was the largest single cost of
+/// a new connection. `picks`: the burst's new flows so far.
 #[inline]
 pub(super) fn prefetch_found<H: IpHeader>(
     snap: &Snapshot,
     dp: &Dataplane,
     t: &Tuple<H::Addr>,
     p: &mut Prefetched,
-    ahead: &mut usize,
+    picks: &mut PicksAhead,
 ) {
     let conns = H::conns(dp);
     conns.prefetch_entry(p);
     if !p.has_candidate() {
-        if let Some(reply) = predicted_reply::<H>(snap, dp, t, *ahead) {
+        if let Some(reply) = predicted_reply::<H>(snap, dp, t, picks) {
+            #[cfg(test)]
+            tests::PREFETCHED_REPLIES.with(|r| r.borrow_mut().push(format!("{reply:?}")));
             conns.prefetch_bucket(&reply);
         }
-        *ahead += 1;
     }
 }
 
 /// The reply tuple the new flow `t`'s connection will have if its service's scheduler picks
-/// the server it predicts with `ahead` other new flows before it ([`Scheduler::predict`]);
-/// `None` where it predicts nothing, for a persistent service (the template decides) and
-/// where `t` is no service's.
+/// the server it predicts with the service's new flows in `picks` before it (which then count
+/// this one too; [`Scheduler::predict`]). `None` where it predicts nothing, for a persistent
+/// service (the template decides), where `t` is no service's and in a burst of more services
+/// than `picks` keeps.
 ///
 /// [`Scheduler::predict`]: crate::sched::Scheduler::predict
 pub(super) fn predicted_reply<H: IpHeader>(
     snap: &Snapshot,
     dp: &Dataplane,
     t: &Tuple<H::Addr>,
-    ahead: usize,
+    picks: &mut PicksAhead,
 ) -> Option<Tuple<H::Addr>> {
     let svc = service_of::<H>(snap, t)?;
     if svc.spec.persistence.is_some() {
         return None;
     }
+    let ahead = picks.count(svc)?;
     let dests = Dests::new(&svc.dests, &dp.conns);
     let i = svc.scheduler.predict(&dests, &flow_of(t), ahead)?;
     let to = Scheduled::to::<H>(svc, svc.dests.get(i)?, t)?;
     Some(to.conn(t, ConnState::None).reply())
+}
+
+/// The new flows the burst prefetch has met so far, per service: a flow's pick comes after
+/// those of its service's flows before it in the burst (round robin's cursor moves once for
+/// each). A few services a burst; the flows of any more are not predicted. (TCP segments other
+/// than SYNs, which open nothing, are counted too: the prefetch reads no flags.)
+pub(super) struct PicksAhead {
+    /// A service (by address; `null` where unused) and its flows so far.
+    services: [(*const Service, usize); PicksAhead::SERVICES],
+}
+
+impl PicksAhead {
+    const SERVICES: usize = 4;
+
+    /// The flows of `svc` met before this one, which is counted in; `None` once the burst has
+    /// met more services than are kept.
+    fn count(&mut self, svc: &Service) -> Option<usize> {
+        let key: *const Service = svc;
+        for (s, n) in &mut self.services {
+            if s.is_null() {
+                *s = key;
+            }
+            if *s == key {
+                *n += 1;
+                return Some(*n - 1);
+            }
+        }
+        None
+    }
+}
+
+impl Default for PicksAhead {
+    fn default() -> Self {
+        PicksAhead {
+            services: [(std::ptr::null(), 0); PicksAhead::SERVICES],
+        }
+    }
 }
 
 /// The scheduler's view of the new flow `t` (client -> VIP:vport).
@@ -566,70 +606,94 @@ mod tests {
     use crate::service::ServiceManager;
     use control::model::SchedulerKind;
     use control::proto::{Request, Response};
+    use std::cell::RefCell;
     use std::net::Ipv4Addr;
+    use std::sync::Arc;
     use testkit::plan::{CIP, CLIENT_MAC, RIP1, RIP2, RIP3, RS1_MAC, VIP};
+
+    thread_local! {
+        /// The reply tuples whose buckets `prefetch_found` loaded on this thread, in order.
+        pub(super) static PREFETCHED_REPLIES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    }
 
     const EXT_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
     const INT_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
 
-    /// The reply tuples predicted for a burst of new datagrams to a round-robin service (the
-    /// k-th with k new ones before it) are those of the connections the datagrams then open:
-    /// the buckets the burst prefetch loads are the ones the inserts check.
-    #[test]
-    fn a_burst_of_new_flows_is_predicted_the_replies_it_opens() {
+    /// A director with two round-robin UDP services: VIP:53 to RIP1-3:5353 and VIP:54 to
+    /// RIP1-2:5454; the client and the real servers known neighbours; a worker, burst begun;
+    /// the manager, kept for the test's length.
+    fn director() -> (Arc<Dataplane>, Pipeline, ServiceManager) {
         let dp = crate::pipeline::dual_stack_for_tests(EXT_MAC, INT_MAC);
         let mut mgr = ServiceManager::new(dp.clone());
-        let key = testkit::services::udp(VIP, 53);
-        let mut requests = vec![Request::AddService(testkit::services::service(
-            key,
-            SchedulerKind::Rr,
-        ))];
-        for rip in [RIP1, RIP2, RIP3] {
-            requests.push(Request::AddDest {
-                service: key,
-                dest: testkit::services::dest(rip, 5353, 1),
-            });
-            dp.neigh.learn(1, rip, RS1_MAC);
-        }
-        for request in requests {
-            assert_eq!(mgr.handle(request), Response::Ok);
+        for (port, rport, rips) in [
+            (53, 5353, &[RIP1, RIP2, RIP3][..]),
+            (54, 5454, &[RIP1, RIP2]),
+        ] {
+            let key = testkit::services::udp(VIP, port);
+            let service = testkit::services::service(key, SchedulerKind::Rr);
+            assert_eq!(mgr.handle(Request::AddService(service)), Response::Ok);
+            for &rip in rips {
+                let dest = testkit::services::dest(rip, rport, 1);
+                let add = Request::AddDest { service: key, dest };
+                assert_eq!(mgr.handle(add), Response::Ok);
+                dp.neigh.learn(1, rip, RS1_MAC);
+            }
         }
         dp.neigh.learn(0, CIP, CLIENT_MAC);
         let mut w = Pipeline::new(dp.clone(), 0);
         w.begin_burst(1);
+        (dp, w, mgr)
+    }
 
-        let flows: Vec<Tuple> = (0..7)
-            .map(|k| Tuple {
-                proto: PROTO_UDP,
-                src: CIP,
-                sport: 40_000 + k,
-                dst: VIP,
-                dport: 53,
-            })
-            .collect();
-        let predicted: Vec<_> = (0..)
-            .zip(&flows)
-            .map(|(ahead, t)| predicted_reply::<Ipv4Hdr>(&w.snap, &dp, t, ahead))
+    fn flow(cport: u16, vport: u16) -> Tuple {
+        Tuple {
+            proto: PROTO_UDP,
+            src: CIP,
+            sport: cport,
+            dst: VIP,
+            dport: vport,
+        }
+    }
+
+    fn datagram(t: &Tuple) -> Vec<u8> {
+        testkit::udp_frame(
+            EXT_MAC,
+            CLIENT_MAC,
+            (t.src, t.sport),
+            (t.dst, t.dport),
+            b"q",
+            true,
+        )
+    }
+
+    /// The reply tuple of the connection a NATed client datagram `f` (of flow `t`) opened.
+    fn reply_of(t: &Tuple, f: &[u8]) -> Tuple {
+        Tuple {
+            proto: PROTO_UDP,
+            src: Ipv4Addr::from([f[30], f[31], f[32], f[33]]),
+            sport: u16::from_be_bytes([f[36], f[37]]),
+            dst: t.src,
+            dport: t.sport,
+        }
+    }
+
+    /// The reply tuples predicted for new datagrams to a round-robin service (each after the
+    /// ones before it) are those of the connections the datagrams then open.
+    #[test]
+    fn new_flows_are_predicted_the_replies_they_open() {
+        let (dp, mut w, _mgr) = director();
+        let flows: Vec<Tuple> = (0..7).map(|k| flow(40_000 + k, 53)).collect();
+        let mut picks = PicksAhead::default();
+        let predicted: Vec<_> = flows
+            .iter()
+            .map(|t| predicted_reply::<Ipv4Hdr>(&w.snap, &dp, t, &mut picks))
             .collect();
         let opened: Vec<_> = flows
             .iter()
             .map(|t| {
-                let mut f = testkit::udp_frame(
-                    EXT_MAC,
-                    CLIENT_MAC,
-                    (t.src, t.sport),
-                    (t.dst, t.dport),
-                    b"q",
-                    true,
-                );
+                let mut f = datagram(t);
                 assert_eq!(w.process(0, &mut f), Action::Tx(1));
-                Some(Tuple {
-                    proto: PROTO_UDP,
-                    src: Ipv4Addr::from([f[30], f[31], f[32], f[33]]),
-                    sport: u16::from_be_bytes([f[36], f[37]]),
-                    dst: t.src,
-                    dport: t.sport,
-                })
+                Some(reply_of(t, &f))
             })
             .collect();
         assert_eq!(predicted, opened);
@@ -638,5 +702,42 @@ mod tests {
             [RIP1, RIP2, RIP3, RIP1, RIP2, RIP3, RIP1],
             "round robin over the three"
         );
+    }
+
+    /// Through the burst prefetch: in a burst of new datagrams to two round-robin services,
+    /// interleaved, with datagrams of open connections among them, the reply buckets loaded
+    /// are those of the new connections, each predicted after its own service's flows only.
+    #[test]
+    fn the_burst_prefetch_loads_the_reply_buckets_of_its_new_flows() {
+        let (_dp, mut w, _mgr) = director();
+        // Open two connections first, one per service.
+        let open = [flow(41_000, 53), flow(41_001, 54)];
+        for t in &open {
+            let mut f = datagram(t);
+            assert_eq!(w.process(0, &mut f), Action::Tx(1));
+        }
+        let burst = [
+            flow(42_000, 53),
+            open[0],
+            flow(42_001, 54),
+            flow(42_002, 53),
+            flow(42_003, 54),
+            open[1],
+            flow(42_004, 53),
+            flow(42_005, 54),
+        ];
+        let mut frames: Vec<Vec<u8>> = burst.iter().map(datagram).collect();
+        PREFETCHED_REPLIES.with(|r| r.borrow_mut().clear());
+        w.prefetch_burst(frames.iter().map(Vec::as_slice));
+        let loaded = PREFETCHED_REPLIES.with(|r| r.take());
+        let mut opened = Vec::new();
+        for (i, (t, f)) in burst.iter().zip(&mut frames).enumerate() {
+            w.use_prefetched(i);
+            assert_eq!(w.process(0, f), Action::Tx(1));
+            if !open.contains(t) {
+                opened.push(format!("{:?}", reply_of(t, f)));
+            }
+        }
+        assert_eq!(loaded, opened);
     }
 }

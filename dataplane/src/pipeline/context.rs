@@ -1,7 +1,7 @@
 //! The per-worker pipeline context: the service snapshot and clock of the current burst, the
 //! worker's share of connection aging, its ICMP error budget, and the per-frame entry points.
 
-use super::conn::prefetch_found;
+use super::conn::{prefetch_found, PicksAhead};
 use super::defence::Defences;
 use super::icmp_error::ICMP_BURST;
 use super::kernel::TokenBucket;
@@ -146,7 +146,7 @@ impl Pipeline {
     /// Prefetches the connection-table lines that `frames` (one burst, before any of it is
     /// handled) will look up: every bucket first, then every entry, so that the misses of a
     /// table larger than the cache overlap across the burst instead of stalling each packet
-    /// twice; with the entries, for a frame whose bucket holds no entry of its tuple, the
+    /// twice; with the entries, for a frame whose bucket has no slot with its tuple's tag, the
     /// bucket of the reply tuple a new connection would insert ([`prefetch_found`]). Frames
     /// that are not plain TCP/UDP over IPv4 or IPv6 (no extension headers) are skipped. What
     /// it learns of frame `i` (its tuple's hash, the entry its bucket names) saves work in
@@ -166,11 +166,11 @@ impl Pipeline {
             n += 1;
         }
         let (snap, dp) = (&*self.snap, &*self.dp);
-        let mut ahead = 0;
+        let mut picks = PicksAhead::default();
         for h in self.prefetched.iter_mut().take(n).flatten() {
             match h {
-                Hint::V4(t, p) => prefetch_found::<Ipv4Hdr>(snap, dp, t, p, &mut ahead),
-                Hint::V6(t, p) => prefetch_found::<Ipv6Hdr>(snap, dp, t, p, &mut ahead),
+                Hint::V4(t, p) => prefetch_found::<Ipv4Hdr>(snap, dp, t, p, &mut picks),
+                Hint::V6(t, p) => prefetch_found::<Ipv6Hdr>(snap, dp, t, p, &mut picks),
             }
         }
         if let Some(rest) = self.prefetched.get_mut(n..) {

@@ -300,11 +300,11 @@ pub trait Scheduler: Send + Sync + std::fmt::Debug {
     fn pick(&self, dests: &Dests<'_>, flow: &Flow) -> Option<usize>;
 
     /// The server [`Scheduler::pick`] is likely to choose for `flow` once `ahead` other new
-    /// flows have taken theirs, changing nothing. Only a hint: the burst prefetch loads the
-    /// bucket of the new connection's reply tuple by it, so it may be wrong, and it is `None`
-    /// where it would cost as much as the pick or more (the least-connection family scans
-    /// every server, and its picks follow the counts the burst's own inserts change; weighted
-    /// round robin would walk `ahead` picks).
+    /// flows of this service have taken theirs, changing nothing. Only a hint: the burst
+    /// prefetch loads the bucket of the new connection's reply tuple by it, so it may be
+    /// wrong. `None` where a guess would need the picks before it or the counts that the
+    /// burst's own inserts change: weighted round robin would walk `ahead` picks, and the
+    /// least-connection family's picks follow the counts.
     fn predict(&self, _dests: &Dests<'_>, _flow: &Flow, _ahead: usize) -> Option<usize> {
         None
     }

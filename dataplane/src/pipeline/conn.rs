@@ -495,7 +495,7 @@ fn service_of<'s, H: IpHeader>(snap: &'s Snapshot, t: &Tuple<H::Addr>) -> Option
 /// insert looks for a rival, is loaded too ([`predicted_reply`]). That bucket depends on the
 /// real server picked, so stage 1 cannot know it, and its miss was the largest single cost of
 /// a new connection. `picks`: the burst's new flows so far.
-#[inline]
+#[inline(always)]
 pub(super) fn prefetch_found<H: IpHeader>(
     snap: &Snapshot,
     dp: &Dataplane,
@@ -503,14 +503,25 @@ pub(super) fn prefetch_found<H: IpHeader>(
     p: &mut Prefetched,
     picks: &mut PicksAhead,
 ) {
-    let conns = H::conns(dp);
-    conns.prefetch_entry(p);
+    H::conns(dp).prefetch_entry(p);
     if !p.has_candidate() {
-        if let Some(reply) = predicted_reply::<H>(snap, dp, t, picks) {
-            #[cfg(test)]
-            tests::PREFETCHED_REPLIES.with(|r| r.borrow_mut().push(format!("{reply:?}")));
-            conns.prefetch_bucket(&reply);
-        }
+        prefetch_reply::<H>(snap, dp, t, picks);
+    }
+}
+
+/// [`prefetch_found`] of a frame of no connection, out of line: an established packet
+/// passes it by at one test.
+#[inline(never)]
+fn prefetch_reply<H: IpHeader>(
+    snap: &Snapshot,
+    dp: &Dataplane,
+    t: &Tuple<H::Addr>,
+    picks: &mut PicksAhead,
+) {
+    if let Some(reply) = predicted_reply::<H>(snap, dp, t, picks) {
+        #[cfg(test)]
+        tests::PREFETCHED_REPLIES.with(|r| r.borrow_mut().push(format!("{reply:?}")));
+        H::conns(dp).prefetch_bucket(&reply);
     }
 }
 

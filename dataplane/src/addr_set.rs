@@ -1,7 +1,7 @@
-//! A small set of IPv4 addresses, each with a byte of classes, answered by one probe: what the
-//! IPv4 stage asks of a packet's two addresses (martian? one of ours? a VIP?) without scanning
-//! a list per question; and for IPv6, a filter that answers "certainly not" before a list is
-//! looked at.
+//! A small set of IPv4 addresses, each with a byte of classes, answered by a word of filter
+//! bits and at most one probe: what the IPv4 stage asks of a packet's two addresses (martian?
+//! one of ours? a VIP?) without scanning a list per question; and for IPv6, a filter that
+//! answers "certainly not" before a list is looked at.
 //!
 //! Each set is built on the control thread with the structure whose lists it indexes and
 //! published with it: [`crate::pipeline::OwnedAddrs`] carries the broadcasts and held addresses,
@@ -18,12 +18,16 @@ pub const LOCAL: u8 = 2;
 pub const VIP: u8 = 4;
 
 /// Open addressing with linear probing over a power-of-two table at most half full; a slot is
-/// `address << 8 | classes`, 0 when empty (0.0.0.0 is never stored).
+/// `address << 8 | classes`, 0 when empty (0.0.0.0 is never stored). A word of filter bits
+/// in front answers most other addresses (most packets' are no member) without the probe.
 #[derive(Debug)]
 pub struct AddrSet {
     slots: Box<[u64]>,
     /// log2 of the slot count.
     bits: u32,
+    /// A bit per member, picked by its hash's low 6 bits ([`AddrSet::hashed`]): clear, the
+    /// address is certainly no member.
+    filter: u64,
 }
 
 impl Default for AddrSet {
@@ -43,6 +47,7 @@ impl AddrSet {
         let mut set = AddrSet {
             slots: vec![0; 1 << bits].into_boxed_slice(),
             bits,
+            filter: 0,
         };
         for (addr, class) in listed {
             set.add(addr, class);
@@ -50,9 +55,13 @@ impl AddrSet {
         set
     }
 
-    fn home(&self, a: u32) -> usize {
-        // Fibonacci hashing: the top `bits` bits of the product.
-        (u64::from(a).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - self.bits)) as usize
+    /// Fibonacci hashing: the probe starts at the top `bits` bits of the product, the filter
+    /// bit is its low 6 (one multiply for both; the product's lowest bits are those of `a`
+    /// times an odd number, so as spread as the addresses' own low bits, which vary most).
+    #[inline]
+    fn hashed(&self, a: u32) -> (usize, u64) {
+        let h = u64::from(a).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        ((h >> (64 - self.bits)) as usize, 1 << (h & 63))
     }
 
     fn add(&mut self, addr: Ipv4Addr, class: u8) {
@@ -61,7 +70,8 @@ impl AddrSet {
             return;
         }
         let mask = self.slots.len() - 1;
-        let mut i = self.home(a);
+        let (mut i, bit) = self.hashed(a);
+        self.filter |= bit;
         while let Some(s) = self.slots.get_mut(i) {
             if *s == 0 || (*s >> 8) as u32 == a {
                 *s = (u64::from(a) << 8) | (*s & 0xff) | u64::from(class);
@@ -75,8 +85,11 @@ impl AddrSet {
     #[inline]
     pub fn of(&self, addr: Ipv4Addr) -> u8 {
         let a = u32::from(addr);
+        let (mut i, bit) = self.hashed(a);
+        if self.filter & bit == 0 {
+            return 0;
+        }
         let mask = self.slots.len() - 1;
-        let mut i = self.home(a);
         // At most half full: an empty slot ends every probe.
         while let Some(&s) = self.slots.get(i) {
             if s == 0 {
@@ -120,6 +133,30 @@ impl AddrFilter6 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    proptest! {
+        /// Any set answers as a map of its members' classes ORed (0 for others): the filter
+        /// never hides a member. Addresses from two /24s, so that members and probes collide
+        /// in slots and filter bits.
+        #[test]
+        fn a_set_answers_as_a_map_of_its_members(
+            listed in proptest::collection::vec((0u32..512, 1u8..8), 0..40),
+            probes in proptest::collection::vec(0u32..512, 0..64),
+        ) {
+            let addr = |i: u32| Ipv4Addr::from(0xc633_6400 + i);
+            let mut want: HashMap<Ipv4Addr, u8> = HashMap::new();
+            for &(i, class) in &listed {
+                *want.entry(addr(i)).or_default() |= class;
+            }
+            let set = AddrSet::new(listed.iter().map(|&(i, class)| (addr(i), class)));
+            for i in listed.iter().map(|&(i, _)| i).chain(probes) {
+                let a = addr(i);
+                prop_assert_eq!(set.of(a), want.get(&a).copied().unwrap_or(0), "{}", a);
+            }
+        }
+    }
 
     #[test]
     fn the_ipv6_filter_holds_its_members_and_rules_out_most_others() {

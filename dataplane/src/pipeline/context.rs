@@ -278,7 +278,7 @@ impl Pipeline {
     /// `not_martian(src, dst).is_none()` for a caller with no use for the destination's
     /// classes (the fast path): whether the destination is a VIP does not decide it, so its
     /// probe of the VIPs is left out.
-    #[inline]
+    #[inline(always)]
     pub(super) fn martian_packet(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
         self.addr_class(src) != 0 || self.held_class(dst) & MARTIAN != 0
     }

@@ -3,9 +3,10 @@
 the commit before, one after) measured in one run on the same machine.
 
     scripts/pipeline-compare.py --before BIN --after BIN [--flows 1000,1000000] [--pairs 5] [--cpu 1]
-                                [--families 4,6]
+                                [--families 4,6] [--paths established,new,reply]
 
-For every point (IPv4/IPv6 x UDP/TCP x established/new x flows; IPv4 only by default):
+For every point (IPv4/IPv6 x UDP/TCP x path x flows; IPv4, established and new by default;
+both binaries must know the paths asked for):
 instructions per packet under callgrind (100K measured packets, collected only inside
 pipeline-bench's measured loop: they do not depend on what else the machine runs), then native
 ns per packet with the two binaries interleaved, before, after, before, after, ... `--pairs`
@@ -53,7 +54,7 @@ def callgrind_instr(binary, family, proto, path, flows, packets, work):
 
 def native_ns(binary, family, proto, path, flows, cpu):
     """Best ns per packet of 3 native runs."""
-    packets = 1000000 if path == "established" else 500000
+    packets = 500000 if path == "new" else 1000000
     cmd = [binary, "--family", family, "--flows", str(flows), "--proto", proto, "--path", path,
            "--packets", str(packets), "--repeat", "3", "--json"]
     if cpu is not None:
@@ -73,7 +74,12 @@ def main():
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--cpu", type=int, default=1)
     ap.add_argument("--families", default="4", help="4, 6 or 4,6 (pipeline-bench --family)")
+    ap.add_argument("--paths", default="established,new",
+                    help="comma-separated pipeline-bench --path values: established, new, reply")
     args = ap.parse_args()
+    paths = args.paths.split(",")
+    if any(p not in ("established", "new", "reply") for p in paths):
+        ap.error("--paths: established, new and/or reply, comma-separated")
     flows = [int(f) for f in args.flows.split(",")]
     families = args.families.split(",")
     if any(f not in ("4", "6") for f in families):
@@ -85,7 +91,7 @@ def main():
         for fam in families:
             for f in flows:
                 for proto in ("udp", "tcp"):
-                    for path in ("established", "new"):
+                    for path in paths:
                         point(args, work, fam, proto, path, f)
 
 

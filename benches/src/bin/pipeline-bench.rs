@@ -24,13 +24,20 @@
 //!    - `established`: data frames (TCP ACK / UDP) of flows drawn uniformly at random from the N;
 //!    - `new`: P flows not in the table (indices N..N+P): TCP SYNs / first UDP datagrams, each a
 //!      new connection (the table holds N+P slots, so none is refused);
+//!    - `reply`: the real server's answer (UDP datagram / TCP ACK) in flows drawn as for
+//!      `established`: the warm-up's last frame of each flow after NAT, reflected as a server
+//!      answers it (`frame::reflect`: MACs, addresses and ports swapped), kept per flow. It
+//!      enters on the internal port and must leave on the external one. The clients are
+//!      neighbours on the external link, `N / 60000 + 1` hosts (`frame::client_of`), as in the
+//!      traffic benchmark: the replies' next hops are as many;
 //! 3. the measured loop ([`measured`], never inlined so callgrind's `--toggle-collect` can
 //!    select it): per 32 frames one poll loop of the driver, as rvsd's worker runs it: the
 //!    burst's handles (a pointer to the slot and the length, as the NIC hands over mbuf
 //!    pointers), `begin`, `rx_burst` (the burst's connection-table lines prefetched, then each
 //!    frame through the pipeline in place and into the TX batch; `--no-prefetch` hands the
 //!    frames over one by one with `rx_frame` instead), `finish` (the TX batch handed to a sink
-//!    that counts it). Every frame must come out on the internal port, or the run fails.
+//!    that counts it). Every frame must come out on the internal port (a reply on the external
+//!    one), or the run fails.
 //!
 //! Natively the loop runs `--repeat` times (frames rebuilt between runs, outside the timing) and
 //! the best and median ns/packet are reported. The clock does not move, so `finish` ages
@@ -69,6 +76,9 @@ enum PathArg {
     Established,
     /// Each packet a new flow (TCP SYN / first UDP datagram).
     New,
+    /// The real servers' answers in flows already in the table (in on the internal port,
+    /// out on the external one to the client's MAC): the other half of the traffic.
+    Reply,
 }
 
 #[derive(Parser, Debug, Clone, Copy)]
@@ -283,7 +293,8 @@ impl<const S: usize> FrameIo for Sink<S> {
 }
 
 /// Fills the table with flows `0..n` (established), a burst of flows per poll loop, in the
-/// first slots of `slab`.
+/// first slots of `slab`. With `replies`, each flow's last frame after NAT, reflected as its
+/// real server answers it, is appended there (`S` bytes a flow).
 fn warm<const S: usize>(
     d: &mut BurstDriver<SlotFrame<S>>,
     io: &mut Sink<S>,
@@ -291,6 +302,7 @@ fn warm<const S: usize>(
     g: &Generator,
     proto: ProtoArg,
     n: u32,
+    mut replies: Option<&mut Vec<u8>>,
 ) {
     let steps: &[bool] = match proto {
         ProtoArg::Udp => &[false],
@@ -311,19 +323,37 @@ fn warm<const S: usize>(
             assert_eq!(a, Action::Tx(1), "warm-up flow {i} not forwarded");
             k += 1;
         }
+        if let Some(r) = replies.as_deref_mut() {
+            // SAFETY: the frame was sent (the sink keeps no view of it).
+            let mut answer = unsafe { slab.slot_mut(k - 1) }.to_vec();
+            let reflected = frame::reflect(&mut answer, true);
+            assert_eq!(reflected, Ok(frame::Reflected::Reply), "flow {i}'s reply");
+            r.extend_from_slice(&answer);
+        }
     }
     d.finish(io);
 }
 
-/// Writes the measured frames into the first `args.packets` slots of `slab`.
-fn build<const S: usize>(slab: &mut Slab<S>, g: &Generator, args: &Args, rng: &mut Rng) {
+/// Writes the measured frames into the first `args.packets` slots of `slab` (`replies`: the
+/// warm-up's, for the reply path).
+fn build<const S: usize>(
+    slab: &mut Slab<S>,
+    g: &Generator,
+    args: &Args,
+    rng: &mut Rng,
+    replies: &[u8],
+) {
     for k in 0..args.packets {
-        let (idx, syn) = match args.path {
-            PathArg::Established => (rng.below(args.flows), false),
-            PathArg::New => (args.flows + k, args.proto == ProtoArg::Tcp),
-        };
         // SAFETY: no frame is alive between runs.
-        g.write(unsafe { slab.slot_mut(k as usize) }, idx, syn, 0);
+        let slot = unsafe { slab.slot_mut(k as usize) };
+        match args.path {
+            PathArg::Established => _ = g.write(slot, rng.below(args.flows), false, 0),
+            PathArg::New => _ = g.write(slot, args.flows + k, args.proto == ProtoArg::Tcp, 0),
+            PathArg::Reply => {
+                let at = rng.below(args.flows) as usize * S;
+                slot.copy_from_slice(&replies[at..at + S]);
+            }
+        }
     }
 }
 
@@ -336,6 +366,7 @@ fn measured<const S: usize>(
     slab: &Slab<S>,
     n: usize,
     len: usize,
+    port: u16,
     prefetch: bool,
 ) {
     let mut rx = Vec::with_capacity(BURST);
@@ -344,10 +375,10 @@ fn measured<const S: usize>(
         rx.extend((first..n.min(first + BURST)).map(|k| unsafe { slab.frame(k, len) }));
         d.begin(NOW_MS);
         if prefetch {
-            d.rx_burst(io, 0, &mut rx);
+            d.rx_burst(io, port, &mut rx);
         } else {
             for f in rx.drain(..) {
-                d.rx_frame(io, 0, f);
+                d.rx_frame(io, port, f);
             }
         }
         d.finish(io);
@@ -389,7 +420,7 @@ fn main() {
     let flows = args.flows.max(1);
     let packets = args.packets.max(1);
     let extra = match args.path {
-        PathArg::Established => 0,
+        PathArg::Established | PathArg::Reply => 0,
         PathArg::New => packets.saturating_mul(args.repeat.max(1)),
     };
     if u64::from(flows) + u64::from(extra) > u64::from(MAX_FLOWS) {
@@ -435,6 +466,7 @@ fn main() {
     let path = match args.path {
         PathArg::Established => "established",
         PathArg::New => "new",
+        PathArg::Reply => "reply",
     };
     let p = match args.proto {
         ProtoArg::Udp => "udp",
@@ -492,8 +524,17 @@ fn run<const S: usize>(
     let mut slab = Slab::<S>::new((packets as usize).max(2 * BURST));
 
     let t0 = Instant::now();
-    warm(&mut d, &mut io, &mut slab, g, args.proto, flows);
+    let reply = args.path == PathArg::Reply;
+    let mut replies = Vec::new();
+    let keep = reply.then_some(&mut replies);
+    warm(&mut d, &mut io, &mut slab, g, args.proto, flows, keep);
     let warm_s = t0.elapsed().as_secs_f64();
+    // Replies enter on the internal port and leave on the external one.
+    let (port, want) = if reply {
+        (1, [u64::from(packets), 0])
+    } else {
+        (0, [0, u64::from(packets)])
+    };
     let drain = args.sync_master.then(|| SyncDrain::start(dp.clone()));
 
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -503,7 +544,7 @@ fn run<const S: usize>(
         if args.path == PathArg::New {
             built.flows = flows + r * packets;
         }
-        build(&mut slab, g, &built, &mut rng);
+        build(&mut slab, g, &built, &mut rng, &replies);
         io = Sink::default();
         let t = Instant::now();
         measured(
@@ -512,11 +553,12 @@ fn run<const S: usize>(
             &slab,
             packets as usize,
             g.len(),
+            port,
             !args.no_prefetch,
         );
         let el = t.elapsed().as_nanos() as f64;
-        if io.sent != [0, u64::from(packets)] {
-            eprintln!("only {} of {packets} measured frames forwarded", io.sent[1]);
+        if io.sent != want {
+            eprintln!("{:?} of {packets} measured frames sent (ports 0, 1)", io.sent);
             std::process::exit(1);
         }
         ns.push(el / f64::from(packets));

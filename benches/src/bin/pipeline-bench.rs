@@ -558,7 +558,10 @@ fn run<const S: usize>(
         );
         let el = t.elapsed().as_nanos() as f64;
         if io.sent != want {
-            eprintln!("{:?} of {packets} measured frames sent (ports 0, 1)", io.sent);
+            eprintln!(
+                "{:?} of {packets} measured frames sent (ports 0, 1)",
+                io.sent
+            );
             std::process::exit(1);
         }
         ns.push(el / f64::from(packets));

@@ -28,8 +28,8 @@
 //!      `established`: the warm-up's last frame of each flow after NAT, reflected as a server
 //!      answers it (`frame::reflect`: MACs, addresses and ports swapped), kept per flow. It
 //!      enters on the internal port and must leave on the external one. The clients are
-//!      neighbours on the external link, `N / 60000 + 1` hosts (`frame::client_of`), as in the
-//!      traffic benchmark: the replies' next hops are as many;
+//!      neighbours on the external link, `ceil(N / 60000)` hosts (`frame::client_of`), as in
+//!      the traffic benchmark: the replies' next hops are as many;
 //! 3. the measured loop ([`measured`], never inlined so callgrind's `--toggle-collect` can
 //!    select it): per 32 frames one poll loop of the driver, as rvsd's worker runs it: the
 //!    burst's handles (a pointer to the slot and the length, as the NIC hands over mbuf
@@ -309,9 +309,12 @@ fn warm<const S: usize>(
         ProtoArg::Tcp => &[true, false],
     };
     let mut k = 0;
+    // The slots of this loop's flows' last frames: their replies are kept once it is sent.
+    let mut last = Vec::with_capacity(BURST);
     for i in 0..n {
         if (i as usize).is_multiple_of(BURST) {
             d.finish(io);
+            keep_replies(slab, &mut last, replies.as_deref_mut());
             d.begin(NOW_MS);
             k = 0;
         }
@@ -323,15 +326,34 @@ fn warm<const S: usize>(
             assert_eq!(a, Action::Tx(1), "warm-up flow {i} not forwarded");
             k += 1;
         }
-        if let Some(r) = replies.as_deref_mut() {
-            // SAFETY: the frame was sent (the sink keeps no view of it).
-            let mut answer = unsafe { slab.slot_mut(k - 1) }.to_vec();
-            let reflected = frame::reflect(&mut answer, true);
-            assert_eq!(reflected, Ok(frame::Reflected::Reply), "flow {i}'s reply");
-            r.extend_from_slice(&answer);
-        }
+        last.push(k - 1);
     }
     d.finish(io);
+    keep_replies(slab, &mut last, replies);
+}
+
+/// Appends to `replies`, where kept, the sent (NATed) frames of `slab`'s `slots`, each
+/// reflected as its real server answers it (`S` bytes a flow, in flow order); empties `slots`.
+fn keep_replies<const S: usize>(
+    slab: &mut Slab<S>,
+    slots: &mut Vec<usize>,
+    replies: Option<&mut Vec<u8>>,
+) {
+    let Some(r) = replies else {
+        slots.clear();
+        return;
+    };
+    for k in slots.drain(..) {
+        // SAFETY: the loop's frames were handed to the sink (`finish`): none is alive.
+        let mut answer = unsafe { slab.slot_mut(k) }.to_vec();
+        let reflected = frame::reflect(&mut answer, true);
+        assert_eq!(
+            reflected,
+            Ok(frame::Reflected::Reply),
+            "a warm-up flow's reply"
+        );
+        r.extend_from_slice(&answer);
+    }
 }
 
 /// Writes the measured frames into the first `args.packets` slots of `slab` (`replies`: the
@@ -525,7 +547,7 @@ fn run<const S: usize>(
 
     let t0 = Instant::now();
     let reply = args.path == PathArg::Reply;
-    let mut replies = Vec::new();
+    let mut replies = Vec::with_capacity(if reply { flows as usize * S } else { 0 });
     let keep = reply.then_some(&mut replies);
     warm(&mut d, &mut io, &mut slab, g, args.proto, flows, keep);
     let warm_s = t0.elapsed().as_secs_f64();

@@ -246,7 +246,8 @@ impl Pipeline {
 
     /// What the IPv4 stage asks of an address, as an OR of [`crate::addr_set`]'s classes:
     /// martian (unspecified, loopback, multicast, class E by first octet, or a subnet's
-    /// broadcast), ours, a VIP; one probe of the held addresses' set and one of the snapshot's.
+    /// broadcast), ours, a VIP; one look at the held addresses' set and one at the snapshot's
+    /// (each a filter word, and a probe only where it may hold the address).
     /// The same answers as [`Dataplane::is_martian`], [`OwnedAddrs::is_local`] and
     /// [`Snapshot::is_vip`].
     #[inline]
@@ -277,7 +278,8 @@ impl Pipeline {
 
     /// `not_martian(src, dst).is_none()` for a caller with no use for the destination's
     /// classes (the fast path): whether the destination is a VIP does not decide it, so its
-    /// probe of the VIPs is left out.
+    /// probe of the VIPs is left out. Always inlined: LLVM kept it a call, with its saved
+    /// registers about 6 instructions an established IPv4 packet (callgrind, pipeline-bench).
     #[inline(always)]
     pub(super) fn martian_packet(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
         self.addr_class(src) != 0 || self.held_class(dst) & MARTIAN != 0

@@ -299,7 +299,8 @@ impl Snapshot {
         &self.vips
     }
 
-    /// [`crate::addr_set::VIP`] if `ip` is a service's virtual address, else 0: one probe.
+    /// [`crate::addr_set::VIP`] if `ip` is a service's virtual address, else 0: a filter word,
+    /// then at most one probe.
     /// Never another class: the fast path's martian check leaves this probe out for the
     /// destination (`Pipeline::martian_packet`).
     #[inline]

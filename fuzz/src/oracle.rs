@@ -629,21 +629,25 @@ impl Harness {
                 }
                 // The held fragment this one was: same datagram fields and payload, and the
                 // same addresses if one waits with them (routed as it came: two inputs may
-                // differ in an address alone), else one address kept (NATed on the other).
-                let same = |exact: bool| {
+                // differ in an address alone), else one its first fragment's decision turns
+                // into this one (two inputs may differ in the address that was NATed), else
+                // one address kept (then the check below fails: NATed as no decision says).
+                let same = |pair: Pairing| {
                     self.awaiting.iter().position(|input| {
                         Ip::parse(input).is_some_and(|a| {
                             (a.id, a.proto, a.frag) == (b.id, b.proto, b.frag)
-                                && if exact {
-                                    a.src == b.src && a.dst == b.dst
-                                } else {
-                                    a.src == b.src || a.dst == b.dst
-                                }
                                 && a.payload() == b.payload()
+                                && match pair {
+                                    Pairing::Routed => a.src == b.src && a.dst == b.dst,
+                                    Pairing::AsDecided => self.decided(&a, &b),
+                                    Pairing::OneAddressKept => a.src == b.src || a.dst == b.dst,
+                                }
                         })
                     })
                 };
-                let found = same(true).or_else(|| same(false));
+                let found = same(Pairing::Routed)
+                    .or_else(|| same(Pairing::AsDecided))
+                    .or_else(|| same(Pairing::OneAddressKept));
                 if let Some(i) = found {
                     let input = self.awaiting.swap_remove(i);
                     self.check_forwarded(&input, out.bytes(), false);
@@ -813,7 +817,27 @@ impl Harness {
         if (a.src, a.dst) == (b.src, b.dst) {
             return;
         }
-        let verdicts: Vec<FragVerdict<IpAddr>> = match (a.src, a.dst) {
+        assert!(
+            self.decided(a, b),
+            "fragment rewritten {a:?} -> {b:?}, not as its first fragment: {:?}",
+            self.verdicts(a)
+        );
+    }
+
+    /// Whether a decision recorded for fragment `a`'s datagram rewrites its addresses into
+    /// `b`'s.
+    fn decided(&self, a: &Ip, b: &Ip) -> bool {
+        self.verdicts(a).iter().any(|v| match *v {
+            FragVerdict::Dnat { addr, .. } => (b.src, b.dst) == (a.src, addr),
+            FragVerdict::Snat { addr, .. } => (b.src, b.dst) == (addr, a.dst),
+            FragVerdict::Route => false,
+        })
+    }
+
+    /// The decisions recorded for fragment `a`'s datagram: IPv4's in the dataplane's table,
+    /// IPv6's as this oracle saw its first fragments leave.
+    fn verdicts(&self, a: &Ip) -> Vec<FragVerdict<IpAddr>> {
+        match (a.src, a.dst) {
             (IpAddr::V4(src), IpAddr::V4(dst)) => {
                 let key = FragKey {
                     src,
@@ -836,16 +860,7 @@ impl Harness {
                     .map(|(_, v)| widen(*v))
                     .collect()
             }
-        };
-        let ok = verdicts.iter().any(|v| match *v {
-            FragVerdict::Dnat { addr, .. } => (b.src, b.dst) == (a.src, addr),
-            FragVerdict::Snat { addr, .. } => (b.src, b.dst) == (addr, a.dst),
-            FragVerdict::Route => false,
-        });
-        assert!(
-            ok,
-            "fragment rewritten {a:?} -> {b:?}, not as its first fragment: {verdicts:?}"
-        );
+        }
     }
 
     /// (rx + generated, tx + drops + held) now.
@@ -865,6 +880,18 @@ impl Harness {
             "counters add up: rx + generated = tx + drops + held"
         );
     }
+}
+
+/// How a released fragment is paired with the held input it was (`Oracle::check_released`),
+/// in order of preference.
+#[derive(Clone, Copy)]
+enum Pairing {
+    /// Same addresses: routed as it came.
+    Routed,
+    /// Addresses as its first fragment's recorded decision rewrites the input's.
+    AsDecided,
+    /// One address kept, the other changed (a wrong rewrite, which the check then reports).
+    OneAddressKept,
 }
 
 /// A connection as the oracle compares it, of either family.

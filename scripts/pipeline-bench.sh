@@ -2,20 +2,21 @@
 # The pipeline benchmark without I/O: pre-built frames through
 # the burst driver and dataplane::pipeline::Pipeline on one core (benches/src/bin/pipeline-bench.rs), in ns per packet
 # natively and in instructions per packet under valgrind's callgrind, for the established-flow
-# path (UDP, TCP ACKs) and the new-connection path (each frame a new flow: UDP, TCP SYNs).
+# path (UDP, TCP ACKs), the new-connection path (each frame a new flow: UDP, TCP SYNs) and the
+# reply path (the real servers' answers to established flows, SNAT out to the clients).
 # Writes its section of benches/RESULTS.md (between <!-- pipeline-bench:begin --> and
 # <!-- pipeline-bench:end -->), leaving the rest alone. No root needed.
 #
 #   scripts/pipeline-bench.sh [--out FILE] [--no-build] [--flows "1K 1M 10M"]
 #                             [--cg-flows "1K 1M"] [--no-callgrind] [--cpu N]
-#                             [--families "4 6"]
+#                             [--families "4 6"] [--paths "established new reply"]
 #
 # Each point runs for IPv4 and, beside it, for IPv6 (pipeline-bench --family 6; the report
 # compares the two, target IPv6 within 15% of IPv4 per packet); --families 4 leaves IPv6 out
 # (the run takes about twice as long with it; CI runs none of this). The --no-prefetch variant
 # is IPv4's only.
 #
-# Native: established = 1M measured packets x 5 runs, new = 500K x 3 (flow indices must stay in
+# Native: established and reply = 1M measured packets x 5 runs, new = 500K x 3 (flow indices must stay in
 # rvs-pktgen's 14.7M client space); best and median ns/packet. callgrind: 100K measured
 # packets, collected only inside the measured loop (--toggle-collect=*pipeline_bench*measured*),
 # so the table build (warm-up) and frame building are not counted, though they run under
@@ -32,6 +33,7 @@ CG_FLOWS="1K 1M"
 CALLGRIND=1
 CPU=
 FAMILIES="4 6"
+PATHS="established new reply"
 ARGV=("$0" "$@")
 while [ $# -gt 0 ]; do
     case $1 in
@@ -42,6 +44,7 @@ while [ $# -gt 0 ]; do
     --no-callgrind) CALLGRIND= ;;
     --cpu) CPU=$2; shift ;;
     --families) FAMILIES=$2; shift ;;
+    --paths) PATHS=$2; shift ;;
     -h | --help) usage_header; exit 0 ;;
     *) die "unknown argument: $1" ;;
     esac
@@ -50,6 +53,9 @@ done
 
 for fam in $FAMILIES; do
     case $fam in 4 | 6) ;; *) die "--families: 4 and/or 6, not $fam" ;; esac
+done
+for path in $PATHS; do
+    case $path in established | new | reply) ;; *) die "--paths: established, new and/or reply, not $path" ;; esac
 done
 
 num() {
@@ -82,8 +88,8 @@ fam_json() { [ "$1" = 6 ] && echo '"family":6,'; true; }
 for f in $FLOWS; do
     n=$(num "$f")
     for proto in udp tcp; do
-        for path in established new; do
-            if [ $path = established ]; then opts=(--packets 1000000 --repeat 5); else opts=(--packets 500000 --repeat 3); fi
+        for path in $PATHS; do
+            if [ $path = new ]; then opts=(--packets 500000 --repeat 3); else opts=(--packets 1000000 --repeat 5); fi
             # Each family in turn at each point, so both see the same load.
             for fam in $FAMILIES; do
                 # UDP established once more without the burst prefetch: what it is worth.
@@ -111,7 +117,7 @@ if [ -n "$CALLGRIND" ]; then
     for f in $CG_FLOWS; do
         n=$(num "$f")
         for proto in udp tcp; do
-            for path in established new; do
+            for path in $PATHS; do
                 for fam in $FAMILIES; do
                     # The name pipeline_bench.py's cg_file gives the record: cg6.* for IPv6.
                     famopt=()

@@ -89,7 +89,7 @@ for f in $FLOWS; do
     n=$(num "$f")
     for proto in udp tcp; do
         for path in $PATHS; do
-            if [ $path = new ]; then opts=(--packets 500000 --repeat 3); else opts=(--packets 1000000 --repeat 5); fi
+            if [ "$path" = new ]; then opts=(--packets 500000 --repeat 3); else opts=(--packets 1000000 --repeat 5); fi
             # Each family in turn at each point, so both see the same load.
             for fam in $FAMILIES; do
                 # UDP established once more without the burst prefetch: what it is worth.
@@ -105,7 +105,7 @@ for f in $FLOWS; do
                         printf '{"mode":"native","load":"%s",%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" "${line#\{}" >>"$REC"
                     else
                         printf '{"mode":"native",%s"proto":"%s","path":"%s","flows":%s,"prefetch":%s,"error":"exit %s"}\n' \
-                            "$(fam_json "$fam")" $proto $path "$n" "$([ -z "$v" ] && echo true || echo false)" $? >>"$REC"
+                            "$(fam_json "$fam")" $proto "$path" "$n" "$([ -z "$v" ] && echo true || echo false)" $? >>"$REC"
                     fi
                 done
             done
@@ -133,7 +133,7 @@ if [ -n "$CALLGRIND" ]; then
                         printf '{"mode":"callgrind","ir":%s,%s\n' "${ir:-null}" "${line#\{}" >>"$REC"
                     else
                         printf '{"mode":"callgrind",%s"proto":"%s","path":"%s","flows":%s,"error":"exit %s"}\n' \
-                            "$(fam_json "$fam")" $proto $path "$n" $? >>"$REC"
+                            "$(fam_json "$fam")" $proto "$path" "$n" $? >>"$REC"
                     fi
                 done
             done

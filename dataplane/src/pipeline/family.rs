@@ -58,6 +58,9 @@ pub(super) trait IpHeader: IpHdr<Addr: FragAddr> + Sized {
     fn conns(dp: &Dataplane) -> &ConnTable<Self::Fam>;
     fn frags(dp: &Dataplane) -> &FragTable<Self::Addr>;
     fn route(dp: &Dataplane, dst: Self::Addr) -> Option<(u16, Self::Addr)>;
+    /// The MAC of `next_hop` on `port`, if known now ([`Pipeline::next_hop_mac`] without
+    /// the detour through `IpAddr`).
+    fn next_hop_mac(p: &Pipeline, port: u16, next_hop: Self::Addr) -> Option<[u8; 6]>;
     fn is_vip(snap: &Snapshot, a: Self::Addr) -> bool;
     fn service(snap: &Snapshot, proto: u8, vip: Self::Addr, port: u16) -> Option<&Service>;
     fn ops_reply(
@@ -157,6 +160,10 @@ impl IpHeader for Ipv4Hdr {
         dp.route(dst)
     }
     #[inline]
+    fn next_hop_mac(p: &Pipeline, port: u16, next_hop: Ipv4Addr) -> Option<[u8; 6]> {
+        p.next_hop_mac4(port, next_hop)
+    }
+    #[inline]
     fn is_vip(snap: &Snapshot, a: Ipv4Addr) -> bool {
         snap.is_vip(a)
     }
@@ -249,6 +256,10 @@ impl IpHeader for Ipv6Hdr {
     }
     fn route(dp: &Dataplane, dst: Ipv6Addr) -> Option<(u16, Ipv6Addr)> {
         dp.route6(dst)
+    }
+    #[inline]
+    fn next_hop_mac(p: &Pipeline, port: u16, next_hop: Ipv6Addr) -> Option<[u8; 6]> {
+        p.next_hop_mac6(port, next_hop)
     }
     fn is_vip(snap: &Snapshot, a: Ipv6Addr) -> bool {
         snap.is_vip6(a)

@@ -125,7 +125,7 @@ impl Pipeline {
         let m = Mapping::from(hit);
         let nat = m.rewrite(ip.dst());
         let (out, next_hop) = self.egress(nat.dst, ip).ok()?;
-        let next_mac = self.next_hop_mac(out, next_hop)?;
+        let next_mac = H::next_hop_mac(self, out, next_hop)?;
         let out_mac = self.dp.ports.get(usize::from(out))?.mac;
 
         // Decided: the stages' own steps from here, in their order.

@@ -379,8 +379,8 @@ impl Pipeline {
     }
 
     /// [`Pipeline::next_hop_mac`] of an IPv6 next hop, with no `IpAddr` on the way
-    /// (`IpHeader::next_hop_mac`): the fast path copied the 16 bytes into the enum and back,
-    /// 7 instructions an IPv6 packet (callgrind, pipeline-bench).
+    /// (`IpHeader::next_hop_mac`): the fast path does not copy the 16 bytes into an enum and
+    /// back.
     #[inline]
     pub(super) fn next_hop_mac6(&self, port: u16, next_hop: Ipv6Addr) -> Option<[u8; 6]> {
         self.dp

@@ -33,8 +33,11 @@ pub struct OpsReply<A = Ipv4Addr> {
 /// An immutable view of all services, replaced as a whole on every change.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    /// Sorted by `svc_key`, for binary search without hashing.
+    /// The IPv4 services sorted by `svc_key`, then the IPv6 ones under `u64::MAX` (indexed
+    /// by `v6.services`, only iterated here).
     services: Vec<(u64, Service)>,
+    /// How many of `services` are IPv4's: the part `Snapshot::service` searches.
+    v4_services: usize,
     /// The real servers of one-packet scheduling services by (protocol, RIP, rport), sorted
     /// by that key (`svc_key` of the real server's end). The service manager lets a real
     /// server of such a service back no other service, so each key has one answer.
@@ -87,11 +90,10 @@ const SCAN_MAX: usize = 8;
 
 /// The index of `k` in `items`, sorted by `key`: a scan for a short list, else a binary
 /// search. A new connection looks its service up twice (its reply's prefetch, then its
-/// stage), and with a few services an equality test an item is cheaper than a binary
-/// search's ordered comparisons (an IPv6 service key is 20 bytes): 54 instructions fewer an
-/// IPv6 new connection, 20 an IPv4 one, with two services a family (callgrind,
-/// pipeline-bench). The VIP lists keep their binary search: a filter word answers first, and
-/// with a scan there LLVM stopped inlining the IPv6 fast path's martian check.
+/// stage), and over a few services an equality test an item costs less than a binary
+/// search's ordered comparisons (an IPv6 service key is 20 bytes). The VIP lists keep their
+/// binary search: a filter word answers most questions first, and the larger inlined scan
+/// keeps LLVM from inlining the IPv6 fast path's martian check.
 #[inline]
 fn find_sorted<T, K: Ord>(items: &[T], k: &K, key: impl Fn(&T) -> &K) -> Option<usize> {
     if items.len() <= SCAN_MAX {
@@ -154,8 +156,8 @@ impl Snapshot {
                 }
             }
         }
-        let v4_count = services.len() - v6.services.len();
-        let (v4s, v6s) = services.split_at(v4_count);
+        let v4_services = services.len() - v6.services.len();
+        let (v4s, v6s) = services.split_at(v4_services);
         let mut vips: Vec<Ipv4Addr> = v4s.iter().map(|(_, s)| vip4(s)).collect();
         vips.sort();
         vips.dedup();
@@ -232,6 +234,7 @@ impl Snapshot {
         v6.real_services.dedup();
         Snapshot {
             services,
+            v4_services,
             ops_replies,
             vip_set: AddrSet::new(vips.iter().map(|&v| (v, VIP))),
             vips,
@@ -244,11 +247,9 @@ impl Snapshot {
 
     /// The service for `proto` (IP protocol number), VIP and virtual port.
     pub fn service(&self, proto: u8, vip: Ipv4Addr, port: u16) -> Option<&Service> {
-        let k = svc_key(proto, vip, port);
-        // IPv6 services sit at the end under u64::MAX, above every IPv4 key (whose protocol
-        // byte keeps it below 2^56), so they are never found here.
-        let i = find_sorted(&self.services, &k, |(k, _)| k)?;
-        self.services.get(i).map(|(_, s)| s)
+        let v4 = self.services.get(..self.v4_services)?;
+        let i = find_sorted(v4, &svc_key(proto, vip, port), |(k, _)| k)?;
+        v4.get(i).map(|(_, s)| s)
     }
 
     /// The IPv6 service for `proto`, VIP and virtual port.

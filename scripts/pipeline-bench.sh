@@ -51,12 +51,22 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-for fam in $FAMILIES; do
-    case $fam in 4 | 6) ;; *) die "--families: 4 and/or 6, not $fam" ;; esac
-done
-for path in $PATHS; do
-    case $path in established | new | reply) ;; *) die "--paths: established, new and/or reply, not $path" ;; esac
-done
+# Each list: known names, at least one, none twice (an empty list would write empty tables
+# over the RESULTS.md section; a repeat, duplicate rows).
+check_list() {
+    local opt=$1 known=$2 seen=" " x
+    shift 2
+    for x in "$@"; do
+        case " $known " in *" $x "*) ;; *) die "$opt: one or more of $known, not $x" ;; esac
+        case $seen in *" $x "*) die "$opt: $x given twice" ;; esac
+        seen="$seen$x "
+    done
+    [ "$seen" != " " ] || die "$opt: empty"
+}
+# shellcheck disable=SC2086 # the lists are split on purpose
+check_list --families "4 6" $FAMILIES
+# shellcheck disable=SC2086
+check_list --paths "established new reply" $PATHS
 
 num() {
     case $1 in

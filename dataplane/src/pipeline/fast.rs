@@ -214,6 +214,27 @@ mod tests {
         assert_eq!(w.peek_hint().map(|_| ()), None, "the hint is taken");
     }
 
+    /// A sender's MAC changed by another worker (in the shared table) is learnt again from
+    /// this worker's next new connection, though this worker's memo held the MAC the frame
+    /// carries: the sender learning asks through the memo, which must see the table move.
+    #[test]
+    fn sender_learning_sees_a_change_made_behind_the_memo() {
+        const MOVED_MAC: [u8; 6] = [2, 0, 0, 0, 9, 9];
+        let (dp, mut w) = director(VIP.into(), RIP1.into());
+        assert_eq!(w.next_hop_mac4(0, CIP), Some(CLIENT_MAC), "memo warmed");
+        dp.neigh.learn(0, CIP, MOVED_MAC);
+        let mut new_flow = datagram(40_000);
+        assert_eq!(w.process(0, &mut new_flow), Action::Tx(1));
+        assert_eq!(dp.neigh.lookup(0, CIP), Some(CLIENT_MAC), "learnt again");
+
+        let (dp, mut w) = director(VIP6.into(), RIP6_1.into());
+        assert_eq!(w.next_hop_mac6(0, CIP6), Some(CLIENT_MAC), "memo warmed");
+        dp.neigh6.learn(0, CIP6, MOVED_MAC);
+        let mut new_flow = datagram6(40_000);
+        assert_eq!(w.process(0, &mut new_flow), Action::Tx(1));
+        assert_eq!(dp.neigh6.lookup(0, CIP6), Some(CLIENT_MAC), "learnt again");
+    }
+
     /// The fast path takes a tracked datagram, and declines one whose prefetch hint is not
     /// its own (a hint left by another frame), changing nothing.
     #[test]

@@ -33,9 +33,11 @@ impl Pipeline {
         // A sender on one of our links is learned as if it had sent ARP: from every packet
         // that connection tracking does not handle, and from a TCP/UDP packet only when it
         // finds no connection (`tcp_udp`): established flows skip the neighbour lookup. The
-        // source is none of ours: `not_martian` refused those.
+        // source is none of ours: `not_martian` refused those. The MAC known now is asked
+        // through the worker's memo (the table's answer; a sender is often a reply's next hop
+        // already there).
         let learn = || {
-            if port.on_link(ip.src) && self.dp.neigh.lookup(in_port, ip.src) != Some(hdr.src) {
+            if port.on_link(ip.src) && self.next_hop_mac4(in_port, ip.src) != Some(hdr.src) {
                 self.dp.neigh.learn(in_port, ip.src, hdr.src);
             }
         };

@@ -65,9 +65,10 @@ impl Pipeline {
             return Err(DropReason::Martian.into());
         }
         // A sender on one of our links is learnt as if it had advertised itself (as IPv4
-        // learns from any packet): lazily for TCP/UDP, only when no connection is found.
+        // learns from any packet): lazily for TCP/UDP, only when no connection is found; the
+        // MAC known now asked through the worker's memo, as there.
         let learn = || {
-            if port.on_link6(ip.src) && self.dp.neigh6.lookup(in_port, ip.src) != Some(hdr.src) {
+            if port.on_link6(ip.src) && self.next_hop_mac6(in_port, ip.src) != Some(hdr.src) {
                 self.dp.neigh6.learn(in_port, ip.src, hdr.src);
             }
         };

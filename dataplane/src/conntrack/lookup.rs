@@ -98,8 +98,10 @@ impl<F: Family> ConnTable<F> {
     /// connection's (freed and taken since the prefetch), expired, or still pending, and a
     /// tuple in its second bucket has no candidate at all. The buckets are not read again here:
     /// the caller's full lookup ([`ConnTable::lookup_prefetched`]) does that, and a second way
-    /// to a hit cost every established packet instructions.
-    #[inline]
+    /// to a hit cost every established packet instructions. Always inlined: out of line, its
+    /// `Hit` came back through memory (IPv6's established packets 0.90-0.94x the time
+    /// inlined, benches/RESULTS.md).
+    #[inline(always)]
     pub fn prefetched_hit(
         &self,
         t: &Tuple<F::Addr>,

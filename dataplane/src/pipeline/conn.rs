@@ -356,7 +356,9 @@ pub(super) struct Segment<A> {
 }
 
 impl<A> Segment<A> {
-    #[inline]
+    /// Always inlined: LLVM kept it a call on the fast path, the tuple built in memory and
+    /// read back (14-22 instructions an established packet, benches/RESULTS.md).
+    #[inline(always)]
     pub(super) fn of<H: IpHeader<Addr = A>>(ip: &H, l4: &L4Hdr) -> Segment<A> {
         let tcp = ip.proto() == PROTO_TCP;
         Segment {

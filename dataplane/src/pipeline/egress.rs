@@ -32,6 +32,9 @@ impl Pipeline {
 
     /// Route lookup plus the egress MTU check (over it: IPv4 with DF set answered with ICMP
     /// fragmentation needed, IPv6 always with packet too big, the egress MTU in both).
+    /// Always inlined: out of line (LLVM's choice), an IPv6 destination went in and the next
+    /// hop came back through memory, and IPv6 established packets took 1.1-1.2x the time
+    /// (benches/RESULTS.md).
     pub(super) fn egress<H: IpHeader>(
         &self,
         dst: H::Addr,

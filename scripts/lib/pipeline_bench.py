@@ -192,8 +192,13 @@ def ipv6_part(recs, profile=lambda r: None):
             keys.append(k)
     for k in keys:
         n4, n6, i4, i6 = ns(4, k), ns(6, k), ipp(4, k), ipp(6, k)
-        a, b = (i4, i6) if i4 and i6 else (n4, n6)
+        # Instructions judge where callgrind ran; elsewhere (10M flows) the time does, and
+        # the verdict says so.
+        by_time = not (i4 and i6)
+        a, b = (n4, n6) if by_time else (i4, i6)
         ok = "" if not (a and b) else "yes" if b / a <= 1 + V6_TARGET else "no"
+        if ok and by_time:
+            ok += " (by time)"
         L.append(f"| {k[0]} | {k[1]} | {fl(k[2])} | {num(n4, '.1f')} | {num(n6, '.1f')} | {ratio(n4, n6)} | "
                  f"{num(i4, '.0f')} | {num(i6, '.0f')} | {ratio(i4, i6)} | {ok} |")
     L.append("")

@@ -109,6 +109,8 @@ class ReportTest(unittest.TestCase):
                 native("tcp", "new", 1000000, ns_best=100.0),
                 native("tcp", "new", 1000000, ns_best=300.0, **six),
                 native("udp", "new", 1000, error="exit 1", **six),
+                native("udp", "reply", 10000000, ns_best=50.0),
+                native("udp", "reply", 10000000, ns_best=70.0, **six),
                 callgrind("udp", "established", 1000000, ir=50000000),
                 callgrind("udp", "established", 1000000, ir=56000000, **six),
                 callgrind("tcp", "new", 1000000, ir=100000000),
@@ -126,10 +128,12 @@ class ReportTest(unittest.TestCase):
         self.assertIn("| udp | established | 1M | 40.0 | 44.0 | 1.10 | 500 | 560 | 1.12 | yes |", L[i:])
         self.assertIn("| tcp | new | 1M | 100.0 | 300.0 | 3.00 | 1000 | 2000 | 2.00 | no |", L[i:])
         self.assertIn("| udp | new | 1K |  |  |  |  |  |  |  |", L[i:])
+        # No instructions at 10M flows: the time judges, and the verdict says so.
+        self.assertIn("| udp | reply | 10M | 50.0 | 70.0 | 1.40 |  |  |  | no (by time) |", L[i:])
         self.assertIn("Failed IPv6 runs: native udp new 1K (exit 1).", L[i:])
         self.assertIn("established, 1M flows: `x` 5", L[i:])
         self.assertEqual(seen, [(4, "established"), (6, "established")])
-        self.assertEqual([pb.cg_file(r) for r in recs[5:7]],
+        self.assertEqual([pb.cg_file(r) for r in recs[7:9]],
                          ["cg.udp.established.1000000", "cg6.udp.established.1000000"])
         text = "<!-- pipeline-bench:begin -->\n" + "\n".join(L) + "\n<!-- pipeline-bench:end -->\n"
         self.assertEqual(pb.instructions(text)[0], {("udp", "established", 1000000): 500.0,

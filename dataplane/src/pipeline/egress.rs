@@ -35,6 +35,7 @@ impl Pipeline {
     /// Always inlined: out of line (LLVM's choice), an IPv6 destination went in and the next
     /// hop came back through memory, and IPv6 established packets took 1.1-1.2x the time
     /// (benches/RESULTS.md).
+    #[inline(always)]
     pub(super) fn egress<H: IpHeader>(
         &self,
         dst: H::Addr,
